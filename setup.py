@@ -1,0 +1,35 @@
+"""Packaging for minigpt2.
+
+The runtime needs numpy, safetensors, regex, huggingface_hub and cffi. torch and transformers are
+*references* used only by the tests and benchmarks: the package never imports them.
+"""
+from setuptools import find_packages, setup
+
+REFERENCE = [
+    # A plain "torch" pulls several GB of CUDA wheels; 2.13.0 is the CPU build these machines carry.
+    "torch==2.13.0",
+    # 4.x keeps head_mask and tuple key/value caches, which minigpt2 mirrors; 5.x dropped head_mask.
+    "transformers==4.46.3",
+    "tokenizers",
+    "tiktoken",
+]
+TEST = ["pytest>=7", "hypothesis>=6"]
+
+setup(
+    name="minigpt2",
+    version="0.1.0",
+    description="GPT-2 in readable NumPy, numerically identical to Hugging Face transformers",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    packages=find_packages(include=["minigpt2", "minigpt2.*"]),
+    package_data={"minigpt2": ["data/*"]},
+    python_requires=">=3.9",
+    install_requires=["numpy>=1.22", "safetensors>=0.4", "regex>=2022.1.18", "huggingface_hub>=0.20", "cffi>=1.15"],
+    extras_require={
+        "test": TEST,
+        "reference": REFERENCE,
+        "dev": TEST + REFERENCE + ["psutil", "threadpoolctl", "matplotlib", "jupytext"],
+        "tutorials": ["matplotlib", "jupytext"],
+    },
+    entry_points={"console_scripts": ["minigpt2=minigpt2.__main__:main"]},
+)
