@@ -1,0 +1,149 @@
+"""The key/value cache (``past_key_values``).
+
+What a caller sees is HF's layout: a tuple with one ``(key, value)`` pair per layer, each of shape
+[B, H, P, D]. Plain tuples and lists of arrays in that layout are accepted as input too.
+
+What is behind it: decoding one token at a time must not copy the whole cache at every step. The
+cache returned by the model is a ``KVCache``, a tuple whose pairs are read-only views into
+preallocated buffers with room to grow. Feeding it back appends the new keys and values in place,
+and a full buffer doubles, so each token costs amortised O(1) copying. If an older cache is fed back
+after a newer one was grown from the same buffers (branching, as in trying two continuations),
+the older one is copied first, so no cache a caller holds ever changes.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["KVCache"]
+
+
+class _Buffers:
+    """Per-layer key and value buffers [B, H, capacity, D], of which the first ``length`` are filled."""
+
+    def __init__(self, n_layer, batch, n_head, head_dim, capacity):
+        shape = (batch, n_head, capacity, head_dim)
+        self.keys = [np.empty(shape, np.float32) for _ in range(n_layer)]
+        self.values = [np.empty(shape, np.float32) for _ in range(n_layer)]
+        self.length = 0
+
+    @property
+    def capacity(self):
+        return self.keys[0].shape[2]
+
+    def grow(self, capacity):
+        """Reallocate to ``capacity`` positions, keeping the filled part."""
+        n = self.length
+        for buffers in (self.keys, self.values):
+            for i, old in enumerate(buffers):
+                new = np.empty(old.shape[:2] + (capacity,) + old.shape[3:], np.float32)
+                new[:, :, :n] = old[:, :, :n]
+                buffers[i] = new
+
+
+class _LayerSlot:
+    """One layer's view of the cache during a forward pass: ``extend`` appends and returns everything."""
+
+    def __init__(self, buffers, layer, start):
+        self.buffers, self.layer, self.start = buffers, layer, start
+
+    def extend(self, k, v):  # [B, H, T, D] each -> [B, H, P + T, D] each
+        end = self.start + k.shape[2]
+        keys, values = self.buffers.keys[self.layer], self.buffers.values[self.layer]
+        keys[:, :, self.start:end] = k
+        values[:, :, self.start:end] = v
+        return keys[:, :, :end], values[:, :, :end]
+
+
+class KVCache(tuple):
+    """``past_key_values``: a tuple of (key, value) per layer, each [B, H, P, D], read-only."""
+
+    def __new__(cls, buffers: _Buffers, length: int):
+        pairs = []
+        for k, v in zip(buffers.keys, buffers.values):
+            k, v = k[:, :, :length], v[:, :, :length]
+            k.flags.writeable = False
+            v.flags.writeable = False
+            pairs.append((k, v))
+        self = super().__new__(cls, pairs)
+        self._buffers, self._length = buffers, length
+        return self
+
+    def get_seq_length(self) -> int:
+        """P, the number of positions cached (HF's Cache.get_seq_length)."""
+        return self._length
+
+    def reorder(self, index) -> "KVCache":
+        """A new cache whose batch row i is this cache's row ``index[i]`` (beam search, batch selection)."""
+        index = np.asarray(index)
+        src = self._buffers
+        n_layer = len(src.keys)
+        B, H, _, D = src.keys[0].shape
+        dst = _Buffers(n_layer, len(index), H, D, src.capacity)
+        for i in range(n_layer):
+            dst.keys[i][:, :, : self._length] = src.keys[i][index, :, : self._length]
+            dst.values[i][:, :, : self._length] = src.values[i][index, :, : self._length]
+        dst.length = self._length
+        return KVCache(dst, self._length)
+
+    def __reduce__(self):  # pickles and deep-copies as the plain tuple it shows
+        return tuple, (tuple(self),)
+
+    # -- used by the model --------------------------------------------------------------------------
+    @staticmethod
+    def prepare(past, *, n_layer, batch, n_head, head_dim, new_tokens, max_positions):
+        """Buffers ready to receive ``new_tokens`` more positions after ``past``, and P.
+
+        ``past`` is None, a KVCache, or a tuple/list of (key, value) arrays [B, H, P, D].
+        """
+        if past is None:
+            past_length = 0
+        else:
+            past_length = _check_past(past, n_layer, batch, n_head, head_dim)
+        needed = past_length + new_tokens
+        reusable = (
+            isinstance(past, KVCache) and past._buffers.length == past._length and len(past._buffers.keys) == n_layer
+        )
+        if reusable:
+            buffers = past._buffers
+            if buffers.capacity < needed:
+                buffers.grow(min(max(needed, 2 * buffers.capacity), max(max_positions, needed)))
+        else:
+            capacity = needed if past is None else min(max(needed, 2 * past_length), max(max_positions, needed))
+            buffers = _Buffers(n_layer, batch, n_head, head_dim, capacity)
+            if past is not None:
+                for i, (k, v) in enumerate(past):
+                    buffers.keys[i][:, :, :past_length] = k
+                    buffers.values[i][:, :, :past_length] = v
+        buffers.length = needed
+        slots = [_LayerSlot(buffers, i, past_length) for i in range(n_layer)]
+        return buffers, slots, past_length
+
+
+def _check_past(past, n_layer, batch, n_head, head_dim) -> int:
+    """Validate the layout of past_key_values and return P."""
+    if not isinstance(past, (tuple, list)) or len(past) != n_layer:
+        got = f"{len(past)} entries" if isinstance(past, (tuple, list)) else type(past).__name__
+        raise ValueError(
+            f"past_key_values must be a tuple with one (key, value) pair per layer ({n_layer}), got {got}"
+        )
+    expected = None
+    for i, pair in enumerate(past):
+        if not isinstance(pair, (tuple, list)) or len(pair) != 2:
+            raise ValueError(f"past_key_values[{i}] must be a (key, value) pair")
+        for name, a in zip(("key", "value"), pair):
+            if not isinstance(a, np.ndarray):
+                raise TypeError(f"past_key_values[{i}] {name} must be a numpy array, got {type(a).__name__}")
+            if a.ndim != 4 or a.shape[0] != batch or a.shape[1] != n_head or a.shape[3] != head_dim:
+                raise ValueError(
+                    f"past_key_values[{i}] {name} has shape {a.shape}; expected (batch={batch}, n_head={n_head}, "
+                    f"past_length, head_dim={head_dim})"
+                )
+            if expected is None:
+                expected = a.shape[2]
+            elif a.shape[2] != expected:
+                raise ValueError(
+                    f"past_key_values[{i}] {name} holds {a.shape[2]} positions but layer 0 holds {expected}"
+                )
+            if not np.issubdtype(a.dtype, np.floating):
+                raise TypeError(f"past_key_values[{i}] {name} must be a float array, got dtype {a.dtype}")
+    return expected

@@ -1,0 +1,155 @@
+"""Reading and writing HF GPT-2 checkpoints (config.json + model.safetensors).
+
+A safetensors file is an 8-byte little-endian header length, a JSON header naming each tensor's
+dtype, shape and byte range, then the raw bytes. We read it ourselves so float32 tensors can be
+memory-mapped (no copy, pages loaded on first use) and so every defect is reported with the file
+and tensor it concerns. Half-precision tensors (F16, BF16) are converted to float32 on load.
+
+Only safetensors is loaded. PyTorch's pytorch_model.bin is a pickle, and unpickling runs code.
+"""
+from __future__ import annotations
+
+import json
+import mmap
+import os
+import re
+import struct
+import tempfile
+
+import numpy as np
+
+__all__ = ["read_safetensors", "write_safetensors", "flatten", "unflatten", "PICKLE_MESSAGE"]
+
+WEIGHTS_NAME = "model.safetensors"
+WEIGHTS_INDEX_NAME = "model.safetensors.index.json"
+PICKLE_NAMES = ("pytorch_model.bin", "pytorch_model.bin.index.json")
+PICKLE_MESSAGE = (
+    "minigpt2 loads only safetensors checkpoints: {what} is a PyTorch pickle, and loading a pickle can "
+    "execute arbitrary code. Convert it once where you trust it, e.g. with transformers: "
+    "GPT2LMHeadModel.from_pretrained(path).save_pretrained(out_dir, safe_serialization=True)"
+)
+
+_MAX_HEADER = 100 * 1024 * 1024
+_DTYPES = {"F32": np.float32, "F16": np.float16, "F64": np.float64, "BF16": np.uint16}
+_ITEMSIZE = {"F32": 4, "F16": 2, "F64": 8, "BF16": 2}
+
+
+def read_safetensors(path) -> dict:
+    """All tensors of a .safetensors file as float32 arrays (memory-mapped where stored as F32)."""
+    path = os.fspath(path)
+    size = os.path.getsize(path)
+    with open(path, "rb") as f:
+        if size < 8:
+            raise ValueError(f"{path} is not a safetensors file: it is only {size} bytes long")
+        (header_len,) = struct.unpack("<Q", f.read(8))
+        if header_len > min(_MAX_HEADER, size - 8):
+            raise ValueError(f"{path} is not a valid safetensors file (truncated, or not safetensors at all): "
+                             f"its header claims {header_len} bytes but the file has {size}")
+        try:
+            header = json.loads(f.read(header_len))
+        except (UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise ValueError(f"{path} is not a valid safetensors file: its header is not JSON ({e})") from None
+        if not isinstance(header, dict):
+            raise ValueError(f"{path} is not a valid safetensors file: its header is not a JSON object")
+        data_start = 8 + header_len
+        data_size = size - data_start
+        buffer = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) if size > 0 else b""
+
+    tensors = {}
+    for name, info in header.items():
+        if name == "__metadata__":
+            continue
+        try:
+            dtype, shape, (begin, end) = info["dtype"], list(info["shape"]), info["data_offsets"]
+        except (TypeError, KeyError, ValueError):
+            raise ValueError(f"{path}: the header entry of tensor {name!r} is malformed") from None
+        if dtype not in _DTYPES:
+            raise ValueError(f"{path}: tensor {name!r} has dtype {dtype}; minigpt2 loads F32, F16, BF16 and F64")
+        count = int(np.prod(shape, dtype=np.int64))
+        if not (0 <= begin <= end) or end - begin != count * _ITEMSIZE[dtype]:
+            raise ValueError(f"{path}: tensor {name!r} has byte range {begin}..{end}, which does not fit "
+                             f"shape {shape} of {dtype}")
+        if end > data_size:
+            raise ValueError(f"{path} is truncated: tensor {name!r} ends at byte {data_start + end} but the file "
+                             f"has {size} bytes")
+        raw = np.frombuffer(buffer, dtype=_DTYPES[dtype], count=count, offset=data_start + begin).reshape(shape)
+        tensors[name] = _to_float32(raw, dtype)
+    return tensors
+
+
+def _to_float32(raw, dtype):
+    if dtype == "F32":
+        return raw  # a read-only view of the memory map
+    if dtype == "BF16":  # bfloat16 is the top half of a float32
+        return (raw.astype(np.uint32) << 16).view(np.float32)
+    return raw.astype(np.float32)
+
+
+def write_safetensors(path, tensors: dict, metadata=None):
+    """Write float32 tensors to ``path`` atomically (a temporary file renamed into place)."""
+    from safetensors.numpy import save_file
+
+    path = os.fspath(path)
+    directory = os.path.dirname(os.path.abspath(path))
+    arrays = {name: np.ascontiguousarray(a, dtype=np.float32) for name, a in tensors.items()}
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".safetensors", dir=directory)
+    os.close(fd)
+    try:
+        save_file(arrays, tmp, metadata={"format": "pt", **(metadata or {})})
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+
+
+def find_weights(name_or_path, **hub_kwargs) -> list:
+    """The safetensors file(s) of a checkpoint: one file, or the shards an index names."""
+    from .hub import resolve_file
+
+    single = resolve_file(name_or_path, WEIGHTS_NAME, required=False, **hub_kwargs)
+    if single is not None:
+        return [single]
+    index = resolve_file(name_or_path, WEIGHTS_INDEX_NAME, required=False, **hub_kwargs)
+    if index is not None:
+        with open(index, encoding="utf-8") as f:
+            shards = sorted(set(json.load(f)["weight_map"].values()))
+        return [resolve_file(name_or_path, shard, **hub_kwargs) for shard in shards]
+    for pickle_name in PICKLE_NAMES:
+        if resolve_file(name_or_path, pickle_name, required=False, **hub_kwargs) is not None:
+            raise ValueError(PICKLE_MESSAGE.format(what=f"{name_or_path}/{pickle_name}"))
+    raise FileNotFoundError(f"{name_or_path} has no {WEIGHTS_NAME} (nor {WEIGHTS_INDEX_NAME})")
+
+
+# -- nested parameter dicts <-> flat checkpoint names ----------------------------------------------
+
+def flatten(params, prefix="") -> dict:
+    """{"h": [{"ln_1": {"weight": w}}]} -> {"h.0.ln_1.weight": w}"""
+    items = params.items() if isinstance(params, dict) else enumerate(params)
+    flat = {}
+    for key, value in items:
+        name = f"{prefix}{key}"
+        if isinstance(value, (dict, list)):
+            flat.update(flatten(value, name + "."))
+        else:
+            flat[name] = value
+    return flat
+
+
+def unflatten(flat: dict):
+    """{"h.0.ln_1.weight": w} -> {"h": [{"ln_1": {"weight": w}}]}: numbered parts become lists."""
+    root = {}
+    for name, value in flat.items():
+        node = root
+        parts = name.split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+        node[parts[-1]] = value
+    return _numbered_to_lists(root)
+
+
+def _numbered_to_lists(node):
+    if not isinstance(node, dict):
+        return node
+    if node and all(re.fullmatch(r"\d+", k) for k in node):
+        return [_numbered_to_lists(node[str(i)]) for i in range(len(node))]
+    return {k: _numbered_to_lists(v) for k, v in node.items()}

@@ -1,0 +1,260 @@
+"""GPT2Config: the hyper-parameters of a GPT-2 model, with Hugging Face's field names and defaults.
+
+A config.json written by transformers loads here unchanged (unknown keys are kept and written back),
+and one written here loads in transformers. The defaults describe the 124M "gpt2" checkpoint.
+"""
+from __future__ import annotations
+
+import copy
+import json
+import os
+
+from .activations import ACTIVATIONS
+
+__all__ = ["GPT2Config", "PRESETS"]
+
+CONFIG_NAME = "config.json"
+
+# HF's generic names for GPT-2's own fields (config.hidden_size is config.n_embd, and so on).
+ATTRIBUTE_MAP = {
+    "hidden_size": "n_embd",
+    "max_position_embeddings": "n_positions",
+    "num_attention_heads": "n_head",
+    "num_hidden_layers": "n_layer",
+}
+
+# Fields every HF config carries (PretrainedConfig) that a GPT-2 checkpoint may use.
+# Printing a config shows them only when they differ from these defaults, as HF does.
+COMMON_DEFAULTS = {
+    "output_hidden_states": False,
+    "output_attentions": False,
+    "return_dict": True,
+    "torch_dtype": None,
+    "is_encoder_decoder": False,
+    "is_decoder": False,
+    "add_cross_attention": False,
+    "tie_word_embeddings": True,
+    "architectures": None,
+    "finetuning_task": None,
+    "id2label": {0: "LABEL_0", 1: "LABEL_1"},
+    "label2id": {"LABEL_0": 0, "LABEL_1": 1},
+    "problem_type": None,
+    "pad_token_id": None,
+    "bos_token_id": None,
+    "eos_token_id": None,
+    "summary_last_dropout": 0.0,
+    "task_specific_params": None,
+}
+
+# GPT-2's own fields with the defaults of HF's GPT2Config (the openai-community/gpt2 architecture).
+GPT2_DEFAULTS = {
+    "vocab_size": 50257,
+    "n_positions": 1024,
+    "n_embd": 768,
+    "n_layer": 12,
+    "n_head": 12,
+    "n_inner": None,
+    "activation_function": "gelu_new",
+    "resid_pdrop": 0.1,
+    "embd_pdrop": 0.1,
+    "attn_pdrop": 0.1,
+    "layer_norm_epsilon": 1e-5,
+    "initializer_range": 0.02,
+    "summary_type": "cls_index",
+    "summary_use_proj": True,
+    "summary_activation": None,
+    "summary_proj_to_labels": True,
+    "summary_first_dropout": 0.1,
+    "scale_attn_weights": True,
+    "use_cache": True,
+    "bos_token_id": 50256,
+    "eos_token_id": 50256,
+    "scale_attn_by_inverse_layer_idx": False,
+    "reorder_and_upcast_attn": False,
+}
+
+# Published sizes, plus tiny ones for tests and workshops.
+PRESETS = {
+    "gpt2": dict(n_layer=12, n_head=12, n_embd=768),
+    "gpt2-medium": dict(n_layer=24, n_head=16, n_embd=1024),
+    "gpt2-large": dict(n_layer=36, n_head=20, n_embd=1280),
+    "gpt2-xl": dict(n_layer=48, n_head=25, n_embd=1600),
+    "distilgpt2": dict(n_layer=6, n_head=12, n_embd=768),
+    "tiny": dict(n_layer=2, n_head=4, n_embd=64, n_positions=128),
+}
+
+SUMMARY_TYPES = ("last", "first", "mean", "cls_index")
+
+
+class GPT2Config:
+    """The configuration of a GPT-2 model (HF's ``GPT2Config``).
+
+    >>> config = GPT2Config(n_layer=2, n_head=4, n_embd=64)
+    >>> config.hidden_size, config.n_inner
+    (64, None)
+
+    Dropout probabilities are stored for compatibility; minigpt2 runs inference only, where dropout is
+    the identity.
+    """
+
+    model_type = "gpt2"
+
+    def __init__(self, **kwargs):
+        values = {**COMMON_DEFAULTS, **GPT2_DEFAULTS}
+        for alias, name in ATTRIBUTE_MAP.items():
+            if alias in kwargs:
+                kwargs[name] = kwargs.pop(alias)
+        num_labels = kwargs.pop("num_labels", None)
+        kwargs.pop("model_type", None)
+        values.update(kwargs)
+        for key, value in values.items():
+            object.__setattr__(self, key, value)
+        self.id2label = {int(k): v for k, v in self.id2label.items()}
+        if num_labels is not None:
+            self.num_labels = num_labels
+        self.validate()
+
+    # -- HF's aliases -------------------------------------------------------------------------------
+    def __getattr__(self, name):
+        if name in ATTRIBUTE_MAP:
+            return getattr(self, ATTRIBUTE_MAP[name])
+        raise AttributeError(f"'GPT2Config' object has no attribute {name!r}")
+
+    def __setattr__(self, name, value):
+        object.__setattr__(self, ATTRIBUTE_MAP.get(name, name), value)
+
+    @property
+    def num_labels(self) -> int:
+        return len(self.id2label)
+
+    @num_labels.setter
+    def num_labels(self, n: int):
+        if not isinstance(n, int) or isinstance(n, bool) or n < 0:
+            raise ValueError(f"num_labels must be a non-negative integer, got {n!r}")
+        if len(self.id2label) != n:
+            self.id2label = {i: f"LABEL_{i}" for i in range(n)}
+            self.label2id = {v: k for k, v in self.id2label.items()}
+
+    @property
+    def head_dim(self) -> int:
+        return self.n_embd // self.n_head
+
+    @property
+    def inner_dim(self) -> int:
+        """The MLP's hidden width: n_inner, or 4 * n_embd when n_inner is None."""
+        return self.n_inner if self.n_inner is not None else 4 * self.n_embd
+
+    # -- validation ---------------------------------------------------------------------------------
+    def validate(self):
+        """Raise ValueError naming the field for any value minigpt2 cannot honour."""
+        for name in ("vocab_size", "n_positions", "n_embd", "n_layer", "n_head"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+                raise ValueError(f"GPT2Config.{name} must be a positive integer, got {value!r}")
+        if self.n_inner is not None and (
+            not isinstance(self.n_inner, int) or isinstance(self.n_inner, bool) or self.n_inner <= 0
+        ):
+            raise ValueError(f"GPT2Config.n_inner must be a positive integer or None, got {self.n_inner!r}")
+        if self.n_embd % self.n_head != 0:
+            raise ValueError(
+                f"GPT2Config.n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head}): "
+                f"each head gets n_embd / n_head dimensions"
+            )
+        if self.activation_function not in ACTIVATIONS:
+            raise ValueError(
+                f"GPT2Config.activation_function {self.activation_function!r} is not supported; "
+                f"choose one of {sorted(ACTIVATIONS)}"
+            )
+        if self.summary_activation not in (None, *ACTIVATIONS):
+            raise ValueError(
+                f"GPT2Config.summary_activation {self.summary_activation!r} is not supported; "
+                f"choose None or one of {sorted(ACTIVATIONS)}"
+            )
+        if self.summary_type not in SUMMARY_TYPES:
+            raise ValueError(
+                f"GPT2Config.summary_type {self.summary_type!r} is not supported; choose one of {list(SUMMARY_TYPES)}"
+            )
+        eps = self.layer_norm_epsilon
+        if not isinstance(eps, (int, float)) or isinstance(eps, bool) or not eps > 0:
+            raise ValueError(f"GPT2Config.layer_norm_epsilon must be a positive number, got {eps!r}")
+        for name in ("resid_pdrop", "embd_pdrop", "attn_pdrop", "summary_first_dropout", "summary_last_dropout"):
+            p = getattr(self, name)
+            if not isinstance(p, (int, float)) or isinstance(p, bool) or not 0.0 <= p <= 1.0:
+                raise ValueError(f"GPT2Config.{name} must be a probability in [0, 1], got {p!r}")
+        ir = self.initializer_range
+        if not isinstance(ir, (int, float)) or isinstance(ir, bool) or not ir >= 0:
+            raise ValueError(f"GPT2Config.initializer_range must be a non-negative number, got {ir!r}")
+
+    # -- construction -------------------------------------------------------------------------------
+    @classmethod
+    def from_dict(cls, config_dict: dict, **kwargs) -> "GPT2Config":
+        model_type = config_dict.get("model_type", "gpt2")
+        if model_type != "gpt2":
+            raise ValueError(f"model_type {model_type!r} is not GPT-2: minigpt2 loads only 'gpt2' configs")
+        return cls(**{**config_dict, **kwargs})
+
+    @classmethod
+    def from_json_file(cls, path) -> "GPT2Config":
+        try:
+            with open(path, encoding="utf-8") as f:
+                config_dict = json.load(f)
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{path} is not valid JSON: {e}") from None
+        if not isinstance(config_dict, dict):
+            raise ValueError(f"{path} must hold a JSON object, found {type(config_dict).__name__}")
+        return cls.from_dict(config_dict)
+
+    @classmethod
+    def from_pretrained(cls, name_or_path, **kwargs) -> "GPT2Config":
+        """Load config.json from a directory, a file, or a Hub repo ("gpt2", "owner/repo")."""
+        from .hub import resolve_file
+
+        hub_kwargs = {k: kwargs.pop(k) for k in list(kwargs) if k in ("revision", "cache_dir", "token", "local_files_only")}
+        path = name_or_path if os.path.isfile(name_or_path) else resolve_file(name_or_path, CONFIG_NAME, **hub_kwargs)
+        config = cls.from_json_file(path)
+        for key, value in kwargs.items():
+            setattr(config, key, value)
+        config.validate()
+        return config
+
+    @classmethod
+    def from_preset(cls, name: str, **kwargs) -> "GPT2Config":
+        """A config of a published size ("gpt2" ... "gpt2-xl", "distilgpt2") or "tiny", for random weights."""
+        if name not in PRESETS:
+            raise ValueError(f"unknown preset {name!r}; choose one of {sorted(PRESETS)}")
+        return cls(**{**PRESETS[name], **kwargs})
+
+    # -- serialisation ------------------------------------------------------------------------------
+    def to_dict(self) -> dict:
+        d = copy.deepcopy(self.__dict__)
+        d["model_type"] = self.model_type
+        return dict(sorted(d.items()))
+
+    def to_diff_dict(self) -> dict:
+        """GPT-2's own fields always; the common ones only where they differ from their defaults."""
+        return {
+            k: v
+            for k, v in self.to_dict().items()
+            if k not in COMMON_DEFAULTS or v != COMMON_DEFAULTS[k] or k in GPT2_DEFAULTS
+        }
+
+    def to_json_string(self, use_diff: bool = True) -> str:
+        d = self.to_diff_dict() if use_diff else self.to_dict()
+        return json.dumps(d, indent=2, sort_keys=True) + "\n"
+
+    def to_json_file(self, path, use_diff: bool = True):
+        with open(path, "w", encoding="utf-8") as f:
+            f.write(self.to_json_string(use_diff))
+
+    def save_pretrained(self, save_directory):
+        if os.path.isfile(save_directory):
+            raise ValueError(f"save_pretrained needs a directory, but {save_directory} is a file")
+        os.makedirs(save_directory, exist_ok=True)
+        # Written whole: transformers reads this file, and a diff dict would drop the common defaults.
+        self.to_json_file(os.path.join(save_directory, CONFIG_NAME), use_diff=False)
+
+    def __repr__(self):
+        return f"{type(self).__name__} {self.to_json_string()}"
+
+    def __eq__(self, other):
+        return isinstance(other, GPT2Config) and self.to_dict() == other.to_dict()

@@ -1,0 +1,136 @@
+"""The layers of GPT-2, each a plain NumPy function. Read this file top to bottom.
+
+Shapes use these letters:
+    B  batch             T  new tokens in this call     P  tokens already in the cache (past)
+    E  n_embd            H  n_head                      D  head_dim = E / H
+    K  keys attended to  (P + T for self-attention; the encoder length for cross-attention)
+
+Weights are stored the way HF's checkpoints store them. Linear layers are HF's ``Conv1D``: the weight
+is (in, out), so a linear layer is ``x @ weight + bias`` with no transpose. Parameters are nested
+dicts named like the checkpoint (``{"c_attn": {"weight": ..., "bias": ...}}``), unpacked with ``**``.
+
+Everything computes in float32. Dropout is the identity at inference, so it does not appear.
+"""
+import numpy as np
+
+from .backend import kernel
+
+# HF fills masked attention scores with the smallest float32, not -inf: a fully masked row then
+# becomes a uniform distribution instead of NaN.
+MASK_VALUE = np.finfo(np.float32).min
+
+
+@kernel
+def linear(x, weight, bias=None):
+    """An affine map, HF's Conv1D: x @ W + b.  # [..., in] -> [..., out]"""
+    y = x @ weight
+    if bias is not None:
+        y += bias
+    return y
+
+
+@kernel
+def layer_norm(x, weight, bias, eps=1e-5):
+    """Normalise each vector to mean 0 and variance 1, then scale and shift.  # [..., E] -> [..., E]"""
+    mean = x.mean(axis=-1, keepdims=True)
+    centered = x - mean
+    variance = (centered * centered).mean(axis=-1, keepdims=True)  # the biased variance, as torch uses
+    return centered / np.sqrt(variance + np.float32(eps)) * weight + bias
+
+
+def softmax(x):
+    """exp(x) / sum(exp(x)) along the last axis, shifted by the max so exp never overflows."""
+    e = np.exp(x - x.max(axis=-1, keepdims=True))
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+def split_heads(x, n_head):
+    """Give each head its own slice of the embedding.  # [B, T, E] -> [B, H, T, D]"""
+    B, T, E = x.shape
+    return x.reshape(B, T, n_head, E // n_head).transpose(0, 2, 1, 3)
+
+
+def merge_heads(x):
+    """Concatenate the heads again.  # [B, H, T, D] -> [B, T, E]"""
+    B, H, T, D = x.shape
+    return x.transpose(0, 2, 1, 3).reshape(B, T, H * D)
+
+
+def causal_mask(n_query, n_key):
+    """True where query i may see key j.  # -> [T, K]
+
+    The queries are the last ``n_query`` of the ``n_key`` positions (the rest come from the cache),
+    so the triangle is anchored at the lower-right corner: query i sees keys 0 .. i + (K - T).
+    """
+    return np.tri(n_query, n_key, k=n_key - n_query, dtype=bool)
+
+
+@kernel
+def attention(q, k, v, *, scale, causal, key_bias=None, head_mask=None, need_probs=False):
+    """Scaled dot-product attention: softmax(q k^T * scale + mask) v.
+
+    q: [B, H, T, D]; k, v: [B, H, K, D]; key_bias: additive, broadcastable to [B, 1, 1, K]
+    (0 for keys to attend to, MASK_VALUE for padding); head_mask: [1, H, 1, 1] multiplies the
+    probabilities. Returns (output [B, H, T, D], probabilities [B, H, T, K]).
+
+    ``need_probs`` says whether the caller uses the probabilities; the NumPy reference always has
+    them, a fused kernel (which never materialises them) serves only calls that do not need them.
+    """
+    scores = (q @ k.swapaxes(-1, -2)) * scale  # [B, H, T, K]
+    if causal:
+        scores = np.where(causal_mask(q.shape[-2], k.shape[-2]), scores, MASK_VALUE)
+    if key_bias is not None:
+        # A padded key that is also in the future gets MASK_VALUE twice, which overflows to -inf,
+        # exactly as in HF; softmax handles -inf.
+        with np.errstate(over="ignore"):
+            scores = scores + key_bias
+    probs = softmax(scores)
+    if head_mask is not None:
+        probs = probs * head_mask
+    return probs @ v, probs
+
+
+def attention_scale(head_dim, layer_idx, scale_attn_weights=True, scale_attn_by_inverse_layer_idx=False):
+    """The factor on q k^T: 1/sqrt(D) (scale_attn_weights), times 1/(layer_idx + 1) (Mistral's flag).
+
+    HF's third flag, reorder_and_upcast_attn, changes only the order of these multiplications and the
+    dtype of half-precision runs; in float32 it is the same function.
+    """
+    scale = 1.0
+    if scale_attn_weights:
+        scale /= float(head_dim) ** 0.5
+    if scale_attn_by_inverse_layer_idx:
+        scale /= float(layer_idx + 1)
+    return np.float32(scale)
+
+
+def self_attention(x, c_attn, c_proj, *, n_head, cache, scale, key_bias=None, head_mask=None, need_probs=False):
+    """Masked multi-head self-attention over the cache and the new tokens.  # [B, T, E] -> [B, T, E]
+
+    ``cache`` is this layer's slot of the KV cache: ``cache.extend(k, v)`` appends the new keys and
+    values and returns all of them. Returns (output, attention probabilities [B, H, T, P + T]).
+    """
+    qkv = linear(x, **c_attn)  # [B, T, 3E]
+    q, k, v = (split_heads(part, n_head) for part in np.split(qkv, 3, axis=-1))  # 3 x [B, H, T, D]
+    k, v = cache.extend(k, v)  # [B, H, P + T, D]
+    out, probs = attention(
+        q, k, v, scale=scale, causal=True, key_bias=key_bias, head_mask=head_mask, need_probs=need_probs
+    )
+    return linear(merge_heads(out), **c_proj), probs
+
+
+def cross_attention(x, encoder_states, q_attn, c_attn, c_proj, *, n_head, scale, key_bias=None, head_mask=None,
+                    need_probs=False):
+    """Attention from the tokens to an encoder's states (no causal mask).  # [B, T, E], [B, S, E] -> [B, T, E]"""
+    q = split_heads(linear(x, **q_attn), n_head)  # [B, H, T, D]
+    kv = linear(encoder_states, **c_attn)  # [B, S, 2E]
+    k, v = (split_heads(part, n_head) for part in np.split(kv, 2, axis=-1))  # 2 x [B, H, S, D]
+    out, probs = attention(
+        q, k, v, scale=scale, causal=False, key_bias=key_bias, head_mask=head_mask, need_probs=need_probs
+    )
+    return linear(merge_heads(out), **c_proj), probs
+
+
+def mlp(x, c_fc, c_proj, act):
+    """The position-wise feed-forward network.  # [B, T, E] -> [B, T, 4E] -> [B, T, E]"""
+    return linear(act(linear(x, **c_fc)), **c_proj)

@@ -1,0 +1,598 @@
+"""GPT-2 models with Hugging Face's names, arguments and outputs: the forward pass reads like the math.
+
+    GPT2Model                         tokens -> hidden states
+    GPT2LMHeadModel                   + logits over the vocabulary (the head is wte, tied), LM loss
+    GPT2DoubleHeadsModel              + a multiple-choice head on one token per choice
+    GPT2ForSequenceClassification     + a classifier on the last non-padding token
+
+Parameters live in ``model.params``, a nested dict named like the checkpoint
+(``params["h"][0]["attn"]["c_attn"]["weight"]``). Inputs are NumPy arrays (lists work too).
+"""
+from __future__ import annotations
+
+import os
+import warnings
+
+import numpy as np
+
+from . import checkpoint, tracing
+from .activations import ACTIVATIONS
+from .cache import KVCache
+from .config import GPT2Config
+from .layers import MASK_VALUE, attention_scale, cross_attention, layer_norm, linear, mlp, self_attention
+from .tracing import record
+from .outputs import (
+    BaseModelOutputWithPastAndCrossAttentions,
+    CausalLMOutputWithCrossAttentions,
+    GPT2DoubleHeadsModelOutput,
+    SequenceClassifierOutputWithPast,
+)
+
+__all__ = [
+    "GPT2PreTrainedModel",
+    "GPT2Model",
+    "GPT2LMHeadModel",
+    "GPT2DoubleHeadsModel",
+    "GPT2ForSequenceClassification",
+]
+
+def transformer_block(x, p, *, layer_idx, config, cache, mask, head_mask, need_probs,
+                      encoder_states=None, encoder_mask=None):
+    """One pre-norm transformer block.  # [B, T, E] -> [B, T, E]
+
+    x = x + attention(layer_norm(x));  [x = x + cross_attention(layer_norm(x), encoder)];
+    x = x + mlp(layer_norm(x)). Returns (x, self-attention probs, cross-attention probs or None).
+    """
+    eps, name = config.layer_norm_epsilon, f"h.{layer_idx}."
+    scale = attention_scale(config.head_dim, layer_idx, config.scale_attn_weights,
+                            config.scale_attn_by_inverse_layer_idx)
+    h = record(name + "ln_1", layer_norm(x, **p["ln_1"], eps=eps))
+    a, probs = self_attention(h, **p["attn"], n_head=config.n_head, cache=cache, scale=scale, key_bias=mask,
+                              head_mask=head_mask, need_probs=need_probs or _tracing())
+    record(name + "attn_probs", probs)
+    x = record(name + "resid_mid", x + record(name + "attn", a))
+    cross_probs = None
+    if encoder_states is not None:
+        h = layer_norm(x, **p["ln_cross_attn"], eps=eps)
+        a, cross_probs = cross_attention(h, encoder_states, **p["crossattention"], n_head=config.n_head, scale=scale,
+                                         key_bias=encoder_mask, head_mask=head_mask, need_probs=need_probs)
+        x = x + record(name + "crossattention", a)
+    h = record(name + "ln_2", layer_norm(x, **p["ln_2"], eps=eps))
+    x = x + record(name + "mlp", mlp(h, **p["mlp"], act=ACTIVATIONS[config.activation_function]))
+    return record(name + "out", x), probs, cross_probs
+
+
+class GPT2PreTrainedModel:
+    """What every GPT-2 model shares: config, parameters, random init, loading and saving."""
+
+    base_model_prefix = "transformer"
+
+    def __init__(self, config: GPT2Config = None, params: dict = None, *, seed=None):
+        if config is None:
+            config = GPT2Config()
+        if not isinstance(config, GPT2Config):
+            raise TypeError(f"config must be a GPT2Config, got {type(config).__name__}")
+        config.validate()
+        self.config = config
+        self.params = params if params is not None else self.init_params(config, seed)
+
+    # -- parameters ---------------------------------------------------------------------------------
+    @classmethod
+    def param_shapes(cls, config) -> dict:
+        """The flat name -> shape of every parameter this class holds (checkpoint names, no prefix)."""
+        E, V, P, I = config.n_embd, config.vocab_size, config.n_positions, config.inner_dim
+        shapes = {"wte.weight": (V, E), "wpe.weight": (P, E)}
+        for i in range(config.n_layer):
+            block = {"ln_1": None, "attn.c_attn": (E, 3 * E), "attn.c_proj": (E, E), "ln_2": None,
+                     "mlp.c_fc": (E, I), "mlp.c_proj": (I, E)}
+            if config.add_cross_attention:
+                block.update({"ln_cross_attn": None, "crossattention.q_attn": (E, E),
+                              "crossattention.c_attn": (E, 2 * E), "crossattention.c_proj": (E, E)})
+            for name, w in block.items():
+                if w is None:  # a layer norm
+                    shapes[f"h.{i}.{name}.weight"] = (E,)
+                    shapes[f"h.{i}.{name}.bias"] = (E,)
+                else:  # a Conv1D linear layer, weight (in, out)
+                    shapes[f"h.{i}.{name}.weight"] = w
+                    shapes[f"h.{i}.{name}.bias"] = (w[1],)
+        shapes["ln_f.weight"] = (E,)
+        shapes["ln_f.bias"] = (E,)
+        return shapes
+
+    @classmethod
+    def head_shapes(cls, config) -> dict:
+        """Parameters of the task head, outside the transformer (none for GPT2Model)."""
+        return {}
+
+    @classmethod
+    def init_params(cls, config, seed=None) -> dict:
+        """Random weights by HF's scheme: N(0, initializer_range); biases 0; layer norms 1 and 0;
+        residual projections (c_proj) N(0, initializer_range / sqrt(2 * n_layer))."""
+        rng = np.random.default_rng(seed)
+        std = config.initializer_range
+        flat = {}
+        for name, shape in {**cls.param_shapes(config), **cls.head_shapes(config)}.items():
+            is_layer_norm = name.split(".")[-2].startswith("ln_")
+            if is_layer_norm:
+                flat[name] = np.ones(shape, np.float32) if name.endswith("weight") else np.zeros(shape, np.float32)
+            elif name.endswith("bias"):
+                flat[name] = np.zeros(shape, np.float32)
+            else:
+                s = std / np.sqrt(2 * config.n_layer) if name.endswith("c_proj.weight") else std
+                flat[name] = rng.standard_normal(shape, dtype=np.float32) * np.float32(s)
+        return checkpoint.unflatten(flat)
+
+    def state_dict(self) -> dict:
+        """Flat checkpoint names -> arrays, as HF names them for this class."""
+        return checkpoint.flatten(self.params)
+
+    def num_parameters(self) -> int:
+        return sum(a.size for a in checkpoint.flatten(self.params).values())
+
+    # -- loading and saving -------------------------------------------------------------------------
+    @classmethod
+    def from_pretrained(cls, name_or_path, config: GPT2Config = None, *, revision=None, cache_dir=None, token=None,
+                        local_files_only=False, seed=None, **config_overrides):
+        """Load config.json + model.safetensors from a directory or a Hub repository ("gpt2", "owner/repo").
+
+        Checkpoints of any GPT-2 class load into any other: the "transformer." prefix is optional, the
+        LM head is tied to wte, and a task head missing from the checkpoint is initialised randomly
+        (with a warning, as in HF). Missing or mis-shaped transformer weights are an error.
+        """
+        hub = dict(revision=revision, cache_dir=cache_dir, token=token, local_files_only=local_files_only)
+        if config is None:
+            config = GPT2Config.from_pretrained(name_or_path, **hub, **config_overrides)
+        elif config_overrides:
+            raise TypeError(f"unexpected arguments {sorted(config_overrides)} (pass them in config instead)")
+        files = checkpoint.find_weights(name_or_path, **hub)
+        tensors = {}
+        for path in files:
+            tensors.update({name: (path, t) for name, t in checkpoint.read_safetensors(path).items()})
+        return cls(config, cls._params_from_tensors(config, tensors, seed=seed))
+
+    @classmethod
+    def _params_from_tensors(cls, config, tensors: dict, seed=None) -> dict:
+        """Match checkpoint tensors {name: (file, array)} to this class's parameters, checking shapes."""
+        expected = cls.param_shapes(config)
+        heads = cls.head_shapes(config)
+        prefix = cls.base_model_prefix + "."
+        flat, unexpected = {}, []
+        for name, (path, array) in tensors.items():
+            key = name[len(prefix):] if name.startswith(prefix) else name
+            if key in expected or key in heads:
+                want = expected.get(key, heads.get(key))
+                if tuple(array.shape) != want:
+                    raise ValueError(f"{path}: tensor {name!r} has shape {tuple(array.shape)}, but the config "
+                                     f"needs {want}")
+                flat[key] = array
+            elif _ignorable(key):
+                continue
+            elif key.startswith(("h.", "wte.", "wpe.", "ln_f.")):
+                unexpected.append(name)
+        if unexpected:
+            raise ValueError(f"the checkpoint has weights the config does not describe: {_short(unexpected)}. "
+                             f"Does config.json (n_layer, add_cross_attention, ...) belong to these weights?")
+        missing = [k for k in expected if k not in flat]
+        if missing:
+            raise ValueError(f"the checkpoint {os.path.dirname(next(iter(tensors.values()))[0]) if tensors else ''} "
+                             f"lacks weights: {_short(missing)}")
+        missing_heads = [k for k in heads if k not in flat]
+        if missing_heads:
+            warnings.warn(f"{cls.__name__}: weights {_short(missing_heads)} are not in the checkpoint and were "
+                          f"initialised randomly; train them before use", stacklevel=3)
+            fresh = checkpoint.flatten(cls.init_params(config, seed))
+            flat.update({k: fresh[k] for k in missing_heads})
+        return checkpoint.unflatten(flat)
+
+    def save_pretrained(self, save_directory):
+        """Write config.json and model.safetensors that transformers' from_pretrained loads."""
+        save_directory = os.fspath(save_directory)
+        if os.path.isfile(save_directory):
+            raise ValueError(f"save_pretrained needs a directory, but {save_directory} is a file")
+        os.makedirs(save_directory, exist_ok=True)
+        config = self.config
+        if config.architectures is None or type(self).__name__ not in config.architectures:
+            config.architectures = [type(self).__name__]
+        checkpoint.write_safetensors(os.path.join(save_directory, checkpoint.WEIGHTS_NAME), self.state_dict())
+        config.save_pretrained(save_directory)
+
+    # -- calling ------------------------------------------------------------------------------------
+    def __call__(self, *args, **kwargs):
+        return self.forward(*args, **kwargs)
+
+    def eval(self):
+        """For HF compatibility: minigpt2 models are always in inference mode (dropout is the identity)."""
+        return self
+
+
+class GPT2Model(GPT2PreTrainedModel):
+    """The bare GPT-2 transformer: token and position embeddings, n_layer blocks, a final layer norm."""
+
+    def forward(self, input_ids=None, past_key_values=None, attention_mask=None, token_type_ids=None,
+                position_ids=None, head_mask=None, inputs_embeds=None, encoder_hidden_states=None,
+                encoder_attention_mask=None, use_cache=None, output_attentions=None, output_hidden_states=None,
+                return_dict=None):
+        """Hidden states of every position.  # input_ids [B, T] -> last_hidden_state [B, T, E]
+
+        With ``past_key_values`` (P cached positions), ``input_ids`` holds only the T new tokens and
+        positions continue at P. Returns a BaseModelOutputWithPastAndCrossAttentions.
+        """
+        cfg, p = self.config, self.params
+        use_cache = cfg.use_cache if use_cache is None else use_cache
+        output_attentions = cfg.output_attentions if output_attentions is None else output_attentions
+        output_hidden_states = cfg.output_hidden_states if output_hidden_states is None else output_hidden_states
+        return_dict = cfg.return_dict if return_dict is None else return_dict
+
+        # Inputs may have extra leading axes (GPT2DoubleHeadsModel: [B, choices, T]); the blocks see [B, T].
+        if (input_ids is None) == (inputs_embeds is None):
+            raise ValueError("pass exactly one of input_ids and inputs_embeds")
+        if input_ids is not None:
+            input_ids = _int_array("input_ids", input_ids, high=cfg.vocab_size, min_ndim=1)
+            input_shape = input_ids.shape
+            inputs_embeds = p["wte"]["weight"][input_ids.reshape(-1, input_shape[-1])]  # [B, T, E]
+        else:
+            inputs_embeds = _float_array("inputs_embeds", inputs_embeds)
+            if inputs_embeds.ndim < 2 or inputs_embeds.shape[-1] != cfg.n_embd:
+                raise ValueError(f"inputs_embeds must have shape (batch, seq, n_embd={cfg.n_embd}), "
+                                 f"got {inputs_embeds.shape}")
+            input_shape = inputs_embeds.shape[:-1]
+            inputs_embeds = inputs_embeds.reshape(-1, input_shape[-1], cfg.n_embd)
+        B, T = inputs_embeds.shape[:2]
+        if T == 0:
+            raise ValueError("the input holds no tokens (sequence length 0)")
+
+        buffers, caches, P = KVCache.prepare(past_key_values, n_layer=cfg.n_layer, batch=B, n_head=cfg.n_head,
+                                             head_dim=cfg.head_dim, new_tokens=T, max_positions=cfg.n_positions)
+        if P + T > cfg.n_positions:
+            raise ValueError(f"the sequence is {P + T} tokens long ({P} cached + {T} new), but this model has "
+                             f"position embeddings for n_positions={cfg.n_positions}")
+
+        # Embeddings: token + position (+ token type, which GPT-2 embeds with the token table).
+        if position_ids is None:
+            position_ids = np.arange(P, P + T)[None, :]  # [1, T]
+        else:
+            position_ids = _int_array("position_ids", position_ids, high=cfg.n_positions)
+            position_ids = _reshape_to("position_ids", position_ids, (B, T))
+        x = inputs_embeds + p["wpe"]["weight"][position_ids]  # [B, T, E]
+        if token_type_ids is not None:
+            token_type_ids = _int_array("token_type_ids", token_type_ids, high=cfg.vocab_size)
+            x = x + p["wte"]["weight"][_reshape_to("token_type_ids", token_type_ids, (B, T))]
+
+        # Masks become additive biases on the attention scores: 0 to attend, MASK_VALUE for padding.
+        mask = None
+        if attention_mask is not None:
+            attention_mask = _float_array("attention_mask", attention_mask)
+            if attention_mask.size != B * (P + T):
+                raise ValueError(f"attention_mask has shape {attention_mask.shape}; expected (batch={B}, "
+                                 f"cached + new tokens={P + T}), 1 for tokens to attend to and 0 for padding")
+            mask = ((1.0 - attention_mask.reshape(B, P + T)) * MASK_VALUE)[:, None, None, :]  # [B, 1, 1, P + T]
+        encoder_mask = None
+        if encoder_hidden_states is not None:
+            if not cfg.add_cross_attention:
+                raise ValueError("encoder_hidden_states needs a model built with config.add_cross_attention=True")
+            encoder_hidden_states = _float_array("encoder_hidden_states", encoder_hidden_states)
+            if encoder_hidden_states.shape[0] != B or encoder_hidden_states.ndim != 3 \
+                    or encoder_hidden_states.shape[2] != cfg.n_embd:
+                raise ValueError(f"encoder_hidden_states must have shape (batch={B}, encoder_seq, "
+                                 f"n_embd={cfg.n_embd}), got {encoder_hidden_states.shape}")
+            if encoder_attention_mask is not None:
+                S = encoder_hidden_states.shape[1]
+                encoder_attention_mask = _float_array("encoder_attention_mask", encoder_attention_mask)
+                encoder_attention_mask = _reshape_to("encoder_attention_mask", encoder_attention_mask, (B, S))
+                encoder_mask = ((1.0 - encoder_attention_mask) * MASK_VALUE)[:, None, None, :]  # [B, 1, 1, S]
+        head_masks = _head_masks(head_mask, cfg.n_layer, cfg.n_head)
+        record("embeddings", x)
+
+        # The blocks.
+        all_hidden, all_attn, all_cross = [], [], []
+        for i, block_params in enumerate(p["h"]):
+            if output_hidden_states:
+                all_hidden.append(x)
+            x, probs, cross_probs = transformer_block(
+                x, block_params, layer_idx=i, config=cfg, cache=caches[i], mask=mask, head_mask=head_masks[i],
+                need_probs=output_attentions, encoder_states=encoder_hidden_states, encoder_mask=encoder_mask)
+            all_attn.append(probs)
+            all_cross.append(cross_probs)
+        x = record("ln_f", layer_norm(x, **p["ln_f"], eps=cfg.layer_norm_epsilon))
+        x = x.reshape(*input_shape, cfg.n_embd)
+        if output_hidden_states:
+            all_hidden.append(x)
+
+        out = BaseModelOutputWithPastAndCrossAttentions(
+            last_hidden_state=x,
+            past_key_values=KVCache(buffers, P + T) if use_cache else None,
+            hidden_states=tuple(all_hidden) if output_hidden_states else None,
+            attentions=tuple(all_attn) if output_attentions else None,
+            cross_attentions=tuple(all_cross) if output_attentions and cfg.add_cross_attention else None,
+        )
+        return out if return_dict else out.to_tuple()
+
+
+class _WithTransformer(GPT2PreTrainedModel):
+    """A task head on top of GPT2Model: the transformer's parameters and the head's share one dict."""
+
+    def __init__(self, config: GPT2Config = None, params: dict = None, *, seed=None):
+        super().__init__(config, params, seed=seed)
+        self.transformer = GPT2Model(self.config, self.params)
+
+    def state_dict(self) -> dict:
+        """As HF saves a model with a head: the transformer's weights under "transformer."."""
+        heads = self.head_shapes(self.config)
+        return {(k if k in heads else f"{self.base_model_prefix}.{k}"): v for k, v in super().state_dict().items()}
+
+    def _transformer(self, **kwargs):
+        return self.transformer.forward(**kwargs, return_dict=True)
+
+
+class GPT2LMHeadModel(_WithTransformer):
+    """GPT-2 with the language-modelling head: logits = hidden_states @ wte^T (the head is tied to wte)."""
+
+    def forward(self, input_ids=None, past_key_values=None, attention_mask=None, token_type_ids=None,
+                position_ids=None, head_mask=None, inputs_embeds=None, encoder_hidden_states=None,
+                encoder_attention_mask=None, labels=None, use_cache=None, output_attentions=None,
+                output_hidden_states=None, return_dict=None):
+        """Next-token logits.  # input_ids [B, T] -> logits [B, T, V]
+
+        ``labels`` [B, T] (usually input_ids itself) give the mean cross-entropy of predicting token
+        t+1 from positions <= t; labels of -100 are ignored.
+        """
+        t = self._transformer(
+            input_ids=input_ids, past_key_values=past_key_values, attention_mask=attention_mask,
+            token_type_ids=token_type_ids, position_ids=position_ids, head_mask=head_mask,
+            inputs_embeds=inputs_embeds, encoder_hidden_states=encoder_hidden_states,
+            encoder_attention_mask=encoder_attention_mask, use_cache=use_cache,
+            output_attentions=output_attentions, output_hidden_states=output_hidden_states)
+        logits = lm_head(t.last_hidden_state, self.params["wte"]["weight"])  # [B, T, V]
+        loss = None if labels is None else shifted_lm_loss(logits, labels, self.config.vocab_size)
+        out = CausalLMOutputWithCrossAttentions(
+            loss=loss, logits=logits, past_key_values=t.past_key_values, hidden_states=t.hidden_states,
+            attentions=t.attentions, cross_attentions=t.cross_attentions)
+        return out if _return_dict(return_dict, self.config) else out.to_tuple()
+
+
+class GPT2DoubleHeadsModel(_WithTransformer):
+    """GPT-2 with the LM head and a multiple-choice head (HF's SequenceSummary) on one token per choice."""
+
+    def __init__(self, config: GPT2Config = None, params: dict = None, *, seed=None):
+        config = config if config is not None else GPT2Config()
+        config.num_labels = 1  # as HF: one score per choice
+        super().__init__(config, params, seed=seed)
+
+    @classmethod
+    def head_shapes(cls, config):
+        if not config.summary_use_proj:
+            return {}
+        n_out = config.num_labels if config.summary_proj_to_labels and config.num_labels > 0 else config.n_embd
+        return {"multiple_choice_head.summary.weight": (n_out, config.n_embd),
+                "multiple_choice_head.summary.bias": (n_out,)}
+
+    @classmethod
+    def from_pretrained(cls, name_or_path, config=None, **kwargs):
+        if config is None:
+            hub = {k: kwargs[k] for k in ("revision", "cache_dir", "token", "local_files_only") if k in kwargs}
+            config = GPT2Config.from_pretrained(name_or_path, **hub)
+        config.num_labels = 1
+        return super().from_pretrained(name_or_path, config, **kwargs)
+
+    def forward(self, input_ids=None, past_key_values=None, attention_mask=None, token_type_ids=None,
+                position_ids=None, head_mask=None, inputs_embeds=None, mc_token_ids=None, labels=None,
+                mc_labels=None, use_cache=None, output_attentions=None, output_hidden_states=None,
+                return_dict=None):
+        """LM logits and one score per choice.  # input_ids [B, C, T] -> logits [B, C, T, V], mc_logits [B, C]
+
+        ``mc_token_ids`` [B, C]: the position of the classification token in each choice (default: the
+        last); ``mc_labels`` [B]: the right choice, giving mc_loss; ``labels``: the LM loss.
+        """
+        t = self._transformer(
+            input_ids=input_ids, past_key_values=past_key_values, attention_mask=attention_mask,
+            token_type_ids=token_type_ids, position_ids=position_ids, head_mask=head_mask,
+            inputs_embeds=inputs_embeds, use_cache=use_cache, output_attentions=output_attentions,
+            output_hidden_states=output_hidden_states)
+        h = t.last_hidden_state  # [B, C, T, E]
+        logits = lm_head(h, self.params["wte"]["weight"])
+        mc_logits = sequence_summary(h, mc_token_ids, self.params.get("multiple_choice_head"), self.config)
+        if mc_logits.shape[-1] == 1:
+            mc_logits = mc_logits[..., 0]  # [B, C]
+        mc_loss = None
+        if mc_labels is not None:
+            mc_labels = _int_array("mc_labels", mc_labels, high=mc_logits.shape[-1], ignore_index=-100)
+            mc_loss = cross_entropy(mc_logits.reshape(-1, mc_logits.shape[-1]), mc_labels.reshape(-1))
+        loss = None if labels is None else shifted_lm_loss(logits, labels, self.config.vocab_size)
+        out = GPT2DoubleHeadsModelOutput(
+            loss=loss, mc_loss=mc_loss, logits=logits, mc_logits=mc_logits, past_key_values=t.past_key_values,
+            hidden_states=t.hidden_states, attentions=t.attentions)
+        return out if _return_dict(return_dict, self.config) else out.to_tuple()
+
+
+class GPT2ForSequenceClassification(_WithTransformer):
+    """GPT-2 with a linear classifier (``score``, no bias) read at the last non-padding token."""
+
+    @classmethod
+    def head_shapes(cls, config):
+        return {"score.weight": (config.num_labels, config.n_embd)}
+
+    def forward(self, input_ids=None, past_key_values=None, attention_mask=None, token_type_ids=None,
+                position_ids=None, head_mask=None, inputs_embeds=None, labels=None, use_cache=None,
+                output_attentions=None, output_hidden_states=None, return_dict=None):
+        """Class scores per sequence.  # input_ids [B, T] -> logits [B, num_labels]
+
+        The last token that is not ``config.pad_token_id`` is scored (HF's rule: the position before
+        the first pad token; the last position when there is none). ``labels`` give the loss of
+        ``config.problem_type`` (inferred as HF does when None).
+        """
+        cfg = self.config
+        t = self._transformer(
+            input_ids=input_ids, past_key_values=past_key_values, attention_mask=attention_mask,
+            token_type_ids=token_type_ids, position_ids=position_ids, head_mask=head_mask,
+            inputs_embeds=inputs_embeds, use_cache=use_cache, output_attentions=output_attentions,
+            output_hidden_states=output_hidden_states)
+        logits = t.last_hidden_state @ self.params["score"]["weight"].T  # [B, T, num_labels]
+        B, T = logits.shape[:2]
+        if cfg.pad_token_id is None:
+            if B != 1:
+                raise ValueError("GPT2ForSequenceClassification cannot find the last token of each row of a batch "
+                                 "without config.pad_token_id; set it (e.g. to the tokenizer's pad token id)")
+            last = np.full(B, T - 1)
+        elif input_ids is not None:
+            ids = np.asarray(input_ids)
+            last = (np.argmax(ids == cfg.pad_token_id, axis=-1) - 1) % T  # HF's rule, modulo for "no pad"
+        else:
+            last = np.full(B, T - 1)  # padding cannot be seen in inputs_embeds (HF warns likewise)
+        pooled = logits[np.arange(B), last]  # [B, num_labels]
+        loss = None if labels is None else self._loss(pooled, labels)
+        out = SequenceClassifierOutputWithPast(loss=loss, logits=pooled, past_key_values=t.past_key_values,
+                                               hidden_states=t.hidden_states, attentions=t.attentions)
+        return out if _return_dict(return_dict, cfg) else out.to_tuple()
+
+    def _loss(self, pooled, labels):
+        cfg = self.config
+        labels = np.asarray(labels)
+        if cfg.problem_type is None:
+            if cfg.num_labels == 1:
+                cfg.problem_type = "regression"
+            elif np.issubdtype(labels.dtype, np.integer):
+                cfg.problem_type = "single_label_classification"
+            else:
+                cfg.problem_type = "multi_label_classification"
+        if cfg.problem_type == "regression":
+            diff = (np.squeeze(pooled) if cfg.num_labels == 1 else pooled) - np.squeeze(labels).astype(np.float32)
+            return np.mean(diff * diff, dtype=np.float32)
+        if cfg.problem_type == "single_label_classification":
+            labels = _int_array("labels", labels, high=cfg.num_labels, ignore_index=-100)
+            return cross_entropy(pooled.reshape(-1, cfg.num_labels), labels.reshape(-1))
+        if cfg.problem_type == "multi_label_classification":
+            y = labels.astype(np.float32)
+            # Binary cross-entropy with logits, in the overflow-free form.
+            return np.mean(np.maximum(pooled, 0) - pooled * y + np.log1p(np.exp(-np.abs(pooled))), dtype=np.float32)
+        raise ValueError(f"config.problem_type {cfg.problem_type!r} is not one of 'regression', "
+                         f"'single_label_classification', 'multi_label_classification'")
+
+
+# -- heads and losses ----------------------------------------------------------------------------------
+
+def lm_head(h, wte):
+    """Logits over the vocabulary from the tied embedding matrix.  # [..., E] -> [..., V]"""
+    return linear(h, wte.T)
+
+
+def sequence_summary(h, cls_index, params, config):
+    """HF's SequenceSummary: pick one vector per sequence, project it, activate.  # [B, C, T, E] -> [B, C, n]"""
+    kind = config.summary_type
+    if kind == "last":
+        s = h[:, -1]  # HF indexes axis 1 here, whatever it holds
+    elif kind == "first":
+        s = h[:, 0]
+    elif kind == "mean":
+        s = h.mean(axis=1)
+    else:  # "cls_index"
+        T = h.shape[-2]
+        if cls_index is None:
+            cls_index = np.full(h.shape[:-2], T - 1)
+        cls_index = _int_array("mc_token_ids", cls_index, high=T)
+        cls_index = _reshape_to("mc_token_ids", cls_index, h.shape[:-2])
+        s = np.take_along_axis(h, cls_index[..., None, None], axis=-2)[..., 0, :]  # [B, C, E]
+    if params is not None:  # summary_use_proj: nn.Linear, weight (out, in)
+        s = s @ params["summary"]["weight"].T + params["summary"]["bias"]
+    if config.summary_activation is not None:
+        s = ACTIVATIONS[config.summary_activation](s)
+    return s
+
+
+def cross_entropy(logits, labels, ignore_index=-100):
+    """Mean of -log softmax(logits)[label] over the labels that are not ignore_index.  # [N, V], [N] -> []
+
+    With every label ignored the mean is over nothing: NaN, as in torch.
+    """
+    keep = labels != ignore_index
+    logits, labels = logits[keep], labels[keep]
+    shifted = logits - logits.max(axis=-1, keepdims=True)
+    log_probs = shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
+    picked = log_probs[np.arange(len(labels)), labels]
+    if picked.size == 0:
+        return np.float32(np.nan)
+    return np.float32(-picked.mean(dtype=np.float64))
+
+
+def shifted_lm_loss(logits, labels, vocab_size):
+    """Cross-entropy of predicting token t+1 at position t.  # [..., T, V], [..., T] -> []"""
+    labels = _int_array("labels", labels, high=vocab_size, ignore_index=-100)
+    if labels.shape != logits.shape[:-1]:
+        raise ValueError(f"labels must have shape {logits.shape[:-1]} (one per input token), got {labels.shape}")
+    V = logits.shape[-1]
+    return cross_entropy(logits[..., :-1, :].reshape(-1, V), labels[..., 1:].reshape(-1))
+
+
+# -- input checking ------------------------------------------------------------------------------------
+
+def _tracing():
+    return tracing._active is not None
+
+
+def _return_dict(return_dict, config):
+    return config.return_dict if return_dict is None else return_dict
+
+
+def _ignorable(key):
+    """Buffers that older checkpoints store but that are not weights: attn.bias (the causal mask),
+    attn.masked_bias."""
+    return key.endswith((".attn.bias", ".attn.masked_bias", ".crossattention.bias", ".crossattention.masked_bias"))
+
+
+def _short(names, n=5):
+    names = list(names)
+    return ", ".join(names[:n]) + (f" and {len(names) - n} more" if len(names) > n else "")
+
+
+def _as_array(name, x):
+    if isinstance(x, (str, bytes)) or x is None:
+        raise TypeError(f"{name} must be an array of numbers, got {type(x).__name__}")
+    try:
+        return np.asarray(x)
+    except (ValueError, TypeError) as e:
+        raise TypeError(f"{name} must be an array of numbers: {e}") from None
+
+
+def _int_array(name, x, *, high, ignore_index=None, min_ndim=0):
+    """An integer array with values in [0, high) (or equal to ignore_index), or a clear error."""
+    a = _as_array(name, x)
+    if a.dtype == bool or not np.issubdtype(a.dtype, np.integer):
+        raise TypeError(f"{name} must hold integers, got dtype {a.dtype}")
+    if a.ndim < min_ndim:
+        raise ValueError(f"{name} must have at least {min_ndim} dimension(s), got shape {a.shape}")
+    bad = ((a < 0) | (a >= high)) & (a != ignore_index)
+    if bad.any():
+        allowed = f"[0, {high})" + ("" if ignore_index is None else f" or {ignore_index} (ignored)")
+        raise ValueError(f"{name} holds {a[bad].flat[0]}, outside the allowed values {allowed}")
+    return a.astype(np.int64, copy=False)
+
+
+def _float_array(name, x):
+    """A float32 array with no NaN, or a clear error."""
+    a = _as_array(name, x)
+    if not (np.issubdtype(a.dtype, np.floating) or np.issubdtype(a.dtype, np.integer) or a.dtype == bool):
+        raise TypeError(f"{name} must hold numbers, got dtype {a.dtype}")
+    a = a.astype(np.float32, copy=False)
+    if np.isnan(a).any():
+        raise ValueError(f"{name} contains NaN")
+    return a
+
+
+def _reshape_to(name, a, shape):
+    """Broadcast a per-token array ([T], [1, T] or [B, T]) to ``shape``, or explain what fits."""
+    try:
+        return np.broadcast_to(a.reshape(-1, shape[-1]) if a.ndim > len(shape) else a, shape)
+    except ValueError:
+        raise ValueError(f"{name} has shape {a.shape}; expected {shape} (or a shape that broadcasts to it)") from None
+
+
+def _head_masks(head_mask, n_layer, n_head):
+    """HF's head_mask, [H] (every layer) or [L, H], as one [1, H, 1, 1] multiplier per layer (or None)."""
+    if head_mask is None:
+        return [None] * n_layer
+    m = _float_array("head_mask", head_mask)
+    if m.shape == (n_head,):
+        m = np.broadcast_to(m, (n_layer, n_head))
+    if m.shape != (n_layer, n_head):
+        raise ValueError(f"head_mask must have shape (n_head={n_head},) or (n_layer={n_layer}, n_head={n_head}), "
+                         f"got {m.shape}")
+    return [row[None, :, None, None] for row in m]
