@@ -1,0 +1,505 @@
+"""Byte-level BPE, the tokenizer GPT-2 was trained with, readable top to bottom.
+
+Encoding a text takes four steps; each has a section below.
+
+    "Hello world!"
+      (1) pre-split with a regex           ->  ["Hello", " world", "!"]
+      (2) UTF-8 bytes, shown as characters ->  ["Hello", "Ġworld", "!"]        (a space byte is drawn "Ġ")
+      (3) merge adjacent pairs by rank     ->  [["Hello"], ["Ġworld"], ["!"]]  (each piece's BPE tokens)
+      (4) look the tokens up               ->  [15496, 995, 0]
+
+Decoding runs the tables backwards: id -> token string -> bytes, then the bytes are decoded as UTF-8.
+
+This module is the algorithm only. `minigpt2.tokenizer` wraps it in Hugging Face's `GPT2Tokenizer`
+interface (special tokens, padding, batches, files). `show_work(text)` prints every intermediate step.
+
+Three things make it fast (section 5) without changing a single id:
+  * a cache from pre-split piece to ids, so a word is merged once and then looked up;
+  * a shortcut: a piece whose bytes are already one vocabulary token *is* that token (checked for GPT-2's
+    vocabulary by a test: BPE never splits a string that is itself a token);
+  * a heap + linked list for very long pieces, so 1 MB without a space costs O(n log n), not O(n^2).
+"""
+from __future__ import annotations
+
+import copy
+import gzip
+import hashlib
+import heapq
+import json
+import os
+from dataclasses import dataclass, field
+from functools import lru_cache
+from itertools import chain
+from typing import Dict, Iterable, List, Optional, Sequence, Tuple
+
+import regex
+
+# ---------------------------------------------------------------------------------------------------------------
+# (1) Pre-splitting. BPE never merges across the boundaries this regex draws, so " world" and "world" are
+# separate vocabulary entries and a word keeps its leading space. Alternatives are tried left to right:
+#
+#   's|'t|'re|'ve|'m|'ll|'d   English contractions split off as their own piece (lower case only, as in GPT-2:
+#                             "DON'T" becomes "DON", "'", "T")
+#   ' ?\p{L}+'                a run of letters, with at most one leading space
+#   ' ?\p{N}+'                a run of digits/numerals, with at most one leading space
+#   ' ?[^\s\p{L}\p{N}]+'      a run of everything else (punctuation, symbols, emoji), with one leading space
+#   '\s+(?!\S)'               a run of whitespace, minus its last character when a word follows: "a   b" gives
+#                             "a", "  ", " b", so the word keeps its usual leading-space form
+#   '\s+'                     any whitespace left over (e.g. the "\n" in "a\nb")
+#
+# `regex` (not the standard `re`) is needed: `re` has no \p{L}/\p{N}, and its \s also matches characters such as
+# U+001C..U+001F that Unicode does not call white space.
+# ---------------------------------------------------------------------------------------------------------------
+GPT2_SPLIT_PATTERN = r"""'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
+PRETOKENIZER = regex.compile(GPT2_SPLIT_PATTERN)
+
+
+def pretokenize(text: str) -> List[str]:
+    """Step (1): split text into the pieces BPE works on. "".join(pretokenize(t)) == t always."""
+    return PRETOKENIZER.findall(text)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# (2) Bytes as characters. GPT-2 merges UTF-8 *bytes*, so any text can be encoded and no token is ever unknown.
+# The vocabulary files are text, though, so each of the 256 byte values gets a visible stand-in character.
+# ---------------------------------------------------------------------------------------------------------------
+def bytes_to_unicode() -> Dict[int, str]:
+    """The byte -> character table of OpenAI's encoder.py.
+
+    The 188 bytes that are printable and not a space stand for themselves ("A" is "A"; byte 0xE9 is "é", its
+    Latin-1 character). The other 68 (control codes, the space, 0x7F..0xA0 and 0xAD) are moved, in order, to
+    U+0100 and up. So the space 0x20 becomes "Ġ" (U+0120) and the newline 0x0A becomes "Ċ" (U+010A): that is
+    why GPT-2's tokens read "Ġworld" and "ĊĊ".
+    """
+    printable = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
+    table = {b: chr(b) for b in printable}
+    moved = 0
+    for b in range(256):
+        if b not in table:
+            table[b] = chr(256 + moved)
+            moved += 1
+    return dict(sorted(table.items()))
+
+
+BYTE_TO_CHAR: Dict[int, str] = bytes_to_unicode()
+CHAR_TO_BYTE: Dict[str, int] = {c: b for b, c in BYTE_TO_CHAR.items()}
+
+# The same two tables in the form str.translate wants, so a whole string is converted in C, not char by char.
+# Encoding: a piece's UTF-8 bytes are first read as Latin-1 (byte b -> chr(b)), then chr(b) -> BYTE_TO_CHAR[b].
+_LATIN1_TO_BYTE_CHAR = {b: c for b, c in BYTE_TO_CHAR.items()}
+_BYTE_CHAR_TO_LATIN1 = {ord(c): b for b, c in BYTE_TO_CHAR.items()}
+
+
+def to_byte_chars(piece: str) -> str:
+    """Step (2): "é!" -> UTF-8 b"\\xc3\\xa9!" -> "Ã©!". Raises UnicodeEncodeError on a lone surrogate."""
+    return piece.encode("utf-8").decode("latin-1").translate(_LATIN1_TO_BYTE_CHAR)
+
+
+def from_byte_chars(token: str) -> bytes:
+    """The inverse of to_byte_chars, for one token string: "Ġworld" -> b" world"."""
+    return token.translate(_BYTE_CHAR_TO_LATIN1).encode("latin-1")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# (3) Merging. vocab.bpe lists 50,000 pairs in the order training learned them; the line number is the pair's
+# *rank*. To encode a piece, start from its single byte-characters and repeatedly merge the adjacent pair with the
+# lowest rank (every occurrence of it, left to right), until no adjacent pair has a rank.
+# ---------------------------------------------------------------------------------------------------------------
+Ranks = Dict[Tuple[str, str], int]
+
+
+def bpe_merge(word: str, ranks: Ranks, trace: Optional[list] = None) -> List[str]:
+    """Step (3), the textbook loop (the same as OpenAI's encoder.py and HF's GPT2Tokenizer.bpe).
+
+    `word` is a piece in byte-characters. If `trace` is a list, each merge is appended to it as
+    (rank, (first, second), symbols after the merge). O(n^2) in the piece's length: fine for words.
+    """
+    symbols = list(word)
+    while len(symbols) > 1:
+        # The adjacent pair learned earliest. Pairs never learned rank as "infinitely late".
+        pairs = set(zip(symbols, symbols[1:]))
+        best = min(pairs, key=lambda pair: ranks.get(pair, float("inf")))
+        if best not in ranks:
+            break
+        # Merge every occurrence of it, scanning left to right ("aaa" with pair (a, a) gives "aa", "a").
+        first, second = best
+        merged, i = [], 0
+        while i < len(symbols):
+            if i + 1 < len(symbols) and symbols[i] == first and symbols[i + 1] == second:
+                merged.append(first + second)
+                i += 2
+            else:
+                merged.append(symbols[i])
+                i += 1
+        symbols = merged
+        if trace is not None:
+            trace.append((ranks[best], best, list(symbols)))
+    return symbols
+
+
+def bpe_merge_fast(word: str, ranks: Ranks) -> List[str]:
+    """The same result as bpe_merge for *monotone* merge lists (see ranks_are_monotone), faster on words.
+
+    Keeps the rank of every adjacent pair in a list, so each step is two C-level scans (min, index) and two
+    dictionary lookups: merge the leftmost lowest-ranked pair, then re-rank only its two new neighbours.
+    Merging one occurrence at a time equals merging all occurrences of the pair in one pass as long as a pair
+    that contains a freshly merged token can never rank below the merge that made it; GPT-2's list is monotone.
+    """
+    symbols = list(word)
+    inf = 1 << 62
+    pair_ranks = [ranks.get(pair, inf) for pair in zip(symbols, symbols[1:])]
+    while pair_ranks:
+        best = min(pair_ranks)
+        if best == inf:
+            break
+        i = pair_ranks.index(best)  # leftmost occurrence of the best pair
+        symbols[i : i + 2] = [symbols[i] + symbols[i + 1]]
+        del pair_ranks[i]
+        if i > 0:
+            pair_ranks[i - 1] = ranks.get((symbols[i - 1], symbols[i]), inf)
+        if i < len(pair_ranks):
+            pair_ranks[i] = ranks.get((symbols[i], symbols[i + 1]), inf)
+    return symbols
+
+
+def bpe_merge_long(word: str, ranks: Ranks) -> List[str]:
+    """The same result as bpe_merge for any merge list, in O(n log n): for pieces of thousands of bytes.
+
+    The textbook loop rescans the whole piece after every merge, so 1 MB of "aaaa..." would take hours. Here the
+    symbols form a linked list (nxt/prv arrays; a merged-away slot holds None) and every adjacent pair with a
+    rank sits in a min-heap keyed by (rank, position). Popping all entries of the lowest rank gives the pair's
+    occurrences left to right, exactly the textbook pass; entries made stale by earlier merges are skipped
+    (their two symbols no longer form that pair). Pairs created by the pass are pushed after it, as the textbook
+    loop only considers them in its next pass.
+    """
+    n = len(word)
+    symbols: List[Optional[str]] = list(word)
+    nxt = list(range(1, n + 1))
+    nxt[-1] = -1
+    prv = list(range(-1, n - 1))
+    shift = max(n, 1).bit_length()  # heap entries are ints rank << shift | position: cheaper than tuples
+    mask = (1 << shift) - 1
+    heap = [ranks[pair] << shift | i for i, pair in enumerate(zip(word, word[1:])) if pair in ranks]
+    heapq.heapify(heap)
+    while heap:
+        rank = heap[0] >> shift
+        merged_at = []
+        while heap and heap[0] >> shift == rank:
+            i = heapq.heappop(heap) & mask
+            left = symbols[i]
+            j = nxt[i]
+            if left is None or j < 0 or ranks.get((left, symbols[j])) != rank:
+                continue  # stale: one side was merged away or changed since this entry was pushed
+            symbols[i] = left + symbols[j]
+            symbols[j] = None
+            k = nxt[i] = nxt[j]
+            if k >= 0:
+                prv[k] = i
+            merged_at.append(i)
+        for i in merged_at:
+            p, k = prv[i], nxt[i]
+            if p >= 0 and (r := ranks.get((symbols[p], symbols[i]))) is not None:
+                heapq.heappush(heap, r << shift | p)
+            if k >= 0 and (r := ranks.get((symbols[i], symbols[k]))) is not None:
+                heapq.heappush(heap, r << shift | i)
+    out, i = [], 0
+    while i >= 0:
+        out.append(symbols[i])
+        i = nxt[i]
+    return out
+
+
+def ranks_are_monotone(merges: Sequence[Tuple[str, str]]) -> bool:
+    """True if no merge uses a token before the merge that creates it (then bpe_merge_fast is exact).
+
+    For each token t = a + b made by a merge of rank r, every merge with t on either side must rank after r.
+    Training produces such lists; a hand-edited one might not, and then the tokenizer uses the exact loops.
+    """
+    first_use: Dict[str, int] = {}
+    for rank, (a, b) in enumerate(merges):
+        first_use.setdefault(a, rank)
+        first_use.setdefault(b, rank)
+    return all(first_use.get(a + b, len(merges)) > rank for rank, (a, b) in enumerate(merges))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# (4) The vocabulary files. encoder.json (HF: vocab.json) maps token string -> id; vocab.bpe (HF: merges.txt) lists
+# the merges after a "#version: 0.2" line. GPT-2's copies ship inside the package, gzip-compressed, and are checked
+# against the SHA-256 published with them (and expected by tiktoken) every time they are read.
+# ---------------------------------------------------------------------------------------------------------------
+DATA_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data")
+GPT2_ENCODER_SHA256 = "196139668be63f3b5d6574427317ae82f612a97c5d1cdaf36ed2256dbf636783"
+GPT2_MERGES_SHA256 = "1ce1664773c50f3e0cc8842619a93edc4624525b728b188a9e0be33b7726adc5"
+GPT2_VOCAB_SIZE = 50257
+GPT2_EOT = "<|endoftext|>"
+
+
+class VocabularyFileError(ValueError):
+    """A vocabulary or merges file that cannot be used; the message names the file."""
+
+
+def parse_encoder(text: str, filename: str) -> Dict[str, int]:
+    """encoder.json / vocab.json text -> {token: id}, with errors that name the file."""
+    try:
+        encoder = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise VocabularyFileError(f"{filename}: not a JSON vocabulary ({e})") from None
+    if not isinstance(encoder, dict) or not encoder:
+        raise VocabularyFileError(f"{filename}: expected a JSON object mapping token -> id")
+    for token, index in encoder.items():
+        if type(index) is not int or index < 0:
+            raise VocabularyFileError(f"{filename}: token {token!r} has id {index!r}, not a non-negative integer")
+    if len(set(encoder.values())) != len(encoder):
+        raise VocabularyFileError(f"{filename}: two tokens share one id")
+    return encoder
+
+
+def parse_merges(text: str, filename: str) -> List[Tuple[str, str]]:
+    """vocab.bpe / merges.txt text -> [(first, second), ...] in rank order, with errors that name the file."""
+    merges = []
+    for number, line in enumerate(text.split("\n"), start=1):
+        if not line.strip() or (number == 1 and line.startswith("#version")):
+            continue
+        parts = line.split()
+        if len(parts) != 2:
+            raise VocabularyFileError(f"{filename}, line {number}: expected two tokens separated by a space, got {line!r}")
+        merges.append((parts[0], parts[1]))
+    if not merges:
+        raise VocabularyFileError(f"{filename}: no merges found")
+    return merges
+
+
+def check_consistent(encoder: Dict[str, int], merges: Sequence[Tuple[str, str]], vocab_name: str, merges_name: str):
+    """A merges file from another vocabulary is the classic mix-up: every merge must make a vocabulary token."""
+    for rank, (a, b) in enumerate(merges):
+        if a + b not in encoder:
+            raise VocabularyFileError(
+                f"{merges_name} does not match {vocab_name}: merge {rank} ({a!r} + {b!r}) makes {a + b!r}, "
+                f"which {vocab_name} does not contain"
+            )
+
+
+def read_text(path: str) -> str:
+    """A file's text (gzip-compressed if the name ends in .gz), with a clear error naming a missing file."""
+    try:
+        opener = gzip.open if path.endswith(".gz") else open
+        with opener(path, "rb") as f:
+            raw = f.read()
+        return raw.decode("utf-8")
+    except FileNotFoundError:
+        raise VocabularyFileError(f"{path}: file not found") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise VocabularyFileError(f"{path}: cannot be read as UTF-8 text ({e})") from None
+
+
+@lru_cache(maxsize=1)
+def gpt2_vocabulary() -> Tuple[Dict[str, int], Tuple[Tuple[str, str], ...]]:
+    """The bundled GPT-2 encoder and merges, hash-checked. Parsed once per process; treat as read-only."""
+    parsed = []
+    for name, expected, parse in (("encoder.json", GPT2_ENCODER_SHA256, parse_encoder),
+                                  ("vocab.bpe", GPT2_MERGES_SHA256, parse_merges)):
+        path = os.path.join(DATA_DIR, name + ".gz")
+        text = read_text(path)
+        digest = hashlib.sha256(text.encode("utf-8")).hexdigest()
+        if digest != expected:
+            raise VocabularyFileError(f"{path}: SHA-256 of the content is {digest}, expected {expected}; "
+                                      f"the bundled vocabulary is corrupt, reinstall minigpt2")
+        parsed.append(parse(text, path))
+    encoder, merges = parsed
+    return encoder, tuple(merges)
+
+
+def merges_digest(merges: Sequence[Tuple[str, str]]) -> str:
+    """SHA-256 of a merge list written as vocab.bpe writes it (equal to GPT2_MERGES_SHA256 for GPT-2's)."""
+    body = "".join(f"{a} {b}\n" for a, b in merges)
+    return hashlib.sha256(("#version: 0.2\n" + body).encode("utf-8")).hexdigest()
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# (5) The encoder: the four steps, plus a cache, the whole-token shortcut and the long-piece algorithm.
+# ---------------------------------------------------------------------------------------------------------------
+LONG_PIECE = 48  # byte-characters; from here on bpe_merge_long beats the list-based loop
+MAX_CACHED_PIECE = 256  # characters; longer pieces are rare and would only bloat the cache
+MAX_CACHE_ENTRIES = 1 << 18  # cleared when full: memory stays bounded on endless streams
+
+
+class _PieceCache(dict):
+    """piece -> tuple of ids. A miss calls the encoder (dict.__missing__), so lookups stay in C when warm."""
+
+    __slots__ = ("encode_piece",)
+
+    def __missing__(self, piece: str) -> Tuple[int, ...]:
+        ids = self.encode_piece(piece)
+        if len(piece) <= MAX_CACHED_PIECE:
+            if len(self) >= MAX_CACHE_ENTRIES:
+                self.clear()
+            self[piece] = ids
+        return ids
+
+
+class ByteLevelBPE:
+    """GPT-2's byte-level BPE over one vocabulary: text -> ids and ids -> bytes, nothing else.
+
+    encoder: token string (in byte-characters) -> id.  merges: pairs in rank order.
+    unk_id: the id for a merged token that is missing from the encoder (never happens with GPT-2's files,
+    where all 256 bytes are tokens); None makes that an error.
+    """
+
+    def __init__(self, encoder: Dict[str, int], merges: Sequence[Tuple[str, str]], unk_id: Optional[int] = None):
+        self.encoder = encoder
+        self.merges = list(merges)
+        self.ranks: Ranks = dict(zip(self.merges, range(len(self.merges))))  # a repeated pair keeps its last rank
+        self.unk_id = unk_id
+        self.decoder: Dict[int, str] = {i: t for t, i in encoder.items()}
+        self.is_gpt2 = len(self.merges) == 50000 and merges_digest(self.merges) == GPT2_MERGES_SHA256
+        self._fast_merge = self.is_gpt2 or ranks_are_monotone(self.merges)
+        # The shortcut "a piece that is one vocabulary token encodes to that token" holds when the token can be
+        # built by the merges; for GPT-2's merges that is every token a merge produces plus the 256 bytes
+        # (tests/test_tokenizer.py checks each one). Other merge lists get no shortcut: correctness first.
+        if self.is_gpt2:
+            made = {a + b for a, b in self.merges} | set(BYTE_TO_CHAR.values())
+            self.whole_tokens = {t: i for t, i in encoder.items() if t in made}
+        else:
+            self.whole_tokens = {}
+        self._id_to_bytes: Optional[List[Optional[bytes]]] = None
+        self.cache = _PieceCache()
+        self.cache.encode_piece = self.encode_piece
+
+    # -- encoding ------------------------------------------------------------------------------------------
+    def bpe(self, word: str) -> List[str]:
+        """Step (3) for one piece in byte-characters, choosing the algorithm by length (all give one answer)."""
+        if len(word) >= LONG_PIECE:
+            return bpe_merge_long(word, self.ranks)
+        if self._fast_merge:
+            return bpe_merge_fast(word, self.ranks)
+        return bpe_merge(word, self.ranks)
+
+    def encode_piece(self, piece: str) -> Tuple[int, ...]:
+        """Steps (2)-(4) for one pre-split piece, uncached."""
+        word = to_byte_chars(piece)
+        token_id = self.whole_tokens.get(word)
+        if token_id is not None:
+            return (token_id,)
+        encoder, unk = self.encoder, self.unk_id
+        ids = tuple(encoder.get(token, unk) for token in self.bpe(word))
+        if unk is None and None in ids:
+            missing = [t for t in self.bpe(word) if t not in encoder]
+            raise ValueError(f"the merges produce {missing[0]!r}, which the vocabulary lacks, and there is no unk token")
+        return ids
+
+    def encode_ordinary(self, text: str) -> List[int]:
+        """All four steps for a text, treating every character as plain text (no special tokens).
+
+        Warm, this is one regex pass plus one C-level dictionary lookup per piece.
+        """
+        return list(chain.from_iterable(map(self.cache.__getitem__, PRETOKENIZER.findall(text))))
+
+    def tokens(self, text: str) -> List[str]:
+        """Like encode_ordinary, but the token strings ("Ġworld") instead of ids; uncached, for inspection."""
+        return [token for piece in PRETOKENIZER.findall(text) for token in self.bpe(to_byte_chars(piece))]
+
+    # -- decoding ------------------------------------------------------------------------------------------
+    @staticmethod
+    def token_bytes(token: str) -> bytes:
+        """The bytes a vocabulary token stands for. A token outside the byte alphabet (an added "<pad>" in a
+        custom vocab.json) stands for its own UTF-8."""
+        if all(c in CHAR_TO_BYTE for c in token):
+            return from_byte_chars(token)
+        return token.encode("utf-8")
+
+    @property
+    def id_to_bytes(self) -> List[Optional[bytes]]:
+        """Decoding table: id_to_bytes[i] is the bytes of token i (None for an id no token has)."""
+        if self._id_to_bytes is None:
+            table: List[Optional[bytes]] = [None] * (max(self.decoder) + 1)
+            for index, token in self.decoder.items():
+                table[index] = self.token_bytes(token)
+            self._id_to_bytes = table
+        return self._id_to_bytes
+
+    # -- copies --------------------------------------------------------------------------------------------
+    def fresh(self) -> "ByteLevelBPE":
+        """A copy that shares the read-only tables (ranks, vocabulary) but starts with an empty cache."""
+        self.id_to_bytes  # build the decoding table once, so every copy shares it
+        clone = copy.copy(self)
+        clone.cache = _PieceCache()
+        clone.cache.encode_piece = clone.encode_piece
+        return clone
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# (6) Showing the work, for the tokenization tutorial.
+# ---------------------------------------------------------------------------------------------------------------
+@dataclass
+class Merge:
+    rank: int  # the line of vocab.bpe (0-based, after the #version line)
+    pair: Tuple[str, str]
+    symbols: List[str]  # the piece's symbols after merging every occurrence of the pair
+
+
+@dataclass
+class PieceWork:
+    text: str  # the piece as the regex cut it
+    utf8: bytes  # its UTF-8 bytes
+    byte_chars: str  # the same bytes drawn with bytes_to_unicode's characters
+    merges: List[Merge]  # in the order applied
+    tokens: List[str]
+    ids: List[int]
+
+
+@dataclass
+class TokenizationWork:
+    text: str
+    pieces: List[PieceWork] = field(default_factory=list)
+
+    @property
+    def ids(self) -> List[int]:
+        return [i for p in self.pieces for i in p.ids]
+
+    @property
+    def tokens(self) -> List[str]:
+        return [t for p in self.pieces for t in p.tokens]
+
+    def __str__(self) -> str:
+        lines = [f"text: {self.text!r}", f"(1) pre-split into {len(self.pieces)} pieces: {[p.text for p in self.pieces]!r}"]
+        for n, p in enumerate(self.pieces):
+            lines.append(f"piece {n}: {p.text!r}")
+            lines.append(f"  (2) UTF-8 bytes {p.utf8.hex(' ')} -> byte-characters {p.byte_chars!r}")
+            if not p.merges:
+                lines.append("  (3) no merges apply" if len(p.byte_chars) > 1 else "  (3) a single byte: nothing to merge")
+            for m in p.merges:
+                lines.append(f"  (3) rank {m.rank:>5}: {m.pair[0]!r} + {m.pair[1]!r} -> {' '.join(m.symbols)}")
+            lines.append(f"  (4) tokens {p.tokens!r} -> ids {p.ids!r}")
+        lines.append(f"ids: {self.ids!r}")
+        return "\n".join(lines)
+
+    def _repr_pretty_(self, printer, cycle):  # IPython / Jupyter show the readable form
+        printer.text(str(self))
+
+
+def show_work(text: str, bpe: Optional[ByteLevelBPE] = None) -> TokenizationWork:
+    """Every intermediate of encoding `text` as plain text (GPT-2's vocabulary unless `bpe` is given).
+
+    >>> print(show_work("Hi!"))    # doctest: +SKIP
+    """
+    if not isinstance(text, str):
+        raise TypeError(f"show_work() needs a str, got {type(text).__name__}")
+    if bpe is None:
+        bpe = gpt2_bpe()
+    work = TokenizationWork(text)
+    for piece in pretokenize(text):
+        utf8 = piece.encode("utf-8")
+        byte_chars = to_byte_chars(piece)
+        trace: list = []
+        tokens = bpe_merge(byte_chars, bpe.ranks, trace)
+        ids = [bpe.encoder.get(t, bpe.unk_id) for t in tokens]
+        merges = [Merge(rank, pair, symbols) for rank, pair, symbols in trace]
+        work.pieces.append(PieceWork(piece, utf8, byte_chars, merges, tokens, ids))
+    return work
+
+
+@lru_cache(maxsize=1)
+def gpt2_bpe() -> ByteLevelBPE:
+    """A shared ByteLevelBPE over the bundled GPT-2 vocabulary (for show_work and quick experiments)."""
+    encoder, merges = gpt2_vocabulary()
+    return ByteLevelBPE(encoder, merges, unk_id=encoder[GPT2_EOT])
