@@ -1,0 +1,51 @@
+"""Fast checks of the workshop material. CI runs the tutorials themselves via .ci/tutorials.sh."""
+import glob
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import minigpt2
+from minigpt2 import GPT2Config, GPT2LMHeadModel
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TUTORIALS = sorted(glob.glob(os.path.join(ROOT, "tutorials", "[0-9][0-9]_*.py")))
+
+
+def test_tutorials_exist():
+    assert TUTORIALS, "no tutorials/NN_*.py found"
+
+
+def test_notebooks_match_their_sources():
+    pytest.importorskip("jupytext")
+    result = subprocess.run([sys.executable, os.path.join(ROOT, "tutorials", "notebooks.py"), "--check"],
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.parametrize("path", TUTORIALS, ids=os.path.basename)
+def test_each_tutorial_chooses_its_model_in_one_variable(path):
+    source = open(path, encoding="utf-8").read()
+    assert 'MODEL = "gpt2"' in source and "load_model(MODEL" in source
+
+
+def test_trace_names_and_helpers():
+    config = GPT2Config(n_layer=2, n_head=2, n_embd=8, vocab_size=11, n_positions=16)
+    model = GPT2LMHeadModel(config, seed=0)
+    ids = np.array([[1, 2, 3, 4]])
+    with minigpt2.trace() as t:
+        out = model(ids, output_hidden_states=True)
+    per_block = ["ln_1", "attn_probs", "attn", "resid_mid", "ln_2", "mlp", "out"]
+    assert list(t) == ["embeddings", *[f"h.{i}.{n}" for i in range(2) for n in per_block], "ln_f"]
+    assert t.n_layer == 2 and set(t.layer(1)) == set(per_block)
+    assert t.stack("out").shape == (2, 1, 4, 8)
+    np.testing.assert_array_equal(t["h.0.out"], out.hidden_states[1])
+    np.testing.assert_array_equal(t["h.0.resid_mid"], t["embeddings"] + t["h.0.attn"])
+    np.testing.assert_array_equal(t["h.0.out"], t["h.0.resid_mid"] + t["h.0.mlp"])
+    assert "h.1.attn_probs" in repr(t)
+    # Outside a trace nothing is recorded, and a trace's tensors are copies.
+    assert minigpt2.tracing._active is None
+    t["ln_f"][...] = 0
+    np.testing.assert_array_equal(model(ids).logits, out.logits)
