@@ -19,6 +19,7 @@ from . import checkpoint, tracing
 from .activations import ACTIVATIONS
 from .cache import KVCache
 from .config import GPT2Config
+from .generation import GenerationMixin
 from .layers import MASK_VALUE, attention_scale, cross_attention, layer_norm, linear, mlp, self_attention
 from .tracing import record
 from .outputs import (
@@ -324,7 +325,7 @@ class _WithTransformer(GPT2PreTrainedModel):
         return self.transformer.forward(**kwargs, return_dict=True)
 
 
-class GPT2LMHeadModel(_WithTransformer):
+class GPT2LMHeadModel(GenerationMixin, _WithTransformer):
     """GPT-2 with the language-modelling head: logits = hidden_states @ wte^T (the head is tied to wte)."""
 
     def forward(self, input_ids=None, past_key_values=None, attention_mask=None, token_type_ids=None,
@@ -350,7 +351,7 @@ class GPT2LMHeadModel(_WithTransformer):
         return out if _return_dict(return_dict, self.config) else out.to_tuple()
 
 
-class GPT2DoubleHeadsModel(_WithTransformer):
+class GPT2DoubleHeadsModel(GenerationMixin, _WithTransformer):
     """GPT-2 with the LM head and a multiple-choice head (HF's SequenceSummary) on one token per choice."""
 
     def __init__(self, config: GPT2Config = None, params: dict = None, *, seed=None):
