@@ -158,7 +158,7 @@ def check_close(name, ours, library, rtol=1e-5, atol=1e-5):
     assert ours.shape == library.shape, f"{name}: shape {ours.shape} != library's {library.shape}"
     diff = float(np.max(np.abs(ours.astype(np.float64) - library))) if ours.size else 0.0
     np.testing.assert_allclose(ours, library, rtol=rtol, atol=atol, err_msg=name)
-    print(f"ok  {name:<44} shape {str(ours.shape):<18} max |difference| {diff:.2e}")
+    print(f"ok  {name:<52} shape {str(ours.shape):<16} max |difference| {diff:.2e}")
 
 
 def best_time(fn, repeat: int = 5, number: int = 1) -> float:
@@ -175,20 +175,6 @@ def best_time(fn, repeat: int = 5, number: int = 1) -> float:
 # -- text ----------------------------------------------------------------------------------------------------------
 def tokenizer():
     """GPT-2's tokenizer, minigpt2's own, from the vocabulary bundled with the package (no download)."""
-    try:
-        from minigpt2 import GPT2Tokenizer
-        return GPT2Tokenizer.from_pretrained("gpt2")
-    except ImportError:  # TEMPORARY until minigpt2.tokenizer lands
-        from minigpt2 import bpe
+    from minigpt2.tokenizer import GPT2Tokenizer
 
-        class _Shim:
-            def encode(self, text):
-                return bpe.gpt2_bpe().encode_ordinary(text)
-
-            def decode(self, ids):
-                return b"".join(bpe.gpt2_bpe().id_to_bytes()[i] for i in ids).decode("utf-8", "replace")
-
-            def convert_ids_to_tokens(self, ids):
-                inv = {v: k for k, v in bpe.gpt2_bpe().encoder.items()}
-                return [inv[i] for i in ids]
-        return _Shim()
+    return GPT2Tokenizer.from_pretrained("gpt2")
