@@ -1,0 +1,53 @@
+"""HF's Auto classes, for the one architecture minigpt2 has: every name resolves to a GPT-2 class.
+
+    model = AutoModelForCausalLM.from_pretrained("gpt2")   # a GPT2LMHeadModel
+    model = AutoModel.from_pretrained("./my-checkpoint")   # a GPT2Model
+    config = AutoConfig.from_pretrained("distilgpt2")      # a GPT2Config
+
+A checkpoint whose config.json names another model_type is refused with a clear error (by GPT2Config).
+AutoTokenizer is in minigpt2.tokenizer.
+"""
+from __future__ import annotations
+
+from .config import GPT2Config
+from .modeling import GPT2LMHeadModel, GPT2Model
+
+__all__ = ["AutoConfig", "AutoModel", "AutoModelForCausalLM"]
+
+
+class _Auto:
+    """Not instantiated: use from_pretrained (or from_config), as in HF."""
+
+    _target = None
+
+    def __init__(self, *args, **kwargs):
+        raise EnvironmentError(f"{type(self).__name__} is not instantiated directly: use "
+                               f"{type(self).__name__}.from_pretrained(name_or_path)")
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, *args, **kwargs):
+        """Load with the GPT-2 class: ``{target}.from_pretrained``."""
+        return cls._target.from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
+
+
+class AutoConfig(_Auto):
+    _target = GPT2Config
+
+    @classmethod
+    def for_model(cls, model_type: str = "gpt2", **kwargs) -> GPT2Config:
+        if model_type != "gpt2":
+            raise ValueError(f"model_type {model_type!r} is not available: minigpt2 implements only 'gpt2'")
+        return GPT2Config(**kwargs)
+
+
+class AutoModel(_Auto):
+    _target = GPT2Model
+
+    @classmethod
+    def from_config(cls, config: GPT2Config, **kwargs):
+        """A model with random weights for ``config``."""
+        return cls._target(config, **kwargs)
+
+
+class AutoModelForCausalLM(AutoModel):
+    _target = GPT2LMHeadModel

@@ -1,0 +1,103 @@
+"""Streamers: see the text while ``generate`` produces it (HF's TextStreamer and TextIteratorStreamer).
+
+    streamer = TextStreamer(tokenizer)
+    model.generate(input_ids, max_new_tokens=30, streamer=streamer)   # prints as it goes
+
+``generate`` calls ``streamer.put(prompt_ids)`` once ([1, T]), then ``streamer.put(token)`` for every new
+token, then ``streamer.end()``.
+
+HF's TextStreamer re-decodes everything and prints only up to the last space, because with some tokenizers
+later tokens change the text of earlier ones. GPT-2's byte-level BPE never does that: each token is a fixed
+run of bytes. So these streamers print every token as soon as it arrives, and hold back only the bytes of
+an unfinished UTF-8 character (an emoji spread over several tokens), using the tokenizer's stream decoder.
+"""
+from __future__ import annotations
+
+from queue import Queue
+
+import numpy as np
+
+__all__ = ["BaseStreamer", "TextStreamer", "TextIteratorStreamer"]
+
+
+class BaseStreamer:
+    """What ``generate`` calls: ``put(token_ids)`` as tokens appear, ``end()`` when generation stops."""
+
+    def put(self, value):
+        raise NotImplementedError
+
+    def end(self):
+        raise NotImplementedError
+
+
+class TextStreamer(BaseStreamer):
+    """Print the text to stdout as tokens arrive, and a newline at the end.
+
+    ``skip_prompt=True`` prints only the new text. ``skip_special_tokens=True`` (a decode argument, as in HF)
+    leaves out <|endoftext|>.
+    """
+
+    def __init__(self, tokenizer, skip_prompt: bool = False, **decode_kwargs):
+        skip_special_tokens = decode_kwargs.pop("skip_special_tokens", False)
+        decode_kwargs.pop("clean_up_tokenization_spaces", None)  # GPT-2 decodes exactly; there is nothing to clean
+        if decode_kwargs:
+            raise TypeError(f"unexpected decode arguments {sorted(decode_kwargs)}: a streamer accepts "
+                            f"skip_special_tokens (and clean_up_tokenization_spaces, which has no effect)")
+        self.tokenizer = tokenizer
+        self.skip_prompt = skip_prompt
+        self.decoder = tokenizer.stream_decoder(skip_special_tokens=skip_special_tokens)
+        self.next_tokens_are_prompt = True
+
+    def put(self, value):
+        """Decode new ids (the prompt [1, T] first, then one token at a time) and pass on the finished text."""
+        value = np.asarray(value)
+        if value.ndim > 1:
+            if value.shape[0] > 1:
+                raise ValueError("TextStreamer only supports batch size 1")
+            value = value[0]
+        if self.next_tokens_are_prompt:
+            self.next_tokens_are_prompt = False
+            if self.skip_prompt:
+                return
+        text = self.decoder.feed(value.reshape(-1))
+        if text:
+            self.on_finalized_text(text)
+
+    def end(self):
+        """Flush what is held back (an incomplete character becomes U+FFFD) and end the stream."""
+        text = self.decoder.flush()
+        self.next_tokens_are_prompt = True
+        self.on_finalized_text(text, stream_end=True)
+
+    def on_finalized_text(self, text: str, stream_end: bool = False):
+        """Print ``text`` now; a newline ends the stream. Override to send the text elsewhere."""
+        print(text, flush=True, end=None if stream_end else "")
+
+
+class TextIteratorStreamer(TextStreamer):
+    """Put the text in a queue, to be read by iterating over the streamer (run ``generate`` in a thread).
+
+    ``timeout`` (seconds) bounds each wait on the queue; a reader then gets ``queue.Empty`` instead of hanging
+    if ``generate`` failed in its thread.
+    """
+
+    def __init__(self, tokenizer, skip_prompt: bool = False, timeout: float = None, **decode_kwargs):
+        super().__init__(tokenizer, skip_prompt, **decode_kwargs)
+        self.text_queue = Queue()
+        self.stop_signal = None
+        self.timeout = timeout
+
+    def on_finalized_text(self, text: str, stream_end: bool = False):
+        if text:
+            self.text_queue.put(text, timeout=self.timeout)
+        if stream_end:
+            self.text_queue.put(self.stop_signal, timeout=self.timeout)
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        value = self.text_queue.get(timeout=self.timeout)
+        if value is self.stop_signal:
+            raise StopIteration
+        return value
