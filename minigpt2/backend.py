@@ -6,14 +6,24 @@ backend: if the C core provides it, the C version runs; otherwise (or if the C v
 by returning ``NotImplemented``) the NumPy body runs. The NumPy body is always available as
 ``fn.reference`` and is what the C kernels are tested against.
 
-    minigpt2.backend.name          # "numpy" or "c"
-    minigpt2.backend.set_backend("numpy")
+    minigpt2.backend.name                  # "numpy" or "c"
+    minigpt2.backend.set_backend("numpy")  # or "c", or "auto": C if it was built, else NumPy
+    minigpt2.backend.set_num_threads(1)    # threads of the C kernels
+
+The environment chooses the starting point: MINIGPT2_BACKEND=numpy|c|auto (default auto) and
+MINIGPT2_NUM_THREADS (default: the cores this process may run on). The C core is the extension
+``minigpt2._kernels``, compiled from csrc/ when minigpt2 is installed with a C compiler present
+(or by ``python csrc/build_kernels.py`` in a checkout); "auto" without it says so once and runs NumPy.
 """
 from __future__ import annotations
 
 import functools
+import os
+import warnings
 
-__all__ = ["kernel", "set_backend", "get_backend", "name"]
+__all__ = ["kernel", "set_backend", "get_backend", "name", "c_available", "set_num_threads", "get_num_threads"]
+
+BACKENDS = ("numpy", "c", "auto")
 
 # name -> C implementation, filled by set_backend() when the C core is active.
 _active: dict = {}
@@ -37,17 +47,97 @@ def kernel(fn):
     return dispatch
 
 
+# -- the C core ------------------------------------------------------------------------------------
+
+_ckernels = None  # the module minigpt2._ckernels once the extension loaded
+_c_problem = None  # why it did not load
+_warned = False
+
+
+def _load_c():
+    """Import the C core once; returns the wrapper module or None (and remembers why)."""
+    global _ckernels, _c_problem
+    if _ckernels is None and _c_problem is None:
+        try:
+            from . import _ckernels as module
+        except ImportError as e:
+            _c_problem = f"{type(e).__name__}: {e}"
+        else:
+            _ckernels = module
+            _ckernels.lib.mg_set_num_threads(_num_threads)
+    return _ckernels
+
+
+def c_available() -> bool:
+    """True if the C extension is built and loads."""
+    return _load_c() is not None
+
+
 def get_backend() -> str:
     return name
 
 
-def set_backend(backend: str = "numpy") -> str:
-    """Select the backend ("numpy", "c" or "auto"); returns the name of the one now active."""
-    global name
-    if backend not in ("numpy", "c", "auto"):
-        raise ValueError(f"unknown backend {backend!r}; choose 'numpy', 'c' or 'auto'")
-    if backend == "c":
-        raise ValueError("the C backend is not built in this installation; use 'numpy' or 'auto'")
+def set_backend(backend: str = "auto") -> str:
+    """Select the backend ("numpy", "c" or "auto"); returns the name of the one now active.
+
+    "c" raises RuntimeError if the extension is not built; "auto" then falls back to NumPy,
+    warning once.
+    """
+    global name, _warned
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown backend {backend!r}; choose one of {', '.join(map(repr, BACKENDS))}")
+    c = _load_c() if backend in ("c", "auto") else None
+    if backend == "c" and c is None:
+        raise RuntimeError(
+            f"the C backend was asked for, but the extension minigpt2._kernels does not load ({_c_problem}). "
+            f"Build it with a C compiler present (pip install -e ., or python csrc/build_kernels.py in a "
+            f"checkout), or choose the 'numpy' or 'auto' backend")
+    if backend == "auto" and c is None and not _warned:
+        _warned = True
+        warnings.warn(f"minigpt2: the C core is not built ({_c_problem}); running on the NumPy backend, "
+                      f"which is correct but slower", RuntimeWarning, stacklevel=2)
     _active.clear()
-    name = "numpy"
+    if c is not None:
+        _active.update(c.KERNELS)
+    name = "c" if c is not None else "numpy"
     return name
+
+
+# -- threads ---------------------------------------------------------------------------------------
+
+def _cores_available() -> int:
+    """The number of cores this process may run on (its CPU affinity), at least 1."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # macOS, Windows
+        return max(1, os.cpu_count() or 1)
+
+
+def _positive_int(value, what) -> int:
+    try:
+        n = int(value)
+    except (TypeError, ValueError):
+        n = 0
+    if n < 1 or (not isinstance(value, str) and n != value) or isinstance(value, bool):
+        raise ValueError(f"{what} must be a positive whole number of threads, got {value!r}")
+    return n
+
+
+def set_num_threads(n: int) -> None:
+    """Use ``n`` threads in the C kernels (NumPy's own BLAS threads are not affected)."""
+    global _num_threads
+    _num_threads = _positive_int(n, "the number of threads")
+    if _ckernels is not None:
+        _ckernels.lib.mg_set_num_threads(_num_threads)
+
+
+def get_num_threads() -> int:
+    return _num_threads
+
+
+_num_threads = (_positive_int(os.environ["MINIGPT2_NUM_THREADS"], "MINIGPT2_NUM_THREADS")
+                if os.environ.get("MINIGPT2_NUM_THREADS") else _cores_available())
+if os.environ.get("MINIGPT2_BACKEND", "auto") not in BACKENDS:
+    raise ValueError(f"MINIGPT2_BACKEND={os.environ['MINIGPT2_BACKEND']!r} is not a backend; "
+                     f"choose one of {', '.join(BACKENDS)}")
+set_backend(os.environ.get("MINIGPT2_BACKEND", "auto"))

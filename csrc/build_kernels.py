@@ -1,0 +1,113 @@
+"""Build the C core, ``minigpt2._kernels``, with cffi (out-of-line, API mode).
+
+setup.py runs this through ``cffi_modules`` during ``pip install``; to (re)build in a source
+checkout, run it directly:
+
+    python csrc/build_kernels.py            # writes minigpt2/_kernels.*.so next to the package
+
+Compiler flags, each probed first so that a compiler lacking one still builds the rest:
+    -O3                      always (never -ffast-math: it breaks the accuracy of expf/tanhf and
+                             lets the compiler reorder sums, so results would drift from NumPy's)
+    -march=native            vector instructions of the machine building it (AVX-512 here);
+                             MINIGPT2_PORTABLE=1 leaves it out, for wheels that run anywhere
+    -pthread                 threads (csrc/parallel.c); without them the kernels run on one thread
+    $MINIGPT2_CFLAGS         extra flags, e.g. "-fsanitize=address,undefined -g" (.ci/sanitize.sh)
+"""
+import os
+import shlex
+import shutil
+import sys
+import tempfile
+
+from cffi import FFI
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+HEADER = os.path.join(HERE, "kernels.h")
+SOURCES = ["linear.c", "attention.c", "elementwise.c", "parallel.c"]
+
+
+def cdef_from_header(path=HEADER):
+    """The header without its preprocessor lines: what cffi's C parser reads as the cdef."""
+    with open(path, encoding="utf-8") as f:
+        return "".join(line for line in f if not line.lstrip().startswith("#") or line.startswith("#define"))
+
+
+def compiler_accepts(flags, program="int main(void) { return 0; }\n"):
+    """True if the C compiler compiles and links ``program`` with ``flags``."""
+    from setuptools._distutils.ccompiler import new_compiler
+    from setuptools._distutils.errors import CompileError, LinkError
+    from setuptools._distutils.sysconfig import customize_compiler
+
+    compiler = new_compiler()
+    customize_compiler(compiler)
+    with tempfile.TemporaryDirectory() as tmp:
+        source = os.path.join(tmp, "probe.c")
+        with open(source, "w") as f:
+            f.write(program)
+        try:
+            objects = compiler.compile([source], output_dir=tmp, extra_postargs=flags)
+            compiler.link_executable(objects, os.path.join(tmp, "probe"), extra_postargs=flags)
+        except (CompileError, LinkError, OSError):
+            return False
+    return True
+
+
+THREADS_PROBE = """
+#include <pthread.h>
+#include <stdatomic.h>
+static atomic_int n;
+static void *run(void *arg) { atomic_fetch_add(&n, 1); return arg; }
+int main(void) {
+    pthread_t t;
+    if (pthread_create(&t, 0, run, 0) != 0) return 1;
+    pthread_join(t, 0);
+    return atomic_load(&n) == 1 ? 0 : 1;
+}
+"""
+
+
+def compiler_flags():
+    """(compile flags, link flags) for this compiler and machine."""
+    compile_flags, link_flags = ["-O3"], []
+    if os.environ.get("MINIGPT2_PORTABLE", "") not in ("", "0"):
+        pass
+    elif compiler_accepts(["-march=native"]):
+        compile_flags.append("-march=native")
+    if compiler_accepts(["-pthread"], THREADS_PROBE):
+        compile_flags.append("-pthread")
+        link_flags.append("-pthread")
+    else:
+        compile_flags.append("-DMINIGPT2_NO_THREADS")
+        print("minigpt2: no POSIX threads with this compiler; the C kernels will run on one thread", file=sys.stderr)
+    extra = shlex.split(os.environ.get("MINIGPT2_CFLAGS", ""))
+    return compile_flags + extra, link_flags + extra
+
+
+def make_ffibuilder(relative_paths):
+    """The cffi builder; setup.py (which runs from the repository root) wants relative paths."""
+    compile_flags, link_flags = compiler_flags()
+    root = os.path.dirname(HERE)
+    where = (lambda p: os.path.relpath(p, root)) if relative_paths else os.path.abspath
+    builder = FFI()
+    builder.cdef(cdef_from_header())
+    builder.set_source(
+        "minigpt2._kernels",
+        '#include "kernels.h"',
+        sources=[where(os.path.join(HERE, name)) for name in SOURCES],
+        include_dirs=[where(HERE)],
+        extra_compile_args=compile_flags,
+        extra_link_args=link_flags,
+    )
+    return builder
+
+
+ffibuilder = make_ffibuilder(relative_paths=__name__ != "__main__")
+
+if __name__ == "__main__":
+    # Build in a scratch directory and copy the library into a package directory: by default this
+    # checkout's minigpt2/ (.ci/sanitize.sh passes another one).
+    package_dir = sys.argv[1] if len(sys.argv) > 1 else os.path.join(os.path.dirname(HERE), "minigpt2")
+    with tempfile.TemporaryDirectory() as tmp:
+        library = ffibuilder.compile(tmpdir=tmp, verbose=True)
+        shutil.copy(library, os.path.join(package_dir, os.path.basename(library)))
+    print(f"built {os.path.join(package_dir, os.path.basename(library))}")

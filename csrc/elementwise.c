@@ -1,0 +1,80 @@
+/* Per-row and per-element kernels: layer norm and GPT-2's GELU. */
+#include <math.h>
+
+#include "kernels.h"
+#include "parallel.h"
+
+/* -- layer norm ------------------------------------------------------------------------------ */
+
+struct layer_norm_job {
+    const float *x, *weight, *bias;
+    float *y;
+    long x_stride, y_stride, n;
+    float eps;
+};
+
+/* Two passes over the row, as the NumPy reference does: the mean, then the mean of the squared
+ * deviations (never E[x^2] - E[x]^2, which cancels catastrophically). Sums are in double, so the
+ * result is the correctly rounded float32 for any row length GPT-2 uses. */
+static void layer_norm_row(void *arg, long row)
+{
+    const struct layer_norm_job *job = arg;
+    const float *x = job->x + row * job->x_stride;
+    float *y = job->y + row * job->y_stride;
+    double sum = 0.0;
+    for (long i = 0; i < job->n; i++)
+        sum += x[i];
+    float mean = (float)(sum / job->n);
+    double squares = 0.0;
+    for (long i = 0; i < job->n; i++) {
+        float centered = x[i] - mean;
+        squares += (double)centered * centered;
+    }
+    float inv_std = (float)(1.0 / sqrt(squares / job->n + job->eps));
+    for (long i = 0; i < job->n; i++)
+        y[i] = (x[i] - mean) * inv_std * job->weight[i] + job->bias[i];
+}
+
+int mg_layer_norm(const float *x, long x_stride, const float *weight, const float *bias, float *y,
+                  long y_stride, long rows, long n, float eps)
+{
+    if (!x || !weight || !bias || !y)
+        return MG_ERR_NULL;
+    if (rows < 0 || n < 1)
+        return MG_ERR_SHAPE;
+    struct layer_norm_job job = {x, weight, bias, y, x_stride, y_stride, n, eps};
+    mg_parallel_for(rows, layer_norm_row, &job);
+    return MG_OK;
+}
+
+/* -- gelu_new ---------------------------------------------------------------------------------- */
+
+#define GELU_CHUNK 8192  /* values per work item */
+
+struct gelu_job {
+    const float *x;
+    float *y;
+    long n;
+};
+
+static void gelu_chunk(void *arg, long item)
+{
+    const struct gelu_job *job = arg;
+    long start = item * GELU_CHUNK, end = start + GELU_CHUNK < job->n ? start + GELU_CHUNK : job->n;
+    const float c = 0.7978845608028654f;  /* sqrt(2 / pi) */
+    for (long i = start; i < end; i++) {
+        float x = job->x[i];
+        job->y[i] = 0.5f * x * (1.0f + tanhf(c * (x + 0.044715f * (x * x * x))));
+    }
+}
+
+int mg_gelu_new(const float *x, float *y, long n)
+{
+    if (!x || !y)
+        return MG_ERR_NULL;
+    if (n < 0)
+        return MG_ERR_SHAPE;
+    struct gelu_job job = {x, y, n};
+    mg_parallel_for((n + GELU_CHUNK - 1) / GELU_CHUNK, gelu_chunk, &job);
+    return MG_OK;
+}

@@ -1,0 +1,65 @@
+/* The C core of minigpt2: hot-path kernels behind the NumPy layers (see docs/kernels.md).
+ *
+ * This header is the single description of the C interface: the C sources include it, and
+ * csrc/build_kernels.py hands the same text to cffi as the cdef (preprocessor lines are dropped
+ * there, so keep everything else plain declarations).
+ *
+ * Conventions
+ *   - All tensors are float32. Pointers name the first element; "stride" arguments count
+ *     elements (not bytes), so a Python wrapper passes NumPy strides divided by 4.
+ *   - The innermost axis of every tensor is contiguous (stride 1); the wrapper checks that.
+ *   - Every function returns MG_OK or a negative MG_ERR_* code; the wrapper raises on errors.
+ *   - Work is shared between threads by handing out small items from a shared counter
+ *     (parallel.c), so a thread that is slowed down simply takes fewer items.
+ */
+
+#define MG_OK 0
+#define MG_ERR_SHAPE -1   /* a size is negative or zero where it must be positive */
+#define MG_ERR_NULL -2    /* a required pointer is NULL */
+#define MG_ERR_MEMORY -3  /* scratch memory could not be allocated */
+
+/* -- threads ------------------------------------------------------------------------------ */
+
+/* Threads the kernels use (>= 1; the calling thread is one of them). */
+void mg_set_num_threads(int n);
+int mg_get_num_threads(void);
+/* 1 if the kernels can use threads (POSIX threads were available), else 0. */
+int mg_has_threads(void);
+
+/* -- linear: y = x @ W + b ----------------------------------------------------------------- */
+
+/* x: rows x n_in (row stride x_stride); y: rows x n_out (row stride y_stride, written);
+ * bias: n_out values or NULL.
+ * W is (n_in, n_out), in HF's Conv1D orientation, in one of two memory layouts:
+ *   w_transposed == 0: W[k, j] = w[k * w_stride + j]   (rows of W contiguous: a Conv1D weight)
+ *   w_transposed == 1: W[k, j] = w[j * w_stride + k]   (columns contiguous: wte.T, the tied head)
+ * For few rows (decode) each weight is read once from memory and threads split the outputs;
+ * for many rows the work is cut into cache-sized tiles (see linear.c). */
+int mg_linear(const float *x, long x_stride, const float *w, long w_stride, int w_transposed,
+              const float *bias, float *y, long y_stride, long rows, long n_in, long n_out);
+
+/* -- attention ----------------------------------------------------------------------------- */
+
+/* softmax(q k^T * scale + masks) v for every batch b and head h, without storing the scores.
+ * q: [B, H, T, D] with strides q_strides = {batch, head, position} (the last axis is contiguous);
+ * k, v: [B, H, K, D] likewise (views into a KV cache are fine).
+ * causal: query t sees keys 0 .. t + (K - T) (the lower-right triangle); other keys get
+ *   MASK_VALUE (the lowest float32), exactly as the NumPy reference does.
+ * key_bias: NULL, or an additive bias per key, key_bias[b * key_bias_stride + j] (stride 0 to
+ *   share one row between all b); HF uses 0 for keys to attend to and MASK_VALUE for padding.
+ * head_mask: NULL, or H multipliers applied to each head's probabilities.
+ * out: [B, T, H, D], contiguous (the layout merge_heads wants). */
+int mg_attention(const float *q, const long *q_strides, const float *k, const long *k_strides,
+                 const float *v, const long *v_strides, float *out, long B, long H, long T, long K,
+                 long D, float scale, int causal, const float *key_bias, long key_bias_stride,
+                 const float *head_mask);
+
+/* -- elementwise and per-row ---------------------------------------------------------------- */
+
+/* y = (x - mean) / sqrt(var + eps) * weight + bias for each of `rows` rows of n values
+ * (row strides x_stride, y_stride). */
+int mg_layer_norm(const float *x, long x_stride, const float *weight, const float *bias, float *y,
+                  long y_stride, long rows, long n, float eps);
+
+/* y = 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))) for n contiguous values (y may be x). */
+int mg_gelu_new(const float *x, float *y, long n);

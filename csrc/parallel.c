@@ -1,0 +1,251 @@
+/* Threads: a small pool that shares out the items of one job at a time (see parallel.h).
+ *
+ * Why not OpenMP: an OpenMP parallel region ends in a barrier that waits for *every* thread of
+ * the team, including one the operating system has not yet run. On a machine where another
+ * program keeps the cores busy, a decoding step (about 100 regions) then waits for the scheduler
+ * again and again: we measured a 768 x 2304 matrix-vector product go from 0.26 ms to 16 ms with
+ * libgomp's default (spinning) wait policy (docs/kernels.md). Here the caller never waits for a
+ * thread that has not started: the items are claimed from a shared counter, the caller claims
+ * them too, and it waits only for items already claimed and still running. When it must wait, it
+ * sleeps soon, so a worker that was pushed off its core can run on the caller's core instead.
+ *
+ * The protocol, with C11 atomics:
+ *   - `state` packs (job number << 32 | next unclaimed item). Posting job g stores (g, 0); a thread
+ *     claims item i of job g by changing (g, i) into (g, i + 1) with compare-and-swap, which fails
+ *     harmlessly if the job has changed meanwhile.
+ *   - A job's description (function, argument, item count) sits in jobs[g % 2]; it is written
+ *     before `state` announces the job, and cannot be overwritten while any item of job g is
+ *     unclaimed or running (job g + 2 starts only after job g has finished).
+ *   - `done` counts finished items; the caller returns when it reaches the item count.
+ *   - Idle workers spin for a short while (the next job usually comes within microseconds), then
+ *     sleep on a condition variable; the caller signals only when someone sleeps.
+ */
+#include "kernels.h"
+#include "parallel.h"
+
+#if defined(_WIN32) || defined(MINIGPT2_NO_THREADS)
+
+/* No POSIX threads: everything runs on the calling thread. */
+static int num_threads = 1;
+void mg_set_num_threads(int n) { (void)n; }
+int mg_get_num_threads(void) { return num_threads; }
+int mg_has_threads(void) { return 0; }
+void mg_parallel_for(long n_items, void (*fn)(void *arg, long item), void *arg)
+{
+    for (long i = 0; i < n_items; i++)
+        fn(arg, i);
+}
+
+#else
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <time.h>
+
+#define MAX_THREADS 256
+#define SPIN_NS 200000L     /* an idle worker spins for 0.2 ms before it sleeps */
+#define CALLER_SPIN_NS 20000L  /* the caller spins for 0.02 ms for the last items, then sleeps */
+
+typedef void (*item_fn)(void *arg, long item);
+
+/* Atomic fields, because a worker that fell far behind may read a slot while a later job is
+ * being written into it; it then fails to claim anything, but the read itself must be legal. */
+struct job {
+    _Atomic(item_fn) fn;
+    _Atomic(void *) arg;
+    atomic_long n_items;
+    atomic_int workers;  /* how many workers may join (num_threads - 1 when it was posted) */
+};
+
+static struct {
+    struct job jobs[2];
+    _Atomic uint64_t state;  /* job number << 32 | next unclaimed item */
+    atomic_long done;        /* items of the current job finished */
+    atomic_int sleeping;     /* threads asleep (or about to sleep) on `wake` or `finished` */
+    pthread_mutex_t lock;
+    pthread_cond_t wake;     /* workers wait here for a job */
+    pthread_cond_t finished; /* the caller waits here for the last items */
+    pthread_mutex_t submit;  /* one job at a time; a second caller runs its job alone */
+    int started;             /* workers running */
+} pool = {.lock = PTHREAD_MUTEX_INITIALIZER, .wake = PTHREAD_COND_INITIALIZER,
+          .finished = PTHREAD_COND_INITIALIZER, .submit = PTHREAD_MUTEX_INITIALIZER};
+
+static int num_threads = 1;
+
+static long long now_ns(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (long long)t.tv_sec * 1000000000LL + t.tv_nsec;
+}
+
+static inline void relax(void)  /* tell the core we are spinning */
+{
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__)
+    __asm__ __volatile__("yield");
+#endif
+}
+
+/* Claim the next item of job `number`; -1 if it has none left (or is no longer current). */
+static long claim(uint32_t number)
+{
+    uint64_t s = atomic_load(&pool.state);
+    for (;;) {
+        uint32_t item = (uint32_t)s;
+        if ((uint32_t)(s >> 32) != number || item >= atomic_load(&pool.jobs[number % 2].n_items))
+            return -1;
+        if (atomic_compare_exchange_weak(&pool.state, &s, s + 1))
+            return item;
+    }
+}
+
+/* Run items of job `number` until none are left. */
+static void work_on(uint32_t number)
+{
+    struct job *job = &pool.jobs[number % 2];
+    long item;
+    while ((item = claim(number)) >= 0) {
+        atomic_load_explicit(&job->fn, memory_order_relaxed)(atomic_load_explicit(&job->arg, memory_order_relaxed), item);
+        if (atomic_fetch_add(&pool.done, 1) + 1 == atomic_load(&job->n_items) && atomic_load(&pool.sleeping) > 0) {
+            pthread_mutex_lock(&pool.lock);  /* the caller may be asleep: wake it */
+            pthread_cond_broadcast(&pool.finished);
+            pthread_mutex_unlock(&pool.lock);
+        }
+    }
+}
+
+static void *worker_main(void *arg)
+{
+    int index = (int)(intptr_t)arg;
+    uint32_t seen = (uint32_t)(atomic_load(&pool.state) >> 32);
+    for (;;) {
+        /* Wait for a new job: spin a little, then sleep. */
+        uint32_t number;
+        long long spin_until = now_ns() + SPIN_NS;
+        int spins = 0;
+        while ((number = (uint32_t)(atomic_load(&pool.state) >> 32)) == seen) {
+            relax();
+            if (++spins % 256 == 0 && now_ns() > spin_until) {
+                pthread_mutex_lock(&pool.lock);
+                atomic_fetch_add(&pool.sleeping, 1);
+                while ((uint32_t)(atomic_load(&pool.state) >> 32) == seen)
+                    pthread_cond_wait(&pool.wake, &pool.lock);
+                atomic_fetch_sub(&pool.sleeping, 1);
+                pthread_mutex_unlock(&pool.lock);
+            }
+        }
+        seen = number;
+        if (index < atomic_load(&pool.jobs[number % 2].workers))
+            work_on(number);
+    }
+    return NULL;
+}
+
+/* fork() copies only the calling thread: the child must not count on the parent's workers. */
+static void before_fork(void)
+{
+    pthread_mutex_lock(&pool.submit);  /* no job is running while the process forks */
+}
+
+static void after_fork_in_parent(void)
+{
+    pthread_mutex_unlock(&pool.submit);
+}
+
+static void after_fork_in_child(void)
+{
+    pool.started = 0;
+    atomic_store(&pool.sleeping, 0);
+    pthread_mutex_init(&pool.lock, NULL);  /* a worker of the parent may have held it */
+    pthread_cond_init(&pool.wake, NULL);
+    pthread_cond_init(&pool.finished, NULL);
+    pthread_mutex_unlock(&pool.submit);
+}
+
+static void register_fork_handlers(void)
+{
+    pthread_atfork(before_fork, after_fork_in_parent, after_fork_in_child);
+}
+
+/* Start workers until there are `n`; returns how many are running. */
+static int start_workers(int n)
+{
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    pthread_once(&once, register_fork_handlers);
+    while (pool.started < n) {
+        pthread_t thread;
+        pthread_attr_t attr;
+        pthread_attr_init(&attr);
+        pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+        int failed = pthread_create(&thread, &attr, worker_main, (void *)(intptr_t)pool.started);
+        pthread_attr_destroy(&attr);
+        if (failed)
+            break;  /* fewer threads than asked for still works */
+        pool.started++;
+    }
+    return pool.started;
+}
+
+void mg_set_num_threads(int n)
+{
+    num_threads = n < 1 ? 1 : n > MAX_THREADS ? MAX_THREADS : n;
+}
+
+int mg_get_num_threads(void)
+{
+    return num_threads;
+}
+
+int mg_has_threads(void)
+{
+    return 1;
+}
+
+void mg_parallel_for(long n_items, void (*fn)(void *arg, long item), void *arg)
+{
+    int workers = (n_items < num_threads ? (int)n_items : num_threads) - 1;
+    if (workers < 1 || n_items > (long)UINT32_MAX || pthread_mutex_trylock(&pool.submit) != 0) {
+        for (long i = 0; i < n_items; i++)  /* one thread (or the pool is busy with another caller) */
+            fn(arg, i);
+        return;
+    }
+    workers = start_workers(workers);
+
+    /* Post the job: describe it in its slot, then announce it by moving `state` to (number, 0). */
+    uint32_t number = (uint32_t)(atomic_load(&pool.state) >> 32) + 1;
+    struct job *job = &pool.jobs[number % 2];
+    atomic_store_explicit(&job->fn, fn, memory_order_relaxed);
+    atomic_store_explicit(&job->arg, arg, memory_order_relaxed);
+    atomic_store_explicit(&job->n_items, n_items, memory_order_relaxed);
+    atomic_store_explicit(&job->workers, workers, memory_order_relaxed);
+    atomic_store(&pool.done, 0);
+    atomic_store(&pool.state, (uint64_t)number << 32);
+    if (atomic_load(&pool.sleeping) > 0) {
+        pthread_mutex_lock(&pool.lock);
+        pthread_cond_broadcast(&pool.wake);
+        pthread_mutex_unlock(&pool.lock);
+    }
+
+    /* Work like a worker, then wait for items others are still running: spin briefly, then
+     * sleep, so that a worker the system took off its core can have ours. */
+    work_on(number);
+    long long spin_until = now_ns() + CALLER_SPIN_NS;
+    int spins = 0;
+    while (atomic_load(&pool.done) < n_items) {
+        relax();
+        if (++spins % 256 == 0 && now_ns() > spin_until) {
+            pthread_mutex_lock(&pool.lock);
+            atomic_fetch_add(&pool.sleeping, 1);
+            while (atomic_load(&pool.done) < n_items)
+                pthread_cond_wait(&pool.finished, &pool.lock);
+            atomic_fetch_sub(&pool.sleeping, 1);
+            pthread_mutex_unlock(&pool.lock);
+        }
+    }
+    pthread_mutex_unlock(&pool.submit);
+}
+
+#endif

@@ -1,0 +1,157 @@
+"""The C core's kernels, with the signatures of their NumPy twins in layers.py and activations.py.
+
+Each function here checks what the C code assumes (float32, the innermost axis contiguous, shapes
+that agree) and calls into ``minigpt2._kernels`` (built from csrc/ by cffi). A case the C code does
+not handle returns ``NotImplemented``, and backend.kernel then runs the NumPy reference instead,
+which also produces the reference's own error for inputs that are wrong. ``calls`` counts the
+calls each C kernel actually served (the tests use it to prove the C path ran).
+
+Importing this module fails with ImportError when the extension was not built.
+"""
+from __future__ import annotations
+
+from collections import Counter
+
+import numpy as np
+
+from ._kernels import ffi, lib
+
+__all__ = ["linear", "layer_norm", "gelu_new", "attention", "calls", "KERNELS"]
+
+F32 = np.dtype(np.float32)
+calls = Counter()
+
+# Prompts with at least this many rows go to NumPy's BLAS (sgemm), which multiplies large
+# matrices faster than our tiled kernel on the machines we measured (docs/kernels.md).
+BLAS_ROWS = 64
+
+_ERRORS = {
+    lib.MG_ERR_SHAPE: (ValueError, "a size is zero or negative"),
+    lib.MG_ERR_NULL: (ValueError, "a required array is missing"),
+    lib.MG_ERR_MEMORY: (MemoryError, "out of memory for scratch buffers"),
+}
+
+
+def _check(status, kernel):
+    if status != lib.MG_OK:
+        error, message = _ERRORS.get(status, (RuntimeError, f"error code {status}"))
+        raise error(f"C kernel {kernel}: {message}")
+
+
+def _is_f32(*arrays):
+    return all(isinstance(a, np.ndarray) and a.dtype == F32 for a in arrays)
+
+
+def _floats(a):
+    """A float* to the first element of ``a`` (which must stay alive during the call)."""
+    if a.flags.c_contiguous:
+        return ffi.from_buffer("float[]", a, require_writable=False)
+    return ffi.cast("float *", a.ctypes.data)
+
+
+def _aligned(a):
+    """True if every element of ``a`` lies on a 4-byte boundary (float loads in C need it)."""
+    return a.ctypes.data % 4 == 0 and all(s % 4 == 0 for s in a.strides)
+
+
+def linear(x, weight, bias=None):
+    """x @ weight + bias.  # [..., in] -> [..., out]"""
+    if not _is_f32(x, weight) or weight.ndim != 2 or x.ndim == 0 or (bias is not None and not _is_f32(bias)):
+        return NotImplemented
+    n_in, n_out = weight.shape
+    if x.shape[-1] != n_in or n_in == 0 or n_out == 0 or x.size == 0:
+        return NotImplemented
+    if bias is not None and (bias.shape != (n_out,) or not bias.flags.c_contiguous):
+        return NotImplemented
+    rows = x.size // n_in
+    if rows >= BLAS_ROWS:
+        return NotImplemented
+    if weight.flags.c_contiguous:  # a Conv1D weight: its rows are contiguous
+        transposed, w = 0, weight
+    elif weight.T.flags.c_contiguous:  # wte.T, the tied LM head: its columns are contiguous
+        transposed, w = 1, weight.T
+    else:
+        return NotImplemented
+    if not _aligned(w):
+        return NotImplemented
+    x = np.ascontiguousarray(x)
+    y = np.empty(x.shape[:-1] + (n_out,), F32)
+    status = lib.mg_linear(_floats(x), n_in, _floats(w), w.shape[1], transposed,
+                           ffi.NULL if bias is None else _floats(bias), _floats(y), n_out, rows, n_in, n_out)
+    _check(status, "linear")
+    calls["linear"] += 1
+    return y
+
+
+def layer_norm(x, weight, bias, eps=1e-5):
+    """Normalise each vector, then scale and shift.  # [..., E] -> [..., E]"""
+    if not _is_f32(x, weight, bias) or x.ndim == 0 or x.size == 0:
+        return NotImplemented
+    n = x.shape[-1]
+    if weight.shape != (n,) or bias.shape != (n,) or not (weight.flags.c_contiguous and bias.flags.c_contiguous):
+        return NotImplemented
+    x = np.ascontiguousarray(x)
+    y = np.empty_like(x)
+    status = lib.mg_layer_norm(_floats(x), n, _floats(weight), _floats(bias), _floats(y), n, x.size // n, n,
+                               float(eps))
+    _check(status, "layer_norm")
+    calls["layer_norm"] += 1
+    return y
+
+
+def gelu_new(x):
+    """GPT-2's tanh GELU.  # [...] -> [...]"""
+    if not _is_f32(x) or x.size == 0:
+        return NotImplemented
+    x = np.ascontiguousarray(x)
+    y = np.empty_like(x)
+    _check(lib.mg_gelu_new(_floats(x), _floats(y), x.size), "gelu_new")
+    calls["gelu_new"] += 1
+    return y
+
+
+def _strides3(a):
+    """The (batch, head, position) strides of a [B, H, N, D] array, in floats."""
+    return ffi.new("long[3]", [s // 4 for s in a.strides[:3]])
+
+
+def attention(q, k, v, *, scale, causal, key_bias=None, head_mask=None, need_probs=False):
+    """Fused softmax(q k^T * scale + masks) v. Returns (output [B, H, T, D], None).
+
+    Declines (the NumPy reference serves) when the probabilities are wanted, or for layouts the C
+    code does not take: key_bias must be [B or 1, 1, 1, K], head_mask [1, H, 1, 1].
+    """
+    if need_probs or not _is_f32(q, k, v) or q.ndim != 4 or k.ndim != 4 or v.ndim != 4:
+        return NotImplemented
+    if isinstance(scale, np.floating) and scale.dtype != F32:  # a float64 scale makes NumPy compute in float64
+        return NotImplemented
+    B, H, T, D = q.shape
+    K = k.shape[2]
+    if k.shape != (B, H, K, D) or v.shape != (B, H, K, D) or 0 in q.shape or K == 0 or (causal and T > K):
+        return NotImplemented
+    for a in (q, k, v):
+        if a.strides[3] != 4 or min(a.strides) < 0 or not _aligned(a):
+            return NotImplemented
+    bias, bias_stride = ffi.NULL, 0
+    if key_bias is not None:
+        if not _is_f32(key_bias) or key_bias.ndim != 4 or key_bias.shape[1:] != (1, 1, K) \
+                or key_bias.shape[0] not in (1, B):
+            return NotImplemented
+        key_bias = np.ascontiguousarray(key_bias)
+        bias, bias_stride = _floats(key_bias), (K if key_bias.shape[0] == B else 0)
+    mask = ffi.NULL
+    if head_mask is not None:
+        if not _is_f32(head_mask) or head_mask.shape != (1, H, 1, 1):
+            return NotImplemented
+        head_mask = np.ascontiguousarray(head_mask)
+        mask = _floats(head_mask)
+    out = np.empty((B, T, H, D), F32)  # merge_heads' layout: its transpose back is free
+    status = lib.mg_attention(_floats(q), _strides3(q), _floats(k), _strides3(k), _floats(v), _strides3(v),
+                              _floats(out), B, H, T, K, D, float(np.float32(scale)), bool(causal), bias,
+                              bias_stride, mask)
+    _check(status, "attention")
+    calls["attention"] += 1
+    return out.transpose(0, 2, 1, 3), None
+
+
+KERNELS = {"linear": linear, "layer_norm": layer_norm, "gelu_new": gelu_new, "attention": attention}
