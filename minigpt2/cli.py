@@ -1,0 +1,406 @@
+"""The command line: ``python -m minigpt2 "prompt"`` continues the prompt with GPT-2, printing as it goes.
+
+Everything that is not an option is the prompt. The other things the command does (show tokens, download
+a model, show the setup) are options too, so no prompt can be taken for a command:
+``python -m minigpt2 tokenize`` continues the text "tokenize"; ``python -m minigpt2 --tokenize "Hi"`` shows
+tokens. Exit codes: 0 done, 1 error (a one-line message), 2 wrong usage, 130 interrupted by Ctrl-C.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import sys
+import time
+
+import numpy as np
+
+__all__ = ["main", "build_parser"]
+
+DEFAULT_MODEL = "gpt2"
+DEFAULT_MAX_NEW_TOKENS = 50
+
+EXAMPLES = """\
+examples:
+  python -m minigpt2 "The meaning of life is"            sample 50 tokens from gpt2 (downloaded once)
+  python -m minigpt2 -n 20 --greedy "Once upon a time"   the most likely token at each step
+  python -m minigpt2 -t 0.7 -k 40 -s 1 "Hello"           cooler sampling, reproducible with a seed
+  python -m minigpt2 --beams 4 -N 2 "The weather"        beam search, the 2 best of 4 beams
+  python -m minigpt2 --candidates 5 -n 8 "The cat"       workshop: the 5 likeliest tokens at every step
+  echo "Dear diary," | python -m minigpt2 --stats        the prompt from stdin; speed on stderr
+  python -m minigpt2 -m ./my-checkpoint "Hi"             a local directory: no network
+  python -m minigpt2 --tokenize "Hello world"            how a text splits into tokens
+  python -m minigpt2 --download -m gpt2-medium           fetch a model now, use it offline later
+  python -m minigpt2 --info                              versions, backend, cache, Hub settings
+
+commands are options (--tokenize, --download, --info), never words, so any text can be a prompt:
+"python -m minigpt2 tokenize" continues the text "tokenize". A prompt that starts with "-" goes after
+"--": python -m minigpt2 -- "-5 degrees outside, and".
+
+environment: HF_ENDPOINT (a Hub mirror, e.g. https://hf-mirror.com), HF_HUB_CACHE / HF_HOME (where models
+are kept), HF_TOKEN (private models), HF_HUB_OFFLINE=1 (cache only), MINIGPT2_BACKEND, MINIGPT2_NUM_THREADS.
+exit codes: 0 done, 1 error, 2 wrong usage, 130 interrupted (Ctrl-C keeps the text printed so far).
+"""
+
+
+class UsageError(Exception):
+    """A wrong combination of arguments: exit code 2."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m minigpt2",
+        usage="%(prog)s [options] [PROMPT ...]\n       %(prog)s --tokenize TEXT | --download | --info",
+        description="Continue a text with GPT-2, printing it as it is generated (NumPy, on the CPU).",
+        epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("prompt", nargs="*", metavar="PROMPT",
+                   help='the text to continue; several words are joined with spaces. "-", or nothing with piped '
+                        'input, reads it from stdin. An empty prompt starts from <|endoftext|>.')
+    g = p.add_argument_group("generation")
+    g.add_argument("-m", "--model", default=DEFAULT_MODEL, metavar="NAME_OR_DIR",
+                   help=f"a Hub name (gpt2, gpt2-medium, gpt2-large, gpt2-xl, distilgpt2, owner/name) or a "
+                        f"directory with config.json and model.safetensors (default: {DEFAULT_MODEL})")
+    g.add_argument("-n", "--max-new-tokens", type=_positive_int, default=DEFAULT_MAX_NEW_TOKENS, metavar="N",
+                   help=f"how many tokens to add (default: {DEFAULT_MAX_NEW_TOKENS})")
+    g.add_argument("-t", "--temperature", type=_positive_float, metavar="T",
+                   help="> 0; below 1 is more predictable, above 1 more surprising (default: 1.0)")
+    g.add_argument("-k", "--top-k", type=_non_negative_int, metavar="K",
+                   help="sample only from the K likeliest tokens; 0 = all (default: 50)")
+    g.add_argument("-p", "--top-p", type=_probability, metavar="P",
+                   help="sample only from the likeliest tokens that make up probability P, in (0, 1] (default: 1)")
+    g.add_argument("--greedy", action="store_true", help="always take the likeliest token (no randomness)")
+    g.add_argument("--beams", type=_positive_int, metavar="N", help="beam search with N beams (no randomness)")
+    g.add_argument("-s", "--seed", type=_non_negative_int, metavar="S", help="make sampling reproducible")
+    g.add_argument("-N", "--num-sequences", type=_positive_int, default=1, metavar="N",
+                   help="how many continuations to print (default: 1)")
+    g.add_argument("--candidates", type=_positive_int, metavar="K",
+                   help="workshop view: at every step, the K likeliest next tokens with their probabilities")
+    r = p.add_argument_group("runtime")
+    r.add_argument("--backend", choices=("auto", "numpy", "c"),
+                   help="the kernels: the NumPy reference or the C core (default: $MINIGPT2_BACKEND or auto)")
+    r.add_argument("--threads", type=_positive_int, metavar="N", help="threads for the C kernels")
+    r.add_argument("--stats", action="store_true", help="print time to first token and tokens/s to stderr")
+    c = p.add_argument_group("commands (instead of generating)").add_mutually_exclusive_group()
+    c.add_argument("--tokenize", metavar="TEXT", help='show the tokens and ids of TEXT ("-" reads stdin)')
+    c.add_argument("--download", action="store_true",
+                   help="download --model into the Hugging Face cache, to use it offline later")
+    c.add_argument("--info", action="store_true", help="show versions, backend, threads, cache and Hub settings")
+    return p
+
+
+def _number(convert, check, allowed):
+    def parse(text):
+        try:
+            value = convert(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number; expected {allowed}") from None
+        if not check(value):
+            raise argparse.ArgumentTypeError(f"{text} is not allowed; expected {allowed}")
+        return value
+    return parse
+
+
+_positive_int = _number(int, lambda v: v > 0, "an integer >= 1")
+_non_negative_int = _number(int, lambda v: v >= 0, "an integer >= 0")
+_positive_float = _number(float, lambda v: 0 < v < float("inf"), "a number > 0")
+_probability = _number(float, lambda v: 0 < v <= 1, "a number in (0, 1]")
+
+
+def main(argv=None) -> int:
+    """Run the command line; returns the exit code (``python -m minigpt2`` exits with it)."""
+    parser = build_parser()
+    args = parser.parse_args(argv)  # exits with 2 on a usage error
+    try:
+        return _run(args, parser)
+    except UsageError as e:
+        parser.print_usage(sys.stderr)
+        print(f"{parser.prog}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("\n[interrupted]", file=sys.stderr)
+        return 130
+    except BrokenPipeError:  # the reader went away (e.g. "| head"): stop quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+    except (OSError, ValueError, TypeError) as e:  # bad model, no network, bad prompt: the user's to fix
+        print(f"{parser.prog}: error: {' '.join(str(e).split())}", file=sys.stderr)
+        return 1
+
+
+def _run(args, parser) -> int:
+    from . import backend
+
+    if args.backend is not None:
+        backend.set_backend(args.backend)
+    if args.threads is not None:
+        if not hasattr(backend, "set_num_threads"):
+            raise UsageError("--threads: this build cannot set the number of threads")
+        backend.set_num_threads(args.threads)
+
+    command = "--tokenize" if args.tokenize is not None else "--download" if args.download else \
+        "--info" if args.info else None
+    if command and args.prompt:
+        raise UsageError(f"{command} takes no prompt (got {' '.join(args.prompt)!r}); "
+                         f"{'choose the model with --model' if command == '--download' else 'drop one of them'}")
+    if args.info:
+        return _info()
+    if args.download:
+        return _download(args.model)
+    if args.tokenize is not None:
+        text = _read_stdin() if args.tokenize == "-" else args.tokenize
+        return _tokenize(text, _load_tokenizer(args.model))
+    return _generate(args)
+
+
+# -- generating ------------------------------------------------------------------------------------------
+
+def _generation_settings(args) -> dict:
+    """generate() arguments from the flags, refusing combinations that would silently do nothing."""
+    sampling_flags = [flag for flag, value in (("--temperature", args.temperature), ("--top-k", args.top_k),
+                                               ("--top-p", args.top_p)) if value is not None]
+    if args.greedy and args.beams:
+        raise UsageError("--greedy and --beams are two different strategies; choose one")
+    if (args.greedy or args.beams) and sampling_flags:
+        raise UsageError(f"{', '.join(sampling_flags)} shape random sampling, but "
+                         f"{'--greedy' if args.greedy else '--beams'} does not sample")
+    if args.greedy and args.num_sequences > 1:
+        raise UsageError("--greedy has only one answer; use sampling or --beams for several sequences")
+    if args.beams and args.num_sequences > args.beams:
+        raise UsageError(f"--num-sequences ({args.num_sequences}) must be <= --beams ({args.beams})")
+    if args.beams and args.candidates:
+        raise UsageError("--candidates follows one sequence step by step; it does not work with --beams")
+    if args.beams:
+        return dict(do_sample=False, num_beams=args.beams, num_return_sequences=args.num_sequences)
+    if args.greedy:
+        return dict(do_sample=False)
+    return dict(do_sample=True, temperature=1.0 if args.temperature is None else args.temperature,
+                top_k=50 if args.top_k is None else args.top_k, top_p=1.0 if args.top_p is None else args.top_p)
+
+
+def _generate(args) -> int:
+    settings = _generation_settings(args)
+    prompt = _prompt_text(args.prompt)
+    from .auto import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(args.model)  # first: its errors say most about a bad --model
+    tokenizer = _load_tokenizer(args.model)
+    ids = tokenizer(prompt).input_ids or [model.config.bos_token_id]  # an empty prompt starts a new text
+    n_positions = model.config.n_positions
+    if len(ids) >= n_positions:
+        raise ValueError(f"the prompt is {len(ids)} tokens long, but {args.model} reads at most {n_positions}")
+    max_new = args.max_new_tokens
+    if len(ids) + max_new > n_positions:
+        max_new = n_positions - len(ids)
+        print(f"[{args.model} reads at most {n_positions} tokens: generating {max_new} new tokens, not "
+              f"{args.max_new_tokens}]", file=sys.stderr)
+    input_ids = np.array([ids])
+    rng = np.random.default_rng(args.seed)
+    common = dict(max_new_tokens=max_new, pad_token_id=model.config.eos_token_id, **settings)
+
+    if args.beams:  # beam search cannot stream: the best beams are known only at the end
+        start = time.perf_counter()
+        sequences = model.generate(input_ids, **common)
+        for i, seq in enumerate(sequences):
+            if i:
+                print("---")
+            print(tokenizer.decode(seq, skip_special_tokens=True), flush=True)
+        if args.stats:
+            _print_stats(len(ids), sequences.shape[1] - len(ids), None, time.perf_counter() - start, len(sequences))
+        return 0
+
+    for i in range(args.num_sequences):  # one at a time, so each one streams
+        if i:
+            print("---", flush=True)
+        streamer = _StepPrinter(tokenizer, args.candidates, settings) if args.candidates \
+            else _Printer(tokenizer, skip_special_tokens=True)
+        try:
+            sequence = model.generate(input_ids, streamer=streamer, seed=rng, logits_processor=(
+                [streamer] if args.candidates else None), **{**common, "num_return_sequences": 1})
+        except KeyboardInterrupt:
+            streamer.end()  # print what was held back and the final newline, then stop
+            raise
+        if args.stats:
+            _print_stats(len(ids), sequence.shape[1] - len(ids), streamer.first_token_time - streamer.start_time,
+                         streamer.end_time - streamer.start_time, 1)
+    return 0
+
+
+class _Printer:
+    """A TextStreamer to stdout that also notes when tokens arrive (for --stats)."""
+
+    def __init__(self, tokenizer, **decode_kwargs):
+        from .streamers import TextStreamer
+
+        self.text = TextStreamer(tokenizer, **decode_kwargs)
+        self.start_time = time.perf_counter()
+        self.first_token_time = self.end_time = None
+        self.prompt_seen = False
+
+    def put(self, value):
+        if self.prompt_seen and self.first_token_time is None:
+            self.first_token_time = time.perf_counter()
+        self.prompt_seen = True
+        self.text.put(value)
+
+    def end(self):
+        self.end_time = time.perf_counter()
+        self.text.end()
+
+
+class _StepPrinter:
+    """--candidates: one line per step with the likeliest tokens and their probabilities, then the choice.
+
+    It is both a logits processor (it sees each step's scores; generate applies the penalties before it and
+    temperature / top-k / top-p after it, so it applies those itself to show the distribution actually drawn
+    from) and a streamer (it learns which token was chosen).
+    """
+
+    def __init__(self, tokenizer, k, settings):
+        from .generation import LogitsProcessorList, TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper
+
+        self.tokenizer, self.k = tokenizer, k
+        self.warpers = LogitsProcessorList()
+        if settings.get("do_sample"):
+            if settings["temperature"] != 1.0:
+                self.warpers.append(TemperatureLogitsWarper(settings["temperature"]))
+            if settings["top_k"]:
+                self.warpers.append(TopKLogitsWarper(settings["top_k"]))
+            if settings["top_p"] < 1.0:
+                self.warpers.append(TopPLogitsWarper(settings["top_p"]))
+        self.probs, self.ids, self.step = None, [], 0
+        self.start_time, self.first_token_time, self.end_time = time.perf_counter(), None, None
+
+    def __call__(self, input_ids, scores):  # as a logits processor: look, change nothing
+        from .generation import softmax
+
+        self.probs = softmax(self.warpers(input_ids, scores))[0]
+        return scores
+
+    def put(self, value):
+        ids = np.asarray(value).reshape(-1).tolist()
+        if not self.ids:  # the prompt
+            self.ids = ids
+            print(f"prompt: {self.tokenizer.decode(ids)!r}", flush=True)
+            return
+        self.first_token_time = self.first_token_time or time.perf_counter()
+        self.ids += ids
+        self.step += 1
+        top = np.argsort(-self.probs, kind="stable")[:self.k]
+        shown = "  ".join(f"{self._show(t):>12} {100 * self.probs[t]:5.1f}%" for t in top)
+        print(f"{self.step:4d}  {shown}   -> {self._show(ids[0])}", flush=True)
+
+    def end(self):
+        self.end_time = time.perf_counter()
+        print(f"text: {self.tokenizer.decode(self.ids)}", flush=True)
+
+    def _show(self, token_id):
+        return repr(self.tokenizer.decode([int(token_id)]))
+
+
+def _print_stats(prompt_tokens, new_tokens, first_token_seconds, total_seconds, sequences):
+    from . import backend
+
+    parts = [f"prompt {prompt_tokens} tokens, {new_tokens} new tokens x {sequences}"]
+    if first_token_seconds is not None:
+        parts.append(f"time to first token {first_token_seconds:.3f} s")
+        if new_tokens > 1:
+            rate = (new_tokens - 1) / max(total_seconds - first_token_seconds, 1e-9)
+            parts.append(f"{rate:.1f} tokens/s after it")
+    else:
+        parts.append(f"{new_tokens * sequences / max(total_seconds, 1e-9):.1f} tokens/s")
+    parts.append(f"total {total_seconds:.3f} s, backend {backend.get_backend()}")
+    print("[" + "; ".join(parts) + "]", file=sys.stderr)
+
+
+def _prompt_text(words) -> str:
+    if words == ["-"] or (not words and not sys.stdin.isatty()):
+        return _read_stdin()
+    if not words:
+        raise UsageError('give a prompt, e.g. python -m minigpt2 "Once upon a time" (or pipe it in)')
+    return " ".join(words)
+
+
+def _read_stdin() -> str:
+    return sys.stdin.read().rstrip("\r\n")  # the newline that ends what was typed or echoed is not part of it
+
+
+def _load_tokenizer(model):
+    """The model's tokenizer; a directory saved without tokenizer files gets GPT-2's (they all share it)."""
+    from .tokenizer import AutoTokenizer, VocabularyFileError
+
+    try:
+        return AutoTokenizer.from_pretrained(model)
+    except VocabularyFileError:
+        if not os.path.isdir(model):
+            raise
+        print(f"[{model} has no tokenizer files: using GPT-2's vocabulary]", file=sys.stderr)
+        return AutoTokenizer.from_pretrained("gpt2")
+
+
+# -- the other commands ----------------------------------------------------------------------------------
+
+def _tokenize(text, tokenizer) -> int:
+    ids = tokenizer(text).input_ids
+    tokens = tokenizer.convert_ids_to_tokens(ids)
+    width = max([len(t) for t in tokens] + [5])
+    print(f"{'index':>5}  {'id':>6}  {'token':<{width}}  text")
+    for i, (token_id, token) in enumerate(zip(ids, tokens)):
+        print(f"{i:>5}  {token_id:>6}  {token:<{width}}  {tokenizer.decode([token_id])!r}")
+    print(f"{len(ids)} tokens for {len(text)} characters (Ġ is how the vocabulary writes a space)")
+    return 0
+
+
+def _download(model) -> int:
+    from .auto import AutoModelForCausalLM
+    from .hub import hub_settings
+
+    if os.path.isdir(model):
+        print(f"{model} is a local directory: nothing to download")
+        return 0
+    start = time.perf_counter()
+    loaded = AutoModelForCausalLM.from_pretrained(model)  # downloads and checks every tensor
+    _load_tokenizer(model)
+    cache = hub_settings()["cache_dir"]
+    print(f"{model}: {loaded.num_parameters() / 1e6:.1f}M parameters, ready in {cache} "
+          f"({time.perf_counter() - start:.1f} s). It now works offline too (HF_HUB_OFFLINE=1).")
+    return 0
+
+
+def _info() -> int:
+    from . import __version__, backend
+    from .hub import hub_settings
+
+    settings = hub_settings()
+    print(f"minigpt2 {__version__} (Python {platform.python_version()}, NumPy {np.__version__}, "
+          f"{platform.system()} {platform.machine()})")
+    c_state = "available" if getattr(backend, "c_available", lambda: False)() else "not available"
+    threads = getattr(backend, "get_num_threads", lambda: None)()
+    print(f"backend: {backend.get_backend()} (C core {c_state}"
+          f"{'' if threads is None else f', {threads} threads'}); choose with --backend or MINIGPT2_BACKEND")
+    print(f"Hub: {settings['endpoint']} (HF_ENDPOINT); token {'set' if settings['token_set'] else 'not set'} "
+          f"(HF_TOKEN); offline {'yes' if settings['offline'] else 'no'} (HF_HUB_OFFLINE)")
+    print(f"cache: {settings['cache_dir']} (HF_HUB_CACHE, or HF_HOME/hub)")
+    cached = _cached_models(settings["cache_dir"])
+    print(f"models in the cache: {', '.join(cached) if cached else 'none yet (python -m minigpt2 --download)'}")
+    return 0
+
+
+def _cached_models(cache_dir) -> list:
+    """Repositories in the HF cache with a complete model.safetensors in some snapshot."""
+    found = []
+    try:
+        entries = sorted(os.listdir(cache_dir))
+    except OSError:
+        return found
+    for entry in entries:
+        if not entry.startswith("models--"):
+            continue
+        snapshots = os.path.join(cache_dir, entry, "snapshots")
+        try:
+            complete = any(os.path.isfile(os.path.join(snapshots, s, "model.safetensors"))
+                           for s in os.listdir(snapshots))
+        except OSError:
+            complete = False
+        if complete:
+            found.append(entry[len("models--"):].replace("--", "/"))
+    return found
