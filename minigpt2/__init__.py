@@ -1,6 +1,15 @@
-"""minigpt2: GPT-2 in readable NumPy, with Hugging Face transformers' API and numbers."""
+"""minigpt2: GPT-2 in readable NumPy, with Hugging Face transformers' API and numbers.
+
+    from minigpt2 import AutoModelForCausalLM, AutoTokenizer
+
+The layers are in minigpt2.layers, the model loop in minigpt2.modeling; minigpt2.backend tells and
+chooses which implementation (NumPy or the C core) runs the hot path.
+"""
 from . import backend
+from .auto import AutoConfig, AutoModel, AutoModelForCausalLM
+from .cache import KVCache
 from .config import GPT2Config
+from .generation import GenerationConfig
 from .modeling import (
     GPT2DoubleHeadsModel,
     GPT2ForSequenceClassification,
@@ -8,7 +17,32 @@ from .modeling import (
     GPT2Model,
     GPT2PreTrainedModel,
 )
-from .cache import KVCache
+from .streamers import TextIteratorStreamer, TextStreamer
+from .tokenizer import AutoTokenizer, BatchEncoding, GPT2Tokenizer, GPT2TokenizerFast, TokenStreamDecoder, show_work
 from .tracing import trace
 
 __version__ = "0.1.0"
+
+__all__ = [
+    "AutoConfig",
+    "AutoModel",
+    "AutoModelForCausalLM",
+    "AutoTokenizer",
+    "BatchEncoding",
+    "GPT2Config",
+    "GPT2DoubleHeadsModel",
+    "GPT2ForSequenceClassification",
+    "GPT2LMHeadModel",
+    "GPT2Model",
+    "GPT2PreTrainedModel",
+    "GPT2Tokenizer",
+    "GPT2TokenizerFast",
+    "GenerationConfig",
+    "KVCache",
+    "TextIteratorStreamer",
+    "TextStreamer",
+    "TokenStreamDecoder",
+    "backend",
+    "show_work",
+    "trace",
+]
