@@ -175,6 +175,4 @@ def best_time(fn, repeat: int = 5, number: int = 1) -> float:
 # -- text ----------------------------------------------------------------------------------------------------------
 def tokenizer():
     """GPT-2's tokenizer, minigpt2's own, from the vocabulary bundled with the package (no download)."""
-    from minigpt2.tokenizer import GPT2Tokenizer
-
-    return GPT2Tokenizer.from_pretrained("gpt2")
+    return minigpt2.GPT2Tokenizer.from_pretrained("gpt2")
