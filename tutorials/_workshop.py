@@ -156,8 +156,9 @@ def check_close(name, ours, library, rtol=1e-5, atol=1e-5):
 
     ours, library = np.asarray(ours), np.asarray(library)
     assert ours.shape == library.shape, f"{name}: shape {ours.shape} != library's {library.shape}"
-    diff = float(np.max(np.abs(ours.astype(np.float64) - library))) if ours.size else 0.0
-    np.testing.assert_allclose(ours, library, rtol=rtol, atol=atol, err_msg=name)
+    np.testing.assert_allclose(ours, library, rtol=rtol, atol=atol, err_msg=name)  # infinities must match too
+    finite = np.isfinite(ours) & np.isfinite(library)
+    diff = float(np.max(np.abs(ours[finite].astype(np.float64) - library[finite]))) if finite.any() else 0.0
     print(f"ok  {name:<52} shape {str(ours.shape):<16} max |difference| {diff:.2e}")
 
 
