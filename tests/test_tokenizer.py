@@ -136,13 +136,26 @@ def test_properties(tok):
 
 
 # -- the algorithm --------------------------------------------------------------------------------------------------
+def _merge_ids(word, ranks):
+    """Run bpe_merge_ids on a byte-character string with tables built from `ranks`; return token strings."""
+    symbols = sorted({c for pair in ranks for part in pair for c in part} | set(word)
+                     | {x for pair in ranks for x in (*pair, pair[0] + pair[1])})
+    encoder = {t: i for i, t in enumerate(symbols)}
+    shift = len(symbols).bit_length()
+    merge_of = {encoder[a] << shift | encoder[b]: r << shift | encoder[a + b] for (a, b), r in ranks.items()}
+    return [symbols[i] for i in B.bpe_merge_ids([encoder[c] for c in word], merge_of, shift)]
+
+
 def test_every_merge_made_token_encodes_to_itself():
     """Justifies ByteLevelBPE's whole-token shortcut: BPE never splits a string that is a GPT-2 token."""
     bpe = B.gpt2_bpe()
     assert len(bpe.whole_tokens) == 50256 and "<|endoftext|>" not in bpe.whole_tokens
-    for token in bpe.whole_tokens:
-        assert B.bpe_merge_fast(token, bpe.ranks) == [token], token
-    assert B.ranks_are_monotone(bpe.merges)
+    assert B.ranks_are_monotone(bpe.merges) and bpe.merge_of is not None
+    for token, index in bpe.whole_tokens.items():
+        byte_ids = [bpe.byte_ids[B.CHAR_TO_BYTE[c]] for c in token]
+        assert B.bpe_merge_ids(byte_ids, bpe.merge_of, bpe.shift) == [index], token
+    for text, ids in bpe.cache_seed.items():
+        assert bpe.encode_piece(text) == ids
 
 
 @st.composite
@@ -162,8 +175,11 @@ def byte_words(draw, max_size=120):
 def test_the_three_merge_loops_agree(word):
     ranks = B.gpt2_bpe().ranks
     expected = B.bpe_merge(word, ranks)
-    assert B.bpe_merge_fast(word, ranks) == expected
+    bpe = B.gpt2_bpe()
+    ids = B.bpe_merge_ids([bpe.byte_ids[B.CHAR_TO_BYTE[c]] for c in word], bpe.merge_of, bpe.shift)
+    assert [bpe.decoder[i] for i in ids] == expected
     assert B.bpe_merge_long(word, ranks) == expected
+    assert bpe.bpe(word) == expected
 
 
 @st.composite
@@ -186,7 +202,7 @@ def test_heap_merge_is_exact_for_any_merge_list(merges, word):
     expected = B.bpe_merge(word, ranks)
     assert B.bpe_merge_long(word, ranks) == expected
     if B.ranks_are_monotone(merges):
-        assert B.bpe_merge_fast(word, ranks) == expected
+        assert _merge_ids(word, ranks) == expected
 
 
 def test_non_monotone_merges_use_the_exact_loop():
@@ -194,7 +210,7 @@ def test_non_monotone_merges_use_the_exact_loop():
     assert not B.ranks_are_monotone(merges)
     encoder = {c: i for i, c in enumerate(["a", "b", "x", "ab", "xab", "abab"])}
     bpe = B.ByteLevelBPE(encoder, merges)
-    assert not bpe._fast_merge and bpe.whole_tokens == {}
+    assert bpe.merge_of is None and bpe.whole_tokens == {}
     assert bpe.bpe("xabab") == B.bpe_merge("xabab", bpe.ranks) == ["xab", "ab"]
 
 
@@ -439,10 +455,12 @@ def test_save_and_reload(tmp_path):
 
 def test_pickle_and_independent_caches():
     a = GPT2Tokenizer()
-    a.encode("warm the cache")
+    a.encode("zqxjvk warms the cache")
+    assert "zqxjvk" in a._bpe.cache
     b = pickle.loads(pickle.dumps(a))
     assert b.encode("Hello world") == [15496, 995]
-    assert GPT2Tokenizer()._bpe.cache == {}  # a new tokenizer starts cold
+    fresh = GPT2Tokenizer()._bpe.cache  # a new tokenizer starts cold: only the vocabulary's own entries
+    assert fresh == fresh.seed and len(fresh) > 49_000
 
 
 def test_hub_download_is_lazy_and_failures_are_clear(tmp_path, monkeypatch, vocab_dir):
