@@ -1,0 +1,277 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 08 · Inside the C kernels
+#
+# minigpt2's layers are NumPy functions, and they stay the reference. Four of them (`linear`, `layer_norm`,
+# `gelu_new`, `attention`) also have a C version in `csrc/`, compiled with cffi when minigpt2 is installed.
+# `minigpt2.backend` says which one runs and lets you switch. Here we ask where the time of a forward pass
+# goes, rebuild the two ideas behind the C code in NumPy (**cache blocking** for big matrix products, the
+# **online softmax** for attention that never stores the score matrix), check them, and measure what the
+# C core buys over the NumPy path on this machine.
+
+# %%
+MODEL = "gpt2"  # the real 124M GPT-2 when available; otherwise the tiny random model (it says so)
+
+import time
+
+import numpy as np
+
+import _workshop
+import minigpt2
+from minigpt2 import activations, backend, layers
+
+model = _workshop.load_model(MODEL)
+config = model.config
+params = model.params
+plt = _workshop.pyplot()
+tokenizer = _workshop.tokenizer()
+
+HAVE_C = backend.c_available()
+print(f"active backend: {backend.name}; C core built: {HAVE_C}; C threads: {backend.get_num_threads()}")
+if not HAVE_C:
+    print("The C core is not built here (no C compiler at install time?), so the comparisons below only time the "
+          "NumPy path. docs/troubleshooting.md explains how to build it.")
+
+# %% [markdown]
+# ## Where the time goes
+#
+# Count the work of one block. A linear layer with an `[n_in, n_out]` weight does `2 · n_in · n_out` floating
+# point operations per token and must read `4 · n_in · n_out` bytes of weights. Decoding one token, each
+# weight is used once: the layer is limited by how fast memory delivers the weights. A prompt of T tokens
+# uses each weight T times: now the arithmetic is the limit. We measure both on the NumPy path.
+
+# %%
+E, I, V = config.n_embd, config.inner_dim, config.vocab_size
+block = params["h"][0]
+matrices = {"attn.c_attn": block["attn"]["c_attn"], "attn.c_proj": block["attn"]["c_proj"],
+            "mlp.c_fc": block["mlp"]["c_fc"], "mlp.c_proj": block["mlp"]["c_proj"]}
+weight_bytes = sum(m["weight"].nbytes for m in matrices.values()) * config.n_layer + params["wte"]["weight"].nbytes
+print(f"weights read per decoded token (blocks + LM head): {weight_bytes / 2**20:.0f} MiB")
+
+rng = np.random.default_rng(0)
+linear_ref = layers.linear.reference  # the NumPy body, whatever the active backend
+print(f"{'layer':12} {'rows':>5} {'ms':>8} {'GFLOP/s':>9} {'GB/s (weights)':>15}")
+for rows in (1, 128):
+    for name, m in matrices.items():
+        x = rng.standard_normal((rows, m["weight"].shape[0]), dtype=np.float32)
+        seconds = _workshop.best_time(lambda: linear_ref(x, **m), repeat=5, number=3)
+        flops = 2 * rows * m["weight"].size
+        print(f"{name:12} {rows:>5} {seconds * 1e3:8.3f} {flops / seconds / 1e9:9.1f} "
+              f"{m['weight'].nbytes / seconds / 1e9:15.1f}")
+
+# %% [markdown]
+# With one row, the throughput in GFLOP/s is low and the weight bandwidth is the number to look at; with 128
+# rows the same layers do many more GFLOP/s. (Your numbers depend on your machine: the cell prints them.)
+#
+# ## Cache blocking, in NumPy
+#
+# A matrix product `C = A @ B` with `A [M, K]` and `B [K, N]` touches every element of B once per row of A.
+# If B does not fit in the CPU's caches, it is fetched from main memory M times. **Blocking** cuts the work
+# into tiles: for an `MC × NC` tile of C, walk K in slices of KC, and multiply an `MC × KC` panel of A by a
+# `KC × NC` panel of B, small enough to stay in cache while they are used. Each panel of B is then fetched
+# M / MC times instead of M times. Here is the loop structure, with NumPy doing the small products:
+
+# %%
+def blocked_matmul(A, B, MC=64, NC=256, KC=128):
+    M, K = A.shape
+    N = B.shape[1]
+    C = np.zeros((M, N), np.float32)
+    for i0 in range(0, M, MC):  # a tile of rows of C
+        for j0 in range(0, N, NC):  # a tile of columns: C[i0:i0+MC, j0:j0+NC] is one work item
+            for k0 in range(0, K, KC):  # accumulate over the inner dimension, slice by slice
+                a_panel = np.ascontiguousarray(A[i0:i0 + MC, k0:k0 + KC])  # "packing": copy to contiguous memory
+                b_panel = np.ascontiguousarray(B[k0:k0 + KC, j0:j0 + NC])
+                C[i0:i0 + MC, j0:j0 + NC] += a_panel @ b_panel
+    return C
+
+
+A = rng.standard_normal((128, E), dtype=np.float32)
+W = block["mlp"]["c_fc"]["weight"]
+_workshop.check_close("blocked_matmul == A @ W", blocked_matmul(A, W), A @ W, rtol=1e-4, atol=1e-4)
+
+# %% [markdown]
+# The answer is the same up to float32 rounding (the sums are grouped differently). The benefit is memory
+# traffic. A simple model of the bytes fetched from main memory for different tile sizes, assuming the
+# panels stay in cache and everything else does not:
+
+# %%
+def traffic_bytes(M, K, N, MC, NC):
+    reads_of_B = -(-M // MC)  # each panel of B is fetched once per tile row of C
+    reads_of_A = -(-N // NC)  # each panel of A once per tile column
+    return 4 * (reads_of_B * K * N + reads_of_A * M * K + M * N)
+
+
+M_prompt = 512
+tiles = [1, 4, 16, 64, 256]
+for MC in tiles:
+    mib = traffic_bytes(M_prompt, E, I, MC, 256) / 2**20
+    print(f"MC = {MC:>3}: {mib:8.1f} MiB moved for a [{M_prompt}, {E}] @ [{E}, {I}] product")
+
+if plt:
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    ax.plot(tiles, [traffic_bytes(M_prompt, E, I, mc, 256) / 2**20 for mc in tiles], marker="o")
+    ax.set_xscale("log", base=2); ax.set_yscale("log")
+    ax.set_xlabel("rows per tile (MC)"); ax.set_ylabel("MiB from main memory (model)")
+    ax.set_title(f"blocking: traffic of a [{M_prompt}, {E}] @ [{E}, {I}] product")
+    ax.grid(alpha=0.3)
+    _workshop.show(fig, "08_blocking_traffic_model")
+
+# %% [markdown]
+# With one row (decoding) there is nothing to reuse: each weight is needed once, and the best a kernel can do
+# is to read W exactly once, in order, and keep all cores busy. That is what the C core's decode path does:
+# threads split the output columns, each streams its columns of W once. For many rows, NumPy's BLAS is an
+# expertly blocked and vectorised product; the C core hands prompts of 64 rows or more to it
+# (`minigpt2._ckernels.BLAS_ROWS`) rather than compete (docs/kernels.md has the measurements).
+#
+# ## The online softmax, in NumPy
+#
+# Attention computes `softmax(q kᵀ · scale) v`. Written plainly it stores a `[T, K]` matrix of scores per head.
+# The C kernel never does: it walks the keys in blocks and keeps, per query row, three running values:
+#
+# - `m`, the largest score so far;
+# - `l`, the sum of `exp(score − m)` so far;
+# - `o`, the sum of `exp(score − m) · v` so far (a vector of D numbers).
+#
+# When a block brings a larger maximum `m'`, the old `l` and `o` are rescaled by `exp(m − m')`. At the end,
+# `o / l` is exactly the softmax-weighted average of the values.
+
+# %%
+def online_attention(q, k, v, scale, block=16):  # q [T, D], k and v [K, D]; causal, anchored lower-right
+    T, K = q.shape[0], k.shape[0]
+    visible = layers.causal_mask(T, K)
+    m = np.full(T, -np.inf, np.float32)
+    l = np.zeros(T, np.float32)
+    o = np.zeros((T, q.shape[1]), np.float32)
+    for j0 in range(0, K, block):
+        s = (q @ k[j0:j0 + block].T) * scale  # [T, block]: one block of scores, never the whole matrix
+        s = np.where(visible[:, j0:j0 + block], s, layers.MASK_VALUE)
+        m_new = np.maximum(m, s.max(axis=1))
+        rescale = np.exp(m - m_new)  # how much the old sums shrink under the new maximum
+        p = np.exp(s - m_new[:, None])
+        l = l * rescale + p.sum(axis=1)
+        o = o * rescale[:, None] + p @ v[j0:j0 + block]
+        m = m_new
+    return o / l[:, None]
+
+
+ids = np.array([tokenizer.encode("Online softmax: attention without the score matrix, block by block.")])
+with minigpt2.trace() as t:
+    model(ids)
+qkv = layers.linear.reference(t["h.0.ln_1"], **block["attn"]["c_attn"])
+q, k, v = (layers.split_heads(a, config.n_head) for a in np.split(qkv, 3, axis=-1))  # [1, H, T, D]
+scale = layers.attention_scale(config.head_dim, 0)
+reference_out, _ = layers.attention.reference(q, k, v, scale=scale, causal=True)
+for head in range(config.n_head):
+    ours = online_attention(q[0, head], k[0, head], v[0, head], scale, block=4)
+    _workshop.check_close(f"online softmax == reference, head {head}", ours, reference_out[0, head], atol=1e-6)
+
+# %% [markdown]
+# The C kernel does the same in a single pass over the keys of each block of queries. Let us check it
+# directly (without probabilities requested, the C backend serves `attention`):
+
+# %%
+if HAVE_C:
+    from minigpt2 import _ckernels
+
+    c_out, _ = _ckernels.attention(q, k, v, scale=scale, causal=True)
+    _workshop.check_close("C fused attention == reference", c_out, reference_out, atol=1e-6)
+
+# %% [markdown]
+# ## Measured: NumPy path vs. C core, kernel by kernel
+#
+# Each kernel runs on the shapes this model uses, once through its NumPy body (`fn.reference`) and once
+# through the active backend; both results are compared, then timed (best of several runs).
+
+# %%
+def timed_pair(label, fn, *args, **kwargs):
+    ours = fn(*args, **kwargs)
+    ref = fn.reference(*args, **kwargs)
+    ours, ref = (ours[0], ref[0]) if isinstance(ours, tuple) else (ours, ref)
+    _workshop.check_close(label, ours, ref, rtol=1e-4, atol=1e-4)
+    t_ref = _workshop.best_time(lambda: fn.reference(*args, **kwargs), repeat=5, number=3)
+    t_c = _workshop.best_time(lambda: fn(*args, **kwargs), repeat=5, number=3)
+    return label, t_ref, t_c
+
+
+K_cache = min(256, config.n_positions)
+x1 = rng.standard_normal((1, 1, E), dtype=np.float32)
+x128 = rng.standard_normal((1, 128, E), dtype=np.float32)
+h1 = rng.standard_normal((1, 1, I), dtype=np.float32)
+q1 = rng.standard_normal((1, config.n_head, 1, config.head_dim), dtype=np.float32)
+kc = rng.standard_normal((1, config.n_head, K_cache, config.head_dim), dtype=np.float32)
+vc = rng.standard_normal((1, config.n_head, K_cache, config.head_dim), dtype=np.float32)
+q128, k128, v128 = (rng.standard_normal((1, config.n_head, 128, config.head_dim), dtype=np.float32) for _ in range(3))
+
+cases = [
+    timed_pair("linear c_attn, 1 row", layers.linear, x1, **block["attn"]["c_attn"]),
+    timed_pair("linear c_fc, 1 row", layers.linear, x1, **block["mlp"]["c_fc"]),
+    timed_pair("linear mlp.c_proj, 1 row", layers.linear, h1, **block["mlp"]["c_proj"]),
+    timed_pair("LM head wte.T, 1 row", layers.linear, x1, params["wte"]["weight"].T),
+    timed_pair("linear c_fc, 128 rows", layers.linear, x128, **block["mlp"]["c_fc"]),
+    timed_pair(f"attention, 1 query, {K_cache} keys", layers.attention, q1, kc, vc, scale=scale, causal=True),
+    timed_pair("attention, 128 x 128, causal", layers.attention, q128, k128, v128, scale=scale, causal=True),
+    timed_pair("layer_norm, 128 rows", layers.layer_norm, x128, **block["ln_1"]),
+    timed_pair("gelu_new, 128 x 4E", activations.gelu_new, rng.standard_normal((1, 128, I), dtype=np.float32)),
+]
+print(f"\n{'kernel':36} {'NumPy ms':>9} {backend.name + ' ms':>9} {'speed-up':>9}")
+for label, t_ref, t_c in cases:
+    print(f"{label:36} {t_ref * 1e3:9.3f} {t_c * 1e3:9.3f} {t_ref / t_c:8.1f}x")
+
+if plt:
+    fig, ax = plt.subplots(figsize=(8, 4))
+    labels = [c[0] for c in cases]
+    ax.barh(labels[::-1], [c[1] / c[2] for c in cases][::-1], color="tab:green")
+    ax.axvline(1.0, color="black", lw=0.8)
+    ax.set_xlabel(f"speed-up of the {backend.name} backend over the NumPy path (1 = same)")
+    ax.set_title(f"kernels on {model.workshop_name}'s shapes, this machine")
+    _workshop.show(fig, "08_kernel_speedups")
+
+# %% [markdown]
+# Read the table row by row; it is this machine's, so run it on yours. Near 1: the C core does not serve that
+# case (prompts of 64 rows or more go to BLAS) or both are equally fast. Well above 1: typically the one-row
+# products of decoding, where the C code streams the weights once with every core (the LM head, the
+# largest matrix, most of all). Below 1: NumPy is faster there; NumPy's own elementwise loops are
+# vectorised, and a small kernel can lose to thread start-up. Each of these numbers is a measurement, not
+# a promise, and the end-to-end time below is the one that counts.
+#
+# ## End to end: greedy decoding on both backends
+#
+# The same 20 greedy tokens with `set_backend("numpy")` and with the C core. The tokens must be identical;
+# the time per token is what a workshop laptop feels.
+
+# %%
+prompt = np.array([tokenizer.encode("The C core of minigpt2 makes decoding")])
+N = 20
+results = {}
+for name in (["numpy", "c"] if HAVE_C else ["numpy"]):
+    backend.set_backend(name)
+    model.generate(prompt, max_new_tokens=2, do_sample=False)  # warm up
+    start = time.perf_counter()
+    ids_out = model.generate(prompt, max_new_tokens=N, do_sample=False, eos_token_id=None)
+    results[name] = (time.perf_counter() - start, ids_out)
+    print(f"{name:>5}: {results[name][0] / N * 1e3:6.1f} ms per token")
+backend.set_backend("auto")
+if HAVE_C:
+    assert np.array_equal(results["numpy"][1], results["c"][1]), "the backends must choose the same tokens"
+    print(f"same tokens; the C core is {results['numpy'][0] / results['c'][0]:.2f}x faster end to end")
+print(repr(tokenizer.decode(results["numpy"][1][0, prompt.shape[1]:])))
+
+# %% [markdown]
+# ## What we built
+#
+# - A blocked matrix product (tiles, panels, packing) in NumPy, equal to `A @ W`, and a model of why blocking
+#   cuts memory traffic; decoding has no reuse, so its kernels stream each weight once.
+# - The online softmax in NumPy, equal to the reference attention and to the C kernel, without ever storing
+#   the `[T, K]` scores.
+# - Measured speed-ups of the C core over the NumPy path, kernel by kernel and end to end, on this machine.
+#
+# That is the whole model, from bytes (01) to kernels (08).
