@@ -50,8 +50,9 @@ def _floats(a):
 
 
 def _aligned(a):
-    """True if every element of ``a`` lies on a 4-byte boundary (float loads in C need it)."""
-    return a.ctypes.data % 4 == 0 and all(s % 4 == 0 for s in a.strides)
+    """True if every element of ``a`` lies on a 4-byte boundary (float loads in C need it) and no axis
+    runs backwards. (The stride of an axis of length 1 is never used, so NumPy may set it to anything.)"""
+    return a.ctypes.data % 4 == 0 and all(s % 4 == 0 and s >= 0 for s, n in zip(a.strides, a.shape) if n > 1)
 
 
 def linear(x, weight, bias=None):
@@ -130,7 +131,7 @@ def attention(q, k, v, *, scale, causal, key_bias=None, head_mask=None, need_pro
     if k.shape != (B, H, K, D) or v.shape != (B, H, K, D) or 0 in q.shape or K == 0 or (causal and T > K):
         return NotImplemented
     for a in (q, k, v):
-        if a.strides[3] != 4 or min(a.strides) < 0 or not _aligned(a):
+        if (a.strides[3] != 4 and D > 1) or not _aligned(a):
             return NotImplemented
     bias, bias_stride = ffi.NULL, 0
     if key_bias is not None:

@@ -21,6 +21,8 @@ import functools
 import os
 import warnings
 
+import numpy as np
+
 __all__ = ["kernel", "set_backend", "get_backend", "name", "c_available", "set_num_threads", "get_num_threads"]
 
 BACKENDS = ("numpy", "c", "auto")
@@ -113,20 +115,21 @@ def _cores_available() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-def _positive_int(value, what) -> int:
-    try:
-        n = int(value)
-    except (TypeError, ValueError):
-        n = 0
-    if n < 1 or (not isinstance(value, str) and n != value) or isinstance(value, bool):
-        raise ValueError(f"{what} must be a positive whole number of threads, got {value!r}")
-    return n
+def _threads_from_environment() -> int:
+    value = os.environ.get("MINIGPT2_NUM_THREADS", "")
+    if not value:
+        return _cores_available()
+    if not value.strip().isdigit() or int(value) < 1:
+        raise ValueError(f"MINIGPT2_NUM_THREADS must be a positive whole number of threads, got {value!r}")
+    return int(value)
 
 
 def set_num_threads(n: int) -> None:
     """Use ``n`` threads in the C kernels (NumPy's own BLAS threads are not affected)."""
     global _num_threads
-    _num_threads = _positive_int(n, "the number of threads")
+    if not isinstance(n, (int, np.integer)) or isinstance(n, bool) or n < 1:
+        raise ValueError(f"the number of threads must be a positive whole number, got {n!r}")
+    _num_threads = int(n)
     if _ckernels is not None:
         _ckernels.lib.mg_set_num_threads(_num_threads)
 
@@ -135,8 +138,7 @@ def get_num_threads() -> int:
     return _num_threads
 
 
-_num_threads = (_positive_int(os.environ["MINIGPT2_NUM_THREADS"], "MINIGPT2_NUM_THREADS")
-                if os.environ.get("MINIGPT2_NUM_THREADS") else _cores_available())
+_num_threads = _threads_from_environment()
 if os.environ.get("MINIGPT2_BACKEND", "auto") not in BACKENDS:
     raise ValueError(f"MINIGPT2_BACKEND={os.environ['MINIGPT2_BACKEND']!r} is not a backend; "
                      f"choose one of {', '.join(BACKENDS)}")

@@ -1,0 +1,223 @@
+"""Backend selection (NumPy or the C core), threads, and the whole model against transformers on both.
+
+The model-level bound is the project's: max|ours - ref| <= 1e-5 * max(1, max|ref|) per tensor
+(conftest.assert_close). The C kernels add and multiply in other orders than NumPy's BLAS, which moves
+results by a few float32 ulps per layer (see test_kernels.py for the per-kernel bounds).
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+import minigpt2
+from minigpt2 import backend
+
+from conftest import assert_close, write_hf_checkpoint
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REQUIRE_C = os.environ.get("CI", "").lower() in ("1", "true", "yes") or os.environ.get("MINIGPT2_REQUIRE_C") == "1"
+needs_c = pytest.mark.skipif(not backend.c_available(), reason="the C extension is not built")
+
+
+def test_the_c_extension_is_built_where_required():
+    """In CI (CI=true) or with MINIGPT2_REQUIRE_C=1, a missing C core is a failure, not a skip."""
+    if not REQUIRE_C and not backend.c_available():
+        pytest.skip(f"the C extension is not built ({backend._c_problem}); CI requires it")
+    assert backend.c_available(), f"the C extension minigpt2._kernels did not build or load: {backend._c_problem}"
+    assert run_python("import minigpt2; print(minigpt2.backend.name)") == "c"
+
+
+def run_python(code, env=None, expect_failure=False):
+    """Run ``code`` in a fresh interpreter (the backend is chosen at import); return its stripped stdout."""
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("MINIGPT2_")}
+    environ.update(env or {})
+    environ["PYTHONPATH"] = ROOT + os.pathsep + environ.get("PYTHONPATH", "")
+    done = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], env=environ, capture_output=True, text=True,
+                          timeout=120)
+    if expect_failure:
+        assert done.returncode != 0, done.stdout
+        return done.stderr
+    assert done.returncode == 0, done.stderr
+    return done.stdout.strip()
+
+
+# -- choosing the backend --------------------------------------------------------------------------------
+
+@needs_c
+def test_environment_chooses_the_backend():
+    assert run_python("import minigpt2; print(minigpt2.backend.name)", {"MINIGPT2_BACKEND": "numpy"}) == "numpy"
+    assert run_python("import minigpt2; print(minigpt2.backend.name)", {"MINIGPT2_BACKEND": "c"}) == "c"
+    assert run_python("import minigpt2; print(minigpt2.backend.name)", {"MINIGPT2_BACKEND": "auto"}) == "c"
+    error = run_python("import minigpt2", {"MINIGPT2_BACKEND": "fortran"}, expect_failure=True)
+    assert "MINIGPT2_BACKEND='fortran'" in error and "numpy, c, auto" in error
+
+
+@needs_c
+def test_set_backend():
+    saved = backend.name
+    try:
+        assert backend.set_backend("numpy") == "numpy" == backend.name == backend.get_backend()
+        assert not backend._active
+        assert backend.set_backend("c") == "c" == minigpt2.backend.name
+        assert set(backend._active) == {"linear", "layer_norm", "gelu_new", "attention"}
+        assert backend.set_backend("auto") == "c"
+        with pytest.raises(ValueError, match="unknown backend 'C'.*'numpy', 'c', 'auto'"):
+            backend.set_backend("C")
+    finally:
+        backend.set_backend(saved)
+
+
+WITHOUT_EXTENSION = """
+import sys, warnings
+sys.modules["minigpt2._kernels"] = None  # as if it had not been built: importing it raises ImportError
+"""
+
+
+def test_without_the_extension_auto_falls_back_and_says_so_once():
+    out = run_python(WITHOUT_EXTENSION + """
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    import minigpt2
+    minigpt2.backend.set_backend("auto")
+    minigpt2.backend.set_backend("auto")
+print(minigpt2.backend.name, minigpt2.backend.c_available(), len(caught))
+print(caught[0].message)
+try:
+    minigpt2.backend.set_backend("c")
+except RuntimeError as e:
+    print("RuntimeError:", e)
+print(minigpt2.backend.name)
+""")
+    lines = out.splitlines()
+    assert lines[0] == "numpy False 1"
+    assert "C core is not built" in lines[1] and "NumPy backend" in lines[1]
+    assert lines[2].startswith("RuntimeError: the C backend was asked for") and "python csrc/build_kernels.py" in lines[2]
+    assert lines[3] == "numpy"
+
+
+def test_asking_for_c_without_the_extension_is_an_error_at_import():
+    error = run_python(WITHOUT_EXTENSION + "import minigpt2", {"MINIGPT2_BACKEND": "c"}, expect_failure=True)
+    assert "RuntimeError: the C backend was asked for" in error
+
+
+# -- threads -------------------------------------------------------------------------------------------
+
+@needs_c
+def test_thread_count_from_the_environment_and_the_affinity():
+    code = "import minigpt2; print(minigpt2.backend.get_num_threads(), minigpt2.backend._ckernels.lib.mg_get_num_threads())"
+    assert run_python(code, {"MINIGPT2_NUM_THREADS": "3"}) == "3 3"
+    if hasattr(os, "sched_setaffinity"):
+        one_core = "import os; os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]}); " + code
+        assert run_python(one_core) == "1 1"
+    for bad in ("0", "two", "-1"):
+        error = run_python(code, {"MINIGPT2_NUM_THREADS": bad}, expect_failure=True)
+        assert "MINIGPT2_NUM_THREADS must be a positive whole number" in error
+
+
+def test_set_num_threads():
+    saved = backend.get_num_threads()
+    try:
+        backend.set_num_threads(1)
+        assert backend.get_num_threads() == 1
+        if backend.c_available():
+            assert backend._ckernels.lib.mg_get_num_threads() == 1
+        for bad in (0, -2, 1.5, "2", True, None):
+            with pytest.raises(ValueError, match="positive whole number"):
+                backend.set_num_threads(bad)
+        assert backend.get_num_threads() == 1
+    finally:
+        backend.set_num_threads(saved)
+
+
+# -- the whole model, both backends, against transformers ----------------------------------------------------
+
+CONFIG = dict(vocab_size=300, n_positions=128, n_embd=64, n_layer=2, n_head=4)
+
+
+@pytest.fixture(scope="module")
+def checkpoint_dir(tmp_path_factory):
+    directory = tmp_path_factory.mktemp("backend_parity")
+    write_hf_checkpoint(directory, **CONFIG)
+    return str(directory)
+
+
+@pytest.fixture(params=["numpy", pytest.param("c", marks=needs_c)])
+def backend_name(request):
+    saved = backend.name
+    backend.set_backend(request.param)
+    yield request.param
+    backend.set_backend(saved)
+
+
+def _hf(checkpoint_dir):
+    transformers = pytest.importorskip("transformers")
+    return transformers.GPT2LMHeadModel.from_pretrained(checkpoint_dir, attn_implementation="eager").eval()
+
+
+@pytest.mark.parametrize("length", [5, 24, 80])  # rows 10, 48, 160: C decode path, C tiled path, BLAS
+def test_prompt_logits_match_transformers(checkpoint_dir, backend_name, length):
+    torch = pytest.importorskip("torch")
+    ids = np.random.default_rng(length).integers(0, CONFIG["vocab_size"], (2, length))
+    with torch.no_grad():
+        ref = _hf(checkpoint_dir)(torch.from_numpy(ids)).logits.numpy()
+    ours = minigpt2.GPT2LMHeadModel.from_pretrained(checkpoint_dir)(ids).logits
+    assert_close(ours, ref, f"logits[{backend_name}, T={length}]")
+
+
+def test_padded_batch_and_cached_decoding_match_transformers(checkpoint_dir, backend_name):
+    """Left padding (with fully padded query rows), a head mask, then greedy steps through the cache."""
+    torch = pytest.importorskip("torch")
+    hf, ours = _hf(checkpoint_dir), minigpt2.GPT2LMHeadModel.from_pretrained(checkpoint_dir)
+    rng = np.random.default_rng(0)
+    ids = rng.integers(0, CONFIG["vocab_size"], (3, 9))
+    mask = np.ones((3, 9), np.int64)
+    mask[0, :4] = 0
+    mask[2, :1] = 0
+    head_mask = np.array([[1, 0, 1, 0.5], [1, 1, 0, 1]], np.float32)
+    with torch.no_grad():
+        out_hf = hf(torch.from_numpy(ids), attention_mask=torch.from_numpy(mask), head_mask=torch.from_numpy(head_mask))
+    out = ours(ids, attention_mask=mask, head_mask=head_mask)
+    assert_close(out.logits, out_hf.logits.numpy(), f"padded prompt logits [{backend_name}]")
+    past, past_hf = out.past_key_values, out_hf.past_key_values
+    for step in range(4):
+        nxt = out.logits[:, -1].argmax(-1)[:, None]
+        np.testing.assert_array_equal(nxt, out_hf.logits[:, -1].argmax(-1)[:, None].numpy())
+        mask = np.concatenate([mask, np.ones((3, 1), np.int64)], axis=1)
+        with torch.no_grad():
+            out_hf = hf(torch.from_numpy(nxt), past_key_values=past_hf, attention_mask=torch.from_numpy(mask),
+                        use_cache=True)
+        out = ours(nxt, past_key_values=past, attention_mask=mask, use_cache=True)
+        past, past_hf = out.past_key_values, out_hf.past_key_values
+        assert_close(out.logits, out_hf.logits.numpy(), f"decode step {step} logits [{backend_name}]")
+    for i, ((k, v), (k_hf, v_hf)) in enumerate(zip(past, past_hf)):
+        assert_close(k, k_hf.numpy(), f"past key {i}")
+        assert_close(v, v_hf.numpy(), f"past value {i}")
+
+
+@needs_c
+def test_the_c_path_runs_in_a_whole_model_forward():
+    """Counters in minigpt2._ckernels prove that every C kernel served calls of a real forward pass,
+    and that the NumPy backend leaves them alone."""
+    ck = backend._ckernels
+    model = minigpt2.GPT2LMHeadModel(minigpt2.GPT2Config(**CONFIG), seed=0)
+    ids = np.arange(6)[None]
+    saved = backend.name
+    try:
+        backend.set_backend("c")
+        before = dict(ck.calls)
+        out = model(ids, use_cache=True)
+        model(out.logits[:, -1].argmax(-1)[:, None], past_key_values=out.past_key_values)
+        ran = {name: ck.calls[name] - before.get(name, 0) for name in ck.KERNELS}
+        L = CONFIG["n_layer"]
+        assert ran == {"linear": 2 * (4 * L + 1), "layer_norm": 2 * (2 * L + 1), "gelu_new": 2 * L, "attention": 2 * L}
+        backend.set_backend("numpy")
+        before = dict(ck.calls)
+        model(ids)
+        assert dict(ck.calls) == before
+    finally:
+        backend.set_backend(saved)

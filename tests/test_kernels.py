@@ -1,0 +1,447 @@
+"""The C kernels against their NumPy twins, which are the reference (backend.kernel's ``.reference``).
+
+Every C kernel takes the arguments of the NumPy function it replaces; hypothesis draws shapes that
+include 1, odd sizes, sizes that are no multiple of any tile, long inner dimensions, batches and
+sequences up to GPT-2's n_positions, with masks, padding and head masks.
+
+Tolerances are derived from float32 rounding (u = 2**-24), never tuned to pass:
+  - a sum of n products, added in any order, is within gamma(n) = n u / (1 - n u) of the exact sum
+    of their magnitudes; two such sums (C and NumPy add in different orders) differ by at most
+    twice that. This bounds ``linear`` and the scores inside ``attention``.
+  - softmax turns a score error of d into a relative probability error of at most about 2d.
+  - exp and tanh are each within a few ulp in both libraries (we allow 4 ulp apiece).
+Each test states its bound next to the assertion.
+"""
+from __future__ import annotations
+
+import multiprocessing
+import threading
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from minigpt2 import activations, backend, checkpoint, layers
+
+ck = pytest.importorskip("minigpt2._ckernels", reason="the C extension is not built (see test_backend.py)")
+
+U = 2.0 ** -24  # float32 unit roundoff
+MASK = float(layers.MASK_VALUE)
+SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+def gamma(n):
+    return n * U / (1 - n * U)
+
+
+def served_by_c(name, fn, *args, **kwargs):
+    """Call the C kernel directly and check that it did not decline."""
+    before = ck.calls[name]
+    result = fn(*args, **kwargs)
+    assert result is not NotImplemented, f"the C kernel {name} declined a case it should serve"
+    assert ck.calls[name] == before + 1
+    return result
+
+
+class blas_rows:
+    """Temporarily move the row count from which linear hands prompts to NumPy's BLAS."""
+
+    def __init__(self, rows):
+        self.rows = rows
+
+    def __enter__(self):
+        self.saved, ck.BLAS_ROWS = ck.BLAS_ROWS, self.rows
+
+    def __exit__(self, *exc):
+        ck.BLAS_ROWS = self.saved
+
+
+def random_floats(rng, shape, scale=1.0):
+    return rng.standard_normal(shape, dtype=np.float32) * np.float32(scale)
+
+
+# -- linear ------------------------------------------------------------------------------------------
+
+def check_linear(x, w, b):
+    """C linear vs NumPy: |c - ref| <= 2 gamma(n_in + 1) (|x| @ |w| + |b|), elementwise."""
+    ours = served_by_c("linear", ck.linear, x, w, b)
+    ref = layers.linear.reference(x, w, b)
+    assert ours.shape == ref.shape and ours.dtype == np.float32
+    magnitude = np.abs(x.astype(np.float64)) @ np.abs(w.astype(np.float64))
+    if b is not None:
+        magnitude += np.abs(b)
+    bound = 2 * gamma(w.shape[0] + 1) * magnitude
+    excess = np.abs(ours.astype(np.float64) - ref) - bound
+    assert excess.max() <= 0, f"linear exceeds its bound by {excess.max():.3g} (x {x.shape}, w {w.shape})"
+
+
+sizes = st.one_of(st.integers(1, 70), st.sampled_from([95, 96, 97, 255, 256, 257, 767, 768, 1025, 3072, 3073]))
+
+
+@SETTINGS
+@given(rows=st.integers(1, 130), n_in=sizes, n_out=sizes, transposed=st.booleans(), with_bias=st.booleans(),
+       batched=st.booleans(), seed=st.integers(0, 2 ** 32 - 1))
+def test_linear_matches_numpy(rows, n_in, n_out, transposed, with_bias, batched, seed):
+    """Both weight layouts (Conv1D rows, and wte.T whose columns are contiguous), the few-row (decode)
+    and tiled (prompt) paths, with and without bias, 2-D and 3-D inputs."""
+    rng = np.random.default_rng(seed)
+    x = random_floats(rng, (rows, n_in))
+    if batched and rows % 2 == 0:
+        x = x.reshape(2, rows // 2, n_in)
+    w = random_floats(rng, (n_out, n_in)).T if transposed else random_floats(rng, (n_in, n_out))
+    b = random_floats(rng, n_out) if with_bias else None
+    with blas_rows(10 ** 9):  # keep every row count on the C kernels
+        check_linear(x, w, b)
+
+
+@SETTINGS
+@given(rows=st.integers(1, 130), n_in=sizes, n_out=sizes, transposed=st.booleans(), seed=st.integers(0, 2 ** 32 - 1))
+def test_linear_is_exact_on_small_integers(rows, n_in, n_out, transposed, seed):
+    """With small integer values every partial sum is exact in float32 (|sum| < 2**24), so any summation
+    order gives the same bits: this catches a dropped or repeated term that the rounding bound above is
+    too loose to see in a 3000-term sum."""
+    rng = np.random.default_rng(seed)
+    x = rng.integers(-8, 9, (rows, n_in)).astype(np.float32)
+    w = rng.integers(-8, 9, (n_out, n_in)).astype(np.float32).T if transposed else \
+        rng.integers(-8, 9, (n_in, n_out)).astype(np.float32)
+    b = rng.integers(-8, 9, n_out).astype(np.float32)
+    with blas_rows(10 ** 9):
+        np.testing.assert_array_equal(served_by_c("linear", ck.linear, x, w, b), layers.linear.reference(x, w, b))
+
+
+def test_linear_gpt2_shapes():
+    """The 124M model's matrices at decode (1 and 8 rows) and at a prompt (40 rows), and the tied head."""
+    rng = np.random.default_rng(0)
+    for n_in, n_out in [(768, 2304), (768, 768), (768, 3072), (3072, 768)]:
+        w, b = random_floats(rng, (n_in, n_out), 0.02), random_floats(rng, n_out)
+        for rows in (1, 8, 40):
+            check_linear(random_floats(rng, (rows, n_in)), w, b)
+    wte = random_floats(rng, (50257, 768), 0.02)
+    for rows in (1, 3):
+        check_linear(random_floats(rng, (rows, 768)), wte.T, None)
+
+
+def test_linear_hands_large_prompts_to_blas():
+    rng = np.random.default_rng(1)
+    x, w = random_floats(rng, (ck.BLAS_ROWS, 16)), random_floats(rng, (16, 8))
+    assert ck.linear(x, w) is NotImplemented
+    assert ck.linear(x[:-1], w) is not NotImplemented
+
+
+def test_linear_reads_memory_mapped_weights(tmp_path):
+    """Weights as loaded: read-only views of a memory-mapped safetensors file."""
+    rng = np.random.default_rng(2)
+    path = tmp_path / "w.safetensors"
+    checkpoint.write_safetensors(path, {"w": random_floats(rng, (64, 96)), "wte": random_floats(rng, (50, 64))})
+    tensors = checkpoint.read_safetensors(path)
+    assert not tensors["w"].flags.writeable
+    check_linear(random_floats(rng, (3, 64)), tensors["w"], None)
+    check_linear(random_floats(rng, (2, 64)), tensors["wte"].T, None)
+
+
+# -- layer norm and gelu ----------------------------------------------------------------------------
+
+@SETTINGS
+@given(rows=st.integers(1, 40), n=sizes, scale=st.sampled_from([1e-3, 1.0, 30.0]), offset=st.sampled_from([0.0, 5.0]),
+       seed=st.integers(0, 2 ** 32 - 1))
+def test_layer_norm_matches_numpy(rows, n, scale, offset, seed):
+    """Bound: the mean and the variance are sums of n terms (error gamma(n) of the sums of magnitudes),
+    so with z = (x - mean) / s, s = sqrt(var + eps):
+    |c - ref| <= |w| (4 gamma(n) (mean|x| / s + |z|) + 8u |z|) + 8u (|b| + |ref|)."""
+    rng = np.random.default_rng(seed)
+    x = random_floats(rng, (rows, n), scale) + np.float32(offset)
+    w, b = random_floats(rng, n), random_floats(rng, n)
+    eps = 1e-5
+    ours = served_by_c("layer_norm", ck.layer_norm, x, w, b, eps)
+    ref = layers.layer_norm.reference(x, w, b, eps)
+    x64 = x.astype(np.float64)
+    s = np.sqrt(x64.var(axis=-1, keepdims=True) + eps)
+    z = np.abs(x64 - x64.mean(axis=-1, keepdims=True)) / s
+    bound = (np.abs(w) * (4 * gamma(n) * (np.abs(x64).mean(axis=-1, keepdims=True) / s + z) + 8 * U * z)
+             + 8 * U * (np.abs(b) + np.abs(ref)))
+    assert (np.abs(ours.astype(np.float64) - ref) - bound).max() <= 0
+
+
+@SETTINGS
+@given(shape=st.lists(st.integers(1, 70), min_size=1, max_size=3), scale=st.sampled_from([0.1, 1.0, 4.0, 100.0]),
+       seed=st.integers(0, 2 ** 32 - 1))
+def test_gelu_new_matches_numpy(shape, scale, seed):
+    """Bound: the tanh argument a carries 5u relative rounding, which tanh passes on scaled by sech(a)^2;
+    each library's tanh is within 4 ulp: |c - ref| <= u |x| (5 |a| sech(a)^2 + 8) + 4u |ref|."""
+    rng = np.random.default_rng(seed)
+    x = random_floats(rng, shape, scale)
+    ours = served_by_c("gelu_new", ck.gelu_new, x)
+    ref = activations.gelu_new.reference(x)
+    x64 = x.astype(np.float64)
+    a = np.sqrt(2 / np.pi) * (x64 + 0.044715 * x64 ** 3)
+    bound = U * np.abs(x64) * (5 * np.abs(a) / np.cosh(np.minimum(np.abs(a), 300)) ** 2 + 8) + 4 * U * np.abs(ref)
+    assert ours.shape == ref.shape and ours.dtype == np.float32
+    assert (np.abs(ours.astype(np.float64) - ref) - bound).max() <= 0
+
+
+def test_gelu_new_is_the_tanh_form():
+    """GPT-2's GELU is the tanh approximation; the exact (erf) GELU differs by up to ~1e-3 near |x| = 2."""
+    x = np.linspace(-4, 4, 801, dtype=np.float32)
+    ours = served_by_c("gelu_new", ck.gelu_new, x)
+    assert np.abs(ours - activations.gelu(x)).max() > 1e-4
+
+
+# -- attention -----------------------------------------------------------------------------------------
+
+def cache_view(rng, B, H, K, D, spare):
+    """Keys or values as the model passes them: the first K positions of a [B, H, K + spare, D] buffer."""
+    return random_floats(rng, (B, H, K + spare, D))[:, :, :K]
+
+
+def split_qkv_query(rng, B, H, T, D, scale=1.0):
+    """Queries as the model passes them: split_heads of a [B, T, 3E] projection (a strided view)."""
+    qkv = random_floats(rng, (B, T, 3 * H * D), scale)
+    return layers.split_heads(np.split(qkv, 3, axis=-1)[0], H)
+
+
+def check_attention(q, k, v, *, scale, causal, key_bias=None, head_mask=None):
+    """C attention vs NumPy. With P the reference probabilities and S = scale |q| |k|^T, the scores of the
+    two sides differ by at most 2 gamma(D) S, which moves each probability by at most twice the largest such
+    difference (relative); the weighted sum over K values adds gamma(K) per side and exp/normalisation a few
+    ulp: |c - ref| <= |head_mask| (4 gamma(D) max_j S + 2 gamma(K) + 16u) (P @ |v|)."""
+    ours, probs = served_by_c("attention", ck.attention, q, k, v, scale=scale, causal=causal, key_bias=key_bias,
+                              head_mask=head_mask)
+    assert probs is None
+    ref, ref_probs = layers.attention.reference(q, k, v, scale=scale, causal=causal, key_bias=key_bias,
+                                                head_mask=head_mask)
+    assert ours.shape == ref.shape and ours.dtype == np.float32
+    nan = np.isnan(ref)
+    assert np.array_equal(nan, np.isnan(ours)), "NaN rows differ from the reference"
+    D, K = q.shape[-1], k.shape[-2]
+    S = float(scale) * (np.abs(q.astype(np.float64)) @ np.abs(k.astype(np.float64)).swapaxes(-1, -2))
+    P = np.nan_to_num(ref_probs.astype(np.float64) / (1.0 if head_mask is None else np.where(head_mask == 0, 1, head_mask)))
+    weight = (4 * gamma(D) * S.max(axis=-1, keepdims=True) + 2 * gamma(K) + 16 * U) * (P @ np.abs(v.astype(np.float64)))
+    bound = weight * (1.0 if head_mask is None else np.abs(head_mask))
+    diff = np.where(nan, 0.0, np.abs(ours.astype(np.float64) - ref))
+    assert (diff - bound).max() <= 0, f"attention exceeds its bound by {(diff - bound).max():.3g}"
+
+
+def padding_bias(rng, B, K, fully_padded_rows=True):
+    """HF's additive mask from a 0/1 attention_mask [B, K] with random left and right padding."""
+    mask = np.ones((B, K), np.float32)
+    for b in range(B):
+        left, right = rng.integers(0, K // 2 + 1), rng.integers(0, K // 3 + 1)
+        mask[b, :left] = 0
+        mask[b, K - right:] = 0
+    if fully_padded_rows and rng.random() < 0.3:
+        mask[rng.integers(B)] = 0
+    return ((1.0 - mask) * layers.MASK_VALUE)[:, None, None, :]
+
+
+@SETTINGS
+@given(B=st.integers(1, 3), H=st.integers(1, 4), D=st.sampled_from([1, 3, 16, 17, 64, 80]), T=st.integers(1, 40),
+       past=st.integers(0, 70), spare=st.integers(0, 9), masked=st.booleans(), shared_mask=st.booleans(),
+       heads=st.booleans(), scale=st.floats(0.01, 2.0), seed=st.integers(0, 2 ** 32 - 1))
+def test_causal_attention_matches_numpy(B, H, D, T, past, spare, masked, shared_mask, heads, scale, seed):
+    """Self-attention over a cache: T new queries, past + T keys, padding masks (shared by the batch or
+    not, with fully padded rows), head masks with zeros."""
+    rng = np.random.default_rng(seed)
+    K = past + T
+    q = split_qkv_query(rng, B, H, T, D)
+    k, v = cache_view(rng, B, H, K, D, spare), cache_view(rng, B, H, K, D, spare)
+    key_bias = padding_bias(rng, 1 if shared_mask else B, K) if masked else None
+    head_mask = (rng.random((1, H, 1, 1)) * (rng.random((1, H, 1, 1)) > 0.3)).astype(np.float32) if heads else None
+    check_attention(q, k, v, scale=np.float32(scale), causal=True, key_bias=key_bias, head_mask=head_mask)
+
+
+@SETTINGS
+@given(B=st.integers(1, 3), H=st.integers(1, 3), D=st.sampled_from([1, 8, 64]), T=st.integers(1, 30),
+       K=st.integers(1, 90), masked=st.booleans(), seed=st.integers(0, 2 ** 32 - 1))
+def test_cross_attention_matches_numpy(B, H, D, T, K, masked, seed):
+    """No causal mask (cross-attention to an encoder), any T and K."""
+    rng = np.random.default_rng(seed)
+    q = random_floats(rng, (B, H, T, D))
+    k, v = random_floats(rng, (B, H, K, D)), random_floats(rng, (B, H, K, D))
+    key_bias = padding_bias(rng, B, K) if masked else None
+    check_attention(q, k, v, scale=np.float32(D ** -0.5), causal=False, key_bias=key_bias)
+
+
+@pytest.mark.parametrize("T,K", [(1, 1024), (300, 300), (7, 1024)])
+def test_attention_up_to_n_positions(T, K):
+    """Decoding at the last position GPT-2 has, and long prompts (many key blocks, online softmax)."""
+    rng = np.random.default_rng(T)
+    q = split_qkv_query(rng, 1, 2, T, 64, scale=3.0)  # large scores: the running maximum changes often
+    k, v = cache_view(rng, 1, 2, K, 64, 5), cache_view(rng, 1, 2, K, 64, 5)
+    check_attention(q, k, v, scale=np.float32(0.125), causal=True, key_bias=padding_bias(rng, 1, K, False))
+
+
+def test_attention_fully_padded_rows_are_uniform_like_hf():
+    """A query whose every visible key is padding gets, as in HF, a uniform average over its visible keys
+    *and* its future non-padded keys (all of which score exactly MASK_VALUE); future padded keys get
+    MASK_VALUE twice, -inf, and weight 0."""
+    rng = np.random.default_rng(3)
+    B, H, T, D = 1, 2, 6, 8
+    q, k, v = random_floats(rng, (B, H, T, D)), random_floats(rng, (B, H, T, D)), random_floats(rng, (B, H, T, D))
+    attention_mask = np.array([[0, 0, 1, 0, 1, 1]], np.float32)  # query 0 sees only key 0: padding
+    key_bias = ((1 - attention_mask) * layers.MASK_VALUE)[:, None, None, :]
+    ours, _ = served_by_c("attention", ck.attention, q, k, v, scale=np.float32(0.5), causal=True, key_bias=key_bias)
+    expected_row0 = v[0, :, [0, 2, 4, 5]].mean(axis=0)  # keys 0 (visible pad), 2, 4, 5 (future, not pad)
+    np.testing.assert_allclose(ours[0, :, 0], expected_row0, rtol=4 * U * 4, atol=4 * U * np.abs(v).max())
+    check_attention(q, k, v, scale=np.float32(0.5), causal=True, key_bias=key_bias)
+
+
+def test_attention_unusual_masks_follow_the_reference():
+    """Mask values outside {0, 1}: 2 gives a positive bias (+FLT_MAX) that lifts keys, even future ones, and
+    -1 gives -inf; a row of nothing but -inf is NaN in the reference, and so in C."""
+    rng = np.random.default_rng(4)
+    B, H, T, K, D = 3, 2, 4, 9, 8
+    q, k, v = random_floats(rng, (B, H, T, D)), random_floats(rng, (B, H, K, D)), random_floats(rng, (B, H, K, D))
+    attention_mask = np.array([[1, 0.5, 1, 1, 2, 1, 1, 1, 1], [1, 1, 1, 1, 1, 1, 1, 1, 2], [-1] * K], np.float32)
+    with np.errstate(over="ignore"):
+        key_bias = ((1 - attention_mask) * layers.MASK_VALUE)[:, None, None, :]
+    for causal in (True, False):
+        check_attention(q, k, v, scale=np.float32(0.3), causal=causal, key_bias=key_bias)
+
+
+# -- what the C kernels decline, and bad input -----------------------------------------------------------
+
+def test_kernels_decline_what_they_do_not_handle():
+    """float64, non-contiguous weights, misaligned memory, probabilities requested, full-shape masks:
+    NotImplemented, so the NumPy reference serves (and gives the reference's own result)."""
+    rng = np.random.default_rng(5)
+    x, w = random_floats(rng, (2, 8)), random_floats(rng, (8, 6))
+    assert ck.linear(x.astype(np.float64), w) is NotImplemented
+    assert ck.linear(x, w[:, ::2]) is NotImplemented
+    raw = np.zeros(8 * 6 * 4 + 1, np.uint8)[1:]  # float32 data at an odd address
+    misaligned = raw.view(np.float32).reshape(8, 6)
+    misaligned[...] = w
+    assert ck.linear(x, misaligned) is NotImplemented
+    np.testing.assert_array_equal(layers.linear(x, misaligned), layers.linear.reference(x, w))
+    assert ck.gelu_new(x.astype(np.float64)) is NotImplemented
+    assert ck.layer_norm(x, w[:, 0], w[:, 1]) is NotImplemented  # weight of the wrong length
+    q = random_floats(rng, (1, 2, 3, 4))
+    assert ck.attention(q, q, q, scale=1.0, causal=True, need_probs=True) is NotImplemented
+    full_mask = np.zeros((1, 1, 3, 3), np.float32)
+    assert ck.attention(q, q, q, scale=1.0, causal=True, key_bias=full_mask) is NotImplemented
+    assert ck.attention(q, q, q, scale=np.float64(1.0), causal=True) is NotImplemented
+    # Through the dispatcher, a declined call returns exactly what NumPy returns.
+    with backend_named("c"):
+        out = layers.linear(x.astype(np.float64), w)
+    assert out.dtype == np.float64
+    np.testing.assert_array_equal(out, layers.linear.reference(x.astype(np.float64), w))
+
+
+def test_non_contiguous_activations_are_served():
+    rng = np.random.default_rng(6)
+    x = random_floats(rng, (3, 20))[:, ::2]
+    check_linear(x, random_floats(rng, (10, 7)), None)
+    ours = served_by_c("gelu_new", ck.gelu_new, x)
+    np.testing.assert_array_equal(ours, ck.gelu_new(np.ascontiguousarray(x)))
+
+
+def test_wrong_shapes_raise_clear_errors_not_crashes():
+    x, w = np.ones((2, 3), np.float32), np.ones((4, 5), np.float32)
+    with backend_named("c"):
+        with pytest.raises(ValueError):
+            layers.linear(x, w)
+        q = np.ones((1, 1, 2, 4), np.float32)
+        with pytest.raises(ValueError):
+            layers.attention(q, np.ones((1, 1, 3, 5), np.float32), q, scale=1.0, causal=True)
+
+
+def test_empty_inputs():
+    with backend_named("c"):
+        assert layers.linear(np.ones((0, 3), np.float32), np.ones((3, 5), np.float32)).shape == (0, 5)
+        assert activations.gelu_new(np.ones((0,), np.float32)).shape == (0,)
+
+
+def test_c_errors_become_exceptions():
+    with pytest.raises(ValueError, match="C kernel linear"):
+        ck._check(ck.lib.mg_linear(ck.ffi.NULL, 1, ck.ffi.NULL, 1, 0, ck.ffi.NULL, ck.ffi.NULL, 1, 1, 1, 1), "linear")
+    y = np.zeros(4, np.float32)
+    with pytest.raises(ValueError, match="size"):
+        ck._check(ck.lib.mg_gelu_new(ck._floats(y), ck._floats(y), -1), "gelu_new")
+
+
+# -- threads -------------------------------------------------------------------------------------------
+
+class backend_named:
+    def __init__(self, name):
+        self.name = name
+
+    def __enter__(self):
+        self.saved = backend.name
+        backend.set_backend(self.name)
+
+    def __exit__(self, *exc):
+        backend.set_backend(self.saved)
+
+
+class threads:
+    def __init__(self, n):
+        self.n = n
+
+    def __enter__(self):
+        self.saved = backend.get_num_threads()
+        backend.set_num_threads(self.n)
+
+    def __exit__(self, *exc):
+        backend.set_num_threads(self.saved)
+
+
+def test_results_do_not_depend_on_the_thread_count():
+    """Threads split the outputs, never a sum, so every thread count gives the same bits."""
+    rng = np.random.default_rng(7)
+    x1, x40, w, b = random_floats(rng, (1, 300)), random_floats(rng, (40, 300)), random_floats(rng, (300, 520)), None
+    q = split_qkv_query(rng, 2, 3, 33, 16)
+    k, v = cache_view(rng, 2, 3, 50, 16, 3), cache_view(rng, 2, 3, 50, 16, 3)
+    big = random_floats(rng, (70, 3000), 3.0)
+
+    def everything():
+        return [ck.linear(x1, w, b), ck.linear(x40, w, b), ck.linear(x1, w.T.copy().T), ck.gelu_new(big),
+                ck.layer_norm(big, big[0], big[1]), ck.attention(q, k, v, scale=0.25, causal=True)[0]]
+
+    with threads(1):
+        one = everything()
+    for n in (2, 3, 5):
+        with threads(n):
+            for a, b_ in zip(one, everything()):
+                np.testing.assert_array_equal(a, b_)
+
+
+def test_concurrent_python_threads():
+    """cffi releases the GIL: callers in several Python threads share the pool (or run alone)."""
+    rng = np.random.default_rng(8)
+    w = random_floats(rng, (256, 384))
+    xs = [random_floats(rng, (1 + i % 3, 256)) for i in range(8)]
+    expected = [ck.linear(x, w) for x in xs]
+    errors = []
+
+    def run(i):
+        for _ in range(30):
+            if not np.array_equal(ck.linear(xs[i], w), expected[i]):
+                errors.append(i)
+
+    with threads(2):
+        workers = [threading.Thread(target=run, args=(i,)) for i in range(8)]
+        for t in workers:
+            t.start()
+        for t in workers:
+            t.join()
+    assert not errors
+
+
+def _child_linear(queue):
+    x, w = np.ones((1, 64), np.float32), np.ones((64, 200), np.float32)
+    queue.put(float(ck.linear(x, w).sum()))
+
+
+def test_kernels_work_in_a_forked_child():
+    """fork() copies only the calling thread; the child must not wait for workers it does not have."""
+    if "fork" not in multiprocessing.get_all_start_methods():
+        pytest.skip("no fork on this platform")
+    with threads(2):
+        ck.linear(np.ones((1, 64), np.float32), np.ones((64, 200), np.float32))  # the pool is running
+        context = multiprocessing.get_context("fork")
+        queue = context.Queue()
+        child = context.Process(target=_child_linear, args=(queue,))
+        child.start()
+        child.join(timeout=60)
+        assert child.exitcode == 0, "the forked child hung or crashed"
+        assert queue.get(timeout=5) == 64.0 * 200
