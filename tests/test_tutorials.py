@@ -49,3 +49,10 @@ def test_trace_names_and_helpers():
     assert minigpt2.tracing._active is None
     t["ln_f"][...] = 0
     np.testing.assert_array_equal(model(ids).logits, out.logits)
+
+
+def test_api_reference_matches_the_docstrings():
+    """docs/api.md is generated from the code; regenerate it with python docs/make_api.py."""
+    result = subprocess.run([sys.executable, os.path.join(ROOT, "docs", "make_api.py"), "--check"],
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr

@@ -1,0 +1,176 @@
+"""Write docs/api.md, the API reference, from the docstrings and signatures of minigpt2's public names.
+
+    python docs/make_api.py            # rewrite docs/api.md
+    python docs/make_api.py --check    # exit 1 if docs/api.md differs from what the code says now
+
+A module's public names are its ``__all__``; a module without one contributes the functions, classes and
+constants defined in it whose names do not start with "_". For classes, every public method and property
+defined on the class is listed with its signature and docstring. Nothing is written by hand in api.md, so
+it cannot drift from the code: change a docstring, rerun this script.
+"""
+from __future__ import annotations
+
+import importlib
+import inspect
+import os
+import sys
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+OUT = os.path.join(HERE, "api.md")
+
+# (module, one-line description), in the order a reader meets them (docs/architecture.md).
+MODULES = [
+    ("minigpt2", "The package: the names most programs need, as in transformers."),
+    ("minigpt2.config", "GPT2Config and the preset sizes."),
+    ("minigpt2.modeling", "The models and the transformer block."),
+    ("minigpt2.layers", "The NumPy layers."),
+    ("minigpt2.activations", "Activation functions by HF's names."),
+    ("minigpt2.cache", "past_key_values."),
+    ("minigpt2.outputs", "Output dataclasses."),
+    ("minigpt2.tokenizer", "GPT-2's tokenizer with HF's interface."),
+    ("minigpt2.bpe", "The byte-level BPE algorithm."),
+    ("minigpt2.generation", "generate() and its logits processors."),
+    ("minigpt2.streamers", "Text while it is generated."),
+    ("minigpt2.auto", "HF's Auto classes."),
+    ("minigpt2.checkpoint", "safetensors reading and writing."),
+    ("minigpt2.hub", "Local directories and the Hugging Face Hub."),
+    ("minigpt2.tracing", "Capturing named intermediate tensors."),
+    ("minigpt2.backend", "NumPy or the C core."),
+    ("minigpt2.cli", "python -m minigpt2."),
+]
+
+
+def public_names(module):
+    if hasattr(module, "__all__"):
+        return list(module.__all__)
+    names = []
+    for name, value in vars(module).items():
+        if name.startswith("_") or inspect.ismodule(value):
+            continue
+        defined_here = getattr(value, "__module__", module.__name__) == module.__name__
+        if (inspect.isfunction(value) or inspect.isclass(value)) and not defined_here:
+            continue  # imported from elsewhere
+        if not (inspect.isfunction(value) or inspect.isclass(value)) and not name.isupper():
+            continue  # only UPPER_CASE constants
+        names.append(name)
+    return names
+
+
+class _Raw:
+    """An annotation written as a string (``from __future__ import annotations``), shown without quotes."""
+
+    def __init__(self, text):
+        self.text = text
+
+    def __repr__(self):
+        return self.text
+
+
+def signature(obj, drop_self=False) -> str:
+    try:
+        sig = inspect.signature(obj)
+    except (TypeError, ValueError):
+        return "(...)"
+    raw = lambda a: _Raw(a.strip("'\"")) if isinstance(a, str) else a
+    params = [p.replace(annotation=raw(p.annotation)) for p in sig.parameters.values()]
+    if drop_self and params and params[0].name == "self":
+        params = params[1:]
+    return str(sig.replace(parameters=params, return_annotation=raw(sig.return_annotation)))
+
+
+def doc(obj) -> str:
+    text = inspect.getdoc(obj)
+    return text.strip() + "\n" if text else ""
+
+
+def constant(value) -> str:
+    text = repr(value)
+    return text if len(text) <= 120 else text[:117] + "..."
+
+
+def describe_class(qualname, cls) -> list:
+    kind = "class"
+    lines = [f"### {kind} `{qualname}{signature(cls) if cls.__init__ is not object.__init__ else '()'}`\n",
+             doc(cls)]
+    bases = [b.__name__ for b in cls.__bases__ if b is not object]
+    if bases:
+        lines.insert(1, f"Bases: {', '.join(f'`{b}`' for b in bases)}\n")
+    members = []
+    for name, value in vars(cls).items():
+        if name.startswith("_") and name not in ("__call__",):
+            continue
+        if isinstance(value, property):
+            members.append(f"- **`{name}`** (property)" + _colon(first_paragraph(value)))
+        elif isinstance(value, (classmethod, staticmethod)):
+            fn = value.__func__
+            label = "classmethod" if isinstance(value, classmethod) else "staticmethod"
+            members.append(f"- **`{name}{signature(getattr(cls, name))}`** ({label})" + _colon(first_paragraph(fn)))
+        elif inspect.isfunction(value):
+            members.append(f"- **`{name}{signature(value, drop_self=True)}`**" + _colon(first_paragraph(value)))
+    if members:
+        lines.append("\n" + "\n".join(members) + "\n")
+    return lines
+
+
+def first_paragraph(obj) -> str:
+    text = inspect.getdoc(obj) or ""
+    return " ".join(text.split("\n\n")[0].split())
+
+
+def _colon(text) -> str:
+    return f": {text}" if text else ""
+
+
+def render() -> str:
+    out = ["# API reference\n",
+           "Generated by `python docs/make_api.py` from the docstrings and signatures in `minigpt2/`; do not edit",
+           "by hand. Every name below is public: in a module's `__all__`, or (for modules without one) defined in",
+           "it without a leading underscore. Names re-exported by `minigpt2` are documented where they are defined.",
+           "See [architecture.md](architecture.md) for how the pieces fit together.\n"]
+    out.append("## Contents\n")
+    for module_name, summary in MODULES:
+        anchor = module_name.replace(".", "")
+        out.append(f"- [`{module_name}`](#{anchor}): {summary}")
+    out.append("")
+    for module_name, summary in MODULES:
+        module = importlib.import_module(module_name)
+        out.append(f"## `{module_name}`\n")
+        out.append(f"{summary}\n")
+        if module_name == "minigpt2":
+            rows = []
+            for name in public_names(module):
+                value = getattr(module, name)
+                home = value.__name__ if inspect.ismodule(value) else getattr(value, "__module__", module_name)
+                rows.append(f"| `minigpt2.{name}` | `{home}` |")
+            out += ["| name | defined in |", "|---|---|", *rows, ""]
+            out.append(f"`minigpt2.__version__` = `{module.__version__}`\n")
+            continue
+        out.append(doc(module))
+        for name in public_names(module):
+            value = getattr(module, name)
+            qualname = f"{module_name}.{name}"
+            if inspect.isclass(value):
+                out += describe_class(qualname, value)
+            elif callable(value):
+                out += [f"### `{qualname}{signature(value)}`\n", doc(value)]
+            else:
+                out += [f"### `{qualname}`\n", f"`{constant(value)}`\n"]
+    return "\n".join(out).rstrip() + "\n"
+
+
+def main(argv) -> int:
+    text = render()
+    if "--check" in argv:
+        current = open(OUT, encoding="utf-8").read() if os.path.exists(OUT) else ""
+        if current != text:
+            print("docs/api.md is out of date with the docstrings: run python docs/make_api.py", file=sys.stderr)
+            return 1
+        return 0
+    with open(OUT, "w", encoding="utf-8") as f:
+        f.write(text)
+    print(f"wrote {os.path.relpath(OUT)} ({text.count(chr(10))} lines)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
