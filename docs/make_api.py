@@ -13,6 +13,7 @@ from __future__ import annotations
 import importlib
 import inspect
 import os
+import re
 import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -84,7 +85,8 @@ def doc(obj) -> str:
 
 
 def constant(value) -> str:
-    text = repr(value)
+    text = re.sub(r"<(?:function|class|built-in function) ([\w.]+)(?: at 0x[0-9a-f]+)?>", r"\1", repr(value))
+    text = re.sub(r" at 0x[0-9a-f]+", "", text)  # no memory addresses: the output must be reproducible
     return text if len(text) <= 120 else text[:117] + "..."
 
 

@@ -18,7 +18,9 @@ Names: "embeddings", then for each block i "h.{i}.ln_1", "h.{i}.attn", "h.{i}.at
 where x is "embeddings" for block 0 and "h.{i-1}.out" after it; "ln_f" is layer_norm("h.{n_layer-1}.out").
 
 Each value is a copy taken when it was recorded, so nothing computed later can change it. Outside a
-``trace()`` block, recording costs one global lookup and copies nothing.
+``trace()`` block, recording costs one global lookup and copies nothing. Inside one, attention runs its
+NumPy reference (a fused C kernel never forms the probabilities that "attn_probs" records), so with the
+C backend active a traced pass may differ from an untraced one by float32 rounding.
 """
 from __future__ import annotations
 

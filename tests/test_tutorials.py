@@ -45,10 +45,11 @@ def test_trace_names_and_helpers():
     np.testing.assert_array_equal(t["h.0.resid_mid"], t["embeddings"] + t["h.0.attn"])
     np.testing.assert_array_equal(t["h.0.out"], t["h.0.resid_mid"] + t["h.0.mlp"])
     assert "h.1.attn_probs" in repr(t)
-    # Outside a trace nothing is recorded, and a trace's tensors are copies.
+    # Outside a trace nothing is recorded, and a trace's tensors are copies. (Traced and untraced runs may
+    # differ by rounding: inside a trace attention runs the NumPy reference, to record its probabilities.)
     assert minigpt2.tracing._active is None
     t["ln_f"][...] = 0
-    np.testing.assert_array_equal(model(ids).logits, out.logits)
+    np.testing.assert_allclose(model(ids).logits, out.logits, rtol=1e-5, atol=1e-6)
 
 
 def test_api_reference_matches_the_docstrings():
