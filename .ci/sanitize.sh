@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Build the C core once more with AddressSanitizer + UndefinedBehaviorSanitizer, in a scratch copy of
+# the package, and run the kernel tests against that build. Any report fails the step: ASan stops at
+# the first error, and -fno-sanitize-recover=all makes UBSan stop too (the process dies, pytest fails).
+#
+# Needs gcc (with its libasan/libubsan, which Debian's gcc package brings) and the Python packages the
+# tests use (numpy, cffi, pytest, hypothesis, safetensors). Takes well under a minute here.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PYTHON=${PYTHON:-python}
+CC=${CC:-gcc}
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+
+echo "sanitize: building minigpt2._kernels with -fsanitize=address,undefined in $work"
+cp -r minigpt2 "$work/"
+rm -f "$work"/minigpt2/_kernels*
+mkdir "$work/tests"
+cp tests/test_kernels.py "$work/tests/"
+CC="$CC" MINIGPT2_CFLAGS="-fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer -g" \
+    "$PYTHON" csrc/build_kernels.py "$work/minigpt2" > "$work/build.log" 2>&1 || { cat "$work/build.log"; exit 1; }
+library=$(ls "$work"/minigpt2/_kernels*.so)
+ldd "$library" | grep -q libasan || { echo "sanitize: $library is not linked with libasan"; exit 1; }
+
+# Python itself is not instrumented, so the sanitizer runtimes must be loaded first; Python's own
+# allocations are not ours to judge (detect_leaks=0).
+export LD_PRELOAD="$("$CC" -print-file-name=libasan.so) $("$CC" -print-file-name=libubsan.so)"
+export ASAN_OPTIONS=detect_leaks=0:abort_on_error=1:halt_on_error=1
+export UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
+export MINIGPT2_BACKEND=c MINIGPT2_REQUIRE_C=1  # importing minigpt2 fails if the sanitized build does not load
+cd "$work"
+"$PYTHON" -c "import minigpt2._kernels as k, sys; assert k.__file__.startswith('$work'), k.__file__; print('sanitize: testing', k.__file__)"
+"$PYTHON" -m pytest -q -p no:cacheprovider --capture=sys tests/test_kernels.py  # reports go to the log
+echo "sanitize: no AddressSanitizer or UBSan reports"
