@@ -37,7 +37,7 @@ MANIFEST = _manifest()
 CASES = {case["name"]: case for case in MANIFEST["cases"]}
 
 # Largest |ours - ref| per output kind over all cases, printed at the end of the module (pytest -s).
-LARGEST = collections.defaultdict(lambda: (0.0, ""))
+LARGEST = collections.defaultdict(lambda: (0.0, 0.0))
 
 
 def output_kind(case_name, name):
@@ -52,9 +52,9 @@ def output_kind(case_name, name):
 def print_largest_differences():
     yield
     if LARGEST:
-        print("\nreference fixtures: largest max|ours - transformers| per output kind")
-        for kind, (diff, where) in sorted(LARGEST.items()):
-            print(f"  {kind:18s} {diff:.3g}  ({where})")
+        print("\nreference fixtures: largest max|ours - transformers| per output kind (absolute; / max(1, max|ref|))")
+        for kind, (diff, scaled) in sorted(LARGEST.items()):
+            print(f"  {kind:26s} {diff:9.3g}  {scaled:9.3g}")
 
 
 def load_case(case):
@@ -114,8 +114,8 @@ def compare(case_name, ours, arrays):
             continue
         diff = max_abs_diff(ours[name], arrays[name])
         kind = output_kind(case_name, name)
-        if diff > LARGEST[kind][0]:
-            LARGEST[kind] = (diff, f"{case_name} {name}")
+        scaled = diff / max(1.0, float(np.abs(arrays[name]).max(initial=0)))
+        LARGEST[kind] = max(LARGEST[kind], (diff, scaled))
         lines.append(describe(name, ours[name], arrays[name]))
         failed |= not diff <= tolerance(arrays[name])
     if failed or missing or extra:
