@@ -228,10 +228,32 @@ def test_pretokenize_round_trips_and_matches_gpt2_rules():
     assert B.pretokenize("end  \n") == ["end", "  \n"]
 
 
-@FAST
-@given(st.text())
-def test_pretokenize_loses_nothing(text):
+@st.composite
+def mixed_texts(draw):
+    """ASCII prose with the odd non-ASCII character and unusual white space, long enough for several chunks."""
+    parts = st.sampled_from([" ", "  ", "\n", "\n\n", "\t", "\x1c", "\x0b", " \u3000", "\xa0", "é", "中文", "😀",
+                             "word", " word", "'s", "'LL", "123", " 45", "!?", "\r\n"]) | st.text(max_size=3)
+    return "".join(draw(st.lists(parts, max_size=120)))
+
+
+@settings(max_examples=300, deadline=None)
+@given(mixed_texts(), st.sampled_from([1, 3, 8, 256]))
+def test_chunked_ascii_pretokenize_equals_the_regex(text, chunk):
+    saved = B.CHUNK
+    B.CHUNK = chunk
+    try:
+        assert B.pretokenize(text) == B.PRETOKENIZER.findall(text)
+        ascii_text = text.encode("ascii", "replace").decode()
+        assert B.pretokenize(ascii_text) == B.PRETOKENIZER.findall(ascii_text)
+    finally:
+        B.CHUNK = saved
     assert "".join(B.pretokenize(text)) == text
+
+
+def test_ascii_pattern_equals_the_regex_on_every_ascii_character():
+    for c in map(chr, range(128)):
+        for text in (c, c * 3, f"a{c}b", f" {c}1", f"{c} x", f"{c}  \n", f"x{c}{c} "):
+            assert B.ASCII_PRETOKENIZER.findall(text) == B.PRETOKENIZER.findall(text), repr(text)
 
 
 # -- round trip and bad input ----------------------------------------------------------------------------------------
