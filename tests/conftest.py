@@ -5,6 +5,7 @@ Other test modules may use these (``from conftest import assert_close``); keep t
     assert_close(ours, ref, name)         tolerance 1e-5 * max(1, max|ref|), with a readable failure message
     tolerance(ref)                        that bound
     randomize_torch_model(model, seed)    spread a transformers model's weights (see below)
+    kernel_backend                        fixture: the test runs on the "numpy" and on the "c" backend
     hf_tiny_checkpoint                    session fixture: a directory holding a tiny HF GPT2LMHeadModel
                                           checkpoint (skipped when torch/transformers are not installed)
 
@@ -64,6 +65,21 @@ def assert_close(ours, ref, name="tensor", rtol=RTOL):
 @pytest.fixture(scope="session")
 def fixtures_dir():
     return FIXTURES
+
+
+@pytest.fixture(params=["numpy", "c"])
+def kernel_backend(request):
+    """Run the test once on the NumPy reference kernels and once on the C core (skipped if it is not built)."""
+    from minigpt2 import backend
+
+    if request.param == "c" and not backend.c_available():
+        pytest.skip(f"the C extension is not built ({backend._c_problem})")
+    saved = backend.name
+    backend.set_backend(request.param)
+    try:
+        yield request.param
+    finally:
+        backend.set_backend(saved)
 
 
 # -- transformers-backed helpers (these skip when the references are not installed) ---------------

@@ -3,7 +3,7 @@
 The fixtures were written by tests/make_fixtures.py with Hugging Face transformers 4.46.3 (float32,
 attn_implementation="eager"; 4.x is pinned because it keeps head_mask and tuple past_key_values, which
 minigpt2 mirrors). Each case loads a tiny checkpoint from its files, runs the same forward calls, and
-compares every output: logits, every hidden state, attentions, cross-attentions, past key/values, losses,
+compares every output, on the NumPy kernels and on the C core: logits, every hidden state, attentions, cross-attentions, past key/values, losses,
 mc_logits and sequence-classification logits.
 
 Bound: max|ours - ref| <= 1e-5 * max(1, max|ref|) for every tensor (float32; the two sides sum matmuls
@@ -170,7 +170,7 @@ def test_fixtures_cover_every_flag_and_activation():
 
 
 @pytest.mark.parametrize("case_name", sorted(CASES))
-def test_matches_transformers(case_name):
+def test_matches_transformers(case_name, kernel_backend):
     case = CASES[case_name]
     arrays = load_case(case)
     model = getattr(minigpt2, case["class"]).from_pretrained(checkpoint_dir(case))
@@ -178,7 +178,7 @@ def test_matches_transformers(case_name):
 
 
 @pytest.mark.parametrize("case_name", sorted(n for n, c in CASES.items() if len(c["calls"]) > 1))
-def test_reference_past_key_values_as_plain_tuples(case_name):
+def test_reference_past_key_values_as_plain_tuples(case_name, kernel_backend):
     """Continuing from transformers' own cache, handed in as a tuple of (key, value) arrays, gives its outputs."""
     case = CASES[case_name]
     arrays = load_case(case)
