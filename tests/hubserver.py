@@ -14,11 +14,12 @@ What huggingface_hub's hf_hub_download (file_download.py) reads, and what this s
         no such repo    404 + X-Error-Code: RepoNotFound    (401 without the right token for a private repo)
         no such rev     404 + X-Error-Code: RevisionNotFound
         no such file    404 + X-Error-Code: EntryNotFound, with X-Repo-Commit
-    GET /cdn/{sha256}   the bytes; honours "Range: bytes=N-" (206 + Content-Range), which resumes downloads
+    GET /cdn/{sha256}   the bytes, with Content-Disposition naming the file (the progress bar shows it);
+                        honours "Range: bytes=N-" (206 + Content-Range), which resumes downloads
 
 ``stall_after=n`` makes every CDN download send its headers and n bytes, then hang until the server stops
 or ``release()`` is called (then drop the connection): a download interrupted mid-file. ``requests`` records
-(method, path, headers) of every request. Every wait is bounded; the port is chosen by the OS.
+(method, path, headers with lower-case names) of every request. Every wait is bounded; the port is chosen by the OS.
 """
 from __future__ import annotations
 
@@ -43,7 +44,8 @@ class HubServer:
         self.requests = []
         self.commits = {repo: hashlib.sha1(repr(sorted(files.items())).encode()).hexdigest()
                         for repo, files in repos.items()}
-        self.blobs = {hashlib.sha256(data).hexdigest(): data for files in repos.values() for data in files.values()}
+        self.blobs = {hashlib.sha256(data).hexdigest(): (name, data) for files in repos.values()
+                      for name, data in files.items()}
         self._released = threading.Event()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
         self._server.daemon_threads = True
@@ -85,6 +87,11 @@ class HubServer:
         return [r for r in gets if r[1].endswith("/" + filename) or r[1].split("/")[-1] in sha]
 
 
+def _disposition(filename):
+    """The header the Hub's CDN sends; huggingface_hub names its progress bar after it."""
+    return f"inline; filename*=UTF-8''{filename}; filename=\"{filename}\";"
+
+
 def _handler_for(hub: HubServer):
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
@@ -100,7 +107,7 @@ def _handler_for(hub: HubServer):
 
         # -- routing --------------------------------------------------------------------------------------
         def _serve(self, body):
-            hub.requests.append((self.command, self.path, dict(self.headers)))
+            hub.requests.append((self.command, self.path, {k.lower(): v for k, v in self.headers.items()}))
             path = self.path.split("?")[0]
             if path.startswith("/cdn/"):
                 return self._blob(path[len("/cdn/"):], body)
@@ -128,17 +135,18 @@ def _handler_for(hub: HubServer):
                 return self._reply(302, b"", {"Location": f"http://{host}:{port}/cdn/{sha}",
                                               "X-Linked-Etag": f'"{sha}"', "X-Linked-Size": str(len(data)),
                                               "X-Repo-Commit": commit, "ETag": f'"{git_blob_sha1(data)}"'}, body)
-            return self._reply(200, data, {"ETag": f'"{git_blob_sha1(data)}"', "X-Repo-Commit": commit}, body)
+            return self._reply(200, data, {"ETag": f'"{git_blob_sha1(data)}"', "X-Repo-Commit": commit,
+                                           "Content-Disposition": _disposition(filename)}, body)
 
         def _authorised(self, repo):
             token = hub.private.get(repo)
             return token is None or self.headers.get("Authorization") == f"Bearer {token}"
 
         def _blob(self, sha, body):
-            data = hub.blobs.get(sha)
-            if data is None:
+            if sha not in hub.blobs:
                 return self._reply(404, b"no such blob", {}, body)
-            start, status, extra = 0, 200, {}
+            name, data = hub.blobs[sha]
+            start, status, extra = 0, 200, {"Content-Disposition": _disposition(name)}
             range_header = self.headers.get("Range", "")
             if range_header.startswith("bytes=") and range_header.endswith("-"):
                 start = int(range_header[len("bytes="):-1])
@@ -167,3 +175,15 @@ def _handler_for(hub: HubServer):
             self.end_headers()
 
     return Handler
+
+
+def tiny_checkpoint_files(directory, seed=0, **config) -> dict:
+    """Write a small random GPT-2 (GPT-2's full vocabulary, so the bundled tokenizer fits) with minigpt2,
+    and return {filename: bytes}, ready to serve."""
+    import os
+
+    from minigpt2 import GPT2Config, GPT2LMHeadModel
+
+    settings = dict(n_positions=128, n_embd=8, n_layer=1, n_head=2, initializer_range=0.3)
+    GPT2LMHeadModel(GPT2Config(**{**settings, **config}), seed=seed).save_pretrained(directory)
+    return {name: open(os.path.join(directory, name), "rb").read() for name in sorted(os.listdir(directory))}

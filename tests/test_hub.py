@@ -1,0 +1,325 @@
+"""Weights from the Hub, for real: a loopback server (tests/hubserver.py) that answers like huggingface.co,
+reached through HF_ENDPOINT, from the API and from the command line. No test touches the real network."""
+from __future__ import annotations
+
+import os
+import select
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from hubserver import HubServer, tiny_checkpoint_files
+from minigpt2 import GPT2LMHeadModel
+from minigpt2.hub import hub_settings, resolve_file
+
+REPO = "openai-community/gpt2"
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    directory = tmp_path_factory.mktemp("tiny_gpt2")
+    return str(directory), tiny_checkpoint_files(directory)
+
+
+@pytest.fixture
+def hub(checkpoint, tmp_path, monkeypatch):
+    """A running loopback Hub serving the tiny checkpoint as openai-community/gpt2 (alias "gpt2"), a private
+    repo, and a repo holding only a PyTorch pickle; HF_ENDPOINT points at it and the cache is empty."""
+    _, files = checkpoint
+    repos = {REPO: files, "someone/private": files, "someone/pickle-only": {
+        "config.json": files["config.json"], "pytorch_model.bin": b"not really a pickle"}}
+    with HubServer(repos, aliases={"gpt2": REPO}, private={"someone/private": "hf_secret"}) as server:
+        for name, value in hub_env(server, tmp_path).items():
+            monkeypatch.setenv(name, value)
+        for name in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_TOKEN", "HUGGING_FACE_HUB_TOKEN"):
+            monkeypatch.delenv(name, raising=False)
+        yield server
+
+
+def hub_env(server, tmp_path) -> dict:
+    return {"HF_ENDPOINT": server.url, "HF_HOME": str(tmp_path / "hf_home"),
+            "HF_HUB_CACHE": str(tmp_path / "hf_cache"), "HF_HUB_DISABLE_TELEMETRY": "1"}
+
+
+def subprocess_env(**overrides) -> dict:
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_TOKEN", "HUGGING_FACE_HUB_TOKEN")}
+    env.update(overrides)
+    return env
+
+
+def cached_files(tmp_path, name):
+    return [os.path.join(d, f) for d, _, fs in os.walk(tmp_path / "hf_cache") for f in fs if f.endswith(name)]
+
+
+def same_weights(model, directory):
+    reference = GPT2LMHeadModel.from_pretrained(directory)
+    return all(np.array_equal(a, b) for a, b in zip(model.state_dict().values(), reference.state_dict().values()))
+
+
+# -- the API ---------------------------------------------------------------------------------------------
+
+def test_download_then_cache_then_offline(hub, checkpoint, tmp_path, monkeypatch):
+    model = GPT2LMHeadModel.from_pretrained("gpt2")  # "gpt2" redirects to openai-community/gpt2, as on the Hub
+    assert same_weights(model, checkpoint[0])
+    assert cached_files(tmp_path, "model.safetensors"), "the download must land in HF_HUB_CACHE"
+    assert len(hub.downloads("model.safetensors")) == 1
+
+    hub.requests.clear()
+    GPT2LMHeadModel.from_pretrained("gpt2")  # online again: metadata only, no second download
+    assert hub.requests and not hub.downloads()
+
+    hub.requests.clear()
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    assert same_weights(GPT2LMHeadModel.from_pretrained("gpt2"), checkpoint[0])
+    assert hub.requests == [], "HF_HUB_OFFLINE=1 must not touch the network"
+
+
+def test_files_a_transformers_user_has_are_reused(hub, tmp_path, monkeypatch):
+    """transformers fills the standard cache; minigpt2 then loads the same files offline, downloading nothing."""
+    pytest.importorskip("torch")
+    pytest.importorskip("transformers")
+    code = "import transformers; transformers.AutoModelForCausalLM.from_pretrained('openai-community/gpt2')"
+    subprocess.run([sys.executable, "-c", code], env=subprocess_env(**hub_env(hub, tmp_path)), check=True,
+                   timeout=120, capture_output=True)
+    assert hub.downloads("model.safetensors")
+    hub.requests.clear()
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    GPT2LMHeadModel.from_pretrained("openai-community/gpt2")
+    assert hub.requests == []
+
+
+def test_private_repo_needs_hf_token(hub, monkeypatch):
+    with pytest.raises(OSError, match="set HF_TOKEN"):
+        GPT2LMHeadModel.from_pretrained("someone/private")
+    monkeypatch.setenv("HF_TOKEN", "hf_secret")
+    GPT2LMHeadModel.from_pretrained("someone/private")
+    sent = {r[2].get("authorization") for r in hub.requests if "/someone/private/resolve/" in r[1]}
+    assert sent == {None, "Bearer hf_secret"}  # refused without, served with
+
+
+@pytest.mark.parametrize("name,kwargs,message", [
+    ("nobody/nothing", {}, r"there is no repository 'nobody/nothing' on http://127\.0\.0\.1"),
+    ("not a repo!", {}, "neither a directory nor a valid Hub repository name"),
+    ("./no/such/dir", {}, "is not a directory"),
+    ("gpt2", dict(revision="v9"), "has no revision 'v9'"),
+    ("someone/pickle-only", {}, "only safetensors"),
+])
+def test_clear_errors(hub, name, kwargs, message):
+    with pytest.raises((OSError, ValueError), match=message):
+        GPT2LMHeadModel.from_pretrained(name, **kwargs)
+
+
+def test_missing_optional_file_is_none_and_required_is_an_error(hub):
+    assert resolve_file("gpt2", "generation_config.json", required=False) is None
+    with pytest.raises(FileNotFoundError, match="has no file generation_config.json"):
+        resolve_file("gpt2", "generation_config.json")
+
+
+def test_no_network_fails_at_once_with_the_ways_out(tmp_path, monkeypatch):
+    import socket
+
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{port}")
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path))
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    start = time.perf_counter()
+    with pytest.raises(OSError) as error:
+        GPT2LMHeadModel.from_pretrained("gpt2")
+    assert time.perf_counter() - start < 5, "no network must not mean a long wait (huggingface_hub retries ~25 s)"
+    message = str(error.value)
+    for part in (f"127.0.0.1:{port}", "Connection refused", "not in the cache", "HF_ENDPOINT", "local directory",
+                 "--download"):
+        assert part in message
+    assert "\n" not in message
+
+
+def test_offline_and_not_cached(hub, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(OSError, match="HF_HUB_OFFLINE is set, and config.json of 'gpt2' is not in the cache"):
+        GPT2LMHeadModel.from_pretrained("gpt2")
+    assert hub.requests == []
+
+
+def test_settings_are_read_at_each_call(monkeypatch, tmp_path):
+    for name in ("HF_ENDPOINT", "HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE", "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "home"))
+    settings = hub_settings()
+    assert settings["endpoint"] == "https://huggingface.co"
+    assert settings["cache_dir"] == str(tmp_path / "home" / "hub") and not settings["offline"]
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("HF_ENDPOINT", "https://hf-mirror.com/")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "true")
+    settings = hub_settings()
+    assert (settings["endpoint"], settings["cache_dir"], settings["offline"]) == \
+           ("https://hf-mirror.com", str(tmp_path / "cache"), True)
+
+
+def test_the_seed_example_runs_unchanged(hub):
+    """HF's GPT-2 docs, example 1 (tests/../shared seed notes), with only the import line and
+    return_tensors="np" changed: "gpt2" comes from the loopback Hub (a tiny random model)."""
+    namespace = {}
+    exec(SEED_EXAMPLE, namespace)
+    text, tokens = namespace["gen_text"], namespace["gen_tokens"]
+    assert tokens.shape == (1, 100)
+    assert text.startswith("GPT2 is a model developed by OpenAI.")
+
+
+SEED_EXAMPLE = '''
+from minigpt2 import AutoModelForCausalLM, AutoTokenizer
+
+model = AutoModelForCausalLM.from_pretrained("gpt2")
+tokenizer = AutoTokenizer.from_pretrained("gpt2")
+
+prompt = "GPT2 is a model developed by OpenAI."
+
+input_ids = tokenizer(prompt, return_tensors="np").input_ids
+
+gen_tokens = model.generate(
+    input_ids,
+    do_sample=True,
+    temperature=0.9,
+    max_length=100,
+)
+gen_text = tokenizer.batch_decode(gen_tokens)[0]
+'''
+
+
+# -- the command line -------------------------------------------------------------------------------------
+
+def run_cli(args, env, timeout=120, **kwargs):
+    return subprocess.run([sys.executable, "-m", "minigpt2", *args], env=env, capture_output=True, text=True,
+                          timeout=timeout, **kwargs)
+
+
+def test_cli_downloads_from_hf_endpoint_then_works_offline(hub, tmp_path):
+    env = subprocess_env(**hub_env(hub, tmp_path))
+    first = run_cli(["--greedy", "-n", "5", "Hello"], env)
+    assert first.returncode == 0, first.stderr
+    assert first.stdout.startswith("Hello") and len(first.stdout) > len("Hello\n")
+    assert hub.downloads("model.safetensors")
+
+    result = run_cli(["--info"], env)
+    assert result.returncode == 0 and hub.url in result.stdout and "gpt2" in result.stdout.split("models in")[-1]
+
+    hub.requests.clear()
+    offline = run_cli(["--greedy", "-n", "5", "Hello"], {**env, "HF_HUB_OFFLINE": "1"})
+    assert offline.returncode == 0 and offline.stdout == first.stdout, offline.stderr
+    assert hub.requests == []
+
+
+def test_cli_download_command(hub, tmp_path):
+    env = subprocess_env(**hub_env(hub, tmp_path))
+    result = run_cli(["--download", "--model", "openai-community/gpt2"], env)
+    assert result.returncode == 0, result.stderr
+    assert "works offline" in result.stdout and cached_files(tmp_path, "model.safetensors")
+    missing = run_cli(["--download", "--model", "nobody/nothing"], env)
+    assert missing.returncode == 1 and "Traceback" not in missing.stderr
+    assert "no repository 'nobody/nothing'" in missing.stderr and len(missing.stderr.strip().splitlines()) == 1
+
+
+def test_cli_without_network(tmp_path):
+    env = subprocess_env(HF_ENDPOINT="http://127.0.0.1:9", HF_HUB_CACHE=str(tmp_path))
+    result = run_cli(["Hello"], env)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert result.stderr.count("\n") == 1 and "HF_ENDPOINT" in result.stderr
+
+
+def test_interrupted_download_leaves_nothing_that_loads(tmp_path, monkeypatch):
+    """Ctrl-C in the middle of model.safetensors: no file by that name exists afterwards, only the
+    .incomplete blob; offline loading says the model is not cached; the next download resumes and loads.
+
+    huggingface_hub writes to disk in chunks of DOWNLOAD_CHUNK_SIZE (10 MB), so the checkpoint here is a bit
+    larger than one chunk and the server stalls just after the first: one chunk is on disk, to be resumed."""
+    from huggingface_hub import constants
+
+    chunk = constants.DOWNLOAD_CHUNK_SIZE
+    directory = tmp_path / "big"
+    files = tiny_checkpoint_files(directory, n_embd=64, n_head=2)
+    assert len(files["model.safetensors"]) > chunk + 1000
+    with HubServer({REPO: files}, aliases={"gpt2": REPO}, stall_after=chunk + 1000) as server:
+        env = subprocess_env(**hub_env(server, tmp_path))
+        process = subprocess.Popen([sys.executable, "-m", "minigpt2", "--download"], env=env,
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            deadline = time.monotonic() + 60
+            while not any(size_of(p) >= chunk for p in incomplete_blobs(tmp_path)):
+                assert time.monotonic() < deadline and process.poll() is None, process.communicate()
+                time.sleep(0.05)
+            process.send_signal(signal.SIGINT)
+            out, err = process.communicate(timeout=30)
+        finally:
+            if process.poll() is None:
+                process.kill()
+        assert process.returncode == 130 and "Traceback" not in err, err
+        server.release()
+
+        assert cached_files(tmp_path, "model.safetensors") == [], "a partial file must never be called a model"
+        assert [size_of(p) for p in incomplete_blobs(tmp_path)] == [chunk]
+        for name, value in hub_env(server, tmp_path).items():
+            monkeypatch.setenv(name, value)
+        monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+        with pytest.raises(OSError, match="model.safetensors of 'gpt2' is not in the cache"):
+            GPT2LMHeadModel.from_pretrained("gpt2")
+
+        monkeypatch.delenv("HF_HUB_OFFLINE")
+        server.stall_after = None
+        server.requests.clear()
+        assert same_weights(GPT2LMHeadModel.from_pretrained("gpt2"), directory)
+        ranges = [r[2].get("range") for r in server.downloads("model.safetensors")]
+        assert ranges == [f"bytes={chunk}-"], f"the download should resume, not restart: {ranges}"
+        assert incomplete_blobs(tmp_path) == []
+
+
+def incomplete_blobs(tmp_path):
+    return [p for p in cached_files(tmp_path, ".incomplete")]
+
+
+def size_of(path):
+    try:
+        return os.path.getsize(path)
+    except OSError:
+        return 0
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="needs a pseudo-terminal")
+def test_progress_bar_on_a_terminal(hub, tmp_path):
+    """On a terminal, huggingface_hub draws a progress bar (tqdm hides it when stderr is a pipe)."""
+    import fcntl
+    import pty
+    import struct
+    import termios
+
+    main, secondary = pty.openpty()
+    fcntl.ioctl(secondary, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))  # 24 x 100 characters
+    env = subprocess_env(**hub_env(hub, tmp_path))
+    process = subprocess.Popen([sys.executable, "-m", "minigpt2", "--download"], env=env, stdout=subprocess.PIPE,
+                               stderr=secondary, stdin=subprocess.DEVNULL)
+    os.close(secondary)
+    seen, deadline = b"", time.monotonic() + 60
+    try:
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([main], [], [], 0.5)
+            if ready:
+                try:
+                    chunk = os.read(main, 65536)
+                except OSError:  # the terminal closed: the process is done
+                    break
+                if not chunk:
+                    break
+                seen += chunk
+            elif process.poll() is not None:
+                break
+    finally:
+        os.close(main)
+        process.wait(timeout=30)
+    assert process.returncode == 0
+    text = seen.decode(errors="replace")
+    assert "model.safetensors" in text and "100%" in text, text
