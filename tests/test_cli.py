@@ -1,0 +1,260 @@
+"""The command line, as a user meets it: output, exit codes, stdin, streaming, Ctrl-C, and the commands.
+
+Most tests call ``minigpt2.cli.main(argv)`` in-process (fast); the ones about processes (exit status, piped
+stdin, signals, streaming) run ``python -m minigpt2``. The model is a small random checkpoint in a local
+directory (GPT-2's vocabulary, so the bundled tokenizer fits): no network.
+"""
+from __future__ import annotations
+
+import io
+import os
+import select
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from hubserver import tiny_checkpoint_files
+from minigpt2 import GPT2LMHeadModel, backend
+from minigpt2.cli import main
+from minigpt2.tokenizer import AutoTokenizer
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    """A checkpoint saved with its tokenizer, as save_pretrained users do; 1024 positions for long runs."""
+    directory = tmp_path_factory.mktemp("cli_model")
+    tiny_checkpoint_files(directory, n_positions=1024, seed=2)
+    AutoTokenizer.from_pretrained("gpt2").save_pretrained(directory)
+    return str(directory)
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    return AutoTokenizer.from_pretrained("gpt2")
+
+
+@pytest.fixture(scope="module")
+def model(model_dir):
+    return GPT2LMHeadModel.from_pretrained(model_dir)
+
+
+@pytest.fixture(autouse=True)
+def keep_backend():
+    before = backend.get_backend()
+    yield
+    backend.set_backend(before)
+
+
+@pytest.fixture
+def stdin_is_a_terminal(monkeypatch):
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    monkeypatch.setattr(sys, "stdin", Terminal(""))
+
+
+def run(argv, capsys):
+    """main(argv) -> (exit code, stdout, stderr); argparse's own exits count too."""
+    try:
+        code = main(argv)
+    except SystemExit as e:
+        code = e.code
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+# -- generating ------------------------------------------------------------------------------------------
+
+def test_greedy_prints_what_generate_returns(model_dir, model, tokenizer, capsys, stdin_is_a_terminal):
+    code, out, err = run(["-m", model_dir, "--greedy", "-n", "8", "Hello world"], capsys)
+    assert code == 0, err
+    ids = tokenizer("Hello world", return_tensors="np").input_ids
+    expected = model.generate(ids, max_new_tokens=8, pad_token_id=model.config.eos_token_id)
+    assert out == tokenizer.decode(expected[0], skip_special_tokens=True) + "\n"
+
+
+def test_sampling_is_reproducible_with_a_seed(model_dir, capsys, stdin_is_a_terminal):
+    outputs = [run(["-m", model_dir, "-n", "10", "-s", str(seed), "The cat"], capsys)[1] for seed in (1, 1, 2)]
+    assert outputs[0] == outputs[1] and outputs[0] != outputs[2]
+    assert all(o.startswith("The cat") for o in outputs)
+
+
+def test_several_sequences_and_beams(model_dir, model, tokenizer, capsys, stdin_is_a_terminal):
+    code, out, _ = run(["-m", model_dir, "-n", "6", "-N", "3", "-s", "0", "Hi"], capsys)
+    assert code == 0 and out.count("---\n") == 2 and out.count("Hi") >= 3
+    code, out, _ = run(["-m", model_dir, "-n", "6", "--beams", "3", "-N", "2", "Hi"], capsys)
+    beams = model.generate(np.array([tokenizer("Hi").input_ids]), max_new_tokens=6, num_beams=3,
+                           num_return_sequences=2, pad_token_id=model.config.eos_token_id)
+    assert code == 0 and out == "\n---\n".join(tokenizer.decode(b, skip_special_tokens=True) for b in beams) + "\n"
+
+
+def test_prompt_from_stdin(model_dir, capsys, monkeypatch):
+    monkeypatch.setattr(sys, "stdin", io.StringIO("Once upon a time\n"))
+    piped = run(["-m", model_dir, "--greedy", "-n", "5"], capsys)
+    monkeypatch.setattr(sys, "stdin", io.StringIO("Once upon a time\n"))
+    dash = run(["-m", model_dir, "--greedy", "-n", "5", "-"], capsys)
+    typed = run(["-m", model_dir, "--greedy", "-n", "5", "Once", "upon", "a", "time"], capsys)
+    assert piped == dash == typed and piped[0] == 0 and piped[1].startswith("Once upon a time")
+
+
+def test_a_word_that_names_a_command_is_a_prompt(model_dir, capsys, stdin_is_a_terminal):
+    code, out, _ = run(["-m", model_dir, "--greedy", "-n", "3", "tokenize"], capsys)
+    assert code == 0 and out.startswith("tokenize") and "index" not in out
+
+
+def test_empty_prompt_starts_a_new_text(model_dir, capsys, stdin_is_a_terminal):
+    code, out, err = run(["-m", model_dir, "--greedy", "-n", "5", ""], capsys)
+    assert code == 0 and out.strip(), err
+
+
+def test_stats_go_to_stderr(model_dir, capsys, stdin_is_a_terminal):
+    code, out, err = run(["-m", model_dir, "--greedy", "-n", "6", "--stats", "Hi"], capsys)
+    assert code == 0 and "time to first token" in err and "tokens/s" in err and "time to first" not in out
+
+
+def test_candidates_show_each_step(model_dir, tokenizer, capsys, stdin_is_a_terminal):
+    code, out, _ = run(["-m", model_dir, "--greedy", "-n", "4", "--candidates", "3", "The cat"], capsys)
+    lines = out.splitlines()
+    assert code == 0 and lines[0] == "prompt: 'The cat'" and lines[-1].startswith("text: The cat")
+    steps = lines[1:-1]
+    assert len(steps) == 4
+    for line in steps:
+        shown, chosen = line.split("   -> ")
+        first_candidate = shown.split("%")[0].rsplit(" ", 1)[0].split(maxsplit=1)[1].strip()
+        assert chosen == first_candidate, "greedy takes the likeliest candidate"
+        percentages = [float(p.split()[-1]) for p in shown.split("%")[:-1]]
+        assert percentages == sorted(percentages, reverse=True) and len(percentages) == 3
+
+
+def test_backend_and_threads_flags(model_dir, capsys, stdin_is_a_terminal):
+    code, _, err = run(["-m", model_dir, "--greedy", "-n", "2", "--backend", "numpy", "Hi"], capsys)
+    assert code == 0 and backend.get_backend() == "numpy", err
+    if hasattr(backend, "set_num_threads"):
+        code, _, err = run(["-m", model_dir, "--greedy", "-n", "2", "--threads", "1", "Hi"], capsys)
+        assert code == 0 and backend.get_num_threads() == 1, err
+
+
+def test_directory_without_tokenizer_files_uses_gpt2s(tmp_path, capsys, stdin_is_a_terminal):
+    tiny_checkpoint_files(tmp_path)
+    code, out, err = run(["-m", str(tmp_path), "--greedy", "-n", "3", "Hi"], capsys)
+    assert code == 0 and out.startswith("Hi") and "using GPT-2's vocabulary" in err
+
+
+def test_long_prompts_are_cut_to_fit(tmp_path, capsys, stdin_is_a_terminal):
+    tiny_checkpoint_files(tmp_path, n_positions=16)
+    code, out, err = run(["-m", str(tmp_path), "--greedy", "-n", "50", "one two three four five"], capsys)
+    assert code == 0 and "generating 11 new tokens, not 50" in err
+    code, _, err = run(["-m", str(tmp_path), "--greedy", " ".join(["word"] * 20)], capsys)
+    assert code == 1 and "reads at most 16" in err
+
+
+# -- the other commands ----------------------------------------------------------------------------------
+
+def test_tokenize(capsys, tokenizer):
+    code, out, _ = run(["--tokenize", "Hello world!"], capsys)
+    rows = [line.split() for line in out.splitlines()[1:-1]]
+    assert code == 0 and [int(r[1]) for r in rows] == tokenizer("Hello world!").input_ids
+    assert rows[1][2] == "Ġworld" and out.splitlines()[-1].startswith("3 tokens for 12 characters")
+
+
+def test_info(capsys, monkeypatch, tmp_path):
+    monkeypatch.setenv("HF_ENDPOINT", "https://mirror.example")
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path))
+    code, out, _ = run(["--info"], capsys)
+    assert code == 0 and "https://mirror.example" in out and str(tmp_path) in out and "backend:" in out
+
+
+def test_download_of_a_directory_needs_nothing(model_dir, capsys):
+    code, out, _ = run(["--download", "-m", model_dir], capsys)
+    assert code == 0 and "nothing to download" in out
+
+
+def test_help(capsys):
+    code, out, _ = run(["--help"], capsys)
+    assert code == 0
+    for part in ("examples:", "--tokenize", "--download", "--info", "--candidates", "never words", "exit codes"):
+        assert part in out
+
+
+# -- errors ----------------------------------------------------------------------------------------------
+
+USAGE_ERRORS = [
+    (["--greedy", "-t", "0.5", "hi"], "--greedy does not sample"),
+    (["--beams", "2", "-k", "5", "hi"], "--beams does not sample"),
+    (["--greedy", "--beams", "2", "hi"], "choose one"),
+    (["--beams", "2", "-N", "3", "hi"], "must be <= --beams"),
+    (["--greedy", "-N", "2", "hi"], "only one answer"),
+    (["--beams", "2", "--candidates", "3", "hi"], "--candidates"),
+    (["-t", "0", "hi"], "expected a number > 0"),
+    (["-p", "1.5", "hi"], r"expected a number in (0, 1]"),
+    (["-k", "-1", "hi"], "expected an integer >= 0"),
+    (["-n", "0", "hi"], "expected an integer >= 1"),
+    (["-n", "many", "hi"], "is not a number"),
+    (["--backend", "fortran", "hi"], "invalid choice"),
+    (["--tokenize", "a", "b"], "--tokenize takes no prompt"),
+    (["--download", "gpt2-medium"], "choose the model with --model"),
+    (["--info", "--download"], "not allowed with"),
+    (["--no-such-flag"], "unrecognized arguments"),
+    ([], "give a prompt"),
+]
+
+
+@pytest.mark.parametrize("argv,message", USAGE_ERRORS, ids=lambda x: " ".join(x) if isinstance(x, list) else "")
+def test_usage_errors_exit_2(argv, message, capsys, stdin_is_a_terminal):
+    code, out, err = run(argv, capsys)
+    assert code == 2 and message in err and "Traceback" not in err and out == ""
+
+
+def test_runtime_errors_exit_1_with_one_line(tmp_path, capsys, stdin_is_a_terminal):
+    (tmp_path / "config.json").write_text("{}")
+    for argv, message in [(["-m", str(tmp_path / "missing"), "hi"], "is not a directory"),
+                          (["-m", str(tmp_path), "hi"], "has no model.safetensors")]:
+        code, out, err = run(argv, capsys)
+        assert code == 1 and message in err and len(err.splitlines()) == 1 and out == ""
+
+
+# -- as a process ----------------------------------------------------------------------------------------
+
+def cli(*args, **kwargs):
+    return [sys.executable, "-m", "minigpt2", *args]
+
+
+def test_exit_codes_and_piped_stdin_as_a_process(model_dir):
+    ok = subprocess.run(cli("-m", model_dir, "--greedy", "-n", "4"), input="Hello\n", capture_output=True,
+                        text=True, timeout=120)
+    assert ok.returncode == 0 and ok.stdout.startswith("Hello"), ok.stderr
+    usage = subprocess.run(cli("-t", "0", "hi"), capture_output=True, text=True, timeout=120)
+    assert usage.returncode == 2
+    failure = subprocess.run(cli("-m", os.path.join(model_dir, "nope"), "hi"), capture_output=True, text=True,
+                             timeout=120)
+    assert failure.returncode == 1 and "Traceback" not in failure.stderr
+
+
+def test_streams_and_ctrl_c_keeps_the_text(model_dir):
+    """Text appears while generation runs; Ctrl-C then ends it with exit code 130, keeping what was printed."""
+    process = subprocess.Popen(cli("-m", model_dir, "-n", "1000", "-s", "0", "Streaming test:"),
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
+    printed, deadline = b"", time.monotonic() + 60
+    try:
+        while len(printed) < len("Streaming test:") + 20:  # the prompt and some generated text
+            assert time.monotonic() < deadline, "no output within 60 s"
+            ready, _, _ = select.select([process.stdout], [], [], 1)
+            if ready:
+                chunk = os.read(process.stdout.fileno(), 4096)
+                assert chunk, f"the process ended early: {process.communicate()[1]}"
+                printed += chunk
+        assert process.poll() is None, "generation finished before it could be interrupted"
+        process.send_signal(signal.SIGINT)
+        rest, err = process.communicate(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    text = (printed + rest).decode()
+    assert process.returncode == 130
+    assert text.startswith("Streaming test:") and text.endswith("\n") and len(text) > len(printed.decode())
+    assert "Traceback" not in err.decode() and "[interrupted]" in err.decode()
