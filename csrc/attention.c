@@ -26,6 +26,7 @@
 
 #include "kernels.h"
 #include "parallel.h"
+#include "vexpf.h"
 
 #define QB 16  /* query rows per work item */
 #define KB 64  /* keys per block */
@@ -88,18 +89,19 @@ static void absorb(const struct attention_job *job, struct row *r, const float *
         if (block_max == -INFINITY)  /* nothing to add yet; a row that stays so ends as NaN */
             continue;
         float m = r->m > block_max ? r->m : block_max;
-        float shrink = expf(r->m - m);  /* 0 while r->m is still -inf */
+        float shrink = vexpf(r->m - m);  /* 0 while r->m is still -inf */
         if (shrink != 1.0f) {
             r->l *= shrink;
             for (long d = 0; d < job->D; d++)
                 r->o[d] *= shrink;
         }
+        for (long i = 0; i < n; i++)  /* a separate loop, so that the exponentials are vectorised */
+            s[i] = vexpf(s[i] - m);
         for (long i = 0; i < n; i++) {
-            float p = expf(s[i] - m);
             const float *vj = v + (j + i) * job->vs[2];
-            r->l += p;
+            r->l += s[i];
             for (long d = 0; d < job->D; d++)
-                r->o[d] += p * vj[d];
+                r->o[d] += s[i] * vj[d];
         }
         r->m = m;
     }

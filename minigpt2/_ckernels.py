@@ -19,7 +19,7 @@ from ._kernels import ffi, lib
 __all__ = ["linear", "layer_norm", "gelu_new", "attention", "calls", "KERNELS"]
 
 F32 = np.dtype(np.float32)
-calls = Counter()
+calls = Counter()  # kernel name -> calls served in C
 
 # Prompts with at least this many rows go to NumPy's BLAS (sgemm), which multiplies large
 # matrices faster than our tiled kernel on the machines we measured (docs/kernels.md).
@@ -38,55 +38,57 @@ def _check(status, kernel):
         raise error(f"C kernel {kernel}: {message}")
 
 
-def _is_f32(*arrays):
-    return all(isinstance(a, np.ndarray) and a.dtype == F32 for a in arrays)
+def _is_f32(a):
+    return isinstance(a, np.ndarray) and a.dtype == F32
 
 
 def _floats(a):
     """A float* to the first element of ``a`` (which must stay alive during the call)."""
     if a.flags.c_contiguous:
-        return ffi.from_buffer("float[]", a, require_writable=False)
+        return ffi.from_buffer("float[]", a)  # read-only arrays (memory maps) are fine: C only reads them
     return ffi.cast("float *", a.ctypes.data)
 
 
 def _aligned(a):
     """True if every element of ``a`` lies on a 4-byte boundary (float loads in C need it) and no axis
     runs backwards. (The stride of an axis of length 1 is never used, so NumPy may set it to anything.)"""
-    return a.ctypes.data % 4 == 0 and all(s % 4 == 0 and s >= 0 for s, n in zip(a.strides, a.shape) if n > 1)
+    return a.flags.aligned and all(s >= 0 for s, n in zip(a.strides, a.shape) if n > 1)
 
 
 def linear(x, weight, bias=None):
     """x @ weight + bias.  # [..., in] -> [..., out]"""
-    if not _is_f32(x, weight) or weight.ndim != 2 or x.ndim == 0 or (bias is not None and not _is_f32(bias)):
+    if not (_is_f32(x) and _is_f32(weight)) or weight.ndim != 2 or x.ndim == 0 or x.size == 0:
         return NotImplemented
     n_in, n_out = weight.shape
-    if x.shape[-1] != n_in or n_in == 0 or n_out == 0 or x.size == 0:
+    rows = x.size // n_in if n_in else 0
+    if x.shape[-1] != n_in or n_in == 0 or n_out == 0 or rows >= BLAS_ROWS:
         return NotImplemented
-    if bias is not None and (bias.shape != (n_out,) or not bias.flags.c_contiguous):
+    if bias is not None and not (_is_f32(bias) and bias.shape == (n_out,) and bias.flags.c_contiguous):
         return NotImplemented
-    rows = x.size // n_in
-    if rows >= BLAS_ROWS:
-        return NotImplemented
-    if weight.flags.c_contiguous:  # a Conv1D weight: its rows are contiguous
+    flags = weight.flags
+    if flags.c_contiguous:  # a Conv1D weight: its rows are contiguous
         transposed, w = 0, weight
-    elif weight.T.flags.c_contiguous:  # wte.T, the tied LM head: its columns are contiguous
+    elif flags.f_contiguous:  # wte.T, the tied LM head: its columns are contiguous
         transposed, w = 1, weight.T
     else:
         return NotImplemented
-    if not _aligned(w):
+    if not flags.aligned:
         return NotImplemented
-    x = np.ascontiguousarray(x)
+    if not x.flags.c_contiguous:
+        x = np.ascontiguousarray(x)
     y = np.empty(x.shape[:-1] + (n_out,), F32)
-    status = lib.mg_linear(_floats(x), n_in, _floats(w), w.shape[1], transposed,
-                           ffi.NULL if bias is None else _floats(bias), _floats(y), n_out, rows, n_in, n_out)
-    _check(status, "linear")
+    status = lib.mg_linear(ffi.from_buffer("float[]", x), n_in, ffi.from_buffer("float[]", w), w.shape[1],
+                           transposed, ffi.NULL if bias is None else ffi.from_buffer("float[]", bias),
+                           ffi.from_buffer("float[]", y), n_out, rows, n_in, n_out)
+    if status:
+        _check(status, "linear")
     calls["linear"] += 1
     return y
 
 
 def layer_norm(x, weight, bias, eps=1e-5):
     """Normalise each vector, then scale and shift.  # [..., E] -> [..., E]"""
-    if not _is_f32(x, weight, bias) or x.ndim == 0 or x.size == 0:
+    if not (_is_f32(x) and _is_f32(weight) and _is_f32(bias)) or x.ndim == 0 or x.size == 0:
         return NotImplemented
     n = x.shape[-1]
     if weight.shape != (n,) or bias.shape != (n,) or not (weight.flags.c_contiguous and bias.flags.c_contiguous):
@@ -122,7 +124,7 @@ def attention(q, k, v, *, scale, causal, key_bias=None, head_mask=None, need_pro
     Declines (the NumPy reference serves) when the probabilities are wanted, or for layouts the C
     code does not take: key_bias must be [B or 1, 1, 1, K], head_mask [1, H, 1, 1].
     """
-    if need_probs or not _is_f32(q, k, v) or q.ndim != 4 or k.ndim != 4 or v.ndim != 4:
+    if need_probs or not (_is_f32(q) and _is_f32(k) and _is_f32(v)) or q.ndim != 4 or k.ndim != 4 or v.ndim != 4:
         return NotImplemented
     if isinstance(scale, np.floating) and scale.dtype != F32:  # a float64 scale makes NumPy compute in float64
         return NotImplemented

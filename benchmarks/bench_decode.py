@@ -1,0 +1,289 @@
+"""GPT-2 124M speed: minigpt2's C backend and NumPy backend against HF transformers + torch, in one run.
+
+    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python benchmarks/bench_decode.py            # ~6 minutes
+    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python benchmarks/bench_decode.py --busy     # + a busy process
+    python benchmarks/bench_decode.py --quick                                                 # smoke run
+    python benchmarks/bench_decode.py --profile                                               # one step, per kernel
+
+(Some machines set OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE, which make NumPy's OpenBLAS pick slower kernels;
+unset both for the benchmark command only. The JSON records which OpenBLAS kernel each run used.)
+
+The model is the 124M architecture with random weights (speed does not depend on the values), written once
+as config.json + model.safetensors that both libraries load (--checkpoint DIR uses real weights instead).
+Each measurement runs in a fresh process, so that its peak RSS is its own:
+  decode b1    greedy decoding of 128 new tokens after a 16-token prompt, batch 1, with the KV cache;
+               tokens per second, the prompt's forward pass excluded
+  prefill 512  one forward pass over 512 tokens (the best of 2), tokens per second
+  decode b8    8 sequences decoded together (16-token prompts, 64 steps), tokens per second over all 8
+  RSS          the process's peak resident memory after loading and decoding (before the prefill), next to
+               the size of the weights file
+Systems: "c" (minigpt2, C backend), "numpy" (minigpt2, NumPy backend), "hf" (transformers with
+attn_implementation="eager", torch.inference_mode). Each runs at the default thread count (the cores this
+process may use) and at 1 thread: MINIGPT2_NUM_THREADS, OPENBLAS_NUM_THREADS and torch.set_num_threads
+are set alike. Repeats are interleaved (every system once per round, in a rotating order); the table shows
+the median and [min - max], and each figure's ratio to HF at the same thread count. --busy runs a busy loop
+in another process throughout (a machine where something else is running). JSON goes to benchmarks/results/.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import pathlib
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+SYSTEMS = ("c", "numpy", "hf")
+
+
+# -- one measurement, in its own process --------------------------------------------------------------------
+
+def worker(system, checkpoint, prompt, new_tokens, prefill, batch, batch_steps):
+    """Load the model, measure, and print one JSON line."""
+    import numpy as np
+
+    threads = int(os.environ["MINIGPT2_NUM_THREADS"])
+    if system == "hf":
+        import torch
+        import transformers
+
+        torch.set_num_threads(threads)
+        model = transformers.GPT2LMHeadModel.from_pretrained(checkpoint, attn_implementation="eager").eval()
+        context = torch.inference_mode
+
+        def forward(ids, past=None):
+            out = model(torch.from_numpy(ids), past_key_values=past, use_cache=True)
+            return out.logits[:, -1].numpy(), out.past_key_values
+    else:
+        sys.path.insert(0, str(ROOT))
+        import contextlib
+
+        import minigpt2
+
+        assert minigpt2.backend.name == system, f"asked for backend {system}, got {minigpt2.backend.name}"
+        model = minigpt2.GPT2LMHeadModel.from_pretrained(checkpoint)
+        context = contextlib.nullcontext
+
+        def forward(ids, past=None):
+            out = model(ids, past_key_values=past, use_cache=True)
+            return out.logits[:, -1], out.past_key_values
+
+    def decode(batch_size, steps):
+        ids = np.random.default_rng(0).integers(0, 50257, (batch_size, prompt))
+        logits, past = forward(ids)
+        start = time.perf_counter()
+        for _ in range(steps):
+            logits, past = forward(logits.argmax(-1)[:, None], past)
+        return batch_size * steps / (time.perf_counter() - start)
+
+    result = {"system": system, "threads": threads}
+    with context():
+        forward(np.zeros((1, 4), np.int64))  # warm up: first calls load code and thread pools
+        result["decode_b1"] = decode(1, new_tokens)
+        result["rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        ids = np.random.default_rng(1).integers(0, 50257, (1, prefill))
+        times = []
+        for _ in range(2):
+            start = time.perf_counter()
+            forward(ids)
+            times.append(time.perf_counter() - start)
+        result["prefill"] = prefill / min(times)
+        result["decode_b8"] = decode(batch, batch_steps)
+    try:
+        from threadpoolctl import threadpool_info
+
+        result["blas"] = [f"{i['internal_api']} {i.get('architecture')} x{i['num_threads']}" for i in threadpool_info()]
+    except ImportError:
+        pass
+    print(json.dumps(result))
+
+
+def run_worker(system, threads, checkpoint, sizes):
+    env = dict(os.environ, MINIGPT2_NUM_THREADS=str(threads), OPENBLAS_NUM_THREADS=str(threads),
+               OMP_NUM_THREADS=str(threads), MINIGPT2_BACKEND=system if system != "hf" else "auto")
+    command = [sys.executable, __file__, "--worker", system, "--checkpoint", checkpoint, "--sizes", json.dumps(sizes)]
+    done = subprocess.run(command, env=env, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"{system} x{threads} failed:\n{done.stderr}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+# -- where a decode step's time goes ---------------------------------------------------------------------------
+
+def profile(checkpoint, steps=32):
+    """Time each kernel inside decode steps (batch 1, ~140 cached tokens), per backend, in this process."""
+    sys.path.insert(0, str(ROOT))
+    import numpy as np
+
+    import minigpt2
+    from minigpt2 import activations, backend, layers
+
+    model = minigpt2.GPT2LMHeadModel.from_pretrained(checkpoint)
+    head_bytes = model.params["wte"]["weight"].nbytes
+    reference = {"linear": layers.linear.reference, "layer_norm": layers.layer_norm.reference,
+                 "gelu_new": activations.gelu_new.reference, "attention": layers.attention.reference}
+    for name in ("c", "numpy"):
+        if name == "c" and not backend.c_available():
+            continue
+        backend.set_backend(name)
+        impls = dict(backend._active) or {}
+        spent = {}
+
+        def timed(kernel, fn):
+            def run(*args, **kwargs):
+                start = time.perf_counter()
+                result = fn(*args, **kwargs)
+                if result is NotImplemented:
+                    result = reference[kernel](*args, **kwargs)
+                weight = args[1] if len(args) > 1 else kwargs.get("weight")
+                key = "linear (lm_head)" if kernel == "linear" and weight.shape[1] == 50257 else kernel
+                spent[key] = spent.get(key, 0.0) + time.perf_counter() - start
+                return result
+            return run
+
+        ids = np.arange(128)[None] % 50257
+        out = model(ids)
+        past, nxt = out.past_key_values, out.logits[:, -1].argmax(-1)[:, None]
+        for kernel in reference:
+            backend._active[kernel] = timed(kernel, impls.get(kernel, reference[kernel]))
+        start = time.perf_counter()
+        for _ in range(steps):
+            out = model(nxt, past_key_values=past)
+            past, nxt = out.past_key_values, out.logits[:, -1].argmax(-1)[:, None]
+        total = (time.perf_counter() - start) / steps
+        backend.set_backend(name)  # drop the timers
+        print(f"\nbackend {name}: {total * 1e3:.2f} ms per token ({1 / total:.1f} tok/s), batch 1, 128-160 cached")
+        print("| part | ms/token | share | weights read at |")
+        print("|---|---:|---:|---:|")
+        linear_bytes = model.num_parameters() * 4 - head_bytes - model.params["wpe"]["weight"].nbytes
+        for key, seconds in sorted(spent.items(), key=lambda kv: -kv[1]):
+            per = seconds / steps
+            rate = {"linear": linear_bytes, "linear (lm_head)": head_bytes}.get(key)
+            bandwidth = f"{rate / per / 1e9:.0f} GB/s" if rate else ""
+            print(f"| {key} | {per * 1e3:.2f} | {per / total:.0%} | {bandwidth} |")
+        rest = total - sum(spent.values()) / steps
+        print(f"| everything else (Python, embeddings, residual adds, cache, argmax) | {rest * 1e3:.2f} | "
+              f"{rest / total:.0%} | |")
+
+
+# -- the run --------------------------------------------------------------------------------------------------
+
+def machine():
+    info = {"python": sys.version.split()[0], "platform": platform.platform(), "cores": os.cpu_count(),
+            "OPENBLAS_CORETYPE": os.environ.get("OPENBLAS_CORETYPE"),
+            "OPENBLAS_L2_SIZE": os.environ.get("OPENBLAS_L2_SIZE")}
+    try:
+        with open("/proc/cpuinfo") as f:
+            info["cpu"] = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        info["cpu"] = platform.processor()
+    return info
+
+
+def summarize(results, figures):
+    """{(system, threads): {figure: (median, min, max)}}"""
+    table = {}
+    for r in results:
+        table.setdefault((r["system"], r["threads"]), []).append(r)
+    return {key: {f: (statistics.median(x[f] for x in rs), min(x[f] for x in rs), max(x[f] for x in rs))
+                  for f in figures} for key, rs in table.items()}
+
+
+def print_table(summary, weights_mb, title):
+    figures = [("decode_b1", "decode b1 tok/s"), ("prefill", "prefill 512 tok/s"), ("decode_b8", "decode b8 tok/s"),
+               ("rss_mb", "peak RSS MB")]
+    print(f"\n{title}\n")
+    print("| system | threads | " + " | ".join(label for _, label in figures) + " |")
+    print("|---|---:|" + "---:|" * len(figures))
+    for (system, threads), s in sorted(summary.items(), key=lambda kv: (-kv[0][1], SYSTEMS.index(kv[0][0]))):
+        hf = summary.get(("hf", threads))
+        cells = []
+        for f, _ in figures:
+            median, low, high = s[f]
+            cell = f"{median:.0f} [{low:.0f}-{high:.0f}]"
+            if f == "rss_mb":
+                cell += f" ({median / weights_mb:.2f}x weights)"
+            elif hf and system != "hf":
+                cell += f" ({median / hf[f][0]:.2f}x HF)"
+            cells.append(cell)
+        print(f"| {system} | {threads} | " + " | ".join(cells) + " |")
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="fewer tokens, one round: a smoke run")
+    parser.add_argument("--busy", action="store_true", help="run a busy loop in another process throughout")
+    parser.add_argument("--profile", action="store_true", help="print where a decode step's time goes, and stop")
+    parser.add_argument("--repeats", type=int, default=None, help="rounds (default 5, --quick 1)")
+    parser.add_argument("--systems", default=",".join(SYSTEMS), help="comma-separated subset of c,numpy,hf")
+    parser.add_argument("--threads", default=None, help="comma-separated thread counts (default: all cores, 1)")
+    parser.add_argument("--checkpoint", default=None, help="a GPT-2 124M checkpoint directory (default: random)")
+    parser.add_argument("--json", default=str(ROOT / "benchmarks" / "results" / "bench_decode.json"))
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    parser.add_argument("--sizes", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+
+    if args.worker:
+        return worker(args.worker, args.checkpoint, **json.loads(args.sizes))
+
+    sizes = dict(prompt=16, new_tokens=128, prefill=512, batch=8, batch_steps=64)
+    if args.quick:
+        sizes.update(new_tokens=24, prefill=128, batch_steps=8)
+    repeats = args.repeats or (1 if args.quick else 5)
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    thread_counts = [int(t) for t in args.threads.split(",")] if args.threads else sorted({cores, 1}, reverse=True)
+    systems = args.systems.split(",")
+
+    with tempfile.TemporaryDirectory() as tmp:
+        checkpoint = args.checkpoint
+        if checkpoint is None:
+            sys.path.insert(0, str(ROOT))
+            import minigpt2
+
+            checkpoint = tmp
+            minigpt2.GPT2LMHeadModel(minigpt2.GPT2Config(), seed=0).save_pretrained(checkpoint)
+        weights_mb = os.path.getsize(os.path.join(checkpoint, "model.safetensors")) / 2 ** 20
+        if args.profile:
+            return profile(checkpoint)
+
+        busy = subprocess.Popen([sys.executable, "-c", "while True: pass"]) if args.busy else None
+        results = []
+        try:
+            runs = [(s, t) for t in thread_counts for s in systems]
+            for round_ in range(repeats):
+                shift = round_ % len(runs)
+                for system, threads in runs[shift:] + runs[:shift]:
+                    r = run_worker(system, threads, checkpoint, sizes)
+                    print(f"round {round_ + 1}/{repeats}: {system} x{threads}: decode b1 {r['decode_b1']:.1f} tok/s, "
+                          f"prefill {r['prefill']:.0f} tok/s, decode b8 {r['decode_b8']:.1f} tok/s, "
+                          f"RSS {r['rss_mb']:.0f} MB", flush=True)
+                    results.append(r)
+        finally:
+            if busy is not None:
+                busy.kill()
+
+    figures = ["decode_b1", "prefill", "decode_b8", "rss_mb"]
+    summary = summarize(results, figures)
+    info = machine()
+    title = (f"GPT-2 124M, {info['cpu']}, {cores} cores, {repeats} round(s)"
+             f"{', with a busy process' if args.busy else ''}; weights file {weights_mb:.0f} MB; "
+             f"median [min-max]")
+    print_table(summary, weights_mb, title)
+    out = pathlib.Path(args.json)
+    if args.busy:
+        out = out.with_name(out.stem + "_busy" + out.suffix)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"machine": info, "sizes": sizes, "busy": args.busy, "weights_mb": weights_mb,
+                               "results": results,
+                               "summary": {f"{s} x{t}": v for (s, t), v in summary.items()}}, indent=1))
+    print(f"\nwrote {out}")
+
+
+if __name__ == "__main__":
+    main()
