@@ -165,7 +165,8 @@ def main(argv) -> int:
     if "--check" in argv:
         current = open(OUT, encoding="utf-8").read() if os.path.exists(OUT) else ""
         if current != text:
-            print("docs/api.md is out of date with the docstrings: run python docs/make_api.py", file=sys.stderr)
+            print("docs/api.md is out of date with the docstrings. It is generated, so whoever changed a docstring "
+                  "may regenerate it: python docs/make_api.py && git add docs/api.md", file=sys.stderr)
             return 1
         return 0
     with open(OUT, "w", encoding="utf-8") as f:
