@@ -236,12 +236,11 @@ if plt:
     _workshop.show(fig, "08_kernel_speedups")
 
 # %% [markdown]
-# Read the table row by row; it is this machine's, so run it on yours. Near 1: the C core does not serve that
-# case (prompts of 64 rows or more go to BLAS) or both are equally fast. Well above 1: typically the one-row
-# products of decoding, where the C code streams the weights once with every core (the LM head, the
-# largest matrix, most of all). Below 1: NumPy is faster there; NumPy's own elementwise loops are
-# vectorised, and a small kernel can lose to thread start-up. Each of these numbers is a measurement, not
-# a promise, and the end-to-end time below is the one that counts.
+# Read the table row by row; it is this machine's, so run it on yours. Near 1: the C core does not serve
+# that case (prompts of 64 rows or more go to BLAS) or both are equally fast. Above 1 the C kernel wins,
+# below 1 NumPy does. On a busy machine the per-kernel numbers swing from run to run (each is the fastest
+# of 15 calls, yet threads still wait for free cores; docs/troubleshooting.md has a note on threads), so
+# the end-to-end time below is the one that counts.
 #
 # ## End to end: greedy decoding on both backends
 #
