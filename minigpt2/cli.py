@@ -294,7 +294,7 @@ class _StepPrinter:
         print(f"text: {self.tokenizer.decode(self.ids)}", flush=True)
 
     def _show(self, token_id):
-        return repr(self.tokenizer.decode([int(token_id)]))
+        return _token_text(self.tokenizer, token_id)
 
 
 def _print_stats(prompt_tokens, new_tokens, first_token_seconds, total_seconds, sequences):
@@ -337,6 +337,15 @@ def _load_tokenizer(model):
         return AutoTokenizer.from_pretrained("gpt2")
 
 
+def _token_text(tokenizer, token_id) -> str:
+    """What a token stands for: its text, or its bytes when it holds only part of a character (emoji, CJK)."""
+    raw = tokenizer.token_bytes(int(token_id))
+    try:
+        return repr(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        return repr(raw)
+
+
 # -- the other commands ----------------------------------------------------------------------------------
 
 def _tokenize(text, tokenizer) -> int:
@@ -345,8 +354,9 @@ def _tokenize(text, tokenizer) -> int:
     width = max([len(t) for t in tokens] + [5])
     print(f"{'index':>5}  {'id':>6}  {'token':<{width}}  text")
     for i, (token_id, token) in enumerate(zip(ids, tokens)):
-        print(f"{i:>5}  {token_id:>6}  {token:<{width}}  {tokenizer.decode([token_id])!r}")
-    print(f"{len(ids)} tokens for {len(text)} characters (Ġ is how the vocabulary writes a space)")
+        print(f"{i:>5}  {token_id:>6}  {token:<{width}}  {_token_text(tokenizer, token_id)}")
+    print(f"{len(ids)} tokens for {len(text)} characters (Ġ is how the vocabulary writes a space; b'...' is "
+          f"part of a character, bytes that the next tokens complete)")
     return 0
 
 
