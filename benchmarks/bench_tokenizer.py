@@ -185,11 +185,14 @@ def make_factories(directory: pathlib.Path):
     return factories, versions
 
 
+CLOCK = time.perf_counter  # --clock cpu: time.process_time (CPU time of this process, all its threads)
+
+
 def timed(fn, *args):
     gc.collect()
-    start = time.perf_counter()
+    start = CLOCK()
     result = fn(*args)
-    return time.perf_counter() - start, result
+    return CLOCK() - start, result
 
 
 def speed(samples, factories, repeats):
@@ -243,8 +246,12 @@ def main(argv=None):
     parser.add_argument("--size", type=int, default=MiB, help="sample size in bytes (default 1 MiB)")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--quick", action="store_true", help="128 KiB samples, 2 repeats, linear check to 100 KB")
+    parser.add_argument("--clock", choices=["wall", "cpu"], default="wall",
+                        help="wall: time.perf_counter (default); cpu: time.process_time, steadier on a shared machine")
     parser.add_argument("--json", default=str(ROOT / "benchmarks" / "results" / "bench_tokenizer.json"))
     args = parser.parse_args(argv)
+    global CLOCK
+    CLOCK = time.process_time if args.clock == "cpu" else time.perf_counter
     if args.quick:
         args.size, args.repeats = 128 * 1024, 2
     prose = english_prose(args.size)
@@ -258,13 +265,15 @@ def main(argv=None):
 
     cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")),
                platform.processor()) if os.path.exists("/proc/cpuinfo") else platform.processor()
-    print(f"\n{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}; "
+    load = f", load average {os.getloadavg()[1]:.1f}" if hasattr(os, "getloadavg") else ""
+    print(f"\n{cpu}, {os.cpu_count()} cores{load}, Python {platform.python_version()}; "
           + ", ".join(f"{k} {v}" for k, v in versions.items() if k not in ("python",)))
     print(f"samples: {', '.join(f'{k} {len(v.encode()):,} bytes' for k, v in samples.items())}; "
-          f"{args.repeats} interleaved repeats; MB/s = 10^6 bytes/s, median [min - max]\n")
+          f"{args.repeats} interleaved repeats; {args.clock} clock; MB/s = 10^6 bytes/s, median [min - max]\n")
     print("| sample | tokenizer | cold MB/s | warm MB/s | same ids |")
     print("|---|---|---|---|---|")
     report = {"machine": cpu, "cores": os.cpu_count(), "versions": versions, "repeats": args.repeats,
+              "clock": args.clock, "load_average": os.getloadavg() if hasattr(os, "getloadavg") else None,
               "samples": {k: len(v.encode()) for k, v in samples.items()}, "speed": [], "linear": []}
     for (sample, name), row in rows.items():
         nbytes = len(samples[sample].encode())
@@ -279,13 +288,13 @@ def main(argv=None):
     builds = {name: [t for s in samples for t in rows[(s, name)]["build"]] for name in factories}
     print("\nbuilding a tokenizer, outside the timings above (median; first in the process): " + "; ".join(
         f"{name} {statistics.median(ts) * 1e3:.1f} ms ({ts[0] * 1e3:.0f} ms)" for name, ts in builds.items()))
-    print("\nlinear-time check (minigpt2, a new tokenizer per run, median of 3):\n")
-    print("| input | 10 KB | 100 KB | 1 MB | 1 MB / 10 KB time |" if len(sizes) == 3 else "| input | 10 KB | 100 KB |")
-    print("|---|---|---|---|---|" if len(sizes) == 3 else "|---|---|---|")
+    print("\nlinear-time check (minigpt2, a new tokenizer per run, median of 3): time, and time per byte\n")
+    print("| input | " + " | ".join(f"{n // 1000:,} KB" for n in sizes) + " |")
+    print("|---|" + "---|" * len(sizes))
     for label in dict.fromkeys(k[0] for k in linear):
-        cells = [f"{linear[(label, n)]['seconds'] * 1e3:.1f} ms" for n in sizes]
-        ratio = linear[(label, sizes[-1])]["seconds"] / linear[(label, sizes[0])]["seconds"]
-        print(f"| {label} | " + " | ".join(cells) + (f" | {ratio:.0f}x for 100x the input |" if len(sizes) == 3 else " |"))
+        cells = [f"{linear[(label, n)]['seconds'] * 1e3:.1f} ms ({linear[(label, n)]['seconds'] / n * 1e9:.0f} ns/B)"
+                 for n in sizes]
+        print(f"| {label} | " + " | ".join(cells) + " |")
         for n in sizes:
             report["linear"].append({"input": label, "chars": n, **linear[(label, n)]})
     if args.json:

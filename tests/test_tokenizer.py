@@ -197,7 +197,7 @@ def toy_merges(draw):
 
 @settings(max_examples=300, deadline=None)
 @given(toy_merges(), st.text(alphabet="abcd", min_size=1, max_size=60))
-def test_heap_merge_is_exact_for_any_merge_list(merges, word):
+def test_long_merge_is_exact_for_any_merge_list(merges, word):
     ranks = dict(zip(merges, range(len(merges))))
     expected = B.bpe_merge(word, ranks)
     assert B.bpe_merge_long(word, ranks) == expected

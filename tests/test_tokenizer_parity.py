@@ -99,7 +99,18 @@ def test_tokenize_and_decode_match_hf_slow(tok, hf, text):
     assert tok.encode(text, add_prefix_space=True) == hf.encode(text, add_prefix_space=True)
 
 
-# -- long pieces: the heap merge against the references --------------------------------------------------------------
+def test_code_point_sweep_matches_references(tok, hf, tik):
+    """Every 61st code point of all of Unicode (surrogates excepted), next to letters, digits and spaces: the
+    character classes of `regex`, Python's ASCII fast path and the Rust regex engines agree."""
+    chars = [chr(c) for c in range(0, 0x110000, 61) if not 0xD800 <= c <= 0xDFFF]
+    text = "".join(f"a{c}1{c}{c} {c} x{c}\n" for c in chars)
+    ids = tok.encode(text)
+    assert ids == tik.encode_ordinary(text)
+    assert ids == hf.encode(text)
+    assert tok.decode(ids) == text
+
+
+# -- long pieces: bpe_merge_long against the references --------------------------------------------------------------
 @settings(max_examples=60, deadline=None)
 @given(st.text(alphabet=st.sampled_from("abcdeilnorstu"), min_size=40, max_size=400))
 def test_long_words_match_hf_slow(tok, hf, word):
