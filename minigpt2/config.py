@@ -9,6 +9,8 @@ import copy
 import json
 import os
 
+import numpy as np
+
 from .activations import ACTIVATIONS
 
 __all__ = ["GPT2Config", "PRESETS"]
@@ -42,7 +44,6 @@ COMMON_DEFAULTS = {
     "pad_token_id": None,
     "bos_token_id": None,
     "eos_token_id": None,
-    "summary_last_dropout": 0.0,
     "task_specific_params": None,
 }
 
@@ -147,6 +148,11 @@ class GPT2Config:
     # -- validation ---------------------------------------------------------------------------------
     def validate(self):
         """Raise ValueError naming the field for any value minigpt2 cannot honour."""
+        # Sizes computed with NumPy arrive as np.int64 or np.float32: keep them as the plain Python
+        # numbers they stand for (JSON cannot hold NumPy scalars).
+        for name, value in list(self.__dict__.items()):
+            if isinstance(value, np.generic):
+                object.__setattr__(self, name, value.item())
         for name in ("vocab_size", "n_positions", "n_embd", "n_layer", "n_head"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
@@ -178,7 +184,7 @@ class GPT2Config:
         if not isinstance(eps, (int, float)) or isinstance(eps, bool) or not eps > 0:
             raise ValueError(f"GPT2Config.layer_norm_epsilon must be a positive number, got {eps!r}")
         for name in ("resid_pdrop", "embd_pdrop", "attn_pdrop", "summary_first_dropout", "summary_last_dropout"):
-            p = getattr(self, name)
+            p = getattr(self, name, 0.0)  # summary_last_dropout is not a GPT2Config field, but configs may carry it
             if not isinstance(p, (int, float)) or isinstance(p, bool) or not 0.0 <= p <= 1.0:
                 raise ValueError(f"GPT2Config.{name} must be a probability in [0, 1], got {p!r}")
         ir = self.initializer_range
