@@ -51,7 +51,8 @@ FORMAT_VERSION = 1
 PINNED_TRANSFORMERS = "4.46.3"
 HERE = os.path.dirname(os.path.abspath(__file__))
 OUT = os.path.join(HERE, "fixtures", "model")
-CLASSES = {cls.__name__: cls for cls in (GPT2Model, GPT2LMHeadModel, GPT2DoubleHeadsModel, GPT2ForSequenceClassification)}
+CLASSES = {cls.__name__: cls
+           for cls in (GPT2Model, GPT2LMHeadModel, GPT2DoubleHeadsModel, GPT2ForSequenceClassification)}
 
 # The tiny shape every checkpoint starts from: head_dim 8, 16 positions, a vocabulary of 99.
 TINY = dict(vocab_size=99, n_positions=16, n_embd=32, n_layer=2, n_head=4)
@@ -154,7 +155,9 @@ def position_ids_from_mask(mask):
 
 
 def cases():
-    """Every case: (name, checkpoint, class, description, [call, ...]); a call is (arrays, flags, past_from_previous)."""
+    """Every case: (name, checkpoint, class, description, [call, ...]).
+
+    A call is (array arguments, flags, past_from_previous)."""
     H, L, E, V = TINY["n_head"], TINY["n_layer"], TINY["n_embd"], TINY["vocab_size"]
     out = []
 

@@ -30,7 +30,9 @@ transformers = pytest.importorskip("transformers")
 # Every activation name both libraries know.
 ACTIVATIONS = ["gelu_new", "gelu", "relu", "silu", "tanh", "gelu_pytorch_tanh", "quick_gelu", "gelu_fast",
                "gelu_accurate", "gelu_python", "swish", "sigmoid", "linear"]
-SETTINGS = settings(max_examples=int(os.environ.get("MINIGPT2_LIVE_EXAMPLES", 12)), deadline=None, suppress_health_check=[HealthCheck.too_slow])
+# A few dozen examples in all by default; MINIGPT2_LIVE_EXAMPLES=300 searches harder.
+SETTINGS = settings(max_examples=int(os.environ.get("MINIGPT2_LIVE_EXAMPLES", 12)), deadline=None,
+                    suppress_health_check=[HealthCheck.too_slow])
 
 LARGEST = collections.defaultdict(lambda: (0.0, 0.0))
 

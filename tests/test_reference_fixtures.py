@@ -3,8 +3,8 @@
 The fixtures were written by tests/make_fixtures.py with Hugging Face transformers 4.46.3 (float32,
 attn_implementation="eager"; 4.x is pinned because it keeps head_mask and tuple past_key_values, which
 minigpt2 mirrors). Each case loads a tiny checkpoint from its files, runs the same forward calls, and
-compares every output, on the NumPy kernels and on the C core: logits, every hidden state, attentions, cross-attentions, past key/values, losses,
-mc_logits and sequence-classification logits.
+compares every output, on the NumPy kernels and on the C core: logits, every hidden state, attentions,
+cross-attentions, past key/values, losses, mc_logits and sequence-classification logits.
 
 Bound: max|ours - ref| <= 1e-5 * max(1, max|ref|) for every tensor (float32; the two sides sum matmuls
 in different orders). The exact GELU fixture meets the same bound: minigpt2's erf approximation is
