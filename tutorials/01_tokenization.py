@@ -253,8 +253,8 @@ print(f"{leading_space} of {len(encoder)} vocabulary entries ({leading_space / l
 
 # %% [markdown]
 # To the model they are two unrelated rows of the embedding table, so it predicts differently after each.
-# With the real gpt2 the two next-token distributions below are related but not the same; with the tiny
-# random model both are noise.
+# With the real gpt2, compare the two next-token distributions below; with the tiny random model both are
+# noise.
 
 # %%
 model = _workshop.load_model(MODEL)

@@ -88,7 +88,8 @@ _workshop.check_close("+ wte[token_type_ids] == traced 'embeddings'",
 # ## What the tables hold
 #
 # Neighbours in `wte`: the tokens whose vectors point most nearly the same way as " dog" (cosine
-# similarity). With the real gpt2 these are related words; with the tiny random model they are noise.
+# similarity). With the real gpt2, see whether they are related words; with the tiny random model they
+# are noise.
 
 # %%
 def nearest_tokens(token, k=8):

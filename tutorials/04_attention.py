@@ -124,9 +124,10 @@ _workshop.check_close("probs @ v == layers.attention", out, library_out)
 # ## Attention patterns
 #
 # Each head of each layer has its own `[T, T]` matrix of probabilities. Row i shows where token i looks; the
-# upper triangle is empty because of the causal mask. With the real gpt2 you will find heads that look at
-# the previous token, at the first token, or at a matching earlier word; with the tiny random model every
-# visible key gets about the same weight, 1 / (i + 1) in row i.
+# upper triangle is empty because of the causal mask. With the real gpt2, look for heads with a pattern:
+# one that always attends to the previous token (a bright line just below the diagonal), one that piles
+# its attention on the first token (a bright first column), one that finds an earlier copy of a word. With
+# the tiny random model every visible key gets about the same weight, 1 / (i + 1) in row i.
 
 # %%
 def draw_heads(layer, name):

@@ -147,8 +147,8 @@ _workshop.check_close("logits", logits, library_logits, rtol=1e-4, atol=1e-4)
 
 # %% [markdown]
 # Why 1e-4 here and 1e-5 elsewhere? Each check compares two float32 computations that add the same numbers in
-# a different order. Their difference is rounding noise that grows with the size of the values (the residual
-# stream of the real gpt2 has entries in the hundreds) and with depth. docs/numerics.md gives the tolerances
+# a different order. Their difference is rounding noise that grows with the size of the values (the
+# figure of residual-stream norms below shows how large they get) and with depth. docs/numerics.md gives the tolerances
 # minigpt2 keeps against transformers and the reasons.
 #
 # ## Against the published numbers
@@ -210,8 +210,8 @@ print(f"loss {my_loss:.3f} nats per token; a uniform guess over the vocabulary w
 #
 # The residual stream after block i has the same shape as the final one, so we can apply `ln_f` and the LM
 # head to it early and ask which token it would predict. `trace.stack("out")` gives every block's output at
-# once, `[n_layer, B, T, E]`. With the real gpt2 the guesses sharpen towards the final prediction in the later
-# layers; with the tiny random model they are noise.
+# once, `[n_layer, B, T, E]`. With the real gpt2, watch at which layer each position's guess settles on the
+# final prediction; with the tiny random model the guesses are noise.
 
 # %%
 stream = t.stack("out")[:, 0]  # [L, T, E]
