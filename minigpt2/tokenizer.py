@@ -333,6 +333,7 @@ class GPT2Tokenizer:
         self.split_special_tokens = bool(split_special_tokens)
         self.clean_up_tokenization_spaces = bool(clean_up_tokenization_spaces)
         self.name_or_path = str(name_or_path)
+        other_special = {name: kwargs.pop(name, None) for name in ("sep_token", "cls_token", "mask_token")}
         self.init_kwargs = dict(kwargs, errors=errors, add_prefix_space=add_prefix_space, add_bos_token=add_bos_token,
                                 model_max_length=model_max_length)
         self._warned_too_long = False
@@ -346,11 +347,8 @@ class GPT2Tokenizer:
             self._register(int(index), AddedToken.from_config(token))
         self._special_tokens: Dict[str, Optional[AddedToken]] = {}
         for name, value in (("bos_token", bos_token), ("eos_token", eos_token), ("unk_token", unk_token),
-                            ("pad_token", pad_token)):
+                            ("pad_token", pad_token), *other_special.items()):
             setattr(self, name, value)
-        for name in ("sep_token", "cls_token", "mask_token"):
-            setattr(self, name, kwargs.pop(name, None))
-            self.init_kwargs.pop(name, None)
         self._additional_special_tokens: List[AddedToken] = [
             AddedToken.from_config(t) for t in (additional_special_tokens or [])]
         self._add_tokens([t for t in self._all_special_tokens_extended()
@@ -1092,14 +1090,15 @@ class GPT2Tokenizer:
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path: Union[str, os.PathLike], *init_inputs,
                         cache_dir=None, force_download: bool = False, local_files_only: bool = False, token=None,
-                        revision: str = "main", subfolder: str = "", **kwargs) -> "GPT2Tokenizer":
+                        revision: Optional[str] = None, subfolder: str = "", **kwargs) -> "GPT2Tokenizer":
         """Load a tokenizer by name or from a directory.
 
         * "gpt2", "gpt2-medium", "gpt2-large", "gpt2-xl", "distilgpt2" (also "openai-community/...") use the
           bundled vocabulary: no network, no files;
         * a directory: vocab.json + merges.txt (or encoder.json + vocab.bpe, or tokenizer.json), plus
           tokenizer_config.json, special_tokens_map.json and added_tokens.json when present;
-        * any other "owner/repo": the same files fetched with huggingface_hub.hf_hub_download.
+        * any other "owner/repo": the same files fetched from the Hub (minigpt2.hub: HF_ENDPOINT, HF_HUB_CACHE
+          and HF_HUB_OFFLINE apply; force_download is accepted and ignored).
         Keyword arguments override the files' settings: from_pretrained("gpt2", pad_token="<|endoftext|>").
         """
         if init_inputs:
@@ -1111,8 +1110,8 @@ class GPT2Tokenizer:
             files = {}
             kwargs.setdefault("model_max_length", GPT2_MAX_LENGTH)
         else:
-            files = _hub_files(name, cache_dir=cache_dir, force_download=force_download,
-                               local_files_only=local_files_only, token=token, revision=revision, subfolder=subfolder)
+            files = _hub_files(name, revision=revision, cache_dir=cache_dir, token=token,
+                               local_files_only=local_files_only, subfolder=subfolder)
         return cls._from_files(files, name, kwargs)
 
     @classmethod
@@ -1267,41 +1266,35 @@ def _local_files(directory: str) -> Dict[str, Optional[str]]:
     files.update({n: find(n) for n in _OPTIONAL_FILES})
     if not (files["vocab"] and files["merges"]) and not files["tokenizer.json"]:
         raise VocabularyFileError(f"{directory} holds no GPT-2 vocabulary: expected vocab.json + merges.txt, "
-                                  f"encoder.json + vocab.bpe, or tokenizer.json")
+                                  f"encoder.json + vocab.bpe, or tokenizer.json (for GPT-2's own vocabulary, "
+                                  f"use from_pretrained('gpt2'))")
     return files
 
 
-def _hub_files(repo_id: str, **options) -> Dict[str, Optional[str]]:
-    """Fetch a Hub repository's tokenizer files (huggingface_hub is imported only here)."""
-    offline_names = ", ".join(sorted(BUNDLED_NAMES))
-    try:
-        from huggingface_hub import hf_hub_download
-        from huggingface_hub.utils import EntryNotFoundError, LocalEntryNotFoundError
-    except ImportError:
-        raise OSError(f"{repo_id!r} is neither a local directory nor a bundled name ({offline_names}), and "
-                      f"huggingface_hub is not installed to download it") from None
-    options = {k: v for k, v in options.items() if v not in (None, "")}
+def _hub_files(repo_id: str, revision=None, cache_dir=None, token=None, local_files_only: bool = False,
+               subfolder: str = "") -> Dict[str, Optional[str]]:
+    """Fetch a Hub repository's tokenizer files with minigpt2.hub (huggingface_hub, imported only when needed).
+
+    HF_ENDPOINT, HF_HUB_CACHE and HF_HUB_OFFLINE apply as for the model's weights."""
+    from .hub import resolve_file
 
     def fetch(filename: str, required: bool) -> Optional[str]:
-        try:
-            return hf_hub_download(repo_id, filename, **options)
-        except EntryNotFoundError as e:
-            # Missing on the Hub: fine for optional files. Not in the cache while offline: fine for optional files
-            # too, but for the first file it means we could not reach the Hub at all.
-            if required or (filename == "vocab.json" and isinstance(e, LocalEntryNotFoundError)):
-                raise
-            return None
+        return resolve_file(repo_id, f"{subfolder}/{filename}" if subfolder else filename, revision=revision,
+                            cache_dir=cache_dir, token=token, local_files_only=local_files_only, required=required)
 
+    offline_names = ", ".join(sorted(n for n in BUNDLED_NAMES if "/" not in n))
     try:
         files: Dict[str, Optional[str]] = {"vocab": fetch("vocab.json", required=False)}
         files["merges"] = fetch("merges.txt", required=False) if files["vocab"] else None
-        files["tokenizer.json"] = None if files["merges"] else fetch("tokenizer.json", required=True)
+        files["tokenizer.json"] = None if files["merges"] else fetch("tokenizer.json", required=False)
+        if not files["merges"] and not files["tokenizer.json"]:
+            raise OSError(f"the repository {repo_id!r} has no GPT-2 tokenizer files (vocab.json + merges.txt, or "
+                          f"tokenizer.json)")
         for name in _OPTIONAL_FILES:
             files[name] = fetch(name, required=False)
-    except Exception as e:  # network down, no such repository, gated, ...
-        raise OSError(f"could not load a tokenizer for {repo_id!r}: it is not a local directory, not one of the "
-                      f"bundled names that work offline ({offline_names}), and fetching its files from the Hugging "
-                      f"Face Hub failed: {type(e).__name__}: {e}") from e
+    except OSError as e:
+        raise OSError(f"could not load a tokenizer for {repo_id!r}: {e} (the names {offline_names} work offline, "
+                      f"with the bundled vocabulary; a local directory works too)") from e
     return files
 
 

@@ -485,31 +485,56 @@ def test_pickle_and_independent_caches():
     assert fresh == fresh.seed and len(fresh) > 49_000
 
 
-def test_hub_download_is_lazy_and_failures_are_clear(tmp_path, monkeypatch, vocab_dir):
-    hub = pytest.importorskip("huggingface_hub")
-    from huggingface_hub.utils import EntryNotFoundError
+@pytest.fixture
+def hub(tmp_path, monkeypatch):
+    """A loopback Hub (tests/hubserver.py) reached through HF_ENDPOINT, serving a fine-tuned GPT-2 tokenizer
+    (vocab.json + merges.txt + configs with a pad token) and one that only has a tokenizer.json."""
+    pytest.importorskip("huggingface_hub")
+    from hubserver import HubServer
 
-    repo = tmp_path / "repo"
-    GPT2Tokenizer(pad_token="<|endoftext|>").save_pretrained(repo)
-    calls = []
+    saved = tmp_path / "saved"
+    GPT2Tokenizer(pad_token="<|endoftext|>", add_prefix_space=True).save_pretrained(saved)
+    files = {p.name: p.read_bytes() for p in saved.iterdir()}
+    only_json = {"tokenizer.json": _tokenizer_json(files["vocab.json"], files["merges.txt"])}
+    with HubServer({"someone/finetuned-gpt2": files, "someone/rust-only": only_json,
+                    "someone/no-tokenizer": {"config.json": b"{}"}}) as server:
+        monkeypatch.setenv("HF_ENDPOINT", server.url)
+        monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "cache"))
+        monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+        yield server
 
-    def fake_download(repo_id, filename, **options):
-        calls.append((repo_id, filename))
-        if not (repo / filename).exists():
-            raise EntryNotFoundError(f"{filename} not found")
-        return str(repo / filename)
 
-    monkeypatch.setattr(hub, "hf_hub_download", fake_download)
-    tok = GPT2Tokenizer.from_pretrained("someone/finetuned-gpt2", revision="abc")
-    assert tok.encode("Hello world") == [15496, 995] and tok.pad_token == "<|endoftext|>"
-    assert ("someone/finetuned-gpt2", "vocab.json") in calls
+def _tokenizer_json(vocab: bytes, merges: bytes) -> bytes:
+    return json.dumps({
+        "added_tokens": [{"id": 50256, "content": "<|endoftext|>", "special": True}],
+        "pre_tokenizer": {"type": "ByteLevel", "add_prefix_space": False},
+        "model": {"type": "BPE", "vocab": json.loads(vocab),
+                  "merges": [m.split(" ") for m in merges.decode().split("\n")[1:] if m]},
+    }).encode()
 
-    def offline(repo_id, filename, **options):
-        raise ConnectionError("no network")
 
-    monkeypatch.setattr(hub, "hf_hub_download", offline)
-    with pytest.raises(OSError, match="someone/other.*bundled names.*ConnectionError"):
+def test_from_pretrained_downloads_other_repositories(hub):
+    tok = AutoTokenizer.from_pretrained("someone/finetuned-gpt2")
+    assert tok.pad_token == "<|endoftext|>" and tok.add_prefix_space
+    assert tok.encode("Hello world") == [18435, 995]
+    assert any(path.endswith("/vocab.json") for _, path, _ in hub.requests)
+    assert GPT2Tokenizer.from_pretrained("someone/rust-only").encode("Hello world<|endoftext|>") == [15496, 995, 50256]
+    with pytest.raises(OSError, match="someone/no-tokenizer.*no GPT-2 tokenizer files"):
+        GPT2Tokenizer.from_pretrained("someone/no-tokenizer")
+    with pytest.raises(OSError, match="someone/missing.*work offline"):
+        GPT2Tokenizer.from_pretrained("someone/missing")
+    assert len(GPT2Tokenizer.from_pretrained("gpt2")) == 50257  # bundled: the server is never asked
+    assert not any("gpt2/" in path and "finetuned" not in path for _, path, _ in hub.requests)
+
+
+def test_from_pretrained_without_network_fails_fast(tmp_path, monkeypatch):
+    pytest.importorskip("huggingface_hub")
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # nothing listens on the discard port
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path))
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    with pytest.raises(OSError, match="someone/other.*gpt2.*work offline"):
         GPT2Tokenizer.from_pretrained("someone/other")
+    assert GPT2Tokenizer.from_pretrained("openai-community/gpt2").encode("Hello world") == [15496, 995]
 
 
 def test_tokenizer_json(tmp_path, vocab_dir):

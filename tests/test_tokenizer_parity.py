@@ -9,9 +9,11 @@ import inspect
 import os
 import pathlib
 import sysconfig
+import unicodedata
 
 import numpy as np
 import pytest
+import regex
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -79,14 +81,31 @@ def test_ids_match_hf_slow(tok, hf, text):
     assert tok.encode(text) == hf.encode(text)
 
 
+def _letters_new_to_rust_tokenizers(text: str) -> bool:
+    """True if text has a letter, digit or space that Unicode 3.2 did not assign. The Rust `tokenizers` library
+    (HF's fast tokenizer) uses older Unicode tables than `regex` (HF's slow tokenizer, minigpt2) and tiktoken:
+    to it, a letter added in Unicode 15 (e.g. U+11F02, Kawi) is punctuation. Checked: on every code point Unicode
+    14 assigns, in letter/digit/space context, the fast tokenizer agrees with minigpt2."""
+    return any(unicodedata.ucd_3_2_0.category(c) == "Cn" and NEW_CLASSES.match(c) for c in text)
+
+
+NEW_CLASSES = regex.compile(r"[\p{L}\p{N}\s]")
+
+
 @PARITY
 @given(texts)
 def test_ids_match_tiktoken_and_hf_fast(tok, tik, hf_fast, text):
     ids = tok.encode(text)
     assert ids == tik.encode(text, allowed_special="all")
-    assert ids == hf_fast.encode(text)
+    if not _letters_new_to_rust_tokenizers(text):
+        assert ids == hf_fast.encode(text)
     plain = tok.encode(text, split_special_tokens=True)
     assert plain == tik.encode_ordinary(text)
+
+
+def test_hf_fast_differs_only_on_newer_unicode(tok, hf, hf_fast, tik):
+    text = "\U00011f02's"  # KAWI SIGN REPHA (Unicode 15, a letter): "'s" is a contraction after a letter run
+    assert tok.encode(text) == hf.encode(text) == tik.encode(text) != hf_fast.encode(text)
 
 
 @settings(max_examples=150, deadline=None)
