@@ -67,6 +67,7 @@ class GPT2PreTrainedModel:
     """What every GPT-2 model shares: config, parameters, random init, loading and saving."""
 
     base_model_prefix = "transformer"
+    uses_lm_head = False  # True for the classes whose logits come from the tied head (wte)
 
     def __init__(self, config: GPT2Config = None, params: dict = None, *, seed=None):
         if config is None:
@@ -149,11 +150,13 @@ class GPT2PreTrainedModel:
         tensors = {}
         for path in files:
             tensors.update({name: (path, t) for name, t in checkpoint.read_safetensors(path).items()})
-        return cls(config, cls._params_from_tensors(config, tensors, seed=seed))
+        return cls(config, cls._params_from_tensors(config, tensors, seed=seed, source=", ".join(files)))
 
     @classmethod
-    def _params_from_tensors(cls, config, tensors: dict, seed=None) -> dict:
-        """Match checkpoint tensors {name: (file, array)} to this class's parameters, checking shapes."""
+    def _params_from_tensors(cls, config, tensors: dict, seed=None, source="the checkpoint") -> dict:
+        """Match checkpoint tensors {name: (file, array)} to this class's parameters, checking shapes.
+
+        ``source`` names the checkpoint's file(s) in error messages."""
         expected = cls.param_shapes(config)
         heads = cls.head_shapes(config)
         prefix = cls.base_model_prefix + "."
@@ -171,12 +174,15 @@ class GPT2PreTrainedModel:
             elif key.startswith(("h.", "wte.", "wpe.", "ln_f.")):
                 unexpected.append(name)
         if unexpected:
-            raise ValueError(f"the checkpoint has weights the config does not describe: {_short(unexpected)}. "
+            raise ValueError(f"{source} has weights the config does not describe: {_short(unexpected)}. "
                              f"Does config.json (n_layer, add_cross_attention, ...) belong to these weights?")
         missing = [k for k in expected if k not in flat]
         if missing:
-            raise ValueError(f"the checkpoint {os.path.dirname(next(iter(tensors.values()))[0]) if tensors else ''} "
-                             f"lacks weights: {_short(missing)}")
+            raise ValueError(f"{source} lacks weights the config needs: {_short(missing)} "
+                             f"(looked for with and without the {prefix!r} prefix)")
+        if cls.uses_lm_head and not config.tie_word_embeddings and "lm_head.weight" in tensors:
+            raise ValueError(f"{source} holds its own lm_head.weight and config.tie_word_embeddings is false, but "
+                             f"minigpt2's LM head is always wte (tied), so it would silently ignore that head")
         missing_heads = [k for k in heads if k not in flat]
         if missing_heads:
             warnings.warn(f"{cls.__name__}: weights {_short(missing_heads)} are not in the checkpoint and were "
@@ -328,6 +334,8 @@ class _WithTransformer(GPT2PreTrainedModel):
 class GPT2LMHeadModel(GenerationMixin, _WithTransformer):
     """GPT-2 with the language-modelling head: logits = hidden_states @ wte^T (the head is tied to wte)."""
 
+    uses_lm_head = True
+
     def forward(self, input_ids=None, past_key_values=None, attention_mask=None, token_type_ids=None,
                 position_ids=None, head_mask=None, inputs_embeds=None, encoder_hidden_states=None,
                 encoder_attention_mask=None, labels=None, use_cache=None, output_attentions=None,
@@ -353,6 +361,8 @@ class GPT2LMHeadModel(GenerationMixin, _WithTransformer):
 
 class GPT2DoubleHeadsModel(GenerationMixin, _WithTransformer):
     """GPT-2 with the LM head and a multiple-choice head (HF's SequenceSummary) on one token per choice."""
+
+    uses_lm_head = True
 
     def __init__(self, config: GPT2Config = None, params: dict = None, *, seed=None):
         config = config if config is not None else GPT2Config()
