@@ -287,7 +287,7 @@ class _StepPrinter:
         self.step += 1
         top = np.argsort(-self.probs, kind="stable")[:self.k]
         shown = "  ".join(f"{self._show(t):>12} {100 * self.probs[t]:5.1f}%" for t in top)
-        print(f"{self.step:4d}  {shown}   -> {self._show(ids[0])}", flush=True)
+        print(f"{self.step:4d}  {shown}   -> {self._show(ids[0])} ({100 * self.probs[ids[0]]:.1f}%)", flush=True)
 
     def end(self):
         self.end_time = time.perf_counter()

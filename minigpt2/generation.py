@@ -141,10 +141,10 @@ class GenerationConfig:
                       (("temperature", 1.0), ("top_p", 1.0), ("top_k", 50)) if getattr(self, name) != default]
             if unused:
                 warnings.warn(f"{', '.join(unused)} only matter(s) when sampling; set do_sample=True to sample "
-                              f"(greedy and beam search ignore it)", UserWarning, stacklevel=3)
+                              f"(greedy and beam search ignore it)", UserWarning, stacklevel=4)
         if self.num_beams == 1 and (self.length_penalty != 1.0 or self.early_stopping is not False):
             warnings.warn("length_penalty and early_stopping only matter in beam search (num_beams > 1)",
-                          UserWarning, stacklevel=3)
+                          UserWarning, stacklevel=4)
 
 
 def _check_int(name, value, *, low, optional=False):
@@ -345,12 +345,12 @@ def _rng(seed) -> np.random.Generator:
 # ------------------------------------------------------------------------------------------------------------
 
 class BeamHypotheses:
-    """The best ``num_beams`` finished sequences of one prompt, scored by sum(log p) / generated_len ** length_penalty."""
+    """The best ``num_beams`` finished sequences of one prompt, by sum(log p) / generated_len ** length_penalty."""
 
     def __init__(self, num_beams, length_penalty, early_stopping, max_length):
         self.num_beams, self.length_penalty = num_beams, length_penalty
         self.early_stopping, self.max_length = early_stopping, max_length
-        self.beams = []  # (score, token ids, step scores or None)
+        self.beams = []  # (score, token ids)
         self.worst_score = 1e9
 
     def add(self, ids, sum_logprobs, generated_len):
@@ -464,8 +464,8 @@ class GenerationMixin:
         if unknown:
             allowed = [f.name for f in fields(GenerationConfig)] + ["input_ids", "attention_mask", "seed",
                                                                     "streamer", "logits_processor"]
-            hints = [f"{k!r} (did you mean {close[0]!r}?)" if (close := difflib.get_close_matches(k, allowed, 1))
-                     else repr(k) for k in unknown]
+            close = {k: difflib.get_close_matches(k, allowed, 1, cutoff=0.75) for k in unknown}
+            hints = [f"{k!r} (did you mean {close[k][0]!r}?)" if close[k] else repr(k) for k in unknown]
             raise TypeError(f"generate() got unexpected argument(s) {', '.join(hints)}; it accepts: "
                             f"{', '.join(allowed)}")
         cfg.validate()
@@ -708,6 +708,7 @@ class GenerationMixin:
             if len(ids) < width:
                 sequences[i, len(ids)] = eos[0]
         if cfg.return_dict_in_generate:
-            return GenerateBeamDecoderOnlyOutput(sequences=sequences, sequences_scores=np.array(best_scores, np.float32),
+            return GenerateBeamDecoderOnlyOutput(sequences=sequences,
+                                                 sequences_scores=np.array(best_scores, np.float32),
                                                  scores=tuple(all_scores) if output_scores else None)
         return sequences

@@ -126,8 +126,8 @@ def test_candidates_show_each_step(model_dir, tokenizer, capsys, stdin_is_a_term
     for line in steps:
         shown, chosen = line.split("   -> ")
         first_candidate = shown.split("%")[0].rsplit(" ", 1)[0].split(maxsplit=1)[1].strip()
-        assert chosen == first_candidate, "greedy takes the likeliest candidate"
         percentages = [float(p.split()[-1]) for p in shown.split("%")[:-1]]
+        assert chosen == f"{first_candidate} ({percentages[0]:.1f}%)", "greedy takes the likeliest candidate"
         assert percentages == sorted(percentages, reverse=True) and len(percentages) == 3
 
 
