@@ -1,10 +1,9 @@
-/* Fused attention: softmax(q k^T * scale + masks) v, one query row at a time, without storing the
- * T x K matrix of scores.
+/* Fused attention: softmax(q k^T * scale + masks) v, without ever storing the T x K scores.
  *
  * The trick is the "online" softmax. Walking through the keys in blocks, each query row keeps
  *     m   the largest score seen so far,
  *     l   the sum of exp(score - m) over the keys seen so far,
- *     o   the sum of exp(score - m) * v over the keys seen so far (D numbers, kept in `out`).
+ *     o   the sum of exp(score - m) * v over the keys seen so far (D numbers).
  * When a block brings a larger maximum m', the old sums are scaled by exp(m - m') and the block's
  * keys are added with exp(score - m'). After the last key, o / l is the softmax-weighted average.
  *
@@ -18,38 +17,35 @@
  * keys of exactly those rows (and of every row when a bias is positive, which could lift a future
  * key above the rest).
  *
- * Work items are (batch, head, block of QB query rows); each writes its own rows of `out`.
+ * Work items are (batch, head, block of up to QB query rows); each writes its own rows of `out`.
+ * Inside an item, a block of KB keys is scored against all its rows at once: the block is copied
+ * transposed (D x KB) so that one query row's KB scores come out of D vector multiply-adds. With
+ * a single query row (decoding) the copy would cost more than it saves, so each score is a dot
+ * product instead. All GPT-2 sizes have D = 64; the inner loops are compiled once more for that
+ * constant, which lets the compiler keep a row's sums in registers.
  */
 #include <float.h>
 #include <math.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 
 #include "kernels.h"
+#include "lanes.h"
 #include "parallel.h"
 #include "vexpf.h"
 
-#define QB 16  /* query rows per work item */
+#define QB 64  /* query rows per work item */
 #define KB 64  /* keys per block */
 
 static const float MASK_VALUE = -FLT_MAX;
 
-/* The dot product of two contiguous vectors. The 16 partial sums become one vector register; the
- * compiler may not vectorise a single running sum itself, since that reorders the additions. */
-static float dot(const float *a, const float *b, long n)
-{
-    float part[16] = {0.0f};
-    long k = 0;
-    for (; k + 16 <= n; k += 16)
-        for (int l = 0; l < 16; l++)
-            part[l] += a[k + l] * b[k + l];
-    for (int w = 8; w > 0; w /= 2)  /* add the partial sums pairwise */
-        for (int l = 0; l < w; l++)
-            part[l] += part[l + w];
-    float sum = part[0];
-    for (; k < n; k++)
-        sum += a[k] * b[k];
-    return sum;
-}
+/* The two micro-kernels below must not be inlined into the big loop that calls them: there, GCC
+ * reorders their loops and keeps the sums in memory instead of registers (3x slower). */
+#if defined(__GNUC__)
+#define NOINLINE __attribute__((noinline))
+#else
+#define NOINLINE
+#endif
 
 struct attention_job {
     const float *q, *k, *v, *key_bias, *head_mask;
@@ -58,91 +54,197 @@ struct attention_job {
     long B, H, T, K, D, key_bias_stride, q_blocks;
     float scale;
     int causal;
+    atomic_int out_of_memory;
 };
 
-/* The running state of one query row: see the comment at the top. */
-struct row {
-    const float *q;
-    float *o;
-    long t;  /* position among the T queries; it sees keys 0 .. t + K - T when causal */
-    float m, l;
+/* One item's scratch: its query rows, a transposed key block, scores, and running sums. */
+struct item {
+    const struct attention_job *job;
+    long rows, t0;               /* query rows t0 .. t0 + rows - 1 */
+    const float *k, *v, *bias;   /* this (batch, head)'s keys and values, this batch's key bias */
+    float *q;                    /* [rows][D], contiguous copies of the query rows */
+    float *kt;                   /* [D][KB], a key block transposed */
+    float *s;                    /* [rows][KB], scores, then exp(score - m) */
+    float *o;                    /* [rows][D], running sums of exp(score - m) v */
+    float m[QB], l[QB], shrink[QB];
 };
 
-/* Add keys j0 .. j1-1 to a row's running softmax. */
-static void absorb(const struct attention_job *job, struct row *r, const float *k, const float *v,
-                   const float *bias, long j0, long j1)
+/* s[jj] = (q . k_jj) * scale for n keys k_jj, k_stride apart. */
+static NOINLINE void score_dots(const float *restrict q, const float *restrict k, long k_stride,
+                                float *restrict s, long n, long D, float scale)
 {
-    float s[KB];
-    long last_visible = r->t + job->K - job->T;
-    for (long j = j0; j < j1; j += KB) {
-        long n = j1 - j < KB ? j1 - j : KB;
-        float block_max = -INFINITY;
-        for (long i = 0; i < n; i++) {
-            float score = dot(r->q, k + (j + i) * job->ks[2], job->D) * job->scale;
-            if (job->causal && j + i > last_visible)
-                score = MASK_VALUE;
-            if (bias)
-                score += bias[j + i];  /* MASK_VALUE + MASK_VALUE overflows to -inf, as in NumPy */
-            s[i] = score;
-            block_max = score > block_max ? score : block_max;
+    for (long jj = 0; jj < n; jj++)
+        s[jj] = dot(q, k + jj * k_stride, D) * scale;
+}
+
+/* The two matrix products, R rows at a time (R is 4 or 1, a constant where these are inlined):
+ * R rows of sums in local arrays of constant size, which the compiler keeps in vector registers,
+ * and R independent chains of multiply-adds, which keep the arithmetic units busy. */
+
+/* s[r][0:KB] = (q[r] . kt) * scale for r < R: scores of R query rows (D apart) against a
+ * transposed key block kt [D][KB]. */
+static NOINLINE void score_rows(const float *restrict q, const float *restrict kt, float *restrict s, int R,
+                              long D, float scale)
+{
+    float acc[4][KB];
+    for (int r = 0; r < R; r++)  /* (not "= {0}": zeroing unused rows makes compilers call memset) */
+        for (long jj = 0; jj < KB; jj++)
+            acc[r][jj] = q[r * D] * kt[jj];
+    for (long d = 1; d < D; d++)
+        for (int r = 0; r < R; r++)
+            for (long jj = 0; jj < KB; jj++)
+                acc[r][jj] += q[r * D + d] * kt[d * KB + jj];
+    for (int r = 0; r < R; r++)
+        for (long jj = 0; jj < KB; jj++)
+            s[r * KB + jj] = acc[r][jj] * scale;
+}
+
+/* o[r] = o[r] * shrink[r] + sum over n keys of p[r][jj] v[jj] for r < R: rows of o are D apart,
+ * rows of p KB apart, rows of v v_stride apart. The sums are taken 64 columns at a time (all of
+ * GPT-2's sizes have D = 64), and any remaining columns one by one. */
+static NOINLINE void add_values(float *restrict o, const float *restrict shrink, const float *restrict p,
+                                const float *restrict v, long v_stride, int R, long n, long D)
+{
+    long d0 = 0;
+    for (; d0 + 64 <= D; d0 += 64) {
+        float acc[4][64];
+        for (int r = 0; r < R; r++)
+            for (long d = 0; d < 64; d++)
+                acc[r][d] = o[r * D + d0 + d] * shrink[r];
+        for (long jj = 0; jj < n; jj++)
+            for (int r = 0; r < R; r++)
+                for (long d = 0; d < 64; d++)
+                    acc[r][d] += p[r * KB + jj] * v[jj * v_stride + d0 + d];
+        for (int r = 0; r < R; r++)
+            for (long d = 0; d < 64; d++)
+                o[r * D + d0 + d] = acc[r][d];
+    }
+    for (int r = 0; r < R; r++)
+        for (long d = d0; d < D; d++) {
+            float sum = o[r * D + d] * shrink[r];
+            for (long jj = 0; jj < n; jj++)
+                sum += p[r * KB + jj] * v[jj * v_stride + d];
+            o[r * D + d] = sum;
         }
-        if (block_max == -INFINITY)  /* nothing to add yet; a row that stays so ends as NaN */
-            continue;
-        float m = r->m > block_max ? r->m : block_max;
-        float shrink = vexpf(r->m - m);  /* 0 while r->m is still -inf */
-        if (shrink != 1.0f) {
-            r->l *= shrink;
-            for (long d = 0; d < job->D; d++)
-                r->o[d] *= shrink;
-        }
-        for (long i = 0; i < n; i++)  /* a separate loop, so that the exponentials are vectorised */
-            s[i] = vexpf(s[i] - m);
-        for (long i = 0; i < n; i++) {
-            const float *vj = v + (j + i) * job->vs[2];
-            r->l += s[i];
-            for (long d = 0; d < job->D; d++)
-                r->o[d] += s[i] * vj[d];
-        }
-        r->m = m;
+}
+
+/* s[i][jj] = (q_i . k_(j0 + jj)) * scale for the item's rows i0 .. i1-1 and n keys from j0. */
+static inline void score_block(struct item *it, long i0, long i1, long j0, long n, long D)
+{
+    const long k_stride = it->job->ks[2];
+    const float *k = it->k + j0 * k_stride;
+    if (i1 - i0 < 4) {  /* few rows: dot products */
+        for (long i = i0; i < i1; i++)
+            score_dots(it->q + i * D, k, k_stride, it->s + i * KB, n, D, it->job->scale);
+        return;
+    }
+    for (long jj = 0; jj < KB; jj++)  /* many rows: transpose the block once, then vector FMAs */
+        for (long d = 0; d < D; d++)
+            it->kt[d * KB + jj] = jj < n ? k[jj * k_stride + d] : 0.0f;
+    float scale = it->job->scale;
+    long i = i0;
+    for (; i + 4 <= i1; i += 4)
+        score_rows(it->q + i * D, it->kt, it->s + i * KB, 4, D, scale);
+    for (; i < i1; i++)
+        score_rows(it->q + i * D, it->kt, it->s + i * KB, 1, D, scale);
+}
+
+/* Mask row i's scores for keys j0 .. j0+n-1 and update its running maximum and sum; leaves
+ * exp(score - m) in s and the factor for the row's old sums in shrink[i]. */
+static inline void softmax_row(struct item *it, long i, long j0, long n)
+{
+    const struct attention_job *job = it->job;
+    float *s = it->s + i * KB;
+    long visible = it->t0 + i + job->K - job->T + 1 - j0;  /* keys of this block the row may see */
+    if (job->causal)
+        for (long jj = visible < 0 ? 0 : visible; jj < n; jj++)
+            s[jj] = MASK_VALUE;
+    if (it->bias)
+        for (long jj = 0; jj < n; jj++)
+            s[jj] += it->bias[j0 + jj];  /* MASK_VALUE + MASK_VALUE overflows to -inf, as in NumPy */
+    float block_max = lane_max(s, n);
+    if (block_max == -INFINITY) {  /* nothing to add yet (a row that stays so ends as NaN) */
+        for (long jj = 0; jj < n; jj++)
+            s[jj] = 0.0f;
+        it->shrink[i] = 1.0f;
+        return;
+    }
+    float m = it->m[i] > block_max ? it->m[i] : block_max;
+    it->shrink[i] = vexpf(it->m[i] - m);  /* 0 while the row's maximum is still -inf */
+    for (long jj = 0; jj < n; jj++)
+        s[jj] = vexpf(s[jj] - m);
+    it->l[i] = it->l[i] * it->shrink[i] + lane_sum(s, n);
+    it->m[i] = m;
+}
+
+/* Keys j_begin .. j_end-1 for rows i0 .. i1-1, block by block. */
+static inline void absorb(struct item *it, long i0, long i1, long j_begin, long j_end, long D)
+{
+    for (long j0 = j_begin; j0 < j_end; j0 += KB) {
+        long n = j_end - j0 < KB ? j_end - j0 : KB;
+        score_block(it, i0, i1, j0, n, D);
+        for (long i = i0; i < i1; i++)
+            softmax_row(it, i, j0, n);
+        const long v_stride = it->job->vs[2];
+        const float *v = it->v + j0 * v_stride;
+        long i = i0;
+        for (; i + 4 <= i1; i += 4)
+            add_values(it->o + i * D, it->shrink + i, it->s + i * KB, v, v_stride, 4, n, D);
+        for (; i < i1; i++)
+            add_values(it->o + i * D, it->shrink + i, it->s + i * KB, v, v_stride, 1, n, D);
     }
 }
 
 static void attention_item(void *arg, long item)
 {
-    const struct attention_job *job = arg;
-    long bh = item / job->q_blocks, t0 = (item % job->q_blocks) * QB;
-    long b = bh / job->H, h = bh % job->H;
-    long rows = job->T - t0 < QB ? job->T - t0 : QB;
+    struct attention_job *job = arg;
+    /* Items run from the last query block (the most keys) to the first: long ones start early. */
+    long bh = item / job->q_blocks, t0 = (job->q_blocks - 1 - item % job->q_blocks) * QB;
+    long b = bh / job->H, h = bh % job->H, D = job->D;
+    struct item it = {.job = job, .rows = job->T - t0 < QB ? job->T - t0 : QB, .t0 = t0,
+                      .k = job->k + b * job->ks[0] + h * job->ks[1],
+                      .v = job->v + b * job->vs[0] + h * job->vs[1],
+                      .bias = job->key_bias ? job->key_bias + b * job->key_bias_stride : NULL};
+    float *scratch = malloc(sizeof(float) * (it.rows * D + D * KB + it.rows * KB + it.rows * D));
+    if (!scratch) {
+        atomic_store(&job->out_of_memory, 1);
+        return;
+    }
+    it.q = scratch;
+    it.kt = it.q + it.rows * D;
+    it.s = it.kt + D * KB;
+    it.o = it.s + it.rows * KB;
     const float *q = job->q + b * job->qs[0] + h * job->qs[1];
-    const float *k = job->k + b * job->ks[0] + h * job->ks[1];
-    const float *v = job->v + b * job->vs[0] + h * job->vs[1];
-    const float *bias = job->key_bias ? job->key_bias + b * job->key_bias_stride : NULL;
+    for (long i = 0; i < it.rows; i++) {
+        for (long d = 0; d < D; d++) {
+            it.q[i * D + d] = q[(t0 + i) * job->qs[2] + d];
+            it.o[i * D + d] = 0.0f;
+        }
+        it.m[i] = -INFINITY;
+        it.l[i] = 0.0f;
+    }
 
-    /* Keys the rows of this item can see; with a positive bias, every key may matter. */
-    long seen = job->causal ? t0 + rows + job->K - job->T : job->K;
-    for (long j = 0; bias && j < job->K; j++)
-        if (bias[j] > 0.0f)
+    /* The keys these rows can see; with a positive bias, every key may matter. */
+    long seen = job->causal ? t0 + it.rows + job->K - job->T : job->K;
+    for (long j = 0; it.bias && j < job->K; j++)
+        if (it.bias[j] > 0.0f)
             seen = job->K;
+    if (D == 64)
+        absorb(&it, 0, it.rows, 0, seen, 64);  /* the same code, compiled for D = 64 */
+    else
+        absorb(&it, 0, it.rows, 0, seen, D);
 
-    struct row r[QB];
-    for (long i = 0; i < rows; i++) {
-        long t = t0 + i;
-        r[i] = (struct row){q + t * job->qs[2], job->out + ((b * job->T + t) * job->H + h) * job->D, t, -INFINITY, 0.0f};
-        for (long d = 0; d < job->D; d++)
-            r[i].o[d] = 0.0f;
-    }
-    for (long j = 0; j < seen; j += KB)  /* key blocks outside, rows inside: each block is read once */
-        for (long i = 0; i < rows; i++)
-            absorb(job, &r[i], k, v, bias, j, j + KB < seen ? j + KB : seen);
-    for (long i = 0; i < rows; i++) {
-        if (!(r[i].m > MASK_VALUE))  /* every visible key was padding: the future keys count too */
-            absorb(job, &r[i], k, v, bias, seen, job->K);
-        float factor = (job->head_mask ? job->head_mask[h] : 1.0f) / r[i].l;
-        if (r[i].m == -INFINITY)  /* every score was -inf: the reference's softmax gives NaN */
+    for (long i = 0; i < it.rows; i++) {
+        if (!(it.m[i] > MASK_VALUE))  /* every visible key was padding: the future keys count too */
+            absorb(&it, i, i + 1, seen, job->K, D);
+        float factor = (job->head_mask ? job->head_mask[h] : 1.0f) / it.l[i];
+        if (it.m[i] == -INFINITY)  /* every score was -inf: the reference's softmax gives NaN */
             factor = NAN;
-        for (long d = 0; d < job->D; d++)
-            r[i].o[d] *= factor;
+        float *out = job->out + ((b * job->T + t0 + i) * job->H + h) * D;
+        for (long d = 0; d < D; d++)
+            out[d] = it.o[i * D + d] * factor;
     }
+    free(scratch);
 }
 
 int mg_attention(const float *q, const long *q_strides, const float *k, const long *k_strides,
@@ -156,7 +258,7 @@ int mg_attention(const float *q, const long *q_strides, const float *k, const lo
         return MG_ERR_SHAPE;
     long q_blocks = (T + QB - 1) / QB;
     struct attention_job job = {q, k, v, key_bias, head_mask, q_strides, k_strides, v_strides, out,
-                                B, H, T, K, D, key_bias_stride, q_blocks, scale, causal};
+                                B, H, T, K, D, key_bias_stride, q_blocks, scale, causal, 0};
     mg_parallel_for(B * H * q_blocks, attention_item, &job);
-    return MG_OK;
+    return job.out_of_memory ? MG_ERR_MEMORY : MG_OK;
 }

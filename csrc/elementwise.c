@@ -2,6 +2,7 @@
 #include <math.h>
 
 #include "kernels.h"
+#include "lanes.h"
 #include "parallel.h"
 #include "vexpf.h"
 
@@ -14,28 +15,6 @@ struct layer_norm_job {
     float eps;
 };
 
-/* The sum of n floats in 16 interleaved partial sums (vector lanes), added pairwise at the end.
- * Its rounding error is that of a sum of n/16 + 4 terms: better than one running sum, like
- * NumPy's pairwise summation. With `center`, it sums (x - center)^2 instead. */
-static float lane_sum(const float *x, long n, int squares, float center)
-{
-    float part[16] = {0.0f};
-    long i = 0;
-    for (; i + 16 <= n; i += 16)
-        for (int l = 0; l < 16; l++) {
-            float v = x[i + l] - center;
-            part[l] += squares ? v * v : v;
-        }
-    for (; i < n; i++) {
-        float v = x[i] - center;
-        part[i % 16] += squares ? v * v : v;
-    }
-    for (int w = 8; w > 0; w /= 2)
-        for (int l = 0; l < w; l++)
-            part[l] += part[l + w];
-    return part[0];
-}
-
 /* Two passes over the row, as the NumPy reference does: the mean, then the mean of the squared
  * deviations (never E[x^2] - E[x]^2, which cancels catastrophically). */
 static void layer_norm_row(void *arg, long row)
@@ -43,11 +22,13 @@ static void layer_norm_row(void *arg, long row)
     const struct layer_norm_job *job = arg;
     const float *x = job->x + row * job->x_stride;
     float *y = job->y + row * job->y_stride;
-    float mean = lane_sum(x, job->n, 0, 0.0f) / (float)job->n;
-    float variance = lane_sum(x, job->n, 1, mean) / (float)job->n;
+    float mean = lane_sum(x, job->n) / (float)job->n;
+    for (long i = 0; i < job->n; i++)
+        y[i] = x[i] - mean;  /* y holds the centred row for a moment */
+    float variance = dot(y, y, job->n) / (float)job->n;
     float inv_std = 1.0f / sqrtf(variance + job->eps);
     for (long i = 0; i < job->n; i++)
-        y[i] = (x[i] - mean) * inv_std * job->weight[i] + job->bias[i];
+        y[i] = y[i] * inv_std * job->weight[i] + job->bias[i];
 }
 
 int mg_layer_norm(const float *x, long x_stride, const float *weight, const float *bias, float *y,

@@ -23,6 +23,7 @@
 #include <string.h>
 
 #include "kernels.h"
+#include "lanes.h"
 #include "parallel.h"
 
 /* -- few rows ------------------------------------------------------------------------------ */
@@ -68,27 +69,6 @@ static void decode_rows_major(const float *x, long x_stride, const float *w, lon
     for (long r = 0; r < rows; r++)
         for (long j = 0; j < width; j++)
             y[r * y_stride + j0 + j] = acc[r][j] + (bias ? bias[j0 + j] : 0.0f);
-}
-
-/* The dot product of two contiguous vectors, in 16 interleaved partial sums (which the compiler
- * turns into vector registers; a single running sum could not be vectorised without changing the
- * order of the additions, which C forbids unless told -ffast-math). */
-#define LANES 16
-static float dot(const float *a, const float *b, long n)
-{
-    float part[2][LANES] = {{0.0f}};
-    long k = 0;
-    for (; k + 2 * LANES <= n; k += 2 * LANES)
-        for (int l = 0; l < LANES; l++) {
-            part[0][l] += a[k + l] * b[k + l];
-            part[1][l] += a[k + LANES + l] * b[k + LANES + l];
-        }
-    float sum = 0.0f;
-    for (; k < n; k++)
-        sum += a[k] * b[k];
-    for (int l = 0; l < LANES; l++)
-        sum += part[0][l] + part[1][l];
-    return sum;
 }
 
 /* y[r, j0:j1] = x[r] @ W[:, j0:j1] + b with the columns of W contiguous: one dot product per
