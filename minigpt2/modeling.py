@@ -235,18 +235,16 @@ class GPT2Model(GPT2PreTrainedModel):
             raise ValueError("pass exactly one of input_ids and inputs_embeds")
         if input_ids is not None:
             input_ids = _int_array("input_ids", input_ids, high=cfg.vocab_size, min_ndim=1)
-            input_shape = input_ids.shape
+            input_shape = _nonempty("input_ids", input_ids.shape)
             inputs_embeds = p["wte"]["weight"][input_ids.reshape(-1, input_shape[-1])]  # [B, T, E]
         else:
             inputs_embeds = _float_array("inputs_embeds", inputs_embeds)
             if inputs_embeds.ndim < 2 or inputs_embeds.shape[-1] != cfg.n_embd:
                 raise ValueError(f"inputs_embeds must have shape (batch, seq, n_embd={cfg.n_embd}), "
                                  f"got {inputs_embeds.shape}")
-            input_shape = inputs_embeds.shape[:-1]
+            input_shape = _nonempty("inputs_embeds", inputs_embeds.shape[:-1])
             inputs_embeds = inputs_embeds.reshape(-1, input_shape[-1], cfg.n_embd)
         B, T = inputs_embeds.shape[:2]
-        if T == 0:
-            raise ValueError("the input holds no tokens (sequence length 0)")
 
         buffers, caches, P = KVCache.prepare(past_key_values, n_layer=cfg.n_layer, batch=B, n_head=cfg.n_head,
                                              head_dim=cfg.head_dim, new_tokens=T, max_positions=cfg.n_positions)
@@ -268,8 +266,8 @@ class GPT2Model(GPT2PreTrainedModel):
         # Masks become additive biases on the attention scores: 0 to attend, MASK_VALUE for padding.
         mask = None
         if attention_mask is not None:
-            attention_mask = _float_array("attention_mask", attention_mask)
-            if attention_mask.size != B * (P + T):
+            attention_mask = _mask_array("attention_mask", attention_mask)
+            if attention_mask.size != B * (P + T) or attention_mask.shape[-1] != P + T:
                 raise ValueError(f"attention_mask has shape {attention_mask.shape}; expected (batch={B}, "
                                  f"cached + new tokens={P + T}), 1 for tokens to attend to and 0 for padding")
             mask = ((1.0 - attention_mask.reshape(B, P + T)) * MASK_VALUE)[:, None, None, :]  # [B, 1, 1, P + T]
@@ -284,7 +282,7 @@ class GPT2Model(GPT2PreTrainedModel):
                                  f"n_embd={cfg.n_embd}), got {encoder_hidden_states.shape}")
             if encoder_attention_mask is not None:
                 S = encoder_hidden_states.shape[1]
-                encoder_attention_mask = _float_array("encoder_attention_mask", encoder_attention_mask)
+                encoder_attention_mask = _mask_array("encoder_attention_mask", encoder_attention_mask)
                 encoder_attention_mask = _reshape_to("encoder_attention_mask", encoder_attention_mask, (B, S))
                 encoder_mask = ((1.0 - encoder_attention_mask) * MASK_VALUE)[:, None, None, :]  # [B, 1, 1, S]
         head_masks = _head_masks(head_mask, cfg.n_layer, cfg.n_head)
@@ -407,6 +405,9 @@ class GPT2DoubleHeadsModel(GenerationMixin, _WithTransformer):
         mc_loss = None
         if mc_labels is not None:
             mc_labels = _int_array("mc_labels", mc_labels, high=mc_logits.shape[-1], ignore_index=-100)
+            if mc_labels.size * mc_logits.shape[-1] != mc_logits.size:
+                raise ValueError(f"mc_labels has shape {mc_labels.shape}; expected one label per row of mc_logits "
+                                 f"{mc_logits.shape}, i.e. shape {mc_logits.shape[:-1] or (1,)}")
             mc_loss = cross_entropy(mc_logits.reshape(-1, mc_logits.shape[-1]), mc_labels.reshape(-1))
         loss = None if labels is None else shifted_lm_loss(logits, labels, self.config.vocab_size)
         out = GPT2DoubleHeadsModelOutput(
@@ -465,14 +466,21 @@ class GPT2ForSequenceClassification(_WithTransformer):
                 cfg.problem_type = "single_label_classification"
             else:
                 cfg.problem_type = "multi_label_classification"
+        if cfg.problem_type in ("regression", "multi_label_classification") and labels.size != pooled.size:
+            raise ValueError(f"labels has shape {labels.shape}; {cfg.problem_type} needs one value per logit, "
+                             f"shape {pooled.shape}")
         if cfg.problem_type == "regression":
-            diff = (np.squeeze(pooled) if cfg.num_labels == 1 else pooled) - np.squeeze(labels).astype(np.float32)
+            labels = _float_array("labels", labels)
+            diff = (np.squeeze(pooled) if cfg.num_labels == 1 else pooled) - np.squeeze(labels)
             return np.mean(diff * diff, dtype=np.float32)
         if cfg.problem_type == "single_label_classification":
             labels = _int_array("labels", labels, high=cfg.num_labels, ignore_index=-100)
+            if labels.size != pooled.shape[0]:
+                raise ValueError(f"labels has shape {labels.shape}; single_label_classification needs one class "
+                                 f"index per sequence, shape ({pooled.shape[0]},)")
             return cross_entropy(pooled.reshape(-1, cfg.num_labels), labels.reshape(-1))
         if cfg.problem_type == "multi_label_classification":
-            y = labels.astype(np.float32)
+            y = _float_array("labels", labels).reshape(pooled.shape)
             # Binary cross-entropy with logits, in the overflow-free form.
             return np.mean(np.maximum(pooled, 0) - pooled * y + np.log1p(np.exp(-np.abs(pooled))), dtype=np.float32)
         raise ValueError(f"config.problem_type {cfg.problem_type!r} is not one of 'regression', "
@@ -578,20 +586,37 @@ def _int_array(name, x, *, high, ignore_index=None, min_ndim=0):
 
 
 def _float_array(name, x):
-    """A float32 array with no NaN, or a clear error."""
+    """A float32 array of finite numbers, or a clear error."""
     a = _as_array(name, x)
     if not (np.issubdtype(a.dtype, np.floating) or np.issubdtype(a.dtype, np.integer) or a.dtype == bool):
         raise TypeError(f"{name} must hold numbers, got dtype {a.dtype}")
     a = a.astype(np.float32, copy=False)
-    if np.isnan(a).any():
-        raise ValueError(f"{name} contains NaN")
+    if not np.isfinite(a).all():
+        raise ValueError(f"{name} contains NaN or infinity (or numbers too large for float32)")
     return a
+
+
+def _mask_array(name, x):
+    """A float32 mask with values in [0, 1] (1 attend, 0 ignore), or a clear error."""
+    a = _float_array(name, x)
+    if a.size and (a.min() < 0 or a.max() > 1):
+        raise ValueError(f"{name} holds {a.min() if a.min() < 0 else a.max():g}; allowed values are 0 (padding) "
+                         f"and 1 (attend to), or in between")
+    return a
+
+
+def _nonempty(name, shape):
+    """The shape of the token ids, checked to hold at least one token."""
+    if shape[-1] == 0:
+        raise ValueError(f"{name} holds no tokens (shape {shape}); pass at least one")
+    return shape
 
 
 def _reshape_to(name, a, shape):
     """Broadcast a per-token array ([T], [1, T] or [B, T]) to ``shape``, or explain what fits."""
     try:
-        return np.broadcast_to(a.reshape(-1, shape[-1]) if a.ndim > len(shape) else a, shape)
+        flattened = a.ndim > len(shape) and a.shape[-1] == shape[-1]  # e.g. [B, choices, T] -> [B * choices, T]
+        return np.broadcast_to(a.reshape(-1, shape[-1]) if flattened else a, shape)
     except ValueError:
         raise ValueError(f"{name} has shape {a.shape}; expected {shape} (or a shape that broadcasts to it)") from None
 
