@@ -308,7 +308,8 @@ class GPT2Model(GPT2PreTrainedModel):
             past_key_values=KVCache(buffers, P + T) if use_cache else None,
             hidden_states=tuple(all_hidden) if output_hidden_states else None,
             attentions=tuple(all_attn) if output_attentions else None,
-            cross_attentions=tuple(all_cross) if output_attentions and cfg.add_cross_attention else None,
+            # Only when cross-attention ran: without encoder states there are no cross-attention weights.
+            cross_attentions=tuple(all_cross) if output_attentions and encoder_hidden_states is not None else None,
         )
         return out if return_dict else out.to_tuple()
 
