@@ -252,3 +252,18 @@ def test_caches_are_read_only_and_pickle_as_plain_tuples():
         # A plain tuple continues like the cache it came from.
         assert np.array_equal(model(np.array([[4]]), past_key_values=clone).logits,
                               model(np.array([[4]]), past_key_values=past).logits)
+
+
+def test_cross_attention_model_without_encoder_states():
+    """Cross-attention is skipped without encoder states: no cross_attentions (rather than a tuple of None;
+    transformers 4.46.3 raises IndexError here), and the outputs equal those of the same weights with no
+    cross-attention layers at all."""
+    config = minigpt2.GPT2Config(vocab_size=20, n_positions=8, n_embd=8, n_layer=2, n_head=2, add_cross_attention=True)
+    model = lm(config, 0)
+    out = model(np.array([[1, 2, 3]]), output_attentions=True)
+    assert out.cross_attentions is None and len(out.attentions) == 2
+    plain_config = minigpt2.GPT2Config(**{**config.to_dict(), "add_cross_attention": False})
+    params = {k: v for k, v in checkpoint.flatten(model.params).items()
+              if ".crossattention." not in k and ".ln_cross_attn." not in k}
+    plain = minigpt2.GPT2LMHeadModel(plain_config, checkpoint.unflatten(params))
+    assert np.array_equal(plain(np.array([[1, 2, 3]])).logits, out.logits)
