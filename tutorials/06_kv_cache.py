@@ -170,8 +170,8 @@ print(f"{N} tokens after a {P}-token prompt: recompute {seconds_full:.2f} s, wit
 
 # %% [markdown]
 # How the cost of one step grows with the length of the sequence: a full forward pass over n tokens,
-# against one cached step after n − 1 tokens. Each point is the fastest of three runs, which filters out
-# the noise of a busy laptop. (Feeding the same cache again is allowed: minigpt2 then copies it first, so
+# against one cached step after n − 1 tokens. Each point is the fastest of a few runs (two full passes,
+# three cached steps), which filters out the noise of a busy laptop. (Feeding the same cache again is allowed: minigpt2 then copies it first, so
 # no cache a caller holds ever changes; the fastest run is the one without that copy.)
 
 # %%
@@ -179,7 +179,7 @@ long_ids = np.resize(ids_cached[0], min(256, config.n_positions))[None, :]  # an
 lengths = np.unique(np.linspace(8, long_ids.shape[1], 6).astype(int))
 t_recompute, t_step = [], []
 for n in lengths:
-    t_recompute.append(_workshop.best_time(lambda: model(long_ids[:, :n], use_cache=False), repeat=3))
+    t_recompute.append(_workshop.best_time(lambda: model(long_ids[:, :n], use_cache=False), repeat=2))
     past = model(long_ids[:, : n - 1]).past_key_values  # fill the cache once (not timed)
     t_step.append(_workshop.best_time(lambda: model(long_ids[:, n - 1: n], past_key_values=past), repeat=3))
     print(f"n = {n:>4}: full forward {t_recompute[-1] * 1e3:8.1f} ms, cached step {t_step[-1] * 1e3:6.1f} ms "
@@ -194,7 +194,7 @@ if plt:
     fig, ax = plt.subplots(figsize=(7, 4))
     ax.plot(lengths, np.array(t_recompute) * 1e3, marker="o", label="recompute all n tokens")
     ax.plot(lengths, np.array(t_step) * 1e3, marker="o", label="KV cache: one new token")
-    ax.set_xlabel("sequence length n"); ax.set_ylabel("ms per generated token (best of 3)")
+    ax.set_xlabel("sequence length n"); ax.set_ylabel("ms per generated token (best of a few runs)")
     ax.set_ylim(bottom=0); ax.grid(alpha=0.3); ax.legend()
     ax.set_title(f"cost of one decoding step ({model.workshop_name}, backend {minigpt2.backend.name})")
     _workshop.show(fig, "06_kv_cache_step_time")
