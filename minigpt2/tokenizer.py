@@ -416,7 +416,8 @@ class GPT2Tokenizer:
         return len(self.encoder)
 
     def __len__(self) -> int:
-        return len(self.get_vocab())
+        """The full vocabulary with added tokens: the size the model's embedding matrix needs."""
+        return len(self.encoder) + sum(1 for t in self._added_tokens_encoder if t not in self.encoder)
 
     def get_vocab(self) -> Dict[str, int]:
         return dict(self.encoder, **self._added_tokens_encoder)

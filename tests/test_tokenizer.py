@@ -7,6 +7,8 @@ import hashlib
 import json
 import os
 import pickle
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -41,6 +43,17 @@ def vocab_dir(tmp_path_factory):
     for name in ("encoder.json", "vocab.bpe"):
         (d / name).write_bytes(gzip.decompress(open(os.path.join(B.DATA_DIR, name + ".gz"), "rb").read()))
     return d
+
+
+def test_no_reference_library_is_imported():
+    """The package never imports torch, transformers, tokenizers or tiktoken (they are test references only)."""
+    code = ("import sys; from minigpt2.tokenizer import GPT2Tokenizer, decode_stream, show_work; "
+            "t = GPT2Tokenizer.from_pretrained('gpt2'); t.decode(t('Hello world', return_tensors='np').input_ids[0]); "
+            "list(decode_stream(t.encode('hi 😀'), t)); show_work('hi'); "
+            "print(sorted({m.split('.')[0] for m in sys.modules} & {'torch', 'transformers', 'tokenizers', 'tiktoken'}))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    assert out.stdout.strip() == "[]", out.stdout + out.stderr
 
 
 # -- the bundled vocabulary ---------------------------------------------------------------------------------------
