@@ -32,7 +32,7 @@ import re
 from dataclasses import dataclass, field
 from functools import lru_cache
 from itertools import chain
-from typing import Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import regex
 
@@ -391,7 +391,7 @@ class _PieceCache(dict):
             self[piece] = ids
         return ids
 
-    def __reduce__(self):  # pickle the tables, not the bound method's whole object graph twice
+    def __reduce__(self):  # plain dict pickling would call _PieceCache() without its two arguments
         return (_PieceCache, (self.encode_piece, self.seed), None, None, iter(self.items()))
 
 

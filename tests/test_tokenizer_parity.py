@@ -6,7 +6,6 @@ mixed scripts) and on long pieces; the bytes of every one of the 50,257 ids; pad
 """
 import gzip
 import inspect
-import os
 import pathlib
 import sysconfig
 import unicodedata
