@@ -208,6 +208,7 @@ def padded(files):
     return ours, theirs
 
 
+@pytest.mark.filterwarnings("ignore:`max_length` is ignored")  # HF's own warning, when padding=True
 @pytest.mark.parametrize("padding", [False, True, "longest", "max_length"])
 @pytest.mark.parametrize("truncation", [None, False, True, "only_first", "only_second"])
 @pytest.mark.parametrize("max_length", [None, 3, 7])
