@@ -28,27 +28,29 @@
 
 /* -- few rows ------------------------------------------------------------------------------ */
 
-/* Output columns per work item when the rows of W are contiguous: 64 floats = 4 cache lines of
- * each row of W, enough for the hardware prefetcher, small enough to give every thread work. */
-#define DECODE_COLS 64
-/* Output columns per work item when the columns of W are contiguous (the LM head). */
+/* A Conv1D weight (rows of W contiguous) is cut into tiles of DECODE_K rows x DECODE_COLS
+ * columns: 384 x 256 floats, 384 KiB, read as 384 stretches of 1 KiB (long enough for the
+ * hardware prefetcher). A tile gives partial sums for its 256 outputs; the partial sums of a
+ * column of tiles are added in a fixed order by whichever thread finishes the column's last tile,
+ * so the result has the same bits for any number of threads. */
+#define DECODE_COLS 256
+#define DECODE_K 384
+/* Outputs per work item when the columns of W are contiguous (the LM head: 32 rows of wte). */
 #define DECODE_DOTS 32
-/* The kernels below handle up to this many rows at once (more rows are done in groups). */
+/* The kernels below take up to this many rows of x at once (more rows are done in groups). */
 #define DECODE_ROWS 8
 
-/* y[r, j0:j1] = x[r] @ W[:, j0:j1] + b for rows r < rows <= DECODE_ROWS; rows of W contiguous.
- * The outputs (rows x 64 floats) stay in L1 while each row of W streams past once. */
-static void decode_rows_major(const float *x, long x_stride, const float *w, long w_stride,
-                              const float *bias, float *y, long y_stride, long rows, long n_in,
-                              long j0, long j1)
+/* out[r, 0:width] = x[r, k0:k1] @ W[k0:k1, j0:j0+width] for rows r < rows <= DECODE_ROWS; rows of
+ * W contiguous. The outputs (rows x 256 floats) stay in L1 while the tile streams past once. */
+static void decode_tile(const float *x, long x_stride, const float *w, long w_stride, long rows,
+                        long k0, long k1, long j0, long width, float *out, long out_stride)
 {
     float acc[DECODE_ROWS][DECODE_COLS];
-    long width = j1 - j0;
     for (long r = 0; r < rows; r++)
         for (long j = 0; j < width; j++)
             acc[r][j] = 0.0f;
-    long k = 0;
-    for (; k + 4 <= n_in; k += 4) {  /* four rows of W at a time: fewer passes over acc */
+    long k = k0;
+    for (; k + 4 <= k1; k += 4) {  /* four rows of W at a time: fewer passes over acc */
         const float *w0 = w + k * w_stride + j0, *w1 = w0 + w_stride;
         const float *w2 = w1 + w_stride, *w3 = w2 + w_stride;
         for (long r = 0; r < rows; r++) {
@@ -58,7 +60,7 @@ static void decode_rows_major(const float *x, long x_stride, const float *w, lon
                 acc[r][j] += x0 * w0[j] + x1 * w1[j] + x2 * w2[j] + x3 * w3[j];
         }
     }
-    for (; k < n_in; k++) {
+    for (; k < k1; k++) {
         const float *wk = w + k * w_stride + j0;
         for (long r = 0; r < rows; r++) {
             float xk = x[r * x_stride + k];
@@ -68,7 +70,7 @@ static void decode_rows_major(const float *x, long x_stride, const float *w, lon
     }
     for (long r = 0; r < rows; r++)
         for (long j = 0; j < width; j++)
-            y[r * y_stride + j0 + j] = acc[r][j] + (bias ? bias[j0 + j] : 0.0f);
+            out[r * out_stride + j] = acc[r][j];
 }
 
 /* y[r, j0:j1] = x[r] @ W[:, j0:j1] + b with the columns of W contiguous: one dot product per
@@ -85,37 +87,78 @@ static void decode_cols_major(const float *x, long x_stride, const float *w, lon
 struct decode_job {
     const float *x, *w, *bias;
     float *y;
-    long x_stride, w_stride, y_stride, rows, n_in, n_out, cols_per_item;
-    int w_transposed;
+    long x_stride, w_stride, y_stride, rows, n_in, n_out;
+    long k_tiles;           /* tiles down the input dimension (1 for the LM head) */
+    float *partial;         /* [k_tiles][rows][n_out] partial sums, when k_tiles > 1 */
+    atomic_int *finished;   /* tiles finished, per column of tiles */
 };
 
+/* Item = (column of tiles, tile down it), or a block of LM-head outputs. */
 static void decode_item(void *arg, long item)
 {
     const struct decode_job *job = arg;
-    long j0 = item * job->cols_per_item;
-    long j1 = j0 + job->cols_per_item < job->n_out ? j0 + job->cols_per_item : job->n_out;
-    for (long r0 = 0; r0 < job->rows; r0 += DECODE_ROWS) {
-        long rows = job->rows - r0 < DECODE_ROWS ? job->rows - r0 : DECODE_ROWS;
-        const float *x = job->x + r0 * job->x_stride;
-        float *y = job->y + r0 * job->y_stride;
-        if (job->w_transposed)
-            decode_cols_major(x, job->x_stride, job->w, job->w_stride, job->bias, y, job->y_stride, rows,
-                              job->n_in, j0, j1);
-        else
-            decode_rows_major(x, job->x_stride, job->w, job->w_stride, job->bias, y, job->y_stride, rows,
-                              job->n_in, j0, j1);
+    long rows = job->rows, n_out = job->n_out;
+    if (job->k_tiles == 0) {  /* the columns of W are contiguous */
+        long j0 = item * DECODE_DOTS, j1 = j0 + DECODE_DOTS < n_out ? j0 + DECODE_DOTS : n_out;
+        for (long r0 = 0; r0 < rows; r0 += DECODE_ROWS)
+            decode_cols_major(job->x + r0 * job->x_stride, job->x_stride, job->w, job->w_stride, job->bias,
+                              job->y + r0 * job->y_stride, job->y_stride,
+                              rows - r0 < DECODE_ROWS ? rows - r0 : DECODE_ROWS, job->n_in, j0, j1);
+        return;
     }
+    long column = item / job->k_tiles, tile = item % job->k_tiles;
+    long j0 = column * DECODE_COLS, width = n_out - j0 < DECODE_COLS ? n_out - j0 : DECODE_COLS;
+    long k0 = tile * DECODE_K, k1 = k0 + DECODE_K < job->n_in ? k0 + DECODE_K : job->n_in;
+    float *out = job->partial + tile * rows * n_out + j0;
+    for (long r0 = 0; r0 < rows; r0 += DECODE_ROWS)
+        decode_tile(job->x + r0 * job->x_stride, job->x_stride, job->w, job->w_stride,
+                    rows - r0 < DECODE_ROWS ? rows - r0 : DECODE_ROWS, k0, k1, j0, width,
+                    out + r0 * n_out, n_out);
+    if (atomic_fetch_add(&job->finished[column], 1) + 1 < job->k_tiles)
+        return;
+    /* The column's last tile: y = bias + the partial sums, tile 0 first. */
+    for (long r = 0; r < rows; r++)
+        for (long j = j0; j < j0 + width; j++) {
+            float sum = job->partial[r * n_out + j];
+            for (long t = 1; t < job->k_tiles; t++)
+                sum += job->partial[(t * rows + r) * n_out + j];
+            job->y[r * job->y_stride + j] = sum + (job->bias ? job->bias[j] : 0.0f);
+        }
+}
+
+static int decode(struct decode_job *job, int w_transposed)
+{
+    if (w_transposed) {
+        job->k_tiles = 0;
+        mg_parallel_for((job->n_out + DECODE_DOTS - 1) / DECODE_DOTS, decode_item, job);
+        return MG_OK;
+    }
+    long columns = (job->n_out + DECODE_COLS - 1) / DECODE_COLS;
+    job->k_tiles = (job->n_in + DECODE_K - 1) / DECODE_K;
+    job->partial = malloc(sizeof(float) * job->k_tiles * job->rows * job->n_out);
+    job->finished = malloc(sizeof(atomic_int) * columns);
+    if (!job->partial || !job->finished) {
+        free(job->partial);
+        free(job->finished);
+        return MG_ERR_MEMORY;
+    }
+    for (long c = 0; c < columns; c++)
+        atomic_init(&job->finished[c], 0);
+    mg_parallel_for(columns * job->k_tiles, decode_item, job);
+    free(job->partial);
+    free(job->finished);
+    return MG_OK;
 }
 
 /* -- many rows ----------------------------------------------------------------------------- */
 
 #define MR 6    /* rows of the register block */
 #define NR 32   /* columns of the register block (two 16-float vectors) */
-#define KC 256  /* inner-dimension slice: an MR x KC panel of x and a KC x NR panel of W fit in L1 */
-#define MC 96   /* rows of a tile: the MC x KC block of x (96 KiB) stays in L2 */
-#define NC 256  /* columns of a tile: the KC x NC block of W (256 KiB) stays in L2 */
+#define KC 384  /* inner-dimension slice: a KC x NR panel of W (48 KiB) stays in L1 */
+#define NC 128  /* columns of a work item: its KC x NC block of W (128 KiB) stays in L2 */
 
-/* acc[MR][NR] += a (KC x MR panel, packed) times b (KC x NR panel, packed), then added into y. */
+/* c[MR][NR] += a (a KC x MR panel of x, packed) times b (a KC x NR panel of W, packed). The
+ * MR x NR sums live in registers (12 vector registers) for the whole inner loop. */
 static void micro_kernel(long kc, const float *a, const float *b, float *c, long c_stride)
 {
     float acc[MR][NR] = {{0.0f}};
@@ -128,76 +171,95 @@ static void micro_kernel(long kc, const float *a, const float *b, float *c, long
             c[i * c_stride + j] += acc[i][j];
 }
 
-/* Copy x[i0:i0+mc, p0:p0+kc] into MR-row panels, panel-major: a[panel][p][i] (zero-padded). */
-static void pack_x(const float *x, long x_stride, long mc, long kc, float *a)
-{
-    for (long i0 = 0; i0 < mc; i0 += MR)
-        for (long p = 0; p < kc; p++)
-            for (long i = 0; i < MR; i++)
-                *a++ = i0 + i < mc ? x[(i0 + i) * x_stride + p] : 0.0f;
-}
-
-/* Copy W[p0:p0+kc, j0:j0+nc] into NR-column panels: b[panel][p][j] (zero-padded). */
+/* Copy W[0:kc, 0:nc] into NR-column panels: b[panel][p][j] (zero-padded). Either way round, the
+ * loop reads W along its contiguous axis. */
 static void pack_w(const float *w, long w_stride, int w_transposed, long kc, long nc, float *b)
 {
-    for (long j0 = 0; j0 < nc; j0 += NR)
-        for (long p = 0; p < kc; p++)
-            for (long j = 0; j < NR; j++) {
-                int inside = j0 + j < nc;
-                long at = w_transposed ? (j0 + j) * w_stride + p : p * w_stride + j0 + j;
-                *b++ = inside ? w[at] : 0.0f;
-            }
+    for (long j0 = 0; j0 < nc; j0 += NR, b += NR * kc) {
+        long n = nc - j0 < NR ? nc - j0 : NR;
+        if (w_transposed) {  /* column j of W is row j of the memory */
+            for (long j = 0; j < NR; j++)
+                for (long p = 0; p < kc; p++)
+                    b[p * NR + j] = j < n ? w[(j0 + j) * w_stride + p] : 0.0f;
+        } else if (n == NR) {
+            for (long p = 0; p < kc; p++)
+                for (long j = 0; j < NR; j++)
+                    b[p * NR + j] = w[p * w_stride + j0 + j];
+        } else {
+            for (long p = 0; p < kc; p++)
+                for (long j = 0; j < NR; j++)
+                    b[p * NR + j] = j < n ? w[p * w_stride + j0 + j] : 0.0f;
+        }
+    }
 }
 
 struct tiled_job {
     const float *x, *w, *bias;
     float *y;
-    long x_stride, w_stride, y_stride, rows, n_in, n_out, tiles_across;
+    long x_stride, w_stride, y_stride, rows, n_in, n_out;
     int w_transposed;
+    float *xp;                 /* x packed: MR-row panels, each [n_in][MR] (zero-padded) */
     atomic_int out_of_memory;  /* set by any item that could not allocate its scratch */
 };
 
-/* One MC x NC tile of y, computed by one thread from start to end. */
+/* Pack one MR-row panel of x (all of n_in) into xp. */
+static void pack_x_item(void *arg, long panel)
+{
+    struct tiled_job *job = arg;
+    long i0 = panel * MR, m = job->rows - i0 < MR ? job->rows - i0 : MR;
+    float *a = job->xp + i0 * job->n_in;
+    for (long i = 0; i < MR; i++)
+        for (long p = 0; p < job->n_in; p++)
+            a[p * MR + i] = i < m ? job->x[(i0 + i) * job->x_stride + p] : 0.0f;
+}
+
+/* All rows of y for NC columns: each KC x NC block of W is packed once and used for every row. */
 static void tiled_item(void *arg, long item)
 {
     struct tiled_job *job = arg;
-    long i0 = (item / job->tiles_across) * MC, j0 = (item % job->tiles_across) * NC;
-    long mc = job->rows - i0 < MC ? job->rows - i0 : MC;
-    long nc = job->n_out - j0 < NC ? job->n_out - j0 : NC;
-    /* Scratch: the packed panels (on the heap: 350 KiB is too much for a thread's stack), plus
-     * one MR x NR block for the ragged edges of the tile. */
-    float *a = malloc(sizeof(float) * (MC * KC + KC * NC)), edge[MR * NR];
-    if (!a) {
+    long j0 = item * NC, nc = job->n_out - j0 < NC ? job->n_out - j0 : NC, rows = job->rows;
+    float *b = malloc(sizeof(float) * KC * NC), edge[MR * NR];
+    if (!b) {
         atomic_store(&job->out_of_memory, 1);
         return;
     }
-    float *b = a + MC * KC;
-
-    for (long i = 0; i < mc; i++)
+    for (long i = 0; i < rows; i++)
         for (long j = 0; j < nc; j++)
-            job->y[(i0 + i) * job->y_stride + j0 + j] = job->bias ? job->bias[j0 + j] : 0.0f;
+            job->y[i * job->y_stride + j0 + j] = job->bias ? job->bias[j0 + j] : 0.0f;
     for (long p0 = 0; p0 < job->n_in; p0 += KC) {
         long kc = job->n_in - p0 < KC ? job->n_in - p0 : KC;
-        pack_x(job->x + i0 * job->x_stride + p0, job->x_stride, mc, kc, a);
         const float *w = job->w_transposed ? job->w + j0 * job->w_stride + p0 : job->w + p0 * job->w_stride + j0;
         pack_w(w, job->w_stride, job->w_transposed, kc, nc, b);
-        for (long jr = 0; jr < nc; jr += NR)
-            for (long ir = 0; ir < mc; ir += MR) {
-                float *c = job->y + (i0 + ir) * job->y_stride + j0 + jr;
-                const float *ap = a + ir * kc, *bp = b + jr * kc;
-                if (ir + MR <= mc && jr + NR <= nc) {
-                    micro_kernel(kc, ap, bp, c, job->y_stride);
+        for (long i0 = 0; i0 < rows; i0 += MR) {
+            const float *a = job->xp + i0 * job->n_in + p0 * MR;
+            for (long jr = 0; jr < nc; jr += NR) {
+                float *c = job->y + i0 * job->y_stride + j0 + jr;
+                if (i0 + MR <= rows && jr + NR <= nc) {
+                    micro_kernel(kc, a, b + jr * kc, c, job->y_stride);
                 } else {  /* a ragged block: compute into `edge`, add the part that exists */
-                    long m = mc - ir < MR ? mc - ir : MR, n = nc - jr < NR ? nc - jr : NR;
+                    long m = rows - i0 < MR ? rows - i0 : MR, n = nc - jr < NR ? nc - jr : NR;
                     memset(edge, 0, sizeof edge);
-                    micro_kernel(kc, ap, bp, edge, NR);
+                    micro_kernel(kc, a, b + jr * kc, edge, NR);
                     for (long i = 0; i < m; i++)
                         for (long j = 0; j < n; j++)
                             c[i * job->y_stride + j] += edge[i * NR + j];
                 }
             }
+        }
     }
-    free(a);
+    free(b);
+}
+
+static int tiled(struct tiled_job *job)
+{
+    long panels = (job->rows + MR - 1) / MR;
+    job->xp = malloc(sizeof(float) * panels * MR * job->n_in);
+    if (!job->xp)
+        return MG_ERR_MEMORY;
+    mg_parallel_for(panels, pack_x_item, job);
+    mg_parallel_for((job->n_out + NC - 1) / NC, tiled_item, job);
+    free(job->xp);
+    return job->out_of_memory ? MG_ERR_MEMORY : MG_OK;
 }
 
 /* -- the entry point ------------------------------------------------------------------------- */
@@ -212,16 +274,9 @@ int mg_linear(const float *x, long x_stride, const float *w, long w_stride, int 
     if (rows == 0)
         return MG_OK;
     if (rows <= 2 * DECODE_ROWS) {
-        struct decode_job job = {x, w, bias, y, x_stride, w_stride, y_stride, rows, n_in, n_out,
-                                 w_transposed ? DECODE_DOTS : DECODE_COLS, w_transposed};
-        mg_parallel_for((n_out + job.cols_per_item - 1) / job.cols_per_item, decode_item, &job);
-    } else {
-        long across = (n_out + NC - 1) / NC, down = (rows + MC - 1) / MC;
-        struct tiled_job job = {x, w, bias, y, x_stride, w_stride, y_stride, rows, n_in, n_out, across,
-                                w_transposed, 0};
-        mg_parallel_for(across * down, tiled_item, &job);
-        if (job.out_of_memory)
-            return MG_ERR_MEMORY;
+        struct decode_job job = {x, w, bias, y, x_stride, w_stride, y_stride, rows, n_in, n_out, 0, NULL, NULL};
+        return decode(&job, w_transposed);
     }
-    return MG_OK;
+    struct tiled_job job = {x, w, bias, y, x_stride, w_stride, y_stride, rows, n_in, n_out, w_transposed, NULL, 0};
+    return tiled(&job);
 }
