@@ -44,9 +44,13 @@ def model(model_dir):
 
 @pytest.fixture(autouse=True)
 def keep_backend():
+    """--backend and --threads change process-wide settings; put them back for the other tests."""
     before = backend.get_backend()
+    threads = backend.get_num_threads() if hasattr(backend, "get_num_threads") else None
     yield
     backend.set_backend(before)
+    if threads is not None:
+        backend.set_num_threads(threads)
 
 
 @pytest.fixture
