@@ -18,12 +18,23 @@ from .modeling import (
     GPT2PreTrainedModel,
 )
 from .streamers import TextIteratorStreamer, TextStreamer
-from .tokenizer import AutoTokenizer, BatchEncoding, GPT2Tokenizer, GPT2TokenizerFast, TokenStreamDecoder, show_work
+from .tokenizer import (
+    AddedToken,
+    AutoTokenizer,
+    BatchEncoding,
+    GPT2Tokenizer,
+    GPT2TokenizerFast,
+    TokenStreamDecoder,
+    VocabularyFileError,
+    decode_stream,
+    show_work,
+)
 from .tracing import trace
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "AddedToken",
     "AutoConfig",
     "AutoModel",
     "AutoModelForCausalLM",
@@ -42,7 +53,9 @@ __all__ = [
     "TextIteratorStreamer",
     "TextStreamer",
     "TokenStreamDecoder",
+    "VocabularyFileError",
     "backend",
+    "decode_stream",
     "show_work",
     "trace",
 ]
