@@ -26,6 +26,14 @@
 #include "lanes.h"
 #include "parallel.h"
 
+/* Kernels whose sums must stay in registers are kept out of the functions that call them: inlined
+ * into a big loop nest, GCC may reorder their loops and keep the sums in memory instead. */
+#if defined(__GNUC__)
+#define NOINLINE __attribute__((noinline))
+#else
+#define NOINLINE
+#endif
+
 /* -- few rows ------------------------------------------------------------------------------ */
 
 /* A Conv1D weight (rows of W contiguous) is cut into tiles of DECODE_K rows x DECODE_COLS
@@ -37,40 +45,90 @@
 #define DECODE_K 384
 /* Outputs per work item when the columns of W are contiguous (the LM head: 32 rows of wte). */
 #define DECODE_DOTS 32
-/* The kernels below take up to this many rows of x at once (more rows are done in groups). */
-#define DECODE_ROWS 8
+/* Up to this many rows of x count as "few" (decoding a batch); more go to the tiled kernel. */
+#define DECODE_MAX_ROWS 12
 
-/* out[r, 0:width] = x[r, k0:k1] @ W[k0:k1, j0:j0+width] for rows r < rows <= DECODE_ROWS; rows of
- * W contiguous. The outputs (rows x 256 floats) stay in L1 while the tile streams past once. */
+/* out[r, 0:COLS] = x[r, k0:k1] @ W[k0:k1, 0:COLS] for r < R: the sums of R rows x COLS columns
+ * stay in vector registers (R and COLS are constants where this is inlined: 1 x 256 or 4 x 64,
+ * 16 registers either way) while the rows of W stream past. */
+static inline void strip(const float *x, long x_stride, const float *w, long w_stride, int R, int COLS,
+                         long k0, long k1, float *out, long out_stride)
+{
+    float acc[4][256];
+    for (int r = 0; r < R; r++)
+        for (int j = 0; j < COLS; j++)
+            acc[r][j] = x[r * x_stride + k0] * w[k0 * w_stride + j];
+    for (long k = k0 + 1; k < k1; k++)
+        for (int r = 0; r < R; r++)
+            for (int j = 0; j < COLS; j++)
+                acc[r][j] += x[r * x_stride + k] * w[k * w_stride + j];
+    for (int r = 0; r < R; r++)
+        for (int j = 0; j < COLS; j++)
+            out[r * out_stride + j] = acc[r][j];
+}
+
+/* The same for any number of rows and columns: the ragged edges of a matrix. */
+static void strip_edge(const float *x, long x_stride, const float *w, long w_stride, long rows, long cols,
+                       long k0, long k1, float *out, long out_stride)
+{
+    for (long r = 0; r < rows; r++)
+        for (long j = 0; j < cols; j++) {
+            float sum = 0.0f;
+            for (long k = k0; k < k1; k++)
+                sum += x[r * x_stride + k] * w[k * w_stride + j];
+            out[r * out_stride + j] = sum;
+        }
+}
+
+static NOINLINE void strip_1x256(const float *x, long x_stride, const float *w, long w_stride, long k0, long k1,
+                                 float *out, long out_stride)
+{
+    strip(x, x_stride, w, w_stride, 1, 256, k0, k1, out, out_stride);
+}
+
+static NOINLINE void strip_1x64(const float *x, long x_stride, const float *w, long w_stride, long k0, long k1,
+                                float *out, long out_stride)
+{
+    strip(x, x_stride, w, w_stride, 1, 64, k0, k1, out, out_stride);
+}
+
+static NOINLINE void strip_4x64(const float *x, long x_stride, const float *w, long w_stride, long k0, long k1,
+                                float *out, long out_stride)
+{
+    strip(x, x_stride, w, w_stride, 4, 64, k0, k1, out, out_stride);
+}
+
+/* out[r, 0:width] = x[r, k0:k1] @ W[k0:k1, j0:j0+width] for all rows; rows of W contiguous.
+ * Four rows at a time go through strips of 64 columns, each strip read once from memory and then
+ * from cache for the next four rows. A single row takes the whole 256-column tile at once, so
+ * that each row of the tile is read as one 1 KiB stretch. */
 static void decode_tile(const float *x, long x_stride, const float *w, long w_stride, long rows,
                         long k0, long k1, long j0, long width, float *out, long out_stride)
 {
-    float acc[DECODE_ROWS][DECODE_COLS];
-    for (long r = 0; r < rows; r++)
-        for (long j = 0; j < width; j++)
-            acc[r][j] = 0.0f;
-    long k = k0;
-    for (; k + 4 <= k1; k += 4) {  /* four rows of W at a time: fewer passes over acc */
-        const float *w0 = w + k * w_stride + j0, *w1 = w0 + w_stride;
-        const float *w2 = w1 + w_stride, *w3 = w2 + w_stride;
-        for (long r = 0; r < rows; r++) {
-            const float *xr = x + r * x_stride + k;
-            float x0 = xr[0], x1 = xr[1], x2 = xr[2], x3 = xr[3];
-            for (long j = 0; j < width; j++)
-                acc[r][j] += x0 * w0[j] + x1 * w1[j] + x2 * w2[j] + x3 * w3[j];
+    w += j0;
+    long r = 0;
+    for (; r + 4 <= rows; r += 4)
+        for (long c = 0; c < width; c += 64) {
+            if (width - c >= 64)
+                strip_4x64(x + r * x_stride, x_stride, w + c, w_stride, k0, k1, out + r * out_stride + c, out_stride);
+            else
+                strip_edge(x + r * x_stride, x_stride, w + c, w_stride, 4, width - c, k0, k1,
+                           out + r * out_stride + c, out_stride);
+        }
+    for (; r < rows; r++) {
+        const float *xr = x + r * x_stride;
+        float *o = out + r * out_stride;
+        if (width == 256) {
+            strip_1x256(xr, x_stride, w, w_stride, k0, k1, o, out_stride);
+            continue;
+        }
+        for (long c = 0; c < width; c += 64) {
+            if (width - c >= 64)
+                strip_1x64(xr, x_stride, w + c, w_stride, k0, k1, o + c, out_stride);
+            else
+                strip_edge(xr, x_stride, w + c, w_stride, 1, width - c, k0, k1, o + c, out_stride);
         }
     }
-    for (; k < k1; k++) {
-        const float *wk = w + k * w_stride + j0;
-        for (long r = 0; r < rows; r++) {
-            float xk = x[r * x_stride + k];
-            for (long j = 0; j < width; j++)
-                acc[r][j] += xk * wk[j];
-        }
-    }
-    for (long r = 0; r < rows; r++)
-        for (long j = 0; j < width; j++)
-            out[r * out_stride + j] = acc[r][j];
 }
 
 /* y[r, j0:j1] = x[r] @ W[:, j0:j1] + b with the columns of W contiguous: one dot product per
@@ -100,20 +158,15 @@ static void decode_item(void *arg, long item)
     long rows = job->rows, n_out = job->n_out;
     if (job->k_tiles == 0) {  /* the columns of W are contiguous */
         long j0 = item * DECODE_DOTS, j1 = j0 + DECODE_DOTS < n_out ? j0 + DECODE_DOTS : n_out;
-        for (long r0 = 0; r0 < rows; r0 += DECODE_ROWS)
-            decode_cols_major(job->x + r0 * job->x_stride, job->x_stride, job->w, job->w_stride, job->bias,
-                              job->y + r0 * job->y_stride, job->y_stride,
-                              rows - r0 < DECODE_ROWS ? rows - r0 : DECODE_ROWS, job->n_in, j0, j1);
+        decode_cols_major(job->x, job->x_stride, job->w, job->w_stride, job->bias, job->y, job->y_stride, rows,
+                          job->n_in, j0, j1);
         return;
     }
     long column = item / job->k_tiles, tile = item % job->k_tiles;
     long j0 = column * DECODE_COLS, width = n_out - j0 < DECODE_COLS ? n_out - j0 : DECODE_COLS;
     long k0 = tile * DECODE_K, k1 = k0 + DECODE_K < job->n_in ? k0 + DECODE_K : job->n_in;
-    float *out = job->partial + tile * rows * n_out + j0;
-    for (long r0 = 0; r0 < rows; r0 += DECODE_ROWS)
-        decode_tile(job->x + r0 * job->x_stride, job->x_stride, job->w, job->w_stride,
-                    rows - r0 < DECODE_ROWS ? rows - r0 : DECODE_ROWS, k0, k1, j0, width,
-                    out + r0 * n_out, n_out);
+    decode_tile(job->x, job->x_stride, job->w, job->w_stride, rows, k0, k1, j0, width,
+                job->partial + tile * rows * n_out + j0, n_out);
     if (atomic_fetch_add(&job->finished[column], 1) + 1 < job->k_tiles)
         return;
     /* The column's last tile: y = bias + the partial sums, tile 0 first. */
@@ -273,7 +326,7 @@ int mg_linear(const float *x, long x_stride, const float *w, long w_stride, int 
         return MG_ERR_SHAPE;
     if (rows == 0)
         return MG_OK;
-    if (rows <= 2 * DECODE_ROWS) {
+    if (rows <= DECODE_MAX_ROWS) {
         struct decode_job job = {x, w, bias, y, x_stride, w_stride, y_stride, rows, n_in, n_out, 0, NULL, NULL};
         return decode(&job, w_transposed);
     }
