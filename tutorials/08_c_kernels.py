@@ -128,7 +128,8 @@ if plt:
 # %% [markdown]
 # With one row (decoding) there is nothing to reuse: each weight is needed once, and the best a kernel can do
 # is to read W exactly once, in order, and keep all cores busy. That is what the C core's decode path does:
-# threads split the output columns, each streams its columns of W once. For many rows, NumPy's BLAS is an
+# W is cut into tiles that the threads share, each tile is streamed once into sums held in registers, and
+# the partial sums are added in a fixed order (so the result does not depend on the thread count). For many rows, NumPy's BLAS is an
 # expertly blocked and vectorised product; the C core hands prompts of 64 rows or more to it
 # (`minigpt2._ckernels.BLAS_ROWS`) rather than compete (docs/kernels.md has the measurements).
 #
