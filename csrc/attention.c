@@ -27,7 +27,6 @@
 #include <float.h>
 #include <math.h>
 #include <stdatomic.h>
-#include <stdlib.h>
 
 #include "kernels.h"
 #include "lanes.h"
@@ -205,7 +204,7 @@ static void attention_item(void *arg, long item)
                       .k = job->k + b * job->ks[0] + h * job->ks[1],
                       .v = job->v + b * job->vs[0] + h * job->vs[1],
                       .bias = job->key_bias ? job->key_bias + b * job->key_bias_stride : NULL};
-    float *scratch = malloc(sizeof(float) * (it.rows * D + D * KB + it.rows * KB + it.rows * D));
+    float *scratch = mg_scratch(MG_SCRATCH_ITEM, sizeof(float) * (it.rows * D + D * KB + it.rows * KB + it.rows * D));
     if (!scratch) {
         atomic_store(&job->out_of_memory, 1);
         return;
@@ -244,7 +243,6 @@ static void attention_item(void *arg, long item)
         for (long d = 0; d < D; d++)
             out[d] = it.o[i * D + d] * factor;
     }
-    free(scratch);
 }
 
 int mg_attention(const float *q, const long *q_strides, const float *k, const long *k_strides,

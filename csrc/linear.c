@@ -19,7 +19,6 @@
  * (vocab, n_embd) embedding matrix). Both are used where they lie: nothing is copied per call.
  */
 #include <stdatomic.h>
-#include <stdlib.h>
 #include <string.h>
 
 #include "kernels.h"
@@ -188,18 +187,15 @@ static int decode(struct decode_job *job, int w_transposed)
     }
     long columns = (job->n_out + DECODE_COLS - 1) / DECODE_COLS;
     job->k_tiles = (job->n_in + DECODE_K - 1) / DECODE_K;
-    job->partial = malloc(sizeof(float) * job->k_tiles * job->rows * job->n_out);
-    job->finished = malloc(sizeof(atomic_int) * columns);
-    if (!job->partial || !job->finished) {
-        free(job->partial);
-        free(job->finished);
+    size_t partial_bytes = sizeof(float) * job->k_tiles * job->rows * job->n_out;
+    char *scratch = mg_scratch(MG_SCRATCH_JOB, partial_bytes + sizeof(atomic_int) * columns);
+    if (!scratch)
         return MG_ERR_MEMORY;
-    }
+    job->partial = (float *)scratch;
+    job->finished = (atomic_int *)(scratch + partial_bytes);
     for (long c = 0; c < columns; c++)
         atomic_init(&job->finished[c], 0);
     mg_parallel_for(columns * job->k_tiles, decode_item, job);
-    free(job->partial);
-    free(job->finished);
     return MG_OK;
 }
 
@@ -271,7 +267,7 @@ static void tiled_item(void *arg, long item)
 {
     struct tiled_job *job = arg;
     long j0 = item * NC, nc = job->n_out - j0 < NC ? job->n_out - j0 : NC, rows = job->rows;
-    float *b = malloc(sizeof(float) * KC * NC), edge[MR * NR];
+    float *b = mg_scratch(MG_SCRATCH_ITEM, sizeof(float) * KC * NC), edge[MR * NR];
     if (!b) {
         atomic_store(&job->out_of_memory, 1);
         return;
@@ -300,18 +296,16 @@ static void tiled_item(void *arg, long item)
             }
         }
     }
-    free(b);
 }
 
 static int tiled(struct tiled_job *job)
 {
     long panels = (job->rows + MR - 1) / MR;
-    job->xp = malloc(sizeof(float) * panels * MR * job->n_in);
+    job->xp = mg_scratch(MG_SCRATCH_JOB, sizeof(float) * panels * MR * job->n_in);
     if (!job->xp)
         return MG_ERR_MEMORY;
     mg_parallel_for(panels, pack_x_item, job);
     mg_parallel_for((job->n_out + NC - 1) / NC, tiled_item, job);
-    free(job->xp);
     return job->out_of_memory ? MG_ERR_MEMORY : MG_OK;
 }
 

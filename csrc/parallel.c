@@ -26,6 +26,8 @@
 #if defined(_WIN32) || defined(MINIGPT2_NO_THREADS)
 
 /* No POSIX threads: everything runs on the calling thread. */
+#include <stdlib.h>
+
 static int num_threads = 1;
 void mg_set_num_threads(int n) { (void)n; }
 int mg_get_num_threads(void) { return num_threads; }
@@ -36,11 +38,24 @@ void mg_parallel_for(long n_items, void (*fn)(void *arg, long item), void *arg)
         fn(arg, i);
 }
 
+void *mg_scratch(int slot, size_t bytes)
+{
+    static void *memory[2];
+    static size_t size[2];
+    if (bytes > size[slot]) {
+        free(memory[slot]);
+        memory[slot] = malloc(bytes);
+        size[slot] = memory[slot] ? bytes : 0;
+    }
+    return memory[slot];
+}
+
 #else
 
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <time.h>
 
 #define MAX_THREADS 256
@@ -188,6 +203,50 @@ static int start_workers(int n)
     }
     return pool.started;
 }
+
+/* -- per-thread scratch ---------------------------------------------------------------------- */
+
+struct scratch {
+    void *memory[2];
+    size_t size[2];
+};
+
+static pthread_key_t scratch_key;
+static pthread_once_t scratch_once = PTHREAD_ONCE_INIT;
+
+static void free_scratch(void *p)  /* runs when a thread that used scratch memory exits */
+{
+    struct scratch *s = p;
+    free(s->memory[0]);
+    free(s->memory[1]);
+    free(s);
+}
+
+static void make_scratch_key(void)
+{
+    pthread_key_create(&scratch_key, free_scratch);
+}
+
+void *mg_scratch(int slot, size_t bytes)
+{
+    pthread_once(&scratch_once, make_scratch_key);
+    struct scratch *s = pthread_getspecific(scratch_key);
+    if (!s) {
+        s = calloc(1, sizeof *s);
+        if (!s || pthread_setspecific(scratch_key, s) != 0) {
+            free(s);
+            return NULL;
+        }
+    }
+    if (bytes > s->size[slot]) {
+        free(s->memory[slot]);
+        s->memory[slot] = malloc(bytes);
+        s->size[slot] = s->memory[slot] ? bytes : 0;
+    }
+    return s->memory[slot];
+}
+
+/* -- the pool --------------------------------------------------------------------------------- */
 
 void mg_set_num_threads(int n)
 {

@@ -9,6 +9,15 @@
 #ifndef MINIGPT2_PARALLEL_H
 #define MINIGPT2_PARALLEL_H
 
+#include <stddef.h>
+
 void mg_parallel_for(long n_items, void (*fn)(void *arg, long item), void *arg);
+
+/* Scratch memory of the calling thread, at least `bytes` long, kept from call to call (so a
+ * decoding step, about a hundred kernel calls, allocates nothing once it has run once). Each
+ * thread has two slots: MG_SCRATCH_JOB for what a kernel needs around its parallel loop, and
+ * MG_SCRATCH_ITEM for what one item needs. Returns NULL if memory runs out. */
+enum { MG_SCRATCH_JOB, MG_SCRATCH_ITEM };
+void *mg_scratch(int slot, size_t bytes);
 
 #endif
