@@ -147,6 +147,42 @@ def test_processors_match_transformers(hf_name, hf_args, ours, our_args, seed):
     np.testing.assert_allclose(got[finite], expected[finite], rtol=1e-6, atol=0)
 
 
+def test_sampling_warpers_chain_matches_transformers():
+    """Temperature, then top-k, then top-p, as generate chains them, on random scores and settings."""
+    torch = pytest.importorskip("torch")
+    generation = pytest.importorskip("transformers.generation")
+    from hypothesis import given, settings, strategies as st
+
+    compared = []
+
+    @settings(max_examples=30, deadline=None, derandomize=True)
+    @given(seed=st.integers(0, 2 ** 16), temperature=st.floats(0.05, 5.0), top_k=st.integers(1, 60),
+           top_p=st.floats(0.01, 1.0), spread=st.floats(0.1, 20.0))
+    def check(seed, temperature, top_k, top_p, spread):
+        rng = np.random.default_rng(seed)
+        scores = (rng.standard_normal((3, 50)) * spread).astype(np.float32)
+        ids = rng.integers(0, 50, (3, 4))
+        hf = generation.LogitsProcessorList([generation.TemperatureLogitsWarper(temperature),
+                                             generation.TopKLogitsWarper(top_k), generation.TopPLogitsWarper(top_p)])
+        ours = [TemperatureLogitsWarper(temperature), TopKLogitsWarper(top_k), TopPLogitsWarper(top_p)]
+        expected = hf(torch.tensor(ids), torch.tensor(scores)).numpy()
+        got = scores
+        for warper in ours:
+            got = warper(ids, got)
+        kept, kept_hf = np.isfinite(got), np.isfinite(expected)
+        # A token exactly at the top-p boundary may go either way under float32 rounding of the running sum.
+        cumulative = np.cumsum(np.sort(softmax(np.where(kept_hf, expected, -np.inf).astype(np.float64)))[:, ::-1],
+                               axis=-1)
+        near_boundary = np.abs(cumulative - top_p).min() < 1e-5
+        if not near_boundary:
+            assert (kept == kept_hf).all()
+            np.testing.assert_allclose(got[kept], expected[kept_hf], rtol=1e-6)
+            compared.append(seed)
+
+    check()
+    assert len(compared) >= 22, "almost every example fell on a top-p boundary: the test checked too little"
+
+
 def test_repetition_penalty_formula():
     """CTRL's rule, by hand: a used token's positive score is divided, a negative one multiplied, once."""
     scores = np.array([[2.0, -2.0, 1.0, -1.0]], np.float32)
