@@ -78,6 +78,12 @@ def test_download_then_cache_then_offline(hub, checkpoint, tmp_path, monkeypatch
     assert same_weights(GPT2LMHeadModel.from_pretrained("gpt2"), checkpoint[0])
     assert hub.requests == [], "HF_HUB_OFFLINE=1 must not touch the network"
 
+    monkeypatch.delenv("HF_HUB_OFFLINE")  # no network, without saying so: the cache, at once
+    monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{closed_port()}")
+    start = time.perf_counter()
+    assert same_weights(GPT2LMHeadModel.from_pretrained("gpt2"), checkpoint[0])
+    assert time.perf_counter() - start < 5
+
 
 def test_files_a_transformers_user_has_are_reused(hub, tmp_path, monkeypatch):
     """transformers fills the standard cache; minigpt2 then loads the same files offline, downloading nothing."""
@@ -120,12 +126,17 @@ def test_missing_optional_file_is_none_and_required_is_an_error(hub):
         resolve_file("gpt2", "generation_config.json")
 
 
-def test_no_network_fails_at_once_with_the_ways_out(tmp_path, monkeypatch):
+def closed_port() -> int:
+    """A port on 127.0.0.1 that nobody listens on."""
     import socket
 
-    with socket.socket() as s:  # a port nobody listens on
+    with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+        return s.getsockname()[1]
+
+
+def test_no_network_fails_at_once_with_the_ways_out(tmp_path, monkeypatch):
+    port = closed_port()
     monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{port}")
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path))
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
@@ -226,7 +237,7 @@ def test_cli_download_command(hub, tmp_path):
 
 
 def test_cli_without_network(tmp_path):
-    env = subprocess_env(HF_ENDPOINT="http://127.0.0.1:9", HF_HUB_CACHE=str(tmp_path))
+    env = subprocess_env(HF_ENDPOINT=f"http://127.0.0.1:{closed_port()}", HF_HUB_CACHE=str(tmp_path))
     result = run_cli(["Hello"], env)
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert result.stderr.count("\n") == 1 and "HF_ENDPOINT" in result.stderr
