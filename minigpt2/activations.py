@@ -50,22 +50,27 @@ def quick_gelu(x):
 
 
 def sigmoid(x):
+    """The logistic function 1 / (1 + exp(-x))."""
     return 1.0 / (1.0 + np.exp(-x))
 
 
 def silu(x):
+    """SiLU (swish): x * sigmoid(x)."""
     return x * sigmoid(x)
 
 
 def relu(x):
+    """max(x, 0)."""
     return np.maximum(x, 0)
 
 
 def tanh(x):
+    """The hyperbolic tangent."""
     return np.tanh(x)
 
 
 def linear_activation(x):
+    """The identity (HF's "linear" activation)."""
     return x
 
 
