@@ -35,45 +35,57 @@ static inline float max_lanes(float part[16])
     return part[1] > part[0] ? part[1] : part[0];
 }
 
+/* In the functions below, the last n % 16 elements go into a plain running total: indexing the
+ * lanes with a variable would make the compiler keep them in memory instead of a register. */
+
 /* x[0] + ... + x[n-1] */
 static inline float lane_sum(const float *x, long n)
 {
     long full = n - n % 16;
-    float part[16] = {0.0f};
+    float part[16] = {0.0f}, rest = 0.0f;
     for (long i = 0; i < full; i += 16)
         for (int l = 0; l < 16; l++)
             part[l] += x[i + l];
     for (long i = full; i < n; i++)
-        part[i - full] += x[i];
-    return add_lanes(part);
+        rest += x[i];
+    return add_lanes(part) + rest;
 }
 
 /* The largest of x[0 .. n-1], or -inf for n = 0 (NaN never wins: NaN > y is false). */
 static inline float lane_max(const float *x, long n)
 {
     long full = n - n % 16;
-    float part[16];
+    float part[16], rest = -INFINITY;
     for (int l = 0; l < 16; l++)
         part[l] = -INFINITY;
     for (long i = 0; i < full; i += 16)
         for (int l = 0; l < 16; l++)
             part[l] = x[i + l] > part[l] ? x[i + l] : part[l];
     for (long i = full; i < n; i++)
-        part[i - full] = x[i] > part[i - full] ? x[i] : part[i - full];
-    return max_lanes(part);
+        rest = x[i] > rest ? x[i] : rest;
+    float most = max_lanes(part);
+    return rest > most ? rest : most;
 }
 
-/* a[0] b[0] + ... + a[n-1] b[n-1] */
+/* a[0] b[0] + ... + a[n-1] b[n-1], in 4 x 16 lanes: four independent chains of vector
+ * multiply-adds keep a core's arithmetic units busy enough to read memory at full speed (one
+ * chain waits for each addition to finish before starting the next). */
 static inline float dot(const float *a, const float *b, long n)
 {
-    long full = n - n % 16;
-    float part[16] = {0.0f};
-    for (long i = 0; i < full; i += 16)
+    float part[4][16] = {{0.0f}}, rest = 0.0f;
+    long i = 0;
+    for (; i + 64 <= n; i += 64)
+        for (int c = 0; c < 4; c++)
+            for (int l = 0; l < 16; l++)
+                part[c][l] += a[i + 16 * c + l] * b[i + 16 * c + l];
+    for (; i + 16 <= n; i += 16)
         for (int l = 0; l < 16; l++)
-            part[l] += a[i + l] * b[i + l];
-    for (long i = full; i < n; i++)
-        part[i - full] += a[i] * b[i];
-    return add_lanes(part);
+            part[0][l] += a[i + l] * b[i + l];
+    for (; i < n; i++)
+        rest += a[i] * b[i];
+    for (int l = 0; l < 16; l++)
+        part[0][l] += (part[1][l] + part[2][l]) + part[3][l];
+    return add_lanes(part[0]) + rest;
 }
 
 #endif

@@ -19,6 +19,7 @@
  * (vocab, n_embd) embedding matrix). Both are used where they lie: nothing is copied per call.
  */
 #include <stdatomic.h>
+#include <stdint.h>
 #include <string.h>
 
 #include "kernels.h"
@@ -47,23 +48,64 @@
 /* Up to this many rows of x count as "few" (decoding a batch); more go to the tiled kernel. */
 #define DECODE_MAX_ROWS 12
 
-/* out[r, 0:COLS] = x[r, k0:k1] @ W[k0:k1, 0:COLS] for r < R: the sums of R rows x COLS columns
- * stay in vector registers (R and COLS are constants where this is inlined: 1 x 256 or 4 x 64,
- * 16 registers either way) while the rows of W stream past. */
-static inline void strip(const float *x, long x_stride, const float *w, long w_stride, int R, int COLS,
-                         long k0, long k1, float *out, long out_stride)
+/* The strips below compute out[r, 0:COLS] = x[r, k0:k1] @ W[k0:k1, 0:COLS] for a few rows r, with
+ * the R x COLS sums in a local array of constant size, which the compiler keeps in 16 vector
+ * registers while the rows of W stream past. (Written out for each shape: a shared version with
+ * the sizes as arguments leaves the sums in memory.) */
+
+static NOINLINE void strip_1x256(const float *x, const float *w, long w_stride, long k0, long k1, float *out)
 {
-    float acc[4][256];
-    for (int r = 0; r < R; r++)
-        for (int j = 0; j < COLS; j++)
+    float acc[256];
+    for (int j = 0; j < 256; j++)
+        acc[j] = x[k0] * w[k0 * w_stride + j];
+    for (long k = k0 + 1; k < k1; k++)
+        for (int j = 0; j < 256; j++)
+            acc[j] += x[k] * w[k * w_stride + j];
+    for (int j = 0; j < 256; j++)
+        out[j] = acc[j];
+}
+
+static NOINLINE void strip_1x64(const float *x, const float *w, long w_stride, long k0, long k1, float *out)
+{
+    float acc[64];
+    for (int j = 0; j < 64; j++)
+        acc[j] = x[k0] * w[k0 * w_stride + j];
+    for (long k = k0 + 1; k < k1; k++)
+        for (int j = 0; j < 64; j++)
+            acc[j] += x[k] * w[k * w_stride + j];
+    for (int j = 0; j < 64; j++)
+        out[j] = acc[j];
+}
+
+static NOINLINE void strip_4x64(const float *x, long x_stride, const float *w, long w_stride, long k0, long k1,
+                                float *out, long out_stride)
+{
+    float acc[4][64];
+    for (int r = 0; r < 4; r++)
+        for (int j = 0; j < 64; j++)
             acc[r][j] = x[r * x_stride + k0] * w[k0 * w_stride + j];
     for (long k = k0 + 1; k < k1; k++)
-        for (int r = 0; r < R; r++)
-            for (int j = 0; j < COLS; j++)
+        for (int r = 0; r < 4; r++)
+            for (int j = 0; j < 64; j++)
                 acc[r][j] += x[r * x_stride + k] * w[k * w_stride + j];
-    for (int r = 0; r < R; r++)
-        for (int j = 0; j < COLS; j++)
+    for (int r = 0; r < 4; r++)
+        for (int j = 0; j < 64; j++)
             out[r * out_stride + j] = acc[r][j];
+}
+
+/* out[0:cols] for cols < 16 (the head columns before the first aligned tile): one vector of
+ * sums over 16 columns, of which the first cols are kept (the caller makes sure 16 exist). */
+static NOINLINE void strip_1x16(const float *x, const float *w, long w_stride, long k0, long k1, float *out,
+                                long cols)
+{
+    float acc[16];
+    for (int j = 0; j < 16; j++)
+        acc[j] = x[k0] * w[k0 * w_stride + j];
+    for (long k = k0 + 1; k < k1; k++)
+        for (int j = 0; j < 16; j++)
+            acc[j] += x[k] * w[k * w_stride + j];
+    for (long j = 0; j < cols; j++)
+        out[j] = acc[j];
 }
 
 /* The same for any number of rows and columns: the ragged edges of a matrix. */
@@ -77,24 +119,6 @@ static void strip_edge(const float *x, long x_stride, const float *w, long w_str
                 sum += x[r * x_stride + k] * w[k * w_stride + j];
             out[r * out_stride + j] = sum;
         }
-}
-
-static NOINLINE void strip_1x256(const float *x, long x_stride, const float *w, long w_stride, long k0, long k1,
-                                 float *out, long out_stride)
-{
-    strip(x, x_stride, w, w_stride, 1, 256, k0, k1, out, out_stride);
-}
-
-static NOINLINE void strip_1x64(const float *x, long x_stride, const float *w, long w_stride, long k0, long k1,
-                                float *out, long out_stride)
-{
-    strip(x, x_stride, w, w_stride, 1, 64, k0, k1, out, out_stride);
-}
-
-static NOINLINE void strip_4x64(const float *x, long x_stride, const float *w, long w_stride, long k0, long k1,
-                                float *out, long out_stride)
-{
-    strip(x, x_stride, w, w_stride, 4, 64, k0, k1, out, out_stride);
 }
 
 /* out[r, 0:width] = x[r, k0:k1] @ W[k0:k1, j0:j0+width] for all rows; rows of W contiguous.
@@ -118,12 +142,12 @@ static void decode_tile(const float *x, long x_stride, const float *w, long w_st
         const float *xr = x + r * x_stride;
         float *o = out + r * out_stride;
         if (width == 256) {
-            strip_1x256(xr, x_stride, w, w_stride, k0, k1, o, out_stride);
+            strip_1x256(xr, w, w_stride, k0, k1, o);
             continue;
         }
         for (long c = 0; c < width; c += 64) {
             if (width - c >= 64)
-                strip_1x64(xr, x_stride, w + c, w_stride, k0, k1, o + c, out_stride);
+                strip_1x64(xr, w + c, w_stride, k0, k1, o + c);
             else
                 strip_edge(xr, x_stride, w + c, w_stride, 1, width - c, k0, k1, o + c, out_stride);
         }
@@ -145,6 +169,7 @@ struct decode_job {
     const float *x, *w, *bias;
     float *y;
     long x_stride, w_stride, y_stride, rows, n_in, n_out;
+    long head;              /* columns before the first tile that starts on a 64-byte boundary */
     long k_tiles;           /* tiles down the input dimension (1 for the LM head) */
     float *partial;         /* [k_tiles][rows][n_out] partial sums, when k_tiles > 1 */
     atomic_int *finished;   /* tiles finished, per column of tiles */
@@ -162,10 +187,17 @@ static void decode_item(void *arg, long item)
         return;
     }
     long column = item / job->k_tiles, tile = item % job->k_tiles;
-    long j0 = column * DECODE_COLS, width = n_out - j0 < DECODE_COLS ? n_out - j0 : DECODE_COLS;
+    /* Column tiles: [0, head) when head > 0, then 256 columns at a time from head on. */
+    long j0 = column == 0 ? 0 : job->head + (column - (job->head > 0)) * DECODE_COLS;
+    long end = job->head > 0 && column == 0 ? job->head : j0 + DECODE_COLS;
+    long width = (end < n_out ? end : n_out) - j0;
     long k0 = tile * DECODE_K, k1 = k0 + DECODE_K < job->n_in ? k0 + DECODE_K : job->n_in;
-    decode_tile(job->x, job->x_stride, job->w, job->w_stride, rows, k0, k1, j0, width,
-                job->partial + tile * rows * n_out + j0, n_out);
+    float *out = job->partial + tile * rows * n_out + j0;
+    if (width < 16 && j0 + 16 <= n_out)  /* the head columns */
+        for (long r = 0; r < rows; r++)
+            strip_1x16(job->x + r * job->x_stride, job->w + j0, job->w_stride, k0, k1, out + r * n_out, width);
+    else
+        decode_tile(job->x, job->x_stride, job->w, job->w_stride, rows, k0, k1, j0, width, out, n_out);
     if (atomic_fetch_add(&job->finished[column], 1) + 1 < job->k_tiles)
         return;
     /* The column's last tile: y = bias + the partial sums, tile 0 first. */
@@ -185,7 +217,16 @@ static int decode(struct decode_job *job, int w_transposed)
         mg_parallel_for((job->n_out + DECODE_DOTS - 1) / DECODE_DOTS, decode_item, job);
         return MG_OK;
     }
-    long columns = (job->n_out + DECODE_COLS - 1) / DECODE_COLS;
+    /* Vector loads that straddle two cache lines read memory a third slower. Weights as NumPy or a
+     * memory map gives them often start 16 bytes past a 64-byte line; when every row of W starts
+     * at the same offset within a line, we begin the tiles at the first column on a line boundary
+     * and give the few columns before it a tile of their own. */
+    long offset = (long)((uintptr_t)job->w % 64);
+    job->head = (job->w_stride * sizeof(float)) % 64 == 0 && offset % sizeof(float) == 0
+                ? (64 - offset) % 64 / (long)sizeof(float) : 0;
+    if (job->head >= job->n_out)
+        job->head = 0;
+    long columns = (job->head > 0) + (job->n_out - job->head + DECODE_COLS - 1) / DECODE_COLS;
     job->k_tiles = (job->n_in + DECODE_K - 1) / DECODE_K;
     size_t partial_bytes = sizeof(float) * job->k_tiles * job->rows * job->n_out;
     char *scratch = mg_scratch(MG_SCRATCH_JOB, partial_bytes + sizeof(atomic_int) * columns);
@@ -321,7 +362,7 @@ int mg_linear(const float *x, long x_stride, const float *w, long w_stride, int 
     if (rows == 0)
         return MG_OK;
     if (rows <= DECODE_MAX_ROWS) {
-        struct decode_job job = {x, w, bias, y, x_stride, w_stride, y_stride, rows, n_in, n_out, 0, NULL, NULL};
+        struct decode_job job = {x, w, bias, y, x_stride, w_stride, y_stride, rows, n_in, n_out, 0, 0, NULL, NULL};
         return decode(&job, w_transposed);
     }
     struct tiled_job job = {x, w, bias, y, x_stride, w_stride, y_stride, rows, n_in, n_out, w_transposed, NULL, 0};
