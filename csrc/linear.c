@@ -19,7 +19,6 @@
  * (vocab, n_embd) embedding matrix). Both are used where they lie: nothing is copied per call.
  */
 #include <stdatomic.h>
-#include <stdint.h>
 #include <string.h>
 
 #include "kernels.h"
@@ -93,8 +92,8 @@ static NOINLINE void strip_4x64(const float *x, long x_stride, const float *w, l
             out[r * out_stride + j] = acc[r][j];
 }
 
-/* out[0:cols] for cols < 16 (the head columns before the first aligned tile): one vector of
- * sums over 16 columns, of which the first cols are kept (the caller makes sure 16 exist). */
+/* out[0:cols] for cols <= 16: one vector of sums over 16 columns, of which the first cols are
+ * kept (the caller makes sure that 16 columns exist). */
 static NOINLINE void strip_1x16(const float *x, const float *w, long w_stride, long k0, long k1, float *out,
                                 long cols)
 {
@@ -121,36 +120,44 @@ static void strip_edge(const float *x, long x_stride, const float *w, long w_str
         }
 }
 
+/* One row's outputs out[0:n] from W's columns w[0:n]: 64 columns at a time, then 16 (room is how
+ * many columns exist from w on, so that a last 16-column strip does not read past the matrix). */
+static void row_strips(const float *x, const float *w, long w_stride, long n, long room, long k0, long k1,
+                       float *out)
+{
+    long c = 0;
+    for (; c + 64 <= n; c += 64)
+        strip_1x64(x, w + c, w_stride, k0, k1, out + c);
+    for (; c < n; c += 16) {
+        long cols = n - c < 16 ? n - c : 16;
+        if (room - c >= 16)
+            strip_1x16(x, w + c, w_stride, k0, k1, out + c, cols);
+        else
+            strip_edge(x, 0, w + c, w_stride, 1, cols, k0, k1, out + c, 0);
+    }
+}
+
 /* out[r, 0:width] = x[r, k0:k1] @ W[k0:k1, j0:j0+width] for all rows; rows of W contiguous.
  * Four rows at a time go through strips of 64 columns, each strip read once from memory and then
- * from cache for the next four rows. A single row takes the whole 256-column tile at once, so
- * that each row of the tile is read as one 1 KiB stretch. */
-static void decode_tile(const float *x, long x_stride, const float *w, long w_stride, long rows,
+ * from cache for the next four rows. A single row takes a whole 256-column tile at once, so that
+ * each row of the tile is read as one 1 KiB stretch. */
+static void decode_tile(const float *x, long x_stride, const float *w, long w_stride, long n_out, long rows,
                         long k0, long k1, long j0, long width, float *out, long out_stride)
 {
     w += j0;
-    long r = 0;
-    for (; r + 4 <= rows; r += 4)
-        for (long c = 0; c < width; c += 64) {
-            if (width - c >= 64)
-                strip_4x64(x + r * x_stride, x_stride, w + c, w_stride, k0, k1, out + r * out_stride + c, out_stride);
-            else
-                strip_edge(x + r * x_stride, x_stride, w + c, w_stride, 4, width - c, k0, k1,
-                           out + r * out_stride + c, out_stride);
-        }
+    long r = 0, full = width - width % 64;
+    for (; r + 4 <= rows; r += 4) {
+        for (long c = 0; c < full; c += 64)
+            strip_4x64(x + r * x_stride, x_stride, w + c, w_stride, k0, k1, out + r * out_stride + c, out_stride);
+        for (long i = r; i < r + 4 && full < width; i++)
+            row_strips(x + i * x_stride, w + full, w_stride, width - full, n_out - j0 - full, k0, k1,
+                       out + i * out_stride + full);
+    }
     for (; r < rows; r++) {
-        const float *xr = x + r * x_stride;
-        float *o = out + r * out_stride;
-        if (width == 256) {
-            strip_1x256(xr, w, w_stride, k0, k1, o);
-            continue;
-        }
-        for (long c = 0; c < width; c += 64) {
-            if (width - c >= 64)
-                strip_1x64(xr, w + c, w_stride, k0, k1, o + c);
-            else
-                strip_edge(xr, x_stride, w + c, w_stride, 1, width - c, k0, k1, o + c, out_stride);
-        }
+        if (width == 256)
+            strip_1x256(x + r * x_stride, w, w_stride, k0, k1, out + r * out_stride);
+        else
+            row_strips(x + r * x_stride, w, w_stride, width, n_out - j0, k0, k1, out + r * out_stride);
     }
 }
 
@@ -169,7 +176,6 @@ struct decode_job {
     const float *x, *w, *bias;
     float *y;
     long x_stride, w_stride, y_stride, rows, n_in, n_out;
-    long head;              /* columns before the first tile that starts on a 64-byte boundary */
     long k_tiles;           /* tiles down the input dimension (1 for the LM head) */
     float *partial;         /* [k_tiles][rows][n_out] partial sums, when k_tiles > 1 */
     atomic_int *finished;   /* tiles finished, per column of tiles */
@@ -187,17 +193,10 @@ static void decode_item(void *arg, long item)
         return;
     }
     long column = item / job->k_tiles, tile = item % job->k_tiles;
-    /* Column tiles: [0, head) when head > 0, then 256 columns at a time from head on. */
-    long j0 = column == 0 ? 0 : job->head + (column - (job->head > 0)) * DECODE_COLS;
-    long end = job->head > 0 && column == 0 ? job->head : j0 + DECODE_COLS;
-    long width = (end < n_out ? end : n_out) - j0;
+    long j0 = column * DECODE_COLS, width = n_out - j0 < DECODE_COLS ? n_out - j0 : DECODE_COLS;
     long k0 = tile * DECODE_K, k1 = k0 + DECODE_K < job->n_in ? k0 + DECODE_K : job->n_in;
-    float *out = job->partial + tile * rows * n_out + j0;
-    if (width < 16 && j0 + 16 <= n_out)  /* the head columns */
-        for (long r = 0; r < rows; r++)
-            strip_1x16(job->x + r * job->x_stride, job->w + j0, job->w_stride, k0, k1, out + r * n_out, width);
-    else
-        decode_tile(job->x, job->x_stride, job->w, job->w_stride, rows, k0, k1, j0, width, out, n_out);
+    decode_tile(job->x, job->x_stride, job->w, job->w_stride, n_out, rows, k0, k1, j0, width,
+                job->partial + tile * rows * n_out + j0, n_out);
     if (atomic_fetch_add(&job->finished[column], 1) + 1 < job->k_tiles)
         return;
     /* The column's last tile: y = bias + the partial sums, tile 0 first. */
@@ -217,16 +216,7 @@ static int decode(struct decode_job *job, int w_transposed)
         mg_parallel_for((job->n_out + DECODE_DOTS - 1) / DECODE_DOTS, decode_item, job);
         return MG_OK;
     }
-    /* Vector loads that straddle two cache lines read memory a third slower. Weights as NumPy or a
-     * memory map gives them often start 16 bytes past a 64-byte line; when every row of W starts
-     * at the same offset within a line, we begin the tiles at the first column on a line boundary
-     * and give the few columns before it a tile of their own. */
-    long offset = (long)((uintptr_t)job->w % 64);
-    job->head = (job->w_stride * sizeof(float)) % 64 == 0 && offset % sizeof(float) == 0
-                ? (64 - offset) % 64 / (long)sizeof(float) : 0;
-    if (job->head >= job->n_out)
-        job->head = 0;
-    long columns = (job->head > 0) + (job->n_out - job->head + DECODE_COLS - 1) / DECODE_COLS;
+    long columns = (job->n_out + DECODE_COLS - 1) / DECODE_COLS;
     job->k_tiles = (job->n_in + DECODE_K - 1) / DECODE_K;
     size_t partial_bytes = sizeof(float) * job->k_tiles * job->rows * job->n_out;
     char *scratch = mg_scratch(MG_SCRATCH_JOB, partial_bytes + sizeof(atomic_int) * columns);
@@ -362,7 +352,7 @@ int mg_linear(const float *x, long x_stride, const float *w, long w_stride, int 
     if (rows == 0)
         return MG_OK;
     if (rows <= DECODE_MAX_ROWS) {
-        struct decode_job job = {x, w, bias, y, x_stride, w_stride, y_stride, rows, n_in, n_out, 0, 0, NULL, NULL};
+        struct decode_job job = {x, w, bias, y, x_stride, w_stride, y_stride, rows, n_in, n_out, 0, NULL, NULL};
         return decode(&job, w_transposed);
     }
     struct tiled_job job = {x, w, bias, y, x_stride, w_stride, y_stride, rows, n_in, n_out, w_transposed, NULL, 0};
