@@ -21,9 +21,10 @@ __all__ = ["linear", "layer_norm", "gelu_new", "attention", "calls", "KERNELS"]
 F32 = np.dtype(np.float32)
 calls = Counter()  # kernel name -> calls served in C
 
-# Prompts with at least this many rows go to NumPy's BLAS (sgemm), which multiplies large
-# matrices faster than our tiled kernel on the machines we measured (docs/kernels.md).
-BLAS_ROWS = 64
+# Prompts with at least this many rows (tokens x batch) go to NumPy's BLAS (sgemm): from about 32
+# rows on it multiplied faster than our tiled kernel where we measured (docs/kernels.md: the C
+# kernel reached 0.77-0.98 of OpenBLAS's speed for 16-512 rows, and was faster below 16).
+BLAS_ROWS = 32
 
 _ERRORS = {
     lib.MG_ERR_SHAPE: (ValueError, "a size is zero or negative"),

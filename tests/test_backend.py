@@ -159,7 +159,7 @@ def _hf(checkpoint_dir):
     return transformers.GPT2LMHeadModel.from_pretrained(checkpoint_dir, attn_implementation="eager").eval()
 
 
-@pytest.mark.parametrize("length", [5, 24, 80])  # rows 10, 48, 160: C decode path, C tiled path, BLAS
+@pytest.mark.parametrize("length", [5, 12, 80])  # rows 10, 24, 160: C decode path, C tiled path, BLAS
 def test_prompt_logits_match_transformers(checkpoint_dir, backend_name, length):
     torch = pytest.importorskip("torch")
     ids = np.random.default_rng(length).integers(0, CONFIG["vocab_size"], (2, length))
