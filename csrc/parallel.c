@@ -18,7 +18,11 @@
  *     unclaimed or running (job g + 2 starts only after job g has finished).
  *   - `done` counts finished items; the caller returns when it reaches the item count.
  *   - Idle workers spin for a short while (the next job usually comes within microseconds), then
- *     sleep on a condition variable; the caller signals only when someone sleeps.
+ *     sleep on a condition variable; the caller signals only when someone sleeps. After the first
+ *     few microseconds the spinning worker yields its core at every turn: on a machine where
+ *     another program is running, a spinning worker would otherwise take the time the caller
+ *     needs for the Python between kernels (measured: 2 threads decoded 10% slower than 1 beside
+ *     a busy loop; with the yield, at least as fast).
  */
 #include "kernels.h"
 #include "parallel.h"
@@ -53,6 +57,7 @@ void *mg_scratch(int slot, size_t bytes)
 #else
 
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -143,7 +148,9 @@ static void *worker_main(void *arg)
         int spins = 0;
         while ((number = (uint32_t)(atomic_load(&pool.state) >> 32)) == seen) {
             relax();
-            if (++spins % 256 == 0 && now_ns() > spin_until) {
+            if (++spins > 512 && spins % 16 == 0)
+                sched_yield();  /* waiting longer than usual: let any other thread that wants this core run */
+            if (spins % 256 == 0 && now_ns() > spin_until) {
                 pthread_mutex_lock(&pool.lock);
                 atomic_fetch_add(&pool.sleeping, 1);
                 while ((uint32_t)(atomic_load(&pool.state) >> 32) == seen)
