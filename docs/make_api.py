@@ -87,6 +87,8 @@ def doc(obj) -> str:
 def constant(value) -> str:
     text = re.sub(r"<(?:function|class|built-in function) ([\w.]+)(?: at 0x[0-9a-f]+)?>", r"\1", repr(value))
     text = re.sub(r" at 0x[0-9a-f]+", "", text)  # no memory addresses: the output must be reproducible
+    package_dir = os.path.dirname(os.path.abspath(importlib.import_module("minigpt2").__file__))
+    text = text.replace(package_dir, "<minigpt2>")  # nor where this checkout happens to live
     return text if len(text) <= 120 else text[:117] + "..."
 
 
