@@ -4,6 +4,7 @@
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python benchmarks/bench_decode.py --busy     # + a busy process
     python benchmarks/bench_decode.py --quick                                                 # smoke run
     python benchmarks/bench_decode.py --profile                                               # one step, per kernel
+    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python benchmarks/bench_decode.py --matmul   # C matmul vs BLAS
 
 (Some machines set OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE, which make NumPy's OpenBLAS pick slower kernels;
 unset both for the benchmark command only. The JSON records which OpenBLAS kernel each run used.)
@@ -150,6 +151,9 @@ def profile(checkpoint, steps=32):
         ids = np.arange(128)[None] % 50257
         out = model(ids)
         past, nxt = out.past_key_values, out.logits[:, -1].argmax(-1)[:, None]
+        for _ in range(16):  # untimed: OpenBLAS's threads, busy after the prompt, go back to sleep
+            out = model(nxt, past_key_values=past)
+            past, nxt = out.past_key_values, out.logits[:, -1].argmax(-1)[:, None]
         for kernel in reference:
             backend._active[kernel] = timed(kernel, impls.get(kernel, reference[kernel]))
         start = time.perf_counter()
@@ -158,7 +162,7 @@ def profile(checkpoint, steps=32):
             past, nxt = out.past_key_values, out.logits[:, -1].argmax(-1)[:, None]
         total = (time.perf_counter() - start) / steps
         backend.set_backend(name)  # drop the timers
-        print(f"\nbackend {name}: {total * 1e3:.2f} ms per token ({1 / total:.1f} tok/s), batch 1, 128-160 cached")
+        print(f"\nbackend {name}: {total * 1e3:.2f} ms per token ({1 / total:.1f} tok/s), batch 1, 144-176 cached")
         print("| part | ms/token | share | weights read at |")
         print("|---|---:|---:|---:|")
         linear_bytes = model.num_parameters() * 4 - head_bytes - model.params["wpe"]["weight"].nbytes
@@ -172,12 +176,62 @@ def profile(checkpoint, steps=32):
               f"{rest / total:.0%} | |")
 
 
+# -- the C matmul against NumPy's BLAS --------------------------------------------------------------------------
+
+def matmul(rows_list=(1, 8, 13, 16, 32, 64, 128, 512), repeats=4):
+    """Time the 124M model's 49 matrix products (12 blocks + the tied head) at several row counts, with the C
+    kernel (forced, whatever _ckernels.BLAS_ROWS says) and with NumPy's BLAS, in this process. Each timed pass
+    follows a warm-up pass after a pause, so that neither library's idle threads are still spinning."""
+    sys.path.insert(0, str(ROOT))
+    import numpy as np
+
+    from minigpt2 import _ckernels, backend, layers
+
+    rng = np.random.default_rng(0)
+    weights = [rng.standard_normal(shape, dtype=np.float32) * np.float32(0.02)
+               for shape in [(768, 2304), (768, 768), (768, 3072), (3072, 768)]]
+    wte = rng.standard_normal((50257, 768), dtype=np.float32) * np.float32(0.02)
+
+    def one_pass(f, rows):
+        xs = {768: np.ones((rows, 768), np.float32), 3072: np.ones((rows, 3072), np.float32)}
+        start = time.perf_counter()
+        for _ in range(12):
+            for w in weights:
+                f(xs[w.shape[0]], w)
+        f(xs[768], wte.T)
+        return time.perf_counter() - start
+
+    saved, _ckernels.BLAS_ROWS = _ckernels.BLAS_ROWS, 10 ** 9
+    print(f"C threads {backend.get_num_threads()}; BLAS_ROWS is {saved}")
+    print("| rows | C ms | BLAS ms | C speed / BLAS speed |")
+    print("|---:|---:|---:|---:|")
+    try:
+        for rows in rows_list:
+            times = {"C": [], "BLAS": []}
+            for _ in range(repeats):
+                for name, f in (("C", _ckernels.linear), ("BLAS", layers.linear.reference)):
+                    time.sleep(0.3)
+                    one_pass(f, rows)
+                    times[name].append(one_pass(f, rows))
+            c, b = statistics.median(times["C"]), statistics.median(times["BLAS"])
+            print(f"| {rows} | {c * 1e3:.1f} | {b * 1e3:.1f} | {b / c:.2f} |", flush=True)
+    finally:
+        _ckernels.BLAS_ROWS = saved
+
+
 # -- the run --------------------------------------------------------------------------------------------------
 
 def machine():
+    from importlib import metadata
+
     info = {"python": sys.version.split()[0], "platform": platform.platform(), "cores": os.cpu_count(),
             "OPENBLAS_CORETYPE": os.environ.get("OPENBLAS_CORETYPE"),
             "OPENBLAS_L2_SIZE": os.environ.get("OPENBLAS_L2_SIZE")}
+    for package in ("numpy", "torch", "transformers"):
+        try:
+            info[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            info[package] = None
     try:
         with open("/proc/cpuinfo") as f:
             info["cpu"] = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
@@ -220,6 +274,7 @@ def main():
     parser.add_argument("--quick", action="store_true", help="fewer tokens, one round: a smoke run")
     parser.add_argument("--busy", action="store_true", help="run a busy loop in another process throughout")
     parser.add_argument("--profile", action="store_true", help="print where a decode step's time goes, and stop")
+    parser.add_argument("--matmul", action="store_true", help="compare the C matmul with NumPy's BLAS, and stop")
     parser.add_argument("--repeats", type=int, default=None, help="rounds (default 5, --quick 1)")
     parser.add_argument("--systems", default=",".join(SYSTEMS), help="comma-separated subset of c,numpy,hf")
     parser.add_argument("--threads", default=None, help="comma-separated thread counts (default: all cores, 1)")
@@ -231,6 +286,8 @@ def main():
 
     if args.worker:
         return worker(args.worker, args.checkpoint, **json.loads(args.sizes))
+    if args.matmul:
+        return matmul()
 
     sizes = dict(prompt=16, new_tokens=128, prefill=512, batch=8, batch_steps=64)
     if args.quick:
@@ -271,9 +328,11 @@ def main():
     figures = ["decode_b1", "prefill", "decode_b8", "rss_mb"]
     summary = summarize(results, figures)
     info = machine()
+    blas = sorted({b for r in results for b in r.get("blas", []) if b.startswith("openblas")})
     title = (f"GPT-2 124M, {info['cpu']}, {cores} cores, {repeats} round(s)"
              f"{', with a busy process' if args.busy else ''}; weights file {weights_mb:.0f} MB; "
-             f"median [min-max]")
+             f"numpy {info['numpy']} ({', '.join(blas) or 'BLAS unknown'}), torch {info['torch']}, "
+             f"transformers {info['transformers']}; median [min-max]")
     print_table(summary, weights_mb, title)
     out = pathlib.Path(args.json)
     if args.busy:
