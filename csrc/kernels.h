@@ -33,8 +33,9 @@ int mg_has_threads(void);
  * W is (n_in, n_out), in HF's Conv1D orientation, in one of two memory layouts:
  *   w_transposed == 0: W[k, j] = w[k * w_stride + j]   (rows of W contiguous: a Conv1D weight)
  *   w_transposed == 1: W[k, j] = w[j * w_stride + k]   (columns contiguous: wte.T, the tied head)
- * For few rows (decode) each weight is read once from memory and threads split the outputs;
- * for many rows the work is cut into cache-sized tiles (see linear.c). */
+ * For few rows (decoding) each weight is read once from memory, the threads taking tiles of W
+ * whose partial sums are added in a fixed order; for many rows the work is blocked for the caches
+ * (see linear.c). Either way the result does not depend on the number of threads. */
 int mg_linear(const float *x, long x_stride, const float *w, long w_stride, int w_transposed,
               const float *bias, float *y, long y_stride, long rows, long n_in, long n_out);
 

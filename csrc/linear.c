@@ -3,16 +3,16 @@
  * Two regimes, one function:
  *
  *   Few rows (decoding: 1 token per sequence). Every weight is used once per row, so the time is
- *   the time to read W from memory. decode_rows_major / decode_cols_major stream W exactly once,
- *   and threads split the *output columns*, so no two threads ever add into the same number and
- *   the result does not depend on the thread count.
+ *   the time to read W from memory: the decode path streams each weight once, into sums kept in
+ *   vector registers, with the threads taking tiles of W. Partial sums are always added in the
+ *   same order, so the result does not depend on the number of threads.
  *
  *   Many rows (a prompt). Every weight is used many times, so the time is arithmetic, and the
- *   trick is to reuse what is in cache: the classic blocking of Goto & van de Geijn. The output is
- *   cut into MC x NC tiles (the work items the threads take); inside a tile we walk the inner
- *   dimension in KC-long slices, copy ("pack") the slice of x and of W into small contiguous
- *   panels that fit the L2 and L1 caches, and a micro-kernel keeps an MR x NR block of outputs in
- *   registers while it streams through the panels.
+ *   trick is to reuse what is in cache: the classic blocking of Goto & van de Geijn. x is copied
+ *   ("packed") once into panels of MR rows; a work item owns NC output columns for all rows,
+ *   packs each KC x NC block of W once into panels of NR columns, and a micro-kernel keeps an
+ *   MR x NR block of outputs in registers while it streams one panel of each. Prompts of
+ *   _ckernels.BLAS_ROWS rows or more go to NumPy's BLAS instead (faster there: docs/kernels.md).
  *
  * W comes in two memory layouts (see kernels.h): the rows of W contiguous (every Conv1D weight as
  * stored in the checkpoint), or the columns contiguous (the tied LM head wte.T: a view of the
@@ -236,7 +236,7 @@ static int decode(struct decode_job *job, int w_transposed)
 #define MR 6    /* rows of the register block */
 #define NR 32   /* columns of the register block (two 16-float vectors) */
 #define KC 384  /* inner-dimension slice: a KC x NR panel of W (48 KiB) stays in L1 */
-#define NC 128  /* columns of a work item: its KC x NC block of W (128 KiB) stays in L2 */
+#define NC 128  /* columns of a work item: its KC x NC block of W (192 KiB) stays in L2 */
 
 /* c[MR][NR] += a (a KC x MR panel of x, packed) times b (a KC x NR panel of W, packed). The
  * MR x NR sums live in registers (12 vector registers) for the whole inner loop. */
