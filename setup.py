@@ -3,6 +3,8 @@
 The runtime needs numpy, safetensors, regex, huggingface_hub and cffi. torch and transformers are
 *references* used only by the tests and benchmarks: the package never imports them.
 """
+import os
+
 from setuptools import find_packages, setup
 from setuptools.command.build_ext import build_ext
 
@@ -25,6 +27,14 @@ class OptionalBuildExt(build_ext):
             super().build_extension(ext)
         except Exception as e:
             self._skip(e)
+
+    def copy_file(self, infile, outfile, *args, **kwargs):
+        """Install the built library by renaming a fresh copy over the old one. Copying over it in
+        place would rewrite a file that running Python processes have mapped, and crash them."""
+        partial = outfile + ".partial"
+        _, copied = super().copy_file(infile, partial, *args, **kwargs)
+        os.replace(partial, outfile)
+        return outfile, copied
 
     def _skip(self, error):
         print(f"WARNING: minigpt2's C core was not built ({type(error).__name__}: {error}); "

@@ -109,5 +109,9 @@ if __name__ == "__main__":
     package_dir = sys.argv[1] if len(sys.argv) > 1 else os.path.join(os.path.dirname(HERE), "minigpt2")
     with tempfile.TemporaryDirectory() as tmp:
         library = ffibuilder.compile(tmpdir=tmp, verbose=True)
-        shutil.copy(library, os.path.join(package_dir, os.path.basename(library)))
+        target = os.path.join(package_dir, os.path.basename(library))
+        # A fresh file renamed into place: copying over a library that running processes have
+        # mapped would change their code under them.
+        shutil.copy(library, target + ".partial")
+        os.replace(target + ".partial", target)
     print(f"built {os.path.join(package_dir, os.path.basename(library))}")

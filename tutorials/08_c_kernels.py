@@ -130,7 +130,7 @@ if plt:
 # is to read W exactly once, in order, and keep all cores busy. That is what the C core's decode path does:
 # W is cut into tiles that the threads share, each tile is streamed once into sums held in registers, and
 # the partial sums are added in a fixed order (so the result does not depend on the thread count). For many rows, NumPy's BLAS is an
-# expertly blocked and vectorised product; the C core hands prompts of 64 rows or more to it
+# expertly blocked and vectorised product; the C core hands prompts of 32 rows or more to it
 # (`minigpt2._ckernels.BLAS_ROWS`) rather than compete (docs/kernels.md has the measurements).
 #
 # ## The online softmax, in NumPy
@@ -238,7 +238,7 @@ if plt and HAVE_C:  # without the C core both columns time the same NumPy code
 
 # %% [markdown]
 # Read the table row by row; it is this machine's, so run it on yours. Near 1: the C core does not serve
-# that case (prompts of 64 rows or more go to BLAS) or both are equally fast. Above 1 the C kernel wins,
+# that case (prompts of 32 rows or more go to BLAS) or both are equally fast. Above 1 the C kernel wins,
 # below 1 NumPy does. On a busy machine the per-kernel numbers swing from run to run (each is the fastest
 # of 15 calls, yet threads still wait for free cores; docs/troubleshooting.md has a note on threads), so
 # the end-to-end time below is the one that counts.
