@@ -44,23 +44,30 @@ def transformer_block(x, p, *, layer_idx, config, cache, mask, head_mask, need_p
     x = x + attention(layer_norm(x));  [x = x + cross_attention(layer_norm(x), encoder)];
     x = x + mlp(layer_norm(x)). Returns (x, self-attention probs, cross-attention probs or None).
     """
-    eps, name = config.layer_norm_epsilon, f"h.{layer_idx}."
+    eps, act = config.layer_norm_epsilon, ACTIVATIONS[config.activation_function]
     scale = attention_scale(config.head_dim, layer_idx, config.scale_attn_weights,
                             config.scale_attn_by_inverse_layer_idx)
-    h = record(name + "ln_1", layer_norm(x, **p["ln_1"], eps=eps))
+    traced = f"h.{layer_idx}."  # the names minigpt2.trace() keeps this block's tensors under
+
+    h = layer_norm(x, **p["ln_1"], eps=eps)
     a, probs = self_attention(h, **p["attn"], n_head=config.n_head, cache=cache, scale=scale, key_bias=mask,
-                              head_mask=head_mask, need_probs=need_probs or _tracing())
-    record(name + "attn_probs", probs)
-    x = record(name + "resid_mid", x + record(name + "attn", a))
+                              head_mask=head_mask, need_probs=need_probs or tracing.active())
+    x = x + a
+    record(traced, ln_1=h, attn_probs=probs, attn=a, resid_mid=x)
+
     cross_probs = None
     if encoder_states is not None:
         h = layer_norm(x, **p["ln_cross_attn"], eps=eps)
         a, cross_probs = cross_attention(h, encoder_states, **p["crossattention"], n_head=config.n_head, scale=scale,
                                          key_bias=encoder_mask, head_mask=head_mask, need_probs=need_probs)
-        x = x + record(name + "crossattention", a)
-    h = record(name + "ln_2", layer_norm(x, **p["ln_2"], eps=eps))
-    x = x + record(name + "mlp", mlp(h, **p["mlp"], act=ACTIVATIONS[config.activation_function]))
-    return record(name + "out", x), probs, cross_probs
+        x = x + a
+        record(traced, crossattention=a)
+
+    h = layer_norm(x, **p["ln_2"], eps=eps)
+    m = mlp(h, **p["mlp"], act=act)
+    x = x + m
+    record(traced, ln_2=h, mlp=m, out=x)
+    return x, probs, cross_probs
 
 
 class GPT2PreTrainedModel:
@@ -286,7 +293,7 @@ class GPT2Model(GPT2PreTrainedModel):
                 encoder_attention_mask = _reshape_to("encoder_attention_mask", encoder_attention_mask, (B, S))
                 encoder_mask = ((1.0 - encoder_attention_mask) * MASK_VALUE)[:, None, None, :]  # [B, 1, 1, S]
         head_masks = _head_masks(head_mask, cfg.n_layer, cfg.n_head)
-        record("embeddings", x)
+        record(embeddings=x)
 
         # The blocks.
         all_hidden, all_attn, all_cross = [], [], []
@@ -298,7 +305,8 @@ class GPT2Model(GPT2PreTrainedModel):
                 need_probs=output_attentions, encoder_states=encoder_hidden_states, encoder_mask=encoder_mask)
             all_attn.append(probs)
             all_cross.append(cross_probs)
-        x = record("ln_f", layer_norm(x, **p["ln_f"], eps=cfg.layer_norm_epsilon))
+        x = layer_norm(x, **p["ln_f"], eps=cfg.layer_norm_epsilon)
+        record(ln_f=x)
         x = x.reshape(*input_shape, cfg.n_embd)
         if output_hidden_states:
             all_hidden.append(x)
@@ -543,10 +551,6 @@ def shifted_lm_loss(logits, labels, vocab_size):
 
 
 # -- input checking ------------------------------------------------------------------------------------
-
-def _tracing():
-    return tracing._active is not None
-
 
 def _return_dict(return_dict, config):
     return config.return_dict if return_dict is None else return_dict

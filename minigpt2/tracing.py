@@ -67,11 +67,16 @@ class Trace(dict):
         printer.text(repr(self))
 
 
-def record(name, value):
-    """Keep a copy of ``value`` under ``name`` if a trace is active; return ``value`` unchanged either way."""
+def active() -> bool:
+    """Whether a ``trace()`` block is collecting tensors now."""
+    return _active is not None
+
+
+def record(prefix="", **tensors):
+    """Keep a copy of each tensor under ``prefix + name`` if a trace is active (otherwise do nothing)."""
     if _active is not None:
-        _active[name] = np.array(value, copy=True)
-    return value
+        for name, value in tensors.items():
+            _active[prefix + name] = np.array(value, copy=True)
 
 
 @contextmanager
