@@ -271,7 +271,7 @@ class _StepPrinter:
         self.start_time, self.first_token_time, self.end_time = time.perf_counter(), None, None
 
     def __call__(self, input_ids, scores):  # as a logits processor: look, change nothing
-        from .generation import softmax
+        from .layers import softmax
 
         self.probs = softmax(self.warpers(input_ids, scores))[0]
         return scores

@@ -30,6 +30,7 @@ from typing import Optional, Tuple
 
 import numpy as np
 
+from .layers import log_softmax, softmax  # -inf scores (filtered tokens) get probability 0
 from .outputs import ModelOutput
 
 __all__ = [
@@ -303,18 +304,6 @@ class TopPLogitsWarper:
         drop = np.empty_like(drop_sorted)
         np.put_along_axis(drop, order, drop_sorted, axis=-1)  # back to vocabulary order
         return np.where(drop, -np.inf, scores).astype(scores.dtype)
-
-
-def softmax(x):
-    """exp(x) / sum(exp(x)) along the last axis; -inf scores get probability 0."""
-    e = np.exp(x - x.max(axis=-1, keepdims=True))
-    return e / e.sum(axis=-1, keepdims=True)
-
-
-def log_softmax(x):
-    """log(softmax(x)), computed without forming softmax(x)."""
-    shifted = x - x.max(axis=-1, keepdims=True)
-    return shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
 
 
 def sample(probs, rng):

@@ -44,6 +44,12 @@ def softmax(x):
     return e / e.sum(axis=-1, keepdims=True)
 
 
+def log_softmax(x):
+    """log(softmax(x)) along the last axis, without forming softmax(x) (no log of an underflowed 0)."""
+    shifted = x - x.max(axis=-1, keepdims=True)
+    return shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
+
+
 def split_heads(x, n_head):
     """Give each head its own slice of the embedding.  # [B, T, E] -> [B, H, T, D]"""
     B, T, E = x.shape

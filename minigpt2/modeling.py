@@ -20,7 +20,16 @@ from .activations import ACTIVATIONS
 from .cache import KVCache
 from .config import GPT2Config
 from .generation import GenerationMixin
-from .layers import MASK_VALUE, attention_scale, cross_attention, layer_norm, linear, mlp, self_attention
+from .layers import (
+    MASK_VALUE,
+    attention_scale,
+    cross_attention,
+    layer_norm,
+    linear,
+    log_softmax,
+    mlp,
+    self_attention,
+)
 from .tracing import record
 from .outputs import (
     BaseModelOutputWithPastAndCrossAttentions,
@@ -533,9 +542,7 @@ def cross_entropy(logits, labels, ignore_index=-100):
     """
     keep = labels != ignore_index
     logits, labels = logits[keep], labels[keep]
-    shifted = logits - logits.max(axis=-1, keepdims=True)
-    log_probs = shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
-    picked = log_probs[np.arange(len(labels)), labels]
+    picked = log_softmax(logits)[np.arange(len(labels)), labels]
     if picked.size == 0:
         return np.float32(np.nan)
     return np.float32(-picked.mean(dtype=np.float64))
