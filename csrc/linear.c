@@ -29,8 +29,10 @@
  * into a big loop nest, GCC may reorder their loops and keep the sums in memory instead. */
 #if defined(__GNUC__)
 #define NOINLINE __attribute__((noinline))
+#define PREFETCH(p) __builtin_prefetch((p), 0, 0)
 #else
 #define NOINLINE
+#define PREFETCH(p) ((void)(p))
 #endif
 
 /* -- few rows ------------------------------------------------------------------------------ */
@@ -48,6 +50,17 @@
 /* Up to this many rows of x count as "few" (decoding a batch); more go to the tiled kernel. */
 #define DECODE_MAX_ROWS 12
 
+/* Ask the memory for the next row of W while this one is being multiplied: `floats` values from
+ * p, one request per 64-byte line. The hardware prefetcher keeps up with one long stream, but not
+ * with rows of a few KiB or less, one after another, at a distance; asking a row ahead made
+ * decoding about 15% faster where we measured (docs/kernels.md). A prefetch is only a hint: it
+ * changes no result and never faults. */
+static inline void prefetch_row(const float *p, long floats)
+{
+    for (long i = 0; i < floats; i += 16)
+        PREFETCH(p + i);
+}
+
 /* The strips below compute out[r, 0:COLS] = x[r, k0:k1] @ W[k0:k1, 0:COLS] for a few rows r, with
  * the R x COLS sums in a local array of constant size, which the compiler keeps in 16 vector
  * registers while the rows of W stream past. (Written out for each shape: a shared version with
@@ -58,9 +71,12 @@ static NOINLINE void strip_1x256(const float *x, const float *w, long w_stride, 
     float acc[256];
     for (int j = 0; j < 256; j++)
         acc[j] = x[k0] * w[k0 * w_stride + j];
-    for (long k = k0 + 1; k < k1; k++)
+    for (long k = k0 + 1; k < k1; k++) {
+        if (k + 1 < k1)
+            prefetch_row(w + (k + 1) * w_stride, 256);
         for (int j = 0; j < 256; j++)
             acc[j] += x[k] * w[k * w_stride + j];
+    }
     for (int j = 0; j < 256; j++)
         out[j] = acc[j];
 }
@@ -70,9 +86,12 @@ static NOINLINE void strip_1x64(const float *x, const float *w, long w_stride, l
     float acc[64];
     for (int j = 0; j < 64; j++)
         acc[j] = x[k0] * w[k0 * w_stride + j];
-    for (long k = k0 + 1; k < k1; k++)
+    for (long k = k0 + 1; k < k1; k++) {
+        if (k + 1 < k1)
+            prefetch_row(w + (k + 1) * w_stride, 64);
         for (int j = 0; j < 64; j++)
             acc[j] += x[k] * w[k * w_stride + j];
+    }
     for (int j = 0; j < 64; j++)
         out[j] = acc[j];
 }
@@ -84,10 +103,13 @@ static NOINLINE void strip_4x64(const float *x, long x_stride, const float *w, l
     for (int r = 0; r < 4; r++)
         for (int j = 0; j < 64; j++)
             acc[r][j] = x[r * x_stride + k0] * w[k0 * w_stride + j];
-    for (long k = k0 + 1; k < k1; k++)
+    for (long k = k0 + 1; k < k1; k++) {
+        if (k + 1 < k1)
+            prefetch_row(w + (k + 1) * w_stride, 64);
         for (int r = 0; r < 4; r++)
             for (int j = 0; j < 64; j++)
                 acc[r][j] += x[r * x_stride + k] * w[k * w_stride + j];
+    }
     for (int r = 0; r < 4; r++)
         for (int j = 0; j < 64; j++)
             out[r * out_stride + j] = acc[r][j];
@@ -101,9 +123,12 @@ static NOINLINE void strip_1x16(const float *x, const float *w, long w_stride, l
     float acc[16];
     for (int j = 0; j < 16; j++)
         acc[j] = x[k0] * w[k0 * w_stride + j];
-    for (long k = k0 + 1; k < k1; k++)
+    for (long k = k0 + 1; k < k1; k++) {
+        if (k + 1 < k1)
+            prefetch_row(w + (k + 1) * w_stride, 16);
         for (int j = 0; j < 16; j++)
             acc[j] += x[k] * w[k * w_stride + j];
+    }
     for (long j = 0; j < cols; j++)
         out[j] = acc[j];
 }
@@ -168,9 +193,12 @@ static void decode_cols_major(const float *x, long x_stride, const float *w, lon
                               const float *bias, float *y, long y_stride, long rows, long n_in,
                               long j0, long j1)
 {
-    for (long j = j0; j < j1; j++)
+    for (long j = j0; j < j1; j++) {
+        if (j + 1 < j1)
+            prefetch_row(w + (j + 1) * w_stride, n_in);
         for (long r = 0; r < rows; r++)
             y[r * y_stride + j] = dot(x + r * x_stride, w + j * w_stride, n_in) + (bias ? bias[j] : 0.0f);
+    }
 }
 
 struct decode_job {
