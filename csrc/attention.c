@@ -68,12 +68,27 @@ struct item {
     float m[QB], l[QB], shrink[QB];
 };
 
-/* s[jj] = (q . k_jj) * scale for n keys k_jj, k_stride apart. */
+#if defined(__GNUC__)
+#define PREFETCH(p) __builtin_prefetch((p), 0, 0)
+#else
+#define PREFETCH(p) ((void)(p))
+#endif
+
+/* s[jj] = (q . k_jj) * scale for n keys k_jj, k_stride apart. The keys and values of a decoding
+ * step come from main memory (the weights read since pushed them out of the caches), in rows of
+ * D floats: ask for the key 4 rows ahead, and for the value row that add_values will want next
+ * (only hints; they change no result and cannot fault). */
 static NOINLINE void score_dots(const float *restrict q, const float *restrict k, long k_stride,
-                                float *restrict s, long n, long D, float scale)
+                                const float *v, long v_stride, float *restrict s, long n, long D, float scale)
 {
-    for (long jj = 0; jj < n; jj++)
+    for (long jj = 0; jj < n; jj++) {
+        for (long d = 0; d < D; d += 16) {
+            if (jj + 4 < n)
+                PREFETCH(k + (jj + 4) * k_stride + d);
+            PREFETCH(v + jj * v_stride + d);
+        }
         s[jj] = dot(q, k + jj * k_stride, D) * scale;
+    }
 }
 
 /* The two matrix products, R rows at a time (R is 4 or 1, a constant where these are inlined):
@@ -134,7 +149,8 @@ static inline void score_block(struct item *it, long i0, long i1, long j0, long 
     const float *k = it->k + j0 * k_stride;
     if (i1 - i0 < 4) {  /* few rows: dot products */
         for (long i = i0; i < i1; i++)
-            score_dots(it->q + i * D, k, k_stride, it->s + i * KB, n, D, it->job->scale);
+            score_dots(it->q + i * D, k, k_stride, it->v + j0 * it->job->vs[2], it->job->vs[2], it->s + i * KB, n,
+                       D, it->job->scale);
         return;
     }
     for (long jj = 0; jj < KB; jj++)  /* many rows: transpose the block once, then vector FMAs */
