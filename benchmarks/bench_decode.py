@@ -18,6 +18,9 @@ Each measurement runs in a fresh process, so that its peak RSS is its own:
   decode b8    8 sequences decoded together (16-token prompts, 64 steps), tokens per second over all 8
   RSS          the process's peak resident memory after loading and decoding (before the prefill), next to
                the size of the weights file
+  memory read  the yardstick (benchmarks/memread.c): a plain threaded read of 512 MiB just before each
+               measurement, and decode b1 as a share of the speed that bandwidth allows (every weight read once
+               per token); shared machines' bandwidth changes from minute to minute
 Systems: "c" (minigpt2, C backend), "numpy" (minigpt2, NumPy backend), "hf" (transformers with
 attn_implementation="eager", torch.inference_mode). Each runs at the default thread count (the cores this
 process may use) and at 1 thread: MINIGPT2_NUM_THREADS, OPENBLAS_NUM_THREADS and torch.set_num_threads
@@ -219,6 +222,41 @@ def matmul(rows_list=(1, 8, 13, 16, 32, 64, 128, 512), repeats=4):
         _ckernels.BLAS_ROWS = saved
 
 
+# -- the yardstick: how fast this machine reads memory --------------------------------------------------------
+
+def memory_reader(tmp):
+    """Build benchmarks/memread.c with cffi; returns read_gbs(threads): GB/s of a plain threaded read of
+    512 MiB, the best of 3 (None if it could not be built, e.g. without a C compiler)."""
+    sys.path.insert(0, str(ROOT / "csrc"))
+    try:
+        import importlib
+
+        import numpy as np
+        from cffi import FFI
+
+        compile_flags, link_flags = importlib.import_module("build_kernels").compiler_flags()
+        builder = FFI()
+        builder.cdef("double memread_seconds(const float *p, long n, int threads, float *sum);")
+        builder.set_source("_memread", "double memread_seconds(const float *p, long n, int threads, float *sum);",
+                           sources=[str(ROOT / "benchmarks" / "memread.c")], extra_compile_args=compile_flags,
+                           extra_link_args=link_flags)
+        library = builder.compile(tmpdir=tmp)
+        spec = importlib.util.spec_from_file_location("_memread", library)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+    except Exception as e:  # noqa: BLE001 - the benchmark runs without its yardstick
+        print(f"(no memory-read yardstick: {type(e).__name__}: {e})", file=sys.stderr)
+        return None
+    buffer = np.ones(128 * 2 ** 20, np.float32)
+    pointer, total = module.ffi.from_buffer("float[]", buffer), module.ffi.new("float *")
+
+    def read_gbs(threads):
+        seconds = min(module.lib.memread_seconds(pointer, buffer.size, threads, total) for _ in range(3))
+        return buffer.nbytes / seconds / 1e9 if seconds > 0 else float("nan")
+
+    return read_gbs
+
+
 # -- the run --------------------------------------------------------------------------------------------------
 
 def machine():
@@ -252,6 +290,8 @@ def summarize(results, figures):
 def print_table(summary, weights_mb, title):
     figures = [("decode_b1", "decode b1 tok/s"), ("prefill", "prefill 512 tok/s"), ("decode_b8", "decode b8 tok/s"),
                ("rss_mb", "peak RSS MB")]
+    if any("read_gbs" in s for s in summary.values()):
+        figures += [("read_gbs", "memory read GB/s"), ("of_limit", "decode b1 / memory limit")]
     print(f"\n{title}\n")
     print("| system | threads | " + " | ".join(label for _, label in figures) + " |")
     print("|---|---:|" + "---:|" * len(figures))
@@ -261,9 +301,11 @@ def print_table(summary, weights_mb, title):
         for f, _ in figures:
             median, low, high = s[f]
             cell = f"{median:.0f} [{low:.0f}-{high:.0f}]"
-            if f == "rss_mb":
+            if f == "of_limit":
+                cell = f"{median:.0%} [{low:.0%}-{high:.0%}]"
+            elif f == "rss_mb":
                 cell += f" ({median / weights_mb:.2f}x weights)"
-            elif hf and system != "hf":
+            elif hf and system != "hf" and f != "read_gbs":
                 cell += f" ({median / hf[f][0]:.2f}x HF)"
             cells.append(cell)
         print(f"| {system} | {threads} | " + " | ".join(cells) + " |")
@@ -309,6 +351,9 @@ def main():
         if args.profile:
             return profile(checkpoint)
 
+        read_gbs = memory_reader(tmp)
+        # Decoding reads every weight once per token: all of the weights file but the position table.
+        bytes_per_token = os.path.getsize(os.path.join(checkpoint, "model.safetensors")) - 1024 * 768 * 4
         busy = subprocess.Popen([sys.executable, "-c", "while True: pass"]) if args.busy else None
         results = []
         try:
@@ -316,16 +361,22 @@ def main():
             for round_ in range(repeats):
                 shift = round_ % len(runs)
                 for system, threads in runs[shift:] + runs[:shift]:
+                    bandwidth = read_gbs(threads) if read_gbs else None  # the machine right now
                     r = run_worker(system, threads, checkpoint, sizes)
+                    memory = ""
+                    if bandwidth:
+                        r["read_gbs"] = bandwidth
+                        r["of_limit"] = r["decode_b1"] / (bandwidth * 1e9 / bytes_per_token)
+                        memory = f", memory read {bandwidth:.0f} GB/s (decode b1 at {r['of_limit']:.0%} of its limit)"
                     print(f"round {round_ + 1}/{repeats}: {system} x{threads}: decode b1 {r['decode_b1']:.1f} tok/s, "
                           f"prefill {r['prefill']:.0f} tok/s, decode b8 {r['decode_b8']:.1f} tok/s, "
-                          f"RSS {r['rss_mb']:.0f} MB", flush=True)
+                          f"RSS {r['rss_mb']:.0f} MB{memory}", flush=True)
                     results.append(r)
         finally:
             if busy is not None:
                 busy.kill()
 
-    figures = ["decode_b1", "prefill", "decode_b8", "rss_mb"]
+    figures = ["decode_b1", "prefill", "decode_b8", "rss_mb"] + (["read_gbs", "of_limit"] if read_gbs else [])
     summary = summarize(results, figures)
     info = machine()
     blas = sorted({b for r in results for b in r.get("blas", []) if b.startswith("openblas")})
