@@ -18,8 +18,8 @@ Each measurement runs in a fresh process, so that its peak RSS is its own:
   decode b8    8 sequences decoded together (16-token prompts, 64 steps), tokens per second over all 8
   RSS          the process's peak resident memory after loading and decoding (before the prefill), next to
                the size of the weights file
-  memory read  the yardstick (benchmarks/memread.c): a plain threaded read of 512 MiB just before each
-               measurement, and decode b1 as a share of the speed that bandwidth allows (every weight read once
+  memory read  the yardstick (benchmarks/memread.c): a plain threaded read of 512 MiB just before and after
+               each measurement (the faster of the two), and decode b1 as a share of the speed that bandwidth allows (every weight read once
                per token); shared machines' bandwidth changes from minute to minute
 Systems: "c" (minigpt2, C backend), "numpy" (minigpt2, NumPy backend), "hf" (transformers with
 attn_implementation="eager", torch.inference_mode). Each runs at the default thread count (the cores this
@@ -90,7 +90,7 @@ def worker(system, checkpoint, prompt, new_tokens, prefill, batch, batch_steps):
     with context():
         forward(np.zeros((1, 4), np.int64))  # warm up: first calls load code and thread pools
         result["decode_b1"] = decode(1, new_tokens)
-        result["rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        result["rss_mb"] = peak_rss_mb()
         ids = np.random.default_rng(1).integers(0, 50257, (1, prefill))
         times = []
         for _ in range(2):
@@ -106,6 +106,16 @@ def worker(system, checkpoint, prompt, new_tokens, prefill, batch, batch_steps):
     except ImportError:
         pass
     print(json.dumps(result))
+
+
+def peak_rss_mb():
+    """This process's peak resident memory. On Linux from /proc (VmHWM): ru_maxrss survives exec, so a worker
+    started by a parent holding the 512 MiB yardstick buffer would report the parent's size."""
+    try:
+        with open("/proc/self/status") as f:
+            return next(int(line.split()[1]) for line in f if line.startswith("VmHWM:")) / 1024
+    except (OSError, StopIteration):
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def run_worker(system, threads, checkpoint, sizes):
@@ -361,8 +371,9 @@ def main():
             for round_ in range(repeats):
                 shift = round_ % len(runs)
                 for system, threads in runs[shift:] + runs[:shift]:
-                    bandwidth = read_gbs(threads) if read_gbs else None  # the machine right now
+                    before = read_gbs(threads) if read_gbs else None  # the machine right now
                     r = run_worker(system, threads, checkpoint, sizes)
+                    bandwidth = max(before, read_gbs(threads)) if read_gbs else None  # (it may change meanwhile)
                     memory = ""
                     if bandwidth:
                         r["read_gbs"] = bandwidth
