@@ -53,7 +53,7 @@
 /* Ask the memory for the next row of W while this one is being multiplied: `floats` values from
  * p, one request per 64-byte line. The hardware prefetcher keeps up with one long stream, but not
  * with rows of a few KiB or less, one after another, at a distance; asking a row ahead made
- * decoding about 15% faster where we measured (docs/kernels.md). A prefetch is only a hint: it
+ * decoding 15-20% faster where we measured (docs/kernels.md). A prefetch is only a hint: it
  * changes no result and never faults. */
 static inline void prefetch_row(const float *p, long floats)
 {
