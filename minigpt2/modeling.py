@@ -448,7 +448,8 @@ class GPT2ForSequenceClassification(_WithTransformer):
 
         The last token that is not ``config.pad_token_id`` is scored (HF's rule: the position before
         the first pad token; the last position when there is none). ``labels`` give the loss of
-        ``config.problem_type`` (inferred as HF does when None).
+        ``config.problem_type`` (inferred as HF does when None). A single sequence without a batch
+        axis (input_ids [T]) gives logits [num_labels].
         """
         cfg = self.config
         t = self._transformer(
@@ -456,7 +457,12 @@ class GPT2ForSequenceClassification(_WithTransformer):
             token_type_ids=token_type_ids, position_ids=position_ids, head_mask=head_mask,
             inputs_embeds=inputs_embeds, use_cache=use_cache, output_attentions=output_attentions,
             output_hidden_states=output_hidden_states)
-        logits = t.last_hidden_state @ self.params["score"]["weight"].T  # [B, T, num_labels]
+        h = t.last_hidden_state
+        if h.ndim not in (2, 3):
+            raise ValueError(f"GPT2ForSequenceClassification takes input_ids of shape (batch, seq) or (seq,), "
+                             f"got shape {h.shape[:-1]}")
+        single = h.ndim == 2  # one sequence, no batch axis
+        logits = h.reshape(-1, *h.shape[-2:]) @ self.params["score"]["weight"].T  # [B, T, num_labels]
         B, T = logits.shape[:2]
         if cfg.pad_token_id is None:
             if B != 1:
@@ -464,12 +470,14 @@ class GPT2ForSequenceClassification(_WithTransformer):
                                  "without config.pad_token_id; set it (e.g. to the tokenizer's pad token id)")
             last = np.full(B, T - 1)
         elif input_ids is not None:
-            ids = np.asarray(input_ids)
+            ids = np.asarray(input_ids).reshape(B, T)
             last = (np.argmax(ids == cfg.pad_token_id, axis=-1) - 1) % T  # HF's rule, modulo for "no pad"
         else:
             last = np.full(B, T - 1)  # padding cannot be seen in inputs_embeds (HF warns likewise)
         pooled = logits[np.arange(B), last]  # [B, num_labels]
         loss = None if labels is None else self._loss(pooled, labels)
+        if single:
+            pooled = pooled[0]  # [num_labels]
         out = SequenceClassifierOutputWithPast(loss=loss, logits=pooled, past_key_values=t.past_key_values,
                                                hidden_states=t.hidden_states, attentions=t.attentions)
         return out if _return_dict(return_dict, cfg) else out.to_tuple()

@@ -264,6 +264,18 @@ def test_classification_labels(classifier, ids):
     check(lambda: regression(ids, labels=np.ones(3)), ValueError, "labels", "(3,)", "(2, 1)")
 
 
+def test_classification_of_one_sequence_without_a_batch_axis(classifier, ids):
+    # Like the other heads, a 1-D input is one sequence: its scores are the batch's first row, not a score per
+    # position (an earlier version read (T, num_labels) as (batch, seq)).
+    padded = np.array([3, 4, 5, 19, 19])
+    batched = classifier(padded[None]).logits
+    single = classifier(padded).logits
+    assert single.shape == (3,)
+    np.testing.assert_array_equal(single, batched[0])
+    np.testing.assert_array_equal(classifier(padded, labels=1).loss, classifier(padded[None], labels=[1]).loss)
+    check(lambda: classifier(np.zeros((2, 2, 3), np.int64)), ValueError, "(batch, seq) or (seq,)", "(2, 2, 3)")
+
+
 def test_classification_of_a_batch_needs_a_pad_token(ids):
     model = minigpt2.GPT2ForSequenceClassification(minigpt2.GPT2Config(**CONFIG), seed=0)
     check(lambda: model(ids), ValueError, "pad_token_id")
