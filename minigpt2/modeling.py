@@ -79,6 +79,28 @@ def transformer_block(x, p, *, layer_idx, config, cache, mask, head_mask, need_p
     return x, probs, cross_probs
 
 
+class Embedding:
+    """A lookup table, as HF's get_input_embeddings() gives: ``.weight`` [num_embeddings, embedding_dim];
+    calling it with token ids gives their rows."""
+
+    def __init__(self, weight):
+        self.weight = weight
+
+    @property
+    def num_embeddings(self):
+        return self.weight.shape[0]
+
+    @property
+    def embedding_dim(self):
+        return self.weight.shape[1]
+
+    def __call__(self, input_ids):
+        return self.weight[_int_array("input_ids", input_ids, high=self.num_embeddings)]
+
+    def __repr__(self):
+        return f"Embedding({self.num_embeddings}, {self.embedding_dim})"
+
+
 class GPT2PreTrainedModel:
     """What every GPT-2 model shares: config, parameters, random init, loading and saving."""
 
@@ -144,8 +166,57 @@ class GPT2PreTrainedModel:
         """Flat checkpoint names -> arrays, as HF names them for this class."""
         return checkpoint.flatten(self.params)
 
-    def num_parameters(self) -> int:
-        return sum(a.size for a in checkpoint.flatten(self.params).values())
+    def num_parameters(self, only_trainable=False, exclude_embeddings=False) -> int:
+        """How many numbers the model holds (all of them are trainable); without the token and position
+        tables if ``exclude_embeddings``."""
+        flat = checkpoint.flatten(self.params)
+        return sum(a.size for name, a in flat.items() if not (exclude_embeddings and name.startswith(("wte.", "wpe."))))
+
+    # -- the token embeddings -----------------------------------------------------------------------
+    def get_input_embeddings(self):
+        """The token embedding table as an Embedding: ``.weight`` is wte [vocab_size, n_embd]."""
+        return Embedding(self.params["wte"]["weight"])
+
+    def set_input_embeddings(self, value):
+        """Replace wte with ``value`` (an Embedding or a [vocab, n_embd] array); config.vocab_size follows."""
+        weight = _float_array("embeddings", value.weight if isinstance(value, Embedding) else value)
+        if weight.ndim != 2 or weight.shape[1] != self.config.n_embd or weight.shape[0] < 1:
+            raise ValueError(f"embeddings must have shape (vocab_size, n_embd={self.config.n_embd}), "
+                             f"got {weight.shape}")
+        self.params["wte"]["weight"] = np.ascontiguousarray(weight)
+        self.config.vocab_size = weight.shape[0]
+
+    def get_output_embeddings(self):
+        """The LM head's matrix, which is wte itself (tied); None for the classes without an LM head."""
+        return self.get_input_embeddings() if self.uses_lm_head else None
+
+    def tie_weights(self):
+        """For HF compatibility: the LM head is always wte, so the weights are always tied."""
+
+    def resize_token_embeddings(self, new_num_tokens=None, pad_to_multiple_of=None, mean_resizing=True):
+        """Give wte ``new_num_tokens`` rows (e.g. ``len(tokenizer)`` after adding tokens), rounded up to a
+        multiple of ``pad_to_multiple_of``; config.vocab_size follows. Rows kept keep their values. New rows
+        are the mean of the old rows (``mean_resizing``, as HF, which adds noise of 1e-9 times their
+        covariance on top), or drawn from N(0, initializer_range). Returns the new Embedding."""
+        old = self.params["wte"]["weight"]
+        size = old.shape[0] if new_num_tokens is None else new_num_tokens
+        for name, value in (("new_num_tokens", size), ("pad_to_multiple_of", pad_to_multiple_of)):
+            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, np.integer))
+                                      or value < 1):
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        if pad_to_multiple_of is not None:
+            size = -(-size // pad_to_multiple_of) * pad_to_multiple_of
+        if size <= old.shape[0]:
+            weight = np.array(old[:size])  # a copy: the checkpoint's memory map stays untouched
+        elif mean_resizing:
+            added = np.broadcast_to(old.mean(axis=0, dtype=np.float64).astype(np.float32), (size - old.shape[0],
+                                                                                           old.shape[1]))
+            weight = np.concatenate([old, added])
+        else:
+            added = np.random.default_rng().standard_normal((size - old.shape[0], old.shape[1]), dtype=np.float32)
+            weight = np.concatenate([old, added * np.float32(self.config.initializer_range)])
+        self.set_input_embeddings(weight)
+        return self.get_input_embeddings()
 
     # -- loading and saving -------------------------------------------------------------------------
     @classmethod
@@ -594,6 +665,8 @@ def _as_array(name, x):
 def _int_array(name, x, *, high, ignore_index=None, min_ndim=0):
     """An integer array with values in [0, high) (or equal to ignore_index), or a clear error."""
     a = _as_array(name, x)
+    if a.size == 0:
+        a = a.astype(np.int64)  # an empty list is float64 to NumPy; the caller says what empty means
     if a.dtype == bool or not np.issubdtype(a.dtype, np.integer):
         raise TypeError(f"{name} must hold integers, got dtype {a.dtype}")
     if a.ndim < min_ndim:
