@@ -157,7 +157,7 @@ def _run(args, parser) -> int:
 def _generation_settings(args) -> dict:
     """generate() arguments from the flags, refusing combinations that would silently do nothing."""
     sampling_flags = [flag for flag, value in (("--temperature", args.temperature), ("--top-k", args.top_k),
-                                               ("--top-p", args.top_p)) if value is not None]
+                                               ("--top-p", args.top_p), ("--seed", args.seed)) if value is not None]
     if args.greedy and args.beams:
         raise UsageError("--greedy and --beams are two different strategies; choose one")
     if (args.greedy or args.beams) and sampling_flags:

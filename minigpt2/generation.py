@@ -100,6 +100,9 @@ class GenerationConfig:
 
     def validate(self):
         """Raise ValueError naming the field and what it may be."""
+        for f in fields(self):  # None means "not set", as in HF: the default applies (top_k=None: no top-k)
+            if getattr(self, f.name) is None and f.default is not None and f.name != "top_k":
+                setattr(self, f.name, f.default)
         _check_int("max_length", self.max_length, low=1)
         _check_int("max_new_tokens", self.max_new_tokens, low=1, optional=True)
         _check_int("min_length", self.min_length, low=0)
@@ -169,6 +172,8 @@ def _as_token_list(ids) -> list:
     """None, one id or a list of ids -> a list (validate() checks that they are integers)."""
     if ids is None:
         return []
+    if hasattr(ids, "tolist") and not isinstance(ids, np.ndarray):  # a NumPy scalar or a torch tensor
+        ids = ids.tolist()
     if isinstance(ids, (list, tuple, np.ndarray)):
         return [x.item() if isinstance(x, np.generic) else x for x in np.ravel(np.asarray(ids, dtype=object))]
     return [ids]
@@ -185,7 +190,11 @@ class LogitsProcessorList(list):
 
     def __call__(self, input_ids, scores):
         for processor in self:
-            scores = processor(input_ids, scores)
+            new = processor(input_ids, scores)
+            if not isinstance(new, np.ndarray) or new.shape != scores.shape:
+                raise TypeError(f"logits processor {processor!r} returned {type(new).__name__} "
+                                f"{getattr(new, 'shape', '')}; it must return the scores: an array of shape {scores.shape}")
+            scores = new
         return scores
 
 
@@ -314,6 +323,9 @@ def sample(probs, rng):
     exceed u: filtered tokens can never be drawn.
     """
     cdf = np.cumsum(probs, axis=-1, dtype=np.float64)  # [N, V]
+    if not (np.isfinite(cdf).all() and (cdf[:, -1] > 0).all()):
+        raise ValueError("cannot sample: in some row every token was ruled out (all scores -inf) or a score is NaN; "
+                         "check the logits processors")
     u = rng.random((len(probs), 1)) * cdf[:, -1:]  # [N, 1]
     token = (cdf <= u).sum(axis=-1)
     # u * total can round up to the total itself; then take the last token that has any probability.
@@ -425,6 +437,8 @@ class GenerationMixin:
             cfg.pad_token_id = eos[0]  # HF: "Setting pad_token_id to eos_token_id for open-end generation"
         if cfg.max_new_tokens is not None:
             cfg.max_length = T + cfg.max_new_tokens
+        if cfg.min_new_tokens is not None:
+            cfg.min_length = T + cfg.min_new_tokens  # HF: min_new_tokens replaces min_length
         if cfg.min_new_tokens is None and cfg.min_length > cfg.max_length:
             warnings.warn(f"min_length ({cfg.min_length}) is larger than max_length ({cfg.max_length}): generation "
                           f"stops at max_length", UserWarning, stacklevel=2)
@@ -446,9 +460,15 @@ class GenerationMixin:
     def _merged_generation_config(self, generation_config, kwargs):
         """A copy of the defaults (or of ``generation_config``) updated with kwargs; the rest are model inputs."""
         if generation_config is not None and not isinstance(generation_config, GenerationConfig):
-            raise TypeError(f"generation_config must be a GenerationConfig, got {type(generation_config).__name__}")
+            kind = type(generation_config)
+            raise TypeError(f"generation_config must be a minigpt2.GenerationConfig, got {kind.__module__}."
+                            f"{kind.__qualname__}; build one with minigpt2.GenerationConfig(max_new_tokens=..., ...)")
         cfg = copy.deepcopy(generation_config if generation_config is not None else self.generation_config)
         model_kwargs = cfg.update(**kwargs)
+        if generation_config is not None:  # HF: special tokens not set there come from the model
+            for name in ("bos_token_id", "eos_token_id", "pad_token_id"):
+                if getattr(cfg, name) is None:
+                    setattr(cfg, name, getattr(self.generation_config, name))
         unknown = [k for k in model_kwargs if k not in ("input_ids", "attention_mask")]
         if unknown:
             allowed = [f.name for f in fields(GenerationConfig)] + ["input_ids", "attention_mask", "seed",
@@ -473,7 +493,12 @@ class GenerationMixin:
         if isinstance(ids, (str, bytes)):
             raise TypeError("generate() takes token ids, not text: ids = tokenizer(text, return_tensors='np')"
                             ".input_ids")
-        ids = np.asarray(ids)
+        try:
+            ids = np.asarray(ids)
+        except ValueError:  # NumPy's "inhomogeneous shape": prompts of different lengths
+            raise ValueError("input_ids must be a rectangular batch, but the prompts have different lengths: pad "
+                             "them on the left and pass attention_mask (tokenizer.padding_side = 'left'; "
+                             "tokenizer(texts, padding=True, return_tensors='np'))") from None
         if ids.dtype == object or ids.dtype == bool or not np.issubdtype(ids.dtype, np.integer):
             if ids.size > 0:
                 raise TypeError(f"input_ids must be integer token ids, got dtype {ids.dtype}")
@@ -536,10 +561,14 @@ class GenerationMixin:
             processors.append(MinLengthLogitsProcessor(cfg.min_length, eos))
         if eos and cfg.min_new_tokens:
             processors.append(MinNewTokensLengthLogitsProcessor(prompt_length, cfg.min_new_tokens, eos))
-        processors.extend(extra or [])
+        if extra is not None:
+            if callable(extra) or not all(callable(p) for p in extra):
+                raise TypeError("logits_processor must be a list of callables f(input_ids, scores) -> scores, e.g. "
+                                "[my_processor] or LogitsProcessorList([...])")
+            processors.extend(extra)
         if cfg.do_sample:
-            # Beam sampling must keep a non-eos candidate per beam besides the eos ones.
-            keep = len(eos) + 1 if cfg.num_beams > 1 else 1
+            # Beam sampling must keep a non-eos candidate per beam besides the eos ones (HF: 2 without eos).
+            keep = (len(eos) + 1 if eos else 2) if cfg.num_beams > 1 else 1
             if cfg.temperature != 1.0:
                 processors.append(TemperatureLogitsWarper(cfg.temperature))
             if cfg.top_k:

@@ -193,6 +193,8 @@ USAGE_ERRORS = [
     (["--greedy", "--beams", "2", "hi"], "choose one"),
     (["--beams", "2", "-N", "3", "hi"], "must be <= --beams"),
     (["--greedy", "-N", "2", "hi"], "only one answer"),
+    (["--greedy", "-s", "4", "hi"], "--seed shape random sampling, but --greedy does not sample"),
+    (["--beams", "2", "-s", "4", "hi"], "--beams does not sample"),
     (["--beams", "2", "--candidates", "3", "hi"], "--candidates"),
     (["-t", "0", "hi"], "expected a number > 0"),
     (["-p", "1.5", "hi"], r"expected a number in (0, 1]"),

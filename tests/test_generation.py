@@ -80,6 +80,9 @@ def test_fixtures_cover_what_matters():
 
 LIVE_CASES = [
     dict(max_new_tokens=12),
+    dict(max_new_tokens=12, min_length=12, min_new_tokens=0),  # min_new_tokens replaces min_length
+    dict(max_new_tokens=12, min_length=3, min_new_tokens=7),
+    dict(max_new_tokens=12, temperature=None, top_p=None, repetition_penalty=None, num_beams=None),  # None: unset
     dict(max_new_tokens=12, num_beams=3),
     dict(max_new_tokens=12, num_beams=4, num_return_sequences=4, length_penalty=0.0),
     dict(max_new_tokens=12, repetition_penalty=1.4, no_repeat_ngram_size=2, num_beams=2),
@@ -106,6 +109,24 @@ def test_live_parity_with_transformers(tmp_path, seed, kwargs):
                                pad_token_id=0, do_sample=False, **kwargs).numpy()
     got = ours.generate(ids, attention_mask=mask, eos_token_id=eos, pad_token_id=0, **kwargs)
     assert got.shape == expected.shape and (got == expected).all(), f"ours\n{got}\ntransformers\n{expected}"
+
+
+def test_a_generation_config_takes_special_tokens_from_the_model(tmp_path):
+    """HF: the special tokens that a GenerationConfig passed to generate leaves unset come from the model."""
+    model = GPT2LMHeadModel(GPT2Config(n_layer=1, n_head=2, n_embd=16, vocab_size=64, n_positions=64,
+                                       eos_token_id=None, bos_token_id=None), seed=3)
+    free = model.generate(prompt([5, 6, 7]), generation_config=GenerationConfig(max_new_tokens=10))
+    eos = int(free[0, 5])  # the third new token: make it the model's end of sequence
+    model.generation_config.eos_token_id = eos
+    stopped = model.generate(prompt([5, 6, 7]), generation_config=GenerationConfig(max_new_tokens=10))
+    first = 3 + int(np.argmax(free[0, 3:] == eos))
+    np.testing.assert_array_equal(stopped, free[:, :first + 1])
+
+
+def test_beam_sampling_keeps_two_candidates_per_beam_without_eos(model):
+    out = model.generate(prompt([5, 6, 7]), do_sample=True, num_beams=2, top_k=1, eos_token_id=None, seed=0,
+                         max_new_tokens=4, return_dict_in_generate=True, output_scores=True)
+    assert all(np.isfinite(s).sum(-1).max() == 2 for s in out.scores)  # HF's min_tokens_to_keep=2
 
 
 # -- logits processors against transformers' classes ------------------------------------------------------
@@ -446,10 +467,36 @@ def test_bad_arguments(model, kwargs, error, message):
     ([[5, 64]], ValueError, "outside this model's vocabulary"),
     ([[5, -1]], ValueError, "outside this model's vocabulary"),
     ("Hello", TypeError, "not text"),
+    ([[5, 6, 7], [8, 9]], ValueError, "different lengths: pad them on the left"),
 ])
 def test_bad_inputs(model, inputs, error, message):
     with pytest.raises(error, match=message):
         model.generate(inputs, max_new_tokens=3)
+
+
+@pytest.mark.parametrize("kwargs,error,message", [
+    (dict(logits_processor=[5]), TypeError, "list of callables"),
+    (dict(logits_processor=lambda ids, scores: scores), TypeError, "list of callables"),
+    (dict(logits_processor=[lambda ids, scores: None]), TypeError, "returned NoneType"),
+    (dict(logits_processor=[lambda ids, scores: scores[:, :3]]), TypeError, r"shape \(1, 64\)"),
+    (dict(logits_processor=[lambda ids, scores: scores * np.nan], do_sample=True, seed=0), ValueError,
+     "cannot sample"),
+    (dict(logits_processor=[lambda ids, scores: np.full_like(scores, -np.inf)], do_sample=True, seed=0),
+     ValueError, "cannot sample"),
+    (dict(generation_config=object()), TypeError, "must be a minigpt2.GenerationConfig, got builtins.object"),
+])
+def test_bad_processors_and_configs(model, kwargs, error, message):
+    with pytest.raises(error, match=message):
+        model.generate(prompt([5, 6, 7]), max_new_tokens=3, **kwargs)
+
+
+def test_eos_token_id_as_an_array_or_tensor(model):
+    expected = model.generate(prompt([5, 6, 7]), max_new_tokens=6, eos_token_id=[3, 4])
+    np.testing.assert_array_equal(model.generate(prompt([5, 6, 7]), max_new_tokens=6, eos_token_id=np.array([3, 4])),
+                                  expected)
+    torch = pytest.importorskip("torch")
+    np.testing.assert_array_equal(model.generate(prompt([5, 6, 7]), max_new_tokens=6,
+                                                 eos_token_id=torch.tensor([3, 4])), expected)
 
 
 def test_bad_attention_mask(model):
