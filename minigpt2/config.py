@@ -137,6 +137,11 @@ class GPT2Config:
             self.label2id = {v: k for k, v in self.id2label.items()}
 
     @property
+    def use_return_dict(self) -> bool:
+        """HF's name for whether models return output objects (True) or tuples."""
+        return bool(self.return_dict)
+
+    @property
     def head_dim(self) -> int:
         return self.n_embd // self.n_head
 
@@ -190,6 +195,9 @@ class GPT2Config:
         ir = self.initializer_range
         if not isinstance(ir, (int, float)) or isinstance(ir, bool) or not ir >= 0:
             raise ValueError(f"GPT2Config.initializer_range must be a non-negative number, got {ir!r}")
+        problems = (None, "regression", "single_label_classification", "multi_label_classification")
+        if self.problem_type not in problems:
+            raise ValueError(f"GPT2Config.problem_type must be one of {problems}, got {self.problem_type!r}")
 
     # -- construction -------------------------------------------------------------------------------
     @classmethod
@@ -211,17 +219,25 @@ class GPT2Config:
         return cls.from_dict(config_dict)
 
     @classmethod
-    def from_pretrained(cls, name_or_path, **kwargs) -> "GPT2Config":
-        """Load config.json from a directory, a file, or a Hub repo ("gpt2", "owner/repo")."""
+    def from_pretrained(cls, name_or_path, return_unused_kwargs=False, **kwargs):
+        """Load config.json from a directory, a file, or a Hub repo ("gpt2", "owner/repo").
+
+        As in HF, keyword arguments that name config attributes override them; the others are ignored, or
+        returned with the config, ``(config, unused)``, when ``return_unused_kwargs``.
+        """
         from .hub import resolve_file
 
         hub_kwargs = {k: kwargs.pop(k) for k in list(kwargs) if k in ("revision", "cache_dir", "token", "local_files_only")}
         path = name_or_path if os.path.isfile(name_or_path) else resolve_file(name_or_path, CONFIG_NAME, **hub_kwargs)
         config = cls.from_json_file(path)
+        unused = {}
         for key, value in kwargs.items():
-            setattr(config, key, value)
+            if hasattr(config, key):
+                setattr(config, key, value)
+            else:
+                unused[key] = value
         config.validate()
-        return config
+        return (config, unused) if return_unused_kwargs else config
 
     @classmethod
     def from_preset(cls, name: str, **kwargs) -> "GPT2Config":

@@ -838,6 +838,10 @@ class GPT2Tokenizer:
         total = len(ids) + (len(pair_ids) if pair_ids is not None else 0)
         if add_special_tokens:
             total += self.num_special_tokens_to_add(pair=pair_ids is not None)
+        if return_overflowing_tokens and truncation == "longest_first" and pair_ids is not None:
+            raise ValueError("Not possible to return overflowing tokens for pair of sequences with the `longest_first`. "
+                             "Please select another truncation strategy than `longest_first`, for instance "
+                             "`only_second` or `only_first`.")  # HF's message
         overflowing: List[int] = []
         out: Dict[str, Any] = {}
         if truncation != "do_not_truncate" and max_length is not None and total > max_length:
@@ -920,7 +924,13 @@ class GPT2Tokenizer:
             encoded_inputs = {key: [example[key] for example in encoded_inputs] for key in encoded_inputs[0]}
         if "input_ids" not in encoded_inputs:
             raise ValueError(f"pad() needs input_ids, got keys {list(encoded_inputs)}")
-        encoded_inputs = {k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in encoded_inputs.items()}
+        first = encoded_inputs["input_ids"]
+        first = first[0] if isinstance(first, (list, tuple)) and len(first) else first
+        if return_tensors is None and isinstance(first, np.ndarray):
+            return_tensors = "np"  # HF: arrays in, arrays out
+        encoded_inputs = {k: (v.tolist() if isinstance(v, np.ndarray) else
+                              [x.tolist() if isinstance(x, np.ndarray) else x for x in v] if isinstance(v, (list, tuple))
+                              else v) for k, v in encoded_inputs.items()}
         if return_attention_mask is None:
             return_attention_mask = "attention_mask" in self.model_input_names
         padding = getattr(padding, "value", padding)

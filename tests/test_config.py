@@ -137,6 +137,11 @@ def test_save_and_load(tmp_path):
     assert loaded == config and loaded.unknown_key == 3
     assert GPT2Config.from_pretrained(os.path.join(tmp_path, "config.json")) == config
     assert GPT2Config.from_pretrained(tmp_path, n_layer=4).n_layer == 4
+    # As HF: keyword arguments that are not attributes are not stored; return_unused_kwargs hands them back.
+    loaded, unused = GPT2Config.from_pretrained(tmp_path, return_unused_kwargs=True, n_head=4, hidden_size=64, foo=1)
+    assert (loaded.n_head, loaded.n_embd, unused) == (4, 64, {"foo": 1})
+    assert not hasattr(GPT2Config.from_pretrained(tmp_path, foo=1), "foo")
+    assert "return_unused_kwargs" not in loaded.to_dict()
 
 
 def test_unknown_keys_are_kept(tmp_path):
@@ -151,6 +156,10 @@ def test_unknown_keys_are_kept(tmp_path):
     config.save_pretrained(tmp_path / "again")
     written = json.loads((tmp_path / "again" / "config.json").read_text())
     assert written["a_field_from_the_future"] == [1, "two"] and written["_name_or_path"] == "someone/gpt2-finetune"
+
+
+def test_use_return_dict():
+    assert GPT2Config().use_return_dict is True and GPT2Config(return_dict=False).use_return_dict is False
 
 
 def test_copy_and_pickle():
@@ -193,6 +202,7 @@ def test_numpy_scalars_are_accepted_as_plain_numbers():
     (dict(attn_pdrop=-0.1), "attn_pdrop", "probability in [0, 1]"),
     (dict(initializer_range=-0.02), "initializer_range", "non-negative"),
     (dict(num_labels=-1), "num_labels", "non-negative integer"),
+    (dict(problem_type="foo"), "problem_type", "single_label_classification"),
 ])
 def test_invalid_values_name_the_field_and_what_is_allowed(kwargs, field, allowed):
     with pytest.raises(ValueError) as raised:
