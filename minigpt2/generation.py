@@ -24,6 +24,8 @@ from __future__ import annotations
 
 import copy
 import difflib
+import json
+import os
 import warnings
 from dataclasses import dataclass, fields
 from typing import Optional, Tuple
@@ -32,6 +34,8 @@ import numpy as np
 
 from .layers import log_softmax, softmax  # -inf scores (filtered tokens) get probability 0
 from .outputs import ModelOutput
+
+GENERATION_CONFIG_NAME = "generation_config.json"
 
 __all__ = [
     "GenerationConfig",
@@ -87,6 +91,45 @@ class GenerationConfig:
         """The special tokens come from the model's config (GPT-2: bos = eos = 50256, no pad)."""
         return cls(bos_token_id=config.bos_token_id, eos_token_id=config.eos_token_id,
                    pad_token_id=config.pad_token_id)
+
+    @classmethod
+    def from_dict(cls, config_dict: dict) -> "GenerationConfig":
+        """From the fields of a generation_config.json; metadata ("transformers_version", "_...") is skipped, and
+        settings minigpt2's generate does not implement are ignored with a warning."""
+        names = {f.name for f in fields(cls)}
+        ignored = sorted(k for k in config_dict if k not in names and not k.startswith("_")
+                         and k != "transformers_version")
+        if ignored:
+            warnings.warn(f"generation config settings {ignored} are not implemented by minigpt2's generate and are "
+                          f"ignored", UserWarning, stacklevel=3)
+        return cls(**{k: v for k, v in config_dict.items() if k in names})
+
+    @classmethod
+    def from_pretrained(cls, name_or_path, config_file_name=GENERATION_CONFIG_NAME, **hub_kwargs):
+        """generation_config.json of a checkpoint: a directory, the file itself, or a Hub repository."""
+        from .hub import resolve_file
+
+        name_or_path = os.fspath(name_or_path)
+        path = name_or_path if os.path.isfile(name_or_path) else resolve_file(name_or_path, config_file_name,
+                                                                             **hub_kwargs)
+        try:
+            with open(path, encoding="utf-8") as f:
+                config_dict = json.load(f)
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{path} is not valid JSON: {e}") from None
+        if not isinstance(config_dict, dict):
+            raise ValueError(f"{path} must hold a JSON object, found {type(config_dict).__name__}")
+        config = cls.from_dict(config_dict)
+        config.validate()
+        return config
+
+    def save_pretrained(self, save_directory, config_file_name=GENERATION_CONFIG_NAME):
+        """Write generation_config.json (the settings that differ from the defaults), as HF does."""
+        os.makedirs(save_directory, exist_ok=True)
+        changed = {f.name: getattr(self, f.name) for f in fields(self) if getattr(self, f.name) != f.default}
+        with open(os.path.join(save_directory, config_file_name), "w", encoding="utf-8") as f:
+            json.dump(changed, f, indent=2, sort_keys=True)
+            f.write("\n")
 
     def update(self, **kwargs) -> dict:
         """Set the fields named in ``kwargs``; return the arguments that are not fields (HF's contract)."""

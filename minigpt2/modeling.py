@@ -19,7 +19,8 @@ from . import checkpoint, tracing
 from .activations import ACTIVATIONS
 from .cache import KVCache
 from .config import GPT2Config
-from .generation import GenerationMixin
+from .generation import GENERATION_CONFIG_NAME, GenerationConfig, GenerationMixin
+from .hub import resolve_file
 from .layers import (
     MASK_VALUE,
     attention_scale,
@@ -237,7 +238,15 @@ class GPT2PreTrainedModel:
         tensors = {}
         for path in files:
             tensors.update({name: (path, t) for name, t in checkpoint.read_safetensors(path).items()})
-        return cls(config, cls._params_from_tensors(config, tensors, seed=seed, source=", ".join(files)))
+        model = cls(config, cls._params_from_tensors(config, tensors, seed=seed, source=", ".join(files)))
+        if isinstance(model, GenerationMixin):  # generate()'s defaults, when the checkpoint has them (as HF)
+            try:
+                found = resolve_file(name_or_path, GENERATION_CONFIG_NAME, required=False, **hub)
+            except OSError:  # offline and never downloaded: the special tokens of config.json serve
+                found = None
+            if found is not None:
+                model.generation_config = GenerationConfig.from_pretrained(found)
+        return model
 
     @classmethod
     def _params_from_tensors(cls, config, tensors: dict, seed=None, source="the checkpoint") -> dict:
@@ -289,6 +298,8 @@ class GPT2PreTrainedModel:
             config.architectures = [type(self).__name__]
         checkpoint.write_safetensors(os.path.join(save_directory, checkpoint.WEIGHTS_NAME), self.state_dict())
         config.save_pretrained(save_directory)
+        if isinstance(self, GenerationMixin):
+            self.generation_config.save_pretrained(save_directory)
 
     # -- calling ------------------------------------------------------------------------------------
     def __call__(self, *args, **kwargs):

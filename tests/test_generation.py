@@ -123,6 +123,47 @@ def test_a_generation_config_takes_special_tokens_from_the_model(tmp_path):
     np.testing.assert_array_equal(stopped, free[:, :first + 1])
 
 
+def test_generation_config_json_sets_the_defaults_like_hf(tmp_path):
+    """A checkpoint's generation_config.json gives generate() its defaults (HF reads it in from_pretrained)."""
+    torch = pytest.importorskip("torch")
+    transformers = pytest.importorskip("transformers")
+    from conftest import write_hf_checkpoint
+
+    hf = write_hf_checkpoint(tmp_path, vocab_size=64, n_positions=32, eos_token_id=3, bos_token_id=3)
+    hf.generation_config = transformers.GenerationConfig(max_new_tokens=6, num_beams=2, eos_token_id=[3, 9],
+                                                         bos_token_id=3, pad_token_id=0)
+    hf.generation_config.save_pretrained(tmp_path)
+    ours = GPT2LMHeadModel.from_pretrained(tmp_path)
+    assert (ours.generation_config.max_new_tokens, ours.generation_config.num_beams) == (6, 2)
+    ids = np.random.default_rng(0).integers(0, 64, (2, 4))
+    with torch.no_grad():
+        expected = hf.generate(torch.tensor(ids), attention_mask=torch.ones(2, 4, dtype=torch.long)).numpy()
+    got = ours.generate(ids)
+    assert got.shape == expected.shape and (got == expected).all(), f"ours\n{got}\ntransformers\n{expected}"
+
+    # Saving writes it back, and transformers reads ours.
+    ours.save_pretrained(tmp_path / "again")
+    again = transformers.GenerationConfig.from_pretrained(tmp_path / "again")
+    assert (again.max_new_tokens, again.num_beams, again.eos_token_id, again.pad_token_id) == (6, 2, [3, 9], 0)
+    assert GPT2LMHeadModel.from_pretrained(tmp_path / "again").generation_config == ours.generation_config
+
+
+def test_generation_config_json_is_optional_and_unknown_settings_warn(tmp_path):
+    model = GPT2LMHeadModel(GPT2Config(n_layer=1, n_head=2, n_embd=16, vocab_size=64, n_positions=64), seed=0)
+    model.save_pretrained(tmp_path)
+    os.remove(tmp_path / "generation_config.json")
+    assert GPT2LMHeadModel.from_pretrained(tmp_path).generation_config == GenerationConfig.from_model_config(
+        model.config)
+    (tmp_path / "generation_config.json").write_text(json.dumps(
+        {"max_new_tokens": 4, "typical_p": 0.5, "transformers_version": "4.46.3", "_from_model_config": False}))
+    with pytest.warns(UserWarning, match=r"\['typical_p'\] are not implemented"):
+        loaded = GPT2LMHeadModel.from_pretrained(tmp_path)
+    assert loaded.generation_config.max_new_tokens == 4
+    (tmp_path / "generation_config.json").write_text("{not json")
+    with pytest.raises(ValueError, match="generation_config.json is not valid JSON"):
+        GPT2LMHeadModel.from_pretrained(tmp_path)
+
+
 def test_beam_sampling_keeps_two_candidates_per_beam_without_eos(model):
     out = model.generate(prompt([5, 6, 7]), do_sample=True, num_beams=2, top_k=1, eos_token_id=None, seed=0,
                          max_new_tokens=4, return_dict_in_generate=True, output_scores=True)

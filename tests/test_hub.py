@@ -121,9 +121,9 @@ def test_clear_errors(hub, name, kwargs, message):
 
 
 def test_missing_optional_file_is_none_and_required_is_an_error(hub):
-    assert resolve_file("gpt2", "generation_config.json", required=False) is None
-    with pytest.raises(FileNotFoundError, match="has no file generation_config.json"):
-        resolve_file("gpt2", "generation_config.json")
+    assert resolve_file("gpt2", "special_file.json", required=False) is None
+    with pytest.raises(FileNotFoundError, match="has no file special_file.json"):
+        resolve_file("gpt2", "special_file.json")
 
 
 def closed_port() -> int:
