@@ -14,6 +14,9 @@ The environment chooses the starting point: MINIGPT2_BACKEND=numpy|c|auto (defau
 MINIGPT2_NUM_THREADS (default: the cores this process may run on). The C core is the extension
 ``minigpt2._kernels``, compiled from csrc/ when minigpt2 is installed with a C compiler present
 (or by ``python csrc/build_kernels.py`` in a checkout); "auto" without it says so once and runs NumPy.
+A bad setting (an unknown backend, a thread count that is not a positive number, "c" without the
+extension) does not stop ``import minigpt2``: the first kernel call raises it, unless ``set_backend`` or
+``set_num_threads`` has replaced it by then.
 """
 from __future__ import annotations
 
@@ -29,6 +32,10 @@ BACKENDS = ("numpy", "c", "auto")
 
 # name -> C implementation, filled by set_backend() when the C core is active.
 _active: dict = {}
+# "backend" / "threads" -> the error a bad MINIGPT2_BACKEND / MINIGPT2_NUM_THREADS makes. Raised by the first
+# kernel call rather than at import, so that `import minigpt2` works and set_backend() / set_num_threads()
+# (and the CLI's --backend / --threads) can replace the bad setting.
+_environment_problems: dict = {}
 name = "numpy"
 
 
@@ -38,6 +45,8 @@ def kernel(fn):
 
     @functools.wraps(fn)
     def dispatch(*args, **kwargs):
+        if _environment_problems:  # a bad MINIGPT2_* variable: the first kernel call says so
+            raise next(iter(_environment_problems.values()))
         impl = _active.get(kernel_name)
         if impl is not None:
             result = impl(*args, **kwargs)
@@ -102,6 +111,7 @@ def set_backend(backend: str = "auto") -> str:
     if c is not None:
         _active.update(c.KERNELS)
     name = "c" if c is not None else "numpy"
+    _environment_problems.pop("backend", None)
     return name
 
 
@@ -132,14 +142,32 @@ def set_num_threads(n: int) -> None:
     _num_threads = int(n)
     if _ckernels is not None:
         _ckernels.lib.mg_set_num_threads(_num_threads)
+    _environment_problems.pop("threads", None)
 
 
 def get_num_threads() -> int:
     return _num_threads
 
 
-_num_threads = _threads_from_environment()
-if os.environ.get("MINIGPT2_BACKEND", "auto") not in BACKENDS:
-    raise ValueError(f"MINIGPT2_BACKEND={os.environ['MINIGPT2_BACKEND']!r} is not a backend; "
-                     f"choose one of {', '.join(BACKENDS)}")
-set_backend(os.environ.get("MINIGPT2_BACKEND", "auto"))
+def _start_from_the_environment():
+    global _num_threads
+    problems = {}
+    try:
+        _num_threads = _threads_from_environment()
+    except ValueError as e:
+        _num_threads, problems["threads"] = _cores_available(), e
+    requested = os.environ.get("MINIGPT2_BACKEND", "auto")
+    if requested not in BACKENDS:
+        problems["backend"] = ValueError(f"MINIGPT2_BACKEND={requested!r} is not a backend; choose one of "
+                                         f"{', '.join(BACKENDS)} (or call minigpt2.backend.set_backend)")
+        requested = "auto"
+    try:
+        set_backend(requested)
+    except RuntimeError as e:  # MINIGPT2_BACKEND=c without the extension
+        set_backend("numpy")
+        problems["backend"] = RuntimeError(f"MINIGPT2_BACKEND=c: {e}")
+    _environment_problems.update(problems)
+
+
+_num_threads = 1
+_start_from_the_environment()
