@@ -45,9 +45,15 @@ __all__ = [
     "NoRepeatNGramLogitsProcessor",
     "MinLengthLogitsProcessor",
     "MinNewTokensLengthLogitsProcessor",
+    "NoBadWordsLogitsProcessor",
+    "ForcedEOSTokenLogitsProcessor",
     "TemperatureLogitsWarper",
     "TopKLogitsWarper",
     "TopPLogitsWarper",
+    "MinPLogitsWarper",
+    "TypicalLogitsWarper",
+    "EpsilonLogitsWarper",
+    "EtaLogitsWarper",
     "GenerateDecoderOnlyOutput",
     "GenerateBeamDecoderOnlyOutput",
 ]
@@ -74,17 +80,24 @@ class GenerationConfig:
     temperature: float = 1.0
     top_k: Optional[int] = 50
     top_p: float = 1.0
+    min_p: Optional[float] = None
+    typical_p: float = 1.0
+    epsilon_cutoff: float = 0.0
+    eta_cutoff: float = 0.0
     repetition_penalty: float = 1.0
     no_repeat_ngram_size: int = 0
+    bad_words_ids: Optional[list] = None  # token sequences never to generate: [[id, ...], ...]
     length_penalty: float = 1.0
     early_stopping: object = False  # True, False or "never", as in HF
     num_return_sequences: int = 1
     use_cache: bool = True
     output_scores: bool = False
+    output_logits: bool = False
     return_dict_in_generate: bool = False
     bos_token_id: Optional[int] = None
     eos_token_id: object = None  # an int, a list of ints, or None
     pad_token_id: Optional[int] = None
+    forced_eos_token_id: object = None  # an int or a list of ints: forced as the last token at max_length
 
     @classmethod
     def from_model_config(cls, config) -> "GenerationConfig":
@@ -154,7 +167,7 @@ class GenerationConfig:
         _check_int("num_return_sequences", self.num_return_sequences, low=1)
         _check_int("no_repeat_ngram_size", self.no_repeat_ngram_size, low=0)
         _check_int("top_k", self.top_k, low=0, optional=True)
-        for name in ("do_sample", "use_cache", "output_scores", "return_dict_in_generate"):
+        for name in ("do_sample", "use_cache", "output_scores", "output_logits", "return_dict_in_generate"):
             if not isinstance(getattr(self, name), (bool, np.bool_)):
                 raise TypeError(f"{name} must be True or False, got {getattr(self, name)!r}")
         t = _check_float("temperature", self.temperature)
@@ -164,6 +177,23 @@ class GenerationConfig:
         p = _check_float("top_p", self.top_p)
         if not 0 < p <= 1:
             raise ValueError(f"top_p must be in (0, 1] (1 keeps every token), got {p}")
+        if self.min_p is not None and not 0 <= _check_float("min_p", self.min_p) <= 1:
+            raise ValueError(f"min_p must be in [0, 1] or None, got {self.min_p}")
+        if not 0 < _check_float("typical_p", self.typical_p) <= 1:
+            raise ValueError(f"typical_p must be in (0, 1] (1 = off), got {self.typical_p}")
+        for name in ("epsilon_cutoff", "eta_cutoff"):
+            if not 0 <= _check_float(name, getattr(self, name)) < 1:
+                raise ValueError(f"{name} must be in [0, 1) (0 = off), got {getattr(self, name)}")
+        if self.bad_words_ids is not None:
+            words = self.bad_words_ids
+            if not (isinstance(words, (list, tuple)) and words and all(
+                    isinstance(w, (list, tuple)) and w and all(isinstance(t, (int, np.integer)) and not
+                                                               isinstance(t, bool) and t >= 0 for t in w)
+                    for w in words)):
+                raise ValueError(f"bad_words_ids must be a non-empty list of non-empty lists of token ids (e.g. "
+                                 f"tokenizer(words, add_special_tokens=False).input_ids), got {words!r}")
+        for token in _as_token_list(self.forced_eos_token_id):
+            _check_int("forced_eos_token_id", token, low=0)
         if not _check_float("repetition_penalty", self.repetition_penalty) > 0:
             raise ValueError(f"repetition_penalty must be > 0 (1 = no penalty, > 1 discourages repeats), "
                              f"got {self.repetition_penalty}")
@@ -309,6 +339,39 @@ class MinNewTokensLengthLogitsProcessor:
         return scores
 
 
+class NoBadWordsLogitsProcessor:
+    """Never complete one of ``bad_words_ids``: a one-token word is always ruled out, a longer one when the
+    sequence ends with all of it but its last token. (As HF, a word that is just the eos token is not banned.)"""
+
+    def __init__(self, bad_words_ids, eos_token_id=None):
+        eos = _as_token_list(eos_token_id)
+        self.words = [list(w) for w in bad_words_ids if not (len(w) == 1 and w[0] in eos)]
+
+    def __call__(self, input_ids, scores):
+        banned = np.zeros(scores.shape, bool)
+        L = input_ids.shape[1]
+        for *prefix, last in self.words:
+            if len(prefix) > L:
+                continue
+            ends_with_prefix = (input_ids[:, L - len(prefix):] == prefix).all(axis=1) if prefix else True
+            banned[:, last] |= ends_with_prefix
+        return np.where(banned, -np.inf, scores).astype(scores.dtype)
+
+
+class ForcedEOSTokenLogitsProcessor:
+    """At the last position that ``max_length`` allows, only the eos token(s) may come."""
+
+    def __init__(self, max_length: int, eos_token_id):
+        self.max_length, self.eos = max_length, _as_token_list(eos_token_id)
+
+    def __call__(self, input_ids, scores):
+        if input_ids.shape[1] != self.max_length - 1:
+            return scores
+        forced = np.full_like(scores, -np.inf)
+        forced[:, self.eos] = 0
+        return forced
+
+
 class TemperatureLogitsWarper:
     """Divide the scores by the temperature: < 1 sharpens the distribution, > 1 flattens it."""
 
@@ -356,6 +419,80 @@ class TopPLogitsWarper:
         drop = np.empty_like(drop_sorted)
         np.put_along_axis(drop, order, drop_sorted, axis=-1)  # back to vocabulary order
         return np.where(drop, -np.inf, scores).astype(scores.dtype)
+
+
+class MinPLogitsWarper:
+    """Keep the tokens at least ``min_p`` times as likely as the most likely one (min-p sampling)."""
+
+    def __init__(self, min_p: float, min_tokens_to_keep: int = 1):
+        if not 0 <= min_p <= 1:
+            raise ValueError(f"min_p must be in [0, 1], got {min_p}")
+        self.min_p, self.min_tokens_to_keep = min_p, min_tokens_to_keep
+
+    def __call__(self, input_ids, scores):
+        probs = softmax(scores)
+        drop = probs < self.min_p * probs.max(axis=-1, keepdims=True)
+        return _keep_best(scores, drop, self.min_tokens_to_keep)
+
+
+class TypicalLogitsWarper:
+    """Locally typical sampling: keep the tokens whose surprise -log p is closest to the distribution's entropy,
+    until their probabilities add up to ``mass``."""
+
+    def __init__(self, mass: float, min_tokens_to_keep: int = 1):
+        if not 0 < mass < 1:
+            raise ValueError(f"typical_p must be in (0, 1), got {mass}")
+        self.mass, self.min_tokens_to_keep = mass, min_tokens_to_keep
+
+    def __call__(self, input_ids, scores):
+        logp = log_softmax(scores)
+        p = np.exp(logp)
+        entropy = -np.nansum(logp * p, axis=-1, keepdims=True)
+        distance = np.abs(-logp - entropy)  # [N, V]: how far each token's surprise is from the typical one
+        order = np.argsort(distance, axis=-1, kind="stable")  # most typical first
+        cumulative = np.cumsum(softmax(np.take_along_axis(scores, order, axis=-1)), axis=-1)
+        last = np.minimum((cumulative < self.mass).sum(axis=-1), scores.shape[-1] - 1)  # [N]
+        sorted_distance = np.take_along_axis(distance, order, axis=-1)
+        drop_sorted = sorted_distance > np.take_along_axis(sorted_distance, last[:, None], axis=-1)
+        drop_sorted[:, :self.min_tokens_to_keep] = False
+        drop = np.empty_like(drop_sorted)
+        np.put_along_axis(drop, order, drop_sorted, axis=-1)
+        return np.where(drop, -np.inf, scores).astype(scores.dtype)
+
+
+class EpsilonLogitsWarper:
+    """Rule out the tokens whose probability is below ``epsilon`` (epsilon sampling)."""
+
+    def __init__(self, epsilon: float, min_tokens_to_keep: int = 1):
+        if not 0 < epsilon < 1:
+            raise ValueError(f"epsilon_cutoff must be in (0, 1), got {epsilon}")
+        self.epsilon, self.min_tokens_to_keep = epsilon, min_tokens_to_keep
+
+    def __call__(self, input_ids, scores):
+        return _keep_best(scores, softmax(scores) < self.epsilon, self.min_tokens_to_keep)
+
+
+class EtaLogitsWarper:
+    """Eta sampling: rule out the tokens below min(epsilon, sqrt(epsilon) * exp(-entropy))."""
+
+    def __init__(self, epsilon: float, min_tokens_to_keep: int = 1):
+        if not 0 < epsilon < 1:
+            raise ValueError(f"eta_cutoff must be in (0, 1), got {epsilon}")
+        self.epsilon, self.min_tokens_to_keep = epsilon, min_tokens_to_keep
+
+    def __call__(self, input_ids, scores):
+        logp = log_softmax(scores)
+        p = np.exp(logp)
+        entropy = -np.sum(np.where(p > 0, p * logp, 0.0), axis=-1, keepdims=True)
+        eta = np.minimum(np.float32(self.epsilon), np.sqrt(np.float32(self.epsilon)) * np.exp(-entropy))
+        return _keep_best(scores, p < eta, self.min_tokens_to_keep)
+
+
+def _keep_best(scores, drop, min_tokens_to_keep):
+    """Rule out the tokens in ``drop``, but never the ``min_tokens_to_keep`` best of a row."""
+    k = min(min_tokens_to_keep, scores.shape[-1])
+    kth_best = -np.partition(-scores, k - 1, axis=-1)[:, k - 1:k]
+    return np.where(drop & (scores < kth_best), -np.inf, scores).astype(scores.dtype)
 
 
 def sample(probs, rng):
@@ -429,6 +566,8 @@ class BeamHypotheses:
 class GenerateDecoderOnlyOutput(ModelOutput):
     sequences: np.ndarray = None
     scores: Optional[Tuple[np.ndarray, ...]] = None  # per step, the processed scores [N, V]
+    logits: Optional[Tuple[np.ndarray, ...]] = None  # per step, the model's raw logits [N, V] (output_logits)
+    past_key_values: Optional[object] = None  # the KV cache at the end (all tokens but the last)
 
 
 @dataclass
@@ -436,6 +575,8 @@ class GenerateBeamDecoderOnlyOutput(ModelOutput):
     sequences: np.ndarray = None
     sequences_scores: Optional[np.ndarray] = None  # the length-normalised score of each returned sequence
     scores: Optional[Tuple[np.ndarray, ...]] = None  # per step, the processed log-probabilities [N * beams, V]
+    logits: Optional[Tuple[np.ndarray, ...]] = None  # per step, the model's raw logits [N * beams, V]
+    past_key_values: Optional[object] = None  # the beams' KV cache at the end
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -488,7 +629,9 @@ class GenerationMixin:
         default_length = "max_length" not in kwargs and cfg.max_new_tokens is None and cfg.max_length == 20
         self._check_lengths(cfg, T, default_length)
         V = self.config.vocab_size
-        for name, ids in (("eos_token_id", eos), ("pad_token_id", [cfg.pad_token_id])):
+        bad_words = [t for word in cfg.bad_words_ids or [] for t in word]
+        for name, ids in (("eos_token_id", eos), ("pad_token_id", [cfg.pad_token_id]), ("bad_words_ids", bad_words),
+                          ("forced_eos_token_id", _as_token_list(cfg.forced_eos_token_id))):
             if any(i is not None and i >= V for i in ids):
                 raise ValueError(f"{name}={getattr(cfg, name)} is outside this model's vocabulary [0, {V})")
         if streamer is not None and (cfg.num_beams > 1 or B * cfg.num_return_sequences > 1):
@@ -600,10 +743,14 @@ class GenerationMixin:
             processors.append(RepetitionPenaltyLogitsProcessor(cfg.repetition_penalty))
         if cfg.no_repeat_ngram_size > 0:
             processors.append(NoRepeatNGramLogitsProcessor(cfg.no_repeat_ngram_size))
+        if cfg.bad_words_ids is not None:
+            processors.append(NoBadWordsLogitsProcessor(cfg.bad_words_ids, eos))
         if eos and cfg.min_length > 0:
             processors.append(MinLengthLogitsProcessor(cfg.min_length, eos))
         if eos and cfg.min_new_tokens:
             processors.append(MinNewTokensLengthLogitsProcessor(prompt_length, cfg.min_new_tokens, eos))
+        if cfg.forced_eos_token_id is not None:
+            processors.append(ForcedEOSTokenLogitsProcessor(cfg.max_length, cfg.forced_eos_token_id))
         if extra is not None:
             if callable(extra) or not all(callable(p) for p in extra):
                 raise TypeError("logits_processor must be a list of callables f(input_ids, scores) -> scores, e.g. "
@@ -618,6 +765,14 @@ class GenerationMixin:
                 processors.append(TopKLogitsWarper(cfg.top_k, min_tokens_to_keep=keep))
             if cfg.top_p < 1.0:
                 processors.append(TopPLogitsWarper(cfg.top_p, min_tokens_to_keep=keep))
+            if cfg.min_p is not None:
+                processors.append(MinPLogitsWarper(cfg.min_p, min_tokens_to_keep=keep))
+            if cfg.typical_p < 1.0:
+                processors.append(TypicalLogitsWarper(cfg.typical_p, min_tokens_to_keep=keep))
+            if 0 < cfg.epsilon_cutoff < 1:
+                processors.append(EpsilonLogitsWarper(cfg.epsilon_cutoff, min_tokens_to_keep=keep))
+            if 0 < cfg.eta_cutoff < 1:
+                processors.append(EtaLogitsWarper(cfg.eta_cutoff, min_tokens_to_keep=keep))
         return processors
 
     # -- the model, one step ------------------------------------------------------------------------------
@@ -651,8 +806,11 @@ class GenerationMixin:
             streamer.put(input_ids)
 
         unfinished = np.ones(len(input_ids), bool)
-        all_scores = []
+        all_scores, all_logits = [], []
+        output_logits = cfg.return_dict_in_generate and cfg.output_logits
         while True:
+            if output_logits:
+                all_logits.append(logits)
             scores = processors(input_ids, logits)  # [N, V]
             if output_scores:
                 all_scores.append(scores)
@@ -674,7 +832,9 @@ class GenerationMixin:
         if streamer is not None:
             streamer.end()
         if cfg.return_dict_in_generate:
-            return GenerateDecoderOnlyOutput(sequences=input_ids, scores=tuple(all_scores) if output_scores else None)
+            return GenerateDecoderOnlyOutput(sequences=input_ids, scores=tuple(all_scores) if output_scores else None,
+                                             logits=tuple(all_logits) if output_logits else None,
+                                             past_key_values=past if cfg.use_cache else None)
         return input_ids
 
     # -- beam search --------------------------------------------------------------------------------------
@@ -695,9 +855,12 @@ class GenerationMixin:
         beam_scores = beam_scores.reshape(-1)
         n_candidates = max(2, 1 + len(eos)) * K  # enough that K of them are not eos
         output_scores = cfg.return_dict_in_generate and cfg.output_scores
-        all_scores = []
+        output_logits = cfg.return_dict_in_generate and cfg.output_logits
+        all_scores, all_logits = [], []
         while True:
             V = logits.shape[-1]
+            if output_logits:
+                all_logits.append(logits)
             logprobs = processors(input_ids, log_softmax(logits))  # [B*K, V]
             if output_scores:
                 all_scores.append(logprobs)
@@ -771,5 +934,7 @@ class GenerationMixin:
         if cfg.return_dict_in_generate:
             return GenerateBeamDecoderOnlyOutput(sequences=sequences,
                                                  sequences_scores=np.array(best_scores, np.float32),
-                                                 scores=tuple(all_scores) if output_scores else None)
+                                                 scores=tuple(all_scores) if output_scores else None,
+                                                 logits=tuple(all_logits) if output_logits else None,
+                                                 past_key_values=past)
         return sequences

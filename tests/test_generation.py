@@ -17,14 +17,20 @@ import pytest
 
 from minigpt2 import GPT2Config, GPT2DoubleHeadsModel, GPT2LMHeadModel
 from minigpt2.generation import (
+    EpsilonLogitsWarper,
+    EtaLogitsWarper,
+    ForcedEOSTokenLogitsProcessor,
     GenerationConfig,
     MinLengthLogitsProcessor,
     MinNewTokensLengthLogitsProcessor,
+    MinPLogitsWarper,
+    NoBadWordsLogitsProcessor,
     NoRepeatNGramLogitsProcessor,
     RepetitionPenaltyLogitsProcessor,
     TemperatureLogitsWarper,
     TopKLogitsWarper,
     TopPLogitsWarper,
+    TypicalLogitsWarper,
     sample,
     softmax,
 )
@@ -155,8 +161,8 @@ def test_generation_config_json_is_optional_and_unknown_settings_warn(tmp_path):
     assert GPT2LMHeadModel.from_pretrained(tmp_path).generation_config == GenerationConfig.from_model_config(
         model.config)
     (tmp_path / "generation_config.json").write_text(json.dumps(
-        {"max_new_tokens": 4, "typical_p": 0.5, "transformers_version": "4.46.3", "_from_model_config": False}))
-    with pytest.warns(UserWarning, match=r"\['typical_p'\] are not implemented"):
+        {"max_new_tokens": 4, "diversity_penalty": 0.5, "transformers_version": "4.46.3", "_from_model_config": False}))
+    with pytest.warns(UserWarning, match=r"\['diversity_penalty'\] are not implemented"):
         loaded = GPT2LMHeadModel.from_pretrained(tmp_path)
     assert loaded.generation_config.max_new_tokens == 4
     (tmp_path / "generation_config.json").write_text("{not json")
@@ -192,6 +198,16 @@ PROCESSORS = [
     ("NoRepeatNGramLogitsProcessor", (1,), NoRepeatNGramLogitsProcessor, (1,)),
     ("MinLengthLogitsProcessor", (12, [3, 7]), MinLengthLogitsProcessor, (12, [3, 7])),
     ("MinNewTokensLengthLogitsProcessor", (5, 6, 3), MinNewTokensLengthLogitsProcessor, (5, 6, 3)),
+    ("ForcedEOSTokenLogitsProcessor", (10, [3, 7]), ForcedEOSTokenLogitsProcessor, (10, [3, 7])),
+    ("ForcedEOSTokenLogitsProcessor", (12, 3), ForcedEOSTokenLogitsProcessor, (12, 3)),
+    ("MinPLogitsWarper", (0.1,), MinPLogitsWarper, (0.1,)),
+    ("MinPLogitsWarper", (0.9, float("-inf"), 3), MinPLogitsWarper, (0.9, 3)),
+    ("TypicalLogitsWarper", (0.7,), TypicalLogitsWarper, (0.7,)),
+    ("TypicalLogitsWarper", (0.05, float("-inf"), 3), TypicalLogitsWarper, (0.05, 3)),
+    ("EpsilonLogitsWarper", (0.03,), EpsilonLogitsWarper, (0.03,)),
+    ("EpsilonLogitsWarper", (0.5, float("-inf"), 3), EpsilonLogitsWarper, (0.5, 3)),
+    ("EtaLogitsWarper", (0.05,), EtaLogitsWarper, (0.05,)),
+    ("EtaLogitsWarper", (0.9, float("-inf"), 3), EtaLogitsWarper, (0.9, 3)),
 ]
 
 
@@ -207,6 +223,48 @@ def test_processors_match_transformers(hf_name, hf_args, ours, our_args, seed):
     assert (np.isneginf(got) == np.isneginf(expected)).all(), f"{hf_name}: different tokens ruled out"
     finite = np.isfinite(expected)
     np.testing.assert_allclose(got[finite], expected[finite], rtol=1e-6, atol=0)
+
+
+def test_bad_words_match_transformers():
+    torch = pytest.importorskip("torch")
+    generation = pytest.importorskip("transformers.generation")
+    ids = np.array([[4, 5, 6], [9, 1, 2], [0, 0, 5], [1, 2, 0]])
+    scores = np.random.default_rng(0).standard_normal((4, 12)).astype(np.float32)
+    words = [[3], [5, 7], [1, 2, 9], [6, 6, 6, 6, 6], [11]]  # [11] is the eos token: HF does not ban it
+    expected = generation.NoBadWordsLogitsProcessor(words, eos_token_id=11)(torch.tensor(ids),
+                                                                            torch.tensor(scores)).numpy()
+    got = NoBadWordsLogitsProcessor(words, eos_token_id=11)(ids, scores)
+    np.testing.assert_array_equal(got, expected)
+    assert np.isneginf(got[:, 3]).all() and np.isneginf(got[2, 7]) and np.isneginf(got[1, 9])
+    assert np.isfinite(got[:, 11]).all() and np.isfinite(got[0, 7])
+
+
+def test_new_decoding_options_match_transformers(tmp_path):
+    """bad_words_ids and forced_eos_token_id in greedy and beam search give HF's tokens; output_logits HF's logits."""
+    torch = pytest.importorskip("torch")
+    from conftest import write_hf_checkpoint
+
+    hf = write_hf_checkpoint(tmp_path, vocab_size=64, n_positions=32, eos_token_id=0, bos_token_id=0)
+    ours = GPT2LMHeadModel.from_pretrained(tmp_path)
+    ids = np.random.default_rng(1).integers(1, 64, (2, 5))
+    free = ours.generate(ids, max_new_tokens=8, eos_token_id=None, pad_token_id=0)
+    bad = [[int(free[0, 6])], [int(free[1, 5]), int(free[1, 6])]]  # words greedy decoding would produce
+    for kwargs in (dict(bad_words_ids=bad), dict(forced_eos_token_id=[5, 9]), dict(bad_words_ids=bad, num_beams=3),
+                   dict(forced_eos_token_id=5, num_beams=2)):
+        kwargs.update(max_new_tokens=8, eos_token_id=None, pad_token_id=0)
+        with torch.no_grad():
+            expected = hf.generate(torch.tensor(ids), attention_mask=torch.ones_like(torch.tensor(ids)),
+                                   **kwargs).numpy()
+        got = ours.generate(ids, **kwargs)
+        assert (got == expected).all(), f"{kwargs}\nours\n{got}\ntransformers\n{expected}"
+        assert not (got == free).all()
+    with torch.no_grad():
+        expected = hf.generate(torch.tensor(ids), attention_mask=torch.ones_like(torch.tensor(ids)), max_new_tokens=4,
+                               return_dict_in_generate=True, output_logits=True, output_scores=True)
+    got = ours.generate(ids, max_new_tokens=4, return_dict_in_generate=True, output_logits=True, output_scores=True)
+    assert len(got.logits) == len(expected.logits) == 4 and got.past_key_values is not None
+    for a, b in zip(got.logits, expected.logits):
+        np.testing.assert_allclose(a, b.numpy(), atol=1e-5 * max(1.0, float(b.abs().max())))
 
 
 def test_sampling_warpers_chain_matches_transformers():
@@ -358,6 +416,18 @@ def test_low_temperature_equals_greedy(model):
         np.testing.assert_array_equal(sampled, greedy)
 
 
+@pytest.mark.parametrize("option", [dict(min_p=1.0), dict(epsilon_cutoff=0.99, top_k=0), dict(typical_p=1e-6)])
+def test_strict_filters_keep_one_token(model, option):
+    """Each filter, set as strictly as it goes, keeps one token per step (its min_tokens_to_keep), so sampling
+    no longer depends on the seed; for min_p and epsilon that token is the argmax."""
+    ids = prompt([5, 6, 7], [9, 10, 11])
+    runs = [model.generate(ids, max_new_tokens=10, do_sample=True, seed=seed, **option) for seed in range(3)]
+    for run in runs[1:]:
+        np.testing.assert_array_equal(run, runs[0])
+    if "typical_p" not in option:  # (the most typical token need not be the likeliest)
+        np.testing.assert_array_equal(runs[0], model.generate(ids, max_new_tokens=10))
+
+
 def test_beam_sampling_runs_and_is_reproducible(model):
     ids = prompt([5, 6, 7])
     a = model.generate(ids, do_sample=True, num_beams=3, max_new_tokens=10, seed=4, top_k=10)
@@ -491,6 +561,15 @@ BAD = [
     (dict(eos_token_id=64), ValueError, "outside this model's vocabulary"),
     (dict(tempreature=0.5), TypeError, "did you mean 'temperature'"),
     (dict(do_sample="yes"), TypeError, "do_sample must be True or False"),
+    (dict(typical_p=0.0), ValueError, r"typical_p must be in \(0, 1\]"),
+    (dict(min_p=1.5), ValueError, r"min_p must be in \[0, 1\]"),
+    (dict(epsilon_cutoff=1.0), ValueError, r"epsilon_cutoff must be in \[0, 1\)"),
+    (dict(eta_cutoff=-0.1), ValueError, r"eta_cutoff must be in \[0, 1\)"),
+    (dict(bad_words_ids=[[]]), ValueError, "bad_words_ids must be a non-empty list of non-empty lists"),
+    (dict(bad_words_ids=[3, 4]), ValueError, "bad_words_ids must be a non-empty list of non-empty lists"),
+    (dict(bad_words_ids=[[3, 64]]), ValueError, "bad_words_ids=.* outside this model's vocabulary"),
+    (dict(forced_eos_token_id=-1), ValueError, "forced_eos_token_id must be >= 0"),
+    (dict(output_logits="yes"), TypeError, "output_logits must be True or False"),
 ]
 
 
