@@ -65,7 +65,7 @@ setup(
         "test": TEST,
         "reference": REFERENCE,
         "dev": TEST + REFERENCE + ["psutil", "threadpoolctl", "matplotlib", "jupytext"],
-        "tutorials": ["matplotlib", "jupytext"],
+        "tutorials": ["matplotlib", "jupytext", "jupyterlab"],
     },
     entry_points={"console_scripts": ["minigpt2=minigpt2.__main__:main"]},
     cffi_modules=["csrc/build_kernels.py:ffibuilder"],

@@ -184,7 +184,8 @@ def _generate(args) -> int:
 
     model = AutoModelForCausalLM.from_pretrained(args.model)  # first: its errors say most about a bad --model
     tokenizer = _load_tokenizer(args.model)
-    ids = tokenizer(prompt).input_ids or [model.config.bos_token_id]  # an empty prompt starts a new text
+    # (verbose=False: a prompt too long for the model gets our own one-line error below, not the tokenizer's)
+    ids = tokenizer(prompt, verbose=False).input_ids or [model.config.bos_token_id]  # empty: start a new text
     n_positions = model.config.n_positions
     if len(ids) >= n_positions:
         raise ValueError(f"the prompt is {len(ids)} tokens long, but {args.model} reads at most {n_positions}")
@@ -349,7 +350,7 @@ def _token_text(tokenizer, token_id) -> str:
 # -- the other commands ----------------------------------------------------------------------------------
 
 def _tokenize(text, tokenizer) -> int:
-    ids = tokenizer(text).input_ids
+    ids = tokenizer(text, verbose=False).input_ids
     tokens = tokenizer.convert_ids_to_tokens(ids)
     width = max([len(t) for t in tokens] + [5])
     print(f"{'index':>5}  {'id':>6}  {'token':<{width}}  text")

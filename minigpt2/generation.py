@@ -447,7 +447,8 @@ class TypicalLogitsWarper:
     def __call__(self, input_ids, scores):
         logp = log_softmax(scores)
         p = np.exp(logp)
-        entropy = -np.nansum(logp * p, axis=-1, keepdims=True)
+        with np.errstate(invalid="ignore"):  # ruled-out tokens: -inf * 0 is NaN, which nansum skips (as HF)
+            entropy = -np.nansum(logp * p, axis=-1, keepdims=True)
         distance = np.abs(-logp - entropy)  # [N, V]: how far each token's surprise is from the typical one
         order = np.argsort(distance, axis=-1, kind="stable")  # most typical first
         cumulative = np.cumsum(softmax(np.take_along_axis(scores, order, axis=-1)), axis=-1)
@@ -483,7 +484,8 @@ class EtaLogitsWarper:
     def __call__(self, input_ids, scores):
         logp = log_softmax(scores)
         p = np.exp(logp)
-        entropy = -np.sum(np.where(p > 0, p * logp, 0.0), axis=-1, keepdims=True)
+        with np.errstate(invalid="ignore"):  # ruled-out tokens (-inf * 0) add nothing to the entropy
+            entropy = -np.sum(np.where(p > 0, p * logp, 0.0), axis=-1, keepdims=True)
         eta = np.minimum(np.float32(self.epsilon), np.sqrt(np.float32(self.epsilon)) * np.exp(-entropy))
         return _keep_best(scores, p < eta, self.min_tokens_to_keep)
 
@@ -704,9 +706,10 @@ class GenerationMixin:
             mask = np.ones(ids.shape, np.int64)
             # HF infers the mask from pad tokens only when pad differs from eos (GPT-2's pad is eos, so it cannot).
             eos = _as_token_list(cfg.eos_token_id)
+            pad = cfg.pad_token_id if cfg.pad_token_id is not None else eos[0] if eos else None  # HF: eos stands in
             if cfg.pad_token_id is not None and cfg.pad_token_id not in eos and (ids == cfg.pad_token_id).any():
                 mask = (ids != cfg.pad_token_id).astype(np.int64)
-            elif ids.shape[0] > 1 and cfg.pad_token_id is not None and (ids[:, -1] == cfg.pad_token_id).any():
+            elif ids.shape[0] > 1 and pad is not None and (ids[:, -1] == pad).any():
                 warnings.warn("some prompts end in the pad token: if the batch is padded, pad on the left and pass "
                               "attention_mask (tokenizer.padding_side = 'left')", UserWarning, stacklevel=3)
         else:

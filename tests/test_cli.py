@@ -157,6 +157,14 @@ def test_long_prompts_are_cut_to_fit(tmp_path, capsys, stdin_is_a_terminal):
     assert code == 1 and "reads at most 16" in err
 
 
+def test_a_prompt_longer_than_the_tokenizer_allows_is_one_line(model_dir):
+    # In a process of its own: the tokenizer's own warning would go through logging, which pytest captures.
+    done = subprocess.run(cli("-m", model_dir, "--greedy", " ".join(["word"] * 1100)), capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 1 and "reads at most 1024" in done.stderr, done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1, done.stderr
+
+
 # -- the other commands ----------------------------------------------------------------------------------
 
 def test_tokenize(capsys, tokenizer):

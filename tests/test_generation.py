@@ -480,6 +480,15 @@ def test_pad_tokens_are_inferred_only_when_pad_differs_from_eos(model):
     np.testing.assert_array_equal(inferred, explicit)
 
 
+def test_right_padding_without_a_mask_warns_like_hf(model):
+    # GPT-2 has no pad token: like HF, the check uses eos (here 1) in its place.
+    with pytest.warns(UserWarning, match="some prompts end in the pad token"):
+        model.generate(prompt([5, 6, 1], [7, 8, 9]), max_new_tokens=2, eos_token_id=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        model.generate(prompt([5, 6, 1]), max_new_tokens=2, eos_token_id=1)  # one prompt: nothing to pad
+
+
 def test_right_padding_is_refused(model):
     with pytest.raises(ValueError, match="left"):
         model.generate(prompt([5, 6, 0], [5, 6, 7]), attention_mask=np.array([[1, 1, 0], [1, 1, 1]]),
