@@ -230,6 +230,12 @@ class GPT2PreTrainedModel:
         (with a warning, as in HF). Missing or mis-shaped transformer weights are an error.
         """
         hub = dict(revision=revision, cache_dir=cache_dir, token=token, local_files_only=local_files_only)
+        # HF's loading options that have one answer here: attention is HF's eager formula, weights are float32.
+        config_overrides.pop("attn_implementation", None)
+        dtype = config_overrides.pop("torch_dtype", None)
+        if dtype is not None and dtype != "auto" and "float32" not in str(dtype):  # "float32", torch.float32, ...
+            warnings.warn(f"torch_dtype={dtype}: minigpt2 computes in float32, so the weights are loaded as float32",
+                          UserWarning, stacklevel=2)
         if config is None:
             config = GPT2Config.from_pretrained(name_or_path, **hub, **config_overrides)
         elif config_overrides:

@@ -157,6 +157,22 @@ def test_buffers_of_older_checkpoints_are_ignored(base_copy):
                           minigpt2.GPT2LMHeadModel.from_pretrained(BASE)(ids).logits)
 
 
+def test_hfs_loading_options_are_accepted(tmp_path):
+    """Code written for transformers passes torch_dtype and attn_implementation: float32 and eager are what
+    minigpt2 does; another dtype warns; none of them ends up in the config (which must still save as JSON)."""
+    for options in (dict(torch_dtype="float32", attn_implementation="eager"), dict(torch_dtype="auto"),
+                    dict(torch_dtype=np.float32), dict(attn_implementation="sdpa")):
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            model = minigpt2.GPT2LMHeadModel.from_pretrained(BASE, **options)
+        model.save_pretrained(tmp_path / "saved")
+    with pytest.warns(UserWarning, match="computes in float32"):
+        minigpt2.GPT2LMHeadModel.from_pretrained(BASE, torch_dtype="bfloat16")
+    torch = pytest.importorskip("torch")
+    model = minigpt2.GPT2LMHeadModel.from_pretrained(BASE, torch_dtype=torch.float32)
+    model.save_pretrained(tmp_path / "saved")
+
+
 def test_a_missing_task_head_is_initialised_with_a_warning():
     with pytest.warns(UserWarning, match=r"score\.weight.*initialised randomly"):
         model = minigpt2.GPT2ForSequenceClassification.from_pretrained(BASE, num_labels=3, seed=0)
