@@ -8,9 +8,12 @@ cache returned by the model is a ``KVCache``, a tuple whose pairs are read-only 
 preallocated buffers with room to grow. Feeding it back appends the new keys and values in place,
 and a full buffer doubles, so each token costs amortised O(1) copying. If an older cache is fed back
 after a newer one was grown from the same buffers (branching, as in trying two continuations),
-the older one is copied first, so no cache a caller holds ever changes.
+the older one is copied first, so no cache a caller holds ever changes. The same holds when several
+threads continue one cache at once: one of them takes the free space after it, the others copy.
 """
 from __future__ import annotations
+
+import threading
 
 import numpy as np
 
@@ -25,14 +28,15 @@ class _Buffers:
         self.keys = [np.empty(shape, np.float32) for _ in range(n_layer)]
         self.values = [np.empty(shape, np.float32) for _ in range(n_layer)]
         self.length = 0
+        self.lock = threading.Lock()  # two threads extending the same cache: one gets the space, one copies
 
     @property
     def capacity(self):
         return self.keys[0].shape[2]
 
-    def grow(self, capacity):
-        """Reallocate to ``capacity`` positions, keeping the filled part."""
-        n = self.length
+    def grow(self, capacity, filled):
+        """Reallocate to ``capacity`` positions, keeping the first ``filled``."""
+        n = filled
         for buffers in (self.keys, self.values):
             for i, old in enumerate(buffers):
                 new = np.empty(old.shape[:2] + (capacity,) + old.shape[3:], np.float32)
@@ -68,8 +72,8 @@ class KVCache(tuple):
         self._buffers, self._length = buffers, length
         return self
 
-    def get_seq_length(self) -> int:
-        """P, the number of positions cached (HF's Cache.get_seq_length)."""
+    def get_seq_length(self, layer_idx: int = 0) -> int:
+        """P, the number of positions cached (HF's Cache.get_seq_length; every layer holds the same P)."""
         return self._length
 
     def reorder(self, index) -> "KVCache":
@@ -98,15 +102,20 @@ class KVCache(tuple):
         if past is None:
             past_length = 0
         else:
+            if not isinstance(past, KVCache) and isinstance(past, (tuple, list)):  # e.g. HF's tuples of tensors
+                past = [tuple(_as_numpy(a) for a in pair) if isinstance(pair, (tuple, list)) else pair for pair in past]
             past_length = _check_past(past, n_layer, batch, n_head, head_dim)
         needed = past_length + new_tokens
-        reusable = (
-            isinstance(past, KVCache) and past._buffers.length == past._length and len(past._buffers.keys) == n_layer
-        )
+        reusable = False
+        if isinstance(past, KVCache) and len(past._buffers.keys) == n_layer:
+            with past._buffers.lock:  # is the space after `past` still free? Then take it, in one step
+                reusable = past._buffers.length == past._length
+                if reusable:
+                    past._buffers.length = needed
         if reusable:
             buffers = past._buffers
             if buffers.capacity < needed:
-                buffers.grow(min(max(needed, 2 * buffers.capacity), max(max_positions, needed)))
+                buffers.grow(min(max(needed, 2 * buffers.capacity), max(max_positions, needed)), filled=past_length)
         else:
             capacity = needed if past is None else min(max(needed, 2 * past_length), max(max_positions, needed))
             buffers = _Buffers(n_layer, batch, n_head, head_dim, capacity)
@@ -117,6 +126,16 @@ class KVCache(tuple):
         buffers.length = needed
         slots = [_LayerSlot(buffers, i, past_length) for i in range(n_layer)]
         return buffers, slots, past_length
+
+
+def _as_numpy(a):
+    """A tensor of another library (torch) as a NumPy array; anything else unchanged (_check_past judges it)."""
+    if isinstance(a, np.ndarray) or not hasattr(a, "__array__"):
+        return a
+    try:
+        return np.asarray(a)
+    except (TypeError, ValueError, RuntimeError):  # e.g. a torch tensor that requires grad
+        return a
 
 
 def _check_past(past, n_layer, batch, n_head, head_dim) -> int:

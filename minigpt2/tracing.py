@@ -8,7 +8,7 @@
     t.layer(0)             # block 0's tensors without the "h.0." prefix: {"ln_1": ..., "attn": ..., ...}
     t.stack("out")         # every block's output stacked: [n_layer, B, T, E] (e.g. for a logit lens)
 
-Names: "embeddings", then for each block i "h.{i}.ln_1", "h.{i}.attn", "h.{i}.attn_probs",
+Names: "embeddings", then for each block i "h.{i}.ln_1", "h.{i}.attn_probs", "h.{i}.attn",
 "h.{i}.resid_mid" (after the attention residual), ["h.{i}.crossattention"], "h.{i}.ln_2", "h.{i}.mlp",
 "h.{i}.out"; then "ln_f". Each block computes
 
@@ -17,13 +17,16 @@ Names: "embeddings", then for each block i "h.{i}.ln_1", "h.{i}.attn", "h.{i}.at
 
 where x is "embeddings" for block 0 and "h.{i-1}.out" after it; "ln_f" is layer_norm("h.{n_layer-1}.out").
 
-Each value is a copy taken when it was recorded, so nothing computed later can change it. Outside a
-``trace()`` block, recording costs one global lookup and copies nothing. Inside one, attention runs its
+Values are [B, T, E] as the blocks see them (GPT2DoubleHeadsModel's [B, choices, T] input is folded into
+[B * choices, T, E]). Each value is a copy taken when it was recorded, so nothing computed later can change it.
+A trace belongs to the thread (strictly: the context) that opened it: other threads' passes are neither recorded
+nor slowed. Outside a ``trace()`` block, recording costs one context-variable lookup and copies nothing. Inside one, attention runs its
 NumPy reference (a fused C kernel never forms the probabilities that "attn_probs" records), so with the
 C backend active a traced pass may differ from an untraced one by float32 rounding.
 """
 from __future__ import annotations
 
+import contextvars
 import re
 from contextlib import contextmanager
 
@@ -31,7 +34,7 @@ import numpy as np
 
 __all__ = ["trace", "record", "Trace"]
 
-_active = None
+_active = contextvars.ContextVar("minigpt2_trace", default=None)  # the Trace collecting now, in this thread
 
 
 class Trace(dict):
@@ -69,14 +72,15 @@ class Trace(dict):
 
 def active() -> bool:
     """Whether a ``trace()`` block is collecting tensors now."""
-    return _active is not None
+    return _active.get() is not None
 
 
 def record(prefix="", **tensors):
     """Keep a copy of each tensor under ``prefix + name`` if a trace is active (otherwise do nothing)."""
-    if _active is not None:
+    collecting = _active.get()
+    if collecting is not None:
         for name, value in tensors.items():
-            _active[prefix + name] = np.array(value, copy=True)
+            collecting[prefix + name] = np.array(value, copy=True)
 
 
 @contextmanager
@@ -86,9 +90,9 @@ def trace():
     A second forward pass inside the same block overwrites the names of the first. Traces nest: an inner
     block collects into its own Trace, and the outer one resumes afterwards.
     """
-    global _active
-    previous, _active = _active, Trace()
+    collecting = Trace()
+    token = _active.set(collecting)
     try:
-        yield _active
+        yield collecting
     finally:
-        _active = previous
+        _active.reset(token)

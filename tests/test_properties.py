@@ -236,6 +236,52 @@ def test_an_old_cache_stays_valid_after_a_newer_one_grew_from_it(seed, prompt, b
                  "continuing B after A was continued")
 
 
+@pytest.mark.parametrize("backend", ["numpy", "c"])
+def test_threads_branching_from_one_cache_get_what_one_thread_gets(backend):
+    """Several threads continuing the same cache at once: one may extend its buffers in place, the others
+    must copy; each gets exactly the logits a lone call gets (an earlier version let two threads write into the
+    same free space)."""
+    import threading
+
+    if backend == "c" and not minigpt2.backend.c_available():
+        pytest.skip("the C extension is not built")
+    saved = minigpt2.backend.get_backend()
+    minigpt2.backend.set_backend(backend)
+    try:
+        model = lm(minigpt2.GPT2Config(vocab_size=200, n_positions=64, n_embd=32, n_layer=2, n_head=2), 0)
+        tokens = np.arange(8)[:, None, None] + 100  # each thread its own next token
+        for trial in range(20):
+            past = model(np.arange(20)[None] + trial).past_key_values
+            alone = [model(t, past_key_values=past).logits for t in tokens]
+            past = model(np.arange(20)[None] + trial).past_key_values  # fresh, with its free space unclaimed
+            results = [None] * len(tokens)
+            start = threading.Barrier(len(tokens))
+
+            def run(i):
+                start.wait()
+                results[i] = model(tokens[i], past_key_values=past).logits
+
+            threads = [threading.Thread(target=run, args=(i,)) for i in range(len(tokens))]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            for i in range(len(tokens)):
+                np.testing.assert_array_equal(results[i], alone[i])
+    finally:
+        minigpt2.backend.set_backend(saved)
+
+
+def test_cache_length_and_hf_tuples_of_tensors():
+    model = lm(minigpt2.GPT2Config(vocab_size=20, n_positions=8, n_embd=8, n_layer=2, n_head=2), 0)
+    past = model(np.array([[1, 2, 3]])).past_key_values
+    assert past.get_seq_length() == past.get_seq_length(1) == 3
+    torch = pytest.importorskip("torch")
+    as_torch = tuple((torch.from_numpy(k.copy()), torch.from_numpy(v.copy())) for k, v in past)
+    np.testing.assert_array_equal(model(np.array([[4]]), past_key_values=as_torch).logits,
+                                  model(np.array([[4]]), past_key_values=past).logits)
+
+
 def test_caches_are_read_only_and_pickle_as_plain_tuples():
     import copy
     import pickle

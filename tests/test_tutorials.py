@@ -31,6 +31,41 @@ def test_each_tutorial_chooses_its_model_in_one_variable(path):
     assert 'MODEL = "gpt2"' in source and "load_model(MODEL" in source
 
 
+def test_a_trace_belongs_to_its_thread():
+    """Another thread's passes are not recorded into a trace, nor slowed by it; overlapping traces in two
+    threads each get their own tensors and leave no trace installed afterwards."""
+    import threading
+
+    config = GPT2Config(n_layer=2, n_head=2, n_embd=8, vocab_size=11, n_positions=16)
+    model = GPT2LMHeadModel(config, seed=0)
+    inside, outside, results = threading.Event(), threading.Event(), {}
+
+    def tracer(name, ids, wait_for=None, then=None):
+        with minigpt2.trace() as t:
+            model(np.array([ids]))
+            if then is not None:
+                then.set()
+            if wait_for is not None:
+                wait_for.wait(timeout=30)
+        results[name] = t
+
+    def untraced():
+        inside.wait(timeout=30)
+        results["untraced active"] = minigpt2.tracing.active()
+        model(np.array([[1, 2, 3, 4, 5, 6, 7]]))
+        outside.set()
+
+    threads = [threading.Thread(target=tracer, args=("A", [1, 2, 3], outside, inside)),
+               threading.Thread(target=untraced)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert results["untraced active"] is False
+    assert results["A"]["embeddings"].shape == (1, 3, 8)  # not the other thread's 7 tokens
+    assert not minigpt2.tracing.active()
+
+
 def test_trace_names_and_helpers():
     config = GPT2Config(n_layer=2, n_head=2, n_embd=8, vocab_size=11, n_positions=16)
     model = GPT2LMHeadModel(config, seed=0)
@@ -47,7 +82,7 @@ def test_trace_names_and_helpers():
     assert "h.1.attn_probs" in repr(t)
     # Outside a trace nothing is recorded, and a trace's tensors are copies. (Traced and untraced runs may
     # differ by rounding: inside a trace attention runs the NumPy reference, to record its probabilities.)
-    assert minigpt2.tracing._active is None
+    assert not minigpt2.tracing.active()
     t["ln_f"][...] = 0
     np.testing.assert_allclose(model(ids).logits, out.logits, rtol=1e-5, atol=1e-6)
 
