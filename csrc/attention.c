@@ -66,6 +66,7 @@ struct item {
     float *s;                    /* [rows][KB], scores, then exp(score - m) */
     float *o;                    /* [rows][D], running sums of exp(score - m) v */
     float m[QB], l[QB], shrink[QB];
+    unsigned char nan[QB];       /* a row that met a NaN score: its output is NaN, as the reference's */
 };
 
 #if defined(__GNUC__)
@@ -177,6 +178,9 @@ static inline void softmax_row(struct item *it, long i, long j0, long n)
     if (it->bias)
         for (long jj = 0; jj < n; jj++)
             s[jj] += it->bias[j0 + jj];  /* MASK_VALUE + MASK_VALUE overflows to -inf, as in NumPy */
+    for (long jj = 0; jj < n; jj++)
+        if (isnan(s[jj]))  /* (the maximum below skips NaN; the reference's softmax does not) */
+            it->nan[i] = 1;
     float block_max = lane_max(s, n);
     if (block_max == -INFINITY) {  /* nothing to add yet (a row that stays so ends as NaN) */
         for (long jj = 0; jj < n; jj++)
@@ -237,6 +241,7 @@ static void attention_item(void *arg, long item)
         }
         it.m[i] = -INFINITY;
         it.l[i] = 0.0f;
+        it.nan[i] = 0;
     }
 
     /* The keys these rows can see; with a positive bias, every key may matter. */
@@ -253,7 +258,7 @@ static void attention_item(void *arg, long item)
         if (!(it.m[i] > MASK_VALUE))  /* every visible key was padding: the future keys count too */
             absorb(&it, i, i + 1, seen, job->K, D);
         float factor = (job->head_mask ? job->head_mask[h] : 1.0f) / it.l[i];
-        if (it.m[i] == -INFINITY)  /* every score was -inf: the reference's softmax gives NaN */
+        if (it.m[i] == -INFINITY || it.nan[i])  /* every score -inf, or a NaN: the reference gives NaN */
             factor = NAN;
         float *out = job->out + ((b * job->T + t0 + i) * job->H + h) * D;
         for (long d = 0; d < D; d++)

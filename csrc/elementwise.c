@@ -54,7 +54,9 @@ struct gelu_job {
 };
 
 /* 0.5 x (1 + tanh(a)) is computed as x / (1 + e^(-2a)): the same function (since
- * 1 + tanh(a) = 2 / (1 + e^(-2a))), but with one exponential the compiler can vectorise. */
+ * 1 + tanh(a) = 2 / (1 + e^(-2a))), but with one exponential the compiler can vectorise. Where
+ * e^(-2a) is beyond float32 (-2a > 88, x below about -10) the quotient is 0: x * 0, which is -0 as
+ * in the reference (where tanh(a) is exactly -1 there), and NaN for x = -inf, as in the reference. */
 static void gelu_chunk(void *arg, long item)
 {
     const struct gelu_job *job = arg;
@@ -64,7 +66,7 @@ static void gelu_chunk(void *arg, long item)
     float *y = job->y;
     for (long i = start; i < end; i++) {
         float a = c * (x[i] + 0.044715f * (x[i] * x[i] * x[i]));
-        y[i] = x[i] / (1.0f + vexpf(-2.0f * a));
+        y[i] = -2.0f * a > 88.0f ? x[i] * 0.0f : x[i] / (1.0f + vexpf(-2.0f * a));
     }
 }
 

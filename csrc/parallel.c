@@ -278,7 +278,8 @@ void mg_parallel_for(long n_items, void (*fn)(void *arg, long item), void *arg)
             fn(arg, i);
         return;
     }
-    workers = start_workers(workers);
+    int started = start_workers(workers);  /* (all the pool has: more than asked, after a larger count) */
+    workers = started < workers ? started : workers;
 
     /* Post the job: describe it in its slot, then announce it by moving `state` to (number, 0). */
     uint32_t number = (uint32_t)(atomic_load(&pool.state) >> 32) + 1;

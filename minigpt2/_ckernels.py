@@ -25,6 +25,8 @@ calls = Counter()  # kernel name -> calls served in C
 # rows on it multiplied faster than our tiled kernel where we measured (docs/kernels.md: the C
 # kernel reached 0.77-0.98 of OpenBLAS's speed for 16-512 rows, and was faster below 16).
 BLAS_ROWS = 32
+# Attention heads wider than this go to NumPy (GPT-2's are 64 wide; the kernel's scratch is 64 x D floats).
+MAX_HEAD_DIM = 1024
 
 _ERRORS = {
     lib.MG_ERR_SHAPE: (ValueError, "a size is zero or negative"),
@@ -50,6 +52,12 @@ def _floats(a):
     return ffi.cast("float *", a.ctypes.data)
 
 
+def _contiguous(a):
+    """``a`` C-contiguous and on a 4-byte boundary (C reads floats there), copying only if it is not."""
+    a = np.ascontiguousarray(a)
+    return a if a.flags.aligned else a.copy()
+
+
 def _aligned(a):
     """True if every element of ``a`` lies on a 4-byte boundary (float loads in C need it) and no axis
     runs backwards. (The stride of an axis of length 1 is never used, so NumPy may set it to anything.)"""
@@ -64,8 +72,10 @@ def linear(x, weight, bias=None):
     rows = x.size // n_in if n_in else 0
     if x.shape[-1] != n_in or n_in == 0 or n_out == 0 or rows >= BLAS_ROWS:
         return NotImplemented
-    if bias is not None and not (_is_f32(bias) and bias.shape == (n_out,) and bias.flags.c_contiguous):
-        return NotImplemented
+    if bias is not None:
+        if not (_is_f32(bias) and bias.shape == (n_out,)):
+            return NotImplemented
+        bias = _contiguous(bias)
     flags = weight.flags
     if flags.c_contiguous:  # a Conv1D weight: its rows are contiguous
         transposed, w = 0, weight
@@ -75,12 +85,13 @@ def linear(x, weight, bias=None):
         return NotImplemented
     if not flags.aligned:
         return NotImplemented
-    if not x.flags.c_contiguous:
-        x = np.ascontiguousarray(x)
+    x = _contiguous(x)
     y = np.empty(x.shape[:-1] + (n_out,), F32)
     status = lib.mg_linear(ffi.from_buffer("float[]", x), n_in, ffi.from_buffer("float[]", w), w.shape[1],
                            transposed, ffi.NULL if bias is None else ffi.from_buffer("float[]", bias),
                            ffi.from_buffer("float[]", y), n_out, rows, n_in, n_out)
+    if status == lib.MG_ERR_MEMORY:  # no room for the kernel's scratch buffers: NumPy may still manage
+        return NotImplemented
     if status:
         _check(status, "linear")
     calls["linear"] += 1
@@ -92,9 +103,9 @@ def layer_norm(x, weight, bias, eps=1e-5):
     if not (_is_f32(x) and _is_f32(weight) and _is_f32(bias)) or x.ndim == 0 or x.size == 0:
         return NotImplemented
     n = x.shape[-1]
-    if weight.shape != (n,) or bias.shape != (n,) or not (weight.flags.c_contiguous and bias.flags.c_contiguous):
+    if weight.shape != (n,) or bias.shape != (n,) or np.ndim(eps) != 0:
         return NotImplemented
-    x = np.ascontiguousarray(x)
+    x, weight, bias = _contiguous(x), _contiguous(weight), _contiguous(bias)
     y = np.empty_like(x)
     status = lib.mg_layer_norm(_floats(x), n, _floats(weight), _floats(bias), _floats(y), n, x.size // n, n,
                                float(eps))
@@ -105,9 +116,9 @@ def layer_norm(x, weight, bias, eps=1e-5):
 
 def gelu_new(x):
     """GPT-2's tanh GELU.  # [...] -> [...]"""
-    if not _is_f32(x) or x.size == 0:
+    if not _is_f32(x) or x.size == 0 or x.ndim == 0:
         return NotImplemented
-    x = np.ascontiguousarray(x)
+    x = _contiguous(x)
     y = np.empty_like(x)
     _check(lib.mg_gelu_new(_floats(x), _floats(y), x.size), "gelu_new")
     calls["gelu_new"] += 1
@@ -127,10 +138,12 @@ def attention(q, k, v, *, scale, causal, key_bias=None, head_mask=None, need_pro
     """
     if need_probs or not (_is_f32(q) and _is_f32(k) and _is_f32(v)) or q.ndim != 4 or k.ndim != 4 or v.ndim != 4:
         return NotImplemented
-    if isinstance(scale, np.floating) and scale.dtype != F32:  # a float64 scale makes NumPy compute in float64
-        return NotImplemented
+    if np.ndim(scale) != 0 or (isinstance(scale, (np.ndarray, np.generic)) and scale.dtype != F32):
+        return NotImplemented  # an array, or a float64 NumPy scale (with which NumPy computes in float64)
     B, H, T, D = q.shape
     K = k.shape[2]
+    if D > MAX_HEAD_DIM:  # the kernel keeps a 64 x D block in scratch memory: NumPy serves huge heads
+        return NotImplemented
     if k.shape != (B, H, K, D) or v.shape != (B, H, K, D) or 0 in q.shape or K == 0 or (causal and T > K):
         return NotImplemented
     for a in (q, k, v):
@@ -141,18 +154,20 @@ def attention(q, k, v, *, scale, causal, key_bias=None, head_mask=None, need_pro
         if not _is_f32(key_bias) or key_bias.ndim != 4 or key_bias.shape[1:] != (1, 1, K) \
                 or key_bias.shape[0] not in (1, B):
             return NotImplemented
-        key_bias = np.ascontiguousarray(key_bias)
+        key_bias = _contiguous(key_bias)
         bias, bias_stride = _floats(key_bias), (K if key_bias.shape[0] == B else 0)
     mask = ffi.NULL
     if head_mask is not None:
         if not _is_f32(head_mask) or head_mask.shape != (1, H, 1, 1):
             return NotImplemented
-        head_mask = np.ascontiguousarray(head_mask)
+        head_mask = _contiguous(head_mask)
         mask = _floats(head_mask)
     out = np.empty((B, T, H, D), F32)  # merge_heads' layout: its transpose back is free
     status = lib.mg_attention(_floats(q), _strides3(q), _floats(k), _strides3(k), _floats(v), _strides3(v),
                               _floats(out), B, H, T, K, D, float(np.float32(scale)), bool(causal), bias,
                               bias_stride, mask)
+    if status == lib.MG_ERR_MEMORY:  # no room for the kernel's scratch buffers: NumPy may still manage
+        return NotImplemented
     _check(status, "attention")
     calls["attention"] += 1
     return out.transpose(0, 2, 1, 3), None

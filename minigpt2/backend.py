@@ -125,20 +125,25 @@ def _cores_available() -> int:
         return max(1, os.cpu_count() or 1)
 
 
+MAX_THREADS = 256  # as the C core's pool (csrc/parallel.c)
+
+
 def _threads_from_environment() -> int:
-    value = os.environ.get("MINIGPT2_NUM_THREADS", "")
+    value = os.environ.get("MINIGPT2_NUM_THREADS", "").strip()
     if not value:
         return _cores_available()
-    if not value.strip().isdigit() or int(value) < 1:
-        raise ValueError(f"MINIGPT2_NUM_THREADS must be a positive whole number of threads, got {value!r}")
+    if not (value.isascii() and value.isdigit()) or not 1 <= int(value) <= MAX_THREADS:
+        raise ValueError(f"MINIGPT2_NUM_THREADS must be a positive whole number of threads, at most {MAX_THREADS}, "
+                         f"got {value!r}")
     return int(value)
 
 
 def set_num_threads(n: int) -> None:
-    """Use ``n`` threads in the C kernels (NumPy's own BLAS threads are not affected)."""
+    """Use ``n`` threads (1 to 256) in the C kernels (NumPy's own BLAS threads are not affected)."""
     global _num_threads
-    if not isinstance(n, (int, np.integer)) or isinstance(n, bool) or n < 1:
-        raise ValueError(f"the number of threads must be a positive whole number, got {n!r}")
+    if not isinstance(n, (int, np.integer)) or isinstance(n, bool) or not 1 <= n <= MAX_THREADS:
+        raise ValueError(f"the number of threads must be a positive whole number, at most {MAX_THREADS}, "
+                         f"got {n!r}")
     _num_threads = int(n)
     if _ckernels is not None:
         _ckernels.lib.mg_set_num_threads(_num_threads)

@@ -120,7 +120,7 @@ def test_thread_count_from_the_environment_and_the_affinity():
         one_core = "import os; os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]}); " + code
         assert run_python(one_core) == "1 1"
     forward = "; minigpt2.GPT2Model(minigpt2.GPT2Config.from_preset('tiny'), seed=0)([[1, 2]])"
-    for bad in ("0", "two", "-1"):
+    for bad in ("0", "two", "-1", "257", "99999999999", "\u00b2"):  # (the last: a superscript 2)
         error = run_python(code + forward, {"MINIGPT2_NUM_THREADS": bad}, expect_failure=True)
         assert "MINIGPT2_NUM_THREADS must be a positive whole number" in error
     fixed = "import minigpt2; minigpt2.backend.set_num_threads(1)" + forward + "; print('ok')"
@@ -134,10 +134,12 @@ def test_set_num_threads():
         assert backend.get_num_threads() == 1
         if backend.c_available():
             assert backend._ckernels.lib.mg_get_num_threads() == 1
-        for bad in (0, -2, 1.5, "2", True, None):
-            with pytest.raises(ValueError, match="positive whole number"):
+        for bad in (0, -2, 1.5, "2", True, None, 257, 10 ** 6, 2 ** 40):
+            with pytest.raises(ValueError, match="positive whole number, at most 256"):
                 backend.set_num_threads(bad)
         assert backend.get_num_threads() == 1
+        backend.set_num_threads(256)
+        assert backend.get_num_threads() == 256
     finally:
         backend.set_num_threads(saved)
 

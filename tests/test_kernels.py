@@ -315,7 +315,7 @@ def test_kernels_decline_what_they_do_not_handle():
     assert ck.linear(x, misaligned) is NotImplemented
     np.testing.assert_array_equal(layers.linear(x, misaligned), layers.linear.reference(x, w))
     assert ck.gelu_new(x.astype(np.float64)) is NotImplemented
-    assert ck.layer_norm(x, w[:, 0], w[:, 1]) is NotImplemented  # weight of the wrong length
+    assert ck.layer_norm(x, w[:5, 0], w[:5, 1]) is NotImplemented  # weight of the wrong length
     q = random_floats(rng, (1, 2, 3, 4))
     assert ck.attention(q, q, q, scale=1.0, causal=True, need_probs=True) is NotImplemented
     full_mask = np.zeros((1, 1, 3, 3), np.float32)
@@ -326,6 +326,80 @@ def test_kernels_decline_what_they_do_not_handle():
         out = layers.linear(x.astype(np.float64), w)
     assert out.dtype == np.float64
     np.testing.assert_array_equal(out, layers.linear.reference(x.astype(np.float64), w))
+
+
+def misaligned_copy(a):
+    """``a``'s values in float32 memory that starts one byte past a 4-byte boundary."""
+    raw = np.zeros(a.size * 4 + 1, np.uint8)[1:]
+    out = raw.view(np.float32).reshape(a.shape)
+    out[...] = a
+    assert not out.flags.aligned
+    return out
+
+
+def test_misaligned_activations_and_parameters_are_served_from_aligned_copies():
+    """C reads floats at 4-byte boundaries only (run under UBSan in CI, a misaligned read is an error): every
+    array handed to it is aligned first, and the results are those of the aligned arrays."""
+    rng = np.random.default_rng(8)
+    x, w, b = random_floats(rng, (3, 20)), random_floats(rng, (20, 7)), random_floats(rng, (7,))
+    np.testing.assert_array_equal(served_by_c("linear", ck.linear, misaligned_copy(x), w, misaligned_copy(b)),
+                                  ck.linear(x, w, b))
+    g, beta = random_floats(rng, (20,)), random_floats(rng, (20,))
+    np.testing.assert_array_equal(
+        served_by_c("layer_norm", ck.layer_norm, misaligned_copy(x), misaligned_copy(g), misaligned_copy(beta)),
+        ck.layer_norm(x, g, beta))
+    np.testing.assert_array_equal(served_by_c("gelu_new", ck.gelu_new, misaligned_copy(x)), ck.gelu_new(x))
+    q = random_floats(rng, (2, 2, 3, 8))
+    bias = np.where(rng.random((2, 1, 1, 3)) < 0.3, MASK, 0).astype(np.float32)
+    heads = np.array([1.0, 0.5], np.float32).reshape(1, 2, 1, 1)
+    out, _ = served_by_c("attention", ck.attention, q, q, q, scale=np.float32(0.3), causal=True,
+                         key_bias=misaligned_copy(bias), head_mask=misaligned_copy(heads))
+    np.testing.assert_array_equal(out, ck.attention(q, q, q, scale=np.float32(0.3), causal=True, key_bias=bias,
+                                                    head_mask=heads)[0])
+
+
+def test_extreme_values_follow_the_reference():
+    """gelu_new far below zero (where e^(-2a) is beyond float32) and NaN scores in attention give what the
+    NumPy reference gives: -0 and NaN, not a finite value from a capped exponential or a skipped NaN."""
+    x = np.array([-3e38, -1e36, -1e30, -1e10, -20.0, -10.5, -np.inf, np.nan, 0.0, 3.0, 1e30, np.inf], np.float32)
+    with np.errstate(all="ignore"):
+        expected = activations.gelu_new.reference(x)
+    got = served_by_c("gelu_new", ck.gelu_new, x)
+    np.testing.assert_allclose(got, expected, rtol=1e-6, atol=1e-30, equal_nan=True)
+    assert ck.gelu_new(np.array(0.5, np.float32)) is NotImplemented  # 0-d: NumPy keeps it 0-d
+    rng = np.random.default_rng(9)
+    q, k, v = random_floats(rng, (1, 1, 1, 8)), random_floats(rng, (1, 1, 65, 8)), random_floats(rng, (1, 1, 65, 8))
+    k[0, 0, 64, 0] = np.nan  # one NaN score, alone in its block of keys
+    for causal in (False, True):
+        with np.errstate(all="ignore"):
+            expected = layers.attention.reference(q, k, v, scale=np.float32(0.3), causal=causal)[0]
+        got = served_by_c("attention", ck.attention, q, k, v, scale=np.float32(0.3), causal=causal)[0]
+        np.testing.assert_array_equal(np.isnan(got), np.isnan(expected))
+    q = random_floats(rng, (1, 2, 70, 8))
+    with np.errstate(all="ignore"):
+        expected = layers.attention.reference(q, q, q, scale=np.float32(np.nan), causal=True)[0]
+    got = served_by_c("attention", ck.attention, q, q, q, scale=np.float32(np.nan), causal=True)[0]
+    assert np.isnan(expected).all() and np.isnan(got).all()
+
+
+def test_what_numpy_serves_instead():
+    """Scales and epsilons given as arrays, 0-d inputs, and heads wider than MAX_HEAD_DIM go to NumPy, whose
+    results (shapes, dtypes, broadcasting) are the reference's."""
+    rng = np.random.default_rng(10)
+    q = random_floats(rng, (1, 2, 3, 4))
+    assert ck.attention(q, q, q, scale=np.array([0.3]), causal=True) is NotImplemented
+    assert ck.attention(q, q, q, scale=np.array(0.3), causal=True) is NotImplemented  # float64: NumPy's dtype
+    x = random_floats(rng, (2, 4))
+    assert ck.layer_norm(x, np.ones(4, np.float32), np.zeros(4, np.float32), eps=np.array([1e-5])) is NotImplemented
+    with backend_named("c"):
+        zero_d = activations.gelu_new(np.array(0.5, np.float32))
+        assert zero_d.shape == () and zero_d == activations.gelu_new.reference(np.array(0.5, np.float32))
+        wide = random_floats(rng, (1, 1, 2, ck.MAX_HEAD_DIM + 1))
+        before = ck.calls["attention"]
+        out, _ = layers.attention(wide, wide, wide, scale=np.float32(0.1), causal=True)
+        assert ck.calls["attention"] == before
+        np.testing.assert_array_equal(out, layers.attention.reference(wide, wide, wide, scale=np.float32(0.1),
+                                                                      causal=True)[0])
 
 
 def test_non_contiguous_activations_are_served():
