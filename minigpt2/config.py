@@ -87,6 +87,18 @@ PRESETS = {
 SUMMARY_TYPES = ("last", "first", "mean", "cls_index")
 
 
+def read_json_object(path) -> dict:
+    """The JSON object in the file ``path`` (config.json, generation_config.json), or a ValueError naming it."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            value = json.load(f)
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path} is not valid JSON: {e}") from None
+    if not isinstance(value, dict):
+        raise ValueError(f"{path} must hold a JSON object, found {type(value).__name__}")
+    return value
+
+
 class GPT2Config:
     """The configuration of a GPT-2 model (HF's ``GPT2Config``).
 
@@ -209,14 +221,7 @@ class GPT2Config:
 
     @classmethod
     def from_json_file(cls, path) -> "GPT2Config":
-        try:
-            with open(path, encoding="utf-8") as f:
-                config_dict = json.load(f)
-        except json.JSONDecodeError as e:
-            raise ValueError(f"{path} is not valid JSON: {e}") from None
-        if not isinstance(config_dict, dict):
-            raise ValueError(f"{path} must hold a JSON object, found {type(config_dict).__name__}")
-        return cls.from_dict(config_dict)
+        return cls.from_dict(read_json_object(path))
 
     @classmethod
     def from_pretrained(cls, name_or_path, return_unused_kwargs=False, **kwargs):

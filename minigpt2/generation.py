@@ -120,19 +120,13 @@ class GenerationConfig:
     @classmethod
     def from_pretrained(cls, name_or_path, config_file_name=GENERATION_CONFIG_NAME, **hub_kwargs):
         """generation_config.json of a checkpoint: a directory, the file itself, or a Hub repository."""
+        from .config import read_json_object
         from .hub import resolve_file
 
         name_or_path = os.fspath(name_or_path)
         path = name_or_path if os.path.isfile(name_or_path) else resolve_file(name_or_path, config_file_name,
                                                                              **hub_kwargs)
-        try:
-            with open(path, encoding="utf-8") as f:
-                config_dict = json.load(f)
-        except json.JSONDecodeError as e:
-            raise ValueError(f"{path} is not valid JSON: {e}") from None
-        if not isinstance(config_dict, dict):
-            raise ValueError(f"{path} must hold a JSON object, found {type(config_dict).__name__}")
-        config = cls.from_dict(config_dict)
+        config = cls.from_dict(read_json_object(path))
         config.validate()
         return config
 
