@@ -572,6 +572,64 @@ class GPT2Tokenizer:
         except UnicodeEncodeError:
             raise _surrogate_error(source) from None
 
+    def _offsets_of(self, text: str, ids: List[int], add_prefix_space: bool) -> List[Tuple[int, int]]:
+        """The (start, end) characters of ``text`` that each of its ids (from _encode_text) covers, as HF's fast
+        tokenizer reports them: a token that covers part of a character's UTF-8 bytes counts the whole character;
+        an added token covers its text; add_prefix_space's extra space covers nothing."""
+        data = text.encode("utf-8")
+        char_of_byte = [i for i, ch in enumerate(text) for _ in range(len(ch.encode("utf-8")))] + [len(text)]
+        byte_of_char = [0] * (len(text) + 1)
+        for b in range(len(data) - 1, -1, -1):
+            byte_of_char[char_of_byte[b]] = b
+        byte_of_char[len(text)] = len(data)
+        pos = -1 if add_prefix_space else 0  # the byte the next token starts at (-1: the virtual space)
+        offsets = []
+        for token_id in ids:
+            added = self._added_tokens_decoder.get(token_id)
+            if added is not None and (self._added_re is not None):
+                start = text.find(added.content, char_of_byte[max(pos, 0)])
+                if start < 0:  # (cannot happen for ids from this text; be safe rather than wrong)
+                    start = char_of_byte[max(pos, 0)]
+                offsets.append((start, start + len(added.content)))
+                pos = byte_of_char[min(start + len(added.content), len(text))]
+                continue
+            table = self._bpe.id_to_bytes
+            piece = table[token_id] if token_id < len(table) else None
+            n = len(piece) if piece else 1
+            if pos >= 0 and piece:  # text an added token's rstrip removed is not in the ids: skip it
+                while pos < len(data) and data[pos:pos + n] != piece and data[pos:pos + 1].isspace():
+                    pos += 1
+            start, end = max(pos, 0), max(pos + n, 0)
+            offsets.append((char_of_byte[min(start, len(data))], char_of_byte[min(end, len(data)) - 1] + 1
+                            if end > start else char_of_byte[min(start, len(data))]))
+            pos += n
+        return offsets
+
+    def _offsets_in_model_input(self, offsets, pair_offsets, add_special_tokens, trunc, max_length, stride):
+        """The offsets of the ids prepare_for_model keeps: truncated the same way (truncation depends only on the
+        lengths, so it is run on positions), with (0, 0) for the special tokens it adds."""
+        first = list(range(len(offsets)))
+        second = None if pair_offsets is None else list(range(len(pair_offsets)))
+        total = len(first) + (len(second) if second is not None else 0)
+        if add_special_tokens:
+            total += self.num_special_tokens_to_add(pair=second is not None)
+        if trunc != "do_not_truncate" and max_length is not None and total > max_length:
+            first, second, _ = self.truncate_sequences(first, second, num_tokens_to_remove=total - max_length,
+                                                       truncation_strategy=trunc, stride=stride)
+        kept = iter([offsets[i] for i in first] + ([] if second is None else [pair_offsets[i] for i in second]))
+        mask = self.get_special_tokens_mask(first, second) if add_special_tokens else [0] * (
+            len(first) + (len(second) if second is not None else 0))
+        return [(0, 0) if special else next(kept) for special in mask]
+
+    def _offsets_for_input(self, text, is_split_into_words, add_prefix_space, split_special_tokens):
+        """Offsets of one input (a str, or with is_split_into_words a list of words: offsets within each word,
+        as HF's fast tokenizer gives them)."""
+        if is_split_into_words:
+            return [o for word in text for o in self._offsets_of(
+                word, self._encode_text(word, add_prefix_space=True, split_special_tokens=split_special_tokens), True)]
+        prefix = self.add_prefix_space if add_prefix_space is None else add_prefix_space
+        return self._offsets_of(text, self._encode_text(text, add_prefix_space, split_special_tokens), prefix)
+
     def _apply_added_token_rules(self, parts: List[str]) -> List[Tuple[str, bool]]:
         """parts alternate text, added token, text, ...; apply lstrip/rstrip/single_word as HF's slow code does."""
         segments = [s for s in parts if s]
@@ -724,13 +782,24 @@ class GPT2Tokenizer:
                     add_prefix_space: Optional[bool] = None) -> BatchEncoding:
         """One text (and optional pair) -> BatchEncoding (HF's encode_plus)."""
         _tensor_type(return_tensors)
-        if return_offsets_mapping:
-            raise NotImplementedError("return_offsets_mapping is not available: minigpt2 does not track character "
-                                      "offsets (neither does HF's pure-Python GPT2Tokenizer)")
         pad, trunc, max_length = self._strategies(padding, truncation, max_length, pad_to_multiple_of)
         ids = self._ids_of(text, is_split_into_words, add_prefix_space, split_special_tokens)
         pair_ids = None if text_pair is None else self._ids_of(text_pair, is_split_into_words, add_prefix_space,
                                                                split_special_tokens)
+        if return_offsets_mapping:  # prepare without padding, add the offsets, then pad them together
+            encoded = self.prepare_for_model(
+                ids, pair_ids, add_special_tokens=add_special_tokens, truncation=trunc, max_length=max_length,
+                stride=stride, return_token_type_ids=return_token_type_ids, return_attention_mask=False,
+                return_overflowing_tokens=return_overflowing_tokens,
+                return_special_tokens_mask=return_special_tokens_mask, return_length=return_length, verbose=verbose)
+            encoded["offset_mapping"] = self._offsets_in_model_input(
+                self._offsets_for_input(text, is_split_into_words, add_prefix_space, split_special_tokens),
+                None if text_pair is None else self._offsets_for_input(text_pair, is_split_into_words,
+                                                                       add_prefix_space, split_special_tokens),
+                add_special_tokens, trunc, max_length, stride)
+            padded = self.pad(dict(encoded), padding=pad, max_length=max_length, pad_to_multiple_of=pad_to_multiple_of,
+                              padding_side=padding_side, return_attention_mask=return_attention_mask)
+            return BatchEncoding(dict(padded), tensor_type=return_tensors, prepend_batch_axis=True)
         return self.prepare_for_model(
             ids, pair_ids, add_special_tokens=add_special_tokens, padding=pad, truncation=trunc,
             max_length=max_length, stride=stride, pad_to_multiple_of=pad_to_multiple_of, padding_side=padding_side,
@@ -750,8 +819,6 @@ class GPT2Tokenizer:
                           add_prefix_space: Optional[bool] = None) -> BatchEncoding:
         """A list of texts (or of (text, pair) tuples) -> one BatchEncoding, padded together if asked."""
         _tensor_type(return_tensors)
-        if return_offsets_mapping:
-            raise NotImplementedError("return_offsets_mapping is not available: minigpt2 does not track offsets")
         if not isinstance(batch_text_or_text_pairs, (list, tuple)):
             raise TypeError(f"a batch must be a list or tuple, got {type(batch_text_or_text_pairs).__name__}")
         pad, trunc, max_length = self._strategies(padding, truncation, max_length, pad_to_multiple_of)
@@ -771,6 +838,12 @@ class GPT2Tokenizer:
                 max_length=max_length, stride=stride, return_token_type_ids=return_token_type_ids,
                 return_attention_mask=False, return_overflowing_tokens=return_overflowing_tokens,
                 return_special_tokens_mask=return_special_tokens_mask, return_length=return_length, verbose=verbose)
+            if return_offsets_mapping:
+                encoded["offset_mapping"] = self._offsets_in_model_input(
+                    self._offsets_for_input(first, is_split_into_words, add_prefix_space, split_special_tokens),
+                    None if second is None else self._offsets_for_input(second, is_split_into_words, add_prefix_space,
+                                                                        split_special_tokens),
+                    add_special_tokens, trunc, max_length, stride)
             for key, value in encoded.items():
                 outputs.setdefault(key, []).append(value)
         if not outputs:  # an empty batch
@@ -973,7 +1046,7 @@ class GPT2Tokenizer:
             raise ValueError(f"padding_side must be 'left' or 'right', got {side!r}")
         n = max_length - len(ids)
         fill = {"input_ids": self.pad_token_id, "attention_mask": 0, "token_type_ids": self.pad_token_type_id,
-                "special_tokens_mask": 1}
+                "special_tokens_mask": 1, "offset_mapping": (0, 0)}
         for key, value in fill.items():
             if key in encoded and (key != "attention_mask" or return_attention_mask):
                 current = list(encoded[key])

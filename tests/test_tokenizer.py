@@ -318,8 +318,10 @@ def test_bad_input(tok):
         tok.__class__(pad_token="<|endoftext|>")("a", padding="sideways")
     with pytest.raises(TypeError):
         tok("x", no_such_option=True)
-    with pytest.raises(NotImplementedError):
-        tok("x", return_offsets_mapping=True)
+    # Offsets (compared with HF's in test_tokenizer_parity): one per token, and their slices rebuild the text.
+    encoded = tok("héllo wörld", return_offsets_mapping=True)
+    assert len(encoded["offset_mapping"]) == len(encoded["input_ids"])
+    assert "".join("héllo wörld"[a:b] for a, b in encoded["offset_mapping"]) == "héllo wörld"
 
 
 def test_decode_accepts_ints_lists_tuples_arrays(tok):

@@ -248,6 +248,38 @@ def test_overflowing_tokens_of_pairs_match_hf(padded, truncation):
             lambda: theirs(["a b c d e f g"], ["f g"], **kwargs))
 
 
+def test_offsets_mapping_matches_hf_fast(tok, hf_fast, files):
+    """return_offsets_mapping: the (start, end) characters of each token, as HF's Rust tokenizer gives them,
+    on the fragments (every branch of the pattern, multi-byte characters, special tokens) and random mixes."""
+    import random
+
+    rng = random.Random(0)
+    texts = FRAGMENTS + ["".join(rng.choice(FRAGMENTS) for _ in range(rng.randint(0, 8))) for _ in range(300)]
+    for text in texts:
+        ours = tok(text, return_offsets_mapping=True)
+        theirs = hf_fast(text, return_offsets_mapping=True)
+        assert ours["input_ids"] == theirs["input_ids"], repr(text)
+        assert [tuple(o) for o in ours["offset_mapping"]] == [tuple(o) for o in theirs["offset_mapping"]], repr(text)
+    # In a padded batch and as arrays; with add_prefix_space; with is_split_into_words (offsets within each word).
+    batch = ["Hello wörld 😀", "x", "a<|endoftext|>b"]
+    for options in ({"padding": True}, {"padding": "max_length", "max_length": 12, "padding_side": "left"},
+                    {"padding": True, "return_tensors": "np"}):
+        ours = GPT2Tokenizer.from_pretrained("gpt2", pad_token="<|endoftext|>")(
+            batch, return_offsets_mapping=True, **options)
+        theirs = transformers.GPT2TokenizerFast(str(files / "vocab.json"), str(files / "merges.txt"),
+                                                pad_token="<|endoftext|>")(batch, return_offsets_mapping=True,
+                                                                           **options)
+        np.testing.assert_array_equal(np.asarray(ours["offset_mapping"]), np.asarray(theirs["offset_mapping"]))
+    spaced = transformers.GPT2TokenizerFast(str(files / "vocab.json"), str(files / "merges.txt"),
+                                            add_prefix_space=True)
+    for text in ("Hello wörld", ["Hello", "wörld", "😀"]):
+        split = isinstance(text, list)
+        ours = GPT2Tokenizer.from_pretrained("gpt2", add_prefix_space=True)(
+            text, is_split_into_words=split, return_offsets_mapping=True)
+        theirs = spaced(text, is_split_into_words=split, return_offsets_mapping=True)
+        assert [tuple(o) for o in ours["offset_mapping"]] == [tuple(o) for o in theirs["offset_mapping"]], text
+
+
 def test_pad_returns_arrays_for_arrays_like_hf(padded):
     ours, theirs = padded
     for inputs in ({"input_ids": np.array([[5, 6, 7]]), "attention_mask": np.array([[1, 1, 1]])},
