@@ -111,12 +111,18 @@ def find_weights(name_or_path, **hub_kwargs) -> list:
         return [single]
     index = resolve_file(name_or_path, WEIGHTS_INDEX_NAME, required=False, **hub_kwargs)
     if index is not None:
-        with open(index, encoding="utf-8") as f:
-            shards = sorted(set(json.load(f)["weight_map"].values()))
+        try:
+            with open(index, encoding="utf-8") as f:
+                shards = sorted(set(json.load(f)["weight_map"].values()))
+        except (ValueError, KeyError, TypeError, AttributeError) as e:  # bad JSON, or no {"weight_map": {...}}
+            raise ValueError(f"{index} is not a shard index: it needs a JSON object with a \"weight_map\" of tensor "
+                             f"names to file names ({type(e).__name__}: {e})") from None
         return [resolve_file(name_or_path, shard, **hub_kwargs) for shard in shards]
     for pickle_name in PICKLE_NAMES:
         if resolve_file(name_or_path, pickle_name, required=False, **hub_kwargs) is not None:
             raise ValueError(PICKLE_MESSAGE.format(what=f"{name_or_path}/{pickle_name}"))
+    if not os.path.isdir(name_or_path):  # a Hub name: say why (offline and not in the cache, or not on the Hub)
+        resolve_file(name_or_path, WEIGHTS_NAME, **hub_kwargs)
     raise FileNotFoundError(f"{name_or_path} has no {WEIGHTS_NAME} (nor {WEIGHTS_INDEX_NAME})")
 
 

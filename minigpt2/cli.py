@@ -326,13 +326,15 @@ def _read_stdin() -> str:
 
 
 def _load_tokenizer(model):
-    """The model's tokenizer; a directory saved without tokenizer files gets GPT-2's (they all share it)."""
+    """The model's tokenizer; a checkpoint (directory or Hub repository) without tokenizer files gets GPT-2's
+    (GPT-2 checkpoints all share it)."""
     from .tokenizer import AutoTokenizer, VocabularyFileError
 
     try:
         return AutoTokenizer.from_pretrained(model)
-    except VocabularyFileError:
-        if not os.path.isdir(model):
+    except (VocabularyFileError, OSError) as e:
+        # Only missing files mean "use GPT-2's"; damaged files, no network, ... stay errors.
+        if not any(missing in str(e) for missing in ("holds no GPT-2 vocabulary", "has no GPT-2 tokenizer files")):
             raise
         print(f"[{model} has no tokenizer files: using GPT-2's vocabulary]", file=sys.stderr)
         return AutoTokenizer.from_pretrained("gpt2")
@@ -397,7 +399,7 @@ def _info() -> int:
 
 
 def _cached_models(cache_dir) -> list:
-    """Repositories in the HF cache with a complete model.safetensors in some snapshot."""
+    """Repositories in the HF cache with a model.safetensors (or a shard index) in some snapshot."""
     found = []
     try:
         entries = sorted(os.listdir(cache_dir))
@@ -408,8 +410,8 @@ def _cached_models(cache_dir) -> list:
             continue
         snapshots = os.path.join(cache_dir, entry, "snapshots")
         try:
-            complete = any(os.path.isfile(os.path.join(snapshots, s, "model.safetensors"))
-                           for s in os.listdir(snapshots))
+            complete = any(os.path.isfile(os.path.join(snapshots, s, name)) for s in os.listdir(snapshots)
+                           for name in ("model.safetensors", "model.safetensors.index.json"))
         except OSError:
             complete = False
         if complete:

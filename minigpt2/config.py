@@ -232,7 +232,8 @@ class GPT2Config:
         """
         from .hub import resolve_file
 
-        hub_kwargs = {k: kwargs.pop(k) for k in list(kwargs) if k in ("revision", "cache_dir", "token", "local_files_only")}
+        hub_keys = ("revision", "cache_dir", "token", "local_files_only", "force_download")
+        hub_kwargs = {k: kwargs.pop(k) for k in list(kwargs) if k in hub_keys}
         path = name_or_path if os.path.isfile(name_or_path) else resolve_file(name_or_path, CONFIG_NAME, **hub_kwargs)
         config = cls.from_json_file(path)
         unused = {}

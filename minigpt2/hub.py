@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import os
 import socket
+import time
 from urllib.parse import urlsplit
 
 __all__ = ["resolve_file", "hub_settings", "DEFAULT_ENDPOINT"]
@@ -43,11 +44,13 @@ def hub_settings() -> dict:
 
 
 def resolve_file(name_or_path, filename, *, revision=None, cache_dir=None, token=None, local_files_only=False,
-                 required=True):
+                 required=True, force_download=False):
     """The local path of ``filename`` of a checkpoint, downloading it from the Hub if needed.
 
     ``name_or_path`` is a directory, or a Hub repository id ("gpt2", "openai-community/gpt2", "owner/name").
-    Returns None when the checkpoint lacks the file and ``required`` is False. Every failure is an OSError
+    Returns None when the checkpoint lacks the file and ``required`` is False (offline, a file that is not in the
+    cache counts as lacking: optional files never stop a cached checkpoint from loading). ``force_download``
+    fetches the file again even if it is cached (e.g. a damaged copy). Every failure is an OSError
     (FileNotFoundError for a missing file) whose message says what was tried and what to do about it.
     """
     name_or_path = os.fspath(name_or_path)
@@ -71,6 +74,11 @@ def resolve_file(name_or_path, filename, *, revision=None, cache_dir=None, token
 
     settings = hub_settings()
     endpoint, offline = settings["endpoint"], settings["offline"] or local_files_only
+    if not urlsplit(endpoint).hostname or urlsplit(endpoint).scheme not in ("http", "https"):
+        raise OSError(f"HF_ENDPOINT={endpoint!r} is not a web address; it needs http:// or https://, e.g. "
+                      f"HF_ENDPOINT=https://hf-mirror.com")
+    # huggingface_hub reads HF_HUB_OFFLINE once, when it is imported; ours is read now (see the module docstring).
+    huggingface_hub.constants.HF_HUB_OFFLINE = settings["offline"]
     cache_dir = os.fspath(cache_dir) if cache_dir is not None else settings["cache_dir"]
     where = f"{name_or_path!r} on {endpoint}"
     # huggingface_hub retries an unreachable server for ~25 s per file before it falls back to the cache;
@@ -79,12 +87,14 @@ def resolve_file(name_or_path, filename, *, revision=None, cache_dir=None, token
     try:
         return huggingface_hub.hf_hub_download(
             name_or_path, filename, revision=revision, cache_dir=cache_dir, token=token,
-            local_files_only=offline or unreachable is not None, endpoint=endpoint,
+            local_files_only=offline or unreachable is not None, endpoint=endpoint, force_download=force_download,
         )
     except HFValidationError:
         raise OSError(f"{name_or_path!r} is neither a directory nor a valid Hub repository name "
                       f"('name' or 'owner/name', letters, digits, '-', '_' and '.')") from None
     except LocalEntryNotFoundError as e:  # (a subclass of EntryNotFoundError: it must come first)
+        if not required:  # offline or unreachable, and not in the cache: an optional file counts as absent
+            return None
         if offline:
             why = ("HF_HUB_OFFLINE is set" if settings["offline"] else "local_files_only=True was passed")
             raise OSError(
@@ -116,11 +126,24 @@ def resolve_file(name_or_path, filename, *, revision=None, cache_dir=None, token
                       f"the download resumes where it stopped") from None
 
 
-def _unreachable(endpoint, timeout=3.0):
-    """None if a TCP connection to the endpoint opens, else why not (a short string).
+_probes = {}  # endpoint -> (when, result) of the last look: a model's several files share one
+
+
+def _unreachable(endpoint, timeout=3.0, remember=30.0):
+    """None if a TCP connection to the endpoint opens, else why not (a short string). The answer is kept for
+    ``remember`` seconds, so that loading a model's files does not wait ``timeout`` for each one.
 
     With a proxy configured the proxy decides what is reachable, so we do not look ourselves.
     """
+    seen = _probes.get(endpoint)
+    if seen is not None and time.monotonic() - seen[0] < remember:
+        return seen[1]
+    result = _probe(endpoint, timeout)
+    _probes[endpoint] = (time.monotonic(), result)
+    return result
+
+
+def _probe(endpoint, timeout):
     if any(os.environ.get(v) for v in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY",
                                        "all_proxy")):
         return None

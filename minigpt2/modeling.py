@@ -222,14 +222,15 @@ class GPT2PreTrainedModel:
     # -- loading and saving -------------------------------------------------------------------------
     @classmethod
     def from_pretrained(cls, name_or_path, config: GPT2Config = None, *, revision=None, cache_dir=None, token=None,
-                        local_files_only=False, seed=None, **config_overrides):
+                        local_files_only=False, force_download=False, seed=None, **config_overrides):
         """Load config.json + model.safetensors from a directory or a Hub repository ("gpt2", "owner/repo").
 
         Checkpoints of any GPT-2 class load into any other: the "transformer." prefix is optional, the
         LM head is tied to wte, and a task head missing from the checkpoint is initialised randomly
         (with a warning, as in HF). Missing or mis-shaped transformer weights are an error.
         """
-        hub = dict(revision=revision, cache_dir=cache_dir, token=token, local_files_only=local_files_only)
+        hub = dict(revision=revision, cache_dir=cache_dir, token=token, local_files_only=local_files_only,
+                   force_download=force_download)
         # HF's loading options that have one answer here: attention is HF's eager formula, weights are float32.
         config_overrides.pop("attn_implementation", None)
         dtype = config_overrides.pop("torch_dtype", None)
@@ -484,7 +485,8 @@ class GPT2DoubleHeadsModel(GenerationMixin, _WithTransformer):
     @classmethod
     def from_pretrained(cls, name_or_path, config=None, **kwargs):
         if config is None:
-            hub = {k: kwargs[k] for k in ("revision", "cache_dir", "token", "local_files_only") if k in kwargs}
+            hub = {k: kwargs[k] for k in ("revision", "cache_dir", "token", "local_files_only", "force_download")
+                   if k in kwargs}
             config = GPT2Config.from_pretrained(name_or_path, **hub)
         config.num_labels = 1
         return super().from_pretrained(name_or_path, config, **kwargs)

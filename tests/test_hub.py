@@ -158,6 +158,88 @@ def test_offline_and_not_cached(hub, monkeypatch):
     assert hub.requests == []
 
 
+@pytest.fixture
+def more_repos(checkpoint, tmp_path, monkeypatch):
+    """A loopback Hub with a repo holding GPT-2's tokenizer files (but no added_tokens.json or tokenizer.json),
+    a sharded repo, and a repo without tokenizer files."""
+    import gzip
+    import json
+    import pathlib
+
+    from safetensors.numpy import load, save
+
+    from minigpt2 import bpe
+
+    _, files = checkpoint
+    vocab = {"vocab.json": gzip.decompress(pathlib.Path(bpe.DATA_DIR, "encoder.json.gz").read_bytes()),
+             "merges.txt": gzip.decompress(pathlib.Path(bpe.DATA_DIR, "vocab.bpe.gz").read_bytes())}
+    tensors = load(files["model.safetensors"])
+    names = sorted(tensors)
+    halves = {"model-00001-of-00002.safetensors": names[: len(names) // 2],
+              "model-00002-of-00002.safetensors": names[len(names) // 2:]}
+    sharded = {"config.json": files["config.json"],
+               "model.safetensors.index.json": json.dumps({"metadata": {}, "weight_map": {
+                   n: shard for shard, group in halves.items() for n in group}}).encode()}
+    sharded.update({shard: save({n: tensors[n] for n in group}) for shard, group in halves.items()})
+    repos = {"someone/withtok": {**files, **vocab}, "someone/sharded": sharded, "someone/notok": files}
+    with HubServer(repos) as server:
+        for name, value in hub_env(server, tmp_path).items():
+            monkeypatch.setenv(name, value)
+        for name in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_TOKEN", "HUGGING_FACE_HUB_TOKEN"):
+            monkeypatch.delenv(name, raising=False)
+        yield server
+
+
+def test_offline_loads_what_was_downloaded_without_the_optional_files(more_repos, checkpoint, monkeypatch):
+    """Optional files (added_tokens.json, tokenizer.json, generation_config.json, model.safetensors of a sharded
+    repo) that the cache lacks count as absent offline: they never stop a downloaded checkpoint from loading."""
+    from minigpt2 import AutoTokenizer
+
+    online_ids = AutoTokenizer.from_pretrained("someone/withtok")("Hello world").input_ids
+    sharded = GPT2LMHeadModel.from_pretrained("someone/sharded")
+    assert same_weights(sharded, checkpoint[0])
+    more_repos.requests.clear()
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    assert AutoTokenizer.from_pretrained("someone/withtok")("Hello world").input_ids == online_ids
+    assert AutoTokenizer.from_pretrained("someone/withtok", local_files_only=True) is not None
+    assert same_weights(GPT2LMHeadModel.from_pretrained("someone/sharded"), checkpoint[0])
+    assert more_repos.requests == []
+    # Going online again in the same process works (huggingface_hub itself reads HF_HUB_OFFLINE only once).
+    monkeypatch.delenv("HF_HUB_OFFLINE")
+    GPT2LMHeadModel.from_pretrained("someone/sharded")  # cached: metadata only
+    assert more_repos.requests and not more_repos.downloads()
+    GPT2LMHeadModel.from_pretrained("someone/sharded", force_download=True)  # fetched again (e.g. a damaged copy)
+    assert len(more_repos.downloads("model-00001-of-00002.safetensors")) == 1
+
+
+def test_cli_uses_gpt2s_vocabulary_for_a_repo_without_tokenizer_files(more_repos, tmp_path):
+    env = subprocess_env(**hub_env(more_repos, tmp_path))
+    result = run_cli(["-m", "someone/notok", "--greedy", "-n", "3", "Hello"], env)
+    assert result.returncode == 0 and result.stdout.startswith("Hello"), result.stderr
+    assert "has no tokenizer files: using GPT-2's vocabulary" in result.stderr
+
+
+def test_one_look_at_the_network_serves_a_models_files(monkeypatch, tmp_path):
+    """Without network, the 3 s connection probe runs once for a model's several files, not once per file."""
+    from minigpt2 import hub
+
+    looks = []
+    monkeypatch.setattr(hub, "_probe", lambda endpoint, timeout: looks.append(endpoint) or "cannot connect")
+    monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{closed_port()}")
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path))
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    for name in ("config.json", "model.safetensors", "vocab.json"):
+        assert resolve_file("someone/model", name, required=False) is None
+    assert len(looks) == 1
+
+
+def test_an_endpoint_without_a_scheme_is_a_clear_error(monkeypatch, tmp_path):
+    monkeypatch.setenv("HF_ENDPOINT", "127.0.0.1:8080")
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path))
+    with pytest.raises(OSError, match="needs http:// or https://"):
+        resolve_file("someone/model", "config.json")
+
+
 def test_settings_are_read_at_each_call(monkeypatch, tmp_path):
     for name in ("HF_ENDPOINT", "HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE", "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"):
         monkeypatch.delenv(name, raising=False)
