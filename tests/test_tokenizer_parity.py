@@ -91,20 +91,35 @@ def _letters_new_to_rust_tokenizers(text: str) -> bool:
 NEW_CLASSES = regex.compile(r"[\p{L}\p{N}\s]")
 
 
+def _letters_newer_than_this_python(text: str) -> bool:
+    """True if text has a letter, digit or space that this Python's Unicode tables (unicodedata: 14.0 on Python
+    3.11) do not assign. `regex` (minigpt2 and HF's slow tokenizer) follows Unicode release by release (regex
+    2026.9.29 knows Unicode 17's letters, e.g. U+3D000) and can be ahead of tiktoken's Rust tables; such a letter
+    then splits differently. (Found by this test in CI, which installs the newest regex.)"""
+    return any(unicodedata.category(c) == "Cn" and NEW_CLASSES.match(c) for c in text)
+
+
 @PARITY
 @given(texts)
 def test_ids_match_tiktoken_and_hf_fast(tok, tik, hf_fast, text):
     ids = tok.encode(text)
-    assert ids == tik.encode(text, allowed_special="all")
+    if not _letters_newer_than_this_python(text):
+        assert ids == tik.encode(text, allowed_special="all")
+        assert tok.encode(text, split_special_tokens=True) == tik.encode_ordinary(text)
     if not _letters_new_to_rust_tokenizers(text):
         assert ids == hf_fast.encode(text)
-    plain = tok.encode(text, split_special_tokens=True)
-    assert plain == tik.encode_ordinary(text)
 
 
 def test_hf_fast_differs_only_on_newer_unicode(tok, hf, hf_fast, tik):
     text = "\U00011f02's"  # KAWI SIGN REPHA (Unicode 15, a letter): "'s" is a contraction after a letter run
     assert tok.encode(text) == hf.encode(text) == tik.encode(text) != hf_fast.encode(text)
+
+
+def test_letters_newer_than_the_rust_tables_follow_hf_slow(tok, hf):
+    # U+323B0 and U+3D000: letters in recent Unicode (and so to recent `regex`), unassigned to tiktoken's and the
+    # fast tokenizer's tables. HF's slow tokenizer uses `regex`, as minigpt2 does: the two always agree.
+    for text in ("\U000323b0's", "\U0003d000's", "a\U00031350 1"):
+        assert tok.encode(text) == hf.encode(text)
 
 
 @settings(max_examples=150, deadline=None)
