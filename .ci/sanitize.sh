@@ -20,7 +20,9 @@ cp tests/test_kernels.py "$work/tests/"
 CC="$CC" MINIGPT2_CFLAGS="-fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer -g" \
     "$PYTHON" csrc/build_kernels.py "$work/minigpt2" > "$work/build.log" 2>&1 || { cat "$work/build.log"; exit 1; }
 library=$(ls "$work"/minigpt2/_kernels*.so)
-ldd "$library" | grep -q libasan || { echo "sanitize: $library is not linked with libasan"; exit 1; }
+# (grep reads all of ldd's output: with -q it would stop at the first match, and ldd, cut off mid-write, would fail
+# the pipeline under pipefail now and then)
+ldd "$library" | grep libasan > /dev/null || { echo "sanitize: $library is not linked with libasan"; exit 1; }
 
 # Python itself is not instrumented, so the sanitizer runtimes must be loaded first; Python's own
 # allocations are not ours to judge (detect_leaks=0).
