@@ -328,14 +328,11 @@ def _read_stdin() -> str:
 def _load_tokenizer(model):
     """The model's tokenizer; a checkpoint (directory or Hub repository) without tokenizer files gets GPT-2's
     (GPT-2 checkpoints all share it)."""
-    from .tokenizer import AutoTokenizer, VocabularyFileError
+    from .tokenizer import AutoTokenizer, MissingTokenizerFiles
 
     try:
         return AutoTokenizer.from_pretrained(model)
-    except (VocabularyFileError, OSError) as e:
-        # Only missing files mean "use GPT-2's"; damaged files, no network, ... stay errors.
-        if not any(missing in str(e) for missing in ("holds no GPT-2 vocabulary", "has no GPT-2 tokenizer files")):
-            raise
+    except MissingTokenizerFiles:  # (damaged files, no network, ... stay errors)
         print(f"[{model} has no tokenizer files: using GPT-2's vocabulary]", file=sys.stderr)
         return AutoTokenizer.from_pretrained("gpt2")
 

@@ -74,6 +74,20 @@ _NOT_NUMPY = {"pt": "PyTorch", "tf": "TensorFlow", "jax": "JAX", "mlx": "MLX"}
 # ---------------------------------------------------------------------------------------------------------------
 # Small value types
 # ---------------------------------------------------------------------------------------------------------------
+class MissingTokenizerFiles(Exception):
+    """Marks the error of a checkpoint that has no tokenizer files at all (not damaged ones, not a network
+    failure): a directory (a VocabularyFileError) or a Hub repository (a FileNotFoundError). The CLI then uses
+    GPT-2's vocabulary, which every GPT-2 checkpoint shares."""
+
+
+class _NoVocabularyInDirectory(MissingTokenizerFiles, VocabularyFileError):
+    pass
+
+
+class _NoTokenizerInRepository(MissingTokenizerFiles, FileNotFoundError):
+    pass
+
+
 class AddedToken:
     """A token added on top of the BPE vocabulary (HF's AddedToken). The text is split around it before BPE.
 
@@ -621,14 +635,14 @@ class GPT2Tokenizer:
             len(first) + (len(second) if second is not None else 0))
         return [(0, 0) if special else next(kept) for special in mask]
 
-    def _offsets_for_input(self, text, is_split_into_words, add_prefix_space, split_special_tokens):
-        """Offsets of one input (a str, or with is_split_into_words a list of words: offsets within each word,
-        as HF's fast tokenizer gives them)."""
+    def _offsets_for_input(self, text, ids, is_split_into_words, add_prefix_space, split_special_tokens):
+        """Offsets of one input's ids (from _ids_of). With is_split_into_words, offsets within each word, as HF's
+        fast tokenizer gives them (each word's ids are found again: where one ends is not in ``ids``)."""
         if is_split_into_words:
             return [o for word in text for o in self._offsets_of(
                 word, self._encode_text(word, add_prefix_space=True, split_special_tokens=split_special_tokens), True)]
         prefix = self.add_prefix_space if add_prefix_space is None else add_prefix_space
-        return self._offsets_of(text, self._encode_text(text, add_prefix_space, split_special_tokens), prefix)
+        return self._offsets_of(text, ids, prefix)
 
     def _apply_added_token_rules(self, parts: List[str]) -> List[Tuple[str, bool]]:
         """parts alternate text, added token, text, ...; apply lstrip/rstrip/single_word as HF's slow code does."""
@@ -793,8 +807,8 @@ class GPT2Tokenizer:
                 return_overflowing_tokens=return_overflowing_tokens,
                 return_special_tokens_mask=return_special_tokens_mask, return_length=return_length, verbose=verbose)
             encoded["offset_mapping"] = self._offsets_in_model_input(
-                self._offsets_for_input(text, is_split_into_words, add_prefix_space, split_special_tokens),
-                None if text_pair is None else self._offsets_for_input(text_pair, is_split_into_words,
+                self._offsets_for_input(text, ids, is_split_into_words, add_prefix_space, split_special_tokens),
+                None if text_pair is None else self._offsets_for_input(text_pair, pair_ids, is_split_into_words,
                                                                        add_prefix_space, split_special_tokens),
                 add_special_tokens, trunc, max_length, stride)
             padded = self.pad(dict(encoded), padding=pad, max_length=max_length, pad_to_multiple_of=pad_to_multiple_of,
@@ -840,9 +854,9 @@ class GPT2Tokenizer:
                 return_special_tokens_mask=return_special_tokens_mask, return_length=return_length, verbose=verbose)
             if return_offsets_mapping:
                 encoded["offset_mapping"] = self._offsets_in_model_input(
-                    self._offsets_for_input(first, is_split_into_words, add_prefix_space, split_special_tokens),
-                    None if second is None else self._offsets_for_input(second, is_split_into_words, add_prefix_space,
-                                                                        split_special_tokens),
+                    self._offsets_for_input(first, ids, is_split_into_words, add_prefix_space, split_special_tokens),
+                    None if second is None else self._offsets_for_input(second, pair_ids, is_split_into_words,
+                                                                        add_prefix_space, split_special_tokens),
                     add_special_tokens, trunc, max_length, stride)
             for key, value in encoded.items():
                 outputs.setdefault(key, []).append(value)
@@ -1349,7 +1363,7 @@ def _local_files(directory: str) -> Dict[str, Optional[str]]:
     }
     files.update({n: find(n) for n in _OPTIONAL_FILES})
     if not (files["vocab"] and files["merges"]) and not files["tokenizer.json"]:
-        raise VocabularyFileError(f"{directory} holds no GPT-2 vocabulary: expected vocab.json + merges.txt, "
+        raise _NoVocabularyInDirectory(f"{directory} holds no GPT-2 vocabulary: expected vocab.json + merges.txt, "
                                   f"encoder.json + vocab.bpe, or tokenizer.json (for GPT-2's own vocabulary, "
                                   f"use from_pretrained('gpt2'))")
     return files
@@ -1372,13 +1386,14 @@ def _hub_files(repo_id: str, revision=None, cache_dir=None, token=None, local_fi
         files["merges"] = fetch("merges.txt", required=False) if files["vocab"] else None
         files["tokenizer.json"] = None if files["merges"] else fetch("tokenizer.json", required=False)
         if not files["merges"] and not files["tokenizer.json"]:
-            raise OSError(f"the repository {repo_id!r} has no GPT-2 tokenizer files (vocab.json + merges.txt, or "
-                          f"tokenizer.json)")
+            raise _NoTokenizerInRepository(f"the repository {repo_id!r} has no GPT-2 tokenizer files (vocab.json + "
+                                           f"merges.txt, or tokenizer.json)")
         for name in _OPTIONAL_FILES:
             files[name] = fetch(name, required=False)
     except OSError as e:
-        raise OSError(f"could not load a tokenizer for {repo_id!r}: {e} (the names {offline_names} work offline, "
-                      f"with the bundled vocabulary; a local directory works too)") from e
+        error = _NoTokenizerInRepository if isinstance(e, MissingTokenizerFiles) else OSError
+        raise error(f"could not load a tokenizer for {repo_id!r}: {e} (the names {offline_names} work offline, "
+                    f"with the bundled vocabulary; a local directory works too)") from e
     return files
 
 
