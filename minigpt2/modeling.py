@@ -312,9 +312,17 @@ class GPT2PreTrainedModel:
     def __call__(self, *args, **kwargs):
         return self.forward(*args, **kwargs)
 
-    def eval(self):
-        """For HF compatibility: minigpt2 models are always in inference mode (dropout is the identity)."""
+    # -- training mode (dropout): only loss_and_grad uses it; forward() is always the inference pass --------
+    training = False
+
+    def train(self, mode=True):
+        """Training mode: loss_and_grad applies dropout (config.embd_pdrop, attn_pdrop, resid_pdrop)."""
+        self.training = bool(mode)
         return self
+
+    def eval(self):
+        """Inference mode (the default): no dropout anywhere. forward() never applies dropout."""
+        return self.train(False)
 
 
 class GPT2Model(GPT2PreTrainedModel):
@@ -462,6 +470,20 @@ class GPT2LMHeadModel(GenerationMixin, _WithTransformer):
             loss=loss, logits=logits, past_key_values=t.past_key_values, hidden_states=t.hidden_states,
             attentions=t.attentions, cross_attentions=t.cross_attentions)
         return out if _return_dict(return_dict, self.config) else out.to_tuple()
+
+    def loss_and_grad(self, input_ids, labels=None, attention_mask=None, token_type_ids=None, position_ids=None,
+                      head_mask=None, rng=None):
+        """The LM loss and its gradient for every parameter: ``(loss, grads)``.  # input_ids [B, T]
+
+        ``grads`` is keyed exactly like ``state_dict()``; the tied head's gradient is added into wte's.
+        ``labels`` default to input_ids (-100 ignored). In training mode (``model.train()``) dropout is
+        applied, drawn from ``rng`` (a numpy Generator or an int seed). See minigpt2/training/grad.py.
+        """
+        from .training.grad import model_loss_and_grad
+
+        return model_loss_and_grad(self, input_ids, labels=labels, attention_mask=attention_mask,
+                                   token_type_ids=token_type_ids, position_ids=position_ids, head_mask=head_mask,
+                                   rng=rng)
 
 
 class GPT2DoubleHeadsModel(GenerationMixin, _WithTransformer):

@@ -1,0 +1,231 @@
+"""The whole model's forward pass, keeping what the backward needs, and the backward pass.
+
+    loss, grads = loss_and_grad(params, config, input_ids, labels)   # grads nested like params
+
+The forward is modeling.py's, restated without the KV cache and with dropout: the same layer functions
+(layers.linear, layer_norm, the activations), called in the same order, with every intermediate the
+backward needs kept in a plain dict per block. The backward walks the blocks in reverse and calls the
+per-layer backward functions of minigpt2/backward.py. Nothing here is clever: read it beside
+modeling.transformer_block.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .. import backward as bw
+from ..activations import ACTIVATIONS
+from ..layers import MASK_VALUE, attention_scale, causal_mask, layer_norm, linear, merge_heads, softmax, split_heads
+
+__all__ = ["loss_and_grad", "forward", "backward"]
+
+# Rows of the [N, V] logits handled at once by the loss: bounds the memory of the head to ~LOSS_ROWS * V floats.
+LOSS_ROWS = 1024
+
+
+def _dropout(x, p, rng):
+    """Zero each element with probability p and scale the rest by 1/(1-p). Returns (y, keep or None)."""
+    if rng is None or p == 0.0:
+        return x, None
+    keep = (rng.random(x.shape, dtype=np.float32) >= p).astype(x.dtype)
+    return x * keep * x.dtype.type(1.0 / (1.0 - p)), keep
+
+
+def forward(params, config, input_ids, labels, *, attention_mask=None, token_type_ids=None, position_ids=None,
+            head_mask=None, rng=None):
+    """The loss, and the tape (every saved intermediate) for backward().
+
+    input_ids, labels: int arrays [B, T] (labels of -100 are ignored; label t+1 is predicted at t);
+    attention_mask [B, T] of 0/1; head_mask: a list of n_layer [1, H, 1, 1] multipliers or None;
+    rng: a numpy Generator drawing the dropout masks, or None for no dropout (evaluation).
+    """
+    cfg, p = config, params
+    B, T = input_ids.shape
+    wte, wpe = p["wte"]["weight"], p["wpe"]["weight"]
+    dtype = wte.dtype
+    act = ACTIVATIONS[cfg.activation_function]
+    tape = {"input_ids": input_ids, "token_type_ids": token_type_ids, "blocks": [], "rng": rng is not None}
+
+    # Embeddings: token + position (+ token type, looked up in the token table), then dropout.
+    if position_ids is None:
+        position_ids = np.broadcast_to(np.arange(T), (B, T))
+    tape["position_ids"] = position_ids
+    x = wte[input_ids] + wpe[position_ids]  # [B, T, E]
+    if token_type_ids is not None:
+        x = x + wte[token_type_ids]
+    x, tape["embd_keep"] = _dropout(x, cfg.embd_pdrop, rng)
+
+    key_bias = None
+    if attention_mask is not None:
+        key_bias = ((1.0 - attention_mask.astype(dtype)) * MASK_VALUE)[:, None, None, :].astype(dtype)  # [B,1,1,T]
+    allowed = causal_mask(T, T)  # [T, T]
+
+    for i, blk in enumerate(p["h"]):
+        s = {"layer_idx": i}
+        scale = dtype.type(attention_scale(cfg.head_dim, i, cfg.scale_attn_weights,
+                                           cfg.scale_attn_by_inverse_layer_idx))
+        hm = None if head_mask is None else head_mask[i]
+        # x = x + dropout(attention(layer_norm(x)))
+        s["ln_1_in"] = x
+        h = layer_norm(x, **blk["ln_1"], eps=cfg.layer_norm_epsilon)
+        qkv = linear(h, **blk["attn"]["c_attn"])  # [B, T, 3E]
+        q, k, v = (split_heads(part, cfg.n_head) for part in np.split(qkv, 3, axis=-1))  # 3 x [B, H, T, D]
+        scores = np.where(allowed, (q @ k.swapaxes(-1, -2)) * scale, MASK_VALUE)  # [B, H, T, T]
+        if key_bias is not None:
+            with np.errstate(over="ignore"):  # padding on a future key: MASK_VALUE twice, -inf, as in HF
+                scores = scores + key_bias
+        probs = softmax(scores)
+        used, s["attn_keep"] = _dropout(probs, cfg.attn_pdrop, rng)
+        if hm is not None:
+            used = used * hm
+        merged = merge_heads(used @ v)  # [B, T, E]
+        a = linear(merged, **blk["attn"]["c_proj"])
+        a, s["attn_resid_keep"] = _dropout(a, cfg.resid_pdrop, rng)
+        s["attn"] = {"x": h, "q": q, "k": k, "v": v, "probs": probs, "merged": merged}
+        x = x + a
+        # x = x + dropout(mlp(layer_norm(x)))
+        s["ln_2_in"] = x
+        h = layer_norm(x, **blk["ln_2"], eps=cfg.layer_norm_epsilon)
+        pre = linear(h, **blk["mlp"]["c_fc"])  # [B, T, 4E]
+        post = act(pre)
+        m = linear(post, **blk["mlp"]["c_proj"])
+        m, s["mlp_resid_keep"] = _dropout(m, cfg.resid_pdrop, rng)
+        s["mlp"] = {"x": h, "pre": pre, "post": post}
+        x = x + m
+        tape["blocks"].append(s)
+
+    tape["ln_f_in"] = x
+    h = layer_norm(x, **p["ln_f"], eps=cfg.layer_norm_epsilon).reshape(B * T, -1)  # [N, E]
+    tape["h"] = h
+
+    # The tied head and the loss, LOSS_ROWS rows at a time: logits t predict labels t+1 (the last predicts nothing).
+    targets = np.full((B, T), -100, np.int64)
+    targets[:, :-1] = labels[:, 1:]
+    targets = targets.reshape(-1)  # [N]
+    n_counted = int((targets != -100).sum())
+    tape["targets"], tape["n_counted"] = targets, n_counted
+    total = 0.0
+    for start in range(0, B * T, LOSS_ROWS):
+        rows = slice(start, start + LOSS_ROWS)
+        logits = h[rows] @ wte.T  # [rows, V]
+        t = targets[rows]
+        keep = t != -100
+        if keep.any():
+            z = logits[keep]
+            z = z - z.max(axis=-1, keepdims=True)
+            logp = z[np.arange(len(z)), t[keep]] - np.log(np.exp(z).sum(axis=-1))
+            total -= float(logp.sum(dtype=np.float64))
+    loss = total / n_counted if n_counted else float("nan")
+    return loss, tape
+
+
+def backward(params, config, tape, *, head_mask=None):
+    """Gradients of the loss of forward() with respect to every parameter, nested like params."""
+    cfg, p = config, params
+    wte = p["wte"]["weight"]
+    act_backward = bw.ACTIVATION_BACKWARDS[cfg.activation_function]
+    h, targets, n = tape["h"], tape["targets"], tape["n_counted"]
+    B, T = tape["input_ids"].shape
+    grads = {"h": [None] * len(p["h"])}
+
+    # The head and the loss, chunk by chunk (recomputing each chunk's logits).
+    dh = np.zeros_like(h)
+    dwte = np.zeros_like(wte)
+    if n:
+        for start in range(0, B * T, LOSS_ROWS):
+            rows = slice(start, start + LOSS_ROWS)
+            if not (targets[rows] != -100).any():
+                continue
+            dlogits = bw.cross_entropy_backward(h[rows] @ wte.T, targets[rows], n)
+            dh_rows, dwte_rows = bw.lm_head_backward(dlogits, h[rows], wte)
+            dh[rows] = dh_rows
+            dwte += dwte_rows
+    dx, dw, db = bw.layer_norm_backward(dh.reshape(B, T, -1), tape["ln_f_in"], p["ln_f"]["weight"],
+                                        cfg.layer_norm_epsilon)
+    grads["ln_f"] = {"weight": dw, "bias": db}
+
+    for i in reversed(range(len(p["h"]))):
+        s, blk = tape["blocks"][i], p["h"][i]
+        g = {}
+        scale = wte.dtype.type(attention_scale(cfg.head_dim, i, cfg.scale_attn_weights,
+                                               cfg.scale_attn_by_inverse_layer_idx))
+        # x_out = x_mid + dropout(mlp(ln_2(x_mid))): dx flows both ways.
+        dm = dx if s["mlp_resid_keep"] is None else bw.dropout_backward(dx, s["mlp_resid_keep"], cfg.resid_pdrop)
+        dh2, g["mlp"] = bw.mlp_backward(dm, s["mlp"], **blk["mlp"], act_backward=act_backward)
+        dln, dw, db = bw.layer_norm_backward(dh2, s["ln_2_in"], blk["ln_2"]["weight"], cfg.layer_norm_epsilon)
+        g["ln_2"] = {"weight": dw, "bias": db}
+        dx = dx + dln
+        # x_mid = x_in + dropout(attention(ln_1(x_in)))
+        da = dx if s["attn_resid_keep"] is None else bw.dropout_backward(dx, s["attn_resid_keep"], cfg.resid_pdrop)
+        dh1, g["attn"] = bw.self_attention_backward(
+            da, s["attn"], **blk["attn"], n_head=cfg.n_head, scale=scale, keep=s["attn_keep"],
+            pdrop=cfg.attn_pdrop, head_mask=None if head_mask is None else head_mask[i])
+        dln, dw, db = bw.layer_norm_backward(dh1, s["ln_1_in"], blk["ln_1"]["weight"], cfg.layer_norm_epsilon)
+        g["ln_1"] = {"weight": dw, "bias": db}
+        dx = dx + dln
+        grads["h"][i] = g
+
+    # The embeddings: x = dropout(wte[ids] + wpe[pos] (+ wte[token types])).
+    if tape["embd_keep"] is not None:
+        dx = bw.dropout_backward(dx, tape["embd_keep"], cfg.embd_pdrop)
+    bw.embedding_backward(dx, tape["input_ids"], out=dwte)  # added to the head's share: wte is used twice
+    if tape["token_type_ids"] is not None:
+        bw.embedding_backward(dx, tape["token_type_ids"], out=dwte)
+    grads["wte"] = {"weight": dwte}
+    grads["wpe"] = {"weight": bw.embedding_backward(dx, tape["position_ids"], p["wpe"]["weight"].shape[0])}
+    return grads
+
+
+def loss_and_grad(params, config, input_ids, labels, **kwargs):
+    """forward() then backward(): (loss as a Python float, gradients nested like params)."""
+    loss, tape = forward(params, config, input_ids, labels, **kwargs)
+    return loss, backward(params, config, tape, head_mask=kwargs.get("head_mask"))
+
+
+def model_loss_and_grad(model, input_ids, labels=None, attention_mask=None, token_type_ids=None, position_ids=None,
+                        head_mask=None, rng=None):
+    """GPT2LMHeadModel.loss_and_grad: checks the inputs, runs forward + backward, keys the gradients like
+    model.state_dict(). Dropout runs when model.training is True, drawn from ``rng`` (a numpy Generator or an
+    int seed; None: fresh entropy)."""
+    from ..checkpoint import flatten
+    from ..modeling import _float_array, _head_masks, _int_array, _mask_array, _reshape_to
+
+    cfg = model.config
+    if cfg.add_cross_attention:
+        raise ValueError("loss_and_grad does not support cross-attention models (config.add_cross_attention)")
+    for name, a in flatten(model.params).items():
+        if not (isinstance(a, np.ndarray) and a.dtype == np.float32):
+            raise TypeError(f"loss_and_grad needs float32 weights; {name} is {getattr(a, 'dtype', type(a).__name__)}")
+    input_ids = _int_array("input_ids", input_ids, high=cfg.vocab_size, min_ndim=1)
+    if input_ids.ndim == 1:
+        input_ids = input_ids[None, :]
+    if input_ids.ndim != 2 or input_ids.shape[1] == 0:
+        raise ValueError(f"input_ids must have shape (batch, seq) with seq >= 1, got {input_ids.shape}")
+    B, T = input_ids.shape
+    if T > cfg.n_positions:
+        raise ValueError(f"input_ids holds {T} tokens per row, but n_positions={cfg.n_positions}")
+    labels = input_ids if labels is None else _int_array("labels", labels, high=cfg.vocab_size, ignore_index=-100)
+    if labels.size != B * T:
+        raise ValueError(f"labels must have the shape of input_ids {input_ids.shape}, got {labels.shape}")
+    labels = labels.reshape(B, T)
+    if attention_mask is not None:
+        attention_mask = _reshape_to("attention_mask", _mask_array("attention_mask", attention_mask), (B, T))
+    if token_type_ids is not None:
+        token_type_ids = _reshape_to("token_type_ids", _int_array("token_type_ids", token_type_ids,
+                                                                  high=cfg.vocab_size), (B, T))
+    if position_ids is not None:
+        position_ids = _reshape_to("position_ids", _int_array("position_ids", position_ids, high=cfg.n_positions),
+                                   (B, T))
+    head_masks = None if head_mask is None else _head_masks(head_mask, cfg.n_layer, cfg.n_head)
+    if model.training:
+        rng = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
+    else:
+        rng = None
+    loss, grads = loss_and_grad(model.params, cfg, input_ids, labels, attention_mask=attention_mask,
+                                token_type_ids=token_type_ids, position_ids=position_ids, head_mask=head_masks,
+                                rng=rng)
+    flat = flatten(grads)
+    named = {}
+    for key in model.state_dict():  # the same names (with "transformer." for a model with a head)
+        short = key.split(".", 1)[1] if key.startswith(model.base_model_prefix + ".") else key
+        named[key] = flat[short]
+    return np.float32(loss), named
