@@ -12,21 +12,68 @@ setting them in a notebook after ``import minigpt2`` works too):
     HF_TOKEN         an access token, for private or gated repositories
     HF_HUB_OFFLINE   1 = never touch the network; use only what is in the cache
 
-A download is written to ``<cache>/blobs/<hash>.incomplete`` and renamed only once every byte has arrived
+These settings reach huggingface_hub as arguments of each download (``endpoint=``, ``local_files_only=``), never
+by writing into its module globals; so any huggingface_hub from the floor in setup.py to the newest works the same.
+(One limit is huggingface_hub's own: imported while HF_HUB_OFFLINE=1, it stays offline in that process.)
+The keyword arguments from_pretrained takes for the Hub are ``HUB_OPTIONS``; ``pop_hub_options(kwargs)``
+collects them, so every from_pretrained accepts the same ones:
+
+    options = pop_hub_options(kwargs)                # revision, cache_dir, token, local_files_only, ...
+    path = resolve_file(name, "config.json", **options)
+
+A download is written to ``<cache>/blobs/<hash>...incomplete`` and renamed only once every byte has arrived
 (huggingface_hub checks the size), and the file name the model is loaded from is a link created after that.
-An interrupted download therefore leaves only the ``.incomplete`` file, which nothing loads and the next
-download resumes.
+An interrupted download therefore leaves at most an ``.incomplete`` file, which nothing loads: huggingface_hub
+before 2.0 resumes it at the next download, 2.x deletes it and downloads the file again.
 """
 from __future__ import annotations
 
 import os
 import socket
 import time
+import warnings
 from urllib.parse import urlsplit
 
-__all__ = ["resolve_file", "hub_settings", "DEFAULT_ENDPOINT"]
+__all__ = ["resolve_file", "pop_hub_options", "HUB_OPTIONS", "hub_settings", "DEFAULT_ENDPOINT"]
 
 DEFAULT_ENDPOINT = "https://huggingface.co"
+
+# The keyword arguments of from_pretrained (model, config, tokenizer, generation config) that say where a
+# checkpoint's files come from; resolve_file takes them, pop_hub_options collects them from **kwargs.
+HUB_OPTIONS = ("revision", "cache_dir", "token", "local_files_only", "force_download", "subfolder")
+
+# Names transformers users may still pass: the old name of an option (value kept, with a warning), or an option
+# huggingface_hub no longer has (dropped, with a warning that says why nothing is lost).
+_RENAMED = {"use_auth_token": "token"}
+_RETIRED = {"resume_download": "downloads always resume where they stopped",
+            "proxies": "set HTTPS_PROXY (and HTTP_PROXY) in the environment instead"}
+
+
+def pop_hub_options(kwargs: dict) -> dict:
+    """Remove the Hub options (``HUB_OPTIONS``, and transformers' old names for them) from ``kwargs``; return
+    them as a dict ready for ``resolve_file(name, filename, **options)``.
+
+        options = pop_hub_options(kwargs)    # kwargs = {"revision": "v1", "use_auth_token": "hf_x", "n_embd": 8}
+        options                              # {"revision": "v1", "token": "hf_x"}; kwargs == {"n_embd": 8}
+
+    ``use_auth_token`` becomes ``token`` (a FutureWarning, as in transformers; both at once is a ValueError);
+    ``resume_download`` and ``proxies`` are removed with a warning that says what to do instead.
+    """
+    options = {name: kwargs.pop(name) for name in HUB_OPTIONS if name in kwargs}
+    for old, new in _RENAMED.items():
+        if old not in kwargs:
+            continue
+        value = kwargs.pop(old)
+        if value is None:
+            continue
+        if options.get(new) is not None:
+            raise ValueError(f"{old}= and {new}= were both passed; pass only {new}= ({old} is its old name)")
+        warnings.warn(f"{old}= is deprecated, as in transformers; pass {new}= instead", FutureWarning, stacklevel=2)
+        options[new] = value
+    for old, why in _RETIRED.items():
+        if kwargs.pop(old, None) is not None:
+            warnings.warn(f"{old}= is ignored: {why}", UserWarning, stacklevel=2)
+    return options
 
 
 def hub_settings() -> dict:
@@ -43,17 +90,21 @@ def hub_settings() -> dict:
     }
 
 
-def resolve_file(name_or_path, filename, *, revision=None, cache_dir=None, token=None, local_files_only=False,
-                 required=True, force_download=False):
+def resolve_file(name_or_path, filename, *, required=True, revision=None, cache_dir=None, token=None,
+                 local_files_only=False, force_download=False, subfolder=""):
     """The local path of ``filename`` of a checkpoint, downloading it from the Hub if needed.
 
     ``name_or_path`` is a directory, or a Hub repository id ("gpt2", "openai-community/gpt2", "owner/name").
     Returns None when the checkpoint lacks the file and ``required`` is False (offline, a file that is not in the
-    cache counts as lacking: optional files never stop a cached checkpoint from loading). ``force_download``
-    fetches the file again even if it is cached (e.g. a damaged copy). Every failure is an OSError
+    cache counts as lacking: optional files never stop a cached checkpoint from loading). The other keywords are
+    ``HUB_OPTIONS``, as transformers' from_pretrained takes them: ``local_files_only`` (or HF_HUB_OFFLINE=1, read
+    now) never touches the network; ``force_download`` fetches the file again even if it is cached (e.g. a
+    damaged copy); ``subfolder`` is a folder inside the checkpoint. Every failure is an OSError
     (FileNotFoundError for a missing file) whose message says what was tried and what to do about it.
     """
     name_or_path = os.fspath(name_or_path)
+    if subfolder:
+        filename = f"{subfolder.strip('/')}/{filename}"
     if os.path.isdir(name_or_path):
         path = os.path.join(name_or_path, filename)
         if os.path.isfile(path):
@@ -67,32 +118,31 @@ def resolve_file(name_or_path, filename, *, revision=None, cache_dir=None, token
 
     try:
         import huggingface_hub
-        from huggingface_hub.utils import (EntryNotFoundError, HFValidationError, LocalEntryNotFoundError,
-                                           RepositoryNotFoundError, RevisionNotFoundError)
     except ImportError:  # pragma: no cover - huggingface_hub is a dependency
         raise ImportError("downloading from the Hub needs huggingface_hub: pip install huggingface_hub") from None
+    errors = _hub_errors()
 
     settings = hub_settings()
     endpoint, offline = settings["endpoint"], settings["offline"] or local_files_only
     if not urlsplit(endpoint).hostname or urlsplit(endpoint).scheme not in ("http", "https"):
         raise OSError(f"HF_ENDPOINT={endpoint!r} is not a web address; it needs http:// or https://, e.g. "
                       f"HF_ENDPOINT=https://hf-mirror.com")
-    # huggingface_hub reads HF_HUB_OFFLINE once, when it is imported; ours is read now (see the module docstring).
-    huggingface_hub.constants.HF_HUB_OFFLINE = settings["offline"]
     cache_dir = os.fspath(cache_dir) if cache_dir is not None else settings["cache_dir"]
     where = f"{name_or_path!r} on {endpoint}"
     # huggingface_hub retries an unreachable server for ~25 s per file before it falls back to the cache;
     # a quick look first lets a laptop without network use its cache (or fail) at once.
     unreachable = None if offline else _unreachable(endpoint)
     try:
+        # Every setting goes in as an argument, read now: huggingface_hub reads HF_HUB_OFFLINE only when it is
+        # first imported, and no module of ours writes into its globals (see the module docstring).
         return huggingface_hub.hf_hub_download(
             name_or_path, filename, revision=revision, cache_dir=cache_dir, token=token,
             local_files_only=offline or unreachable is not None, endpoint=endpoint, force_download=force_download,
         )
-    except HFValidationError:
+    except errors.HFValidationError:
         raise OSError(f"{name_or_path!r} is neither a directory nor a valid Hub repository name "
                       f"('name' or 'owner/name', letters, digits, '-', '_' and '.')") from None
-    except LocalEntryNotFoundError as e:  # (a subclass of EntryNotFoundError: it must come first)
+    except errors.LocalEntryNotFoundError as e:  # (a subclass of EntryNotFoundError: it must come first)
         if not required:  # offline or unreachable, and not in the cache: an optional file counts as absent
             return None
         if offline:
@@ -102,28 +152,55 @@ def resolve_file(name_or_path, filename, *, revision=None, cache_dir=None, token
                 f"once (unset HF_HUB_OFFLINE) and run `python -m minigpt2 --download --model {name_or_path}`, "
                 f"point HF_HUB_CACHE at a cache that has it, or pass a local directory with config.json and "
                 f"model.safetensors") from None
-        cause = unreachable or _short_cause(e.__cause__ or e.__context__)
+        cause = e.__cause__ or e.__context__
+        if unreachable is None and _offline_at_import(e):
+            raise OSError(
+                f"{filename} of {name_or_path!r} is not in the cache {cache_dir}, and huggingface_hub stays "
+                f"offline: it was imported while HF_HUB_OFFLINE was set, and reads it only then. Restart Python "
+                f"without HF_HUB_OFFLINE to download it") from None
         raise OSError(
-            f"could not download {filename} of {where} ({cause}), and it is not in the cache "
-            f"{cache_dir}. Ways out: set HF_ENDPOINT to a mirror you can reach (e.g. "
+            f"could not download {filename} of {where} ({unreachable or _short_cause(cause)}), and it is not in "
+            f"the cache {cache_dir}. Ways out: set HF_ENDPOINT to a mirror you can reach (e.g. "
             f"HF_ENDPOINT=https://hf-mirror.com), download it where you are online "
             f"(`python -m minigpt2 --download --model {name_or_path}`) and copy the cache, or pass a local "
             f"directory with config.json and model.safetensors") from None
-    except EntryNotFoundError:
+    except errors.EntryNotFoundError:
         if required:
             raise FileNotFoundError(f"the repository {where} has no file {filename}") from None
         return None
-    except RevisionNotFoundError:
+    except errors.RevisionNotFoundError:
         raise OSError(f"the repository {where} has no revision {revision!r}") from None
-    except RepositoryNotFoundError:  # also a gated repository, or a private one without a valid token
+    except errors.RepositoryNotFoundError:  # also a gated repository, or a private one without a valid token
         token_hint = ("check that HF_TOKEN grants access to it" if settings["token_set"] or token
                       else "if it is private or gated, set HF_TOKEN to an access token")
         raise OSError(f"{name_or_path!r} is not a local directory, and there is no repository {where} that "
                       f"we may read ({token_hint}); GPT-2 checkpoints are e.g. 'gpt2', 'gpt2-medium', "
                       f"'distilgpt2'") from None
     except OSError as e:  # broken connection mid-download, size mismatch, disk full, ...
-        raise OSError(f"downloading {filename} of {where} failed: {_short_cause(e)}. Run the same command again: "
-                      f"the download resumes where it stopped") from None
+        raise OSError(f"downloading {filename} of {where} failed: {_short_cause(e)}. Run the same command again to "
+                      f"finish the download") from None
+
+
+def _hub_errors():
+    """huggingface_hub's error classes: in ``huggingface_hub.errors`` since 0.24 (also re-exported by
+    ``huggingface_hub.utils`` up to 2.x), only in ``huggingface_hub.utils`` before."""
+    try:
+        from huggingface_hub import errors
+        errors.HFValidationError, errors.LocalEntryNotFoundError  # both moved there in the same release
+        return errors
+    except (ImportError, AttributeError):
+        from huggingface_hub import utils
+        return utils
+
+
+def _offline_at_import(error) -> bool:
+    """Whether huggingface_hub refused the request because it is in offline mode (HF_HUB_OFFLINE was set when it
+    was imported). Its exception for that (OfflineModeIsEnabled) is matched by name: its module moved too."""
+    while error is not None:
+        if type(error).__name__ == "OfflineModeIsEnabled":
+            return True
+        error = error.__cause__ or error.__context__
+    return False
 
 
 _probes = {}  # endpoint -> (when, result) of the last look: a model's several files share one

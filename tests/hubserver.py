@@ -8,13 +8,16 @@ What huggingface_hub's hf_hub_download (file_download.py) reads, and what this s
 
     HEAD/GET /{repo}/resolve/{revision}/{file}
         small file      200, ETag (the git blob sha1), Content-Length, X-Repo-Commit; GET sends the bytes
-        *.safetensors   302 to /cdn/{sha256} (as the Hub sends LFS files to its CDN), with X-Linked-Etag
-                        (the sha256), X-Linked-Size and X-Repo-Commit; huggingface_hub downloads from Location
+        *.safetensors   302 to the CDN's /cdn/{sha256} (as the Hub sends LFS files to its CDN), with X-Linked-Etag
+                        (the sha256), X-Linked-Size and X-Repo-Commit; huggingface_hub downloads from Location.
+                        The CDN listens on a second port, another origin, as on the real Hub: huggingface_hub
+                        2.x follows redirects within the Hub's origin and reads the file's metadata from the
+                        302 only when it leads elsewhere
         renamed repo    307 to the new name with a relative Location ("gpt2" -> "openai-community/gpt2")
         no such repo    404 + X-Error-Code: RepoNotFound    (401 without the right token for a private repo)
         no such rev     404 + X-Error-Code: RevisionNotFound
         no such file    404 + X-Error-Code: EntryNotFound, with X-Repo-Commit
-    GET /cdn/{sha256}   the bytes, with Content-Disposition naming the file (the progress bar shows it);
+    GET /cdn/{sha256}   (on the CDN's port) the bytes, with Content-Disposition naming the file (the progress bar shows it);
                         honours "Range: bytes=N-" (206 + Content-Range), which resumes downloads
 
 ``stall_after=n`` makes every CDN download send its headers and n bytes, then hang until the server stops
@@ -48,17 +51,26 @@ class HubServer:
                       for name, data in files.items()}
         self._released = threading.Event()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
-                                        daemon=True)
+        self._cdn = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
+        self._threads = []
+        for server in (self._server, self._cdn):
+            server.daemon_threads = True
+            self._threads.append(threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
+                                                  daemon=True))
 
     @property
     def url(self) -> str:
         host, port = self._server.server_address[:2]
         return f"http://{host}:{port}"
 
+    @property
+    def cdn_url(self) -> str:
+        host, port = self._cdn.server_address[:2]
+        return f"http://{host}:{port}"
+
     def start(self):
-        self._thread.start()
+        for thread in self._threads:
+            thread.start()
         return self
 
     def release(self):
@@ -67,9 +79,10 @@ class HubServer:
 
     def stop(self):
         self.release()
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(timeout=5)
+        for server, thread in zip((self._server, self._cdn), self._threads):
+            server.shutdown()
+            server.server_close()
+            thread.join(timeout=5)
 
     def __enter__(self):
         return self.start()
@@ -131,8 +144,7 @@ def _handler_for(hub: HubServer):
             data = files[filename]
             if filename.endswith(".safetensors"):  # an LFS file: redirect to the "CDN"
                 sha = hashlib.sha256(data).hexdigest()
-                host, port = self.server.server_address[:2]
-                return self._reply(302, b"", {"Location": f"http://{host}:{port}/cdn/{sha}",
+                return self._reply(302, b"", {"Location": f"{hub.cdn_url}/cdn/{sha}",
                                               "X-Linked-Etag": f'"{sha}"', "X-Linked-Size": str(len(data)),
                                               "X-Repo-Commit": commit, "ETag": f'"{git_blob_sha1(data)}"'}, body)
             return self._reply(200, data, {"ETag": f'"{git_blob_sha1(data)}"', "X-Repo-Commit": commit,

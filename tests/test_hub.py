@@ -14,7 +14,7 @@ import pytest
 
 from hubserver import HubServer, tiny_checkpoint_files
 from minigpt2 import GPT2LMHeadModel
-from minigpt2.hub import hub_settings, resolve_file
+from minigpt2.hub import HUB_OPTIONS, hub_settings, pop_hub_options, resolve_file
 
 REPO = "openai-community/gpt2"
 
@@ -285,6 +285,97 @@ gen_text = tokenizer.batch_decode(gen_tokens)[0]
 '''
 
 
+# -- huggingface_hub is used through its public API only -----------------------------------------------------
+
+def huggingface_hub_globals():
+    """Every module global of huggingface_hub and its submodules already imported (names and values)."""
+    return {(name, key): value for name, module in list(sys.modules.items())
+            if name == "huggingface_hub" or name.startswith("huggingface_hub.")
+            for key, value in list(vars(module).items()) if not key.startswith("__")}
+
+
+def test_no_huggingface_hub_global_is_written(hub, monkeypatch):
+    """Settings go in as arguments of each call: offline and online again in one process leave every global of
+    huggingface_hub as it was (huggingface_hub 2.x has no writable `constants` attribute at all)."""
+    resolve_file("gpt2", "config.json")  # imports what a download imports
+    before = huggingface_hub_globals()
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    resolve_file("gpt2", "config.json")
+    offline = huggingface_hub_globals()
+    monkeypatch.delenv("HF_HUB_OFFLINE")
+    resolve_file("gpt2", "config.json")
+    for after in (offline, huggingface_hub_globals()):
+        changed = sorted(key for key in before.keys() & after.keys() if before[key] is not after[key])
+        assert changed == [], f"huggingface_hub globals written: {changed}"
+
+
+def test_settings_go_to_each_download_as_arguments(hub, monkeypatch, tmp_path):
+    """HF_HUB_OFFLINE and HF_ENDPOINT, read at each call, reach hf_hub_download as local_files_only= and
+    endpoint=; toggling HF_HUB_OFFLINE in a running process takes effect at the next call."""
+    import huggingface_hub
+
+    calls = []
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download",
+                        lambda *args, **kwargs: calls.append(kwargs) or str(tmp_path / "config.json"))
+    resolve_file("gpt2", "config.json")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    resolve_file("gpt2", "config.json")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+    resolve_file("gpt2", "config.json", local_files_only=True)
+    resolve_file("gpt2", "config.json")
+    assert [call["local_files_only"] for call in calls] == [False, True, True, False]
+    assert {call["endpoint"] for call in calls} == {hub.url}
+
+
+def test_offline_and_online_again_in_one_process(hub, checkpoint, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(OSError, match="HF_HUB_OFFLINE is set"):
+        resolve_file("gpt2", "config.json")
+    assert hub.requests == []
+    monkeypatch.delenv("HF_HUB_OFFLINE")
+    path = resolve_file("gpt2", "config.json")
+    with open(path, "rb") as f:
+        assert f.read() == checkpoint[1]["config.json"]
+
+
+def test_pop_hub_options_takes_the_hub_options_and_leaves_the_rest():
+    kwargs = {"revision": "v1", "cache_dir": "/c", "token": "hf_x", "local_files_only": True,
+              "force_download": False, "subfolder": "sub", "n_embd": 8, "output_attentions": True}
+    options = pop_hub_options(kwargs)
+    assert options == {"revision": "v1", "cache_dir": "/c", "token": "hf_x", "local_files_only": True,
+                       "force_download": False, "subfolder": "sub"}
+    assert set(options) == set(HUB_OPTIONS)
+    assert kwargs == {"n_embd": 8, "output_attentions": True}
+    assert pop_hub_options(kwargs) == {} and kwargs == {"n_embd": 8, "output_attentions": True}
+
+
+def test_pop_hub_options_old_names():
+    kwargs = {"use_auth_token": "hf_x"}
+    with pytest.warns(FutureWarning, match="use_auth_token= is deprecated.*pass token="):
+        assert pop_hub_options(kwargs) == {"token": "hf_x"} and kwargs == {}
+    with pytest.raises(ValueError, match="use_auth_token= and token= were both passed"):
+        pop_hub_options({"use_auth_token": "hf_x", "token": "hf_y"})
+    kwargs = {"resume_download": True, "proxies": {"https": "http://proxy:3128"}, "n_layer": 2}
+    with pytest.warns(UserWarning) as seen:
+        assert pop_hub_options(kwargs) == {} and kwargs == {"n_layer": 2}
+    messages = [str(w.message) for w in seen]
+    assert any("resume_download= is ignored" in m for m in messages)
+    assert any("proxies= is ignored: set HTTPS_PROXY" in m for m in messages)
+
+
+def test_resolve_file_takes_what_pop_hub_options_returns(hub, checkpoint, tmp_path):
+    directory = tmp_path / "model"
+    (directory / "sub").mkdir(parents=True)
+    (directory / "sub" / "config.json").write_bytes(b"{}")
+    assert resolve_file(directory, "config.json", **pop_hub_options({"subfolder": "sub"})) == \
+        os.path.join(str(directory), "sub", "config.json")
+    assert resolve_file(directory, "config.json", required=False) is None
+    options = pop_hub_options({"revision": "main", "use_auth_token": None, "force_download": True})
+    with open(resolve_file("gpt2", "config.json", **options), "rb") as f:
+        assert f.read() == checkpoint[1]["config.json"]
+    assert len(hub.downloads("config.json")) == 1
+
+
 # -- the command line -------------------------------------------------------------------------------------
 
 def run_cli(args, env, timeout=120, **kwargs):
@@ -327,10 +418,12 @@ def test_cli_without_network(tmp_path):
 
 def test_interrupted_download_leaves_nothing_that_loads(tmp_path, monkeypatch):
     """Ctrl-C in the middle of model.safetensors: no file by that name exists afterwards, only the
-    .incomplete blob; offline loading says the model is not cached; the next download resumes and loads.
+    .incomplete blob (huggingface_hub before 2.0; 2.x deletes it); offline loading says the model is not cached;
+    the next download loads, resuming the partial blob where one was kept.
 
     huggingface_hub writes to disk in chunks of DOWNLOAD_CHUNK_SIZE (10 MB), so the checkpoint here is a bit
     larger than one chunk and the server stalls just after the first: one chunk is on disk, to be resumed."""
+    import huggingface_hub
     from huggingface_hub import constants
 
     chunk = constants.DOWNLOAD_CHUNK_SIZE
@@ -355,7 +448,8 @@ def test_interrupted_download_leaves_nothing_that_loads(tmp_path, monkeypatch):
         server.release()
 
         assert cached_files(tmp_path, "model.safetensors") == [], "a partial file must never be called a model"
-        assert [size_of(p) for p in incomplete_blobs(tmp_path)] == [chunk]
+        keeps_partial = int(huggingface_hub.__version__.split(".")[0]) < 2
+        assert [size_of(p) for p in incomplete_blobs(tmp_path)] == ([chunk] if keeps_partial else [])
         for name, value in hub_env(server, tmp_path).items():
             monkeypatch.setenv(name, value)
         monkeypatch.setenv("HF_HUB_OFFLINE", "1")
@@ -367,7 +461,7 @@ def test_interrupted_download_leaves_nothing_that_loads(tmp_path, monkeypatch):
         server.requests.clear()
         assert same_weights(GPT2LMHeadModel.from_pretrained("gpt2"), directory)
         ranges = [r[2].get("range") for r in server.downloads("model.safetensors")]
-        assert ranges == [f"bytes={chunk}-"], f"the download should resume, not restart: {ranges}"
+        assert ranges == [f"bytes={chunk}-" if keeps_partial else None], f"resumed where a blob was kept: {ranges}"
         assert incomplete_blobs(tmp_path) == []
 
 
