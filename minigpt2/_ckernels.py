@@ -130,13 +130,13 @@ def _strides3(a):
     return ffi.new("long[3]", [s // 4 for s in a.strides[:3]])
 
 
-def attention(q, k, v, *, scale, causal, key_bias=None, head_mask=None, need_probs=False):
-    """Fused softmax(q k^T * scale + masks) v. Returns (output [B, H, T, D], None).
+def attention(q, k, v, *, scale, causal, key_bias=None, head_mask=None):
+    """Fused softmax(q k^T * scale + masks) v: the output [B, H, T, D], never the probabilities.
 
-    Declines (the NumPy reference serves) when the probabilities are wanted, or for layouts the C
-    code does not take: key_bias must be [B or 1, 1, 1, K], head_mask [1, H, 1, 1].
+    Declines (the NumPy reference serves) for layouts the C code does not take: key_bias must be
+    [B or 1, 1, 1, K], head_mask [1, H, 1, 1].
     """
-    if need_probs or not (_is_f32(q) and _is_f32(k) and _is_f32(v)) or q.ndim != 4 or k.ndim != 4 or v.ndim != 4:
+    if not (_is_f32(q) and _is_f32(k) and _is_f32(v)) or q.ndim != 4 or k.ndim != 4 or v.ndim != 4:
         return NotImplemented
     if np.ndim(scale) != 0 or (isinstance(scale, (np.ndarray, np.generic)) and scale.dtype != F32):
         return NotImplemented  # an array, or a float64 NumPy scale (with which NumPy computes in float64)
@@ -170,7 +170,7 @@ def attention(q, k, v, *, scale, causal, key_bias=None, head_mask=None, need_pro
         return NotImplemented
     _check(status, "attention")
     calls["attention"] += 1
-    return out.transpose(0, 2, 1, 3), None
+    return out.transpose(0, 2, 1, 3)
 
 
 KERNELS = {"linear": linear, "layer_norm": layer_norm, "gelu_new": gelu_new, "attention": attention}

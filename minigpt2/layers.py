@@ -71,16 +71,11 @@ def causal_mask(n_query, n_key):
     return np.tri(n_query, n_key, k=n_key - n_query, dtype=bool)
 
 
-@kernel
-def attention(q, k, v, *, scale, causal, key_bias=None, head_mask=None, need_probs=False):
-    """Scaled dot-product attention: softmax(q k^T * scale + mask) v.
+def attention_probs(q, k, *, scale, causal, key_bias=None, head_mask=None):
+    """Who attends to whom: softmax(q k^T * scale + masks).  # q [B, H, T, D], k [B, H, K, D] -> [B, H, T, K]
 
-    q: [B, H, T, D]; k, v: [B, H, K, D]; key_bias: additive, broadcastable to [B, 1, 1, K]
-    (0 for keys to attend to, MASK_VALUE for padding); head_mask: [1, H, 1, 1] multiplies the
-    probabilities. Returns (output [B, H, T, D], probabilities [B, H, T, K]).
-
-    ``need_probs`` says whether the caller uses the probabilities; the NumPy reference always has
-    them, a fused kernel (which never materialises them) serves only calls that do not need them.
+    key_bias is additive, broadcastable to [B, 1, 1, K] (0 for keys to attend to, MASK_VALUE for
+    padding); head_mask [1, H, 1, 1] multiplies the probabilities (HF returns them multiplied).
     """
     scores = (q @ k.swapaxes(-1, -2)) * scale  # [B, H, T, K]
     if causal:
@@ -93,7 +88,17 @@ def attention(q, k, v, *, scale, causal, key_bias=None, head_mask=None, need_pro
     probs = softmax(scores)
     if head_mask is not None:
         probs = probs * head_mask
-    return probs @ v, probs
+    return probs
+
+
+@kernel
+def attention(q, k, v, *, scale, causal, key_bias=None, head_mask=None):
+    """Scaled dot-product attention: softmax(q k^T * scale + masks) v.  # [B, H, T, D] -> [B, H, T, D]
+
+    q: [B, H, T, D]; k, v: [B, H, K, D]; the masks as in attention_probs. A fused kernel computes the
+    same output without ever holding the [T, K] probabilities; ask attention_probs for those.
+    """
+    return attention_probs(q, k, scale=scale, causal=causal, key_bias=key_bias, head_mask=head_mask) @ v
 
 
 def attention_scale(head_dim, layer_idx, scale_attn_weights=True, scale_attn_by_inverse_layer_idx=False):
@@ -110,30 +115,32 @@ def attention_scale(head_dim, layer_idx, scale_attn_weights=True, scale_attn_by_
     return np.float32(scale)
 
 
-def self_attention(x, c_attn, c_proj, *, n_head, cache, scale, key_bias=None, head_mask=None, need_probs=False):
+def self_attention(x, c_attn, c_proj, *, n_head, cache, scale, key_bias=None, head_mask=None,
+                   output_attentions=False):
     """Masked multi-head self-attention over the cache and the new tokens.  # [B, T, E] -> [B, T, E]
 
     ``cache`` is this layer's slot of the KV cache: ``cache.extend(k, v)`` appends the new keys and
-    values and returns all of them. Returns (output, attention probabilities [B, H, T, P + T]).
+    values and returns all of them. Returns (output, attention probabilities [B, H, T, P + T] if
+    ``output_attentions`` else None); asking for the probabilities never changes the output.
     """
     qkv = linear(x, **c_attn)  # [B, T, 3E]
     q, k, v = (split_heads(part, n_head) for part in np.split(qkv, 3, axis=-1))  # 3 x [B, H, T, D]
     k, v = cache.extend(k, v)  # [B, H, P + T, D]
-    out, probs = attention(
-        q, k, v, scale=scale, causal=True, key_bias=key_bias, head_mask=head_mask, need_probs=need_probs
-    )
+    masks = dict(scale=scale, causal=True, key_bias=key_bias, head_mask=head_mask)
+    out = attention(q, k, v, **masks)
+    probs = attention_probs(q, k, **masks) if output_attentions else None
     return linear(merge_heads(out), **c_proj), probs
 
 
 def cross_attention(x, encoder_states, q_attn, c_attn, c_proj, *, n_head, scale, key_bias=None, head_mask=None,
-                    need_probs=False):
+                    output_attentions=False):
     """Attention from the tokens to an encoder's states (no causal mask).  # [B, T, E], [B, S, E] -> [B, T, E]"""
     q = split_heads(linear(x, **q_attn), n_head)  # [B, H, T, D]
     kv = linear(encoder_states, **c_attn)  # [B, S, 2E]
     k, v = (split_heads(part, n_head) for part in np.split(kv, 2, axis=-1))  # 2 x [B, H, S, D]
-    out, probs = attention(
-        q, k, v, scale=scale, causal=False, key_bias=key_bias, head_mask=head_mask, need_probs=need_probs
-    )
+    masks = dict(scale=scale, causal=False, key_bias=key_bias, head_mask=head_mask)
+    out = attention(q, k, v, **masks)
+    probs = attention_probs(q, k, **masks) if output_attentions else None
     return linear(merge_heads(out), **c_proj), probs
 
 

@@ -47,7 +47,7 @@ __all__ = [
     "GPT2ForSequenceClassification",
 ]
 
-def transformer_block(x, p, *, layer_idx, config, cache, mask, head_mask, need_probs,
+def transformer_block(x, p, *, layer_idx, config, cache, mask, head_mask, output_attentions,
                       encoder_states=None, encoder_mask=None):
     """One pre-norm transformer block.  # [B, T, E] -> [B, T, E]
 
@@ -61,7 +61,7 @@ def transformer_block(x, p, *, layer_idx, config, cache, mask, head_mask, need_p
 
     h = layer_norm(x, **p["ln_1"], eps=eps)
     a, probs = self_attention(h, **p["attn"], n_head=config.n_head, cache=cache, scale=scale, key_bias=mask,
-                              head_mask=head_mask, need_probs=need_probs or tracing.active())
+                              head_mask=head_mask, output_attentions=output_attentions or tracing.active())
     x = x + a
     record(traced, ln_1=h, attn_probs=probs, attn=a, resid_mid=x)
 
@@ -69,7 +69,8 @@ def transformer_block(x, p, *, layer_idx, config, cache, mask, head_mask, need_p
     if encoder_states is not None:
         h = layer_norm(x, **p["ln_cross_attn"], eps=eps)
         a, cross_probs = cross_attention(h, encoder_states, **p["crossattention"], n_head=config.n_head, scale=scale,
-                                         key_bias=encoder_mask, head_mask=head_mask, need_probs=need_probs)
+                                         key_bias=encoder_mask, head_mask=head_mask,
+                                         output_attentions=output_attentions)
         x = x + a
         record(traced, crossattention=a)
 
@@ -408,7 +409,7 @@ class GPT2Model(GPT2PreTrainedModel):
                 all_hidden.append(x)
             x, probs, cross_probs = transformer_block(
                 x, block_params, layer_idx=i, config=cfg, cache=caches[i], mask=mask, head_mask=head_masks[i],
-                need_probs=output_attentions, encoder_states=encoder_hidden_states, encoder_mask=encoder_mask)
+                output_attentions=output_attentions, encoder_states=encoder_hidden_states, encoder_mask=encoder_mask)
             all_attn.append(probs)
             all_cross.append(cross_probs)
         x = layer_norm(x, **p["ln_f"], eps=cfg.layer_norm_epsilon)

@@ -20,9 +20,9 @@ where x is "embeddings" for block 0 and "h.{i-1}.out" after it; "ln_f" is layer_
 Values are [B, T, E] as the blocks see them (GPT2DoubleHeadsModel's [B, choices, T] input is folded into
 [B * choices, T, E]). Each value is a copy taken when it was recorded, so nothing computed later can change it.
 A trace belongs to the thread (strictly: the context) that opened it: other threads' passes are neither recorded
-nor slowed. Outside a ``trace()`` block, recording costs one context-variable lookup and copies nothing. Inside one, attention runs its
-NumPy reference (a fused C kernel never forms the probabilities that "attn_probs" records), so with the
-C backend active a traced pass may differ from an untraced one by float32 rounding.
+nor slowed. Outside a ``trace()`` block, recording costs one context-variable lookup and copies nothing. Inside one,
+the attention probabilities are computed beside the attention output (``layers.attention_probs``), which
+still comes from the active backend: tracing a pass never changes its numbers.
 """
 from __future__ import annotations
 

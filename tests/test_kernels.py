@@ -206,11 +206,10 @@ def check_attention(q, k, v, *, scale, causal, key_bias=None, head_mask=None):
     two sides differ by at most 2 gamma(D) S, which moves each probability by at most twice the largest such
     difference (relative); the weighted sum over K values adds gamma(K) per side and exp/normalisation a few
     ulp: |c - ref| <= |head_mask| (4 gamma(D) max_j S + 2 gamma(K) + 16u) (P @ |v|)."""
-    ours, probs = served_by_c("attention", ck.attention, q, k, v, scale=scale, causal=causal, key_bias=key_bias,
-                              head_mask=head_mask)
-    assert probs is None
-    ref, ref_probs = layers.attention.reference(q, k, v, scale=scale, causal=causal, key_bias=key_bias,
-                                                head_mask=head_mask)
+    ours = served_by_c("attention", ck.attention, q, k, v, scale=scale, causal=causal, key_bias=key_bias,
+                       head_mask=head_mask)
+    ref = layers.attention.reference(q, k, v, scale=scale, causal=causal, key_bias=key_bias, head_mask=head_mask)
+    ref_probs = layers.attention_probs(q, k, scale=scale, causal=causal, key_bias=key_bias, head_mask=head_mask)
     assert ours.shape == ref.shape and ours.dtype == np.float32
     nan = np.isnan(ref)
     assert np.array_equal(nan, np.isnan(ours)), "NaN rows differ from the reference"
@@ -281,7 +280,7 @@ def test_attention_fully_padded_rows_are_uniform_like_hf():
     q, k, v = random_floats(rng, (B, H, T, D)), random_floats(rng, (B, H, T, D)), random_floats(rng, (B, H, T, D))
     attention_mask = np.array([[0, 0, 1, 0, 1, 1]], np.float32)  # query 0 sees only key 0: padding
     key_bias = ((1 - attention_mask) * layers.MASK_VALUE)[:, None, None, :]
-    ours, _ = served_by_c("attention", ck.attention, q, k, v, scale=np.float32(0.5), causal=True, key_bias=key_bias)
+    ours = served_by_c("attention", ck.attention, q, k, v, scale=np.float32(0.5), causal=True, key_bias=key_bias)
     expected_row0 = v[0, :, [0, 2, 4, 5]].mean(axis=0)  # keys 0 (visible pad), 2, 4, 5 (future, not pad)
     np.testing.assert_allclose(ours[0, :, 0], expected_row0, rtol=4 * U * 4, atol=4 * U * np.abs(v).max())
     check_attention(q, k, v, scale=np.float32(0.5), causal=True, key_bias=key_bias)
@@ -317,7 +316,6 @@ def test_kernels_decline_what_they_do_not_handle():
     assert ck.gelu_new(x.astype(np.float64)) is NotImplemented
     assert ck.layer_norm(x, w[:5, 0], w[:5, 1]) is NotImplemented  # weight of the wrong length
     q = random_floats(rng, (1, 2, 3, 4))
-    assert ck.attention(q, q, q, scale=1.0, causal=True, need_probs=True) is NotImplemented
     full_mask = np.zeros((1, 1, 3, 3), np.float32)
     assert ck.attention(q, q, q, scale=1.0, causal=True, key_bias=full_mask) is NotImplemented
     assert ck.attention(q, q, q, scale=np.float64(1.0), causal=True) is NotImplemented
@@ -352,10 +350,10 @@ def test_misaligned_activations_and_parameters_are_served_from_aligned_copies():
     q = random_floats(rng, (2, 2, 3, 8))
     bias = np.where(rng.random((2, 1, 1, 3)) < 0.3, MASK, 0).astype(np.float32)
     heads = np.array([1.0, 0.5], np.float32).reshape(1, 2, 1, 1)
-    out, _ = served_by_c("attention", ck.attention, q, q, q, scale=np.float32(0.3), causal=True,
+    out = served_by_c("attention", ck.attention, q, q, q, scale=np.float32(0.3), causal=True,
                          key_bias=misaligned_copy(bias), head_mask=misaligned_copy(heads))
     np.testing.assert_array_equal(out, ck.attention(q, q, q, scale=np.float32(0.3), causal=True, key_bias=bias,
-                                                    head_mask=heads)[0])
+                                                    head_mask=heads))
 
 
 def test_extreme_values_follow_the_reference():
@@ -372,13 +370,13 @@ def test_extreme_values_follow_the_reference():
     k[0, 0, 64, 0] = np.nan  # one NaN score, alone in its block of keys
     for causal in (False, True):
         with np.errstate(all="ignore"):
-            expected = layers.attention.reference(q, k, v, scale=np.float32(0.3), causal=causal)[0]
-        got = served_by_c("attention", ck.attention, q, k, v, scale=np.float32(0.3), causal=causal)[0]
+            expected = layers.attention.reference(q, k, v, scale=np.float32(0.3), causal=causal)
+        got = served_by_c("attention", ck.attention, q, k, v, scale=np.float32(0.3), causal=causal)
         np.testing.assert_array_equal(np.isnan(got), np.isnan(expected))
     q = random_floats(rng, (1, 2, 70, 8))
     with np.errstate(all="ignore"):
-        expected = layers.attention.reference(q, q, q, scale=np.float32(np.nan), causal=True)[0]
-    got = served_by_c("attention", ck.attention, q, q, q, scale=np.float32(np.nan), causal=True)[0]
+        expected = layers.attention.reference(q, q, q, scale=np.float32(np.nan), causal=True)
+    got = served_by_c("attention", ck.attention, q, q, q, scale=np.float32(np.nan), causal=True)
     assert np.isnan(expected).all() and np.isnan(got).all()
 
 
@@ -396,10 +394,10 @@ def test_what_numpy_serves_instead():
         assert zero_d.shape == () and zero_d == activations.gelu_new.reference(np.array(0.5, np.float32))
         wide = random_floats(rng, (1, 1, 2, ck.MAX_HEAD_DIM + 1))
         before = ck.calls["attention"]
-        out, _ = layers.attention(wide, wide, wide, scale=np.float32(0.1), causal=True)
+        out = layers.attention(wide, wide, wide, scale=np.float32(0.1), causal=True)
         assert ck.calls["attention"] == before
         np.testing.assert_array_equal(out, layers.attention.reference(wide, wide, wide, scale=np.float32(0.1),
-                                                                      causal=True)[0])
+                                                                      causal=True))
 
 
 def test_non_contiguous_activations_are_served():
@@ -470,7 +468,7 @@ def test_results_do_not_depend_on_the_thread_count():
 
     def everything():
         return [ck.linear(x1, w, b), ck.linear(x40, w, b), ck.linear(x1, w.T.copy().T), ck.gelu_new(big),
-                ck.layer_norm(big, big[0], big[1]), ck.attention(q, k, v, scale=0.25, causal=True)[0]]
+                ck.layer_norm(big, big[0], big[1]), ck.attention(q, k, v, scale=0.25, causal=True)]
 
     with threads(1):
         one = everything()

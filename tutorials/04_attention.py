@@ -117,7 +117,7 @@ merged = out.transpose(0, 2, 1, 3).reshape(B, T, E)  # [B, T, E], heads side by 
 attn_out = merged @ attn_params["c_proj"]["weight"] + attn_params["c_proj"]["bias"]  # [B, T, E]
 _workshop.check_close("my attention output == traced h.0.attn", attn_out, t["h.0.attn"])
 
-library_out, library_probs = layers.attention(q, k, v, scale=np.float32(scale), causal=True)
+library_out = layers.attention(q, k, v, scale=np.float32(scale), causal=True)
 _workshop.check_close("probs @ v == layers.attention", out, library_out)
 
 # %% [markdown]

@@ -170,7 +170,7 @@ with minigpt2.trace() as t:
 qkv = layers.linear.reference(t["h.0.ln_1"], **block["attn"]["c_attn"])
 q, k, v = (layers.split_heads(a, config.n_head) for a in np.split(qkv, 3, axis=-1))  # [1, H, T, D]
 scale = layers.attention_scale(config.head_dim, 0)
-reference_out, _ = layers.attention.reference(q, k, v, scale=scale, causal=True)
+reference_out = layers.attention.reference(q, k, v, scale=scale, causal=True)
 for head in range(config.n_head):
     ours = online_attention(q[0, head], k[0, head], v[0, head], scale, block=4)
     _workshop.check_close(f"online softmax == reference, head {head}", ours, reference_out[0, head], atol=1e-6)
@@ -183,7 +183,7 @@ for head in range(config.n_head):
 if HAVE_C:
     from minigpt2 import _ckernels
 
-    c_out, _ = _ckernels.attention(q, k, v, scale=scale, causal=True)
+    c_out = _ckernels.attention(q, k, v, scale=scale, causal=True)
     _workshop.check_close("C fused attention == reference", c_out, reference_out, atol=1e-6)
 
 # %% [markdown]
