@@ -12,6 +12,7 @@ import os
 import numpy as np
 
 from .activations import ACTIVATIONS
+from .checks import check_int, check_number
 
 __all__ = ["GPT2Config", "PRESETS"]
 
@@ -142,8 +143,7 @@ class GPT2Config:
 
     @num_labels.setter
     def num_labels(self, n: int):
-        if not isinstance(n, int) or isinstance(n, bool) or n < 0:
-            raise ValueError(f"num_labels must be a non-negative integer, got {n!r}")
+        n = check_int("num_labels", n, low=0)
         if len(self.id2label) != n:
             self.id2label = {i: f"LABEL_{i}" for i in range(n)}
             self.label2id = {v: k for k, v in self.id2label.items()}
@@ -171,13 +171,8 @@ class GPT2Config:
             if isinstance(value, np.generic):
                 object.__setattr__(self, name, value.item())
         for name in ("vocab_size", "n_positions", "n_embd", "n_layer", "n_head"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-                raise ValueError(f"GPT2Config.{name} must be a positive integer, got {value!r}")
-        if self.n_inner is not None and (
-            not isinstance(self.n_inner, int) or isinstance(self.n_inner, bool) or self.n_inner <= 0
-        ):
-            raise ValueError(f"GPT2Config.n_inner must be a positive integer or None, got {self.n_inner!r}")
+            check_int(f"GPT2Config.{name}", getattr(self, name), low=1)
+        check_int("GPT2Config.n_inner", self.n_inner, low=1, allow_none=True)
         if self.n_embd % self.n_head != 0:
             raise ValueError(
                 f"GPT2Config.n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head}): "
@@ -197,16 +192,11 @@ class GPT2Config:
             raise ValueError(
                 f"GPT2Config.summary_type {self.summary_type!r} is not supported; choose one of {list(SUMMARY_TYPES)}"
             )
-        eps = self.layer_norm_epsilon
-        if not isinstance(eps, (int, float)) or isinstance(eps, bool) or not eps > 0:
-            raise ValueError(f"GPT2Config.layer_norm_epsilon must be a positive number, got {eps!r}")
+        check_number("GPT2Config.layer_norm_epsilon", self.layer_norm_epsilon, low=0, low_open=True)
         for name in ("resid_pdrop", "embd_pdrop", "attn_pdrop", "summary_first_dropout", "summary_last_dropout"):
-            p = getattr(self, name, 0.0)  # summary_last_dropout is not a GPT2Config field, but configs may carry it
-            if not isinstance(p, (int, float)) or isinstance(p, bool) or not 0.0 <= p <= 1.0:
-                raise ValueError(f"GPT2Config.{name} must be a probability in [0, 1], got {p!r}")
-        ir = self.initializer_range
-        if not isinstance(ir, (int, float)) or isinstance(ir, bool) or not ir >= 0:
-            raise ValueError(f"GPT2Config.initializer_range must be a non-negative number, got {ir!r}")
+            # summary_last_dropout is not a GPT2Config field, but configs may carry it
+            check_number(f"GPT2Config.{name}", getattr(self, name, 0.0), low=0, high=1, what="a probability in [0, 1]")
+        check_number("GPT2Config.initializer_range", self.initializer_range, low=0)
         problems = (None, "regression", "single_label_classification", "multi_label_classification")
         if self.problem_type not in problems:
             raise ValueError(f"GPT2Config.problem_type must be one of {problems}, got {self.problem_type!r}")

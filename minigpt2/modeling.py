@@ -10,14 +10,17 @@ Parameters live in ``model.params``, a nested dict named like the checkpoint
 """
 from __future__ import annotations
 
+import copy
 import os
 import warnings
+from collections import namedtuple
 
 import numpy as np
 
 from . import checkpoint, tracing
 from .activations import ACTIVATIONS
 from .cache import KVCache
+from .checks import as_array, check_int, float_array, int_array, mask_array, nonempty, reshape_to, short_list
 from .config import GPT2Config
 from .generation import GENERATION_CONFIG_NAME, GenerationConfig, GenerationMixin
 from .hub import resolve_file
@@ -97,26 +100,48 @@ class Embedding:
         return self.weight.shape[1]
 
     def __call__(self, input_ids):
-        return self.weight[_int_array("input_ids", input_ids, high=self.num_embeddings)]
+        return self.weight[int_array("input_ids", input_ids, high=self.num_embeddings)]
 
     def __repr__(self):
         return f"Embedding({self.num_embeddings}, {self.embedding_dim})"
+
+
+class _IncompatibleKeys(namedtuple("_IncompatibleKeys", "missing_keys unexpected_keys")):
+    """What load_state_dict returns, as torch does."""
 
 
 class GPT2PreTrainedModel:
     """What every GPT-2 model shares: config, parameters, random init, loading and saving."""
 
     base_model_prefix = "transformer"
+    main_input_name = "input_ids"
     uses_lm_head = False  # True for the classes whose logits come from the tied head (wte)
+    name_or_path = ""  # where from_pretrained loaded it from (HF's model.name_or_path)
+
+    @property
+    def device(self) -> str:
+        """Where the weights and the computation live: always the CPU, so ``inputs.to(model.device)`` works."""
+        return "cpu"
+
+    @classmethod
+    def can_generate(cls) -> bool:
+        """Whether generate() is available (the classes with the LM head)."""
+        return issubclass(cls, GenerationMixin)
 
     def __init__(self, config: GPT2Config = None, params: dict = None, *, seed=None):
         if config is None:
             config = GPT2Config()
         if not isinstance(config, GPT2Config):
             raise TypeError(f"config must be a GPT2Config, got {type(config).__name__}")
+        config = self._own_config(config)
         config.validate()
         self.config = config
         self.params = params if params is not None else self.init_params(config, seed)
+
+    @classmethod
+    def _own_config(cls, config):
+        """The config this class runs with, given the caller's (a class may need a setting of its own)."""
+        return config
 
     # -- parameters ---------------------------------------------------------------------------------
     @classmethod
@@ -125,11 +150,11 @@ class GPT2PreTrainedModel:
         E, V, P, I = config.n_embd, config.vocab_size, config.n_positions, config.inner_dim
         shapes = {"wte.weight": (V, E), "wpe.weight": (P, E)}
         for i in range(config.n_layer):
-            block = {"ln_1": None, "attn.c_attn": (E, 3 * E), "attn.c_proj": (E, E), "ln_2": None,
-                     "mlp.c_fc": (E, I), "mlp.c_proj": (I, E)}
+            block = {"ln_1": None, "attn.c_attn": (E, 3 * E), "attn.c_proj": (E, E), "ln_2": None}
             if config.add_cross_attention:
-                block.update({"ln_cross_attn": None, "crossattention.q_attn": (E, E),
-                              "crossattention.c_attn": (E, 2 * E), "crossattention.c_proj": (E, E)})
+                block.update({"crossattention.c_attn": (E, 2 * E), "crossattention.q_attn": (E, E),
+                              "crossattention.c_proj": (E, E), "ln_cross_attn": None})
+            block.update({"mlp.c_fc": (E, I), "mlp.c_proj": (I, E)})  # (HF's order of the block's modules)
             for name, w in block.items():
                 if w is None:  # a layer norm
                     shapes[f"h.{i}.{name}.weight"] = (E,)
@@ -165,8 +190,52 @@ class GPT2PreTrainedModel:
         return checkpoint.unflatten(flat)
 
     def state_dict(self) -> dict:
-        """Flat checkpoint names -> arrays, as HF names them for this class."""
-        return checkpoint.flatten(self.params)
+        """Flat names -> arrays, as HF names and orders them for this class (``lm_head.weight`` is wte itself:
+        the head is tied). The arrays are the model's own, not copies."""
+        flat = checkpoint.flatten(self.params)
+        return {name: flat[key] for name, key in self._state_names().items()}
+
+    def _state_names(self):
+        """HF's state-dict order: the transformer's parameters in module order, then the heads'."""
+        prefix = f"{self.base_model_prefix}." if type(self) is not GPT2Model else ""
+        names = {f"{prefix}{k}": k for k in self.param_shapes(self.config)}
+        if self.uses_lm_head:
+            names["lm_head.weight"] = "wte.weight"
+        names.update({k: k for k in self.head_shapes(self.config)})
+        return names
+
+    def load_state_dict(self, state_dict, strict=True):
+        """Replace parameters with ``state_dict``'s (names as state_dict() gives them, with or without the
+        "transformer." prefix; arrays, or anything np.asarray takes, such as CPU torch tensors). Shapes must
+        match. With ``strict``, missing or unexpected names are an error; either way the names are returned as
+        ``(missing_keys, unexpected_keys)``, as torch does."""
+        own = self._state_names()
+        plain = {v: k for k, v in own.items() if k != "lm_head.weight"}  # "wte.weight" -> its state-dict name
+        flat = checkpoint.flatten(self.params)
+        loaded, unexpected = {}, []
+        for name, value in state_dict.items():
+            key = own.get(name) or (name if name in plain else None)
+            if key is None:
+                unexpected.append(name)
+                continue
+            value = value.detach().cpu().numpy() if hasattr(value, "detach") else value
+            array = float_array(name, value)
+            if array.shape != flat[key].shape:
+                raise ValueError(f"load_state_dict: {name!r} has shape {array.shape}, but the model's is "
+                                 f"{flat[key].shape}")
+            if key in loaded and not np.array_equal(loaded[key], array):
+                raise ValueError(f"load_state_dict: {name!r} differs from {plain[key]!r}, but the LM head is tied "
+                                 f"to wte: they are one matrix here")
+            loaded[key] = array
+        missing = [name for name, key in own.items() if key not in loaded]
+        if strict and (missing or unexpected):
+            raise ValueError(f"load_state_dict: missing keys {short_list(missing) or 'none'}; unexpected keys "
+                             f"{short_list(unexpected) or 'none'} (pass strict=False to load the rest)")
+        flat.update({key: np.ascontiguousarray(a, dtype=np.float32) for key, a in loaded.items()})
+        new = checkpoint.unflatten(flat)
+        self.params.clear()  # in place: a head model's transformer shares this dict
+        self.params.update(new)
+        return _IncompatibleKeys(missing, unexpected)
 
     def num_parameters(self, only_trainable=False, exclude_embeddings=False) -> int:
         """How many numbers the model holds (all of them are trainable); without the token and position
@@ -181,7 +250,7 @@ class GPT2PreTrainedModel:
 
     def set_input_embeddings(self, value):
         """Replace wte with ``value`` (an Embedding or a [vocab, n_embd] array); config.vocab_size follows."""
-        weight = _float_array("embeddings", value.weight if isinstance(value, Embedding) else value)
+        weight = float_array("embeddings", value.weight if isinstance(value, Embedding) else value)
         if weight.ndim != 2 or weight.shape[1] != self.config.n_embd or weight.shape[0] < 1:
             raise ValueError(f"embeddings must have shape (vocab_size, n_embd={self.config.n_embd}), "
                              f"got {weight.shape}")
@@ -202,10 +271,8 @@ class GPT2PreTrainedModel:
         covariance on top), or drawn from N(0, initializer_range). Returns the new Embedding."""
         old = self.params["wte"]["weight"]
         size = old.shape[0] if new_num_tokens is None else new_num_tokens
-        for name, value in (("new_num_tokens", size), ("pad_to_multiple_of", pad_to_multiple_of)):
-            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, np.integer))
-                                      or value < 1):
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        size = check_int("new_num_tokens", size, low=1)
+        pad_to_multiple_of = check_int("pad_to_multiple_of", pad_to_multiple_of, low=1, allow_none=True)
         if pad_to_multiple_of is not None:
             size = -(-size // pad_to_multiple_of) * pad_to_multiple_of
         if size <= old.shape[0]:
@@ -242,11 +309,13 @@ class GPT2PreTrainedModel:
             config = GPT2Config.from_pretrained(name_or_path, **hub, **config_overrides)
         elif config_overrides:
             raise TypeError(f"unexpected arguments {sorted(config_overrides)} (pass them in config instead)")
+        config = cls._own_config(config)
         files = checkpoint.find_weights(name_or_path, **hub)
         tensors = {}
         for path in files:
             tensors.update({name: (path, t) for name, t in checkpoint.read_safetensors(path).items()})
         model = cls(config, cls._params_from_tensors(config, tensors, seed=seed, source=", ".join(files)))
+        model.name_or_path = os.fspath(name_or_path)
         if isinstance(model, GenerationMixin):  # generate()'s defaults, when the checkpoint has them (as HF)
             try:
                 found = resolve_file(name_or_path, GENERATION_CONFIG_NAME, required=False, **hub)
@@ -277,19 +346,20 @@ class GPT2PreTrainedModel:
                 continue
             elif key.startswith(("h.", "wte.", "wpe.", "ln_f.")):
                 unexpected.append(name)
-        if unexpected:
-            raise ValueError(f"{source} has weights the config does not describe: {_short(unexpected)}. "
-                             f"Does config.json (n_layer, add_cross_attention, ...) belong to these weights?")
+        if unexpected:  # e.g. n_layer=1 on a 12-layer checkpoint: HF loads what fits and warns about the rest
+            warnings.warn(f"{source} has weights the config does not describe, which were not used: "
+                          f"{short_list(unexpected)} (config n_layer={config.n_layer}, add_cross_attention="
+                          f"{config.add_cross_attention})", UserWarning, stacklevel=3)
         missing = [k for k in expected if k not in flat]
         if missing:
-            raise ValueError(f"{source} lacks weights the config needs: {_short(missing)} "
+            raise ValueError(f"{source} lacks weights the config needs: {short_list(missing)} "
                              f"(looked for with and without the {prefix!r} prefix)")
         if cls.uses_lm_head and not config.tie_word_embeddings and "lm_head.weight" in tensors:
             raise ValueError(f"{source} holds its own lm_head.weight and config.tie_word_embeddings is false, but "
                              f"minigpt2's LM head is always wte (tied), so it would silently ignore that head")
         missing_heads = [k for k in heads if k not in flat]
         if missing_heads:
-            warnings.warn(f"{cls.__name__}: weights {_short(missing_heads)} are not in the checkpoint and were "
+            warnings.warn(f"{cls.__name__}: weights {short_list(missing_heads)} are not in the checkpoint and were "
                           f"initialised randomly; train them before use", stacklevel=3)
             fresh = checkpoint.flatten(cls.init_params(config, seed))
             flat.update({k: fresh[k] for k in missing_heads})
@@ -304,7 +374,8 @@ class GPT2PreTrainedModel:
         config = self.config
         if config.architectures is None or type(self).__name__ not in config.architectures:
             config.architectures = [type(self).__name__]
-        checkpoint.write_safetensors(os.path.join(save_directory, checkpoint.WEIGHTS_NAME), self.state_dict())
+        tensors = {k: v for k, v in self.state_dict().items() if k != "lm_head.weight"}  # tied: HF saves it once
+        checkpoint.write_safetensors(os.path.join(save_directory, checkpoint.WEIGHTS_NAME), tensors)
         config.save_pretrained(save_directory)
         if isinstance(self, GenerationMixin):
             self.generation_config.save_pretrained(save_directory)
@@ -348,15 +419,15 @@ class GPT2Model(GPT2PreTrainedModel):
         if (input_ids is None) == (inputs_embeds is None):
             raise ValueError("pass exactly one of input_ids and inputs_embeds")
         if input_ids is not None:
-            input_ids = _int_array("input_ids", input_ids, high=cfg.vocab_size, min_ndim=1)
-            input_shape = _nonempty("input_ids", input_ids.shape)
+            input_ids = int_array("input_ids", input_ids, high=cfg.vocab_size, min_ndim=1)
+            input_shape = nonempty("input_ids", input_ids.shape)
             inputs_embeds = p["wte"]["weight"][input_ids.reshape(-1, input_shape[-1])]  # [B, T, E]
         else:
-            inputs_embeds = _float_array("inputs_embeds", inputs_embeds)
+            inputs_embeds = float_array("inputs_embeds", inputs_embeds)
             if inputs_embeds.ndim < 2 or inputs_embeds.shape[-1] != cfg.n_embd:
                 raise ValueError(f"inputs_embeds must have shape (batch, seq, n_embd={cfg.n_embd}), "
                                  f"got {inputs_embeds.shape}")
-            input_shape = _nonempty("inputs_embeds", inputs_embeds.shape[:-1])
+            input_shape = nonempty("inputs_embeds", inputs_embeds.shape[:-1])
             inputs_embeds = inputs_embeds.reshape(-1, input_shape[-1], cfg.n_embd)
         B, T = inputs_embeds.shape[:2]
 
@@ -370,17 +441,17 @@ class GPT2Model(GPT2PreTrainedModel):
         if position_ids is None:
             position_ids = np.arange(P, P + T)[None, :]  # [1, T]
         else:
-            position_ids = _int_array("position_ids", position_ids, high=cfg.n_positions)
-            position_ids = _reshape_to("position_ids", position_ids, (B, T))
+            position_ids = int_array("position_ids", position_ids, high=cfg.n_positions)
+            position_ids = reshape_to("position_ids", position_ids, (B, T))
         x = inputs_embeds + p["wpe"]["weight"][position_ids]  # [B, T, E]
         if token_type_ids is not None:
-            token_type_ids = _int_array("token_type_ids", token_type_ids, high=cfg.vocab_size)
-            x = x + p["wte"]["weight"][_reshape_to("token_type_ids", token_type_ids, (B, T))]
+            token_type_ids = int_array("token_type_ids", token_type_ids, high=cfg.vocab_size)
+            x = x + p["wte"]["weight"][reshape_to("token_type_ids", token_type_ids, (B, T))]
 
         # Masks become additive biases on the attention scores: 0 to attend, MASK_VALUE for padding.
         mask = None
         if attention_mask is not None:
-            attention_mask = _mask_array("attention_mask", attention_mask)
+            attention_mask = mask_array("attention_mask", attention_mask)
             if attention_mask.size != B * (P + T) or attention_mask.shape[-1] != P + T:
                 raise ValueError(f"attention_mask has shape {attention_mask.shape}; expected (batch={B}, "
                                  f"cached + new tokens={P + T}), 1 for tokens to attend to and 0 for padding")
@@ -389,15 +460,15 @@ class GPT2Model(GPT2PreTrainedModel):
         if encoder_hidden_states is not None:
             if not cfg.add_cross_attention:
                 raise ValueError("encoder_hidden_states needs a model built with config.add_cross_attention=True")
-            encoder_hidden_states = _float_array("encoder_hidden_states", encoder_hidden_states)
+            encoder_hidden_states = float_array("encoder_hidden_states", encoder_hidden_states)
             if encoder_hidden_states.shape[0] != B or encoder_hidden_states.ndim != 3 \
                     or encoder_hidden_states.shape[2] != cfg.n_embd:
                 raise ValueError(f"encoder_hidden_states must have shape (batch={B}, encoder_seq, "
                                  f"n_embd={cfg.n_embd}), got {encoder_hidden_states.shape}")
             if encoder_attention_mask is not None:
                 S = encoder_hidden_states.shape[1]
-                encoder_attention_mask = _mask_array("encoder_attention_mask", encoder_attention_mask)
-                encoder_attention_mask = _reshape_to("encoder_attention_mask", encoder_attention_mask, (B, S))
+                encoder_attention_mask = mask_array("encoder_attention_mask", encoder_attention_mask)
+                encoder_attention_mask = reshape_to("encoder_attention_mask", encoder_attention_mask, (B, S))
                 encoder_mask = ((1.0 - encoder_attention_mask) * MASK_VALUE)[:, None, None, :]  # [B, 1, 1, S]
         head_masks = _head_masks(head_mask, cfg.n_layer, cfg.n_head)
         record(embeddings=x)
@@ -435,11 +506,6 @@ class _WithTransformer(GPT2PreTrainedModel):
     def __init__(self, config: GPT2Config = None, params: dict = None, *, seed=None):
         super().__init__(config, params, seed=seed)
         self.transformer = GPT2Model(self.config, self.params)
-
-    def state_dict(self) -> dict:
-        """As HF saves a model with a head: the transformer's weights under "transformer."."""
-        heads = self.head_shapes(self.config)
-        return {(k if k in heads else f"{self.base_model_prefix}.{k}"): v for k, v in super().state_dict().items()}
 
     def _transformer(self, **kwargs):
         return self.transformer.forward(**kwargs, return_dict=True)
@@ -492,10 +558,14 @@ class GPT2DoubleHeadsModel(GenerationMixin, _WithTransformer):
 
     uses_lm_head = True
 
-    def __init__(self, config: GPT2Config = None, params: dict = None, *, seed=None):
-        config = config if config is not None else GPT2Config()
-        config.num_labels = 1  # as HF: one score per choice
-        super().__init__(config, params, seed=seed)
+    @classmethod
+    def _own_config(cls, config):
+        """One score per choice, as HF: num_labels is 1. HF sets it on the config it is given; this sets it on
+        a copy, so the caller's config (maybe shared with a classifier) keeps its num_labels."""
+        if config.num_labels != 1:
+            config = copy.deepcopy(config)
+            config.num_labels = 1
+        return config
 
     @classmethod
     def head_shapes(cls, config):
@@ -504,15 +574,6 @@ class GPT2DoubleHeadsModel(GenerationMixin, _WithTransformer):
         n_out = config.num_labels if config.summary_proj_to_labels and config.num_labels > 0 else config.n_embd
         return {"multiple_choice_head.summary.weight": (n_out, config.n_embd),
                 "multiple_choice_head.summary.bias": (n_out,)}
-
-    @classmethod
-    def from_pretrained(cls, name_or_path, config=None, **kwargs):
-        if config is None:
-            hub = {k: kwargs[k] for k in ("revision", "cache_dir", "token", "local_files_only", "force_download")
-                   if k in kwargs}
-            config = GPT2Config.from_pretrained(name_or_path, **hub)
-        config.num_labels = 1
-        return super().from_pretrained(name_or_path, config, **kwargs)
 
     def forward(self, input_ids=None, past_key_values=None, attention_mask=None, token_type_ids=None,
                 position_ids=None, head_mask=None, inputs_embeds=None, mc_token_ids=None, labels=None,
@@ -535,7 +596,7 @@ class GPT2DoubleHeadsModel(GenerationMixin, _WithTransformer):
             mc_logits = mc_logits[..., 0]  # [B, C]
         mc_loss = None
         if mc_labels is not None:
-            mc_labels = _int_array("mc_labels", mc_labels, high=mc_logits.shape[-1], ignore_index=-100)
+            mc_labels = int_array("mc_labels", mc_labels, high=mc_logits.shape[-1], ignore_index=-100)
             if mc_labels.size * mc_logits.shape[-1] != mc_logits.size:
                 raise ValueError(f"mc_labels has shape {mc_labels.shape}; expected one label per row of mc_logits "
                                  f"{mc_logits.shape}, i.e. shape {mc_logits.shape[:-1] or (1,)}")
@@ -609,17 +670,17 @@ class GPT2ForSequenceClassification(_WithTransformer):
             raise ValueError(f"labels has shape {labels.shape}; {cfg.problem_type} needs one value per logit, "
                              f"shape {pooled.shape}")
         if cfg.problem_type == "regression":
-            labels = _float_array("labels", labels)
+            labels = float_array("labels", labels)
             diff = (np.squeeze(pooled) if cfg.num_labels == 1 else pooled) - np.squeeze(labels)
             return np.mean(diff * diff, dtype=np.float32)
         if cfg.problem_type == "single_label_classification":
-            labels = _int_array("labels", labels, high=cfg.num_labels, ignore_index=-100)
+            labels = int_array("labels", labels, high=cfg.num_labels, ignore_index=-100)
             if labels.size != pooled.shape[0]:
                 raise ValueError(f"labels has shape {labels.shape}; single_label_classification needs one class "
                                  f"index per sequence, shape ({pooled.shape[0]},)")
             return cross_entropy(pooled.reshape(-1, cfg.num_labels), labels.reshape(-1))
         if cfg.problem_type == "multi_label_classification":
-            y = _float_array("labels", labels).reshape(pooled.shape)
+            y = float_array("labels", labels).reshape(pooled.shape)
             # Binary cross-entropy with logits, in the overflow-free form.
             return np.mean(np.maximum(pooled, 0) - pooled * y + np.log1p(np.exp(-np.abs(pooled))), dtype=np.float32)
         raise ValueError(f"config.problem_type {cfg.problem_type!r} is not one of 'regression', "
@@ -646,8 +707,8 @@ def sequence_summary(h, cls_index, params, config):
         T = h.shape[-2]
         if cls_index is None:
             cls_index = np.full(h.shape[:-2], T - 1)
-        cls_index = _int_array("mc_token_ids", cls_index, high=T)
-        cls_index = _reshape_to("mc_token_ids", cls_index, h.shape[:-2])
+        cls_index = int_array("mc_token_ids", cls_index, high=T)
+        cls_index = reshape_to("mc_token_ids", cls_index, h.shape[:-2])
         s = np.take_along_axis(h, cls_index[..., None, None], axis=-2)[..., 0, :]  # [B, C, E]
     if params is not None:  # summary_use_proj: nn.Linear, weight (out, in)
         s = s @ params["summary"]["weight"].T + params["summary"]["bias"]
@@ -671,7 +732,7 @@ def cross_entropy(logits, labels, ignore_index=-100):
 
 def shifted_lm_loss(logits, labels, vocab_size):
     """Cross-entropy of predicting token t+1 at position t.  # [..., T, V], [..., T] -> []"""
-    labels = _int_array("labels", labels, high=vocab_size, ignore_index=-100)
+    labels = int_array("labels", labels, high=vocab_size, ignore_index=-100)
     if labels.shape != logits.shape[:-1]:
         raise ValueError(f"labels must have shape {logits.shape[:-1]} (one per input token), got {labels.shape}")
     V = logits.shape[-1]
@@ -690,77 +751,11 @@ def _ignorable(key):
     return key.endswith((".attn.bias", ".attn.masked_bias", ".crossattention.bias", ".crossattention.masked_bias"))
 
 
-def _short(names, n=5):
-    names = list(names)
-    return ", ".join(names[:n]) + (f" and {len(names) - n} more" if len(names) > n else "")
-
-
-def _as_array(name, x):
-    if isinstance(x, (str, bytes)) or x is None:
-        raise TypeError(f"{name} must be an array of numbers, got {type(x).__name__}")
-    try:
-        return np.asarray(x)
-    except (ValueError, TypeError) as e:
-        raise TypeError(f"{name} must be an array of numbers: {e}") from None
-
-
-def _int_array(name, x, *, high, ignore_index=None, min_ndim=0):
-    """An integer array with values in [0, high) (or equal to ignore_index), or a clear error."""
-    a = _as_array(name, x)
-    if a.size == 0:
-        a = a.astype(np.int64)  # an empty list is float64 to NumPy; the caller says what empty means
-    if a.dtype == bool or not np.issubdtype(a.dtype, np.integer):
-        raise TypeError(f"{name} must hold integers, got dtype {a.dtype}")
-    if a.ndim < min_ndim:
-        raise ValueError(f"{name} must have at least {min_ndim} dimension(s), got shape {a.shape}")
-    bad = ((a < 0) | (a >= high)) & (a != ignore_index)
-    if bad.any():
-        allowed = f"[0, {high})" + ("" if ignore_index is None else f" or {ignore_index} (ignored)")
-        raise ValueError(f"{name} holds {a[bad].flat[0]}, outside the allowed values {allowed}")
-    return a.astype(np.int64, copy=False)
-
-
-def _float_array(name, x):
-    """A float32 array of finite numbers, or a clear error."""
-    a = _as_array(name, x)
-    if not (np.issubdtype(a.dtype, np.floating) or np.issubdtype(a.dtype, np.integer) or a.dtype == bool):
-        raise TypeError(f"{name} must hold numbers, got dtype {a.dtype}")
-    a = a.astype(np.float32, copy=False)
-    if not np.isfinite(a).all():
-        raise ValueError(f"{name} contains NaN or infinity (or numbers too large for float32)")
-    return a
-
-
-def _mask_array(name, x):
-    """A float32 mask with values in [0, 1] (1 attend, 0 ignore), or a clear error."""
-    a = _float_array(name, x)
-    if a.size and (a.min() < 0 or a.max() > 1):
-        raise ValueError(f"{name} holds {a.min() if a.min() < 0 else a.max():g}; allowed values are 0 (padding) "
-                         f"and 1 (attend to), or in between")
-    return a
-
-
-def _nonempty(name, shape):
-    """The shape of the token ids, checked to hold at least one token."""
-    if shape[-1] == 0:
-        raise ValueError(f"{name} holds no tokens (shape {shape}); pass at least one")
-    return shape
-
-
-def _reshape_to(name, a, shape):
-    """Broadcast a per-token array ([T], [1, T] or [B, T]) to ``shape``, or explain what fits."""
-    try:
-        flattened = a.ndim > len(shape) and a.shape[-1] == shape[-1]  # e.g. [B, choices, T] -> [B * choices, T]
-        return np.broadcast_to(a.reshape(-1, shape[-1]) if flattened else a, shape)
-    except ValueError:
-        raise ValueError(f"{name} has shape {a.shape}; expected {shape} (or a shape that broadcasts to it)") from None
-
-
 def _head_masks(head_mask, n_layer, n_head):
     """HF's head_mask, [H] (every layer) or [L, H], as one [1, H, 1, 1] multiplier per layer (or None)."""
     if head_mask is None:
         return [None] * n_layer
-    m = _float_array("head_mask", head_mask)
+    m = float_array("head_mask", head_mask)
     if m.shape == (n_head,):
         m = np.broadcast_to(m, (n_layer, n_head))
     if m.shape != (n_layer, n_head):
