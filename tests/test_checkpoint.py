@@ -312,7 +312,7 @@ def test_missing_and_misshaped_tensors(base_copy, change, expected):
     (dict(vocab_size=50257), r"'transformer.wte.weight' has shape \(99, 32\), but the config needs \(50257, 32\)"),
     (dict(n_inner=64), r"tensor 'transformer\.h\.\d\.mlp\.c_(fc|proj)\.\w+' has shape \(.*128.*\), but the config "
                        r"needs \(.*64.*\)"),
-    (dict(add_cross_attention=True), r"lacks weights the config needs: h\.0\.ln_cross_attn\.weight"),
+    (dict(add_cross_attention=True), r"lacks weights the config needs: h\.0\.crossattention\.c_attn\.weight"),
 ])
 def test_config_and_weights_that_do_not_belong_together(base_copy, config_change, expected):
     config = json.loads((base_copy / "config.json").read_text())
