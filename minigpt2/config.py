@@ -220,10 +220,9 @@ class GPT2Config:
         As in HF, keyword arguments that name config attributes override them; the others are ignored, or
         returned with the config, ``(config, unused)``, when ``return_unused_kwargs``.
         """
-        from .hub import resolve_file
+        from .hub import pop_hub_options, resolve_file
 
-        hub_keys = ("revision", "cache_dir", "token", "local_files_only", "force_download")
-        hub_kwargs = {k: kwargs.pop(k) for k in list(kwargs) if k in hub_keys}
+        hub_kwargs = pop_hub_options(kwargs)
         path = name_or_path if os.path.isfile(name_or_path) else resolve_file(name_or_path, CONFIG_NAME, **hub_kwargs)
         config = cls.from_json_file(path)
         unused = {}

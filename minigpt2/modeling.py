@@ -23,7 +23,7 @@ from .cache import KVCache
 from .checks import as_array, check_int, float_array, int_array, mask_array, nonempty, reshape_to, short_list
 from .config import GPT2Config
 from .generation import GENERATION_CONFIG_NAME, GenerationConfig, GenerationMixin
-from .hub import resolve_file
+from .hub import pop_hub_options, resolve_file
 from .layers import (
     MASK_VALUE,
     attention_scale,
@@ -289,16 +289,17 @@ class GPT2PreTrainedModel:
 
     # -- loading and saving -------------------------------------------------------------------------
     @classmethod
-    def from_pretrained(cls, name_or_path, config: GPT2Config = None, *, revision=None, cache_dir=None, token=None,
-                        local_files_only=False, force_download=False, seed=None, **config_overrides):
+    def from_pretrained(cls, name_or_path, config: GPT2Config = None, *, seed=None, **kwargs):
         """Load config.json + model.safetensors from a directory or a Hub repository ("gpt2", "owner/repo").
 
         Checkpoints of any GPT-2 class load into any other: the "transformer." prefix is optional, the
         LM head is tied to wte, and a task head missing from the checkpoint is initialised randomly
-        (with a warning, as in HF). Missing or mis-shaped transformer weights are an error.
+        (with a warning, as in HF). Missing or mis-shaped transformer weights are an error. Where the files come
+        from: the Hub options of ``minigpt2.hub.HUB_OPTIONS`` (revision, cache_dir, token, local_files_only,
+        force_download, subfolder); other keywords override config attributes, as in HF.
         """
-        hub = dict(revision=revision, cache_dir=cache_dir, token=token, local_files_only=local_files_only,
-                   force_download=force_download)
+        hub = pop_hub_options(kwargs)
+        config_overrides = kwargs
         # HF's loading options that have one answer here: attention is HF's eager formula, weights are float32.
         config_overrides.pop("attn_implementation", None)
         dtype = config_overrides.pop("torch_dtype", None)
