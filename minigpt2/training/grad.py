@@ -187,7 +187,8 @@ def model_loss_and_grad(model, input_ids, labels=None, attention_mask=None, toke
     model.state_dict(). Dropout runs when model.training is True, drawn from ``rng`` (a numpy Generator or an
     int seed; None: fresh entropy)."""
     from ..checkpoint import flatten
-    from ..modeling import _float_array, _head_masks, _int_array, _mask_array, _reshape_to
+    from ..checks import int_array as _int_array, mask_array as _mask_array, reshape_to as _reshape_to
+    from ..modeling import _head_masks
 
     cfg = model.config
     if cfg.add_cross_attention:
@@ -227,5 +228,6 @@ def model_loss_and_grad(model, input_ids, labels=None, attention_mask=None, toke
     named = {}
     for key in model.state_dict():  # the same names (with "transformer." for a model with a head)
         short = key.split(".", 1)[1] if key.startswith(model.base_model_prefix + ".") else key
-        named[key] = flat[short]
+        # the tied head is wte itself: one gradient (wte's, which holds the head's), under both names, as torch
+        named[key] = flat["wte.weight" if key == "lm_head.weight" else short]
     return np.float32(loss), named
