@@ -92,17 +92,23 @@ def constant(value) -> str:
     return text if len(text) <= 120 else text[:117] + "..."
 
 
-def describe_class(qualname, cls) -> list:
+def describe_class(qualname, cls, home=None) -> list:
+    """A class and its public members, with those of its parts: bases defined in the documented package's
+    submodules and not public themselves (GPT2Tokenizer's Vocabulary, Encoding, ... in minigpt2.tokenizer.*)."""
     kind = "class"
     lines = [f"### {kind} `{qualname}{signature(cls) if cls.__init__ is not object.__init__ else '()'}`\n",
              doc(cls)]
     bases = [b.__name__ for b in cls.__bases__ if b is not object]
     if bases:
         lines.insert(1, f"Bases: {', '.join(f'`{b}`' for b in bases)}\n")
-    members = []
-    for name, value in vars(cls).items():
-        if name.startswith("_") and name not in ("__call__",):
+    members, seen = [], set()
+    public = set(public_names(importlib.import_module(home))) if home else set()
+    documented = {c for b in cls.__mro__[1:] if b.__name__ in public for c in b.__mro__}  # listed with b
+    parts = [b for b in cls.__mro__[1:] if home and b.__module__.startswith(home + ".") and b not in documented]
+    for name, value in [item for c in (cls, *parts) for item in vars(c).items()]:
+        if (name.startswith("_") and name not in ("__call__",)) or name in seen:
             continue
+        seen.add(name)
         if isinstance(value, property):
             members.append(f"- **`{name}`** (property)" + _colon(first_paragraph(value)))
         elif isinstance(value, (classmethod, staticmethod)):
@@ -154,7 +160,7 @@ def render() -> str:
             value = getattr(module, name)
             qualname = f"{module_name}.{name}"
             if inspect.isclass(value):
-                out += describe_class(qualname, value)
+                out += describe_class(qualname, value, module_name)
             elif callable(value):
                 out += [f"### `{qualname}{signature(value)}`\n", doc(value)]
             else:

@@ -13,11 +13,16 @@ an unfinished UTF-8 character (an emoji spread over several tokens), using the t
 """
 from __future__ import annotations
 
+import codecs
 from queue import Queue
+from typing import TYPE_CHECKING, Iterable, Iterator, Optional
 
 import numpy as np
 
-__all__ = ["BaseStreamer", "TextStreamer", "TextIteratorStreamer"]
+if TYPE_CHECKING:
+    from .tokenizer import GPT2Tokenizer
+
+__all__ = ["BaseStreamer", "TextStreamer", "TextIteratorStreamer", "TokenStreamDecoder", "decode_stream"]
 
 
 class BaseStreamer:
@@ -101,3 +106,75 @@ class TextIteratorStreamer(TextStreamer):
         if value is self.stop_signal:
             raise StopIteration
         return value
+
+
+# The stream decoder the streamers use: bytes held back until their UTF-8 character is complete.
+class TokenStreamDecoder:
+    """Turn ids into text as they arrive, holding back an incomplete UTF-8 character.
+
+    One emoji is 4 bytes and GPT-2 often spends 2-3 tokens on it; decoding each token alone would print
+    replacement characters. This decoder keeps the bytes of an unfinished character until the token that completes
+    it arrives (Python's incremental UTF-8 decoder does the bookkeeping), so
+
+        "".join(decoder.step(i) for i in ids) + decoder.flush() == tokenizer.decode(ids)
+
+    for every id sequence. flush() ends the stream: leftover bytes become U+FFFD (errors="replace").
+    """
+
+    def __init__(self, tokenizer: Optional[GPT2Tokenizer] = None, skip_special_tokens: bool = False,
+                 errors: Optional[str] = None):
+        self.tokenizer = tokenizer if tokenizer is not None else _default_tokenizer()
+        self.skip = set(self.tokenizer.all_special_ids) if skip_special_tokens else set()
+        self._utf8 = codecs.getincrementaldecoder("utf-8")(errors or self.tokenizer.errors)
+
+    def step(self, token_id) -> str:
+        """Add one id; return the text it completes ("" while a character is still incomplete)."""
+        if isinstance(token_id, np.ndarray) and token_id.size == 1:
+            token_id = token_id.reshape(()).item()
+        if not isinstance(token_id, (int, np.integer)) or isinstance(token_id, bool):
+            raise TypeError(f"step() takes one int id, got {type(token_id).__name__}")
+        if token_id in self.skip:
+            return ""
+        return self._utf8.decode(self.tokenizer.token_bytes(token_id))
+
+    def feed(self, token_ids) -> str:
+        """Add several ids (or one); return the text completed so far."""
+        ids = self.tokenizer._as_id_list(token_ids, "feed")
+        return "".join(self.step(i) for i in ids)
+
+    def flush(self) -> str:
+        """End of stream: any incomplete character becomes U+FFFD. The decoder can then be reused."""
+        return self._utf8.decode(b"", final=True)
+
+    def reset(self) -> None:
+        self._utf8.reset()
+
+    @property
+    def pending_bytes(self) -> bytes:
+        """The bytes held back, waiting for the rest of their character."""
+        return self._utf8.getstate()[0]
+
+
+def decode_stream(token_ids: Iterable, tokenizer: Optional[GPT2Tokenizer] = None,
+                  skip_special_tokens: bool = False) -> Iterator[str]:
+    """Yield text pieces as the ids of an iterable (e.g. a generator from the model) arrive; never a half emoji."""
+    decoder = TokenStreamDecoder(tokenizer, skip_special_tokens=skip_special_tokens)
+    for token_id in token_ids:
+        text = decoder.step(token_id)
+        if text:
+            yield text
+    tail = decoder.flush()
+    if tail:
+        yield tail
+
+
+_DEFAULT: list = []
+
+
+def _default_tokenizer() -> GPT2Tokenizer:
+    if not _DEFAULT:
+        from .tokenizer import GPT2Tokenizer
+
+        _DEFAULT.append(GPT2Tokenizer())
+    return _DEFAULT[0]
+

@@ -542,6 +542,18 @@ def test_from_pretrained_downloads_other_repositories(hub):
     assert not any("gpt2/" in path and "finetuned" not in path for _, path, _ in hub.requests)
 
 
+def test_from_pretrained_passes_hub_options_on(hub):
+    """force_download fetches the files again (it was dropped before); the other options reach the Hub too."""
+    AutoTokenizer.from_pretrained("someone/finetuned-gpt2")
+    before = len(hub.downloads())
+    AutoTokenizer.from_pretrained("someone/finetuned-gpt2")
+    assert len(hub.downloads()) == before  # cached
+    AutoTokenizer.from_pretrained("someone/finetuned-gpt2", force_download=True)
+    assert any(path.endswith("/vocab.json") for _, path, _ in hub.downloads()[before:])
+    with pytest.raises(OSError, match="no revision 'nope'"):
+        AutoTokenizer.from_pretrained("someone/finetuned-gpt2", revision="nope")
+
+
 def test_from_pretrained_without_network_fails_fast(tmp_path, monkeypatch):
     pytest.importorskip("huggingface_hub")
     monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # nothing listens on the discard port

@@ -1,0 +1,93 @@
+"""Text -> ids: cut out the added tokens (with their lstrip / rstrip / single_word rules), then byte-level BPE
+(minigpt2.bpe) on the text between them."""
+from __future__ import annotations
+
+from typing import List, Optional, Tuple
+
+from ..bpe import TokenizationWork, show_work as _show_work
+from .options import check_text, surrogate_error
+
+
+class Encoding:
+    """GPT2Tokenizer's text -> ids methods. Needs self._bpe and the added-token tables of Vocabulary."""
+
+    def _encode_text(self, text: str, add_prefix_space: Optional[bool] = None,
+                     split_special_tokens: Optional[bool] = None) -> List[int]:
+        """One str -> ids: cut out added tokens, BPE-encode the text between them."""
+        check_text(text)
+        if add_prefix_space is None:
+            add_prefix_space = self.add_prefix_space
+        if split_special_tokens is None:
+            split_special_tokens = self.split_special_tokens
+        source = text
+        if add_prefix_space:
+            text = " " + text
+        try:
+            if split_special_tokens or self._added_re is None:
+                return self._bpe.encode_ordinary(text)
+            parts = self._added_re.split(text)
+            if len(parts) == 1:
+                return self._bpe.encode_ordinary(text)
+            ids: List[int] = []
+            for segment, is_added in self._apply_added_token_rules(parts):
+                if is_added:
+                    ids.append(self._added_tokens_encoder[segment])
+                else:
+                    ids += self._bpe.encode_ordinary(segment)
+            return ids
+        except UnicodeEncodeError:
+            raise surrogate_error(source) from None
+
+
+    def _apply_added_token_rules(self, parts: List[str]) -> List[Tuple[str, bool]]:
+        """parts alternate text, added token, text, ...; apply lstrip/rstrip/single_word as HF's slow code does."""
+        segments = [s for s in parts if s]
+        is_added = [s in self._added_tokens_encoder for s in segments]
+        for i, segment in enumerate(list(segments)):
+            if not is_added[i]:
+                continue
+            token = self._added_tokens_decoder[self._added_tokens_encoder[segment]]
+            left = segments[i - 1] if i > 0 else None
+            right = segments[i + 1] if i < len(segments) - 1 else None
+            if token.rstrip and right:
+                segments[i + 1] = right.lstrip()
+            if token.lstrip and left:
+                segments[i - 1] = left.rstrip()
+            if token.single_word and left and left[-1] != " ":
+                segments[i - 1] += segment
+                segments[i] = ""
+            elif token.single_word and right and right[0] != " ":
+                segments[i + 1] = segment + segments[i + 1]
+                segments[i] = ""
+        return [(s, s in self._added_tokens_encoder) for s in segments if s]
+
+    def _encode_words(self, words, add_prefix_space, split_special_tokens) -> List[int]:
+        """is_split_into_words=True: each word is encoded on its own with a leading space (HF's rule)."""
+        if not isinstance(words, (list, tuple)):
+            raise TypeError(f"with is_split_into_words=True the input must be a list of str, got {type(words).__name__}")
+        ids: List[int] = []
+        for word in words:
+            check_text(word, "each word")
+            ids += self._encode_text(word, add_prefix_space=True, split_special_tokens=split_special_tokens)
+        return ids
+
+    def tokenize(self, text: str, **kwargs) -> List[str]:
+        """Text -> token strings: tokenize("Hello world") == ["Hello", "Ġworld"] ("Ġ" is the space byte)."""
+        add_prefix_space = kwargs.pop("add_prefix_space", None)
+        split_special_tokens = kwargs.pop("split_special_tokens", None)
+        if kwargs.pop("is_split_into_words", False):
+            add_prefix_space = True
+        if kwargs:
+            raise TypeError(f"tokenize() got unexpected keyword arguments {sorted(kwargs)}")
+        return [self._id_to_token(i) for i in self._encode_text(text, add_prefix_space, split_special_tokens)]
+
+    def show_work(self, text: str) -> TokenizationWork:
+        """Every step of encoding `text` as plain text (pre-split, bytes, merges with ranks, tokens, ids)."""
+        return _show_work(text, self._bpe)
+
+
+    def _ids_of(self, text, is_split_into_words, add_prefix_space, split_special_tokens) -> List[int]:
+        if is_split_into_words:
+            return self._encode_words(text, add_prefix_space, split_special_tokens)
+        return self._encode_text(text, add_prefix_space, split_special_tokens)
+

@@ -1,0 +1,254 @@
+"""The tokenizer's files: from_pretrained (bundled names, a directory, or a Hub repository through minigpt2.hub)
+and save_pretrained, in HF's formats (vocab.json, merges.txt, tokenizer_config.json, special_tokens_map.json,
+added_tokens.json; tokenizer.json is read too)."""
+from __future__ import annotations
+
+import json
+import logging
+import os
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple, Union
+
+from ..bpe import VocabularyFileError, check_consistent, parse_encoder, read_text
+from .vocabulary import SPECIAL_TOKENS_ATTRIBUTES, AddedToken
+
+if TYPE_CHECKING:
+    from .gpt2 import GPT2Tokenizer
+
+logger = logging.getLogger("minigpt2.tokenizer")
+
+# The checkpoints that share GPT-2's vocabulary; from_pretrained serves them from the bundled files.
+BUNDLED_NAMES = frozenset(
+    name
+    for base in ("gpt2", "gpt2-medium", "gpt2-large", "gpt2-xl", "distilgpt2")
+    for name in (base, f"openai-community/{base}")
+) | {"distilbert/distilgpt2"}
+GPT2_MAX_LENGTH = 1024  # n_positions of every GPT-2 size; tokenizer_config.json on the Hub says the same
+
+
+class MissingTokenizerFiles(Exception):
+    """Marks the error of a checkpoint that has no tokenizer files at all (not damaged ones, not a network
+    failure): a directory (a VocabularyFileError) or a Hub repository (a FileNotFoundError). The CLI then uses
+    GPT-2's vocabulary, which every GPT-2 checkpoint shares."""
+
+
+class _NoVocabularyInDirectory(MissingTokenizerFiles, VocabularyFileError):
+    pass
+
+
+class _NoTokenizerInRepository(MissingTokenizerFiles, FileNotFoundError):
+    pass
+
+
+
+class Files:
+    """GPT2Tokenizer's from_pretrained and save_pretrained."""
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path: Union[str, os.PathLike], *init_inputs,
+                        subfolder: str = "", **kwargs) -> "GPT2Tokenizer":
+        """Load a tokenizer by name or from a directory.
+
+        * "gpt2", "gpt2-medium", "gpt2-large", "gpt2-xl", "distilgpt2" (also "openai-community/...") use the
+          bundled vocabulary: no network, no files;
+        * a directory: vocab.json + merges.txt (or encoder.json + vocab.bpe, or tokenizer.json), plus
+          tokenizer_config.json, special_tokens_map.json and added_tokens.json when present;
+        * any other "owner/repo": the same files fetched from the Hub with minigpt2.hub and its options
+          (revision, cache_dir, token, local_files_only, force_download; HF_ENDPOINT, HF_HUB_CACHE and
+          HF_HUB_OFFLINE apply).
+        Other keyword arguments override the files' settings: from_pretrained("gpt2", pad_token="<|endoftext|>").
+        """
+        if init_inputs:
+            raise TypeError("from_pretrained takes the name or directory, then keyword arguments only")
+        hub_options = _pop_hub_options(kwargs)
+        name = os.fspath(pretrained_model_name_or_path)
+        if os.path.isdir(os.path.join(name, subfolder) if subfolder else name):
+            files = _local_files(os.path.join(name, subfolder) if subfolder else name)
+        elif name in BUNDLED_NAMES and not subfolder:
+            files = {}
+            kwargs.setdefault("model_max_length", GPT2_MAX_LENGTH)
+        else:
+            files = _hub_files(name, subfolder, hub_options)
+        return cls._from_files(files, name, kwargs)
+
+    @classmethod
+    def _from_files(cls, files: Dict[str, Optional[str]], name: str, kwargs: Dict[str, Any]) -> "GPT2Tokenizer":
+        config: Dict[str, Any] = {}
+        if files.get("tokenizer_config.json"):
+            config = _read_json(files["tokenizer_config.json"])
+            tokenizer_class = config.get("tokenizer_class")
+            if tokenizer_class and tokenizer_class.replace("Fast", "") != "GPT2Tokenizer":
+                logger.warning("%s declares tokenizer_class=%r; loading it as GPT-2's byte-level BPE tokenizer",
+                               name, tokenizer_class)
+        for key in ("tokenizer_class", "name_or_path", "special_tokens_map_file", "auto_map", "tokenizer_file",
+                    "vocab_file", "merges_file"):
+            config.pop(key, None)
+        if files.get("special_tokens_map.json"):
+            for key, value in _read_json(files["special_tokens_map.json"]).items():
+                if key in SPECIAL_TOKENS_ATTRIBUTES or key == "additional_special_tokens":
+                    config[key] = value
+        if files.get("added_tokens.json") and "added_tokens_decoder" not in config:
+            special = {str(AddedToken.from_config(config[k])) for k in SPECIAL_TOKENS_ATTRIBUTES if config.get(k)}
+            special |= {str(AddedToken.from_config(t)) for t in config.get("additional_special_tokens") or []}
+            config["added_tokens_decoder"] = {
+                int(index): AddedToken(content, normalized=content not in special, special=content in special)
+                for content, index in _read_json(files["added_tokens.json"]).items()}
+        for key in SPECIAL_TOKENS_ATTRIBUTES:
+            if isinstance(config.get(key), dict):
+                config[key] = AddedToken.from_config(config[key])
+        config.update(kwargs)
+        config.setdefault("name_or_path", name)
+        if files.get("vocab") and files.get("merges"):
+            return cls(files["vocab"], files["merges"], **config)
+        if files.get("tokenizer.json"):
+            return cls(tokenizer_file=files["tokenizer.json"], **config)
+        return cls(**config)  # the bundled vocabulary
+
+    def save_pretrained(self, save_directory: Union[str, os.PathLike], legacy_format=None,
+                        filename_prefix: Optional[str] = None, **kwargs) -> Tuple[str, ...]:
+        """Write vocab.json, merges.txt, tokenizer_config.json, special_tokens_map.json (and added_tokens.json)
+        in HF's formats, so transformers' GPT2Tokenizer.from_pretrained(save_directory) loads the same tokenizer."""
+        save_directory = os.fspath(save_directory)
+        if os.path.isfile(save_directory):
+            raise ValueError(f"save_pretrained needs a directory, but {save_directory} is a file")
+        os.makedirs(save_directory, exist_ok=True)
+        prefix = filename_prefix + "-" if filename_prefix else ""
+        path = lambda name: os.path.join(save_directory, prefix + name)  # noqa: E731
+
+        def token_config(token: AddedToken, with_special: bool) -> Dict[str, Any]:
+            state = token.__getstate__()
+            if not with_special:
+                state.pop("special")
+            return state
+
+        config: Dict[str, Any] = {
+            "add_bos_token": self.add_bos_token,
+            "add_prefix_space": self.add_prefix_space,
+            "added_tokens_decoder": {str(i): token_config(t, True) for i, t in self.added_tokens_decoder.items()},
+        }
+        for name in SPECIAL_TOKENS_ATTRIBUTES:
+            if self._special_tokens.get(name) is not None or name in ("bos_token", "eos_token", "unk_token", "pad_token"):
+                config[name] = getattr(self, name)
+        if self._additional_special_tokens:
+            config["additional_special_tokens"] = self.additional_special_tokens
+        config.update({
+            "clean_up_tokenization_spaces": self.clean_up_tokenization_spaces,
+            "errors": self.errors,
+            "model_max_length": self.model_max_length,
+            "tokenizer_class": "GPT2Tokenizer",
+        })
+        if self.padding_side != "right":
+            config["padding_side"] = self.padding_side
+        if self.truncation_side != "right":
+            config["truncation_side"] = self.truncation_side
+        if self.split_special_tokens:
+            config["split_special_tokens"] = True
+        config = dict(sorted(config.items()))
+        special_map: Dict[str, Any] = {name: token_config(token, False) for name, token in self._special_tokens.items()
+                                       if token is not None}
+        if self._additional_special_tokens:
+            special_map["additional_special_tokens"] = [token_config(t, False) for t in self._additional_special_tokens]
+        written = []
+        for name, content in (("tokenizer_config.json", config), ("special_tokens_map.json", special_map)):
+            with open(path(name), "w", encoding="utf-8") as f:
+                f.write(json.dumps(content, indent=2, sort_keys=True, ensure_ascii=False) + "\n")
+            written.append(path(name))
+        with open(path("vocab.json"), "w", encoding="utf-8") as f:
+            f.write(json.dumps(self.encoder, indent=2, sort_keys=True, ensure_ascii=False) + "\n")
+        with open(path("merges.txt"), "w", encoding="utf-8") as f:
+            f.write("#version: 0.2\n" + "".join(f"{a} {b}\n" for a, b in self._bpe.merges))
+        written += [path("vocab.json"), path("merges.txt")]
+        extra = {t.content: i for i, t in self.added_tokens_decoder.items() if i >= self.vocab_size}
+        if extra:
+            with open(path("added_tokens.json"), "w", encoding="utf-8") as f:
+                f.write(json.dumps(extra, indent=2, sort_keys=True, ensure_ascii=False) + "\n")
+            written.append(path("added_tokens.json"))
+        return tuple(written)
+
+    def __repr__(self) -> str:
+        return (f"{type(self).__name__}(name_or_path={self.name_or_path!r}, vocab_size={self.vocab_size}, "
+                f"model_max_length={self.model_max_length}, padding_side={self.padding_side!r}, "
+                f"special_tokens={self.special_tokens_map}, added_tokens={len(self) - self.vocab_size})")
+
+
+
+_OPTIONAL_FILES = ("tokenizer_config.json", "special_tokens_map.json", "added_tokens.json")
+
+
+def _read_json(path: str) -> Any:
+    try:
+        return json.loads(read_text(path))
+    except json.JSONDecodeError as e:
+        raise VocabularyFileError(f"{path}: not valid JSON ({e})") from None
+
+
+def _local_files(directory: str) -> Dict[str, Optional[str]]:
+    def find(*names):
+        for n in names:
+            if os.path.isfile(os.path.join(directory, n)):
+                return os.path.join(directory, n)
+        return None
+
+    files: Dict[str, Optional[str]] = {
+        "vocab": find("vocab.json", "encoder.json", "vocab.json.gz", "encoder.json.gz"),
+        "merges": find("merges.txt", "vocab.bpe", "merges.txt.gz", "vocab.bpe.gz"),
+        "tokenizer.json": find("tokenizer.json"),
+    }
+    files.update({n: find(n) for n in _OPTIONAL_FILES})
+    if not (files["vocab"] and files["merges"]) and not files["tokenizer.json"]:
+        raise _NoVocabularyInDirectory(f"{directory} holds no GPT-2 vocabulary: expected vocab.json + merges.txt, "
+                                  f"encoder.json + vocab.bpe, or tokenizer.json (for GPT-2's own vocabulary, "
+                                  f"use from_pretrained('gpt2'))")
+    return files
+
+
+def _pop_hub_options(kwargs: Dict[str, Any]) -> Dict[str, Any]:
+    return {k: kwargs.pop(k) for k in ("revision", "cache_dir", "token", "local_files_only", "force_download")
+            if k in kwargs}
+
+
+def _hub_files(repo_id: str, subfolder: str, hub_options: Dict[str, Any]) -> Dict[str, Optional[str]]:
+    """Fetch a Hub repository's tokenizer files with minigpt2.hub (huggingface_hub, imported only when needed).
+
+    HF_ENDPOINT, HF_HUB_CACHE and HF_HUB_OFFLINE apply as for the model's weights."""
+    from ..hub import resolve_file
+
+    def fetch(filename: str, required: bool) -> Optional[str]:
+        return resolve_file(repo_id, f"{subfolder}/{filename}" if subfolder else filename, required=required,
+                            **hub_options)
+
+    offline_names = ", ".join(sorted(n for n in BUNDLED_NAMES if "/" not in n))
+    try:
+        files: Dict[str, Optional[str]] = {"vocab": fetch("vocab.json", required=False)}
+        files["merges"] = fetch("merges.txt", required=False) if files["vocab"] else None
+        files["tokenizer.json"] = None if files["merges"] else fetch("tokenizer.json", required=False)
+        if not files["merges"] and not files["tokenizer.json"]:
+            raise _NoTokenizerInRepository(f"the repository {repo_id!r} has no GPT-2 tokenizer files (vocab.json + "
+                                           f"merges.txt, or tokenizer.json)")
+        for name in _OPTIONAL_FILES:
+            files[name] = fetch(name, required=False)
+    except OSError as e:
+        error = _NoTokenizerInRepository if isinstance(e, MissingTokenizerFiles) else OSError
+        raise error(f"could not load a tokenizer for {repo_id!r}: {e} (the names {offline_names} work offline, "
+                    f"with the bundled vocabulary; a local directory works too)") from e
+    return files
+
+
+def _read_tokenizer_json(path: str) -> Tuple[Dict[str, int], List[Tuple[str, str]], List[Dict[str, Any]]]:
+    """HF's tokenizer.json (the Rust tokenizers format) -> encoder, merges, added tokens; byte-level BPE only."""
+    data = _read_json(path)
+    model = data.get("model") or {}
+    if model.get("type", "BPE") != "BPE" or "vocab" not in model or "merges" not in model:
+        raise VocabularyFileError(f"{path}: not a BPE tokenizer (model type {model.get('type')!r})")
+    pre = json.dumps(data.get("pre_tokenizer") or {})
+    if "ByteLevel" not in pre:
+        raise VocabularyFileError(f"{path}: not a byte-level BPE tokenizer like GPT-2's (pre_tokenizer {pre[:80]})")
+    encoder = parse_encoder(json.dumps(model["vocab"]), path)
+    merges = []
+    for n, merge in enumerate(model["merges"]):
+        parts = merge.split(" ") if isinstance(merge, str) else list(merge)
+        if len(parts) != 2:
+            raise VocabularyFileError(f"{path}: merge {n} is {merge!r}, not a pair")
+        merges.append((parts[0], parts[1]))
+    check_consistent(encoder, merges, path, path)
+    return encoder, merges, list(data.get("added_tokens") or [])
+

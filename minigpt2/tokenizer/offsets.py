@@ -1,0 +1,68 @@
+"""Which characters of the text each token covers (return_offsets_mapping), as HF's fast (Rust) tokenizer
+reports them. Computed from the ids already encoded: a token is a fixed run of bytes, so walking the text's UTF-8
+bytes token by token finds each token's characters."""
+from __future__ import annotations
+
+from typing import List, Tuple
+
+
+def offsets_of(tokenizer, text: str, ids: List[int], add_prefix_space: bool) -> List[Tuple[int, int]]:
+    """The (start, end) characters of ``text`` that each of its ids (from _encode_text) covers, as HF's fast
+    tokenizer reports them: a token that covers part of a character's UTF-8 bytes counts the whole character;
+    an added token covers its text; add_prefix_space's extra space covers nothing."""
+    data = text.encode("utf-8")
+    char_of_byte = [i for i, ch in enumerate(text) for _ in range(len(ch.encode("utf-8")))] + [len(text)]
+    byte_of_char = [0] * (len(text) + 1)
+    for b in range(len(data) - 1, -1, -1):
+        byte_of_char[char_of_byte[b]] = b
+    byte_of_char[len(text)] = len(data)
+    pos = -1 if add_prefix_space else 0  # the byte the next token starts at (-1: the virtual space)
+    offsets = []
+    for token_id in ids:
+        added = tokenizer._added_tokens_decoder.get(token_id)
+        if added is not None and (tokenizer._added_re is not None):
+            start = text.find(added.content, char_of_byte[max(pos, 0)])
+            if start < 0:  # (cannot happen for ids from this text; be safe rather than wrong)
+                start = char_of_byte[max(pos, 0)]
+            offsets.append((start, start + len(added.content)))
+            pos = byte_of_char[min(start + len(added.content), len(text))]
+            continue
+        table = tokenizer._bpe.id_to_bytes
+        piece = table[token_id] if token_id < len(table) else None
+        n = len(piece) if piece else 1
+        if pos >= 0 and piece:  # text an added token's rstrip removed is not in the ids: skip it
+            while pos < len(data) and data[pos:pos + n] != piece and data[pos:pos + 1].isspace():
+                pos += 1
+        start, end = max(pos, 0), max(pos + n, 0)
+        offsets.append((char_of_byte[min(start, len(data))], char_of_byte[min(end, len(data)) - 1] + 1
+                        if end > start else char_of_byte[min(start, len(data))]))
+        pos += n
+    return offsets
+
+
+def offsets_in_model_input(tokenizer, offsets, pair_offsets, add_special_tokens, trunc, max_length, stride):
+    """The offsets of the ids prepare_for_model keeps: truncated the same way (truncation depends only on the
+    lengths, so it is run on positions), with (0, 0) for the special tokens it adds."""
+    first = list(range(len(offsets)))
+    second = None if pair_offsets is None else list(range(len(pair_offsets)))
+    total = len(first) + (len(second) if second is not None else 0)
+    if add_special_tokens:
+        total += tokenizer.num_special_tokens_to_add(pair=second is not None)
+    if trunc != "do_not_truncate" and max_length is not None and total > max_length:
+        first, second, _ = tokenizer.truncate_sequences(first, second, num_tokens_to_remove=total - max_length,
+                                                   truncation_strategy=trunc, stride=stride)
+    kept = iter([offsets[i] for i in first] + ([] if second is None else [pair_offsets[i] for i in second]))
+    mask = tokenizer.get_special_tokens_mask(first, second) if add_special_tokens else [0] * (
+        len(first) + (len(second) if second is not None else 0))
+    return [(0, 0) if special else next(kept) for special in mask]
+
+
+def offsets_for_input(tokenizer, text, ids, is_split_into_words, add_prefix_space, split_special_tokens):
+    """Offsets of one input's ids (from _ids_of). With is_split_into_words, offsets within each word, as HF's
+    fast tokenizer gives them (each word's ids are found again: where one ends is not in ``ids``)."""
+    if is_split_into_words:
+        return [o for word in text for o in offsets_of(tokenizer, 
+            word, tokenizer._encode_text(word, add_prefix_space=True, split_special_tokens=split_special_tokens), True)]
+    prefix = tokenizer.add_prefix_space if add_prefix_space is None else add_prefix_space
+    return offsets_of(tokenizer, text, ids, prefix)
+

@@ -1,0 +1,135 @@
+"""The encoding options, in one place: what tokenizer(...), encode, encode_plus, batch_encode_plus and
+prepare_for_model accept, with HF's names and defaults, and HF's rules for turning padding / truncation /
+max_length into what is done.
+
+    options = EncodingOptions.resolve(tokenizer, {"padding": True, "max_length": 8})
+    options.padding, options.truncation, options.max_length      # 'longest', 'longest_first', 8
+"""
+from __future__ import annotations
+
+import dataclasses
+import re
+from dataclasses import dataclass
+from typing import Any, Optional
+
+_NOT_NUMPY = {"pt": "PyTorch", "tf": "TensorFlow", "jax": "JAX", "mlx": "MLX"}
+PADDING = ("longest", "max_length", "do_not_pad")
+TRUNCATION = ("longest_first", "only_first", "only_second", "do_not_truncate")
+NO_PAD_TOKEN = ("Asking to pad but the tokenizer does not have a padding token. Please select a token to use as "
+                "`pad_token` `(tokenizer.pad_token = tokenizer.eos_token e.g.)` or add a new pad token via "
+                "`tokenizer.add_special_tokens({'pad_token': '[PAD]'})`.")  # HF's message
+
+
+@dataclass(frozen=True)
+class EncodingOptions:
+    """Every option of tokenizer(...) with HF's default. After resolve(), padding is one of PADDING, truncation
+    one of TRUNCATION, and max_length the length they work to (None: no limit)."""
+
+    add_special_tokens: bool = True
+    padding: Any = False                       # False | True/"longest" | "max_length"
+    truncation: Any = None                     # None/False | True/"longest_first" | "only_first" | "only_second"
+    max_length: Optional[int] = None
+    stride: int = 0
+    is_split_into_words: bool = False
+    pad_to_multiple_of: Optional[int] = None
+    padding_side: Optional[str] = None         # None: the tokenizer's
+    return_tensors: Any = None                 # None (lists) | "np"
+    return_token_type_ids: Optional[bool] = None
+    return_attention_mask: Optional[bool] = None
+    return_overflowing_tokens: bool = False
+    return_special_tokens_mask: bool = False
+    return_offsets_mapping: bool = False
+    return_length: bool = False
+    verbose: bool = True
+    split_special_tokens: Optional[bool] = None  # None: the tokenizer's
+    add_prefix_space: Optional[bool] = None      # None: the tokenizer's
+
+    @classmethod
+    def resolve(cls, tokenizer, options: dict) -> "EncodingOptions":
+        """Check the names and values of ``options`` (keyword arguments) and apply HF's rules."""
+        unknown = sorted(set(options) - {f.name for f in dataclasses.fields(cls)})
+        if unknown:
+            raise TypeError(f"unexpected keyword arguments {unknown}; the encoding options are "
+                            f"{[f.name for f in dataclasses.fields(cls)]}")
+        o = cls(**options)
+        tensor_type(o.return_tensors)
+        padding = padding_strategy(o.padding)
+        truncation = getattr(o.truncation, "value", o.truncation)
+        if o.max_length is not None and padding == "do_not_pad" and truncation is None:
+            truncation = "longest_first"  # HF: max_length alone turns truncation on
+        if truncation is True:
+            truncation = "longest_first"
+        elif truncation is False or truncation is None:
+            truncation = "do_not_truncate"
+        elif truncation not in TRUNCATION:
+            raise ValueError("truncation must be True, False, 'longest_first', 'only_first', 'only_second' or "
+                             f"'do_not_truncate', got {o.truncation!r}")
+        max_length = o.max_length
+        if max_length is None and (padding == "max_length" or truncation != "do_not_truncate"):
+            max_length = tokenizer.model_max_length
+        if max_length is not None and (type(max_length) is not int or max_length < 0):
+            raise ValueError(f"max_length must be a non-negative int, got {max_length!r}")
+        if padding != "do_not_pad":
+            require_pad_token(tokenizer)
+        if (truncation != "do_not_truncate" and padding != "do_not_pad" and o.pad_to_multiple_of is not None
+                and max_length is not None and max_length % o.pad_to_multiple_of != 0):
+            raise ValueError(f"truncation length ({max_length}) is not a multiple of pad_to_multiple_of "
+                             f"({o.pad_to_multiple_of})")
+        if o.return_attention_mask is None:
+            o = dataclasses.replace(o, return_attention_mask="attention_mask" in tokenizer.model_input_names)
+        if o.return_token_type_ids is None:
+            o = dataclasses.replace(o, return_token_type_ids="token_type_ids" in tokenizer.model_input_names)
+        return dataclasses.replace(o, padding=padding, truncation=truncation, max_length=max_length)
+
+
+def padding_strategy(padding) -> str:
+    """True -> "longest", False/None -> "do_not_pad"; HF's PaddingStrategy enum is accepted too."""
+    padding = getattr(padding, "value", padding)
+    if padding is True:
+        return "longest"
+    if padding is False or padding is None:
+        return "do_not_pad"
+    if padding in PADDING:
+        return padding
+    raise ValueError(f"padding must be True, False, 'longest', 'max_length' or 'do_not_pad', got {padding!r}")
+
+
+def require_pad_token(tokenizer) -> None:
+    if tokenizer.pad_token is None or tokenizer.pad_token_id is None:
+        raise ValueError(NO_PAD_TOKEN)
+
+
+def tensor_type(return_tensors) -> Optional[str]:
+    """None or "np"; the other frameworks HF supports get a clear error."""
+    value = getattr(return_tensors, "value", return_tensors)  # accepts transformers' TensorType enum too
+    if value is None or value == "np":
+        return value
+    if value in _NOT_NUMPY:
+        raise ValueError(f"return_tensors={value!r} asks for {_NOT_NUMPY[value]} tensors, but minigpt2 is NumPy-only: "
+                         f"use return_tensors='np' (or None for lists)")
+    raise ValueError(f"return_tensors must be None or 'np', got {return_tensors!r}")
+
+
+def check_text(text, what: str = "text") -> None:
+    if not isinstance(text, str):
+        hint = " (decode bytes to str first)" if isinstance(text, (bytes, bytearray)) else ""
+        raise TypeError(f"{what} must be a str, got {type(text).__name__}{hint}")
+
+
+def is_batch(text, is_split_into_words: bool) -> bool:
+    if isinstance(text, str):
+        return False
+    if isinstance(text, (list, tuple)):
+        if is_split_into_words:
+            return bool(text) and isinstance(text[0], (list, tuple))
+        return True
+    hint = " (decode bytes to str first)" if isinstance(text, (bytes, bytearray)) else ""
+    raise TypeError(f"text must be a str or a list of str, got {type(text).__name__}{hint}")
+
+
+def surrogate_error(text: str) -> ValueError:
+    match = re.search("[\ud800-\udfff]", text)
+    if match is None:  # cannot happen: UTF-8 fails only on surrogates
+        return ValueError("text cannot be encoded as UTF-8")
+    return ValueError(f"text contains a lone surrogate {match.group()!r} at position {match.start()}: it has no "
+                      f"UTF-8 bytes, so it cannot be tokenized (was the text decoded with errors='surrogateescape'?)")

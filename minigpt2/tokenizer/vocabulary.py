@@ -1,0 +1,290 @@
+"""The vocabulary side of the tokenizer: added and special tokens, and conversion between tokens and ids.
+
+The BPE vocabulary (50257 tokens for GPT-2) is fixed; tokens added on top (add_tokens, add_special_tokens, or
+recorded in the checkpoint's files) get the next free ids, and the text is split around them before BPE.
+"""
+from __future__ import annotations
+
+import re
+from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple, Union
+
+import numpy as np
+
+SPECIAL_TOKENS_ATTRIBUTES = ("bos_token", "eos_token", "unk_token", "sep_token", "pad_token", "cls_token", "mask_token")
+
+
+class AddedToken:
+    """A token added on top of the BPE vocabulary (HF's AddedToken). The text is split around it before BPE.
+
+    lstrip / rstrip: also swallow the whitespace on that side. single_word: only match as a whole word.
+    special: skipped by decode(skip_special_tokens=True). normalized is kept for file compatibility only
+    (GPT-2 has no normalizer).
+    """
+
+    __slots__ = ("content", "single_word", "lstrip", "rstrip", "normalized", "special")
+
+    def __init__(self, content: str, single_word=False, lstrip=False, rstrip=False, normalized=True, special=False):
+        if not isinstance(content, str):
+            raise TypeError(f"AddedToken content must be a str, got {type(content).__name__}")
+        self.content = content
+        self.single_word, self.lstrip, self.rstrip = bool(single_word), bool(lstrip), bool(rstrip)
+        self.normalized, self.special = bool(normalized), bool(special)
+
+    def __str__(self) -> str:
+        return self.content
+
+    def __repr__(self) -> str:
+        return (f"AddedToken({self.content!r}, rstrip={self.rstrip}, lstrip={self.lstrip}, single_word="
+                f"{self.single_word}, normalized={self.normalized}, special={self.special})")
+
+    def __eq__(self, other) -> bool:
+        if isinstance(other, AddedToken):
+            return self.__getstate__() == other.__getstate__()
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        return hash(self.content)
+
+    def __getstate__(self) -> Dict[str, Any]:
+        return {k: getattr(self, k) for k in ("content", "lstrip", "normalized", "rstrip", "single_word", "special")}
+
+    def __setstate__(self, state: Dict[str, Any]) -> None:
+        self.__init__(**state)
+
+    @classmethod
+    def from_config(cls, value: Any) -> Optional["AddedToken"]:
+        """A token as written in HF's JSON files: a str, or a dict (maybe with "__type": "AddedToken")."""
+        if value is None or isinstance(value, AddedToken):
+            return value
+        if isinstance(value, str):
+            return cls(value)
+        if isinstance(value, dict):
+            fields = {k: v for k, v in value.items() if k in cls.__slots__}
+            return cls(**fields)
+        if hasattr(value, "content"):  # a tokenizers.AddedToken or transformers' own
+            return cls(value.content, **{k: getattr(value, k) for k in cls.__slots__[1:] if hasattr(value, k)})
+        raise TypeError(f"a special token must be a str or AddedToken, got {type(value).__name__}")
+
+
+
+def special_token_property(name: str):
+    def get(self) -> Optional[str]:
+        token = self._special_tokens.get(name)
+        return None if token is None else token.content
+
+    def set_(self, value) -> None:
+        if value is not None and not isinstance(value, (str, AddedToken)):
+            raise ValueError(f"{name} must be a str, an AddedToken or None, got {type(value).__name__}")
+        self._special_tokens[name] = AddedToken.from_config(value)
+
+    def get_id(self) -> Optional[int]:
+        token = self._special_tokens.get(name)
+        return None if token is None else self.convert_tokens_to_ids(token.content)
+
+    def set_id(self, value: Optional[int]) -> None:
+        set_(self, None if value is None else self.convert_ids_to_tokens(value))
+
+    return property(get, set_, doc=f"The {name.replace('_', ' ')} (a str), or None."), property(get_id, set_id)
+
+
+
+class Vocabulary:
+    """GPT2Tokenizer's vocabulary methods (HF's names). Needs self._bpe, self.encoder, self.decoder."""
+
+    bos_token, bos_token_id = special_token_property("bos_token")
+    eos_token, eos_token_id = special_token_property("eos_token")
+    unk_token, unk_token_id = special_token_property("unk_token")
+    sep_token, sep_token_id = special_token_property("sep_token")
+    pad_token, pad_token_id = special_token_property("pad_token")
+    cls_token, cls_token_id = special_token_property("cls_token")
+    mask_token, mask_token_id = special_token_property("mask_token")
+
+    # -- construction helpers ------------------------------------------------------------------------------------
+    def _register(self, index: int, token: AddedToken) -> None:
+        self._added_tokens_decoder[index] = token
+        self._added_tokens_encoder[token.content] = index
+
+    def _all_special_tokens_extended(self) -> List[AddedToken]:
+        seen, out = set(), []
+        for token in [*self._special_tokens.values(), *self._additional_special_tokens]:
+            if token is not None and token.content not in seen:
+                seen.add(token.content)
+                out.append(token)
+        return out
+
+    def _add_tokens(self, new_tokens: Iterable, special_tokens: bool = False) -> int:
+        """HF's rule: an unknown token gets the next free id; a token already in the vocabulary keeps its id."""
+        vocab = self.get_vocab()
+        next_id = len(vocab)
+        added = 0
+        for token in new_tokens:
+            if not isinstance(token, (str, AddedToken)):
+                raise TypeError(f"a token to add must be a str or AddedToken, got {type(token).__name__}")
+            if str(token) == "":
+                continue
+            if isinstance(token, str):
+                if token in self._added_tokens_encoder:
+                    continue
+                special = special_tokens or token in self.all_special_tokens
+                token = AddedToken(token, normalized=not special, special=special)
+            elif special_tokens:
+                token.special = True
+            if token.content in vocab:
+                index = vocab[token.content]
+            else:
+                index = next_id + added
+                vocab[token.content] = index
+                added += 1
+            if token.special and token.content not in self.all_special_tokens:
+                self._additional_special_tokens.append(token)
+            self._register(index, token)
+        self._rebuild_added_tables()
+        return added
+
+    def _rebuild_added_tables(self) -> None:
+        """The regex that cuts added tokens out of the text, and the id -> bytes table for decoding."""
+        contents = sorted(self._added_tokens_encoder, key=len, reverse=True)  # longest first wins at a position
+        self._added_re = re.compile("(" + "|".join(map(re.escape, contents)) + ")") if contents else None
+        table = list(self._bpe.id_to_bytes)
+        for index, token in self._added_tokens_decoder.items():
+            if index >= len(table):
+                table.extend([None] * (index + 1 - len(table)))
+            if self.decoder.get(index) != token.content:
+                table[index] = token.content.encode("utf-8")
+        self._id_bytes: List[Optional[bytes]] = table
+
+    # -- vocabulary --------------------------------------------------------------------------------------------
+    @property
+    def vocab_size(self) -> int:
+        """Size of the BPE vocabulary without added tokens (50257 for GPT-2). len(tokenizer) counts them."""
+        return len(self.encoder)
+
+    def __len__(self) -> int:
+        """The full vocabulary with added tokens: the size the model's embedding matrix needs."""
+        return len(self.encoder) + sum(1 for t in self._added_tokens_encoder if t not in self.encoder)
+
+    def get_vocab(self) -> Dict[str, int]:
+        return dict(self.encoder, **self._added_tokens_encoder)
+
+    def get_added_vocab(self) -> Dict[str, int]:
+        return dict(self._added_tokens_encoder)
+
+    @property
+    def added_tokens_encoder(self) -> Dict[str, int]:
+        return dict(sorted(self._added_tokens_encoder.items(), key=lambda kv: kv[1]))
+
+    @property
+    def added_tokens_decoder(self) -> Dict[int, AddedToken]:
+        return dict(sorted(self._added_tokens_decoder.items()))
+
+    @property
+    def bpe_ranks(self) -> Dict[Tuple[str, str], int]:
+        return self._bpe.ranks
+
+    def add_tokens(self, new_tokens, special_tokens: bool = False) -> int:
+        """Add tokens the text is split around before BPE; returns how many new ids were created.
+
+        Resize the model's embeddings to len(tokenizer) afterwards."""
+        if new_tokens is None:
+            return 0
+        if isinstance(new_tokens, (str, AddedToken)):
+            new_tokens = [new_tokens]
+        return self._add_tokens(new_tokens, special_tokens=special_tokens)
+
+    def add_special_tokens(self, special_tokens_dict: Dict[str, Any], replace_additional_special_tokens: bool = True) -> int:
+        """Set special tokens, adding them to the vocabulary: add_special_tokens({"pad_token": "[PAD]"})."""
+        if not isinstance(special_tokens_dict, dict):
+            raise TypeError("add_special_tokens expects a dict such as {'pad_token': '[PAD]'}")
+        to_add = []
+        for key, value in special_tokens_dict.items():
+            if key == "additional_special_tokens":
+                if not isinstance(value, (list, tuple)) or not all(isinstance(t, (str, AddedToken)) for t in value):
+                    raise ValueError("additional_special_tokens must be a list of str or AddedToken")
+                tokens = [AddedToken.from_config(t) for t in value]
+                for token in tokens:
+                    token.special = True
+                if replace_additional_special_tokens:
+                    self._additional_special_tokens = tokens
+                else:
+                    known = {t.content for t in self._additional_special_tokens}
+                    self._additional_special_tokens += [t for t in tokens if t.content not in known]
+                to_add += tokens
+            elif key in SPECIAL_TOKENS_ATTRIBUTES:
+                if not isinstance(value, (str, AddedToken)):
+                    raise ValueError(f"{key} must be a str or AddedToken, got {type(value).__name__}")
+                token = AddedToken(value, normalized=False, special=True) if isinstance(value, str) else value
+                token.special = True
+                self._special_tokens[key] = token
+                to_add.append(token)
+            else:
+                raise ValueError(f"unknown special token kind {key!r}; expected one of "
+                                 f"{list(SPECIAL_TOKENS_ATTRIBUTES) + ['additional_special_tokens']}")
+        return self._add_tokens(to_add, special_tokens=True)
+
+    @property
+    def additional_special_tokens(self) -> List[str]:
+        return [t.content for t in self._additional_special_tokens]
+
+    @additional_special_tokens.setter
+    def additional_special_tokens(self, value) -> None:
+        self._additional_special_tokens = [AddedToken.from_config(t) for t in (value or [])]
+
+    @property
+    def additional_special_tokens_ids(self) -> List[int]:
+        return self.convert_tokens_to_ids(self.additional_special_tokens)
+
+    @property
+    def special_tokens_map(self) -> Dict[str, Union[str, List[str]]]:
+        out: Dict[str, Any] = {k: v.content for k, v in self._special_tokens.items() if v is not None}
+        if self._additional_special_tokens:
+            out["additional_special_tokens"] = self.additional_special_tokens
+        return out
+
+    @property
+    def all_special_tokens(self) -> List[str]:
+        return [t.content for t in self._all_special_tokens_extended()]
+
+    @property
+    def all_special_ids(self) -> List[int]:
+        return self.convert_tokens_to_ids(self.all_special_tokens)
+
+    # -- tokens <-> ids --------------------------------------------------------------------------------------
+    def convert_tokens_to_ids(self, tokens):
+        """A token string (or list of them) -> id(s); an unknown token gives the unk token's id, as in HF."""
+        if tokens is None:
+            return None
+        if isinstance(tokens, str):
+            return self._token_to_id(tokens)
+        return [self._token_to_id(t) for t in tokens]
+
+    def _token_to_id(self, token: str) -> Optional[int]:
+        index = self._added_tokens_encoder.get(token)
+        if index is None:
+            index = self.encoder.get(token)
+        if index is None and self.unk_token is not None and token != self.unk_token:
+            index = self._token_to_id(self.unk_token)
+        return index
+
+    def convert_ids_to_tokens(self, ids, skip_special_tokens: bool = False):
+        """An id (or a sequence of them) -> token string(s) such as "Ġworld". Unknown ids raise ValueError."""
+        if isinstance(ids, (int, np.integer)):
+            return self._id_to_token(int(ids))
+        ids = self._as_id_list(ids, "convert_ids_to_tokens")
+        if skip_special_tokens:
+            special = set(self.all_special_ids)
+            ids = [i for i in ids if i not in special]
+        return [self._id_to_token(i) for i in ids]
+
+    def _id_to_token(self, index: int) -> str:
+        token = self._added_tokens_decoder.get(index)
+        if token is not None:
+            return token.content
+        try:
+            return self.decoder[index]
+        except (KeyError, TypeError):
+            raise self._bad_id_error([index]) from None
+
+    def convert_tokens_to_string(self, tokens: Sequence[str]) -> str:
+        """Token strings ("Hello", "Ġworld") back to text."""
+        return self.decode(self.convert_tokens_to_ids(list(tokens)))
+
