@@ -9,6 +9,7 @@ import os
 from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple, Union
 
 from ..bpe import VocabularyFileError, check_consistent, parse_encoder, read_text
+from ..hub import pop_hub_options, resolve_file
 from .vocabulary import SPECIAL_TOKENS_ATTRIBUTES, AddedToken
 
 if TYPE_CHECKING:
@@ -45,7 +46,7 @@ class Files:
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path: Union[str, os.PathLike], *init_inputs,
-                        subfolder: str = "", **kwargs) -> "GPT2Tokenizer":
+                        **kwargs) -> "GPT2Tokenizer":
         """Load a tokenizer by name or from a directory.
 
         * "gpt2", "gpt2-medium", "gpt2-large", "gpt2-xl", "distilgpt2" (also "openai-community/...") use the
@@ -53,21 +54,22 @@ class Files:
         * a directory: vocab.json + merges.txt (or encoder.json + vocab.bpe, or tokenizer.json), plus
           tokenizer_config.json, special_tokens_map.json and added_tokens.json when present;
         * any other "owner/repo": the same files fetched from the Hub with minigpt2.hub and its options
-          (revision, cache_dir, token, local_files_only, force_download; HF_ENDPOINT, HF_HUB_CACHE and
-          HF_HUB_OFFLINE apply).
+          (minigpt2.hub.HUB_OPTIONS: revision, cache_dir, token, local_files_only, force_download, subfolder;
+          HF_ENDPOINT, HF_HUB_CACHE and HF_HUB_OFFLINE apply).
         Other keyword arguments override the files' settings: from_pretrained("gpt2", pad_token="<|endoftext|>").
         """
         if init_inputs:
             raise TypeError("from_pretrained takes the name or directory, then keyword arguments only")
-        hub_options = _pop_hub_options(kwargs)
+        hub_options = pop_hub_options(kwargs)
         name = os.fspath(pretrained_model_name_or_path)
-        if os.path.isdir(os.path.join(name, subfolder) if subfolder else name):
-            files = _local_files(os.path.join(name, subfolder) if subfolder else name)
+        subfolder = hub_options.get("subfolder") or ""
+        if os.path.isdir(os.path.join(name, subfolder)):
+            files = _local_files(os.path.join(name, subfolder))
         elif name in BUNDLED_NAMES and not subfolder:
             files = {}
             kwargs.setdefault("model_max_length", GPT2_MAX_LENGTH)
         else:
-            files = _hub_files(name, subfolder, hub_options)
+            files = _hub_files(name, hub_options)
         return cls._from_files(files, name, kwargs)
 
     @classmethod
@@ -201,20 +203,13 @@ def _local_files(directory: str) -> Dict[str, Optional[str]]:
     return files
 
 
-def _pop_hub_options(kwargs: Dict[str, Any]) -> Dict[str, Any]:
-    return {k: kwargs.pop(k) for k in ("revision", "cache_dir", "token", "local_files_only", "force_download")
-            if k in kwargs}
-
-
-def _hub_files(repo_id: str, subfolder: str, hub_options: Dict[str, Any]) -> Dict[str, Optional[str]]:
+def _hub_files(repo_id: str, hub_options: Dict[str, Any]) -> Dict[str, Optional[str]]:
     """Fetch a Hub repository's tokenizer files with minigpt2.hub (huggingface_hub, imported only when needed).
 
     HF_ENDPOINT, HF_HUB_CACHE and HF_HUB_OFFLINE apply as for the model's weights."""
-    from ..hub import resolve_file
 
     def fetch(filename: str, required: bool) -> Optional[str]:
-        return resolve_file(repo_id, f"{subfolder}/{filename}" if subfolder else filename, required=required,
-                            **hub_options)
+        return resolve_file(repo_id, filename, required=required, **hub_options)
 
     offline_names = ", ".join(sorted(n for n in BUNDLED_NAMES if "/" not in n))
     try:
