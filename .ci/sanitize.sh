@@ -2,6 +2,8 @@
 # Build the C core once more with AddressSanitizer + UndefinedBehaviorSanitizer, in a scratch copy of
 # the package, and run the kernel tests against that build. Any report fails the step: ASan stops at
 # the first error, and -fno-sanitize-recover=all makes UBSan stop too (the process dies, pytest fails).
+# The kernel tests run every compiled variant this CPU can run (generic, avx2, avx512 / neon), each
+# forced in turn, so every variant's code runs under the sanitizers.
 #
 # Needs gcc (with its libasan/libubsan, which Debian's gcc package brings) and the Python packages the
 # tests use (numpy, cffi, pytest, hypothesis, safetensors). Takes well under a minute here.
@@ -31,6 +33,7 @@ export ASAN_OPTIONS=detect_leaks=0:abort_on_error=1:halt_on_error=1
 export UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
 export MINIGPT2_BACKEND=c MINIGPT2_REQUIRE_C=1  # importing minigpt2 fails if the sanitized build does not load
 cd "$work"
-"$PYTHON" -c "import minigpt2._kernels as k, sys; assert k.__file__.startswith('$work'), k.__file__; print('sanitize: testing', k.__file__)"
+"$PYTHON" -c "import minigpt2._kernels as k, sys; assert k.__file__.startswith('$work'), k.__file__; print('sanitize: testing', k.__file__)
+from minigpt2 import _tuning; print('sanitize: variants this CPU runs, each forced in turn:', ', '.join(_tuning.supported_variants()))"
 "$PYTHON" -m pytest -q -p no:cacheprovider --capture=sys tests/test_kernels.py  # reports go to the log
 echo "sanitize: no AddressSanitizer or UBSan reports"

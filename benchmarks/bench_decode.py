@@ -21,8 +21,11 @@ Each measurement runs in a fresh process, so that its peak RSS is its own:
   memory read  the yardstick (benchmarks/memread.c): a plain threaded read of 512 MiB just before and after
                each measurement (the faster of the two), and decode b1 as a share of the speed that bandwidth allows (every weight read once
                per token); shared machines' bandwidth changes from minute to minute
-Systems: "c" (minigpt2, C backend), "numpy" (minigpt2, NumPy backend), "hf" (transformers with
-attn_implementation="eager", torch.inference_mode). Each runs at the default thread count (the cores this
+Systems: "c" (minigpt2, C backend, with the kernel variants chosen for this machine: minigpt2/_tuning.py),
+"numpy" (minigpt2, NumPy backend), "hf" (transformers with attn_implementation="eager",
+torch.inference_mode); "c:avx2" and the like force one variant of the C core (MINIGPT2_KERNEL), e.g.
+--systems c,c:generic,c:avx2,numpy. The header says which CPU, which compiler and baseline the C core was
+built with, and what serves each kind of kernel call at each thread count. Each runs at the default thread count (the cores this
 process may use) and at 1 thread: MINIGPT2_NUM_THREADS, OPENBLAS_NUM_THREADS and torch.set_num_threads
 are set alike. Repeats are interleaved (every system once per round, in a rotating order); the table shows
 the median and [min - max], and each figure's ratio to HF at the same thread count. --busy runs a busy loop
@@ -70,7 +73,8 @@ def worker(system, checkpoint, prompt, new_tokens, prefill, batch, batch_steps):
 
         import minigpt2
 
-        assert minigpt2.backend.name == system, f"asked for backend {system}, got {minigpt2.backend.name}"
+        backend_name = system.split(":")[0]
+        assert minigpt2.backend.name == backend_name, f"asked for backend {system}, got {minigpt2.backend.name}"
         model = minigpt2.GPT2LMHeadModel.from_pretrained(checkpoint)
         context = contextlib.nullcontext
 
@@ -87,6 +91,10 @@ def worker(system, checkpoint, prompt, new_tokens, prefill, batch, batch_steps):
         return batch_size * steps / (time.perf_counter() - start)
 
     result = {"system": system, "threads": threads}
+    if system.startswith("c"):  # decided before anything is timed (measured now if not yet cached)
+        import minigpt2
+
+        result["kernel_choice"] = minigpt2.backend.kernel_choice()
     with context():
         forward(np.zeros((1, 4), np.int64))  # warm up: first calls load code and thread pools
         result["decode_b1"] = decode(1, new_tokens)
@@ -119,8 +127,10 @@ def peak_rss_mb():
 
 
 def run_worker(system, threads, checkpoint, sizes):
+    backend_name, _, variant = system.partition(":")
     env = dict(os.environ, MINIGPT2_NUM_THREADS=str(threads), OPENBLAS_NUM_THREADS=str(threads),
-               OMP_NUM_THREADS=str(threads), MINIGPT2_BACKEND=system if system != "hf" else "auto")
+               OMP_NUM_THREADS=str(threads), MINIGPT2_BACKEND=backend_name if system != "hf" else "auto",
+               MINIGPT2_KERNEL=variant or os.environ.get("MINIGPT2_KERNEL", "auto"))
     command = [sys.executable, __file__, "--worker", system, "--checkpoint", checkpoint, "--sizes", json.dumps(sizes)]
     done = subprocess.run(command, env=env, capture_output=True, text=True)
     if done.returncode != 0:
@@ -285,6 +295,16 @@ def machine():
             info["cpu"] = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
     except (OSError, StopIteration):
         info["cpu"] = platform.processor()
+    sys.path.insert(0, str(ROOT))
+    try:
+        from minigpt2 import _ckernels as ck, _tuning
+
+        info["cpu_id"] = _tuning.cache_key(1)["cpu"]
+        info["c_build"] = ck.ffi.string(ck.lib.mg_build_info()).decode()
+        info["c_variants"] = list(_tuning.variant_names())
+        info["c_variants_runnable"] = list(_tuning.supported_variants())
+    except ImportError as e:
+        info["c_build"] = f"not built ({e})"
     return info
 
 
@@ -305,7 +325,8 @@ def print_table(summary, weights_mb, title):
     print(f"\n{title}\n")
     print("| system | threads | " + " | ".join(label for _, label in figures) + " |")
     print("|---|---:|" + "---:|" * len(figures))
-    for (system, threads), s in sorted(summary.items(), key=lambda kv: (-kv[0][1], SYSTEMS.index(kv[0][0]))):
+    order = {name: i for i, name in enumerate(SYSTEMS)}
+    for (system, threads), s in sorted(summary.items(), key=lambda kv: (-kv[0][1], order.get(kv[0][0], 0.5), kv[0][0])):
         hf = summary.get(("hf", threads))
         cells = []
         for f, _ in figures:
@@ -391,6 +412,12 @@ def main():
     summary = summarize(results, figures)
     info = machine()
     blas = sorted({b for r in results for b in r.get("blas", []) if b.startswith("openblas")})
+    print(f"\nCPU: {info['cpu']} ({info.get('cpu_id', '')}); C core built with {info['c_build']}; "
+          f"variants {', '.join(info.get('c_variants', []))}, runnable here: {', '.join(info.get('c_variants_runnable', []))}")
+    for threads in thread_counts:
+        choice = next((r["kernel_choice"] for r in results if r["system"] == "c" and r["threads"] == threads), None)
+        if choice:
+            print(f"at {threads} thread(s), " + "\n".join(choice))
     title = (f"GPT-2 124M, {info['cpu']}, {cores} cores, {repeats} round(s)"
              f"{', with a busy process' if args.busy else ''}; weights file {weights_mb:.0f} MB; "
              f"numpy {info['numpy']} ({', '.join(blas) or 'BLAS unknown'}), torch {info['torch']}, "

@@ -31,6 +31,7 @@
 #include "kernels.h"
 #include "lanes.h"
 #include "parallel.h"
+#include "simd.h"
 #include "vexpf.h"
 
 #define QB 64  /* query rows per work item */
@@ -38,21 +39,13 @@
 
 static const float MASK_VALUE = -FLT_MAX;
 
-/* The two micro-kernels below must not be inlined into the big loop that calls them: there, GCC
- * reorders their loops and keeps the sums in memory instead of registers (3x slower). */
-#if defined(__GNUC__)
-#define NOINLINE __attribute__((noinline))
-#else
-#define NOINLINE
-#endif
-
 struct attention_job {
     const float *q, *k, *v, *key_bias, *head_mask;
     const long *qs, *ks, *vs;
     float *out;
     long B, H, T, K, D, key_bias_stride, q_blocks;
     float scale;
-    int causal;
+    int causal, prefetch;
     atomic_int out_of_memory;
 };
 
@@ -69,89 +62,107 @@ struct item {
     unsigned char nan[QB];       /* a row that met a NaN score: its output is NaN, as the reference's */
 };
 
-#if defined(__GNUC__)
-#define PREFETCH(p) __builtin_prefetch((p), 0, 0)
-#else
-#define PREFETCH(p) ((void)(p))
-#endif
-
 /* s[jj] = (q . k_jj) * scale for n keys k_jj, k_stride apart. The keys and values of a decoding
  * step come from main memory (the weights read since pushed them out of the caches), in rows of
  * D floats: ask for the key 4 rows ahead, and for the value row that add_values will want next
  * (only hints; they change no result and cannot fault). */
 static NOINLINE void score_dots(const float *restrict q, const float *restrict k, long k_stride,
-                                const float *v, long v_stride, float *restrict s, long n, long D, float scale)
+                                const float *v, long v_stride, float *restrict s, long n, long D, float scale,
+                                int prefetch)
 {
     for (long jj = 0; jj < n; jj++) {
         for (long d = 0; d < D; d += 16) {
             if (jj + 4 < n)
-                PREFETCH(k + (jj + 4) * k_stride + d);
-            PREFETCH(v + jj * v_stride + d);
+                PREFETCH_AS(prefetch, k + (jj + 4) * k_stride + d);
+            PREFETCH_AS(prefetch, v + jj * v_stride + d);
         }
         s[jj] = dot(q, k + jj * k_stride, D) * scale;
     }
 }
 
-/* The two matrix products, R rows at a time (R is 4 or 1, a constant where these are inlined):
- * R rows of sums in local arrays of constant size, which the compiler keeps in vector registers,
- * and R independent chains of multiply-adds, which keep the arithmetic units busy. */
+/* The two matrix products, a tile of ATT_R rows x ATT_NV vectors at a time (target_*.h), with the
+ * sums in registers; the rows left over go one at a time, in the same order of additions. */
 
-/* s[r][0:KB] = (q[r] . kt) * scale for r < R: scores of R query rows (D apart) against a
- * transposed key block kt [D][KB]. */
-static NOINLINE void score_rows(const float *restrict q, const float *restrict kt, float *restrict s, int R,
-                              long D, float scale)
-{
-    float acc[4][KB];
-    for (int r = 0; r < R; r++)  /* (not "= {0}": zeroing unused rows makes compilers call memset) */
-        for (long jj = 0; jj < KB; jj++)
-            acc[r][jj] = q[r * D] * kt[jj];
-    for (long d = 1; d < D; d++)
-        for (int r = 0; r < R; r++)
-            for (long jj = 0; jj < KB; jj++)
-                acc[r][jj] += q[r * D + d] * kt[d * KB + jj];
-    for (int r = 0; r < R; r++)
-        for (long jj = 0; jj < KB; jj++)
-            s[r * KB + jj] = acc[r][jj] * scale;
-}
+#define ATT_COLS (ATT_NV * VL)  /* keys (scores) or head dimensions (values) per tile; divides KB */
 
-/* o[r] = o[r] * shrink[r] + sum over n keys of p[r][jj] v[jj] for r < R: rows of o are D apart,
- * rows of p KB apart, rows of v v_stride apart. The sums are taken 64 columns at a time (all of
- * GPT-2's sizes have D = 64), and any remaining columns one by one. */
-static NOINLINE void add_values(float *restrict o, const float *restrict shrink, const float *restrict p,
-                                const float *restrict v, long v_stride, int R, long n, long D)
-{
-    long d0 = 0;
-    for (; d0 + 64 <= D; d0 += 64) {
-        float acc[4][64];
-        for (int r = 0; r < R; r++)
-            for (long d = 0; d < 64; d++)
-                acc[r][d] = o[r * D + d0 + d] * shrink[r];
-        for (long jj = 0; jj < n; jj++)
-            for (int r = 0; r < R; r++)
-                for (long d = 0; d < 64; d++)
-                    acc[r][d] += p[r * KB + jj] * v[jj * v_stride + d0 + d];
-        for (int r = 0; r < R; r++)
-            for (long d = 0; d < 64; d++)
-                o[r * D + d0 + d] = acc[r][d];
+/* s[r][0:KB] = (q[r] . kt) * scale for R query rows (D apart) against a transposed key block kt [D][KB]. */
+#define DEFINE_SCORES(NAME, R)                                                                      \
+    static NOINLINE void NAME(const float *restrict q, const float *restrict kt, float *restrict s, long D, \
+                              float scale)                                                          \
+    {                                                                                               \
+        for (long j0 = 0; j0 < KB; j0 += ATT_COLS) {                                                \
+            vf acc[R][ATT_NV];                                                                      \
+            UNROLL for (int r = 0; r < R; r++) {                                                    \
+                vf qr = vsplat(q[r * D]);                                                           \
+                UNROLL for (int v = 0; v < ATT_NV; v++) acc[r][v] = qr * vload(kt + j0 + v * VL);   \
+            }                                                                                       \
+            for (long d = 1; d < D; d++) {                                                          \
+                vf kv[ATT_NV];                                                                      \
+                UNROLL for (int v = 0; v < ATT_NV; v++) kv[v] = vload(kt + d * KB + j0 + v * VL);   \
+                UNROLL for (int r = 0; r < R; r++) {                                                \
+                    vf qr = vsplat(q[r * D + d]);                                                   \
+                    UNROLL for (int v = 0; v < ATT_NV; v++) acc[r][v] += qr * kv[v];                \
+                }                                                                                   \
+            }                                                                                       \
+            UNROLL for (int r = 0; r < R; r++)                                                      \
+                UNROLL for (int v = 0; v < ATT_NV; v++) vstore(s + r * KB + j0 + v * VL, acc[r][v] * scale); \
+        }                                                                                           \
     }
-    for (int r = 0; r < R; r++)
-        for (long d = d0; d < D; d++) {
-            float sum = o[r * D + d] * shrink[r];
-            for (long jj = 0; jj < n; jj++)
-                sum += p[r * KB + jj] * v[jj * v_stride + d];
-            o[r * D + d] = sum;
-        }
-}
+
+DEFINE_SCORES(score_rows, ATT_R)
+DEFINE_SCORES(score_row, 1)
+
+/* o[r] = o[r] * shrink[r] + sum over n keys of p[r][jj] v[jj] for R rows: rows of o are D apart,
+ * rows of p KB apart, rows of v v_stride apart. ATT_COLS columns of o at a time, then single
+ * vectors, then any remaining columns one by one. */
+#define DEFINE_VALUES(NAME, R)                                                                      \
+    static NOINLINE void NAME(float *restrict o, const float *restrict shrink, const float *restrict p,       \
+                              const float *restrict v, long v_stride, long n, long D)               \
+    {                                                                                               \
+        long d0 = 0;                                                                                \
+        for (; d0 + ATT_COLS <= D; d0 += ATT_COLS) {                                                \
+            vf acc[R][ATT_NV];                                                                      \
+            UNROLL for (int r = 0; r < R; r++)                                                      \
+                UNROLL for (int c = 0; c < ATT_NV; c++) acc[r][c] = vload(o + r * D + d0 + c * VL) * shrink[r]; \
+            for (long jj = 0; jj < n; jj++) {                                                       \
+                vf vv[ATT_NV];                                                                      \
+                UNROLL for (int c = 0; c < ATT_NV; c++) vv[c] = vload(v + jj * v_stride + d0 + c * VL); \
+                UNROLL for (int r = 0; r < R; r++) {                                                \
+                    vf pr = vsplat(p[r * KB + jj]);                                                 \
+                    UNROLL for (int c = 0; c < ATT_NV; c++) acc[r][c] += pr * vv[c];                \
+                }                                                                                   \
+            }                                                                                       \
+            UNROLL for (int r = 0; r < R; r++)                                                      \
+                UNROLL for (int c = 0; c < ATT_NV; c++) vstore(o + r * D + d0 + c * VL, acc[r][c]); \
+        }                                                                                           \
+        for (; d0 + VL <= D; d0 += VL)                                                              \
+            UNROLL for (int r = 0; r < R; r++) {                                                    \
+                vf acc = vload(o + r * D + d0) * shrink[r];                                         \
+                for (long jj = 0; jj < n; jj++)                                                     \
+                    acc += vsplat(p[r * KB + jj]) * vload(v + jj * v_stride + d0);                  \
+                vstore(o + r * D + d0, acc);                                                        \
+            }                                                                                       \
+        for (int r = 0; r < R; r++)                                                                 \
+            for (long d = d0; d < D; d++) {                                                         \
+                float sum = o[r * D + d] * shrink[r];                                               \
+                for (long jj = 0; jj < n; jj++)                                                     \
+                    sum += p[r * KB + jj] * v[jj * v_stride + d];                                   \
+                o[r * D + d] = sum;                                                                 \
+            }                                                                                       \
+    }
+
+DEFINE_VALUES(add_values, ATT_R)
+DEFINE_VALUES(add_value, 1)
 
 /* s[i][jj] = (q_i . k_(j0 + jj)) * scale for the item's rows i0 .. i1-1 and n keys from j0. */
 static inline void score_block(struct item *it, long i0, long i1, long j0, long n, long D)
 {
     const long k_stride = it->job->ks[2];
     const float *k = it->k + j0 * k_stride;
-    if (i1 - i0 < 4) {  /* few rows: dot products */
+    if (i1 - i0 < ATT_R) {  /* few rows: dot products */
         for (long i = i0; i < i1; i++)
             score_dots(it->q + i * D, k, k_stride, it->v + j0 * it->job->vs[2], it->job->vs[2], it->s + i * KB, n,
-                       D, it->job->scale);
+                       D, it->job->scale, it->job->prefetch);
         return;
     }
     for (long jj = 0; jj < KB; jj++)  /* many rows: transpose the block once, then vector FMAs */
@@ -159,10 +170,10 @@ static inline void score_block(struct item *it, long i0, long i1, long j0, long 
             it->kt[d * KB + jj] = jj < n ? k[jj * k_stride + d] : 0.0f;
     float scale = it->job->scale;
     long i = i0;
-    for (; i + 4 <= i1; i += 4)
-        score_rows(it->q + i * D, it->kt, it->s + i * KB, 4, D, scale);
+    for (; i + ATT_R <= i1; i += ATT_R)
+        score_rows(it->q + i * D, it->kt, it->s + i * KB, D, scale);
     for (; i < i1; i++)
-        score_rows(it->q + i * D, it->kt, it->s + i * KB, 1, D, scale);
+        score_row(it->q + i * D, it->kt, it->s + i * KB, D, scale);
 }
 
 /* Mask row i's scores for keys j0 .. j0+n-1 and update its running maximum and sum; leaves
@@ -207,10 +218,10 @@ static inline void absorb(struct item *it, long i0, long i1, long j_begin, long 
         const long v_stride = it->job->vs[2];
         const float *v = it->v + j0 * v_stride;
         long i = i0;
-        for (; i + 4 <= i1; i += 4)
-            add_values(it->o + i * D, it->shrink + i, it->s + i * KB, v, v_stride, 4, n, D);
+        for (; i + ATT_R <= i1; i += ATT_R)
+            add_values(it->o + i * D, it->shrink + i, it->s + i * KB, v, v_stride, n, D);
         for (; i < i1; i++)
-            add_values(it->o + i * D, it->shrink + i, it->s + i * KB, v, v_stride, 1, n, D);
+            add_value(it->o + i * D, it->shrink + i, it->s + i * KB, v, v_stride, n, D);
     }
 }
 
@@ -266,18 +277,14 @@ static void attention_item(void *arg, long item)
     }
 }
 
-int mg_attention(const float *q, const long *q_strides, const float *k, const long *k_strides,
+int MG_NAME(mg_attention)(const float *q, const long *q_strides, const float *k, const long *k_strides,
                  const float *v, const long *v_strides, float *out, long B, long H, long T, long K,
                  long D, float scale, int causal, const float *key_bias, long key_bias_stride,
-                 const float *head_mask)
+                 const float *head_mask, int prefetch)
 {
-    if (!q || !k || !v || !out || !q_strides || !k_strides || !v_strides)
-        return MG_ERR_NULL;
-    if (B < 0 || H < 1 || T < 0 || K < 1 || D < 1 || (causal && T > K))
-        return MG_ERR_SHAPE;
     long q_blocks = (T + QB - 1) / QB;
     struct attention_job job = {q, k, v, key_bias, head_mask, q_strides, k_strides, v_strides, out,
-                                B, H, T, K, D, key_bias_stride, q_blocks, scale, causal, 0};
+                                B, H, T, K, D, key_bias_stride, q_blocks, scale, causal, prefetch, 0};
     mg_parallel_for(B * H * q_blocks, attention_item, &job);
     return job.out_of_memory ? MG_ERR_MEMORY : MG_OK;
 }

@@ -5,13 +5,19 @@ checkout, run it directly:
 
     python csrc/build_kernels.py            # writes minigpt2/_kernels.*.so next to the package
 
+The library is portable: it is built for the architecture's baseline (no -march=native), and the
+kernels are compiled once more for each wider target (csrc/variant_*.c: AVX2 and AVX-512 on x86-64)
+and chosen at run time by the CPU's features (csrc/dispatch.c), so a library built on one x86-64 runs on
+any other: a wheel, a shared home directory.
+
 Compiler flags, each probed first so that a compiler lacking one still builds the rest:
     -O3                      always (never -ffast-math: it breaks the accuracy of expf/tanhf and
                              lets the compiler reorder sums, so results would drift from NumPy's)
-    -march=native            vector instructions of the machine building it (AVX-512 here);
-                             MINIGPT2_PORTABLE=1 leaves it out, for wheels that run anywhere
     -pthread                 threads (csrc/parallel.c); without them the kernels run on one thread
+    -march=$MINIGPT2_MARCH   only if set (e.g. "native" or "x86-64-v3"): raises the baseline, so the
+                             library then runs only on such CPUs (for experiments, not for wheels)
     $MINIGPT2_CFLAGS         extra flags, e.g. "-fsanitize=address,undefined -g" (.ci/sanitize.sh)
+$CC chooses the compiler (gcc or clang).
 """
 import os
 import shlex
@@ -23,7 +29,8 @@ from cffi import FFI
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 HEADER = os.path.join(HERE, "kernels.h")
-SOURCES = ["linear.c", "attention.c", "elementwise.c", "parallel.c"]
+# linear.c, attention.c and elementwise.c are compiled once per variant, through variant_*.c.
+SOURCES = ["variant_generic.c", "variant_avx2.c", "variant_avx512.c", "variant_neon.c", "dispatch.c", "parallel.c"]
 
 
 def cdef_from_header(path=HEADER):
@@ -69,10 +76,11 @@ int main(void) {
 def compiler_flags():
     """(compile flags, link flags) for this compiler and machine."""
     compile_flags, link_flags = ["-O3"], []
-    if os.environ.get("MINIGPT2_PORTABLE", "") not in ("", "0"):
-        pass
-    elif compiler_accepts(["-march=native"]):
-        compile_flags.append("-march=native")
+    march = os.environ.get("MINIGPT2_MARCH", "").strip()
+    if march:
+        if not compiler_accepts([f"-march={march}"]):
+            raise RuntimeError(f"MINIGPT2_MARCH={march!r}: the C compiler does not accept -march={march}")
+        compile_flags.append(f"-march={march}")
     if compiler_accepts(["-pthread"], THREADS_PROBE):
         compile_flags.append("-pthread")
         link_flags.append("-pthread")
@@ -94,6 +102,8 @@ def make_ffibuilder(relative_paths):
         "minigpt2._kernels",
         '#include "kernels.h"',
         sources=[where(os.path.join(HERE, name)) for name in SOURCES],
+        depends=[where(os.path.join(HERE, name)) for name in sorted(os.listdir(HERE))
+                 if name.endswith((".h", ".c")) and name not in SOURCES],
         include_dirs=[where(HERE)],
         extra_compile_args=compile_flags,
         extra_link_args=link_flags,

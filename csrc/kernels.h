@@ -1,22 +1,51 @@
 /* The C core of minigpt2: hot-path kernels behind the NumPy layers (see docs/kernels.md).
  *
  * This header is the single description of the C interface: the C sources include it, and
- * csrc/build_kernels.py hands the same text to cffi as the cdef (preprocessor lines are dropped
- * there, so keep everything else plain declarations).
+ * csrc/build_kernels.py hands the same text to cffi as the cdef (preprocessor lines other than
+ * integer #defines are dropped there, so keep everything else plain declarations).
  *
  * Conventions
- *   - All tensors are float32. Pointers name the first element; "stride" arguments count
+ *   - Activations are float32. Pointers name the first element; "stride" arguments count
  *     elements (not bytes), so a Python wrapper passes NumPy strides divided by 4.
  *   - The innermost axis of every tensor is contiguous (stride 1); the wrapper checks that.
  *   - Every function returns MG_OK or a negative MG_ERR_* code; the wrapper raises on errors.
  *   - Work is shared between threads by handing out small items from a shared counter
- *     (parallel.c), so a thread that is slowed down simply takes fewer items.
+ *     (parallel.c), so a thread that is slowed down simply takes fewer items. Work is split over
+ *     outputs, never over a sum: results do not depend on the number of threads.
+ *
+ * Variants. Every kernel is compiled once per target of this architecture (variant_*.c, with the
+ * register tiles of target_*.h) and the first argument of each kernel names the variant to run:
+ * an index below mg_variant_count(). A variant this CPU (or its operating system) cannot run is
+ * refused with MG_ERR_VARIANT, never executed: no illegal instruction, whatever the caller asks.
+ * Which variant (or NumPy) serves which call is chosen in Python (minigpt2/_tuning.py).
  */
 
 #define MG_OK 0
 #define MG_ERR_SHAPE -1   /* a size is negative or zero where it must be positive */
 #define MG_ERR_NULL -2    /* a required pointer is NULL */
 #define MG_ERR_MEMORY -3  /* scratch memory could not be allocated */
+#define MG_ERR_VARIANT -4 /* no such variant, or this CPU cannot run it */
+#define MG_ERR_FORMAT -5  /* a weight format (or prefetch kind) this build does not know */
+
+/* Prefetch kinds for the streamed weights (and the KV cache): which is best differs between CPUs. */
+#define MG_PREFETCH_NONE 0  /* leave it to the hardware prefetcher */
+#define MG_PREFETCH_NTA 1   /* non-temporal: bring the line close without evicting much */
+#define MG_PREFETCH_KEEP 2  /* into all cache levels */
+
+/* Weight formats (the dispatch axis after the variant; see minigpt2/weights.py). */
+#define MG_F32 0
+#define MG_F16 1
+#define MG_BF16 2
+#define MG_I8 3
+
+/* -- variants and the CPU ------------------------------------------------------------------ */
+
+int mg_variant_count(void);
+const char *mg_variant_name(int variant);       /* "generic", "avx2", "avx512", "neon" */
+int mg_variant_supported(int variant);          /* 1 if this CPU and OS can run it, else 0 */
+const char *mg_variant_describe(int variant);   /* vector width, registers and tiles, one line */
+int mg_variant_widest(void);                    /* the supported variant with the widest vectors */
+const char *mg_build_info(void);                /* compiler and the baseline the library was built for */
 
 /* -- threads ------------------------------------------------------------------------------ */
 
@@ -29,15 +58,16 @@ int mg_has_threads(void);
 /* -- linear: y = x @ W + b ----------------------------------------------------------------- */
 
 /* x: rows x n_in (row stride x_stride); y: rows x n_out (row stride y_stride, written);
- * bias: n_out values or NULL.
+ * bias: n_out values or NULL. w_format: MG_F32 (others: MG_ERR_FORMAT until implemented).
  * W is (n_in, n_out), in HF's Conv1D orientation, in one of two memory layouts:
  *   w_transposed == 0: W[k, j] = w[k * w_stride + j]   (rows of W contiguous: a Conv1D weight)
  *   w_transposed == 1: W[k, j] = w[j * w_stride + k]   (columns contiguous: wte.T, the tied head)
- * For few rows (decoding) each weight is read once from memory, the threads taking tiles of W
- * whose partial sums are added in a fixed order; for many rows the work is blocked for the caches
- * (see linear.c). Either way the result does not depend on the number of threads. */
-int mg_linear(const float *x, long x_stride, const float *w, long w_stride, int w_transposed,
-              const float *bias, float *y, long y_stride, long rows, long n_in, long n_out);
+ * For few rows (up to 12: decoding) each weight is read once from memory, the threads taking tiles
+ * of W whose partial sums are added in a fixed order; for many rows the work is blocked for the
+ * caches (see linear.c). */
+int mg_linear(int variant, int prefetch, int w_format, const float *x, long x_stride, const void *w,
+              long w_stride, int w_transposed, const float *bias, float *y, long y_stride, long rows,
+              long n_in, long n_out);
 
 /* -- attention ----------------------------------------------------------------------------- */
 
@@ -50,17 +80,17 @@ int mg_linear(const float *x, long x_stride, const float *w, long w_stride, int 
  *   share one row between all b); HF uses 0 for keys to attend to and MASK_VALUE for padding.
  * head_mask: NULL, or H multipliers applied to each head's probabilities.
  * out: [B, T, H, D], contiguous (the layout merge_heads wants). */
-int mg_attention(const float *q, const long *q_strides, const float *k, const long *k_strides,
-                 const float *v, const long *v_strides, float *out, long B, long H, long T, long K,
-                 long D, float scale, int causal, const float *key_bias, long key_bias_stride,
-                 const float *head_mask);
+int mg_attention(int variant, int prefetch, const float *q, const long *q_strides, const float *k,
+                 const long *k_strides, const float *v, const long *v_strides, float *out, long B, long H,
+                 long T, long K, long D, float scale, int causal, const float *key_bias,
+                 long key_bias_stride, const float *head_mask);
 
 /* -- elementwise and per-row ---------------------------------------------------------------- */
 
 /* y = (x - mean) / sqrt(var + eps) * weight + bias for each of `rows` rows of n values
  * (row strides x_stride, y_stride). */
-int mg_layer_norm(const float *x, long x_stride, const float *weight, const float *bias, float *y,
-                  long y_stride, long rows, long n, float eps);
+int mg_layer_norm(int variant, const float *x, long x_stride, const float *weight, const float *bias,
+                  float *y, long y_stride, long rows, long n, float eps);
 
 /* y = 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))) for n contiguous values (y may be x). */
-int mg_gelu_new(const float *x, float *y, long n);
+int mg_gelu_new(int variant, const float *x, float *y, long n);

@@ -1,4 +1,5 @@
-/* linear: y = x @ W + b, with W in HF's Conv1D orientation (n_in, n_out).
+/* linear: y = x @ W + b, with W in HF's Conv1D orientation (n_in, n_out). Compiled once per target
+ * (variant_*.c), with that target's vector width and register tiles (target_*.h).
  *
  * Two regimes, one function:
  *
@@ -11,8 +12,8 @@
  *   trick is to reuse what is in cache: the classic blocking of Goto & van de Geijn. x is copied
  *   ("packed") once into panels of MR rows; a work item owns NC output columns for all rows,
  *   packs each KC x NC block of W once into panels of NR columns, and a micro-kernel keeps an
- *   MR x NR block of outputs in registers while it streams one panel of each. Prompts of
- *   _ckernels.BLAS_ROWS rows or more go to NumPy's BLAS instead (faster there: docs/kernels.md).
+ *   MR x NR block of outputs in registers while it streams one panel of each. Which prompts go
+ *   to NumPy's BLAS instead is decided in Python (minigpt2/_tuning.py).
  *
  * W comes in two memory layouts (see kernels.h): the rows of W contiguous (every Conv1D weight as
  * stored in the checkpoint), or the columns contiguous (the tied LM head wte.T: a view of the
@@ -24,24 +25,15 @@
 #include "kernels.h"
 #include "lanes.h"
 #include "parallel.h"
-
-/* Kernels whose sums must stay in registers are kept out of the functions that call them: inlined
- * into a big loop nest, GCC may reorder their loops and keep the sums in memory instead. */
-#if defined(__GNUC__)
-#define NOINLINE __attribute__((noinline))
-#define PREFETCH(p) __builtin_prefetch((p), 0, 0)
-#else
-#define NOINLINE
-#define PREFETCH(p) ((void)(p))
-#endif
+#include "simd.h"
 
 /* -- few rows ------------------------------------------------------------------------------ */
 
 /* A Conv1D weight (rows of W contiguous) is cut into tiles of DECODE_K rows x DECODE_COLS
- * columns: 384 x 256 floats, 384 KiB, read as 384 stretches of 1 KiB (long enough for the
- * hardware prefetcher). A tile gives partial sums for its 256 outputs; the partial sums of a
- * column of tiles are added in a fixed order by whichever thread finishes the column's last tile,
- * so the result has the same bits for any number of threads. */
+ * columns: 384 x 256 floats, 384 KiB. A tile gives partial sums for its 256 outputs; the partial
+ * sums of a column of tiles are added in a fixed order by whichever thread finishes the column's
+ * last tile, so the result has the same bits for any number of threads. (256 is a multiple of
+ * every target's strip width.) */
 #define DECODE_COLS 256
 #define DECODE_K 384
 /* Outputs per work item when the columns of W are contiguous (the LM head: 256 rows of wte, 768 KiB,
@@ -50,164 +42,178 @@
 /* Up to this many rows of x count as "few" (decoding a batch); more go to the tiled kernel. */
 #define DECODE_MAX_ROWS 12
 
-/* Ask the memory for the next row of W while this one is being multiplied: `floats` values from
- * p, one request per 64-byte line. The hardware prefetcher keeps up with one long stream, but not
- * with rows of a few KiB or less, one after another, at a distance; asking a row ahead made
- * decoding 15-20% faster where we measured (docs/kernels.md). A prefetch is only a hint: it
- * changes no result and never faults. */
-static inline void prefetch_row(const float *p, long floats)
+/* Ask the memory for `floats` values from p, one request per 64-byte line. The hardware
+ * prefetcher keeps up with one long stream, but not with many rows of a few hundred bytes to a
+ * few KiB, one after another, at a distance. A prefetch is only a hint: it changes no result and
+ * never faults. The kind (none, non-temporal, keep) is chosen per CPU (minigpt2/_tuning.py). */
+static INLINE void prefetch_span(int kind, const float *p, long floats)
 {
     for (long i = 0; i < floats; i += 16)
-        PREFETCH(p + i);
+        PREFETCH_AS(kind, p + i);
 }
 
-/* The strips below compute out[r, 0:COLS] = x[r, k0:k1] @ W[k0:k1, 0:COLS] for a few rows r, with
- * the R x COLS sums in a local array of constant size, which the compiler keeps in 16 vector
- * registers while the rows of W stream past. (Written out for each shape: a shared version with
- * the sizes as arguments leaves the sums in memory.) */
-
-static NOINLINE void strip_1x256(const float *x, const float *w, long w_stride, long k0, long k1, float *out)
-{
-    float acc[256];
-    for (int j = 0; j < 256; j++)
-        acc[j] = x[k0] * w[k0 * w_stride + j];
-    for (long k = k0 + 1; k < k1; k++) {
-        if (k + 1 < k1)
-            prefetch_row(w + (k + 1) * w_stride, 256);
-        for (int j = 0; j < 256; j++)
-            acc[j] += x[k] * w[k * w_stride + j];
+/* strip_RxNV: out[r, 0:NV*VL] = x[r, k0:k1] @ W[k0:k1, 0:NV*VL] for R rows r, with the R x NV
+ * vectors of sums in registers while the rows of W stream past; each step loads NV vectors of W
+ * and multiplies them by one broadcast x value per row. The shapes come from target_*.h, chosen
+ * so that sums + loads + the broadcast fit the register file. (One function per shape, written
+ * out by the macro: with the sizes as run-time arguments the sums would live in memory.) */
+#define DEFINE_STRIP(NAME, R, NV)                                                                  \
+    static NOINLINE void NAME(const float *x, long x_stride, const float *w, long w_stride, long k0, \
+                              long k1, float *out, long out_stride, int prefetch)                   \
+    {                                                                                              \
+        vf acc[R][NV];                                                                             \
+        UNROLL for (int r = 0; r < R; r++) {                                                       \
+            vf xr = vsplat(x[r * x_stride + k0]);                                                  \
+            UNROLL for (int v = 0; v < NV; v++) acc[r][v] = xr * vload(w + k0 * w_stride + v * VL); \
+        }                                                                                          \
+        for (long k = k0 + 1; k < k1; k++) {                                                       \
+            const float *wk = w + k * w_stride;                                                    \
+            if (prefetch && k + PREFETCH_ROWS < k1)                                                \
+                prefetch_span(prefetch, wk + PREFETCH_ROWS * w_stride, NV * VL);                   \
+            vf wv[NV];                                                                             \
+            UNROLL for (int v = 0; v < NV; v++) wv[v] = vload(wk + v * VL);                        \
+            UNROLL for (int r = 0; r < R; r++) {                                                   \
+                vf xr = vsplat(x[r * x_stride + k]);                                               \
+                UNROLL for (int v = 0; v < NV; v++) acc[r][v] += xr * wv[v];                       \
+            }                                                                                      \
+        }                                                                                          \
+        UNROLL for (int r = 0; r < R; r++)                                                         \
+            UNROLL for (int v = 0; v < NV; v++) vstore(out + r * out_stride + v * VL, acc[r][v]);  \
     }
-    for (int j = 0; j < 256; j++)
-        out[j] = acc[j];
-}
 
-static NOINLINE void strip_1x64(const float *x, const float *w, long w_stride, long k0, long k1, float *out)
+DEFINE_STRIP(strip_1_wide, 1, DECODE_NV1)      /* one row, a wide strip: long stretches of each W row */
+DEFINE_STRIP(strip_r, DECODE_R, DECODE_NV)     /* DECODE_R rows of a batch at once */
+DEFINE_STRIP(strip_1_vec, 1, 1)                /* one vector: the last columns */
+
+/* The last cols < VL columns of one row: one vector of sums when VL columns exist in memory from w
+ * on (room), else plain sums. */
+static void strip_edge(const float *x, const float *w, long w_stride, long cols, long room, long k0, long k1,
+                       float *out, int prefetch)
 {
-    float acc[64];
-    for (int j = 0; j < 64; j++)
-        acc[j] = x[k0] * w[k0 * w_stride + j];
-    for (long k = k0 + 1; k < k1; k++) {
-        if (k + 1 < k1)
-            prefetch_row(w + (k + 1) * w_stride, 64);
-        for (int j = 0; j < 64; j++)
-            acc[j] += x[k] * w[k * w_stride + j];
+    if (room >= VL) {
+        float tmp[VL];
+        strip_1_vec(x, 0, w, w_stride, k0, k1, tmp, 0, prefetch);
+        memcpy(out, tmp, sizeof(float) * cols);
+        return;
     }
-    for (int j = 0; j < 64; j++)
-        out[j] = acc[j];
-}
-
-static NOINLINE void strip_4x64(const float *x, long x_stride, const float *w, long w_stride, long k0, long k1,
-                                float *out, long out_stride)
-{
-    float acc[4][64];
-    for (int r = 0; r < 4; r++)
-        for (int j = 0; j < 64; j++)
-            acc[r][j] = x[r * x_stride + k0] * w[k0 * w_stride + j];
-    for (long k = k0 + 1; k < k1; k++) {
-        if (k + 1 < k1)
-            prefetch_row(w + (k + 1) * w_stride, 64);
-        for (int r = 0; r < 4; r++)
-            for (int j = 0; j < 64; j++)
-                acc[r][j] += x[r * x_stride + k] * w[k * w_stride + j];
+    for (long j = 0; j < cols; j++) {
+        float sum = x[k0] * w[k0 * w_stride + j];
+        for (long k = k0 + 1; k < k1; k++)
+            sum += x[k] * w[k * w_stride + j];
+        out[j] = sum;
     }
-    for (int r = 0; r < 4; r++)
-        for (int j = 0; j < 64; j++)
-            out[r * out_stride + j] = acc[r][j];
 }
 
-/* out[0:cols] for cols <= 16: one vector of sums over 16 columns, of which the first cols are
- * kept (the caller makes sure that 16 columns exist). */
-static NOINLINE void strip_1x16(const float *x, const float *w, long w_stride, long k0, long k1, float *out,
-                                long cols)
-{
-    float acc[16];
-    for (int j = 0; j < 16; j++)
-        acc[j] = x[k0] * w[k0 * w_stride + j];
-    for (long k = k0 + 1; k < k1; k++) {
-        if (k + 1 < k1)
-            prefetch_row(w + (k + 1) * w_stride, 16);
-        for (int j = 0; j < 16; j++)
-            acc[j] += x[k] * w[k * w_stride + j];
-    }
-    for (long j = 0; j < cols; j++)
-        out[j] = acc[j];
-}
-
-/* The same for any number of rows and columns: the ragged edges of a matrix. */
-static void strip_edge(const float *x, long x_stride, const float *w, long w_stride, long rows, long cols,
-                       long k0, long k1, float *out, long out_stride)
-{
-    for (long r = 0; r < rows; r++)
-        for (long j = 0; j < cols; j++) {
-            float sum = 0.0f;
-            for (long k = k0; k < k1; k++)
-                sum += x[r * x_stride + k] * w[k * w_stride + j];
-            out[r * out_stride + j] = sum;
-        }
-}
-
-/* One row's outputs out[0:n] from W's columns w[0:n]: 64 columns at a time, then 16 (room is how
- * many columns exist from w on, so that a last 16-column strip does not read past the matrix). */
+/* One row's outputs out[0:n] from W's columns w[0:n]: wide strips, then single vectors, then the
+ * edge (room: columns that exist from w on, so that an edge strip never reads past the matrix). */
 static void row_strips(const float *x, const float *w, long w_stride, long n, long room, long k0, long k1,
-                       float *out)
+                       float *out, int prefetch)
 {
     long c = 0;
-    for (; c + 64 <= n; c += 64)
-        strip_1x64(x, w + c, w_stride, k0, k1, out + c);
-    for (; c < n; c += 16) {
-        long cols = n - c < 16 ? n - c : 16;
-        if (room - c >= 16)
-            strip_1x16(x, w + c, w_stride, k0, k1, out + c, cols);
-        else
-            strip_edge(x, 0, w + c, w_stride, 1, cols, k0, k1, out + c, 0);
-    }
+    for (; c + DECODE_NV1 * VL <= n; c += DECODE_NV1 * VL)
+        strip_1_wide(x, 0, w + c, w_stride, k0, k1, out + c, 0, prefetch);
+    for (; c + VL <= n; c += VL)
+        strip_1_vec(x, 0, w + c, w_stride, k0, k1, out + c, 0, prefetch);
+    if (c < n)
+        strip_edge(x, w + c, w_stride, n - c, room - c, k0, k1, out + c, prefetch);
 }
 
 /* out[r, 0:width] = x[r, k0:k1] @ W[k0:k1, j0:j0+width] for all rows; rows of W contiguous.
- * Four rows at a time go through strips of 64 columns, each strip read once from memory and then
- * from cache for the next four rows. A single row takes a whole 256-column tile at once, so that
- * each row of the tile is read as one 1 KiB stretch. */
+ * DECODE_R rows at a time go through strips of DECODE_NV vectors, each strip read once from memory
+ * and then from cache for the next rows; the rows left over go through row_strips. */
 static void decode_tile(const float *x, long x_stride, const float *w, long w_stride, long n_out, long rows,
-                        long k0, long k1, long j0, long width, float *out, long out_stride)
+                        long k0, long k1, long j0, long width, float *out, long out_stride, int prefetch)
 {
     w += j0;
-    long r = 0, full = width - width % 64;
-    for (; r + 4 <= rows; r += 4) {
-        for (long c = 0; c < full; c += 64)
-            strip_4x64(x + r * x_stride, x_stride, w + c, w_stride, k0, k1, out + r * out_stride + c, out_stride);
-        for (long i = r; i < r + 4 && full < width; i++)
+    const long strip = DECODE_NV * VL, full = width - width % strip;
+    long r = 0;
+    for (; r + DECODE_R <= rows; r += DECODE_R) {
+        for (long c = 0; c < full; c += strip)
+            strip_r(x + r * x_stride, x_stride, w + c, w_stride, k0, k1, out + r * out_stride + c, out_stride,
+                    prefetch);
+        for (long i = r; i < r + DECODE_R && full < width; i++)
             row_strips(x + i * x_stride, w + full, w_stride, width - full, n_out - j0 - full, k0, k1,
-                       out + i * out_stride + full);
+                       out + i * out_stride + full, prefetch);
     }
-    for (; r < rows; r++) {
-        if (width == 256)
-            strip_1x256(x + r * x_stride, w, w_stride, k0, k1, out + r * out_stride);
-        else
-            row_strips(x + r * x_stride, w, w_stride, width, n_out - j0, k0, k1, out + r * out_stride);
-    }
+    for (; r < rows; r++)
+        row_strips(x + r * x_stride, w, w_stride, width, n_out - j0, k0, k1, out + r * out_stride, prefetch);
 }
 
-/* y[r, j0:j1] = x[r] @ W[:, j0:j1] + b with the columns of W contiguous: one dot product per
- * output. Each column of W is read from memory once and then reused, from L1, for every row. */
-static void decode_cols_major(const float *x, long x_stride, const float *w, long w_stride,
-                              const float *bias, float *y, long y_stride, long rows, long n_in,
-                              long j0, long j1)
+/* The products of elements k .. n-1 (fewer than a vector's worth), added in order. */
+static INLINE float tail_dot(const float *x, const float *w, long k, long n)
 {
-    for (long j = j0; j < j1; j++) {
-        if (j + 1 < j1)
-            prefetch_row(w + (j + 1) * w_stride, n_in);
-        for (long r = 0; r < rows; r++)
-            y[r * y_stride + j] = dot(x + r * x_stride, w + j * w_stride, n_in) + (bias ? bias[j] : 0.0f);
+    float sum = 0.0f;
+    for (; k < n; k++)
+        sum += x[k] * w[k];
+    return sum;
+}
+
+/* dots_RxC: y[r, c] = x[r] . w_c for R rows and C columns of W (each contiguous, w_stride apart):
+ * R x C vectors of sums, one per output, so each output adds its products in the same order
+ * whatever R and C are. While it reads these columns it asks for the next C (up to `ahead`). */
+#define DEFINE_DOTS(NAME, R, C)                                                                    \
+    static NOINLINE void NAME(const float *x, long x_stride, const float *w, long w_stride, long n,  \
+                              float *y, long y_stride, long ahead, int prefetch)                    \
+    {                                                                                              \
+        vf acc[R][C];                                                                              \
+        UNROLL for (int r = 0; r < R; r++) UNROLL for (int c = 0; c < C; c++) acc[r][c] = (vf){0}; \
+        long k = 0;                                                                                \
+        for (; k + VL <= n; k += VL) {                                                             \
+            if (prefetch && k % 16 == 0)                                                           \
+                UNROLL for (int c = 0; c < C; c++) if (C + c < ahead)                              \
+                    PREFETCH_AS(prefetch, w + (C + c) * w_stride + k);                             \
+            vf wv[C];                                                                              \
+            UNROLL for (int c = 0; c < C; c++) wv[c] = vload(w + c * w_stride + k);                \
+            UNROLL for (int r = 0; r < R; r++) {                                                   \
+                vf xr = vload(x + r * x_stride + k);                                               \
+                UNROLL for (int c = 0; c < C; c++) acc[r][c] += xr * wv[c];                        \
+            }                                                                                      \
+        }                                                                                          \
+        UNROLL for (int r = 0; r < R; r++) UNROLL for (int c = 0; c < C; c++)                      \
+            y[r * y_stride + c] = vsum(acc[r][c]) + tail_dot(x + r * x_stride, w + c * w_stride, k, n); \
     }
+
+DEFINE_DOTS(dots_rc, DOT_R, DOT_C)
+DEFINE_DOTS(dots_1c, 1, DOT_C)
+DEFINE_DOTS(dots_r1, DOT_R, 1)
+DEFINE_DOTS(dots_11, 1, 1)
+
+/* y[r, j0:j1] = x[r] @ W[:, j0:j1] + b with the columns of W contiguous. Each column of W is read
+ * from memory once and then reused, from L1, for every group of rows. */
+static void decode_cols_major(const float *x, long x_stride, const float *w, long w_stride, const float *bias,
+                              float *y, long y_stride, long rows, long n_in, long j0, long j1, int prefetch)
+{
+    long j = j0;
+    for (; j + DOT_C <= j1; j += DOT_C) {
+        const float *wj = w + j * w_stride;
+        long r = 0;
+        for (; r + DOT_R <= rows; r += DOT_R)
+            dots_rc(x + r * x_stride, x_stride, wj, w_stride, n_in, y + r * y_stride + j, y_stride, j1 - j, prefetch);
+        for (; r < rows; r++)
+            dots_1c(x + r * x_stride, x_stride, wj, w_stride, n_in, y + r * y_stride + j, y_stride, j1 - j, prefetch);
+    }
+    for (; j < j1; j++) {
+        const float *wj = w + j * w_stride;
+        long r = 0;
+        for (; r + DOT_R <= rows; r += DOT_R)
+            dots_r1(x + r * x_stride, x_stride, wj, w_stride, n_in, y + r * y_stride + j, y_stride, j1 - j, prefetch);
+        for (; r < rows; r++)
+            dots_11(x + r * x_stride, x_stride, wj, w_stride, n_in, y + r * y_stride + j, y_stride, j1 - j, prefetch);
+    }
+    if (bias)
+        for (long r = 0; r < rows; r++)
+            for (long i = j0; i < j1; i++)
+                y[r * y_stride + i] += bias[i];
 }
 
 struct decode_job {
     const float *x, *w, *bias;
     float *y;
     long x_stride, w_stride, y_stride, rows, n_in, n_out;
-    long k_tiles;           /* tiles down the input dimension (1 for the LM head) */
-    float *partial;         /* [k_tiles][rows][n_out] partial sums, when k_tiles > 1 */
+    long k_tiles;           /* tiles down the input dimension (0 for the LM head) */
+    float *partial;         /* [k_tiles][rows][n_out] partial sums, when k_tiles > 0 */
     atomic_int *finished;   /* tiles finished, per column of tiles */
+    int prefetch;
 };
 
 /* Item = (column of tiles, tile down it), or a block of LM-head outputs. */
@@ -218,14 +224,14 @@ static void decode_item(void *arg, long item)
     if (job->k_tiles == 0) {  /* the columns of W are contiguous */
         long j0 = item * DECODE_DOTS, j1 = j0 + DECODE_DOTS < n_out ? j0 + DECODE_DOTS : n_out;
         decode_cols_major(job->x, job->x_stride, job->w, job->w_stride, job->bias, job->y, job->y_stride, rows,
-                          job->n_in, j0, j1);
+                          job->n_in, j0, j1, job->prefetch);
         return;
     }
     long column = item / job->k_tiles, tile = item % job->k_tiles;
     long j0 = column * DECODE_COLS, width = n_out - j0 < DECODE_COLS ? n_out - j0 : DECODE_COLS;
     long k0 = tile * DECODE_K, k1 = k0 + DECODE_K < job->n_in ? k0 + DECODE_K : job->n_in;
     decode_tile(job->x, job->x_stride, job->w, job->w_stride, n_out, rows, k0, k1, j0, width,
-                job->partial + tile * rows * n_out + j0, n_out);
+                job->partial + tile * rows * n_out + j0, n_out, job->prefetch);
     if (atomic_fetch_add(&job->finished[column], 1) + 1 < job->k_tiles)
         return;
     /* The column's last tile: y = bias + the partial sums, tile 0 first. */
@@ -261,23 +267,29 @@ static int decode(struct decode_job *job, int w_transposed)
 
 /* -- many rows ----------------------------------------------------------------------------- */
 
-#define MR 6    /* rows of the register block */
-#define NR 32   /* columns of the register block (two 16-float vectors) */
-#define KC 384  /* inner-dimension slice: a KC x NR panel of W (48 KiB) stays in L1 */
-#define NC 128  /* columns of a work item: its KC x NC block of W (192 KiB) stays in L2 */
+#define MR GEMM_MR            /* rows of the register block */
+#define NR (GEMM_NV * VL)     /* columns of the register block */
+#define KC 384                /* inner-dimension slice: a KC x NR panel of W stays in L1 */
+#define NC ((128 / NR > 0 ? 128 / NR : 1) * NR)  /* columns of a work item (about 128): KC x NC in L2 */
 
-/* c[MR][NR] += a (a KC x MR panel of x, packed) times b (a KC x NR panel of W, packed). The
- * MR x NR sums live in registers (12 vector registers) for the whole inner loop. */
-static void micro_kernel(long kc, const float *a, const float *b, float *c, long c_stride)
+/* c[MR][NR] += a (a kc x MR panel of x, packed) times b (a kc x NR panel of W, packed). The
+ * MR x GEMM_NV vectors of sums live in registers for the whole inner loop. */
+static NOINLINE void micro_kernel(long kc, const float *a, const float *b, float *c, long c_stride)
 {
-    float acc[MR][NR] = {{0.0f}};
-    for (long p = 0; p < kc; p++)
-        for (int i = 0; i < MR; i++)
-            for (int j = 0; j < NR; j++)
-                acc[i][j] += a[p * MR + i] * b[p * NR + j];
-    for (int i = 0; i < MR; i++)
-        for (int j = 0; j < NR; j++)
-            c[i * c_stride + j] += acc[i][j];
+    vf acc[MR][GEMM_NV];
+    UNROLL for (int i = 0; i < MR; i++)
+        UNROLL for (int v = 0; v < GEMM_NV; v++) acc[i][v] = (vf){0};
+    for (long p = 0; p < kc; p++) {
+        vf bv[GEMM_NV];
+        UNROLL for (int v = 0; v < GEMM_NV; v++) bv[v] = vload(b + p * NR + v * VL);
+        UNROLL for (int i = 0; i < MR; i++) {
+            vf ai = vsplat(a[p * MR + i]);
+            UNROLL for (int v = 0; v < GEMM_NV; v++) acc[i][v] += ai * bv[v];
+        }
+    }
+    UNROLL for (int i = 0; i < MR; i++)
+        UNROLL for (int v = 0; v < GEMM_NV; v++)
+            vstore(c + i * c_stride + v * VL, vload(c + i * c_stride + v * VL) + acc[i][v]);
 }
 
 /* Copy W[0:kc, 0:nc] into NR-column panels: b[panel][p][j] (zero-padded). Either way round, the
@@ -292,8 +304,7 @@ static void pack_w(const float *w, long w_stride, int w_transposed, long kc, lon
                     b[p * NR + j] = j < n ? w[(j0 + j) * w_stride + p] : 0.0f;
         } else if (n == NR) {
             for (long p = 0; p < kc; p++)
-                for (long j = 0; j < NR; j++)
-                    b[p * NR + j] = w[p * w_stride + j0 + j];
+                memcpy(b + p * NR, w + p * w_stride + j0, sizeof(float) * NR);
         } else {
             for (long p = 0; p < kc; p++)
                 for (long j = 0; j < NR; j++)
@@ -369,19 +380,14 @@ static int tiled(struct tiled_job *job)
     return job->out_of_memory ? MG_ERR_MEMORY : MG_OK;
 }
 
-/* -- the entry point ------------------------------------------------------------------------- */
+/* -- the entry point (arguments checked by mg_linear in dispatch.c) ------------------------------ */
 
-int mg_linear(const float *x, long x_stride, const float *w, long w_stride, int w_transposed,
-              const float *bias, float *y, long y_stride, long rows, long n_in, long n_out)
+int MG_NAME(mg_linear)(const float *x, long x_stride, const float *w, long w_stride, int w_transposed,
+                       const float *bias, float *y, long y_stride, long rows, long n_in, long n_out, int prefetch)
 {
-    if (!x || !w || !y)
-        return MG_ERR_NULL;
-    if (rows < 0 || n_in < 1 || n_out < 1)
-        return MG_ERR_SHAPE;
-    if (rows == 0)
-        return MG_OK;
     if (rows <= DECODE_MAX_ROWS) {
-        struct decode_job job = {x, w, bias, y, x_stride, w_stride, y_stride, rows, n_in, n_out, 0, NULL, NULL};
+        struct decode_job job = {x, w, bias, y, x_stride, w_stride, y_stride, rows, n_in, n_out, 0, NULL, NULL,
+                                 prefetch};
         return decode(&job, w_transposed);
     }
     struct tiled_job job = {x, w, bias, y, x_stride, w_stride, y_stride, rows, n_in, n_out, w_transposed, NULL, 0};

@@ -6,6 +6,10 @@ not handle returns ``NotImplemented``, and backend.kernel then runs the NumPy re
 which also produces the reference's own error for inputs that are wrong. ``calls`` counts the
 calls each C kernel actually served (the tests use it to prove the C path ran).
 
+Which compiled variant of the C core serves a call (or whether NumPy does) is decided per kind of call by
+minigpt2/_tuning.py; the ``run_*`` functions call one given variant without any checks of the arrays
+(the calibration and the wrappers here use them).
+
 Importing this module fails with ImportError when the extension was not built.
 """
 from __future__ import annotations
@@ -14,17 +18,19 @@ from collections import Counter
 
 import numpy as np
 
+from . import _kernels as _extension
+from . import _tuning
 from ._kernels import ffi, lib
 
 __all__ = ["linear", "layer_norm", "gelu_new", "attention", "calls", "KERNELS"]
 
 F32 = np.dtype(np.float32)
 calls = Counter()  # kernel name -> calls served in C
+last_variant = {}  # kernel name -> the name of the variant that served its last call in C
 
-# Prompts with at least this many rows (tokens x batch) go to NumPy's BLAS (sgemm): from about 32
-# rows on it multiplied faster than our tiled kernel where we measured (docs/kernels.md: the C
-# kernel reached 0.77-0.98 of OpenBLAS's speed for 16-512 rows, and was faster below 16).
-BLAS_ROWS = 32
+# Prompts with at least this many rows (tokens x batch) go to NumPy's BLAS; the crossovers live in
+# _tuning.py (this name is kept so that tests and the benchmark can move it).
+BLAS_ROWS = _tuning.BLAS_ROWS
 # Attention heads wider than this go to NumPy (GPT-2's are 64 wide; the kernel's scratch is 64 x D floats).
 MAX_HEAD_DIM = 1024
 
@@ -32,7 +38,14 @@ _ERRORS = {
     lib.MG_ERR_SHAPE: (ValueError, "a size is zero or negative"),
     lib.MG_ERR_NULL: (ValueError, "a required array is missing"),
     lib.MG_ERR_MEMORY: (MemoryError, "out of memory for scratch buffers"),
+    lib.MG_ERR_VARIANT: (RuntimeError, "this CPU cannot run the kernel variant asked for"),
+    lib.MG_ERR_FORMAT: (ValueError, "unknown weight format or prefetch kind"),
 }
+
+
+def library_path() -> str:
+    """The file of the loaded extension (its hash is part of the calibration cache's key)."""
+    return _extension.__file__
 
 
 def _check(status, kernel):
@@ -85,16 +98,21 @@ def linear(x, weight, bias=None):
         return NotImplemented
     if not flags.aligned:
         return NotImplemented
+    pick = _tuning.current().linear[transposed][min(rows, _tuning.DECODE_MAX_ROWS + 1)]
+    if pick is None:
+        return NotImplemented
     x = _contiguous(x)
     y = np.empty(x.shape[:-1] + (n_out,), F32)
-    status = lib.mg_linear(ffi.from_buffer("float[]", x), n_in, ffi.from_buffer("float[]", w), w.shape[1],
-                           transposed, ffi.NULL if bias is None else ffi.from_buffer("float[]", bias),
+    status = lib.mg_linear(pick[0], pick[1], lib.MG_F32, ffi.from_buffer("float[]", x), n_in,
+                           ffi.from_buffer("float[]", w), w.shape[1], transposed,
+                           ffi.NULL if bias is None else ffi.from_buffer("float[]", bias),
                            ffi.from_buffer("float[]", y), n_out, rows, n_in, n_out)
     if status == lib.MG_ERR_MEMORY:  # no room for the kernel's scratch buffers: NumPy may still manage
         return NotImplemented
     if status:
         _check(status, "linear")
     calls["linear"] += 1
+    last_variant["linear"] = _tuning.variant_names()[pick[0]]
     return y
 
 
@@ -105,12 +123,16 @@ def layer_norm(x, weight, bias, eps=1e-5):
     n = x.shape[-1]
     if weight.shape != (n,) or bias.shape != (n,) or np.ndim(eps) != 0:
         return NotImplemented
+    pick = _tuning.current().layer_norm
+    if pick is None:
+        return NotImplemented
     x, weight, bias = _contiguous(x), _contiguous(weight), _contiguous(bias)
     y = np.empty_like(x)
-    status = lib.mg_layer_norm(_floats(x), n, _floats(weight), _floats(bias), _floats(y), n, x.size // n, n,
+    status = lib.mg_layer_norm(pick[0], _floats(x), n, _floats(weight), _floats(bias), _floats(y), n, x.size // n, n,
                                float(eps))
     _check(status, "layer_norm")
     calls["layer_norm"] += 1
+    last_variant["layer_norm"] = _tuning.variant_names()[pick[0]]
     return y
 
 
@@ -118,10 +140,14 @@ def gelu_new(x):
     """GPT-2's tanh GELU.  # [...] -> [...]"""
     if not _is_f32(x) or x.size == 0 or x.ndim == 0:
         return NotImplemented
+    pick = _tuning.current().gelu_new
+    if pick is None:
+        return NotImplemented
     x = _contiguous(x)
     y = np.empty_like(x)
-    _check(lib.mg_gelu_new(_floats(x), _floats(y), x.size), "gelu_new")
+    _check(lib.mg_gelu_new(pick[0], _floats(x), _floats(y), x.size), "gelu_new")
     calls["gelu_new"] += 1
+    last_variant["gelu_new"] = _tuning.variant_names()[pick[0]]
     return y
 
 
@@ -162,15 +188,56 @@ def attention(q, k, v, *, scale, causal, key_bias=None, head_mask=None):
             return NotImplemented
         head_mask = _contiguous(head_mask)
         mask = _floats(head_mask)
+    plan = _tuning.current()
+    pick = plan.attention_decode if T == 1 else plan.attention_prompt
+    if pick is None:
+        return NotImplemented
     out = np.empty((B, T, H, D), F32)  # merge_heads' layout: its transpose back is free
-    status = lib.mg_attention(_floats(q), _strides3(q), _floats(k), _strides3(k), _floats(v), _strides3(v),
+    status = lib.mg_attention(pick[0], pick[1], _floats(q), _strides3(q), _floats(k), _strides3(k), _floats(v), _strides3(v),
                               _floats(out), B, H, T, K, D, float(np.float32(scale)), bool(causal), bias,
                               bias_stride, mask)
     if status == lib.MG_ERR_MEMORY:  # no room for the kernel's scratch buffers: NumPy may still manage
         return NotImplemented
     _check(status, "attention")
     calls["attention"] += 1
+    last_variant["attention"] = _tuning.variant_names()[pick[0]]
     return out.transpose(0, 2, 1, 3)
+
+
+# -- one given variant, no checks (for the calibration in _tuning.py) ------------------------------------
+
+def run_linear(variant, prefetch, x, w):
+    """x @ w with variant ``variant``: x C-contiguous [rows, n_in]; w C- or F-contiguous [n_in, n_out]."""
+    transposed = 0 if w.flags.c_contiguous else 1
+    stored = w.T if transposed else w
+    y = np.empty((x.shape[0], w.shape[1]), F32)
+    _check(lib.mg_linear(variant, prefetch, lib.MG_F32, ffi.from_buffer("float[]", x), x.shape[1],
+                         ffi.from_buffer("float[]", stored), stored.shape[1], transposed, ffi.NULL,
+                         ffi.from_buffer("float[]", y), w.shape[1], x.shape[0], w.shape[0], w.shape[1]), "linear")
+    return y
+
+
+def run_attention(variant, prefetch, q, k, v, scale):
+    B, H, T, D = q.shape
+    out = np.empty((B, T, H, D), F32)
+    _check(lib.mg_attention(variant, prefetch, _floats(q), _strides3(q), _floats(k), _strides3(k), _floats(v),
+                            _strides3(v), _floats(out), B, H, T, k.shape[2], D, scale, 1, ffi.NULL, 0, ffi.NULL),
+           "attention")
+    return out
+
+
+def run_layer_norm(variant, x, weight, bias, eps=1e-5):
+    y = np.empty_like(x)
+    n = x.shape[-1]
+    _check(lib.mg_layer_norm(variant, _floats(x), n, _floats(weight), _floats(bias), _floats(y), n, x.size // n, n,
+                             eps), "layer_norm")
+    return y
+
+
+def run_gelu_new(variant, x):
+    y = np.empty_like(x)
+    _check(lib.mg_gelu_new(variant, _floats(x), _floats(y), x.size), "gelu_new")
+    return y
 
 
 KERNELS = {"linear": linear, "layer_norm": layer_norm, "gelu_new": gelu_new, "attention": attention}

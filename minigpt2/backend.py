@@ -9,14 +9,16 @@ by returning ``NotImplemented``) the NumPy body runs. The NumPy body is always a
     minigpt2.backend.name                  # "numpy" or "c"
     minigpt2.backend.set_backend("numpy")  # or "c", or "auto": C if it was built, else NumPy
     minigpt2.backend.set_num_threads(1)    # threads of the C kernels
+    minigpt2.backend.set_kernel("avx2")    # which compiled variant of the C core (default "auto")
 
 The environment chooses the starting point: MINIGPT2_BACKEND=numpy|c|auto (default auto) and
-MINIGPT2_NUM_THREADS (default: the cores this process may run on). The C core is the extension
+MINIGPT2_NUM_THREADS (default: the cores this process may run on) and MINIGPT2_KERNEL (default auto: see
+``set_kernel``). The C core is the extension
 ``minigpt2._kernels``, compiled from csrc/ when minigpt2 is installed with a C compiler present
 (or by ``python csrc/build_kernels.py`` in a checkout); "auto" without it says so once and runs NumPy.
 A bad setting (an unknown backend, a thread count that is not a positive number, "c" without the
-extension) does not stop ``import minigpt2``: the first kernel call raises it, unless ``set_backend`` or
-``set_num_threads`` has replaced it by then.
+extension, a kernel variant this CPU cannot run) does not stop ``import minigpt2``: the first kernel call
+raises it, unless ``set_backend``, ``set_num_threads`` or ``set_kernel`` has replaced it by then.
 """
 from __future__ import annotations
 
@@ -26,7 +28,8 @@ import warnings
 
 import numpy as np
 
-__all__ = ["kernel", "set_backend", "get_backend", "name", "c_available", "set_num_threads", "get_num_threads"]
+__all__ = ["kernel", "set_backend", "get_backend", "name", "c_available", "set_num_threads", "get_num_threads",
+           "set_kernel", "kernel_variants", "kernel_choice"]
 
 BACKENDS = ("numpy", "c", "auto")
 
@@ -115,6 +118,35 @@ def set_backend(backend: str = "auto") -> str:
     return name
 
 
+# -- which compiled variant of the C core -------------------------------------------------------------
+
+def set_kernel(variant: str = "auto") -> None:
+    """Choose what serves the C backend's kernels: "auto" (the default: each kind of call goes to the
+    fastest of the variants this CPU runs and NumPy, measured once per machine and cached, see
+    minigpt2/_tuning.py), "numpy", or one variant this CPU runs (``kernel_variants()``, e.g. "avx2").
+    ValueError names the allowed values; RuntimeError without the C core. The environment's
+    MINIGPT2_KERNEL sets the starting point."""
+    c = _load_c()
+    if c is None:
+        raise RuntimeError(f"set_kernel needs the C core, and the extension minigpt2._kernels does not load "
+                           f"({_c_problem})")
+    c._tuning.choose(variant)
+
+
+def kernel_variants() -> tuple:
+    """The compiled variants of the C core this CPU can run (narrowest first); () without the C core."""
+    c = _load_c()
+    return c._tuning.supported_variants() if c is not None else ()
+
+
+def kernel_choice() -> list:
+    """Lines that say what serves each kind of kernel call (deciding it now if it was not yet decided)."""
+    c = _load_c()
+    if c is None or name != "c":
+        return [f"kernel choice: numpy (the {name} backend)" + ("" if c is not None else f"; no C core: {_c_problem}")]
+    return c._tuning.describe()
+
+
 # -- threads ---------------------------------------------------------------------------------------
 
 def _cores_available() -> int:
@@ -147,6 +179,7 @@ def set_num_threads(n: int) -> None:
     _num_threads = int(n)
     if _ckernels is not None:
         _ckernels.lib.mg_set_num_threads(_num_threads)
+        _ckernels._tuning.reset()  # the fastest choice may differ with the thread count: decide again
     _environment_problems.pop("threads", None)
 
 

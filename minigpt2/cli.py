@@ -387,6 +387,13 @@ def _info() -> int:
     threads = getattr(backend, "get_num_threads", lambda: None)()
     print(f"backend: {backend.get_backend()} (C core {c_state}"
           f"{'' if threads is None else f', {threads} threads'}); choose with --backend or MINIGPT2_BACKEND")
+    if backend.c_available():
+        ck = backend._ckernels
+        names = ck._tuning.variant_names()
+        print(f"C core: built with {ck.ffi.string(ck.lib.mg_build_info()).decode()}; variants {', '.join(names)}, "
+              f"of which this CPU runs {', '.join(backend.kernel_variants())}; choose with MINIGPT2_KERNEL")
+        for line in backend.kernel_choice():
+            print(line)
     print(f"Hub: {settings['endpoint']} (HF_ENDPOINT); token {'set' if settings['token_set'] else 'not set'} "
           f"(HF_TOKEN); offline {'yes' if settings['offline'] else 'no'} (HF_HUB_OFFLINE)")
     print(f"cache: {settings['cache_dir']} (HF_HUB_CACHE, or HF_HOME/hub)")

@@ -156,11 +156,21 @@ def checkpoint_dir(tmp_path_factory):
     return str(directory)
 
 
-@pytest.fixture(params=["numpy", pytest.param("c", marks=needs_c)])
+VARIANTS = backend.kernel_variants()  # the compiled variants of the C core this CPU runs
+
+
+@pytest.fixture(params=["numpy"] + [pytest.param(f"c:{v}", marks=needs_c) for v in VARIANTS])
 def backend_name(request):
+    """The NumPy backend, and the C backend with each variant this CPU runs forced in turn."""
     saved = backend.name
-    backend.set_backend(request.param)
+    name, _, variant = request.param.partition(":")
+    backend.set_backend(name)
+    if variant:
+        saved_variant = backend._ckernels._tuning._requested
+        backend.set_kernel(variant)
     yield request.param
+    if variant:
+        backend._ckernels._tuning.choose(saved_variant)
     backend.set_backend(saved)
 
 
@@ -216,9 +226,10 @@ def test_the_c_path_runs_in_a_whole_model_forward():
     ck = backend._ckernels
     model = minigpt2.GPT2LMHeadModel(minigpt2.GPT2Config(**CONFIG), seed=0)
     ids = np.arange(6)[None]
-    saved = backend.name
+    saved, saved_variant = backend.name, ck._tuning._requested
     try:
         backend.set_backend("c")
+        backend.set_kernel(VARIANTS[-1])  # (with "auto", a CPU could measure NumPy faster for some calls)
         before = dict(ck.calls)
         out = model(ids, use_cache=True)
         model(out.logits[:, -1].argmax(-1)[:, None], past_key_values=out.past_key_values)
@@ -229,5 +240,77 @@ def test_the_c_path_runs_in_a_whole_model_forward():
         before = dict(ck.calls)
         model(ids)
         assert dict(ck.calls) == before
+        backend.set_backend("c")
+        backend.set_kernel("numpy")  # the C backend with every call sent to NumPy
+        model(ids)
+        assert dict(ck.calls) == before
     finally:
+        ck._tuning.choose(saved_variant)
         backend.set_backend(saved)
+
+
+# -- the kernel variant: MINIGPT2_KERNEL, set_kernel, the calibration and its cache -----------------------------
+
+FORWARD = "import minigpt2; minigpt2.GPT2Model(minigpt2.GPT2Config.from_preset('tiny'), seed=0)([[1, 2]])"
+
+
+@needs_c
+def test_a_bad_kernel_variant_is_a_clear_error_at_first_use():
+    error = run_python(FORWARD, {"MINIGPT2_KERNEL": "sse9"}, expect_failure=True)
+    allowed = ", ".join(("auto", "numpy") + VARIANTS)
+    assert f"ValueError: MINIGPT2_KERNEL 'sse9' is not a kernel variant; choose one of {allowed}" in error
+    fixed = "import minigpt2; minigpt2.backend.set_kernel('numpy'); " + FORWARD.split("; ", 1)[1] + "; print('ok')"
+    assert run_python(fixed, {"MINIGPT2_KERNEL": "sse9"}) == "ok"
+    with pytest.raises(ValueError, match="choose one of auto, numpy"):
+        backend.set_kernel("AVX2")
+    names = backend._ckernels._tuning.variant_names()
+    missing = [v for v in names if v not in VARIANTS] or [v for v in ("avx512", "neon") if v not in names]
+    error = run_python(FORWARD, {"MINIGPT2_KERNEL": missing[0]}, expect_failure=True)
+    assert f"MINIGPT2_KERNEL {missing[0]!r}: " in error and f"this machine can use {allowed}" in error
+
+
+@needs_c
+def test_the_environment_forces_a_variant_and_info_shows_it():
+    code = "import minigpt2; print('\\n'.join(minigpt2.backend.kernel_choice()))"
+    for variant in VARIANTS + ("numpy",):
+        lines = run_python(code, {"MINIGPT2_KERNEL": variant}).splitlines()
+        assert lines[0] == f"kernel choice: forced ({variant})"
+        expected = "numpy" if variant == "numpy" else f"{variant}/nta"
+        assert all(line.endswith(f": {expected}") for line in lines[1:]) and len(lines) == 10
+    code = ("import minigpt2, numpy as np; from minigpt2 import _ckernels as ck; "
+            "minigpt2.GPT2Model(minigpt2.GPT2Config.from_preset('tiny'), seed=0)([[1, 2]]); "
+            "print(sorted(set(ck.last_variant.values())))")
+    for variant in VARIANTS:
+        assert run_python(code, {"MINIGPT2_KERNEL": variant}) == str([variant])
+
+
+@needs_c
+def test_the_calibration_is_measured_once_and_cached_for_other_users(tmp_path):
+    """The first auto run measures and writes the cache file atomically (no partial file left), readable as
+    the umask allows (022: by everyone); the next run reads it and does not measure again."""
+    env = {"XDG_CACHE_HOME": str(tmp_path), "MINIGPT2_KERNEL": "auto", "MINIGPT2_NUM_THREADS": "1"}
+    first = run_python("import os; os.umask(0o022); import minigpt2; "
+                       "print('\\n'.join(minigpt2.backend.kernel_choice()))", env)
+    files = os.listdir(tmp_path / "minigpt2")
+    assert len(files) == 1 and files[0].startswith("kernels-") and files[0].endswith(".json"), files
+    path = tmp_path / "minigpt2" / files[0]
+    assert first.splitlines()[0] == f"kernel choice: measured on this machine just now, cached in {path}"
+    assert oct(path.stat().st_mode & 0o777) == oct(0o644)
+    import json
+
+    saved = json.loads(path.read_text())
+    from minigpt2 import _tuning
+
+    assert set(saved["choice"]) == set(_tuning.CLASSES) and saved["key"]["threads"] == 1
+    for cls, pick in saved["choice"].items():
+        assert pick == "numpy" or (pick.split("/")[0] in VARIANTS and pick.split("/")[1] in _tuning.PREFETCH), pick
+        assert set(saved["measured"][cls]) >= {pick}
+    again = run_python("import minigpt2; from minigpt2 import _tuning\n"
+                       "def refuse(): raise AssertionError('measured again')\n"
+                       "_tuning.calibrate = refuse\n"
+                       "print('\\n'.join(minigpt2.backend.kernel_choice()))", env)
+    assert again.splitlines()[0] == f"kernel choice: measured on this machine, cached in {path}"
+    assert again.splitlines()[1:] == first.splitlines()[1:]
+    # Another thread count is another key: measured anew, in its own file.
+    run_python("import minigpt2; minigpt2.backend.kernel_choice()", dict(env, MINIGPT2_NUM_THREADS="2"))
+    assert len(os.listdir(tmp_path / "minigpt2")) == 2

@@ -2,7 +2,9 @@
 
 Every C kernel takes the arguments of the NumPy function it replaces; hypothesis draws shapes that
 include 1, odd sizes, sizes that are no multiple of any tile, long inner dimensions, batches and
-sequences up to GPT-2's n_positions, with masks, padding and head masks.
+sequences up to GPT-2's n_positions, with masks, padding and head masks. The C core is compiled once
+per target (generic, avx2, avx512 on x86-64; neon on AArch64): every test that compares values runs
+once for each variant this CPU can run, forced in turn (VARIANTS); the others run with the widest.
 
 Tolerances are derived from float32 rounding (u = 2**-24), never tuned to pass:
   - a sum of n products, added in any order, is within gamma(n) = n u / (1 - n u) of the exact sum
@@ -14,6 +16,7 @@ Each test states its bound next to the assertion.
 """
 from __future__ import annotations
 
+import inspect
 import multiprocessing
 import threading
 
@@ -25,6 +28,9 @@ from hypothesis import strategies as st
 from minigpt2 import activations, backend, checkpoint, layers
 
 ck = pytest.importorskip("minigpt2._ckernels", reason="the C extension is not built (see test_backend.py)")
+from minigpt2 import _tuning  # noqa: E402
+
+VARIANTS = _tuning.supported_variants()
 
 U = 2.0 ** -24  # float32 unit roundoff
 MASK = float(layers.MASK_VALUE)
@@ -35,12 +41,54 @@ def gamma(n):
     return n * U / (1 - n * U)
 
 
+class kernel_variant:
+    """Force one compiled variant of the C core (as MINIGPT2_KERNEL does) for the duration."""
+
+    forced = None
+
+    def __init__(self, name):
+        self.name = name
+
+    def __enter__(self):
+        self.saved, self.saved_forced = _tuning._requested, kernel_variant.forced
+        _tuning.choose(self.name)
+        kernel_variant.forced = self.name
+
+    def __exit__(self, *exc):
+        _tuning.choose(self.saved)
+        kernel_variant.forced = self.saved_forced
+
+
+def each_variant(test):
+    """Run ``test`` once for each variant this CPU can run, with that variant forced."""
+    params = list(inspect.signature(test).parameters.values())
+
+    def run(variant, *args, **kwargs):
+        with kernel_variant(variant):
+            test(*args, **kwargs)
+
+    run.__name__, run.__qualname__, run.__doc__ = test.__name__, test.__qualname__, test.__doc__
+    run.__signature__ = inspect.Signature([inspect.Parameter("variant", inspect.Parameter.POSITIONAL_OR_KEYWORD)]
+                                          + params)
+    run.pytestmark = list(getattr(test, "pytestmark", []))
+    return pytest.mark.parametrize("variant", VARIANTS)(run)
+
+
+@pytest.fixture(autouse=True)
+def widest_variant():
+    """Every test runs with a forced variant (so that the C kernels serve whatever the calibration chose);
+    tests parametrised over VARIANTS force theirs inside."""
+    with kernel_variant(VARIANTS[-1]):
+        yield
+
+
 def served_by_c(name, fn, *args, **kwargs):
-    """Call the C kernel directly and check that it did not decline."""
+    """Call the C kernel directly and check that it did not decline and that the forced variant served."""
     before = ck.calls[name]
     result = fn(*args, **kwargs)
     assert result is not NotImplemented, f"the C kernel {name} declined a case it should serve"
     assert ck.calls[name] == before + 1
+    assert ck.last_variant[name] == kernel_variant.forced
     return result
 
 
@@ -79,6 +127,7 @@ def check_linear(x, w, b):
 sizes = st.one_of(st.integers(1, 70), st.sampled_from([95, 96, 97, 255, 256, 257, 767, 768, 1025, 3072, 3073]))
 
 
+@each_variant
 @SETTINGS
 @given(rows=st.integers(1, 130), n_in=sizes, n_out=sizes, transposed=st.booleans(), with_bias=st.booleans(),
        batched=st.booleans(), seed=st.integers(0, 2 ** 32 - 1))
@@ -95,6 +144,7 @@ def test_linear_matches_numpy(rows, n_in, n_out, transposed, with_bias, batched,
         check_linear(x, w, b)
 
 
+@each_variant
 @SETTINGS
 @given(rows=st.integers(1, 130), n_in=sizes, n_out=sizes, transposed=st.booleans(), seed=st.integers(0, 2 ** 32 - 1))
 def test_linear_is_exact_on_small_integers(rows, n_in, n_out, transposed, seed):
@@ -110,6 +160,7 @@ def test_linear_is_exact_on_small_integers(rows, n_in, n_out, transposed, seed):
         np.testing.assert_array_equal(served_by_c("linear", ck.linear, x, w, b), layers.linear.reference(x, w, b))
 
 
+@each_variant
 def test_linear_gpt2_shapes():
     """The 124M model's matrices at decode (1 and 8 rows) and at prompts (20 and 40 rows), and the tied head."""
     rng = np.random.default_rng(0)
@@ -130,6 +181,7 @@ def test_linear_hands_large_prompts_to_blas():
     assert ck.linear(x[:-1], w) is not NotImplemented
 
 
+@each_variant
 def test_linear_reads_memory_mapped_weights(tmp_path):
     """Weights as loaded: read-only views of a memory-mapped safetensors file."""
     rng = np.random.default_rng(2)
@@ -143,6 +195,7 @@ def test_linear_reads_memory_mapped_weights(tmp_path):
 
 # -- layer norm and gelu ----------------------------------------------------------------------------
 
+@each_variant
 @SETTINGS
 @given(rows=st.integers(1, 40), n=sizes, scale=st.sampled_from([1e-3, 1.0, 30.0]), offset=st.sampled_from([0.0, 5.0]),
        seed=st.integers(0, 2 ** 32 - 1))
@@ -164,6 +217,7 @@ def test_layer_norm_matches_numpy(rows, n, scale, offset, seed):
     assert (np.abs(ours.astype(np.float64) - ref) - bound).max() <= 0
 
 
+@each_variant
 @SETTINGS
 @given(shape=st.lists(st.integers(1, 70), min_size=1, max_size=3), scale=st.sampled_from([0.1, 1.0, 4.0, 100.0]),
        seed=st.integers(0, 2 ** 32 - 1))
@@ -234,6 +288,7 @@ def padding_bias(rng, B, K, fully_padded_rows=True):
     return ((1.0 - mask) * layers.MASK_VALUE)[:, None, None, :]
 
 
+@each_variant
 @SETTINGS
 @given(B=st.integers(1, 3), H=st.integers(1, 4), D=st.sampled_from([1, 3, 16, 17, 64, 80]), T=st.integers(1, 40),
        past=st.integers(0, 70), spare=st.integers(0, 9), masked=st.booleans(), shared_mask=st.booleans(),
@@ -250,6 +305,7 @@ def test_causal_attention_matches_numpy(B, H, D, T, past, spare, masked, shared_
     check_attention(q, k, v, scale=np.float32(scale), causal=True, key_bias=key_bias, head_mask=head_mask)
 
 
+@each_variant
 @SETTINGS
 @given(B=st.integers(1, 3), H=st.integers(1, 3), D=st.sampled_from([1, 8, 64]), T=st.integers(1, 30),
        K=st.integers(1, 90), masked=st.booleans(), seed=st.integers(0, 2 ** 32 - 1))
@@ -262,6 +318,7 @@ def test_cross_attention_matches_numpy(B, H, D, T, K, masked, seed):
     check_attention(q, k, v, scale=np.float32(D ** -0.5), causal=False, key_bias=key_bias)
 
 
+@each_variant
 @pytest.mark.parametrize("T,K", [(1, 1024), (300, 300), (7, 1024)])
 def test_attention_up_to_n_positions(T, K):
     """Decoding at the last position GPT-2 has, and long prompts (many key blocks, online softmax)."""
@@ -271,6 +328,7 @@ def test_attention_up_to_n_positions(T, K):
     check_attention(q, k, v, scale=np.float32(0.125), causal=True, key_bias=padding_bias(rng, 1, K, False))
 
 
+@each_variant
 def test_attention_fully_padded_rows_are_uniform_like_hf():
     """A query whose every visible key is padding gets, as in HF, a uniform average over its visible keys
     *and* its future non-padded keys (all of which score exactly MASK_VALUE); future padded keys get
@@ -286,6 +344,7 @@ def test_attention_fully_padded_rows_are_uniform_like_hf():
     check_attention(q, k, v, scale=np.float32(0.5), causal=True, key_bias=key_bias)
 
 
+@each_variant
 def test_attention_unusual_masks_follow_the_reference():
     """Mask values outside {0, 1}: 2 gives a positive bias (+FLT_MAX) that lifts keys, even future ones, and
     -1 gives -inf; a row of nothing but -inf is NaN in the reference, and so in C."""
@@ -335,6 +394,7 @@ def misaligned_copy(a):
     return out
 
 
+@each_variant
 def test_misaligned_activations_and_parameters_are_served_from_aligned_copies():
     """C reads floats at 4-byte boundaries only (run under UBSan in CI, a misaligned read is an error): every
     array handed to it is aligned first, and the results are those of the aligned arrays."""
@@ -356,6 +416,7 @@ def test_misaligned_activations_and_parameters_are_served_from_aligned_copies():
                                                     head_mask=heads))
 
 
+@each_variant
 def test_extreme_values_follow_the_reference():
     """gelu_new far below zero (where e^(-2a) is beyond float32) and NaN scores in attention give what the
     NumPy reference gives: -0 and NaN, not a finite value from a capped exponential or a skipped NaN."""
@@ -400,6 +461,7 @@ def test_what_numpy_serves_instead():
                                                                       causal=True))
 
 
+@each_variant
 def test_non_contiguous_activations_are_served():
     rng = np.random.default_rng(6)
     x = random_floats(rng, (3, 20))[:, ::2]
@@ -425,11 +487,34 @@ def test_empty_inputs():
 
 
 def test_c_errors_become_exceptions():
+    lib, null = ck.lib, ck.ffi.NULL
     with pytest.raises(ValueError, match="C kernel linear"):
-        ck._check(ck.lib.mg_linear(ck.ffi.NULL, 1, ck.ffi.NULL, 1, 0, ck.ffi.NULL, ck.ffi.NULL, 1, 1, 1, 1), "linear")
+        ck._check(lib.mg_linear(0, 0, lib.MG_F32, null, 1, null, 1, 0, null, null, 1, 1, 1, 1), "linear")
     y = np.zeros(4, np.float32)
     with pytest.raises(ValueError, match="size"):
-        ck._check(ck.lib.mg_gelu_new(ck._floats(y), ck._floats(y), -1), "gelu_new")
+        ck._check(lib.mg_gelu_new(0, ck._floats(y), ck._floats(y), -1), "gelu_new")
+    with pytest.raises(ValueError, match="weight format or prefetch"):
+        ck._check(lib.mg_linear(0, 7, lib.MG_F32, ck._floats(y), 1, ck._floats(y), 1, 0, null, ck._floats(y), 1, 1, 1, 1),
+                  "linear")
+
+
+def test_a_variant_the_cpu_cannot_run_is_refused_not_executed():
+    """The C entry points check the variant against the CPU's features on every call: an index past the
+    list, or a variant this CPU lacks (e.g. avx512 on an AVX2 machine), is MG_ERR_VARIANT, never SIGILL."""
+    lib, y = ck.lib, np.zeros(4, np.float32)
+    names = _tuning.variant_names()
+    refused = [len(names), -1] + [i for i, name in enumerate(names) if name not in VARIANTS]
+    for i in refused:
+        assert lib.mg_variant_supported(i) == 0
+        assert lib.mg_gelu_new(i, ck._floats(y), ck._floats(y), 4) == lib.MG_ERR_VARIANT
+        assert lib.mg_layer_norm(i, ck._floats(y), 4, ck._floats(y), ck._floats(y), ck._floats(y), 4, 1, 4,
+                                 1e-5) == lib.MG_ERR_VARIANT
+        assert lib.mg_linear(i, 0, lib.MG_F32, ck._floats(y), 4, ck._floats(y), 1, 0, ck.ffi.NULL, ck._floats(y), 1, 1,
+                             4, 1) == lib.MG_ERR_VARIANT
+    for i, name in enumerate(names):
+        assert bool(lib.mg_variant_supported(i)) == (name in VARIANTS)
+        assert ck.ffi.string(lib.mg_variant_describe(i)).decode().startswith(name + ":")
+    assert VARIANTS and VARIANTS[0] in ("generic", "neon")  # the baseline always runs
 
 
 # -- threads -------------------------------------------------------------------------------------------
@@ -458,6 +543,7 @@ class threads:
         backend.set_num_threads(self.saved)
 
 
+@each_variant
 def test_results_do_not_depend_on_the_thread_count():
     """Threads split the outputs, never a sum, so every thread count gives the same bits."""
     rng = np.random.default_rng(7)

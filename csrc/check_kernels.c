@@ -1,0 +1,243 @@
+/* A C-only correctness check of every kernel in every variant this CPU runs, against plain
+ * double-precision references computed here. It needs no Python: .ci/aarch64.sh cross-compiles it for
+ * AArch64 and runs it under qemu-user, and it runs natively too:
+ *
+ *     cc -O2 -pthread csrc/check_kernels.c csrc/variant_*.c csrc/dispatch.c csrc/parallel.c -lm -o check
+ *     ./check            # prints one line per variant and kernel; exit status 1 on any failure
+ *
+ * The bounds are those of tests/test_kernels.py (which is the fuller test, against NumPy), derived from
+ * float32 rounding (u = 2^-24): a float sum of n products in any order is within gamma(n) = n u / (1 - n u)
+ * of the exact sum, relative to the sum of magnitudes; small integers must come out exact; and every
+ * result must have the same bits for 1 and 3 threads.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kernels.h"
+
+#define U (1.0 / 16777216.0)
+static double gamma_n(double n) { return n * U / (1 - n * U); }
+
+static unsigned long long rng_state = 88172645463325252ULL;
+static double uniform(void)  /* xorshift64: the same numbers on every machine */
+{
+    rng_state ^= rng_state << 13;
+    rng_state ^= rng_state >> 7;
+    rng_state ^= rng_state << 17;
+    return (rng_state >> 11) * (1.0 / 9007199254740992.0);
+}
+static float normal(void) { return (float)(sqrt(-2 * log(uniform() + 1e-300)) * cos(6.283185307179586 * uniform())); }
+
+static float *floats(long n, int integers)
+{
+    float *a = malloc(sizeof(float) * (n > 0 ? n : 1));
+    for (long i = 0; i < n; i++)
+        a[i] = integers ? (float)((int)(uniform() * 17) - 8) : normal();
+    return a;
+}
+
+static int failures;
+static void report(const char *variant, const char *what, double worst, int ok)
+{
+    printf("%-8s %-44s %s (worst excess over the bound %.3g)\n", variant, what, ok ? "ok" : "FAILED", worst);
+    failures += !ok;
+}
+
+/* -- linear ------------------------------------------------------------------------------------- */
+
+static int check_linear(int variant, long rows, long n_in, long n_out, int transposed, int integers, double *worst)
+{
+    float *x = floats(rows * n_in, integers), *w = floats(n_in * n_out, integers), *b = floats(n_out, integers);
+    float *y = malloc(sizeof(float) * rows * n_out), *y3 = malloc(sizeof(float) * rows * n_out);
+    long w_stride = transposed ? n_in : n_out;
+    int ok = 1;
+    mg_set_num_threads(1);
+    ok &= mg_linear(variant, MG_PREFETCH_NTA, MG_F32, x, n_in, w, w_stride, transposed, b, y, n_out, rows, n_in,
+                    n_out) == MG_OK;
+    mg_set_num_threads(3);
+    ok &= mg_linear(variant, MG_PREFETCH_KEEP, MG_F32, x, n_in, w, w_stride, transposed, b, y3, n_out, rows, n_in,
+                    n_out) == MG_OK;
+    ok &= memcmp(y, y3, sizeof(float) * rows * n_out) == 0;  /* thread count and prefetch kind change no bit */
+    for (long r = 0; r < rows; r++)
+        for (long j = 0; j < n_out; j++) {
+            double exact = b[j], magnitude = fabs(b[j]);
+            for (long k = 0; k < n_in; k++) {
+                double wk = transposed ? w[j * n_in + k] : w[k * n_out + j];
+                exact += (double)x[r * n_in + k] * wk;
+                magnitude += fabs((double)x[r * n_in + k] * wk);
+            }
+            double error = fabs(y[r * n_out + j] - exact);
+            double bound = integers ? 0.0 : gamma_n(n_in + 1) * magnitude;
+            if (error - bound > *worst)
+                *worst = error - bound;
+            ok &= error <= bound;
+        }
+    free(x), free(w), free(b), free(y), free(y3);
+    return ok;
+}
+
+/* -- attention ---------------------------------------------------------------------------------- */
+
+static int check_attention(int variant, long B, long H, long T, long past, long D, int masked, double *worst)
+{
+    long K = past + T;
+    float *q = floats(B * H * T * D, 0), *k = floats(B * H * K * D, 0), *v = floats(B * H * K * D, 0);
+    float *bias = malloc(sizeof(float) * B * K), head_mask[16];
+    float *out = malloc(sizeof(float) * B * T * H * D), *out3 = malloc(sizeof(float) * B * T * H * D);
+    for (long i = 0; i < B * K; i++)
+        bias[i] = masked && uniform() < 0.25 ? -3.4028234663852886e38f : 0.0f;
+    for (long h = 0; h < H; h++)
+        head_mask[h] = h == 1 ? 0.0f : (float)(0.5 + uniform());
+    long qs[3] = {H * T * D, T * D, D}, ks[3] = {H * K * D, K * D, D};
+    float scale = 0.125f;
+    int ok = 1;
+    mg_set_num_threads(1);
+    ok &= mg_attention(variant, MG_PREFETCH_NTA, q, qs, k, ks, v, ks, out, B, H, T, K, D, scale, 1,
+                       masked ? bias : NULL, K, head_mask) == MG_OK;
+    mg_set_num_threads(3);
+    ok &= mg_attention(variant, MG_PREFETCH_NONE, q, qs, k, ks, v, ks, out3, B, H, T, K, D, scale, 1,
+                       masked ? bias : NULL, K, head_mask) == MG_OK;
+    ok &= memcmp(out, out3, sizeof(float) * B * T * H * D) == 0;
+    double *p = malloc(sizeof(double) * K);
+    for (long b = 0; b < B; b++)
+        for (long h = 0; h < H; h++)
+            for (long t = 0; t < T; t++) {
+                const float *qt = q + ((b * H + h) * T + t) * D;
+                double most = -INFINITY, total = 0, s_max = 0;
+                long visible = t + past;  /* keys 0 .. visible */
+                int any_visible = 0;
+                for (long j = 0; j <= visible; j++)
+                    any_visible |= !(masked && bias[b * K + j] != 0.0f);
+                if (!any_visible)
+                    continue;  /* fully padded rows: tests/test_kernels.py checks HF's odd result for those */
+                for (long j = 0; j < K; j++) {
+                    const float *kj = k + ((b * H + h) * K + j) * D;
+                    double s = 0, magnitude = 0;
+                    for (long d = 0; d < D; d++)
+                        s += (double)qt[d] * kj[d], magnitude += fabs((double)qt[d] * kj[d]);
+                    s *= scale;
+                    if (magnitude * scale > s_max)
+                        s_max = magnitude * scale;
+                    p[j] = j > visible || (masked && bias[b * K + j] != 0.0f) ? -INFINITY : s;
+                    if (p[j] > most)
+                        most = p[j];
+                }
+                for (long j = 0; j < K; j++)
+                    total += p[j] = exp(p[j] - most);
+                for (long d = 0; d < D; d++) {
+                    double exact = 0, weight = 0;
+                    for (long j = 0; j < K; j++) {
+                        double vj = v[((b * H + h) * K + j) * D + d];
+                        exact += p[j] / total * vj;
+                        weight += p[j] / total * fabs(vj);
+                    }
+                    exact *= head_mask[h];
+                    double got = out[((b * T + t) * H + h) * D + d];
+                    double bound = (4 * gamma_n(D) * s_max + 2 * gamma_n(K) + 16 * U) * weight * fabs(head_mask[h]);
+                    double error = fabs(got - exact);
+                    if (error - bound > *worst)
+                        *worst = error - bound;
+                    ok &= error <= bound;
+                }
+            }
+    free(q), free(k), free(v), free(bias), free(out), free(out3), free(p);
+    return ok;
+}
+
+/* -- layer norm, gelu --------------------------------------------------------------------------- */
+
+static int check_layer_norm(int variant, long rows, long n, double *worst)
+{
+    float *x = floats(rows * n, 0), *w = floats(n, 0), *b = floats(n, 0), *y = malloc(sizeof(float) * rows * n);
+    for (long i = 0; i < rows * n; i++)
+        x[i] = x[i] * 3 + 5;  /* an offset: the two-pass variance must not cancel */
+    int ok = mg_layer_norm(variant, x, n, w, b, y, n, rows, n, 1e-5f) == MG_OK;
+    for (long r = 0; r < rows; r++) {
+        double mean = 0, var = 0, mean_abs = 0;
+        for (long i = 0; i < n; i++)
+            mean += x[r * n + i], mean_abs += fabs(x[r * n + i]);
+        mean /= n, mean_abs /= n;
+        for (long i = 0; i < n; i++)
+            var += (x[r * n + i] - mean) * (x[r * n + i] - mean);
+        double s = sqrt(var / n + 1e-5);
+        for (long i = 0; i < n; i++) {
+            double z = (x[r * n + i] - mean) / s, exact = z * w[i] + b[i];
+            double bound = fabs(w[i]) * (4 * gamma_n(n) * (mean_abs / s + fabs(z)) + 8 * U * fabs(z))
+                           + 8 * U * (fabs(b[i]) + fabs(exact));
+            double error = fabs(y[r * n + i] - exact);
+            if (error - bound > *worst)
+                *worst = error - bound;
+            ok &= error <= bound;
+        }
+    }
+    free(x), free(w), free(b), free(y);
+    return ok;
+}
+
+static int check_gelu(int variant, long n, double *worst)
+{
+    float *x = floats(n, 0), *y = malloc(sizeof(float) * n);
+    for (long i = 0; i < n; i++)
+        x[i] *= (i % 3 == 0) ? 10.0f : 1.0f;
+    int ok = mg_gelu_new(variant, x, y, n) == MG_OK;
+    for (long i = 0; i < n; i++) {
+        double a = 0.7978845608028654 * (x[i] + 0.044715 * (double)x[i] * x[i] * x[i]);
+        double exact = 0.5 * x[i] * (1 + tanh(a)), sech = 1 / cosh(fmin(fabs(a), 300));
+        double bound = U * fabs(x[i]) * (5 * fabs(a) * sech * sech + 8) + 4 * U * fabs(exact);
+        double error = fabs(y[i] - exact);
+        if (error - bound > *worst)
+            *worst = error - bound;
+        ok &= error <= bound;
+    }
+    free(x), free(y);
+    return ok;
+}
+
+int main(void)
+{
+    static const long rows[] = {1, 3, 8, 13, 20}, n_ins[] = {1, 17, 300, 771}, n_outs[] = {1, 5, 64, 257, 300};
+    int ran = 0;
+    for (int variant = 0; variant < mg_variant_count(); variant++) {
+        const char *name = mg_variant_name(variant);
+        if (!mg_variant_supported(variant)) {
+            printf("%-8s skipped: this CPU cannot run it (and the library refuses it: %s)\n", name,
+                   mg_gelu_new(variant, NULL, NULL, 0) == MG_ERR_VARIANT ? "yes" : "NO");
+            failures += mg_gelu_new(variant, NULL, NULL, 0) != MG_ERR_VARIANT;
+            continue;
+        }
+        ran++;
+        for (int integers = 0; integers < 2; integers++)
+            for (int transposed = 0; transposed < 2; transposed++) {
+                double worst = -INFINITY;
+                int ok = 1;
+                for (size_t r = 0; r < sizeof rows / sizeof *rows; r++)
+                    for (size_t i = 0; i < sizeof n_ins / sizeof *n_ins; i++)
+                        for (size_t o = 0; o < sizeof n_outs / sizeof *n_outs; o++)
+                            ok &= check_linear(variant, rows[r], n_ins[i], n_outs[o], transposed, integers, &worst);
+                char what[64];
+                snprintf(what, sizeof what, "linear, %s, %s", transposed ? "columns contiguous" : "rows contiguous",
+                         integers ? "small integers (exact)" : "normal values");
+                report(name, what, worst, ok);
+            }
+        double worst = -INFINITY;
+        int ok = 1;
+        static const long Ts[] = {1, 5, 70}, pasts[] = {0, 9, 100}, Ds[] = {16, 17, 64};
+        for (size_t t = 0; t < 3; t++)
+            for (size_t p = 0; p < 3; p++)
+                for (size_t d = 0; d < 3; d++)
+                    ok &= check_attention(variant, 2, 3, Ts[t], pasts[p], Ds[d], (t + p + d) % 2, &worst);
+        report(name, "attention (causal, padding, head mask)", worst, ok);
+        worst = -INFINITY, ok = 1;
+        for (long n = 1; n <= 1000; n = n * 7 + 1)
+            ok &= check_layer_norm(variant, 3, n, &worst);
+        report(name, "layer_norm", worst, ok);
+        worst = -INFINITY;
+        ok = check_gelu(variant, 20000, &worst);
+        ok &= check_gelu(variant, 7, &worst);
+        report(name, "gelu_new", worst, ok);
+    }
+    printf("%d variant(s) checked, %d failure(s)\n", ran, failures);
+    return failures || !ran;
+}

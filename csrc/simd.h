@@ -1,0 +1,90 @@
+/* Explicit vectors: the GCC/clang vector extensions, sized by the target header included before
+ * this one (MG_VBYTES). A `vf` is one vector register of VL floats; arithmetic on it is one
+ * instruction (a * b + c becomes a fused multiply-add where the target has one). Writing the
+ * register tiles with these types, instead of plain loops left to the auto-vectoriser, is what
+ * makes gcc and clang, on every target, keep the sums of a tile in registers: an array of `vf`
+ * indexed by loop counters with constant bounds is fully unrolled and never touches memory.
+ *
+ * Every function here adds in a fixed order, so a result never depends on how work is split
+ * between threads; it may depend on VL (4, 8 or 16 lanes), which is why each variant is tested
+ * against NumPy on its own (tests/test_kernels.py).
+ */
+#ifndef MINIGPT2_SIMD_H
+#define MINIGPT2_SIMD_H
+
+#include <stdint.h>
+#include <string.h>
+
+#include "kernels.h"
+
+#define VL (MG_VBYTES / 4)  /* floats per vector */
+
+typedef float vf __attribute__((vector_size(MG_VBYTES)));
+typedef int32_t vi __attribute__((vector_size(MG_VBYTES)));
+/* The same vector at any 4-byte boundary (loads and stores of arrays NumPy handed us). */
+typedef float vf_u __attribute__((vector_size(MG_VBYTES), aligned(4), may_alias));
+
+#if defined(__clang__)
+#define UNROLL _Pragma("unroll")
+#elif defined(__GNUC__)
+#define UNROLL _Pragma("GCC unroll 32")
+#else
+#define UNROLL
+#endif
+
+#if defined(__GNUC__)
+#define NOINLINE __attribute__((noinline))
+#define INLINE inline __attribute__((always_inline))
+#else
+#define NOINLINE
+#define INLINE inline
+#endif
+
+static INLINE vf vload(const float *p) { return *(const vf_u *)p; }
+static INLINE void vstore(float *p, vf v) { *(vf_u *)p = v; }
+static INLINE vf vsplat(float x) { return x - (vf){0}; }  /* (x - 0 is x for every float, -0 too) */
+
+/* The lanes of v added pairwise: halves, quarters, ... (a fixed order). */
+static INLINE float vsum(vf v)
+{
+    float t[VL];
+    for (int l = 0; l < VL; l++)
+        t[l] = v[l];
+    for (int w = VL / 2; w >= 1; w /= 2)
+        for (int l = 0; l < w; l++)
+            t[l] += t[l + w];
+    return t[0];
+}
+
+/* a > b ? a : b per lane (NaN in b never wins; NaN in a is kept only where b is not greater). */
+static INLINE vf vmax(vf a, vf b)
+{
+    vi greater = b > a;
+    return (vf)(((vi)b & greater) | ((vi)a & ~greater));
+}
+
+static INLINE float vmax_lanes(vf v)
+{
+    float t[VL];
+    for (int l = 0; l < VL; l++)
+        t[l] = v[l];
+    for (int w = VL / 2; w >= 1; w /= 2)
+        for (int l = 0; l < w; l++)
+            t[l] = t[l + w] > t[l] ? t[l + w] : t[l];
+    return t[0];
+}
+
+/* Prefetch kinds (MG_PREFETCH_* in kernels.h), chosen per call: the best kind differs between CPUs. */
+#if defined(__GNUC__)
+#define PREFETCH_AS(kind, p)                                                                  \
+    do {                                                                                      \
+        if ((kind) == MG_PREFETCH_NTA)                                                        \
+            __builtin_prefetch((p), 0, 0);                                                    \
+        else if ((kind) == MG_PREFETCH_KEEP)                                                  \
+            __builtin_prefetch((p), 0, 3);                                                    \
+    } while (0)
+#else
+#define PREFETCH_AS(kind, p) ((void)(kind), (void)(p))
+#endif
+
+#endif

@@ -1,0 +1,367 @@
+"""Which implementation serves each kernel call: a C variant (and its prefetch kind) or NumPy.
+
+The C core is compiled once per target of the architecture (x86-64: generic, avx2, avx512; AArch64:
+neon; csrc/variant_*.c) and the library says which of them this CPU can run. What is fastest, though,
+differs between CPUs in ways no feature flag tells: on one Intel VM the non-temporal prefetch hints that
+won 15% on AMD Zen 5 halved the decode speed, and NumPy's BLAS beat an AVX2 build of our kernels. So,
+as FFTW's planner does with its "wisdom", the choice is *measured* once per machine: every candidate (each
+runnable variant with each prefetch kind, and NumPy) is timed on the model's kinds of call, interleaved,
+for about a second, and the fastest serves. By construction the default is then never slower than NumPy
+on any call class, up to the noise of the measurement. The choice is cached under the user's cache
+directory ($XDG_CACHE_HOME/minigpt2, else ~/.cache/minigpt2), keyed by the CPU model, the supported
+variants, minigpt2's version, the build of the extension (a hash of the library), NumPy's version and the
+thread count; a file that cannot be read or written only means measuring again.
+
+    MINIGPT2_KERNEL=auto (default) | numpy | generic | avx2 | avx512 | neon
+    minigpt2.backend.set_kernel("avx2")      # the same, in code; "auto" measures (or reads the cache)
+
+A forced variant serves every call the C core takes (with the non-temporal prefetch kind); "numpy" sends
+every call to the NumPy reference. Forcing a variant this CPU cannot run is an error, never an illegal
+instruction. ``python -m minigpt2 --info`` and ``benchmarks/bench_decode.py`` print the choice.
+
+The call classes ("kinds of call") and the crossovers between them are all here:
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import statistics
+import threading
+import time
+
+import numpy as np
+
+__all__ = ["BLAS_ROWS", "DECODE_MAX_ROWS", "CLASSES", "Plan", "choose", "current", "describe", "reset",
+           "variant_names", "supported_variants", "cache_path"]
+
+# Products of at least this many rows (tokens x batch) always go to NumPy's BLAS: from 16-32 rows on its
+# sgemm was at least as fast as our tiled kernel on every CPU measured (docs/kernels.md), and a prefill's
+# time is arithmetic, where BLAS's hand-written kernels are hard to beat.
+BLAS_ROWS = 32
+# Up to this many rows, linear streams the weights (decoding); as csrc/linear.c's DECODE_MAX_ROWS.
+DECODE_MAX_ROWS = 12
+# A candidate within this fraction of the fastest counts as fast as it; among those, C is preferred over
+# NumPy (it keeps all parallel work on one thread pool: docs/kernels.md, "mixing the two thread pools").
+TIE = 0.03
+
+# class -> what it covers (the calibration measures each on a GPT-2-sized example)
+CLASSES = {
+    "linear_1": "linear, 1 row, Conv1D weight (decoding one sequence)",
+    "linear_1_head": "linear, 1 row, tied head wte.T (decoding one sequence)",
+    "linear_few": f"linear, 2-{DECODE_MAX_ROWS} rows, Conv1D weight (decoding a batch)",
+    "linear_few_head": f"linear, 2-{DECODE_MAX_ROWS} rows, tied head",
+    "linear_tiled": f"linear, {DECODE_MAX_ROWS + 1}-{BLAS_ROWS - 1} rows (short prompts)",
+    "attention_decode": "attention, one query per sequence",
+    "attention_prompt": "attention, several queries",
+    "layer_norm": "layer_norm",
+    "gelu_new": "gelu_new",
+}
+PREFETCH = {"none": 0, "nta": 1, "keep": 2}
+NUMPY = "numpy"
+
+
+def _ck():
+    from . import _ckernels
+
+    return _ckernels
+
+
+_names = _supported = None
+
+
+def variant_names() -> tuple:
+    """The variants compiled into this build of the C core, narrowest first."""
+    global _names
+    if _names is None:
+        lib = _ck().lib
+        _names = tuple(_ck().ffi.string(lib.mg_variant_name(i)).decode() for i in range(lib.mg_variant_count()))
+    return _names
+
+
+def supported_variants() -> tuple:
+    """The variants this CPU (and operating system) can run."""
+    global _supported
+    if _supported is None:
+        lib = _ck().lib
+        _supported = tuple(name for i, name in enumerate(variant_names()) if lib.mg_variant_supported(i))
+    return _supported
+
+
+class Plan:
+    """class -> choice ("numpy", or "variant/prefetch" such as "avx2/nta"), with the lookups the kernels use."""
+
+    def __init__(self, choice: dict, how: str, measured: dict | None = None):
+        self.choice, self.how, self.measured = dict(choice), how, measured or {}
+        index = {name: i for i, name in enumerate(variant_names())}
+
+        def resolve(cls):
+            pick = self.choice.get(cls, NUMPY)
+            if pick == NUMPY:
+                return None
+            variant, _, prefetch = pick.partition("/")
+            return index[variant], PREFETCH[prefetch or "nta"]
+
+        self.by_class = {cls: resolve(cls) for cls in CLASSES}
+        # linear: [transposed][min(rows, DECODE_MAX_ROWS + 1)] (the caller sends rows >= BLAS_ROWS to NumPy)
+        self.linear = [[None] * (DECODE_MAX_ROWS + 2) for _ in range(2)]
+        for rows in range(1, DECODE_MAX_ROWS + 2):
+            for transposed, head in ((0, ""), (1, "_head")):
+                cls = ("linear_1" + head if rows == 1 else "linear_few" + head if rows <= DECODE_MAX_ROWS
+                       else "linear_tiled")
+                self.linear[transposed][rows] = self.by_class[cls]
+        self.attention_decode = self.by_class["attention_decode"]
+        self.attention_prompt = self.by_class["attention_prompt"]
+        self.layer_norm = self.by_class["layer_norm"]
+        self.gelu_new = self.by_class["gelu_new"]
+
+
+def forced(name: str) -> Plan:
+    """Every class served by one variant (or by NumPy)."""
+    pick = NUMPY if name == NUMPY else f"{name}/nta"
+    return Plan({cls: pick for cls in CLASSES}, f"forced ({name})")
+
+
+# -- the choice in force ----------------------------------------------------------------------------------
+
+_lock = threading.Lock()
+_plan = None        # the Plan in force, once made
+_requested = None   # set_kernel's argument (None: from MINIGPT2_KERNEL)
+
+
+def check_name(name, source="kernel") -> str:
+    """``name`` if it is a choice this machine can make, else a ValueError that lists the allowed ones."""
+    names, runnable = variant_names(), supported_variants()
+    allowed = ("auto", NUMPY) + runnable
+    if name in allowed:
+        return name
+    if name in names or name in ("generic", "avx2", "avx512", "neon"):
+        why = "this CPU cannot run it" if name in names else "this build of the C core has no such variant"
+        raise ValueError(f"{source} {name!r}: {why}; this machine can use {', '.join(allowed)}")
+    raise ValueError(f"{source} {name!r} is not a kernel variant; choose one of {', '.join(allowed)}")
+
+
+def choose(name: str | None) -> None:
+    """Use ``name`` ("auto", "numpy" or a variant) from the next kernel call on; None: MINIGPT2_KERNEL."""
+    global _plan, _requested
+    if name is not None:
+        check_name(name)
+    with _lock:
+        _requested, _plan = name, None
+
+
+def reset() -> None:
+    """Forget the choice in force (the next call decides again, from the cache or by measuring)."""
+    global _plan
+    with _lock:
+        _plan = None
+
+
+def current() -> Plan:
+    """The Plan in force, deciding it on first use (MINIGPT2_KERNEL, else the cache, else a calibration)."""
+    global _plan
+    plan = _plan
+    if plan is not None:
+        return plan
+    with _lock:
+        if _plan is None:
+            name = _requested or os.environ.get("MINIGPT2_KERNEL", "").strip() or "auto"
+            if _requested is None:
+                check_name(name, "MINIGPT2_KERNEL")
+            _plan = calibrated() if name == "auto" else forced(name)
+        return _plan
+
+
+def describe(plan: Plan | None = None) -> list:
+    """Lines saying what serves each class, for --info and the benchmark."""
+    plan = plan or current()
+    lines = [f"kernel choice: {plan.how}"]
+    for cls, what in CLASSES.items():
+        lines.append(f"  {what}: {plan.choice.get(cls, NUMPY)}")
+    return lines
+
+
+# -- the cache ---------------------------------------------------------------------------------------------
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            fields = dict(line.split(":", 1) for line in f.read().split("\n\n")[0].splitlines() if ":" in line)
+        fields = {k.strip(): v.strip() for k, v in fields.items()}
+        return " ".join(fields.get(k, "") for k in ("model name", "cpu family", "model", "stepping",
+                                                    "CPU implementer", "CPU part")).strip() or platform.processor()
+    except OSError:
+        return platform.processor() or platform.machine()
+
+
+def _build_id() -> str:
+    path = _ck().library_path()
+    digest = hashlib.sha256()
+    try:
+        with open(path, "rb") as f:
+            digest.update(f.read())
+    except OSError:
+        digest.update(path.encode())
+    return digest.hexdigest()[:16]
+
+
+def cache_key(threads: int) -> dict:
+    from . import __version__
+
+    return {"cpu": _cpu_model(), "variants": list(supported_variants()), "minigpt2": __version__,
+            "build": _build_id(), "numpy": np.__version__, "threads": threads}
+
+
+def cache_path(key: dict) -> str:
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
+    return os.path.join(base, "minigpt2", f"kernels-{digest}.json")
+
+
+def _read_cache(path: str, key: dict):
+    try:
+        with open(path, encoding="utf-8") as f:
+            saved = json.load(f)
+        if saved.get("key") == key and set(saved["choice"]) == set(CLASSES):
+            names = set(supported_variants())
+            if all(c == NUMPY or c.split("/")[0] in names for c in saved["choice"].values()):
+                return saved
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        pass
+    return None
+
+
+def _write_cache(path: str, content: dict) -> None:
+    """Write atomically: a fresh file (created with mode 0o666, so the umask decides who may read it, as for
+    any file the user creates) renamed over the old one; readers see the old file or the new, never half."""
+    try:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        partial = f"{path}.{os.getpid()}.{threading.get_ident()}.partial"
+        fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                json.dump(content, f, indent=1)
+            os.replace(partial, path)
+        except BaseException:
+            os.unlink(partial)
+            raise
+    except OSError:
+        pass  # a read-only home: the choice is kept for this process only
+
+
+def calibrated() -> Plan:
+    from . import backend
+
+    key = cache_key(backend.get_num_threads())
+    path = cache_path(key)
+    saved = _read_cache(path, key)
+    if saved is not None:
+        return Plan(saved["choice"], f"measured on this machine, cached in {path}", saved.get("measured"))
+    choice, measured = calibrate()
+    _write_cache(path, {"key": key, "choice": choice, "measured": measured,
+                        "when": time.strftime("%Y-%m-%d %H:%M:%S")})
+    return Plan(choice, f"measured on this machine just now, cached in {path}", measured)
+
+
+# -- the calibration ---------------------------------------------------------------------------------------
+
+def _l3_bytes() -> int:
+    try:
+        return max(os.sysconf("SC_LEVEL3_CACHE_SIZE"), 0)
+    except (ValueError, OSError, AttributeError):
+        return 0
+
+
+def _fastest(times: dict) -> str:
+    """The candidate with the least median time; C wins a near tie (within TIE) against NumPy."""
+    median = {c: statistics.median(t) for c, t in times.items()}
+    best = min(median, key=median.get)
+    if best == NUMPY:
+        c_best = min((c for c in median if c != NUMPY), key=median.get, default=None)
+        if c_best is not None and median[c_best] <= median[NUMPY] * (1 + TIE):
+            best = c_best
+    return best
+
+
+def _race(candidates: dict, rounds: int = 3) -> tuple:
+    """Time each candidate (name -> function of no arguments) ``rounds`` times, interleaved, in a rotating
+    order, each run after one untimed warm-up run; returns (fastest, {name: median seconds})."""
+    times = {name: [] for name in candidates}
+    names = list(candidates)
+    for r in range(rounds):
+        for name in names[r % len(names):] + names[:r % len(names)]:
+            fn = candidates[name]
+            fn()
+            start = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - start)
+    return _fastest(times), {name: statistics.median(t) for name, t in times.items()}
+
+
+def calibrate() -> tuple:
+    """Measure every candidate on each class; returns ({class: choice}, {class: {candidate: seconds}})."""
+    ck = _ck()
+    from . import activations, layers
+
+    index = {name: i for i, name in enumerate(variant_names())}
+    runnable = supported_variants()
+    rng = np.random.default_rng(0)
+    # The decode classes stream weights from memory, so their example must not fit in the caches: matrices
+    # of GPT-2's c_fc shape (768 x 3072, 9 MiB) filling at least 64 MiB and twice the L3 cache.
+    total = min(max(64 << 20, 2 * _l3_bytes()), 256 << 20)
+    n_in, n_out = 768, 3072
+    count = max(2, total // (n_in * n_out * 4))
+    memory = np.full(count * n_in * n_out, 0.01, np.float32)
+    mats = [memory[i * n_in * n_out:(i + 1) * n_in * n_out].reshape(n_in, n_out) for i in range(count)]
+    head = memory.reshape(-1, n_in).T  # (768, N): the tied head's layout, columns contiguous
+    xs = {rows: rng.standard_normal((rows, n_in), dtype=np.float32) for rows in (1, 8, 24)}
+
+    def c_linear(variant, prefetch, rows, transposed):
+        v, p = index[variant], PREFETCH[prefetch]
+        x = xs[rows]
+        if transposed:
+            return lambda: ck.run_linear(v, p, x, head)
+        return lambda: [ck.run_linear(v, p, x, w) for w in mats]
+
+    def np_linear(rows, transposed):
+        x, reference = xs[rows], layers.linear.reference
+        if transposed:
+            return lambda: reference(x, head)
+        return lambda: [reference(x, w) for w in mats]
+
+    choice, measured = {}, {}
+    for cls, rows, transposed in (("linear_1", 1, False), ("linear_1_head", 1, True)):
+        candidates = {f"{v}/{p}": c_linear(v, p, rows, transposed) for v in runnable for p in PREFETCH}
+        candidates[NUMPY] = np_linear(rows, transposed)
+        choice[cls], measured[cls] = _race(candidates)
+    for cls, rows, transposed, like in (("linear_few", 8, False, "linear_1"),
+                                        ("linear_few_head", 8, True, "linear_1_head"),
+                                        ("linear_tiled", 24, False, "linear_1")):
+        # the prefetch kind that won the one-row class, with every variant
+        prefetch = choice[like].split("/")[1] if choice[like] != NUMPY else "nta"
+        candidates = {f"{v}/{prefetch}": c_linear(v, prefetch, rows, transposed) for v in runnable}
+        candidates[NUMPY] = np_linear(rows, transposed)
+        choice[cls], measured[cls] = _race(candidates)
+    del memory, mats, head
+
+    # attention, layer norm, gelu: GPT-2 124M's shapes, in cache (small next to the weights' stream)
+    prefetch = choice["linear_1"].split("/")[1] if choice["linear_1"] != NUMPY else "nta"
+    for cls, T, K in (("attention_decode", 1, 256), ("attention_prompt", 64, 64)):
+        q = rng.standard_normal((1, 12, T, 64), dtype=np.float32)
+        k = rng.standard_normal((1, 12, K, 64), dtype=np.float32)
+        calls = 20 if T == 1 else 4
+        candidates = {f"{v}/{prefetch}": (lambda i=index[v]: [ck.run_attention(i, PREFETCH[prefetch], q, k, k, 0.125)
+                                                              for _ in range(calls)]) for v in runnable}
+        candidates[NUMPY] = lambda: [layers.attention.reference(q, k, k, scale=np.float32(0.125), causal=True)
+                                     for _ in range(calls)]
+        choice[cls], measured[cls] = _race(candidates)
+    x, g = rng.standard_normal((1, 768), dtype=np.float32), np.ones(768, np.float32)
+    h = rng.standard_normal((1, 3072), dtype=np.float32)
+    for cls, c_call, np_call in (
+            ("layer_norm", lambda i: ck.run_layer_norm(i, x, g, g), lambda: layers.layer_norm.reference(x, g, g)),
+            ("gelu_new", lambda i: ck.run_gelu_new(i, h), lambda: activations.gelu_new.reference(h))):
+        candidates = {f"{v}/{prefetch}": (lambda i=index[v], f=c_call: [f(i) for _ in range(50)]) for v in runnable}
+        candidates[NUMPY] = lambda f=np_call: [f() for _ in range(50)]
+        choice[cls], measured[cls] = _race(candidates)
+    return choice, {cls: {c: round(t * 1e6, 1) for c, t in m.items()} for cls, m in measured.items()}
