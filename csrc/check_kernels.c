@@ -60,6 +60,10 @@ static int check_linear(int variant, long rows, long n_in, long n_out, int trans
     ok &= mg_linear(variant, MG_PREFETCH_KEEP, MG_F32, x, n_in, w, w_stride, transposed, b, y3, n_out, rows, n_in,
                     n_out) == MG_OK;
     ok &= memcmp(y, y3, sizeof(float) * rows * n_out) == 0;  /* thread count and prefetch kind change no bit */
+    mg_set_num_threads(2);
+    ok &= mg_linear(variant, MG_PREFETCH_NONE | MG_STREAM_ROWS, MG_F32, x, n_in, w, w_stride, transposed, b, y3, n_out,
+                    rows, n_in, n_out) == MG_OK;
+    ok &= memcmp(y, y3, sizeof(float) * rows * n_out) == 0;  /* nor the walk through the tiles */
     for (long r = 0; r < rows; r++)
         for (long j = 0; j < n_out; j++) {
             double exact = b[j], magnitude = fabs(b[j]);

@@ -155,7 +155,7 @@ int mg_linear(int variant, int prefetch, int w_format, const float *x, long x_st
     const struct variant *v = pick(variant);
     if (!v)
         return MG_ERR_VARIANT;
-    if (w_format != MG_F32 || !valid_prefetch(prefetch))
+    if (w_format != MG_F32 || (prefetch & ~MG_STREAM_ROWS) < 0 || !valid_prefetch(prefetch & ~MG_STREAM_ROWS))
         return MG_ERR_FORMAT;
     if (!x || !w || !y)
         return MG_ERR_NULL;

@@ -118,13 +118,70 @@ static void row_strips(const float *x, const float *w, long w_stride, long n, lo
         strip_edge(x, w + c, w_stride, n - c, room - c, k0, k1, out + c, prefetch);
 }
 
+/* stream_R: the other way to walk a tile (MG_STREAM_ROWS): whole rows of W (a tile's full width,
+ * 1 KiB) one after another, four at a time, adding into out[r, 0:width], which stays in L1 and holds
+ * the sums between rows. Each element still gets x[k0] w[k0], then one multiply-add per row k in
+ * order: the same operations, so the same bits, as the register strips. It reads W in long stretches
+ * like BLAS's gemv kernels, at the price of moving the sums through L1; which way is faster depends on
+ * the CPU's prefetchers, so the calibration (minigpt2/_tuning.py) tries both. width is a multiple of VL. */
+#define DEFINE_STREAM(NAME, R)                                                                     \
+    static NOINLINE void NAME(const float *x, long x_stride, const float *w, long w_stride, long k0, \
+                              long k1, float *out, long out_stride, long width, int prefetch)       \
+    {                                                                                              \
+        for (long c = 0; c < width; c += VL) {                                                     \
+            vf w0 = vload(w + k0 * w_stride + c);                                                  \
+            UNROLL for (int r = 0; r < R; r++) vstore(out + r * out_stride + c, vsplat(x[r * x_stride + k0]) * w0); \
+        }                                                                                          \
+        long k = k0 + 1;                                                                           \
+        for (; k + 4 <= k1; k += 4) {                                                              \
+            const float *w0 = w + k * w_stride, *w1 = w0 + w_stride, *w2 = w1 + w_stride, *w3 = w2 + w_stride; \
+            for (long c = 0; c < width; c += VL) {                                                 \
+                if (prefetch && c % 16 == 0 && k + 4 + 4 <= k1)                                    \
+                    for (int i = 4; i < 8; i++)                                                    \
+                        PREFETCH_AS(prefetch, w0 + i * w_stride + c);                              \
+                vf a0 = vload(w0 + c), a1 = vload(w1 + c), a2 = vload(w2 + c), a3 = vload(w3 + c);   \
+                UNROLL for (int r = 0; r < R; r++) {                                               \
+                    const float *xr = x + r * x_stride + k;                                        \
+                    vf acc = vload(out + r * out_stride + c);                                      \
+                    acc += vsplat(xr[0]) * a0;                                                     \
+                    acc += vsplat(xr[1]) * a1;                                                     \
+                    acc += vsplat(xr[2]) * a2;                                                     \
+                    acc += vsplat(xr[3]) * a3;                                                     \
+                    vstore(out + r * out_stride + c, acc);                                         \
+                }                                                                                  \
+            }                                                                                      \
+        }                                                                                          \
+        for (; k < k1; k++)                                                                        \
+            for (long c = 0; c < width; c += VL) {                                                 \
+                vf a0 = vload(w + k * w_stride + c);                                               \
+                UNROLL for (int r = 0; r < R; r++)                                                 \
+                    vstore(out + r * out_stride + c, vload(out + r * out_stride + c) + vsplat(x[r * x_stride + k]) * a0); \
+            }                                                                                      \
+    }
+
+DEFINE_STREAM(stream_1, 1)
+DEFINE_STREAM(stream_2, 2)
+
 /* out[r, 0:width] = x[r, k0:k1] @ W[k0:k1, j0:j0+width] for all rows; rows of W contiguous.
  * DECODE_R rows at a time go through strips of DECODE_NV vectors, each strip read once from memory
- * and then from cache for the next rows; the rows left over go through row_strips. */
+ * and then from cache for the next rows; the rows left over go through row_strips. With
+ * MG_STREAM_ROWS in `mode`, the rows of x go two at a time (then one) through stream_R instead. */
 static void decode_tile(const float *x, long x_stride, const float *w, long w_stride, long n_out, long rows,
-                        long k0, long k1, long j0, long width, float *out, long out_stride, int prefetch)
+                        long k0, long k1, long j0, long width, float *out, long out_stride, int mode)
 {
     w += j0;
+    int prefetch = mode & 3;
+    if (mode & MG_STREAM_ROWS) {
+        long full = width - width % VL, r = 0;
+        for (; r + 2 <= rows; r += 2)
+            stream_2(x + r * x_stride, x_stride, w, w_stride, k0, k1, out + r * out_stride, out_stride, full, prefetch);
+        for (; r < rows; r++)
+            stream_1(x + r * x_stride, x_stride, w, w_stride, k0, k1, out + r * out_stride, out_stride, full, prefetch);
+        for (r = 0; r < rows && full < width; r++)
+            strip_edge(x + r * x_stride, w + full, w_stride, width - full, n_out - j0 - full, k0, k1,
+                       out + r * out_stride + full, prefetch);
+        return;
+    }
     const long strip = DECODE_NV * VL, full = width - width % strip;
     long r = 0;
     for (; r + DECODE_R <= rows; r += DECODE_R) {
@@ -213,7 +270,7 @@ struct decode_job {
     long k_tiles;           /* tiles down the input dimension (0 for the LM head) */
     float *partial;         /* [k_tiles][rows][n_out] partial sums, when k_tiles > 0 */
     atomic_int *finished;   /* tiles finished, per column of tiles */
-    int prefetch;
+    int prefetch;           /* the prefetch kind, | MG_STREAM_ROWS to walk tiles row by row */
 };
 
 /* Item = (column of tiles, tile down it), or a block of LM-head outputs. */
@@ -224,7 +281,7 @@ static void decode_item(void *arg, long item)
     if (job->k_tiles == 0) {  /* the columns of W are contiguous */
         long j0 = item * DECODE_DOTS, j1 = j0 + DECODE_DOTS < n_out ? j0 + DECODE_DOTS : n_out;
         decode_cols_major(job->x, job->x_stride, job->w, job->w_stride, job->bias, job->y, job->y_stride, rows,
-                          job->n_in, j0, j1, job->prefetch);
+                          job->n_in, j0, j1, job->prefetch & 3);
         return;
     }
     long column = item / job->k_tiles, tile = item % job->k_tiles;
@@ -384,6 +441,7 @@ static int tiled(struct tiled_job *job)
 
 int MG_NAME(mg_linear)(const float *x, long x_stride, const float *w, long w_stride, int w_transposed,
                        const float *bias, float *y, long y_stride, long rows, long n_in, long n_out, int prefetch)
+/* prefetch: an MG_PREFETCH_* kind, plus MG_STREAM_ROWS for the other walk through the tiles */
 {
     if (rows <= DECODE_MAX_ROWS) {
         struct decode_job job = {x, w, bias, y, x_stride, w_stride, y_stride, rows, n_in, n_out, 0, NULL, NULL,

@@ -59,6 +59,7 @@ CLASSES = {
     "gelu_new": "gelu_new",
 }
 PREFETCH = {"none": 0, "nta": 1, "keep": 2}
+STREAM_ROWS = 4  # csrc/kernels.h MG_STREAM_ROWS: walk a Conv1D weight's tiles row by row ("/rows" in a choice)
 NUMPY = "numpy"
 
 
@@ -90,7 +91,8 @@ def supported_variants() -> tuple:
 
 
 class Plan:
-    """class -> choice ("numpy", or "variant/prefetch" such as "avx2/nta"), with the lookups the kernels use."""
+    """class -> choice ("numpy", or "variant/prefetch[/rows]" such as "avx2/nta" or "avx2/keep/rows"), with the
+    lookups the kernels use: (variant index, prefetch kind | STREAM_ROWS) or None for NumPy."""
 
     def __init__(self, choice: dict, how: str, measured: dict | None = None):
         self.choice, self.how, self.measured = dict(choice), how, measured or {}
@@ -100,8 +102,8 @@ class Plan:
             pick = self.choice.get(cls, NUMPY)
             if pick == NUMPY:
                 return None
-            variant, _, prefetch = pick.partition("/")
-            return index[variant], PREFETCH[prefetch or "nta"]
+            variant, prefetch, *walk = pick.split("/")
+            return index[variant], PREFETCH[prefetch] | (STREAM_ROWS if walk == ["rows"] else 0)
 
         self.by_class = {cls: resolve(cls) for cls in CLASSES}
         # linear: [transposed][min(rows, DECODE_MAX_ROWS + 1)] (the caller sends rows >= BLAS_ROWS to NumPy)
@@ -225,7 +227,8 @@ def _read_cache(path: str, key: dict):
             saved = json.load(f)
         if saved.get("key") == key and set(saved["choice"]) == set(CLASSES):
             names = set(supported_variants())
-            if all(c == NUMPY or c.split("/")[0] in names for c in saved["choice"].values()):
+            if all(c == NUMPY or (c.split("/")[0] in names and c.split("/")[1] in PREFETCH)
+                   for c in saved["choice"].values()):
                 return saved
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         pass
@@ -318,7 +321,8 @@ def calibrate() -> tuple:
     xs = {rows: rng.standard_normal((rows, n_in), dtype=np.float32) for rows in (1, 8, 24)}
 
     def c_linear(variant, prefetch, rows, transposed):
-        v, p = index[variant], PREFETCH[prefetch]
+        prefetch, *walk = prefetch.split("/")
+        v, p = index[variant], PREFETCH[prefetch] | (STREAM_ROWS if walk == ["rows"] else 0)
         x = xs[rows]
         if transposed:
             return lambda: ck.run_linear(v, p, x, head)
@@ -332,14 +336,18 @@ def calibrate() -> tuple:
 
     choice, measured = {}, {}
     for cls, rows, transposed in (("linear_1", 1, False), ("linear_1_head", 1, True)):
-        candidates = {f"{v}/{p}": c_linear(v, p, rows, transposed) for v in runnable for p in PREFETCH}
+        walks = ("", "/rows") if not transposed else ("",)  # (the tied head has no tiles to walk)
+        candidates = {f"{v}/{p}{walk}": c_linear(v, p + walk, rows, transposed)
+                      for v in runnable for p in PREFETCH for walk in walks}
         candidates[NUMPY] = np_linear(rows, transposed)
         choice[cls], measured[cls] = _race(candidates)
     for cls, rows, transposed, like in (("linear_few", 8, False, "linear_1"),
                                         ("linear_few_head", 8, True, "linear_1_head"),
                                         ("linear_tiled", 24, False, "linear_1")):
-        # the prefetch kind that won the one-row class, with every variant
-        prefetch = choice[like].split("/")[1] if choice[like] != NUMPY else "nta"
+        # the prefetch kind (and walk) that won the one-row class, with every variant
+        prefetch = choice[like].split("/", 1)[1] if choice[like] != NUMPY else "nta"
+        if cls == "linear_tiled":
+            prefetch = prefetch.split("/")[0]  # (the tiled kernel has one walk)
         candidates = {f"{v}/{prefetch}": c_linear(v, prefetch, rows, transposed) for v in runnable}
         candidates[NUMPY] = np_linear(rows, transposed)
         choice[cls], measured[cls] = _race(candidates)

@@ -161,6 +161,23 @@ def test_linear_is_exact_on_small_integers(rows, n_in, n_out, transposed, seed):
 
 
 @each_variant
+@SETTINGS
+@given(rows=st.integers(1, 20), n_in=sizes, n_out=sizes, transposed=st.booleans(), seed=st.integers(0, 2 ** 32 - 1))
+def test_linear_prefetch_kinds_and_walks_change_no_bit(rows, n_in, n_out, transposed, seed):
+    """The calibration picks a prefetch kind (none, non-temporal, keep) and a walk through the tiles (register
+    strips, or whole rows with the sums in L1: MG_STREAM_ROWS) per CPU; the results must not depend on them."""
+    rng = np.random.default_rng(seed)
+    x = random_floats(rng, (rows, n_in))
+    w = random_floats(rng, (n_out, n_in)).T if transposed else random_floats(rng, (n_in, n_out))
+    variant = _tuning.variant_names().index(kernel_variant.forced)
+    first = ck.run_linear(variant, 0, x, w)
+    for mode in (1, 2, _tuning.STREAM_ROWS, 1 | _tuning.STREAM_ROWS, 2 | _tuning.STREAM_ROWS):
+        np.testing.assert_array_equal(ck.run_linear(variant, mode, x, w), first)
+    np.testing.assert_allclose(first, layers.linear.reference(x, w), rtol=0,
+                               atol=2 * gamma(n_in) * (np.abs(x) @ np.abs(w)).max() + 1e-30)
+
+
+@each_variant
 def test_linear_gpt2_shapes():
     """The 124M model's matrices at decode (1 and 8 rows) and at prompts (20 and 40 rows), and the tied head."""
     rng = np.random.default_rng(0)
