@@ -23,7 +23,8 @@ OUT = os.path.join(HERE, "api.md")
 MODULES = [
     ("minigpt2", "The package: the names most programs need, as in transformers."),
     ("minigpt2.config", "GPT2Config and the preset sizes."),
-    ("minigpt2.modeling", "The models and the transformer block."),
+    ("minigpt2.modeling", "The transformer block, GPT2Model, the language-model heads."),
+    ("minigpt2.task_heads", "Sequence and token classification, question answering."),
     ("minigpt2.layers", "The NumPy layers."),
     ("minigpt2.activations", "Activation functions by HF's names."),
     ("minigpt2.cache", "past_key_values."),
@@ -36,6 +37,7 @@ MODULES = [
     ("minigpt2.checkpoint", "safetensors reading and writing."),
     ("minigpt2.hub", "Local directories and the Hugging Face Hub."),
     ("minigpt2.tracing", "Capturing named intermediate tensors."),
+    ("minigpt2.checks", "Checking arguments: one place for every entry point's errors."),
     ("minigpt2.backend", "NumPy or the C core."),
     ("minigpt2.cli", "python -m minigpt2."),
 ]

@@ -6,7 +6,14 @@ The layers are in minigpt2.layers, the model loop in minigpt2.modeling; minigpt2
 chooses which implementation (NumPy or the C core) runs the hot path.
 """
 from . import backend
-from .auto import AutoConfig, AutoModel, AutoModelForCausalLM
+from .auto import (
+    AutoConfig,
+    AutoModel,
+    AutoModelForCausalLM,
+    AutoModelForQuestionAnswering,
+    AutoModelForSequenceClassification,
+    AutoModelForTokenClassification,
+)
 from .cache import KVCache
 from .config import GPT2Config
 from .generation import (
@@ -26,14 +33,9 @@ from .generation import (
     TopPLogitsWarper,
     TypicalLogitsWarper,
 )
-from .modeling import (
-    GPT2DoubleHeadsModel,
-    GPT2ForSequenceClassification,
-    GPT2LMHeadModel,
-    GPT2Model,
-    GPT2PreTrainedModel,
-)
+from .modeling import GPT2DoubleHeadsModel, GPT2LMHeadModel, GPT2Model, GPT2PreTrainedModel
 from .streamers import TextIteratorStreamer, TextStreamer
+from .task_heads import GPT2ForQuestionAnswering, GPT2ForSequenceClassification, GPT2ForTokenClassification
 from .tokenizer import (
     AddedToken,
     AutoTokenizer,
@@ -54,6 +56,9 @@ __all__ = [
     "AutoConfig",
     "AutoModel",
     "AutoModelForCausalLM",
+    "AutoModelForQuestionAnswering",
+    "AutoModelForSequenceClassification",
+    "AutoModelForTokenClassification",
     "AutoTokenizer",
     "BatchEncoding",
     "EpsilonLogitsWarper",
@@ -61,7 +66,9 @@ __all__ = [
     "ForcedEOSTokenLogitsProcessor",
     "GPT2Config",
     "GPT2DoubleHeadsModel",
+    "GPT2ForQuestionAnswering",
     "GPT2ForSequenceClassification",
+    "GPT2ForTokenClassification",
     "GPT2LMHeadModel",
     "GPT2Model",
     "GPT2PreTrainedModel",

@@ -2,6 +2,8 @@
 
     model = AutoModelForCausalLM.from_pretrained("gpt2")   # a GPT2LMHeadModel
     model = AutoModel.from_pretrained("./my-checkpoint")   # a GPT2Model
+    model = AutoModelForSequenceClassification.from_pretrained("gpt2", num_labels=2)  # and ...ForTokenClassification,
+                                                           # ...ForQuestionAnswering: the task heads
     config = AutoConfig.from_pretrained("distilgpt2")      # a GPT2Config
 
 A checkpoint whose config.json names another model_type is refused with a clear error (by GPT2Config).
@@ -11,8 +13,10 @@ from __future__ import annotations
 
 from .config import GPT2Config
 from .modeling import GPT2LMHeadModel, GPT2Model
+from .task_heads import GPT2ForQuestionAnswering, GPT2ForSequenceClassification, GPT2ForTokenClassification
 
-__all__ = ["AutoConfig", "AutoModel", "AutoModelForCausalLM"]
+__all__ = ["AutoConfig", "AutoModel", "AutoModelForCausalLM", "AutoModelForSequenceClassification",
+           "AutoModelForTokenClassification", "AutoModelForQuestionAnswering"]
 
 
 class _Auto:
@@ -51,3 +55,15 @@ class AutoModel(_Auto):
 
 class AutoModelForCausalLM(AutoModel):
     _target = GPT2LMHeadModel
+
+
+class AutoModelForSequenceClassification(AutoModel):
+    _target = GPT2ForSequenceClassification
+
+
+class AutoModelForTokenClassification(AutoModel):
+    _target = GPT2ForTokenClassification
+
+
+class AutoModelForQuestionAnswering(AutoModel):
+    _target = GPT2ForQuestionAnswering

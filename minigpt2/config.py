@@ -241,6 +241,15 @@ class GPT2Config:
             raise ValueError(f"unknown preset {name!r}; choose one of {sorted(PRESETS)}")
         return cls(**{**PRESETS[name], **kwargs})
 
+    def update(self, config_dict: dict):
+        """Set the attributes named in ``config_dict`` (HF's name aliases work), as HF's update does."""
+        for key, value in config_dict.items():
+            setattr(self, key, value)
+
+    def get_text_config(self, decoder=False) -> "GPT2Config":
+        """The config of the text model, for code written for multimodal models: GPT-2 is one, so itself."""
+        return self
+
     # -- serialisation ------------------------------------------------------------------------------
     def to_dict(self) -> dict:
         d = copy.deepcopy(self.__dict__)

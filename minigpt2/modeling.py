@@ -39,7 +39,6 @@ from .outputs import (
     BaseModelOutputWithPastAndCrossAttentions,
     CausalLMOutputWithCrossAttentions,
     GPT2DoubleHeadsModelOutput,
-    SequenceClassifierOutputWithPast,
 )
 
 __all__ = [
@@ -47,7 +46,6 @@ __all__ = [
     "GPT2Model",
     "GPT2LMHeadModel",
     "GPT2DoubleHeadsModel",
-    "GPT2ForSequenceClassification",
 ]
 
 def transformer_block(x, p, *, layer_idx, config, cache, mask, head_mask, output_attentions,
@@ -122,6 +120,37 @@ class GPT2PreTrainedModel:
     def device(self) -> str:
         """Where the weights and the computation live: always the CPU, so ``inputs.to(model.device)`` works."""
         return "cpu"
+
+    @property
+    def base_model(self):
+        """The bare transformer (GPT2Model) under a head; a GPT2Model itself."""
+        return getattr(self, self.base_model_prefix, self)
+
+    def named_parameters(self):
+        """(name, array) for every parameter, as state_dict() names them; the tied head is wte, listed once."""
+        return ((name, a) for name, a in self.state_dict().items() if name != "lm_head.weight")
+
+    def parameters(self):
+        """Every parameter array (each once)."""
+        return (a for _, a in self.named_parameters())
+
+    def __repr__(self):
+        """The module tree, in the spirit of HF's (which prints torch's modules): what holds which weights."""
+        c = self.config
+        E, I = c.n_embd, c.inner_dim
+        block = f"LayerNorm({E}), attention: c_attn {E} -> {3 * E}, c_proj {E} -> {E}, LayerNorm({E}), "
+        if c.add_cross_attention:
+            block += f"cross-attention {E} -> {E}, LayerNorm({E}), "
+        block += f"mlp: c_fc {E} -> {I}, {c.activation_function}, c_proj {I} -> {E}"
+        lines = [f"{type(self).__name__}(",
+                 f"  wte: Embedding({c.vocab_size}, {E})  wpe: Embedding({c.n_positions}, {E})",
+                 f"  h: {c.n_layer} x GPT2Block({c.n_head} heads; {block})",
+                 f"  ln_f: LayerNorm({E})"]
+        if self.uses_lm_head:
+            lines.append(f"  lm_head: {E} -> {c.vocab_size}, tied to wte")
+        lines += [f"  {name}: {tuple(shape)}" for name, shape in self.head_shapes(c).items()]
+        lines.append(f")  # {self.num_parameters():,} parameters")
+        return "\n".join(lines)
 
     @classmethod
     def can_generate(cls) -> bool:
@@ -299,6 +328,7 @@ class GPT2PreTrainedModel:
         force_download, subfolder); other keywords override config attributes, as in HF.
         """
         hub = pop_hub_options(kwargs)
+        _pop_cpu_loading_options(kwargs)
         config_overrides = kwargs
         # HF's loading options that have one answer here: attention is HF's eager formula, weights are float32.
         config_overrides.pop("attn_implementation", None)
@@ -307,7 +337,11 @@ class GPT2PreTrainedModel:
             warnings.warn(f"torch_dtype={dtype}: minigpt2 computes in float32, so the weights are loaded as float32",
                           UserWarning, stacklevel=2)
         if config is None:
-            config = GPT2Config.from_pretrained(name_or_path, **hub, **config_overrides)
+            config, unused = GPT2Config.from_pretrained(name_or_path, return_unused_kwargs=True, **hub,
+                                                        **config_overrides)
+            if unused:  # as HF, whose model __init__ then refuses them
+                raise TypeError(f"{cls.__name__}.from_pretrained got unexpected keyword arguments {sorted(unused)}: "
+                                f"neither a loading option nor a GPT2Config attribute")
         elif config_overrides:
             raise TypeError(f"unexpected arguments {sorted(config_overrides)} (pass them in config instead)")
         config = cls._own_config(config)
@@ -609,83 +643,26 @@ class GPT2DoubleHeadsModel(GenerationMixin, _WithTransformer):
         return out if _return_dict(return_dict, self.config) else out.to_tuple()
 
 
-class GPT2ForSequenceClassification(_WithTransformer):
-    """GPT-2 with a linear classifier (``score``, no bias) read at the last non-padding token."""
+# -- loading options ---------------------------------------------------------------------------------------
 
-    @classmethod
-    def head_shapes(cls, config):
-        return {"score.weight": (config.num_labels, config.n_embd)}
+# transformers' from_pretrained options that change nothing on a CPU with memory-mapped weights: accepted, unused.
+_NO_OP_LOADING_OPTIONS = ("low_cpu_mem_usage", "trust_remote_code", "_fast_init", "offload_folder",
+                          "offload_state_dict", "use_flash_attention_2")
 
-    def forward(self, input_ids=None, past_key_values=None, attention_mask=None, token_type_ids=None,
-                position_ids=None, head_mask=None, inputs_embeds=None, labels=None, use_cache=None,
-                output_attentions=None, output_hidden_states=None, return_dict=None):
-        """Class scores per sequence.  # input_ids [B, T] -> logits [B, num_labels]
 
-        The last token that is not ``config.pad_token_id`` is scored (HF's rule: the position before
-        the first pad token; the last position when there is none). ``labels`` give the loss of
-        ``config.problem_type`` (inferred as HF does when None). A single sequence without a batch
-        axis (input_ids [T]) gives logits [num_labels].
-        """
-        cfg = self.config
-        t = self._transformer(
-            input_ids=input_ids, past_key_values=past_key_values, attention_mask=attention_mask,
-            token_type_ids=token_type_ids, position_ids=position_ids, head_mask=head_mask,
-            inputs_embeds=inputs_embeds, use_cache=use_cache, output_attentions=output_attentions,
-            output_hidden_states=output_hidden_states)
-        h = t.last_hidden_state
-        if h.ndim not in (2, 3):
-            raise ValueError(f"GPT2ForSequenceClassification takes input_ids of shape (batch, seq) or (seq,), "
-                             f"got shape {h.shape[:-1]}")
-        single = h.ndim == 2  # one sequence, no batch axis
-        logits = h.reshape(-1, *h.shape[-2:]) @ self.params["score"]["weight"].T  # [B, T, num_labels]
-        B, T = logits.shape[:2]
-        if cfg.pad_token_id is None:
-            if B != 1:
-                raise ValueError("GPT2ForSequenceClassification cannot find the last token of each row of a batch "
-                                 "without config.pad_token_id; set it (e.g. to the tokenizer's pad token id)")
-            last = np.full(B, T - 1)
-        elif input_ids is not None:
-            ids = np.asarray(input_ids).reshape(B, T)
-            last = (np.argmax(ids == cfg.pad_token_id, axis=-1) - 1) % T  # HF's rule, modulo for "no pad"
-        else:
-            last = np.full(B, T - 1)  # padding cannot be seen in inputs_embeds (HF warns likewise)
-        pooled = logits[np.arange(B), last]  # [B, num_labels]
-        loss = None if labels is None else self._loss(pooled, labels)
-        if single:
-            pooled = pooled[0]  # [num_labels]
-        out = SequenceClassifierOutputWithPast(loss=loss, logits=pooled, past_key_values=t.past_key_values,
-                                               hidden_states=t.hidden_states, attentions=t.attentions)
-        return out if _return_dict(return_dict, cfg) else out.to_tuple()
-
-    def _loss(self, pooled, labels):
-        cfg = self.config
-        labels = np.asarray(labels)
-        if cfg.problem_type is None:
-            if cfg.num_labels == 1:
-                cfg.problem_type = "regression"
-            elif np.issubdtype(labels.dtype, np.integer):
-                cfg.problem_type = "single_label_classification"
-            else:
-                cfg.problem_type = "multi_label_classification"
-        if cfg.problem_type in ("regression", "multi_label_classification") and labels.size != pooled.size:
-            raise ValueError(f"labels has shape {labels.shape}; {cfg.problem_type} needs one value per logit, "
-                             f"shape {pooled.shape}")
-        if cfg.problem_type == "regression":
-            labels = float_array("labels", labels)
-            diff = (np.squeeze(pooled) if cfg.num_labels == 1 else pooled) - np.squeeze(labels)
-            return np.mean(diff * diff, dtype=np.float32)
-        if cfg.problem_type == "single_label_classification":
-            labels = int_array("labels", labels, high=cfg.num_labels, ignore_index=-100)
-            if labels.size != pooled.shape[0]:
-                raise ValueError(f"labels has shape {labels.shape}; single_label_classification needs one class "
-                                 f"index per sequence, shape ({pooled.shape[0]},)")
-            return cross_entropy(pooled.reshape(-1, cfg.num_labels), labels.reshape(-1))
-        if cfg.problem_type == "multi_label_classification":
-            y = float_array("labels", labels).reshape(pooled.shape)
-            # Binary cross-entropy with logits, in the overflow-free form.
-            return np.mean(np.maximum(pooled, 0) - pooled * y + np.log1p(np.exp(-np.abs(pooled))), dtype=np.float32)
-        raise ValueError(f"config.problem_type {cfg.problem_type!r} is not one of 'regression', "
-                         f"'single_label_classification', 'multi_label_classification'")
+def _pop_cpu_loading_options(kwargs):
+    """Remove transformers' loading options that have one answer here, refusing values minigpt2 cannot honour."""
+    for name in _NO_OP_LOADING_OPTIONS:
+        kwargs.pop(name, None)
+    device_map = kwargs.pop("device_map", None)
+    if device_map not in (None, "auto", "cpu", {"": "cpu"}) and str(device_map) != "cpu":
+        raise ValueError(f"device_map={device_map!r}: minigpt2 runs on the CPU; pass None, 'auto' or 'cpu'")
+    if kwargs.pop("use_safetensors", None) is False:
+        raise ValueError("use_safetensors=False: minigpt2 loads only model.safetensors (a pytorch_model.bin is a "
+                         "pickle, and unpickling can run code)")
+    if kwargs.pop("output_loading_info", False):
+        raise ValueError("output_loading_info=True is not supported: minigpt2 warns about every weight it "
+                         "initialised or left out instead")
 
 
 # -- heads and losses ----------------------------------------------------------------------------------

@@ -87,3 +87,19 @@ class SequenceClassifierOutputWithPast(ModelOutput):
     hidden_states: Optional[Tuple[np.ndarray, ...]] = None
     attentions: Optional[Tuple[np.ndarray, ...]] = None
 
+
+@dataclass
+class TokenClassifierOutput(ModelOutput):
+    loss: Optional[np.ndarray] = None
+    logits: np.ndarray = None
+    hidden_states: Optional[Tuple[np.ndarray, ...]] = None
+    attentions: Optional[Tuple[np.ndarray, ...]] = None
+
+
+@dataclass
+class QuestionAnsweringModelOutput(ModelOutput):
+    loss: Optional[np.ndarray] = None
+    start_logits: np.ndarray = None
+    end_logits: np.ndarray = None
+    hidden_states: Optional[Tuple[np.ndarray, ...]] = None
+    attentions: Optional[Tuple[np.ndarray, ...]] = None

@@ -65,8 +65,11 @@ def lm_dir(tmp_path_factory):
     return directory
 
 
-@pytest.mark.parametrize("name", ["GPT2Model", "GPT2LMHeadModel", "GPT2DoubleHeadsModel",
-                                  "GPT2ForSequenceClassification"])
+ALL_CLASSES = ["GPT2Model", "GPT2LMHeadModel", "GPT2DoubleHeadsModel", "GPT2ForSequenceClassification",
+               "GPT2ForTokenClassification", "GPT2ForQuestionAnswering"]
+
+
+@pytest.mark.parametrize("name", ALL_CLASSES)
 def test_state_dict_has_transformers_keys_in_transformers_order(name):
     config = dict(TINY, add_cross_attention=True)
     ours = getattr(minigpt2, name)(minigpt2.GPT2Config(**config), seed=0)
@@ -121,5 +124,83 @@ def test_small_attributes_hf_code_uses(lm_dir):
     assert str(ours.device) == str(theirs.device) == "cpu"
     assert ours.main_input_name == theirs.main_input_name == "input_ids"
     assert ours.name_or_path == theirs.name_or_path == str(lm_dir)
-    for name in ("GPT2Model", "GPT2LMHeadModel", "GPT2DoubleHeadsModel", "GPT2ForSequenceClassification"):
+    for name in ALL_CLASSES:
         assert getattr(minigpt2, name).can_generate() == getattr(transformers, name).can_generate(), name
+
+
+@pytest.mark.parametrize("auto, cls", [("AutoModelForSequenceClassification", "GPT2ForSequenceClassification"),
+                                       ("AutoModelForTokenClassification", "GPT2ForTokenClassification"),
+                                       ("AutoModelForQuestionAnswering", "GPT2ForQuestionAnswering")])
+def test_auto_classes_for_the_task_heads(lm_dir, auto, cls):
+    with pytest.warns(UserWarning, match="initialised randomly"):  # an LM checkpoint has no task head: as HF
+        ours = getattr(minigpt2, auto).from_pretrained(lm_dir, num_labels=3)
+    assert type(ours).__name__ == type(getattr(transformers, auto).from_pretrained(lm_dir, num_labels=3)).__name__
+    assert type(ours).__name__ == cls
+
+
+def _heads_pair(name, directory, **config):
+    """A transformers model with a random head, saved, and the same files loaded by minigpt2."""
+    torch.manual_seed(3)
+    theirs = getattr(transformers, name)(transformers.GPT2Config(**TINY, **config, attn_implementation="eager"))
+    theirs.eval().save_pretrained(directory, safe_serialization=True)
+    return getattr(minigpt2, name).from_pretrained(directory), theirs
+
+
+def test_token_classification_matches_transformers(tmp_path):
+    ours, theirs = _heads_pair("GPT2ForTokenClassification", tmp_path, num_labels=5)
+    rng = np.random.default_rng(0)
+    ids = rng.integers(0, TINY["vocab_size"], (3, 7))
+    labels = rng.integers(0, 5, (3, 7))
+    labels[0, :2] = -100  # e.g. padding, or a word's second piece
+    mask = np.ones((3, 7), np.int64)
+    mask[1, :3] = 0
+    out = ours(ids, attention_mask=mask, labels=labels, output_hidden_states=True)
+    with torch.no_grad():
+        ref = theirs(torch.tensor(ids), attention_mask=torch.tensor(mask), labels=torch.tensor(labels),
+                     output_hidden_states=True)
+    assert list(out.keys()) == list(ref.keys())
+    assert_close(out.logits, ref.logits.numpy(), "token logits")
+    assert_close(out.loss, ref.loss.numpy(), "token classification loss")
+    with pytest.raises(ValueError, match=r"labels holds 5, outside the allowed values \[0, 5\) or -100"):
+        ours(ids, labels=np.full((3, 7), 5))
+
+
+def test_question_answering_matches_transformers(tmp_path):
+    ours, theirs = _heads_pair("GPT2ForQuestionAnswering", tmp_path)
+    rng = np.random.default_rng(1)
+    ids = rng.integers(0, TINY["vocab_size"], (4, 9))
+    start, end = np.array([0, 3, 8, 40]), np.array([2, 5, 8, 50])  # the last answer lies past the text: ignored
+    out = ours(ids, start_positions=start, end_positions=end)
+    with torch.no_grad():
+        ref = theirs(torch.tensor(ids), start_positions=torch.tensor(start), end_positions=torch.tensor(end))
+    assert list(out.keys()) == list(ref.keys())
+    assert_close(out.start_logits, ref.start_logits.numpy(), "start_logits")
+    assert_close(out.end_logits, ref.end_logits.numpy(), "end_logits")
+    assert_close(out.loss, ref.loss.numpy(), "QA loss")
+    assert len(ours(ids, return_dict=False)) == len(theirs(torch.tensor(ids), return_dict=False)) == 2
+
+
+def test_everyday_model_and_config_calls_as_transformers(lm_dir):
+    """Small things HF code calls: base_model, named_parameters/parameters (the tied head listed once, as torch),
+    config.update and get_text_config, and from_pretrained's keywords: unknown ones are a TypeError, CPU-only
+    loading options are accepted, values minigpt2 cannot honour are refused."""
+    ours = minigpt2.GPT2LMHeadModel.from_pretrained(lm_dir, low_cpu_mem_usage=True, device_map="auto",
+                                                    trust_remote_code=True, use_safetensors=True)
+    theirs = transformers.GPT2LMHeadModel.from_pretrained(lm_dir)
+    assert type(ours.base_model).__name__ == type(theirs.base_model).__name__ == "GPT2Model"
+    assert [n for n, _ in ours.named_parameters()] == [n for n, _ in theirs.named_parameters()]
+    assert sum(a.size for a in ours.parameters()) == sum(p.numel() for p in theirs.parameters())
+    for config in (ours.config, theirs.config):
+        config.update({"n_ctx": 7, "summary_type": "mean"})
+        assert (config.n_ctx, config.summary_type) == (7, "mean")
+        assert config.get_text_config() is config
+    with pytest.raises(TypeError, match=r"unexpected keyword arguments \['foo'\]"):
+        minigpt2.GPT2LMHeadModel.from_pretrained(lm_dir, foo=1)
+    with pytest.raises(TypeError):
+        transformers.GPT2LMHeadModel.from_pretrained(lm_dir, foo=1)
+    with pytest.raises(ValueError, match="runs on the CPU"):
+        minigpt2.GPT2LMHeadModel.from_pretrained(lm_dir, device_map="cuda")
+    with pytest.raises(ValueError, match="loads only model.safetensors"):
+        minigpt2.GPT2LMHeadModel.from_pretrained(lm_dir, use_safetensors=False)
+    text = repr(ours)
+    assert text.startswith("GPT2LMHeadModel(") and "2 x GPT2Block" in text and "tied to wte" in text
