@@ -111,7 +111,7 @@ const char *mg_build_info(void)
 {
     return
 #if defined(__clang__)
-        "clang " __clang_version__
+        "clang " XSTR(__clang_major__) "." XSTR(__clang_minor__) "." XSTR(__clang_patchlevel__)
 #elif defined(__GNUC__)
         "gcc " __VERSION__
 #else

@@ -112,7 +112,7 @@ def linear(x, weight, bias=None):
     if status:
         _check(status, "linear")
     calls["linear"] += 1
-    last_variant["linear"] = _tuning.variant_names()[pick[0]]
+    last_variant["linear"] = pick[2]
     return y
 
 
@@ -132,7 +132,7 @@ def layer_norm(x, weight, bias, eps=1e-5):
                                float(eps))
     _check(status, "layer_norm")
     calls["layer_norm"] += 1
-    last_variant["layer_norm"] = _tuning.variant_names()[pick[0]]
+    last_variant["layer_norm"] = pick[2]
     return y
 
 
@@ -147,7 +147,7 @@ def gelu_new(x):
     y = np.empty_like(x)
     _check(lib.mg_gelu_new(pick[0], _floats(x), _floats(y), x.size), "gelu_new")
     calls["gelu_new"] += 1
-    last_variant["gelu_new"] = _tuning.variant_names()[pick[0]]
+    last_variant["gelu_new"] = pick[2]
     return y
 
 
@@ -200,7 +200,7 @@ def attention(q, k, v, *, scale, causal, key_bias=None, head_mask=None):
         return NotImplemented
     _check(status, "attention")
     calls["attention"] += 1
-    last_variant["attention"] = _tuning.variant_names()[pick[0]]
+    last_variant["attention"] = pick[2]
     return out.transpose(0, 2, 1, 3)
 
 

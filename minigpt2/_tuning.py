@@ -92,7 +92,7 @@ def supported_variants() -> tuple:
 
 class Plan:
     """class -> choice ("numpy", or "variant/prefetch[/rows]" such as "avx2/nta" or "avx2/keep/rows"), with the
-    lookups the kernels use: (variant index, prefetch kind | STREAM_ROWS) or None for NumPy."""
+    lookups the kernels use: (variant index, prefetch kind | STREAM_ROWS, variant name) or None for NumPy."""
 
     def __init__(self, choice: dict, how: str, measured: dict | None = None):
         self.choice, self.how, self.measured = dict(choice), how, measured or {}
@@ -103,7 +103,7 @@ class Plan:
             if pick == NUMPY:
                 return None
             variant, prefetch, *walk = pick.split("/")
-            return index[variant], PREFETCH[prefetch] | (STREAM_ROWS if walk == ["rows"] else 0)
+            return index[variant], PREFETCH[prefetch] | (STREAM_ROWS if walk == ["rows"] else 0), variant
 
         self.by_class = {cls: resolve(cls) for cls in CLASSES}
         # linear: [transposed][min(rows, DECODE_MAX_ROWS + 1)] (the caller sends rows >= BLAS_ROWS to NumPy)
