@@ -26,6 +26,7 @@ MODULES = [
     ("minigpt2.modeling", "The transformer block, GPT2Model, the language-model heads."),
     ("minigpt2.task_heads", "Sequence and token classification, question answering."),
     ("minigpt2.layers", "The NumPy layers."),
+    ("minigpt2.weights", "Weight formats: float32, float16, bfloat16, int8, and widen()."),
     ("minigpt2.activations", "Activation functions by HF's names."),
     ("minigpt2.cache", "past_key_values."),
     ("minigpt2.outputs", "Output dataclasses."),

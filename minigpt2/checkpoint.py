@@ -3,7 +3,9 @@
 A safetensors file is an 8-byte little-endian header length, a JSON header naming each tensor's
 dtype, shape and byte range, then the raw bytes. We read it ourselves so float32 tensors can be
 memory-mapped (no copy, pages loaded on first use) and so every defect is reported with the file
-and tensor it concerns. Half-precision tensors (F16, BF16) are converted to float32 on load.
+and tensor it concerns. Tensors are read as stored (F32 and F16 as NumPy arrays, BF16 as a
+weights.BFloat16Weight, all memory-mapped) or widened to float32; they are written in the format each
+weight has, so a bfloat16 model saves a BF16 checkpoint that transformers loads as bfloat16.
 
 Only safetensors is loaded. PyTorch's pytorch_model.bin is a pickle, and unpickling runs code.
 """
@@ -17,6 +19,8 @@ import struct
 import tempfile
 
 import numpy as np
+
+from .weights import BFloat16Weight, Int8Weight, widen
 
 __all__ = ["read_safetensors", "write_safetensors", "flatten", "unflatten", "PICKLE_MESSAGE"]
 
@@ -34,8 +38,16 @@ _DTYPES = {"F32": np.float32, "F16": np.float16, "F64": np.float64, "BF16": np.u
 _ITEMSIZE = {"F32": 4, "F16": 2, "F64": 8, "BF16": 2}
 
 
-def read_safetensors(path) -> dict:
-    """All tensors of a .safetensors file as float32 arrays (memory-mapped where stored as F32)."""
+def read_safetensors(path, dtype="float32") -> dict:
+    """All tensors of a .safetensors file, memory-mapped where they are used as stored.
+
+    ``dtype="float32"``: every tensor as a float32 array (F16, BF16 and F64 widened into new arrays).
+    ``dtype=None``: as stored: F32, F16 and F64 as arrays of that dtype, BF16 as a BFloat16Weight.
+    """
+    if dtype not in (None, "float32"):
+        raise ValueError(f"read_safetensors: dtype must be 'float32' (widen every tensor) or None (as stored), "
+                         f"got {dtype!r}")
+    widen_all = dtype == "float32"
     path = os.fspath(path)
     size = os.path.getsize(path)
     with open(path, "rb") as f:
@@ -67,39 +79,72 @@ def read_safetensors(path) -> dict:
             raise ValueError(f"{path}: tensor {name!r} has dtype {dtype}; minigpt2 loads F32, F16, BF16 and F64")
         count = int(np.prod(shape, dtype=np.int64))
         if not (0 <= begin <= end) or end - begin != count * _ITEMSIZE[dtype]:
+            fits = [other for other, size in _ITEMSIZE.items() if other != dtype and end - begin == count * size]
+            hint = (f": {end - begin} bytes are {end - begin} / {count} = {_ITEMSIZE[fits[0]]} bytes per value, "
+                    f"as in {' or '.join(fits)}; the header's dtype looks wrong, the file was written wrongly"
+                    if fits and count else "")
             raise ValueError(f"{path}: tensor {name!r} has byte range {begin}..{end}, which does not fit "
-                             f"shape {shape} of {dtype}")
+                             f"shape {shape} of {dtype} ({_ITEMSIZE[dtype]} bytes per value){hint}")
         if end > data_size:
             raise ValueError(f"{path} is truncated: tensor {name!r} ends at byte {data_start + end} but the file "
                              f"has {size} bytes")
         raw = np.frombuffer(buffer, dtype=_DTYPES[dtype], count=count, offset=data_start + begin).reshape(shape)
-        tensors[name] = _to_float32(raw, dtype)
+        stored = BFloat16Weight(raw) if dtype == "BF16" else raw  # read-only views of the memory map
+        tensors[name] = np.asarray(widen(stored), dtype=np.float32) if widen_all else stored
     return tensors
 
 
-def _to_float32(raw, dtype):
-    if dtype == "F32":
-        return raw  # a read-only view of the memory map
-    if dtype == "BF16":  # bfloat16 is the top half of a float32
-        return (raw.astype(np.uint32) << 16).view(np.float32)
-    return raw.astype(np.float32)
+def write_safetensors(path, tensors: dict, metadata=None, dtype=None):
+    """Write tensors to ``path`` atomically (a temporary file renamed into place).
 
-
-def write_safetensors(path, tensors: dict, metadata=None):
-    """Write float32 tensors to ``path`` atomically (a temporary file renamed into place)."""
-    from safetensors.numpy import save_file
-
+    Each tensor is written in its own format (float32 -> F32, float16 -> F16, BFloat16Weight -> BF16);
+    ``dtype`` ("float32", "float16", "bfloat16") converts every tensor to that dtype first. An Int8Weight
+    is refused: safetensors has no int8-with-scales type that transformers reads.
+    """
     path = os.fspath(path)
     directory = os.path.dirname(os.path.abspath(path))
-    arrays = {name: np.ascontiguousarray(a, dtype=np.float32) for name, a in tensors.items()}
+    arrays = {name: _storable(name, a, dtype) for name, a in tensors.items()}
     fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".safetensors", dir=directory)
     os.close(fd)
     try:
-        save_file(arrays, tmp, metadata={"format": "pt", **(metadata or {})})
+        with open(tmp, "wb") as f:
+            _write(f, arrays, {"format": "pt", **(metadata or {})})
         os.replace(tmp, path)
     except BaseException:
         os.unlink(tmp)
         raise
+
+
+def _storable(name, a, dtype):
+    """(safetensors dtype, contiguous array of the bytes) for one tensor."""
+    from .weights import to_format
+
+    if isinstance(a, Int8Weight):
+        raise ValueError(f"tensor {name!r} is int8: minigpt2 does not save int8 weights (transformers could not "
+                         f"read them); save the float checkpoint and load it with load_in_8bit=True")
+    if dtype is not None:
+        a = to_format(a, dtype)
+    if isinstance(a, BFloat16Weight):
+        return "BF16", np.ascontiguousarray(a.bits)
+    a = np.asarray(a)
+    if a.dtype == np.float16:
+        return "F16", np.ascontiguousarray(a)
+    return "F32", np.ascontiguousarray(a, dtype=np.float32)
+
+
+def _write(f, arrays, metadata):
+    """The safetensors layout: an 8-byte little-endian header length, the JSON header (padded with spaces to a
+    multiple of 8 bytes), then each tensor's bytes, little-endian, C order."""
+    header, offset = {"__metadata__": metadata}, 0
+    for name, (dtype, a) in arrays.items():
+        header[name] = {"dtype": dtype, "shape": list(a.shape), "data_offsets": [offset, offset + a.nbytes]}
+        offset += a.nbytes
+    text = json.dumps(header, separators=(",", ":")).encode("utf-8")
+    text += b" " * (-len(text) % 8)
+    f.write(struct.pack("<Q", len(text)))
+    f.write(text)
+    for _, a in arrays.values():
+        f.write(a.astype(a.dtype.newbyteorder("<"), copy=False).tobytes())
 
 
 def find_weights(name_or_path, **hub_kwargs) -> list:

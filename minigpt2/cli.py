@@ -28,6 +28,7 @@ examples:
   python -m minigpt2 --beams 4 -N 2 "The weather"        beam search, the 2 best of 4 beams
   python -m minigpt2 --candidates 5 -n 8 "The cat"       workshop: the 5 likeliest tokens at every step
   echo "Dear diary," | python -m minigpt2 --stats        the prompt from stdin; speed on stderr
+  python -m minigpt2 --dtype bfloat16 "Hello"            weights in 16 bits: half the memory
   python -m minigpt2 -m ./my-checkpoint "Hi"             a local directory: no network
   python -m minigpt2 --tokenize "Hello world"            how a text splits into tokens
   python -m minigpt2 --download -m gpt2-medium           fetch a model now, use it offline later
@@ -79,6 +80,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--backend", choices=("auto", "numpy", "c"),
                    help="the kernels: the NumPy reference or the C core (default: $MINIGPT2_BACKEND or auto)")
     r.add_argument("--threads", type=_positive_int, metavar="N", help="threads for the C kernels")
+    r.add_argument("--dtype", choices=("float32", "bfloat16", "float16", "int8"),
+                   help="the weights' format: float32 (default), bfloat16 or float16 (half the bytes), int8 "
+                        "(about a quarter); activations stay float32 (docs/numerics.md)")
     r.add_argument("--stats", action="store_true", help="print time to first token and tokens/s to stderr")
     c = p.add_argument_group("commands (instead of generating)").add_mutually_exclusive_group()
     c.add_argument("--tokenize", metavar="TEXT", help='show the tokens and ids of TEXT ("-" reads stdin)')
@@ -143,7 +147,7 @@ def _run(args, parser) -> int:
         raise UsageError(f"{command} takes no prompt (got {' '.join(args.prompt)!r}); "
                          f"{'choose the model with --model' if command == '--download' else 'drop one of them'}")
     if args.info:
-        return _info()
+        return _info(args.dtype)
     if args.download:
         return _download(args.model)
     if args.tokenize is not None:
@@ -182,7 +186,8 @@ def _generate(args) -> int:
     prompt = _prompt_text(args.prompt)
     from .auto import AutoModelForCausalLM
 
-    model = AutoModelForCausalLM.from_pretrained(args.model)  # first: its errors say most about a bad --model
+    # The model first: its errors say most about a bad --model.
+    model = AutoModelForCausalLM.from_pretrained(args.model, **_dtype_options(args.dtype))
     tokenizer = _load_tokenizer(args.model)
     # (verbose=False: a prompt too long for the model gets our own one-line error below, not the tokenizer's)
     ids = tokenizer(prompt, verbose=False).input_ids or [model.config.bos_token_id]  # empty: start a new text
@@ -206,7 +211,8 @@ def _generate(args) -> int:
                 print("---")
             print(tokenizer.decode(seq, skip_special_tokens=True), flush=True)
         if args.stats:
-            _print_stats(len(ids), sequences.shape[1] - len(ids), None, time.perf_counter() - start, len(sequences))
+            _print_stats(len(ids), sequences.shape[1] - len(ids), None, time.perf_counter() - start, len(sequences),
+                         model)
         return 0
 
     for i in range(args.num_sequences):  # one at a time, so each one streams
@@ -222,7 +228,7 @@ def _generate(args) -> int:
             raise
         if args.stats:
             _print_stats(len(ids), sequence.shape[1] - len(ids), streamer.first_token_time - streamer.start_time,
-                         streamer.end_time - streamer.start_time, 1)
+                         streamer.end_time - streamer.start_time, 1, model)
     return 0
 
 
@@ -298,8 +304,15 @@ class _StepPrinter:
         return _token_text(self.tokenizer, token_id)
 
 
-def _print_stats(prompt_tokens, new_tokens, first_token_seconds, total_seconds, sequences):
-    from . import backend
+def _dtype_options(dtype) -> dict:
+    """from_pretrained's arguments for --dtype."""
+    if dtype is None:
+        return {}
+    return dict(load_in_8bit=True) if dtype == "int8" else dict(torch_dtype=dtype)
+
+
+def _print_stats(prompt_tokens, new_tokens, first_token_seconds, total_seconds, sequences, model):
+    from . import backend, checkpoint
 
     parts = [f"prompt {prompt_tokens} tokens, {new_tokens} new tokens x {sequences}"]
     if first_token_seconds is not None:
@@ -309,7 +322,9 @@ def _print_stats(prompt_tokens, new_tokens, first_token_seconds, total_seconds, 
             parts.append(f"{rate:.1f} tokens/s after it")
     else:
         parts.append(f"{new_tokens * sequences / max(total_seconds, 1e-9):.1f} tokens/s")
-    parts.append(f"total {total_seconds:.3f} s, backend {backend.get_backend()}")
+    weight_bytes = sum(w.nbytes for w in checkpoint.flatten(model.params).values())
+    parts.append(f"total {total_seconds:.3f} s, backend {backend.get_backend()}, weights {model.dtype} "
+                 f"({weight_bytes / 1e6:.1f} MB)")
     print("[" + "; ".join(parts) + "]", file=sys.stderr)
 
 
@@ -376,7 +391,7 @@ def _download(model) -> int:
     return 0
 
 
-def _info() -> int:
+def _info(dtype=None) -> int:
     from . import __version__, backend
     from .hub import hub_settings
 
@@ -394,6 +409,8 @@ def _info() -> int:
               f"of which this CPU runs {', '.join(backend.kernel_variants())}; choose with MINIGPT2_KERNEL")
         for line in backend.kernel_choice():
             print(line)
+    print(f"weights: {dtype or 'float32'} ({'--dtype' if dtype else 'the default'}); choose with --dtype float32 | "
+          f"bfloat16 | float16 (half the bytes) | int8 (about a quarter); activations stay float32")
     print(f"Hub: {settings['endpoint']} (HF_ENDPOINT); token {'set' if settings['token_set'] else 'not set'} "
           f"(HF_TOKEN); offline {'yes' if settings['offline'] else 'no'} (HF_HUB_OFFLINE)")
     print(f"cache: {settings['cache_dir']} (HF_HUB_CACHE, or HF_HOME/hub)")

@@ -9,11 +9,14 @@ Weights are stored the way HF's checkpoints store them. Linear layers are HF's `
 is (in, out), so a linear layer is ``x @ weight + bias`` with no transpose. Parameters are nested
 dicts named like the checkpoint (``{"c_attn": {"weight": ..., "bias": ...}}``), unpacked with ``**``.
 
-Everything computes in float32. Dropout is the identity at inference, so it does not appear.
+Everything computes in float32. A weight matrix may be stored in fewer bits (float16, bfloat16, int8:
+minigpt2/weights.py); ``widen(w)`` is the float32 matrix it stands for, so the only difference is the
+rounding of the weights. Dropout is the identity at inference, so it does not appear.
 """
 import numpy as np
 
 from .backend import kernel
+from .weights import widen
 
 # HF fills masked attention scores with the smallest float32, not -inf: a fully masked row then
 # becomes a uniform distribution instead of NaN.
@@ -22,8 +25,11 @@ MASK_VALUE = np.finfo(np.float32).min
 
 @kernel
 def linear(x, weight, bias=None):
-    """An affine map, HF's Conv1D: x @ W + b.  # [..., in] -> [..., out]"""
-    y = x @ weight
+    """An affine map, HF's Conv1D: x @ W + b.  # [..., in] -> [..., out]
+
+    A weight in a narrow format (weights.py) is widened to the float32 values it stands for.
+    """
+    y = x @ widen(weight)
     if bias is not None:
         y += bias
     return y

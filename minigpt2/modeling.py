@@ -17,7 +17,7 @@ from collections import namedtuple
 
 import numpy as np
 
-from . import checkpoint, tracing
+from . import checkpoint, tracing, weights
 from .activations import ACTIVATIONS
 from .cache import KVCache
 from .checks import as_array, check_int, float_array, int_array, mask_array, nonempty, reshape_to, short_list
@@ -35,6 +35,7 @@ from .layers import (
     self_attention,
 )
 from .tracing import record
+from .weights import widen
 from .outputs import (
     BaseModelOutputWithPastAndCrossAttentions,
     CausalLMOutputWithCrossAttentions,
@@ -98,7 +99,7 @@ class Embedding:
         return self.weight.shape[1]
 
     def __call__(self, input_ids):
-        return self.weight[int_array("input_ids", input_ids, high=self.num_embeddings)]
+        return widen(self.weight[int_array("input_ids", input_ids, high=self.num_embeddings)])
 
     def __repr__(self):
         return f"Embedding({self.num_embeddings}, {self.embedding_dim})"
@@ -260,10 +261,12 @@ class GPT2PreTrainedModel:
         if strict and (missing or unexpected):
             raise ValueError(f"load_state_dict: missing keys {short_list(missing) or 'none'}; unexpected keys "
                              f"{short_list(unexpected) or 'none'} (pass strict=False to load the rest)")
+        weight_format = self.dtype
         flat.update({key: np.ascontiguousarray(a, dtype=np.float32) for key, a in loaded.items()})
         new = checkpoint.unflatten(flat)
         self.params.clear()  # in place: a head model's transformer shares this dict
         self.params.update(new)
+        self.to(weight_format)  # the loaded values in the model's weight format, as torch copies into its dtype
         return _IncompatibleKeys(missing, unexpected)
 
     def num_parameters(self, only_trainable=False, exclude_embeddings=False) -> int:
@@ -326,16 +329,17 @@ class GPT2PreTrainedModel:
         (with a warning, as in HF). Missing or mis-shaped transformer weights are an error. Where the files come
         from: the Hub options of ``minigpt2.hub.HUB_OPTIONS`` (revision, cache_dir, token, local_files_only,
         force_download, subfolder); other keywords override config attributes, as in HF.
+
+        The weights' format (minigpt2/weights.py; activations stay float32): ``torch_dtype`` (or transformers
+        5's ``dtype``) "float32" (the default), "bfloat16", "float16" (also torch's dtypes), or "auto" (the
+        checkpoint's own); ``load_in_8bit=True`` quantizes the weight matrices to int8. Weights the file
+        stores in the chosen format stay memory-mapped.
         """
         hub = pop_hub_options(kwargs)
         _pop_cpu_loading_options(kwargs)
         config_overrides = kwargs
-        # HF's loading options that have one answer here: attention is HF's eager formula, weights are float32.
-        config_overrides.pop("attn_implementation", None)
-        dtype = config_overrides.pop("torch_dtype", None)
-        if dtype is not None and dtype != "auto" and "float32" not in str(dtype):  # "float32", torch.float32, ...
-            warnings.warn(f"torch_dtype={dtype}: minigpt2 computes in float32, so the weights are loaded as float32",
-                          UserWarning, stacklevel=2)
+        config_overrides.pop("attn_implementation", None)  # one answer here: HF's eager formula
+        weight_format = weights.pop_loading_options(config_overrides)  # torch_dtype / dtype / load_in_8bit
         if config is None:
             config, unused = GPT2Config.from_pretrained(name_or_path, return_unused_kwargs=True, **hub,
                                                         **config_overrides)
@@ -348,8 +352,13 @@ class GPT2PreTrainedModel:
         files = checkpoint.find_weights(name_or_path, **hub)
         tensors = {}
         for path in files:
-            tensors.update({name: (path, t) for name, t in checkpoint.read_safetensors(path).items()})
-        model = cls(config, cls._params_from_tensors(config, tensors, seed=seed, source=", ".join(files)))
+            tensors.update({name: (path, t) for name, t in checkpoint.read_safetensors(path, dtype=None).items()})
+        params = cls._params_from_tensors(config, tensors, seed=seed, source=", ".join(files))  # as stored
+        if weight_format == "auto":  # as HF: the config's torch_dtype, else the dtype the weights are stored in
+            named = getattr(config, "torch_dtype", None) or config.__dict__.get("dtype")
+            weight_format = weights.resolve_dtype(named, "config.json's torch_dtype") if named else \
+                weights.stored_format(checkpoint.flatten(params))
+        model = cls(config, params).to(weight_format or "float32")
         model.name_or_path = os.fspath(name_or_path)
         if isinstance(model, GenerationMixin):  # generate()'s defaults, when the checkpoint has them (as HF)
             try:
@@ -400,8 +409,58 @@ class GPT2PreTrainedModel:
             flat.update({k: fresh[k] for k in missing_heads})
         return checkpoint.unflatten(flat)
 
+    # -- the weights' format -------------------------------------------------------------------------
+    @property
+    def dtype(self) -> str:
+        """The format of the weight matrices: "float32", "bfloat16", "float16" or "int8" (a name, not a torch
+        dtype). Biases, layer norms and all activations are float32 in every format (minigpt2/weights.py)."""
+        return weights.format_name(self.params["wte"]["weight"])
+
+    def to(self, *args, **kwargs):
+        """HF's ``model.to(dtype)`` / ``model.to(device)``: convert the weights in place; returns the model.
+
+        A dtype: "float32", "bfloat16", "float16" (also torch's and NumPy's dtypes) or "int8" (quantize as
+        ``load_in_8bit=True`` does; going from int8 to a float format widens the int8 values). A device: the
+        CPU ("cpu", torch.device("cpu")) changes nothing; minigpt2 runs nowhere else.
+        """
+        unknown = set(kwargs) - {"dtype", "device"}
+        if unknown:
+            raise TypeError(f"to() takes a dtype and/or a device, got {sorted(unknown)}")
+        fmt = None
+        for value in args + tuple(kwargs.values()):
+            if _is_device(value):
+                continue
+            if value == "int8":
+                fmt = "int8"
+            else:
+                fmt = weights.resolve_dtype(value, "to()")
+                if fmt == "auto":
+                    raise ValueError("to(): 'auto' is for loading (the checkpoint's dtype); name a dtype")
+        if fmt is not None:  # (also when the format is the same: a checkpoint may mix stored dtypes)
+            flat = weights.cast_params(checkpoint.flatten(self.params), fmt)
+            for name, value in flat.items():  # in place: a task model's transformer shares these dicts
+                *path, last = name.split(".")
+                node = self.params
+                for part in path:
+                    node = node[int(part)] if isinstance(node, list) else node[part]
+                node[last] = value
+            if fmt != "int8":
+                self.config.torch_dtype = fmt
+        return self
+
     def save_pretrained(self, save_directory):
-        """Write config.json and model.safetensors that transformers' from_pretrained loads."""
+        """Write config.json and model.safetensors that transformers' from_pretrained loads.
+
+        The weights are written in the model's dtype (a bfloat16 model writes BF16 tensors, and config.json's
+        torch_dtype says bfloat16). An int8 model is refused: transformers cannot read minigpt2's int8 blocks,
+        and writing float32 instead would quietly change what was saved; convert explicitly with
+        ``model.to("float32")`` (or save the float checkpoint and load it with ``load_in_8bit=True``).
+        """
+        if self.dtype == "int8":
+            raise ValueError("save_pretrained: this model's weights are int8, which minigpt2 does not save "
+                             "(transformers could not read them). Save the float checkpoint it came from and load "
+                             "it with load_in_8bit=True, or convert explicitly first: after model.to('float32') "
+                             "(the int8 values widened) it saves")
         save_directory = os.fspath(save_directory)
         if os.path.isfile(save_directory):
             raise ValueError(f"save_pretrained needs a directory, but {save_directory} is a file")
@@ -410,7 +469,9 @@ class GPT2PreTrainedModel:
         if config.architectures is None or type(self).__name__ not in config.architectures:
             config.architectures = [type(self).__name__]
         tensors = {k: v for k, v in self.state_dict().items() if k != "lm_head.weight"}  # tied: HF saves it once
-        checkpoint.write_safetensors(os.path.join(save_directory, checkpoint.WEIGHTS_NAME), tensors)
+        config.torch_dtype = self.dtype
+        checkpoint.write_safetensors(os.path.join(save_directory, checkpoint.WEIGHTS_NAME), tensors,
+                                     dtype=self.dtype)
         config.save_pretrained(save_directory)
         if isinstance(self, GenerationMixin):
             self.generation_config.save_pretrained(save_directory)
@@ -456,7 +517,7 @@ class GPT2Model(GPT2PreTrainedModel):
         if input_ids is not None:
             input_ids = int_array("input_ids", input_ids, high=cfg.vocab_size, min_ndim=1)
             input_shape = nonempty("input_ids", input_ids.shape)
-            inputs_embeds = p["wte"]["weight"][input_ids.reshape(-1, input_shape[-1])]  # [B, T, E]
+            inputs_embeds = widen(p["wte"]["weight"][input_ids.reshape(-1, input_shape[-1])])  # [B, T, E]
         else:
             inputs_embeds = float_array("inputs_embeds", inputs_embeds)
             if inputs_embeds.ndim < 2 or inputs_embeds.shape[-1] != cfg.n_embd:
@@ -478,10 +539,10 @@ class GPT2Model(GPT2PreTrainedModel):
         else:
             position_ids = int_array("position_ids", position_ids, high=cfg.n_positions)
             position_ids = reshape_to("position_ids", position_ids, (B, T))
-        x = inputs_embeds + p["wpe"]["weight"][position_ids]  # [B, T, E]
+        x = inputs_embeds + widen(p["wpe"]["weight"][position_ids])  # [B, T, E]
         if token_type_ids is not None:
             token_type_ids = int_array("token_type_ids", token_type_ids, high=cfg.vocab_size)
-            x = x + p["wte"]["weight"][reshape_to("token_type_ids", token_type_ids, (B, T))]
+            x = x + widen(p["wte"]["weight"][reshape_to("token_type_ids", token_type_ids, (B, T))])
 
         # Masks become additive biases on the attention scores: 0 to attend, MASK_VALUE for padding.
         mask = None
@@ -727,6 +788,21 @@ def _ignorable(key):
     """Buffers that older checkpoints store but that are not weights: attn.bias (the causal mask),
     attn.masked_bias."""
     return key.endswith((".attn.bias", ".attn.masked_bias", ".crossattention.bias", ".crossattention.masked_bias"))
+
+
+def _is_device(value) -> bool:
+    """True for the CPU as a device; a ValueError for any other device (a torch.device or a name like "cuda")."""
+    if type(value).__module__ == "torch" and type(value).__name__ == "device":
+        value = str(value)
+    if not isinstance(value, str):
+        return False
+    kind = value.split(":")[0]
+    if kind == "cpu":
+        return True
+    if kind in ("cuda", "mps", "xpu", "meta", "npu", "hpu", "xla", "ipu", "mtia", "hip", "vulkan"):
+        raise ValueError(f"device {value!r}: minigpt2 runs on the CPU (NumPy and its C core); 'cpu' is the only "
+                         f"device")
+    return False
 
 
 def _head_masks(head_mask, n_layer, n_head):

@@ -1,0 +1,355 @@
+"""Weight formats: how a weight matrix may be stored, and the one way back to float32 (``widen``).
+
+Decoding one token reads every weight once, so its speed is the memory's speed divided by the bytes of the
+weights. Fewer bits per weight mean fewer bytes, at the price of rounding each weight. minigpt2 keeps a
+weight matrix (a Conv1D weight ``[in, out]``, the token table ``wte [V, E]``, the position table ``wpe``) in
+one of four formats:
+
+    format     stored as                                            bytes per weight   relative rounding
+    float32    np.ndarray float32                                   4                  2^-24 (exact here)
+    float16    np.ndarray float16                                   2                  2^-11 (11 significant bits)
+    bfloat16   BFloat16Weight: the top 16 bits of each float32      2                  2^-8  (8 significant bits)
+    int8       Int8Weight: int8 values, a float32 scale per block   1.125              scale/2 per weight
+               of 32 weights along the input (reduction) axis
+
+(Relative rounding is the largest relative error of round-to-nearest: half a unit in the last place.)
+
+Everything else stays float32: activations, sums, layer norms, softmax and the KV cache. The only new
+error is the rounding of the weights, and the NumPy reference shows exactly that:
+
+    linear(x, w, b) = x @ widen(w) + b         # widen(w) is the float32 matrix the rounded weights stand for
+    embedding rows  = widen(wte[ids])          # only the rows taken are widened
+    lm_head(h, wte) = h @ widen(wte.T)         # the tied head widens the whole table
+
+The C kernels read the narrow format and widen in registers, never making a float32 copy of a matrix;
+they dispatch on ``format_name(w)``.
+
+Why blocks of 32 along the input axis for int8 (the layout of llama.cpp's Q8_0), not one scale per output
+column: a scale is the block's largest magnitude / 127, and every weight in the block is rounded to a
+multiple of it. The largest of 32 Gaussian numbers is about 2.1 standard deviations, the largest of 768
+about 3.2 and of 3072 about 3.6, so per-column scales are 1.5-1.7x coarser on Gaussian weights, and much
+coarser where one input row is an outlier (GPT-2's weights have such rows: a few residual-stream
+dimensions carry very large values): that row then sets the scale of every column, while with blocks it
+sets the scale of one block per column. Measured in docs/numerics.md ("int8: blocks of 32 or one scale per
+column"). The cost is 4 bytes of scale per 32 weights: 1.125 bytes per weight instead of about 1.0.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["FORMATS", "BFloat16Weight", "Int8Weight", "widen", "format_name", "to_format", "to_bfloat16",
+           "to_float16", "quantize_int8", "round_to", "nbytes", "resolve_dtype", "cast_params",
+           "pop_loading_options", "stored_format", "is_matrix", "BLOCK"]
+
+FORMATS = ("float32", "bfloat16", "float16", "int8")
+BLOCK = 32  # int8: weights per scale, along the input (reduction) axis
+
+
+class BFloat16Weight:
+    """A matrix in bfloat16: ``bits`` (uint16) holds the top half of each value's float32 bit pattern.
+
+    float32 is 1 sign bit, 8 exponent bits, 23 fraction bits. bfloat16 keeps the sign, all 8 exponent bits
+    (so the same range as float32) and the top 7 fraction bits: 8 significant bits with the implicit one.
+    Widening is exact: put the 16 bits back on top and fill the low half with zeros.
+    """
+
+    __slots__ = ("bits",)
+    format = "bfloat16"
+
+    def __init__(self, bits):
+        bits = np.asarray(bits)
+        if bits.dtype != np.uint16:
+            raise TypeError(f"BFloat16Weight holds uint16 bit patterns, got dtype {bits.dtype}")
+        self.bits = bits
+
+    @classmethod
+    def from_float32(cls, a) -> "BFloat16Weight":
+        """Round float32 values to the nearest bfloat16, ties to even (as torch and CPUs do).
+
+        Dropping the low 16 bits alone would truncate (round towards zero): every weight would shrink in
+        magnitude by half a unit on average, a bias that accumulates through a matrix product.
+        """
+        u = np.ascontiguousarray(a, dtype=np.float32).view(np.uint32)
+        lowest_kept = (u >> 16) & 1
+        rounded = ((u + np.uint32(0x7FFF) + lowest_kept) >> 16).astype(np.uint16)  # a carry may run into the
+        # exponent: that is right (1.99999 rounds to 2.0; the largest float32s round to infinity, as in torch)
+        nan = (u & np.uint32(0x7FFFFFFF)) > np.uint32(0x7F800000)  # NaN stays NaN (the carry could make it inf)
+        if nan.any():
+            rounded[nan] = ((u[nan] >> 16) | np.uint32(0x0040)).astype(np.uint16)
+        return cls(rounded)
+
+    def widen(self) -> np.ndarray:
+        """The float32 values: the 16 bits become the top half of a float32 whose low half is zero."""
+        return (self.bits.astype(np.uint32) << 16).view(np.float32)
+
+    shape = property(lambda self: self.bits.shape)
+    ndim = property(lambda self: self.bits.ndim)
+    size = property(lambda self: self.bits.size)
+    nbytes = property(lambda self: self.bits.nbytes)
+    T = property(lambda self: BFloat16Weight(self.bits.T), doc="The transpose, a view (as ndarray.T).")
+
+    def __getitem__(self, index) -> "BFloat16Weight":
+        return BFloat16Weight(self.bits[index])
+
+    def __repr__(self):
+        return f"BFloat16Weight(shape={self.shape})"
+
+
+class Int8Weight:
+    """A matrix quantized to int8: ``q`` (int8, -127..127) times a float32 scale per block of 32 weights.
+
+    The blocks run along ``axis``, the axis a matrix product sums over:
+      axis 0, a Conv1D weight [in, out]:    value[i, j] = q[i, j] * scales[i // 32, j];  scales [ceil(in/32), out]
+      axis -1, a table wte / wpe [rows, E]: value[i, j] = q[i, j] * scales[i, j // 32];  scales [rows, ceil(E/32)]
+    (``wte.T``, the tied LM head's [E, V] view, has its blocks along axis 0, like a Conv1D weight; rows taken
+    from a table, ``wte[ids]``, keep their scales, so ``q`` may then have any number of axes.) A block's scale
+    is its largest magnitude / 127, so the largest weight is exact and every other is off by at most half a
+    scale. The last block is shorter when the axis is not a multiple of 32.
+    """
+
+    __slots__ = ("q", "scales", "axis")
+    format = "int8"
+
+    def __init__(self, q, scales, axis=0):
+        q, scales = np.asarray(q), np.asarray(scales)
+        if q.dtype != np.int8 or scales.dtype != np.float32 or axis not in (0, -1) or q.ndim < 1 \
+                or (axis == 0 and q.ndim != 2):
+            raise TypeError(f"Int8Weight takes int8 values, float32 scales and axis 0 (a matrix) or -1, got "
+                            f"{q.dtype} {q.shape}, {scales.dtype} and axis {axis!r}")
+        blocks = list(q.shape)
+        blocks[axis] = -(-q.shape[axis] // BLOCK)
+        if scales.shape != tuple(blocks):
+            raise ValueError(f"Int8Weight: q has shape {q.shape}, so scales (one per {BLOCK} along axis {axis}) "
+                             f"must have shape {tuple(blocks)}, got {scales.shape}")
+        self.q, self.scales, self.axis = q, scales, axis
+
+    @classmethod
+    def quantize(cls, a, axis=0) -> "Int8Weight":
+        """Round float values to int8 steps of their block's scale (largest magnitude / 127), nearest."""
+        a = np.asarray(a, dtype=np.float32)
+        if a.ndim != 2:
+            raise ValueError(f"int8 quantization takes a matrix, got shape {a.shape}")
+        if not np.isfinite(a).all():
+            raise ValueError("int8 quantization needs finite weights; this matrix holds NaN or infinity")
+        blocked = _blocks(a if axis == 0 else a.T)  # [n_blocks, 32, other] (zero-padded to whole blocks)
+        scales = np.abs(blocked).max(axis=1) / np.float32(127)  # [n_blocks, other]
+        safe = np.where(scales > 0, scales, np.float32(1))  # an all-zero block: q = 0, scale 0
+        q = np.rint(blocked / safe[:, None, :]).astype(np.int8)
+        q = q.reshape(-1, q.shape[-1])[:a.shape[axis]]  # [in, out], or [E, rows] for a table
+        if axis == 0:
+            return cls(np.ascontiguousarray(q), scales, 0)
+        return cls(np.ascontiguousarray(q.T), np.ascontiguousarray(scales.T), -1)
+
+    def widen(self) -> np.ndarray:
+        """The float32 values: each int8 times its block's scale."""
+        n = self.q.shape[self.axis]
+        per_weight = np.repeat(self.scales, BLOCK, axis=self.axis)  # one scale per weight (and some to spare)
+        per_weight = per_weight[:n] if self.axis == 0 else per_weight[..., :n]
+        return self.q.astype(np.float32) * per_weight
+
+    shape = property(lambda self: self.q.shape)
+    ndim = property(lambda self: self.q.ndim)
+    size = property(lambda self: self.q.size)
+    nbytes = property(lambda self: self.q.nbytes + self.scales.nbytes)
+
+    @property
+    def T(self) -> "Int8Weight":
+        """The transpose of a matrix, a view (its blocks then run along the other axis)."""
+        if self.q.ndim != 2:
+            raise ValueError(f"Int8Weight: only a matrix has a transpose, not shape {self.q.shape}")
+        return Int8Weight(self.q.T, self.scales.T, -1 - self.axis)
+
+    def __getitem__(self, rows) -> "Int8Weight":
+        """Rows of a table whose blocks run along its rows (wte, wpe): ``widen(wte[ids])`` widens only those."""
+        if self.axis != -1:
+            raise TypeError("Int8Weight: rows can be taken only from a table quantized along its rows (axis -1: "
+                            "wte, wpe), not from a Conv1D weight")
+        return Int8Weight(self.q[rows], self.scales[rows], -1)
+
+    def __repr__(self):
+        return f"Int8Weight(shape={self.shape}, blocks of {BLOCK} along axis {self.axis})"
+
+
+def _blocks(a):
+    """[n, other] -> [ceil(n / 32), 32, other], zero-padded to whole blocks."""
+    n = a.shape[0]
+    padded = np.zeros((-(-n // BLOCK) * BLOCK, a.shape[1]), np.float32)
+    padded[:n] = a
+    return padded.reshape(-1, BLOCK, a.shape[1])
+
+
+# -- the two functions every kernel needs --------------------------------------------------------------
+
+def format_name(w) -> str:
+    """"float32", "float16", "bfloat16" or "int8": the format of a weight matrix."""
+    if isinstance(w, (BFloat16Weight, Int8Weight)):
+        return w.format
+    if isinstance(w, np.ndarray) and w.dtype in (np.float32, np.float16):
+        return w.dtype.name
+    raise TypeError(f"not a weight in one of the formats {', '.join(FORMATS)}: {type(w).__name__}"
+                    f"{' of dtype ' + str(w.dtype) if isinstance(w, np.ndarray) else ''}")
+
+
+def widen(w):
+    """The float32 matrix a weight stands for (the NumPy reference: ``linear`` is ``x @ widen(w) + b``).
+
+    float32 arrays are returned as they are (no copy); float16 arrays are converted exactly; BFloat16Weight
+    and Int8Weight widen themselves. Anything else (a float64 array, a list) is returned unchanged, so
+    NumPy's own rules and errors apply to it.
+    """
+    if isinstance(w, (BFloat16Weight, Int8Weight)):
+        return w.widen()
+    if isinstance(w, np.ndarray) and w.dtype == np.float16:
+        return w.astype(np.float32)
+    return w
+
+
+def nbytes(w) -> int:
+    """Bytes the weight occupies (int8: values and scales)."""
+    return int(w.nbytes)
+
+
+# -- converting ------------------------------------------------------------------------------------------
+
+def to_bfloat16(a) -> BFloat16Weight:
+    """float values -> BFloat16Weight, rounded to nearest, ties to even."""
+    return a if isinstance(a, BFloat16Weight) else BFloat16Weight.from_float32(widen(a))
+
+
+def to_float16(a) -> np.ndarray:
+    """float values -> float16 (IEEE round to nearest even); a value beyond float16's range (65504) is an
+    error, not a silent infinity."""
+    if isinstance(a, np.ndarray) and a.dtype == np.float16:
+        return a
+    a = widen(a)
+    with np.errstate(over="ignore"):
+        half = np.asarray(a, dtype=np.float32).astype(np.float16)
+    if np.isinf(half).any() and not np.isinf(np.asarray(a)[np.isinf(half)]).all():
+        raise ValueError(f"a weight of magnitude {np.abs(a).max():.4g} does not fit float16 (largest 65504); "
+                         f"use bfloat16, which has float32's range")
+    return half
+
+
+def quantize_int8(a, axis=0) -> Int8Weight:
+    """float values -> Int8Weight with blocks of 32 along ``axis`` (0 for [in, out], -1 for wte/wpe)."""
+    return Int8Weight.quantize(widen(a), axis)
+
+
+def to_format(w, fmt, axis=0):
+    """``w`` (any format) in format ``fmt``; ``axis`` is where int8's blocks run (see Int8Weight)."""
+    if fmt == "float32":
+        return np.ascontiguousarray(widen(w), dtype=np.float32)
+    if fmt == "bfloat16":
+        return to_bfloat16(w)
+    if fmt == "float16":
+        return to_float16(w)
+    if fmt == "int8":
+        return w if isinstance(w, Int8Weight) and w.axis == axis else quantize_int8(w, axis)
+    raise ValueError(f"unknown weight format {fmt!r}; the formats are {', '.join(FORMATS)}")
+
+
+def round_to(a, fmt) -> np.ndarray:
+    """float32 values rounded to what format ``fmt`` can hold, as a float32 array (biases of a 16-bit model)."""
+    if fmt in ("float32", "int8"):
+        return np.asarray(widen(a), dtype=np.float32)
+    return np.asarray(widen(to_format(a, fmt)), dtype=np.float32)
+
+
+# -- a model's parameters ------------------------------------------------------------------------------
+
+_TABLES = ("wte.weight", "wpe.weight")  # looked up by row; their int8 blocks run along the row (axis -1)
+
+
+def is_matrix(name, w) -> bool:
+    """True for the weights kept in the narrow format: wte, wpe and the Conv1D weights of the blocks (which
+    ``linear`` and the embedding lookups read). Biases, layer norms and the small task heads (score,
+    multiple_choice_head, read by a plain ``@``) stay float32 arrays."""
+    return name in _TABLES or (name.startswith("h.") and name.endswith(".weight") and len(w.shape) == 2)
+
+
+def cast_params(flat: dict, fmt: str) -> dict:
+    """Flat parameters {checkpoint name without prefix: array or weight} in format ``fmt``.
+
+    Matrices (``is_matrix``) take the format. The other parameters stay float32 arrays; for a 16-bit format
+    they are rounded to it (as transformers keeps every parameter in the dtype), so the model in memory is
+    exactly what save_pretrained writes; for int8 they keep their float32 values.
+    """
+    if fmt not in FORMATS:
+        raise ValueError(f"unknown weight format {fmt!r}; the formats are {', '.join(FORMATS)}")
+    out = {}
+    for name, w in flat.items():
+        try:
+            if is_matrix(name, w):
+                out[name] = to_format(w, fmt, axis=-1 if name in _TABLES else 0)
+            else:
+                out[name] = round_to(w, fmt)
+        except ValueError as e:
+            raise ValueError(f"{name}: {e}") from None
+    return out
+
+
+_ALIASES = {"float32": "float32", "float": "float32", "fp32": "float32", "float16": "float16", "half": "float16",
+            "fp16": "float16", "bfloat16": "bfloat16", "bf16": "bfloat16"}
+
+
+def resolve_dtype(dtype, what="torch_dtype"):
+    """A dtype as HF code passes it -> "float32", "float16", "bfloat16", "auto" or None (not given).
+
+    Accepts the names ("bfloat16", "float16", "float32", "auto", also "torch.bfloat16"), torch dtypes
+    (``torch.bfloat16``; torch is never imported here) and NumPy dtypes (np.float32, np.float16).
+    """
+    if dtype is None or (isinstance(dtype, str) and dtype == "auto"):
+        return dtype
+    if isinstance(dtype, str):
+        text = dtype
+    elif type(dtype).__module__ == "torch":  # torch.bfloat16 is a torch.dtype; its str is "torch.bfloat16"
+        text = str(dtype)
+    else:
+        try:
+            text = np.dtype(dtype).name
+        except TypeError:
+            text = repr(dtype)
+    name = _ALIASES.get(text[len("torch."):] if text.startswith("torch.") else text)
+    if name is None:
+        hint = "; 8-bit weights come from load_in_8bit=True" if "int8" in text else ""
+        raise ValueError(f"{what}={text}: not a weight dtype minigpt2 can hold; use float32, bfloat16, float16 "
+                         f"or auto (the checkpoint's own){hint}")
+    return name
+
+
+def pop_loading_options(options: dict):
+    """Take HF's precision options out of from_pretrained's keyword arguments.
+
+    ``torch_dtype`` (transformers 4) or ``dtype`` (transformers 5): a 16-bit or 32-bit format, or "auto"
+    (the checkpoint's own); ``load_in_8bit=True``: int8 weights, quantized at load. Returns "auto", a format
+    name, or None (not given: float32, transformers 4's default). HF's other quantization options are errors.
+    """
+    torch_dtype = resolve_dtype(options.pop("torch_dtype", None), "torch_dtype")
+    dtype = resolve_dtype(options.pop("dtype", None), "dtype")
+    if torch_dtype is not None and dtype is not None and torch_dtype != dtype:
+        raise ValueError(f"torch_dtype={torch_dtype} and dtype={dtype} disagree; pass one of them (dtype is "
+                         f"transformers 5's name for torch_dtype)")
+    dtype = dtype or torch_dtype
+    load_in_8bit = options.pop("load_in_8bit", False)
+    if options.pop("load_in_4bit", False):
+        raise ValueError("load_in_4bit: minigpt2 has no 4-bit weights; load_in_8bit=True gives int8 weights")
+    if options.pop("quantization_config", None) is not None:
+        raise ValueError("quantization_config: minigpt2 does not use bitsandbytes' configurations; pass "
+                         "load_in_8bit=True for int8 weights (blocks of 32, see minigpt2.weights)")
+    if not isinstance(load_in_8bit, (bool, np.bool_)):
+        raise TypeError(f"load_in_8bit must be True or False, got {load_in_8bit!r}")
+    if not load_in_8bit:
+        return dtype
+    if dtype in ("bfloat16", "float16"):
+        raise ValueError(f"load_in_8bit=True with {'torch_dtype' if torch_dtype else 'dtype'}={dtype}: an int8 "
+                         f"model keeps its biases, layer norms and task heads in float32, so there is no 16-bit "
+                         f"part to choose; pass only load_in_8bit=True (or only the 16-bit dtype)")
+    return "int8"
+
+
+def stored_format(flat: dict) -> str:
+    """The format the checkpoint's matrices are stored in (for torch_dtype="auto"): wte's, float64 -> float32."""
+    w = flat.get("wte.weight")
+    if isinstance(w, (BFloat16Weight, Int8Weight)) or (isinstance(w, np.ndarray) and w.dtype == np.float16):
+        return format_name(w)
+    return "float32"
