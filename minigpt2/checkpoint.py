@@ -134,7 +134,8 @@ def _storable(name, a, dtype):
 
 def _write(f, arrays, metadata):
     """The safetensors layout: an 8-byte little-endian header length, the JSON header (padded with spaces to a
-    multiple of 8 bytes), then each tensor's bytes, little-endian, C order."""
+    multiple of 8 bytes), then each tensor's bytes, little-endian, C order, one after the other."""
+    arrays = {name: arrays[name] for name in sorted(arrays)}  # in name order, as the safetensors library writes
     header, offset = {"__metadata__": metadata}, 0
     for name, (dtype, a) in arrays.items():
         header[name] = {"dtype": dtype, "shape": list(a.shape), "data_offsets": [offset, offset + a.nbytes]}
