@@ -112,7 +112,10 @@ def test_ids_match_tiktoken_and_hf_fast(tok, tik, hf_fast, text):
 
 def test_hf_fast_differs_only_on_newer_unicode(tok, hf, hf_fast, tik):
     text = "\U00011f02's"  # KAWI SIGN REPHA (Unicode 15, a letter): "'s" is a contraction after a letter run
-    assert tok.encode(text) == hf.encode(text) == tik.encode(text) != hf_fast.encode(text)
+    assert tok.encode(text) == hf.encode(text) == tik.encode(text)
+    import tokenizers  # the fast tokenizer's Unicode tables: 0.20.3 (transformers 4.46) lacks Kawi, 0.22.2 has it
+    knows_unicode_15 = tuple(int(x) for x in tokenizers.__version__.split(".")[:2]) >= (0, 22)
+    assert (hf_fast.encode(text) == tok.encode(text)) == knows_unicode_15
 
 
 def test_letters_newer_than_the_rust_tables_follow_hf_slow(tok, hf):

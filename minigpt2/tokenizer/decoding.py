@@ -64,6 +64,10 @@ class Decoding:
         if kwargs:
             raise TypeError(f"decode() got unexpected keyword arguments {sorted(kwargs)}")
         ids = self._as_id_list(token_ids)
+        if self.is_fast:  # HF's fast decode leaves out ids that have no token (past the vocabulary)
+            table = self._id_bytes
+            ids = [i for i in ids if not (isinstance(i, (int, np.integer)) and i >= len(table) or
+                                          isinstance(i, (int, np.integer)) and i >= 0 and table[i] is None)]
         if skip_special_tokens:
             special = set(self.all_special_ids)
             ids = [i for i in ids if i not in special]

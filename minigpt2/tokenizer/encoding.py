@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import List, Optional, Tuple
 
-from ..bpe import TokenizationWork, show_work as _show_work
+from ..bpe import TokenizationWork, pretokenize
+from ..bpe import show_work as _show_work
 from .options import check_text, surrogate_error
 
 
@@ -14,30 +15,48 @@ class Encoding:
     def _encode_text(self, text: str, add_prefix_space: Optional[bool] = None,
                      split_special_tokens: Optional[bool] = None) -> List[int]:
         """One str -> ids: cut out added tokens, BPE-encode the text between them."""
-        check_text(text)
-        if add_prefix_space is None:
-            add_prefix_space = self.add_prefix_space
-        if split_special_tokens is None:
-            split_special_tokens = self.split_special_tokens
-        source = text
-        if add_prefix_space:
-            text = " " + text
         try:
-            if split_special_tokens or self._added_re is None:
-                return self._bpe.encode_ordinary(text)
-            parts = self._added_re.split(text)
-            if len(parts) == 1:
-                return self._bpe.encode_ordinary(text)
+            if self._added_re is None or split_special_tokens or (split_special_tokens is None and
+                                                                  self.split_special_tokens):
+                return self._bpe.encode_ordinary(self._with_prefix(text, add_prefix_space))
             ids: List[int] = []
-            for segment, is_added in self._apply_added_token_rules(parts):
+            for segment, is_added in self._segments(text, add_prefix_space, split_special_tokens):
                 if is_added:
                     ids.append(self._added_tokens_encoder[segment])
                 else:
                     ids += self._bpe.encode_ordinary(segment)
             return ids
         except UnicodeEncodeError:
-            raise surrogate_error(source) from None
+            raise surrogate_error(text) from None
 
+    def _with_prefix(self, text: str, add_prefix_space: Optional[bool]) -> str:
+        check_text(text)
+        prefix = self.add_prefix_space if add_prefix_space is None else add_prefix_space
+        return " " + text if prefix else text
+
+    def _segments(self, text: str, add_prefix_space: Optional[bool],
+                  split_special_tokens: Optional[bool]) -> List[Tuple[str, bool]]:
+        """The text (with add_prefix_space's space) cut into (plain text, False) and (added token, True)."""
+        text = self._with_prefix(text, add_prefix_space)
+        if split_special_tokens is None:
+            split_special_tokens = self.split_special_tokens
+        if split_special_tokens or self._added_re is None:
+            return [(text, False)] if text else []
+        return self._apply_added_token_rules(self._added_re.split(text))
+
+    def _word_ids_of(self, text, is_split_into_words: bool, add_prefix_space: Optional[bool],
+                     split_special_tokens: Optional[bool]) -> List[int]:
+        """The word of each id of ``text`` (as _ids_of encodes it), numbered as HF's fast tokenizer does: a word is
+        a piece of the pre-split regex, or an added token; with is_split_into_words, one of the given words."""
+        if is_split_into_words:
+            return [n for n, word in enumerate(text) for _ in self._encode_text(word, True, split_special_tokens)]
+        words: List[int] = []
+        n = 0
+        for segment, is_added in self._segments(text, add_prefix_space, split_special_tokens):
+            for piece in [segment] if is_added else pretokenize(segment):
+                words += [n] * (1 if is_added else len(self._bpe.cache[piece]))
+                n += 1
+        return words
 
     def _apply_added_token_rules(self, parts: List[str]) -> List[Tuple[str, bool]]:
         """parts alternate text, added token, text, ...; apply lstrip/rstrip/single_word as HF's slow code does."""

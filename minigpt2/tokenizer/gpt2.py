@@ -115,12 +115,30 @@ class GPT2Tokenizer(Vocabulary, Encoding, ModelInputs, Decoding, Files):
 
 
 class GPT2TokenizerFast(GPT2Tokenizer):
-    """GPT2Tokenizer under HF's "fast" name (AutoTokenizer's default), so code written for HF runs unchanged.
+    """GPT2Tokenizer under HF's "fast" name (AutoTokenizer's default), behaving as HF's fast tokenizer does.
 
     HF's GPT2TokenizerFast wraps the Rust `tokenizers` library; this is the same pure-Python implementation as
-    GPT2Tokenizer (faster than the Rust one on a single thread, see docs/tokenizer.md). Like HF's, it reads
-    tokenizer_file= (a tokenizer.json) and gives return_offsets_mapping.
+    GPT2Tokenizer (faster than the Rust one on a single thread, see docs/tokenizer.md), with the fast tokenizer's
+    behaviours: is_fast is True; its BatchEncoding answers word_ids(), tokens(), char_to_token(), ...;
+    truncation follows the Rust rules (a pair's budget split as the Rust code does; return_overflowing_tokens with
+    stride gives every overlapping window as a row, with overflow_to_sample_mapping); decode skips ids past the
+    vocabulary. It reads tokenizer_file= (a tokenizer.json).
     """
+
+    is_fast = True
+
+    # HF's fast GPT-2 adds special tokens with a template: with add_bos_token, one <|endoftext|> in front of the
+    # text and its pair together (the slow one puts one in front of each).
+    def build_inputs_with_special_tokens(self, token_ids_0: List[int], token_ids_1: Optional[List[int]] = None):
+        return ([self.bos_token_id] if self.add_bos_token else []) + list(token_ids_0) + list(token_ids_1 or [])
+
+    def get_special_tokens_mask(self, token_ids_0, token_ids_1=None, already_has_special_tokens: bool = False):
+        if already_has_special_tokens:
+            return super().get_special_tokens_mask(token_ids_0, token_ids_1, True)
+        return [1] * self.add_bos_token + [0] * (len(token_ids_0) + len(token_ids_1 or []))
+
+    def create_token_type_ids_from_sequences(self, token_ids_0, token_ids_1=None) -> List[int]:
+        return [0] * (self.add_bos_token + len(token_ids_0)) + [1] * len(token_ids_1 or [])
 
 
 class AutoTokenizer:

@@ -7,6 +7,7 @@ from typing import Any, Dict, List, Optional
 
 import numpy as np
 
+from .alignment import Alignment, SequenceSource, fast_truncation, windows
 from .batch_encoding import BatchEncoding
 from .offsets import offsets_for_input, offsets_in_model_input
 from .options import EncodingOptions, is_batch, padding_strategy, require_pad_token
@@ -42,6 +43,23 @@ class ModelInputs:
         first = [0] * (n_bos + len(token_ids_0))
         return first if token_ids_1 is None else first + [1] * (n_bos + len(token_ids_1))
 
+
+    @property
+    def max_len_single_sentence(self) -> int:
+        """The most ids one text may have so that it fits model_max_length with its special tokens."""
+        return self.model_max_length - self.num_special_tokens_to_add(pair=False)
+
+    @property
+    def max_len_sentences_pair(self) -> int:
+        """The most ids a text and its pair may have together so that they fit model_max_length."""
+        return self.model_max_length - self.num_special_tokens_to_add(pair=True)
+
+    def apply_chat_template(self, conversation, chat_template: Optional[str] = None, **kwargs):
+        """GPT-2 has no chat template, and minigpt2 renders none: a ValueError, as transformers raises for a
+        tokenizer without one (GPT-2 is a plain language model: prompt it with text)."""
+        raise ValueError("Cannot use chat template functions because tokenizer.chat_template is not set and no "
+                         "template argument was passed! GPT-2 has no chat template, and minigpt2 does not render "
+                         "Jinja templates: prompt the model with plain text")
 
     def __call__(self, text=None, text_pair=None, **options) -> BatchEncoding:
         """Tokenize one text or a batch: tok("Hi") or tok(["Hi", "Hello there"], padding=True, return_tensors="np").
@@ -87,6 +105,8 @@ class ModelInputs:
 
     # -- the one path every entry point takes ---------------------------------------------------------------------
     def _encode_one(self, text, text_pair, o: EncodingOptions) -> BatchEncoding:
+        if self.is_fast:
+            return self._encode_fast([(text, text_pair)], o, batched=o.return_overflowing_tokens)
         return self._finish_one(self._encode_item(text, text_pair, o), o, prepend_batch_axis=True)
 
     def _finish_one(self, encoded: Dict[str, Any], o: EncodingOptions, prepend_batch_axis: bool) -> BatchEncoding:
@@ -96,8 +116,8 @@ class ModelInputs:
             encoded["length"] = len(encoded["input_ids"])
         return BatchEncoding(encoded, tensor_type=o.return_tensors, prepend_batch_axis=prepend_batch_axis)
 
-    def _encode_batch(self, items, o: EncodingOptions) -> BatchEncoding:
-        outputs: Dict[str, list] = {}
+    @staticmethod
+    def _pairs(items, o: EncodingOptions):
         for n, item in enumerate(items):
             if isinstance(item, tuple) and len(item) == 2 and not o.is_split_into_words:
                 first, second = item
@@ -105,6 +125,13 @@ class ModelInputs:
                 first, second = item, None
             if not o.is_split_into_words and not isinstance(first, str):
                 raise TypeError(f"batch item {n} must be a str, got {type(first).__name__}")
+            yield first, second
+
+    def _encode_batch(self, items, o: EncodingOptions) -> BatchEncoding:
+        if self.is_fast:
+            return self._encode_fast(self._pairs(items, o), o, batched=True)
+        outputs: Dict[str, list] = {}
+        for first, second in self._pairs(items, o):
             encoded = self._encode_item(first, second, o)
             if o.return_length:
                 encoded["length"] = len(encoded["input_ids"])
@@ -167,12 +194,92 @@ class ModelInputs:
         if o.return_special_tokens_mask:
             out["special_tokens_mask"] = (self.get_special_tokens_mask(ids, pair_ids) if o.add_special_tokens
                                           else [0] * len(sequence))
+        self._warn_if_too_long(sequence, o)
+        return out
+
+    def _warn_if_too_long(self, sequence, o: EncodingOptions) -> None:
         if o.max_length is None and len(sequence) > self.model_max_length and o.verbose and not self._warned_too_long:
             logger.warning("Token indices sequence length is longer than the specified maximum sequence length for "
                            "this model (%d > %d). Running this sequence through the model will result in indexing "
                            "errors", len(sequence), self.model_max_length)
             self._warned_too_long = True
-        return out
+
+    # -- the fast tokenizer's way (GPT2TokenizerFast): truncation in windows, an alignment per row ---------------
+    def _encode_fast(self, items, o: EncodingOptions, batched: bool) -> BatchEncoding:
+        """As HF's Rust tokenizer: truncation keeps the first window; return_overflowing_tokens returns every
+        window as a row (overlapping by stride) with overflow_to_sample_mapping; each row has an Alignment."""
+        rows, wheres, mapping, n_sequences = [], [], [], 1
+        for n, (text, text_pair) in enumerate(items):
+            n_sequences = max(n_sequences, 1 if text_pair is None else 2)
+            for out, where, sources in self._fast_rows(text, text_pair, o):
+                rows.append(out)
+                wheres.append((where, sources))
+                mapping.append(n)
+        if not rows:  # an empty batch
+            outputs = {"input_ids": [], **({"attention_mask": []} if o.return_attention_mask else {})}
+            return BatchEncoding(outputs, tensor_type=o.return_tensors, n_sequences=1, alignments=[])
+        outputs = dict(self.pad({k: [row[k] for row in rows] for k in rows[0]}, padding=o.padding,
+                                max_length=o.max_length, pad_to_multiple_of=o.pad_to_multiple_of,
+                                padding_side=o.padding_side, return_attention_mask=o.return_attention_mask))
+        side = o.padding_side or self.padding_side
+        alignments = []
+        for (where, sources), ids in zip(wheres, outputs["input_ids"]):
+            padding = [None] * (len(ids) - len(where))
+            alignments.append(Alignment(self, ids, where + padding if side == "right" else padding + where, sources))
+        if o.return_length:
+            outputs["length"] = [len(ids) for ids in outputs["input_ids"]]
+        if o.return_overflowing_tokens:
+            outputs["overflow_to_sample_mapping"] = mapping
+        if not batched:
+            outputs = {k: v[0] for k, v in outputs.items()}
+        return BatchEncoding(outputs, tensor_type=o.return_tensors, prepend_batch_axis=not batched,
+                             n_sequences=n_sequences, alignments=alignments)
+
+    def _fast_rows(self, text, text_pair, o: EncodingOptions):
+        """The rows one text (and pair) gives: (model inputs without padding, (sequence, position) per token, the
+        sequences' sources)."""
+        ids = self._ids_of(text, o.is_split_into_words, o.add_prefix_space, o.split_special_tokens)
+        sources = [SequenceSource(self, text, ids, o)]
+        pair_ids = None
+        if text_pair is not None:
+            pair_ids = self._ids_of(text_pair, o.is_split_into_words, o.add_prefix_space, o.split_special_tokens)
+            sources.append(SequenceSource(self, text_pair, pair_ids, o))
+        first, second = [(0, len(ids))], [None if pair_ids is None else (0, len(pair_ids))]
+        if o.truncation != "do_not_truncate" and o.max_length is not None:
+            budget = max(o.max_length - (self.num_special_tokens_to_add(pair_ids is not None)
+                                         if o.add_special_tokens else 0), 0)
+            n1, n2 = fast_truncation(len(ids), None if pair_ids is None else len(pair_ids), budget, o.truncation)
+            left = self.truncation_side == "left"
+            first = windows(len(ids), n1, o.stride, left)
+            if pair_ids is not None:
+                second = windows(len(pair_ids), n2, o.stride, left)
+        # HF's order: the first windows of both, then each later window of the text with every window of the
+        # pair, then the first window of the text with the later windows of the pair.
+        combos = [(first[0], second[0])] + [(a, b) for a in first[1:] for b in second] + [(first[0], b)
+                                                                                          for b in second[1:]]
+        for a, b in combos if o.return_overflowing_tokens else combos[:1]:
+            part = ids[a[0]:a[1]]
+            where = [(0, p) for p in range(*a)]
+            part_pair = None if b is None else pair_ids[b[0]:b[1]]
+            where_pair = [] if b is None else [(1, p) for p in range(*b)]
+            if o.add_special_tokens:
+                sequence = self.build_inputs_with_special_tokens(part, part_pair)
+                special = self.get_special_tokens_mask(part, part_pair)
+                kept = iter(where + where_pair)
+                where = [None if is_special else next(kept) for is_special in special]
+                token_type_ids = self.create_token_type_ids_from_sequences(part, part_pair)
+            else:
+                sequence, where = part + (part_pair or []), where + where_pair
+                special = token_type_ids = [0] * len(sequence)
+            out: Dict[str, Any] = {"input_ids": sequence}
+            if o.return_token_type_ids:
+                out["token_type_ids"] = token_type_ids
+            if o.return_special_tokens_mask:
+                out["special_tokens_mask"] = special
+            if o.return_offsets_mapping:
+                out["offset_mapping"] = [(0, 0) if w is None else sources[w[0]].offsets[w[1]] for w in where]
+            self._warn_if_too_long(sequence, o)
+            yield out, where, sources
 
     def truncate_sequences(self, ids: List[int], pair_ids: Optional[List[int]] = None, num_tokens_to_remove: int = 0,
                            truncation_strategy="longest_first", stride: int = 0):
