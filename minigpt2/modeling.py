@@ -416,6 +416,18 @@ class GPT2PreTrainedModel:
         dtype). Biases, layer norms and all activations are float32 in every format (minigpt2/weights.py)."""
         return weights.format_name(self.params["wte"]["weight"])
 
+    def float(self):
+        """HF's (torch's) shortcut for ``to("float32")``."""
+        return self.to("float32")
+
+    def half(self):
+        """HF's (torch's) shortcut for ``to("float16")``."""
+        return self.to("float16")
+
+    def bfloat16(self):
+        """HF's (torch's) shortcut for ``to("bfloat16")``."""
+        return self.to("bfloat16")
+
     def to(self, *args, **kwargs):
         """HF's ``model.to(dtype)`` / ``model.to(device)``: convert the weights in place; returns the model.
 

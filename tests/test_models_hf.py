@@ -204,3 +204,17 @@ def test_everyday_model_and_config_calls_as_transformers(lm_dir):
         minigpt2.GPT2LMHeadModel.from_pretrained(lm_dir, use_safetensors=False)
     text = repr(ours)
     assert text.startswith("GPT2LMHeadModel(") and "2 x GPT2Block" in text and "tied to wte" in text
+
+
+def test_float_half_bfloat16_shortcuts_convert_like_to(lm_dir):
+    """model.half() / .bfloat16() / .float() return the model with its weights in that format, as torch's do."""
+    model = minigpt2.GPT2LMHeadModel.from_pretrained(lm_dir)
+    ids = np.array([[1, 2, 3]])
+    reference = model(ids).logits
+    assert model.half() is model and model.dtype == "float16"
+    assert model.bfloat16().dtype == "bfloat16"
+    assert model.float().dtype == "float32"
+    theirs = transformers.GPT2LMHeadModel.from_pretrained(lm_dir)
+    assert str(theirs.half().dtype) == "torch.float16" and str(theirs.float().dtype) == "torch.float32"
+    # Back to float32 after bf16: every weight was rounded once to 8 significant bits (relative error <= 2^-9)
+    assert np.abs(model(ids).logits - reference).max() > 0
