@@ -65,7 +65,8 @@ setup(
         "test": TEST,
         "reference": REFERENCE,
         "dev": TEST + REFERENCE + ["psutil", "threadpoolctl", "matplotlib", "jupytext"],
-        "tutorials": ["matplotlib", "jupytext", "jupyterlab"],
+        # ipywidgets: without it, tqdm (via huggingface_hub) prints "TqdmWarning: IProgress not found" in notebooks
+        "tutorials": ["matplotlib", "jupytext", "jupyterlab", "ipywidgets"],
     },
     entry_points={"console_scripts": ["minigpt2=minigpt2.__main__:main"]},
     cffi_modules=["csrc/build_kernels.py:ffibuilder"],

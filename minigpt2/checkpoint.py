@@ -109,6 +109,7 @@ def write_safetensors(path, tensors: dict, metadata=None, dtype=None):
     try:
         with open(tmp, "wb") as f:
             _write(f, arrays, {"format": "pt", **(metadata or {})})
+        os.chmod(tmp, 0o666 & ~current_umask())  # mkstemp made it 0600; a file open() creates follows the umask
         os.replace(tmp, path)
     except BaseException:
         os.unlink(tmp)
@@ -146,6 +147,20 @@ def _write(f, arrays, metadata):
     f.write(text)
     for _, a in arrays.values():
         f.write(a.astype(a.dtype.newbyteorder("<"), copy=False).tobytes())
+
+
+def current_umask() -> int:
+    """The process's umask, read without changing it where Linux allows (os.umask can only set it)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)  # elsewhere: set and restore at once (what huggingface_hub does too)
+    os.umask(mask)
+    return mask
 
 
 def find_weights(name_or_path, **hub_kwargs) -> list:

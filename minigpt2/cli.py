@@ -33,6 +33,7 @@ examples:
   python -m minigpt2 --tokenize "Hello world"            how a text splits into tokens
   python -m minigpt2 --download -m gpt2-medium           fetch a model now, use it offline later
   python -m minigpt2 --info                              versions, backend, cache, Hub settings
+  python -m minigpt2 --doctor                            workshop pre-flight check (exit 1 if not ready)
 
 commands are options (--tokenize, --download, --info), never words, so any text can be a prompt:
 "python -m minigpt2 tokenize" continues the text "tokenize". A prompt that starts with "-" goes after
@@ -89,6 +90,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--download", action="store_true",
                    help="download --model into the Hugging Face cache, to use it offline later")
     c.add_argument("--info", action="store_true", help="show versions, backend, threads, cache and Hub settings")
+    c.add_argument("--doctor", action="store_true",
+                   help="pre-flight check for a workshop: one line per check, with the fix; exit 1 if one failed")
     return p
 
 
@@ -142,12 +145,16 @@ def _run(args, parser) -> int:
         backend.set_num_threads(args.threads)
 
     command = "--tokenize" if args.tokenize is not None else "--download" if args.download else \
-        "--info" if args.info else None
+        "--info" if args.info else "--doctor" if args.doctor else None
     if command and args.prompt:
         raise UsageError(f"{command} takes no prompt (got {' '.join(args.prompt)!r}); "
                          f"{'choose the model with --model' if command == '--download' else 'drop one of them'}")
     if args.info:
         return _info(args.dtype)
+    if args.doctor:
+        from .doctor import main as doctor
+
+        return doctor()
     if args.download:
         return _download(args.model)
     if args.tokenize is not None:

@@ -1,7 +1,8 @@
 # ---
 # jupyter:
 #   jupytext:
-#     formats: ipynb,py:percent
+#     text_representation:
+#       format_name: percent
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -21,6 +22,10 @@
 #
 # We write each step in plain Python, check it against minigpt2's tokenizer, and end with why `" Hello"`
 # and `"Hello"` are different tokens, and what the model makes of the difference.
+#
+# **Exercises** (✎ 1.1 to 1.3): in the notebook `01_tokenization.ipynb` the key lines are left blank (`...`).
+# Write them and run the cell: the check below each one says whether your answer matches minigpt2 and, if
+# not, how it differs. Solutions: `01_tokenization_solution.ipynb` (and this tutorial's `.py` file).
 
 # %%
 MODEL = "gpt2"  # used at the end; the real 124M GPT-2 when available, else the tiny random model
@@ -34,7 +39,8 @@ from minigpt2 import bpe
 
 tokenizer = minigpt2.GPT2Tokenizer.from_pretrained("gpt2")  # the vocabulary ships with minigpt2: no download
 plt = _workshop.pyplot()
-print(tokenizer("Hello world"), tokenizer(" Hello world"))
+print(f"'Hello world' becomes the ids {tokenizer.encode('Hello world')}; "
+      f"' Hello world' (with a leading space) becomes {tokenizer.encode(' Hello world')}")
 
 # %% [markdown]
 # ## Step 2 first: bytes, and a printable character for each
@@ -72,12 +78,22 @@ print(f"{sum(b == ord(c) for b, c in byte_char.items())} bytes stand for themsel
 print("space ->", byte_char[0x20], "  newline ->", byte_char[0x0A], "  tab ->", byte_char[0x09])
 
 
+# %% [markdown]
+# **✎ Exercise 1.1 · a piece as byte-characters.** Write `my_byte_chars(piece)`: encode the piece as UTF-8 and
+# replace every byte by its stand-in from `byte_char`, joined into one string. (`" é"` has three bytes, so it
+# becomes three characters.)
+
+# %%
 def my_byte_chars(piece):
+    # BLANK return ...  # exercise 1.1: your code here
+    ### BEGIN SOLUTION 1.1
     return "".join(byte_char[b] for b in piece.encode("utf-8"))
+    ### END SOLUTION 1.1
 
 
-print(repr(my_byte_chars(" héllo 👋")))
-assert my_byte_chars(" héllo 👋") == bpe.to_byte_chars(" héllo 👋")
+my_byte_chars = _workshop.check_function("1.1", "a piece as byte-characters", my_byte_chars, bpe.to_byte_chars,
+                                         {"' héllo 👋'": (" héllo 👋",), "'Hello'": ("Hello",), "a newline": ("\n",)})
+print(f"' héllo 👋' as byte-characters: {my_byte_chars(' héllo 👋')!r}")
 
 # %% [markdown]
 # ## Step 1: the pre-tokenization pattern
@@ -118,6 +134,27 @@ ranks = {pair: rank for rank, pair in enumerate(merges)}
 print(f"{len(encoder)} tokens, {len(merges)} merges; the first five merges: {merges[:5]}")
 
 
+# %% [markdown]
+# **✎ Exercise 1.2 · one merge step.** `my_bpe` below finds the best pair; you write `merge_pair(symbols, pair)`,
+# which returns a new list where every adjacent occurrence of `pair` (left to right, not overlapping) is
+# replaced by the two symbols joined. `merge_pair(["a", "b", "a", "b"], ("a", "b"))` is `["ab", "ab"]`.
+
+# %%
+def merge_pair(symbols, pair):
+    # BLANK return ...  # exercise 1.2: your code here
+    ### BEGIN SOLUTION 1.2
+    merged, i = [], 0
+    while i < len(symbols):
+        if i + 1 < len(symbols) and (symbols[i], symbols[i + 1]) == pair:
+            merged.append(symbols[i] + symbols[i + 1])
+            i += 2
+        else:
+            merged.append(symbols[i])
+            i += 1
+    return merged
+    ### END SOLUTION 1.2
+
+
 def my_bpe(word, verbose=False):
     symbols = list(word)
     while len(symbols) > 1:
@@ -125,24 +162,22 @@ def my_bpe(word, verbose=False):
         best = min(pairs, key=lambda p: ranks.get(p, float("inf")))  # learned earliest
         if best not in ranks:
             break  # no adjacent pair was ever merged in training
-        merged, i = [], 0
-        while i < len(symbols):
-            if i + 1 < len(symbols) and (symbols[i], symbols[i + 1]) == best:
-                merged.append(symbols[i] + symbols[i + 1])
-                i += 2
-            else:
-                merged.append(symbols[i])
-                i += 1
+        merged = merge_pair(symbols, best)
+        if not isinstance(merged, list) or len(merged) >= len(symbols):
+            raise ValueError(f"merge_pair({symbols}, {best}) returned {merged!r}: a list with fewer symbols was "
+                             f"expected, since {best} occurs in it")
         symbols = merged
         if verbose:
             print(f"  rank {ranks[best]:>5}: {best[0]!r} + {best[1]!r}  ->  {symbols}")
     return symbols
 
 
+my_bpe = _workshop.check_function(
+    "1.2", "one merge step", my_bpe, lambda word, verbose=False: bpe.bpe_merge(word, ranks),
+    {f"{w!r}": (my_byte_chars(w),) for w in (" tokenization", " aaaa", "Hello", " unbelievable")})
 word = my_byte_chars(" tokenization")
-print(f"merging {word!r}:")
+print(f"merging {word!r}, one line per merge:")
 tokens = my_bpe(word, verbose=True)
-assert tokens == bpe.bpe_merge(word, ranks)
 
 # %% [markdown]
 # minigpt2's `show_work` prints the same story for a whole text, with the ids at the end:
@@ -173,7 +208,8 @@ if plt:
             x += len(s) + 0.6
         ax.text(-1.5, -r, "start" if r == 0 else f"rank {applied[r - 1]}", ha="right", va="center", fontsize=8)
     ax.set_xlim(-6, 24); ax.set_ylim(-len(rows) + 0.4, 0.6); ax.axis("off")
-    ax.set_title("BPE merges of ' unbelievable', lowest rank first")
+    ax.set_title("BPE merges of ' unbelievable', top to bottom: the pair with the lowest rank merges first\n"
+                 "(Ġ is the space; each box is one symbol)")
     _workshop.show(fig, "01_merge_ladder")
 
 # %% [markdown]
@@ -190,10 +226,11 @@ def my_encode(text):
     return ids
 
 
+print("text -> ids from my_encode (each equal to minigpt2's tokenizer.encode):")
 for text in ["Hello world", " Hello world", "Hello, my dog is cute", sample, "naïve café 東京 🤖", ""]:
     ours = my_encode(text)
     assert ours == tokenizer.encode(text), text
-    print(f"{text!r:48} -> {ours}")
+    print(f"  {text!r:48} -> {ours}")
 
 # %% [markdown]
 # ## Decoding: ids back to text
@@ -208,20 +245,29 @@ char_byte = {c: b for b, c in byte_char.items()}
 decoder = {i: t for t, i in encoder.items()}
 
 
+# %% [markdown]
+# **✎ Exercise 1.3 · decoding.** Write `my_decode(ids)`: turn each id into its token string (`decoder`), each
+# character of it back into its byte (`char_byte`), and the bytes into text with
+# `.decode("utf-8", errors="replace")`.
+
+# %%
 def my_decode(ids):
+    # BLANK return ...  # exercise 1.3: your code here
+    ### BEGIN SOLUTION 1.3
     data = bytes(char_byte[c] for i in ids for c in decoder[i])
     return data.decode("utf-8", errors="replace")
+    ### END SOLUTION 1.3
 
 
+my_decode = _workshop.check_function("1.3", "decoding", my_decode, tokenizer.decode,
+                                     {repr(t): (tokenizer.encode(t),) for t in ["Hello world", sample, "naïve café 東京 🤖"]})
 emoji_ids = tokenizer.encode(" 🤖")
-print(emoji_ids, [decoder[i] for i in emoji_ids])
-print("each token alone:", [my_decode([i]) for i in emoji_ids])  # U+FFFD replacement characters
-print("all together:    ", repr(my_decode(emoji_ids)))
-for text in ["Hello world", sample, "naïve café 東京 🤖"]:
-    assert my_decode(my_encode(text)) == tokenizer.decode(my_encode(text)) == text
+print(f"' 🤖' is {len(emoji_ids)} tokens, {emoji_ids}, written {[decoder[i] for i in emoji_ids]}")
+print("each token decoded alone:", [my_decode([i]) for i in emoji_ids], "(U+FFFD: part of a character)")
+print("all of them together:    ", repr(my_decode(emoji_ids)))
 
 stream = minigpt2.TokenStreamDecoder(tokenizer)  # what generation uses: holds back unfinished characters
-print("streamed:        ", [stream.step(i) for i in emoji_ids])
+print("streamed, one token at a time:", [stream.step(i) for i in emoji_ids], "(nothing until the character is whole)")
 
 # %% [markdown]
 # ## Special tokens
@@ -231,9 +277,9 @@ print("streamed:        ", [stream.step(i) for i in emoji_ids])
 # and end-of-sequence token, and, since GPT-2 has no padding token, as the usual pad filler.
 
 # %%
-print("special:", tokenizer.all_special_tokens, tokenizer.all_special_ids)
-print("with the special token: ", tokenizer.encode("one<|endoftext|>two"))
-print("as plain text instead:  ", tokenizer.encode("one<|endoftext|>two", split_special_tokens=True))
+print(f"special tokens: {tokenizer.all_special_tokens} with ids {tokenizer.all_special_ids}")
+print("'one<|endoftext|>two' with the special token:", tokenizer.encode("one<|endoftext|>two"))
+print("the same, split as plain text instead:      ", tokenizer.encode("one<|endoftext|>two", split_special_tokens=True))
 assert tokenizer.encode("one<|endoftext|>two") == my_encode("one") + [50256] + my_encode("two")
 
 # %% [markdown]
@@ -245,7 +291,7 @@ assert tokenizer.encode("one<|endoftext|>two") == my_encode("one") + [50256] + m
 
 # %%
 for text in ["Hello", " Hello", "hello", " hello", " HELLO"]:
-    print(f"{text!r:10} -> {tokenizer.encode(text)}  {tokenizer.tokenize(text)}")
+    print(f"{text!r:10} -> ids {tokenizer.encode(text)}, tokens {tokenizer.tokenize(text)}")
 assert tokenizer.encode("Hello") == [15496] and tokenizer.encode(" Hello") == [18435]
 
 leading_space = sum(t.startswith("Ġ") for t in encoder)
@@ -260,14 +306,17 @@ print(f"{leading_space} of {len(encoder)} vocabulary entries ({leading_space / l
 model = _workshop.load_model(MODEL)
 wte = model.params["wte"]["weight"]
 a, b = wte[15496], wte[18435]
-print(f"cosine similarity of the two embeddings: {a @ b / np.linalg.norm(a) / np.linalg.norm(b):.3f}")
+print(f"cosine similarity of the embeddings of 'Hello' and ' Hello' ({_workshop.model_label(model)}): "
+      f"{a @ b / np.linalg.norm(a) / np.linalg.norm(b):.3f} (1 = same direction, 0 = unrelated)")
 
 texts = ["Hello", "I said Hello"]  # "Hello" at the start, and " Hello" after a word
 for text in texts:
     logits = model(np.array([tokenizer.encode(text)])).logits[0, -1]
     probs = np.exp(logits - logits.max()); probs /= probs.sum()
     top = np.argsort(-probs)[:5]
-    print(f"after {text!r:16}: " + ", ".join(f"{tokenizer.decode([i])!r} {probs[i]:.2f}" for i in top))
+    print(f"the 5 likeliest next tokens after {text!r}, with their probabilities: "
+          + ", ".join(f"{tokenizer.decode([i])!r} {probs[i]:.2g}" for i in top))
+_workshop.say_if_random(model, "these similarities and next-token probabilities")
 
 if plt:
     lengths = np.array([len(bpe.from_byte_chars(t)) for t in encoder])
@@ -276,7 +325,8 @@ if plt:
     fig, ax = plt.subplots(figsize=(7, 3.5))
     ax.hist([lengths[spaced], lengths[~spaced]], bins=bins, stacked=True,
             label=["starts with a space (Ġ)", "no leading space"])
-    ax.set_xlabel("token length in bytes"); ax.set_ylabel("vocabulary entries"); ax.legend()
+    ax.set_xlabel("token length (bytes)"); ax.set_ylabel("number of vocabulary entries"); ax.legend()
+    ax.set_xticks(range(1, 16))
     ax.set_title("GPT-2's 50,257 tokens by length")
     _workshop.show(fig, "01_vocabulary_token_lengths")
 

@@ -1,7 +1,8 @@
 # ---
 # jupyter:
 #   jupytext:
-#     formats: ipynb,py:percent
+#     text_representation:
+#       format_name: percent
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -20,6 +21,10 @@
 #
 # We build the embedding step in NumPy, check it against the model, then see what the position table
 # implies: GPT-2 should be padded on the **right**.
+#
+# **Exercises** (✎ 2.1, 2.2): in `02_embeddings_and_positions.ipynb` the key lines are blank (`...`); the check
+# under each says whether your answer matches minigpt2 and, if not, how it differs. Solutions:
+# `02_embeddings_and_positions_solution.ipynb` (and this `.py` file).
 
 # %%
 MODEL = "gpt2"  # the real 124M GPT-2 when available; otherwise the tiny random model (it says so)
@@ -36,7 +41,7 @@ tokenizer = _workshop.tokenizer()
 
 wte = model.params["wte"]["weight"]  # [V, E]
 wpe = model.params["wpe"]["weight"]  # [P, E]
-print("wte", wte.shape, "  wpe", wpe.shape)
+print(f"wte (one row per token id) has shape {wte.shape}; wpe (one row per position) has shape {wpe.shape}")
 
 # %% [markdown]
 # ## Looking up token vectors
@@ -48,7 +53,7 @@ print("wte", wte.shape, "  wpe", wpe.shape)
 # %%
 text = "Hello, my dog is cute"
 ids = np.array([tokenizer.encode(text)])  # [B=1, T]
-print(ids, tokenizer.convert_ids_to_tokens(ids[0].tolist()))
+print(f"{text!r} is the ids {ids[0].tolist()}, tokens {tokenizer.convert_ids_to_tokens(ids[0].tolist())}")
 
 token_vectors = wte[ids]  # [1, T, E]
 one_hot = np.zeros((ids.shape[1], config.vocab_size), np.float32)
@@ -60,15 +65,22 @@ _workshop.check_close("wte[ids] == one_hot @ wte", token_vectors[0], one_hot @ w
 #
 # Attention (tutorial 04) treats its inputs as a *set*: shuffle the tokens and, apart from the mask, it
 # computes the same thing. The order reaches the model only through `wpe`: position t adds row t.
+#
+# **✎ Exercise 2.1 · the embeddings.** Write `my_embeddings`, shape `[1, T, E]`: each token's row of `wte` plus
+# the row of `wpe` for its position 0, 1, ..., T − 1. The check compares it with the input of the first block,
+# as `minigpt2.trace()` records it.
 
 # %%
 T = ids.shape[1]
-position_ids = np.arange(T)[None, :]  # [1, T]: 0, 1, ..., T-1
-my_embeddings = wte[ids] + wpe[position_ids]  # [1, T, E]
-
 with minigpt2.trace() as t:
     model(ids)
-_workshop.check_close("wte[ids] + wpe[positions] == traced 'embeddings'", my_embeddings, t["embeddings"])
+
+# BLANK my_embeddings = ...  # exercise 2.1: your code here
+### BEGIN SOLUTION 2.1
+position_ids = np.arange(T)[None, :]  # [1, T]: 0, 1, ..., T-1
+my_embeddings = wte[ids] + wpe[position_ids]  # [1, T, E]
+### END SOLUTION 2.1
+my_embeddings = _workshop.check_answer("2.1", "token + position embeddings", my_embeddings, t["embeddings"])
 
 # %% [markdown]
 # ## Token types
@@ -100,7 +112,9 @@ def nearest_tokens(token, k=8):
     return [(tokenizer.decode([i]), round(float(similarity[i]), 3)) for i in best]
 
 
-print(f"nearest to ' dog' ({model.workshop_name}):", nearest_tokens(" dog"))
+print(f"the tokens nearest to ' dog' ({_workshop.model_label(model)}), with their cosine similarity:",
+      nearest_tokens(" dog"))
+_workshop.say_if_random(model, "these neighbours")
 
 # %% [markdown]
 # Does the position table have structure? Nothing in training asks neighbouring positions to get similar
@@ -115,18 +129,20 @@ unit_pos = wpe[:n_show] / np.linalg.norm(wpe[:n_show], axis=1, keepdims=True)
 position_similarity = unit_pos @ unit_pos.T  # [n_show, n_show]
 neighbour = np.mean(np.sum(unit_pos[1:] * unit_pos[:-1], axis=1))
 far = np.mean(np.sum(unit_pos[n_show // 2:] * unit_pos[:n_show - n_show // 2], axis=1))
-print(f"mean cosine similarity of positions t and t+1: {neighbour:.3f}; of t and t+{n_show // 2}: {far:.3f}")
+print(f"mean cosine similarity of the embeddings of positions t and t+1: {neighbour:.3f}; "
+      f"of t and t+{n_show // 2}: {far:.3f} ({_workshop.model_label(model)})")
+_workshop.say_if_random(model, "these similarities")
 
 if plt:
     fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.5))
     image = left.imshow(wpe[:n_show, :min(config.n_embd, 128)].T, aspect="auto", cmap="RdBu_r")
-    left.set_xlabel("position"); left.set_ylabel("embedding dimension")
-    left.set_title(f"wpe, first {min(config.n_embd, 128)} dimensions ({model.workshop_name})")
-    fig.colorbar(image, ax=left)
+    left.set_xlabel("position (token index)"); left.set_ylabel("embedding dimension")
+    left.set_title(f"wpe, first {min(config.n_embd, 128)} dimensions ({_workshop.model_label(model)})")
+    fig.colorbar(image, ax=left, label="value of the embedding")
     image = right.imshow(position_similarity, cmap="viridis", vmin=-1, vmax=1)
-    right.set_xlabel("position"); right.set_ylabel("position")
+    right.set_xlabel("position (token index)"); right.set_ylabel("position (token index)")
     right.set_title("cosine similarity between position embeddings")
-    fig.colorbar(image, ax=right)
+    fig.colorbar(image, ax=right, label="cosine similarity")
     _workshop.show(fig, "02_position_embeddings")
 
 # %% [markdown]
@@ -157,7 +173,8 @@ _workshop.check_close("right padding: short prompt == run alone", batched[0, :n]
 left_padded = np.array([[pad] * (len(long) - n) + short, long])
 left_mask = np.array([[0] * (len(long) - n) + [1] * n, [1] * len(long)])
 shifted = model(left_padded, attention_mask=left_mask).logits[0, -n:]
-print(f"left padding, default positions: max |difference| from the prompt alone = {np.abs(shifted - alone).max():.2e}")
+print(f"left padding with the default positions changes the short prompt's logits by up to "
+      f"{np.abs(shifted - alone).max():.2e} (against the prompt run alone): not the same computation")
 assert np.abs(shifted - alone).max() > 1e-4
 
 # %% [markdown]
@@ -165,12 +182,26 @@ assert np.abs(shifted - alone).max() > 1e-4
 # last column, where the next token is read). It works if the positions are given explicitly, counting only
 # real tokens, which is how transformers' `generate()` builds `position_ids` from the mask (the value at a
 # pad does not matter: no real token attends to it).
+#
+# **✎ Exercise 2.2 · positions under left padding.** Write `my_position_ids(mask)`: for a `[B, T]` mask of 0s
+# (pads) and 1s, the position of each real token counting only the real tokens of its row (0, 1, 2, ...); any
+# value for a pad (0 is customary). Hint: `np.cumsum`. The check runs the left-padded batch with your
+# positions and compares the short prompt's logits with the prompt run alone.
 
 # %%
-position_ids = np.maximum(np.cumsum(left_mask, axis=1) - 1, 0)  # pads get 0; real tokens 0, 1, 2, ...
-print(position_ids)
-fixed = model(left_padded, attention_mask=left_mask, position_ids=position_ids).logits[0, -n:]
-_workshop.check_close("left padding + position_ids == run alone", fixed, alone, atol=1e-4)
+def my_position_ids(mask):
+    # BLANK return ...  # exercise 2.2: your code here
+    ### BEGIN SOLUTION 2.2
+    return np.maximum(np.cumsum(mask, axis=1) - 1, 0)  # pads get 0; real tokens 0, 1, 2, ...
+    ### END SOLUTION 2.2
+
+
+def logits_with_my_positions(mask):  # the short prompt's logits in the left-padded batch
+    return model(left_padded, attention_mask=mask, position_ids=my_position_ids(mask)).logits[0, -n:]
+
+
+_workshop.check_function("2.2", "positions under left padding", logits_with_my_positions, lambda mask: alone,
+                         {"the left-padded batch": (left_mask,)}, atol=1e-4)
 
 # %% [markdown]
 # ## What we built

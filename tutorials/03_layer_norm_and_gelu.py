@@ -1,7 +1,8 @@
 # ---
 # jupyter:
 #   jupytext:
-#     formats: ipynb,py:percent
+#     text_representation:
+#       format_name: percent
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -17,6 +18,10 @@
 # and then look at why GPT-2's `gelu_new` (a tanh formula) must not be swapped for the "exact" GELU.
 #
 # Run it as a script (`python tutorials/03_layer_norm_and_gelu.py`) or open the notebook beside it.
+#
+# **Exercises** (✎ 3.1, 3.2): in `03_layer_norm_and_gelu.ipynb` the key lines are blank (`...`); the check
+# under each says whether your answer matches minigpt2 and, if not, how it differs. Solutions:
+# `03_layer_norm_and_gelu_solution.ipynb` (and this `.py` file).
 
 # %%
 MODEL = "gpt2"  # the real 124M GPT-2 when available; otherwise the tiny random model (it says so)
@@ -33,7 +38,8 @@ model = _workshop.load_model(MODEL)
 config = model.config
 plt = _workshop.pyplot()
 tokenizer = _workshop.tokenizer()
-print(f"n_embd = {config.n_embd}, n_layer = {config.n_layer}, layer_norm_epsilon = {config.layer_norm_epsilon}")
+print(f"this model: n_embd = {config.n_embd} features per token, n_layer = {config.n_layer} blocks, "
+      f"layer_norm_epsilon = {config.layer_norm_epsilon}")
 
 # %% [markdown]
 # ## Real inputs to normalise
@@ -48,7 +54,7 @@ with minigpt2.trace() as t:
 print(t)  # every recorded name with its shape
 
 x = t["embeddings"]  # [B, T, E]
-print("input of ln_1:", x.shape, x.dtype)
+print(f"the input of the first layer norm has shape {x.shape} ([batch, tokens, features]), dtype {x.dtype}")
 
 # %% [markdown]
 # ## Layer norm, step by step
@@ -60,19 +66,29 @@ print("input of ln_1:", x.shape, x.dtype)
 #
 # Two details decide whether we match PyTorch to the last bits: the variance is the *biased* one
 # (divide by E, not E − 1), and ε = 1e-5 sits *inside* the square root.
+#
+# **✎ Exercise 3.1 · layer norm.** Complete `my_layer_norm`: the per-token mean `mu` and biased variance `var`
+# (both `[B, T, 1]`: `keepdims=True`), then `x_hat`, normalised to mean 0 and variance 1. The check compares
+# the result with `minigpt2.layers.layer_norm` on the model's embeddings and on random numbers.
 
 # %%
 def my_layer_norm(x, gamma, beta, eps):
+    # BLANK x_hat = ...  # exercise 3.1: your code here (mu, var, then x_hat)
+    ### BEGIN SOLUTION 3.1
     mu = x.mean(axis=-1, keepdims=True)  # [B, T, 1]
     var = ((x - mu) ** 2).mean(axis=-1, keepdims=True)  # [B, T, 1], divided by E (biased)
     x_hat = (x - mu) / np.sqrt(var + np.float32(eps))  # mean 0, variance 1 per token
+    ### END SOLUTION 3.1
     return x_hat * gamma + beta  # [B, T, E]
 
 
 ln_1 = model.params["h"][0]["ln_1"]  # {"weight": gamma [E], "bias": beta [E]}
-ours = my_layer_norm(x, ln_1["weight"], ln_1["bias"], config.layer_norm_epsilon)
-_workshop.check_close("my_layer_norm == layers.layer_norm", ours,
-                      layers.layer_norm(x, **ln_1, eps=config.layer_norm_epsilon))
+eps = config.layer_norm_epsilon
+wide = np.random.default_rng(0).normal(3.0, 2.0, (2, 5, config.n_embd)).astype(np.float32)
+my_layer_norm = _workshop.check_function(
+    "3.1", "layer norm", my_layer_norm, lambda x, gamma, beta, eps: layers.layer_norm(x, gamma, beta, eps=eps),
+    {"the embeddings": (x, ln_1["weight"], ln_1["bias"], eps), "random numbers, mean 3, std 2": (wide, 1.0, 0.0, eps)})
+ours = my_layer_norm(x, ln_1["weight"], ln_1["bias"], eps)
 _workshop.check_close("my_layer_norm == traced h.0.ln_1", ours, t["h.0.ln_1"])
 
 # %% [markdown]
@@ -83,10 +99,10 @@ _workshop.check_close("my_layer_norm == traced h.0.ln_1", ours, t["h.0.ln_1"])
 # %%
 x_hat = my_layer_norm(x, 1.0, 0.0, config.layer_norm_epsilon)
 var = x.var(axis=-1)
-print("per-token std before:", np.round(np.sqrt(var[0, :6]), 4))
-print("per-token mean after:", np.round(x_hat[0].mean(axis=-1)[:6], 6))
-print("per-token std after: ", np.round(x_hat[0].std(axis=-1)[:6], 4))
-print("sqrt(var / (var+eps)):", np.round(np.sqrt(var / (var + config.layer_norm_epsilon))[0, :6], 4))
+print("standard deviation of each of the first 6 tokens, before:", np.round(np.sqrt(var[0, :6]), 4))
+print("mean of each token after normalising:              ", np.round(x_hat[0].mean(axis=-1)[:6], 6))
+print("standard deviation of each token after normalising:", np.round(x_hat[0].std(axis=-1)[:6], 4))
+print("sqrt(var / (var + eps)), what ε predicts for it:   ", np.round(np.sqrt(var / (var + config.layer_norm_epsilon))[0, :6], 4))
 assert np.allclose(x_hat.mean(axis=-1), 0, atol=1e-5)
 assert np.allclose(x_hat.std(axis=-1), np.sqrt(var / (var + config.layer_norm_epsilon)), rtol=1e-4)
 
@@ -97,7 +113,7 @@ assert np.allclose(x_hat.std(axis=-1), np.sqrt(var / (var + config.layer_norm_ep
 
 # %%
 unbiased = (x - x.mean(-1, keepdims=True)) / np.sqrt(x.var(-1, ddof=1, keepdims=True) + 1e-5) * ln_1["weight"] + ln_1["bias"]
-print(f"max |unbiased - biased| = {np.abs(unbiased - ours).max():.2e}")
+print(f"layer norm with the unbiased variance differs from GPT-2's by up to {np.abs(unbiased - ours).max():.2e}")
 
 # %% [markdown]
 # A picture of what the normalisation does: the distribution of one token's E features before layer norm,
@@ -112,8 +128,10 @@ if plt:
                                  ("embeddings (input)", "normalised: mean 0, var 1", "× γ + β (= ln_1 output)")):
         ax.hist(values, bins=min(60, config.n_embd // 2), color="tab:blue")
         ax.set_title(f"{title}\nmean {values.mean():.3f}, std {values.std():.3f}", fontsize=9)
-    axes[0].set_ylabel(f"features of token {token}")
-    fig.suptitle(f"Layer norm of one token ({model.workshop_name})", y=1.08)
+        ax.set_xlabel("feature value")
+    axes[0].set_ylabel(f"number of features (of {config.n_embd})")
+    fig.suptitle(f"Layer norm of token {token}, {tokenizer.decode([int(ids[0, token])])!r} "
+                 f"({_workshop.model_label(model)})", y=1.08)
     _workshop.show(fig, "03_layer_norm_histograms")
 
 # %% [markdown]
@@ -124,15 +142,22 @@ if plt:
 # it, so that approximation *is* the model's activation. Hugging Face calls it `gelu_new`:
 #
 # $$\mathrm{gelu\_new}(x) = \tfrac12 x\Bigl(1 + \tanh\bigl(\sqrt{2/\pi}\,(x + 0.044715\,x^3)\bigr)\Bigr)$$
+#
+# **✎ Exercise 3.2 · `gelu_new`.** Write the formula above in NumPy (`np.tanh`, `math.sqrt`, `math.pi`). The
+# check compares it with `minigpt2.activations.gelu_new` on the MLP's real inputs and on a range of numbers.
 
 # %%
 def my_gelu_new(x):
+    # BLANK return ...  # exercise 3.2: your code here
+    ### BEGIN SOLUTION 3.2
     return 0.5 * x * (1.0 + np.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * x**3)))
+    ### END SOLUTION 3.2
 
 
 h = t["h.0.ln_2"] @ model.params["h"][0]["mlp"]["c_fc"]["weight"] + model.params["h"][0]["mlp"]["c_fc"]["bias"]
-print("MLP pre-activation:", h.shape)  # [B, T, 4E]
-_workshop.check_close("my_gelu_new == activations.gelu_new", my_gelu_new(h), activations.gelu_new(h))
+print(f"the MLP's input to gelu_new has shape {h.shape} ([batch, tokens, 4 × n_embd])")
+my_gelu_new = _workshop.check_function("3.2", "gelu_new", my_gelu_new, activations.gelu_new,
+                                       {"the MLP's input": (h,), "x from -6 to 6": (np.linspace(-6, 6, 121, dtype=np.float32),)})
 
 # %% [markdown]
 # The exact GELU uses the error function: $x\,\Phi(x) = \tfrac12 x\,(1 + \mathrm{erf}(x/\sqrt2))$. NumPy has no
@@ -160,8 +185,11 @@ if plt:
     left.plot(xs, tanh_form, "--", label="gelu_new (tanh)", lw=1.5)
     left.plot(xs, np.maximum(xs, 0), ":", label="relu", color="gray")
     left.set_xlim(-4, 3); left.set_ylim(-0.5, 3)
+    left.set_xlabel("x"); left.set_ylabel("activation(x)")
     left.set_title("GELU and its tanh approximation"); left.legend(); left.grid(alpha=0.3)
     right.plot(xs, tanh_form - exact, color="tab:red")
+    right.set_xlabel("x"); right.set_ylabel("difference")
+    right.ticklabel_format(axis="y", style="sci", scilimits=(-3, 3))
     right.set_title("gelu_new − gelu (exact)"); right.grid(alpha=0.3)
     right.axhline(0, color="black", lw=0.5)
     _workshop.show(fig, "03_gelu_new_vs_gelu")
@@ -184,7 +212,8 @@ model.config.activation_function = "gelu"  # the exact GELU, just to see the dif
 logits_exact = model(ids).logits
 model.config.activation_function = "gelu_new"  # and back
 change = np.abs(logits_exact - logits_new).max()
-print(f"max |logits(gelu) - logits(gelu_new)| = {change:.2e}")
+print(f"running the model with the exact GELU moves its logits by up to {change:.2e} "
+      f"({_workshop.model_label(model)}; minigpt2's tolerance against transformers is 1e-5)")
 assert change > 1e-5, "the exact GELU should give measurably different logits"
 _workshop.check_close("restored model == first run", model(ids).logits, logits_new, rtol=0, atol=0)
 

@@ -1,7 +1,8 @@
 # ---
 # jupyter:
 #   jupytext:
-#     formats: ipynb,py:percent
+#     text_representation:
+#       format_name: percent
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -18,6 +19,10 @@
 #
 # We compute GPT-2's first attention layer by hand, shape by shape, check every step against minigpt2,
 # and draw the attention patterns.
+#
+# **Exercises** (✎ 4.1 to 4.3): in `04_attention.ipynb` the key lines are blank (`...`); the check under each
+# says whether your answer matches minigpt2 and, if not, how it differs (shape, values, which position).
+# Solutions: `04_attention_solution.ipynb` (and this `.py` file).
 
 # %%
 MODEL = "gpt2"  # the real 124M GPT-2 when available; otherwise the tiny random model (it says so)
@@ -35,7 +40,7 @@ tokenizer = _workshop.tokenizer()
 
 B, H, E = 1, config.n_head, config.n_embd
 D = E // H  # head_dim
-print(f"n_head H = {H}, n_embd E = {E}, head_dim D = E / H = {D}")
+print(f"this model has H = {H} heads, E = {E} features per token, so each head works on D = E / H = {D}")
 
 text = "The cat sat on the mat because it was tired."
 ids = np.array([tokenizer.encode(text)])
@@ -44,8 +49,8 @@ T = ids.shape[1]
 with minigpt2.trace() as t:
     model(ids)
 x = t["h.0.ln_1"]  # the input of the first attention layer: [B, T, E]
-print("tokens:", tokens)
-print("attention input:", x.shape)
+print(f"{T} tokens: {tokens}")
+print(f"the attention layer's input has shape {x.shape} ([batch, tokens, features])")
 
 # %% [markdown]
 # ## Queries, keys and values
@@ -56,7 +61,7 @@ print("attention input:", x.shape)
 attn_params = model.params["h"][0]["attn"]
 qkv = x @ attn_params["c_attn"]["weight"] + attn_params["c_attn"]["bias"]  # [B, T, 3E]
 q, k, v = np.split(qkv, 3, axis=-1)  # 3 x [B, T, E]
-print("qkv", qkv.shape, "-> q, k, v", q.shape)
+print(f"c_attn's output {qkv.shape} is cut into q, k and v of shape {q.shape} each")
 
 # %% [markdown]
 # ## Heads
@@ -70,7 +75,7 @@ def my_split_heads(a):  # [B, T, E] -> [B, H, T, D]
 
 
 q, k, v = my_split_heads(q), my_split_heads(k), my_split_heads(v)
-print("per head: q", q.shape, " k", k.shape, " v", v.shape)
+print(f"split into heads, q, k and v have shape {q.shape} ([batch, heads, tokens, head_dim])")
 _workshop.check_close("my_split_heads == layers.split_heads", q,
                       layers.split_heads(np.split(qkv, 3, axis=-1)[0], H))
 
@@ -84,14 +89,26 @@ _workshop.check_close("my_split_heads == layers.split_heads", q,
 # Which number? Not `-inf`: a row in which *every* key is masked (it happens with padding) would become
 # `exp(-inf) / sum(exp(-inf)) = 0/0 = NaN`, and the NaN would spread. minigpt2 does what HF does and uses
 # the most negative float32, `layers.MASK_VALUE`: such a row turns into a harmless uniform distribution.
+#
+# **✎ Exercise 4.1 · the causal mask.** Make `causal`, a `[T, T]` array of booleans, True where query i may
+# see key j (j ≤ i). Hint: `np.tril`.
+
+# %%
+# BLANK causal = ...  # exercise 4.1: your code here
+### BEGIN SOLUTION 4.1
+causal = np.tril(np.ones((T, T), dtype=bool))  # causal[i, j]: may query i see key j?
+### END SOLUTION 4.1
+causal = _workshop.check_answer("4.1", "the causal mask", causal, layers.causal_mask(T, T))
+print(f"MASK_VALUE = {layers.MASK_VALUE:.4g}, the most negative float32")
+
+# %% [markdown]
+# **✎ Exercise 4.2 · the attention probabilities.** Complete `my_attention_probs(q, k)`: the scores
+# $q k^\top / \sqrt{D}$ (`[B, H, T, T]`: transpose the last two axes of `k`), then `layers.MASK_VALUE`
+# wherever `causal` is False, then `my_softmax`. The check compares them with the probabilities minigpt2
+# computed in its own forward pass (`trace()`'s `h.0.attn_probs`).
 
 # %%
 scale = 1.0 / np.sqrt(D)
-scores = (q @ k.transpose(0, 1, 3, 2)) * np.float32(scale)  # [B, H, T, T]
-causal = np.tril(np.ones((T, T), dtype=bool))  # causal[i, j]: may query i see key j?
-_workshop.check_close("np.tril == layers.causal_mask", causal, layers.causal_mask(T, T))
-scores = np.where(causal, scores, layers.MASK_VALUE)
-print("MASK_VALUE =", layers.MASK_VALUE)
 
 
 def my_softmax(s):
@@ -99,21 +116,39 @@ def my_softmax(s):
     return e / e.sum(axis=-1, keepdims=True)
 
 
-probs = my_softmax(scores)  # [B, H, T, T]; each row sums to 1
+def my_attention_probs(q, k):
+    # BLANK scores = ...  # exercise 4.2: your code here (the scaled scores, then the mask)
+    ### BEGIN SOLUTION 4.2
+    scores = (q @ k.transpose(0, 1, 3, 2)) * np.float32(scale)  # [B, H, T, T]
+    scores = np.where(causal, scores, layers.MASK_VALUE)
+    ### END SOLUTION 4.2
+    return my_softmax(scores)  # [B, H, T, T]; each row sums to 1
+
+
+my_attention_probs = _workshop.check_function("4.2", "the attention probabilities", my_attention_probs,
+                                              lambda q, k: t["h.0.attn_probs"], {"layer 0 of the sentence": (q, k)})
+probs = my_attention_probs(q, k)
 assert np.allclose(probs.sum(-1), 1.0, atol=1e-5) and np.all(probs[..., ~causal] == 0)
-_workshop.check_close("my attention probabilities == traced h.0.attn_probs", probs, t["h.0.attn_probs"])
 
 with np.errstate(invalid="ignore"):
     all_masked = np.full(4, -np.inf, np.float32)
-    print("a fully masked row with -inf:       ", my_softmax(all_masked))
-    print("a fully masked row with MASK_VALUE: ", my_softmax(np.full(4, layers.MASK_VALUE, np.float32)))
+    print("softmax of a fully masked row, masked with -inf:      ", my_softmax(all_masked))
+    print("softmax of a fully masked row, masked with MASK_VALUE:", my_softmax(np.full(4, layers.MASK_VALUE, np.float32)))
 
 # %% [markdown]
 # ## Weighted values, heads merged, output projection
+#
+# **✎ Exercise 4.3 · merging the heads.** `out = probs @ v` is `[B, H, T, D]`. Put the heads side by side
+# again: `merged`, `[B, T, E]`, where token t's features h·D ... (h+1)·D − 1 come from head h. (The reverse of
+# `my_split_heads`: a transpose, then a reshape.)
 
 # %%
 out = probs @ v  # [B, H, T, D]
+# BLANK merged = ...  # exercise 4.3: your code here
+### BEGIN SOLUTION 4.3
 merged = out.transpose(0, 2, 1, 3).reshape(B, T, E)  # [B, T, E], heads side by side again
+### END SOLUTION 4.3
+merged = _workshop.check_answer("4.3", "merging the heads", merged, layers.merge_heads(out))
 attn_out = merged @ attn_params["c_proj"]["weight"] + attn_params["c_proj"]["bias"]  # [B, T, E]
 _workshop.check_close("my attention output == traced h.0.attn", attn_out, t["h.0.attn"])
 
@@ -132,15 +167,26 @@ _workshop.check_close("probs @ v == layers.attention", out, library_out)
 # %%
 def draw_heads(layer, name):
     p = t[f"h.{layer}.attn_probs"][0]  # [H, T, T]
-    cols = min(H, 6)
+    cols = min(H, 4)
     rows = -(-H // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(2.6 * cols, 2.6 * rows), squeeze=False)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.4 * cols + 1, 3.4 * rows + 0.6), squeeze=False,
+                             constrained_layout=True)
     for head, ax in enumerate(axes.flat):
-        ax.axis("off")
-        if head < H:
-            ax.imshow(p[head], cmap="Blues", vmin=0, vmax=1)
-            ax.set_title(f"layer {layer}, head {head}", fontsize=8)
-    fig.suptitle(f"attention probabilities, query (rows) × key (columns), {model.workshop_name}")
+        if head >= H:
+            ax.axis("off")
+            continue
+        image = ax.imshow(p[head], cmap="Blues", vmin=0, vmax=1)
+        ax.set_title(f"layer {layer}, head {head}", fontsize=9)
+        first_column, last_row = head % cols == 0, head // cols == rows - 1 or head + cols >= H
+        ax.set_xticks(range(T)); ax.set_yticks(range(T))
+        ax.set_xticklabels(tokens if last_row else [], rotation=90, fontsize=6)
+        ax.set_yticklabels(tokens if first_column else [], fontsize=6)
+        if last_row:
+            ax.set_xlabel("key (attended to)", fontsize=8)
+        if first_column:
+            ax.set_ylabel("query (attending)", fontsize=8)
+    fig.colorbar(image, ax=axes, shrink=0.8, label="attention probability")
+    fig.suptitle(f"attention probabilities of every head in layer {layer} ({_workshop.model_label(model)})")
     _workshop.show(fig, name)
 
 
@@ -149,13 +195,13 @@ if plt:
     draw_heads(config.n_layer - 1, "04_attention_heads_last_layer")
 
     head = 0
-    fig, ax = plt.subplots(figsize=(6, 5))
-    ax.imshow(t[f"h.{config.n_layer - 1}.attn_probs"][0, head], cmap="Blues", vmin=0)
-    ax.set_xticks(range(T)); ax.set_xticklabels(tokens, rotation=90)
-    ax.set_yticks(range(T)); ax.set_yticklabels(tokens)
-    ax.set_xlabel("key"); ax.set_ylabel("query")
-    ax.set_title(f"layer {config.n_layer - 1}, head {head}")
+    fig, ax = plt.subplots(figsize=(6.5, 5))
+    image = ax.imshow(t[f"h.{config.n_layer - 1}.attn_probs"][0, head], cmap="Blues", vmin=0, vmax=1)
+    _workshop.token_axes(ax, tokens)
+    fig.colorbar(image, ax=ax, label="attention probability")
+    ax.set_title(f"layer {config.n_layer - 1}, head {head} ({_workshop.model_label(model)})")
     _workshop.show(fig, "04_attention_one_head_with_tokens")
+_workshop.say_if_random(model, "the attention patterns in these figures")
 
 # %% [markdown]
 # How far back does each layer look? The average distance between a query and the keys it attends to,
@@ -164,7 +210,9 @@ if plt:
 # %%
 distance = np.arange(T)[:, None] - np.arange(T)[None, :]  # [T, T]: i - j
 mean_distance = np.stack([(t[f"h.{i}.attn_probs"][0] * distance).sum(-1).mean(-1) for i in range(config.n_layer)])
-print("mean attention distance, layers × heads:\n", np.round(mean_distance, 2))
+print(f"mean attention distance in tokens (rows: layers, columns: heads; {_workshop.model_label(model)}):\n",
+      np.round(mean_distance, 2))
+_workshop.say_if_random(model, "these distances")
 
 # %% [markdown]
 # ## The padding mask
@@ -178,21 +226,25 @@ pad = tokenizer.eos_token_id
 batch = np.array([short + [pad] * (T - len(short)), ids[0]])
 attention_mask = np.array([[1] * len(short) + [0] * (T - len(short)), [1] * T])
 key_bias = ((1.0 - attention_mask) * layers.MASK_VALUE)[:, None, None, :].astype(np.float32)  # [B, 1, 1, T]
-print("key bias of the padded row:", key_bias[0, 0, 0] + 0.0)  # + 0.0 prints -0.0 as 0.0
+print("the bias added to the padded row's scores, per key:", key_bias[0, 0, 0] + 0.0)  # + 0.0: -0.0 prints as 0.0
 
 with minigpt2.trace() as tb:
     model(batch, attention_mask=attention_mask)
 padded_probs = tb["h.0.attn_probs"]  # [2, H, T, T]
 assert np.all(padded_probs[0, :, :, len(short):][:, : len(short)] == 0), "a real token attended to a pad"
-print("probability real tokens give to pads:", padded_probs[0, :, : len(short), len(short):].max())
+print(f"the largest probability a real token gives to a pad: {padded_probs[0, :, : len(short), len(short):].max()}")
 
 if plt:
     combined = causal[None] & attention_mask[:, None, :].astype(bool)  # [2, T, T]
-    fig, axes = plt.subplots(1, 3, figsize=(11, 3.6))
+    padded_tokens = tokenizer.convert_ids_to_tokens(batch[0].tolist())
+    fig, axes = plt.subplots(1, 3, figsize=(15, 5.2), constrained_layout=True)
     for ax, m, title in zip(axes, (causal, combined[0], padded_probs[0, 0]),
-                            ("causal mask", "causal & padding mask (row 0)", "probabilities, head 0 (row 0)")):
-        ax.imshow(m, cmap="Blues", vmin=0, vmax=1)
-        ax.set_title(title, fontsize=9); ax.set_xlabel("key"); ax.set_ylabel("query")
+                            ("causal mask (1 = may attend)", "causal & padding mask, padded row",
+                             "probabilities, head 0, padded row")):
+        image = ax.imshow(m.astype(np.float32), cmap="Blues", vmin=0, vmax=1)
+        _workshop.token_axes(ax, padded_tokens if ax is not axes[0] else tokens, fontsize=7)
+        ax.set_title(title, fontsize=10)
+    fig.colorbar(image, ax=axes, shrink=0.8, label="mask (0 or 1) / attention probability")
     _workshop.show(fig, "04_masks")
 
 # %% [markdown]
@@ -221,8 +273,9 @@ assert np.array_equal(layers.causal_mask(2, 5), np.tri(5, 5, dtype=bool)[-2:])
 # second flag scales layer ℓ's scores by exactly 1/(ℓ + 1) more.
 
 # %%
+print("the factor the scores are multiplied by:")
 for flags in [(True, False), (False, False), (True, True)]:
-    print(f"scale_attn_weights={flags[0]!s:5}, by_inverse_layer_idx={flags[1]!s:5}: "
+    print(f"  scale_attn_weights={flags[0]!s:5}, by_inverse_layer_idx={flags[1]!s:5}: "
           + ", ".join(f"layer {i}: {layers.attention_scale(D, i, *flags):.4f}" for i in range(3)))
 
 flagged = GPT2LMHeadModel(GPT2Config(**{**config.to_dict(), "scale_attn_by_inverse_layer_idx": True}),

@@ -1,7 +1,8 @@
 # ---
 # jupyter:
 #   jupytext:
-#     formats: ipynb,py:percent
+#     text_representation:
+#       format_name: percent
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -18,6 +19,10 @@
 #
 # Everything below uses only NumPy and the model's parameter dict: `model.params["h"][i]["mlp"]["c_fc"]`
 # is block i's first MLP weight, named exactly as in the checkpoint file.
+#
+# **Exercises** (✎ 5.1 to 5.3): in `05_mlp_block_forward.ipynb` the key lines are blank (`...`); the check
+# under each says whether your answer matches minigpt2 and, if not, how it differs. Solutions:
+# `05_mlp_block_forward_solution.ipynb` (and this `.py` file).
 
 # %%
 MODEL = "gpt2"  # the real 124M GPT-2 when available; otherwise the tiny random model (it says so)
@@ -28,7 +33,7 @@ import numpy as np
 
 import _workshop
 import minigpt2
-from minigpt2 import GPT2Model
+from minigpt2 import GPT2Model, layers
 
 model = _workshop.load_model(MODEL)
 config = model.config
@@ -38,7 +43,7 @@ tokenizer = _workshop.tokenizer()
 
 text = "Hello, my dog is cute"
 ids = np.array([tokenizer.encode(text)])
-print(ids)
+print(f"{text!r} is the ids {ids[0].tolist()}")
 
 # %% [markdown]
 # ## The pieces from the earlier tutorials, in a few lines each
@@ -79,16 +84,26 @@ def attention(x, c_attn, c_proj, n_head=config.n_head):  # [B, T, E] -> [B, T, E
 #
 # Position by position, the MLP widens each vector to 4E, applies `gelu_new`, and narrows it back. Attention
 # moves information *between* tokens; the MLP transforms each token's vector *on its own*.
+#
+# **✎ Exercise 5.1 · the MLP.** Write `mlp(x, c_fc, c_proj)` with `linear` and `gelu_new` from above: widen
+# with `c_fc` (each is a dict `{"weight", "bias"}`, so `linear(x, **c_fc)`), apply `gelu_new`, narrow with
+# `c_proj`. The check compares it with block 0's MLP output as minigpt2 traced it.
 
 # %%
 def mlp(x, c_fc, c_proj):  # [B, T, E] -> [B, T, 4E] -> [B, T, E]
+    # BLANK return ...  # exercise 5.1: your code here
+    ### BEGIN SOLUTION 5.1
     return linear(gelu_new(linear(x, **c_fc)), **c_proj)
+    ### END SOLUTION 5.1
 
 
 with minigpt2.trace() as t:
     library_logits = model(ids).logits
-print(f"c_fc {params['h'][0]['mlp']['c_fc']['weight'].shape}, c_proj {params['h'][0]['mlp']['c_proj']['weight'].shape}")
-_workshop.check_close("mlp(ln_2 output) == traced h.0.mlp", mlp(t["h.0.ln_2"], **params["h"][0]["mlp"]), t["h.0.mlp"])
+print(f"c_fc's weight is {params['h'][0]['mlp']['c_fc']['weight'].shape} (E to 4E), "
+      f"c_proj's {params['h'][0]['mlp']['c_proj']['weight'].shape} (4E back to E)")
+mlp = _workshop.check_function("5.1", "the MLP", mlp, lambda x, c_fc, c_proj: layers.mlp(x, c_fc, c_proj, gelu_new),
+                               {"block 0's input": (t["h.0.ln_2"], params["h"][0]["mlp"]["c_fc"],
+                                                    params["h"][0]["mlp"]["c_proj"])})
 
 # %% [markdown]
 # ## The block
@@ -100,16 +115,24 @@ _workshop.check_close("mlp(ln_2 output) == traced h.0.mlp", mlp(t["h.0.ln_2"], *
 #     x = x + mlp(layer_norm_2(x))
 #
 # The stream itself is never normalised inside the blocks; only the final `ln_f` normalises it.
+#
+# **✎ Exercise 5.2 · the block.** Write the two residual lines of `block(x, p)` with `attention`, `mlp` and
+# `layer_norm` (`p["ln_1"]`, `p["attn"]`, `p["ln_2"]`, `p["mlp"]` hold each part's parameters; `attention`
+# returns the output and the probabilities).
 
 # %%
 def block(x, p):  # [B, T, E] -> [B, T, E]
+    # BLANK x = ...  # exercise 5.2: your code here (two lines: attention, then the MLP)
+    ### BEGIN SOLUTION 5.2
     a, probs = attention(layer_norm(x, **p["ln_1"]), **p["attn"])
     x = x + a
     x = x + mlp(layer_norm(x, **p["ln_2"]), **p["mlp"])
+    ### END SOLUTION 5.2
     return x
 
 
-_workshop.check_close("block(embeddings) == traced h.0.out", block(t["embeddings"], params["h"][0]), t["h.0.out"])
+block = _workshop.check_function("5.2", "the block", block, lambda x, p: t["h.0.out"],
+                                 {"block 0 on the embeddings": (t["embeddings"], params["h"][0])}, rtol=1e-4, atol=1e-4)
 
 # %% [markdown]
 # ## The whole forward pass, checked tensor by tensor
@@ -156,7 +179,8 @@ _workshop.check_close("logits", logits, library_logits, rtol=1e-4, atol=1e-4)
 # Hugging Face's GPT-2 documentation prints `GPT2Model.from_pretrained("openai-community/gpt2")` on
 # "Hello, my dog is cute": the first three and last three values of each row of `last_hidden_state[0]`
 # (shape 6 × 768), to about four significant digits. They are copied here; our NumPy forward must reproduce
-# them. `last_hidden_state` is the output of `ln_f`, before the LM head.
+# them. `last_hidden_state` is the output of `ln_f`, before the LM head. With another model (the tiny random
+# one) ours are printed beside them, to see that they differ: they are what *those* weights compute.
 
 # %%
 PUBLISHED_IDS = [15496, 11, 616, 3290, 318, 13779]
@@ -171,17 +195,22 @@ PUBLISHED = np.array([
 ], dtype=np.float32)
 
 assert ids[0].tolist() == PUBLISHED_IDS, "the tokenizer gives the documented ids"
+hidden = ours["ln_f"][0][:, [0, 1, 2, -3, -2, -1]]  # [6, 6]: the first three and last three columns
+print(f"last_hidden_state[0], the first three and last three columns: published for gpt2 | ours "
+      f"({_workshop.model_label(model)}, {config.n_embd} columns)")
+for token, published_row, our_row in zip(tokenizer.convert_ids_to_tokens(PUBLISHED_IDS), PUBLISHED, hidden):
+    print(f"  {token:>6} " + " ".join(f"{v:+.4f}" for v in published_row) + "  |  "
+          + " ".join(f"{v:+.4f}" for v in our_row))
 if _workshop.is_published_gpt2(model):
-    hidden = ours["ln_f"][0][:, PUBLISHED_COLUMNS]  # [6, 6]
-    print(np.array2string(hidden, precision=4, floatmode="maxprec", suppress_small=False))
     # Four significant digits: a relative error below 5e-4, with an absolute floor for the tiny first value.
     _workshop.check_close("our last_hidden_state == HF's documentation", hidden, PUBLISHED, rtol=5e-4, atol=1e-5)
     _workshop.check_close("GPT2Model(ids).last_hidden_state == documentation",
                           GPT2Model(config, params)(ids).last_hidden_state[0][:, PUBLISHED_COLUMNS], PUBLISHED,
                           rtol=5e-4, atol=1e-5)
 else:
-    print(f"skipped: the published values belong to the real gpt2 checkpoint, and this run uses "
-          f"{model.workshop_name!r}. Rerun with internet access (or the weights in the HF cache) to check them.")
+    print(f"not compared: the published values belong to the real gpt2 checkpoint, and this run uses the "
+          f"{_workshop.model_label(model)}, so ours differ. Rerun with internet access (or the weights in the HF "
+          f"cache) and the two columns agree to the 4 digits printed.")
 
 # %% [markdown]
 # ## The next token, and the loss
@@ -193,17 +222,29 @@ else:
 # %%
 probs = softmax(logits[0, -1])
 top = np.argsort(-probs)[:5]
-print(f"after {text!r}, the most likely next tokens ({model.workshop_name}):")
+print(f"after {text!r}, the most likely next tokens ({_workshop.model_label(model)}):")
 for i in top:
-    print(f"  {tokenizer.decode([i])!r:>14}  p = {probs[i]:.3f}")
+    print(f"  {tokenizer.decode([i])!r:>14}  p = {probs[i]:.3g}")
+_workshop.say_if_random(model, "these next tokens")
 
+# %% [markdown]
+# **✎ Exercise 5.3 · the loss.** `log_probs[t, v]` is log p(token v at position t + 1 | tokens up to t). Write
+# `my_loss`: minus the mean, over positions t = 0 .. T − 2, of the log-probability of the token that actually
+# came next, `ids[0, t + 1]`. (Fancy indexing: `log_probs[np.arange(T - 1), ids[0, 1:]]`.)
+
+# %%
+T = ids.shape[1]
 log_probs = logits[0] - logits[0].max(-1, keepdims=True)
 log_probs = log_probs - np.log(np.exp(log_probs).sum(-1, keepdims=True))  # log softmax, [T, V]
-my_loss = -np.mean(log_probs[np.arange(ids.shape[1] - 1), ids[0, 1:]])
-_workshop.check_close("our cross-entropy == model(ids, labels=ids).loss", my_loss,
-                      model(ids, labels=ids).loss, rtol=1e-4, atol=1e-4)
-print(f"loss {my_loss:.3f} nats per token; a uniform guess over the vocabulary would give "
-      f"{math.log(config.vocab_size):.3f}")
+# BLANK my_loss = ...  # exercise 5.3: your code here
+### BEGIN SOLUTION 5.3
+my_loss = -np.mean(log_probs[np.arange(T - 1), ids[0, 1:]])
+### END SOLUTION 5.3
+my_loss = _workshop.check_answer("5.3", "the cross-entropy loss", my_loss, model(ids, labels=ids).loss,
+                                 rtol=1e-4, atol=1e-4)
+print(f"loss {float(my_loss):.3f} nats per token ({_workshop.model_label(model)}); a uniform guess over the "
+      f"vocabulary would give {math.log(config.vocab_size):.3f}")
+_workshop.say_if_random(model, "this loss (near the uniform guess)")
 
 # %% [markdown]
 # ## A logit lens: what each layer would predict
@@ -222,26 +263,37 @@ _workshop.check_close("lens at the last layer == the model's logits", lens_logit
                       rtol=1e-4, atol=1e-4)
 
 tokens = tokenizer.convert_ids_to_tokens(ids[0].tolist())
+print(f"the token each layer would predict next, at each position ({_workshop.model_label(model)}):")
 for layer in range(config.n_layer):
     guesses = [tokenizer.decode([i]) for i in lens_logits[layer].argmax(-1)]
-    print(f"layer {layer:>2}: " + " | ".join(f"{g!r:>9}" for g in guesses))
+    print(f"  after block {layer:>2}: " + " | ".join(f"{g!r:>9}" for g in guesses))
+_workshop.say_if_random(model, "these guesses")
 
 if plt:
     p_final = lens_probs[:, np.arange(len(tokens)), final_choice]  # [L, T]: p(final choice) at each layer
-    fig, ax = plt.subplots(figsize=(8, 0.35 * config.n_layer + 2))
-    image = ax.imshow(p_final, aspect="auto", cmap="magma", vmin=0)
+    fig, ax = plt.subplots(figsize=(8, 0.35 * config.n_layer + 2.5))
+    # A fixed 0..1 scale: with random weights every probability is ~1e-5 and the picture is honestly dark.
+    image = ax.imshow(p_final, aspect="auto", cmap="magma", vmin=0, vmax=1)
     ax.set_xticks(range(len(tokens)))
     ax.set_xticklabels([f"{a}\n→{tokenizer.decode([b])!r}" for a, b in zip(tokens, final_choice)], fontsize=8)
-    ax.set_ylabel("after block"); ax.set_title(f"logit lens: p(final prediction) per layer ({model.workshop_name})")
-    fig.colorbar(image, ax=ax)
+    ax.set_yticks(range(config.n_layer))
+    ax.set_xlabel("position: input token → the model's final prediction")
+    ax.set_ylabel("after block")
+    ax.set_title(f"logit lens: probability of the final prediction, layer by layer\n({_workshop.model_label(model)})")
+    fig.colorbar(image, ax=ax, label="probability")
     _workshop.show(fig, "05_logit_lens")
 
     norms = np.linalg.norm(np.concatenate([t["embeddings"][None, 0], stream]), axis=-1)  # [L + 1, T]
-    fig, ax = plt.subplots(figsize=(7, 3.5))
+    fig, ax = plt.subplots(figsize=(7, 3.8))
     for j, token in enumerate(tokens):
         ax.plot(norms[:, j], marker="o", label=token)
-    ax.set_xlabel("0 = embeddings, i = after block i-1"); ax.set_ylabel("|x|")
-    ax.set_title("size of the residual stream through the blocks"); ax.legend(fontsize=7)
+    ax.set_xticks(range(config.n_layer + 1))
+    ax.set_xticklabels(["emb"] + [str(i) for i in range(config.n_layer)])
+    ax.set_xlabel("residual stream after: the embeddings (emb), then block 0, 1, ...")
+    ax.set_ylabel("Euclidean norm |x| of the token's vector")
+    ax.set_ylim(bottom=0); ax.grid(alpha=0.3)
+    ax.set_title(f"size of the residual stream through the blocks ({_workshop.model_label(model)})")
+    ax.legend(fontsize=7, title="token", title_fontsize=7)
     _workshop.show(fig, "05_residual_norms")
 
 # %% [markdown]

@@ -1,7 +1,8 @@
 # ---
 # jupyter:
 #   jupytext:
-#     formats: ipynb,py:percent
+#     text_representation:
+#       format_name: percent
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -18,6 +19,10 @@
 #
 # Each rule is written here in a few lines of NumPy and checked against `model.generate()`, which implements
 # the same rules with Hugging Face's arguments and defaults.
+#
+# **Exercises** (✎ 7.1 to 7.3): in `07_decoding.ipynb` the key lines are blank (`...`); the check under each
+# says whether your answer matches minigpt2 and, if not, how it differs. Solutions: `07_decoding_solution.ipynb`
+# (and this `.py` file).
 
 # %%
 MODEL = "gpt2"  # the real 124M GPT-2 when available; otherwise the tiny random model (it says so)
@@ -45,10 +50,11 @@ def softmax(x):
 
 def show_top(probs, k=8, label=""):
     top = np.argsort(-probs)[:k]
-    print(label + ", ".join(f"{tokenizer.decode([i])!r} {probs[i]:.3f}" for i in top))
+    print(label + ", ".join(f"{tokenizer.decode([i])!r} {probs[i]:.3g}" for i in top))
 
 
-show_top(softmax(logits), label="next token: ")
+show_top(softmax(logits), label=f"the 8 likeliest next tokens after {prompt_text!r} ({_workshop.model_label(model)}): ")
+_workshop.say_if_random(model, "the tokens, texts and probabilities of this tutorial")
 
 # %% [markdown]
 # ## Greedy
@@ -68,7 +74,7 @@ def my_greedy(ids, n):
 ours = my_greedy(prompt, N)
 library = model.generate(prompt, do_sample=False, max_new_tokens=N, eos_token_id=None)
 assert np.array_equal(ours, library), "greedy decoding must match generate()"
-print("greedy:", repr(tokenizer.decode(ours[0, prompt.shape[1]:])))
+print(f"greedy continuation ({_workshop.model_label(model)}): {tokenizer.decode(ours[0, prompt.shape[1]:])!r}")
 
 # %% [markdown]
 # Greedy text is often dull or repetitive: the most likely token at every step does not make the most likely
@@ -93,21 +99,29 @@ scores = logits[None, :]  # processors work on [batch, V]
 for t in [0.5, 1.0, 2.0]:
     _workshop.check_close(f"temperature {t}", my_temperature(scores, t),
                           generation.TemperatureLogitsWarper(t)(prompt, scores))
-    print(f"  T = {t}: entropy {entropy_bits(softmax(my_temperature(logits, t))):.2f} bits")
+    print(f"  at temperature {t} the next-token distribution has an entropy of "
+          f"{entropy_bits(softmax(my_temperature(logits, t))):.2f} bits")
 
 # %% [markdown]
 # ## Top-k
 #
 # Keep the k highest scores and set the others to −inf, so softmax gives them probability 0.
+#
+# **✎ Exercise 7.1 · top-k.** Complete `my_top_k(scores, k)` for `scores` of shape `[batch, V]`: find each
+# row's k-th highest score `kth` (shape `[batch, 1]`; `np.sort` sorts ascending), then return the scores with
+# every score below it replaced by `-np.inf`.
 
 # %%
 def my_top_k(scores, k):
+    # BLANK return ...  # exercise 7.1: your code here
+    ### BEGIN SOLUTION 7.1
     kth = np.sort(scores, axis=-1)[:, -k][:, None]  # the k-th highest score of each row
     return np.where(scores < kth, -np.inf, scores)
+    ### END SOLUTION 7.1
 
 
-for k in [1, 10, 50]:
-    _workshop.check_close(f"top-k {k}", my_top_k(scores, k), generation.TopKLogitsWarper(k)(prompt, scores))
+my_top_k = _workshop.check_function("7.1", "top-k", my_top_k, lambda s, k: generation.TopKLogitsWarper(k)(prompt, s),
+                                    {f"k = {k}": (scores, k) for k in (1, 10, 50)})
 
 # %% [markdown]
 # ## Top-p (nucleus)
@@ -117,20 +131,29 @@ for k in [1, 10, 50]:
 # a token stays if the probability of the tokens ranked *above* it is still below p.
 
 # %%
+#
+# **✎ Exercise 7.2 · top-p.** In `my_top_p`, `probs` are the probabilities sorted from the most likely down.
+# Write `keep_sorted`, booleans in the same sorted order: True for a token when the total probability of the
+# tokens ranked *above* it is still below p (so the most likely token is always kept). Hint: `np.cumsum`.
+
+# %%
 def my_top_p(scores, p):
     order = np.argsort(-scores, axis=-1)  # most likely first
     probs = softmax(np.take_along_axis(scores, order, axis=-1))
+    # BLANK keep_sorted = ...  # exercise 7.2: your code here
+    ### BEGIN SOLUTION 7.2
     mass_before = np.cumsum(probs, axis=-1) - probs  # the probability of everything ranked above
     keep_sorted = mass_before < p
-    keep = np.empty_like(keep_sorted)
-    np.put_along_axis(keep, order, keep_sorted, axis=-1)
+    ### END SOLUTION 7.2
+    keep = np.zeros(scores.shape, dtype=bool)
+    np.put_along_axis(keep, order, np.asarray(keep_sorted, dtype=bool), axis=-1)  # back to vocabulary order
     return np.where(keep, scores, -np.inf)
 
 
+my_top_p = _workshop.check_function("7.2", "top-p", my_top_p, lambda s, p: generation.TopPLogitsWarper(p)(prompt, s),
+                                    {f"p = {p}": (scores, p) for p in (0.5, 0.9, 0.99)})
 for p in [0.5, 0.9]:
-    ours_p = my_top_p(scores, p)
-    _workshop.check_close(f"top-p {p}", ours_p, generation.TopPLogitsWarper(p)(prompt, scores))
-    print(f"  top-p {p} keeps {np.isfinite(ours_p).sum()} tokens")
+    print(f"  top-p {p} keeps the {np.isfinite(my_top_p(scores, p)).sum()} likeliest tokens")
 
 # %% [markdown]
 # The three knobs on the same next-token distribution (the 30 most likely tokens; a log scale, so that both
@@ -154,8 +177,9 @@ if plt:
         ax.set_title(f"{name}: {np.isfinite(warped).sum()} tokens kept"); ax.legend()
     for ax in axes:
         ax.set_xticks(range(30)); ax.set_xticklabels(labels, rotation=90, fontsize=7)
+        ax.set_xlabel("the 30 likeliest next tokens, most likely first")
         ax.set_ylabel("probability (log scale)"); ax.set_yscale("log")
-    fig.suptitle(f"next token after {prompt_text!r} ({model.workshop_name})", y=1.02)
+    fig.suptitle(f"next token after {prompt_text!r} ({_workshop.model_label(model)})", y=1.02)
     _workshop.show(fig, "07_temperature_top_k_top_p")
 
 # %% [markdown]
@@ -165,12 +189,29 @@ if plt:
 # throw a uniform random number u, and take the token whose interval it lands in. minigpt2 draws the same way
 # with NumPy's generator, so with the same seed our loop reproduces `generate(do_sample=True, seed=...)` token
 # for token (the draws differ from transformers', which uses torch's generator).
+#
+# **✎ Exercise 7.3 · inverse-CDF sampling.** `cdf` is the running sum of each row's probabilities and `u` one
+# uniform number per row below its total. Return, per row, the index of the interval `u` lands in: the number
+# of cdf values that are `<= u`. The check compares your draws with minigpt2's `generation.sample` for the
+# same random generator; then a whole sampling loop with your `my_sample` must give the tokens of
+# `generate(do_sample=True, seed=...)`.
 
 # %%
 def my_sample(probs, rng):  # [B, V] -> [B]
     cdf = np.cumsum(probs, axis=-1, dtype=np.float64)
     u = rng.random((len(probs), 1)) * cdf[:, -1:]
+    # BLANK return ...  # exercise 7.3: your code here
+    ### BEGIN SOLUTION 7.3
     return (cdf <= u).sum(axis=-1)  # the number of intervals entirely below u = the index of u's interval
+    ### END SOLUTION 7.3
+
+
+top_k_probs = softmax(my_top_k(scores, 10))  # [1, V], 10 tokens possible
+my_sample = _workshop.check_function(
+    "7.3", "inverse-CDF sampling", my_sample, generation.sample,
+    {**{f"top-10 probabilities, seed {seed}": (lambda seed=seed: (top_k_probs, np.random.default_rng(seed)))
+        for seed in (0, 1, 2)},
+     "all 50,257 probabilities, 3 rows": lambda: (softmax(np.repeat(scores, 3, axis=0)), np.random.default_rng(7))})
 
 
 def my_generate_sample(ids, n, temperature, top_k, top_p, seed):
@@ -185,23 +226,27 @@ def my_generate_sample(ids, n, temperature, top_k, top_p, seed):
 
 
 settings = dict(temperature=0.8, top_k=50, top_p=0.9)
+
+
+print(f"sampled continuations ({_workshop.model_label(model)}, {settings}):")
 for seed in [0, 1, 2]:
     ours = my_generate_sample(prompt, N, seed=seed, **settings)
     library = model.generate(prompt, do_sample=True, max_new_tokens=N, seed=seed, eos_token_id=None, **settings)
     assert np.array_equal(ours, library), f"seed {seed}: our sampling loop differs from generate()"
-    print(f"seed {seed}:", repr(tokenizer.decode(ours[0, prompt.shape[1]:])))
+    print(f"  seed {seed}: {tokenizer.decode(ours[0, prompt.shape[1]:])!r} (the same tokens as generate())")
 
 # %% [markdown]
 # Is `my_sample` really drawing with the right probabilities? Draw 20,000 next tokens and compare how often
 # each appears with its probability:
 
 # %%
-probs = softmax(my_top_k(scores, 10))  # [1, V], 10 tokens possible
+probs = top_k_probs
 rng = np.random.default_rng(0)
-draws = np.array([my_sample(probs, rng)[0] for _ in range(20000)])
+draws = my_sample(np.repeat(probs, 20000, axis=0), rng)  # 20,000 rows, one draw each
 top10 = np.argsort(-probs[0])[:10]
 frequency = np.array([(draws == i).mean() for i in top10])
-print("largest |frequency - probability|:", np.abs(frequency - probs[0, top10]).max().round(4))
+print(f"in 20,000 draws, each token's frequency is within {np.abs(frequency - probs[0, top10]).max():.4f} of its "
+      f"probability")
 assert np.abs(frequency - probs[0, top10]).max() < 0.02 and set(draws) <= set(top10)
 
 if plt:
@@ -209,8 +254,10 @@ if plt:
     x = np.arange(10)
     ax.bar(x - 0.2, probs[0, top10], width=0.4, label="probability (top-k 10)")
     ax.bar(x + 0.2, frequency, width=0.4, label="frequency in 20,000 draws")
-    ax.set_xticks(x); ax.set_xticklabels([tokenizer.decode([i]) for i in top10], rotation=45)
-    ax.legend(); ax.set_title("inverse-CDF sampling draws each token as often as its probability says")
+    ax.set_xticks(x); ax.set_xticklabels([repr(tokenizer.decode([i])) for i in top10], rotation=45, ha="right")
+    ax.set_xlabel("the 10 tokens top-k keeps"); ax.set_ylabel("probability / frequency")
+    ax.legend(); ax.set_title(f"inverse-CDF sampling draws each token as often as its probability says\n"
+                              f"({_workshop.model_label(model)})", fontsize=10)
     _workshop.show(fig, "07_sampling_frequencies")
 
 # %% [markdown]
@@ -252,21 +299,24 @@ library = model.generate(prompt, num_beams=K, num_return_sequences=K, max_new_to
                          do_sample=False, return_dict_in_generate=True, output_scores=True)
 assert np.array_equal(beams, library.sequences), "our beams (best first) must equal generate()'s"
 _workshop.check_close("beam scores = total log-prob / length", totals / N, library.sequences_scores, rtol=1e-4)
+print(f"the {K} beams, best first, with the log-probability of their {N} new tokens "
+      f"({_workshop.model_label(model)}):")
 for b, total in zip(beams, totals):
-    print(f"log p = {total:7.2f}  {tokenizer.decode(b[prompt.shape[1]:])!r}")
+    print(f"  log p = {total:7.2f}  {tokenizer.decode(b[prompt.shape[1]:])!r}")
 
 greedy_ids = my_greedy(prompt, N)
 greedy_logp = model(greedy_ids).logits[0, prompt.shape[1] - 1:-1]  # the logits that chose each new token
 greedy_total = float(np.sum(log_softmax(greedy_logp)[np.arange(N), greedy_ids[0, prompt.shape[1]:]]))
-print(f"greedy: log p = {greedy_total:7.2f}  {tokenizer.decode(greedy_ids[0, prompt.shape[1]:])!r}")
+print(f"greedy, for comparison:\n  log p = {greedy_total:7.2f}  {tokenizer.decode(greedy_ids[0, prompt.shape[1]:])!r}")
+_workshop.say_if_random(model, "these continuations and log-probabilities")
 
 if plt:
     fig, ax = plt.subplots(figsize=(7, 3))
     names = ["greedy"] + [f"beam {i}" for i in range(K)]
     values = [greedy_total] + list(totals)
     ax.barh(names[::-1], values[::-1], color=["tab:gray"] * K + ["tab:orange"])
-    ax.set_xlabel(f"log-probability of the {N} new tokens (higher is more likely)")
-    ax.set_title(f"beam search, K = {K}, against greedy ({model.workshop_name})")
+    ax.set_xlabel(f"log-probability of the {N} new tokens, in nats (higher is more likely)")
+    ax.set_title(f"beam search, K = {K}, against greedy ({_workshop.model_label(model)})")
     _workshop.show(fig, "07_beam_vs_greedy")
 
 # %% [markdown]

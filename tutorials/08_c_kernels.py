@@ -1,7 +1,8 @@
 # ---
 # jupyter:
 #   jupytext:
-#     formats: ipynb,py:percent
+#     text_representation:
+#       format_name: percent
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -17,9 +18,27 @@
 # goes, rebuild the two ideas behind the C code in NumPy (**cache blocking** for big matrix products, the
 # **online softmax** for attention that never stores the score matrix), check them, and measure what the
 # C core buys over the NumPy path on this machine.
+#
+# **Exercises** (✎ 8.1, 8.2): in `08_c_kernels.ipynb` the key lines are blank (`...`); the check under each
+# says whether your answer matches minigpt2 and, if not, how it differs. Solutions: `08_c_kernels_solution.ipynb`
+# (and this `.py` file).
+#
+# **Timing honestly.** Speeds are measured on *your* machine, several times: every comparison prints its
+# spread (median, fastest, slowest) and the machine, and says "slower" when the C core loses. BLAS (which
+# NumPy calls for matrix products) runs its own threads; if they spin while the C core's threads work, the two
+# fight for the cores and both slow down. So this tutorial asks OpenBLAS for one thread before NumPy is
+# imported (unless you set OPENBLAS_NUM_THREADS yourself): NumPy's big products are then single-threaded,
+# which the comparisons say.
 
 # %%
 MODEL = "gpt2"  # the real 124M GPT-2 when available; otherwise the tiny random model (it says so)
+
+import os
+import sys
+
+BLAS_THREADS_SET_HERE = "numpy" not in sys.modules and "OPENBLAS_NUM_THREADS" not in os.environ
+if BLAS_THREADS_SET_HERE:  # read once, when NumPy loads OpenBLAS: it must come before `import numpy`
+    os.environ["OPENBLAS_NUM_THREADS"] = "1"
 
 import time
 
@@ -36,7 +55,21 @@ plt = _workshop.pyplot()
 tokenizer = _workshop.tokenizer()
 
 HAVE_C = backend.c_available()
-print(f"active backend: {backend.name}; C core built: {HAVE_C}; C threads: {backend.get_num_threads()}")
+
+
+def blas_threads() -> str:
+    try:
+        from threadpoolctl import threadpool_info  # optional: only to report what BLAS really uses
+    except ImportError:
+        return f"OPENBLAS_NUM_THREADS={os.environ.get('OPENBLAS_NUM_THREADS', 'unset')}"
+    pools = [p for p in threadpool_info() if p.get("user_api") == "blas"]
+    return ", ".join(f"{p['internal_api']} {p['num_threads']} thread(s)" for p in pools) or "no BLAS pool found"
+
+
+print(f"machine: {_workshop.machine()}")
+print(f"active backend: {backend.name}; C core built: {HAVE_C}; C threads: {backend.get_num_threads()}; "
+      f"BLAS: {blas_threads()}" + (" (set by this tutorial)" if BLAS_THREADS_SET_HERE else
+                                   " (NumPy was already imported or you chose it: left alone)"))
 if not HAVE_C:
     print("The C core is not built here (no C compiler at install time?), so the comparisons below only time the "
           "NumPy path. docs/troubleshooting.md explains how to build it.")
@@ -56,6 +89,7 @@ matrices = {"attn.c_attn": block["attn"]["c_attn"], "attn.c_proj": block["attn"]
             "mlp.c_fc": block["mlp"]["c_fc"], "mlp.c_proj": block["mlp"]["c_proj"]}
 weight_bytes = sum(m["weight"].nbytes for m in matrices.values()) * config.n_layer + params["wte"]["weight"].nbytes
 print(f"weights read per decoded token (blocks + LM head): {weight_bytes / 2**20:.0f} MiB")
+print("one linear layer of block 0 on the NumPy path, the fastest of 5 runs of 3 calls:")
 
 rng = np.random.default_rng(0)
 linear_ref = layers.linear.reference  # the NumPy body, whatever the active backend
@@ -71,6 +105,10 @@ for rows in (1, 128):
 # %% [markdown]
 # With one row, the throughput in GFLOP/s is low and the weight bandwidth is the number to look at; with 128
 # rows the same layers do many more GFLOP/s. (Your numbers depend on your machine: the cell prints them.)
+#
+# **✎ Exercise 8.1 · a blocked product.** In `blocked_matmul` below, write the innermost step: copy the
+# `MC × KC` panel of A and the `KC × NC` panel of B for this tile and slice (`np.ascontiguousarray`: "packing"),
+# multiply them and *add* the product into the tile of C. The check compares the result with `A @ W`.
 #
 # ## Cache blocking, in NumPy
 #
@@ -88,15 +126,21 @@ def blocked_matmul(A, B, MC=64, NC=256, KC=128):
     for i0 in range(0, M, MC):  # a tile of rows of C
         for j0 in range(0, N, NC):  # a tile of columns: C[i0:i0+MC, j0:j0+NC] is one work item
             for k0 in range(0, K, KC):  # accumulate over the inner dimension, slice by slice
+                # BLANK C[i0:i0 + MC, j0:j0 + NC] += ...  # exercise 8.1: your code here
+                ### BEGIN SOLUTION 8.1
                 a_panel = np.ascontiguousarray(A[i0:i0 + MC, k0:k0 + KC])  # "packing": copy to contiguous memory
                 b_panel = np.ascontiguousarray(B[k0:k0 + KC, j0:j0 + NC])
                 C[i0:i0 + MC, j0:j0 + NC] += a_panel @ b_panel
+                ### END SOLUTION 8.1
     return C
 
 
 A = rng.standard_normal((128, E), dtype=np.float32)
 W = block["mlp"]["c_fc"]["weight"]
-_workshop.check_close("blocked_matmul == A @ W", blocked_matmul(A, W), A @ W, rtol=1e-4, atol=1e-4)
+_workshop.check_function("8.1", "a blocked product", blocked_matmul, lambda a, b: a @ b,
+                         {"[128, E] @ c_fc's weight": (A, W), "a ragged [70, 200] @ [200, 300]":
+                          (rng.standard_normal((70, 200), dtype=np.float32), rng.standard_normal((200, 300), dtype=np.float32))},
+                         rtol=1e-4, atol=1e-4)
 
 # %% [markdown]
 # The answer is the same up to float32 rounding (the sums are grouped differently). The benefit is memory
@@ -112,15 +156,17 @@ def traffic_bytes(M, K, N, MC, NC):
 
 M_prompt = 512
 tiles = [1, 4, 16, 64, 256]
+print(f"the model's estimate of the bytes a [{M_prompt}, {E}] @ [{E}, {I}] product moves from main memory:")
 for MC in tiles:
     mib = traffic_bytes(M_prompt, E, I, MC, 256) / 2**20
-    print(f"MC = {MC:>3}: {mib:8.1f} MiB moved for a [{M_prompt}, {E}] @ [{E}, {I}] product")
+    print(f"  tiles of MC = {MC:>3} rows: {mib:8.1f} MiB")
 
 if plt:
     fig, ax = plt.subplots(figsize=(6, 3.5))
     ax.plot(tiles, [traffic_bytes(M_prompt, E, I, mc, 256) / 2**20 for mc in tiles], marker="o")
     ax.set_xscale("log", base=2); ax.set_yscale("log")
-    ax.set_xlabel("rows per tile (MC)"); ax.set_ylabel("MiB from main memory (model)")
+    ax.set_xticks(tiles); ax.set_xticklabels([str(t) for t in tiles])
+    ax.set_xlabel("rows per tile (MC)"); ax.set_ylabel("MiB from main memory (a model, not measured)")
     ax.set_title(f"blocking: traffic of a [{M_prompt}, {E}] @ [{E}, {I}] product")
     ax.grid(alpha=0.3)
     _workshop.show(fig, "08_blocking_traffic_model")
@@ -144,6 +190,11 @@ if plt:
 #
 # When a block brings a larger maximum `m'`, the old `l` and `o` are rescaled by `exp(m − m')`. At the end,
 # `o / l` is exactly the softmax-weighted average of the values.
+#
+# **✎ Exercise 8.2 · the online-softmax update.** In the loop below, `s` is a block of scores and `m` the
+# running maximum. Write the three updates: `m_new` (the larger of `m` and the block's row maxima), then `l`
+# and `o`, each rescaled by `rescale = exp(m − m_new)` before the block's `p = exp(s − m_new)` is added
+# (`p.sum(axis=1)` to `l`, `p @ v_block` to `o`). The check compares each head with the reference attention.
 
 # %%
 def online_attention(q, k, v, scale, block=16):  # q [T, D], k and v [K, D]; causal, anchored lower-right
@@ -155,11 +206,14 @@ def online_attention(q, k, v, scale, block=16):  # q [T, D], k and v [K, D]; cau
     for j0 in range(0, K, block):
         s = (q @ k[j0:j0 + block].T) * scale  # [T, block]: one block of scores, never the whole matrix
         s = np.where(visible[:, j0:j0 + block], s, layers.MASK_VALUE)
+        # BLANK m_new = l = o = ...  # exercise 8.2: your code here
+        ### BEGIN SOLUTION 8.2
         m_new = np.maximum(m, s.max(axis=1))
         rescale = np.exp(m - m_new)  # how much the old sums shrink under the new maximum
         p = np.exp(s - m_new[:, None])
         l = l * rescale + p.sum(axis=1)
         o = o * rescale[:, None] + p @ v[j0:j0 + block]
+        ### END SOLUTION 8.2
         m = m_new
     return o / l[:, None]
 
@@ -171,9 +225,9 @@ qkv = layers.linear.reference(t["h.0.ln_1"], **block["attn"]["c_attn"])
 q, k, v = (layers.split_heads(a, config.n_head) for a in np.split(qkv, 3, axis=-1))  # [1, H, T, D]
 scale = layers.attention_scale(config.head_dim, 0)
 reference_out = layers.attention.reference(q, k, v, scale=scale, causal=True)
-for head in range(config.n_head):
-    ours = online_attention(q[0, head], k[0, head], v[0, head], scale, block=4)
-    _workshop.check_close(f"online softmax == reference, head {head}", ours, reference_out[0, head], atol=1e-6)
+_workshop.check_function("8.2", "the online-softmax update",
+                         lambda h: online_attention(q[0, h], k[0, h], v[0, h], scale, block=4),
+                         lambda h: reference_out[0, h], {f"head {h}": (h,) for h in range(config.n_head)}, atol=1e-6)
 
 # %% [markdown]
 # The C kernel does the same in a single pass over the keys of each block of queries. Let us check it
@@ -198,9 +252,9 @@ def timed_pair(label, fn, *args, **kwargs):
     ref = fn.reference(*args, **kwargs)
     ours, ref = (ours[0], ref[0]) if isinstance(ours, tuple) else (ours, ref)
     _workshop.check_close(label, ours, ref, rtol=1e-4, atol=1e-4)
-    t_ref = _workshop.best_time(lambda: fn.reference(*args, **kwargs), repeat=5, number=3)
-    t_c = _workshop.best_time(lambda: fn(*args, **kwargs), repeat=5, number=3)
-    return label, t_ref, t_c
+    t_ref = _workshop.run_times(lambda: fn.reference(*args, **kwargs), repeat=5, number=3)
+    t_c = _workshop.run_times(lambda: fn(*args, **kwargs), repeat=5, number=3)
+    return label, t_ref, t_c  # seconds per call, 5 runs each
 
 
 K_cache = min(256, config.n_positions)
@@ -223,47 +277,65 @@ cases = [
     timed_pair("layer_norm, 128 rows", layers.layer_norm, x128, **block["ln_1"]),
     timed_pair("gelu_new, 128 x 4E", activations.gelu_new, rng.standard_normal((1, 128, I), dtype=np.float32)),
 ]
-print(f"\n{'kernel':36} {'NumPy ms':>9} {backend.name + ' ms':>9} {'speed-up':>9}")
+print(f"\nmedian ms per call over 5 runs of 3 calls (slowest run in brackets), on {_workshop.machine()}; "
+      f"BLAS: {blas_threads()}")
+print(f"{'kernel':36} {'NumPy ms':>17} {backend.name + ' ms':>17}  verdict (medians)")
 for label, t_ref, t_c in cases:
-    print(f"{label:36} {t_ref * 1e3:9.3f} {t_c * 1e3:9.3f} {t_ref / t_c:8.1f}x")
+    print(f"{label:36} {np.median(t_ref) * 1e3:8.3f} [{t_ref.max() * 1e3:6.3f}] "
+          f"{np.median(t_c) * 1e3:8.3f} [{t_c.max() * 1e3:6.3f}]  "
+          + _workshop.ratio_words(np.median(t_ref), np.median(t_c), backend.name, "NumPy"))
 
 if plt and HAVE_C:  # without the C core both columns time the same NumPy code
-    fig, ax = plt.subplots(figsize=(8, 4))
-    labels = [c[0] for c in cases]
-    ax.barh(labels[::-1], [c[1] / c[2] for c in cases][::-1], color="tab:green")
+    fig, ax = plt.subplots(figsize=(8.5, 4.5))
+    labels = [c[0] for c in cases][::-1]
+    ratio = np.array([np.median(c[1]) / np.median(c[2]) for c in cases])[::-1]
+    low = np.array([c[1].min() / c[2].max() for c in cases])[::-1]  # the least favourable pairing of runs
+    high = np.array([c[1].max() / c[2].min() for c in cases])[::-1]
+    ax.barh(labels, ratio - 1, left=1, color=np.where(ratio >= 1, "tab:green", "tab:red"))
+    ax.errorbar(ratio, range(len(ratio)), xerr=[ratio - low, high - ratio], fmt="none", ecolor="black", capsize=3)
     ax.axvline(1.0, color="black", lw=0.8)
-    ax.set_xlabel(f"speed-up of the {backend.name} backend over the NumPy path (1 = same)")
-    ax.set_title(f"kernels on {model.workshop_name}'s shapes, this machine")
+    ax.set_xscale("log")
+    ax.set_xlabel(f"NumPy time / {backend.name} time, log scale (>1: C faster, <1: C slower; bars: run-to-run spread)")
+    ax.set_title(f"kernels on {_workshop.model_label(model)}'s shapes\n{_workshop.machine()}", fontsize=9)
     _workshop.show(fig, "08_kernel_speedups")
 
 # %% [markdown]
-# Read the table row by row; it is this machine's, so run it on yours. Near 1: the C core does not serve
-# that case (prompts of 32 rows or more go to BLAS) or both are equally fast. Above 1 the C kernel wins,
-# below 1 NumPy does. On a busy machine the per-kernel numbers swing from run to run (each is the fastest
-# of 15 calls, yet threads still wait for free cores; docs/troubleshooting.md has a note on threads), so
-# the end-to-end time below is the one that counts.
+# Read the table row by row; it is this machine's, so run it on yours. "Level": the C core does not serve
+# that case (prompts of 32 rows or more go to BLAS) or both are equally fast. On a busy machine the
+# per-kernel numbers swing from run to run (compare the slowest runs in brackets; threads wait for free
+# cores; docs/troubleshooting.md has a note on threads), so the end-to-end time below is the one that counts.
 #
 # ## End to end: greedy decoding on both backends
 #
-# The same 20 greedy tokens with `set_backend("numpy")` and with the C core. The tokens must be identical;
-# the time per token is what a workshop laptop feels.
+# The same 20 greedy tokens with `set_backend("numpy")` and with the C core, three times each, alternating.
+# The tokens must be identical; the time per token is what a workshop laptop feels.
 
 # %%
 prompt = np.array([tokenizer.encode("The C core of minigpt2 makes decoding")])
 N = 20
-results, initial_backend = {}, backend.name
-for name in (["numpy", "c"] if HAVE_C else ["numpy"]):
+names = ["numpy", "c"] if HAVE_C else ["numpy"]
+per_token, outputs, initial_backend = {name: [] for name in names}, {}, backend.name
+for name in names:  # warm up both
     backend.set_backend(name)
-    model.generate(prompt, max_new_tokens=2, do_sample=False)  # warm up
-    start = time.perf_counter()
-    ids_out = model.generate(prompt, max_new_tokens=N, do_sample=False, eos_token_id=None)
-    results[name] = (time.perf_counter() - start, ids_out)
-    print(f"{name:>5}: {results[name][0] / N * 1e3:6.1f} ms per token")
+    model.generate(prompt, max_new_tokens=2, do_sample=False)
+for run in range(3):
+    for name in names:
+        backend.set_backend(name)
+        start = time.perf_counter()
+        outputs[name] = model.generate(prompt, max_new_tokens=N, do_sample=False, eos_token_id=None)
+        per_token[name].append((time.perf_counter() - start) / N)
 backend.set_backend(initial_backend)
+print(f"{N} greedy tokens, 3 runs per backend, on {_workshop.machine()}; BLAS: {blas_threads()}; "
+      f"C threads: {backend.get_num_threads()}")
+for name in names:
+    print(f"  {name:>5}: {_workshop.spread(per_token[name])} per token")
 if HAVE_C:
-    assert np.array_equal(results["numpy"][1], results["c"][1]), "the backends must choose the same tokens"
-    print(f"same tokens; the C core is {results['numpy'][0] / results['c'][0]:.2f}x faster end to end")
-print(repr(tokenizer.decode(results["numpy"][1][0, prompt.shape[1]:])))
+    assert np.array_equal(outputs["numpy"], outputs["c"]), "the backends must choose the same tokens"
+    numpy_t, c_t = np.array(per_token["numpy"]), np.array(per_token["c"])
+    print(f"same tokens; end to end, {_workshop.ratio_words(np.median(numpy_t), np.median(c_t))} "
+          f"(medians; over the runs the ratio NumPy/C spans {numpy_t.min() / c_t.max():.2f} to "
+          f"{numpy_t.max() / c_t.min():.2f})")
+print(f"the text ({_workshop.model_label(model)}): {tokenizer.decode(outputs['numpy'][0, prompt.shape[1]:])!r}")
 
 # %% [markdown]
 # ## What we built
@@ -272,6 +344,8 @@ print(repr(tokenizer.decode(results["numpy"][1][0, prompt.shape[1]:])))
 #   cuts memory traffic; decoding has no reuse, so its kernels stream each weight once.
 # - The online softmax in NumPy, equal to the reference attention and to the C kernel, without ever storing
 #   the `[T, K]` scores.
-# - Measured speed-ups of the C core over the NumPy path, kernel by kernel and end to end, on this machine.
+# - The C core against the NumPy path, kernel by kernel and end to end, measured on this machine with the
+#   spread of several runs: faster where it streams weights once with all cores, level where it hands the
+#   work to BLAS, and, on a busy or unusual machine, sometimes slower (the tables say so).
 #
 # That is the whole model, from bytes (01) to kernels (08).

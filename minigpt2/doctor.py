@@ -1,0 +1,241 @@
+"""The pre-flight check: ``python -m minigpt2 --doctor``, the first thing a workshop participant runs.
+
+One line per check, ``[ ok ]``, ``[warn]`` (works, but not as well as it could) or ``[FAIL]`` (a tutorial
+will break), each failure or warning with its fix. The exit status is for scripts: 0 when nothing failed,
+1 otherwise (warnings do not fail). Nothing waits long: the Hub is asked once, with a 3-second timeout, and
+only when GPT-2 is not already cached (HF_HUB_OFFLINE=1 skips even that; HF_ENDPOINT is honoured).
+
+It also holds where the workshop keeps its files (``workshop_cache_dir``, ``figures_dir``), so the tutorials
+and this check agree.
+"""
+from __future__ import annotations
+
+import os
+import platform
+import sys
+import tempfile
+import time
+
+__all__ = ["main", "run_checks", "workshop_cache_dir", "figures_dir"]
+
+OK, WARN, FAIL = "ok", "warn", "FAIL"
+SUPPORTED_PYTHON = ((3, 9), (3, 13))
+RUNTIME = ("numpy", "regex", "safetensors", "huggingface_hub", "cffi")
+TUTORIALS = ("matplotlib", "jupyterlab", "ipywidgets", "jupytext")
+GPT2_NAMES = ("openai-community/gpt2", "gpt2")
+FIX_INSTALL = 'pip install -r tutorials/requirements-workshop.txt -e .  (or: pip install -e ".[tutorials]")'
+
+
+def workshop_cache_dir() -> str:
+    """Where the tutorials keep the tiny random checkpoint: $MINIGPT2_WORKSHOP_CACHE, else <temp>/minigpt2-workshop."""
+    return os.environ.get("MINIGPT2_WORKSHOP_CACHE") or os.path.join(tempfile.gettempdir(), "minigpt2-workshop")
+
+
+def figures_dir() -> str:
+    """Where the tutorials save their figures: $MINIGPT2_FIGURES, else <temp>/minigpt2-figures."""
+    return os.environ.get("MINIGPT2_FIGURES") or os.path.join(tempfile.gettempdir(), "minigpt2-figures")
+
+
+def _version(package):
+    from importlib import metadata
+
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def check_python():
+    v = sys.version_info[:2]
+    text = f"Python {platform.python_version()} ({platform.python_implementation()}, {platform.system()} {platform.machine()})"
+    low, high = SUPPORTED_PYTHON
+    if low <= v <= high:
+        return OK, text, None
+    return (FAIL if v < low else WARN), text, (f"minigpt2 supports Python {low[0]}.{low[1]} to {high[0]}.{high[1]}; "
+                                               f"make a venv with one of those")
+
+
+def check_packages():
+    from . import __version__
+
+    found = {p: _version(p) for p in RUNTIME}
+    missing = [p for p, v in found.items() if v is None]
+    text = f"minigpt2 {__version__}; " + ", ".join(f"{p} {v or 'MISSING'}" for p, v in found.items())
+    return (FAIL, text, f"pip install {' '.join(missing)}") if missing else (OK, text, None)
+
+
+def check_tutorial_packages():
+    found = {p: _version(p) for p in TUTORIALS}
+    text = "tutorials: " + ", ".join(f"{p} {v or 'MISSING'}" for p, v in found.items())
+    if not found["matplotlib"] or not found["jupyterlab"]:
+        return FAIL, text, FIX_INSTALL
+    if not found["ipywidgets"]:
+        return WARN, text, "pip install ipywidgets (else notebooks show 'TqdmWarning: IProgress not found')"
+    if not found["jupytext"]:
+        return WARN, text, "pip install jupytext (only to open the .py tutorials as notebooks)"
+    return OK, text, None
+
+
+def check_c_core():
+    from . import backend
+
+    if backend.c_available():
+        return OK, f"C core built; active backend: {backend.get_backend()}", None
+    return WARN, "C core not built: everything runs on NumPy, slower (tutorial 08 has less to compare)", \
+        "install a C compiler (Linux: apt install build-essential; macOS: xcode-select --install), then pip install -e . again"
+
+
+def check_threads():
+    from . import backend
+
+    cores = os.cpu_count() or 1
+    blas = {k: os.environ[k] for k in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS") if k in os.environ}
+    try:
+        threads = backend.get_num_threads()
+    except Exception as e:  # a bad MINIGPT2_NUM_THREADS surfaces here
+        return FAIL, f"threads: {cores} cores; the C core's setting is invalid ({e})", \
+            "unset MINIGPT2_NUM_THREADS or set it to a whole number from 1 to the number of cores"
+    text = (f"threads: {cores} logical cores, C core {threads}; BLAS "
+            + (", ".join(f"{k}={v}" for k, v in blas.items()) if blas else "default (one per core)"))
+    if threads > cores:
+        return WARN, text, f"MINIGPT2_NUM_THREADS={threads} is more than the {cores} cores: threads will wait; lower it"
+    return OK, text, None
+
+
+def check_model_runs():
+    """A tiny random GPT-2 (built here, no files) runs a forward pass on both backends and they agree."""
+    import numpy as np
+
+    from . import GPT2Config, GPT2LMHeadModel, backend
+
+    config = GPT2Config(n_layer=1, n_head=2, n_embd=16, vocab_size=50, n_positions=16)
+    model = GPT2LMHeadModel(config, seed=0)
+    ids = np.array([[1, 2, 3, 4]])
+    start = time.perf_counter()
+    logits = model(ids).logits
+    ms = (time.perf_counter() - start) * 1e3
+    if not np.isfinite(logits).all():
+        return FAIL, "a tiny model's forward pass gives NaN or inf", "report this, with the output of --info"
+    if backend.c_available() and backend.get_backend() != "numpy":
+        before = backend.get_backend()
+        try:
+            backend.set_backend("numpy")
+            reference = model(ids).logits
+        finally:
+            backend.set_backend(before)
+        if not np.allclose(logits, reference, rtol=1e-4, atol=1e-5):
+            return FAIL, "the C core and NumPy disagree on a tiny model", \
+                "run with MINIGPT2_BACKEND=numpy, and report this with the output of --info"
+    return OK, f"a tiny model runs ({ms:.0f} ms for its first forward pass)", None
+
+
+def check_gpt2(timeout=3.0):
+    from .hub import hub_settings, resolve_file
+
+    settings = hub_settings()
+    for name in GPT2_NAMES:
+        try:
+            paths = [resolve_file(name, f, local_files_only=True) for f in ("config.json", "model.safetensors")]
+        except Exception:  # not cached (OSError), or a Hub library that misbehaves: treat as not cached
+            continue
+        if all(paths):
+            return OK, f"GPT-2 is in the cache ({name}, {settings['cache_dir']}): the tutorials use it, offline too", None
+    fallback = "the tutorials will use a tiny model with RANDOM weights (every check holds; predictions are noise)"
+    if settings["offline"]:
+        return WARN, f"GPT-2 is not in the cache {settings['cache_dir']} and HF_HUB_OFFLINE is set: {fallback}", \
+            "go online once: unset HF_HUB_OFFLINE and run python -m minigpt2 --download (about 500 MB)"
+    from .hub import _unreachable  # the same quick probe the downloads use
+
+    why = _unreachable(settings["endpoint"], timeout=timeout)
+    if why is None:
+        return OK, (f"GPT-2 is not cached yet but {settings['endpoint']} answers: it downloads on first use "
+                    f"(about 500 MB)"), None
+    return WARN, f"GPT-2 is not cached and {settings['endpoint']} cannot be reached ({why}): {fallback}", \
+        ("set HF_ENDPOINT to a mirror you can reach (e.g. https://hf-mirror.com), or copy a Hugging Face cache "
+         "that has gpt2 and point HF_HUB_CACHE at it")
+
+
+def check_figures():
+    try:
+        import matplotlib
+    except ImportError:
+        return FAIL, "figures: matplotlib is not installed", FIX_INSTALL
+    backend = matplotlib.get_backend()
+    try:
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+
+        fig = Figure(figsize=(1, 1))
+        FigureCanvasAgg(fig)
+        fig.add_subplot().plot([0, 1])
+        with tempfile.TemporaryDirectory() as scratch:
+            path = os.path.join(scratch, "check.png")
+            fig.savefig(path)
+            assert os.path.getsize(path) > 0
+    except Exception as e:
+        return FAIL, f"figures: matplotlib {matplotlib.__version__} cannot draw a PNG ({type(e).__name__}: {e})", \
+            "reinstall matplotlib (pip install --force-reinstall matplotlib)"
+    return OK, (f"figures: matplotlib {matplotlib.__version__}, backend {backend} (scripts save PNGs; "
+                f"notebooks draw inline)"), None
+
+
+def _writable(path) -> bool:
+    """True if ``path`` is (or can be made) a directory we can create files in: tried, not guessed from the
+    permission bits, which say nothing for root or on a read-only file system."""
+    try:
+        os.makedirs(path, exist_ok=True)
+        with tempfile.TemporaryFile(dir=path):
+            return True
+    except OSError:
+        return False
+
+
+def check_caches():
+    from . import __version__
+    from .hub import hub_settings
+
+    hf_cache, workshop, figures = hub_settings()["cache_dir"], workshop_cache_dir(), figures_dir()
+    problems = [(name, path) for name, path in (("Hugging Face cache", hf_cache), ("workshop cache", workshop),
+                                                ("figures", figures)) if not _writable(path)]
+    if problems:
+        name, path = problems[0]
+        variable = {"Hugging Face cache": "HF_HUB_CACHE", "workshop cache": "MINIGPT2_WORKSHOP_CACHE",
+                    "figures": "MINIGPT2_FIGURES"}[name]
+        return FAIL, f"caches: the {name} {path} is not writable", f"set {variable} to a directory of your own"
+    tiny = os.path.join(workshop, f"tiny-gpt2-seed0-v{__version__}")
+    if os.path.isdir(tiny):  # made by another user of this machine? it must be readable to us
+        unreadable = [f for f in ("config.json", "model.safetensors")
+                      if os.path.exists(os.path.join(tiny, f)) and not os.access(os.path.join(tiny, f), os.R_OK)]
+        if unreadable or not os.access(tiny, os.R_OK | os.X_OK):
+            return FAIL, f"caches: the tiny checkpoint {tiny} exists but is not readable to you", \
+                f"set MINIGPT2_WORKSHOP_CACHE to a directory of your own (or its owner runs chmod -R a+rX {tiny})"
+    return OK, f"caches writable: {hf_cache}, {workshop}, figures in {figures}", None
+
+
+CHECKS = (check_python, check_packages, check_tutorial_packages, check_c_core, check_threads, check_model_runs,
+          check_gpt2, check_figures, check_caches)
+
+
+def run_checks(checks=CHECKS):
+    """[(status, text, fix or None)] for each check; a check that crashes is a FAIL naming the error."""
+    results = []
+    for check in checks:
+        try:
+            results.append(check())
+        except Exception as e:
+            results.append((FAIL, f"{check.__name__[6:]}: the check itself failed ({type(e).__name__}: {e})",
+                            "report this with the output of python -m minigpt2 --info"))
+    return results
+
+
+def main(out=None) -> int:
+    """Print one line per check (and its fix); return 0 when nothing failed, else 1."""
+    out = out or sys.stdout
+    results = run_checks()
+    for status, text, fix in results:
+        print(f"[{status:^4}] {text}" + (f"\n       fix: {fix}" if fix and status != OK else ""), file=out)
+    failed = sum(status == FAIL for status, _, _ in results)
+    warned = sum(status == WARN for status, _, _ in results)
+    print(f"{'ready' if not failed else 'NOT ready'}: {len(results) - failed - warned} ok, {warned} warning(s), "
+          f"{failed} failure(s)", file=out)
+    return 1 if failed else 0
