@@ -124,3 +124,209 @@ def test_api_reference_matches_the_docstrings():
     result = subprocess.run([sys.executable, os.path.join(ROOT, "docs", "make_api.py"), "--check"],
                             capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
+
+
+# -- the workshop: exercises, their checks, the notebooks made from one source ------------------------------------
+sys.path.insert(0, os.path.join(ROOT, "tutorials"))
+WORKSHOP_TUTORIALS = [p for p in TUTORIALS if os.path.basename(p)[:2] in {f"0{i}" for i in range(1, 9)}]
+
+
+@pytest.fixture
+def workshop(monkeypatch, tmp_path):
+    monkeypatch.setenv("MINIGPT2_WORKSHOP_CACHE", str(tmp_path / "cache"))
+    monkeypatch.delenv("MINIGPT2_EXERCISES", raising=False)
+    monkeypatch.delenv("MINIGPT2_EXERCISE_LOG", raising=False)
+    monkeypatch.delenv("MINIGPT2_WORKSHOP_MODEL", raising=False)
+    import _workshop
+
+    return _workshop
+
+
+@pytest.mark.parametrize("path", WORKSHOP_TUTORIALS, ids=os.path.basename)
+def test_each_tutorial_has_exercises_and_both_variants_are_clean(path):
+    import notebooks
+
+    text = open(path, encoding="utf-8").read()
+    numbers = notebooks.exercises(text)
+    assert len(numbers) >= 2, f"{path}: a tutorial has a few exercises"
+    assert numbers == sorted(numbers, key=lambda n: [int(x) for x in n.split(".")]), "numbered in reading order"
+    participant, solution = notebooks.variant(text, "participant"), notebooks.variant(text, "solution")
+    for variant in (participant, solution):
+        assert "### BEGIN SOLUTION" not in variant and "### END SOLUTION" not in variant
+        compile(variant, path, "exec")  # both run as Python
+    assert "# BLANK" not in participant and "# BLANK" not in solution
+    assert participant.count("...  # exercise") >= len(numbers)
+    for n in numbers:
+        assert f"exercise {n}: your code here" in participant and f"exercise {n}: your code here" not in solution
+    assert notebooks.variant(solution, "participant") == solution  # nothing left to blank
+
+
+def test_exercise_markup_errors_are_named():
+    import notebooks
+
+    good = '# BLANK x = ...\n### BEGIN SOLUTION 1.1\nx = 1\n### END SOLUTION 1.1\ncheck_answer("1.1", "x", x, 1)\n'
+    assert notebooks.exercises(good) == ["1.1"]
+    assert notebooks.variant(good, "participant") == 'x = ...\ncheck_answer("1.1", "x", x, 1)\n'
+    assert notebooks.variant(good, "solution") == 'x = 1\ncheck_answer("1.1", "x", x, 1)\n'
+    for broken, words in [(good.replace("### END SOLUTION 1.1\n", ""), "never ends"),
+                          (good.replace("END SOLUTION 1.1", "END SOLUTION 1.2"), "does not close"),
+                          (good.replace("# BLANK x = ...\n", ""), "no '# BLANK' line"),
+                          (good.replace('check_answer("1.1"', 'check_answer("1.9"'), "no check_answer")]:
+        with pytest.raises(notebooks.ExerciseMarkupError, match=words):
+            notebooks.exercises(broken)
+
+
+def test_difference_says_how_an_answer_differs(workshop):
+    library = np.arange(12, dtype=np.float32).reshape(3, 4) + 1
+    assert workshop.difference(library.copy(), library) == (None, " (largest difference 0.0e+00)")
+    message = workshop.difference(library.T, library)[0]
+    assert "shape (4, 3)" in message and "(3, 4)" in message and "transpose" in message
+    assert "reshape" in workshop.difference(library.reshape(2, 6), library)[0]
+    assert "keepdims" in workshop.difference(library[:, :1][:, 0], library[:, :1])[0]
+    wrong = library.copy()
+    wrong[2, 1] += 5
+    assert "1 of 12 positions" in workshop.difference(wrong, library)[0]
+    assert "position (2, 1): yours is 15, the library's 10" in workshop.difference(wrong, library)[0]
+    assert "8 times the library's" in workshop.difference(library * 8, library)[0]  # a forgotten scale
+    assert "not done yet" in workshop.difference(..., library)[0]
+    masked = np.where(np.tri(3, 4, dtype=bool), library, -np.inf)
+    assert "infinite or NaN" in workshop.difference(library, masked)[0]
+    mask = np.tri(3, 3, dtype=bool)
+    assert "position (0, 1): yours is True" in workshop.difference(np.ones((3, 3), bool), mask)[0]
+    assert workshop.difference(["a", "b", "x"], ["a", "b", "c"])[0].startswith("item 2 differs")
+    assert "yours has 2 items" in workshop.difference(["a", "b"], ["a", "b", "c"])[0]
+    assert workshop.difference(1024, 1024)[0] is None and "1000" in workshop.difference(1000, 1024)[0]
+
+
+def test_a_failed_check_stops_or_keeps_going(workshop, monkeypatch, tmp_path, capsys):
+    expected = np.ones(3)
+    with pytest.raises(workshop.ExerciseFailed, match=r"exercise 9.9 \(ones\): not done yet"):
+        workshop.check_answer("9.9", "ones", ..., expected)
+    assert workshop.check_answer("9.9", "ones", np.ones(3), expected) is not expected  # yours, when right
+    log = tmp_path / "log.jsonl"
+    monkeypatch.setenv("MINIGPT2_EXERCISES", "keep-going")
+    monkeypatch.setenv("MINIGPT2_EXERCISE_LOG", str(log))
+    assert workshop.check_answer("9.9", "ones", np.zeros(3), expected) is expected  # the library's, to go on
+    assert "✗ exercise 9.9 (ones): values differ at 3 of 3 positions" in capsys.readouterr().out
+    import json
+
+    assert [json.loads(line)["passed"] for line in log.read_text().splitlines()] == [False]
+
+
+def test_check_function_names_the_case_and_the_blank(workshop):
+    def my_square(x):
+        y = ...
+        return y * 2  # fails on the blank: TypeError
+
+    my_square.__module__ = "__main__"  # as if defined in the tutorial being run
+    with pytest.raises(workshop.ExerciseFailed) as failed:
+        workshop.check_function("9.1", "squares", my_square, np.square, {"x = 3": (np.float32(3),)})
+    assert "for x = 3" in str(failed.value) and "a `...` is still in my_square" in str(failed.value)
+    with pytest.raises(workshop.ExerciseFailed, match=r"for x = 2: .* yours is 8, the library's 4"):
+        workshop.check_function("9.1", "squares", lambda x: x ** 3, np.square,
+                                {"x = 1": (np.ones(2),), "x = 2": (np.full(2, 2.0),)})
+    rng_case = {"seed 0": lambda: (np.random.default_rng(0),)}  # fresh arguments for each call
+    assert workshop.check_function("9.2", "draws", lambda g: g.random(3), lambda g: g.random(3), rng_case)
+
+
+def test_speed_words_never_call_a_slowdown_a_speed_up(workshop):
+    assert workshop.ratio_words(1.0, 1 / 2.5) == "the C core is 2.50x faster than NumPy"
+    assert workshop.ratio_words(0.32, 1.0) == "the C core is 3.12x SLOWER than NumPy"
+    assert "level" in workshop.ratio_words(1.0, 1.02)
+    assert "over 3 runs" in workshop.spread(np.array([0.001, 0.002, 0.003]))
+
+
+def test_run_all_runs_a_tutorial_its_blanks_and_figures(tmp_path):
+    """tutorials/run_all.py on the quickest tutorial: solutions pass, blanks fail with messages, figures drawn."""
+    pytest.importorskip("matplotlib")
+    env = dict(os.environ, MINIGPT2_WORKSHOP_MODEL="tiny", MINIGPT2_WORKSHOP_CACHE=str(tmp_path), MPLBACKEND="Agg")
+    result = subprocess.run([sys.executable, os.path.join(ROOT, "tutorials", "run_all.py"), "03"], env=env,
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr
+    assert "✗ exercise 3.1 (layer norm)" in result.stdout and "a `...` is still in my_layer_norm" in result.stdout
+    assert "✓ exercise 3.2 (gelu_new)" in result.stdout
+    assert "03_layer_norm_and_gelu" in result.stdout and " 2/2 " in result.stdout  # both figures drawn
+
+
+# -- files other users can read -------------------------------------------------------------------------------
+@pytest.mark.parametrize("umask", [0o022, 0o002])
+def test_saved_checkpoints_follow_the_umask(umask, workshop, tmp_path):
+    previous = os.umask(umask)
+    try:
+        target = tmp_path / "saved"
+        GPT2LMHeadModel(GPT2Config(n_layer=1, n_head=2, n_embd=8, vocab_size=11, n_positions=8), seed=0) \
+            .save_pretrained(target)
+        tiny = workshop.tiny_checkpoint_dir()
+    finally:
+        os.umask(previous)
+    for directory in (target, tiny):
+        assert os.stat(directory).st_mode & 0o777 == 0o777 & ~umask, directory
+        for name in ("config.json", "model.safetensors"):
+            assert os.stat(os.path.join(directory, name)).st_mode & 0o777 == 0o666 & ~umask, (directory, name)
+    assert not [f for f in os.listdir(target) if f.startswith(".tmp-")]
+
+
+# -- the model a tutorial gets ----------------------------------------------------------------------------------
+def test_load_model_falls_back_to_the_tiny_model_on_any_hub_failure(workshop, monkeypatch, capsys):
+    real = GPT2LMHeadModel.from_pretrained.__func__
+    calls = []
+
+    def broken_hub(cls, name, *args, **kwargs):
+        if os.path.isdir(name):
+            return real(cls, name, *args, **kwargs)
+        calls.append(kwargs)
+        raise AttributeError("module 'huggingface_hub' has no attribute 'constants'")  # as hub 2.x once did
+
+    monkeypatch.setattr(GPT2LMHeadModel, "from_pretrained", classmethod(broken_hub))
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    model = workshop.load_model("gpt2")
+    assert model.workshop_name == "tiny" and not workshop.is_real(model)
+    out = capsys.readouterr().out
+    assert "AttributeError" in out and "RANDOM weights" in out
+    assert any(not c.get("local_files_only") for c in calls), "online, it tried a download too"
+    calls.clear()
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    assert workshop.load_model("gpt2").workshop_name == "tiny"
+    assert calls and all(c.get("local_files_only") for c in calls), "offline: the cache only, no download"
+    assert "HF_HUB_OFFLINE" in capsys.readouterr().out
+
+
+# -- the pre-flight check ---------------------------------------------------------------------------------------
+def test_doctor_prints_a_line_per_check_and_exits_1_on_a_failure(monkeypatch, tmp_path):
+    from minigpt2 import doctor
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # no network in tests
+    monkeypatch.setenv("MINIGPT2_WORKSHOP_CACHE", str(tmp_path / "workshop"))
+    monkeypatch.setenv("MINIGPT2_FIGURES", str(tmp_path / "figures"))
+    results = doctor.run_checks()
+    assert len(results) == len(doctor.CHECKS) and all(s in (doctor.OK, doctor.WARN, doctor.FAIL) for s, _, _ in results)
+    assert all(fix for status, _, fix in results if status != doctor.OK), "every failure and warning has its fix"
+
+    def crashing():
+        raise RuntimeError("boom")
+
+    status, text, fix = doctor.run_checks([crashing])[0]
+    assert status == doctor.FAIL and "boom" in text and fix
+    blocked = tmp_path / "a-file"
+    blocked.write_text("")
+    monkeypatch.setenv("MINIGPT2_WORKSHOP_CACHE", str(blocked / "cache"))  # under a file: cannot be made
+    status, text, fix = doctor.check_caches()
+    assert status == doctor.FAIL and "MINIGPT2_WORKSHOP_CACHE" in fix
+    import io
+
+    monkeypatch.setattr(doctor, "CHECKS", (doctor.check_python, doctor.check_caches))
+    out = io.StringIO()
+    assert doctor.main(out) == 1
+    assert "[FAIL] caches" in out.getvalue() and "fix: set MINIGPT2_WORKSHOP_CACHE" in out.getvalue()
+    monkeypatch.setenv("MINIGPT2_WORKSHOP_CACHE", str(tmp_path / "workshop"))
+    assert doctor.main(io.StringIO()) == 0
+
+
+def test_doctor_from_the_command_line(tmp_path):
+    env = dict(os.environ, HF_HUB_OFFLINE="1", MINIGPT2_WORKSHOP_CACHE=str(tmp_path), MINIGPT2_FIGURES=str(tmp_path))
+    result = subprocess.run([sys.executable, "-m", "minigpt2", "--doctor"], env=env, capture_output=True, text=True,
+                            timeout=120)
+    lines = result.stdout.splitlines()
+    assert any(line.startswith("[ ok ] Python") for line in lines)
+    assert any("GPT-2" in line and "HF_HUB_OFFLINE" in line or "GPT-2 is in the cache" in line for line in lines)
+    assert result.returncode == (1 if any(line.startswith("[FAIL]") for line in lines) else 0), result.stdout

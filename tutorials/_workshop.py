@@ -274,10 +274,10 @@ def _difference_array(yours, library, rtol, atol):
         hint = ""
         if sorted(yours.shape) == sorted(library.shape):
             hint = ": the same sizes in another order, so probably a transpose or swapped axes"
-        elif yours.size == library.size:
-            hint = ": the same number of values, so probably a reshape"
         elif yours.ndim != library.ndim:
             hint = f": {yours.ndim} axes instead of {library.ndim} (keepdims? an indexing that drops an axis?)"
+        elif yours.size == library.size:
+            hint = ": the same number of values, so probably a reshape"
         return f"shape {yours.shape}, but the library's is {library.shape}{hint}", ""
     if library.dtype == bool or yours.dtype == bool:
         wrong = yours.astype(bool) != library.astype(bool)
