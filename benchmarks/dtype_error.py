@@ -1,0 +1,139 @@
+"""The error each weight format causes, against float32 on the same weights (the table in docs/numerics.md).
+
+    python benchmarks/dtype_error.py                  # gpt2-124M architecture (random, seed 0) and the tiny preset
+    python benchmarks/dtype_error.py --models tiny    # only the tiny one (seconds)
+    python benchmarks/dtype_error.py --grouping       # int8: blocks of 32 against one scale per output column
+
+For each format: the largest logit difference (and the largest |logit|, for scale), the share of positions
+whose top-1 token agrees, the KL divergence KL(p_float32 || p_format) of the next-token distributions (mean
+and largest), and greedy continuations compared (the first step where they part, if they do). Beside them
+the yardstick Y of tests/test_dtypes.py: the largest logit difference when every rounded weight moves by its
+full rounding bound in a random direction. The inputs are random token ids; no timing here (that is
+benchmarks/bench_decode.py's job).
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import platform
+import time
+
+import numpy as np
+
+import minigpt2
+from minigpt2 import checkpoint, weights
+
+U = {"bfloat16": 2.0 ** -8, "float16": 2.0 ** -11}
+MODELS = {
+    "gpt2-124M": dict(preset="gpt2", seed=0),  # HF's initialisation: N(0, 0.02), residual projections scaled
+    "tiny": dict(preset="tiny", seed=0),  # the tutorials' fallback model (tutorials/_workshop.py)
+}
+
+
+def kl_divergence(logits_p, logits_q):
+    """KL(p || q) of the softmax distributions, per position (float64).  # [..., V] -> [...]"""
+    lp = logits_p - np.logaddexp.reduce(logits_p.astype(np.float64), axis=-1, keepdims=True)
+    lq = logits_q - np.logaddexp.reduce(logits_q.astype(np.float64), axis=-1, keepdims=True)
+    return (np.exp(lp) * (lp - lq)).sum(axis=-1)
+
+
+def yardstick_logits(model, fmt, ids, seed=0):
+    """Logits with every parameter ``fmt`` rounds moved by its full rounding bound, in a random direction."""
+    rng = np.random.default_rng(seed)
+    moved = copy.deepcopy(model)
+    for name, a in checkpoint.flatten(moved.params).items():
+        if fmt == "int8":
+            if not weights.is_matrix(name, a):
+                continue
+            q = weights.quantize_int8(a, -1 if name in ("wte.weight", "wpe.weight") else 0)
+            bound = weights.widen(weights.Int8Weight(np.ones_like(q.q), q.scales, q.axis)) / 2
+        else:
+            bound = U[fmt] * np.abs(a)
+        a += (rng.choice(np.array([-1, 1], np.float32), a.shape) * bound).astype(np.float32)  # in place
+    return moved(ids).logits
+
+
+def first_difference(a, b):
+    differ = np.nonzero(a != b)[0]
+    return None if len(differ) == 0 else int(differ[0])
+
+
+def measure(label, preset, seed, batch, length, new_tokens):
+    config = minigpt2.GPT2Config.from_preset(preset)
+    model = minigpt2.GPT2LMHeadModel(config, seed=seed)
+    ids = np.random.default_rng(1).integers(0, config.vocab_size, (batch, length))
+    reference = model(ids).logits
+    prompt = ids[:1, :8]
+    greedy32 = model.generate(prompt, max_new_tokens=new_tokens, do_sample=False, pad_token_id=0)[0, 8:]
+    print(f"\n{label}: {config.n_layer} layers, n_embd {config.n_embd}, vocab {config.vocab_size}, seed {seed}; "
+          f"{batch} x {length} random tokens; largest |logit| {np.abs(reference).max():.3f}")
+    print("| format | bytes/weight | max abs logit diff | yardstick Y | top-1 agrees | KL mean | KL max | "
+          f"greedy, {new_tokens} tokens |")
+    print("|---|---|---|---|---|---|---|---|")
+    for fmt in ("bfloat16", "float16", "int8"):
+        narrow = copy.deepcopy(model).to(fmt)
+        logits = narrow(ids).logits
+        diff = np.abs(logits - reference).max()
+        Y = np.abs(yardstick_logits(model, fmt, ids) - reference).max()
+        agree = (logits.argmax(-1) == reference.argmax(-1)).mean()
+        kl = kl_divergence(reference, logits)
+        greedy = narrow.generate(prompt, max_new_tokens=new_tokens, do_sample=False, pad_token_id=0)[0, 8:]
+        part = first_difference(greedy, greedy32)
+        flat = checkpoint.flatten(narrow.params)
+        matrices = [w for name, w in flat.items() if weights.is_matrix(name, w)]
+        per_weight = sum(w.nbytes for w in matrices) / sum(w.size for w in matrices)
+        print(f"| {fmt} | {per_weight:.3f} | {diff:.2e} | {Y:.2e} | {100 * agree:.1f}% | {kl.mean():.1e} | "
+              f"{kl.max():.1e} | {'identical' if part is None else f'part at step {part + 1}'} |")
+        del narrow
+
+
+def grouping():
+    """int8's relative rms error with blocks of 32 along the input axis and with one scale per output column,
+    on GPT-2-shaped matrices: Gaussian (std 0.02), and a stand-in for trained weights (Student-t with 4 degrees
+    of freedom, four input rows 10x larger, as the residual stream's few huge dimensions make them)."""
+    rng = np.random.default_rng(0)
+
+    def per_column(a):
+        s = np.abs(a).max(axis=0) / 127
+        return np.rint(a / s) * s
+
+    def rel(err, ref):
+        return float(np.sqrt((err ** 2).mean() / (ref ** 2).mean()))
+
+    print("| weights | matrix | blocks of 32: W | per column: W | blocks of 32: x @ W | per column: x @ W |")
+    print("|---|---|---|---|---|---|")
+    for kind in ("Gaussian", "heavy tails + outlier rows"):
+        for label, (n_in, n_out) in {"c_attn 768x2304": (768, 2304), "c_fc 768x3072": (768, 3072),
+                                     "mlp.c_proj 3072x768": (3072, 768)}.items():
+            if kind == "Gaussian":
+                w = rng.standard_normal((n_in, n_out)).astype(np.float32) * 0.02
+            else:
+                w = (rng.standard_t(4, (n_in, n_out)) * 0.02).astype(np.float32)
+                w[rng.choice(n_in, 4, replace=False)] *= 10
+            x = rng.standard_normal((64, n_in)).astype(np.float32)
+            y = x @ w
+            b, c = weights.quantize_int8(w, 0).widen(), per_column(w).astype(np.float32)
+            print(f"| {kind} | {label} | {rel(b - w, w):.2e} | {rel(c - w, w):.2e} | {rel(x @ b - y, y):.2e} | "
+                  f"{rel(x @ c - y, y):.2e} |")
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--models", nargs="+", choices=sorted(MODELS), default=list(MODELS))
+    parser.add_argument("--batch", type=int, default=4)
+    parser.add_argument("--length", type=int, default=64)
+    parser.add_argument("--new-tokens", type=int, default=32)
+    parser.add_argument("--grouping", action="store_true", help="compare int8 groupings instead")
+    args = parser.parse_args()
+    if args.grouping:
+        return grouping()
+    print(f"minigpt2 {minigpt2.__version__}, NumPy {np.__version__}, backend {minigpt2.backend.get_backend()}, "
+          f"{platform.machine()} {platform.processor() or ''}".rstrip())
+    start = time.perf_counter()
+    for label in args.models:
+        measure(label, **MODELS[label], batch=args.batch, length=args.length, new_tokens=args.new_tokens)
+    print(f"\n({time.perf_counter() - start:.0f} s)")
+
+
+if __name__ == "__main__":
+    main()
