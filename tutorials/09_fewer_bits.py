@@ -228,6 +228,7 @@ if plt:
         ax.scatter(bits[fmt], error[fmt], s=40)
         ax.annotate(fmt, (bits[fmt], error[fmt]), textcoords="offset points", xytext=(6, 4))
     ax.set_yscale("log")
+    ax.set_xlim(6, 18)
     ax.set_xlabel("bits per weight")
     ax.set_ylabel("largest |logit difference| vs float32")
     ax.set_title("rounding error of the weights, seen in the logits")
@@ -276,11 +277,11 @@ for fmt, m in models.items():
 
 if plt:
     fig, ax = plt.subplots(figsize=(5.5, 3.5))
-    for fmt in models:
+    for i, fmt in enumerate(models):
         ax.scatter(bytes_per_token(models[fmt]) / 2**20, speed[fmt], s=40)
         ax.annotate(fmt, (bytes_per_token(models[fmt]) / 2**20, speed[fmt]), textcoords="offset points",
-                    xytext=(6, 4))
-    mib = np.linspace(0.5, 1.1, 50) * bytes_per_token(model) / 2**20
+                    xytext=(6, 4 if i % 2 else -12))
+    mib = np.linspace(0.25, 1.1, 50) * bytes_per_token(model) / 2**20
     ax.plot(mib, bandwidth / (mib * 2**20), color="gray", lw=1, label="memory ceiling")
     ax.set_xlabel("MiB of weights read per token")
     ax.set_ylabel("tokens / s (measured, prompt included)")
