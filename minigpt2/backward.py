@@ -15,7 +15,7 @@ import math
 import numpy as np
 
 from .activations import SQRT_2_OVER_PI, sigmoid
-from .layers import merge_heads, split_heads
+from .layers import causal_mask, merge_heads, split_heads
 
 __all__ = [
     "linear_backward", "layer_norm_backward", "softmax_backward", "attention_backward", "self_attention_backward",
@@ -151,7 +151,7 @@ def dropout_backward(dy, keep, p):
     return dy * keep * (1.0 / (1.0 - p))
 
 
-def attention_backward(dout, q, k, v, probs, *, scale, keep=None, pdrop=0.0, head_mask=None):
+def attention_backward(dout, q, k, v, probs, *, scale, causal, keep=None, pdrop=0.0, head_mask=None):
     """out = A v, A = head_mask * dropout(P), P = softmax(q k^T * scale + masks).
 
     dout, q: [B, H, T, D]; k, v: [B, H, K, D]; probs: the forward's softmax P [B, H, T, K]; keep: the
@@ -159,9 +159,11 @@ def attention_backward(dout, q, k, v, probs, *, scale, keep=None, pdrop=0.0, hea
     Returns dq [B, H, T, D], dk, dv [B, H, K, D].
 
     out = A v gives dA = dout v^T and dv = A^T dout; dropout and the head mask scale dA back to dP; the
-    softmax turns dP into dS. Masks need no code: a masked score has P exactly 0 (exp of MASK_VALUE
-    minus the row's max underflows), so its dS = P (dP - ...) is 0 too. (A row whose keys are all padding
-    has P uniform; torch passes that row's gradient through the additive mask, and so does this formula.)
+    softmax turns dP into dS. Masks: the causal mask *replaces* future scores by a constant, so no gradient
+    reaches them: zeroed here. (Usually their P is 0 anyway, but not in a query whose own keys are all
+    padding: there every score is MASK_VALUE, the padded ones because s + MASK_VALUE rounds to MASK_VALUE,
+    and the future ones that are not padding too, so P is uniform over both, as in HF.) The padding mask
+    is *added*, so the gradient passes through it, as in torch.
     Finally S = q k^T * scale gives dq = dS k * scale and dk = dS^T q * scale.
     """
     used = probs  # the matrix that multiplied v
@@ -176,6 +178,8 @@ def attention_backward(dout, q, k, v, probs, *, scale, keep=None, pdrop=0.0, hea
     if keep is not None:
         dused = dropout_backward(dused, keep, pdrop)
     dscores = softmax_backward(dused, probs)
+    if causal:
+        dscores = np.where(causal_mask(q.shape[-2], k.shape[-2]), dscores, 0)
     dq = (dscores @ k) * scale  # [B, H, T, D]
     dk = (dscores.swapaxes(-1, -2) @ q) * scale  # [B, H, K, D]
     return dq, dk, dv
@@ -190,7 +194,7 @@ def self_attention_backward(dy, saved, c_attn, c_proj, *, n_head, scale, keep=No
     """
     dmerged, dw_proj, db_proj = linear_backward(dy, saved["merged"], c_proj["weight"])
     dq, dk, dv = attention_backward(split_heads(dmerged, n_head), saved["q"], saved["k"], saved["v"],
-                                    saved["probs"], scale=scale, keep=keep, pdrop=pdrop,
+                                    saved["probs"], scale=scale, causal=True, keep=keep, pdrop=pdrop,
                                     head_mask=head_mask)
     dqkv = np.concatenate([merge_heads(dq), merge_heads(dk), merge_heads(dv)], axis=-1)  # [B, T, 3E]
     dx, dw_attn, db_attn = linear_backward(dqkv, saved["x"], c_attn["weight"])

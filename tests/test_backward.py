@@ -162,7 +162,7 @@ def test_attention(seed, B, Hn, T, extra_keys, D, causal, padded, dropout, with_
                                                head_mask=head_mask))
         np.testing.assert_allclose(out, ref, rtol=1e-12, atol=1e-12)
     _, probs = attention_forward(q, k, v, scale, causal, key_bias, keep, pdrop, head_mask)
-    dq, dk, dv = bw.attention_backward(R, q, k, v, probs, scale=scale, keep=keep, pdrop=pdrop,
+    dq, dk, dv = bw.attention_backward(R, q, k, v, probs, scale=scale, causal=causal, keep=keep, pdrop=pdrop,
                                        head_mask=head_mask)
     loss = lambda: float((attention_forward(q, k, v, scale, causal, key_bias, keep, pdrop, head_mask)[0]  # noqa
                           * R).sum())

@@ -1,0 +1,96 @@
+"""AdamW, the learning-rate schedule and gradient clipping: the few lines every training loop needs.
+
+The parameters are a flat dict name -> float32 array (model.state_dict(): the arrays are the model's own,
+so updating them in place updates the model); the gradients a dict with the same keys.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+__all__ = ["AdamW", "decays", "lr_at", "clip_grad_norm"]
+
+
+def decays(name, array) -> bool:
+    """Weight decay applies to the matrices (linear weights, embeddings), never to biases or layer norms.
+
+    Every array of 2 or more dimensions is a matrix; biases and layer-norm gains and shifts are vectors."""
+    return array.ndim >= 2
+
+
+class AdamW:
+    """Adam with decoupled weight decay (Loshchilov & Hutter), as torch.optim.AdamW computes it.
+
+    For each parameter p with gradient g, at step t (from 1):
+        p = p * (1 - lr * weight_decay)          (only for matrices, see decays())
+        m = beta1 m + (1 - beta1) g              the running mean of g
+        v = beta2 v + (1 - beta2) g^2            the running mean of g^2
+        p = p - lr * (m / (1 - beta1^t)) / (sqrt(v / (1 - beta2^t)) + eps)
+    """
+
+    def __init__(self, params: dict, lr=3e-4, betas=(0.9, 0.95), eps=1e-8, weight_decay=0.1):
+        self.params, self.lr, self.betas, self.eps, self.weight_decay = params, lr, betas, eps, weight_decay
+        self.m = {k: np.zeros_like(p) for k, p in params.items()}
+        self.v = {k: np.zeros_like(p) for k, p in params.items()}
+        self.t = 0
+
+    def step(self, grads: dict, lr=None):
+        lr = self.lr if lr is None else lr
+        b1, b2 = self.betas
+        self.t += 1
+        correction1, correction2 = 1 - b1 ** self.t, 1 - b2 ** self.t
+        for k, p in self.params.items():
+            g, m, v = grads[k], self.m[k], self.v[k]
+            if self.weight_decay and decays(k, p):
+                p *= np.float32(1 - lr * self.weight_decay)
+            m *= np.float32(b1)
+            m += np.float32(1 - b1) * g
+            v *= np.float32(b2)
+            v += np.float32(1 - b2) * (g * g)
+            denom = np.sqrt(v) / np.float32(math.sqrt(correction2)) + np.float32(self.eps)
+            p -= np.float32(lr / correction1) * (m / denom)
+
+    def state_dict(self) -> dict:
+        """Everything needed to resume: the step count and both moments, as flat arrays."""
+        state = {"t": np.array(self.t, np.int64)}
+        state.update({f"m.{k}": a for k, a in self.m.items()})
+        state.update({f"v.{k}": a for k, a in self.v.items()})
+        return state
+
+    def load_state_dict(self, state: dict):
+        missing = [k for k in self.params if f"m.{k}" not in state or f"v.{k}" not in state]
+        if missing or "t" not in state:
+            raise ValueError(f"the optimizer state does not match the model: no moments for {missing[:3]}")
+        for k, p in self.params.items():
+            for moments, prefix in ((self.m, "m."), (self.v, "v.")):
+                a = np.asarray(state[prefix + k], np.float32)
+                if a.shape != p.shape:
+                    raise ValueError(f"the optimizer state for {k} has shape {a.shape}, the parameter {p.shape}")
+                moments[k] = np.array(a)
+        self.t = int(state["t"])
+
+
+def lr_at(step, *, max_lr, warmup_steps, max_steps, min_lr=None):
+    """The learning rate at ``step`` (from 0): linear warmup to max_lr, then cosine decay to min_lr.
+
+    min_lr defaults to max_lr / 10 (nanoGPT's choice). After max_steps it stays at min_lr.
+    """
+    min_lr = max_lr / 10 if min_lr is None else min_lr
+    if step < warmup_steps:
+        return max_lr * (step + 1) / warmup_steps
+    if step >= max_steps:
+        return min_lr
+    progress = (step - warmup_steps) / max(1, max_steps - warmup_steps)  # 0 -> 1
+    return min_lr + 0.5 * (1.0 + math.cos(math.pi * progress)) * (max_lr - min_lr)
+
+
+def clip_grad_norm(grads: dict, max_norm) -> float:
+    """Scale all gradients together so their global L2 norm is at most max_norm (in place, as torch's
+    clip_grad_norm_: factor max_norm / (norm + 1e-6), only when below 1). Returns the norm before clipping."""
+    norm = math.sqrt(sum(float(np.dot(g.reshape(-1), g.reshape(-1))) for g in grads.values()))
+    factor = max_norm / (norm + 1e-6)
+    if factor < 1.0:
+        for g in grads.values():
+            g *= np.float32(factor)
+    return norm
