@@ -37,7 +37,8 @@ examples:
 
 commands are options (--tokenize, --download, --info), never words, so any text can be a prompt:
 "python -m minigpt2 tokenize" continues the text "tokenize". A prompt that starts with "-" goes after
-"--": python -m minigpt2 -- "-5 degrees outside, and".
+"--": python -m minigpt2 -- "-5 degrees outside, and". The one exception is "train" as the first
+argument (python -m minigpt2 train --help); the prompt "train" is python -m minigpt2 -- train.
 
 environment: HF_ENDPOINT (a Hub mirror, e.g. https://hf-mirror.com), HF_HUB_CACHE / HF_HOME (where models
 are kept), HF_TOKEN (private models), HF_HUB_OFFLINE=1 (cache only), MINIGPT2_BACKEND, MINIGPT2_NUM_THREADS.
@@ -115,6 +116,11 @@ _probability = _number(float, lambda v: 0 < v <= 1, "a number in (0, 1]")
 
 def main(argv=None) -> int:
     """Run the command line; returns the exit code (``python -m minigpt2`` exits with it)."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["train"]:  # the one word command, and only as the first argument: see training/cli.py
+        from .training.cli import main as train_main
+
+        return train_main(argv[1:])
     parser = build_parser()
     args = parser.parse_args(argv)  # exits with 2 on a usage error
     try:

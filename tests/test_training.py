@@ -95,10 +95,13 @@ def test_every_gradient_matches_torch(act, scale, inverse, reorder, padding):
     ids, labels, mask = batch(seed, padding)
     ref_loss, ref = torch_grads(hf, ids, labels, mask)
     loss, grads = model.loss_and_grad(ids, labels=labels, attention_mask=mask if padding else None)
-    assert set(grads) == set(model.state_dict())
+    assert list(grads) == list(model.state_dict())
+    assert grads["lm_head.weight"] is grads["transformer.wte.weight"]  # one matrix, tied
     assert abs(loss - ref_loss) <= 1e-5 * max(1.0, abs(ref_loss)), (loss, ref_loss)
     report, failed = [], []
     for name, g in grads.items():
+        if name == "lm_head.weight":
+            continue  # torch lists the tied matrix once, as transformer.wte.weight
         r = ref[name]  # transformers names them the same way ("transformer.h.0.attn.c_attn.weight", ...)
         diff, bound = float(np.abs(g - r).max()), GRAD_RTOL * float(np.abs(r).max())
         report.append(f"{name:40s} max|ref| {np.abs(r).max():9.3g}  max|diff| {diff:9.3g}  bound {bound:9.3g}")
@@ -113,13 +116,14 @@ def test_no_decay_on_biases_and_layer_norms():
     decayed = {k for k, v in model.state_dict().items() if optim.decays(k, v)}
     assert decayed == {k for k in model.state_dict() if k.endswith("weight") and ".ln_" not in k
                        and not k.startswith("transformer.ln_f")}
+    assert "transformer.h.0.attn.c_attn.bias" not in decayed and "transformer.wpe.weight" in decayed
 
 
 def test_training_run_matches_torch():
     """50 steps of AdamW with warmup, cosine decay, clipping and weight decay: the same loss at every step."""
     hf = torch_model(0, spread=False, activation_function="gelu_new")  # GPT-2's own initialisation
     model = ours_from(hf)
-    params = model.state_dict()
+    params = {k: v for k, v in model.state_dict().items() if k != "lm_head.weight"}  # the tied head is wte
     kw = dict(betas=(0.9, 0.95), eps=1e-8, weight_decay=0.1)
     ours = optim.AdamW(params, **kw)
     named = dict(hf.named_parameters())
@@ -150,3 +154,171 @@ def test_training_run_matches_torch():
     assert curve[-1][1] < curve[0][1] - 1.0, "the run should learn something (else it tests little)"
     bad = [(i, a, b) for i, (a, b) in enumerate(curve) if abs(a - b) > LOSS_RTOL * abs(b)]
     assert not bad, f"losses differ from torch's at steps {bad[:5]} (max relative diff {max(diffs):.3g})"
+
+
+# -- the training loop, the data, the checkpoints, the CLI ---------------------------------------------------
+
+TINY_TRAIN = dict(n_layer=1, n_head=2, n_embd=16, n_positions=16)
+NO_DROPOUT = dict(resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0)
+TEXT = "The cat sat on the mat. The dog sat on the log. " * 40
+
+
+@pytest.fixture
+def corpus(tmp_path):
+    path = tmp_path / "corpus.txt"
+    path.write_text(TEXT, encoding="utf-8")
+    return path
+
+
+def tiny_trainer(tmp_path, corpus, **kw):
+    from minigpt2.training import Trainer, TrainingArguments, prepare_tokens
+
+    tok = minigpt2.GPT2Tokenizer.from_pretrained("gpt2")
+    model = minigpt2.GPT2LMHeadModel(minigpt2.GPT2Config(vocab_size=len(tok), **TINY_TRAIN, **NO_DROPOUT), seed=0)
+    tokens = prepare_tokens(corpus, tmp_path / "data", tok, log=lambda *a: None)
+    args = dict(out_dir=str(tmp_path / "out"), max_steps=6, batch_size=2, seq_len=8, eval_interval=3, eval_batches=2,
+                sample_tokens=0, log_interval=1, warmup_steps=2)
+    args.update(kw)
+    logs = []
+    return Trainer(model, tok, tokens, TrainingArguments(**args), log=logs.append), logs
+
+
+def test_token_file_is_a_memmap_split_and_reused(tmp_path, corpus):
+    from minigpt2.training import prepare_tokens
+
+    tok = minigpt2.GPT2Tokenizer.from_pretrained("gpt2")
+    tokens = prepare_tokens(corpus, tmp_path / "d", tok, val_fraction=0.25, log=lambda *a: None)
+    ids = tok.encode(TEXT) + [tok.eos_token_id]
+    assert isinstance(tokens["train"], np.memmap) and tokens["train"].dtype == np.uint16
+    assert list(tokens["train"]) + list(tokens["val"]) == ids
+    assert len(tokens["val"]) == int(len(ids) * 0.25)
+    said = []
+    prepare_tokens(corpus, tmp_path / "d", tok, val_fraction=0.25, log=said.append)
+    assert said == []  # unchanged sources: the files are reused, nothing tokenized
+
+
+def test_resume_continues_exactly(tmp_path, corpus):
+    straight, _ = tiny_trainer(tmp_path / "a", corpus)
+    straight.train()
+    first, _ = tiny_trainer(tmp_path / "b", corpus, max_steps=3)
+    first.train()
+    from minigpt2.training import Trainer, TrainingArguments
+
+    resumed_model = minigpt2.GPT2LMHeadModel.from_pretrained(tmp_path / "b" / "out")
+    second = Trainer(resumed_model, first.tokenizer, first.tokens,
+                     TrainingArguments(**{**first.args.__dict__, "max_steps": 6}), log=lambda *a: None)
+    second.load_state(tmp_path / "b" / "out")
+    assert second.step == 3 and second.optimizer.t == 3
+    second.train()
+    for name, array in straight.model.state_dict().items():
+        np.testing.assert_array_equal(second.model.state_dict()[name], array, err_msg=name)
+    assert [s for s, _ in second.history["train"]] == list(range(1, 7))
+
+
+def test_ctrl_c_saves_the_finished_step(tmp_path, corpus):
+    import os
+    import signal
+
+    trainer, logs = tiny_trainer(tmp_path, corpus, max_steps=50, eval_interval=100)
+
+    def log(line):
+        logs.append(line)
+        if "step 2/" in line:
+            os.kill(os.getpid(), signal.SIGINT)  # as Ctrl-C would
+    trainer.log = log
+    trainer.train()
+    assert trainer.step == 2
+    import json
+    state = json.loads((tmp_path / "out" / "trainer_state.json").read_text())
+    assert state["step"] == 2
+    reloaded = minigpt2.GPT2LMHeadModel.from_pretrained(tmp_path / "out")
+    np.testing.assert_array_equal(reloaded.params["wte"]["weight"], trainer.model.params["wte"]["weight"])
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the handler is put back
+
+
+def test_checkpoint_loads_in_transformers_with_the_same_logits(tmp_path, corpus):
+    trainer, _ = tiny_trainer(tmp_path, corpus, max_steps=3)
+    trainer.train()
+    hf = transformers.GPT2LMHeadModel.from_pretrained(tmp_path / "out", attn_implementation="eager").eval()
+    ids = np.array([[464, 3797, 3332, 319, 262, 2603]])
+    with torch.no_grad():
+        ref = hf(torch.tensor(ids)).logits.numpy()
+    ours = trainer.model(ids).logits
+    assert np.abs(ours - ref).max() <= 1e-5 * max(1.0, np.abs(ref).max())
+
+
+def test_grad_accumulation_averages_micro_batches(tmp_path, corpus):
+    """Two micro-batches of 2 give the gradient of the 4 rows together (every row counts 7 labels)."""
+    trainer, _ = tiny_trainer(tmp_path, corpus, grad_accum=2, grad_clip=0.0)
+    from minigpt2.training.data import random_batch
+
+    rng = np.random.default_rng([0, 0])  # what train_step draws for step 0
+    ids = np.concatenate([random_batch(trainer.tokens["train"], 2, 8, rng) for _ in range(2)])
+    _, expected = trainer.model.loss_and_grad(ids)
+    before = {k: v.copy() for k, v in trainer.params.items()}
+    seen = {}
+    trainer.optimizer.step = lambda grads, lr: seen.update(grads)
+    trainer.train_step()
+    for k in before:
+        np.testing.assert_allclose(seen[k], expected[k], rtol=1e-5, atol=1e-7, err_msg=k)
+
+
+def test_dropout_in_training_mode_only(tmp_path):
+    cfg = minigpt2.GPT2Config(vocab_size=50, resid_pdrop=0.3, embd_pdrop=0.3, attn_pdrop=0.3, **TINY_TRAIN)
+    model = minigpt2.GPT2LMHeadModel(cfg, seed=0)
+    ids = np.arange(10)[None] % 50
+    eval_loss, _ = model.loss_and_grad(ids)
+    assert eval_loss == pytest.approx(float(model(ids, labels=ids).loss), rel=1e-6)
+    model.train()
+    a, ga = model.loss_and_grad(ids, rng=1)
+    b, gb = model.loss_and_grad(ids, rng=1)
+    c, _ = model.loss_and_grad(ids, rng=2)
+    assert a == b and all(np.array_equal(ga[k], gb[k]) for k in ga)  # seedable
+    assert a != c and a != eval_loss
+    model.eval()
+    assert model.loss_and_grad(ids, rng=1)[0] == eval_loss
+
+
+def test_cli_trains_and_the_checkpoint_generates(tmp_path, corpus, capsys):
+    from minigpt2.cli import main
+
+    out = tmp_path / "out"
+    assert main(["train", "--data", str(corpus), "--out", str(out), "--max-steps", "4", "--n-layer", "1",
+                 "--n-head", "2", "--n-embd", "16", "--seq-len", "8", "--batch-size", "2", "--eval-interval", "2",
+                 "--sample-tokens", "3", "--log-interval", "2"]) == 0
+    text = capsys.readouterr().out
+    assert "step 4/4" in text and "tok/s" in text and "validation loss" in text and "sample:" in text
+    assert main(["-m", str(out), "-n", "3", "--greedy", "The cat"]) == 0
+    assert capsys.readouterr().out.startswith("The cat")
+    assert main(["train", "--out", str(out), "--resume", "--max-steps", "6", "--sample-tokens", "0"]) == 0
+    assert "step 6/6" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["--max-steps", "0"], "--max-steps"),
+    (["--max-steps", "3", "--lr", "-1"], "--lr"),
+    (["--max-steps", "3", "--n-embd", "10", "--n-head", "4"], "multiple of --n-head"),
+    (["--max-steps", "3", "--model", "x", "--resume"], "pick one"),
+])
+def test_cli_bad_flags_are_usage_errors(tmp_path, corpus, capsys, argv, message):
+    from minigpt2.cli import main
+
+    with pytest.raises(SystemExit) as e:
+        main(["train", "--data", str(corpus), "--out", str(tmp_path / "o"), *argv])
+    assert e.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_cli_errors_name_the_problem(tmp_path, capsys):
+    from minigpt2.cli import main
+
+    assert main(["train", "--data", str(tmp_path / "missing.txt"), "--out", str(tmp_path / "o"),
+                 "--max-steps", "2"]) == 1
+    assert "missing.txt" in capsys.readouterr().err
+    assert main(["train", "--out", str(tmp_path / "o"), "--resume", "--max-steps", "2"]) == 1
+    assert "no trainer_state.json" in capsys.readouterr().err
+
+
+def test_the_word_train_after_double_dash_is_a_prompt():
+    from minigpt2.cli import build_parser
+
+    assert build_parser().parse_args(["--", "train"]).prompt == ["train"]

@@ -31,12 +31,14 @@ def _dropout(x, p, rng):
 
 
 def forward(params, config, input_ids, labels, *, attention_mask=None, token_type_ids=None, position_ids=None,
-            head_mask=None, rng=None):
+            head_mask=None, rng=None, with_head_grad=False):
     """The loss, and the tape (every saved intermediate) for backward().
 
     input_ids, labels: int arrays [B, T] (labels of -100 are ignored; label t+1 is predicted at t);
     attention_mask [B, T] of 0/1; head_mask: a list of n_layer [1, H, 1, 1] multipliers or None;
     rng: a numpy Generator drawing the dropout masks, or None for no dropout (evaluation).
+    with_head_grad: compute the head's gradients with the loss (from the same logits; backward() needs
+    them and otherwise computes the logits a second time).
     """
     cfg, p = config, params
     B, T = input_ids.shape
@@ -97,25 +99,37 @@ def forward(params, config, input_ids, labels, *, attention_mask=None, token_typ
     h = layer_norm(x, **p["ln_f"], eps=cfg.layer_norm_epsilon).reshape(B * T, -1)  # [N, E]
     tape["h"] = h
 
-    # The tied head and the loss, LOSS_ROWS rows at a time: logits t predict labels t+1 (the last predicts nothing).
+    # The tied head and the loss: logits t predict labels t+1 (the last position predicts nothing).
     targets = np.full((B, T), -100, np.int64)
     targets[:, :-1] = labels[:, 1:]
-    targets = targets.reshape(-1)  # [N]
-    n_counted = int((targets != -100).sum())
-    tape["targets"], tape["n_counted"] = targets, n_counted
+    tape["targets"] = targets = targets.reshape(-1)  # [N]
+    loss, tape["dh"], tape["dwte_head"] = head_loss(h, wte, targets, with_grad=with_head_grad)
+    return loss, tape
+
+
+def head_loss(h, wte, targets, *, with_grad=False):
+    """The mean cross-entropy of logits = h @ wte^T against targets (-100 ignored), LOSS_ROWS rows at a time
+    (the [N, V] logits never exist at once). With ``with_grad``, also its gradients dh [N, E] and the head's
+    share of dwte [V, E], computed from the same logits.  # h [N, E], targets [N] -> loss, dh, dwte
+    """
+    n = int((targets != -100).sum())
     total = 0.0
-    for start in range(0, B * T, LOSS_ROWS):
+    dh = np.zeros_like(h) if with_grad else None
+    dwte = np.zeros_like(wte) if with_grad else None
+    for start in range(0, len(h), LOSS_ROWS):
         rows = slice(start, start + LOSS_ROWS)
-        logits = h[rows] @ wte.T  # [rows, V]
         t = targets[rows]
         keep = t != -100
-        if keep.any():
-            z = logits[keep]
-            z = z - z.max(axis=-1, keepdims=True)
-            logp = z[np.arange(len(z)), t[keep]] - np.log(np.exp(z).sum(axis=-1))
-            total -= float(logp.sum(dtype=np.float64))
-    loss = total / n_counted if n_counted else float("nan")
-    return loss, tape
+        if not keep.any():
+            continue
+        logits = h[rows] @ wte.T  # [rows, V]
+        z = logits[keep] - logits[keep].max(axis=-1, keepdims=True)
+        total -= float((z[np.arange(len(z)), t[keep]] - np.log(np.exp(z).sum(axis=-1))).sum(dtype=np.float64))
+        if with_grad:
+            dlogits = bw.cross_entropy_backward(logits, t, n)
+            dh[rows], dwte_rows = bw.lm_head_backward(dlogits, h[rows], wte)
+            dwte += dwte_rows
+    return (total / n if n else float("nan")), dh, dwte
 
 
 def backward(params, config, tape, *, head_mask=None):
@@ -123,22 +137,14 @@ def backward(params, config, tape, *, head_mask=None):
     cfg, p = config, params
     wte = p["wte"]["weight"]
     act_backward = bw.ACTIVATION_BACKWARDS[cfg.activation_function]
-    h, targets, n = tape["h"], tape["targets"], tape["n_counted"]
+    h = tape["h"]
     B, T = tape["input_ids"].shape
     grads = {"h": [None] * len(p["h"])}
 
-    # The head and the loss, chunk by chunk (recomputing each chunk's logits).
-    dh = np.zeros_like(h)
-    dwte = np.zeros_like(wte)
-    if n:
-        for start in range(0, B * T, LOSS_ROWS):
-            rows = slice(start, start + LOSS_ROWS)
-            if not (targets[rows] != -100).any():
-                continue
-            dlogits = bw.cross_entropy_backward(h[rows] @ wte.T, targets[rows], n)
-            dh_rows, dwte_rows = bw.lm_head_backward(dlogits, h[rows], wte)
-            dh[rows] = dh_rows
-            dwte += dwte_rows
+    # The head and the loss (their gradients come from forward(with_head_grad=True), else are computed here).
+    dh, dwte = tape["dh"], tape["dwte_head"]
+    if dh is None:
+        _, dh, dwte = head_loss(h, wte, tape["targets"], with_grad=True)
     dx, dw, db = bw.layer_norm_backward(dh.reshape(B, T, -1), tape["ln_f_in"], p["ln_f"]["weight"],
                                         cfg.layer_norm_epsilon)
     grads["ln_f"] = {"weight": dw, "bias": db}
@@ -177,7 +183,7 @@ def backward(params, config, tape, *, head_mask=None):
 
 def loss_and_grad(params, config, input_ids, labels, **kwargs):
     """forward() then backward(): (loss as a Python float, gradients nested like params)."""
-    loss, tape = forward(params, config, input_ids, labels, **kwargs)
+    loss, tape = forward(params, config, input_ids, labels, with_head_grad=True, **kwargs)
     return loss, backward(params, config, tape, head_mask=kwargs.get("head_mask"))
 
 
@@ -187,7 +193,7 @@ def model_loss_and_grad(model, input_ids, labels=None, attention_mask=None, toke
     model.state_dict(). Dropout runs when model.training is True, drawn from ``rng`` (a numpy Generator or an
     int seed; None: fresh entropy)."""
     from ..checkpoint import flatten
-    from ..checks import int_array as _int_array, mask_array as _mask_array, reshape_to as _reshape_to
+    from ..checks import int_array, mask_array, reshape_to
     from ..modeling import _head_masks
 
     cfg = model.config
@@ -196,7 +202,7 @@ def model_loss_and_grad(model, input_ids, labels=None, attention_mask=None, toke
     for name, a in flatten(model.params).items():
         if not (isinstance(a, np.ndarray) and a.dtype == np.float32):
             raise TypeError(f"loss_and_grad needs float32 weights; {name} is {getattr(a, 'dtype', type(a).__name__)}")
-    input_ids = _int_array("input_ids", input_ids, high=cfg.vocab_size, min_ndim=1)
+    input_ids = int_array("input_ids", input_ids, high=cfg.vocab_size, min_ndim=1)
     if input_ids.ndim == 1:
         input_ids = input_ids[None, :]
     if input_ids.ndim != 2 or input_ids.shape[1] == 0:
@@ -204,17 +210,17 @@ def model_loss_and_grad(model, input_ids, labels=None, attention_mask=None, toke
     B, T = input_ids.shape
     if T > cfg.n_positions:
         raise ValueError(f"input_ids holds {T} tokens per row, but n_positions={cfg.n_positions}")
-    labels = input_ids if labels is None else _int_array("labels", labels, high=cfg.vocab_size, ignore_index=-100)
+    labels = input_ids if labels is None else int_array("labels", labels, high=cfg.vocab_size, ignore_index=-100)
     if labels.size != B * T:
         raise ValueError(f"labels must have the shape of input_ids {input_ids.shape}, got {labels.shape}")
     labels = labels.reshape(B, T)
     if attention_mask is not None:
-        attention_mask = _reshape_to("attention_mask", _mask_array("attention_mask", attention_mask), (B, T))
+        attention_mask = reshape_to("attention_mask", mask_array("attention_mask", attention_mask), (B, T))
     if token_type_ids is not None:
-        token_type_ids = _reshape_to("token_type_ids", _int_array("token_type_ids", token_type_ids,
+        token_type_ids = reshape_to("token_type_ids", int_array("token_type_ids", token_type_ids,
                                                                   high=cfg.vocab_size), (B, T))
     if position_ids is not None:
-        position_ids = _reshape_to("position_ids", _int_array("position_ids", position_ids, high=cfg.n_positions),
+        position_ids = reshape_to("position_ids", int_array("position_ids", position_ids, high=cfg.n_positions),
                                    (B, T))
     head_masks = None if head_mask is None else _head_masks(head_mask, cfg.n_layer, cfg.n_head)
     if model.training:
@@ -225,9 +231,6 @@ def model_loss_and_grad(model, input_ids, labels=None, attention_mask=None, toke
                                 token_type_ids=token_type_ids, position_ids=position_ids, head_mask=head_masks,
                                 rng=rng)
     flat = flatten(grads)
-    named = {}
-    for key in model.state_dict():  # the same names (with "transformer." for a model with a head)
-        short = key.split(".", 1)[1] if key.startswith(model.base_model_prefix + ".") else key
-        # the tied head is wte itself: one gradient (wte's, which holds the head's), under both names, as torch
-        named[key] = flat["wte.weight" if key == "lm_head.weight" else short]
-    return np.float32(loss), named
+    # state_dict()'s names ("transformer.h.0.attn.c_attn.weight", ...); "lm_head.weight" is wte itself (tied),
+    # so its gradient is wte's, the very same array (as in torch, where both names hold one tensor).
+    return np.float32(loss), {name: flat[key] for name, key in model._state_names().items()}

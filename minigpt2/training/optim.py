@@ -87,10 +87,13 @@ def lr_at(step, *, max_lr, warmup_steps, max_steps, min_lr=None):
 
 def clip_grad_norm(grads: dict, max_norm) -> float:
     """Scale all gradients together so their global L2 norm is at most max_norm (in place, as torch's
-    clip_grad_norm_: factor max_norm / (norm + 1e-6), only when below 1). Returns the norm before clipping."""
-    norm = math.sqrt(sum(float(np.dot(g.reshape(-1), g.reshape(-1))) for g in grads.values()))
+    clip_grad_norm_: factor max_norm / (norm + 1e-6), only when below 1). Returns the norm before clipping.
+
+    An array listed under two names (loss_and_grad's lm_head.weight is wte's gradient) counts once."""
+    unique = list({id(g): g for g in grads.values()}.values())
+    norm = math.sqrt(sum(float(np.dot(g.reshape(-1), g.reshape(-1))) for g in unique))
     factor = max_norm / (norm + 1e-6)
     if factor < 1.0:
-        for g in grads.values():
+        for g in unique:
             g *= np.float32(factor)
     return norm

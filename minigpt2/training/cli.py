@@ -1,0 +1,158 @@
+"""``python -m minigpt2 train``: train a GPT-2 from scratch or fine-tune one, on a text file or folder.
+
+    python -m minigpt2 train --data corpus.txt --out my-model --max-steps 500 --n-layer 4 --n-head 4 --n-embd 128
+    python -m minigpt2 train --data notes/ --out tuned --model gpt2 --max-steps 200 --lr 1e-4
+    python -m minigpt2 train --out my-model --resume --max-steps 1000      # continue a run
+    python -m minigpt2 -m my-model "Once upon a time"                        # use the result
+
+``train`` is a command only as the very first argument; to continue the text "train", write
+``python -m minigpt2 -- train``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+__all__ = ["main", "build_parser"]
+
+
+def _int(low):
+    def parse(text):
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"{value} is below the smallest allowed value, {low}")
+        return value
+    return parse
+
+
+def _float(low, *, open_low=False, high=None):
+    def parse(text):
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        if value != value or value < low or (open_low and value == low) or (high is not None and value >= high):
+            allowed = f"{'>' if open_low else '>='} {low}" + (f" and < {high}" if high is not None else "")
+            raise argparse.ArgumentTypeError(f"{value} is not allowed (must be {allowed})")
+        return value
+    return parse
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m minigpt2 train", description=__doc__.split("\n\n")[0],
+                                epilog=__doc__.split("\n\n", 1)[1], formatter_class=argparse.RawDescriptionHelpFormatter)
+    d = p.add_argument_group("data")
+    d.add_argument("--data", metavar="FILE_OR_DIR", help="a UTF-8 text file, or a folder of them (tokenized once "
+                   "into OUT/data/*.bin; needed unless --resume finds them there)")
+    d.add_argument("--pattern", default="*", help="in a folder, the file names to read (default: all), e.g. '*.txt'")
+    d.add_argument("--val-fraction", type=_float(0, high=1), default=0.1, help="held out for validation (default 0.1)")
+    d.add_argument("--out", required=True, metavar="DIR", help="where checkpoints go (HF format)")
+    m = p.add_argument_group("model (from scratch unless --model or --resume)")
+    m.add_argument("--model", metavar="NAME_OR_DIR", help="fine-tune this checkpoint (a Hub name or a directory)")
+    m.add_argument("--resume", action="store_true", help="continue the run saved in --out (weights, optimizer, step)")
+    m.add_argument("--n-layer", type=_int(1), default=4)
+    m.add_argument("--n-head", type=_int(1), default=4)
+    m.add_argument("--n-embd", type=_int(1), default=128, help="a multiple of --n-head")
+    m.add_argument("--n-positions", type=_int(1), help="default: --seq-len")
+    m.add_argument("--dropout", type=_float(0, high=1), default=0.0, help="resid, embd and attn dropout (default 0)")
+    t = p.add_argument_group("training")
+    t.add_argument("--max-steps", type=_int(1), required=True)
+    t.add_argument("--batch-size", type=_int(1), default=8)
+    t.add_argument("--seq-len", type=_int(2), default=128, help="tokens per sequence (default 128)")
+    t.add_argument("--grad-accum", type=_int(1), default=1, help="micro-batches per step (default 1)")
+    t.add_argument("--lr", type=_float(0, open_low=True), default=6e-4, help="peak learning rate (default 6e-4)")
+    t.add_argument("--min-lr", type=_float(0), help="the end of the cosine decay (default lr / 10)")
+    t.add_argument("--warmup-steps", type=_int(0), help="default max-steps / 20")
+    t.add_argument("--weight-decay", type=_float(0), default=0.1, help="on matrices only (default 0.1)")
+    t.add_argument("--grad-clip", type=_float(0), default=1.0, help="max global gradient norm, 0 = off (default 1)")
+    t.add_argument("--eval-interval", type=_int(1), default=100)
+    t.add_argument("--eval-batches", type=_int(1), default=8)
+    t.add_argument("--save-interval", type=_int(0), default=0, help="also save every N steps (default: at evals)")
+    t.add_argument("--log-interval", type=_int(1), default=10)
+    t.add_argument("--sample-tokens", type=_int(0), default=30, help="tokens sampled at each evaluation, 0 = none")
+    t.add_argument("--prompt", default="", help="the samples' prompt (default: <|endoftext|>)")
+    t.add_argument("--seed", type=_int(0), default=0)
+    t.add_argument("--threads", type=_int(1), help="threads of the C kernels")
+    return p
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    given = {word.split("=", 1)[0] for word in (sys.argv[1:] if argv is None else argv) if word.startswith("--")}
+    args.explicit = {a.dest for a in parser._actions if given & set(a.option_strings)}  # the flags typed
+    try:
+        return run(args, parser)
+    except KeyboardInterrupt:
+        print("\n[interrupted]", file=sys.stderr)
+        return 130
+    except (OSError, ValueError, TypeError) as e:
+        print(f"{parser.prog}: error: {' '.join(str(e).split())}", file=sys.stderr)
+        return 1
+
+
+def run(args, parser) -> int:
+    from .. import GPT2Config, GPT2LMHeadModel, backend
+    from ..tokenizer import AutoTokenizer, GPT2Tokenizer
+    from .data import load_tokens, prepare_tokens
+    from .trainer import Trainer, TrainingArguments
+
+    if args.threads is not None:
+        backend.set_num_threads(args.threads)
+    if args.resume and args.model:
+        parser.error("--resume continues the run in --out; --model starts a new one from a checkpoint: pick one")
+    if args.n_embd % args.n_head:
+        parser.error(f"--n-embd {args.n_embd} must be a multiple of --n-head {args.n_head}")
+    data_dir = os.path.join(args.out, "data")
+    if args.resume:
+        state_path = os.path.join(args.out, "trainer_state.json")
+        if not os.path.exists(state_path):
+            raise FileNotFoundError(f"--resume: {args.out} holds no trainer_state.json, so no run to continue")
+        with open(state_path, encoding="utf-8") as f:
+            saved = json.load(f)["args"]
+        for name, value in saved.items():  # the saved run's settings, unless given again now
+            if name not in args.explicit and name not in ("out_dir", "max_steps") and hasattr(args, name):
+                setattr(args, name, value)
+        model = GPT2LMHeadModel.from_pretrained(args.out)
+        tokenizer = AutoTokenizer.from_pretrained(args.out)
+    elif args.model:
+        model = GPT2LMHeadModel.from_pretrained(args.model)
+        tokenizer = AutoTokenizer.from_pretrained(args.model)
+        for name in ("resid_pdrop", "embd_pdrop", "attn_pdrop"):
+            setattr(model.config, name, args.dropout)
+    else:
+        tokenizer = GPT2Tokenizer.from_pretrained("gpt2")  # the bundled vocabulary: offline
+        config = GPT2Config(vocab_size=len(tokenizer), n_positions=args.n_positions or args.seq_len,
+                            n_embd=args.n_embd, n_layer=args.n_layer, n_head=args.n_head, resid_pdrop=args.dropout,
+                            embd_pdrop=args.dropout, attn_pdrop=args.dropout,
+                            bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id)
+        model = GPT2LMHeadModel(config, seed=args.seed)
+    if args.data is not None:
+        tokens = prepare_tokens(args.data, data_dir, tokenizer, val_fraction=args.val_fraction, pattern=args.pattern)
+    elif os.path.exists(os.path.join(data_dir, "train.bin")):
+        tokens = load_tokens(data_dir)
+    else:
+        parser.error(f"--data is needed: {data_dir} holds no tokenized data yet")
+    train_args = TrainingArguments(
+        out_dir=args.out, max_steps=args.max_steps, batch_size=args.batch_size, seq_len=args.seq_len,
+        grad_accum=args.grad_accum, lr=args.lr, min_lr=args.min_lr, warmup_steps=args.warmup_steps,
+        weight_decay=args.weight_decay, grad_clip=args.grad_clip, eval_interval=args.eval_interval,
+        eval_batches=args.eval_batches, sample_tokens=args.sample_tokens, prompt=args.prompt,
+        save_interval=args.save_interval, log_interval=args.log_interval, seed=args.seed)
+    trainer = Trainer(model, tokenizer, tokens, train_args)
+    if args.resume:
+        trainer.load_state(args.out)
+        if trainer.step >= args.max_steps:
+            print(f"{args.out} is already at step {trainer.step}; raise --max-steps to train further")
+            return 0
+    n = model.num_parameters()
+    print(f"training {n:,} parameters ({model.config.n_layer} layers, {model.config.n_embd} wide) on "
+          f"{len(tokens['train']):,} tokens, {args.batch_size * args.seq_len * args.grad_accum:,} tokens per step")
+    trainer.train()
+    print(f"saved to {args.out}: python -m minigpt2 -m {args.out} \"{args.prompt or 'Hello'}\"")
+    return 0

@@ -1,0 +1,284 @@
+"""The training loop: batches -> loss_and_grad -> clip -> AdamW, with evaluation, samples and checkpoints.
+
+    from minigpt2.training import Trainer, TrainingArguments
+    trainer = Trainer(model, tokenizer, tokens, TrainingArguments(out_dir="out", max_steps=200))
+    trainer.train()          # Ctrl-C stops after the current step and saves
+
+One step: ``grad_accum`` micro-batches of ``batch_size`` random windows of ``seq_len`` tokens; their
+gradients averaged; the global norm clipped to ``grad_clip``; an AdamW step at the learning rate of the
+schedule (linear warmup, cosine decay to ``min_lr``). Every ``eval_interval`` steps: the mean loss on
+``eval_batches`` fixed validation batches, and a sample. Checkpoints (``out_dir``): config.json +
+model.safetensors (HF format: transformers and ``python -m minigpt2 -m DIR`` load them), the tokenizer,
+optimizer.safetensors (AdamW's moments) and trainer_state.json (the step, the arguments, the losses).
+Every file is written to a temporary name and renamed into place, trainer_state.json last, so a crash
+leaves the previous checkpoint or the new one, never a torn file. The batches and dropout masks of step s
+come from a generator seeded with (seed, s), so a resumed run continues exactly as it would have.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import signal
+import sys
+import threading
+import time
+
+import numpy as np
+
+from .. import checkpoint
+from .data import random_batch
+from .optim import AdamW, clip_grad_norm, lr_at
+
+__all__ = ["Trainer", "TrainingArguments", "make_trainable"]
+
+STATE_NAME = "trainer_state.json"
+OPTIMIZER_NAME = "optimizer.safetensors"
+
+
+@dataclasses.dataclass
+class TrainingArguments:
+    """How to train (the CLI's flags have the same names with dashes)."""
+
+    out_dir: str = "out"
+    max_steps: int = 1000
+    batch_size: int = 8
+    seq_len: int = 128
+    grad_accum: int = 1
+    lr: float = 6e-4
+    min_lr: float = None  # default lr / 10
+    warmup_steps: int = None  # default max_steps // 20
+    weight_decay: float = 0.1
+    beta1: float = 0.9
+    beta2: float = 0.95
+    grad_clip: float = 1.0  # 0 turns clipping off
+    eval_interval: int = 100
+    eval_batches: int = 8
+    sample_tokens: int = 30  # 0: no samples
+    prompt: str = ""
+    save_interval: int = 0  # 0: save only at evaluations and at the end
+    log_interval: int = 10
+    seed: int = 0
+
+    def check(self):
+        """A clear error for a value that cannot work."""
+        positive = ("max_steps", "batch_size", "seq_len", "grad_accum", "eval_interval", "eval_batches",
+                    "log_interval")
+        for name in positive:
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        for name in ("sample_tokens", "save_interval", "seed"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
+                raise ValueError(f"{name} must be an integer >= 0, got {value!r}")
+        if self.warmup_steps is not None and (not isinstance(self.warmup_steps, int) or self.warmup_steps < 0):
+            raise ValueError(f"warmup_steps must be an integer >= 0, got {self.warmup_steps!r}")
+        for name in ("lr", "weight_decay", "grad_clip") + (("min_lr",) if self.min_lr is not None else ()):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0 or \
+                    (name == "lr" and value == 0):
+                raise ValueError(f"{name} must be a finite number {'> 0' if name == 'lr' else '>= 0'}, got {value!r}")
+        for name in ("beta1", "beta2"):
+            value = getattr(self, name)
+            if not 0 <= value < 1:
+                raise ValueError(f"{name} must be in [0, 1), got {value!r}")
+        return self
+
+
+def make_trainable(model):
+    """Give the model writable float32 copies of its weights (a loaded checkpoint is memory-mapped and
+    read-only), in place in its nested dict, so every view of the parameters sees the updates."""
+    def walk(node):
+        items = node.items() if isinstance(node, dict) else enumerate(node)
+        for key, value in items:
+            if isinstance(value, (dict, list)):
+                walk(value)
+            else:
+                if not (isinstance(value, np.ndarray) and value.dtype == np.float32):
+                    widen = getattr(value, "widen", None)  # a compressed weight format
+                    if widen is None and not isinstance(value, np.ndarray):
+                        raise TypeError(f"cannot train weights of type {type(value).__name__}")
+                    value = widen() if widen is not None else value
+                node[key] = np.array(value, dtype=np.float32, order="C")  # a copy, writable
+    walk(model.params)
+    return model
+
+
+def unique_params(model) -> dict:
+    """state_dict() without second names for one array (lm_head.weight is wte): each matrix updated once."""
+    seen, out = set(), {}
+    for name, array in model.state_dict().items():
+        if id(array) not in seen:
+            seen.add(id(array))
+            out[name] = array
+    return out
+
+
+class Trainer:
+    """Trains a GPT2LMHeadModel on token arrays ``tokens = {"train": ..., "val": ...}``."""
+
+    def __init__(self, model, tokenizer, tokens, args: TrainingArguments, *, log=None):
+        self.model, self.tokenizer, self.tokens = make_trainable(model), tokenizer, tokens
+        self.args = args.check()
+        if args.seq_len > model.config.n_positions:
+            raise ValueError(f"seq_len {args.seq_len} is longer than the model's n_positions "
+                             f"{model.config.n_positions}")
+        self.log = log or (lambda *a: print(*a, flush=True))
+        self.params = unique_params(model)  # the model's own arrays: AdamW updates them in place
+        self.optimizer = AdamW(self.params, lr=args.lr, betas=(args.beta1, args.beta2), weight_decay=args.weight_decay)
+        self.step = 0
+        self.history = {"train": [], "val": []}  # [step, loss] pairs
+        self._stop = False
+        warmup = args.max_steps // 20 if args.warmup_steps is None else args.warmup_steps
+        self.schedule = dict(max_lr=args.lr, warmup_steps=warmup, max_steps=args.max_steps, min_lr=args.min_lr)
+
+    # -- one step ---------------------------------------------------------------------------------------
+    def train_step(self):
+        """One optimizer step; returns (mean loss over the micro-batches, gradient norm, learning rate)."""
+        a = self.args
+        rng = np.random.default_rng([a.seed, self.step])  # this step's batches and dropout masks
+        self.model.train()
+        total, grads = 0.0, None
+        for _ in range(a.grad_accum):
+            ids = random_batch(self.tokens["train"], a.batch_size, a.seq_len, rng)
+            loss, g = self.model.loss_and_grad(ids, labels=ids, rng=rng)
+            g = {k: g[k] for k in self.params}
+            total += float(loss) / a.grad_accum
+            if grads is None:
+                grads = g
+            else:
+                for k in grads:
+                    grads[k] += g[k]
+        if a.grad_accum > 1:
+            for g in grads.values():
+                g *= np.float32(1.0 / a.grad_accum)
+        norm = clip_grad_norm(grads, a.grad_clip) if a.grad_clip > 0 else float("nan")
+        lr = lr_at(self.step, **self.schedule)
+        self.optimizer.step(grads, lr=lr)
+        self.step += 1
+        return total, norm, lr
+
+    def evaluate(self):
+        """The mean loss over ``eval_batches`` validation batches (the same batches every time), no dropout."""
+        a = self.args
+        data = self.tokens["val"] if len(self.tokens["val"]) >= a.seq_len else self.tokens["train"]
+        rng = np.random.default_rng([a.seed, 2**31])
+        self.model.eval()
+        losses = []
+        for _ in range(a.eval_batches):
+            ids = random_batch(data, a.batch_size, a.seq_len, rng)
+            losses.append(float(self.model(ids, labels=ids, use_cache=False).loss))
+        return float(np.mean(losses))
+
+    def sample(self, max_new_tokens=None, seed=0):
+        """A continuation of ``args.prompt`` (top-k 40 sampling, seeded), as text."""
+        n = self.args.sample_tokens if max_new_tokens is None else max_new_tokens
+        tok = self.tokenizer
+        ids = tok.encode(self.args.prompt) or [tok.eos_token_id]
+        self.model.eval()
+        out = self.model.generate(np.array([ids]), max_new_tokens=n, do_sample=True, top_k=40, seed=seed,
+                                  pad_token_id=tok.eos_token_id)
+        return tok.decode(out[0][len(ids):].tolist())
+
+    # -- the loop ---------------------------------------------------------------------------------------
+    def train(self):
+        """Run until ``max_steps``; Ctrl-C (SIGINT) finishes the current step, saves and returns."""
+        a = self.args
+        tokens_per_step = a.batch_size * a.seq_len * a.grad_accum
+        previous = self._catch_interrupt()
+        try:
+            start, start_step, last_log = time.perf_counter(), self.step, time.perf_counter()
+            if self.step == 0 and a.sample_tokens:
+                self.log(f"sample before training: {self.sample()!r}")
+            while self.step < a.max_steps and not self._stop:
+                loss, norm, lr = self.train_step()
+                self.history["train"].append([self.step, loss])
+                if self.step % a.log_interval == 0 or self.step == a.max_steps or self._stop:
+                    now = time.perf_counter()
+                    rate = tokens_per_step * (self.step - start_step) / (now - start)
+                    self.log(self._progress(loss, norm, lr, rate, now - start))
+                    last_log = now
+                evaluate = self.step % a.eval_interval == 0 or self.step == a.max_steps
+                if evaluate:
+                    val = self.evaluate()
+                    self.history["val"].append([self.step, val])
+                    self.log(f"step {self.step}: validation loss {val:.4f}")
+                    if a.sample_tokens:
+                        self.log(f"sample: {self.sample()!r}")
+                if evaluate or (a.save_interval and self.step % a.save_interval == 0):
+                    self.save()
+            if self._stop:
+                self.log(f"interrupted: saving step {self.step} to {a.out_dir}")
+                self.save()
+        finally:
+            self._restore_interrupt(previous)
+            del last_log
+        return self.history
+
+    def _progress(self, loss, norm, lr, rate, elapsed):
+        a = self.args
+        width = 20
+        done = int(width * self.step / a.max_steps)
+        left = (a.max_steps - self.step) * elapsed / max(1, self.step - (self.history["train"][0][0] - 1))
+        return (f"[{'#' * done}{'.' * (width - done)}] step {self.step}/{a.max_steps} | loss {loss:.4f} | "
+                f"lr {lr:.2e} | grad norm {norm:.2f} | {rate:,.0f} tok/s | {elapsed:.0f}s, ~{left:.0f}s left")
+
+    def _catch_interrupt(self):
+        if threading.current_thread() is not threading.main_thread():
+            return None  # signals reach only the main thread; Ctrl-C then interrupts as usual
+
+        def handler(signum, frame):
+            if self._stop:  # a second Ctrl-C: stop now (the last checkpoint stays)
+                raise KeyboardInterrupt
+            self._stop = True
+            print("\nCtrl-C: finishing this step, then saving (press again to stop without saving)",
+                  file=sys.stderr, flush=True)
+
+        return signal.signal(signal.SIGINT, handler)
+
+    @staticmethod
+    def _restore_interrupt(previous):
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
+
+    # -- checkpoints ------------------------------------------------------------------------------------
+    def save(self):
+        """Write the checkpoint to out_dir (each file atomically, trainer_state.json last)."""
+        out = self.args.out_dir
+        os.makedirs(out, exist_ok=True)
+        self.model.save_pretrained(out)
+        if self.tokenizer is not None:
+            self.tokenizer.save_pretrained(out)
+        checkpoint.write_safetensors(os.path.join(out, OPTIMIZER_NAME),
+                                     {k: v for k, v in self.optimizer.state_dict().items() if k != "t"},
+                                     metadata={"step": str(self.optimizer.t)})
+        state = {"step": self.step, "args": dataclasses.asdict(self.args), "history": self.history}
+        tmp = os.path.join(out, f".{STATE_NAME}.tmp")
+        with open(tmp, "w", encoding="utf-8") as f:
+            json.dump(state, f, indent=1)
+        os.replace(tmp, os.path.join(out, STATE_NAME))
+
+    def load_state(self, directory):
+        """Resume: the optimizer's moments and the step of a checkpoint written by save() (the model's
+        weights are loaded by the caller, from the same directory)."""
+        path = os.path.join(directory, STATE_NAME)
+        if not os.path.exists(path):
+            raise FileNotFoundError(f"{directory} has no {STATE_NAME}: it is not a checkpoint written by training, "
+                                    f"so there is nothing to resume (use --model {directory} to fine-tune it)")
+        with open(path, encoding="utf-8") as f:
+            state = json.load(f)
+        opt_path = os.path.join(directory, OPTIMIZER_NAME)
+        opt = checkpoint.read_safetensors(opt_path)
+        from safetensors import safe_open
+
+        with safe_open(opt_path, framework="numpy") as f:
+            saved_step = int((f.metadata() or {}).get("step", -1))
+        if saved_step != state["step"]:
+            raise ValueError(f"{directory}: the optimizer state is from step {saved_step} but trainer_state.json "
+                             f"from step {state['step']} (an interrupted save?); cannot resume exactly")
+        self.optimizer.load_state_dict({**opt, "t": saved_step})
+        self.step = state["step"]
+        self.history = state["history"]
+        return state
