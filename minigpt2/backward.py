@@ -230,18 +230,24 @@ def embedding_backward(dx, ids, num_embeddings=None, out=None):
 def cross_entropy_backward(logits, labels, n_counted, ignore_index=-100):
     """Loss = -(1/n) sum log softmax(logits)[label] over the n labels that are not ignore_index.
 
-    logits [N, V], labels [N] -> dlogits [N, V]. ``n_counted`` is the n of the mean (the counted labels of
-    the whole batch, so rows may be processed in chunks). d(-log softmax_y)/dlogits = softmax - onehot(y);
-    ignored rows get 0.
+    logits [N, V], labels [N] -> (the sum of -log softmax[label] over the counted rows, dlogits [N, V]).
+    ``n_counted`` is the n of the mean (the counted labels of the whole batch, so rows may be processed in
+    chunks). d(-log softmax_y)/dlogits = softmax - onehot(y); ignored rows get 0. The loss comes along
+    because it shares every step with the gradient. To spare memory, ``logits`` is overwritten: it becomes
+    dlogits (pass a copy to keep it).
     """
-    shifted = logits - logits.max(axis=-1, keepdims=True)
-    e = np.exp(shifted)
-    dlogits = e / e.sum(axis=-1, keepdims=True)  # softmax [N, V]
+    rows = np.arange(len(labels))
     keep = labels != ignore_index
-    rows = np.flatnonzero(keep)
-    dlogits[rows, labels[rows]] -= 1.0
-    dlogits *= (keep / n_counted)[:, None].astype(logits.dtype)
-    return dlogits
+    picked = np.where(keep, labels, 0)
+    z = logits
+    z -= z.max(axis=-1, keepdims=True)  # shifted: exp never overflows
+    picked_z = z[rows, picked]
+    np.exp(z, out=z)
+    total = z.sum(axis=-1)  # [N]
+    loss_sum = float((np.log(total) - picked_z)[keep].sum(dtype=np.float64))
+    z *= (keep / (total * n_counted))[:, None].astype(z.dtype)  # softmax / n, 0 on ignored rows
+    z[rows[keep], picked[keep]] -= z.dtype.type(1.0 / n_counted)
+    return loss_sum, z
 
 
 def lm_head_backward(dlogits, h, wte):

@@ -256,7 +256,9 @@ def test_tied_head_and_cross_entropy(seed, N, V, ignored):
 
     assert abs(loss() - float(-np.mean([layers.log_softmax(h @ wte.T)[i, t] for i, t in enumerate(labels)
                                           if t != -100]))) < 1e-6  # the forward is what we think
-    dlogits = bw.cross_entropy_backward(h @ wte.T, labels, n)
+    logits = h @ wte.T
+    loss_sum, dlogits = bw.cross_entropy_backward(logits.copy(), labels, n)
+    assert abs(loss_sum / n - loss()) < 1e-6 * max(1, loss())  # the loss it returns is the forward's
     assert not dlogits[labels == -100].any()
     dh, dwte = bw.lm_head_backward(dlogits, h, wte)
     # modeling.cross_entropy returns float32: allow its rounding (~1e-7 relative) over 2h.

@@ -118,15 +118,11 @@ def head_loss(h, wte, targets, *, with_grad=False):
     dwte = np.zeros_like(wte) if with_grad else None
     for start in range(0, len(h), LOSS_ROWS):
         rows = slice(start, start + LOSS_ROWS)
-        t = targets[rows]
-        keep = t != -100
-        if not keep.any():
+        if not (targets[rows] != -100).any():
             continue
-        logits = h[rows] @ wte.T  # [rows, V]
-        z = logits[keep] - logits[keep].max(axis=-1, keepdims=True)
-        total -= float((z[np.arange(len(z)), t[keep]] - np.log(np.exp(z).sum(axis=-1))).sum(dtype=np.float64))
+        loss_sum, dlogits = bw.cross_entropy_backward(h[rows] @ wte.T, targets[rows], n)  # [rows, V]
+        total += loss_sum
         if with_grad:
-            dlogits = bw.cross_entropy_backward(logits, t, n)
             dh[rows], dwte_rows = bw.lm_head_backward(dlogits, h[rows], wte)
             dwte += dwte_rows
     return (total / n if n else float("nan")), dh, dwte
