@@ -21,6 +21,8 @@
 # `minigpt2/training/` the loop. The tests check every gradient against PyTorch's autograd.
 
 # %%
+MODEL = "gpt2"  # only for the comparison at the end: the real GPT-2 when available, else the tiny random one
+
 import ast
 import glob
 import os
@@ -293,6 +295,16 @@ if plt is not None:
     _workshop.show(fig, "10_loss_curve")
 else:
     print("matplotlib is not installed: no figure (pip install matplotlib)")
+
+# %% [markdown]
+# For scale: the published GPT-2 (124M parameters, trained for weeks on 40 GB of web text) on the same
+# validation batches, when it is available here (otherwise the tiny random model stands in, near 10.8).
+
+# %%
+reference = _workshop.load_model(MODEL)
+if reference.config.n_positions >= args.seq_len:
+    print(f"{MODEL if _workshop.is_real(reference) else 'tiny random model'}: validation loss "
+          f"{trainer.evaluate(reference):.3f}; ours: {val:.3f}")
 
 # %% [markdown]
 # ## Keep it, load it, go on from the command line

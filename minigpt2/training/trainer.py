@@ -160,16 +160,18 @@ class Trainer:
         self.step += 1
         return total, norm, lr
 
-    def evaluate(self):
-        """The mean loss over ``eval_batches`` validation batches (the same batches every time), no dropout."""
+    def evaluate(self, model=None):
+        """The mean loss over ``eval_batches`` validation batches (the same batches every time), no dropout;
+        of the model being trained, or of ``model`` (another model with the same vocabulary, for comparison)."""
         a = self.args
+        model = self.model if model is None else model
         data = self.tokens["val"] if len(self.tokens["val"]) >= a.seq_len else self.tokens["train"]
         rng = np.random.default_rng([a.seed, 2**31])
-        self.model.eval()
+        model.eval()
         losses = []
         for _ in range(a.eval_batches):
             ids = random_batch(data, a.batch_size, a.seq_len, rng)
-            losses.append(float(self.model(ids, labels=ids, use_cache=False).loss))
+            losses.append(float(model(ids, labels=ids, use_cache=False).loss))
         return float(np.mean(losses))
 
     def sample(self, max_new_tokens=None, seed=0):
