@@ -15,7 +15,7 @@
 # loss into a gradient for every weight, and an **optimizer** moves each weight a little against its
 # gradient. We derive the backward of each layer, check every formula against finite differences, and
 # then train a small GPT-2 from scratch on a text every Python installation carries: the docstrings of
-# its own standard library. In about a minute on a laptop the model goes from noise to English-shaped text.
+# its own standard library. In under a minute on a laptop the model goes from noise to English-shaped text.
 #
 # Everything is plain NumPy: `minigpt2/backward.py` holds one backward function per layer, and
 # `minigpt2/training/` the loop. The tests check every gradient against PyTorch's autograd.
@@ -40,7 +40,7 @@ from minigpt2.training import Trainer, TrainingArguments, prepare_tokens
 
 plt = _workshop.pyplot()
 tokenizer = _workshop.tokenizer()
-TRAIN_SECONDS = float(os.environ.get("MINIGPT2_TRAIN_SECONDS", 60))  # the training budget below
+TRAIN_SECONDS = float(os.environ.get("MINIGPT2_TRAIN_SECONDS", 50))  # the training budget below
 
 # %% [markdown]
 # ## Checking a gradient: finite differences
@@ -246,7 +246,7 @@ print({name: f"{len(array):,} tokens ({array.dtype})" for name, array in tokens.
 #
 # One training step (`Trainer.train_step`): draw 8 random windows of 64 tokens, `loss_and_grad`, clip
 # the gradient's norm to 1, and an AdamW step (weight decay on matrices only) at the learning rate of a
-# warmup + cosine schedule. We run steps for `TRAIN_SECONDS` (60 by default).
+# warmup + cosine schedule. We run steps for `TRAIN_SECONDS` (50 by default; set MINIGPT2_TRAIN_SECONDS for longer).
 
 # %%
 config = minigpt2.GPT2Config(vocab_size=len(tokenizer), n_positions=64, n_embd=96, n_layer=3, n_head=3,
