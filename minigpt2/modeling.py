@@ -281,12 +281,15 @@ class GPT2PreTrainedModel:
         return Embedding(self.params["wte"]["weight"])
 
     def set_input_embeddings(self, value):
-        """Replace wte with ``value`` (an Embedding or a [vocab, n_embd] array); config.vocab_size follows."""
-        weight = float_array("embeddings", value.weight if isinstance(value, Embedding) else value)
-        if weight.ndim != 2 or weight.shape[1] != self.config.n_embd or weight.shape[0] < 1:
+        """Replace wte with ``value`` (an Embedding or a [vocab, n_embd] array, in any weight format); it is
+        stored in the model's weight format (``model.dtype``); config.vocab_size follows."""
+        weight = value.weight if isinstance(value, Embedding) else value
+        if not isinstance(weight, (weights.BFloat16Weight, weights.Int8Weight)):
+            weight = float_array("embeddings", weight)  # float16 too: widened here, narrowed again below
+        if len(weight.shape) != 2 or weight.shape[1] != self.config.n_embd or weight.shape[0] < 1:
             raise ValueError(f"embeddings must have shape (vocab_size, n_embd={self.config.n_embd}), "
                              f"got {weight.shape}")
-        self.params["wte"]["weight"] = np.ascontiguousarray(weight)
+        self.params["wte"]["weight"] = weights.to_format(weight, self.dtype, axis=-1)
         self.config.vocab_size = weight.shape[0]
 
     def get_output_embeddings(self):
@@ -301,7 +304,7 @@ class GPT2PreTrainedModel:
         multiple of ``pad_to_multiple_of``; config.vocab_size follows. Rows kept keep their values. New rows
         are the mean of the old rows (``mean_resizing``, as HF, which adds noise of 1e-9 times their
         covariance on top), or drawn from N(0, initializer_range). Returns the new Embedding."""
-        old = self.params["wte"]["weight"]
+        old = weights.widen(self.params["wte"]["weight"])  # float32 values; set_input_embeddings keeps the format
         size = old.shape[0] if new_num_tokens is None else new_num_tokens
         size = check_int("new_num_tokens", size, low=1)
         pad_to_multiple_of = check_int("pad_to_multiple_of", pad_to_multiple_of, low=1, allow_none=True)

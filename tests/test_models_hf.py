@@ -218,3 +218,16 @@ def test_float_half_bfloat16_shortcuts_convert_like_to(lm_dir):
     assert str(theirs.half().dtype) == "torch.float16" and str(theirs.float().dtype) == "torch.float32"
     # Back to float32 after bf16: every weight was rounded once to 8 significant bits (relative error <= 2^-9)
     assert np.abs(model(ids).logits - reference).max() > 0
+
+
+@pytest.mark.parametrize("fmt", ["bfloat16", "float16", "int8"])
+def test_resizing_embeddings_keeps_the_weight_format(lm_dir, fmt):
+    """resize_token_embeddings on a 16- or 8-bit model: the kept rows keep their (rounded) values, the table stays
+    in the model's format, and transformers resizes its own copy to the same shape."""
+    model = minigpt2.GPT2LMHeadModel.from_pretrained(lm_dir).to(fmt)
+    before = minigpt2.weights.widen(model.params["wte"]["weight"])
+    model.resize_token_embeddings(TINY["vocab_size"] + 5)
+    after = model.params["wte"]["weight"]
+    assert minigpt2.weights.format_name(after) == fmt and after.shape == (TINY["vocab_size"] + 5, TINY["n_embd"])
+    np.testing.assert_array_equal(minigpt2.weights.widen(after)[:TINY["vocab_size"]], before)
+    assert model(np.array([[TINY["vocab_size"] + 4]])).logits.shape[-1] == TINY["vocab_size"] + 5
