@@ -59,8 +59,20 @@ setup(
     long_description_content_type="text/markdown",
     packages=find_packages(include=["minigpt2", "minigpt2.*"]),
     package_data={"minigpt2": ["data/*"]},
+    # The floors are what CI's "oldest" stage installs (pinned, on the oldest Python) and tests: .ci/oldest.sh,
+    # docs/versions.md. numpy < 1.24 turns ragged lists into object arrays instead of raising; safetensors
+    # < 0.4.4 writes an invalid header for a file without tensors; huggingface_hub < 0.23 does not keep a
+    # partial download to resume.
     python_requires=">=3.9",
-    install_requires=["numpy>=1.22", "safetensors>=0.4", "regex>=2022.1.18", "huggingface_hub>=0.20", "cffi>=1.15"],
+    install_requires=["numpy>=1.24", "safetensors>=0.4.4", "regex>=2022.1.18", "huggingface_hub>=0.23",
+                      "cffi>=1.15"],
+    classifiers=[
+        "Programming Language :: Python :: 3",
+        *[f"Programming Language :: Python :: 3.{minor}" for minor in range(9, 14)],
+        "Programming Language :: C",
+        "Operating System :: POSIX :: Linux",
+        "Topic :: Scientific/Engineering :: Artificial Intelligence",
+    ],
     extras_require={
         "test": TEST,
         "reference": REFERENCE,

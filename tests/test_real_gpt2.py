@@ -44,8 +44,11 @@ def locate_weights():
         from huggingface_hub import try_to_load_from_cache
     except ImportError:
         return None, "huggingface_hub is not installed, so the HF cache cannot be searched"
+    from minigpt2.hub import hub_settings
+
+    cache = hub_settings()["cache_dir"]  # where minigpt2 looks now (huggingface_hub's default is read at import)
     for name in HUB_NAMES:
-        found = [try_to_load_from_cache(name, f) for f in ("config.json", "model.safetensors")]
+        found = [try_to_load_from_cache(name, f, cache_dir=cache) for f in ("config.json", "model.safetensors")]
         if all(isinstance(path, str) for path in found):
             return name, None
     return None, ("the real gpt2 weights are not available locally (not in the Hugging Face cache as "

@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Stage "python versions": on each Python from 3.9 to 3.13, a fresh venv and `pip install .` (newest
+# dependencies for that Python), then the import, the tokenizer, a tiny model's forward and generate on both
+# backends (.ci/smoke.py), and the outputs transformers recorded in the committed fixtures.
+source "$(dirname "$0")/lib.sh"
+for version in 3.9 3.10 3.11 3.12 3.13; do
+  start=$(date +%s)
+  src="$(fresh_source "src-$version")"
+  venv="$(fresh_venv "venv-$version" "$(python_for "$version")")"
+  (cd "$src" && "$venv/bin/pip" install -q . pytest)
+  (cd "$SCRATCH" && "$venv/bin/python" "$ROOT/.ci/smoke.py")
+  (cd "$src" && "$venv/bin/pytest" -q -p no:cacheprovider tests/test_reference_fixtures.py)
+  echo "-- Python $version: $(( $(date +%s) - start )) s"
+done
