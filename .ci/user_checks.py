@@ -44,8 +44,13 @@ def check(name, ok, result=None, why=""):
 
 
 def one_line_error(result, code=1):
-    """Exit code `code`, nothing on stdout, and the error is one line without a traceback."""
+    """Exit code `code`, nothing on stdout, and the error is one line without a traceback (besides the NumPy
+    notice, which a process without the C core prints once: the warning's line and the source line under it)."""
     lines = result.stderr.strip().splitlines()
+    for i, line in enumerate(lines):
+        if NUMPY_NOTICE in line:
+            del lines[i:i + (2 if i + 1 < len(lines) and lines[i + 1].startswith(" ") else 1)]
+            break
     return (result.returncode == code and result.stdout == "" and len(lines) == 1
             and "Traceback" not in result.stderr)
 
