@@ -330,3 +330,13 @@ def test_doctor_from_the_command_line(tmp_path):
     assert any(line.startswith("[ ok ] Python") for line in lines)
     assert any("GPT-2" in line and "HF_HUB_OFFLINE" in line or "GPT-2 is in the cache" in line for line in lines)
     assert result.returncode == (1 if any(line.startswith("[FAIL]") for line in lines) else 0), result.stdout
+
+
+def test_run_all_finds_the_figures_a_tutorial_draws():
+    import run_all
+
+    text = ('NAME = "09_not_a_figure"\n_workshop.show(fig, "09_direct")\n'
+            'def draw(x, name):\n    _workshop.show(fig, name)\n\ndraw(1, "09_through_a_helper")\n')
+    assert run_all.figure_names(text, "09") == ["09_direct", "09_through_a_helper"]
+    four = open(os.path.join(ROOT, "tutorials", "04_attention.py"), encoding="utf-8").read()
+    assert "04_attention_heads_layer0" in run_all.figure_names(four, "04")

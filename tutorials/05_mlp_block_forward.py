@@ -281,6 +281,9 @@ if plt:
     ax.set_ylabel("after block")
     ax.set_title(f"logit lens: probability of the final prediction, layer by layer\n({_workshop.model_label(model)})")
     fig.colorbar(image, ax=ax, label="probability")
+    for (layer, position), value in np.ndenumerate(p_final):  # the numbers too: random weights give ~1e-5
+        ax.text(position, layer, f"{value:.2g}", ha="center", va="center", fontsize=7,
+                color="white" if value < 0.5 else "black")
     _workshop.show(fig, "05_logit_lens")
 
     norms = np.linalg.norm(np.concatenate([t["embeddings"][None, 0], stream]), axis=-1)  # [L + 1, T]

@@ -33,9 +33,20 @@ FIGURE_NAME = re.compile(r"""["'](\d\d_[A-Za-z0-9_]+)["']""")
 
 
 def figure_names(text: str, number: str) -> list:
-    """The figure names a tutorial passes to show() (string literals "NN_...", NN its own number)."""
-    names = [n for n in FIGURE_NAME.findall(text) if n.startswith(number + "_")]
-    return sorted(set(names))
+    """The figure names a tutorial passes to show(): string literals "NN_..." (NN its own number) on a line
+    that calls show(, or calls a function of the tutorial that passes its argument on to show()."""
+    helpers, current = set(), None
+    for line in text.splitlines():
+        definition = re.match(r"def (\w+)\(", line)
+        if definition:
+            current = definition.group(1)
+        elif line and not line[0].isspace():
+            current = None
+        if current and "show(" in line and not FIGURE_NAME.search(line):
+            helpers.add(current)
+    calls = re.compile(r"\b(?:show|" + "|".join(map(re.escape, sorted(helpers))) + r")\(" if helpers else r"\bshow\(")
+    names = [n for line in text.splitlines() if calls.search(line) for n in FIGURE_NAME.findall(line)]
+    return sorted({n for n in names if n.startswith(number + "_")})
 
 
 def run(path, env, limit, quiet=False):
