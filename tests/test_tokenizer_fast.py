@@ -7,6 +7,7 @@ question by question on every token, character and word of each row; overflowing
 import gzip
 import pathlib
 import pickle
+import tempfile
 
 import numpy as np
 import pytest
@@ -264,3 +265,96 @@ def test_apply_chat_template_is_a_value_error(files, fast_class):
         ours.apply_chat_template(chat)
     head = "Cannot use chat template functions because tokenizer.chat_template is not set"
     assert str(hf.value).startswith(head) and str(mine.value).startswith(head)
+
+
+# -- everyday snippets, each run with minigpt2 and with transformers (slow class against slow, fast against fast) ---
+def make(lib, fast, files, **kwargs):
+    """lib's slow or fast class with GPT-2's vocabulary (minigpt2: the bundled tables, shared, quick to build)."""
+    cls = getattr(lib, "GPT2TokenizerFast" if fast else "GPT2Tokenizer")
+    kwargs.setdefault("model_max_length", 1024)
+    t = cls(**kwargs) if lib.__name__ == "minigpt2" else cls(str(files / "vocab.json"), str(files / "merges.txt"),
+                                                            **kwargs)
+    t.again = lambda **options: make(lib, fast, files, **options)  # the same class, other options
+    return t
+
+
+def padded(t):
+    t.pad_token = t.eos_token
+    return t
+
+
+SNIPPETS = {
+ "pad_eos": lambda t: padded(t)(["a", "bb cc dd"], padding=True),
+ "left": lambda t: (setattr(padded(t), "padding_side", "left"), t(["a", "bb cc dd"], padding=True))[1],
+ "no_mask": lambda t: t("Hello", return_attention_mask=False),
+ "trunc1": lambda t: t(["Hello world"] * 2, truncation=True, max_length=1),
+ "maxlen_pad": lambda t: padded(t)("x " * 10, padding="max_length", max_length=16),
+ "pair": lambda t: t("a", "b c"),
+ "pair_tt": lambda t: t("a", "b c", return_token_type_ids=True),
+ "only_second": lambda t: t(["a", "b"], ["c d e", "d e"], truncation="only_second", max_length=3),
+ "only_first": lambda t: t(["a b c d", "b"], ["c", "d e"], truncation="only_first", max_length=3),
+ "longest_first": lambda t: t(["a b c d", "b"], ["c e f g h", "d e"], truncation="longest_first", max_length=5),
+ "add_tokens": lambda t: (t.add_tokens(["<new>", "hello"]), len(t), t("a<new>b hello")),  # (decode: test_tokenizer)
+ "add_special_pad": lambda t: (t.add_special_tokens({"pad_token": "[PAD]"}), t.pad_token_id, t(["a", "b c"], padding=True), len(t)),
+ "add_special_additional": lambda t: (t.add_special_tokens({"additional_special_tokens": ["<|user|>"]}), t.additional_special_tokens, t("<|user|>hi"), t.decode(t("<|user|>hi")["input_ids"], skip_special_tokens=True)),
+ "batch_decode_skip": lambda t: t.batch_decode([[15496, 50256, 995], [50256]], skip_special_tokens=True),
+ "decode_eot": lambda t: t.decode(t.encode("Hello <|endoftext|>"), skip_special_tokens=True),
+ "ids_to_tokens": lambda t: t.convert_ids_to_tokens(t.encode("Hello world")),
+ "tokenize": lambda t: t.tokenize("Hello world, don't"),
+ "special_map": lambda t: (t.special_tokens_map, t.all_special_tokens, t.all_special_ids),
+ "special_ids": lambda t: (t.eos_token_id, t.bos_token_id, t.pad_token_id, t.unk_token_id, t.sep_token, t.cls_token_id),
+ "np": lambda t: t("Hello", return_tensors="np"),
+ "np_len": lambda t: padded(t)(["Hello", "Hi there"], padding=True, return_tensors="np", return_length=True),
+ "no_special": lambda t: t.encode("Hello", add_special_tokens=False),
+ "multiple": lambda t: padded(t)("hello", padding=True, pad_to_multiple_of=8),
+ "pad_fn": lambda t: padded(t).pad({"input_ids": [[1, 2], [3]]}),
+ "pad_fn_np": lambda t: padded(t).pad({"input_ids": [[1, 2], [3]]}, return_tensors="np"),
+ "pad_list_of_dicts": lambda t: padded(t).pad([{"input_ids": [1, 2]}, {"input_ids": [3]}]),
+ "stm": lambda t: t("Hello world", return_special_tokens_mask=True),
+ "sizes": lambda t: (t.model_max_length, len(t), t.vocab_size, t.padding_side, t.truncation_side),
+ "vocab": lambda t: (t.get_vocab()["hello"], len(t.get_vocab())),
+ "decode_np": lambda t: t.decode(np.array([15496, 995])),
+ "decode_np_2d_batch": lambda t: t.batch_decode(np.array([[15496, 995], [995, 15496]])),
+ "encode_plus": lambda t: padded(t).encode_plus("Hello", max_length=10, padding="max_length"),
+ "batch_encode_plus": lambda t: padded(t).batch_encode_plus(["a", "b c"], padding=True),
+ "trunc_left": lambda t: (setattr(t, "truncation_side", "left"), t("one two three", truncation=True, max_length=2))[1],
+ "tokens_to_string": lambda t: t.convert_tokens_to_string(["Hello", "Ġworld"]),
+ "cleanup": lambda t: (t.clean_up_tokenization_spaces, t.decode(t.encode("Hello , world ."), clean_up_tokenization_spaces=True)),
+ "num_special": lambda t: (t.num_special_tokens_to_add(), t.num_special_tokens_to_add(pair=True)),
+ "bos": lambda t: (lambda b: (b("hi"), b("hi", "there"), b.decode(b("hi")["input_ids"], skip_special_tokens=True)))(t.again(add_bos_token=True)),
+ "prefix_space": lambda t: (lambda b: (b("Hello world"), b(["a", "b"], is_split_into_words=True)))(t.again(add_prefix_space=True)),
+ "encode_max_length": lambda t: t.encode("one two three four", max_length=2, truncation=True),
+ "call_max_length_only": lambda t: t("one two three four", max_length=2),
+ "convert_tokens_to_ids": lambda t: (t.convert_tokens_to_ids(["Hello", "nope-not-a-token"]), t.convert_tokens_to_ids("Ġworld")),
+ "get_added_vocab": lambda t: (t.add_tokens(["<x>"]), t.get_added_vocab()),
+ "added_tokens_encoder": lambda t: t.added_tokens_encoder,
+ "pad_token_type": lambda t: (t.pad_token_type_id, t.model_input_names),
+ "empty": lambda t: t(""),
+ "empty_batch_pad": lambda t: padded(t)(["", "a"], padding=True),
+ "return_length_batch": lambda t: t(["a", "b c d"], return_length=True),
+ "return_length_batch_pad": lambda t: padded(t)(["a", "b c d"], return_length=True, padding=True),
+ "len_single_pad": lambda t: padded(t)("a", return_length=True, padding="max_length", max_length=4),
+}
+def save_load(src, dst, fast, files):
+    """Save with src (after add_tokens and a new pad token), load with dst: what the loaded tokenizer does."""
+    a = make(src, fast, files); a.add_tokens(["<new>"]); a.add_special_tokens({"pad_token": "[PAD]"})
+    d = tempfile.mkdtemp()
+    a.save_pretrained(d)
+    b = getattr(dst, "GPT2TokenizerFast" if fast else "GPT2Tokenizer").from_pretrained(d)
+    return (b("x<new>y [PAD]")["input_ids"], b.pad_token, len(b), b.special_tokens_map, b.padding_side, b.model_max_length)
+
+
+@pytest.mark.parametrize("fast_class", [False, True])
+@pytest.mark.parametrize("name", sorted(SNIPPETS))
+def test_everyday_snippets_match_transformers(files, name, fast_class):
+    snippet = SNIPPETS[name]
+    assert plain(snippet(make(__import__("minigpt2"), fast_class, files))) == plain(
+        snippet(make(transformers, fast_class, files)))
+
+
+@pytest.mark.parametrize("fast_class", [False, True])
+def test_save_and_load_round_trips_both_ways(files, fast_class):
+    import minigpt2
+    for src, dst in ((minigpt2, transformers), (transformers, minigpt2), (minigpt2, minigpt2)):
+        assert plain(save_load(src, dst, fast_class, files)) == plain(save_load(transformers, transformers, fast_class,
+                                                                               files)), (src.__name__, dst.__name__)

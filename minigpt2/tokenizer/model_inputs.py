@@ -230,10 +230,9 @@ class ModelInputs:
             outputs["length"] = [len(ids) for ids in outputs["input_ids"]]
         if o.return_overflowing_tokens:
             outputs["overflow_to_sample_mapping"] = mapping
-        if not batched:
-            outputs = {k: v[0] for k, v in outputs.items()}
-        return BatchEncoding(outputs, tensor_type=o.return_tensors, prepend_batch_axis=not batched,
-                             n_sequences=n_sequences, alignments=alignments)
+        if not batched and o.return_tensors is None:  # HF's rule: one row's lists lose the batch axis
+            outputs = {k: v[0] if v and isinstance(v[0], list) else v for k, v in outputs.items()}
+        return BatchEncoding(outputs, tensor_type=o.return_tensors, n_sequences=n_sequences, alignments=alignments)
 
     def _fast_rows(self, text, text_pair, o: EncodingOptions):
         """The rows one text (and pair) gives: (model inputs without padding, (sequence, position) per token, the

@@ -113,10 +113,12 @@ class Vocabulary:
         return out
 
     def _add_tokens(self, new_tokens: Iterable, special_tokens: bool = False) -> int:
-        """HF's rule: an unknown token gets the next free id; a token already in the vocabulary keeps its id."""
+        """HF's rule: an unknown token gets the next free id; a token already in the vocabulary keeps its id.
+        Returns how many ids were created (HF's slow tokenizer), or how many tokens became added tokens (its fast
+        one: add_tokens(["hello"]) counts 1 there, 0 in the slow one)."""
         vocab = self.get_vocab()
         next_id = len(vocab)
-        added = 0
+        added = registered = 0
         for token in new_tokens:
             if not isinstance(token, (str, AddedToken)):
                 raise TypeError(f"a token to add must be a str or AddedToken, got {type(token).__name__}")
@@ -137,9 +139,10 @@ class Vocabulary:
                 added += 1
             if token.special and token.content not in self.all_special_tokens:
                 self._additional_special_tokens.append(token)
+            registered += token.content not in self._added_tokens_encoder
             self._register(index, token)
         self._rebuild_added_tables()
-        return added
+        return registered if self.is_fast else added
 
     def _rebuild_added_tables(self) -> None:
         """The regex that cuts added tokens out of the text, and the id -> bytes table for decoding."""
