@@ -216,10 +216,11 @@ CHECKS = (check_python, check_packages, check_tutorial_packages, check_c_core, c
           check_gpt2, check_figures, check_caches)
 
 
-def run_checks(checks=CHECKS):
-    """[(status, text, fix or None)] for each check; a check that crashes is a FAIL naming the error."""
+def run_checks(checks=None):
+    """[(status, text, fix or None)] for each check (default: CHECKS); a check that crashes is a FAIL naming
+    the error."""
     results = []
-    for check in checks:
+    for check in CHECKS if checks is None else checks:
         try:
             results.append(check())
         except Exception as e:
