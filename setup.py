@@ -45,7 +45,7 @@ REFERENCE = [
     # A plain "torch" pulls several GB of CUDA wheels; 2.13.0 is the CPU build these machines carry.
     "torch==2.13.0",
     # 4.x keeps head_mask and tuple key/value caches, which minigpt2 mirrors; 5.x dropped head_mask.
-    "transformers==4.46.3",
+    "transformers==4.57.6",
     "tokenizers",
     "tiktoken",
 ]

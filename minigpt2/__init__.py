@@ -34,6 +34,7 @@ from .generation import (
     TypicalLogitsWarper,
 )
 from .modeling import GPT2DoubleHeadsModel, GPT2LMHeadModel, GPT2Model, GPT2PreTrainedModel
+from .pipelines import pipeline, set_seed
 from .streamers import TextIteratorStreamer, TextStreamer
 from .task_heads import GPT2ForQuestionAnswering, GPT2ForSequenceClassification, GPT2ForTokenClassification
 from .tokenizer import (
@@ -94,5 +95,7 @@ __all__ = [
     "backend",
     "decode_stream",
     "show_work",
+    "pipeline",
+    "set_seed",
     "trace",
 ]

@@ -276,17 +276,13 @@ class _StepPrinter:
     """
 
     def __init__(self, tokenizer, k, settings):
-        from .generation import LogitsProcessorList, TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper
+        from .generation import GenerationConfig, LogitsProcessorList, sampling_warpers
 
         self.tokenizer, self.k = tokenizer, k
-        self.warpers = LogitsProcessorList()
+        self.warpers = LogitsProcessorList()  # generate's own sampling warpers, built by the same function
         if settings.get("do_sample"):
-            if settings["temperature"] != 1.0:
-                self.warpers.append(TemperatureLogitsWarper(settings["temperature"]))
-            if settings["top_k"]:
-                self.warpers.append(TopKLogitsWarper(settings["top_k"]))
-            if settings["top_p"] < 1.0:
-                self.warpers.append(TopPLogitsWarper(settings["top_p"]))
+            self.warpers = sampling_warpers(GenerationConfig(**{name: settings[name] for name in
+                                                                ("do_sample", "temperature", "top_k", "top_p")}))
         self.probs, self.ids, self.step = None, [], 0
         self.start_time, self.first_token_time, self.end_time = time.perf_counter(), None, None
 

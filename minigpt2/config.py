@@ -32,7 +32,7 @@ COMMON_DEFAULTS = {
     "output_hidden_states": False,
     "output_attentions": False,
     "return_dict": True,
-    "torch_dtype": None,
+    "dtype": None,  # transformers 4.57's name; "torch_dtype" (older files and code) is read as dtype
     "is_encoder_decoder": False,
     "is_decoder": False,
     "add_cross_attention": False,
@@ -118,6 +118,8 @@ class GPT2Config:
         for alias, name in ATTRIBUTE_MAP.items():
             if alias in kwargs:
                 kwargs[name] = kwargs.pop(alias)
+        if "torch_dtype" in kwargs:
+            kwargs.setdefault("dtype", kwargs.pop("torch_dtype"))
         num_labels = kwargs.pop("num_labels", None)
         kwargs.pop("model_type", None)
         values.update(kwargs)
@@ -132,6 +134,8 @@ class GPT2Config:
     def __getattr__(self, name):
         if name in ATTRIBUTE_MAP:
             return getattr(self, ATTRIBUTE_MAP[name])
+        if name == "torch_dtype":
+            return self.dtype
         raise AttributeError(f"'GPT2Config' object has no attribute {name!r}")
 
     def __setattr__(self, name, value):

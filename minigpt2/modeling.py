@@ -20,7 +20,8 @@ import numpy as np
 from . import checkpoint, tracing, weights
 from .activations import ACTIVATIONS
 from .cache import KVCache
-from .checks import as_array, check_int, float_array, int_array, mask_array, nonempty, reshape_to, short_list
+from .checks import (as_array, check_int, float_array, int_array, is_int, mask_array, nonempty, reshape_to,
+                     short_list)
 from .config import GPT2Config
 from .generation import GENERATION_CONFIG_NAME, GenerationConfig, GenerationMixin
 from .hub import pop_hub_options, resolve_file
@@ -630,11 +631,12 @@ class GPT2LMHeadModel(GenerationMixin, _WithTransformer):
     def forward(self, input_ids=None, past_key_values=None, attention_mask=None, token_type_ids=None,
                 position_ids=None, head_mask=None, inputs_embeds=None, encoder_hidden_states=None,
                 encoder_attention_mask=None, labels=None, use_cache=None, output_attentions=None,
-                output_hidden_states=None, return_dict=None):
+                output_hidden_states=None, return_dict=None, logits_to_keep=0):
         """Next-token logits.  # input_ids [B, T] -> logits [B, T, V]
 
         ``labels`` [B, T] (usually input_ids itself) give the mean cross-entropy of predicting token
-        t+1 from positions <= t; labels of -100 are ignored.
+        t+1 from positions <= t; labels of -100 are ignored. ``logits_to_keep`` (HF's): 0 computes the
+        logits at every position, n > 0 at the last n only (generate uses 1), a 1-D array at those positions.
         """
         t = self._transformer(
             input_ids=input_ids, past_key_values=past_key_values, attention_mask=attention_mask,
@@ -642,7 +644,7 @@ class GPT2LMHeadModel(GenerationMixin, _WithTransformer):
             inputs_embeds=inputs_embeds, encoder_hidden_states=encoder_hidden_states,
             encoder_attention_mask=encoder_attention_mask, use_cache=use_cache,
             output_attentions=output_attentions, output_hidden_states=output_hidden_states)
-        logits = lm_head(t.last_hidden_state, self.params["wte"]["weight"])  # [B, T, V]
+        logits = lm_head(kept_positions(t.last_hidden_state, logits_to_keep), self.params["wte"]["weight"])
         loss = None if labels is None else shifted_lm_loss(logits, labels, self.config.vocab_size)
         out = CausalLMOutputWithCrossAttentions(
             loss=loss, logits=logits, past_key_values=t.past_key_values, hidden_states=t.hidden_states,
@@ -689,11 +691,12 @@ class GPT2DoubleHeadsModel(GenerationMixin, _WithTransformer):
     def forward(self, input_ids=None, past_key_values=None, attention_mask=None, token_type_ids=None,
                 position_ids=None, head_mask=None, inputs_embeds=None, mc_token_ids=None, labels=None,
                 mc_labels=None, use_cache=None, output_attentions=None, output_hidden_states=None,
-                return_dict=None):
+                return_dict=None, logits_to_keep=0):
         """LM logits and one score per choice.  # input_ids [B, C, T] -> logits [B, C, T, V], mc_logits [B, C]
 
         ``mc_token_ids`` [B, C]: the position of the classification token in each choice (default: the
         last); ``mc_labels`` [B]: the right choice, giving mc_loss; ``labels``: the LM loss.
+        ``logits_to_keep`` as for GPT2LMHeadModel (LM logits only).
         """
         t = self._transformer(
             input_ids=input_ids, past_key_values=past_key_values, attention_mask=attention_mask,
@@ -701,7 +704,7 @@ class GPT2DoubleHeadsModel(GenerationMixin, _WithTransformer):
             inputs_embeds=inputs_embeds, use_cache=use_cache, output_attentions=output_attentions,
             output_hidden_states=output_hidden_states)
         h = t.last_hidden_state  # [B, C, T, E]
-        logits = lm_head(h, self.params["wte"]["weight"])
+        logits = lm_head(kept_positions(h, logits_to_keep), self.params["wte"]["weight"])
         mc_logits = sequence_summary(h, mc_token_ids, self.params.get("multiple_choice_head"), self.config)
         if mc_logits.shape[-1] == 1:
             mc_logits = mc_logits[..., 0]  # [B, C]
@@ -742,6 +745,17 @@ def _pop_cpu_loading_options(kwargs):
 
 
 # -- heads and losses ----------------------------------------------------------------------------------
+
+def kept_positions(h, logits_to_keep):
+    """The positions whose logits are wanted (HF's logits_to_keep).  # [..., T, E] -> [..., T', E]"""
+    if is_int(logits_to_keep):
+        n = check_int("logits_to_keep", logits_to_keep, low=0)
+        return h if n == 0 else h[..., -n:, :]
+    positions = int_array("logits_to_keep", logits_to_keep, high=h.shape[-2])
+    if positions.ndim != 1:
+        raise ValueError(f"logits_to_keep must be an int or a 1-D array of positions, got shape {positions.shape}")
+    return h[..., positions, :]
+
 
 def lm_head(h, wte):
     """Logits over the vocabulary from the tied embedding matrix.  # [..., E] -> [..., V]"""

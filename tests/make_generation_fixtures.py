@@ -1,6 +1,6 @@
 """Write the generation fixtures: token ids that transformers' ``generate`` produces on a tiny checkpoint.
 
-    pip install -e ".[reference]"                 # torch==2.13.0 (CPU) and transformers==4.46.3
+    pip install -e ".[reference]"                 # torch==2.13.0 (CPU) and transformers==4.57.6
     python tests/make_generation_fixtures.py      # rewrites tests/fixtures/generation/
 
 tests/test_generation.py replays every case with minigpt2 (NumPy only) and requires the same ids, token for
@@ -36,7 +36,7 @@ OUT = os.path.join(HERE, "fixtures", "generation")
 sys.path.insert(0, HERE)
 from conftest import randomize_torch_model  # noqa: E402  (the same weight spread as the model fixtures)
 
-PINNED_TRANSFORMERS = "4.46.3"
+PINNED_TRANSFORMERS = "4.57.6"
 CONFIG = dict(vocab_size=64, n_positions=48, n_embd=16, n_layer=2, n_head=2, bos_token_id=0, eos_token_id=0)
 EOS = [38, 48, 3]  # several end tokens, so that some sequences and beams finish early
 

@@ -202,7 +202,10 @@ def test_padded_batch_and_cached_decoding_match_transformers(checkpoint_dir, bac
     with torch.no_grad():
         out_hf = hf(torch.from_numpy(ids), attention_mask=torch.from_numpy(mask), head_mask=torch.from_numpy(head_mask))
     out = ours(ids, attention_mask=mask, head_mask=head_mask)
-    assert_close(out.logits, out_hf.logits.numpy(), f"padded prompt logits [{backend_name}]")
+    # Only real tokens are compared: a padded query attends to nothing real, and what transformers puts there
+    # changed between versions (4.57 differs from 4.46); generate never reads those positions.
+    real = mask.astype(bool)
+    assert_close(out.logits[real], out_hf.logits.numpy()[real], f"padded prompt logits [{backend_name}]")
     past, past_hf = out.past_key_values, out_hf.past_key_values
     for step in range(4):
         nxt = out.logits[:, -1].argmax(-1)[:, None]
@@ -214,9 +217,10 @@ def test_padded_batch_and_cached_decoding_match_transformers(checkpoint_dir, bac
         out = ours(nxt, past_key_values=past, attention_mask=mask, use_cache=True)
         past, past_hf = out.past_key_values, out_hf.past_key_values
         assert_close(out.logits, out_hf.logits.numpy(), f"decode step {step} logits [{backend_name}]")
+    real = mask[:, None, :, None].astype(bool)  # [B, 1, T, 1]: keys and values of real tokens only
     for i, ((k, v), (k_hf, v_hf)) in enumerate(zip(past, past_hf)):
-        assert_close(k, k_hf.numpy(), f"past key {i}")
-        assert_close(v, v_hf.numpy(), f"past value {i}")
+        assert_close(k * real, k_hf.numpy() * real, f"past key {i}")
+        assert_close(v * real, v_hf.numpy() * real, f"past value {i}")
 
 
 @needs_c

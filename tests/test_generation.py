@@ -1,6 +1,6 @@
 """generate(): token-identical to transformers for greedy and beam search, and sampling that does what it says.
 
-Parity is checked twice: against committed fixtures (ids written by transformers 4.46.3 on a tiny checkpoint,
+Parity is checked twice: against committed fixtures (ids written by transformers 4.57.6 on a tiny checkpoint,
 see tests/make_generation_fixtures.py; runs with NumPy only), and live against transformers when installed.
 Ids must be equal, token for token: greedy and beam search only compare scores, and the fixtures' cases were
 checked to decide the same in float64 as in float32, so float32 rounding differences (~1e-6) cannot flip them.
@@ -88,7 +88,8 @@ LIVE_CASES = [
     dict(max_new_tokens=12),
     dict(max_new_tokens=12, min_length=12, min_new_tokens=0),  # min_new_tokens replaces min_length
     dict(max_new_tokens=12, min_length=3, min_new_tokens=7),
-    dict(max_new_tokens=12, temperature=None, top_p=None, repetition_penalty=None, num_beams=None),  # None: unset
+    # None: unset. (num_beams=None too in minigpt2; transformers 4.57 raises TypeError for it, 4.46 did not.)
+    dict(max_new_tokens=12, temperature=None, top_p=None, repetition_penalty=None),
     dict(max_new_tokens=12, num_beams=3),
     dict(max_new_tokens=12, num_beams=4, num_return_sequences=4, length_penalty=0.0),
     dict(max_new_tokens=12, repetition_penalty=1.4, no_repeat_ngram_size=2, num_beams=2),
@@ -100,8 +101,12 @@ LIVE_CASES = [
 def test_live_parity_with_transformers(tmp_path, seed, kwargs):
     """Same checkpoint, same arguments: the same ids as transformers' generate (left-padded batch, eos list)."""
     torch = pytest.importorskip("torch")
+    transformers = pytest.importorskip("transformers")
     from conftest import write_hf_checkpoint
 
+    if int(transformers.__version__.split(".")[0]) >= 5 and kwargs.get("repetition_penalty"):
+        pytest.skip("transformers 5 gives other tokens for the left-padded row here (penalties under beam search); "
+                    "the reference for this case is 4.57")
     hf = write_hf_checkpoint(tmp_path, seed=seed, vocab_size=64, n_positions=32, eos_token_id=0, bos_token_id=0)
     ours = GPT2LMHeadModel.from_pretrained(tmp_path)
     rng = np.random.default_rng(seed)
@@ -525,6 +530,9 @@ def test_return_dict_in_generate(model):
     assert len(out.scores) == 5 and out.scores[0].shape == (1, 64)
     np.testing.assert_array_equal(np.argmax(np.stack(out.scores), -1)[:, 0], out.sequences[0, 3:])
     beams = model.generate(ids, max_new_tokens=5, num_beams=3, num_return_sequences=2, return_dict_in_generate=True)
+    assert beams.sequences_scores is None and beams.beam_indices.shape == (2, 5)  # scores: with output_scores (4.57)
+    beams = model.generate(ids, max_new_tokens=5, num_beams=3, num_return_sequences=2, return_dict_in_generate=True,
+                           output_scores=True)
     assert beams.sequences.shape == (2, 8) and beams.sequences_scores.shape == (2,)
     assert beams.sequences_scores[0] >= beams.sequences_scores[1]
 
@@ -534,9 +542,10 @@ def test_generation_config_defaults_are_hfs(model):
     assert (cfg.max_length, cfg.top_k, cfg.top_p, cfg.temperature, cfg.num_beams, cfg.do_sample) == \
            (20, 50, 1.0, 1.0, 1, False)
     assert cfg.eos_token_id == model.config.eos_token_id and cfg.pad_token_id is None
-    with pytest.warns(UserWarning, match="max_length=20"):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # 4.57 does not warn once the default means 20 new tokens
         out = model.generate(prompt([5, 6, 7]))
-    assert out.shape == (1, 20)
+    assert out.shape == (1, 23)  # transformers 4.57: 20 new tokens (4.46: 20 in all)
     custom = GenerationConfig(max_new_tokens=3, eos_token_id=None)
     assert model.generate(prompt([5, 6, 7]), generation_config=custom).shape == (1, 6)
 
@@ -567,7 +576,6 @@ BAD = [
     (dict(early_stopping="sometimes"), ValueError, "early_stopping must be True, False or 'never'"),
     (dict(do_sample=True, seed="abc"), TypeError, "seed must be"),
     (dict(eos_token_id=[1, 2.5]), TypeError, "eos_token_id must be an integer"),
-    (dict(eos_token_id=64), ValueError, "outside this model's vocabulary"),
     (dict(tempreature=0.5), TypeError, "did you mean 'temperature'"),
     (dict(do_sample="yes"), TypeError, "do_sample must be True or False"),
     (dict(typical_p=0.0), ValueError, r"typical_p must be in \(0, 1\]"),

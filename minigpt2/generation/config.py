@@ -1,0 +1,204 @@
+"""generate()'s settings: HF's GenerationConfig, with HF's names and defaults, and the checks on them."""
+from __future__ import annotations
+
+import json
+import os
+import warnings
+from dataclasses import dataclass, fields
+from typing import Optional
+
+import numpy as np
+
+GENERATION_CONFIG_NAME = "generation_config.json"
+
+@dataclass
+class GenerationConfig:
+    """What ``generate`` does, with HF's names and defaults. Any field can also be passed to ``generate``.
+
+    Lengths count the prompt: ``max_length=30`` means prompt + new tokens <= 30. ``max_new_tokens``, when set,
+    wins over ``max_length``; ``min_new_tokens`` over ``min_length``. Left at its default (20, never passed to
+    ``generate``), ``max_length`` means 20 new tokens, as in transformers 4.57 (4.46 counted the prompt).
+    """
+
+    max_length: int = 20
+    max_new_tokens: Optional[int] = None
+    min_length: int = 0
+    min_new_tokens: Optional[int] = None
+    do_sample: bool = False
+    num_beams: int = 1
+    temperature: float = 1.0
+    top_k: Optional[int] = 50
+    top_p: float = 1.0
+    min_p: Optional[float] = None
+    typical_p: float = 1.0
+    epsilon_cutoff: float = 0.0
+    eta_cutoff: float = 0.0
+    repetition_penalty: float = 1.0
+    no_repeat_ngram_size: int = 0
+    bad_words_ids: Optional[list] = None  # token sequences never to generate: [[id, ...], ...]
+    length_penalty: float = 1.0
+    early_stopping: object = False  # True, False or "never", as in HF
+    num_return_sequences: int = 1
+    use_cache: bool = True
+    output_scores: bool = False
+    output_logits: bool = False
+    return_dict_in_generate: bool = False
+    bos_token_id: Optional[int] = None
+    eos_token_id: object = None  # an int, a list of ints, or None
+    pad_token_id: Optional[int] = None
+    forced_eos_token_id: object = None  # an int or a list of ints: forced as the last token at max_length
+    stop_strings: object = None  # a string or a list of strings: stop once one is generated (needs tokenizer=)
+
+    @classmethod
+    def from_model_config(cls, config) -> "GenerationConfig":
+        """The special tokens come from the model's config (GPT-2: bos = eos = 50256, no pad)."""
+        return cls(bos_token_id=config.bos_token_id, eos_token_id=config.eos_token_id,
+                   pad_token_id=config.pad_token_id)
+
+    @classmethod
+    def from_dict(cls, config_dict: dict) -> "GenerationConfig":
+        """From the fields of a generation_config.json; metadata ("transformers_version", "_...") is skipped, and
+        settings minigpt2's generate does not implement are ignored with a warning."""
+        names = {f.name for f in fields(cls)}
+        ignored = sorted(k for k in config_dict if k not in names and not k.startswith("_")
+                         and k != "transformers_version")
+        if ignored:
+            warnings.warn(f"generation config settings {ignored} are not implemented by minigpt2's generate and are "
+                          f"ignored", UserWarning, stacklevel=3)
+        return cls(**{k: v for k, v in config_dict.items() if k in names})
+
+    @classmethod
+    def from_pretrained(cls, name_or_path, config_file_name=GENERATION_CONFIG_NAME, **hub_kwargs):
+        """generation_config.json of a checkpoint: a directory, the file itself, or a Hub repository."""
+        from ..config import read_json_object
+        from ..hub import resolve_file
+
+        name_or_path = os.fspath(name_or_path)
+        path = name_or_path if os.path.isfile(name_or_path) else resolve_file(name_or_path, config_file_name,
+                                                                             **hub_kwargs)
+        config = cls.from_dict(read_json_object(path))
+        config.validate()
+        return config
+
+    def save_pretrained(self, save_directory, config_file_name=GENERATION_CONFIG_NAME):
+        """Write generation_config.json (the settings that differ from the defaults), as HF does."""
+        os.makedirs(save_directory, exist_ok=True)
+        changed = {f.name: getattr(self, f.name) for f in fields(self) if getattr(self, f.name) != f.default}
+        with open(os.path.join(save_directory, config_file_name), "w", encoding="utf-8") as f:
+            json.dump(changed, f, indent=2, sort_keys=True)
+            f.write("\n")
+
+    def update(self, **kwargs) -> dict:
+        """Set the fields named in ``kwargs``; return the arguments that are not fields (HF's contract)."""
+        names = {f.name for f in fields(self)}
+        for key in [k for k in kwargs if k in names]:
+            setattr(self, key, kwargs.pop(key))
+        return kwargs
+
+    def to_dict(self) -> dict:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    def validate(self):
+        """Raise ValueError naming the field and what it may be."""
+        for f in fields(self):  # None means "not set", as in HF: the default applies (top_k=None: no top-k)
+            if getattr(self, f.name) is None and f.default is not None and f.name != "top_k":
+                setattr(self, f.name, f.default)
+        _check_int("max_length", self.max_length, low=1)
+        _check_int("max_new_tokens", self.max_new_tokens, low=1, optional=True)
+        _check_int("min_length", self.min_length, low=0)
+        _check_int("min_new_tokens", self.min_new_tokens, low=0, optional=True)
+        _check_int("num_beams", self.num_beams, low=1)
+        _check_int("num_return_sequences", self.num_return_sequences, low=1)
+        _check_int("no_repeat_ngram_size", self.no_repeat_ngram_size, low=0)
+        _check_int("top_k", self.top_k, low=0, optional=True)
+        for name in ("do_sample", "use_cache", "output_scores", "output_logits", "return_dict_in_generate"):
+            if not isinstance(getattr(self, name), (bool, np.bool_)):
+                raise TypeError(f"{name} must be True or False, got {getattr(self, name)!r}")
+        t = _check_float("temperature", self.temperature)
+        if self.do_sample and not t > 0:
+            raise ValueError(f"temperature must be > 0 when sampling, got {t}; for the most likely token at each "
+                             f"step use greedy decoding (do_sample=False)")
+        p = _check_float("top_p", self.top_p)
+        if not 0 < p <= 1:
+            raise ValueError(f"top_p must be in (0, 1] (1 keeps every token), got {p}")
+        if self.min_p is not None and not 0 <= _check_float("min_p", self.min_p) <= 1:
+            raise ValueError(f"min_p must be in [0, 1] or None, got {self.min_p}")
+        if not 0 < _check_float("typical_p", self.typical_p) <= 1:
+            raise ValueError(f"typical_p must be in (0, 1] (1 = off), got {self.typical_p}")
+        for name in ("epsilon_cutoff", "eta_cutoff"):
+            if not 0 <= _check_float(name, getattr(self, name)) < 1:
+                raise ValueError(f"{name} must be in [0, 1) (0 = off), got {getattr(self, name)}")
+        if self.bad_words_ids is not None:
+            words = self.bad_words_ids
+            if not (isinstance(words, (list, tuple)) and words and all(
+                    isinstance(w, (list, tuple)) and w and all(isinstance(t, (int, np.integer)) and not
+                                                               isinstance(t, bool) and t >= 0 for t in w)
+                    for w in words)):
+                raise ValueError(f"bad_words_ids must be a non-empty list of non-empty lists of token ids (e.g. "
+                                 f"tokenizer(words, add_special_tokens=False).input_ids), got {words!r}")
+        for token in _as_token_list(self.forced_eos_token_id):
+            _check_int("forced_eos_token_id", token, low=0)
+        if not _check_float("repetition_penalty", self.repetition_penalty) > 0:
+            raise ValueError(f"repetition_penalty must be > 0 (1 = no penalty, > 1 discourages repeats), "
+                             f"got {self.repetition_penalty}")
+        _check_float("length_penalty", self.length_penalty)
+        if self.early_stopping not in (True, False, "never"):
+            raise ValueError(f"early_stopping must be True, False or 'never', got {self.early_stopping!r}")
+        stops = [self.stop_strings] if isinstance(self.stop_strings, str) else self.stop_strings
+        if stops is not None and not (isinstance(stops, (list, tuple)) and stops
+                                      and all(isinstance(s, str) and s for s in stops)):
+            raise ValueError(f"stop_strings must be a non-empty string or a list of them, got {self.stop_strings!r}")
+        for name in ("bos_token_id", "pad_token_id"):
+            _check_int(name, getattr(self, name), low=0, optional=True)
+        for eos in _as_token_list(self.eos_token_id):
+            _check_int("eos_token_id", eos, low=0)
+        if self.num_beams == 1 and not self.do_sample and self.num_return_sequences > 1:
+            raise ValueError(f"num_return_sequences={self.num_return_sequences} needs sampling (do_sample=True) "
+                             f"or beam search (num_beams >= num_return_sequences): greedy decoding has one answer")
+        if self.num_return_sequences > self.num_beams > 1:
+            raise ValueError(f"num_return_sequences ({self.num_return_sequences}) must be <= num_beams "
+                             f"({self.num_beams}): beam search returns its best beams")
+
+    def warn_unused(self):
+        """HF's warnings for settings that the chosen strategy ignores."""
+        if not self.do_sample:
+            unused = [f"{name}={getattr(self, name)}" for name, default in
+                      (("temperature", 1.0), ("top_p", 1.0), ("top_k", 50)) if getattr(self, name) != default]
+            if unused:
+                warnings.warn(f"{', '.join(unused)} only matter(s) when sampling; set do_sample=True to sample "
+                              f"(greedy and beam search ignore it)", UserWarning, stacklevel=4)
+        if self.num_beams == 1 and (self.length_penalty != 1.0 or self.early_stopping is not False):
+            warnings.warn("length_penalty and early_stopping only matter in beam search (num_beams > 1)",
+                          UserWarning, stacklevel=4)
+
+
+def _check_int(name, value, *, low, optional=False):
+    if value is None and optional:
+        return
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{name} must be an integer{' or None' if optional else ''}, got {value!r}")
+    if value < low:
+        raise ValueError(f"{name} must be >= {low}, got {value}")
+
+
+def _check_float(name, value) -> float:
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise TypeError(f"{name} must be a number, got {value!r}")
+    if not np.isfinite(value):
+        raise ValueError(f"{name} must be finite, got {value}")
+    return float(value)
+
+
+def _as_token_list(ids) -> list:
+    """None, one id or a list of ids -> a list (validate() checks that they are integers)."""
+    if ids is None:
+        return []
+    if hasattr(ids, "tolist") and not isinstance(ids, np.ndarray):  # a NumPy scalar or a torch tensor
+        ids = ids.tolist()
+    if isinstance(ids, (list, tuple, np.ndarray)):
+        return [x.item() if isinstance(x, np.generic) else x for x in np.ravel(np.asarray(ids, dtype=object))]
+    return [ids]
+
+
+# ------------------------------------------------------------------------------------------------------------
+# 2. Logits processors: functions of (ids so far [N, L], scores [N, V]) -> new scores [N, V].

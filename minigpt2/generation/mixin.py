@@ -1,0 +1,245 @@
+"""``model.generate(...)``: HF's arguments, defaults and results, on any model that can be called as
+
+    model(input_ids=, past_key_values=, attention_mask=, position_ids=, use_cache=True, logits_to_keep=1,
+          return_dict=True).logits            # [N, 1, V]: the next-token logits, and .past_key_values
+
+and has a ``config`` (vocab_size, n_positions, special tokens). That is the whole interface to the model.
+"""
+from __future__ import annotations
+
+import copy
+import difflib
+import warnings
+from dataclasses import fields
+
+import numpy as np
+
+from ..layers import log_softmax
+from .beam import beam_search
+from .config import GenerationConfig, _as_token_list
+from .greedy import greedy_or_sample
+from .processors import build_logits_processors
+from .sampling import _rng
+from .stopping import StopStringCriteria
+
+
+class GenerationMixin:
+    """Adds ``generate`` and ``compute_transition_scores`` to a causal language model (see the module's docstring)."""
+
+    @property
+    def generation_config(self) -> GenerationConfig:
+        """The defaults ``generate`` starts from; change them here or pass fields to ``generate``."""
+        if self.__dict__.get("_generation_config") is None:
+            self._generation_config = GenerationConfig.from_model_config(self.config)
+        return self._generation_config
+
+    @generation_config.setter
+    def generation_config(self, value):
+        if not isinstance(value, GenerationConfig):
+            raise TypeError(f"generation_config must be a GenerationConfig, got {type(value).__name__}")
+        self._generation_config = value
+
+    def generate(self, inputs=None, generation_config=None, logits_processor=None, streamer=None, *, seed=None,
+                 tokenizer=None, **kwargs):
+        """Continue the prompts in ``inputs`` ([B, T] token ids).  # -> [B * num_return_sequences, L] ids
+
+        Arguments are HF's: any GenerationConfig field (max_new_tokens, do_sample, temperature, top_k, top_p,
+        num_beams, stop_strings, ...), ``attention_mask`` for left-padded batches, ``logits_processor`` (extra
+        processors, applied after the built-in ones and before temperature/top-k/top-p; one of the same class
+        as a built-in replaces it), ``streamer`` (gets the prompt, then each new token, then ``end()``; batch
+        size 1, not with beam search) and ``tokenizer`` (needed by ``stop_strings``). ``seed`` (an int or a
+        numpy Generator) makes sampling reproducible; so does ``minigpt2.set_seed``.
+
+        With no length argument, 20 new tokens are generated (transformers 4.57's rule). Returns the prompts
+        followed by the new tokens; sequences that end early are filled with ``pad_token_id`` (GPT-2 has none,
+        so eos is used, as HF does).
+        """
+        cfg, model_kwargs = self._merged_generation_config(generation_config, kwargs)
+        input_ids, attention_mask = self._prepare_inputs(inputs, model_kwargs, cfg)
+        B, T = input_ids.shape
+
+        eos = _as_token_list(cfg.eos_token_id)
+        if cfg.pad_token_id is None and eos:
+            cfg.pad_token_id = eos[0]  # HF: "Setting pad_token_id to eos_token_id for open-end generation"
+        default_length = kwargs.get("max_length") is None and cfg.max_new_tokens is None
+        if cfg.max_new_tokens is not None:
+            cfg.max_length = T + cfg.max_new_tokens
+        elif default_length and cfg.max_length == GenerationConfig().max_length:
+            cfg.max_length = min(T + cfg.max_length, self.config.n_positions)  # HF 4.57: 20 new tokens
+        if cfg.min_new_tokens is not None:
+            cfg.min_length = T + cfg.min_new_tokens  # HF: min_new_tokens replaces min_length
+        if cfg.min_new_tokens is None and cfg.min_length > cfg.max_length:
+            warnings.warn(f"min_length ({cfg.min_length}) is larger than max_length ({cfg.max_length}): generation "
+                          f"stops at max_length", UserWarning, stacklevel=2)
+        self._check_lengths(cfg, T, default_length)
+        stop = self._stop_strings(cfg, tokenizer)
+        self._check_special_tokens(cfg, eos)
+        if streamer is not None and (cfg.num_beams > 1 or B * cfg.num_return_sequences > 1):
+            raise ValueError("a streamer follows one sequence: use it with a single prompt, num_beams=1 and "
+                             "num_return_sequences=1")
+        processors = build_logits_processors(cfg, T, eos, logits_processor)
+        if cfg.num_beams == 1:
+            return greedy_or_sample(self._next_token_logits, input_ids, attention_mask, cfg, processors, eos,
+                                    _rng(seed), streamer, stop)
+        return beam_search(self._next_token_logits, input_ids, attention_mask, cfg, processors, eos, _rng(seed),
+                           stop)
+
+    def compute_transition_scores(self, sequences, scores, beam_indices=None, normalize_logits=False):
+        """The score of each generated token, from ``generate(..., output_scores=True, return_dict_in_generate=True)``
+        (HF's method).  # -> [N, new tokens]
+
+        ``scores`` are the per-step processed scores; for beam search pass ``beam_indices`` from the same output.
+        ``normalize_logits`` takes the log-softmax of each step's scores first. Steps after a beam finished get 0.
+        """
+        V = self.config.vocab_size
+        steps = len(scores)
+        sequences = np.asarray(sequences)
+        if beam_indices is None:  # greedy or sampling: row i of each step's scores is sequence i
+            beam_indices = np.broadcast_to(np.arange(np.shape(scores[0])[0])[:, None], (np.shape(scores[0])[0], steps))
+        stacked = np.stack([np.asarray(s, np.float32) for s in scores]).reshape(steps, -1).T  # [N * V, steps]
+        if normalize_logits:
+            stacked = log_softmax(stacked.reshape(-1, V, steps).transpose(0, 2, 1)).transpose(0, 2, 1)
+            stacked = stacked.reshape(-1, steps)
+        beam_indices = np.asarray(beam_indices)
+        finished = beam_indices < 0
+        length = int((~finished).sum(-1).max())
+        rows = np.where(finished, 0, beam_indices)[:, :length] * V + sequences[:, sequences.shape[-1] - length:]
+        transition = stacked[rows, np.arange(length)[None, :]]
+        transition[finished[:, :length]] = 0
+        return transition
+
+    # -- preparing ----------------------------------------------------------------------------------------
+    def _merged_generation_config(self, generation_config, kwargs):
+        """A copy of the defaults (or of ``generation_config``) updated with kwargs; the rest are model inputs."""
+        if generation_config is not None and not isinstance(generation_config, GenerationConfig):
+            kind = type(generation_config)
+            raise TypeError(f"generation_config must be a minigpt2.GenerationConfig, got {kind.__module__}."
+                            f"{kind.__qualname__}; build one with minigpt2.GenerationConfig(max_new_tokens=..., ...)")
+        cfg = copy.deepcopy(generation_config if generation_config is not None else self.generation_config)
+        model_kwargs = cfg.update(**kwargs)
+        if generation_config is not None:  # HF 4.57: settings left at the library default come from the model
+            default = GenerationConfig()
+            for f in fields(GenerationConfig):
+                model_value = getattr(self.generation_config, f.name)
+                if getattr(cfg, f.name) == getattr(default, f.name) != model_value:
+                    setattr(cfg, f.name, copy.deepcopy(model_value))
+            cfg.update(**kwargs)
+        unknown = [k for k in model_kwargs if k not in ("input_ids", "attention_mask")]
+        if unknown:
+            allowed = [f.name for f in fields(GenerationConfig)] + ["input_ids", "attention_mask", "seed", "streamer",
+                                                                    "logits_processor", "tokenizer"]
+            close = {k: difflib.get_close_matches(k, allowed, 1, cutoff=0.75) for k in unknown}
+            hints = [f"{k!r} (did you mean {close[k][0]!r}?)" if close[k] else repr(k) for k in unknown]
+            raise TypeError(f"generate() got unexpected argument(s) {', '.join(hints)}; it accepts: "
+                            f"{', '.join(allowed)}")
+        cfg.validate()
+        cfg.warn_unused()
+        return cfg, model_kwargs
+
+    def _prepare_inputs(self, inputs, model_kwargs, cfg):
+        """Token ids [B, T] and the attention mask [B, T] (1 = token, 0 = left padding)."""
+        if inputs is not None and model_kwargs.get("input_ids") is not None:
+            raise ValueError("pass the prompt once: as the first argument or as input_ids=, not both")
+        ids = inputs if inputs is not None else model_kwargs.get("input_ids")
+        if ids is None:  # HF: no prompt means "start from the beginning-of-sequence token"
+            if cfg.bos_token_id is None:
+                raise ValueError("no input_ids given and the model has no bos_token_id to start from")
+            ids = [[cfg.bos_token_id]]
+        if isinstance(ids, (str, bytes)):
+            raise TypeError("generate() takes token ids, not text: ids = tokenizer(text, return_tensors='np')"
+                            ".input_ids")
+        try:
+            ids = np.asarray(ids)
+        except ValueError:  # NumPy's "inhomogeneous shape": prompts of different lengths
+            raise ValueError("input_ids must be a rectangular batch, but the prompts have different lengths: pad "
+                             "them on the left and pass attention_mask (tokenizer.padding_side = 'left'; "
+                             "tokenizer(texts, padding=True, return_tensors='np'))") from None
+        if ids.dtype == object or ids.dtype == bool or not np.issubdtype(ids.dtype, np.integer):
+            if ids.size > 0:
+                raise TypeError(f"input_ids must be integer token ids, got dtype {ids.dtype}")
+        if ids.ndim != 2:
+            raise ValueError(f"input_ids must have shape (batch, sequence_length), got shape {ids.shape}; "
+                             f"for a single prompt use ids[None] or [ids]")
+        if ids.shape[0] == 0 or ids.shape[1] == 0:
+            raise ValueError(f"input_ids is empty (shape {ids.shape}): give at least one token per prompt")
+        V = self.config.vocab_size
+        if ids.min() < 0 or ids.max() >= V:
+            bad = ids[(ids < 0) | (ids >= V)].flat[0]
+            raise ValueError(f"input_ids holds {bad}, outside this model's vocabulary [0, {V})")
+        ids = ids.astype(np.int64)
+
+        mask = model_kwargs.get("attention_mask")
+        if mask is None:
+            mask = np.ones(ids.shape, np.int64)
+            # HF infers the mask from pad tokens only when pad differs from eos (GPT-2's pad is eos, so it cannot).
+            eos = _as_token_list(cfg.eos_token_id)
+            pad = cfg.pad_token_id if cfg.pad_token_id is not None else eos[0] if eos else None  # HF: eos stands in
+            if cfg.pad_token_id is not None and cfg.pad_token_id not in eos and (ids == cfg.pad_token_id).any():
+                mask = (ids != cfg.pad_token_id).astype(np.int64)
+            elif ids.shape[0] > 1 and pad is not None and (ids[:, -1] == pad).any():
+                warnings.warn("some prompts end in the pad token: if the batch is padded, pad on the left and pass "
+                              "attention_mask (tokenizer.padding_side = 'left')", UserWarning, stacklevel=3)
+        else:
+            mask = np.asarray(mask)
+            if mask.shape != ids.shape:
+                raise ValueError(f"attention_mask has shape {mask.shape} but input_ids has {ids.shape}")
+            if not np.isin(mask, (0, 1)).all():
+                raise ValueError("attention_mask must hold only 0 (padding) and 1 (token)")
+            mask = mask.astype(np.int64)
+            right_padded = np.flatnonzero(mask[:, -1] == 0)
+            if right_padded.size:
+                raise ValueError(
+                    f"prompt {right_padded[0]} of the batch ends in padding (attention_mask is 0 in the last column): "
+                    f"new tokens are appended after the last column, so pad on the left "
+                    f"(tokenizer.padding_side = 'left')")
+        return ids, mask
+
+    def _check_lengths(self, cfg, prompt_length, default_length):
+        n_positions = self.config.n_positions
+        if cfg.max_length > n_positions:
+            raise ValueError(f"max_length is {cfg.max_length} (prompt {prompt_length} + new tokens), but the model has "
+                             f"positions for n_positions={n_positions} tokens; lower max_new_tokens or max_length")
+        if prompt_length >= cfg.max_length:
+            raise ValueError(f"the prompt is {prompt_length} tokens long but max_length is {cfg.max_length}, which "
+                             f"counts the prompt: set max_new_tokens (the number of tokens to add) instead")
+        if default_length and cfg.max_length == GenerationConfig().max_length:  # HF's warning, still 20 in all
+            warnings.warn("using the default max_length=20 (prompt included); set max_new_tokens to choose how "
+                          "many tokens to generate", UserWarning, stacklevel=3)
+
+    def _stop_strings(self, cfg, tokenizer):
+        if cfg.stop_strings is None:
+            return None
+        if tokenizer is None:
+            raise ValueError("stop_strings needs the model's tokenizer to read the generated text: pass "
+                             "generate(..., stop_strings=..., tokenizer=tokenizer)")
+        return StopStringCriteria(tokenizer, cfg.stop_strings)
+
+    def _check_special_tokens(self, cfg, eos):
+        """Ids the run would feed to the model or force must be in the vocabulary; an eos past it never comes."""
+        V = self.config.vocab_size
+        bad_words = [t for word in cfg.bad_words_ids or [] for t in word]
+        for name, ids in (("bad_words_ids", bad_words), ("forced_eos_token_id", _as_token_list(cfg.forced_eos_token_id))):
+            if any(i >= V for i in ids):
+                raise ValueError(f"{name}={getattr(cfg, name)} is outside this model's vocabulary [0, {V})")
+        outside = [i for i in eos if i >= V]
+        if outside:  # e.g. GPT2Config's default eos 50256 with a small vocab_size: transformers generates on
+            warnings.warn(f"eos_token_id {outside[0] if len(outside) == 1 else outside} is outside this model's "
+                          f"vocabulary [0, {V}): it is never generated", UserWarning, stacklevel=3)
+        if any(i < V for i in eos) and cfg.pad_token_id is not None and cfg.pad_token_id >= V:
+            raise ValueError(f"pad_token_id={cfg.pad_token_id} is outside this model's vocabulary [0, {V}), but "
+                             f"finished sequences are continued with it; pass a pad_token_id below {V}")
+
+    # -- the model, one step ------------------------------------------------------------------------------
+    def _next_token_logits(self, new_ids, past, attention_mask):
+        """Run the new tokens through the model with the cache; return logits at the last position and the cache.
+
+        new_ids [N, t] (the prompt, then one token); attention_mask [N, P + t] covers the cache too.
+        Positions come from the mask, as in HF: the i-th real token of a row sits at position i, so
+        left padding does not shift a prompt (pads get position 1; they are masked out anyway).
+        """
+        positions = np.cumsum(attention_mask, axis=-1) - 1
+        positions = np.where(attention_mask == 0, 1, positions)[:, -new_ids.shape[1]:]  # [N, t]
+        # logits_to_keep=1: the head (V x E per position) runs on the last position alone.
+        out = self(input_ids=new_ids, past_key_values=past, attention_mask=attention_mask, position_ids=positions,
+                   use_cache=True, logits_to_keep=1, return_dict=True)
+        return out.logits[:, -1].astype(np.float32, copy=False), out.past_key_values

@@ -1,0 +1,301 @@
+"""Logits processors: functions of (ids so far [N, L], scores [N, V]) -> new scores [N, V].
+
+Same names, formulas and order as HF's. A token is ruled out by setting its score to -inf. The "warpers"
+(temperature, top-k, top-p, ...) run only when sampling. ``build_logits_processors`` assembles generate's
+chain; ``sampling_warpers`` is its sampling part, which the CLI also uses to show what is drawn from.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..layers import log_softmax, softmax  # -inf scores (filtered tokens) get probability 0
+from .config import _as_token_list
+
+class LogitsProcessorList(list):
+    """Apply each processor in turn."""
+
+    def __call__(self, input_ids, scores):
+        for processor in self:
+            new = processor(input_ids, scores)
+            if not isinstance(new, np.ndarray) or new.shape != scores.shape:
+                raise TypeError(f"logits processor {processor!r} returned {type(new).__name__} "
+                                f"{getattr(new, 'shape', '')}; it must return the scores: an array of shape {scores.shape}")
+            scores = new
+        return scores
+
+
+class RepetitionPenaltyLogitsProcessor:
+    """Make every token already in the sequence (prompt included) less likely, once per token (CTRL's rule).
+
+    A positive score is divided by ``penalty``, a negative one multiplied by it: either way it moves down
+    when penalty > 1 (and up when penalty < 1).
+    """
+
+    def __init__(self, penalty: float):
+        if not penalty > 0:
+            raise ValueError(f"repetition penalty must be > 0, got {penalty}")
+        self.penalty = penalty
+
+    def __call__(self, input_ids, scores):
+        seen = np.take_along_axis(scores, input_ids, axis=1)  # [N, L]: the score of each token already used
+        penalty = np.float32(self.penalty)  # float32 arithmetic, as torch does on float32 scores
+        seen = np.where(seen < 0, seen * penalty, seen / penalty)
+        scores = scores.copy()
+        np.put_along_axis(scores, input_ids, seen, axis=1)
+        return scores
+
+
+class NoRepeatNGramLogitsProcessor:
+    """Forbid any token that would complete an n-gram already present in the sequence (prompt included)."""
+
+    def __init__(self, ngram_size: int):
+        if not ngram_size > 0:
+            raise ValueError(f"no_repeat_ngram_size must be > 0, got {ngram_size}")
+        self.n = ngram_size
+
+    def __call__(self, input_ids, scores):
+        n, L = self.n, input_ids.shape[1]
+        if L + 1 < n:  # not enough tokens for a whole n-gram yet
+            return scores
+        scores = scores.copy()
+        for row, ids in enumerate(input_ids.tolist()):
+            tail = ids[L - n + 1:]  # the last n - 1 tokens: the next token would end an n-gram starting here
+            banned = [ids[i + n - 1] for i in range(L - n + 1) if ids[i:i + n - 1] == tail]
+            scores[row, banned] = -np.inf
+        return scores
+
+
+class MinLengthLogitsProcessor:
+    """Forbid the end-of-sequence tokens while the sequence (prompt included) is shorter than ``min_length``."""
+
+    def __init__(self, min_length: int, eos_token_id):
+        self.min_length, self.eos = min_length, _as_token_list(eos_token_id)
+
+    def __call__(self, input_ids, scores):
+        if input_ids.shape[1] < self.min_length:
+            scores = scores.copy()
+            scores[:, [e for e in self.eos if e < scores.shape[-1]]] = -np.inf  # an id past the vocabulary never comes
+        return scores
+
+
+class MinNewTokensLengthLogitsProcessor:
+    """Forbid the end-of-sequence tokens until ``min_new_tokens`` tokens follow the prompt."""
+
+    def __init__(self, prompt_length_to_skip: int, min_new_tokens: int, eos_token_id):
+        self.prompt_length, self.min_new_tokens = prompt_length_to_skip, min_new_tokens
+        self.eos = _as_token_list(eos_token_id)
+
+    def __call__(self, input_ids, scores):
+        if input_ids.shape[1] - self.prompt_length < self.min_new_tokens:
+            scores = scores.copy()
+            scores[:, [e for e in self.eos if e < scores.shape[-1]]] = -np.inf  # an id past the vocabulary never comes
+        return scores
+
+
+class NoBadWordsLogitsProcessor:
+    """Never complete one of ``bad_words_ids``: a one-token word is always ruled out, a longer one when the
+    sequence ends with all of it but its last token. (As HF, a word that is just the eos token is not banned.)"""
+
+    def __init__(self, bad_words_ids, eos_token_id=None):
+        eos = _as_token_list(eos_token_id)
+        self.words = [list(w) for w in bad_words_ids if not (len(w) == 1 and w[0] in eos)]
+
+    def __call__(self, input_ids, scores):
+        banned = np.zeros(scores.shape, bool)
+        L = input_ids.shape[1]
+        for *prefix, last in self.words:
+            if len(prefix) > L:
+                continue
+            ends_with_prefix = (input_ids[:, L - len(prefix):] == prefix).all(axis=1) if prefix else True
+            banned[:, last] |= ends_with_prefix
+        return np.where(banned, -np.inf, scores).astype(scores.dtype)
+
+
+class ForcedEOSTokenLogitsProcessor:
+    """At the last position that ``max_length`` allows, only the eos token(s) may come."""
+
+    def __init__(self, max_length: int, eos_token_id):
+        self.max_length, self.eos = max_length, _as_token_list(eos_token_id)
+
+    def __call__(self, input_ids, scores):
+        if input_ids.shape[1] != self.max_length - 1:
+            return scores
+        forced = np.full_like(scores, -np.inf)
+        forced[:, self.eos] = 0
+        return forced
+
+
+class TemperatureLogitsWarper:
+    """Divide the scores by the temperature: < 1 sharpens the distribution, > 1 flattens it."""
+
+    def __init__(self, temperature: float):
+        if not temperature > 0:
+            raise ValueError(f"temperature must be > 0, got {temperature}")
+        self.temperature = temperature
+
+    def __call__(self, input_ids, scores):
+        return scores / np.float32(self.temperature)
+
+
+class TopKLogitsWarper:
+    """Keep the ``top_k`` highest scores (and any tied with the k-th), rule out the rest."""
+
+    def __init__(self, top_k: int, min_tokens_to_keep: int = 1):
+        if not top_k > 0:
+            raise ValueError(f"top_k must be > 0, got {top_k}")
+        self.top_k = max(top_k, min_tokens_to_keep)
+
+    def __call__(self, input_ids, scores):
+        V = scores.shape[-1]
+        k = min(self.top_k, V)
+        kth_best = np.partition(scores, V - k, axis=-1)[:, V - k: V - k + 1]  # [N, 1]
+        return np.where(scores < kth_best, -np.inf, scores).astype(scores.dtype)
+
+
+class TopPLogitsWarper:
+    """Nucleus sampling: keep the most likely tokens whose probabilities first add up to ``top_p``, rule out the rest.
+
+    As HF: sort ascending, and drop tokens while the running total of probability is <= 1 - top_p.
+    """
+
+    def __init__(self, top_p: float, min_tokens_to_keep: int = 1):
+        if not 0 < top_p <= 1:
+            raise ValueError(f"top_p must be in (0, 1], got {top_p}")
+        self.top_p, self.min_tokens_to_keep = top_p, min_tokens_to_keep
+
+    def __call__(self, input_ids, scores):
+        order = np.argsort(scores, axis=-1, kind="stable")  # ascending
+        ascending = np.take_along_axis(scores, order, axis=-1)
+        cumulative = np.cumsum(softmax(ascending), axis=-1)
+        drop_sorted = cumulative <= 1 - self.top_p
+        drop_sorted[:, -self.min_tokens_to_keep:] = False
+        drop = np.empty_like(drop_sorted)
+        np.put_along_axis(drop, order, drop_sorted, axis=-1)  # back to vocabulary order
+        return np.where(drop, -np.inf, scores).astype(scores.dtype)
+
+
+class MinPLogitsWarper:
+    """Keep the tokens at least ``min_p`` times as likely as the most likely one (min-p sampling)."""
+
+    def __init__(self, min_p: float, min_tokens_to_keep: int = 1):
+        if not 0 <= min_p <= 1:
+            raise ValueError(f"min_p must be in [0, 1], got {min_p}")
+        self.min_p, self.min_tokens_to_keep = min_p, min_tokens_to_keep
+
+    def __call__(self, input_ids, scores):
+        probs = softmax(scores)
+        drop = probs < self.min_p * probs.max(axis=-1, keepdims=True)
+        return _keep_best(scores, drop, self.min_tokens_to_keep)
+
+
+class TypicalLogitsWarper:
+    """Locally typical sampling: keep the tokens whose surprise -log p is closest to the distribution's entropy,
+    until their probabilities add up to ``mass``."""
+
+    def __init__(self, mass: float, min_tokens_to_keep: int = 1):
+        if not 0 < mass < 1:
+            raise ValueError(f"typical_p must be in (0, 1), got {mass}")
+        self.mass, self.min_tokens_to_keep = mass, min_tokens_to_keep
+
+    def __call__(self, input_ids, scores):
+        logp = log_softmax(scores)
+        p = np.exp(logp)
+        with np.errstate(invalid="ignore"):  # ruled-out tokens: -inf * 0 is NaN, which nansum skips (as HF)
+            entropy = -np.nansum(logp * p, axis=-1, keepdims=True)
+        distance = np.abs(-logp - entropy)  # [N, V]: how far each token's surprise is from the typical one
+        order = np.argsort(distance, axis=-1, kind="stable")  # most typical first
+        cumulative = np.cumsum(softmax(np.take_along_axis(scores, order, axis=-1)), axis=-1)
+        last = np.minimum((cumulative < self.mass).sum(axis=-1), scores.shape[-1] - 1)  # [N]
+        sorted_distance = np.take_along_axis(distance, order, axis=-1)
+        drop_sorted = sorted_distance > np.take_along_axis(sorted_distance, last[:, None], axis=-1)
+        drop_sorted[:, :self.min_tokens_to_keep] = False
+        drop = np.empty_like(drop_sorted)
+        np.put_along_axis(drop, order, drop_sorted, axis=-1)
+        return np.where(drop, -np.inf, scores).astype(scores.dtype)
+
+
+class EpsilonLogitsWarper:
+    """Rule out the tokens whose probability is below ``epsilon`` (epsilon sampling)."""
+
+    def __init__(self, epsilon: float, min_tokens_to_keep: int = 1):
+        if not 0 < epsilon < 1:
+            raise ValueError(f"epsilon_cutoff must be in (0, 1), got {epsilon}")
+        self.epsilon, self.min_tokens_to_keep = epsilon, min_tokens_to_keep
+
+    def __call__(self, input_ids, scores):
+        return _keep_best(scores, softmax(scores) < self.epsilon, self.min_tokens_to_keep)
+
+
+class EtaLogitsWarper:
+    """Eta sampling: rule out the tokens below min(epsilon, sqrt(epsilon) * exp(-entropy))."""
+
+    def __init__(self, epsilon: float, min_tokens_to_keep: int = 1):
+        if not 0 < epsilon < 1:
+            raise ValueError(f"eta_cutoff must be in (0, 1), got {epsilon}")
+        self.epsilon, self.min_tokens_to_keep = epsilon, min_tokens_to_keep
+
+    def __call__(self, input_ids, scores):
+        logp = log_softmax(scores)
+        p = np.exp(logp)
+        with np.errstate(invalid="ignore"):  # ruled-out tokens (-inf * 0) add nothing to the entropy
+            entropy = -np.sum(np.where(p > 0, p * logp, 0.0), axis=-1, keepdims=True)
+        eta = np.minimum(np.float32(self.epsilon), np.sqrt(np.float32(self.epsilon)) * np.exp(-entropy))
+        return _keep_best(scores, p < eta, self.min_tokens_to_keep)
+
+
+def _keep_best(scores, drop, min_tokens_to_keep):
+    """Rule out the tokens in ``drop``, but never the ``min_tokens_to_keep`` best of a row."""
+    k = min(min_tokens_to_keep, scores.shape[-1])
+    kth_best = -np.partition(-scores, k - 1, axis=-1)[:, k - 1:k]
+    return np.where(drop & (scores < kth_best), -np.inf, scores).astype(scores.dtype)
+
+
+def build_logits_processors(cfg, prompt_length, eos, extra=None) -> LogitsProcessorList:
+    """generate's chain for the settings ``cfg``, in HF's order: penalties and bans, then the caller's ``extra``
+    processors (as transformers 4.57: one of the same class as a built-in replaces it there; the others follow),
+    then, when sampling, the warpers."""
+    processors = LogitsProcessorList()
+    if cfg.repetition_penalty != 1.0:
+        processors.append(RepetitionPenaltyLogitsProcessor(cfg.repetition_penalty))
+    if cfg.no_repeat_ngram_size > 0:
+        processors.append(NoRepeatNGramLogitsProcessor(cfg.no_repeat_ngram_size))
+    if cfg.bad_words_ids is not None:
+        processors.append(NoBadWordsLogitsProcessor(cfg.bad_words_ids, eos))
+    if eos and cfg.min_length > 0:
+        processors.append(MinLengthLogitsProcessor(cfg.min_length, eos))
+    if eos and cfg.min_new_tokens:
+        processors.append(MinNewTokensLengthLogitsProcessor(prompt_length, cfg.min_new_tokens, eos))
+    if cfg.forced_eos_token_id is not None:
+        processors.append(ForcedEOSTokenLogitsProcessor(cfg.max_length, cfg.forced_eos_token_id))
+    if extra is not None:
+        if not isinstance(extra, (list, tuple)) or not all(callable(p) for p in extra):
+            raise TypeError(f"logits_processor must be a list of callables f(input_ids, scores) -> scores, e.g. "
+                            f"[my_processor] or LogitsProcessorList([...]); got {extra!r}")
+        merged = LogitsProcessorList(next((p for p in extra if type(p) is type(built)), built) for built in processors)
+        processors = merged + [p for p in extra if not any(p is q for q in merged)]
+    if cfg.do_sample:
+        # Beam sampling must keep a non-eos candidate per beam besides the eos ones (HF: 2 without eos).
+        keep = (len(eos) + 1 if eos else 2) if cfg.num_beams > 1 else 1
+        processors.extend(sampling_warpers(cfg, min_tokens_to_keep=keep))
+    return LogitsProcessorList(processors)
+
+
+def sampling_warpers(cfg, min_tokens_to_keep=1) -> LogitsProcessorList:
+    """The warpers that sampling with ``cfg`` applies (temperature, top-k, top-p, min-p, typical, epsilon, eta)."""
+    keep = min_tokens_to_keep
+    warpers = LogitsProcessorList()
+    if cfg.temperature != 1.0:
+        warpers.append(TemperatureLogitsWarper(cfg.temperature))
+    if cfg.top_k:
+        warpers.append(TopKLogitsWarper(cfg.top_k, min_tokens_to_keep=keep))
+    if cfg.top_p < 1.0:
+        warpers.append(TopPLogitsWarper(cfg.top_p, min_tokens_to_keep=keep))
+    if cfg.min_p is not None:
+        warpers.append(MinPLogitsWarper(cfg.min_p, min_tokens_to_keep=keep))
+    if cfg.typical_p < 1.0:
+        warpers.append(TypicalLogitsWarper(cfg.typical_p, min_tokens_to_keep=keep))
+    if 0 < cfg.epsilon_cutoff < 1:
+        warpers.append(EpsilonLogitsWarper(cfg.epsilon_cutoff, min_tokens_to_keep=keep))
+    if 0 < cfg.eta_cutoff < 1:
+        warpers.append(EtaLogitsWarper(cfg.eta_cutoff, min_tokens_to_keep=keep))
+    return warpers
