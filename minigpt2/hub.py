@@ -24,7 +24,7 @@ collects them, so every from_pretrained accepts the same ones:
 A download is written to ``<cache>/blobs/<hash>...incomplete`` and renamed only once every byte has arrived
 (huggingface_hub checks the size), and the file name the model is loaded from is a link created after that.
 An interrupted download therefore leaves at most an ``.incomplete`` file, which nothing loads: huggingface_hub
-before 2.0 resumes it at the next download, 2.x deletes it and downloads the file again.
+0.x resumes it at the next download; newer ones (1.33, 2.x) delete it and download the file again.
 """
 from __future__ import annotations
 

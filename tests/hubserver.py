@@ -10,8 +10,8 @@ What huggingface_hub's hf_hub_download (file_download.py) reads, and what this s
         small file      200, ETag (the git blob sha1), Content-Length, X-Repo-Commit; GET sends the bytes
         *.safetensors   302 to the CDN's /cdn/{sha256} (as the Hub sends LFS files to its CDN), with X-Linked-Etag
                         (the sha256), X-Linked-Size and X-Repo-Commit; huggingface_hub downloads from Location.
-                        The CDN listens on a second port, another origin, as on the real Hub: huggingface_hub
-                        2.x follows redirects within the Hub's origin and reads the file's metadata from the
+                        The CDN is another host (localhost, on a second port), as on the real Hub: huggingface_hub
+                        1.x and 2.x follow redirects within the Hub's host and reads the file's metadata from the
                         302 only when it leads elsewhere
         renamed repo    307 to the new name with a relative Location ("gpt2" -> "openai-community/gpt2")
         no such repo    404 + X-Error-Code: RepoNotFound    (401 without the right token for a private repo)
@@ -65,8 +65,9 @@ class HubServer:
 
     @property
     def cdn_url(self) -> str:
-        host, port = self._cdn.server_address[:2]
-        return f"http://{host}:{port}"
+        """The CDN's address: another host name (localhost, for the same 127.0.0.1) and another port, so that
+        every huggingface_hub sees another host (1.x compares host names, 2.x origins)."""
+        return f"http://localhost:{self._cdn.server_address[1]}"
 
     def start(self):
         for thread in self._threads:
