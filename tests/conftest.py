@@ -9,8 +9,8 @@ Other test modules may use these (``from conftest import assert_close``); keep t
     hf_tiny_checkpoint                    session fixture: a directory holding a tiny HF GPT2LMHeadModel
                                           checkpoint (skipped when torch/transformers are not installed)
 
-The reference is transformers 4.46.3 in float32 with attn_implementation="eager" (see tests/make_fixtures.py
-for why that version).
+The live reference is transformers 4.57.6 (the dev extra) in float32 with attn_implementation="eager"; the committed
+fixtures were written by 4.46.3 (see tests/make_fixtures.py), whose numbers are the same at every real position.
 """
 from __future__ import annotations
 
