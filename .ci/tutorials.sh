@@ -24,8 +24,9 @@ python tutorials/notebooks.py --check
 echo "-- every tutorial: solutions pass, blanks fail clearly, figures drawn"
 python tutorials/run_all.py
 
-echo "-- pre-flight check"
-python -m minigpt2 --doctor
+echo "-- pre-flight check (this is the developers' environment, .[dev]: it lacks JupyterLab and ipywidgets, so the"
+echo "   notebook-packages check may fail here; the room's install below must pass every check)"
+python -m minigpt2 --doctor || [ $? -eq 1 ]  # 1: a check failed (said above); anything else: the doctor crashed
 
 if [ "${WORKSHOP_ROOM:-1}" != "0" ]; then
   echo "-- a room's install: tutorials/requirements-workshop.txt in a fresh venv"
