@@ -27,6 +27,7 @@ import os
 import warnings
 
 import numpy as np
+from .checks import is_int
 
 __all__ = ["kernel", "set_backend", "get_backend", "name", "c_available", "set_num_threads", "get_num_threads",
            "set_kernel", "kernel_variants", "kernel_choice"]
@@ -173,7 +174,7 @@ def _threads_from_environment() -> int:
 def set_num_threads(n: int) -> None:
     """Use ``n`` threads (1 to 256) in the C kernels (NumPy's own BLAS threads are not affected)."""
     global _num_threads
-    if not isinstance(n, (int, np.integer)) or isinstance(n, bool) or not 1 <= n <= MAX_THREADS:
+    if not is_int(n) or not 1 <= n <= MAX_THREADS:
         raise ValueError(f"the number of threads must be a positive whole number, at most {MAX_THREADS}, "
                          f"got {n!r}")
     _num_threads = int(n)

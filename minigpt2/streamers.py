@@ -18,6 +18,7 @@ from queue import Queue
 from typing import TYPE_CHECKING, Iterable, Iterator, Optional
 
 import numpy as np
+from .checks import is_int
 
 if TYPE_CHECKING:
     from .tokenizer import GPT2Tokenizer
@@ -131,7 +132,7 @@ class TokenStreamDecoder:
         """Add one id; return the text it completes ("" while a character is still incomplete)."""
         if isinstance(token_id, np.ndarray) and token_id.size == 1:
             token_id = token_id.reshape(()).item()
-        if not isinstance(token_id, (int, np.integer)) or isinstance(token_id, bool):
+        if not is_int(token_id):
             raise TypeError(f"step() takes one int id, got {type(token_id).__name__}")
         if token_id in self.skip:
             return ""

@@ -76,6 +76,9 @@ def batch(seed, padding, B=3, T=11, V=37):
         mask[1, :3] = 0  # left padding (its queries see only padding: torch's gradient there is kept too)
         mask[2, 8:] = 0  # right padding
         labels[mask == 0] = -100
+        # nor a label predicted from a padded position (the loss reads logits[t] for labels[t + 1]): transformers
+        # 4.57 computes padded positions differently from 4.46, whose numbers minigpt2 keeps (docs/generation.md)
+        labels[:, 1:][mask[:, :-1] == 0] = -100
     return ids, labels, mask
 
 

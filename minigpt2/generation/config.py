@@ -8,6 +8,7 @@ from dataclasses import dataclass, fields
 from typing import Optional
 
 import numpy as np
+from ..checks import is_int, is_number
 
 GENERATION_CONFIG_NAME = "generation_config.json"
 
@@ -131,8 +132,7 @@ class GenerationConfig:
         if self.bad_words_ids is not None:
             words = self.bad_words_ids
             if not (isinstance(words, (list, tuple)) and words and all(
-                    isinstance(w, (list, tuple)) and w and all(isinstance(t, (int, np.integer)) and not
-                                                               isinstance(t, bool) and t >= 0 for t in w)
+                    isinstance(w, (list, tuple)) and w and all(is_int(t) and t >= 0 for t in w)
                     for w in words)):
                 raise ValueError(f"bad_words_ids must be a non-empty list of non-empty lists of token ids (e.g. "
                                  f"tokenizer(words, add_special_tokens=False).input_ids), got {words!r}")
@@ -175,14 +175,14 @@ class GenerationConfig:
 def _check_int(name, value, *, low, optional=False):
     if value is None and optional:
         return
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+    if not is_int(value):
         raise TypeError(f"{name} must be an integer{' or None' if optional else ''}, got {value!r}")
     if value < low:
         raise ValueError(f"{name} must be >= {low}, got {value}")
 
 
 def _check_float(name, value) -> float:
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
+    if not is_number(value):
         raise TypeError(f"{name} must be a number, got {value!r}")
     if not np.isfinite(value):
         raise ValueError(f"{name} must be finite, got {value}")

@@ -7,6 +7,7 @@ from __future__ import annotations
 import random
 
 import numpy as np
+from ..checks import is_int
 
 _seeded = {"rng": None}  # set_seed's generator, which generate() draws from when it gets no seed
 
@@ -32,7 +33,7 @@ def sample(probs, rng):
 def set_seed(seed: int):
     """Make sampling reproducible, as transformers.set_seed does: seeds Python's ``random``, NumPy's global
     generator, and the generator that ``generate(do_sample=True)`` draws from when it is given no ``seed``."""
-    if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, (int, np.integer)) or seed < 0:
+    if not is_int(seed) or seed < 0:
         raise TypeError(f"seed must be a non-negative integer, got {seed!r}")
     random.seed(int(seed))
     np.random.seed(int(seed) % 2 ** 32)
@@ -44,6 +45,6 @@ def _rng(seed) -> np.random.Generator:
         return seed
     if seed is None and _seeded["rng"] is not None:
         return _seeded["rng"]
-    if seed is None or (isinstance(seed, (int, np.integer)) and not isinstance(seed, bool) and seed >= 0):
+    if seed is None or (is_int(seed) and seed >= 0):
         return np.random.default_rng(seed)
     raise TypeError(f"seed must be a non-negative int, a numpy.random.Generator or None, got {seed!r}")

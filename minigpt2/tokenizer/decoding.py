@@ -6,6 +6,7 @@ from typing import List, Optional
 import numpy as np
 
 from ..streamers import TokenStreamDecoder
+from ..checks import is_int
 
 
 class Decoding:
@@ -33,7 +34,7 @@ class Decoding:
             if isinstance(index, (list, tuple, np.ndarray)):
                 return TypeError(f"token ids must be ints, but item {position} is a sequence; use batch_decode for a "
                                  f"batch of sequences")
-            if isinstance(index, bool) or not isinstance(index, (int, np.integer)):
+            if not is_int(index):
                 return TypeError(f"token ids must be ints, but item {position} is {index!r} "
                                  f"({type(index).__name__})")
             if not 0 <= index < len(self._id_bytes) or self._id_bytes[index] is None:

@@ -30,6 +30,7 @@ import numpy as np
 from .. import checkpoint
 from .data import random_batch
 from .optim import AdamW, clip_grad_norm, lr_at
+from ..checks import is_int
 
 __all__ = ["Trainer", "TrainingArguments", "make_trainable"]
 
@@ -67,11 +68,11 @@ class TrainingArguments:
                     "log_interval")
         for name in positive:
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+            if not is_int(value) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
         for name in ("sample_tokens", "save_interval", "seed"):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
+            if not is_int(value) or value < 0:
                 raise ValueError(f"{name} must be an integer >= 0, got {value!r}")
         if self.warmup_steps is not None and (not isinstance(self.warmup_steps, int) or self.warmup_steps < 0):
             raise ValueError(f"warmup_steps must be an integer >= 0, got {self.warmup_steps!r}")
