@@ -31,8 +31,9 @@ class GPT2ForSequenceClassification(_WithTransformer):
                 output_attentions=None, output_hidden_states=None, return_dict=None):
         """Class scores per sequence.  # input_ids [B, T] -> logits [B, num_labels]
 
-        The last token that is not ``config.pad_token_id`` is scored (HF's rule: the position before
-        the first pad token; the last position when there is none). ``labels`` give the loss of
+        The last token that is not ``config.pad_token_id`` is scored (transformers 4.57's rule: the
+        rightmost non-padding token, so left and right padding both work; 4.46 took the one before the
+        first pad token). ``labels`` give the loss of
         ``config.problem_type`` (inferred as HF does when None). A single sequence without a batch
         axis (input_ids [T]) gives logits [num_labels].
         """
@@ -56,7 +57,8 @@ class GPT2ForSequenceClassification(_WithTransformer):
             last = np.full(B, T - 1)
         elif input_ids is not None:
             ids = np.asarray(input_ids).reshape(B, T)
-            last = (np.argmax(ids == cfg.pad_token_id, axis=-1) - 1) % T  # HF's rule, modulo for "no pad"
+            # transformers 4.57's rule: the rightmost token that is not padding (left padding too); 0 if none
+            last = (np.arange(T) * (ids != cfg.pad_token_id)).argmax(axis=-1)
         else:
             last = np.full(B, T - 1)  # padding cannot be seen in inputs_embeds (HF warns likewise)
         pooled = logits[np.arange(B), last]  # [B, num_labels]
