@@ -20,7 +20,8 @@ What huggingface_hub's hf_hub_download (file_download.py) reads, and what this s
     GET /cdn/{sha256}   (on the CDN's port) the bytes, with Content-Disposition naming the file (the progress bar shows it);
                         honours "Range: bytes=N-" (206 + Content-Range), which resumes downloads
 
-``stall_after=n`` makes every CDN download send its headers and n bytes, then hang until the server stops
+``stall_after=n`` makes every CDN download send its headers and the file's first n bytes (a resumed download
+none past them), then hang until the server stops
 or ``release()`` is called (then drop the connection): a download interrupted mid-file. ``requests`` records
 (method, path, headers with lower-case names) of every request. Every wait is bounded; the port is chosen by the OS.
 """
@@ -170,7 +171,7 @@ def _handler_for(hub: HubServer):
                 return self._reply(status, part, extra, body)
             # An interrupted download: headers promise every byte, a few arrive, then the line goes dead.
             self._send_headers(status, len(part), extra)
-            self.wfile.write(part[:hub.stall_after])
+            self.wfile.write(part[:max(0, hub.stall_after - start)])  # n bytes of the file in all, resumed or not
             self.wfile.flush()
             hub._released.wait(STALL_LIMIT_SECONDS)
             self.close_connection = True
