@@ -24,6 +24,7 @@ MODULES = [
     ("minigpt2", "The package: the names most programs need, as in transformers."),
     ("minigpt2.config", "GPT2Config and the preset sizes."),
     ("minigpt2.modeling", "The transformer block, GPT2Model, the language-model heads."),
+    ("minigpt2.pretrained", "What every model class shares: loading, saving, the state dict, the weight format."),
     ("minigpt2.task_heads", "Sequence and token classification, question answering."),
     ("minigpt2.layers", "The NumPy layers."),
     ("minigpt2.weights", "Weight formats: float32, float16, bfloat16, int8, and widen()."),

@@ -1,0 +1,492 @@
+"""What every GPT-2 model class shares, apart from the math: its config and parameters, random initialisation,
+loading (``from_pretrained``: a directory or the Hub, any weight format) and saving, the state dict, the
+weight format (``dtype``, ``to``), the token embeddings, and HF's small attributes (device, can_generate, ...).
+
+The models themselves, whose forward passes read like the math, are in modeling.py (the transformer and the
+LM heads) and task_heads.py; they inherit all of this from GPT2PreTrainedModel.
+"""
+from __future__ import annotations
+
+import os
+import warnings
+from collections import namedtuple
+
+import numpy as np
+
+from . import checkpoint, weights
+from .checks import check_int, float_array, int_array, short_list
+from .config import GPT2Config
+from .generation import GENERATION_CONFIG_NAME, GenerationConfig, GenerationMixin
+from .hub import pop_hub_options, resolve_file
+
+__all__ = ["GPT2PreTrainedModel", "Embedding"]
+
+
+class Embedding:
+    """A lookup table, as HF's get_input_embeddings() gives: ``.weight`` [num_embeddings, embedding_dim];
+    calling it with token ids gives their rows."""
+
+    def __init__(self, weight):
+        self.weight = weight
+
+    @property
+    def num_embeddings(self):
+        return self.weight.shape[0]
+
+    @property
+    def embedding_dim(self):
+        return self.weight.shape[1]
+
+    def __call__(self, input_ids):
+        return weights.widen(self.weight[int_array("input_ids", input_ids, high=self.num_embeddings)])
+
+    def __repr__(self):
+        return f"Embedding({self.num_embeddings}, {self.embedding_dim})"
+
+
+class _IncompatibleKeys(namedtuple("_IncompatibleKeys", "missing_keys unexpected_keys")):
+    """What load_state_dict returns, as torch does."""
+
+
+class GPT2PreTrainedModel:
+    """What every GPT-2 model shares: config, parameters, random init, loading and saving."""
+
+    base_model_prefix = "transformer"
+    main_input_name = "input_ids"
+    uses_lm_head = False  # True for the classes whose logits come from the tied head (wte)
+    name_or_path = ""  # where from_pretrained loaded it from (HF's model.name_or_path)
+
+    @property
+    def device(self) -> str:
+        """Where the weights and the computation live: always the CPU, so ``inputs.to(model.device)`` works."""
+        return "cpu"
+
+    @property
+    def base_model(self):
+        """The bare transformer (GPT2Model) under a head; a GPT2Model itself."""
+        return getattr(self, self.base_model_prefix, self)
+
+    def named_parameters(self):
+        """(name, array) for every parameter, as state_dict() names them; the tied head is wte, listed once."""
+        return ((name, a) for name, a in self.state_dict().items() if name != "lm_head.weight")
+
+    def parameters(self):
+        """Every parameter array (each once)."""
+        return (a for _, a in self.named_parameters())
+
+    def __repr__(self):
+        """The module tree, in the spirit of HF's (which prints torch's modules): what holds which weights."""
+        c = self.config
+        E, I = c.n_embd, c.inner_dim
+        block = f"LayerNorm({E}), attention: c_attn {E} -> {3 * E}, c_proj {E} -> {E}, LayerNorm({E}), "
+        if c.add_cross_attention:
+            block += f"cross-attention {E} -> {E}, LayerNorm({E}), "
+        block += f"mlp: c_fc {E} -> {I}, {c.activation_function}, c_proj {I} -> {E}"
+        lines = [f"{type(self).__name__}(",
+                 f"  wte: Embedding({c.vocab_size}, {E})  wpe: Embedding({c.n_positions}, {E})",
+                 f"  h: {c.n_layer} x GPT2Block({c.n_head} heads; {block})",
+                 f"  ln_f: LayerNorm({E})"]
+        if self.uses_lm_head:
+            lines.append(f"  lm_head: {E} -> {c.vocab_size}, tied to wte")
+        lines += [f"  {name}: {tuple(shape)}" for name, shape in self.head_shapes(c).items()]
+        lines.append(f")  # {self.num_parameters():,} parameters")
+        return "\n".join(lines)
+
+    @classmethod
+    def can_generate(cls) -> bool:
+        """Whether generate() is available (the classes with the LM head)."""
+        return issubclass(cls, GenerationMixin)
+
+    def __init__(self, config: GPT2Config = None, params: dict = None, *, seed=None):
+        if config is None:
+            config = GPT2Config()
+        if not isinstance(config, GPT2Config):
+            raise TypeError(f"config must be a GPT2Config, got {type(config).__name__}")
+        config = self._own_config(config)
+        config.validate()
+        self.config = config
+        self.params = params if params is not None else self.init_params(config, seed)
+
+    @classmethod
+    def _own_config(cls, config):
+        """The config this class runs with, given the caller's (a class may need a setting of its own)."""
+        return config
+
+    # -- parameters ---------------------------------------------------------------------------------
+    @classmethod
+    def param_shapes(cls, config) -> dict:
+        """The flat name -> shape of every parameter this class holds (checkpoint names, no prefix)."""
+        E, V, P, I = config.n_embd, config.vocab_size, config.n_positions, config.inner_dim
+        shapes = {"wte.weight": (V, E), "wpe.weight": (P, E)}
+        for i in range(config.n_layer):
+            block = {"ln_1": None, "attn.c_attn": (E, 3 * E), "attn.c_proj": (E, E), "ln_2": None}
+            if config.add_cross_attention:
+                block.update({"crossattention.c_attn": (E, 2 * E), "crossattention.q_attn": (E, E),
+                              "crossattention.c_proj": (E, E), "ln_cross_attn": None})
+            block.update({"mlp.c_fc": (E, I), "mlp.c_proj": (I, E)})  # (HF's order of the block's modules)
+            for name, w in block.items():
+                if w is None:  # a layer norm
+                    shapes[f"h.{i}.{name}.weight"] = (E,)
+                    shapes[f"h.{i}.{name}.bias"] = (E,)
+                else:  # a Conv1D linear layer, weight (in, out)
+                    shapes[f"h.{i}.{name}.weight"] = w
+                    shapes[f"h.{i}.{name}.bias"] = (w[1],)
+        shapes["ln_f.weight"] = (E,)
+        shapes["ln_f.bias"] = (E,)
+        return shapes
+
+    @classmethod
+    def head_shapes(cls, config) -> dict:
+        """Parameters of the task head, outside the transformer (none for GPT2Model)."""
+        return {}
+
+    @classmethod
+    def init_params(cls, config, seed=None) -> dict:
+        """Random weights by HF's scheme: N(0, initializer_range); biases 0; layer norms 1 and 0;
+        residual projections (c_proj) N(0, initializer_range / sqrt(2 * n_layer))."""
+        rng = np.random.default_rng(seed)
+        std = config.initializer_range
+        flat = {}
+        for name, shape in {**cls.param_shapes(config), **cls.head_shapes(config)}.items():
+            is_layer_norm = name.split(".")[-2].startswith("ln_")
+            if is_layer_norm:
+                flat[name] = np.ones(shape, np.float32) if name.endswith("weight") else np.zeros(shape, np.float32)
+            elif name.endswith("bias"):
+                flat[name] = np.zeros(shape, np.float32)
+            else:
+                s = std / np.sqrt(2 * config.n_layer) if name.endswith("c_proj.weight") else std
+                flat[name] = rng.standard_normal(shape, dtype=np.float32) * np.float32(s)
+        return checkpoint.unflatten(flat)
+
+    def state_dict(self) -> dict:
+        """Flat names -> arrays, as HF names and orders them for this class (``lm_head.weight`` is wte itself:
+        the head is tied). The arrays are the model's own, not copies."""
+        flat = checkpoint.flatten(self.params)
+        return {name: flat[key] for name, key in self._state_names().items()}
+
+    def _state_names(self):
+        """HF's state-dict order: the transformer's parameters in module order, then the heads'."""
+        prefix = f"{self.base_model_prefix}." if hasattr(self, self.base_model_prefix) else ""  # a head model
+        names = {f"{prefix}{k}": k for k in self.param_shapes(self.config)}
+        if self.uses_lm_head:
+            names["lm_head.weight"] = "wte.weight"
+        names.update({k: k for k in self.head_shapes(self.config)})
+        return names
+
+    def load_state_dict(self, state_dict, strict=True):
+        """Replace parameters with ``state_dict``'s (names as state_dict() gives them, with or without the
+        "transformer." prefix; arrays, or anything np.asarray takes, such as CPU torch tensors). Shapes must
+        match. With ``strict``, missing or unexpected names are an error; either way the names are returned as
+        ``(missing_keys, unexpected_keys)``, as torch does."""
+        own = self._state_names()
+        plain = {v: k for k, v in own.items() if k != "lm_head.weight"}  # "wte.weight" -> its state-dict name
+        flat = checkpoint.flatten(self.params)
+        loaded, unexpected = {}, []
+        for name, value in state_dict.items():
+            key = own.get(name) or (name if name in plain else None)
+            if key is None:
+                unexpected.append(name)
+                continue
+            value = value.detach().cpu().numpy() if hasattr(value, "detach") else value
+            array = float_array(name, value)
+            if array.shape != flat[key].shape:
+                raise ValueError(f"load_state_dict: {name!r} has shape {array.shape}, but the model's is "
+                                 f"{flat[key].shape}")
+            if key in loaded and not np.array_equal(loaded[key], array):
+                raise ValueError(f"load_state_dict: {name!r} differs from {plain[key]!r}, but the LM head is tied "
+                                 f"to wte: they are one matrix here")
+            loaded[key] = array
+        missing = [name for name, key in own.items() if key not in loaded]
+        if strict and (missing or unexpected):
+            raise ValueError(f"load_state_dict: missing keys {short_list(missing) or 'none'}; unexpected keys "
+                             f"{short_list(unexpected) or 'none'} (pass strict=False to load the rest)")
+        weight_format = self.dtype
+        flat.update({key: np.ascontiguousarray(a, dtype=np.float32) for key, a in loaded.items()})
+        new = checkpoint.unflatten(flat)
+        self.params.clear()  # in place: a head model's transformer shares this dict
+        self.params.update(new)
+        self.to(weight_format)  # the loaded values in the model's weight format, as torch copies into its dtype
+        return _IncompatibleKeys(missing, unexpected)
+
+    def num_parameters(self, only_trainable=False, exclude_embeddings=False) -> int:
+        """How many numbers the model holds (all of them are trainable); without the token and position
+        tables if ``exclude_embeddings``."""
+        flat = checkpoint.flatten(self.params)
+        return sum(a.size for name, a in flat.items() if not (exclude_embeddings and name.startswith(("wte.", "wpe."))))
+
+    # -- the token embeddings -----------------------------------------------------------------------
+    def get_input_embeddings(self):
+        """The token embedding table as an Embedding: ``.weight`` is wte [vocab_size, n_embd]."""
+        return Embedding(self.params["wte"]["weight"])
+
+    def set_input_embeddings(self, value):
+        """Replace wte with ``value`` (an Embedding or a [vocab, n_embd] array, in any weight format); it is
+        stored in the model's weight format (``model.dtype``); config.vocab_size follows."""
+        weight = value.weight if isinstance(value, Embedding) else value
+        if not isinstance(weight, (weights.BFloat16Weight, weights.Int8Weight)):
+            weight = float_array("embeddings", weight)  # float16 too: widened here, narrowed again below
+        if len(weight.shape) != 2 or weight.shape[1] != self.config.n_embd or weight.shape[0] < 1:
+            raise ValueError(f"embeddings must have shape (vocab_size, n_embd={self.config.n_embd}), "
+                             f"got {weight.shape}")
+        self.params["wte"]["weight"] = weights.to_format(weight, self.dtype, axis=-1)
+        self.config.vocab_size = weight.shape[0]
+
+    def get_output_embeddings(self):
+        """The LM head's matrix, which is wte itself (tied); None for the classes without an LM head."""
+        return self.get_input_embeddings() if self.uses_lm_head else None
+
+    def tie_weights(self):
+        """For HF compatibility: the LM head is always wte, so the weights are always tied."""
+
+    def resize_token_embeddings(self, new_num_tokens=None, pad_to_multiple_of=None, mean_resizing=True):
+        """Give wte ``new_num_tokens`` rows (e.g. ``len(tokenizer)`` after adding tokens), rounded up to a
+        multiple of ``pad_to_multiple_of``; config.vocab_size follows. Rows kept keep their values. New rows
+        are the mean of the old rows (``mean_resizing``, as HF, which adds noise of 1e-9 times their
+        covariance on top), or drawn from N(0, initializer_range). Returns the new Embedding."""
+        old = weights.widen(self.params["wte"]["weight"])  # float32 values; set_input_embeddings keeps the format
+        size = old.shape[0] if new_num_tokens is None else new_num_tokens
+        size = check_int("new_num_tokens", size, low=1)
+        pad_to_multiple_of = check_int("pad_to_multiple_of", pad_to_multiple_of, low=1, allow_none=True)
+        if pad_to_multiple_of is not None:
+            size = -(-size // pad_to_multiple_of) * pad_to_multiple_of
+        if size <= old.shape[0]:
+            weight = np.array(old[:size])  # a copy: the checkpoint's memory map stays untouched
+        elif mean_resizing:
+            added = np.broadcast_to(old.mean(axis=0, dtype=np.float64).astype(np.float32), (size - old.shape[0],
+                                                                                           old.shape[1]))
+            weight = np.concatenate([old, added])
+        else:
+            added = np.random.default_rng().standard_normal((size - old.shape[0], old.shape[1]), dtype=np.float32)
+            weight = np.concatenate([old, added * np.float32(self.config.initializer_range)])
+        self.set_input_embeddings(weight)
+        return self.get_input_embeddings()
+
+    # -- loading and saving -------------------------------------------------------------------------
+    @classmethod
+    def from_pretrained(cls, name_or_path, config: GPT2Config = None, *, seed=None, **kwargs):
+        """Load config.json + model.safetensors from a directory or a Hub repository ("gpt2", "owner/repo").
+
+        Checkpoints of any GPT-2 class load into any other: the "transformer." prefix is optional, the
+        LM head is tied to wte, and a task head missing from the checkpoint is initialised randomly
+        (with a warning, as in HF). Missing or mis-shaped transformer weights are an error. Where the files come
+        from: the Hub options of ``minigpt2.hub.HUB_OPTIONS`` (revision, cache_dir, token, local_files_only,
+        force_download, subfolder); other keywords override config attributes, as in HF.
+
+        The weights' format (minigpt2/weights.py; activations stay float32): ``torch_dtype`` (or transformers
+        5's ``dtype``) "float32" (the default), "bfloat16", "float16" (also torch's dtypes), or "auto" (the
+        checkpoint's own); ``load_in_8bit=True`` quantizes the weight matrices to int8. Weights the file
+        stores in the chosen format stay memory-mapped.
+        """
+        hub = pop_hub_options(kwargs)
+        _pop_cpu_loading_options(kwargs)
+        config_overrides = kwargs
+        config_overrides.pop("attn_implementation", None)  # one answer here: HF's eager formula
+        weight_format = weights.pop_loading_options(config_overrides)  # torch_dtype / dtype / load_in_8bit
+        if config is None:
+            config, unused = GPT2Config.from_pretrained(name_or_path, return_unused_kwargs=True, **hub,
+                                                        **config_overrides)
+            if unused:  # as HF, whose model __init__ then refuses them
+                raise TypeError(f"{cls.__name__}.from_pretrained got unexpected keyword arguments {sorted(unused)}: "
+                                f"neither a loading option nor a GPT2Config attribute")
+        elif config_overrides:
+            raise TypeError(f"unexpected arguments {sorted(config_overrides)} (pass them in config instead)")
+        config = cls._own_config(config)
+        files = checkpoint.find_weights(name_or_path, **hub)
+        tensors = {}
+        for path in files:
+            tensors.update({name: (path, t) for name, t in checkpoint.read_safetensors(path, dtype=None).items()})
+        params = cls._params_from_tensors(config, tensors, seed=seed, source=", ".join(files))  # as stored
+        if weight_format == "auto":  # as HF: the config's torch_dtype, else the dtype the weights are stored in
+            named = getattr(config, "torch_dtype", None) or config.__dict__.get("dtype")
+            weight_format = weights.resolve_dtype(named, "config.json's torch_dtype") if named else \
+                weights.stored_format(checkpoint.flatten(params))
+        model = cls(config, params).to(weight_format or "float32")
+        model.name_or_path = os.fspath(name_or_path)
+        if isinstance(model, GenerationMixin):  # generate()'s defaults, when the checkpoint has them (as HF)
+            try:
+                found = resolve_file(name_or_path, GENERATION_CONFIG_NAME, required=False, **hub)
+            except OSError:  # offline and never downloaded: the special tokens of config.json serve
+                found = None
+            if found is not None:
+                model.generation_config = GenerationConfig.from_pretrained(found)
+        return model
+
+    @classmethod
+    def _params_from_tensors(cls, config, tensors: dict, seed=None, source="the checkpoint") -> dict:
+        """Match checkpoint tensors {name: (file, array)} to this class's parameters, checking shapes.
+
+        ``source`` names the checkpoint's file(s) in error messages."""
+        expected = cls.param_shapes(config)
+        heads = cls.head_shapes(config)
+        prefix = cls.base_model_prefix + "."
+        flat, unexpected = {}, []
+        for name, (path, array) in tensors.items():
+            key = name[len(prefix):] if name.startswith(prefix) else name
+            if key in expected or key in heads:
+                want = expected.get(key, heads.get(key))
+                if tuple(array.shape) != want:
+                    raise ValueError(f"{path}: tensor {name!r} has shape {tuple(array.shape)}, but the config "
+                                     f"needs {want}")
+                flat[key] = array
+            elif _ignorable(key):
+                continue
+            elif key.startswith(("h.", "wte.", "wpe.", "ln_f.")):
+                unexpected.append(name)
+        if unexpected:  # e.g. n_layer=1 on a 12-layer checkpoint: HF loads what fits and warns about the rest
+            warnings.warn(f"{source} has weights the config does not describe, which were not used: "
+                          f"{short_list(unexpected)} (config n_layer={config.n_layer}, add_cross_attention="
+                          f"{config.add_cross_attention})", UserWarning, stacklevel=3)
+        missing = [k for k in expected if k not in flat]
+        if missing:
+            raise ValueError(f"{source} lacks weights the config needs: {short_list(missing)} "
+                             f"(looked for with and without the {prefix!r} prefix)")
+        if cls.uses_lm_head and not config.tie_word_embeddings and "lm_head.weight" in tensors:
+            raise ValueError(f"{source} holds its own lm_head.weight and config.tie_word_embeddings is false, but "
+                             f"minigpt2's LM head is always wte (tied), so it would silently ignore that head")
+        missing_heads = [k for k in heads if k not in flat]
+        if missing_heads:
+            warnings.warn(f"{cls.__name__}: weights {short_list(missing_heads)} are not in the checkpoint and were "
+                          f"initialised randomly; train them before use", stacklevel=3)
+            fresh = checkpoint.flatten(cls.init_params(config, seed))
+            flat.update({k: fresh[k] for k in missing_heads})
+        return checkpoint.unflatten(flat)
+
+    # -- the weights' format -------------------------------------------------------------------------
+    @property
+    def dtype(self) -> str:
+        """The format of the weight matrices: "float32", "bfloat16", "float16" or "int8" (a name, not a torch
+        dtype). Biases, layer norms and all activations are float32 in every format (minigpt2/weights.py)."""
+        return weights.format_name(self.params["wte"]["weight"])
+
+    def float(self):
+        """HF's (torch's) shortcut for ``to("float32")``."""
+        return self.to("float32")
+
+    def half(self):
+        """HF's (torch's) shortcut for ``to("float16")``."""
+        return self.to("float16")
+
+    def bfloat16(self):
+        """HF's (torch's) shortcut for ``to("bfloat16")``."""
+        return self.to("bfloat16")
+
+    def to(self, *args, **kwargs):
+        """HF's ``model.to(dtype)`` / ``model.to(device)``: convert the weights in place; returns the model.
+
+        A dtype: "float32", "bfloat16", "float16" (also torch's and NumPy's dtypes) or "int8" (quantize as
+        ``load_in_8bit=True`` does; going from int8 to a float format widens the int8 values). A device: the
+        CPU ("cpu", torch.device("cpu")) changes nothing; minigpt2 runs nowhere else.
+        """
+        unknown = set(kwargs) - {"dtype", "device"}
+        if unknown:
+            raise TypeError(f"to() takes a dtype and/or a device, got {sorted(unknown)}")
+        fmt = None
+        for value in args + tuple(kwargs.values()):
+            if _is_device(value):
+                continue
+            if value == "int8":
+                fmt = "int8"
+            else:
+                fmt = weights.resolve_dtype(value, "to()")
+                if fmt == "auto":
+                    raise ValueError("to(): 'auto' is for loading (the checkpoint's dtype); name a dtype")
+        if fmt is not None:  # (also when the format is the same: a checkpoint may mix stored dtypes)
+            flat = weights.cast_params(checkpoint.flatten(self.params), fmt)
+            for name, value in flat.items():  # in place: a task model's transformer shares these dicts
+                *path, last = name.split(".")
+                node = self.params
+                for part in path:
+                    node = node[int(part)] if isinstance(node, list) else node[part]
+                node[last] = value
+            if fmt != "int8":
+                self.config.torch_dtype = fmt
+        return self
+
+    def save_pretrained(self, save_directory):
+        """Write config.json and model.safetensors that transformers' from_pretrained loads.
+
+        The weights are written in the model's dtype (a bfloat16 model writes BF16 tensors, and config.json's
+        torch_dtype says bfloat16). An int8 model is refused: transformers cannot read minigpt2's int8 blocks,
+        and writing float32 instead would quietly change what was saved; convert explicitly with
+        ``model.to("float32")`` (or save the float checkpoint and load it with ``load_in_8bit=True``).
+        """
+        if self.dtype == "int8":
+            raise ValueError("save_pretrained: this model's weights are int8, which minigpt2 does not save "
+                             "(transformers could not read them). Save the float checkpoint it came from and load "
+                             "it with load_in_8bit=True, or convert explicitly first: after model.to('float32') "
+                             "(the int8 values widened) it saves")
+        save_directory = os.fspath(save_directory)
+        if os.path.isfile(save_directory):
+            raise ValueError(f"save_pretrained needs a directory, but {save_directory} is a file")
+        os.makedirs(save_directory, exist_ok=True)
+        config = self.config
+        if config.architectures is None or type(self).__name__ not in config.architectures:
+            config.architectures = [type(self).__name__]
+        tensors = {k: v for k, v in self.state_dict().items() if k != "lm_head.weight"}  # tied: HF saves it once
+        config.torch_dtype = self.dtype
+        checkpoint.write_safetensors(os.path.join(save_directory, checkpoint.WEIGHTS_NAME), tensors,
+                                     dtype=self.dtype)
+        config.save_pretrained(save_directory)
+        if isinstance(self, GenerationMixin):
+            self.generation_config.save_pretrained(save_directory)
+
+    # -- calling ------------------------------------------------------------------------------------
+    def __call__(self, *args, **kwargs):
+        return self.forward(*args, **kwargs)
+
+    # -- training mode (dropout): only loss_and_grad uses it; forward() is always the inference pass --------
+    training = False
+
+    def train(self, mode=True):
+        """Training mode: loss_and_grad applies dropout (config.embd_pdrop, attn_pdrop, resid_pdrop)."""
+        self.training = bool(mode)
+        return self
+
+    def eval(self):
+        """Inference mode (the default): no dropout anywhere. forward() never applies dropout."""
+        return self.train(False)
+
+
+# -- loading options ---------------------------------------------------------------------------------------
+
+# transformers' from_pretrained options that change nothing on a CPU with memory-mapped weights: accepted, unused.
+_NO_OP_LOADING_OPTIONS = ("low_cpu_mem_usage", "trust_remote_code", "_fast_init", "offload_folder",
+                          "offload_state_dict", "use_flash_attention_2")
+
+
+def _pop_cpu_loading_options(kwargs):
+    """Remove transformers' loading options that have one answer here, refusing values minigpt2 cannot honour."""
+    for name in _NO_OP_LOADING_OPTIONS:
+        kwargs.pop(name, None)
+    device_map = kwargs.pop("device_map", None)
+    if device_map not in (None, "auto", "cpu", {"": "cpu"}) and str(device_map) != "cpu":
+        raise ValueError(f"device_map={device_map!r}: minigpt2 runs on the CPU; pass None, 'auto' or 'cpu'")
+    if kwargs.pop("use_safetensors", None) is False:
+        raise ValueError("use_safetensors=False: minigpt2 loads only model.safetensors (a pytorch_model.bin is a "
+                         "pickle, and unpickling can run code)")
+    if kwargs.pop("output_loading_info", False):
+        raise ValueError("output_loading_info=True is not supported: minigpt2 warns about every weight it "
+                         "initialised or left out instead")
+
+
+# -- helpers ---------------------------------------------------------------------------------------------
+
+def _ignorable(key):
+    """Buffers that older checkpoints store but that are not weights: attn.bias (the causal mask),
+    attn.masked_bias."""
+    return key.endswith((".attn.bias", ".attn.masked_bias", ".crossattention.bias", ".crossattention.masked_bias"))
+
+
+def _is_device(value) -> bool:
+    """True for the CPU as a device; a ValueError for any other device (a torch.device or a name like "cuda")."""
+    if type(value).__module__ == "torch" and type(value).__name__ == "device":
+        value = str(value)
+    if not isinstance(value, str):
+        return False
+    kind = value.split(":")[0]
+    if kind == "cpu":
+        return True
+    if kind in ("cuda", "mps", "xpu", "meta", "npu", "hpu", "xla", "ipu", "mtia", "hip", "vulkan"):
+        raise ValueError(f"device {value!r}: minigpt2 runs on the CPU (NumPy and its C core); 'cpu' is the only "
+                         f"device")
+    return False
