@@ -261,9 +261,19 @@ def test_exit_codes_and_piped_stdin_as_a_process(model_dir):
     assert failure.returncode == 1 and "Traceback" not in failure.stderr
 
 
-def test_streams_and_ctrl_c_keeps_the_text(model_dir):
+@pytest.fixture(scope="module")
+def slow_model_dir(tmp_path_factory):
+    """A model that takes seconds for 1000 tokens (its head alone is 100 MB to read per token), so that Ctrl-C
+    always arrives mid-generation, even on a loaded machine (the tiny one finished first there)."""
+    directory = tmp_path_factory.mktemp("cli_slow_model")
+    tiny_checkpoint_files(directory, n_positions=1024, n_embd=512, n_head=8, n_layer=2, seed=2)
+    AutoTokenizer.from_pretrained("gpt2").save_pretrained(directory)
+    return str(directory)
+
+
+def test_streams_and_ctrl_c_keeps_the_text(slow_model_dir):
     """Text appears while generation runs; Ctrl-C then ends it with exit code 130, keeping what was printed."""
-    process = subprocess.Popen(cli("-m", model_dir, "-n", "1000", "-s", "0", "Streaming test:"),
+    process = subprocess.Popen(cli("-m", slow_model_dir, "-n", "1000", "-s", "0", "Streaming test:"),
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
     printed, deadline = b"", time.monotonic() + 60
     try:
