@@ -52,6 +52,10 @@ static INLINE void prefetch_span(int kind, const float *p, long floats)
         PREFETCH_AS(kind, p + i);
 }
 
+/* Rows of W a strip of NV vectors asks for ahead: PREFETCH_BYTES of its columns (a request must be made
+ * about a memory latency before the data is needed, and a narrow strip eats a row in a few cycles). */
+#define AHEAD(NV) (PREFETCH_BYTES / (NV * VL * 4) > 1 ? PREFETCH_BYTES / (NV * VL * 4) : 1)
+
 /* strip_RxNV: out[r, 0:NV*VL] = x[r, k0:k1] @ W[k0:k1, 0:NV*VL] for R rows r, with the R x NV
  * vectors of sums in registers while the rows of W stream past; each step loads NV vectors of W
  * and multiplies them by one broadcast x value per row. The shapes come from target_*.h, chosen
@@ -68,8 +72,8 @@ static INLINE void prefetch_span(int kind, const float *p, long floats)
         }                                                                                          \
         for (long k = k0 + 1; k < k1; k++) {                                                       \
             const float *wk = w + k * w_stride;                                                    \
-            if (prefetch && k + PREFETCH_ROWS < k1)                                                \
-                prefetch_span(prefetch, wk + PREFETCH_ROWS * w_stride, NV * VL);                   \
+            if (prefetch && k + AHEAD(NV) < k1)                                                    \
+                prefetch_span(prefetch, wk + AHEAD(NV) * w_stride, NV * VL);                       \
             vf wv[NV];                                                                             \
             UNROLL for (int v = 0; v < NV; v++) wv[v] = vload(wk + v * VL);                        \
             UNROLL for (int r = 0; r < R; r++) {                                                   \

@@ -14,5 +14,4 @@
 #define GEMM_NV 2             /* 6 x 16: 12 accumulators + 2 loads + 1 broadcast (Haswell's classic block) */
 #define ATT_R 4
 #define ATT_NV 2              /* 4 rows x 16: 8 accumulators */
-#define PREFETCH_ROWS 1
-#define PREFETCH_KIND 1
+#define PREFETCH_BYTES 4096  /* how far ahead a strip asks for W: about memory latency x bandwidth */

@@ -14,5 +14,4 @@
 #define GEMM_NV 2             /* 8 x 32: 16 accumulators + 2 loads + 1 broadcast */
 #define ATT_R 4
 #define ATT_NV 4              /* 4 rows x 64: 16 accumulators */
-#define PREFETCH_ROWS 1
-#define PREFETCH_KIND 1
+#define PREFETCH_BYTES 4096  /* how far ahead a strip asks for W: about memory latency x bandwidth */

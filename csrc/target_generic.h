@@ -20,6 +20,4 @@
 /* attention: ATT_R query rows x ATT_NV vectors of keys (scores) or of head dimensions (values) */
 #define ATT_R 4
 #define ATT_NV 2              /* 8 accumulators */
-/* prefetch: rows of W ahead, and the default kind (0 none, 1 non-temporal, 2 keep in all caches) */
-#define PREFETCH_ROWS 1
-#define PREFETCH_KIND 1
+#define PREFETCH_BYTES 4096  /* how far ahead a strip asks for W: about memory latency x bandwidth */

@@ -14,5 +14,4 @@
 #define GEMM_NV 3             /* 6 x 12: 18 accumulators + 3 loads + 1 broadcast (8 x 12 spilled with gcc 12) */
 #define ATT_R 4
 #define ATT_NV 4              /* 4 rows x 16: 16 accumulators */
-#define PREFETCH_ROWS 1
-#define PREFETCH_KIND 1
+#define PREFETCH_BYTES 4096  /* how far ahead a strip asks for W: about memory latency x bandwidth */

@@ -12,4 +12,4 @@ const char MG_NAME(mg_describe)[] =
     MG_VARIANT_NAME ": " MG_XSTR(VL_DESCRIBE) "-float vectors, " MG_XSTR(MG_VREGS) " registers; decode strips 1x"
     MG_XSTR(DECODE_NV1) " and " MG_XSTR(DECODE_R) "x" MG_XSTR(DECODE_NV) " vectors, head dots " MG_XSTR(DOT_R) "x"
     MG_XSTR(DOT_C) ", GEMM block " MG_XSTR(GEMM_MR) "x" MG_XSTR(GEMM_NV) " vectors, attention " MG_XSTR(ATT_R) "x"
-    MG_XSTR(ATT_NV) " vectors; prefetch " MG_XSTR(PREFETCH_ROWS) " row ahead";
+    MG_XSTR(ATT_NV) " vectors; prefetch " MG_XSTR(PREFETCH_BYTES) " bytes ahead";
