@@ -42,9 +42,11 @@ __all__ = ["BLAS_ROWS", "DECODE_MAX_ROWS", "CLASSES", "Plan", "choose", "current
 BLAS_ROWS = 32
 # Up to this many rows, linear streams the weights (decoding); as csrc/linear.c's DECODE_MAX_ROWS.
 DECODE_MAX_ROWS = 12
-# A candidate within this fraction of the fastest counts as fast as it; among those, C is preferred over
-# NumPy (it keeps all parallel work on one thread pool: docs/kernels.md, "mixing the two thread pools").
-TIE = 0.03
+# A C candidate within this fraction of NumPy's time counts as fast as it, and is preferred: it keeps all
+# parallel work on one thread pool (mixing OpenBLAS's threads with ours costs the whole model more than a
+# few percent on one kind of call: docs/kernels.md, "Things worth knowing"), and 5% is about the noise of
+# one measurement on a shared machine.
+TIE = 0.05
 
 # class -> what it covers (the calibration measures each on a GPT-2-sized example)
 CLASSES = {
@@ -238,6 +240,8 @@ def _read_cache(path: str, key: dict):
 def _write_cache(path: str, content: dict) -> None:
     """Write atomically: a fresh file (created with mode 0o666, so the umask decides who may read it, as for
     any file the user creates) renamed over the old one; readers see the old file or the new, never half."""
+    if not os.path.isabs(path):  # no home directory to expand "~" into: keep the choice in memory only
+        return
     try:
         os.makedirs(os.path.dirname(path), exist_ok=True)
         partial = f"{path}.{os.getpid()}.{threading.get_ident()}.partial"
@@ -363,7 +367,7 @@ def calibrate() -> tuple:
                                                               for _ in range(calls)]) for v in runnable}
         candidates[NUMPY] = lambda: [layers.attention.reference(q, k, k, scale=np.float32(0.125), causal=True)
                                      for _ in range(calls)]
-        choice[cls], measured[cls] = _race(candidates)
+        choice[cls], measured[cls] = _race(candidates, rounds=5)
     x, g = rng.standard_normal((1, 768), dtype=np.float32), np.ones(768, np.float32)
     h = rng.standard_normal((1, 3072), dtype=np.float32)
     for cls, c_call, np_call in (
@@ -371,5 +375,5 @@ def calibrate() -> tuple:
             ("gelu_new", lambda i: ck.run_gelu_new(i, h), lambda: activations.gelu_new.reference(h))):
         candidates = {f"{v}/{prefetch}": (lambda i=index[v], f=c_call: [f(i) for _ in range(50)]) for v in runnable}
         candidates[NUMPY] = lambda f=np_call: [f() for _ in range(50)]
-        choice[cls], measured[cls] = _race(candidates)
+        choice[cls], measured[cls] = _race(candidates, rounds=5)
     return choice, {cls: {c: round(t * 1e6, 1) for c, t in m.items()} for cls, m in measured.items()}
