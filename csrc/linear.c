@@ -36,6 +36,10 @@
  * every target's strip width.) */
 #define DECODE_COLS 256
 #define DECODE_K 384
+/* The row walk (MG_STREAM_ROWS) takes tiles of DECODE_K rows x STREAM_COLS columns: rows of 8 KiB, long
+ * stretches for the memory's prefetchers (OpenBLAS's gemv reads whole 12 KiB columns). The same k-tiles,
+ * so the same partial sums and bits as the strips. */
+#define STREAM_COLS 2048
 /* Outputs per work item when the columns of W are contiguous (the LM head: 256 rows of wte, 768 KiB,
  * read in one stretch; 32-row items read the head 10% slower with two threads). */
 #define DECODE_DOTS 256
@@ -123,7 +127,7 @@ static void row_strips(const float *x, const float *w, long w_stride, long n, lo
 }
 
 /* stream_R: the other way to walk a tile (MG_STREAM_ROWS): whole rows of W (a tile's full width,
- * 1 KiB) one after another, four at a time, adding into out[r, 0:width], which stays in L1 and holds
+ * 8 KiB) one after another, eight (then four, then one) at a time, adding into out[r, 0:width], which stays in L1 and holds
  * the sums between rows. Each element still gets x[k0] w[k0], then one multiply-add per row k in
  * order: the same operations, so the same bits, as the register strips. It reads W in long stretches
  * like BLAS's gemv kernels, at the price of moving the sums through L1; which way is faster depends on
@@ -137,6 +141,22 @@ static void row_strips(const float *x, const float *w, long w_stride, long n, lo
             UNROLL for (int r = 0; r < R; r++) vstore(out + r * out_stride + c, vsplat(x[r * x_stride + k0]) * w0); \
         }                                                                                          \
         long k = k0 + 1;                                                                           \
+        for (; k + 8 <= k1; k += 8) {                                                              \
+            const float *w0 = w + k * w_stride;                                                    \
+            for (long c = 0; c < width; c += VL) {                                                 \
+                if (prefetch && c % 16 == 0 && k + 16 <= k1)                                       \
+                    for (int i = 8; i < 16; i++)                                                   \
+                        PREFETCH_AS(prefetch, w0 + i * w_stride + c);                              \
+                vf a[8];                                                                           \
+                UNROLL for (int i = 0; i < 8; i++) a[i] = vload(w0 + i * w_stride + c);            \
+                UNROLL for (int r = 0; r < R; r++) {                                               \
+                    const float *xr = x + r * x_stride + k;                                        \
+                    vf acc = vload(out + r * out_stride + c);                                      \
+                    UNROLL for (int i = 0; i < 8; i++) acc += vsplat(xr[i]) * a[i];                \
+                    vstore(out + r * out_stride + c, acc);                                         \
+                }                                                                                  \
+            }                                                                                      \
+        }                                                                                          \
         for (; k + 4 <= k1; k += 4) {                                                              \
             const float *w0 = w + k * w_stride, *w1 = w0 + w_stride, *w2 = w1 + w_stride, *w3 = w2 + w_stride; \
             for (long c = 0; c < width; c += VL) {                                                 \
@@ -272,6 +292,7 @@ struct decode_job {
     float *y;
     long x_stride, w_stride, y_stride, rows, n_in, n_out;
     long k_tiles;           /* tiles down the input dimension (0 for the LM head) */
+    long tile_cols;         /* columns of a tile: DECODE_COLS, or STREAM_COLS for the row walk */
     float *partial;         /* [k_tiles][rows][n_out] partial sums, when k_tiles > 0 */
     atomic_int *finished;   /* tiles finished, per column of tiles */
     int prefetch;           /* the prefetch kind, | MG_STREAM_ROWS to walk tiles row by row */
@@ -288,8 +309,8 @@ static void decode_item(void *arg, long item)
                           job->n_in, j0, j1, job->prefetch & 3);
         return;
     }
-    long column = item / job->k_tiles, tile = item % job->k_tiles;
-    long j0 = column * DECODE_COLS, width = n_out - j0 < DECODE_COLS ? n_out - j0 : DECODE_COLS;
+    long column = item / job->k_tiles, tile = item % job->k_tiles, cols = job->tile_cols;
+    long j0 = column * cols, width = n_out - j0 < cols ? n_out - j0 : cols;
     long k0 = tile * DECODE_K, k1 = k0 + DECODE_K < job->n_in ? k0 + DECODE_K : job->n_in;
     decode_tile(job->x, job->x_stride, job->w, job->w_stride, n_out, rows, k0, k1, j0, width,
                 job->partial + tile * rows * n_out + j0, n_out, job->prefetch);
@@ -312,7 +333,8 @@ static int decode(struct decode_job *job, int w_transposed)
         mg_parallel_for((job->n_out + DECODE_DOTS - 1) / DECODE_DOTS, decode_item, job);
         return MG_OK;
     }
-    long columns = (job->n_out + DECODE_COLS - 1) / DECODE_COLS;
+    job->tile_cols = job->prefetch & MG_STREAM_ROWS ? STREAM_COLS : DECODE_COLS;
+    long columns = (job->n_out + job->tile_cols - 1) / job->tile_cols;
     job->k_tiles = (job->n_in + DECODE_K - 1) / DECODE_K;
     size_t partial_bytes = sizeof(float) * job->k_tiles * job->rows * job->n_out;
     char *scratch = mg_scratch(MG_SCRATCH_JOB, partial_bytes + sizeof(atomic_int) * columns);
@@ -448,7 +470,7 @@ int MG_NAME(mg_linear)(const float *x, long x_stride, const float *w, long w_str
 /* prefetch: an MG_PREFETCH_* kind, plus MG_STREAM_ROWS for the other walk through the tiles */
 {
     if (rows <= DECODE_MAX_ROWS) {
-        struct decode_job job = {x, w, bias, y, x_stride, w_stride, y_stride, rows, n_in, n_out, 0, NULL, NULL,
+        struct decode_job job = {x, w, bias, y, x_stride, w_stride, y_stride, rows, n_in, n_out, 0, 0, NULL, NULL,
                                  prefetch};
         return decode(&job, w_transposed);
     }
