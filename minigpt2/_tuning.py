@@ -323,20 +323,30 @@ def calibrate() -> tuple:
     mats = [memory[i * n_in * n_out:(i + 1) * n_in * n_out].reshape(n_in, n_out) for i in range(count)]
     head = memory.reshape(-1, n_in).T  # (768, N): the tied head's layout, columns contiguous
     xs = {rows: rng.standard_normal((rows, n_in), dtype=np.float32) for rows in (1, 8, 24)}
+    # In the model every product is followed by other kernels on the C core's thread pool. With more than one
+    # thread that matters for NumPy: its BLAS has its own threads, which then compete with ours for the cores
+    # (measured on Zen 3: OpenBLAS's gemv alone read 27 GB/s with 2 threads, yet decoding with it between our
+    # kernels was slower than with 1 thread). So each timed product is followed, for every candidate, by an
+    # interlude: a small job on the C core's pool (gelu_new over 3 x 8192 values: three items).
+    interlude_x = rng.standard_normal(3 * 8192, dtype=np.float32)
+    widest = index[runnable[-1]]
+
+    def interlude():
+        ck.run_gelu_new(widest, interlude_x)
 
     def c_linear(variant, prefetch, rows, transposed):
         prefetch, *walk = prefetch.split("/")
         v, p = index[variant], PREFETCH[prefetch] | (STREAM_ROWS if walk == ["rows"] else 0)
         x = xs[rows]
         if transposed:
-            return lambda: ck.run_linear(v, p, x, head)
-        return lambda: [ck.run_linear(v, p, x, w) for w in mats]
+            return lambda: (ck.run_linear(v, p, x, head), interlude())
+        return lambda: [(ck.run_linear(v, p, x, w), interlude()) for w in mats]
 
     def np_linear(rows, transposed):
         x, reference = xs[rows], layers.linear.reference
         if transposed:
-            return lambda: reference(x, head)
-        return lambda: [reference(x, w) for w in mats]
+            return lambda: (reference(x, head), interlude())
+        return lambda: [(reference(x, w), interlude()) for w in mats]
 
     choice, measured = {}, {}
     for cls, rows, transposed in (("linear_1", 1, False), ("linear_1_head", 1, True)):
@@ -348,11 +358,13 @@ def calibrate() -> tuple:
     for cls, rows, transposed, like in (("linear_few", 8, False, "linear_1"),
                                         ("linear_few_head", 8, True, "linear_1_head"),
                                         ("linear_tiled", 24, False, "linear_1")):
-        # the prefetch kind (and walk) that won the one-row class, with every variant
-        prefetch = choice[like].split("/", 1)[1] if choice[like] != NUMPY else "nta"
-        if cls == "linear_tiled":
-            prefetch = prefetch.split("/")[0]  # (the tiled kernel has one walk)
-        candidates = {f"{v}/{prefetch}": c_linear(v, prefetch, rows, transposed) for v in runnable}
+        # the prefetch kind that won the one-row class (or the fastest C candidate there), with every variant,
+        # and for a batch of a Conv1D weight both walks
+        best_c = min((c for c in measured[like] if c != NUMPY), key=measured[like].get)
+        prefetch = best_c.split("/")[1]
+        walks = ("", "/rows") if cls == "linear_few" else ("",)
+        candidates = {f"{v}/{prefetch}{walk}": c_linear(v, prefetch + walk, rows, transposed)
+                      for v in runnable for walk in walks}
         candidates[NUMPY] = np_linear(rows, transposed)
         choice[cls], measured[cls] = _race(candidates)
     del memory, mats, head
