@@ -80,7 +80,7 @@ setup(
         # ipywidgets: without it, tqdm (via huggingface_hub) prints "TqdmWarning: IProgress not found" in notebooks
         "tutorials": ["matplotlib", "jupytext", "jupyterlab", "ipywidgets"],
     },
-    entry_points={"console_scripts": ["minigpt2=minigpt2.__main__:main"]},
+    entry_points={"console_scripts": ["minigpt2=minigpt2.__main__:run"]},
     cffi_modules=["csrc/build_kernels.py:ffibuilder"],
     cmdclass={"build_ext": OptionalBuildExt},
 )
