@@ -271,10 +271,17 @@ def slow_model_dir(tmp_path_factory):
     return str(directory)
 
 
+def default_ctrl_c():
+    """In the child: Ctrl-C as a terminal gives it. A test run started in the background of a shell inherits
+    SIGINT ignored, and Python then installs no KeyboardInterrupt handler: the signal would do nothing."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_streams_and_ctrl_c_keeps_the_text(slow_model_dir):
     """Text appears while generation runs; Ctrl-C then ends it with exit code 130, keeping what was printed."""
     process = subprocess.Popen(cli("-m", slow_model_dir, "-n", "1000", "-s", "0", "Streaming test:"),
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
+                               preexec_fn=default_ctrl_c)
     printed, deadline = b"", time.monotonic() + 60
     try:
         while len(printed) < len("Streaming test:") + 20:  # the prompt and some generated text

@@ -433,12 +433,15 @@ def test_interrupted_download_leaves_nothing_that_loads(tmp_path, monkeypatch):
     with HubServer({REPO: files}, aliases={"gpt2": REPO}, stall_after=chunk + 1000) as server:
         env = subprocess_env(**hub_env(server, tmp_path))
         process = subprocess.Popen([sys.executable, "-m", "minigpt2", "--download"], env=env,
-                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                   preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # see below
         try:
             deadline = time.monotonic() + 60
             while not any(size_of(p) >= chunk for p in incomplete_blobs(tmp_path)):
                 assert time.monotonic() < deadline and process.poll() is None, process.communicate()
                 time.sleep(0.05)
+            # (the child's Ctrl-C is reset to the default above: a test run started in the background of a
+            # shell inherits SIGINT ignored, and Python then installs no KeyboardInterrupt handler)
             process.send_signal(signal.SIGINT)
             out, err = process.communicate(timeout=30)
         finally:
