@@ -16,14 +16,18 @@ torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
 
+def saved_by_transformers(tmp_path_factory, class_name, seed):
+    """A random transformers model of ``class_name`` (TINY config, eager attention), saved; its directory."""
+    torch.manual_seed(seed)
+    model = getattr(transformers, class_name)(transformers.GPT2Config(**TINY, attn_implementation="eager"))
+    directory = tmp_path_factory.mktemp(class_name)
+    model.eval().save_pretrained(directory, safe_serialization=True)
+    return directory
+
+
 @pytest.fixture(scope="module")
 def double_heads_dir(tmp_path_factory):
-    torch.manual_seed(0)
-    config = transformers.GPT2Config(**TINY, attn_implementation="eager")
-    model = transformers.GPT2DoubleHeadsModel(config).eval()
-    directory = tmp_path_factory.mktemp("double_heads")
-    model.save_pretrained(directory, safe_serialization=True)
-    return directory
+    return saved_by_transformers(tmp_path_factory, "GPT2DoubleHeadsModel", seed=0)
 
 
 def test_double_heads_from_pretrained_takes_output_flags_like_transformers(double_heads_dir):
@@ -57,12 +61,7 @@ def test_double_heads_leaves_the_callers_config_alone():
 
 @pytest.fixture(scope="module")
 def lm_dir(tmp_path_factory):
-    torch.manual_seed(1)
-    config = transformers.GPT2Config(**TINY, attn_implementation="eager")
-    model = transformers.GPT2LMHeadModel(config).eval()
-    directory = tmp_path_factory.mktemp("lm")
-    model.save_pretrained(directory, safe_serialization=True)
-    return directory
+    return saved_by_transformers(tmp_path_factory, "GPT2LMHeadModel", seed=1)
 
 
 ALL_CLASSES = ["GPT2Model", "GPT2LMHeadModel", "GPT2DoubleHeadsModel", "GPT2ForSequenceClassification",
