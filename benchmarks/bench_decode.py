@@ -24,7 +24,10 @@ Each measurement runs in a fresh process, so that its peak RSS is its own:
 Systems: "c" (minigpt2, C backend, with the kernel variants chosen for this machine: minigpt2/_tuning.py),
 "numpy" (minigpt2, NumPy backend), "hf" (transformers with attn_implementation="eager",
 torch.inference_mode); "c:avx2" and the like force one variant of the C core (MINIGPT2_KERNEL), e.g.
---systems c,c:generic,c:avx2,numpy. The header says which CPU, which compiler and baseline the C core was
+--systems c,c:generic,c:avx2,numpy. "@dtype" loads the weights in 16 or 8 bits (from_pretrained(torch_dtype=...),
+load_in_8bit's format for int8): c@bfloat16, c@float16 and c@int8 run by default, each shown as a ratio to "c"
+(float32, the default) and with its own memory limit (its own bytes per token); hf@bfloat16 is HF with torch's
+bfloat16 weights. The header says which CPU, which compiler and baseline the C core was
 built with, and what serves each kind of kernel call at each thread count. Each runs at the default thread count (the cores this
 process may use) and at 1 thread: MINIGPT2_NUM_THREADS, OPENBLAS_NUM_THREADS and torch.set_num_threads
 are set alike. Repeats are interleaved (every system once per round, in a rotating order); the table shows
@@ -46,7 +49,7 @@ import tempfile
 import time
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-SYSTEMS = ("c", "numpy", "hf")
+SYSTEMS = ("c", "numpy", "hf", "c@bfloat16", "c@float16", "c@int8")
 
 
 # -- one measurement, in its own process --------------------------------------------------------------------
@@ -56,12 +59,16 @@ def worker(system, checkpoint, prompt, new_tokens, prefill, batch, batch_steps):
     import numpy as np
 
     threads = int(os.environ["MINIGPT2_NUM_THREADS"])
-    if system == "hf":
+    system_name, _, dtype = system.partition("@")
+    dtype = dtype or "float32"
+    if system_name == "hf":
         import torch
         import transformers
 
         torch.set_num_threads(threads)
-        model = transformers.GPT2LMHeadModel.from_pretrained(checkpoint, attn_implementation="eager").eval()
+        model = transformers.GPT2LMHeadModel.from_pretrained(checkpoint, attn_implementation="eager",
+                                                             torch_dtype=getattr(torch, dtype)).eval()
+        bytes_per_token = sum(p.numel() * p.element_size() for n, p in model.named_parameters() if "wpe" not in n)
         context = torch.inference_mode
 
         def forward(ids, past=None):
@@ -73,9 +80,10 @@ def worker(system, checkpoint, prompt, new_tokens, prefill, batch, batch_steps):
 
         import minigpt2
 
-        backend_name = system.split(":")[0]
+        backend_name = system_name.split(":")[0]
         assert minigpt2.backend.name == backend_name, f"asked for backend {system}, got {minigpt2.backend.name}"
-        model = minigpt2.GPT2LMHeadModel.from_pretrained(checkpoint)
+        model = minigpt2.GPT2LMHeadModel.from_pretrained(checkpoint, torch_dtype=dtype)
+        bytes_per_token = sum(minigpt2.weights.nbytes(w) for name, w in model.named_parameters() if "wpe" not in name)
         context = contextlib.nullcontext
 
         def forward(ids, past=None):
@@ -90,7 +98,7 @@ def worker(system, checkpoint, prompt, new_tokens, prefill, batch, batch_steps):
             logits, past = forward(logits.argmax(-1)[:, None], past)
         return batch_size * steps / (time.perf_counter() - start)
 
-    result = {"system": system, "threads": threads}
+    result = {"system": system, "threads": threads, "bytes_per_token": bytes_per_token}
     if system.startswith("c"):  # decided before anything is timed (measured now if not yet cached)
         import minigpt2
 
@@ -127,7 +135,7 @@ def peak_rss_mb():
 
 
 def run_worker(system, threads, checkpoint, sizes):
-    backend_name, _, variant = system.partition(":")
+    backend_name, _, variant = system.partition("@")[0].partition(":")
     env = dict(os.environ, MINIGPT2_NUM_THREADS=str(threads), OPENBLAS_NUM_THREADS=str(threads),
                OMP_NUM_THREADS=str(threads), MINIGPT2_BACKEND=backend_name if system != "hf" else "auto",
                MINIGPT2_KERNEL=variant or os.environ.get("MINIGPT2_KERNEL", "auto"))
@@ -328,7 +336,7 @@ def print_table(summary, weights_mb, title):
     print(f"\n{title}\n")
     print("| system | threads | " + " | ".join(label for _, label in figures) + " |")
     print("|---|---:|" + "---:|" * len(figures))
-    order = {name: i for i, name in enumerate(SYSTEMS)}
+    order = {name: i for i, name in enumerate(SYSTEMS)}  # (c@bfloat16 and the like: weights in that dtype)
     for (system, threads), s in sorted(summary.items(), key=lambda kv: (-kv[0][1], order.get(kv[0][0], 0.5), kv[0][0])):
         hf = summary.get(("hf", threads))
         cells = []
@@ -339,6 +347,8 @@ def print_table(summary, weights_mb, title):
                 cell = f"{median:.0%} [{low:.0%}-{high:.0%}]"
             elif f == "rss_mb":
                 cell += f" ({median / weights_mb:.2f}x weights)"
+            elif "@" in system and f != "read_gbs" and summary.get(("c", threads)):  # vs float32, the default
+                cell += f" ({median / summary[('c', threads)][f][0]:.2f}x c)"
             elif hf and system != "hf" and f != "read_gbs":
                 cell += f" ({median / hf[f][0]:.2f}x HF)"
             cells.append(cell)
@@ -352,7 +362,9 @@ def main():
     parser.add_argument("--profile", action="store_true", help="print where a decode step's time goes, and stop")
     parser.add_argument("--matmul", action="store_true", help="compare the C matmul with NumPy's BLAS, and stop")
     parser.add_argument("--repeats", type=int, default=None, help="rounds (default 5, --quick 1)")
-    parser.add_argument("--systems", default=",".join(SYSTEMS), help="comma-separated subset of c,numpy,hf")
+    parser.add_argument("--systems", default=",".join(SYSTEMS),
+                        help="comma-separated; c, numpy, hf, c:VARIANT, and @DTYPE for weights in bfloat16, float16 or "
+                             "int8 (e.g. c@int8, numpy@bfloat16, hf@bfloat16)")
     parser.add_argument("--threads", default=None, help="comma-separated thread counts (default: all cores, 1)")
     parser.add_argument("--checkpoint", default=None, help="a GPT-2 124M checkpoint directory (default: random)")
     parser.add_argument("--json", default=str(ROOT / "benchmarks" / "results" / "bench_decode.json"))
@@ -401,7 +413,7 @@ def main():
                     memory = ""
                     if bandwidth:
                         r["read_gbs"] = bandwidth
-                        r["of_limit"] = r["decode_b1"] / (bandwidth * 1e9 / bytes_per_token)
+                        r["of_limit"] = r["decode_b1"] / (bandwidth * 1e9 / r.get("bytes_per_token", bytes_per_token))
                         memory = f", memory read {bandwidth:.0f} GB/s (decode b1 at {r['of_limit']:.0%} of its limit)"
                     print(f"round {round_ + 1}/{repeats}: {system} x{threads}: decode b1 {r['decode_b1']:.1f} tok/s, "
                           f"prefill {r['prefill']:.0f} tok/s, decode b8 {r['decode_b8']:.1f} tok/s, "

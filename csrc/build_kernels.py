@@ -124,4 +124,10 @@ if __name__ == "__main__":
         # mapped would change their code under them.
         shutil.copy(library, target + ".partial")
         os.replace(target + ".partial", target)
-    print(f"built {os.path.join(package_dir, os.path.basename(library))}")
+    # Another build's library (pip install -e writes _kernels.abi3.so, this script _kernels.cpython-3XX-...so)
+    # would be imported instead of this one, or over it, whichever Python prefers: remove it.
+    for name in os.listdir(package_dir):
+        if name.startswith("_kernels.") and name.endswith((".so", ".pyd")) and name != os.path.basename(target):
+            os.remove(os.path.join(package_dir, name))
+            print(f"removed the older build {name}")
+    print(f"built {target}")

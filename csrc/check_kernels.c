@@ -41,44 +41,88 @@ static float *floats(long n, int integers)
 static int failures;
 static void report(const char *variant, const char *what, double worst, int ok)
 {
-    printf("%-8s %-44s %s (worst excess over the bound %.3g)\n", variant, what, ok ? "ok" : "FAILED", worst);
+    printf("%-8s %-56s %s (worst excess over the bound %.3g)\n", variant, what, ok ? "ok" : "FAILED", worst);
     failures += !ok;
 }
 
 /* -- linear ------------------------------------------------------------------------------------- */
 
-static int check_linear(int variant, long rows, long n_in, long n_out, int transposed, int integers, double *worst)
+/* W in the format under test: `stored` for the kernel, `value` the number each weight stands for, computed
+ * here from the bits in double precision, independently of the kernels' widening (csrc/widen.h). */
+static void make_weights(int format, long n, long n_in, long n_out, int transposed, int integers, void **stored,
+                         float **scales, long *s_stride, double *value)
 {
-    float *x = floats(rows * n_in, integers), *w = floats(n_in * n_out, integers), *b = floats(n_out, integers);
+    long blocks = (n_in + 31) / 32;
+    *scales = NULL, *s_stride = 0;
+    if (format == MG_F32) {
+        float *w = floats(n, integers);
+        for (long i = 0; i < n; i++)
+            value[i] = w[i];
+        *stored = w;
+    } else if (format == MG_I8) {
+        signed char *q = malloc(n);
+        *scales = malloc(sizeof(float) * blocks * (transposed ? n_out : n_out));
+        *s_stride = transposed ? blocks : n_out;
+        for (long i = 0; i < blocks * n_out; i++)
+            (*scales)[i] = integers ? 1.0f : (float)(0.001 + 0.02 * uniform());
+        for (long i = 0; i < n; i++) {
+            q[i] = (signed char)((int)(uniform() * 255) - 127);  /* -127 .. 127 */
+            long k = transposed ? i % n_in : i / n_out, j = transposed ? i / n_in : i % n_out;
+            value[i] = q[i] * (double)(*scales)[transposed ? j * blocks + k / 32 : k / 32 * n_out + j];
+        }
+        *stored = q;
+    } else {  /* 16 bits: random finite patterns, float16's subnormals and zeros among them */
+        unsigned short *h = malloc(sizeof(unsigned short) * n);
+        for (long i = 0; i < n; i++) {
+            int sign = uniform() < 0.5, bits = format == MG_F16 ? 10 : 7, bias = format == MG_F16 ? 15 : 127;
+            int exponent = uniform() < 0.1 ? 0 : bias - 12 + (int)(uniform() * 16);  /* 2^-12 .. 2^3 */
+            int fraction = (int)(uniform() * (1 << bits));
+            h[i] = (unsigned short)(sign << 15 | exponent << bits | fraction);
+            double magnitude = exponent == 0 ? ldexp(fraction, 1 - bias - bits)  /* subnormal (or zero) */
+                                             : ldexp((1 << bits) + fraction, exponent - bias - bits);
+            value[i] = sign ? -magnitude : magnitude;
+        }
+        *stored = h;
+    }
+}
+
+static int check_linear(int variant, int format, long rows, long n_in, long n_out, int transposed, int integers,
+                        double *worst)
+{
+    float *x = floats(rows * n_in, integers), *b = floats(n_out, integers), *scales;
     float *y = malloc(sizeof(float) * rows * n_out), *y3 = malloc(sizeof(float) * rows * n_out);
-    long w_stride = transposed ? n_in : n_out;
+    double *wd = malloc(sizeof(double) * n_in * n_out);
+    void *w;
+    long w_stride = transposed ? n_in : n_out, s_stride;
+    make_weights(format, n_in * n_out, n_in, n_out, transposed, integers, &w, &scales, &s_stride, wd);
     int ok = 1;
     mg_set_num_threads(1);
-    ok &= mg_linear(variant, MG_PREFETCH_NTA, MG_F32, x, n_in, w, w_stride, transposed, b, y, n_out, rows, n_in,
-                    n_out) == MG_OK;
+    ok &= mg_linear(variant, MG_PREFETCH_NTA, format, x, n_in, w, w_stride, scales, s_stride, transposed, b, y, n_out,
+                    rows, n_in, n_out) == MG_OK;
     mg_set_num_threads(3);
-    ok &= mg_linear(variant, MG_PREFETCH_KEEP, MG_F32, x, n_in, w, w_stride, transposed, b, y3, n_out, rows, n_in,
-                    n_out) == MG_OK;
+    ok &= mg_linear(variant, MG_PREFETCH_KEEP, format, x, n_in, w, w_stride, scales, s_stride, transposed, b, y3,
+                    n_out, rows, n_in, n_out) == MG_OK;
     ok &= memcmp(y, y3, sizeof(float) * rows * n_out) == 0;  /* thread count and prefetch kind change no bit */
     mg_set_num_threads(2);
-    ok &= mg_linear(variant, MG_PREFETCH_NONE | MG_STREAM_ROWS, MG_F32, x, n_in, w, w_stride, transposed, b, y3, n_out,
-                    rows, n_in, n_out) == MG_OK;
+    ok &= mg_linear(variant, MG_PREFETCH_NONE | MG_STREAM_ROWS, format, x, n_in, w, w_stride, scales, s_stride,
+                    transposed, b, y3, n_out, rows, n_in, n_out) == MG_OK;
     ok &= memcmp(y, y3, sizeof(float) * rows * n_out) == 0;  /* nor the walk through the tiles */
     for (long r = 0; r < rows; r++)
         for (long j = 0; j < n_out; j++) {
             double exact = b[j], magnitude = fabs(b[j]);
             for (long k = 0; k < n_in; k++) {
-                double wk = transposed ? w[j * n_in + k] : w[k * n_out + j];
+                double wk = transposed ? wd[j * n_in + k] : wd[k * n_out + j];
                 exact += (double)x[r * n_in + k] * wk;
                 magnitude += fabs((double)x[r * n_in + k] * wk);
             }
             double error = fabs(y[r * n_out + j] - exact);
-            double bound = integers ? 0.0 : gamma_n(n_in + 1) * magnitude;
+            /* int8: one more rounding per weight (q * scale in float32) */
+            double bound = integers ? 0.0 : gamma_n(n_in + 1 + (format == MG_I8)) * magnitude;
             if (error - bound > *worst)
                 *worst = error - bound;
             ok &= error <= bound;
         }
-    free(x), free(w), free(b), free(y), free(y3);
+    free(x), free(w), free(b), free(y), free(y3), free(wd), free(scales);
     return ok;
 }
 
@@ -212,19 +256,25 @@ int main(void)
             continue;
         }
         ran++;
-        for (int integers = 0; integers < 2; integers++)
-            for (int transposed = 0; transposed < 2; transposed++) {
-                double worst = -INFINITY;
-                int ok = 1;
-                for (size_t r = 0; r < sizeof rows / sizeof *rows; r++)
-                    for (size_t i = 0; i < sizeof n_ins / sizeof *n_ins; i++)
-                        for (size_t o = 0; o < sizeof n_outs / sizeof *n_outs; o++)
-                            ok &= check_linear(variant, rows[r], n_ins[i], n_outs[o], transposed, integers, &worst);
-                char what[64];
-                snprintf(what, sizeof what, "linear, %s, %s", transposed ? "columns contiguous" : "rows contiguous",
-                         integers ? "small integers (exact)" : "normal values");
-                report(name, what, worst, ok);
-            }
+        static const char *format_names[] = {"float32", "float16", "bfloat16", "int8"};
+        for (int format = MG_F32; format <= MG_I8; format++)
+            for (int integers = 0; integers < 2; integers++)
+                for (int transposed = 0; transposed < 2; transposed++) {
+                    if (integers && (format == MG_F16 || format == MG_BF16))
+                        continue;  /* (their random patterns are not integers; int8 with scale 1 is) */
+                    double worst = -INFINITY;
+                    int ok = 1;
+                    for (size_t r = 0; r < sizeof rows / sizeof *rows; r++)
+                        for (size_t i = 0; i < sizeof n_ins / sizeof *n_ins; i++)
+                            for (size_t o = 0; o < sizeof n_outs / sizeof *n_outs; o++)
+                                ok &= check_linear(variant, format, rows[r], n_ins[i], n_outs[o], transposed, integers,
+                                                   &worst);
+                    char what[80];
+                    snprintf(what, sizeof what, "linear %s, %s, %s", format_names[format],
+                             transposed ? "columns contiguous" : "rows contiguous",
+                             integers ? "small integers (exact)" : "normal values");
+                    report(name, what, worst, ok);
+                }
         double worst = -INFINITY;
         int ok = 1;
         static const long Ts[] = {1, 5, 70}, pasts[] = {0, 9, 100}, Ds[] = {16, 17, 64};

@@ -17,7 +17,8 @@
 
 struct variant {
     const char *name;
-    int (*linear)(const float *, long, const float *, long, int, const float *, float *, long, long, long, long, int);
+    int (*linear)(const float *, long, int, const void *, long, const float *, long, int, const float *, float *, long,
+                  long, long, long, int);
     int (*attention)(const float *, const long *, const float *, const long *, const float *, const long *, float *,
                      long, long, long, long, long, float, int, const float *, long, const float *, int);
     int (*layer_norm)(const float *, long, const float *, const float *, float *, long, long, long, float);
@@ -149,22 +150,23 @@ static int valid_prefetch(int prefetch)
 }
 
 int mg_linear(int variant, int prefetch, int w_format, const float *x, long x_stride, const void *w,
-              long w_stride, int w_transposed, const float *bias, float *y, long y_stride, long rows,
-              long n_in, long n_out)
+              long w_stride, const float *scales, long s_stride, int w_transposed, const float *bias, float *y,
+              long y_stride, long rows, long n_in, long n_out)
 {
     const struct variant *v = pick(variant);
     if (!v)
         return MG_ERR_VARIANT;
-    if (w_format != MG_F32 || (prefetch & ~MG_STREAM_ROWS) < 0 || !valid_prefetch(prefetch & ~MG_STREAM_ROWS))
+    if (w_format < MG_F32 || w_format > MG_I8 || (prefetch & ~MG_STREAM_ROWS) < 0
+        || !valid_prefetch(prefetch & ~MG_STREAM_ROWS))
         return MG_ERR_FORMAT;
-    if (!x || !w || !y)
+    if (!x || !w || !y || (w_format == MG_I8 && !scales))
         return MG_ERR_NULL;
     if (rows < 0 || n_in < 1 || n_out < 1)
         return MG_ERR_SHAPE;
     if (rows == 0)
         return MG_OK;
-    return v->linear(x, x_stride, (const float *)w, w_stride, w_transposed, bias, y, y_stride, rows, n_in, n_out,
-                     prefetch);
+    return v->linear(x, x_stride, w_format, w, w_stride, w_format == MG_I8 ? scales : NULL, s_stride, w_transposed,
+                     bias, y, y_stride, rows, n_in, n_out, prefetch);
 }
 
 int mg_attention(int variant, int prefetch, const float *q, const long *q_strides, const float *k,

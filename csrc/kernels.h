@@ -20,12 +20,16 @@
  * Which variant (or NumPy) serves which call is chosen in Python (minigpt2/_tuning.py).
  */
 
+/* The interface's version: minigpt2/_ckernels.py refuses a library built from sources with another one (a
+ * checkout updated since it was built), instead of calling functions whose arguments have changed. */
+#define MG_INTERFACE 2
+
 #define MG_OK 0
 #define MG_ERR_SHAPE -1   /* a size is negative or zero where it must be positive */
 #define MG_ERR_NULL -2    /* a required pointer is NULL */
 #define MG_ERR_MEMORY -3  /* scratch memory could not be allocated */
 #define MG_ERR_VARIANT -4 /* no such variant, or this CPU cannot run it */
-#define MG_ERR_FORMAT -5  /* a weight format (or prefetch kind) this build does not know */
+#define MG_ERR_FORMAT -5  /* a weight format or prefetch kind this build does not know */
 
 /* Prefetch kinds for the streamed weights (and the KV cache): which is best differs between CPUs. */
 #define MG_PREFETCH_NONE 0  /* leave it to the hardware prefetcher */
@@ -61,16 +65,22 @@ int mg_has_threads(void);
 /* -- linear: y = x @ W + b ----------------------------------------------------------------- */
 
 /* x: rows x n_in (row stride x_stride); y: rows x n_out (row stride y_stride, written);
- * bias: n_out values or NULL. w_format: MG_F32 (others: MG_ERR_FORMAT until implemented).
- * W is (n_in, n_out), in HF's Conv1D orientation, in one of two memory layouts:
+ * bias: n_out values or NULL. W is (n_in, n_out), in HF's Conv1D orientation, stored in the format
+ * w_format (MG_F32, MG_F16, MG_BF16: one value per weight; MG_I8: one int8 per weight and a float32
+ * scale per 32 weights down each column, the value being q * scale; minigpt2/weights.py), in one of
+ * two memory layouts:
  *   w_transposed == 0: W[k, j] = w[k * w_stride + j]   (rows of W contiguous: a Conv1D weight)
+ *                      int8 scale of W[k, j]: scales[(k / 32) * s_stride + j]
  *   w_transposed == 1: W[k, j] = w[j * w_stride + k]   (columns contiguous: wte.T, the tied head)
+ *                      int8 scale of W[k, j]: scales[j * s_stride + k / 32]
+ * (scales and s_stride are ignored for the other formats: pass NULL and 0.) A narrow weight is
+ * widened in a register where it is used; no float32 copy of W is made.
  * For few rows (up to 12: decoding) each weight is read once from memory, the threads taking tiles
  * of W whose partial sums are added in a fixed order; for many rows the work is blocked for the
  * caches (see linear.c). */
 int mg_linear(int variant, int prefetch, int w_format, const float *x, long x_stride, const void *w,
-              long w_stride, int w_transposed, const float *bias, float *y, long y_stride, long rows,
-              long n_in, long n_out);
+              long w_stride, const float *scales, long s_stride, int w_transposed, const float *bias, float *y,
+              long y_stride, long rows, long n_in, long n_out);
 
 /* -- attention ----------------------------------------------------------------------------- */
 

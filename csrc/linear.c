@@ -26,276 +26,120 @@
 #include "lanes.h"
 #include "parallel.h"
 #include "simd.h"
+#include "widen.h"
 
 /* -- few rows ------------------------------------------------------------------------------ */
 
 /* A Conv1D weight (rows of W contiguous) is cut into tiles of DECODE_K rows x DECODE_COLS
- * columns: 384 x 256 floats, 384 KiB. A tile gives partial sums for its 256 outputs; the partial
+ * columns: 96 x 256 floats, 96 KiB. A tile gives partial sums for its 256 outputs; the partial
  * sums of a column of tiles are added in a fixed order by whichever thread finishes the column's
  * last tile, so the result has the same bits for any number of threads. (256 is a multiple of
- * every target's strip width.) */
+ * every target's strip width; 96 of int8's blocks of 32. Short tiles down the input make many work
+ * items, so that the threads share even the narrowest matrix, and cost little: the partial sums of
+ * a 768 x 768 weight are 8 vectors of 768 floats.) */
 #define DECODE_COLS 256
-#define DECODE_K 384
-/* The row walk (MG_STREAM_ROWS) takes tiles of DECODE_K rows x STREAM_COLS columns: rows of 8 KiB, long
- * stretches for the memory's prefetchers (OpenBLAS's gemv reads whole 12 KiB columns). The same k-tiles,
- * so the same partial sums and bits as the strips. */
-#define STREAM_COLS 2048
+#define DECODE_K 96
+/* The row walk (MG_STREAM_ROWS) takes tiles of DECODE_K rows x STREAM_COLS columns: rows of up to 16 KiB,
+ * long stretches for the memory's prefetchers (OpenBLAS's gemv reads whole columns of 8-12 KiB; on Zen 3,
+ * 4 rows at a time over 12 KiB read 20% faster than 8 rows over 8 KiB). The same k-tiles, so the same
+ * partial sums and bits as the strips. */
+#define STREAM_COLS 4096
 /* Outputs per work item when the columns of W are contiguous (the LM head: 256 rows of wte, 768 KiB,
  * read in one stretch; 32-row items read the head 10% slower with two threads). */
 #define DECODE_DOTS 256
 /* Up to this many rows of x count as "few" (decoding a batch); more go to the tiled kernel. */
 #define DECODE_MAX_ROWS 12
 
-/* Ask the memory for `floats` values from p, one request per 64-byte line. The hardware
- * prefetcher keeps up with one long stream, but not with many rows of a few hundred bytes to a
- * few KiB, one after another, at a distance. A prefetch is only a hint: it changes no result and
- * never faults. The kind (none, non-temporal, keep) is chosen per CPU (minigpt2/_tuning.py). */
-static INLINE void prefetch_span(int kind, const float *p, long floats)
-{
-    for (long i = 0; i < floats; i += 16)
-        PREFETCH_AS(kind, p + i);
-}
+/* the tiled kernel's register block (used by pack_w in decode.h) */
+#define MR GEMM_MR            /* rows of the register block */
+#define NR (GEMM_NV * VL)     /* columns of the register block */
 
-/* Rows of W a strip of NV vectors asks for ahead: PREFETCH_BYTES of its columns (a request must be made
- * about a memory latency before the data is needed, and a narrow strip eats a row in a few cycles). */
-#define AHEAD(NV) (PREFETCH_BYTES / (NV * VL * 4) > 1 ? PREFETCH_BYTES / (NV * VL * 4) : 1)
+/* The decode kernels, once per weight format (decode.h): only the load of a weight differs. int8's
+ * scales: one per BLOCK weights down a column of W (minigpt2/weights.py), at sc[(k / BLOCK) * s_stride + j]
+ * for a Conv1D weight and sc[j * s_stride + k / BLOCK] for the tied head. A prefetch is only a hint: it
+ * changes no result and never faults. The kind (none, non-temporal, keep) is chosen per CPU. */
+#define BLOCK 32
 
-/* strip_RxNV: out[r, 0:NV*VL] = x[r, k0:k1] @ W[k0:k1, 0:NV*VL] for R rows r, with the R x NV
- * vectors of sums in registers while the rows of W stream past; each step loads NV vectors of W
- * and multiplies them by one broadcast x value per row. The shapes come from target_*.h, chosen
- * so that sums + loads + the broadcast fit the register file. (One function per shape, written
- * out by the macro: with the sizes as run-time arguments the sums would live in memory.) */
-#define DEFINE_STRIP(NAME, R, NV)                                                                  \
-    static NOINLINE void NAME(const float *x, long x_stride, const float *w, long w_stride, long k0, \
-                              long k1, float *out, long out_stride, int prefetch)                   \
-    {                                                                                              \
-        vf acc[R][NV];                                                                             \
-        UNROLL for (int r = 0; r < R; r++) {                                                       \
-            vf xr = vsplat(x[r * x_stride + k0]);                                                  \
-            UNROLL for (int v = 0; v < NV; v++) acc[r][v] = xr * vload(w + k0 * w_stride + v * VL); \
-        }                                                                                          \
-        for (long k = k0 + 1; k < k1; k++) {                                                       \
-            const float *wk = w + k * w_stride;                                                    \
-            if (prefetch && k + AHEAD(NV) < k1)                                                    \
-                prefetch_span(prefetch, wk + AHEAD(NV) * w_stride, NV * VL);                       \
-            vf wv[NV];                                                                             \
-            UNROLL for (int v = 0; v < NV; v++) wv[v] = vload(wk + v * VL);                        \
-            UNROLL for (int r = 0; r < R; r++) {                                                   \
-                vf xr = vsplat(x[r * x_stride + k]);                                               \
-                UNROLL for (int v = 0; v < NV; v++) acc[r][v] += xr * wv[v];                       \
-            }                                                                                      \
-        }                                                                                          \
-        UNROLL for (int r = 0; r < R; r++)                                                         \
-            UNROLL for (int v = 0; v < NV; v++) vstore(out + r * out_stride + v * VL, acc[r][v]);  \
+#define FMT f32
+#define WT float
+#define WROW(w, sc, k, c) vload((w) + (k) * w_stride + (c))
+#define WCOL(w, sc, c, k) vload((w) + (c) * w_stride + (k))
+#define SROW(w, sc, k, j) ((w)[(k) * w_stride + (j)])
+#define SCOL(w, sc, c, k) ((w)[(c) * w_stride + (k)])
+#include "decode.h"
+#undef FMT
+#undef WT
+#undef WROW
+#undef WCOL
+#undef SROW
+#undef SCOL
+
+#define FMT bf16
+#define WT uint16_t
+#define WROW(w, sc, k, c) widen_bf16((w) + (k) * w_stride + (c))
+#define WCOL(w, sc, c, k) widen_bf16((w) + (c) * w_stride + (k))
+#define SROW(w, sc, k, j) bf16_to_float((w)[(k) * w_stride + (j)])
+#define SCOL(w, sc, c, k) bf16_to_float((w)[(c) * w_stride + (k)])
+#include "decode.h"
+#undef FMT
+#undef WT
+#undef WROW
+#undef WCOL
+#undef SROW
+#undef SCOL
+
+#define FMT f16
+#define WT uint16_t
+#define WROW(w, sc, k, c) widen_f16((w) + (k) * w_stride + (c))
+#define WCOL(w, sc, c, k) widen_f16((w) + (c) * w_stride + (k))
+#define SROW(w, sc, k, j) half_to_float((w)[(k) * w_stride + (j)])
+#define SCOL(w, sc, c, k) half_to_float((w)[(c) * w_stride + (k)])
+#include "decode.h"
+#undef FMT
+#undef WT
+#undef WROW
+#undef WCOL
+#undef SROW
+#undef SCOL
+
+#define FMT i8
+#define WT int8_t
+#define WROW(w, sc, k, c) (widen_i8((w) + (k) * w_stride + (c)) * vload((sc) + (k) / BLOCK * s_stride + (c)))
+#define WCOL(w, sc, c, k) (widen_i8((w) + (c) * w_stride + (k)) * vsplat((sc)[(c) * s_stride + (k) / BLOCK]))
+#define SROW(w, sc, k, j) ((float)(w)[(k) * w_stride + (j)] * (sc)[(k) / BLOCK * s_stride + (j)])
+#define SCOL(w, sc, c, k) ((float)(w)[(c) * w_stride + (k)] * (sc)[(c) * s_stride + (k) / BLOCK])
+#include "decode.h"
+#undef FMT
+#undef WT
+#undef WROW
+#undef WCOL
+#undef SROW
+#undef SCOL
+
+/* Call the decode.h function `name` of the weight format `format`. */
+#define BY_FORMAT(format, name, ...)                                                             \
+    switch (format) {                                                                            \
+    case MG_F16: name##_f16(__VA_ARGS__); break;                                                 \
+    case MG_BF16: name##_bf16(__VA_ARGS__); break;                                               \
+    case MG_I8: name##_i8(__VA_ARGS__); break;                                                   \
+    default: name##_f32(__VA_ARGS__); break;                                                     \
     }
 
-DEFINE_STRIP(strip_1_wide, 1, DECODE_NV1)      /* one row, a wide strip: long stretches of each W row */
-DEFINE_STRIP(strip_r, DECODE_R, DECODE_NV)     /* DECODE_R rows of a batch at once */
-DEFINE_STRIP(strip_1_vec, 1, 1)                /* one vector: the last columns */
-
-/* The last cols < VL columns of one row: one vector of sums when VL columns exist in memory from w
- * on (room), else plain sums. */
-static void strip_edge(const float *x, const float *w, long w_stride, long cols, long room, long k0, long k1,
-                       float *out, int prefetch)
-{
-    if (room >= VL) {
-        float tmp[VL];
-        strip_1_vec(x, 0, w, w_stride, k0, k1, tmp, 0, prefetch);
-        memcpy(out, tmp, sizeof(float) * cols);
-        return;
-    }
-    for (long j = 0; j < cols; j++) {
-        float sum = x[k0] * w[k0 * w_stride + j];
-        for (long k = k0 + 1; k < k1; k++)
-            sum += x[k] * w[k * w_stride + j];
-        out[j] = sum;
-    }
-}
-
-/* One row's outputs out[0:n] from W's columns w[0:n]: wide strips, then single vectors, then the
- * edge (room: columns that exist from w on, so that an edge strip never reads past the matrix). */
-static void row_strips(const float *x, const float *w, long w_stride, long n, long room, long k0, long k1,
-                       float *out, int prefetch)
-{
-    long c = 0;
-    for (; c + DECODE_NV1 * VL <= n; c += DECODE_NV1 * VL)
-        strip_1_wide(x, 0, w + c, w_stride, k0, k1, out + c, 0, prefetch);
-    for (; c + VL <= n; c += VL)
-        strip_1_vec(x, 0, w + c, w_stride, k0, k1, out + c, 0, prefetch);
-    if (c < n)
-        strip_edge(x, w + c, w_stride, n - c, room - c, k0, k1, out + c, prefetch);
-}
-
-/* stream_R: the other way to walk a tile (MG_STREAM_ROWS): whole rows of W (a tile's full width,
- * 8 KiB) one after another, eight (then four, then one) at a time, adding into out[r, 0:width], which stays in L1 and holds
- * the sums between rows. Each element still gets x[k0] w[k0], then one multiply-add per row k in
- * order: the same operations, so the same bits, as the register strips. It reads W in long stretches
- * like BLAS's gemv kernels, at the price of moving the sums through L1; which way is faster depends on
- * the CPU's prefetchers, so the calibration (minigpt2/_tuning.py) tries both. width is a multiple of VL. */
-#define DEFINE_STREAM(NAME, R)                                                                     \
-    static NOINLINE void NAME(const float *x, long x_stride, const float *w, long w_stride, long k0, \
-                              long k1, float *out, long out_stride, long width, int prefetch)       \
-    {                                                                                              \
-        for (long c = 0; c < width; c += VL) {                                                     \
-            vf w0 = vload(w + k0 * w_stride + c);                                                  \
-            UNROLL for (int r = 0; r < R; r++) vstore(out + r * out_stride + c, vsplat(x[r * x_stride + k0]) * w0); \
-        }                                                                                          \
-        long k = k0 + 1;                                                                           \
-        for (; k + 8 <= k1; k += 8) {                                                              \
-            const float *w0 = w + k * w_stride;                                                    \
-            for (long c = 0; c < width; c += VL) {                                                 \
-                if (prefetch && c % 16 == 0 && k + 16 <= k1)                                       \
-                    for (int i = 8; i < 16; i++)                                                   \
-                        PREFETCH_AS(prefetch, w0 + i * w_stride + c);                              \
-                vf a[8];                                                                           \
-                UNROLL for (int i = 0; i < 8; i++) a[i] = vload(w0 + i * w_stride + c);            \
-                UNROLL for (int r = 0; r < R; r++) {                                               \
-                    const float *xr = x + r * x_stride + k;                                        \
-                    vf acc = vload(out + r * out_stride + c);                                      \
-                    UNROLL for (int i = 0; i < 8; i++) acc += vsplat(xr[i]) * a[i];                \
-                    vstore(out + r * out_stride + c, acc);                                         \
-                }                                                                                  \
-            }                                                                                      \
-        }                                                                                          \
-        for (; k + 4 <= k1; k += 4) {                                                              \
-            const float *w0 = w + k * w_stride, *w1 = w0 + w_stride, *w2 = w1 + w_stride, *w3 = w2 + w_stride; \
-            for (long c = 0; c < width; c += VL) {                                                 \
-                if (prefetch && c % 16 == 0 && k + 4 + 4 <= k1)                                    \
-                    for (int i = 4; i < 8; i++)                                                    \
-                        PREFETCH_AS(prefetch, w0 + i * w_stride + c);                              \
-                vf a0 = vload(w0 + c), a1 = vload(w1 + c), a2 = vload(w2 + c), a3 = vload(w3 + c);   \
-                UNROLL for (int r = 0; r < R; r++) {                                               \
-                    const float *xr = x + r * x_stride + k;                                        \
-                    vf acc = vload(out + r * out_stride + c);                                      \
-                    acc += vsplat(xr[0]) * a0;                                                     \
-                    acc += vsplat(xr[1]) * a1;                                                     \
-                    acc += vsplat(xr[2]) * a2;                                                     \
-                    acc += vsplat(xr[3]) * a3;                                                     \
-                    vstore(out + r * out_stride + c, acc);                                         \
-                }                                                                                  \
-            }                                                                                      \
-        }                                                                                          \
-        for (; k < k1; k++)                                                                        \
-            for (long c = 0; c < width; c += VL) {                                                 \
-                vf a0 = vload(w + k * w_stride + c);                                               \
-                UNROLL for (int r = 0; r < R; r++)                                                 \
-                    vstore(out + r * out_stride + c, vload(out + r * out_stride + c) + vsplat(x[r * x_stride + k]) * a0); \
-            }                                                                                      \
-    }
-
-DEFINE_STREAM(stream_1, 1)
-DEFINE_STREAM(stream_2, 2)
-
-/* out[r, 0:width] = x[r, k0:k1] @ W[k0:k1, j0:j0+width] for all rows; rows of W contiguous.
- * DECODE_R rows at a time go through strips of DECODE_NV vectors, each strip read once from memory
- * and then from cache for the next rows; the rows left over go through row_strips. With
- * MG_STREAM_ROWS in `mode`, the rows of x go two at a time (then one) through stream_R instead. */
-static void decode_tile(const float *x, long x_stride, const float *w, long w_stride, long n_out, long rows,
-                        long k0, long k1, long j0, long width, float *out, long out_stride, int mode)
-{
-    w += j0;
-    int prefetch = mode & 3;
-    if (mode & MG_STREAM_ROWS) {
-        long full = width - width % VL, r = 0;
-        for (; r + 2 <= rows; r += 2)
-            stream_2(x + r * x_stride, x_stride, w, w_stride, k0, k1, out + r * out_stride, out_stride, full, prefetch);
-        for (; r < rows; r++)
-            stream_1(x + r * x_stride, x_stride, w, w_stride, k0, k1, out + r * out_stride, out_stride, full, prefetch);
-        for (r = 0; r < rows && full < width; r++)
-            strip_edge(x + r * x_stride, w + full, w_stride, width - full, n_out - j0 - full, k0, k1,
-                       out + r * out_stride + full, prefetch);
-        return;
-    }
-    const long strip = DECODE_NV * VL, full = width - width % strip;
-    long r = 0;
-    for (; r + DECODE_R <= rows; r += DECODE_R) {
-        for (long c = 0; c < full; c += strip)
-            strip_r(x + r * x_stride, x_stride, w + c, w_stride, k0, k1, out + r * out_stride + c, out_stride,
-                    prefetch);
-        for (long i = r; i < r + DECODE_R && full < width; i++)
-            row_strips(x + i * x_stride, w + full, w_stride, width - full, n_out - j0 - full, k0, k1,
-                       out + i * out_stride + full, prefetch);
-    }
-    for (; r < rows; r++)
-        row_strips(x + r * x_stride, w, w_stride, width, n_out - j0, k0, k1, out + r * out_stride, prefetch);
-}
-
-/* The products of elements k .. n-1 (fewer than a vector's worth), added in order. */
-static INLINE float tail_dot(const float *x, const float *w, long k, long n)
-{
-    float sum = 0.0f;
-    for (; k < n; k++)
-        sum += x[k] * w[k];
-    return sum;
-}
-
-/* dots_RxC: y[r, c] = x[r] . w_c for R rows and C columns of W (each contiguous, w_stride apart):
- * R x C vectors of sums, one per output, so each output adds its products in the same order
- * whatever R and C are. While it reads these columns it asks for the next C (up to `ahead`). */
-#define DEFINE_DOTS(NAME, R, C)                                                                    \
-    static NOINLINE void NAME(const float *x, long x_stride, const float *w, long w_stride, long n,  \
-                              float *y, long y_stride, long ahead, int prefetch)                    \
-    {                                                                                              \
-        vf acc[R][C];                                                                              \
-        UNROLL for (int r = 0; r < R; r++) UNROLL for (int c = 0; c < C; c++) acc[r][c] = (vf){0}; \
-        long k = 0;                                                                                \
-        for (; k + VL <= n; k += VL) {                                                             \
-            if (prefetch && k % 16 == 0)                                                           \
-                UNROLL for (int c = 0; c < C; c++) if (C + c < ahead)                              \
-                    PREFETCH_AS(prefetch, w + (C + c) * w_stride + k);                             \
-            vf wv[C];                                                                              \
-            UNROLL for (int c = 0; c < C; c++) wv[c] = vload(w + c * w_stride + k);                \
-            UNROLL for (int r = 0; r < R; r++) {                                                   \
-                vf xr = vload(x + r * x_stride + k);                                               \
-                UNROLL for (int c = 0; c < C; c++) acc[r][c] += xr * wv[c];                        \
-            }                                                                                      \
-        }                                                                                          \
-        UNROLL for (int r = 0; r < R; r++) UNROLL for (int c = 0; c < C; c++)                      \
-            y[r * y_stride + c] = vsum(acc[r][c]) + tail_dot(x + r * x_stride, w + c * w_stride, k, n); \
-    }
-
-DEFINE_DOTS(dots_rc, DOT_R, DOT_C)
-DEFINE_DOTS(dots_1c, 1, DOT_C)
-DEFINE_DOTS(dots_r1, DOT_R, 1)
-DEFINE_DOTS(dots_11, 1, 1)
-
-/* y[r, j0:j1] = x[r] @ W[:, j0:j1] + b with the columns of W contiguous. Each column of W is read
- * from memory once and then reused, from L1, for every group of rows. */
-static void decode_cols_major(const float *x, long x_stride, const float *w, long w_stride, const float *bias,
-                              float *y, long y_stride, long rows, long n_in, long j0, long j1, int prefetch)
-{
-    long j = j0;
-    for (; j + DOT_C <= j1; j += DOT_C) {
-        const float *wj = w + j * w_stride;
-        long r = 0;
-        for (; r + DOT_R <= rows; r += DOT_R)
-            dots_rc(x + r * x_stride, x_stride, wj, w_stride, n_in, y + r * y_stride + j, y_stride, j1 - j, prefetch);
-        for (; r < rows; r++)
-            dots_1c(x + r * x_stride, x_stride, wj, w_stride, n_in, y + r * y_stride + j, y_stride, j1 - j, prefetch);
-    }
-    for (; j < j1; j++) {
-        const float *wj = w + j * w_stride;
-        long r = 0;
-        for (; r + DOT_R <= rows; r += DOT_R)
-            dots_r1(x + r * x_stride, x_stride, wj, w_stride, n_in, y + r * y_stride + j, y_stride, j1 - j, prefetch);
-        for (; r < rows; r++)
-            dots_11(x + r * x_stride, x_stride, wj, w_stride, n_in, y + r * y_stride + j, y_stride, j1 - j, prefetch);
-    }
-    if (bias)
-        for (long r = 0; r < rows; r++)
-            for (long i = j0; i < j1; i++)
-                y[r * y_stride + i] += bias[i];
-}
+/* bytes of one stored weight */
+static long format_bytes(int format) { return format == MG_I8 ? 1 : format == MG_F32 ? 4 : 2; }
 
 struct decode_job {
-    const float *x, *w, *bias;
+    const float *x, *bias;
+    const void *w;          /* the weights, in the format below */
+    const float *scales;    /* int8: a scale per BLOCK weights (NULL for the other formats) */
     float *y;
-    long x_stride, w_stride, y_stride, rows, n_in, n_out;
+    long x_stride, w_stride, s_stride, y_stride, rows, n_in, n_out;
+    int format;             /* MG_F32, MG_F16, MG_BF16 or MG_I8 */
+    int prefetch;           /* the prefetch kind, | MG_STREAM_ROWS to walk tiles row by row */
     long k_tiles;           /* tiles down the input dimension (0 for the LM head) */
     long tile_cols;         /* columns of a tile: DECODE_COLS, or STREAM_COLS for the row walk */
     float *partial;         /* [k_tiles][rows][n_out] partial sums, when k_tiles > 0 */
     atomic_int *finished;   /* tiles finished, per column of tiles */
-    int prefetch;           /* the prefetch kind, | MG_STREAM_ROWS to walk tiles row by row */
 };
 
 /* Item = (column of tiles, tile down it), or a block of LM-head outputs. */
@@ -305,15 +149,15 @@ static void decode_item(void *arg, long item)
     long rows = job->rows, n_out = job->n_out;
     if (job->k_tiles == 0) {  /* the columns of W are contiguous */
         long j0 = item * DECODE_DOTS, j1 = j0 + DECODE_DOTS < n_out ? j0 + DECODE_DOTS : n_out;
-        decode_cols_major(job->x, job->x_stride, job->w, job->w_stride, job->bias, job->y, job->y_stride, rows,
-                          job->n_in, j0, j1, job->prefetch & 3);
+        BY_FORMAT(job->format, decode_cols_major, job->x, job->x_stride, job->w, job->w_stride, job->scales,
+                  job->s_stride, job->bias, job->y, job->y_stride, rows, job->n_in, j0, j1, job->prefetch & 3)
         return;
     }
     long column = item / job->k_tiles, tile = item % job->k_tiles, cols = job->tile_cols;
     long j0 = column * cols, width = n_out - j0 < cols ? n_out - j0 : cols;
     long k0 = tile * DECODE_K, k1 = k0 + DECODE_K < job->n_in ? k0 + DECODE_K : job->n_in;
-    decode_tile(job->x, job->x_stride, job->w, job->w_stride, n_out, rows, k0, k1, j0, width,
-                job->partial + tile * rows * n_out + j0, n_out, job->prefetch);
+    BY_FORMAT(job->format, decode_tile, job->x, job->x_stride, job->w, job->w_stride, job->scales, job->s_stride,
+              n_out, rows, k0, k1, j0, width, job->partial + tile * rows * n_out + j0, n_out, job->prefetch)
     if (atomic_fetch_add(&job->finished[column], 1) + 1 < job->k_tiles)
         return;
     /* The column's last tile: y = bias + the partial sums, tile 0 first. */
@@ -350,9 +194,7 @@ static int decode(struct decode_job *job, int w_transposed)
 
 /* -- many rows ----------------------------------------------------------------------------- */
 
-#define MR GEMM_MR            /* rows of the register block */
-#define NR (GEMM_NV * VL)     /* columns of the register block */
-#define KC 384                /* inner-dimension slice: a KC x NR panel of W stays in L1 */
+#define KC 384                /* inner-dimension slice: a KC x NR panel of W stays in L1 (a multiple of BLOCK) */
 #define NC ((128 / NR > 0 ? 128 / NR : 1) * NR)  /* columns of a work item (about 128): KC x NC in L2 */
 
 /* c[MR][NR] += a (a kc x MR panel of x, packed) times b (a kc x NR panel of W, packed). The
@@ -375,32 +217,13 @@ static NOINLINE void micro_kernel(long kc, const float *a, const float *b, float
             vstore(c + i * c_stride + v * VL, vload(c + i * c_stride + v * VL) + acc[i][v]);
 }
 
-/* Copy W[0:kc, 0:nc] into NR-column panels: b[panel][p][j] (zero-padded). Either way round, the
- * loop reads W along its contiguous axis. */
-static void pack_w(const float *w, long w_stride, int w_transposed, long kc, long nc, float *b)
-{
-    for (long j0 = 0; j0 < nc; j0 += NR, b += NR * kc) {
-        long n = nc - j0 < NR ? nc - j0 : NR;
-        if (w_transposed) {  /* column j of W is row j of the memory */
-            for (long j = 0; j < NR; j++)
-                for (long p = 0; p < kc; p++)
-                    b[p * NR + j] = j < n ? w[(j0 + j) * w_stride + p] : 0.0f;
-        } else if (n == NR) {
-            for (long p = 0; p < kc; p++)
-                memcpy(b + p * NR, w + p * w_stride + j0, sizeof(float) * NR);
-        } else {
-            for (long p = 0; p < kc; p++)
-                for (long j = 0; j < NR; j++)
-                    b[p * NR + j] = j < n ? w[p * w_stride + j0 + j] : 0.0f;
-        }
-    }
-}
-
 struct tiled_job {
-    const float *x, *w, *bias;
+    const float *x, *bias;
+    const void *w;
+    const float *scales;
     float *y;
-    long x_stride, w_stride, y_stride, rows, n_in, n_out;
-    int w_transposed;
+    long x_stride, w_stride, s_stride, y_stride, rows, n_in, n_out;
+    int format, w_transposed;
     float *xp;                 /* x packed: MR-row panels, each [n_in][MR] (zero-padded) */
     atomic_int out_of_memory;  /* set by any item that could not allocate its scratch */
 };
@@ -416,7 +239,7 @@ static void pack_x_item(void *arg, long panel)
             a[p * MR + i] = i < m ? job->x[(i0 + i) * job->x_stride + p] : 0.0f;
 }
 
-/* All rows of y for NC columns: each KC x NC block of W is packed once and used for every row. */
+/* All rows of y for NC columns: each KC x NC block of W is packed (widened) once and used for every row. */
 static void tiled_item(void *arg, long item)
 {
     struct tiled_job *job = arg;
@@ -431,8 +254,11 @@ static void tiled_item(void *arg, long item)
             job->y[i * job->y_stride + j0 + j] = job->bias ? job->bias[j0 + j] : 0.0f;
     for (long p0 = 0; p0 < job->n_in; p0 += KC) {
         long kc = job->n_in - p0 < KC ? job->n_in - p0 : KC;
-        const float *w = job->w_transposed ? job->w + j0 * job->w_stride + p0 : job->w + p0 * job->w_stride + j0;
-        pack_w(w, job->w_stride, job->w_transposed, kc, nc, b);
+        long at = job->w_transposed ? j0 * job->w_stride + p0 : p0 * job->w_stride + j0;  /* W[p0, j0] */
+        const float *sc = !job->scales ? NULL : job->w_transposed ? job->scales + j0 * job->s_stride + p0 / BLOCK
+                                                                  : job->scales + p0 / BLOCK * job->s_stride + j0;
+        const char *w = (const char *)job->w + at * format_bytes(job->format);
+        BY_FORMAT(job->format, pack_w, w, job->w_stride, sc, job->s_stride, job->w_transposed, kc, nc, b)
         for (long i0 = 0; i0 < rows; i0 += MR) {
             const float *a = job->xp + i0 * job->n_in + p0 * MR;
             for (long jr = 0; jr < nc; jr += NR) {
@@ -465,15 +291,17 @@ static int tiled(struct tiled_job *job)
 
 /* -- the entry point (arguments checked by mg_linear in dispatch.c) ------------------------------ */
 
-int MG_NAME(mg_linear)(const float *x, long x_stride, const float *w, long w_stride, int w_transposed,
-                       const float *bias, float *y, long y_stride, long rows, long n_in, long n_out, int prefetch)
+int MG_NAME(mg_linear)(const float *x, long x_stride, int w_format, const void *w, long w_stride,
+                       const float *scales, long s_stride, int w_transposed, const float *bias, float *y,
+                       long y_stride, long rows, long n_in, long n_out, int prefetch)
 /* prefetch: an MG_PREFETCH_* kind, plus MG_STREAM_ROWS for the other walk through the tiles */
 {
     if (rows <= DECODE_MAX_ROWS) {
-        struct decode_job job = {x, w, bias, y, x_stride, w_stride, y_stride, rows, n_in, n_out, 0, 0, NULL, NULL,
-                                 prefetch};
+        struct decode_job job = {x, bias, w, scales, y, x_stride, w_stride, s_stride, y_stride, rows, n_in, n_out,
+                                 w_format, prefetch, 0, 0, NULL, NULL};
         return decode(&job, w_transposed);
     }
-    struct tiled_job job = {x, w, bias, y, x_stride, w_stride, y_stride, rows, n_in, n_out, w_transposed, NULL, 0};
+    struct tiled_job job = {x, bias, w, scales, y, x_stride, w_stride, s_stride, y_stride, rows, n_in, n_out,
+                            w_format, w_transposed, NULL, 0};
     return tiled(&job);
 }

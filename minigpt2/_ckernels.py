@@ -21,8 +21,15 @@ import numpy as np
 from . import _kernels as _extension
 from . import _tuning
 from ._kernels import ffi, lib
+from .weights import BFloat16Weight, Int8Weight
 
 __all__ = ["linear", "layer_norm", "gelu_new", "attention", "calls", "KERNELS"]
+
+INTERFACE = 2  # csrc/kernels.h MG_INTERFACE: the interface these wrappers call
+if getattr(lib, "MG_INTERFACE", None) != INTERFACE:
+    raise ImportError(f"the built extension minigpt2._kernels has interface {getattr(lib, 'MG_INTERFACE', 1)}, these "
+                      f"sources need {INTERFACE}: it was built from other sources (rebuild it: pip install -e . or "
+                      f"python csrc/build_kernels.py)")
 
 F32 = np.dtype(np.float32)
 calls = Counter()  # kernel name -> calls served in C
@@ -77,34 +84,64 @@ def _aligned(a):
     return a.flags.aligned and all(s >= 0 for s, n in zip(a.strides, a.shape) if n > 1)
 
 
+def _stored(weight):
+    """How the C core reads a weight matrix [n_in, n_out]: (format code, the array as stored, the int8 scales or
+    None, transposed), where transposed is 0 when the rows of the matrix are contiguous in memory (a Conv1D
+    weight) and 1 when its columns are (wte.T, the tied head); None for what the C core does not take."""
+    if isinstance(weight, np.ndarray):
+        if weight.dtype == F32:
+            code, values, scales = lib.MG_F32, weight, None
+        elif weight.dtype == np.float16:
+            code, values, scales = lib.MG_F16, weight, None
+        else:
+            return None
+    elif isinstance(weight, BFloat16Weight):
+        code, values, scales = lib.MG_BF16, weight.bits, None
+    elif isinstance(weight, Int8Weight) and weight.axis == 0:  # blocks of 32 down the columns: the summed axis
+        code, values, scales = lib.MG_I8, weight.q, weight.scales
+    else:
+        return None
+    if values.ndim != 2 or not values.flags.aligned:
+        return None
+    if values.flags.c_contiguous:
+        transposed = 0
+    elif values.flags.f_contiguous:
+        transposed = 1
+    else:
+        return None
+    if scales is not None and not (scales.flags.f_contiguous if transposed else scales.flags.c_contiguous):
+        return None
+    return code, values, scales, transposed
+
+
 def linear(x, weight, bias=None):
-    """x @ weight + bias.  # [..., in] -> [..., out]"""
-    if not (_is_f32(x) and _is_f32(weight)) or weight.ndim != 2 or x.ndim == 0 or x.size == 0:
+    """x @ weight + bias, weight in any format of weights.py.  # [..., in] -> [..., out]"""
+    if not _is_f32(x) or x.ndim == 0 or x.size == 0:
         return NotImplemented
-    n_in, n_out = weight.shape
+    stored = _stored(weight)
+    if stored is None:
+        return NotImplemented
+    code, values, scales, transposed = stored
+    n_in, n_out = values.shape
     rows = x.size // n_in if n_in else 0
-    if x.shape[-1] != n_in or n_in == 0 or n_out == 0 or rows >= BLAS_ROWS:
-        return NotImplemented
+    if x.shape[-1] != n_in or n_in == 0 or n_out == 0 or (code == lib.MG_F32 and rows >= BLAS_ROWS):
+        return NotImplemented  # (a prompt's product with a float32 weight is BLAS's; a narrow one stays in C,
+        # which widens a block at a time, instead of NumPy widening the whole matrix)
     if bias is not None:
         if not (_is_f32(bias) and bias.shape == (n_out,)):
             return NotImplemented
         bias = _contiguous(bias)
-    flags = weight.flags
-    if flags.c_contiguous:  # a Conv1D weight: its rows are contiguous
-        transposed, w = 0, weight
-    elif flags.f_contiguous:  # wte.T, the tied LM head: its columns are contiguous
-        transposed, w = 1, weight.T
-    else:
-        return NotImplemented
-    if not flags.aligned:
-        return NotImplemented
-    pick = _tuning.current().linear[transposed][min(rows, _tuning.DECODE_MAX_ROWS + 1)]
+    plan = _tuning.current()
+    pick = (plan.linear if code == lib.MG_F32 else plan.narrow_linear)[transposed][min(rows, _tuning.DECODE_MAX_ROWS + 1)]
     if pick is None:
         return NotImplemented
     x = _contiguous(x)
     y = np.empty(x.shape[:-1] + (n_out,), F32)
-    status = lib.mg_linear(pick[0], pick[1], lib.MG_F32, ffi.from_buffer("float[]", x), n_in,
-                           ffi.from_buffer("float[]", w), w.shape[1], transposed,
+    if transposed:
+        values, scales = values.T, None if scales is None else scales.T
+    status = lib.mg_linear(pick[0], pick[1], code, ffi.from_buffer("float[]", x), n_in, ffi.from_buffer(values),
+                           values.shape[1], ffi.NULL if scales is None else ffi.from_buffer("float[]", scales),
+                           0 if scales is None else scales.shape[1], transposed,
                            ffi.NULL if bias is None else ffi.from_buffer("float[]", bias),
                            ffi.from_buffer("float[]", y), n_out, rows, n_in, n_out)
     if status == lib.MG_ERR_MEMORY:  # no room for the kernel's scratch buffers: NumPy may still manage
@@ -212,7 +249,7 @@ def run_linear(variant, prefetch, x, w):
     stored = w.T if transposed else w
     y = np.empty((x.shape[0], w.shape[1]), F32)
     _check(lib.mg_linear(variant, prefetch, lib.MG_F32, ffi.from_buffer("float[]", x), x.shape[1],
-                         ffi.from_buffer("float[]", stored), stored.shape[1], transposed, ffi.NULL,
+                         ffi.from_buffer("float[]", stored), stored.shape[1], ffi.NULL, 0, transposed, ffi.NULL,
                          ffi.from_buffer("float[]", y), w.shape[1], x.shape[0], w.shape[0], w.shape[1]), "linear")
     return y
 

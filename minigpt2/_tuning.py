@@ -100,25 +100,43 @@ class Plan:
         self.choice, self.how, self.measured = dict(choice), how, measured or {}
         index = {name: i for i, name in enumerate(variant_names())}
 
-        def resolve(cls):
-            pick = self.choice.get(cls, NUMPY)
+        def resolve(cls, pick=None):
+            pick = pick or self.choice.get(cls, NUMPY)
             if pick == NUMPY:
                 return None
             variant, prefetch, *walk = pick.split("/")
             return index[variant], PREFETCH[prefetch] | (STREAM_ROWS if walk == ["rows"] else 0), variant
 
         self.by_class = {cls: resolve(cls) for cls in CLASSES}
-        # linear: [transposed][min(rows, DECODE_MAX_ROWS + 1)] (the caller sends rows >= BLAS_ROWS to NumPy)
+        # Weights in 16 or 8 bits (weights.py) go to C at every row count: NumPy would first widen the whole
+        # matrix to float32 (so C is faster by construction). The candidate that won a class for float32 serves
+        # it (fewer bytes, the same access pattern); where NumPy won, the fastest C candidate measured there.
+        narrow = {cls: resolve(cls, self._fastest_c(cls)) for cls in CLASSES if cls.startswith("linear")}
+        # linear: [transposed][min(rows, DECODE_MAX_ROWS + 1)] (the caller sends float32 products of rows >=
+        # BLAS_ROWS to NumPy)
         self.linear = [[None] * (DECODE_MAX_ROWS + 2) for _ in range(2)]
+        self.narrow_linear = [[None] * (DECODE_MAX_ROWS + 2) for _ in range(2)]
         for rows in range(1, DECODE_MAX_ROWS + 2):
             for transposed, head in ((0, ""), (1, "_head")):
                 cls = ("linear_1" + head if rows == 1 else "linear_few" + head if rows <= DECODE_MAX_ROWS
                        else "linear_tiled")
                 self.linear[transposed][rows] = self.by_class[cls]
+                self.narrow_linear[transposed][rows] = narrow[cls]
         self.attention_decode = self.by_class["attention_decode"]
         self.attention_prompt = self.by_class["attention_prompt"]
         self.layer_norm = self.by_class["layer_norm"]
         self.gelu_new = self.by_class["gelu_new"]
+
+    def _fastest_c(self, cls):
+        """The class's choice if it is a C candidate, else the fastest C candidate measured for it (None when
+        NumPy was forced: then NumPy serves every call)."""
+        pick = self.choice.get(cls, NUMPY)
+        if pick != NUMPY:
+            return pick
+        times = {c: t for c, t in self.measured.get(cls, {}).items() if c != NUMPY}
+        if times:
+            return min(times, key=times.get)
+        return None if self.how.startswith("forced") else f"{supported_variants()[-1]}/nta"
 
 
 def forced(name: str) -> Plan:
@@ -183,6 +201,9 @@ def describe(plan: Plan | None = None) -> list:
     lines = [f"kernel choice: {plan.how}"]
     for cls, what in CLASSES.items():
         lines.append(f"  {what}: {plan.choice.get(cls, NUMPY)}")
+    narrow = {cls: plan._fastest_c(cls) or NUMPY for cls in CLASSES if cls.startswith("linear")}
+    lines.append("  linear with 16/8-bit weights (widened in registers): "
+                 + ", ".join(f"{cls.replace('linear_', '')} {pick}" for cls, pick in narrow.items()))
     return lines
 
 

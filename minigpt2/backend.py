@@ -75,7 +75,7 @@ def _load_c():
     if _ckernels is None and _c_problem is None:
         try:
             from . import _ckernels as module
-        except ImportError as e:
+        except ImportError as e:  # (also a library built from other sources: _ckernels checks the interface)
             _c_problem = f"{type(e).__name__}: {e}"
         else:
             _ckernels = module

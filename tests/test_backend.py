@@ -280,7 +280,10 @@ def test_the_environment_forces_a_variant_and_info_shows_it():
         lines = run_python(code, {"MINIGPT2_KERNEL": variant}).splitlines()
         assert lines[0] == f"kernel choice: forced ({variant})"
         expected = "numpy" if variant == "numpy" else f"{variant}/nta"
-        assert all(line.endswith(f": {expected}") for line in lines[1:]) and len(lines) == 10
+        assert all(line.endswith(f": {expected}") for line in lines[1:10]) and len(lines) == 11
+        narrow = lines[10].split(": ", 1)[1].split(", ")  # the 16/8-bit weights' picks, one per kind of call
+        assert lines[10].startswith("  linear with 16/8-bit weights") and len(narrow) == 5
+        assert all(pick.split()[-1] == expected for pick in narrow)
     code = ("import minigpt2, numpy as np; from minigpt2 import _ckernels as ck; "
             "minigpt2.GPT2Model(minigpt2.GPT2Config.from_preset('tiny'), seed=0)([[1, 2]]); "
             "print(sorted(set(ck.last_variant.values())))")

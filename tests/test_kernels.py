@@ -506,13 +506,19 @@ def test_empty_inputs():
 def test_c_errors_become_exceptions():
     lib, null = ck.lib, ck.ffi.NULL
     with pytest.raises(ValueError, match="C kernel linear"):
-        ck._check(lib.mg_linear(0, 0, lib.MG_F32, null, 1, null, 1, 0, null, null, 1, 1, 1, 1), "linear")
+        ck._check(lib.mg_linear(0, 0, lib.MG_F32, null, 1, null, 1, null, 0, 0, null, null, 1, 1, 1, 1), "linear")
     y = np.zeros(4, np.float32)
     with pytest.raises(ValueError, match="size"):
         ck._check(lib.mg_gelu_new(0, ck._floats(y), ck._floats(y), -1), "gelu_new")
     with pytest.raises(ValueError, match="weight format or prefetch"):
-        ck._check(lib.mg_linear(0, 7, lib.MG_F32, ck._floats(y), 1, ck._floats(y), 1, 0, null, ck._floats(y), 1, 1, 1, 1),
+        ck._check(lib.mg_linear(0, 7, lib.MG_F32, ck._floats(y), 1, ck._floats(y), 1, null, 0, 0, null, ck._floats(y), 1,
+                                1, 1, 1), "linear")
+    with pytest.raises(ValueError, match="weight format or prefetch"):  # no such format
+        ck._check(lib.mg_linear(0, 0, 9, ck._floats(y), 1, ck._floats(y), 1, null, 0, 0, null, ck._floats(y), 1, 1, 1, 1),
                   "linear")
+    with pytest.raises(ValueError, match="missing"):  # int8 without its scales
+        ck._check(lib.mg_linear(0, 0, lib.MG_I8, ck._floats(y), 1, ck._floats(y), 1, null, 0, 0, null, ck._floats(y), 1,
+                                1, 1, 1), "linear")
 
 
 def test_a_variant_the_cpu_cannot_run_is_refused_not_executed():
@@ -526,7 +532,7 @@ def test_a_variant_the_cpu_cannot_run_is_refused_not_executed():
         assert lib.mg_gelu_new(i, ck._floats(y), ck._floats(y), 4) == lib.MG_ERR_VARIANT
         assert lib.mg_layer_norm(i, ck._floats(y), 4, ck._floats(y), ck._floats(y), ck._floats(y), 4, 1, 4,
                                  1e-5) == lib.MG_ERR_VARIANT
-        assert lib.mg_linear(i, 0, lib.MG_F32, ck._floats(y), 4, ck._floats(y), 1, 0, ck.ffi.NULL, ck._floats(y), 1, 1,
+        assert lib.mg_linear(i, 0, lib.MG_F32, ck._floats(y), 4, ck._floats(y), 1, ck.ffi.NULL, 0, 0, ck.ffi.NULL, ck._floats(y), 1, 1,
                              4, 1) == lib.MG_ERR_VARIANT
     for i, name in enumerate(names):
         assert bool(lib.mg_variant_supported(i)) == (name in VARIANTS)

@@ -1,0 +1,275 @@
+/* linear's decode kernels (few rows), for one weight format: included by linear.c once per format, with
+ *   FMT                 the suffix of the functions' names (f32, f16, bf16, i8)
+ *   WT                  the type of one stored weight (float, uint16_t, int8_t)
+ *   WROW(w, sc, k, c)   VL weights W[k, c : c+VL], widened, when the rows of W are contiguous (Conv1D)
+ *   WCOL(w, sc, c, k)   VL weights W[k : k+VL, c], widened, when the columns are contiguous (the tied head)
+ *   SROW, SCOL          the same for one weight
+ * (w_stride and s_stride, the strides of the weights and of int8's scales sc, are in scope where they are
+ * used.) So the walks below are written once and read the same for every format: only what a weight load
+ * is changes. A weight is widened in a register just before its multiply-add.
+ */
+#define TJOIN(a, b) a##_##b
+#define TNAME(a, b) TJOIN(a, b)
+#define T(name) TNAME(name, FMT)
+
+/* weights of this format per 64-byte cache line */
+#define LINE (64 / (long)sizeof(WT))
+
+/* Rows of W a strip of NV vectors asks for ahead: PREFETCH_BYTES of its columns (a request must be made
+ * about a memory latency before the data is needed, and a narrow strip eats a row in a few cycles). */
+#define AHEAD(NV) (PREFETCH_BYTES / (NV * VL * (long)sizeof(WT)) > 1 ? PREFETCH_BYTES / (NV * VL * (long)sizeof(WT)) : 1)
+
+/* strip_RxNV: out[r, 0:NV*VL] = x[r, k0:k1] @ W[k0:k1, 0:NV*VL] for R rows r, with the R x NV
+ * vectors of sums in registers while the rows of W stream past; each step loads NV vectors of W
+ * and multiplies them by one broadcast x value per row. The shapes come from target_*.h, chosen
+ * so that sums + loads + the broadcast fit the register file. (One function per shape, written
+ * out by the macro: with the sizes as run-time arguments the sums would live in memory.) */
+#define DEFINE_STRIP(NAME, R, NV)                                                                  \
+    static NOINLINE void NAME(const float *x, long x_stride, const WT *w, long w_stride, const float *sc, \
+                              long s_stride, long k0, long k1, float *out, long out_stride, int prefetch) \
+    {                                                                                              \
+        (void)sc, (void)s_stride;                                                                  \
+        vf acc[R][NV];                                                                             \
+        UNROLL for (int r = 0; r < R; r++) UNROLL for (int v = 0; v < NV; v++) acc[r][v] = vsplat(-0.0f); \
+        for (long k = k0; k < k1; k++) {                                                           \
+            if (prefetch && k + AHEAD(NV) < k1)                                                    \
+                for (long i = 0; i < NV * VL; i += LINE)                                           \
+                    PREFETCH_AS(prefetch, w + (k + AHEAD(NV)) * w_stride + i);                     \
+            vf wv[NV];                                                                             \
+            UNROLL for (int v = 0; v < NV; v++) wv[v] = WROW(w, sc, k, v * VL);                    \
+            UNROLL for (int r = 0; r < R; r++) {                                                   \
+                vf xr = vsplat(x[r * x_stride + k]);                                               \
+                UNROLL for (int v = 0; v < NV; v++) acc[r][v] += xr * wv[v];                       \
+            }                                                                                      \
+        }                                                                                          \
+        UNROLL for (int r = 0; r < R; r++)                                                         \
+            UNROLL for (int v = 0; v < NV; v++) vstore(out + r * out_stride + v * VL, acc[r][v]);  \
+    }
+
+DEFINE_STRIP(T(strip_1_wide), 1, DECODE_NV1)      /* one row, a wide strip: long stretches of each W row */
+DEFINE_STRIP(T(strip_r), DECODE_R, DECODE_NV)     /* DECODE_R rows of a batch at once */
+DEFINE_STRIP(T(strip_1_vec), 1, 1)                /* one vector: the last columns */
+#undef DEFINE_STRIP
+
+/* The last cols < VL columns of one row: one vector of sums when VL columns exist in memory from w
+ * on (room), else plain sums. */
+static void T(strip_edge)(const float *x, const WT *w, long w_stride, const float *sc, long s_stride, long cols,
+                          long room, long k0, long k1, float *out, int prefetch)
+{
+    (void)sc, (void)s_stride;
+    if (room >= VL) {
+        float tmp[VL];
+        T(strip_1_vec)(x, 0, w, w_stride, sc, s_stride, k0, k1, tmp, 0, prefetch);
+        memcpy(out, tmp, sizeof(float) * cols);
+        return;
+    }
+    for (long j = 0; j < cols; j++) {
+        float sum = -0.0f;
+        for (long k = k0; k < k1; k++)
+            sum += x[k] * SROW(w, sc, k, j);
+        out[j] = sum;
+    }
+}
+
+/* One row's outputs out[0:n] from W's columns w[0:n]: wide strips, then single vectors, then the
+ * edge (room: columns that exist from w on, so that an edge strip never reads past the matrix). */
+static void T(row_strips)(const float *x, const WT *w, long w_stride, const float *sc, long s_stride, long n,
+                          long room, long k0, long k1, float *out, int prefetch)
+{
+    long c = 0;
+    for (; c + DECODE_NV1 * VL <= n; c += DECODE_NV1 * VL)
+        T(strip_1_wide)(x, 0, w + c, w_stride, sc + c, s_stride, k0, k1, out + c, 0, prefetch);
+    for (; c + VL <= n; c += VL)
+        T(strip_1_vec)(x, 0, w + c, w_stride, sc + c, s_stride, k0, k1, out + c, 0, prefetch);
+    if (c < n)
+        T(strip_edge)(x, w + c, w_stride, sc + c, s_stride, n - c, room - c, k0, k1, out + c, prefetch);
+}
+
+/* stream_R: the other way to walk a tile (MG_STREAM_ROWS): whole rows of W (a tile's full width) one after
+ * another, four (then one) at a time, adding into out[r, 0:width], which stays in L1 and holds
+ * the sums between groups of rows. Each sum starts at -0 and gets one multiply-add per row k in order,
+ * as in the register strips: the same operations, so the same bits. (-0, not 0: -0 + p is p for every p,
+ * -0 included, and p + q with either product fused or not gives the same first sum.) It reads W in long stretches
+ * like BLAS's gemv kernels, at the price of moving the sums through L1; which way is faster depends on
+ * the CPU's prefetchers, so the calibration (minigpt2/_tuning.py) tries both. width is a multiple of VL. */
+#define DEFINE_STREAM(NAME, R)                                                                     \
+    static NOINLINE void NAME(const float *x, long x_stride, const WT *w, long w_stride, const float *sc, \
+                              long s_stride, long k0, long k1, float *out, long out_stride, long width,  \
+                              int prefetch)                                                        \
+    {                                                                                              \
+        (void)sc, (void)s_stride;                                                                  \
+        long k = k0;                                                                               \
+        if (k1 - k0 < 4) /* no group of four to start the sums: start them here */                 \
+            UNROLL for (int r = 0; r < R; r++)                                                     \
+                for (long c = 0; c < width; c += VL) vstore(out + r * out_stride + c, vsplat(-0.0f)); \
+        for (; k + 4 <= k1; k += 4) {                                                              \
+            int first = k == k0;                                                                   \
+            for (long c = 0; c < width; c += VL) {                                                 \
+                if (prefetch && c % LINE == 0 && k + 8 <= k1)                                      \
+                    for (int i = 4; i < 8; i++)                                                    \
+                        PREFETCH_AS(prefetch, w + (k + i) * w_stride + c);                         \
+                vf a[4];                                                                           \
+                UNROLL for (int i = 0; i < 4; i++) a[i] = WROW(w, sc, k + i, c);                   \
+                UNROLL for (int r = 0; r < R; r++) {                                               \
+                    const float *xr = x + r * x_stride + k;                                        \
+                    vf acc = first ? vsplat(-0.0f) : vload(out + r * out_stride + c);              \
+                    UNROLL for (int i = 0; i < 4; i++) acc += vsplat(xr[i]) * a[i];                \
+                    vstore(out + r * out_stride + c, acc);                                         \
+                }                                                                                  \
+            }                                                                                      \
+        }                                                                                          \
+        for (; k < k1; k++)                                                                        \
+            for (long c = 0; c < width; c += VL) {                                                 \
+                vf a0 = WROW(w, sc, k, c);                                                         \
+                UNROLL for (int r = 0; r < R; r++) {                                               \
+                    vf xk = vsplat(x[r * x_stride + k]);                                           \
+                    vstore(out + r * out_stride + c, vload(out + r * out_stride + c) + xk * a0);   \
+                }                                                                                  \
+            }                                                                                      \
+    }
+
+DEFINE_STREAM(T(stream_1), 1)
+DEFINE_STREAM(T(stream_2), 2)
+#undef DEFINE_STREAM
+
+/* out[r, 0:width] = x[r, k0:k1] @ W[k0:k1, j0:j0+width] for all rows; rows of W contiguous.
+ * DECODE_R rows at a time go through strips of DECODE_NV vectors, each strip read once from memory
+ * and then from cache for the next rows; the rows left over go through row_strips. With
+ * MG_STREAM_ROWS in `mode`, the rows of x go two at a time (then one) through stream_R instead. */
+static void T(decode_tile)(const float *x, long x_stride, const void *w_, long w_stride, const float *sc,
+                           long s_stride, long n_out, long rows, long k0, long k1, long j0, long width, float *out,
+                           long out_stride, int mode)
+{
+    const WT *w = (const WT *)w_ + j0;
+    sc += j0;
+    int prefetch = mode & 3;
+    if (mode & MG_STREAM_ROWS) {
+        long full = width - width % VL, r = 0;
+        for (; r + 2 <= rows; r += 2)
+            T(stream_2)(x + r * x_stride, x_stride, w, w_stride, sc, s_stride, k0, k1, out + r * out_stride,
+                        out_stride, full, prefetch);
+        for (; r < rows; r++)
+            T(stream_1)(x + r * x_stride, x_stride, w, w_stride, sc, s_stride, k0, k1, out + r * out_stride,
+                        out_stride, full, prefetch);
+        for (r = 0; r < rows && full < width; r++)
+            T(strip_edge)(x + r * x_stride, w + full, w_stride, sc + full, s_stride, width - full, n_out - j0 - full,
+                          k0, k1, out + r * out_stride + full, prefetch);
+        return;
+    }
+    const long strip = DECODE_NV * VL, full = width - width % strip;
+    long r = 0;
+    for (; r + DECODE_R <= rows; r += DECODE_R) {
+        for (long c = 0; c < full; c += strip)
+            T(strip_r)(x + r * x_stride, x_stride, w + c, w_stride, sc + c, s_stride, k0, k1,
+                       out + r * out_stride + c, out_stride, prefetch);
+        for (long i = r; i < r + DECODE_R && full < width; i++)
+            T(row_strips)(x + i * x_stride, w + full, w_stride, sc + full, s_stride, width - full, n_out - j0 - full,
+                          k0, k1, out + i * out_stride + full, prefetch);
+    }
+    for (; r < rows; r++)
+        T(row_strips)(x + r * x_stride, w, w_stride, sc, s_stride, width, n_out - j0, k0, k1, out + r * out_stride,
+                      prefetch);
+}
+
+/* dots_RxC: y[r, c] = x[r] . w_c for R rows and C columns of W (each contiguous, w_stride apart):
+ * R x C vectors of sums, one per output, so each output adds its products in the same order
+ * whatever R and C are. While it reads these columns it asks for the next C (up to `ahead`). */
+#define DEFINE_DOTS(NAME, R, C)                                                                    \
+    static NOINLINE void NAME(const float *x, long x_stride, const WT *w, long w_stride, const float *sc, \
+                              long s_stride, long n, float *y, long y_stride, long ahead, int prefetch) \
+    {                                                                                              \
+        (void)sc, (void)s_stride;                                                                  \
+        vf acc[R][C];                                                                              \
+        UNROLL for (int r = 0; r < R; r++) UNROLL for (int c = 0; c < C; c++) acc[r][c] = (vf){0}; \
+        long k = 0;                                                                                \
+        for (; k + VL <= n; k += VL) {                                                             \
+            if (prefetch && k % LINE == 0)                                                         \
+                UNROLL for (int c = 0; c < C; c++) if (C + c < ahead)                              \
+                    PREFETCH_AS(prefetch, w + (C + c) * w_stride + k);                             \
+            vf wv[C];                                                                              \
+            UNROLL for (int c = 0; c < C; c++) wv[c] = WCOL(w, sc, c, k);                          \
+            UNROLL for (int r = 0; r < R; r++) {                                                   \
+                vf xr = vload(x + r * x_stride + k);                                               \
+                UNROLL for (int c = 0; c < C; c++) acc[r][c] += xr * wv[c];                        \
+            }                                                                                      \
+        }                                                                                          \
+        UNROLL for (int r = 0; r < R; r++) UNROLL for (int c = 0; c < C; c++) {                    \
+            float sum = 0.0f; /* the last n % VL products, in order */                             \
+            for (long i = k; i < n; i++)                                                           \
+                sum += x[r * x_stride + i] * SCOL(w, sc, c, i);                                    \
+            y[r * y_stride + c] = vsum(acc[r][c]) + sum;                                           \
+        }                                                                                          \
+    }
+
+DEFINE_DOTS(T(dots_rc), DOT_R, DOT_C)
+DEFINE_DOTS(T(dots_1c), 1, DOT_C)
+DEFINE_DOTS(T(dots_r1), DOT_R, 1)
+DEFINE_DOTS(T(dots_11), 1, 1)
+#undef DEFINE_DOTS
+
+/* y[r, j0:j1] = x[r] @ W[:, j0:j1] + b with the columns of W contiguous. Each column of W is read
+ * from memory once and then reused, from L1, for every group of rows. */
+static void T(decode_cols_major)(const float *x, long x_stride, const void *w_, long w_stride, const float *sc,
+                                 long s_stride, const float *bias, float *y, long y_stride, long rows, long n_in,
+                                 long j0, long j1, int prefetch)
+{
+    const WT *w = w_;
+    long j = j0;
+    for (; j + DOT_C <= j1; j += DOT_C) {
+        const WT *wj = w + j * w_stride;
+        const float *sj = sc + j * s_stride;
+        long r = 0;
+        for (; r + DOT_R <= rows; r += DOT_R)
+            T(dots_rc)(x + r * x_stride, x_stride, wj, w_stride, sj, s_stride, n_in, y + r * y_stride + j, y_stride,
+                       j1 - j, prefetch);
+        for (; r < rows; r++)
+            T(dots_1c)(x + r * x_stride, x_stride, wj, w_stride, sj, s_stride, n_in, y + r * y_stride + j, y_stride,
+                       j1 - j, prefetch);
+    }
+    for (; j < j1; j++) {
+        const WT *wj = w + j * w_stride;
+        const float *sj = sc + j * s_stride;
+        long r = 0;
+        for (; r + DOT_R <= rows; r += DOT_R)
+            T(dots_r1)(x + r * x_stride, x_stride, wj, w_stride, sj, s_stride, n_in, y + r * y_stride + j, y_stride,
+                       j1 - j, prefetch);
+        for (; r < rows; r++)
+            T(dots_11)(x + r * x_stride, x_stride, wj, w_stride, sj, s_stride, n_in, y + r * y_stride + j, y_stride,
+                       j1 - j, prefetch);
+    }
+    if (bias)
+        for (long r = 0; r < rows; r++)
+            for (long i = j0; i < j1; i++)
+                y[r * y_stride + i] += bias[i];
+}
+
+/* Copy W[0:kc, 0:nc] into NR-column panels of float32, b[panel][p][j] (zero-padded), for the tiled
+ * kernel: a narrow weight is widened here, one KC x NC block at a time. Either way round, the loop reads
+ * W along its contiguous axis. (w and sc start at the block's first row, a multiple of BLOCK.) */
+static void T(pack_w)(const void *w_, long w_stride, const float *sc, long s_stride, int w_transposed, long kc,
+                      long nc, float *b)
+{
+    const WT *w = w_;
+    (void)sc, (void)s_stride;
+    for (long j0 = 0; j0 < nc; j0 += NR, b += NR * kc) {
+        long n = nc - j0 < NR ? nc - j0 : NR;
+        if (w_transposed) {  /* column j of W is row j of the memory */
+            for (long j = 0; j < NR; j++)
+                for (long p = 0; p < kc; p++)
+                    b[p * NR + j] = j < n ? SCOL(w, sc, j0 + j, p) : 0.0f;
+        } else {
+            for (long p = 0; p < kc; p++) {
+                for (long j = 0; j < n; j++)
+                    b[p * NR + j] = SROW(w, sc, p, j0 + j);
+                for (long j = n; j < NR; j++)
+                    b[p * NR + j] = 0.0f;
+            }
+        }
+    }
+}
+
+#undef AHEAD
+#undef LINE
+#undef T
+#undef TNAME
+#undef TJOIN

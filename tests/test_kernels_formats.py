@@ -1,0 +1,153 @@
+"""The C core's linear on 16- and 8-bit weights against its NumPy twin, ``x @ widen(w) + b`` (layers.py).
+
+The C kernels read float16, bfloat16 and int8 weights (minigpt2/weights.py) and widen each one in a register
+just before its multiply-add. Widening is exact (float16 and bfloat16 are subsets of float32; an int8 weight
+becomes q * scale rounded to float32, as ``Int8Weight.widen`` computes it), so C and NumPy multiply the
+same float32 values and differ only in the order of the additions. The bound is then float32's, as for
+float32 weights (tests/test_kernels.py): |c - ref| <= 2 gamma(n_in + 1) (|x| @ |widen(w)| + |b|), with
+gamma(n) = n u / (1 - n u), u = 2**-24. Every test runs once per variant this CPU can run, forced in turn.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from minigpt2 import backend, layers, weights
+
+ck = pytest.importorskip("minigpt2._ckernels", reason="the C extension is not built (see test_backend.py)")
+from test_kernels import SETTINGS, blas_rows, each_variant, gamma, kernel_variant, served_by_c, sizes  # noqa: E402
+
+from minigpt2 import _tuning  # noqa: E402
+
+FORMATS = ("float16", "bfloat16", "int8")
+
+
+def stored(w, fmt, head):
+    """w [n_in, n_out] in format ``fmt`` as the model keeps it: a Conv1D weight (blocks down its columns), or
+    (head) the transpose of a table [n_out, n_in] (wte: blocks along its rows), as the tied head uses it."""
+    if head:
+        return weights.to_format(np.ascontiguousarray(w.T), fmt, axis=-1).T
+    return weights.to_format(w, fmt, axis=0)
+
+
+def check(x, w, b):
+    ours = served_by_c("linear", ck.linear, x, w, b)
+    ref = layers.linear.reference(x, w, b)
+    wide = weights.widen(w).astype(np.float64)
+    magnitude = np.abs(x.astype(np.float64)) @ np.abs(wide) + (0 if b is None else np.abs(b))
+    excess = np.abs(ours.astype(np.float64) - ref) - 2 * gamma(w.shape[0] + 1) * magnitude
+    assert excess.max() <= 0, f"{weights.format_name(w)} linear exceeds its bound by {excess.max():.3g}"
+
+
+@each_variant
+@SETTINGS
+@given(fmt=st.sampled_from(FORMATS), rows=st.integers(1, 40), n_in=sizes, n_out=sizes, head=st.booleans(),
+       with_bias=st.booleans(), seed=st.integers(0, 2 ** 32 - 1))
+def test_narrow_linear_matches_numpy(fmt, rows, n_in, n_out, head, with_bias, seed):
+    """Every format, both layouts, the decode (<= 12 rows) and tiled paths, shapes off every tile and block."""
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((rows, n_in), dtype=np.float32)
+    w = stored(rng.standard_normal((n_in, n_out), dtype=np.float32) * np.float32(0.1), fmt, head)
+    b = rng.standard_normal(n_out, dtype=np.float32) if with_bias else None
+    check(x, w, b)
+
+
+@each_variant
+@SETTINGS
+@given(fmt=st.sampled_from(FORMATS), rows=st.integers(1, 40), n_in=sizes, n_out=sizes, head=st.booleans(),
+       seed=st.integers(0, 2 ** 32 - 1))
+def test_narrow_linear_is_exact_on_small_integers(fmt, rows, n_in, n_out, head, seed):
+    """Small integers are exact in every format (int8 with scale 1), and so is every partial sum: any order of
+    the additions gives the reference's bits. This catches a weight read from the wrong place, a dropped or
+    doubled block, or a scale applied to the wrong block, which the rounding bound is too loose to see."""
+    rng = np.random.default_rng(seed)
+    x = rng.integers(-8, 9, (rows, n_in)).astype(np.float32)
+    values = rng.integers(-8, 9, (n_in, n_out)).astype(np.float32)
+    if fmt == "int8":  # scales of 1 and 2 (exact products), different per block
+        blocks = -(-n_in // weights.BLOCK)
+        scales = rng.integers(1, 3, (blocks, n_out)).astype(np.float32)
+        q = values.astype(np.int8)
+        w = weights.Int8Weight(q, scales, 0)
+        if head:
+            w = weights.Int8Weight(np.ascontiguousarray(q.T), np.ascontiguousarray(scales.T), -1).T
+    else:
+        w = stored(values, fmt, head)
+    b = rng.integers(-8, 9, n_out).astype(np.float32)
+    np.testing.assert_array_equal(served_by_c("linear", ck.linear, x, w, b), layers.linear.reference(x, w, b))
+
+
+@each_variant
+@SETTINGS
+@given(fmt=st.sampled_from(FORMATS), rows=st.integers(1, 12), n_in=sizes, n_out=sizes, head=st.booleans(),
+       seed=st.integers(0, 2 ** 32 - 1))
+def test_narrow_walks_prefetch_kinds_and_threads_change_no_bit(fmt, rows, n_in, n_out, head, seed):
+    """Whatever the calibration picked for float32 serves the narrow formats too: every walk, prefetch kind and
+    thread count must give the same bits."""
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((rows, n_in), dtype=np.float32)
+    w = stored(rng.standard_normal((n_in, n_out), dtype=np.float32), fmt, head)
+    variant = _tuning.variant_names().index(kernel_variant.forced)
+    saved = backend.get_num_threads()
+    try:
+        results = []
+        for threads, mode in ((1, 0), (2, 1), (3, 2), (2, _tuning.STREAM_ROWS), (1, 1 | _tuning.STREAM_ROWS)):
+            backend.set_num_threads(threads)
+            results.append(run(variant, mode, x, w))
+    finally:
+        backend.set_num_threads(saved)
+    for r in results[1:]:
+        np.testing.assert_array_equal(r, results[0])
+
+
+def run(variant, mode, x, w):
+    """ck.linear with one variant and mode (prefetch kind | walk), by way of a forced plan."""
+    plan = _tuning.Plan({cls: "numpy" for cls in _tuning.CLASSES}, "forced (test)")
+    pick = (variant, mode, _tuning.variant_names()[variant])
+    plan.narrow_linear = [[pick] * (_tuning.DECODE_MAX_ROWS + 2) for _ in range(2)]
+    saved = _tuning._plan
+    _tuning._plan = plan
+    try:
+        return served_by_c("linear", ck.linear, x, w, None)
+    finally:
+        _tuning._plan = saved
+
+
+@each_variant
+def test_gpt2_shapes_without_a_float32_copy(monkeypatch):
+    """The 124M model's matrices and its tied head, at decode and prompt sizes, in every format: served by C,
+    and never widened in NumPy (no float32 copy of a matrix is made)."""
+    def no_widen(w):
+        raise AssertionError("a narrow matrix was widened in NumPy")
+
+    rng = np.random.default_rng(0)
+    mats = [(768, 2304), (768, 3072), (3072, 768)]
+    for fmt in FORMATS:
+        ws = [stored(rng.standard_normal(s, dtype=np.float32) * np.float32(0.02), fmt, False) for s in mats]
+        head = stored(rng.standard_normal((768, 50257), dtype=np.float32) * np.float32(0.02), fmt, True)
+        expected = {}
+        for i, w in enumerate(ws + [head]):
+            for rows in (1, 8, 40):
+                x = rng.standard_normal((rows, w.shape[0]), dtype=np.float32)
+                expected[i, rows] = (x, layers.linear.reference(x, w))
+        with monkeypatch.context() as m:
+            m.setattr(layers, "widen", no_widen)
+            for (i, rows), (x, ref) in expected.items():
+                w = (ws + [head])[i]
+                ours = served_by_c("linear", ck.linear, x, w, None)
+                bound = 2 * gamma(w.shape[0] + 1) * (np.abs(x) @ np.abs(weights.widen(w)))
+                assert (np.abs(ours - ref) <= bound).all(), (fmt, i, rows)
+
+
+def test_what_the_c_core_declines_goes_to_numpy():
+    """int8 blocks along the wrong axis (a table used untransposed), a float64 matrix, non-contiguous narrow
+    views: the C core declines them and NumPy's reference serves (its numbers, its errors)."""
+    rng = np.random.default_rng(3)
+    table = weights.to_format(rng.standard_normal((16, 64), dtype=np.float32), "int8", axis=-1)
+    x = rng.standard_normal((2, 16), dtype=np.float32)
+    assert ck.linear(x, table) is NotImplemented  # blocks run along the outputs: not a summed axis
+    assert ck.linear(x, rng.standard_normal((16, 64))) is NotImplemented
+    half = rng.standard_normal((16, 128), dtype=np.float32).astype(np.float16)[:, ::2]
+    assert ck.linear(x, half) is NotImplemented
+    np.testing.assert_allclose(layers.linear(x, half), x @ half.astype(np.float32), rtol=1e-5, atol=1e-5)
