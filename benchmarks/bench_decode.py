@@ -82,7 +82,8 @@ def worker(system, checkpoint, prompt, new_tokens, prefill, batch, batch_steps):
 
         backend_name = system_name.split(":")[0]
         assert minigpt2.backend.name == backend_name, f"asked for backend {system}, got {minigpt2.backend.name}"
-        model = minigpt2.GPT2LMHeadModel.from_pretrained(checkpoint, torch_dtype=dtype)
+        options = {"load_in_8bit": True} if dtype == "int8" else {"torch_dtype": dtype}
+        model = minigpt2.GPT2LMHeadModel.from_pretrained(checkpoint, **options)
         bytes_per_token = sum(minigpt2.weights.nbytes(w) for name, w in model.named_parameters() if "wpe" not in name)
         context = contextlib.nullcontext
 

@@ -1,13 +1,21 @@
 /* linear's decode kernels (few rows), for one weight format: included by linear.c once per format, with
- *   FMT                 the suffix of the functions' names (f32, f16, bf16, i8)
- *   WT                  the type of one stored weight (float, uint16_t, int8_t)
- *   WROW(w, sc, k, c)   VL weights W[k, c : c+VL], widened, when the rows of W are contiguous (Conv1D)
- *   WCOL(w, sc, c, k)   VL weights W[k : k+VL, c], widened, when the columns are contiguous (the tied head)
- *   SROW, SCOL          the same for one weight
+ *   FMT                    the suffix of the functions' names (f32, f16, bf16, i8)
+ *   WT                     the type of one stored weight (float, uint16_t, int8_t)
+ *   WLOAD(p, srow, c)      VL weights from p, widened (int8: times the scales srow[c : c+VL])
+ *   WCOL(w, sc, c, k)      VL weights W[k : k+VL, c], widened, when the columns are contiguous (the tied head)
+ *   SROW, SCOL             one weight, W[k, j] in either layout
+ *   SCALED, SC_ROW, SC_AT  int8 only: the scales of row k's block, and the scales from column j on
  * (w_stride and s_stride, the strides of the weights and of int8's scales sc, are in scope where they are
  * used.) So the walks below are written once and read the same for every format: only what a weight load
  * is changes. A weight is widened in a register just before its multiply-add.
  */
+#ifndef SCALED
+#define SC_ROW(sc, k) (sc)
+#define SC_AT(sc, j) (sc)
+#endif
+/* VL weights W[k, c : c+VL] when the rows of W are contiguous (a Conv1D weight) */
+#define WROW(w, sc, k, c) WLOAD((w) + (k) * w_stride + (c), SC_ROW(sc, k), c)
+
 #define TJOIN(a, b) a##_##b
 #define TNAME(a, b) TJOIN(a, b)
 #define T(name) TNAME(name, FMT)
@@ -39,7 +47,7 @@
             UNROLL for (int v = 0; v < NV; v++) wv[v] = WROW(w, sc, k, v * VL);                    \
             UNROLL for (int r = 0; r < R; r++) {                                                   \
                 vf xr = vsplat(x[r * x_stride + k]);                                               \
-                UNROLL for (int v = 0; v < NV; v++) acc[r][v] += xr * wv[v];                       \
+                UNROLL for (int v = 0; v < NV; v++) acc[r][v] = vfma(xr, wv[v], acc[r][v]);                       \
             }                                                                                      \
         }                                                                                          \
         UNROLL for (int r = 0; r < R; r++)                                                         \
@@ -78,11 +86,11 @@ static void T(row_strips)(const float *x, const WT *w, long w_stride, const floa
 {
     long c = 0;
     for (; c + DECODE_NV1 * VL <= n; c += DECODE_NV1 * VL)
-        T(strip_1_wide)(x, 0, w + c, w_stride, sc + c, s_stride, k0, k1, out + c, 0, prefetch);
+        T(strip_1_wide)(x, 0, w + c, w_stride, SC_AT(sc, c), s_stride, k0, k1, out + c, 0, prefetch);
     for (; c + VL <= n; c += VL)
-        T(strip_1_vec)(x, 0, w + c, w_stride, sc + c, s_stride, k0, k1, out + c, 0, prefetch);
+        T(strip_1_vec)(x, 0, w + c, w_stride, SC_AT(sc, c), s_stride, k0, k1, out + c, 0, prefetch);
     if (c < n)
-        T(strip_edge)(x, w + c, w_stride, sc + c, s_stride, n - c, room - c, k0, k1, out + c, prefetch);
+        T(strip_edge)(x, w + c, w_stride, SC_AT(sc, c), s_stride, n - c, room - c, k0, k1, out + c, prefetch);
 }
 
 /* stream_R: the other way to walk a tile (MG_STREAM_ROWS): whole rows of W (a tile's full width) one after
@@ -104,16 +112,21 @@ static void T(row_strips)(const float *x, const WT *w, long w_stride, const floa
                 for (long c = 0; c < width; c += VL) vstore(out + r * out_stride + c, vsplat(-0.0f)); \
         for (; k + 4 <= k1; k += 4) {                                                              \
             int first = k == k0;                                                                   \
+            const WT *wk = w + k * w_stride;                                                       \
+            const float *srow = SC_ROW(sc, k); /* (a group of 4 rows never straddles a block of 32) */ \
+            (void)srow;                                                                            \
+            vf xs[R][4]; /* (in registers: the stores to out could otherwise be x's memory) */     \
+            UNROLL for (int r = 0; r < R; r++) UNROLL for (int i = 0; i < 4; i++)                  \
+                xs[r][i] = vsplat(x[r * x_stride + k + i]);                                        \
             for (long c = 0; c < width; c += VL) {                                                 \
                 if (prefetch && c % LINE == 0 && k + 8 <= k1)                                      \
                     for (int i = 4; i < 8; i++)                                                    \
-                        PREFETCH_AS(prefetch, w + (k + i) * w_stride + c);                         \
+                        PREFETCH_AS(prefetch, wk + i * w_stride + c);                              \
                 vf a[4];                                                                           \
-                UNROLL for (int i = 0; i < 4; i++) a[i] = WROW(w, sc, k + i, c);                   \
+                UNROLL for (int i = 0; i < 4; i++) a[i] = WLOAD(wk + i * w_stride + c, srow, c);   \
                 UNROLL for (int r = 0; r < R; r++) {                                               \
-                    const float *xr = x + r * x_stride + k;                                        \
                     vf acc = first ? vsplat(-0.0f) : vload(out + r * out_stride + c);              \
-                    UNROLL for (int i = 0; i < 4; i++) acc += vsplat(xr[i]) * a[i];                \
+                    UNROLL for (int i = 0; i < 4; i++) acc = vfma(xs[r][i], a[i], acc);            \
                     vstore(out + r * out_stride + c, acc);                                         \
                 }                                                                                  \
             }                                                                                      \
@@ -123,7 +136,7 @@ static void T(row_strips)(const float *x, const WT *w, long w_stride, const floa
                 vf a0 = WROW(w, sc, k, c);                                                         \
                 UNROLL for (int r = 0; r < R; r++) {                                               \
                     vf xk = vsplat(x[r * x_stride + k]);                                           \
-                    vstore(out + r * out_stride + c, vload(out + r * out_stride + c) + xk * a0);   \
+                    vstore(out + r * out_stride + c, vfma(xk, a0, vload(out + r * out_stride + c))); \
                 }                                                                                  \
             }                                                                                      \
     }
@@ -141,7 +154,7 @@ static void T(decode_tile)(const float *x, long x_stride, const void *w_, long w
                            long out_stride, int mode)
 {
     const WT *w = (const WT *)w_ + j0;
-    sc += j0;
+    sc = SC_AT(sc, j0);
     int prefetch = mode & 3;
     if (mode & MG_STREAM_ROWS) {
         long full = width - width % VL, r = 0;
@@ -152,7 +165,7 @@ static void T(decode_tile)(const float *x, long x_stride, const void *w_, long w
             T(stream_1)(x + r * x_stride, x_stride, w, w_stride, sc, s_stride, k0, k1, out + r * out_stride,
                         out_stride, full, prefetch);
         for (r = 0; r < rows && full < width; r++)
-            T(strip_edge)(x + r * x_stride, w + full, w_stride, sc + full, s_stride, width - full, n_out - j0 - full,
+            T(strip_edge)(x + r * x_stride, w + full, w_stride, SC_AT(sc, full), s_stride, width - full, n_out - j0 - full,
                           k0, k1, out + r * out_stride + full, prefetch);
         return;
     }
@@ -160,10 +173,10 @@ static void T(decode_tile)(const float *x, long x_stride, const void *w_, long w
     long r = 0;
     for (; r + DECODE_R <= rows; r += DECODE_R) {
         for (long c = 0; c < full; c += strip)
-            T(strip_r)(x + r * x_stride, x_stride, w + c, w_stride, sc + c, s_stride, k0, k1,
+            T(strip_r)(x + r * x_stride, x_stride, w + c, w_stride, SC_AT(sc, c), s_stride, k0, k1,
                        out + r * out_stride + c, out_stride, prefetch);
         for (long i = r; i < r + DECODE_R && full < width; i++)
-            T(row_strips)(x + i * x_stride, w + full, w_stride, sc + full, s_stride, width - full, n_out - j0 - full,
+            T(row_strips)(x + i * x_stride, w + full, w_stride, SC_AT(sc, full), s_stride, width - full, n_out - j0 - full,
                           k0, k1, out + i * out_stride + full, prefetch);
     }
     for (; r < rows; r++)
@@ -173,7 +186,9 @@ static void T(decode_tile)(const float *x, long x_stride, const void *w_, long w
 
 /* dots_RxC: y[r, c] = x[r] . w_c for R rows and C columns of W (each contiguous, w_stride apart):
  * R x C vectors of sums, one per output, so each output adds its products in the same order
- * whatever R and C are. While it reads these columns it asks for the next C (up to `ahead`). */
+ * whatever R and C are. While it reads these columns it asks for C columns about as many bytes ahead as
+ * the next C float32 columns would be (so further, in columns, for narrow formats), up to `ahead`. */
+#define NEXT_COLS(C) ((C) * (long)(4 / sizeof(WT)))
 #define DEFINE_DOTS(NAME, R, C)                                                                    \
     static NOINLINE void NAME(const float *x, long x_stride, const WT *w, long w_stride, const float *sc, \
                               long s_stride, long n, float *y, long y_stride, long ahead, int prefetch) \
@@ -183,14 +198,14 @@ static void T(decode_tile)(const float *x, long x_stride, const void *w_, long w
         UNROLL for (int r = 0; r < R; r++) UNROLL for (int c = 0; c < C; c++) acc[r][c] = (vf){0}; \
         long k = 0;                                                                                \
         for (; k + VL <= n; k += VL) {                                                             \
-            if (prefetch && k % LINE == 0)                                                         \
-                UNROLL for (int c = 0; c < C; c++) if (C + c < ahead)                              \
-                    PREFETCH_AS(prefetch, w + (C + c) * w_stride + k);                             \
+            if (prefetch && k % LINE == 0) /* the columns a float32 head would read next */       \
+                UNROLL for (int c = 0; c < C; c++) if (NEXT_COLS(C) + c < ahead)                   \
+                    PREFETCH_AS(prefetch, w + (NEXT_COLS(C) + c) * w_stride + k);                  \
             vf wv[C];                                                                              \
             UNROLL for (int c = 0; c < C; c++) wv[c] = WCOL(w, sc, c, k);                          \
             UNROLL for (int r = 0; r < R; r++) {                                                   \
                 vf xr = vload(x + r * x_stride + k);                                               \
-                UNROLL for (int c = 0; c < C; c++) acc[r][c] += xr * wv[c];                        \
+                UNROLL for (int c = 0; c < C; c++) acc[r][c] = vfma(xr, wv[c], acc[r][c]);       \
             }                                                                                      \
         }                                                                                          \
         UNROLL for (int r = 0; r < R; r++) UNROLL for (int c = 0; c < C; c++) {                    \
@@ -217,7 +232,7 @@ static void T(decode_cols_major)(const float *x, long x_stride, const void *w_, 
     long j = j0;
     for (; j + DOT_C <= j1; j += DOT_C) {
         const WT *wj = w + j * w_stride;
-        const float *sj = sc + j * s_stride;
+        const float *sj = SC_AT(sc, j * s_stride);
         long r = 0;
         for (; r + DOT_R <= rows; r += DOT_R)
             T(dots_rc)(x + r * x_stride, x_stride, wj, w_stride, sj, s_stride, n_in, y + r * y_stride + j, y_stride,
@@ -228,7 +243,7 @@ static void T(decode_cols_major)(const float *x, long x_stride, const void *w_, 
     }
     for (; j < j1; j++) {
         const WT *wj = w + j * w_stride;
-        const float *sj = sc + j * s_stride;
+        const float *sj = SC_AT(sc, j * s_stride);
         long r = 0;
         for (; r + DOT_R <= rows; r += DOT_R)
             T(dots_r1)(x + r * x_stride, x_stride, wj, w_stride, sj, s_stride, n_in, y + r * y_stride + j, y_stride,
@@ -269,7 +284,18 @@ static void T(pack_w)(const void *w_, long w_stride, const float *sc, long s_str
 }
 
 #undef AHEAD
+#undef NEXT_COLS
 #undef LINE
+#undef WROW
+#undef SC_ROW
+#undef SC_AT
+#undef SCALED
+#undef FMT
+#undef WT
+#undef WLOAD
+#undef WCOL
+#undef SROW
+#undef SCOL
 #undef T
 #undef TNAME
 #undef TJOIN

@@ -62,59 +62,40 @@
 
 #define FMT f32
 #define WT float
-#define WROW(w, sc, k, c) vload((w) + (k) * w_stride + (c))
+#define WLOAD(p, srow, c) vload(p)
 #define WCOL(w, sc, c, k) vload((w) + (c) * w_stride + (k))
 #define SROW(w, sc, k, j) ((w)[(k) * w_stride + (j)])
 #define SCOL(w, sc, c, k) ((w)[(c) * w_stride + (k)])
 #include "decode.h"
-#undef FMT
-#undef WT
-#undef WROW
-#undef WCOL
-#undef SROW
-#undef SCOL
 
 #define FMT bf16
 #define WT uint16_t
-#define WROW(w, sc, k, c) widen_bf16((w) + (k) * w_stride + (c))
+#define WLOAD(p, srow, c) widen_bf16(p)
 #define WCOL(w, sc, c, k) widen_bf16((w) + (c) * w_stride + (k))
 #define SROW(w, sc, k, j) bf16_to_float((w)[(k) * w_stride + (j)])
 #define SCOL(w, sc, c, k) bf16_to_float((w)[(c) * w_stride + (k)])
 #include "decode.h"
-#undef FMT
-#undef WT
-#undef WROW
-#undef WCOL
-#undef SROW
-#undef SCOL
 
 #define FMT f16
 #define WT uint16_t
-#define WROW(w, sc, k, c) widen_f16((w) + (k) * w_stride + (c))
+#define WLOAD(p, srow, c) widen_f16(p)
 #define WCOL(w, sc, c, k) widen_f16((w) + (c) * w_stride + (k))
 #define SROW(w, sc, k, j) half_to_float((w)[(k) * w_stride + (j)])
 #define SCOL(w, sc, c, k) half_to_float((w)[(c) * w_stride + (k)])
 #include "decode.h"
-#undef FMT
-#undef WT
-#undef WROW
-#undef WCOL
-#undef SROW
-#undef SCOL
 
+/* int8: srow, the scales of the block of rows a row k belongs to (SC_ROW); a weight is q times its column's
+ * scale there. Only int8 moves the scale pointer (SC_AT): the other formats have none (NULL). */
 #define FMT i8
 #define WT int8_t
-#define WROW(w, sc, k, c) (widen_i8((w) + (k) * w_stride + (c)) * vload((sc) + (k) / BLOCK * s_stride + (c)))
+#define SCALED 1
+#define SC_ROW(sc, k) ((sc) + (k) / BLOCK * s_stride)
+#define SC_AT(sc, j) ((sc) + (j))
+#define WLOAD(p, srow, c) (widen_i8(p) * vload((srow) + (c)))
 #define WCOL(w, sc, c, k) (widen_i8((w) + (c) * w_stride + (k)) * vsplat((sc)[(c) * s_stride + (k) / BLOCK]))
 #define SROW(w, sc, k, j) ((float)(w)[(k) * w_stride + (j)] * (sc)[(k) / BLOCK * s_stride + (j)])
 #define SCOL(w, sc, c, k) ((float)(w)[(c) * w_stride + (k)] * (sc)[(c) * s_stride + (k) / BLOCK])
 #include "decode.h"
-#undef FMT
-#undef WT
-#undef WROW
-#undef WCOL
-#undef SROW
-#undef SCOL
 
 /* Call the decode.h function `name` of the weight format `format`. */
 #define BY_FORMAT(format, name, ...)                                                             \

@@ -41,6 +41,29 @@ typedef float vf_u __attribute__((vector_size(MG_VBYTES), aligned(4), may_alias)
 #endif
 
 static INLINE vf vload(const float *p) { return *(const vf_u *)p; }
+
+#if defined(MG_X86_INTRINSICS)
+#include <immintrin.h>
+#elif defined(MG_NEON_INTRINSICS)
+#include <arm_neon.h>
+#endif
+
+/* a * b + c, rounded once where the variant has a fused multiply-add (AVX2's FMA, AVX-512, NEON), else
+ * twice. Written out, not left to the compiler's contraction of a * b + c: that may or may not fuse each
+ * product depending on how a loop was unrolled, and linear's two walks through W must give the same bits. */
+static INLINE vf vfma(vf a, vf b, vf c)
+{
+#if defined(MG_X86_INTRINSICS) && MG_VBYTES == 32
+    return (vf)_mm256_fmadd_ps((__m256)a, (__m256)b, (__m256)c);
+#elif defined(MG_X86_INTRINSICS) && MG_VBYTES == 64
+    return (vf)_mm512_fmadd_ps((__m512)a, (__m512)b, (__m512)c);
+#elif defined(MG_NEON_INTRINSICS)
+    return (vf)vfmaq_f32((float32x4_t)c, (float32x4_t)a, (float32x4_t)b);
+#else
+    vf product = a * b;  /* (the generic variant is compiled without contraction: variant_generic.c) */
+    return product + c;
+#endif
+}
 static INLINE void vstore(float *p, vf v) { *(vf_u *)p = v; }
 static INLINE vf vsplat(float x) { return x - (vf){0}; }  /* (x - 0 is x for every float, -0 too) */
 

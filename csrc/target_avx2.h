@@ -3,7 +3,7 @@
 #define MG_VARIANT_NAME "avx2"
 #define MG_NAME(f) f##_avx2
 #define MG_VBYTES 32
-#define MG_WIDEN_X86 1       /* narrow weights widened by AVX2/F16C instructions (widen.h) */
+#define MG_X86_INTRINSICS 1  /* fused multiply-add and widening by AVX2/FMA/F16C instructions (simd.h, widen.h) */
 #define MG_VREGS 16
 
 #define DECODE_NV1 8          /* 1 row x 64 columns: 8 accumulators, W from memory operands */

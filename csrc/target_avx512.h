@@ -3,7 +3,7 @@
 #define MG_VARIANT_NAME "avx512"
 #define MG_NAME(f) f##_avx512
 #define MG_VBYTES 64
-#define MG_WIDEN_X86 1       /* narrow weights widened by AVX-512 instructions (widen.h) */
+#define MG_X86_INTRINSICS 1  /* fused multiply-add and widening by AVX-512 instructions (simd.h, widen.h) */
 #define MG_VREGS 32
 
 #define DECODE_NV1 16         /* 1 row x 256 columns: 16 accumulators (one 1 KiB stretch of a W row) */

@@ -3,7 +3,7 @@
 #define MG_VARIANT_NAME "neon"
 #define MG_NAME(f) f##_neon
 #define MG_VBYTES 16
-#define MG_WIDEN_NEON 1      /* narrow weights widened by NEON instructions (widen.h) */
+#define MG_NEON_INTRINSICS 1 /* fused multiply-add and widening by NEON instructions (simd.h, widen.h) */
 #define MG_VREGS 32
 
 #define DECODE_NV1 16         /* 1 row x 64 columns: 16 accumulators */

@@ -2,6 +2,13 @@
  * AArch64 the "neon" variant takes its place (variant_neon.c). */
 #include "variants.h"
 #if !defined(MG_ARM64)
+/* No contraction of a * b + c into fused multiply-adds (simd.h, vfma): the baseline of x86-64 has none, but
+ * another architecture's might, and the walks of linear must round alike. */
+#if defined(__clang__)
+#pragma clang fp contract(off)
+#elif defined(__GNUC__)
+#pragma GCC optimize("fp-contract=off")
+#endif
 #include "target_generic.h"
 #define VL_DESCRIBE 4
 #include "variant_body.h"

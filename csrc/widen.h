@@ -19,11 +19,6 @@
 
 #include "simd.h"
 
-#if defined(MG_WIDEN_X86)
-#include <immintrin.h>
-#elif defined(MG_WIDEN_NEON)
-#include <arm_neon.h>
-#endif
 
 typedef uint32_t vu __attribute__((vector_size(MG_VBYTES)));
 /* VL narrow values at any address aligned to their size (loads from NumPy's arrays) */
@@ -61,7 +56,7 @@ static INLINE float bf16_to_float(uint16_t h)
 /* VL values from p, widened. The vector extensions' conversions (__builtin_convertvector) say it for
  * every target, but gcc 12 turns the narrow loads into chains of inserts; where the variant has one
  * instruction for it (x86's vpmovzx/vpmovsx/vcvtph2ps from memory, NEON's widening moves) we say that. */
-#if defined(MG_WIDEN_X86) && MG_VBYTES == 32
+#if defined(MG_X86_INTRINSICS) && MG_VBYTES == 32
 static INLINE vf widen_bf16(const uint16_t *p)
 {
     return (vf)_mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)p)), 16);
@@ -71,7 +66,7 @@ static INLINE vf widen_i8(const int8_t *p)
 {
     return (vf)_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)p)));
 }
-#elif defined(MG_WIDEN_X86) && MG_VBYTES == 64
+#elif defined(MG_X86_INTRINSICS) && MG_VBYTES == 64
 static INLINE vf widen_bf16(const uint16_t *p)
 {
     return (vf)_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)p)), 16);
@@ -81,7 +76,7 @@ static INLINE vf widen_i8(const int8_t *p)
 {
     return (vf)_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)p)));
 }
-#elif defined(MG_WIDEN_NEON) && MG_VBYTES == 16
+#elif defined(MG_NEON_INTRINSICS) && MG_VBYTES == 16
 static INLINE vf widen_bf16(const uint16_t *p)
 {
     return (vf)vreinterpretq_f32_u32(vshlq_n_u32(vmovl_u16(vld1_u16(p)), 16));

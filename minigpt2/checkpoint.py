@@ -94,6 +94,30 @@ def read_safetensors(path, dtype="float32") -> dict:
     return tensors
 
 
+def release_pages(array) -> None:
+    """Let the operating system drop the pages of a memory-mapped file that ``array`` views (after it was
+    converted into a new array: loading a float32 file in 16 or 8 bits). The pages of a read-only file map
+    are only a cache of the file: dropping them loses nothing (a later read faults them in again), and it
+    keeps them from counting in the process's memory, so a 16-bit load peaks near the 16-bit model's size,
+    not the float32 file's on top. Does nothing for other arrays or where madvise is not available."""
+    array = array.bits if isinstance(array, BFloat16Weight) else array
+    if not isinstance(array, np.ndarray):
+        return
+    base = array
+    while isinstance(base, np.ndarray) and base.base is not None:
+        base = base.base
+    base = base.obj if isinstance(base, memoryview) else base  # (np.frombuffer of an mmap views it so)
+    if not isinstance(base, mmap.mmap) or not hasattr(mmap, "MADV_DONTNEED") or base.closed:
+        return
+    start = array.__array_interface__["data"][0] - np.frombuffer(base, np.uint8, count=0).__array_interface__["data"][0]
+    page = mmap.PAGESIZE
+    first, last = start // page * page, -(-(start + array.nbytes) // page) * page
+    try:
+        base.madvise(mmap.MADV_DONTNEED, first, min(last, len(base)) - first)
+    except (OSError, ValueError):
+        pass  # only a hint
+
+
 def write_safetensors(path, tensors: dict, metadata=None, dtype=None):
     """Write tensors to ``path`` atomically (a temporary file renamed into place).
 

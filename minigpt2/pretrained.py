@@ -391,7 +391,7 @@ class GPT2PreTrainedModel:
                 if fmt == "auto":
                     raise ValueError("to(): 'auto' is for loading (the checkpoint's dtype); name a dtype")
         if fmt is not None:  # (also when the format is the same: a checkpoint may mix stored dtypes)
-            flat = weights.cast_params(checkpoint.flatten(self.params), fmt)
+            flat = weights.cast_params(checkpoint.flatten(self.params), fmt, replaced=checkpoint.release_pages)
             for name, value in flat.items():  # in place: a task model's transformer shares these dicts
                 *path, last = name.split(".")
                 node = self.params

@@ -235,17 +235,55 @@ def quantize_int8(a, axis=0) -> Int8Weight:
     return Int8Weight.quantize(widen(a), axis)
 
 
-def to_format(w, fmt, axis=0):
-    """``w`` (any format) in format ``fmt``; ``axis`` is where int8's blocks run (see Int8Weight)."""
+def to_format(w, fmt, axis=0, replaced=None):
+    """``w`` (any format) in format ``fmt``; ``axis`` is where int8's blocks run (see Int8Weight).
+    ``replaced(part)``: see cast_params (called with row slices of a big matrix as they are converted)."""
     if fmt == "float32":
         return np.ascontiguousarray(widen(w), dtype=np.float32)
-    if fmt == "bfloat16":
-        return to_bfloat16(w)
-    if fmt == "float16":
-        return to_float16(w)
-    if fmt == "int8":
-        return w if isinstance(w, Int8Weight) and w.axis == axis else quantize_int8(w, axis)
-    raise ValueError(f"unknown weight format {fmt!r}; the formats are {', '.join(FORMATS)}")
+    if fmt not in ("bfloat16", "float16", "int8"):
+        raise ValueError(f"unknown weight format {fmt!r}; the formats are {', '.join(FORMATS)}")
+    if format_name(w) == fmt and (fmt != "int8" or w.axis == axis):
+        return w
+    convert = {"bfloat16": to_bfloat16, "float16": to_float16, "int8": lambda a: quantize_int8(a, axis)}[fmt]
+    if not (isinstance(w, np.ndarray) and w.ndim == 2 and w.size > SLICE):
+        return convert(w)
+    return _convert_in_slices(w, fmt, axis, convert, replaced)
+
+
+# A big matrix is converted a slice at a time: a conversion makes temporaries of several times the slice's
+# size, and loading GPT-2 124M in bfloat16 would otherwise need about 0.5 GB of them for wte alone.
+SLICE = 1 << 20  # weights per slice (4 MB of float32)
+
+
+def _convert_in_slices(w, fmt, axis, convert, replaced=None):
+    """convert(w), computed over slices of rows (or, for int8 blocks down the columns, of columns) and written
+    into the result as they come: the same values as convert(w) in one go (each weight, and each int8 block,
+    depends only on itself)."""
+    by_columns = fmt == "int8" and axis == 0  # int8's blocks must stay whole: slice across them
+    n = w.shape[1] if by_columns else w.shape[0]
+    step = max(1, SLICE // (w.shape[0] if by_columns else w.shape[1]))
+    out = None
+    for i in range(0, n, step):
+        piece = convert(w[:, i:i + step] if by_columns else w[i:i + step])
+        if out is None:  # an empty result of the right kind, from the first piece
+            if fmt == "int8":
+                blocks = list(piece.scales.shape)
+                blocks[1 if by_columns else 0] = w.shape[1] if by_columns else w.shape[0]
+                out = Int8Weight(np.empty(w.shape, np.int8), np.empty(blocks, np.float32), axis)
+            elif fmt == "bfloat16":
+                out = BFloat16Weight(np.empty(w.shape, np.uint16))
+            else:
+                out = np.empty(w.shape, np.float16)
+        where = (slice(None), slice(i, i + step)) if by_columns else (slice(i, i + step),)
+        if fmt == "int8":
+            out.q[where], out.scales[where] = piece.q, piece.scales
+        elif fmt == "bfloat16":
+            out.bits[where] = piece.bits
+        else:
+            out[where] = piece
+        if replaced is not None and not by_columns:  # (a slice of columns spans the whole matrix's memory)
+            replaced(w[where])
+    return out
 
 
 def round_to(a, fmt) -> np.ndarray:
@@ -267,8 +305,11 @@ def is_matrix(name, w) -> bool:
     return name in _TABLES or (name.startswith("h.") and name.endswith(".weight") and len(w.shape) == 2)
 
 
-def cast_params(flat: dict, fmt: str) -> dict:
+def cast_params(flat: dict, fmt: str, replaced=None) -> dict:
     """Flat parameters {checkpoint name without prefix: array or weight} in format ``fmt``.
+
+    ``replaced(w)``, if given, is called with each parameter as soon as its converted copy exists (loading
+    uses it to let go of the file's pages: checkpoint.release_pages).
 
     Matrices (``is_matrix``) take the format. The other parameters stay float32 arrays; for a 16-bit format
     they are rounded to it (as transformers keeps every parameter in the dtype), so the model in memory is
@@ -280,11 +321,13 @@ def cast_params(flat: dict, fmt: str) -> dict:
     for name, w in flat.items():
         try:
             if is_matrix(name, w):
-                out[name] = to_format(w, fmt, axis=-1 if name in _TABLES else 0)
+                out[name] = to_format(w, fmt, axis=-1 if name in _TABLES else 0, replaced=replaced)
             else:
                 out[name] = round_to(w, fmt)
         except ValueError as e:
             raise ValueError(f"{name}: {e}") from None
+        if replaced is not None and out[name] is not w:
+            replaced(w)
     return out
 
 

@@ -405,3 +405,48 @@ def test_the_cli_runs_each_dtype_and_says_which(tmp_path):
     result = subprocess.run([sys.executable, "-m", "minigpt2", "--dtype", "int4", "Hi"], capture_output=True,
                             text=True, env=env, timeout=120)
     assert result.returncode == 2 and "--dtype" in result.stderr
+
+
+# -- the memory a conversion needs ------------------------------------------------------------------------
+
+@pytest.mark.parametrize("fmt, axis", [("bfloat16", 0), ("float16", 0), ("int8", 0), ("int8", -1)])
+def test_a_big_matrix_is_converted_in_slices_to_the_same_values(monkeypatch, fmt, axis):
+    """Slices of rows (of columns for int8 blocks down the columns) give exactly the one-go conversion,
+    also when the slices cut across nothing but whole blocks and end ragged."""
+    a = np.random.default_rng(5).standard_normal((97, 70), dtype=np.float32)
+    whole = weights.to_format(a, fmt, axis)
+    monkeypatch.setattr(weights, "SLICE", 300)  # 3-4 rows or columns at a time
+    sliced = weights.to_format(a, fmt, axis)
+    assert type(sliced) is type(whole)
+    if fmt == "int8":
+        assert sliced.axis == whole.axis
+        np.testing.assert_array_equal(sliced.q, whole.q)
+        np.testing.assert_array_equal(sliced.scales, whole.scales)
+    else:
+        np.testing.assert_array_equal(widen(sliced), widen(whole))
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/status"), reason="reads the peak memory from /proc (Linux)")
+@pytest.mark.parametrize("fmt", ["bfloat16", "int8"])
+def test_loading_a_float32_file_in_fewer_bits_does_not_hold_the_float32_copy(tmp_path, fmt):
+    """The peak memory of loading a float32 checkpoint in 16 (8) bits stays near the 16-bit (8-bit) model:
+    the file's pages are let go as each matrix is converted, and conversions work a slice at a time. Bound:
+    the narrow model (0.5x or 0.28x of the file) plus 0.15x of the file (slices, their temporaries, pages not
+    yet dropped); holding the float32 file as well would be 1.5x (1.28x)."""
+    config = minigpt2.GPT2Config(n_layer=2, n_embd=256, n_head=4, vocab_size=50257, n_positions=256)
+    minigpt2.GPT2LMHeadModel(config, seed=0).save_pretrained(tmp_path / "big")
+    minigpt2.GPT2LMHeadModel(minigpt2.GPT2Config.from_preset("tiny"), seed=0).save_pretrained(tmp_path / "tiny")
+    size = os.path.getsize(tmp_path / "big" / "model.safetensors")
+    code = (
+        "import sys, minigpt2\n"
+        "def kb(key): return int(next(l for l in open('/proc/self/status') if l.startswith(key)).split()[1])\n"
+        f"options = {{'load_in_8bit': True}} if {fmt!r} == 'int8' else {{'torch_dtype': {fmt!r}}}\n"
+        "minigpt2.GPT2LMHeadModel.from_pretrained(sys.argv[2], **options)  # (every module loading needs)\n"
+        "before = kb('VmHWM:')\n"
+        "m = minigpt2.GPT2LMHeadModel.from_pretrained(sys.argv[1], **options)\n"
+        "print((kb('VmHWM:') - before) * 1024)\n")
+    env = dict(os.environ, MINIGPT2_BACKEND="numpy")
+    grew = int(subprocess.run([sys.executable, "-c", code, str(tmp_path / "big"), str(tmp_path / "tiny")],
+                              capture_output=True, text=True, check=True, env=env).stdout.split()[-1])
+    narrow = 0.5 if fmt == "bfloat16" else 1.125 / 4
+    assert grew <= (narrow + 0.15) * size, f"loading in {fmt} grew the process by {grew / size:.2f}x the file"
