@@ -109,9 +109,13 @@ class Plan:
 
         self.by_class = {cls: resolve(cls) for cls in CLASSES}
         # Weights in 16 or 8 bits (weights.py) go to C at every row count: NumPy would first widen the whole
-        # matrix to float32 (so C is faster by construction). The candidate that won a class for float32 serves
-        # it (fewer bytes, the same access pattern); where NumPy won, the fastest C candidate measured there.
-        narrow = {cls: resolve(cls, self._fastest_c(cls)) for cls in CLASSES if cls.startswith("linear")}
+        # matrix to float32 (so C is faster by construction). The walk and prefetch kind that won a class for
+        # float32 serve it (fewer bytes, the same access pattern; where NumPy won, those of the fastest C
+        # candidate measured there), in the widest variant: widening costs instructions, and only the wider
+        # variants have one for it (F16C's vcvtph2ps, vpmovsxbd), so a float32 tie between variants is no tie
+        # here (on Zen 3 the generic variant, which won the float32 head by noise, read a float16 head at a
+        # third of the avx2 variant's speed).
+        narrow = {cls: resolve(cls, self._narrow_pick(cls)) for cls in CLASSES if cls.startswith("linear")}
         # linear: [transposed][min(rows, DECODE_MAX_ROWS + 1)] (the caller sends float32 products of rows >=
         # BLAS_ROWS to NumPy)
         self.linear = [[None] * (DECODE_MAX_ROWS + 2) for _ in range(2)]
@@ -127,16 +131,20 @@ class Plan:
         self.layer_norm = self.by_class["layer_norm"]
         self.gelu_new = self.by_class["gelu_new"]
 
-    def _fastest_c(self, cls):
-        """The class's choice if it is a C candidate, else the fastest C candidate measured for it (None when
-        NumPy was forced: then NumPy serves every call)."""
+    def _narrow_pick(self, cls):
+        """What serves the class for narrow weights (see __init__); None when NumPy was forced."""
         pick = self.choice.get(cls, NUMPY)
-        if pick != NUMPY:
+        if pick == NUMPY:
+            times = {c: t for c, t in self.measured.get(cls, {}).items() if c != NUMPY}
+            if times:
+                pick = min(times, key=times.get)
+            elif self.how.startswith("forced"):
+                return None
+            else:
+                pick = f"{supported_variants()[-1]}/nta"
+        if self.how.startswith("forced"):  # a forced variant serves everything
             return pick
-        times = {c: t for c, t in self.measured.get(cls, {}).items() if c != NUMPY}
-        if times:
-            return min(times, key=times.get)
-        return None if self.how.startswith("forced") else f"{supported_variants()[-1]}/nta"
+        return "/".join([supported_variants()[-1]] + pick.split("/")[1:])
 
 
 def forced(name: str) -> Plan:
@@ -201,7 +209,7 @@ def describe(plan: Plan | None = None) -> list:
     lines = [f"kernel choice: {plan.how}"]
     for cls, what in CLASSES.items():
         lines.append(f"  {what}: {plan.choice.get(cls, NUMPY)}")
-    narrow = {cls: plan._fastest_c(cls) or NUMPY for cls in CLASSES if cls.startswith("linear")}
+    narrow = {cls: plan._narrow_pick(cls) or NUMPY for cls in CLASSES if cls.startswith("linear")}
     lines.append("  linear with 16/8-bit weights (widened in registers): "
                  + ", ".join(f"{cls.replace('linear_', '')} {pick}" for cls, pick in narrow.items()))
     return lines

@@ -151,3 +151,20 @@ def test_what_the_c_core_declines_goes_to_numpy():
     half = rng.standard_normal((16, 128), dtype=np.float32).astype(np.float16)[:, ::2]
     assert ck.linear(x, half) is NotImplemented
     np.testing.assert_allclose(layers.linear(x, half), x @ half.astype(np.float32), rtol=1e-5, atol=1e-5)
+
+
+def test_narrow_weights_take_the_widest_variant_with_float32s_walk():
+    """A measured choice for float32 (its walk and prefetch kind) serves narrow weights in the widest variant
+    this CPU runs (widening is arithmetic, where the wider variants have instructions for it); where NumPy won
+    float32, the fastest C candidate's walk; a forced variant serves everything; forced NumPy, nothing."""
+    widest = _tuning.supported_variants()[-1]
+    choice = {cls: "numpy" for cls in _tuning.CLASSES}
+    choice["linear_1"] = "generic/keep/rows"
+    measured = {"linear_1_head": {"numpy": 1.0, "generic/none": 2.0, f"{widest}/nta": 3.0}}
+    plan = _tuning.Plan(choice, "measured (test)", measured)
+    index = _tuning.variant_names().index(widest)
+    assert plan.narrow_linear[0][1] == (index, _tuning.PREFETCH["keep"] | _tuning.STREAM_ROWS, widest)
+    assert plan.narrow_linear[1][1] == (index, _tuning.PREFETCH["none"], widest)
+    assert plan.linear[0][1][2] == "generic" and plan.linear[1][1] is None  # float32 as measured
+    assert _tuning.forced("generic").narrow_linear[0][1][2] == "generic"
+    assert _tuning.forced("numpy").narrow_linear[0][1] is None
