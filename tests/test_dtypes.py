@@ -237,7 +237,7 @@ def test_greedy_continuations_agree_while_float32s_choice_is_clear(fmt):
 
 
 def test_the_backends_agree_on_narrow_weights():
-    """The C core declines formats it has no kernel for; whatever serves must give the reference's numbers."""
+    """The C core reads the narrow formats itself (widening in registers); it must give the reference's numbers."""
     model = model_with().to("bfloat16")
     ids = np.arange(20)[None]
     saved = backend.get_backend()
