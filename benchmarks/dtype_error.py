@@ -3,6 +3,7 @@
     python benchmarks/dtype_error.py                  # gpt2-124M architecture (random, seed 0) and the tiny preset
     python benchmarks/dtype_error.py --models tiny    # only the tiny one (seconds)
     python benchmarks/dtype_error.py --grouping       # int8: blocks of 32 against one scale per output column
+    python benchmarks/dtype_error.py --perplexity DIR --text HELD_OUT   # a trained checkpoint, each dtype
 
 For each format: the largest logit difference (and the largest |logit|, for scale), the share of positions
 whose top-1 token agrees, the KL divergence KL(p_float32 || p_format) of the next-token distributions (mean
@@ -117,6 +118,31 @@ def grouping():
                   f"{rel(x @ c - y, y):.2e} |")
 
 
+def perplexity(checkpoint_dir, text_path, window, max_tokens):
+    """Perplexity on held-out text of a trained checkpoint, loaded in each dtype: exp(mean cross-entropy) over
+    windows of ``window`` tokens (each window scored from its second token on), on the same tokens for every
+    dtype. The text is a file or a folder of .py/.txt files, tokenized with GPT-2's BPE."""
+    import pathlib
+
+    path = pathlib.Path(text_path)
+    files = sorted(path.glob("*.py")) + sorted(path.glob("*.txt")) if path.is_dir() else [path]
+    text = "\n".join(f.read_text(encoding="utf-8", errors="replace") for f in files)
+    tokenizer = minigpt2.GPT2Tokenizer()
+    ids = np.array(tokenizer(text)["input_ids"][:max_tokens])
+    windows = ids[:len(ids) // window * window].reshape(-1, window)
+    print(f"{checkpoint_dir}: {len(windows)} windows of {window} tokens from {text_path} ({len(files)} files)")
+    print("| weights | perplexity | change vs float32 | mean NLL (nats) |")
+    print("|---|---:|---:|---:|")
+    reference = None
+    for fmt in ("float32", "bfloat16", "float16", "int8"):
+        options = {"load_in_8bit": True} if fmt == "int8" else {"torch_dtype": fmt}
+        model = minigpt2.GPT2LMHeadModel.from_pretrained(checkpoint_dir, **options)
+        nll = np.mean([float(model(w[None], labels=w[None]).loss) for w in windows])
+        reference = nll if reference is None else reference
+        change = "" if fmt == "float32" else f"{np.exp(nll) / np.exp(reference) - 1:+.4%}"
+        print(f"| {fmt} | {np.exp(nll):.4f} | {change} | {nll:.7f} |")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--models", nargs="+", choices=sorted(MODELS), default=list(MODELS))
@@ -124,9 +150,18 @@ def main():
     parser.add_argument("--length", type=int, default=64)
     parser.add_argument("--new-tokens", type=int, default=32)
     parser.add_argument("--grouping", action="store_true", help="compare int8 groupings instead")
+    parser.add_argument("--perplexity", metavar="CHECKPOINT", help="a trained checkpoint: its perplexity on "
+                        "--text in each dtype, instead")
+    parser.add_argument("--text", metavar="FILE_OR_DIR", help="held-out text for --perplexity")
+    parser.add_argument("--window", type=int, default=128, help="tokens per scored window (--perplexity)")
+    parser.add_argument("--max-tokens", type=int, default=65536, help="held-out tokens used (--perplexity)")
     args = parser.parse_args()
     if args.grouping:
         return grouping()
+    if args.perplexity:
+        if not args.text:
+            parser.error("--perplexity needs --text (held-out text the model was not trained on)")
+        return perplexity(args.perplexity, args.text, args.window, args.max_tokens)
     print(f"minigpt2 {minigpt2.__version__}, NumPy {np.__version__}, backend {minigpt2.backend.get_backend()}, "
           f"{platform.machine()} {platform.processor() or ''}".rstrip())
     start = time.perf_counter()
