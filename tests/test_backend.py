@@ -82,6 +82,26 @@ sys.modules["minigpt2._kernels"] = None  # as if it had not been built: importin
 """
 
 
+def test_an_extension_built_from_other_sources_is_refused_not_called():
+    """A checkout updated since its C core was built (pip install -e ., then git pull): the library's interface
+    (csrc/kernels.h MG_INTERFACE) differs from the wrappers', so minigpt2 runs on NumPy and says to rebuild,
+    instead of calling C functions whose arguments have changed (or crashing on a missing constant)."""
+    out = run_python("""
+import sys, types, warnings
+old = types.ModuleType("minigpt2._kernels")  # an older build: no MG_INTERFACE, other constants
+old.ffi, old.lib = None, types.SimpleNamespace(MG_OK=0)
+sys.modules["minigpt2._kernels"] = old
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    import minigpt2
+print(minigpt2.backend.name)
+print(caught[0].message)
+""")
+    name, message = out.splitlines()
+    assert name == "numpy"
+    assert "has interface 1, these sources need" in message and "rebuild it" in message
+
+
 def test_without_the_extension_auto_falls_back_and_says_so_once():
     out = run_python(WITHOUT_EXTENSION + """
 with warnings.catch_warnings(record=True) as caught:
