@@ -62,7 +62,11 @@ static int cpu_has(int avx512)
 #endif
 }
 static int has_avx2(void) { return cpu_has(0); }
+#if defined(MG_AVX512_BY_VECTORS)
+static int has_avx512(void) { return 1; }  /* the test build of variant_avx512.c runs on every x86-64 */
+#else
 static int has_avx512(void) { return cpu_has(1); }
+#endif
 
 #define VARIANT(s, supported) {#s, mg_linear_##s, mg_attention_##s, mg_layer_norm_##s, mg_gelu_new_##s, mg_describe_##s, supported}
 static const struct variant variants[] = {
@@ -128,6 +132,9 @@ const char *mg_build_info(void)
         ", baseline x86-64"
 #else
         ", baseline of the architecture"
+#endif
+#if defined(MG_AVX512_BY_VECTORS)
+        ", avx512 by vector extensions (a test build: variant_avx512.c)"
 #endif
         ;
 }
