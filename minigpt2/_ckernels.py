@@ -32,6 +32,7 @@ if getattr(lib, "MG_INTERFACE", None) != INTERFACE:
                       f"python csrc/build_kernels.py)")
 
 F32 = np.dtype(np.float32)
+_NARROW = {lib.MG_F16: "16bit", lib.MG_BF16: "16bit", lib.MG_I8: "int8"}  # format -> _tuning.NARROW's kind
 calls = Counter()  # kernel name -> calls served in C
 last_variant = {}  # kernel name -> the name of the variant that served its last call in C
 
@@ -132,7 +133,8 @@ def linear(x, weight, bias=None):
             return NotImplemented
         bias = _contiguous(bias)
     plan = _tuning.current()
-    pick = (plan.linear if code == lib.MG_F32 else plan.narrow_linear)[transposed][min(rows, _tuning.DECODE_MAX_ROWS + 1)]
+    by_rows = plan.linear if code == lib.MG_F32 else plan.narrow_linear[_NARROW[code]]
+    pick = by_rows[transposed][min(rows, _tuning.DECODE_MAX_ROWS + 1)]
     if pick is None:
         return NotImplemented
     x = _contiguous(x)
@@ -244,12 +246,15 @@ def attention(q, k, v, *, scale, causal, key_bias=None, head_mask=None):
 # -- one given variant, no checks (for the calibration in _tuning.py) ------------------------------------
 
 def run_linear(variant, prefetch, x, w):
-    """x @ w with variant ``variant``: x C-contiguous [rows, n_in]; w C- or F-contiguous [n_in, n_out]."""
-    transposed = 0 if w.flags.c_contiguous else 1
-    stored = w.T if transposed else w
+    """x @ w with variant ``variant``: x C-contiguous [rows, n_in]; w [n_in, n_out] in any format ``linear`` takes,
+    C- or F-contiguous."""
+    code, values, scales, transposed = _stored(w)
+    if transposed:
+        values, scales = values.T, None if scales is None else scales.T
     y = np.empty((x.shape[0], w.shape[1]), F32)
-    _check(lib.mg_linear(variant, prefetch, lib.MG_F32, ffi.from_buffer("float[]", x), x.shape[1],
-                         ffi.from_buffer("float[]", stored), stored.shape[1], ffi.NULL, 0, transposed, ffi.NULL,
+    _check(lib.mg_linear(variant, prefetch, code, ffi.from_buffer("float[]", x), x.shape[1], ffi.from_buffer(values),
+                         values.shape[1], ffi.NULL if scales is None else ffi.from_buffer("float[]", scales),
+                         0 if scales is None else scales.shape[1], transposed, ffi.NULL,
                          ffi.from_buffer("float[]", y), w.shape[1], x.shape[0], w.shape[0], w.shape[1]), "linear")
     return y
 

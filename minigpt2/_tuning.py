@@ -60,8 +60,17 @@ CLASSES = {
     "layer_norm": "layer_norm",
     "gelu_new": "gelu_new",
 }
+# Weights in 16 or 8 bits (weights.py) are always read by C (NumPy would first widen the whole matrix to
+# float32), in the widest variant (widening is arithmetic, which only the wider variants have instructions
+# for). Which walk and prefetch kind read them fastest is measured apart from float32's: a row of W is half or
+# a quarter of the bytes, which changes what the CPU's prefetchers see (Zen 3, one thread, int8 blocks: 9.5
+# GB/s by rows without prefetching, 14 with it; float32 was level). Measured for decoding one sequence; the
+# other classes take the winner's walk and prefetch kind ("NARROW_LIKE").
+NARROW = {"16bit": "bfloat16 and float16 weights", "int8": "int8 weights"}
+NARROW_LIKE = {"linear_1": "linear_1", "linear_1_head": "linear_1_head", "linear_few": "linear_1",
+               "linear_few_head": "linear_1_head", "linear_tiled": "linear_1"}
 PREFETCH = {"none": 0, "nta": 1, "keep": 2}
-SCHEME = 2  # what calibrate() measures: a cached choice made by another scheme is measured again
+SCHEME = 3  # what calibrate() measures: a cached choice made by another scheme is measured again
 STREAM_ROWS = 4  # csrc/kernels.h MG_STREAM_ROWS: walk a Conv1D weight's tiles row by row ("/rows" in a choice)
 NUMPY = "numpy"
 
@@ -109,31 +118,31 @@ class Plan:
             return index[variant], PREFETCH[prefetch] | (STREAM_ROWS if walk == ["rows"] else 0), variant
 
         self.by_class = {cls: resolve(cls) for cls in CLASSES}
-        # Weights in 16 or 8 bits (weights.py) go to C at every row count: NumPy would first widen the whole
-        # matrix to float32 (so C is faster by construction). The walk and prefetch kind that won a class for
-        # float32 serve it (fewer bytes, the same access pattern; where NumPy won, those of the fastest C
-        # candidate measured there), in the widest variant: widening costs instructions, and only the wider
-        # variants have one for it (F16C's vcvtph2ps, vpmovsxbd), so a float32 tie between variants is no tie
-        # here (on Zen 3 the generic variant, which won the float32 head by noise, read a float16 head at a
-        # third of the avx2 variant's speed).
-        narrow = {cls: resolve(cls, self._narrow_pick(cls)) for cls in CLASSES if cls.startswith("linear")}
         # linear: [transposed][min(rows, DECODE_MAX_ROWS + 1)] (the caller sends float32 products of rows >=
-        # BLAS_ROWS to NumPy)
+        # BLAS_ROWS to NumPy); narrow_linear: the same for each kind of NARROW
         self.linear = [[None] * (DECODE_MAX_ROWS + 2) for _ in range(2)]
-        self.narrow_linear = [[None] * (DECODE_MAX_ROWS + 2) for _ in range(2)]
+        self.narrow_linear = {kind: [[None] * (DECODE_MAX_ROWS + 2) for _ in range(2)] for kind in NARROW}
+        narrow = {kind: {cls: resolve(cls, self.narrow_pick(cls, kind)) for cls in NARROW_LIKE} for kind in NARROW}
         for rows in range(1, DECODE_MAX_ROWS + 2):
             for transposed, head in ((0, ""), (1, "_head")):
                 cls = ("linear_1" + head if rows == 1 else "linear_few" + head if rows <= DECODE_MAX_ROWS
                        else "linear_tiled")
                 self.linear[transposed][rows] = self.by_class[cls]
-                self.narrow_linear[transposed][rows] = narrow[cls]
+                for kind in NARROW:
+                    self.narrow_linear[kind][transposed][rows] = narrow[kind][cls]
         self.attention_decode = self.by_class["attention_decode"]
         self.attention_prompt = self.by_class["attention_prompt"]
         self.layer_norm = self.by_class["layer_norm"]
         self.gelu_new = self.by_class["gelu_new"]
 
-    def _narrow_pick(self, cls):
-        """What serves the class for narrow weights (see __init__); None when NumPy was forced."""
+    def narrow_pick(self, cls, kind):
+        """What serves the class for weights of a NARROW kind; None when NumPy was forced. The calibration's
+        own measurement for the kind (choice["linear_1@int8"] ...) where there is one; else (a forced plan, or a
+        plan made by hand) float32's walk and prefetch kind for the class in the widest variant (where NumPy won
+        float32, those of the fastest C candidate measured there)."""
+        own = self.choice.get(f"{NARROW_LIKE[cls]}@{kind}")
+        if own is not None:
+            return own.replace("/rows", "") if cls == "linear_tiled" else own
         pick = self.choice.get(cls, NUMPY)
         if pick == NUMPY:
             times = {c: t for c, t in self.measured.get(cls, {}).items() if c != NUMPY}
@@ -210,9 +219,10 @@ def describe(plan: Plan | None = None) -> list:
     lines = [f"kernel choice: {plan.how}"]
     for cls, what in CLASSES.items():
         lines.append(f"  {what}: {plan.choice.get(cls, NUMPY)}")
-    narrow = {cls: plan._narrow_pick(cls) or NUMPY for cls in CLASSES if cls.startswith("linear")}
-    lines.append("  linear with 16/8-bit weights (widened in registers): "
-                 + ", ".join(f"{cls.replace('linear_', '')} {pick}" for cls, pick in narrow.items()))
+    for kind, what in NARROW.items():
+        picks = {cls: plan.narrow_pick(cls, kind) or NUMPY for cls in NARROW_LIKE}
+        lines.append(f"  linear with {what} (widened in registers): "
+                     + ", ".join(f"{cls.replace('linear_', '')} {pick}" for cls, pick in picks.items()))
     return lines
 
 
@@ -253,11 +263,16 @@ def cache_path(key: dict) -> str:
     return os.path.join(base, "minigpt2", f"kernels-{digest}.json")
 
 
+def _narrow_classes() -> list:
+    """The classes calibrate() measures for NARROW weights: "linear_1@16bit", ..."""
+    return [f"{cls}@{kind}" for kind in NARROW for cls in sorted(set(NARROW_LIKE.values()))]
+
+
 def _read_cache(path: str, key: dict):
     try:
         with open(path, encoding="utf-8") as f:
             saved = json.load(f)
-        if saved.get("key") == key and set(saved["choice"]) == set(CLASSES):
+        if saved.get("key") == key and set(saved["choice"]) == set(CLASSES) | set(_narrow_classes()):
             names = set(supported_variants())
             if all(c == NUMPY or (c.split("/")[0] in names and c.split("/")[1] in PREFETCH)
                    for c in saved["choice"].values()):
@@ -421,7 +436,30 @@ def calibrate() -> tuple:
             winner = "c" if winner == "mixed" and times["c"] <= times["mixed"] * (1 + TIE) else winner
             choice[block], choice[head_cls] = options[winner]
             measured[f"{block}+head"] = times
-    del memory, mats, head
+    # Narrow weights (NARROW): the same bytes seen as bfloat16 (whose bits of 0.01 are normal numbers, never
+    # subnormals that would slow a multiply), or as int8 with their scales; the widest variant, every walk and
+    # prefetch kind.
+    from .weights import BFloat16Weight, Int8Weight
+
+    bits, q = memory.view(np.uint16), memory.view(np.int8)
+    n16, n8 = bits.size // (n_in * n_out), q.size // (n_in * n_out)
+    blocks = n_in // 32
+    scales = np.full((n8, blocks, n_out), 0.01, np.float32)
+    head_scales = np.full((q.size // n_in, blocks), 0.01, np.float32)
+    narrow = {"16bit": ([BFloat16Weight(bits[i * n_in * n_out:(i + 1) * n_in * n_out].reshape(n_in, n_out))
+                         for i in range(n16)], BFloat16Weight(bits.reshape(-1, n_in)).T),
+              "int8": ([Int8Weight(q[i * n_in * n_out:(i + 1) * n_in * n_out].reshape(n_in, n_out), scales[i])
+                        for i in range(n8)], Int8Weight(q.reshape(-1, n_in), head_scales, -1).T)}
+    for kind, (narrow_mats, narrow_head) in narrow.items():
+        for cls, w, walks in (("linear_1", narrow_mats, ("", "/rows")), ("linear_1_head", [narrow_head], ("",))):
+            def run(p, w=w):
+                prefetch, *walk = p.split("/")
+                v, p = index[runnable[-1]], PREFETCH[prefetch] | (STREAM_ROWS if walk == ["rows"] else 0)
+                return lambda: [(ck.run_linear(v, p, xs[1], m), interlude()) for m in w]
+
+            candidates = {f"{runnable[-1]}/{p}{walk}": run(p + walk) for p in PREFETCH for walk in walks}
+            choice[f"{cls}@{kind}"], measured[f"{cls}@{kind}"] = _race(candidates)
+    del memory, mats, head, bits, q, scales, head_scales, narrow
 
     # attention, layer norm, gelu: GPT-2 124M's shapes, in cache (small next to the weights' stream)
     prefetch = choice["linear_1"].split("/")[1] if choice["linear_1"] != NUMPY else "nta"

@@ -300,10 +300,11 @@ def test_the_environment_forces_a_variant_and_info_shows_it():
         lines = run_python(code, {"MINIGPT2_KERNEL": variant}).splitlines()
         assert lines[0] == f"kernel choice: forced ({variant})"
         expected = "numpy" if variant == "numpy" else f"{variant}/nta"
-        assert all(line.endswith(f": {expected}") for line in lines[1:10]) and len(lines) == 11
-        narrow = lines[10].split(": ", 1)[1].split(", ")  # the 16/8-bit weights' picks, one per kind of call
-        assert lines[10].startswith("  linear with 16/8-bit weights") and len(narrow) == 5
-        assert all(pick.split()[-1] == expected for pick in narrow)
+        assert all(line.endswith(f": {expected}") for line in lines[1:10]) and len(lines) == 12
+        for line, what in zip(lines[10:], ("bfloat16 and float16", "int8")):
+            narrow = line.split(": ", 1)[1].split(", ")  # the 16/8-bit weights' picks, one per kind of call
+            assert line.startswith(f"  linear with {what} weights") and len(narrow) == 5
+            assert all(pick.split()[-1] == expected for pick in narrow)
     code = ("import minigpt2, numpy as np; from minigpt2 import _ckernels as ck; "
             "minigpt2.GPT2Model(minigpt2.GPT2Config.from_preset('tiny'), seed=0)([[1, 2]]); "
             "print(sorted(set(ck.last_variant.values())))")
@@ -328,7 +329,7 @@ def test_the_calibration_is_measured_once_and_cached_for_other_users(tmp_path):
     saved = json.loads(path.read_text())
     from minigpt2 import _tuning
 
-    assert set(saved["choice"]) == set(_tuning.CLASSES) and saved["key"]["threads"] == 1
+    assert set(saved["choice"]) == set(_tuning.CLASSES) | set(_tuning._narrow_classes()) and saved["key"]["threads"] == 1
     for cls, pick in saved["choice"].items():
         assert pick == "numpy" or (pick.split("/")[0] in VARIANTS and pick.split("/")[1] in _tuning.PREFETCH), pick
         assert set(saved["measured"][cls]) >= {pick}

@@ -9,6 +9,8 @@ gamma(n) = n u / (1 - n u), u = 2**-24. Every test runs once per variant this CP
 """
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 from hypothesis import given
@@ -105,7 +107,7 @@ def run(variant, mode, x, w):
     """ck.linear with one variant and mode (prefetch kind | walk), by way of a forced plan."""
     plan = _tuning.Plan({cls: "numpy" for cls in _tuning.CLASSES}, "forced (test)")
     pick = (variant, mode, _tuning.variant_names()[variant])
-    plan.narrow_linear = [[pick] * (_tuning.DECODE_MAX_ROWS + 2) for _ in range(2)]
+    plan.narrow_linear = {kind: [[pick] * (_tuning.DECODE_MAX_ROWS + 2) for _ in range(2)] for kind in _tuning.NARROW}
     saved = _tuning._plan
     _tuning._plan = plan
     try:
@@ -153,18 +155,54 @@ def test_what_the_c_core_declines_goes_to_numpy():
     np.testing.assert_array_equal(layers.linear(x, half), x @ half.astype(np.float32))  # the reference itself
 
 
-def test_narrow_weights_take_the_widest_variant_with_float32s_walk():
-    """A measured choice for float32 (its walk and prefetch kind) serves narrow weights in the widest variant
-    this CPU runs (widening is arithmetic, where the wider variants have instructions for it); where NumPy won
-    float32, the fastest C candidate's walk; a forced variant serves everything; forced NumPy, nothing."""
+def test_narrow_weights_take_their_own_measurement_else_float32s_walk_in_the_widest_variant():
+    """Narrow weights are served as the calibration measured them, per kind (16-bit, int8): the one-row classes
+    as measured, a batch and a prompt with the same walk and prefetch kind. A plan without that measurement (made
+    by hand, or forced) takes float32's walk and prefetch kind in the widest variant this CPU runs (where NumPy won
+    float32, the fastest C candidate's); a forced variant serves everything; forced NumPy, nothing."""
     widest = _tuning.supported_variants()[-1]
+    index = _tuning.variant_names().index(widest)
+    keep_rows = (index, _tuning.PREFETCH["keep"] | _tuning.STREAM_ROWS, widest)
     choice = {cls: "numpy" for cls in _tuning.CLASSES}
     choice["linear_1"] = "generic/keep/rows"
     measured = {"linear_1_head": {"numpy": 1.0, "generic/none": 2.0, f"{widest}/nta": 3.0}}
     plan = _tuning.Plan(choice, "measured (test)", measured)
-    index = _tuning.variant_names().index(widest)
-    assert plan.narrow_linear[0][1] == (index, _tuning.PREFETCH["keep"] | _tuning.STREAM_ROWS, widest)
-    assert plan.narrow_linear[1][1] == (index, _tuning.PREFETCH["none"], widest)
+    for kind in _tuning.NARROW:
+        assert plan.narrow_linear[kind][0][1] == keep_rows
+        assert plan.narrow_linear[kind][1][1] == (index, _tuning.PREFETCH["none"], widest)
     assert plan.linear[0][1][2] == "generic" and plan.linear[1][1] is None  # float32 as measured
-    assert _tuning.forced("generic").narrow_linear[0][1][2] == "generic"
-    assert _tuning.forced("numpy").narrow_linear[0][1] is None
+    assert _tuning.forced("generic").narrow_linear["int8"][0][1][2] == "generic"
+    assert _tuning.forced("numpy").narrow_linear["16bit"][0][1] is None
+
+    choice.update({"linear_1@int8": f"{widest}/nta/rows", "linear_1_head@int8": f"{widest}/keep",
+                   "linear_1@16bit": f"{widest}/none", "linear_1_head@16bit": f"{widest}/nta"})
+    plan = _tuning.Plan(choice, "measured (test)", measured)
+    nta_rows = (index, _tuning.PREFETCH["nta"] | _tuning.STREAM_ROWS, widest)
+    int8, sixteen = plan.narrow_linear["int8"], plan.narrow_linear["16bit"]
+    assert int8[0][1] == int8[0][8] == nta_rows
+    assert int8[0][_tuning.DECODE_MAX_ROWS + 1] == (index, _tuning.PREFETCH["nta"], widest)  # (prompts: no walk)
+    assert int8[1][1] == int8[1][8] == (index, _tuning.PREFETCH["keep"], widest)
+    assert sixteen[0][1] == (index, _tuning.PREFETCH["none"], widest)
+    assert sixteen[1][8] == (index, _tuning.PREFETCH["nta"], widest)
+    assert plan.linear[0][1][2] == "generic"  # float32's own choice untouched
+
+
+def test_the_calibration_measures_narrow_weights_and_caches_the_choice(tmp_path, monkeypatch):
+    """A calibration times the narrow kinds' one-row classes itself (every walk and prefetch kind of the
+    widest variant) and the cache keeps them; a cached file without them is measured again."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    monkeypatch.setattr(_tuning, "_plan", None)
+    plan = _tuning.calibrated()
+    widest = _tuning.supported_variants()[-1]
+    for kind in _tuning.NARROW:
+        times = plan.measured[f"linear_1@{kind}"]
+        assert set(times) == {f"{widest}/{p}{walk}" for p in _tuning.PREFETCH for walk in ("", "/rows")}
+        assert plan.choice[f"linear_1@{kind}"] == min(times, key=times.get)
+        assert set(plan.measured[f"linear_1_head@{kind}"]) == {f"{widest}/{p}" for p in _tuning.PREFETCH}
+    again = _tuning.calibrated()
+    assert again.choice == plan.choice and "cached" in again.how and "just now" not in again.how
+    path = _tuning.cache_path(_tuning.cache_key(backend.get_num_threads()))
+    saved = json.loads(open(path).read())
+    saved["choice"] = {c: p for c, p in saved["choice"].items() if "@" not in c}  # an older scheme's file
+    open(path, "w").write(json.dumps(saved))
+    assert "just now" in _tuning.calibrated().how
