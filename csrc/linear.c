@@ -92,6 +92,7 @@
 #define SC_ROW(sc, k) ((sc) + (k) / BLOCK * s_stride)
 #define SC_AT(sc, j) ((sc) + (j))
 #define WLOAD(p, srow, c) (widen_i8(p) * vload((srow) + (c)))
+#define WRAW(p) widen_i8(p)  /* q alone: decode.h's groups of four rows take the scale once (GROUP4) */
 #define WCOL(w, sc, c, k) (widen_i8((w) + (c) * w_stride + (k)) * vsplat((sc)[(c) * s_stride + (k) / BLOCK]))
 #define SROW(w, sc, k, j) ((float)(w)[(k) * w_stride + (j)] * (sc)[(k) / BLOCK * s_stride + (j)])
 #define SCOL(w, sc, c, k) ((float)(w)[(c) * w_stride + (k)] * (sc)[(c) * s_stride + (k) / BLOCK])
