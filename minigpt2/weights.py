@@ -250,39 +250,40 @@ def to_format(w, fmt, axis=0, replaced=None):
     return _convert_in_slices(w, fmt, axis, convert, replaced)
 
 
-# A big matrix is converted a slice at a time: a conversion makes temporaries of several times the slice's
-# size, and loading GPT-2 124M in bfloat16 would otherwise need about 0.5 GB of them for wte alone.
-SLICE = 1 << 20  # weights per slice (4 MB of float32)
+# A big matrix is converted a slice of rows at a time: a conversion makes temporaries of several times the
+# slice's size (loading GPT-2 124M in bfloat16 would otherwise need about 0.5 GB of them for wte alone), and
+# the float32 rows already converted can be let go (`replaced`) while the rest is converted.
+SLICE = 1 << 18  # weights per slice (1 MB of float32)
 
 
 def _convert_in_slices(w, fmt, axis, convert, replaced=None):
-    """convert(w), computed over slices of rows (or, for int8 blocks down the columns, of columns) and written
-    into the result as they come: the same values as convert(w) in one go (each weight, and each int8 block,
-    depends only on itself)."""
-    by_columns = fmt == "int8" and axis == 0  # int8's blocks must stay whole: slice across them
-    n = w.shape[1] if by_columns else w.shape[0]
-    step = max(1, SLICE // (w.shape[0] if by_columns else w.shape[1]))
+    """convert(w), computed over slices of rows and written into the result as they come: the same values as
+    convert(w) in one go (each weight, and each int8 block, depends only on itself; int8's blocks down the
+    columns, axis 0, are 32 rows tall, so those slices are whole blocks)."""
+    block_rows = fmt == "int8" and axis == 0
+    step = max(1, SLICE // w.shape[1])
+    if block_rows:
+        step = max(BLOCK, step // BLOCK * BLOCK)
     out = None
-    for i in range(0, n, step):
-        piece = convert(w[:, i:i + step] if by_columns else w[i:i + step])
+    for i in range(0, w.shape[0], step):
+        piece = convert(w[i:i + step])
         if out is None:  # an empty result of the right kind, from the first piece
             if fmt == "int8":
-                blocks = list(piece.scales.shape)
-                blocks[1 if by_columns else 0] = w.shape[1] if by_columns else w.shape[0]
+                blocks = (-(-w.shape[0] // BLOCK), w.shape[1]) if block_rows else (w.shape[0], piece.scales.shape[1])
                 out = Int8Weight(np.empty(w.shape, np.int8), np.empty(blocks, np.float32), axis)
             elif fmt == "bfloat16":
                 out = BFloat16Weight(np.empty(w.shape, np.uint16))
             else:
                 out = np.empty(w.shape, np.float16)
-        where = (slice(None), slice(i, i + step)) if by_columns else (slice(i, i + step),)
         if fmt == "int8":
-            out.q[where], out.scales[where] = piece.q, piece.scales
+            first = i // BLOCK if block_rows else i
+            out.q[i:i + step], out.scales[first:first + piece.scales.shape[0]] = piece.q, piece.scales
         elif fmt == "bfloat16":
-            out.bits[where] = piece.bits
+            out.bits[i:i + step] = piece.bits
         else:
-            out[where] = piece
-        if replaced is not None and not by_columns:  # (a slice of columns spans the whole matrix's memory)
-            replaced(w[where])
+            out[i:i + step] = piece
+        if replaced is not None:
+            replaced(w[i:i + step])
     return out
 
 

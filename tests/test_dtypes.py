@@ -411,8 +411,8 @@ def test_the_cli_runs_each_dtype_and_says_which(tmp_path):
 
 @pytest.mark.parametrize("fmt, axis", [("bfloat16", 0), ("float16", 0), ("int8", 0), ("int8", -1)])
 def test_a_big_matrix_is_converted_in_slices_to_the_same_values(monkeypatch, fmt, axis):
-    """Slices of rows (of columns for int8 blocks down the columns) give exactly the one-go conversion,
-    also when the slices cut across nothing but whole blocks and end ragged."""
+    """Slices of rows (whole 32-row blocks for int8 blocks down the columns) give exactly the one-go
+    conversion, also when the slices end ragged."""
     a = np.random.default_rng(5).standard_normal((97, 70), dtype=np.float32)
     whole = weights.to_format(a, fmt, axis)
     monkeypatch.setattr(weights, "SLICE", 300)  # 3-4 rows or columns at a time
