@@ -70,7 +70,7 @@ NARROW = {"16bit": "bfloat16 and float16 weights", "int8": "int8 weights"}
 NARROW_LIKE = {"linear_1": "linear_1", "linear_1_head": "linear_1_head", "linear_few": "linear_1",
                "linear_few_head": "linear_1_head", "linear_tiled": "linear_1"}
 PREFETCH = {"none": 0, "nta": 1, "keep": 2}
-SCHEME = 3  # what calibrate() measures: a cached choice made by another scheme is measured again
+SCHEME = 4  # what calibrate() measures: a cached choice made by another scheme is measured again
 STREAM_ROWS = 4  # csrc/kernels.h MG_STREAM_ROWS: walk a Conv1D weight's tiles row by row ("/rows" in a choice)
 NUMPY = "numpy"
 
@@ -351,6 +351,19 @@ def _race(candidates: dict, rounds: int = 3) -> tuple:
     return _fastest(times), {name: statistics.median(t) for name, t in times.items()}
 
 
+# The products of one GPT-2 124M block, in order: c_attn, attn.c_proj, mlp.c_fc, mlp.c_proj.
+BLOCK_SHAPES = ((768, 2304), (768, 768), (768, 3072), (3072, 768))
+
+
+def _carve(flat, shapes) -> list:
+    """Consecutive matrices of the given shapes, views of the flat array one after another."""
+    mats, start = [], 0
+    for rows, cols in shapes:
+        mats.append(flat[start:start + rows * cols].reshape(rows, cols))
+        start += rows * cols
+    return mats
+
+
 def calibrate() -> tuple:
     """Measure every candidate on each class; returns ({class: choice}, {class: {candidate: seconds}})."""
     ck = _ck()
@@ -359,15 +372,18 @@ def calibrate() -> tuple:
     index = {name: i for i, name in enumerate(variant_names())}
     runnable = supported_variants()
     rng = np.random.default_rng(0)
-    # The decode classes stream weights from memory, so their example must not fit in the caches: matrices
-    # of GPT-2's c_fc shape (768 x 3072, 9 MiB) filling at least 64 MiB and twice the L3 cache.
+    # The decode classes stream weights from memory, so their example must not fit in the caches: the four
+    # products of a GPT-2 124M block, in its order, repeated to fill at least 64 MiB and twice the L3 cache. All
+    # four shapes: the walks read them at different speeds (Zen 3, one thread, by rows: 3072 x 768 at 16 GB/s, the
+    # others at 22, where OpenBLAS read all four at 22-26; timed on 768 x 3072 alone, C won by 3%, and its
+    # products then took 26% longer than NumPy's in the model).
     total = min(max(64 << 20, 2 * _l3_bytes()), 256 << 20)
-    n_in, n_out = 768, 3072
-    count = max(2, total // (n_in * n_out * 4))
-    memory = np.full(count * n_in * n_out, 0.01, np.float32)
-    mats = [memory[i * n_in * n_out:(i + 1) * n_in * n_out].reshape(n_in, n_out) for i in range(count)]
+    n_in = 768
+    blocks = max(2, total // (4 * sum(a * b for a, b in BLOCK_SHAPES)))
+    memory = np.full(blocks * sum(a * b for a, b in BLOCK_SHAPES), 0.01, np.float32)
+    mats = _carve(memory, BLOCK_SHAPES * blocks)
     head = memory.reshape(-1, n_in).T  # (768, N): the tied head's layout, columns contiguous
-    xs = {rows: rng.standard_normal((rows, n_in), dtype=np.float32) for rows in (1, 8, 24)}
+    xs = {(rows, n): rng.standard_normal((rows, n), dtype=np.float32) for rows in (1, 8, 24) for n in (768, 3072)}
     # In the model every product is followed by other kernels on the C core's thread pool. With more than one
     # thread that matters for NumPy: its BLAS has its own threads, which then compete with ours for the cores
     # (measured on Zen 3: OpenBLAS's gemv alone read 27 GB/s with 2 threads, yet decoding with it between our
@@ -382,16 +398,15 @@ def calibrate() -> tuple:
     def c_linear(variant, prefetch, rows, transposed):
         prefetch, *walk = prefetch.split("/")
         v, p = index[variant], PREFETCH[prefetch] | (STREAM_ROWS if walk == ["rows"] else 0)
-        x = xs[rows]
         if transposed:
-            return lambda: (ck.run_linear(v, p, x, head), interlude())
-        return lambda: [(ck.run_linear(v, p, x, w), interlude()) for w in mats]
+            return lambda: (ck.run_linear(v, p, xs[rows, n_in], head), interlude())
+        return lambda: [(ck.run_linear(v, p, xs[rows, w.shape[0]], w), interlude()) for w in mats]
 
     def np_linear(rows, transposed):
-        x, reference = xs[rows], layers.linear.reference
+        reference = layers.linear.reference
         if transposed:
-            return lambda: (reference(x, head), interlude())
-        return lambda: [(reference(x, w), interlude()) for w in mats]
+            return lambda: (reference(xs[rows, n_in], head), interlude())
+        return lambda: [(reference(xs[rows, w.shape[0]], w), interlude()) for w in mats]
 
     choice, measured = {}, {}
     for cls, rows, transposed in (("linear_1", 1, False), ("linear_1_head", 1, True)):
@@ -442,24 +457,22 @@ def calibrate() -> tuple:
     from .weights import BFloat16Weight, Int8Weight
 
     bits, q = memory.view(np.uint16), memory.view(np.int8)
-    n16, n8 = bits.size // (n_in * n_out), q.size // (n_in * n_out)
-    blocks = n_in // 32
-    scales = np.full((n8, blocks, n_out), 0.01, np.float32)
-    head_scales = np.full((q.size // n_in, blocks), 0.01, np.float32)
-    narrow = {"16bit": ([BFloat16Weight(bits[i * n_in * n_out:(i + 1) * n_in * n_out].reshape(n_in, n_out))
-                         for i in range(n16)], BFloat16Weight(bits.reshape(-1, n_in)).T),
-              "int8": ([Int8Weight(q[i * n_in * n_out:(i + 1) * n_in * n_out].reshape(n_in, n_out), scales[i])
-                        for i in range(n8)], Int8Weight(q.reshape(-1, n_in), head_scales, -1).T)}
+    head_scales = np.full((q.size // n_in, n_in // 32), 0.01, np.float32)
+    narrow = {"16bit": ([BFloat16Weight(m) for m in _carve(bits, BLOCK_SHAPES * 2 * blocks)],
+                        BFloat16Weight(bits.reshape(-1, n_in)).T),
+              "int8": ([Int8Weight(m, np.full((m.shape[0] // 32, m.shape[1]), 0.01, np.float32))
+                        for m in _carve(q, BLOCK_SHAPES * 4 * blocks)],
+                       Int8Weight(q.reshape(-1, n_in), head_scales, -1).T)}
     for kind, (narrow_mats, narrow_head) in narrow.items():
         for cls, w, walks in (("linear_1", narrow_mats, ("", "/rows")), ("linear_1_head", [narrow_head], ("",))):
             def run(p, w=w):
                 prefetch, *walk = p.split("/")
                 v, p = index[runnable[-1]], PREFETCH[prefetch] | (STREAM_ROWS if walk == ["rows"] else 0)
-                return lambda: [(ck.run_linear(v, p, xs[1], m), interlude()) for m in w]
+                return lambda: [(ck.run_linear(v, p, xs[1, m.shape[0]], m), interlude()) for m in w]
 
             candidates = {f"{runnable[-1]}/{p}{walk}": run(p + walk) for p in PREFETCH for walk in walks}
             choice[f"{cls}@{kind}"], measured[f"{cls}@{kind}"] = _race(candidates)
-    del memory, mats, head, bits, q, scales, head_scales, narrow
+    del memory, mats, head, bits, q, head_scales, narrow
 
     # attention, layer norm, gelu: GPT-2 124M's shapes, in cache (small next to the weights' stream)
     prefetch = choice["linear_1"].split("/")[1] if choice["linear_1"] != NUMPY else "nta"
