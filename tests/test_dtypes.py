@@ -415,7 +415,7 @@ def test_a_big_matrix_is_converted_in_slices_to_the_same_values(monkeypatch, fmt
     conversion, also when the slices end ragged."""
     a = np.random.default_rng(5).standard_normal((97, 70), dtype=np.float32)
     whole = weights.to_format(a, fmt, axis)
-    monkeypatch.setattr(weights, "SLICE", 300)  # 3-4 rows or columns at a time
+    monkeypatch.setattr(weights, "SLICE", 300)  # 4 rows at a time (int8 blocks down the columns: 32 rows)
     sliced = weights.to_format(a, fmt, axis)
     assert type(sliced) is type(whole)
     if fmt == "int8":
