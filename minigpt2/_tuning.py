@@ -379,7 +379,7 @@ def calibrate() -> tuple:
     # products then took 26% longer than NumPy's in the model).
     total = min(max(64 << 20, 2 * _l3_bytes()), 256 << 20)
     n_in = 768
-    blocks = max(2, total // (4 * sum(a * b for a, b in BLOCK_SHAPES)))
+    blocks = max(2, -(-total // (4 * sum(a * b for a, b in BLOCK_SHAPES))))  # (28 MB of float32 a block)
     memory = np.full(blocks * sum(a * b for a, b in BLOCK_SHAPES), 0.01, np.float32)
     mats = _carve(memory, BLOCK_SHAPES * blocks)
     head = memory.reshape(-1, n_in).T  # (768, N): the tied head's layout, columns contiguous
