@@ -116,7 +116,9 @@ static int check_linear(int variant, int format, long rows, long n_in, long n_ou
                 magnitude += fabs((double)x[r * n_in + k] * wk);
             }
             double error = fabs(y[r * n_out + j] - exact);
-            /* int8: one more rounding per weight (q * scale in float32) */
+            /* int8: one more rounding per weight where a row is used alone (q * scale in float32); where four rows
+             * of a block share the scale (decode.h, GROUP4) a product passes through at most 4 (its group) + 1 (the
+             * scale) + n/4 - 1 (the later groups) + 1 (the bias) <= n + 2 roundings: the same bound */
             double bound = integers ? 0.0 : gamma_n(n_in + 1 + (format == MG_I8)) * magnitude;
             if (error - bound > *worst)
                 *worst = error - bound;

@@ -4,7 +4,9 @@
  * kernels read a weight in its narrow format and widen it in a register, just before the multiply-add:
  * no float32 copy of a matrix is ever made, and the sums are float32 as for float32 weights. Each widening
  * here is exact: it gives the float32 value the narrow one stands for, the same bits as weights.widen()
- * in NumPy (an int8 weight is then multiplied by its block's scale, in float32, as widen() does).
+ * in NumPy. An int8 weight is then multiplied by its block's scale, in float32, as widen() does, where it is
+ * used alone; where four rows of a block are summed together (decode.h, GROUP4), the scale multiplies their
+ * sum of q products once instead.
  *
  *   bfloat16  the top half of a float32: put the 16 bits back on top, zeros below (one shift)
  *   float16   1 sign, 5 exponent, 10 fraction bits: the CPU's instruction where the variant has one
