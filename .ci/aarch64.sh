@@ -16,7 +16,7 @@ trap 'rm -rf "$work"' EXIT
 sources="csrc/check_kernels.c csrc/variant_generic.c csrc/variant_avx2.c csrc/variant_avx512.c csrc/variant_neon.c csrc/dispatch.c csrc/parallel.c"
 
 echo "aarch64: the check driver natively ($("$CC" -dumpmachine))"
-"$CC" -O2 -pthread -Wall $sources -lm -o "$work/check-native"
+"$CC" -O3 -fno-trapping-math -pthread -Wall $sources -lm -o "$work/check-native"
 "$work/check-native"
 
 if ! command -v aarch64-linux-gnu-gcc > /dev/null || ! command -v qemu-aarch64 > /dev/null; then
@@ -31,7 +31,7 @@ if ! command -v aarch64-linux-gnu-gcc > /dev/null || ! command -v qemu-aarch64 >
 fi
 
 echo "aarch64: cross-compiling with $(aarch64-linux-gnu-gcc --version | head -1)"
-aarch64-linux-gnu-gcc -O3 -pthread -static -Wall $sources -lm -o "$work/check-aarch64"
+aarch64-linux-gnu-gcc -O3 -fno-trapping-math -pthread -static -Wall $sources -lm -o "$work/check-aarch64"
 if command -v file > /dev/null; then file "$work/check-aarch64" | grep aarch64 > /dev/null || { echo "aarch64: not an AArch64 binary"; exit 1; }; fi
 echo "aarch64: running under $(qemu-aarch64 --version | head -1)"
 qemu-aarch64 "$work/check-aarch64"

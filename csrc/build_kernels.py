@@ -13,6 +13,11 @@ any other: a wheel, a shared home directory.
 Compiler flags, each probed first so that a compiler lacking one still builds the rest:
     -O3                      always (never -ffast-math: it breaks the accuracy of expf/tanhf and
                              lets the compiler reorder sums, so results would drift from NumPy's)
+    -fno-trapping-math       the loops that call vexpf (GELU, attention's softmax) are vectorised only if
+                             the compiler may evaluate a comparison or division for every element, where
+                             the source chooses between two values; gcc's default (-ftrapping-math) keeps
+                             such operations as written in case a program reads the floating-point
+                             exception flags, which minigpt2 never does. It changes no value (clang's default)
     -pthread                 threads (csrc/parallel.c); without them the kernels run on one thread
     -march=$MINIGPT2_MARCH   only if set (e.g. "native" or "x86-64-v3"): raises the baseline, so the
                              library then runs only on such CPUs (for experiments, not for wheels)
@@ -76,6 +81,8 @@ int main(void) {
 def compiler_flags():
     """(compile flags, link flags) for this compiler and machine."""
     compile_flags, link_flags = ["-O3"], []
+    if compiler_accepts(["-fno-trapping-math"]):
+        compile_flags.append("-fno-trapping-math")
     march = os.environ.get("MINIGPT2_MARCH", "").strip()
     if march:
         if not compiler_accepts([f"-march={march}"]):
