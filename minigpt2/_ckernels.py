@@ -66,6 +66,11 @@ def _is_f32(a):
     return isinstance(a, np.ndarray) and a.dtype == F32
 
 
+def _is_scalar(a):
+    """A number, not an array (np.ndim alone takes a microsecond for a Python float)."""
+    return type(a) is float or np.ndim(a) == 0
+
+
 def _floats(a):
     """A float* to the first element of ``a`` (which must stay alive during the call)."""
     if a.flags.c_contiguous:
@@ -82,7 +87,7 @@ def _contiguous(a):
 def _aligned(a):
     """True if every element of ``a`` lies on a 4-byte boundary (float loads in C need it) and no axis
     runs backwards. (The stride of an axis of length 1 is never used, so NumPy may set it to anything.)"""
-    return a.flags.aligned and all(s >= 0 for s, n in zip(a.strides, a.shape) if n > 1)
+    return a.flags.aligned and (min(a.strides) >= 0 or all(s >= 0 for s, n in zip(a.strides, a.shape) if n > 1))
 
 
 def _stored(weight):
@@ -160,7 +165,7 @@ def layer_norm(x, weight, bias, eps=1e-5):
     if not (_is_f32(x) and _is_f32(weight) and _is_f32(bias)) or x.ndim == 0 or x.size == 0:
         return NotImplemented
     n = x.shape[-1]
-    if weight.shape != (n,) or bias.shape != (n,) or np.ndim(eps) != 0:
+    if weight.shape != (n,) or bias.shape != (n,) or not _is_scalar(eps):
         return NotImplemented
     pick = _tuning.current().layer_norm
     if pick is None:
@@ -190,9 +195,9 @@ def gelu_new(x):
     return y
 
 
-def _strides3(a):
-    """The (batch, head, position) strides of a [B, H, N, D] array, in floats."""
-    return ffi.new("long[3]", [s // 4 for s in a.strides[:3]])
+def _strides3(*arrays):
+    """The (batch, head, position) strides of each [B, H, N, D] array, in floats, one after the other."""
+    return ffi.new("long[]", [s // 4 for a in arrays for s in a.strides[:3]])
 
 
 def attention(q, k, v, *, scale, causal, key_bias=None, head_mask=None):
@@ -203,7 +208,7 @@ def attention(q, k, v, *, scale, causal, key_bias=None, head_mask=None):
     """
     if not (_is_f32(q) and _is_f32(k) and _is_f32(v)) or q.ndim != 4 or k.ndim != 4 or v.ndim != 4:
         return NotImplemented
-    if np.ndim(scale) != 0 or (isinstance(scale, (np.ndarray, np.generic)) and scale.dtype != F32):
+    if not _is_scalar(scale) or (isinstance(scale, (np.ndarray, np.generic)) and scale.dtype != F32):
         return NotImplemented  # an array, or a float64 NumPy scale (with which NumPy computes in float64)
     B, H, T, D = q.shape
     K = k.shape[2]
@@ -211,9 +216,10 @@ def attention(q, k, v, *, scale, causal, key_bias=None, head_mask=None):
         return NotImplemented
     if k.shape != (B, H, K, D) or v.shape != (B, H, K, D) or 0 in q.shape or K == 0 or (causal and T > K):
         return NotImplemented
-    for a in (q, k, v):
-        if (a.strides[3] != 4 and D > 1) or not _aligned(a):
-            return NotImplemented
+    if D > 1 and not q.strides[3] == k.strides[3] == v.strides[3] == 4:
+        return NotImplemented
+    if not (_aligned(q) and _aligned(k) and _aligned(v)):
+        return NotImplemented
     bias, bias_stride = ffi.NULL, 0
     if key_bias is not None:
         if not _is_f32(key_bias) or key_bias.ndim != 4 or key_bias.shape[1:] != (1, 1, K) \
@@ -232,7 +238,8 @@ def attention(q, k, v, *, scale, causal, key_bias=None, head_mask=None):
     if pick is None:
         return NotImplemented
     out = np.empty((B, T, H, D), F32)  # merge_heads' layout: its transpose back is free
-    status = lib.mg_attention(pick[0], pick[1], _floats(q), _strides3(q), _floats(k), _strides3(k), _floats(v), _strides3(v),
+    strides = _strides3(q, k, v)
+    status = lib.mg_attention(pick[0], pick[1], _floats(q), strides, _floats(k), strides + 3, _floats(v), strides + 6,
                               _floats(out), B, H, T, K, D, float(np.float32(scale)), bool(causal), bias,
                               bias_stride, mask)
     if status == lib.MG_ERR_MEMORY:  # no room for the kernel's scratch buffers: NumPy may still manage
@@ -262,8 +269,9 @@ def run_linear(variant, prefetch, x, w):
 def run_attention(variant, prefetch, q, k, v, scale):
     B, H, T, D = q.shape
     out = np.empty((B, T, H, D), F32)
-    _check(lib.mg_attention(variant, prefetch, _floats(q), _strides3(q), _floats(k), _strides3(k), _floats(v),
-                            _strides3(v), _floats(out), B, H, T, k.shape[2], D, scale, 1, ffi.NULL, 0, ffi.NULL),
+    strides = _strides3(q, k, v)
+    _check(lib.mg_attention(variant, prefetch, _floats(q), strides, _floats(k), strides + 3, _floats(v),
+                            strides + 6, _floats(out), B, H, T, k.shape[2], D, scale, 1, ffi.NULL, 0, ffi.NULL),
            "attention")
     return out
 

@@ -14,7 +14,7 @@ import numpy as np
 
 from .. import backward as bw
 from ..activations import ACTIVATIONS
-from ..layers import MASK_VALUE, attention_scale, causal_mask, layer_norm, linear, merge_heads, softmax, split_heads
+from ..layers import MASK_VALUE, attention_scale, causal_mask, chunks, layer_norm, linear, merge_heads, softmax, split_heads
 
 __all__ = ["loss_and_grad", "forward", "backward"]
 
@@ -75,7 +75,7 @@ def forward(params, config, input_ids, labels, *, attention_mask=None, token_typ
         s["ln_1_in"] = x
         h = layer_norm(x, **blk["ln_1"], eps=cfg.layer_norm_epsilon)
         qkv = _linear(h, blk["attn"]["c_attn"])  # [B, T, 3E]
-        q, k, v = (split_heads(part, cfg.n_head) for part in np.split(qkv, 3, axis=-1))  # 3 x [B, H, T, D]
+        q, k, v = (split_heads(part, cfg.n_head) for part in chunks(qkv, 3))  # 3 x [B, H, T, D]
         scores = np.where(allowed, (q @ k.swapaxes(-1, -2)) * scale, MASK_VALUE)  # [B, H, T, T]
         if key_bias is not None:
             with np.errstate(over="ignore"):  # padding on a future key: MASK_VALUE twice, -inf, as in HF
