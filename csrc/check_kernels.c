@@ -104,6 +104,7 @@ static int check_linear(int variant, int format, long rows, long n_in, long n_ou
                     n_out, rows, n_in, n_out) == MG_OK;
     ok &= memcmp(y, y3, sizeof(float) * rows * n_out) == 0;  /* thread count and prefetch kind change no bit */
     mg_set_num_threads(2);
+    mg_pool_rest();  /* idle workers sent to sleep (as before a NumPy product) wake for the next job */
     ok &= mg_linear(variant, MG_PREFETCH_NONE | MG_STREAM_ROWS, format, x, n_in, w, w_stride, scales, s_stride,
                     transposed, b, y3, n_out, rows, n_in, n_out) == MG_OK;
     ok &= memcmp(y, y3, sizeof(float) * rows * n_out) == 0;  /* nor the walk through the tiles */

@@ -22,7 +22,7 @@
 
 /* The interface's version: minigpt2/_ckernels.py refuses a library built from sources with another one (a
  * checkout updated since it was built), instead of calling functions whose arguments have changed. */
-#define MG_INTERFACE 2
+#define MG_INTERFACE 3
 
 #define MG_OK 0
 #define MG_ERR_SHAPE -1   /* a size is negative or zero where it must be positive */
@@ -61,6 +61,9 @@ void mg_set_num_threads(int n);
 int mg_get_num_threads(void);
 /* 1 if the kernels can use threads (POSIX threads were available), else 0. */
 int mg_has_threads(void);
+/* Another library's threads are about to run (NumPy's BLAS): the pool's idle workers sleep now instead
+ * of spinning on cores those threads need, until the next job wakes them. */
+void mg_pool_rest(void);
 
 /* -- linear: y = x @ W + b ----------------------------------------------------------------- */
 

@@ -25,7 +25,7 @@ from .weights import BFloat16Weight, Int8Weight
 
 __all__ = ["linear", "layer_norm", "gelu_new", "attention", "calls", "KERNELS"]
 
-INTERFACE = 2  # csrc/kernels.h MG_INTERFACE: the interface these wrappers call
+INTERFACE = 3  # csrc/kernels.h MG_INTERFACE: the interface these wrappers call
 if getattr(lib, "MG_INTERFACE", None) != INTERFACE:
     raise ImportError(f"the built extension minigpt2._kernels has interface {getattr(lib, 'MG_INTERFACE', 1)}, these "
                       f"sources need {INTERFACE}: it was built from other sources (rebuild it: pip install -e . or "
@@ -90,6 +90,13 @@ def _aligned(a):
     return a.flags.aligned and (min(a.strides) >= 0 or all(s >= 0 for s, n in zip(a.strides, a.shape) if n > 1))
 
 
+def _to_blas():
+    """Decline a product NumPy's BLAS will then run on its own threads: the C pool's idle workers sleep now,
+    leaving the cores to those threads (csrc/parallel.c, mg_pool_rest)."""
+    lib.mg_pool_rest()
+    return NotImplemented
+
+
 def _stored(weight):
     """How the C core reads a weight matrix [n_in, n_out]: (format code, the array as stored, the int8 scales or
     None, transposed), where transposed is 0 when the rows of the matrix are contiguous in memory (a Conv1D
@@ -130,8 +137,10 @@ def linear(x, weight, bias=None):
     code, values, scales, transposed = stored
     n_in, n_out = values.shape
     rows = x.size // n_in if n_in else 0
-    if x.shape[-1] != n_in or n_in == 0 or n_out == 0 or (code == lib.MG_F32 and rows >= BLAS_ROWS):
-        return NotImplemented  # (a prompt's product with a float32 weight is BLAS's; a narrow one stays in C,
+    if x.shape[-1] != n_in or n_in == 0 or n_out == 0:
+        return NotImplemented
+    if code == lib.MG_F32 and rows >= BLAS_ROWS:
+        return _to_blas()  # (a prompt's product with a float32 weight is BLAS's; a narrow one stays in C,
         # which widens a block at a time, instead of NumPy widening the whole matrix)
     if bias is not None:
         if not (_is_f32(bias) and bias.shape == (n_out,)):
@@ -141,7 +150,7 @@ def linear(x, weight, bias=None):
     by_rows = plan.linear if code == lib.MG_F32 else plan.narrow_linear[_NARROW[code]]
     pick = by_rows[transposed][min(rows, _tuning.DECODE_MAX_ROWS + 1)]
     if pick is None:
-        return NotImplemented
+        return _to_blas()
     x = _contiguous(x)
     y = np.empty(x.shape[:-1] + (n_out,), F32)
     if transposed:
@@ -236,7 +245,7 @@ def attention(q, k, v, *, scale, causal, key_bias=None, head_mask=None):
     plan = _tuning.current()
     pick = plan.attention_decode if T == 1 else plan.attention_prompt
     if pick is None:
-        return NotImplemented
+        return _to_blas()
     out = np.empty((B, T, H, D), F32)  # merge_heads' layout: its transpose back is free
     strides = _strides3(q, k, v)
     status = lib.mg_attention(pick[0], pick[1], _floats(q), strides, _floats(k), strides + 3, _floats(v), strides + 6,

@@ -163,6 +163,6 @@ def _check_past(past, n_layer, batch, n_head, head_dim) -> int:
                 raise ValueError(
                     f"past_key_values[{i}] {name} holds {a.shape[2]} positions but layer 0 holds {expected}"
                 )
-            if not np.issubdtype(a.dtype, np.floating):
+            if a.dtype.kind != "f":  # (np.issubdtype(a.dtype, np.floating), 20x faster: 24 arrays per token)
                 raise TypeError(f"past_key_values[{i}] {name} must be a float array, got dtype {a.dtype}")
     return expected

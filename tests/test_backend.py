@@ -273,6 +273,63 @@ def test_the_c_path_runs_in_a_whole_model_forward():
         backend.set_backend(saved)
 
 
+@needs_c
+def test_a_product_left_to_blas_first_sends_the_c_pools_idle_workers_to_sleep(monkeypatch):
+    """A product the C backend leaves to NumPy's BLAS (a float32 prompt of BLAS_ROWS rows or more, or a kind of
+    call the plan gives NumPy) first calls mg_pool_rest, so that the pool's spinning workers leave the cores to
+    BLAS's own threads (csrc/parallel.c); a product C serves does not, and the results stay the reference's."""
+    ck = backend._ckernels
+    real, rests = ck.lib, []
+
+    class CountingLib:  # the extension, with its calls of mg_pool_rest counted
+        def __getattr__(self, name):
+            return getattr(real, name)
+
+        def mg_pool_rest(self):
+            rests.append(1)
+            real.mg_pool_rest()
+
+    monkeypatch.setattr(ck, "lib", CountingLib())
+    rng = np.random.default_rng(0)
+    w, b = rng.standard_normal((64, 48), dtype=np.float32), rng.standard_normal(48, dtype=np.float32)
+    x1, prompt = rng.standard_normal((1, 64), dtype=np.float32), rng.standard_normal((ck.BLAS_ROWS, 64), dtype=np.float32)
+    saved, saved_variant = backend.name, ck._tuning._requested
+    try:
+        backend.set_backend("c")
+        backend.set_kernel(VARIANTS[-1])  # every kind of call in C, but prompts of BLAS_ROWS rows go to BLAS
+        calls = ck.calls["linear"]
+        assert_close(minigpt2.layers.linear(x1, w, b), minigpt2.layers.linear.reference(x1, w, b))
+        assert (ck.calls["linear"] - calls, len(rests)) == (1, 0)
+        assert_close(minigpt2.layers.linear(prompt, w, b), minigpt2.layers.linear.reference(prompt, w, b))
+        assert (ck.calls["linear"] - calls, len(rests)) == (1, 1)
+        backend.set_kernel("numpy")  # every kind of call to NumPy
+        minigpt2.layers.linear(x1, w, b)
+        assert (ck.calls["linear"] - calls, len(rests)) == (1, 2)
+    finally:
+        ck._tuning.choose(saved_variant)
+        backend.set_backend(saved)
+
+
+@needs_c
+def test_a_near_tie_with_numpy_goes_to_c_with_threads_and_to_numpy_with_one():
+    """The calibration's rule (_tuning._fastest): within TIE of NumPy, C serves with more than one thread (one
+    thread pool keeps the cores) and NumPy with one; beyond TIE the faster serves at any thread count."""
+    tuning, saved = backend._ckernels._tuning, backend.get_num_threads()
+    tie = tuning.TIE
+
+    def fastest(c_time):
+        return tuning._fastest({"numpy": [1.0, 1.0, 1.0], "avx2/nta": [c_time] * 3, "generic/nta": [c_time * 1.5] * 3})
+
+    try:
+        backend.set_num_threads(2)
+        assert [fastest(t) for t in (1 - 2 * tie, 1 + tie / 2, 1 + 2 * tie)] == ["avx2/nta", "avx2/nta", "numpy"]
+        backend.set_num_threads(1)
+        assert [fastest(t) for t in (1 - 2 * tie, 1 - tie / 2, 1 + tie / 2)] == ["avx2/nta", "numpy", "numpy"]
+        assert tuning._fastest({"avx2/nta": [2.0], "generic/nta": [1.0]}) == "generic/nta"  # no NumPy in the race
+    finally:
+        backend.set_num_threads(saved)
+
+
 # -- the kernel variant: MINIGPT2_KERNEL, set_kernel, the calibration and its cache -----------------------------
 
 FORWARD = "import minigpt2; minigpt2.GPT2Model(minigpt2.GPT2Config.from_preset('tiny'), seed=0)([[1, 2]])"
