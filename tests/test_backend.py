@@ -330,6 +330,25 @@ def test_a_near_tie_with_numpy_goes_to_c_with_threads_and_to_numpy_with_one():
         backend.set_num_threads(saved)
 
 
+@needs_c
+def test_the_last_level_cache_size_comes_from_sysfs(tmp_path):
+    """The calibration's example is at least twice the last-level cache (_tuning._l3_bytes): read from Linux's sysfs
+    (os.sysconf has no SC_LEVEL3_CACHE_SIZE in CPython on Linux), L3 if there is one, else the largest level."""
+    tuning = backend._ckernels._tuning
+
+    def caches(*levels):
+        root = tmp_path / "-".join(size for _, size in levels)
+        for i, (level, size) in enumerate(levels):
+            (root / f"index{i}").mkdir(parents=True)
+            (root / f"index{i}" / "level").write_text(f"{level}\n")
+            (root / f"index{i}" / "size").write_text(f"{size}\n")
+        return str(root)
+
+    assert tuning._l3_bytes(caches((1, "32K"), (1, "32K"), (2, "512K"), (3, "32768K"))) == 32 << 20
+    assert tuning._l3_bytes(caches((1, "64K"), (2, "16M"))) == 16 << 20  # no L3 (Apple M-series style)
+    assert tuning._l3_bytes(caches((1, "48K"), (2, "2048K"), (3, "105M"))) == 105 << 20
+
+
 # -- the kernel variant: MINIGPT2_KERNEL, set_kernel, the calibration and its cache -----------------------------
 
 FORWARD = "import minigpt2; minigpt2.GPT2Model(minigpt2.GPT2Config.from_preset('tiny'), seed=0)([[1, 2]])"
