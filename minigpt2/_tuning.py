@@ -438,13 +438,15 @@ def calibrate() -> tuple:
     for cls, rows, transposed, like in (("linear_few", 8, False, "linear_1"),
                                         ("linear_few_head", 8, True, "linear_1_head"),
                                         ("linear_tiled", 24, False, "linear_1")):
-        # the prefetch kind that won the one-row class (or the fastest C candidate there), with every variant,
-        # and for a batch of a Conv1D weight both walks
+        # with every variant: for the block matrices the prefetch kind that won the one-row class (or the fastest C
+        # candidate there) and, for a batch, both walks; for the tied head, one product, every prefetch kind (8 rows
+        # are more arithmetic per byte than one: Zen 3, 2 threads, the head's one-row winner "none" took 10.5 ms for
+        # 8 rows where "nta" took 9.5 and NumPy 14.7, and with "none" alone the race had called it a tie for NumPy)
         best_c = min((c for c in measured[like] if c != NUMPY), key=measured[like].get)
-        prefetch = best_c.split("/")[1]
+        prefetches = tuple(PREFETCH) if transposed else (best_c.split("/")[1],)
         walks = ("", "/rows") if cls == "linear_few" else ("",)
         candidates = {f"{v}/{prefetch}{walk}": c_linear(v, prefetch + walk, rows, transposed)
-                      for v in runnable for walk in walks}
+                      for v in runnable for prefetch in prefetches for walk in walks}
         candidates[NUMPY] = np_linear(rows, transposed)
         choice[cls], measured[cls] = _race(candidates)
 

@@ -409,6 +409,9 @@ def test_the_calibration_is_measured_once_and_cached_for_other_users(tmp_path):
     for cls, pick in saved["choice"].items():
         assert pick == "numpy" or (pick.split("/")[0] in VARIANTS and pick.split("/")[1] in _tuning.PREFETCH), pick
         assert set(saved["measured"][cls]) >= {pick}
+    # The head's classes race every variant with every prefetch kind, and NumPy (8 rows want another kind than 1).
+    for cls in ("linear_1_head", "linear_few_head"):
+        assert set(saved["measured"][cls]) == {f"{v}/{p}" for v in VARIANTS for p in _tuning.PREFETCH} | {"numpy"}, cls
     again = run_python("import minigpt2; from minigpt2 import _tuning\n"
                        "def refuse(): raise AssertionError('measured again')\n"
                        "_tuning.calibrate = refuse\n"
