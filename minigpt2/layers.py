@@ -57,8 +57,11 @@ def log_softmax(x):
 
 
 def chunks(x, n):
-    """``n`` equal parts of the last axis, as views: np.split(x, n, axis=-1) (which takes 9 us a call, more
-    than the kernels of a token's attention take together).  # [..., n F] -> n x [..., F]"""
+    """Cut the last axis into ``n`` equal parts, as views.  # [..., n F] -> n x [..., F]
+
+    The same as np.split(x, n, axis=-1), which is slow for such small arrays (9 us a call: decoding calls it
+    once per layer and token, more time than that token's attention kernels take).
+    """
     F = x.shape[-1] // n
     return [x[..., i * F:(i + 1) * F] for i in range(n)]
 

@@ -7,7 +7,8 @@
 - the rows of a batch are independent;
 - save_pretrained / from_pretrained round-trips exactly;
 - a cache is never changed by later calls: an old cache fed again after a newer one grew from it
-  gives the right answer, and the arrays of both stay as they were.
+  gives the right answer, and the arrays of both stay as they were;
+- layers.chunks, which splits qkv, is np.split(x, n, axis=-1) exactly, as views.
 
 The weights are spread wider than GPT-2's initialisation (weights std 0.3, layer norms 1 +- 0.2, biases
 +- 0.1) so that a leak (a future token, a padded token, another row) moves the outputs by far more
@@ -315,3 +316,14 @@ def test_cross_attention_model_without_encoder_states():
               if ".crossattention." not in k and ".ln_cross_attn." not in k}
     plain = minigpt2.GPT2LMHeadModel(plain_config, checkpoint.unflatten(params))
     assert_close(plain(np.array([[1, 2, 3]]), output_attentions=True).logits, out.logits, "logits")
+
+
+@SETTINGS
+@given(shape=st.lists(st.integers(1, 4), min_size=0, max_size=3), n=st.integers(1, 4), width=st.integers(1, 5),
+       seed=st.integers(0, 2**16))
+def test_chunks_are_np_split_as_views(shape, n, width, seed):
+    x = np.random.default_rng(seed).standard_normal((*shape, n * width)).astype(np.float32)
+    ours, expected = minigpt2.layers.chunks(x, n), np.split(x, n, axis=-1)
+    assert len(ours) == n
+    for a, b in zip(ours, expected):
+        assert a.shape == b.shape and np.array_equal(a, b) and np.shares_memory(a, x)

@@ -14,7 +14,8 @@ import numpy as np
 
 from .. import backward as bw
 from ..activations import ACTIVATIONS
-from ..layers import MASK_VALUE, attention_scale, causal_mask, chunks, layer_norm, linear, merge_heads, softmax, split_heads
+from ..layers import (MASK_VALUE, attention_scale, causal_mask, chunks, layer_norm, linear, merge_heads, softmax,
+                      split_heads)
 
 __all__ = ["loss_and_grad", "forward", "backward"]
 
