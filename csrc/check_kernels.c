@@ -50,7 +50,7 @@ static void report(const char *variant, const char *what, double worst, int ok)
 /* W in the format under test: `stored` for the kernel, `value` the number each weight stands for, computed
  * here from the bits in double precision, independently of the kernels' widening (csrc/widen.h). */
 static void make_weights(int format, long n, long n_in, long n_out, int transposed, int integers, void **stored,
-                         float **scales, long *s_stride, double *value)
+                         unsigned short **scales, long *s_stride, double *value)
 {
     long blocks = (n_in + 31) / 32;
     *scales = NULL, *s_stride = 0;
@@ -61,15 +61,21 @@ static void make_weights(int format, long n, long n_in, long n_out, int transpos
         *stored = w;
     } else if (format == MG_I8) {
         signed char *q = malloc(n);
-        *scales = malloc(sizeof(float) * blocks * (transposed ? n_out : n_out));
+        /* float16 scales (their bits): 1.0, or normal values 2^-10 .. 2^-7 with random fractions */
+        unsigned short *s = *scales = malloc(sizeof(unsigned short) * blocks * n_out);
+        double *s_value = malloc(sizeof(double) * blocks * n_out);
         *s_stride = transposed ? blocks : n_out;
-        for (long i = 0; i < blocks * n_out; i++)
-            (*scales)[i] = integers ? 1.0f : (float)(0.001 + 0.02 * uniform());
+        for (long i = 0; i < blocks * n_out; i++) {
+            int exponent = integers ? 15 : 5 + (int)(uniform() * 3), fraction = integers ? 0 : (int)(uniform() * 1024);
+            s[i] = (unsigned short)(exponent << 10 | fraction);
+            s_value[i] = ldexp(1 + fraction / 1024.0, exponent - 15);
+        }
         for (long i = 0; i < n; i++) {
             q[i] = (signed char)((int)(uniform() * 255) - 127);  /* -127 .. 127 */
             long k = transposed ? i % n_in : i / n_out, j = transposed ? i / n_in : i % n_out;
-            value[i] = q[i] * (double)(*scales)[transposed ? j * blocks + k / 32 : k / 32 * n_out + j];
+            value[i] = q[i] * s_value[transposed ? j * blocks + k / 32 : k / 32 * n_out + j];
         }
+        free(s_value);
         *stored = q;
     } else {  /* 16 bits: random finite patterns, float16's subnormals and zeros among them */
         unsigned short *h = malloc(sizeof(unsigned short) * n);
@@ -89,7 +95,8 @@ static void make_weights(int format, long n, long n_in, long n_out, int transpos
 static int check_linear(int variant, int format, long rows, long n_in, long n_out, int transposed, int integers,
                         double *worst)
 {
-    float *x = floats(rows * n_in, integers), *b = floats(n_out, integers), *scales;
+    float *x = floats(rows * n_in, integers), *b = floats(n_out, integers);
+    unsigned short *scales;
     float *y = malloc(sizeof(float) * rows * n_out), *y3 = malloc(sizeof(float) * rows * n_out);
     double *wd = malloc(sizeof(double) * n_in * n_out);
     void *w;

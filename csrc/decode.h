@@ -40,7 +40,7 @@ static INLINE vf group4_scaled(vf sum, const vf x[4], const vf q[4], vf s)
 #ifdef SCALED
 #define GROUPED 1  /* the register strips take int8's rows four at a time too (the others: one at a time, the same sums) */
 #define GLOAD(p, srow, c) WRAW(p)
-#define GROUP4(sum, x, a, srow, c) group4_scaled(sum, x, a, vload((srow) + (c)))
+#define GROUP4(sum, x, a, srow, c) group4_scaled(sum, x, a, widen_f16((srow) + (c)))
 #else
 #define GROUPED 0
 #define GLOAD(p, srow, c) WLOAD(p, srow, c)
@@ -66,7 +66,7 @@ static INLINE vf group4_scaled(vf sum, const vf x[4], const vf q[4], vf s)
  * so that sums + loads + the broadcast fit the register file. (One function per shape, written
  * out by the macro: with the sizes as run-time arguments the sums would live in memory.) */
 #define DEFINE_STRIP(NAME, R, NV)                                                                  \
-    static NOINLINE void NAME(const float *x, long x_stride, const WT *w, long w_stride, const float *sc, \
+    static NOINLINE void NAME(const float *x, long x_stride, const WT *w, long w_stride, const uint16_t *sc, \
                               long s_stride, long k0, long k1, float *out, long out_stride, int prefetch) \
     {                                                                                              \
         (void)sc, (void)s_stride;                                                                  \
@@ -78,7 +78,7 @@ static INLINE vf group4_scaled(vf sum, const vf x[4], const vf q[4], vf s)
                 for (long g = k + AHEAD(NV); g < k + AHEAD(NV) + 4 && g < k1; g++)                 \
                     for (long i = 0; i < NV * VL; i += LINE)                                       \
                         PREFETCH_AS(prefetch, w + g * w_stride + i);                               \
-            const float *srow = SC_ROW(sc, k);                                                     \
+            const uint16_t *srow = SC_ROW(sc, k);                                                     \
             (void)srow;                                                                            \
             UNROLL for (int v = 0; v < NV; v++) {                                                  \
                 vf a[4];                                                                           \
@@ -112,7 +112,7 @@ DEFINE_STRIP(T(strip_1_vec), 1, 1)                /* one vector: the last column
 
 /* The last cols < VL columns of one row: one vector of sums when VL columns exist in memory from w
  * on (room), else plain sums. */
-static void T(strip_edge)(const float *x, const WT *w, long w_stride, const float *sc, long s_stride, long cols,
+static void T(strip_edge)(const float *x, const WT *w, long w_stride, const uint16_t *sc, long s_stride, long cols,
                           long room, long k0, long k1, float *out, int prefetch)
 {
     (void)sc, (void)s_stride;
@@ -132,7 +132,7 @@ static void T(strip_edge)(const float *x, const WT *w, long w_stride, const floa
 
 /* One row's outputs out[0:n] from W's columns w[0:n]: wide strips, then single vectors, then the
  * edge (room: columns that exist from w on, so that an edge strip never reads past the matrix). */
-static void T(row_strips)(const float *x, const WT *w, long w_stride, const float *sc, long s_stride, long n,
+static void T(row_strips)(const float *x, const WT *w, long w_stride, const uint16_t *sc, long s_stride, long n,
                           long room, long k0, long k1, float *out, int prefetch)
 {
     long c = 0;
@@ -152,7 +152,7 @@ static void T(row_strips)(const float *x, const WT *w, long w_stride, const floa
  * like BLAS's gemv kernels, at the price of moving the sums through L1; which way is faster depends on
  * the CPU's prefetchers, so the calibration (minigpt2/_tuning.py) tries both. width is a multiple of VL. */
 #define DEFINE_STREAM(NAME, R)                                                                     \
-    static NOINLINE void NAME(const float *x, long x_stride, const WT *w, long w_stride, const float *sc, \
+    static NOINLINE void NAME(const float *x, long x_stride, const WT *w, long w_stride, const uint16_t *sc, \
                               long s_stride, long k0, long k1, float *out, long out_stride, long width,  \
                               int prefetch)                                                        \
     {                                                                                              \
@@ -164,7 +164,7 @@ static void T(row_strips)(const float *x, const WT *w, long w_stride, const floa
         for (; k + 4 <= k1; k += 4) {                                                              \
             int first = k == k0;                                                                   \
             const WT *wk = w + k * w_stride;                                                       \
-            const float *srow = SC_ROW(sc, k); /* (a group of 4 rows never straddles a block of 32) */ \
+            const uint16_t *srow = SC_ROW(sc, k); /* (a group of 4 rows never straddles a block of 32) */ \
             (void)srow;                                                                            \
             vf xs[R][4]; /* (in registers: the stores to out could otherwise be x's memory) */     \
             UNROLL for (int r = 0; r < R; r++) UNROLL for (int i = 0; i < 4; i++)                  \
@@ -199,7 +199,7 @@ DEFINE_STREAM(T(stream_2), 2)
  * DECODE_R rows at a time go through strips of DECODE_NV vectors, each strip read once from memory
  * and then from cache for the next rows; the rows left over go through row_strips. With
  * MG_STREAM_ROWS in `mode`, the rows of x go two at a time (then one) through stream_R instead. */
-static void T(decode_tile)(const float *x, long x_stride, const void *w_, long w_stride, const float *sc,
+static void T(decode_tile)(const float *x, long x_stride, const void *w_, long w_stride, const uint16_t *sc,
                            long s_stride, long n_out, long rows, long k0, long k1, long j0, long width, float *out,
                            long out_stride, int mode)
 {
@@ -240,7 +240,7 @@ static void T(decode_tile)(const float *x, long x_stride, const void *w_, long w
  * the next C float32 columns would be (so further, in columns, for narrow formats), up to `ahead`. */
 #define NEXT_COLS(C) ((C) * (long)(4 / sizeof(WT)))
 #define DEFINE_DOTS(NAME, R, C)                                                                    \
-    static NOINLINE void NAME(const float *x, long x_stride, const WT *w, long w_stride, const float *sc, \
+    static NOINLINE void NAME(const float *x, long x_stride, const WT *w, long w_stride, const uint16_t *sc, \
                               long s_stride, long n, float *y, long y_stride, long ahead, int prefetch) \
     {                                                                                              \
         (void)sc, (void)s_stride;                                                                  \
@@ -252,7 +252,7 @@ static void T(decode_tile)(const float *x, long x_stride, const void *w_, long w
                 UNROLL for (int c = 0; c < C; c++) if (NEXT_COLS(C) + c < ahead)                   \
                     PREFETCH_AS(prefetch, w + (NEXT_COLS(C) + c) * w_stride + k);                  \
             UNROLL for (int c = 0; c < C; c++) {                                                   \
-                vf s = vsplat(sc[c * s_stride + k / BLOCK]);                                       \
+                vf s = vsplat(half_to_float(sc[c * s_stride + k / BLOCK]));                                       \
                 UNROLL for (int r = 0; r < R; r++) {                                               \
                     vf t = vload(x + r * x_stride + k) * GLOAD(w + c * w_stride + k, NULL, 0);     \
                     UNROLL for (int i = VL; i < BLOCK; i += VL)                                    \
@@ -288,7 +288,7 @@ DEFINE_DOTS(T(dots_11), 1, 1)
 
 /* y[r, j0:j1] = x[r] @ W[:, j0:j1] + b with the columns of W contiguous. Each column of W is read
  * from memory once and then reused, from L1, for every group of rows. */
-static void T(decode_cols_major)(const float *x, long x_stride, const void *w_, long w_stride, const float *sc,
+static void T(decode_cols_major)(const float *x, long x_stride, const void *w_, long w_stride, const uint16_t *sc,
                                  long s_stride, const float *bias, float *y, long y_stride, long rows, long n_in,
                                  long j0, long j1, int prefetch)
 {
@@ -296,7 +296,7 @@ static void T(decode_cols_major)(const float *x, long x_stride, const void *w_, 
     long j = j0;
     for (; j + DOT_C <= j1; j += DOT_C) {
         const WT *wj = w + j * w_stride;
-        const float *sj = SC_AT(sc, j * s_stride);
+        const uint16_t *sj = SC_AT(sc, j * s_stride);
         long r = 0;
         for (; r + DOT_R <= rows; r += DOT_R)
             T(dots_rc)(x + r * x_stride, x_stride, wj, w_stride, sj, s_stride, n_in, y + r * y_stride + j, y_stride,
@@ -307,7 +307,7 @@ static void T(decode_cols_major)(const float *x, long x_stride, const void *w_, 
     }
     for (; j < j1; j++) {
         const WT *wj = w + j * w_stride;
-        const float *sj = SC_AT(sc, j * s_stride);
+        const uint16_t *sj = SC_AT(sc, j * s_stride);
         long r = 0;
         for (; r + DOT_R <= rows; r += DOT_R)
             T(dots_r1)(x + r * x_stride, x_stride, wj, w_stride, sj, s_stride, n_in, y + r * y_stride + j, y_stride,
@@ -325,7 +325,7 @@ static void T(decode_cols_major)(const float *x, long x_stride, const void *w_, 
 /* Copy W[0:kc, 0:nc] into NR-column panels of float32, b[panel][p][j] (zero-padded), for the tiled
  * kernel: a narrow weight is widened here, one KC x NC block at a time. Either way round, the loop reads
  * W along its contiguous axis. (w and sc start at the block's first row, a multiple of BLOCK.) */
-static void T(pack_w)(const void *w_, long w_stride, const float *sc, long s_stride, int w_transposed, long kc,
+static void T(pack_w)(const void *w_, long w_stride, const uint16_t *sc, long s_stride, int w_transposed, long kc,
                       long nc, float *b)
 {
     const WT *w = w_;

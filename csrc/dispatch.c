@@ -17,8 +17,8 @@
 
 struct variant {
     const char *name;
-    int (*linear)(const float *, long, int, const void *, long, const float *, long, int, const float *, float *, long,
-                  long, long, long, int);
+    int (*linear)(const float *, long, int, const void *, long, const uint16_t *, long, int, const float *, float *,
+                  long, long, long, long, int);
     int (*attention)(const float *, const long *, const float *, const long *, const float *, const long *, float *,
                      long, long, long, long, long, float, int, const float *, long, const float *, int);
     int (*layer_norm)(const float *, long, const float *, const float *, float *, long, long, long, float);
@@ -157,7 +157,7 @@ static int valid_prefetch(int prefetch)
 }
 
 int mg_linear(int variant, int prefetch, int w_format, const float *x, long x_stride, const void *w,
-              long w_stride, const float *scales, long s_stride, int w_transposed, const float *bias, float *y,
+              long w_stride, const uint16_t *scales, long s_stride, int w_transposed, const float *bias, float *y,
               long y_stride, long rows, long n_in, long n_out)
 {
     const struct variant *v = pick(variant);

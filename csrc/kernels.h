@@ -20,9 +20,11 @@
  * Which variant (or NumPy) serves which call is chosen in Python (minigpt2/_tuning.py).
  */
 
+#include <stdint.h> /* uint16_t: int8's float16 scales (cffi knows the type; it drops this line) */
+
 /* The interface's version: minigpt2/_ckernels.py refuses a library built from sources with another one (a
  * checkout updated since it was built), instead of calling functions whose arguments have changed. */
-#define MG_INTERFACE 3
+#define MG_INTERFACE 4
 
 #define MG_OK 0
 #define MG_ERR_SHAPE -1   /* a size is negative or zero where it must be positive */
@@ -69,8 +71,8 @@ void mg_pool_rest(void);
 
 /* x: rows x n_in (row stride x_stride); y: rows x n_out (row stride y_stride, written);
  * bias: n_out values or NULL. W is (n_in, n_out), in HF's Conv1D orientation, stored in the format
- * w_format (MG_F32, MG_F16, MG_BF16: one value per weight; MG_I8: one int8 per weight and a float32
- * scale per 32 weights down each column, the value being q * scale; minigpt2/weights.py), in one of
+ * w_format (MG_F32, MG_F16, MG_BF16: one value per weight; MG_I8: one int8 per weight and a float16
+ * scale (its bits) per 32 weights down each column, the value being q * scale; minigpt2/weights.py), in one of
  * two memory layouts:
  *   w_transposed == 0: W[k, j] = w[k * w_stride + j]   (rows of W contiguous: a Conv1D weight)
  *                      int8 scale of W[k, j]: scales[(k / 32) * s_stride + j]
@@ -82,7 +84,7 @@ void mg_pool_rest(void);
  * of W whose partial sums are added in a fixed order; for many rows the work is blocked for the
  * caches (see linear.c). */
 int mg_linear(int variant, int prefetch, int w_format, const float *x, long x_stride, const void *w,
-              long w_stride, const float *scales, long s_stride, int w_transposed, const float *bias, float *y,
+              long w_stride, const uint16_t *scales, long s_stride, int w_transposed, const float *bias, float *y,
               long y_stride, long rows, long n_in, long n_out);
 
 /* -- attention ----------------------------------------------------------------------------- */

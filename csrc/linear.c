@@ -91,11 +91,12 @@
 #define SCALED 1
 #define SC_ROW(sc, k) ((sc) + (k) / BLOCK * s_stride)
 #define SC_AT(sc, j) ((sc) + (j))
-#define WLOAD(p, srow, c) (widen_i8(p) * vload((srow) + (c)))
+#define WLOAD(p, srow, c) (widen_i8(p) * widen_f16((srow) + (c)))
 #define WRAW(p) widen_i8(p)  /* q alone: decode.h's groups of four rows take the scale once (GROUP4) */
-#define WCOL(w, sc, c, k) (widen_i8((w) + (c) * w_stride + (k)) * vsplat((sc)[(c) * s_stride + (k) / BLOCK]))
-#define SROW(w, sc, k, j) ((float)(w)[(k) * w_stride + (j)] * (sc)[(k) / BLOCK * s_stride + (j)])
-#define SCOL(w, sc, c, k) ((float)(w)[(c) * w_stride + (k)] * (sc)[(c) * s_stride + (k) / BLOCK])
+#define SCALE_AT(sc, c, k) half_to_float((sc)[(c) * s_stride + (k) / BLOCK]) /* W[k, c]'s scale in the head */
+#define WCOL(w, sc, c, k) (widen_i8((w) + (c) * w_stride + (k)) * vsplat(SCALE_AT(sc, c, k)))
+#define SROW(w, sc, k, j) ((float)(w)[(k) * w_stride + (j)] * half_to_float((sc)[(k) / BLOCK * s_stride + (j)]))
+#define SCOL(w, sc, c, k) ((float)(w)[(c) * w_stride + (k)] * SCALE_AT(sc, c, k))
 #include "decode.h"
 
 /* Call the decode.h function `name` of the weight format `format`. */
@@ -113,7 +114,7 @@ static long format_bytes(int format) { return format == MG_I8 ? 1 : format == MG
 struct decode_job {
     const float *x, *bias;
     const void *w;          /* the weights, in the format below */
-    const float *scales;    /* int8: a scale per BLOCK weights (NULL for the other formats) */
+    const uint16_t *scales;    /* int8: a scale per BLOCK weights (NULL for the other formats) */
     float *y;
     long x_stride, w_stride, s_stride, y_stride, rows, n_in, n_out;
     int format;             /* MG_F32, MG_F16, MG_BF16 or MG_I8 */
@@ -202,7 +203,7 @@ static NOINLINE void micro_kernel(long kc, const float *a, const float *b, float
 struct tiled_job {
     const float *x, *bias;
     const void *w;
-    const float *scales;
+    const uint16_t *scales;
     float *y;
     long x_stride, w_stride, s_stride, y_stride, rows, n_in, n_out;
     int format, w_transposed;
@@ -237,7 +238,7 @@ static void tiled_item(void *arg, long item)
     for (long p0 = 0; p0 < job->n_in; p0 += KC) {
         long kc = job->n_in - p0 < KC ? job->n_in - p0 : KC;
         long at = job->w_transposed ? j0 * job->w_stride + p0 : p0 * job->w_stride + j0;  /* W[p0, j0] */
-        const float *sc = !job->scales ? NULL : job->w_transposed ? job->scales + j0 * job->s_stride + p0 / BLOCK
+        const uint16_t *sc = !job->scales ? NULL : job->w_transposed ? job->scales + j0 * job->s_stride + p0 / BLOCK
                                                                   : job->scales + p0 / BLOCK * job->s_stride + j0;
         const char *w = (const char *)job->w + at * format_bytes(job->format);
         BY_FORMAT(job->format, pack_w, w, job->w_stride, sc, job->s_stride, job->w_transposed, kc, nc, b)
@@ -274,7 +275,7 @@ static int tiled(struct tiled_job *job)
 /* -- the entry point (arguments checked by mg_linear in dispatch.c) ------------------------------ */
 
 int MG_NAME(mg_linear)(const float *x, long x_stride, int w_format, const void *w, long w_stride,
-                       const float *scales, long s_stride, int w_transposed, const float *bias, float *y,
+                       const uint16_t *scales, long s_stride, int w_transposed, const float *bias, float *y,
                        long y_stride, long rows, long n_in, long n_out, int prefetch)
 /* prefetch: an MG_PREFETCH_* kind, plus MG_STREAM_ROWS for the other walk through the tiles */
 {

@@ -3,9 +3,11 @@
 #ifndef MINIGPT2_VARIANTS_H
 #define MINIGPT2_VARIANTS_H
 
+#include <stdint.h>
+
 #define DECLARE_VARIANT(suffix)                                                                      \
     int mg_linear_##suffix(const float *x, long x_stride, int w_format, const void *w, long w_stride,     \
-                           const float *scales, long s_stride, int w_transposed, const float *bias,      \
+                           const uint16_t *scales, long s_stride, int w_transposed, const float *bias,      \
                            float *y, long y_stride, long rows, long n_in, long n_out, int prefetch);     \
     int mg_attention_##suffix(const float *q, const long *q_strides, const float *k, const long *k_strides, \
                               const float *v, const long *v_strides, float *out, long B, long H, long T,   \

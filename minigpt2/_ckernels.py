@@ -25,7 +25,7 @@ from .weights import BFloat16Weight, Int8Weight
 
 __all__ = ["linear", "layer_norm", "gelu_new", "attention", "calls", "KERNELS"]
 
-INTERFACE = 3  # csrc/kernels.h MG_INTERFACE: the interface these wrappers call
+INTERFACE = 4  # csrc/kernels.h MG_INTERFACE: the interface these wrappers call
 if getattr(lib, "MG_INTERFACE", None) != INTERFACE:
     raise ImportError(f"the built extension minigpt2._kernels has interface {getattr(lib, 'MG_INTERFACE', 1)}, these "
                       f"sources need {INTERFACE}: it was built from other sources (rebuild it: pip install -e . or "
@@ -156,7 +156,7 @@ def linear(x, weight, bias=None):
     if transposed:
         values, scales = values.T, None if scales is None else scales.T
     status = lib.mg_linear(pick[0], pick[1], code, ffi.from_buffer("float[]", x), n_in, ffi.from_buffer(values),
-                           values.shape[1], ffi.NULL if scales is None else ffi.from_buffer("float[]", scales),
+                           values.shape[1], ffi.NULL if scales is None else ffi.from_buffer("uint16_t[]", scales),
                            0 if scales is None else scales.shape[1], transposed,
                            ffi.NULL if bias is None else ffi.from_buffer("float[]", bias),
                            ffi.from_buffer("float[]", y), n_out, rows, n_in, n_out)
@@ -269,7 +269,7 @@ def run_linear(variant, prefetch, x, w):
         values, scales = values.T, None if scales is None else scales.T
     y = np.empty((x.shape[0], w.shape[1]), F32)
     _check(lib.mg_linear(variant, prefetch, code, ffi.from_buffer("float[]", x), x.shape[1], ffi.from_buffer(values),
-                         values.shape[1], ffi.NULL if scales is None else ffi.from_buffer("float[]", scales),
+                         values.shape[1], ffi.NULL if scales is None else ffi.from_buffer("uint16_t[]", scales),
                          0 if scales is None else scales.shape[1], transposed, ffi.NULL,
                          ffi.from_buffer("float[]", y), w.shape[1], x.shape[0], w.shape[0], w.shape[1]), "linear")
     return y

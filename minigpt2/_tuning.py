@@ -245,7 +245,8 @@ def _build_id() -> str:
     digest = hashlib.sha256()
     try:
         with open(path, "rb") as f:
-            digest.update(f.read())
+            for chunk in iter(lambda: f.read(1 << 16), b""):  # (not all at once: it would count in the RSS)
+                digest.update(chunk)
     except OSError:
         digest.update(path.encode())
     return digest.hexdigest()[:16]
@@ -479,10 +480,10 @@ def calibrate() -> tuple:
     from .weights import BFloat16Weight, Int8Weight
 
     bits, q = memory.view(np.uint16), memory.view(np.int8)
-    head_scales = np.full((q.size // n_in, n_in // 32), 0.01, np.float32)
+    head_scales = np.full((q.size // n_in, n_in // 32), 0.01, np.float16)
     narrow = {"16bit": ([BFloat16Weight(m) for m in _carve(bits, BLOCK_SHAPES * 2 * blocks)],
                         BFloat16Weight(bits.reshape(-1, n_in)).T),
-              "int8": ([Int8Weight(m, np.full((m.shape[0] // 32, m.shape[1]), 0.01, np.float32))
+              "int8": ([Int8Weight(m, np.full((m.shape[0] // 32, m.shape[1]), 0.01, np.float16))
                         for m in _carve(q, BLOCK_SHAPES * 4 * blocks)],
                        Int8Weight(q.reshape(-1, n_in), head_scales, -1).T)}
     for kind, (narrow_mats, narrow_head) in narrow.items():

@@ -9,7 +9,7 @@ one of four formats:
     float32    np.ndarray float32                                   4                  2^-24 (exact here)
     float16    np.ndarray float16                                   2                  2^-11 (11 significant bits)
     bfloat16   BFloat16Weight: the top 16 bits of each float32      2                  2^-8  (8 significant bits)
-    int8       Int8Weight: int8 values, a float32 scale per block   1.125              scale/2 per weight
+    int8       Int8Weight: int8 values, a float16 scale per block   1.0625             scale/2 per weight
                of 32 weights along the input (reduction) axis
 
 (Relative rounding is the largest relative error of round-to-nearest: half a unit in the last place.)
@@ -31,7 +31,14 @@ about 3.2 and of 3072 about 3.6, so per-column scales are 1.5-1.7x coarser on Ga
 coarser where one input row is an outlier (GPT-2's weights have such rows: a few residual-stream
 dimensions carry very large values): that row then sets the scale of every column, while with blocks it
 sets the scale of one block per column. Measured in docs/numerics.md ("int8: blocks of 32 or one scale per
-column"). The cost is 4 bytes of scale per 32 weights: 1.125 bytes per weight instead of about 1.0.
+column"). The cost is 2 bytes of scale per 32 weights: 1.0625 bytes per weight instead of about 1.0.
+
+Why float16 scales (as Q8_0's): a float32 scale would cost 4 bytes per 32 weights, 6% more bytes to read per
+token and to hold in memory, for nothing: a scale is rounded up to a float16 first and q is rounded against
+that rounded scale, so every weight is still within half a scale of its value, and the scale is at most one
+float16 step above largest / 127 (2^-10 of it; 2^-24 absolute for blocks under 0.0078, where float16 is
+subnormal). Rounded up, never down: no |q| passes 127. And q * scale, 8 by 11 significant bits, is exact in
+float32.
 """
 from __future__ import annotations
 
@@ -96,15 +103,15 @@ class BFloat16Weight:
 
 
 class Int8Weight:
-    """A matrix quantized to int8: ``q`` (int8, -127..127) times a float32 scale per block of 32 weights.
+    """A matrix quantized to int8: ``q`` (int8, -127..127) times a float16 scale per block of 32 weights.
 
     The blocks run along ``axis``, the axis a matrix product sums over:
       axis 0, a Conv1D weight [in, out]:    value[i, j] = q[i, j] * scales[i // 32, j];  scales [ceil(in/32), out]
       axis -1, a table wte / wpe [rows, E]: value[i, j] = q[i, j] * scales[i, j // 32];  scales [rows, ceil(E/32)]
     (``wte.T``, the tied LM head's [E, V] view, has its blocks along axis 0, like a Conv1D weight; rows taken
     from a table, ``wte[ids]``, keep their scales, so ``q`` may then have any number of axes.) A block's scale
-    is its largest magnitude / 127, so the largest weight is exact and every other is off by at most half a
-    scale. The last block is shorter when the axis is not a multiple of 32.
+    is its largest magnitude / 127, rounded up to a float16, and every weight is off by at most half a scale.
+    The last block is shorter when the axis is not a multiple of 32.
     """
 
     __slots__ = ("q", "scales", "axis")
@@ -112,9 +119,9 @@ class Int8Weight:
 
     def __init__(self, q, scales, axis=0):
         q, scales = np.asarray(q), np.asarray(scales)
-        if q.dtype != np.int8 or scales.dtype != np.float32 or axis not in (0, -1) or q.ndim < 1 \
+        if q.dtype != np.int8 or scales.dtype != np.float16 or axis not in (0, -1) or q.ndim < 1 \
                 or (axis == 0 and q.ndim != 2):
-            raise TypeError(f"Int8Weight takes int8 values, float32 scales and axis 0 (a matrix) or -1, got "
+            raise TypeError(f"Int8Weight takes int8 values, float16 scales and axis 0 (a matrix) or -1, got "
                             f"{q.dtype} {q.shape}, {scales.dtype} and axis {axis!r}")
         blocks = list(q.shape)
         blocks[axis] = -(-q.shape[axis] // BLOCK)
@@ -125,16 +132,17 @@ class Int8Weight:
 
     @classmethod
     def quantize(cls, a, axis=0) -> "Int8Weight":
-        """Round float values to int8 steps of their block's scale (largest magnitude / 127), nearest."""
+        """Round float values to int8 steps of their block's scale (largest magnitude / 127 rounded up to a
+        float16), nearest."""
         a = np.asarray(a, dtype=np.float32)
         if a.ndim != 2:
             raise ValueError(f"int8 quantization takes a matrix, got shape {a.shape}")
         if not np.isfinite(a).all():
             raise ValueError("int8 quantization needs finite weights; this matrix holds NaN or infinity")
         blocked = _blocks(a if axis == 0 else a.T)  # [n_blocks, 32, other] (zero-padded to whole blocks)
-        scales = np.abs(blocked).max(axis=1) / np.float32(127)  # [n_blocks, other]
-        safe = np.where(scales > 0, scales, np.float32(1))  # an all-zero block: q = 0, scale 0
-        q = np.rint(blocked / safe[:, None, :]).astype(np.int8)
+        scales = _float16_up(np.abs(blocked).max(axis=1) / np.float32(127))  # [n_blocks, other]
+        safe = np.where(scales > 0, scales, np.float16(1)).astype(np.float32)  # an all-zero block: q = 0, scale 0
+        q = np.rint(blocked / safe[:, None, :]).astype(np.int8)  # |q| <= 127: the scale was rounded up
         q = q.reshape(-1, q.shape[-1])[:a.shape[axis]]  # [in, out], or [E, rows] for a table
         if axis == 0:
             return cls(np.ascontiguousarray(q), scales, 0)
@@ -145,7 +153,7 @@ class Int8Weight:
         n = self.q.shape[self.axis]
         per_weight = np.repeat(self.scales, BLOCK, axis=self.axis)  # one scale per weight (and some to spare)
         per_weight = per_weight[:n] if self.axis == 0 else per_weight[..., :n]
-        return self.q.astype(np.float32) * per_weight
+        return self.q.astype(np.float32) * per_weight.astype(np.float32)
 
     shape = property(lambda self: self.q.shape)
     ndim = property(lambda self: self.q.ndim)
@@ -168,6 +176,19 @@ class Int8Weight:
 
     def __repr__(self):
         return f"Int8Weight(shape={self.shape}, blocks of {BLOCK} along axis {self.axis})"
+
+
+def _float16_up(s):
+    """float32 scales -> the float16 at or above each (so that no |q| passes 127). A scale beyond float16's
+    range means weights of magnitude beyond 127 * 65504 ~ 8.3e6, which int8 blocks do not hold."""
+    with np.errstate(over="ignore"):
+        half = s.astype(np.float16)
+    below = half.astype(np.float32) < s
+    half[below] = np.nextafter(half[below], np.float16(np.inf))
+    if np.isinf(half).any():
+        raise ValueError(f"a weight of magnitude {s.max() * 127:.4g} is too large for int8 blocks with float16 "
+                         f"scales (largest 127 * 65504 = 8.3e6); use bfloat16, which has float32's range")
+    return half
 
 
 def _blocks(a):
@@ -270,7 +291,7 @@ def _convert_in_slices(w, fmt, axis, convert, replaced=None):
         if out is None:  # an empty result of the right kind, from the first piece
             if fmt == "int8":
                 blocks = (-(-w.shape[0] // BLOCK), w.shape[1]) if block_rows else (w.shape[0], piece.scales.shape[1])
-                out = Int8Weight(np.empty(w.shape, np.int8), np.empty(blocks, np.float32), axis)
+                out = Int8Weight(np.empty(w.shape, np.int8), np.empty(blocks, np.float16), axis)
             elif fmt == "bfloat16":
                 out = BFloat16Weight(np.empty(w.shape, np.uint16))
             else:
@@ -288,9 +309,13 @@ def _convert_in_slices(w, fmt, axis, convert, replaced=None):
 
 
 def round_to(a, fmt) -> np.ndarray:
-    """float32 values rounded to what format ``fmt`` can hold, as a float32 array (biases of a 16-bit model)."""
-    if fmt in ("float32", "int8"):
+    """float32 values rounded to what format ``fmt`` can hold, as a float32 array (biases of a 16-bit model).
+    For int8 they keep their values, in a copy: a view of a memory-mapped file would fault in whole blocks of
+    the file's pages around each small vector, a dozen megabytes the int8 model otherwise does not hold."""
+    if fmt == "float32":
         return np.asarray(widen(a), dtype=np.float32)
+    if fmt == "int8":
+        return np.array(widen(a), dtype=np.float32)
     return np.asarray(widen(to_format(a, fmt)), dtype=np.float32)
 
 

@@ -121,6 +121,14 @@ def test_float32_tensors_are_memory_mapped():
     assert not any(isinstance(backing_buffer(a), mmap.mmap) for a in halves.values())
 
 
+def test_an_int8_model_holds_nothing_of_the_file():
+    """load_in_8bit copies the float32 parameters it keeps (biases, layer norms): a view of the memory map
+    would fault in the file's pages around each small vector, which then count in the process's memory."""
+    params = flat(minigpt2.GPT2LMHeadModel.from_pretrained(BASE, load_in_8bit=True))
+    arrays = [a for w in params.values() for a in ((w.q, w.scales) if hasattr(w, "scales") else (w,))]
+    assert arrays and not any(isinstance(backing_buffer(a), mmap.mmap) for a in arrays)
+
+
 def test_saving_over_the_loaded_checkpoint(base_copy):
     """save_pretrained into the directory a model was loaded (memory-mapped) from works, and both agree."""
     model = minigpt2.GPT2LMHeadModel.from_pretrained(base_copy)

@@ -89,21 +89,31 @@ def test_float16_refuses_weights_beyond_its_range():
 
 
 @pytest.mark.parametrize("shape, axis", [((100, 70), 0), ((70, 100), -1), ((64, 33), 0), ((5, 32), -1)])
-def test_int8_rounding_is_within_half_a_scale(shape, axis):
-    """Each weight within half its block's scale (plus float32's rounding of w / scale and of q * scale);
-    the scale is the block's largest magnitude / 127, so that weight is kept (to float32 rounding)."""
+@pytest.mark.parametrize("magnitude", [0.02, 1e-5])  # 1e-5: scales among float16's subnormals
+def test_int8_rounding_is_within_half_a_scale(shape, axis, magnitude):
+    """Each weight within half its block's scale (plus float32's rounding of w / scale); the scale is the
+    smallest float16 not below the block's largest magnitude / 127, so no |q| passes 127."""
     rng = np.random.default_rng(2)
-    a = (rng.standard_t(4, shape) * 0.02).astype(np.float32)
+    a = (rng.standard_t(4, shape) * magnitude).astype(np.float32)
     q = weights.quantize_int8(a, axis)
-    assert q.q.dtype == np.int8 and q.scales.dtype == np.float32 and np.abs(q.q).max() <= 127
+    assert q.q.dtype == np.int8 and q.scales.dtype == np.float16 and np.abs(q.q).max() <= 127
     n = shape[0 if axis == 0 else 1]
     per_weight = np.repeat(q.scales, 32, axis=axis)[:n] if axis == 0 else np.repeat(q.scales, 32, axis=1)[:, :n]
+    per_weight = per_weight.astype(np.float32)
     blocks = np.arange(n) // 32
     largest = np.array([np.abs(a[blocks == b] if axis == 0 else a[:, blocks == b]).max(axis=axis)
                         for b in range(blocks.max() + 1)])
-    assert np.allclose(q.scales * 127, largest if axis == 0 else largest.T, rtol=4 * F32_EPS, atol=0)
+    target = (largest if axis == 0 else largest.T) / np.float32(127)
+    scales = q.scales.astype(np.float32)
+    below = np.nextafter(q.scales, np.float16(0)).astype(np.float32)
+    assert (scales >= target).all() and (below < target).all()
     error = np.abs(widen(q) - a)
     assert (error <= per_weight / 2 * (1 + 4 * F32_EPS) + 2 * F32_EPS * np.abs(a)).all(), error.max()
+
+
+def test_int8_refuses_weights_whose_scale_float16_cannot_hold():
+    with pytest.raises(ValueError, match="too large for int8.*bfloat16"):
+        weights.quantize_int8(np.array([[1.0], [1e7]], np.float32))
 
 
 def test_views_rows_and_transposes_widen_to_the_same_values():
@@ -114,14 +124,16 @@ def test_views_rows_and_transposes_widen_to_the_same_values():
         assert np.array_equal(widen(w[ids]), widen(w)[ids]), weights.format_name(w)
         assert np.array_equal(widen(w.T), widen(w).T), weights.format_name(w)
     assert widen(a) is a  # float32 is the reference format: no copy
-    assert weights.nbytes(weights.quantize_int8(np.zeros((64, 10), np.float32))) == 64 * 10 + 2 * 10 * 4
+    assert weights.nbytes(weights.quantize_int8(np.zeros((64, 10), np.float32))) == 64 * 10 + 2 * 10 * 2
 
 
 def test_format_objects_refuse_what_they_cannot_hold():
     with pytest.raises(TypeError, match="uint16"):
         BFloat16Weight(np.zeros(3, np.float32))
     with pytest.raises(ValueError, match="scales"):
-        Int8Weight(np.zeros((64, 3), np.int8), np.zeros((1, 3), np.float32))
+        Int8Weight(np.zeros((64, 3), np.int8), np.zeros((1, 3), np.float16))
+    with pytest.raises(TypeError, match="float16 scales"):
+        Int8Weight(np.zeros((64, 3), np.int8), np.zeros((2, 3), np.float32))
     with pytest.raises(ValueError, match="finite"):
         weights.quantize_int8(np.array([[np.nan]], np.float32))
     with pytest.raises(TypeError, match="rows"):

@@ -79,7 +79,7 @@ def test_narrow_linear_is_exact_on_small_integers(fmt, rows, n_in, n_out, head, 
     values = rng.integers(-8, 9, (n_in, n_out)).astype(np.float32)
     if fmt == "int8":  # scales of 1 and 2 (exact products), different per block
         blocks = -(-n_in // weights.BLOCK)
-        scales = rng.integers(1, 3, (blocks, n_out)).astype(np.float32)
+        scales = rng.integers(1, 3, (blocks, n_out)).astype(np.float16)
         q = values.astype(np.int8)
         w = weights.Int8Weight(q, scales, 0)
         if head:

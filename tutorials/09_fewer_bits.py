@@ -22,7 +22,7 @@
 # | float32 | 24 significant bits | 4 | (the reference) |
 # | bfloat16 | 8 significant bits, float32's exponent | 2 | the top half of the float32, rounded to nearest |
 # | float16 | 11 significant bits, 5-bit exponent | 2 | IEEE half precision, rounded to nearest |
-# | int8 | 8-bit integers, a float32 scale per 32 weights | 1.125 | to the nearest step of its block's scale |
+# | int8 | 8-bit integers, a float16 scale per 32 weights | 1.0625 | to the nearest step of its block's scale |
 #
 # Only the weights change. Activations, sums, layer norms, softmax and the KV cache stay float32: where a
 # weight is used it is widened back to the float32 number it stands for, `linear(x, w, b) = x @ widen(w) + b`.
@@ -105,22 +105,26 @@ with np.errstate(over="ignore"):
 # ## int8: integers and a scale per block of 32
 #
 # Cut the input axis of `W [in, out]` into blocks of 32 rows. In each block and column, the scale is the
-# largest magnitude / 127; each weight becomes the nearest integer multiple of it, an int8 in -127..127. The
-# largest weight is kept exactly, every other within half a scale. (llama.cpp's Q8_0 cuts the same way.)
+# largest magnitude / 127, stored as a float16 (2 bytes instead of 4): rounded *up* to one, so that no weight
+# needs more than 127 steps. Each weight becomes the nearest integer multiple of the scale, an int8 in
+# -127..127, within half a scale of its value. (llama.cpp's Q8_0 cuts and stores the same way.)
 
 # %%
 n_in, n_out = W.shape
 blocks = W.reshape(n_in // 32, 32, n_out)  # [blocks, 32, out]
-scales = np.abs(blocks).max(axis=1) / np.float32(127)  # [blocks, out]
+exact = np.abs(blocks).max(axis=1) / np.float32(127)  # [blocks, out], float32
+half = exact.astype(np.float16)  # the nearest float16 ...
+half = np.where(half.astype(np.float32) < exact, np.nextafter(half, np.float16(np.inf)), half)  # ... or the next up
+scales = half.astype(np.float32)
 q = np.rint(blocks / scales[:, None, :]).astype(np.int8).reshape(n_in, n_out)
-widened = q.astype(np.float32) * np.repeat(scales, 32, axis=0)
+widened = q.astype(np.float32) * np.repeat(scales, 32, axis=0)  # q * scale: 8 x 11 bits, exact in float32
 
 library = weights.quantize_int8(W)  # axis 0: blocks along the input axis
-assert np.array_equal(q, library.q) and np.array_equal(scales, library.scales)
+assert np.array_equal(q, library.q) and np.array_equal(half, library.scales)
 assert np.array_equal(widened, widen(library))
 assert (np.abs(widened - W) <= np.repeat(scales, 32, axis=0) / 2 * (1 + 2**-20)).all()
-print(f"ok  hand-built int8 == weights.quantize_int8; {library.nbytes / W.size:.3f} bytes per weight "
-      f"(1 for the int8, 4/32 for the scale)")
+print(f"ok  hand-built int8 == weights.quantize_int8; {library.nbytes / W.size:.4f} bytes per weight "
+      f"(1 for the int8, 2/32 for the scale); scales at most {(scales / exact).max() - 1:.1e} above largest/127")
 
 # %% [markdown]
 # Why blocks of 32, and not one scale per output column (fewer scales)? The scale follows the largest
@@ -218,7 +222,7 @@ if not _workshop.is_real(model):
     print("(the tiny model's weights are random: its text is noise, but the comparison holds all the same)")
 
 # %% [markdown]
-# Error against bits per weight (int8's scales make it 9 bits per weight):
+# Error against bits per weight (int8's scales make it 8.5 bits per weight):
 
 # %%
 bits = {"bfloat16": 16, "float16": 16, "int8": 8 * weights.quantize_int8(W).nbytes / W.size}
