@@ -24,13 +24,13 @@ The call classes ("kinds of call") and the crossovers between them are all here:
 from __future__ import annotations
 
 import glob
-import hashlib
 import json
 import os
 import platform
 import statistics
 import threading
 import time
+import zlib
 
 import numpy as np
 
@@ -240,16 +240,22 @@ def _cpu_model() -> str:
         return platform.processor() or platform.machine()
 
 
+def _digest(chunks) -> str:
+    """16 hex digits that tell apart different bytes (a cache key, not a security check: CRC-32 and Adler-32
+    together. zlib, not hashlib, whose OpenSSL would add 3.6 MB to every decoding process's memory)."""
+    crc, adler = 0, 1
+    for chunk in chunks:
+        crc, adler = zlib.crc32(chunk, crc), zlib.adler32(chunk, adler)
+    return f"{crc:08x}{adler:08x}"
+
+
 def _build_id() -> str:
     path = _ck().library_path()
-    digest = hashlib.sha256()
     try:
         with open(path, "rb") as f:
-            for chunk in iter(lambda: f.read(1 << 16), b""):  # (not all at once: it would count in the RSS)
-                digest.update(chunk)
+            return _digest(iter(lambda: f.read(1 << 16), b""))  # (not all at once: it would count in the RSS)
     except OSError:
-        digest.update(path.encode())
-    return digest.hexdigest()[:16]
+        return _digest([path.encode()])
 
 
 def cache_key(threads: int) -> dict:
@@ -261,7 +267,7 @@ def cache_key(threads: int) -> dict:
 
 def cache_path(key: dict) -> str:
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
+    digest = _digest([json.dumps(key, sort_keys=True).encode()])
     return os.path.join(base, "minigpt2", f"kernels-{digest}.json")
 
 

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import copy
 import gzip
-import hashlib
 import heapq
 import json
 import os
@@ -341,6 +340,8 @@ def read_text(path: str) -> str:
 @lru_cache(maxsize=1)
 def gpt2_vocabulary() -> Tuple[Dict[str, int], Tuple[Tuple[str, str], ...]]:
     """The bundled GPT-2 encoder and merges, hash-checked. Parsed once per process; treat as read-only."""
+    import hashlib  # (here, not at the top: its OpenSSL takes 3.6 MB, which a process that never tokenizes keeps)
+
     parsed = []
     for name, expected, parse in (("encoder.json", GPT2_ENCODER_SHA256, parse_encoder),
                                   ("vocab.bpe", GPT2_MERGES_SHA256, parse_merges)):
@@ -357,6 +358,8 @@ def gpt2_vocabulary() -> Tuple[Dict[str, int], Tuple[Tuple[str, str], ...]]:
 
 def merges_digest(merges: Sequence[Tuple[str, str]]) -> str:
     """SHA-256 of a merge list written as vocab.bpe writes it (equal to GPT2_MERGES_SHA256 for GPT-2's)."""
+    import hashlib
+
     body = "".join(f"{a} {b}\n" for a, b in merges)
     return hashlib.sha256(("#version: 0.2\n" + body).encode("utf-8")).hexdigest()
 

@@ -13,6 +13,7 @@ threads continue one cache at once: one of them takes the free space after it, t
 """
 from __future__ import annotations
 
+import mmap
 import threading
 
 import numpy as np
@@ -20,13 +21,23 @@ import numpy as np
 __all__ = ["KVCache"]
 
 
+def _empty(shape):
+    """An uninitialised float32 array for a cache buffer. From 64 KiB on, it is an anonymous memory map of its
+    own: its untouched room costs no memory, and when a grown cache drops it, its pages go back to the operating
+    system at once (memory from malloc would stay in the process, counting in its peak memory)."""
+    size = int(np.prod(shape)) * 4
+    if size < 1 << 16:
+        return np.empty(shape, np.float32)
+    return np.frombuffer(mmap.mmap(-1, size), np.float32).reshape(shape)
+
+
 class _Buffers:
     """Per-layer key and value buffers [B, H, capacity, D], of which the first ``length`` are filled."""
 
     def __init__(self, n_layer, batch, n_head, head_dim, capacity):
         shape = (batch, n_head, capacity, head_dim)
-        self.keys = [np.empty(shape, np.float32) for _ in range(n_layer)]
-        self.values = [np.empty(shape, np.float32) for _ in range(n_layer)]
+        self.keys = [_empty(shape) for _ in range(n_layer)]
+        self.values = [_empty(shape) for _ in range(n_layer)]
         self.length = 0
         self.lock = threading.Lock()  # two threads extending the same cache: one gets the space, one copies
 
@@ -39,7 +50,7 @@ class _Buffers:
         n = filled
         for buffers in (self.keys, self.values):
             for i, old in enumerate(buffers):
-                new = np.empty(old.shape[:2] + (capacity,) + old.shape[3:], np.float32)
+                new = _empty(old.shape[:2] + (capacity,) + old.shape[3:])
                 new[:, :, :n] = old[:, :, :n]
                 buffers[i] = new
 
