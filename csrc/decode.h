@@ -78,7 +78,7 @@ static INLINE vf group4_scaled(vf sum, const vf x[4], const vf q[4], vf s)
                 for (long g = k + AHEAD(NV); g < k + AHEAD(NV) + 4 && g < k1; g++)                 \
                     for (long i = 0; i < NV * VL; i += LINE)                                       \
                         PREFETCH_AS(prefetch, w + g * w_stride + i);                               \
-            const uint16_t *srow = SC_ROW(sc, k);                                                     \
+            const uint16_t *srow = SC_ROW(sc, k);                                                  \
             (void)srow;                                                                            \
             UNROLL for (int v = 0; v < NV; v++) {                                                  \
                 vf a[4];                                                                           \
@@ -252,7 +252,7 @@ static void T(decode_tile)(const float *x, long x_stride, const void *w_, long w
                 UNROLL for (int c = 0; c < C; c++) if (NEXT_COLS(C) + c < ahead)                   \
                     PREFETCH_AS(prefetch, w + (NEXT_COLS(C) + c) * w_stride + k);                  \
             UNROLL for (int c = 0; c < C; c++) {                                                   \
-                vf s = vsplat(half_to_float(sc[c * s_stride + k / BLOCK]));                                       \
+                vf s = vsplat(half_to_float(sc[c * s_stride + k / BLOCK]));                        \
                 UNROLL for (int r = 0; r < R; r++) {                                               \
                     vf t = vload(x + r * x_stride + k) * GLOAD(w + c * w_stride + k, NULL, 0);     \
                     UNROLL for (int i = VL; i < BLOCK; i += VL)                                    \

@@ -114,7 +114,7 @@ static long format_bytes(int format) { return format == MG_I8 ? 1 : format == MG
 struct decode_job {
     const float *x, *bias;
     const void *w;          /* the weights, in the format below */
-    const uint16_t *scales;    /* int8: a scale per BLOCK weights (NULL for the other formats) */
+    const uint16_t *scales; /* int8: a float16 scale per BLOCK weights (NULL for the other formats) */
     float *y;
     long x_stride, w_stride, s_stride, y_stride, rows, n_in, n_out;
     int format;             /* MG_F32, MG_F16, MG_BF16 or MG_I8 */
