@@ -287,13 +287,32 @@ DEFINE_DOTS(T(dots_11), 1, 1)
 #undef DEFINE_DOTS
 
 /* y[r, j0:j1] = x[r] @ W[:, j0:j1] + b with the columns of W contiguous. Each column of W is read
- * from memory once and then reused, from L1, for every group of rows. */
+ * from memory once and then reused, from L1, for every group of rows. Two walks, the same sums in the same
+ * order (one vector of sums per output), so the same bits: DOT_C columns side by side, each asking for the
+ * column DOT_C further on line by line; or, with MG_STREAM_ROWS in `mode`, one column after another, the
+ * next column asked for whole before this one is read: one sequential stream, which some CPUs' prefetchers
+ * follow faster (Zen 5, float32 head, 1 thread: 41 GB/s against 31 side by side). */
 static void T(decode_cols_major)(const float *x, long x_stride, const void *w_, long w_stride, const uint16_t *sc,
                                  long s_stride, const float *bias, float *y, long y_stride, long rows, long n_in,
-                                 long j0, long j1, int prefetch)
+                                 long j0, long j1, int mode)
 {
     const WT *w = w_;
+    int prefetch = mode & 3;
     long j = j0;
+    for (; (mode & MG_STREAM_ROWS) && j < j1; j++) {
+        const WT *wj = w + j * w_stride;
+        const uint16_t *sj = SC_AT(sc, j * s_stride);
+        if (prefetch && j + 1 < j1)
+            for (long k = 0; k < n_in; k += LINE)
+                PREFETCH_AS(prefetch, wj + w_stride + k);
+        long r = 0;
+        for (; r + DOT_R <= rows; r += DOT_R)
+            T(dots_r1)(x + r * x_stride, x_stride, wj, w_stride, sj, s_stride, n_in, y + r * y_stride + j, y_stride,
+                       0, 0);
+        for (; r < rows; r++)
+            T(dots_11)(x + r * x_stride, x_stride, wj, w_stride, sj, s_stride, n_in, y + r * y_stride + j, y_stride,
+                       0, 0);
+    }
     for (; j + DOT_C <= j1; j += DOT_C) {
         const WT *wj = w + j * w_stride;
         const uint16_t *sj = SC_AT(sc, j * s_stride);

@@ -31,14 +31,14 @@
 /* -- few rows ------------------------------------------------------------------------------ */
 
 /* A Conv1D weight (rows of W contiguous) is cut into tiles of DECODE_K rows x DECODE_COLS
- * columns: 96 x 256 floats, 96 KiB. A tile gives partial sums for its 256 outputs; the partial
+ * columns: 384 x 256 floats, 384 KiB. A tile gives partial sums for its 256 outputs; the partial
  * sums of a column of tiles are added in a fixed order by whichever thread finishes the column's
  * last tile, so the result has the same bits for any number of threads. (256 is a multiple of
- * every target's strip width; 96 of int8's blocks of 32. Short tiles down the input make many work
- * items, so that the threads share even the narrowest matrix, and cost little: the partial sums of
- * a 768 x 768 weight are 8 vectors of 768 floats.) */
+ * every target's strip width; 384 of int8's blocks of 32. The narrowest GPT-2 matrix, 768 x 768,
+ * still makes 6 work items. Tiles of 96 rows, which make 4 times as many items, decoded 10% slower
+ * on Zen 5 with 2 threads: each tile starts its rows' streams afresh and ends in a partial sum.) */
 #define DECODE_COLS 256
-#define DECODE_K 96
+#define DECODE_K 384
 /* The row walk (MG_STREAM_ROWS) takes tiles of DECODE_K rows x STREAM_COLS columns: rows of up to 16 KiB,
  * long stretches for the memory's prefetchers (OpenBLAS's gemv reads whole columns of 8-12 KiB; on Zen 3,
  * 4 rows at a time over 12 KiB read 20% faster than 8 rows over 8 KiB). The same k-tiles, so the same
@@ -133,7 +133,7 @@ static void decode_item(void *arg, long item)
     if (job->k_tiles == 0) {  /* the columns of W are contiguous */
         long j0 = item * DECODE_DOTS, j1 = j0 + DECODE_DOTS < n_out ? j0 + DECODE_DOTS : n_out;
         BY_FORMAT(job->format, decode_cols_major, job->x, job->x_stride, job->w, job->w_stride, job->scales,
-                  job->s_stride, job->bias, job->y, job->y_stride, rows, job->n_in, j0, j1, job->prefetch & 3)
+                  job->s_stride, job->bias, job->y, job->y_stride, rows, job->n_in, j0, j1, job->prefetch)
         return;
     }
     long column = item / job->k_tiles, tile = item % job->k_tiles, cols = job->tile_cols;

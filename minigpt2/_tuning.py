@@ -48,6 +48,13 @@ DECODE_MAX_ROWS = 12
 # model more than a few percent on one kind of call: docs/kernels.md, "Things worth knowing"). With one thread
 # NumPy is (see _fastest). 5% is about the noise of one measurement on a shared machine.
 TIE = 0.05
+# After each call OpenBLAS's idle threads spin for about 0.1 s (2**28 time-stamp ticks, its THREAD_TIMEOUT) before
+# they sleep, holding cores our pool's workers need. In the model, decoding on C alone, they are asleep; in the
+# calibration, the candidate timed right after NumPy's would share its cores with them. So the race waits this long
+# after a candidate that called BLAS. (Zen 5, 2 threads, decode steps of the model's kernels on its weights, C
+# against NumPy: without the wait C took 7.1 ms against NumPy's 6.7, with it 5.8 against 6.5-7.1; the model
+# itself, C alone against NumPy alone: 12.96 against 14.69 ms a token.)
+BLAS_SETTLE = 0.12
 
 # class -> what it covers (the calibration measures each on a GPT-2-sized example)
 CLASSES = {
@@ -71,8 +78,8 @@ NARROW = {"16bit": "bfloat16 and float16 weights", "int8": "int8 weights"}
 NARROW_LIKE = {"linear_1": "linear_1", "linear_1_head": "linear_1_head", "linear_few": "linear_1",
                "linear_few_head": "linear_1_head", "linear_tiled": "linear_1"}
 PREFETCH = {"none": 0, "nta": 1, "keep": 2}
-SCHEME = 5  # what calibrate() measures: a cached choice made by another scheme is measured again
-STREAM_ROWS = 4  # csrc/kernels.h MG_STREAM_ROWS: walk a Conv1D weight's tiles row by row ("/rows" in a choice)
+SCHEME = 6  # what calibrate() measures: a cached choice made by another scheme is measured again
+STREAM_ROWS = 4  # csrc/kernels.h MG_STREAM_ROWS ("/rows" in a choice): a Conv1D weight's tiles row by row, the head column by column
 NUMPY = "numpy"
 
 
@@ -361,9 +368,13 @@ def _fastest(times: dict) -> str:
     return c_best if median[c_best] * (1 + TIE) < median[NUMPY] else NUMPY
 
 
-def _race(candidates: dict, rounds: int = 3) -> tuple:
+def _race(candidates: dict, rounds: int = 3, blas=()) -> tuple:
     """Time each candidate (name -> function of no arguments) ``rounds`` times, interleaved, in a rotating
-    order, each run after one untimed warm-up run; returns (fastest, {name: median seconds})."""
+    order, each run after one untimed warm-up run; returns (fastest, {name: median seconds}). After a candidate
+    named in ``blas`` (one that calls NumPy's BLAS), with more than one thread, wait BLAS_SETTLE seconds."""
+    from . import backend  # (imported here: backend imports this module through _ckernels)
+
+    settle = BLAS_SETTLE if backend.get_num_threads() > 1 else 0.0
     times = {name: [] for name in candidates}
     names = list(candidates)
     for r in range(rounds):
@@ -373,6 +384,8 @@ def _race(candidates: dict, rounds: int = 3) -> tuple:
             start = time.perf_counter()
             fn()
             times[name].append(time.perf_counter() - start)
+            if name in blas and settle:
+                time.sleep(settle)
     return _fastest(times), {name: statistics.median(t) for name, t in times.items()}
 
 
@@ -437,11 +450,11 @@ def calibrate() -> tuple:
 
     choice, measured = {}, {}
     for cls, rows, transposed in (("linear_1", 1, False), ("linear_1_head", 1, True)):
-        walks = ("", "/rows") if not transposed else ("",)  # (the tied head has no tiles to walk)
+        walks = ("", "/rows")  # (for the tied head, "/rows": one column of W after another, csrc/decode.h)
         candidates = {f"{v}/{p}{walk}": c_linear(v, p + walk, rows, transposed)
                       for v in runnable for p in PREFETCH for walk in walks}
         candidates[NUMPY] = np_linear(rows, transposed)
-        choice[cls], measured[cls] = _race(candidates)
+        choice[cls], measured[cls] = _race(candidates, blas=(NUMPY,))
     for cls, rows, transposed, like in (("linear_few", 8, False, "linear_1"),
                                         ("linear_few_head", 8, True, "linear_1_head"),
                                         ("linear_tiled", 24, False, "linear_1")):
@@ -451,32 +464,35 @@ def calibrate() -> tuple:
         # 8 rows where "nta" took 9.5 and NumPy 14.7, and with "none" alone the race had called it a tie for NumPy)
         best_c = min((c for c in measured[like] if c != NUMPY), key=measured[like].get)
         prefetches = tuple(PREFETCH) if transposed else (best_c.split("/")[1],)
-        walks = ("", "/rows") if cls == "linear_few" else ("",)
+        walks = ("", "/rows") if cls != "linear_tiled" else ("",)
         candidates = {f"{v}/{prefetch}{walk}": c_linear(v, prefetch + walk, rows, transposed)
                       for v in runnable for prefetch in prefetches for walk in walks}
         candidates[NUMPY] = np_linear(rows, transposed)
-        choice[cls], measured[cls] = _race(candidates)
+        choice[cls], measured[cls] = _race(candidates, blas=(NUMPY,))
 
     # A decoding step calls the block matrices and then the head, one after the other. Where one of the pair
     # went to NumPy and the other to C, with more than one thread, the two thread pools then take turns: each
     # call wakes threads the other pool's spinning workers still hold the cores of. Measured on Zen 3 (2 threads):
     # each choice faster alone, the mix decoded at 38 tok/s where NumPy alone did 50. So the pair is also timed
-    # as it runs in the model, mixed, all C or all NumPy, and the fastest of the three serves.
+    # as it runs in the model: all C, all NumPy, and mixed if so chosen; the fastest serves. (Also when both went
+    # to NumPy: alone, each product was timed with no C kernel running next to it for long.)
     if backend.get_num_threads() > 1:
         for block, head_cls, rows in (("linear_1", "linear_1_head", 1), ("linear_few", "linear_few_head", 8)):
             pair = (choice[block], choice[head_cls])
-            if (pair[0] == NUMPY) == (pair[1] == NUMPY):
+            if NUMPY not in pair:
                 continue
             fastest_c = [min((c for c in measured[cls] if c != NUMPY), key=measured[cls].get)
                          for cls in (block, head_cls)]
-            options = {"mixed": pair, "c": tuple(fastest_c), NUMPY: (NUMPY, NUMPY)}
+            options = {"c": tuple(fastest_c), NUMPY: (NUMPY, NUMPY)}
+            if pair != (NUMPY, NUMPY):
+                options["mixed"] = pair
 
             def step(picks, rows=rows):
                 run = [np_linear(rows, t) if p == NUMPY else c_linear(p.split("/")[0], "/".join(p.split("/")[1:]),
                                                                        rows, t) for p, t in zip(picks, (0, 1))]
                 return lambda: (run[0](), run[1]())
 
-            winner, times = _race({name: step(picks) for name, picks in options.items()})
+            winner, times = _race({name: step(picks) for name, picks in options.items()}, blas=("mixed", NUMPY))
             winner = "c" if winner == "mixed" and times["c"] <= times["mixed"] * (1 + TIE) else winner
             choice[block], choice[head_cls] = options[winner]
             measured[f"{block}+head"] = times
@@ -493,7 +509,7 @@ def calibrate() -> tuple:
                         for m in _carve(q, BLOCK_SHAPES * 4 * blocks)],
                        Int8Weight(q.reshape(-1, n_in), head_scales, -1).T)}
     for kind, (narrow_mats, narrow_head) in narrow.items():
-        for cls, w, walks in (("linear_1", narrow_mats, ("", "/rows")), ("linear_1_head", [narrow_head], ("",))):
+        for cls, w, walks in (("linear_1", narrow_mats, ("", "/rows")), ("linear_1_head", [narrow_head], ("", "/rows"))):
             def run(p, w=w):
                 prefetch, *walk = p.split("/")
                 v, p = index[runnable[-1]], PREFETCH[prefetch] | (STREAM_ROWS if walk == ["rows"] else 0)

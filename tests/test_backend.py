@@ -331,6 +331,31 @@ def test_a_near_tie_with_numpy_goes_to_c_with_threads_and_to_numpy_with_one():
         backend.set_num_threads(saved)
 
 
+def test_the_race_lets_blas_threads_settle_after_numpy_with_threads(monkeypatch):
+    """OpenBLAS's idle threads spin for about 0.1 s after a call; with more than one thread of ours, the race waits
+    BLAS_SETTLE after each run of a candidate that called BLAS, so the candidate timed next does not share the
+    cores with them (without it the race was biased against C: docs/kernels.md). With one thread it never waits."""
+    from minigpt2 import _tuning as tuning
+
+    events = []
+    monkeypatch.setattr(tuning.time, "sleep", lambda seconds: events.append(("sleep", seconds)))
+    candidates = {name: (lambda name=name: events.append(name)) for name in ("avx2/nta", "numpy", "mixed")}
+    saved = backend.get_num_threads()
+    try:
+        backend.set_num_threads(2)
+        tuning._race(candidates, rounds=3, blas=("numpy", "mixed"))
+        sleeps = [i for i, e in enumerate(events) if isinstance(e, tuple)]
+        assert len(sleeps) == 6 and all(events[i] == ("sleep", tuning.BLAS_SETTLE) for i in sleeps)
+        assert all(events[i - 1] in ("numpy", "mixed") and events[i - 2] == events[i - 1] for i in sleeps)
+        assert tuning.BLAS_SETTLE >= 0.1  # OpenBLAS's default spin: 2**28 time-stamp ticks, 0.1 s at 2.7 GHz
+        events.clear()
+        backend.set_num_threads(1)
+        tuning._race(candidates, rounds=3, blas=("numpy", "mixed"))
+        assert not [e for e in events if isinstance(e, tuple)] and len(events) == 18
+    finally:
+        backend.set_num_threads(saved)
+
+
 def test_the_last_level_cache_size_comes_from_sysfs(tmp_path):
     """The calibration's example is at least twice the last-level cache (_tuning._l3_bytes): read from Linux's sysfs
     (os.sysconf has no SC_LEVEL3_CACHE_SIZE in CPython on Linux), L3 if there is one, else the largest level."""
@@ -409,9 +434,11 @@ def test_the_calibration_is_measured_once_and_cached_for_other_users(tmp_path):
     for cls, pick in saved["choice"].items():
         assert pick == "numpy" or (pick.split("/")[0] in VARIANTS and pick.split("/")[1] in _tuning.PREFETCH), pick
         assert set(saved["measured"][cls]) >= {pick}
-    # The head's classes race every variant with every prefetch kind, and NumPy (8 rows want another kind than 1).
+    # The head's classes race every variant with every prefetch kind and both walks (columns side by side, or one
+    # after another), and NumPy (8 rows want another kind than 1).
     for cls in ("linear_1_head", "linear_few_head"):
-        assert set(saved["measured"][cls]) == {f"{v}/{p}" for v in VARIANTS for p in _tuning.PREFETCH} | {"numpy"}, cls
+        assert set(saved["measured"][cls]) == {f"{v}/{p}{walk}" for v in VARIANTS for p in _tuning.PREFETCH
+                                               for walk in ("", "/rows")} | {"numpy"}, cls
     again = run_python("import minigpt2; from minigpt2 import _tuning\n"
                        "def refuse(): raise AssertionError('measured again')\n"
                        "_tuning.calibrate = refuse\n"

@@ -124,7 +124,7 @@ def check_linear(x, w, b):
     assert excess.max() <= 0, f"linear exceeds its bound by {excess.max():.3g} (x {x.shape}, w {w.shape})"
 
 
-sizes = st.one_of(st.integers(1, 70), st.sampled_from([95, 96, 97, 255, 256, 257, 767, 768, 1025, 3072, 3073]))
+sizes = st.one_of(st.integers(1, 70), st.sampled_from([95, 96, 97, 255, 256, 257, 383, 384, 385, 767, 768, 1025, 3072, 3073]))
 
 
 @each_variant

@@ -208,7 +208,8 @@ def test_the_calibration_measures_narrow_weights_and_caches_the_choice(tmp_path,
         times = plan.measured[f"linear_1@{kind}"]
         assert set(times) == {f"{widest}/{p}{walk}" for p in _tuning.PREFETCH for walk in ("", "/rows")}
         assert plan.choice[f"linear_1@{kind}"] == min(times, key=times.get)
-        assert set(plan.measured[f"linear_1_head@{kind}"]) == {f"{widest}/{p}" for p in _tuning.PREFETCH}
+        assert set(plan.measured[f"linear_1_head@{kind}"]) == {f"{widest}/{p}{walk}" for p in _tuning.PREFETCH
+                                                                  for walk in ("", "/rows")}
     again = _tuning.calibrated()
     assert again.choice == plan.choice and "cached" in again.how and "just now" not in again.how
     path = _tuning.cache_path(_tuning.cache_key(backend.get_num_threads()))
