@@ -37,8 +37,9 @@
 #define MG_PREFETCH_NONE 0  /* leave it to the hardware prefetcher */
 #define MG_PREFETCH_NTA 1   /* non-temporal: bring the line close without evicting much */
 #define MG_PREFETCH_KEEP 2  /* into all cache levels */
-/* Added to a prefetch kind for mg_linear: walk a Conv1D weight's tiles row by row (sums in L1) instead of in
- * register strips (linear.c); the same results, another memory access pattern. */
+/* Added to a prefetch kind for mg_linear: the other walk through W. A Conv1D weight's tiles row by row (sums in
+ * L1) instead of in register strips; the tied head's columns one after another instead of four side by side
+ * (decode.h). The same results, another memory access pattern. */
 #define MG_STREAM_ROWS 4
 
 /* Weight formats (the dispatch axis after the variant; see minigpt2/weights.py). */

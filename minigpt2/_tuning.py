@@ -51,9 +51,11 @@ TIE = 0.05
 # After each call OpenBLAS's idle threads spin for about 0.1 s (2**28 time-stamp ticks, its THREAD_TIMEOUT) before
 # they sleep, holding cores our pool's workers need. In the model, decoding on C alone, they are asleep; in the
 # calibration, the candidate timed right after NumPy's would share its cores with them. So the race waits this long
-# after a candidate that called BLAS. (Zen 5, 2 threads, decode steps of the model's kernels on its weights, C
-# against NumPy: without the wait C took 7.1 ms against NumPy's 6.7, with it 5.8 against 6.5-7.1; the model
-# itself, C alone against NumPy alone: 12.96 against 14.69 ms a token.)
+# after a candidate that called BLAS: the linear classes' NumPy runs (NumPy's attention, layer norm and gelu at
+# these sizes left OpenBLAS's threads idle, measured by their CPU time on Zen 5; a 1 x 768 @ 768 x 3072 woke them).
+# (Zen 5, 2 threads, decode steps of the model's kernels on its weights, C against NumPy: without the wait C took
+# 7.1 ms against NumPy's 6.7, with it 5.8 against 6.5-7.1; the model itself, C alone against NumPy alone: 12.96
+# against 14.69 ms a token.)
 BLAS_SETTLE = 0.12
 
 # class -> what it covers (the calibration measures each on a GPT-2-sized example)
@@ -79,7 +81,10 @@ NARROW_LIKE = {"linear_1": "linear_1", "linear_1_head": "linear_1_head", "linear
                "linear_few_head": "linear_1_head", "linear_tiled": "linear_1"}
 PREFETCH = {"none": 0, "nta": 1, "keep": 2}
 SCHEME = 6  # what calibrate() measures: a cached choice made by another scheme is measured again
-STREAM_ROWS = 4  # csrc/kernels.h MG_STREAM_ROWS ("/rows" in a choice): a Conv1D weight's tiles row by row, the head column by column
+STREAM_ROWS = 4  # csrc/kernels.h MG_STREAM_ROWS ("/rows" in a choice): the other walk through W (see WALKS)
+# The two walks through a weight in the decode kernels: a Conv1D weight's tiles in register strips or row by row
+# (sums in L1), the tied head's columns four side by side or one after another. The same sums either way.
+WALKS = ("", "/rows")
 NUMPY = "numpy"
 
 
@@ -368,6 +373,18 @@ def _fastest(times: dict) -> str:
     return c_best if median[c_best] * (1 + TIE) < median[NUMPY] else NUMPY
 
 
+def _pair_options(pair: tuple, fastest_c: tuple) -> dict:
+    """What the pair race (the block products and the head, timed as a decoding step runs them) compares, given
+    the choices each made alone: nothing if both went to C; else all C (each one's fastest C candidate), all
+    NumPy, and the mix as chosen if it is one."""
+    if NUMPY not in pair:
+        return {}
+    options = {"c": tuple(fastest_c), NUMPY: (NUMPY, NUMPY)}
+    if pair != (NUMPY, NUMPY):
+        options["mixed"] = tuple(pair)
+    return options
+
+
 def _race(candidates: dict, rounds: int = 3, blas=()) -> tuple:
     """Time each candidate (name -> function of no arguments) ``rounds`` times, interleaved, in a rotating
     order, each run after one untimed warm-up run; returns (fastest, {name: median seconds}). After a candidate
@@ -450,9 +467,8 @@ def calibrate() -> tuple:
 
     choice, measured = {}, {}
     for cls, rows, transposed in (("linear_1", 1, False), ("linear_1_head", 1, True)):
-        walks = ("", "/rows")  # (for the tied head, "/rows": one column of W after another, csrc/decode.h)
         candidates = {f"{v}/{p}{walk}": c_linear(v, p + walk, rows, transposed)
-                      for v in runnable for p in PREFETCH for walk in walks}
+                      for v in runnable for p in PREFETCH for walk in WALKS}
         candidates[NUMPY] = np_linear(rows, transposed)
         choice[cls], measured[cls] = _race(candidates, blas=(NUMPY,))
     for cls, rows, transposed, like in (("linear_few", 8, False, "linear_1"),
@@ -464,7 +480,7 @@ def calibrate() -> tuple:
         # 8 rows where "nta" took 9.5 and NumPy 14.7, and with "none" alone the race had called it a tie for NumPy)
         best_c = min((c for c in measured[like] if c != NUMPY), key=measured[like].get)
         prefetches = tuple(PREFETCH) if transposed else (best_c.split("/")[1],)
-        walks = ("", "/rows") if cls != "linear_tiled" else ("",)
+        walks = WALKS if cls != "linear_tiled" else ("",)
         candidates = {f"{v}/{prefetch}{walk}": c_linear(v, prefetch + walk, rows, transposed)
                       for v in runnable for prefetch in prefetches for walk in walks}
         candidates[NUMPY] = np_linear(rows, transposed)
@@ -478,14 +494,11 @@ def calibrate() -> tuple:
     # to NumPy: alone, each product was timed with no C kernel running next to it for long.)
     if backend.get_num_threads() > 1:
         for block, head_cls, rows in (("linear_1", "linear_1_head", 1), ("linear_few", "linear_few_head", 8)):
-            pair = (choice[block], choice[head_cls])
-            if NUMPY not in pair:
+            fastest_c = tuple(min((c for c in measured[cls] if c != NUMPY), key=measured[cls].get)
+                              for cls in (block, head_cls))
+            options = _pair_options((choice[block], choice[head_cls]), fastest_c)
+            if not options:
                 continue
-            fastest_c = [min((c for c in measured[cls] if c != NUMPY), key=measured[cls].get)
-                         for cls in (block, head_cls)]
-            options = {"c": tuple(fastest_c), NUMPY: (NUMPY, NUMPY)}
-            if pair != (NUMPY, NUMPY):
-                options["mixed"] = pair
 
             def step(picks, rows=rows):
                 run = [np_linear(rows, t) if p == NUMPY else c_linear(p.split("/")[0], "/".join(p.split("/")[1:]),
@@ -509,13 +522,13 @@ def calibrate() -> tuple:
                         for m in _carve(q, BLOCK_SHAPES * 4 * blocks)],
                        Int8Weight(q.reshape(-1, n_in), head_scales, -1).T)}
     for kind, (narrow_mats, narrow_head) in narrow.items():
-        for cls, w, walks in (("linear_1", narrow_mats, ("", "/rows")), ("linear_1_head", [narrow_head], ("", "/rows"))):
+        for cls, w in (("linear_1", narrow_mats), ("linear_1_head", [narrow_head])):
             def run(p, w=w):
                 prefetch, *walk = p.split("/")
                 v, p = index[runnable[-1]], PREFETCH[prefetch] | (STREAM_ROWS if walk == ["rows"] else 0)
                 return lambda: [(ck.run_linear(v, p, xs[1, m.shape[0]], m), interlude()) for m in w]
 
-            candidates = {f"{runnable[-1]}/{p}{walk}": run(p + walk) for p in PREFETCH for walk in walks}
+            candidates = {f"{runnable[-1]}/{p}{walk}": run(p + walk) for p in PREFETCH for walk in WALKS}
             choice[f"{cls}@{kind}"], measured[f"{cls}@{kind}"] = _race(candidates)
     del memory, mats, head, bits, q, head_scales, narrow
 

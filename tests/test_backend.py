@@ -356,6 +356,20 @@ def test_the_race_lets_blas_threads_settle_after_numpy_with_threads(monkeypatch)
         backend.set_num_threads(saved)
 
 
+def test_the_pair_race_runs_whenever_numpy_won_either_product_alone():
+    """The block products and the head are timed together, as a decoding step runs them, whenever NumPy won either
+    alone, both included: each was timed alone with no C kernel next to it for long, and NumPy alone for both
+    decoded 15% slower than C alone for both on Zen 5 (docs/kernels.md). Both in C: nothing to race."""
+    from minigpt2 import _tuning as tuning
+
+    fastest = ("avx2/nta", "avx2/keep/rows")
+    assert tuning._pair_options(("avx2/nta", "avx2/none/rows"), fastest) == {}
+    assert tuning._pair_options(("numpy", "numpy"), fastest) == {"c": fastest, "numpy": ("numpy", "numpy")}
+    assert tuning._pair_options(("avx2/nta", "numpy"), fastest) == {
+        "c": fastest, "numpy": ("numpy", "numpy"), "mixed": ("avx2/nta", "numpy")}
+    assert tuning._pair_options(("numpy", "avx2/none/rows"), fastest)["mixed"] == ("numpy", "avx2/none/rows")
+
+
 def test_the_last_level_cache_size_comes_from_sysfs(tmp_path):
     """The calibration's example is at least twice the last-level cache (_tuning._l3_bytes): read from Linux's sysfs
     (os.sysconf has no SC_LEVEL3_CACHE_SIZE in CPython on Linux), L3 if there is one, else the largest level."""
