@@ -149,16 +149,23 @@ def run_worker(system, threads, checkpoint, sizes):
 
 # -- where a decode step's time goes ---------------------------------------------------------------------------
 
-def profile(checkpoint, steps=32):
+def profile(checkpoint, dtype="float32", steps=32):
     """Time each kernel inside decode steps (batch 1, ~140 cached tokens), per backend, in this process."""
     sys.path.insert(0, str(ROOT))
     import numpy as np
 
     import minigpt2
-    from minigpt2 import activations, backend, layers
+    from minigpt2 import activations, backend, layers, weights
 
-    model = minigpt2.GPT2LMHeadModel.from_pretrained(checkpoint)
-    head_bytes = model.params["wte"]["weight"].nbytes
+    options = {"load_in_8bit": True} if dtype == "int8" else {"torch_dtype": dtype}
+    model = minigpt2.GPT2LMHeadModel.from_pretrained(checkpoint, **options)
+
+    def size(tree):  # bytes of the weights under one name of model.params (nested dicts and lists)
+        if isinstance(tree, dict):
+            return sum(map(size, tree.values()))
+        return sum(map(size, tree)) if isinstance(tree, list) else weights.nbytes(tree)
+
+    head_bytes, linear_bytes = size(model.params["wte"]), size(model.params["h"])
     reference = {"linear": layers.linear.reference, "layer_norm": layers.layer_norm.reference,
                  "gelu_new": activations.gelu_new.reference, "attention": layers.attention.reference}
     for name in ("c", "numpy"):
@@ -194,10 +201,10 @@ def profile(checkpoint, steps=32):
             past, nxt = out.past_key_values, out.logits[:, -1].argmax(-1)[:, None]
         total = (time.perf_counter() - start) / steps
         backend.set_backend(name)  # drop the timers
-        print(f"\nbackend {name}: {total * 1e3:.2f} ms per token ({1 / total:.1f} tok/s), batch 1, 144-176 cached")
+        print(f"\nbackend {name}, weights in {dtype}: {total * 1e3:.2f} ms per token ({1 / total:.1f} tok/s), "
+              "batch 1, 144-176 cached")
         print("| part | ms/token | share | weights read at |")
         print("|---|---:|---:|---:|")
-        linear_bytes = model.num_parameters() * 4 - head_bytes - model.params["wpe"]["weight"].nbytes
         for key, seconds in sorted(spent.items(), key=lambda kv: -kv[1]):
             per = seconds / steps
             rate = {"linear": linear_bytes, "linear (lm_head)": head_bytes}.get(key)
@@ -396,7 +403,10 @@ def main():
             minigpt2.GPT2LMHeadModel(minigpt2.GPT2Config(), seed=0).save_pretrained(checkpoint)
         weights_mb = os.path.getsize(os.path.join(checkpoint, "model.safetensors")) / 2 ** 20
         if args.profile:
-            return profile(checkpoint)
+            dtypes = {system.partition("@")[2] or "float32" for system in systems}
+            for dtype in sorted(dtypes):
+                profile(checkpoint, dtype)
+            return None
 
         read_gbs = memory_reader(tmp)
         # Decoding reads every weight once per token: all of the weights file but the position table.

@@ -214,6 +214,12 @@ class GPT2PreTrainedModel:
         flat = checkpoint.flatten(self.params)
         return sum(a.size for name, a in flat.items() if not (exclude_embeddings and name.startswith(("wte.", "wpe."))))
 
+    def get_memory_footprint(self, return_buffers=True) -> int:
+        """Bytes the parameters take in memory, in their format (int8: the values and their scales), as HF's
+        method reports them: about half for 16-bit weights, a quarter and a little for int8. The KV cache and the
+        activations of a call come on top. (``return_buffers``: HF's buffers; minigpt2 keeps none.)"""
+        return sum(weights.nbytes(a) for a in checkpoint.flatten(self.params).values())
+
     # -- the token embeddings -----------------------------------------------------------------------
     def get_input_embeddings(self):
         """The token embedding table as an Embedding: ``.weight`` is wte [vocab_size, n_embd]."""
@@ -274,8 +280,9 @@ class GPT2PreTrainedModel:
 
         The weights' format (minigpt2/weights.py; activations stay float32): ``torch_dtype`` (or transformers
         5's ``dtype``) "float32" (the default), "bfloat16", "float16" (also torch's dtypes), or "auto" (the
-        checkpoint's own); ``load_in_8bit=True`` quantizes the weight matrices to int8. Weights the file
-        stores in the chosen format stay memory-mapped.
+        checkpoint's own); ``load_in_8bit=True`` (or ``quantization_config=BitsAndBytesConfig(load_in_8bit=True)``,
+        transformers 5's way) quantizes the weight matrices to int8. Weights the file stores in the chosen format
+        stay memory-mapped.
         """
         hub = pop_hub_options(kwargs)
         _pop_cpu_loading_options(kwargs)

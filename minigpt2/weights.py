@@ -390,7 +390,8 @@ def pop_loading_options(options: dict):
     """Take HF's precision options out of from_pretrained's keyword arguments.
 
     ``torch_dtype`` (transformers 4) or ``dtype`` (transformers 5): a 16-bit or 32-bit format, or "auto"
-    (the checkpoint's own); ``load_in_8bit=True``: int8 weights, quantized at load. Returns "auto", a format
+    (the checkpoint's own); ``load_in_8bit=True`` (or a ``quantization_config`` that says it): int8 weights,
+    quantized at load. Returns "auto", a format
     name, or None (not given: float32, transformers 4's default). HF's other quantization options are errors.
     """
     torch_dtype = resolve_dtype(options.pop("torch_dtype", None), "torch_dtype")
@@ -402,9 +403,9 @@ def pop_loading_options(options: dict):
     load_in_8bit = options.pop("load_in_8bit", False)
     if options.pop("load_in_4bit", False):
         raise ValueError("load_in_4bit: minigpt2 has no 4-bit weights; load_in_8bit=True gives int8 weights")
-    if options.pop("quantization_config", None) is not None:
-        raise ValueError("quantization_config: minigpt2 does not use bitsandbytes' configurations; pass "
-                         "load_in_8bit=True for int8 weights (blocks of 32, see minigpt2.weights)")
+    quantization = options.pop("quantization_config", None)
+    if quantization is not None:
+        load_in_8bit = _wants_8bit(quantization) or load_in_8bit
     if not isinstance(load_in_8bit, (bool, np.bool_)):
         raise TypeError(f"load_in_8bit must be True or False, got {load_in_8bit!r}")
     if not load_in_8bit:
@@ -414,6 +415,27 @@ def pop_loading_options(options: dict):
                          f"model keeps its biases, layer norms and task heads in float32, so there is no 16-bit "
                          f"part to choose; pass only load_in_8bit=True (or only the 16-bit dtype)")
     return "int8"
+
+
+def _wants_8bit(quantization) -> bool:
+    """True for transformers' BitsAndBytesConfig(load_in_8bit=True), or a dict saying the same (read by name:
+    minigpt2 never imports transformers); an error for every other quantization it cannot give."""
+    def field(name, default=None):
+        return quantization.get(name, default) if isinstance(quantization, dict) else getattr(quantization, name,
+                                                                                                default)
+    method = field("quant_method", "bitsandbytes")
+    method = str(getattr(method, "value", method))  # (transformers' QuantizationMethod enum, or its value)
+    what = f"quantization_config={type(quantization).__name__}"
+    if method != "bitsandbytes":
+        raise ValueError(f"{what} asks for {method} quantization; minigpt2 has only its own int8 weights: pass "
+                         f"load_in_8bit=True or BitsAndBytesConfig(load_in_8bit=True)")
+    if field("load_in_4bit", False):
+        raise ValueError(f"{what} asks for 4-bit weights (load_in_4bit=True); minigpt2 has no 4-bit weights, only "
+                         f"int8: BitsAndBytesConfig(load_in_8bit=True)")
+    if not field("load_in_8bit", False):
+        raise ValueError(f"{what} asks for neither 8-bit nor 4-bit weights; minigpt2 takes load_in_8bit=True "
+                         f"(int8 weights in blocks of 32, see minigpt2.weights)")
+    return True
 
 
 def stored_format(flat: dict) -> str:

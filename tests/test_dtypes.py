@@ -355,11 +355,54 @@ def test_to_converts_in_place_and_knows_devices(float32_dir):
     (dict(load_in_8bit=True, torch_dtype="bfloat16"), ValueError, "load_in_8bit=True with torch_dtype=bfloat16"),
     (dict(load_in_8bit="yes"), TypeError, "True or False"),
     (dict(load_in_4bit=True), ValueError, "4-bit"),
-    (dict(quantization_config={"load_in_8bit": True}), ValueError, "load_in_8bit=True"),
+    (dict(quantization_config={"load_in_4bit": True}), ValueError, "4-bit.*load_in_8bit=True"),
+    (dict(quantization_config={"load_in_8bit": False}), ValueError, "neither 8-bit nor 4-bit"),
+    (dict(quantization_config={"quant_method": "gptq", "bits": 4}), ValueError, "gptq quantization"),
+    (dict(quantization_config={"load_in_8bit": True}, torch_dtype="float16"), ValueError,
+     "load_in_8bit=True with torch_dtype=float16"),
 ])
 def test_bad_precision_requests_are_clear_errors(float32_dir, options, error, match):
     with pytest.raises(error, match=match):
         minigpt2.GPT2LMHeadModel.from_pretrained(float32_dir, **options)
+
+
+def test_bitsandbytes_configs_ask_for_int8_as_in_transformers(float32_dir):
+    """transformers 5 takes 8-bit only as quantization_config=BitsAndBytesConfig(load_in_8bit=True) (or its dict):
+    the same int8 weights as load_in_8bit=True, the same logits to the bit."""
+    ids = np.array([[5, 6, 7]])
+    expected = minigpt2.GPT2LMHeadModel.from_pretrained(float32_dir, load_in_8bit=True)(ids).logits
+    configs = [{"load_in_8bit": True}, {"quant_method": "bitsandbytes", "load_in_8bit": True}]
+    try:
+        from transformers import BitsAndBytesConfig
+    except ImportError:  # (transformers is a test-time reference only)
+        pass
+    else:
+        configs.append(BitsAndBytesConfig(load_in_8bit=True))
+    for config in configs:
+        model = minigpt2.GPT2LMHeadModel.from_pretrained(float32_dir, quantization_config=config)
+        assert model.dtype == "int8", config
+        np.testing.assert_array_equal(model(ids).logits, expected)
+
+
+def test_the_memory_footprint_counts_each_format_s_bytes(float32_dir):
+    """get_memory_footprint(): HF's count of the parameters' bytes (without HF's mask buffers, which minigpt2 does
+    not keep). minigpt2 keeps biases and layer norms in float32 in every format, HF casts them too."""
+    footprint = {}
+    for name, options in (("float32", {}), ("bfloat16", dict(torch_dtype="bfloat16")), ("int8", dict(load_in_8bit=True))):
+        model = minigpt2.GPT2LMHeadModel.from_pretrained(float32_dir, **options)
+        footprint[name] = model.get_memory_footprint()
+    flat = dict(minigpt2.GPT2LMHeadModel.from_pretrained(float32_dir).named_parameters())
+    matrices = sum(a.size for a in flat.values() if a.ndim == 2)
+    vectors = sum(a.size for a in flat.values() if a.ndim == 1)
+    assert footprint["float32"] == 4 * (matrices + vectors)
+    assert footprint["bfloat16"] == 2 * matrices + 4 * vectors
+    scales = matrices // 32  # one float16 per block of 32 (every summed axis here is a multiple of 32)
+    assert footprint["int8"] == matrices + 2 * scales + 4 * vectors
+    transformers = pytest.importorskip("transformers")
+    torch = pytest.importorskip("torch")
+    for name, dtype in (("float32", torch.float32), ("bfloat16", torch.bfloat16)):
+        reference = transformers.GPT2LMHeadModel.from_pretrained(float32_dir, torch_dtype=dtype)
+        assert footprint[name] == reference.get_memory_footprint(return_buffers=False) + (name == "bfloat16") * 2 * vectors
 
 
 def test_every_class_takes_every_format(float32_dir):
