@@ -10,7 +10,10 @@
 unset both for the benchmark command only. The JSON records which OpenBLAS kernel each run used.)
 
 The model is the 124M architecture with random weights (speed does not depend on the values), written once
-as config.json + model.safetensors that both libraries load (--checkpoint DIR uses real weights instead).
+as config.json + model.safetensors that both libraries load (--checkpoint DIR uses real weights instead), then
+dropped from the page cache, so that it is read from disk as a checkpoint is after a reboot (Linux keeps the pages a
+write leaves in 4 KiB pieces, which decode slower: docs/kernels.md, "Pages"; each round says how much of the
+worker's memory was mapped in 2 MiB pages).
 Each measurement runs in a fresh process, so that its peak RSS is its own:
   decode b1    greedy decoding of 128 new tokens after a 16-token prompt, batch 1, with the KV cache;
                tokens per second, the prompt's forward pass excluded
@@ -108,6 +111,7 @@ def worker(system, checkpoint, prompt, new_tokens, prefill, batch, batch_steps):
         forward(np.zeros((1, 4), np.int64))  # warm up: first calls load code and thread pools
         result["decode_b1"] = decode(1, new_tokens)
         result["rss_mb"] = peak_rss_mb()
+        result["huge_mb"] = huge_page_mb()  # (of the weights and everything else, while they are mapped)
         ids = np.random.default_rng(1).integers(0, 50257, (1, prefill))
         times = []
         for _ in range(2):
@@ -123,6 +127,30 @@ def worker(system, checkpoint, prompt, new_tokens, prefill, batch, batch_steps):
     except ImportError:
         pass
     print(json.dumps(result))
+
+
+def drop_from_page_cache(path):
+    """Write the file out and drop its pages from memory, so that the first worker reads it from disk as a
+    user's downloaded checkpoint is read once it is no longer in memory. The pages a write leaves behind are
+    kept in 4 KiB pieces, and a model mapped in 4 KiB pages decodes more slowly (docs/kernels.md, "Pages");
+    read from disk after minigpt2's madvise they come mostly in 2 MiB pages (on Linux with huge pages)."""
+    if hasattr(os, "posix_fadvise"):
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+        finally:
+            os.close(fd)
+
+
+def huge_page_mb():
+    """Memory of this process mapped in 2 MiB pages (files and anonymous), MB; None off Linux."""
+    try:
+        with open("/proc/self/smaps_rollup") as f:
+            fields = dict(line.split(":", 1) for line in f if ":" in line)
+    except OSError:
+        return None
+    return sum(int(fields.get(k, "0 kB").split()[0]) for k in ("FilePmdMapped", "AnonHugePages")) / 1024
 
 
 def peak_rss_mb():
@@ -401,6 +429,7 @@ def main():
 
             checkpoint = tmp
             minigpt2.GPT2LMHeadModel(minigpt2.GPT2Config(), seed=0).save_pretrained(checkpoint)
+            drop_from_page_cache(os.path.join(checkpoint, "model.safetensors"))
         weights_mb = os.path.getsize(os.path.join(checkpoint, "model.safetensors")) / 2 ** 20
         if args.profile:
             dtypes = {system.partition("@")[2] or "float32" for system in systems}
@@ -422,13 +451,14 @@ def main():
                     r = run_worker(system, threads, checkpoint, sizes)
                     bandwidth = max(before, read_gbs(threads)) if read_gbs else None  # (it may change meanwhile)
                     memory = ""
+                    huge = f" ({r['huge_mb']:.0f} MB in 2 MiB pages)" if r.get("huge_mb") is not None else ""
                     if bandwidth:
                         r["read_gbs"] = bandwidth
                         r["of_limit"] = r["decode_b1"] / (bandwidth * 1e9 / r.get("bytes_per_token", bytes_per_token))
                         memory = f", memory read {bandwidth:.0f} GB/s (decode b1 at {r['of_limit']:.0%} of its limit)"
                     print(f"round {round_ + 1}/{repeats}: {system} x{threads}: decode b1 {r['decode_b1']:.1f} tok/s, "
                           f"prefill {r['prefill']:.0f} tok/s, decode b8 {r['decode_b8']:.1f} tok/s, "
-                          f"RSS {r['rss_mb']:.0f} MB{memory}", flush=True)
+                          f"RSS {r['rss_mb']:.0f} MB{huge}{memory}", flush=True)
                     results.append(r)
         finally:
             if busy is not None:

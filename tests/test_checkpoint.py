@@ -121,6 +121,30 @@ def test_float32_tensors_are_memory_mapped():
     assert not any(isinstance(backing_buffer(a), mmap.mmap) for a in halves.values())
 
 
+def mapping_flags(path):
+    """VmFlags of this process's mappings of ``path`` (Linux's /proc/self/smaps), one set per mapping."""
+    found, current = [], None
+    with open("/proc/self/smaps") as f:
+        for line in f:
+            fields = line.split()
+            if ":" not in fields[0]:  # a mapping's header: address range, permissions, offset, device, inode, path
+                current = len(fields) > 5 and os.path.realpath(" ".join(fields[5:])) == os.path.realpath(path)
+            elif current and fields[0] == "VmFlags:":
+                found.append(set(fields[1:]))
+    return found
+
+
+@pytest.mark.skipif(not os.path.exists("/sys/kernel/mm/transparent_hugepage"), reason="Linux with transparent "
+                    "huge pages only")
+def test_the_weights_file_is_mapped_with_the_advice_for_huge_pages():
+    """madvise(MADV_HUGEPAGE) on the map ("hg" in smaps' VmFlags): pages read from disk may then come in 2 MiB,
+    which a decode step, streaming every weight, needs (checkpoint._advise_huge_pages)."""
+    model = minigpt2.GPT2LMHeadModel.from_pretrained(BASE)
+    flags = mapping_flags(os.path.join(BASE, "model.safetensors"))
+    assert flags and all("hg" in f for f in flags), flags
+    del model
+
+
 def test_an_int8_model_holds_nothing_of_the_file():
     """load_in_8bit copies the float32 parameters it keeps (biases, layer norms): a view of the memory map
     would fault in the file's pages around each small vector, which then count in the process's memory."""
