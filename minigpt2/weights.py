@@ -391,8 +391,8 @@ def pop_loading_options(options: dict):
 
     ``torch_dtype`` (transformers 4) or ``dtype`` (transformers 5): a 16-bit or 32-bit format, or "auto"
     (the checkpoint's own); ``load_in_8bit=True`` (or a ``quantization_config`` that says it): int8 weights,
-    quantized at load. Returns "auto", a format
-    name, or None (not given: float32, transformers 4's default). HF's other quantization options are errors.
+    quantized at load. Returns "auto", a format name, or None (not given: float32, transformers 4's default).
+    HF's other quantization options are errors.
     """
     torch_dtype = resolve_dtype(options.pop("torch_dtype", None), "torch_dtype")
     dtype = resolve_dtype(options.pop("dtype", None), "dtype")
@@ -405,7 +405,8 @@ def pop_loading_options(options: dict):
         raise ValueError("load_in_4bit: minigpt2 has no 4-bit weights; load_in_8bit=True gives int8 weights")
     quantization = options.pop("quantization_config", None)
     if quantization is not None:
-        load_in_8bit = _wants_8bit(quantization) or load_in_8bit
+        _check_8bit_config(quantization)
+        load_in_8bit = True
     if not isinstance(load_in_8bit, (bool, np.bool_)):
         raise TypeError(f"load_in_8bit must be True or False, got {load_in_8bit!r}")
     if not load_in_8bit:
@@ -417,9 +418,9 @@ def pop_loading_options(options: dict):
     return "int8"
 
 
-def _wants_8bit(quantization) -> bool:
-    """True for transformers' BitsAndBytesConfig(load_in_8bit=True), or a dict saying the same (read by name:
-    minigpt2 never imports transformers); an error for every other quantization it cannot give."""
+def _check_8bit_config(quantization) -> None:
+    """Pass transformers' BitsAndBytesConfig(load_in_8bit=True), or a dict saying the same (read by name:
+    minigpt2 never imports transformers); raise for every other quantization, which minigpt2 cannot give."""
     def field(name, default=None):
         return quantization.get(name, default) if isinstance(quantization, dict) else getattr(quantization, name,
                                                                                                 default)
@@ -435,7 +436,6 @@ def _wants_8bit(quantization) -> bool:
     if not field("load_in_8bit", False):
         raise ValueError(f"{what} asks for neither 8-bit nor 4-bit weights; minigpt2 takes load_in_8bit=True "
                          f"(int8 weights in blocks of 32, see minigpt2.weights)")
-    return True
 
 
 def stored_format(flat: dict) -> str:
