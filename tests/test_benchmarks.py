@@ -1,0 +1,58 @@
+"""The benchmarks run: benchmarks/bench_decode.py end to end on a small checkpoint (the figures themselves are the
+benchmark's business, not the tests'; here: every system ran, and the table and the JSON say what they should)."""
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import subprocess
+import sys
+
+import pytest
+
+import minigpt2
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+BENCH = ROOT / "benchmarks" / "bench_decode.py"
+
+
+@pytest.fixture(scope="module")
+def small_checkpoint(tmp_path_factory):
+    """GPT-2's vocabulary and positions (the benchmark draws token ids below 50257 and prefills 128 tokens in its
+    quick run), with a narrow, shallow body: 13 MB."""
+    directory = tmp_path_factory.mktemp("bench_checkpoint")
+    config = minigpt2.GPT2Config(n_embd=64, n_layer=2, n_head=2)
+    minigpt2.GPT2LMHeadModel(config, seed=0).save_pretrained(directory)
+    return directory
+
+
+def run(*arguments, tmp_path):
+    env = dict(os.environ, XDG_CACHE_HOME=str(tmp_path / "cache"))  # (the kernel choice: measured once here)
+    done = subprocess.run([sys.executable, str(BENCH), *arguments], capture_output=True, text=True, env=env,
+                          timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done.stdout
+
+
+def test_a_quick_run_measures_every_system_and_writes_the_json(small_checkpoint, tmp_path):
+    systems = ["c", "numpy", "c@int8"] if minigpt2.backend.c_available() else ["numpy", "numpy@bfloat16"]
+    out = run("--quick", "--threads", "1", "--systems", ",".join(systems), "--checkpoint", str(small_checkpoint),
+              "--json", str(tmp_path / "bench.json"), tmp_path=tmp_path)
+    report = json.loads((tmp_path / "bench.json").read_text())
+    assert sorted(r["system"] for r in report["results"]) == sorted(systems)
+    for r in report["results"]:
+        assert r["threads"] == 1 and r["decode_b1"] > 0 and r["prefill"] > 0 and r["decode_b8"] > 0, r
+        assert r["bytes_per_token"] > 0 and r["rss_mb"] > 0, r
+    for system in systems:  # the table: one line per system
+        assert any(line.startswith(f"| {system} | 1 |") for line in out.splitlines()), out
+    assert "CPU:" in out
+
+
+def test_the_profile_splits_a_step_for_each_weight_format(small_checkpoint, tmp_path):
+    out = run("--profile", "--systems", "c,c@bfloat16,c@int8", "--checkpoint", str(small_checkpoint),
+              tmp_path=tmp_path)
+    for dtype in ("float32", "bfloat16", "int8"):
+        assert f"backend numpy, weights in {dtype}:" in out, out
+        if minigpt2.backend.c_available():
+            assert f"backend c, weights in {dtype}:" in out, out
+    assert out.count("| linear |") >= 3
