@@ -42,6 +42,8 @@ float32.
 """
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 
 __all__ = ["FORMATS", "BFloat16Weight", "Int8Weight", "widen", "format_name", "to_format", "to_bfloat16",
@@ -411,10 +413,10 @@ def pop_loading_options(options: dict):
         raise TypeError(f"load_in_8bit must be True or False, got {load_in_8bit!r}")
     if not load_in_8bit:
         return dtype
-    if dtype in ("bfloat16", "float16"):
-        raise ValueError(f"load_in_8bit=True with {'torch_dtype' if torch_dtype else 'dtype'}={dtype}: an int8 "
-                         f"model keeps its biases, layer norms and task heads in float32, so there is no 16-bit "
-                         f"part to choose; pass only load_in_8bit=True (or only the 16-bit dtype)")
+    if dtype in ("bfloat16", "float16"):  # (as HF's 8-bit recipes pass it, for the parts they do not quantize)
+        warnings.warn(f"8-bit weights with {'torch_dtype' if torch_dtype else 'dtype'}={dtype}: minigpt2 keeps an "
+                      f"int8 model's biases, layer norms and task heads, and every activation, in float32, so the "
+                      f"{dtype} is not applied; the weight matrices are int8 as asked", UserWarning, stacklevel=3)
     return "int8"
 
 

@@ -352,14 +352,11 @@ def test_to_converts_in_place_and_knows_devices(float32_dir):
     (dict(torch_dtype="float64"), ValueError, "torch_dtype=float64.*bfloat16"),
     (dict(torch_dtype="int8"), ValueError, "load_in_8bit=True"),
     (dict(dtype="bfloat16", torch_dtype="float16"), ValueError, "disagree"),
-    (dict(load_in_8bit=True, torch_dtype="bfloat16"), ValueError, "load_in_8bit=True with torch_dtype=bfloat16"),
     (dict(load_in_8bit="yes"), TypeError, "True or False"),
     (dict(load_in_4bit=True), ValueError, "4-bit"),
     (dict(quantization_config={"load_in_4bit": True}), ValueError, "4-bit.*load_in_8bit=True"),
     (dict(quantization_config={"load_in_8bit": False}), ValueError, "neither 8-bit nor 4-bit"),
     (dict(quantization_config={"quant_method": "gptq", "bits": 4}), ValueError, "gptq quantization"),
-    (dict(quantization_config={"load_in_8bit": True}, torch_dtype="float16"), ValueError,
-     "load_in_8bit=True with torch_dtype=float16"),
 ])
 def test_bad_precision_requests_are_clear_errors(float32_dir, options, error, match):
     with pytest.raises(error, match=match):
@@ -381,6 +378,19 @@ def test_bitsandbytes_configs_ask_for_int8_as_in_transformers(float32_dir):
     for config in configs:
         model = minigpt2.GPT2LMHeadModel.from_pretrained(float32_dir, quantization_config=config)
         assert model.dtype == "int8", config
+        np.testing.assert_array_equal(model(ids).logits, expected)
+
+
+def test_a_16_bit_dtype_beside_8_bit_weights_is_named_and_not_applied(float32_dir):
+    """HF's 8-bit recipes pass torch_dtype=float16 for the parts they do not quantize; minigpt2 keeps those (and the
+    activations) in float32, says so, and gives the int8 model load_in_8bit=True alone gives, to the bit."""
+    ids = np.array([[5, 6, 7]])
+    expected = minigpt2.GPT2LMHeadModel.from_pretrained(float32_dir, load_in_8bit=True)(ids).logits
+    for options in (dict(load_in_8bit=True, torch_dtype="bfloat16"),
+                    dict(quantization_config={"load_in_8bit": True}, dtype="float16")):
+        with pytest.warns(UserWarning, match="8-bit weights with (torch_)?dtype=(bfloat16|float16).*not applied"):
+            model = minigpt2.GPT2LMHeadModel.from_pretrained(float32_dir, **options)
+        assert model.dtype == "int8"
         np.testing.assert_array_equal(model(ids).logits, expected)
 
 
