@@ -23,6 +23,7 @@ raises it, unless ``set_backend``, ``set_num_threads`` or ``set_kernel`` has rep
 from __future__ import annotations
 
 import functools
+import importlib.util
 import os
 import warnings
 
@@ -77,10 +78,21 @@ def _load_c():
             from . import _ckernels as module
         except ImportError as e:  # (also a library built from other sources: _ckernels checks the interface)
             _c_problem = f"{type(e).__name__}: {e}"
+            if _no_extension():  # (where Python's message would speak of a "circular import")
+                _c_problem = ("there is no compiled minigpt2._kernels: it is built when minigpt2 is installed with a "
+                              "C compiler present")
         else:
             _ckernels = module
             _ckernels.lib.mg_set_num_threads(_num_threads)
     return _ckernels
+
+
+def _no_extension() -> bool:
+    """True if no file of the extension minigpt2._kernels exists (installed without a C compiler)."""
+    try:
+        return importlib.util.find_spec(f"{__package__}._kernels") is None
+    except (ValueError, ImportError):  # (a module put in its place, e.g. by a test)
+        return False
 
 
 def c_available() -> bool:

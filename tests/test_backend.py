@@ -120,6 +120,7 @@ print(minigpt2.backend.name)
     lines = out.splitlines()
     assert lines[0] == "numpy False 1"
     assert "C core is not built" in lines[1] and "NumPy backend" in lines[1]
+    assert "no compiled minigpt2._kernels" in lines[1] and "C compiler" in lines[1]  # (not Python's "circular import")
     assert lines[2].startswith("RuntimeError: the C backend was asked for") and "python csrc/build_kernels.py" in lines[2]
     assert lines[3] == "numpy"
 
