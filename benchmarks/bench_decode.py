@@ -56,6 +56,11 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 SYSTEMS = ("c", "numpy", "hf", "c@bfloat16", "c@float16", "c@int8")
 
 
+def loading_options(dtype):
+    """from_pretrained's keywords for weights in ``dtype`` ("int8": load_in_8bit's format)."""
+    return {"load_in_8bit": True} if dtype == "int8" else {"torch_dtype": dtype}
+
+
 # -- one measurement, in its own process --------------------------------------------------------------------
 
 def worker(system, checkpoint, prompt, new_tokens, prefill, batch, batch_steps):
@@ -86,8 +91,7 @@ def worker(system, checkpoint, prompt, new_tokens, prefill, batch, batch_steps):
 
         backend_name = system_name.split(":")[0]
         assert minigpt2.backend.name == backend_name, f"asked for backend {system}, got {minigpt2.backend.name}"
-        options = {"load_in_8bit": True} if dtype == "int8" else {"torch_dtype": dtype}
-        model = minigpt2.GPT2LMHeadModel.from_pretrained(checkpoint, **options)
+        model = minigpt2.GPT2LMHeadModel.from_pretrained(checkpoint, **loading_options(dtype))
         bytes_per_token = sum(minigpt2.weights.nbytes(w) for name, w in model.named_parameters() if "wpe" not in name)
         context = contextlib.nullcontext
 
@@ -185,16 +189,12 @@ def profile(checkpoint, dtype="float32", steps=32):
 
     import minigpt2
     from minigpt2 import activations, backend, layers, weights
+    from minigpt2 import checkpoint as checkpoint_io
 
-    options = {"load_in_8bit": True} if dtype == "int8" else {"torch_dtype": dtype}
-    model = minigpt2.GPT2LMHeadModel.from_pretrained(checkpoint, **options)
-
-    def size(tree):  # bytes of the weights under one name of model.params (nested dicts and lists)
-        if isinstance(tree, dict):
-            return sum(map(size, tree.values()))
-        return sum(map(size, tree)) if isinstance(tree, list) else weights.nbytes(tree)
-
-    head_bytes, linear_bytes = size(model.params["wte"]), size(model.params["h"])
+    model = minigpt2.GPT2LMHeadModel.from_pretrained(checkpoint, **loading_options(dtype))
+    flat = checkpoint_io.flatten(model.params)  # {"h.0.attn.c_attn.weight": weight, ...}, each in its format
+    head_bytes = weights.nbytes(flat["wte.weight"])  # (the tied head is wte)
+    linear_bytes = sum(weights.nbytes(w) for name, w in flat.items() if name.startswith("h."))
     reference = {"linear": layers.linear.reference, "layer_norm": layers.layer_norm.reference,
                  "gelu_new": activations.gelu_new.reference, "attention": layers.attention.reference}
     for name in ("c", "numpy"):

@@ -402,13 +402,17 @@ def pop_loading_options(options: dict):
         raise ValueError(f"torch_dtype={torch_dtype} and dtype={dtype} disagree; pass one of them (dtype is "
                          f"transformers 5's name for torch_dtype)")
     dtype = dtype or torch_dtype
-    load_in_8bit = options.pop("load_in_8bit", False)
+    load_in_8bit = options.pop("load_in_8bit", None)  # (None: not given)
     if options.pop("load_in_4bit", False):
         raise ValueError("load_in_4bit: minigpt2 has no 4-bit weights; load_in_8bit=True gives int8 weights")
     quantization = options.pop("quantization_config", None)
     if quantization is not None:
         _check_8bit_config(quantization)
+        if load_in_8bit is False:
+            raise ValueError("load_in_8bit=False with a quantization_config asking for 8-bit weights: pass one of "
+                             "them")
         load_in_8bit = True
+    load_in_8bit = False if load_in_8bit is None else load_in_8bit
     if not isinstance(load_in_8bit, (bool, np.bool_)):
         raise TypeError(f"load_in_8bit must be True or False, got {load_in_8bit!r}")
     if not load_in_8bit:

@@ -357,6 +357,7 @@ def test_to_converts_in_place_and_knows_devices(float32_dir):
     (dict(quantization_config={"load_in_4bit": True}), ValueError, "4-bit.*load_in_8bit=True"),
     (dict(quantization_config={"load_in_8bit": False}), ValueError, "neither 8-bit nor 4-bit"),
     (dict(quantization_config={"quant_method": "gptq", "bits": 4}), ValueError, "gptq quantization"),
+    (dict(quantization_config={"load_in_8bit": True}, load_in_8bit=False), ValueError, "load_in_8bit=False with"),
 ])
 def test_bad_precision_requests_are_clear_errors(float32_dir, options, error, match):
     with pytest.raises(error, match=match):
