@@ -5,8 +5,11 @@ What a caller sees is HF's layout: a tuple with one ``(key, value)`` pair per la
 
 What is behind it: decoding one token at a time must not copy the whole cache at every step. The
 cache returned by the model is a ``KVCache``, a tuple whose pairs are read-only views into
-preallocated buffers with room to grow. Feeding it back appends the new keys and values in place,
-and a full buffer doubles, so each token costs amortised O(1) copying. If an older cache is fed back
+preallocated buffers with room to grow. Feeding it back appends the new keys and values in place.
+A prompt's cache is made to its size; the first time it is continued, its buffers are remade once with room for
+the model's ``n_positions``, memory the operating system supplies only as positions are written, so decoding
+never copies the cache again and its peak memory is what it holds (doubling would copy at each step up and
+hold the old and the new buffers at once). If an older cache is fed back
 after a newer one was grown from the same buffers (branching, as in trying two continuations),
 the older one is copied first, so no cache a caller holds ever changes. The same holds when several
 threads continue one cache at once: one of them takes the free space after it, the others copy.
@@ -23,12 +26,20 @@ __all__ = ["KVCache"]
 
 def _empty(shape):
     """An uninitialised float32 array for a cache buffer. From 64 KiB on, it is an anonymous memory map of its
-    own: its untouched room costs no memory, and when a grown cache drops it, its pages go back to the operating
-    system at once (memory from malloc would stay in the process, counting in its peak memory)."""
+    own: the operating system supplies its pages when they are first written (room not yet used costs no
+    memory), and when the cache is dropped they go back at once (memory from malloc would stay in the process).
+    The map is private (a forked process gets a copy, not the same pages) and, on Linux, kept out of 2 MiB pages:
+    one such page would make a whole block of positions resident at the first write."""
     size = int(np.prod(shape)) * 4
     if size < 1 << 16:
         return np.empty(shape, np.float32)
-    return np.frombuffer(mmap.mmap(-1, size), np.float32).reshape(shape)
+    if hasattr(mmap, "MAP_PRIVATE"):  # POSIX (Windows' maps of the paging file are private to the process)
+        buffer = mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE)  # (fileno -1: anonymous)
+    else:
+        buffer = mmap.mmap(-1, size)
+    if hasattr(mmap, "MADV_NOHUGEPAGE"):
+        buffer.madvise(mmap.MADV_NOHUGEPAGE)
+    return np.frombuffer(buffer, np.float32).reshape(shape)
 
 
 class _Buffers:
@@ -125,10 +136,10 @@ class KVCache(tuple):
                     past._buffers.length = needed
         if reusable:
             buffers = past._buffers
-            if buffers.capacity < needed:
-                buffers.grow(min(max(needed, 2 * buffers.capacity), max(max_positions, needed)), filled=past_length)
-        else:
-            capacity = needed if past is None else min(max(needed, 2 * past_length), max(max_positions, needed))
+            if buffers.capacity < needed:  # continued for the first time: room for every position, once
+                buffers.grow(max(max_positions, needed), filled=past_length)
+        else:  # a prompt's cache to its size; a continued one (a branch, a copy) with room for every position
+            capacity = needed if past is None else max(max_positions, needed)
             buffers = _Buffers(n_layer, batch, n_head, head_dim, capacity)
             if past is not None:
                 for i, (k, v) in enumerate(past):

@@ -154,8 +154,9 @@ def test_an_int8_model_holds_nothing_of_the_file():
 
 
 def test_big_kv_cache_buffers_are_memory_maps_of_their_own():
-    """From 64 KiB on, a KV cache buffer is its own anonymous memory map, so the buffers a grown cache drops go
-    back to the operating system (malloc's would stay in the process: 9 MB of GPT-2 124M's peak at 144 tokens)."""
+    """From 64 KiB on, a KV cache buffer is its own anonymous memory map, so a dropped cache's memory goes back to
+    the operating system (malloc's would stay in the process), and a private one: a forked process writing into
+    its copy (a worker continuing a cache) does not write into the parent's."""
     from minigpt2 import cache
 
     small, big = cache._empty((1, 2, 8, 64)), cache._empty((1, 12, 256, 64))
@@ -163,6 +164,51 @@ def test_big_kv_cache_buffers_are_memory_maps_of_their_own():
     assert isinstance(backing_buffer(big), mmap.mmap) and big.shape == (1, 12, 256, 64) and big.dtype == np.float32
     big[0, 11, 255] = 1.0  # writable to its last value
     assert big[0, 11, 255, 0] == 1.0
+    if hasattr(os, "fork"):
+        pid = os.fork()
+        if pid == 0:
+            big[0, 11, 255] = 2.0
+            os._exit(0)
+        os.waitpid(pid, 0)
+        assert big[0, 11, 255, 0] == 1.0, "a forked child's write reached the parent's cache buffer"
+
+
+def resident_bytes(a):
+    """Linux: how many of the bytes of array ``a``'s pages are in memory (present bits of /proc/self/pagemap)."""
+    page = mmap.PAGESIZE
+    first = a.__array_interface__["data"][0] // page
+    last = (a.__array_interface__["data"][0] + a.nbytes - 1) // page
+    try:
+        with open("/proc/self/pagemap", "rb") as f:
+            f.seek(first * 8)
+            entries = np.frombuffer(f.read((last - first + 1) * 8), np.uint64)
+    except OSError as e:
+        pytest.skip(f"/proc/self/pagemap is not readable here: {e}")
+    return int(np.count_nonzero(entries >> np.uint64(63))) * page
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/pagemap"), reason="reads Linux's /proc/self/pagemap")
+def test_a_continued_kv_cache_is_made_once_and_costs_what_it_holds():
+    """Decoding continues a cache many times: the first continuation remakes its buffers once with room for
+    n_positions, and later steps write into them in place (no copy, no second buffer held beside the first);
+    the room costs memory only where positions were written (no 2 MiB pages made resident at the first write)."""
+    config = minigpt2.GPT2Config(vocab_size=50, n_positions=4096, n_embd=256, n_layer=2, n_head=4)  # 4 MiB buffers
+    model = minigpt2.GPT2LMHeadModel(config)
+    out = model(np.array([[1, 2, 3, 4]]))
+    prompt_keys = out.past_key_values[0][0]
+    out = model(np.array([[5]]), past_key_values=out.past_key_values)
+    keys = backing_buffer(out.past_key_values[0][0])
+    assert backing_buffer(prompt_keys) is not keys, "the first continuation should remake the prompt's buffers"
+    buffer = out.past_key_values._buffers.keys[0]
+    assert buffer.shape == (1, 4, 4096, 64)
+    for step in range(60):
+        out = model(np.array([[step % 50]]), past_key_values=out.past_key_values)
+        assert backing_buffer(out.past_key_values[0][0]) is keys, f"step {step}: the cache was copied"
+    held = 65 * 64 * 4  # positions written x head_dim x 4 bytes, per head
+    page = mmap.PAGESIZE
+    rounded = 4 * -(-held // page) * page  # each head's positions are contiguous: whole pages per head
+    resident = resident_bytes(buffer)
+    assert resident <= rounded, f"{resident} bytes resident for {4 * held} held ({buffer.nbytes} reserved)"
 
 
 def test_saving_over_the_loaded_checkpoint(base_copy):

@@ -172,8 +172,9 @@ _workshop.check_close("cached step == last row of a full recompute", library_ste
 # ## minigpt2's cache appends in place
 #
 # `np.concatenate` copies the whole cache at every step, O(n²) copying over n steps. minigpt2's `KVCache`
-# preallocates buffers with room to grow and writes the new keys and values into them, doubling when full.
-# What you get back behaves like HF's tuple, but its arrays are read-only views, so nobody can change a
+# writes the new keys and values into buffers with room to grow: the first time a cache is continued, its
+# buffers are remade once with room for all `n_positions`, and the operating system supplies their memory only
+# as positions are written, so no later step copies anything. What you get back behaves like HF's tuple, but its arrays are read-only views, so nobody can change a
 # cache another step still uses:
 
 # %%
