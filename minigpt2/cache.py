@@ -45,10 +45,21 @@ def _empty(shape):
 class _Buffers:
     """Per-layer key and value buffers [B, H, capacity, D], of which the first ``length`` are filled."""
 
-    def __init__(self, n_layer, batch, n_head, head_dim, capacity):
-        shape = (batch, n_head, capacity, head_dim)
-        self.keys = [_empty(shape) for _ in range(n_layer)]
-        self.values = [_empty(shape) for _ in range(n_layer)]
+    def __init__(self, n_layer, batch, n_head, head_dim, capacities):
+        """``capacities``: the room to make, in positions, and smaller rooms to try if that much memory cannot be
+        mapped (an address-space limit, ``ulimit -v``, as shared servers set)."""
+        for capacity in capacities:
+            shape = (batch, n_head, capacity, head_dim)
+            try:
+                self.keys = [_empty(shape) for _ in range(n_layer)]
+                self.values = [_empty(shape) for _ in range(n_layer)]
+                break
+            except OSError as error:
+                failed = error
+        else:
+            raise MemoryError(f"the KV cache for {batch} sequence(s) x {capacities[-1]} positions "
+                              f"({2 * n_layer * batch * n_head * capacities[-1] * head_dim * 4 / 1e6:.0f} MB) "
+                              f"could not be allocated ({failed}); a smaller batch or a shorter text would fit")
         self.length = 0
         self.lock = threading.Lock()  # two threads extending the same cache: one gets the space, one copies
 
@@ -56,14 +67,21 @@ class _Buffers:
     def capacity(self):
         return self.keys[0].shape[2]
 
-    def grow(self, capacity, filled):
-        """Reallocate to ``capacity`` positions, keeping the first ``filled``."""
-        n = filled
-        for buffers in (self.keys, self.values):
-            for i, old in enumerate(buffers):
-                new = _empty(old.shape[:2] + (capacity,) + old.shape[3:])
-                new[:, :, :n] = old[:, :, :n]
-                buffers[i] = new
+    def grow(self, capacities, filled):
+        """Reallocate with room for ``capacities[0]`` positions (or the next that can be had), keeping the
+        first ``filled``."""
+        B, H, _, D = self.keys[0].shape
+        new = _Buffers(len(self.keys), B, H, D, capacities)
+        for old, fresh in zip(self.keys + self.values, new.keys + new.values):
+            fresh[:, :, :filled] = old[:, :, :filled]
+        self.keys, self.values = new.keys, new.values
+
+
+def _room(needed, past_length, max_positions):
+    """Capacities for a cache being continued: every position the model has, so that it is never copied again
+    (memory comes as positions are written), or, where that much cannot be mapped, twice what it holds."""
+    every = max(max_positions, needed)
+    return every, min(max(needed, 2 * past_length), every)
 
 
 class _LayerSlot:
@@ -104,7 +122,7 @@ class KVCache(tuple):
         src = self._buffers
         n_layer = len(src.keys)
         B, H, _, D = src.keys[0].shape
-        dst = _Buffers(n_layer, len(index), H, D, src.capacity)
+        dst = _Buffers(n_layer, len(index), H, D, (src.capacity, self._length))
         for i in range(n_layer):
             dst.keys[i][:, :, : self._length] = src.keys[i][index, :, : self._length]
             dst.values[i][:, :, : self._length] = src.values[i][index, :, : self._length]
@@ -137,10 +155,10 @@ class KVCache(tuple):
         if reusable:
             buffers = past._buffers
             if buffers.capacity < needed:  # continued for the first time: room for every position, once
-                buffers.grow(max(max_positions, needed), filled=past_length)
+                buffers.grow(_room(needed, past_length, max_positions), filled=past_length)
         else:  # a prompt's cache to its size; a continued one (a branch, a copy) with room for every position
-            capacity = needed if past is None else max(max_positions, needed)
-            buffers = _Buffers(n_layer, batch, n_head, head_dim, capacity)
+            capacities = (needed,) if past is None else _room(needed, past_length, max_positions)
+            buffers = _Buffers(n_layer, batch, n_head, head_dim, capacities)
             if past is not None:
                 for i, (k, v) in enumerate(past):
                     buffers.keys[i][:, :, :past_length] = k

@@ -15,6 +15,8 @@ import pathlib
 import pickle
 import shutil
 import struct
+import subprocess
+import sys
 import warnings
 
 import numpy as np
@@ -209,6 +211,46 @@ def test_a_continued_kv_cache_is_made_once_and_costs_what_it_holds():
     rounded = 4 * -(-held // page) * page  # each head's positions are contiguous: whole pages per head
     resident = resident_bytes(buffer)
     assert resident <= rounded, f"{resident} bytes resident for {4 * held} held ({buffer.nbytes} reserved)"
+
+
+ADDRESS_SPACE_LIMIT = """
+import resource, sys
+import numpy as np
+import minigpt2
+
+config = minigpt2.GPT2Config(vocab_size=50, n_positions=1024, n_embd=64, n_layer=4, n_head=2)
+model = minigpt2.GPT2LMHeadModel(config)
+ids = np.random.default_rng(0).integers(0, 50, (256, 8))
+prompt = model(ids).past_key_values
+expected = model(ids[:, :1], past_key_values=prompt).logits  # room for 1024 positions: 8 x 64 MiB of address space
+del prompt  # (its buffers are those it grew into)
+with open("/proc/self/status") as f:
+    size = next(int(line.split()[1]) for line in f if line.startswith("VmSize:")) * 1024
+resource.setrlimit(resource.RLIMIT_AS, (size + 256 * 2**20, resource.getrlimit(resource.RLIMIT_AS)[1]))
+prompt = model(ids).past_key_values
+out = model(ids[:, :1], past_key_values=prompt)
+assert np.array_equal(out.logits, expected), "different logits with less room"
+print("capacity", out.past_key_values._buffers.capacity)
+try:
+    model(np.zeros((256 * 64, 8), np.int64))
+except MemoryError as e:
+    print("MemoryError:", e)
+"""
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/status"), reason="reads Linux's /proc/self/status")
+def test_a_kv_cache_under_an_address_space_limit():
+    """Where a shared server limits each process's address space (ulimit -v), room for every position may not
+    be had: the cache then makes room for twice what it holds, with the same logits; where even that fails, a
+    MemoryError says what was asked for."""
+    resource = pytest.importorskip("resource")
+    env = dict(os.environ, MINIGPT2_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1",
+               PYTHONPATH=os.path.dirname(os.path.dirname(minigpt2.__file__)))
+    done = subprocess.run([sys.executable, "-c", ADDRESS_SPACE_LIMIT], env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert "capacity 16\n" in done.stdout, done.stdout  # 2 x the 8 positions held, not 1024
+    assert "MemoryError: the KV cache for 16384 sequence(s) x 8 positions" in done.stdout, done.stdout
+    assert "a smaller batch or a shorter text would fit" in done.stdout
 
 
 def test_saving_over_the_loaded_checkpoint(base_copy):
