@@ -454,6 +454,9 @@ def test_the_calibration_is_measured_once_and_cached_for_other_users(tmp_path):
     for cls in ("linear_1_head", "linear_few_head"):
         assert set(saved["measured"][cls]) == {f"{v}/{p}{walk}" for v in VARIANTS for p in _tuning.PREFETCH
                                                for walk in ("", "/rows")} | {"numpy"}, cls
+    # Attention for one query reads its keys and values from memory in the model: every prefetch kind is raced.
+    assert set(saved["measured"]["attention_decode"]) == {f"{v}/{p}" for v in VARIANTS
+                                                          for p in _tuning.PREFETCH} | {"numpy"}
     again = run_python("import minigpt2; from minigpt2 import _tuning\n"
                        "def refuse(): raise AssertionError('measured again')\n"
                        "_tuning.calibrate = refuse\n"
