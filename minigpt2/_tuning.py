@@ -546,7 +546,7 @@ def calibrate() -> tuple:
     candidates = {f"{v}/{p}": c_attention(index[v], PREFETCH[p]) for v in runnable for p in PREFETCH}
     candidates[NUMPY] = lambda: [layers.attention.reference(q, k, v, scale=np.float32(0.125), causal=True)
                                  for k, v in caches]
-    choice["attention_decode"], measured["attention_decode"] = _race(candidates, rounds=5)
+    choice["attention_decode"], measured["attention_decode"] = _race(candidates)  # 3 rounds, as the products
     del caches
 
     # attention for a prompt, layer norm, gelu: GPT-2 124M's shapes, in cache (small next to the weights' stream)

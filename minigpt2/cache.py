@@ -5,13 +5,13 @@ What a caller sees is HF's layout: a tuple with one ``(key, value)`` pair per la
 
 What is behind it: decoding one token at a time must not copy the whole cache at every step. The
 cache returned by the model is a ``KVCache``, a tuple whose pairs are read-only views into
-preallocated buffers with room to grow. Feeding it back appends the new keys and values in place.
-A prompt's cache is made to its size; the first time it is continued, its buffers are remade once with room for
-the model's ``n_positions``, memory the operating system supplies only as positions are written, so decoding
-never copies the cache again and its peak memory is what it holds (doubling would copy at each step up and
-hold the old and the new buffers at once). If an older cache is fed back
-after a newer one was grown from the same buffers (branching, as in trying two continuations),
-the older one is copied first, so no cache a caller holds ever changes. The same holds when several
+buffers with room to grow. Feeding it back appends the new keys and values in place. A prompt's
+cache is made to its size; the first time it is continued, its buffers are remade once with room for
+the model's ``n_positions``, memory the operating system supplies only as positions are written. So
+decoding never copies the cache again, and its peak memory is what it holds (doubling when full would
+copy at each step up, holding the old and the new buffers at once). If an older cache is fed back
+after a newer one was grown from the same buffers (branching, as in trying two continuations), the
+older one is copied first, so no cache a caller holds ever changes. The same holds when several
 threads continue one cache at once: one of them takes the free space after it, the others copy.
 """
 from __future__ import annotations

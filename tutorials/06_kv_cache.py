@@ -174,8 +174,8 @@ _workshop.check_close("cached step == last row of a full recompute", library_ste
 # `np.concatenate` copies the whole cache at every step, O(n²) copying over n steps. minigpt2's `KVCache`
 # writes the new keys and values into buffers with room to grow: the first time a cache is continued, its
 # buffers are remade once with room for all `n_positions`, and the operating system supplies their memory only
-# as positions are written, so no later step copies anything. What you get back behaves like HF's tuple, but its arrays are read-only views, so nobody can change a
-# cache another step still uses:
+# as positions are written, so no later step copies anything. What you get back behaves like HF's tuple, but
+# its arrays are read-only views, so nobody can change a cache another step still uses:
 
 # %%
 print(f"past_key_values is a {type(past).__name__}; a tuple: {isinstance(past, tuple)}; its arrays writeable: "
