@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# The installed C core on x86-64 CPUs older than this one, under qemu-user's emulation (QEMU 7.2 and newer
+# emulate AVX2): "Haswell" (AVX2 and FMA, no AVX-512: most Intel laptops) and "Nehalem" (SSE4.2, no AVX: the
+# x86-64-v2 baseline NumPy 2.x needs). The extension this CI built on its own CPU is loaded by the emulated
+# CPU, as a wheel or a shared home directory would be: it must find the variants that CPU runs by its
+# features (Haswell: generic and avx2; Nehalem: generic), calibrate among them with an empty cache, agree with
+# the NumPy reference (.ci/smoke.py) and refuse a variant the CPU lacks with a clear error, never an illegal
+# instruction. Speed under emulation means nothing; only what runs is checked. About three minutes.
+#
+# Needs qemu-x86_64 (Debian's qemu-user, installed as .ci/aarch64.sh does); skips (exit 0) without it.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PYTHON=$(command -v "${PYTHON:-python}")  # qemu-user takes a path, not a name to look up
+if ! command -v qemu-x86_64 > /dev/null; then
+  if command -v apt-get > /dev/null && [ "$(id -u)" = 0 ]; then
+    apt-get update -qq > /dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq qemu-user > /dev/null
+  else
+    echo "x86 CPUs: SKIPPED: no qemu-x86_64 here, and no apt-get (as root) to install it"
+    exit 0
+  fi
+fi
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+echo "x86 CPUs: $(qemu-x86_64 --version | head -1)"
+
+# OPENBLAS_CORETYPE (set on some of our machines) would make NumPy's OpenBLAS run one CPU's kernels on another.
+run() {  # run CPU ENV... -- ARGS...: the CI's python under qemu, an empty cache directory, qemu's notes dropped
+  local cpu="$1"; shift
+  env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE XDG_CACHE_HOME="$work/cache-$cpu" "$@" 2> "$work/stderr" \
+    || { grep -v "TCG doesn't support" "$work/stderr"; echo "x86 CPUs: failed on $cpu: $*"; return 1; }
+  grep -v "TCG doesn't support" "$work/stderr" || true
+}
+
+for spec in "Haswell:generic,avx2:avx512" "Nehalem:generic:avx2"; do
+  IFS=: read -r cpu expected missing <<< "$spec"
+  echo "x86 CPUs: -cpu $cpu (expects the variants $expected)"
+  run "$cpu" qemu-x86_64 -cpu "$cpu" "$PYTHON" - "$expected" << 'EOF'
+import sys
+from minigpt2 import _tuning, backend
+found = ",".join(_tuning.supported_variants())
+assert found == sys.argv[1], f"this CPU's variants: {found}, expected {sys.argv[1]}"
+print(f"  variants this CPU runs: {found}")
+EOF
+  run "$cpu" qemu-x86_64 -cpu "$cpu" "$PYTHON" .ci/smoke.py
+  run "$cpu" qemu-x86_64 -cpu "$cpu" "$PYTHON" -c "
+from minigpt2 import backend
+print('\n'.join('  ' + line for line in backend.kernel_choice()))"
+  # a variant the CPU lacks, forced: a clear error, not SIGILL
+  if run "$cpu" env MINIGPT2_KERNEL="$missing" qemu-x86_64 -cpu "$cpu" "$PYTHON" -c "
+import numpy as np
+from minigpt2 import GPT2Config, GPT2LMHeadModel
+GPT2LMHeadModel(GPT2Config(n_layer=1, n_head=2, n_embd=16), seed=0)(np.array([[1, 2, 3]]))" > "$work/forced" 2>&1; then
+    echo "x86 CPUs: MINIGPT2_KERNEL=$missing ran on $cpu"; exit 1
+  fi
+  grep -q "MINIGPT2_KERNEL '$missing': this CPU cannot run it" "$work/forced" \
+    || { cat "$work/forced"; echo "x86 CPUs: MINIGPT2_KERNEL=$missing on $cpu did not fail clearly"; exit 1; }
+  echo "  MINIGPT2_KERNEL=$missing: $(grep "^ValueError: MINIGPT2_KERNEL" "$work/forced" | tail -1)"
+done
+echo "x86 CPUs: ok"
