@@ -134,17 +134,20 @@ class KVCache(tuple):
 
     # -- used by the model --------------------------------------------------------------------------
     @staticmethod
-    def prepare(past, *, n_layer, batch, n_head, head_dim, new_tokens, max_positions):
-        """Buffers ready to receive ``new_tokens`` more positions after ``past``, and P.
-
-        ``past`` is None, a KVCache, or a tuple/list of (key, value) arrays [B, H, P, D].
-        """
+    def check(past, *, n_layer, batch, n_head, head_dim):
+        """``past`` (None, a KVCache, or a tuple/list of (key, value) arrays [B, H, P, D]) with any other library's
+        tensors as NumPy arrays, and P, the positions it holds; a clear error if its layout does not fit the model."""
         if past is None:
-            past_length = 0
-        else:
-            if not isinstance(past, KVCache) and isinstance(past, (tuple, list)):  # e.g. HF's tuples of tensors
-                past = [tuple(_as_numpy(a) for a in pair) if isinstance(pair, (tuple, list)) else pair for pair in past]
-            past_length = _check_past(past, n_layer, batch, n_head, head_dim)
+            return None, 0
+        if not isinstance(past, KVCache) and isinstance(past, (tuple, list)):  # e.g. HF's tuples of tensors
+            past = [tuple(_as_numpy(a) for a in pair) if isinstance(pair, (tuple, list)) else pair for pair in past]
+        return past, _check_past(past, n_layer, batch, n_head, head_dim)
+
+    @staticmethod
+    def prepare(past, past_length, *, n_layer, batch, n_head, head_dim, new_tokens, max_positions):
+        """Buffers ready to receive ``new_tokens`` more positions after ``past`` (as ``check`` returned it, with
+        its P), and one slot per layer writing into them. Called once the inputs are known to be good: it may
+        take the free space after ``past`` for itself."""
         needed = past_length + new_tokens
         reusable = False
         if isinstance(past, KVCache) and len(past._buffers.keys) == n_layer:
@@ -164,8 +167,7 @@ class KVCache(tuple):
                     buffers.keys[i][:, :, :past_length] = k
                     buffers.values[i][:, :, :past_length] = v
         buffers.length = needed
-        slots = [_LayerSlot(buffers, i, past_length) for i in range(n_layer)]
-        return buffers, slots, past_length
+        return buffers, [_LayerSlot(buffers, i, past_length) for i in range(n_layer)]
 
 
 def _as_numpy(a):

@@ -116,7 +116,8 @@ def float_array(name, x):
     a = as_array(name, x)
     if not (np.issubdtype(a.dtype, np.floating) or np.issubdtype(a.dtype, np.integer) or a.dtype == bool):
         raise TypeError(f"{name} must hold numbers, got dtype {a.dtype}")
-    a = a.astype(np.float32, copy=False)
+    with np.errstate(over="ignore"):  # a number beyond float32's range becomes inf, which the check names
+        a = a.astype(np.float32, copy=False)
     if not np.isfinite(a).all():
         raise ValueError(f"{name} contains NaN or infinity (or numbers too large for float32)")
     return a

@@ -114,8 +114,7 @@ class GPT2Model(GPT2PreTrainedModel):
             inputs_embeds = inputs_embeds.reshape(-1, input_shape[-1], cfg.n_embd)
         B, T = inputs_embeds.shape[:2]
 
-        buffers, caches, P = KVCache.prepare(past_key_values, n_layer=cfg.n_layer, batch=B, n_head=cfg.n_head,
-                                             head_dim=cfg.head_dim, new_tokens=T, max_positions=cfg.n_positions)
+        past, P = KVCache.check(past_key_values, n_layer=cfg.n_layer, batch=B, n_head=cfg.n_head, head_dim=cfg.head_dim)
         if P + T > cfg.n_positions:
             raise ValueError(f"the sequence is {P + T} tokens long ({P} cached + {T} new), but this model has "
                              f"position embeddings for n_positions={cfg.n_positions}")
@@ -155,6 +154,10 @@ class GPT2Model(GPT2PreTrainedModel):
                 encoder_mask = ((1.0 - encoder_attention_mask) * MASK_VALUE)[:, None, None, :]  # [B, 1, 1, S]
         head_masks = _head_masks(head_mask, cfg.n_layer, cfg.n_head)
         record(embeddings=x)
+
+        # The cache: room for T more positions after the P it holds (made once every input has passed its check).
+        buffers, caches = KVCache.prepare(past, P, n_layer=cfg.n_layer, batch=B, n_head=cfg.n_head,
+                                          head_dim=cfg.head_dim, new_tokens=T, max_positions=cfg.n_positions)
 
         # The blocks.
         all_hidden, all_attn, all_cross = [], [], []

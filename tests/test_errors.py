@@ -85,6 +85,24 @@ def test_longer_than_n_positions_counting_the_cache(lm, ids, past):
     assert lm(np.zeros((2, 5), np.int64), past_key_values=past).logits.shape == (2, 5, 20)  # exactly 8 is fine
 
 
+@pytest.mark.parametrize("bad", [
+    dict(input_ids=np.zeros((2, 5), np.int64)),  # 4 cached + 5 new > n_positions=8
+    dict(input_ids=np.zeros((2, 1), np.int64), attention_mask=np.ones((2, 3))),  # the mask leaves out the cache
+    dict(input_ids=np.zeros((2, 1), np.int64), head_mask=np.ones(3)),  # 3 heads' mask for 2 heads
+    dict(input_ids=np.zeros((2, 1), np.int64), position_ids=np.array([[8], [8]])),  # past n_positions
+], ids=["too long", "attention_mask", "head_mask", "position_ids"])
+def test_a_rejected_call_leaves_the_cache_to_be_continued_in_place(lm, ids, bad):
+    """A call rejected for its input takes nothing from the cache it was given: the next good call continues
+    that cache in place (space left claimed would make every later step copy the cache)."""
+    past = lm(ids).past_key_values
+    past = lm(np.zeros((2, 1), np.int64), past_key_values=past).past_key_values  # continued: room for 8 made
+    buffers = past._buffers
+    with pytest.raises((ValueError, TypeError)):
+        lm(past_key_values=past, **bad)
+    after = lm(np.zeros((2, 1), np.int64), past_key_values=past).past_key_values
+    assert after._buffers is buffers, "the rejected call left the cache's space claimed: it was copied"
+
+
 # -- masks and ids of the wrong shape ------------------------------------------------------------------
 
 @pytest.mark.parametrize("shape", [(2, 4), (2, 2), (3, 2), (1, 3), (6,), (2, 3, 1)])
