@@ -1,9 +1,9 @@
 """Stopping on strings: ``generate(stop_strings=[...], tokenizer=tok)``, as HF's StopStringCriteria decides.
 
-A row stops when a stop string ends inside its newest token and that token starts inside the stop string
-(HF's rule: it overlaps the end of the text; text that overhangs either end of the stop string is allowed).
-So "stop" stops ["st", "op"], ["st", "opera"] and ["las", "topper"], but not ["stop", "at"]: once the
-stop string lies wholly before the newest token, it was seen (or not) at an earlier step.
+A row stops when a stop string overlaps its newest token: it ends inside that token, wherever it starts
+(before the token, or inside it; text may follow it in the token). So "stop" stops ["st", "op"],
+["st", "opera"], ["las", "topper"] and ["xstop"], but not ["stop", "at"]: once the stop string lies wholly
+before the newest token, it was seen (or not) at an earlier step.
 """
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import numpy as np
 
 
 class StopStringCriteria:
-    """``criteria(input_ids [N, L]) -> [N]`` bools: which rows end a stop string with their last token."""
+    """``criteria(input_ids [N, L]) -> [N]`` bools: which rows' last token overlaps a stop string."""
 
     def __init__(self, tokenizer, stop_strings):
         self.tokenizer = tokenizer
@@ -31,11 +31,9 @@ class StopStringCriteria:
         while len(before) < self.longest and j >= 0:  # enough text before the last token for any stop string
             before = self._text(ids[j]) + before
             j -= 1
-        for stop in self.stop_strings:
-            for i in range(1, min(len(stop), len(last)) + 1):  # the last token starts with the stop string's end
-                if last[:i] == stop[len(stop) - i:] and before.endswith(stop[:len(stop) - i]):
-                    return True
-        return False
+        text = before + last
+        # an occurrence that ends after the last token's start lies in the last len(last) + len(stop) - 1 chars
+        return any(stop in text[max(0, len(text) - len(last) - len(stop) + 1):] for stop in self.stop_strings)
 
     def __call__(self, input_ids) -> np.ndarray:
         return np.array([self._row_stops(row) for row in np.asarray(input_ids).tolist()], bool)
