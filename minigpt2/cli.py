@@ -123,6 +123,7 @@ def main(argv=None) -> int:
         return train_main(argv[1:])
     parser = build_parser()
     args = parser.parse_args(argv)  # exits with 2 on a usage error
+    restore = _tolerant_stdout()
     try:
         return _run(args, parser)
     except UsageError as e:
@@ -138,6 +139,47 @@ def main(argv=None) -> int:
     except (OSError, ValueError, TypeError) as e:  # bad model, no network, bad prompt: the user's to fix
         print(f"{parser.prog}: error: {' '.join(str(e).split())}", file=sys.stderr)
         return 1
+    finally:
+        restore()
+
+
+# -- text in and out, whatever the terminal's encoding ------------------------------------------------------
+
+def _tolerant_stdout():
+    """Make stdout show what its encoding cannot (a C locale's ASCII, latin-1 from PYTHONIOENCODING) as
+    backslash escapes, ``café`` -> ``caf\\xe9``, instead of stopping mid-text with a UnicodeEncodeError;
+    stderr does so already. Returns what puts the stream back as it was (main may run inside a notebook)."""
+    stream = sys.stdout
+    before = getattr(stream, "errors", None)  # "strict", or "surrogateescape" in the C locale: both stop at "é"
+    if before not in ("strict", "surrogateescape") or not hasattr(stream, "reconfigure"):
+        return lambda: None
+    stream.reconfigure(errors="backslashreplace")
+    return lambda: stream.reconfigure(errors=before) if not stream.closed else None
+
+
+def _utf8_argument(text, what):
+    """An argument as the UTF-8 text it was typed as. Outside a UTF-8 locale Python decodes the command line with
+    the locale's encoding (ASCII for LC_ALL=C) and keeps the other bytes as lone surrogates; those bytes are
+    recovered here. Bytes that are not UTF-8 at all are a usage error."""
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        pass
+    try:
+        return os.fsencode(text).decode("utf-8")
+    except (UnicodeError, ValueError):
+        raise UsageError(f"{what} is not UTF-8 text (the bytes {_bad_bytes(os.fsencode(text))}); "
+                         f"minigpt2 reads prompts as UTF-8") from None
+
+
+def _bad_bytes(raw: bytes) -> str:
+    """The first bytes where UTF-8 decoding fails, for an error message."""
+    try:
+        raw.decode("utf-8")
+        return ""
+    except UnicodeDecodeError as e:
+        return f"{raw[e.start:e.start + 4]!r} at byte {e.start}"
 
 
 def _run(args, parser) -> int:
@@ -164,7 +206,7 @@ def _run(args, parser) -> int:
     if args.download:
         return _download(args.model)
     if args.tokenize is not None:
-        text = _read_stdin() if args.tokenize == "-" else args.tokenize
+        text = _read_stdin() if args.tokenize == "-" else _utf8_argument(args.tokenize, "the text of --tokenize")
         return _tokenize(text, _load_tokenizer(args.model))
     return _generate(args)
 
@@ -342,11 +384,24 @@ def _prompt_text(words) -> str:
         return _read_stdin()
     if not words:
         raise UsageError('give a prompt, e.g. python -m minigpt2 "Once upon a time" (or pipe it in)')
-    return " ".join(words)
+    return " ".join(_utf8_argument(word, "the prompt") for word in words)
 
 
 def _read_stdin() -> str:
-    return sys.stdin.read().rstrip("\r\n")  # the newline that ends what was typed or echoed is not part of it
+    """The text on stdin, decoded as UTF-8 whatever the locale says (the newline that ends what was typed or echoed
+    is not part of it). Bytes that are not UTF-8 are an error that says so."""
+    raw = getattr(sys.stdin, "buffer", None)
+    if raw is None:  # a StringIO put in its place (tests, notebooks): already text
+        text = sys.stdin.read()
+    else:
+        data = raw.read()
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError:
+            raise ValueError(f"stdin is not UTF-8 text (the bytes {_bad_bytes(data)}); save the prompt as UTF-8 "
+                             f"(e.g. iconv -f latin1 -t utf-8 file.txt | python -m minigpt2)") from None
+        text = text.replace("\r\n", "\n").replace("\r", "\n")  # as text mode reads it
+    return text.rstrip("\r\n")
 
 
 def _load_tokenizer(model):

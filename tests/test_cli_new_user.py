@@ -1,0 +1,82 @@
+"""The command line in a new user's environment: a terminal that is not UTF-8, an unusable cache, bad MINIGPT2_*
+variables, a proxy that is down, a file passed as the model, empty stdin. Each test runs what the user ran (most
+as a process: the locale, stdin and the environment are the process's) and checks the one-line answer.
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from hubserver import tiny_checkpoint_files
+from minigpt2.tokenizer import AutoTokenizer
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    directory = tmp_path_factory.mktemp("new_user_model")
+    tiny_checkpoint_files(directory, n_positions=64, seed=2)
+    AutoTokenizer.from_pretrained("gpt2").save_pretrained(directory)
+    return str(directory)
+
+
+def minigpt2(*args, env=None, stdin=b"", timeout=120):
+    """Run python -m minigpt2 with ``args`` (str or bytes) -> CompletedProcess with bytes stdout / stderr."""
+    return subprocess.run([sys.executable, "-m", "minigpt2", *args], input=stdin, capture_output=True,
+                          env={**os.environ, **(env or {})}, timeout=timeout)
+
+
+def without(env, *names):
+    return {k: v for k, v in env.items() if k not in names}
+
+
+# -- 1. a terminal that is not UTF-8 ----------------------------------------------------------------------------
+
+C_LOCALE = {"LC_ALL": "C", "LANG": "C", "PYTHONUTF8": "0", "PYTHONCOERCECLOCALE": "0"}
+
+
+def c_locale(*args, stdin=b""):
+    """As in a C locale without UTF-8 mode: Python's stdout is ASCII, argv and stdin arrive surrogate-escaped."""
+    env = without({**os.environ, **C_LOCALE}, "PYTHONIOENCODING")
+    return subprocess.run([sys.executable, "-m", "minigpt2", *args], input=stdin, capture_output=True, env=env,
+                          timeout=120)
+
+
+def test_a_non_ascii_prompt_in_the_c_locale_is_read_as_utf8_and_shown_escaped(model_dir):
+    done = c_locale("-m", model_dir, "--greedy", "-n", "3", "Café ☕".encode())
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith(b"Caf\\xe9 \\u2615"), done.stdout  # what ASCII cannot show, as escapes
+    utf8 = minigpt2("-m", model_dir, "--greedy", "-n", "3", "Café ☕", env={"PYTHONIOENCODING": "utf-8"})
+    shown = utf8.stdout.decode()
+    assert done.stdout.decode("ascii").encode().decode("unicode_escape") == shown, "the same text, escaped"
+
+
+def test_tokenize_in_the_c_locale(model_dir):
+    done = c_locale("--tokenize", "Hello 1")
+    assert done.returncode == 0, done.stderr
+    assert b"\\u01201" in done.stdout and done.stdout.splitlines()[-1].startswith(b"2 tokens for 7 characters")
+
+
+@pytest.mark.parametrize("encoding", ["ascii", "latin-1"])
+def test_generated_text_the_encoding_cannot_show_does_not_stop_generation(model_dir, encoding):
+    done = minigpt2("-m", model_dir, "--greedy", "-n", "3", "naïve ☕ 猫", env={"PYTHONIOENCODING": encoding})
+    assert done.returncode == 0 and b"Traceback" not in done.stderr, done.stderr
+    assert b"\\u2615 \\u732b" in done.stdout and done.stdout.endswith(b"\n")
+
+
+def test_utf8_stdin_in_the_c_locale_and_bytes_that_are_not_utf8(model_dir):
+    done = c_locale("-m", model_dir, "--greedy", "-n", "3", stdin="Café\n".encode())
+    assert done.returncode == 0 and done.stdout.startswith(b"Caf\\xe9"), done.stderr
+    for run in (c_locale, minigpt2):
+        bad = run("-m", model_dir, "--greedy", "-n", "3", stdin=b"\xff\xfe random \x80 bytes")
+        assert bad.returncode == 1 and bad.stdout == b"", bad.stderr
+        assert bad.stderr.decode().startswith("python -m minigpt2: error: stdin is not UTF-8 text")
+        assert len(bad.stderr.splitlines()) == 1 and b"surrogate" not in bad.stderr
+
+
+def test_an_argument_that_is_not_utf8_is_a_usage_error(model_dir):
+    done = c_locale("-m", model_dir, "-n", "3", b"caf\xe9")  # latin-1 bytes on the command line
+    assert done.returncode == 2 and b"the prompt is not UTF-8 text" in done.stderr, done.stderr
+    assert b"surrogate" not in done.stderr and b"Traceback" not in done.stderr
