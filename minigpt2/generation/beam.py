@@ -6,14 +6,16 @@ with do_sample=True). Those that finish (eos, a stop string, or max_length) may 
 are among the ``num_beams`` best; the best ``num_beams`` that do not finish run on. A prompt stops taking finished
 sequences once no running beam can beat its worst finished one (the early_stopping rules).
 
-``step(new_ids, past, mask) -> (logits [N, V], past)`` runs the model; the loop never sees the model itself.
+``step(new_ids, past, mask) -> (logits [N, V], past, seen)`` runs the model (``seen``: the attentions and hidden
+states asked for); the loop never sees the model itself.
 """
 from __future__ import annotations
 
 import numpy as np
 
 from ..layers import log_softmax
-from .outputs import GenerateBeamDecoderOnlyOutput
+from .greedy import repeat_rows
+from .outputs import GenerateBeamDecoderOnlyOutput, Recorder
 
 NEG = np.float32(-1e9)  # "not a candidate": added to a score, it sorts that candidate last
 
@@ -35,9 +37,9 @@ def beam_search(step, input_ids, mask, cfg, processors, eos, rng, stop=None):
     M = max(2, 1 + len(eos)) * K  # enough candidates that K of them do not finish
     fill = (cfg.pad_token_id or eos[0]) if eos else -1  # as 4.57 fills sequences (a pad id of 0 gives eos)
 
-    logits, past = step(input_ids, None, mask)
+    logits, past, seen = step(input_ids, None, mask)
     rows = np.repeat(np.arange(B), K)  # each prompt becomes K beams, in consecutive rows
-    logits, past, mask = logits[rows], past.reorder(rows), mask[rows]
+    logits, past, mask, seen = logits[rows], past.reorder(rows), mask[rows], repeat_rows(seen, rows)
     running = np.full((B, K, max_length), fill, np.int64)
     running[:, :, :prompt_len] = input_ids[:, None, :]
     running_scores = np.zeros((B, K), np.float32)
@@ -48,17 +50,15 @@ def beam_search(step, input_ids, mask, cfg, processors, eos, rng, stop=None):
     improvable = np.ones(B, bool)  # may a running beam still beat the prompt's worst finished sequence?
     top_k = np.arange(M) < K
 
-    output_scores = cfg.return_dict_in_generate and cfg.output_scores
-    output_logits = cfg.return_dict_in_generate and cfg.output_logits
-    all_scores, all_logits = [], []
+    record = Recorder(cfg)
     cur_len = prompt_len
     while True:
         V = logits.shape[-1]
-        if output_logits:
-            all_logits.append(logits)
+        record.add("logits", logits)
         logprobs = processors(running[:, :, :cur_len].reshape(B * K, cur_len), log_softmax(logits))  # [B*K, V]
-        if output_scores:
-            all_scores.append(logprobs)
+        record.add("scores", logprobs)
+        for name, value in seen.items():
+            record.add(name, value)
         totals = (logprobs.reshape(B, K, V) + running_scores[:, :, None]).reshape(B, K * V)
 
         # The M best continuations of all beams (or M drawn without replacement: adding Gumbel noise to the
@@ -75,7 +75,7 @@ def beam_search(step, input_ids, mask, cfg, processors, eos, rng, stop=None):
         cand_indices[:, :, cur_len - prompt_len] = cand_beams + (np.arange(B) * K)[:, None]  # rows of scores[t]
         ends = np.isin(cand_tokens, eos) | (cur_len + 1 >= max_length)
         if stop is not None:
-            ends |= stop(cand[:, :, :cur_len + 1].reshape(B * M, -1)).reshape(B, M)
+            ends |= stop(cand[:, :, :cur_len + 1].reshape(B * M, -1), record.outputs()["scores"]).reshape(B, M)
 
         # The K best that do not end run on.
         keep = _best(cand_scores + ends * NEG, K)
@@ -107,7 +107,7 @@ def beam_search(step, input_ids, mask, cfg, processors, eos, rng, stop=None):
         rows = running_indices[:, :, cur_len - 1 - prompt_len].reshape(-1)  # the beam each running one came from
         mask = np.concatenate([mask, np.ones((len(mask), 1), mask.dtype)], axis=1)
         past = past if np.array_equal(rows, np.arange(B * K)) else past.reorder(rows)
-        logits, past = step(running[:, :, cur_len - 1].reshape(-1, 1), past, mask)
+        logits, past, seen = step(running[:, :, cur_len - 1].reshape(-1, 1), past, mask)
 
     n = cfg.num_return_sequences
     sequences = finished[:, :n].reshape(B * n, -1)
@@ -116,7 +116,6 @@ def beam_search(step, input_ids, mask, cfg, processors, eos, rng, stop=None):
     sequences, beam_indices = sequences[:, :prompt_len + generated], beam_indices[:, :generated]
     if cfg.return_dict_in_generate:
         return GenerateBeamDecoderOnlyOutput(
-            sequences=sequences, sequences_scores=finished_scores[:, :n].reshape(-1) if output_scores else None,
-            scores=tuple(all_scores) if output_scores else None, logits=tuple(all_logits) if output_logits else None,
-            beam_indices=beam_indices, past_key_values=past)
+            sequences=sequences, beam_indices=beam_indices, past_key_values=past, **record.outputs(),
+            sequences_scores=finished_scores[:, :n].reshape(-1) if "scores" in record.kept else None)
     return sequences

@@ -1,6 +1,7 @@
 """generate()'s settings: HF's GenerationConfig, with HF's names and defaults, and the checks on them."""
 from __future__ import annotations
 
+import ast
 import json
 import os
 import warnings
@@ -40,7 +41,17 @@ class GenerationConfig:
     length_penalty: float = 1.0
     early_stopping: object = False  # True, False or "never", as in HF
     num_return_sequences: int = 1
+    suppress_tokens: Optional[list] = None  # token ids never to generate
+    begin_suppress_tokens: Optional[list] = None  # token ids not to generate as the first new token
+    sequence_bias: object = None  # {(id, ...): bias} (or [[[id, ...], bias], ...]): added where it completes the ids
+    forced_bos_token_id: Optional[int] = None  # forced as the second token of the sequence (after a 1-token prompt)
+    remove_invalid_values: bool = False  # nan -> 0, +-inf -> +-float32 max, so that generation cannot crash
+    exponential_decay_length_penalty: object = None  # (start, factor): eos grows by factor ** (new - start) after start
+    renormalize_logits: bool = False  # a log-softmax after every processor, so that the scores are log-probabilities
+    max_time: Optional[float] = None  # seconds: stop once generation has run this long
     use_cache: bool = True
+    output_attentions: bool = False
+    output_hidden_states: bool = False
     output_scores: bool = False
     output_logits: bool = False
     return_dict_in_generate: bool = False
@@ -85,6 +96,8 @@ class GenerationConfig:
         """Write generation_config.json (the settings that differ from the defaults), as HF does."""
         os.makedirs(save_directory, exist_ok=True)
         changed = {f.name: getattr(self, f.name) for f in fields(self) if getattr(self, f.name) != f.default}
+        if isinstance(changed.get("sequence_bias"), dict):  # JSON has no tuple keys: HF's list form, which it reads
+            changed["sequence_bias"] = [[list(ids), bias] for ids, bias in changed["sequence_bias"].items()]
         with open(os.path.join(save_directory, config_file_name), "w", encoding="utf-8") as f:
             json.dump(changed, f, indent=2, sort_keys=True)
             f.write("\n")
@@ -112,7 +125,8 @@ class GenerationConfig:
         _check_int("num_return_sequences", self.num_return_sequences, low=1)
         _check_int("no_repeat_ngram_size", self.no_repeat_ngram_size, low=0)
         _check_int("top_k", self.top_k, low=0, optional=True)
-        for name in ("do_sample", "use_cache", "output_scores", "output_logits", "return_dict_in_generate"):
+        for name in ("do_sample", "use_cache", "output_scores", "output_logits", "return_dict_in_generate",
+                     "output_attentions", "output_hidden_states", "remove_invalid_values", "renormalize_logits"):
             if not isinstance(getattr(self, name), (bool, np.bool_)):
                 raise TypeError(f"{name} must be True or False, got {getattr(self, name)!r}")
         t = _check_float("temperature", self.temperature)
@@ -138,6 +152,23 @@ class GenerationConfig:
                                  f"tokenizer(words, add_special_tokens=False).input_ids), got {words!r}")
         for token in _as_token_list(self.forced_eos_token_id):
             _check_int("forced_eos_token_id", token, low=0)
+        _check_int("forced_bos_token_id", self.forced_bos_token_id, low=0, optional=True)
+        for name in ("suppress_tokens", "begin_suppress_tokens"):
+            ids = getattr(self, name)
+            if ids is not None and not (isinstance(ids, (list, tuple)) and all(is_int(t) and t >= 0 for t in ids)):
+                raise ValueError(f"{name} must be a list of token ids, e.g. [50256], got {ids!r}")
+        if self.sequence_bias is not None:
+            self.sequence_bias = _sequence_bias_dict(self.sequence_bias)
+        decay = self.exponential_decay_length_penalty
+        if decay is not None:
+            if not (isinstance(decay, (list, tuple)) and len(decay) == 2 and is_int(decay[0]) and decay[0] >= 0
+                    and is_number(decay[1]) and np.isfinite(decay[1])):
+                raise ValueError(f"exponential_decay_length_penalty must be (start, factor): the number of new "
+                                 f"tokens after which the eos score grows, and by what factor per token (> 1 "
+                                 f"favours ending), e.g. (10, 1.05); got {decay!r}")
+            self.exponential_decay_length_penalty = (int(decay[0]), float(decay[1]))
+        if self.max_time is not None and not _check_float("max_time", self.max_time) > 0:
+            raise ValueError(f"max_time must be a number of seconds > 0, or None, got {self.max_time}")
         if not _check_float("repetition_penalty", self.repetition_penalty) > 0:
             raise ValueError(f"repetition_penalty must be > 0 (1 = no penalty, > 1 discourages repeats), "
                              f"got {self.repetition_penalty}")
@@ -187,6 +218,33 @@ def _check_float(name, value) -> float:
     if not np.isfinite(value):
         raise ValueError(f"{name} must be finite, got {value}")
     return float(value)
+
+
+def _sequence_bias_dict(bias) -> dict:
+    """sequence_bias as {(id, ...): float}, from HF's two forms: that dict, or [[[id, ...], bias], ...] (the form
+    generation_config.json holds; a dict written by HF has keys "(1, 2)", read here too)."""
+    pairs = list(bias.items()) if isinstance(bias, dict) else bias
+    if isinstance(pairs, (list, tuple)) and pairs:
+        out = {}
+        for pair in pairs:
+            if not (isinstance(pair, (list, tuple)) and len(pair) == 2):
+                break
+            ids, value = pair
+            if isinstance(ids, str) and ids.startswith("("):
+                try:
+                    ids = ast.literal_eval(ids)
+                except (ValueError, SyntaxError):
+                    break
+            ids = (ids,) if is_int(ids) else ids
+            if not (isinstance(ids, (list, tuple)) and ids and all(is_int(t) and t >= 0 for t in ids)
+                    and is_number(value) and np.isfinite(value)):
+                break
+            out[tuple(int(t) for t in ids)] = float(value)
+        else:
+            return out
+    raise ValueError(f"sequence_bias must map token id sequences to a bias added to the last token's score when "
+                     f"the sequence so far ends with the others: {{(id, ...): bias, ...}} or [[[id, ...], bias], ...], "
+                     f"e.g. {{(318,): -10.0}}; got {bias!r}")
 
 
 def _as_token_list(ids) -> list:

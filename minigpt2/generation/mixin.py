@@ -8,6 +8,7 @@ and has a ``config`` (vocab_size, n_positions, special tokens). That is the whol
 from __future__ import annotations
 
 import copy
+import functools
 import difflib
 import warnings
 from dataclasses import fields
@@ -20,7 +21,11 @@ from .config import GenerationConfig, _as_token_list
 from .greedy import greedy_or_sample
 from .processors import build_logits_processors
 from .sampling import _rng
-from .stopping import StopStringCriteria
+from .stopping import MaxTimeCriteria, StopStringCriteria, merge_criteria
+
+# generate()'s arguments that are not GenerationConfig fields
+GENERATE_ARGUMENTS = ("input_ids", "attention_mask", "logits_processor", "stopping_criteria",
+                      "prefix_allowed_tokens_fn", "streamer", "seed", "tokenizer")
 
 
 class GenerationMixin:
@@ -39,16 +44,18 @@ class GenerationMixin:
             raise TypeError(f"generation_config must be a GenerationConfig, got {type(value).__name__}")
         self._generation_config = value
 
-    def generate(self, inputs=None, generation_config=None, logits_processor=None, streamer=None, *, seed=None,
-                 tokenizer=None, **kwargs):
+    def generate(self, inputs=None, generation_config=None, logits_processor=None, stopping_criteria=None,
+                 prefix_allowed_tokens_fn=None, *, streamer=None, seed=None, tokenizer=None, **kwargs):
         """Continue the prompts in ``inputs`` ([B, T] token ids).  # -> [B * num_return_sequences, L] ids
 
         Arguments are HF's: any GenerationConfig field (max_new_tokens, do_sample, temperature, top_k, top_p,
         num_beams, stop_strings, ...), ``attention_mask`` for left-padded batches, ``logits_processor`` (extra
         processors, applied after the built-in ones and before temperature/top-k/top-p; one of the same class
-        as a built-in replaces it), ``streamer`` (gets the prompt, then each new token, then ``end()``; batch
-        size 1, not with beam search) and ``tokenizer`` (needed by ``stop_strings``). ``seed`` (an int or a
-        numpy Generator) makes sampling reproducible; so does ``minigpt2.set_seed``.
+        as a built-in replaces it), ``stopping_criteria`` (extra criteria ``(input_ids, scores) -> [N] bools``,
+        after the built-in ones, replacing one of the same class), ``prefix_allowed_tokens_fn`` (``(batch_id,
+        ids) -> allowed token ids``, each step), ``streamer`` (gets the prompt, then each new token, then
+        ``end()``; batch size 1, not with beam search) and ``tokenizer`` (needed by ``stop_strings``). ``seed``
+        (an int or a numpy Generator) makes sampling reproducible; so does ``minigpt2.set_seed``.
 
         With no length argument, 20 new tokens are generated (transformers 4.57's rule). Returns the prompts
         followed by the new tokens; sequences that end early are filled with ``pad_token_id`` (GPT-2 has none,
@@ -72,17 +79,18 @@ class GenerationMixin:
             warnings.warn(f"min_length ({cfg.min_length}) is larger than max_length ({cfg.max_length}): generation "
                           f"stops at max_length", UserWarning, stacklevel=2)
         self._check_lengths(cfg, T, default_length)
-        stop = self._stop_strings(cfg, tokenizer)
+        stop = self._stopping_criteria(cfg, tokenizer, stopping_criteria)
         self._check_special_tokens(cfg, eos)
         if streamer is not None and (cfg.num_beams > 1 or B * cfg.num_return_sequences > 1):
             raise ValueError("a streamer follows one sequence: use it with a single prompt, num_beams=1 and "
                              "num_return_sequences=1")
-        processors = build_logits_processors(cfg, T, eos, logits_processor)
+        processors = build_logits_processors(cfg, T, eos, logits_processor, prefix_allowed_tokens_fn)
+        flags = dict(output_attentions=cfg.return_dict_in_generate and cfg.output_attentions,
+                     output_hidden_states=cfg.return_dict_in_generate and cfg.output_hidden_states)
+        step = functools.partial(self._next_token_logits, **flags)
         if cfg.num_beams == 1:
-            return greedy_or_sample(self._next_token_logits, input_ids, attention_mask, cfg, processors, eos,
-                                    _rng(seed), streamer, stop)
-        return beam_search(self._next_token_logits, input_ids, attention_mask, cfg, processors, eos, _rng(seed),
-                           stop)
+            return greedy_or_sample(step, input_ids, attention_mask, cfg, processors, eos, _rng(seed), streamer, stop)
+        return beam_search(step, input_ids, attention_mask, cfg, processors, eos, _rng(seed), stop)
 
     def compute_transition_scores(self, sequences, scores, beam_indices=None, normalize_logits=False):
         """The score of each generated token, from ``generate(..., output_scores=True, return_dict_in_generate=True)``
@@ -126,8 +134,7 @@ class GenerationMixin:
             cfg.update(**kwargs)
         unknown = [k for k in model_kwargs if k not in ("input_ids", "attention_mask")]
         if unknown:
-            allowed = [f.name for f in fields(GenerationConfig)] + ["input_ids", "attention_mask", "seed", "streamer",
-                                                                    "logits_processor", "tokenizer"]
+            allowed = [f.name for f in fields(GenerationConfig)] + list(GENERATE_ARGUMENTS)
             close = {k: difflib.get_close_matches(k, allowed, 1, cutoff=0.75) for k in unknown}
             hints = [f"{k!r} (did you mean {close[k][0]!r}?)" if close[k] else repr(k) for k in unknown]
             raise TypeError(f"generate() got unexpected argument(s) {', '.join(hints)}; it accepts: "
@@ -206,19 +213,26 @@ class GenerationMixin:
             warnings.warn("using the default max_length=20 (prompt included); set max_new_tokens to choose how "
                           "many tokens to generate", UserWarning, stacklevel=3)
 
-    def _stop_strings(self, cfg, tokenizer):
-        if cfg.stop_strings is None:
-            return None
-        if tokenizer is None:
-            raise ValueError("stop_strings needs the model's tokenizer to read the generated text: pass "
-                             "generate(..., stop_strings=..., tokenizer=tokenizer)")
-        return StopStringCriteria(tokenizer, cfg.stop_strings)
+    def _stopping_criteria(self, cfg, tokenizer, extra):
+        """The criteria besides eos and max_length (which the loops check themselves), in HF's order; None if none."""
+        built = []
+        if cfg.max_time is not None:
+            built.append(MaxTimeCriteria(cfg.max_time))
+        if cfg.stop_strings is not None:
+            if tokenizer is None:
+                raise ValueError("stop_strings needs the model's tokenizer to read the generated text: pass "
+                                 "generate(..., stop_strings=..., tokenizer=tokenizer)")
+            built.append(StopStringCriteria(tokenizer, cfg.stop_strings))
+        criteria = merge_criteria(built, extra)
+        return criteria if criteria else None
 
     def _check_special_tokens(self, cfg, eos):
         """Ids the run would feed to the model or force must be in the vocabulary; an eos past it never comes."""
         V = self.config.vocab_size
         bad_words = [t for word in cfg.bad_words_ids or [] for t in word]
-        for name, ids in (("bad_words_ids", bad_words), ("forced_eos_token_id", _as_token_list(cfg.forced_eos_token_id))):
+        forced = (("forced_eos_token_id", _as_token_list(cfg.forced_eos_token_id)),
+                  ("forced_bos_token_id", _as_token_list(cfg.forced_bos_token_id)))
+        for name, ids in (("bad_words_ids", bad_words), *forced):
             if any(i >= V for i in ids):
                 raise ValueError(f"{name}={getattr(cfg, name)} is outside this model's vocabulary [0, {V})")
         outside = [i for i in eos if i >= V]
@@ -230,8 +244,9 @@ class GenerationMixin:
                              f"finished sequences are continued with it; pass a pad_token_id below {V}")
 
     # -- the model, one step ------------------------------------------------------------------------------
-    def _next_token_logits(self, new_ids, past, attention_mask):
-        """Run the new tokens through the model with the cache; return logits at the last position and the cache.
+    def _next_token_logits(self, new_ids, past, attention_mask, output_attentions=False, output_hidden_states=False):
+        """Run the new tokens through the model with the cache; return logits at the last position, the cache, and
+        the attentions and hidden states (None unless asked for).
 
         new_ids [N, t] (the prompt, then one token); attention_mask [N, P + t] covers the cache too.
         Positions come from the mask, as in HF: the i-th real token of a row sits at position i, so
@@ -241,5 +256,7 @@ class GenerationMixin:
         positions = np.where(attention_mask == 0, 1, positions)[:, -new_ids.shape[1]:]  # [N, t]
         # logits_to_keep=1: the head (V x E per position) runs on the last position alone.
         out = self(input_ids=new_ids, past_key_values=past, attention_mask=attention_mask, position_ids=positions,
-                   use_cache=True, logits_to_keep=1, return_dict=True)
-        return out.logits[:, -1].astype(np.float32, copy=False), out.past_key_values
+                   use_cache=True, logits_to_keep=1, return_dict=True, output_attentions=output_attentions,
+                   output_hidden_states=output_hidden_states)
+        seen = {"attentions": out.attentions, "hidden_states": out.hidden_states}
+        return out.logits[:, -1].astype(np.float32, copy=False), out.past_key_values, seen

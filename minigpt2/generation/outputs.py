@@ -9,11 +9,31 @@ import numpy as np
 from ..outputs import ModelOutput
 
 
+class Recorder:
+    """What return_dict_in_generate keeps of each step: ``scores``, ``logits``, ``attentions``, ``hidden_states``,
+    each when its ``output_*`` flag is set. Step one covers the prompt (attentions [N, H, T, T], hidden states
+    [N, T, E]); every later step the one new position (HF's structure)."""
+
+    NAMES = ("scores", "logits", "attentions", "hidden_states")
+
+    def __init__(self, cfg):
+        self.kept = {name: [] for name in self.NAMES if cfg.return_dict_in_generate and getattr(cfg, "output_" + name)}
+
+    def add(self, name, value):
+        if name in self.kept:
+            self.kept[name].append(value)
+
+    def outputs(self) -> dict:
+        return {name: tuple(self.kept[name]) if name in self.kept else None for name in self.NAMES}
+
+
 @dataclass
 class GenerateDecoderOnlyOutput(ModelOutput):
     sequences: np.ndarray = None
     scores: Optional[Tuple[np.ndarray, ...]] = None  # per step, the processed scores [N, V]
     logits: Optional[Tuple[np.ndarray, ...]] = None  # per step, the model's raw logits [N, V] (output_logits)
+    attentions: Optional[Tuple[Tuple[np.ndarray, ...], ...]] = None  # per step, per layer [N, H, new, all positions]
+    hidden_states: Optional[Tuple[Tuple[np.ndarray, ...], ...]] = None  # per step, embeddings + per layer [N, new, E]
     past_key_values: Optional[object] = None  # the KV cache at the end (all tokens but the last)
 
 
@@ -24,4 +44,6 @@ class GenerateBeamDecoderOnlyOutput(ModelOutput):
     scores: Optional[Tuple[np.ndarray, ...]] = None  # per step, the processed log-probabilities [N * beams, V]
     logits: Optional[Tuple[np.ndarray, ...]] = None  # per step, the model's raw logits [N * beams, V]
     beam_indices: Optional[np.ndarray] = None  # [N, new tokens]: the row of scores[t] each token came from; -1 after
+    attentions: Optional[Tuple[Tuple[np.ndarray, ...], ...]] = None  # per step, per layer, for every running beam
+    hidden_states: Optional[Tuple[Tuple[np.ndarray, ...], ...]] = None  # per step, embeddings + per layer, every beam
     past_key_values: Optional[object] = None  # the beams' KV cache at the end

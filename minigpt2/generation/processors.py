@@ -125,6 +125,130 @@ class ForcedEOSTokenLogitsProcessor:
         return forced
 
 
+class SequenceBiasLogitsProcessor:
+    """Add a bias to a token's score wherever it would complete one of the given token sequences.
+
+    ``sequence_bias`` maps sequences to biases, ``{(id, ..., last): bias}``: the bias goes to ``last`` in the rows
+    that end with the other ids (always, for a one-token sequence). Negative biases discourage, positive encourage.
+    """
+
+    def __init__(self, sequence_bias):
+        from .config import _sequence_bias_dict
+
+        self.sequence_bias = _sequence_bias_dict(sequence_bias)
+
+    def __call__(self, input_ids, scores):
+        V, L = scores.shape[-1], input_ids.shape[1]
+        outside = sorted({t for ids in self.sequence_bias for t in ids if t >= V})
+        if outside:
+            raise ValueError(f"sequence_bias names token(s) {outside}, outside this model's vocabulary [0, {V})")
+        bias = np.zeros_like(scores)  # [N, V]
+        one_token = [(ids, b) for ids, b in self.sequence_bias.items() if len(ids) == 1]
+        longer = [(ids, b) for ids, b in self.sequence_bias.items() if 1 < len(ids) <= L]
+        for (last,), b in one_token:
+            bias[:, last] += np.float32(b)
+        for (*prefix, last), b in longer:
+            ends_with_prefix = (input_ids[:, L - len(prefix):] == prefix).all(axis=1)  # [N]
+            bias[:, last] += np.where(ends_with_prefix, np.float32(b), np.float32(0))
+        return scores + bias
+
+
+class PrefixConstrainedLogitsProcessor:
+    """Allow only the tokens that ``prefix_allowed_tokens_fn(batch_id, ids)`` lists for each row (HF's
+    constrained generation); ``batch_id`` is the prompt's index, ``ids`` the row's tokens so far."""
+
+    def __init__(self, prefix_allowed_tokens_fn, num_beams: int):
+        self.fn, self.num_beams = prefix_allowed_tokens_fn, num_beams
+
+    def __call__(self, input_ids, scores):
+        allowed = np.zeros(scores.shape, bool)
+        for row, ids in enumerate(input_ids):
+            tokens = self.fn(row // self.num_beams, ids)
+            if len(tokens) == 0:
+                raise ValueError(f"prefix_allowed_tokens_fn returned no token for prompt {row // self.num_beams}: "
+                                 f"it must allow at least one token at every step")
+            allowed[row, np.asarray(tokens, np.int64)] = True
+        return np.where(allowed, scores, -np.inf).astype(scores.dtype)
+
+
+class ForcedBOSTokenLogitsProcessor:
+    """When the sequence is one token long, only ``bos_token_id`` may come next."""
+
+    def __init__(self, bos_token_id: int):
+        self.bos_token_id = bos_token_id
+
+    def __call__(self, input_ids, scores):
+        if input_ids.shape[-1] != 1:
+            return scores
+        forced = np.full_like(scores, -np.inf)
+        forced[:, self.bos_token_id] = 0
+        return forced
+
+
+class InfNanRemoveLogitsProcessor:
+    """Replace NaN scores by 0 and infinite ones by the largest finite float32 of their sign."""
+
+    def __call__(self, input_ids, scores):
+        big = np.finfo(scores.dtype).max
+        return np.where(np.isnan(scores), 0, np.clip(scores, -big, big)).astype(scores.dtype)
+
+
+class ExponentialDecayLengthPenalty:
+    """After ``start`` new tokens, raise the eos scores by ``|score| * (factor ** n - 1)`` at the n-th token
+    past it: a growing push (factor > 1) towards ending. ``(start, factor)`` is HF's
+    ``exponential_decay_length_penalty``."""
+
+    def __init__(self, exponential_decay_length_penalty, eos_token_id, input_ids_seq_length: int):
+        start, self.factor = exponential_decay_length_penalty
+        self.regulation_start = start + input_ids_seq_length
+        self.eos = _as_token_list(eos_token_id)
+        if not self.eos:
+            raise ValueError("exponential_decay_length_penalty raises the eos token's score: it needs an eos_token_id")
+
+    def __call__(self, input_ids, scores):
+        n = input_ids.shape[-1] - self.regulation_start
+        if n <= 0:
+            return scores
+        eos = [e for e in self.eos if e < scores.shape[-1]]
+        scores = scores.copy()
+        scores[:, eos] += np.abs(scores[:, eos]) * np.float32(self.factor ** n - 1)
+        return scores
+
+
+class SuppressTokensLogitsProcessor:
+    """Rule out the ``suppress_tokens`` at every step."""
+
+    def __init__(self, suppress_tokens):
+        self.suppress_tokens = list(suppress_tokens)
+
+    def __call__(self, input_ids, scores):
+        scores = scores.copy()
+        scores[:, [t for t in self.suppress_tokens if t < scores.shape[-1]]] = -np.inf
+        return scores
+
+
+class SuppressTokensAtBeginLogitsProcessor:
+    """Rule out the ``begin_suppress_tokens`` at the step where the sequence is ``begin_index`` tokens long (the
+    first new token)."""
+
+    def __init__(self, begin_suppress_tokens, begin_index: int):
+        self.begin_suppress_tokens, self.begin_index = list(begin_suppress_tokens), begin_index
+
+    def __call__(self, input_ids, scores):
+        if input_ids.shape[-1] != self.begin_index:
+            return scores
+        scores = scores.copy()
+        scores[:, [t for t in self.begin_suppress_tokens if t < scores.shape[-1]]] = -np.inf
+        return scores
+
+
+class LogitNormalization:
+    """A log-softmax over the vocabulary: the scores become log-probabilities again (``renormalize_logits``)."""
+
+    def __call__(self, input_ids, scores):
+        return log_softmax(scores)
+
+
 class TemperatureLogitsWarper:
     """Divide the scores by the temperature: < 1 sharpens the distribution, > 1 flattens it."""
 
@@ -250,11 +374,14 @@ def _keep_best(scores, drop, min_tokens_to_keep):
     return np.where(drop & (scores < kth_best), -np.inf, scores).astype(scores.dtype)
 
 
-def build_logits_processors(cfg, prompt_length, eos, extra=None) -> LogitsProcessorList:
-    """generate's chain for the settings ``cfg``, in HF's order: penalties and bans, then the caller's ``extra``
-    processors (as transformers 4.57: one of the same class as a built-in replaces it there; the others follow),
-    then, when sampling, the warpers."""
+def build_logits_processors(cfg, prompt_length, eos, extra=None, prefix_allowed_tokens_fn=None
+                            ) -> LogitsProcessorList:
+    """generate's chain for the settings ``cfg``, in HF's order (transformers 4.57's ``_get_logits_processor``):
+    biases, penalties and bans, then the caller's ``extra`` processors (one of the same class as a built-in
+    replaces it there; the others follow), then, when sampling, the warpers, and last the renormalisation."""
     processors = LogitsProcessorList()
+    if cfg.sequence_bias is not None:
+        processors.append(SequenceBiasLogitsProcessor(cfg.sequence_bias))
     if cfg.repetition_penalty != 1.0:
         processors.append(RepetitionPenaltyLogitsProcessor(cfg.repetition_penalty))
     if cfg.no_repeat_ngram_size > 0:
@@ -265,8 +392,25 @@ def build_logits_processors(cfg, prompt_length, eos, extra=None) -> LogitsProces
         processors.append(MinLengthLogitsProcessor(cfg.min_length, eos))
     if eos and cfg.min_new_tokens:
         processors.append(MinNewTokensLengthLogitsProcessor(prompt_length, cfg.min_new_tokens, eos))
+    if prefix_allowed_tokens_fn is not None:
+        if not callable(prefix_allowed_tokens_fn):
+            raise TypeError(f"prefix_allowed_tokens_fn must be a function (batch_id, input_ids) -> list of allowed "
+                            f"token ids, got {prefix_allowed_tokens_fn!r}")
+        processors.append(PrefixConstrainedLogitsProcessor(prefix_allowed_tokens_fn, cfg.num_beams))
+    if cfg.forced_bos_token_id is not None:
+        processors.append(ForcedBOSTokenLogitsProcessor(cfg.forced_bos_token_id))
     if cfg.forced_eos_token_id is not None:
         processors.append(ForcedEOSTokenLogitsProcessor(cfg.max_length, cfg.forced_eos_token_id))
+    if cfg.remove_invalid_values:
+        processors.append(InfNanRemoveLogitsProcessor())
+    if cfg.exponential_decay_length_penalty is not None:
+        processors.append(ExponentialDecayLengthPenalty(cfg.exponential_decay_length_penalty, eos, prompt_length))
+    if cfg.suppress_tokens is not None:
+        processors.append(SuppressTokensLogitsProcessor(cfg.suppress_tokens))
+    if cfg.begin_suppress_tokens is not None:
+        # HF: after a one-token prompt with a forced bos, the first free token is the one after it
+        begin = prompt_length + 1 if prompt_length == 1 and cfg.forced_bos_token_id is not None else prompt_length
+        processors.append(SuppressTokensAtBeginLogitsProcessor(cfg.begin_suppress_tokens, begin))
     if extra is not None:
         if not isinstance(extra, (list, tuple)) or not all(callable(p) for p in extra):
             raise TypeError(f"logits_processor must be a list of callables f(input_ids, scores) -> scores, e.g. "
@@ -277,6 +421,8 @@ def build_logits_processors(cfg, prompt_length, eos, extra=None) -> LogitsProces
         # Beam sampling must keep a non-eos candidate per beam besides the eos ones (HF: 2 without eos).
         keep = (len(eos) + 1 if eos else 2) if cfg.num_beams > 1 else 1
         processors.extend(sampling_warpers(cfg, min_tokens_to_keep=keep))
+    if cfg.renormalize_logits:
+        processors.append(LogitNormalization())
     return LogitsProcessorList(processors)
 
 

@@ -1,4 +1,10 @@
-"""Stopping on strings: ``generate(stop_strings=[...], tokenizer=tok)``, as HF's StopStringCriteria decides.
+"""Stopping criteria: functions of (ids so far [N, L], scores) -> [N] bools, true for the rows that are done.
+
+generate stops a row at its eos token or at max_length by itself; these add the other reasons, with HF's names:
+``max_time`` (MaxTimeCriteria), ``stop_strings`` (StopStringCriteria) and the caller's ``stopping_criteria=``
+(any callables with that signature; ``scores`` is the tuple of the scores so far with output_scores, else None).
+
+Stopping on strings: ``generate(stop_strings=[...], tokenizer=tok)``, as HF's StopStringCriteria decides.
 
 A row stops when a stop string overlaps its newest token: it ends inside that token, wherever it starts
 (before the token, or inside it; text may follow it in the token). So "stop" stops ["st", "op"],
@@ -7,7 +13,41 @@ before the newest token, it was seen (or not) at an earlier step.
 """
 from __future__ import annotations
 
+import time
+
 import numpy as np
+
+
+class StoppingCriteria:
+    """Base class, as HF's: subclasses define ``__call__(input_ids, scores, **kwargs) -> [N] bools``."""
+
+    def __call__(self, input_ids, scores=None, **kwargs) -> np.ndarray:
+        raise NotImplementedError(f"{type(self).__name__} must define __call__(input_ids, scores) -> [N] bools")
+
+
+class StoppingCriteriaList(list):
+    """A row is done when any criterion says so."""
+
+    def __call__(self, input_ids, scores=None, **kwargs) -> np.ndarray:
+        done = np.zeros(len(input_ids), bool)
+        for criterion in self:
+            said = np.asarray(criterion(input_ids, scores, **kwargs))
+            if said.dtype != bool or said.shape not in ((), (len(input_ids),)):
+                raise TypeError(f"stopping criterion {criterion!r} returned {said.dtype} {said.shape}; it must "
+                                f"return True/False or one bool per row: shape ({len(input_ids)},)")
+            done = done | said
+        return done
+
+
+class MaxTimeCriteria(StoppingCriteria):
+    """Every row is done once ``max_time`` seconds have passed since ``initial_timestamp`` (default: now)."""
+
+    def __init__(self, max_time: float, initial_timestamp=None):
+        self.max_time = max_time
+        self.initial_timestamp = time.time() if initial_timestamp is None else initial_timestamp
+
+    def __call__(self, input_ids, scores=None, **kwargs) -> np.ndarray:
+        return np.full(len(input_ids), time.time() - self.initial_timestamp > self.max_time)
 
 
 class StopStringCriteria:
@@ -35,5 +75,16 @@ class StopStringCriteria:
         # an occurrence that ends after the last token's start lies in the last len(last) + len(stop) - 1 chars
         return any(stop in text[max(0, len(text) - len(last) - len(stop) + 1):] for stop in self.stop_strings)
 
-    def __call__(self, input_ids) -> np.ndarray:
+    def __call__(self, input_ids, scores=None, **kwargs) -> np.ndarray:
         return np.array([self._row_stops(row) for row in np.asarray(input_ids).tolist()], bool)
+
+
+def merge_criteria(built, extra) -> StoppingCriteriaList:
+    """generate's criteria: the built-in ones, the caller's ``extra`` replacing any of the same class (HF 4.57)."""
+    if extra is None:
+        return StoppingCriteriaList(built)
+    if not isinstance(extra, (list, tuple)) or not all(callable(c) for c in extra):
+        raise TypeError(f"stopping_criteria must be a list of callables f(input_ids, scores) -> [N] bools (e.g. "
+                        f"StoppingCriteriaList([MaxTimeCriteria(5.0)])); got {extra!r}")
+    merged = [next((c for c in extra if type(c) is type(b)), b) for b in built]
+    return StoppingCriteriaList(merged + [c for c in extra if not any(c is m for m in merged)])
