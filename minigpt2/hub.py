@@ -28,6 +28,7 @@ An interrupted download therefore leaves at most an ``.incomplete`` file, which 
 """
 from __future__ import annotations
 
+import errno
 import os
 import socket
 import time
@@ -176,9 +177,26 @@ def resolve_file(name_or_path, filename, *, required=True, revision=None, cache_
         raise OSError(f"{name_or_path!r} is not a local directory, and there is no repository {where} that "
                       f"we may read ({token_hint}); GPT-2 checkpoints are e.g. 'gpt2', 'gpt2-medium', "
                       f"'distilgpt2'") from None
-    except OSError as e:  # broken connection mid-download, size mismatch, disk full, ...
-        raise OSError(f"downloading {filename} of {where} failed: {_short_cause(e)}. Run the same command again to "
-                      f"finish the download") from None
+    except OSError as e:  # an unusable cache, a full disk, a connection broken mid-download, a size mismatch, ...
+        raise OSError(_download_failure(e, f"{filename} of {where}", cache_dir)) from None
+
+
+# errno values that say the cache itself is unusable: read-only (a directory of another user, a read-only file
+# system) or not a directory (HF_HUB_CACHE naming a file). Running again cannot help with these.
+_UNUSABLE_CACHE = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOTDIR, errno.EEXIST, errno.EISDIR}
+
+
+def _download_failure(error, what, cache_dir) -> str:
+    """Why a download failed and what to do, by its cause: only a broken connection is fixed by running again."""
+    code = getattr(error, "errno", None)
+    if code in _UNUSABLE_CACHE:
+        return (f"cannot download {what}: the Hugging Face cache {cache_dir} is not a directory you can write "
+                f"({_short_cause(error)}). Set HF_HUB_CACHE to a directory of your own, e.g. "
+                f"HF_HUB_CACHE=$HOME/hf-cache (python -m minigpt2 --doctor checks it)")
+    if code in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)):  # (no EDQUOT on Windows)
+        return (f"cannot download {what}: the disk holding the Hugging Face cache {cache_dir} is full "
+                f"({_short_cause(error)}). Free some space, or set HF_HUB_CACHE to a directory on another disk")
+    return f"downloading {what} failed: {_short_cause(error)}. Run the same command again to finish the download"
 
 
 def _hub_errors():

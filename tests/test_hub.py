@@ -378,6 +378,46 @@ def test_resolve_file_takes_what_pop_hub_options_returns(hub, checkpoint, tmp_pa
 
 # -- the command line -------------------------------------------------------------------------------------
 
+def test_an_unusable_cache_says_so_and_how_to_choose_another(hub, tmp_path, monkeypatch):
+    """HF_HUB_CACHE naming a file, or a cache we may not write (read-only HF_HOME; as root only a read-only file
+    system refuses, so that is imitated): the error names the cache and HF_HUB_CACHE, and never advises running
+    the same command again, which cannot help."""
+    a_file = tmp_path / "not-a-directory"
+    a_file.write_text("")
+    for cache in (a_file, a_file / "hub"):
+        monkeypatch.setenv("HF_HUB_CACHE", str(cache))
+        with pytest.raises(OSError) as error:
+            GPT2LMHeadModel.from_pretrained("gpt2")
+        message = str(error.value)
+        assert f"the Hugging Face cache {cache} is not a directory you can write" in message
+        assert "Set HF_HUB_CACHE to a directory of your own" in message and "again" not in message
+    import huggingface_hub
+
+    def read_only(*args, **kwargs):
+        raise PermissionError(13, "Permission denied", str(tmp_path / "ro" / "hub" / ".locks"))
+
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "ro" / "hub"))
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", read_only)
+    with pytest.raises(OSError, match=r"ro/hub is not a directory you can write \(PermissionError") as error:
+        GPT2LMHeadModel.from_pretrained("gpt2")
+    assert "again" not in str(error.value)
+
+    def interrupted(*args, **kwargs):  # a connection dropped mid-file: running again resumes it
+        raise OSError("Consistency check failed: file should be of size 100 but has size 40")
+
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", interrupted)
+    with pytest.raises(OSError, match="Run the same command again"):
+        GPT2LMHeadModel.from_pretrained("gpt2")
+
+
+def test_cli_with_a_file_as_the_cache(hub, tmp_path):
+    (tmp_path / "file").write_text("")
+    result = run_cli(["-n", "2", "Hi"], subprocess_env(**{**hub_env(hub, tmp_path),
+                                                          "HF_HUB_CACHE": str(tmp_path / "file")}))
+    assert result.returncode == 1 and "HF_HUB_CACHE" in result.stderr and "again" not in result.stderr
+    assert len(result.stderr.splitlines()) == 1, result.stderr
+
+
 def run_cli(args, env, timeout=120, **kwargs):
     return subprocess.run([sys.executable, "-m", "minigpt2", *args], env=env, capture_output=True, text=True,
                           timeout=timeout, **kwargs)
