@@ -7,15 +7,10 @@
  * When a block brings a larger maximum m', the old sums are scaled by exp(m - m') and the block's
  * keys are added with exp(score - m'). After the last key, o / l is the softmax-weighted average.
  *
- * Masking follows the NumPy reference exactly, because GPT-2's masks are arithmetic rather than
- * "skip this key": a future key's score is *replaced* by MASK_VALUE (the lowest float32), and a
- * padding bias of MASK_VALUE is *added*, so a key that is both becomes -inf. Usually a masked key
- * contributes exp(MASK_VALUE - m) = 0 exactly, and we need not visit future keys at all. But in a
- * row whose every visible key is padding, the maximum is MASK_VALUE itself, and then the future
- * non-padding keys (score exactly MASK_VALUE) count as much as the visible ones: the reference
- * gives such a row a uniform distribution over both. We reproduce that by visiting the future
- * keys of exactly those rows (and of every row when a bias is positive, which could lift a future
- * key above the rest).
+ * Masking follows the NumPy reference (and transformers) exactly: a padding bias of MASK_VALUE (the
+ * lowest float32) is *added* to a score, and a future key is never seen (-inf, weight 0), so the
+ * future keys are not visited at all. A row whose every visible key is padding has maximum
+ * MASK_VALUE, and its visible keys, all scoring exactly MASK_VALUE, share its weight evenly.
  *
  * Work items are (batch, head, block of up to QB query rows); each writes its own rows of `out`.
  * Inside an item, a block of KB keys is scored against all its rows at once: the block is copied
@@ -24,7 +19,6 @@
  * product instead. All GPT-2 sizes have D = 64; the inner loops are compiled once more for that
  * constant, which lets the compiler keep a row's sums in registers.
  */
-#include <float.h>
 #include <math.h>
 #include <stdatomic.h>
 
@@ -36,8 +30,6 @@
 
 #define QB 64  /* query rows per work item */
 #define KB 64  /* keys per block */
-
-static const float MASK_VALUE = -FLT_MAX;
 
 struct attention_job {
     const float *q, *k, *v, *key_bias, *head_mask;
@@ -183,12 +175,12 @@ static inline void softmax_row(struct item *it, long i, long j0, long n)
     const struct attention_job *job = it->job;
     float *s = it->s + i * KB;
     long visible = it->t0 + i + job->K - job->T + 1 - j0;  /* keys of this block the row may see */
-    if (job->causal)
-        for (long jj = visible < 0 ? 0 : visible; jj < n; jj++)
-            s[jj] = MASK_VALUE;
     if (it->bias)
         for (long jj = 0; jj < n; jj++)
-            s[jj] += it->bias[j0 + jj];  /* MASK_VALUE + MASK_VALUE overflows to -inf, as in NumPy */
+            s[jj] += it->bias[j0 + jj];
+    if (job->causal)
+        for (long jj = visible < 0 ? 0 : visible; jj < n; jj++)
+            s[jj] = -INFINITY;
     for (long jj = 0; jj < n; jj++)
         if (isnan(s[jj]))  /* (the maximum below skips NaN; the reference's softmax does not) */
             it->nan[i] = 1;
@@ -255,19 +247,13 @@ static void attention_item(void *arg, long item)
         it.nan[i] = 0;
     }
 
-    /* The keys these rows can see; with a positive bias, every key may matter. */
-    long seen = job->causal ? t0 + it.rows + job->K - job->T : job->K;
-    for (long j = 0; it.bias && j < job->K; j++)
-        if (it.bias[j] > 0.0f)
-            seen = job->K;
+    long seen = job->causal ? t0 + it.rows + job->K - job->T : job->K;  /* the keys these rows can see */
     if (D == 64)
         absorb(&it, 0, it.rows, 0, seen, 64);  /* the same code, compiled for D = 64 */
     else
         absorb(&it, 0, it.rows, 0, seen, D);
 
     for (long i = 0; i < it.rows; i++) {
-        if (!(it.m[i] > MASK_VALUE))  /* every visible key was padding: the future keys count too */
-            absorb(&it, i, i + 1, seen, job->K, D);
         float factor = (job->head_mask ? job->head_mask[h] : 1.0f) / it.l[i];
         if (it.m[i] == -INFINITY || it.nan[i])  /* every score -inf, or a NaN: the reference gives NaN */
             factor = NAN;

@@ -169,7 +169,7 @@ static int check_attention(int variant, long B, long H, long T, long past, long 
                 for (long j = 0; j <= visible; j++)
                     any_visible |= !(masked && bias[b * K + j] != 0.0f);
                 if (!any_visible)
-                    continue;  /* fully padded rows: tests/test_kernels.py checks HF's odd result for those */
+                    continue;  /* fully padded rows (uniform over their visible keys): tests/test_kernels.py */
                 for (long j = 0; j < K; j++) {
                     const float *kj = k + ((b * H + h) * K + j) * D;
                     double s = 0, magnitude = 0;

@@ -93,8 +93,8 @@ int mg_linear(int variant, int prefetch, int w_format, const float *x, long x_st
 /* softmax(q k^T * scale + masks) v for every batch b and head h, without storing the scores.
  * q: [B, H, T, D] with strides q_strides = {batch, head, position} (the last axis is contiguous);
  * k, v: [B, H, K, D] likewise (views into a KV cache are fine).
- * causal: query t sees keys 0 .. t + (K - T) (the lower-right triangle); other keys get
- *   MASK_VALUE (the lowest float32), exactly as the NumPy reference does.
+ * causal: query t sees keys 0 .. t + (K - T) (the lower-right triangle); the others get weight 0
+ *   (score -inf), exactly as the NumPy reference does.
  * key_bias: NULL, or an additive bias per key, key_bias[b * key_bias_stride + j] (stride 0 to
  *   share one row between all b); HF uses 0 for keys to attend to and MASK_VALUE for padding.
  * head_mask: NULL, or H multipliers applied to each head's probabilities.

@@ -161,11 +161,9 @@ def attention_backward(dout, q, k, v, probs, *, scale, causal, keep=None, pdrop=
     Returns dq [B, H, T, D], dk, dv [B, H, K, D].
 
     out = A v gives dA = dout v^T and dv = A^T dout; dropout and the head mask scale dA back to dP; the
-    softmax turns dP into dS. Masks: the causal mask *replaces* future scores by a constant, so no gradient
-    reaches them: zeroed here. (Usually their P is 0 anyway, but not in a query whose own keys are all
-    padding: there every score is MASK_VALUE, the padded ones because s + MASK_VALUE rounds to MASK_VALUE,
-    and the future ones that are not padding too, so P is uniform over both, as in HF.) The padding mask
-    is *added*, so the gradient passes through it, as in torch.
+    softmax turns dP into dS. Masks: the causal mask *replaces* future scores by -inf, so no gradient
+    reaches them: zeroed here (their P is 0). The padding mask is *added*, so the gradient passes through
+    it, as in torch (in a query whose keys up to itself are all padding, P is uniform over them).
     Finally S = q k^T * scale gives dq = dS k * scale and dk = dS^T q * scale.
     """
     used = probs  # the matrix that multiplied v

@@ -18,9 +18,17 @@ import numpy as np
 from .backend import kernel
 from .weights import widen
 
-# HF fills masked attention scores with the smallest float32, not -inf: a fully masked row then
-# becomes a uniform distribution instead of NaN.
+# HF adds the smallest float32 to a padded key's score, not -inf: a query whose keys are all padding then
+# gets a uniform distribution instead of NaN. (A future key gets -inf: HF masks it twice, which overflows.)
 MASK_VALUE = np.finfo(np.float32).min
+
+
+def padding_bias(attention_mask, dtype=np.float32):
+    """The additive bias on the scores from HF's attention_mask.  # [B, K] -> [B, 1, 1, K]
+
+    0 for keys to attend to, MASK_VALUE for padding (0 in the mask); as transformers reads a mask, any
+    value other than 0 means "attend"."""
+    return np.where(attention_mask != 0, 0, MASK_VALUE).astype(dtype)[:, None, None, :]
 
 
 @kernel
@@ -94,13 +102,12 @@ def attention_probs(q, k, *, scale, causal, key_bias=None, head_mask=None):
     padding); head_mask [1, H, 1, 1] multiplies the probabilities (HF returns them multiplied).
     """
     scores = (q @ k.swapaxes(-1, -2)) * scale  # [B, H, T, K]
-    if causal:
-        scores = np.where(causal_mask(q.shape[-2], k.shape[-2]), scores, MASK_VALUE)
     if key_bias is not None:
-        # A padded key that is also in the future gets MASK_VALUE twice, which overflows to -inf,
-        # exactly as in HF; softmax handles -inf.
-        with np.errstate(over="ignore"):
-            scores = scores + key_bias
+        scores = scores + key_bias  # a padded key's score becomes MASK_VALUE (s + MASK_VALUE rounds to it)
+    if causal:  # a future key is never seen (transformers: MASK_VALUE twice, which overflows to -inf)
+        scores = np.where(causal_mask(q.shape[-2], k.shape[-2]), scores, -np.inf)
+    # A query whose keys up to itself are all padding (a padded position) spreads its attention evenly
+    # over them, as transformers does; softmax handles -inf.
     probs = softmax(scores)
     if head_mask is not None:
         probs = probs * head_mask

@@ -28,6 +28,7 @@ from .layers import (
     linear,
     log_softmax,
     mlp,
+    padding_bias,
     self_attention,
 )
 from .tracing import record
@@ -137,7 +138,7 @@ class GPT2Model(GPT2PreTrainedModel):
             if attention_mask.size != B * (P + T) or attention_mask.shape[-1] != P + T:
                 raise ValueError(f"attention_mask has shape {attention_mask.shape}; expected (batch={B}, "
                                  f"cached + new tokens={P + T}), 1 for tokens to attend to and 0 for padding")
-            mask = ((1.0 - attention_mask.reshape(B, P + T)) * MASK_VALUE)[:, None, None, :]  # [B, 1, 1, P + T]
+            mask = padding_bias(attention_mask.reshape(B, P + T))  # [B, 1, 1, P + T]
         encoder_mask = None
         if encoder_hidden_states is not None:
             if not cfg.add_cross_attention:

@@ -1,12 +1,12 @@
 """Write the reference fixtures of the core model: tiny HF checkpoints and transformers' outputs on them.
 
-    pip install -e ".[reference]"        # torch==2.13.0 (CPU) and transformers==4.46.3
+    pip install -e ".[reference]"        # torch==2.13.0 (CPU) and transformers==4.57.6
     python tests/make_fixtures.py        # rewrites tests/fixtures/model/
 
-The reference is Hugging Face transformers 4.46.3, float32, ``attn_implementation="eager"`` (the one
+The reference is Hugging Face transformers 4.57.6, float32, ``attn_implementation="eager"`` (the one
 attention path that returns attention probabilities and honours head_mask). It is pinned: transformers
-4.x still takes ``head_mask`` and returns past_key_values as tuples of (key, value) arrays, which is
-the interface minigpt2 mirrors; 5.x dropped head_mask.
+4.x still takes ``head_mask``, which minigpt2 mirrors; 5.x dropped it. (Its caches are stored as the
+(key, value) pairs per layer minigpt2 returns.)
 
 What is written (tests/test_reference_fixtures.py reads it with only NumPy installed):
 
@@ -48,7 +48,7 @@ from transformers import (
 )
 
 FORMAT_VERSION = 1
-PINNED_TRANSFORMERS = "4.46.3"
+PINNED_TRANSFORMERS = "4.57.6"
 HERE = os.path.dirname(os.path.abspath(__file__))
 OUT = os.path.join(HERE, "fixtures", "model")
 CLASSES = {cls.__name__: cls
@@ -313,6 +313,9 @@ def flatten_output(prefix, value, into):
     if isinstance(value, torch.Tensor):
         into[prefix] = value.detach().numpy().copy()
     elif prefix.endswith(".past_key_values"):
+        value = getattr(value, "self_attention_cache", value)  # (with cross-attention: the self-attention part)
+        if hasattr(value, "layers"):  # a transformers Cache: one (keys, values) pair per layer
+            value = [(layer.keys, layer.values) for layer in value.layers]
         for i, (key, val) in enumerate(value):
             flatten_output(f"{prefix}.{i}.key", key, into)
             flatten_output(f"{prefix}.{i}.value", val, into)

@@ -347,24 +347,24 @@ def test_attention_up_to_n_positions(T, K):
 
 @each_variant
 def test_attention_fully_padded_rows_are_uniform_like_hf():
-    """A query whose every visible key is padding gets, as in HF, a uniform average over its visible keys
-    *and* its future non-padded keys (all of which score exactly MASK_VALUE); future padded keys get
-    MASK_VALUE twice, -inf, and weight 0."""
+    """A query whose every visible key is padding gets, as in transformers 4.57, a uniform average over its
+    visible keys (all of which score exactly MASK_VALUE); its future keys get -inf and weight 0."""
     rng = np.random.default_rng(3)
     B, H, T, D = 1, 2, 6, 8
     q, k, v = random_floats(rng, (B, H, T, D)), random_floats(rng, (B, H, T, D)), random_floats(rng, (B, H, T, D))
-    attention_mask = np.array([[0, 0, 1, 0, 1, 1]], np.float32)  # query 0 sees only key 0: padding
-    key_bias = ((1 - attention_mask) * layers.MASK_VALUE)[:, None, None, :]
+    attention_mask = np.array([[0, 0, 1, 0, 1, 1]], np.float32)  # queries 0 and 1 see only padding
+    key_bias = layers.padding_bias(attention_mask)
     ours = served_by_c("attention", ck.attention, q, k, v, scale=np.float32(0.5), causal=True, key_bias=key_bias)
-    expected_row0 = v[0, :, [0, 2, 4, 5]].mean(axis=0)  # keys 0 (visible pad), 2, 4, 5 (future, not pad)
-    np.testing.assert_allclose(ours[0, :, 0], expected_row0, rtol=4 * U * 4, atol=4 * U * np.abs(v).max())
+    bound = dict(rtol=4 * U * 4, atol=4 * U * np.abs(v).max())
+    np.testing.assert_allclose(ours[0, :, 0], v[0, :, 0], **bound)  # query 0: key 0 alone
+    np.testing.assert_allclose(ours[0, :, 1], v[0, :, :2].mean(axis=1), **bound)  # query 1: keys 0 and 1
     check_attention(q, k, v, scale=np.float32(0.5), causal=True, key_bias=key_bias)
 
 
 @each_variant
 def test_attention_unusual_masks_follow_the_reference():
-    """Mask values outside {0, 1}: 2 gives a positive bias (+FLT_MAX) that lifts keys, even future ones, and
-    -1 gives -inf; a row of nothing but -inf is NaN in the reference, and so in C."""
+    """Biases other than 0 and MASK_VALUE: +FLT_MAX lifts a key (never a future one), -inf masks it; a row of
+    nothing but -inf is NaN in the reference, and so in C."""
     rng = np.random.default_rng(4)
     B, H, T, K, D = 3, 2, 4, 9, 8
     q, k, v = random_floats(rng, (B, H, T, D)), random_floats(rng, (B, H, K, D)), random_floats(rng, (B, H, K, D))

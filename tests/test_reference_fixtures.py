@@ -1,8 +1,7 @@
 """minigpt2 against transformers' outputs stored in tests/fixtures/model/, with only NumPy installed.
 
-The fixtures were written by tests/make_fixtures.py with Hugging Face transformers 4.46.3 (float32,
-attn_implementation="eager"; 4.x is pinned because it keeps head_mask and tuple past_key_values, which
-minigpt2 mirrors). Each case loads a tiny checkpoint from its files, runs the same forward calls, and
+The fixtures were written by tests/make_fixtures.py with Hugging Face transformers 4.57.6 (float32,
+attn_implementation="eager"; 4.x is pinned because it keeps head_mask, which minigpt2 mirrors). Each case loads a tiny checkpoint from its files, runs the same forward calls, and
 compares every output, on the NumPy kernels and on the C core: logits, every hidden state, attentions,
 cross-attentions, past key/values, losses, mc_logits and sequence-classification logits.
 
@@ -133,7 +132,7 @@ def compare(case_name, ours, arrays):
 
 def test_manifest_records_the_reference():
     reference = MANIFEST["reference"]
-    assert reference["transformers"] == "4.46.3", REGENERATE
+    assert reference["transformers"] == "4.57.6", REGENERATE
     assert reference["dtype"] == "float32" and reference["attn_implementation"] == "eager"
     assert "make_fixtures.py" in MANIFEST["regenerate"]
 

@@ -14,7 +14,7 @@ import numpy as np
 
 from .. import backward as bw
 from ..activations import ACTIVATIONS
-from ..layers import (MASK_VALUE, attention_scale, causal_mask, chunks, layer_norm, linear, merge_heads, softmax,
+from ..layers import (attention_probs, attention_scale, chunks, layer_norm, linear, merge_heads, padding_bias,
                       split_heads)
 
 __all__ = ["loss_and_grad", "forward", "backward"]
@@ -64,8 +64,7 @@ def forward(params, config, input_ids, labels, *, attention_mask=None, token_typ
 
     key_bias = None
     if attention_mask is not None:
-        key_bias = ((1.0 - attention_mask.astype(dtype)) * MASK_VALUE)[:, None, None, :].astype(dtype)  # [B,1,1,T]
-    allowed = causal_mask(T, T)  # [T, T]
+        key_bias = padding_bias(attention_mask, dtype)  # [B, 1, 1, T]
 
     for i, blk in enumerate(p["h"]):
         s = {"layer_idx": i}
@@ -77,11 +76,7 @@ def forward(params, config, input_ids, labels, *, attention_mask=None, token_typ
         h = layer_norm(x, **blk["ln_1"], eps=cfg.layer_norm_epsilon)
         qkv = _linear(h, blk["attn"]["c_attn"])  # [B, T, 3E]
         q, k, v = (split_heads(part, cfg.n_head) for part in chunks(qkv, 3))  # 3 x [B, H, T, D]
-        scores = np.where(allowed, (q @ k.swapaxes(-1, -2)) * scale, MASK_VALUE)  # [B, H, T, T]
-        if key_bias is not None:
-            with np.errstate(over="ignore"):  # padding on a future key: MASK_VALUE twice, -inf, as in HF
-                scores = scores + key_bias
-        probs = softmax(scores)
+        probs = attention_probs(q, k, scale=scale, causal=True, key_bias=key_bias)  # [B, H, T, T]
         used, s["attn_keep"] = _dropout(probs, cfg.attn_pdrop, rng)
         if hm is not None:
             used = used * hm
