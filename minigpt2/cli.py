@@ -464,8 +464,13 @@ def _info(dtype=None) -> int:
           f"{platform.system()} {platform.machine()})")
     c_state = "available" if getattr(backend, "c_available", lambda: False)() else "not available"
     threads = getattr(backend, "get_num_threads", lambda: None)()
-    print(f"backend: {backend.get_backend()} (C core {c_state}"
-          f"{'' if threads is None else f', {threads} threads'}); choose with --backend or MINIGPT2_BACKEND")
+    # A bad MINIGPT2_BACKEND / MINIGPT2_NUM_THREADS: what runs is a stand-in until it is fixed (generating fails)
+    problems = dict(getattr(backend, "_environment_problems", {}))
+    threads = "threads: INVALID SETTING" if "threads" in problems else None if threads is None else f"{threads} threads"
+    print(f"backend: {'INVALID SETTING' if 'backend' in problems else backend.get_backend()} (C core {c_state}"
+          f"{'' if threads is None else f', {threads}'}); choose with --backend or MINIGPT2_BACKEND")
+    for flag, problem in problems.items():
+        print(f"  error: {problem}; --{flag} overrides it")
     if backend.c_available():
         ck = backend._ckernels
         names = ck._tuning.variant_names()
@@ -480,7 +485,7 @@ def _info(dtype=None) -> int:
     print(f"cache: {settings['cache_dir']} (HF_HUB_CACHE, or HF_HOME/hub)")
     cached = _cached_models(settings["cache_dir"])
     print(f"models in the cache: {', '.join(cached) if cached else 'none yet (python -m minigpt2 --download)'}")
-    return 0
+    return 1 if problems else 0
 
 
 def _cached_models(cache_dir) -> list:

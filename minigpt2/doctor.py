@@ -76,9 +76,19 @@ def check_tutorial_packages():
     return OK, text, None
 
 
+def _setting_problem(which):
+    """The error a bad MINIGPT2_BACKEND ("backend") or MINIGPT2_NUM_THREADS ("threads") left at import, or None."""
+    from . import backend
+
+    return getattr(backend, "_environment_problems", {}).get(which)
+
+
 def check_c_core():
     from . import backend
 
+    problem = _setting_problem("backend")
+    if problem is not None:  # it names the variable, its value and the allowed ones
+        return FAIL, f"backend: {problem}", "unset MINIGPT2_BACKEND, or set it to auto, numpy or c"
     if backend.c_available():
         return OK, f"C core built; active backend: {backend.get_backend()}", None
     return WARN, "C core not built: everything runs on NumPy, slower (tutorial 08 has less to compare)", \
@@ -90,11 +100,11 @@ def check_threads():
 
     cores = os.cpu_count() or 1
     blas = {k: os.environ[k] for k in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS") if k in os.environ}
-    try:
-        threads = backend.get_num_threads()
-    except Exception as e:  # a bad MINIGPT2_NUM_THREADS surfaces here
-        return FAIL, f"threads: {cores} cores; the C core's setting is invalid ({e})", \
-            "unset MINIGPT2_NUM_THREADS or set it to a whole number from 1 to the number of cores"
+    problem = _setting_problem("threads")
+    if problem is not None:
+        return FAIL, f"threads: {cores} cores; {problem}", \
+            f"unset MINIGPT2_NUM_THREADS, or set it to a whole number from 1 to {cores} (the cores)"
+    threads = backend.get_num_threads()
     text = (f"threads: {cores} logical cores, C core {threads}; BLAS "
             + (", ".join(f"{k}={v}" for k, v in blas.items()) if blas else "default (one per core)"))
     if threads > cores:
@@ -108,6 +118,10 @@ def check_model_runs():
 
     from . import GPT2Config, GPT2LMHeadModel, backend
 
+    bad = [name for name, which in (("MINIGPT2_BACKEND", "backend"), ("MINIGPT2_NUM_THREADS", "threads"))
+           if _setting_problem(which) is not None]
+    if bad:  # every kernel call raises that error: the check above says which and how to fix it
+        return FAIL, f"a tiny model cannot run until {' and '.join(bad)} {'are' if len(bad) > 1 else 'is'} fixed (see above)", None
     config = GPT2Config(n_layer=1, n_head=2, n_embd=16, vocab_size=50, n_positions=16)
     model = GPT2LMHeadModel(config, seed=0)
     ids = np.array([[1, 2, 3, 4]])

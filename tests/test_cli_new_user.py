@@ -80,3 +80,30 @@ def test_an_argument_that_is_not_utf8_is_a_usage_error(model_dir):
     done = c_locale("-m", model_dir, "-n", "3", b"caf\xe9")  # latin-1 bytes on the command line
     assert done.returncode == 2 and b"the prompt is not UTF-8 text" in done.stderr, done.stderr
     assert b"surrogate" not in done.stderr and b"Traceback" not in done.stderr
+
+
+# -- 3. bad MINIGPT2_BACKEND / MINIGPT2_NUM_THREADS in --info and --doctor ------------------------------------------
+
+BAD_SETTINGS = {"MINIGPT2_BACKEND": "fortran", "MINIGPT2_NUM_THREADS": "x"}
+
+
+@pytest.mark.parametrize("variable", sorted(BAD_SETTINGS))
+def test_info_names_a_bad_backend_variable(variable):
+    done = minigpt2("--info", env={variable: BAD_SETTINGS[variable]})
+    out = done.stdout.decode()
+    assert done.returncode == 1, out
+    line = [line for line in out.splitlines() if line.startswith("  error:")]
+    assert len(line) == 1 and (f"{variable}=" in line[0] or f"{variable} must" in line[0]), out
+    assert repr(BAD_SETTINGS[variable]) in line[0]
+    assert ("numpy, c, auto" if variable == "MINIGPT2_BACKEND" else "at most 256") in line[0]
+    assert "INVALID SETTING" in out.splitlines()[1]
+    assert "hub" in out.lower(), "the rest of --info is still shown"
+
+
+def test_doctor_names_a_bad_backend_variable_instead_of_asking_for_a_bug_report():
+    done = minigpt2("--doctor", env=BAD_SETTINGS)
+    out = done.stdout.decode()
+    assert done.returncode == 1 and "report this" not in out and "the check itself failed" not in out, out
+    assert "MINIGPT2_BACKEND='fortran' is not a backend; choose one of numpy, c, auto" in out
+    assert "MINIGPT2_NUM_THREADS must be a positive whole number" in out and "got 'x'" in out
+    assert "fix: unset MINIGPT2_BACKEND" in out and "fix: unset MINIGPT2_NUM_THREADS" in out
