@@ -9,24 +9,43 @@
 The settings and the output are transformers 4.57's: the pipeline's defaults (256 new tokens, sampling at
 temperature 0.7) under the model's own generation settings and its config's ``task_specific_params``; a string
 gives a list of dicts, a list of strings a list of such lists. Text generation is the one task minigpt2 has.
+
+Keyword arguments are sorted once, where they are given, into loading options (used by from_pretrained), the
+pipeline's own options (``prefix``, ``batch_size``, ``return_full_text``, ...) and generate()'s settings; a name that
+is none of these is refused there, naming what is accepted.
 """
 from __future__ import annotations
 
 import copy
+import difflib
 from dataclasses import fields
 
+import numpy as np
+
 from .generation import GenerationConfig, set_seed
+from .generation.mixin import GENERATE_ARGUMENTS
 
 __all__ = ["pipeline", "TextGenerationPipeline", "set_seed"]
 
 SUPPORTED_TASKS = ("text-generation",)
 
+# pipeline()'s options for loading the model (and tokenizer) from a name: passed to from_pretrained
+LOADING_OPTIONS = ("torch_dtype", "dtype", "revision", "token", "trust_remote_code", "device_map", "model_kwargs",
+                   "use_fast")
+# the options of a call (also accepted by pipeline() as defaults), besides generate()'s settings
+CALL_OPTIONS = ("return_full_text", "return_tensors", "return_text", "clean_up_tokenization_spaces",
+                "skip_special_tokens", "stop_sequence", "prefix", "batch_size", "num_workers")
+GENERATE_SETTINGS = tuple(f.name for f in fields(GenerationConfig)) + tuple(
+    name for name in GENERATE_ARGUMENTS if name not in ("input_ids", "attention_mask", "tokenizer"))
 
-def pipeline(task=None, model=None, tokenizer=None, config=None, device=None, **kwargs):
+
+def pipeline(task=None, model=None, tokenizer=None, config=None, device=None, framework=None, **kwargs):
     """A pipeline for ``task`` (only "text-generation"; also when ``task`` is None) with ``model`` (a minigpt2
     model, or a local directory / Hub name to load with AutoModelForCausalLM) and ``tokenizer`` (a tokenizer,
     a name to load, or None: the model's own). ``device`` may be None, "cpu" or -1 (minigpt2 runs on the CPU);
-    other keyword arguments set generation defaults, as in transformers."""
+    ``framework`` None, "pt" or "np" (the records hold lists either way, as transformers' do). Loading options
+    (``torch_dtype``, ``revision``, ...) go to from_pretrained; the pipeline's options (``prefix``,
+    ``batch_size``, ``return_full_text``, ...) and generate()'s settings become the defaults of every call."""
     task = "text-generation" if task is None else task
     if task not in SUPPORTED_TASKS:
         raise ValueError(f"pipeline task {task!r} is not available in minigpt2: the one supported task is "
@@ -35,13 +54,23 @@ def pipeline(task=None, model=None, tokenizer=None, config=None, device=None, **
         raise ValueError("pipeline('text-generation') needs model=: a minigpt2 model or a checkpoint name or path")
     if device not in (None, "cpu", -1):
         raise ValueError(f"device={device!r}: minigpt2 runs on the CPU only (use device=None, 'cpu' or -1)")
+    if framework not in (None, "pt", "np"):
+        raise ValueError(f"framework={framework!r}: minigpt2 is NumPy; use framework=None, 'pt' or 'np' (the "
+                         f"generated ids are returned as lists either way)")
     from .auto import AutoModelForCausalLM
     from .tokenizer import AutoTokenizer
 
+    loading = {name: kwargs.pop(name) for name in LOADING_OPTIONS if name in kwargs}
+    _check_names(kwargs, CALL_OPTIONS + GENERATE_SETTINGS + LOADING_OPTIONS, "pipeline()")
+    model_kwargs = loading.pop("model_kwargs", None) or {}
+    use_fast = loading.pop("use_fast", True)
+    hub = {name: loading[name] for name in ("revision", "token") if name in loading}
     if isinstance(model, str):
         if tokenizer is None:
             tokenizer = model
-        model = AutoModelForCausalLM.from_pretrained(model, config=config)
+        model = AutoModelForCausalLM.from_pretrained(model, config=config, **{**model_kwargs, **loading})
+    else:
+        _check_loading_options_of_a_loaded_model({**model_kwargs, **loading})
     if not hasattr(model, "generate"):
         raise TypeError(f"model must be a model that can generate (e.g. GPT2LMHeadModel) or a checkpoint name, got "
                         f"{type(model).__name__}")
@@ -50,8 +79,31 @@ def pipeline(task=None, model=None, tokenizer=None, config=None, device=None, **
         if tokenizer is None:
             raise ValueError("pipeline needs tokenizer= for a model that was not loaded from a checkpoint")
     if isinstance(tokenizer, str):
-        tokenizer = AutoTokenizer.from_pretrained(tokenizer)
+        tokenizer = AutoTokenizer.from_pretrained(tokenizer, use_fast=use_fast, **hub)
     return TextGenerationPipeline(model, tokenizer, **kwargs)
+
+
+def _check_loading_options_of_a_loaded_model(options):
+    """A model passed as an object is already loaded: accept a loading option only where it asks for what it is."""
+    float32 = (None, "auto", "float32", "fp32")
+    refused = sorted(name for name, value in options.items() if not (
+        (name in ("torch_dtype", "dtype") and str(value).replace("torch.", "") in float32)
+        or (name == "device_map" and value in (None, "auto", "cpu"))
+        or (name == "trust_remote_code") or value is None))
+    if refused:
+        raise ValueError(f"pipeline(model=<a loaded model>, {', '.join(f'{n}={options[n]!r}' for n in refused)}): "
+                         f"these apply when loading; pass model= a checkpoint name or path to load it with them, or "
+                         f"load the model yourself (e.g. GPT2LMHeadModel.from_pretrained(path, torch_dtype=...))")
+
+
+def _check_names(kwargs, allowed, where):
+    unknown = [k for k in kwargs if k not in allowed]
+    if unknown:
+        close = {k: difflib.get_close_matches(k, allowed, 1, cutoff=0.75) for k in unknown}
+        hints = [f"{k!r} (did you mean {close[k][0]!r}?)" if close[k] else repr(k) for k in unknown]
+        raise TypeError(f"{where} got unexpected argument(s) {', '.join(hints)}; the text-generation pipeline "
+                        f"accepts its options {', '.join(CALL_OPTIONS)}, and generate()'s settings (any "
+                        f"GenerationConfig field, {', '.join(GENERATE_SETTINGS[-5:])})")
 
 
 class TextGenerationPipeline:
@@ -59,8 +111,9 @@ class TextGenerationPipeline:
 
     task = "text-generation"
 
-    def __init__(self, model, tokenizer, **generate_kwargs):
+    def __init__(self, model, tokenizer, **kwargs):
         self.model, self.tokenizer = model, tokenizer
+        _check_names(kwargs, CALL_OPTIONS + GENERATE_SETTINGS, "TextGenerationPipeline()")
         # transformers' order: the pipeline's defaults, then the model's generation settings where they differ
         # from the library defaults, then the config's task_specific_params["text-generation"].
         cfg = GenerationConfig(max_new_tokens=256, do_sample=True, temperature=0.7)
@@ -71,49 +124,79 @@ class TextGenerationPipeline:
                 setattr(cfg, f.name, copy.deepcopy(models))
         if cfg.max_new_tokens == 256 and cfg.max_length != default.max_length:  # a model's max_length is honoured
             cfg.max_new_tokens = None
-        task_params = (getattr(model.config, "task_specific_params", None) or {}).get(self.task, {})
-        unknown = cfg.update(**{k: v for k, v in task_params.items() if k != "prefix"})
+        task_params = dict((getattr(model.config, "task_specific_params", None) or {}).get(self.task, {}))
+        # transformers: the config's prefix, or the task's, is the default prefix
+        prefix = task_params.pop("prefix", getattr(model.config, "prefix", None))
+        unknown = cfg.update(**task_params)
         if tokenizer.pad_token_id is not None and cfg.pad_token_id is None:
             cfg.pad_token_id = tokenizer.pad_token_id
         self.generation_config = cfg
-        self._defaults = {**unknown, **generate_kwargs}
+        self._options = {"prefix": prefix} if prefix is not None else {}
+        self._options.update({k: v for k, v in kwargs.items() if k in CALL_OPTIONS})
+        self._defaults = {**unknown, **{k: v for k, v in kwargs.items() if k not in CALL_OPTIONS}}
 
-    def __call__(self, text_inputs, return_full_text=None, return_tensors=None, return_text=None,
-                 clean_up_tokenization_spaces=None, skip_special_tokens=None, stop_sequence=None, **generate_kwargs):
+    def __call__(self, text_inputs, **kwargs):
         """Generate from one prompt (-> a list of dicts) or a list of prompts (-> a list of lists of dicts).
         Each dict holds "generated_text" (the prompt and the new text; only the new text with
-        return_full_text=False), or "generated_token_ids" with return_tensors=True."""
-        if return_full_text is not None and (return_text is not None or return_tensors is not None):
+        return_full_text=False), or "generated_token_ids" with return_tensors=True. ``prefix`` is put before
+        each prompt for the model and left out of the text; ``batch_size`` prompts are generated together
+        (left-padded, each as it would be alone)."""
+        _check_names(kwargs, CALL_OPTIONS + GENERATE_SETTINGS, "the text-generation pipeline call")
+        given = {**self._options, **{k: v for k, v in kwargs.items() if k in CALL_OPTIONS}}
+        kwargs = {**self._defaults, **{k: v for k, v in kwargs.items() if k not in CALL_OPTIONS}}
+        full_text, tensors = given.get("return_full_text"), given.get("return_tensors")
+        if full_text is not None and (given.get("return_text") is not None or tensors is not None):
             raise ValueError("return_full_text is mutually exclusive with return_text and return_tensors")
-        kwargs = {**self._defaults, **generate_kwargs}
-        if stop_sequence is not None:
-            kwargs["eos_token_id"] = self.tokenizer.encode(stop_sequence, add_special_tokens=False)
+        if given.get("stop_sequence") is not None:
+            kwargs["eos_token_id"] = self.tokenizer.encode(given["stop_sequence"], add_special_tokens=False)
         kwargs.setdefault("generation_config", self.generation_config)
-        options = dict(full_text=return_full_text is not False, tensors=bool(return_tensors),
-                       clean_up=True if clean_up_tokenization_spaces is None else clean_up_tokenization_spaces,
-                       skip_special=True if skip_special_tokens is None else skip_special_tokens)
+        options = dict(full_text=full_text is not False, tensors=bool(tensors),
+                       clean_up=given.get("clean_up_tokenization_spaces", None) is not False,
+                       skip_special=given.get("skip_special_tokens", None) is not False)
+        batch_size = 1 if given.get("batch_size") is None else given["batch_size"]
+        if not (isinstance(batch_size, int) and batch_size >= 1):
+            raise ValueError(f"batch_size must be a positive integer (prompts generated together), got {batch_size!r}")
+        prefix = given.get("prefix") or ""
+        if not isinstance(prefix, str):
+            raise TypeError(f"prefix must be a string (put before every prompt), got {type(prefix).__name__}")
         if isinstance(text_inputs, str):
-            return self._one(text_inputs, kwargs, options)
+            return self._batch([text_inputs], prefix, kwargs, options)[0]
         if isinstance(text_inputs, (list, tuple)) and all(isinstance(t, str) for t in text_inputs):
-            return [self._one(text, kwargs, options) for text in text_inputs]
+            return [records for start in range(0, len(text_inputs), batch_size)
+                    for records in self._batch(text_inputs[start:start + batch_size], prefix, kwargs, options)]
         raise TypeError(f"the text-generation pipeline takes a string or a list of strings (chat messages are "
                         f"not supported: GPT-2 has no chat template), got {type(text_inputs).__name__}")
 
-    def _one(self, prompt, kwargs, options):
-        enc = self.tokenizer(prompt, add_special_tokens=False, return_tensors="np")
-        ids = enc["input_ids"] if enc["input_ids"].shape[1] else None  # an empty prompt starts from bos, as HF
-        mask = enc["attention_mask"] if ids is not None else None
+    def _batch(self, prompts, prefix, kwargs, options):
+        """The records of each prompt, generated together (an empty prompt, which starts from bos, alone)."""
+        encoded = [self.tokenizer(prefix + p, add_special_tokens=False)["input_ids"] for p in prompts]
+        if len(prompts) > 1 and not all(encoded):
+            return [records for p in prompts for records in self._batch([p], prefix, kwargs, options)]
+        kwargs = dict(kwargs)
+        prefix_length = len(self.tokenizer(prefix, add_special_tokens=False)["input_ids"]) if prefix else 0
+        cfg = kwargs["generation_config"]
+        if prefix_length and kwargs.get("max_new_tokens", cfg.max_new_tokens) is None:  # transformers' rule
+            kwargs["max_length"] = (kwargs.get("max_length") or cfg.max_length) + prefix_length
+        if prefix_length and kwargs.get("min_new_tokens", cfg.min_new_tokens) is None and "min_length" in kwargs:
+            kwargs["min_length"] += prefix_length
+        width = max(len(ids) for ids in encoded)
+        pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.model.config.eos_token_id
+        ids = np.array([[pad or 0] * (width - len(e)) + e for e in encoded], np.int64) if width else None
+        mask = np.array([[0] * (width - len(e)) + [1] * len(e) for e in encoded], np.int64) if width else None
         sequences = self.model.generate(ids, attention_mask=mask, **kwargs)
         if hasattr(sequences, "sequences"):
             sequences = sequences.sequences
-        decode = dict(skip_special_tokens=options["skip_special"],
-                      clean_up_tokenization_spaces=options["clean_up"])
-        prompt_chars = 0 if ids is None else len(self.tokenizer.decode(ids[0].tolist(), **decode))
-        records = []
-        for seq in sequences.tolist():
-            if options["tensors"]:
-                records.append({"generated_token_ids": seq})
-                continue
-            new_text = self.tokenizer.decode(seq, **decode)[prompt_chars:]
-            records.append({"generated_text": prompt + new_text if options["full_text"] else new_text})
-        return records
+        per_prompt = len(sequences) // len(prompts)
+        decode = dict(skip_special_tokens=options["skip_special"], clean_up_tokenization_spaces=options["clean_up"])
+        out = []
+        for i, (prompt, prompt_ids) in enumerate(zip(prompts, encoded)):
+            prompt_chars = len(self.tokenizer.decode(prompt_ids, **decode))  # the prefix included, as transformers
+            records = []
+            for seq in sequences[i * per_prompt:(i + 1) * per_prompt, width - len(prompt_ids):].tolist():
+                if options["tensors"]:
+                    records.append({"generated_token_ids": seq})
+                    continue
+                new_text = self.tokenizer.decode(seq, **decode)[prompt_chars:]
+                records.append({"generated_text": prompt + new_text if options["full_text"] else new_text})
+            out.append(records)
+        return out

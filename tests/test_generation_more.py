@@ -328,3 +328,88 @@ def test_generation_config_json_fields_are_honoured_and_saved(tmp_path, small):
 def test_bad_settings_say_what_is_allowed(small, kwargs, error, message):
     with pytest.raises(error, match=message):
         small[2].generate(np.array([[1, 2]]), max_new_tokens=3, **kwargs)
+
+
+# -- 3. the pipeline: its own options never reach generate() --------------------------------------------------
+
+@pytest.fixture(scope="module")
+def pipes(tmp_path_factory):
+    """A tiny random GPT-2 with the whole vocabulary and the tokenizer files: (directory, ours, transformers')."""
+    import gzip
+    import pathlib
+
+    from minigpt2 import bpe
+
+    d = tmp_path_factory.mktemp("pipe_more")
+    write_hf_checkpoint(d, seed=4, vocab_size=50257, n_positions=320, n_embd=16, n_layer=2, n_head=2)
+    for ours, theirs in (("encoder.json", "vocab.json"), ("vocab.bpe", "merges.txt")):
+        (d / theirs).write_bytes(gzip.decompress(pathlib.Path(bpe.DATA_DIR, ours + ".gz").read_bytes()))
+    hf_tok = transformers.GPT2Tokenizer(str(d / "vocab.json"), str(d / "merges.txt"))
+    hf_model = transformers.GPT2LMHeadModel.from_pretrained(d, attn_implementation="eager").eval()
+    hf = transformers.pipeline("text-generation", model=hf_model, tokenizer=hf_tok, device="cpu")
+    ours = minigpt2.pipeline("text-generation", model=GPT2LMHeadModel.from_pretrained(d),
+                             tokenizer=minigpt2.GPT2Tokenizer.from_pretrained(str(d)))
+    return str(d), ours, hf
+
+
+PROMPTS = ["Hello, I'm a language model,", "The weather today", "A"]
+
+
+@pytest.mark.parametrize("kwargs", [dict(), dict(return_full_text=False), dict(return_tensors=True),
+                                    dict(num_beams=2, num_return_sequences=2)], ids=str)
+def test_pipeline_prefix_as_in_transformers(pipes, kwargs):
+    """transformers puts the prefix before the prompt for the model and leaves it out of the text."""
+    _, ours, hf = pipes
+    common = dict(prefix="Once upon a time, there was", do_sample=False, max_new_tokens=6, **kwargs)
+    with torch.no_grad():
+        want = hf(PROMPTS[0], **common)
+    got = ours(PROMPTS[0], **common)
+    assert got == want
+    if not kwargs:
+        assert got[0]["generated_text"].startswith(PROMPTS[0])
+        assert got != ours(PROMPTS[0], **{k: v for k, v in common.items() if k != "prefix"})
+
+
+def test_pipeline_batch_size_generates_prompts_together(pipes):
+    """batch_size=2: two prompts per generate() call (left-padded), with the text each gets alone (transformers'
+    batch_size=1 text: its batching pads GPT-2 on the right)."""
+    _, ours, hf = pipes
+    calls = []
+    generate = ours.model.generate
+
+    def counting(ids, **kwargs):
+        calls.append(None if ids is None else ids.shape)
+        return generate(ids, **kwargs)
+
+    ours.model.generate = counting
+    try:
+        common = dict(do_sample=False, max_new_tokens=7)
+        got = ours(PROMPTS, batch_size=2, **common)
+    finally:
+        del ours.model.generate
+    with torch.no_grad():
+        assert got == hf(PROMPTS, batch_size=1, **common)
+    assert [shape[0] for shape in calls] == [2, 1]
+
+
+def test_pipeline_constructor_options(pipes):
+    directory, ours, hf = pipes
+    built = minigpt2.pipeline("text-generation", model=ours.model, tokenizer=ours.tokenizer, torch_dtype="float32",
+                              framework="pt", batch_size=2, prefix="Once upon a time,", return_full_text=False,
+                              do_sample=False, max_new_tokens=5)
+    assert built(PROMPTS[:2]) == ours(PROMPTS[:2], batch_size=2, prefix="Once upon a time,",
+                                      return_full_text=False, do_sample=False, max_new_tokens=5)
+    by_path = minigpt2.pipeline("text-generation", model=directory, torch_dtype="float16", framework="pt")
+    assert by_path(PROMPTS[0], do_sample=False, max_new_tokens=3)[0]["generated_text"].startswith(PROMPTS[0])
+    with pytest.raises(ValueError, match="torch_dtype='float16'.*apply when loading"):
+        minigpt2.pipeline("text-generation", model=ours.model, tokenizer=ours.tokenizer, torch_dtype="float16")
+    with pytest.raises(ValueError, match="framework='tf'.*'pt' or 'np'"):
+        minigpt2.pipeline("text-generation", model=ours.model, tokenizer=ours.tokenizer, framework="tf")
+    with pytest.raises(TypeError, match=r"pipeline\(\) got unexpected argument\(s\) 'temprature' \(did you mean "
+                                        r"'temperature'\?\).*prefix, batch_size"):
+        minigpt2.pipeline("text-generation", model=ours.model, tokenizer=ours.tokenizer, temprature=0.5)
+    with pytest.raises(TypeError, match=r"pipeline call got unexpected argument\(s\) 'batchsize' \(did you mean "
+                                        r"'batch_size'\?\)"):
+        ours(PROMPTS[0], batchsize=2)
+    with pytest.raises(ValueError, match="batch_size must be a positive integer"):
+        ours(PROMPTS, batch_size=0)
