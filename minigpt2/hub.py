@@ -29,8 +29,10 @@ An interrupted download therefore leaves at most an ``.incomplete`` file, which 
 from __future__ import annotations
 
 import errno
+import logging
 import os
 import socket
+import sys
 import time
 import warnings
 from urllib.parse import urlsplit
@@ -38,6 +40,7 @@ from urllib.parse import urlsplit
 __all__ = ["resolve_file", "pop_hub_options", "HUB_OPTIONS", "hub_settings", "DEFAULT_ENDPOINT"]
 
 DEFAULT_ENDPOINT = "https://huggingface.co"
+logger = logging.getLogger("minigpt2.hub")
 
 # The keyword arguments of from_pretrained (model, config, tokenizer, generation config) that say where a
 # checkpoint's files come from; resolve_file takes them, pop_hub_options collects them from **kwargs.
@@ -130,16 +133,34 @@ def resolve_file(name_or_path, filename, *, required=True, revision=None, cache_
                       f"HF_ENDPOINT=https://hf-mirror.com")
     cache_dir = os.fspath(cache_dir) if cache_dir is not None else settings["cache_dir"]
     where = f"{name_or_path!r} on {endpoint}"
-    # huggingface_hub retries an unreachable server for ~25 s per file before it falls back to the cache;
-    # a quick look first lets a laptop without network use its cache (or fail) at once.
+    # huggingface_hub retries an unreachable server (or proxy) for ~25 s per file before it falls back to the
+    # cache, or gives up (a proxy that refuses); a quick look first lets a laptop without network use its cache
+    # (or fail) at once.
     unreachable = None if offline else _unreachable(endpoint)
-    try:
+
+    def download(cache_only):
         # Every setting goes in as an argument, read now: huggingface_hub reads HF_HUB_OFFLINE only when it is
         # first imported, and no module of ours writes into its globals (see the module docstring).
         return huggingface_hub.hf_hub_download(
             name_or_path, filename, revision=revision, cache_dir=cache_dir, token=token,
-            local_files_only=offline or unreachable is not None, endpoint=endpoint, force_download=force_download,
-        )
+            local_files_only=cache_only, endpoint=endpoint, force_download=force_download)
+
+    try:
+        try:
+            path = download(offline or unreachable is not None)
+        except OSError as e:
+            # The look found the way open, yet the network failed (a proxy that accepts connections but reaches
+            # nothing, a server that stopped answering): the files after this one go to the cache at once, and
+            # this one is looked for there too.
+            failure = None if offline or unreachable else _network_failure(e)
+            if failure is None:
+                raise
+            unreachable = failure
+            _probes[endpoint] = (time.monotonic(), unreachable)
+            path = download(True)
+        if unreachable is not None and not offline:
+            _say_cache_is_used(endpoint, unreachable, cache_dir)
+        return path
     except errors.HFValidationError:
         raise OSError(f"{name_or_path!r} is neither a directory nor a valid Hub repository name "
                       f"('name' or 'owner/name', letters, digits, '-', '_' and '.')") from None
@@ -228,7 +249,9 @@ def _unreachable(endpoint, timeout=3.0, remember=30.0):
     """None if a TCP connection to the endpoint opens, else why not (a short string). The answer is kept for
     ``remember`` seconds, so that loading a model's files does not wait ``timeout`` for each one.
 
-    With a proxy configured the proxy decides what is reachable, so we do not look ourselves.
+    With a proxy configured for the endpoint, the connection tried is to the proxy: one that is down means no
+    network too. (A proxy that is up but reaches nothing is found by the first download, which then leaves the
+    other files to the cache: see resolve_file.)
     """
     seen = _probes.get(endpoint)
     if seen is not None and time.monotonic() - seen[0] < remember:
@@ -239,16 +262,101 @@ def _unreachable(endpoint, timeout=3.0, remember=30.0):
 
 
 def _probe(endpoint, timeout):
-    if any(os.environ.get(v) for v in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY",
-                                       "all_proxy")):
-        return None
+    """Open (and close) a TCP connection to the endpoint; or, when requests to it go through a proxy (HTTPS_PROXY,
+    HTTP_PROXY, ALL_PROXY and NO_PROXY, read as requests and httpx read them), ask the proxy for the way there."""
     url = urlsplit(endpoint)
     host, port = url.hostname, url.port or (443 if url.scheme == "https" else 80)
+    proxy = _proxy_for(url)
+    if proxy is not None:
+        return _probe_proxy(proxy, url, host, port, timeout)
     try:
         socket.create_connection((host, port), timeout=timeout).close()
         return None
     except OSError as e:
         return f"cannot connect to {host}:{port}: {e.strerror or type(e).__name__}"
+
+
+def _probe_proxy(proxy, url, host, port, timeout):
+    """None if the proxy accepts a connection and does not answer that the endpoint is out of its reach (502, 503,
+    504 to a CONNECT for https, to a HEAD for http), else why. Unclear answers (a SOCKS proxy, a slow one, 407) are
+    left to huggingface_hub: None."""
+    proxy_url = urlsplit(proxy if "://" in proxy else f"http://{proxy}")
+    try:
+        where = (proxy_url.hostname, proxy_url.port or _PROXY_PORTS.get(proxy_url.scheme, 80))
+    except ValueError:  # a port that is not a number: huggingface_hub will say what is wrong with it
+        return None
+    if not where[0]:
+        return None
+    try:
+        connection = socket.create_connection(where, timeout=timeout)
+    except OSError as e:
+        return f"cannot connect to the proxy {where[0]}:{where[1]}: {e.strerror or type(e).__name__}"
+    if proxy_url.scheme not in ("http", ""):
+        connection.close()
+        return None
+    target = f"{host}:{port}"
+    request = (f"CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n" if url.scheme == "https" else
+               f"HEAD {url.scheme}://{target}/ HTTP/1.1\r\nHost: {target}\r\nConnection: close\r\n")
+    if proxy_url.username is not None:
+        import base64
+        from urllib.parse import unquote
+
+        secret = f"{unquote(proxy_url.username)}:{unquote(proxy_url.password or '')}".encode()
+        request += f"Proxy-Authorization: Basic {base64.b64encode(secret).decode()}\r\n"
+    try:
+        with connection:
+            connection.sendall((request + "\r\n").encode("latin-1"))
+            status = connection.makefile("rb").readline(200).decode("latin-1").split(maxsplit=2)
+    except (OSError, UnicodeError):
+        return None
+    if len(status) >= 2 and status[0].startswith("HTTP/") and status[1] in ("502", "503", "504"):
+        reason = f" {status[2].strip()}" if len(status) > 2 else ""
+        return f"the proxy {where[0]}:{where[1]} answered {status[1]}{reason} for {target}"
+    return None
+
+
+_PROXY_PORTS = {"http": 80, "https": 443, "socks4": 1080, "socks4a": 1080, "socks5": 1080, "socks5h": 1080}
+
+
+def _proxy_for(url):
+    """The proxy configured in the environment for requests to ``url`` (a urlsplit result), or None."""
+    from urllib.request import getproxies_environment, proxy_bypass_environment
+
+    proxies = getproxies_environment()
+    proxy = proxies.get(url.scheme) or proxies.get("all")
+    if not proxy or proxy_bypass_environment(url.netloc.rsplit("@", 1)[-1], proxies):
+        return None
+    return proxy
+
+
+def _network_failure(error):
+    """Why the network failed, if ``error`` (or what caused it) is a connection, proxy or timeout error of the
+    HTTP library huggingface_hub uses (requests for 0.x, httpx for 1.x and 2.x); else None."""
+    kinds = []
+    requests = sys.modules.get("requests")
+    if requests is not None:
+        kinds += [requests.exceptions.ConnectionError, requests.exceptions.Timeout]
+    httpx = sys.modules.get("httpx")
+    if httpx is not None:
+        kinds.append(httpx.TransportError)
+    while error is not None and kinds:
+        if type(error).__name__ == "OfflineModeIsEnabled":  # not the network: huggingface_hub's offline mode
+            return None
+        if isinstance(error, tuple(kinds)):
+            return _short_cause(error)
+        error = error.__cause__ or error.__context__
+    return None
+
+
+_told = set()  # endpoints for which the user has been told that the cache serves instead
+
+
+def _say_cache_is_used(endpoint, why, cache_dir):
+    """Once per endpoint and process, on stderr (the logging module's fallback): the files come from the cache."""
+    if endpoint in _told:
+        return
+    _told.add(endpoint)
+    logger.warning(f"[{endpoint} cannot be reached ({why}): using the copies already in the cache {cache_dir}]")
 
 
 def _short_cause(error) -> str:

@@ -233,6 +233,84 @@ def test_one_look_at_the_network_serves_a_models_files(monkeypatch, tmp_path):
     assert len(looks) == 1
 
 
+class BadGatewayProxy:
+    """A proxy on 127.0.0.1 that is up but reaches nothing: it answers 502 to every request, as a proxy without
+    an upstream network does."""
+
+    def __init__(self):
+        import socketserver
+
+        class Handler(socketserver.BaseRequestHandler):
+            def handle(self):
+                self.request.recv(65536)
+                self.request.sendall(b"HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+
+        self.server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def __enter__(self):
+        import threading
+
+        threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+        return self
+
+    def __exit__(self, *exc):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def without_proxies(env):
+    return {k: v for k, v in env.items() if k.lower() not in ("http_proxy", "https_proxy", "all_proxy", "no_proxy")}
+
+
+def test_cli_with_the_network_down_uses_the_cache_at_once_and_says_so(more_repos, tmp_path):
+    """A model in the cache, and no network: a dead HF_ENDPOINT, a proxy that is down, or a proxy that reaches
+    nothing (huggingface_hub retried each file for ~25 s there, or failed on the dead proxy). The cache serves at
+    once, and stderr says so once."""
+    env = without_proxies(subprocess_env(**hub_env(more_repos, tmp_path)))
+    args = ["-m", "someone/withtok", "--greedy", "-n", "3", "Hello"]
+    online = run_cli(args, env)
+    assert online.returncode == 0 and online.stderr == "", online.stderr
+    with BadGatewayProxy() as proxy:
+        dead = f"http://127.0.0.1:{closed_port()}"
+        for down, why in (({"HF_ENDPOINT": dead}, "cannot connect to 127.0.0.1"),
+                          ({"HTTP_PROXY": dead, "HTTPS_PROXY": dead}, "cannot connect to the proxy 127.0.0.1"),
+                          ({"HTTP_PROXY": proxy.url, "HTTPS_PROXY": proxy.url}, "answered 502 Bad Gateway")):
+            start = time.perf_counter()
+            result = run_cli(args, {**env, **down}, timeout=60)
+            assert time.perf_counter() - start < 15, "the cache must serve at once"
+            assert result.returncode == 0 and result.stdout == online.stdout, result.stderr
+            assert result.stderr.count("\n") == 1 and why in result.stderr, result.stderr
+            assert "using the copies already in the cache" in result.stderr
+
+
+def test_a_network_that_fails_after_the_look_leaves_the_other_files_to_the_cache(more_repos, monkeypatch):
+    """The quick look found the way open, but the download's connection failed (a proxy error, which
+    huggingface_hub 0.x raises instead of using its cache): this file and the next ones come from the cache, with
+    no more attempts on the network."""
+    import huggingface_hub
+    import requests
+
+    from minigpt2 import AutoTokenizer, hub
+
+    AutoTokenizer.from_pretrained("someone/withtok")
+    GPT2LMHeadModel.from_pretrained("someone/withtok")
+    real, attempts = huggingface_hub.hf_hub_download, []
+
+    def proxy_fails(*args, local_files_only=False, **kwargs):
+        if not local_files_only:
+            attempts.append(args[1])
+            raise requests.exceptions.ProxyError("Unable to connect to proxy")
+        return real(*args, local_files_only=True, **kwargs)
+
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", proxy_fails)
+    monkeypatch.setattr(hub, "_told", set(), raising=False)
+    GPT2LMHeadModel.from_pretrained("someone/withtok")
+    AutoTokenizer.from_pretrained("someone/withtok")
+    assert attempts == ["config.json"]
+
+
 def test_an_endpoint_without_a_scheme_is_a_clear_error(monkeypatch, tmp_path):
     monkeypatch.setenv("HF_ENDPOINT", "127.0.0.1:8080")
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path))
@@ -256,11 +334,13 @@ def test_settings_are_read_at_each_call(monkeypatch, tmp_path):
 
 
 def test_the_seed_example_runs_unchanged(hub):
-    """HF's GPT-2 docs, example 1 (tests/../shared seed notes), with only the import line and
-    return_tensors="np" changed: "gpt2" comes from the loopback Hub (a tiny random model)."""
+    """HF's GPT-2 docs, example 1 (the seed notes, ../shared/seed/gpt2-notes.txt), with only the import line
+    changed (return_tensors="pt" gives NumPy arrays): "gpt2" comes from the loopback Hub (a tiny random model).
+    tests/test_notes_examples.py runs every example of the notes."""
     namespace = {}
     exec(SEED_EXAMPLE, namespace)
     text, tokens = namespace["gen_text"], namespace["gen_tokens"]
+    assert type(namespace["input_ids"]) is np.ndarray
     assert tokens.shape == (1, 100)
     assert text.startswith("GPT2 is a model developed by OpenAI.")
 
@@ -273,7 +353,7 @@ tokenizer = AutoTokenizer.from_pretrained("gpt2")
 
 prompt = "GPT2 is a model developed by OpenAI."
 
-input_ids = tokenizer(prompt, return_tensors="np").input_ids
+input_ids = tokenizer(prompt, return_tensors="pt").input_ids
 
 gen_tokens = model.generate(
     input_ids,
