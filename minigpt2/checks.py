@@ -10,12 +10,13 @@ message names the argument, what it got, and what is allowed:
 from __future__ import annotations
 
 import math
+import sys
 
 import numpy as np
 
 __all__ = [
     "is_int", "is_number", "check_int", "check_number", "check_choice",
-    "as_array", "int_array", "float_array", "mask_array", "nonempty", "reshape_to", "short_list",
+    "from_torch", "as_array", "int_array", "float_array", "mask_array", "nonempty", "reshape_to", "short_list",
 ]
 
 
@@ -85,12 +86,25 @@ def short_list(names, n=5) -> str:
 
 # -- arrays -----------------------------------------------------------------------------------------------------
 
+def from_torch(x):
+    """A torch tensor as NumPy can read it: detached (minigpt2 computes in NumPy, outside torch's autograd) and
+    bfloat16 widened to float32 (NumPy has no bfloat16); anything else unchanged. torch is never imported here:
+    a tensor exists only if the caller imported torch. A tensor on another device keeps torch's own error
+    ("use Tensor.cpu()"): minigpt2 runs on the CPU."""
+    torch = sys.modules.get("torch")
+    if torch is None or not isinstance(x, getattr(torch, "Tensor", ())):
+        return x
+    x = x.detach()
+    return x.float() if x.dtype == torch.bfloat16 else x
+
+
 def as_array(name, x):
-    """``x`` as a NumPy array (lists, tuples and arrays; not strings or None), or a TypeError."""
+    """``x`` as a NumPy array (lists, tuples, arrays and torch tensors, see from_torch; not strings or None), or a
+    TypeError."""
     if isinstance(x, (str, bytes)) or x is None:
         raise TypeError(f"{name} must be an array of numbers, got {type(x).__name__}")
     try:
-        return np.asarray(x)
+        return np.asarray(from_torch(x))
     except (ValueError, TypeError) as e:
         raise TypeError(f"{name} must be an array of numbers: {e}") from None
 

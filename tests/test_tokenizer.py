@@ -48,7 +48,7 @@ def vocab_dir(tmp_path_factory):
 def test_no_reference_library_is_imported():
     """The package never imports torch, transformers, tokenizers or tiktoken (they are test references only)."""
     code = ("import sys; from minigpt2.tokenizer import GPT2Tokenizer, decode_stream, show_work; "
-            "t = GPT2Tokenizer.from_pretrained('gpt2'); t.decode(t('Hello world', return_tensors='np').input_ids[0]); "
+            "t = GPT2Tokenizer.from_pretrained('gpt2'); t.decode(t('Hello world', return_tensors='pt').input_ids[0]); "
             "list(decode_stream(t.encode('hi 😀'), t)); show_work('hi'); "
             "print(sorted({m.split('.')[0] for m in sys.modules} & {'torch', 'transformers', 'tokenizers', 'tiktoken'}))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
@@ -105,8 +105,8 @@ def test_known_ids(tok, text, ids):
 
 def test_seed_examples_run_with_only_the_import_changed():
     tokenizer = AutoTokenizer.from_pretrained("gpt2")
-    input_ids = tokenizer("GPT2 is a model developed by OpenAI.", return_tensors="np").input_ids
-    assert input_ids.shape == (1, 11) and input_ids.dtype == np.int64
+    input_ids = tokenizer("GPT2 is a model developed by OpenAI.", return_tensors="pt").input_ids
+    assert type(input_ids) is np.ndarray and input_ids.shape == (1, 11) and input_ids.dtype == np.int64
     gen_tokens = np.concatenate([input_ids, [[632, 5419]]], axis=1)  # what generate returns: (batch, length)
     assert tokenizer.batch_decode(gen_tokens)[0] == "GPT2 is a model developed by OpenAI. It helps"
     for cls in (GPT2Tokenizer, GPT2TokenizerFast):
@@ -114,8 +114,8 @@ def test_seed_examples_run_with_only_the_import_changed():
         assert (tokenizer("Hello world"), tokenizer(" Hello world")) == (
             {"input_ids": [15496, 995], "attention_mask": [1, 1]},
             {"input_ids": [18435, 995], "attention_mask": [1, 1]})
-    inputs = AutoTokenizer.from_pretrained("openai-community/gpt2")("Hello, my dog is cute", return_tensors="np")
-    assert set(inputs) == {"input_ids", "attention_mask"}
+    inputs = AutoTokenizer.from_pretrained("openai-community/gpt2")("Hello, my dog is cute", return_tensors="pt")
+    assert set(inputs) == {"input_ids", "attention_mask"} and type(inputs["input_ids"]) is np.ndarray
     assert inputs["input_ids"].tolist() == [[15496, 11, 616, 3290, 318, 13779]]
 
 
@@ -308,10 +308,11 @@ def test_bad_input(tok):
         tok.decode(np.array([[1, 2]]))
     with pytest.raises(ValueError, match="not in the vocabulary"):
         tok.convert_ids_to_tokens(99999)
-    with pytest.raises(ValueError, match="NumPy-only"):
-        tok("x", return_tensors="pt")
-    with pytest.raises(ValueError, match="NumPy-only"):
-        tok("x", return_tensors="tf")
+    for framework in ("tf", "jax", "mlx"):  # "pt" gives NumPy arrays: test_return_tensors_pt_gives_numpy_arrays
+        with pytest.raises(ValueError, match="NumPy-only"):
+            tok("x", return_tensors=framework)
+    with pytest.raises(ValueError, match="None, 'np' or 'pt'"):
+        tok("x", return_tensors="torch")
     with pytest.raises(ValueError, match="padding token"):
         tok(["a", "b c"], padding=True)
     with pytest.raises(ValueError, match="padding"):
@@ -405,6 +406,36 @@ def test_padding_truncation_and_numpy():
     pad = tok.pad([{"input_ids": [1, 2, 3]}, {"input_ids": [4]}], return_tensors="np")
     np.testing.assert_array_equal(pad["input_ids"], [[1, 2, 3], [4, 50256, 50256]])
     np.testing.assert_array_equal(pad["attention_mask"], [[1, 1, 1], [1, 0, 0]])
+
+
+class _TensorType:
+    """Stands for transformers' TensorType enum (its .value is the string), without importing transformers."""
+    value = "pt"
+
+
+@pytest.mark.parametrize("cls", [GPT2Tokenizer, GPT2TokenizerFast])
+@pytest.mark.parametrize("pt", ["pt", _TensorType()])
+def test_return_tensors_pt_gives_numpy_arrays(cls, pt):
+    """HF's examples say return_tensors="pt"; minigpt2's models take NumPy arrays, so "pt" gives exactly what "np"
+    gives, at every entry point (torch is never imported: test_no_reference_library_is_imported)."""
+    tok = cls.from_pretrained("gpt2", pad_token="<|endoftext|>")
+    calls = [lambda rt: tok("Hello world", return_tensors=rt),
+             lambda rt: tok(["a b c", "d"], padding=True, return_tensors=rt),
+             lambda rt: tok("Hello", "world", return_tensors=rt, return_token_type_ids=True),
+             lambda rt: tok.encode_plus("Hello world", return_tensors=rt),
+             lambda rt: tok.batch_encode_plus(["a b", "c"], padding=True, return_tensors=rt),
+             lambda rt: tok.prepare_for_model([1, 2], return_tensors=rt, prepend_batch_axis=True),
+             lambda rt: tok.pad([{"input_ids": [1, 2, 3]}, {"input_ids": [4]}], return_tensors=rt),
+             lambda rt: {"ids": tok.encode("Hello world", return_tensors=rt)},
+             lambda rt: tok("Hello world", return_tensors=None).convert_to_tensors(rt, prepend_batch_axis=True)]
+    for call in calls:
+        got, expected = call(pt), call("np")
+        assert set(got) == set(expected)
+        for key in expected:
+            assert type(got[key]) is np.ndarray and got[key].dtype == np.int64
+            np.testing.assert_array_equal(got[key], expected[key])
+    with pytest.raises(ValueError, match="different lengths"):
+        tok(["a b c", "d"], return_tensors=pt)
 
 
 def test_batch_encoding_behaves_like_a_dict(tok):

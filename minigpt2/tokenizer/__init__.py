@@ -13,7 +13,8 @@ This module adds what a model user expects from `transformers`' pure-Python GPT2
 * special and added tokens ("<|endoftext|>" is id 50256 wherever it appears in the text, unless
   split_special_tokens=True), add_tokens / add_special_tokens, pad_token (None until you set one);
 * batches, padding ("longest"/"max_length", right by default: GPT-2 has absolute positions), truncation,
-  return_tensors=None or "np" (minigpt2 is NumPy-only);
+  return_tensors=None (lists), "np" or "pt" (both NumPy arrays: minigpt2 is NumPy-only, and "pt" is accepted so
+  that HF's PyTorch examples run with only the import changed; torch is never imported; "tf"/"jax"/"mlx" are errors);
 * decode/batch_decode (ints, lists, NumPy arrays), exact: decode(encode(s)) == s for every str;
 * from_pretrained / save_pretrained with HF's file formats (vocab.json, merges.txt, tokenizer_config.json, ...);
 * TokenStreamDecoder / decode_stream (minigpt2.streamers): text as ids arrive, never splitting a character;

@@ -23,11 +23,11 @@ class TokenSpan(NamedTuple):
 class BatchEncoding(dict):
     """The tokenizer's output: a dict (input_ids, attention_mask, ...) that also allows `enc.input_ids`.
 
-    Values are lists, or NumPy int64 arrays when made with return_tensors="np". `model(**enc)` works because it
-    is a dict. From GPT2TokenizerFast (is_fast) it also answers HF's fast-tokenizer questions about each row:
-    tokens(), word_ids(), sequence_ids(), token_to_word(), token_to_chars(), char_to_token(), word_to_tokens(),
-    word_to_chars(), char_to_word(), token_to_sequence() (the batch index first when there is a batch axis).
-    HF: BatchEncoding is a UserDict.
+    Values are lists, or NumPy int64 arrays when made with return_tensors="np" (or "pt", which gives NumPy arrays
+    too: minigpt2 is NumPy-only). `model(**enc)` works because it is a dict. From GPT2TokenizerFast (is_fast) it
+    also answers HF's fast-tokenizer questions about each row: tokens(), word_ids(), sequence_ids(), token_to_word(),
+    token_to_chars(), char_to_token(), word_to_tokens(), word_to_chars(), char_to_word(), token_to_sequence() (the
+    batch index first when there is a batch axis). HF: BatchEncoding is a UserDict.
     """
 
     def __init__(self, data=None, tensor_type=None, prepend_batch_axis: bool = False, n_sequences=None,
@@ -149,7 +149,7 @@ class BatchEncoding(dict):
         return None if span is None else CharSpan(row.offsets[span[0]][0], row.offsets[span[1] - 1][1])
 
     def convert_to_tensors(self, tensor_type=None, prepend_batch_axis: bool = False) -> "BatchEncoding":
-        """Turn every value into a NumPy int64 array ("np"); a ragged batch is a clear error."""
+        """Turn every value into a NumPy int64 array ("np", or "pt": NumPy too); a ragged batch is a clear error."""
         if _tensor_type(tensor_type) is None:
             return self
         for key, value in self.items():

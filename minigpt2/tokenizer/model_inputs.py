@@ -68,7 +68,9 @@ class ModelInputs:
         "max_length" (to max_length, or model_max_length); needs a pad_token. truncation: False |
         True/"longest_first" | "only_first" | "only_second", to max_length (default model_max_length); giving
         max_length alone turns truncation on, as in HF. padding_side overrides the tokenizer's (right by default).
-        return_tensors: None (lists) or "np" (int64 arrays, with a batch axis even for one text).
+        return_tensors: None (lists), or "np" or "pt": NumPy int64 arrays, with a batch axis even for one text.
+        "pt" gives NumPy arrays too (minigpt2's models take NumPy; HF's PyTorch examples run unchanged); "tf",
+        "jax" and "mlx" are a ValueError.
         """
         if text is None:
             raise ValueError("no text given: call tokenizer(text) with a str or a list of str")

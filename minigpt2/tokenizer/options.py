@@ -12,7 +12,8 @@ import re
 from dataclasses import dataclass
 from typing import Any, Optional
 
-_NOT_NUMPY = {"pt": "PyTorch", "tf": "TensorFlow", "jax": "JAX", "mlx": "MLX"}
+_NUMPY = ("np", "pt")  # "pt" gives NumPy arrays too: see tensor_type
+_NOT_NUMPY = {"tf": "TensorFlow", "jax": "JAX", "mlx": "MLX"}
 PADDING = ("longest", "max_length", "do_not_pad")
 TRUNCATION = ("longest_first", "only_first", "only_second", "do_not_truncate")
 NO_PAD_TOKEN = ("Asking to pad but the tokenizer does not have a padding token. Please select a token to use as "
@@ -33,7 +34,7 @@ class EncodingOptions:
     is_split_into_words: bool = False
     pad_to_multiple_of: Optional[int] = None
     padding_side: Optional[str] = None         # None: the tokenizer's
-    return_tensors: Any = None                 # None (lists) | "np"
+    return_tensors: Any = None                 # None (lists) | "np" | "pt" (NumPy arrays too)
     return_token_type_ids: Optional[bool] = None
     return_attention_mask: Optional[bool] = None
     return_overflowing_tokens: bool = False
@@ -100,14 +101,21 @@ def require_pad_token(tokenizer) -> None:
 
 
 def tensor_type(return_tensors) -> Optional[str]:
-    """None or "np"; the other frameworks HF supports get a clear error."""
+    """None (lists) or "np" (NumPy arrays). "pt" is "np" too: minigpt2's models are transformers' PyTorch classes
+    (GPT2Model, GPT2LMHeadModel, ...) written in NumPy, so the tensors they take are NumPy arrays, and HF's
+    examples, written for those classes with return_tensors="pt", run with only the import changed. torch is
+    never imported. "tf", "jax" and "mlx" ask for the tensors of classes minigpt2 does not have (TFGPT2*, FlaxGPT2*):
+    a clear error, rather than arrays of a kind the caller did not ask for (docs/tokenizer.md, "return_tensors")."""
     value = getattr(return_tensors, "value", return_tensors)  # accepts transformers' TensorType enum too
-    if value is None or value == "np":
-        return value
-    if value in _NOT_NUMPY:
-        raise ValueError(f"return_tensors={value!r} asks for {_NOT_NUMPY[value]} tensors, but minigpt2 is NumPy-only: "
-                         f"use return_tensors='np' (or None for lists)")
-    raise ValueError(f"return_tensors must be None or 'np', got {return_tensors!r}")
+    if value is None:
+        return None
+    if isinstance(value, str) and value in _NUMPY:
+        return "np"
+    if isinstance(value, str) and value in _NOT_NUMPY:
+        raise ValueError(f"return_tensors={value!r} asks for {_NOT_NUMPY[value]} tensors, but minigpt2 is NumPy-only "
+                         f"and has only the PyTorch classes' API: use return_tensors='np' or 'pt' (both give NumPy "
+                         f"arrays), or None for lists")
+    raise ValueError(f"return_tensors must be None, 'np' or 'pt' (NumPy arrays), got {return_tensors!r}")
 
 
 def check_text(text, what: str = "text") -> None:
