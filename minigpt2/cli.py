@@ -197,6 +197,12 @@ def _run(args, parser) -> int:
     if command and args.prompt:
         raise UsageError(f"{command} takes no prompt (got {' '.join(args.prompt)!r}); "
                          f"{'choose the model with --model' if command == '--download' else 'drop one of them'}")
+    if os.path.isfile(args.model) and not (args.info or args.doctor):
+        holder = os.path.dirname(os.path.abspath(args.model))
+        hint = f" (-m {os.path.dirname(args.model) or '.'})" if os.path.isfile(os.path.join(holder, "config.json")) \
+            else ""
+        raise UsageError(f"--model {args.model} is a file; a model is the directory that holds config.json and "
+                         f"model.safetensors{hint}, or a Hub name such as gpt2")
     if args.info:
         return _info(args.dtype)
     if args.doctor:

@@ -95,6 +95,9 @@ def read_json_object(path) -> dict:
             value = json.load(f)
     except json.JSONDecodeError as e:
         raise ValueError(f"{path} is not valid JSON: {e}") from None
+    except UnicodeDecodeError as e:  # (JSON files are UTF-8; a hand-edited one may be saved as Latin-1)
+        raise ValueError(f"{path} is not UTF-8 text (the byte {e.object[e.start:e.start + 1]!r} at byte {e.start}); "
+                         f"JSON files are UTF-8: save it as UTF-8 (e.g. iconv -f latin1 -t utf-8)") from None
     if not isinstance(value, dict):
         raise ValueError(f"{path} must hold a JSON object, found {type(value).__name__}")
     return value
@@ -215,7 +218,13 @@ class GPT2Config:
 
     @classmethod
     def from_json_file(cls, path) -> "GPT2Config":
-        return cls.from_dict(read_json_object(path))
+        config_dict = read_json_object(path)
+        # keys that cannot be attributes: Python's "self" (GPT2Config(self=...) is a TypeError), dunders, methods
+        reserved = sorted(k for k in config_dict if k == "self" or k.startswith("__") or callable(getattr(cls, k, None)))
+        if reserved:
+            raise ValueError(f"{path}: the key{'s' if len(reserved) > 1 else ''} {', '.join(map(repr, reserved))} "
+                             f"cannot be a config setting (a name Python or GPT2Config uses itself); remove it")
+        return cls.from_dict(config_dict)
 
     @classmethod
     def from_pretrained(cls, name_or_path, return_unused_kwargs=False, **kwargs):

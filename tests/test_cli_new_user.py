@@ -107,3 +107,38 @@ def test_doctor_names_a_bad_backend_variable_instead_of_asking_for_a_bug_report(
     assert "MINIGPT2_BACKEND='fortran' is not a backend; choose one of numpy, c, auto" in out
     assert "MINIGPT2_NUM_THREADS must be a positive whole number" in out and "got 'x'" in out
     assert "fix: unset MINIGPT2_BACKEND" in out and "fix: unset MINIGPT2_NUM_THREADS" in out
+
+
+# -- 5. a file as the model, and config.json files that cannot be a config ------------------------------------
+
+def one_line_error(done, code, *parts):
+    err = done.stderr.decode()
+    assert done.returncode == code and done.stdout == b"", err
+    assert "Traceback" not in err and err.splitlines()[-1].startswith("python -m minigpt2: error: "), err
+    assert len(err.splitlines()) == (1 if code == 1 else 3), err  # exit 2: argparse's usage (2 lines) first
+    for part in parts:
+        assert part in err, err
+
+
+def test_a_file_as_the_model_is_a_usage_error_naming_its_directory(model_dir):
+    for name in ("model.safetensors", "config.json"):
+        path = os.path.join(model_dir, name)
+        one_line_error(minigpt2("-m", path, "-n", "2", "Hi"), 2, f"--model {path} is a file",
+                       f"(-m {model_dir})")
+    one_line_error(minigpt2("--tokenize", "Hi", "-m", os.path.join(model_dir, "vocab.json")), 2, "is a file")
+
+
+@pytest.mark.parametrize("content,problem", [
+    ('{"n_layer": 1, "self": 1}', "the key 'self' cannot be a config setting"),
+    ('{"n_layer": 1, "__class__": "x", "to_dict": 2}', "the keys '__class__', 'to_dict' cannot be a config setting"),
+    ('{"n_layer": 1, "note": "café"}'.encode("latin-1"), "is not UTF-8 text (the byte b'\\xe9' at byte 27)"),
+    ('[{"n_layer": 1}]', "must hold a JSON object, found list"),
+], ids=["self", "methods", "latin-1", "list"])
+def test_a_config_json_that_cannot_be_a_config_is_one_line_naming_it(model_dir, tmp_path, content, problem):
+    import shutil
+
+    shutil.copy(os.path.join(model_dir, "model.safetensors"), tmp_path)
+    config = tmp_path / "config.json"
+    config.write_bytes(content if isinstance(content, bytes) else content.encode())
+    one_line_error(minigpt2("-m", str(tmp_path), "-n", "2", "Hi"), 1, f"{config}{':' if problem[0] == 't' else ''} "
+                   f"{problem}")
