@@ -10,7 +10,8 @@ for about a second, and the fastest serves. By construction the default is then 
 on any call class, up to the noise of the measurement. The choice is cached under the user's cache
 directory ($XDG_CACHE_HOME/minigpt2, else ~/.cache/minigpt2), keyed by the CPU model, the supported
 variants, minigpt2's version, the build of the extension (a hash of the library), NumPy's version and the
-thread count; a file that cannot be read or written only means measuring again.
+thread count; a file that cannot be read only means measuring again, and a cache that cannot be written
+(read-only, not a directory) measuring at every run, which stderr says once per process, with the fix.
 
     MINIGPT2_KERNEL=auto (default) | numpy | generic | avx2 | avx512 | neon
     minigpt2.backend.set_kernel("avx2")      # the same, in code; "auto" measures (or reads the cache)
@@ -25,6 +26,7 @@ from __future__ import annotations
 
 import glob
 import json
+import logging
 import os
 import platform
 import statistics
@@ -302,11 +304,12 @@ def _read_cache(path: str, key: dict):
     return None
 
 
-def _write_cache(path: str, content: dict) -> None:
+def _write_cache(path: str, content: dict):
     """Write atomically: a fresh file (created with mode 0o666, so the umask decides who may read it, as for
-    any file the user creates) renamed over the old one; readers see the old file or the new, never half."""
+    any file the user creates) renamed over the old one; readers see the old file or the new, never half.
+    Returns None, or why the file could not be written (a short string)."""
     if not os.path.isabs(path):  # no home directory to expand "~" into: keep the choice in memory only
-        return
+        return "there is no home directory"
     try:
         os.makedirs(os.path.dirname(path), exist_ok=True)
         partial = f"{path}.{os.getpid()}.{threading.get_ident()}.partial"
@@ -318,8 +321,37 @@ def _write_cache(path: str, content: dict) -> None:
         except BaseException:
             os.unlink(partial)
             raise
-    except OSError:
-        pass  # a read-only home: the choice is kept for this process only
+    except OSError as e:  # a read-only home, XDG_CACHE_HOME naming a file, a full disk: kept for this process only
+        return f"{e.strerror or type(e).__name__}: {e.filename or path}"
+    return None
+
+
+def _cannot_save(path: str):
+    """None if a file can be created beside ``path`` (tried: the permission bits say nothing for root or on a
+    read-only file system), else why not."""
+    if not os.path.isabs(path):
+        return "there is no home directory"
+    import tempfile
+
+    try:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with tempfile.TemporaryFile(dir=os.path.dirname(path)):
+            return None
+    except OSError as e:
+        return f"{e.strerror or type(e).__name__}: {e.filename or os.path.dirname(path)}"
+
+
+_told = []  # whether stderr has said that the choice cannot be saved (once per process)
+
+
+def _say_not_saved(path: str, why: str) -> None:
+    if _told:
+        return
+    _told.append(why)
+    logging.getLogger("minigpt2.kernels").warning(
+        f"[minigpt2: the kernel choice cannot be saved in {os.path.dirname(path)} ({why}), so it is measured "
+        f"again at every run (a few seconds); set XDG_CACHE_HOME to a directory of your own that you can write, "
+        f"e.g. XDG_CACHE_HOME=$HOME/.cache, or choose the kernels with MINIGPT2_KERNEL]")
 
 
 def calibrated() -> Plan:
@@ -330,9 +362,16 @@ def calibrated() -> Plan:
     saved = _read_cache(path, key)
     if saved is not None:
         return Plan(saved["choice"], f"measured on this machine, cached in {path}", saved.get("measured"))
+    why = _cannot_save(path)
+    if why is not None:  # said before the seconds of measuring, not after
+        _say_not_saved(path, why)
     choice, measured = calibrate()
-    _write_cache(path, {"key": key, "choice": choice, "measured": measured,
-                        "when": time.strftime("%Y-%m-%d %H:%M:%S")})
+    why = why or _write_cache(path, {"key": key, "choice": choice, "measured": measured,
+                                     "when": time.strftime("%Y-%m-%d %H:%M:%S")})
+    if why is not None:
+        _say_not_saved(path, why)
+        return Plan(choice, f"measured on this machine just now; not saved ({why}), so measured again at every "
+                            f"run: set XDG_CACHE_HOME to a directory of your own", measured)
     return Plan(choice, f"measured on this machine just now, cached in {path}", measured)
 
 

@@ -142,3 +142,49 @@ def test_a_config_json_that_cannot_be_a_config_is_one_line_naming_it(model_dir, 
     config.write_bytes(content if isinstance(content, bytes) else content.encode())
     one_line_error(minigpt2("-m", str(tmp_path), "-n", "2", "Hi"), 1, f"{config}{':' if problem[0] == 't' else ''} "
                    f"{problem}")
+
+
+# -- 6. a per-user cache that cannot be written -----------------------------------------------------------------
+
+# The calibration measures for ~10 s; these runs replace it by an instant one that still goes through the cache.
+QUICK_CALIBRATION = """
+import sys
+from minigpt2 import _tuning
+def calibrate():
+    print("[test: calibrating]", file=sys.stderr)
+    widest = _tuning.supported_variants()[-1] + "/nta"
+    return {**{c: "numpy" for c in _tuning.CLASSES}, **{c: widest for c in _tuning._narrow_classes()}}, {}
+_tuning.calibrate = calibrate
+from minigpt2.__main__ import run
+sys.argv[0] = "minigpt2"
+sys.exit(run())
+"""
+
+
+def with_quick_calibration(*args, env):
+    return subprocess.run([sys.executable, "-c", QUICK_CALIBRATION, *args], capture_output=True, timeout=120,
+                          env={**without(os.environ, "MINIGPT2_KERNEL", "MINIGPT2_BACKEND"), **env})
+
+
+def test_a_kernel_cache_that_cannot_be_written_is_said_once_with_the_fix(model_dir, tmp_path):
+    from minigpt2 import backend
+
+    if not backend.c_available():
+        pytest.skip("no C core: no kernel choice to cache")
+    (tmp_path / "a-file").write_text("")
+    for xdg in (str(tmp_path / "a-file"), str(tmp_path / "a-file" / "below")):  # ENOTDIR, as read-only as root gets
+        info = with_quick_calibration("--info", env={"XDG_CACHE_HOME": xdg})
+        out, err = info.stdout.decode(), info.stderr.decode()
+        assert info.returncode == 0, err
+        choice = next(line for line in out.splitlines() if line.startswith("kernel choice:"))
+        assert "cached in" not in choice and "not saved" in choice and "XDG_CACHE_HOME" in choice, choice
+        notes = [line for line in err.splitlines() if "cannot be saved" in line]
+        assert len(notes) == 1 and "XDG_CACHE_HOME" in notes[0] and os.path.join(xdg, "minigpt2") in notes[0], err
+        assert err.index("cannot be saved") < err.index("[test: calibrating]"), "said before the measuring"
+    generated = with_quick_calibration("-m", model_dir, "--greedy", "-n", "2", "Hi", env={"XDG_CACHE_HOME": xdg})
+    assert generated.returncode == 0 and generated.stdout.startswith(b"Hi"), generated.stderr
+    assert generated.stderr.decode().count("cannot be saved") == 1, generated.stderr
+    writable = {"XDG_CACHE_HOME": str(tmp_path / "mine")}
+    first, again = (with_quick_calibration("--info", env=writable) for _ in range(2))
+    assert b"cannot be saved" not in first.stderr + again.stderr and b"[test: calibrating]" not in again.stderr
+    assert f"cached in {tmp_path / 'mine' / 'minigpt2'}".encode() in again.stdout
