@@ -486,9 +486,12 @@ def _info(dtype=None) -> int:
             print(line)
     print(f"weights: {dtype or 'float32'} ({'--dtype' if dtype else 'the default'}); choose with --dtype float32 | "
           f"bfloat16 | float16 (half the bytes) | int8 (about a quarter); activations stay float32")
-    print(f"Hub: {settings['endpoint']} (HF_ENDPOINT); token {'set' if settings['token_set'] else 'not set'} "
-          f"(HF_TOKEN); offline {'yes' if settings['offline'] else 'no'} (HF_HUB_OFFLINE)")
-    print(f"cache: {settings['cache_dir']} (HF_HUB_CACHE, or HF_HOME/hub)")
+    source = settings.get("token_source")  # (never the token itself)
+    token = ("not set (HF_TOKEN, or the file HF_HOME/token that `hf auth login` writes)" if source is None else
+             f"set (from {source})" if source in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN") else f"set (in the file {source})")
+    print(f"Hub: {settings['endpoint']} (HF_ENDPOINT); token {token}; offline {'yes' if settings['offline'] else 'no'} "
+          f"(HF_HUB_OFFLINE)")
+    print(f"cache: {settings['cache_dir']} (HF_HUB_CACHE, or HF_HOME/hub; HF_HOME is {settings['hf_home']})")
     cached = _cached_models(settings["cache_dir"])
     print(f"models in the cache: {', '.join(cached) if cached else 'none yet (python -m minigpt2 --download)'}")
     return 1 if problems else 0

@@ -86,12 +86,30 @@ def hub_settings() -> dict:
         os.environ.get("XDG_CACHE_HOME") or os.path.join("~", ".cache"), "huggingface"))
     cache = os.environ.get("HF_HUB_CACHE") or os.environ.get("HUGGINGFACE_HUB_CACHE") or os.path.join(hf_home, "hub")
     offline = os.environ.get("HF_HUB_OFFLINE") or os.environ.get("TRANSFORMERS_OFFLINE") or ""
+    token_source = _token_source(hf_home)
     return {
         "endpoint": (os.environ.get("HF_ENDPOINT") or DEFAULT_ENDPOINT).rstrip("/"),
         "cache_dir": os.path.expanduser(cache),
         "offline": offline.strip().upper() in ("1", "ON", "YES", "TRUE"),
-        "token_set": bool(os.environ.get("HF_TOKEN") or os.environ.get("HUGGING_FACE_HUB_TOKEN")),
+        "token_set": token_source is not None,
+        "token_source": token_source,
+        "hf_home": hf_home,
     }
+
+
+def _token_source(hf_home):
+    """Where huggingface_hub takes the access token from, as its get_token() looks: "HF_TOKEN" (or the old
+    "HUGGING_FACE_HUB_TOKEN"), else the path of the token file (HF_TOKEN_PATH, else HF_HOME/token, written by
+    `hf auth login`); None if there is none. The token itself is read only to see that it is not empty."""
+    for name in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN"):
+        if (os.environ.get(name) or "").strip():
+            return name
+    path = os.path.expanduser(os.environ.get("HF_TOKEN_PATH") or os.path.join(hf_home, "token"))
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            return path if f.read().strip() else None
+    except OSError:
+        return None
 
 
 def resolve_file(name_or_path, filename, *, required=True, revision=None, cache_dir=None, token=None,

@@ -311,6 +311,29 @@ def test_a_network_that_fails_after_the_look_leaves_the_other_files_to_the_cache
     assert attempts == ["config.json"]
 
 
+def test_cli_info_sees_the_token_and_hf_home_as_huggingface_hub_does(tmp_path):
+    """--info reports the token where huggingface_hub's get_token() finds it: HF_TOKEN, or the file $HF_HOME/token
+    (`hf auth login`), which it ignored; never the token itself."""
+    home = tmp_path / "hf_home"
+    home.mkdir()
+    secret = "hf_FileTokenNotToBeShown"
+    (home / "token").write_text(secret + "\n")
+    base = {k: v for k, v in subprocess_env(HF_HOME=str(home), MINIGPT2_KERNEL="numpy").items()
+            if k not in ("HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE", "HF_TOKEN_PATH")}
+    reference = "import huggingface_hub; print(huggingface_hub.get_token() is not None)"
+    for env, expected in ((base, f"token set (in the file {home / 'token'})"),
+                          ({**base, "HF_TOKEN": "hf_EnvTokenNotToBeShown"}, "token set (from HF_TOKEN)"),
+                          ({**base, "HF_HOME": str(tmp_path / "elsewhere")}, "token not set")):
+        info = run_cli(["--info"], env)
+        assert info.returncode == 0 and expected in info.stdout, info.stdout
+        hub_sees = subprocess.run([sys.executable, "-c", reference], env=env, capture_output=True, text=True,
+                                  timeout=60).stdout.strip()
+        assert hub_sees == str(expected.startswith("token set")), "the same answer as huggingface_hub's"
+        assert f"cache: {os.path.join(env['HF_HOME'], 'hub')} " in info.stdout and f"HF_HOME is {env['HF_HOME']}" \
+            in info.stdout, info.stdout
+        assert "NotToBeShown" not in info.stdout + info.stderr
+
+
 def test_an_endpoint_without_a_scheme_is_a_clear_error(monkeypatch, tmp_path):
     monkeypatch.setenv("HF_ENDPOINT", "127.0.0.1:8080")
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path))
