@@ -58,7 +58,8 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("prompt", nargs="*", metavar="PROMPT",
                    help='the text to continue; several words are joined with spaces. "-", or nothing with piped '
-                        'input, reads it from stdin. An empty prompt starts from <|endoftext|>.')
+                        'input, reads it from stdin. An empty prompt ("", or "-" with empty stdin) starts a new text from '
+                        '<|endoftext|>; nothing at all (no PROMPT, empty stdin) is an error.')
     g = p.add_argument_group("generation")
     g.add_argument("-m", "--model", default=DEFAULT_MODEL, metavar="NAME_OR_DIR",
                    help=f"a Hub name (gpt2, gpt2-medium, gpt2-large, gpt2-xl, distilgpt2, owner/name) or a "
@@ -251,7 +252,10 @@ def _generate(args) -> int:
     model = AutoModelForCausalLM.from_pretrained(args.model, **_dtype_options(args.dtype))
     tokenizer = _load_tokenizer(args.model)
     # (verbose=False: a prompt too long for the model gets our own one-line error below, not the tokenizer's)
-    ids = tokenizer(prompt, verbose=False).input_ids or [model.config.bos_token_id]  # empty: start a new text
+    ids = tokenizer(prompt, verbose=False).input_ids
+    if not ids:  # an empty prompt ("", or "-" with empty stdin): a new text, as GPT-2 was trained to start one
+        ids = [model.config.bos_token_id]
+        print(f"[the prompt is empty: starting a new text from {tokenizer.decode(ids)}]", file=sys.stderr)
     n_positions = model.config.n_positions
     if len(ids) >= n_positions:
         raise ValueError(f"the prompt is {len(ids)} tokens long, but {args.model} reads at most {n_positions}")
@@ -386,8 +390,15 @@ def _print_stats(prompt_tokens, new_tokens, first_token_seconds, total_seconds, 
 
 
 def _prompt_text(words) -> str:
-    if words == ["-"] or (not words and not sys.stdin.isatty()):
+    if words == ["-"]:
         return _read_stdin()
+    if not words and not sys.stdin.isatty():
+        text = _read_stdin()
+        if not text:  # (nothing piped in, or stdin is /dev/null: no prompt was given; "" or "-" ask for an empty one)
+            raise UsageError('no prompt: nothing was given and stdin was empty. Give one, e.g. python -m minigpt2 '
+                             '"Once upon a time", or pipe it in (echo "Once upon a time" | python -m minigpt2); '
+                             'an empty prompt, "", starts a new text from <|endoftext|>')
+        return text
     if not words:
         raise UsageError('give a prompt, e.g. python -m minigpt2 "Once upon a time" (or pipe it in)')
     return " ".join(_utf8_argument(word, "the prompt") for word in words)

@@ -188,3 +188,21 @@ def test_a_kernel_cache_that_cannot_be_written_is_said_once_with_the_fix(model_d
     first, again = (with_quick_calibration("--info", env=writable) for _ in range(2))
     assert b"cannot be saved" not in first.stderr + again.stderr and b"[test: calibrating]" not in again.stderr
     assert f"cached in {tmp_path / 'mine' / 'minigpt2'}".encode() in again.stdout
+
+
+# -- 8. empty stdin --------------------------------------------------------------------------------------------
+
+def test_no_prompt_and_empty_stdin_is_a_usage_error_but_an_empty_prompt_starts_a_new_text(model_dir):
+    """Nothing at all (no PROMPT, stdin empty or /dev/null) is a usage error; an empty prompt asked for ("" as the
+    argument, or "-" with empty stdin) starts from <|endoftext|>, the same text either way, and says so."""
+    nothing = minigpt2("-m", model_dir, "-n", "3", stdin=b"\n")  # (echo "" |: the newline ends the text, not in it)
+    one_line_error(nothing, 2, "no prompt: nothing was given and stdin was empty", 'echo "Once upon a time" |')
+    with open(os.devnull, "rb") as devnull:
+        done = subprocess.run([sys.executable, "-m", "minigpt2", "-m", model_dir, "-n", "3"], stdin=devnull,
+                              capture_output=True, timeout=120)
+    one_line_error(done, 2, "stdin was empty")
+    argument = minigpt2("-m", model_dir, "--greedy", "-n", "3", "")
+    dash = minigpt2("-m", model_dir, "--greedy", "-n", "3", "-", stdin=b"")
+    assert argument.returncode == dash.returncode == 0 and argument.stdout == dash.stdout, dash.stderr
+    assert argument.stdout.strip()
+    assert argument.stderr == dash.stderr == b"[the prompt is empty: starting a new text from <|endoftext|>]\n"
