@@ -8,6 +8,7 @@ tokens. Exit codes: 0 done, 1 error (a one-line message), 2 wrong usage, 130 int
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import platform
 import sys
@@ -82,7 +83,9 @@ def build_parser() -> argparse.ArgumentParser:
     r = p.add_argument_group("runtime")
     r.add_argument("--backend", choices=("auto", "numpy", "c"),
                    help="the kernels: the NumPy reference or the C core (default: $MINIGPT2_BACKEND or auto)")
-    r.add_argument("--threads", type=_positive_int, metavar="N", help="threads for the C kernels")
+    r.add_argument("--threads", type=_thread_count, metavar="N",
+                   help=f"threads for the C kernels, 1 to {_max_threads()} (default: $MINIGPT2_NUM_THREADS, else "
+                        f"the cores)")
     r.add_argument("--dtype", choices=("float32", "bfloat16", "float16", "int8"),
                    help="the weights' format: float32 (default), bfloat16 or float16 (half the bytes), int8 "
                         "(about a quarter); activations stay float32 (docs/numerics.md)")
@@ -102,16 +105,35 @@ def _number(convert, check, allowed):
         try:
             value = convert(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a number; expected {allowed}") from None
+            raise argparse.ArgumentTypeError(f"{text!r} {_not_a(convert, text)}; expected {allowed}") from None
+        if not math.isfinite(value):  # (only floats: "inf" and "nan" are not ints)
+            raise argparse.ArgumentTypeError(f"{text} is not a finite number; expected {allowed}")
         if not check(value):
             raise argparse.ArgumentTypeError(f"{text} is not allowed; expected {allowed}")
         return value
     return parse
 
 
+def _not_a(convert, text) -> str:
+    """What ``text`` is not, when ``convert`` refused it: a number, a whole number, or a finite whole number."""
+    if convert is int:
+        try:
+            return "is not a whole number" if math.isfinite(float(text)) else "is not a finite whole number"
+        except ValueError:
+            pass
+    return "is not a number"
+
+
+def _max_threads() -> int:
+    from .backend import MAX_THREADS
+
+    return MAX_THREADS
+
+
 _positive_int = _number(int, lambda v: v > 0, "an integer >= 1")
 _non_negative_int = _number(int, lambda v: v >= 0, "an integer >= 0")
-_positive_float = _number(float, lambda v: 0 < v < float("inf"), "a number > 0")
+_thread_count = _number(int, lambda v: 1 <= v <= _max_threads(), f"an integer from 1 to {_max_threads()}")
+_positive_float = _number(float, lambda v: v > 0, "a number > 0")
 _probability = _number(float, lambda v: 0 < v <= 1, "a number in (0, 1]")
 
 

@@ -206,3 +206,15 @@ def test_no_prompt_and_empty_stdin_is_a_usage_error_but_an_empty_prompt_starts_a
     assert argument.returncode == dash.returncode == 0 and argument.stdout == dash.stdout, dash.stderr
     assert argument.stdout.strip()
     assert argument.stderr == dash.stderr == b"[the prompt is empty: starting a new text from <|endoftext|>]\n"
+
+
+# -- 9. numbers out of range ------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("args,message", [
+    (["--threads", "1000"], "argument --threads: 1000 is not allowed; expected an integer from 1 to 256"),
+    (["-t", "inf"], "argument -t/--temperature: inf is not a finite number; expected a number > 0"),
+    (["-t", "nan"], "argument -t/--temperature: nan is not a finite number"),
+    (["--threads", "inf"], "'inf' is not a finite whole number; expected an integer from 1 to 256"),
+], ids=["threads-1000", "t-inf", "t-nan", "threads-inf"])
+def test_numbers_out_of_range_are_usage_errors_naming_the_range(model_dir, args, message):
+    one_line_error(minigpt2("-m", model_dir, "-n", "2", *args, "Hi"), 2, message)
