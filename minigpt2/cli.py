@@ -59,8 +59,8 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("prompt", nargs="*", metavar="PROMPT",
                    help='the text to continue; several words are joined with spaces. "-", or nothing with piped '
-                        'input, reads it from stdin. An empty prompt ("", or "-" with empty stdin) starts a new text from '
-                        '<|endoftext|>; nothing at all (no PROMPT, empty stdin) is an error.')
+                        'input, reads it from stdin. An empty prompt ("", or "-" with empty stdin) starts a new text '
+                        'from <|endoftext|>; nothing at all (no PROMPT, empty stdin) is an error.')
     g = p.add_argument_group("generation")
     g.add_argument("-m", "--model", default=DEFAULT_MODEL, metavar="NAME_OR_DIR",
                    help=f"a Hub name (gpt2, gpt2-medium, gpt2-large, gpt2-xl, distilgpt2, owner/name) or a "
@@ -249,7 +249,8 @@ def _generation_settings(args) -> dict:
     if args.greedy and args.beams:
         raise UsageError("--greedy and --beams are two different strategies; choose one")
     if (args.greedy or args.beams) and sampling_flags:
-        raise UsageError(f"{', '.join(sampling_flags)} shape random sampling, but "
+        verb = "shapes" if len(sampling_flags) == 1 else "shape"
+        raise UsageError(f"{', '.join(sampling_flags)} {verb} random sampling, but "
                          f"{'--greedy' if args.greedy else '--beams'} does not sample")
     if args.greedy and args.num_sequences > 1:
         raise UsageError("--greedy has only one answer; use sampling or --beams for several sequences")
@@ -521,7 +522,8 @@ def _info(dtype=None) -> int:
           f"bfloat16 | float16 (half the bytes) | int8 (about a quarter); activations stay float32")
     source = settings.get("token_source")  # (never the token itself)
     token = ("not set (HF_TOKEN, or the file HF_HOME/token that `hf auth login` writes)" if source is None else
-             f"set (from {source})" if source in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN") else f"set (in the file {source})")
+             f"set (from {source})" if source in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN") else
+             f"set (in the file {source})")
     print(f"Hub: {settings['endpoint']} (HF_ENDPOINT); token {token}; offline {'yes' if settings['offline'] else 'no'} "
           f"(HF_HUB_OFFLINE)")
     print(f"cache: {settings['cache_dir']} (HF_HUB_CACHE, or HF_HOME/hub; HF_HOME is {settings['hf_home']})")

@@ -220,7 +220,8 @@ class GPT2Config:
     def from_json_file(cls, path) -> "GPT2Config":
         config_dict = read_json_object(path)
         # keys that cannot be attributes: Python's "self" (GPT2Config(self=...) is a TypeError), dunders, methods
-        reserved = sorted(k for k in config_dict if k == "self" or k.startswith("__") or callable(getattr(cls, k, None)))
+        reserved = sorted(k for k in config_dict
+                          if k == "self" or k.startswith("__") or callable(getattr(cls, k, None)))
         if reserved:
             raise ValueError(f"{path}: the key{'s' if len(reserved) > 1 else ''} {', '.join(map(repr, reserved))} "
                              f"cannot be a config setting (a name Python or GPT2Config uses itself); remove it")

@@ -1,7 +1,8 @@
 """The pre-flight check: ``python -m minigpt2 --doctor``, the first thing a workshop participant runs.
 
-One line per check, ``[ ok ]``, ``[warn]`` (works, but not as well as it could) or ``[FAIL]`` (a tutorial
-will break), each failure or warning with its fix. The exit status is for scripts: 0 when nothing failed,
+One line per check, ``[ ok ]``, ``[warn]`` (works, but not as well as it could), ``[FAIL]`` (a tutorial
+will break) or ``[skip]`` (a check for the tutorials, in an install that has none: not a git checkout), each
+failure or warning with its fix. The exit status is for scripts: 0 when nothing failed,
 1 otherwise (warnings do not fail). Nothing waits long: the Hub is asked once, with a 3-second timeout, and
 only when GPT-2 is not already cached (HF_HUB_OFFLINE=1 skips even that; HF_ENDPOINT is honoured).
 
@@ -18,7 +19,7 @@ import time
 
 __all__ = ["main", "run_checks", "workshop_cache_dir", "figures_dir"]
 
-OK, WARN, FAIL = "ok", "warn", "FAIL"
+OK, WARN, FAIL, SKIP = "ok", "warn", "FAIL", "skip"
 SUPPORTED_PYTHON = ((3, 9), (3, 13))
 RUNTIME = ("numpy", "regex", "safetensors", "huggingface_hub", "cffi")
 TUTORIALS = ("matplotlib", "jupyterlab", "ipywidgets", "jupytext")
@@ -64,7 +65,22 @@ def check_packages():
     return (FAIL, text, f"pip install {' '.join(missing)}") if missing else (OK, text, None)
 
 
+def _tutorials_dir():
+    """The tutorials/ folder of the git checkout minigpt2 runs from, or None (installed with pip: no tutorials)."""
+    here = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tutorials")
+    return here if os.path.isfile(os.path.join(here, "requirements-workshop.txt")) else None
+
+
+def _not_a_checkout(what):
+    """A SKIP result for a check that only matters for the tutorials, when there are none."""
+    where = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    return SKIP, (f"{what}: skipped: not a checkout (minigpt2 is installed in {where}, without the tutorials; "
+                  f"they come with the git repository)"), None
+
+
 def check_tutorial_packages():
+    if _tutorials_dir() is None:
+        return _not_a_checkout("tutorials")
     found = {p: _version(p) for p in TUTORIALS}
     text = "tutorials: " + ", ".join(f"{p} {v or 'MISSING'}" for p, v in found.items())
     if not found["matplotlib"] or not found["jupyterlab"]:
@@ -170,6 +186,8 @@ def check_gpt2(timeout=3.0):
 
 
 def check_figures():
+    if _tutorials_dir() is None:
+        return _not_a_checkout("figures")
     try:
         import matplotlib
     except ImportError:
@@ -251,6 +269,7 @@ def main(out=None) -> int:
         print(f"[{status:^4}] {text}" + (f"\n       fix: {fix}" if fix and status != OK else ""), file=out)
     failed = sum(status == FAIL for status, _, _ in results)
     warned = sum(status == WARN for status, _, _ in results)
-    print(f"{'ready' if not failed else 'NOT ready'}: {len(results) - failed - warned} ok, {warned} warning(s), "
-          f"{failed} failure(s)", file=out)
+    skipped = sum(status == SKIP for status, _, _ in results)
+    print(f"{'ready' if not failed else 'NOT ready'}: {len(results) - failed - warned - skipped} ok, "
+          f"{f'{skipped} skipped, ' if skipped else ''}{warned} warning(s), {failed} failure(s)", file=out)
     return 1 if failed else 0

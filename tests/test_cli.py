@@ -213,7 +213,8 @@ USAGE_ERRORS = [
     (["--greedy", "--beams", "2", "hi"], "choose one"),
     (["--beams", "2", "-N", "3", "hi"], "must be <= --beams"),
     (["--greedy", "-N", "2", "hi"], "only one answer"),
-    (["--greedy", "-s", "4", "hi"], "--seed shape random sampling, but --greedy does not sample"),
+    (["--greedy", "-s", "4", "hi"], "--seed shapes random sampling, but --greedy does not sample"),
+    (["--greedy", "-t", "0.5", "-s", "4", "hi"], "--temperature, --seed shape random sampling, but --greedy does not"),
     (["--beams", "2", "-s", "4", "hi"], "--beams does not sample"),
     (["--beams", "2", "--candidates", "3", "hi"], "--candidates"),
     (["-t", "0", "hi"], "expected a number > 0"),
@@ -301,3 +302,52 @@ def test_streams_and_ctrl_c_keeps_the_text(slow_model_dir):
     assert process.returncode == 130
     assert text.startswith("Streaming test:") and text.endswith("\n") and len(text) > len(printed.decode())
     assert "Traceback" not in err.decode() and "[interrupted]" in err.decode()
+
+
+def test_ctrl_c_while_minigpt2_is_imported_exits_130_without_a_traceback():
+    """Importing minigpt2 (NumPy, the C core, ...) takes a while on a cold laptop; Ctrl-C then must not print a
+    traceback from deep inside an import (or NumPy's "bad install" advice, which wraps it). The signal is sent
+    when -X importtime reports the first minigpt2 module done: the package's own imports are under way."""
+    process = subprocess.Popen([sys.executable, "-X", "importtime", "-m", "minigpt2", "--info"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
+                               preexec_fn=default_ctrl_c, env={**os.environ, "MINIGPT2_KERNEL": "numpy"})
+    try:
+        for line in process.stderr:
+            if line.rstrip().endswith(b" minigpt2.checks"):
+                process.send_signal(signal.SIGINT)
+                break
+        else:
+            pytest.fail("minigpt2.checks was never imported")
+        out, err = process.communicate(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 130 and out == b"", err
+    assert b"Traceback" not in err and b"KeyboardInterrupt" not in err and b"[interrupted]" in err
+
+
+def test_doctor_on_an_install_that_is_not_a_checkout_skips_the_tutorial_checks(tmp_path):
+    """Installed with pip there is no tutorials/ folder: the checks for the tutorials (their packages, figures) say
+    "skipped: not a checkout" instead of failing with a fix that names tutorials/requirements-workshop.txt."""
+    import shutil
+
+    import minigpt2
+
+    shutil.copytree(os.path.dirname(minigpt2.__file__), tmp_path / "site-packages" / "minigpt2",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    env = {**os.environ, "PYTHONPATH": str(tmp_path / "site-packages"), "MINIGPT2_KERNEL": "numpy",
+           "HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": str(tmp_path / "hub")}
+    done = subprocess.run(cli("--doctor"), capture_output=True, text=True, env=env, cwd=str(tmp_path), timeout=120)
+    assert "FAIL" not in done.stdout and done.returncode == 0, done.stdout + done.stderr
+    lines = done.stdout.splitlines()
+    assert [line.split(":")[0] for line in lines if "skipped: not a checkout" in line] == ["[skip] tutorials",
+                                                                                          "[skip] figures"]
+    assert "requirements-workshop" not in done.stdout and "2 skipped" in lines[-1]
+
+
+def test_train_help_shows_plain_text():
+    """train --help is made from the module's docstring: its reST markup (``python -m minigpt2 train``) must not
+    show up literally."""
+    done = subprocess.run(cli("train", "--help"), capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and "python -m minigpt2 train --data" in done.stdout, done.stderr
+    assert "``" not in done.stdout and "python -m minigpt2 -- train" in done.stdout

@@ -44,8 +44,9 @@ def _float(low, *, open_low=False, high=None):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m minigpt2 train", description=__doc__.split("\n\n")[0],
-                                epilog=__doc__.split("\n\n", 1)[1], formatter_class=argparse.RawDescriptionHelpFormatter)
+    text = __doc__.replace("``", "")  # (reST literals: plain text in --help)
+    p = argparse.ArgumentParser(prog="python -m minigpt2 train", description=text.split("\n\n")[0],
+                                epilog=text.split("\n\n", 1)[1], formatter_class=argparse.RawDescriptionHelpFormatter)
     d = p.add_argument_group("data")
     d.add_argument("--data", metavar="FILE_OR_DIR", help="a UTF-8 text file, or a folder of them (tokenized once "
                    "into OUT/data/*.bin; needed unless --resume finds them there)")
