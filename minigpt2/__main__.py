@@ -7,8 +7,8 @@ from .cli import main
 
 
 def run():
-    if getattr(signal.getsignal(signal.SIGINT), "__name__", "") == "_interrupted_while_starting":
-        signal.signal(signal.SIGINT, signal.default_int_handler)  # (set while minigpt2 was imported: see there)
+    if getattr(signal.getsignal(signal.SIGINT), "__name__", "") == "interrupted_while_starting":
+        signal.signal(signal.SIGINT, signal.default_int_handler)  # (set while minigpt2 was imported: _starting.py)
     code = main()
     if code == 130:
         # Ctrl-C: leave at once. huggingface_hub 1.x/2.x download in worker threads that Python would otherwise
