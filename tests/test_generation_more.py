@@ -6,6 +6,7 @@ rounding through two layers, as tests/conftest.py's assert_close).
 """
 from __future__ import annotations
 
+import copy
 import json
 
 import numpy as np
@@ -413,3 +414,164 @@ def test_pipeline_constructor_options(pipes):
         ours(PROMPTS[0], batchsize=2)
     with pytest.raises(ValueError, match="batch_size must be a positive integer"):
         ours(PROMPTS, batch_size=0)
+
+
+# -- 4. code written for transformers: its GenerationConfig, float lengths, off-strategy settings, token types -----
+
+def _both(small, ids, **kwargs):
+    """(ours, transformers') generate() on the same prompt and arguments; an exception is returned, not raised."""
+    _, hf, ours = small
+    results = []
+    for run in (lambda: ours.generate(ids, **kwargs), lambda: _hf_generate(hf, ids, **kwargs)):
+        try:
+            results.append(run())
+        except Exception as error:  # noqa: BLE001 - compared below
+            results.append(error)
+    return results
+
+
+HF_CONFIGS = [
+    dict(max_new_tokens=5),
+    dict(max_new_tokens=5, repetition_penalty=1.5, no_repeat_ngram_size=2),
+    dict(max_new_tokens=4, num_beams=3, num_return_sequences=2, length_penalty=0.5),
+    dict(max_new_tokens=4, do_sample=True, top_p=0.0),  # top_p=0 keeps the best token: sampling is greedy
+    dict(max_length=9, cache_implementation="static", return_legacy_cache=True, low_memory=True),  # inert
+]
+
+
+@pytest.mark.parametrize("settings", HF_CONFIGS, ids=str)
+def test_a_transformers_generation_config_is_read(small, settings):
+    """generate(generation_config=transformers.GenerationConfig(...)) and model.generation_config = it: the same
+    tokens as transformers (which fills the settings left at their defaults from the model's, eos and bos here)."""
+    _, hf, ours = small
+    ids = np.random.default_rng(21).integers(1, 64, (2, 5))
+    got, want = _both(small, ids, generation_config=transformers.GenerationConfig(**settings))
+    _same(got, want)
+    model = GPT2LMHeadModel.from_pretrained(small[0])
+    model.generation_config = transformers.GenerationConfig(**settings, eos_token_id=0, pad_token_id=0)
+    _same(model.generate(ids, attention_mask=np.ones_like(ids)), want)
+
+
+def test_use_model_defaults_false_as_in_transformers(small):
+    _, hf, ours = small
+    ids = np.random.default_rng(22).integers(1, 64, (1, 5))
+    hf_model, our_model = copy.deepcopy(hf), GPT2LMHeadModel.from_pretrained(small[0])
+    for model in (hf_model, our_model):
+        model.generation_config.repetition_penalty = 3.0
+    for use in (None, False):
+        config = transformers.GenerationConfig(max_new_tokens=6)
+        with torch.no_grad():
+            want = hf_model.generate(torch.tensor(ids), attention_mask=torch.ones(ids.shape, dtype=torch.long),
+                                     generation_config=config, use_model_defaults=use)
+        _same(our_model.generate(ids, generation_config=config, use_model_defaults=use), want)
+
+
+@pytest.mark.parametrize("settings,name", [
+    (dict(num_beams=4, num_beam_groups=2, diversity_penalty=1.0), "num_beam_groups"),  # HF: moved to the Hub
+    (dict(penalty_alpha=0.6, top_k=4), "penalty_alpha"),  # contrastive search: moved to the Hub
+    (dict(dola_layers="low"), "dola_layers"),
+    (dict(num_beams=2, force_words_ids=[[5]]), "force_words_ids"),
+    (dict(guidance_scale=3.0), "guidance_scale"),  # HF runs classifier-free guidance
+    (dict(encoder_repetition_penalty=3.0), "encoder_repetition_penalty"),  # HF penalises the prompt's tokens
+    (dict(prompt_lookup_num_tokens=2), "prompt_lookup_num_tokens"),
+    (dict(num_beams=2, low_memory=True), "low_memory"),  # HF refuses it too
+], ids=str)
+def test_a_strategy_minigpt2_lacks_is_a_clear_error(small, settings, name):
+    """What transformers does with these is not what minigpt2's strategies do: an error naming the setting, as a
+    generate() argument and inside a transformers GenerationConfig, never a silent fallback."""
+    ids = np.random.default_rng(23).integers(1, 64, (1, 5))
+    got, want = _both(small, ids, max_new_tokens=4, **settings)
+    assert isinstance(got, ValueError) and f"{name}=" in str(got) and "minigpt2" in str(got), got
+    if not isinstance(want, Exception):  # transformers ran it: its tokens are not greedy search's
+        plain = _hf_generate(small[1], ids, max_new_tokens=4,
+                             **{k: v for k, v in settings.items() if k in ("num_beams",)})
+        assert name in ("prompt_lookup_num_tokens",) or not np.array_equal(want.numpy(), plain.numpy()), name
+    with pytest.raises(ValueError, match=f"{name}="):
+        small[2].generate(ids, generation_config=transformers.GenerationConfig(max_new_tokens=4, **settings))
+
+
+@pytest.mark.parametrize("settings", [dict(guidance_scale=1.0), dict(penalty_alpha=0.6, do_sample=True),
+                                      dict(num_beams=2, diversity_penalty=0.5), dict(synced_gpus=False),
+                                      dict(use_cache=False, cache_implementation="dynamic")], ids=str)
+def test_settings_that_do_not_act_are_accepted(small, settings):
+    """Where transformers does not act on them (guidance_scale=1, penalty_alpha when sampling, ...), the result is
+    transformers'."""
+    ids = np.random.default_rng(24).integers(1, 64, (2, 5))
+    got, want = _both(small, ids, max_new_tokens=4, **({"top_k": 1} if settings.get("do_sample") else {}),
+                      **settings)
+    _same(got, want)
+
+
+def test_an_unknown_setting_of_a_foreign_config_is_refused(small):
+    class Settings:  # duck-typed: anything with to_dict()
+        def __init__(self, **settings):
+            self.settings = settings
+
+        def to_dict(self):
+            return dict(self.settings, transformers_version="9.9", _from_model_config=True)
+
+    ids = np.array([[3, 4, 5]])
+    _same(small[2].generate(ids, generation_config=Settings(max_new_tokens=3, future_flag=None)),
+          _hf_generate(small[1], ids, max_new_tokens=3))
+    with pytest.raises(ValueError, match="future_flag=2.*does not know"):
+        small[2].generate(ids, generation_config=Settings(max_new_tokens=3, future_flag=2))
+
+
+@pytest.mark.parametrize("settings", [dict(max_new_tokens=3.0), dict(max_length=8.0), dict(max_new_tokens=np.float64(2)),
+                                      dict(min_new_tokens=2.0, max_new_tokens=3)], ids=str)
+def test_a_length_given_as_a_float(small, settings):
+    """transformers 4.57 takes a whole float as a length (min lengths not: an error in both)."""
+    ids = np.random.default_rng(25).integers(1, 64, (1, 5))
+    got, want = _both(small, ids, **settings)
+    if isinstance(want, Exception):
+        assert isinstance(got, (TypeError, ValueError)) and "min_new_tokens" in str(got)
+    else:
+        _same(got, want)
+    # transformers also runs max_length=8.5 (as 9): a fraction of a token is refused here
+    with pytest.raises(TypeError, match="max_length must be a whole number of tokens, got 8.5"):
+        small[2].generate(ids, max_length=8.5)
+
+
+@pytest.mark.parametrize("settings", [dict(top_k=-1), dict(top_k=0), dict(top_p=0.0), dict(temperature=0),
+                                      dict(temperature=0.0, top_p=2.0, typical_p=0.0, min_p=3.0)], ids=str)
+def test_sampling_settings_are_ignored_by_greedy_and_beam_search(small, settings):
+    ids = np.random.default_rng(26).integers(1, 64, (2, 5))
+    for strategy in (dict(), dict(num_beams=2)):
+        with pytest.warns(UserWarning, match="only matter"):
+            got, want = _both(small, ids, max_new_tokens=4, **strategy, **settings)
+        _same(got, want)
+
+
+@pytest.mark.parametrize("settings", [dict(top_k=0), dict(top_k=None), dict(top_p=0.0), dict(top_p=0.0, top_k=0),
+                                      dict(top_k=0, temperature=0.7), dict(top_p=1.5)], ids=str)
+def test_sampling_settings_at_their_edges(small, settings):
+    """top_k=0 (or None) turns top-k off, top_p=0 keeps the best token, top_p >= 1 keeps all: the first step's
+    processed scores are transformers' (they do not depend on the draws)."""
+    ids = np.random.default_rng(27).integers(1, 64, (2, 5))
+    common = dict(do_sample=True, max_new_tokens=1, output_scores=True, return_dict_in_generate=True, **settings)
+    got, want = _both(small, ids, **common)
+    _close(got.scores[0], want.scores[0].numpy(), "scores")
+
+
+@pytest.mark.parametrize("settings", [dict(top_k=-1), dict(temperature=0), dict(temperature=0.0), dict(top_k=4.0),
+                                      dict(top_p=-0.5)], ids=str)
+def test_sampling_settings_transformers_refuses(small, settings):
+    got, want = _both(small, np.array([[3, 4, 5]]), do_sample=True, max_new_tokens=2, **settings)
+    assert isinstance(want, ValueError) and isinstance(got, ValueError), (got, want)
+    assert next(iter(settings)) in str(got)
+
+
+@pytest.mark.parametrize("strategy", [dict(), dict(use_cache=False), dict(num_beams=3, num_return_sequences=2),
+                                      dict(do_sample=True, top_k=1, num_return_sequences=2)], ids=str)
+def test_token_type_ids_as_in_transformers(small, strategy):
+    """generate(**inputs) with token_type_ids: each new token takes its prompt's last type (transformers' rule)."""
+    ids = np.random.default_rng(28).integers(1, 64, (2, 5))
+    types = np.array([[0, 0, 1, 1, 1], [0, 1, 1, 2, 3]])
+    got = small[2].generate(ids, token_type_ids=types, max_new_tokens=4, seed=0, **strategy)
+    with torch.no_grad():
+        want = small[1].generate(torch.tensor(ids), attention_mask=torch.ones(ids.shape, dtype=torch.long),
+                                 token_type_ids=torch.tensor(types), max_new_tokens=4, **strategy)
+    _same(got, want)
+    assert not np.array_equal(got, small[2].generate(ids, max_new_tokens=4, seed=0, **strategy))
+    with pytest.raises(ValueError, match="token_type_ids must be integers of the prompt's shape"):
+        small[2].generate(ids, token_type_ids=types[:, 1:], max_new_tokens=2)

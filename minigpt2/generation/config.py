@@ -117,6 +117,9 @@ class GenerationConfig:
         for f in fields(self):  # None means "not set", as in HF: the default applies (top_k=None: no top-k)
             if getattr(self, f.name) is None and f.default is not None and f.name != "top_k":
                 setattr(self, f.name, f.default)
+        # HF takes a length given as a float (max_new_tokens=3.0, from arithmetic or a parsed file): a whole one
+        self.max_length = _whole_number("max_length", self.max_length)
+        self.max_new_tokens = _whole_number("max_new_tokens", self.max_new_tokens)
         _check_int("max_length", self.max_length, low=1)
         _check_int("max_new_tokens", self.max_new_tokens, low=1, optional=True)
         _check_int("min_length", self.min_length, low=0)
@@ -124,25 +127,11 @@ class GenerationConfig:
         _check_int("num_beams", self.num_beams, low=1)
         _check_int("num_return_sequences", self.num_return_sequences, low=1)
         _check_int("no_repeat_ngram_size", self.no_repeat_ngram_size, low=0)
-        _check_int("top_k", self.top_k, low=0, optional=True)
         for name in ("do_sample", "use_cache", "output_scores", "output_logits", "return_dict_in_generate",
                      "output_attentions", "output_hidden_states", "remove_invalid_values", "renormalize_logits"):
             if not isinstance(getattr(self, name), (bool, np.bool_)):
                 raise TypeError(f"{name} must be True or False, got {getattr(self, name)!r}")
-        t = _check_float("temperature", self.temperature)
-        if self.do_sample and not t > 0:
-            raise ValueError(f"temperature must be > 0 when sampling, got {t}; for the most likely token at each "
-                             f"step use greedy decoding (do_sample=False)")
-        p = _check_float("top_p", self.top_p)
-        if not 0 < p <= 1:
-            raise ValueError(f"top_p must be in (0, 1] (1 keeps every token), got {p}")
-        if self.min_p is not None and not 0 <= _check_float("min_p", self.min_p) <= 1:
-            raise ValueError(f"min_p must be in [0, 1] or None, got {self.min_p}")
-        if not 0 < _check_float("typical_p", self.typical_p) <= 1:
-            raise ValueError(f"typical_p must be in (0, 1] (1 = off), got {self.typical_p}")
-        for name in ("epsilon_cutoff", "eta_cutoff"):
-            if not 0 <= _check_float(name, getattr(self, name)) < 1:
-                raise ValueError(f"{name} must be in [0, 1) (0 = off), got {getattr(self, name)}")
+        self._check_sampling_settings()
         if self.bad_words_ids is not None:
             words = self.bad_words_ids
             if not (isinstance(words, (list, tuple)) and words and all(
@@ -190,11 +179,40 @@ class GenerationConfig:
             raise ValueError(f"num_return_sequences ({self.num_return_sequences}) must be <= num_beams "
                              f"({self.num_beams}): beam search returns its best beams")
 
+    def _check_sampling_settings(self):
+        """temperature, top_k, top_p, ...: numbers always; their ranges only when sampling, as in transformers 4.57,
+        whose greedy and beam search never read them (top_k=-1 or top_p=0 with do_sample=False only warn)."""
+        if self.top_k is not None and not is_number(self.top_k):
+            raise TypeError(f"top_k must be an integer or None, got {self.top_k!r}")
+        t = _check_float("temperature", self.temperature)
+        p = _check_float("top_p", self.top_p)
+        typical = _check_float("typical_p", self.typical_p)
+        min_p = None if self.min_p is None else _check_float("min_p", self.min_p)
+        cutoffs = {name: _check_float(name, getattr(self, name)) for name in ("epsilon_cutoff", "eta_cutoff")}
+        if not self.do_sample:
+            return
+        if not t > 0:
+            raise ValueError(f"temperature must be > 0 when sampling, got {t}; for the most likely token at each "
+                             f"step use greedy decoding (do_sample=False)")
+        if self.top_k is not None and not (is_int(self.top_k) and self.top_k >= 0):
+            raise ValueError(f"top_k must be a positive integer when sampling (0 or None: no top-k filtering), got "
+                             f"{self.top_k!r}")
+        if p < 0:  # HF: top_p=0 keeps the most likely token alone; top_p >= 1 keeps every token
+            raise ValueError(f"top_p must be in [0, 1] (1 keeps every token), got {p}")
+        if min_p is not None and not 0 <= min_p <= 1:
+            raise ValueError(f"min_p must be in [0, 1] or None, got {self.min_p}")
+        if not typical > 0:  # >= 1: off, as in HF
+            raise ValueError(f"typical_p must be in (0, 1] (1 = off), got {self.typical_p}")
+        for name, value in cutoffs.items():
+            if not 0 <= value < 1:
+                raise ValueError(f"{name} must be in [0, 1) (0 = off), got {value}")
+
     def warn_unused(self):
         """HF's warnings for settings that the chosen strategy ignores."""
         if not self.do_sample:
             unused = [f"{name}={getattr(self, name)}" for name, default in
-                      (("temperature", 1.0), ("top_p", 1.0), ("top_k", 50)) if getattr(self, name) != default]
+                      (("temperature", 1.0), ("top_p", 1.0), ("top_k", 50))
+                      if getattr(self, name) not in (default, None)]  # None: unset (HF says nothing either)
             if unused:
                 warnings.warn(f"{', '.join(unused)} only matter(s) when sampling; set do_sample=True to sample "
                               f"(greedy and beam search ignore it)", UserWarning, stacklevel=4)
@@ -210,6 +228,15 @@ def _check_int(name, value, *, low, optional=False):
         raise TypeError(f"{name} must be an integer{' or None' if optional else ''}, got {value!r}")
     if value < low:
         raise ValueError(f"{name} must be >= {low}, got {value}")
+
+
+def _whole_number(name, value):
+    """A float that is a whole number (3.0) as that int; anything else unchanged (the checks that follow judge it)."""
+    if isinstance(value, (float, np.floating)) and np.isfinite(value):
+        if not float(value).is_integer():
+            raise TypeError(f"{name} must be a whole number of tokens, got {value!r}")
+        return int(value)
+    return value
 
 
 def _check_float(name, value) -> float:

@@ -19,6 +19,7 @@ from ..layers import log_softmax
 from .beam import beam_search
 from .config import GenerationConfig, _as_token_list
 from .greedy import greedy_or_sample
+from .hf_settings import HF_ONLY, check_unsupported, read_hf_generation_config
 from .processors import build_logits_processors
 from .sampling import _rng
 from .stopping import MaxTimeCriteria, StopStringCriteria, merge_criteria
@@ -40,8 +41,8 @@ class GenerationMixin:
 
     @generation_config.setter
     def generation_config(self, value):
-        if not isinstance(value, GenerationConfig):
-            raise TypeError(f"generation_config must be a GenerationConfig, got {type(value).__name__}")
+        if not isinstance(value, GenerationConfig):  # a transformers GenerationConfig: its settings, converted
+            value = _from_hf_generation_config(value)
         self._generation_config = value
 
     def generate(self, inputs=None, generation_config=None, logits_processor=None, stopping_criteria=None,
@@ -56,6 +57,10 @@ class GenerationMixin:
         ids) -> allowed token ids``, each step), ``streamer`` (gets the prompt, then each new token, then
         ``end()``; batch size 1, not with beam search) and ``tokenizer`` (needed by ``stop_strings``). ``seed``
         (an int or a numpy Generator) makes sampling reproducible; so does ``minigpt2.set_seed``.
+        ``generation_config`` may be a transformers GenerationConfig (read through ``to_dict()``); transformers'
+        settings for strategies minigpt2 lacks (num_beam_groups, penalty_alpha, guidance_scale, assistant_model,
+        ...) are a ValueError naming them, those that cannot change the tokens (cache_implementation, ...) are
+        accepted (docs/generation.md lists both).
 
         With no length argument, 20 new tokens are generated (transformers 4.57's rule). Returns the prompts
         followed by the new tokens; sequences that end early are filled with ``pad_token_id`` (GPT-2 has none,
@@ -88,6 +93,8 @@ class GenerationMixin:
         flags = dict(output_attentions=cfg.return_dict_in_generate and cfg.output_attentions,
                      output_hidden_states=cfg.return_dict_in_generate and cfg.output_hidden_states)
         step = functools.partial(self._next_token_logits, **flags)
+        if model_kwargs.get("token_type_ids") is not None:
+            step = _with_token_types(step, model_kwargs["token_type_ids"], input_ids.shape)
         if cfg.num_beams == 1:
             return greedy_or_sample(step, input_ids, attention_mask, cfg, processors, eos, _rng(seed), streamer, stop)
         return beam_search(step, input_ids, attention_mask, cfg, processors, eos, _rng(seed), stop)
@@ -119,29 +126,43 @@ class GenerationMixin:
     # -- preparing ----------------------------------------------------------------------------------------
     def _merged_generation_config(self, generation_config, kwargs):
         """A copy of the defaults (or of ``generation_config``) updated with kwargs; the rest are model inputs."""
+        hf_settings = {}
         if generation_config is not None and not isinstance(generation_config, GenerationConfig):
-            kind = type(generation_config)
-            raise TypeError(f"generation_config must be a minigpt2.GenerationConfig, got {kind.__module__}."
-                            f"{kind.__qualname__}; build one with minigpt2.GenerationConfig(max_new_tokens=..., ...)")
+            ours, hf_settings = read_hf_generation_config(generation_config, GenerationConfig)
+            generation_config = GenerationConfig(**ours)
+        use_model_defaults = kwargs.pop("use_model_defaults", None)
         cfg = copy.deepcopy(generation_config if generation_config is not None else self.generation_config)
+        if generation_config is not None:
+            self._fill_from_model_defaults(cfg, use_model_defaults)
         model_kwargs = cfg.update(**kwargs)
-        if generation_config is not None:  # HF 4.57: settings left at the library default come from the model
-            default = GenerationConfig()
-            for f in fields(GenerationConfig):
-                model_value = getattr(self.generation_config, f.name)
-                if getattr(cfg, f.name) == getattr(default, f.name) != model_value:
-                    setattr(cfg, f.name, copy.deepcopy(model_value))
-            cfg.update(**kwargs)
-        unknown = [k for k in model_kwargs if k not in ("input_ids", "attention_mask")]
+        hf_settings.update({k: model_kwargs.pop(k) for k in list(model_kwargs) if k in HF_ONLY})
+        unknown = [k for k in model_kwargs if k not in ("input_ids", "attention_mask", "token_type_ids")]
         if unknown:
             allowed = [f.name for f in fields(GenerationConfig)] + list(GENERATE_ARGUMENTS)
-            close = {k: difflib.get_close_matches(k, allowed, 1, cutoff=0.75) for k in unknown}
+            close = {k: difflib.get_close_matches(k, allowed + list(HF_ONLY), 1, cutoff=0.75) for k in unknown}
             hints = [f"{k!r} (did you mean {close[k][0]!r}?)" if close[k] else repr(k) for k in unknown]
             raise TypeError(f"generate() got unexpected argument(s) {', '.join(hints)}; it accepts: "
                             f"{', '.join(allowed)}")
         cfg.validate()
+        check_unsupported(hf_settings, cfg)
         cfg.warn_unused()
         return cfg, model_kwargs
+
+    def _fill_from_model_defaults(self, cfg, use_model_defaults):
+        """HF 4.57: the settings of a given generation_config left at the library default come from the model's;
+        with use_model_defaults=False only the special tokens that it leaves unset do."""
+        model = self.generation_config
+        if use_model_defaults is False:
+            for name in ("bos_token_id", "eos_token_id", "pad_token_id"):
+                if getattr(cfg, name) is None:
+                    setattr(cfg, name, copy.deepcopy(getattr(model, name)))
+            return
+        default = GenerationConfig()
+        for f in fields(GenerationConfig):
+            if getattr(cfg, f.name) == getattr(default, f.name) != getattr(model, f.name):
+                setattr(cfg, f.name, copy.deepcopy(getattr(model, f.name)))
+        if cfg.temperature == 0.0:  # HF: temperature=0 in the given config, do_sample=True from the model's
+            cfg.do_sample = False
 
     def _prepare_inputs(self, inputs, model_kwargs, cfg):
         """Token ids [B, T] and the attention mask [B, T] (1 = token, 0 = left padding)."""
@@ -244,7 +265,8 @@ class GenerationMixin:
                              f"finished sequences are continued with it; pass a pad_token_id below {V}")
 
     # -- the model, one step ------------------------------------------------------------------------------
-    def _next_token_logits(self, new_ids, past, attention_mask, output_attentions=False, output_hidden_states=False):
+    def _next_token_logits(self, new_ids, past, attention_mask, output_attentions=False, output_hidden_states=False,
+                           token_type_ids=None):
         """Run the new tokens through the model with the cache; return logits at the last position, the cache, and
         the attentions and hidden states (None unless asked for).
 
@@ -256,7 +278,36 @@ class GenerationMixin:
         positions = np.where(attention_mask == 0, 1, positions)[:, -new_ids.shape[1]:]  # [N, t]
         # logits_to_keep=1: the head (V x E per position) runs on the last position alone.
         out = self(input_ids=new_ids, past_key_values=past, attention_mask=attention_mask, position_ids=positions,
-                   use_cache=True, logits_to_keep=1, return_dict=True, output_attentions=output_attentions,
+                   token_type_ids=token_type_ids, use_cache=True, logits_to_keep=1, return_dict=True, output_attentions=output_attentions,
                    output_hidden_states=output_hidden_states)
         seen = {"attentions": out.attentions, "hidden_states": out.hidden_states}
         return out.logits[:, -1].astype(np.float32, copy=False), out.past_key_values, seen
+
+
+def _with_token_types(step, token_type_ids, prompt_shape):
+    """``step`` given the token types of its new tokens: the prompt's ``token_type_ids`` [B, T], and for each
+    generated token the type of its prompt's last token (HF's rule). Rows are the prompts' in order, each repeated
+    for its beams or returned sequences (N = B * k), as the loops lay them out."""
+    types = np.asarray(token_type_ids)
+    if types.shape != prompt_shape or not (np.issubdtype(types.dtype, np.integer) or types.size == 0):
+        raise ValueError(f"token_type_ids must be integers of the prompt's shape {prompt_shape}, got "
+                         f"{types.dtype} {types.shape}")
+    B, T = prompt_shape
+
+    def typed_step(new_ids, past, mask, **flags):
+        N, t = new_ids.shape
+        L = mask.shape[1]  # the sequence so far; new_ids are its last t tokens
+        prompt = np.arange(N) // (N // B)
+        full = np.concatenate([types[prompt], np.repeat(types[prompt, -1:], L - T, axis=1)], axis=1)
+        return step(new_ids, past, mask, token_type_ids=full[:, L - t:], **flags)
+
+    return typed_step
+
+
+def _from_hf_generation_config(value) -> GenerationConfig:
+    """A transformers GenerationConfig (anything with to_dict()) as minigpt2's; a setting that would change what
+    transformers generates and that minigpt2 lacks is a ValueError."""
+    ours, hf_settings = read_hf_generation_config(value, GenerationConfig)
+    cfg = GenerationConfig(**ours)
+    check_unsupported(hf_settings, cfg)
+    return cfg

@@ -283,8 +283,8 @@ class TopPLogitsWarper:
     """
 
     def __init__(self, top_p: float, min_tokens_to_keep: int = 1):
-        if not 0 < top_p <= 1:
-            raise ValueError(f"top_p must be in (0, 1], got {top_p}")
+        if not 0 <= top_p <= 1:  # 0 keeps min_tokens_to_keep tokens, as in HF
+            raise ValueError(f"top_p must be in [0, 1], got {top_p}")
         self.top_p, self.min_tokens_to_keep = top_p, min_tokens_to_keep
 
     def __call__(self, input_ids, scores):
