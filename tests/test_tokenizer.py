@@ -1,6 +1,7 @@
 """minigpt2's tokenizer on its own: known ids, the algorithm's invariants, the API, errors, files, streaming.
 
-Comparisons with HF transformers / tiktoken / tokenizers are in test_tokenizer_parity.py.
+Comparisons with HF transformers / tiktoken / tokenizers are in test_tokenizer_parity.py (here only labels:
+text_target, which transformers' tokenizers produce from the same vocabulary).
 """
 import gzip
 import hashlib
@@ -645,3 +646,56 @@ def test_show_work():
     assert GPT2Tokenizer().show_work("é").pieces[0].byte_chars == "Ã©"
     with pytest.raises(TypeError):
         show_work(42)
+
+
+# -- labels: text_target / text_pair_target, against transformers 4.57 -----------------------------------------
+
+@pytest.fixture(scope="module")
+def hf_tokenizers(vocab_dir):
+    """transformers' GPT2Tokenizer and GPT2TokenizerFast on the bundled vocabulary (skipped without transformers)."""
+    transformers = pytest.importorskip("transformers")
+    files = (str(vocab_dir / "encoder.json"), str(vocab_dir / "vocab.bpe"))
+    made = {}
+    for name in ("GPT2Tokenizer", "GPT2TokenizerFast"):
+        if name == "GPT2TokenizerFast":
+            pytest.importorskip("tokenizers")
+        made[name] = getattr(transformers, name)(*files, model_max_length=1024)
+        made[name].pad_token = made[name].eos_token
+    return made
+
+
+def _plain(encoding):
+    return {k: (v.tolist() if hasattr(v, "tolist") else v) for k, v in encoding.items()}
+
+
+TARGET_CALLS = [
+    (("Hello world",), dict(text_target="Bye now")),
+    ((), dict(text_target="Bye now")),
+    ((), dict(text_target=["Bye now", "x"], padding=True, return_tensors="np")),
+    ((["Hello world", "a"],), dict(text_target=["Bye now", "x y z w"])),
+    ((["Hello world", "a"],), dict(text_target=["Bye", "x y z w"], padding=True, return_tensors="pt")),
+    (("Hello", "world"), dict(text_target="Bye", text_pair_target="now")),
+    (("Hello world is here",), dict(text_target="Bye now you all", max_length=2, truncation=True)),
+    (("Hello world",), dict(text_target="Bye now", return_attention_mask=False)),
+    (("a",), dict(text_pair_target="b")),  # without text_target, text_pair_target is not read (as HF)
+]
+
+
+@pytest.mark.parametrize("args,kwargs", TARGET_CALLS, ids=str)
+@pytest.mark.parametrize("name", ["GPT2Tokenizer", "GPT2TokenizerFast"])
+def test_text_target_gives_labels_as_in_transformers(hf_tokenizers, name, args, kwargs):
+    """tok(text, text_target=t): text's inputs plus "labels", t's input_ids (encoded, padded and truncated with
+    the same options); tok(text_target=t): t's own encoding."""
+    ours = {"GPT2Tokenizer": GPT2Tokenizer, "GPT2TokenizerFast": GPT2TokenizerFast}[name]
+    got = ours.from_pretrained("gpt2", pad_token="<|endoftext|>")(*args, **kwargs)
+    want = hf_tokenizers[name](*args, **kwargs)
+    assert type(got["input_ids"]) is type(got.get("labels", got["input_ids"]))
+    assert _plain(got) == _plain(want)
+
+
+def test_no_text_and_no_target(tok):
+    with pytest.raises(ValueError, match="no text given.*text_target"):
+        tok()
+    with pytest.warns(UserWarning, match="as_target_tokenizer.*deprecated"):
+        with tok.as_target_tokenizer():
+            assert tok("Hello").input_ids == [15496]

@@ -2,7 +2,9 @@
 encode_plus, batch_encode_plus, prepare_for_model, pad). Their options are EncodingOptions (options.py)."""
 from __future__ import annotations
 
+import contextlib
 import logging
+import warnings
 from typing import Any, Dict, List, Optional
 
 import numpy as np
@@ -61,7 +63,7 @@ class ModelInputs:
                          "template argument was passed! GPT-2 has no chat template, and minigpt2 does not render "
                          "Jinja templates: prompt the model with plain text")
 
-    def __call__(self, text=None, text_pair=None, **options) -> BatchEncoding:
+    def __call__(self, text=None, text_pair=None, text_target=None, text_pair_target=None, **options) -> BatchEncoding:
         """Tokenize one text or a batch: tok("Hi") or tok(["Hi", "Hello there"], padding=True, return_tensors="np").
 
         The options are HF's (EncodingOptions lists them with their defaults). padding: False | True/"longest" |
@@ -71,10 +73,31 @@ class ModelInputs:
         return_tensors: None (lists), or "np" or "pt": NumPy int64 arrays, with a batch axis even for one text.
         "pt" gives NumPy arrays too (minigpt2's models take NumPy; HF's PyTorch examples run unchanged); "tf",
         "jax" and "mlx" are a ValueError.
+
+        text_target (and text_pair_target) are encoded the same way, with the same options, and their input_ids
+        returned as "labels" beside text's inputs (HF's rule; with no text, the target's own encoding is returned).
         """
-        if text is None:
-            raise ValueError("no text given: call tokenizer(text) with a str or a list of str")
+        if text is None and text_target is None:
+            raise ValueError("no text given: call tokenizer(text) with a str or a list of str (or text_target= for "
+                             "labels)")
         o = EncodingOptions.resolve(self, options)
+        encodings = None if text is None else self._call_one(text, text_pair, o)
+        if text_target is None:
+            return encodings
+        targets = self._call_one(text_target, text_pair_target, o)
+        if encodings is None:
+            return targets
+        encodings["labels"] = targets["input_ids"]
+        return encodings
+
+    @contextlib.contextmanager
+    def as_target_tokenizer(self):
+        """HF's deprecated way to tokenize labels (GPT-2 encodes them like any text): use text_target= instead."""
+        warnings.warn("`as_target_tokenizer` is deprecated (transformers removes it in v5): tokenize labels with the "
+                      "text_target argument of tokenizer(...)", UserWarning, stacklevel=3)
+        yield
+
+    def _call_one(self, text, text_pair, o: EncodingOptions) -> BatchEncoding:
         batched = is_batch(text, o.is_split_into_words)
         if text_pair is not None and batched != is_batch(text_pair, o.is_split_into_words):
             raise ValueError("text and text_pair must both be single texts or both be batches")
