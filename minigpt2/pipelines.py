@@ -23,6 +23,7 @@ from dataclasses import fields
 import numpy as np
 
 from .generation import GenerationConfig, set_seed
+from .generation.hf_settings import HF_ONLY
 from .generation.mixin import GENERATE_ARGUMENTS
 
 __all__ = ["pipeline", "TextGenerationPipeline", "set_seed"]
@@ -36,7 +37,8 @@ LOADING_OPTIONS = ("torch_dtype", "dtype", "revision", "token", "trust_remote_co
 CALL_OPTIONS = ("return_full_text", "return_tensors", "return_text", "clean_up_tokenization_spaces",
                 "skip_special_tokens", "stop_sequence", "prefix", "batch_size", "num_workers")
 GENERATE_SETTINGS = tuple(f.name for f in fields(GenerationConfig)) + tuple(
-    name for name in GENERATE_ARGUMENTS if name not in ("input_ids", "attention_mask", "tokenizer"))
+    name for name in GENERATE_ARGUMENTS if name not in ("input_ids", "attention_mask", "tokenizer")) + (
+    "use_model_defaults",) + HF_ONLY  # (transformers' settings generate() accepts where they do not act, or refuses)
 
 
 def pipeline(task=None, model=None, tokenizer=None, config=None, device=None, framework=None, **kwargs):
@@ -103,7 +105,7 @@ def _check_names(kwargs, allowed, where):
         hints = [f"{k!r} (did you mean {close[k][0]!r}?)" if close[k] else repr(k) for k in unknown]
         raise TypeError(f"{where} got unexpected argument(s) {', '.join(hints)}; the text-generation pipeline "
                         f"accepts its options {', '.join(CALL_OPTIONS)}, and generate()'s settings (any "
-                        f"GenerationConfig field, {', '.join(GENERATE_SETTINGS[-5:])})")
+                        f"GenerationConfig field, logits_processor, stopping_criteria, prefix_allowed_tokens_fn, streamer, seed)")
 
 
 class TextGenerationPipeline:

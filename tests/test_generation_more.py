@@ -575,3 +575,15 @@ def test_token_type_ids_as_in_transformers(small, strategy):
     assert not np.array_equal(got, small[2].generate(ids, max_new_tokens=4, seed=0, **strategy))
     with pytest.raises(ValueError, match="token_type_ids must be integers of the prompt's shape"):
         small[2].generate(ids, token_type_ids=types[:, 1:], max_new_tokens=2)
+
+
+def test_pipeline_takes_what_generate_takes(pipes):
+    """A transformers setting generate() accepts where it does not act (guidance_scale=1, synced_gpus) is accepted
+    by the pipeline too, and one it refuses is refused with generate()'s message, not as an unknown name."""
+    _, ours, hf = pipes
+    common = dict(do_sample=False, max_new_tokens=4)
+    with torch.no_grad():
+        want = hf(PROMPTS[1], guidance_scale=1.0, synced_gpus=False, **common)
+    assert ours(PROMPTS[1], guidance_scale=1.0, synced_gpus=False, use_model_defaults=True, **common) == want
+    with pytest.raises(ValueError, match="guidance_scale=2.0 asks for classifier-free guidance"):
+        ours(PROMPTS[1], guidance_scale=2.0, **common)
