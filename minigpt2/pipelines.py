@@ -105,7 +105,8 @@ def _check_names(kwargs, allowed, where):
         hints = [f"{k!r} (did you mean {close[k][0]!r}?)" if close[k] else repr(k) for k in unknown]
         raise TypeError(f"{where} got unexpected argument(s) {', '.join(hints)}; the text-generation pipeline "
                         f"accepts its options {', '.join(CALL_OPTIONS)}, and generate()'s settings (any "
-                        f"GenerationConfig field, logits_processor, stopping_criteria, prefix_allowed_tokens_fn, streamer, seed)")
+                        f"GenerationConfig field, logits_processor, stopping_criteria, prefix_allowed_tokens_fn, "
+                        f"streamer, seed)")
 
 
 class TextGenerationPipeline:

@@ -82,9 +82,10 @@ def check_unsupported(settings: dict, cfg) -> None:
             value = settings[name]
             shown = type(value).__name__ if name == "assistant_model" else repr(value)
             raise ValueError(f"{name}={shown} asks for {what}, which minigpt2's generate does not implement: "
-                             f"remove it{' (' + hint[0] + ')' if hint else ''}. minigpt2 has greedy search, sampling (temperature, top_k, top_p, min_p, "
-                             f"typical_p, epsilon_cutoff, eta_cutoff) and beam search (num_beams, with or without "
-                             f"do_sample), with the processors listed in docs/generation.md")
+                             f"remove it{' (' + hint[0] + ')' if hint else ''}. minigpt2 has greedy search, "
+                             f"sampling (temperature, top_k, top_p, min_p, typical_p, epsilon_cutoff, eta_cutoff) "
+                             f"and beam search (num_beams, with or without do_sample), with the processors listed in "
+                             f"docs/generation.md")
 
 
 def read_hf_generation_config(obj, our_fields):

@@ -278,8 +278,8 @@ class GenerationMixin:
         positions = np.where(attention_mask == 0, 1, positions)[:, -new_ids.shape[1]:]  # [N, t]
         # logits_to_keep=1: the head (V x E per position) runs on the last position alone.
         out = self(input_ids=new_ids, past_key_values=past, attention_mask=attention_mask, position_ids=positions,
-                   token_type_ids=token_type_ids, use_cache=True, logits_to_keep=1, return_dict=True, output_attentions=output_attentions,
-                   output_hidden_states=output_hidden_states)
+                   token_type_ids=token_type_ids, use_cache=True, logits_to_keep=1, return_dict=True,
+                   output_attentions=output_attentions, output_hidden_states=output_hidden_states)
         seen = {"attentions": out.attentions, "hidden_states": out.hidden_states}
         return out.logits[:, -1].astype(np.float32, copy=False), out.past_key_values, seen
 
