@@ -587,3 +587,20 @@ def test_pipeline_takes_what_generate_takes(pipes):
     assert ours(PROMPTS[1], guidance_scale=1.0, synced_gpus=False, use_model_defaults=True, **common) == want
     with pytest.raises(ValueError, match="guidance_scale=2.0 asks for classifier-free guidance"):
         ours(PROMPTS[1], guidance_scale=2.0, **common)
+
+
+def test_a_generation_config_json_warns_only_of_settings_that_could_change_the_tokens(tmp_path):
+    """transformers writes settings such as cache_implementation into generation_config.json; they cannot change
+    the tokens, so reading them is silent; a strategy minigpt2 lacks (num_beam_groups) is named in a warning."""
+    import json
+    import warnings
+
+    (tmp_path / "generation_config.json").write_text(json.dumps(
+        {"bos_token_id": 1, "cache_implementation": "static", "return_legacy_cache": True,
+         "transformers_version": "4.57.6"}))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert minigpt2.GenerationConfig.from_pretrained(tmp_path).bos_token_id == 1
+    (tmp_path / "generation_config.json").write_text(json.dumps({"num_beam_groups": 2, "low_memory": True}))
+    with pytest.warns(UserWarning, match=r"\['num_beam_groups'\] are not implemented"):
+        minigpt2.GenerationConfig.from_pretrained(tmp_path)

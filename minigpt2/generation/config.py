@@ -10,6 +10,7 @@ from typing import Optional
 
 import numpy as np
 from ..checks import is_int, is_number
+from .hf_settings import INERT, METADATA
 
 GENERATION_CONFIG_NAME = "generation_config.json"
 
@@ -69,11 +70,12 @@ class GenerationConfig:
 
     @classmethod
     def from_dict(cls, config_dict: dict) -> "GenerationConfig":
-        """From the fields of a generation_config.json; metadata ("transformers_version", "_...") is skipped, and
+        """From the fields of a generation_config.json; metadata ("transformers_version", "_...") and transformers'
+        settings that cannot change the tokens (hf_settings.INERT: cache_implementation, ...) are skipped, and other
         settings minigpt2's generate does not implement are ignored with a warning."""
         names = {f.name for f in fields(cls)}
         ignored = sorted(k for k in config_dict if k not in names and not k.startswith("_")
-                         and k != "transformers_version")
+                         and k not in METADATA and k not in INERT)
         if ignored:
             warnings.warn(f"generation config settings {ignored} are not implemented by minigpt2's generate and are "
                           f"ignored", UserWarning, stacklevel=3)
