@@ -86,9 +86,12 @@ _workshop.check_close("my_split_heads == layers.split_heads", q,
 # with the head size. Then the **causal mask**: query i may see keys 0..i only. Masked scores are set to a
 # huge negative number, so that softmax gives them probability 0.
 #
-# Which number? Not `-inf`: a row in which *every* key is masked (it happens with padding) would become
-# `exp(-inf) / sum(exp(-inf)) = 0/0 = NaN`, and the NaN would spread. minigpt2 does what HF does and uses
-# the most negative float32, `layers.MASK_VALUE`: such a row turns into a harmless uniform distribution.
+# Which number? For the causal mask alone any will do, even `-inf` (what `layers.attention_probs` uses): every
+# query sees at least itself, so each row keeps a real score and `exp(MASK - max)` is exactly 0. Padding is
+# different (below): a query can have nothing but padding in view, and with `-inf` that row would become
+# `exp(-inf) / sum(exp(-inf)) = 0/0 = NaN`, and the NaN would spread. So padding gets the most negative float32,
+# `layers.MASK_VALUE`, *added* to its scores, as HF does: such a row turns into a harmless uniform distribution
+# over the keys it sees. Here we use MASK_VALUE for the causal mask too; the probabilities are the same.
 #
 # **✎ Exercise 4.1 · the causal mask.** Make `causal`, a `[T, T]` array of booleans, True where query i may
 # see key j (j ≤ i). Hint: `np.tril`.
