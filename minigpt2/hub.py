@@ -32,7 +32,6 @@ import errno
 import logging
 import os
 import socket
-import sys
 import time
 import warnings
 from urllib.parse import urlsplit
@@ -166,7 +165,7 @@ def resolve_file(name_or_path, filename, *, required=True, revision=None, cache_
     try:
         try:
             path = download(offline or unreachable is not None)
-        except OSError as e:
+        except Exception as e:  # (requests' errors are OSErrors, httpx's and httpx2's are not)
             # The look found the way open, yet the network failed (a proxy that accepts connections but reaches
             # nothing, a server that stopped answering): the files after this one go to the cache at once, and
             # this one is looked for there too.
@@ -347,20 +346,19 @@ def _proxy_for(url):
     return proxy
 
 
+# (the root of the module, the class) of the errors that mean "the network failed", in the HTTP library that
+# huggingface_hub uses: requests (0.x), httpx (1.x), httpx2 (2.x); and Python's own, from a socket
+NETWORK_ERRORS = {("requests", "ConnectionError"), ("requests", "Timeout"), ("httpx", "TransportError"),
+                  ("httpx2", "TransportError"), ("builtins", "ConnectionError"), ("builtins", "TimeoutError")}
+
+
 def _network_failure(error):
-    """Why the network failed, if ``error`` (or what caused it) is a connection, proxy or timeout error of the
-    HTTP library huggingface_hub uses (requests for 0.x, httpx for 1.x and 2.x); else None."""
-    kinds = []
-    requests = sys.modules.get("requests")
-    if requests is not None:
-        kinds += [requests.exceptions.ConnectionError, requests.exceptions.Timeout]
-    httpx = sys.modules.get("httpx")
-    if httpx is not None:
-        kinds.append(httpx.TransportError)
-    while error is not None and kinds:
+    """Why the network failed, if ``error`` (or what caused it) is a connection, proxy or timeout error (one of
+    NETWORK_ERRORS, found by the names of its classes: none of these libraries is imported here); else None."""
+    while error is not None:
         if type(error).__name__ == "OfflineModeIsEnabled":  # not the network: huggingface_hub's offline mode
             return None
-        if isinstance(error, tuple(kinds)):
+        if any((kind.__module__.split(".")[0], kind.__name__) in NETWORK_ERRORS for kind in type(error).__mro__):
             return _short_cause(error)
         error = error.__cause__ or error.__context__
     return None

@@ -288,11 +288,17 @@ def test_cli_with_the_network_down_uses_the_cache_at_once_and_says_so(more_repos
 def test_a_network_that_fails_after_the_look_leaves_the_other_files_to_the_cache(more_repos, monkeypatch):
     """The quick look found the way open, but the download's connection failed (a proxy error, which
     huggingface_hub 0.x raises instead of using its cache): this file and the next ones come from the cache, with
-    no more attempts on the network."""
+    no more attempts on the network. The error is that of the HTTP library the installed huggingface_hub uses:
+    requests (0.x), httpx (1.x) or httpx2 (2.x)."""
+    import importlib
+
     import huggingface_hub
-    import requests
 
     from minigpt2 import AutoTokenizer, hub
+
+    major = int(huggingface_hub.__version__.split(".")[0])
+    library = {0: "requests.exceptions", 1: "httpx"}.get(major, "httpx2")
+    ProxyError = importlib.import_module(library).ProxyError
 
     AutoTokenizer.from_pretrained("someone/withtok")
     GPT2LMHeadModel.from_pretrained("someone/withtok")
@@ -301,7 +307,7 @@ def test_a_network_that_fails_after_the_look_leaves_the_other_files_to_the_cache
     def proxy_fails(*args, local_files_only=False, **kwargs):
         if not local_files_only:
             attempts.append(args[1])
-            raise requests.exceptions.ProxyError("Unable to connect to proxy")
+            raise ProxyError("Unable to connect to proxy")
         return real(*args, local_files_only=True, **kwargs)
 
     monkeypatch.setattr(huggingface_hub, "hf_hub_download", proxy_fails)
