@@ -27,10 +27,13 @@ work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 echo "x86 CPUs: $(qemu-x86_64 --version | head -1)"
 
-# OPENBLAS_CORETYPE (set on some of our machines) would make NumPy's OpenBLAS run one CPU's kernels on another.
-run() {  # run CPU ENV... -- ARGS...: the CI's python under qemu, an empty cache directory, qemu's notes dropped
+# OPENBLAS_CORETYPE (set on some of our machines) would make NumPy's OpenBLAS run one CPU's kernels on another:
+# NumPy's import dies of an illegal instruction on the emulated Nehalem. Unset for every run below.
+unset OPENBLAS_CORETYPE OPENBLAS_L2_SIZE
+
+run() {  # run CPU COMMAND...: the command with an empty cache directory for CPU, qemu's notes dropped from stderr
   local cpu="$1" status=0; shift
-  env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE XDG_CACHE_HOME="$work/cache-$cpu" "$@" 2> "$work/stderr" || status=$?
+  env XDG_CACHE_HOME="$work/cache-$cpu" "$@" 2> "$work/stderr" || status=$?
   grep -v "TCG doesn't support" "$work/stderr" || true
   if [ "$status" != 0 ]; then
     echo "x86 CPUs: FAILED on $cpu (exit status $status$( [ "$status" -gt 128 ] && echo ", signal $(kill -l $((status - 128)))")): $*"
