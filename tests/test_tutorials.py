@@ -301,6 +301,8 @@ def test_doctor_prints_a_line_per_check_and_exits_1_on_a_failure(monkeypatch, tm
     results = doctor.run_checks()
     statuses = (doctor.OK, doctor.WARN, doctor.FAIL, doctor.SKIP)  # (SKIP: the tutorials' checks, on an install)
     assert len(results) == len(doctor.CHECKS) and all(s in statuses for s, _, _ in results)
+    skipped = [text for status, text, _ in results if status == doctor.SKIP]
+    assert bool(skipped) == (doctor._tutorials_dir() is None), f"a check skipped in a checkout: {skipped}"
     assert all(fix for status, _, fix in results if status in (doctor.WARN, doctor.FAIL)), \
         "every failure and warning has its fix"
 
