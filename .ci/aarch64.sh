@@ -13,7 +13,7 @@ cd "$(dirname "$0")/.."
 CC=${CC:-gcc}
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-sources="csrc/check_kernels.c csrc/variant_generic.c csrc/variant_avx2.c csrc/variant_avx512.c csrc/variant_neon.c csrc/dispatch.c csrc/parallel.c"
+sources="csrc/check_kernels.c csrc/variant_generic.c csrc/variant_avx2.c csrc/variant_avx512.c csrc/variant_neon.c csrc/dispatch.c csrc/parallel.c csrc/block.c"
 
 echo "aarch64: the check driver natively ($("$CC" -dumpmachine))"
 "$CC" -O3 -fno-trapping-math -pthread -Wall $sources -lm -o "$work/check-native"

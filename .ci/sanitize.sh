@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Build the C core once more with AddressSanitizer + UndefinedBehaviorSanitizer, in a scratch copy of
-# the package, and run the kernel tests against that build. Any report fails the step: ASan stops at
+# the package, and run the kernel tests (and the decoding block's, csrc/block.c) against that build. Any report fails the step: ASan stops at
 # the first error, and -fno-sanitize-recover=all makes UBSan stop too (the process dies, pytest fails).
 # The kernel tests run every compiled variant this CPU can run (generic, avx2, avx512 / neon), each
 # forced in turn, so every variant's code runs under the sanitizers.
@@ -18,7 +18,7 @@ echo "sanitize: building minigpt2._kernels with -fsanitize=address,undefined in 
 cp -r minigpt2 "$work/"
 rm -f "$work"/minigpt2/_kernels*
 mkdir "$work/tests"
-cp tests/test_kernels.py "$work/tests/"
+cp tests/test_kernels.py tests/test_block_kernel.py "$work/tests/"
 CC="$CC" MINIGPT2_CFLAGS="-fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer -g" \
     "$PYTHON" csrc/build_kernels.py "$work/minigpt2" > "$work/build.log" 2>&1 || { cat "$work/build.log"; exit 1; }
 library=$(ls "$work"/minigpt2/_kernels*.so)
@@ -35,5 +35,5 @@ export MINIGPT2_BACKEND=c MINIGPT2_REQUIRE_C=1  # importing minigpt2 fails if th
 cd "$work"
 "$PYTHON" -c "import minigpt2._kernels as k, sys; assert k.__file__.startswith('$work'), k.__file__; print('sanitize: testing', k.__file__)
 from minigpt2 import _tuning; print('sanitize: variants this CPU runs, each forced in turn:', ', '.join(_tuning.supported_variants()))"
-"$PYTHON" -m pytest -q -p no:cacheprovider --capture=sys tests/test_kernels.py  # reports go to the log
+"$PYTHON" -m pytest -q -p no:cacheprovider --capture=sys tests/test_kernels.py tests/test_block_kernel.py  # reports go to the log
 echo "sanitize: no AddressSanitizer or UBSan reports"

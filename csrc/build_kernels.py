@@ -35,7 +35,8 @@ from cffi import FFI
 HERE = os.path.dirname(os.path.abspath(__file__))
 HEADER = os.path.join(HERE, "kernels.h")
 # linear.c, attention.c and elementwise.c are compiled once per variant, through variant_*.c.
-SOURCES = ["variant_generic.c", "variant_avx2.c", "variant_avx512.c", "variant_neon.c", "dispatch.c", "parallel.c"]
+SOURCES = ["variant_generic.c", "variant_avx2.c", "variant_avx512.c", "variant_neon.c", "dispatch.c", "parallel.c",
+           "block.c"]
 
 
 def cdef_from_header(path=HEADER):

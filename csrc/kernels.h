@@ -20,11 +20,14 @@
  * Which variant (or NumPy) serves which call is chosen in Python (minigpt2/_tuning.py).
  */
 
+#ifndef MINIGPT2_KERNELS_H
+#define MINIGPT2_KERNELS_H 1 /* (included by every source; the structs below may be defined once) */
+
 #include <stdint.h> /* uint16_t: int8's float16 scales (cffi knows the type; it drops this line) */
 
 /* The interface's version: minigpt2/_ckernels.py refuses a library built from sources with another one (a
  * checkout updated since it was built), instead of calling functions whose arguments have changed. */
-#define MG_INTERFACE 4
+#define MG_INTERFACE 5
 
 #define MG_OK 0
 #define MG_ERR_SHAPE -1   /* a size is negative or zero where it must be positive */
@@ -113,3 +116,44 @@ int mg_layer_norm(int variant, const float *x, long x_stride, const float *weigh
 
 /* y = 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))) for n contiguous values (y may be x). */
 int mg_gelu_new(int variant, const float *x, float *y, long n);
+
+/* -- a decoding step's transformer block, in one call ---------------------------------------- */
+
+/* One weight matrix of a block: mg_linear's arguments other than x, y and the rows. */
+struct mg_linear_args {
+    int variant, prefetch, w_format, w_transposed;
+    const void *w;
+    long w_stride;
+    const uint16_t *scales;
+    long s_stride;
+    const float *bias;  /* NULL for none */
+    long n_in, n_out;
+};
+
+/* GPT-2's pre-norm block for `rows` sequences of one new token each (decoding), as minigpt2/modeling.py's
+ * transformer_block computes it, with the same kernels in the same order (so the same bits as calling them one
+ * by one): h = layer_norm(x); q, k, v = h @ c_attn; the new k, v written into the cache at `position`;
+ * a = attention(q, cache[0 : position + 1]) @ attn_proj; x1 = x + a; out = x1 + gelu_new(layer_norm(x1) @ c_fc)
+ * @ mlp_proj. Each kernel runs the variant (and prefetch kind) named for it. x, out: [rows, n_embd]
+ * contiguous; scratch: rows * (6 n_embd + n_inner) floats; keys, values: the layer's cache [rows, n_head,
+ * capacity, head_dim] with (batch, head, position) strides in floats; key_bias as for mg_attention. */
+struct mg_block_args {
+    long rows, n_embd, n_head, head_dim, n_inner;
+    const float *x;
+    float *out, *scratch;
+    int ln_variant;
+    const float *ln_1_weight, *ln_1_bias, *ln_2_weight, *ln_2_bias;
+    float eps;
+    struct mg_linear_args c_attn, attn_proj, c_fc, mlp_proj;
+    int attention_variant, attention_prefetch;
+    float scale;
+    float *keys, *values;
+    long k_strides[3], v_strides[3];
+    long position;
+    const float *key_bias;
+    long key_bias_stride;
+    int gelu_variant;
+};
+int mg_transformer_block(const struct mg_block_args *b);
+
+#endif

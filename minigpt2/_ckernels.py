@@ -1,4 +1,5 @@
-"""The C core's kernels, with the signatures of their NumPy twins in layers.py and activations.py.
+"""The C core's kernels, with the signatures of their NumPy twins in layers.py and activations.py (and
+modeling.transformer_block's, which the C core runs as one call of those kernels when decoding).
 
 Each function here checks what the C code assumes (float32, the innermost axis contiguous, shapes
 that agree) and calls into ``minigpt2._kernels`` (built from csrc/ by cffi). A case the C code does
@@ -19,13 +20,14 @@ from collections import Counter
 import numpy as np
 
 from . import _kernels as _extension
-from . import _tuning
+from . import _tuning, tracing
 from ._kernels import ffi, lib
+from .cache import _LayerSlot
 from .weights import BFloat16Weight, Int8Weight
 
-__all__ = ["linear", "layer_norm", "gelu_new", "attention", "calls", "KERNELS"]
+__all__ = ["linear", "layer_norm", "gelu_new", "attention", "transformer_block", "calls", "KERNELS"]
 
-INTERFACE = 4  # csrc/kernels.h MG_INTERFACE: the interface these wrappers call
+INTERFACE = 5  # csrc/kernels.h MG_INTERFACE: the interface these wrappers call
 if getattr(lib, "MG_INTERFACE", None) != INTERFACE:
     raise ImportError(f"the built extension minigpt2._kernels has interface {getattr(lib, 'MG_INTERFACE', 1)}, these "
                       f"sources need {INTERFACE}: it was built from other sources (rebuild it: pip install -e . or "
@@ -127,6 +129,13 @@ def _stored(weight):
     return code, values, scales, transposed
 
 
+def _pick_linear(code, transposed, rows):
+    """(variant, prefetch, name) of what serves a product in C, or None where NumPy's BLAS does."""
+    plan = _tuning.current()
+    by_rows = plan.linear if code == lib.MG_F32 else plan.narrow_linear[_NARROW[code]]
+    return by_rows[transposed][min(rows, _tuning.DECODE_MAX_ROWS + 1)]
+
+
 def linear(x, weight, bias=None):
     """x @ weight + bias, weight in any format of weights.py.  # [..., in] -> [..., out]"""
     if not _is_f32(x) or x.ndim == 0 or x.size == 0:
@@ -146,9 +155,7 @@ def linear(x, weight, bias=None):
         if not (_is_f32(bias) and bias.shape == (n_out,)):
             return NotImplemented
         bias = _contiguous(bias)
-    plan = _tuning.current()
-    by_rows = plan.linear if code == lib.MG_F32 else plan.narrow_linear[_NARROW[code]]
-    pick = by_rows[transposed][min(rows, _tuning.DECODE_MAX_ROWS + 1)]
+    pick = _pick_linear(code, transposed, rows)
     if pick is None:
         return _to_blas()
     x = _contiguous(x)
@@ -259,6 +266,106 @@ def attention(q, k, v, *, scale, causal, key_bias=None, head_mask=None):
     return out.transpose(0, 2, 1, 3)
 
 
+# -- a decoding step's block in one call --------------------------------------------------------------------
+
+def _block_linear(args, keep, layer, rows, n_in, n_out):
+    """Fill ``args`` (a struct mg_linear_args) for ``layer`` (a {"weight", "bias"} dict) with ``rows`` rows in C;
+    False if C does not serve that product as the model would call it. ``keep`` holds what must outlive the call."""
+    stored = _stored(layer["weight"])
+    if stored is None:
+        return False
+    code, values, scales, transposed = stored
+    bias = layer.get("bias")
+    if values.shape != (n_in, n_out) or not (bias is None or (_is_f32(bias) and bias.shape == (n_out,))):
+        return False
+    pick = _pick_linear(code, transposed, rows)
+    if pick is None:
+        return False
+    if transposed:
+        values, scales = values.T, None if scales is None else scales.T
+    args.variant, args.prefetch, args.w_format, args.w_transposed = pick[0], pick[1], code, transposed
+    args.w, args.w_stride = keep(ffi.from_buffer(values)), values.shape[1]
+    if scales is not None:
+        args.scales, args.s_stride = keep(ffi.from_buffer("uint16_t[]", scales)), scales.shape[1]
+    if bias is not None:
+        args.bias = keep(_floats(keep(_contiguous(bias))))
+    args.n_in, args.n_out = n_in, n_out
+    return True
+
+
+def transformer_block(x, p, *, layer_idx, config, scale, cache, mask, head_mask, output_attentions,
+                      encoder_states=None, encoder_mask=None):
+    """modeling.transformer_block for a decoding step (one new token per sequence), as one C call: the same
+    kernels in the same order, so the same result (csrc/block.c). Declines everything else: a prompt, cross-
+    attention, head masks, attention probabilities, tracing, another activation, or a kernel that NumPy serves."""
+    if (encoder_states is not None or head_mask is not None or output_attentions or tracing.active()
+            or config.activation_function != "gelu_new" or not isinstance(cache, _LayerSlot)):
+        return NotImplemented
+    if not _is_f32(x) or x.ndim != 3 or x.shape[1] != 1 or x.shape[2] != config.n_embd:
+        return NotImplemented
+    if not _is_scalar(scale) or (isinstance(scale, (np.ndarray, np.generic)) and scale.dtype != F32):
+        return NotImplemented  # (as attention(): a float64 NumPy scale makes NumPy compute in float64)
+    B, E, H = x.shape[0], config.n_embd, config.n_head
+    D = E // H
+    plan = _tuning.current()
+    if B > _tuning.DECODE_MAX_ROWS or H * D != E or D > MAX_HEAD_DIM or None in (
+            plan.layer_norm, plan.gelu_new, plan.attention_decode):
+        return NotImplemented
+    keys, values = cache.buffers.keys[cache.layer], cache.buffers.values[cache.layer]
+    position = cache.start
+    if keys.shape[:2] != (B, H) or keys.shape[3] != D or values.shape != keys.shape or position >= keys.shape[2]:
+        return NotImplemented
+    if not (keys.strides[3] == values.strides[3] == 4 and _aligned(keys) and _aligned(values)
+            and keys.flags.writeable and values.flags.writeable):
+        return NotImplemented
+    norms = [p["ln_1"]["weight"], p["ln_1"]["bias"], p["ln_2"]["weight"], p["ln_2"]["bias"]]
+    if not all(_is_f32(a) and a.shape == (E,) for a in norms):
+        return NotImplemented
+    kept = []
+
+    def keep(obj):
+        kept.append(obj)
+        return obj
+
+    args = ffi.new("struct mg_block_args *")
+    F = p["mlp"]["c_fc"]["weight"].shape[-1]
+    if not (_block_linear(args.c_attn, keep, p["attn"]["c_attn"], B, E, 3 * E)
+            and _block_linear(args.attn_proj, keep, p["attn"]["c_proj"], B, E, E)
+            and _block_linear(args.c_fc, keep, p["mlp"]["c_fc"], B, E, F)
+            and _block_linear(args.mlp_proj, keep, p["mlp"]["c_proj"], B, F, E)):
+        return NotImplemented
+    if mask is not None:
+        K = position + 1
+        if not _is_f32(mask) or mask.ndim != 4 or mask.shape[1:] != (1, 1, K) or mask.shape[0] not in (1, B):
+            return NotImplemented
+        args.key_bias = keep(_floats(keep(_contiguous(mask))))
+        args.key_bias_stride = K if mask.shape[0] == B else 0
+    x = _contiguous(x)
+    out = np.empty_like(x)
+    scratch = np.empty(B * (6 * E + F), F32)
+    args.rows, args.n_embd, args.n_head, args.head_dim, args.n_inner = B, E, H, D, F
+    args.x, args.out, args.scratch = keep(_floats(x)), keep(_floats(out)), keep(_floats(scratch))
+    args.ln_variant = plan.layer_norm[0]
+    args.ln_1_weight, args.ln_1_bias, args.ln_2_weight, args.ln_2_bias = (keep(_floats(keep(_contiguous(a))))
+                                                                          for a in norms)
+    args.eps = float(config.layer_norm_epsilon)
+    args.attention_variant, args.attention_prefetch = plan.attention_decode[0], plan.attention_decode[1]
+    args.scale = float(np.float32(scale))
+    args.keys, args.values = keep(_floats(keys)), keep(_floats(values))
+    args.k_strides = [s // 4 for s in keys.strides[:3]]
+    args.v_strides = [s // 4 for s in values.strides[:3]]
+    args.position = position
+    args.gelu_variant = plan.gelu_new[0]
+    status = lib.mg_transformer_block(args)
+    if status == lib.MG_ERR_MEMORY:  # no room for a kernel's scratch: the Python path may still manage (it writes
+        return NotImplemented         # the same keys and values into the cache again)
+    _check(status, "transformer_block")
+    calls.update(transformer_block=1, linear=4, layer_norm=2, attention=1, gelu_new=1)  # (what ran in C)
+    last_variant.update(layer_norm=plan.layer_norm[2], attention=plan.attention_decode[2], gelu_new=plan.gelu_new[2],
+                        linear=_pick_linear(args.mlp_proj.w_format, args.mlp_proj.w_transposed, B)[2])
+    return out, None, None
+
+
 # -- one given variant, no checks (for the calibration in _tuning.py) ------------------------------------
 
 def run_linear(variant, prefetch, x, w):
@@ -299,4 +406,5 @@ def run_gelu_new(variant, x):
     return y
 
 
-KERNELS = {"linear": linear, "layer_norm": layer_norm, "gelu_new": gelu_new, "attention": attention}
+KERNELS = {"linear": linear, "layer_norm": layer_norm, "gelu_new": gelu_new, "attention": attention,
+           "transformer_block": transformer_block}

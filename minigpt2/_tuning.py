@@ -238,6 +238,12 @@ def describe(plan: Plan | None = None) -> list:
         picks = {cls: plan.narrow_pick(cls, kind) or NUMPY for cls in NARROW_LIKE}
         lines.append(f"  linear with {what} (widened in registers): "
                      + ", ".join(f"{cls.replace('linear_', '')} {pick}" for cls, pick in picks.items()))
+    # A decoding step's block is one C call (csrc/block.c) when C serves every kernel it calls.
+    rest_in_c = all(plan.choice.get(cls, NUMPY) != NUMPY for cls in ("layer_norm", "gelu_new", "attention_decode"))
+    products = {"float32": plan.choice.get("linear_1", NUMPY),
+                **{kind: plan.narrow_pick("linear_1", kind) or NUMPY for kind in NARROW}}
+    lines.append("  a decoding block as one C call, by weights: "
+                 + ", ".join(f"{fmt} {'yes' if rest_in_c and pick != NUMPY else 'no'}" for fmt, pick in products.items()))
     return lines
 
 

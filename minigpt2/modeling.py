@@ -15,6 +15,7 @@ import copy
 import numpy as np
 
 from . import tracing
+from .backend import kernel
 from .activations import ACTIVATIONS
 from .cache import KVCache
 from .checks import check_int, float_array, int_array, is_int, mask_array, nonempty, reshape_to
@@ -47,16 +48,18 @@ __all__ = [
     "GPT2DoubleHeadsModel",
 ]
 
-def transformer_block(x, p, *, layer_idx, config, cache, mask, head_mask, output_attentions,
+
+@kernel
+def transformer_block(x, p, *, layer_idx, config, scale, cache, mask, head_mask, output_attentions,
                       encoder_states=None, encoder_mask=None):
     """One pre-norm transformer block.  # [B, T, E] -> [B, T, E]
 
     x = x + attention(layer_norm(x));  [x = x + cross_attention(layer_norm(x), encoder)];
     x = x + mlp(layer_norm(x)). Returns (x, self-attention probs, cross-attention probs or None).
+    ``scale`` is the factor on q k^T (layers.attention_scale). (The C core runs a decoding step's block as one
+    call, with the same kernels in the same order.)
     """
     eps, act = config.layer_norm_epsilon, ACTIVATIONS[config.activation_function]
-    scale = attention_scale(config.head_dim, layer_idx, config.scale_attn_weights,
-                            config.scale_attn_by_inverse_layer_idx)
     traced = f"h.{layer_idx}."  # the names minigpt2.trace() keeps this block's tensors under
 
     h = layer_norm(x, **p["ln_1"], eps=eps)
@@ -165,9 +168,11 @@ class GPT2Model(GPT2PreTrainedModel):
         for i, block_params in enumerate(p["h"]):
             if output_hidden_states:
                 all_hidden.append(x)
+            scale = attention_scale(cfg.head_dim, i, cfg.scale_attn_weights, cfg.scale_attn_by_inverse_layer_idx)
             x, probs, cross_probs = transformer_block(
-                x, block_params, layer_idx=i, config=cfg, cache=caches[i], mask=mask, head_mask=head_masks[i],
-                output_attentions=output_attentions, encoder_states=encoder_hidden_states, encoder_mask=encoder_mask)
+                x, block_params, layer_idx=i, config=cfg, scale=scale, cache=caches[i], mask=mask,
+                head_mask=head_masks[i], output_attentions=output_attentions, encoder_states=encoder_hidden_states,
+                encoder_mask=encoder_mask)
             all_attn.append(probs)
             all_cross.append(cross_probs)
         x = layer_norm(x, **p["ln_f"], eps=cfg.layer_norm_epsilon)

@@ -68,7 +68,7 @@ def test_set_backend():
         assert backend.set_backend("numpy") == "numpy" == backend.name == backend.get_backend()
         assert not backend._active
         assert backend.set_backend("c") == "c" == minigpt2.backend.name
-        assert set(backend._active) == {"linear", "layer_norm", "gelu_new", "attention"}
+        assert set(backend._active) == {"linear", "layer_norm", "gelu_new", "attention", "transformer_block"}
         assert backend.set_backend("auto") == "c"
         with pytest.raises(ValueError, match="unknown backend 'C'.*'numpy', 'c', 'auto'"):
             backend.set_backend("C")
@@ -259,7 +259,9 @@ def test_the_c_path_runs_in_a_whole_model_forward():
         model(out.logits[:, -1].argmax(-1)[:, None], past_key_values=out.past_key_values)
         ran = {name: ck.calls[name] - before.get(name, 0) for name in ck.KERNELS}
         L = CONFIG["n_layer"]
-        assert ran == {"linear": 2 * (4 * L + 1), "layer_norm": 2 * (2 * L + 1), "gelu_new": 2 * L, "attention": 2 * L}
+        # (the decoding step's blocks are one C call each, counted as the kernels they run, too)
+        assert ran == {"linear": 2 * (4 * L + 1), "layer_norm": 2 * (2 * L + 1), "gelu_new": 2 * L, "attention": 2 * L,
+                       "transformer_block": L}
         backend.set_backend("numpy")
         before = dict(ck.calls)
         model(ids)
@@ -415,8 +417,10 @@ def test_the_environment_forces_a_variant_and_info_shows_it():
         lines = run_python(code, {"MINIGPT2_KERNEL": variant}).splitlines()
         assert lines[0] == f"kernel choice: forced ({variant})"
         expected = "numpy" if variant == "numpy" else f"{variant}/nta"
-        assert all(line.endswith(f": {expected}") for line in lines[1:10]) and len(lines) == 12
-        for line, what in zip(lines[10:], ("bfloat16 and float16", "int8")):
+        assert all(line.endswith(f": {expected}") for line in lines[1:10]) and len(lines) == 13
+        fused = "no" if variant == "numpy" else "yes"
+        assert lines[12] == f"  a decoding block as one C call, by weights: float32 {fused}, 16bit {fused}, int8 {fused}"
+        for line, what in zip(lines[10:12], ("bfloat16 and float16", "int8")):
             narrow = line.split(": ", 1)[1].split(", ")  # the 16/8-bit weights' picks, one per kind of call
             assert line.startswith(f"  linear with {what} weights") and len(narrow) == 5
             assert all(pick.split()[-1] == expected for pick in narrow)

@@ -55,4 +55,6 @@ def test_the_profile_splits_a_step_for_each_weight_format(small_checkpoint, tmp_
         assert f"backend numpy, weights in {dtype}:" in out, out
         if minigpt2.backend.c_available():
             assert f"backend c, weights in {dtype}:" in out, out
+    if minigpt2.backend.c_available():
+        assert out.count("with each block as one C call, as the model runs:") == 3, out
     assert out.count("| linear |") >= 3

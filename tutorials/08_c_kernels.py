@@ -13,7 +13,8 @@
 # # 08 · Inside the C kernels
 #
 # minigpt2's layers are NumPy functions, and they stay the reference. Four of them (`linear`, `layer_norm`,
-# `gelu_new`, `attention`) also have a C version in `csrc/`, compiled with cffi when minigpt2 is installed.
+# `gelu_new`, `attention`) also have a C version in `csrc/`, compiled with cffi when minigpt2 is installed
+# (and when decoding, a whole transformer block is one C call that makes those four kernels' calls in order).
 # `minigpt2.backend` says which one runs and lets you switch. Here we ask where the time of a forward pass
 # goes, rebuild the two ideas behind the C code in NumPy (**cache blocking** for big matrix products, the
 # **online softmax** for attention that never stores the score matrix), check them, and measure what the

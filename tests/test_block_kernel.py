@@ -1,0 +1,152 @@
+"""The C core's decoding block (csrc/block.c) against the same kernels called one by one from Python.
+
+minigpt2._ckernels.transformer_block runs a decoding step's transformer block as one C call that makes the
+kernel calls modeling.transformer_block makes, in its order, with the variants chosen for them. So its result
+must have the very bits of the path it replaces (the block in Python, each kernel a C call): the logits and
+every cached key and value, for each weight format, each variant this CPU runs (forced in turn), a batch with
+padding, and any thread count. How close those bits are to the reference is the kernels' tests' business
+(test_kernels.py, test_kernels_formats.py) and the models' (test_models_hf.py, against transformers).
+The tests also check that the fused call really served the decoding steps, and that it declines what it does
+not take, so that those inputs run the Python path.
+"""
+from __future__ import annotations
+
+import contextlib
+
+import numpy as np
+import pytest
+
+import minigpt2
+from minigpt2 import backend, tracing
+
+ck = pytest.importorskip("minigpt2._ckernels", reason="the C extension is not built (see test_backend.py)")
+from test_kernels import VARIANTS, kernel_variant  # noqa: E402
+
+FORMATS = ("float32", "float16", "bfloat16", "int8")
+CONFIG = dict(vocab_size=97, n_positions=32, n_embd=64, n_layer=2, n_head=4, n_inner=80,
+              scale_attn_by_inverse_layer_idx=True)
+
+
+@pytest.fixture(autouse=True)
+def c_backend():
+    saved = backend.name
+    backend.set_backend("c")
+    yield
+    backend.set_backend(saved)
+
+
+@contextlib.contextmanager
+def fused(on):
+    """With on=False, the model's blocks run in Python (each kernel still a C call)."""
+    impl = backend._active.pop("transformer_block")
+    if on:
+        backend._active["transformer_block"] = impl
+    try:
+        yield
+    finally:
+        backend._active["transformer_block"] = impl
+
+
+def perturbed(tree, rng):
+    """Every array of a params tree plus noise: no bias stays 0 and no layer norm's weight 1 (with those, two
+    layer norms or two biases mixed up would give the same bits)."""
+    if isinstance(tree, dict):
+        return {key: perturbed(value, rng) for key, value in tree.items()}
+    if isinstance(tree, list):
+        return [perturbed(value, rng) for value in tree]
+    return (tree + 0.05 * rng.standard_normal(tree.shape)).astype(np.float32)
+
+
+def model_in(fmt, tmp_path, **config):
+    config = minigpt2.GPT2Config(**{**CONFIG, **config})
+    model = minigpt2.GPT2LMHeadModel(config, seed=0)
+    model = minigpt2.GPT2LMHeadModel(config, perturbed(model.params, np.random.default_rng(0)))
+    if fmt == "float32":
+        return model
+    model.save_pretrained(tmp_path)
+    options = {"load_in_8bit": True} if fmt == "int8" else {"torch_dtype": fmt}
+    return minigpt2.GPT2LMHeadModel.from_pretrained(tmp_path, **options)
+
+
+def decode(model, batch, steps=4, **kwargs):
+    """A prompt (left-padded in row 0 when batch > 1), then `steps` greedy tokens: (every logit, the cache)."""
+    rng = np.random.default_rng(1)
+    ids = rng.integers(0, CONFIG["vocab_size"], (batch, 5))
+    mask = np.ones((batch, 5), np.int64)
+    mask[0, :2] = 0 if batch > 1 else 1
+    out = model(ids, attention_mask=mask, use_cache=True, **kwargs)
+    logits = [out.logits]
+    for _ in range(steps):
+        mask = np.concatenate([mask, np.ones((batch, 1), np.int64)], axis=1)
+        out = model(out.logits[:, -1:].argmax(-1), past_key_values=out.past_key_values, attention_mask=mask,
+                    use_cache=True, **kwargs)
+        logits.append(out.logits)
+    return logits, out.past_key_values
+
+
+def assert_same_bits(a, b):
+    (logits_a, cache_a), (logits_b, cache_b) = a, b
+    for step, (x, y) in enumerate(zip(logits_a, logits_b)):
+        assert np.array_equal(x, y), f"logits differ at step {step}: max |diff| {np.abs(x - y).max():.3g}"
+    for layer, ((ka, va), (kb, vb)) in enumerate(zip(cache_a, cache_b)):
+        assert np.array_equal(ka, kb) and np.array_equal(va, vb), f"the cache of layer {layer} differs"
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+@pytest.mark.parametrize("fmt", FORMATS)
+@pytest.mark.parametrize("batch", [1, 3])
+def test_the_fused_block_gives_the_bits_of_its_kernels_one_by_one(variant, fmt, batch, tmp_path):
+    model = model_in(fmt, tmp_path)
+    with kernel_variant(variant):
+        before = ck.calls["transformer_block"]
+        with fused(True):
+            ours = decode(model, batch)
+        assert ck.calls["transformer_block"] - before == 4 * CONFIG["n_layer"], "the fused block did not serve"
+        with fused(False):
+            theirs = decode(model, batch)
+        assert ck.calls["transformer_block"] - before == 4 * CONFIG["n_layer"]
+    assert_same_bits(ours, theirs)
+
+
+def test_the_fused_block_does_not_depend_on_the_thread_count():
+    model = model_in("float32", None)
+    saved = backend.get_num_threads()
+    try:
+        results = []
+        for threads in (1, 3):
+            backend.set_num_threads(threads)
+            with kernel_variant(VARIANTS[-1]):
+                results.append(decode(model, 3))
+    finally:
+        backend.set_num_threads(saved)
+    assert_same_bits(*results)
+
+
+@pytest.mark.parametrize("case", ["output_attentions", "head_mask", "tracing", "gelu", "numpy products",
+                                  "cross-attention"])
+def test_what_the_fused_block_declines_runs_in_python_with_the_same_result(case, tmp_path):
+    config, kwargs, context = {}, {}, contextlib.nullcontext()
+    variant = VARIANTS[-1]
+    if case == "output_attentions":
+        kwargs["output_attentions"] = True
+    elif case == "head_mask":
+        kwargs["head_mask"] = np.ones(CONFIG["n_head"], np.float32)
+    elif case == "tracing":
+        context = tracing.trace()
+    elif case == "gelu":
+        config["activation_function"] = "gelu"
+    elif case == "numpy products":
+        variant = "numpy"
+    else:
+        config["add_cross_attention"] = True
+        kwargs["encoder_hidden_states"] = np.random.default_rng(2).standard_normal((3, 4, CONFIG["n_embd"]),
+                                                                                   dtype=np.float32)
+    model = model_in("float32", tmp_path, **config)
+    with kernel_variant(variant), context:
+        before = ck.calls["transformer_block"]
+        with fused(True):
+            ours = decode(model, 3, **kwargs)
+        assert ck.calls["transformer_block"] == before, f"the fused block served a step with {case}"
+        with fused(False):
+            theirs = decode(model, 3, **kwargs)
+    assert_same_bits(ours, theirs)
