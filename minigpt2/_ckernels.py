@@ -293,8 +293,8 @@ def _block_linear(args, keep, layer, rows, n_in, n_out):
     return True
 
 
-def transformer_block(x, p, *, layer_idx, config, scale, cache, mask, head_mask, output_attentions,
-                      encoder_states=None, encoder_mask=None):
+def transformer_block(x, p, *, layer_idx, config, cache, mask, head_mask, output_attentions,
+                      encoder_states=None, encoder_mask=None, scale=None):
     """modeling.transformer_block for a decoding step (one new token per sequence), as one C call: the same
     kernels in the same order, so the same result (csrc/block.c). Declines everything else: a prompt, cross-
     attention, head masks, attention probabilities, tracing, another activation, or a kernel that NumPy serves."""
@@ -303,8 +303,8 @@ def transformer_block(x, p, *, layer_idx, config, scale, cache, mask, head_mask,
         return NotImplemented
     if not _is_f32(x) or x.ndim != 3 or x.shape[1] != 1 or x.shape[2] != config.n_embd:
         return NotImplemented
-    if not _is_scalar(scale) or (isinstance(scale, (np.ndarray, np.generic)) and scale.dtype != F32):
-        return NotImplemented  # (as attention(): a float64 NumPy scale makes NumPy compute in float64)
+    if scale is None or not _is_scalar(scale) or (isinstance(scale, (np.ndarray, np.generic)) and scale.dtype != F32):
+        return NotImplemented  # (the model passes it; as attention(): a float64 NumPy scale computes in float64)
     B, E, H = x.shape[0], config.n_embd, config.n_head
     D = E // H
     plan = _tuning.current()

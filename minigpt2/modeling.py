@@ -50,16 +50,19 @@ __all__ = [
 
 
 @kernel
-def transformer_block(x, p, *, layer_idx, config, scale, cache, mask, head_mask, output_attentions,
-                      encoder_states=None, encoder_mask=None):
+def transformer_block(x, p, *, layer_idx, config, cache, mask, head_mask, output_attentions,
+                      encoder_states=None, encoder_mask=None, scale=None):
     """One pre-norm transformer block.  # [B, T, E] -> [B, T, E]
 
     x = x + attention(layer_norm(x));  [x = x + cross_attention(layer_norm(x), encoder)];
     x = x + mlp(layer_norm(x)). Returns (x, self-attention probs, cross-attention probs or None).
-    ``scale`` is the factor on q k^T (layers.attention_scale). (The C core runs a decoding step's block as one
-    call, with the same kernels in the same order.)
+    ``scale`` is the factor on q k^T (default: layers.attention_scale of this layer). (The C core runs a decoding
+    step's block as one call, with the same kernels in the same order.)
     """
     eps, act = config.layer_norm_epsilon, ACTIVATIONS[config.activation_function]
+    if scale is None:
+        scale = attention_scale(config.head_dim, layer_idx, config.scale_attn_weights,
+                                config.scale_attn_by_inverse_layer_idx)
     traced = f"h.{layer_idx}."  # the names minigpt2.trace() keeps this block's tensors under
 
     h = layer_norm(x, **p["ln_1"], eps=eps)

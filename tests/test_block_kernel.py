@@ -150,3 +150,27 @@ def test_what_the_fused_block_declines_runs_in_python_with_the_same_result(case,
         with fused(False):
             theirs = decode(model, 3, **kwargs)
     assert_same_bits(ours, theirs)
+
+
+def test_a_block_called_without_its_scale_computes_it():
+    """modeling.transformer_block's ``scale`` defaults to the layer's own (layers.attention_scale); the fused call
+    then declines, and the Python path must give what the fused call gives with the scale passed."""
+    from minigpt2 import modeling
+    from minigpt2.cache import KVCache
+
+    model = model_in("float32", None)
+    cfg = model.config
+    x = np.random.default_rng(3).standard_normal((2, 1, cfg.n_embd), dtype=np.float32)
+    scale = modeling.attention_scale(cfg.head_dim, 1, cfg.scale_attn_weights, cfg.scale_attn_by_inverse_layer_idx)
+    assert scale != modeling.attention_scale(cfg.head_dim, 0)  # (layer 1's scale is its own: a wrong default shows)
+    results = []
+    for given in ({}, {"scale": scale}):
+        _, caches = KVCache.prepare(None, 0, n_layer=cfg.n_layer, batch=2, n_head=cfg.n_head, head_dim=cfg.head_dim,
+                                    new_tokens=1, max_positions=cfg.n_positions)
+        before = ck.calls["transformer_block"]
+        with kernel_variant(VARIANTS[-1]):
+            out, _, _ = modeling.transformer_block(x, model.params["h"][1], layer_idx=1, config=cfg, cache=caches[1],
+                                                   mask=None, head_mask=None, output_attentions=False, **given)
+        assert ck.calls["transformer_block"] - before == (1 if given else 0)
+        results.append(out)
+    np.testing.assert_array_equal(*results)
