@@ -15,6 +15,7 @@ Importing this module fails with ImportError when the extension was not built.
 """
 from __future__ import annotations
 
+import weakref
 from collections import Counter
 
 import numpy as np
@@ -268,15 +269,29 @@ def attention(q, k, v, *, scale, causal, key_bias=None, head_mask=None):
 
 # -- a decoding step's block in one call --------------------------------------------------------------------
 
-def _block_linear(args, keep, layer, rows, n_in, n_out):
+def _address(a):
+    """The address of ``a``'s first element, as a pointer that keeps nothing alive (see _block_weights)."""
+    return ffi.cast("void *", a.ctypes.data)
+
+
+def _buffers(weight):
+    """The arrays C reads for a weight in any format of weights.py."""
+    if isinstance(weight, BFloat16Weight):
+        return [weight.bits]
+    if isinstance(weight, Int8Weight):
+        return [weight.q, weight.scales]
+    return [weight]
+
+
+def _block_linear(args, layer, rows, n_in, n_out):
     """Fill ``args`` (a struct mg_linear_args) for ``layer`` (a {"weight", "bias"} dict) with ``rows`` rows in C;
-    False if C does not serve that product as the model would call it. ``keep`` holds what must outlive the call."""
+    False if C does not serve that product as the model would call it."""
     stored = _stored(layer["weight"])
     if stored is None:
         return False
     code, values, scales, transposed = stored
     bias = layer.get("bias")
-    if values.shape != (n_in, n_out) or not (bias is None or (_is_f32(bias) and bias.shape == (n_out,))):
+    if values.shape != (n_in, n_out) or not (bias is None or _plain(bias, n_out)):
         return False
     pick = _pick_linear(code, transposed, rows)
     if pick is None:
@@ -284,13 +299,54 @@ def _block_linear(args, keep, layer, rows, n_in, n_out):
     if transposed:
         values, scales = values.T, None if scales is None else scales.T
     args.variant, args.prefetch, args.w_format, args.w_transposed = pick[0], pick[1], code, transposed
-    args.w, args.w_stride = keep(ffi.from_buffer(values)), values.shape[1]
+    args.w, args.w_stride = _address(values), values.shape[1]
     if scales is not None:
-        args.scales, args.s_stride = keep(ffi.from_buffer("uint16_t[]", scales)), scales.shape[1]
+        args.scales, args.s_stride = _address(scales), scales.shape[1]
     if bias is not None:
-        args.bias = keep(_floats(keep(_contiguous(bias))))
+        args.bias = _address(bias)
     args.n_in, args.n_out = n_in, n_out
     return True
+
+
+def _plain(a, n):
+    """True for a contiguous float32 vector of n values on a 4-byte boundary (C reads it where it lies)."""
+    return _is_f32(a) and a.shape == (n,) and a.flags.c_contiguous and a.flags.aligned
+
+
+# (id(params of a block), rows, n_embd) -> (plan, weak references to the arrays C reads, the block's arguments without
+# those of one call). Building the arguments took ~35 us a block, more than the block's C call on a small model.
+# The entry keeps nothing alive: its pointers are used only while every array they point into is alive and is
+# the one the block's params hold now (checked through the weak references at each call).
+_block_weights = {}
+
+
+def _block_arguments(p, rows, n_embd, plan):
+    """A struct mg_block_args with what does not change between decoding steps (weights, biases, layer norms and
+    the variants chosen for them), or None if C does not serve this block. A fresh copy each call (two threads
+    may decode with one model at once)."""
+    layers = (p["attn"]["c_attn"], p["attn"]["c_proj"], p["mlp"]["c_fc"], p["mlp"]["c_proj"])
+    norms = (p["ln_1"]["weight"], p["ln_1"]["bias"], p["ln_2"]["weight"], p["ln_2"]["bias"])
+    arrays = [a for layer in layers for a in _buffers(layer["weight"]) + [layer.get("bias")]] + list(norms)
+    key = (id(p), rows, n_embd)
+    cached = _block_weights.get(key)
+    if cached is not None and cached[0] is plan and len(cached[1]) == len(arrays) and all(
+            (ref() if ref is not None else None) is a for ref, a in zip(cached[1], arrays)):
+        return ffi.new("struct mg_block_args *", cached[2][0])
+    args = ffi.new("struct mg_block_args *")
+    E, F = n_embd, layers[2]["weight"].shape[-1]
+    if not (all(_plain(a, E) for a in norms) and _block_linear(args.c_attn, layers[0], rows, E, 3 * E)
+            and _block_linear(args.attn_proj, layers[1], rows, E, E)
+            and _block_linear(args.c_fc, layers[2], rows, E, F)
+            and _block_linear(args.mlp_proj, layers[3], rows, F, E)):
+        return None
+    args.n_inner = F
+    args.ln_variant, args.gelu_variant = plan.layer_norm[0], plan.gelu_new[0]
+    args.attention_variant, args.attention_prefetch = plan.attention_decode[0], plan.attention_decode[1]
+    args.ln_1_weight, args.ln_1_bias, args.ln_2_weight, args.ln_2_bias = (_address(a) for a in norms)
+    if len(_block_weights) >= 1024:  # (models come and go: forget them all now and then)
+        _block_weights.clear()
+    _block_weights[key] = (plan, [None if a is None else weakref.ref(a) for a in arrays], args)
+    return ffi.new("struct mg_block_args *", args[0])
 
 
 def transformer_block(x, p, *, layer_idx, config, cache, mask, head_mask, output_attentions,
@@ -318,51 +374,32 @@ def transformer_block(x, p, *, layer_idx, config, cache, mask, head_mask, output
     if not (keys.strides[3] == values.strides[3] == 4 and _aligned(keys) and _aligned(values)
             and keys.flags.writeable and values.flags.writeable):
         return NotImplemented
-    norms = [p["ln_1"]["weight"], p["ln_1"]["bias"], p["ln_2"]["weight"], p["ln_2"]["bias"]]
-    if not all(_is_f32(a) and a.shape == (E,) for a in norms):
-        return NotImplemented
-    kept = []
-
-    def keep(obj):
-        kept.append(obj)
-        return obj
-
-    args = ffi.new("struct mg_block_args *")
-    F = p["mlp"]["c_fc"]["weight"].shape[-1]
-    if not (_block_linear(args.c_attn, keep, p["attn"]["c_attn"], B, E, 3 * E)
-            and _block_linear(args.attn_proj, keep, p["attn"]["c_proj"], B, E, E)
-            and _block_linear(args.c_fc, keep, p["mlp"]["c_fc"], B, E, F)
-            and _block_linear(args.mlp_proj, keep, p["mlp"]["c_proj"], B, F, E)):
+    args = _block_arguments(p, B, E, plan)
+    if args is None:
         return NotImplemented
     if mask is not None:
         K = position + 1
         if not _is_f32(mask) or mask.ndim != 4 or mask.shape[1:] != (1, 1, K) or mask.shape[0] not in (1, B):
             return NotImplemented
-        args.key_bias = keep(_floats(keep(_contiguous(mask))))
-        args.key_bias_stride = K if mask.shape[0] == B else 0
+        mask = _contiguous(mask)
+        args.key_bias, args.key_bias_stride = _floats(mask), K if mask.shape[0] == B else 0
     x = _contiguous(x)
     out = np.empty_like(x)
-    scratch = np.empty(B * (6 * E + F), F32)
-    args.rows, args.n_embd, args.n_head, args.head_dim, args.n_inner = B, E, H, D, F
-    args.x, args.out, args.scratch = keep(_floats(x)), keep(_floats(out)), keep(_floats(scratch))
-    args.ln_variant = plan.layer_norm[0]
-    args.ln_1_weight, args.ln_1_bias, args.ln_2_weight, args.ln_2_bias = (keep(_floats(keep(_contiguous(a))))
-                                                                          for a in norms)
-    args.eps = float(config.layer_norm_epsilon)
-    args.attention_variant, args.attention_prefetch = plan.attention_decode[0], plan.attention_decode[1]
-    args.scale = float(np.float32(scale))
-    args.keys, args.values = keep(_floats(keys)), keep(_floats(values))
+    scratch = np.empty(B * (6 * E + args.n_inner), F32)
+    args.rows, args.n_embd, args.n_head, args.head_dim = B, E, H, D
+    args.x, args.out, args.scratch = _floats(x), _floats(out), _floats(scratch)
+    args.eps, args.scale = float(config.layer_norm_epsilon), float(np.float32(scale))
+    args.keys, args.values, args.position = _floats(keys), _floats(values), position
     args.k_strides = [s // 4 for s in keys.strides[:3]]
     args.v_strides = [s // 4 for s in values.strides[:3]]
-    args.position = position
-    args.gelu_variant = plan.gelu_new[0]
-    status = lib.mg_transformer_block(args)
+    status = lib.mg_transformer_block(args)  # (mask, x, out, scratch, keys, values: alive in this frame till here)
     if status == lib.MG_ERR_MEMORY:  # no room for a kernel's scratch: the Python path may still manage (it writes
         return NotImplemented         # the same keys and values into the cache again)
     _check(status, "transformer_block")
     calls.update(transformer_block=1, linear=4, layer_norm=2, attention=1, gelu_new=1)  # (what ran in C)
-    last_variant.update(layer_norm=plan.layer_norm[2], attention=plan.attention_decode[2], gelu_new=plan.gelu_new[2],
-                        linear=_pick_linear(args.mlp_proj.w_format, args.mlp_proj.w_transposed, B)[2])
+    names = _tuning.variant_names()  # (what the call's arguments named: the tests check that they follow the plan)
+    last_variant.update(layer_norm=names[args.ln_variant], attention=names[args.attention_variant],
+                        gelu_new=names[args.gelu_variant], linear=names[args.mlp_proj.variant])
     return out, None, None
 
 

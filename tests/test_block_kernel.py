@@ -174,3 +174,29 @@ def test_a_block_called_without_its_scale_computes_it():
         assert ck.calls["transformer_block"] - before == (1 if given else 0)
         results.append(out)
     np.testing.assert_array_equal(*results)
+
+
+def test_the_blocks_arguments_kept_between_steps_follow_the_params_and_keep_no_model_alive():
+    """The fused call keeps each block's weight pointers between steps (_ckernels._block_weights). A weight
+    replaced in the params, another variant forced, or another model must each be seen at once; and the kept
+    arguments must not keep a dropped model's weights alive."""
+    import gc
+    import weakref
+
+    model = model_in("float32", None)
+    decode(model, 1)  # (the arguments of its blocks are kept now)
+    block = model.params["h"][1]["mlp"]["c_fc"]
+    block["weight"] = (block["weight"] * 2).astype(np.float32)  # a new array where the old one was
+    with fused(True):
+        ours = decode(model, 1)
+    with fused(False):
+        theirs = decode(model, 1)
+    assert_same_bits(ours, theirs)
+    for variant in VARIANTS:  # another plan: every kernel of the block follows it
+        with kernel_variant(variant), fused(True):
+            decode(model, 1)
+            assert {ck.last_variant[k] for k in ("linear", "attention", "layer_norm", "gelu_new")} == {variant}
+    gone = weakref.ref(block["weight"])
+    del model, block
+    gc.collect()
+    assert gone() is None, "the fused block's kept arguments keep a dropped model's weights alive"
