@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Build the C core once more with AddressSanitizer + UndefinedBehaviorSanitizer, in a scratch copy of
-# the package, and run the kernel tests (and the decoding block's, csrc/block.c) against that build. Any report fails the step: ASan stops at
-# the first error, and -fno-sanitize-recover=all makes UBSan stop too (the process dies, pytest fails).
+# the package, and run the kernel tests (and the decoding block's, csrc/block.c) against that build. Any
+# report fails the step: ASan stops at the first error, and -fno-sanitize-recover=all makes UBSan stop too
+# (the process dies, pytest fails).
 # The kernel tests run every compiled variant this CPU can run (generic, avx2, avx512 / neon), each
 # forced in turn, so every variant's code runs under the sanitizers.
 #

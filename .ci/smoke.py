@@ -4,7 +4,8 @@
 
 Run with the python of a fresh venv where minigpt2 is installed (not from the checkout). The C core must be
 built (a compiler is present) and agree with the NumPy reference: logits within 1e-5 * max(1, max|logits|)
-(float32 sums in another order, as in tests/conftest.py), identical greedy tokens.
+(float32 sums in another order, as in tests/conftest.py), identical greedy tokens. Decoding runs each block as
+one C call (csrc/block.c) exactly when --info says so, on every Python and CPU this runs on.
 """
 import sys
 
@@ -30,8 +31,10 @@ prompt = np.array([ids])
 results = {}
 for name in ("numpy", "c"):
     backend.set_backend(name)
+    fused = backend._ckernels.calls["transformer_block"]
     logits = model(prompt).logits
     tokens = model.generate(prompt, max_new_tokens=6, do_sample=False)
+    fused = backend._ckernels.calls["transformer_block"] - fused
     assert logits.shape == (1, len(ids), model.config.vocab_size) and np.isfinite(logits).all()
     assert tokens.shape == (1, len(ids) + 6) and (tokens[:, :len(ids)] == prompt).all()
     results[name] = logits, tokens
@@ -39,4 +42,8 @@ bound = 1e-5 * max(1.0, float(np.abs(results["numpy"][0]).max()))
 difference = float(np.abs(results["c"][0] - results["numpy"][0]).max())
 assert difference <= bound, f"C and NumPy logits differ by {difference} > {bound}"
 assert (results["c"][1] == results["numpy"][1]).all(), "greedy tokens differ between the backends"
-print(f"tokenizer, forward and generate ok on both backends (max logit difference {difference:.2e})")
+said = backend.kernel_choice()[-1]  # "  a decoding block as one C call (one sequence), by weights: float32 yes, ..."
+assert (fused > 0) == ("float32 yes" in said), \
+    f"{fused} fused block calls in the C backend's decoding, and --info says: {said.strip()}"
+print(f"tokenizer, forward and generate ok on both backends (max logit difference {difference:.2e}; "
+      f"{fused} decoding blocks as one C call)")

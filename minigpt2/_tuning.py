@@ -242,8 +242,9 @@ def describe(plan: Plan | None = None) -> list:
     rest_in_c = all(plan.choice.get(cls, NUMPY) != NUMPY for cls in ("layer_norm", "gelu_new", "attention_decode"))
     products = {"float32": plan.choice.get("linear_1", NUMPY),
                 **{kind: plan.narrow_pick("linear_1", kind) or NUMPY for kind in NARROW}}
-    lines.append("  a decoding block as one C call, by weights: "
-                 + ", ".join(f"{fmt} {'yes' if rest_in_c and pick != NUMPY else 'no'}" for fmt, pick in products.items()))
+    lines.append("  a decoding block as one C call (one sequence), by weights: "
+                 + ", ".join(f"{fmt} {'yes' if rest_in_c and pick != NUMPY else 'no'}"
+                             for fmt, pick in products.items()))
     return lines
 
 

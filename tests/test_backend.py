@@ -419,7 +419,8 @@ def test_the_environment_forces_a_variant_and_info_shows_it():
         expected = "numpy" if variant == "numpy" else f"{variant}/nta"
         assert all(line.endswith(f": {expected}") for line in lines[1:10]) and len(lines) == 13
         fused = "no" if variant == "numpy" else "yes"
-        assert lines[12] == f"  a decoding block as one C call, by weights: float32 {fused}, 16bit {fused}, int8 {fused}"
+        assert lines[12] == (f"  a decoding block as one C call (one sequence), by weights: float32 {fused}, "
+                             f"16bit {fused}, int8 {fused}")
         for line, what in zip(lines[10:12], ("bfloat16 and float16", "int8")):
             narrow = line.split(": ", 1)[1].split(", ")  # the 16/8-bit weights' picks, one per kind of call
             assert line.startswith(f"  linear with {what} weights") and len(narrow) == 5

@@ -5,7 +5,8 @@ kernel calls modeling.transformer_block makes, in its order, with the variants c
 must have the very bits of the path it replaces (the block in Python, each kernel a C call): the logits and
 every cached key and value, for each weight format, each variant this CPU runs (forced in turn), a batch with
 padding, and any thread count. How close those bits are to the reference is the kernels' tests' business
-(test_kernels.py, test_kernels_formats.py) and the models' (test_models_hf.py, against transformers).
+(test_kernels.py, test_kernels_formats.py) and the models': test_parity_live.py and test_generation_hf.py decode
+with a cache against transformers on the default backend, through this fused call (about 600 of its calls).
 The tests also check that the fused call really served the decoding steps, and that it declines what it does
 not take, so that those inputs run the Python path.
 """
@@ -115,8 +116,11 @@ def test_the_fused_block_does_not_depend_on_the_thread_count():
         results = []
         for threads in (1, 3):
             backend.set_num_threads(threads)
+            before = ck.calls["transformer_block"]
             with kernel_variant(VARIANTS[-1]):
                 results.append(decode(model, 3))
+            assert ck.calls["transformer_block"] - before == 4 * CONFIG["n_layer"], "the fused block did not serve"
+
     finally:
         backend.set_num_threads(saved)
     assert_same_bits(*results)
