@@ -15,7 +15,8 @@ work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
 echo "avx512: the check driver with the avx512 variant by vector extensions"
-"$CC" -O3 -fno-trapping-math -pthread -Wall $flags csrc/check_kernels.c csrc/variant_*.c csrc/dispatch.c csrc/parallel.c -lm -o "$work/check"
+"$CC" -O3 -fno-trapping-math -pthread -Wall $flags csrc/check_kernels.c csrc/variant_*.c csrc/dispatch.c csrc/parallel.c csrc/block.c -lm \
+    -o "$work/check"
 "$work/check" | tee "$work/check.log" | grep -v " ok " || true
 grep -q '^avx512 .* ok ' "$work/check.log" || { echo "avx512: the driver did not check the avx512 variant"; exit 1; }
 

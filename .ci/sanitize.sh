@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Build the C core once more with AddressSanitizer + UndefinedBehaviorSanitizer, in a scratch copy of
-# the package, and run the kernel tests (and the decoding block's, csrc/block.c) against that build. Any
+# The C check driver (csrc/check_kernels.c: every kernel and the decoding block, in C alone) built with
+# AddressSanitizer + UndefinedBehaviorSanitizer; then the C core once more with them, in a scratch copy of
+# the package, and the kernel tests (and the decoding block's, csrc/block.c) against that build. Any
 # report fails the step: ASan stops at the first error, and -fno-sanitize-recover=all makes UBSan stop too
 # (the process dies, pytest fails).
 # The kernel tests run every compiled variant this CPU can run (generic, avx2, avx512 / neon), each
@@ -15,12 +16,25 @@ CC=${CC:-gcc}
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
+sanitize="-fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer -g"
+echo "sanitize: the C check driver with $sanitize"
+# (detect_leaks=0: LeakSanitizer needs ptrace, which some containers refuse; leaks are not what this looks for)
+"$CC" -O1 -fno-trapping-math -pthread -Wall $sanitize csrc/check_kernels.c csrc/variant_*.c csrc/dispatch.c \
+    csrc/parallel.c csrc/block.c -lm -o "$work/check"
+if ! ASAN_OPTIONS=detect_leaks=0:abort_on_error=1:halt_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+    "$work/check" > "$work/check.log" 2>&1; then
+  cat "$work/check.log"
+  echo "sanitize: the check driver failed"
+  exit 1
+fi
+grep -v " ok " "$work/check.log" || true
+
 echo "sanitize: building minigpt2._kernels with -fsanitize=address,undefined in $work"
 cp -r minigpt2 "$work/"
 rm -f "$work"/minigpt2/_kernels*
 mkdir "$work/tests"
 cp tests/test_kernels.py tests/test_block_kernel.py "$work/tests/"
-CC="$CC" MINIGPT2_CFLAGS="-fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer -g" \
+CC="$CC" MINIGPT2_CFLAGS="$sanitize" \
     "$PYTHON" csrc/build_kernels.py "$work/minigpt2" > "$work/build.log" 2>&1 || { cat "$work/build.log"; exit 1; }
 library=$(ls "$work"/minigpt2/_kernels*.so)
 # (grep reads all of ldd's output: with -q it would stop at the first match, and ldd, cut off mid-write, would fail

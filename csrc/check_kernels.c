@@ -1,8 +1,9 @@
 /* A C-only correctness check of every kernel in every variant this CPU runs, against plain
- * double-precision references computed here. It needs no Python: .ci/aarch64.sh cross-compiles it for
+ * double-precision references computed here, and of the decoding block (block.c) against its kernels called
+ * one by one. It needs no Python: .ci/aarch64.sh cross-compiles it for
  * AArch64 and runs it under qemu-user, and it runs natively too:
  *
- *     cc -O2 -pthread csrc/check_kernels.c csrc/variant_*.c csrc/dispatch.c csrc/parallel.c -lm -o check
+ *     cc -O2 -pthread csrc/check_kernels.c csrc/variant_*.c csrc/dispatch.c csrc/parallel.c csrc/block.c -lm -o check
  *     ./check            # prints one line per variant and kernel; exit status 1 on any failure
  *
  * The bounds are those of tests/test_kernels.py (which is the fuller test, against NumPy), derived from
@@ -253,6 +254,116 @@ static int check_gelu(int variant, long n, double *worst)
     return ok;
 }
 
+/* -- a decoding step's block (block.c) ----------------------------------------------------------- */
+
+/* One weight matrix of a block, stored in `format`, and its bias (mg_linear_args). */
+static struct mg_linear_args block_weight(int variant, int prefetch, int format, long n_in, long n_out)
+{
+    double *value = malloc(sizeof(double) * n_in * n_out);
+    void *w;
+    unsigned short *scales;
+    long s_stride;
+    make_weights(format, n_in * n_out, n_in, n_out, 0, 0, &w, &scales, &s_stride, value);
+    free(value);
+    struct mg_linear_args a = {variant, prefetch, format, 0, w, n_out, scales, s_stride, floats(n_out, 0), n_in, n_out};
+    return a;
+}
+
+static int linear_step(const struct mg_linear_args *w, const float *x, float *y, long rows)
+{
+    return mg_linear(w->variant, w->prefetch, w->w_format, x, w->n_in, w->w, w->w_stride, w->scales, w->s_stride,
+                     0, w->bias, y, w->n_out, rows, w->n_in, w->n_out);
+}
+
+/* The block kernel by kernel, as minigpt2/modeling.py's transformer_block calls them, written apart from block.c:
+ * q copied into heads of its own ([R, H, 1, D]), the new key and value read back from c_attn's output. */
+static int block_in_steps(const struct mg_block_args *b, float *keys, float *values, float *out)
+{
+    long R = b->rows, E = b->n_embd, H = b->n_head, D = b->head_dim, F = b->n_inner;
+    float *h = malloc(sizeof(float) * R * E), *qkv = malloc(sizeof(float) * R * 3 * E);
+    float *q = malloc(sizeof(float) * R * E), *att = malloc(sizeof(float) * R * E), *a = malloc(sizeof(float) * R * E);
+    float *x1 = malloc(sizeof(float) * R * E), *fc = malloc(sizeof(float) * R * F), *m = malloc(sizeof(float) * R * E);
+    int ok = mg_layer_norm(b->ln_variant, b->x, E, b->ln_1_weight, b->ln_1_bias, h, E, R, E, b->eps) == MG_OK;
+    ok &= linear_step(&b->c_attn, h, qkv, R) == MG_OK;
+    for (long r = 0; r < R; r++)
+        for (long i = 0; i < H; i++)
+            for (long d = 0; d < D; d++) {
+                q[(r * H + i) * D + d] = qkv[r * 3 * E + i * D + d];
+                keys[r * b->k_strides[0] + i * b->k_strides[1] + b->position * b->k_strides[2] + d] =
+                    qkv[r * 3 * E + E + i * D + d];
+                values[r * b->v_strides[0] + i * b->v_strides[1] + b->position * b->v_strides[2] + d] =
+                    qkv[r * 3 * E + 2 * E + i * D + d];
+            }
+    const long q_strides[3] = {H * D, D, D};
+    ok &= mg_attention(b->attention_variant, b->attention_prefetch, q, q_strides, keys, b->k_strides, values,
+                       b->v_strides, att, R, H, 1, b->position + 1, D, b->scale, 1, b->key_bias, b->key_bias_stride,
+                       NULL) == MG_OK;
+    ok &= linear_step(&b->attn_proj, att, a, R) == MG_OK;
+    for (long j = 0; j < R * E; j++)
+        x1[j] = b->x[j] + a[j];
+    ok &= mg_layer_norm(b->ln_variant, x1, E, b->ln_2_weight, b->ln_2_bias, h, E, R, E, b->eps) == MG_OK;
+    ok &= linear_step(&b->c_fc, h, fc, R) == MG_OK;
+    ok &= mg_gelu_new(b->gelu_variant, fc, fc, R * F) == MG_OK;
+    ok &= linear_step(&b->mlp_proj, fc, m, R) == MG_OK;
+    for (long j = 0; j < R * E; j++)
+        out[j] = x1[j] + m[j];
+    free(h), free(qkv), free(q), free(att), free(a), free(x1), free(fc), free(m);
+    return ok;
+}
+
+/* mg_transformer_block against block_in_steps: the same bits for the output and the whole cache (written at
+ * `position` only), with 1 and 3 threads; a padded key in one sequence; and its refusals of bad arguments. */
+static int check_block(int variant, int format, long R, long H, long D, long position)
+{
+    long E = H * D, F = 4 * E, capacity = position + 3, K = position + 1, bias_stride = K + 2;
+    /* (the random weights make large q and k: a small scale keeps the softmax spread over the keys, so that each
+     * key, padded or not, counts in the bits) */
+    long cache = R * H * capacity * D, ks[3] = {H * capacity * D, capacity * D, D};
+    struct mg_block_args b = {R, E, H, D, F, floats(R * E, 0), malloc(sizeof(float) * R * E),
+                              malloc(sizeof(float) * R * (6 * E + F)), variant, floats(E, 0), floats(E, 0),
+                              floats(E, 0), floats(E, 0), 1e-5f,
+                              block_weight(variant, MG_PREFETCH_KEEP, format, E, 3 * E),
+                              block_weight(variant, MG_PREFETCH_NTA, format, E, E),
+                              block_weight(variant, MG_PREFETCH_NTA | MG_STREAM_ROWS, format, E, F),
+                              block_weight(variant, MG_PREFETCH_NONE, format, F, E),
+                              variant, MG_PREFETCH_NTA, 0.01f / (float)D, floats(cache, 0), floats(cache, 0),
+                              {ks[0], ks[1], ks[2]}, {ks[0], ks[1], ks[2]}, position, NULL, 0, variant};
+    float *key_bias = calloc(R * bias_stride, sizeof(float));
+    for (long j = 0; R > 1 && j + 1 < K; j += 3)
+        key_bias[bias_stride + j] = -3.4028234663852886e38f;  /* every third key of the second sequence is padding */
+    b.key_bias = key_bias, b.key_bias_stride = bias_stride;
+    float *keys = malloc(sizeof(float) * cache), *values = malloc(sizeof(float) * cache);
+    float *expected = malloc(sizeof(float) * R * E), *out3 = malloc(sizeof(float) * R * E);
+    memcpy(keys, b.keys, sizeof(float) * cache), memcpy(values, b.values, sizeof(float) * cache);
+    mg_set_num_threads(1);
+    int ok = block_in_steps(&b, keys, values, expected);
+    ok &= mg_transformer_block(&b) == MG_OK;
+    ok &= memcmp(b.out, expected, sizeof(float) * R * E) == 0;
+    ok &= memcmp(b.keys, keys, sizeof(float) * cache) == 0 && memcmp(b.values, values, sizeof(float) * cache) == 0;
+    float *out1 = b.out;
+    b.out = out3;
+    mg_set_num_threads(3);
+    ok &= mg_transformer_block(&b) == MG_OK;  /* (the cache already holds this position: rewritten, the same) */
+    ok &= memcmp(out3, expected, sizeof(float) * R * E) == 0;
+    b.out = out1;
+    /* refusals: a matrix of the wrong shape, a missing cache, a head size that does not divide n_embd */
+    b.c_fc.n_out = F + 1;
+    ok &= mg_transformer_block(&b) == MG_ERR_SHAPE;
+    b.c_fc.n_out = F, b.head_dim = D + 1;
+    ok &= mg_transformer_block(&b) == MG_ERR_SHAPE;
+    float *block_values = b.values;
+    b.head_dim = D, b.values = NULL;
+    ok &= mg_transformer_block(&b) == MG_ERR_NULL;
+    ok &= mg_transformer_block(NULL) == MG_ERR_NULL;
+    struct mg_linear_args *ws[4] = {&b.c_attn, &b.attn_proj, &b.c_fc, &b.mlp_proj};
+    for (int i = 0; i < 4; i++)
+        free((void *)ws[i]->w), free((void *)ws[i]->scales), free((void *)ws[i]->bias);
+    free((void *)b.x), free(b.out), free(b.scratch), free((void *)b.ln_1_weight), free((void *)b.ln_1_bias);
+    free((void *)b.ln_2_weight), free((void *)b.ln_2_bias), free(b.keys), free(block_values), free(key_bias);
+    free(keys), free(values), free(expected), free(out3);
+    return ok;
+}
+
 int main(void)
 {
     static const long rows[] = {1, 3, 8, 13, 20}, n_ins[] = {1, 17, 300, 771}, n_outs[] = {1, 5, 64, 257, 300};
@@ -301,6 +412,15 @@ int main(void)
         ok = check_gelu(variant, 20000, &worst);
         ok &= check_gelu(variant, 7, &worst);
         report(name, "gelu_new", worst, ok);
+        for (int format = MG_F32; format <= MG_I8; format++) {
+            ok = 1;
+            for (long R = 1; R <= 3; R += 2)
+                for (long position = 0; position <= 37; position += 37)
+                    ok &= check_block(variant, format, R, 2, 64, position) & check_block(variant, format, R, 3, 16, position);
+            char what[80];
+            snprintf(what, sizeof what, "transformer_block (decoding), %s weights", format_names[format]);
+            report(name, what, 0.0, ok);
+        }
     }
     printf("%d variant(s) checked, %d failure(s)\n", ran, failures);
     return failures || !ran;
