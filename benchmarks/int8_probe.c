@@ -1,0 +1,290 @@
+/* Would int8 weights decode faster as integer dot products? A probe for one CPU, outside minigpt2.
+ *
+ * minigpt2 widens an int8 weight to float32 in a register and multiplies it by a float32 activation
+ * (csrc/decode.h): two conversion instructions per 8 weights (sign-extend, int -> float) before each
+ * multiply-add. llama.cpp's Q8_0 instead rounds the activations to integers too and multiplies integers
+ * (several products per instruction). Rounding activations to int16 per block of 32 (error 2^-16 of the
+ * block's largest, far below int8 weights' 2^-8) would allow the same with AVX2's vpmaddwd (16 products
+ * summed in pairs per instruction). This program times decoding products (1 x K @ K x N) on GPT-2 124M's
+ * 48 block matrices (85 M int8 weights with a float16 scale per 32 down each column):
+ *
+ *   minigpt2       the library's own mg_linear (the widest variant this CPU runs, the row walk, prefetch
+ *                  "keep"): q widened, sum + s * (x0 q0 + x1 q1 + x2 q2 + x3 q3)
+ *   int16 dots     x rounded to int16 per block of 32; the same walk (the tile's rows four at a time, sums in
+ *                  L1, the next four rows asked for a line ahead) with two rows' bytes interleaved at run
+ *                  time, vpmaddwd into int32 sums per block, then times the block's two scales
+ *   int16, pairs   the same with the weights stored two rows interleaved (a layout chosen at load)
+ *   read only      the same walk and loads with no arithmetic; and a plain sequential read
+ *
+ * in L2 (one 256 x 768 matrix, again and again) and from memory, with 1 and with all threads (the library's
+ * own pool, each thread a slice of the rows as mg_linear's row walk takes them), interleaved over rounds,
+ * median. It answers for the CPU it runs on: docs/kernels.md keeps what it said. Built with the library:
+ *
+ *     cc -O3 -march=x86-64-v3 -pthread -Icsrc benchmarks/int8_probe.c csrc/variant_*.c csrc/dispatch.c \
+ *         csrc/parallel.c csrc/block.c -lm -o int8_probe && ./int8_probe
+ *
+ * (x86-64 with AVX2 only; elsewhere it says so. The results are not checked against each other beyond a
+ * sanity sum: the paths compute different roundings, and this is a timing probe, not minigpt2's code.)
+ */
+#include <stdio.h>
+
+#if !defined(__AVX2__) || !defined(__F16C__) || !defined(__FMA__)
+int main(void)
+{
+    puts("int8_probe: needs x86-64 with AVX2, FMA and F16C; build with -march=x86-64-v3 on such a CPU");
+    return 0;
+}
+#else
+#include <immintrin.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "kernels.h"
+#include "parallel.h"
+
+#define MATRICES 48
+#define ROUNDS 7
+static const long SHAPES[4][2] = {{768, 2304}, {768, 768}, {768, 3072}, {3072, 768}};  /* one GPT-2 block */
+
+static double now(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return t.tv_sec + t.tv_nsec * 1e-9;
+}
+
+/* a line of each of the next group's four rows (`next`, `stride` bytes apart), at byte c, if there is one */
+static inline void ahead(const int8_t *next, long stride, long c, long k, long K)
+{
+    if (k + 8 <= K)
+        for (int i = 0; i < 4; i++)
+            _mm_prefetch((const char *)(next + i * stride + c), _MM_HINT_T0);
+}
+
+/* out += (the block's int32 sums) * (weight scale * activation scale), per column */
+static void scale_block(const int32_t *acc, const uint16_t *s, float sx, float *out, long c0, long c1)
+{
+    __m256 sxv = _mm256_set1_ps(sx);
+    for (long c = c0; c < c1; c += 8) {
+        __m256 sv = _mm256_mul_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(s + c))), sxv);
+        __m256 sums = _mm256_cvtepi32_ps(_mm256_loadu_si256((const __m256i *)(acc + c)));
+        _mm256_storeu_ps(out + c, _mm256_fmadd_ps(sv, sums, _mm256_loadu_ps(out + c)));
+    }
+}
+
+static inline __m256i pair(const int16_t *xi, long k)  /* (x_k, x_k+1) in every 32-bit lane */
+{
+    return _mm256_set1_epi32((int32_t)((uint32_t)(uint16_t)xi[k] | (uint32_t)(uint16_t)xi[k + 1] << 16));
+}
+
+static void walk_int16(const int8_t *q, const uint16_t *sc, const int16_t *xi, const float *sx, float *out,
+                       int32_t *acc, long k0, long K, long N, long c0, long c1, int pairs_stored)
+{
+    for (long c = c0; c < c1; c += 8)
+        _mm256_storeu_ps(out + c, _mm256_set1_ps(-0.0f));
+    for (long b = k0; b < K; b += 32) {
+        memset(acc + c0, 0, sizeof(int32_t) * (c1 - c0));
+        for (long k = b; k < b + 32; k += 4) {
+            __m256i x01 = pair(xi, k), x23 = pair(xi, k + 2);
+            const int8_t *w = q + k * N;
+            if (pairs_stored) {  /* rows k, k+1 as (q[k, c], q[k+1, c]) byte pairs, 2N bytes; then k+2, k+3 */
+                for (long c = c0; c < c1; c += 8) {
+                    if (c % 32 == 0 && k + 8 <= K)  /* the next group's two pair rows */
+                        _mm_prefetch((const char *)(w + 4 * N + 2 * c), _MM_HINT_T0),
+                            _mm_prefetch((const char *)(w + 6 * N + 2 * c), _MM_HINT_T0);
+                    __m256i a = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(w + 2 * c)));
+                    __m256i d = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(w + 2 * N + 2 * c)));
+                    __m256i sum = _mm256_add_epi32(_mm256_madd_epi16(a, x01), _mm256_madd_epi16(d, x23));
+                    _mm256_storeu_si256((__m256i *)(acc + c),
+                                        _mm256_add_epi32(_mm256_loadu_si256((const __m256i *)(acc + c)), sum));
+                }
+                continue;
+            }
+            for (long c = c0; c < c1; c += 16) {
+                if (c % 64 == 0)
+                    ahead(w + 4 * N, N, c, k, K);
+                __m128i r0 = _mm_loadu_si128((const __m128i *)(w + c)), r1 = _mm_loadu_si128((const __m128i *)(w + N + c));
+                __m128i r2 = _mm_loadu_si128((const __m128i *)(w + 2 * N + c));
+                __m128i r3 = _mm_loadu_si128((const __m128i *)(w + 3 * N + c));
+                __m256i lo = _mm256_add_epi32(_mm256_madd_epi16(_mm256_cvtepi8_epi16(_mm_unpacklo_epi8(r0, r1)), x01),
+                                              _mm256_madd_epi16(_mm256_cvtepi8_epi16(_mm_unpacklo_epi8(r2, r3)), x23));
+                __m256i hi = _mm256_add_epi32(_mm256_madd_epi16(_mm256_cvtepi8_epi16(_mm_unpackhi_epi8(r0, r1)), x01),
+                                              _mm256_madd_epi16(_mm256_cvtepi8_epi16(_mm_unpackhi_epi8(r2, r3)), x23));
+                _mm256_storeu_si256((__m256i *)(acc + c), _mm256_add_epi32(_mm256_loadu_si256((const __m256i *)(acc + c)), lo));
+                _mm256_storeu_si256((__m256i *)(acc + c + 8),
+                                    _mm256_add_epi32(_mm256_loadu_si256((const __m256i *)(acc + c + 8)), hi));
+            }
+        }
+        scale_block(acc, sc + b / 32 * N, sx[b / 32], out, c0, c1);
+    }
+}
+
+static void walk_read(const int8_t *q, float *out, long k0, long K, long N, long c0, long c1)
+{
+    __m256i any = _mm256_setzero_si256();
+    for (long k = k0; k < K; k += 4) {
+        const int8_t *w = q + k * N;
+        for (long c = c0; c < c1; c += 32) {
+            if (c % 64 == 0)
+                ahead(w + 4 * N, N, c, k, K);
+            for (int i = 0; i < 4; i++)
+                any = _mm256_or_si256(any, _mm256_loadu_si256((const __m256i *)(w + i * N + c)));
+        }
+    }
+    out[c0] = (float)_mm256_extract_epi32(any, 0);
+}
+
+static void read_sequential(const int8_t *q, float *out, long bytes, long begin, long end)
+{
+    (void)bytes;
+    __m256i any = _mm256_setzero_si256();
+    for (long i = begin; i + 128 <= end; i += 128)
+        for (int j = 0; j < 4; j++)
+            any = _mm256_or_si256(any, _mm256_loadu_si256((const __m256i *)(q + i + 32 * j)));
+    out[0] += (float)_mm256_extract_epi32(any, 0);
+}
+
+enum { MINIGPT2, INT16, PAIRS, READ, SEQUENTIAL, PATHS };
+static const char *NAMES[PATHS] = {"minigpt2 (mg_linear)", "int16 dots", "int16 dots, pairs stored",
+                                   "read only, the same walk", "read only, sequential"};
+
+struct matrix {
+    long K, N;
+    int8_t *q, *pairs;
+    uint16_t *scales;
+};
+
+struct job {
+    int path;
+    const struct matrix *m;
+    const int16_t *xi;
+    const float *sx;
+    float *out;
+    long rows;  /* rows of W per item (a multiple of 32) */
+};
+
+static float partial[64][3072];
+static int widest;  /* mg_variant_widest(), asked once: it runs cpuid, which a virtual machine may trap */
+
+static void item(void *arg, long i)
+{
+    const struct job *j = arg;
+    const struct matrix *m = j->m;
+    long k0 = i * j->rows, k1 = k0 + j->rows < m->K ? k0 + j->rows : m->K;
+    float *mine = i == 0 ? j->out : partial[i];
+    int32_t acc[3072] __attribute__((aligned(32)));
+    if (j->path == INT16 || j->path == PAIRS)
+        walk_int16(j->path == PAIRS ? m->pairs : m->q, m->scales, j->xi, j->sx, mine, acc, k0, k1, m->N, 0, m->N,
+                   j->path == PAIRS);
+    else if (j->path == READ)
+        walk_read(m->q, mine, k0, k1, m->N, 0, m->N);
+    else {  /* SEQUENTIAL: the item's share of the bytes */
+        long bytes = m->K * m->N, share = bytes / (m->K / j->rows) / 128 * 128;
+        read_sequential(m->q, mine, bytes, i * share, k1 == m->K ? bytes : (i + 1) * share);
+    }
+}
+
+/* One product by `threads` threads; the paths of this file in the library's pool, as its row walk splits a
+ * product: each thread a slice of the rows (a multiple of 32), the whole width, sums of its own added at the end */
+static void product(int path, const struct matrix *m, const float *x, const int16_t *xi, const float *sx,
+                    float *out, int threads)
+{
+    if (path == MINIGPT2) {
+        mg_linear(widest, MG_PREFETCH_KEEP | MG_STREAM_ROWS, MG_I8, x, m->K, m->q, m->N, m->scales,
+                  m->N, 0, NULL, out, m->N, 1, m->K, m->N);
+        return;
+    }
+    struct job j = {path, m, xi, sx, out, (m->K / threads + 31) / 32 * 32};
+    long items = (m->K + j.rows - 1) / j.rows;
+    mg_parallel_for(items, item, &j);
+    for (long t = 1; path <= PAIRS && t < items; t++)
+        for (long c = 0; c < m->N; c++)
+            out[c] += partial[t][c];
+}
+
+/* Memory in 2 MiB pages where the kernel gives them, as NumPy asks for its large arrays (docs/kernels.md, "Pages":
+ * in 4 KiB pages the same walk reads markedly slower) */
+static void *big(size_t bytes)
+{
+    size_t huge = 2u << 20, rounded = (bytes + huge - 1) / huge * huge;
+    void *p = aligned_alloc(huge, rounded);
+    if (p)
+        madvise(p, rounded, MADV_HUGEPAGE);
+    return p;
+}
+
+static int cmp(const void *a, const void *b) { return (*(const double *)a > *(const double *)b) - (*(const double *)a < *(const double *)b); }
+
+int main(void)
+{
+    widest = mg_variant_widest();
+    long online = sysconf(_SC_NPROCESSORS_ONLN);
+    int cores = online < 1 ? 1 : online > 64 ? 64 : (int)online;
+    struct matrix m[MATRICES], small = {256, 768, NULL, NULL, NULL};
+    long total = 0;
+    srand(1);
+    for (int i = 0; i <= MATRICES; i++) {
+        struct matrix *a = i < MATRICES ? &m[i] : &small;
+        if (i < MATRICES)
+            a->K = SHAPES[i % 4][0], a->N = SHAPES[i % 4][1], total += a->K * a->N;
+        a->q = big(a->K * a->N), a->pairs = big(a->K * a->N), a->scales = big(a->K / 32 * a->N * 2);
+        for (long j = 0; j < a->K * a->N; j++)
+            a->q[j] = (int8_t)(rand() % 255 - 127);
+        for (long k = 0; k < a->K; k += 2)  /* rows k, k+1 interleaved */
+            for (long c = 0; c < a->N; c++)
+                a->pairs[k * a->N + 2 * c] = a->q[k * a->N + c], a->pairs[k * a->N + 2 * c + 1] = a->q[(k + 1) * a->N + c];
+        for (long j = 0; j < a->K / 32 * a->N; j++)
+            a->scales[j] = 0x2000;  /* 2^-7 */
+    }
+    static float x[3072], sx[96], out[3072];
+    static int16_t xi[3072];
+    for (int i = 0; i < 3072; i++)
+        x[i] = (float)rand() / RAND_MAX - 0.5f;
+    for (int b = 0; b < 96; b++) {  /* x rounded to int16 per block of 32: x ~ xi * sx */
+        float most = 0;
+        for (int i = 0; i < 32; i++)
+            most = fabsf(x[32 * b + i]) > most ? fabsf(x[32 * b + i]) : most;
+        sx[b] = most / 32767;
+        for (int i = 0; i < 32; i++)
+            xi[32 * b + i] = (int16_t)lrintf(x[32 * b + i] / sx[b]);
+    }
+    /* columns: 1 thread in L2, 1 thread from memory, all threads from memory */
+    double t[PATHS][3][ROUNDS];
+    long repeats = 1000;
+    for (int r = 0; r < ROUNDS; r++)
+        for (int p = 0; p < PATHS; p++)
+            for (int col = 0; col < 3; col++) {
+                int threads = col == 2 ? cores : 1;
+                mg_set_num_threads(threads);
+                double start = now();
+                if (col == 0)
+                    for (long i = 0; i < repeats; i++)
+                        product(p, &small, x, xi, sx, out, 1);
+                else
+                    for (int pass = 0; pass < 4; pass++)
+                        for (int i = 0; i < MATRICES; i++)
+                            product(p, &m[i], x, xi, sx, out, threads);
+                double weights = col == 0 ? (double)repeats * small.K * small.N : 4.0 * total;
+                t[p][col][r] = weights / (now() - start) / 1e9;
+            }
+    printf("variant %s; ", mg_variant_name(widest));
+    printf("int8 decode product (GPT-2 124M's 48 block matrices, %ld M weights), G weights/s, median of %d rounds\n\n",
+           total / 1000000, ROUNDS);
+    printf("| path | 1 thread, in L2 | 1 thread, from memory | %d threads, from memory |\n|---|---:|---:|---:|\n", cores);
+    for (int p = 0; p < PATHS; p++) {
+        printf("| %s |", NAMES[p]);
+        for (int col = 0; col < 3; col++) {
+            qsort(t[p][col], ROUNDS, sizeof(double), cmp);
+            printf(" %.1f |", t[p][col][ROUNDS / 2]);
+        }
+        printf("\n");
+    }
+    printf("\n(sanity: %g)\n", (double)out[0] + out[1]);
+    return 0;
+}
+#endif
