@@ -265,7 +265,9 @@ static struct mg_linear_args block_weight(int variant, int prefetch, int format,
     long s_stride;
     make_weights(format, n_in * n_out, n_in, n_out, 0, 0, &w, &scales, &s_stride, value);
     free(value);
-    struct mg_linear_args a = {variant, prefetch, format, 0, w, n_out, scales, s_stride, floats(n_out, 0), n_in, n_out};
+    struct mg_linear_args a = {.variant = variant, .prefetch = prefetch, .w_format = format, .w_transposed = 0, .w = w,
+                               .w_stride = n_out, .scales = scales, .s_stride = s_stride, .bias = floats(n_out, 0),
+                               .n_in = n_in, .n_out = n_out};
     return a;
 }
 
@@ -319,15 +321,18 @@ static int check_block(int variant, int format, long R, long H, long D, long pos
     /* (the random weights make large q and k: a small scale keeps the softmax spread over the keys, so that each
      * key, padded or not, counts in the bits) */
     long cache = R * H * capacity * D, ks[3] = {H * capacity * D, capacity * D, D};
-    struct mg_block_args b = {R, E, H, D, F, floats(R * E, 0), malloc(sizeof(float) * R * E),
-                              malloc(sizeof(float) * R * (6 * E + F)), variant, floats(E, 0), floats(E, 0),
-                              floats(E, 0), floats(E, 0), 1e-5f,
-                              block_weight(variant, MG_PREFETCH_KEEP, format, E, 3 * E),
-                              block_weight(variant, MG_PREFETCH_NTA, format, E, E),
-                              block_weight(variant, MG_PREFETCH_NTA | MG_STREAM_ROWS, format, E, F),
-                              block_weight(variant, MG_PREFETCH_NONE, format, F, E),
-                              variant, MG_PREFETCH_NTA, 0.01f / (float)D, floats(cache, 0), floats(cache, 0),
-                              {ks[0], ks[1], ks[2]}, {ks[0], ks[1], ks[2]}, position, NULL, 0, variant};
+    struct mg_block_args b = {
+        .rows = R, .n_embd = E, .n_head = H, .head_dim = D, .n_inner = F,
+        .x = floats(R * E, 0), .out = malloc(sizeof(float) * R * E), .scratch = malloc(sizeof(float) * R * (6 * E + F)),
+        .ln_variant = variant, .ln_1_weight = floats(E, 0), .ln_1_bias = floats(E, 0), .ln_2_weight = floats(E, 0),
+        .ln_2_bias = floats(E, 0), .eps = 1e-5f,
+        .c_attn = block_weight(variant, MG_PREFETCH_KEEP, format, E, 3 * E),  /* (each walk and prefetch kind) */
+        .attn_proj = block_weight(variant, MG_PREFETCH_NTA, format, E, E),
+        .c_fc = block_weight(variant, MG_PREFETCH_NTA | MG_STREAM_ROWS, format, E, F),
+        .mlp_proj = block_weight(variant, MG_PREFETCH_NONE, format, F, E),
+        .attention_variant = variant, .attention_prefetch = MG_PREFETCH_NTA, .scale = 0.01f / (float)D,
+        .keys = floats(cache, 0), .values = floats(cache, 0), .k_strides = {ks[0], ks[1], ks[2]},
+        .v_strides = {ks[0], ks[1], ks[2]}, .position = position, .gelu_variant = variant};
     float *key_bias = calloc(R * bias_stride, sizeof(float));
     for (long j = 0; R > 1 && j + 1 < K; j += 3)
         key_bias[bias_stride + j] = -3.4028234663852886e38f;  /* every third key of the second sequence is padding */
@@ -416,7 +421,8 @@ int main(void)
             ok = 1;
             for (long R = 1; R <= 3; R += 2)
                 for (long position = 0; position <= 37; position += 37)
-                    ok &= check_block(variant, format, R, 2, 64, position) & check_block(variant, format, R, 3, 16, position);
+                    for (long heads = 2; heads <= 3; heads++)  /* heads of 64 (the D = 64 code) and of 16 */
+                        ok &= check_block(variant, format, R, heads, heads == 2 ? 64 : 16, position);
             char what[80];
             snprintf(what, sizeof what, "transformer_block (decoding), %s weights", format_names[format]);
             report(name, what, 0.0, ok);
