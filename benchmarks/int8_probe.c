@@ -21,7 +21,7 @@
  * median. It answers for the CPU it runs on: docs/kernels.md keeps what it said. Built with the library:
  *
  *     cc -O3 -march=x86-64-v3 -pthread -Icsrc benchmarks/int8_probe.c csrc/variant_*.c csrc/dispatch.c \
- *         csrc/parallel.c csrc/block.c -lm -o int8_probe && ./int8_probe
+ *         csrc/parallel.c csrc/block.c -lm -o int8_probe && ./int8_probe      # ./int8_probe --quick: a smoke run
  *
  * (x86-64 with AVX2 only; elsewhere it says so. The results are not checked against each other beyond a
  * sanity sum: the paths compute different roundings, and this is a timing probe, not minigpt2's code.)
@@ -48,7 +48,7 @@ int main(void)
 #include "parallel.h"
 
 #define MATRICES 48
-#define ROUNDS 7
+#define ROUNDS 7  /* (--quick: 1 round of one pass, a smoke run for tests/test_benchmarks.py) */
 static const long SHAPES[4][2] = {{768, 2304}, {768, 768}, {768, 3072}, {3072, 768}};  /* one GPT-2 block */
 
 static double now(void)
@@ -108,14 +108,16 @@ static void walk_int16(const int8_t *q, const uint16_t *sc, const int16_t *xi, c
             for (long c = c0; c < c1; c += 16) {
                 if (c % 64 == 0)
                     ahead(w + 4 * N, N, c, k, K);
-                __m128i r0 = _mm_loadu_si128((const __m128i *)(w + c)), r1 = _mm_loadu_si128((const __m128i *)(w + N + c));
+                __m128i r0 = _mm_loadu_si128((const __m128i *)(w + c));
+                __m128i r1 = _mm_loadu_si128((const __m128i *)(w + N + c));
                 __m128i r2 = _mm_loadu_si128((const __m128i *)(w + 2 * N + c));
                 __m128i r3 = _mm_loadu_si128((const __m128i *)(w + 3 * N + c));
                 __m256i lo = _mm256_add_epi32(_mm256_madd_epi16(_mm256_cvtepi8_epi16(_mm_unpacklo_epi8(r0, r1)), x01),
                                               _mm256_madd_epi16(_mm256_cvtepi8_epi16(_mm_unpacklo_epi8(r2, r3)), x23));
                 __m256i hi = _mm256_add_epi32(_mm256_madd_epi16(_mm256_cvtepi8_epi16(_mm_unpackhi_epi8(r0, r1)), x01),
                                               _mm256_madd_epi16(_mm256_cvtepi8_epi16(_mm_unpackhi_epi8(r2, r3)), x23));
-                _mm256_storeu_si256((__m256i *)(acc + c), _mm256_add_epi32(_mm256_loadu_si256((const __m256i *)(acc + c)), lo));
+                _mm256_storeu_si256((__m256i *)(acc + c),
+                                    _mm256_add_epi32(_mm256_loadu_si256((const __m256i *)(acc + c)), lo));
                 _mm256_storeu_si256((__m256i *)(acc + c + 8),
                                     _mm256_add_epi32(_mm256_loadu_si256((const __m256i *)(acc + c + 8)), hi));
             }
@@ -218,9 +220,13 @@ static void *big(size_t bytes)
     return p;
 }
 
-static int cmp(const void *a, const void *b) { return (*(const double *)a > *(const double *)b) - (*(const double *)a < *(const double *)b); }
+static int cmp(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
 
-int main(void)
+int main(int argc, char **argv)
 {
     widest = mg_variant_widest();
     long online = sysconf(_SC_NPROCESSORS_ONLN);
@@ -237,7 +243,8 @@ int main(void)
             a->q[j] = (int8_t)(rand() % 255 - 127);
         for (long k = 0; k < a->K; k += 2)  /* rows k, k+1 interleaved */
             for (long c = 0; c < a->N; c++)
-                a->pairs[k * a->N + 2 * c] = a->q[k * a->N + c], a->pairs[k * a->N + 2 * c + 1] = a->q[(k + 1) * a->N + c];
+                for (int i = 0; i < 2; i++)
+                    a->pairs[k * a->N + 2 * c + i] = a->q[(k + i) * a->N + c];
         for (long j = 0; j < a->K / 32 * a->N; j++)
             a->scales[j] = 0x2000;  /* 2^-7 */
     }
@@ -254,9 +261,10 @@ int main(void)
             xi[32 * b + i] = (int16_t)lrintf(x[32 * b + i] / sx[b]);
     }
     /* columns: 1 thread in L2, 1 thread from memory, all threads from memory */
+    int quick = argc > 1 && strcmp(argv[1], "--quick") == 0, rounds = quick ? 1 : ROUNDS, passes = quick ? 1 : 4;
     double t[PATHS][3][ROUNDS];
-    long repeats = 1000;
-    for (int r = 0; r < ROUNDS; r++)
+    long repeats = quick ? 20 : 1000;
+    for (int r = 0; r < rounds; r++)
         for (int p = 0; p < PATHS; p++)
             for (int col = 0; col < 3; col++) {
                 int threads = col == 2 ? cores : 1;
@@ -266,21 +274,22 @@ int main(void)
                     for (long i = 0; i < repeats; i++)
                         product(p, &small, x, xi, sx, out, 1);
                 else
-                    for (int pass = 0; pass < 4; pass++)
+                    for (int pass = 0; pass < passes; pass++)
                         for (int i = 0; i < MATRICES; i++)
                             product(p, &m[i], x, xi, sx, out, threads);
-                double weights = col == 0 ? (double)repeats * small.K * small.N : 4.0 * total;
+                double weights = col == 0 ? (double)repeats * small.K * small.N : (double)passes * total;
                 t[p][col][r] = weights / (now() - start) / 1e9;
             }
     printf("variant %s; ", mg_variant_name(widest));
     printf("int8 decode product (GPT-2 124M's 48 block matrices, %ld M weights), G weights/s, median of %d rounds\n\n",
-           total / 1000000, ROUNDS);
-    printf("| path | 1 thread, in L2 | 1 thread, from memory | %d threads, from memory |\n|---|---:|---:|---:|\n", cores);
+           total / 1000000, rounds);
+    printf("| path | 1 thread, in L2 | 1 thread, from memory | %d threads, from memory |\n", cores);
+    printf("|---|---:|---:|---:|\n");
     for (int p = 0; p < PATHS; p++) {
         printf("| %s |", NAMES[p]);
         for (int col = 0; col < 3; col++) {
-            qsort(t[p][col], ROUNDS, sizeof(double), cmp);
-            printf(" %.1f |", t[p][col][ROUNDS / 2]);
+            qsort(t[p][col], rounds, sizeof(double), cmp);
+            printf(" %.1f |", t[p][col][rounds / 2]);
         }
         printf("\n");
     }

@@ -58,3 +58,34 @@ def test_the_profile_splits_a_step_for_each_weight_format(small_checkpoint, tmp_
     if minigpt2.backend.c_available():
         assert out.count("with each block as one C call, as the model runs:") == 3, out
     assert out.count("| linear |") >= 3
+
+
+def test_the_int8_probe_builds_with_the_library_and_runs(tmp_path):
+    """benchmarks/int8_probe.c (integer dot products against the library's own mg_linear) still compiles against
+    csrc/ and prints its table: a smoke run, on an x86-64 CPU with AVX2 and a C compiler."""
+    import platform
+    import shutil
+    import sysconfig
+
+    if platform.machine().lower() not in ("x86_64", "amd64") or sys.platform == "win32":
+        pytest.skip("the probe is for x86-64 (AVX2)")
+    if not minigpt2.backend.c_available() or "avx2" not in minigpt2.backend.kernel_variants():
+        pytest.skip("this CPU has no AVX2 (or there is no C core to tell)")
+    cc = os.environ.get("CC") or sysconfig.get_config_var("CC") or "cc"
+    if not shutil.which(cc.split()[0]):
+        pytest.skip(f"no C compiler ({cc})")
+    csrc = ROOT / "csrc"
+    sources = [ROOT / "benchmarks" / "int8_probe.c", *sorted(csrc.glob("variant_*.c")),
+               *(csrc / name for name in ("dispatch.c", "parallel.c", "block.c"))]
+    probe = tmp_path / "int8_probe"
+    built = subprocess.run([*cc.split(), "-O2", "-march=x86-64-v3", "-pthread", f"-I{csrc}", *map(str, sources),
+                            "-lm", "-o", str(probe)], capture_output=True, text=True, timeout=300)
+    assert built.returncode == 0, built.stderr[-3000:]
+    done = subprocess.run([str(probe), "--quick"], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    rows = [line for line in done.stdout.splitlines() if line.startswith("| ") and not line.startswith("| path")]
+    assert [row.split("|")[1].strip() for row in rows] == [
+        "minigpt2 (mg_linear)", "int16 dots", "int16 dots, pairs stored", "read only, the same walk",
+        "read only, sequential"], done.stdout
+    for row in rows:  # three positive speeds each
+        assert all(float(cell) > 0 for cell in row.split("|")[2:5]), row
