@@ -23,7 +23,7 @@ The package, one module per part:
     sampling.py     drawing a token; set_seed
     greedy.py       the greedy / sampling loop
     beam.py         the beam search loop
-    stopping.py     stop strings
+    stopping.py     stopping criteria (HF's classes; stop strings)
     outputs.py      what return_dict_in_generate=True returns
     mixin.py        GenerationMixin: generate() and compute_transition_scores(), which drive the model
                     through one call (see mixin.py) and never import modeling.py
@@ -38,14 +38,23 @@ from .outputs import GenerateBeamDecoderOnlyOutput, GenerateDecoderOnlyOutput
 from .processors import (
     EpsilonLogitsWarper,
     EtaLogitsWarper,
+    ExponentialDecayLengthPenalty,
+    ForcedBOSTokenLogitsProcessor,
     ForcedEOSTokenLogitsProcessor,
+    InfNanRemoveLogitsProcessor,
+    LogitNormalization,
+    LogitsProcessor,
     LogitsProcessorList,
     MinLengthLogitsProcessor,
     MinNewTokensLengthLogitsProcessor,
     MinPLogitsWarper,
     NoBadWordsLogitsProcessor,
     NoRepeatNGramLogitsProcessor,
+    PrefixConstrainedLogitsProcessor,
     RepetitionPenaltyLogitsProcessor,
+    SequenceBiasLogitsProcessor,
+    SuppressTokensAtBeginLogitsProcessor,
+    SuppressTokensLogitsProcessor,
     TemperatureLogitsWarper,
     TopKLogitsWarper,
     TopPLogitsWarper,
@@ -54,11 +63,19 @@ from .processors import (
     sampling_warpers,
 )
 from .sampling import sample, set_seed
-from .stopping import StopStringCriteria
+from .stopping import (
+    EosTokenCriteria,
+    MaxLengthCriteria,
+    MaxTimeCriteria,
+    StoppingCriteria,
+    StoppingCriteriaList,
+    StopStringCriteria,
+)
 
 __all__ = [
     "GenerationConfig",
     "GenerationMixin",
+    "LogitsProcessor",
     "LogitsProcessorList",
     "RepetitionPenaltyLogitsProcessor",
     "NoRepeatNGramLogitsProcessor",
@@ -66,6 +83,14 @@ __all__ = [
     "MinNewTokensLengthLogitsProcessor",
     "NoBadWordsLogitsProcessor",
     "ForcedEOSTokenLogitsProcessor",
+    "ForcedBOSTokenLogitsProcessor",
+    "SequenceBiasLogitsProcessor",
+    "PrefixConstrainedLogitsProcessor",
+    "InfNanRemoveLogitsProcessor",
+    "ExponentialDecayLengthPenalty",
+    "SuppressTokensLogitsProcessor",
+    "SuppressTokensAtBeginLogitsProcessor",
+    "LogitNormalization",
     "TemperatureLogitsWarper",
     "TopKLogitsWarper",
     "TopPLogitsWarper",
@@ -75,6 +100,11 @@ __all__ = [
     "EtaLogitsWarper",
     "GenerateDecoderOnlyOutput",
     "GenerateBeamDecoderOnlyOutput",
+    "StoppingCriteria",
+    "StoppingCriteriaList",
+    "MaxLengthCriteria",
+    "MaxTimeCriteria",
+    "EosTokenCriteria",
     "StopStringCriteria",
     "build_logits_processors",
     "set_seed",

@@ -30,8 +30,11 @@ def _best(scores, k):
     return np.argsort(-scores, axis=-1, kind="stable")[:, :k]
 
 
-def beam_search(step, input_ids, mask, cfg, processors, eos, rng, stop=None):
-    """Beam search (beam sampling with do_sample=True) from the prompts ``input_ids`` [B, T]."""
+def beam_search(step, input_ids, mask, cfg, processors, eos, rng, stop=None, finish_tokens=None):
+    """Beam search (beam sampling with do_sample=True) from the prompts ``input_ids`` [B, T]. A beam finishes at a
+    token of ``finish_tokens`` (default ``eos``; a caller's EosTokenCriteria in HF), ``eos`` sets how many
+    candidates each step keeps."""
+    finish_tokens = eos if finish_tokens is None else finish_tokens
     B, prompt_len = input_ids.shape
     K, max_length, lp = cfg.num_beams, cfg.max_length, cfg.length_penalty
     M = max(2, 1 + len(eos)) * K  # enough candidates that K of them do not finish
@@ -73,7 +76,7 @@ def beam_search(step, input_ids, mask, cfg, processors, eos, rng, stop=None):
         cand[:, :, cur_len] = cand_tokens
         cand_indices = _gather(running_indices, cand_beams)
         cand_indices[:, :, cur_len - prompt_len] = cand_beams + (np.arange(B) * K)[:, None]  # rows of scores[t]
-        ends = np.isin(cand_tokens, eos) | (cur_len + 1 >= max_length)
+        ends = np.isin(cand_tokens, finish_tokens) | (cur_len + 1 >= max_length)
         if stop is not None:
             ends |= stop(cand[:, :, :cur_len + 1].reshape(B * M, -1), record.outputs()["scores"]).reshape(B, M)
 

@@ -15,6 +15,7 @@ from dataclasses import fields
 
 import numpy as np
 
+from ..checks import is_int
 from ..layers import log_softmax
 from .beam import beam_search
 from .config import GenerationConfig, _as_token_list
@@ -22,7 +23,7 @@ from .greedy import greedy_or_sample
 from .hf_settings import HF_ONLY, check_unsupported, read_hf_generation_config
 from .processors import build_logits_processors
 from .sampling import _rng
-from .stopping import MaxTimeCriteria, StopStringCriteria, merge_criteria
+from .stopping import MaxTimeCriteria, StopStringCriteria, builtin_overrides, merge_criteria
 
 # generate()'s arguments that are not GenerationConfig fields
 GENERATE_ARGUMENTS = ("input_ids", "attention_mask", "logits_processor", "stopping_criteria",
@@ -84,20 +85,28 @@ class GenerationMixin:
             warnings.warn(f"min_length ({cfg.min_length}) is larger than max_length ({cfg.max_length}): generation "
                           f"stops at max_length", UserWarning, stacklevel=2)
         self._check_lengths(cfg, T, default_length)
+        custom_max_length, custom_eos, stopping_criteria = builtin_overrides(stopping_criteria)
         stop = self._stopping_criteria(cfg, tokenizer, stopping_criteria)
         self._check_special_tokens(cfg, eos)
         if streamer is not None and (cfg.num_beams > 1 or B * cfg.num_return_sequences > 1):
             raise ValueError("a streamer follows one sequence: use it with a single prompt, num_beams=1 and "
                              "num_return_sequences=1")
         processors = build_logits_processors(cfg, T, eos, logits_processor, prefix_allowed_tokens_fn)
+        if custom_max_length is not None:  # the processors keep the max_length of the settings, as in HF
+            cfg.max_length = self._custom_max_length(custom_max_length, T)
+        finish_tokens = eos if custom_eos is None else custom_eos
+        if finish_tokens and cfg.pad_token_id is None:  # (HF's own eos always has one: its pad defaults to it)
+            raise ValueError("EosTokenCriteria in stopping_criteria pads finished sequences, but there is no "
+                             "pad_token_id: pass generate(..., pad_token_id=...)")
         flags = dict(output_attentions=cfg.return_dict_in_generate and cfg.output_attentions,
                      output_hidden_states=cfg.return_dict_in_generate and cfg.output_hidden_states)
         step = functools.partial(self._next_token_logits, **flags)
         if model_kwargs.get("token_type_ids") is not None:
             step = _with_token_types(step, model_kwargs["token_type_ids"], input_ids.shape)
         if cfg.num_beams == 1:
-            return greedy_or_sample(step, input_ids, attention_mask, cfg, processors, eos, _rng(seed), streamer, stop)
-        return beam_search(step, input_ids, attention_mask, cfg, processors, eos, _rng(seed), stop)
+            return greedy_or_sample(step, input_ids, attention_mask, cfg, processors, finish_tokens, _rng(seed), streamer,
+                                    stop)
+        return beam_search(step, input_ids, attention_mask, cfg, processors, eos, _rng(seed), stop, finish_tokens)
 
     def compute_transition_scores(self, sequences, scores, beam_indices=None, normalize_logits=False):
         """The score of each generated token, from ``generate(..., output_scores=True, return_dict_in_generate=True)``
@@ -233,6 +242,14 @@ class GenerationMixin:
         if default_length and cfg.max_length == GenerationConfig().max_length:  # HF's warning, still 20 in all
             warnings.warn("using the default max_length=20 (prompt included); set max_new_tokens to choose how "
                           "many tokens to generate", UserWarning, stacklevel=3)
+
+    def _custom_max_length(self, max_length, prompt_length):
+        """The max_length of a MaxLengthCriteria passed in stopping_criteria, which replaces generate's own."""
+        if not is_int(max_length) or not prompt_length < max_length <= self.config.n_positions:
+            raise ValueError(f"MaxLengthCriteria(max_length={max_length!r}) in stopping_criteria counts the prompt: it "
+                             f"must be an integer above the prompt's {prompt_length} tokens and at most "
+                             f"n_positions={self.config.n_positions}")
+        return int(max_length)
 
     def _stopping_criteria(self, cfg, tokenizer, extra):
         """The criteria besides eos and max_length (which the loops check themselves), in HF's order; None if none."""

@@ -11,6 +11,21 @@ import numpy as np
 from ..layers import log_softmax, softmax  # -inf scores (filtered tokens) get probability 0
 from .config import _as_token_list
 
+
+class LogitsProcessor:
+    """Base class of the processors, as HF's: a subclass defines ``__call__(input_ids, scores) -> scores``.
+
+    ``input_ids`` [N, L] are the tokens so far (prompt included), ``scores`` [N, V] the float32 scores of the
+    next token; return the new scores (changing ``scores`` in place and returning it is allowed). Pass instances
+    to ``generate(logits_processor=[...])``: they run after the built-in processors and before the sampling
+    warpers (temperature, top-k, top-p, ...), as in HF.
+    """
+
+    def __call__(self, input_ids, scores):
+        raise NotImplementedError(f"{type(self).__name__} is an abstract class: a logits processor defines "
+                                  f"__call__(input_ids, scores) -> scores")
+
+
 class LogitsProcessorList(list):
     """Apply each processor in turn."""
 
@@ -24,7 +39,7 @@ class LogitsProcessorList(list):
         return scores
 
 
-class RepetitionPenaltyLogitsProcessor:
+class RepetitionPenaltyLogitsProcessor(LogitsProcessor):
     """Make every token already in the sequence (prompt included) less likely, once per token (CTRL's rule).
 
     A positive score is divided by ``penalty``, a negative one multiplied by it: either way it moves down
@@ -45,7 +60,7 @@ class RepetitionPenaltyLogitsProcessor:
         return scores
 
 
-class NoRepeatNGramLogitsProcessor:
+class NoRepeatNGramLogitsProcessor(LogitsProcessor):
     """Forbid any token that would complete an n-gram already present in the sequence (prompt included)."""
 
     def __init__(self, ngram_size: int):
@@ -65,7 +80,7 @@ class NoRepeatNGramLogitsProcessor:
         return scores
 
 
-class MinLengthLogitsProcessor:
+class MinLengthLogitsProcessor(LogitsProcessor):
     """Forbid the end-of-sequence tokens while the sequence (prompt included) is shorter than ``min_length``."""
 
     def __init__(self, min_length: int, eos_token_id):
@@ -78,7 +93,7 @@ class MinLengthLogitsProcessor:
         return scores
 
 
-class MinNewTokensLengthLogitsProcessor:
+class MinNewTokensLengthLogitsProcessor(LogitsProcessor):
     """Forbid the end-of-sequence tokens until ``min_new_tokens`` tokens follow the prompt."""
 
     def __init__(self, prompt_length_to_skip: int, min_new_tokens: int, eos_token_id):
@@ -92,7 +107,7 @@ class MinNewTokensLengthLogitsProcessor:
         return scores
 
 
-class NoBadWordsLogitsProcessor:
+class NoBadWordsLogitsProcessor(LogitsProcessor):
     """Never complete one of ``bad_words_ids``: a one-token word is always ruled out, a longer one when the
     sequence ends with all of it but its last token. (As HF, a word that is just the eos token is not banned.)"""
 
@@ -111,7 +126,7 @@ class NoBadWordsLogitsProcessor:
         return np.where(banned, -np.inf, scores).astype(scores.dtype)
 
 
-class ForcedEOSTokenLogitsProcessor:
+class ForcedEOSTokenLogitsProcessor(LogitsProcessor):
     """At the last position that ``max_length`` allows, only the eos token(s) may come."""
 
     def __init__(self, max_length: int, eos_token_id):
@@ -125,7 +140,7 @@ class ForcedEOSTokenLogitsProcessor:
         return forced
 
 
-class SequenceBiasLogitsProcessor:
+class SequenceBiasLogitsProcessor(LogitsProcessor):
     """Add a bias to a token's score wherever it would complete one of the given token sequences.
 
     ``sequence_bias`` maps sequences to biases, ``{(id, ..., last): bias}``: the bias goes to ``last`` in the rows
@@ -153,7 +168,7 @@ class SequenceBiasLogitsProcessor:
         return scores + bias
 
 
-class PrefixConstrainedLogitsProcessor:
+class PrefixConstrainedLogitsProcessor(LogitsProcessor):
     """Allow only the tokens that ``prefix_allowed_tokens_fn(batch_id, ids)`` lists for each row (HF's
     constrained generation); ``batch_id`` is the prompt's index, ``ids`` the row's tokens so far."""
 
@@ -171,7 +186,7 @@ class PrefixConstrainedLogitsProcessor:
         return np.where(allowed, scores, -np.inf).astype(scores.dtype)
 
 
-class ForcedBOSTokenLogitsProcessor:
+class ForcedBOSTokenLogitsProcessor(LogitsProcessor):
     """When the sequence is one token long, only ``bos_token_id`` may come next."""
 
     def __init__(self, bos_token_id: int):
@@ -185,7 +200,7 @@ class ForcedBOSTokenLogitsProcessor:
         return forced
 
 
-class InfNanRemoveLogitsProcessor:
+class InfNanRemoveLogitsProcessor(LogitsProcessor):
     """Replace NaN scores by 0 and infinite ones by the largest finite float32 of their sign."""
 
     def __call__(self, input_ids, scores):
@@ -193,7 +208,7 @@ class InfNanRemoveLogitsProcessor:
         return np.where(np.isnan(scores), 0, np.clip(scores, -big, big)).astype(scores.dtype)
 
 
-class ExponentialDecayLengthPenalty:
+class ExponentialDecayLengthPenalty(LogitsProcessor):
     """After ``start`` new tokens, raise the eos scores by ``|score| * (factor ** n - 1)`` at the n-th token
     past it: a growing push (factor > 1) towards ending. ``(start, factor)`` is HF's
     ``exponential_decay_length_penalty``."""
@@ -215,7 +230,7 @@ class ExponentialDecayLengthPenalty:
         return scores
 
 
-class SuppressTokensLogitsProcessor:
+class SuppressTokensLogitsProcessor(LogitsProcessor):
     """Rule out the ``suppress_tokens`` at every step."""
 
     def __init__(self, suppress_tokens):
@@ -227,7 +242,7 @@ class SuppressTokensLogitsProcessor:
         return scores
 
 
-class SuppressTokensAtBeginLogitsProcessor:
+class SuppressTokensAtBeginLogitsProcessor(LogitsProcessor):
     """Rule out the ``begin_suppress_tokens`` at the step where the sequence is ``begin_index`` tokens long (the
     first new token)."""
 
@@ -242,14 +257,14 @@ class SuppressTokensAtBeginLogitsProcessor:
         return scores
 
 
-class LogitNormalization:
+class LogitNormalization(LogitsProcessor):
     """A log-softmax over the vocabulary: the scores become log-probabilities again (``renormalize_logits``)."""
 
     def __call__(self, input_ids, scores):
         return log_softmax(scores)
 
 
-class TemperatureLogitsWarper:
+class TemperatureLogitsWarper(LogitsProcessor):
     """Divide the scores by the temperature: < 1 sharpens the distribution, > 1 flattens it."""
 
     def __init__(self, temperature: float):
@@ -261,7 +276,7 @@ class TemperatureLogitsWarper:
         return scores / np.float32(self.temperature)
 
 
-class TopKLogitsWarper:
+class TopKLogitsWarper(LogitsProcessor):
     """Keep the ``top_k`` highest scores (and any tied with the k-th), rule out the rest."""
 
     def __init__(self, top_k: int, min_tokens_to_keep: int = 1):
@@ -276,7 +291,7 @@ class TopKLogitsWarper:
         return np.where(scores < kth_best, -np.inf, scores).astype(scores.dtype)
 
 
-class TopPLogitsWarper:
+class TopPLogitsWarper(LogitsProcessor):
     """Nucleus sampling: keep the most likely tokens whose probabilities first add up to ``top_p``, rule out the rest.
 
     As HF: sort ascending, and drop tokens while the running total of probability is <= 1 - top_p.
@@ -298,7 +313,7 @@ class TopPLogitsWarper:
         return np.where(drop, -np.inf, scores).astype(scores.dtype)
 
 
-class MinPLogitsWarper:
+class MinPLogitsWarper(LogitsProcessor):
     """Keep the tokens at least ``min_p`` times as likely as the most likely one (min-p sampling)."""
 
     def __init__(self, min_p: float, min_tokens_to_keep: int = 1):
@@ -312,7 +327,7 @@ class MinPLogitsWarper:
         return _keep_best(scores, drop, self.min_tokens_to_keep)
 
 
-class TypicalLogitsWarper:
+class TypicalLogitsWarper(LogitsProcessor):
     """Locally typical sampling: keep the tokens whose surprise -log p is closest to the distribution's entropy,
     until their probabilities add up to ``mass``."""
 
@@ -338,7 +353,7 @@ class TypicalLogitsWarper:
         return np.where(drop, -np.inf, scores).astype(scores.dtype)
 
 
-class EpsilonLogitsWarper:
+class EpsilonLogitsWarper(LogitsProcessor):
     """Rule out the tokens whose probability is below ``epsilon`` (epsilon sampling)."""
 
     def __init__(self, epsilon: float, min_tokens_to_keep: int = 1):
@@ -350,7 +365,7 @@ class EpsilonLogitsWarper:
         return _keep_best(scores, softmax(scores) < self.epsilon, self.min_tokens_to_keep)
 
 
-class EtaLogitsWarper:
+class EtaLogitsWarper(LogitsProcessor):
     """Eta sampling: rule out the tokens below min(epsilon, sqrt(epsilon) * exp(-entropy))."""
 
     def __init__(self, epsilon: float, min_tokens_to_keep: int = 1):

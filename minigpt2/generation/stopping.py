@@ -3,6 +3,7 @@
 generate stops a row at its eos token or at max_length by itself; these add the other reasons, with HF's names:
 ``max_time`` (MaxTimeCriteria), ``stop_strings`` (StopStringCriteria) and the caller's ``stopping_criteria=``
 (any callables with that signature; ``scores`` is the tuple of the scores so far with output_scores, else None).
+A caller's MaxLengthCriteria or EosTokenCriteria replaces generate's own length or eos check, as in HF.
 
 Stopping on strings: ``generate(stop_strings=[...], tokenizer=tok)``, as HF's StopStringCriteria decides.
 
@@ -39,6 +40,28 @@ class StoppingCriteriaList(list):
         return done
 
 
+class MaxLengthCriteria(StoppingCriteria):
+    """Every row is done once the sequences (prompt included) are ``max_length`` tokens long. generate checks
+    max_length itself; passed in ``stopping_criteria`` this one adds a limit (the lower of the two applies).
+    ``max_position_embeddings`` is accepted as in HF (which only warns past it)."""
+
+    def __init__(self, max_length: int, max_position_embeddings=None):
+        self.max_length, self.max_position_embeddings = max_length, max_position_embeddings
+
+    def __call__(self, input_ids, scores=None, **kwargs) -> np.ndarray:
+        return np.full(len(input_ids), np.shape(input_ids)[1] >= self.max_length)
+
+
+class EosTokenCriteria(StoppingCriteria):
+    """A row is done when its last token is one of ``eos_token_id`` (an id or a list of ids)."""
+
+    def __init__(self, eos_token_id):
+        self.eos_token_id = np.atleast_1d(np.asarray(eos_token_id, np.int64))
+
+    def __call__(self, input_ids, scores=None, **kwargs) -> np.ndarray:
+        return np.isin(np.asarray(input_ids)[:, -1], self.eos_token_id)
+
+
 class MaxTimeCriteria(StoppingCriteria):
     """Every row is done once ``max_time`` seconds have passed since ``initial_timestamp`` (default: now)."""
 
@@ -50,7 +73,7 @@ class MaxTimeCriteria(StoppingCriteria):
         return np.full(len(input_ids), time.time() - self.initial_timestamp > self.max_time)
 
 
-class StopStringCriteria:
+class StopStringCriteria(StoppingCriteria):
     """``criteria(input_ids [N, L]) -> [N]`` bools: which rows' last token overlaps a stop string."""
 
     def __init__(self, tokenizer, stop_strings):
@@ -77,6 +100,18 @@ class StopStringCriteria:
 
     def __call__(self, input_ids, scores=None, **kwargs) -> np.ndarray:
         return np.array([self._row_stops(row) for row in np.asarray(input_ids).tolist()], bool)
+
+
+def builtin_overrides(extra):
+    """HF 4.57 replaces its own max-length and eos criteria by the caller's of the same class: the max_length and
+    the eos ids the caller's ``stopping_criteria`` set that way (None where they do not), and the other criteria.
+    generate's loops check both themselves, so the caller's become their settings."""
+    if not isinstance(extra, (list, tuple)):
+        return None, None, extra  # (merge_criteria says what is wrong)
+    max_length = next((c.max_length for c in extra if type(c) is MaxLengthCriteria), None)
+    eos = next((c.eos_token_id.tolist() for c in extra if type(c) is EosTokenCriteria), None)
+    rest = [c for c in extra if type(c) not in (MaxLengthCriteria, EosTokenCriteria)]
+    return max_length, eos, rest
 
 
 def merge_criteria(built, extra) -> StoppingCriteriaList:
