@@ -14,7 +14,7 @@ import numpy as np
 from .activations import ACTIVATIONS
 from .checks import check_int, check_number
 
-__all__ = ["GPT2Config", "PRESETS"]
+__all__ = ["GPT2Config", "PRESETS", "LEGACY_GENERATION_DEFAULTS"]
 
 CONFIG_NAME = "config.json"
 
@@ -45,8 +45,45 @@ COMMON_DEFAULTS = {
     "pad_token_id": None,
     "bos_token_id": None,
     "eos_token_id": None,
+    "sep_token_id": None,
+    "decoder_start_token_id": None,
+    "tokenizer_class": None,
+    "prefix": None,
     "task_specific_params": None,
+    "_name_or_path": "",  # where from_pretrained loaded the model from (the name_or_path property); never printed
 }
+
+# Generation settings that older config.json files carry (transformers' PretrainedConfig reads them, with these
+# defaults, and builds model.generation_config from them when a checkpoint has no generation_config.json).
+# Like the common fields they are printed only where they differ; config.json gets them only then too.
+LEGACY_GENERATION_DEFAULTS = {
+    "max_length": 20,
+    "min_length": 0,
+    "do_sample": False,
+    "early_stopping": False,
+    "num_beams": 1,
+    "temperature": 1.0,
+    "top_k": 50,
+    "top_p": 1.0,
+    "typical_p": 1.0,
+    "repetition_penalty": 1.0,
+    "length_penalty": 1.0,
+    "no_repeat_ngram_size": 0,
+    "encoder_no_repeat_ngram_size": 0,
+    "bad_words_ids": None,
+    "num_return_sequences": 1,
+    "output_scores": False,
+    "return_dict_in_generate": False,
+    "forced_bos_token_id": None,
+    "forced_eos_token_id": None,
+    "remove_invalid_values": False,
+    "exponential_decay_length_penalty": None,
+    "suppress_tokens": None,
+    "begin_suppress_tokens": None,
+    "num_beam_groups": 1,
+    "diversity_penalty": 0.0,
+}
+COMMON_DEFAULTS.update(LEGACY_GENERATION_DEFAULTS)
 
 # GPT-2's own fields with the defaults of HF's GPT2Config (the openai-community/gpt2 architecture).
 GPT2_DEFAULTS = {
@@ -115,9 +152,12 @@ class GPT2Config:
     """
 
     model_type = "gpt2"
+    attribute_map = ATTRIBUTE_MAP  # HF's: generic name -> GPT-2's field
 
     def __init__(self, **kwargs):
         values = {**COMMON_DEFAULTS, **GPT2_DEFAULTS}
+        if "name_or_path" in kwargs:
+            kwargs["_name_or_path"] = str(kwargs.pop("name_or_path"))
         for alias, name in ATTRIBUTE_MAP.items():
             if alias in kwargs:
                 kwargs[name] = kwargs.pop(alias)
@@ -143,6 +183,15 @@ class GPT2Config:
 
     def __setattr__(self, name, value):
         object.__setattr__(self, ATTRIBUTE_MAP.get(name, name), value)
+
+    @property
+    def name_or_path(self) -> str:
+        """The checkpoint a model was loaded from (set by the models' from_pretrained), "" otherwise."""
+        return self._name_or_path
+
+    @name_or_path.setter
+    def name_or_path(self, value):
+        self._name_or_path = str(value)  # (os.PathLike too: JSON holds strings)
 
     @property
     def num_labels(self) -> int:
@@ -260,6 +309,34 @@ class GPT2Config:
         for key, value in config_dict.items():
             setattr(self, key, value)
 
+    def update_from_string(self, update_str: str):
+        """Set existing attributes from ``"n_embd=10,resid_pdrop=0.2,scale_attn_weights=false"`` (HF's method):
+        each value is read as the type the attribute has now (bool: true/false, 1/0, yes/no; int; float; str)."""
+        for item in update_str.split(","):
+            key, sep, text = item.partition("=")
+            if not sep or not key:
+                raise ValueError(f"update_from_string takes 'key=value' pairs separated by commas, got {item!r} in "
+                                 f"{update_str!r}")
+            if not hasattr(self, key):
+                raise ValueError(f"key {key} isn't in the original config dict")
+            old = getattr(self, key)
+            if isinstance(old, bool):
+                truth = {"true": True, "1": True, "y": True, "yes": True, "false": False, "0": False, "n": False,
+                         "no": False}
+                if text.lower() not in truth:
+                    raise ValueError(f"can't derive true or false from {text} (key {key}): use true or false")
+                value = truth[text.lower()]
+            elif isinstance(old, (int, float, str)):
+                try:
+                    value = type(old)(text)
+                except ValueError:
+                    kind = {int: "an integer", float: "a number", str: "a string"}[type(old)]
+                    raise ValueError(f"{key}={text!r}: {key} holds {kind}, and {text!r} is not one") from None
+            else:
+                raise TypeError(f"You can only update int, float, bool or string values in the config, got {text} "
+                                f"for key {key} (it holds {type(old).__name__})")
+            setattr(self, key, value)
+
     def get_text_config(self, decoder=False) -> "GPT2Config":
         """The config of the text model, for code written for multimodal models: GPT-2 is one, so itself."""
         return self
@@ -271,11 +348,12 @@ class GPT2Config:
         return dict(sorted(d.items()))
 
     def to_diff_dict(self) -> dict:
-        """GPT-2's own fields always; the common ones only where they differ from their defaults."""
+        """GPT-2's own fields always; the common ones only where they differ from their defaults (never
+        _name_or_path, as in HF)."""
         return {
             k: v
             for k, v in self.to_dict().items()
-            if k not in COMMON_DEFAULTS or v != COMMON_DEFAULTS[k] or k in GPT2_DEFAULTS
+            if (k not in COMMON_DEFAULTS or v != COMMON_DEFAULTS[k] or k in GPT2_DEFAULTS) and k != "_name_or_path"
         }
 
     def to_json_string(self, use_diff: bool = True) -> str:
@@ -290,8 +368,13 @@ class GPT2Config:
         if os.path.isfile(save_directory):
             raise ValueError(f"save_pretrained needs a directory, but {save_directory} is a file")
         os.makedirs(save_directory, exist_ok=True)
-        # Written whole: transformers reads this file, and a diff dict would drop the common defaults.
-        self.to_json_file(os.path.join(save_directory, CONFIG_NAME), use_diff=False)
+        # Written whole: transformers reads this file, and a diff dict would drop the common defaults. But not
+        # the legacy generation settings at their defaults (HF's files never carry them), nor an empty name.
+        written = {k: v for k, v in self.to_dict().items()
+                   if not (k in LEGACY_GENERATION_DEFAULTS and v == LEGACY_GENERATION_DEFAULTS[k])
+                   and not (k == "_name_or_path" and not v)}
+        with open(os.path.join(save_directory, CONFIG_NAME), "w", encoding="utf-8") as f:
+            f.write(json.dumps(written, indent=2, sort_keys=True) + "\n")
 
     def __repr__(self):
         return f"{type(self).__name__} {self.to_json_string()}"

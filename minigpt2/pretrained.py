@@ -308,7 +308,7 @@ class GPT2PreTrainedModel:
             weight_format = weights.resolve_dtype(named, "config.json's torch_dtype") if named else \
                 weights.stored_format(checkpoint.flatten(params))
         model = cls(config, params).to(weight_format or "float32")
-        model.name_or_path = os.fspath(name_or_path)
+        model.name_or_path = model.config.name_or_path = os.fspath(name_or_path)  # (as HF sets both)
         if isinstance(model, GenerationMixin):  # generate()'s defaults, when the checkpoint has them (as HF)
             try:
                 found = resolve_file(name_or_path, GENERATION_CONFIG_NAME, required=False, **hub)

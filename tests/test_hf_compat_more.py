@@ -105,9 +105,9 @@ def test_custom_stopping_criteria_and_logits_processor_subclasses(pair, kwargs):
 
 
 # (transformers' beam search sizes its buffers by max_length: a longer MaxLengthCriteria fails there, so greedy only)
-@pytest.mark.parametrize("criterion, argument, num_beams", [("MaxLengthCriteria", 9, 1), ("MaxLengthCriteria", 9, 3),
-                                                            ("MaxLengthCriteria", 17, 1), ("EosTokenCriteria", [33, 61], 1),
-                                                            ("EosTokenCriteria", [33, 61], 3)])
+@pytest.mark.parametrize("criterion, argument, num_beams", [
+    ("MaxLengthCriteria", 9, 1), ("MaxLengthCriteria", 9, 3), ("MaxLengthCriteria", 17, 1),
+    ("EosTokenCriteria", [33, 61], 1), ("EosTokenCriteria", [33, 61], 3)])
 def test_max_length_and_eos_criteria_replace_generates_own(pair, criterion, argument, num_beams):
     """As in HF, the caller's MaxLengthCriteria / EosTokenCriteria replaces generate's length / eos check."""
     hf, ours, _ = pair
@@ -122,3 +122,81 @@ def test_an_abstract_logits_processor_says_what_to_define(pair):
     _, ours, _ = pair
     with pytest.raises(NotImplementedError, match=r"__call__\(input_ids, scores\) -> scores"):
         ours.generate(PROMPTS, max_new_tokens=2, logits_processor=[minigpt2.LogitsProcessor()])
+
+
+# -- 6. GPT2Config: name_or_path, the legacy generation settings, attribute_map, update_from_string ------------
+
+LEGACY = {"num_beams": 3, "max_length": 12, "no_repeat_ngram_size": 2, "do_sample": False, "top_k": 7,
+          "repetition_penalty": 1.3, "length_penalty": 0.5, "pad_token_id": 98}
+
+
+@pytest.fixture(scope="module")
+def legacy_dir(pair, tmp_path_factory):
+    """The pair's checkpoint with generation settings in config.json and no generation_config.json."""
+    _, _, source = pair
+    d = tmp_path_factory.mktemp("legacy")
+    (d / "model.safetensors").write_bytes((source / "model.safetensors").read_bytes())
+    config = json.loads((source / "config.json").read_text())
+    (d / "config.json").write_text(json.dumps({**config, **LEGACY}))
+    return d
+
+
+GENERATION_ATTRIBUTES = ["max_length", "min_length", "do_sample", "early_stopping", "num_beams", "temperature", "top_k",
+                         "top_p", "typical_p", "repetition_penalty", "length_penalty", "no_repeat_ngram_size",
+                         "encoder_no_repeat_ngram_size", "bad_words_ids", "num_return_sequences", "output_scores",
+                         "return_dict_in_generate", "forced_bos_token_id", "forced_eos_token_id",
+                         "remove_invalid_values", "exponential_decay_length_penalty", "suppress_tokens",
+                         "begin_suppress_tokens", "num_beam_groups", "diversity_penalty"]
+
+
+def _printed(config):
+    """What print(config) shows, without the version of the library that wrote it."""
+    return {k: v for k, v in json.loads(config.to_json_string()).items() if k != "transformers_version"}
+
+
+@pytest.mark.parametrize("where", ["default", "legacy"])
+def test_config_attributes_as_in_transformers(where, legacy_dir):
+    if where == "default":
+        ours, theirs = minigpt2.GPT2Config(), transformers.GPT2Config()
+    else:
+        ours, theirs = minigpt2.GPT2Config.from_pretrained(legacy_dir), transformers.GPT2Config.from_pretrained(legacy_dir)
+    for name in GENERATION_ATTRIBUTES + ["name_or_path", "_name_or_path", "sep_token_id", "decoder_start_token_id",
+                                         "tokenizer_class", "prefix"]:
+        assert getattr(ours, name) == getattr(theirs, name), name
+    assert type(ours).attribute_map == type(theirs).attribute_map
+    assert _printed(ours) == _printed(theirs)
+    for key, value in json.loads(json.dumps(ours.to_dict())).items():
+        assert json.loads(json.dumps(theirs.to_dict())).get(key, "<absent>") == value, key
+
+
+@pytest.mark.parametrize("cls", ["GPT2Model", "GPT2LMHeadModel"])
+def test_from_pretrained_sets_name_or_path_as_transformers(cls, legacy_dir, tmp_path):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        theirs = getattr(transformers, cls).from_pretrained(legacy_dir)
+    ours = getattr(minigpt2, cls).from_pretrained(legacy_dir)
+    assert ours.config.name_or_path == theirs.config.name_or_path == ours.name_or_path == str(legacy_dir)
+    assert ours.config._name_or_path == theirs.config._name_or_path
+    assert "_name_or_path" not in ours.config.to_json_string()  # (as in HF's printed config)
+    # What minigpt2 writes loads in transformers with the same settings; defaults are not written out.
+    ours.config.save_pretrained(tmp_path)
+    written = json.loads((tmp_path / "config.json").read_text())
+    assert "encoder_no_repeat_ngram_size" not in written and written["num_beams"] == 3
+    again = transformers.GPT2Config.from_pretrained(tmp_path)
+    for name in GENERATION_ATTRIBUTES:
+        assert getattr(again, name) == getattr(theirs.config, name), name
+
+
+def test_update_from_string_as_in_transformers():
+    update = "n_layer=3,resid_pdrop=0.2,scale_attn_weights=false,summary_type=last,max_length=50,do_sample=true"
+    ours, theirs = minigpt2.GPT2Config(), transformers.GPT2Config()
+    ours.update_from_string(update)
+    theirs.update_from_string(update)
+    assert _printed(ours) == _printed(theirs)
+    assert ours.do_sample is True and ours.n_layer == 3 and ours.scale_attn_weights is False
+    for bad, error in (("no_such_key=1", ValueError), ("use_cache=maybe", ValueError), ("n_inner=5", TypeError)):
+        for config in (minigpt2.GPT2Config(), transformers.GPT2Config()):
+            with pytest.raises(error):
+                config.update_from_string(bad)
+    with pytest.raises(ValueError, match="n_layer='three': n_layer holds an integer"):
+        minigpt2.GPT2Config().update_from_string("n_layer=three")

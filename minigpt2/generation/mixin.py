@@ -104,8 +104,8 @@ class GenerationMixin:
         if model_kwargs.get("token_type_ids") is not None:
             step = _with_token_types(step, model_kwargs["token_type_ids"], input_ids.shape)
         if cfg.num_beams == 1:
-            return greedy_or_sample(step, input_ids, attention_mask, cfg, processors, finish_tokens, _rng(seed), streamer,
-                                    stop)
+            return greedy_or_sample(step, input_ids, attention_mask, cfg, processors, finish_tokens, _rng(seed),
+                                    streamer, stop)
         return beam_search(step, input_ids, attention_mask, cfg, processors, eos, _rng(seed), stop, finish_tokens)
 
     def compute_transition_scores(self, sequences, scores, beam_indices=None, normalize_logits=False):
