@@ -200,3 +200,49 @@ def test_update_from_string_as_in_transformers():
                 config.update_from_string(bad)
     with pytest.raises(ValueError, match="n_layer='three': n_layer holds an integer"):
         minigpt2.GPT2Config().update_from_string("n_layer=three")
+
+
+# -- 2. generation settings in an old config.json (no generation_config.json) ----------------------------------
+
+def test_generation_settings_in_config_json_drive_generate(legacy_dir):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        hf = transformers.GPT2LMHeadModel.from_pretrained(legacy_dir, attn_implementation="eager").eval()
+    ours = GPT2LMHeadModel.from_pretrained(legacy_dir)
+    theirs_settings = hf.generation_config.to_dict()
+    for name, value in ours.generation_config.to_dict().items():
+        if name in theirs_settings and theirs_settings[name] is not None:  # (None: HF's "unset", e.g. output_logits)
+            assert value == theirs_settings[name], name
+    assert (ours.generation_config.num_beams, ours.generation_config.max_length) == (3, 12)
+    with pytest.warns(UserWarning, match="top_k=7 only matter"):  # (HF warns too: top_k is for sampling)
+        got = ours.generate(PROMPTS[:, :5])  # no arguments: beam search, 12 tokens in all, no repeated bigram
+    _same_ids(got, _hf_generate(hf, PROMPTS[:, :5]))
+    assert got.shape == (2, 12)
+
+
+def test_output_flags_in_the_model_config_return_a_dict_as_in_transformers():
+    config = dict(vocab_size=99, n_positions=16, n_embd=32, n_layer=2, n_head=4, output_hidden_states=True)
+    theirs = transformers.GenerationConfig.from_model_config(transformers.GPT2Config(**config))
+    ours = minigpt2.GenerationConfig.from_model_config(minigpt2.GPT2Config(**config))
+    assert ours.return_dict_in_generate is theirs.return_dict_in_generate is True
+    assert ours.output_hidden_states is theirs.output_hidden_states is True
+
+
+def test_changing_generation_settings_in_model_config_after_loading(pair, tmp_path):
+    """HF 4.57's legacy rule: a generation_config made from the model's config and left as it was follows
+    settings changed later in model.config (with a warning); one set by the user does not."""
+    _, _, source = pair
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        hf = transformers.GPT2LMHeadModel.from_pretrained(source, attn_implementation="eager").eval()
+    ours = GPT2LMHeadModel.from_pretrained(source)
+    for model in (hf, ours):
+        model.config.num_beams, model.config.no_repeat_ngram_size = 3, 2
+    with pytest.warns(UserWarning, match="modified the pretrained model configuration"):
+        got = ours.generate(PROMPTS, max_new_tokens=6)
+    _same_ids(got, _hf_generate(hf, PROMPTS, max_new_tokens=6))
+    assert ours.generation_config.num_beams == 3
+    mine = minigpt2.GenerationConfig(num_beams=2, eos_token_id=98, pad_token_id=98)
+    ours.generation_config = mine
+    ours.config.num_beams = 4
+    assert ours.generate(PROMPTS, max_new_tokens=3).shape == (2, 9) and ours.generation_config.num_beams == 2

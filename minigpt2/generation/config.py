@@ -61,12 +61,27 @@ class GenerationConfig:
     pad_token_id: Optional[int] = None
     forced_eos_token_id: object = None  # an int or a list of ints: forced as the last token at max_length
     stop_strings: object = None  # a string or a list of strings: stop once one is generated (needs tokenizer=)
+    _from_model_config = False  # (not a field) made from a model's config: HF's mark in generation_config.json
 
     @classmethod
     def from_model_config(cls, config) -> "GenerationConfig":
-        """The special tokens come from the model's config (GPT-2: bos = eos = 50256, no pad)."""
-        return cls(bos_token_id=config.bos_token_id, eos_token_id=config.eos_token_id,
-                   pad_token_id=config.pad_token_id)
+        """The generation settings a model's config carries, as HF's: its special tokens (GPT-2: bos = eos = 50256,
+        no pad), and the settings older config.json files keep there (num_beams, max_length, do_sample, ...; a
+        checkpoint with generation_config.json uses that file instead). Settings at None keep the defaults; any
+        output_* flag set turns on return_dict_in_generate, as in transformers 4.57."""
+        names = {f.name for f in fields(cls)}
+        settings = {k: v for k, v in config.to_dict().items() if k in names and v is not None}
+        generation_config = cls(**settings)
+        if any(getattr(generation_config, flag) for flag in ("output_attentions", "output_hidden_states",
+                                                              "output_scores", "output_logits")):
+            generation_config.return_dict_in_generate = True
+        generation_config._from_model_config = True  # (HF's mark, kept in generation_config.json)
+        unsupported = {k: getattr(config, k) for k, off in (("num_beam_groups", 1), ("diversity_penalty", 0.0))
+                       if getattr(config, k, off) not in (None, off)}
+        if unsupported:  # (transformers 4.57 moved group beam search to the Hub: it refuses them too)
+            warnings.warn(f"the model's config sets {unsupported} (group beam search), which minigpt2's generate "
+                          f"does not implement; ignored", UserWarning, stacklevel=3)
+        return generation_config
 
     @classmethod
     def from_dict(cls, config_dict: dict) -> "GenerationConfig":
@@ -79,7 +94,9 @@ class GenerationConfig:
         if ignored:
             warnings.warn(f"generation config settings {ignored} are not implemented by minigpt2's generate and are "
                           f"ignored", UserWarning, stacklevel=3)
-        return cls(**{k: v for k, v in config_dict.items() if k in names})
+        config = cls(**{k: v for k, v in config_dict.items() if k in names})
+        config._from_model_config = bool(config_dict.get("_from_model_config", False))
+        return config
 
     @classmethod
     def from_pretrained(cls, name_or_path, config_file_name=GENERATION_CONFIG_NAME, **hub_kwargs):
@@ -98,6 +115,8 @@ class GenerationConfig:
         """Write generation_config.json (the settings that differ from the defaults), as HF does."""
         os.makedirs(save_directory, exist_ok=True)
         changed = {f.name: getattr(self, f.name) for f in fields(self) if getattr(self, f.name) != f.default}
+        if self._from_model_config:  # HF writes its mark too
+            changed["_from_model_config"] = True
         if isinstance(changed.get("sequence_bias"), dict):  # JSON has no tuple keys: HF's list form, which it reads
             changed["sequence_bias"] = [[list(ids), bias] for ids, bias in changed["sequence_bias"].items()]
         with open(os.path.join(save_directory, config_file_name), "w", encoding="utf-8") as f:

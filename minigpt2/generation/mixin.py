@@ -16,6 +16,7 @@ from dataclasses import fields
 import numpy as np
 
 from ..checks import is_int
+from ..config import LEGACY_GENERATION_DEFAULTS
 from ..layers import log_softmax
 from .beam import beam_search
 from .config import GenerationConfig, _as_token_list
@@ -35,9 +36,11 @@ class GenerationMixin:
 
     @property
     def generation_config(self) -> GenerationConfig:
-        """The defaults ``generate`` starts from; change them here or pass fields to ``generate``."""
+        """The defaults ``generate`` starts from; change them here or pass fields to ``generate``. Without a
+        generation_config.json they come from the model's config (GenerationConfig.from_model_config)."""
         if self.__dict__.get("_generation_config") is None:
             self._generation_config = GenerationConfig.from_model_config(self.config)
+            self._generation_config_as_made = copy.deepcopy(self._generation_config)  # to tell if it changed
         return self._generation_config
 
     @generation_config.setter
@@ -45,6 +48,24 @@ class GenerationMixin:
         if not isinstance(value, GenerationConfig):  # a transformers GenerationConfig: its settings, converted
             value = _from_hf_generation_config(value)
         self._generation_config = value
+        # made from a model config (here or by HF, which marks its generation_config.json so): as it was then
+        self._generation_config_as_made = copy.deepcopy(value) if value._from_model_config else None
+
+    def _generation_defaults(self) -> GenerationConfig:
+        """generation_config, or (HF 4.57's legacy rule, with its warning) one rebuilt from the model's config when
+        generation settings were changed there (``model.config.num_beams = 4``) and generation_config, made from
+        the config, was left as it was."""
+        current = self.generation_config
+        made = self.__dict__.get("_generation_config_as_made")
+        if made is None or current != made or not _legacy_settings_set(self.config):
+            return current
+        rebuilt = GenerationConfig.from_model_config(self.config)
+        if rebuilt != current:
+            warnings.warn("You have modified the pretrained model configuration to control generation: generate "
+                          "follows it, but set model.generation_config (or pass the settings to generate) instead",
+                          UserWarning, stacklevel=4)
+            self.generation_config = rebuilt
+        return self.generation_config
 
     def generate(self, inputs=None, generation_config=None, logits_processor=None, stopping_criteria=None,
                  prefix_allowed_tokens_fn=None, *, streamer=None, seed=None, tokenizer=None, **kwargs):
@@ -140,7 +161,7 @@ class GenerationMixin:
             ours, hf_settings = read_hf_generation_config(generation_config, GenerationConfig)
             generation_config = GenerationConfig(**ours)
         use_model_defaults = kwargs.pop("use_model_defaults", None)
-        cfg = copy.deepcopy(generation_config if generation_config is not None else self.generation_config)
+        cfg = copy.deepcopy(generation_config if generation_config is not None else self._generation_defaults())
         if generation_config is not None:
             self._fill_from_model_defaults(cfg, use_model_defaults)
         model_kwargs = cfg.update(**kwargs)
@@ -319,6 +340,11 @@ def _with_token_types(step, token_type_ids, prompt_shape):
         return step(new_ids, past, mask, token_type_ids=full[:, L - t:], **flags)
 
     return typed_step
+
+
+def _legacy_settings_set(config) -> bool:
+    """Does the model's config hold generation settings other than transformers' defaults?"""
+    return any(getattr(config, name, default) != default for name, default in LEGACY_GENERATION_DEFAULTS.items())
 
 
 def _from_hf_generation_config(value) -> GenerationConfig:
