@@ -246,3 +246,18 @@ def test_changing_generation_settings_in_model_config_after_loading(pair, tmp_pa
     ours.generation_config = mine
     ours.config.num_beams = 4
     assert ours.generate(PROMPTS, max_new_tokens=3).shape == (2, 9) and ours.generation_config.num_beams == 2
+
+
+# -- 4. right-padded batches: transformers warns and generates; so does minigpt2, with the same ids -------------
+
+RIGHT_PADDED = np.array([[1] * 6, [1, 1, 1, 1, 0, 0]])
+
+
+@pytest.mark.parametrize("kwargs", [dict(), dict(num_beams=3), dict(num_beams=2, num_return_sequences=2),
+                                    dict(repetition_penalty=1.5, no_repeat_ngram_size=2)])
+def test_right_padded_batch_warns_and_generates_as_transformers(pair, kwargs):
+    hf, ours, _ = pair
+    ids = np.where(RIGHT_PADDED == 1, PROMPTS, 98)  # pads are the eos token, as GPT-2 tokenizers pad
+    with pytest.warns(UserWarning, match="right-padding was detected.*padding_side='left'"):
+        got = ours.generate(ids, attention_mask=RIGHT_PADDED, max_new_tokens=6, **kwargs)
+    _same_ids(got, _hf_generate(hf, ids, attention_mask=RIGHT_PADDED, max_new_tokens=6, **kwargs))

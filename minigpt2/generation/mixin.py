@@ -245,11 +245,13 @@ class GenerationMixin:
                 raise ValueError("attention_mask must hold only 0 (padding) and 1 (token)")
             mask = mask.astype(np.int64)
             right_padded = np.flatnonzero(mask[:, -1] == 0)
-            if right_padded.size:
-                raise ValueError(
-                    f"prompt {right_padded[0]} of the batch ends in padding (attention_mask is 0 in the last column): "
-                    f"new tokens are appended after the last column, so pad on the left "
-                    f"(tokenizer.padding_side = 'left')")
+            if right_padded.size:  # as transformers 4.57: a warning, and the same (poor) continuation
+                warnings.warn(
+                    f"right-padding was detected: prompt {right_padded[0]} of the batch ends in padding (attention_mask "
+                    f"is 0 in the last column), and a decoder-only model continues after the last column, so its "
+                    f"first new token is predicted at a pad. For correct results pad on the left: set "
+                    f"padding_side='left' when initializing the tokenizer (or tokenizer.padding_side = 'left')",
+                    UserWarning, stacklevel=3)
         return ids, mask
 
     def _check_lengths(self, cfg, prompt_length, default_length):
