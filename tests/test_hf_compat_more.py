@@ -31,7 +31,8 @@ def _hf_generate(hf, ids, attention_mask=None, **kwargs):
     mask = np.ones_like(ids) if attention_mask is None else attention_mask
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return hf.generate(torch.tensor(ids), attention_mask=torch.tensor(mask), **kwargs).numpy()
+        out = hf.generate(torch.tensor(ids), attention_mask=torch.tensor(mask), **kwargs)
+    return out.sequences.numpy() if hasattr(out, "sequences") else out.numpy()
 
 
 def _same_ids(ours, theirs):
@@ -159,7 +160,8 @@ def test_config_attributes_as_in_transformers(where, legacy_dir):
     if where == "default":
         ours, theirs = minigpt2.GPT2Config(), transformers.GPT2Config()
     else:
-        ours, theirs = minigpt2.GPT2Config.from_pretrained(legacy_dir), transformers.GPT2Config.from_pretrained(legacy_dir)
+        ours = minigpt2.GPT2Config.from_pretrained(legacy_dir)
+        theirs = transformers.GPT2Config.from_pretrained(legacy_dir)
     for name in GENERATION_ATTRIBUTES + ["name_or_path", "_name_or_path", "sep_token_id", "decoder_start_token_id",
                                          "tokenizer_class", "prefix"]:
         assert getattr(ours, name) == getattr(theirs, name), name
@@ -261,3 +263,70 @@ def test_right_padded_batch_warns_and_generates_as_transformers(pair, kwargs):
     with pytest.warns(UserWarning, match="right-padding was detected.*padding_side='left'"):
         got = ours.generate(ids, attention_mask=RIGHT_PADDED, max_new_tokens=6, **kwargs)
     _same_ids(got, _hf_generate(hf, ids, attention_mask=RIGHT_PADDED, max_new_tokens=6, **kwargs))
+
+
+# -- 3. generate(past_key_values=...): the cache of the prompts' first tokens ----------------------------------
+
+def _hf_cache(hf, ids, repeat=1):
+    with torch.no_grad():
+        cache = hf(torch.tensor(ids)).past_key_values
+    if repeat > 1:
+        cache.batch_repeat_interleave(repeat)  # HF's layout for beams: one row per beam
+    return cache
+
+
+@pytest.mark.parametrize("kwargs", [dict(), dict(num_beams=3), dict(num_beams=3, num_return_sequences=2),
+                                    dict(repetition_penalty=1.4, output_scores=True, return_dict_in_generate=True)])
+@pytest.mark.parametrize("cached", [1, 4])
+def test_generate_continues_a_prompt_cache_as_transformers(pair, kwargs, cached):
+    hf, ours, _ = pair
+    beams = kwargs.get("num_beams", 1)
+    theirs = _hf_generate(hf, PROMPTS, max_new_tokens=6, past_key_values=_hf_cache(hf, PROMPTS[:, :cached], beams),
+                          **kwargs)
+    without = ours.generate(PROMPTS, max_new_tokens=6, **kwargs)
+    for cache in (ours(PROMPTS[:, :cached]).past_key_values,  # minigpt2's own, one row per prompt
+                  tuple((np.array(k), np.array(v)) for k, v in ours(PROMPTS[:, :cached]).past_key_values),  # tuples
+                  _hf_cache(hf, PROMPTS[:, :cached], beams).to_legacy_cache(),  # HF's tuples of tensors, HF's rows
+                  _hf_cache(hf, PROMPTS[:, :cached])):  # HF's DynamicCache
+        got = ours.generate(PROMPTS, max_new_tokens=6, past_key_values=cache, **kwargs)
+        if kwargs.get("return_dict_in_generate"):
+            assert len(got.scores) == len(without.scores)
+            for a, b in zip(got.scores, without.scores):
+                assert_close(a, b, "scores with and without the cache")
+            got, without_ids = got.sequences, without.sequences
+        else:
+            without_ids = without
+        _same_ids(got, theirs)
+        _same_ids(got, without_ids)
+
+
+def test_sampling_from_a_prompt_cache_draws_as_without_it(pair):
+    _, ours, _ = pair
+    cache = ours(PROMPTS[:, :3]).past_key_values
+    kept = [np.array(k) for k, _ in cache]
+    kwargs = dict(max_new_tokens=6, do_sample=True, num_return_sequences=2, top_k=20)
+    _same_ids(ours.generate(PROMPTS, past_key_values=cache, seed=7, **kwargs), ours.generate(PROMPTS, seed=7, **kwargs))
+    assert all(np.array_equal(k, c[0]) for k, c in zip(kept, cache))  # the caller's cache is left as it was
+
+
+def test_a_prompt_cache_that_does_not_fit_is_named(pair):
+    _, ours, _ = pair
+    with pytest.raises(ValueError, match="holds 6 positions, but the prompt has 6 tokens"):
+        ours.generate(PROMPTS, max_new_tokens=2, past_key_values=ours(PROMPTS).past_key_values)
+    with pytest.raises(ValueError, match="holds 1 rows, but the batch has 2 prompts"):
+        ours.generate(PROMPTS, max_new_tokens=2, past_key_values=ours(PROMPTS[:1, :3]).past_key_values)
+    with pytest.raises(TypeError, match="past_key_values must be the cache of the prompts' first tokens"):
+        ours.generate(PROMPTS, max_new_tokens=2, past_key_values="cache")
+
+
+@pytest.mark.parametrize("num_beams", [1, 3])
+def test_the_given_cache_is_what_the_prompt_continues_from(pair, num_beams):
+    """A cache of other tokens than the prompt's first ones: transformers uses it as given, so must minigpt2
+    (recomputing the prompt instead would give the ids of a plain run)."""
+    hf, ours, _ = pair
+    other = (PROMPTS[:, :4] + 11) % 98
+    theirs = _hf_generate(hf, PROMPTS, max_new_tokens=6, num_beams=num_beams,
+                          past_key_values=_hf_cache(hf, other, num_beams))
+    got = ours.generate(PROMPTS, max_new_tokens=6, num_beams=num_beams, past_key_values=ours(other).past_key_values)
+    _same_ids(got, theirs)
+    assert not np.array_equal(got, ours.generate(PROMPTS, max_new_tokens=6, num_beams=num_beams))

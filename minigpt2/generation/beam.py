@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..layers import log_softmax
-from .greedy import repeat_rows
+from .greedy import prompt_step, repeat_rows
 from .outputs import GenerateBeamDecoderOnlyOutput, Recorder
 
 NEG = np.float32(-1e9)  # "not a candidate": added to a score, it sorts that candidate last
@@ -30,17 +30,17 @@ def _best(scores, k):
     return np.argsort(-scores, axis=-1, kind="stable")[:, :k]
 
 
-def beam_search(step, input_ids, mask, cfg, processors, eos, rng, stop=None, finish_tokens=None):
+def beam_search(step, input_ids, mask, cfg, processors, eos, rng, stop=None, finish_tokens=None, cache=None):
     """Beam search (beam sampling with do_sample=True) from the prompts ``input_ids`` [B, T]. A beam finishes at a
     token of ``finish_tokens`` (default ``eos``; a caller's EosTokenCriteria in HF), ``eos`` sets how many
-    candidates each step keeps."""
+    candidates each step keeps. ``cache``: past_key_values of the prompts' first tokens, or None."""
     finish_tokens = eos if finish_tokens is None else finish_tokens
     B, prompt_len = input_ids.shape
     K, max_length, lp = cfg.num_beams, cfg.max_length, cfg.length_penalty
     M = max(2, 1 + len(eos)) * K  # enough candidates that K of them do not finish
     fill = (cfg.pad_token_id or eos[0]) if eos else -1  # as 4.57 fills sequences (a pad id of 0 gives eos)
 
-    logits, past, seen = step(input_ids, None, mask)
+    logits, past, seen = prompt_step(step, input_ids, mask, cache)
     rows = np.repeat(np.arange(B), K)  # each prompt becomes K beams, in consecutive rows
     logits, past, mask, seen = logits[rows], past.reorder(rows), mask[rows], repeat_rows(seen, rows)
     running = np.full((B, K, max_length), fill, np.int64)

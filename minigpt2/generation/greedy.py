@@ -17,12 +17,19 @@ def repeat_rows(seen, rows):
     return {name: None if per_layer is None else tuple(a[rows] for a in per_layer) for name, per_layer in seen.items()}
 
 
-def greedy_or_sample(step, input_ids, mask, cfg, processors, eos, rng, streamer=None, stop=None):
-    """Extend ``input_ids`` [B, T] until every row has finished (eos, or ``stop(ids, scores)`` true) or max_length."""
+def prompt_step(step, input_ids, mask, cache):
+    """The prompt through the model; with ``cache`` (of its first P tokens, one row per prompt), its other tokens."""
+    cached = 0 if cache is None else np.shape(cache[0][0])[2]
+    return step(input_ids[:, cached:], cache, mask)
+
+
+def greedy_or_sample(step, input_ids, mask, cfg, processors, eos, rng, streamer=None, stop=None, cache=None):
+    """Extend ``input_ids`` [B, T] until every row has finished (eos, or ``stop(ids, scores)`` true) or max_length.
+    ``cache``: past_key_values of the prompts' first tokens, or None."""
     n = cfg.num_return_sequences
     record = Recorder(cfg)
     # The prompt runs once per prompt; its cache, logits and outputs are then copied for each returned sequence.
-    logits, past, seen = step(input_ids, None, mask)
+    logits, past, seen = prompt_step(step, input_ids, mask, cache)
     if n > 1:
         rows = np.repeat(np.arange(len(input_ids)), n)
         input_ids, mask, logits, past = input_ids[rows], mask[rows], logits[rows], past.reorder(rows)

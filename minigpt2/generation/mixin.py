@@ -17,6 +17,7 @@ import numpy as np
 
 from ..checks import is_int
 from ..config import LEGACY_GENERATION_DEFAULTS
+from ..cache import KVCache
 from ..layers import log_softmax
 from .beam import beam_search
 from .config import GenerationConfig, _as_token_list
@@ -27,8 +28,10 @@ from .sampling import _rng
 from .stopping import MaxTimeCriteria, StopStringCriteria, builtin_overrides, merge_criteria
 
 # generate()'s arguments that are not GenerationConfig fields
-GENERATE_ARGUMENTS = ("input_ids", "attention_mask", "logits_processor", "stopping_criteria",
+GENERATE_ARGUMENTS = ("input_ids", "attention_mask", "past_key_values", "logits_processor", "stopping_criteria",
                       "prefix_allowed_tokens_fn", "streamer", "seed", "tokenizer")
+# the model inputs among generate()'s keyword arguments
+MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids", "past_key_values")
 
 
 class GenerationMixin:
@@ -124,10 +127,12 @@ class GenerationMixin:
         step = functools.partial(self._next_token_logits, **flags)
         if model_kwargs.get("token_type_ids") is not None:
             step = _with_token_types(step, model_kwargs["token_type_ids"], input_ids.shape)
+        cache = self._prompt_cache(model_kwargs.get("past_key_values"), T, B, cfg)
         if cfg.num_beams == 1:
             return greedy_or_sample(step, input_ids, attention_mask, cfg, processors, finish_tokens, _rng(seed),
-                                    streamer, stop)
-        return beam_search(step, input_ids, attention_mask, cfg, processors, eos, _rng(seed), stop, finish_tokens)
+                                    streamer, stop, cache)
+        return beam_search(step, input_ids, attention_mask, cfg, processors, eos, _rng(seed), stop, finish_tokens,
+                           cache)
 
     def compute_transition_scores(self, sequences, scores, beam_indices=None, normalize_logits=False):
         """The score of each generated token, from ``generate(..., output_scores=True, return_dict_in_generate=True)``
@@ -166,7 +171,7 @@ class GenerationMixin:
             self._fill_from_model_defaults(cfg, use_model_defaults)
         model_kwargs = cfg.update(**kwargs)
         hf_settings.update({k: model_kwargs.pop(k) for k in list(model_kwargs) if k in HF_ONLY})
-        unknown = [k for k in model_kwargs if k not in ("input_ids", "attention_mask", "token_type_ids")]
+        unknown = [k for k in model_kwargs if k not in MODEL_INPUTS]
         if unknown:
             allowed = [f.name for f in fields(GenerationConfig)] + list(GENERATE_ARGUMENTS)
             close = {k: difflib.get_close_matches(k, allowed + list(HF_ONLY), 1, cutoff=0.75) for k in unknown}
@@ -247,12 +252,40 @@ class GenerationMixin:
             right_padded = np.flatnonzero(mask[:, -1] == 0)
             if right_padded.size:  # as transformers 4.57: a warning, and the same (poor) continuation
                 warnings.warn(
-                    f"right-padding was detected: prompt {right_padded[0]} of the batch ends in padding (attention_mask "
-                    f"is 0 in the last column), and a decoder-only model continues after the last column, so its "
+                    f"right-padding was detected: prompt {right_padded[0]} of the batch ends in padding "
+                    f"(attention_mask is 0 in the last column), and a decoder-only model continues after the last column, so its "
                     f"first new token is predicted at a pad. For correct results pad on the left: set "
                     f"padding_side='left' when initializing the tokenizer (or tokenizer.padding_side = 'left')",
                     UserWarning, stacklevel=3)
         return ids, mask
+
+    def _prompt_cache(self, past, prompt_length, batch, cfg):
+        """``past_key_values`` given to generate: the cache of the prompts' first P tokens (minigpt2's KVCache, HF's
+        legacy tuples of (key, value) [B, H, P, D] per layer, or an object with to_legacy_cache(), as HF's
+        DynamicCache), one row per prompt, or HF's layout for beams and returned sequences (each prompt's row
+        repeated for them: the first of each is used, as in HF). None when there is none."""
+        if past is None:
+            return None
+        if hasattr(past, "to_legacy_cache") and not isinstance(past, KVCache):
+            past = past.to_legacy_cache()
+        try:
+            rows, length = np.shape(past[0][0])[0], np.shape(past[0][0])[2]
+        except (TypeError, IndexError, KeyError, ValueError):
+            raise TypeError(f"past_key_values must be the cache of the prompts' first tokens, as the model returns "
+                            f"it (model(input_ids[:, :P]).past_key_values), or tuples of (key, value) arrays "
+                            f"[batch, n_head, P, head_dim] per layer; got {type(past).__name__}") from None
+        copies = cfg.num_beams if cfg.num_beams > 1 else cfg.num_return_sequences
+        if rows == batch * copies and copies > 1:  # HF's expanded layout: one row per beam / returned sequence
+            first = np.arange(0, rows, copies)
+            past = past.reorder(first) if isinstance(past, KVCache) else \
+                tuple(tuple(np.asarray(a)[first] for a in pair) for pair in past)
+        elif rows != batch:
+            raise ValueError(f"past_key_values holds {rows} rows, but the batch has {batch} prompts: pass the cache "
+                             f"of the prompts' first tokens, one row per prompt")
+        if not 0 <= length < prompt_length:
+            raise ValueError(f"past_key_values holds {length} positions, but the prompt has {prompt_length} tokens: "
+                             f"it must cache fewer tokens than the prompt (its first ones; generate runs the rest)")
+        return past
 
     def _check_lengths(self, cfg, prompt_length, default_length):
         n_positions = self.config.n_positions

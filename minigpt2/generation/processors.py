@@ -34,7 +34,8 @@ class LogitsProcessorList(list):
             new = processor(input_ids, scores)
             if not isinstance(new, np.ndarray) or new.shape != scores.shape:
                 raise TypeError(f"logits processor {processor!r} returned {type(new).__name__} "
-                                f"{getattr(new, 'shape', '')}; it must return the scores: an array of shape {scores.shape}")
+                                f"{getattr(new, 'shape', '')}; it must return the scores: an array of shape "
+                                f"{scores.shape}")
             scores = new
         return scores
 
