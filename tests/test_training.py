@@ -326,3 +326,15 @@ def test_the_word_train_after_double_dash_is_a_prompt():
     from minigpt2.cli import build_parser
 
     assert build_parser().parse_args(["--", "train"]).prompt == ["train"]
+
+
+def test_data_shorter_than_a_sequence_fails_before_a_sample_and_samples_fit_the_model(tmp_path, corpus):
+    from minigpt2.training import Trainer, TrainingArguments
+
+    trainer, _ = tiny_trainer(tmp_path, corpus)
+    short = {"train": trainer.tokens["train"][:5], "val": trainer.tokens["val"]}
+    with pytest.raises(ValueError, match="the training data holds 5 tokens, fewer than one sequence of seq_len 8"):
+        Trainer(trainer.model, trainer.tokenizer, short, trainer.args)
+    n_positions = trainer.model.config.n_positions
+    # More new tokens than the model has positions: cut to those left after the prompt (generate would refuse)
+    assert isinstance(trainer.sample(max_new_tokens=n_positions + 20), str)

@@ -97,6 +97,40 @@ def main(argv=None) -> int:
         return 1
 
 
+# What a checkpoint directory holds (Trainer.save writes them; a model alone is config.json + model.safetensors)
+MODEL_FILES = ("config.json", "model.safetensors", "model.safetensors.index.json")
+RUN_FILES = ("trainer_state.json", "optimizer.safetensors")
+
+
+def refuse_to_overwrite(out):
+    """A FileExistsError (exit 1, as --resume's "no run to continue"), before anything is written, when ``out`` already holds a model or a training run: a new run
+    would replace them. An empty or new directory, or one with only other files (e.g. its data/), is fine."""
+    found = [name for name in MODEL_FILES + RUN_FILES if os.path.isfile(os.path.join(out, name))]
+    if not found:
+        return
+    what = "a training run" if any(name in RUN_FILES for name in found) else "a model"
+    resumable = all(os.path.isfile(os.path.join(out, name)) for name in RUN_FILES + MODEL_FILES[:2])
+    if resumable:
+        way = (f"continue that run with python -m minigpt2 train --out {out} --resume --max-steps N "
+               f"({_saved_step(out)}), or train a new model into a new or empty directory")
+    elif what == "a model":
+        way = f"to fine-tune it, pass --model {out} and a new or empty --out directory; else choose a new or empty one"
+    else:
+        way = "it cannot be resumed (files are missing); choose a new or empty directory"
+    raise FileExistsError(f"--out {out} already holds {what} ({', '.join(found)}), which this run would "
+                          f"overwrite: {way}")
+
+
+def _saved_step(out) -> str:
+    """What --max-steps must exceed, from trainer_state.json, for the message above."""
+    try:
+        with open(os.path.join(out, "trainer_state.json"), encoding="utf-8") as f:
+            state = json.load(f)
+        return f"N above its step {int(state['step'])}"
+    except (OSError, ValueError, KeyError, TypeError):
+        return "N above the step it reached"
+
+
 def run(args, parser) -> int:
     from .. import GPT2Config, GPT2LMHeadModel, backend
     from ..tokenizer import AutoTokenizer, GPT2Tokenizer
@@ -105,10 +139,15 @@ def run(args, parser) -> int:
 
     if args.threads is not None:
         backend.set_num_threads(args.threads)
+    backend.say_fallback()  # (held while the command started)
     if args.resume and args.model:
         parser.error("--resume continues the run in --out; --model starts a new one from a checkpoint: pick one")
     if args.n_embd % args.n_head:
         parser.error(f"--n-embd {args.n_embd} must be a multiple of --n-head {args.n_head}")
+    for flag, problem in backend._environment_problems.items():  # the first step would raise it
+        raise ValueError(f"{problem}" + (" (or override it with --threads)" if flag == "threads" else ""))
+    if not args.resume:
+        refuse_to_overwrite(args.out)
     data_dir = os.path.join(args.out, "data")
     if args.resume:
         state_path = os.path.join(args.out, "trainer_state.json")

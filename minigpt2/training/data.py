@@ -59,22 +59,8 @@ def prepare_tokens(source, directory, tokenizer, *, val_fraction=0.1, pattern="*
             meta = json.load(f)
         if meta.get("signature") == signature:
             return load_tokens(directory)
-    os.makedirs(directory, exist_ok=True)
-    eos = tokenizer.eos_token_id
-    chunks, skipped = [], []
-    for path in files:
-        try:
-            with open(path, encoding="utf-8") as f:
-                text = f.read()
-        except (UnicodeDecodeError, OSError) as e:
-            skipped.append(f"{path} ({type(e).__name__})")
-            continue
-        if text.strip():
-            ids = tokenizer.encode(text)
-            chunks.append(np.asarray(ids + ([eos] if eos is not None else []), DTYPE))
-    if skipped:
-        log(f"skipped {len(skipped)} unreadable file(s), e.g. {skipped[0]}")
-    tokens = np.concatenate(chunks) if chunks else np.zeros(0, DTYPE)
+    tokens = _tokenize_files(files, tokenizer, source, log)
+    os.makedirs(directory, exist_ok=True)  # (only now: data without text leaves no directory behind)
     n_val = int(len(tokens) * val_fraction)
     split = {"train": tokens[:len(tokens) - n_val], "val": tokens[len(tokens) - n_val:]}
     for name, array in split.items():  # each file written whole, then renamed into place
@@ -89,6 +75,33 @@ def prepare_tokens(source, directory, tokenizer, *, val_fraction=0.1, pattern="*
     log(f"tokenized {len(files)} file(s): {len(split['train']):,} training and {len(split['val']):,} validation "
         f"tokens -> {directory}")
     return load_tokens(directory)
+
+
+def _tokenize_files(files, tokenizer, source, log) -> np.ndarray:
+    """Every readable file's tokens, each document followed by <|endoftext|>; a ValueError if none holds text."""
+    eos = tokenizer.eos_token_id
+    chunks, skipped, empty = [], [], 0
+    for path in files:
+        try:
+            with open(path, encoding="utf-8") as f:
+                text = f.read()
+        except (UnicodeDecodeError, OSError) as e:
+            skipped.append(f"{path} ({type(e).__name__})")
+            continue
+        if text.strip():
+            ids = tokenizer.encode(text, verbose=False)  # (a corpus is longer than the model reads: no warning)
+            chunks.append(np.asarray(ids + ([eos] if eos is not None else []), DTYPE))
+        else:
+            empty += 1
+    if not chunks:
+        why = ", ".join(part for part in (f"{empty} empty" if empty else "",
+                                          f"{len(skipped)} not readable as UTF-8 text, e.g. {skipped[0]}"
+                                          if skipped else "") if part)
+        raise ValueError(f"--data {source}: no text to train on ({len(files)} file(s): {why}); give UTF-8 text "
+                         f"files (convert others with e.g. iconv -t utf-8)")
+    if skipped:
+        log(f"skipped {len(skipped)} unreadable file(s), e.g. {skipped[0]}")
+    return np.concatenate(chunks)
 
 
 def load_tokens(directory) -> dict:

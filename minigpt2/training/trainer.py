@@ -126,6 +126,9 @@ class Trainer:
         if args.seq_len > model.config.n_positions:
             raise ValueError(f"seq_len {args.seq_len} is longer than the model's n_positions "
                              f"{model.config.n_positions}")
+        if len(tokens["train"]) < args.seq_len:  # (else the first batch fails, after a sample was printed)
+            raise ValueError(f"the training data holds {len(tokens['train'])} tokens, fewer than one sequence of "
+                             f"seq_len {args.seq_len}; use more text, or a shorter --seq-len")
         self.log = log or (lambda *a: print(*a, flush=True))
         self.params = unique_params(model)  # the model's own arrays: AdamW updates them in place
         self.optimizer = AdamW(self.params, lr=args.lr, betas=(args.beta1, args.beta2), weight_decay=args.weight_decay)
@@ -180,6 +183,9 @@ class Trainer:
         n = self.args.sample_tokens if max_new_tokens is None else max_new_tokens
         tok = self.tokenizer
         ids = tok.encode(self.args.prompt) or [tok.eos_token_id]
+        n = min(n, self.model.config.n_positions - len(ids))  # (a small model: as many as its positions hold)
+        if n <= 0:
+            return ""
         self.model.eval()
         out = self.model.generate(np.array([ids]), max_new_tokens=n, do_sample=True, top_k=40, seed=seed,
                                   pad_token_id=tok.eos_token_id)
