@@ -109,3 +109,31 @@ def test_train_on_no_text_fails_before_writing_anything(tmp_path, files, problem
     done = train("--data", data, "--out", str(out), "--max-steps", "1", "--sample-tokens", "5")
     one_line_error(done, 1, f"--data {data}: no text to train on ({len(files)} file(s): {problem}")
     assert not out.exists(), "no OUT/data was written"
+
+# -- 6. half a tokenizer ----------------------------------------------------------------------------------------
+# transformers loads none of these (GPT2Tokenizer and AutoTokenizer fail on each; the tokenizers library says
+# "Missing vocab/merges" for tokenizer.json): an error naming the missing part, never GPT-2's vocabulary instead.
+
+def model_with(tmp_path, model_dir, *names, tokenizer_json=None):
+    directory = tmp_path / "model"
+    directory.mkdir()
+    for name in ("config.json", "model.safetensors") + names:
+        (directory / name).write_bytes(open(os.path.join(model_dir, name), "rb").read())
+    if tokenizer_json is not None:
+        (directory / "tokenizer.json").write_text(tokenizer_json, encoding="utf-8")
+    return str(directory)
+
+
+@pytest.mark.parametrize("present,missing", [("vocab.json", "merges.txt"), ("merges.txt", "vocab.json")])
+def test_half_a_tokenizer_is_an_error_naming_the_missing_file(tmp_path, model_dir, present, missing):
+    directory = model_with(tmp_path, model_dir, present)
+    for args in (["-n", "2", "Hi"], ["--tokenize", "Hi"]):
+        err = one_line_error(minigpt2("-m", directory, *args), 1, f"{directory} has {present} but no {missing}")
+        assert "GPT-2's vocabulary" not in err.split("error:")[0]  # (no silent fall-back before the error)
+
+
+def test_a_tokenizer_json_without_its_vocabulary_says_what_is_missing(tmp_path, model_dir):
+    directory = model_with(tmp_path, model_dir, tokenizer_json='{"version": "1.0", "model": {"type": "BPE"}}')
+    err = one_line_error(minigpt2("-m", directory, "-n", "2", "Hi"), 1,
+                         "tokenizer.json: its BPE model has no 'vocab' and no 'merges'")
+    assert "not a BPE tokenizer" not in err

@@ -63,8 +63,9 @@ class Files:
         hub_options = pop_hub_options(kwargs)
         name = os.fspath(pretrained_model_name_or_path)
         subfolder = hub_options.get("subfolder") or ""
-        if os.path.isdir(os.path.join(name, subfolder)):
-            files = _local_files(os.path.join(name, subfolder))
+        directory = os.path.join(name, subfolder) if subfolder else name
+        if os.path.isdir(directory):
+            files = _local_files(directory)
         elif name in BUNDLED_NAMES and not subfolder:
             files = {}
             kwargs.setdefault("model_max_length", GPT2_MAX_LENGTH)
@@ -196,11 +197,28 @@ def _local_files(directory: str) -> Dict[str, Optional[str]]:
         "tokenizer.json": find("tokenizer.json"),
     }
     files.update({n: find(n) for n in _OPTIONAL_FILES})
+    if bool(files["vocab"]) != bool(files["merges"]) and not files["tokenizer.json"]:
+        raise VocabularyFileError(_half_a_tokenizer(directory, files["vocab"] or files["merges"]))
     if not (files["vocab"] and files["merges"]) and not files["tokenizer.json"]:
         raise _NoVocabularyInDirectory(f"{directory} holds no GPT-2 vocabulary: expected vocab.json + merges.txt, "
                                   f"encoder.json + vocab.bpe, or tokenizer.json (for GPT-2's own vocabulary, "
                                   f"use from_pretrained('gpt2'))")
     return files
+
+
+# Each half of a BPE vocabulary -> the file that completes it (HF's names, then OpenAI's)
+_OTHER_HALF = {"vocab.json": "merges.txt", "encoder.json": "vocab.bpe", "merges.txt": "vocab.json",
+               "vocab.bpe": "encoder.json"}
+
+
+def _half_a_tokenizer(where: str, present: str) -> str:
+    """The error for a checkpoint with one of the two files of a BPE vocabulary: falling back to GPT-2's own
+    would silently tokenize with other ids (transformers cannot load it either)."""
+    have = os.path.basename(present)
+    missing = _OTHER_HALF.get(have.replace(".gz", ""), "merges.txt")
+    return (f"{where} has {have} but no {missing}: a GPT-2 tokenizer needs both (or a tokenizer.json). Copy "
+            f"{missing} from where {have} came from; or, if the model uses GPT-2's own vocabulary, remove {have} "
+            f"and use GPT-2's (AutoTokenizer.from_pretrained('gpt2'); the command line then does so by itself)")
 
 
 def _hub_files(repo_id: str, hub_options: Dict[str, Any]) -> Dict[str, Optional[str]]:
@@ -216,6 +234,8 @@ def _hub_files(repo_id: str, hub_options: Dict[str, Any]) -> Dict[str, Optional[
         files: Dict[str, Optional[str]] = {"vocab": fetch("vocab.json", required=False)}
         files["merges"] = fetch("merges.txt", required=False) if files["vocab"] else None
         files["tokenizer.json"] = None if files["merges"] else fetch("tokenizer.json", required=False)
+        if files["vocab"] and not files["merges"] and not files["tokenizer.json"]:
+            raise VocabularyFileError(_half_a_tokenizer(f"the repository {repo_id!r}", "vocab.json"))
         if not files["merges"] and not files["tokenizer.json"]:
             raise _NoTokenizerInRepository(f"the repository {repo_id!r} has no GPT-2 tokenizer files (vocab.json + "
                                            f"merges.txt, or tokenizer.json)")
@@ -232,8 +252,13 @@ def _read_tokenizer_json(path: str) -> Tuple[Dict[str, int], List[Tuple[str, str
     """HF's tokenizer.json (the Rust tokenizers format) -> encoder, merges, added tokens; byte-level BPE only."""
     data = _read_json(path)
     model = data.get("model") or {}
-    if model.get("type", "BPE") != "BPE" or "vocab" not in model or "merges" not in model:
-        raise VocabularyFileError(f"{path}: not a BPE tokenizer (model type {model.get('type')!r})")
+    if model.get("type", "BPE") != "BPE":
+        raise VocabularyFileError(f"{path}: not a BPE tokenizer (model type {model.get('type')!r}); GPT-2's is a "
+                                  f"byte-level BPE")
+    missing = [key for key in ("vocab", "merges") if key not in model]
+    if missing:  # (the tokenizers library refuses it too: "Missing vocab/merges")
+        raise VocabularyFileError(f"{path}: its BPE model has no {' and no '.join(map(repr, missing))}; a GPT-2 "
+                                  f"tokenizer.json holds both under \"model\" (or use vocab.json + merges.txt)")
     pre = json.dumps(data.get("pre_tokenizer") or {})
     if "ByteLevel" not in pre:
         raise VocabularyFileError(f"{path}: not a byte-level BPE tokenizer like GPT-2's (pre_tokenizer {pre[:80]})")
