@@ -17,9 +17,10 @@ MINIGPT2_NUM_THREADS (default: the cores this process may run on) and MINIGPT2_K
 ``set_kernel``). The C core is the extension
 ``minigpt2._kernels``, compiled from csrc/ when minigpt2 is installed with a C compiler present
 (or by ``python csrc/build_kernels.py`` in a checkout); "auto" without it says so once and runs NumPy.
-A bad setting (an unknown backend, a thread count that is not a positive number, "c" without the
-extension, a kernel variant this CPU cannot run) does not stop ``import minigpt2``: the first kernel call
-raises it, unless ``set_backend``, ``set_num_threads`` or ``set_kernel`` has replaced it by then.
+An empty variable counts as unset. A bad setting (an unknown backend, a thread count that is not a
+positive number, "c" without the extension, a kernel variant this CPU cannot run) does not stop
+``import minigpt2``: the first kernel call raises it, unless ``set_backend``, ``set_num_threads`` or
+``set_kernel`` has replaced it by then (``setting_problems()`` lists what is still wrong, for --info).
 """
 from __future__ import annotations
 
@@ -29,10 +30,11 @@ import os
 import warnings
 
 import numpy as np
+from ._starting import starting_the_command
 from .checks import is_int
 
 __all__ = ["kernel", "set_backend", "get_backend", "name", "c_available", "set_num_threads", "get_num_threads",
-           "set_kernel", "kernel_variants", "kernel_choice"]
+           "set_kernel", "kernel_variants", "kernel_choice", "setting_problems"]
 
 BACKENDS = ("numpy", "c", "auto")
 
@@ -69,6 +71,10 @@ def kernel(fn):
 _ckernels = None  # the module minigpt2._ckernels once the extension loaded
 _c_problem = None  # why it did not load
 _warned = False
+_fell_back = False  # "auto" was asked for and found no C core
+# While `python -m minigpt2` starts, "no C core: running on NumPy" waits until the command line has been read
+# (say_fallback): `--backend c` or `--backend numpy` would contradict it.
+_hold_fallback_warning = False
 
 
 def _load_c():
@@ -111,7 +117,7 @@ def set_backend(backend: str = "auto") -> str:
     "c" raises RuntimeError if the extension is not built; "auto" then falls back to NumPy,
     warning once.
     """
-    global name, _warned
+    global name, _fell_back
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; choose one of {', '.join(map(repr, BACKENDS))}")
     c = _load_c() if backend in ("c", "auto") else None
@@ -120,16 +126,26 @@ def set_backend(backend: str = "auto") -> str:
             f"the C backend was asked for, but the extension minigpt2._kernels does not load ({_c_problem}). "
             f"Build it with a C compiler present (pip install -e ., or python csrc/build_kernels.py in a "
             f"checkout), or choose the 'numpy' or 'auto' backend")
-    if backend == "auto" and c is None and not _warned:
-        _warned = True
-        warnings.warn(f"minigpt2: the C core is not built ({_c_problem}); running on the NumPy backend, "
-                      f"which is correct but slower", RuntimeWarning, stacklevel=2)
     _active.clear()
     if c is not None:
         _active.update(c.KERNELS)
     name = "c" if c is not None else "numpy"
+    _fell_back = backend == "auto" and c is None
     _environment_problems.pop("backend", None)
+    if not _hold_fallback_warning:
+        say_fallback(_stacklevel=3)
     return name
+
+
+def say_fallback(_stacklevel=2) -> None:
+    """Warn (once) that the C core is missing and NumPy runs, if "auto" fell back to NumPy. The command line
+    calls it once it has read its flags (the warning was held until then)."""
+    global _warned, _hold_fallback_warning
+    _hold_fallback_warning = False
+    if _fell_back and not _warned:
+        _warned = True
+        warnings.warn(f"minigpt2: the C core is not built ({_c_problem}); running on the NumPy backend, "
+                      f"which is correct but slower", RuntimeWarning, stacklevel=_stacklevel)
 
 
 # -- which compiled variant of the C core -------------------------------------------------------------
@@ -138,13 +154,40 @@ def set_kernel(variant: str = "auto") -> None:
     """Choose what serves the C backend's kernels: "auto" (the default: each kind of call goes to the
     fastest of the variants this CPU runs and NumPy, measured once per machine and cached, see
     minigpt2/_tuning.py), "numpy", or one variant this CPU runs (``kernel_variants()``, e.g. "avx2").
-    ValueError names the allowed values; RuntimeError without the C core. The environment's
+    ValueError names the allowed values. Without the C core everything runs on NumPy already: "auto" and
+    "numpy" are accepted (and change nothing), a variant is a RuntimeError. The environment's
     MINIGPT2_KERNEL sets the starting point."""
     c = _load_c()
     if c is None:
-        raise RuntimeError(f"set_kernel needs the C core, and the extension minigpt2._kernels does not load "
-                           f"({_c_problem})")
+        if variant in ("auto", "numpy"):
+            return
+        raise RuntimeError(f"set_kernel({variant!r}) needs the C core, and the extension minigpt2._kernels does not "
+                           f"load ({_c_problem}); without it only 'auto' and 'numpy' can be chosen")
     c._tuning.choose(variant)
+
+
+def _kernel_setting_problem():
+    """The ValueError a bad MINIGPT2_KERNEL will raise at the first C kernel call, or None (no C core, the
+    variable unset or valid, or replaced by set_kernel)."""
+    c = _ckernels
+    value = os.environ.get("MINIGPT2_KERNEL", "").strip()
+    if c is None or not value or c._tuning._requested is not None:
+        return None
+    try:
+        c._tuning.check_name(value, "MINIGPT2_KERNEL")
+    except ValueError as e:
+        return e
+    return None
+
+
+def setting_problems() -> dict:
+    """What is wrong with the MINIGPT2_* variables now, as {"backend" | "threads" | "kernel": the exception a
+    model call raises}, for --info and --doctor; {} when nothing is."""
+    problems = dict(_environment_problems)
+    kernel_problem = _kernel_setting_problem()
+    if kernel_problem is not None:
+        problems["kernel"] = kernel_problem
+    return problems
 
 
 def kernel_variants() -> tuple:
@@ -208,7 +251,7 @@ def _start_from_the_environment():
         _num_threads = _threads_from_environment()
     except ValueError as e:
         _num_threads, problems["threads"] = _cores_available(), e
-    requested = os.environ.get("MINIGPT2_BACKEND", "auto")
+    requested = os.environ.get("MINIGPT2_BACKEND", "").strip() or "auto"  # (empty: unset, as MINIGPT2_KERNEL)
     if requested not in BACKENDS:
         problems["backend"] = ValueError(f"MINIGPT2_BACKEND={requested!r} is not a backend; choose one of "
                                          f"{', '.join(BACKENDS)} (or call minigpt2.backend.set_backend)")
@@ -222,4 +265,5 @@ def _start_from_the_environment():
 
 
 _num_threads = 1
+_hold_fallback_warning = starting_the_command()
 _start_from_the_environment()

@@ -160,7 +160,7 @@ def main(argv=None) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1
     except (OSError, ValueError, TypeError) as e:  # bad model, no network, bad prompt: the user's to fix
-        print(f"{parser.prog}: error: {' '.join(str(e).split())}", file=sys.stderr)
+        print(f"{parser.prog}: error: {' '.join(str(e).split())}{_repair_hint(e, args)}", file=sys.stderr)
         return 1
     finally:
         restore()
@@ -209,7 +209,12 @@ def _run(args, parser) -> int:
     from . import backend
 
     if args.backend is not None:
-        backend.set_backend(args.backend)
+        try:
+            backend.set_backend(args.backend)
+        except RuntimeError as e:  # --backend c without the C core
+            raise UsageError(f"--backend {args.backend}: {e}") from None
+    # "no C core: running on NumPy" was held until the flags were read (--backend c / numpy contradict it)
+    backend.say_fallback()
     if args.threads is not None:
         if not hasattr(backend, "set_num_threads"):
             raise UsageError("--threads: this build cannot set the number of threads")
@@ -268,6 +273,7 @@ def _generation_settings(args) -> dict:
 
 def _generate(args) -> int:
     settings = _generation_settings(args)
+    _check_backend_settings()
     prompt = _prompt_text(args.prompt)
     from .auto import AutoModelForCausalLM
 
@@ -280,8 +286,10 @@ def _generate(args) -> int:
         ids = [model.config.bos_token_id]
         print(f"[the prompt is empty: starting a new text from {tokenizer.decode(ids)}]", file=sys.stderr)
     n_positions = model.config.n_positions
-    if len(ids) >= n_positions:
-        raise ValueError(f"the prompt is {len(ids)} tokens long, but {args.model} reads at most {n_positions}")
+    if len(ids) >= n_positions:  # (at exactly n_positions the prompt fits, but no new token does)
+        why = (f"which fills all {n_positions} positions {args.model} reads: no room is left for new tokens"
+               if len(ids) == n_positions else f"but {args.model} reads at most {n_positions} tokens")
+        raise ValueError(f"the prompt is {len(ids)} tokens long, {why}; shorten the prompt")
     max_new = args.max_new_tokens
     if len(ids) + max_new > n_positions:
         max_new = n_positions - len(ids)
@@ -318,6 +326,15 @@ def _generate(args) -> int:
             _print_stats(len(ids), sequence.shape[1] - len(ids), streamer.first_token_time - streamer.start_time,
                          streamer.end_time - streamer.start_time, 1, model)
     return 0
+
+
+def _check_backend_settings():
+    """A bad MINIGPT2_BACKEND (also "c" without the C core) or MINIGPT2_NUM_THREADS that no flag replaced: the
+    model's first call would raise it; say it now, in one line, before the model is loaded."""
+    from . import backend
+
+    for flag, problem in getattr(backend, "_environment_problems", {}).items():
+        raise ValueError(f"{problem} (or override it with --{flag})")
 
 
 class _Printer:
@@ -487,12 +504,45 @@ def _download(model) -> int:
         print(f"{model} is a local directory: nothing to download")
         return 0
     start = time.perf_counter()
-    loaded = AutoModelForCausalLM.from_pretrained(model)  # downloads and checks every tensor
-    _load_tokenizer(model)
+    loaded = _repairing(model, AutoModelForCausalLM.from_pretrained)  # downloads and checks every tensor
+    _repairing(model, _load_tokenizer)
     cache = hub_settings()["cache_dir"]
     print(f"{model}: {loaded.num_parameters() / 1e6:.1f}M parameters, ready in {cache} "
           f"({time.perf_counter() - start:.1f} s). It now works offline too (HF_HUB_OFFLINE=1).")
     return 0
+
+
+def _repairing(model, load):
+    """``load(model)``, fetching again each cached file that fails to load (huggingface_hub's force_download for
+    that file): a cached file is never checked again by huggingface_hub, so a damaged one stays damaged."""
+    from .hub import cached_file_named, resolve_file
+
+    fetched = set()
+    while True:
+        try:
+            return load(model)
+        except (OSError, ValueError) as e:
+            damaged = cached_file_named(str(e), model)
+            if damaged is None or damaged[0] in fetched:  # (not a cached file, or damaged as downloaded)
+                raise
+            print(f"[the cached {damaged[0]} cannot be loaded, downloading it again: {' '.join(str(e).split())}]",
+                  file=sys.stderr)
+            resolve_file(model, damaged[0], force_download=True)
+            fetched.add(damaged[0])
+
+
+def _repair_hint(error, args) -> str:
+    """For an error that names a file of the model in the HF cache: how to replace it (--download fetches it
+    again; huggingface_hub never checks a cached file again)."""
+    if args.download or args.info or args.doctor:
+        return ""
+    from .hub import cached_file_named
+
+    damaged = cached_file_named(str(error), args.model)
+    if damaged is None:
+        return ""
+    return (f". The copy in the Hugging Face cache looks damaged: fetch it again with `python -m minigpt2 --download "
+            f"-m {args.model}`, or delete {os.path.realpath(damaged[1])}")
 
 
 def _info(dtype=None) -> int:
@@ -504,20 +554,25 @@ def _info(dtype=None) -> int:
           f"{platform.system()} {platform.machine()})")
     c_state = "available" if getattr(backend, "c_available", lambda: False)() else "not available"
     threads = getattr(backend, "get_num_threads", lambda: None)()
-    # A bad MINIGPT2_BACKEND / MINIGPT2_NUM_THREADS: what runs is a stand-in until it is fixed (generating fails)
-    problems = dict(getattr(backend, "_environment_problems", {}))
+    # A bad MINIGPT2_BACKEND / _NUM_THREADS / _KERNEL: what runs is a stand-in until it is fixed (generating fails)
+    problems = backend.setting_problems() if hasattr(backend, "setting_problems") else \
+        dict(getattr(backend, "_environment_problems", {}))
     threads = "threads: INVALID SETTING" if "threads" in problems else None if threads is None else f"{threads} threads"
     print(f"backend: {'INVALID SETTING' if 'backend' in problems else backend.get_backend()} (C core {c_state}"
           f"{'' if threads is None else f', {threads}'}); choose with --backend or MINIGPT2_BACKEND")
     for flag, problem in problems.items():
-        print(f"  error: {problem}; --{flag} overrides it")
+        if flag != "kernel":
+            print(f"  error: {problem}; --{flag} overrides it")
     if backend.c_available():
         ck = backend._ckernels
         names = ck._tuning.variant_names()
         print(f"C core: built with {ck.ffi.string(ck.lib.mg_build_info()).decode()}; variants {', '.join(names)}, "
               f"of which this CPU runs {', '.join(backend.kernel_variants())}; choose with MINIGPT2_KERNEL")
-        for line in backend.kernel_choice():
-            print(line)
+        if "kernel" in problems:  # (kernel_choice() would raise it)
+            print(f"kernel choice: INVALID SETTING\n  error: {problems['kernel']}; unset MINIGPT2_KERNEL for auto")
+        else:
+            for line in backend.kernel_choice():
+                print(line)
     print(f"weights: {dtype or 'float32'} ({'--dtype' if dtype else 'the default'}); choose with --dtype float32 | "
           f"bfloat16 | float16 (half the bytes) | int8 (about a quarter); activations stay float32")
     source = settings.get("token_source")  # (never the token itself)

@@ -93,10 +93,13 @@ def check_tutorial_packages():
 
 
 def _setting_problem(which):
-    """The error a bad MINIGPT2_BACKEND ("backend") or MINIGPT2_NUM_THREADS ("threads") left at import, or None."""
+    """The error a bad MINIGPT2_BACKEND ("backend"), MINIGPT2_NUM_THREADS ("threads") or MINIGPT2_KERNEL
+    ("kernel") makes at the first model call, or None."""
     from . import backend
 
-    return getattr(backend, "_environment_problems", {}).get(which)
+    problems = backend.setting_problems() if hasattr(backend, "setting_problems") else \
+        getattr(backend, "_environment_problems", {})
+    return problems.get(which)
 
 
 def check_c_core():
@@ -104,7 +107,12 @@ def check_c_core():
 
     problem = _setting_problem("backend")
     if problem is not None:  # it names the variable, its value and the allowed ones
-        return FAIL, f"backend: {problem}", "unset MINIGPT2_BACKEND, or set it to auto, numpy or c"
+        fix = ("unset MINIGPT2_BACKEND, or set it to auto or numpy (c needs the C core built)"
+               if isinstance(problem, RuntimeError) else "unset MINIGPT2_BACKEND, or set it to auto, numpy or c")
+        return FAIL, f"backend: {problem}", fix
+    problem = _setting_problem("kernel")
+    if problem is not None:
+        return FAIL, f"kernels: {problem}", "unset MINIGPT2_KERNEL (its default, auto, measures which is fastest)"
     if backend.c_available():
         return OK, f"C core built; active backend: {backend.get_backend()}", None
     return WARN, "C core not built: everything runs on NumPy, slower (tutorial 08 has less to compare)", \
@@ -136,6 +144,8 @@ def check_model_runs():
 
     bad = [name for name, which in (("MINIGPT2_BACKEND", "backend"), ("MINIGPT2_NUM_THREADS", "threads"))
            if _setting_problem(which) is not None]
+    if _setting_problem("kernel") is not None and backend.get_backend() == "c":  # (the NumPy backend ignores it)
+        bad.append("MINIGPT2_KERNEL")
     if bad:  # every kernel call raises that error: the check above says which and how to fix it
         return FAIL, f"a tiny model cannot run until {' and '.join(bad)} {'are' if len(bad) > 1 else 'is'} fixed (see above)", None
     config = GPT2Config(n_layer=1, n_head=2, n_embd=16, vocab_size=50, n_positions=16)

@@ -36,7 +36,7 @@ import time
 import warnings
 from urllib.parse import urlsplit
 
-__all__ = ["resolve_file", "pop_hub_options", "HUB_OPTIONS", "hub_settings", "DEFAULT_ENDPOINT"]
+__all__ = ["resolve_file", "pop_hub_options", "HUB_OPTIONS", "hub_settings", "DEFAULT_ENDPOINT", "cached_file_named"]
 
 DEFAULT_ENDPOINT = "https://huggingface.co"
 logger = logging.getLogger("minigpt2.hub")
@@ -217,6 +217,26 @@ def resolve_file(name_or_path, filename, *, required=True, revision=None, cache_
                       f"'distilgpt2'") from None
     except OSError as e:  # an unusable cache, a full disk, a connection broken mid-download, a size mismatch, ...
         raise OSError(_download_failure(e, f"{filename} of {where}", cache_dir)) from None
+
+
+def cached_file_named(message, repo_id, cache_dir=None):
+    """(filename, path) of the file of ``repo_id``'s snapshots in the HF cache that an error ``message`` names
+    (the longest such name), or None. A file that fails to load although it was downloaded is damaged (a copy
+    of the cache cut short, a disk error): huggingface_hub never checks a cached file again, so only fetching
+    it again (``force_download``) or deleting it repairs it."""
+    if os.path.isdir(repo_id) or _looks_like_path(repo_id):
+        return None
+    folder = f"models--{repo_id.replace('/', '--')}"
+    snapshots = os.path.join(cache_dir or hub_settings()["cache_dir"], folder, "snapshots")
+    found = []
+    for root, _, files in os.walk(snapshots):
+        for name in files:
+            path = os.path.join(root, name)
+            tail = os.path.relpath(path, snapshots).split(os.sep, 1)  # [commit, filename in the repository]
+            # (matched from the repository's folder on: the message may spell the cache's own path differently)
+            if len(tail) == 2 and os.path.join(folder, "snapshots", *tail) in message:
+                found.append((tail[1].replace(os.sep, "/"), path))
+    return max(found, key=lambda f: len(f[1]), default=None)
 
 
 # errno values that say the cache itself is unusable: read-only (a directory of another user, a read-only file

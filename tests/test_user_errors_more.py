@@ -110,6 +110,101 @@ def test_train_on_no_text_fails_before_writing_anything(tmp_path, files, problem
     one_line_error(done, 1, f"--data {data}: no text to train on ({len(files)} file(s): {problem}")
     assert not out.exists(), "no OUT/data was written"
 
+
+# -- 2. the C backend where it was not built -------------------------------------------------------------------
+
+# As a machine without a C compiler: the extension cannot be imported. sys.argv[0] is set before the import, as
+# `python -m minigpt2` has it while minigpt2 is imported.
+WITHOUT_C = """
+import sys
+sys.modules["minigpt2._kernels"] = None
+sys.argv[0] = "minigpt2"
+from minigpt2.__main__ import run
+sys.exit(run())
+"""
+
+
+def without_c(*args, env=None):
+    environ = {k: v for k, v in os.environ.items() if k not in ("MINIGPT2_BACKEND", "MINIGPT2_KERNEL")}
+    return subprocess.run([sys.executable, "-c", WITHOUT_C, *args], capture_output=True, timeout=180,
+                          env={**environ, **(env or {})})
+
+
+def test_asking_for_c_without_the_c_core_is_one_line_with_no_contradicting_warning(model_dir):
+    flag = without_c("-m", model_dir, "-n", "2", "--backend", "c", "Hi")
+    err = one_line_error(flag, 2, "error: --backend c: the C backend was asked for",
+                         "python csrc/build_kernels.py", "choose the 'numpy' or 'auto' backend")
+    assert "RuntimeWarning" not in err and "running on the NumPy backend" not in err
+    variable = without_c("-m", model_dir, "-n", "2", "Hi", env={"MINIGPT2_BACKEND": "c"})
+    err = one_line_error(variable, 1, "error: MINIGPT2_BACKEND=c: the C backend was asked for", "--backend")
+    assert "RuntimeWarning" not in err
+    chosen = without_c("-m", model_dir, "-n", "2", "--greedy", "--backend", "numpy", "Hi")
+    assert chosen.returncode == 0 and b"Warning" not in chosen.stderr, chosen.stderr
+    fallback = without_c("-m", model_dir, "-n", "2", "--greedy", "Hi")  # auto: still says it runs on NumPy, once
+    assert fallback.returncode == 0 and fallback.stdout == chosen.stdout, fallback.stderr
+    assert fallback.stderr.decode().count("running on the NumPy backend") == 1
+
+
+def test_set_kernel_numpy_and_auto_work_without_the_c_core():
+    code = """
+import sys
+sys.modules["minigpt2._kernels"] = None
+import warnings; warnings.simplefilter("ignore")
+import minigpt2
+minigpt2.backend.set_kernel("numpy"); minigpt2.backend.set_kernel("auto")
+try:
+    minigpt2.backend.set_kernel("avx2")
+except RuntimeError as e:
+    print(e)
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "set_kernel('avx2') needs the C core" in done.stdout and "only 'auto' and 'numpy'" in done.stdout
+
+
+# -- 4. a bad MINIGPT2_KERNEL in --info and --doctor ------------------------------------------------------------
+
+needs_c = pytest.mark.skipif(not backend.c_available(), reason="no C core: MINIGPT2_KERNEL chooses nothing")
+
+
+@needs_c
+def test_info_reports_a_bad_kernel_variable_and_goes_on():
+    done = minigpt2("--info", env={"MINIGPT2_KERNEL": "bogus"})
+    out, err = text(done)
+    assert done.returncode == 1 and "Traceback" not in err and err == "", err
+    assert "kernel choice: INVALID SETTING" in out
+    assert "  error: MINIGPT2_KERNEL 'bogus' is not a kernel variant; choose one of auto, numpy" in out
+    assert "models in the cache:" in out, "the rest of --info is still shown"
+
+
+@needs_c
+def test_doctor_reports_a_bad_kernel_variable_instead_of_asking_for_a_bug_report():
+    done = minigpt2("--doctor", env={"MINIGPT2_KERNEL": "bogus"})
+    out = done.stdout.decode()
+    assert done.returncode == 1 and "report this" not in out and "the check itself failed" not in out, out
+    assert "[FAIL] kernels: MINIGPT2_KERNEL 'bogus' is not a kernel variant; choose one of auto, numpy" in out
+    assert "fix: unset MINIGPT2_KERNEL" in out
+    assert "cannot run until MINIGPT2_KERNEL is fixed" in out
+
+
+# -- 5. empty variables, a prompt that fills the model ----------------------------------------------------------
+
+def test_empty_backend_and_kernel_variables_count_as_unset(model_dir):
+    empty = {"MINIGPT2_BACKEND": "", "MINIGPT2_KERNEL": ""}
+    info = minigpt2("--info", env=empty)
+    assert info.returncode == 0 and b"INVALID" not in info.stdout, info.stdout
+    done = minigpt2("-m", model_dir, "--greedy", "-n", "2", "Hi", env=empty)
+    assert done.returncode == 0 and done.stdout.startswith(b"Hi"), done.stderr
+
+
+def test_a_prompt_that_fills_every_position_says_there_is_no_room_left(model_dir):
+    prompt = " ".join(["word"] * N_POSITIONS)
+    assert len(AutoTokenizer.from_pretrained(model_dir)(prompt).input_ids) == N_POSITIONS
+    one_line_error(minigpt2("-m", model_dir, "-n", "2", prompt), 1,
+                   f"the prompt is {N_POSITIONS} tokens long, which fills all {N_POSITIONS} positions",
+                   "no room is left for new tokens")
+
+
 # -- 6. half a tokenizer ----------------------------------------------------------------------------------------
 # transformers loads none of these (GPT2Tokenizer and AutoTokenizer fail on each; the tokenizers library says
 # "Missing vocab/merges" for tokenizer.json): an error naming the missing part, never GPT-2's vocabulary instead.
@@ -137,3 +232,25 @@ def test_a_tokenizer_json_without_its_vocabulary_says_what_is_missing(tmp_path, 
     err = one_line_error(minigpt2("-m", directory, "-n", "2", "Hi"), 1,
                          "tokenizer.json: its BPE model has no 'vocab' and no 'merges'")
     assert "not a BPE tokenizer" not in err
+
+
+# -- 3. a damaged file in the Hugging Face cache ----------------------------------------------------------------
+
+def test_a_damaged_cached_file_is_fetched_again_by_download(tmp_path):
+    repo = "openai-community/gpt2"
+    with HubServer({repo: tiny_checkpoint_files(tmp_path / "checkpoint")}) as hub:
+        env = {"HF_ENDPOINT": hub.url, "HF_HOME": str(tmp_path / "home"), "HF_HUB_CACHE": str(tmp_path / "cache"),
+               "HF_HUB_OFFLINE": "0"}
+        assert minigpt2("--download", "-m", repo, env=env).returncode == 0
+        blob = os.path.realpath(glob.glob(str(tmp_path / "cache" / "*" / "snapshots" / "*" / "model.safetensors"))[0])
+        size = os.path.getsize(blob)
+        with open(blob, "r+b") as f:  # a copy of the cache cut short
+            f.truncate(size // 2)
+        one_line_error(minigpt2("-m", repo, "-n", "2", "Hi", env=env), 1, "is truncated",
+                       f"fetch it again with `python -m minigpt2 --download -m {repo}`", f"or delete {blob}")
+        repaired = minigpt2("--download", "-m", repo, env=env)
+        out, err = text(repaired)
+        assert repaired.returncode == 0 and "works offline" in out, err
+        assert "the cached model.safetensors cannot be loaded, downloading it again" in err
+        assert os.path.getsize(blob) == size
+        assert minigpt2("-m", repo, "--greedy", "-n", "2", "Hi", env=env).returncode == 0
