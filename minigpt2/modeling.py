@@ -207,9 +207,14 @@ class _WithTransformer(GPT2PreTrainedModel):
 
 
 class GPT2LMHeadModel(GenerationMixin, _WithTransformer):
-    """GPT-2 with the language-modelling head: logits = hidden_states @ wte^T (the head is tied to wte)."""
+    """GPT-2 with the language-modelling head: logits = hidden_states @ wte^T (the head is tied to wte; with
+    config.tie_word_embeddings false, the checkpoint's own lm_head.weight [V, E] instead of wte)."""
 
     uses_lm_head = True
+
+    @classmethod
+    def head_shapes(cls, config):
+        return _untied_head_shape(config)
 
     def forward(self, input_ids=None, past_key_values=None, attention_mask=None, token_type_ids=None,
                 position_ids=None, head_mask=None, inputs_embeds=None, encoder_hidden_states=None,
@@ -227,7 +232,7 @@ class GPT2LMHeadModel(GenerationMixin, _WithTransformer):
             inputs_embeds=inputs_embeds, encoder_hidden_states=encoder_hidden_states,
             encoder_attention_mask=encoder_attention_mask, use_cache=use_cache,
             output_attentions=output_attentions, output_hidden_states=output_hidden_states)
-        logits = lm_head(kept_positions(t.last_hidden_state, logits_to_keep), self.params["wte"]["weight"])
+        logits = lm_head(kept_positions(t.last_hidden_state, logits_to_keep), self._lm_head_weight())
         loss = None if labels is None else shifted_lm_loss(logits, labels, self.config.vocab_size)
         out = CausalLMOutputWithCrossAttentions(
             loss=loss, logits=logits, past_key_values=t.past_key_values, hidden_states=t.hidden_states,
@@ -244,6 +249,9 @@ class GPT2LMHeadModel(GenerationMixin, _WithTransformer):
         """
         from .training.grad import model_loss_and_grad
 
+        if not self._tied():  # (the backward pass adds the head's gradient into wte's)
+            raise NotImplementedError("loss_and_grad trains models whose LM head is tied to wte; this one has its own "
+                                      "lm_head.weight (config.tie_word_embeddings is false)")
         return model_loss_and_grad(self, input_ids, labels=labels, attention_mask=attention_mask,
                                    token_type_ids=token_type_ids, position_ids=position_ids, head_mask=head_mask,
                                    rng=rng)
@@ -265,10 +273,11 @@ class GPT2DoubleHeadsModel(GenerationMixin, _WithTransformer):
 
     @classmethod
     def head_shapes(cls, config):
+        shapes = _untied_head_shape(config)  # (HF's order: lm_head, then the multiple-choice head)
         if not config.summary_use_proj:
-            return {}
+            return shapes
         n_out = config.num_labels if config.summary_proj_to_labels and config.num_labels > 0 else config.n_embd
-        return {"multiple_choice_head.summary.weight": (n_out, config.n_embd),
+        return {**shapes, "multiple_choice_head.summary.weight": (n_out, config.n_embd),
                 "multiple_choice_head.summary.bias": (n_out,)}
 
     def forward(self, input_ids=None, past_key_values=None, attention_mask=None, token_type_ids=None,
@@ -287,7 +296,7 @@ class GPT2DoubleHeadsModel(GenerationMixin, _WithTransformer):
             inputs_embeds=inputs_embeds, use_cache=use_cache, output_attentions=output_attentions,
             output_hidden_states=output_hidden_states)
         h = t.last_hidden_state  # [B, C, T, E]
-        logits = lm_head(kept_positions(h, logits_to_keep), self.params["wte"]["weight"])
+        logits = lm_head(kept_positions(h, logits_to_keep), self._lm_head_weight())
         mc_logits = sequence_summary(h, mc_token_ids, self.params.get("multiple_choice_head"), self.config)
         if mc_logits.shape[-1] == 1:
             mc_logits = mc_logits[..., 0]  # [B, C]
@@ -307,6 +316,12 @@ class GPT2DoubleHeadsModel(GenerationMixin, _WithTransformer):
 
 # -- heads and losses ----------------------------------------------------------------------------------
 
+def _untied_head_shape(config) -> dict:
+    """The LM head's own matrix, which a model has only when config.tie_word_embeddings is false (HF's
+    nn.Linear weight, [vocab_size, n_embd], the layout of wte); tied, the head is wte and has none."""
+    return {} if config.tie_word_embeddings else {"lm_head.weight": (config.vocab_size, config.n_embd)}
+
+
 def kept_positions(h, logits_to_keep):
     """The positions whose logits are wanted (HF's logits_to_keep).  # [..., T, E] -> [..., T', E]"""
     if is_int(logits_to_keep):
@@ -318,9 +333,10 @@ def kept_positions(h, logits_to_keep):
     return h[..., positions, :]
 
 
-def lm_head(h, wte):
-    """Logits over the vocabulary from the tied embedding matrix.  # [..., E] -> [..., V]"""
-    return linear(h, wte.T)
+def lm_head(h, weight):
+    """Logits over the vocabulary from the head's matrix [V, E]: wte (tied), or the checkpoint's own
+    lm_head.weight, which HF stores in the same layout.  # [..., E] -> [..., V]"""
+    return linear(h, weight.T)
 
 
 def sequence_summary(h, cls_index, params, config):

@@ -53,7 +53,7 @@ class GPT2PreTrainedModel:
 
     base_model_prefix = "transformer"
     main_input_name = "input_ids"
-    uses_lm_head = False  # True for the classes whose logits come from the tied head (wte)
+    uses_lm_head = False  # True for the classes with the LM head (wte, tied; or lm_head.weight, untied)
     name_or_path = ""  # where from_pretrained loaded it from (HF's model.name_or_path)
 
     @property
@@ -68,7 +68,16 @@ class GPT2PreTrainedModel:
 
     def named_parameters(self):
         """(name, array) for every parameter, as state_dict() names them; the tied head is wte, listed once."""
-        return ((name, a) for name, a in self.state_dict().items() if name != "lm_head.weight")
+        return ((name, a) for name, a in self.state_dict().items() if not (name == "lm_head.weight" and self._tied()))
+
+    def _tied(self) -> bool:
+        """Is the LM head wte itself? (False without an LM head, or with its own lm_head.weight.)"""
+        return self.uses_lm_head and "lm_head" not in self.params
+
+    def _lm_head_weight(self):
+        """The LM head's matrix [vocab_size, n_embd]: lm_head.weight when the checkpoint has its own
+        (config.tie_word_embeddings false), else wte."""
+        return self.params["lm_head"]["weight"] if "lm_head" in self.params else self.params["wte"]["weight"]
 
     def parameters(self):
         """Every parameter array (each once)."""
@@ -87,7 +96,7 @@ class GPT2PreTrainedModel:
                  f"  h: {c.n_layer} x GPT2Block({c.n_head} heads; {block})",
                  f"  ln_f: LayerNorm({E})"]
         if self.uses_lm_head:
-            lines.append(f"  lm_head: {E} -> {c.vocab_size}, tied to wte")
+            lines.append(f"  lm_head: {E} -> {c.vocab_size}{', tied to wte' if self._tied() else ''}")
         lines += [f"  {name}: {tuple(shape)}" for name, shape in self.head_shapes(c).items()]
         lines.append(f")  # {self.num_parameters():,} parameters")
         return "\n".join(lines)
@@ -159,8 +168,8 @@ class GPT2PreTrainedModel:
         return checkpoint.unflatten(flat)
 
     def state_dict(self) -> dict:
-        """Flat names -> arrays, as HF names and orders them for this class (``lm_head.weight`` is wte itself:
-        the head is tied). The arrays are the model's own, not copies."""
+        """Flat names -> arrays, as HF names and orders them for this class (``lm_head.weight`` is wte itself
+        when the head is tied). The arrays are the model's own, not copies."""
         flat = checkpoint.flatten(self.params)
         return {name: flat[key] for name, key in self._state_names().items()}
 
@@ -168,7 +177,7 @@ class GPT2PreTrainedModel:
         """HF's state-dict order: the transformer's parameters in module order, then the heads'."""
         prefix = f"{self.base_model_prefix}." if hasattr(self, self.base_model_prefix) else ""  # a head model
         names = {f"{prefix}{k}": k for k in self.param_shapes(self.config)}
-        if self.uses_lm_head:
+        if self._tied():
             names["lm_head.weight"] = "wte.weight"
         names.update({k: k for k in self.head_shapes(self.config)})
         return names
@@ -238,33 +247,31 @@ class GPT2PreTrainedModel:
         self.config.vocab_size = weight.shape[0]
 
     def get_output_embeddings(self):
-        """The LM head's matrix, which is wte itself (tied); None for the classes without an LM head."""
-        return self.get_input_embeddings() if self.uses_lm_head else None
+        """The LM head's matrix as an Embedding: wte itself when tied, else lm_head.weight [vocab_size, n_embd];
+        None for the classes without an LM head."""
+        return Embedding(self._lm_head_weight()) if self.uses_lm_head else None
 
     def tie_weights(self):
-        """For HF compatibility: the LM head is always wte, so the weights are always tied."""
+        """For HF compatibility: the head is tied by construction when config.tie_word_embeddings (no lm_head
+        array exists then), and untied otherwise, as HF's tie_weights leaves it."""
 
     def resize_token_embeddings(self, new_num_tokens=None, pad_to_multiple_of=None, mean_resizing=True):
         """Give wte ``new_num_tokens`` rows (e.g. ``len(tokenizer)`` after adding tokens), rounded up to a
         multiple of ``pad_to_multiple_of``; config.vocab_size follows. Rows kept keep their values. New rows
         are the mean of the old rows (``mean_resizing``, as HF, which adds noise of 1e-9 times their
-        covariance on top), or drawn from N(0, initializer_range). Returns the new Embedding."""
+        covariance on top), or drawn from N(0, initializer_range). An untied LM head (lm_head.weight) is resized
+        the same way. Returns the new Embedding."""
         old = weights.widen(self.params["wte"]["weight"])  # float32 values; set_input_embeddings keeps the format
         size = old.shape[0] if new_num_tokens is None else new_num_tokens
         size = check_int("new_num_tokens", size, low=1)
         pad_to_multiple_of = check_int("pad_to_multiple_of", pad_to_multiple_of, low=1, allow_none=True)
         if pad_to_multiple_of is not None:
             size = -(-size // pad_to_multiple_of) * pad_to_multiple_of
-        if size <= old.shape[0]:
-            weight = np.array(old[:size])  # a copy: the checkpoint's memory map stays untouched
-        elif mean_resizing:
-            added = np.broadcast_to(old.mean(axis=0, dtype=np.float64).astype(np.float32), (size - old.shape[0],
-                                                                                           old.shape[1]))
-            weight = np.concatenate([old, added])
-        else:
-            added = np.random.default_rng().standard_normal((size - old.shape[0], old.shape[1]), dtype=np.float32)
-            weight = np.concatenate([old, added * np.float32(self.config.initializer_range)])
-        self.set_input_embeddings(weight)
+        std = self.config.initializer_range
+        if self.uses_lm_head and not self._tied():  # an untied head follows, as in HF (a float32 array: cast_params)
+            head = _resized_rows(weights.widen(self._lm_head_weight()), size, mean_resizing, std)
+            self.params["lm_head"]["weight"] = weights.round_to(head, self.dtype)
+        self.set_input_embeddings(_resized_rows(old, size, mean_resizing, std))
         return self.get_input_embeddings()
 
     # -- loading and saving -------------------------------------------------------------------------
@@ -347,9 +354,6 @@ class GPT2PreTrainedModel:
         if missing:
             raise ValueError(f"{source} lacks weights the config needs: {short_list(missing)} "
                              f"(looked for with and without the {prefix!r} prefix)")
-        if cls.uses_lm_head and not config.tie_word_embeddings and "lm_head.weight" in tensors:
-            raise ValueError(f"{source} holds its own lm_head.weight and config.tie_word_embeddings is false, but "
-                             f"minigpt2's LM head is always wte (tied), so it would silently ignore that head")
         missing_heads = [k for k in heads if k not in flat]
         if missing_heads:
             warnings.warn(f"{cls.__name__}: weights {short_list(missing_heads)} are not in the checkpoint and were "
@@ -429,7 +433,7 @@ class GPT2PreTrainedModel:
         config = self.config
         if config.architectures is None or type(self).__name__ not in config.architectures:
             config.architectures = [type(self).__name__]
-        tensors = {k: v for k, v in self.state_dict().items() if k != "lm_head.weight"}  # tied: HF saves it once
+        tensors = dict(self.named_parameters())  # a tied head is wte: saved once, as HF does
         config.torch_dtype = self.dtype
         checkpoint.write_safetensors(os.path.join(save_directory, checkpoint.WEIGHTS_NAME), tensors,
                                      dtype=self.dtype)
@@ -477,6 +481,20 @@ def _pop_cpu_loading_options(kwargs):
 
 
 # -- helpers ---------------------------------------------------------------------------------------------
+
+def _resized_rows(old, size, mean_resizing, initializer_range):
+    """A table [rows, E] with ``size`` rows: the first ones kept, new ones the mean of the old rows (HF adds noise
+    of 1e-9 times their covariance on top) or drawn from N(0, initializer_range)."""
+    if size <= old.shape[0]:
+        return np.array(old[:size])  # a copy: the checkpoint's memory map stays untouched
+    if mean_resizing:
+        added = np.broadcast_to(old.mean(axis=0, dtype=np.float64).astype(np.float32), (size - old.shape[0],
+                                                                                       old.shape[1]))
+    else:
+        added = np.random.default_rng().standard_normal((size - old.shape[0], old.shape[1]), dtype=np.float32)
+        added = added * np.float32(initializer_range)
+    return np.concatenate([old, added])
+
 
 def _ignorable(key):
     """Buffers that older checkpoints store but that are not weights: attn.bias (the causal mask),

@@ -330,3 +330,95 @@ def test_the_given_cache_is_what_the_prompt_continues_from(pair, num_beams):
     got = ours.generate(PROMPTS, max_new_tokens=6, num_beams=num_beams, past_key_values=ours(other).past_key_values)
     _same_ids(got, theirs)
     assert not np.array_equal(got, ours.generate(PROMPTS, max_new_tokens=6, num_beams=num_beams))
+
+
+# -- 5. checkpoints whose LM head is not tied to wte (tie_word_embeddings=False, their own lm_head.weight) --------
+
+@pytest.fixture(scope="module")
+def untied(tmp_path_factory):
+    """(transformers model, its checkpoint directory) with tie_word_embeddings false: lm_head.weight != wte."""
+    d = tmp_path_factory.mktemp("untied")
+    hf = write_hf_checkpoint(d, seed=9, n_positions=32, eos_token_id=98, bos_token_id=98, tie_word_embeddings=False)
+    assert not torch.equal(hf.lm_head.weight, hf.transformer.wte.weight)
+    return hf, d
+
+
+@pytest.mark.parametrize("cls", ["GPT2LMHeadModel", "GPT2DoubleHeadsModel"])
+def test_untied_head_gives_transformers_logits(untied, kernel_backend, cls):
+    hf, d = untied
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # (the double-heads model's multiple-choice head is new: both warn)
+        theirs_model = getattr(transformers, cls).from_pretrained(d, attn_implementation="eager").eval()
+        ours = getattr(minigpt2, cls).from_pretrained(d)
+    ids = PROMPTS if cls == "GPT2LMHeadModel" else PROMPTS[None]
+    with torch.no_grad():
+        theirs = theirs_model(torch.tensor(ids)).logits.numpy()
+    assert_close(ours(ids).logits, theirs, f"{cls} logits ({kernel_backend})")
+    assert list(ours.state_dict()) == list(theirs_model.state_dict())  # lm_head.weight listed in HF's place
+    assert ours.num_parameters() == theirs_model.num_parameters()
+    their_head = theirs_model.get_output_embeddings().weight.detach().numpy()
+    assert np.array_equal(ours.get_output_embeddings().weight, their_head)
+
+
+def test_untied_head_runs_in_c(untied):
+    """The head's matrix [V, E] has wte's layout, so the C core's kernel for the tied head (wte.T) serves it."""
+    from minigpt2 import backend
+
+    if not backend.c_available():
+        pytest.skip(f"the C extension is not built ({backend._c_problem})")
+    from minigpt2 import _ckernels as ck, _tuning
+    from minigpt2.modeling import lm_head
+
+    _, d = untied
+    ours = GPT2LMHeadModel.from_pretrained(d)
+    h = np.random.default_rng(0).standard_normal((1, 1, 32), dtype=np.float32)
+    expected = h @ ours.params["lm_head"]["weight"].T
+    saved_backend, saved_variant = backend.name, _tuning._requested
+    try:
+        backend.set_backend("c")
+        _tuning.choose(_tuning.supported_variants()[-1])  # a forced variant serves whatever the calibration chose
+        before = ck.calls["linear"]
+        got = lm_head(h, ours._lm_head_weight())
+        assert ck.calls["linear"] == before + 1, "the C core declined the untied head"
+    finally:
+        _tuning.choose(saved_variant)
+        backend.set_backend(saved_backend)
+    assert_close(got, expected, "untied head in C")
+
+
+@pytest.mark.parametrize("kwargs", [dict(), dict(num_beams=3)])
+def test_untied_head_generates_as_transformers(untied, kwargs):
+    hf, d = untied
+    ours = GPT2LMHeadModel.from_pretrained(d)
+    _same_ids(ours.generate(PROMPTS, max_new_tokens=8, **kwargs), _hf_generate(hf, PROMPTS, max_new_tokens=8, **kwargs))
+
+
+def test_untied_head_is_saved_untied(untied, tmp_path):
+    hf, d = untied
+    ours = GPT2LMHeadModel.from_pretrained(d)
+    ours.save_pretrained(tmp_path)
+    assert json.loads((tmp_path / "config.json").read_text())["tie_word_embeddings"] is False
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        again = transformers.GPT2LMHeadModel.from_pretrained(tmp_path, attn_implementation="eager").eval()
+    assert torch.equal(again.lm_head.weight, hf.lm_head.weight)
+    assert not torch.equal(again.lm_head.weight, again.transformer.wte.weight)
+    with torch.no_grad():
+        assert_close(GPT2LMHeadModel.from_pretrained(tmp_path)(PROMPTS).logits,
+                     again(torch.tensor(PROMPTS)).logits.numpy(), "logits after a round trip")
+
+
+def test_untied_head_resizes_with_the_embeddings_as_in_transformers(untied):
+    hf, d = untied
+    ours = GPT2LMHeadModel.from_pretrained(d)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        theirs = transformers.GPT2LMHeadModel.from_pretrained(d).eval()
+        theirs.resize_token_embeddings(104)
+    ours.resize_token_embeddings(104)
+    head, their_head = ours.get_output_embeddings().weight, theirs.get_output_embeddings().weight.detach().numpy()
+    assert head.shape == their_head.shape == (104, 32)
+    assert np.array_equal(head[:99], their_head[:99])
+    assert_close(head[99:], their_head[99:], "new rows: the mean of the old ones", rtol=1e-3)  # (HF adds noise)
+    with pytest.raises(NotImplementedError, match="tied to wte"):
+        ours.loss_and_grad(PROMPTS)
