@@ -1,7 +1,8 @@
 """GPT-2 models with Hugging Face's names, arguments and outputs: the forward pass reads like the math.
 
     GPT2Model                         tokens -> hidden states
-    GPT2LMHeadModel                   + logits over the vocabulary (the head is wte, tied), LM loss
+    GPT2LMHeadModel                   + logits over the vocabulary (the head is wte, tied, or the checkpoint's
+                                        own lm_head.weight with tie_word_embeddings=False), LM loss
     GPT2DoubleHeadsModel              + a multiple-choice head on one token per choice
     GPT2ForSequenceClassification     + a classifier on the last non-padding token
 

@@ -280,8 +280,9 @@ class GPT2PreTrainedModel:
         """Load config.json + model.safetensors from a directory or a Hub repository ("gpt2", "owner/repo").
 
         Checkpoints of any GPT-2 class load into any other: the "transformer." prefix is optional, the
-        LM head is tied to wte, and a task head missing from the checkpoint is initialised randomly
-        (with a warning, as in HF). Missing or mis-shaped transformer weights are an error. Where the files come
+        LM head is tied to wte (unless config.tie_word_embeddings is false: then it is the checkpoint's own
+        lm_head.weight), and a task head missing from the checkpoint is initialised randomly (with a warning,
+        as in HF). Missing or mis-shaped transformer weights are an error. Where the files come
         from: the Hub options of ``minigpt2.hub.HUB_OPTIONS`` (revision, cache_dir, token, local_files_only,
         force_download, subfolder); other keywords override config attributes, as in HF.
 

@@ -1,6 +1,7 @@
 """Logits processors: functions of (ids so far [N, L], scores [N, V]) -> new scores [N, V].
 
-Same names, formulas and order as HF's. A token is ruled out by setting its score to -inf. The "warpers"
+Same names, formulas and order as HF's; every processor is a LogitsProcessor, the base class a user's own
+processors subclass too. A token is ruled out by setting its score to -inf. The "warpers"
 (temperature, top-k, top-p, ...) run only when sampling. ``build_logits_processors`` assembles generate's
 chain; ``sampling_warpers`` is its sampling part, which the CLI also uses to show what is drawn from.
 """
