@@ -268,9 +268,9 @@ class GPT2PreTrainedModel:
         if pad_to_multiple_of is not None:
             size = -(-size // pad_to_multiple_of) * pad_to_multiple_of
         std = self.config.initializer_range
-        if self.uses_lm_head and not self._tied():  # an untied head follows, as in HF (a float32 array: cast_params)
+        if self.uses_lm_head and not self._tied():  # an untied head follows, as in HF (in the weights' format)
             head = _resized_rows(weights.widen(self._lm_head_weight()), size, mean_resizing, std)
-            self.params["lm_head"]["weight"] = weights.round_to(head, self.dtype)
+            self.params["lm_head"]["weight"] = weights.to_format(head, self.dtype, axis=-1)
         self.set_input_embeddings(_resized_rows(old, size, mean_resizing, std))
         return self.get_input_embeddings()
 

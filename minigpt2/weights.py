@@ -323,12 +323,14 @@ def round_to(a, fmt) -> np.ndarray:
 
 # -- a model's parameters ------------------------------------------------------------------------------
 
-_TABLES = ("wte.weight", "wpe.weight")  # looked up by row; their int8 blocks run along the row (axis -1)
+# Stored [rows, n_embd] and read by row: the tables are looked up by row, and an untied LM head (lm_head.weight, wte's
+# layout) is read as the tied head reads wte, lm_head.weight.T. Their int8 blocks run along the row (axis -1).
+_TABLES = ("wte.weight", "wpe.weight", "lm_head.weight")
 
 
 def is_matrix(name, w) -> bool:
-    """True for the weights kept in the narrow format: wte, wpe and the Conv1D weights of the blocks (which
-    ``linear`` and the embedding lookups read). Biases, layer norms and the small task heads (score,
+    """True for the weights kept in the narrow format: wte, wpe, an untied lm_head and the Conv1D weights of the
+    blocks (which ``linear`` and the embedding lookups read). Biases, layer norms and the small task heads (score,
     multiple_choice_head, read by a plain ``@``) stay float32 arrays."""
     return name in _TABLES or (name.startswith("h.") and name.endswith(".weight") and len(w.shape) == 2)
 

@@ -24,7 +24,7 @@ import pytest
 from safetensors.numpy import load_file, save_file
 
 import minigpt2
-from minigpt2 import checkpoint
+from minigpt2 import checkpoint, weights
 from conftest import FIXTURES, assert_close, describe, max_abs_diff, tolerance
 
 CHECKPOINTS = os.path.join(FIXTURES, "checkpoints")
@@ -463,15 +463,27 @@ def test_config_and_weights_that_do_not_belong_together(base_copy, config_change
     assert "model.safetensors" in str(raised.value)
 
 
-def test_an_untied_lm_head_is_refused(base_copy):
-    """With tie_word_embeddings false HF uses a stored lm_head.weight; minigpt2 cannot, so it says so."""
-    rewrite(base_copy, lambda t: t.update({"lm_head.weight": t["transformer.wte.weight"] * 2}))
-    minigpt2.GPT2LMHeadModel.from_pretrained(base_copy)  # tied (the default): HF also ignores it
+@pytest.mark.parametrize("load", [{}, dict(torch_dtype="bfloat16"), dict(torch_dtype="float16"),
+                                  dict(load_in_8bit=True)], ids=["float32", "bfloat16", "float16", "int8"])
+def test_an_untied_lm_head_is_used_in_the_weights_format(base_copy, load):
+    """A stored lm_head.weight (here -wte) is ignored while the head is tied (the default; HF ignores it too) and
+    used with tie_word_embeddings false, in the format the weights were loaded in (an int8 model holds no float32
+    head). Every format rounds -w to -round(w) (int8: the same scales, q negated), so the untied logits are exactly
+    the tied ones negated."""
+    rewrite(base_copy, lambda t: t.update({"lm_head.weight": -t["transformer.wte.weight"]}))
+    ids = np.array([[1, 2, 3, 4, 5]])
+    tied = minigpt2.GPT2LMHeadModel.from_pretrained(base_copy, **load)
+    assert "lm_head" not in tied.params
     config = json.loads((base_copy / "config.json").read_text())
     (base_copy / "config.json").write_text(json.dumps({**config, "tie_word_embeddings": False}))
-    with pytest.raises(ValueError, match="lm_head.weight and config.tie_word_embeddings is false"):
-        minigpt2.GPT2LMHeadModel.from_pretrained(base_copy)
-    minigpt2.GPT2Model.from_pretrained(base_copy)  # no LM head: nothing is ignored
+    untied = minigpt2.GPT2LMHeadModel.from_pretrained(base_copy, **load)
+    head, wte = untied.params["lm_head"]["weight"], untied.params["wte"]["weight"]
+    assert weights.format_name(head) == weights.format_name(wte) and weights.nbytes(head) == weights.nbytes(wte)
+    np.testing.assert_array_equal(untied(ids).logits, -tied(ids).logits)
+    untied.resize_token_embeddings(untied.config.vocab_size + 3)  # the head grows with wte, in its format
+    head = untied.params["lm_head"]["weight"]
+    assert head.shape[0] == untied.config.vocab_size and weights.format_name(head) == weights.format_name(wte)
+    minigpt2.GPT2Model.from_pretrained(base_copy)  # no LM head: lm_head.weight is not used, and not a surprise
 
 
 # -- exchanging checkpoints with transformers ----------------------------------------------------------
