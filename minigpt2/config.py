@@ -182,6 +182,8 @@ class GPT2Config:
         raise AttributeError(f"'GPT2Config' object has no attribute {name!r}")
 
     def __setattr__(self, name, value):
+        if name == "torch_dtype":  # the older name, as transformers takes it: one field, written once
+            name = "dtype"
         object.__setattr__(self, ATTRIBUTE_MAP.get(name, name), value)
 
     @property

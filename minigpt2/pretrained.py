@@ -411,7 +411,7 @@ class GPT2PreTrainedModel:
                     node = node[int(part)] if isinstance(node, list) else node[part]
                 node[last] = value
             if fmt != "int8":
-                self.config.torch_dtype = fmt
+                self.config.dtype = fmt
         return self
 
     def save_pretrained(self, save_directory):
@@ -435,7 +435,7 @@ class GPT2PreTrainedModel:
         if config.architectures is None or type(self).__name__ not in config.architectures:
             config.architectures = [type(self).__name__]
         tensors = dict(self.named_parameters())  # a tied head is wte: saved once, as HF does
-        config.torch_dtype = self.dtype
+        config.dtype = self.dtype
         checkpoint.write_safetensors(os.path.join(save_directory, checkpoint.WEIGHTS_NAME), tensors,
                                      dtype=self.dtype)
         config.save_pretrained(save_directory)

@@ -276,7 +276,8 @@ def float32_dir(tmp_path_factory):
 def test_a_16_bit_checkpoint_round_trips_memory_mapped(float32_dir, tmp_path, fmt):
     model = minigpt2.GPT2LMHeadModel.from_pretrained(float32_dir, torch_dtype=fmt)
     model.save_pretrained(tmp_path)
-    assert json.load(open(tmp_path / "config.json"))["torch_dtype"] == fmt
+    saved = json.load(open(tmp_path / "config.json"))
+    assert saved["dtype"] == fmt and "torch_dtype" not in saved  # one field, as transformers 4.57 writes it
     header = read_header(tmp_path / "model.safetensors")
     assert {v["dtype"] for k, v in header.items() if k != "__metadata__"} == {"BF16" if fmt == "bfloat16" else "F16"}
     again = minigpt2.GPT2LMHeadModel.from_pretrained(tmp_path, torch_dtype="auto")
@@ -305,6 +306,20 @@ def test_16_bit_checkpoints_give_transformers_float32_logits(float32_dir, tmp_pa
             expected = theirs(torch.from_numpy(ids)).logits.numpy()
         assert_close(ours(ids).logits, expected, f"{fmt} logits")
         assert transformers.GPT2LMHeadModel.from_pretrained(tmp_path / fmt, torch_dtype="auto").dtype == torch_dtype
+
+
+@pytest.mark.parametrize("start, end", [("float32", "bfloat16"), ("bfloat16", "float32"), ("float16", "bfloat16")])
+def test_a_converted_model_saves_the_dtype_it_holds(float32_dir, tmp_path, start, end):
+    """model.to(dtype) then save_pretrained: config.json names the dtype the weights are written in, so "auto"
+    reloads them as saved, in minigpt2 and in transformers (config.torch_dtype = ... is dtype, as in HF)."""
+    model = minigpt2.GPT2LMHeadModel.from_pretrained(float32_dir, torch_dtype=start).to(end)
+    assert model.config.dtype == model.config.torch_dtype == end
+    model.save_pretrained(tmp_path)
+    assert json.load(open(tmp_path / "config.json"))["dtype"] == end
+    assert minigpt2.GPT2LMHeadModel.from_pretrained(tmp_path, torch_dtype="auto").dtype == end
+    transformers = pytest.importorskip("transformers")
+    torch = pytest.importorskip("torch")
+    assert transformers.GPT2LMHeadModel.from_pretrained(tmp_path, dtype="auto").dtype == getattr(torch, end)
 
 
 def test_a_checkpoint_transformers_saved_in_bfloat16_loads_as_stored(tmp_path):
