@@ -285,9 +285,14 @@ class GPT2Config:
         As in HF, keyword arguments that name config attributes override them; the others are ignored, or
         returned with the config, ``(config, unused)``, when ``return_unused_kwargs``.
         """
-        from .hub import pop_hub_options, resolve_file
+        from .hub import a_file_is_not_a_checkpoint, checkpoint_name, pop_hub_options, resolve_file
 
         hub_kwargs = pop_hub_options(kwargs)
+        name_or_path = checkpoint_name(name_or_path)
+        if os.path.isfile(name_or_path):  # a config file itself, as HF takes it; not another file of a checkpoint
+            with open(name_or_path, "rb") as f:
+                if f.read(4096).lstrip()[:1] != b"{":
+                    raise a_file_is_not_a_checkpoint(name_or_path)
         path = name_or_path if os.path.isfile(name_or_path) else resolve_file(name_or_path, CONFIG_NAME, **hub_kwargs)
         config = cls.from_json_file(path)
         unused = {}

@@ -111,6 +111,22 @@ def _token_source(hf_home):
         return None
 
 
+def checkpoint_name(name_or_path) -> str:
+    """``name_or_path`` as a str, if it can name a checkpoint (a str or os.PathLike); else a TypeError saying what can."""
+    if not isinstance(name_or_path, (str, os.PathLike)):
+        raise TypeError(f"a checkpoint is named by a directory or a Hub repository id such as 'gpt2' (a str or a "
+                        f"path), not {type(name_or_path).__name__} {name_or_path!r}")
+    return os.fspath(name_or_path)
+
+
+def a_file_is_not_a_checkpoint(path) -> ValueError:
+    """The error for a file given where a checkpoint goes (e.g. its model.safetensors): names the directory."""
+    holder = os.path.dirname(os.path.abspath(path))
+    hint = f" ({holder})" if os.path.isfile(os.path.join(holder, "config.json")) else ""
+    return ValueError(f"{path} is a file; a checkpoint is the directory that holds config.json and "
+                      f"model.safetensors{hint}, or a Hub repository id such as 'gpt2'")
+
+
 def resolve_file(name_or_path, filename, *, required=True, revision=None, cache_dir=None, token=None,
                  local_files_only=False, force_download=False, subfolder=""):
     """The local path of ``filename`` of a checkpoint, downloading it from the Hub if needed.
@@ -123,7 +139,7 @@ def resolve_file(name_or_path, filename, *, required=True, revision=None, cache_
     damaged copy); ``subfolder`` is a folder inside the checkpoint. Every failure is an OSError
     (FileNotFoundError for a missing file) whose message says what was tried and what to do about it.
     """
-    name_or_path = os.fspath(name_or_path)
+    name_or_path = checkpoint_name(name_or_path)
     if subfolder:
         filename = f"{subfolder.strip('/')}/{filename}"
     if os.path.isdir(name_or_path):

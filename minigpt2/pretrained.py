@@ -17,7 +17,7 @@ from . import checkpoint, weights
 from .checks import check_int, float_array, int_array, short_list
 from .config import GPT2Config
 from .generation import GENERATION_CONFIG_NAME, GenerationConfig, GenerationMixin
-from .hub import pop_hub_options, resolve_file
+from .hub import a_file_is_not_a_checkpoint, checkpoint_name, pop_hub_options, resolve_file
 
 __all__ = ["GPT2PreTrainedModel", "Embedding"]
 
@@ -292,6 +292,9 @@ class GPT2PreTrainedModel:
         transformers 5's way) quantizes the weight matrices to int8. Weights the file stores in the chosen format
         stay memory-mapped.
         """
+        name_or_path = checkpoint_name(name_or_path)
+        if os.path.isfile(name_or_path):  # e.g. its model.safetensors
+            raise a_file_is_not_a_checkpoint(name_or_path)
         hub = pop_hub_options(kwargs)
         _pop_cpu_loading_options(kwargs)
         config_overrides = kwargs

@@ -542,3 +542,18 @@ def test_weights_the_config_does_not_describe_are_left_out_with_a_warning(base_c
     with pytest.warns(UserWarning, match=r"not used: transformer\.h\.2\.ln_1\.weight"):
         model = minigpt2.GPT2LMHeadModel.from_pretrained(base_copy)
     assert model.config.n_layer == 2 and len(model.params["h"]) == 2
+
+
+@pytest.mark.parametrize("load", [minigpt2.GPT2LMHeadModel.from_pretrained, minigpt2.GPT2Config.from_pretrained,
+                                  minigpt2.AutoModelForCausalLM.from_pretrained, minigpt2.AutoTokenizer.from_pretrained],
+                         ids=["model", "config", "auto model", "tokenizer"])
+def test_what_cannot_name_a_checkpoint_is_said_plainly(base_copy, load):
+    """None or a number: a TypeError saying what names a checkpoint (not os.fspath's or stat's); the checkpoint's
+    weights file given for the checkpoint: an error naming its directory (it was read as a JSON config before)."""
+    for bad in (None, 3):
+        with pytest.raises(TypeError, match="a directory or a Hub repository id such as 'gpt2'"):
+            load(bad)
+    if load.__self__ is not minigpt2.AutoTokenizer:  # (the tokenizer says it is not a directory)
+        weights_file = base_copy / "model.safetensors"
+        with pytest.raises(ValueError, match=f"is a file; a checkpoint is the directory .*\\({base_copy}\\)"):
+            load(weights_file)

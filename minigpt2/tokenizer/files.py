@@ -9,7 +9,7 @@ import os
 from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple, Union
 
 from ..bpe import VocabularyFileError, check_consistent, parse_encoder, read_text
-from ..hub import pop_hub_options, resolve_file
+from ..hub import checkpoint_name, pop_hub_options, resolve_file
 from .vocabulary import SPECIAL_TOKENS_ATTRIBUTES, AddedToken
 
 if TYPE_CHECKING:
@@ -61,7 +61,7 @@ class Files:
         if init_inputs:
             raise TypeError("from_pretrained takes the name or directory, then keyword arguments only")
         hub_options = pop_hub_options(kwargs)
-        name = os.fspath(pretrained_model_name_or_path)
+        name = checkpoint_name(pretrained_model_name_or_path)
         subfolder = hub_options.get("subfolder") or ""
         directory = os.path.join(name, subfolder) if subfolder else name
         if os.path.isdir(directory):
