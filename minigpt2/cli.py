@@ -13,6 +13,7 @@ import os
 import platform
 import sys
 import time
+import warnings
 
 import numpy as np
 
@@ -147,6 +148,8 @@ def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)  # exits with 2 on a usage error
     restore = _tolerant_stdout()
+    shown_as = warnings.formatwarning
+    warnings.formatwarning = _plain_warning
     try:
         return _run(args, parser)
     except UsageError as e:
@@ -164,6 +167,18 @@ def main(argv=None) -> int:
         return 1
     finally:
         restore()
+        warnings.formatwarning = shown_as
+
+
+def _plain_warning(message, category, filename, lineno, line=None) -> str:
+    """minigpt2's own warnings as the line they are ("minigpt2: ..."), without the file and line of Python's format
+    (which, under python -m, is runpy's); others as Python shows them."""
+    if str(message).startswith("minigpt2:"):
+        return f"{message}\n"
+    return _PYTHON_FORMAT(message, category, filename, lineno, line)
+
+
+_PYTHON_FORMAT = warnings.formatwarning
 
 
 # -- text in and out, whatever the terminal's encoding ------------------------------------------------------

@@ -480,6 +480,10 @@ def test_the_cli_runs_each_dtype_and_says_which(tmp_path):
                                  "--greedy", "--stats", "Hi"], capture_output=True, text=True, env=env, timeout=120)
         assert result.returncode == 0, result.stderr
         assert f"weights {dtype}" in result.stderr
+    result = subprocess.run([sys.executable, "-m", "minigpt2", "-m", str(float32_dir), "--dtype", "int8", "-n", "2",
+                             "--backend", "numpy", "Hi"], capture_output=True, text=True, env=env, timeout=120)
+    assert result.returncode == 0, result.stderr  # the warning as the line it is (no "<frozen runpy>:88:")
+    assert result.stderr.startswith("minigpt2: int8 weights on the NumPy backend"), result.stderr
     result = subprocess.run([sys.executable, "-m", "minigpt2", "--info", "--dtype", "float16"], capture_output=True,
                             text=True, env=env, timeout=120)
     assert result.returncode == 0 and "weights: float16" in result.stdout
@@ -531,3 +535,28 @@ def test_loading_a_float32_file_in_fewer_bits_does_not_hold_the_float32_copy(tmp
                               capture_output=True, text=True, check=True, env=env).stdout.split()[-1])
     narrow = 0.5 if fmt == "bfloat16" else 1.125 / 4
     assert grew <= (narrow + 0.15) * size, f"loading in {fmt} grew the process by {grew / size:.2f}x the file"
+
+
+def test_narrow_weights_on_the_numpy_backend_warn_that_they_cost_time(float32_dir):
+    """16 and 8 bits on the NumPy backend are widened at every product: loading or converting says so, at the
+    caller's line; float32 weights, and narrow ones on the C core, load silently."""
+    import warnings
+
+    from minigpt2 import backend
+
+    before = backend.get_backend()
+    try:
+        backend.set_backend("numpy")
+        with pytest.warns(RuntimeWarning, match="bfloat16 weights on the NumPy backend.*slower") as caught:
+            model = minigpt2.GPT2LMHeadModel.from_pretrained(float32_dir, torch_dtype="bfloat16")
+        assert caught[0].filename == __file__
+        with pytest.warns(RuntimeWarning, match="int8 weights on the NumPy backend.*30x slower"):
+            model.to("int8")
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            model.to("float32")
+            if backend.c_available():
+                backend.set_backend("c")
+                model.to("bfloat16")
+    finally:
+        backend.set_backend(before)
