@@ -141,9 +141,13 @@ def write_safetensors(path, tensors: dict, metadata=None, dtype=None):
     ``dtype`` ("float32", "float16", "bfloat16") converts every tensor to that dtype first. An Int8Weight
     is refused: safetensors has no int8-with-scales type that transformers reads.
     """
-    path = os.fspath(path)
+    _write_atomically(os.fspath(path), {name: _storable(name, a, dtype) for name, a in tensors.items()}, metadata)
+
+
+def _write_atomically(path, arrays, metadata=None):
+    """_write into a temporary file of the directory, then renamed to ``path`` (readers see the old file or the
+    new one, never half)."""
     directory = os.path.dirname(os.path.abspath(path))
-    arrays = {name: _storable(name, a, dtype) for name, a in tensors.items()}
     fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".safetensors", dir=directory)
     os.close(fd)
     try:
@@ -154,6 +158,53 @@ def write_safetensors(path, tensors: dict, metadata=None, dtype=None):
     except BaseException:
         os.unlink(tmp)
         raise
+
+
+def write_checkpoint(directory, tensors: dict, dtype=None, max_shard_size="5GB"):
+    """The weights of a checkpoint, as transformers' save_pretrained writes them: model.safetensors, or, when they
+    pass ``max_shard_size`` (bytes, or a string such as "5GB", "500MB", "2GiB"; transformers' default 5GB), shards
+    model-00001-of-0000N.safetensors of at most that size (a bigger tensor alone in its own) with the index
+    model.safetensors.index.json. Weights files of an earlier save in the directory that this one does not
+    rewrite are removed, as transformers does: loaders take model.safetensors before an index, so a stale one
+    would be loaded instead."""
+    limit = shard_bytes(max_shard_size)
+    arrays = {name: _storable(name, a, dtype) for name, a in tensors.items()}
+    shards, size = [[]], 0
+    for name, (_, a) in arrays.items():
+        if shards[-1] and size + a.nbytes > limit:
+            shards.append([])
+            size = 0
+        shards[-1].append(name)
+        size += a.nbytes
+    names = [WEIGHTS_NAME] if len(shards) == 1 else \
+        [f"model-{i:05d}-of-{len(shards):05d}.safetensors" for i in range(1, len(shards) + 1)]
+    for file_name, members in zip(names, shards):
+        _write_atomically(os.path.join(directory, file_name), {name: arrays[name] for name in members})
+    written = set(names)
+    if len(shards) > 1:
+        index = {"metadata": {"total_size": sum(a.nbytes for _, a in arrays.values())},
+                 "weight_map": {name: file_name for file_name, members in zip(names, shards) for name in members}}
+        with open(os.path.join(directory, WEIGHTS_INDEX_NAME), "w", encoding="utf-8") as f:
+            f.write(json.dumps(index, indent=2, sort_keys=True) + "\n")
+        written.add(WEIGHTS_INDEX_NAME)
+    for stale in os.listdir(directory):
+        if stale not in written and (stale in (WEIGHTS_NAME, WEIGHTS_INDEX_NAME) or _SHARD.fullmatch(stale)):
+            os.remove(os.path.join(directory, stale))
+
+
+_SHARD = re.compile(r"model-\d{5}-of-\d{5}\.safetensors")
+_SIZE_UNITS = {"KIB": 2**10, "MIB": 2**20, "GIB": 2**30, "KB": 10**3, "MB": 10**6, "GB": 10**9, "B": 1}
+
+
+def shard_bytes(max_shard_size) -> int:
+    """transformers' max_shard_size in bytes: an int, or a number with a unit ("5GB", "500MB", "2GiB")."""
+    if isinstance(max_shard_size, (int, np.integer)) and not isinstance(max_shard_size, bool) and max_shard_size > 0:
+        return int(max_shard_size)
+    match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([KMG]I?B|B)\s*", str(max_shard_size), re.IGNORECASE)
+    if isinstance(max_shard_size, str) and match and float(match[1]) > 0:
+        return int(float(match[1]) * _SIZE_UNITS[match[2].upper()])
+    raise ValueError(f"max_shard_size={max_shard_size!r}: give a positive number of bytes, or a size with its "
+                     f"unit such as \"5GB\", \"500MB\" or \"2GiB\"")
 
 
 def _storable(name, a, dtype):

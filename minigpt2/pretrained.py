@@ -420,14 +420,29 @@ class GPT2PreTrainedModel:
                 _say_narrow_weights_are_slow_in_numpy(fmt)
         return self
 
-    def save_pretrained(self, save_directory):
+    def save_pretrained(self, save_directory, *, is_main_process=True, max_shard_size="5GB", safe_serialization=True,
+                        **unsupported):
         """Write config.json and model.safetensors that transformers' from_pretrained loads.
+
+        As transformers: weights beyond ``max_shard_size`` (bytes, or "5GB", "500MB", ...) are written in shards
+        with an index; ``is_main_process=False`` writes nothing (one process of several saves). Only safetensors
+        is written (``safe_serialization=False`` is refused: a pickle runs code when loaded).
 
         The weights are written in the model's dtype (a bfloat16 model writes BF16 tensors, and config.json's
         torch_dtype says bfloat16). An int8 model is refused: transformers cannot read minigpt2's int8 blocks,
         and writing float32 instead would quietly change what was saved; convert explicitly with
         ``model.to("float32")`` (or save the float checkpoint and load it with ``load_in_8bit=True``).
         """
+        if unsupported:
+            raise TypeError(f"save_pretrained: minigpt2 does not take {', '.join(sorted(unsupported))} (it takes "
+                            f"is_main_process, max_shard_size and safe_serialization; to upload, use "
+                            f"huggingface_hub's upload_folder on the saved directory)")
+        if not safe_serialization:
+            raise ValueError("save_pretrained: minigpt2 writes safetensors only (safe_serialization=False would be a "
+                             "PyTorch pickle, which runs code when loaded); transformers loads model.safetensors")
+        checkpoint.shard_bytes(max_shard_size)  # (a bad size is refused before anything is written)
+        if not is_main_process:
+            return
         if self.dtype == "int8":
             raise ValueError("save_pretrained: this model's weights are int8, which minigpt2 does not save "
                              "(transformers could not read them). Save the float checkpoint it came from and load "
@@ -442,8 +457,7 @@ class GPT2PreTrainedModel:
             config.architectures = [type(self).__name__]
         tensors = dict(self.named_parameters())  # a tied head is wte: saved once, as HF does
         config.dtype = self.dtype
-        checkpoint.write_safetensors(os.path.join(save_directory, checkpoint.WEIGHTS_NAME), tensors,
-                                     dtype=self.dtype)
+        checkpoint.write_checkpoint(save_directory, tensors, dtype=self.dtype, max_shard_size=max_shard_size)
         config.save_pretrained(save_directory)
         if isinstance(self, GenerationMixin):
             self.generation_config.save_pretrained(save_directory)

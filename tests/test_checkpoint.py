@@ -557,3 +557,40 @@ def test_what_cannot_name_a_checkpoint_is_said_plainly(base_copy, load):
         weights_file = base_copy / "model.safetensors"
         with pytest.raises(ValueError, match=f"is a file; a checkpoint is the directory .*\\({base_copy}\\)"):
             load(weights_file)
+
+
+def test_save_pretrained_shards_as_transformers_and_cleans_up_after_itself(tmp_path):
+    """max_shard_size: shards of at most that size (HF's names) and an index, which both libraries load; saving
+    again unsharded removes the shards and the index (a stale model.safetensors or index would be loaded instead of
+    the new weights). HF's other arguments: is_main_process=False writes nothing; safe_serialization=False, push_to_hub
+    and a size without a unit are refused before anything is written."""
+    model = minigpt2.GPT2LMHeadModel(minigpt2.GPT2Config(vocab_size=300, n_positions=16, n_embd=32, n_layer=2, n_head=2),
+                                     seed=1)
+    ids = np.array([[1, 2, 3, 4]])
+    model.save_pretrained(tmp_path, max_shard_size="20KB")
+    shards = sorted(p.name for p in tmp_path.glob("model-*.safetensors"))
+    assert len(shards) > 2 and shards[0] == f"model-00001-of-{len(shards):05d}.safetensors"
+    assert not (tmp_path / "model.safetensors").exists()
+    index = json.loads((tmp_path / "model.safetensors.index.json").read_text())
+    assert sorted(set(index["weight_map"].values())) == shards
+    assert set(index["weight_map"]) == set(dict(model.named_parameters()))  # (the tied head is wte, saved once)
+    for shard in shards:  # at most 20 kB, or a single tensor bigger than that
+        assert (tmp_path / shard).stat().st_size <= 20_000 + 1024 or \
+            len([n for n, f in index["weight_map"].items() if f == shard]) == 1
+    again = minigpt2.GPT2LMHeadModel.from_pretrained(tmp_path)
+    np.testing.assert_array_equal(again(ids).logits, model(ids).logits)
+    transformers = pytest.importorskip("transformers")
+    torch = pytest.importorskip("torch")
+    theirs = transformers.GPT2LMHeadModel.from_pretrained(tmp_path, attn_implementation="eager").eval()
+    with torch.no_grad():
+        np.testing.assert_allclose(theirs(torch.from_numpy(ids)).logits.numpy(), model(ids).logits, rtol=1e-5,
+                                   atol=1e-5)  # (float32 rounding of two layers; test_models_hf checks it closely)
+    model.save_pretrained(tmp_path, safe_serialization=True)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["config.json", "generation_config.json", "model.safetensors"]
+    for options, error in ((dict(safe_serialization=False), ValueError), (dict(push_to_hub=True), TypeError),
+                           (dict(max_shard_size="5 parsecs"), ValueError), (dict(max_shard_size=0), ValueError)):
+        with pytest.raises(error, match="safetensors only|does not take push_to_hub|max_shard_size="):
+            model.save_pretrained(tmp_path / "refused", **options)
+        assert not (tmp_path / "refused").exists()
+    model.save_pretrained(tmp_path / "not_main", is_main_process=False)
+    assert not (tmp_path / "not_main").exists()
