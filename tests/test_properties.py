@@ -186,6 +186,8 @@ def test_save_and_load_round_trip_exactly(cls, tmp_path):
     model = spread(cls(config, seed=0), 0)
     model.save_pretrained(tmp_path)
     loaded = cls.from_pretrained(tmp_path)
+    assert loaded.config.name_or_path == str(tmp_path)  # (where it came from, as transformers sets it: not saved)
+    loaded.config.name_or_path = model.config.name_or_path
     assert loaded.config == model.config
     before, after = checkpoint.flatten(model.params), checkpoint.flatten(loaded.params)
     assert sorted(before) == sorted(after)
