@@ -248,6 +248,22 @@ def test_run_all_runs_a_tutorial_its_blanks_and_figures(tmp_path):
     assert "03_layer_norm_and_gelu" in result.stdout and " 2/2 " in result.stdout  # both figures drawn
 
 
+def test_the_c_kernels_tutorial_without_a_c_core(tmp_path):
+    """Installed without a C compiler: tutorial 08 still runs, draws its figures (NumPy's times, labelled so) and
+    calls nothing a speed-up (it printed "numpy is 1.27x faster than NumPy", timing NumPy against itself, and
+    run_all failed on the missing figure)."""
+    pytest.importorskip("matplotlib")
+    (tmp_path / "sitecustomize.py").write_text("import minigpt2.backend\nminigpt2.backend.c_available = lambda: False\n")
+    env = dict(os.environ, MINIGPT2_WORKSHOP_MODEL="tiny", MINIGPT2_WORKSHOP_CACHE=str(tmp_path / "cache"),
+               MPLBACKEND="Agg", MINIGPT2_BACKEND="numpy", PYTHONPATH=str(tmp_path))
+    result = subprocess.run([sys.executable, os.path.join(ROOT, "tutorials", "run_all.py"), "08"], env=env,
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr
+    assert "C core built: False" in result.stdout and "No C core here" in result.stdout
+    assert "faster than NumPy" not in result.stdout and "SLOWER than NumPy" not in result.stdout
+    assert " 2/2 " in result.stdout
+
+
 # -- files other users can read -------------------------------------------------------------------------------
 @pytest.mark.parametrize("umask", [0o022, 0o002])
 def test_saved_checkpoints_follow_the_umask(umask, workshop, tmp_path):

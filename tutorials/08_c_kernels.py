@@ -254,6 +254,8 @@ def timed_pair(label, fn, *args, **kwargs):
     ours, ref = (ours[0], ref[0]) if isinstance(ours, tuple) else (ours, ref)
     _workshop.check_close(label, ours, ref, rtol=1e-4, atol=1e-4)
     t_ref = _workshop.run_times(lambda: fn.reference(*args, **kwargs), repeat=5, number=3)
+    if not HAVE_C:  # the backend would run the same NumPy code: nothing to compare
+        return label, t_ref, None
     t_c = _workshop.run_times(lambda: fn(*args, **kwargs), repeat=5, number=3)
     return label, t_ref, t_c  # seconds per call, 5 runs each
 
@@ -280,13 +282,23 @@ cases = [
 ]
 print(f"\nmedian ms per call over 5 runs of 3 calls (slowest run in brackets), on {_workshop.machine()}; "
       f"BLAS: {blas_threads()}")
-print(f"{'kernel':36} {'NumPy ms':>17} {backend.name + ' ms':>17}  verdict (medians)")
+if not HAVE_C:
+    print("No C core here: only the NumPy path is timed, so this shows where its time goes, not a speed-up.")
+print(f"{'kernel':36} {'NumPy ms':>17} " + (f"{backend.name + ' ms':>17}  verdict (medians)" if HAVE_C else ""))
 for label, t_ref, t_c in cases:
-    print(f"{label:36} {np.median(t_ref) * 1e3:8.3f} [{t_ref.max() * 1e3:6.3f}] "
+    print(f"{label:36} {np.median(t_ref) * 1e3:8.3f} [{t_ref.max() * 1e3:6.3f}] " + (
           f"{np.median(t_c) * 1e3:8.3f} [{t_c.max() * 1e3:6.3f}]  "
-          + _workshop.ratio_words(np.median(t_ref), np.median(t_c), backend.name, "NumPy"))
+          + _workshop.ratio_words(np.median(t_ref), np.median(t_c), backend.name, "NumPy") if HAVE_C else ""))
 
-if plt and HAVE_C:  # without the C core both columns time the same NumPy code
+if plt and not HAVE_C:  # nothing to compare with: the NumPy path's time per kernel instead
+    fig, ax = plt.subplots(figsize=(8.5, 4.5))
+    ax.barh([c[0] for c in cases][::-1], [np.median(c[1]) * 1e3 for c in cases][::-1], color="tab:gray")
+    ax.set_xscale("log")
+    ax.set_xlabel("NumPy path, ms per call (median of 5 runs), log scale")
+    ax.set_title(f"NO C CORE BUILT: no speed-ups to show; the NumPy kernels on {_workshop.model_label(model)}'s "
+                 f"shapes\n{_workshop.machine()}", fontsize=9)
+    _workshop.show(fig, "08_kernel_speedups")
+elif plt:
     fig, ax = plt.subplots(figsize=(8.5, 4.5))
     labels = [c[0] for c in cases][::-1]
     ratio = np.array([np.median(c[1]) / np.median(c[2]) for c in cases])[::-1]
