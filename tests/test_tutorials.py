@@ -213,6 +213,33 @@ def test_a_failed_check_stops_or_keeps_going(workshop, monkeypatch, tmp_path, ca
     assert [json.loads(line)["passed"] for line in log.read_text().splitlines()] == [False]
 
 
+def test_a_failed_check_shows_jupyter_its_message_not_a_traceback(workshop, capsys):
+    """In a notebook a blank stops "Run all" at its check; what the learner sees is the message, not a traceback
+    into _workshop.py (IPython renders an exception through its _render_traceback_)."""
+    with pytest.raises(workshop.ExerciseFailed) as failed:
+        workshop.check_answer("9.9", "ones", ..., np.ones(3))
+    lines = failed.value._render_traceback_()
+    assert "exercise 9.9 (ones): not done yet" in lines[0]
+    assert not any("Traceback" in line or "_workshop" in line for line in lines)
+    interactive = pytest.importorskip("IPython.core.interactiveshell")
+    shell = interactive.InteractiveShell.instance()
+    shell.user_ns.update(_workshop=workshop, np=np)
+    assert not shell.run_cell('_workshop.check_answer("9.9", "ones", ..., np.ones(3))').success
+    shown = capsys.readouterr().out
+    assert "exercise 9.9 (ones): not done yet" in shown and "_workshop.py" not in shown and "Traceback" not in shown
+
+
+def test_a_check_on_masked_values_warns_nothing(workshop):
+    """-inf where the library masks (top-k, top-p, the causal mask): a right answer passes without a
+    RuntimeWarning, which Jupyter shows in red under a check that succeeded."""
+    import warnings
+
+    masked = np.array([[1.0, -np.inf, 2.0]], np.float32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert workshop.check_answer("9.9", "masked", masked.copy(), masked) is not None
+
+
 def test_check_function_names_the_case_and_the_blank(workshop):
     def my_square(x):
         y = ...
@@ -280,6 +307,60 @@ def test_saved_checkpoints_follow_the_umask(umask, workshop, tmp_path):
         for name in ("config.json", "model.safetensors"):
             assert os.stat(os.path.join(directory, name)).st_mode & 0o777 == 0o666 & ~umask, (directory, name)
     assert not [f for f in os.listdir(target) if f.startswith(".tmp-")]
+
+
+# -- one server, many participants -------------------------------------------------------------------------------
+def test_each_user_gets_their_own_figures_folder(monkeypatch):
+    """Every participant's figures have the same names: in one shared folder, the first user's 0755 folder made
+    show() fail for everyone else with PermissionError (and a group-writable one mixed their figures)."""
+    import importlib
+    import tempfile
+
+    monkeypatch.delenv("MINIGPT2_FIGURES", raising=False)
+    import _workshop
+
+    try:
+        for name in ("alice", "bob"):
+            monkeypatch.setenv("LOGNAME", name)  # what getpass.getuser() reads first
+            assert importlib.reload(_workshop).FIGURES_DIR == os.path.join(tempfile.gettempdir(),
+                                                                           f"minigpt2-figures-{name}")
+        monkeypatch.setenv("MINIGPT2_FIGURES", "/somewhere/chosen")
+        assert importlib.reload(_workshop).FIGURES_DIR == "/somewhere/chosen"
+    finally:
+        monkeypatch.undo()
+        importlib.reload(_workshop)
+
+
+def test_an_unwritable_shared_cache_gives_the_tiny_checkpoint_a_folder_of_ones_own(workshop, monkeypatch, tmp_path):
+    """The first user's umask 022 made the shared workshop cache read-only to the others: whoever then lacked
+    this version's tiny checkpoint stopped at load_model with PermissionError."""
+    import tempfile
+
+    shared, own_temp = tmp_path / "shared", tmp_path / "temp"
+    shared.mkdir()
+    own_temp.mkdir()
+    monkeypatch.setenv("MINIGPT2_WORKSHOP_CACHE", str(shared))
+    monkeypatch.setattr(tempfile, "tempdir", str(own_temp))
+    real_mkdtemp = tempfile.mkdtemp
+
+    def mkdtemp(*args, dir=None, **kwargs):  # root ignores permissions: refuse as the kernel would a user
+        if dir is not None and os.path.abspath(dir) == str(shared):
+            raise PermissionError(13, "Permission denied", dir)
+        return real_mkdtemp(*args, dir=dir, **kwargs)
+
+    monkeypatch.setattr(tempfile, "mkdtemp", mkdtemp)
+    path = workshop.tiny_checkpoint_dir()
+    assert os.path.dirname(path) == str(own_temp / f"minigpt2-workshop-{workshop.user()}")
+    assert os.path.isfile(os.path.join(path, "model.safetensors"))
+
+
+@pytest.mark.parametrize("path", TUTORIALS, ids=os.path.basename)
+def test_no_tutorial_writes_to_a_fixed_place_in_the_temp_dir(path):
+    """A fixed name under the temp dir is one folder for every user of the machine: tutorial 10 wrote its
+    corpus and checkpoint to <temp>/minigpt2-training, and the second user got PermissionError. A tutorial's
+    files go to a folder of its own run (tempfile.mkdtemp), which run_all.py puts in its scratch space."""
+    source = open(path, encoding="utf-8").read()
+    assert "gettempdir()" not in source, "use tempfile.mkdtemp(prefix=...) for what this run writes"
 
 
 # -- the model a tutorial gets ----------------------------------------------------------------------------------

@@ -206,7 +206,7 @@ for name in ("transformer.h.1.mlp.c_fc.weight", "transformer.h.0.attn.c_attn.wei
 # `os.py`), about a megabyte of English written by Python's developers, under the PSF License
 # (https://docs.python.org/3/license.html). `prepare_tokens` encodes the text once with GPT-2's
 # tokenizer into a memory-mapped file of uint16 ids (`train.bin`, `val.bin`: the last 10% for
-# validation), as nanoGPT does; the next run reuses it.
+# validation), as nanoGPT does (a second or so).
 
 # %%
 def stdlib_docstrings():
@@ -225,13 +225,12 @@ def stdlib_docstrings():
     return "\n\n".join(docs)
 
 
-work = os.path.join(os.environ.get("MINIGPT2_WORKSHOP_CACHE") or tempfile.gettempdir(), "minigpt2-training")
-os.makedirs(work, exist_ok=True)
+work = tempfile.mkdtemp(prefix="minigpt2-training-")  # this run's own folder: other runs and users keep theirs
+print(f"this run's corpus, tokens and checkpoint go to {work} (delete it when you are done)")
 corpus = os.path.join(work, "stdlib_docstrings.txt")
 text = stdlib_docstrings()
-if not os.path.exists(corpus) or open(corpus, encoding="utf-8").read() != text:
-    with open(corpus, "w", encoding="utf-8") as f:
-        f.write(text)
+with open(corpus, "w", encoding="utf-8") as f:
+    f.write(text)
 print(f"{len(text):,} characters, e.g.:\n{text[20000:20300]}\n")
 tokens = prepare_tokens(corpus, os.path.join(work, "data"), tokenizer)
 print({name: f"{len(array):,} tokens ({array.dtype})" for name, array in tokens.items()})

@@ -17,16 +17,18 @@ with the library's answer instead (for rehearsals, and for CI, which checks that
 
 Figures: ``plt = pyplot()`` is matplotlib's pyplot, or None when matplotlib is missing (the tutorial then
 says it skips its figures). ``show(fig, "name")`` saves the figure as PNG in ``FIGURES_DIR``
-(``$MINIGPT2_FIGURES``, or ``<temp dir>/minigpt2-figures``) and, in a notebook, draws it inline.
+(``$MINIGPT2_FIGURES``, or ``<temp dir>/minigpt2-figures-<user>``) and, in a notebook, draws it inline.
 """
 from __future__ import annotations
 
+import getpass
 import json
 import os
 import platform
 import shutil
 import sys
 import tempfile
+import textwrap
 import time
 
 import numpy as np
@@ -34,26 +36,45 @@ import numpy as np
 import minigpt2
 from minigpt2 import GPT2Config, GPT2LMHeadModel
 from minigpt2.checkpoint import current_umask
-from minigpt2.doctor import figures_dir, workshop_cache_dir
+from minigpt2.doctor import workshop_cache_dir
+
+
+def user() -> str:
+    """This user's login name (or uid): what keeps one participant's files apart from another's on a shared machine."""
+    try:
+        return getpass.getuser()
+    except Exception:  # no login name in this container
+        return str(os.getuid()) if hasattr(os, "getuid") else "user"
+
 
 TINY = "tiny"
 TINY_SEED = 0
-FIGURES_DIR = figures_dir()
+# Figures are each user's own: same names for everyone, so a shared folder would mix (or refuse) them.
+FIGURES_DIR = os.environ.get("MINIGPT2_FIGURES") or os.path.join(tempfile.gettempdir(), f"minigpt2-figures-{user()}")
 _ALIASES = {"gpt2": "openai-community/gpt2", "openai-community/gpt2": "gpt2"}
 
 
 # -- the model ---------------------------------------------------------------------------------------------------
-def tiny_checkpoint_dir() -> str:
+def tiny_checkpoint_dir(root=None) -> str:
     """A directory holding config.json + model.safetensors of the tiny random GPT-2 (made on first use).
 
     Directories and files are created per the umask, as ``save_pretrained`` does, so on a shared machine
-    the next user (umask 022 or 002) reads the same copy instead of failing on a private one.
+    the next user (umask 022 or 002) reads the same copy instead of failing on a private one. When the
+    shared folder is not writable to this user and lacks this version's checkpoint, it goes to a folder
+    of this user's own.
     """
-    root = workshop_cache_dir()
+    root = root or workshop_cache_dir()
     path = os.path.join(root, f"tiny-gpt2-seed{TINY_SEED}-v{minigpt2.__version__}")
     if not os.path.isfile(os.path.join(path, "model.safetensors")):
-        os.makedirs(root, exist_ok=True)
-        scratch = tempfile.mkdtemp(dir=root)  # 0700, whatever the umask
+        try:
+            os.makedirs(root, exist_ok=True)
+            scratch = tempfile.mkdtemp(dir=root)  # 0700, whatever the umask
+        except PermissionError:
+            own = os.path.join(tempfile.gettempdir(), f"minigpt2-workshop-{user()}")
+            if os.path.abspath(root) == own:
+                raise
+            print(f"(the workshop cache {root} is not writable to you: the tiny checkpoint goes to {own})")
+            return tiny_checkpoint_dir(own)
         try:
             os.chmod(scratch, 0o777 & ~current_umask())
             GPT2LMHeadModel(GPT2Config.from_preset(TINY), seed=TINY_SEED).save_pretrained(scratch)
@@ -96,7 +117,7 @@ def load_model(name: str = "gpt2", cls=GPT2LMHeadModel, verbose: bool = True):
             try:
                 model = cls.from_pretrained(candidate, local_files_only=True)
             except Exception as e:  # not cached (OSError), or anything else the Hub library raises
-                why = f"{type(e).__name__}: {_first_line(e)}"
+                why = f"{type(e).__name__}: {_first_line(e, 1000)}"
                 continue
             where = "a local directory" if os.path.isdir(candidate) else "the local Hugging Face cache"
             say(f"model: {candidate} (from {where})")
@@ -109,10 +130,11 @@ def load_model(name: str = "gpt2", cls=GPT2LMHeadModel, verbose: bool = True):
                 model.workshop_name = name
                 return model
             except Exception as e:  # a flaky network or a broken Hub library must not stop a workshop
-                why = f"{type(e).__name__}: {_first_line(e)}"
-        else:
+                why = f"{type(e).__name__}: {_first_line(e, 1000)}"
+        elif "HF_HUB_OFFLINE" not in why:
             why = "HF_HUB_OFFLINE is set and " + why
-        say(f"model: {name!r} could not be loaded ({why}).\n"
+        why = textwrap.fill(why, width=110, initial_indent="    ", subsequent_indent="    ")  # whole: it says what to do
+        say(f"model: {name!r} could not be loaded:\n{why}\n"
             f"  So this tutorial uses the TINY GPT-2 with RANDOM weights instead (2 layers, 4 heads, 64 dims).\n"
             f"  Every check below still holds; the model's predictions are noise. "
             f"`python -m minigpt2 --doctor` says what is missing.")
@@ -121,9 +143,9 @@ def load_model(name: str = "gpt2", cls=GPT2LMHeadModel, verbose: bool = True):
     return model
 
 
-def _first_line(error) -> str:
+def _first_line(error, limit=200) -> str:
     text = str(error).strip().splitlines()
-    return (text[0][:200] + ("..." if len(text[0]) > 200 or len(text) > 1 else "")) if text else "(no message)"
+    return (text[0][:limit] + ("..." if len(text[0]) > limit or len(text) > 1 else "")) if text else "(no message)"
 
 
 def is_real(model) -> bool:
@@ -157,6 +179,11 @@ def say_if_random(model, what: str = "these numbers"):
 # -- exercises ---------------------------------------------------------------------------------------------------
 class ExerciseFailed(AssertionError):
     """An exercise's answer does not match the library; the message says how."""
+
+    def _render_traceback_(self):
+        """What Jupyter shows when the check stops the notebook: the message alone. The traceback would only
+        lead into this file's checking code, not to the learner's."""
+        return [f"\033[31m✗ {self}\033[0m", "  (change your code for this exercise, then run the cell again)"]
 
 
 def _keep_going() -> bool:
@@ -293,7 +320,8 @@ def _difference_array(yours, library, rtol, atol):
         return (f"{int(special.sum())} of {special.size} entries differ in being infinite or NaN; the first at "
                 f"position {first}: yours is {a[first]:.6g}, the library's {b[first]:.6g}"), ""
     finite = np.isfinite(a) & np.isfinite(b)
-    gap = np.where(finite, np.abs(a - b), 0.0)
+    with np.errstate(invalid="ignore"):  # -inf - -inf, where both are masked, is NaN: not a learner's concern
+        gap = np.where(finite, np.abs(a - b), 0.0)
     bad = gap > atol + rtol * np.abs(np.where(finite, b, 0.0))
     if not bad.any():
         return None, f" (largest difference {gap.max():.1e})" if gap.size else ""

@@ -78,8 +78,10 @@ def check_tutorial(path, work, limit, have_matplotlib):
     except notebooks.ExerciseMarkupError as e:
         return [f"{name}: {e}"], (name, "-", "-", "-", "-")
     figures_dir = os.path.join(work, "figures", name)
+    scratch = os.path.join(work, "tmp")  # the tutorials' temp dir: what they write there goes when this run ends
+    os.makedirs(scratch, exist_ok=True)
     env = dict(os.environ, MINIGPT2_FIGURES=figures_dir, MPLBACKEND="Agg", PYTHONPATH=HERE + os.pathsep
-               + os.environ.get("PYTHONPATH", ""))
+               + os.environ.get("PYTHONPATH", ""), TMPDIR=scratch, TEMP=scratch, TMP=scratch)
     env.pop("MINIGPT2_EXERCISES", None)
 
     print(f"\n======== {name}: with the solutions", flush=True)
