@@ -34,6 +34,7 @@ if [ "${WORKSHOP_ROOM:-1}" != "0" ]; then
   python -m venv "$work/room"
   # A copy of the checkout, installed non-editable: building there leaves this tree (and its C core) alone.
   mkdir "$work/src" && tar --exclude=./.git --exclude=./build --exclude='*.so' -cf - . | tar -xf - -C "$work/src"
+  "$work/room/bin/python" -m pip install -q --disable-pip-version-check -U pip  # as tutorials/README.md says
   "$work/room/bin/python" -m pip install -q --disable-pip-version-check -r tutorials/requirements-workshop.txt "$work/src"
   (cd "$work" && "$work/room/bin/python" -m minigpt2 --doctor)
   MINIGPT2_WORKSHOP_MODEL=tiny "$work/room/bin/python" "$work/src/tutorials/run_all.py" --notebook \
