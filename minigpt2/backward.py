@@ -212,7 +212,7 @@ def mlp_backward(dy, saved, c_fc, c_proj, *, act_backward):
     return dx, {"c_fc": {"weight": dw1, "bias": db1}, "c_proj": {"weight": dw2, "bias": db2}}
 
 
-# -- embeddings and the tied head ----------------------------------------------------------------------
+# -- embeddings and the LM head ------------------------------------------------------------------------
 
 def embedding_backward(dx, ids, num_embeddings=None, out=None):
     """x = table[ids].  # dx [..., E], ids [...] -> dtable [num_embeddings, E]
@@ -250,9 +250,11 @@ def cross_entropy_backward(logits, labels, n_counted, ignore_index=-100):
     return loss_sum, z
 
 
-def lm_head_backward(dlogits, h, wte):
-    """logits = h @ wte^T (the head tied to the token table).  # dlogits [N, V], h [N, E] -> dh [N, E], dwte [V, E]
+def lm_head_backward(dlogits, h, weight):
+    """logits = h @ W^T, W [V, E].  # dlogits [N, V], h [N, E] -> dh [N, E], dW [V, E]
 
-    dwte is this use's share of wte's gradient; the embedding lookup adds its own share.
+    logit_v = sum_e h_e W_ve, so dh = dlogits W and dW = dlogits^T h. W is the token table wte when the head
+    is tied (GPT-2's way; then dW is this use's share of wte's gradient, and the embedding lookup adds its
+    own) or the checkpoint's own lm_head.weight when untied.
     """
-    return dlogits @ wte, dlogits.T @ h
+    return dlogits @ weight, dlogits.T @ h

@@ -100,33 +100,39 @@ def forward(params, config, input_ids, labels, *, attention_mask=None, token_typ
     h = layer_norm(x, **p["ln_f"], eps=cfg.layer_norm_epsilon).reshape(B * T, -1)  # [N, E]
     tape["h"] = h
 
-    # The tied head and the loss: logits t predict labels t+1 (the last position predicts nothing).
+    # The head and the loss: logits t predict labels t+1 (the last position predicts nothing).
     targets = np.full((B, T), -100, np.int64)
     targets[:, :-1] = labels[:, 1:]
     tape["targets"] = targets = targets.reshape(-1)  # [N]
-    loss, tape["dh"], tape["dwte_head"] = head_loss(h, wte, targets, with_grad=with_head_grad)
+    loss, tape["dh"], tape["dhead"] = head_loss(h, head_weight(p), targets, with_grad=with_head_grad)
     return loss, tape
 
 
-def head_loss(h, wte, targets, *, with_grad=False):
-    """The mean cross-entropy of logits = h @ wte^T against targets (-100 ignored), LOSS_ROWS rows at a time
-    (the [N, V] logits never exist at once). With ``with_grad``, also its gradients dh [N, E] and the head's
-    share of dwte [V, E], computed from the same logits.  # h [N, E], targets [N] -> loss, dh, dwte
+def head_weight(params):
+    """The LM head's matrix [V, E]: wte itself (tied, GPT-2's way), or the checkpoint's own lm_head.weight
+    (config.tie_word_embeddings false; present in params only then)."""
+    return params["lm_head"]["weight"] if "lm_head" in params else params["wte"]["weight"]
+
+
+def head_loss(h, weight, targets, *, with_grad=False):
+    """The mean cross-entropy of logits = h @ weight^T against targets (-100 ignored), LOSS_ROWS rows at a time
+    (the [N, V] logits never exist at once). With ``with_grad``, also its gradients dh [N, E] and dweight
+    [V, E], computed from the same logits.  # h [N, E], weight [V, E], targets [N] -> loss, dh, dweight
     """
     n = int((targets != -100).sum())
     total = 0.0
     dh = np.zeros_like(h) if with_grad else None
-    dwte = np.zeros_like(wte) if with_grad else None
+    dweight = np.zeros_like(weight) if with_grad else None
     for start in range(0, len(h), LOSS_ROWS):
         rows = slice(start, start + LOSS_ROWS)
         if not (targets[rows] != -100).any():
             continue
-        loss_sum, dlogits = bw.cross_entropy_backward(h[rows] @ wte.T, targets[rows], n)  # [rows, V]
+        loss_sum, dlogits = bw.cross_entropy_backward(h[rows] @ weight.T, targets[rows], n)  # [rows, V]
         total += loss_sum
         if with_grad:
-            dh[rows], dwte_rows = bw.lm_head_backward(dlogits, h[rows], wte)
-            dwte += dwte_rows
-    return (total / n if n else float("nan")), dh, dwte
+            dh[rows], dweight_rows = bw.lm_head_backward(dlogits, h[rows], weight)
+            dweight += dweight_rows
+    return (total / n if n else float("nan")), dh, dweight
 
 
 def backward(params, config, tape, *, head_mask=None):
@@ -139,9 +145,14 @@ def backward(params, config, tape, *, head_mask=None):
     grads = {"h": [None] * len(p["h"])}
 
     # The head and the loss (their gradients come from forward(with_head_grad=True), else are computed here).
-    dh, dwte = tape["dh"], tape["dwte_head"]
+    dh, dhead = tape["dh"], tape["dhead"]
     if dh is None:
-        _, dh, dwte = head_loss(h, wte, tape["targets"], with_grad=True)
+        _, dh, dhead = head_loss(h, head_weight(p), tape["targets"], with_grad=True)
+    if "lm_head" in p:  # an untied head: its own gradient, and wte's comes from the lookups alone
+        grads["lm_head"] = {"weight": dhead}
+        dwte = np.zeros_like(wte)
+    else:  # tied: the head's share of wte's gradient, to which the lookups add theirs
+        dwte = dhead
     dx, dw, db = bw.layer_norm_backward(dh.reshape(B, T, -1), tape["ln_f_in"], p["ln_f"]["weight"],
                                         cfg.layer_norm_epsilon)
     grads["ln_f"] = {"weight": dw, "bias": db}
@@ -170,7 +181,7 @@ def backward(params, config, tape, *, head_mask=None):
     # The embeddings: x = dropout(wte[ids] + wpe[pos] (+ wte[token types])).
     if tape["embd_keep"] is not None:
         dx = bw.dropout_backward(dx, tape["embd_keep"], cfg.embd_pdrop)
-    bw.embedding_backward(dx, tape["input_ids"], out=dwte)  # added to the head's share: wte is used twice
+    bw.embedding_backward(dx, tape["input_ids"], out=dwte)  # (tied: added to the head's share)
     if tape["token_type_ids"] is not None:
         bw.embedding_backward(dx, tape["token_type_ids"], out=dwte)
     grads["wte"] = {"weight": dwte}
@@ -228,6 +239,7 @@ def model_loss_and_grad(model, input_ids, labels=None, attention_mask=None, toke
                                 token_type_ids=token_type_ids, position_ids=position_ids, head_mask=head_masks,
                                 rng=rng)
     flat = flatten(grads)
-    # state_dict()'s names ("transformer.h.0.attn.c_attn.weight", ...); "lm_head.weight" is wte itself (tied),
-    # so its gradient is wte's, the very same array (as in torch, where both names hold one tensor).
+    # state_dict()'s names ("transformer.h.0.attn.c_attn.weight", ...); a tied "lm_head.weight" is wte itself,
+    # so its gradient is wte's, the very same array (as in torch, where both names hold one tensor); an untied
+    # one has its own.
     return np.float32(loss), {name: flat[key] for name, key in model._state_names().items()}

@@ -1,0 +1,138 @@
+"""Training as a user meets it, against torch: the inputs test_training.py leaves out, an untied LM head, AdamW's
+parameters step by step.
+
+Gradient tolerance: GRAD_RTOL of test_training.py (max|ours - torch| <= 1e-4 x max|torch| per tensor; its
+docstring derives it from float32's unit roundoff u = 6e-8, sums of ~1200 terms and a few chained layers).
+Observed here: at most 1.6e-6.
+
+AdamW tolerance: both sides run the same float32 operations on the same gradients, so a parameter differs only
+where one rounding goes the other way: at most one ulp per operation that rounds differently, 2 per step (the
+decay's product and the update's difference), over N steps: max|ours - torch| <= 2 N ulp(max|p|). Observed: one
+ulp (1.2e-7) after 30 steps. A wrong bias correction, eps placement, decay set or warmup step is off by 1e-4 or
+far more.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import minigpt2
+from minigpt2 import checkpoint
+from minigpt2.training import optim
+from minigpt2.training.grad import model_loss_and_grad
+from test_training import GRAD_RTOL, batch, corpus, tiny_trainer, torch_model  # noqa: F401 (corpus: fixture)
+
+torch = pytest.importorskip("torch")
+transformers = pytest.importorskip("transformers")
+
+
+def ours_from(hf):
+    """A minigpt2 model with copies of the torch model's weights, its own lm_head.weight when untied."""
+    config = minigpt2.GPT2Config.from_dict(hf.config.to_dict())
+    flat = {k.removeprefix("transformer."): v.detach().numpy().copy() for k, v in hf.named_parameters()}
+    return minigpt2.GPT2LMHeadModel(config, checkpoint.unflatten(flat))
+
+
+def assert_grads_match(hf, model, ids, labels, **inputs):
+    """loss.backward() in torch against loss_and_grad, every parameter (torch lists each matrix once)."""
+    hf.zero_grad()
+    to_torch = {k: torch.tensor(v) for k, v in inputs.items() if v is not None}
+    out = hf(torch.tensor(ids), labels=torch.tensor(labels), **to_torch)
+    out.loss.backward()
+    loss, grads = model_loss_and_grad(model, ids, labels=labels, **inputs)
+    assert abs(loss - out.loss.item()) <= 1e-5 * max(1.0, abs(out.loss.item()))
+    report, failed = [], []
+    for name, p in hf.named_parameters():
+        r = p.grad.numpy()
+        diff, bound = float(np.abs(grads[name] - r).max()), GRAD_RTOL * float(np.abs(r).max())
+        report.append(f"{name:40s} max|ref| {np.abs(r).max():9.3g}  max|diff| {diff:9.3g}  bound {bound:9.3g}")
+        if not diff <= bound:
+            failed.append(name)
+    assert not failed, "gradients differ from torch's:\n" + "\n".join(report)
+    return grads
+
+
+@pytest.mark.parametrize("case", ["token_type_ids", "position_ids", "head_mask", "n_inner"])
+def test_more_inputs_match_torch(case):
+    """The inputs test_training.py's configs leave out: token types (looked up in wte: a third use of it),
+    explicit positions (repeated, out of order), a head mask with zeros and a half, a narrower MLP (n_inner)."""
+    hf = torch_model(20, **({"n_inner": 24} if case == "n_inner" else {}))
+    ids, labels, mask = batch(20, padding=True)
+    rng = np.random.default_rng(1)
+    inputs = {"attention_mask": mask,
+              "token_type_ids": rng.integers(0, 37, ids.shape) if case == "token_type_ids" else None,
+              "position_ids": rng.integers(0, 16, ids.shape) if case == "position_ids" else None,
+              "head_mask": np.array([[1, 0, 1, .5], [1, 1, 0, 1]], np.float32) if case == "head_mask" else None}
+    assert_grads_match(hf, ours_from(hf), ids, labels, **inputs)
+
+
+@pytest.mark.parametrize("padding", [False, True])
+def test_untied_head_gradients_match_torch(padding):
+    """tie_word_embeddings=False: lm_head.weight is a [V, E] matrix of its own. Its gradient is the head's
+    (dlogits^T h) and wte's is the lookups' alone (with token types too)."""
+    hf = torch_model(21, tie_word_embeddings=False)
+    model = ours_from(hf)
+    assert "lm_head" in model.params
+    ids, labels, mask = batch(21, padding)
+    types = np.random.default_rng(2).integers(0, 37, ids.shape)
+    grads = assert_grads_match(hf, model, ids, labels, attention_mask=mask, token_type_ids=types)
+    assert grads["lm_head.weight"] is not grads["transformer.wte.weight"]
+    assert list(grads) == list(model.state_dict())
+
+
+# -- the optimizer ---------------------------------------------------------------------------------------------
+
+def test_adamw_clipping_and_schedule_match_torch_parameter_for_parameter():
+    """30 steps on the same gradients (spread over 7 decades, so eps matters): clip_grad_norm + AdamW (decay on
+    matrices only) + lr_at against clip_grad_norm_ + torch.optim.AdamW (two groups) + LambdaLR(lr_at)."""
+    rng = np.random.default_rng(0)
+    shapes = {"c_attn.weight": (17, 9), "c_attn.bias": (9,), "wte.weight": (30, 9), "ln_1.weight": (9,)}
+    start = {k: rng.normal(0, 1, s).astype(np.float32) for k, s in shapes.items()}
+    ours_p = {k: v.copy() for k, v in start.items()}
+    theirs_p = {k: torch.tensor(v.copy(), requires_grad=True) for k, v in start.items()}
+    ours = optim.AdamW(ours_p, betas=(0.9, 0.95), eps=1e-8, weight_decay=0.1)
+    decayed = [k for k, v in start.items() if optim.decays(k, v)]
+    assert decayed == ["c_attn.weight", "wte.weight"]
+    theirs = torch.optim.AdamW([{"params": [theirs_p[k] for k in decayed], "weight_decay": 0.1},
+                                {"params": [theirs_p[k] for k in start if k not in decayed], "weight_decay": 0.0}],
+                               lr=1.0, betas=(0.9, 0.95), eps=1e-8)
+    n, schedule = 30, dict(max_lr=1e-2, warmup_steps=5, max_steps=30, min_lr=1e-3)
+    lambdas = torch.optim.lr_scheduler.LambdaLR(theirs, lambda step: optim.lr_at(step, **schedule))
+    for step in range(n):
+        g = {k: (rng.normal(0, 1, s) * 10.0 ** rng.uniform(-6, 1, s)).astype(np.float32) for k, s in shapes.items()}
+        for k, p in theirs_p.items():
+            p.grad = torch.tensor(g[k])
+        optim.clip_grad_norm(g, 1.0)
+        ours.step(g, lr=optim.lr_at(step, **schedule))
+        torch.nn.utils.clip_grad_norm_(list(theirs_p.values()), 1.0)
+        theirs.step()
+        lambdas.step()
+    bound = 2 * n * float(np.spacing(np.float32(max(np.abs(v).max() for v in start.values()) + 1)))
+    for k in start:
+        diff = float(np.abs(ours_p[k] - theirs_p[k].detach().numpy()).max())
+        moved = float(np.abs(ours_p[k] - start[k]).max())
+        assert diff <= bound, f"{k}: max|ours - torch| {diff:.3g} > {bound:.3g} (moved {moved:.3g})"
+    assert ours.t == n
+
+
+def test_learning_rate_schedule_shape():
+    """Linear warmup reaching max_lr on the last warmup step, cosine decay to min_lr at max_steps, then flat."""
+    s = dict(max_lr=1.0, warmup_steps=4, max_steps=24, min_lr=0.1)
+    assert [optim.lr_at(i, **s) for i in range(4)] == [0.25, 0.5, 0.75, 1.0]
+    assert optim.lr_at(14, **s) == pytest.approx(0.55)  # half way: the mean of max and min
+    assert optim.lr_at(24, **s) == optim.lr_at(99, **s) == 0.1
+    decay = [optim.lr_at(i, **s) for i in range(4, 25)]
+    assert decay == sorted(decay, reverse=True)
+
+
+def test_grad_accumulation_runs_like_the_bigger_batch(tmp_path, corpus):
+    """2 micro-batches of 2 train like one batch of 4: the same windows (one generator per step, drawn in order),
+    the same loss and gradient norm at every step, the same weights (float32 sums in another order, amplified by
+    Adam's normalisation: observed 4e-7)."""
+    big, _ = tiny_trainer(tmp_path / "a", corpus, batch_size=4)
+    small, _ = tiny_trainer(tmp_path / "b", corpus, batch_size=2, grad_accum=2)
+    steps = [(big.train_step(), small.train_step()) for _ in range(6)]
+    for (loss, norm, lr), (loss2, norm2, lr2) in steps:
+        assert loss2 == pytest.approx(loss, rel=1e-6) and norm2 == pytest.approx(norm, rel=1e-5) and lr2 == lr
+    for k, v in big.params.items():
+        np.testing.assert_allclose(small.params[k], v, rtol=0, atol=1e-5, err_msg=k)
