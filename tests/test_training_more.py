@@ -1,5 +1,6 @@
 """Training as a user meets it, against torch: the inputs test_training.py leaves out, an untied LM head, AdamW's
-parameters step by step.
+parameters step by step, and the run's promises (same seed same run, Ctrl-C then --resume = one run, a diverged
+run or a damaged checkpoint stops with one clear line).
 
 Gradient tolerance: GRAD_RTOL of test_training.py (max|ours - torch| <= 1e-4 x max|torch| per tensor; its
 docstring derives it from float32's unit roundoff u = 6e-8, sums of ~1200 terms and a few chained layers).
@@ -12,6 +13,11 @@ ulp (1.2e-7) after 30 steps. A wrong bias correction, eps placement, decay set o
 far more.
 """
 from __future__ import annotations
+
+import json
+import os
+import re
+import signal
 
 import numpy as np
 import pytest
@@ -80,6 +86,28 @@ def test_untied_head_gradients_match_torch(padding):
     assert list(grads) == list(model.state_dict())
 
 
+def test_an_untied_checkpoint_trains_and_stays_untied(tmp_path, corpus):
+    """The Trainer on an untied model: both matrices learn, each its own way, and the saved checkpoint is untied
+    in transformers with the same logits."""
+    trainer, _ = tiny_trainer(tmp_path, corpus, max_steps=3)
+    cfg = trainer.model.config.to_dict()
+    cfg["tie_word_embeddings"] = False
+    untied = minigpt2.GPT2LMHeadModel(minigpt2.GPT2Config.from_dict(cfg), seed=1)
+    from minigpt2.training import Trainer
+
+    trainer = Trainer(untied, trainer.tokenizer, trainer.tokens, trainer.args, log=lambda *a: None)
+    head, wte = (untied.params["lm_head"]["weight"].copy(), untied.params["wte"]["weight"].copy())
+    trainer.train()
+    assert not np.array_equal(untied.params["lm_head"]["weight"], head)
+    assert not np.array_equal(untied.params["wte"]["weight"], wte)
+    hf = transformers.GPT2LMHeadModel.from_pretrained(tmp_path / "out", attn_implementation="eager").eval()
+    assert not hf.config.tie_word_embeddings
+    ids = np.array([[464, 3797, 3332, 319, 262, 2603]])
+    with torch.no_grad():
+        ref = hf(torch.tensor(ids)).logits.numpy()
+    assert np.abs(untied(ids).logits - ref).max() <= 1e-5 * max(1.0, np.abs(ref).max())
+
+
 # -- the optimizer ---------------------------------------------------------------------------------------------
 
 def test_adamw_clipping_and_schedule_match_torch_parameter_for_parameter():
@@ -136,3 +164,163 @@ def test_grad_accumulation_runs_like_the_bigger_batch(tmp_path, corpus):
         assert loss2 == pytest.approx(loss, rel=1e-6) and norm2 == pytest.approx(norm, rel=1e-5) and lr2 == lr
     for k, v in big.params.items():
         np.testing.assert_allclose(small.params[k], v, rtol=0, atol=1e-5, err_msg=k)
+
+
+# -- the run: divergence, damaged or torn checkpoints, Ctrl-C ---------------------------------------------------
+
+CLI_TINY = ["--n-layer", "1", "--n-head", "2", "--n-embd", "16", "--seq-len", "8", "--batch-size", "2",
+            "--eval-interval", "100", "--eval-batches", "1", "--sample-tokens", "0", "--log-interval", "1"]
+
+
+def cli(*argv):
+    from minigpt2.cli import main
+
+    return main(list(argv))
+
+
+def one_line(err):
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in err, err
+    return lines[0]
+
+
+@pytest.mark.filterwarnings("error::RuntimeWarning")  # (numpy's overflow warnings would precede the line)
+def test_a_diverged_run_stops_before_saving_nan_weights(tmp_path, corpus, capsys):
+    out = tmp_path / "out"
+    code = cli("train", "--data", str(corpus), "--out", str(out), "--max-steps", "40", "--lr", "1e5",
+               "--warmup-steps", "0", "--save-interval", "1", "--grad-clip", "0", *CLI_TINY)
+    captured = capsys.readouterr()
+    assert code == 1
+    line = one_line(captured.err)
+    step = int(re.search(r"training diverged at step (\d+): the loss is", line).group(1))
+    assert f"{out} keeps the checkpoint of step {step - 1}. Lower the learning rate" in line
+    saved = checkpoint.read_safetensors(out / "model.safetensors")
+    assert all(np.isfinite(a).all() for a in saved.values())  # the last checkpoint is usable
+    assert "grad norm nan" not in captured.out  # measured even when clipping is off
+
+
+def test_same_seed_same_run_and_another_seed_another(tmp_path, corpus):
+    runs = {}
+    for name, seed in (("a", "3"), ("b", "3"), ("c", "4")):
+        assert cli("train", "--data", str(corpus), "--out", str(tmp_path / name), "--max-steps", "3",
+                   "--seed", seed, *CLI_TINY) == 0
+        runs[name] = checkpoint.read_safetensors(tmp_path / name / "model.safetensors")
+    assert all(np.array_equal(runs["a"][k], runs["b"][k]) for k in runs["a"])
+    assert not np.array_equal(runs["a"]["transformer.wte.weight"], runs["c"]["transformer.wte.weight"])
+
+
+def test_ctrl_c_then_resume_is_the_uninterrupted_run(tmp_path, corpus, capsys, monkeypatch):
+    """Via the CLI: Ctrl-C after step 2 saves and says how to continue (exit 130); that command ends with the very
+    weights and losses of a run never interrupted (batches and dropout drawn from (seed, step))."""
+    args = ["--max-steps", "5", "--dropout", "0.1", *CLI_TINY]
+    assert cli("train", "--data", str(corpus), "--out", str(tmp_path / "straight"), *args) == 0
+    from minigpt2.training.trainer import Trainer
+
+    train_step = Trainer.train_step
+
+    def interrupted(self):
+        result = train_step(self)
+        if self.step == 2:
+            os.kill(os.getpid(), signal.SIGINT)  # as Ctrl-C would
+        return result
+    monkeypatch.setattr(Trainer, "train_step", interrupted)
+    out = tmp_path / "cut"
+    capsys.readouterr()
+    assert cli("train", "--data", str(corpus), "--out", str(out), *args) == 130
+    said = capsys.readouterr().out
+    assert f"stopped at step 2 of 5, saved to {out}; continue with python -m minigpt2 train --out {out} " \
+           f"--resume --max-steps 5" in said
+    monkeypatch.setattr(Trainer, "train_step", train_step)
+    assert cli("train", "--out", str(out), "--resume", "--max-steps", "5") == 0
+    straight = checkpoint.read_safetensors(tmp_path / "straight" / "model.safetensors")
+    resumed = checkpoint.read_safetensors(out / "model.safetensors")
+    assert all(np.array_equal(straight[k], resumed[k]) for k in straight)
+    history = [json.loads((d / "trainer_state.json").read_text())["history"] for d in (tmp_path / "straight", out)]
+    assert history[0]["train"] == history[1]["train"]
+
+
+def test_a_second_ctrl_c_during_a_save_lets_it_finish(tmp_path, corpus):
+    """Ctrl-C, then Ctrl-C again while the checkpoint is being written (between the weights and the optimizer):
+    the save completes, so the directory resumes (it was left with new weights and the old state)."""
+    trainer, _ = tiny_trainer(tmp_path, corpus, max_steps=50, eval_interval=100)
+    save_tokenizer = trainer.tokenizer.save_pretrained
+
+    def slow_save(directory):  # written after model.safetensors, before the optimizer and trainer_state.json
+        os.kill(os.getpid(), signal.SIGINT)
+        return save_tokenizer(directory)
+    trainer.tokenizer.save_pretrained = slow_save
+
+    def log(line):
+        if "step 2/" in line:
+            os.kill(os.getpid(), signal.SIGINT)
+    trainer.log = log
+    try:
+        trainer.train()
+    except KeyboardInterrupt:
+        pytest.fail("the second Ctrl-C stopped the save half-way")
+    assert trainer.step == 2
+    from minigpt2.training import Trainer
+
+    out = tmp_path / "out"
+    resumed = Trainer(minigpt2.GPT2LMHeadModel.from_pretrained(out), trainer.tokenizer, trainer.tokens, trainer.args)
+    resumed.load_state(out)
+    assert resumed.step == 2
+
+
+def test_resume_refuses_weights_saved_by_another_step(tmp_path, corpus):
+    """model.safetensors from a later save than trainer_state.json and optimizer.safetensors (a save cut short
+    between them): resuming would mix step 6's weights with step 3's moments and batches."""
+    ahead, _ = tiny_trainer(tmp_path / "ahead", corpus, max_steps=6)
+    ahead.train()
+    run, _ = tiny_trainer(tmp_path / "run", corpus, max_steps=3)
+    run.train()
+    out = tmp_path / "run" / "out"
+    (out / "model.safetensors").write_bytes((tmp_path / "ahead" / "out" / "model.safetensors").read_bytes())
+    from minigpt2.training import Trainer
+
+    resumed = Trainer(minigpt2.GPT2LMHeadModel.from_pretrained(out), run.tokenizer, run.tokens, run.args)
+    with pytest.raises(ValueError, match="weights are not those trainer_state.json was saved with"):
+        resumed.load_state(out)
+
+
+@pytest.mark.parametrize("content,problem", [
+    ('{"step": 3', "not JSON"),
+    ("[]", "a JSON list, not an object"),
+    ('{"step": 3}', 'no "args"'),
+    ('{"step": "3", "args": {}, "history": {"train": [], "val": []}}', "its step is '3'"),
+])
+def test_a_damaged_trainer_state_is_one_clear_line(tmp_path, corpus, capsys, content, problem):
+    out = tmp_path / "out"
+    assert cli("train", "--data", str(corpus), "--out", str(out), "--max-steps", "1", *CLI_TINY) == 0
+    (out / "trainer_state.json").write_text(content)
+    capsys.readouterr()
+    assert cli("train", "--out", str(out), "--resume", "--max-steps", "2") == 1
+    line = one_line(capsys.readouterr().err)
+    assert f"{out / 'trainer_state.json'} is damaged" in line and problem in line
+
+
+def test_cli_checks_settings_before_tokenizing(tmp_path, corpus, capsys):
+    """A --seq-len the model cannot hold, a learning rate of inf, shape flags beside a checkpoint: refused
+    before OUT/data is written (tokenizing a large corpus takes a while)."""
+    model_dir = tmp_path / "m"
+    minigpt2.GPT2LMHeadModel(minigpt2.GPT2Config(vocab_size=50257, n_positions=8, n_embd=16, n_layer=1, n_head=2),
+                             seed=0).save_pretrained(model_dir)
+    minigpt2.GPT2Tokenizer.from_pretrained("gpt2").save_pretrained(model_dir)
+    out = tmp_path / "out"
+    base = ["train", "--data", str(corpus), "--out", str(out), "--max-steps", "2"]
+    assert cli(*base, "--model", str(model_dir), "--seq-len", "16") == 1
+    assert "--seq-len 16 is longer than the model's n_positions 8" in one_line(capsys.readouterr().err)
+    for flags, message in ((["--lr", "inf"], "argument --lr: inf is not allowed (must be finite and > 0)"),
+                           (["--model", str(model_dir), "--n-layer", "3"], "--n-layer shape a new model")):
+        with pytest.raises(SystemExit) as e:
+            cli(*base, *flags)
+        assert e.value.code == 2 and message in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_resume_takes_a_new_dropout(tmp_path, corpus):
+    out = tmp_path / "out"
+    assert cli("train", "--data", str(corpus), "--out", str(out), "--max-steps", "1", *CLI_TINY) == 0
+    assert cli("train", "--out", str(out), "--resume", "--max-steps", "2", "--dropout", "0.2") == 0
+    config = json.loads((out / "config.json").read_text())
+    assert config["resid_pdrop"] == config["embd_pdrop"] == config["attn_pdrop"] == 0.2

@@ -11,7 +11,7 @@
 from __future__ import annotations
 
 import argparse
-import json
+import math
 import os
 import sys
 
@@ -36,8 +36,9 @@ def _float(low, *, open_low=False, high=None):
             value = float(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-        if value != value or value < low or (open_low and value == low) or (high is not None and value >= high):
-            allowed = f"{'>' if open_low else '>='} {low}" + (f" and < {high}" if high is not None else "")
+        if not math.isfinite(value) or value < low or (open_low and value == low) or \
+                (high is not None and value >= high):
+            allowed = f"finite and {'>' if open_low else '>='} {low}" + (f" and < {high}" if high is not None else "")
             raise argparse.ArgumentTypeError(f"{value} is not allowed (must be {allowed})")
         return value
     return parse
@@ -92,7 +93,7 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print("\n[interrupted]", file=sys.stderr)
         return 130
-    except (OSError, ValueError, TypeError) as e:
+    except (OSError, ValueError, TypeError, FloatingPointError) as e:
         print(f"{parser.prog}: error: {' '.join(str(e).split())}", file=sys.stderr)
         return 1
 
@@ -103,8 +104,9 @@ RUN_FILES = ("trainer_state.json", "optimizer.safetensors")
 
 
 def refuse_to_overwrite(out):
-    """A FileExistsError (exit 1, as --resume's "no run to continue"), before anything is written, when ``out`` already holds a model or a training run: a new run
-    would replace them. An empty or new directory, or one with only other files (e.g. its data/), is fine."""
+    """A FileExistsError (exit 1, as --resume's "no run to continue"), before anything is written, when ``out``
+    already holds a model or a training run: a new run would replace them. An empty or new directory, or one
+    with only other files (e.g. its data/), is fine."""
     found = [name for name in MODEL_FILES + RUN_FILES if os.path.isfile(os.path.join(out, name))]
     if not found:
         return
@@ -123,25 +125,38 @@ def refuse_to_overwrite(out):
 
 def _saved_step(out) -> str:
     """What --max-steps must exceed, from trainer_state.json, for the message above."""
+    from .trainer import read_state
+
     try:
-        with open(os.path.join(out, "trainer_state.json"), encoding="utf-8") as f:
-            state = json.load(f)
-        return f"N above its step {int(state['step'])}"
-    except (OSError, ValueError, KeyError, TypeError):
+        return f"N above its step {read_state(out)['step']}"
+    except (OSError, ValueError):
         return "N above the step it reached"
+
+
+# The flags that shape a new model: a checkpoint (--model, --resume) has its own shape
+SHAPE_FLAGS = ("n_layer", "n_head", "n_embd", "n_positions")
+
+
+def _set_dropout(config, p):
+    """HF's three dropout probabilities (residual, embedding, attention), all ``p``."""
+    config.resid_pdrop = config.embd_pdrop = config.attn_pdrop = p
 
 
 def run(args, parser) -> int:
     from .. import GPT2Config, GPT2LMHeadModel, backend
     from ..tokenizer import AutoTokenizer, GPT2Tokenizer
     from .data import load_tokens, prepare_tokens
-    from .trainer import Trainer, TrainingArguments
+    from .trainer import Trainer, TrainingArguments, read_state
 
     if args.threads is not None:
         backend.set_num_threads(args.threads)
     backend.say_fallback()  # (held while the command started)
     if args.resume and args.model:
         parser.error("--resume continues the run in --out; --model starts a new one from a checkpoint: pick one")
+    shaped = [f"--{name.replace('_', '-')}" for name in SHAPE_FLAGS if name in args.explicit]
+    if shaped and (args.model or args.resume):
+        parser.error(f"{', '.join(shaped)} shape a new model; {'--model' if args.model else '--resume'} trains a "
+                     f"checkpoint, which has its own (drop {'it' if len(shaped) == 1 else 'them'})")
     if args.n_embd % args.n_head:
         parser.error(f"--n-embd {args.n_embd} must be a multiple of --n-head {args.n_head}")
     for flag, problem in backend._environment_problems.items():  # the first step would raise it
@@ -150,28 +165,30 @@ def run(args, parser) -> int:
         refuse_to_overwrite(args.out)
     data_dir = os.path.join(args.out, "data")
     if args.resume:
-        state_path = os.path.join(args.out, "trainer_state.json")
-        if not os.path.exists(state_path):
+        if not os.path.exists(os.path.join(args.out, "trainer_state.json")):
             raise FileNotFoundError(f"--resume: {args.out} holds no trainer_state.json, so no run to continue")
-        with open(state_path, encoding="utf-8") as f:
-            saved = json.load(f)["args"]
+        saved = read_state(args.out)["args"]
         for name, value in saved.items():  # the saved run's settings, unless given again now
             if name not in args.explicit and name not in ("out_dir", "max_steps") and hasattr(args, name):
                 setattr(args, name, value)
         model = GPT2LMHeadModel.from_pretrained(args.out)
         tokenizer = AutoTokenizer.from_pretrained(args.out)
+        if "dropout" in args.explicit:  # (else the saved model's)
+            _set_dropout(model.config, args.dropout)
     elif args.model:
         model = GPT2LMHeadModel.from_pretrained(args.model)
         tokenizer = AutoTokenizer.from_pretrained(args.model)
-        for name in ("resid_pdrop", "embd_pdrop", "attn_pdrop"):
-            setattr(model.config, name, args.dropout)
+        _set_dropout(model.config, args.dropout)
     else:
         tokenizer = GPT2Tokenizer.from_pretrained("gpt2")  # the bundled vocabulary: offline
         config = GPT2Config(vocab_size=len(tokenizer), n_positions=args.n_positions or args.seq_len,
-                            n_embd=args.n_embd, n_layer=args.n_layer, n_head=args.n_head, resid_pdrop=args.dropout,
-                            embd_pdrop=args.dropout, attn_pdrop=args.dropout,
+                            n_embd=args.n_embd, n_layer=args.n_layer, n_head=args.n_head,
                             bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id)
+        _set_dropout(config, args.dropout)
         model = GPT2LMHeadModel(config, seed=args.seed)
+    if args.seq_len > model.config.n_positions:  # (before tokenizing: a large corpus takes a while)
+        raise ValueError(f"--seq-len {args.seq_len} is longer than the model's n_positions "
+                         f"{model.config.n_positions}: its sequences hold at most that many tokens")
     if args.data is not None:
         tokens = prepare_tokens(args.data, data_dir, tokenizer, val_fraction=args.val_fraction, pattern=args.pattern)
     elif os.path.exists(os.path.join(data_dir, "train.bin")):
@@ -194,5 +211,9 @@ def run(args, parser) -> int:
     print(f"training {n:,} parameters ({model.config.n_layer} layers, {model.config.n_embd} wide) on "
           f"{len(tokens['train']):,} tokens, {args.batch_size * args.seq_len * args.grad_accum:,} tokens per step")
     trainer.train()
+    if trainer.step < args.max_steps:  # stopped by Ctrl-C, after saving
+        print(f"stopped at step {trainer.step} of {args.max_steps}, saved to {args.out}; continue with "
+              f"python -m minigpt2 train --out {args.out} --resume --max-steps {args.max_steps}")
+        return 130
     print(f"saved to {args.out}: python -m minigpt2 -m {args.out} \"{args.prompt or 'Hello'}\"")
     return 0

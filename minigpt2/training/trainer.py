@@ -10,13 +10,16 @@ schedule (linear warmup, cosine decay to ``min_lr``). Every ``eval_interval`` st
 ``eval_batches`` fixed validation batches, and a sample. Checkpoints (``out_dir``): config.json +
 model.safetensors (HF format: transformers and ``python -m minigpt2 -m DIR`` load them), the tokenizer,
 optimizer.safetensors (AdamW's moments) and trainer_state.json (the step, the arguments, the losses).
-Every file is written to a temporary name and renamed into place, trainer_state.json last, so a crash
-leaves the previous checkpoint or the new one, never a torn file. The batches and dropout masks of step s
+Every file is written to a temporary name and renamed into place, trainer_state.json last (with a fingerprint
+of the weights, checked on resume), so a crash leaves no torn file, and a resume refuses weights from another
+save; Ctrl-C during a save waits for it. A loss or gradient that is not finite stops the run before the update
+(and before a save), with an error. The batches and dropout masks of step s
 come from a generator seeded with (seed, s), so a resumed run continues exactly as it would have.
 """
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import math
 import os
@@ -29,10 +32,11 @@ import numpy as np
 
 from .. import checkpoint
 from .data import random_batch
+from .grad import model_loss_and_grad
 from .optim import AdamW, clip_grad_norm, lr_at
 from ..checks import is_int
 
-__all__ = ["Trainer", "TrainingArguments", "make_trainable"]
+__all__ = ["Trainer", "TrainingArguments", "make_trainable", "read_state", "weights_fingerprint"]
 
 STATE_NAME = "trainer_state.json"
 OPTIMIZER_NAME = "optimizer.safetensors"
@@ -117,6 +121,43 @@ def unique_params(model) -> dict:
     return out
 
 
+def weights_fingerprint(params: dict) -> str:
+    """A hash of every weight (names, shapes and bytes): trainer_state.json keeps the one of the weights saved
+    beside it, so a resume notices model.safetensors from another save (one cut short) or another model."""
+    digest = hashlib.blake2b(digest_size=16)
+    for name, array in params.items():
+        digest.update(f"{name}{array.shape}".encode())
+        digest.update(np.ascontiguousarray(array, np.float32).data)
+    return digest.hexdigest()
+
+
+def read_state(directory) -> dict:
+    """trainer_state.json of a checkpoint written by Trainer.save, checked: a ValueError naming the file (not a
+    KeyError or a JSON parser's message) when it is damaged."""
+    path = os.path.join(directory, STATE_NAME)
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"{directory} has no {STATE_NAME}: it is not a checkpoint written by training, "
+                                f"so there is nothing to resume (use --model {directory} to fine-tune it)")
+    try:
+        with open(path, encoding="utf-8") as f:
+            state = json.load(f)
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ValueError(f"{path} is damaged (not JSON: {e}); the run cannot be resumed from it") from None
+    problem = None
+    if not isinstance(state, dict):
+        problem = f"it holds a JSON {type(state).__name__}, not an object"
+    elif not (is_int(state.get("step")) and state["step"] >= 0):
+        problem = f"its step is {state.get('step')!r}, not an integer >= 0"
+    elif not isinstance(state.get("args"), dict):
+        problem = "it has no \"args\" object (the run's settings)"
+    elif not (isinstance(state.get("history"), dict) and all(isinstance(state["history"].get(k), list)
+                                                             for k in ("train", "val"))):
+        problem = "it has no \"history\" with \"train\" and \"val\" lists"
+    if problem:
+        raise ValueError(f"{path} is damaged: {problem}; the run cannot be resumed from it")
+    return state
+
+
 class Trainer:
     """Trains a GPT2LMHeadModel on token arrays ``tokens = {"train": ..., "val": ...}``."""
 
@@ -134,7 +175,8 @@ class Trainer:
         self.optimizer = AdamW(self.params, lr=args.lr, betas=(args.beta1, args.beta2), weight_decay=args.weight_decay)
         self.step = 0
         self.history = {"train": [], "val": []}  # [step, loss] pairs
-        self._stop = False
+        self._stop = self._saving = False
+        self.saved_step = None  # the step of the checkpoint in out_dir, once saved or resumed
         warmup = args.max_steps // 20 if args.warmup_steps is None else args.warmup_steps
         self.schedule = dict(max_lr=args.lr, warmup_steps=warmup, max_steps=args.max_steps, min_lr=args.min_lr)
 
@@ -144,10 +186,30 @@ class Trainer:
         a = self.args
         rng = np.random.default_rng([a.seed, self.step])  # this step's batches and dropout masks
         self.model.train()
+        with np.errstate(all="ignore"):  # (a diverging run overflows: checked below, and said in one line)
+            total, grads = self.mean_gradients(rng)
+            norm = clip_grad_norm(grads, a.grad_clip if a.grad_clip > 0 else math.inf)  # (inf: only measured)
+        lr = lr_at(self.step, **self.schedule)
+        if not (math.isfinite(total) and math.isfinite(norm)):  # an update would make every weight NaN
+            kept = "nothing was saved" if self.saved_step is None else \
+                f"{a.out_dir} keeps the checkpoint of step {self.saved_step}"
+            raise FloatingPointError(
+                f"training diverged at step {self.step + 1}: the loss is {total:.4g} and the gradient norm {norm:.4g}; "
+                f"the weights stay at step {self.step} and {kept}. Lower the learning rate (lr {a.lr:.3g}) or warm "
+                f"up longer")
+        self.optimizer.step(grads, lr=lr)
+        self.step += 1
+        return total, norm, lr
+
+    def mean_gradients(self, rng):
+        """The loss and the gradients averaged over ``grad_accum`` micro-batches of ``batch_size`` windows drawn
+        from ``rng`` (keyed like self.params). Every window counts the same number of labels, so this is the
+        gradient of the mean loss over all the rows."""
+        a = self.args
         total, grads = 0.0, None
         for _ in range(a.grad_accum):
             ids = random_batch(self.tokens["train"], a.batch_size, a.seq_len, rng)
-            loss, g = self.model.loss_and_grad(ids, labels=ids, rng=rng)
+            loss, g = model_loss_and_grad(self.model, ids, labels=ids, rng=rng)  # (model.loss_and_grad, untied too)
             g = {k: g[k] for k in self.params}
             total += float(loss) / a.grad_accum
             if grads is None:
@@ -158,11 +220,7 @@ class Trainer:
         if a.grad_accum > 1:
             for g in grads.values():
                 g *= np.float32(1.0 / a.grad_accum)
-        norm = clip_grad_norm(grads, a.grad_clip) if a.grad_clip > 0 else float("nan")
-        lr = lr_at(self.step, **self.schedule)
-        self.optimizer.step(grads, lr=lr)
-        self.step += 1
-        return total, norm, lr
+        return total, grads
 
     def evaluate(self, model=None):
         """The mean loss over ``eval_batches`` validation batches (the same batches every time), no dropout;
@@ -239,6 +297,10 @@ class Trainer:
             return None  # signals reach only the main thread; Ctrl-C then interrupts as usual
 
         def handler(signum, frame):
+            if self._saving:  # never stop half-way through a checkpoint: it stops right after
+                self._stop = True
+                print("\nCtrl-C: saving the checkpoint, then stopping", file=sys.stderr, flush=True)
+                return
             if self._stop:  # a second Ctrl-C: stop now (the last checkpoint stays)
                 raise KeyboardInterrupt
             self._stop = True
@@ -254,30 +316,32 @@ class Trainer:
 
     # -- checkpoints ------------------------------------------------------------------------------------
     def save(self):
-        """Write the checkpoint to out_dir (each file atomically, trainer_state.json last)."""
+        """Write the checkpoint to out_dir (each file atomically, trainer_state.json last, with a fingerprint
+        of the weights it goes with). Ctrl-C waits until it is written."""
         out = self.args.out_dir
         os.makedirs(out, exist_ok=True)
-        self.model.save_pretrained(out)
-        if self.tokenizer is not None:
-            self.tokenizer.save_pretrained(out)
-        checkpoint.write_safetensors(os.path.join(out, OPTIMIZER_NAME),
-                                     {k: v for k, v in self.optimizer.state_dict().items() if k != "t"},
-                                     metadata={"step": str(self.optimizer.t)})
-        state = {"step": self.step, "args": dataclasses.asdict(self.args), "history": self.history}
-        tmp = os.path.join(out, f".{STATE_NAME}.tmp")
-        with open(tmp, "w", encoding="utf-8") as f:
-            json.dump(state, f, indent=1)
-        os.replace(tmp, os.path.join(out, STATE_NAME))
+        self._saving = True
+        try:
+            self.model.save_pretrained(out)
+            if self.tokenizer is not None:
+                self.tokenizer.save_pretrained(out)
+            checkpoint.write_safetensors(os.path.join(out, OPTIMIZER_NAME),
+                                         {k: v for k, v in self.optimizer.state_dict().items() if k != "t"},
+                                         metadata={"step": str(self.optimizer.t)})
+            state = {"step": self.step, "weights_blake2b": weights_fingerprint(self.params),
+                     "args": dataclasses.asdict(self.args), "history": self.history}
+            tmp = os.path.join(out, f".{STATE_NAME}.tmp")
+            with open(tmp, "w", encoding="utf-8") as f:
+                json.dump(state, f, indent=1)
+            os.replace(tmp, os.path.join(out, STATE_NAME))
+            self.saved_step = self.step
+        finally:
+            self._saving = False
 
     def load_state(self, directory):
         """Resume: the optimizer's moments and the step of a checkpoint written by save() (the model's
         weights are loaded by the caller, from the same directory)."""
-        path = os.path.join(directory, STATE_NAME)
-        if not os.path.exists(path):
-            raise FileNotFoundError(f"{directory} has no {STATE_NAME}: it is not a checkpoint written by training, "
-                                    f"so there is nothing to resume (use --model {directory} to fine-tune it)")
-        with open(path, encoding="utf-8") as f:
-            state = json.load(f)
+        state = read_state(directory)
         opt_path = os.path.join(directory, OPTIMIZER_NAME)
         opt = checkpoint.read_safetensors(opt_path)
         from safetensors import safe_open
@@ -287,7 +351,11 @@ class Trainer:
         if saved_step != state["step"]:
             raise ValueError(f"{directory}: the optimizer state is from step {saved_step} but trainer_state.json "
                              f"from step {state['step']} (an interrupted save?); cannot resume exactly")
+        saved_weights = state.get("weights_blake2b")  # (absent from checkpoints written before it was kept)
+        if saved_weights is not None and saved_weights != weights_fingerprint(self.params):
+            raise ValueError(f"{directory}: the model's weights are not those trainer_state.json was saved with "
+                             f"(step {state['step']}): a save cut short, or another model; cannot resume exactly")
         self.optimizer.load_state_dict({**opt, "t": saved_step})
-        self.step = state["step"]
+        self.step = self.saved_step = state["step"]
         self.history = state["history"]
         return state
