@@ -11,13 +11,14 @@ and this check agree.
 """
 from __future__ import annotations
 
+import getpass
 import os
 import platform
 import sys
 import tempfile
 import time
 
-__all__ = ["main", "run_checks", "workshop_cache_dir", "figures_dir"]
+__all__ = ["main", "run_checks", "workshop_cache_dir", "own_workshop_cache_dir", "figures_dir", "user"]
 
 OK, WARN, FAIL, SKIP = "ok", "warn", "FAIL", "skip"
 SUPPORTED_PYTHON = ((3, 9), (3, 13))
@@ -32,9 +33,23 @@ def workshop_cache_dir() -> str:
     return os.environ.get("MINIGPT2_WORKSHOP_CACHE") or os.path.join(tempfile.gettempdir(), "minigpt2-workshop")
 
 
+def user() -> str:
+    """This user's login name (or uid): what keeps one participant's files apart from another's on a shared machine."""
+    try:
+        return getpass.getuser()
+    except Exception:  # no login name (a container without one)
+        return str(os.getuid()) if hasattr(os, "getuid") else "user"
+
+
+def own_workshop_cache_dir() -> str:
+    """Where the tiny checkpoint goes when the shared workshop cache is not writable: <temp>/minigpt2-workshop-<user>."""
+    return os.path.join(tempfile.gettempdir(), f"minigpt2-workshop-{user()}")
+
+
 def figures_dir() -> str:
-    """Where the tutorials save their figures: $MINIGPT2_FIGURES, else <temp>/minigpt2-figures."""
-    return os.environ.get("MINIGPT2_FIGURES") or os.path.join(tempfile.gettempdir(), "minigpt2-figures")
+    """Where the tutorials save their figures: $MINIGPT2_FIGURES, else <temp>/minigpt2-figures-<user> (every
+    participant's figures have the same names: a shared folder would mix them, or refuse all but its owner's)."""
+    return os.environ.get("MINIGPT2_FIGURES") or os.path.join(tempfile.gettempdir(), f"minigpt2-figures-{user()}")
 
 
 def _version(package):
@@ -237,14 +252,21 @@ def check_caches():
     from .hub import hub_settings
 
     hf_cache, workshop, figures = hub_settings()["cache_dir"], workshop_cache_dir(), figures_dir()
-    problems = [(name, path) for name, path in (("Hugging Face cache", hf_cache), ("workshop cache", workshop),
-                                                ("figures", figures)) if not _writable(path)]
+    tiny = os.path.join(workshop, f"tiny-gpt2-seed0-v{__version__}")
+    if os.path.isdir(workshop) and not os.access(workshop, os.W_OK | os.X_OK) \
+            and not os.path.isfile(os.path.join(tiny, "model.safetensors")):
+        # another user's shared cache without this version's checkpoint: the tutorials make it in a folder of one's own
+        workshop = own_workshop_cache_dir()
+        tiny = os.path.join(workshop, f"tiny-gpt2-seed0-v{__version__}")
+    problems = [(name, path) for name, path in (("Hugging Face cache", hf_cache), ("figures", figures))
+                if not _writable(path)]
+    if not _writable(workshop) and not os.path.isfile(os.path.join(tiny, "model.safetensors")):
+        problems.append(("workshop cache", workshop))  # (a readable tiny checkpoint is all the tutorials need there)
     if problems:
         name, path = problems[0]
         variable = {"Hugging Face cache": "HF_HUB_CACHE", "workshop cache": "MINIGPT2_WORKSHOP_CACHE",
                     "figures": "MINIGPT2_FIGURES"}[name]
         return FAIL, f"caches: the {name} {path} is not writable", f"set {variable} to a directory of your own"
-    tiny = os.path.join(workshop, f"tiny-gpt2-seed0-v{__version__}")
     if os.path.isdir(tiny):  # made by another user of this machine? it must be readable to us
         unreadable = [f for f in ("config.json", "model.safetensors")
                       if os.path.exists(os.path.join(tiny, f)) and not os.access(os.path.join(tiny, f), os.R_OK)]

@@ -336,6 +336,8 @@ def test_an_unwritable_shared_cache_gives_the_tiny_checkpoint_a_folder_of_ones_o
     this version's tiny checkpoint stopped at load_model with PermissionError."""
     import tempfile
 
+    from minigpt2 import doctor
+
     shared, own_temp = tmp_path / "shared", tmp_path / "temp"
     shared.mkdir()
     own_temp.mkdir()
@@ -350,7 +352,7 @@ def test_an_unwritable_shared_cache_gives_the_tiny_checkpoint_a_folder_of_ones_o
 
     monkeypatch.setattr(tempfile, "mkdtemp", mkdtemp)
     path = workshop.tiny_checkpoint_dir()
-    assert os.path.dirname(path) == str(own_temp / f"minigpt2-workshop-{workshop.user()}")
+    assert os.path.dirname(path) == str(own_temp / f"minigpt2-workshop-{doctor.user()}")
     assert os.path.isfile(os.path.join(path, "model.safetensors"))
 
 
@@ -441,3 +443,33 @@ def test_run_all_finds_the_figures_a_tutorial_draws():
     assert run_all.figure_names(text, "09") == ["09_direct", "09_through_a_helper"]
     four = open(os.path.join(ROOT, "tutorials", "04_attention.py"), encoding="utf-8").read()
     assert "04_attention_heads_layer0" in run_all.figure_names(four, "04")
+
+
+def test_the_doctor_passes_a_shared_workshop_cache_the_tutorials_do_without(tmp_path, monkeypatch):
+    """Another user's shared workshop cache, not writable to this one: the doctor checks what the tutorials then use
+    (its tiny checkpoint if there, else a folder of one's own) instead of failing for everyone but its owner; and
+    each user's figures go to a folder of their own, as the tutorials' (_workshop.FIGURES_DIR) do."""
+    import tempfile
+
+    from minigpt2 import doctor
+
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    monkeypatch.setenv("MINIGPT2_WORKSHOP_CACHE", str(shared))
+    monkeypatch.setenv("MINIGPT2_FIGURES", str(tmp_path / "figures"))
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf"))
+    writable, access = doctor._writable, os.access  # (tests may run as root, who may write anywhere)
+    monkeypatch.setattr(doctor, "_writable", lambda path: os.path.abspath(path) != str(shared) and writable(path))
+    monkeypatch.setattr(doctor.os, "access", lambda path, mode: access(path, mode) and not (
+        os.path.abspath(path) == str(shared) and mode & os.W_OK))
+    status, text, fix = doctor.check_caches()
+    assert status == doctor.OK and doctor.own_workshop_cache_dir() in text, (text, fix)
+    tiny = shared / f"tiny-gpt2-seed0-v{minigpt2.__version__}"
+    tiny.mkdir()
+    (tiny / "model.safetensors").write_bytes(b"")
+    status, text, fix = doctor.check_caches()
+    assert status == doctor.OK and str(shared) in text, (text, fix)
+    monkeypatch.delenv("MINIGPT2_FIGURES")
+    for name in ("alice", "bob"):
+        monkeypatch.setenv("LOGNAME", name)  # what getpass.getuser() reads first
+        assert doctor.figures_dir() == os.path.join(tempfile.gettempdir(), f"minigpt2-figures-{name}")

@@ -21,7 +21,6 @@ says it skips its figures). ``show(fig, "name")`` saves the figure as PNG in ``F
 """
 from __future__ import annotations
 
-import getpass
 import json
 import os
 import platform
@@ -36,21 +35,12 @@ import numpy as np
 import minigpt2
 from minigpt2 import GPT2Config, GPT2LMHeadModel
 from minigpt2.checkpoint import current_umask
-from minigpt2.doctor import workshop_cache_dir
-
-
-def user() -> str:
-    """This user's login name (or uid): what keeps one participant's files apart from another's on a shared machine."""
-    try:
-        return getpass.getuser()
-    except Exception:  # no login name in this container
-        return str(os.getuid()) if hasattr(os, "getuid") else "user"
+from minigpt2.doctor import figures_dir, own_workshop_cache_dir, workshop_cache_dir
 
 
 TINY = "tiny"
 TINY_SEED = 0
-# Figures are each user's own: same names for everyone, so a shared folder would mix (or refuse) them.
-FIGURES_DIR = os.environ.get("MINIGPT2_FIGURES") or os.path.join(tempfile.gettempdir(), f"minigpt2-figures-{user()}")
+FIGURES_DIR = figures_dir()  # each user's own: same names for everyone, so a shared folder would mix (or refuse) them
 _ALIASES = {"gpt2": "openai-community/gpt2", "openai-community/gpt2": "gpt2"}
 
 
@@ -70,7 +60,7 @@ def tiny_checkpoint_dir(root=None) -> str:
             os.makedirs(root, exist_ok=True)
             scratch = tempfile.mkdtemp(dir=root)  # 0700, whatever the umask
         except PermissionError:
-            own = os.path.join(tempfile.gettempdir(), f"minigpt2-workshop-{user()}")
+            own = own_workshop_cache_dir()
             if os.path.abspath(root) == own:
                 raise
             print(f"(the workshop cache {root} is not writable to you: the tiny checkpoint goes to {own})")
