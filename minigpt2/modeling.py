@@ -244,15 +244,13 @@ class GPT2LMHeadModel(GenerationMixin, _WithTransformer):
                       head_mask=None, rng=None):
         """The LM loss and its gradient for every parameter: ``(loss, grads)``.  # input_ids [B, T]
 
-        ``grads`` is keyed exactly like ``state_dict()``; the tied head's gradient is added into wte's.
-        ``labels`` default to input_ids (-100 ignored). In training mode (``model.train()``) dropout is
-        applied, drawn from ``rng`` (a numpy Generator or an int seed). See minigpt2/training/grad.py.
+        ``grads`` is keyed exactly like ``state_dict()``; the tied head's gradient is added into wte's (an untied
+        head, lm_head.weight, has its own). ``labels`` default to input_ids (-100 ignored). In training mode
+        (``model.train()``) dropout is applied, drawn from ``rng`` (a numpy Generator or an int seed). See
+        minigpt2/training/grad.py.
         """
         from .training.grad import model_loss_and_grad
 
-        if not self._tied():  # (the backward pass adds the head's gradient into wte's)
-            raise NotImplementedError("loss_and_grad trains models whose LM head is tied to wte; this one has its own "
-                                      "lm_head.weight (config.tie_word_embeddings is false)")
         return model_loss_and_grad(self, input_ids, labels=labels, attention_mask=attention_mask,
                                    token_type_ids=token_type_ids, position_ids=position_ids, head_mask=head_mask,
                                    rng=rng)

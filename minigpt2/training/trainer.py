@@ -209,7 +209,7 @@ class Trainer:
         total, grads = 0.0, None
         for _ in range(a.grad_accum):
             ids = random_batch(self.tokens["train"], a.batch_size, a.seq_len, rng)
-            loss, g = model_loss_and_grad(self.model, ids, labels=ids, rng=rng)  # (model.loss_and_grad, untied too)
+            loss, g = model_loss_and_grad(self.model, ids, labels=ids, rng=rng)  # (what model.loss_and_grad calls)
             g = {k: g[k] for k in self.params}
             total += float(loss) / a.grad_accum
             if grads is None:
