@@ -184,8 +184,11 @@ def write_checkpoint(directory, tensors: dict, dtype=None, max_shard_size="5GB")
     if len(shards) > 1:
         index = {"metadata": {"total_size": sum(a.nbytes for _, a in arrays.values())},
                  "weight_map": {name: file_name for file_name, members in zip(names, shards) for name in members}}
-        with open(os.path.join(directory, WEIGHTS_INDEX_NAME), "w", encoding="utf-8") as f:
+        fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".json", dir=directory)  # renamed into place, as the shards
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(json.dumps(index, indent=2, sort_keys=True) + "\n")
+        os.chmod(tmp, 0o666 & ~current_umask())
+        os.replace(tmp, os.path.join(directory, WEIGHTS_INDEX_NAME))
         written.add(WEIGHTS_INDEX_NAME)
     for stale in os.listdir(directory):
         if stale not in written and (stale in (WEIGHTS_NAME, WEIGHTS_INDEX_NAME) or _SHARD.fullmatch(stale)):

@@ -241,11 +241,9 @@ def _run(args, parser) -> int:
         raise UsageError(f"{command} takes no prompt (got {' '.join(args.prompt)!r}); "
                          f"{'choose the model with --model' if command == '--download' else 'drop one of them'}")
     if os.path.isfile(args.model) and not (args.info or args.doctor):
-        holder = os.path.dirname(os.path.abspath(args.model))
-        hint = f" (-m {os.path.dirname(args.model) or '.'})" if os.path.isfile(os.path.join(holder, "config.json")) \
-            else ""
-        raise UsageError(f"--model {args.model} is a file; a model is the directory that holds config.json and "
-                         f"model.safetensors{hint}, or a Hub name such as gpt2")
+        from .hub import a_file_is_not_a_checkpoint
+
+        raise UsageError(f"--model {a_file_is_not_a_checkpoint(args.model, flag='-m ')}")
     if args.info:
         return _info(args.dtype)
     if args.doctor:

@@ -293,7 +293,9 @@ class GPT2Config:
             with open(name_or_path, "rb") as f:
                 if f.read(4096).lstrip()[:1] != b"{":
                     raise a_file_is_not_a_checkpoint(name_or_path)
-        path = name_or_path if os.path.isfile(name_or_path) else resolve_file(name_or_path, CONFIG_NAME, **hub_kwargs)
+            path = name_or_path
+        else:
+            path = resolve_file(name_or_path, CONFIG_NAME, **hub_kwargs)
         config = cls.from_json_file(path)
         unused = {}
         for key, value in kwargs.items():

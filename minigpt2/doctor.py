@@ -42,7 +42,8 @@ def user() -> str:
 
 
 def own_workshop_cache_dir() -> str:
-    """Where the tiny checkpoint goes when the shared workshop cache is not writable: <temp>/minigpt2-workshop-<user>."""
+    """Where the tiny checkpoint goes when the shared workshop cache is not writable: <temp>/minigpt2-workshop-<user>.
+    """
     return os.path.join(tempfile.gettempdir(), f"minigpt2-workshop-{user()}")
 
 

@@ -112,17 +112,18 @@ def _token_source(hf_home):
 
 
 def checkpoint_name(name_or_path) -> str:
-    """``name_or_path`` as a str, if it can name a checkpoint (a str or os.PathLike); else a TypeError saying what can."""
+    """``name_or_path`` as a str, if it can name a checkpoint (a str or os.PathLike); else a TypeError saying so."""
     if not isinstance(name_or_path, (str, os.PathLike)):
         raise TypeError(f"a checkpoint is named by a directory or a Hub repository id such as 'gpt2' (a str or a "
                         f"path), not {type(name_or_path).__name__} {name_or_path!r}")
     return os.fspath(name_or_path)
 
 
-def a_file_is_not_a_checkpoint(path) -> ValueError:
-    """The error for a file given where a checkpoint goes (e.g. its model.safetensors): names the directory."""
-    holder = os.path.dirname(os.path.abspath(path))
-    hint = f" ({holder})" if os.path.isfile(os.path.join(holder, "config.json")) else ""
+def a_file_is_not_a_checkpoint(path, flag="") -> ValueError:
+    """The error for a file given where a checkpoint goes (e.g. its model.safetensors): names its directory when
+    that is a checkpoint (after ``flag``: the command line says "-m DIR")."""
+    holder = os.path.dirname(path) or "."
+    hint = f" ({flag}{holder})" if os.path.isfile(os.path.join(holder, "config.json")) else ""
     return ValueError(f"{path} is a file; a checkpoint is the directory that holds config.json and "
                       f"model.safetensors{hint}, or a Hub repository id such as 'gpt2'")
 

@@ -78,7 +78,7 @@ class GPT2PreTrainedModel:
     def _lm_head_weight(self):
         """The LM head's matrix [vocab_size, n_embd]: lm_head.weight when the checkpoint has its own
         (config.tie_word_embeddings false), else wte."""
-        return self.params["lm_head"]["weight"] if "lm_head" in self.params else self.params["wte"]["weight"]
+        return weights.lm_head_weight(self.params)
 
     def parameters(self):
         """Every parameter array (each once)."""

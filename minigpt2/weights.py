@@ -328,6 +328,12 @@ def round_to(a, fmt) -> np.ndarray:
 _TABLES = ("wte.weight", "wpe.weight", "lm_head.weight")
 
 
+def lm_head_weight(params):
+    """The LM head's matrix [V, E] in a model's nested params: its own lm_head.weight when it has one
+    (config.tie_word_embeddings false), else the token table wte (GPT-2's tied head)."""
+    return params["lm_head"]["weight"] if "lm_head" in params else params["wte"]["weight"]
+
+
 def is_matrix(name, w) -> bool:
     """True for the weights kept in the narrow format: wte, wpe, an untied lm_head and the Conv1D weights of the
     blocks (which ``linear`` and the embedding lookups read). Biases, layer norms and the small task heads (score,

@@ -284,19 +284,24 @@ print(f"\nmedian ms per call over 5 runs of 3 calls (slowest run in brackets), o
       f"BLAS: {blas_threads()}")
 if not HAVE_C:
     print("No C core here: only the NumPy path is timed, so this shows where its time goes, not a speed-up.")
-print(f"{'kernel':36} {'NumPy ms':>17} " + (f"{backend.name + ' ms':>17}  verdict (medians)" if HAVE_C else ""))
+header = f"{'kernel':36} {'NumPy ms':>17}"
+if HAVE_C:
+    header += f" {backend.name + ' ms':>17}  verdict (medians)"
+print(header)
 for label, t_ref, t_c in cases:
-    print(f"{label:36} {np.median(t_ref) * 1e3:8.3f} [{t_ref.max() * 1e3:6.3f}] " + (
-          f"{np.median(t_c) * 1e3:8.3f} [{t_c.max() * 1e3:6.3f}]  "
-          + _workshop.ratio_words(np.median(t_ref), np.median(t_c), backend.name, "NumPy") if HAVE_C else ""))
+    line = f"{label:36} {np.median(t_ref) * 1e3:8.3f} [{t_ref.max() * 1e3:6.3f}]"
+    if HAVE_C:
+        line += (f" {np.median(t_c) * 1e3:8.3f} [{t_c.max() * 1e3:6.3f}]  "
+                 + _workshop.ratio_words(np.median(t_ref), np.median(t_c), backend.name, "NumPy"))
+    print(line)
 
 if plt and not HAVE_C:  # nothing to compare with: the NumPy path's time per kernel instead
     fig, ax = plt.subplots(figsize=(8.5, 4.5))
     ax.barh([c[0] for c in cases][::-1], [np.median(c[1]) * 1e3 for c in cases][::-1], color="tab:gray")
     ax.set_xscale("log")
     ax.set_xlabel("NumPy path, ms per call (median of 5 runs), log scale")
-    ax.set_title(f"NO C CORE BUILT: no speed-ups to show; the NumPy kernels on {_workshop.model_label(model)}'s "
-                 f"shapes\n{_workshop.machine()}", fontsize=9)
+    ax.set_title(f"NO C CORE BUILT: no speed-ups to show; the NumPy kernels on "
+                 f"{_workshop.model_label(model)}'s shapes\n{_workshop.machine()}", fontsize=9)
     _workshop.show(fig, "08_kernel_speedups")
 elif plt:
     fig, ax = plt.subplots(figsize=(8.5, 4.5))

@@ -253,8 +253,8 @@ class GenerationMixin:
             if right_padded.size:  # as transformers 4.57: a warning, and the same (poor) continuation
                 warnings.warn(
                     f"right-padding was detected: prompt {right_padded[0]} of the batch ends in padding "
-                    f"(attention_mask is 0 in the last column), and a decoder-only model continues after the last column, so its "
-                    f"first new token is predicted at a pad. For correct results pad on the left: set "
+                    f"(attention_mask is 0 in the last column), and a decoder-only model continues after the last "
+                    f"column, so its first new token is predicted at a pad. For correct results pad on the left: set "
                     f"padding_side='left' when initializing the tokenizer (or tokenizer.padding_side = 'left')",
                     UserWarning, stacklevel=3)
         return ids, mask

@@ -16,6 +16,7 @@ from .. import backward as bw
 from ..activations import ACTIVATIONS
 from ..layers import (attention_probs, attention_scale, chunks, layer_norm, linear, merge_heads, padding_bias,
                       split_heads)
+from ..weights import lm_head_weight
 
 __all__ = ["loss_and_grad", "forward", "backward"]
 
@@ -104,14 +105,8 @@ def forward(params, config, input_ids, labels, *, attention_mask=None, token_typ
     targets = np.full((B, T), -100, np.int64)
     targets[:, :-1] = labels[:, 1:]
     tape["targets"] = targets = targets.reshape(-1)  # [N]
-    loss, tape["dh"], tape["dhead"] = head_loss(h, head_weight(p), targets, with_grad=with_head_grad)
+    loss, tape["dh"], tape["dhead"] = head_loss(h, lm_head_weight(p), targets, with_grad=with_head_grad)
     return loss, tape
-
-
-def head_weight(params):
-    """The LM head's matrix [V, E]: wte itself (tied, GPT-2's way), or the checkpoint's own lm_head.weight
-    (config.tie_word_embeddings false; present in params only then)."""
-    return params["lm_head"]["weight"] if "lm_head" in params else params["wte"]["weight"]
 
 
 def head_loss(h, weight, targets, *, with_grad=False):
@@ -147,7 +142,7 @@ def backward(params, config, tape, *, head_mask=None):
     # The head and the loss (their gradients come from forward(with_head_grad=True), else are computed here).
     dh, dhead = tape["dh"], tape["dhead"]
     if dh is None:
-        _, dh, dhead = head_loss(h, head_weight(p), tape["targets"], with_grad=True)
+        _, dh, dhead = head_loss(h, lm_head_weight(p), tape["targets"], with_grad=True)
     if "lm_head" in p:  # an untied head: its own gradient, and wte's comes from the lookups alone
         grads["lm_head"] = {"weight": dhead}
         dwte = np.zeros_like(wte)
