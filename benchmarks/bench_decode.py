@@ -262,12 +262,19 @@ def profile(checkpoint, dtype="float32", steps=32):
 
 def matmul(rows_list=(1, 8, 13, 16, 32, 64, 128, 512), repeats=4):
     """Time the 124M model's 49 matrix products (12 blocks + the tied head) at several row counts, with the C
-    kernel (forced, whatever _ckernels.BLAS_ROWS says) and with NumPy's BLAS, in this process. Each timed pass
-    follows a warm-up pass after a pause, so that neither library's idle threads are still spinning."""
+    kernel (the widest variant this CPU runs, forced whatever the calibration chose and whatever
+    _ckernels.BLAS_ROWS says) and with NumPy's BLAS, in this process. Each timed pass follows a warm-up pass
+    after a pause, so that neither library's idle threads are still spinning."""
     sys.path.insert(0, str(ROOT))
     import numpy as np
 
-    from minigpt2 import _ckernels, backend, layers
+    from minigpt2 import _ckernels, _tuning, backend, layers
+
+    def c_linear(x, w):  # a C call that declined (NotImplemented) would time nothing
+        y = _ckernels.linear(x, w)
+        if y is NotImplemented:
+            raise SystemExit(f"the C kernel declined a {x.shape} @ {w.shape} product")
+        return y
 
     rng = np.random.default_rng(0)
     weights = [rng.standard_normal(shape, dtype=np.float32) * np.float32(0.02)
@@ -284,14 +291,25 @@ def matmul(rows_list=(1, 8, 13, 16, 32, 64, 128, 512), repeats=4):
         return time.perf_counter() - start
 
     saved, _ckernels.BLAS_ROWS = _ckernels.BLAS_ROWS, 10 ** 9
-    print(f"C threads {backend.get_num_threads()}; BLAS_ROWS is {saved}")
+    if not backend.kernel_variants():
+        raise SystemExit("--matmul compares the C core with BLAS, and the C core does not load here")
+    # the calibration's C choice for each kind of product; where it chose BLAS, its fastest C candidate
+    plan = _tuning.current()
+    choice = dict(plan.choice)
+    for cls in choice:
+        if cls.startswith("linear") and choice[cls] == _tuning.NUMPY:
+            times = {c: t for c, t in plan.measured.get(cls, {}).items() if c != _tuning.NUMPY}
+            choice[cls] = min(times, key=times.get) if times else f"{backend.kernel_variants()[-1]}/nta"
+    _tuning._plan = _tuning.Plan(choice, "bench_decode.py --matmul: C for every product")
+    print(f"C threads {backend.get_num_threads()}; BLAS_ROWS is {saved}; C's kernels: "
+          + ", ".join(f"{cls} {choice[cls]}" for cls in choice if cls.startswith("linear")))
     print("| rows | C ms | BLAS ms | C speed / BLAS speed |")
     print("|---:|---:|---:|---:|")
     try:
         for rows in rows_list:
             times = {"C": [], "BLAS": []}
             for _ in range(repeats):
-                for name, f in (("C", _ckernels.linear), ("BLAS", layers.linear.reference)):
+                for name, f in (("C", c_linear), ("BLAS", layers.linear.reference)):
                     time.sleep(0.3)
                     one_pass(f, rows)
                     times[name].append(one_pass(f, rows))
@@ -299,6 +317,7 @@ def matmul(rows_list=(1, 8, 13, 16, 32, 64, 128, 512), repeats=4):
             print(f"| {rows} | {c * 1e3:.1f} | {b * 1e3:.1f} | {b / c:.2f} |", flush=True)
     finally:
         _ckernels.BLAS_ROWS = saved
+        _tuning.reset()
 
 
 # -- the yardstick: how fast this machine reads memory --------------------------------------------------------
