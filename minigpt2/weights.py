@@ -434,7 +434,8 @@ def pop_loading_options(options: dict):
 
 def _check_8bit_config(quantization) -> None:
     """Pass transformers' BitsAndBytesConfig(load_in_8bit=True), or a dict saying the same (read by name:
-    minigpt2 never imports transformers); raise for every other quantization, which minigpt2 cannot give."""
+    minigpt2 never imports transformers), with its 8-bit options at their defaults; raise for every other
+    quantization and every option set otherwise, which minigpt2 cannot give."""
     def field(name, default=None):
         return quantization.get(name, default) if isinstance(quantization, dict) else getattr(quantization, name,
                                                                                                 default)
@@ -450,6 +451,24 @@ def _check_8bit_config(quantization) -> None:
     if not field("load_in_8bit", False):
         raise ValueError(f"{what} asks for neither 8-bit nor 4-bit weights; minigpt2 takes load_in_8bit=True "
                          f"(int8 weights in blocks of 32, see minigpt2.weights)")
+    for name, (default, reason) in _BITSANDBYTES_8BIT_OPTIONS.items():
+        value = field(name, default)
+        if value != default:
+            raise ValueError(f"{what} sets {name}={value!r}, which minigpt2's int8 weights cannot honour: {reason}. "
+                             f"Leave it at its default ({default!r}), or load 16-bit weights (torch_dtype='bfloat16')")
+
+
+# BitsAndBytesConfig's 8-bit options (with transformers' defaults), each of which asks for something minigpt2's int8
+# does not do: refused when set, rather than ignored.
+_BITSANDBYTES_8BIT_OPTIONS = {
+    "llm_int8_threshold": (6.0, "it has no LLM.int8() split of outlier features into 16 bits; every weight matrix "
+                                "is int8, in blocks of 32 weights with a scale each"),
+    "llm_int8_skip_modules": (None, "it quantizes every weight matrix (wte, which is also the tied LM head, wpe and "
+                                    "the blocks'), it cannot leave modules out"),
+    "llm_int8_enable_fp32_cpu_offload": (False, "nothing is offloaded to stay float32: everything runs on the CPU, "
+                                                "every weight matrix int8"),
+    "llm_int8_has_fp16_weight": (False, "it keeps no 16-bit copy of the int8 weights"),
+}
 
 
 def stored_format(flat: dict) -> str:

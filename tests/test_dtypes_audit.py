@@ -1,0 +1,49 @@
+"""16- and 8-bit weights as a transformers user asks for them: options minigpt2 cannot honour are errors that name
+them, never ignored (docs/numerics.md, "Weights in fewer bits")."""
+import re
+
+import numpy as np
+import pytest
+
+import minigpt2
+
+from conftest import write_hf_checkpoint
+
+
+@pytest.fixture(scope="module")
+def float32_dir(tmp_path_factory):
+    """A tiny float32 GPT2LMHeadModel checkpoint written by transformers."""
+    directory = tmp_path_factory.mktemp("float32")
+    write_hf_checkpoint(directory)
+    return directory
+
+
+@pytest.mark.parametrize("option, value", [
+    ("llm_int8_skip_modules", ["lm_head"]),
+    ("llm_int8_threshold", 3.0),
+    ("llm_int8_enable_fp32_cpu_offload", True),
+    ("llm_int8_has_fp16_weight", True),
+])
+def test_bitsandbytes_options_int8_cannot_honour_are_named(float32_dir, option, value):
+    """BitsAndBytesConfig(load_in_8bit=True, llm_int8_skip_modules=["lm_head"]) would quantize lm_head (the tied wte)
+    all the same: an error naming the option, as a dict and as transformers' own config object."""
+    configs = [{"load_in_8bit": True, option: value}]
+    try:
+        from transformers import BitsAndBytesConfig
+    except ImportError:
+        pass
+    else:
+        configs.append(BitsAndBytesConfig(load_in_8bit=True, **{option: value}))
+    for config in configs:
+        with pytest.raises(ValueError, match=re.escape(f"{option}={value!r}") + ".*cannot honour"):
+            minigpt2.GPT2LMHeadModel.from_pretrained(float32_dir, quantization_config=config)
+
+
+def test_bitsandbytes_defaults_written_out_still_mean_int8(float32_dir):
+    """A config saved as a dict (every option at its default) asks for load_in_8bit=True's model, to the bit."""
+    transformers = pytest.importorskip("transformers")
+    ids = np.array([[5, 6, 7]])
+    expected = minigpt2.GPT2LMHeadModel.from_pretrained(float32_dir, load_in_8bit=True)(ids).logits
+    config = transformers.BitsAndBytesConfig(load_in_8bit=True).to_dict()
+    model = minigpt2.GPT2LMHeadModel.from_pretrained(float32_dir, quantization_config=config)
+    np.testing.assert_array_equal(model(ids).logits, expected)
