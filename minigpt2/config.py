@@ -125,6 +125,19 @@ PRESETS = {
 SUMMARY_TYPES = ("last", "first", "mean", "cls_index")
 
 
+def _dtype_name(value):
+    """config.dtype as config.json holds it, a name: torch.bfloat16 -> "bfloat16" (as transformers writes it),
+    NumPy's dtypes by their names; None and strings as they are."""
+    if value is None or isinstance(value, str):
+        return value
+    if type(value).__module__ == "torch":
+        return str(value)[len("torch."):]
+    try:
+        return np.dtype(value).name
+    except TypeError:
+        return value
+
+
 def read_json_object(path) -> dict:
     """The JSON object in the file ``path`` (config.json, generation_config.json), or a ValueError naming it."""
     try:
@@ -163,6 +176,8 @@ class GPT2Config:
                 kwargs[name] = kwargs.pop(alias)
         if "torch_dtype" in kwargs:
             kwargs.setdefault("dtype", kwargs.pop("torch_dtype"))
+        if "dtype" in kwargs:
+            kwargs["dtype"] = _dtype_name(kwargs["dtype"])
         num_labels = kwargs.pop("num_labels", None)
         kwargs.pop("model_type", None)
         values.update(kwargs)
@@ -184,6 +199,8 @@ class GPT2Config:
     def __setattr__(self, name, value):
         if name == "torch_dtype":  # the older name, as transformers takes it: one field, written once
             name = "dtype"
+        if name == "dtype":
+            value = _dtype_name(value)
         object.__setattr__(self, ATTRIBUTE_MAP.get(name, name), value)
 
     @property
@@ -382,8 +399,9 @@ class GPT2Config:
         written = {k: v for k, v in self.to_dict().items()
                    if not (k in LEGACY_GENERATION_DEFAULTS and v == LEGACY_GENERATION_DEFAULTS[k])
                    and not (k == "_name_or_path" and not v)}
+        text = json.dumps(written, indent=2, sort_keys=True) + "\n"  # (before opening: a failure keeps the old file)
         with open(os.path.join(save_directory, CONFIG_NAME), "w", encoding="utf-8") as f:
-            f.write(json.dumps(written, indent=2, sort_keys=True) + "\n")
+            f.write(text)
 
     def __repr__(self):
         return f"{type(self).__name__} {self.to_json_string()}"

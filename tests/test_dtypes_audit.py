@@ -1,5 +1,6 @@
 """16- and 8-bit weights as a transformers user asks for them: options minigpt2 cannot honour are errors that name
 them, never ignored (docs/numerics.md, "Weights in fewer bits")."""
+import json
 import re
 
 import numpy as np
@@ -47,3 +48,27 @@ def test_bitsandbytes_defaults_written_out_still_mean_int8(float32_dir):
     config = transformers.BitsAndBytesConfig(load_in_8bit=True).to_dict()
     model = minigpt2.GPT2LMHeadModel.from_pretrained(float32_dir, quantization_config=config)
     np.testing.assert_array_equal(model(ids).logits, expected)
+
+
+def test_a_config_given_torchs_dtype_saves_its_name_as_transformers(float32_dir, tmp_path):
+    """GPT2Config.from_pretrained(path, torch_dtype=torch.bfloat16).save_pretrained(path) was a JSON TypeError that
+    left path/config.json empty. It writes "bfloat16", as transformers does; a config that cannot be written leaves
+    the old file as it was."""
+    transformers = pytest.importorskip("transformers")
+    torch = pytest.importorskip("torch")
+    for dtype in (torch.bfloat16, np.float16):
+        ours = minigpt2.GPT2Config.from_pretrained(float32_dir, torch_dtype=dtype)
+        theirs = transformers.GPT2Config.from_pretrained(float32_dir, torch_dtype=torch.float16 if dtype is np.float16
+                                                         else dtype)
+        ours.save_pretrained(tmp_path / "ours")
+        theirs.save_pretrained(tmp_path / "theirs")
+        assert json.loads((tmp_path / "ours" / "config.json").read_text())["dtype"] == \
+            json.loads((tmp_path / "theirs" / "config.json").read_text())["dtype"]
+        assert minigpt2.GPT2LMHeadModel.from_pretrained(float32_dir, config=ours, torch_dtype="auto").dtype == \
+            str(theirs.dtype).replace("torch.", "")
+    before = (tmp_path / "ours" / "config.json").read_bytes()
+    broken = minigpt2.GPT2Config.from_pretrained(tmp_path / "ours")
+    broken.task_specific_params = object()  # not JSON
+    with pytest.raises(TypeError):
+        broken.save_pretrained(tmp_path / "ours")
+    assert (tmp_path / "ours" / "config.json").read_bytes() == before
