@@ -310,6 +310,7 @@ class GPT2PreTrainedModel:
         elif config_overrides:
             raise TypeError(f"unexpected arguments {sorted(config_overrides)} (pass them in config instead)")
         config = cls._own_config(config)
+        _refuse_saved_quantized(name_or_path, config)
         files = checkpoint.find_weights(name_or_path, **hub)
         tensors = {}
         for path in files:
@@ -515,6 +516,19 @@ def _resized_rows(old, size, mean_resizing, initializer_range):
         added = np.random.default_rng().standard_normal((size - old.shape[0], old.shape[1]), dtype=np.float32)
         added = added * np.float32(initializer_range)
     return np.concatenate([old, added])
+
+
+def _refuse_saved_quantized(name_or_path, config):
+    """A checkpoint saved already quantized (config.json has a quantization_config: bitsandbytes' int8 weights with
+    their SCB scales, GPTQ's packed int32...) is refused by name: minigpt2 reads float weights and quantizes them
+    itself, and loading the file's floats (if any) in float32 would not be what was saved."""
+    saved = config.__dict__.get("quantization_config")
+    if saved is None:
+        return
+    method = saved.get("quant_method", "bitsandbytes") if isinstance(saved, dict) else type(saved).__name__
+    raise ValueError(f"{name_or_path} was saved quantized ({method}; its config.json has a quantization_config), "
+                     f"which minigpt2 cannot read: it loads float checkpoints (F32, F16, BF16 tensors). Load the float "
+                     f"checkpoint it was made from, with load_in_8bit=True for int8 weights")
 
 
 def _ignorable(key):

@@ -72,3 +72,45 @@ def test_a_config_given_torchs_dtype_saves_its_name_as_transformers(float32_dir,
     with pytest.raises(TypeError):
         broken.save_pretrained(tmp_path / "ours")
     assert (tmp_path / "ours" / "config.json").read_bytes() == before
+
+
+def saved_by_bitsandbytes(float32_dir, directory):
+    """float32_dir as transformers saves a bitsandbytes 8-bit model: quantization_config in config.json, and a
+    Conv1D weight as int8 [out, in] beside its SCB scales (only one here; read_safetensors would stop at the first)."""
+    import struct
+
+    from minigpt2 import checkpoint
+
+    directory.mkdir()
+    config = json.loads((float32_dir / "config.json").read_text())
+    config["quantization_config"] = {"quant_method": "bitsandbytes", "load_in_8bit": True, "_load_in_8bit": True,
+                                     "llm_int8_threshold": 6.0}
+    (directory / "config.json").write_text(json.dumps(config))
+    tensors = checkpoint.read_safetensors(float32_dir / "model.safetensors")
+    name = "transformer.h.0.mlp.c_fc.weight"
+    w = tensors.pop(name).T
+    scb = np.abs(w).max(axis=1)
+    arrays = {k: ("F32", np.ascontiguousarray(v)) for k, v in tensors.items()}
+    arrays[name] = ("I8", np.rint(w / scb[:, None] * 127).astype(np.int8))
+    arrays["transformer.h.0.mlp.c_fc.SCB"] = ("F32", scb.astype(np.float32))
+    with open(directory / "model.safetensors", "wb") as f:
+        checkpoint._write(f, arrays, {"format": "pt"})
+
+
+def test_a_checkpoint_saved_quantized_is_named_as_such(float32_dir, tmp_path):
+    """A GPT-2 saved by transformers from a bitsandbytes 8-bit model was 'tensor ... has dtype I8; minigpt2 loads
+    F32, F16, BF16 and F64', which does not say why; and the same config.json beside float weights loaded them as
+    float32 without a word. Both say the checkpoint was saved quantized, and what to do (transformers, for its part,
+    quantizes on load when bitsandbytes is installed, and otherwise refuses)."""
+    saved_by_bitsandbytes(float32_dir, tmp_path / "int8")
+    for options in ({}, dict(load_in_8bit=True), dict(torch_dtype="auto")):
+        with pytest.raises(ValueError, match="saved quantized \\(bitsandbytes.*load_in_8bit=True"):
+            minigpt2.GPT2LMHeadModel.from_pretrained(tmp_path / "int8", **options)
+    import shutil
+
+    shutil.copytree(float32_dir, tmp_path / "float")
+    config = json.loads((tmp_path / "float" / "config.json").read_text())
+    config["quantization_config"] = {"quant_method": "gptq", "bits": 4}
+    (tmp_path / "float" / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ValueError, match="saved quantized \\(gptq"):
+        minigpt2.GPT2LMHeadModel.from_pretrained(tmp_path / "float")
