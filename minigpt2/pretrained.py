@@ -317,9 +317,8 @@ class GPT2PreTrainedModel:
             tensors.update({name: (path, t) for name, t in checkpoint.read_safetensors(path, dtype=None).items()})
         params = cls._params_from_tensors(config, tensors, seed=seed, source=", ".join(files))  # as stored
         if weight_format == "auto":  # as HF: the config's torch_dtype, else the dtype the weights are stored in
-            named = getattr(config, "torch_dtype", None) or config.__dict__.get("dtype")
-            weight_format = weights.resolve_dtype(named, "config.json's torch_dtype") if named else \
-                weights.stored_format(checkpoint.flatten(params))
+            named = config.__dict__.get("dtype")  # (config.torch_dtype is this field too)
+            weight_format = _config_dtype(named) if named else weights.stored_format(checkpoint.flatten(params))
         model = cls(config, params).to(weight_format or "float32")
         model.name_or_path = model.config.name_or_path = os.fspath(name_or_path)  # (as HF sets both)
         if isinstance(model, GenerationMixin):  # generate()'s defaults, when the checkpoint has them (as HF)
@@ -401,12 +400,7 @@ class GPT2PreTrainedModel:
         for value in args + tuple(kwargs.values()):
             if _is_device(value):
                 continue
-            if value == "int8":
-                fmt = "int8"
-            else:
-                fmt = weights.resolve_dtype(value, "to()")
-                if fmt == "auto":
-                    raise ValueError("to(): 'auto' is for loading (the checkpoint's dtype); name a dtype")
+            fmt = weights.resolve_dtype(value, "to()", int8=True)
         if fmt is not None:  # (also when the format is the same: a checkpoint may mix stored dtypes)
             flat = weights.cast_params(checkpoint.flatten(self.params), fmt, replaced=checkpoint.release_pages)
             for name, value in flat.items():  # in place: a task model's transformer shares these dicts
@@ -516,6 +510,19 @@ def _resized_rows(old, size, mean_resizing, initializer_range):
         added = np.random.default_rng().standard_normal((size - old.shape[0], old.shape[1]), dtype=np.float32)
         added = added * np.float32(initializer_range)
     return np.concatenate([old, added])
+
+
+def _config_dtype(named):
+    """torch_dtype="auto": config.json's dtype as a weight format, or an error saying what to pass instead."""
+    try:
+        fmt = weights.resolve_dtype(named)
+    except ValueError:
+        fmt = None
+    if fmt in (None, "auto"):
+        raise ValueError(f"torch_dtype='auto' takes config.json's dtype, {named!r}, which is not a weight dtype "
+                         f"minigpt2 can hold; pass torch_dtype='float32', 'bfloat16' or 'float16' (or "
+                         f"load_in_8bit=True) instead")
+    return fmt
 
 
 def _refuse_saved_quantized(name_or_path, config):

@@ -371,13 +371,14 @@ _ALIASES = {"float32": "float32", "float": "float32", "fp32": "float32", "float1
             "fp16": "float16", "bfloat16": "bfloat16", "bf16": "bfloat16"}
 
 
-def resolve_dtype(dtype, what="torch_dtype"):
+def resolve_dtype(dtype, what="torch_dtype", int8=False):
     """A dtype as HF code passes it -> "float32", "float16", "bfloat16", "auto" or None (not given).
 
     Accepts the names ("bfloat16", "float16", "float32", "auto", also "torch.bfloat16"), torch dtypes
-    (``torch.bfloat16``; torch is never imported here) and NumPy dtypes (np.float32, np.float16).
+    (``torch.bfloat16``; torch is never imported here) and NumPy dtypes (np.float32, np.float16). With ``int8``
+    (model.to()), "int8" and torch.int8 name int8 weights and "auto" is refused: it is for loading.
     """
-    if dtype is None or (isinstance(dtype, str) and dtype == "auto"):
+    if dtype is None or (isinstance(dtype, str) and dtype == "auto" and not int8):
         return dtype
     if isinstance(dtype, str):
         text = dtype
@@ -388,11 +389,18 @@ def resolve_dtype(dtype, what="torch_dtype"):
             text = np.dtype(dtype).name
         except TypeError:
             text = repr(dtype)
-    name = _ALIASES.get(text[len("torch."):] if text.startswith("torch.") else text)
+    short = text[len("torch."):] if text.startswith("torch.") else text
+    if int8 and short == "int8":
+        return "int8"
+    name = _ALIASES.get(short)
     if name is None:
-        hint = "; 8-bit weights come from load_in_8bit=True" if "int8" in text else ""
-        raise ValueError(f"{what}={text}: not a weight dtype minigpt2 can hold; use float32, bfloat16, float16 "
-                         f"or auto (the checkpoint's own){hint}")
+        if int8:
+            choices = "float32, bfloat16, float16 or int8" + ("; 'auto' is for loading (the checkpoint's own dtype)"
+                                                               if text == "auto" else "")
+        else:
+            choices = "float32, bfloat16, float16 or auto (the checkpoint's own)" + (
+                "; 8-bit weights come from load_in_8bit=True" if "int8" in text else "")
+        raise ValueError(f"{what}={text}: not a weight dtype minigpt2 can hold; use {choices}")
     return name
 
 

@@ -114,3 +114,43 @@ def test_a_checkpoint_saved_quantized_is_named_as_such(float32_dir, tmp_path):
     (tmp_path / "float" / "config.json").write_text(json.dumps(config))
     with pytest.raises(ValueError, match="saved quantized \\(gptq"):
         minigpt2.GPT2LMHeadModel.from_pretrained(tmp_path / "float")
+
+
+def test_to_names_the_formats_it_takes(float32_dir):
+    """model.to("float64") listed "auto", which to() refuses, and not int8, which it takes; to(torch.int8) was refused
+    while to("int8") quantized. The error lists to()'s own choices, and every spelling of int8 quantizes alike."""
+    model = minigpt2.GPT2LMHeadModel.from_pretrained(float32_dir)
+    with pytest.raises(ValueError, match="to\\(\\)=float64.*use float32, bfloat16, float16 or int8$"):
+        model.to("float64")
+    with pytest.raises(ValueError, match="to\\(\\)=auto.*or int8; 'auto' is for loading"):
+        model.to("auto")
+    ids = np.array([[5, 6, 7]])
+    expected = minigpt2.GPT2LMHeadModel.from_pretrained(float32_dir).to("int8")(ids).logits
+    spellings = [np.int8]
+    try:
+        import torch
+    except ImportError:
+        pass
+    else:
+        spellings.append(torch.int8)
+    for int8 in spellings:
+        converted = minigpt2.GPT2LMHeadModel.from_pretrained(float32_dir).to(int8)
+        assert converted.dtype == "int8", int8
+        np.testing.assert_array_equal(converted(ids).logits, expected)
+
+
+def test_auto_with_a_config_dtype_minigpt2_cannot_hold_says_what_to_pass(float32_dir, tmp_path):
+    """torch_dtype="auto" on a config.json saying "float64" said "use float32, bfloat16, float16 or auto": auto was
+    what the user passed. It names config.json's dtype and the explicit choices (transformers loads float64 there;
+    minigpt2 has no float64 weights)."""
+    import shutil
+
+    shutil.copytree(float32_dir, tmp_path / "f64")
+    config = json.loads((tmp_path / "f64" / "config.json").read_text())
+    config["dtype"] = "float64"
+    (tmp_path / "f64" / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ValueError, match="torch_dtype='auto' takes config.json's dtype, 'float64'.*pass "
+                                         "torch_dtype='float32', 'bfloat16' or 'float16'") as raised:
+        minigpt2.GPT2LMHeadModel.from_pretrained(tmp_path / "f64", torch_dtype="auto")
+    assert "or auto" not in str(raised.value)
+    assert minigpt2.GPT2LMHeadModel.from_pretrained(tmp_path / "f64", torch_dtype="float32").dtype == "float32"
