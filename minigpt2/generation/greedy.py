@@ -17,10 +17,14 @@ def repeat_rows(seen, rows):
     return {name: None if per_layer is None else tuple(a[rows] for a in per_layer) for name, per_layer in seen.items()}
 
 
+def cached_length(cache):
+    """The positions a cache holds (0 for None): the length of layer 0's keys [N, H, P, D]."""
+    return 0 if cache is None else np.shape(cache[0][0])[2]
+
+
 def prompt_step(step, input_ids, mask, cache):
     """The prompt through the model; with ``cache`` (of its first P tokens, one row per prompt), its other tokens."""
-    cached = 0 if cache is None else np.shape(cache[0][0])[2]
-    return step(input_ids[:, cached:], cache, mask)
+    return step(input_ids[:, cached_length(cache):], cache, mask)
 
 
 def greedy_or_sample(step, input_ids, mask, cfg, processors, eos, rng, streamer=None, stop=None, cache=None):

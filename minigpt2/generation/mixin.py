@@ -3,7 +3,8 @@
     model(input_ids=, past_key_values=, attention_mask=, position_ids=, use_cache=True, logits_to_keep=1,
           return_dict=True).logits            # [N, 1, V]: the next-token logits, and .past_key_values
 
-and has a ``config`` (vocab_size, n_positions, special tokens). That is the whole interface to the model.
+(with ``inputs_embeds=`` [N, T, E] in place of ``input_ids`` for a prompt given as embeddings) and has a
+``config`` (vocab_size, n_positions, n_embd, special tokens). That is the whole interface to the model.
 """
 from __future__ import annotations
 
@@ -15,23 +16,23 @@ from dataclasses import fields
 
 import numpy as np
 
-from ..checks import is_int
+from ..checks import float_array, is_int
 from ..config import LEGACY_GENERATION_DEFAULTS
 from ..cache import KVCache
 from ..layers import log_softmax
 from .beam import beam_search
 from .config import GenerationConfig, _as_token_list
-from .greedy import greedy_or_sample
+from .greedy import cached_length, greedy_or_sample
 from .hf_settings import HF_ONLY, check_unsupported, read_hf_generation_config
 from .processors import build_logits_processors
 from .sampling import _rng
 from .stopping import MaxTimeCriteria, StopStringCriteria, builtin_overrides, merge_criteria
 
 # generate()'s arguments that are not GenerationConfig fields
-GENERATE_ARGUMENTS = ("input_ids", "attention_mask", "past_key_values", "logits_processor", "stopping_criteria",
-                      "prefix_allowed_tokens_fn", "streamer", "seed", "tokenizer")
+GENERATE_ARGUMENTS = ("input_ids", "inputs_embeds", "attention_mask", "past_key_values", "logits_processor",
+                      "stopping_criteria", "prefix_allowed_tokens_fn", "streamer", "seed", "tokenizer")
 # the model inputs among generate()'s keyword arguments
-MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids", "past_key_values")
+MODEL_INPUTS = ("input_ids", "inputs_embeds", "attention_mask", "token_type_ids", "past_key_values")
 
 
 class GenerationMixin:
@@ -75,7 +76,10 @@ class GenerationMixin:
         """Continue the prompts in ``inputs`` ([B, T] token ids).  # -> [B * num_return_sequences, L] ids
 
         Arguments are HF's: any GenerationConfig field (max_new_tokens, do_sample, temperature, top_k, top_p,
-        num_beams, stop_strings, ...), ``attention_mask`` for left-padded batches, ``logits_processor`` (extra
+        num_beams, stop_strings, ...), ``attention_mask`` for left-padded batches, ``inputs_embeds`` (the prompts
+        as embeddings [B, T, n_embd], run in place of the token embeddings; alone, the result holds only the new
+        tokens and max_length / min_length count the T embedded positions, as in HF; with ``input_ids`` of the
+        same [B, T], those are the tokens the embeddings stand for), ``logits_processor`` (extra
         processors, applied after the built-in ones and before temperature/top-k/top-p; one of the same class
         as a built-in replaces it), ``stopping_criteria`` (extra criteria ``(input_ids, scores) -> [N] bools``,
         after the built-in ones, replacing one of the same class), ``prefix_allowed_tokens_fn`` (``(batch_id,
@@ -92,8 +96,11 @@ class GenerationMixin:
         so eos is used, as HF does).
         """
         cfg, model_kwargs = self._merged_generation_config(generation_config, kwargs)
-        input_ids, attention_mask = self._prepare_inputs(inputs, model_kwargs, cfg)
-        B, T = input_ids.shape
+        input_ids, attention_mask, embeds = self._prepare_inputs(inputs, model_kwargs, cfg)
+        B, T = input_ids.shape  # T = 0 for a prompt given as inputs_embeds alone: the ids hold only new tokens
+        embedded = attention_mask.shape[1] - T  # the prompt's positions not in the ids (inputs_embeds alone), or 0
+        if embeds is not None:
+            cfg.use_cache = True  # HF: the embeddings go in at the first step only, which the cache tells apart
 
         eos = _as_token_list(cfg.eos_token_id)
         if cfg.pad_token_id is None and eos:
@@ -101,14 +108,18 @@ class GenerationMixin:
         default_length = kwargs.get("max_length") is None and cfg.max_new_tokens is None
         if cfg.max_new_tokens is not None:
             cfg.max_length = T + cfg.max_new_tokens
+        elif embedded:  # HF: max_length counts the embedded prompt (its default 20 too), the returned ids do not
+            cfg.max_length -= embedded
         elif default_length and cfg.max_length == GenerationConfig().max_length:
             cfg.max_length = min(T + cfg.max_length, self.config.n_positions)  # HF 4.57: 20 new tokens
         if cfg.min_new_tokens is not None:
             cfg.min_length = T + cfg.min_new_tokens  # HF: min_new_tokens replaces min_length
+        elif embedded:
+            cfg.min_length = max(cfg.min_length - embedded, 0)
         if cfg.min_new_tokens is None and cfg.min_length > cfg.max_length:
             warnings.warn(f"min_length ({cfg.min_length}) is larger than max_length ({cfg.max_length}): generation "
                           f"stops at max_length", UserWarning, stacklevel=2)
-        self._check_lengths(cfg, T, default_length)
+        self._check_lengths(cfg, T, default_length, embedded)
         custom_max_length, custom_eos, stopping_criteria = builtin_overrides(stopping_criteria)
         stop = self._stopping_criteria(cfg, tokenizer, stopping_criteria)
         self._check_special_tokens(cfg, eos)
@@ -117,7 +128,7 @@ class GenerationMixin:
                              "num_return_sequences=1")
         processors = build_logits_processors(cfg, T, eos, logits_processor, prefix_allowed_tokens_fn)
         if custom_max_length is not None:  # the processors keep the max_length of the settings, as in HF
-            cfg.max_length = self._custom_max_length(custom_max_length, T)
+            cfg.max_length = self._custom_max_length(custom_max_length, T, embedded)
         finish_tokens = eos if custom_eos is None else custom_eos
         if finish_tokens and cfg.pad_token_id is None:  # (HF's own eos always has one: its pad defaults to it)
             raise ValueError("EosTokenCriteria in stopping_criteria pads finished sequences, but there is no "
@@ -126,8 +137,10 @@ class GenerationMixin:
                      output_hidden_states=cfg.return_dict_in_generate and cfg.output_hidden_states)
         step = functools.partial(self._next_token_logits, **flags)
         if model_kwargs.get("token_type_ids") is not None:
-            step = _with_token_types(step, model_kwargs["token_type_ids"], input_ids.shape)
-        cache = self._prompt_cache(model_kwargs.get("past_key_values"), T, B, cfg)
+            step = _with_token_types(step, model_kwargs["token_type_ids"], attention_mask.shape)
+        if embeds is not None:
+            step = _with_prompt_embeds(step, embeds)
+        cache = self._prompt_cache(model_kwargs.get("past_key_values"), T + embedded, B, cfg)
         if cfg.num_beams == 1:
             return greedy_or_sample(step, input_ids, attention_mask, cfg, processors, finish_tokens, _rng(seed),
                                     streamer, stop, cache)
@@ -200,10 +213,18 @@ class GenerationMixin:
             cfg.do_sample = False
 
     def _prepare_inputs(self, inputs, model_kwargs, cfg):
-        """Token ids [B, T] and the attention mask [B, T] (1 = token, 0 = left padding)."""
+        """Token ids [B, T], the attention mask [B, T'] (1 = token, 0 = left padding) and ``inputs_embeds``
+        [B, T', E] (None without them). T' = T, except for a prompt given as inputs_embeds alone: then T = 0, the
+        ids hold only the new tokens (HF's rule) and the mask covers the T' embedded positions."""
         if inputs is not None and model_kwargs.get("input_ids") is not None:
             raise ValueError("pass the prompt once: as the first argument or as input_ids=, not both")
         ids = inputs if inputs is not None else model_kwargs.get("input_ids")
+        embeds = model_kwargs.get("inputs_embeds")
+        if embeds is not None:
+            embeds = self._check_inputs_embeds(embeds)
+            if ids is None:  # HF: the prompt is the embeddings alone; no ids of it are returned
+                mask = self._check_attention_mask(model_kwargs.get("attention_mask"), embeds.shape[:2])
+                return np.zeros((len(embeds), 0), np.int64), mask, embeds
         if ids is None:  # HF: no prompt means "start from the beginning-of-sequence token"
             if cfg.bos_token_id is None:
                 raise ValueError("no input_ids given and the model has no bos_token_id to start from")
@@ -219,7 +240,8 @@ class GenerationMixin:
                              "tokenizer(texts, padding=True, return_tensors='np'))") from None
         if ids.dtype == object or ids.dtype == bool or not np.issubdtype(ids.dtype, np.integer):
             if ids.size > 0:
-                raise TypeError(f"input_ids must be integer token ids, got dtype {ids.dtype}")
+                hint = " (a prompt given as embeddings goes in inputs_embeds=)" if ids.ndim == 3 else ""
+                raise TypeError(f"input_ids must be integer token ids, got dtype {ids.dtype}{hint}")
         if ids.ndim != 2:
             raise ValueError(f"input_ids must have shape (batch, sequence_length), got shape {ids.shape}; "
                              f"for a single prompt use ids[None] or [ids]")
@@ -230,6 +252,10 @@ class GenerationMixin:
             bad = ids[(ids < 0) | (ids >= V)].flat[0]
             raise ValueError(f"input_ids holds {bad}, outside this model's vocabulary [0, {V})")
         ids = ids.astype(np.int64)
+        if embeds is not None and embeds.shape[:2] != ids.shape:
+            raise ValueError(f"inputs_embeds has shape {embeds.shape} but input_ids has {ids.shape}: with both, "
+                             f"input_ids are the tokens the embeddings stand for, one per position (batch, "
+                             f"sequence_length); to return only the new tokens, pass inputs_embeds alone")
 
         mask = model_kwargs.get("attention_mask")
         if mask is None:
@@ -243,21 +269,41 @@ class GenerationMixin:
                 warnings.warn("some prompts end in the pad token: if the batch is padded, pad on the left and pass "
                               "attention_mask (tokenizer.padding_side = 'left')", UserWarning, stacklevel=3)
         else:
-            mask = np.asarray(mask)
-            if mask.shape != ids.shape:
-                raise ValueError(f"attention_mask has shape {mask.shape} but input_ids has {ids.shape}")
-            if not np.isin(mask, (0, 1)).all():
-                raise ValueError("attention_mask must hold only 0 (padding) and 1 (token)")
-            mask = mask.astype(np.int64)
-            right_padded = np.flatnonzero(mask[:, -1] == 0)
-            if right_padded.size:  # as transformers 4.57: a warning, and the same (poor) continuation
-                warnings.warn(
-                    f"right-padding was detected: prompt {right_padded[0]} of the batch ends in padding "
-                    f"(attention_mask is 0 in the last column), and a decoder-only model continues after the last "
-                    f"column, so its first new token is predicted at a pad. For correct results pad on the left: set "
-                    f"padding_side='left' when initializing the tokenizer (or tokenizer.padding_side = 'left')",
-                    UserWarning, stacklevel=3)
-        return ids, mask
+            mask = self._check_attention_mask(mask, ids.shape)
+        return ids, mask, embeds
+
+    def _check_inputs_embeds(self, embeds):
+        """``inputs_embeds`` as float32 [B, T, n_embd], or a ValueError saying what is wrong."""
+        E = self.config.n_embd
+        embeds = float_array("inputs_embeds", embeds)
+        if embeds.ndim != 3 or embeds.shape[2] != E:
+            raise ValueError(f"inputs_embeds must have shape (batch, sequence_length, n_embd={E}), got shape "
+                             f"{embeds.shape}" + ("; for a single prompt use embeds[None]" if embeds.ndim == 2 else ""))
+        if embeds.shape[0] == 0 or embeds.shape[1] == 0:
+            raise ValueError(f"inputs_embeds is empty (shape {embeds.shape}): give at least one position per prompt")
+        return embeds
+
+    def _check_attention_mask(self, mask, shape):
+        """generate()'s ``attention_mask`` for prompts of ``shape`` [B, T]: int64 0s and 1s (all 1s when None);
+        a 0 in the last column (right padding) is HF's warning."""
+        if mask is None:
+            return np.ones(shape, np.int64)
+        mask = np.asarray(mask)
+        if mask.shape != shape:
+            raise ValueError(f"attention_mask has shape {mask.shape} but the prompt has {shape} (batch, "
+                             f"sequence_length): generate takes the 2-D mask of 1s (tokens) and 0s (left padding)")
+        if not np.isin(mask, (0, 1)).all():
+            raise ValueError("attention_mask must hold only 0 (padding) and 1 (token)")
+        mask = mask.astype(np.int64)
+        right_padded = np.flatnonzero(mask[:, -1] == 0)
+        if right_padded.size:  # as transformers 4.57: a warning, and the same (poor) continuation
+            warnings.warn(
+                f"right-padding was detected: prompt {right_padded[0]} of the batch ends in padding "
+                f"(attention_mask is 0 in the last column), and a decoder-only model continues after the last "
+                f"column, so its first new token is predicted at a pad. For correct results pad on the left: set "
+                f"padding_side='left' when initializing the tokenizer (or tokenizer.padding_side = 'left')",
+                UserWarning, stacklevel=4)
+        return mask
 
     def _prompt_cache(self, past, prompt_length, batch, cfg):
         """``past_key_values`` given to generate: the cache of the prompts' first P tokens (minigpt2's KVCache, HF's
@@ -287,11 +333,18 @@ class GenerationMixin:
                              f"it must cache fewer tokens than the prompt (its first ones; generate runs the rest)")
         return past
 
-    def _check_lengths(self, cfg, prompt_length, default_length):
+    def _check_lengths(self, cfg, prompt_length, default_length, embedded=0):
+        """max_length (of the returned ids) against n_positions and the prompt; ``embedded``: the positions of a
+        prompt given as inputs_embeds alone, which the model holds but the ids leave out."""
         n_positions = self.config.n_positions
-        if cfg.max_length > n_positions:
-            raise ValueError(f"max_length is {cfg.max_length} (prompt {prompt_length} + new tokens), but the model has "
+        if cfg.max_length + embedded > n_positions:
+            prompt = f"prompt {prompt_length}" if not embedded else f"{embedded} embedded positions"
+            raise ValueError(f"max_length is {cfg.max_length + embedded} ({prompt} + new tokens), but the model has "
                              f"positions for n_positions={n_positions} tokens; lower max_new_tokens or max_length")
+        if embedded and cfg.max_length <= 0:
+            raise ValueError(f"max_length is {cfg.max_length + embedded}, which counts the prompt's {embedded} "
+                             f"embedded positions (inputs_embeds), so no token is left to generate: set max_new_tokens "
+                             f"(the number of tokens to add) instead")
         if prompt_length >= cfg.max_length:
             raise ValueError(f"the prompt is {prompt_length} tokens long but max_length is {cfg.max_length}, which "
                              f"counts the prompt: set max_new_tokens (the number of tokens to add) instead")
@@ -299,12 +352,14 @@ class GenerationMixin:
             warnings.warn("using the default max_length=20 (prompt included); set max_new_tokens to choose how "
                           "many tokens to generate", UserWarning, stacklevel=3)
 
-    def _custom_max_length(self, max_length, prompt_length):
-        """The max_length of a MaxLengthCriteria passed in stopping_criteria, which replaces generate's own."""
-        if not is_int(max_length) or not prompt_length < max_length <= self.config.n_positions:
+    def _custom_max_length(self, max_length, prompt_length, embedded=0):
+        """The max_length of a MaxLengthCriteria passed in stopping_criteria, which replaces generate's own (it
+        counts the returned ids: not the positions of a prompt given as inputs_embeds alone, ``embedded``)."""
+        if not is_int(max_length) or not prompt_length < max_length <= self.config.n_positions - embedded:
             raise ValueError(f"MaxLengthCriteria(max_length={max_length!r}) in stopping_criteria counts the prompt: it "
                              f"must be an integer above the prompt's {prompt_length} tokens and at most "
-                             f"n_positions={self.config.n_positions}")
+                             f"n_positions={self.config.n_positions}" + (f" - {embedded} embedded positions"
+                                                                         if embedded else ""))
         return int(max_length)
 
     def _stopping_criteria(self, cfg, tokenizer, extra):
@@ -339,20 +394,22 @@ class GenerationMixin:
 
     # -- the model, one step ------------------------------------------------------------------------------
     def _next_token_logits(self, new_ids, past, attention_mask, output_attentions=False, output_hidden_states=False,
-                           token_type_ids=None):
+                           token_type_ids=None, inputs_embeds=None):
         """Run the new tokens through the model with the cache; return logits at the last position, the cache, and
         the attentions and hidden states (None unless asked for).
 
-        new_ids [N, t] (the prompt, then one token); attention_mask [N, P + t] covers the cache too.
+        new_ids [N, t] (the prompt, then one token), or None and ``inputs_embeds`` [N, t, E] (a prompt given as
+        embeddings); attention_mask [N, P + t] covers the cache too.
         Positions come from the mask, as in HF: the i-th real token of a row sits at position i, so
         left padding does not shift a prompt (pads get position 1; they are masked out anyway).
         """
+        t = (new_ids if inputs_embeds is None else inputs_embeds).shape[1]
         positions = np.cumsum(attention_mask, axis=-1) - 1
-        positions = np.where(attention_mask == 0, 1, positions)[:, -new_ids.shape[1]:]  # [N, t]
+        positions = np.where(attention_mask == 0, 1, positions)[:, -t:]  # [N, t]
         # logits_to_keep=1: the head (V x E per position) runs on the last position alone.
-        out = self(input_ids=new_ids, past_key_values=past, attention_mask=attention_mask, position_ids=positions,
-                   token_type_ids=token_type_ids, use_cache=True, logits_to_keep=1, return_dict=True,
-                   output_attentions=output_attentions, output_hidden_states=output_hidden_states)
+        out = self(input_ids=new_ids, inputs_embeds=inputs_embeds, past_key_values=past, attention_mask=attention_mask,
+                   position_ids=positions, token_type_ids=token_type_ids, use_cache=True, logits_to_keep=1,
+                   return_dict=True, output_attentions=output_attentions, output_hidden_states=output_hidden_states)
         seen = {"attentions": out.attentions, "hidden_states": out.hidden_states}
         return out.logits[:, -1].astype(np.float32, copy=False), out.past_key_values, seen
 
@@ -368,13 +425,26 @@ def _with_token_types(step, token_type_ids, prompt_shape):
     B, T = prompt_shape
 
     def typed_step(new_ids, past, mask, **flags):
-        N, t = new_ids.shape
+        N, t = (new_ids if new_ids is not None else flags["inputs_embeds"]).shape[:2]
         L = mask.shape[1]  # the sequence so far; new_ids are its last t tokens
         prompt = np.arange(N) // (N // B)
         full = np.concatenate([types[prompt], np.repeat(types[prompt, -1:], L - T, axis=1)], axis=1)
         return step(new_ids, past, mask, token_type_ids=full[:, L - t:], **flags)
 
     return typed_step
+
+
+def _with_prompt_embeds(step, embeds):
+    """``step`` that runs the prompt from ``embeds`` [B, T, E] instead of token ids: HF's rule for inputs_embeds,
+    which serve the first step alone (each generated token then goes in as an id). With a cache of the prompt's
+    first P positions, the embeddings of the other T - P go in."""
+
+    def embedded_step(new_ids, past, mask, **flags):
+        if mask.shape[1] > embeds.shape[1]:  # the mask covers the sequence so far: past the prompt
+            return step(new_ids, past, mask, **flags)
+        return step(None, past, mask, inputs_embeds=embeds[:, cached_length(past):], **flags)
+
+    return embedded_step
 
 
 def _legacy_settings_set(config) -> bool:
