@@ -19,7 +19,7 @@ from . import tracing
 from .backend import kernel
 from .activations import ACTIVATIONS
 from .cache import KVCache
-from .checks import check_int, float_array, int_array, is_int, mask_array, nonempty, reshape_to
+from .checks import as_array, check_int, float_array, int_array, is_int, mask_array, nonempty, reshape_to
 from .config import GPT2Config
 from .generation import GenerationMixin
 from .layers import (
@@ -98,7 +98,9 @@ class GPT2Model(GPT2PreTrainedModel):
         """Hidden states of every position.  # input_ids [B, T] -> last_hidden_state [B, T, E]
 
         With ``past_key_values`` (P cached positions), ``input_ids`` holds only the T new tokens and
-        positions continue at P. Returns a BaseModelOutputWithPastAndCrossAttentions.
+        positions continue at P. ``attention_mask`` is HF's [B, P + T] of 1s (tokens) and 0s (padding), or its 4-D
+        float form [B, 1, T, P + T], the bias added to the attention scores (0 to attend, the float32 minimum to
+        mask: attention_bias_4d). Returns a BaseModelOutputWithPastAndCrossAttentions.
         """
         cfg, p = self.config, self.params
         use_cache = cfg.use_cache if use_cache is None else use_cache
@@ -140,11 +142,14 @@ class GPT2Model(GPT2PreTrainedModel):
 
         # Masks become additive biases on the attention scores: 0 to attend, MASK_VALUE for padding.
         mask = None
-        if attention_mask is not None:
+        if attention_mask is not None and np.ndim(attention_mask) == 4:
+            mask = attention_bias_4d(attention_mask, B, P, T)  # [B or 1, 1, T or 1, P + T]
+        elif attention_mask is not None:
             attention_mask = mask_array("attention_mask", attention_mask)
             if attention_mask.size != B * (P + T) or attention_mask.shape[-1] != P + T:
                 raise ValueError(f"attention_mask has shape {attention_mask.shape}; expected (batch={B}, "
-                                 f"cached + new tokens={P + T}), 1 for tokens to attend to and 0 for padding")
+                                 f"cached + new tokens={P + T}), 1 for tokens to attend to and 0 for padding (or "
+                                 f"the 4-D float bias (batch, 1, {T}, {P + T}) to add to the attention scores)")
             mask = padding_bias(attention_mask.reshape(B, P + T))  # [B, 1, 1, P + T]
         encoder_mask = None
         if encoder_hidden_states is not None:
@@ -384,6 +389,32 @@ def shifted_lm_loss(logits, labels, vocab_size):
 
 
 # -- input checking ------------------------------------------------------------------------------------
+
+def attention_bias_4d(attention_mask, B, P, T):
+    """The bias a 4-D attention_mask adds to the attention scores.  # [B or 1, 1, T or 1, P + T] -> the same, float32
+
+    The mask is transformers' "inverted" form, the bias itself: 0 lets a query attend to a key, a large negative
+    number masks it (np.finfo(np.float32).min, as transformers builds its masks; -inf; -1e4 ...), other values are
+    added as they are. transformers' eager attention reads a 4-D mask so for GPT-2, and GPT-2's causal mask still
+    applies on top. -inf is read as the float32 minimum: a query left with no key to attend to spreads its
+    attention over the keys up to itself, as with a 2-D mask, instead of becoming NaN (transformers: NaN, or, where
+    the mask leaves later keys at 0, attention to those). A boolean or integer 4-D mask is refused: transformers'
+    eager attention adds its 1s and 0s to the scores, which masks nothing (its sdpa attention masks with them).
+    """
+    m = as_array("attention_mask", attention_mask)
+    if not np.issubdtype(m.dtype, np.floating):
+        raise ValueError(f"a 4-D attention_mask is added to the attention scores as it is (transformers' eager "
+                         f"attention does the same): it must be floats, 0 to attend and a large negative number to "
+                         f"mask, e.g. np.where(allowed, 0.0, np.finfo(np.float32).min); got dtype {m.dtype}, whose "
+                         f"1s and 0s would mask nothing")
+    if m.shape[0] not in (1, B) or m.shape[1] != 1 or m.shape[2] not in (1, T) or m.shape[3] != P + T:
+        raise ValueError(f"a 4-D attention_mask must have shape (batch={B} or 1, 1, query={T} or 1, "
+                         f"key={P + T}: cached + new tokens), got {m.shape}")
+    if np.isnan(m).any() or np.isposinf(m).any():
+        raise ValueError("the 4-D attention_mask contains NaN or +inf; mask with a large negative number instead")
+    with np.errstate(over="ignore"):  # float64's minimum becomes -inf, then the float32 minimum
+        return np.maximum(m.astype(np.float32), MASK_VALUE)
+
 
 def _return_dict(return_dict, config):
     return config.return_dict if return_dict is None else return_dict
