@@ -11,6 +11,8 @@ AutoTokenizer is in minigpt2.tokenizer.
 """
 from __future__ import annotations
 
+import copy
+
 from .config import GPT2Config
 from .modeling import GPT2LMHeadModel, GPT2Model
 from .task_heads import GPT2ForQuestionAnswering, GPT2ForSequenceClassification, GPT2ForTokenClassification
@@ -49,8 +51,18 @@ class AutoModel(_Auto):
 
     @classmethod
     def from_config(cls, config: GPT2Config, **kwargs):
-        """A model with random weights for ``config``."""
-        return cls._target(config, **kwargs)
+        """A model with random weights for ``config``, in ``dtype`` (or ``torch_dtype``; "float32", "bfloat16",
+        "float16", "int8", or torch's or NumPy's dtype objects), else in the config's own ``dtype`` as HF's
+        from_config does ("auto": the config's too); float32 when neither names one. ``attn_implementation`` is
+        accepted (one answer here: HF's eager formula). The model holds a copy of ``config``, as in HF, so
+        converting it leaves the caller's config as it was."""
+        dtype, torch_dtype = kwargs.pop("dtype", None), kwargs.pop("torch_dtype", None)
+        kwargs.pop("attn_implementation", None)
+        model = cls._target(copy.deepcopy(config), **kwargs)
+        dtype = dtype if dtype is not None else torch_dtype
+        if dtype is None or (isinstance(dtype, str) and dtype == "auto"):
+            dtype = config.dtype
+        return model if dtype is None else model.to(dtype)
 
 
 class AutoModelForCausalLM(AutoModel):

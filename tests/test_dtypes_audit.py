@@ -154,3 +154,20 @@ def test_auto_with_a_config_dtype_minigpt2_cannot_hold_says_what_to_pass(float32
         minigpt2.GPT2LMHeadModel.from_pretrained(tmp_path / "f64", torch_dtype="auto")
     assert "or auto" not in str(raised.value)
     assert minigpt2.GPT2LMHeadModel.from_pretrained(tmp_path / "f64", torch_dtype="float32").dtype == "float32"
+
+
+@pytest.mark.parametrize("kwargs, config_dtype", [
+    ({}, None), ({"torch_dtype": "bfloat16"}, None), ({"dtype": "float16"}, None), ({}, "bfloat16"),
+    ({"dtype": "float32"}, "float16"), ({"attn_implementation": "eager"}, None),
+])
+def test_auto_from_config_takes_the_dtype_as_transformers(kwargs, config_dtype):
+    """AutoModelForCausalLM.from_config(config, torch_dtype=...) was a TypeError; transformers builds the model in
+    that dtype, else in config.dtype, and leaves the caller's config as it was (the model holds a copy)."""
+    transformers = pytest.importorskip("transformers")
+    shape = dict(n_layer=1, n_embd=32, n_head=2, vocab_size=64, n_positions=16)
+    ours = minigpt2.GPT2Config(**shape, dtype=config_dtype)
+    theirs = transformers.GPT2Config(**shape, dtype=config_dtype)
+    model = minigpt2.AutoModelForCausalLM.from_config(ours, **kwargs)
+    reference = transformers.AutoModelForCausalLM.from_config(theirs, **kwargs)
+    assert model.dtype == str(reference.dtype).replace("torch.", "")
+    assert ours.dtype == config_dtype and model.config is not ours
