@@ -138,6 +138,20 @@ def _dtype_name(value):
         return value
 
 
+def write_json(path, content) -> None:
+    """``content`` as JSON in the file ``path``, whole or not at all: made in memory, written beside it, then
+    renamed over it, so a value JSON cannot hold or an interrupted save leaves the old file as it was."""
+    text = json.dumps(content, indent=2, sort_keys=True) + "\n"
+    partial = f"{path}.{os.getpid()}.partial"
+    try:
+        with open(partial, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(partial, path)
+    finally:
+        if os.path.exists(partial):
+            os.remove(partial)
+
+
 def read_json_object(path) -> dict:
     """The JSON object in the file ``path`` (config.json, generation_config.json), or a ValueError naming it."""
     try:
@@ -399,9 +413,7 @@ class GPT2Config:
         written = {k: v for k, v in self.to_dict().items()
                    if not (k in LEGACY_GENERATION_DEFAULTS and v == LEGACY_GENERATION_DEFAULTS[k])
                    and not (k == "_name_or_path" and not v)}
-        text = json.dumps(written, indent=2, sort_keys=True) + "\n"  # (before opening: a failure keeps the old file)
-        with open(os.path.join(save_directory, CONFIG_NAME), "w", encoding="utf-8") as f:
-            f.write(text)
+        write_json(os.path.join(save_directory, CONFIG_NAME), written)
 
     def __repr__(self):
         return f"{type(self).__name__} {self.to_json_string()}"

@@ -315,3 +315,29 @@ def test_our_config_json_loads_in_transformers(hf, tmp_path):
     assert printed_json(theirs) == printed_json(ours)
     assert theirs.custom_thing == [1, 2] and theirs.id2label == ours.id2label
     assert hf.AutoConfig.from_pretrained(tmp_path).model_type == "gpt2"
+
+
+def test_config_json_is_replaced_whole_or_not_at_all(tmp_path, monkeypatch):
+    """save_pretrained writes config.json beside and renames it over the old one: a save cut short (here the
+    rename fails, as on a full disk) leaves the old file whole and no partial file behind."""
+    import minigpt2.config
+
+    GPT2Config(n_layer=1).save_pretrained(tmp_path)
+    before = (tmp_path / "config.json").read_text()
+
+    def cut_short(src, dst):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(minigpt2.config.os, "replace", cut_short)
+    with pytest.raises(OSError):
+        GPT2Config(n_layer=2).save_pretrained(tmp_path)
+    assert (tmp_path / "config.json").read_text() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["config.json"]
+    monkeypatch.undo()  # generation_config.json is written the same way
+    minigpt2.GenerationConfig(max_new_tokens=5).save_pretrained(tmp_path)
+    before = (tmp_path / "generation_config.json").read_text()
+    monkeypatch.setattr(minigpt2.config.os, "replace", cut_short)
+    with pytest.raises(OSError):
+        minigpt2.GenerationConfig(max_new_tokens=7).save_pretrained(tmp_path)
+    assert (tmp_path / "generation_config.json").read_text() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["config.json", "generation_config.json"]

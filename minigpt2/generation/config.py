@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import ast
-import json
 import os
 import warnings
 from dataclasses import dataclass, fields
@@ -10,6 +9,7 @@ from typing import Optional
 
 import numpy as np
 from ..checks import is_int, is_number
+from ..config import write_json
 from .hf_settings import INERT, METADATA
 
 GENERATION_CONFIG_NAME = "generation_config.json"
@@ -119,9 +119,7 @@ class GenerationConfig:
             changed["_from_model_config"] = True
         if isinstance(changed.get("sequence_bias"), dict):  # JSON has no tuple keys: HF's list form, which it reads
             changed["sequence_bias"] = [[list(ids), bias] for ids, bias in changed["sequence_bias"].items()]
-        with open(os.path.join(save_directory, config_file_name), "w", encoding="utf-8") as f:
-            json.dump(changed, f, indent=2, sort_keys=True)
-            f.write("\n")
+        write_json(os.path.join(save_directory, config_file_name), changed)
 
     def update(self, **kwargs) -> dict:
         """Set the fields named in ``kwargs``; return the arguments that are not fields (HF's contract)."""
