@@ -10,11 +10,14 @@ Dropout before a head (HF's classifier_dropout) is the identity at inference, so
 """
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 
 from .checks import float_array, int_array
 from .modeling import _return_dict, _WithTransformer, cross_entropy
 from .outputs import QuestionAnsweringModelOutput, SequenceClassifierOutputWithPast, TokenClassifierOutput
+from .pretrained import _callers_level
 
 __all__ = ["GPT2ForSequenceClassification", "GPT2ForTokenClassification", "GPT2ForQuestionAnswering"]
 
@@ -51,16 +54,21 @@ class GPT2ForSequenceClassification(_WithTransformer):
         logits = h.reshape(-1, *h.shape[-2:]) @ self.params["score"]["weight"].T  # [B, T, num_labels]
         B, T = logits.shape[:2]
         if cfg.pad_token_id is None:
-            if B != 1:
-                raise ValueError("GPT2ForSequenceClassification cannot find the last token of each row of a batch "
-                                 "without config.pad_token_id; set it (e.g. to the tokenizer's pad token id)")
+            if B != 1:  # transformers' words, then why and what to do
+                raise ValueError("Cannot handle batch sizes > 1 if no padding token is defined. "
+                                 "GPT2ForSequenceClassification scores each row at its last token that is not "
+                                 "config.pad_token_id; set it (e.g. model.config.pad_token_id = "
+                                 "tokenizer.eos_token_id) or pass one sequence at a time")
             last = np.full(B, T - 1)
         elif input_ids is not None:
             ids = np.asarray(input_ids).reshape(B, T)
             # transformers 4.57's rule: the rightmost token that is not padding (left padding too); 0 if none
             last = (np.arange(T) * (ids != cfg.pad_token_id)).argmax(axis=-1)
         else:
-            last = np.full(B, T - 1)  # padding cannot be seen in inputs_embeds (HF warns likewise)
+            last = np.full(B, T - 1)
+            warnings.warn(f"{type(self).__name__} will not detect padding tokens in `inputs_embeds`. Results may "
+                          "be unexpected if using padding tokens in conjunction with `inputs_embeds.`",
+                          stacklevel=_callers_level())
         pooled = logits[np.arange(B), last]  # [B, num_labels]
         loss = None if labels is None else self._loss(pooled, labels)
         if single:

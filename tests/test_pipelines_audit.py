@@ -1,0 +1,92 @@
+"""pipeline("text-generation") and the task heads called as a transformers user calls them, against transformers 4.57.
+
+Every expected value, text and message is computed here by transformers on the same tiny random checkpoint.
+Greedy text is compared exactly; logits and losses within conftest's bound, 1e-5 * max(1, max|ref|): float32
+products summed in another order differ by a few ulps (2**-24 ~ 6e-8 relative) per accumulation, and through two
+layers and a head that stays well under 1e-5 of the largest magnitude.
+"""
+from __future__ import annotations
+
+import gzip
+import json
+import pathlib
+import warnings
+
+import numpy as np
+import pytest
+
+import minigpt2
+
+torch = pytest.importorskip("torch")
+transformers = pytest.importorskip("transformers")
+from conftest import assert_close, write_hf_checkpoint  # noqa: E402
+
+PROMPT = "Hello, I'm a language model,"
+
+
+def _with_vocabulary(directory):
+    """GPT-2's vocabulary files beside a checkpoint, so transformers' tokenizer loads from the same directory."""
+    from minigpt2 import bpe
+
+    for ours, theirs in (("encoder.json", "vocab.json"), ("vocab.bpe", "merges.txt")):
+        (directory / theirs).write_bytes(gzip.decompress(pathlib.Path(bpe.DATA_DIR, ours + ".gz").read_bytes()))
+    return directory
+
+
+@pytest.fixture(scope="module")
+def lm(tmp_path_factory):
+    """A tiny GPT-2 with the whole vocabulary, tokenizer files and model_max_length 40 (so "hole" can cut):
+    (directory, transformers' pipeline, minigpt2's pipeline)."""
+    d = tmp_path_factory.mktemp("lm")
+    write_hf_checkpoint(d, seed=4, vocab_size=50257, n_positions=320, n_embd=16, n_layer=2, n_head=2)
+    _with_vocabulary(d)
+    (d / "tokenizer_config.json").write_text(json.dumps({"model_max_length": 40}))
+    hf = transformers.pipeline("text-generation", model=str(d), tokenizer=str(d), device="cpu")
+    return d, hf, minigpt2.pipeline("text-generation", model=str(d))
+
+
+def hf_call(pipe, *args, **kwargs):
+    """transformers' result, or the exception it raised."""
+    try:
+        with torch.no_grad():
+            return pipe(*args, **kwargs)
+    except Exception as e:  # noqa: BLE001 (the reference's failure is the expected value)
+        return e
+
+
+# -- task heads -------------------------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def classifier(tmp_path_factory):
+    d = tmp_path_factory.mktemp("seqcls")
+    hf = write_hf_checkpoint(d, model_class="GPT2ForSequenceClassification", seed=3, num_labels=3)
+    return d, hf
+
+
+def test_sequence_classification_without_pad_token_says_what_transformers_says(classifier):
+    """A batch of two without config.pad_token_id: transformers' ValueError, its message first."""
+    d, hf = classifier
+    ids = np.array([[5, 6, 7], [8, 9, 10]])
+    with pytest.raises(ValueError) as theirs:
+        hf(torch.tensor(ids))
+    model = minigpt2.GPT2ForSequenceClassification.from_pretrained(d)
+    with pytest.raises(ValueError, match="pad_token_id") as ours:
+        model(ids)
+    assert str(ours.value).startswith(str(theirs.value))
+    assert_close(model(ids[:1]).logits, hf(torch.tensor(ids[:1])).logits.detach().numpy(), "one row, no pad token")
+
+
+def test_sequence_classification_warns_that_inputs_embeds_hide_padding(classifier):
+    """With config.pad_token_id set, inputs_embeds are scored at their last position, with transformers' warning."""
+    d, hf = classifier
+    model = minigpt2.GPT2ForSequenceClassification.from_pretrained(d, pad_token_id=0)
+    hf.config.pad_token_id = 0
+    embeds = np.random.default_rng(0).standard_normal((2, 4, model.config.n_embd)).astype(np.float32)
+    with pytest.warns(UserWarning, match=r"will not detect padding tokens in `inputs_embeds`") as record:
+        got = model(inputs_embeds=embeds).logits
+    assert str(record[0].message) == ("GPT2ForSequenceClassification will not detect padding tokens in "
+                                      "`inputs_embeds`. Results may be unexpected if using padding tokens in "
+                                      "conjunction with `inputs_embeds.`")
+    assert record[0].filename == __file__
+    with torch.no_grad():
+        assert_close(got, hf(inputs_embeds=torch.tensor(embeds)).logits.numpy(), "logits from inputs_embeds")
