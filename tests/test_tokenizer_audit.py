@@ -1,0 +1,53 @@
+"""Audit of minigpt2's tokenizers against transformers, as a transformers user calls them: each class against its
+namesake (GPT2Tokenizer against the pure-Python GPT2Tokenizer, GPT2TokenizerFast against the Rust-backed one),
+built offline from the bundled vocabulary. Every expected value is computed by transformers in the test."""
+import gzip
+import pathlib
+
+import pytest
+
+from minigpt2 import bpe as B
+from minigpt2.tokenizer import AddedToken, GPT2Tokenizer, GPT2TokenizerFast
+
+transformers = pytest.importorskip("transformers")
+pytest.importorskip("tokenizers")
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    d = tmp_path_factory.mktemp("hf_vocab_audit")
+    for ours, theirs in (("encoder.json", "vocab.json"), ("vocab.bpe", "merges.txt")):
+        (d / theirs).write_bytes(gzip.decompress(pathlib.Path(B.DATA_DIR, ours + ".gz").read_bytes()))
+    return d
+
+
+def pair_of(files, fast, **kwargs):
+    """(minigpt2's, transformers') tokenizer of the same kind, from the same files with the same options."""
+    ours_cls, theirs_cls = ((GPT2TokenizerFast, transformers.GPT2TokenizerFast) if fast
+                            else (GPT2Tokenizer, transformers.GPT2Tokenizer))
+    vocab, merges = str(files / "vocab.json"), str(files / "merges.txt")
+    kwargs.setdefault("model_max_length", 1024)
+    return ours_cls(vocab, merges, **kwargs), theirs_cls(vocab, merges, **kwargs)
+
+
+def plain(value):
+    """A BatchEncoding / arrays / tuples as plain lists, for comparing outputs."""
+    if isinstance(value, dict) or hasattr(value, "keys"):
+        return {k: plain(value[k]) for k in value.keys()}
+    if hasattr(value, "tolist"):
+        return plain(value.tolist())
+    if isinstance(value, (list, tuple)):
+        return [plain(v) for v in value]
+    return value
+
+
+BOTH = pytest.mark.parametrize("fast", [False, True], ids=["slow", "fast"])
+
+
+@BOTH
+def test_chat_template_is_none_as_in_transformers(files, fast):
+    ours, theirs = pair_of(files, fast)
+    assert ours.chat_template is theirs.chat_template is None  # `if tokenizer.chat_template is None:` works
+    for tokenizer in (ours, theirs):
+        with pytest.raises(ValueError, match="chat_template is not set"):
+            tokenizer.apply_chat_template([{"role": "user", "content": "hi"}])
