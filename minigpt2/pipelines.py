@@ -141,19 +141,24 @@ class TextGenerationPipeline:
     def __call__(self, text_inputs, **kwargs):
         """Generate from one prompt (-> a list of dicts) or a list of prompts (-> a list of lists of dicts).
         Each dict holds "generated_text" (the prompt and the new text; only the new text with
-        return_full_text=False), or "generated_token_ids" with return_tensors=True. ``prefix`` is put before
+        return_full_text=False), or "generated_token_ids" when return_tensors is given (True, or False as well:
+        transformers' rule). ``prefix`` is put before
         each prompt for the model and left out of the text; ``batch_size`` prompts are generated together
         (left-padded, each as it would be alone)."""
         _check_names(kwargs, CALL_OPTIONS + GENERATE_SETTINGS, "the text-generation pipeline call")
         given = {**self._options, **{k: v for k, v in kwargs.items() if k in CALL_OPTIONS}}
         kwargs = {**self._defaults, **{k: v for k, v in kwargs.items() if k not in CALL_OPTIONS}}
-        full_text, tensors = given.get("return_full_text"), given.get("return_tensors")
-        if full_text is not None and (given.get("return_text") is not None or tensors is not None):
+        full_text, tensors, text = (given.get(k) for k in ("return_full_text", "return_tensors", "return_text"))
+        # transformers' rule: return_full_text decides, else return_tensors given at all (True or False) means ids
+        if full_text is not None and (text is not None or tensors is not None):
             raise ValueError("return_full_text is mutually exclusive with return_text and return_tensors")
+        if full_text is None and tensors is not None and text is not None:
+            raise ValueError("return_text is mutually exclusive with return_tensors (return_tensors=True gives "
+                             "token ids, return_text=True the text: pass one)")
         if given.get("stop_sequence") is not None:
             kwargs["eos_token_id"] = self.tokenizer.encode(given["stop_sequence"], add_special_tokens=False)
         kwargs.setdefault("generation_config", self.generation_config)
-        options = dict(full_text=full_text is not False, tensors=bool(tensors),
+        options = dict(full_text=full_text is not False, tensors=full_text is None and tensors is not None,
                        clean_up=given.get("clean_up_tokenization_spaces", None) is not False,
                        skip_special=given.get("skip_special_tokens", None) is not False)
         batch_size = 1 if given.get("batch_size") is None else given["batch_size"]

@@ -90,3 +90,19 @@ def test_sequence_classification_warns_that_inputs_embeds_hide_padding(classifie
     assert record[0].filename == __file__
     with torch.no_grad():
         assert_close(got, hf(inputs_embeds=torch.tensor(embeds)).logits.numpy(), "logits from inputs_embeds")
+
+
+# -- text generation ----------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("kwargs", [dict(return_tensors=False), dict(return_tensors=True, return_text=True),
+                                    dict(return_tensors=False, return_text=False), dict(return_text=False)],
+                         ids=lambda k: ",".join(f"{a}={b}" for a, b in k.items()))
+def test_return_tensors_and_return_text_as_transformers_reads_them(lm, kwargs):
+    """transformers returns token ids whenever return_tensors is given, even False, and refuses it beside
+    return_text; minigpt2 returned text for return_tensors=False and ids for both."""
+    want = hf_call(lm[1], PROMPT, do_sample=False, max_new_tokens=4, **kwargs)
+    if isinstance(want, Exception):
+        with pytest.raises(type(want), match="mutually exclusive"):
+            lm[2](PROMPT, do_sample=False, max_new_tokens=4, **kwargs)
+    else:
+        assert lm[2](PROMPT, do_sample=False, max_new_tokens=4, **kwargs) == want
