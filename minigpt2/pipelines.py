@@ -167,13 +167,20 @@ class TextGenerationPipeline:
         prefix = given.get("prefix") or ""
         if not isinstance(prefix, str):
             raise TypeError(f"prefix must be a string (put before every prompt), got {type(prefix).__name__}")
+        if isinstance(text_inputs, (list, tuple)) and text_inputs and isinstance(text_inputs[0], (dict, list, tuple)):
+            # a chat (list of messages) or a list of chats: transformers formats them with the tokenizer's chat
+            # template; GPT-2's has none, and its apply_chat_template raises transformers' ValueError saying so
+            chat = text_inputs if isinstance(text_inputs[0], dict) else text_inputs[0]
+            self.tokenizer.apply_chat_template(chat)
+            raise ValueError("the text-generation pipeline takes a string or a list of strings: minigpt2 does not "
+                             "format chat messages (GPT-2 is a plain language model: prompt it with text)")
         if isinstance(text_inputs, str):
             return self._batch([text_inputs], prefix, kwargs, options)[0]
         if isinstance(text_inputs, (list, tuple)) and all(isinstance(t, str) for t in text_inputs):
             return [records for start in range(0, len(text_inputs), batch_size)
                     for records in self._batch(text_inputs[start:start + batch_size], prefix, kwargs, options)]
-        raise TypeError(f"the text-generation pipeline takes a string or a list of strings (chat messages are "
-                        f"not supported: GPT-2 has no chat template), got {type(text_inputs).__name__}")
+        raise TypeError(f"the text-generation pipeline takes a string or a list of strings, got "
+                        f"{type(text_inputs).__name__}")
 
     def _batch(self, prompts, prefix, kwargs, options):
         """The records of each prompt, generated together (an empty prompt, which starts from bos, alone)."""

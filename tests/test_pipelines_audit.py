@@ -106,3 +106,16 @@ def test_return_tensors_and_return_text_as_transformers_reads_them(lm, kwargs):
             lm[2](PROMPT, do_sample=False, max_new_tokens=4, **kwargs)
     else:
         assert lm[2](PROMPT, do_sample=False, max_new_tokens=4, **kwargs) == want
+
+
+@pytest.mark.parametrize("chat", [[{"role": "user", "content": "Hi"}], [[{"role": "user", "content": "Hi"}]],
+                                  ({"role": "user", "content": "Hi"},)], ids=["chat", "list of chats", "tuple"])
+def test_chat_messages_raise_transformers_error(lm, chat):
+    """GPT-2 has no chat template: transformers' pipeline raises its tokenizer's ValueError; minigpt2 raised a
+    TypeError of its own, which `except ValueError` (what transformers code catches) missed."""
+    want = hf_call(lm[1], chat, max_new_tokens=3)
+    assert isinstance(want, ValueError) and "chat_template is not set" in str(want)
+    with pytest.raises(ValueError) as ours:
+        lm[2](chat, max_new_tokens=3)
+    assert str(ours.value).startswith(str(want).split("!")[0] + "!")
+    assert "GPT-2 has no chat template" in str(ours.value)
