@@ -51,3 +51,14 @@ def test_chat_template_is_none_as_in_transformers(files, fast):
     for tokenizer in (ours, theirs):
         with pytest.raises(ValueError, match="chat_template is not set"):
             tokenizer.apply_chat_template([{"role": "user", "content": "hi"}])
+
+
+@BOTH
+def test_a_batch_item_given_as_a_two_item_list_is_a_pair(files, fast):
+    """transformers reads [text, pair] in a batch as a pair, as it reads (text, pair)."""
+    ours, theirs = pair_of(files, fast, pad_token="<|endoftext|>")
+    batch = [["Hello world", "and its pair"], ("a tuple", "pair"), "alone"]
+    for options in ({}, {"padding": True, "return_token_type_ids": True}):
+        assert plain(ours(batch, **options)) == plain(theirs(batch, **options))
+        assert plain(ours.batch_encode_plus(batch, **options)) == plain(theirs.batch_encode_plus(batch, **options))
+

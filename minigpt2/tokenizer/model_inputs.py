@@ -146,7 +146,7 @@ class ModelInputs:
     @staticmethod
     def _pairs(items, o: EncodingOptions):
         for n, item in enumerate(items):
-            if isinstance(item, tuple) and len(item) == 2 and not o.is_split_into_words:
+            if isinstance(item, (tuple, list)) and len(item) == 2 and not o.is_split_into_words:  # [text, pair]
                 first, second = item
             else:
                 first, second = item, None
