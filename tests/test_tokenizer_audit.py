@@ -62,3 +62,15 @@ def test_a_batch_item_given_as_a_two_item_list_is_a_pair(files, fast):
         assert plain(ours(batch, **options)) == plain(theirs(batch, **options))
         assert plain(ours.batch_encode_plus(batch, **options)) == plain(theirs.batch_encode_plus(batch, **options))
 
+
+@BOTH
+def test_a_padding_side_that_is_not_left_or_right_is_an_error_when_padding(files, fast):
+    ours, theirs = pair_of(files, fast, pad_token="<|endoftext|>")
+    texts = ["a", "bb"]  # equal lengths: nothing to pad, the side must be checked all the same
+    if fast:
+        with pytest.raises(ValueError, match="middle"):
+            theirs(texts, padding=True, padding_side="middle")
+    with pytest.raises(ValueError, match="padding_side must be 'left' or 'right', got 'middle'"):
+        ours(texts, padding=True, padding_side="middle")
+    assert plain(ours(texts, padding_side="middle")) == plain(theirs(texts, padding_side="middle"))  # not padding
+

@@ -72,6 +72,8 @@ class EncodingOptions:
             raise ValueError(f"max_length must be a non-negative int, got {max_length!r}")
         if padding != "do_not_pad":
             require_pad_token(tokenizer)
+            if o.padding_side not in (None, "left", "right"):
+                raise ValueError(f"padding_side must be 'left' or 'right', got {o.padding_side!r}")
         if (truncation != "do_not_truncate" and padding != "do_not_pad" and o.pad_to_multiple_of is not None
                 and max_length is not None and max_length % o.pad_to_multiple_of != 0):
             raise ValueError(f"truncation length ({max_length}) is not a multiple of pad_to_multiple_of "
