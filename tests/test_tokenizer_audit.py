@@ -74,3 +74,14 @@ def test_a_padding_side_that_is_not_left_or_right_is_an_error_when_padding(files
         ours(texts, padding=True, padding_side="middle")
     assert plain(ours(texts, padding_side="middle")) == plain(theirs(texts, padding_side="middle"))  # not padding
 
+
+def test_fast_only_second_truncation_without_a_pair_is_an_error(files):
+    ours, theirs = pair_of(files, True)
+    text = "a text of more than four tokens, to be truncated"
+    with pytest.raises(Exception, match="Second sequence not provided"):
+        theirs(text, truncation="only_second", max_length=4)
+    with pytest.raises(ValueError, match="only_second.*text_pair"):
+        ours(text, truncation="only_second", max_length=4)
+    assert plain(ours("short", truncation="only_second", max_length=4)) == plain(
+        theirs("short", truncation="only_second", max_length=4))  # nothing to truncate: no error
+

@@ -120,7 +120,10 @@ def fast_truncation(n1: int, n2: Optional[int], budget: int, strategy: str) -> T
         if short + long_ > budget:
             short, long_ = budget // 2, budget // 2 + budget % 2
         return (short, long_) if n1 <= n2 else (long_, short)
-    if n2 is None:  # one sequence: any strategy keeps what fits
+    if n2 is None and strategy == "only_second":
+        raise ValueError("truncation='only_second' truncates the text_pair, but no text_pair was given: use "
+                         "truncation=True (or 'only_first') for a single text")
+    if n2 is None:  # one sequence: longest_first and only_first keep what fits
         return budget, None
     if strategy == "only_first":
         if n1 <= remove:
