@@ -85,3 +85,9 @@ def test_fast_only_second_truncation_without_a_pair_is_an_error(files):
     assert plain(ours("short", truncation="only_second", max_length=4)) == plain(
         theirs("short", truncation="only_second", max_length=4))  # nothing to truncate: no error
 
+
+@BOTH
+def test_convert_ids_to_tokens_of_a_nested_list_names_the_problem(files, fast):
+    ours, _ = pair_of(files, fast)
+    with pytest.raises(TypeError, match="item 0 is a sequence"):
+        ours.convert_ids_to_tokens([[15496, 995]])

@@ -276,7 +276,10 @@ class Vocabulary:
         if skip_special_tokens:
             special = set(self.all_special_ids)
             ids = [i for i in ids if i not in special]
-        return [self._id_to_token(i) for i in ids]
+        try:
+            return [self._id_to_token(i) for i in ids]
+        except TypeError:  # a list or other unhashable item
+            raise self._bad_id_error(ids) from None
 
     def _id_to_token(self, index: int) -> str:
         token = self._added_tokens_decoder.get(index)
