@@ -35,7 +35,8 @@ LOADING_OPTIONS = ("torch_dtype", "dtype", "revision", "token", "trust_remote_co
                    "use_fast")
 # the options of a call (also accepted by pipeline() as defaults), besides generate()'s settings
 CALL_OPTIONS = ("return_full_text", "return_tensors", "return_text", "clean_up_tokenization_spaces",
-                "skip_special_tokens", "stop_sequence", "prefix", "batch_size", "num_workers")
+                "skip_special_tokens", "stop_sequence", "prefix", "handle_long_generation", "batch_size",
+                "num_workers")
 GENERATE_SETTINGS = tuple(f.name for f in fields(GenerationConfig)) + tuple(
     name for name in GENERATE_ARGUMENTS if name not in ("input_ids", "attention_mask", "tokenizer")) + (
     "use_model_defaults",) + HF_ONLY  # (transformers' settings generate() accepts where they do not act, or refuses)
@@ -144,10 +145,17 @@ class TextGenerationPipeline:
         return_full_text=False), or "generated_token_ids" when return_tensors is given (True, or False as well:
         transformers' rule). ``prefix`` is put before
         each prompt for the model and left out of the text; ``batch_size`` prompts are generated together
-        (left-padded, each as it would be alone)."""
+        (left-padded, each as it would be alone). ``handle_long_generation="hole"`` cuts the start of a prompt
+        so that it and the new tokens fit ``tokenizer.model_max_length``, as transformers does: the number of
+        new tokens is this call's max_new_tokens, else the generation settings' max_length minus the prompt's."""
         _check_names(kwargs, CALL_OPTIONS + GENERATE_SETTINGS, "the text-generation pipeline call")
         given = {**self._options, **{k: v for k, v in kwargs.items() if k in CALL_OPTIONS}}
+        new_tokens = kwargs.get("max_new_tokens")  # this call's, which transformers' "hole" reads
         kwargs = {**self._defaults, **{k: v for k, v in kwargs.items() if k not in CALL_OPTIONS}}
+        if given.get("handle_long_generation") not in (None, "hole"):
+            raise ValueError(f"{given['handle_long_generation']} is not a valid value for `handle_long_generation` "
+                             f"parameter expected [None, 'hole'] ('hole' cuts the start of a prompt too long for "
+                             f"the model and the new tokens)")
         full_text, tensors, text = (given.get(k) for k in ("return_full_text", "return_tensors", "return_text"))
         # transformers' rule: return_full_text decides, else return_tensors given at all (True or False) means ids
         if full_text is not None and (text is not None or tensors is not None):
@@ -160,7 +168,8 @@ class TextGenerationPipeline:
         kwargs.setdefault("generation_config", self.generation_config)
         options = dict(full_text=full_text is not False, tensors=full_text is None and tensors is not None,
                        clean_up=given.get("clean_up_tokenization_spaces", None) is not False,
-                       skip_special=given.get("skip_special_tokens", None) is not False)
+                       skip_special=given.get("skip_special_tokens", None) is not False,
+                       hole=given.get("handle_long_generation") == "hole", new_tokens=new_tokens)
         batch_size = 1 if given.get("batch_size") is None else given["batch_size"]
         if not (isinstance(batch_size, int) and batch_size >= 1):
             raise ValueError(f"batch_size must be a positive integer (prompts generated together), got {batch_size!r}")
@@ -185,6 +194,8 @@ class TextGenerationPipeline:
     def _batch(self, prompts, prefix, kwargs, options):
         """The records of each prompt, generated together (an empty prompt, which starts from bos, alone)."""
         encoded = [self.tokenizer(prefix + p, add_special_tokens=False)["input_ids"] for p in prompts]
+        if options["hole"]:
+            encoded = [self._hole(ids, options["new_tokens"], kwargs) for ids in encoded]
         if len(prompts) > 1 and not all(encoded):
             return [records for p in prompts for records in self._batch([p], prefix, kwargs, options)]
         kwargs = dict(kwargs)
@@ -215,3 +226,21 @@ class TextGenerationPipeline:
                 records.append({"generated_text": prompt + new_text if options["full_text"] else new_text})
             out.append(records)
         return out
+
+    def _hole(self, ids, new_tokens, kwargs):
+        """handle_long_generation="hole", as transformers 4.57: the prompt's last tokens that leave room for
+        ``new_tokens`` (this call's max_new_tokens, else max_length minus the prompt's length) within
+        tokenizer.model_max_length."""
+        if new_tokens is None:
+            new_tokens = kwargs.get("max_length", self.generation_config.max_length) - len(ids)
+            if new_tokens < 0:
+                raise ValueError(f"We cannot infer how many new tokens are expected (handle_long_generation='hole' "
+                                 f"with a {len(ids)}-token prompt beyond max_length: pass max_new_tokens= to the "
+                                 f"call)")
+        limit = self.tokenizer.model_max_length
+        if len(ids) + new_tokens <= limit:
+            return ids
+        if limit - new_tokens <= 0:
+            raise ValueError(f"We cannot use `hole` to handle this generation the number of desired tokens exceeds "
+                             f"the models max length ({new_tokens} new tokens, tokenizer.model_max_length {limit})")
+        return ids[len(ids) - (limit - new_tokens):]

@@ -119,3 +119,22 @@ def test_chat_messages_raise_transformers_error(lm, chat):
         lm[2](chat, max_new_tokens=3)
     assert str(ours.value).startswith(str(want).split("!")[0] + "!")
     assert "GPT-2 has no chat template" in str(ours.value)
+
+
+@pytest.mark.parametrize("kwargs", [dict(max_new_tokens=5), dict(max_new_tokens=5, return_full_text=False),
+                                    dict(max_new_tokens=5, prefix="Once upon a time. "), dict(max_new_tokens=45),
+                                    dict(max_new_tokens=5, handle_long_generation="cut"), dict()],
+                         ids=lambda k: ",".join(f"{a}={b}" for a, b in k.items()) or "no max_new_tokens")
+def test_handle_long_generation_hole(lm, kwargs):
+    """A 45-token prompt, model_max_length 40: "hole" keeps its last 40 - max_new_tokens tokens (transformers'
+    text exactly), or raises transformers' ValueError. minigpt2 refused handle_long_generation as unknown."""
+    kwargs = {"handle_long_generation": "hole", **kwargs}
+    want = hf_call(lm[1], PROMPT * 5, do_sample=False, **kwargs)
+    if isinstance(want, Exception):
+        assert isinstance(want, ValueError)
+        with pytest.raises(ValueError) as ours:
+            lm[2](PROMPT * 5, do_sample=False, **kwargs)
+        assert str(ours.value).startswith(str(want))
+    else:
+        assert lm[2](PROMPT * 5, do_sample=False, **kwargs) == want
+        assert lm[2](PROMPT, do_sample=False, **kwargs) == hf_call(lm[1], PROMPT, do_sample=False, **kwargs)
