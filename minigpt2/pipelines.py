@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import copy
 import difflib
+import warnings
 from dataclasses import fields
 
 import numpy as np
@@ -25,6 +26,7 @@ import numpy as np
 from .generation import GenerationConfig, set_seed
 from .generation.hf_settings import HF_ONLY
 from .generation.mixin import GENERATE_ARGUMENTS
+from .pretrained import _callers_level
 
 __all__ = ["pipeline", "TextGenerationPipeline", "set_seed"]
 
@@ -151,6 +153,7 @@ class TextGenerationPipeline:
         _check_names(kwargs, CALL_OPTIONS + GENERATE_SETTINGS, "the text-generation pipeline call")
         given = {**self._options, **{k: v for k, v in kwargs.items() if k in CALL_OPTIONS}}
         new_tokens = kwargs.get("max_new_tokens")  # this call's, which transformers' "hole" reads
+        cut = kwargs.get("max_length")  # this call's, which transformers also gives the tokenizer (it cuts prompts)
         kwargs = {**self._defaults, **{k: v for k, v in kwargs.items() if k not in CALL_OPTIONS}}
         if given.get("handle_long_generation") not in (None, "hole"):
             raise ValueError(f"{given['handle_long_generation']} is not a valid value for `handle_long_generation` "
@@ -169,7 +172,7 @@ class TextGenerationPipeline:
         options = dict(full_text=full_text is not False, tensors=full_text is None and tensors is not None,
                        clean_up=given.get("clean_up_tokenization_spaces", None) is not False,
                        skip_special=given.get("skip_special_tokens", None) is not False,
-                       hole=given.get("handle_long_generation") == "hole", new_tokens=new_tokens)
+                       hole=given.get("handle_long_generation") == "hole", new_tokens=new_tokens, cut=cut)
         batch_size = 1 if given.get("batch_size") is None else given["batch_size"]
         if not (isinstance(batch_size, int) and batch_size >= 1):
             raise ValueError(f"batch_size must be a positive integer (prompts generated together), got {batch_size!r}")
@@ -194,6 +197,12 @@ class TextGenerationPipeline:
     def _batch(self, prompts, prefix, kwargs, options):
         """The records of each prompt, generated together (an empty prompt, which starts from bos, alone)."""
         encoded = [self.tokenizer(prefix + p, add_special_tokens=False)["input_ids"] for p in prompts]
+        if options["cut"] is not None and any(len(ids) > options["cut"] for ids in encoded):
+            warnings.warn(f"max_length={options['cut']} is shorter than the prompt: as in transformers, whose pipeline "
+                          f"also gives max_length to the tokenizer, the prompt is cut to its first {options['cut']} "
+                          f"tokens (use max_new_tokens= to set the length of the generation alone)",
+                          stacklevel=_callers_level())
+            encoded = [ids[:options["cut"]] for ids in encoded]
         if options["hole"]:
             encoded = [self._hole(ids, options["new_tokens"], kwargs) for ids in encoded]
         if len(prompts) > 1 and not all(encoded):

@@ -138,3 +138,16 @@ def test_handle_long_generation_hole(lm, kwargs):
     else:
         assert lm[2](PROMPT * 5, do_sample=False, **kwargs) == want
         assert lm[2](PROMPT, do_sample=False, **kwargs) == hf_call(lm[1], PROMPT, do_sample=False, **kwargs)
+
+
+@pytest.mark.parametrize("kwargs", [dict(max_length=5, max_new_tokens=3),
+                                    dict(max_length=5, max_new_tokens=3, return_full_text=False),
+                                    dict(max_length=12, max_new_tokens=2, prefix="Once upon a time. ")],
+                         ids=lambda k: ",".join(f"{a}={b}" for a, b in k.items()))
+def test_a_call_max_length_shorter_than_the_prompt_cuts_it_as_transformers(lm, kwargs):
+    """transformers' pipeline gives a call's max_length to the tokenizer too, which keeps the first max_length
+    tokens (prefix included) and generates from them; minigpt2 generated from the whole prompt (other text)."""
+    want = hf_call(lm[1], PROMPT, do_sample=False, **kwargs)
+    with pytest.warns(UserWarning, match="prompt is cut to its first") as record:
+        assert lm[2](PROMPT, do_sample=False, **kwargs) == want
+    assert record[0].filename == __file__
