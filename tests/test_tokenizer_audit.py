@@ -91,3 +91,30 @@ def test_convert_ids_to_tokens_of_a_nested_list_names_the_problem(files, fast):
     ours, _ = pair_of(files, fast)
     with pytest.raises(TypeError, match="item 0 is a sequence"):
         ours.convert_ids_to_tokens([[15496, 995]])
+
+
+PREFIX_TEXTS = ["", " ", "Hello", " Hello world", "\n<new>\n", "a<new>b", "<new> x", " a <new>  b", "<|endoftext|>x",
+                "<new>", "x <|endoftext|>  y", "😀<new>😀"]
+PREFIX_WORDS = [["Hello", " world", "x"], ["a", "<new>", "", "  b"], ["\n", "😀", "<|endoftext|>"]]
+
+
+def test_fast_add_prefix_space_puts_a_space_before_each_plain_part(files):
+    """HF's Rust pre-tokenizer adds the space to each part between added tokens, and only where the part does not
+    start with one (ids, tokens and offsets); is_split_into_words needs add_prefix_space=True."""
+    ours, theirs = pair_of(files, True, add_prefix_space=True)
+    for tokenizer in (ours, theirs):
+        tokenizer.add_tokens(["<new>"])
+    for text in PREFIX_TEXTS:
+        expected = theirs(text, return_offsets_mapping=True)
+        got = ours(text, return_offsets_mapping=True)
+        assert plain(got) == plain(expected), text
+        assert got.tokens() == expected.tokens() and ours.tokenize(text) == theirs.tokenize(text), text
+    for words in PREFIX_WORDS:
+        expected = theirs(words, is_split_into_words=True, return_offsets_mapping=True)
+        got = ours(words, is_split_into_words=True, return_offsets_mapping=True)
+        assert plain(got) == plain(expected) and got.word_ids() == expected.word_ids(), words
+    without_ours, without_theirs = pair_of(files, True)
+    with pytest.raises(AssertionError, match="add_prefix_space=True"):
+        without_theirs(PREFIX_WORDS[0], is_split_into_words=True)
+    with pytest.raises(ValueError, match="add_prefix_space=True"):
+        without_ours(PREFIX_WORDS[0], is_split_into_words=True)

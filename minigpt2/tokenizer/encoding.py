@@ -32,17 +32,24 @@ class Encoding:
     def _with_prefix(self, text: str, add_prefix_space: Optional[bool]) -> str:
         check_text(text)
         prefix = self.add_prefix_space if add_prefix_space is None else add_prefix_space
+        if self.is_fast:  # HF's Rust pre-tokenizer adds the space only where the text does not start with one
+            return " " + text if prefix and text and text[0] != " " else text
         return " " + text if prefix else text
 
     def _segments(self, text: str, add_prefix_space: Optional[bool],
                   split_special_tokens: Optional[bool]) -> List[Tuple[str, bool]]:
-        """The text (with add_prefix_space's space) cut into (plain text, False) and (added token, True)."""
-        text = self._with_prefix(text, add_prefix_space)
+        """The text (with add_prefix_space's space) cut into (plain text, False) and (added token, True). The slow
+        class puts the space in front of the text, the fast one (as HF's Rust code) in front of each plain part."""
         if split_special_tokens is None:
             split_special_tokens = self.split_special_tokens
         if split_special_tokens or self._added_re is None:
+            text = self._with_prefix(text, add_prefix_space)
             return [(text, False)] if text else []
-        return self._apply_added_token_rules(self._added_re.split(text))
+        if self.is_fast:
+            check_text(text)
+            return [(s if is_added else self._with_prefix(s, add_prefix_space), is_added)
+                    for s, is_added in self._apply_added_token_rules(self._added_re.split(text))]
+        return self._apply_added_token_rules(self._added_re.split(self._with_prefix(text, add_prefix_space)))
 
     def _word_ids_of(self, text, is_split_into_words: bool, add_prefix_space: Optional[bool],
                      split_special_tokens: Optional[bool]) -> List[int]:
@@ -84,6 +91,9 @@ class Encoding:
         """is_split_into_words=True: each word is encoded on its own with a leading space (HF's rule)."""
         if not isinstance(words, (list, tuple)):
             raise TypeError(f"with is_split_into_words=True the input must be a list of str, got {type(words).__name__}")
+        if self.is_fast and not (self.add_prefix_space if add_prefix_space is None else add_prefix_space):
+            raise ValueError("You need to instantiate GPT2TokenizerFast with add_prefix_space=True to use it with "
+                             "pretokenized inputs (is_split_into_words=True).")  # HF's message (an AssertionError)
         ids: List[int] = []
         for word in words:
             check_text(word, "each word")

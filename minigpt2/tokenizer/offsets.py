@@ -34,9 +34,24 @@ def offsets_of(tokenizer, text: str, ids: List[int], add_prefix_space: bool) -> 
             while pos < len(data) and data[pos:pos + n] != piece and data[pos:pos + 1].isspace():
                 pos += 1
         start, end = max(pos, 0), max(pos + n, 0)
+        if end == start == 0 and data:  # the extra space alone: HF gives it the first character
+            end = len(text[0].encode("utf-8"))
         offsets.append((char_of_byte[min(start, len(data))], char_of_byte[min(end, len(data)) - 1] + 1
                         if end > start else char_of_byte[min(start, len(data))]))
         pos += n
+    return offsets
+
+
+def offsets_by_part(tokenizer, text: str, split_special_tokens) -> List[Tuple[int, int]]:
+    """The fast class with add_prefix_space: each plain part between added tokens has its own extra space (HF's
+    Rust pre-tokenizer), so each part's offsets are found on their own, shifted to where the part starts."""
+    offsets, start = [], 0
+    for part, is_added in tokenizer._segments(text, False, split_special_tokens):
+        start = text.find(part, start)  # parts are in order; only white space an added token stripped is between
+        ids = [tokenizer._added_tokens_encoder[part]] if is_added else tokenizer._encode_text(part, True, True)
+        offsets += [(start, start + len(part))] if is_added else [
+            (start + a, start + b) for a, b in offsets_of(tokenizer, part, ids, part[0] != " ")]
+        start += len(part)
     return offsets
 
 
@@ -61,8 +76,11 @@ def offsets_for_input(tokenizer, text, ids, is_split_into_words, add_prefix_spac
     """Offsets of one input's ids (from _ids_of). With is_split_into_words, offsets within each word, as HF's
     fast tokenizer gives them (each word's ids are found again: where one ends is not in ``ids``)."""
     if is_split_into_words:
-        return [o for word in text for o in offsets_of(tokenizer, 
-            word, tokenizer._encode_text(word, add_prefix_space=True, split_special_tokens=split_special_tokens), True)]
+        return [o for word in text for o in offsets_for_input(
+            tokenizer, word, tokenizer._encode_text(word, True, split_special_tokens), False, True, split_special_tokens)]
     prefix = tokenizer.add_prefix_space if add_prefix_space is None else add_prefix_space
+    if tokenizer.is_fast and prefix and tokenizer._added_re is not None and not (
+            tokenizer.split_special_tokens if split_special_tokens is None else split_special_tokens):
+        return offsets_by_part(tokenizer, text, split_special_tokens)
     return offsets_of(tokenizer, text, ids, prefix)
 
