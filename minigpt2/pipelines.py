@@ -41,7 +41,8 @@ CALL_OPTIONS = ("return_full_text", "return_tensors", "return_text", "clean_up_t
                 "num_workers")
 GENERATE_SETTINGS = tuple(f.name for f in fields(GenerationConfig)) + tuple(
     name for name in GENERATE_ARGUMENTS if name not in ("input_ids", "attention_mask", "tokenizer")) + (
-    "use_model_defaults",) + HF_ONLY  # (transformers' settings generate() accepts where they do not act, or refuses)
+    "use_model_defaults", "generation_config") + HF_ONLY  # (HF_ONLY: transformers' settings generate() accepts
+# where they do not act, or refuses; a call's generation_config replaces the pipeline's, as in transformers)
 
 
 def pipeline(task=None, model=None, tokenizer=None, config=None, device=None, framework=None, **kwargs):

@@ -151,3 +151,12 @@ def test_a_call_max_length_shorter_than_the_prompt_cuts_it_as_transformers(lm, k
     with pytest.warns(UserWarning, match="prompt is cut to its first") as record:
         assert lm[2](PROMPT, do_sample=False, **kwargs) == want
     assert record[0].filename == __file__
+
+
+@pytest.mark.parametrize("kwargs", [dict(), dict(max_new_tokens=3)], ids=["config alone", "and max_new_tokens"])
+def test_a_generation_config_given_to_the_call(lm, kwargs):
+    """transformers' pipeline takes generation_config= at the call (it replaces the pipeline's sampling defaults,
+    keyword settings beside it still win); minigpt2 refused it as an unknown argument."""
+    want = hf_call(lm[1], PROMPT, generation_config=transformers.GenerationConfig(max_new_tokens=5), **kwargs)
+    assert lm[2](PROMPT, generation_config=minigpt2.GenerationConfig(max_new_tokens=5), **kwargs) == want
+    assert lm[2](PROMPT, generation_config=transformers.GenerationConfig(max_new_tokens=5), **kwargs) == want
