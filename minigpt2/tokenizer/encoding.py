@@ -45,7 +45,7 @@ class Encoding:
         if split_special_tokens or self._added_re is None:
             text = self._with_prefix(text, add_prefix_space)
             return [(text, False)] if text else []
-        if self.is_fast:
+        if self.is_fast and (self.add_prefix_space if add_prefix_space is None else add_prefix_space):
             check_text(text)
             return [(s if is_added else self._with_prefix(s, add_prefix_space), is_added)
                     for s, is_added in self._apply_added_token_rules(self._added_re.split(text))]
