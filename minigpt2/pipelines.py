@@ -35,10 +35,12 @@ SUPPORTED_TASKS = ("text-generation",)
 # pipeline()'s options for loading the model (and tokenizer) from a name: passed to from_pretrained
 LOADING_OPTIONS = ("torch_dtype", "dtype", "revision", "token", "trust_remote_code", "device_map", "model_kwargs",
                    "use_fast")
-# the options of a call (also accepted by pipeline() as defaults), besides generate()'s settings
+# the options of a call (also accepted by pipeline() as defaults), besides generate()'s settings; transformers
+# gives these to the tokenizer of the prompts (continue_final_message acts on chats only, which GPT-2 cannot take)
+TOKENIZER_OPTIONS = ("add_special_tokens", "truncation", "padding", "tokenizer_encode_kwargs")
 CALL_OPTIONS = ("return_full_text", "return_tensors", "return_text", "clean_up_tokenization_spaces",
                 "skip_special_tokens", "stop_sequence", "prefix", "handle_long_generation", "batch_size",
-                "num_workers")
+                "num_workers", "continue_final_message") + TOKENIZER_OPTIONS
 GENERATE_SETTINGS = tuple(f.name for f in fields(GenerationConfig)) + tuple(
     name for name in GENERATE_ARGUMENTS if name not in ("input_ids", "attention_mask", "tokenizer")) + (
     "use_model_defaults", "generation_config") + HF_ONLY  # (HF_ONLY: transformers' settings generate() accepts
@@ -154,7 +156,14 @@ class TextGenerationPipeline:
         _check_names(kwargs, CALL_OPTIONS + GENERATE_SETTINGS, "the text-generation pipeline call")
         given = {**self._options, **{k: v for k, v in kwargs.items() if k in CALL_OPTIONS}}
         new_tokens = kwargs.get("max_new_tokens")  # this call's, which transformers' "hole" reads
-        cut = kwargs.get("max_length")  # this call's, which transformers also gives the tokenizer (it cuts prompts)
+        # transformers gives the tokenizer the tokenizer options and this call's max_length (which cuts prompts)
+        tokenize = {name: given[name] for name in TOKENIZER_OPTIONS[:-1] if given.get(name) is not None}
+        if kwargs.get("max_length") is not None:
+            tokenize["max_length"] = kwargs["max_length"]
+        if not isinstance(given.get("tokenizer_encode_kwargs") or {}, dict):
+            raise TypeError(f"tokenizer_encode_kwargs must be a dict of the tokenizer's options (e.g. "
+                            f"{{'max_length': 64}}), got {type(given['tokenizer_encode_kwargs']).__name__}")
+        tokenize.update(given.get("tokenizer_encode_kwargs") or {})
         kwargs = {**self._defaults, **{k: v for k, v in kwargs.items() if k not in CALL_OPTIONS}}
         if given.get("handle_long_generation") not in (None, "hole"):
             raise ValueError(f"{given['handle_long_generation']} is not a valid value for `handle_long_generation` "
@@ -173,7 +182,7 @@ class TextGenerationPipeline:
         options = dict(full_text=full_text is not False, tensors=full_text is None and tensors is not None,
                        clean_up=given.get("clean_up_tokenization_spaces", None) is not False,
                        skip_special=given.get("skip_special_tokens", None) is not False,
-                       hole=given.get("handle_long_generation") == "hole", new_tokens=new_tokens, cut=cut)
+                       hole=given.get("handle_long_generation") == "hole", new_tokens=new_tokens, tokenize=tokenize)
         batch_size = 1 if given.get("batch_size") is None else given["batch_size"]
         if not (isinstance(batch_size, int) and batch_size >= 1):
             raise ValueError(f"batch_size must be a positive integer (prompts generated together), got {batch_size!r}")
@@ -197,19 +206,21 @@ class TextGenerationPipeline:
 
     def _batch(self, prompts, prefix, kwargs, options):
         """The records of each prompt, generated together (an empty prompt, which starts from bos, alone)."""
-        encoded = [self.tokenizer(prefix + p, add_special_tokens=False)["input_ids"] for p in prompts]
-        if options["cut"] is not None and any(len(ids) > options["cut"] for ids in encoded):
-            warnings.warn(f"max_length={options['cut']} is shorter than the prompt: as in transformers, whose pipeline "
-                          f"also gives max_length to the tokenizer, the prompt is cut to its first {options['cut']} "
-                          f"tokens (use max_new_tokens= to set the length of the generation alone)",
+        tokenize = options["tokenize"]
+        encoded = [self.tokenizer(prefix + p, **tokenize)["input_ids"] for p in prompts]
+        cut = tokenize.get("max_length") if tokenize.get("truncation") is None else None
+        if cut is not None and any(len(self.tokenizer(prefix + p)["input_ids"]) > cut for p in prompts):
+            warnings.warn(f"max_length={cut} is shorter than the prompt: as in transformers, whose pipeline also "
+                          f"gives max_length to the tokenizer, the prompt is cut to its first {cut} tokens (use "
+                          f"max_new_tokens= to set the length of the generation alone, or truncation=False)",
                           stacklevel=_callers_level())
-            encoded = [ids[:options["cut"]] for ids in encoded]
         if options["hole"]:
             encoded = [self._hole(ids, options["new_tokens"], kwargs) for ids in encoded]
         if len(prompts) > 1 and not all(encoded):
             return [records for p in prompts for records in self._batch([p], prefix, kwargs, options)]
         kwargs = dict(kwargs)
-        prefix_length = len(self.tokenizer(prefix, add_special_tokens=False)["input_ids"]) if prefix else 0
+        prefix_length = len(self.tokenizer(prefix, add_special_tokens=tokenize.get("add_special_tokens", False))[
+            "input_ids"]) if prefix else 0
         cfg = kwargs["generation_config"]
         if prefix_length and kwargs.get("max_new_tokens", cfg.max_new_tokens) is None:  # transformers' rule
             kwargs["max_length"] = (kwargs.get("max_length") or cfg.max_length) + prefix_length

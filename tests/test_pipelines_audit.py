@@ -160,3 +160,17 @@ def test_a_generation_config_given_to_the_call(lm, kwargs):
     want = hf_call(lm[1], PROMPT, generation_config=transformers.GenerationConfig(max_new_tokens=5), **kwargs)
     assert lm[2](PROMPT, generation_config=minigpt2.GenerationConfig(max_new_tokens=5), **kwargs) == want
     assert lm[2](PROMPT, generation_config=transformers.GenerationConfig(max_new_tokens=5), **kwargs) == want
+
+
+@pytest.mark.parametrize("prompt, kwargs", [
+    (PROMPT * 5, dict(truncation=True)),  # to model_max_length, 40
+    (PROMPT, dict(max_length=5, truncation=False)),
+    (PROMPT, dict(add_special_tokens=True)), (PROMPT, dict(add_special_tokens=False)),
+    (PROMPT, dict(padding=False)), (PROMPT, dict(tokenizer_encode_kwargs={"max_length": 4})),
+    (PROMPT, dict(continue_final_message=False)),
+], ids=lambda v: ",".join(f"{a}={b}" for a, b in v.items()) if isinstance(v, dict) else f"{len(v)} chars")
+def test_the_tokenizer_options_of_the_call(lm, prompt, kwargs):
+    """transformers' pipeline takes the tokenizer's options (and continue_final_message, for chats) and encodes
+    the prompt with them; minigpt2 refused each as an unknown argument."""
+    want = hf_call(lm[1], prompt, do_sample=False, max_new_tokens=3, **kwargs)
+    assert lm[2](prompt, do_sample=False, max_new_tokens=3, **kwargs) == want
