@@ -109,6 +109,9 @@ def _check_names(kwargs, allowed, where):
     if unknown:
         close = {k: difflib.get_close_matches(k, allowed, 1, cutoff=0.75) for k in unknown}
         hints = [f"{k!r} (did you mean {close[k][0]!r}?)" if close[k] else repr(k) for k in unknown]
+        if "generate_kwargs" in unknown:  # in transformers' docstring, refused by its text-generation pipeline too
+            hints[unknown.index("generate_kwargs")] = ("'generate_kwargs' (pass generate()'s settings as keyword "
+                                                       "arguments themselves, e.g. max_new_tokens=20)")
         raise TypeError(f"{where} got unexpected argument(s) {', '.join(hints)}; the text-generation pipeline "
                         f"accepts its options {', '.join(CALL_OPTIONS)}, and generate()'s settings (any "
                         f"GenerationConfig field, logits_processor, stopping_criteria, prefix_allowed_tokens_fn, "

@@ -174,3 +174,13 @@ def test_the_tokenizer_options_of_the_call(lm, prompt, kwargs):
     the prompt with them; minigpt2 refused each as an unknown argument."""
     want = hf_call(lm[1], prompt, do_sample=False, max_new_tokens=3, **kwargs)
     assert lm[2](prompt, do_sample=False, max_new_tokens=3, **kwargs) == want
+
+
+def test_generate_kwargs_says_to_pass_the_settings_themselves(lm):
+    """transformers' docstring lists generate_kwargs=, its text-generation pipeline refuses it (as a model kwarg);
+    minigpt2 refuses it too, saying how to pass the settings (it only listed what is accepted)."""
+    assert isinstance(hf_call(lm[1], PROMPT, generate_kwargs={"max_new_tokens": 3}), ValueError)
+    for make in (lambda: lm[2](PROMPT, generate_kwargs={"max_new_tokens": 3}),
+                 lambda: minigpt2.pipeline("text-generation", model=str(lm[0]), generate_kwargs={"max_new_tokens": 3})):
+        with pytest.raises(TypeError, match=r"'generate_kwargs' \(pass generate\(\)'s settings as keyword arguments"):
+            make()
