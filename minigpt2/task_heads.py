@@ -14,7 +14,7 @@ import warnings
 
 import numpy as np
 
-from .checks import float_array, int_array
+from .checks import as_array, float_array, int_array
 from .modeling import _return_dict, _WithTransformer, cross_entropy
 from .outputs import QuestionAnsweringModelOutput, SequenceClassifierOutputWithPast, TokenClassifierOutput
 from .pretrained import _callers_level
@@ -155,7 +155,8 @@ class GPT2ForQuestionAnswering(_WithTransformer):
         """Start and end scores.  # input_ids [B, T] -> start_logits [B, T], end_logits [B, T]
 
         ``start_positions`` and ``end_positions`` [B] (token indices of the answer) give the mean of the two
-        cross-entropies; as in HF, positions outside the sequence are clamped to T and then ignored.
+        cross-entropies; as in HF, positions are clamped to [0, T]: past the sequence they are ignored, below 0
+        they count as position 0.
         """
         cfg = self.config
         t = self._transformer(
@@ -171,12 +172,15 @@ class GPT2ForQuestionAnswering(_WithTransformer):
             losses = []
             for name, positions, scores in (("start_positions", start_positions, start_logits),
                                             ("end_positions", end_positions, end_logits)):
-                positions = int_array(name, positions, high=np.iinfo(np.int64).max).reshape(-1)
+                positions = as_array(name, positions)
+                if np.issubdtype(positions.dtype, np.integer):  # HF clamps any integer position to [0, T]
+                    positions = np.clip(positions, 0, T)
+                positions = int_array(name, positions, high=T + 1).reshape(-1)
                 if positions.size != scores.reshape(-1, T).shape[0]:
                     raise ValueError(f"{name} has {positions.size} entries; it needs one per sequence "
                                      f"({scores.reshape(-1, T).shape[0]})")
                 # HF clamps to [0, T] and ignores T: an answer outside the (truncated) text teaches nothing
-                losses.append(cross_entropy(scores.reshape(-1, T), np.minimum(positions, T), ignore_index=T))
+                losses.append(cross_entropy(scores.reshape(-1, T), positions, ignore_index=T))
             loss = np.float32((losses[0] + losses[1]) / 2)
         out = QuestionAnsweringModelOutput(loss=loss, start_logits=start_logits, end_logits=end_logits,
                                            hidden_states=t.hidden_states, attentions=t.attentions)

@@ -184,3 +184,19 @@ def test_generate_kwargs_says_to_pass_the_settings_themselves(lm):
                  lambda: minigpt2.pipeline("text-generation", model=str(lm[0]), generate_kwargs={"max_new_tokens": 3})):
         with pytest.raises(TypeError, match=r"'generate_kwargs' \(pass generate\(\)'s settings as keyword arguments"):
             make()
+
+
+def test_question_answering_clamps_negative_positions_as_transformers(tmp_path):
+    """transformers clamps start/end positions to [0, T]: -1 or -100 counts as position 0, past T is ignored.
+    minigpt2 refused negative positions, so a batch that trains in transformers raised here."""
+    hf = write_hf_checkpoint(tmp_path, model_class="GPT2ForQuestionAnswering", seed=5)
+    model = minigpt2.GPT2ForQuestionAnswering.from_pretrained(tmp_path)
+    ids = np.random.default_rng(1).integers(0, 99, (4, 7))
+    start, end = np.array([-1, 3, -100, 9]), np.array([2, -5, 6, 12])
+    with torch.no_grad():
+        want = hf(torch.tensor(ids), start_positions=torch.tensor(start), end_positions=torch.tensor(end))
+    got = model(ids, start_positions=start, end_positions=end)
+    assert_close(got.loss, want.loss.numpy(), "loss")
+    assert_close(got.start_logits, want.start_logits.numpy(), "start_logits")
+    with pytest.raises(TypeError, match="start_positions must hold integers"):
+        model(ids, start_positions=start.astype(np.float32), end_positions=end)
