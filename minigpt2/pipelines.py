@@ -233,21 +233,22 @@ class TextGenerationPipeline:
         pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.model.config.eos_token_id
         ids = np.array([[pad or 0] * (width - len(e)) + e for e in encoded], np.int64) if width else None
         mask = np.array([[0] * (width - len(e)) + [1] * len(e) for e in encoded], np.int64) if width else None
-        sequences = self.model.generate(ids, attention_mask=mask, **kwargs)
-        if hasattr(sequences, "sequences"):
-            sequences = sequences.sequences
+        result = self.model.generate(ids, attention_mask=mask, **kwargs)
+        sequences = getattr(result, "sequences", result)
         per_prompt = len(sequences) // len(prompts)
+        extras = _additional_outputs(result, len(prompts)) if sequences is not result else None
         decode = dict(skip_special_tokens=options["skip_special"], clean_up_tokenization_spaces=options["clean_up"])
         out = []
         for i, (prompt, prompt_ids) in enumerate(zip(prompts, encoded)):
             prompt_chars = len(self.tokenizer.decode(prompt_ids, **decode))  # the prefix included, as transformers
             records = []
-            for seq in sequences[i * per_prompt:(i + 1) * per_prompt, width - len(prompt_ids):].tolist():
+            for j, seq in enumerate(sequences[i * per_prompt:(i + 1) * per_prompt, width - len(prompt_ids):].tolist()):
                 if options["tensors"]:
                     records.append({"generated_token_ids": seq})
                     continue
                 new_text = self.tokenizer.decode(seq, **decode)[prompt_chars:]
-                records.append({"generated_text": prompt + new_text if options["full_text"] else new_text})
+                records.append({"generated_text": prompt + new_text if options["full_text"] else new_text,
+                                **(extras[i][j] if extras else {})})
             out.append(records)
         return out
 
@@ -268,3 +269,24 @@ class TextGenerationPipeline:
             raise ValueError(f"We cannot use `hole` to handle this generation the number of desired tokens exceeds "
                              f"the models max length ({new_tokens} new tokens, tokenizer.model_max_length {limit})")
         return ids[len(ids) - (limit - new_tokens):]
+
+
+def _additional_outputs(result, n_prompts):
+    """What transformers 4.57's pipeline adds to each text record from generate()'s dict output
+    (return_dict_in_generate=True): [prompt][sequence] -> {name: values}. Per-step tuples with a row per returned
+    sequence (scores, logits) become [steps, ...] lists; arrays with a row per sequence (sequences_scores,
+    beam_indices) a one-row list, and only when one sequence is returned per prompt; the rest is dropped, as there."""
+    out_b = len(result.sequences)
+    n = out_b // n_prompts
+    extras = [[{} for _ in range(n)] for _ in range(n_prompts)]
+    for name, value in result.items():
+        if name in ("sequences", "past_key_values"):
+            continue
+        if isinstance(value, tuple) and value and isinstance(value[0], np.ndarray) and len(value[0]) == out_b:
+            steps = np.stack(value, axis=1)  # [out_b, steps, ...]
+            for k in range(out_b):
+                extras[k // n][k % n][name] = steps[k].tolist()
+        elif isinstance(value, np.ndarray) and value.shape[:1] == (out_b,) and n == 1:
+            for k in range(out_b):
+                extras[k][0][name] = [value[k].tolist()]
+    return extras

@@ -19,7 +19,7 @@ import minigpt2
 
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
-from conftest import assert_close, write_hf_checkpoint  # noqa: E402
+from conftest import assert_close, tolerance, write_hf_checkpoint  # noqa: E402
 
 PROMPT = "Hello, I'm a language model,"
 
@@ -200,3 +200,30 @@ def test_question_answering_clamps_negative_positions_as_transformers(tmp_path):
     assert_close(got.start_logits, want.start_logits.numpy(), "start_logits")
     with pytest.raises(TypeError, match="start_positions must hold integers"):
         model(ids, start_positions=start.astype(np.float32), end_positions=end)
+
+
+@pytest.mark.parametrize("kwargs", [dict(output_scores=True), dict(output_logits=True, return_full_text=False),
+                                    dict(num_beams=2, num_return_sequences=2, output_scores=True),
+                                    dict(num_beams=2, output_scores=True, output_logits=True),
+                                    dict(output_scores=True, return_tensors=True)],
+                         ids=lambda k: ",".join(f"{a}={b}" for a, b in k.items()))
+def test_return_dict_in_generate_adds_generate_outputs_to_the_records(lm, kwargs):
+    """With return_dict_in_generate=True transformers' pipeline puts generate()'s scores / logits (and, for one
+    sequence per prompt, sequences_scores and beam_indices) in each text record; minigpt2 dropped them. Values
+    within float32 rounding (the bound of this file's docstring); the text and the keys exactly."""
+    kwargs = dict(do_sample=False, max_new_tokens=3, return_dict_in_generate=True, **kwargs)
+    want = hf_call(lm[1], PROMPT, **kwargs)
+    assert_records_close(lm[2](PROMPT, **kwargs), want)
+    if kwargs.get("num_beams") is None:  # a batch (transformers fails there): each prompt's records as alone
+        assert_records_close(lm[2]([PROMPT, "Hi"], batch_size=2, **kwargs)[0], want)
+
+
+def assert_records_close(got, want):
+    assert [list(r) for r in got] == [list(r) for r in want]
+    for ours, theirs in zip(got, want):
+        for key, ref in theirs.items():
+            if key in ("generated_text", "generated_token_ids"):
+                assert ours[key] == ref
+            else:
+                ref = np.array(ref, np.float64)
+                np.testing.assert_allclose(ours[key], ref, rtol=0, atol=tolerance(ref), err_msg=key)
