@@ -50,7 +50,7 @@ GENERATE_SETTINGS = tuple(f.name for f in fields(GenerationConfig)) + tuple(
 def pipeline(task=None, model=None, tokenizer=None, config=None, device=None, framework=None, **kwargs):
     """A pipeline for ``task`` (only "text-generation"; also when ``task`` is None) with ``model`` (a minigpt2
     model, or a local directory / Hub name to load with AutoModelForCausalLM) and ``tokenizer`` (a tokenizer,
-    a name to load, or None: the model's own). ``device`` may be None, "cpu" or -1 (minigpt2 runs on the CPU);
+    a name to load, or None: the model's own). ``device`` may be None, "cpu", torch.device("cpu") or -1 (minigpt2 runs on the CPU);
     ``framework`` None, "pt" or "np" (the records hold lists either way, as transformers' do). Loading options
     (``torch_dtype``, ``revision``, ...) go to from_pretrained; the pipeline's options (``prefix``,
     ``batch_size``, ``return_full_text``, ...) and generate()'s settings become the defaults of every call."""
@@ -60,8 +60,11 @@ def pipeline(task=None, model=None, tokenizer=None, config=None, device=None, fr
                          f"'text-generation'")
     if model is None:
         raise ValueError("pipeline('text-generation') needs model=: a minigpt2 model or a checkpoint name or path")
+    if type(device).__module__ == "torch" and type(device).__name__ == "device":
+        device = str(device)  # torch.device("cpu"), as transformers users pass it
     if device not in (None, "cpu", -1):
-        raise ValueError(f"device={device!r}: minigpt2 runs on the CPU only (use device=None, 'cpu' or -1)")
+        raise ValueError(f"device={device!r}: minigpt2 runs on the CPU only (use device=None, 'cpu', "
+                         f"torch.device('cpu') or -1)")
     if framework not in (None, "pt", "np"):
         raise ValueError(f"framework={framework!r}: minigpt2 is NumPy; use framework=None, 'pt' or 'np' (the "
                          f"generated ids are returned as lists either way)")

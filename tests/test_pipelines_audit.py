@@ -227,3 +227,12 @@ def assert_records_close(got, want):
             else:
                 ref = np.array(ref, np.float64)
                 np.testing.assert_allclose(ours[key], ref, rtol=0, atol=tolerance(ref), err_msg=key)
+
+
+def test_device_may_be_torch_device_cpu(lm):
+    """transformers' pipeline takes device=torch.device("cpu"); minigpt2 refused it (only None, "cpu", -1)."""
+    hf = transformers.pipeline("text-generation", model=str(lm[0]), device=torch.device("cpu"))
+    ours = minigpt2.pipeline("text-generation", model=str(lm[0]), device=torch.device("cpu"))
+    assert ours(PROMPT, do_sample=False, max_new_tokens=3) == hf_call(hf, PROMPT, do_sample=False, max_new_tokens=3)
+    with pytest.raises(ValueError, match="CPU only"):
+        minigpt2.pipeline("text-generation", model=str(lm[0]), device=torch.device("meta"))
