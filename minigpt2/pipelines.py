@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import copy
 import difflib
+import itertools
+import types
 import warnings
 from dataclasses import fields
 
@@ -50,8 +52,9 @@ GENERATE_SETTINGS = tuple(f.name for f in fields(GenerationConfig)) + tuple(
 def pipeline(task=None, model=None, tokenizer=None, config=None, device=None, framework=None, **kwargs):
     """A pipeline for ``task`` (only "text-generation"; also when ``task`` is None) with ``model`` (a minigpt2
     model, or a local directory / Hub name to load with AutoModelForCausalLM) and ``tokenizer`` (a tokenizer,
-    a name to load, or None: the model's own). ``device`` may be None, "cpu", torch.device("cpu") or -1 (minigpt2 runs on the CPU);
-    ``framework`` None, "pt" or "np" (the records hold lists either way, as transformers' do). Loading options
+    a name to load, or None: the model's own). ``device`` may be None, "cpu", torch.device("cpu") or -1
+    (minigpt2 runs on the CPU); ``framework`` None, "pt" or "np" (the records hold lists either way, as
+    transformers' do). Loading options
     (``torch_dtype``, ``revision``, ...) go to from_pretrained; the pipeline's options (``prefix``,
     ``batch_size``, ``return_full_text``, ...) and generate()'s settings become the defaults of every call."""
     task = "text-generation" if task is None else task
@@ -156,10 +159,12 @@ class TextGenerationPipeline:
         return_full_text=False), or "generated_token_ids" when return_tensors is given (True, or False as well:
         transformers' rule). ``prefix`` is put before
         each prompt for the model and left out of the text; ``batch_size`` prompts are generated together
-        (left-padded, each as it would be alone). ``handle_long_generation="hole"`` cuts the start of a prompt
+        (left-padded, each as it would be alone); a generator of prompts gives an iterator of each one's list
+        of dicts, as in transformers. ``handle_long_generation="hole"`` cuts the start of a prompt
         so that it and the new tokens fit ``tokenizer.model_max_length``, as transformers does: the number of
         new tokens is this call's max_new_tokens, else the generation settings' max_length minus the prompt's."""
         _check_names(kwargs, CALL_OPTIONS + GENERATE_SETTINGS, "the text-generation pipeline call")
+        asked = dict(kwargs)
         given = {**self._options, **{k: v for k, v in kwargs.items() if k in CALL_OPTIONS}}
         new_tokens = kwargs.get("max_new_tokens")  # this call's, which transformers' "hole" reads
         # transformers gives the tokenizer the tokenizer options and this call's max_length (which cuts prompts)
@@ -195,6 +200,8 @@ class TextGenerationPipeline:
         prefix = given.get("prefix") or ""
         if not isinstance(prefix, str):
             raise TypeError(f"prefix must be a string (put before every prompt), got {type(prefix).__name__}")
+        if isinstance(text_inputs, types.GeneratorType):  # transformers: an iterator of each prompt's records
+            return self._each(text_inputs, batch_size, asked)
         if isinstance(text_inputs, (list, tuple)) and text_inputs and isinstance(text_inputs[0], (dict, list, tuple)):
             # a chat (list of messages) or a list of chats: transformers formats them with the tokenizer's chat
             # template; GPT-2's has none, and its apply_chat_template raises transformers' ValueError saying so
@@ -209,6 +216,14 @@ class TextGenerationPipeline:
                     for records in self._batch(text_inputs[start:start + batch_size], prefix, kwargs, options)]
         raise TypeError(f"the text-generation pipeline takes a string or a list of strings, got "
                         f"{type(text_inputs).__name__}")
+
+    def _each(self, prompts, batch_size, kwargs):
+        """Each prompt's records, from an iterator of prompts read batch_size at a time."""
+        while True:
+            chunk = list(itertools.islice(prompts, batch_size))
+            if not chunk:
+                return
+            yield from self(chunk, **kwargs)
 
     def _batch(self, prompts, prefix, kwargs, options):
         """The records of each prompt, generated together (an empty prompt, which starts from bos, alone)."""

@@ -236,3 +236,13 @@ def test_device_may_be_torch_device_cpu(lm):
     assert ours(PROMPT, do_sample=False, max_new_tokens=3) == hf_call(hf, PROMPT, do_sample=False, max_new_tokens=3)
     with pytest.raises(ValueError, match="CPU only"):
         minigpt2.pipeline("text-generation", model=str(lm[0]), device=torch.device("meta"))
+
+
+@pytest.mark.parametrize("batch_size", [1, 2])
+def test_a_generator_of_prompts_gives_an_iterator(lm, batch_size):
+    """transformers' pipeline takes a generator of prompts and returns an iterator of each prompt's records;
+    minigpt2 raised 'takes a string or a list of strings, got generator'."""
+    prompts = [PROMPT, "Hi", "The weather"]
+    want = list(hf_call(lm[1], (p for p in prompts), do_sample=False, max_new_tokens=3))
+    got = lm[2]((p for p in prompts), do_sample=False, max_new_tokens=3, batch_size=batch_size)
+    assert not isinstance(got, list) and list(got) == want
