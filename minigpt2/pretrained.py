@@ -546,10 +546,12 @@ def _ignorable(key):
 
 def _say_narrow_weights_are_slow_in_numpy(fmt):
     """16 and 8 bits save memory on either backend, but only the C core reads them as they are: NumPy (the readable
-    reference, weights.py) widens a whole matrix to float32 at each product. GPT-2 124M on Zen 3, NumPy backend: 42
-    tok/s with float32 weights, 4-5 with bfloat16, 1.4 with int8."""
+    reference, weights.py) widens a whole matrix to float32 at each product. GPT-2 124M on Zen 3, NumPy backend, 2
+    threads (benchmarks/bench_decode.py, docs/troubleshooting.md): 56 tok/s with float32 weights, 5 with bfloat16, 3
+    with float16, 1 with int8."""
+    slower = {"bfloat16": 10, "float16": 20, "int8": 50}[fmt]
     warnings.warn(f"minigpt2: {fmt} weights on the NumPy backend: every product first widens its whole matrix to "
-                  f"float32, so decoding runs about {30 if fmt == 'int8' else 10}x slower than with float32 weights "
+                  f"float32, so decoding runs about {slower}x slower than with float32 weights "
                   f"(they save memory, not time). The C core reads them as they are: see 'Installing without a C "
                   f"compiler' in docs/troubleshooting.md", RuntimeWarning, stacklevel=_callers_level())
 
