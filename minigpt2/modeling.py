@@ -19,7 +19,7 @@ from . import tracing
 from .backend import kernel
 from .activations import ACTIVATIONS
 from .cache import KVCache
-from .checks import as_array, check_int, float_array, int_array, is_int, mask_array, nonempty, reshape_to
+from .checks import as_array, check_int, check_number, float_array, int_array, is_int, mask_array, nonempty, reshape_to
 from .config import GPT2Config
 from .generation import GenerationMixin
 from .layers import (
@@ -225,12 +225,13 @@ class GPT2LMHeadModel(GenerationMixin, _WithTransformer):
     def forward(self, input_ids=None, past_key_values=None, attention_mask=None, token_type_ids=None,
                 position_ids=None, head_mask=None, inputs_embeds=None, encoder_hidden_states=None,
                 encoder_attention_mask=None, labels=None, use_cache=None, output_attentions=None,
-                output_hidden_states=None, return_dict=None, logits_to_keep=0):
+                output_hidden_states=None, return_dict=None, logits_to_keep=0, **loss_options):
         """Next-token logits.  # input_ids [B, T] -> logits [B, T, V]
 
         ``labels`` [B, T] (usually input_ids itself) give the mean cross-entropy of predicting token
         t+1 from positions <= t; labels of -100 are ignored. ``logits_to_keep`` (HF's): 0 computes the
         logits at every position, n > 0 at the last n only (generate uses 1), a 1-D array at those positions.
+        ``loss_options``: HF's num_items_in_batch, ignore_index and shift_labels (see shifted_lm_loss).
         """
         t = self._transformer(
             input_ids=input_ids, past_key_values=past_key_values, attention_mask=attention_mask,
@@ -239,7 +240,12 @@ class GPT2LMHeadModel(GenerationMixin, _WithTransformer):
             encoder_attention_mask=encoder_attention_mask, use_cache=use_cache,
             output_attentions=output_attentions, output_hidden_states=output_hidden_states)
         logits = lm_head(kept_positions(t.last_hidden_state, logits_to_keep), self._lm_head_weight())
-        loss = None if labels is None else shifted_lm_loss(logits, labels, self.config.vocab_size)
+        unknown = set(loss_options) - {"num_items_in_batch", "ignore_index", "shift_labels"}
+        if unknown:  # (transformers ignores unknown keywords silently: a misspelt option would change nothing)
+            raise TypeError(f"GPT2LMHeadModel.forward got unexpected keyword arguments {sorted(unknown)}; besides "
+                            f"its named arguments it takes HF's loss options num_items_in_batch, ignore_index, "
+                            f"shift_labels")
+        loss = None if labels is None else shifted_lm_loss(logits, labels, self.config.vocab_size, **loss_options)
         out = CausalLMOutputWithCrossAttentions(
             loss=loss, logits=logits, past_key_values=t.past_key_values, hidden_states=t.hidden_states,
             attentions=t.attentions, cross_attentions=t.cross_attentions)
@@ -366,26 +372,37 @@ def sequence_summary(h, cls_index, params, config):
     return s
 
 
-def cross_entropy(logits, labels, ignore_index=-100):
+def cross_entropy(logits, labels, ignore_index=-100, num_items_in_batch=None):
     """Mean of -log softmax(logits)[label] over the labels that are not ignore_index.  # [N, V], [N] -> []
 
-    With every label ignored the mean is over nothing: NaN, as in torch.
+    With every label ignored the mean is over nothing: NaN, as in torch. With ``num_items_in_batch`` (HF's
+    Trainer: the labels counted over a whole gradient-accumulation step) the sum divided by it instead.
     """
     keep = labels != ignore_index
     logits, labels = logits[keep], labels[keep]
     picked = log_softmax(logits)[np.arange(len(labels)), labels]
+    if num_items_in_batch is not None:
+        a = as_array("num_items_in_batch", num_items_in_batch)
+        n = check_number("num_items_in_batch", a.item() if a.size == 1 else num_items_in_batch, low=0, low_open=True)
+        return np.float32(-picked.sum(dtype=np.float64) / n)
     if picked.size == 0:
         return np.float32(np.nan)
     return np.float32(-picked.mean(dtype=np.float64))
 
 
-def shifted_lm_loss(logits, labels, vocab_size):
-    """Cross-entropy of predicting token t+1 at position t.  # [..., T, V], [..., T] -> []"""
-    labels = int_array("labels", labels, high=vocab_size, ignore_index=-100)
-    if labels.shape != logits.shape[:-1]:
-        raise ValueError(f"labels must have shape {logits.shape[:-1]} (one per input token), got {labels.shape}")
-    V = logits.shape[-1]
-    return cross_entropy(logits[..., :-1, :].reshape(-1, V), labels[..., 1:].reshape(-1))
+def shifted_lm_loss(logits, labels, vocab_size, num_items_in_batch=None, ignore_index=-100, shift_labels=None):
+    """Cross-entropy of predicting token t+1 at position t.  # [..., T, V], [..., T] -> []
+
+    HF's options: ``shift_labels`` [..., T] are the targets of the positions themselves, already shifted (``labels``
+    are then not read); ``num_items_in_batch`` and ``ignore_index`` as in cross_entropy.
+    """
+    name, targets = ("labels", labels) if shift_labels is None else ("shift_labels", shift_labels)
+    targets = int_array(name, targets, high=vocab_size, ignore_index=ignore_index)
+    if targets.shape != logits.shape[:-1]:
+        raise ValueError(f"{name} must have shape {logits.shape[:-1]} (one per input token), got {targets.shape}")
+    if shift_labels is None:
+        logits, targets = logits[..., :-1, :], targets[..., 1:]
+    return cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index, num_items_in_batch)
 
 
 # -- input checking ------------------------------------------------------------------------------------

@@ -1,0 +1,73 @@
+"""The forward pass of GPT2LMHeadModel and GPT2Model as a transformers user calls it, and the model helpers such a
+user touches, each checked against transformers 4.57 itself (fp32, eager attention) on the same tiny checkpoint.
+
+Numbers are compared with conftest.assert_close: 1e-5 * max(1, max|ref|), the float32 bound of the whole suite
+(float32 rounding through two layers and the head, summed in another order than torch's).
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import minigpt2
+from conftest import assert_close, write_hf_checkpoint
+
+torch = pytest.importorskip("torch")
+transformers = pytest.importorskip("transformers")
+
+IDS = np.array([[5, 6, 7, 8, 9], [1, 2, 3, 4, 10]])
+LABELS = np.array([[-100, -100, 7, 8, 9], [1, 2, 3, -100, 10]])
+
+
+@pytest.fixture(scope="module")
+def checkpoint_dir(tmp_path_factory):
+    directory = tmp_path_factory.mktemp("forward_audit")
+    write_hf_checkpoint(directory)
+    return directory
+
+
+@pytest.fixture
+def ours(checkpoint_dir):
+    return minigpt2.GPT2LMHeadModel.from_pretrained(checkpoint_dir)
+
+
+@pytest.fixture
+def theirs(checkpoint_dir):
+    return transformers.GPT2LMHeadModel.from_pretrained(checkpoint_dir, attn_implementation="eager").eval()
+
+
+def run(model, **kwargs):
+    """A transformers model called with the arrays of ``kwargs`` as tensors, without autograd."""
+    with torch.no_grad():
+        return model(**{k: torch.tensor(v) if isinstance(v, np.ndarray) else v for k, v in kwargs.items()})
+
+
+# -- the loss -------------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("n", [3, 9, torch.tensor(9)])
+def test_loss_with_num_items_in_batch_is_the_sum_over_that_count(ours, theirs, n):
+    """transformers' Trainer passes num_items_in_batch (the targets of a whole gradient-accumulation step, an int or
+    a tensor): the loss is the summed cross-entropy divided by it. minigpt2 refused the keyword (TypeError)."""
+    ref = run(theirs, input_ids=IDS, labels=LABELS, num_items_in_batch=n).loss.item()
+    assert_close(ours(IDS, labels=LABELS, num_items_in_batch=n).loss, ref, "loss / num_items_in_batch")
+
+
+def test_loss_with_shift_labels_and_ignore_index(ours, theirs):
+    """HF's other loss options: shift_labels (already shifted: the target of each position; labels then only say
+    that a loss is wanted) and ignore_index."""
+    shifted = np.array([[6, 7, -100, 9, -100], [2, 3, 4, 10, -100]])
+    ref = run(theirs, input_ids=IDS, labels=IDS, shift_labels=shifted).loss.item()
+    assert_close(ours(IDS, labels=IDS, shift_labels=shifted).loss, ref, "loss with shift_labels")
+    minus_one = np.where(LABELS == -100, -1, LABELS)
+    ref = run(theirs, input_ids=IDS, labels=minus_one, ignore_index=-1).loss.item()
+    assert_close(ours(IDS, labels=minus_one, ignore_index=-1).loss, ref, "loss with ignore_index=-1")
+
+
+def test_unknown_keywords_are_named(ours, theirs):
+    """transformers ignores any keyword its forward does not know (a typo changes nothing, silently); minigpt2
+    names it and says which extra keywords it takes."""
+    run(theirs, input_ids=IDS, labels=IDS, num_items_in_bach=3)  # (the typo passes in transformers)
+    with pytest.raises(TypeError, match=r"num_items_in_bach.*num_items_in_batch, ignore_index, shift_labels"):
+        ours(IDS, labels=IDS, num_items_in_bach=3)
+    with pytest.raises(ValueError, match="num_items_in_batch must be a positive number"):
+        ours(IDS, labels=IDS, num_items_in_batch=0)
