@@ -20,7 +20,7 @@ from .config import GPT2Config
 from .generation import GENERATION_CONFIG_NAME, GenerationConfig, GenerationMixin
 from .hub import a_file_is_not_a_checkpoint, checkpoint_name, pop_hub_options, resolve_file
 
-__all__ = ["GPT2PreTrainedModel", "Embedding"]
+__all__ = ["GPT2PreTrainedModel", "Embedding", "Linear"]
 
 
 class Embedding:
@@ -43,6 +43,30 @@ class Embedding:
 
     def __repr__(self):
         return f"Embedding({self.num_embeddings}, {self.embedding_dim})"
+
+
+class Linear:
+    """The LM head as HF's ``model.lm_head`` (an nn.Linear without bias): ``.weight`` [out_features, in_features]
+    (wte itself when tied); calling it with hidden states [..., n_embd] gives the logits [..., vocab_size]."""
+
+    def __init__(self, weight):
+        self.weight = weight
+
+    @property
+    def in_features(self):
+        return self.weight.shape[1]
+
+    @property
+    def out_features(self):
+        return self.weight.shape[0]
+
+    def __call__(self, hidden_states):
+        from .modeling import lm_head  # (modeling imports this module)
+
+        return lm_head(float_array("hidden_states", hidden_states), self.weight)
+
+    def __repr__(self):
+        return f"Linear(in_features={self.in_features}, out_features={self.out_features}, bias=False)"
 
 
 class _IncompatibleKeys(namedtuple("_IncompatibleKeys", "missing_keys unexpected_keys")):
@@ -74,6 +98,13 @@ class GPT2PreTrainedModel:
     def _tied(self) -> bool:
         """Is the LM head wte itself? (False without an LM head, or with its own lm_head.weight.)"""
         return self.uses_lm_head and "lm_head" not in self.params
+
+    @property
+    def lm_head(self):
+        """HF's ``model.lm_head``, for the classes with the LM head: a Linear over wte (tied) or lm_head.weight."""
+        if not self.uses_lm_head:
+            raise AttributeError(f"{type(self).__name__} has no LM head (lm_head); GPT2LMHeadModel has one")
+        return Linear(self._lm_head_weight())
 
     def _lm_head_weight(self):
         """The LM head's matrix [vocab_size, n_embd]: lm_head.weight when the checkpoint has its own

@@ -71,3 +71,22 @@ def test_unknown_keywords_are_named(ours, theirs):
         ours(IDS, labels=IDS, num_items_in_bach=3)
     with pytest.raises(ValueError, match="num_items_in_batch must be a positive number"):
         ours(IDS, labels=IDS, num_items_in_batch=0)
+
+
+# -- model helpers a transformers user calls -----------------------------------------------------------------------
+
+def test_lm_head_is_there_as_in_transformers(ours, theirs, tmp_path):
+    """model.lm_head (HF: nn.Linear(n_embd, vocab_size, bias=False)) was an AttributeError: its weight (wte itself
+    when tied), its sizes, and calling it on hidden states; the bare GPT2Model has none, as in transformers."""
+    head = ours.lm_head
+    assert head.weight is ours.params["wte"]["weight"]
+    assert (head.in_features, head.out_features) == (theirs.lm_head.in_features, theirs.lm_head.out_features)
+    assert np.array_equal(head.weight, theirs.lm_head.weight.detach().numpy())
+    hidden = run(theirs, input_ids=IDS, output_hidden_states=True).hidden_states[-1]
+    assert_close(head(hidden), run(theirs.lm_head, input=hidden).numpy(), "lm_head(hidden states)")
+    assert not hasattr(minigpt2.GPT2Model(ours.config, ours.params), "lm_head")
+    assert not hasattr(transformers.GPT2Model(theirs.config), "lm_head")
+    write_hf_checkpoint(tmp_path, tie_word_embeddings=False)  # an untied head: the checkpoint's own lm_head.weight
+    untied = minigpt2.GPT2LMHeadModel.from_pretrained(tmp_path).lm_head.weight
+    their_untied = transformers.GPT2LMHeadModel.from_pretrained(tmp_path).lm_head.weight
+    assert np.array_equal(untied, their_untied.detach().numpy())
