@@ -136,7 +136,10 @@ class KVCache(tuple):
     @staticmethod
     def check(past, *, n_layer, batch, n_head, head_dim):
         """``past`` (None, a KVCache, or a tuple/list of (key, value) arrays [B, H, P, D]) with any other library's
-        tensors as NumPy arrays, and P, the positions it holds; a clear error if its layout does not fit the model."""
+        tensors as NumPy arrays, and P, the positions it holds; a clear error if its layout does not fit the model.
+        transformers' DynamicCache is read as its legacy tuples; an empty one as None."""
+        if _is_transformers_cache(past):  # HF's DynamicCache: its tensors (empty: no cache)
+            past = past.to_legacy_cache() if past.get_seq_length() else None
         if past is None:
             return None, 0
         if not isinstance(past, KVCache) and isinstance(past, (tuple, list)):  # e.g. HF's tuples of tensors
@@ -168,6 +171,28 @@ class KVCache(tuple):
                     buffers.values[i][:, :, :past_length] = v
         buffers.length = needed
         return buffers, [_LayerSlot(buffers, i, past_length) for i in range(n_layer)]
+
+
+    @staticmethod
+    def returned(given, buffers, length, use_cache):
+        """The model's ``past_key_values`` output: a new KVCache of ``length`` positions (None without use_cache).
+        Given transformers' DynamicCache, the model does what transformers does: it appends the new positions to
+        that object in place (even with use_cache=False) and returns it, so HF code that keeps using the object
+        it passed in stays right."""
+        if not _is_transformers_cache(given):
+            return KVCache(buffers, length) if use_cache else None
+        import torch  # (a DynamicCache was given: torch is there)
+
+        start = given.get_seq_length()
+        for i in range(len(buffers.keys)):
+            new_k, new_v = buffers.keys[i][:, :, start:length], buffers.values[i][:, :, start:length]
+            given.update(torch.from_numpy(new_k.copy()), torch.from_numpy(new_v.copy()), i)
+        return given if use_cache else None
+
+
+def _is_transformers_cache(past) -> bool:
+    """Is ``past`` a transformers Cache object (DynamicCache), rather than None, a tuple or a list?"""
+    return past is not None and not isinstance(past, (tuple, list)) and hasattr(past, "to_legacy_cache")
 
 
 def _as_numpy(a):

@@ -192,7 +192,7 @@ class GPT2Model(GPT2PreTrainedModel):
 
         out = BaseModelOutputWithPastAndCrossAttentions(
             last_hidden_state=x,
-            past_key_values=KVCache(buffers, P + T) if use_cache else None,
+            past_key_values=KVCache.returned(past_key_values, buffers, P + T, use_cache),
             hidden_states=tuple(all_hidden) if output_hidden_states else None,
             attentions=tuple(all_attn) if output_attentions else None,
             # Only when cross-attention ran: without encoder states there are no cross-attention weights.

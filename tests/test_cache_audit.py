@@ -1,0 +1,104 @@
+"""The KV cache as a transformers 4.57 user uses it, checked against transformers on the same checkpoint: what
+``model(...).past_key_values`` offers (4.57's DynamicCache API), and what may be passed back (minigpt2's own cache,
+HF's legacy tuples, a transformers DynamicCache, an empty cache, ``cache_position``), including the HF loop that
+keeps using the cache object it passed in.
+
+Numbers are compared with conftest.assert_close: 1e-5 * max(1, max|ref|), the float32 bound of the suite (a few
+float32 roundings of sums over at most n_embd terms, each ~6e-8 relative).
+"""
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pytest
+
+import minigpt2
+from conftest import TINY, assert_close
+
+torch = pytest.importorskip("torch")
+transformers = pytest.importorskip("transformers")
+
+IDS = np.array([[1, 2, 3, 4, 5, 6, 7], [8, 9, 10, 11, 12, 13, 14]])
+
+
+@pytest.fixture(scope="module")
+def models(hf_tiny_checkpoint):
+    ours = minigpt2.GPT2LMHeadModel.from_pretrained(hf_tiny_checkpoint)
+    theirs = transformers.GPT2LMHeadModel.from_pretrained(hf_tiny_checkpoint, attn_implementation="eager").eval()
+    return ours, theirs
+
+
+def hf(model, ids, **kwargs):
+    with torch.no_grad():
+        return model(torch.tensor(ids), **kwargs)
+
+
+def test_the_model_takes_a_transformers_dynamic_cache_and_updates_it_in_place_like_transformers(models):
+    """HF 4.57's loop: make a DynamicCache, keep passing that same object; the model appends to it in place and
+    returns it. minigpt2 refused the object ('must be a tuple ... got DynamicCache')."""
+    ours, theirs = models
+    mine_cache, ref_cache = transformers.DynamicCache(), transformers.DynamicCache()
+    for start, stop in [(0, 3), (3, 4), (4, 5), (5, 7)]:
+        out = ours(IDS[:, start:stop], past_key_values=mine_cache, use_cache=True)
+        ref = hf(theirs, IDS[:, start:stop], past_key_values=ref_cache, use_cache=True)
+        assert out.past_key_values is mine_cache and ref.past_key_values is ref_cache
+        assert mine_cache.get_seq_length() == ref_cache.get_seq_length() == stop
+        assert_close(out.logits, ref.logits.numpy(), f"logits of tokens {start}:{stop}")
+    for i, ((k, v), (rk, rv)) in enumerate(zip(mine_cache.to_legacy_cache(), ref_cache.to_legacy_cache())):
+        assert_close(k.numpy(), rk.numpy(), f"layer {i} keys")
+        assert_close(v.numpy(), rv.numpy(), f"layer {i} values")
+
+    # use_cache=False with a DynamicCache: transformers still appends to it and returns None.
+    mine_cache, ref_cache = transformers.DynamicCache(), transformers.DynamicCache()
+    out = ours(IDS[:, :3], past_key_values=mine_cache, use_cache=False)
+    ref = hf(theirs, IDS[:, :3], past_key_values=ref_cache, use_cache=False)
+    assert out.past_key_values is None and ref.past_key_values is None
+    assert mine_cache.get_seq_length() == ref_cache.get_seq_length() == 3
+
+
+# -- checked: behaviours minigpt2 already had like transformers (but for the DynamicCache, fixed above) ---------
+def test_continuing_with_each_kind_of_cache_gives_transformers_logits(models):
+    """The loop `out = model(ids, past_key_values=past); past = out.past_key_values` from minigpt2's cache, HF's
+    legacy tuples (NumPy or torch) and a DynamicCache; use_cache=False with a cache gives no cache, as HF."""
+    ours, theirs = models
+    ref = hf(theirs, IDS).logits.numpy()
+    ref_past = hf(theirs, IDS[:, :4]).past_key_values
+    legacy_torch = ref_past.to_legacy_cache()
+    legacy_numpy = tuple((k.numpy(), v.numpy()) for k, v in legacy_torch)
+    for name, past in [("minigpt2", ours(IDS[:, :4]).past_key_values), ("legacy torch", legacy_torch),
+                       ("legacy numpy", legacy_numpy), ("DynamicCache", copy.deepcopy(ref_past))]:
+        out = ours(IDS[:, 4:5], past_key_values=past)
+        past = out.past_key_values
+        out = ours(IDS[:, 5:], past_key_values=past)
+        assert_close(out.logits, ref[:, 5:], f"{name}: logits after two steps")
+        assert out.past_key_values.get_seq_length() == IDS.shape[1]
+    out = ours(IDS[:, 4:], past_key_values=ours(IDS[:, :4]).past_key_values, use_cache=False)
+    assert out.past_key_values is None
+    assert_close(out.logits, ref[:, 4:], "use_cache=False with a cache")
+
+
+def test_position_ids_and_attention_mask_with_a_cache_give_transformers_logits(models):
+    """Left padding: a [B, P + T] mask and explicit position_ids while continuing a cache."""
+    ours, theirs = models
+    mask = np.array([[0, 0, 1, 1, 1, 1, 1], [1, 1, 1, 1, 1, 1, 1]])
+    positions = np.maximum(np.cumsum(mask, axis=1) - 1, 0)
+    mine = ours(IDS[:, :4], attention_mask=mask[:, :4], position_ids=positions[:, :4]).past_key_values
+    ref_past = hf(theirs, IDS[:, :4], attention_mask=torch.tensor(mask[:, :4]),
+                  position_ids=torch.tensor(positions[:, :4])).past_key_values
+    out = ours(IDS[:, 4:], past_key_values=mine, attention_mask=mask, position_ids=positions[:, 4:])
+    ref = hf(theirs, IDS[:, 4:], past_key_values=ref_past, attention_mask=torch.tensor(mask),
+             position_ids=torch.tensor(positions[:, 4:]))
+    assert_close(out.logits[0], ref.logits[0].numpy(), "logits of the padded row")
+    assert_close(out.logits[1], ref.logits[1].numpy(), "logits of the full row")
+
+
+def test_a_cache_of_another_batch_size_or_head_count_is_refused_naming_the_shapes(models):
+    ours, _ = models
+    past = ours(IDS[:, :4]).past_key_values
+    H, D = TINY["n_head"], TINY["n_embd"] // TINY["n_head"]
+    with pytest.raises(ValueError, match=rf"shape \(2, {H}, 4, {D}\); expected \(batch=1, n_head={H}"):
+        ours(IDS[:1, 4:], past_key_values=past)
+    other_heads = tuple((k.reshape(2, H * 2, 4, D // 2), v.reshape(2, H * 2, 4, D // 2)) for k, v in past)
+    with pytest.raises(ValueError, match=rf"shape \(2, {2 * H}, 4, {D // 2}\); expected \(batch=2, n_head={H}"):
+        ours(IDS[:, 4:], past_key_values=other_heads)
