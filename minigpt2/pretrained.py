@@ -267,9 +267,9 @@ class GPT2PreTrainedModel:
         return Embedding(self.params["wte"]["weight"])
 
     def set_input_embeddings(self, value):
-        """Replace wte with ``value`` (an Embedding or a [vocab, n_embd] array, in any weight format); it is
-        stored in the model's weight format (``model.dtype``); config.vocab_size follows."""
-        weight = value.weight if isinstance(value, Embedding) else value
+        """Replace wte with ``value`` (an Embedding, a torch.nn.Embedding, or a [vocab, n_embd] array, in any weight
+        format); it is stored in the model's weight format (``model.dtype``); config.vocab_size follows."""
+        weight = getattr(value, "weight", value)  # an Embedding, minigpt2's or torch's: its table
         if not isinstance(weight, (weights.BFloat16Weight, weights.Int8Weight)):
             weight = float_array("embeddings", weight)  # float16 too: widened here, narrowed again below
         if len(weight.shape) != 2 or weight.shape[1] != self.config.n_embd or weight.shape[0] < 1:

@@ -90,3 +90,15 @@ def test_lm_head_is_there_as_in_transformers(ours, theirs, tmp_path):
     untied = minigpt2.GPT2LMHeadModel.from_pretrained(tmp_path).lm_head.weight
     their_untied = transformers.GPT2LMHeadModel.from_pretrained(tmp_path).lm_head.weight
     assert np.array_equal(untied, their_untied.detach().numpy())
+
+
+def test_set_input_embeddings_takes_a_torch_embedding(ours, theirs):
+    """model.set_input_embeddings(torch.nn.Embedding(...)), the transformers way, failed with "embeddings must hold
+    numbers, got dtype object". The head stays tied to the new table (transformers ties it again at tie_weights())."""
+    table = torch.nn.Embedding.from_pretrained(torch.randn(120, 32, generator=torch.Generator().manual_seed(0)))
+    ours.set_input_embeddings(table)
+    theirs.set_input_embeddings(table)
+    theirs.resize_token_embeddings(120)  # (its config.vocab_size and lm_head follow the new table)
+    assert ours.config.vocab_size == theirs.config.vocab_size == 120
+    ids = np.array([[119, 3, 100, 7]])
+    assert_close(ours(ids).logits, run(theirs, input_ids=ids).logits.numpy(), "logits with the new table")
