@@ -137,10 +137,10 @@ class KVCache(tuple):
     def check(past, *, n_layer, batch, n_head, head_dim):
         """``past`` (None, a KVCache, or a tuple/list of (key, value) arrays [B, H, P, D]) with any other library's
         tensors as NumPy arrays, and P, the positions it holds; a clear error if its layout does not fit the model.
-        transformers' DynamicCache is read as its legacy tuples; an empty one as None."""
+        transformers' DynamicCache is read as its legacy tuples; an empty cache (``()``, ``DynamicCache()``) as None."""
         if _is_transformers_cache(past):  # HF's DynamicCache: its tensors (empty: no cache)
             past = past.to_legacy_cache() if past.get_seq_length() else None
-        if past is None:
+        if past is None or (isinstance(past, (tuple, list)) and len(past) == 0):  # no cache; an empty one, as ()
             return None, 0
         if not isinstance(past, KVCache) and isinstance(past, (tuple, list)):  # e.g. HF's tuples of tensors
             past = [tuple(_as_numpy(a) for a in pair) if isinstance(pair, (tuple, list)) else pair for pair in past]

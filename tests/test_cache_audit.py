@@ -57,6 +57,15 @@ def test_the_model_takes_a_transformers_dynamic_cache_and_updates_it_in_place_li
     assert mine_cache.get_seq_length() == ref_cache.get_seq_length() == 3
 
 
+def test_an_empty_cache_is_no_cache(models):
+    """past_key_values=() (an empty legacy cache): transformers runs as without a cache; minigpt2 said
+    'one (key, value) pair per layer (2), got 0 entries'."""
+    ours, theirs = models
+    out = ours(IDS, past_key_values=())
+    assert_close(out.logits, hf(theirs, IDS, past_key_values=()).logits.numpy(), "logits with ()")
+    assert out.past_key_values.get_seq_length() == IDS.shape[1]
+
+
 # -- checked: behaviours minigpt2 already had like transformers (but for the DynamicCache, fixed above) ---------
 def test_continuing_with_each_kind_of_cache_gives_transformers_logits(models):
     """The loop `out = model(ids, past_key_values=past); past = out.past_key_values` from minigpt2's cache, HF's
