@@ -80,6 +80,7 @@ class GPT2PreTrainedModel:
     main_input_name = "input_ids"
     uses_lm_head = False  # True for the classes with the LM head (wte, tied; or lm_head.weight, untied)
     name_or_path = ""  # where from_pretrained loaded it from (HF's model.name_or_path)
+    generation_config = None  # as HF's for the classes that cannot generate (GenerationMixin's property otherwise)
 
     @property
     def device(self) -> str:

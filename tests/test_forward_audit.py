@@ -102,3 +102,11 @@ def test_set_input_embeddings_takes_a_torch_embedding(ours, theirs):
     assert ours.config.vocab_size == theirs.config.vocab_size == 120
     ids = np.array([[119, 3, 100, 7]])
     assert_close(ours(ids).logits, run(theirs, input_ids=ids).logits.numpy(), "logits with the new table")
+
+
+def test_models_without_generate_have_no_generation_config(checkpoint_dir):
+    """transformers' GPT2Model.generation_config is None (it cannot generate); minigpt2's was an AttributeError."""
+    ours = minigpt2.GPT2Model.from_pretrained(checkpoint_dir)
+    theirs = transformers.GPT2Model.from_pretrained(checkpoint_dir)
+    assert ours.generation_config is None and theirs.generation_config is None
+    assert ours.can_generate() is theirs.can_generate() is False
