@@ -101,6 +101,9 @@ class _LayerSlot:
 class KVCache(tuple):
     """``past_key_values``: a tuple of (key, value) per layer, each [B, H, P, D], read-only."""
 
+    NOT_GROWN = ("if the cache passed in is one you passed before, expecting it to have grown (transformers updates "
+                 "its DynamicCache in place): a minigpt2 cache never changes, pass the last output's past_key_values")
+
     def __new__(cls, buffers: _Buffers, length: int):
         pairs = []
         for k, v in zip(buffers.keys, buffers.values):
@@ -188,6 +191,19 @@ class KVCache(tuple):
             new_k, new_v = buffers.keys[i][:, :, start:length], buffers.values[i][:, :, start:length]
             given.update(torch.from_numpy(new_k.copy()), torch.from_numpy(new_v.copy()), i)
         return given if use_cache else None
+
+    @staticmethod
+    def check_cache_position(cache_position, past_length, new_tokens):
+        """transformers' ``cache_position``, the new tokens' places in the cache: a model appends them after the P
+        it holds, so it can only be [P, ..., P + T - 1]; anything else is a clear error."""
+        if cache_position is None:
+            return
+        got = np.asarray(_as_numpy(cache_position)).reshape(-1)
+        if got.shape != (new_tokens,) or (got != np.arange(past_length, past_length + new_tokens)).any():
+            raise ValueError(
+                f"cache_position is {got.tolist()}, but the {new_tokens} new token(s) go after the {past_length} "
+                f"cached positions: [{past_length}, ..., {past_length + new_tokens - 1}] (or leave it out); "
+                f"{KVCache.NOT_GROWN}")
 
 
 def _is_transformers_cache(past) -> bool:

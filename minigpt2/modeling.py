@@ -94,11 +94,12 @@ class GPT2Model(GPT2PreTrainedModel):
     def forward(self, input_ids=None, past_key_values=None, attention_mask=None, token_type_ids=None,
                 position_ids=None, head_mask=None, inputs_embeds=None, encoder_hidden_states=None,
                 encoder_attention_mask=None, use_cache=None, output_attentions=None, output_hidden_states=None,
-                return_dict=None):
+                return_dict=None, cache_position=None):
         """Hidden states of every position.  # input_ids [B, T] -> last_hidden_state [B, T, E]
 
         With ``past_key_values`` (P cached positions), ``input_ids`` holds only the T new tokens and
-        positions continue at P. ``attention_mask`` is HF's [B, P + T] of 1s (tokens) and 0s (padding), or its 4-D
+        positions continue at P (transformers' ``cache_position`` may be given: it must be [P, ..., P + T - 1]).
+        ``attention_mask`` is HF's [B, P + T] of 1s (tokens) and 0s (padding), or its 4-D
         float form [B, 1, T, P + T], the bias added to the attention scores (0 to attend, the float32 minimum to
         mask: attention_bias_4d). Returns a BaseModelOutputWithPastAndCrossAttentions.
         """
@@ -128,6 +129,7 @@ class GPT2Model(GPT2PreTrainedModel):
         if P + T > cfg.n_positions:
             raise ValueError(f"the sequence is {P + T} tokens long ({P} cached + {T} new), but this model has "
                              f"position embeddings for n_positions={cfg.n_positions}")
+        KVCache.check_cache_position(cache_position, P, T)
 
         # Embeddings: token + position (+ token type, which GPT-2 embeds with the token table).
         if position_ids is None:
@@ -225,7 +227,8 @@ class GPT2LMHeadModel(GenerationMixin, _WithTransformer):
     def forward(self, input_ids=None, past_key_values=None, attention_mask=None, token_type_ids=None,
                 position_ids=None, head_mask=None, inputs_embeds=None, encoder_hidden_states=None,
                 encoder_attention_mask=None, labels=None, use_cache=None, output_attentions=None,
-                output_hidden_states=None, return_dict=None, logits_to_keep=0, **loss_options):
+                output_hidden_states=None, return_dict=None, logits_to_keep=0, cache_position=None,
+                **loss_options):
         """Next-token logits.  # input_ids [B, T] -> logits [B, T, V]
 
         ``labels`` [B, T] (usually input_ids itself) give the mean cross-entropy of predicting token
@@ -238,7 +241,8 @@ class GPT2LMHeadModel(GenerationMixin, _WithTransformer):
             token_type_ids=token_type_ids, position_ids=position_ids, head_mask=head_mask,
             inputs_embeds=inputs_embeds, encoder_hidden_states=encoder_hidden_states,
             encoder_attention_mask=encoder_attention_mask, use_cache=use_cache,
-            output_attentions=output_attentions, output_hidden_states=output_hidden_states)
+            output_attentions=output_attentions, output_hidden_states=output_hidden_states,
+            cache_position=cache_position)
         logits = lm_head(kept_positions(t.last_hidden_state, logits_to_keep), self._lm_head_weight())
         unknown = set(loss_options) - {"num_items_in_batch", "ignore_index", "shift_labels"}
         if unknown:  # (transformers ignores unknown keywords silently: a misspelt option would change nothing)
@@ -293,7 +297,7 @@ class GPT2DoubleHeadsModel(GenerationMixin, _WithTransformer):
     def forward(self, input_ids=None, past_key_values=None, attention_mask=None, token_type_ids=None,
                 position_ids=None, head_mask=None, inputs_embeds=None, mc_token_ids=None, labels=None,
                 mc_labels=None, use_cache=None, output_attentions=None, output_hidden_states=None,
-                return_dict=None, logits_to_keep=0):
+                return_dict=None, logits_to_keep=0, cache_position=None):
         """LM logits and one score per choice.  # input_ids [B, C, T] -> logits [B, C, T, V], mc_logits [B, C]
 
         ``mc_token_ids`` [B, C]: the position of the classification token in each choice (default: the
@@ -304,7 +308,7 @@ class GPT2DoubleHeadsModel(GenerationMixin, _WithTransformer):
             input_ids=input_ids, past_key_values=past_key_values, attention_mask=attention_mask,
             token_type_ids=token_type_ids, position_ids=position_ids, head_mask=head_mask,
             inputs_embeds=inputs_embeds, use_cache=use_cache, output_attentions=output_attentions,
-            output_hidden_states=output_hidden_states)
+            output_hidden_states=output_hidden_states, cache_position=cache_position)
         h = t.last_hidden_state  # [B, C, T, E]
         logits = lm_head(kept_positions(h, logits_to_keep), self._lm_head_weight())
         mc_logits = sequence_summary(h, mc_token_ids, self.params.get("multiple_choice_head"), self.config)
@@ -333,11 +337,17 @@ def _untied_head_shape(config) -> dict:
 
 
 def kept_positions(h, logits_to_keep):
-    """The positions whose logits are wanted (HF's logits_to_keep).  # [..., T, E] -> [..., T', E]"""
+    """The positions whose logits are wanted (HF's logits_to_keep).  # [..., T, E] -> [..., T', E]
+
+    An int n keeps the last n (0: all); a 1-D array is indexed as torch indexes, -1 being the last position."""
     if is_int(logits_to_keep):
         n = check_int("logits_to_keep", logits_to_keep, low=0)
         return h if n == 0 else h[..., -n:, :]
-    positions = int_array("logits_to_keep", logits_to_keep, high=h.shape[-2])
+    T = h.shape[-2]
+    positions = as_array("logits_to_keep", logits_to_keep)
+    if np.issubdtype(positions.dtype, np.integer):
+        positions = np.where((-T <= positions) & (positions < 0), positions + T, positions)
+    positions = int_array("logits_to_keep", positions, high=T)
     if positions.ndim != 1:
         raise ValueError(f"logits_to_keep must be an int or a 1-D array of positions, got shape {positions.shape}")
     return h[..., positions, :]

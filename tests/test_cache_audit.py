@@ -66,6 +66,24 @@ def test_an_empty_cache_is_no_cache(models):
     assert out.past_key_values.get_seq_length() == IDS.shape[1]
 
 
+def test_cache_position_is_taken_when_it_says_where_the_new_tokens_go(models, hf_tiny_checkpoint):
+    """transformers 4.57 takes cache_position (GPT2Model, GPT2LMHeadModel, GPT2DoubleHeadsModel); minigpt2 raised
+    TypeError (unexpected keyword). It must be [P, ..., P + T - 1]: anything else is refused, naming both."""
+    ours, theirs = models
+    past = ours(IDS[:, :4]).past_key_values
+    ref_past = hf(theirs, IDS[:, :4]).past_key_values
+    ref = hf(theirs, IDS[:, 4:], past_key_values=ref_past, cache_position=torch.arange(4, 7)).logits.numpy()
+    assert_close(ours(IDS[:, 4:], past_key_values=past, cache_position=np.arange(4, 7)).logits, ref, "logits")
+    assert_close(ours(IDS[:, :4], cache_position=torch.arange(4)).logits, hf(theirs, IDS[:, :4]).logits.numpy(),
+                 "logits without a cache")
+    with pytest.raises(ValueError, match=r"cache_position is \[3, 4, 5\].*\[4, \.\.\., 6\]"):
+        ours(IDS[:, 4:], past_key_values=past, cache_position=np.arange(3, 6))
+    base = minigpt2.GPT2Model.from_pretrained(hf_tiny_checkpoint)
+    assert base(IDS[:, :2], cache_position=np.arange(2)).last_hidden_state.shape == (2, 2, TINY["n_embd"])
+    choices = minigpt2.GPT2DoubleHeadsModel(ours.config, seed=0)
+    assert choices(IDS[None, :, :2], cache_position=np.arange(2)).logits.shape[:3] == (1, 2, 2)
+
+
 # -- checked: behaviours minigpt2 already had like transformers (but for the DynamicCache, fixed above) ---------
 def test_continuing_with_each_kind_of_cache_gives_transformers_logits(models):
     """The loop `out = model(ids, past_key_values=past); past = out.past_key_values` from minigpt2's cache, HF's

@@ -110,3 +110,15 @@ def test_models_without_generate_have_no_generation_config(checkpoint_dir):
     theirs = transformers.GPT2Model.from_pretrained(checkpoint_dir)
     assert ours.generation_config is None and theirs.generation_config is None
     assert ours.can_generate() is theirs.can_generate() is False
+
+
+# -- forward arguments ---------------------------------------------------------------------------------------------
+
+def test_logits_to_keep_positions_may_count_from_the_end(ours, theirs):
+    """A 1-D logits_to_keep indexes the positions as torch does, so -1 is the last one; minigpt2 refused negatives
+    ("holds -1, outside the allowed values [0, 5)")."""
+    for keep in ([-1], [0, -2, 4], [-5]):
+        ref = run(theirs, input_ids=IDS, logits_to_keep=torch.tensor(keep)).logits.numpy()
+        assert_close(ours(IDS, logits_to_keep=np.array(keep)).logits, ref, f"logits_to_keep={keep}")
+    with pytest.raises(ValueError, match=r"logits_to_keep holds -6, outside"):
+        ours(IDS, logits_to_keep=np.array([-6]))
