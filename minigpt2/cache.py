@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import mmap
 import threading
+from collections import namedtuple
 
 import numpy as np
 
@@ -135,6 +136,51 @@ class KVCache(tuple):
     def __reduce__(self):  # pickles and deep-copies as the plain tuple it shows
         return tuple, (tuple(self),)
 
+    # -- transformers' Cache API (4.57's DynamicCache), for code written for it ------------------------
+    def get_max_cache_shape(self, layer_idx: int = 0) -> int:
+        """-1: no fixed maximum, as HF's DynamicCache says (the model's n_positions is the limit)."""
+        return -1
+
+    @property
+    def layers(self) -> tuple:
+        """One entry per layer with ``.keys`` and ``.values`` [B, H, P, D] (HF's ``cache.layers[i].keys``)."""
+        return tuple(_Layer(k, v) for k, v in self)
+
+    def to_legacy_cache(self) -> tuple:
+        """The plain tuple of (key, value) pairs, one per layer (HF's Cache.to_legacy_cache)."""
+        return tuple(self)
+
+    @classmethod
+    def from_legacy_cache(cls, past_key_values) -> "KVCache":
+        """A KVCache holding a copy of ``past_key_values``: (key, value) per layer, each [B, H, P, D], NumPy arrays
+        or torch tensors (HF's DynamicCache.from_legacy_cache). None or () give the empty cache."""
+        pairs = [tuple(np.asarray(_as_numpy(a), np.float32) for a in pair) for pair in past_key_values or ()]
+        B, H, P, D = pairs[0][0].shape if pairs and np.ndim(pairs[0][0]) == 4 else (0, 0, 0, 0)
+        if pairs:
+            _check_past(pairs, len(pairs), B, H, D)
+        buffers = _Buffers(len(pairs), B, H, D, (P,))
+        for i, (k, v) in enumerate(pairs):
+            buffers.keys[i][...], buffers.values[i][...] = k, v
+        buffers.length = P
+        return cls(buffers, P)
+
+    def _changes_in_place(name, instead):
+        def refused(self, *args, **kwargs):
+            raise TypeError(f"KVCache.{name}: transformers' DynamicCache.{name} changes the cache in place, but a "
+                            f"minigpt2 cache never changes (the model returns a new one); instead: {instead}")
+        refused.__name__ = refused.__qualname__ = name
+        refused.__doc__ = f"Refused (HF's in-place {name}; a KVCache never changes), with an error saying what to use."
+        return refused
+
+    crop = _changes_in_place("crop", "past = tuple((k[:, :, :n], v[:, :, :n]) for k, v in past) keeps n positions")
+    reorder_cache = _changes_in_place("reorder_cache", "past = past.reorder(beam_idx)")
+    batch_select_indices = _changes_in_place("batch_select_indices", "past = past.reorder(indices)")
+    batch_repeat_interleave = _changes_in_place(
+        "batch_repeat_interleave", "past = past.reorder(np.repeat(np.arange(batch_size), repeats))")
+    update = _changes_in_place("update", "pass the cache to the model and take its output's past_key_values")
+    reset = _changes_in_place("reset", "pass past_key_values=None")
+    del _changes_in_place
+
     # -- used by the model --------------------------------------------------------------------------
     @staticmethod
     def check(past, *, n_layer, batch, n_head, head_dim):
@@ -204,6 +250,9 @@ class KVCache(tuple):
                 f"cache_position is {got.tolist()}, but the {new_tokens} new token(s) go after the {past_length} "
                 f"cached positions: [{past_length}, ..., {past_length + new_tokens - 1}] (or leave it out); "
                 f"{KVCache.NOT_GROWN}")
+
+
+_Layer = namedtuple("_Layer", "keys values")  # KVCache.layers[i]
 
 
 def _is_transformers_cache(past) -> bool:

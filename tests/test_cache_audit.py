@@ -34,6 +34,54 @@ def hf(model, ids, **kwargs):
         return model(torch.tensor(ids), **kwargs)
 
 
+def test_the_returned_cache_offers_what_a_dynamic_cache_offers(models):
+    """4.57's DynamicCache: get_seq_length, get_max_cache_shape (-1: no maximum), len, cache[i] -> (k, v),
+    iteration, layers[i].keys/.values, to_legacy_cache, the classmethod from_legacy_cache; [B, H, P, D]."""
+    ours, theirs = models
+    mine, ref = ours(IDS[:, :4]).past_key_values, hf(theirs, IDS[:, :4]).past_key_values
+    assert mine.get_seq_length() == ref.get_seq_length() == 4
+    assert mine.get_max_cache_shape() == ref.get_max_cache_shape() == -1
+    assert len(mine) == len(ref) == TINY["n_layer"]
+    for i, ((k, v), (rk, rv), layer, ref_layer) in enumerate(zip(mine, ref, mine.layers, ref.layers)):
+        assert k.shape == tuple(rk.shape) == (2, TINY["n_head"], 4, TINY["n_embd"] // TINY["n_head"])
+        assert_close(k, rk.numpy(), f"layer {i} keys")
+        assert_close(v, rv.numpy(), f"layer {i} values")
+        assert layer.keys is mine[i][0] and layer.values is mine[i][1]
+        assert_close(layer.keys, ref_layer.keys.numpy(), f"layers[{i}].keys")
+    legacy = mine.to_legacy_cache()
+    assert type(legacy) is tuple and all(a is b for pair, mpair in zip(legacy, mine) for a, b in zip(pair, mpair))
+
+    # from_legacy_cache: from transformers' own tensors, then continued as transformers continues its cache.
+    rebuilt = minigpt2.KVCache.from_legacy_cache(ref.to_legacy_cache())
+    assert isinstance(rebuilt, minigpt2.KVCache) and rebuilt.get_seq_length() == 4
+    expected = hf(theirs, IDS[:, 4:], past_key_values=copy.deepcopy(ref)).logits.numpy()
+    assert_close(ours(IDS[:, 4:], past_key_values=rebuilt).logits, expected, "continued from_legacy_cache")
+    assert len(minigpt2.KVCache.from_legacy_cache(None)) == 0
+
+
+@pytest.mark.parametrize("name, args, instead", [
+    ("crop", (2,), "k[:, :, :n]"),
+    ("reorder_cache", (np.array([1, 0]),), "past.reorder(beam_idx)"),
+    ("batch_select_indices", (np.array([1]),), "past.reorder(indices)"),
+    ("batch_repeat_interleave", (2,), "np.repeat"),
+    ("update", (None, None, 0), "past_key_values"),
+    ("reset", (), "None"),
+])
+def test_dynamic_cache_methods_that_change_it_in_place_are_refused_saying_what_to_use(models, name, args, instead):
+    """transformers' DynamicCache.crop/reorder_cache/... change the cache in place and return None; a minigpt2
+    cache never changes, so a method that returned a new cache would leave HF code (which ignores the result)
+    with the old one: refused, naming the replacement; the cache is unchanged."""
+    ours, _ = models
+    past = ours(IDS[:, :4]).past_key_values
+    before = [(k.copy(), v.copy()) for k, v in past]
+    with pytest.raises(TypeError, match="never changes") as error:
+        getattr(past, name)(*args)
+    assert instead in str(error.value)
+    assert past.get_seq_length() == 4
+    for (k, v), (k0, v0) in zip(past, before):
+        assert np.array_equal(k, k0) and np.array_equal(v, v0)
+
+
 def test_the_model_takes_a_transformers_dynamic_cache_and_updates_it_in_place_like_transformers(models):
     """HF 4.57's loop: make a DynamicCache, keep passing that same object; the model appends to it in place and
     returns it. minigpt2 refused the object ('must be a tuple ... got DynamicCache')."""
