@@ -100,7 +100,17 @@ class _LayerSlot:
 
 
 class KVCache(tuple):
-    """``past_key_values``: a tuple of (key, value) per layer, each [B, H, P, D], read-only."""
+    """``past_key_values``: a tuple of (key, value) per layer, each [B, H, P, D], read-only.
+
+    A KVCache never changes: the model returns a new one each call, so the loop is
+    ``out = model(ids, past_key_values=past); past = out.past_key_values``. Passing the same cache again continues
+    it again from its P positions (a branch). transformers instead grows the DynamicCache passed in, and HF code
+    may keep passing that first object: with a KVCache that would silently restart from P at every step, so pass
+    the last output's cache, or pass a transformers DynamicCache, which the model grows in place as transformers
+    does. Where such a loop also says where it thinks it is (an attention_mask longer than P + T, a
+    cache_position past P) the model raises an error saying this. The DynamicCache methods that change a cache
+    in place (crop, reorder_cache, ...) raise, naming what to use instead (``reorder`` returns a new cache).
+    """
 
     NOT_GROWN = ("if the cache passed in is one you passed before, expecting it to have grown (transformers updates "
                  "its DynamicCache in place): a minigpt2 cache never changes, pass the last output's past_key_values")

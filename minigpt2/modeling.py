@@ -151,7 +151,8 @@ class GPT2Model(GPT2PreTrainedModel):
             if attention_mask.size != B * (P + T) or attention_mask.shape[-1] != P + T:
                 raise ValueError(f"attention_mask has shape {attention_mask.shape}; expected (batch={B}, "
                                  f"cached + new tokens={P + T}), 1 for tokens to attend to and 0 for padding (or "
-                                 f"the 4-D float bias (batch, 1, {T}, {P + T}) to add to the attention scores)")
+                                 f"the 4-D float bias (batch, 1, {T}, {P + T}) to add to the attention scores)"
+                                 + (f"; {KVCache.NOT_GROWN}" if P and attention_mask.shape[-1] > P + T else ""))
             mask = padding_bias(attention_mask.reshape(B, P + T))  # [B, 1, 1, P + T]
         encoder_mask = None
         if encoder_hidden_states is not None:

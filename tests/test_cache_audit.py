@@ -132,6 +132,20 @@ def test_cache_position_is_taken_when_it_says_where_the_new_tokens_go(models, hf
     assert choices(IDS[None, :, :2], cache_position=np.arange(2)).logits.shape[:3] == (1, 2, 2)
 
 
+def test_the_hf_loop_reusing_the_object_it_passed_in_says_what_to_do_where_it_can_tell(models):
+    """In transformers the cache passed in grows in place, so HF code may keep passing the first call's cache. A
+    minigpt2 cache never changes; passing one again is branching (tests/test_properties.py), so the model cannot
+    tell this loop from a branch by the cache alone. When the loop also passes what it thinks the positions are
+    (a growing attention_mask, cache_position), the error says what to do instead of a bare shape mismatch."""
+    ours, _ = models
+    past = ours(IDS[:, :3]).past_key_values
+    ours(IDS[:, 3:4], past_key_values=past, attention_mask=np.ones((2, 4)))  # the first step is right
+    with pytest.raises(ValueError, match="never changes, pass the last output's past_key_values"):
+        ours(IDS[:, 4:5], past_key_values=past, attention_mask=np.ones((2, 5)))
+    with pytest.raises(ValueError, match="never changes, pass the last output's past_key_values"):
+        ours(IDS[:, 4:5], past_key_values=past, cache_position=np.array([4]))
+
+
 # -- checked: behaviours minigpt2 already had like transformers (but for the DynamicCache, fixed above) ---------
 def test_continuing_with_each_kind_of_cache_gives_transformers_logits(models):
     """The loop `out = model(ids, past_key_values=past); past = out.past_key_values` from minigpt2's cache, HF's
