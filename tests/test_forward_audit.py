@@ -122,3 +122,45 @@ def test_logits_to_keep_positions_may_count_from_the_end(ours, theirs):
         assert_close(ours(IDS, logits_to_keep=np.array(keep)).logits, ref, f"logits_to_keep={keep}")
     with pytest.raises(ValueError, match=r"logits_to_keep holds -6, outside"):
         ours(IDS, logits_to_keep=np.array([-6]))
+
+
+# -- what was found to match transformers already (kept so that it stays so) ---------------------------------------
+
+def as_list(x):
+    return list(x) if isinstance(x, tuple) else [x]
+
+
+@pytest.mark.parametrize("kwargs", [dict(), dict(labels=LABELS), dict(use_cache=False, output_hidden_states=True),
+                                    dict(labels=IDS, use_cache=False, output_attentions=True,
+                                         output_hidden_states=True)])
+def test_outputs_fields_tuples_and_values_as_transformers(ours, theirs, kwargs):
+    """The fields that are set, in transformers' order, by name, by key, by position and as return_dict=False's
+    tuple; n_layer + 1 hidden states (the last after ln_f), attentions [B, H, T, T], float32 throughout."""
+    mask = np.array([[0, 1, 1, 1, 1], [1, 1, 1, 1, 1]])
+    out = ours(IDS, attention_mask=mask, **kwargs)
+    ref = run(theirs, input_ids=IDS, attention_mask=mask, **kwargs)
+    assert list(out.keys()) == list(ref.keys())
+    as_tuple = ours(IDS, attention_mask=mask, return_dict=False, **kwargs)
+    assert type(as_tuple) is tuple and len(as_tuple) == len(ref.to_tuple())
+    for i, key in enumerate(ref.keys()):
+        assert out[i] is out[key] is getattr(out, key)
+        if key == "past_key_values":
+            continue  # (a KVCache here, transformers' DynamicCache there: tests/test_cache_audit.py)
+        for a, b, c in zip(as_list(out[key]), as_list(ref[key]), as_list(as_tuple[i])):
+            assert np.asarray(a).dtype == np.float32 and np.shape(a) == tuple(b.shape), key
+            assert_close(a, b.numpy(), key)
+            assert_close(c, b.numpy(), f"{key} (return_dict=False)")
+    if "hidden_states" in ref:
+        assert len(out.hidden_states) == len(ref.hidden_states) == 3  # the embeddings and each of the 2 layers
+
+
+def test_loss_semantics_as_transformers(ours, theirs):
+    """Labels are shifted inside (labels=input_ids), -100 is ignored, every label ignored gives NaN as in torch, and
+    labels that are not one per input token are a clear error (transformers: a batch-size mismatch deep in torch)."""
+    assert np.isnan(ours(IDS, labels=np.full_like(IDS, -100)).loss)
+    assert np.isnan(run(theirs, input_ids=IDS, labels=np.full_like(IDS, -100)).loss.item())
+    for wrong in (IDS[:, :3], np.concatenate([IDS, IDS], axis=1)):
+        with pytest.raises(ValueError, match=r"labels must have shape \(2, 5\) \(one per input token\)"):
+            ours(IDS, labels=wrong)
+    with pytest.raises(TypeError, match="labels must hold integers, got dtype float32"):
+        ours(IDS, labels=IDS.astype(np.float32))
