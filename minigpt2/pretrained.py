@@ -280,9 +280,9 @@ class GPT2PreTrainedModel:
         self.config.vocab_size = weight.shape[0]
 
     def get_output_embeddings(self):
-        """The LM head's matrix as an Embedding: wte itself when tied, else lm_head.weight [vocab_size, n_embd];
-        None for the classes without an LM head."""
-        return Embedding(self._lm_head_weight()) if self.uses_lm_head else None
+        """The LM head (``model.lm_head``, as in HF): its ``.weight`` is wte itself when tied, else lm_head.weight
+        [vocab_size, n_embd], and calling it on hidden states gives logits; None for the classes without an LM head."""
+        return self.lm_head if self.uses_lm_head else None
 
     def tie_weights(self):
         """For HF compatibility: the head is tied by construction when config.tie_word_embeddings (no lm_head

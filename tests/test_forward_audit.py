@@ -164,3 +164,14 @@ def test_loss_semantics_as_transformers(ours, theirs):
             ours(IDS, labels=wrong)
     with pytest.raises(TypeError, match="labels must hold integers, got dtype float32"):
         ours(IDS, labels=IDS.astype(np.float32))
+
+
+def test_output_embeddings_map_hidden_states_to_logits(ours, theirs):
+    """get_output_embeddings() is the LM head in transformers (the Linear of model.lm_head): calling it on hidden
+    states gives logits, as "logit lens" code does with each layer's output. minigpt2 gave an Embedding, which
+    read them as token ids ("input_ids must hold integers")."""
+    hidden = run(theirs, input_ids=IDS, output_hidden_states=True).hidden_states
+    for i, h in enumerate(hidden):
+        ref = run(theirs.get_output_embeddings(), input=h).numpy()
+        assert_close(ours.get_output_embeddings()(h.numpy()), ref, f"head(hidden_states[{i}])")
+    assert ours.get_output_embeddings().weight is ours.params["wte"]["weight"]
