@@ -63,7 +63,11 @@ class Linear:
     def __call__(self, hidden_states):
         from .modeling import lm_head  # (modeling imports this module)
 
-        return lm_head(float_array("hidden_states", hidden_states), self.weight)
+        h = float_array("hidden_states", hidden_states)
+        if h.ndim < 1 or h.shape[-1] != self.in_features:
+            raise ValueError(f"hidden_states must have n_embd={self.in_features} numbers on their last axis, got "
+                             f"shape {h.shape}")
+        return lm_head(h, self.weight)
 
     def __repr__(self):
         return f"Linear(in_features={self.in_features}, out_features={self.out_features}, bias=False)"

@@ -175,3 +175,11 @@ def test_output_embeddings_map_hidden_states_to_logits(ours, theirs):
         ref = run(theirs.get_output_embeddings(), input=h).numpy()
         assert_close(ours.get_output_embeddings()(h.numpy()), ref, f"head(hidden_states[{i}])")
     assert ours.get_output_embeddings().weight is ours.params["wte"]["weight"]
+
+
+def test_the_head_names_a_wrong_hidden_size(ours):
+    """Hidden states of another width are refused by name, not by NumPy's matmul ("mismatch in its core
+    dimension 0, with gufunc signature ...")."""
+    with pytest.raises(ValueError, match=r"hidden_states must have n_embd=32 numbers on their last axis, got "
+                                         r"shape \(1, 2, 31\)"):
+        ours.lm_head(np.zeros((1, 2, 31), np.float32))
