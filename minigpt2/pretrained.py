@@ -224,6 +224,9 @@ class GPT2PreTrainedModel:
         "transformer." prefix; arrays, or anything np.asarray takes, such as CPU torch tensors). Shapes must
         match. With ``strict``, missing or unexpected names are an error; either way the names are returned as
         ``(missing_keys, unexpected_keys)``, as torch does."""
+        if not hasattr(state_dict, "items"):
+            raise TypeError(f"load_state_dict takes a dict of name -> array (as state_dict() gives, or a checkpoint's "
+                            f"safetensors.numpy.load_file(path)), got {type(state_dict).__name__}")
         own = self._state_names()
         plain = {v: k for k, v in own.items() if k != "lm_head.weight"}  # "wte.weight" -> its state-dict name
         flat = checkpoint.flatten(self.params)

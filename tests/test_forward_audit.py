@@ -183,3 +183,13 @@ def test_the_head_names_a_wrong_hidden_size(ours):
     with pytest.raises(ValueError, match=r"hidden_states must have n_embd=32 numbers on their last axis, got "
                                          r"shape \(1, 2, 31\)"):
         ours.lm_head(np.zeros((1, 2, 31), np.float32))
+
+
+def test_load_state_dict_of_a_path_says_what_it_takes(ours, theirs, checkpoint_dir):
+    """Passing the checkpoint's path instead of its tensors gave "'str' object has no attribute 'items'"
+    (transformers: TypeError, "Expected state_dict to be dict-like")."""
+    path = str(checkpoint_dir / "model.safetensors")
+    with pytest.raises(TypeError, match="dict-like"):
+        theirs.load_state_dict(path)
+    with pytest.raises(TypeError, match=r"load_state_dict takes a dict of name -> array .*load_file\(path\).*got str"):
+        ours.load_state_dict(path)
