@@ -61,6 +61,7 @@ class Linear:
         return self.weight.shape[0]
 
     def __call__(self, hidden_states):
+        """The logits of hidden states.  # [..., n_embd] -> [..., vocab_size]"""
         from .modeling import lm_head  # (modeling imports this module)
 
         h = float_array("hidden_states", hidden_states)
