@@ -43,6 +43,12 @@ def linear(x, weight, bias=None):
     return y
 
 
+def lm_head(h, weight):
+    """Logits over the vocabulary from the head's matrix [V, E]: wte (tied), or the checkpoint's own
+    lm_head.weight, which HF stores in the same layout.  # [..., E] -> [..., V]"""
+    return linear(h, weight.T)
+
+
 @kernel
 def layer_norm(x, weight, bias, eps=1e-5):
     """Normalise each vector to mean 0 and variance 1, then scale and shift.  # [..., E] -> [..., E]"""

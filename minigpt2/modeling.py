@@ -28,6 +28,7 @@ from .layers import (
     cross_attention,
     layer_norm,
     linear,
+    lm_head,
     log_softmax,
     mlp,
     padding_bias,
@@ -352,12 +353,6 @@ def kept_positions(h, logits_to_keep):
     if positions.ndim != 1:
         raise ValueError(f"logits_to_keep must be an int or a 1-D array of positions, got shape {positions.shape}")
     return h[..., positions, :]
-
-
-def lm_head(h, weight):
-    """Logits over the vocabulary from the head's matrix [V, E]: wte (tied), or the checkpoint's own
-    lm_head.weight, which HF stores in the same layout.  # [..., E] -> [..., V]"""
-    return linear(h, weight.T)
 
 
 def sequence_summary(h, cls_index, params, config):

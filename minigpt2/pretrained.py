@@ -19,6 +19,7 @@ from .checks import check_int, float_array, int_array, short_list
 from .config import GPT2Config
 from .generation import GENERATION_CONFIG_NAME, GenerationConfig, GenerationMixin
 from .hub import a_file_is_not_a_checkpoint, checkpoint_name, pop_hub_options, resolve_file
+from .layers import lm_head
 
 __all__ = ["GPT2PreTrainedModel", "Embedding", "Linear"]
 
@@ -62,8 +63,6 @@ class Linear:
 
     def __call__(self, hidden_states):
         """The logits of hidden states.  # [..., n_embd] -> [..., vocab_size]"""
-        from .modeling import lm_head  # (modeling imports this module)
-
         h = float_array("hidden_states", hidden_states)
         if h.ndim < 1 or h.shape[-1] != self.in_features:
             raise ValueError(f"hidden_states must have n_embd={self.in_features} numbers on their last axis, got "
