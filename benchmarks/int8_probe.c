@@ -1,19 +1,24 @@
-/* Would int8 weights decode faster as integer dot products? A probe for one CPU, outside minigpt2.
+/* Do int8 weights decode faster as integer dot products? A probe for one CPU, outside minigpt2's tests.
  *
- * minigpt2 widens an int8 weight to float32 in a register and multiplies it by a float32 activation
- * (csrc/decode.h): two conversion instructions per 8 weights (sign-extend, int -> float) before each
- * multiply-add. llama.cpp's Q8_0 instead rounds the activations to integers too and multiplies integers
- * (several products per instruction). Rounding activations to int16 per block of 32 (error 2^-16 of the
- * block's largest, far below int8 weights' 2^-8) would allow the same with AVX2's vpmaddwd (16 products
- * summed in pairs per instruction). This program times decoding products (1 x K @ K x N) on GPT-2 124M's
- * 48 block matrices (85 M int8 weights with a float16 scale per 32 down each column):
+ * minigpt2 used to widen every int8 weight to float32 in a register and multiply it by a float32 activation:
+ * two conversion instructions per 8 weights (sign-extend, int -> float) before each multiply-add. llama.cpp's
+ * Q8_0 instead rounds the activations to integers too and multiplies integers (several products per
+ * instruction). Rounding activations to int16 per block of 32 (error 2^-16 of the block's largest, far below
+ * int8 weights' 2^-8) allows the same with AVX2's vpmaddwd (16 products summed in pairs per instruction):
+ * this probe said so, and minigpt2 now does it (csrc/dots_i8.h). It times decoding products (1 x K @ K x N) on
+ * GPT-2 124M's 48 block matrices (85 M int8 weights with a float16 scale per 32 down each column):
  *
- *   minigpt2       the library's own mg_linear (the widest variant this CPU runs, the row walk, prefetch
- *                  "keep"): q widened, sum + s * (x0 q0 + x1 q1 + x2 q2 + x3 q3)
+ *   minigpt2       the library's own mg_linear (the widest variant this CPU runs, prefetch "keep") on the
+ *                  weights stored by rows (the row walk: x rounded to int16 and back, q widened to float,
+ *                  sum + s * (x0 q0 + x1 q1 + x2 q2 + x3 q3), as every int8 product did before) and by columns
+ *                  (int16 dots, csrc/dots_i8.h: what GPT-2's int8 products now take)
  *   int16 dots     x rounded to int16 per block of 32; the same walk (the tile's rows four at a time, sums in
  *                  L1, the next four rows asked for a line ahead) with two rows' bytes interleaved at run
  *                  time, vpmaddwd into int32 sums per block, then times the block's two scales
  *   int16, pairs   the same with the weights stored two rows interleaved (a layout chosen at load)
+ *   by columns     the weights stored column by column ([N, K], scales [N, K/32]: what minigpt2 now does,
+ *                  csrc/dots_i8.h): each thread a range of columns, four side by side or one after another
+ *                  (one stream), the last also asking for the stream 2 KiB ahead
  *   read only      the same walk and loads with no arithmetic; and a plain sequential read
  *
  * in L2 (one 256 x 768 matrix, again and again) and from memory, with 1 and with all threads (the library's
@@ -126,6 +131,40 @@ static void walk_int16(const int8_t *q, const uint16_t *sc, const int16_t *xi, c
     }
 }
 
+static inline float hsum(__m256 v)
+{
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    return _mm_cvtss_f32(_mm_add_ss(s, _mm_movehdup_ps(s)));
+}
+
+/* y[j] for the columns j0 <= j < j1 of W stored [N, K] with scales [N, K/32]: per block, 32 products of integers
+ * summed by vpmaddwd, times (weight scale * activation scale); `side` columns side by side (1 or 4) */
+static void cols_int16(const int8_t *q, const uint16_t *sc, const int16_t *xi, const float *sx, float *out, long K,
+                       long j0, long j1, int side, long ahead)
+{
+    long nb = K / 32;
+    for (long j = j0; j < j1; j += side) {
+        int n = j1 - j < side ? (int)(j1 - j) : side;
+        __m256 f[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
+        for (long b = 0; b < nb; b++) {
+            long k = b * 32;
+            __m256i x0 = _mm256_loadu_si256((const __m256i *)(xi + k)), x1 = _mm256_loadu_si256((const __m256i *)(xi + k + 16));
+            for (int c = 0; c < n; c++) {
+                const int8_t *w = q + (j + c) * K + k;
+                if (ahead && b % 2 == 0)
+                    _mm_prefetch((const char *)(w + ahead), _MM_HINT_T0);
+                __m256i a = _mm256_madd_epi16(_mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)w)), x0);
+                __m256i d = _mm256_madd_epi16(_mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(w + 16))), x1);
+                __m256 s = _mm256_set1_ps(_cvtsh_ss(sc[(j + c) * nb + b]) * sx[b]);
+                f[c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_add_epi32(a, d)), s, f[c]);
+            }
+        }
+        for (int c = 0; c < n; c++)
+            out[j + c] = hsum(f[c]);
+    }
+}
+
 static void walk_read(const int8_t *q, float *out, long k0, long K, long N, long c0, long c1)
 {
     __m256i any = _mm256_setzero_si256();
@@ -151,14 +190,16 @@ static void read_sequential(const int8_t *q, float *out, long bytes, long begin,
     out[0] += (float)_mm256_extract_epi32(any, 0);
 }
 
-enum { MINIGPT2, INT16, PAIRS, READ, SEQUENTIAL, PATHS };
-static const char *NAMES[PATHS] = {"minigpt2 (mg_linear)", "int16 dots", "int16 dots, pairs stored",
-                                   "read only, the same walk", "read only, sequential"};
+enum { MINIGPT2, MINIGPT2_COLS, INT16, PAIRS, COLS4, COLS1, COLS1_AHEAD, READ, SEQUENTIAL, PATHS };
+static const char *NAMES[PATHS] = {"minigpt2 (mg_linear), stored by rows: widened to float",
+                                   "minigpt2 (mg_linear), stored by columns: int16 dots", "int16 dots", "int16 dots, pairs stored",
+                                   "int16 dots by columns, 4 side by side", "int16 dots by columns, one at a time",
+                                   "the same, 2 KiB ahead", "read only, the same walk", "read only, sequential"};
 
 struct matrix {
     long K, N;
-    int8_t *q, *pairs;
-    uint16_t *scales;
+    int8_t *q, *pairs, *cols;  /* cols: [N, K], column by column */
+    uint16_t *scales, *cscales;
 };
 
 struct job {
@@ -180,7 +221,11 @@ static void item(void *arg, long i)
     long k0 = i * j->rows, k1 = k0 + j->rows < m->K ? k0 + j->rows : m->K;
     float *mine = i == 0 ? j->out : partial[i];
     int32_t acc[3072] __attribute__((aligned(32)));
-    if (j->path == INT16 || j->path == PAIRS)
+    if (j->path >= COLS4 && j->path <= COLS1_AHEAD) {  /* here `rows` is the number of items: a share of columns */
+        long per = (m->N / j->rows + 3) / 4 * 4, c0 = i * per, c1 = c0 + per < m->N ? c0 + per : m->N;
+        cols_int16(m->cols, m->cscales, j->xi, j->sx, j->out, m->K, c0, c1, j->path == COLS4 ? 4 : 1,
+                   j->path == COLS1_AHEAD ? 2048 : 0);
+    } else if (j->path == INT16 || j->path == PAIRS)
         walk_int16(j->path == PAIRS ? m->pairs : m->q, m->scales, j->xi, j->sx, mine, acc, k0, k1, m->N, 0, m->N,
                    j->path == PAIRS);
     else if (j->path == READ)
@@ -199,6 +244,16 @@ static void product(int path, const struct matrix *m, const float *x, const int1
     if (path == MINIGPT2) {
         mg_linear(widest, MG_PREFETCH_KEEP | MG_STREAM_ROWS, MG_I8, x, m->K, m->q, m->N, m->scales,
                   m->N, 0, NULL, out, m->N, 1, m->K, m->N);
+        return;
+    }
+    if (path == MINIGPT2_COLS) {
+        mg_linear(widest, MG_PREFETCH_KEEP, MG_I8, x, m->K, m->cols, m->K, m->cscales, m->K / 32, 1, NULL, out,
+                  m->N, 1, m->K, m->N);
+        return;
+    }
+    if (path >= COLS4 && path <= COLS1_AHEAD) {  /* every output one thread's: nothing to add up after */
+        struct job j = {path, m, xi, sx, out, threads};
+        mg_parallel_for(threads, item, &j);
         return;
     }
     struct job j = {path, m, xi, sx, out, (m->K / threads + 31) / 32 * 32};
@@ -231,7 +286,7 @@ int main(int argc, char **argv)
     widest = mg_variant_widest();
     long online = sysconf(_SC_NPROCESSORS_ONLN);
     int cores = online < 1 ? 1 : online > 64 ? 64 : (int)online;
-    struct matrix m[MATRICES], small = {256, 768, NULL, NULL, NULL};
+    struct matrix m[MATRICES], small = {256, 768, NULL, NULL, NULL, NULL, NULL};
     long total = 0;
     srand(1);
     for (int i = 0; i <= MATRICES; i++) {
@@ -247,6 +302,12 @@ int main(int argc, char **argv)
                     a->pairs[k * a->N + 2 * c + i] = a->q[(k + i) * a->N + c];
         for (long j = 0; j < a->K / 32 * a->N; j++)
             a->scales[j] = 0x2000;  /* 2^-7 */
+        a->cols = big(a->K * a->N), a->cscales = big(a->K / 32 * a->N * 2);
+        for (long k = 0; k < a->K; k++)
+            for (long c = 0; c < a->N; c++)
+                a->cols[c * a->K + k] = a->q[k * a->N + c];
+        for (long j = 0; j < a->K / 32 * a->N; j++)
+            a->cscales[j] = 0x2000;
     }
     static float x[3072], sx[96], out[3072];
     static int16_t xi[3072];

@@ -72,7 +72,8 @@ static void make_weights(int format, long n, long n_in, long n_out, int transpos
             s_value[i] = ldexp(1 + fraction / 1024.0, exponent - 15);
         }
         for (long i = 0; i < n; i++) {
-            q[i] = (signed char)((int)(uniform() * 255) - 127);  /* -127 .. 127 */
+            /* -127 .. 127 (small integers: -8 .. 8, so that the sums of products with x's 32767s stay exact) */
+            q[i] = (signed char)(integers ? (int)(uniform() * 17) - 8 : (int)(uniform() * 255) - 127);
             long k = transposed ? i % n_in : i / n_out, j = transposed ? i / n_in : i % n_out;
             value[i] = q[i] * s_value[transposed ? j * blocks + k / 32 : k / 32 * n_out + j];
         }
@@ -93,10 +94,34 @@ static void make_weights(int format, long n, long n_in, long n_out, int transpos
     }
 }
 
+/* int8's products take x rounded to int16 per block of 32 (csrc/dots_i8.h, minigpt2/weights.py round_int16): each
+ * block as rint(x / s) * s with s = its largest magnitude / 32767, all in float32 (no NaN or infinity here). */
+static void round_int16(float *x, long rows, long n)
+{
+    for (long r = 0; r < rows; r++)
+        for (long b = 0; b < n; b += 32) {
+            float *block = x + r * n + b, most = 0.0f;
+            long len = n - b < 32 ? n - b : 32;
+            for (long i = 0; i < len; i++)
+                most = fabsf(block[i]) > most ? fabsf(block[i]) : most;
+            float s = most / 32767.0f;
+            for (long i = 0; i < len; i++)
+                block[i] = s > 0.0f ? (float)(int)nearbyintf(block[i] / s) * s : 0.0f;
+        }
+}
+
 static int check_linear(int variant, int format, long rows, long n_in, long n_out, int transposed, int integers,
                         double *worst)
 {
     float *x = floats(rows * n_in, integers), *b = floats(n_out, integers);
+    float *xr = malloc(sizeof(float) * (rows * n_in > 0 ? rows * n_in : 1));  /* x as the product takes it */
+    if (format == MG_I8 && integers)  /* a 32767 in each block of 32: rounding to int16 then changes nothing */
+        for (long r = 0; r < rows; r++)
+            for (long k = 0; k < n_in; k += 32)
+                x[r * n_in + k] = uniform() < 0.5 ? -32767.0f : 32767.0f;
+    memcpy(xr, x, sizeof(float) * rows * n_in);
+    if (format == MG_I8)
+        round_int16(xr, rows, n_in);
     unsigned short *scales;
     float *y = malloc(sizeof(float) * rows * n_out), *y3 = malloc(sizeof(float) * rows * n_out);
     double *wd = malloc(sizeof(double) * n_in * n_out);
@@ -121,19 +146,21 @@ static int check_linear(int variant, int format, long rows, long n_in, long n_ou
             double exact = b[j], magnitude = fabs(b[j]);
             for (long k = 0; k < n_in; k++) {
                 double wk = transposed ? wd[j * n_in + k] : wd[k * n_out + j];
-                exact += (double)x[r * n_in + k] * wk;
-                magnitude += fabs((double)x[r * n_in + k] * wk);
+                exact += (double)xr[r * n_in + k] * wk;
+                magnitude += fabs((double)xr[r * n_in + k] * wk);
             }
             double error = fabs(y[r * n_out + j] - exact);
-            /* int8: one more rounding per weight where a row is used alone (q * scale in float32); where four rows
-             * of a block share the scale (decode.h, GROUP4) a product passes through at most 4 (its group) + 1 (the
-             * scale) + n/4 - 1 (the later groups) + 1 (the bias) <= n + 2 roundings: the same bound */
-            double bound = integers ? 0.0 : gamma_n(n_in + 1 + (format == MG_I8)) * magnitude;
+            /* int8, rows contiguous: one more rounding per weight where a row is used alone (q * scale in float32);
+             * where four rows of a block share the scale (decode.h, GROUP4) a product passes through at most 4 (its
+             * group) + 1 (the scale) + n/4 - 1 (the later groups) + 1 (the bias) <= n + 2 roundings. Columns
+             * contiguous (dots_i8.h): a block's integer sum is exact, then rounded to float (1), its scale
+             * s * sx (1), the multiply-add (1), the later blocks and lanes (n/32 + log2 VL), the bias (1). */
+            double bound = integers ? 0.0 : gamma_n(n_in + 1 + 2 * (format == MG_I8)) * magnitude;
             if (error - bound > *worst)
                 *worst = error - bound;
             ok &= error <= bound;
         }
-    free(x), free(w), free(b), free(y), free(y3), free(wd), free(scales);
+    free(x), free(xr), free(w), free(b), free(y), free(y3), free(wd), free(scales);
     return ok;
 }
 

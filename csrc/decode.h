@@ -236,8 +236,9 @@ static void T(decode_tile)(const float *x, long x_stride, const void *w_, long w
 
 /* dots_RxC: y[r, c] = x[r] . w_c for R rows and C columns of W (each contiguous, w_stride apart):
  * R x C vectors of sums, one per output, so each output adds its products in the same order
- * whatever R and C are (int8: a block of 32 products of q, then times the block's scale, GROUP4's idea). While it reads these columns it asks for C columns about as many bytes ahead as
- * the next C float32 columns would be (so further, in columns, for narrow formats), up to `ahead`. */
+ * whatever R and C are. While it reads these columns it asks for C columns about as many bytes ahead as
+ * the next C float32 columns would be (so further, in columns, for narrow formats), up to `ahead`. (int8
+ * weights stored by columns take integer dot products instead, dots_i8.h: linear.c's mg_linear.) */
 #define NEXT_COLS(C) ((C) * (long)(4 / sizeof(WT)))
 #define DEFINE_DOTS(NAME, R, C)                                                                    \
     static NOINLINE void NAME(const float *x, long x_stride, const WT *w, long w_stride, const uint16_t *sc, \
@@ -247,20 +248,6 @@ static void T(decode_tile)(const float *x, long x_stride, const void *w_, long w
         vf acc[R][C];                                                                              \
         UNROLL for (int r = 0; r < R; r++) UNROLL for (int c = 0; c < C; c++) acc[r][c] = (vf){0}; \
         long k = 0;                                                                                \
-        for (; GROUPED && k + BLOCK <= n; k += BLOCK) { /* int8: the scale once per block of a column */ \
-            if (prefetch && k % LINE == 0)                                                         \
-                UNROLL for (int c = 0; c < C; c++) if (NEXT_COLS(C) + c < ahead)                   \
-                    PREFETCH_AS(prefetch, w + (NEXT_COLS(C) + c) * w_stride + k);                  \
-            UNROLL for (int c = 0; c < C; c++) {                                                   \
-                vf s = vsplat(half_to_float(sc[c * s_stride + k / BLOCK]));                        \
-                UNROLL for (int r = 0; r < R; r++) {                                               \
-                    vf t = vload(x + r * x_stride + k) * GLOAD(w + c * w_stride + k, NULL, 0);     \
-                    UNROLL for (int i = VL; i < BLOCK; i += VL)                                    \
-                        t = vfma(vload(x + r * x_stride + k + i), GLOAD(w + c * w_stride + k + i, NULL, 0), t); \
-                    acc[r][c] = vfma(s, t, acc[r][c]);                                             \
-                }                                                                                  \
-            }                                                                                      \
-        }                                                                                          \
         for (; k + VL <= n; k += VL) {                                                             \
             if (prefetch && k % LINE == 0) /* the columns a float32 head would read next */       \
                 UNROLL for (int c = 0; c < C; c++) if (NEXT_COLS(C) + c < ahead)                   \

@@ -272,6 +272,10 @@ static int tiled(struct tiled_job *job)
     return job->out_of_memory ? MG_ERR_MEMORY : MG_OK;
 }
 
+/* -- int8 weights: activations rounded to int16, integer dot products ------------------------------- */
+
+#include "dots_i8.h"
+
 /* -- the entry point (arguments checked by mg_linear in dispatch.c) ------------------------------ */
 
 int MG_NAME(mg_linear)(const float *x, long x_stride, int w_format, const void *w, long w_stride,
@@ -279,6 +283,24 @@ int MG_NAME(mg_linear)(const float *x, long x_stride, int w_format, const void *
                        long y_stride, long rows, long n_in, long n_out, int prefetch)
 /* prefetch: an MG_PREFETCH_* kind, plus MG_STREAM_ROWS for the other walk through the tiles */
 {
+    if (w_format == MG_I8) {  /* x rounded to int16 per block of 32 (dots_i8.h), for whichever kernel */
+        const long n_pad = (n_in + BLOCK - 1) / BLOCK * BLOCK;
+        const int dots = rows <= DECODE_MAX_ROWS && w_transposed;  /* else: the float kernels, on the rounded x */
+        size_t xi_bytes = sizeof(int16_t) * rows * n_pad, sx_bytes = sizeof(float) * rows * (n_pad / BLOCK);
+        char *scratch = mg_scratch(MG_SCRATCH_INPUT, xi_bytes + sx_bytes + (dots ? 0 : sizeof(float) * rows * n_in));
+        if (!scratch)
+            return MG_ERR_MEMORY;
+        int16_t *xi = (int16_t *)scratch;
+        float *sx = (float *)(scratch + xi_bytes), *xr = dots ? NULL : (float *)(scratch + xi_bytes + sx_bytes);
+        round_rows(x, x_stride, rows, n_in, xi, sx, xr);
+        if (dots) {
+            struct dots_i8_job job = {xi, sx, bias, w, scales, y, n_pad, w_stride, s_stride, y_stride, rows, n_in,
+                                      n_out, prefetch & 3};
+            mg_parallel_for((n_out + DECODE_DOTS - 1) / DECODE_DOTS, dots_i8_item, &job);
+            return MG_OK;
+        }
+        x = xr, x_stride = n_in;
+    }
     if (rows <= DECODE_MAX_ROWS) {
         struct decode_job job = {x, bias, w, scales, y, x_stride, w_stride, s_stride, y_stride, rows, n_in, n_out,
                                  w_format, prefetch, 0, 0, NULL, NULL};

@@ -221,8 +221,8 @@ static int start_workers(int n)
 /* -- per-thread scratch ---------------------------------------------------------------------- */
 
 struct scratch {
-    void *memory[2];
-    size_t size[2];
+    void *memory[MG_SCRATCH_SLOTS];
+    size_t size[MG_SCRATCH_SLOTS];
 };
 
 static pthread_key_t scratch_key;
@@ -231,8 +231,8 @@ static pthread_once_t scratch_once = PTHREAD_ONCE_INIT;
 static void free_scratch(void *p)  /* runs when a thread that used scratch memory exits */
 {
     struct scratch *s = p;
-    free(s->memory[0]);
-    free(s->memory[1]);
+    for (int slot = 0; slot < MG_SCRATCH_SLOTS; slot++)
+        free(s->memory[slot]);
     free(s);
 }
 

@@ -15,9 +15,10 @@ void mg_parallel_for(long n_items, void (*fn)(void *arg, long item), void *arg);
 
 /* Scratch memory of the calling thread, at least `bytes` long, kept from call to call (so a
  * decoding step, about a hundred kernel calls, allocates nothing once it has run once). Each
- * thread has two slots: MG_SCRATCH_JOB for what a kernel needs around its parallel loop, and
- * MG_SCRATCH_ITEM for what one item needs. Returns NULL if memory runs out. */
-enum { MG_SCRATCH_JOB, MG_SCRATCH_ITEM };
+ * thread has three slots: MG_SCRATCH_JOB for what a kernel needs around its parallel loop,
+ * MG_SCRATCH_ITEM for what one item needs, and MG_SCRATCH_INPUT for an input a kernel made before
+ * either (int8's rounded activations). Returns NULL if memory runs out. */
+enum { MG_SCRATCH_JOB, MG_SCRATCH_ITEM, MG_SCRATCH_INPUT, MG_SCRATCH_SLOTS };
 void *mg_scratch(int slot, size_t bytes);
 
 #endif

@@ -77,12 +77,17 @@ CLASSES = {
 # for). Which walk and prefetch kind read them fastest is measured apart from float32's: a row of W is half or
 # a quarter of the bytes, which changes what the CPU's prefetchers see (Zen 3, one thread, int8 blocks: 9.5
 # GB/s by rows without prefetching, 14 with it; float32 was level). Measured for decoding one sequence; the
-# other classes take the winner's walk and prefetch kind ("NARROW_LIKE").
-NARROW = {"16bit": "bfloat16 and float16 weights", "int8": "int8 weights"}
+# other classes take the winner's walk and prefetch kind ("NARROW_LIKE"). int8 matrices are all stored with
+# their columns contiguous (weights.Int8Weight), and few rows of them take one kernel, integer dot products
+# (csrc/dots_i8.h), whose prefetch kind is measured on GPT-2's block matrices as the head's class; a Conv1D
+# int8 weight stored by rows (one built by hand) takes float32's choice (Plan.narrow_pick).
+NARROW = {"16bit": "bfloat16 and float16 weights (widened in registers)",
+          "int8": "int8 weights (integer dot products)"}
+NARROW_MEASURED = {"16bit": ("linear_1", "linear_1_head"), "int8": ("linear_1_head",)}
 NARROW_LIKE = {"linear_1": "linear_1", "linear_1_head": "linear_1_head", "linear_few": "linear_1",
                "linear_few_head": "linear_1_head", "linear_tiled": "linear_1"}
 PREFETCH = {"none": 0, "nta": 1, "keep": 2}
-SCHEME = 7  # what calibrate() measures: a cached choice made by another scheme is measured again
+SCHEME = 8  # what calibrate() measures: a cached choice made by another scheme is measured again
 STREAM_ROWS = 4  # csrc/kernels.h MG_STREAM_ROWS ("/rows" in a choice): the other walk through W (see WALKS)
 # The two walks through a weight in the decode kernels: a Conv1D weight's tiles in register strips or row by row
 # (sums in L1), the tied head's columns four side by side or one after another. The same sums either way.
@@ -236,7 +241,7 @@ def describe(plan: Plan | None = None) -> list:
         lines.append(f"  {what}: {plan.choice.get(cls, NUMPY)}")
     for kind, what in NARROW.items():
         picks = {cls: plan.narrow_pick(cls, kind) or NUMPY for cls in NARROW_LIKE}
-        lines.append(f"  linear with {what} (widened in registers): "
+        lines.append(f"  linear with {what}: "
                      + ", ".join(f"{cls.replace('linear_', '')} {pick}" for cls, pick in picks.items()))
     # A decoding step's block is one C call (csrc/block.c) when C serves every kernel it calls.
     rest_in_c = all(plan.choice.get(cls, NUMPY) != NUMPY for cls in ("layer_norm", "gelu_new", "attention_decode"))
@@ -294,7 +299,7 @@ def cache_path(key: dict) -> str:
 
 def _narrow_classes() -> list:
     """The classes calibrate() measures for NARROW weights: "linear_1@16bit", ..."""
-    return [f"{cls}@{kind}" for kind in NARROW for cls in sorted(set(NARROW_LIKE.values()))]
+    return [f"{cls}@{kind}" for kind in NARROW for cls in NARROW_MEASURED[kind]]
 
 
 def _read_cache(path: str, key: dict):
@@ -556,27 +561,28 @@ def calibrate() -> tuple:
             choice[block], choice[head_cls] = options[winner]
             measured[f"{block}+head"] = times
     # Narrow weights (NARROW): the same bytes seen as bfloat16 (whose bits of 0.01 are normal numbers, never
-    # subnormals that would slow a multiply), or as int8 with their scales; the widest variant, every walk and
-    # prefetch kind.
+    # subnormals that would slow a multiply), or as int8 with their scales (the block matrices stored by
+    # columns, as Int8Weight.quantize stores them); the widest variant, every walk and prefetch kind (int8's
+    # dot products have one walk).
     from .weights import BFloat16Weight, Int8Weight
 
     bits, q = memory.view(np.uint16), memory.view(np.int8)
-    head_scales = np.full((q.size // n_in, n_in // 32), 0.01, np.float16)
-    narrow = {"16bit": ([BFloat16Weight(m) for m in _carve(bits, BLOCK_SHAPES * 2 * blocks)],
-                        BFloat16Weight(bits.reshape(-1, n_in)).T),
-              "int8": ([Int8Weight(m, np.full((m.shape[0] // 32, m.shape[1]), 0.01, np.float16))
-                        for m in _carve(q, BLOCK_SHAPES * 4 * blocks)],
-                       Int8Weight(q.reshape(-1, n_in), head_scales, -1).T)}
-    for kind, (narrow_mats, narrow_head) in narrow.items():
-        for cls, w in (("linear_1", narrow_mats), ("linear_1_head", [narrow_head])):
+    by_columns = _carve(q, [(cols, rows) for rows, cols in BLOCK_SHAPES * 4 * blocks])
+    narrow = {"16bit": {"linear_1": [BFloat16Weight(m) for m in _carve(bits, BLOCK_SHAPES * 2 * blocks)],
+                        "linear_1_head": [BFloat16Weight(bits.reshape(-1, n_in)).T]},
+              "int8": {"linear_1_head": [Int8Weight(m.T, np.full((m.shape[0], m.shape[1] // 32), 0.01, np.float16).T)
+                                         for m in by_columns]}}
+    for kind, classes in narrow.items():
+        for cls, w in classes.items():
             def run(p, w=w):
                 prefetch, *walk = p.split("/")
                 v, p = index[runnable[-1]], PREFETCH[prefetch] | (STREAM_ROWS if walk == ["rows"] else 0)
                 return lambda: [(ck.run_linear(v, p, xs[1, m.shape[0]], m), interlude()) for m in w]
 
-            candidates = {f"{runnable[-1]}/{p}{walk}": run(p + walk) for p in PREFETCH for walk in WALKS}
+            walks = ("",) if kind == "int8" else WALKS
+            candidates = {f"{runnable[-1]}/{p}{walk}": run(p + walk) for p in PREFETCH for walk in walks}
             choice[f"{cls}@{kind}"], measured[f"{cls}@{kind}"] = _race(candidates)
-    del memory, mats, head, bits, q, head_scales, narrow
+    del memory, mats, head, bits, q, by_columns, narrow
 
     # Attention for one query per sequence: in the model its keys and values come from main memory (the weights
     # read since pushed them out of the caches), so the example is GPT-2 124M layers' caches at 256 positions, as

@@ -16,7 +16,7 @@ rounding of the weights. Dropout is the identity at inference, so it does not ap
 import numpy as np
 
 from .backend import kernel
-from .weights import widen
+from .weights import Int8Weight, round_int16, widen
 
 # HF adds the smallest float32 to a padded key's score, not -inf: a query whose keys are all padding then
 # gets a uniform distribution instead of NaN. (A future key gets -inf: HF masks it twice, which overflows.)
@@ -35,8 +35,11 @@ def padding_bias(attention_mask, dtype=np.float32):
 def linear(x, weight, bias=None):
     """An affine map, HF's Conv1D: x @ W + b.  # [..., in] -> [..., out]
 
-    A weight in a narrow format (weights.py) is widened to the float32 values it stands for.
+    A weight in a narrow format (weights.py) is widened to the float32 values it stands for; an int8 weight
+    multiplies x rounded to int16 per block of 32 (weights.round_int16).
     """
+    if isinstance(weight, Int8Weight):
+        x = round_int16(x)
     y = x @ widen(weight)
     if bias is not None:
         y += bias

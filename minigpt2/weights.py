@@ -15,11 +15,21 @@ one of four formats:
 (Relative rounding is the largest relative error of round-to-nearest: half a unit in the last place.)
 
 Everything else stays float32: activations, sums, layer norms, softmax and the KV cache. The only new
-error is the rounding of the weights, and the NumPy reference shows exactly that:
+error is the rounding of the weights (and, for int8, of the activations a weight multiplies: below), and the
+NumPy reference shows exactly that:
 
     linear(x, w, b) = x @ widen(w) + b         # widen(w) is the float32 matrix the rounded weights stand for
     embedding rows  = widen(wte[ids])          # only the rows taken are widened
     lm_head(h, wte) = h @ widen(wte.T)         # the tied head widens the whole table
+    int8: linear(x, w, b) = round_int16(x) @ widen(w) + b
+
+An int8 product also rounds its input: each row of x, per block of 32 along its length, to int16 steps of
+the block's largest magnitude / 32767 (``round_int16``: an error of at most 2^-16 of that largest, where the
+weights' is 2^-8 of theirs). So the C kernels multiply integers, 16 or 32 products per instruction, instead of
+widening every weight to float32 first, which had made int8's decoding speed a matter of arithmetic rather
+than of memory (llama.cpp's Q8_0 rounds activations too, to int8). And an int8 matrix is stored column by
+column (``q.T`` contiguous, as the tied head wte.T already is), so that one output's weights are one
+contiguous stretch of memory: docs/kernels.md has the measurements.
 
 The C kernels read the narrow format and widen in registers, never making a float32 copy of a matrix;
 they dispatch on ``format_name(w)``.
@@ -47,7 +57,7 @@ import warnings
 import numpy as np
 
 __all__ = ["FORMATS", "BFloat16Weight", "Int8Weight", "widen", "format_name", "to_format", "to_bfloat16",
-           "to_float16", "quantize_int8", "round_to", "nbytes", "resolve_dtype", "cast_params",
+           "to_float16", "quantize_int8", "round_int16", "round_to", "nbytes", "resolve_dtype", "cast_params",
            "pop_loading_options", "stored_format", "is_matrix", "BLOCK"]
 
 FORMATS = ("float32", "bfloat16", "float16", "int8")
@@ -107,7 +117,8 @@ class BFloat16Weight:
 class Int8Weight:
     """A matrix quantized to int8: ``q`` (int8, -127..127) times a float16 scale per block of 32 weights.
 
-    The blocks run along ``axis``, the axis a matrix product sums over:
+    The blocks run along ``axis``, the axis a matrix product sums over (``quantize`` stores a Conv1D weight
+    column by column, q and scales in Fortran order, so that each output's weights are contiguous):
       axis 0, a Conv1D weight [in, out]:    value[i, j] = q[i, j] * scales[i // 32, j];  scales [ceil(in/32), out]
       axis -1, a table wte / wpe [rows, E]: value[i, j] = q[i, j] * scales[i, j // 32];  scales [rows, ceil(E/32)]
     (``wte.T``, the tied LM head's [E, V] view, has its blocks along axis 0, like a Conv1D weight; rows taken
@@ -146,8 +157,8 @@ class Int8Weight:
         safe = np.where(scales > 0, scales, np.float16(1)).astype(np.float32)  # an all-zero block: q = 0, scale 0
         q = np.rint(blocked / safe[:, None, :]).astype(np.int8)  # |q| <= 127: the scale was rounded up
         q = q.reshape(-1, q.shape[-1])[:a.shape[axis]]  # [in, out], or [E, rows] for a table
-        if axis == 0:
-            return cls(np.ascontiguousarray(q), scales, 0)
+        if axis == 0:  # stored column by column: each output's weights one contiguous stretch (as wte.T's)
+            return cls(np.asfortranarray(q), np.asfortranarray(scales), 0)
         return cls(np.ascontiguousarray(q.T), np.ascontiguousarray(scales.T), -1)
 
     def widen(self) -> np.ndarray:
@@ -258,6 +269,23 @@ def quantize_int8(a, axis=0) -> Int8Weight:
     return Int8Weight.quantize(widen(a), axis)
 
 
+def round_int16(x) -> np.ndarray:
+    """x as an int8 product takes it: each row (the last axis) in blocks of 32 rounded to int16 steps of
+    the block's largest magnitude / 32767, nearest (ties to even), as float32. A block of zeros (or of values
+    so small that the step is 0) stays 0; a block holding NaN or infinity becomes all NaN."""
+    x = np.asarray(x, dtype=np.float32)
+    n = x.shape[-1]
+    padded = np.zeros(x.shape[:-1] + (-(-n // BLOCK) * BLOCK,), np.float32)
+    padded[..., :n] = x
+    blocks = padded.reshape(x.shape[:-1] + (-1, BLOCK))  # [..., n_blocks, 32]
+    step = np.abs(blocks).max(axis=-1, keepdims=True) / np.float32(32767)  # NaN or inf if the block has one
+    usable = np.isfinite(step) & (step > 0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        xi = np.where(usable, np.rint(blocks / step), 0).astype(np.int16)  # -32767 .. 32767
+    rounded = xi * np.where(np.isfinite(step), step, np.float32(np.nan))
+    return rounded.reshape(padded.shape)[..., :n]
+
+
 def to_format(w, fmt, axis=0, replaced=None):
     """``w`` (any format) in format ``fmt``; ``axis`` is where int8's blocks run (see Int8Weight).
     ``replaced(part)``: see cast_params (called with row slices of a big matrix as they are converted)."""
@@ -293,7 +321,9 @@ def _convert_in_slices(w, fmt, axis, convert, replaced=None):
         if out is None:  # an empty result of the right kind, from the first piece
             if fmt == "int8":
                 blocks = (-(-w.shape[0] // BLOCK), w.shape[1]) if block_rows else (w.shape[0], piece.scales.shape[1])
-                out = Int8Weight(np.empty(w.shape, np.int8), np.empty(blocks, np.float16), axis)
+                order = "F" if block_rows else "C"  # as Int8Weight.quantize stores them
+                out = Int8Weight(np.empty(w.shape, np.int8, order=order), np.empty(blocks, np.float16, order=order),
+                                 axis)
             elif fmt == "bfloat16":
                 out = BFloat16Weight(np.empty(w.shape, np.uint16))
             else:

@@ -85,7 +85,9 @@ def test_the_int8_probe_builds_with_the_library_and_runs(tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
     rows = [line for line in done.stdout.splitlines() if line.startswith("| ") and not line.startswith("| path")]
     assert [row.split("|")[1].strip() for row in rows] == [
-        "minigpt2 (mg_linear)", "int16 dots", "int16 dots, pairs stored", "read only, the same walk",
+        "minigpt2 (mg_linear), stored by rows: widened to float", "minigpt2 (mg_linear), stored by columns: int16 dots",
+        "int16 dots", "int16 dots, pairs stored", "int16 dots by columns, 4 side by side",
+        "int16 dots by columns, one at a time", "the same, 2 KiB ahead", "read only, the same walk",
         "read only, sequential"], done.stdout
     for row in rows:  # three positive speeds each
         assert all(float(cell) > 0 for cell in row.split("|")[2:5]), row

@@ -77,6 +77,12 @@ def test_narrow_linear_is_exact_on_small_integers(fmt, rows, n_in, n_out, head, 
     rng = np.random.default_rng(seed)
     x = rng.integers(-8, 9, (rows, n_in)).astype(np.float32)
     values = rng.integers(-8, 9, (n_in, n_out)).astype(np.float32)
+    if fmt == "int8":
+        # int8 rounds x to int16 steps of its block's largest / 32767: with a +-32767 in each block of 32 the step
+        # is 1 and x stays as it is; those rows of W are -1, 0 or 1, so that the sums stay below 2^24 (exact)
+        x[:, ::weights.BLOCK] = rng.choice(np.float32([-32767, 32767]), (rows, len(range(0, n_in, weights.BLOCK))))
+        values[::weights.BLOCK] = rng.integers(-1, 2, values[::weights.BLOCK].shape)
+        np.testing.assert_array_equal(weights.round_int16(x), x)
     if fmt == "int8":  # scales of 1 and 2 (exact products), different per block
         blocks = -(-n_in // weights.BLOCK)
         scales = rng.integers(1, 3, (blocks, n_out)).astype(np.float16)
@@ -204,12 +210,15 @@ def test_the_calibration_measures_narrow_weights_and_caches_the_choice(tmp_path,
     monkeypatch.setattr(_tuning, "_plan", None)
     plan = _tuning.calibrated()
     widest = _tuning.supported_variants()[-1]
-    for kind in _tuning.NARROW:
-        times = plan.measured[f"linear_1@{kind}"]
-        assert set(times) == {f"{widest}/{p}{walk}" for p in _tuning.PREFETCH for walk in ("", "/rows")}
-        assert plan.choice[f"linear_1@{kind}"] == min(times, key=times.get)
-        assert set(plan.measured[f"linear_1_head@{kind}"]) == {f"{widest}/{p}{walk}" for p in _tuning.PREFETCH
-                                                                  for walk in ("", "/rows")}
+    times = plan.measured["linear_1@16bit"]
+    assert set(times) == {f"{widest}/{p}{walk}" for p in _tuning.PREFETCH for walk in ("", "/rows")}
+    assert plan.choice["linear_1@16bit"] == min(times, key=times.get)
+    assert set(plan.measured["linear_1_head@16bit"]) == {f"{widest}/{p}{walk}" for p in _tuning.PREFETCH
+                                                          for walk in ("", "/rows")}
+    # int8: every matrix stored by columns, one walk (integer dot products): the prefetch kinds
+    times = plan.measured["linear_1_head@int8"]
+    assert set(times) == {f"{widest}/{p}" for p in _tuning.PREFETCH} and "linear_1@int8" not in plan.measured
+    assert plan.choice["linear_1_head@int8"] == min(times, key=times.get)
     again = _tuning.calibrated()
     assert again.choice == plan.choice and "cached" in again.how and "just now" not in again.how
     path = _tuning.cache_path(_tuning.cache_key(backend.get_num_threads()))
@@ -217,3 +226,61 @@ def test_the_calibration_measures_narrow_weights_and_caches_the_choice(tmp_path,
     saved["choice"] = {c: p for c, p in saved["choice"].items() if "@" not in c}  # an older scheme's file
     open(path, "w").write(json.dumps(saved))
     assert "just now" in _tuning.calibrated().how
+
+@SETTINGS
+@given(rows=st.integers(1, 4), n=sizes, seed=st.integers(0, 2 ** 32 - 1), scale=st.sampled_from([1e-30, 1e-3, 1.0, 1e4]))
+def test_round_int16_is_within_half_a_step(rows, n, seed, scale):
+    """int8 products take x rounded per block of 32 to int16 steps of the block's largest / 32767: every value
+    within half a step (plus the step's own float32 rounding, 2^-24 of a value), the largest kept within that,
+    a block's zeros kept zeros."""
+    rng = np.random.default_rng(seed)
+    x = (rng.standard_normal((rows, n)) * scale).astype(np.float32)
+    x[:, 1::3] = 0
+    rounded = weights.round_int16(x)
+    assert rounded.shape == x.shape and rounded.dtype == np.float32
+    padded = np.zeros((rows, -(-n // 32) * 32))
+    padded[:, :n] = x
+    step = np.abs(padded.reshape(rows, -1, 32)).max(-1) / 32767  # [rows, blocks]
+    step = np.repeat(step, 32, axis=1)[:, :n]
+    err = np.abs(rounded.astype(np.float64) - x)
+    assert (err <= step / 2 * (1 + 2 ** -20) + np.abs(x) * 2 ** -23).all()
+    assert (rounded[:, 1::3] == 0).all()
+
+
+def test_round_int16_edge_blocks():
+    """A block of zeros, or of values too small for a nonzero step, stays 0; one holding NaN or infinity becomes
+    all NaN (so every output it enters is NaN, in C as in NumPy); the other blocks of the row are untouched."""
+    x = np.ones((1, 160), np.float32)
+    x[0, :32] = 0
+    x[0, 32:64] = 1e-44  # subnormal: the largest / 32767 rounds to 0
+    x[0, 70] = np.nan
+    x[0, 100] = -np.inf
+    rounded = weights.round_int16(x)
+    assert (rounded[0, :64] == 0).all()
+    assert np.isnan(rounded[0, 64:128]).all()
+    assert (rounded[0, 128:] == 1).all()
+
+
+@each_variant
+@pytest.mark.parametrize("rows", [1, 3, 13])
+@pytest.mark.parametrize("head", [False, True])
+def test_int8_products_of_unusual_activations_follow_numpy(rows, head):
+    """Zeros, values below any int16 step, NaN and infinity in x: the C kernels (integer dots for few rows, the
+    float kernels on the rounded x for more) give NaN exactly where NumPy's reference does, and its values
+    elsewhere (within the rounding bound)."""
+    rng = np.random.default_rng(0)
+    n_in, n_out = 96, 40
+    x = rng.standard_normal((rows, n_in), dtype=np.float32)
+    x[:, :32] = 0
+    x[0, 32:64] = 1e-44
+    if rows > 1:
+        x[1, 40] = np.nan
+        x[-1, 70] = np.inf
+    w = stored(rng.standard_normal((n_in, n_out), dtype=np.float32) * np.float32(0.1), "int8", head)
+    ours = served_by_c("linear", ck.linear, x, w, None)
+    ref = layers.linear.reference(x, w, None)
+    np.testing.assert_array_equal(np.isnan(ours), np.isnan(ref))
+    assert np.isnan(ref).any() == (rows > 1)
+    ok = ~np.isnan(ref)
+    magnitude = np.abs(weights.round_int16(x).astype(np.float64)) @ np.abs(weights.widen(w).astype(np.float64))
+    assert (np.abs(ours[ok].astype(np.float64) - ref[ok]) <= 2 * gamma(roundings(w)) * magnitude[ok]).all()

@@ -26,6 +26,7 @@
 #
 # Only the weights change. Activations, sums, layer norms, softmax and the KV cache stay float32: where a
 # weight is used it is widened back to the float32 number it stands for, `linear(x, w, b) = x @ widen(w) + b`.
+# (int8 adds one rounding more, of a product's input, so that the CPU can multiply integers: below.)
 
 # %%
 MODEL = "gpt2"  # the real 124M GPT-2 when available; otherwise the tiny random model (it says so)
@@ -127,6 +128,28 @@ print(f"ok  hand-built int8 == weights.quantize_int8; {library.nbytes / W.size:.
       f"(1 for the int8, 2/32 for the scale); scales at most {(scales / exact).max() - 1:.1e} above largest/127")
 
 # %% [markdown]
+# An int8 product rounds its *input* too. Widening every int8 weight to float32 before multiplying costs two
+# instructions per vector of weights, enough to make int8's decoding a matter of arithmetic instead of memory.
+# So each row of x, per block of 32, is rounded to int16 steps of the block's largest magnitude / 32767 (an
+# error of at most 2^-16 of that largest, where the weights' is 2^-8 of theirs); then a block's 32 products
+# are integers, which the CPU multiplies and sums 16 or 32 at a time, and one float multiply applies the two
+# scales. In NumPy: `linear(x, w, b) = round_int16(x) @ widen(w) + b` for int8 weights.
+
+# %%
+x = np.random.default_rng(2).standard_normal((3, n_in)).astype(np.float32)
+x_blocks = x.reshape(3, n_in // 32, 32)
+step = np.abs(x_blocks).max(axis=-1, keepdims=True) / np.float32(32767)  # [rows, blocks, 1]
+xi = np.rint(x_blocks / step).astype(np.int16)  # -32767 .. 32767
+x_rounded = (xi * step).reshape(3, n_in)
+assert np.array_equal(x_rounded, weights.round_int16(x))
+assert (np.abs(x_rounded - x) <= np.repeat(step[..., 0], 32, axis=-1) / 2 * (1 + 2**-20)).all()
+integer_sums = np.einsum("rbk,bko->rbo", xi.astype(np.int64), q.reshape(n_in // 32, 32, n_out).astype(np.int64))
+by_blocks = (integer_sums * step * scales).sum(axis=1)  # each block's exact sum times its two scales
+_workshop.check_close("int8: integer sums per block, times the scales", by_blocks, x_rounded @ widen(library))
+print(f"ok  x rounded to int16 steps: largest change {np.abs(x_rounded - x).max():.1e} "
+      f"(inputs up to {np.abs(x).max():.1f})")
+
+# %% [markdown]
 # Why blocks of 32, and not one scale per output column (fewer scales)? The scale follows the largest
 # weight it covers. The largest of 32 Gaussian numbers is about 2.1 standard deviations, of 768 about 3.2:
 # per-column steps are half as large again. And trained weights have heavy tails and a few outsized input
@@ -162,7 +185,7 @@ assert all(block < column for block, column in grouping_error.values())
 #
 # Now whole models: the same weights in each format (`model.to(dtype)` converts in place; loading does the
 # same with `from_pretrained(path, torch_dtype="bfloat16")` or `load_in_8bit=True`). First the NumPy reference
-# by hand: a linear layer is `x @ widen(w) + b`, nothing more.
+# by hand: a linear layer is `x @ widen(w) + b`, nothing more (int8: `round_int16(x) @ widen(w) + b`).
 
 # %%
 models = {"float32": model}
@@ -173,7 +196,8 @@ for fmt in ("bfloat16", "float16", "int8"):
 x = np.random.default_rng(1).standard_normal((3, config.n_embd)).astype(np.float32)
 for fmt, m in models.items():
     c_fc = m.params["h"][0]["mlp"]["c_fc"]
-    by_hand = x @ widen(c_fc["weight"]) + c_fc["bias"]
+    x_in = weights.round_int16(x) if fmt == "int8" else x
+    by_hand = x_in @ widen(c_fc["weight"]) + c_fc["bias"]
     _workshop.check_close(f"{fmt}: x @ widen(w) + b == layers.linear", by_hand, layers.linear(x, **c_fc))
 
 # %% [markdown]
