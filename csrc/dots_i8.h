@@ -21,6 +21,7 @@
  */
 
 #define I8_AHEAD 2048  /* bytes of the column stream a thread asks for ahead (probe, Zen 3: 512-4096 alike) */
+#define I8_R 4         /* rows of x per pass over a column (decoding a batch): 4 sums + a block's weights in registers */
 
 /* q32: a block's 32 weights, widened to int16 once and multiplied by every row's activations (dot32) */
 #if defined(MG_X86_INTRINSICS) && MG_VBYTES == 32
@@ -161,7 +162,7 @@ static void round_rows(const float *x, long x_stride, long rows, long n, int16_t
             UNROLL for (int r = 0; r < R; r++) acc[r] = (vf){0};                                   \
             for (long k = 0; k < whole; k += BLOCK) {                                              \
                 if (prefetch && k % 64 == 0)                                                       \
-                    PREFETCH_AS(prefetch, wj + k + I8_AHEAD);                                      \
+                    PREFETCH_AS(prefetch, (const void *)((uintptr_t)(wj + k) + I8_AHEAD));         \
                 q32 a = load_q32(wj + k);                                                          \
                 float s = scale_f16(sj[k / BLOCK]);                                                \
                 UNROLL for (int r = 0; r < R; r++) {                                               \
@@ -183,7 +184,7 @@ static void round_rows(const float *x, long x_stride, long rows, long n, int16_t
     }
 
 DEFINE_DOTS_I8(dots_i8_1, 1)
-DEFINE_DOTS_I8(dots_i8_r, DOT_R)
+DEFINE_DOTS_I8(dots_i8_r, I8_R)
 #undef DEFINE_DOTS_I8
 
 struct dots_i8_job {
@@ -200,7 +201,7 @@ static void dots_i8_item(void *arg, long item)  /* DECODE_DOTS outputs, all rows
 {
     const struct dots_i8_job *job = arg;
     long j0 = item * DECODE_DOTS, j1 = j0 + DECODE_DOTS < job->n_out ? j0 + DECODE_DOTS : job->n_out, r = 0;
-    for (; r + DOT_R <= job->rows; r += DOT_R)
+    for (; r + I8_R <= job->rows; r += I8_R)
         dots_i8_r(job->xi + r * job->n_pad, job->sx + r * (job->n_pad / BLOCK), job->n_pad, job->w, job->w_stride,
                   job->scales, job->s_stride, job->bias, job->n_in, j0, j1, job->y + r * job->y_stride, job->y_stride,
                   job->prefetch);

@@ -240,13 +240,16 @@ def describe(plan: Plan | None = None) -> list:
     for cls, what in CLASSES.items():
         lines.append(f"  {what}: {plan.choice.get(cls, NUMPY)}")
     for kind, what in NARROW.items():
-        picks = {cls: plan.narrow_pick(cls, kind) or NUMPY for cls in NARROW_LIKE}
-        lines.append(f"  linear with {what}: "
-                     + ", ".join(f"{cls.replace('linear_', '')} {pick}" for cls, pick in picks.items()))
+        # (int8 matrices are all stored by columns, the head's layout: the head's classes serve them)
+        classes = ("linear_1_head", "linear_few_head", "linear_tiled") if kind == "int8" else NARROW_LIKE
+        picks = {cls.replace("linear_", "").replace("_head", "") if kind == "int8" else cls.replace("linear_", ""):
+                 plan.narrow_pick(cls, kind) or NUMPY for cls in classes}
+        lines.append(f"  linear with {what}: " + ", ".join(f"{name} {pick}" for name, pick in picks.items()))
     # A decoding step's block is one C call (csrc/block.c) when C serves every kernel it calls.
     rest_in_c = all(plan.choice.get(cls, NUMPY) != NUMPY for cls in ("layer_norm", "gelu_new", "attention_decode"))
     products = {"float32": plan.choice.get("linear_1", NUMPY),
-                **{kind: plan.narrow_pick("linear_1", kind) or NUMPY for kind in NARROW}}
+                **{kind: plan.narrow_pick("linear_1_head" if kind == "int8" else "linear_1", kind) or NUMPY
+                   for kind in NARROW}}
     lines.append("  a decoding block as one C call (one sequence), by weights: "
                  + ", ".join(f"{fmt} {'yes' if rest_in_c and pick != NUMPY else 'no'}"
                              for fmt, pick in products.items()))
