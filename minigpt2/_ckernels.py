@@ -411,7 +411,7 @@ def run_linear(variant, prefetch, x, w):
     code, values, scales, transposed = _stored(w)
     if transposed:
         values, scales = values.T, None if scales is None else scales.T
-    y = np.empty((x.shape[0], w.shape[1]), F32)
+    y = np.full((x.shape[0], w.shape[1]), np.nan, F32)  # (not empty: an output a kernel never wrote shows)
     _check(lib.mg_linear(variant, prefetch, code, ffi.from_buffer("float[]", x), x.shape[1], ffi.from_buffer(values),
                          values.shape[1], ffi.NULL if scales is None else ffi.from_buffer("uint16_t[]", scales),
                          0 if scales is None else scales.shape[1], transposed, ffi.NULL,
@@ -421,7 +421,7 @@ def run_linear(variant, prefetch, x, w):
 
 def run_attention(variant, prefetch, q, k, v, scale):
     B, H, T, D = q.shape
-    out = np.empty((B, T, H, D), F32)
+    out = np.full((B, T, H, D), np.nan, F32)
     strides = _strides3(q, k, v)
     _check(lib.mg_attention(variant, prefetch, _floats(q), strides, _floats(k), strides + 3, _floats(v),
                             strides + 6, _floats(out), B, H, T, k.shape[2], D, scale, 1, ffi.NULL, 0, ffi.NULL),

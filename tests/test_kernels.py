@@ -170,9 +170,13 @@ def test_linear_prefetch_kinds_and_walks_change_no_bit(rows, n_in, n_out, transp
     x = random_floats(rng, (rows, n_in))
     w = random_floats(rng, (n_out, n_in)).T if transposed else random_floats(rng, (n_in, n_out))
     variant = _tuning.variant_names().index(kernel_variant.forced)
-    first = ck.run_linear(variant, 0, x, w)
+    def run(mode):  # after the other walk on other values, whose sums stay in the scratch the kernels reuse:
+        ck.run_linear(variant, mode ^ _tuning.STREAM_ROWS, 2 * x + 1, w)  # a sum this walk misses then shows
+        return ck.run_linear(variant, mode, x, w)
+
+    first = run(0)
     for mode in (1, 2, _tuning.STREAM_ROWS, 1 | _tuning.STREAM_ROWS, 2 | _tuning.STREAM_ROWS):
-        np.testing.assert_array_equal(ck.run_linear(variant, mode, x, w), first)
+        np.testing.assert_array_equal(run(mode), first)
     np.testing.assert_allclose(first, layers.linear.reference(x, w), rtol=0,
                                atol=2 * gamma(n_in) * (np.abs(x) @ np.abs(w)).max() + 1e-30)
 

@@ -120,14 +120,18 @@ def test_narrow_walks_prefetch_kinds_and_threads_change_no_bit(fmt, rows, n_in, 
 
 
 def run(variant, mode, x, w):
-    """ck.linear with one variant and mode (prefetch kind | walk), by way of a forced plan."""
-    plan = _tuning.Plan({cls: "numpy" for cls in _tuning.CLASSES}, "forced (test)")
-    pick = (variant, mode, _tuning.variant_names()[variant])
-    plan.narrow_linear = {kind: [[pick] * (_tuning.DECODE_MAX_ROWS + 2) for _ in range(2)] for kind in _tuning.NARROW}
+    """ck.linear with one variant and mode (prefetch kind | walk), by way of a forced plan; after the other walk
+    on other values, whose sums stay in the scratch the kernels reuse, so that a sum this walk misses shows."""
     saved = _tuning._plan
-    _tuning._plan = plan
     try:
-        return served_by_c("linear", ck.linear, x, w, None)
+        for m, values in ((mode ^ _tuning.STREAM_ROWS, 2 * x + 1), (mode, x)):
+            plan = _tuning.Plan({cls: "numpy" for cls in _tuning.CLASSES}, "forced (test)")
+            pick = (variant, m, _tuning.variant_names()[variant])
+            plan.narrow_linear = {kind: [[pick] * (_tuning.DECODE_MAX_ROWS + 2) for _ in range(2)]
+                                  for kind in _tuning.NARROW}
+            _tuning._plan = plan
+            y = served_by_c("linear", ck.linear, values, w, None)
+        return y
     finally:
         _tuning._plan = saved
 
