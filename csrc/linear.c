@@ -49,6 +49,11 @@
 #define DECODE_DOTS 256
 /* Up to this many rows of x count as "few" (decoding a batch); more go to the tiled kernel. */
 #define DECODE_MAX_ROWS 12
+/* Up to this many rows, int8 weights stored by columns take the integer dot products (dots_i8.h), a pass over
+ * each column per 4 rows from cache; more take the tiled float kernels, which widen each tile of W once. (Xeon,
+ * 2 threads, the 124M model's whole forward: 13 rows 200 -> 44 ms, 32 rows 217 -> 94, 64 rows 259 -> 175;
+ * the tiled kernels' widening is the fixed ~190 ms.) */
+#define I8_DOTS_MAX_ROWS 64
 
 /* the tiled kernel's register block (used by pack_w in decode.h) */
 #define MR GEMM_MR            /* rows of the register block */
@@ -285,7 +290,7 @@ int MG_NAME(mg_linear)(const float *x, long x_stride, int w_format, const void *
 {
     if (w_format == MG_I8) {  /* x rounded to int16 per block of 32 (dots_i8.h), for whichever kernel */
         const long n_pad = (n_in + BLOCK - 1) / BLOCK * BLOCK;
-        const int dots = rows <= DECODE_MAX_ROWS && w_transposed;  /* else: the float kernels, on the rounded x */
+        const int dots = rows <= I8_DOTS_MAX_ROWS && w_transposed;  /* else: the float kernels, on the rounded x */
         size_t xi_bytes = sizeof(int16_t) * rows * n_pad, sx_bytes = sizeof(float) * rows * (n_pad / BLOCK);
         char *scratch = mg_scratch(MG_SCRATCH_INPUT, xi_bytes + sx_bytes + (dots ? 0 : sizeof(float) * rows * n_in));
         if (!scratch)
