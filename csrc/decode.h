@@ -345,15 +345,26 @@ static void T(pack_w)(const void *w_, long w_stride, const uint16_t *sc, long s_
     (void)sc, (void)s_stride;
     for (long j0 = 0; j0 < nc; j0 += NR, b += NR * kc) {
         long n = nc - j0 < NR ? nc - j0 : NR;
-        if (w_transposed) {  /* column j of W is row j of the memory */
-            for (long j = 0; j < NR; j++)
-                for (long p = 0; p < kc; p++)
+        if (w_transposed) {  /* column j of W is row j of the memory: VL of its weights widened at once */
+            for (long j = 0; j < NR; j++) {
+                long p = 0;
+                for (; j < n && p + VL <= kc; p += VL) {
+                    float t[VL];
+                    vstore(t, WCOL(w, sc, j0 + j, p));
+                    for (long l = 0; l < VL; l++)
+                        b[(p + l) * NR + j] = t[l];
+                }
+                for (; p < kc; p++)
                     b[p * NR + j] = j < n ? SCOL(w, sc, j0 + j, p) : 0.0f;
+            }
         } else {
             for (long p = 0; p < kc; p++) {
-                for (long j = 0; j < n; j++)
+                long j = 0;
+                for (; j + VL <= n; j += VL)
+                    vstore(b + p * NR + j, WROW(w, sc, p, j0 + j));
+                for (; j < n; j++)
                     b[p * NR + j] = SROW(w, sc, p, j0 + j);
-                for (long j = n; j < NR; j++)
+                for (; j < NR; j++)
                     b[p * NR + j] = 0.0f;
             }
         }

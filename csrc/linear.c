@@ -49,11 +49,12 @@
 #define DECODE_DOTS 256
 /* Up to this many rows of x count as "few" (decoding a batch); more go to the tiled kernel. */
 #define DECODE_MAX_ROWS 12
-/* Up to this many rows, int8 weights stored by columns take the integer dot products (dots_i8.h), a pass over
- * each column per 4 rows from cache; more take the tiled float kernels, which widen each tile of W once. (Xeon,
- * 2 threads, the 124M model's whole forward: 13 rows 200 -> 44 ms, 32 rows 217 -> 94, 64 rows 259 -> 175;
- * the tiled kernels' widening is the fixed ~190 ms.) */
-#define I8_DOTS_MAX_ROWS 64
+/* Up to this many rows (a batch, a short prompt), int8 weights stored by columns take the integer dot products
+ * (dots_i8.h), a pass over each column per 4 rows from cache; more take the tiled float kernels, which widen each
+ * tile of W once, a fixed cost of a pass over all the weights. (Xeon, the 124M model's forward at 2 / 1 threads,
+ * dot products against tiled: 13 rows 40 / 59 ms against 62 / 120; 24 rows 66 / 103 against 72 / 130; 32 rows
+ * 89 / 139 against 87 / 148; 64 rows 170 / 274 against 125 / 218.) */
+#define I8_DOTS_MAX_ROWS 31
 
 /* the tiled kernel's register block (used by pack_w in decode.h) */
 #define MR GEMM_MR            /* rows of the register block */
