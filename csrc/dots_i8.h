@@ -20,7 +20,10 @@
  * thread, so the bits do not depend on the number of threads.
  */
 
-#define I8_AHEAD 2048  /* bytes of the column stream a thread asks for ahead (probe, Zen 3: 512-4096 alike) */
+/* bytes of the column stream a thread asks for ahead: Zen 3 (int8_probe.c) read alike from 512 to 4096; on the
+ * Xeon, int8 decoding (128 tokens, processes in turn, the host drifting between rounds) at 2 threads 159-167 tok/s
+ * with 2048, 165-183 with 4096, 158-196 with 8192; at 1 thread 97-100, 93-109, 95-134 */
+#define I8_AHEAD 4096
 #define I8_R 4         /* rows of x per pass over a column (decoding a batch): 4 sums + a block's weights in registers */
 
 /* q32: a block's 32 weights, widened to int16 once and multiplied by every row's activations (dot32) */
