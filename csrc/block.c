@@ -6,7 +6,8 @@
  * calls of one block from C instead, with nothing new in them: the same entry points (dispatch.c), in the
  * order minigpt2/modeling.py's transformer_block makes them, each with the variant the calibration chose for
  * it. So it computes the same bits as the Python path; minigpt2/_ckernels.py checks the arrays, as it does
- * for each kernel, and the NumPy body stays the definition.
+ * for each kernel, and the NumPy body stays the definition. mg_transformer_blocks runs a step's blocks in turn
+ * in one call (modeling.transformer_blocks).
  */
 #include <string.h>
 
@@ -62,5 +63,16 @@ int mg_transformer_block(const struct mg_block_args *b)
     CHECK(linear(&b->mlp_proj, fc, b->out, R));
     for (long j = 0; j < R * E; j++)
         b->out[j] = x1[j] + b->out[j];
+    return MG_OK;
+}
+
+int mg_transformer_blocks(const struct mg_block_args *b, long n_blocks)
+{
+    if (!b)
+        return MG_ERR_NULL;
+    if (n_blocks < 1)
+        return MG_ERR_SHAPE;
+    for (long i = 0; i < n_blocks; i++)
+        CHECK(mg_transformer_block(&b[i]));
     return MG_OK;
 }

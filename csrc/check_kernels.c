@@ -382,6 +382,27 @@ static int check_block(int variant, int format, long R, long H, long D, long pos
     ok &= mg_transformer_block(&b) == MG_OK;  /* (the cache already holds this position: rewritten, the same) */
     ok &= memcmp(out3, expected, sizeof(float) * R * E) == 0;
     b.out = out1;
+    /* mg_transformer_blocks: two blocks in one call, the second on the first's output (the same weights, a cache of
+     * its own), against the two calls one after another */
+    struct mg_block_args two[2] = {b, b};
+    size_t cache_bytes = sizeof(float) * cache, out_bytes = sizeof(float) * R * E;
+    float *second = malloc(out_bytes), *out2 = malloc(out_bytes);
+    float *keys_e = malloc(cache_bytes), *values_e = malloc(cache_bytes);
+    float *keys2 = malloc(cache_bytes), *values2 = malloc(cache_bytes);
+    memcpy(keys_e, b.keys, cache_bytes), memcpy(values_e, b.values, cache_bytes);
+    memcpy(keys2, b.keys, cache_bytes), memcpy(values2, b.values, cache_bytes);
+    two[1].x = out1, two[1].out = second, two[1].keys = keys_e, two[1].values = values_e;
+    ok &= mg_transformer_block(&two[1]) == MG_OK;  /* the expected second block, alone */
+    memset(out3, 0xff, out_bytes), memset(out2, 0xff, out_bytes);  /* (NaN: an output the stack never wrote shows) */
+    two[0].out = out3, two[1].x = out3, two[1].out = out2, two[1].keys = keys2, two[1].values = values2;
+    ok &= mg_transformer_blocks(two, 2) == MG_OK;
+    ok &= memcmp(out3, expected, out_bytes) == 0 && memcmp(out2, second, out_bytes) == 0;
+    ok &= memcmp(b.keys, keys, cache_bytes) == 0 && memcmp(b.values, values, cache_bytes) == 0;
+    ok &= memcmp(keys2, keys_e, cache_bytes) == 0 && memcmp(values2, values_e, cache_bytes) == 0;
+    ok &= memcmp(keys2, keys, cache_bytes) != 0;  /* (the second block's cache is its own: a stack that ran block 0
+                                                     twice would leave block 0's key and value there) */
+    ok &= mg_transformer_blocks(two, 0) == MG_ERR_SHAPE && mg_transformer_blocks(NULL, 1) == MG_ERR_NULL;
+    free(second), free(out2), free(keys_e), free(values_e), free(keys2), free(values2);
     /* refusals: a matrix of the wrong shape, a missing cache, a head size that does not divide n_embd */
     b.c_fc.n_out = F + 1;
     ok &= mg_transformer_block(&b) == MG_ERR_SHAPE;

@@ -26,9 +26,10 @@ from ._kernels import ffi, lib
 from .cache import _LayerSlot
 from .weights import BFloat16Weight, Int8Weight
 
-__all__ = ["linear", "layer_norm", "gelu_new", "attention", "transformer_block", "calls", "KERNELS"]
+__all__ = ["linear", "layer_norm", "gelu_new", "attention", "transformer_block", "transformer_blocks", "calls",
+           "KERNELS"]
 
-INTERFACE = 5  # csrc/kernels.h MG_INTERFACE: the interface these wrappers call
+INTERFACE = 6  # csrc/kernels.h MG_INTERFACE: the interface these wrappers call
 if getattr(lib, "MG_INTERFACE", None) != INTERFACE:
     raise ImportError(f"the built extension minigpt2._kernels has interface {getattr(lib, 'MG_INTERFACE', 1)}, these "
                       f"sources need {INTERFACE}: it was built from other sources (rebuild it: pip install -e . or "
@@ -349,58 +350,123 @@ def _block_arguments(p, rows, n_embd, plan):
     return ffi.new("struct mg_block_args *", args[0])
 
 
-def transformer_block(x, p, *, layer_idx, config, cache, mask, head_mask, output_attentions,
-                      encoder_states=None, encoder_mask=None, scale=None):
-    """modeling.transformer_block for a decoding step (one new token per sequence), as one C call: the same
-    kernels in the same order, so the same result (csrc/block.c). Declines everything else: a prompt, cross-
-    attention, head masks, attention probabilities, tracing, another activation, or a kernel that NumPy serves."""
-    if (encoder_states is not None or head_mask is not None or output_attentions or tracing.active()
-            or config.activation_function != "gelu_new" or not isinstance(cache, _LayerSlot)):
-        return NotImplemented
-    if not _is_f32(x) or x.ndim != 3 or x.shape[1] != 1 or x.shape[2] != config.n_embd:
-        return NotImplemented
+def _declines(config, output_attentions, encoder_states, head_masks):
+    """True for what the fused block does not compute: cross-attention, head masks, attention probabilities,
+    tracing, another activation."""
+    return (encoder_states is not None or any(h is not None for h in head_masks) or output_attentions
+            or tracing.active() or config.activation_function != "gelu_new")
+
+
+def _decoding_block(x, out, p, config, cache, mask, scale, scratch=None):
+    """(the struct mg_block_args for one decoding block from x into out, both [B, 1, E] C-contiguous float32; the
+    block's scratch, ``scratch`` if it is large enough, else a new array), or None if C does not serve the block.
+    The arguments point into every array given and into the scratch: they must stay alive until the C call
+    returns."""
+    if not isinstance(cache, _LayerSlot):
+        return None
     if scale is None or not _is_scalar(scale) or (isinstance(scale, (np.ndarray, np.generic)) and scale.dtype != F32):
-        return NotImplemented  # (the model passes it; as attention(): a float64 NumPy scale computes in float64)
+        return None  # (the model passes it; as attention(): a float64 NumPy scale computes in float64)
     B, E, H = x.shape[0], config.n_embd, config.n_head
     D = E // H
     plan = _tuning.current()
     if B > _tuning.DECODE_MAX_ROWS or H * D != E or D > MAX_HEAD_DIM or None in (
             plan.layer_norm, plan.gelu_new, plan.attention_decode):
-        return NotImplemented
+        return None
     keys, values = cache.buffers.keys[cache.layer], cache.buffers.values[cache.layer]
     position = cache.start
     if keys.shape[:2] != (B, H) or keys.shape[3] != D or values.shape != keys.shape or position >= keys.shape[2]:
-        return NotImplemented
+        return None
     if not (keys.strides[3] == values.strides[3] == 4 and _aligned(keys) and _aligned(values)
             and keys.flags.writeable and values.flags.writeable):
-        return NotImplemented
+        return None
     args = _block_arguments(p, B, E, plan)
     if args is None:
-        return NotImplemented
+        return None
+    if scratch is None or scratch.size < B * (6 * E + args.n_inner):
+        scratch = np.empty(B * (6 * E + args.n_inner), F32)
     if mask is not None:
-        K = position + 1
-        if not _is_f32(mask) or mask.ndim != 4 or mask.shape[1:] != (1, 1, K) or mask.shape[0] not in (1, B):
-            return NotImplemented
-        mask = _contiguous(mask)
-        args.key_bias, args.key_bias_stride = _floats(mask), K if mask.shape[0] == B else 0
-    x = _contiguous(x)
-    out = np.empty_like(x)
-    scratch = np.empty(B * (6 * E + args.n_inner), F32)
+        args.key_bias, args.key_bias_stride = _floats(mask), position + 1 if mask.shape[0] == B else 0
     args.rows, args.n_embd, args.n_head, args.head_dim = B, E, H, D
     args.x, args.out, args.scratch = _floats(x), _floats(out), _floats(scratch)
     args.eps, args.scale = float(config.layer_norm_epsilon), float(np.float32(scale))
     args.keys, args.values, args.position = _floats(keys), _floats(values), position
     args.k_strides = [s // 4 for s in keys.strides[:3]]
     args.v_strides = [s // 4 for s in values.strides[:3]]
+    return args, scratch
+
+
+def _decoding_inputs(x, config, mask, caches):
+    """x and mask as C reads them for a decoding step (x [B, 1, E] contiguous float32; mask the float32 bias
+    [1 or B, 1, 1, P + 1] for P cached positions, contiguous), or None if C does not serve the step."""
+    if not _is_f32(x) or x.ndim != 3 or x.shape[1] != 1 or x.shape[2] != config.n_embd:
+        return None
+    if mask is not None:
+        K = caches[0].start + 1 if isinstance(caches[0], _LayerSlot) else -1
+        if not _is_f32(mask) or mask.ndim != 4 or mask.shape[1:] != (1, 1, K) or mask.shape[0] not in (1, x.shape[0]):
+            return None
+        mask = _contiguous(mask)
+    return _contiguous(x), mask
+
+
+def _served(blocks, args):
+    calls.update(transformer_block=blocks, linear=4 * blocks, layer_norm=2 * blocks, attention=blocks,
+                 gelu_new=blocks)  # (what ran in C)
+    names = _tuning.variant_names()  # (what the call's arguments named: the tests check that they follow the plan)
+    last_variant.update(layer_norm=names[args.ln_variant], attention=names[args.attention_variant],
+                        gelu_new=names[args.gelu_variant], linear=names[args.mlp_proj.variant])
+
+
+def transformer_block(x, p, *, layer_idx, config, cache, mask, head_mask, output_attentions,
+                      encoder_states=None, encoder_mask=None, scale=None):
+    """modeling.transformer_block for a decoding step (one new token per sequence), as one C call: the same
+    kernels in the same order, so the same result (csrc/block.c). Declines everything else: a prompt, cross-
+    attention, head masks, attention probabilities, tracing, another activation, or a kernel that NumPy serves."""
+    inputs = None if _declines(config, output_attentions, encoder_states, [head_mask]) else _decoding_inputs(
+        x, config, mask, [cache])
+    if inputs is None:
+        return NotImplemented
+    x, mask = inputs
+    out = np.empty_like(x)
+    block = _decoding_block(x, out, p, config, cache, mask, scale)
+    if block is None:
+        return NotImplemented
+    args, scratch = block
     status = lib.mg_transformer_block(args)  # (mask, x, out, scratch, keys, values: alive in this frame till here)
     if status == lib.MG_ERR_MEMORY:  # no room for a kernel's scratch: the Python path may still manage (it writes
         return NotImplemented         # the same keys and values into the cache again)
     _check(status, "transformer_block")
-    calls.update(transformer_block=1, linear=4, layer_norm=2, attention=1, gelu_new=1)  # (what ran in C)
-    names = _tuning.variant_names()  # (what the call's arguments named: the tests check that they follow the plan)
-    last_variant.update(layer_norm=names[args.ln_variant], attention=names[args.attention_variant],
-                        gelu_new=names[args.gelu_variant], linear=names[args.mlp_proj.variant])
+    _served(1, args)
     return out, None, None
+
+
+def transformer_blocks(x, blocks, *, config, scales, caches, mask, head_masks, output_attentions,
+                       output_hidden_states, encoder_states=None, encoder_mask=None):
+    """modeling.transformer_blocks for a decoding step: every block's mg_block_args, then one C call for them all
+    (csrc/block.c: each return to Python between blocks cost more than the Python itself). Declines what
+    transformer_block declines, and output_hidden_states."""
+    if output_hidden_states or not blocks or _declines(config, output_attentions, encoder_states, head_masks):
+        return NotImplemented
+    inputs = _decoding_inputs(x, config, mask, caches)
+    if inputs is None:
+        return NotImplemented
+    x, mask = inputs
+    n = len(blocks)
+    xs = np.empty((n + 1,) + x.shape, F32)  # xs[i]: the input of block i; xs[n] the output
+    xs[0] = x
+    all_args, scratch = ffi.new("struct mg_block_args[]", n), None  # (the blocks run in turn: one scratch)
+    for i, p in enumerate(blocks):
+        block = _decoding_block(xs[i], xs[i + 1], p, config, caches[i], mask, scales[i], scratch)
+        if block is None:
+            return NotImplemented
+        args, scratch = block
+        all_args[i] = args[0]
+    status = lib.mg_transformer_blocks(all_args, n)  # (every array the arguments point into is alive here)
+    if status == lib.MG_ERR_MEMORY:  # (as in transformer_block: the Python path writes the cache again)
+        return NotImplemented
+    _check(status, "transformer_blocks")
+    calls.update(transformer_blocks=1)
+    _served(n, args)
+    return xs[n], [], [None] * n, [None] * n
 
 
 # -- one given variant, no checks (for the calibration in _tuning.py) ------------------------------------
@@ -444,4 +510,5 @@ def run_gelu_new(variant, x):
 
 
 KERNELS = {"linear": linear, "layer_norm": layer_norm, "gelu_new": gelu_new, "attention": attention,
-           "transformer_block": transformer_block}
+           "transformer_block": transformer_block,
+           "transformer_blocks": transformer_blocks}

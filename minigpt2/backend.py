@@ -1,7 +1,8 @@
 """Which implementation runs the hot-path kernels: the NumPy reference or the C core.
 
 Every hot-path function in minigpt2 (``linear``, ``layer_norm``, ``gelu_new``, ``attention``, and
-``modeling.transformer_block``, which the C core runs as one call when decoding) is written
+``modeling.transformer_block`` and ``modeling.transformer_blocks``, which the C core runs as one call when
+decoding) is written
 once in plain NumPy and decorated with ``@kernel``. The decorator looks the name up in the active
 backend: if the C core provides it, the C version runs; otherwise (or if the C version declines a case
 by returning ``NotImplemented``) the NumPy body runs. The NumPy body is always available as

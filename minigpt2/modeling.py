@@ -89,6 +89,27 @@ def transformer_block(x, p, *, layer_idx, config, cache, mask, head_mask, output
     return x, probs, cross_probs
 
 
+@kernel
+def transformer_blocks(x, blocks, *, config, scales, caches, mask, head_masks, output_attentions,
+                       output_hidden_states, encoder_states=None, encoder_mask=None):
+    """The blocks in turn, each on the output of the one before.  # [B, T, E] -> [B, T, E]
+
+    Block i gets its own parameters blocks[i], cache caches[i], head mask head_masks[i] and factor on q k^T
+    scales[i]. Returns (x, the input of each block if output_hidden_states, the self-attention probabilities and
+    the cross-attention probabilities of each block). (The C core runs a decoding step's blocks as one call.)
+    """
+    hidden, probs, cross_probs = [], [], []
+    for i, p in enumerate(blocks):
+        if output_hidden_states:
+            hidden.append(x)
+        x, a, c = transformer_block(x, p, layer_idx=i, config=config, scale=scales[i], cache=caches[i], mask=mask,
+                                    head_mask=head_masks[i], output_attentions=output_attentions,
+                                    encoder_states=encoder_states, encoder_mask=encoder_mask)
+        probs.append(a)
+        cross_probs.append(c)
+    return x, hidden, probs, cross_probs
+
+
 class GPT2Model(GPT2PreTrainedModel):
     """The bare GPT-2 transformer: token and position embeddings, n_layer blocks, a final layer norm."""
 
@@ -177,17 +198,12 @@ class GPT2Model(GPT2PreTrainedModel):
                                           head_dim=cfg.head_dim, new_tokens=T, max_positions=cfg.n_positions)
 
         # The blocks.
-        all_hidden, all_attn, all_cross = [], [], []
-        for i, block_params in enumerate(p["h"]):
-            if output_hidden_states:
-                all_hidden.append(x)
-            scale = attention_scale(cfg.head_dim, i, cfg.scale_attn_weights, cfg.scale_attn_by_inverse_layer_idx)
-            x, probs, cross_probs = transformer_block(
-                x, block_params, layer_idx=i, config=cfg, scale=scale, cache=caches[i], mask=mask,
-                head_mask=head_masks[i], output_attentions=output_attentions, encoder_states=encoder_hidden_states,
-                encoder_mask=encoder_mask)
-            all_attn.append(probs)
-            all_cross.append(cross_probs)
+        scales = [attention_scale(cfg.head_dim, i, cfg.scale_attn_weights, cfg.scale_attn_by_inverse_layer_idx)
+                  for i in range(cfg.n_layer)]
+        x, all_hidden, all_attn, all_cross = transformer_blocks(
+            x, p["h"], config=cfg, scales=scales, caches=caches, mask=mask, head_masks=head_masks,
+            output_attentions=output_attentions, output_hidden_states=output_hidden_states,
+            encoder_states=encoder_hidden_states, encoder_mask=encoder_mask)
         x = layer_norm(x, **p["ln_f"], eps=cfg.layer_norm_epsilon)
         record(ln_f=x)
         x = x.reshape(*input_shape, cfg.n_embd)

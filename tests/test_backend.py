@@ -68,7 +68,8 @@ def test_set_backend():
         assert backend.set_backend("numpy") == "numpy" == backend.name == backend.get_backend()
         assert not backend._active
         assert backend.set_backend("c") == "c" == minigpt2.backend.name
-        assert set(backend._active) == {"linear", "layer_norm", "gelu_new", "attention", "transformer_block"}
+        assert set(backend._active) == {"linear", "layer_norm", "gelu_new", "attention", "transformer_block",
+                                        "transformer_blocks"}
         assert backend.set_backend("auto") == "c"
         with pytest.raises(ValueError, match="unknown backend 'C'.*'numpy', 'c', 'auto'"):
             backend.set_backend("C")
@@ -259,9 +260,9 @@ def test_the_c_path_runs_in_a_whole_model_forward():
         model(out.logits[:, -1].argmax(-1)[:, None], past_key_values=out.past_key_values)
         ran = {name: ck.calls[name] - before.get(name, 0) for name in ck.KERNELS}
         L = CONFIG["n_layer"]
-        # (the decoding step's blocks are one C call each, counted as the kernels they run, too)
+        # (the decoding step's blocks are one C call, counted as the blocks and kernels they run, too)
         assert ran == {"linear": 2 * (4 * L + 1), "layer_norm": 2 * (2 * L + 1), "gelu_new": 2 * L, "attention": 2 * L,
-                       "transformer_block": L}
+                       "transformer_block": L, "transformer_blocks": 1}
         backend.set_backend("numpy")
         before = dict(ck.calls)
         model(ids)

@@ -56,7 +56,7 @@ def test_the_profile_splits_a_step_for_each_weight_format(small_checkpoint, tmp_
         if minigpt2.backend.c_available():
             assert f"backend c, weights in {dtype}:" in out, out
     if minigpt2.backend.c_available():
-        assert out.count("with each block as one C call, as the model runs:") == 3, out
+        assert out.count("with the step's blocks as one C call, as the model runs:") == 3, out
     assert out.count("| linear |") >= 3
 
 

@@ -38,14 +38,17 @@ def c_backend():
 
 @contextlib.contextmanager
 def fused(on):
-    """With on=False, the model's blocks run in Python (each kernel still a C call)."""
-    impl = backend._active.pop("transformer_block")
+    """With on=False, the model's blocks run in Python (each kernel still a C call); with on="block", each block is
+    one C call but the stack of blocks is not (modeling.transformer_blocks in Python)."""
+    saved = {name: backend._active.pop(name) for name in ("transformer_block", "transformer_blocks")}
     if on:
-        backend._active["transformer_block"] = impl
+        backend._active["transformer_block"] = saved["transformer_block"]
+    if on is True:
+        backend._active["transformer_blocks"] = saved["transformer_blocks"]
     try:
         yield
     finally:
-        backend._active["transformer_block"] = impl
+        backend._active.update(saved)
 
 
 def perturbed(tree, rng):
@@ -99,14 +102,43 @@ def assert_same_bits(a, b):
 def test_the_fused_block_gives_the_bits_of_its_kernels_one_by_one(variant, fmt, batch, tmp_path):
     model = model_in(fmt, tmp_path)
     with kernel_variant(variant):
-        before = ck.calls["transformer_block"]
+        before, stacks = ck.calls["transformer_block"], ck.calls["transformer_blocks"]
         with fused(True):
             ours = decode(model, batch)
         assert ck.calls["transformer_block"] - before == 4 * CONFIG["n_layer"], "the fused block did not serve"
+        assert ck.calls["transformer_blocks"] - stacks == 4, "the fused stack of blocks did not serve"
+        with fused("block"):
+            blockwise = decode(model, batch)
+        assert ck.calls["transformer_block"] - before == 8 * CONFIG["n_layer"]
         with fused(False):
             theirs = decode(model, batch)
-        assert ck.calls["transformer_block"] - before == 4 * CONFIG["n_layer"]
+        assert ck.calls["transformer_block"] - before == 8 * CONFIG["n_layer"]
+        assert ck.calls["transformer_blocks"] - stacks == 4
     assert_same_bits(ours, theirs)
+    assert_same_bits(blockwise, theirs)
+
+
+def test_the_stack_declines_hidden_states_and_each_block_still_serves():
+    """output_hidden_states needs every block's input: the stack of blocks runs in Python, each block one C call,
+    with the same bits as the fused stack, the hidden states included."""
+    model = model_in("float32", None)
+    with kernel_variant(VARIANTS[-1]):
+        ours = decode(model, 3)
+        before, stacks = ck.calls["transformer_block"], ck.calls["transformer_blocks"]
+        rng = np.random.default_rng(4)
+        ids = rng.integers(0, CONFIG["vocab_size"], (3, 5))
+        out = model(ids, use_cache=True)
+        step = model(ids[:, :1], past_key_values=out.past_key_values, output_hidden_states=True)
+        assert ck.calls["transformer_blocks"] == stacks, "the stack served a step that asked for hidden states"
+        assert ck.calls["transformer_block"] - before == CONFIG["n_layer"], "the fused block did not serve"
+        theirs = decode(model, 3, output_hidden_states=True)
+        with fused(False):
+            plain = model(ids[:, :1], past_key_values=model(ids, use_cache=True).past_key_values,
+                          output_hidden_states=True)
+    assert_same_bits(ours, theirs)
+    assert len(step.hidden_states) == CONFIG["n_layer"] + 1
+    for a, b in zip(step.hidden_states, plain.hidden_states):
+        np.testing.assert_array_equal(a, b)
 
 
 def test_the_fused_block_does_not_depend_on_the_thread_count():
