@@ -376,6 +376,8 @@ def _decoding_block(x, out, p, config, cache, mask, scale, scratch=None):
     position = cache.start
     if keys.shape[:2] != (B, H) or keys.shape[3] != D or values.shape != keys.shape or position >= keys.shape[2]:
         return None
+    if mask is not None and mask.shape[3] != position + 1:  # (one bias per cached key and the new one)
+        return None
     if not (keys.strides[3] == values.strides[3] == 4 and _aligned(keys) and _aligned(values)
             and keys.flags.writeable and values.flags.writeable):
         return None
@@ -453,12 +455,14 @@ def transformer_blocks(x, blocks, *, config, scales, caches, mask, head_masks, o
     n = len(blocks)
     xs = np.empty((n + 1,) + x.shape, F32)  # xs[i]: the input of block i; xs[n] the output
     xs[0] = x
-    all_args, scratch = ffi.new("struct mg_block_args[]", n), None  # (the blocks run in turn: one scratch)
-    for i, p in enumerate(blocks):
-        block = _decoding_block(xs[i], xs[i + 1], p, config, caches[i], mask, scales[i], scratch)
+    all_args, scratches = ffi.new("struct mg_block_args[]", n), [None]  # (the blocks run in turn: one scratch,
+    for i, p in enumerate(blocks):                                          # unless a block needs more room)
+        block = _decoding_block(xs[i], xs[i + 1], p, config, caches[i], mask, scales[i], scratches[-1])
         if block is None:
             return NotImplemented
         args, scratch = block
+        if scratch is not scratches[-1]:
+            scratches.append(scratch)
         all_args[i] = args[0]
     status = lib.mg_transformer_blocks(all_args, n)  # (every array the arguments point into is alive here)
     if status == lib.MG_ERR_MEMORY:  # (as in transformer_block: the Python path writes the cache again)
