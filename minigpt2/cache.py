@@ -265,6 +265,21 @@ class KVCache(tuple):
 _Layer = namedtuple("_Layer", "keys values")  # KVCache.layers[i]
 
 
+def fill_transformers_cache(given, past) -> None:
+    """Make transformers' Cache ``given`` (passed to generate) hold what ``past``, the KVCache generate ended with,
+    holds, as transformers' generate leaves the Cache it is given: its rows repeated for the returned sequences
+    or beams (each prompt's row, as generate repeats them), then every new position appended."""
+    import torch  # (a transformers Cache was given: torch is there)
+
+    start, rows = given.get_seq_length(), past[0][0].shape[0]
+    if start:
+        given_rows = given.to_legacy_cache()[0][0].shape[0]
+        if given_rows != rows:
+            given.batch_repeat_interleave(rows // given_rows)
+    for i, (k, v) in enumerate(past):
+        given.update(torch.from_numpy(np.array(k[:, :, start:])), torch.from_numpy(np.array(v[:, :, start:])), i)
+
+
 def _is_transformers_cache(past) -> bool:
     """Is ``past`` a transformers Cache object (DynamicCache), rather than None, a tuple or a list?"""
     return past is not None and not isinstance(past, (tuple, list)) and hasattr(past, "to_legacy_cache")
@@ -275,8 +290,8 @@ def _as_numpy(a):
     if isinstance(a, np.ndarray) or not hasattr(a, "__array__"):
         return a
     try:
-        return np.asarray(a)
-    except (TypeError, ValueError, RuntimeError):  # e.g. a torch tensor that requires grad
+        return np.asarray(a.detach() if hasattr(a, "detach") else a)  # (torch: the values, not their gradient)
+    except (TypeError, ValueError, RuntimeError):  # e.g. a tensor on a GPU
         return a
 
 

@@ -422,3 +422,41 @@ def test_untied_head_resizes_with_the_embeddings_as_in_transformers(untied):
     assert_close(head[99:], their_head[99:], "new rows: the mean of the old ones", rtol=1e-3)  # (HF adds noise)
     _, grads = ours.loss_and_grad(PROMPTS)  # (checked against torch in test_training_more.py)
     assert grads["lm_head.weight"].shape == (104, 32) and grads["lm_head.weight"] is not grads["transformer.wte.weight"]
+
+
+@pytest.mark.parametrize("kwargs", [dict(), dict(return_dict_in_generate=True), dict(max_new_tokens=1),
+                                    dict(do_sample=True, top_k=1, num_return_sequences=2), dict(num_beams=3)])
+@pytest.mark.parametrize("cached", [0, 2])
+def test_generate_grows_the_dynamic_cache_it_is_given_as_transformers(pair, kwargs, cached):
+    """HF's generate(past_key_values=DynamicCache()) fills that object in place (every position but the last
+    token's, one row per returned sequence or beam) and returns it as the output's past_key_values; an empty
+    DynamicCache() is no cache yet. Keys and values are compared with the reference's (greedy and sampling; for
+    beams, the running beams' rows at the end follow each library's own bookkeeping: the shape only)."""
+    hf, ours, _ = pair
+    if cached and (kwargs.get("num_beams") or kwargs.get("num_return_sequences")):
+        pytest.skip("transformers needs a given cache expanded to one row per beam or returned sequence")
+    kwargs = {"max_new_tokens": 4, **kwargs}
+    caches = []
+    for run in ("theirs", "ours"):
+        cache = transformers.DynamicCache() if not cached else _hf_cache(hf, PROMPTS[:, :cached])
+        if run == "theirs":
+            out = _hf_generate(hf, PROMPTS, past_key_values=cache, **kwargs)
+            theirs_ids = out
+        else:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                got = ours.generate(PROMPTS, past_key_values=cache, **kwargs)
+            if kwargs.get("return_dict_in_generate"):
+                assert got.past_key_values is cache, "the output's past_key_values is not the cache given"
+                got = got.sequences
+            _same_ids(got, theirs_ids)
+        caches.append(cache)
+    theirs, mine = (c.to_legacy_cache() for c in caches)
+    rows = PROMPTS.shape[0] * max(kwargs.get("num_beams", 1), kwargs.get("num_return_sequences", 1))
+    length = theirs_ids.shape[1] - 1  # (the last token is never run through the model)
+    assert caches[1].get_seq_length() == caches[0].get_seq_length() == length
+    for layer, ((k0, v0), (k1, v1)) in enumerate(zip(theirs, mine)):
+        assert tuple(k1.shape) == tuple(k0.shape) == (rows, ours.config.n_head, length, ours.config.head_dim)
+        if not kwargs.get("num_beams"):
+            assert_close(k1.numpy(), k0.numpy(), f"layer {layer} keys")
+            assert_close(v1.numpy(), v0.numpy(), f"layer {layer} values")

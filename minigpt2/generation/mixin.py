@@ -18,7 +18,7 @@ import numpy as np
 
 from ..checks import float_array, is_int
 from ..config import LEGACY_GENERATION_DEFAULTS
-from ..cache import KVCache
+from ..cache import KVCache, _is_transformers_cache, fill_transformers_cache
 from ..layers import log_softmax
 from .beam import beam_search
 from .config import GenerationConfig, _as_token_list
@@ -140,12 +140,26 @@ class GenerationMixin:
             step = _with_token_types(step, model_kwargs["token_type_ids"], attention_mask.shape)
         if embeds is not None:
             step = _with_prompt_embeds(step, embeds)
-        cache = self._prompt_cache(model_kwargs.get("past_key_values"), T + embedded, B, cfg)
+        given = model_kwargs.get("past_key_values")
+        cache = self._prompt_cache(given, T + embedded, B, cfg)
+        grows = _is_transformers_cache(given) and cfg.use_cache  # HF grows the Cache object it is given, in place
+        run = cfg
+        if grows:  # (the run returns its cache, to grow `given` with)
+            run = copy.copy(cfg)
+            run.return_dict_in_generate = True
         if cfg.num_beams == 1:
-            return greedy_or_sample(step, input_ids, attention_mask, cfg, processors, finish_tokens, _rng(seed),
-                                    streamer, stop, cache)
-        return beam_search(step, input_ids, attention_mask, cfg, processors, eos, _rng(seed), stop, finish_tokens,
-                           cache)
+            out = greedy_or_sample(step, input_ids, attention_mask, run, processors, finish_tokens, _rng(seed),
+                                   streamer, stop, cache)
+        else:
+            out = beam_search(step, input_ids, attention_mask, run, processors, eos, _rng(seed), stop, finish_tokens,
+                              cache)
+        if not grows:
+            return out
+        fill_transformers_cache(given, out.past_key_values)
+        if not cfg.return_dict_in_generate:
+            return out.sequences
+        out.past_key_values = given
+        return out
 
     def compute_transition_scores(self, sequences, scores, beam_indices=None, normalize_logits=False):
         """The score of each generated token, from ``generate(..., output_scores=True, return_dict_in_generate=True)``
@@ -310,8 +324,8 @@ class GenerationMixin:
         legacy tuples of (key, value) [B, H, P, D] per layer, or an object with to_legacy_cache(), as HF's
         DynamicCache), one row per prompt, or HF's layout for beams and returned sequences (each prompt's row
         repeated for them: the first of each is used, as in HF). None when there is none."""
-        if past is None:
-            return None
+        if past is None or (_is_transformers_cache(past) and not past.get_seq_length()):
+            return None  # (HF's empty DynamicCache(): generate fills it)
         if hasattr(past, "to_legacy_cache") and not isinstance(past, KVCache):
             past = past.to_legacy_cache()
         try:
