@@ -198,7 +198,7 @@ class KVCache(tuple):
         tensors as NumPy arrays, and P, the positions it holds; a clear error if its layout does not fit the model.
         transformers' DynamicCache is read as its legacy tuples; an empty cache (``()``, ``DynamicCache()``) as None."""
         if _is_transformers_cache(past):  # HF's DynamicCache: its tensors (empty: no cache)
-            past = past.to_legacy_cache() if past.get_seq_length() else None
+            past = transformers_pairs(past) if past.get_seq_length() else None
         if past is None or (isinstance(past, (tuple, list)) and len(past) == 0):  # no cache; an empty one, as ()
             return None, 0
         if not isinstance(past, KVCache) and isinstance(past, (tuple, list)):  # e.g. HF's tuples of tensors
@@ -273,7 +273,7 @@ def fill_transformers_cache(given, past) -> None:
 
     start, rows = given.get_seq_length(), past[0][0].shape[0]
     if start:
-        given_rows = given.to_legacy_cache()[0][0].shape[0]
+        given_rows = transformers_pairs(given)[0][0].shape[0]
         if given_rows != rows:
             given.batch_repeat_interleave(rows // given_rows)
     for i, (k, v) in enumerate(past):
@@ -281,8 +281,18 @@ def fill_transformers_cache(given, past) -> None:
 
 
 def _is_transformers_cache(past) -> bool:
-    """Is ``past`` a transformers Cache object (DynamicCache), rather than None, a tuple or a list?"""
-    return past is not None and not isinstance(past, (tuple, list)) and hasattr(past, "to_legacy_cache")
+    """Is ``past`` a transformers Cache object (DynamicCache), rather than None, a tuple or a list? (4.x's has
+    to_legacy_cache(); 5.x's has not, but keeps its tensors in .layers[i].keys / .values and grows by update().)"""
+    return past is not None and not isinstance(past, (tuple, list)) and (
+        hasattr(past, "to_legacy_cache") or all(hasattr(past, name) for name in ("layers", "update", "get_seq_length")))
+
+
+def transformers_pairs(cache) -> tuple:
+    """A transformers Cache's (key, value) tensors per layer, [B, H, P, D] each (its legacy tuples), in any
+    transformers version."""
+    if hasattr(cache, "to_legacy_cache"):
+        return cache.to_legacy_cache()
+    return tuple((layer.keys, layer.values) for layer in cache.layers)
 
 
 def _as_numpy(a):

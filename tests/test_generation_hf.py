@@ -273,3 +273,67 @@ def test_logits_to_keep_as_in_transformers(small):
     assert_close(double(ids, logits_to_keep=2).logits, ours(ids).logits[:, -2:], "double heads logits_to_keep")
     with pytest.raises(ValueError, match="logits_to_keep"):
         ours(ids, logits_to_keep=-1)
+
+
+# -- transformers' DynamicCache given to generate: grown in place, as transformers does (4.x and 5.x) ----------
+
+def _pairs(cache):
+    """A transformers cache's (key, value) per layer, read the way both 4.57 and 5.x keep them."""
+    return [(layer.keys.numpy(), layer.values.numpy()) for layer in cache.layers]
+
+
+@pytest.mark.parametrize("kwargs", [dict(), dict(return_dict_in_generate=True), dict(max_new_tokens=1),
+                                    dict(do_sample=True, top_k=1, num_return_sequences=2), dict(num_beams=3)])
+@pytest.mark.parametrize("cached", [0, 2])
+def test_generate_grows_the_dynamic_cache_it_is_given_as_transformers(small, kwargs, cached):
+    """HF's generate(past_key_values=DynamicCache()) fills that object in place (every position but the last
+    token's, one row per returned sequence or beam) and returns it as the output's past_key_values; an empty
+    DynamicCache() is no cache yet. Keys and values are compared with the reference's (greedy and sampling; for
+    beams, the running beams' rows at the end follow each library's own bookkeeping: the shape only)."""
+    hf, ours = small
+    if cached and (kwargs.get("num_beams") or kwargs.get("num_return_sequences")):
+        pytest.skip("transformers needs a given cache expanded to one row per beam or returned sequence")
+    prompts = np.array([[5, 17, 42, 8, 63, 21], [7, 3, 3, 51, 12, 40]])
+    kwargs = {"max_new_tokens": 4, "pad_token_id": 0, **kwargs}
+
+    def given():
+        if not cached:
+            return transformers.DynamicCache()
+        with torch.no_grad():
+            return hf(torch.tensor(prompts[:, :cached])).past_key_values
+
+    theirs_cache, mine = given(), given()
+    theirs = _hf_generate(hf, prompts, past_key_values=theirs_cache, **kwargs)
+    theirs = theirs.sequences if hasattr(theirs, "sequences") else theirs
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        got = ours.generate(prompts, past_key_values=mine, **kwargs)
+    if kwargs.get("return_dict_in_generate"):
+        assert got.past_key_values is mine, "the output's past_key_values is not the cache given"
+        got = got.sequences
+    _same(got, theirs)
+    rows = len(prompts) * max(kwargs.get("num_beams", 1), kwargs.get("num_return_sequences", 1))
+    length = theirs.shape[1] - 1  # (the last token is never run through the model)
+    assert mine.get_seq_length() == theirs_cache.get_seq_length() == length
+    for layer, ((k0, v0), (k1, v1)) in enumerate(zip(_pairs(theirs_cache), _pairs(mine))):
+        assert k1.shape == k0.shape == (rows, ours.config.n_head, length, ours.config.head_dim)
+        if not kwargs.get("num_beams"):
+            assert_close(k1, k0, f"layer {layer} keys")
+            assert_close(v1, v0, f"layer {layer} values")
+
+
+def test_the_model_grows_a_dynamic_cache_in_place_step_by_step(small):
+    """HF's decoding loop that keeps passing the DynamicCache it started with: the model grows that object, with
+    transformers' logits at each step (4.x's cache has to_legacy_cache(), 5.x's only its layers)."""
+    hf, ours = small
+    ids = np.array([[5, 17, 42, 8], [7, 3, 3, 51]])
+    mine, theirs = transformers.DynamicCache(), transformers.DynamicCache()
+    with torch.no_grad():
+        expected = [hf(torch.tensor(ids), past_key_values=theirs).logits.numpy()]
+        expected += [hf(torch.tensor(ids[:, i:i + 1]), past_key_values=theirs).logits.numpy() for i in range(2)]
+    out = ours(ids, past_key_values=mine)
+    assert out.past_key_values is mine and mine.get_seq_length() == 4
+    got = [out.logits] + [ours(ids[:, i:i + 1], past_key_values=mine).logits for i in range(2)]
+    assert mine.get_seq_length() == theirs.get_seq_length() == 6
+    for step, (a, b) in enumerate(zip(got, expected)):
+        assert_close(a, b, f"logits at step {step}")

@@ -18,7 +18,7 @@ import numpy as np
 
 from ..checks import float_array, is_int
 from ..config import LEGACY_GENERATION_DEFAULTS
-from ..cache import KVCache, _is_transformers_cache, fill_transformers_cache
+from ..cache import KVCache, _is_transformers_cache, fill_transformers_cache, transformers_pairs
 from ..layers import log_softmax
 from .beam import beam_search
 from .config import GenerationConfig, _as_token_list
@@ -321,13 +321,13 @@ class GenerationMixin:
 
     def _prompt_cache(self, past, prompt_length, batch, cfg):
         """``past_key_values`` given to generate: the cache of the prompts' first P tokens (minigpt2's KVCache, HF's
-        legacy tuples of (key, value) [B, H, P, D] per layer, or an object with to_legacy_cache(), as HF's
+        legacy tuples of (key, value) [B, H, P, D] per layer, or transformers' Cache object, as HF's
         DynamicCache), one row per prompt, or HF's layout for beams and returned sequences (each prompt's row
         repeated for them: the first of each is used, as in HF). None when there is none."""
         if past is None or (_is_transformers_cache(past) and not past.get_seq_length()):
             return None  # (HF's empty DynamicCache(): generate fills it)
-        if hasattr(past, "to_legacy_cache") and not isinstance(past, KVCache):
-            past = past.to_legacy_cache()
+        if _is_transformers_cache(past):
+            past = transformers_pairs(past)
         try:
             rows, length = np.shape(past[0][0])[0], np.shape(past[0][0])[2]
         except (TypeError, IndexError, KeyError, ValueError):
