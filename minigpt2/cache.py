@@ -240,12 +240,7 @@ class KVCache(tuple):
         it passed in stays right."""
         if not _is_transformers_cache(given):
             return KVCache(buffers, length) if use_cache else None
-        import torch  # (a DynamicCache was given: torch is there)
-
-        start = given.get_seq_length()
-        for i in range(len(buffers.keys)):
-            new_k, new_v = buffers.keys[i][:, :, start:length], buffers.values[i][:, :, start:length]
-            given.update(torch.from_numpy(new_k.copy()), torch.from_numpy(new_v.copy()), i)
+        fill_transformers_cache(given, KVCache(buffers, length))
         return given if use_cache else None
 
     @staticmethod

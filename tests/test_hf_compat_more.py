@@ -422,4 +422,3 @@ def test_untied_head_resizes_with_the_embeddings_as_in_transformers(untied):
     assert_close(head[99:], their_head[99:], "new rows: the mean of the old ones", rtol=1e-3)  # (HF adds noise)
     _, grads = ours.loss_and_grad(PROMPTS)  # (checked against torch in test_training_more.py)
     assert grads["lm_head.weight"].shape == (104, 32) and grads["lm_head.weight"] is not grads["transformer.wte.weight"]
-

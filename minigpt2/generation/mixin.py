@@ -324,10 +324,10 @@ class GenerationMixin:
         legacy tuples of (key, value) [B, H, P, D] per layer, or transformers' Cache object, as HF's
         DynamicCache), one row per prompt, or HF's layout for beams and returned sequences (each prompt's row
         repeated for them: the first of each is used, as in HF). None when there is none."""
-        if past is None or (_is_transformers_cache(past) and not past.get_seq_length()):
-            return None  # (HF's empty DynamicCache(): generate fills it)
-        if _is_transformers_cache(past):
-            past = transformers_pairs(past)
+        if _is_transformers_cache(past):  # (HF's empty DynamicCache() is no cache yet: generate fills it)
+            past = transformers_pairs(past) if past.get_seq_length() else None
+        if past is None:
+            return None
         try:
             rows, length = np.shape(past[0][0])[0], np.shape(past[0][0])[2]
         except (TypeError, IndexError, KeyError, ValueError):
