@@ -23,7 +23,8 @@ This module adds what a model user expects from `transformers`' pure-Python GPT2
 The parts, one module each: options.py (the encoding options, once), vocabulary.py (added and special tokens,
 tokens <-> ids), encoding.py (text -> ids), offsets.py (ids -> the characters they cover), model_inputs.py
 (special tokens, truncation, padding, batches), batch_encoding.py (the result), decoding.py (ids -> text),
-files.py (from_pretrained, save_pretrained), gpt2.py (GPT2Tokenizer assembled from them).
+chat.py (apply_chat_template, with jinja2 when installed), files.py (from_pretrained, save_pretrained), gpt2.py
+(GPT2Tokenizer assembled from them).
 
 Where minigpt2 deliberately differs from HF's pure-Python tokenizer, the docstring says so (look for "HF:").
 """

@@ -71,6 +71,9 @@ class Decoding:
                                           isinstance(i, (int, np.integer)) and i >= 0 and table[i] is None)]
         if skip_special_tokens:
             special = set(self.all_special_ids)
+            if self.is_fast:  # HF's Rust decoder also skips every added token marked special (tokenizer.json's
+                # "special": true), listed among the special tokens or not
+                special |= {i for i, token in self._added_tokens_decoder.items() if token.special}
             ids = [i for i in ids if i not in special]
         errors = errors or self.errors
         if spaces_between_special_tokens and self._has_legacy_added(ids):

@@ -4,9 +4,16 @@ from __future__ import annotations
 
 from typing import List, Optional, Tuple
 
+import regex
+
 from ..bpe import TokenizationWork, pretokenize
 from ..bpe import show_work as _show_work
 from .options import check_text, surrogate_error
+
+# What the Rust tokenizers library (HF's fast tokenizer) calls a word character (its regex \w, Unicode's definition)
+# and white space (\s): for single_word, lstrip and rstrip in _cut_added_tokens_fast.
+_WORD_CHAR = regex.compile(r"[\p{Alphabetic}\p{M}\p{Nd}\p{Pc}\p{Join_Control}]")
+_WHITE_SPACE = regex.compile(r"\p{White_Space}")
 
 
 class Encoding:
@@ -48,8 +55,11 @@ class Encoding:
         if self.is_fast and (self.add_prefix_space if add_prefix_space is None else add_prefix_space):
             check_text(text)
             return [(s if is_added else self._with_prefix(s, add_prefix_space), is_added)
-                    for s, is_added in self._apply_added_token_rules(self._added_re.split(text))]
-        return self._apply_added_token_rules(self._added_re.split(self._with_prefix(text, add_prefix_space)))
+                    for s, is_added in self._cut_added_tokens_fast(text)]
+        text = self._with_prefix(text, add_prefix_space)
+        if self.is_fast:
+            return self._cut_added_tokens_fast(text)
+        return self._apply_added_token_rules(self._added_re.split(text))
 
     def _word_ids_of(self, text, is_split_into_words: bool, add_prefix_space: Optional[bool],
                      split_special_tokens: Optional[bool]) -> List[int]:
@@ -87,6 +97,49 @@ class Encoding:
                 segments[i] = ""
         return [(s, s in self._added_tokens_encoder) for s in segments if s]
 
+    def _cut_added_tokens_fast(self, text: str) -> List[Tuple[str, bool]]:
+        """The text cut into (plain text, False) and (added token, True) as HF's fast tokenizer does it (the Rust
+        `tokenizers` library's AddedVocabulary), which differs from the slow rules above:
+
+        * two passes: the added tokens with normalized=False are cut out of the text first, then those with
+          normalized=True out of each plain part left (GPT-2 has no normalizer, so only the order differs);
+        * in a pass, the leftmost match wins, the longest one at that position;
+        * a single_word token counts only where no word character (Unicode's \\w: letters, marks, digits, "_")
+          touches it inside its part; otherwise that match is plain text and the search goes on after it, so it
+          never glues a token to its neighbour: "Hi!<x>" and "<|endoftext|><x>" keep <x>;
+        * lstrip / rstrip take the white space beside the token (lstrip not past the previous match).
+        """
+        parts = [(text, False)]
+        for pattern in self._added_re_passes:
+            if pattern is not None:
+                parts = [cut for part, is_added in parts
+                         for cut in ([(part, True)] if is_added else self._find_added_fast(part, pattern))]
+        return [(part, is_added) for part, is_added in parts if part]
+
+    def _find_added_fast(self, sentence: str, pattern) -> List[Tuple[str, bool]]:
+        """One pass of _cut_added_tokens_fast over one plain part (Rust: AddedVocabulary::find_matches)."""
+        out: List[Tuple[str, bool]] = []
+        done = 0  # where the text not yet given out starts
+        for match in pattern.finditer(sentence):
+            start, stop = match.span()
+            token = self._added_tokens_decoder[self._added_tokens_encoder[match.group()]]
+            if token.single_word and (start > 0 and _WORD_CHAR.match(sentence, start - 1) or
+                                      stop < len(sentence) and _WORD_CHAR.match(sentence, stop)):
+                continue  # part of a longer word: left as text
+            if token.lstrip:
+                while start > done and _WHITE_SPACE.match(sentence, start - 1):
+                    start -= 1
+            if token.rstrip:
+                while stop < len(sentence) and _WHITE_SPACE.match(sentence, stop):
+                    stop += 1
+            if done < start:
+                out.append((sentence[done:start], False))
+            out.append((match.group(), True))
+            done = stop
+        if done < len(sentence):
+            out.append((sentence[done:], False))
+        return out
+
     def _encode_words(self, words, add_prefix_space, split_special_tokens) -> List[int]:
         """is_split_into_words=True: each word is encoded on its own with a leading space (HF's rule)."""
         if not isinstance(words, (list, tuple)):
@@ -100,15 +153,30 @@ class Encoding:
             ids += self._encode_text(word, add_prefix_space=True, split_special_tokens=split_special_tokens)
         return ids
 
-    def tokenize(self, text: str, **kwargs) -> List[str]:
-        """Text -> token strings: tokenize("Hello world") == ["Hello", "Ġworld"] ("Ġ" is the space byte)."""
+    def tokenize(self, text: str, pair: Optional[str] = None, add_special_tokens: bool = False,
+                 **kwargs) -> List[str]:
+        """Text -> token strings: tokenize("Hello world") == ["Hello", "Ġworld"] ("Ġ" is the space byte).
+
+        As in HF: the fast class takes a pair (its tokens follow the text's) and add_special_tokens (with
+        add_bos_token=True, "<|endoftext|>" in front); the slow class accepts add_special_tokens and, as HF's slow
+        tokenize, adds nothing; a pair is a TypeError there (HF's slow tokenizer ignores it with a warning).
+        """
         add_prefix_space = kwargs.pop("add_prefix_space", None)
         split_special_tokens = kwargs.pop("split_special_tokens", None)
         if kwargs.pop("is_split_into_words", False):
             add_prefix_space = True
         if kwargs:
             raise TypeError(f"tokenize() got unexpected keyword arguments {sorted(kwargs)}")
-        return [self._id_to_token(i) for i in self._encode_text(text, add_prefix_space, split_special_tokens)]
+        if pair is not None and not self.is_fast:
+            raise TypeError("GPT2Tokenizer.tokenize takes one text (HF's slow tokenizer ignores pair=); tokenize the "
+                            "pair on its own, or use GPT2TokenizerFast")
+        ids = self._encode_text(text, add_prefix_space, split_special_tokens)
+        pair_ids = None if pair is None else self._encode_text(pair, add_prefix_space, split_special_tokens)
+        if add_special_tokens and self.is_fast:
+            ids = self.build_inputs_with_special_tokens(ids, pair_ids)
+        else:
+            ids = ids + (pair_ids or [])
+        return [self._id_to_token(i) for i in ids]
 
     def show_work(self, text: str) -> TokenizationWork:
         """Every step of encoding `text` as plain text (pre-split, bytes, merges with ranks, tokens, ids)."""

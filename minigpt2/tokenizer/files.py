@@ -1,6 +1,6 @@
 """The tokenizer's files: from_pretrained (bundled names, a directory, or a Hub repository through minigpt2.hub)
 and save_pretrained, in HF's formats (vocab.json, merges.txt, tokenizer_config.json, special_tokens_map.json,
-added_tokens.json; tokenizer.json is read too)."""
+added_tokens.json, chat_template.jinja; tokenizer.json is read too, and transformers 5's tokenizer_config.json)."""
 from __future__ import annotations
 
 import json
@@ -98,6 +98,9 @@ class Files:
         for key in SPECIAL_TOKENS_ATTRIBUTES:
             if isinstance(config.get(key), dict):
                 config[key] = AddedToken.from_config(config[key])
+        templates = {name: read_text(path) for name, path in (files.get("chat_templates") or {}).items()}
+        if templates:  # HF: the .jinja files win over tokenizer_config.json's "chat_template"
+            config["chat_template"] = templates["default"] if list(templates) == ["default"] else templates
         config.update(kwargs)
         config.setdefault("name_or_path", name)
         if files.get("vocab") and files.get("merges"):
@@ -145,6 +148,8 @@ class Files:
             config["truncation_side"] = self.truncation_side
         if self.split_special_tokens:
             config["split_special_tokens"] = True
+        if self.model_input_names != type(self).model_input_names:
+            config["model_input_names"] = list(self.model_input_names)
         config = dict(sorted(config.items()))
         special_map: Dict[str, Any] = {name: token_config(token, False) for name, token in self._special_tokens.items()
                                        if token is not None}
@@ -165,7 +170,28 @@ class Files:
             with open(path("added_tokens.json"), "w", encoding="utf-8") as f:
                 f.write(json.dumps(extra, indent=2, sort_keys=True, ensure_ascii=False) + "\n")
             written.append(path("added_tokens.json"))
+        written += self._save_chat_templates(save_directory, prefix)
         return tuple(written)
+
+    def _save_chat_templates(self, save_directory: str, prefix: str) -> List[str]:
+        """As transformers 4.x: the template in chat_template.jinja; of several, "default" there and the others in
+        additional_chat_templates/<name>.jinja."""
+        templates = self.chat_template
+        if templates is None:
+            return []
+        if isinstance(templates, str):
+            templates = {"default": templates}
+        written = []
+        for name, template in templates.items():
+            if name == "default":
+                where = os.path.join(save_directory, prefix + CHAT_TEMPLATE_FILE)
+            else:
+                os.makedirs(os.path.join(save_directory, prefix + CHAT_TEMPLATE_DIR), exist_ok=True)
+                where = os.path.join(save_directory, prefix + CHAT_TEMPLATE_DIR, name + ".jinja")
+            with open(where, "w", encoding="utf-8") as f:
+                f.write(template)
+            written.append(where)
+        return written
 
     def __repr__(self) -> str:
         return (f"{type(self).__name__}(name_or_path={self.name_or_path!r}, vocab_size={self.vocab_size}, "
@@ -175,6 +201,8 @@ class Files:
 
 
 _OPTIONAL_FILES = ("tokenizer_config.json", "special_tokens_map.json", "added_tokens.json")
+CHAT_TEMPLATE_FILE = "chat_template.jinja"  # transformers' names
+CHAT_TEMPLATE_DIR = "additional_chat_templates"
 
 
 def _read_json(path: str) -> Any:
@@ -197,6 +225,13 @@ def _local_files(directory: str) -> Dict[str, Optional[str]]:
         "tokenizer.json": find("tokenizer.json"),
     }
     files.update({n: find(n) for n in _OPTIONAL_FILES})
+    files["chat_templates"] = templates = {}  # name -> file
+    if find(CHAT_TEMPLATE_FILE):
+        templates["default"] = find(CHAT_TEMPLATE_FILE)
+    extra = os.path.join(directory, CHAT_TEMPLATE_DIR)
+    for name in sorted(os.listdir(extra)) if os.path.isdir(extra) else []:
+        if name.endswith(".jinja"):
+            templates[name[:-len(".jinja")]] = os.path.join(extra, name)
     if bool(files["vocab"]) != bool(files["merges"]) and not files["tokenizer.json"]:
         raise VocabularyFileError(_half_a_tokenizer(directory, files["vocab"] or files["merges"]))
     if not (files["vocab"] and files["merges"]) and not files["tokenizer.json"]:
@@ -241,6 +276,8 @@ def _hub_files(repo_id: str, hub_options: Dict[str, Any]) -> Dict[str, Optional[
                                            f"merges.txt, or tokenizer.json)")
         for name in _OPTIONAL_FILES:
             files[name] = fetch(name, required=False)
+        template = fetch(CHAT_TEMPLATE_FILE, required=False)  # (the additional ones are not looked for)
+        files["chat_templates"] = {"default": template} if template else {}
     except OSError as e:
         error = _NoTokenizerInRepository if isinstance(e, MissingTokenizerFiles) else OSError
         raise error(f"could not load a tokenizer for {repo_id!r}: {e} (the names {offline_names} work offline, "

@@ -5,6 +5,7 @@ import os
 from typing import Any, Dict, List, Optional, Sequence
 
 from ..bpe import GPT2_EOT, ByteLevelBPE, check_consistent, gpt2_bpe, parse_encoder, parse_merges, read_text
+from .chat import ChatTemplates
 from .decoding import Decoding
 from .encoding import Encoding
 from .files import GPT2_MAX_LENGTH, Files, _read_tokenizer_json
@@ -12,13 +13,15 @@ from .model_inputs import ModelInputs
 from .vocabulary import AddedToken, Vocabulary
 
 
-class GPT2Tokenizer(Vocabulary, Encoding, ModelInputs, Decoding, Files):
+class GPT2Tokenizer(Vocabulary, Encoding, ModelInputs, Decoding, ChatTemplates, Files):
     """GPT-2's byte-level BPE tokenizer, pure Python, with the interface of HF transformers 4.x.
 
     GPT2Tokenizer(vocab_file, merges_file, ...) reads encoder.json/vocab.json and vocab.bpe/merges.txt (optionally
     .gz); with no files it uses the bundled GPT-2 vocabulary. The parameters are HF's: errors="replace" (how decode
     treats invalid UTF-8), unk/bos/eos_token="<|endoftext|>", pad_token=None, add_prefix_space=False (prepend a
-    space so the first word is encoded like the others), add_bos_token=False.
+    space so the first word is encoded like the others), add_bos_token=False; keyword-only, also HF's:
+    model_input_names (["input_ids"]: no attention_mask), chat_template (a Jinja template, see apply_chat_template),
+    additional_special_tokens and transformers 5's extra_special_tokens.
 
     The model was trained with spaces attached to the following word, so "Hello" at the start and " Hello" later
     are different tokens: tok("Hello world") -> [15496, 995] but tok(" Hello world") -> [18435, 995].
@@ -93,8 +96,19 @@ class GPT2Tokenizer(Vocabulary, Encoding, ModelInputs, Decoding, Files):
         self.clean_up_tokenization_spaces = bool(clean_up_tokenization_spaces)
         self.name_or_path = str(name_or_path)
         other_special = {name: kwargs.pop(name, None) for name in ("sep_token", "cls_token", "mask_token")}
+        # transformers 5 writes the additional special tokens as "extra_special_tokens" (a list; in 4.x a dict of
+        # named ones): all of them are special tokens
+        extra_special = kwargs.pop("extra_special_tokens", None) or []
+        if isinstance(extra_special, dict):
+            extra_special = list(extra_special.values())
+        model_input_names = kwargs.pop("model_input_names", None)
+        if model_input_names is not None:  # e.g. ["input_ids"]: no attention_mask (HF's option)
+            self.model_input_names = list(model_input_names)
+        self.chat_template = self._read_chat_template(kwargs.pop("chat_template", None))
         self.init_kwargs = dict(kwargs, errors=errors, add_prefix_space=add_prefix_space, add_bos_token=add_bos_token,
                                 model_max_length=model_max_length)
+        if model_input_names is not None:
+            self.init_kwargs["model_input_names"] = self.model_input_names
         self._warned_too_long = False
 
         # 3. Added and special tokens, in HF's order: those recorded in the files, then the special tokens.
@@ -108,8 +122,11 @@ class GPT2Tokenizer(Vocabulary, Encoding, ModelInputs, Decoding, Files):
         for name, value in (("bos_token", bos_token), ("eos_token", eos_token), ("unk_token", unk_token),
                             ("pad_token", pad_token), *other_special.items()):
             setattr(self, name, value)
-        self._additional_special_tokens: List[AddedToken] = [
-            AddedToken.from_config(t) for t in (additional_special_tokens or [])]
+        self._additional_special_tokens: List[AddedToken] = []
+        for value in [*(additional_special_tokens or []), *extra_special]:
+            token = AddedToken.from_config(value)
+            if token.content not in self.additional_special_tokens:
+                self._additional_special_tokens.append(token)
         self._add_tokens([t for t in self._all_special_tokens_extended()
                           if t.content not in self._added_tokens_encoder], special_tokens=True)
         self._rebuild_added_tables()

@@ -56,15 +56,6 @@ class ModelInputs:
         """The most ids a text and its pair may have together so that they fit model_max_length."""
         return self.model_max_length - self.num_special_tokens_to_add(pair=True)
 
-    chat_template: Optional[str] = None  # GPT-2 has none (transformers: None too)
-
-    def apply_chat_template(self, conversation, chat_template: Optional[str] = None, **kwargs):
-        """GPT-2 has no chat template, and minigpt2 renders none: a ValueError, as transformers raises for a
-        tokenizer without one (GPT-2 is a plain language model: prompt it with text)."""
-        raise ValueError("Cannot use chat template functions because tokenizer.chat_template is not set and no "
-                         "template argument was passed! GPT-2 has no chat template, and minigpt2 does not render "
-                         "Jinja templates: prompt the model with plain text")
-
     def __call__(self, text=None, text_pair=None, text_target=None, text_pair_target=None, **options) -> BatchEncoding:
         """Tokenize one text or a batch: tok("Hi") or tok(["Hi", "Hello there"], padding=True, return_tensors="np").
 

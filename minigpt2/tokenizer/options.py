@@ -12,6 +12,8 @@ import re
 from dataclasses import dataclass
 from typing import Any, Optional
 
+import numpy as np
+
 _NUMPY = ("np", "pt")  # "pt" gives NumPy arrays too: see tensor_type
 _NOT_NUMPY = {"tf": "TensorFlow", "jax": "JAX", "mlx": "MLX"}
 PADDING = ("longest", "max_length", "do_not_pad")
@@ -65,24 +67,38 @@ class EncodingOptions:
         elif truncation not in TRUNCATION:
             raise ValueError("truncation must be True, False, 'longest_first', 'only_first', 'only_second' or "
                              f"'do_not_truncate', got {o.truncation!r}")
-        max_length = o.max_length
+        max_length = count(o.max_length, "max_length", bool_ok=False)
         if max_length is None and (padding == "max_length" or truncation != "do_not_truncate"):
             max_length = tokenizer.model_max_length
-        if max_length is not None and (type(max_length) is not int or max_length < 0):
-            raise ValueError(f"max_length must be a non-negative int, got {max_length!r}")
+        # HF reads True as 1 for these two (a stride of True is 1); a negative stride is HF's OverflowError in the
+        # fast tokenizer, and made the fast windows skip ids
+        stride = count(o.stride, "stride")
+        pad_to_multiple_of = count(o.pad_to_multiple_of, "pad_to_multiple_of")
         if padding != "do_not_pad":
             require_pad_token(tokenizer)
             if o.padding_side not in (None, "left", "right"):
                 raise ValueError(f"padding_side must be 'left' or 'right', got {o.padding_side!r}")
         if (truncation != "do_not_truncate" and padding != "do_not_pad" and o.pad_to_multiple_of is not None
-                and max_length is not None and max_length % o.pad_to_multiple_of != 0):
+                and max_length is not None and pad_to_multiple_of and max_length % pad_to_multiple_of != 0):
             raise ValueError(f"truncation length ({max_length}) is not a multiple of pad_to_multiple_of "
-                             f"({o.pad_to_multiple_of})")
+                             f"({pad_to_multiple_of})")
         if o.return_attention_mask is None:
             o = dataclasses.replace(o, return_attention_mask="attention_mask" in tokenizer.model_input_names)
         if o.return_token_type_ids is None:
             o = dataclasses.replace(o, return_token_type_ids="token_type_ids" in tokenizer.model_input_names)
-        return dataclasses.replace(o, padding=padding, truncation=truncation, max_length=max_length)
+        return dataclasses.replace(o, padding=padding, truncation=truncation, max_length=max_length, stride=stride,
+                                   pad_to_multiple_of=pad_to_multiple_of)
+
+
+def count(value, name: str, bool_ok: bool = True) -> Optional[int]:
+    """A length option (max_length, stride, pad_to_multiple_of) as a Python int: NumPy integers are accepted, as in
+    HF (max_length=lengths.max()); None stays None; a negative number, a float or a str is a ValueError. max_length
+    refuses a bool (max_length=True is a mistake for truncation=True; HF reads it as 1)."""
+    if value is None:
+        return None
+    if isinstance(value, (int, np.integer)) and (bool_ok or not isinstance(value, bool)) and value >= 0:
+        return int(value)
+    raise ValueError(f"{name} must be a non-negative int, got {value!r}")
 
 
 def padding_strategy(padding) -> str:

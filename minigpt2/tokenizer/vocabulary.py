@@ -10,6 +10,8 @@ from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
+from ..bpe import CHAR_TO_BYTE, ByteLevelBPE, from_byte_chars
+
 SPECIAL_TOKENS_ATTRIBUTES = ("bos_token", "eos_token", "unk_token", "sep_token", "pad_token", "cls_token", "mask_token")
 
 
@@ -147,7 +149,12 @@ class Vocabulary:
     def _rebuild_added_tables(self) -> None:
         """The regex that cuts added tokens out of the text, and the id -> bytes table for decoding."""
         contents = sorted(self._added_tokens_encoder, key=len, reverse=True)  # longest first wins at a position
-        self._added_re = re.compile("(" + "|".join(map(re.escape, contents)) + ")") if contents else None
+        self._added_re = _alternation(contents)
+        # HF's fast (Rust) tokenizer looks for them in two passes: first the tokens with normalized=False, then,
+        # in the text left between those, the ones with normalized=True (encoding.py, _cut_added_tokens_fast).
+        by_content = {t.content: t for t in self._added_tokens_decoder.values()}
+        self._added_re_passes = [_alternation([c for c in contents if by_content[c].normalized == normalized])
+                                 for normalized in (False, True)]
         table = list(self._bpe.id_to_bytes)
         for index, token in self._added_tokens_decoder.items():
             if index >= len(table):
@@ -291,6 +298,34 @@ class Vocabulary:
             raise self._bad_id_error([index]) from None
 
     def convert_tokens_to_string(self, tokens: Sequence[str]) -> str:
-        """Token strings ("Hello", "Ġworld") back to text."""
-        return self.decode(self.convert_tokens_to_ids(list(tokens)))
+        """Token strings ("Hello", "Ġworld") back to text, as HF's byte-level decoder does it: each character of a
+        token stands for one byte (bytes_to_unicode: "Ġ" is the space), the bytes are decoded as UTF-8 (errors as
+        the tokenizer's `errors`). The strings need not be in the vocabulary: ["HelloĠworld", "!"] -> "Hello world!".
+
+        A token with a character outside those 256 (a real space, "€"): the fast class, as HF's Rust decoder, takes
+        that token's own UTF-8 (["Hello", " world"] -> "Hello world"); the slow class, as HF's Python one, cannot
+        (a ValueError naming the character; HF: a bare KeyError).
+        """
+        tokens = list(tokens)
+        for token in tokens:
+            if not isinstance(token, str):
+                raise TypeError(f"convert_tokens_to_string takes token strings, got {type(token).__name__}; "
+                                f"to turn ids into text use decode")
+        if self.is_fast:
+            data = b"".join(map(ByteLevelBPE.token_bytes, tokens))
+        else:
+            text = "".join(tokens)
+            outside = [c for c in text if c not in CHAR_TO_BYTE]
+            if outside:
+                raise ValueError(f"the token strings hold {outside[0]!r}, which is not one of the 256 characters "
+                                 f"that stand for bytes (a space is 'Ġ'); GPT2TokenizerFast takes such a token's own "
+                                 f"UTF-8")
+            data = from_byte_chars(text)
+        return data.decode("utf-8", self.errors)
+
+
+def _alternation(contents: List[str]) -> Optional["re.Pattern"]:
+    """A regex matching any of `contents` (given longest first), or None for none: at each position the longest
+    token wins, as in HF (a leftmost-longest search)."""
+    return re.compile("(" + "|".join(map(re.escape, contents)) + ")") if contents else None
 
