@@ -39,6 +39,24 @@ class OptionalBuildExt(build_ext):
     def _skip(self, error):
         print(f"WARNING: minigpt2's C core was not built ({type(error).__name__}: {error}); "
               "minigpt2 will run on its NumPy backend", flush=True)
+        self._remove_stale_libraries()
+
+    def _remove_stale_libraries(self):
+        """Delete the C core an earlier build left in build/ (pip builds in the source tree): the wheel takes
+        everything there, so an old library would be installed, and run, although this build failed. In place
+        (pip install -e), only the file this build would have written."""
+        import glob
+
+        for ext in self.extensions:
+            target = self.get_ext_fullpath(ext.name)
+            stale = {target}
+            if not self.inplace:  # any ABI tag: _kernels.abi3.so, _kernels.cpython-311-x86_64-linux-gnu.so, ...
+                stem = os.path.join(os.path.dirname(target), ext.name.rpartition(".")[2])
+                stale.update(glob.glob(stem + ".*.so") + glob.glob(stem + ".*.pyd") + glob.glob(stem + ".so"))
+            for path in sorted(stale):
+                if os.path.isfile(path):
+                    os.remove(path)
+                    print(f"removed {path}, left by an earlier build, so that it is not installed", flush=True)
 
 
 REFERENCE = [

@@ -83,6 +83,8 @@ int main(void) {
 def compiler_flags():
     """(compile flags, link flags) for this compiler and machine."""
     compile_flags, link_flags = ["-O3"], []
+    if not compiler_accepts([]):  # no working compiler at all (CC=false, none installed): the build will fail and
+        return compile_flags, link_flags  # setup.py says so; a note about threads would only mislead
     if compiler_accepts(["-fno-trapping-math"]):
         compile_flags.append("-fno-trapping-math")
     march = os.environ.get("MINIGPT2_MARCH", "").strip()

@@ -11,11 +11,15 @@ import argparse
 import math
 import os
 import platform
+import re
 import sys
 import time
 import warnings
 
 import numpy as np
+
+from . import __version__
+from .cli_checks import TEMPERATURE_RANGE, one_line_warning
 
 __all__ = ["main", "build_parser"]
 
@@ -37,7 +41,7 @@ examples:
   python -m minigpt2 --info                              versions, backend, cache, Hub settings
   python -m minigpt2 --doctor                            workshop pre-flight check (exit 1 if not ready)
 
-commands are options (--tokenize, --download, --info), never words, so any text can be a prompt:
+commands are options (--tokenize, --download, --info, --doctor, --version), never words, so any text can be a prompt:
 "python -m minigpt2 tokenize" continues the text "tokenize". A prompt that starts with "-" goes after
 "--": python -m minigpt2 -- "-5 degrees outside, and". The one exception is "train" as the first
 argument (python -m minigpt2 train --help); the prompt "train" is python -m minigpt2 -- train.
@@ -55,7 +59,8 @@ class UsageError(Exception):
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m minigpt2",
-        usage="%(prog)s [options] [PROMPT ...]\n       %(prog)s --tokenize TEXT | --download | --info",
+        usage="%(prog)s [options] [PROMPT ...]\n       %(prog)s --tokenize TEXT | --download | --info | --doctor | "
+              "--version",
         description="Continue a text with GPT-2, printing it as it is generated (NumPy, on the CPU).",
         epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("prompt", nargs="*", metavar="PROMPT",
@@ -68,8 +73,11 @@ def build_parser() -> argparse.ArgumentParser:
                         f"directory with config.json and model.safetensors (default: {DEFAULT_MODEL})")
     g.add_argument("-n", "--max-new-tokens", type=_positive_int, default=DEFAULT_MAX_NEW_TOKENS, metavar="N",
                    help=f"how many tokens to add (default: {DEFAULT_MAX_NEW_TOKENS})")
-    g.add_argument("-t", "--temperature", type=_positive_float, metavar="T",
-                   help="> 0; below 1 is more predictable, above 1 more surprising (default: 1.0)")
+    g.add_argument("-t", "--temperature", type=_temperature, metavar="T",
+                   help=f"{TEMPERATURE_RANGE[0]:g} to {TEMPERATURE_RANGE[1]:g}; below 1 is more predictable, above 1 "
+                        f"more surprising (default: 1.0). Below {TEMPERATURE_RANGE[0]:g} sampling is greedy decoding "
+                        f"(--greedy); above {TEMPERATURE_RANGE[1]:g} every allowed token is about equally likely; far "
+                        f"outside, float32 scores overflow")
     g.add_argument("-k", "--top-k", type=_non_negative_int, metavar="K",
                    help="sample only from the K likeliest tokens; 0 = all (default: 50)")
     g.add_argument("-p", "--top-p", type=_probability, metavar="P",
@@ -98,6 +106,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--info", action="store_true", help="show versions, backend, threads, cache and Hub settings")
     c.add_argument("--doctor", action="store_true",
                    help="pre-flight check for a workshop: one line per check, with the fix; exit 1 if one failed")
+    p.add_argument("--version", action="version", version=f"minigpt2 {__version__}",
+                   help='print "minigpt2 X.Y.Z" and exit')
     return p
 
 
@@ -134,7 +144,10 @@ def _max_threads() -> int:
 _positive_int = _number(int, lambda v: v > 0, "an integer >= 1")
 _non_negative_int = _number(int, lambda v: v >= 0, "an integer >= 0")
 _thread_count = _number(int, lambda v: 1 <= v <= _max_threads(), f"an integer from 1 to {_max_threads()}")
-_positive_float = _number(float, lambda v: v > 0, "a number > 0")
+_temperature = _number(float, lambda v: TEMPERATURE_RANGE[0] <= v <= TEMPERATURE_RANGE[1],
+                       f"a number > 0, from {TEMPERATURE_RANGE[0]:g} to {TEMPERATURE_RANGE[1]:g} (below it sampling is "
+                       f"greedy decoding: use --greedy; above it every allowed token is about equally likely; far "
+                       f"outside it float32 scores overflow)")
 _probability = _number(float, lambda v: 0 < v <= 1, "a number in (0, 1]")
 
 
@@ -149,7 +162,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)  # exits with 2 on a usage error
     restore = _tolerant_stdout()
     shown_as = warnings.formatwarning
-    warnings.formatwarning = _plain_warning
+    warnings.formatwarning = one_line_warning
     try:
         return _run(args, parser)
     except UsageError as e:
@@ -159,9 +172,9 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print("\n[interrupted]", file=sys.stderr)
         return 130
-    except BrokenPipeError:  # the reader went away (e.g. "| head"): stop quietly
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 1
+    except BrokenPipeError:  # the reader went away (e.g. "| head"): stop quietly, with the status of a program
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # that SIGPIPE ended (as cat, yes, grep do)
+        return BROKEN_PIPE
     except (OSError, ValueError, TypeError) as e:  # bad model, no network, bad prompt: the user's to fix
         print(f"{parser.prog}: error: {' '.join(str(e).split())}{_repair_hint(e, args)}", file=sys.stderr)
         return 1
@@ -170,15 +183,7 @@ def main(argv=None) -> int:
         warnings.formatwarning = shown_as
 
 
-def _plain_warning(message, category, filename, lineno, line=None) -> str:
-    """minigpt2's own warnings as the line they are ("minigpt2: ..."), without the file and line of Python's format
-    (which, under python -m, is runpy's); others as Python shows them."""
-    if str(message).startswith("minigpt2:"):
-        return f"{message}\n"
-    return _PYTHON_FORMAT(message, category, filename, lineno, line)
-
-
-_PYTHON_FORMAT = warnings.formatwarning
+BROKEN_PIPE = 128 + 13  # 128 + SIGPIPE: what a shell reports for a writer whose reader went away
 
 
 # -- text in and out, whatever the terminal's encoding ------------------------------------------------------
@@ -240,6 +245,10 @@ def _run(args, parser) -> int:
     if command and args.prompt:
         raise UsageError(f"{command} takes no prompt (got {' '.join(args.prompt)!r}); "
                          f"{'choose the model with --model' if command == '--download' else 'drop one of them'}")
+    if command:
+        from .cli_checks import refuse_ignored_flags
+
+        refuse_ignored_flags(command, args, parser, UsageError)
     if os.path.isfile(args.model) and not (args.info or args.doctor):
         from .hub import a_file_is_not_a_checkpoint
 
@@ -288,6 +297,7 @@ def _generate(args) -> int:
     settings = _generation_settings(args)
     _check_backend_settings()
     prompt = _prompt_text(args.prompt)
+    from . import cli_checks
     from .auto import AutoModelForCausalLM
 
     # The model first: its errors say most about a bad --model.
@@ -295,8 +305,9 @@ def _generate(args) -> int:
     tokenizer = _load_tokenizer(args.model)
     # (verbose=False: a prompt too long for the model gets our own one-line error below, not the tokenizer's)
     ids = tokenizer(prompt, verbose=False).input_ids
+    eos_ids = cli_checks.eos_token_ids(model.config, args.model)  # (pad_token_id: the first, as transformers)
     if not ids:  # an empty prompt ("", or "-" with empty stdin): a new text, as GPT-2 was trained to start one
-        ids = [model.config.bos_token_id]
+        ids = [cli_checks.start_token_id(model.config, args.model)]
         print(f"[the prompt is empty: starting a new text from {tokenizer.decode(ids)}]", file=sys.stderr)
     n_positions = model.config.n_positions
     if len(ids) >= n_positions:  # (at exactly n_positions the prompt fits, but no new token does)
@@ -308,9 +319,14 @@ def _generate(args) -> int:
         max_new = n_positions - len(ids)
         print(f"[{args.model} reads at most {n_positions} tokens: generating {max_new} new tokens, not "
               f"{args.max_new_tokens}]", file=sys.stderr)
+    if args.beams:
+        cli_checks.check_beams_fit(args.beams, model.config, len(ids), max_new, UsageError)
+    if args.candidates:
+        cli_checks.check_candidates(args.candidates, model.config, UsageError)
     input_ids = np.array([ids])
     rng = np.random.default_rng(args.seed)
-    common = dict(max_new_tokens=max_new, pad_token_id=model.config.eos_token_id, **settings)
+    common = dict(max_new_tokens=max_new, pad_token_id=eos_ids[0] if eos_ids else None, **settings)
+    cli_checks.say_calibration_ahead()  # the first kernel call measures them once per machine: say so before
 
     if args.beams:  # beam search cannot stream: the best beams are known only at the end
         start = time.perf_counter()
@@ -347,7 +363,12 @@ def _check_backend_settings():
     from . import backend
 
     for flag, problem in getattr(backend, "_environment_problems", {}).items():
-        raise ValueError(f"{problem} (or override it with --{flag})")
+        python_hint = re.compile(r" \(or call minigpt2\.backend\.\w+\)$")  # (the Python API's way: not here)
+        raise ValueError(f"{python_hint.sub('', str(problem))} (or override it with --{flag})")
+    kernel = os.environ.get("MINIGPT2_KERNEL", "").strip()
+    if kernel not in ("", "auto", "numpy") and not backend.c_available():  # (with the C core, _tuning checks it)
+        raise ValueError(f"MINIGPT2_KERNEL={kernel!r} names a variant of the C core, which is not built here; unset "
+                         f"MINIGPT2_KERNEL (or set it to auto or numpy)")
 
 
 class _Printer:
@@ -566,7 +587,7 @@ def _info(dtype=None) -> int:
     print(f"minigpt2 {__version__} (Python {platform.python_version()}, NumPy {np.__version__}, "
           f"{platform.system()} {platform.machine()})")
     c_state = "available" if getattr(backend, "c_available", lambda: False)() else "not available"
-    threads = getattr(backend, "get_num_threads", lambda: None)()
+    threads = getattr(backend, "get_num_threads", lambda: None)() if c_state == "available" else None  # (C's)
     # A bad MINIGPT2_BACKEND / _NUM_THREADS / _KERNEL: what runs is a stand-in until it is fixed (generating fails)
     problems = backend.setting_problems() if hasattr(backend, "setting_problems") else \
         dict(getattr(backend, "_environment_problems", {}))

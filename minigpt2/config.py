@@ -307,7 +307,10 @@ class GPT2Config:
         if reserved:
             raise ValueError(f"{path}: the key{'s' if len(reserved) > 1 else ''} {', '.join(map(repr, reserved))} "
                              f"cannot be a config setting (a name Python or GPT2Config uses itself); remove it")
-        return cls.from_dict(config_dict)
+        try:
+            return cls.from_dict(config_dict)
+        except (ValueError, TypeError) as e:  # a value GPT2Config cannot honour: say in which file it is
+            raise type(e)(f"{path}: {e}") from None
 
     @classmethod
     def from_pretrained(cls, name_or_path, return_unused_kwargs=False, **kwargs):

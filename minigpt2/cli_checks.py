@@ -1,0 +1,171 @@
+"""Checks of the command line (minigpt2/cli.py) that need more than argparse: flags a command would ignore, the
+token ids config.json gives, what a number of beams costs in memory, and whether the kernels are about to be
+measured. Each raises cli.UsageError (exit 2) or ValueError (exit 1) with one line that names what to change.
+"""
+from __future__ import annotations
+
+import os
+import sys
+
+__all__ = ["TEMPERATURE_RANGE", "refuse_ignored_flags", "eos_token_ids", "start_token_id", "check_beams_fit",
+           "check_candidates", "calibration_ahead", "say_calibration_ahead", "one_line_warning"]
+
+# A temperature divides float32 scores. Below 1e-4 a logit difference of 0.01 becomes a factor e^100: sampling is
+# greedy decoding already (use --greedy), and the scores of GPT-2 (about +-100) reach float32's limit, 3.4e38, near
+# T = 3e-37; above 1e4, GPT-2's scores all fall within +-0.01 of each other: every token allowed by top-k / top-p
+# is equally likely, and near 3.4e38 T itself no longer fits in a float32.
+TEMPERATURE_RANGE = (1e-4, 1e4)
+# What a calibration of the kernels takes (minigpt2/_tuning.py, once per machine): measured at 15 s and 31 s on a
+# 2-core VM (2026-12-05, the second while other jobs ran).
+CALIBRATION_SECONDS = "about 15-30 s"
+
+
+# -- flags a command would ignore ------------------------------------------------------------------------
+
+GENERATION_FLAGS = (("max_new_tokens", "--max-new-tokens"), ("temperature", "--temperature"), ("top_k", "--top-k"),
+                    ("top_p", "--top-p"), ("greedy", "--greedy"), ("beams", "--beams"), ("seed", "--seed"),
+                    ("num_sequences", "--num-sequences"), ("candidates", "--candidates"), ("stats", "--stats"))
+# What each command uses besides its own argument: the others would do nothing, silently.
+USES = {"--tokenize": {"model"}, "--download": {"model"}, "--info": {"dtype", "backend", "threads"},
+        "--doctor": {"backend", "threads"}}
+OTHER_FLAGS = (("model", "--model"), ("dtype", "--dtype"), ("backend", "--backend"), ("threads", "--threads"))
+
+
+def refuse_ignored_flags(command, args, parser, usage_error):
+    """A command given flags it would ignore (--tokenize -n 5, --info --greedy, --download --beams 3): exit 2,
+    naming them. A flag set to its default value (-n 50) changes nothing and passes."""
+    given = [flag for dest, flag in GENERATION_FLAGS + OTHER_FLAGS
+             if dest not in USES[command] and getattr(args, dest) != parser.get_default(dest)]
+    if given:
+        them = "it" if len(given) == 1 else "them"
+        raise usage_error(f"{command} does not use {', '.join(given)}: drop {them} (flags that would silently do "
+                          f"nothing are refused)")
+
+
+# -- token ids from config.json -----------------------------------------------------------------------------
+
+def _config_file(model_name) -> str:
+    """Where the model's config.json is, for a message: the file of a local directory, else the Hub's name."""
+    if os.path.isdir(model_name):
+        return os.path.join(model_name, "config.json")
+    return f"config.json of {model_name!r}"
+
+
+def _is_id(value, vocab_size) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value < vocab_size
+
+
+def eos_token_ids(config, model_name):
+    """config.eos_token_id as a list of ids ([] for None). transformers allows one id or a list (generation stops at
+    any of them, and pads with the first): anything else, or an id outside the vocabulary (the padding of a finished
+    sequence), is an error naming the key and the file."""
+    value = config.eos_token_id
+    ids = [] if value is None else value if isinstance(value, list) else [value]
+    if not all(_is_id(i, config.vocab_size) for i in ids) or (isinstance(value, list) and not ids):
+        raise ValueError(f"{_config_file(model_name)}: eos_token_id must be a token id from 0 to "
+                         f"{config.vocab_size - 1} (GPT-2's is 50256, <|endoftext|>), a non-empty list of them, or "
+                         f"null; got {value!r}")
+    return ids
+
+
+def start_token_id(config, model_name) -> int:
+    """The id an empty prompt starts from: config.bos_token_id, checked (GPT-2's is 50256, <|endoftext|>)."""
+    value = config.bos_token_id
+    if not _is_id(value, config.vocab_size):
+        raise ValueError(f"{_config_file(model_name)}: bos_token_id is {value!r}, but an empty prompt starts from it, "
+                         f"so it must be a token id from 0 to {config.vocab_size - 1} (GPT-2's is 50256, "
+                         f"<|endoftext|>); fix it there, or give a prompt")
+    return value
+
+
+# -- what the flags cost ------------------------------------------------------------------------------------
+
+# Beam search keeps, per beam, a few float32 copies of the step's scores over the vocabulary (the logits, their
+# log-softmax, the running totals, the top-2k selection's work): 10 copies match what a 2000-beam run on a tiny model
+# used (3.7 GB, tests by a new user); the prompt's first pass makes the logits of every prompt position; and the
+# key/value cache, 2 tensors per layer, copied when beams are reordered.
+SCORE_COPIES = 10
+
+
+def _available_memory():
+    """Bytes of memory available to a new allocation (Linux's MemAvailable), or None if unknown."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def _size(n_bytes) -> str:
+    return f"{n_bytes / 1e9:.1f} GB" if n_bytes >= 1e9 else f"{n_bytes / 1e6:.0f} MB"
+
+
+def check_beams_fit(beams, config, prompt_tokens, new_tokens, usage_error, available=None):
+    """--beams N whose scores and key/value caches would not fit in the memory available: exit 2 with the estimate
+    and the most beams that fit (a typo such as --beams 1000 would otherwise freeze the machine)."""
+    available = _available_memory() if available is None else available
+    if available is None:
+        return
+    length = prompt_tokens + new_tokens
+    per_beam = (4 * config.vocab_size * (SCORE_COPIES + prompt_tokens)
+                + 2 * 2 * config.n_layer * length * config.n_embd * 4)
+    if beams * per_beam <= available:
+        return
+    raise usage_error(f"--beams {beams} would need about {_size(beams * per_beam)} of memory for its scores and "
+                      f"key/value caches ({_size(per_beam)} per beam), more than the {_size(available)} available; "
+                      f"use at most --beams {max(1, available // per_beam)}")
+
+
+def check_candidates(k, config, usage_error):
+    if k > config.vocab_size:
+        raise usage_error(f"--candidates {k} is more than the {config.vocab_size} tokens this model has; "
+                          f"use at most --candidates {config.vocab_size} (a handful is what one reads)")
+
+
+# -- the first run's kernel measuring -----------------------------------------------------------------------
+
+def calibration_ahead():
+    """(cache file, why it cannot be saved or None) if the next C kernel call will measure the kernels (no choice is
+    in force, MINIGPT2_KERNEL is unset or auto, and no cached choice fits this machine), else None."""
+    from . import backend
+
+    if backend.get_backend() != "c" or not backend.c_available():
+        return None
+    tuning = backend._ckernels._tuning
+    if getattr(tuning, "_plan", None) is not None:
+        return None
+    name = getattr(tuning, "_requested", None) or os.environ.get("MINIGPT2_KERNEL", "").strip() or "auto"
+    if name != "auto":
+        return None
+    key = tuning.cache_key(backend.get_num_threads())
+    path = tuning.cache_path(key)
+    if tuning._read_cache(path, key) is not None:
+        return None
+    return path, tuning._cannot_save(path)
+
+
+def say_calibration_ahead() -> None:
+    """One line on stderr before the kernels are measured (when the choice can be cached: otherwise _tuning says
+    so itself, with the fix, before measuring)."""
+    ahead = calibration_ahead()
+    if ahead is not None and ahead[1] is None:
+        print(f"[measuring this CPU's kernels once ({CALIBRATION_SECONDS}); the choice is cached in "
+              f"{os.path.dirname(ahead[0])}]", file=sys.stderr, flush=True)
+
+
+# -- warnings -------------------------------------------------------------------------------------------------
+
+def one_line_warning(message, category, filename, lineno, line=None) -> str:
+    """Every warning as minigpt2 writes its own: "minigpt2: ...", one line, without Python's file, line number and
+    source line (under python -m they are runpy's or minigpt2's internals, nothing the user can act on)."""
+    text = " ".join(str(message).split())
+    if not text.startswith("minigpt2:"):
+        kind = "" if category in (UserWarning, RuntimeWarning) else f"{category.__name__}: "
+        text = f"minigpt2: {kind}{text}"
+    return text + "\n"
