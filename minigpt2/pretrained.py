@@ -425,6 +425,10 @@ class GPT2PreTrainedModel:
         """HF's (torch's) shortcut for ``to("bfloat16")``."""
         return self.to("bfloat16")
 
+    def cpu(self):
+        """HF's (torch's) ``model.cpu()``: minigpt2 runs on the CPU already; returns the model, as ``to("cpu")``."""
+        return self.to("cpu")
+
     def to(self, *args, **kwargs):
         """HF's ``model.to(dtype)`` / ``model.to(device)``: convert the weights in place; returns the model.
 

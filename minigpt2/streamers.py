@@ -10,6 +10,8 @@ HF's TextStreamer re-decodes everything and prints only up to the last space, be
 later tokens change the text of earlier ones. GPT-2's byte-level BPE never does that: each token is a fixed
 run of bytes. So these streamers print every token as soon as it arrives, and hold back only the bytes of
 an unfinished UTF-8 character (an emoji spread over several tokens), using the tokenizer's stream decoder.
+A transformers tokenizer (which has none) works too: the streamers then decode all the ids so far with its
+``decode`` (passing it every decode argument, as HF does) and pass on the new text.
 """
 from __future__ import annotations
 
@@ -40,18 +42,24 @@ class TextStreamer(BaseStreamer):
     """Print the text to stdout as tokens arrive, and a newline at the end.
 
     ``skip_prompt=True`` prints only the new text. ``skip_special_tokens=True`` (a decode argument, as in HF)
-    leaves out <|endoftext|>.
+    leaves out <|endoftext|>. ``tokenizer`` is minigpt2's, or a transformers tokenizer.
     """
 
     def __init__(self, tokenizer, skip_prompt: bool = False, **decode_kwargs):
-        skip_special_tokens = decode_kwargs.pop("skip_special_tokens", False)
-        decode_kwargs.pop("clean_up_tokenization_spaces", None)  # GPT-2 decodes exactly; there is nothing to clean
-        if decode_kwargs:
-            raise TypeError(f"unexpected decode arguments {sorted(decode_kwargs)}: a streamer accepts "
-                            f"skip_special_tokens (and clean_up_tokenization_spaces, which has no effect)")
         self.tokenizer = tokenizer
         self.skip_prompt = skip_prompt
-        self.decoder = tokenizer.stream_decoder(skip_special_tokens=skip_special_tokens)
+        if hasattr(tokenizer, "stream_decoder"):
+            skip_special_tokens = decode_kwargs.pop("skip_special_tokens", False)
+            decode_kwargs.pop("clean_up_tokenization_spaces", None)  # GPT-2 decodes exactly: nothing to clean
+            if decode_kwargs:
+                raise TypeError(f"unexpected decode arguments {sorted(decode_kwargs)}: a streamer accepts "
+                                f"skip_special_tokens (and clean_up_tokenization_spaces, which has no effect)")
+            self.decoder = tokenizer.stream_decoder(skip_special_tokens=skip_special_tokens)
+        elif callable(getattr(tokenizer, "decode", None)):  # a transformers tokenizer
+            self.decoder = _RedecodingDecoder(tokenizer, decode_kwargs)
+        else:
+            raise TypeError(f"a streamer needs a tokenizer (minigpt2's GPT2Tokenizer or a transformers tokenizer) to "
+                            f"turn ids into text, got {type(tokenizer).__name__}")
         self.next_tokens_are_prompt = True
 
     def put(self, value):
@@ -107,6 +115,30 @@ class TextIteratorStreamer(TextStreamer):
         if value is self.stop_signal:
             raise StopIteration
         return value
+
+
+class _RedecodingDecoder:
+    """The streamers' decoder for a tokenizer without a stream decoder (a transformers tokenizer): each feed
+    decodes all the ids so far with the tokenizer's ``decode`` and returns the text not returned yet, holding it
+    back while it ends in U+FFFD (an unfinished character). Quadratic in the ids, as HF's TextStreamer is."""
+
+    def __init__(self, tokenizer, decode_kwargs):
+        self.tokenizer, self.decode_kwargs = tokenizer, decode_kwargs
+        self.ids, self.sent = [], 0  # the ids so far; how many characters of their text were returned
+
+    def feed(self, token_ids) -> str:
+        self.ids.extend(int(i) for i in np.asarray(token_ids).reshape(-1))
+        text = self.tokenizer.decode(self.ids, **self.decode_kwargs)
+        if text.endswith("\ufffd"):
+            return ""
+        new, self.sent = text[self.sent:], len(text)
+        return new
+
+    def flush(self) -> str:
+        """End of stream: the rest of the text; the decoder can then be reused."""
+        text = self.tokenizer.decode(self.ids, **self.decode_kwargs)[self.sent:] if self.ids else ""
+        self.ids, self.sent = [], 0
+        return text
 
 
 # The stream decoder the streamers use: bytes held back until their UTF-8 character is complete.

@@ -184,8 +184,8 @@ def test_a_streamer_gets_the_empty_prompt_then_each_token(pair, prompts):
      r"attention_mask has shape \(2, 4\) but the prompt has \(2, 5\)"),
     (dict(inputs_embeds=np.zeros((2, 5, 32), np.float32), max_length=5),
      "max_length is 5, which counts the prompt's 5 embedded positions"),
-    (dict(inputs_embeds=np.zeros((2, 5, 32), np.float32), max_new_tokens=60),
-     r"max_length is 65 \(5 embedded positions \+ new tokens\).*n_positions=64"),
+    (dict(inputs_embeds=np.zeros((2, 5, 32), np.float32), max_new_tokens=61, eos_token_id=None),
+     r"max_length is 66 \(5 embedded positions \+ new tokens\).*n_positions=64"),  # (no eos: certain to run out)
     (dict(input_ids=np.zeros((2, 5, 32), np.float32)), "a prompt given as embeddings goes in inputs_embeds="),
     (dict(inputs_embeds=np.zeros((2, 5, 32), np.float32), attention_mask=np.zeros((2, 1, 5, 5), np.float32)),
      "generate takes the 2-D mask"),  # transformers: "attention_mask passed to generate must be 2D"

@@ -42,7 +42,8 @@ def beam_search(step, input_ids, mask, cfg, processors, eos, rng, stop=None, fin
 
     logits, past, seen = prompt_step(step, input_ids, mask, cache)
     rows = np.repeat(np.arange(B), K)  # each prompt becomes K beams, in consecutive rows
-    logits, past, mask, seen = logits[rows], past.reorder(rows), mask[rows], repeat_rows(seen, rows)
+    logits, mask, seen = logits[rows], mask[rows], repeat_rows(seen, rows)
+    past = past.reorder(rows) if cfg.use_cache else None
     running = np.full((B, K, max_length), fill, np.int64)
     running[:, :, :prompt_len] = input_ids[:, None, :]
     running_scores = np.zeros((B, K), np.float32)
@@ -98,6 +99,11 @@ def beam_search(step, input_ids, mask, cfg, processors, eos, rng, stop=None, fin
         is_finished = np.take_along_axis(np.concatenate([is_finished, new], axis=1), merged, axis=-1)
 
         cur_len += 1
+        # The cache follows the running beams after every step, the last one too (HF 4.57: the cache it returns
+        # holds the final running beams' rows).
+        rows = running_indices[:, :, cur_len - 1 - prompt_len].reshape(-1)  # the beam each running one came from
+        if past is not None and not np.array_equal(rows, np.arange(B * K)):
+            past = past.reorder(rows)
         if cfg.early_stopping == "never" and lp > 0:
             best_length = max_length - prompt_len
         else:
@@ -107,10 +113,11 @@ def beam_search(step, input_ids, mask, cfg, processors, eos, rng, stop=None, fin
         improvable &= (best_possible > worst_finished).any(axis=-1)
         if not improvable.any() or (is_finished.all() and cfg.early_stopping is True) or ends.all():
             break
-        rows = running_indices[:, :, cur_len - 1 - prompt_len].reshape(-1)  # the beam each running one came from
         mask = np.concatenate([mask, np.ones((len(mask), 1), mask.dtype)], axis=1)
-        past = past if np.array_equal(rows, np.arange(B * K)) else past.reorder(rows)
-        logits, past, seen = step(running[:, :, cur_len - 1].reshape(-1, 1), past, mask)
+        if cfg.use_cache:
+            logits, past, seen = step(running[:, :, cur_len - 1].reshape(-1, 1), past, mask)
+        else:  # the whole sequence again, every step: what the cache saves
+            logits, _, seen = step(running[:, :, :cur_len].reshape(B * K, cur_len), None, mask)
 
     n = cfg.num_return_sequences
     sequences = finished[:, :n].reshape(B * n, -1)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import ast
+import json
 import os
 import warnings
 from dataclasses import dataclass, fields
@@ -114,12 +115,28 @@ class GenerationConfig:
     def save_pretrained(self, save_directory, config_file_name=GENERATION_CONFIG_NAME):
         """Write generation_config.json (the settings that differ from the defaults), as HF does."""
         os.makedirs(save_directory, exist_ok=True)
+        write_json(os.path.join(save_directory, config_file_name), _json_ready(self.to_diff_dict()))
+
+    def to_diff_dict(self) -> dict:
+        """The settings that differ from the defaults (and HF's ``_from_model_config`` mark when set), as HF's
+        ``to_diff_dict`` (without its "transformers_version")."""
         changed = {f.name: getattr(self, f.name) for f in fields(self) if getattr(self, f.name) != f.default}
-        if self._from_model_config:  # HF writes its mark too
+        if self._from_model_config:
             changed["_from_model_config"] = True
-        if isinstance(changed.get("sequence_bias"), dict):  # JSON has no tuple keys: HF's list form, which it reads
-            changed["sequence_bias"] = [[list(ids), bias] for ids, bias in changed["sequence_bias"].items()]
-        write_json(os.path.join(save_directory, config_file_name), changed)
+        return changed
+
+    def to_json_string(self, use_diff: bool = True, ignore_metadata: bool = False) -> str:
+        """The settings as JSON (keys sorted, indent 2), as HF's: those that differ from the defaults, or with
+        ``use_diff=False`` all of them. (``ignore_metadata`` is accepted: minigpt2 writes no version.)"""
+        settings = self.to_diff_dict() if use_diff else self.to_dict()
+        return json.dumps(_json_ready(settings), indent=2, sort_keys=True) + "\n"
+
+    def to_json_file(self, json_file_path, use_diff: bool = True):
+        """Write ``to_json_string(use_diff)`` to ``json_file_path``."""
+        write_json(os.fspath(json_file_path), _json_ready(self.to_diff_dict() if use_diff else self.to_dict()))
+
+    def __repr__(self):
+        return f"{type(self).__name__} {self.to_json_string()}"
 
     def update(self, **kwargs) -> dict:
         """Set the fields named in ``kwargs``; return the arguments that are not fields (HF's contract)."""
@@ -238,6 +255,13 @@ class GenerationConfig:
         if self.num_beams == 1 and (self.length_penalty != 1.0 or self.early_stopping is not False):
             warnings.warn("length_penalty and early_stopping only matter in beam search (num_beams > 1)",
                           UserWarning, stacklevel=4)
+
+
+def _json_ready(settings: dict) -> dict:
+    """``settings`` as JSON can hold them: sequence_bias's tuple keys become HF's list form, which it reads."""
+    if isinstance(settings.get("sequence_bias"), dict):
+        settings = {**settings, "sequence_bias": [[list(ids), bias] for ids, bias in settings["sequence_bias"].items()]}
+    return settings
 
 
 def _check_int(name, value, *, low, optional=False):

@@ -85,7 +85,8 @@ class GenerationMixin:
         after the built-in ones, replacing one of the same class), ``prefix_allowed_tokens_fn`` (``(batch_id,
         ids) -> allowed token ids``, each step), ``streamer`` (gets the prompt, then each new token, then
         ``end()``; batch size 1, not with beam search) and ``tokenizer`` (needed by ``stop_strings``). ``seed``
-        (an int or a numpy Generator) makes sampling reproducible; so does ``minigpt2.set_seed``.
+        (an int or a numpy Generator) makes sampling reproducible; without it, sampling draws from NumPy's global
+        generator, so ``minigpt2.set_seed``, ``np.random.seed`` or ``transformers.set_seed`` do too.
         ``generation_config`` may be a transformers GenerationConfig (read through ``to_dict()``); transformers'
         settings for strategies minigpt2 lacks (num_beam_groups, penalty_alpha, guidance_scale, assistant_model,
         ...) are a ValueError naming them, those that cannot change the tokens (cache_implementation, ...) are
@@ -128,8 +129,9 @@ class GenerationMixin:
                              "num_return_sequences=1")
         processors = build_logits_processors(cfg, T, eos, logits_processor, prefix_allowed_tokens_fn)
         if custom_max_length is not None:  # the processors keep the max_length of the settings, as in HF
-            cfg.max_length = self._custom_max_length(custom_max_length, T, embedded)
+            cfg.max_length = self._custom_max_length(custom_max_length, T)
         finish_tokens = eos if custom_eos is None else custom_eos
+        self._check_budget(cfg, T, embedded, finish_tokens, stop, logits_processor)
         if finish_tokens and cfg.pad_token_id is None:  # (HF's own eos always has one: its pad defaults to it)
             raise ValueError("EosTokenCriteria in stopping_criteria pads finished sequences, but there is no "
                              "pad_token_id: pass generate(..., pad_token_id=...)")
@@ -140,6 +142,7 @@ class GenerationMixin:
             step = _with_token_types(step, model_kwargs["token_type_ids"], attention_mask.shape)
         if embeds is not None:
             step = _with_prompt_embeds(step, embeds)
+        step = _within_positions(step, self.config.n_positions, T + embedded, embedded)
         given = model_kwargs.get("past_key_values")
         cache = self._prompt_cache(given, T + embedded, B, cfg)
         grows = _is_transformers_cache(given) and cfg.use_cache  # HF grows the Cache object it is given, in place
@@ -147,12 +150,12 @@ class GenerationMixin:
         if grows:  # (the run returns its cache, to grow `given` with)
             run = copy.copy(cfg)
             run.return_dict_in_generate = True
+        rng = _rng(seed) if cfg.do_sample or seed is not None else None  # (greedy leaves NumPy's global one alone)
         if cfg.num_beams == 1:
-            out = greedy_or_sample(step, input_ids, attention_mask, run, processors, finish_tokens, _rng(seed),
-                                   streamer, stop, cache)
+            out = greedy_or_sample(step, input_ids, attention_mask, run, processors, finish_tokens, rng, streamer,
+                                   stop, cache)
         else:
-            out = beam_search(step, input_ids, attention_mask, run, processors, eos, _rng(seed), stop, finish_tokens,
-                              cache)
+            out = beam_search(step, input_ids, attention_mask, run, processors, eos, rng, stop, finish_tokens, cache)
         if not grows:
             return out
         fill_transformers_cache(given, out.past_key_values)
@@ -348,13 +351,13 @@ class GenerationMixin:
         return past
 
     def _check_lengths(self, cfg, prompt_length, default_length, embedded=0):
-        """max_length (of the returned ids) against n_positions and the prompt; ``embedded``: the positions of a
-        prompt given as inputs_embeds alone, which the model holds but the ids leave out."""
+        """The prompt against n_positions, max_length (of the returned ids) against the prompt; ``embedded``: the
+        positions of a prompt given as inputs_embeds alone, which the model holds but the ids leave out."""
         n_positions = self.config.n_positions
-        if cfg.max_length + embedded > n_positions:
-            prompt = f"prompt {prompt_length}" if not embedded else f"{embedded} embedded positions"
-            raise ValueError(f"max_length is {cfg.max_length + embedded} ({prompt} + new tokens), but the model has "
-                             f"positions for n_positions={n_positions} tokens; lower max_new_tokens or max_length")
+        if prompt_length + embedded > n_positions:
+            prompt = f"{prompt_length} tokens" if not embedded else f"{embedded} embedded positions"
+            raise ValueError(f"the prompt is {prompt} long, but the model has positions for n_positions="
+                             f"{n_positions} tokens: shorten the prompt (e.g. keep its last tokens)")
         if embedded and cfg.max_length <= 0:
             raise ValueError(f"max_length is {cfg.max_length + embedded}, which counts the prompt's {embedded} "
                              f"embedded positions (inputs_embeds), so no token is left to generate: set max_new_tokens "
@@ -366,15 +369,41 @@ class GenerationMixin:
             warnings.warn("using the default max_length=20 (prompt included); set max_new_tokens to choose how "
                           "many tokens to generate", UserWarning, stacklevel=3)
 
-    def _custom_max_length(self, max_length, prompt_length, embedded=0):
+    def _custom_max_length(self, max_length, prompt_length):
         """The max_length of a MaxLengthCriteria passed in stopping_criteria, which replaces generate's own (it
-        counts the returned ids: not the positions of a prompt given as inputs_embeds alone, ``embedded``)."""
-        if not is_int(max_length) or not prompt_length < max_length <= self.config.n_positions - embedded:
+        counts the returned ids: not the positions of a prompt given as inputs_embeds alone); _check_budget then
+        judges it against n_positions, as it judges generate's own."""
+        if not is_int(max_length) or not prompt_length < max_length:
             raise ValueError(f"MaxLengthCriteria(max_length={max_length!r}) in stopping_criteria counts the prompt: it "
-                             f"must be an integer above the prompt's {prompt_length} tokens and at most "
-                             f"n_positions={self.config.n_positions}" + (f" - {embedded} embedded positions"
-                                                                         if embedded else ""))
+                             f"must be an integer above the prompt's {prompt_length} tokens")
         return int(max_length)
+
+    def _check_budget(self, cfg, prompt_length, embedded, finish_tokens, stop, logits_processor):
+        """Refuse before starting a run that is certain to need more positions than the model has.
+
+        A step runs the sequence so far through the model, so a sequence of L tokens needs positions up to L - 2
+        only (its last token is never run): max_length may be n_positions + 1, as in transformers. A longer budget
+        is refused only when generation cannot end sooner: no stopping criteria, and no eos the model can
+        generate, or eos ruled out (min_length) past the limit (unless the caller's logits processors might let it
+        through). Otherwise the run starts, and a step that would need position n_positions fails then
+        (_within_positions): transformers too runs such a budget when eos comes first.
+        """
+        if stop is not None:
+            return
+        n_positions = self.config.n_positions
+        limit = n_positions + 1 - embedded  # the longest returned ids
+        prompt = f"prompt {prompt_length}" if not embedded else f"{embedded} embedded positions"
+        room = (f"but the model has positions for n_positions={n_positions} tokens (a sequence may have "
+                f"{n_positions + 1}: its last token is never run through the model)")
+        if not any(token < self.config.vocab_size for token in finish_tokens):
+            if cfg.max_length > limit:
+                raise ValueError(f"max_length is {cfg.max_length + embedded} ({prompt} + new tokens), {room}, and "
+                                 f"nothing can end generation sooner (no eos_token_id the model can generate); lower "
+                                 f"max_new_tokens or max_length")
+        elif not logits_processor and min(cfg.min_length, cfg.max_length) > limit:
+            given = f" ({prompt} + min_new_tokens)" if cfg.min_new_tokens is not None else ""
+            raise ValueError(f"min_length is {cfg.min_length + embedded}{given}, {room}, and eos is ruled out until "
+                             f"then; lower min_new_tokens or min_length")
 
     def _stopping_criteria(self, cfg, tokenizer, extra):
         """The criteria besides eos and max_length (which the loops check themselves), in HF's order; None if none."""
@@ -426,6 +455,24 @@ class GenerationMixin:
                    return_dict=True, output_attentions=output_attentions, output_hidden_states=output_hidden_states)
         seen = {"attentions": out.attentions, "hidden_states": out.hidden_states}
         return out.logits[:, -1].astype(np.float32, copy=False), out.past_key_values, seen
+
+
+def _within_positions(step, n_positions, prompt_length, embedded):
+    """``step`` that first checks that the sequence so far fits the model (a step runs it through, its last token
+    at position L - 1): past n_positions it is a ValueError saying what to lower, where transformers raises an
+    IndexError in its position embedding. ``prompt_length`` counts the prompt's positions (embedded ones too)."""
+
+    def checked_step(new_ids, past, mask, **flags):
+        length = mask.shape[1]  # the sequence so far, prompt included
+        if length > n_positions:
+            raise ValueError(
+                f"generation ran out of positions: after a prompt of {prompt_length} tokens and "
+                f"{length - prompt_length} new tokens with no eos, the next step needs position {length - 1}, but "
+                f"the model has positions for n_positions={n_positions} tokens; lower max_new_tokens to at most "
+                f"{n_positions + 1 - prompt_length} (max_length to {n_positions + 1 - embedded}) or shorten the prompt")
+        return step(new_ids, past, mask, **flags)
+
+    return checked_step
 
 
 def _with_token_types(step, token_type_ids, prompt_shape):

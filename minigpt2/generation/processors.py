@@ -432,8 +432,9 @@ def build_logits_processors(cfg, prompt_length, eos, extra=None, prefix_allowed_
         if not isinstance(extra, (list, tuple)) or not all(callable(p) for p in extra):
             raise TypeError(f"logits_processor must be a list of callables f(input_ids, scores) -> scores, e.g. "
                             f"[my_processor] or LogitsProcessorList([...]); got {extra!r}")
-        merged = LogitsProcessorList(next((p for p in extra if type(p) is type(built)), built) for built in processors)
+        merged = LogitsProcessorList(next((p for p in extra if _same_class(p, built)), built) for built in processors)
         processors = merged + [p for p in extra if not any(p is q for q in merged)]
+        processors = LogitsProcessorList(_TorchProcessor(p) if _from_transformers(p) else p for p in processors)
     if cfg.do_sample:
         # Beam sampling must keep a non-eos candidate per beam besides the eos ones (HF: 2 without eos).
         keep = (len(eos) + 1 if eos else 2) if cfg.num_beams > 1 else 1
@@ -441,6 +442,35 @@ def build_logits_processors(cfg, prompt_length, eos, extra=None, prefix_allowed_
     if cfg.renormalize_logits:
         processors.append(LogitNormalization())
     return LogitsProcessorList(processors)
+
+
+def _from_transformers(processor) -> bool:
+    """Is ``processor`` one of transformers' (or a subclass of one), written for torch tensors?"""
+    return any(cls.__module__.split(".")[0] == "transformers" for cls in type(processor).__mro__)
+
+
+def _same_class(extra, built) -> bool:
+    """Does the caller's processor ``extra`` replace the built-in ``built`` (HF: the same class; transformers'
+    class of the same name counts as minigpt2's)?"""
+    return type(extra) is type(built) or (_from_transformers(extra) and type(extra).__name__ == type(built).__name__)
+
+
+class _TorchProcessor(LogitsProcessor):
+    """A transformers logits processor in minigpt2's chain: it gets the ids and scores as torch tensors, and the
+    scores it returns come back as a NumPy array."""
+
+    def __init__(self, processor):
+        self.processor = processor
+
+    def __call__(self, input_ids, scores):
+        import torch
+
+        ids = torch.from_numpy(np.ascontiguousarray(input_ids, dtype=np.int64))
+        out = self.processor(ids, torch.from_numpy(np.array(scores, dtype=np.float32)))
+        return out.detach().cpu().numpy() if isinstance(out, torch.Tensor) else out
+
+    def __repr__(self):
+        return repr(self.processor)
 
 
 def sampling_warpers(cfg, min_tokens_to_keep=1) -> LogitsProcessorList:

@@ -1,6 +1,8 @@
 """Drawing tokens: inverse-CDF sampling from NumPy's random generator, and ``set_seed``.
 
-Sampling uses NumPy's generator, not torch's: reproducible for a given seed, but different draws from HF.
+Sampling uses NumPy's generator, not torch's: reproducible for a given seed, but different draws from HF. With no
+``seed=``, generate() draws from NumPy's global generator, so ``np.random.seed`` (which ``transformers.set_seed``
+and ``minigpt2.set_seed`` call) makes sampling reproducible, as torch's global seed does in transformers.
 """
 from __future__ import annotations
 
@@ -8,8 +10,6 @@ import random
 
 import numpy as np
 from ..checks import is_int
-
-_seeded = {"rng": None}  # set_seed's generator, which generate() draws from when it gets no seed
 
 
 def sample(probs, rng):
@@ -31,20 +31,28 @@ def sample(probs, rng):
 
 
 def set_seed(seed: int):
-    """Make sampling reproducible, as transformers.set_seed does: seeds Python's ``random``, NumPy's global
-    generator, and the generator that ``generate(do_sample=True)`` draws from when it is given no ``seed``."""
+    """Make sampling reproducible, as transformers.set_seed does: seeds Python's ``random`` and NumPy's global
+    generator, which ``generate(do_sample=True)`` draws from when it is given no ``seed``."""
     if not is_int(seed) or seed < 0:
         raise TypeError(f"seed must be a non-negative integer, got {seed!r}")
     random.seed(int(seed))
     np.random.seed(int(seed) % 2 ** 32)
-    _seeded["rng"] = np.random.default_rng(int(seed))
+
+
+def _global_bit_generator():
+    """The bit generator of NumPy's global RandomState, which np.random.seed seeds (get_bit_generator: NumPy 1.25)."""
+    get = getattr(np.random, "get_bit_generator", None)
+    return get() if get is not None else np.random.mtrand._rand._bit_generator
 
 
 def _rng(seed) -> np.random.Generator:
+    """The generator a generate() call draws from: ``seed``'s, or (None) NumPy's global one (its bit generator,
+    behind a Generator's methods), so that the latest np.random.seed / set_seed / transformers.set_seed decides
+    the draws."""
     if isinstance(seed, np.random.Generator):
         return seed
-    if seed is None and _seeded["rng"] is not None:
-        return _seeded["rng"]
-    if seed is None or (is_int(seed) and seed >= 0):
+    if seed is None:
+        return np.random.Generator(_global_bit_generator())  # its draws move NumPy's global state on
+    if is_int(seed) and seed >= 0:
         return np.random.default_rng(seed)
     raise TypeError(f"seed must be a non-negative int, a numpy.random.Generator or None, got {seed!r}")
