@@ -59,6 +59,10 @@ TIE = 0.05
 # 7.1 ms against NumPy's 6.7, with it 5.8 against 6.5-7.1; the model itself, C alone against NumPy alone: 12.96
 # against 14.69 ms a token.)
 BLAS_SETTLE = 0.12
+# A candidate more than this many times the best time of a race's first round runs no more rounds. Of the 19
+# candidates of a one-row product, 5-8 came within 25% of the best (Xeon, one and two threads); the candidates
+# were apart by far more than one round's noise (a few percent), and the races took a third of the time.
+STILL_IN = 1.2
 
 # class -> what it covers (the calibration measures each on a GPT-2-sized example)
 CLASSES = {
@@ -441,14 +445,18 @@ def _pair_options(pair: tuple, fastest_c: tuple) -> dict:
 
 def _race(candidates: dict, rounds: int = 3, blas=()) -> tuple:
     """Time each candidate (name -> function of no arguments) ``rounds`` times, interleaved, in a rotating
-    order, each run after one untimed warm-up run; returns (fastest, {name: median seconds}). After a candidate
-    named in ``blas`` (one that calls NumPy's BLAS), with more than one thread, wait BLAS_SETTLE seconds."""
+    order, each run after one untimed warm-up run; returns (fastest, {name: median seconds}). After the first round
+    only the candidates within STILL_IN of its best time run again: the others can neither win nor tie (TIE). After a candidate named in ``blas`` (one that calls NumPy's BLAS), with more than one
+    thread, wait BLAS_SETTLE seconds."""
     from . import backend  # (imported here: backend imports this module through _ckernels)
 
     settle = BLAS_SETTLE if backend.get_num_threads() > 1 else 0.0
     times = {name: [] for name in candidates}
     names = list(candidates)
     for r in range(rounds):
+        if r == 1:
+            best = min(t[0] for t in times.values())
+            names = [name for name in names if times[name][0] <= best * STILL_IN]
         for name in names[r % len(names):] + names[:r % len(names)]:
             fn = candidates[name]
             fn()

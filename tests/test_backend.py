@@ -342,6 +342,7 @@ def test_the_race_lets_blas_threads_settle_after_numpy_with_threads(monkeypatch)
 
     events = []
     monkeypatch.setattr(tuning.time, "sleep", lambda seconds: events.append(("sleep", seconds)))
+    monkeypatch.setattr(tuning, "STILL_IN", float("inf"))  # (no candidate leaves: these take no time)
     candidates = {name: (lambda name=name: events.append(name)) for name in ("avx2/nta", "numpy", "mixed")}
     saved = backend.get_num_threads()
     try:
@@ -357,6 +358,29 @@ def test_the_race_lets_blas_threads_settle_after_numpy_with_threads(monkeypatch)
         assert not [e for e in events if isinstance(e, tuple)] and len(events) == 18
     finally:
         backend.set_num_threads(saved)
+
+
+def test_a_race_drops_after_its_first_round_the_candidates_that_cannot_win(monkeypatch):
+    """After the first round, a candidate slower than STILL_IN times that round's best runs no more (it can neither
+    win nor tie), NumPy included; the others run every round, and each reports the median of its runs."""
+    from minigpt2 import _tuning as tuning
+
+    clock, runs = [0.0], []
+    monkeypatch.setattr(tuning.time, "perf_counter", lambda: clock[0])
+    monkeypatch.setattr(tuning.time, "sleep", lambda seconds: None)
+
+    def taking(name, seconds):
+        def run():
+            clock[0] += seconds
+            runs.append(name)
+        return run
+
+    cost = {"avx512/keep": 1.0, "avx2/keep": 1.1, "numpy": 1.3, "generic/keep": 3.0}
+    winner, medians = tuning._race({name: taking(name, t) for name, t in cost.items()}, rounds=3, blas=("numpy",))
+    assert winner == "avx512/keep" and medians == pytest.approx(cost)
+    assert 1.1 <= tuning.STILL_IN < 1.3
+    assert {name: runs.count(name) for name in cost} == {"avx512/keep": 6, "avx2/keep": 6, "numpy": 2,
+                                                         "generic/keep": 2}  # (each run after a warm-up run)
 
 
 def test_the_pair_race_runs_whenever_numpy_won_either_product_alone():
