@@ -6,7 +6,7 @@ differs between CPUs in ways no feature flag tells: on one Intel VM the non-temp
 won 15% on AMD Zen 5 halved the decode speed, and NumPy's BLAS beat an AVX2 build of our kernels. So,
 as FFTW's planner does with its "wisdom", the choice is *measured* once per machine: every candidate (each
 runnable variant with each prefetch kind, and NumPy) is timed on the model's kinds of call, interleaved,
-for about a second, and the fastest serves. By construction the default is then never slower than NumPy
+the candidates that cannot win dropping out after a first round, and the fastest serves. By construction the default is then never slower than NumPy
 on any call class, up to the noise of the measurement. The choice is cached under the user's cache
 directory ($XDG_CACHE_HOME/minigpt2, else ~/.cache/minigpt2), keyed by the CPU model, the supported
 variants, minigpt2's version, the build of the extension (a hash of the library), NumPy's version and the
@@ -369,7 +369,7 @@ def _say_not_saved(path: str, why: str) -> None:
     _told.append(why)
     logging.getLogger("minigpt2.kernels").warning(
         f"[minigpt2: the kernel choice cannot be saved in {os.path.dirname(path)} ({why}), so it is measured "
-        f"again at every run (a few seconds); set XDG_CACHE_HOME to a directory of your own that you can write, "
+        f"again at every run (up to about 10 s); set XDG_CACHE_HOME to a directory of your own that you can write, "
         f"e.g. XDG_CACHE_HOME=$HOME/.cache, or choose the kernels with MINIGPT2_KERNEL]")
 
 

@@ -15,9 +15,10 @@ __all__ = ["TEMPERATURE_RANGE", "refuse_ignored_flags", "eos_token_ids", "start_
 # T = 3e-37; above 1e4, GPT-2's scores all fall within +-0.01 of each other: every token allowed by top-k / top-p
 # is equally likely, and near 3.4e38 T itself no longer fits in a float32.
 TEMPERATURE_RANGE = (1e-4, 1e4)
-# What a calibration of the kernels takes (minigpt2/_tuning.py, once per machine): measured at 15 s and 31 s on a
-# 2-core VM (2026-12-05, the second while other jobs ran).
-CALIBRATION_SECONDS = "about 15-30 s"
+# What a calibration of the kernels takes (minigpt2/_tuning.py, once per machine): on a 2-core Xeon VM 7.0 s with 2
+# threads and 9.3-9.5 s with 1, idle, 11 s while other jobs ran (2026-12-05, since its races drop the candidates that
+# cannot win after a first round; 14-15 s, and up to 31 s busy, before); on Zen 5 about 4 s before that.
+CALIBRATION_SECONDS = "up to about 10 s"
 
 
 # -- flags a command would ignore ------------------------------------------------------------------------
