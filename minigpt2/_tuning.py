@@ -37,7 +37,7 @@ import zlib
 import numpy as np
 
 __all__ = ["BLAS_ROWS", "DECODE_MAX_ROWS", "CLASSES", "Plan", "choose", "current", "describe", "reset",
-           "variant_names", "supported_variants", "cache_path"]
+           "variant_names", "supported_variants", "cache_path", "measuring_ahead"]
 
 # Products of at least this many rows (tokens x batch) always go to NumPy's BLAS: from 16-32 rows on its
 # sgemm was at least as fast as our tiled kernel on every CPU measured (docs/kernels.md), and a prefill's
@@ -371,6 +371,19 @@ def _say_not_saved(path: str, why: str) -> None:
         f"[minigpt2: the kernel choice cannot be saved in {os.path.dirname(path)} ({why}), so it is measured "
         f"again at every run (up to about 10 s); set XDG_CACHE_HOME to a directory of your own that you can write, "
         f"e.g. XDG_CACHE_HOME=$HOME/.cache, or choose the kernels with MINIGPT2_KERNEL]")
+
+
+def measuring_ahead():
+    """(the cache file, why it cannot be saved or None) if the next kernel call will measure the kernels (no choice
+    in force, MINIGPT2_KERNEL unset or "auto", no cached choice for this machine), else None: for a note before the
+    seconds of measuring (the CLI's)."""
+    from . import backend
+
+    if _plan is not None or (_requested or os.environ.get("MINIGPT2_KERNEL", "").strip() or "auto") != "auto":
+        return None
+    key = cache_key(backend.get_num_threads())
+    path = cache_path(key)
+    return None if _read_cache(path, key) is not None else (path, _cannot_save(path))
 
 
 def calibrated() -> Plan:

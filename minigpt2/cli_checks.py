@@ -132,23 +132,12 @@ def check_candidates(k, config, usage_error):
 # -- the first run's kernel measuring -----------------------------------------------------------------------
 
 def calibration_ahead():
-    """(cache file, why it cannot be saved or None) if the next C kernel call will measure the kernels (no choice is
-    in force, MINIGPT2_KERNEL is unset or auto, and no cached choice fits this machine), else None."""
-    from . import backend
+    """(cache file, why it cannot be saved or None) if the next C kernel call will measure the kernels, else None."""
+    from . import _tuning, backend
 
     if backend.get_backend() != "c" or not backend.c_available():
         return None
-    tuning = backend._ckernels._tuning
-    if getattr(tuning, "_plan", None) is not None:
-        return None
-    name = getattr(tuning, "_requested", None) or os.environ.get("MINIGPT2_KERNEL", "").strip() or "auto"
-    if name != "auto":
-        return None
-    key = tuning.cache_key(backend.get_num_threads())
-    path = tuning.cache_path(key)
-    if tuning._read_cache(path, key) is not None:
-        return None
-    return path, tuning._cannot_save(path)
+    return _tuning.measuring_ahead()
 
 
 def say_calibration_ahead() -> None:
