@@ -16,8 +16,10 @@ import sys
 import pytest
 
 from hubserver import tiny_checkpoint_files
+from test_cli import run
+from test_cli import stdin_is_a_terminal as terminal  # noqa: F401 (a fixture)
+from test_cli_new_user import QUICK_CALIBRATION
 from minigpt2 import backend
-from minigpt2.cli import main
 from minigpt2.tokenizer import AutoTokenizer
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -43,24 +45,6 @@ def with_config(model_dir, tmp_path, **changes):
     return str(target)
 
 
-@pytest.fixture
-def terminal(monkeypatch):
-    import io
-
-    class Terminal(io.StringIO):
-        def isatty(self):
-            return True
-
-    monkeypatch.setattr(sys, "stdin", Terminal(""))
-
-
-def run(argv, capsys):
-    try:
-        code = main(argv)
-    except SystemExit as e:
-        code = e.code
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def minigpt2(*args, env=None, timeout=120, **kwargs):
@@ -181,18 +165,6 @@ def test_more_candidates_than_tokens_is_a_usage_error(model_dir, capsys, termina
 
 # -- 5. the first run's kernel measuring is announced; doctor does not call a slow first pass ok -----------------
 
-QUICK_CALIBRATION = """
-import sys
-from minigpt2 import _tuning
-def calibrate():
-    print("[test: calibrating]", file=sys.stderr)
-    widest = _tuning.supported_variants()[-1] + "/nta"
-    return {**{c: "numpy" for c in _tuning.CLASSES}, **{c: widest for c in _tuning._narrow_classes()}}, {}
-_tuning.calibrate = calibrate
-from minigpt2.__main__ import run
-sys.argv[0] = "minigpt2"
-sys.exit(run())
-"""
 
 
 def test_the_first_run_says_it_measures_the_kernels_once(model_dir, tmp_path):

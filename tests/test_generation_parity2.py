@@ -19,6 +19,7 @@ from minigpt2 import GPT2LMHeadModel, GenerationConfig
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 from conftest import assert_close, write_hf_checkpoint  # noqa: E402
+from test_generation_more import _hf_generate, _same  # noqa: E402
 
 HF5 = int(transformers.__version__.split(".")[0]) >= 5
 
@@ -50,16 +51,6 @@ BEAM_ENDING = [(_PROMPTS[[4, 10]], dict(num_beams=3, early_stopping=True)), (_PR
 
 LEFT_PADDED = np.array([[0, 0, 7, 8, 9, 21], [10, 11, 12, 13, 14, 40]]), np.array([[0, 0, 1, 1, 1, 1], [1] * 6])
 
-
-def _hf_generate(hf, ids, mask=None, **kwargs):
-    mask = np.ones(np.shape(ids), np.int64) if mask is None else mask
-    with torch.no_grad():
-        return hf.generate(torch.tensor(ids), attention_mask=torch.tensor(mask), **kwargs)
-
-
-def _same(ours, theirs):
-    theirs = theirs.numpy() if hasattr(theirs, "numpy") else np.asarray(theirs)
-    assert ours.shape == theirs.shape and (ours == theirs).all(), f"ours\n{ours}\ntransformers\n{theirs}"
 
 
 def _pairs(cache):

@@ -23,15 +23,9 @@ from minigpt2.tokenizer import AddedToken, GPT2Tokenizer, GPT2TokenizerFast
 transformers = pytest.importorskip("transformers")
 pytest.importorskip("tokenizers")
 HF5 = int(transformers.__version__.split(".")[0]) >= 5
+from test_tokenizer_parity import files  # noqa: E402, F401 (a fixture: the bundled vocabulary under HF's names)
 
 
-@pytest.fixture(scope="module")
-def files(tmp_path_factory):
-    """The bundled vocabulary decompressed under HF's names."""
-    d = tmp_path_factory.mktemp("hf_vocab")
-    for ours, theirs in (("encoder.json", "vocab.json"), ("vocab.bpe", "merges.txt")):
-        (d / theirs).write_bytes(gzip.decompress(pathlib.Path(B.DATA_DIR, ours + ".gz").read_bytes()))
-    return d
 
 
 def hf_tokenizer(files, fast, **kwargs):
