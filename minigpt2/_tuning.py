@@ -367,10 +367,15 @@ def _say_not_saved(path: str, why: str) -> None:
     if _told:
         return
     _told.append(why)
+    home_cache = os.path.join(os.path.expanduser("~"), ".cache")
+    folder = os.path.abspath(os.path.dirname(path))
+    # (no $HOME/.cache example when that is where saving failed: a read-only or full home)
+    example = ("e.g. XDG_CACHE_HOME=/tmp/$USER-cache" if folder.startswith(os.path.abspath(home_cache) + os.sep)
+               else "e.g. XDG_CACHE_HOME=$HOME/.cache")
     logging.getLogger("minigpt2.kernels").warning(
         f"[minigpt2: the kernel choice cannot be saved in {os.path.dirname(path)} ({why}), so it is measured "
         f"again at every run (up to about 10 s); set XDG_CACHE_HOME to a directory of your own that you can write, "
-        f"e.g. XDG_CACHE_HOME=$HOME/.cache, or choose the kernels with MINIGPT2_KERNEL]")
+        f"{example}, or choose the kernels with MINIGPT2_KERNEL]")
 
 
 def measuring_ahead():

@@ -147,6 +147,8 @@ def resolve_file(name_or_path, filename, *, required=True, revision=None, cache_
         path = os.path.join(name_or_path, filename)
         if os.path.isfile(path):
             return path
+        if os.path.lexists(path):  # there, but unreadable as a file: an error even for an optional file
+            raise OSError(_not_a_file(path))
         if required:
             raise FileNotFoundError(f"the directory {name_or_path} has no {filename}")
         return None
@@ -229,11 +231,40 @@ def resolve_file(name_or_path, filename, *, required=True, revision=None, cache_
     except errors.RepositoryNotFoundError:  # also a gated repository, or a private one without a valid token
         token_hint = ("check that HF_TOKEN grants access to it" if settings["token_set"] or token
                       else "if it is private or gated, set HF_TOKEN to an access token")
+        # When the Hub refuses (a private repository with a wrong or missing token), huggingface_hub serves the
+        # files already in the cache, silently, as it does offline; so a cached model loads. An optional file
+        # (a tokenizer's, generation_config.json) that the cache records as absent (.no_exist, written when it
+        # was looked for with access) is taken as absent in the same way, as HF_HUB_OFFLINE=1 would: the model
+        # and its tokenizer then agree. A file the cache knows nothing about still needs access: the token error.
+        if not required and _recorded_absent(huggingface_hub, name_or_path, filename, cache_dir, revision):
+            if where not in _told:  # (once per repository and process, as _say_cache_is_used)
+                _told.add(where)
+                logger.warning(f"[{where} refused access ({token_hint}): using what the cache {cache_dir} "
+                               f"holds for it, as offline]")
+            return None
         raise OSError(f"{name_or_path!r} is not a local directory, and there is no repository {where} that "
                       f"we may read ({token_hint}); GPT-2 checkpoints are e.g. 'gpt2', 'gpt2-medium', "
                       f"'distilgpt2'") from None
     except OSError as e:  # an unusable cache, a full disk, a connection broken mid-download, a size mismatch, ...
-        raise OSError(_download_failure(e, f"{filename} of {where}", cache_dir)) from None
+        raise OSError(_download_failure(e, f"{filename} of {where}", cache_dir, settings["hf_home"])) from None
+
+
+def _recorded_absent(huggingface_hub, repo_id, filename, cache_dir, revision) -> bool:
+    """Whether the HF cache records that ``repo_id`` has no ``filename`` at ``revision`` (its .no_exist folder):
+    huggingface_hub's try_to_load_from_cache returns a marker object (not a path, not None) for that."""
+    try:
+        found = huggingface_hub.try_to_load_from_cache(repo_id, filename, cache_dir=cache_dir, revision=revision)
+    except Exception:  # (a revision or name it cannot map to the cache: nothing is recorded)
+        return False
+    return found is not None and not isinstance(found, str)
+
+
+def _not_a_file(path) -> str:
+    """Why ``path``, which exists, is not a file to read: a broken link, or a directory, FIFO, ..."""
+    if os.path.islink(path) and not os.path.exists(path):
+        return f"{path} is a broken link: it points to {os.readlink(path)}, which does not exist"
+    kind = "a directory" if os.path.isdir(path) else "a FIFO, socket or device"
+    return f"{path} is not a regular file (it is {kind}); replace it with the file itself"
 
 
 def cached_file_named(message, repo_id, cache_dir=None):
@@ -261,9 +292,16 @@ def cached_file_named(message, repo_id, cache_dir=None):
 _UNUSABLE_CACHE = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOTDIR, errno.EEXIST, errno.EISDIR}
 
 
-def _download_failure(error, what, cache_dir) -> str:
+def _download_failure(error, what, cache_dir, hf_home=None) -> str:
     """Why a download failed and what to do, by its cause: only a broken connection is fixed by running again."""
     code = getattr(error, "errno", None)
+    culprit = _hf_home_file(error, cache_dir, hf_home)
+    if code in _UNUSABLE_CACHE and culprit is not None:  # e.g. HF_HOME is a file: its token cannot be read
+        variable = "HF_TOKEN_PATH" if culprit == _token_path_setting() else "HF_HOME"
+        return (f"cannot download {what}: {variable}={os.environ.get(variable) or hf_home} cannot be used: "
+                f"huggingface_hub reads {culprit} there before each download ({_short_cause(error)}). Set "
+                f"{variable} to {'a directory' if variable == 'HF_HOME' else 'a file'} of your own, or unset it "
+                f"(the cache {cache_dir} is not the problem)")
     if code in _UNUSABLE_CACHE:
         return (f"cannot download {what}: the Hugging Face cache {cache_dir} is not a directory you can write "
                 f"({_short_cause(error)}). Set HF_HUB_CACHE to a directory of your own, e.g. "
@@ -272,6 +310,25 @@ def _download_failure(error, what, cache_dir) -> str:
         return (f"cannot download {what}: the disk holding the Hugging Face cache {cache_dir} is full "
                 f"({_short_cause(error)}). Free some space, or set HF_HUB_CACHE to a directory on another disk")
     return f"downloading {what} failed: {_short_cause(error)}. Run the same command again to finish the download"
+
+
+def _hf_home_file(error, cache_dir, hf_home):
+    """The file an OSError names when it lies outside the cache, in HF_HOME (its token file, read before every
+    download) or at HF_TOKEN_PATH; else None: then the cache is to blame."""
+    name = getattr(error, "filename", None)
+    if not name or not hf_home:
+        return None
+    path, home = os.path.abspath(os.fspath(name)), os.path.abspath(hf_home)
+    if path == _token_path_setting():
+        return path
+    inside = lambda folder: path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)  # noqa: E731
+    return path if inside(home) and not inside(os.path.abspath(cache_dir)) else None
+
+
+def _token_path_setting():
+    """HF_TOKEN_PATH as an absolute path, or None when it is not set."""
+    path = os.environ.get("HF_TOKEN_PATH")
+    return os.path.abspath(os.path.expanduser(path)) if path else None
 
 
 def _hub_errors():

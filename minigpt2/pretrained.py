@@ -7,6 +7,7 @@ LM heads) and task_heads.py; they inherit all of this from GPT2PreTrainedModel.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import warnings
@@ -340,20 +341,8 @@ class GPT2PreTrainedModel:
         config_overrides = kwargs
         config_overrides.pop("attn_implementation", None)  # one answer here: HF's eager formula
         weight_format = weights.pop_loading_options(config_overrides)  # torch_dtype / dtype / load_in_8bit
-        if config is None:
-            config, unused = GPT2Config.from_pretrained(name_or_path, return_unused_kwargs=True, **hub,
-                                                        **config_overrides)
-            if unused:  # as HF, whose model __init__ then refuses them
-                raise TypeError(f"{cls.__name__}.from_pretrained got unexpected keyword arguments {sorted(unused)}: "
-                                f"neither a loading option nor a GPT2Config attribute")
-        elif config_overrides:
-            raise TypeError(f"unexpected arguments {sorted(config_overrides)} (pass them in config instead)")
-        config = cls._own_config(config)
-        _refuse_saved_quantized(name_or_path, config)
-        files = checkpoint.find_weights(name_or_path, **hub)
-        tensors = {}
-        for path in files:
-            tensors.update({name: (path, t) for name, t in checkpoint.read_safetensors(path, dtype=None).items()})
+        with _offline_repair_hint(name_or_path, hub):
+            config, files, tensors = cls._read_checkpoint(name_or_path, config, hub, config_overrides)
         params = cls._params_from_tensors(config, tensors, seed=seed, source=", ".join(files))  # as stored
         if weight_format == "auto":  # as HF: the config's torch_dtype, else the dtype the weights are stored in
             named = config.__dict__.get("dtype")  # (config.torch_dtype is this field too)
@@ -368,6 +357,25 @@ class GPT2PreTrainedModel:
             if found is not None:
                 model.generation_config = GenerationConfig.from_pretrained(found)
         return model
+
+    @classmethod
+    def _read_checkpoint(cls, name_or_path, config, hub, config_overrides):
+        """(config, weight files, {name: (file, tensor)}) of a checkpoint, as from_pretrained reads them."""
+        if config is None:
+            config, unused = GPT2Config.from_pretrained(name_or_path, return_unused_kwargs=True, **hub,
+                                                        **config_overrides)
+            if unused:  # as HF, whose model __init__ then refuses them
+                raise TypeError(f"{cls.__name__}.from_pretrained got unexpected keyword arguments {sorted(unused)}: "
+                                f"neither a loading option nor a GPT2Config attribute")
+        elif config_overrides:
+            raise TypeError(f"unexpected arguments {sorted(config_overrides)} (pass them in config instead)")
+        config = cls._own_config(config)
+        _refuse_saved_quantized(name_or_path, config)
+        files = checkpoint.find_weights(name_or_path, **hub)
+        tensors = {}
+        for path in files:
+            tensors.update({name: (path, t) for name, t in checkpoint.read_safetensors(path, dtype=None).items()})
+        return config, files, tensors
 
     @classmethod
     def _params_from_tensors(cls, config, tensors: dict, seed=None, source="the checkpoint") -> dict:
@@ -621,3 +629,27 @@ def _is_device(value) -> bool:
         raise ValueError(f"device {value!r}: minigpt2 runs on the CPU (NumPy and its C core); 'cpu' is the only "
                          f"device")
     return False
+
+
+@contextlib.contextmanager
+def _offline_repair_hint(name_or_path, hub):
+    """Add to an error about a damaged file of the HF cache, raised offline (HF_HUB_OFFLINE=1 or
+    local_files_only=True), that fetching it again needs the network: `--download` or force_download=True alone
+    cannot replace it while offline."""
+    try:
+        yield
+    except (OSError, ValueError) as e:
+        from .hub import cached_file_named, hub_settings
+
+        offline = hub_settings()["offline"]
+        if not (offline or hub.get("local_files_only")) or \
+                cached_file_named(str(e), name_or_path, hub.get("cache_dir")) is None:
+            raise
+        how = ("unset HF_HUB_OFFLINE (huggingface_hub cannot download while it is set), then fetch it again"
+               if offline else "pass local_files_only=False and force_download=True to fetch it again")
+        message = f"{e} (the copy in the cache looks damaged, and offline it cannot be replaced: {how})"
+        try:
+            error = type(e)(message)
+        except Exception:  # an error class that needs other arguments
+            error = (OSError if isinstance(e, OSError) else ValueError)(message)
+        raise error from None

@@ -157,7 +157,7 @@ class TokenStreamDecoder:
     def __init__(self, tokenizer: Optional[GPT2Tokenizer] = None, skip_special_tokens: bool = False,
                  errors: Optional[str] = None):
         self.tokenizer = tokenizer if tokenizer is not None else _default_tokenizer()
-        self.skip = set(self.tokenizer.all_special_ids) if skip_special_tokens else set()
+        self.skip = _skipped_ids(self.tokenizer) if skip_special_tokens else set()
         self._utf8 = codecs.getincrementaldecoder("utf-8")(errors or self.tokenizer.errors)
 
     def step(self, token_id) -> str:
@@ -186,6 +186,14 @@ class TokenStreamDecoder:
     def pending_bytes(self) -> bytes:
         """The bytes held back, waiting for the rest of their character."""
         return self._utf8.getstate()[0]
+
+
+def _skipped_ids(tokenizer) -> set:
+    """The ids that ``tokenizer.decode(ids, skip_special_tokens=True)`` leaves out, asked of decode itself: the
+    special tokens and, for a fast tokenizer, every added token marked special (tokenizer.json's "special": true),
+    as HF's Rust decoder skips them. Only those ids can be skipped, so only they are tried (a few decodes)."""
+    candidates = set(tokenizer.all_special_ids) | set(getattr(tokenizer, "added_tokens_decoder", {}))
+    return {i for i in candidates if i is not None and tokenizer.decode([i], skip_special_tokens=True) == ""}
 
 
 def decode_stream(token_ids: Iterable, tokenizer: Optional[GPT2Tokenizer] = None,

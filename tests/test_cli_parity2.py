@@ -48,8 +48,11 @@ def with_config(model_dir, tmp_path, **changes):
 
 
 def minigpt2(*args, env=None, timeout=120, **kwargs):
+    """python -m minigpt2 ARGS in a new process. Its kernels are NumPy's unless env says otherwise: these tests read
+    stderr line by line, where a first run of a new build of the C core would add the note that it measures them."""
+    env = {**os.environ, "MINIGPT2_KERNEL": "numpy", **(env or {})}
     return subprocess.run([sys.executable, "-m", "minigpt2", *args], capture_output=True, text=True, timeout=timeout,
-                          stdin=subprocess.DEVNULL, env={**os.environ, **(env or {})}, **kwargs)
+                          stdin=subprocess.DEVNULL, env=env, **kwargs)
 
 
 # -- 1. a C build that fails leaves no older library to install ----------------------------------------------

@@ -230,6 +230,11 @@ class GenerationConfig:
         if not t > 0:
             raise ValueError(f"temperature must be > 0 when sampling, got {t}; for the most likely token at each "
                              f"step use greedy decoding (do_sample=False)")
+        low, high = TEMPERATURE_LIMITS
+        if not low <= t <= high:
+            raise ValueError(f"temperature={t} cannot be used: the scores are float32, and a temperature must be in "
+                             f"[{low:.4g}, {high:.4g}] to divide them (1e-4 to 1e4 covers every useful value; for "
+                             f"the most likely token at each step use greedy decoding, do_sample=False)")
         if self.top_k is not None and not (is_int(self.top_k) and self.top_k >= 0):
             raise ValueError(f"top_k must be a positive integer when sampling (0 or None: no top-k filtering), got "
                              f"{self.top_k!r}")
@@ -280,6 +285,14 @@ def _whole_number(name, value):
             raise TypeError(f"{name} must be a whole number of tokens, got {value!r}")
         return int(value)
     return value
+
+
+# The temperatures sampling can divide float32 scores by. transformers accepts any positive float (torch then
+# divides in float32 and gets inf or NaN scores); here a temperature must itself be a normal positive float32:
+# above float32's largest value (3.4e38) it rounds to infinity, and below its smallest normal one (1.2e-38) 1/T
+# no longer fits in a float32, so dividing any score above ~T * 3.4e38 (a few thousandths) overflows. Between the
+# two, TemperatureLogitsWarper keeps the division finite even for scores it would overflow (see there).
+TEMPERATURE_LIMITS = (float(np.finfo(np.float32).tiny), float(np.finfo(np.float32).max))
 
 
 def _check_float(name, value) -> float:

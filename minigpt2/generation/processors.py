@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..layers import log_softmax, softmax  # -inf scores (filtered tokens) get probability 0
-from .config import _as_token_list
+from .config import TEMPERATURE_LIMITS, _as_token_list
 
 
 class LogitsProcessor:
@@ -270,12 +270,27 @@ class TemperatureLogitsWarper(LogitsProcessor):
     """Divide the scores by the temperature: < 1 sharpens the distribution, > 1 flattens it."""
 
     def __init__(self, temperature: float):
+        low, high = TEMPERATURE_LIMITS  # (why these: see generation/config.py)
         if not temperature > 0:
             raise ValueError(f"temperature must be > 0, got {temperature}")
+        if not low <= temperature <= high:
+            raise ValueError(f"temperature={temperature} cannot divide float32 scores: it must be in "
+                             f"[{low:.4g}, {high:.4g}]")
         self.temperature = temperature
 
     def __call__(self, input_ids, scores):
-        return scores / np.float32(self.temperature)
+        t = np.float32(self.temperature)
+        with np.errstate(over="ignore"):
+            out = scores / t
+        if np.isinf(out[np.isfinite(scores)]).any():
+            # A tiny temperature made some score overflow (e.g. GPT-2's +-100 over 1e-37). Shifting each row by
+            # its highest score first changes no probability (softmax ignores a shift) and leaves only scores <= 0,
+            # whose overflow is -inf: a token ruled out, as it would be by any sampler at such a temperature.
+            finite = np.where(np.isfinite(scores), scores, -np.inf)
+            top = finite.max(axis=-1, keepdims=True)
+            with np.errstate(over="ignore"):
+                out = (scores - np.where(np.isfinite(top), top, np.float32(0))) / t
+        return out
 
 
 class TopKLogitsWarper(LogitsProcessor):
