@@ -570,13 +570,16 @@ def _repair_hint(error, args) -> str:
     again; huggingface_hub never checks a cached file again)."""
     if args.download or args.info or args.doctor:
         return ""
-    from .hub import cached_file_named
+    from .hub import cached_file_named, hub_settings
 
     damaged = cached_file_named(str(error), args.model)
     if damaged is None:
         return ""
-    return (f". The copy in the Hugging Face cache looks damaged: fetch it again with `python -m minigpt2 --download "
-            f"-m {args.model}`, or delete {os.path.realpath(damaged[1])}")
+    fetch = f"`python -m minigpt2 --download -m {args.model}`"
+    if hub_settings()["offline"]:  # (--download cannot fetch anything while offline)
+        fetch = f"{fetch} once HF_HUB_OFFLINE is unset"
+    return (f". The copy in the Hugging Face cache looks damaged: fetch it again with {fetch}, or delete "
+            f"{os.path.realpath(damaged[1])}")
 
 
 def _info(dtype=None) -> int:

@@ -277,6 +277,36 @@ def test_a_transformers_logits_processor_works_as_in_transformers(small):
         _same(ours.generate(ids, logits_processor=processors, **kwargs), want)
 
 
+class _StopAfter(transformers.StoppingCriteria if not HF5 else object):
+    """A user's transformers criterion: a row is done once its last token is ``token`` (torch in, torch out)."""
+
+    def __init__(self, token):
+        self.token = token
+
+    def __call__(self, input_ids, scores, **kwargs):
+        return input_ids[:, -1] == self.token
+
+
+def test_transformers_stopping_criteria_work_as_in_transformers(small):
+    """transformers' own criteria (MaxLengthCriteria, EosTokenCriteria, MaxTimeCriteria) and a user's subclass of
+    its StoppingCriteria, written for torch tensors: the same ids as transformers 4.57 gives with them."""
+    if HF5:
+        pytest.skip("compared with transformers 4.x's generate")
+    hf, ours = small
+    ids = np.random.default_rng(33).integers(1, 64, (2, 5))
+    greedy = ours.generate(ids, max_new_tokens=12, pad_token_id=0)
+    stop_token = int(greedy[0, 6])  # (row 0's second new token: a stop the criterion surely meets)
+    assert stop_token != 0 and greedy.shape[1] > 7  # (not eos, and before it)
+    for criteria, settings in (([transformers.MaxLengthCriteria(max_length=9)], dict(max_length=20)),
+                               ([transformers.EosTokenCriteria(eos_token_id=stop_token)], dict(max_new_tokens=12)),
+                               ([transformers.MaxTimeCriteria(max_time=100.0)], dict(max_new_tokens=6)),
+                               ([_StopAfter(stop_token)], dict(max_new_tokens=12)),
+                               ([_StopAfter(stop_token)], dict(max_new_tokens=12, num_beams=2))):
+        kwargs = dict(pad_token_id=0, **settings)
+        want = _hf_generate(hf, ids, stopping_criteria=transformers.StoppingCriteriaList(criteria), **kwargs)
+        _same(ours.generate(ids, stopping_criteria=criteria, **kwargs), want)
+
+
 @pytest.fixture(scope="module")
 def full(tmp_path_factory):
     """GPT-2's vocabulary (bundled files), a tiny random model: (hf, ours, transformers' tokenizer)."""

@@ -248,6 +248,8 @@ def test_a_damaged_cached_file_is_fetched_again_by_download(tmp_path):
             f.truncate(size // 2)
         one_line_error(minigpt2("-m", repo, "-n", "2", "Hi", env=env), 1, "is truncated",
                        f"fetch it again with `python -m minigpt2 --download -m {repo}`", f"or delete {blob}")
+        one_line_error(minigpt2("-m", repo, "-n", "2", "Hi", env={**env, "HF_HUB_OFFLINE": "1"}), 1,
+                       f"`python -m minigpt2 --download -m {repo}` once HF_HUB_OFFLINE is unset")  # (offline it can't)
         repaired = minigpt2("--download", "-m", repo, env=env)
         out, err = text(repaired)
         assert repaired.returncode == 0 and "works offline" in out, err

@@ -18,6 +18,8 @@ import time
 
 import numpy as np
 
+from .processors import _from_transformers
+
 
 class StoppingCriteria:
     """Base class, as HF's: subclasses define ``__call__(input_ids, scores, **kwargs) -> [N] bools``."""
@@ -108,10 +110,34 @@ def builtin_overrides(extra):
     generate's loops check both themselves, so the caller's become their settings."""
     if not isinstance(extra, (list, tuple)):
         return None, None, extra  # (merge_criteria says what is wrong)
-    max_length = next((c.max_length for c in extra if type(c) is MaxLengthCriteria), None)
-    eos = next((c.eos_token_id.tolist() for c in extra if type(c) is EosTokenCriteria), None)
-    rest = [c for c in extra if type(c) not in (MaxLengthCriteria, EosTokenCriteria)]
+    max_length = next((c.max_length for c in extra if _is(c, MaxLengthCriteria)), None)
+    eos = next((np.asarray(c.eos_token_id).tolist() for c in extra if _is(c, EosTokenCriteria)), None)
+    rest = [c for c in extra if not (_is(c, MaxLengthCriteria) or _is(c, EosTokenCriteria))]
     return max_length, eos, rest
+
+
+def _is(criterion, cls) -> bool:
+    """Is ``criterion`` a ``cls``: minigpt2's, or transformers' class of the same name (it does the same)."""
+    return type(criterion) is cls or (_from_transformers(criterion) and type(criterion).__name__ == cls.__name__)
+
+
+class _TorchCriterion(StoppingCriteria):
+    """A transformers stopping criterion among generate's: it gets the ids and scores as torch tensors, and its
+    answer (a bool tensor, one per row) comes back as a NumPy array."""
+
+    def __init__(self, criterion):
+        self.criterion = criterion
+
+    def __call__(self, input_ids, scores=None, **kwargs) -> np.ndarray:
+        import torch
+
+        ids = torch.from_numpy(np.ascontiguousarray(input_ids, dtype=np.int64))
+        said = self.criterion(ids, None if scores is None else torch.from_numpy(np.array(scores, np.float32)),
+                              **kwargs)
+        return said.detach().cpu().numpy() if isinstance(said, torch.Tensor) else said
+
+    def __repr__(self):
+        return repr(self.criterion)
 
 
 def merge_criteria(built, extra) -> StoppingCriteriaList:
@@ -121,5 +147,6 @@ def merge_criteria(built, extra) -> StoppingCriteriaList:
     if not isinstance(extra, (list, tuple)) or not all(callable(c) for c in extra):
         raise TypeError(f"stopping_criteria must be a list of callables f(input_ids, scores) -> [N] bools (e.g. "
                         f"StoppingCriteriaList([MaxTimeCriteria(5.0)])); got {extra!r}")
-    merged = [next((c for c in extra if type(c) is type(b)), b) for b in built]
-    return StoppingCriteriaList(merged + [c for c in extra if not any(c is m for m in merged)])
+    merged = [next((c for c in extra if _is(c, type(b))), b) for b in built]
+    criteria = merged + [c for c in extra if not any(c is m for m in merged)]
+    return StoppingCriteriaList(_TorchCriterion(c) if _from_transformers(c) else c for c in criteria)
