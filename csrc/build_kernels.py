@@ -49,7 +49,6 @@ def cdef_from_header(path=HEADER):
 def compiler_accepts(flags, program="int main(void) { return 0; }\n"):
     """True if the C compiler compiles and links ``program`` with ``flags``."""
     from setuptools._distutils.ccompiler import new_compiler
-    from setuptools._distutils.errors import CompileError, LinkError
     from setuptools._distutils.sysconfig import customize_compiler
 
     compiler = new_compiler()
@@ -61,8 +60,8 @@ def compiler_accepts(flags, program="int main(void) { return 0; }\n"):
         try:
             objects = compiler.compile([source], output_dir=tmp, extra_postargs=flags)
             compiler.link_executable(objects, os.path.join(tmp, "probe"), extra_postargs=flags)
-        except (CompileError, LinkError, OSError):
-            return False
+        except Exception:  # CompileError, LinkError, OSError: setuptools' own or, where cffi imported the standard
+            return False   # library's distutils first (Python 3.9 with older setuptools), that one's classes
     return True
 
 
