@@ -280,17 +280,17 @@ class TemperatureLogitsWarper(LogitsProcessor):
 
     def __call__(self, input_ids, scores):
         t = np.float32(self.temperature)
-        with np.errstate(over="ignore"):
-            out = scores / t
-        if np.isinf(out[np.isfinite(scores)]).any():
+        try:
+            with np.errstate(over="raise"):  # (no extra pass over the scores: the division itself says so)
+                return scores / t
+        except FloatingPointError:
             # A tiny temperature made some score overflow (e.g. GPT-2's +-100 over 1e-37). Shifting each row by
             # its highest score first changes no probability (softmax ignores a shift) and leaves only scores <= 0,
             # whose overflow is -inf: a token ruled out, as it would be by any sampler at such a temperature.
             finite = np.where(np.isfinite(scores), scores, -np.inf)
             top = finite.max(axis=-1, keepdims=True)
             with np.errstate(over="ignore"):
-                out = (scores - np.where(np.isfinite(top), top, np.float32(0))) / t
-        return out
+                return (scores - np.where(np.isfinite(top), top, np.float32(0))) / t
 
 
 class TopKLogitsWarper(LogitsProcessor):
@@ -470,19 +470,24 @@ def _same_class(extra, built) -> bool:
     return type(extra) is type(built) or (_from_transformers(extra) and type(extra).__name__ == type(built).__name__)
 
 
+def call_with_torch(fn, input_ids, scores, **kwargs):
+    """fn(ids, scores) for a transformers processor or stopping criterion, written for torch: the ids and scores go
+    in as torch tensors (scores may be None), and a tensor it returns comes back as a NumPy array."""
+    import torch
+
+    ids = torch.from_numpy(np.ascontiguousarray(input_ids, dtype=np.int64))
+    out = fn(ids, None if scores is None else torch.from_numpy(np.array(scores, dtype=np.float32)), **kwargs)
+    return out.detach().cpu().numpy() if isinstance(out, torch.Tensor) else out
+
+
 class _TorchProcessor(LogitsProcessor):
-    """A transformers logits processor in minigpt2's chain: it gets the ids and scores as torch tensors, and the
-    scores it returns come back as a NumPy array."""
+    """A transformers logits processor in minigpt2's chain (call_with_torch)."""
 
     def __init__(self, processor):
         self.processor = processor
 
     def __call__(self, input_ids, scores):
-        import torch
-
-        ids = torch.from_numpy(np.ascontiguousarray(input_ids, dtype=np.int64))
-        out = self.processor(ids, torch.from_numpy(np.array(scores, dtype=np.float32)))
-        return out.detach().cpu().numpy() if isinstance(out, torch.Tensor) else out
+        return call_with_torch(self.processor, input_ids, scores)
 
     def __repr__(self):
         return repr(self.processor)

@@ -18,7 +18,7 @@ import time
 
 import numpy as np
 
-from .processors import _from_transformers
+from .processors import _from_transformers, call_with_torch
 
 
 class StoppingCriteria:
@@ -122,19 +122,13 @@ def _is(criterion, cls) -> bool:
 
 
 class _TorchCriterion(StoppingCriteria):
-    """A transformers stopping criterion among generate's: it gets the ids and scores as torch tensors, and its
-    answer (a bool tensor, one per row) comes back as a NumPy array."""
+    """A transformers stopping criterion among generate's (processors.call_with_torch)."""
 
     def __init__(self, criterion):
         self.criterion = criterion
 
     def __call__(self, input_ids, scores=None, **kwargs) -> np.ndarray:
-        import torch
-
-        ids = torch.from_numpy(np.ascontiguousarray(input_ids, dtype=np.int64))
-        said = self.criterion(ids, None if scores is None else torch.from_numpy(np.array(scores, np.float32)),
-                              **kwargs)
-        return said.detach().cpu().numpy() if isinstance(said, torch.Tensor) else said
+        return call_with_torch(self.criterion, input_ids, scores, **kwargs)
 
     def __repr__(self):
         return repr(self.criterion)
