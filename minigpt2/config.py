@@ -180,6 +180,7 @@ class GPT2Config:
 
     model_type = "gpt2"
     attribute_map = ATTRIBUTE_MAP  # HF's: generic name -> GPT-2's field
+    keys_to_ignore_at_inference = ["past_key_values"]  # HF's: the output fields HF's Trainer leaves out of predictions
 
     def __init__(self, **kwargs):
         values = {**COMMON_DEFAULTS, **GPT2_DEFAULTS}
@@ -194,6 +195,8 @@ class GPT2Config:
             kwargs["dtype"] = _dtype_name(kwargs["dtype"])
         num_labels = kwargs.pop("num_labels", None)
         kwargs.pop("model_type", None)
+        if "id2label" in kwargs and "label2id" not in kwargs:
+            kwargs["label2id"] = None  # as HF: the default {"LABEL_0": 0, ...} would contradict the labels given
         values.update(kwargs)
         for key, value in values.items():
             object.__setattr__(self, key, value)
@@ -292,11 +295,27 @@ class GPT2Config:
 
     # -- construction -------------------------------------------------------------------------------
     @classmethod
-    def from_dict(cls, config_dict: dict, **kwargs) -> "GPT2Config":
+    def from_dict(cls, config_dict: dict, return_unused_kwargs=False, **kwargs):
+        """The config ``config_dict`` describes. As in HF, keyword arguments that name config attributes (or
+        their aliases) override it; the others are ignored, or returned with the config, ``(config, unused)``,
+        when ``return_unused_kwargs``."""
         model_type = config_dict.get("model_type", "gpt2")
         if model_type != "gpt2":
             raise ValueError(f"model_type {model_type!r} is not GPT-2: minigpt2 loads only 'gpt2' configs")
-        return cls(**{**config_dict, **kwargs})
+        config = cls(**config_dict)
+        unused = config._override(kwargs)
+        return (config, unused) if return_unused_kwargs else config
+
+    def _override(self, kwargs) -> dict:
+        """Set the attributes ``kwargs`` name (as HF's from_dict and from_pretrained do); return the others."""
+        unused = {}
+        for key, value in kwargs.items():
+            if hasattr(self, key):
+                setattr(self, key, value)
+            else:
+                unused[key] = value
+        self.validate()
+        return unused
 
     @classmethod
     def from_json_file(cls, path) -> "GPT2Config":
@@ -331,13 +350,7 @@ class GPT2Config:
         else:
             path = resolve_file(name_or_path, CONFIG_NAME, **hub_kwargs)
         config = cls.from_json_file(path)
-        unused = {}
-        for key, value in kwargs.items():
-            if hasattr(config, key):
-                setattr(config, key, value)
-            else:
-                unused[key] = value
-        config.validate()
+        unused = config._override(kwargs)
         return (config, unused) if return_unused_kwargs else config
 
     @classmethod

@@ -267,6 +267,10 @@ class GPT2LMHeadModel(GenerationMixin, _WithTransformer):
             raise TypeError(f"GPT2LMHeadModel.forward got unexpected keyword arguments {sorted(unknown)}; besides "
                             f"its named arguments it takes HF's loss options num_items_in_batch, ignore_index, "
                             f"shift_labels")
+        if labels is not None and logits.shape[-2] != t.last_hidden_state.shape[-2]:
+            raise ValueError(f"labels need the logits of every position, but logits_to_keep={logits_to_keep!r} keeps "
+                             f"{logits.shape[-2]} of the {t.last_hidden_state.shape[-2]}: leave logits_to_keep at 0 "
+                             f"to compute the loss")
         loss = None if labels is None else shifted_lm_loss(logits, labels, self.config.vocab_size, **loss_options)
         out = CausalLMOutputWithCrossAttentions(
             loss=loss, logits=logits, past_key_values=t.past_key_values, hidden_states=t.hidden_states,

@@ -48,6 +48,13 @@ class ModelOutput:
     def get(self, key, default=None):
         return getattr(self, key) if key in self.keys() else default
 
+    @property
+    def cache(self):
+        """transformers 5's name for ``past_key_values`` (for the outputs that have one)."""
+        if not hasattr(self, "past_key_values"):
+            raise AttributeError(f"{type(self).__name__} has no cache (past_key_values)")
+        return self.past_key_values
+
 
 @dataclass
 class BaseModelOutputWithPastAndCrossAttentions(ModelOutput):

@@ -8,6 +8,7 @@ LM heads) and task_heads.py; they inherit all of this from GPT2PreTrainedModel.
 from __future__ import annotations
 
 import contextlib
+import inspect
 import os
 import sys
 import warnings
@@ -81,6 +82,7 @@ class _IncompatibleKeys(namedtuple("_IncompatibleKeys", "missing_keys unexpected
 class GPT2PreTrainedModel:
     """What every GPT-2 model shares: config, parameters, random init, loading and saving."""
 
+    config_class = GPT2Config
     base_model_prefix = "transformer"
     main_input_name = "input_ids"
     uses_lm_head = False  # True for the classes with the LM head (wte, tied; or lm_head.weight, untied)
@@ -222,9 +224,10 @@ class GPT2PreTrainedModel:
 
     def load_state_dict(self, state_dict, strict=True):
         """Replace parameters with ``state_dict``'s (names as state_dict() gives them, with or without the
-        "transformer." prefix; arrays, or anything np.asarray takes, such as CPU torch tensors). Shapes must
-        match. With ``strict``, missing or unexpected names are an error; either way the names are returned as
-        ``(missing_keys, unexpected_keys)``, as torch does."""
+        "transformer." prefix; arrays, or anything np.asarray takes, such as CPU torch tensors, bfloat16 too, or
+        another minigpt2 model's weights in any format). Shapes must match. The values are stored in this model's
+        weight format (``dtype``). With ``strict``, missing or unexpected names are an error; either way the names
+        are returned as ``(missing_keys, unexpected_keys)``, as torch does."""
         if not hasattr(state_dict, "items"):
             raise TypeError(f"load_state_dict takes a dict of name -> array (as state_dict() gives, or a checkpoint's "
                             f"safetensors.numpy.load_file(path)), got {type(state_dict).__name__}")
@@ -237,8 +240,8 @@ class GPT2PreTrainedModel:
             if key is None:
                 unexpected.append(name)
                 continue
-            value = value.detach().cpu().numpy() if hasattr(value, "detach") else value
-            array = float_array(name, value)
+            value = value.detach().cpu() if hasattr(value, "detach") else value  # (float_array widens bfloat16)
+            array = float_array(name, weights.widen(value))  # (a weight of another model's state_dict, any format)
             if array.shape != flat[key].shape:
                 raise ValueError(f"load_state_dict: {name!r} has shape {array.shape}, but the model's is "
                                  f"{flat[key].shape}")
@@ -338,12 +341,14 @@ class GPT2PreTrainedModel:
             raise a_file_is_not_a_checkpoint(name_or_path)
         hub = pop_hub_options(kwargs)
         _pop_cpu_loading_options(kwargs)
+        ignore_mismatched_sizes = bool(kwargs.pop("ignore_mismatched_sizes", False))
         config_overrides = kwargs
         config_overrides.pop("attn_implementation", None)  # one answer here: HF's eager formula
         weight_format = weights.pop_loading_options(config_overrides)  # torch_dtype / dtype / load_in_8bit
         with _offline_repair_hint(name_or_path, hub):
             config, files, tensors = cls._read_checkpoint(name_or_path, config, hub, config_overrides)
-        params = cls._params_from_tensors(config, tensors, seed=seed, source=", ".join(files))  # as stored
+        params = cls._params_from_tensors(config, tensors, seed=seed, source=", ".join(files),  # as stored
+                                          ignore_mismatched_sizes=ignore_mismatched_sizes)
         if weight_format == "auto":  # as HF: the config's torch_dtype, else the dtype the weights are stored in
             named = config.__dict__.get("dtype")  # (config.torch_dtype is this field too)
             weight_format = _config_dtype(named) if named else weights.stored_format(checkpoint.flatten(params))
@@ -378,21 +383,29 @@ class GPT2PreTrainedModel:
         return config, files, tensors
 
     @classmethod
-    def _params_from_tensors(cls, config, tensors: dict, seed=None, source="the checkpoint") -> dict:
+    def _params_from_tensors(cls, config, tensors: dict, seed=None, source="the checkpoint",
+                             ignore_mismatched_sizes=False) -> dict:
         """Match checkpoint tensors {name: (file, array)} to this class's parameters, checking shapes.
 
-        ``source`` names the checkpoint's file(s) in error messages."""
+        ``source`` names the checkpoint's file(s) in error messages. With ``ignore_mismatched_sizes`` (HF's option,
+        e.g. a classifier loaded with another num_labels) a tensor of another shape is left out and its parameter
+        initialised randomly, with a warning."""
         expected = cls.param_shapes(config)
         heads = cls.head_shapes(config)
         prefix = cls.base_model_prefix + "."
-        flat, unexpected = {}, []
+        flat, unexpected, mismatched = {}, [], {}
         for name, (path, array) in tensors.items():
             key = name[len(prefix):] if name.startswith(prefix) else name
             if key in expected or key in heads:
                 want = expected.get(key, heads.get(key))
+                if tuple(array.shape) != want and ignore_mismatched_sizes:
+                    mismatched[key] = f"{key}: {tuple(array.shape)} in the checkpoint, {want} in the model"
+                    continue
                 if tuple(array.shape) != want:
                     raise ValueError(f"{path}: tensor {name!r} has shape {tuple(array.shape)}, but the config "
-                                     f"needs {want}")
+                                     f"needs {want}" + (" (pass ignore_mismatched_sizes=True to initialise it "
+                                                        "randomly instead, as transformers does)" if key in heads
+                                                       else ""))
                 flat[key] = array
             elif _ignorable(key):
                 continue
@@ -402,16 +415,22 @@ class GPT2PreTrainedModel:
             warnings.warn(f"{source} has weights the config does not describe, which were not used: "
                           f"{short_list(unexpected)} (config n_layer={config.n_layer}, add_cross_attention="
                           f"{config.add_cross_attention})", UserWarning, stacklevel=3)
-        missing = [k for k in expected if k not in flat]
+        missing = [k for k in expected if k not in flat and k not in mismatched]
         if missing:
             raise ValueError(f"{source} lacks weights the config needs: {short_list(missing)} "
                              f"(looked for with and without the {prefix!r} prefix)")
-        missing_heads = [k for k in heads if k not in flat]
+        if mismatched:
+            warnings.warn(f"{cls.__name__}: weights whose shapes did not match the checkpoint's were initialised "
+                          f"randomly (ignore_mismatched_sizes=True); train them before use: "
+                          f"{'; '.join(mismatched.values())}", stacklevel=3)
+        missing_heads = [k for k in heads if k not in flat and k not in mismatched]
+        fresh_needed = missing_heads + list(mismatched)
         if missing_heads:
             warnings.warn(f"{cls.__name__}: weights {short_list(missing_heads)} are not in the checkpoint and were "
                           f"initialised randomly; train them before use", stacklevel=3)
+        if fresh_needed:
             fresh = checkpoint.flatten(cls.init_params(config, seed))
-            flat.update({k: fresh[k] for k in missing_heads})
+            flat.update({k: fresh[k] for k in fresh_needed})
         return checkpoint.unflatten(flat)
 
     # -- the weights' format -------------------------------------------------------------------------
@@ -433,6 +452,15 @@ class GPT2PreTrainedModel:
         """HF's (torch's) shortcut for ``to("bfloat16")``."""
         return self.to("bfloat16")
 
+    def double(self):
+        """torch's ``model.double()`` (float64) has no counterpart here: refused, naming the formats there are."""
+        raise ValueError("double(): minigpt2 has no float64 weights (it computes in float32, docs/numerics.md); the "
+                         "weight formats are float32 (model.float()), bfloat16, float16 and int8")
+
+    def cuda(self, device=None):
+        """torch's ``model.cuda()``: refused as ``to("cuda")`` is (minigpt2 runs on the CPU)."""
+        return self.to("cuda" if device is None else f"cuda:{device}")
+
     def cpu(self):
         """HF's (torch's) ``model.cpu()``: minigpt2 runs on the CPU already; returns the model, as ``to("cpu")``."""
         return self.to("cpu")
@@ -442,11 +470,15 @@ class GPT2PreTrainedModel:
 
         A dtype: "float32", "bfloat16", "float16" (also torch's and NumPy's dtypes) or "int8" (quantize as
         ``load_in_8bit=True`` does; going from int8 to a float format widens the int8 values). A device: the
-        CPU ("cpu", torch.device("cpu")) changes nothing; minigpt2 runs nowhere else.
+        CPU ("cpu", torch.device("cpu")) changes nothing; minigpt2 runs nowhere else. torch's ``non_blocking``
+        is accepted and changes nothing (the conversion is done when to() returns).
         """
-        unknown = set(kwargs) - {"dtype", "device"}
+        unknown = set(kwargs) - {"dtype", "device", "non_blocking"}
         if unknown:
-            raise TypeError(f"to() takes a dtype and/or a device, got {sorted(unknown)}")
+            raise TypeError(f"to() takes a dtype and/or a device (and torch's non_blocking), got {sorted(unknown)}")
+        kwargs.pop("non_blocking", None)
+        if len(args) >= 2 and isinstance(args[-1], bool):  # to(dtype, non_blocking), to(device, dtype, non_blocking)
+            args = args[:-1]
         fmt = None
         for value in args + tuple(kwargs.values()):
             if _is_device(value):
@@ -510,6 +542,10 @@ class GPT2PreTrainedModel:
 
     # -- calling ------------------------------------------------------------------------------------
     def __call__(self, *args, **kwargs):
+        """``model(...)`` is ``model.forward(...)``; ``cache=``, transformers 5's name, is taken as past_key_values
+        (and ``out.cache`` is ``out.past_key_values``)."""
+        if "cache" in kwargs:  # transformers 5's name for past_key_values
+            kwargs = _renamed_cache(type(self), kwargs)
         return self.forward(*args, **kwargs)
 
     # -- training mode (dropout): only loss_and_grad uses it; forward() is always the inference pass --------
@@ -548,6 +584,17 @@ def _pop_cpu_loading_options(kwargs):
 
 
 # -- helpers ---------------------------------------------------------------------------------------------
+
+def _renamed_cache(cls, kwargs) -> dict:
+    """``kwargs`` with transformers 5's ``cache`` under its 4.x name, ``past_key_values``, which forward() takes."""
+    if "past_key_values" in kwargs:
+        raise ValueError("pass the cache once: past_key_values (transformers 4's name) or cache (transformers 5's)")
+    if "past_key_values" not in inspect.signature(cls.forward).parameters:
+        raise TypeError(f"{cls.__name__} takes no cache (cache / past_key_values): it reads the whole input at once")
+    kwargs = dict(kwargs)
+    kwargs["past_key_values"] = kwargs.pop("cache")
+    return kwargs
+
 
 def _resized_rows(old, size, mean_resizing, initializer_range):
     """A table [rows, E] with ``size`` rows: the first ones kept, new ones the mean of the old rows (HF adds noise

@@ -88,17 +88,21 @@ class GPT2ForSequenceClassification(_WithTransformer):
             else:
                 cfg.problem_type = "multi_label_classification"
         if cfg.problem_type in ("regression", "multi_label_classification") and labels.size != pooled.size:
-            raise ValueError(f"labels has shape {labels.shape}; {cfg.problem_type} needs one value per logit, "
-                             f"shape {pooled.shape}")
+            raise ValueError(f"labels has shape {labels.shape}; config.problem_type is {cfg.problem_type!r}, which "
+                             f"takes one value per logit, shape {pooled.shape}; for one class index per sequence "
+                             f"set config.problem_type = 'single_label_classification'")
         if cfg.problem_type == "regression":
             labels = float_array("labels", labels)
             diff = (np.squeeze(pooled) if cfg.num_labels == 1 else pooled) - np.squeeze(labels)
             return np.mean(diff * diff, dtype=np.float32)
         if cfg.problem_type == "single_label_classification":
+            if not np.issubdtype(labels.dtype, np.integer) or labels.size != pooled.shape[0]:
+                raise ValueError(f"labels has shape {labels.shape} and dtype {labels.dtype}; config.problem_type is "
+                                 f"'single_label_classification' (set by you, or inferred from the first integer "
+                                 f"labels), which takes one integer class index per sequence, shape "
+                                 f"({pooled.shape[0]},). For multi-label targets (one 0/1 float per label) set "
+                                 f"config.problem_type = 'multi_label_classification'")
             labels = int_array("labels", labels, high=cfg.num_labels, ignore_index=-100)
-            if labels.size != pooled.shape[0]:
-                raise ValueError(f"labels has shape {labels.shape}; single_label_classification needs one class "
-                                 f"index per sequence, shape ({pooled.shape[0]},)")
             return cross_entropy(pooled.reshape(-1, cfg.num_labels), labels.reshape(-1))
         if cfg.problem_type == "multi_label_classification":
             y = float_array("labels", labels).reshape(pooled.shape)
