@@ -73,9 +73,14 @@ def read_safetensors(path, dtype="float32") -> dict:
         if name == "__metadata__":
             continue
         try:
-            dtype, shape, (begin, end) = info["dtype"], list(info["shape"]), info["data_offsets"]
+            dtype, shape, (begin, end) = info["dtype"], info["shape"], info["data_offsets"]
         except (TypeError, KeyError, ValueError):
-            raise ValueError(f"{path}: the header entry of tensor {name!r} is malformed") from None
+            raise ValueError(f"{path}: the header entry of tensor {name!r} is malformed: it needs \"dtype\", "
+                             f"\"shape\" and \"data_offsets\" [begin, end]") from None
+        for field, value in (("shape", shape), ("data_offsets", [begin, end])):
+            if not (isinstance(value, list) and all(_is_count(n) for n in value)):
+                raise ValueError(f"{path}: the header entry of tensor {name!r} is malformed: its {field} must be a "
+                                 f"list of non-negative integers, got {info[field]!r}")
         if dtype not in _DTYPES:
             raise ValueError(f"{path}: tensor {name!r} has dtype {dtype}; minigpt2 loads F32, F16, BF16 and F64")
         count = int(np.prod(shape, dtype=np.int64))
@@ -93,6 +98,11 @@ def read_safetensors(path, dtype="float32") -> dict:
         stored = BFloat16Weight(raw) if dtype == "BF16" else raw  # read-only views of the memory map
         tensors[name] = np.asarray(widen(stored), dtype=np.float32) if widen_all else stored
     return tensors
+
+
+def _is_count(n) -> bool:
+    """A size or a byte offset in a safetensors header: a non-negative integer (JSON's, so not a bool)."""
+    return isinstance(n, int) and not isinstance(n, bool) and n >= 0
 
 
 def release_pages(array) -> None:
@@ -182,7 +192,8 @@ def write_checkpoint(directory, tensors: dict, dtype=None, max_shard_size="5GB")
         _write_atomically(os.path.join(directory, file_name), {name: arrays[name] for name in members})
     written = set(names)
     if len(shards) > 1:
-        index = {"metadata": {"total_size": sum(a.nbytes for _, a in arrays.values())},
+        index = {"metadata": {"total_parameters": sum(a.size for _, a in arrays.values()),  # (as transformers)
+                              "total_size": sum(a.nbytes for _, a in arrays.values())},
                  "weight_map": {name: file_name for file_name, members in zip(names, shards) for name in members}}
         fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".json", dir=directory)  # renamed into place, as the shards
         with os.fdopen(fd, "w", encoding="utf-8") as f:
@@ -230,7 +241,14 @@ def _storable(name, a, dtype):
 def _write(f, arrays, metadata):
     """The safetensors layout: an 8-byte little-endian header length, the JSON header (padded with spaces to a
     multiple of 8 bytes), then each tensor's bytes, little-endian, C order, one after the other."""
-    arrays = {name: arrays[name] for name in sorted(arrays)}  # in name order, as the safetensors library writes
+    # As the safetensors library orders them: the widest dtype first, then by name. So every tensor starts at a
+    # multiple of its own size (a float32 after an odd number of float16s would not be aligned, and the C kernels
+    # decline an unaligned matrix: NumPy would then run it, slowly).
+    def library_order(name):
+        dtype, a = arrays[name]
+        return -a.dtype.itemsize, dtype != "BF16", name  # (of two 2-byte dtypes, the library puts BF16 first)
+
+    arrays = {name: arrays[name] for name in sorted(arrays, key=library_order)}
     header, offset = {"__metadata__": metadata}, 0
     for name, (dtype, a) in arrays.items():
         header[name] = {"dtype": dtype, "shape": list(a.shape), "data_offsets": [offset, offset + a.nbytes]}

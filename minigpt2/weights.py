@@ -101,6 +101,7 @@ class BFloat16Weight:
         """The float32 values: the 16 bits become the top half of a float32 whose low half is zero."""
         return (self.bits.astype(np.uint32) << 16).view(np.float32)
 
+    dtype = "bfloat16"  # (a name, as model.dtype: NumPy has no bfloat16; ``next(model.parameters()).dtype`` works)
     shape = property(lambda self: self.bits.shape)
     ndim = property(lambda self: self.bits.ndim)
     size = property(lambda self: self.bits.size)
@@ -168,6 +169,7 @@ class Int8Weight:
         per_weight = per_weight[:n] if self.axis == 0 else per_weight[..., :n]
         return self.q.astype(np.float32) * per_weight.astype(np.float32)
 
+    dtype = "int8"  # (the format's name, as model.dtype; the values are ``q``, their scales ``scales``)
     shape = property(lambda self: self.q.shape)
     ndim = property(lambda self: self.q.ndim)
     size = property(lambda self: self.q.size)
@@ -474,6 +476,12 @@ def _check_8bit_config(quantization) -> None:
     """Pass transformers' BitsAndBytesConfig(load_in_8bit=True), or a dict saying the same (read by name:
     minigpt2 never imports transformers), with its 8-bit options at their defaults; raise for every other
     quantization and every option set otherwise, which minigpt2 cannot give."""
+    if not (isinstance(quantization, dict) or hasattr(quantization, "quant_method")
+            or hasattr(quantization, "load_in_8bit")):
+        raise TypeError(f"quantization_config must be transformers' BitsAndBytesConfig(load_in_8bit=True) or a dict "
+                        f"saying the same ({{'load_in_8bit': True}}), got {type(quantization).__name__} "
+                        f"{quantization!r:.60}; or pass load_in_8bit=True")
+
     def field(name, default=None):
         return quantization.get(name, default) if isinstance(quantization, dict) else getattr(quantization, name,
                                                                                                 default)
