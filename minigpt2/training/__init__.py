@@ -10,7 +10,7 @@ The per-layer backward passes are in minigpt2/backward.py, beside layers.py.
 """
 from .data import load_tokens, prepare_tokens, random_batch
 from .optim import AdamW, clip_grad_norm, lr_at
-from .trainer import Trainer, TrainingArguments
+from .trainer import Trainer, TrainingArguments, make_trainable
 
 __all__ = ["AdamW", "clip_grad_norm", "lr_at", "prepare_tokens", "load_tokens", "random_batch", "Trainer",
-           "TrainingArguments"]
+           "TrainingArguments", "make_trainable"]

@@ -161,6 +161,8 @@ def run(args, parser) -> int:
         parser.error(f"--n-embd {args.n_embd} must be a multiple of --n-head {args.n_head}")
     for flag, problem in backend._environment_problems.items():  # the first step would raise it
         raise ValueError(f"{problem}" + (" (or override it with --threads)" if flag == "threads" else ""))
+    if os.path.exists(args.out) and not os.path.isdir(args.out):
+        raise NotADirectoryError(f"--out {args.out} is a file; checkpoints go in a directory: give a new or empty one")
     if not args.resume:
         refuse_to_overwrite(args.out)
     data_dir = os.path.join(args.out, "data")
@@ -176,8 +178,15 @@ def run(args, parser) -> int:
         if "dropout" in args.explicit:  # (else the saved model's)
             _set_dropout(model.config, args.dropout)
     elif args.model:
+        from ..cli import _load_tokenizer  # (a checkpoint without tokenizer files: GPT-2's, as -m MODEL does)
+
         model = GPT2LMHeadModel.from_pretrained(args.model)
-        tokenizer = AutoTokenizer.from_pretrained(args.model)
+        tokenizer = _load_tokenizer(args.model)
+        if len(tokenizer) > model.config.vocab_size:  # (its ids would be outside the model's token table)
+            raise ValueError(f"--model {args.model} has vocab_size {model.config.vocab_size}, but the tokenizer "
+                             f"has {len(tokenizer)} tokens: the text's token ids would not fit the model's token "
+                             f"table; give a checkpoint with a tokenizer of at most {model.config.vocab_size} tokens "
+                             f"among its files (vocab.json + merges.txt, or tokenizer.json)")
         _set_dropout(model.config, args.dropout)
     else:
         tokenizer = GPT2Tokenizer.from_pretrained("gpt2")  # the bundled vocabulary: offline

@@ -204,7 +204,8 @@ def model_loss_and_grad(model, input_ids, labels=None, attention_mask=None, toke
         raise ValueError("loss_and_grad does not support cross-attention models (config.add_cross_attention)")
     for name, a in flatten(model.params).items():
         if not (isinstance(a, np.ndarray) and a.dtype == np.float32):
-            raise TypeError(f"loss_and_grad needs float32 weights; {name} is {getattr(a, 'dtype', type(a).__name__)}")
+            raise TypeError(f"loss_and_grad needs float32 weights; {name} is {getattr(a, 'dtype', type(a).__name__)}: "
+                            f"train a float32 copy (model.float(), or model.to('float32'); the Trainer makes one)")
     input_ids = int_array("input_ids", input_ids, high=cfg.vocab_size, min_ndim=1)
     if input_ids.ndim == 1:
         input_ids = input_ids[None, :]

@@ -20,24 +20,44 @@ def decays(name, array) -> bool:
 
 
 class AdamW:
-    """Adam with decoupled weight decay (Loshchilov & Hutter), as torch.optim.AdamW computes it.
+    """Adam with decoupled weight decay (Loshchilov & Hutter), as torch.optim.AdamW computes it, with torch's
+    defaults (lr 1e-3, betas (0.9, 0.999), eps 1e-8, weight_decay 0.01; the Trainer passes nanoGPT's).
 
     For each parameter p with gradient g, at step t (from 1):
         p = p * (1 - lr * weight_decay)          (only for matrices, see decays())
         m = beta1 m + (1 - beta1) g              the running mean of g
         v = beta2 v + (1 - beta2) g^2            the running mean of g^2
         p = p - lr * (m / (1 - beta1^t)) / (sqrt(v / (1 - beta2^t)) + eps)
+
+    ``params``: name -> float32 array, updated in place (model.state_dict() after make_trainable(model)). An
+    array listed under two names (the tied lm_head.weight is transformer.wte.weight) is one parameter, updated
+    once under its first name, as torch's model.parameters() lists a tied weight once.
     """
 
-    def __init__(self, params: dict, lr=3e-4, betas=(0.9, 0.95), eps=1e-8, weight_decay=0.1):
-        self.params, self.lr, self.betas, self.eps, self.weight_decay = params, lr, betas, eps, weight_decay
-        self.m = {k: np.zeros_like(p) for k, p in params.items()}
-        self.v = {k: np.zeros_like(p) for k, p in params.items()}
+    def __init__(self, params: dict, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2):
+        self.params = {}
+        for name, p in params.items():
+            if not (isinstance(p, np.ndarray) and p.dtype in (np.float32, np.float64) and p.flags.writeable):
+                what = f"a read-only {p.dtype} array" if isinstance(p, np.ndarray) and not p.flags.writeable \
+                    else getattr(p, "dtype", type(p).__name__)
+                raise TypeError(f"AdamW updates the parameters in place and needs writable float32 (or float64) arrays; {name} is "
+                                f"{what} (a loaded checkpoint's weights are memory-mapped, read-only, and may be "
+                                f"16-bit or int8): call minigpt2.training.make_trainable(model) first, then pass "
+                                f"model.state_dict()")
+            if all(p is not q for q in self.params.values()):  # (a second name for the same array: skipped)
+                self.params[name] = p
+        self.lr, self.betas, self.eps, self.weight_decay = lr, betas, eps, weight_decay
+        self.m = {k: np.zeros_like(p) for k, p in self.params.items()}
+        self.v = {k: np.zeros_like(p) for k, p in self.params.items()}
         self.t = 0
 
     def step(self, grads: dict, lr=None):
         lr = self.lr if lr is None else lr
         b1, b2 = self.betas
+        missing = [k for k in self.params if k not in grads]
+        if missing:
+            raise ValueError(f"AdamW.step: no gradient for {missing[:3]} ({len(missing)} of {len(self.params)} "
+                             f"parameters); pass loss_and_grad's dict, keyed like the parameters")
         self.t += 1
         correction1, correction2 = 1 - b1 ** self.t, 1 - b2 ** self.t
         for k, p in self.params.items():

@@ -19,6 +19,7 @@ come from a generator seeded with (seed, s), so a resumed run continues exactly 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import math
@@ -34,9 +35,9 @@ from .. import checkpoint
 from .data import random_batch
 from .grad import model_loss_and_grad
 from .optim import AdamW, clip_grad_norm, lr_at
-from ..checks import is_int
+from ..checks import is_int, is_number
 
-__all__ = ["Trainer", "TrainingArguments", "make_trainable", "read_state", "weights_fingerprint"]
+__all__ = ["Trainer", "TrainingArguments", "check_tokens", "make_trainable", "read_state", "weights_fingerprint"]
 
 STATE_NAME = "trainer_state.json"
 OPTIMIZER_NAME = "optimizer.safetensors"
@@ -44,7 +45,11 @@ OPTIMIZER_NAME = "optimizer.safetensors"
 
 @dataclasses.dataclass
 class TrainingArguments:
-    """How to train (the CLI's flags have the same names with dashes)."""
+    """How to train (the CLI's flags have the same names with dashes). Not transformers' TrainingArguments: a
+    step-based run with nanoGPT's defaults. transformers' names for the same settings: output_dir (out_dir),
+    learning_rate (lr), per_device_train_batch_size (batch_size), gradient_accumulation_steps (grad_accum),
+    max_grad_norm (grad_clip), adam_beta1/adam_beta2 (beta1/beta2), logging_steps (log_interval), eval_steps
+    (eval_interval), save_steps (save_interval); max_steps, warmup_steps, weight_decay and seed are the same."""
 
     out_dir: str = "out"
     max_steps: int = 1000
@@ -78,17 +83,21 @@ class TrainingArguments:
             value = getattr(self, name)
             if not is_int(value) or value < 0:
                 raise ValueError(f"{name} must be an integer >= 0, got {value!r}")
-        if self.warmup_steps is not None and (not isinstance(self.warmup_steps, int) or self.warmup_steps < 0):
+        if self.seq_len < 2:  # (a window of one token has no next token to predict: the loss would be NaN)
+            raise ValueError(f"seq_len must be at least 2 (each token is trained to predict the next one in its "
+                             f"window), got {self.seq_len}")
+        if self.warmup_steps is not None and (not is_int(self.warmup_steps) or self.warmup_steps < 0):
             raise ValueError(f"warmup_steps must be an integer >= 0, got {self.warmup_steps!r}")
         for name in ("lr", "weight_decay", "grad_clip") + (("min_lr",) if self.min_lr is not None else ()):
             value = getattr(self, name)
-            if not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0 or \
-                    (name == "lr" and value == 0):
+            if not is_number(value) or not math.isfinite(value) or value < 0 or (name == "lr" and value == 0):
                 raise ValueError(f"{name} must be a finite number {'> 0' if name == 'lr' else '>= 0'}, got {value!r}")
         for name in ("beta1", "beta2"):
             value = getattr(self, name)
-            if not 0 <= value < 1:
-                raise ValueError(f"{name} must be in [0, 1), got {value!r}")
+            if not (is_number(value) and 0 <= value < 1):
+                raise ValueError(f"{name} must be a number in [0, 1), got {value!r}")
+        if not isinstance(self.prompt, str):
+            raise ValueError(f"prompt must be a string, got {self.prompt!r}")
         return self
 
 
@@ -109,6 +118,48 @@ def make_trainable(model):
                 node[key] = np.array(value, dtype=np.float32, order="C")  # a copy, writable
     walk(model.params)
     return model
+
+
+# transformers.TrainingArguments' names for the same settings: an HF user's keyword gets ours in the error
+HF_NAMES = {"output_dir": "out_dir", "learning_rate": "lr", "per_device_train_batch_size": "batch_size",
+            "gradient_accumulation_steps": "grad_accum", "max_grad_norm": "grad_clip", "adam_beta1": "beta1",
+            "adam_beta2": "beta2", "logging_steps": "log_interval", "eval_steps": "eval_interval",
+            "save_steps": "save_interval"}
+_dataclass_init = TrainingArguments.__init__
+
+
+@functools.wraps(_dataclass_init)  # (the dataclass's signature, for help() and inspect)
+def _init_naming_hf_keywords(self, *args, **kwargs):
+    hf = [f"{name} -> {ours}" for name, ours in HF_NAMES.items() if name in kwargs]
+    if hf:
+        raise TypeError(f"minigpt2's TrainingArguments is a small one of its own, not transformers'; its names for "
+                        f"these: {', '.join(hf)} (all of them: minigpt2.training.TrainingArguments.__doc__)")
+    _dataclass_init(self, *args, **kwargs)
+
+
+TrainingArguments.__init__ = _init_naming_hf_keywords
+
+
+def check_tokens(tokens, vocab_size) -> dict:
+    """``tokens`` as the Trainer reads it: {"train": ids, "val": ids}, each a 1-d sequence of token ids below
+    ``vocab_size`` (prepare_tokens returns one). A clear error for anything else, before the first step."""
+    if not (isinstance(tokens, dict) and "train" in tokens and "val" in tokens):
+        got = f"a dict with keys {sorted(tokens)}" if isinstance(tokens, dict) else type(tokens).__name__
+        raise ValueError(f"tokens must be a dict {{'train': ids, 'val': ids}} of 1-d token id arrays (as "
+                         f"prepare_tokens returns), got {got}")
+    out = {}
+    for name in ("train", "val"):
+        ids = tokens[name] if isinstance(tokens[name], np.ndarray) else np.asarray(tokens[name])
+        if ids.ndim != 1 or not (ids.dtype.kind in "iu" or ids.size == 0):
+            raise ValueError(f"tokens[{name!r}] must be a 1-d array of integer token ids, got shape {ids.shape} "
+                             f"of {ids.dtype}")
+        if ids.size and not 0 <= int(ids.min()) <= int(ids.max()) < vocab_size:
+            bad = int(ids.max()) if int(ids.max()) >= vocab_size else int(ids.min())
+            raise ValueError(f"tokens[{name!r}] holds the token id {bad}, but the model's vocab_size is {vocab_size} "
+                             f"(ids 0 to {vocab_size - 1}): the data was tokenized with another tokenizer than the "
+                             f"model's")
+        out[name] = ids
+    return out
 
 
 def unique_params(model) -> dict:
@@ -162,15 +213,21 @@ class Trainer:
     """Trains a GPT2LMHeadModel on token arrays ``tokens = {"train": ..., "val": ...}``."""
 
     def __init__(self, model, tokenizer, tokens, args: TrainingArguments, *, log=None):
-        self.model, self.tokenizer, self.tokens = make_trainable(model), tokenizer, tokens
         self.args = args.check()
         if args.seq_len > model.config.n_positions:
             raise ValueError(f"seq_len {args.seq_len} is longer than the model's n_positions "
                              f"{model.config.n_positions}")
-        if len(tokens["train"]) < args.seq_len:  # (else the first batch fails, after a sample was printed)
-            raise ValueError(f"the training data holds {len(tokens['train'])} tokens, fewer than one sequence of "
-                             f"seq_len {args.seq_len}; use more text, or a shorter --seq-len")
+        if tokenizer is None and args.sample_tokens:
+            raise ValueError("the samples need a tokenizer (tokenizer is None): pass one, or sample_tokens=0")
+        self.tokens = check_tokens(tokens, model.config.vocab_size)
+        if len(self.tokens["train"]) < args.seq_len:  # (else the first batch fails, after a sample was printed)
+            raise ValueError(f"the training data holds {len(self.tokens['train'])} tokens, fewer than one sequence "
+                             f"of seq_len {args.seq_len}; use more text, or a shorter --seq-len")
         self.log = log or (lambda *a: print(*a, flush=True))
+        fmt = getattr(model, "dtype", "float32")
+        if str(fmt) != "float32":  # (16-bit or int8: the update of one step is far below their resolution)
+            self.log(f"the model's weights are {fmt}: training a float32 copy (checkpoints are saved in float32)")
+        self.model, self.tokenizer = make_trainable(model), tokenizer
         self.params = unique_params(model)  # the model's own arrays: AdamW updates them in place
         self.optimizer = AdamW(self.params, lr=args.lr, betas=(args.beta1, args.beta2), weight_decay=args.weight_decay)
         self.step = 0
@@ -343,6 +400,10 @@ class Trainer:
         weights are loaded by the caller, from the same directory)."""
         state = read_state(directory)
         opt_path = os.path.join(directory, OPTIMIZER_NAME)
+        if not os.path.exists(opt_path):
+            raise FileNotFoundError(f"{directory} has {STATE_NAME} but no {OPTIMIZER_NAME} (AdamW's moments): the "
+                                    f"run cannot be resumed exactly; fine-tune its weights in a new run instead "
+                                    f"(--model {directory} --out NEW_DIR)")
         opt = checkpoint.read_safetensors(opt_path)
         from safetensors import safe_open
 
