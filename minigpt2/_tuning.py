@@ -309,15 +309,30 @@ def _narrow_classes() -> list:
     return [f"{cls}@{kind}" for kind in NARROW for cls in NARROW_MEASURED[kind]]
 
 
+def _is_choice(pick, names) -> bool:
+    """Whether ``pick`` is a choice a Plan can serve: "numpy", or "variant/prefetch" or "variant/prefetch/rows" with
+    a variant this CPU runs."""
+    parts = pick.split("/") if isinstance(pick, str) else []
+    return pick == NUMPY or (len(parts) in (2, 3) and parts[0] in names and parts[1] in PREFETCH
+                             and parts[2:] in ([], ["rows"]))
+
+
 def _read_cache(path: str, key: dict):
+    """The saved choice for ``key``, or None when the file is missing, unreadable, made for another key, or not a
+    choice through and through (valid JSON is not enough: a file edited by hand, or damaged, measures again)."""
     try:
         with open(path, encoding="utf-8") as f:
             saved = json.load(f)
-        if saved.get("key") == key and set(saved["choice"]) == set(CLASSES) | set(_narrow_classes()):
-            names = set(supported_variants())
-            if all(c == NUMPY or (c.split("/")[0] in names and c.split("/")[1] in PREFETCH)
-                   for c in saved["choice"].values()):
-                return saved
+        if not isinstance(saved, dict) or saved.get("key") != key or not isinstance(saved.get("choice"), dict):
+            return None
+        names = set(supported_variants())
+        measured = saved.get("measured", {})
+        if (set(saved["choice"]) == set(CLASSES) | set(_narrow_classes())
+                and all(_is_choice(c, names) for c in saved["choice"].values())
+                and isinstance(measured, dict) and all(
+                    isinstance(times, dict) and all(isinstance(t, (int, float)) for t in times.values())
+                    for times in measured.values())):
+            return saved
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         pass
     return None

@@ -207,17 +207,27 @@ def check_model_runs():
     return OK, f"a tiny model runs ({ms:.0f} ms for its first forward pass{measured}{cached})", None
 
 
-def check_gpt2(timeout=3.0):
-    from .hub import hub_settings, resolve_file
+def _gpt2_in_cache():
+    """The name GPT-2 is cached under in the HF cache in effect ("openai-community/gpt2" or "gpt2"), or None."""
+    from .hub import resolve_file
 
-    settings = hub_settings()
     for name in GPT2_NAMES:
         try:
             paths = [resolve_file(name, f, local_files_only=True) for f in ("config.json", "model.safetensors")]
         except Exception:  # not cached (OSError), or a Hub library that misbehaves: treat as not cached
             continue
         if all(paths):
-            return OK, f"GPT-2 is in the cache ({name}, {settings['cache_dir']}): the tutorials use it, offline too", None
+            return name
+    return None
+
+
+def check_gpt2(timeout=3.0):
+    from .hub import hub_settings
+
+    settings = hub_settings()
+    name = _gpt2_in_cache()
+    if name is not None:
+        return OK, f"GPT-2 is in the cache ({name}, {settings['cache_dir']}): the tutorials use it, offline too", None
     fallback = "the tutorials will use a tiny model with RANDOM weights (every check holds; predictions are noise)"
     if settings["offline"]:
         return WARN, f"GPT-2 is not in the cache {settings['cache_dir']} and HF_HUB_OFFLINE is set: {fallback}", \
@@ -283,6 +293,9 @@ def check_caches():
         tiny = os.path.join(workshop, f"tiny-gpt2-seed0-v{__version__}")
     problems = [(name, path) for name, path in (("Hugging Face cache", hf_cache), ("figures", figures))
                 if not _writable(path)]
+    shared_hf = ("Hugging Face cache", hf_cache) in problems and _gpt2_in_cache() is not None
+    if shared_hf:  # a room's shared cache, filled by another user: GPT-2 is all the tutorials need from it
+        problems.remove(("Hugging Face cache", hf_cache))
     if not _writable(workshop) and not os.path.isfile(os.path.join(tiny, "model.safetensors")):
         problems.append(("workshop cache", workshop))  # (a readable tiny checkpoint is all the tutorials need there)
     if problems:
@@ -296,6 +309,9 @@ def check_caches():
         if unreadable or not os.access(tiny, os.R_OK | os.X_OK):
             return FAIL, f"caches: the tiny checkpoint {tiny} exists but is not readable to you", \
                 f"set MINIGPT2_WORKSHOP_CACHE to a directory of your own (or its owner runs chmod -R a+rX {tiny})"
+    if shared_hf:
+        return OK, (f"caches: {hf_cache} is read-only to you but holds GPT-2, all the tutorials need from it (other "
+                    f"models would need HF_HUB_CACHE of your own); writable: {workshop}, figures in {figures}"), None
     return OK, f"caches writable: {hf_cache}, {workshop}, figures in {figures}", None
 
 

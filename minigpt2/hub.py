@@ -246,6 +246,19 @@ def resolve_file(name_or_path, filename, *, required=True, revision=None, cache_
                       f"we may read ({token_hint}); GPT-2 checkpoints are e.g. 'gpt2', 'gpt2-medium', "
                       f"'distilgpt2'") from None
     except OSError as e:  # an unusable cache, a full disk, a connection broken mid-download, a size mismatch, ...
+        if getattr(e, "errno", None) in (errno.EACCES, errno.EPERM) and not force_download:
+            # A cache shared with other users (HF_HOME of the room): its folders are theirs, so the download could
+            # not write (a lock file, refs/main), yet the file may be there, or just finished by another user.
+            try:
+                path = download(True)
+            except Exception:
+                path = None
+            if path:
+                if cache_dir not in _told:
+                    _told.add(cache_dir)
+                    logger.warning(f"[the Hugging Face cache {cache_dir} is not writable to you "
+                                   f"({_short_cause(e)}): using the copies already in it]")
+                return path
         raise OSError(_download_failure(e, f"{filename} of {where}", cache_dir, settings["hf_home"])) from None
 
 
@@ -302,14 +315,48 @@ def _download_failure(error, what, cache_dir, hf_home=None) -> str:
                 f"huggingface_hub reads {culprit} there before each download ({_short_cause(error)}). Set "
                 f"{variable} to {'a directory' if variable == 'HF_HOME' else 'a file'} of your own, or unset it "
                 f"(the cache {cache_dir} is not the problem)")
+    owner = _other_owner(getattr(error, "filename", None), cache_dir) if code in (errno.EACCES, errno.EPERM) else None
+    if owner is not None:  # a cache shared by several users: another one made that folder or file
+        return (f"cannot download {what}: the Hugging Face cache {cache_dir} is shared, and {error.filename} "
+                f"belongs to {owner}, so you cannot write it ({_short_cause(error)}). If {owner} is downloading "
+                f"it now, run the same command again when that is done (then it is read from the cache); else ask "
+                f"them (or the instructor) to download it, or set HF_HUB_CACHE to a directory of your own")
     if code in _UNUSABLE_CACHE:
+        # (no $HOME example when the cache is in the home directory: a read-only home is then the likely cause)
+        home = os.path.abspath(os.path.expanduser("~"))
+        example = ("/tmp/$USER-hf-cache" if os.path.abspath(cache_dir).startswith(home.rstrip(os.sep) + os.sep)
+                   else "$HOME/hf-cache")
         return (f"cannot download {what}: the Hugging Face cache {cache_dir} is not a directory you can write "
                 f"({_short_cause(error)}). Set HF_HUB_CACHE to a directory of your own, e.g. "
-                f"HF_HUB_CACHE=$HOME/hf-cache (python -m minigpt2 --doctor checks it)")
+                f"HF_HUB_CACHE={example} (python -m minigpt2 --doctor checks it)")
     if code in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)):  # (no EDQUOT on Windows)
         return (f"cannot download {what}: the disk holding the Hugging Face cache {cache_dir} is full "
                 f"({_short_cause(error)}). Free some space, or set HF_HUB_CACHE to a directory on another disk")
     return f"downloading {what} failed: {_short_cause(error)}. Run the same command again to finish the download"
+
+
+def _other_owner(path, cache_dir):
+    """The user (login name, else "user <uid>") who owns ``path`` or the nearest folder above it that exists, when
+    that is in the cache ``cache_dir`` and not ours; else None."""
+    if not path or not hasattr(os, "getuid"):
+        return None
+    path, cache = os.path.abspath(os.fspath(path)), os.path.abspath(os.fspath(cache_dir))
+    while not os.path.lexists(path) and os.path.dirname(path) != path:
+        path = os.path.dirname(path)
+    if path != cache and not path.startswith(cache.rstrip(os.sep) + os.sep):
+        return None
+    try:
+        uid = os.lstat(path).st_uid
+    except OSError:
+        return None
+    if uid == os.getuid():
+        return None
+    try:
+        import pwd
+
+        return f"user {pwd.getpwuid(uid).pw_name}"
+    except (ImportError, KeyError):
+        return f"user {uid}"
 
 
 def _hf_home_file(error, cache_dir, hf_home):

@@ -59,11 +59,14 @@ def tiny_checkpoint_dir(root=None) -> str:
         try:
             os.makedirs(root, exist_ok=True)
             scratch = tempfile.mkdtemp(dir=root)  # 0700, whatever the umask
-        except PermissionError:
+        except OSError as e:  # another user's folder, a read-only disk, a file in the way (EEXIST, ENOTDIR)
             own = own_workshop_cache_dir()
             if os.path.abspath(root) == own:
-                raise
-            print(f"(the workshop cache {root} is not writable to you: the tiny checkpoint goes to {own})")
+                raise OSError(f"the tiny checkpoint cannot be saved in {own} ({e.strerror or e}); set "
+                              f"MINIGPT2_WORKSHOP_CACHE to a folder of your own that you can write") from e
+            setting = " (MINIGPT2_WORKSHOP_CACHE)" if os.environ.get("MINIGPT2_WORKSHOP_CACHE") else ""
+            print(f"(the workshop cache {root}{setting} is not a folder you can write ({e.strerror or e}): the tiny "
+                  f"checkpoint goes to {own})")
             return tiny_checkpoint_dir(own)
         try:
             os.chmod(scratch, 0o777 & ~current_umask())
@@ -177,7 +180,27 @@ class ExerciseFailed(AssertionError):
 
 
 def _keep_going() -> bool:
-    return os.environ.get("MINIGPT2_EXERCISES", "").strip().lower() in ("keep-going", "keep_going", "1")
+    """MINIGPT2_EXERCISES: "keep-going" (or "1") carries on after a failed check; unset, "", "stop" or "0" stop
+    there. Anything else is a ValueError naming the allowed values (a typo must not silently mean "stop")."""
+    value = os.environ.get("MINIGPT2_EXERCISES", "")
+    if value.strip().lower() in ("keep-going", "keep_going", "1"):
+        return True
+    if value.strip().lower() in ("", "stop", "0"):
+        return False
+    raise ValueError(f"MINIGPT2_EXERCISES={value!r} is not a setting; use MINIGPT2_EXERCISES=keep-going (or 1) to "
+                     f"carry on after a failed check with the library's answer, or unset it (or stop, 0) to stop there")
+
+
+def _flag(name) -> bool:
+    """An on/off environment variable: 1, yes, true, on; or 0, no, false, off, empty or unset. Anything else is a
+    ValueError naming the allowed values."""
+    value = os.environ.get(name, "")
+    if value.strip().lower() in ("1", "yes", "true", "on"):
+        return True
+    if value.strip().lower() in ("", "0", "no", "false", "off"):
+        return False
+    raise ValueError(f"{name}={value!r} is not a setting; use {name}=1 (or yes, true, on) or {name}=0 (or no, "
+                     f"false, off; or unset it)")
 
 
 def _record(number, what, message):
@@ -334,7 +357,7 @@ def in_notebook() -> bool:
 
 def pyplot():
     """matplotlib.pyplot, or None (with a message) when matplotlib is not installed or MINIGPT2_NO_FIGURES=1."""
-    if os.environ.get("MINIGPT2_NO_FIGURES", "").strip() not in ("", "0"):
+    if _flag("MINIGPT2_NO_FIGURES"):
         print("MINIGPT2_NO_FIGURES is set: this run skips its figures")
         return None
     try:
@@ -353,10 +376,16 @@ def show(fig, name: str) -> str:
     """Save ``fig`` as FIGURES_DIR/name.png, say where, and draw it inline in a notebook."""
     import matplotlib.pyplot as plt
 
-    os.makedirs(FIGURES_DIR, exist_ok=True)
     path = os.path.join(FIGURES_DIR, name + ".png")
-    fig.savefig(path, dpi=110, bbox_inches="tight")
-    print(f"figure saved: {path}")
+    try:
+        os.makedirs(FIGURES_DIR, exist_ok=True)
+        fig.savefig(path, dpi=110, bbox_inches="tight")
+        print(f"figure saved: {path}")
+    except OSError as e:  # a figure that cannot be saved must not stop the tutorial
+        path = None
+        where = "MINIGPT2_FIGURES" if os.environ.get("MINIGPT2_FIGURES") else "the figures folder"
+        print(f"figure {name} not saved: {where} {FIGURES_DIR} is not a folder you can write "
+              f"({e.strerror or type(e).__name__}); set MINIGPT2_FIGURES to a folder of your own")
     if in_notebook():
         plt.show()
     else:
