@@ -33,7 +33,7 @@ echo "sanitize: building minigpt2._kernels with -fsanitize=address,undefined in 
 cp -r minigpt2 "$work/"
 rm -f "$work"/minigpt2/_kernels*
 mkdir "$work/tests"
-cp tests/test_kernels.py tests/test_block_kernel.py "$work/tests/"
+cp tests/test_kernels.py tests/test_block_kernel.py tests/test_blas_pool.py "$work/tests/"
 CC="$CC" MINIGPT2_CFLAGS="$sanitize" \
     "$PYTHON" csrc/build_kernels.py "$work/minigpt2" > "$work/build.log" 2>&1 || { cat "$work/build.log"; exit 1; }
 library=$(ls "$work"/minigpt2/_kernels*.so)
@@ -50,5 +50,5 @@ export MINIGPT2_BACKEND=c MINIGPT2_REQUIRE_C=1  # importing minigpt2 fails if th
 cd "$work"
 "$PYTHON" -c "import minigpt2._kernels as k, sys; assert k.__file__.startswith('$work'), k.__file__; print('sanitize: testing', k.__file__)
 from minigpt2 import _tuning; print('sanitize: variants this CPU runs, each forced in turn:', ', '.join(_tuning.supported_variants()))"
-"$PYTHON" -m pytest -q -p no:cacheprovider --capture=sys tests/test_kernels.py tests/test_block_kernel.py  # reports go to the log
+"$PYTHON" -m pytest -q -p no:cacheprovider --capture=sys tests/test_kernels.py tests/test_block_kernel.py tests/test_blas_pool.py  # reports go to the log
 echo "sanitize: no AddressSanitizer or UBSan reports"

@@ -12,9 +12,12 @@
  * result must have the same bits for 1 and 3 threads.
  */
 #include <math.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "kernels.h"
 
@@ -421,6 +424,79 @@ static int check_block(int variant, int format, long R, long H, long D, long pos
     return ok;
 }
 
+/* -- NumPy's BLAS on the pool (mg_blas_threads) ------------------------------------------------------- */
+
+/* Jobs as OpenBLAS's threaded products are: each waits until every job of its call has started (they share
+ * packed panels), so all must run at once; and each uses the buffer of its thread index, which no other job
+ * (of any call) may use at the same time. A job waiting more than 5 s counts a failure instead of hanging. */
+enum { MAX_JOBS = 8 };
+struct blas_call {
+    atomic_int arrived, ran[MAX_JOBS];
+    int numjobs;
+};
+struct blas_item {
+    struct blas_call *call;
+    int job;
+};
+static atomic_int index_busy[MAX_JOBS];
+static atomic_int blas_failures;
+
+static void barrier_job(int thread_num, void *jobdata, int dojob_data)
+{
+    struct blas_item *item = jobdata;
+    struct blas_call *call = item->call;
+    int in_range = thread_num >= 0 && thread_num < call->numjobs && dojob_data == 7;
+    if (!in_range || atomic_fetch_add(&index_busy[thread_num], 1) != 0)
+        atomic_fetch_add(&blas_failures, 1);  /* an index out of range, or another job's at this moment */
+    atomic_fetch_add(&call->ran[item->job], 1);
+    atomic_fetch_add(&call->arrived, 1);
+    time_t start = time(NULL);
+    while (atomic_load(&call->arrived) < call->numjobs)
+        if (time(NULL) - start > 5) {
+            atomic_fetch_add(&blas_failures, 1);  /* the other jobs never started: OpenBLAS would hang */
+            break;
+        }
+    if (in_range)
+        atomic_fetch_sub(&index_busy[thread_num], 1);
+}
+
+static int run_blas_call(int numjobs)
+{
+    struct blas_call call = {.numjobs = numjobs};
+    struct blas_item items[MAX_JOBS];
+    for (int j = 0; j < numjobs; j++)
+        items[j] = (struct blas_item){&call, j};
+    mg_blas_threads(1, barrier_job, numjobs, sizeof *items, items, 7);
+    int ok = 1;
+    for (int j = 0; j < numjobs; j++)
+        ok &= atomic_load(&call.ran[j]) == 1;  /* every job once */
+    return ok;
+}
+
+static void *blas_caller(void *arg)  /* another thread of the program using BLAS at the same time */
+{
+    int *ok = arg;
+    for (int n = 0; n < 200; n++)
+        *ok &= run_blas_call(2 + n % 3);
+    return NULL;
+}
+
+static int check_blas_threads(void)
+{
+    int ok = 1;
+    mg_set_num_threads(1);  /* (the kernels' thread count does not limit BLAS's) */
+    for (int numjobs = 0; numjobs <= MAX_JOBS; numjobs++)
+        ok &= run_blas_call(numjobs);
+    mg_set_num_threads(2);
+    int other_ok = 1;
+    pthread_t other;
+    if (pthread_create(&other, NULL, blas_caller, &other_ok) != 0)
+        return 0;
+    blas_caller(&ok);
+    pthread_join(other, NULL);
+    return ok && other_ok && atomic_load(&blas_failures) == 0;
+}
+
 int main(void)
 {
     static const long rows[] = {1, 3, 8, 12, 13, 20}, n_ins[] = {1, 17, 300, 771}, n_outs[] = {1, 5, 64, 257, 300};
@@ -480,6 +556,8 @@ int main(void)
             report(name, what, 0.0, ok);
         }
     }
+    if (mg_has_threads())
+        report("pool", "NumPy's BLAS jobs (all at once, one call at a time)", 0.0, check_blas_threads());
     printf("%d variant(s) checked, %d failure(s)\n", ran, failures);
     return failures || !ran;
 }

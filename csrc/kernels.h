@@ -24,10 +24,11 @@
 #define MINIGPT2_KERNELS_H 1 /* (included by every source; the structs below may be defined once) */
 
 #include <stdint.h> /* uint16_t: int8's float16 scales (cffi knows the type; it drops this line) */
+#include <stddef.h> /* size_t (cffi knows the type; it drops this line) */
 
 /* The interface's version: minigpt2/_ckernels.py refuses a library built from sources with another one (a
  * checkout updated since it was built), instead of calling functions whose arguments have changed. */
-#define MG_INTERFACE 6
+#define MG_INTERFACE 7
 
 #define MG_OK 0
 #define MG_ERR_SHAPE -1   /* a size is negative or zero where it must be positive */
@@ -70,6 +71,15 @@ int mg_has_threads(void);
 /* Another library's threads are about to run (NumPy's BLAS): the pool's idle workers sleep now instead
  * of spinning on cores those threads need, until the next job wakes them. */
 void mg_pool_rest(void);
+
+/* NumPy's BLAS (OpenBLAS) running its parallel jobs on this pool instead of its own threads, which otherwise
+ * keep spinning on the cores for a while after every product (minigpt2/_ckernels.py installs it with
+ * OpenBLAS's openblas_set_threads_callback_function; the signature is OpenBLAS's openblas_threads_callback).
+ * Job i is dojob(t, jobdata + i * elsize, dojob_data), t being the running thread's index; all jobs of a
+ * call run at the same time, on different threads; one call at a time. mg_blas_calls() counts the calls. */
+typedef void (*mg_blas_dojob)(int thread_num, void *jobdata, int dojob_data);
+void mg_blas_threads(int sync, mg_blas_dojob dojob, int numjobs, size_t elsize, void *jobdata, int dojob_data);
+long mg_blas_calls(void);
 
 /* -- linear: y = x @ W + b ----------------------------------------------------------------- */
 

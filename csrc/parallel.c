@@ -27,6 +27,8 @@
  *     Python side calls it before NumPy's BLAS runs a product, whose own threads need the cores. Without
  *     it, float32 decoding with the products in OpenBLAS and the rest in C ran 10% slower than NumPy
  *     alone (Zen 3, 2 threads: 44-46 against 49-51 tok/s; with the workers asleep, 51-52).
+ *   - mg_blas_threads() runs NumPy's OpenBLAS's parallel jobs on this pool (minigpt2/_blas_threads.py hands
+ *     it to OpenBLAS): all jobs of a call at the same time, one per thread, one call at a time (see there).
  */
 #include "kernels.h"
 #include "parallel.h"
@@ -41,6 +43,13 @@ void mg_set_num_threads(int n) { (void)n; }
 int mg_get_num_threads(void) { return num_threads; }
 int mg_has_threads(void) { return 0; }
 void mg_pool_rest(void) {}
+long mg_blas_calls(void) { return 0; }
+void mg_blas_threads(int sync, mg_blas_dojob dojob, int numjobs, size_t elsize, void *jobdata, int dojob_data)
+{
+    (void)sync;  /* never installed here (mg_has_threads() is 0): jobs that wait for one another would hang */
+    for (int i = 0; i < numjobs; i++)
+        dojob(0, (char *)jobdata + (size_t)i * elsize, dojob_data);
+}
 void mg_parallel_for(long n_items, void (*fn)(void *arg, long item), void *arg)
 {
     for (long i = 0; i < n_items; i++)
@@ -65,6 +74,7 @@ void *mg_scratch(int slot, size_t bytes)
 #include <sched.h>
 #include <stdatomic.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <time.h>
 
@@ -98,6 +108,15 @@ static struct {
           .finished = PTHREAD_COND_INITIALIZER, .submit = PTHREAD_MUTEX_INITIALIZER};
 
 static int num_threads = 1;
+
+/* The job number current when worker k was created (its creator holds pool.submit, so no job is posted
+ * meanwhile). Reading the number in the worker instead, one starting late would take a job posted since
+ * for one it has seen, and never join it. */
+static uint32_t first_seen[MAX_THREADS];
+
+/* 0 on any thread that posts jobs, k + 1 on worker k: which of OpenBLAS's per-thread buffers a thread
+ * uses when it runs one of OpenBLAS's jobs (mg_blas_threads). */
+static _Thread_local int thread_index;
 
 static long long now_ns(void)
 {
@@ -146,7 +165,8 @@ static void work_on(uint32_t number)
 static void *worker_main(void *arg)
 {
     int index = (int)(intptr_t)arg;
-    uint32_t seen = (uint32_t)(atomic_load(&pool.state) >> 32);
+    thread_index = index + 1;
+    uint32_t seen = first_seen[index];  /* (the job current when it was created: any later one is new to it) */
     for (;;) {
         /* Wait for a new job: spin a little, then sleep. */
         uint32_t number;
@@ -209,6 +229,7 @@ static int start_workers(int n)
         pthread_attr_t attr;
         pthread_attr_init(&attr);
         pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+        first_seen[pool.started] = (uint32_t)(atomic_load(&pool.state) >> 32);
         int failed = pthread_create(&thread, &attr, worker_main, (void *)(intptr_t)pool.started);
         pthread_attr_destroy(&attr);
         if (failed)
@@ -282,17 +303,10 @@ void mg_pool_rest(void)
     atomic_store_explicit(&pool.resting, 1, memory_order_relaxed);
 }
 
-void mg_parallel_for(long n_items, void (*fn)(void *arg, long item), void *arg)
+/* Post job (fn, arg, n_items) for `workers` workers, run items on the calling thread too, and return when
+ * every item is done. The caller holds pool.submit. */
+static void run_job(long n_items, item_fn fn, void *arg, int workers)
 {
-    int workers = (n_items < num_threads ? (int)n_items : num_threads) - 1;
-    if (workers < 1 || n_items > (long)UINT32_MAX || pthread_mutex_trylock(&pool.submit) != 0) {
-        for (long i = 0; i < n_items; i++)  /* one thread (or the pool is busy with another caller) */
-            fn(arg, i);
-        return;
-    }
-    int started = start_workers(workers);  /* (all the pool has: more than asked, after a larger count) */
-    workers = started < workers ? started : workers;
-
     /* Post the job: describe it in its slot, then announce it by moving `state` to (number, 0). */
     uint32_t number = (uint32_t)(atomic_load(&pool.state) >> 32) + 1;
     struct job *job = &pool.jobs[number % 2];
@@ -325,6 +339,62 @@ void mg_parallel_for(long n_items, void (*fn)(void *arg, long item), void *arg)
             pthread_mutex_unlock(&pool.lock);
         }
     }
+}
+
+void mg_parallel_for(long n_items, void (*fn)(void *arg, long item), void *arg)
+{
+    int workers = (n_items < num_threads ? (int)n_items : num_threads) - 1;
+    if (workers < 1 || n_items > (long)UINT32_MAX || pthread_mutex_trylock(&pool.submit) != 0) {
+        for (long i = 0; i < n_items; i++)  /* one thread (or the pool is busy with another caller) */
+            fn(arg, i);
+        return;
+    }
+    int started = start_workers(workers);  /* (all the pool has: more than asked, after a larger count) */
+    run_job(n_items, fn, arg, started < workers ? started : workers);
+    pthread_mutex_unlock(&pool.submit);
+}
+
+/* -- OpenBLAS's jobs on this pool ------------------------------------------------------------ */
+
+struct blas_job {
+    mg_blas_dojob dojob;
+    char *jobdata;
+    size_t elsize;
+    int dojob_data;
+};
+
+static void run_blas_item(void *arg, long item)
+{
+    struct blas_job *b = arg;
+    b->dojob(thread_index, b->jobdata + (size_t)item * b->elsize, b->dojob_data);
+}
+
+static atomic_long blas_calls;
+
+long mg_blas_calls(void)
+{
+    return atomic_load(&blas_calls);
+}
+
+void mg_blas_threads(int sync, mg_blas_dojob dojob, int numjobs, size_t elsize, void *jobdata, int dojob_data)
+{
+    (void)sync;  /* OpenBLAS always asks to wait (1), as this does */
+    atomic_fetch_add(&blas_calls, 1);
+    if (numjobs <= 1) {
+        if (numjobs == 1)
+            dojob(0, jobdata, dojob_data);
+        return;
+    }
+    /* The jobs of one call wait for one another (OpenBLAS's threaded products share packed panels), so all
+     * must run at the same time, each on its own thread and with its own buffer (OpenBLAS's, one per thread
+     * index): one call at a time, enough workers started, the job's items one per thread. */
+    struct blas_job b = {dojob, jobdata, elsize, dojob_data};
+    pthread_mutex_lock(&pool.submit);
+    if (start_workers(numjobs - 1) < numjobs - 1) {
+        fputs("minigpt2: could not start the threads NumPy's BLAS asked for\n", stderr);
+        abort();  /* jobs already waiting for one another would wait forever */
+    }
+    run_job(numjobs, run_blas_item, &b, numjobs - 1);
     pthread_mutex_unlock(&pool.submit);
 }
 

@@ -21,7 +21,7 @@ from collections import Counter
 import numpy as np
 
 from . import _kernels as _extension
-from . import _tuning, tracing
+from . import _blas_threads, _tuning, tracing
 from ._kernels import ffi, lib
 from .cache import _LayerSlot
 from .weights import BFloat16Weight, Int8Weight
@@ -29,7 +29,7 @@ from .weights import BFloat16Weight, Int8Weight
 __all__ = ["linear", "layer_norm", "gelu_new", "attention", "transformer_block", "transformer_blocks", "calls",
            "KERNELS"]
 
-INTERFACE = 6  # csrc/kernels.h MG_INTERFACE: the interface these wrappers call
+INTERFACE = 7  # csrc/kernels.h MG_INTERFACE: the interface these wrappers call
 if getattr(lib, "MG_INTERFACE", None) != INTERFACE:
     raise ImportError(f"the built extension minigpt2._kernels has interface {getattr(lib, 'MG_INTERFACE', 1)}, these "
                       f"sources need {INTERFACE}: it was built from other sources (rebuild it: pip install -e . or "
@@ -53,6 +53,11 @@ _ERRORS = {
     lib.MG_ERR_VARIANT: (RuntimeError, "this CPU cannot run the kernel variant asked for"),
     lib.MG_ERR_FORMAT: (ValueError, "unknown weight format or prefetch kind"),
 }
+
+
+# NumPy's OpenBLAS runs its parallel jobs on the C core's threads (minigpt2/_blas_threads.py).
+blas_on_pool = (_blas_threads.install(int(ffi.cast("uintptr_t", ffi.addressof(lib, "mg_blas_threads"))))
+                if lib.mg_has_threads() else [])
 
 
 def library_path() -> str:

@@ -605,6 +605,9 @@ def _info(dtype=None) -> int:
         names = ck._tuning.variant_names()
         print(f"C core: built with {ck.ffi.string(ck.lib.mg_build_info()).decode()}; variants {', '.join(names)}, "
               f"of which this CPU runs {', '.join(backend.kernel_variants())}; choose with MINIGPT2_KERNEL")
+        blas = ", ".join(os.path.basename(p) for p in ck.blas_on_pool) or "no OpenBLAS that hands them over"
+        print(f"NumPy's BLAS: its parallel jobs run on the C core's threads ({blas})" if ck.blas_on_pool else
+              f"NumPy's BLAS: on its own threads ({blas}; docs/kernels.md, Threads)")
         if "kernel" in problems:  # (kernel_choice() would raise it)
             print(f"kernel choice: INVALID SETTING\n  error: {problems['kernel']}; unset MINIGPT2_KERNEL for auto")
         else:
