@@ -144,6 +144,27 @@ def test_a_misspelt_exercises_setting_is_named_with_the_allowed_values(value, wo
             assert workshop.check_answer("1.1", "x", np.zeros(2), np.ones(2)) is not None
 
 
+@pytest.mark.parametrize("value", ["abc", "0", "-5", "inf", "nan"])
+def test_a_bad_training_budget_names_the_setting(value, monkeypatch):
+    """Tutorial 10 read MINIGPT2_TRAIN_SECONDS with float(): "abc" stopped it with "could not convert string to float",
+    naming neither the variable nor what it takes; "0" or "-5" trained for no time at all without a word."""
+    import subprocess
+
+    env = dict(os.environ, MINIGPT2_TRAIN_SECONDS=value, MINIGPT2_NO_FIGURES="1", MPLBACKEND="Agg")
+    done = subprocess.run([sys.executable, os.path.join(ROOT, "tutorials", "10_training.py")], env=env,
+                          capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert done.returncode != 0
+    last = done.stderr.strip().splitlines()[-1]
+    assert "MINIGPT2_TRAIN_SECONDS" in last and repr(value) in last and "positive number of seconds" in last, last
+
+
+def test_the_training_budget_reads_numbers(workshop, monkeypatch):
+    monkeypatch.setenv("MINIGPT2_TRAIN_SECONDS", " 12.5 ")
+    assert workshop.seconds_setting("MINIGPT2_TRAIN_SECONDS", 50) == 12.5
+    monkeypatch.setenv("MINIGPT2_TRAIN_SECONDS", "")
+    assert workshop.seconds_setting("MINIGPT2_TRAIN_SECONDS", 50) == 50.0
+
+
 def test_no_figures_reads_no_as_no_and_names_the_allowed_values(workshop, monkeypatch, capsys):
     """MINIGPT2_NO_FIGURES=no (or false, off) skipped the figures: every value but "" and "0" counted as yes."""
     pytest.importorskip("matplotlib")

@@ -40,7 +40,7 @@ from minigpt2.training import Trainer, TrainingArguments, prepare_tokens
 
 plt = _workshop.pyplot()
 tokenizer = _workshop.tokenizer()
-TRAIN_SECONDS = float(os.environ.get("MINIGPT2_TRAIN_SECONDS", 50))  # the training budget below
+TRAIN_SECONDS = _workshop.seconds_setting("MINIGPT2_TRAIN_SECONDS", 50)  # the training budget below
 
 # %% [markdown]
 # ## Checking a gradient: finite differences

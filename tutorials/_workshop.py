@@ -203,6 +203,22 @@ def _flag(name) -> bool:
                      f"false, off; or unset it)")
 
 
+def seconds_setting(name, default) -> float:
+    """A number of seconds from the environment variable ``name`` (``default`` when unset or empty). Anything
+    but a positive number is a ValueError naming the variable and what it takes."""
+    value = os.environ.get(name, "").strip()
+    if not value:
+        return float(default)
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = float("nan")
+    if not (seconds > 0 and seconds != float("inf")):
+        raise ValueError(f"{name}={value!r} is not a setting; give a positive number of seconds (e.g. {name}="
+                         f"{default}), or unset it for {default}")
+    return seconds
+
+
 def _record(number, what, message):
     log = os.environ.get("MINIGPT2_EXERCISE_LOG")
     if log:
