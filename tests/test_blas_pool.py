@@ -110,3 +110,28 @@ def test_a_forked_child_multiplies():
         _, status = os.waitpid(pid, 0)
         assert os.WEXITSTATUS(status) == 0, status
     """)
+
+
+def test_numpy_linear_algebra_on_the_pool():
+    """LAPACK's routines in NumPy's OpenBLAS call its threaded BLAS in many ways (level 2 and 3, real and complex,
+    inside blocked factorisations): every result the same as on OpenBLAS's own threads, and nothing hangs."""
+    run("""
+        calls = ck.lib.mg_blas_calls()
+        m = rng.standard_normal((600, 600))
+        spd = m @ m.T + 600 * np.eye(600)
+        z = m + 1j * rng.standard_normal((600, 600))
+
+        def sweep():
+            return [np.linalg.solve(spd, m), np.linalg.inv(m), np.linalg.qr(m)[1], np.linalg.svd(m, compute_uv=False),
+                    np.linalg.eigvalsh(spd), np.linalg.cholesky(spd), np.linalg.det(spd.astype(np.float32) / 600),
+                    z @ z.conj().T, np.linalg.lstsq(m[:, :300], m[:, 0], rcond=None)[0], m.astype(np.float32) @ b[:600]]
+
+        ours = sweep()
+        assert ck.lib.mg_blas_calls() > calls, "nothing ran on the pool"
+        address = int(ck.ffi.cast("uintptr_t", ck.ffi.addressof(ck.lib, "mg_blas_threads")))
+        _blas_threads.install(0)
+        theirs = sweep()
+        _blas_threads.install(address)
+        for x, y in zip(ours, theirs):
+            assert np.array_equal(x, y), "OpenBLAS splits the work alike on either threads: same bits"
+    """)
