@@ -82,20 +82,26 @@ class ChatTemplates:
         padding, truncation, max_length, return_tensors and tokenizer_kwargs go to tokenizer(...).
         continue_final_message=True ends the text inside the last message, for the model to continue it.
 
-        Not supported: return_assistant_tokens_mask, and tools given as Python functions (pass their JSON
-        schemas). Needs jinja2 (`pip install jinja2`).
+        return_assistant_tokens_mask=True (with return_dict=True; GPT2TokenizerFast only, as in HF): an
+        "assistant_masks" entry, 1 for each token of the text the template marks with
+        {% generation %}...{% endgeneration %} (see _assistant_masks).
+
+        Not supported: tools given as Python functions (pass their JSON schemas). Needs jinja2
+        (`pip install jinja2`).
         """
         if return_dict and not tokenize:
             raise ValueError("`return_dict=True` is incompatible with `tokenize=False`, because there is no dict "
                              "of tokenizer outputs to return.")
-        if return_assistant_tokens_mask:
-            raise NotImplementedError("minigpt2's apply_chat_template has no return_assistant_tokens_mask")
+        if return_assistant_tokens_mask and not return_dict:
+            raise ValueError("`return_assistant_tokens_mask=True` is incompatible with `return_dict=False`")
         template = self.get_chat_template(chat_template, tools)
         if continue_final_message and add_generation_prompt:
             raise ValueError("continue_final_message and add_generation_prompt are not compatible. Use "
                              "continue_final_message when you want the model to continue the final message, and "
                              "add_generation_prompt when you want to add a header that will prompt it to start a "
                              "new assistant message instead.")
+        if continue_final_message and return_assistant_tokens_mask:
+            raise ValueError("continue_final_message is not compatible with return_assistant_tokens_mask.")
         for tool in tools or []:
             if not isinstance(tool, dict):
                 raise TypeError("minigpt2 takes tools as JSON schemas (dicts); it does not convert Python functions")
@@ -106,13 +112,14 @@ class ChatTemplates:
             isinstance(conversation[0], (list, tuple)) or hasattr(conversation[0], "messages"))
         compiled = _compile(template)
         variables = {**self.special_tokens_map, **kwargs}  # keyword arguments win over the special tokens
-        rendered = []
+        rendered, spans = [], []  # spans: per chat, the (start, end) characters of each {% generation %} block
         for chat in conversation if batched else [conversation]:
             chat = getattr(chat, "messages", chat)
             if continue_final_message:
                 chat, final = _tag_final_message(chat)
-            text = compiled.render(messages=chat, tools=tools, documents=documents,
-                                   add_generation_prompt=add_generation_prompt, **variables)
+            text, generated = _render(compiled, dict(messages=chat, tools=tools, documents=documents,
+                                                     add_generation_prompt=add_generation_prompt, **variables))
+            spans.append(generated)
             if continue_final_message:
                 text = _cut_at_tag(text, final)
             rendered.append(text)
@@ -121,7 +128,45 @@ class ChatTemplates:
             return rendered
         out = self(rendered, padding=padding, truncation=truncation, max_length=max_length, add_special_tokens=False,
                    return_tensors=return_tensors, **(tokenizer_kwargs or {}))
+        if return_assistant_tokens_mask:
+            _assistant_masks(out, spans, batched, return_tensors)
         return out if return_dict else out["input_ids"]
+
+
+def _render(compiled, variables):
+    """The rendered text, and the (start, end) characters of each {% generation %} block in it (HF's way: the
+    template's output pieces are collected as they come; a block starts where the text so far ends)."""
+    pieces: List[str] = []
+    compiled.environment.generation_tracking = (pieces, [])
+    try:
+        for piece in compiled.generate(**variables):
+            pieces.append(piece)
+        return "".join(pieces), compiled.environment.generation_tracking[1]
+    finally:
+        compiled.environment.generation_tracking = None
+
+
+def _assistant_masks(out, spans, batched: bool, return_tensors) -> None:
+    """out["assistant_masks"]: 1 for the tokens from the one holding a {% generation %} block's first character to
+    the one holding its last (HF 4.x's rule, through char_to_token: a block whose start truncation cut off ends the
+    row's mask there; one whose end it cut off runs to the end of the row)."""
+    if not out.is_fast:
+        raise ValueError("return_assistant_tokens_mask needs where each token is in the text (char_to_token), "
+                         "which only GPT2TokenizerFast records (as in HF); use GPT2TokenizerFast")
+    rows = out["input_ids"] if batched or return_tensors else [out["input_ids"]]
+    masks = []
+    for i, row in enumerate(rows):
+        mask = [0] * len(row)
+        for start, end in spans[i]:
+            first, last = out.char_to_token(i, start), out.char_to_token(i, end - 1)
+            if first is None:
+                break
+            for t in range(first, last + 1 if last else len(row)):  # (HF: a last token of 0 counts as none)
+                mask[t] = 1
+        masks.append(mask)
+    out["assistant_masks"] = masks if batched or return_tensors else masks[0]
+    if return_tensors:
+        out.convert_to_tensors(return_tensors)
 
 
 def _tag_final_message(chat):
@@ -165,10 +210,16 @@ def _compile(template: str):
                           "`pip install jinja2`.") from None
 
     class GenerationTag(jinja2.ext.Extension):
-        """{% generation %}...{% endgeneration %}, which templates use to mark the assistant's text (HF tracks it
-        for return_assistant_tokens_mask): here it renders its body unchanged."""
+        """{% generation %}...{% endgeneration %}, which templates use to mark the assistant's text: it renders its
+        body unchanged and, while _render tracks (environment.generation_tracking = (pieces so far, spans)),
+        records where that body is in the text, for return_assistant_tokens_mask. As transformers 4.57, a block
+        rendered before any other output is not recorded (its tracker counts as off then; transformers 5 records it)."""
 
         tags = {"generation"}
+
+        def __init__(self, environment):
+            super().__init__(environment)
+            environment.extend(generation_tracking=None)
 
         def parse(self, parser):
             lineno = next(parser.stream).lineno
@@ -176,7 +227,12 @@ def _compile(template: str):
             return jinja2.nodes.CallBlock(self.call_method("_body"), [], [], body).set_lineno(lineno)
 
         def _body(self, caller):
-            return caller()
+            text = caller()
+            tracking = self.environment.generation_tracking
+            if tracking is not None and (tracking[0] or tracking[1]):
+                start = len("".join(tracking[0]))
+                tracking[1].append((start, start + len(text)))
+            return text
 
     def raise_exception(message):
         raise jinja2.exceptions.TemplateError(message)

@@ -78,10 +78,10 @@ class Encoding:
     def _apply_added_token_rules(self, parts: List[str]) -> List[Tuple[str, bool]]:
         """parts alternate text, added token, text, ...; apply lstrip/rstrip/single_word as HF's slow code does."""
         segments = [s for s in parts if s]
-        is_added = [s in self._added_tokens_encoder for s in segments]
-        for i, segment in enumerate(list(segments)):
-            if not is_added[i]:
-                continue
+        for i in range(len(segments)):
+            segment = segments[i]  # as HF, the list as changed so far: a token the previous one's rstrip emptied
+            if segment not in self._added_tokens_encoder:  # ("x sp\n\n\nc" with " sp" and "\n\n") is no
+                continue                                   # longer a token and does not strip its neighbour
             token = self._added_tokens_decoder[self._added_tokens_encoder[segment]]
             left = segments[i - 1] if i > 0 else None
             right = segments[i + 1] if i < len(segments) - 1 else None
@@ -98,8 +98,14 @@ class Encoding:
         return [(s, s in self._added_tokens_encoder) for s in segments if s]
 
     def _cut_added_tokens_fast(self, text: str) -> List[Tuple[str, bool]]:
-        """The text cut into (plain text, False) and (added token, True) as HF's fast tokenizer does it (the Rust
-        `tokenizers` library's AddedVocabulary), which differs from the slow rules above:
+        """The text cut into (plain text, False) and (added token, True) as HF's fast tokenizer does it."""
+        return [(text[start:stop] if token is None else token, token is not None)
+                for start, stop, token in self._added_spans_fast(text)]
+
+    def _added_spans_fast(self, text: str) -> List[Tuple[int, int, Optional[str]]]:
+        """Where HF's fast tokenizer (the Rust `tokenizers` library's AddedVocabulary) finds the added tokens:
+        (start, stop, token) for each, (start, stop, None) for the plain text between them. Its rules differ from
+        the slow ones above:
 
         * two passes: the added tokens with normalized=False are cut out of the text first, then those with
           normalized=True out of each plain part left (GPT-2 has no normalizer, so only the order differs);
@@ -107,37 +113,41 @@ class Encoding:
         * a single_word token counts only where no word character (Unicode's \\w: letters, marks, digits, "_")
           touches it inside its part; otherwise that match is plain text and the search goes on after it, so it
           never glues a token to its neighbour: "Hi!<x>" and "<|endoftext|><x>" keep <x>;
-        * lstrip / rstrip take the white space beside the token (lstrip not past the previous match).
+        * lstrip / rstrip take the white space beside the token (lstrip not past the previous match); that white
+          space belongs to the token's span, which is what its offsets report: "a <l>b" -> (1, 5) for "<l>".
         """
-        parts = [(text, False)]
+        parts: List[Tuple[int, int, Optional[str]]] = [(0, len(text), None)]
         for pattern in self._added_re_passes:
             if pattern is not None:
-                parts = [cut for part, is_added in parts
-                         for cut in ([(part, True)] if is_added else self._find_added_fast(part, pattern))]
-        return [(part, is_added) for part, is_added in parts if part]
+                parts = [cut for part in parts
+                         for cut in ([part] if part[2] is not None else self._find_added_fast(text, part, pattern))]
+        return [part for part in parts if part[0] < part[1]]
 
-    def _find_added_fast(self, sentence: str, pattern) -> List[Tuple[str, bool]]:
-        """One pass of _cut_added_tokens_fast over one plain part (Rust: AddedVocabulary::find_matches)."""
-        out: List[Tuple[str, bool]] = []
-        done = 0  # where the text not yet given out starts
-        for match in pattern.finditer(sentence):
+    def _find_added_fast(self, text: str, part, pattern) -> List[Tuple[int, int, Optional[str]]]:
+        """One pass of _added_spans_fast over one plain part (Rust: AddedVocabulary::find_matches)."""
+        begin, end, _ = part
+        out: List[Tuple[int, int, Optional[str]]] = []
+        done = begin  # where the text not yet given out starts
+        for match in pattern.finditer(text, begin, end):
             start, stop = match.span()
             token = self._added_tokens_decoder[self._added_tokens_encoder[match.group()]]
-            if token.single_word and (start > 0 and _WORD_CHAR.match(sentence, start - 1) or
-                                      stop < len(sentence) and _WORD_CHAR.match(sentence, stop)):
+            if token.single_word and (start > begin and _WORD_CHAR.match(text, start - 1) or
+                                      stop < end and _WORD_CHAR.match(text, stop)):
                 continue  # part of a longer word: left as text
-            if token.lstrip:
-                while start > done and _WHITE_SPACE.match(sentence, start - 1):
-                    start -= 1
+            if token.lstrip:  # (not past the previous match; as in Rust even where that one took this token)
+                leftmost = start
+                while leftmost > begin and _WHITE_SPACE.match(text, leftmost - 1):
+                    leftmost -= 1
+                start = max(leftmost, done)
             if token.rstrip:
-                while stop < len(sentence) and _WHITE_SPACE.match(sentence, stop):
+                while stop < end and _WHITE_SPACE.match(text, stop):
                     stop += 1
             if done < start:
-                out.append((sentence[done:start], False))
-            out.append((match.group(), True))
+                out.append((done, start, None))
+            out.append((start, stop, match.group()))
             done = stop
-        if done < len(sentence):
-            out.append((sentence[done:], False))
+        if done < end:
+            out.append((done, end, None))
         return out
 
     def _encode_words(self, words, add_prefix_space, split_special_tokens) -> List[int]:

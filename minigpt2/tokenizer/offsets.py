@@ -7,32 +7,17 @@ from typing import List, Tuple
 
 
 def offsets_of(tokenizer, text: str, ids: List[int], add_prefix_space: bool) -> List[Tuple[int, int]]:
-    """The (start, end) characters of ``text`` that each of its ids (from _encode_text) covers, as HF's fast
-    tokenizer reports them: a token that covers part of a character's UTF-8 bytes counts the whole character;
-    an added token covers its text; add_prefix_space's extra space covers nothing."""
+    """The (start, end) characters of ``text`` that each of its ids covers, for plain text (no added tokens
+    in it), as HF's fast tokenizer reports them: a token that covers part of a character's UTF-8 bytes counts the
+    whole character; add_prefix_space's extra space covers nothing (alone, HF gives it the first character)."""
     data = text.encode("utf-8")
     char_of_byte = [i for i, ch in enumerate(text) for _ in range(len(ch.encode("utf-8")))] + [len(text)]
-    byte_of_char = [0] * (len(text) + 1)
-    for b in range(len(data) - 1, -1, -1):
-        byte_of_char[char_of_byte[b]] = b
-    byte_of_char[len(text)] = len(data)
+    table = tokenizer._id_bytes
     pos = -1 if add_prefix_space else 0  # the byte the next token starts at (-1: the virtual space)
     offsets = []
     for token_id in ids:
-        added = tokenizer._added_tokens_decoder.get(token_id)
-        if added is not None and (tokenizer._added_re is not None):
-            start = text.find(added.content, char_of_byte[max(pos, 0)])
-            if start < 0:  # (cannot happen for ids from this text; be safe rather than wrong)
-                start = char_of_byte[max(pos, 0)]
-            offsets.append((start, start + len(added.content)))
-            pos = byte_of_char[min(start + len(added.content), len(text))]
-            continue
-        table = tokenizer._bpe.id_to_bytes
         piece = table[token_id] if token_id < len(table) else None
         n = len(piece) if piece else 1
-        if pos >= 0 and piece:  # text an added token's rstrip removed is not in the ids: skip it
-            while pos < len(data) and data[pos:pos + n] != piece and data[pos:pos + 1].isspace():
-                pos += 1
         start, end = max(pos, 0), max(pos + n, 0)
         if end == start == 0 and data:  # the extra space alone: HF gives it the first character
             end = len(text[0].encode("utf-8"))
@@ -42,16 +27,19 @@ def offsets_of(tokenizer, text: str, ids: List[int], add_prefix_space: bool) -> 
     return offsets
 
 
-def offsets_by_part(tokenizer, text: str, split_special_tokens) -> List[Tuple[int, int]]:
-    """The fast class with add_prefix_space: each plain part between added tokens has its own extra space (HF's
-    Rust pre-tokenizer), so each part's offsets are found on their own, shifted to where the part starts."""
-    offsets, start = [], 0
-    for part, is_added in tokenizer._segments(text, False, split_special_tokens):
-        start = text.find(part, start)  # parts are in order; only white space an added token stripped is between
-        ids = [tokenizer._added_tokens_encoder[part]] if is_added else tokenizer._encode_text(part, True, True)
-        offsets += [(start, start + len(part))] if is_added else [
-            (start + a, start + b) for a, b in offsets_of(tokenizer, part, ids, part[0] != " ")]
-        start += len(part)
+def offsets_by_part(tokenizer, text: str, add_prefix_space: bool) -> List[Tuple[int, int]]:
+    """Text with added tokens in it (the fast class): an added token covers the span HF's Rust code matched, with
+    the white space its lstrip / rstrip took ("a <l>b" -> (1, 5)); each plain part between them is encoded on its
+    own (with its own extra space under add_prefix_space, as HF's pre-tokenizer) and its offsets shifted."""
+    offsets = []
+    for start, stop, token in tokenizer._added_spans_fast(text):
+        if token is not None:
+            offsets.append((start, stop))
+            continue
+        part = text[start:stop]
+        prefix = add_prefix_space and part[0] != " "
+        ids = tokenizer._encode_text(part, prefix, True)
+        offsets += [(start + a, start + b) for a, b in offsets_of(tokenizer, part, ids, prefix)]
     return offsets
 
 
@@ -79,8 +67,8 @@ def offsets_for_input(tokenizer, text, ids, is_split_into_words, add_prefix_spac
         return [o for word in text for o in offsets_for_input(
             tokenizer, word, tokenizer._encode_text(word, True, split_special_tokens), False, True, split_special_tokens)]
     prefix = tokenizer.add_prefix_space if add_prefix_space is None else add_prefix_space
-    if tokenizer.is_fast and prefix and tokenizer._added_re is not None and not (
+    if tokenizer._added_re is not None and not (
             tokenizer.split_special_tokens if split_special_tokens is None else split_special_tokens):
-        return offsets_by_part(tokenizer, text, split_special_tokens)
+        return offsets_by_part(tokenizer, text, prefix)
     return offsets_of(tokenizer, text, ids, prefix)
 
