@@ -16,6 +16,7 @@ import numpy as np
 from ..layers import log_softmax
 from .greedy import prompt_step, repeat_rows
 from .outputs import GenerateBeamDecoderOnlyOutput, Recorder
+from .ties import torch_topk_order
 
 NEG = np.float32(-1e9)  # "not a candidate": added to a score, it sorts that candidate last
 
@@ -26,8 +27,21 @@ def _gather(a, index):
 
 
 def _best(scores, k):
-    """Indices of the k highest scores per row, best first (ties: the lower index first).  # [B, M] -> [B, k]"""
-    return np.argsort(-scores, axis=-1, kind="stable")[:, :k]
+    """Indices of the k highest scores per row, best first.  # [B, M] -> [B, k]
+
+    Ties are broken as transformers' ``torch.topk`` breaks them on the CPU, which does not sort stably. They are
+    common: at max_length every candidate ends and the running beams all score -1e9 (float32 cannot tell -1e9 - 3
+    from -1e9), and constraints that leave fewer than ``2 * num_beams`` tokens (prefix_allowed_tokens_fn,
+    suppress_tokens) leave -1e9 and -inf candidates; which of them run on decides the rows of the next step's
+    scores, of ``beam_indices`` and of the returned cache. Rows without ties are a plain sort.
+    """
+    order = np.argsort(-scores, axis=-1, kind="stable")
+    top = np.take_along_axis(scores, order[:, :k + 1], axis=-1)
+    tied = (top[:, 1:] == top[:, :-1]).any(axis=-1)  # a tie inside the k best or at the cut
+    if k <= 17:  # (beyond, torch's final std::sort is an introsort: not replayed, the lower index comes first)
+        for row in np.flatnonzero(tied):
+            order[row, :k] = torch_topk_order(scores[row], k)
+    return order[:, :k]
 
 
 def beam_search(step, input_ids, mask, cfg, processors, eos, rng, stop=None, finish_tokens=None, cache=None):

@@ -1,0 +1,92 @@
+"""Which of several equal scores comes first, as transformers' beam search on the CPU decides it.
+
+Beam search keeps the k best candidates with ``torch.topk``, which does not sort stably: among equal scores its
+order follows libstdc++'s ``std::partial_sort`` or ``std::nth_element``, whichever torch's CPU kernel uses. Ties are
+rare with trained weights but certain at max_length (every candidate ends, the running beams all score -1e9) and
+with constraints that leave fewer than ``2 * num_beams`` tokens; which tied beam runs on decides the rows of the
+next step's scores, of ``beam_indices`` and of the returned cache. So minigpt2's beam search (beam.py, ``_best``)
+replays those two algorithms for rows with a tie, and only for them: nothing here changes which scores win, only
+the order of equal ones. A learner can skip this file.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["torch_topk_order"]
+
+
+def torch_topk_order(values, k):
+    """torch.topk(values, k).indices on the CPU (k <= 17), replaying its kernel on (value, index) pairs with the
+    comparison "greater value": for k * 64 <= len(values), libstdc++'s ``std::partial_sort`` (a heap of the k
+    best, then heap-sorted); otherwise ``std::nth_element`` (median-of-three partitions while more than 3 remain,
+    then an insertion sort) followed by an insertion sort of the first k - 1. Checked against torch.topk on
+    thousands of tie-heavy rows (tests/test_generation_parity5.py)."""
+    if k * 64 <= len(values):
+        return _partial_sort_order(values, k)
+    q = list(zip(values.tolist(), range(len(values))))
+    first, last, nth = 0, len(q), k - 1
+    while last - first > 3:  # (the depth limit, 2 log2(n) partitions, is never reached at these sizes)
+        a, b, c = first + 1, first + (last - first) // 2, last - 1
+        if q[a][0] > q[b][0]:
+            pivot = b if q[b][0] > q[c][0] else c if q[a][0] > q[c][0] else a
+        else:
+            pivot = a if q[a][0] > q[c][0] else c if q[b][0] > q[c][0] else b
+        q[first], q[pivot] = q[pivot], q[first]
+        lo, hi = first + 1, last
+        while True:  # libstdc++'s unguarded partition around q[first]
+            while q[lo][0] > q[first][0]:
+                lo += 1
+            hi -= 1
+            while q[first][0] > q[hi][0]:
+                hi -= 1
+            if lo >= hi:
+                break
+            q[lo], q[hi] = q[hi], q[lo]
+            lo += 1
+        first, last = (lo, last) if lo <= nth else (first, lo)
+    for lo, hi in ((first, last), (0, k - 1)):  # insertion sorts: an element moves only past strictly lower ones
+        for i in range(lo + 1, hi):
+            item, j = q[i], i
+            while j > lo and item[0] > q[j - 1][0]:
+                q[j] = q[j - 1]
+                j -= 1
+            q[j] = item
+    return [index for _, index in q[:k]]
+
+
+def _partial_sort_order(values, k):
+    """libstdc++'s ``std::partial_sort(q, q + k, q.end(), greater)``: a heap of the first k pairs (its top the
+    worst kept), each later pair that beats the top replacing it, then the heap sorted. A pair enters only if it
+    beats the k-th best of those before it, at least the worst of the first k: the others are skipped at once."""
+    heap = list(zip(values[:k].tolist(), range(k)))
+    for parent in range((k - 2) // 2, -1, -1):
+        _adjust_heap(heap, parent, k, heap[parent])
+    worst_first = values[:k].min()
+    for i in (k + np.flatnonzero(values[k:] > worst_first)).tolist():
+        if values[i] > heap[0][0]:
+            _adjust_heap(heap, 0, k, (float(values[i]), i))
+    for last in range(k - 1, 0, -1):  # sort_heap: pop the worst to the end, repeatedly
+        top, heap[last] = heap[last], heap[0]
+        _adjust_heap(heap, 0, last, top)
+    return [index for _, index in heap]
+
+
+def _adjust_heap(heap, hole, length, item):
+    """libstdc++'s ``__adjust_heap`` for a heap whose top is its lowest value: sift the hole at ``hole`` down to a
+    leaf (towards the lower child, the right one on ties), then push ``item`` up from there."""
+    top, child = hole, hole
+    while child < (length - 1) // 2:
+        child = 2 * (child + 1)
+        if heap[child][0] > heap[child - 1][0]:
+            child -= 1
+        heap[hole] = heap[child]
+        hole = child
+    if length % 2 == 0 and child == (length - 2) // 2:
+        child = 2 * (child + 1)
+        heap[hole] = heap[child - 1]
+        hole = child - 1
+    parent = (hole - 1) // 2
+    while hole > top and heap[parent][0] > item[0]:
+        heap[hole] = heap[parent]
+        hole, parent = parent, (parent - 1) // 2
+    heap[hole] = item
