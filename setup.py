@@ -60,7 +60,8 @@ class OptionalBuildExt(build_ext):
 
 
 REFERENCE = [
-    # A plain "torch" pulls several GB of CUDA wheels; 2.13.0 is the CPU build these machines carry.
+    # PyPI's Linux torch wheels are CUDA builds that pull several GB of nvidia-* wheels: install the CPU build from
+    # PyTorch's index first (README, "Test"); pip then keeps it, as it satisfies this pin.
     "torch==2.13.0",
     # 4.x keeps head_mask and tuple key/value caches, which minigpt2 mirrors; 5.x dropped head_mask.
     "transformers==4.57.6",

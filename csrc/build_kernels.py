@@ -146,6 +146,12 @@ def make_ffibuilder(relative_paths):
     return builder
 
 
+if __name__ == "__main__":
+    try:
+        import setuptools  # noqa: F401  (cffi compiles with it; pip brings it to the builds it runs)
+    except ImportError:
+        sys.exit("csrc/build_kernels.py needs setuptools, which venvs of Python 3.12 and later come without: "
+                 "pip install setuptools (or build with pip install -e ., which brings its own)")
 compile_sources_in_parallel()
 ffibuilder = make_ffibuilder(relative_paths=__name__ != "__main__")
 
