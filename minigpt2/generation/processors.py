@@ -447,7 +447,7 @@ def build_logits_processors(cfg, prompt_length, eos, extra=None, prefix_allowed_
         if not isinstance(extra, (list, tuple)) or not all(callable(p) for p in extra):
             raise TypeError(f"logits_processor must be a list of callables f(input_ids, scores) -> scores, e.g. "
                             f"[my_processor] or LogitsProcessorList([...]); got {extra!r}")
-        merged = LogitsProcessorList(next((p for p in extra if _same_class(p, built)), built) for built in processors)
+        merged = LogitsProcessorList(next((p for p in extra if is_kind(p, type(built))), built) for built in processors)
         processors = merged + [p for p in extra if not any(p is q for q in merged)]
         processors = LogitsProcessorList(_TorchProcessor(p) if _from_transformers(p) else p for p in processors)
     if cfg.do_sample:
@@ -464,10 +464,10 @@ def _from_transformers(processor) -> bool:
     return any(cls.__module__.split(".")[0] == "transformers" for cls in type(processor).__mro__)
 
 
-def _same_class(extra, built) -> bool:
-    """Does the caller's processor ``extra`` replace the built-in ``built`` (HF: the same class; transformers'
-    class of the same name counts as minigpt2's)?"""
-    return type(extra) is type(built) or (_from_transformers(extra) and type(extra).__name__ == type(built).__name__)
+def is_kind(obj, cls) -> bool:
+    """Is ``obj`` a ``cls`` as generate() merges a caller's processors and stopping criteria with its own (HF: the
+    same class)? transformers' class of the same name counts as minigpt2's: it does the same."""
+    return type(obj) is cls or (_from_transformers(obj) and type(obj).__name__ == cls.__name__)
 
 
 def call_with_torch(fn, input_ids, scores, **kwargs):

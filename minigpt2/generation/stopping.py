@@ -18,7 +18,7 @@ import time
 
 import numpy as np
 
-from .processors import _from_transformers, call_with_torch
+from .processors import _from_transformers, call_with_torch, is_kind
 
 
 class StoppingCriteria:
@@ -110,15 +110,10 @@ def builtin_overrides(extra):
     generate's loops check both themselves, so the caller's become their settings."""
     if not isinstance(extra, (list, tuple)):
         return None, None, extra  # (merge_criteria says what is wrong)
-    max_length = next((c.max_length for c in extra if _is(c, MaxLengthCriteria)), None)
-    eos = next((np.asarray(c.eos_token_id).tolist() for c in extra if _is(c, EosTokenCriteria)), None)
-    rest = [c for c in extra if not (_is(c, MaxLengthCriteria) or _is(c, EosTokenCriteria))]
+    max_length = next((c.max_length for c in extra if is_kind(c, MaxLengthCriteria)), None)
+    eos = next((np.asarray(c.eos_token_id).tolist() for c in extra if is_kind(c, EosTokenCriteria)), None)
+    rest = [c for c in extra if not (is_kind(c, MaxLengthCriteria) or is_kind(c, EosTokenCriteria))]
     return max_length, eos, rest
-
-
-def _is(criterion, cls) -> bool:
-    """Is ``criterion`` a ``cls``: minigpt2's, or transformers' class of the same name (it does the same)."""
-    return type(criterion) is cls or (_from_transformers(criterion) and type(criterion).__name__ == cls.__name__)
 
 
 class _TorchCriterion(StoppingCriteria):
@@ -141,6 +136,6 @@ def merge_criteria(built, extra) -> StoppingCriteriaList:
     if not isinstance(extra, (list, tuple)) or not all(callable(c) for c in extra):
         raise TypeError(f"stopping_criteria must be a list of callables f(input_ids, scores) -> [N] bools (e.g. "
                         f"StoppingCriteriaList([MaxTimeCriteria(5.0)])); got {extra!r}")
-    merged = [next((c for c in extra if _is(c, type(b))), b) for b in built]
+    merged = [next((c for c in extra if is_kind(c, type(b))), b) for b in built]
     criteria = merged + [c for c in extra if not any(c is m for m in merged)]
     return StoppingCriteriaList(_TorchCriterion(c) if _from_transformers(c) else c for c in criteria)
