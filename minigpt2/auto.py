@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import copy
 
-from .config import GPT2Config
+from .config import GPT2Config, as_gpt2_config
 from .modeling import GPT2LMHeadModel, GPT2Model
 from .task_heads import GPT2ForQuestionAnswering, GPT2ForSequenceClassification, GPT2ForTokenClassification
 
@@ -55,9 +55,11 @@ class AutoModel(_Auto):
         "float16", "int8", or torch's or NumPy's dtype objects), else in the config's own ``dtype`` as HF's
         from_config does ("auto": the config's too); float32 when neither names one. ``attn_implementation`` is
         accepted (one answer here: HF's eager formula). The model holds a copy of ``config``, as in HF, so
-        converting it leaves the caller's config as it was."""
+        converting it leaves the caller's config as it was. A transformers GPT2Config is read through its
+        to_dict(); another model type is refused, naming it."""
         dtype, torch_dtype = kwargs.pop("dtype", None), kwargs.pop("torch_dtype", None)
         kwargs.pop("attn_implementation", None)
+        config = as_gpt2_config(config, "from_config")
         model = cls._target(copy.deepcopy(config), **kwargs)
         dtype = dtype if dtype is not None else torch_dtype
         if dtype is None or (isinstance(dtype, str) and dtype == "auto"):

@@ -436,3 +436,15 @@ class GPT2Config:
 
     def __eq__(self, other):
         return isinstance(other, GPT2Config) and self.to_dict() == other.to_dict()
+
+
+def as_gpt2_config(config, taker="the model") -> GPT2Config:
+    """minigpt2's GPT2Config for ``config``: itself, or one read from a transformers GPT2Config's to_dict() (another
+    model_type is refused by from_dict, naming it). ``taker`` names who asked, in the error for anything else."""
+    if isinstance(config, GPT2Config):
+        return config
+    if not callable(getattr(config, "to_dict", None)) or isinstance(config, dict):
+        raise TypeError(f"{taker} takes a GPT2Config (minigpt2's or transformers'; e.g. "
+                        f"AutoConfig.from_pretrained(path)), got {type(config).__name__}")
+    return GPT2Config.from_dict(config.to_dict())
+

@@ -8,7 +8,8 @@
 
 The settings and the output are transformers 4.57's: the pipeline's defaults (256 new tokens, sampling at
 temperature 0.7) under the model's own generation settings and its config's ``task_specific_params``; a string
-gives a list of dicts, a list of strings a list of such lists. Text generation is the one task minigpt2 has.
+gives a list of dicts, a list of strings a list of such lists; a chat (a list of {"role", "content"} dicts) is
+formatted with the tokenizer's chat template. Text generation is the one task minigpt2 has.
 
 Keyword arguments are sorted once, where they are given, into loading options (used by from_pretrained), the
 pipeline's own options (``prefix``, ``batch_size``, ``return_full_text``, ...) and generate()'s settings; a name that
@@ -38,7 +39,7 @@ SUPPORTED_TASKS = ("text-generation",)
 LOADING_OPTIONS = ("torch_dtype", "dtype", "revision", "token", "trust_remote_code", "device_map", "model_kwargs",
                    "use_fast")
 # the options of a call (also accepted by pipeline() as defaults), besides generate()'s settings; transformers
-# gives these to the tokenizer of the prompts (continue_final_message acts on chats only, which GPT-2 cannot take)
+# gives these to the tokenizer of the prompts (continue_final_message acts on chats only)
 TOKENIZER_OPTIONS = ("add_special_tokens", "truncation", "padding", "tokenizer_encode_kwargs")
 CALL_OPTIONS = ("return_full_text", "return_tensors", "return_text", "clean_up_tokenization_spaces",
                 "skip_special_tokens", "stop_sequence", "prefix", "handle_long_generation", "batch_size",
@@ -162,7 +163,10 @@ class TextGenerationPipeline:
         (left-padded, each as it would be alone); a generator of prompts gives an iterator of each one's list
         of dicts, as in transformers. ``handle_long_generation="hole"`` cuts the start of a prompt
         so that it and the new tokens fit ``tokenizer.model_max_length``, as transformers does: the number of
-        new tokens is this call's max_new_tokens, else the generation settings' max_length minus the prompt's."""
+        new tokens is this call's max_new_tokens, else the generation settings' max_length minus the prompt's.
+        A chat (a list of {"role", "content"} dicts; or a list of chats) is rendered with the tokenizer's chat
+        template, as in transformers: its full text is the messages with the reply added as an assistant message
+        (or, with continue_final_message, the default when the chat ends in one, to the last message)."""
         _check_names(kwargs, CALL_OPTIONS + GENERATE_SETTINGS, "the text-generation pipeline call")
         asked = dict(kwargs)
         given = {**self._options, **{k: v for k, v in kwargs.items() if k in CALL_OPTIONS}}
@@ -193,7 +197,8 @@ class TextGenerationPipeline:
         options = dict(full_text=full_text is not False, tensors=full_text is None and tensors is not None,
                        clean_up=given.get("clean_up_tokenization_spaces", None) is not False,
                        skip_special=given.get("skip_special_tokens", None) is not False,
-                       hole=given.get("handle_long_generation") == "hole", new_tokens=new_tokens, tokenize=tokenize)
+                       hole=given.get("handle_long_generation") == "hole", new_tokens=new_tokens, tokenize=tokenize,
+                       continue_final=given.get("continue_final_message"))
         batch_size = 1 if given.get("batch_size") is None else given["batch_size"]
         if not (isinstance(batch_size, int) and batch_size >= 1):
             raise ValueError(f"batch_size must be a positive integer (prompts generated together), got {batch_size!r}")
@@ -202,20 +207,17 @@ class TextGenerationPipeline:
             raise TypeError(f"prefix must be a string (put before every prompt), got {type(prefix).__name__}")
         if isinstance(text_inputs, types.GeneratorType):  # transformers: an iterator of each prompt's records
             return self._each(text_inputs, batch_size, asked)
-        if isinstance(text_inputs, (list, tuple)) and text_inputs and isinstance(text_inputs[0], (dict, list, tuple)):
-            # a chat (list of messages) or a list of chats: transformers formats them with the tokenizer's chat
-            # template; GPT-2's has none, and its apply_chat_template raises transformers' ValueError saying so
-            chat = text_inputs if isinstance(text_inputs[0], dict) else text_inputs[0]
-            self.tokenizer.apply_chat_template(chat)
-            raise ValueError("the text-generation pipeline takes a string or a list of strings: minigpt2 does not "
-                             "format chat messages (GPT-2 is a plain language model: prompt it with text)")
-        if isinstance(text_inputs, str):
+        if isinstance(text_inputs, (list, tuple)) and text_inputs and isinstance(text_inputs[0], dict):
+            text_inputs = _Chat(text_inputs)  # one chat: formatted with the tokenizer's chat template
+        elif isinstance(text_inputs, (list, tuple)) and text_inputs and isinstance(text_inputs[0], (list, tuple)):
+            text_inputs = [_Chat(chat) for chat in text_inputs]  # a list of chats
+        if isinstance(text_inputs, (str, _Chat)):
             return self._batch([text_inputs], prefix, kwargs, options)[0]
-        if isinstance(text_inputs, (list, tuple)) and all(isinstance(t, str) for t in text_inputs):
+        if isinstance(text_inputs, (list, tuple)) and all(isinstance(t, (str, _Chat)) for t in text_inputs):
             return [records for start in range(0, len(text_inputs), batch_size)
                     for records in self._batch(text_inputs[start:start + batch_size], prefix, kwargs, options)]
-        raise TypeError(f"the text-generation pipeline takes a string or a list of strings, got "
-                        f"{type(text_inputs).__name__}")
+        raise TypeError(f"the text-generation pipeline takes a string or a list of strings (or a chat: a list of "
+                        f"{{'role', 'content'}} dicts, or a list of chats), got {type(text_inputs).__name__}")
 
     def _each(self, prompts, batch_size, kwargs):
         """Each prompt's records, from an iterator of prompts read batch_size at a time."""
@@ -228,9 +230,9 @@ class TextGenerationPipeline:
     def _batch(self, prompts, prefix, kwargs, options):
         """The records of each prompt, generated together (an empty prompt, which starts from bos, alone)."""
         tokenize = options["tokenize"]
-        encoded = [self.tokenizer(prefix + p, **tokenize)["input_ids"] for p in prompts]
+        encoded = [self._encode(p, prefix, tokenize, options["continue_final"]) for p in prompts]
         cut = tokenize.get("max_length") if tokenize.get("truncation") is None else None
-        if cut is not None and any(len(self.tokenizer(prefix + p)["input_ids"]) > cut for p in prompts):
+        if cut is not None and any(len(self._encode(p, prefix, {}, options["continue_final"])) > cut for p in prompts):
             warnings.warn(f"max_length={cut} is shorter than the prompt: as in transformers, whose pipeline also "
                           f"gives max_length to the tokenizer, the prompt is cut to its first {cut} tokens (use "
                           f"max_new_tokens= to set the length of the generation alone, or truncation=False)",
@@ -265,10 +267,24 @@ class TextGenerationPipeline:
                     records.append({"generated_token_ids": seq})
                     continue
                 new_text = self.tokenizer.decode(seq, **decode)[prompt_chars:]
-                records.append({"generated_text": prompt + new_text if options["full_text"] else new_text,
+                if options["full_text"]:
+                    new_text = (prompt.with_reply(new_text, options["continue_final"]) if isinstance(prompt, _Chat)
+                                else prompt + new_text)
+                records.append({"generated_text": new_text,
                                 **(extras[i][j] if extras else {})})
             out.append(records)
         return out
+
+    def _encode(self, prompt, prefix, tokenize, continue_final):
+        """A prompt's ids: prefix + text, or a chat rendered by the tokenizer's chat template as transformers does
+        (no prefix, no add_special_tokens; a chat ending in an assistant message is continued by default)."""
+        if isinstance(prompt, str):
+            return self.tokenizer(prefix + prompt, **tokenize)["input_ids"]
+        tokenize = {k: v for k, v in tokenize.items() if k != "add_special_tokens"}
+        continue_final = prompt.continues() if continue_final is None else continue_final
+        return self.tokenizer.apply_chat_template(list(prompt.messages), add_generation_prompt=not continue_final,
+                                                  continue_final_message=continue_final, return_dict=True,
+                                                  **tokenize)["input_ids"]
 
     def _hole(self, ids, new_tokens, kwargs):
         """handle_long_generation="hole", as transformers 4.57: the prompt's last tokens that leave room for
@@ -287,6 +303,27 @@ class TextGenerationPipeline:
             raise ValueError(f"We cannot use `hole` to handle this generation the number of desired tokens exceeds "
                              f"the models max length ({new_tokens} new tokens, tokenizer.model_max_length {limit})")
         return ids[len(ids) - (limit - new_tokens):]
+
+
+class _Chat:
+    """A conversation given to the pipeline (transformers' Chat): its messages, each a {"role", "content"} dict."""
+
+    def __init__(self, messages):
+        for message in messages:
+            if not (isinstance(message, dict) and "role" in message and "content" in message):
+                raise ValueError("When passing chat dicts as input, each dict must have a 'role' and 'content' key.")
+        self.messages = messages
+
+    def continues(self):
+        """transformers' default for continue_final_message: a chat ending in an assistant message is continued."""
+        return self.messages[-1]["role"] == "assistant"
+
+    def with_reply(self, text, continue_final):
+        """The full-text record: the messages and the reply, as a new assistant message or added to the last."""
+        if continue_final if continue_final is not None else self.continues():
+            last = self.messages[-1]
+            return list(self.messages)[:-1] + [{"role": last["role"], "content": last["content"] + text}]
+        return list(self.messages) + [{"role": "assistant", "content": text}]
 
 
 def _additional_outputs(result, n_prompts):

@@ -18,7 +18,7 @@ import numpy as np
 
 from . import backend, checkpoint, weights
 from .checks import check_int, float_array, int_array, short_list
-from .config import GPT2Config
+from .config import GPT2Config, as_gpt2_config
 from .generation import GENERATION_CONFIG_NAME, GenerationConfig, GenerationMixin
 from .hub import a_file_is_not_a_checkpoint, checkpoint_name, pop_hub_options, resolve_file
 from .layers import lm_head
@@ -149,9 +149,7 @@ class GPT2PreTrainedModel:
     def __init__(self, config: GPT2Config = None, params: dict = None, *, seed=None):
         if config is None:
             config = GPT2Config()
-        if not isinstance(config, GPT2Config):
-            raise TypeError(f"config must be a GPT2Config, got {type(config).__name__}")
-        config = self._own_config(config)
+        config = self._own_config(as_gpt2_config(config, type(self).__name__))
         config.validate()
         self.config = config
         self.params = params if params is not None else self.init_params(config, seed)

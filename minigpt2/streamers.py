@@ -10,8 +10,10 @@ HF's TextStreamer re-decodes everything and prints only up to the last space, be
 later tokens change the text of earlier ones. GPT-2's byte-level BPE never does that: each token is a fixed
 run of bytes. So these streamers print every token as soon as it arrives, and hold back only the bytes of
 an unfinished UTF-8 character (an emoji spread over several tokens), using the tokenizer's stream decoder.
-A transformers tokenizer (which has none) works too: the streamers then decode all the ids so far with its
-``decode`` (passing it every decode argument, as HF does) and pass on the new text.
+A transformers tokenizer (which has none) works too, and so does clean_up_tokenization_spaces=True (given, or the
+tokenizer's own setting), where later tokens do change earlier text (" ." becomes "."): the streamers then do
+what HF's do, decoding all the ids so far with the tokenizer's ``decode`` (passing it every decode argument)
+and passing on the text up to the last space, so that the printed text is HF's character for character.
 """
 from __future__ import annotations
 
@@ -42,24 +44,27 @@ class TextStreamer(BaseStreamer):
     """Print the text to stdout as tokens arrive, and a newline at the end.
 
     ``skip_prompt=True`` prints only the new text. ``skip_special_tokens=True`` (a decode argument, as in HF)
-    leaves out <|endoftext|>. ``tokenizer`` is minigpt2's, or a transformers tokenizer.
+    leaves out <|endoftext|>; ``clean_up_tokenization_spaces`` (default: the tokenizer's setting) as in decode.
+    ``tokenizer`` is minigpt2's, or a transformers tokenizer.
     """
 
     def __init__(self, tokenizer, skip_prompt: bool = False, **decode_kwargs):
         self.tokenizer = tokenizer
         self.skip_prompt = skip_prompt
         if hasattr(tokenizer, "stream_decoder"):
-            skip_special_tokens = decode_kwargs.pop("skip_special_tokens", False)
-            decode_kwargs.pop("clean_up_tokenization_spaces", None)  # GPT-2 decodes exactly: nothing to clean
-            if decode_kwargs:
-                raise TypeError(f"unexpected decode arguments {sorted(decode_kwargs)}: a streamer accepts "
-                                f"skip_special_tokens (and clean_up_tokenization_spaces, which has no effect)")
-            self.decoder = tokenizer.stream_decoder(skip_special_tokens=skip_special_tokens)
-        elif callable(getattr(tokenizer, "decode", None)):  # a transformers tokenizer
-            self.decoder = _RedecodingDecoder(tokenizer, decode_kwargs)
-        else:
+            unknown = sorted(set(decode_kwargs) - {"skip_special_tokens", "clean_up_tokenization_spaces"})
+            if unknown:
+                raise TypeError(f"unexpected decode arguments {unknown}: a streamer accepts skip_special_tokens and "
+                                f"clean_up_tokenization_spaces")
+        elif not callable(getattr(tokenizer, "decode", None)):
             raise TypeError(f"a streamer needs a tokenizer (minigpt2's GPT2Tokenizer or a transformers tokenizer) to "
                             f"turn ids into text, got {type(tokenizer).__name__}")
+        clean_up = decode_kwargs.get("clean_up_tokenization_spaces",
+                                     getattr(tokenizer, "clean_up_tokenization_spaces", False))
+        if hasattr(tokenizer, "stream_decoder") and not clean_up:
+            self.decoder = tokenizer.stream_decoder(skip_special_tokens=decode_kwargs.get("skip_special_tokens", False))
+        else:  # a transformers tokenizer, or text that later tokens change (" ." cleaned to "."): HF's way
+            self.decoder = _WordDecoder(tokenizer, decode_kwargs)
         self.next_tokens_are_prompt = True
 
     def put(self, value):
@@ -117,21 +122,25 @@ class TextIteratorStreamer(TextStreamer):
         return value
 
 
-class _RedecodingDecoder:
-    """The streamers' decoder for a tokenizer without a stream decoder (a transformers tokenizer): each feed
-    decodes all the ids so far with the tokenizer's ``decode`` and returns the text not returned yet, holding it
-    back while it ends in U+FFFD (an unfinished character). Quadratic in the ids, as HF's TextStreamer is."""
+class _WordDecoder:
+    """HF's TextStreamer decoding, for a tokenizer without a stream decoder (a transformers tokenizer) or when
+    clean_up_tokenization_spaces is on (a later " ." turns an earlier "me" into "me."): each feed decodes the ids
+    so far with the tokenizer's ``decode`` and returns the text up to its last space, all of it when it ends in a
+    CJK character, and all of it (starting afresh) when it ends in a newline. Quadratic in the ids, as HF's is."""
 
     def __init__(self, tokenizer, decode_kwargs):
         self.tokenizer, self.decode_kwargs = tokenizer, decode_kwargs
-        self.ids, self.sent = [], 0  # the ids so far; how many characters of their text were returned
+        self.ids, self.sent = [], 0  # the ids since the last newline; the characters of their text returned
 
     def feed(self, token_ids) -> str:
         self.ids.extend(int(i) for i in np.asarray(token_ids).reshape(-1))
         text = self.tokenizer.decode(self.ids, **self.decode_kwargs)
-        if text.endswith("\ufffd"):
-            return ""
-        new, self.sent = text[self.sent:], len(text)
+        if text.endswith("\n"):
+            new, self.ids, self.sent = text[self.sent:], [], 0
+            return new
+        end = len(text) if text and _is_cjk(text[-1]) else text.rfind(" ") + 1
+        new = text[self.sent:end]
+        self.sent += len(new)
         return new
 
     def flush(self) -> str:
@@ -139,6 +148,15 @@ class _RedecodingDecoder:
         text = self.tokenizer.decode(self.ids, **self.decode_kwargs)[self.sent:] if self.ids else ""
         self.ids, self.sent = [], 0
         return text
+
+
+def _is_cjk(char) -> bool:
+    """HF's TextStreamer._is_chinese_char: the CJK ideographs, after which it prints without waiting for a space."""
+    return any(lo <= ord(char) <= hi for lo, hi in _CJK_BLOCKS)
+
+
+_CJK_BLOCKS = ((0x4E00, 0x9FFF), (0x3400, 0x4DBF), (0x20000, 0x2A6DF), (0x2A700, 0x2B73F), (0x2B740, 0x2B81F),
+               (0x2B820, 0x2CEAF), (0xF900, 0xFAFF), (0x2F800, 0x2FA1F))
 
 
 # The stream decoder the streamers use: bytes held back until their UTF-8 character is complete.
