@@ -124,3 +124,14 @@ def test_assistant_tokens_mask_refusals_match_hf(files):
         assert outcome(lambda: hf_tokenizer(files, False).apply_chat_template(CHAT, **kwargs)) is ValueError
         with pytest.raises(ValueError, match="GPT2TokenizerFast"):
             slow.apply_chat_template(CHAT, **kwargs)
+
+
+@pytest.mark.parametrize("text", STRIP_TEXTS)
+def test_stripping_added_tokens_show_the_text_their_match_took(strip_pair, text):
+    """HF's fast tokenize() and tokens() show an lstrip / rstrip token as the text its match took ("a <l>b" -> "a",
+    " <l>", "b"); minigpt2 showed the token's own characters ("<l>")."""
+    ours, theirs = strip_pair
+    assert ours.tokenize(text) == theirs.tokenize(text)
+    assert ours.tokenize(text, pair="y <r> z", add_special_tokens=True) == theirs.tokenize(
+        text, pair="y <r> z", add_special_tokens=True)
+    assert ours(text, "y <r> z").tokens() == theirs(text, "y <r> z").tokens()

@@ -8,6 +8,7 @@ import regex
 
 from ..bpe import TokenizationWork, pretokenize
 from ..bpe import show_work as _show_work
+from .offsets import offsets_for_input
 from .options import check_text, surrogate_error
 
 # What the Rust tokenizers library (HF's fast tokenizer) calls a word character (its regex \w, Unicode's definition)
@@ -180,13 +181,24 @@ class Encoding:
         if pair is not None and not self.is_fast:
             raise TypeError("GPT2Tokenizer.tokenize takes one text (HF's slow tokenizer ignores pair=); tokenize the "
                             "pair on its own, or use GPT2TokenizerFast")
+        tokens = self._tokens_of(text, add_prefix_space, split_special_tokens)
+        pair_tokens = None if pair is None else self._tokens_of(pair, add_prefix_space, split_special_tokens)
+        if add_special_tokens and self.is_fast:  # (its special tokens around the ids, then shown as tokens)
+            ids = self.build_inputs_with_special_tokens([-1] * len(tokens), pair_tokens and [-1] * len(pair_tokens))
+            pieces = iter(tokens + (pair_tokens or []))
+            return [next(pieces) if i == -1 else self._id_to_token(i) for i in ids]
+        return tokens + (pair_tokens or [])
+
+    def _tokens_of(self, text, add_prefix_space, split_special_tokens) -> List[str]:
+        """The token strings of one text; the fast class shows an added token as the text its match took (an
+        lstrip / rstrip token with that white space: "a <l>b" -> "a", " <l>", "b"), as HF's Rust tokenizer does."""
         ids = self._encode_text(text, add_prefix_space, split_special_tokens)
-        pair_ids = None if pair is None else self._encode_text(pair, add_prefix_space, split_special_tokens)
-        if add_special_tokens and self.is_fast:
-            ids = self.build_inputs_with_special_tokens(ids, pair_ids)
-        else:
-            ids = ids + (pair_ids or [])
-        return [self._id_to_token(i) for i in ids]
+        tokens = [self._id_to_token(i) for i in ids]
+        if self.is_fast and any(i in self._added_tokens_decoder for i in ids):
+            spans = offsets_for_input(self, text, ids, False, add_prefix_space, split_special_tokens)
+            tokens = [text[a:b] if i in self._added_tokens_decoder and b > a else t
+                      for i, t, (a, b) in zip(ids, tokens, spans)]
+        return tokens
 
     def show_work(self, text: str) -> TokenizationWork:
         """Every step of encoding `text` as plain text (pre-split, bytes, merges with ranks, tokens, ids)."""
