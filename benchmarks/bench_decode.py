@@ -125,6 +125,8 @@ def worker(system, checkpoint, prompt, new_tokens, prefill, batch, batch_steps):
             times.append(time.perf_counter() - start)
         result["prefill"] = prefill / min(times)
         result["decode_b8"] = decode(batch, batch_steps)
+    if system.startswith("c"):  # windows of OpenBLAS's jobs the pool found crowded (csrc/parallel.c)
+        result["blas_crowded_windows"] = minigpt2.backend._ckernels.lib.mg_blas_crowded_calls()
     try:
         from threadpoolctl import threadpool_info
 

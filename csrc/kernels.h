@@ -80,6 +80,11 @@ void mg_pool_rest(void);
 typedef void (*mg_blas_dojob)(int thread_num, void *jobdata, int dojob_data);
 void mg_blas_threads(int sync, mg_blas_dojob dojob, int numjobs, size_t elsize, void *jobdata, int dojob_data);
 long mg_blas_calls(void);
+/* How many jobs OpenBLAS should split its next products into: the pool's thread count, or 1 while the cores are
+ * crowded (another program kept one of them, so that OpenBLAS's equal jobs ran at the pace of the thread that
+ * shared it: see parallel.c). mg_blas_crowded_calls() counts the calls found so. */
+int mg_blas_width(void);
+long mg_blas_crowded_calls(void);
 
 /* -- linear: y = x @ W + b ----------------------------------------------------------------- */
 

@@ -29,6 +29,8 @@
  *     alone (Zen 3, 2 threads: 44-46 against 49-51 tok/s; with the workers asleep, 51-52).
  *   - mg_blas_threads() runs NumPy's OpenBLAS's parallel jobs on this pool (minigpt2/_blas_threads.py hands
  *     it to OpenBLAS): all jobs of a call at the same time, one per thread, one call at a time (see there).
+ *   - mg_blas_width() tells the Python side into how many jobs OpenBLAS should split its products: one while
+ *     another program crowds our cores (see "Crowded cores" below), else the pool's thread count.
  */
 #include "kernels.h"
 #include "parallel.h"
@@ -44,6 +46,8 @@ int mg_get_num_threads(void) { return num_threads; }
 int mg_has_threads(void) { return 0; }
 void mg_pool_rest(void) {}
 long mg_blas_calls(void) { return 0; }
+int mg_blas_width(void) { return 1; }
+long mg_blas_crowded_calls(void) { return 0; }
 void mg_blas_threads(int sync, mg_blas_dojob dojob, int numjobs, size_t elsize, void *jobdata, int dojob_data)
 {
     (void)sync;  /* never installed here (mg_has_threads() is 0): jobs that wait for one another would hang */
@@ -361,15 +365,75 @@ struct blas_job {
     char *jobdata;
     size_t elsize;
     int dojob_data;
+    atomic_llong cpu_ns;  /* CPU time the threads got while running the jobs */
 };
+
+/* CPU time of the calling thread, in ns (0 where the system cannot tell: the pool then never finds it crowded) */
+static long long thread_cpu_ns(void)
+{
+#ifdef CLOCK_THREAD_CPUTIME_ID
+    struct timespec t;
+    if (clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t) == 0)
+        return (long long)t.tv_sec * 1000000000LL + t.tv_nsec;
+#endif
+    return 0;
+}
 
 static void run_blas_item(void *arg, long item)
 {
     struct blas_job *b = arg;
+    long long began = thread_cpu_ns();
     b->dojob(thread_index, b->jobdata + (size_t)item * b->elsize, b->dojob_data);
+    atomic_fetch_add(&b->cpu_ns, thread_cpu_ns() - began);
 }
 
-static atomic_long blas_calls;
+/* -- Crowded cores ------------------------------------------------------------------------------
+ * OpenBLAS splits a product into equal jobs that wait for one another, so a call goes at the pace of its
+ * slowest thread. When another program keeps one of our cores busy, the thread sharing that core gets about half
+ * of it, and two threads are slower than one (measured on a 2-core Intel Xeon beside a busy loop: a 512-token
+ * prompt at 0.80x the speed of one thread; docs/kernels.md). Our own kernels hand out small items from a shared
+ * counter, so they lose nothing; OpenBLAS's split is fixed. So the pool watches: for every call of OpenBLAS's
+ * jobs it adds up the CPU time its threads got against the time they were there for (threads x wall clock).
+ * When, over CROWD_WINDOW_NS of that, they got less than CROWD_SHARE of it, mg_blas_width() says 1 for a pause;
+ * then OpenBLAS splits its products again, and the next window decides anew. The pause starts at half a second and
+ * doubles while window after window is crowded, up to 8 s, so that a neighbour that stays busy costs a window of
+ * slow products rarely; an uncrowded window sets it back. On idle cores the threads get 94-100% (waking a sleeping
+ * worker is the loss); beside a busy loop on one of two cores, about 50-75%. */
+#define CROWD_WINDOW_NS 40000000LL     /* 40 ms of threads x wall clock: a few prompt products */
+#define CROWD_SHARE 0.85
+#define CROWD_PAUSE_NS 500000000LL     /* the first pause: half a second of one thread */
+#define CROWD_PAUSE_MAX_NS 8000000000LL
+
+static long long window_cpu, window_asked;  /* this window's sums (written with pool.submit held) */
+static long long pause_ns = CROWD_PAUSE_NS; /* the next pause (written with pool.submit held) */
+static atomic_llong one_thread_until;       /* now_ns() before which mg_blas_width() says 1 */
+static atomic_long blas_calls, crowded_calls;
+
+static void note_share(long long cpu, long long asked)
+{
+    window_cpu += cpu;
+    window_asked += asked;
+    if (window_asked < CROWD_WINDOW_NS)
+        return;
+    if ((double)window_cpu < CROWD_SHARE * (double)window_asked) {
+        atomic_fetch_add(&crowded_calls, 1);
+        atomic_store(&one_thread_until, now_ns() + pause_ns);
+        pause_ns = pause_ns < CROWD_PAUSE_MAX_NS / 2 ? 2 * pause_ns : CROWD_PAUSE_MAX_NS;
+    } else {
+        pause_ns = CROWD_PAUSE_NS;
+    }
+    window_cpu = window_asked = 0;
+}
+
+int mg_blas_width(void)
+{
+    return now_ns() < atomic_load(&one_thread_until) ? 1 : num_threads;
+}
+
+long mg_blas_crowded_calls(void)
+{
+    return atomic_load(&crowded_calls);
+}
 
 long mg_blas_calls(void)
 {
@@ -388,13 +452,15 @@ void mg_blas_threads(int sync, mg_blas_dojob dojob, int numjobs, size_t elsize, 
     /* The jobs of one call wait for one another (OpenBLAS's threaded products share packed panels), so all
      * must run at the same time, each on its own thread and with its own buffer (OpenBLAS's, one per thread
      * index): one call at a time, enough workers started, the job's items one per thread. */
-    struct blas_job b = {dojob, jobdata, elsize, dojob_data};
+    struct blas_job b = {dojob, jobdata, elsize, dojob_data, 0};
     pthread_mutex_lock(&pool.submit);
     if (start_workers(numjobs - 1) < numjobs - 1) {
         fputs("minigpt2: could not start the threads NumPy's BLAS asked for\n", stderr);
         abort();  /* jobs already waiting for one another would wait forever */
     }
+    long long began = now_ns();
     run_job(numjobs, run_blas_item, &b, numjobs - 1);
+    note_share(atomic_load(&b.cpu_ns), (now_ns() - began) * numjobs);
     pthread_mutex_unlock(&pool.submit);
 }
 

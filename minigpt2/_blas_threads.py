@@ -9,6 +9,11 @@ OpenBLAS (0.3.27 and later) can hand its parallel jobs to the program instead
 (``openblas_set_threads_callback_function``). The C core's pool then runs them (csrc/parallel.c,
 mg_blas_threads), OpenBLAS's own threads sleep for good, and one set of threads serves both. Other BLAS
 libraries (MKL, Apple's Accelerate, an OpenBLAS without that entry point) are left as they are.
+
+One pool also means one thread count: ``use(n)`` tells those OpenBLAS libraries to split their products into at
+most ``n`` jobs (never more than they started with: ``OPENBLAS_NUM_THREADS`` still caps them). The C core calls
+it before each product it leaves to BLAS, with the pool's advice (``minigpt2.backend.set_num_threads``, or one
+thread while another program crowds the cores: csrc/parallel.c, "Crowded cores").
 """
 from __future__ import annotations
 
@@ -22,6 +27,11 @@ import numpy as np
 # suffix "64_"; a plain OpenBLAS (a Linux distribution's, conda's) has neither.
 _SETTERS = ("scipy_openblas_set_threads_callback_function64_", "scipy_openblas_set_threads_callback_function",
             "openblas_set_threads_callback_function64_", "openblas_set_threads_callback_function")
+_COUNTS = ("scipy_openblas_{}_num_threads64_", "scipy_openblas_{}_num_threads", "openblas_{}_num_threads64_",
+           "openblas_{}_num_threads")
+
+_libraries = {}  # path -> (set_num_threads, the thread count it started with) of each OpenBLAS on the pool
+_using = [None]  # the count last passed to use()
 
 
 def _loaded_openblas():
@@ -46,8 +56,27 @@ def install(address: int) -> list[str]:
         except OSError:
             continue
         setter = next((getattr(library, name) for name in _SETTERS if hasattr(library, name)), None)
-        if setter is not None:
-            setter.argtypes, setter.restype = [ctypes.c_void_p], None
-            setter(address)
-            installed.append(path)
+        counts = [next((getattr(library, name.format(verb)) for name in _COUNTS
+                        if hasattr(library, name.format(verb))), None) for verb in ("set", "get")]
+        if setter is None or None in counts:
+            continue
+        setter.argtypes, setter.restype = [ctypes.c_void_p], None
+        counts[0].argtypes, counts[0].restype = [ctypes.c_int], None
+        counts[1].argtypes, counts[1].restype = [], ctypes.c_int
+        setter(address)
+        installed.append(path)
+        if address and path not in _libraries:
+            _libraries[path] = (counts[0], max(1, counts[1]()))
+        elif not address and path in _libraries:  # OpenBLAS's own threads again, as many as it started with
+            set_count, started = _libraries.pop(path)
+            set_count(started)
+    _using[0] = None
     return installed
+
+
+def use(n: int) -> None:
+    """Let each OpenBLAS on the pool split its products into at most ``n`` jobs."""
+    if n != _using[0]:
+        for set_count, started in _libraries.values():
+            set_count(min(n, started))
+        _using[0] = n

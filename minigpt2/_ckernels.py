@@ -100,10 +100,19 @@ def _aligned(a):
 
 
 def _to_blas():
-    """Decline a product NumPy's BLAS will then run on its own threads: the C pool's idle workers sleep now,
-    leaving the cores to those threads (csrc/parallel.c, mg_pool_rest)."""
+    """Decline a product NumPy's BLAS will then run: on the C pool's threads, split into as many jobs as the pool
+    advises (csrc/parallel.c, mg_blas_width); or on its own threads, and then the pool's idle workers sleep now,
+    leaving the cores to those threads (mg_pool_rest)."""
     lib.mg_pool_rest()
+    follow_pool()
     return NotImplemented
+
+
+def follow_pool():
+    """Tell NumPy's OpenBLAS, when its jobs run on the pool, how many to split a product into (the pool's threads,
+    or one while other programs crowd the cores: csrc/parallel.c, mg_blas_width)."""
+    if blas_on_pool:
+        _blas_threads.use(lib.mg_blas_width())
 
 
 def _stored(weight):

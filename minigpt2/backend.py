@@ -92,6 +92,7 @@ def _load_c():
         else:
             _ckernels = module
             _ckernels.lib.mg_set_num_threads(_num_threads)
+            _ckernels.follow_pool()
     return _ckernels
 
 
@@ -229,7 +230,7 @@ def _threads_from_environment() -> int:
 
 
 def set_num_threads(n: int) -> None:
-    """Use ``n`` threads (1 to 256) in the C kernels (NumPy's own BLAS threads are not affected)."""
+    """Use ``n`` threads (1 to 256) in the C kernels, and in NumPy's OpenBLAS when its jobs run on them."""
     global _num_threads
     if not is_int(n) or not 1 <= n <= MAX_THREADS:
         raise ValueError(f"the number of threads must be a positive whole number, at most {MAX_THREADS}, "
@@ -237,6 +238,7 @@ def set_num_threads(n: int) -> None:
     _num_threads = int(n)
     if _ckernels is not None:
         _ckernels.lib.mg_set_num_threads(_num_threads)
+        _ckernels.follow_pool()
         _ckernels._tuning.reset()  # the fastest choice may differ with the thread count: decide again
     _environment_problems.pop("threads", None)
 

@@ -135,3 +135,73 @@ def test_numpy_linear_algebra_on_the_pool():
         for x, y in zip(ours, theirs):
             assert np.array_equal(x, y), "OpenBLAS splits the work alike on either threads: same bits"
     """)
+
+
+COUNTS = """
+import ctypes, os, time
+def openblas_threads():
+    '''What each OpenBLAS on the pool would split a product into now (its openblas_get_num_threads).'''
+    counts = []
+    for path in ck.blas_on_pool:
+        library = ctypes.CDLL(path, mode=os.RTLD_NOLOAD | os.RTLD_NOW)
+        get = next(getattr(library, n) for n in ("scipy_openblas_get_num_threads64_", "openblas_get_num_threads")
+                   if hasattr(library, n))
+        get.restype = ctypes.c_int
+        counts.append(get())
+    return counts
+"""
+
+
+def test_the_pools_thread_count_is_blas_thread_count():
+    """One pool, one thread count: set_num_threads (the CLI's --threads) caps the jobs OpenBLAS splits a model's
+    products into, as it caps the C kernels' (before, `--threads 1` still ran a prompt's products on 2 threads);
+    never above what OpenBLAS started with (OPENBLAS_NUM_THREADS=2 here)."""
+    run(COUNTS + textwrap.dedent("""
+        from minigpt2 import backend, GPT2Config, GPT2LMHeadModel
+        backend.set_backend("c")
+        backend.set_kernel(backend.kernel_variants()[-1])  # (else each thread count may pick other variants: other bits)
+        model = GPT2LMHeadModel(GPT2Config(n_layer=1, n_head=2, n_embd=64, vocab_size=300), seed=0)
+        ids = np.arange(80)[None] % 300
+        expected = model(ids).logits
+        for n, blas in ((1, 1), (2, 2), (3, 2), (1, 1)):
+            backend.set_num_threads(n)
+            for _ in range(2):
+                # (one thread also while the pool finds the cores crowded: CI's machine may be busy)
+                crowded = blas > 1 and ck.lib.mg_blas_crowded_calls() > 0
+                assert openblas_threads() in ([blas], [1] if crowded else [blas]), (n, openblas_threads())
+                assert np.array_equal(model(ids).logits, expected)
+    """))
+
+
+def test_crowded_cores_give_blas_one_thread():
+    """When the pool's threads do not get their cores (here: the whole process pinned to one CPU, so OpenBLAS's two
+    jobs share it and each gets half), the pool finds so from their CPU time and advises one job per product, with
+    the same bits; after a pause (half a second) it lets OpenBLAS split products again, to measure anew
+    (csrc/parallel.c, "Crowded cores")."""
+    if not hasattr(os, "sched_setaffinity"):
+        pytest.skip("no sched_setaffinity here")
+    run(COUNTS + textwrap.dedent("""
+        from minigpt2 import backend
+        def pin(cpus):  # every thread of the process, the pool's workers included
+            for task in os.listdir("/proc/self/task"):
+                os.sched_setaffinity(int(task), cpus)
+        everywhere = os.sched_getaffinity(0)
+        assert ck.lib.mg_blas_width() == 2 and openblas_threads() == [2]
+        expected = a @ b
+        pin({min(everywhere)})
+        for _ in range(8):  # (40 ms of threads x wall clock make a window; each product is ~20 ms here)
+            ck.follow_pool()  # (what the C core does before each product it leaves to BLAS)
+            assert np.array_equal(a @ b, expected)
+        pin(everywhere)
+        assert ck.lib.mg_blas_crowded_calls() >= 1, "two threads on one CPU, and the pool did not notice"
+        assert ck.lib.mg_blas_width() == 1
+        ck.follow_pool()
+        assert openblas_threads() == [1]
+        assert np.array_equal(a @ b, expected)
+        # (the first pause is half a second, doubling for each crowded window after it; one here, unless the
+        # machine was busy already before the pinning)
+        time.sleep(0.5 * 2 ** (ck.lib.mg_blas_crowded_calls() - 1) + 0.1)
+        assert ck.lib.mg_blas_width() == 2, "after the pause, OpenBLAS may split products again"
+        ck.follow_pool()
+        assert openblas_threads() == [2]
+    """))
