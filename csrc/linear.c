@@ -126,7 +126,8 @@ struct decode_job {
     int format;             /* MG_F32, MG_F16, MG_BF16 or MG_I8 */
     int prefetch;           /* the prefetch kind, | MG_STREAM_ROWS to walk tiles row by row */
     long k_tiles;           /* tiles down the input dimension (0 for the LM head) */
-    long tile_cols;         /* columns of a tile: DECODE_COLS, or STREAM_COLS for the row walk */
+    long tile_cols;         /* columns of a tile (DECODE_COLS, or STREAM_COLS for the row walk), or outputs of a
+                             * head's item (DECODE_DOTS); twice that for 16-bit weights */
     float *partial;         /* [k_tiles][rows][n_out] partial sums, when k_tiles > 0 */
     atomic_int *finished;   /* tiles finished, per column of tiles */
 };
@@ -137,7 +138,7 @@ static void decode_item(void *arg, long item)
     const struct decode_job *job = arg;
     long rows = job->rows, n_out = job->n_out;
     if (job->k_tiles == 0) {  /* the columns of W are contiguous */
-        long j0 = item * DECODE_DOTS, j1 = j0 + DECODE_DOTS < n_out ? j0 + DECODE_DOTS : n_out;
+        long j0 = item * job->tile_cols, j1 = j0 + job->tile_cols < n_out ? j0 + job->tile_cols : n_out;
         BY_FORMAT(job->format, decode_cols_major, job->x, job->x_stride, job->w, job->w_stride, job->scales,
                   job->s_stride, job->bias, job->y, job->y_stride, rows, job->n_in, j0, j1, job->prefetch)
         return;
@@ -161,12 +162,16 @@ static void decode_item(void *arg, long item)
 
 static int decode(struct decode_job *job, int w_transposed)
 {
+    /* 16-bit weights: twice the columns per item, so that an item reads as many bytes as float32's (Xeon, 2
+     * threads, interleaved: bfloat16 decoding 1-4% faster than with float32's columns per item; int8 no faster) */
+    long wide = job->format == MG_BF16 || job->format == MG_F16 ? 2 : 1;
     if (w_transposed) {
         job->k_tiles = 0;
-        mg_parallel_for((job->n_out + DECODE_DOTS - 1) / DECODE_DOTS, decode_item, job);
+        job->tile_cols = DECODE_DOTS * wide;
+        mg_parallel_for((job->n_out + job->tile_cols - 1) / job->tile_cols, decode_item, job);
         return MG_OK;
     }
-    job->tile_cols = job->prefetch & MG_STREAM_ROWS ? STREAM_COLS : DECODE_COLS;
+    job->tile_cols = (job->prefetch & MG_STREAM_ROWS ? STREAM_COLS : DECODE_COLS) * wide;
     long columns = (job->n_out + job->tile_cols - 1) / job->tile_cols;
     job->k_tiles = (job->n_in + DECODE_K - 1) / DECODE_K;
     size_t partial_bytes = sizeof(float) * job->k_tiles * job->rows * job->n_out;
