@@ -472,7 +472,6 @@ def test_use_model_defaults_false_as_in_transformers(small):
     (dict(dola_layers="low"), "dola_layers"),
     (dict(num_beams=2, force_words_ids=[[5]]), "force_words_ids"),
     (dict(guidance_scale=3.0), "guidance_scale"),  # HF runs classifier-free guidance
-    (dict(encoder_repetition_penalty=3.0), "encoder_repetition_penalty"),  # HF penalises the prompt's tokens
     (dict(prompt_lookup_num_tokens=2), "prompt_lookup_num_tokens"),
     (dict(num_beams=2, low_memory=True), "low_memory"),  # HF refuses it too
 ], ids=str)

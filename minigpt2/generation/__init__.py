@@ -36,6 +36,8 @@ from .config import GENERATION_CONFIG_NAME, GenerationConfig
 from .mixin import GenerationMixin
 from .outputs import GenerateBeamDecoderOnlyOutput, GenerateDecoderOnlyOutput
 from .processors import (
+    EncoderNoRepeatNGramLogitsProcessor,
+    EncoderRepetitionPenaltyLogitsProcessor,
     EpsilonLogitsWarper,
     EtaLogitsWarper,
     ExponentialDecayLengthPenalty,
@@ -79,6 +81,8 @@ __all__ = [
     "LogitsProcessorList",
     "RepetitionPenaltyLogitsProcessor",
     "NoRepeatNGramLogitsProcessor",
+    "EncoderRepetitionPenaltyLogitsProcessor",
+    "EncoderNoRepeatNGramLogitsProcessor",
     "MinLengthLogitsProcessor",
     "MinNewTokensLengthLogitsProcessor",
     "NoBadWordsLogitsProcessor",

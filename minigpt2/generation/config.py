@@ -39,6 +39,8 @@ class GenerationConfig:
     eta_cutoff: float = 0.0
     repetition_penalty: float = 1.0
     no_repeat_ngram_size: int = 0
+    encoder_repetition_penalty: float = 1.0  # the prompt's tokens: > 1 makes them MORE likely (HF's "hallucination"
+    encoder_no_repeat_ngram_size: int = 0    # penalty), as for an encoder's input; n-grams of the prompt never recur
     bad_words_ids: Optional[list] = None  # token sequences never to generate: [[id, ...], ...]
     length_penalty: float = 1.0
     early_stopping: object = False  # True, False or "never", as in HF
@@ -85,11 +87,18 @@ class GenerationConfig:
         return generation_config
 
     @classmethod
-    def from_dict(cls, config_dict: dict) -> "GenerationConfig":
+    def from_dict(cls, config_dict: dict, **kwargs):
         """From the fields of a generation_config.json; metadata ("transformers_version", "_...") and transformers'
         settings that cannot change the tokens (hf_settings.INERT: cache_implementation, ...) are skipped, and other
-        settings minigpt2's generate does not implement are ignored with a warning."""
+        settings minigpt2's generate does not implement are ignored with a warning. As in HF, ``kwargs`` override
+        the dict's settings; with ``return_unused_kwargs=True`` it returns ``(config, the kwargs that are not
+        settings)``."""
+        return_unused = kwargs.pop("return_unused_kwargs", False)
+        for internal in ("_from_auto", "_from_pipeline", "_commit_hash"):  # (transformers' telemetry)
+            kwargs.pop(internal, None)
         names = {f.name for f in fields(cls)}
+        unused = {k: v for k, v in kwargs.items() if k not in names} if return_unused else {}
+        config_dict = {**config_dict, **{k: v for k, v in kwargs.items() if k not in unused}}
         ignored = sorted(k for k in config_dict if k not in names and not k.startswith("_")
                          and k not in METADATA and k not in INERT)
         if ignored:
@@ -97,20 +106,24 @@ class GenerationConfig:
                           f"ignored", UserWarning, stacklevel=3)
         config = cls(**{k: v for k, v in config_dict.items() if k in names})
         config._from_model_config = bool(config_dict.get("_from_model_config", False))
-        return config
+        return (config, unused) if return_unused else config
 
     @classmethod
-    def from_pretrained(cls, name_or_path, config_file_name=GENERATION_CONFIG_NAME, **hub_kwargs):
-        """generation_config.json of a checkpoint: a directory, the file itself, or a Hub repository."""
+    def from_pretrained(cls, name_or_path, config_file_name=GENERATION_CONFIG_NAME, **kwargs):
+        """generation_config.json of a checkpoint: a directory, the file itself, or a Hub repository. Hub options
+        (revision, cache_dir, token, ...) find the file; other ``kwargs`` are settings that override the file's, as in
+        HF's (``return_unused_kwargs=True``: also return the ones that are not settings)."""
         from ..config import read_json_object
-        from ..hub import resolve_file
+        from ..hub import pop_hub_options, resolve_file
 
+        hub_kwargs = pop_hub_options(kwargs)
         name_or_path = os.fspath(name_or_path)
+        config_file_name = GENERATION_CONFIG_NAME if config_file_name is None else config_file_name
         path = name_or_path if os.path.isfile(name_or_path) else resolve_file(name_or_path, config_file_name,
                                                                              **hub_kwargs)
-        config = cls.from_dict(read_json_object(path))
-        config.validate()
-        return config
+        loaded = cls.from_dict(read_json_object(path), **kwargs)
+        (loaded[0] if isinstance(loaded, tuple) else loaded).validate()
+        return loaded
 
     def save_pretrained(self, save_directory, config_file_name=GENERATION_CONFIG_NAME):
         """Write generation_config.json (the settings that differ from the defaults), as HF does."""
@@ -163,6 +176,7 @@ class GenerationConfig:
         _check_int("num_beams", self.num_beams, low=1)
         _check_int("num_return_sequences", self.num_return_sequences, low=1)
         _check_int("no_repeat_ngram_size", self.no_repeat_ngram_size, low=0)
+        _check_int("encoder_no_repeat_ngram_size", self.encoder_no_repeat_ngram_size, low=0)
         for name in ("do_sample", "use_cache", "output_scores", "output_logits", "return_dict_in_generate",
                      "output_attentions", "output_hidden_states", "remove_invalid_values", "renormalize_logits"):
             if not isinstance(getattr(self, name), (bool, np.bool_)):
@@ -197,6 +211,9 @@ class GenerationConfig:
         if not _check_float("repetition_penalty", self.repetition_penalty) > 0:
             raise ValueError(f"repetition_penalty must be > 0 (1 = no penalty, > 1 discourages repeats), "
                              f"got {self.repetition_penalty}")
+        if not _check_float("encoder_repetition_penalty", self.encoder_repetition_penalty) > 0:
+            raise ValueError(f"encoder_repetition_penalty must be > 0 (1 = off, > 1 favours the prompt's tokens), "
+                             f"got {self.encoder_repetition_penalty}")
         _check_float("length_penalty", self.length_penalty)
         if self.early_stopping not in (True, False, "never"):
             raise ValueError(f"early_stopping must be True, False or 'never', got {self.early_stopping!r}")

@@ -56,12 +56,6 @@ _REFUSED = {
                                  "prompt lookup decoding", _SAME),
     "assistant_early_exit": (lambda s, c: s.get("assistant_early_exit") is not None,
                              "self-speculative (early exit) decoding", _SAME),
-    "encoder_repetition_penalty": (lambda s, c: s.get("encoder_repetition_penalty") not in (None, 1, 1.0),
-                                   "the encoder (prompt) repetition penalty",
-                                   "repetition_penalty is supported"),
-    "encoder_no_repeat_ngram_size": (lambda s, c: (s.get("encoder_no_repeat_ngram_size") or 0) > 0,
-                                     "the encoder (prompt) n-gram ban",
-                                     "no_repeat_ngram_size is supported"),
     "custom_generate": (lambda s, c: s.get("custom_generate") is not None,
                         "generation code loaded from the Hub"),
 }

@@ -35,6 +35,11 @@ GENERATE_ARGUMENTS = ("input_ids", "inputs_embeds", "attention_mask", "past_key_
 MODEL_INPUTS = ("input_ids", "inputs_embeds", "attention_mask", "token_type_ids", "past_key_values")
 
 
+class UnexpectedArgumentError(TypeError, ValueError):
+    """An argument generate() does not know: a TypeError, as Python raises for one, and a ValueError, as
+    transformers raises ("The following `model_kwargs` are not used by the model"), so either ``except`` catches it."""
+
+
 class GenerationMixin:
     """Adds ``generate`` and ``compute_transition_scores`` to a causal language model (see the module's docstring)."""
 
@@ -117,9 +122,11 @@ class GenerationMixin:
             cfg.min_length = T + cfg.min_new_tokens  # HF: min_new_tokens replaces min_length
         elif embedded:
             cfg.min_length = max(cfg.min_length - embedded, 0)
-        if cfg.min_new_tokens is None and cfg.min_length > cfg.max_length:
-            warnings.warn(f"min_length ({cfg.min_length}) is larger than max_length ({cfg.max_length}): generation "
-                          f"stops at max_length", UserWarning, stacklevel=2)
+        if cfg.min_length > cfg.max_length:  # (HF's warning; min_length is T + min_new_tokens when that is set)
+            given = f"min_length ({cfg.min_length})" if cfg.min_new_tokens is None else \
+                f"min_new_tokens ({cfg.min_new_tokens}) + the prompt's {T} tokens"
+            warnings.warn(f"{given} is larger than max_length ({cfg.max_length}): generation stops at max_length",
+                          UserWarning, stacklevel=2)
         self._check_lengths(cfg, T, default_length, embedded)
         custom_max_length, custom_eos, stopping_criteria = builtin_overrides(stopping_criteria)
         stop = self._stopping_criteria(cfg, tokenizer, stopping_criteria)
@@ -127,7 +134,8 @@ class GenerationMixin:
         if streamer is not None and (cfg.num_beams > 1 or B * cfg.num_return_sequences > 1):
             raise ValueError("a streamer follows one sequence: use it with a single prompt, num_beams=1 and "
                              "num_return_sequences=1")
-        processors = build_logits_processors(cfg, T, eos, logits_processor, prefix_allowed_tokens_fn)
+        processors = build_logits_processors(cfg, T, eos, logits_processor, prefix_allowed_tokens_fn,
+                                             prompt_ids=input_ids if embeds is None else None)
         if custom_max_length is not None:  # the processors keep the max_length of the settings, as in HF
             cfg.max_length = self._custom_max_length(custom_max_length, T)
         finish_tokens = eos if custom_eos is None else custom_eos
@@ -206,8 +214,8 @@ class GenerationMixin:
             allowed = [f.name for f in fields(GenerationConfig)] + list(GENERATE_ARGUMENTS)
             close = {k: difflib.get_close_matches(k, allowed + list(HF_ONLY), 1, cutoff=0.75) for k in unknown}
             hints = [f"{k!r} (did you mean {close[k][0]!r}?)" if close[k] else repr(k) for k in unknown]
-            raise TypeError(f"generate() got unexpected argument(s) {', '.join(hints)}; it accepts: "
-                            f"{', '.join(allowed)}")
+            raise UnexpectedArgumentError(f"generate() got unexpected argument(s) {', '.join(hints)}; it accepts: "
+                                          f"{', '.join(allowed)}")
         cfg.validate()
         check_unsupported(hf_settings, cfg)
         cfg.warn_unused()

@@ -7,6 +7,8 @@ chain; ``sampling_warpers`` is its sampling part, which the CLI also uses to sho
 """
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 
 from ..layers import log_softmax, softmax  # -inf scores (filtered tokens) get probability 0
@@ -78,6 +80,43 @@ class NoRepeatNGramLogitsProcessor(LogitsProcessor):
         for row, ids in enumerate(input_ids.tolist()):
             tail = ids[L - n + 1:]  # the last n - 1 tokens: the next token would end an n-gram starting here
             banned = [ids[i + n - 1] for i in range(L - n + 1) if ids[i:i + n - 1] == tail]
+            scores[row, banned] = -np.inf
+        return scores
+
+
+class EncoderRepetitionPenaltyLogitsProcessor(LogitsProcessor):
+    """HF's "hallucination" penalty, for GPT-2 on the prompt's tokens ``encoder_input_ids`` [B, T]: the repetition
+    penalty's rule with ``1 / penalty``, so penalty > 1 makes them MORE likely (stay close to the prompt).
+
+    Row i of the scores takes prompt i's tokens: one row per prompt (transformers 4.57 hands it the prompts before
+    they are repeated for beams or returned sequences, so it would change only the first B rows of those)."""
+
+    def __init__(self, penalty: float, encoder_input_ids):
+        if not penalty > 0:
+            raise ValueError(f"encoder_repetition_penalty must be > 0, got {penalty}")
+        self.penalty = 1 / penalty
+        self.encoder_input_ids = np.asarray(encoder_input_ids, np.int64)
+
+    def __call__(self, input_ids, scores):
+        return RepetitionPenaltyLogitsProcessor(self.penalty)(self.encoder_input_ids, scores)
+
+
+class EncoderNoRepeatNGramLogitsProcessor(LogitsProcessor):
+    """Forbid any token that would complete an n-gram of the prompt ``encoder_input_ids`` [B, T] (the sequence's
+    last n - 1 tokens followed by it). Rows are the prompts', each repeated for its beams or returned sequences."""
+
+    def __init__(self, encoder_ngram_size: int, encoder_input_ids):
+        if not encoder_ngram_size > 0:
+            raise ValueError(f"encoder_no_repeat_ngram_size must be > 0, got {encoder_ngram_size}")
+        self.n = encoder_ngram_size
+        self.prompts = np.asarray(encoder_input_ids, np.int64).reshape(-1, np.shape(encoder_input_ids)[-1]).tolist()
+
+    def __call__(self, input_ids, scores):
+        n, L, per_prompt = self.n, input_ids.shape[1], len(input_ids) // len(self.prompts)
+        scores = scores.copy()
+        for row, ids in enumerate(input_ids.tolist()):
+            prompt, tail = self.prompts[row // per_prompt], ids[L - n + 1:] if n > 1 else []
+            banned = [prompt[i + n - 1] for i in range(len(prompt) - n + 1) if prompt[i:i + n - 1] == tail]
             scores[row, banned] = -np.inf
         return scores
 
@@ -406,18 +445,24 @@ def _keep_best(scores, drop, min_tokens_to_keep):
     return np.where(drop & (scores < kth_best), -np.inf, scores).astype(scores.dtype)
 
 
-def build_logits_processors(cfg, prompt_length, eos, extra=None, prefix_allowed_tokens_fn=None
+def build_logits_processors(cfg, prompt_length, eos, extra=None, prefix_allowed_tokens_fn=None, prompt_ids=None
                             ) -> LogitsProcessorList:
     """generate's chain for the settings ``cfg``, in HF's order (transformers 4.57's ``_get_logits_processor``):
     biases, penalties and bans, then the caller's ``extra`` processors (one of the same class as a built-in
-    replaces it there; the others follow), then, when sampling, the warpers, and last the renormalisation."""
+    replaces it there; the others follow), then, when sampling, the warpers, and last the renormalisation.
+    ``prompt_ids`` [B, T]: the prompts as ids, for the encoder_* settings (None: a prompt given as embeddings)."""
     processors = LogitsProcessorList()
     if cfg.sequence_bias is not None:
         processors.append(SequenceBiasLogitsProcessor(cfg.sequence_bias))
+    encoder = _encoder_processors(cfg, prompt_ids)
+    if "penalty" in encoder:
+        processors.append(encoder["penalty"])
     if cfg.repetition_penalty != 1.0:
         processors.append(RepetitionPenaltyLogitsProcessor(cfg.repetition_penalty))
     if cfg.no_repeat_ngram_size > 0:
         processors.append(NoRepeatNGramLogitsProcessor(cfg.no_repeat_ngram_size))
+    if "ngrams" in encoder:
+        processors.append(encoder["ngrams"])
     if cfg.bad_words_ids is not None:
         processors.append(NoBadWordsLogitsProcessor(cfg.bad_words_ids, eos))
     if eos and cfg.min_length > 0:
@@ -457,6 +502,30 @@ def build_logits_processors(cfg, prompt_length, eos, extra=None, prefix_allowed_
     if cfg.renormalize_logits:
         processors.append(LogitNormalization())
     return LogitsProcessorList(processors)
+
+
+def _encoder_processors(cfg, prompt_ids) -> dict:
+    """The processors of ``encoder_repetition_penalty`` ("penalty") and ``encoder_no_repeat_ngram_size`` ("ngrams"),
+    which transformers 4.57 applies to a decoder-only model's prompt ids too (not to inputs_embeds: a warning)."""
+    settings = {"penalty": ("encoder_repetition_penalty", cfg.encoder_repetition_penalty != 1.0),
+                "ngrams": ("encoder_no_repeat_ngram_size", cfg.encoder_no_repeat_ngram_size > 0)}
+    built = {}
+    for key, (name, on) in settings.items():
+        if not on:
+            continue
+        if prompt_ids is None:
+            warnings.warn(f"{name} reads the prompt's token ids, and the prompt was given as inputs_embeds: ignored, "
+                          f"as in transformers", UserWarning, stacklevel=4)
+        elif key == "penalty" and (cfg.num_beams > 1 or cfg.num_return_sequences > 1):
+            raise ValueError(f"encoder_repetition_penalty={cfg.encoder_repetition_penalty} works on one row per "
+                             f"prompt: minigpt2 refuses it with num_beams > 1 or num_return_sequences > 1 (transformers "
+                             f"4.57 applies it to the first rows only, not to each prompt's beams); use "
+                             f"repetition_penalty there")
+        elif key == "penalty":
+            built[key] = EncoderRepetitionPenaltyLogitsProcessor(cfg.encoder_repetition_penalty, prompt_ids)
+        else:
+            built[key] = EncoderNoRepeatNGramLogitsProcessor(cfg.encoder_no_repeat_ngram_size, prompt_ids)
+    return built
 
 
 def _from_transformers(processor) -> bool:
