@@ -170,24 +170,34 @@ def _write_atomically(path, arrays, metadata=None):
         raise
 
 
-def write_checkpoint(directory, tensors: dict, dtype=None, max_shard_size="5GB"):
+def write_checkpoint(directory, tensors: dict, dtype=None, max_shard_size="5GB", variant=None):
     """The weights of a checkpoint, as transformers' save_pretrained writes them: model.safetensors, or, when they
     pass ``max_shard_size`` (bytes, or a string such as "5GB", "500MB", "2GiB"; transformers' default 5GB), shards
-    model-00001-of-0000N.safetensors of at most that size (a bigger tensor alone in its own) with the index
-    model.safetensors.index.json. Weights files of an earlier save in the directory that this one does not
-    rewrite are removed, as transformers does: loaders take model.safetensors before an index, so a stale one
-    would be loaded instead."""
+    model-00001-of-0000N.safetensors of at most that size with the index model.safetensors.index.json. The shards are
+    cut as huggingface_hub cuts them (split_state_dict_into_shards_factory): tensors in order, a new shard when the
+    next one would not fit, and a tensor bigger than the size alone in a shard of its own, placed where it comes
+    (the shard being filled goes on after it). So the files are transformers' own, byte for byte.
+
+    ``variant`` (e.g. "fp16") names the files as transformers' variants: model.fp16.safetensors, shards
+    model.fp16-00001-of-0000N.safetensors, model.safetensors.index.fp16.json. Weights files of an earlier save of
+    the same variant in the directory that this one does not rewrite are removed (loaders take model.safetensors
+    before an index, so a stale one would be loaded instead); other variants' files stay."""
     limit = shard_bytes(max_shard_size)
+    single, index_name, shard_name = weights_names(variant)
     arrays = {name: _storable(name, a, dtype) for name, a in tensors.items()}
-    shards, size = [[]], 0
+    shards, current, size = [], [], 0
     for name, (_, a) in arrays.items():
-        if shards[-1] and size + a.nbytes > limit:
-            shards.append([])
-            size = 0
-        shards[-1].append(name)
+        if a.nbytes > limit:  # alone, in its own shard
+            shards.append([name])
+            continue
+        if current and size + a.nbytes > limit:
+            shards.append(current)
+            current, size = [], 0
+        current.append(name)
         size += a.nbytes
-    names = [WEIGHTS_NAME] if len(shards) == 1 else \
-        [f"model-{i:05d}-of-{len(shards):05d}.safetensors" for i in range(1, len(shards) + 1)]
+    if current or not shards:
+        shards.append(current)
+    names = [single] if len(shards) == 1 else [shard_name.format(i, len(shards)) for i in range(1, len(shards) + 1)]
     for file_name, members in zip(names, shards):
         _write_atomically(os.path.join(directory, file_name), {name: arrays[name] for name in members})
     written = set(names)
@@ -199,14 +209,36 @@ def write_checkpoint(directory, tensors: dict, dtype=None, max_shard_size="5GB")
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(json.dumps(index, indent=2, sort_keys=True) + "\n")
         os.chmod(tmp, 0o666 & ~current_umask())
-        os.replace(tmp, os.path.join(directory, WEIGHTS_INDEX_NAME))
-        written.add(WEIGHTS_INDEX_NAME)
+        os.replace(tmp, os.path.join(directory, index_name))
+        written.add(index_name)
+    shard_pattern = re.compile(re.escape(shard_name.split("{")[0]) + r"\d{5}-of-\d{5}\.safetensors")
     for stale in os.listdir(directory):
-        if stale not in written and (stale in (WEIGHTS_NAME, WEIGHTS_INDEX_NAME) or _SHARD.fullmatch(stale)):
+        if stale not in written and (stale in (single, index_name) or shard_pattern.fullmatch(stale)):
             os.remove(os.path.join(directory, stale))
 
 
-_SHARD = re.compile(r"model-\d{5}-of-\d{5}\.safetensors")
+def weights_names(variant=None):
+    """(single file, shard index, shard name pattern for .format(i, n)) of a checkpoint's weights, as transformers
+    names them, with its ``variant`` (e.g. "fp16": model.fp16.safetensors) if given."""
+    if variant is None:
+        return WEIGHTS_NAME, WEIGHTS_INDEX_NAME, "model-{:05d}-of-{:05d}.safetensors"
+    return (f"model.{variant}.safetensors", f"model.safetensors.index.{variant}.json",
+            f"model.{variant}-{{:05d}}-of-{{:05d}}.safetensors")
+
+
+def check_variant(variant, what):
+    """A weights variant as transformers takes it: None, or a name that goes into file names ("fp16")."""
+    if variant is None:
+        return None
+    if not isinstance(variant, str):
+        raise TypeError(f"{what}: variant must be a str such as 'fp16' (it names model.fp16.safetensors) or None, "
+                        f"got {type(variant).__name__}")
+    if not variant or "/" in variant or "\\" in variant or variant.strip(".") != variant:
+        raise ValueError(f"{what}: variant={variant!r} cannot be part of a file name (model.<variant>.safetensors); "
+                         f"pass a name such as 'fp16', or None")
+    return variant
+
+
 _SIZE_UNITS = {"KIB": 2**10, "MIB": 2**20, "GIB": 2**30, "KB": 10**3, "MB": 10**6, "GB": 10**9, "B": 1}
 
 
@@ -275,14 +307,16 @@ def current_umask() -> int:
     return mask
 
 
-def find_weights(name_or_path, **hub_kwargs) -> list:
-    """The safetensors file(s) of a checkpoint: one file, or the shards an index names."""
+def find_weights(name_or_path, variant=None, **hub_kwargs) -> list:
+    """The safetensors file(s) of a checkpoint: one file, or the shards an index names; of ``variant`` if given
+    (model.fp16.safetensors, model.safetensors.index.fp16.json: transformers' names)."""
     from .hub import resolve_file
 
-    single = resolve_file(name_or_path, WEIGHTS_NAME, required=False, **hub_kwargs)
+    single_name, index_name, _ = weights_names(variant)
+    single = resolve_file(name_or_path, single_name, required=False, **hub_kwargs)
     if single is not None:
         return [single]
-    index = resolve_file(name_or_path, WEIGHTS_INDEX_NAME, required=False, **hub_kwargs)
+    index = resolve_file(name_or_path, index_name, required=False, **hub_kwargs)
     if index is not None:
         try:
             with open(index, encoding="utf-8") as f:
@@ -291,12 +325,27 @@ def find_weights(name_or_path, **hub_kwargs) -> list:
             raise ValueError(f"{index} is not a shard index: it needs a JSON object with a \"weight_map\" of tensor "
                              f"names to file names ({type(e).__name__}: {e})") from None
         return [resolve_file(name_or_path, shard, **hub_kwargs) for shard in shards]
-    for pickle_name in PICKLE_NAMES:
+    pickles = PICKLE_NAMES if variant is None else (f"pytorch_model.{variant}.bin",
+                                                    f"pytorch_model.bin.index.{variant}.json")
+    for pickle_name in pickles:
         if resolve_file(name_or_path, pickle_name, required=False, **hub_kwargs) is not None:
             raise ValueError(PICKLE_MESSAGE.format(what=f"{name_or_path}/{pickle_name}"))
     if not os.path.isdir(name_or_path):  # a Hub name: say why (offline and not in the cache, or not on the Hub)
-        resolve_file(name_or_path, WEIGHTS_NAME, **hub_kwargs)
-    raise FileNotFoundError(f"{name_or_path} has no {WEIGHTS_NAME} (nor {WEIGHTS_INDEX_NAME})")
+        resolve_file(name_or_path, single_name, **hub_kwargs)
+    raise FileNotFoundError(f"{name_or_path} has no {single_name} (nor {index_name})"
+                            + _other_variants(os.path.join(name_or_path, hub_kwargs.get("subfolder") or "")))
+
+
+def _other_variants(directory) -> str:
+    """What to pass instead, when ``directory`` holds weights of other variants than the one asked for."""
+    found = {}
+    for name in sorted(os.listdir(directory)) if os.path.isdir(directory) else []:
+        match = re.fullmatch(r"model(?:\.(.+?))?(?:-\d{5}-of-\d{5})?\.safetensors", name)
+        if match:
+            found.setdefault(match[1], name)
+    if not found:
+        return ""
+    return "; it has " + ", ".join(f"{name} (variant={v!r})" for v, name in found.items())
 
 
 # -- nested parameter dicts <-> flat checkpoint names ----------------------------------------------

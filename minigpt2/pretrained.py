@@ -333,18 +333,24 @@ class GPT2PreTrainedModel:
         checkpoint's own); ``load_in_8bit=True`` (or ``quantization_config=BitsAndBytesConfig(load_in_8bit=True)``,
         transformers 5's way) quantizes the weight matrices to int8. Weights the file stores in the chosen format
         stay memory-mapped.
+
+        As transformers: ``variant="fp16"`` loads model.fp16.safetensors (or its shards); ``output_loading_info=True``
+        returns ``(model, {"missing_keys", "unexpected_keys", "mismatched_keys", "error_msgs"})``, the lists
+        transformers gives (sorted names, as the loading model names them).
         """
         name_or_path = checkpoint_name(name_or_path)
         if os.path.isfile(name_or_path):  # e.g. its model.safetensors
             raise a_file_is_not_a_checkpoint(name_or_path)
         hub = pop_hub_options(kwargs)
+        output_loading_info = bool(kwargs.pop("output_loading_info", False))
+        variant = checkpoint.check_variant(kwargs.pop("variant", None), f"{cls.__name__}.from_pretrained")
         _pop_cpu_loading_options(kwargs)
         ignore_mismatched_sizes = bool(kwargs.pop("ignore_mismatched_sizes", False))
         config_overrides = kwargs
         config_overrides.pop("attn_implementation", None)  # one answer here: HF's eager formula
         weight_format = weights.pop_loading_options(config_overrides)  # torch_dtype / dtype / load_in_8bit
         with _offline_repair_hint(name_or_path, hub):
-            config, files, tensors = cls._read_checkpoint(name_or_path, config, hub, config_overrides)
+            config, files, tensors = cls._read_checkpoint(name_or_path, config, hub, config_overrides, variant)
         params = cls._params_from_tensors(config, tensors, seed=seed, source=", ".join(files),  # as stored
                                           ignore_mismatched_sizes=ignore_mismatched_sizes)
         if weight_format == "auto":  # as HF: the config's torch_dtype, else the dtype the weights are stored in
@@ -359,10 +365,12 @@ class GPT2PreTrainedModel:
                 found = None
             if found is not None:
                 model.generation_config = GenerationConfig.from_pretrained(found)
+        if output_loading_info:
+            return model, _loading_info(model, {name: array.shape for name, (_, array) in tensors.items()})
         return model
 
     @classmethod
-    def _read_checkpoint(cls, name_or_path, config, hub, config_overrides):
+    def _read_checkpoint(cls, name_or_path, config, hub, config_overrides, variant=None):
         """(config, weight files, {name: (file, tensor)}) of a checkpoint, as from_pretrained reads them."""
         if config is None:
             config, unused = GPT2Config.from_pretrained(name_or_path, return_unused_kwargs=True, **hub,
@@ -374,7 +382,7 @@ class GPT2PreTrainedModel:
             raise TypeError(f"unexpected arguments {sorted(config_overrides)} (pass them in config instead)")
         config = cls._own_config(config)
         _refuse_saved_quantized(name_or_path, config)
-        files = checkpoint.find_weights(name_or_path, **hub)
+        files = checkpoint.find_weights(name_or_path, variant=variant, **hub)
         tensors = {}
         for path in files:
             tensors.update({name: (path, t) for name, t in checkpoint.read_safetensors(path, dtype=None).items()})
@@ -496,13 +504,16 @@ class GPT2PreTrainedModel:
                 _say_narrow_weights_are_slow_in_numpy(fmt)
         return self
 
-    def save_pretrained(self, save_directory, *, is_main_process=True, max_shard_size="5GB", safe_serialization=True,
-                        **unsupported):
+    def save_pretrained(self, save_directory, *, is_main_process=True, state_dict=None, max_shard_size="5GB",
+                        safe_serialization=True, variant=None, **unsupported):
         """Write config.json and model.safetensors that transformers' from_pretrained loads.
 
         As transformers: weights beyond ``max_shard_size`` (bytes, or "5GB", "500MB", ...) are written in shards
-        with an index; ``is_main_process=False`` writes nothing (one process of several saves). Only safetensors
-        is written (``safe_serialization=False`` is refused: a pickle runs code when loaded).
+        with an index, cut where transformers cuts them; ``is_main_process=False`` writes nothing (one process of
+        several saves); ``state_dict`` (names -> arrays, or torch tensors) is written instead of the model's weights
+        (a tied lm_head.weight equal to wte is left out, as transformers leaves out the head sharing wte);
+        ``variant="fp16"`` names the files model.fp16.safetensors (shards, index). Only safetensors is written
+        (``safe_serialization=False`` is refused: a pickle runs code when loaded).
 
         The weights are written in the model's dtype (a bfloat16 model writes BF16 tensors, and config.json's
         torch_dtype says bfloat16). An int8 model is refused: transformers cannot read minigpt2's int8 blocks,
@@ -517,6 +528,8 @@ class GPT2PreTrainedModel:
             raise ValueError("save_pretrained: minigpt2 writes safetensors only (safe_serialization=False would be a "
                              "PyTorch pickle, which runs code when loaded); transformers loads model.safetensors")
         checkpoint.shard_bytes(max_shard_size)  # (a bad size is refused before anything is written)
+        variant = checkpoint.check_variant(variant, "save_pretrained")
+        tensors = dict(self.named_parameters()) if state_dict is None else self._tensors_to_save(state_dict)
         if not is_main_process:
             return
         if self.dtype == "int8":
@@ -531,12 +544,32 @@ class GPT2PreTrainedModel:
         config = self.config
         if config.architectures is None or type(self).__name__ not in config.architectures:
             config.architectures = [type(self).__name__]
-        tensors = dict(self.named_parameters())  # a tied head is wte: saved once, as HF does
         config.dtype = self.dtype
-        checkpoint.write_checkpoint(save_directory, tensors, dtype=self.dtype, max_shard_size=max_shard_size)
+        checkpoint.write_checkpoint(save_directory, tensors, dtype=self.dtype, max_shard_size=max_shard_size,
+                                    variant=variant)
         config.save_pretrained(save_directory)
         if isinstance(self, GenerationMixin):
             self.generation_config.save_pretrained(save_directory)
+
+    def _tensors_to_save(self, state_dict) -> dict:
+        """save_pretrained's ``state_dict=``: its arrays (torch tensors read as load_state_dict reads them; minigpt2's
+        weights as they are), without lm_head.weight when the head is tied and it equals wte: a tied head is wte,
+        saved once (a tied model's state_dict() lists it, as torch's state dict lists the head sharing wte)."""
+        if not hasattr(state_dict, "items"):
+            raise TypeError(f"save_pretrained: state_dict must be a dict of name -> array (as model.state_dict() "
+                            f"gives), got {type(state_dict).__name__}")
+        tensors = {}
+        for name, value in state_dict.items():
+            if not isinstance(value, (weights.BFloat16Weight, weights.Int8Weight)):
+                value = value.detach().cpu() if hasattr(value, "detach") else value
+                value = float_array(f"state_dict[{name!r}]", value)  # (bfloat16 tensors widened, exactly)
+            tensors[name] = value
+        head, wte = tensors.get("lm_head.weight"), tensors.get(f"{self.base_model_prefix}.wte.weight",
+                                                                 tensors.get("wte.weight"))
+        if self._tied() and head is not None and wte is not None and \
+                np.array_equal(weights.widen(head), weights.widen(wte)):
+            del tensors["lm_head.weight"]
+        return tensors
 
     # -- calling ------------------------------------------------------------------------------------
     def __call__(self, *args, **kwargs):
@@ -576,12 +609,43 @@ def _pop_cpu_loading_options(kwargs):
     if kwargs.pop("use_safetensors", None) is False:
         raise ValueError("use_safetensors=False: minigpt2 loads only model.safetensors (a pytorch_model.bin is a "
                          "pickle, and unpickling can run code)")
-    if kwargs.pop("output_loading_info", False):
-        raise ValueError("output_loading_info=True is not supported: minigpt2 warns about every weight it "
-                         "initialised or left out instead")
 
 
 # -- helpers ---------------------------------------------------------------------------------------------
+
+def _loading_info(model, stored: dict) -> dict:
+    """transformers' output_loading_info for a model loaded from tensors {checkpoint name: shape}, as its
+    _load_pretrained_model finds them: the checkpoint's names are put in the model's (the "transformer." prefix added
+    for a head model loading a bare checkpoint, or removed for GPT2Model loading a head model's, whose head weights
+    are then unexpected); missing are the model's names not found (the tied lm_head.weight is wte, found with it),
+    unexpected the checkpoint's the model has not (but the causal-mask buffers of its layers, attn.bias); mismatched
+    the ones of another shape (only left out with ignore_mismatched_sizes=True: else loading failed already)."""
+    prefix = model.base_model_prefix
+    own = {name: tuple(a.shape) for name, a in model.state_dict().items()}
+    has_prefix = any(name.startswith(prefix) for name in stored)
+    expects_prefix = hasattr(model, prefix)
+    renamed, task_keys = {}, []
+    for name, shape in stored.items():
+        if expects_prefix and not has_prefix:  # a head model, a bare checkpoint
+            name = f"{prefix}.{name}"
+        elif has_prefix and not expects_prefix:  # GPT2Model, a head model's checkpoint
+            if not name.startswith(f"{prefix}."):
+                task_keys.append(name)
+                continue
+            name = name[len(prefix) + 1:]
+        renamed[name] = tuple(shape)
+    missing = sorted(set(own) - set(renamed))
+    wte = f"{prefix}.wte.weight" if expects_prefix else "wte.weight"
+    if model._tied() and "lm_head.weight" in missing and wte not in missing:
+        missing.remove("lm_head.weight")
+    block = f"{prefix}.h" if expects_prefix else "h"
+    attentions = ("attn", "crossattention") if model.config.add_cross_attention else ("attn",)
+    buffers = {f"{block}.{i}.{attention}.{buffer}" for i in range(model.config.n_layer) for attention in attentions
+               for buffer in ("bias", "masked_bias")}
+    unexpected = sorted((set(renamed) - set(own) | set(task_keys)) - buffers)
+    mismatched = sorted(name for name, shape in renamed.items() if name in own and own[name] != shape)
+    return {"missing_keys": missing, "unexpected_keys": unexpected, "mismatched_keys": mismatched, "error_msgs": []}
+
 
 def _renamed_cache(cls, kwargs) -> dict:
     """``kwargs`` with transformers 5's ``cache`` under its 4.x name, ``past_key_values``, which forward() takes."""
