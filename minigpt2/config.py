@@ -123,6 +123,10 @@ PRESETS = {
 }
 
 SUMMARY_TYPES = ("last", "first", "mean", "cls_index")
+# Flags that change what the model computes. transformers tests them for truth, so the string "false" (a hand-edited
+# config.json) would mean True there: here anything but True or False is an error.
+FLAGS = ("scale_attn_weights", "scale_attn_by_inverse_layer_idx", "reorder_and_upcast_attn", "tie_word_embeddings",
+         "add_cross_attention", "summary_use_proj", "summary_proj_to_labels")
 
 
 def _dtype_name(value):
@@ -284,6 +288,10 @@ class GPT2Config:
             raise ValueError(
                 f"GPT2Config.summary_type {self.summary_type!r} is not supported; choose one of {list(SUMMARY_TYPES)}"
             )
+        for name in FLAGS:
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"GPT2Config.{name} must be True or False (true or false in config.json), "
+                                 f"got {getattr(self, name)!r}")
         check_number("GPT2Config.layer_norm_epsilon", self.layer_norm_epsilon, low=0, low_open=True)
         for name in ("resid_pdrop", "embd_pdrop", "attn_pdrop", "summary_first_dropout", "summary_last_dropout"):
             # summary_last_dropout is not a GPT2Config field, but configs may carry it
