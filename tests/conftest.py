@@ -6,6 +6,8 @@ Other test modules may use these (``from conftest import assert_close``); keep t
     tolerance(ref)                        that bound
     randomize_torch_model(model, seed)    spread a transformers model's weights (see below)
     kernel_backend                        fixture: the test runs on the "numpy" and on the "c" backend
+    backend_restored                      fixture: backend, thread count and kernel variant put back after the
+                                          test, its warnings ignored
     hf_tiny_checkpoint                    session fixture: a directory holding a tiny HF GPT2LMHeadModel
                                           checkpoint (skipped when torch/transformers are not installed)
 
@@ -15,6 +17,7 @@ fixtures were written by 4.46.3 (see tests/make_fixtures.py), whose numbers are 
 from __future__ import annotations
 
 import os
+import warnings
 
 import numpy as np
 import pytest
@@ -80,6 +83,23 @@ def kernel_backend(request):
         yield request.param
     finally:
         backend.set_backend(saved)
+
+
+@pytest.fixture
+def backend_restored():
+    """Let the test switch backend, thread count and kernel variant freely (warnings ignored); put them back after."""
+    from minigpt2 import backend
+
+    saved, saved_threads = backend.name, backend.get_num_threads()
+    saved_variant = backend._ckernels._tuning._requested if backend._ckernels is not None else None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        yield
+    if backend._ckernels is not None:
+        if backend.get_num_threads() != saved_threads:
+            backend.set_num_threads(saved_threads)
+        backend._ckernels._tuning.choose(saved_variant)
+    backend.set_backend(saved)
 
 
 # -- transformers-backed helpers (these skip when the references are not installed) ---------------

@@ -129,17 +129,9 @@ def use(mode):
 
 
 @pytest.fixture(autouse=True)
-def _restore_backend():
-    saved, saved_threads = backend.name, backend.get_num_threads()
-    saved_variant = backend._ckernels._tuning._requested if backend._ckernels is not None else None
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        yield
-    if backend._ckernels is not None:
-        if backend.get_num_threads() != saved_threads:
-            backend.set_num_threads(saved_threads)
-        backend._ckernels._tuning.choose(saved_variant)
-    backend.set_backend(saved)
+def _restore_backend(backend_restored):
+    """(conftest.py: backend, threads and kernel variant put back after each test)"""
+    yield
 
 
 def write_checkpoint(directory, cfg, seed=0):

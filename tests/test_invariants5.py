@@ -75,17 +75,9 @@ def mask_positions(mask):
 
 
 @pytest.fixture(autouse=True)
-def _restore_backend():
-    saved = backend.name
-    saved_threads = backend.get_num_threads()
-    saved_variant = backend._ckernels._tuning._requested if backend._ckernels is not None else None
-    warnings.simplefilter("ignore")
+def _restore_backend(backend_restored):
+    """(conftest.py: backend, threads and kernel variant put back after each test)"""
     yield
-    if backend._ckernels is not None:
-        if backend.get_num_threads() != saved_threads:
-            backend.set_num_threads(saved_threads)
-        backend._ckernels._tuning.choose(saved_variant)
-    backend.set_backend(saved)
 
 
 def _write(directory, seed, **config):
