@@ -22,7 +22,6 @@ than the tolerance (a tie that rounding may break either way), which the seeds h
 """
 from __future__ import annotations
 
-import warnings
 
 import numpy as np
 import pytest
