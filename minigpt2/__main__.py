@@ -2,20 +2,39 @@
 import os
 import signal
 import sys
+import time
 
 from .cli import main
 
+_first_ctrl_c = []  # when the first Ctrl-C came (time.monotonic())
+
+
+def interrupted(signum, frame):
+    """Ctrl-C: a KeyboardInterrupt, which ends the run (the text so far, "[interrupted]", exit code 130). Pressed
+    again while that ending runs, as an impatient user does, it is ignored: a KeyboardInterrupt inside the ending
+    printed a traceback and left with -2 instead. Pressed again more than a second later, the ending is stuck (say,
+    writing to a pipe that nobody reads): leave at once."""
+    if not _first_ctrl_c:
+        _first_ctrl_c.append(time.monotonic())
+        raise KeyboardInterrupt
+    if time.monotonic() - _first_ctrl_c[0] > 1:
+        os._exit(130)
+
 
 def run():
-    if getattr(signal.getsignal(signal.SIGINT), "__name__", "") == "interrupted_while_starting":
-        signal.signal(signal.SIGINT, signal.default_int_handler)  # (set while minigpt2 was imported: _starting.py)
+    handler = signal.getsignal(signal.SIGINT)  # (not when SIGINT is ignored, as for a job started with "&")
+    if handler is signal.default_int_handler or getattr(handler, "__name__", "") == "interrupted_while_starting":
+        signal.signal(signal.SIGINT, interrupted)  # (interrupted_while_starting: set while importing, _starting.py)
     code = main()
     if code == 130:
         # Ctrl-C: leave at once. huggingface_hub 1.x/2.x download in worker threads that Python would otherwise
         # wait for at exit, for as long as a stalled connection lasts; what they leave is an .incomplete file,
         # which nothing loads and the next download replaces.
-        sys.stdout.flush()
-        sys.stderr.flush()
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except (AttributeError, OSError, ValueError):  # closed (>&-), or a reader that went away (| head)
+                pass
         os._exit(130)
     return code
 

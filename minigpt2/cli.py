@@ -154,12 +154,24 @@ _probability = _number(float, lambda v: 0 < v <= 1, "a number in (0, 1]")
 def main(argv=None) -> int:
     """Run the command line; returns the exit code (``python -m minigpt2`` exits with it)."""
     argv = sys.argv[1:] if argv is None else list(argv)
-    if argv[:1] == ["train"]:  # the one word command, and only as the first argument: see training/cli.py
-        from .training.cli import main as train_main
+    muted = _closed_stderr_to_devnull()
+    try:
+        if argv[:1] == ["train"]:  # the one word command, and only as the first argument: see training/cli.py
+            from .training.cli import main as train_main
 
-        return train_main(argv[1:])
-    parser = build_parser()
-    args = parser.parse_args(argv)  # exits with 2 on a usage error
+            return train_main(argv[1:])
+        parser = build_parser()
+        args = parser.parse_args(_negative_values_attached(parser, argv))  # exits with 2 on a usage error
+        if sys.stdout is None:  # started with stdout closed (>&-): print() would drop everything, and exit 0
+            print(f"{parser.prog}: error: stdout is closed, so there is nowhere to print to; redirect it to a file, "
+                  f"or to /dev/null to discard what is printed", file=sys.stderr)
+            return 1
+        return _run_reporting_errors(args, parser)
+    finally:
+        muted()
+
+
+def _run_reporting_errors(args, parser) -> int:
     restore = _tolerant_stdout()
     shown_as = warnings.formatwarning
     warnings.formatwarning = one_line_warning
@@ -184,6 +196,51 @@ def main(argv=None) -> int:
 
 
 BROKEN_PIPE = 128 + 13  # 128 + SIGPIPE: what a shell reports for a writer whose reader went away
+
+
+def _negative_values_attached(parser, argv) -> list:
+    """``-t -1e-3``, ``-n -inf``: argparse takes a value that starts with "-" for a flag unless it reads like "-5" or
+    "-.5", and then says only "expected one argument". A number there is the flag's value (``--temperature=-1e-3``),
+    so that the flag's own check names it and what is allowed."""
+    takes_value = {s: a.option_strings[-1] for a in parser._actions if a.option_strings and a.nargs is None
+                   for s in a.option_strings}
+    out, i = [], 0
+    while i < len(argv):
+        word = argv[i]
+        if word == "--":  # the rest is the prompt
+            return out + argv[i:]
+        value = argv[i + 1] if i + 1 < len(argv) else ""
+        if word in takes_value and value[:1] == "-" and value not in parser._option_string_actions \
+                and _reads_as_a_number(value):
+            out.append(f"{takes_value[word]}={value}")
+            i += 2
+        else:
+            out.append(word)
+            i += 1
+    return out
+
+
+def _reads_as_a_number(text) -> bool:
+    try:
+        float(text)
+        return True
+    except ValueError:
+        return False
+
+
+def _closed_stderr_to_devnull():
+    """Started with stderr closed (2>&-), sys.stderr is None, and print(..., file=sys.stderr) then prints to stdout:
+    the --stats line, notes and errors would land among the generated text. They go nowhere instead, as in any
+    program whose stderr is closed. Returns what puts None back (main may run inside a program)."""
+    if sys.stderr is not None:
+        return lambda: None
+    sys.stderr = devnull = open(os.devnull, "w")  # (it takes fd 2: no file opened later is written to by mistake)
+
+    def restore():
+        if sys.stderr is devnull:
+            sys.stderr = None
+            devnull.close()
+    return restore
 
 
 # -- text in and out, whatever the terminal's encoding ------------------------------------------------------
@@ -466,7 +523,7 @@ def _print_stats(prompt_tokens, new_tokens, first_token_seconds, total_seconds, 
 def _prompt_text(words) -> str:
     if words == ["-"]:
         return _read_stdin()
-    if not words and not sys.stdin.isatty():
+    if not words and sys.stdin is not None and not sys.stdin.isatty():  # (None: stdin closed, <&-)
         text = _read_stdin()
         if not text:  # (nothing piped in, or stdin is /dev/null: no prompt was given; "" or "-" ask for an empty one)
             raise UsageError('no prompt: nothing was given and stdin was empty. Give one, e.g. python -m minigpt2 '
@@ -480,7 +537,11 @@ def _prompt_text(words) -> str:
 
 def _read_stdin() -> str:
     """The text on stdin, decoded as UTF-8 whatever the locale says (the newline that ends what was typed or echoed
-    is not part of it). Bytes that are not UTF-8 are an error that says so."""
+    is not part of it). Bytes that are not UTF-8 are an error that says so. A UTF-8 byte order mark at the start, which
+    Windows editors (Notepad, PowerShell's Out-File) write, is not part of the text either."""
+    if sys.stdin is None:
+        raise ValueError("stdin is closed (<&-), so there is nothing to read from it; give the text as an argument, "
+                         "or pipe it in")
     raw = getattr(sys.stdin, "buffer", None)
     if raw is None:  # a StringIO put in its place (tests, notebooks): already text
         text = sys.stdin.read()
@@ -492,7 +553,7 @@ def _read_stdin() -> str:
             raise ValueError(f"stdin is not UTF-8 text (the bytes {_bad_bytes(data)}); save the prompt as UTF-8 "
                              f"(e.g. iconv -f latin1 -t utf-8 file.txt | python -m minigpt2)") from None
         text = text.replace("\r\n", "\n").replace("\r", "\n")  # as text mode reads it
-    return text.rstrip("\r\n")
+    return text[text.startswith("\ufeff"):].rstrip("\r\n")
 
 
 def _load_tokenizer(model):

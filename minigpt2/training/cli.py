@@ -93,6 +93,9 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print("\n[interrupted]", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the reader of the log went away ("| head"): stop quietly, as a program SIGPIPE ended
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # (128 + 13, as the generating command)
+        return 128 + 13
     except (OSError, ValueError, TypeError, FloatingPointError) as e:
         print(f"{parser.prog}: error: {' '.join(str(e).split())}", file=sys.stderr)
         return 1

@@ -1,0 +1,233 @@
+"""The command line as a careful user runs it, sixth round: Ctrl-C pressed again and again, stdin / stdout / stderr
+closed by the shell (``<&-``, ``>&-``, ``2>&-``, as cron jobs, service managers and some CI runners start programs),
+a prompt file with a byte order mark (Windows editors write one), and numbers that start with "-" but do not look
+like "-5" to argparse (``-t -1e-3``). Then what was right already and stays so: broken model directories, ``| head``
+during generation, the same text for a seed whatever the threads and backend, stdout holding only the text.
+
+Every run is ``python -m minigpt2`` in a process of its own, as a user starts it; the model is a tiny random
+checkpoint in a tmp dir (GPT-2's vocabulary, so the bundled tokenizer fits): no network.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from hubserver import tiny_checkpoint_files
+from minigpt2 import backend
+from minigpt2.tokenizer import AutoTokenizer
+
+PROG = "python -m minigpt2: error: "
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    directory = tmp_path_factory.mktemp("careful6_model")
+    tiny_checkpoint_files(directory, n_positions=64, seed=2)
+    AutoTokenizer.from_pretrained("gpt2").save_pretrained(directory)
+    return str(directory)
+
+
+@pytest.fixture(scope="module")
+def slow_model_dir(tmp_path_factory):
+    """Slow enough (a 50 MB head read per token) that 1000 tokens are still being generated when Ctrl-C comes."""
+    directory = tmp_path_factory.mktemp("careful6_slow")
+    tiny_checkpoint_files(directory, n_positions=1024, n_embd=256, n_head=4, n_layer=2, seed=2)
+    AutoTokenizer.from_pretrained("gpt2").save_pretrained(directory)
+    return str(directory)
+
+
+ENV = {**os.environ, "MINIGPT2_KERNEL": "numpy"}  # (no first-run note about measuring the kernels on stderr)
+
+
+def closing(*fds):
+    """In the child, before Python starts: the shell's ``<&-`` / ``>&-`` / ``2>&-``."""
+    def close():
+        for fd in fds:
+            os.close(fd)
+    return close
+
+
+def minigpt2(*args, close=(), stdin=b"", **kwargs):
+    """python -m minigpt2 ARGS -> CompletedProcess (bytes); ``close``: the standard fds the shell closed."""
+    if 0 in close:
+        kwargs["stdin"] = subprocess.DEVNULL
+    else:
+        kwargs["input"] = stdin
+    return subprocess.run([sys.executable, "-m", "minigpt2", *args], capture_output=True, timeout=120, env=ENV,
+                          preexec_fn=closing(*close) if close else None, **kwargs)
+
+
+def one_line_error(done, code, *parts):
+    err = done.stderr.decode()
+    assert done.returncode == code and done.stdout == b"", (done.returncode, done.stdout, err)
+    assert "Traceback" not in err and err.splitlines()[-1].startswith(PROG), err
+    assert len(err.splitlines()) == (1 if code == 1 else 3), err  # exit 2: argparse's usage (2 lines) first
+    for part in parts:
+        assert part in err, err
+
+
+# -- 1. Ctrl-C pressed several times ---------------------------------------------------------------------------
+
+def default_ctrl_c():
+    signal.signal(signal.SIGINT, signal.SIG_DFL)  # (a test run in a shell's background inherits SIGINT ignored)
+
+
+def test_ctrl_c_pressed_again_and_again_exits_130_with_one_line(slow_model_dir):
+    """An impatient user presses Ctrl-C several times. The first ends the run (the text so far, "[interrupted]",
+    exit 130); the others, arriving while that ending runs, used to raise a KeyboardInterrupt inside it: a traceback
+    ("lost sys.stderr" at worst) and exit status -2, every time."""
+    for _ in range(3):
+        process = subprocess.Popen([sys.executable, "-m", "minigpt2", "-m", slow_model_dir, "-n", "1000", "-s", "0",
+                                    "Press again:"], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                   stderr=subprocess.PIPE, preexec_fn=default_ctrl_c, env=ENV)
+        try:
+            printed = process.stdout.read(len("Press again:") + 5)  # generation is under way
+            assert process.poll() is None, "generation finished before it could be interrupted"
+            for _ in range(5):
+                process.send_signal(signal.SIGINT)
+                time.sleep(0.0002)  # (a burst: the ending takes well under a millisecond)
+            rest, err = process.communicate(timeout=60)
+        finally:
+            if process.poll() is None:
+                process.kill()
+        err = err.decode()
+        assert process.returncode == 130, err
+        assert "Traceback" not in err and "KeyboardInterrupt" not in err and err.strip() == "[interrupted]", err
+        assert (printed + rest).decode().startswith("Press again:") and rest.endswith(b"\n")
+
+
+# -- 2. stdin, stdout or stderr closed -------------------------------------------------------------------------
+
+def test_a_closed_stdin_is_a_one_line_error(model_dir):
+    """``<&-``: Python's sys.stdin is None. The command asked sys.stdin.isatty() and read it: AttributeError tracebacks.
+    With no prompt it is the usage error of no prompt at all; "-" (read the prompt from stdin) cannot be served."""
+    one_line_error(minigpt2("-m", model_dir, "-n", "2", close=[0]), 2, "give a prompt")
+    one_line_error(minigpt2("-m", model_dir, "-n", "2", "-", close=[0]), 1, "stdin is closed")
+    one_line_error(minigpt2("--tokenize", "-", close=[0]), 1, "stdin is closed")
+    typed = minigpt2("-m", model_dir, "-n", "2", "--greedy", "Hi", close=[0])  # a prompt given: stdin is not needed
+    assert typed.returncode == 0 and typed.stdout.startswith(b"Hi"), typed.stderr
+
+
+def test_a_closed_stderr_keeps_everything_else_off_stdout(model_dir, tmp_path):
+    """``2>&-``: Python's sys.stderr is None, and print(..., file=None) prints to stdout: the --stats line and the
+    error message landed in the file that should hold the generated text only."""
+    with open(tmp_path / "out.txt", "wb") as out:
+        done = subprocess.run([sys.executable, "-m", "minigpt2", "-m", model_dir, "-n", "3", "--greedy", "--stats",
+                               "Hi"], stdout=out, stdin=subprocess.DEVNULL, env=ENV, timeout=120,
+                              preexec_fn=closing(2))
+    text = (tmp_path / "out.txt").read_text()
+    assert done.returncode == 0 and text.startswith("Hi") and len(text.splitlines()) == 1, text
+    assert "tokens/s" not in text
+    failed = minigpt2("-m", os.path.join(model_dir, "missing"), "-n", "2", "Hi", close=[2])
+    assert failed.returncode == 1 and failed.stdout == b"", failed.stdout
+    usage = minigpt2("-m", model_dir, "-t", "0", "Hi", close=[2])
+    assert usage.returncode == 2 and usage.stdout == b"", usage.stdout
+
+
+def test_a_closed_stdout_is_an_error_not_a_silent_success(model_dir):
+    """``>&-``: print() to a None sys.stdout does nothing, so the run generated, printed nothing and exited 0. As
+    cat or echo there: an error (exit 1), and before the model is loaded."""
+    one_line_error(minigpt2("-m", model_dir, "-n", "2", "Hi", close=[1]), 1, "stdout is closed", "/dev/null")
+
+
+# -- 3. a byte order mark ------------------------------------------------------------------------------------
+
+def test_a_byte_order_mark_on_stdin_is_not_part_of_the_prompt(model_dir):
+    """A prompt saved by Notepad (or PowerShell's Out-File) starts with the UTF-8 byte order mark, EF BB BF: it was
+    tokenized as three byte tokens in front of the text, and changed the continuation."""
+    tokens = minigpt2("--tokenize", "-", stdin=b"\xef\xbb\xbfHello\r\n")
+    assert tokens.returncode == 0, tokens.stderr
+    assert tokens.stdout.decode().splitlines()[-1].startswith("1 tokens for 5 characters"), tokens.stdout
+    piped = minigpt2("-m", model_dir, "-n", "4", "--greedy", "-", stdin=b"\xef\xbb\xbfHello\r\n")
+    typed = minigpt2("-m", model_dir, "-n", "4", "--greedy", "Hello")
+    assert piped.returncode == typed.returncode == 0 and piped.stdout == typed.stdout, piped.stderr
+    inside = minigpt2("--tokenize", "-", stdin="a\ufeffb".encode())  # one that is not at the start is text
+    assert inside.stdout.decode().splitlines()[-1].startswith("5 tokens for 3 characters"), inside.stdout
+
+
+# -- 4. values that start with "-" -----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("args,message", [
+    (["-t", "-1e-3"], "argument -t/--temperature: -1e-3 is not allowed; expected a number > 0"),
+    (["--temperature", "-inf"], "argument -t/--temperature: -inf is not a finite number; expected a number > 0"),
+    (["-n", "-1e3"], "argument -n/--max-new-tokens: '-1e3' is not a whole number; expected an integer >= 1"),
+    (["-p", "-nan"], "argument -p/--top-p: -nan is not a finite number; expected a number in (0, 1]"),
+    (["--threads", "-inf"], "argument --threads: '-inf' is not a finite whole number; expected an integer from 1"),
+], ids=["t-1e-3", "temperature-inf", "n-1e3", "p-nan", "threads-inf"])
+def test_a_negative_value_argparse_takes_for_a_flag_is_named_with_what_is_allowed(model_dir, args, message):
+    """argparse reads "-5" and "-.5" as values, but "-1e-3" and "-inf" as flags, and said only "argument
+    -t/--temperature: expected one argument": neither the value nor what is allowed."""
+    one_line_error(minigpt2("-m", model_dir, *args, "Hi"), 2, message)
+
+
+# -- 5. what was right already ------------------------------------------------------------------------------------
+
+def broken_copies(model_dir, root):
+    """Checkpoint directories a user may point --model at, with what the one-line error must say."""
+    def copy(name):
+        target = root / name
+        shutil.copytree(model_dir, target)
+        return target
+
+    cases = []
+    llama = copy("llama")
+    config = json.loads((llama / "config.json").read_text())
+    (llama / "config.json").write_text(json.dumps({**config, "model_type": "llama"}))
+    cases.append((llama, "model_type 'llama' is not GPT-2"))
+    truncated = copy("truncated")
+    data = (truncated / "model.safetensors").read_bytes()
+    (truncated / "model.safetensors").write_bytes(data[:len(data) // 3])
+    cases.append((truncated, "model.safetensors is truncated"))
+    corrupt = copy("corrupt")
+    (corrupt / "config.json").write_text('{"n_layer": 1,')
+    cases.append((corrupt, "config.json is not valid JSON"))
+    cases.append((root / "missing", "is not a directory"))
+    return cases
+
+
+def test_broken_model_directories_are_one_line_errors(model_dir, tmp_path):
+    for directory, message in broken_copies(model_dir, tmp_path):
+        one_line_error(minigpt2("-m", str(directory), "-n", "2", "Hi"), 1, message)
+
+
+def test_a_reader_that_goes_away_during_generation_is_a_quiet_sigpipe_exit(model_dir):
+    done = subprocess.run(["bash", "-c", f"{sys.executable} -m minigpt2 -m {model_dir} -n 60 -N 300 -s 0 Hello "
+                                         f"| head -c 5; echo \" ${{PIPESTATUS[0]}}\""],
+                          capture_output=True, text=True, timeout=120, env=ENV)
+    assert done.stdout == "Hello 141\n" and done.stderr == "", done
+
+
+def test_a_seed_gives_the_same_text_whatever_the_threads_and_backend_and_stdout_holds_only_it(model_dir, tmp_path):
+    runs = [["--backend", "numpy"]]
+    if backend.c_available():
+        runs += [["--backend", "c", "--threads", "1"], ["--backend", "c", "--threads", "2"]]
+    texts = []
+    for i, flags in enumerate(runs):
+        path = tmp_path / f"out{i}.txt"
+        with open(path, "wb") as out:
+            done = subprocess.run([sys.executable, "-m", "minigpt2", "-m", model_dir, "-n", "12", "-s", "7",
+                                   "--stats", *flags, "The cat"], stdout=out, stderr=subprocess.PIPE,
+                                  stdin=subprocess.DEVNULL, timeout=120, env=ENV)
+        assert done.returncode == 0 and "tokens/s" in done.stderr.decode(), done.stderr
+        texts.append(path.read_text())
+    assert texts[0].startswith("The cat") and texts[0].endswith("\n") and len(texts[0].splitlines()) == 1
+    assert all(text == texts[0] for text in texts), texts
+
+
+def test_a_reader_that_goes_away_during_training_is_a_quiet_sigpipe_exit(tmp_path):
+    """`python -m minigpt2 train ... | head -1`: the log's reader leaves after a line; training stops as a program
+    SIGPIPE ended (141), with nothing on stderr (it printed "error: [Errno 32] Broken pipe" and exited 1)."""
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("The cat sat on the mat. A dog ran in the park. " * 200, encoding="utf-8")
+    command = (f"{sys.executable} -m minigpt2 train --data {corpus} --out {tmp_path / 'out'} --max-steps 400 "
+               f"--n-layer 1 --n-head 2 --n-embd 16 --seq-len 8 --batch-size 2 --log-interval 1 --eval-interval 1000 "
+               f"--sample-tokens 0 | head -1; echo \"exit ${{PIPESTATUS[0]}}\"")
+    done = subprocess.run(["bash", "-c", command], capture_output=True, text=True, timeout=120, env=ENV)
+    assert done.stdout.splitlines()[-1] == "exit 141" and done.stderr == "", done
