@@ -172,14 +172,28 @@ def resolve_file(name_or_path, filename, *, required=True, revision=None, cache_
     # huggingface_hub retries an unreachable server (or proxy) for ~25 s per file before it falls back to the
     # cache, or gives up (a proxy that refuses); a quick look first lets a laptop without network use its cache
     # (or fail) at once.
+    what = f"{filename} of {name_or_path!r}" + (f" at revision {revision!r}" if revision else "")
+    if offline and force_download:  # (huggingface_hub's ValueError names local_files_only even for HF_HUB_OFFLINE)
+        why = "HF_HUB_OFFLINE is set" if settings["offline"] else "local_files_only=True was passed"
+        raise OSError(f"force_download=True needs the network (to download {what} again), but {why}: "
+                      f"{'unset HF_HUB_OFFLINE' if settings['offline'] else 'pass only one of them'}")
     unreachable = None if offline else _unreachable(endpoint)
 
     def download(cache_only):
         # Every setting goes in as an argument, read now: huggingface_hub reads HF_HUB_OFFLINE only when it is
         # first imported, and no module of ours writes into its globals (see the module docstring).
-        return huggingface_hub.hf_hub_download(
-            name_or_path, filename, revision=revision, cache_dir=cache_dir, token=token,
-            local_files_only=cache_only, endpoint=endpoint, force_download=force_download)
+        try:
+            return huggingface_hub.hf_hub_download(
+                name_or_path, filename, revision=revision, cache_dir=cache_dir, token=token,
+                local_files_only=cache_only, endpoint=endpoint, force_download=force_download)
+        except ValueError as e:
+            # With force_download=True huggingface_hub hides the Hub's answer (no such repository, no access, no
+            # network) behind "Force download failed due to the above error": that answer is the error.
+            cause = e.__cause__
+            if not (force_download and isinstance(cause, Exception) and not isinstance(e, errors.HFValidationError)):
+                raise
+        cause.__context__ = None  # (raised outside the except clause: no loop cause -> ValueError -> cause)
+        raise cause
 
     try:
         try:
@@ -206,7 +220,7 @@ def resolve_file(name_or_path, filename, *, required=True, revision=None, cache_
         if offline:
             why = ("HF_HUB_OFFLINE is set" if settings["offline"] else "local_files_only=True was passed")
             raise OSError(
-                f"{why}, and {filename} of {name_or_path!r} is not in the cache {cache_dir}. Ways out: go online "
+                f"{why}, and {what} is not in the cache {cache_dir}. Ways out: go online "
                 f"once (unset HF_HUB_OFFLINE) and run `python -m minigpt2 --download --model {name_or_path}`, "
                 f"point HF_HUB_CACHE at a cache that has it, or pass a local directory with config.json and "
                 f"model.safetensors") from None
@@ -228,9 +242,11 @@ def resolve_file(name_or_path, filename, *, required=True, revision=None, cache_
         return None
     except errors.RevisionNotFoundError:
         raise OSError(f"the repository {where} has no revision {revision!r}") from None
-    except errors.RepositoryNotFoundError:  # also a gated repository, or a private one without a valid token
-        token_hint = ("check that HF_TOKEN grants access to it" if settings["token_set"] or token
-                      else "if it is private or gated, set HF_TOKEN to an access token")
+    except errors.RepositoryNotFoundError as e:  # also a gated repository, or a private one without a valid token
+        sent = _token_named(token, settings)
+        token_hint = (f"check that {sent} grants access to it" if sent else
+                      f"if it is private or gated, log in with `{_login_command(huggingface_hub)}` or set HF_TOKEN "
+                      f"to an access token from {endpoint}/settings/tokens")
         # When the Hub refuses (a private repository with a wrong or missing token), huggingface_hub serves the
         # files already in the cache, silently, as it does offline; so a cached model loads. An optional file
         # (a tokenizer's, generation_config.json) that the cache records as absent (.no_exist, written when it
@@ -242,10 +258,26 @@ def resolve_file(name_or_path, filename, *, required=True, revision=None, cache_
                 logger.warning(f"[{where} refused access ({token_hint}): using what the cache {cache_dir} "
                                f"holds for it, as offline]")
             return None
+        if isinstance(e, getattr(errors, "GatedRepoError", ())):  # (401 without a token, 403 without access)
+            page = f"{endpoint}/{name_or_path}"
+            if sent:
+                raise OSError(f"the repository {where} is gated, and {sent} has no access to it (yet): ask for "
+                              f"access at {page} while logged in to that account, then run again once it is "
+                              f"granted") from None
+            raise OSError(f"the repository {where} is gated: log in with `{_login_command(huggingface_hub)}` (or "
+                          f"set HF_TOKEN to an access token from {endpoint}/settings/tokens) with an account that "
+                          f"has asked for access at {page} and been granted it") from None
         raise OSError(f"{name_or_path!r} is not a local directory, and there is no repository {where} that "
                       f"we may read ({token_hint}); GPT-2 checkpoints are e.g. 'gpt2', 'gpt2-medium', "
                       f"'distilgpt2'") from None
     except OSError as e:  # an unusable cache, a full disk, a connection broken mid-download, a size mismatch, ...
+        status = getattr(getattr(e, "response", None), "status_code", None)
+        if status == 401:  # (not a missing or gated repository: those are answered above) a token refused
+            sent = _token_named(token, settings) or "the access token"
+            raise OSError(f"{endpoint} refused {sent} ({_short_cause(e)}) when asked for {what}: it is invalid "
+                          f"or expired. Create a new one at {endpoint}/settings/tokens (then "
+                          f"`{_login_command(huggingface_hub)}` or set HF_TOKEN), or remove it: public models need "
+                          f"none") from None
         if getattr(e, "errno", None) in (errno.EACCES, errno.EPERM) and not force_download:
             # A cache shared with other users (HF_HOME of the room): its folders are theirs, so the download could
             # not write (a lock file, refs/main), yet the file may be there, or just finished by another user.
@@ -260,6 +292,26 @@ def resolve_file(name_or_path, filename, *, required=True, revision=None, cache_
                                    f"({_short_cause(e)}): using the copies already in it]")
                 return path
         raise OSError(_download_failure(e, f"{filename} of {where}", cache_dir, settings["hf_home"])) from None
+
+
+def _token_named(token, settings):
+    """Where the token sent to the Hub came from, as a user would name it ("the token passed as token=",
+    "HF_TOKEN", "the token in ~/.cache/huggingface/token"); None when no token was sent."""
+    if isinstance(token, str) and token:
+        return "the token passed as token="
+    if token is False or not settings["token_set"]:  # (token=False: transformers' way to send none)
+        return None
+    source = settings["token_source"]
+    return source if source in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN") else f"the token in {source}"
+
+
+def _login_command(huggingface_hub) -> str:
+    """The command that saves a token: `hf auth login` since huggingface_hub 0.34, `huggingface-cli login` before."""
+    try:
+        major, minor = (int(part) for part in huggingface_hub.__version__.split(".")[:2])
+    except (AttributeError, ValueError):
+        return "hf auth login"
+    return "hf auth login" if (major, minor) >= (0, 34) else "huggingface-cli login"
 
 
 def _recorded_absent(huggingface_hub, repo_id, filename, cache_dir, revision) -> bool:

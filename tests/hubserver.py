@@ -15,6 +15,9 @@ What huggingface_hub's hf_hub_download (file_download.py) reads, and what this s
                         302 only when it leads elsewhere
         renamed repo    307 to the new name with a relative Location ("gpt2" -> "openai-community/gpt2")
         no such repo    404 + X-Error-Code: RepoNotFound    (401 without the right token for a private repo)
+        gated repo      without a token 401, with a token not granted access 403; both X-Error-Code: GatedRepo
+        bad token       401 + X-Error-Message: Invalid credentials in Authorization header (when ``tokens`` is
+                        given: a token that is neither in it nor one of the private or gated repos' tokens)
         no such rev     404 + X-Error-Code: RevisionNotFound
         no such file    404 + X-Error-Code: EntryNotFound, with X-Repo-Commit
     GET /cdn/{sha256}   (on the CDN's port) the bytes, with Content-Disposition naming the file (the progress bar shows it);
@@ -39,11 +42,15 @@ def git_blob_sha1(data: bytes) -> str:
 
 
 class HubServer:
-    def __init__(self, repos: dict, aliases: dict = None, private: dict = None, stall_after: int = None):
-        """repos: {repo_id: {filename: bytes}}; aliases: {old_id: new_id}; private: {repo_id: token}."""
+    def __init__(self, repos: dict, aliases: dict = None, private: dict = None, stall_after: int = None,
+                 gated: dict = None, tokens=None):
+        """repos: {repo_id: {filename: bytes}}; aliases: {old_id: new_id}; private: {repo_id: token};
+        gated: {repo_id: token granted access}; tokens: the valid tokens (besides those), or None: any is."""
         self.repos = repos
         self.aliases = aliases or {}
         self.private = private or {}
+        self.gated = gated or {}
+        self.tokens = None if tokens is None else set(tokens)
         self.stall_after = stall_after
         self.requests = []
         self.commits = {repo: hashlib.sha1(repr(sorted(files.items())).encode()).hexdigest()
@@ -133,6 +140,18 @@ def _handler_for(hub: HubServer):
             if repo in hub.aliases:
                 new = f"/{hub.aliases[repo]}/resolve/{rest}"
                 return self._reply(307, b"", {"Location": new}, body)
+            sent = self.headers.get("Authorization", "")
+            known = (hub.tokens or set()) | set(hub.private.values()) | set(hub.gated.values())
+            if hub.tokens is not None and sent and sent not in {f"Bearer {t}" for t in known}:
+                return self._reply(401, b"Invalid credentials", {
+                    "X-Error-Message": "Invalid credentials in Authorization header"}, body)
+            if repo in hub.gated and repo in hub.repos and sent != f"Bearer {hub.gated[repo]}":
+                message = (f"Access to model {repo} is restricted and you are not in the authorized list. "
+                           f"Visit {self._base()}/{repo} to ask for access." if sent else
+                           f"Access to model {repo} is restricted. You must have access to it and be "
+                           f"authenticated to access it. Please log in.")
+                return self._reply(403 if sent else 401, message.encode(), {
+                    "X-Error-Code": "GatedRepo", "X-Error-Message": message}, body)
             if repo not in hub.repos or not self._authorised(repo):
                 code = 401 if repo in hub.private else 404
                 return self._reply(code, b"Repository not found", {"X-Error-Code": "RepoNotFound"}, body)
@@ -151,6 +170,9 @@ def _handler_for(hub: HubServer):
                                               "X-Repo-Commit": commit, "ETag": f'"{git_blob_sha1(data)}"'}, body)
             return self._reply(200, data, {"ETag": f'"{git_blob_sha1(data)}"', "X-Repo-Commit": commit,
                                            "Content-Disposition": _disposition(filename)}, body)
+
+        def _base(self):
+            return f"http://{self.headers.get('Host', 'localhost')}"
 
         def _authorised(self, repo):
             token = hub.private.get(repo)
