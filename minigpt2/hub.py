@@ -215,6 +215,9 @@ def resolve_file(name_or_path, filename, *, required=True, revision=None, cache_
         raise OSError(f"{name_or_path!r} is neither a directory nor a valid Hub repository name "
                       f"('name' or 'owner/name', letters, digits, '-', '_' and '.')") from None
     except errors.LocalEntryNotFoundError as e:  # (a subclass of EntryNotFoundError: it must come first)
+        if _http_status(e.__cause__ or e.__context__) == 401:  # (older huggingface_hub: the Hub's refusal inside)
+            raise OSError(_refused_token(e.__cause__ or e.__context__, what, endpoint, token, settings,
+                                         huggingface_hub)) from None
         if not required:  # offline or unreachable, and not in the cache: an optional file counts as absent
             return None
         if offline:
@@ -271,13 +274,8 @@ def resolve_file(name_or_path, filename, *, required=True, revision=None, cache_
                       f"we may read ({token_hint}); GPT-2 checkpoints are e.g. 'gpt2', 'gpt2-medium', "
                       f"'distilgpt2'") from None
     except OSError as e:  # an unusable cache, a full disk, a connection broken mid-download, a size mismatch, ...
-        status = getattr(getattr(e, "response", None), "status_code", None)
-        if status == 401:  # (not a missing or gated repository: those are answered above) a token refused
-            sent = _token_named(token, settings) or "the access token"
-            raise OSError(f"{endpoint} refused {sent} ({_short_cause(e)}) when asked for {what}: it is invalid "
-                          f"or expired. Create a new one at {endpoint}/settings/tokens (then "
-                          f"`{_login_command(huggingface_hub)}` or set HF_TOKEN), or remove it: public models need "
-                          f"none") from None
+        if _http_status(e) == 401:  # (not a missing or gated repository: those are answered above) a token refused
+            raise OSError(_refused_token(e, what, endpoint, token, settings, huggingface_hub)) from None
         if getattr(e, "errno", None) in (errno.EACCES, errno.EPERM) and not force_download:
             # A cache shared with other users (HF_HOME of the room): its folders are theirs, so the download could
             # not write (a lock file, refs/main), yet the file may be there, or just finished by another user.
@@ -292,6 +290,14 @@ def resolve_file(name_or_path, filename, *, required=True, revision=None, cache_
                                    f"({_short_cause(e)}): using the copies already in it]")
                 return path
         raise OSError(_download_failure(e, f"{filename} of {where}", cache_dir, settings["hf_home"])) from None
+
+
+def _refused_token(error, what, endpoint, token, settings, huggingface_hub) -> str:
+    """The Hub answered 401 for a repository it did not call missing or gated: the token sent is invalid or expired."""
+    sent = _token_named(token, settings) or "the access token"
+    return (f"{endpoint} refused {sent} ({_short_cause(error)}) when asked for {what}: it is invalid or expired. "
+            f"Create a new one at {endpoint}/settings/tokens (then `{_login_command(huggingface_hub)}` or set "
+            f"HF_TOKEN), or remove it: public models need none")
 
 
 def _token_named(token, settings):
@@ -566,6 +572,19 @@ def _say_cache_is_used(endpoint, why, cache_dir):
         return
     _told.add(endpoint)
     logger.warning(f"[{endpoint} cannot be reached ({why}): using the copies already in the cache {cache_dir}]")
+
+
+def _http_status(error):
+    """The HTTP status behind a download error, or None: on the error itself, or on its cause (huggingface_hub before
+    0.26 or so wraps the Hub's answer in a LocalEntryNotFoundError when the file is not cached either)."""
+    for _ in range(4):
+        if error is None:
+            return None
+        status = getattr(getattr(error, "response", None), "status_code", None)
+        if status is not None:
+            return status
+        error = error.__cause__ or error.__context__
+    return None
 
 
 def _short_cause(error) -> str:
