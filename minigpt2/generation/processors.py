@@ -96,9 +96,10 @@ class EncoderRepetitionPenaltyLogitsProcessor(LogitsProcessor):
             raise ValueError(f"encoder_repetition_penalty must be > 0, got {penalty}")
         self.penalty = 1 / penalty
         self.encoder_input_ids = np.asarray(encoder_input_ids, np.int64)
+        self._penalise = RepetitionPenaltyLogitsProcessor(self.penalty)
 
     def __call__(self, input_ids, scores):
-        return RepetitionPenaltyLogitsProcessor(self.penalty)(self.encoder_input_ids, scores)
+        return self._penalise(self.encoder_input_ids, scores)
 
 
 class EncoderNoRepeatNGramLogitsProcessor(LogitsProcessor):

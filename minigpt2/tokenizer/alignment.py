@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import List, Optional, Tuple
 
-from .offsets import offsets_for_input
+from .offsets import as_matched, offsets_for_input
 
 
 class SequenceSource:
@@ -50,11 +50,8 @@ class Alignment:
             word_ids = [None if w is None else self._sources[w[0]].words[w[1]] for w in self._where]
             offsets = [(0, 0) if w is None else self._sources[w[0]].offsets[w[1]] for w in self._where]
             if self._tokenizer.is_fast:  # an added token shows the text its match took, as HF's Rust tokenizer
-                added = self._tokenizer._added_tokens_decoder
-                for t, w in enumerate(self._where):
-                    text = None if w is None else self._sources[w[0]].text
-                    if isinstance(text, str) and self.ids[t] in added and offsets[t][1] > offsets[t][0]:
-                        tokens[t] = text[offsets[t][0]:offsets[t][1]]  # ("a <l>b": " <l>", lstrip's space)
+                tokens = [t if w is None else as_matched(self._tokenizer, t, i, span, self._sources[w[0]].text)
+                          for t, i, span, w in zip(tokens, self.ids, offsets, self._where)]
             self._done = (tokens, sequence_ids, word_ids, offsets)
             self._tokenizer = self._sources = None  # nothing left to compute: the row pickles as plain lists
         return self._done

@@ -8,7 +8,7 @@ import regex
 
 from ..bpe import TokenizationWork, pretokenize
 from ..bpe import show_work as _show_work
-from .offsets import offsets_for_input
+from .offsets import as_matched, offsets_for_input
 from .options import check_text, surrogate_error
 
 # What the Rust tokenizers library (HF's fast tokenizer) calls a word character (its regex \w, Unicode's definition)
@@ -196,8 +196,7 @@ class Encoding:
         tokens = [self._id_to_token(i) for i in ids]
         if self.is_fast and any(i in self._added_tokens_decoder for i in ids):
             spans = offsets_for_input(self, text, ids, False, add_prefix_space, split_special_tokens)
-            tokens = [text[a:b] if i in self._added_tokens_decoder and b > a else t
-                      for i, t, (a, b) in zip(ids, tokens, spans)]
+            tokens = [as_matched(self, t, i, span, text) for t, i, span in zip(tokens, ids, spans)]
         return tokens
 
     def show_work(self, text: str) -> TokenizationWork:

@@ -72,3 +72,10 @@ def offsets_for_input(tokenizer, text, ids, is_split_into_words, add_prefix_spac
         return offsets_by_part(tokenizer, text, prefix)
     return offsets_of(tokenizer, text, ids, prefix)
 
+
+def as_matched(tokenizer, token: str, token_id: int, span: Tuple[int, int], text) -> str:
+    """How the fast tokenizer shows a token: an added token as the text its match took (an lstrip / rstrip token with
+    that white space: "a <l>b" -> " <l>"), as HF's Rust tokenizer does; any other token as it is."""
+    if token_id in tokenizer._added_tokens_decoder and isinstance(text, str) and span[1] > span[0]:
+        return text[span[0]:span[1]]
+    return token
