@@ -8,6 +8,8 @@ Other test modules may use these (``from conftest import assert_close``); keep t
     kernel_backend                        fixture: the test runs on the "numpy" and on the "c" backend
     backend_restored                      fixture: backend, thread count and kernel variant put back after the
                                           test, its warnings ignored
+    tiny_model_dir                        session fixture: a tiny random checkpoint (GPT-2's vocabulary, 64 positions)
+                                          saved with the bundled tokenizer, as `--model DIR` for the CLI tests
     hf_tiny_checkpoint                    session fixture: a directory holding a tiny HF GPT2LMHeadModel
                                           checkpoint (skipped when torch/transformers are not installed)
 
@@ -83,6 +85,18 @@ def kernel_backend(request):
         yield request.param
     finally:
         backend.set_backend(saved)
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory):
+    """A small random GPT-2 with GPT-2's vocabulary and 64 positions, saved with the bundled tokenizer (read only)."""
+    from hubserver import tiny_checkpoint_files
+    from minigpt2.tokenizer import AutoTokenizer
+
+    directory = tmp_path_factory.mktemp("tiny_model")
+    tiny_checkpoint_files(directory, n_positions=64, seed=2)
+    AutoTokenizer.from_pretrained("gpt2").save_pretrained(directory)
+    return str(directory)
 
 
 @pytest.fixture

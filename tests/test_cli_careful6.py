@@ -27,14 +27,6 @@ PROG = "python -m minigpt2: error: "
 
 
 @pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    directory = tmp_path_factory.mktemp("careful6_model")
-    tiny_checkpoint_files(directory, n_positions=64, seed=2)
-    AutoTokenizer.from_pretrained("gpt2").save_pretrained(directory)
-    return str(directory)
-
-
-@pytest.fixture(scope="module")
 def slow_model_dir(tmp_path_factory):
     """Slow enough (a 50 MB head read per token) that 1000 tokens are still being generated when Ctrl-C comes."""
     directory = tmp_path_factory.mktemp("careful6_slow")
@@ -105,48 +97,48 @@ def test_ctrl_c_pressed_again_and_again_exits_130_with_one_line(slow_model_dir):
 
 # -- 2. stdin, stdout or stderr closed -------------------------------------------------------------------------
 
-def test_a_closed_stdin_is_a_one_line_error(model_dir):
+def test_a_closed_stdin_is_a_one_line_error(tiny_model_dir):
     """``<&-``: Python's sys.stdin is None. The command asked sys.stdin.isatty() and read it: AttributeError tracebacks.
     With no prompt it is the usage error of no prompt at all; "-" (read the prompt from stdin) cannot be served."""
-    one_line_error(minigpt2("-m", model_dir, "-n", "2", close=[0]), 2, "give a prompt")
-    one_line_error(minigpt2("-m", model_dir, "-n", "2", "-", close=[0]), 1, "stdin is closed")
+    one_line_error(minigpt2("-m", tiny_model_dir, "-n", "2", close=[0]), 2, "give a prompt")
+    one_line_error(minigpt2("-m", tiny_model_dir, "-n", "2", "-", close=[0]), 1, "stdin is closed")
     one_line_error(minigpt2("--tokenize", "-", close=[0]), 1, "stdin is closed")
-    typed = minigpt2("-m", model_dir, "-n", "2", "--greedy", "Hi", close=[0])  # a prompt given: stdin is not needed
+    typed = minigpt2("-m", tiny_model_dir, "-n", "2", "--greedy", "Hi", close=[0])  # a prompt given: stdin is not needed
     assert typed.returncode == 0 and typed.stdout.startswith(b"Hi"), typed.stderr
 
 
-def test_a_closed_stderr_keeps_everything_else_off_stdout(model_dir, tmp_path):
+def test_a_closed_stderr_keeps_everything_else_off_stdout(tiny_model_dir, tmp_path):
     """``2>&-``: Python's sys.stderr is None, and print(..., file=None) prints to stdout: the --stats line and the
     error message landed in the file that should hold the generated text only."""
     with open(tmp_path / "out.txt", "wb") as out:
-        done = subprocess.run([sys.executable, "-m", "minigpt2", "-m", model_dir, "-n", "3", "--greedy", "--stats",
+        done = subprocess.run([sys.executable, "-m", "minigpt2", "-m", tiny_model_dir, "-n", "3", "--greedy", "--stats",
                                "Hi"], stdout=out, stdin=subprocess.DEVNULL, env=ENV, timeout=120,
                               preexec_fn=closing(2))
     text = (tmp_path / "out.txt").read_text()
     assert done.returncode == 0 and text.startswith("Hi") and len(text.splitlines()) == 1, text
     assert "tokens/s" not in text
-    failed = minigpt2("-m", os.path.join(model_dir, "missing"), "-n", "2", "Hi", close=[2])
+    failed = minigpt2("-m", os.path.join(tiny_model_dir, "missing"), "-n", "2", "Hi", close=[2])
     assert failed.returncode == 1 and failed.stdout == b"", failed.stdout
-    usage = minigpt2("-m", model_dir, "-t", "0", "Hi", close=[2])
+    usage = minigpt2("-m", tiny_model_dir, "-t", "0", "Hi", close=[2])
     assert usage.returncode == 2 and usage.stdout == b"", usage.stdout
 
 
-def test_a_closed_stdout_is_an_error_not_a_silent_success(model_dir):
+def test_a_closed_stdout_is_an_error_not_a_silent_success(tiny_model_dir):
     """``>&-``: print() to a None sys.stdout does nothing, so the run generated, printed nothing and exited 0. As
     cat or echo there: an error (exit 1), and before the model is loaded."""
-    one_line_error(minigpt2("-m", model_dir, "-n", "2", "Hi", close=[1]), 1, "stdout is closed", "/dev/null")
+    one_line_error(minigpt2("-m", tiny_model_dir, "-n", "2", "Hi", close=[1]), 1, "stdout is closed", "/dev/null")
 
 
 # -- 3. a byte order mark ------------------------------------------------------------------------------------
 
-def test_a_byte_order_mark_on_stdin_is_not_part_of_the_prompt(model_dir):
+def test_a_byte_order_mark_on_stdin_is_not_part_of_the_prompt(tiny_model_dir):
     """A prompt saved by Notepad (or PowerShell's Out-File) starts with the UTF-8 byte order mark, EF BB BF: it was
     tokenized as three byte tokens in front of the text, and changed the continuation."""
     tokens = minigpt2("--tokenize", "-", stdin=b"\xef\xbb\xbfHello\r\n")
     assert tokens.returncode == 0, tokens.stderr
     assert tokens.stdout.decode().splitlines()[-1].startswith("1 tokens for 5 characters"), tokens.stdout
-    piped = minigpt2("-m", model_dir, "-n", "4", "--greedy", "-", stdin=b"\xef\xbb\xbfHello\r\n")
-    typed = minigpt2("-m", model_dir, "-n", "4", "--greedy", "Hello")
+    piped = minigpt2("-m", tiny_model_dir, "-n", "4", "--greedy", "-", stdin=b"\xef\xbb\xbfHello\r\n")
+    typed = minigpt2("-m", tiny_model_dir, "-n", "4", "--greedy", "Hello")
     assert piped.returncode == typed.returncode == 0 and piped.stdout == typed.stdout, piped.stderr
     inside = minigpt2("--tokenize", "-", stdin="a\ufeffb".encode())  # one that is not at the start is text
     assert inside.stdout.decode().splitlines()[-1].startswith("5 tokens for 3 characters"), inside.stdout
@@ -161,19 +153,19 @@ def test_a_byte_order_mark_on_stdin_is_not_part_of_the_prompt(model_dir):
     (["-p", "-nan"], "argument -p/--top-p: -nan is not a finite number; expected a number in (0, 1]"),
     (["--threads", "-inf"], "argument --threads: '-inf' is not a finite whole number; expected an integer from 1"),
 ], ids=["t-1e-3", "temperature-inf", "n-1e3", "p-nan", "threads-inf"])
-def test_a_negative_value_argparse_takes_for_a_flag_is_named_with_what_is_allowed(model_dir, args, message):
+def test_a_negative_value_argparse_takes_for_a_flag_is_named_with_what_is_allowed(tiny_model_dir, args, message):
     """argparse reads "-5" and "-.5" as values, but "-1e-3" and "-inf" as flags, and said only "argument
     -t/--temperature: expected one argument": neither the value nor what is allowed."""
-    one_line_error(minigpt2("-m", model_dir, *args, "Hi"), 2, message)
+    one_line_error(minigpt2("-m", tiny_model_dir, *args, "Hi"), 2, message)
 
 
 # -- 5. what was right already ------------------------------------------------------------------------------------
 
-def broken_copies(model_dir, root):
+def broken_copies(tiny_model_dir, root):
     """Checkpoint directories a user may point --model at, with what the one-line error must say."""
     def copy(name):
         target = root / name
-        shutil.copytree(model_dir, target)
+        shutil.copytree(tiny_model_dir, target)
         return target
 
     cases = []
@@ -192,19 +184,19 @@ def broken_copies(model_dir, root):
     return cases
 
 
-def test_broken_model_directories_are_one_line_errors(model_dir, tmp_path):
-    for directory, message in broken_copies(model_dir, tmp_path):
+def test_broken_model_directories_are_one_line_errors(tiny_model_dir, tmp_path):
+    for directory, message in broken_copies(tiny_model_dir, tmp_path):
         one_line_error(minigpt2("-m", str(directory), "-n", "2", "Hi"), 1, message)
 
 
-def test_a_reader_that_goes_away_during_generation_is_a_quiet_sigpipe_exit(model_dir):
-    done = subprocess.run(["bash", "-c", f"{sys.executable} -m minigpt2 -m {model_dir} -n 60 -N 300 -s 0 Hello "
+def test_a_reader_that_goes_away_during_generation_is_a_quiet_sigpipe_exit(tiny_model_dir):
+    done = subprocess.run(["bash", "-c", f"{sys.executable} -m minigpt2 -m {tiny_model_dir} -n 60 -N 300 -s 0 Hello "
                                          f"| head -c 5; echo \" ${{PIPESTATUS[0]}}\""],
                           capture_output=True, text=True, timeout=120, env=ENV)
     assert done.stdout == "Hello 141\n" and done.stderr == "", done
 
 
-def test_a_seed_gives_the_same_text_whatever_the_threads_and_backend_and_stdout_holds_only_it(model_dir, tmp_path):
+def test_a_seed_gives_the_same_text_whatever_the_threads_and_backend_and_stdout_holds_only_it(tiny_model_dir, tmp_path):
     runs = [["--backend", "numpy"]]
     if backend.c_available():
         runs += [["--backend", "c", "--threads", "1"], ["--backend", "c", "--threads", "2"]]
@@ -212,7 +204,7 @@ def test_a_seed_gives_the_same_text_whatever_the_threads_and_backend_and_stdout_
     for i, flags in enumerate(runs):
         path = tmp_path / f"out{i}.txt"
         with open(path, "wb") as out:
-            done = subprocess.run([sys.executable, "-m", "minigpt2", "-m", model_dir, "-n", "12", "-s", "7",
+            done = subprocess.run([sys.executable, "-m", "minigpt2", "-m", tiny_model_dir, "-n", "12", "-s", "7",
                                    "--stats", *flags, "The cat"], stdout=out, stderr=subprocess.PIPE,
                                   stdin=subprocess.DEVNULL, timeout=120, env=ENV)
         assert done.returncode == 0 and "tokens/s" in done.stderr.decode(), done.stderr

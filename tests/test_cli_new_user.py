@@ -10,16 +10,6 @@ import sys
 
 import pytest
 
-from hubserver import tiny_checkpoint_files
-from minigpt2.tokenizer import AutoTokenizer
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    directory = tmp_path_factory.mktemp("new_user_model")
-    tiny_checkpoint_files(directory, n_positions=64, seed=2)
-    AutoTokenizer.from_pretrained("gpt2").save_pretrained(directory)
-    return str(directory)
 
 
 def minigpt2(*args, env=None, stdin=b"", timeout=120):
@@ -44,40 +34,40 @@ def c_locale(*args, stdin=b""):
                           timeout=120)
 
 
-def test_a_non_ascii_prompt_in_the_c_locale_is_read_as_utf8_and_shown_escaped(model_dir):
-    done = c_locale("-m", model_dir, "--greedy", "-n", "3", "Café ☕".encode())
+def test_a_non_ascii_prompt_in_the_c_locale_is_read_as_utf8_and_shown_escaped(tiny_model_dir):
+    done = c_locale("-m", tiny_model_dir, "--greedy", "-n", "3", "Café ☕".encode())
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith(b"Caf\\xe9 \\u2615"), done.stdout  # what ASCII cannot show, as escapes
-    utf8 = minigpt2("-m", model_dir, "--greedy", "-n", "3", "Café ☕", env={"PYTHONIOENCODING": "utf-8"})
+    utf8 = minigpt2("-m", tiny_model_dir, "--greedy", "-n", "3", "Café ☕", env={"PYTHONIOENCODING": "utf-8"})
     shown = utf8.stdout.decode()
     assert done.stdout.decode("ascii").encode().decode("unicode_escape") == shown, "the same text, escaped"
 
 
-def test_tokenize_in_the_c_locale(model_dir):
+def test_tokenize_in_the_c_locale(tiny_model_dir):
     done = c_locale("--tokenize", "Hello 1")
     assert done.returncode == 0, done.stderr
     assert b"\\u01201" in done.stdout and done.stdout.splitlines()[-1].startswith(b"2 tokens for 7 characters")
 
 
 @pytest.mark.parametrize("encoding", ["ascii", "latin-1"])
-def test_generated_text_the_encoding_cannot_show_does_not_stop_generation(model_dir, encoding):
-    done = minigpt2("-m", model_dir, "--greedy", "-n", "3", "naïve ☕ 猫", env={"PYTHONIOENCODING": encoding})
+def test_generated_text_the_encoding_cannot_show_does_not_stop_generation(tiny_model_dir, encoding):
+    done = minigpt2("-m", tiny_model_dir, "--greedy", "-n", "3", "naïve ☕ 猫", env={"PYTHONIOENCODING": encoding})
     assert done.returncode == 0 and b"Traceback" not in done.stderr, done.stderr
     assert b"\\u2615 \\u732b" in done.stdout and done.stdout.endswith(b"\n")
 
 
-def test_utf8_stdin_in_the_c_locale_and_bytes_that_are_not_utf8(model_dir):
-    done = c_locale("-m", model_dir, "--greedy", "-n", "3", stdin="Café\n".encode())
+def test_utf8_stdin_in_the_c_locale_and_bytes_that_are_not_utf8(tiny_model_dir):
+    done = c_locale("-m", tiny_model_dir, "--greedy", "-n", "3", stdin="Café\n".encode())
     assert done.returncode == 0 and done.stdout.startswith(b"Caf\\xe9"), done.stderr
     for run in (c_locale, minigpt2):
-        bad = run("-m", model_dir, "--greedy", "-n", "3", stdin=b"\xff\xfe random \x80 bytes")
+        bad = run("-m", tiny_model_dir, "--greedy", "-n", "3", stdin=b"\xff\xfe random \x80 bytes")
         assert bad.returncode == 1 and bad.stdout == b"", bad.stderr
         assert bad.stderr.decode().startswith("python -m minigpt2: error: stdin is not UTF-8 text")
         assert len(bad.stderr.splitlines()) == 1 and b"surrogate" not in bad.stderr
 
 
-def test_an_argument_that_is_not_utf8_is_a_usage_error(model_dir):
-    done = c_locale("-m", model_dir, "-n", "3", b"caf\xe9")  # latin-1 bytes on the command line
+def test_an_argument_that_is_not_utf8_is_a_usage_error(tiny_model_dir):
+    done = c_locale("-m", tiny_model_dir, "-n", "3", b"caf\xe9")  # latin-1 bytes on the command line
     assert done.returncode == 2 and b"the prompt is not UTF-8 text" in done.stderr, done.stderr
     assert b"surrogate" not in done.stderr and b"Traceback" not in done.stderr
 
@@ -120,12 +110,12 @@ def one_line_error(done, code, *parts):
         assert part in err, err
 
 
-def test_a_file_as_the_model_is_a_usage_error_naming_its_directory(model_dir):
+def test_a_file_as_the_model_is_a_usage_error_naming_its_directory(tiny_model_dir):
     for name in ("model.safetensors", "config.json"):
-        path = os.path.join(model_dir, name)
+        path = os.path.join(tiny_model_dir, name)
         one_line_error(minigpt2("-m", path, "-n", "2", "Hi"), 2, f"--model {path} is a file",
-                       f"(-m {model_dir})")
-    one_line_error(minigpt2("--tokenize", "Hi", "-m", os.path.join(model_dir, "vocab.json")), 2, "is a file")
+                       f"(-m {tiny_model_dir})")
+    one_line_error(minigpt2("--tokenize", "Hi", "-m", os.path.join(tiny_model_dir, "vocab.json")), 2, "is a file")
 
 
 @pytest.mark.parametrize("content,problem", [
@@ -134,10 +124,10 @@ def test_a_file_as_the_model_is_a_usage_error_naming_its_directory(model_dir):
     ('{"n_layer": 1, "note": "café"}'.encode("latin-1"), "is not UTF-8 text (the byte b'\\xe9' at byte 27)"),
     ('[{"n_layer": 1}]', "must hold a JSON object, found list"),
 ], ids=["self", "methods", "latin-1", "list"])
-def test_a_config_json_that_cannot_be_a_config_is_one_line_naming_it(model_dir, tmp_path, content, problem):
+def test_a_config_json_that_cannot_be_a_config_is_one_line_naming_it(tiny_model_dir, tmp_path, content, problem):
     import shutil
 
-    shutil.copy(os.path.join(model_dir, "model.safetensors"), tmp_path)
+    shutil.copy(os.path.join(tiny_model_dir, "model.safetensors"), tmp_path)
     config = tmp_path / "config.json"
     config.write_bytes(content if isinstance(content, bytes) else content.encode())
     one_line_error(minigpt2("-m", str(tmp_path), "-n", "2", "Hi"), 1, f"{config}{':' if problem[0] == 't' else ''} "
@@ -166,7 +156,7 @@ def with_quick_calibration(*args, env):
                           env={**without(os.environ, "MINIGPT2_KERNEL", "MINIGPT2_BACKEND"), **env})
 
 
-def test_a_kernel_cache_that_cannot_be_written_is_said_once_with_the_fix(model_dir, tmp_path):
+def test_a_kernel_cache_that_cannot_be_written_is_said_once_with_the_fix(tiny_model_dir, tmp_path):
     from minigpt2 import backend
 
     if not backend.c_available():
@@ -181,7 +171,7 @@ def test_a_kernel_cache_that_cannot_be_written_is_said_once_with_the_fix(model_d
         notes = [line for line in err.splitlines() if "cannot be saved" in line]
         assert len(notes) == 1 and "XDG_CACHE_HOME" in notes[0] and os.path.join(xdg, "minigpt2") in notes[0], err
         assert err.index("cannot be saved") < err.index("[test: calibrating]"), "said before the measuring"
-    generated = with_quick_calibration("-m", model_dir, "--greedy", "-n", "2", "Hi", env={"XDG_CACHE_HOME": xdg})
+    generated = with_quick_calibration("-m", tiny_model_dir, "--greedy", "-n", "2", "Hi", env={"XDG_CACHE_HOME": xdg})
     assert generated.returncode == 0 and generated.stdout.startswith(b"Hi"), generated.stderr
     assert generated.stderr.decode().count("cannot be saved") == 1, generated.stderr
     writable = {"XDG_CACHE_HOME": str(tmp_path / "mine")}
@@ -192,17 +182,17 @@ def test_a_kernel_cache_that_cannot_be_written_is_said_once_with_the_fix(model_d
 
 # -- 8. empty stdin --------------------------------------------------------------------------------------------
 
-def test_no_prompt_and_empty_stdin_is_a_usage_error_but_an_empty_prompt_starts_a_new_text(model_dir):
+def test_no_prompt_and_empty_stdin_is_a_usage_error_but_an_empty_prompt_starts_a_new_text(tiny_model_dir):
     """Nothing at all (no PROMPT, stdin empty or /dev/null) is a usage error; an empty prompt asked for ("" as the
     argument, or "-" with empty stdin) starts from <|endoftext|>, the same text either way, and says so."""
-    nothing = minigpt2("-m", model_dir, "-n", "3", stdin=b"\n")  # (echo "" |: the newline ends the text, not in it)
+    nothing = minigpt2("-m", tiny_model_dir, "-n", "3", stdin=b"\n")  # (echo "" |: the newline ends the text, not in it)
     one_line_error(nothing, 2, "no prompt: nothing was given and stdin was empty", 'echo "Once upon a time" |')
     with open(os.devnull, "rb") as devnull:
-        done = subprocess.run([sys.executable, "-m", "minigpt2", "-m", model_dir, "-n", "3"], stdin=devnull,
+        done = subprocess.run([sys.executable, "-m", "minigpt2", "-m", tiny_model_dir, "-n", "3"], stdin=devnull,
                               capture_output=True, timeout=120)
     one_line_error(done, 2, "stdin was empty")
-    argument = minigpt2("-m", model_dir, "--greedy", "-n", "3", "")
-    dash = minigpt2("-m", model_dir, "--greedy", "-n", "3", "-", stdin=b"")
+    argument = minigpt2("-m", tiny_model_dir, "--greedy", "-n", "3", "")
+    dash = minigpt2("-m", tiny_model_dir, "--greedy", "-n", "3", "-", stdin=b"")
     assert argument.returncode == dash.returncode == 0 and argument.stdout == dash.stdout, dash.stderr
     assert argument.stdout.strip()
     assert argument.stderr == dash.stderr == b"[the prompt is empty: starting a new text from <|endoftext|>]\n"
@@ -216,5 +206,5 @@ def test_no_prompt_and_empty_stdin_is_a_usage_error_but_an_empty_prompt_starts_a
     (["-t", "nan"], "argument -t/--temperature: nan is not a finite number"),
     (["--threads", "inf"], "'inf' is not a finite whole number; expected an integer from 1 to 256"),
 ], ids=["threads-1000", "t-inf", "t-nan", "threads-inf"])
-def test_numbers_out_of_range_are_usage_errors_naming_the_range(model_dir, args, message):
-    one_line_error(minigpt2("-m", model_dir, "-n", "2", *args, "Hi"), 2, message)
+def test_numbers_out_of_range_are_usage_errors_naming_the_range(tiny_model_dir, args, message):
+    one_line_error(minigpt2("-m", tiny_model_dir, "-n", "2", *args, "Hi"), 2, message)

@@ -15,28 +15,18 @@ import sys
 
 import pytest
 
-from hubserver import tiny_checkpoint_files
 from test_cli import run
 from test_cli import stdin_is_a_terminal as terminal  # noqa: F401 (a fixture)
 from test_cli_new_user import QUICK_CALIBRATION
 from minigpt2 import backend
-from minigpt2.tokenizer import AutoTokenizer
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    directory = tmp_path_factory.mktemp("parity2_model")
-    tiny_checkpoint_files(directory, n_positions=64, seed=2)
-    AutoTokenizer.from_pretrained("gpt2").save_pretrained(directory)
-    return str(directory)
-
-
-def with_config(model_dir, tmp_path, **changes):
+def with_config(tiny_model_dir, tmp_path, **changes):
     """A copy of the checkpoint whose config.json has ``changes``; None removes a key."""
     target = tmp_path / "model"
-    shutil.copytree(model_dir, target)
+    shutil.copytree(tiny_model_dir, target)
     with open(target / "config.json", encoding="utf-8") as f:
         config = json.load(f)
     for key, value in changes.items():
@@ -96,35 +86,35 @@ def test_no_compiler_says_nothing_about_threads():
 
 # -- 2, 7. config.json values: HF's list of EOS ids; a bad one names config.json and the key ---------------------
 
-def test_eos_token_id_as_a_list_works_and_a_bad_one_names_the_key(model_dir, tmp_path, capsys, terminal):
-    listed = with_config(model_dir, tmp_path / "a", eos_token_id=[50256, 13])
+def test_eos_token_id_as_a_list_works_and_a_bad_one_names_the_key(tiny_model_dir, tmp_path, capsys, terminal):
+    listed = with_config(tiny_model_dir, tmp_path / "a", eos_token_id=[50256, 13])
     code, out, err = run(["-m", listed, "-n", "3", "-s", "0", "Hi"], capsys)
     assert code == 0 and out.startswith("Hi"), err
     code, out, err = run(["-m", listed, "--beams", "2", "-n", "3", "Hi"], capsys)
     assert code == 0 and out.startswith("Hi"), err
     for i, value in enumerate(("abc", 999999, [50256, "x"], [])):
-        bad = with_config(model_dir, tmp_path / f"b{i}", eos_token_id=value)
+        bad = with_config(tiny_model_dir, tmp_path / f"b{i}", eos_token_id=value)
         code, out, err = run(["-m", bad, "-n", "3", "-s", "0", "Hi"], capsys)
         assert code == 1 and "eos_token_id" in err and os.path.join(bad, "config.json") in err, err
         assert "pad_token_id" not in err and len(err.splitlines()) == 1
 
 
 @pytest.mark.parametrize("value", [None, 99999999, "x"])
-def test_a_bos_token_id_an_empty_prompt_cannot_start_from_names_the_key(model_dir, tmp_path, capsys, terminal, value):
-    bad = with_config(model_dir, tmp_path, bos_token_id=value)
+def test_a_bos_token_id_an_empty_prompt_cannot_start_from_names_the_key(tiny_model_dir, tmp_path, capsys, terminal, value):
+    bad = with_config(tiny_model_dir, tmp_path, bos_token_id=value)
     code, out, err = run(["-m", bad, "-n", "3", "-s", "0", ""], capsys)
     assert code == 1 and "bos_token_id" in err and os.path.join(bad, "config.json") in err, err
     assert "starting a new text from ]" not in err
 
 
-def test_a_config_value_error_names_the_file_and_the_key(model_dir, tmp_path, capsys, terminal):
-    bad = with_config(model_dir, tmp_path, n_layer="two")
+def test_a_config_value_error_names_the_file_and_the_key(tiny_model_dir, tmp_path, capsys, terminal):
+    bad = with_config(tiny_model_dir, tmp_path, n_layer="two")
     code, out, err = run(["-m", bad, "-n", "3", "Hi"], capsys)
     assert code == 1 and "n_layer" in err and os.path.join(bad, "config.json") in err, err
 
 
-def test_warnings_are_one_line_without_python_source(model_dir, tmp_path):
-    untied = with_config(model_dir, tmp_path / "a", tie_word_embeddings=False)  # no lm_head in the file
+def test_warnings_are_one_line_without_python_source(tiny_model_dir, tmp_path):
+    untied = with_config(tiny_model_dir, tmp_path / "a", tie_word_embeddings=False)  # no lm_head in the file
     for directory, what in ((untied, "lm_head.weight"),):
         done = minigpt2("-m", directory, "-n", "3", "-s", "0", "Hi", env={"PYTHONWARNINGS": "default"})
         assert done.returncode == 0, done.stderr
@@ -137,15 +127,15 @@ def test_warnings_are_one_line_without_python_source(model_dir, tmp_path):
 # -- 3, 4. values that cannot work: a temperature float32 cannot use, more beams than memory --------------------
 
 @pytest.mark.parametrize("value", ["1e-40", "1e-5", "2e4", "1e39"])
-def test_a_temperature_float32_sampling_cannot_use_is_a_usage_error(model_dir, capsys, terminal, value):
-    code, out, err = run(["-m", model_dir, "-t", value, "-n", "3", "-s", "0", "Hi"], capsys)
+def test_a_temperature_float32_sampling_cannot_use_is_a_usage_error(tiny_model_dir, capsys, terminal, value):
+    code, out, err = run(["-m", tiny_model_dir, "-t", value, "-n", "3", "-s", "0", "Hi"], capsys)
     assert code == 2 and "--temperature" in err and "0.0001" in err and "10000" in err, err
     assert "RuntimeWarning" not in err and out == ""
 
 
 @pytest.mark.parametrize("value", ["1e-4", "1e4"])
-def test_the_ends_of_the_temperature_range_work(model_dir, capsys, terminal, value):
-    code, out, err = run(["-m", model_dir, "-t", value, "-n", "3", "-s", "0", "Hi"], capsys)
+def test_the_ends_of_the_temperature_range_work(tiny_model_dir, capsys, terminal, value):
+    code, out, err = run(["-m", tiny_model_dir, "-t", value, "-n", "3", "-s", "0", "Hi"], capsys)
     assert code == 0 and out.startswith("Hi") and "Warning" not in err, err
 
 
@@ -155,14 +145,14 @@ def _limit_memory():
     resource.setrlimit(resource.RLIMIT_AS, (16 << 30, 16 << 30))  # (before the fix: MemoryError, not the OOM killer)
 
 
-def test_more_beams_than_memory_holds_is_a_usage_error(model_dir):
-    done = minigpt2("-m", model_dir, "--beams", "100000", "-n", "3", "Hi", preexec_fn=_limit_memory, timeout=60)
+def test_more_beams_than_memory_holds_is_a_usage_error(tiny_model_dir):
+    done = minigpt2("-m", tiny_model_dir, "--beams", "100000", "-n", "3", "Hi", preexec_fn=_limit_memory, timeout=60)
     assert done.returncode == 2, done.stderr
     assert "--beams 100000" in done.stderr and "memory" in done.stderr and "at most --beams" in done.stderr
 
 
-def test_more_candidates_than_tokens_is_a_usage_error(model_dir, capsys, terminal):
-    code, out, err = run(["-m", model_dir, "--candidates", "100000", "-n", "2", "Hi"], capsys)
+def test_more_candidates_than_tokens_is_a_usage_error(tiny_model_dir, capsys, terminal):
+    code, out, err = run(["-m", tiny_model_dir, "--candidates", "100000", "-n", "2", "Hi"], capsys)
     assert code == 2 and "--candidates" in err and "50257" in err and out == "", err
 
 
@@ -170,12 +160,12 @@ def test_more_candidates_than_tokens_is_a_usage_error(model_dir, capsys, termina
 
 
 
-def test_the_first_run_says_it_measures_the_kernels_once(model_dir, tmp_path):
+def test_the_first_run_says_it_measures_the_kernels_once(tiny_model_dir, tmp_path):
     if not backend.c_available():
         pytest.skip("no C core: nothing to measure")
     env = {k: v for k, v in os.environ.items() if k not in ("MINIGPT2_KERNEL", "MINIGPT2_BACKEND")}
     env["XDG_CACHE_HOME"] = str(tmp_path / "xdg")
-    runs = [subprocess.run([sys.executable, "-c", QUICK_CALIBRATION, "-m", model_dir, "--greedy", "-n", "2", "Hi"],
+    runs = [subprocess.run([sys.executable, "-c", QUICK_CALIBRATION, "-m", tiny_model_dir, "--greedy", "-n", "2", "Hi"],
                            capture_output=True, text=True, timeout=120, env=env) for _ in range(2)]
     first, again = runs
     assert first.returncode == 0 and again.returncode == 0, first.stderr + again.stderr
@@ -202,9 +192,9 @@ def test_doctor_does_not_call_a_slow_first_forward_pass_ok(monkeypatch):
     (["--doctor", "-s", "1"], "--seed"),
     (["--tokenize", "hi", "--stats"], "--stats"),
 ])
-def test_generation_flags_with_a_command_are_refused(model_dir, capsys, argv, flags):
+def test_generation_flags_with_a_command_are_refused(tiny_model_dir, capsys, argv, flags):
     if "--download" in argv:
-        argv = [*argv, "-m", model_dir]
+        argv = [*argv, "-m", tiny_model_dir]
     code, out, err = run(argv, capsys)
     assert code == 2 and flags in err and out == "", err
 
@@ -220,7 +210,7 @@ def test_usage_names_doctor_and_version_prints_it(capsys):
     assert code == 0 and out == f"minigpt2 {__version__}\n"
 
 
-def test_a_reader_that_goes_away_is_a_quiet_sigpipe_exit(model_dir):
+def test_a_reader_that_goes_away_is_a_quiet_sigpipe_exit(tiny_model_dir):
     """More output than a pipe holds (so the writer surely meets the closed pipe), read by head: exit 141, as a
     program killed by SIGPIPE reports it, and nothing on stderr."""
     done = subprocess.run(["bash", "-c", f"yes 'hello world' | head -c 100000 | {sys.executable} -m minigpt2 "
@@ -231,14 +221,14 @@ def test_a_reader_that_goes_away_is_a_quiet_sigpipe_exit(model_dir):
 
 # -- 10, 12. the MINIGPT2_* variables on the command line ----------------------------------------------------------
 
-def test_a_bad_backend_variable_gives_the_command_line_fix_only(model_dir):
-    done = minigpt2("-m", model_dir, "-n", "2", "Hi", env={"MINIGPT2_BACKEND": "foo"})
+def test_a_bad_backend_variable_gives_the_command_line_fix_only(tiny_model_dir):
+    done = minigpt2("-m", tiny_model_dir, "-n", "2", "Hi", env={"MINIGPT2_BACKEND": "foo"})
     assert done.returncode == 1 and "--backend" in done.stderr and "set_backend" not in done.stderr, done.stderr
     assert done.stderr.count("(") == 1, done.stderr
 
 
-def test_a_kernel_variant_without_the_c_core_is_an_error(model_dir, capsys, terminal, monkeypatch):
+def test_a_kernel_variant_without_the_c_core_is_an_error(tiny_model_dir, capsys, terminal, monkeypatch):
     monkeypatch.setenv("MINIGPT2_KERNEL", "avx2")
     monkeypatch.setattr(backend, "c_available", lambda: False)
-    code, out, err = run(["-m", model_dir, "-n", "2", "Hi"], capsys)
+    code, out, err = run(["-m", tiny_model_dir, "-n", "2", "Hi"], capsys)
     assert code == 1 and "MINIGPT2_KERNEL='avx2'" in err and "not built" in err and out == "", err
