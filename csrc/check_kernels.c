@@ -148,6 +148,12 @@ static int check_linear(int variant, int format, long rows, long n_in, long n_ou
     ok &= mg_linear(variant, MG_PREFETCH_NONE | MG_STREAM_ROWS, format, x, n_in, w, w_stride, scales, s_stride,
                     transposed, b, y3, n_out, rows, n_in, n_out) == MG_OK;
     ok &= memcmp(y, y3, sizeof(float) * rows * n_out) == 0;  /* nor the walk through the tiles */
+    memset(y3, 0, sizeof(float) * rows * n_out);
+    ok &= mg_linear(variant, MG_PREFETCH_KEEP | MG_STREAM_ROWS | MG_STREAM_SEQ, format, x, n_in, w, w_stride, scales,
+                    s_stride, transposed, b, y3, n_out, rows, n_in, n_out) == MG_OK;
+    ok &= memcmp(y, y3, sizeof(float) * rows * n_out) == 0;  /* nor one row of W at a time */
+    ok &= mg_linear(variant, MG_PREFETCH_NONE | MG_STREAM_SEQ, format, x, n_in, w, w_stride, scales, s_stride,
+                    transposed, b, y3, n_out, rows, n_in, n_out) == MG_ERR_FORMAT;  /* (SEQ only with ROWS) */
     for (long r = 0; r < rows; r++)
         for (long j = 0; j < n_out; j++) {
             double exact = b[j], magnitude = fabs(b[j]);
@@ -363,7 +369,7 @@ static int check_block(int variant, int format, long R, long H, long D, long pos
         .c_attn = block_weight(variant, MG_PREFETCH_KEEP, format, E, 3 * E),  /* (each walk and prefetch kind) */
         .attn_proj = block_weight(variant, MG_PREFETCH_NTA, format, E, E),
         .c_fc = block_weight(variant, MG_PREFETCH_NTA | MG_STREAM_ROWS, format, E, F),
-        .mlp_proj = block_weight(variant, MG_PREFETCH_NONE, format, F, E),
+        .mlp_proj = block_weight(variant, MG_PREFETCH_NONE | MG_STREAM_ROWS | MG_STREAM_SEQ, format, F, E),
         .attention_variant = variant, .attention_prefetch = MG_PREFETCH_NTA, .scale = 0.01f / (float)D,
         .keys = floats(cache, 0), .values = floats(cache, 0), .k_strides = {ks[0], ks[1], ks[2]},
         .v_strides = {ks[0], ks[1], ks[2]}, .position = position, .gelu_variant = variant};

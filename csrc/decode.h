@@ -158,6 +158,24 @@ static void T(row_strips)(const float *x, const WT *w, long w_stride, const uint
     {                                                                                              \
         (void)sc, (void)s_stride;                                                                  \
         long k = k0;                                                                               \
+        if (!GROUPED && (prefetch & MG_STREAM_SEQ)) { /* one row of W at a time: a single stream */ \
+            for (; k < k1; k++) {                                                                  \
+                const WT *wk = w + k * w_stride;                                                   \
+                vf xk[R];                                                                          \
+                UNROLL for (int r = 0; r < R; r++) xk[r] = vsplat(x[r * x_stride + k]);            \
+                for (long c = 0; c < width; c += VL) {                                             \
+                    if ((prefetch & 3) && c % LINE == 0 && k + 4 < k1)                             \
+                        PREFETCH_AS(prefetch & 3, wk + 4 * w_stride + c);                          \
+                    vf a = WROW(w, sc, k, c);                                                      \
+                    UNROLL for (int r = 0; r < R; r++) {                                           \
+                        vf acc = k == k0 ? vsplat(-0.0f) : vload(out + r * out_stride + c);        \
+                        vstore(out + r * out_stride + c, vfma(xk[r], a, acc));                     \
+                    }                                                                              \
+                }                                                                                  \
+            }                                                                                      \
+            return;                                                                                \
+        }                                                                                          \
+        prefetch &= 3;                                                                             \
         if (k1 - k0 < 4) /* no group of four to start the sums: start them here */                 \
             UNROLL for (int r = 0; r < R; r++)                                                     \
                 for (long c = 0; c < width; c += VL) vstore(out + r * out_stride + c, vsplat(-0.0f)); \
@@ -203,7 +221,10 @@ DEFINE_STREAM(T(stream_8), 8)
  * MG_STREAM_ROWS in `mode`, the rows of x go through stream_R instead, eight at a time, then four, two, one:
  * each group of four W rows is loaded once for R rows of x, so a batch of 8 reads the tile once and does 32
  * multiply-adds per 4 loads of W (Xeon Sapphire Rapids, one thread, GPT-2's block matrices for 8 rows: 46 ms
- * by two rows at a time, 22-27 ms by eight; decode b8 104-109 -> 170 tok/s). */
+ * by two rows at a time, 22-27 ms by eight; decode b8 104-109 -> 170 tok/s). With MG_STREAM_SEQ too, stream_R
+ * takes one row of W at a time: the tile (full rows, contiguous) is then read as one stream from start to end
+ * instead of four rows side by side (AMD Zen 4, GPT-2's block matrices from memory, one row of x, bfloat16:
+ * 13-14 GB/s -> 19 with one thread, 16-20 -> 26-27 with two; float32 18 -> 22 with one). */
 static void T(decode_tile)(const float *x, long x_stride, const void *w_, long w_stride, const uint16_t *sc,
                            long s_stride, long n_out, long rows, long k0, long k1, long j0, long width, float *out,
                            long out_stride, int mode)
@@ -215,7 +236,7 @@ static void T(decode_tile)(const float *x, long x_stride, const void *w_, long w
         long full = width - width % VL, r = 0;
 #define STREAM(R) for (; r + R <= rows; r += R)                                                       \
             T(stream_##R)(x + r * x_stride, x_stride, w, w_stride, sc, s_stride, k0, k1, out + r * out_stride, \
-                          out_stride, full, prefetch)
+                          out_stride, full, prefetch | (mode & MG_STREAM_SEQ))
         STREAM(8);
         STREAM(4);
         STREAM(2);

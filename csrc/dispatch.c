@@ -163,8 +163,9 @@ int mg_linear(int variant, int prefetch, int w_format, const float *x, long x_st
     const struct variant *v = pick(variant);
     if (!v)
         return MG_ERR_VARIANT;
-    if (w_format < MG_F32 || w_format > MG_I8 || (prefetch & ~MG_STREAM_ROWS) < 0
-        || !valid_prefetch(prefetch & ~MG_STREAM_ROWS))
+    const int walk = MG_STREAM_ROWS | MG_STREAM_SEQ;
+    if (w_format < MG_F32 || w_format > MG_I8 || (prefetch & ~walk) < 0 || !valid_prefetch(prefetch & ~walk)
+        || (prefetch & walk) == MG_STREAM_SEQ)
         return MG_ERR_FORMAT;
     if (!x || !w || !y || (w_format == MG_I8 && !scales))
         return MG_ERR_NULL;

@@ -45,6 +45,9 @@
  * L1) instead of in register strips; the tied head's columns one after another instead of four side by side
  * (decode.h). The same results, another memory access pattern. */
 #define MG_STREAM_ROWS 4
+/* Added to MG_STREAM_ROWS: the row walk one row of W at a time, so that the tile is read as one stream from start
+ * to end (float32 and 16-bit weights; int8 keeps its groups of four rows, which share a scale). The same sums. */
+#define MG_STREAM_SEQ 8
 
 /* Weight formats (the dispatch axis after the variant; see minigpt2/weights.py). */
 #define MG_F32 0

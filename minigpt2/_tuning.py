@@ -91,11 +91,15 @@ NARROW_MEASURED = {"16bit": ("linear_1", "linear_1_head"), "int8": ("linear_1_he
 NARROW_LIKE = {"linear_1": "linear_1", "linear_1_head": "linear_1_head", "linear_few": "linear_1",
                "linear_few_head": "linear_1_head", "linear_tiled": "linear_1"}
 PREFETCH = {"none": 0, "nta": 1, "keep": 2}
-SCHEME = 8  # what calibrate() measures: a cached choice made by another scheme is measured again
+SCHEME = 9  # what calibrate() measures: a cached choice made by another scheme is measured again
 STREAM_ROWS = 4  # csrc/kernels.h MG_STREAM_ROWS ("/rows" in a choice): the other walk through W (see WALKS)
-# The two walks through a weight in the decode kernels: a Conv1D weight's tiles in register strips or row by row
-# (sums in L1), the tied head's columns four side by side or one after another. The same sums either way.
-WALKS = ("", "/rows")
+STREAM_SEQ = 8   # csrc/kernels.h MG_STREAM_SEQ, with STREAM_ROWS ("/seq" in a choice): that walk one row at a time
+# The walks through a weight in the decode kernels: a Conv1D weight's tiles in register strips, row by row four
+# rows side by side (sums in L1), or one row after another (one stream through the tile); the tied head's columns
+# four side by side or one after another (HEAD_WALKS). The same sums every way.
+WALKS = ("", "/rows", "/seq")
+HEAD_WALKS = ("", "/rows")
+WALK_BITS = {"": 0, "/rows": STREAM_ROWS, "/seq": STREAM_ROWS | STREAM_SEQ}
 NUMPY = "numpy"
 
 
@@ -126,6 +130,13 @@ def supported_variants() -> tuple:
     return _supported
 
 
+def mode_of(pick: str) -> tuple:
+    """("avx2", the mode the C kernels take) for a C choice such as "avx2/nta/rows": its prefetch kind plus its
+    walk's bits."""
+    variant, prefetch, *walk = pick.split("/")
+    return variant, PREFETCH[prefetch] | WALK_BITS["".join("/" + w for w in walk)]
+
+
 class Plan:
     """class -> choice ("numpy", or "variant/prefetch[/rows]" such as "avx2/nta" or "avx2/keep/rows"), with the
     lookups the kernels use: (variant index, prefetch kind | STREAM_ROWS, variant name) or None for NumPy."""
@@ -138,8 +149,8 @@ class Plan:
             pick = pick or self.choice.get(cls, NUMPY)
             if pick == NUMPY:
                 return None
-            variant, prefetch, *walk = pick.split("/")
-            return index[variant], PREFETCH[prefetch] | (STREAM_ROWS if walk == ["rows"] else 0), variant
+            variant, mode = mode_of(pick)
+            return index[variant], mode, variant
 
         self.by_class = {cls: resolve(cls) for cls in CLASSES}
         # linear: [transposed][min(rows, DECODE_MAX_ROWS + 1)] (the caller sends float32 products of rows >=
@@ -166,7 +177,7 @@ class Plan:
         float32, those of the fastest C candidate measured there)."""
         own = self.choice.get(f"{NARROW_LIKE[cls]}@{kind}")
         if own is not None:
-            return own.replace("/rows", "") if cls == "linear_tiled" else own
+            return own.replace("/rows", "").replace("/seq", "") if cls == "linear_tiled" else own
         pick = self.choice.get(cls, NUMPY)
         if pick == NUMPY:
             times = {c: t for c, t in self.measured.get(cls, {}).items() if c != NUMPY}
@@ -310,11 +321,11 @@ def _narrow_classes() -> list:
 
 
 def _is_choice(pick, names) -> bool:
-    """Whether ``pick`` is a choice a Plan can serve: "numpy", or "variant/prefetch" or "variant/prefetch/rows" with
-    a variant this CPU runs."""
+    """Whether ``pick`` is a choice a Plan can serve: "numpy", or "variant/prefetch" plus a walk of WALKS ("/rows",
+    "/seq") with a variant this CPU runs."""
     parts = pick.split("/") if isinstance(pick, str) else []
     return pick == NUMPY or (len(parts) in (2, 3) and parts[0] in names and parts[1] in PREFETCH
-                             and parts[2:] in ([], ["rows"]))
+                             and "".join("/" + p for p in parts[2:]) in WALKS)
 
 
 def _read_cache(path: str, key: dict):
@@ -552,8 +563,8 @@ def calibrate() -> tuple:
         ck.run_gelu_new(widest, interlude_x)
 
     def c_linear(variant, prefetch, rows, transposed):
-        prefetch, *walk = prefetch.split("/")
-        v, p = index[variant], PREFETCH[prefetch] | (STREAM_ROWS if walk == ["rows"] else 0)
+        v, p = mode_of(f"{variant}/{prefetch}")
+        v = index[v]
         if transposed:
             return lambda: (ck.run_linear(v, p, xs[rows, n_in], head), interlude())
         return lambda: [(ck.run_linear(v, p, xs[rows, w.shape[0]], w), interlude()) for w in mats]
@@ -569,7 +580,7 @@ def calibrate() -> tuple:
     choice, measured = {}, {}
     for cls, rows, transposed in (("linear_1", 1, False), ("linear_1_head", 1, True)):
         candidates = {f"{v}/{p}{walk}": c_linear(v, p + walk, rows, transposed)
-                      for v in runnable for p in PREFETCH for walk in WALKS}
+                      for v in runnable for p in PREFETCH for walk in (HEAD_WALKS if transposed else WALKS)}
         candidates[NUMPY] = np_linear(rows, transposed)
         choice[cls], measured[cls] = _race(candidates, blas=(NUMPY,), decides_the_block=cls == "linear_1")
     for cls, rows, transposed, like in (("linear_few", 8, False, "linear_1"),
@@ -581,7 +592,7 @@ def calibrate() -> tuple:
         # 8 rows where "nta" took 9.5 and NumPy 14.7, and with "none" alone the race had called it a tie for NumPy)
         best_c = min((c for c in measured[like] if c != NUMPY), key=measured[like].get)
         prefetches = tuple(PREFETCH) if transposed else (best_c.split("/")[1],)
-        walks = WALKS if cls != "linear_tiled" else ("",)
+        walks = ("",) if cls == "linear_tiled" else HEAD_WALKS if transposed else WALKS
         candidates = {f"{v}/{prefetch}{walk}": c_linear(v, prefetch + walk, rows, transposed)
                       for v in runnable for prefetch in prefetches for walk in walks}
         candidates[NUMPY] = np_linear(rows, transposed)
@@ -612,8 +623,9 @@ def calibrate() -> tuple:
             measured[f"{block}+head"] = times
     # Narrow weights (NARROW): the same bytes seen as bfloat16 (whose bits of 0.01 are normal numbers, never
     # subnormals that would slow a multiply), or as int8 with their scales (the block matrices stored by
-    # columns, as Int8Weight.quantize stores them); the widest variant, every walk and prefetch kind (int8's
-    # dot products have one walk).
+    # columns, as Int8Weight.quantize stores them); every variant, walk and prefetch kind (int8's dot products have
+    # one walk). Not only the widest variant: on AMD Zen 4, whose AVX-512 runs as two 256-bit halves, AVX2 read
+    # bfloat16 weights faster (the block matrices from memory, one thread, one row at a time: 19 GB/s against 16).
     from .weights import BFloat16Weight, Int8Weight
 
     bits, q = memory.view(np.uint16), memory.view(np.int8)
@@ -624,13 +636,14 @@ def calibrate() -> tuple:
                                          for m in by_columns]}}
     for kind, classes in narrow.items():
         for cls, w in classes.items():
-            def run(p, w=w):
-                prefetch, *walk = p.split("/")
-                v, p = index[runnable[-1]], PREFETCH[prefetch] | (STREAM_ROWS if walk == ["rows"] else 0)
+            def run(pick, w=w):
+                v, p = mode_of(pick)
+                v = index[v]
                 return lambda: [(ck.run_linear(v, p, xs[1, m.shape[0]], m), interlude()) for m in w]
 
-            walks = ("",) if kind == "int8" else WALKS
-            candidates = {f"{runnable[-1]}/{p}{walk}": run(p + walk) for p in PREFETCH for walk in walks}
+            walks = ("",) if kind == "int8" else HEAD_WALKS if cls.endswith("_head") else WALKS
+            candidates = {f"{v}/{p}{walk}": run(f"{v}/{p}{walk}") for v in runnable for p in PREFETCH
+                          for walk in walks}
             choice[f"{cls}@{kind}"], measured[f"{cls}@{kind}"] = _race(candidates)
     del memory, mats, head, bits, q, by_columns, narrow
 

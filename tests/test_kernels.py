@@ -165,17 +165,20 @@ def test_linear_is_exact_on_small_integers(rows, n_in, n_out, transposed, seed):
 @given(rows=st.integers(1, 20), n_in=sizes, n_out=sizes, transposed=st.booleans(), seed=st.integers(0, 2 ** 32 - 1))
 def test_linear_prefetch_kinds_and_walks_change_no_bit(rows, n_in, n_out, transposed, seed):
     """The calibration picks a prefetch kind (none, non-temporal, keep) and a walk through the tiles (register
-    strips, or whole rows with the sums in L1: MG_STREAM_ROWS) per CPU; the results must not depend on them."""
+    strips, or whole rows with the sums in L1: MG_STREAM_ROWS, four rows side by side or, with MG_STREAM_SEQ, one
+    after another) per CPU; the results must not depend on them."""
     rng = np.random.default_rng(seed)
     x = random_floats(rng, (rows, n_in))
     w = random_floats(rng, (n_out, n_in)).T if transposed else random_floats(rng, (n_in, n_out))
     variant = _tuning.variant_names().index(kernel_variant.forced)
     def run(mode):  # after the other walk on other values, whose sums stay in the scratch the kernels reuse:
-        ck.run_linear(variant, mode ^ _tuning.STREAM_ROWS, 2 * x + 1, w)  # a sum this walk misses then shows
+        other = (mode & 3) | (0 if mode & _tuning.STREAM_ROWS else _tuning.STREAM_ROWS)
+        ck.run_linear(variant, other, 2 * x + 1, w)  # a sum this walk misses then shows
         return ck.run_linear(variant, mode, x, w)
 
     first = run(0)
-    for mode in (1, 2, _tuning.STREAM_ROWS, 1 | _tuning.STREAM_ROWS, 2 | _tuning.STREAM_ROWS):
+    seq = _tuning.STREAM_ROWS | _tuning.STREAM_SEQ
+    for mode in (1, 2, _tuning.STREAM_ROWS, 1 | _tuning.STREAM_ROWS, 2 | _tuning.STREAM_ROWS, seq, 1 | seq, 2 | seq):
         np.testing.assert_array_equal(run(mode), first)
     np.testing.assert_allclose(first, layers.linear.reference(x, w), rtol=0,
                                atol=2 * gamma(n_in) * (np.abs(x) @ np.abs(w)).max() + 1e-30)

@@ -110,7 +110,9 @@ def test_narrow_walks_prefetch_kinds_and_threads_change_no_bit(fmt, rows, n_in, 
     saved = backend.get_num_threads()
     try:
         results = []
-        for threads, mode in ((1, 0), (2, 1), (3, 2), (2, _tuning.STREAM_ROWS), (1, 1 | _tuning.STREAM_ROWS)):
+        seq = _tuning.STREAM_ROWS | _tuning.STREAM_SEQ
+        for threads, mode in ((1, 0), (2, 1), (3, 2), (2, _tuning.STREAM_ROWS), (1, 1 | _tuning.STREAM_ROWS),
+                              (1, seq), (2, 2 | seq)):
             backend.set_num_threads(threads)
             results.append(run(variant, mode, x, w))
     finally:
@@ -124,7 +126,8 @@ def run(variant, mode, x, w):
     on other values, whose sums stay in the scratch the kernels reuse, so that a sum this walk misses shows."""
     saved = _tuning._plan
     try:
-        for m, values in ((mode ^ _tuning.STREAM_ROWS, 2 * x + 1), (mode, x)):
+        other = (mode & 3) | (0 if mode & _tuning.STREAM_ROWS else _tuning.STREAM_ROWS)
+        for m, values in ((other, 2 * x + 1), (mode, x)):
             plan = _tuning.Plan({cls: "numpy" for cls in _tuning.CLASSES}, "forced (test)")
             pick = (variant, m, _tuning.variant_names()[variant])
             plan.narrow_linear = {kind: [[pick] * (_tuning.DECODE_MAX_ROWS + 2) for _ in range(2)]
@@ -208,20 +211,22 @@ def test_narrow_weights_take_their_own_measurement_else_float32s_walk_in_the_wid
 
 
 def test_the_calibration_measures_narrow_weights_and_caches_the_choice(tmp_path, monkeypatch):
-    """A calibration times the narrow kinds' one-row classes itself (every walk and prefetch kind of the
-    widest variant) and the cache keeps them; a cached file without them is measured again."""
+    """A calibration times the narrow kinds' one-row classes itself (every variant, walk and prefetch kind) and
+    the cache keeps them; a cached file without them is measured again."""
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     monkeypatch.setattr(_tuning, "_plan", None)
     plan = _tuning.calibrated()
-    widest = _tuning.supported_variants()[-1]
+    runnable = _tuning.supported_variants()
     times = plan.measured["linear_1@16bit"]
-    assert set(times) == {f"{widest}/{p}{walk}" for p in _tuning.PREFETCH for walk in ("", "/rows")}
+    assert set(times) == {f"{v}/{p}{walk}" for v in runnable for p in _tuning.PREFETCH
+                          for walk in ("", "/rows", "/seq")}
     assert plan.choice["linear_1@16bit"] == min(times, key=times.get)
-    assert set(plan.measured["linear_1_head@16bit"]) == {f"{widest}/{p}{walk}" for p in _tuning.PREFETCH
+    assert set(plan.measured["linear_1_head@16bit"]) == {f"{v}/{p}{walk}" for v in runnable for p in _tuning.PREFETCH
                                                           for walk in ("", "/rows")}
     # int8: every matrix stored by columns, one walk (integer dot products): the prefetch kinds
     times = plan.measured["linear_1_head@int8"]
-    assert set(times) == {f"{widest}/{p}" for p in _tuning.PREFETCH} and "linear_1@int8" not in plan.measured
+    assert set(times) == {f"{v}/{p}" for v in runnable for p in _tuning.PREFETCH}
+    assert "linear_1@int8" not in plan.measured
     assert plan.choice["linear_1_head@int8"] == min(times, key=times.get)
     again = _tuning.calibrated()
     assert again.choice == plan.choice and "cached" in again.how and "just now" not in again.how
