@@ -208,6 +208,14 @@ def test_narrow_weights_take_their_own_measurement_else_float32s_walk_in_the_wid
     assert sixteen[0][1] == (index, _tuning.PREFETCH["none"], widest)
     assert sixteen[1][8] == (index, _tuning.PREFETCH["nta"], widest)
     assert plan.linear[0][1][2] == "generic"  # float32's own choice untouched
+    # one row of W at a time serves one row of x; a batch walks four rows of W at a time, a prompt has no walk
+    choice["linear_1@16bit"] = "avx2/keep/seq" if "avx2" in _tuning.supported_variants() else f"{widest}/keep/seq"
+    sixteen = _tuning.Plan(choice, "measured (test)", measured).narrow_linear["16bit"]
+    v = choice["linear_1@16bit"].split("/")[0]
+    seq = (_tuning.variant_names().index(v), _tuning.PREFETCH["keep"] | _tuning.STREAM_ROWS | _tuning.STREAM_SEQ, v)
+    assert sixteen[0][1] == seq
+    assert sixteen[0][2] == sixteen[0][8] == (seq[0], _tuning.PREFETCH["keep"] | _tuning.STREAM_ROWS, v)
+    assert sixteen[0][_tuning.DECODE_MAX_ROWS + 1] == (seq[0], _tuning.PREFETCH["keep"], v)
 
 
 def test_the_calibration_measures_narrow_weights_and_caches_the_choice(tmp_path, monkeypatch):
