@@ -198,12 +198,13 @@ struct dots_i8_job {
     float *y;
     long n_pad, w_stride, s_stride, y_stride, rows, n_in, n_out;
     int prefetch;
+    long per_item;  /* outputs per work item (dots_per_item in linear.c) */
 };
 
-static void dots_i8_item(void *arg, long item)  /* DECODE_DOTS outputs, all rows */
+static void dots_i8_item(void *arg, long item)  /* per_item outputs, all rows */
 {
     const struct dots_i8_job *job = arg;
-    long j0 = item * DECODE_DOTS, j1 = j0 + DECODE_DOTS < job->n_out ? j0 + DECODE_DOTS : job->n_out, r = 0;
+    long j0 = item * job->per_item, j1 = j0 + job->per_item < job->n_out ? j0 + job->per_item : job->n_out, r = 0;
     for (; r + I8_R <= job->rows; r += I8_R)
         dots_i8_r(job->xi + r * job->n_pad, job->sx + r * (job->n_pad / BLOCK), job->n_pad, job->w, job->w_stride,
                   job->scales, job->s_stride, job->bias, job->n_in, j0, j1, job->y + r * job->y_stride, job->y_stride,

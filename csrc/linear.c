@@ -160,6 +160,19 @@ static void decode_item(void *arg, long item)
         }
 }
 
+/* Outputs per work item for a weight stored by columns: about `per`, but in a multiple of the thread count of
+ * items, so that the threads get equal shares (GPT-2's 768-output matrices in items of 512 were two items, one
+ * twice the other: one thread idle a third of the product), and a multiple of 4 (columns side by side). No bit
+ * depends on it: each output is one dot product, computed whole in one item. */
+static long dots_per_item(long n_out, long per)
+{
+    long threads = mg_get_num_threads(), items = (n_out + per - 1) / per;
+    if (threads > 1 && items % threads)
+        items += threads - items % threads;
+    per = (n_out + items - 1) / items;
+    return (per + 3) / 4 * 4;
+}
+
 static int decode(struct decode_job *job, int w_transposed)
 {
     /* 16-bit weights: twice the columns per item, so that an item reads as many bytes as float32's (Xeon, 2
@@ -167,7 +180,7 @@ static int decode(struct decode_job *job, int w_transposed)
     long wide = job->format == MG_BF16 || job->format == MG_F16 ? 2 : 1;
     if (w_transposed) {
         job->k_tiles = 0;
-        job->tile_cols = DECODE_DOTS * wide;
+        job->tile_cols = dots_per_item(job->n_out, DECODE_DOTS * wide);
         mg_parallel_for((job->n_out + job->tile_cols - 1) / job->tile_cols, decode_item, job);
         return MG_OK;
     }
@@ -306,8 +319,8 @@ int MG_NAME(mg_linear)(const float *x, long x_stride, int w_format, const void *
         round_rows(x, x_stride, rows, n_in, xi, sx, xr);
         if (dots) {
             struct dots_i8_job job = {xi, sx, bias, w, scales, y, n_pad, w_stride, s_stride, y_stride, rows, n_in,
-                                      n_out, prefetch & 3};
-            mg_parallel_for((n_out + DECODE_DOTS - 1) / DECODE_DOTS, dots_i8_item, &job);
+                                      n_out, prefetch & 3, dots_per_item(n_out, DECODE_DOTS)};
+            mg_parallel_for((n_out + job.per_item - 1) / job.per_item, dots_i8_item, &job);
             return MG_OK;
         }
         x = xr, x_stride = n_in;

@@ -36,7 +36,7 @@ if getattr(lib, "MG_INTERFACE", None) != INTERFACE:
                       f"python csrc/build_kernels.py)")
 
 F32 = np.dtype(np.float32)
-_NARROW = {lib.MG_F16: "16bit", lib.MG_BF16: "16bit", lib.MG_I8: "int8"}  # format -> _tuning.NARROW's kind
+_NARROW = {lib.MG_F16: "float16", lib.MG_BF16: "bfloat16", lib.MG_I8: "int8"}  # format -> _tuning.NARROW's kind
 calls = Counter()  # kernel name -> calls served in C
 last_variant = {}  # kernel name -> the name of the variant that served its last call in C
 

@@ -85,13 +85,17 @@ CLASSES = {
 # their columns contiguous (weights.Int8Weight), and few rows of them take one kernel, integer dot products
 # (csrc/dots_i8.h), whose prefetch kind is measured on GPT-2's block matrices as the head's class; a Conv1D
 # int8 weight stored by rows (one built by hand) takes float32's choice (Plan.narrow_pick).
-NARROW = {"16bit": "bfloat16 and float16 weights (widened in registers)",
+# bfloat16 and float16 are measured apart: their widenings differ (a shift; x86's vcvtph2ps, NEON's fcvtl), and so
+# can their fastest walks (Zen 4, one thread, one row at a time in AVX2: bfloat16 69, float16 43 tok/s).
+NARROW = {"bfloat16": "bfloat16 weights (widened in registers)",
+          "float16": "float16 weights (widened in registers)",
           "int8": "int8 weights (integer dot products)"}
-NARROW_MEASURED = {"16bit": ("linear_1", "linear_1_head"), "int8": ("linear_1_head",)}
+NARROW_MEASURED = {"bfloat16": ("linear_1", "linear_1_head"), "float16": ("linear_1", "linear_1_head"),
+                   "int8": ("linear_1_head",)}
 NARROW_LIKE = {"linear_1": "linear_1", "linear_1_head": "linear_1_head", "linear_few": "linear_1",
                "linear_few_head": "linear_1_head", "linear_tiled": "linear_1"}
 PREFETCH = {"none": 0, "nta": 1, "keep": 2}
-SCHEME = 9  # what calibrate() measures: a cached choice made by another scheme is measured again
+SCHEME = 10  # what calibrate() measures: a cached choice made by another scheme is measured again
 STREAM_ROWS = 4  # csrc/kernels.h MG_STREAM_ROWS ("/rows" in a choice): the other walk through W (see WALKS)
 STREAM_SEQ = 8   # csrc/kernels.h MG_STREAM_SEQ, with STREAM_ROWS ("/seq" in a choice): that walk one row at a time
 # The walks through a weight in the decode kernels: a Conv1D weight's tiles in register strips, row by row four
@@ -119,6 +123,13 @@ def variant_names() -> tuple:
         lib = _ck().lib
         _names = tuple(_ck().ffi.string(lib.mg_variant_name(i)).decode() for i in range(lib.mg_variant_count()))
     return _names
+
+
+def narrow_variants() -> tuple:
+    """The variants the calibration times for narrow weights: those this CPU runs, but the baseline only where it
+    is the only one (see calibrate)."""
+    runnable = supported_variants()
+    return runnable[1:] if len(runnable) > 1 else runnable
 
 
 def supported_variants() -> tuple:
@@ -319,7 +330,7 @@ def cache_path(key: dict) -> str:
 
 
 def _narrow_classes() -> list:
-    """The classes calibrate() measures for NARROW weights: "linear_1@16bit", ..."""
+    """The classes calibrate() measures for NARROW weights: "linear_1@bfloat16", ..."""
     return [f"{cls}@{kind}" for kind in NARROW for cls in NARROW_MEASURED[kind]]
 
 
@@ -624,17 +635,23 @@ def calibrate() -> tuple:
             winner = "c" if winner == "mixed" and times["c"] <= times["mixed"] * (1 + TIE) else winner
             choice[block], choice[head_cls] = options[winner]
             measured[f"{block}+head"] = times
-    # Narrow weights (NARROW): the same bytes seen as bfloat16 (whose bits of 0.01 are normal numbers, never
-    # subnormals that would slow a multiply), or as int8 with their scales (the block matrices stored by
+    # Narrow weights (NARROW): the same bytes seen as bfloat16 or float16 (whose bits of 0.01 are normal numbers,
+    # never subnormals that would slow a multiply), or as int8 with their scales (the block matrices stored by
     # columns, as Int8Weight.quantize stores them); every variant, walk and prefetch kind (int8's dot products have
     # one walk). Not only the widest variant: on AMD Zen 4, whose AVX-512 runs as two 256-bit halves, AVX2 read
     # bfloat16 weights faster (the block matrices from memory, one thread, one row at a time: 19 GB/s against 16).
+    # But not the baseline where a wider variant runs: it has no instruction to widen with (SSE2: no F16C, no
+    # pmovzx) and took 1.9-2x the time for bfloat16, 4-4.5x for float16 and 9-13x for int8 on Zen 4, a second of
+    # the calibration for a candidate that cannot win.
     from .weights import BFloat16Weight, Int8Weight
 
     bits, q = memory.view(np.uint16), memory.view(np.int8)
     by_columns = _carve(q, [(cols, rows) for rows, cols in BLOCK_SHAPES * 4 * blocks])
-    narrow = {"16bit": {"linear_1": [BFloat16Weight(m) for m in _carve(bits, BLOCK_SHAPES * 2 * blocks)],
-                        "linear_1_head": [BFloat16Weight(bits.reshape(-1, n_in)).T]},
+    halves = bits.view(np.float16)  # (the bits of 0.01 as float16: normal numbers too)
+    narrow = {"bfloat16": {"linear_1": [BFloat16Weight(m) for m in _carve(bits, BLOCK_SHAPES * 2 * blocks)],
+                           "linear_1_head": [BFloat16Weight(bits.reshape(-1, n_in)).T]},
+              "float16": {"linear_1": _carve(halves, BLOCK_SHAPES * 2 * blocks),
+                          "linear_1_head": [halves.reshape(-1, n_in).T]},
               "int8": {"linear_1_head": [Int8Weight(m.T, np.full((m.shape[0], m.shape[1] // 32), 0.01, np.float16).T)
                                          for m in by_columns]}}
     for kind, classes in narrow.items():
@@ -645,10 +662,10 @@ def calibrate() -> tuple:
                 return lambda: [(ck.run_linear(v, p, xs[1, m.shape[0]], m), interlude()) for m in w]
 
             walks = ("",) if kind == "int8" else HEAD_WALKS if cls.endswith("_head") else WALKS
-            candidates = {f"{v}/{p}{walk}": run(f"{v}/{p}{walk}") for v in runnable for p in PREFETCH
+            candidates = {f"{v}/{p}{walk}": run(f"{v}/{p}{walk}") for v in narrow_variants() for p in PREFETCH
                           for walk in walks}
             choice[f"{cls}@{kind}"], measured[f"{cls}@{kind}"] = _race(candidates)
-    del memory, mats, head, bits, q, by_columns, narrow
+    del memory, mats, head, bits, halves, q, by_columns, narrow
 
     # Attention for one query per sequence: in the model its keys and values come from main memory (the weights
     # read since pushed them out of the caches), so the example is GPT-2 124M layers' caches at 256 positions, as

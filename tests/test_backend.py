@@ -446,11 +446,11 @@ def test_the_environment_forces_a_variant_and_info_shows_it():
         lines = run_python(code, {"MINIGPT2_KERNEL": variant}).splitlines()
         assert lines[0] == f"kernel choice: forced ({variant})"
         expected = "numpy" if variant == "numpy" else f"{variant}/nta"
-        assert all(line.endswith(f": {expected}") for line in lines[1:10]) and len(lines) == 13
+        assert all(line.endswith(f": {expected}") for line in lines[1:10]) and len(lines) == 14
         fused = "no" if variant == "numpy" else "yes"
-        assert lines[12] == (f"  a decoding block as one C call (one sequence), by weights: float32 {fused}, "
-                             f"16bit {fused}, int8 {fused}")
-        for line, what, kinds in zip(lines[10:12], ("bfloat16 and float16", "int8"), (5, 3)):
+        assert lines[13] == (f"  a decoding block as one C call (one sequence), by weights: float32 {fused}, "
+                             f"bfloat16 {fused}, float16 {fused}, int8 {fused}")
+        for line, what, kinds in zip(lines[10:13], ("bfloat16", "float16", "int8"), (5, 5, 3)):
             narrow = line.split(": ", 1)[1].split(", ")  # the 16/8-bit weights' picks, one per kind of call
             assert line.startswith(f"  linear with {what} weights") and len(narrow) == kinds  # (int8: by columns)
             assert all(pick.split()[-1] == expected for pick in narrow)

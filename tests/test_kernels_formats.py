@@ -195,13 +195,13 @@ def test_narrow_weights_take_their_own_measurement_else_float32s_walk_in_the_wid
         assert plan.narrow_linear[kind][1][1] == (index, _tuning.PREFETCH["none"], widest)
     assert plan.linear[0][1][2] == "generic" and plan.linear[1][1] is None  # float32 as measured
     assert _tuning.forced("generic").narrow_linear["int8"][0][1][2] == "generic"
-    assert _tuning.forced("numpy").narrow_linear["16bit"][0][1] is None
+    assert _tuning.forced("numpy").narrow_linear["bfloat16"][0][1] is None
 
     choice.update({"linear_1@int8": f"{widest}/nta/rows", "linear_1_head@int8": f"{widest}/keep",
-                   "linear_1@16bit": f"{widest}/none", "linear_1_head@16bit": f"{widest}/nta"})
+                   "linear_1@bfloat16": f"{widest}/none", "linear_1_head@bfloat16": f"{widest}/nta"})
     plan = _tuning.Plan(choice, "measured (test)", measured)
     nta_rows = (index, _tuning.PREFETCH["nta"] | _tuning.STREAM_ROWS, widest)
-    int8, sixteen = plan.narrow_linear["int8"], plan.narrow_linear["16bit"]
+    int8, sixteen = plan.narrow_linear["int8"], plan.narrow_linear["bfloat16"]
     assert int8[0][1] == int8[0][8] == nta_rows
     assert int8[0][_tuning.DECODE_MAX_ROWS + 1] == (index, _tuning.PREFETCH["nta"], widest)  # (prompts: no walk)
     assert int8[1][1] == int8[1][8] == (index, _tuning.PREFETCH["keep"], widest)
@@ -209,9 +209,9 @@ def test_narrow_weights_take_their_own_measurement_else_float32s_walk_in_the_wid
     assert sixteen[1][8] == (index, _tuning.PREFETCH["nta"], widest)
     assert plan.linear[0][1][2] == "generic"  # float32's own choice untouched
     # one row of W at a time serves one row of x; a batch walks four rows of W at a time, a prompt has no walk
-    choice["linear_1@16bit"] = "avx2/keep/seq" if "avx2" in _tuning.supported_variants() else f"{widest}/keep/seq"
-    sixteen = _tuning.Plan(choice, "measured (test)", measured).narrow_linear["16bit"]
-    v = choice["linear_1@16bit"].split("/")[0]
+    choice["linear_1@bfloat16"] = "avx2/keep/seq" if "avx2" in _tuning.supported_variants() else f"{widest}/keep/seq"
+    sixteen = _tuning.Plan(choice, "measured (test)", measured).narrow_linear["bfloat16"]
+    v = choice["linear_1@bfloat16"].split("/")[0]
     seq = (_tuning.variant_names().index(v), _tuning.PREFETCH["keep"] | _tuning.STREAM_ROWS | _tuning.STREAM_SEQ, v)
     assert sixteen[0][1] == seq
     assert sixteen[0][2] == sixteen[0][8] == (seq[0], _tuning.PREFETCH["keep"] | _tuning.STREAM_ROWS, v)
@@ -224,13 +224,15 @@ def test_the_calibration_measures_narrow_weights_and_caches_the_choice(tmp_path,
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     monkeypatch.setattr(_tuning, "_plan", None)
     plan = _tuning.calibrated()
-    runnable = _tuning.supported_variants()
-    times = plan.measured["linear_1@16bit"]
-    assert set(times) == {f"{v}/{p}{walk}" for v in runnable for p in _tuning.PREFETCH
-                          for walk in ("", "/rows", "/seq")}
-    assert plan.choice["linear_1@16bit"] == min(times, key=times.get)
-    assert set(plan.measured["linear_1_head@16bit"]) == {f"{v}/{p}{walk}" for v in runnable for p in _tuning.PREFETCH
-                                                          for walk in ("", "/rows")}
+    runnable = _tuning.narrow_variants()  # (the baseline only where no wider variant runs)
+    assert runnable == (_tuning.supported_variants()[1:] or _tuning.supported_variants())
+    for kind in ("bfloat16", "float16"):  # (measured apart: their widenings differ)
+        times = plan.measured[f"linear_1@{kind}"]
+        assert set(times) == {f"{v}/{p}{walk}" for v in runnable for p in _tuning.PREFETCH
+                              for walk in ("", "/rows", "/seq")}
+        assert plan.choice[f"linear_1@{kind}"] == min(times, key=times.get)
+        assert set(plan.measured[f"linear_1_head@{kind}"]) == {f"{v}/{p}{walk}" for v in runnable
+                                                               for p in _tuning.PREFETCH for walk in ("", "/rows")}
     # int8: every matrix stored by columns, one walk (integer dot products): the prefetch kinds
     times = plan.measured["linear_1_head@int8"]
     assert set(times) == {f"{v}/{p}" for v in runnable for p in _tuning.PREFETCH}
