@@ -77,8 +77,9 @@ CLASSES = {
     "gelu_new": "gelu_new",
 }
 # Weights in 16 or 8 bits (weights.py) are always read by C (NumPy would first widen the whole matrix to
-# float32), in the widest variant (widening is arithmetic, which only the wider variants have instructions
-# for). Which walk and prefetch kind read them fastest is measured apart from float32's: a row of W is half or
+# float32), in the variants wider than the baseline where there are any (widening is arithmetic, which only the
+# wider variants have instructions for; which of them is measured). Which walk and prefetch kind read them fastest
+# is measured apart from float32's: a row of W is half or
 # a quarter of the bytes, which changes what the CPU's prefetchers see (Zen 3, one thread, int8 blocks: 9.5
 # GB/s by rows without prefetching, 14 with it; float32 was level). Measured for decoding one sequence; the
 # other classes take the winner's walk and prefetch kind ("NARROW_LIKE"). int8 matrices are all stored with
