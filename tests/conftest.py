@@ -87,16 +87,21 @@ def kernel_backend(request):
         backend.set_backend(saved)
 
 
-@pytest.fixture(scope="session")
-def tiny_model_dir(tmp_path_factory):
-    """A small random GPT-2 with GPT-2's vocabulary and 64 positions, saved with the bundled tokenizer (read only)."""
+def save_tiny_model(directory, n_positions) -> str:
+    """A small random GPT-2 with GPT-2's vocabulary and ``n_positions`` positions, saved in ``directory`` with the
+    bundled tokenizer, as save_pretrained users do."""
     from hubserver import tiny_checkpoint_files
     from minigpt2.tokenizer import AutoTokenizer
 
-    directory = tmp_path_factory.mktemp("tiny_model")
-    tiny_checkpoint_files(directory, n_positions=64, seed=2)
+    tiny_checkpoint_files(directory, n_positions=n_positions, seed=2)
     AutoTokenizer.from_pretrained("gpt2").save_pretrained(directory)
     return str(directory)
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory):
+    """save_tiny_model with 64 positions, once per session (read only)."""
+    return save_tiny_model(tmp_path_factory.mktemp("tiny_model"), 64)
 
 
 @pytest.fixture

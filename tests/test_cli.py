@@ -17,6 +17,7 @@ import time
 import numpy as np
 import pytest
 
+from conftest import save_tiny_model
 from hubserver import tiny_checkpoint_files
 from minigpt2 import GPT2LMHeadModel, backend
 from minigpt2.cli import main
@@ -26,10 +27,7 @@ from minigpt2.tokenizer import AutoTokenizer
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory):
     """A checkpoint saved with its tokenizer, as save_pretrained users do; 1024 positions for long runs."""
-    directory = tmp_path_factory.mktemp("cli_model")
-    tiny_checkpoint_files(directory, n_positions=1024, seed=2)
-    AutoTokenizer.from_pretrained("gpt2").save_pretrained(directory)
-    return str(directory)
+    return save_tiny_model(tmp_path_factory.mktemp("cli_model"), 1024)
 
 
 @pytest.fixture(scope="module")
