@@ -158,27 +158,26 @@ static void T(row_strips)(const float *x, const WT *w, long w_stride, const uint
     {                                                                                              \
         (void)sc, (void)s_stride;                                                                  \
         long k = k0;                                                                               \
-        if (!GROUPED && (prefetch & MG_STREAM_SEQ)) { /* one row of W at a time: a single stream */ \
+        int seq = R == 1 && !GROUPED && (prefetch & MG_STREAM_SEQ); /* (decode_tile: one row of x) */ \
+        prefetch &= 3;                                                                             \
+        if (seq || k1 - k0 < 4) /* no group of four to start the sums: start them here */          \
+            UNROLL for (int r = 0; r < R; r++)                                                     \
+                for (long c = 0; c < width; c += VL) vstore(out + r * out_stride + c, vsplat(-0.0f)); \
+        if (seq) { /* one row of W at a time: a single stream */                                   \
             for (; k < k1; k++) {                                                                  \
                 const WT *wk = w + k * w_stride;                                                   \
                 vf xk[R];                                                                          \
                 UNROLL for (int r = 0; r < R; r++) xk[r] = vsplat(x[r * x_stride + k]);            \
                 for (long c = 0; c < width; c += VL) {                                             \
-                    if ((prefetch & 3) && c % LINE == 0 && k + 4 < k1)                             \
-                        PREFETCH_AS(prefetch & 3, wk + 4 * w_stride + c);                          \
+                    if (prefetch && c % LINE == 0 && k + 4 < k1)                                   \
+                        PREFETCH_AS(prefetch, wk + 4 * w_stride + c);                              \
                     vf a = WROW(w, sc, k, c);                                                      \
-                    UNROLL for (int r = 0; r < R; r++) {                                           \
-                        vf acc = k == k0 ? vsplat(-0.0f) : vload(out + r * out_stride + c);        \
-                        vstore(out + r * out_stride + c, vfma(xk[r], a, acc));                     \
-                    }                                                                              \
+                    UNROLL for (int r = 0; r < R; r++)                                             \
+                        vstore(out + r * out_stride + c, vfma(xk[r], a, vload(out + r * out_stride + c))); \
                 }                                                                                  \
             }                                                                                      \
             return;                                                                                \
         }                                                                                          \
-        prefetch &= 3;                                                                             \
-        if (k1 - k0 < 4) /* no group of four to start the sums: start them here */                 \
-            UNROLL for (int r = 0; r < R; r++)                                                     \
-                for (long c = 0; c < width; c += VL) vstore(out + r * out_stride + c, vsplat(-0.0f)); \
         for (; k + 4 <= k1; k += 4) {                                                              \
             int first = k == k0;                                                                   \
             const WT *wk = w + k * w_stride;                                                       \
@@ -224,7 +223,7 @@ DEFINE_STREAM(T(stream_8), 8)
  * by two rows at a time, 22-27 ms by eight; decode b8 104-109 -> 170 tok/s). With MG_STREAM_SEQ too, stream_R
  * takes one row of W at a time: the tile (full rows, contiguous) is then read as one stream from start to end
  * instead of four rows side by side (AMD Zen 4, GPT-2's block matrices from memory, one row of x, bfloat16:
- * 13-14 GB/s -> 19 with one thread, 16-20 -> 26-27 with two; float32 18 -> 22 with one). */
+ * 13-14 GB/s -> 19 with one thread, 16-20 -> 26-27 with two; float32 18 -> 22 with one); for one row of x only. */
 static void T(decode_tile)(const float *x, long x_stride, const void *w_, long w_stride, const uint16_t *sc,
                            long s_stride, long n_out, long rows, long k0, long k1, long j0, long width, float *out,
                            long out_stride, int mode)
@@ -233,10 +232,13 @@ static void T(decode_tile)(const float *x, long x_stride, const void *w_, long w
     sc = SC_AT(sc, j0);
     int prefetch = mode & 3;
     if (mode & MG_STREAM_ROWS) {
+        /* one row of W at a time for one row of x only: for a batch it would pass every row's sums through L1
+         * once per row of W (Zen 4, bfloat16, decode b8 270 -> 151 tok/s), so a batch walks four at a time */
         long full = width - width % VL, r = 0;
+        int seq = rows == 1 ? mode & MG_STREAM_SEQ : 0;
 #define STREAM(R) for (; r + R <= rows; r += R)                                                       \
             T(stream_##R)(x + r * x_stride, x_stride, w, w_stride, sc, s_stride, k0, k1, out + r * out_stride, \
-                          out_stride, full, prefetch | (mode & MG_STREAM_SEQ))
+                          out_stride, full, prefetch | seq)
         STREAM(8);
         STREAM(4);
         STREAM(2);

@@ -104,6 +104,7 @@ STREAM_SEQ = 8   # csrc/kernels.h MG_STREAM_SEQ, with STREAM_ROWS ("/seq" in a c
 # four side by side or one after another (HEAD_WALKS). The same sums every way.
 WALKS = ("", "/rows", "/seq")
 HEAD_WALKS = ("", "/rows")
+BATCH_WALKS = ("", "/rows")  # (several rows of x: "/seq" walks as "/rows", csrc/decode.h decode_tile)
 WALK_BITS = {"": 0, "/rows": STREAM_ROWS, "/seq": STREAM_ROWS | STREAM_SEQ}
 NUMPY = "numpy"
 
@@ -188,11 +189,8 @@ class Plan:
         plan made by hand) float32's walk and prefetch kind for the class in the widest variant (where NumPy won
         float32, those of the fastest C candidate measured there)."""
         own = self.choice.get(f"{NARROW_LIKE[cls]}@{kind}")
-        if own is not None:  # (a prompt has no walk; a batch walks four rows of W at a time, not one: with one,
-            # each row of W passes every row's sums through L1: Zen 4, bfloat16, decode b8 270 -> 151 tok/s)
-            if cls == "linear_tiled":
-                return own.replace("/rows", "").replace("/seq", "")
-            return own.replace("/seq", "/rows") if cls == "linear_few" else own
+        if own is not None:  # (a prompt has no walk)
+            return own.replace("/rows", "").replace("/seq", "") if cls == "linear_tiled" else own
         pick = self.choice.get(cls, NUMPY)
         if pick == NUMPY:
             times = {c: t for c, t in self.measured.get(cls, {}).items() if c != NUMPY}
@@ -607,7 +605,7 @@ def calibrate() -> tuple:
         # 8 rows where "nta" took 9.5 and NumPy 14.7, and with "none" alone the race had called it a tie for NumPy)
         best_c = min((c for c in measured[like] if c != NUMPY), key=measured[like].get)
         prefetches = tuple(PREFETCH) if transposed else (best_c.split("/")[1],)
-        walks = ("",) if cls == "linear_tiled" else HEAD_WALKS if transposed else WALKS
+        walks = ("",) if cls == "linear_tiled" else BATCH_WALKS
         candidates = {f"{v}/{prefetch}{walk}": c_linear(v, prefetch + walk, rows, transposed)
                       for v in runnable for prefetch in prefetches for walk in walks}
         candidates[NUMPY] = np_linear(rows, transposed)

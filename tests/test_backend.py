@@ -487,6 +487,11 @@ def test_the_calibration_is_measured_once_and_cached_for_other_users(tmp_path):
     for cls in ("linear_1_head", "linear_few_head"):
         assert set(saved["measured"][cls]) == {f"{v}/{p}{walk}" for v in VARIANTS for p in _tuning.PREFETCH
                                                for walk in ("", "/rows")} | {"numpy"}, cls
+    # The block matrices: one row of x races the three walks, a batch two (it walks "/seq" as "/rows").
+    assert {c[c.index("/", c.index("/") + 1):] for c in saved["measured"]["linear_1"] if c.count("/") == 2} == {
+        "/rows", "/seq"}
+    assert {c[c.index("/", c.index("/") + 1):] for c in saved["measured"]["linear_few"] if c.count("/") == 2} == {
+        "/rows"}
     # Attention for one query reads its keys and values from memory in the model: every prefetch kind is raced.
     assert set(saved["measured"]["attention_decode"]) == {f"{v}/{p}" for v in VARIANTS
                                                           for p in _tuning.PREFETCH} | {"numpy"}
