@@ -477,20 +477,20 @@ def _fastest(times: dict, decides_the_block: bool = False) -> str:
     """The candidate with the least median time. A near tie (within TIE) with NumPy goes to C with more than one
     thread (one pool then keeps the cores) and to NumPy with one thread, where there is no pool to keep: a C
     kernel that only tied alone had run the model slower (Zen 3, 1 thread, float32: 33 against NumPy's 37 tok/s).
-    But for the one-row product of the block matrices (``decides_the_block``), the faster wins at one thread too: C
-    there also makes a decoding step's blocks one C call (csrc/block.c), which saves the Python between the kernels
-    that a product timed alone does not show (Xeon, 1 thread, float32, three fresh calibrations: C 3.8% faster
-    alone went to NumPy, 26.7 tok/s; the two where C won by more than TIE decoded at 28.8 and 29.5)."""
+    But for the kernels a decoding block calls (``decides_the_block``: its products, attention for one query), a near
+    tie goes to C at one thread too: C for all of them makes a decoding step's blocks one C call (csrc/block.c),
+    which saves the Python between the kernels that a kernel timed alone does not show (Xeon Sapphire Rapids, 1
+    thread, float32, three fresh calibrations: C 3.8% faster alone went to NumPy, 26.7 tok/s; the two where C won
+    by more than TIE decoded at 28.8 and 29.5. Xeon Emerald Rapids, 1 thread: the block matrices' product 4.9%
+    slower in C alone and attention 3.5% faster had both gone to NumPy, 20.3 tok/s; with both in C, 23.9)."""
     median = {c: statistics.median(t) for c, t in times.items()}
     best = min(median, key=median.get)
     c_best = min((c for c in median if c != NUMPY), key=median.get, default=None)
     if NUMPY not in median or c_best is None:
         return best
     from . import backend  # (imported here: backend imports this module through _ckernels)
-    if backend.get_num_threads() > 1:
+    if backend.get_num_threads() > 1 or decides_the_block:
         return c_best if median[c_best] <= median[NUMPY] * (1 + TIE) else NUMPY
-    if decides_the_block:
-        return best
     return c_best if median[c_best] * (1 + TIE) < median[NUMPY] else NUMPY
 
 
@@ -680,7 +680,7 @@ def calibrate() -> tuple:
     candidates = {f"{v}/{p}": c_attention(index[v], PREFETCH[p]) for v in runnable for p in PREFETCH}
     candidates[NUMPY] = lambda: [layers.attention.reference(q, k, v, scale=np.float32(0.125), causal=True)
                                  for k, v in caches]
-    choice["attention_decode"], measured["attention_decode"] = _race(candidates)  # 3 rounds, as the products
+    choice["attention_decode"], measured["attention_decode"] = _race(candidates, decides_the_block=True)  # 3 rounds
     del caches
 
     # attention for a prompt, layer norm, gelu: GPT-2 124M's shapes, in cache (small next to the weights' stream)
