@@ -161,9 +161,10 @@ static void decode_item(void *arg, long item)
 }
 
 /* Outputs per work item for a weight stored by columns: about `per`, but in a multiple of the thread count of
- * items, so that the threads get equal shares (GPT-2's 768-output matrices in items of 512 were two items, one
- * twice the other: one thread idle a third of the product), and a multiple of 4 (columns side by side). No bit
- * depends on it: each output is one dot product, computed whole in one item. */
+ * items, so that the threads get equal shares of the work (GPT-2's 768-output matrices in items of 512 were two
+ * items, one twice the other), and a multiple of 4 (columns side by side). No bit depends on it: each output is
+ * one dot product, computed whole in one item. (Not a measured gain: in the model on Zen 4, int8, interleaved, it
+ * decoded level with the uneven split, 158.7 against 161.0 tok/s at 2 threads, 120.5 against 123.3 at 1.) */
 static long dots_per_item(long n_out, long per)
 {
     long threads = mg_get_num_threads(), items = (n_out + per - 1) / per;
