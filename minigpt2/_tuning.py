@@ -76,18 +76,17 @@ CLASSES = {
     "layer_norm": "layer_norm",
     "gelu_new": "gelu_new",
 }
-# Weights in 16 or 8 bits (weights.py) are always read by C (NumPy would first widen the whole matrix to
-# float32), in the variants wider than the baseline where there are any (widening is arithmetic, which only the
-# wider variants have instructions for; which of them is measured). Which walk and prefetch kind read them fastest
-# is measured apart from float32's: a row of W is half or
-# a quarter of the bytes, which changes what the CPU's prefetchers see (Zen 3, one thread, int8 blocks: 9.5
-# GB/s by rows without prefetching, 14 with it; float32 was level). Measured for decoding one sequence; the
-# other classes take the winner's walk and prefetch kind ("NARROW_LIKE"). int8 matrices are all stored with
-# their columns contiguous (weights.Int8Weight), and few rows of them take one kernel, integer dot products
-# (csrc/dots_i8.h), whose prefetch kind is measured on GPT-2's block matrices as the head's class; a Conv1D
-# int8 weight stored by rows (one built by hand) takes float32's choice (Plan.narrow_pick).
-# bfloat16 and float16 are measured apart: their widenings differ (a shift; x86's vcvtph2ps, NEON's fcvtl), and so
-# can their fastest walks (Zen 4, one thread, one row at a time in AVX2: bfloat16 69, float16 43 tok/s).
+# Weights in 16 or 8 bits (weights.py) are always read by C (NumPy would first widen the whole matrix to float32),
+# in the variants wider than the baseline where there are any (widening is arithmetic, which only the wider variants
+# have instructions for; which of them is measured). Which walk and prefetch kind read them fastest is measured
+# apart from float32's: a row of W is half or a quarter of the bytes, which changes what the CPU's prefetchers see
+# (Zen 3, one thread, int8 blocks: 9.5 GB/s by rows without prefetching, 14 with it; float32 was level). Measured
+# for decoding one sequence; the other classes take the winner's walk and prefetch kind ("NARROW_LIKE"). int8
+# matrices are all stored with their columns contiguous (weights.Int8Weight), and few rows of them take one kernel,
+# integer dot products (csrc/dots_i8.h), whose prefetch kind is measured on GPT-2's block matrices as the head's
+# class; a Conv1D int8 weight stored by rows (one built by hand) takes float32's choice (Plan.narrow_pick). bfloat16
+# and float16 are measured apart: their widenings differ (a shift; x86's vcvtph2ps, NEON's fcvtl), and so can their
+# fastest walks (Zen 4, one thread, one row at a time in AVX2: bfloat16 69, float16 43 tok/s).
 NARROW = {"bfloat16": "bfloat16 weights (widened in registers)",
           "float16": "float16 weights (widened in registers)",
           "int8": "int8 weights (integer dot products)"}
@@ -107,6 +106,9 @@ HEAD_WALKS = ("", "/rows")
 BATCH_WALKS = ("", "/rows")  # (several rows of x: "/seq" walks as "/rows", csrc/decode.h decode_tile)
 WALK_BITS = {"": 0, "/rows": STREAM_ROWS, "/seq": STREAM_ROWS | STREAM_SEQ}
 NUMPY = "numpy"
+# The classes a decoding step's block calls for one sequence (csrc/block.c): when C serves all of them, the step's
+# blocks are one C call (for narrow weights, their own product class stands in for "linear_1").
+BLOCK_KERNELS = ("linear_1", "attention_decode", "layer_norm", "gelu_new")
 
 
 def _ck():
@@ -274,7 +276,7 @@ def describe(plan: Plan | None = None) -> list:
                  plan.narrow_pick(cls, kind) or NUMPY for cls in classes}
         lines.append(f"  linear with {what}: " + ", ".join(f"{name} {pick}" for name, pick in picks.items()))
     # A decoding step's block is one C call (csrc/block.c) when C serves every kernel it calls.
-    rest_in_c = all(plan.choice.get(cls, NUMPY) != NUMPY for cls in ("layer_norm", "gelu_new", "attention_decode"))
+    rest_in_c = all(plan.choice.get(cls, NUMPY) != NUMPY for cls in BLOCK_KERNELS if cls != "linear_1")
     products = {"float32": plan.choice.get("linear_1", NUMPY),
                 **{kind: plan.narrow_pick("linear_1_head" if kind == "int8" else "linear_1", kind) or NUMPY
                    for kind in NARROW}}
@@ -474,15 +476,15 @@ def _l3_bytes(caches: str = "/sys/devices/system/cpu/cpu0/cache") -> int:
 
 
 def _fastest(times: dict, decides_the_block: bool = False) -> str:
-    """The candidate with the least median time. A near tie (within TIE) with NumPy goes to C with more than one
-    thread (one pool then keeps the cores) and to NumPy with one thread, where there is no pool to keep: a C
-    kernel that only tied alone had run the model slower (Zen 3, 1 thread, float32: 33 against NumPy's 37 tok/s).
-    But for the kernels a decoding block calls (``decides_the_block``: its products, attention for one query), a near
-    tie goes to C at one thread too: C for all of them makes a decoding step's blocks one C call (csrc/block.c),
-    which saves the Python between the kernels that a kernel timed alone does not show (Xeon Sapphire Rapids, 1
-    thread, float32, three fresh calibrations: C 3.8% faster alone went to NumPy, 26.7 tok/s; the two where C won
-    by more than TIE decoded at 28.8 and 29.5. Xeon Emerald Rapids, 1 thread: the block matrices' product 4.9%
-    slower in C alone and attention 3.5% faster had both gone to NumPy, 20.3 tok/s; with both in C, 23.9)."""
+    """The candidate with the least median time. A near tie (within TIE) with NumPy goes to C with more than one thread
+    (one pool then keeps the cores) and to NumPy with one thread, where there is no pool to keep: a C kernel that
+    only tied alone had run the model slower (Zen 3, 1 thread, float32: 33 against NumPy's 37 tok/s). But for the
+    kernels a decoding block calls (``decides_the_block``: BLOCK_KERNELS), a near tie goes to C at one thread too: C
+    for all of them makes a decoding step's blocks one C call (csrc/block.c), which saves the Python between the
+    kernels that a kernel timed alone does not show (Xeon Sapphire Rapids, 1 thread, float32, three fresh
+    calibrations: C 3.8% faster alone went to NumPy, 26.7 tok/s; the two where C won by more than TIE decoded at 28.8
+    and 29.5. Xeon Emerald Rapids, 1 thread: the block matrices' product 4.9% slower in C alone and attention 3.5%
+    faster had both gone to NumPy, 20.3 tok/s; with both in C, 23.9)."""
     median = {c: statistics.median(t) for c, t in times.items()}
     best = min(median, key=median.get)
     c_best = min((c for c in median if c != NUMPY), key=median.get, default=None)
@@ -595,7 +597,7 @@ def calibrate() -> tuple:
         candidates = {f"{v}/{p}{walk}": c_linear(v, p + walk, rows, transposed)
                       for v in runnable for p in PREFETCH for walk in (HEAD_WALKS if transposed else WALKS)}
         candidates[NUMPY] = np_linear(rows, transposed)
-        choice[cls], measured[cls] = _race(candidates, blas=(NUMPY,), decides_the_block=cls == "linear_1")
+        choice[cls], measured[cls] = _race(candidates, blas=(NUMPY,), decides_the_block=cls in BLOCK_KERNELS)
     for cls, rows, transposed, like in (("linear_few", 8, False, "linear_1"),
                                         ("linear_few_head", 8, True, "linear_1_head"),
                                         ("linear_tiled", 24, False, "linear_1")):
@@ -699,5 +701,5 @@ def calibrate() -> tuple:
             ("gelu_new", lambda i: ck.run_gelu_new(i, h), lambda: activations.gelu_new.reference(h))):
         candidates = {f"{v}/{prefetch}": (lambda i=index[v], f=c_call: [f(i) for _ in range(50)]) for v in runnable}
         candidates[NUMPY] = lambda f=np_call: [f() for _ in range(50)]
-        choice[cls], measured[cls] = _race(candidates, rounds=5)
+        choice[cls], measured[cls] = _race(candidates, rounds=5, decides_the_block=cls in BLOCK_KERNELS)
     return choice, {cls: {c: round(t * 1e6, 1) for c, t in m.items()} for cls, m in measured.items()}
