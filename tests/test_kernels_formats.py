@@ -224,6 +224,7 @@ def test_the_calibration_measures_narrow_weights_and_caches_the_choice(tmp_path,
     the cache keeps them; a cached file without them is measured again."""
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     monkeypatch.setattr(_tuning, "_plan", None)
+    monkeypatch.setattr(_tuning, "_l3_bytes", lambda: 16 << 20)  # 64 MiB examples (test_backend: SMALL_L3)
     plan = _tuning.calibrated()
     runnable = _tuning.narrow_variants()  # (the baseline only where no wider variant runs)
     assert runnable == (_tuning.supported_variants()[1:] or _tuning.supported_variants())
