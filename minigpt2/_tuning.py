@@ -558,8 +558,10 @@ def calibrate() -> tuple:
     # products of a GPT-2 124M block, in its order, repeated to fill at least 64 MiB and twice the L3 cache. All
     # four shapes: the walks read them at different speeds (Zen 3, one thread, by rows: 3072 x 768 at 16 GB/s, the
     # others at 22, where OpenBLAS read all four at 22-26; timed on 768 x 3072 alone, C won by 3%, and its
-    # products then took 26% longer than NumPy's in the model).
-    total = min(max(64 << 20, 2 * _l3_bytes()), 256 << 20)
+    # products then took 26% longer than NumPy's in the model). At most 128 MiB: a server VM's sysfs reports its
+    # host's L3 (300 MiB on an Emerald Rapids VM), of which one VM keeps far less (there, NumPy's gemv read 64, 128,
+    # 256 and 512 MiB at 9.5-10.9 GB/s, 32 MiB at 18); 256 MiB examples made a calibration 19 s with one thread.
+    total = min(max(64 << 20, 2 * _l3_bytes()), 128 << 20)
     n_in = 768
     blocks = max(2, -(-total // (4 * sum(a * b for a, b in BLOCK_SHAPES))))  # (28 MB of float32 a block)
     memory = np.full(blocks * sum(a * b for a, b in BLOCK_SHAPES), 0.01, np.float32)

@@ -461,8 +461,8 @@ def test_the_environment_forces_a_variant_and_info_shows_it():
         assert run_python(code, {"MINIGPT2_KERNEL": variant}) == str([variant])
 
 
-# The calibration's examples are sized from the L3 cache, up to 256 MiB where sysfs reports a server's (300 MiB on an
-# Emerald Rapids VM: 25 s a calibration there). The tests of what a calibration does size them from a laptop's L3
+# The calibration's examples are sized from the L3 cache, up to 128 MiB where sysfs reports a server's (300 MiB on an
+# Emerald Rapids VM). The tests of what a calibration does size them from a laptop's L3
 # (64 MiB examples); test_the_last_level_cache_size_comes_from_sysfs tests the sizing.
 SMALL_L3 = "from minigpt2 import _tuning; _tuning._l3_bytes = lambda: 16 << 20; "
 
