@@ -16,7 +16,7 @@ from collections import namedtuple
 
 import numpy as np
 
-from . import backend, checkpoint, weights
+from . import backend, checkpoint, submodules, weights
 from .checks import check_int, float_array, int_array, short_list
 from .config import GPT2Config, as_gpt2_config
 from .generation import GENERATION_CONFIG_NAME, GenerationConfig, GenerationMixin
@@ -24,6 +24,8 @@ from .hub import a_file_is_not_a_checkpoint, checkpoint_name, pop_hub_options, r
 from .layers import lm_head
 
 __all__ = ["GPT2PreTrainedModel", "Embedding", "Linear"]
+
+TRANSFORMER_PARTS = ("wte", "wpe", "h", "ln_f")  # GPT2Model's parameters; a head's others are its own
 
 
 class Embedding:
@@ -102,6 +104,16 @@ class GPT2PreTrainedModel:
     def named_parameters(self):
         """(name, array) for every parameter, as state_dict() names them; the tied head is wte, listed once."""
         return ((name, a) for name, a in self.state_dict().items() if not (name == "lm_head.weight" and self._tied()))
+
+    def __getattr__(self, name):
+        """HF's submodules by name, as views of the parameters (submodules.py): a GPT2Model's ``wte``, ``wpe``, ``h``
+        (a list of blocks: ``h[0].attn.c_attn.weight``) and ``ln_f``; a head's own (``score``, ``classifier``,
+        ``qa_outputs``, ``multiple_choice_head``), its transformer's under ``model.transformer``."""
+        params = self.__dict__.get("params")
+        is_transformer = "transformer" not in self.__dict__
+        if params is not None and name in params and name != "lm_head" and (name in TRANSFORMER_PARTS) == is_transformer:
+            return submodules.view(params[name], name)
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
     def _tied(self) -> bool:
         """Is the LM head wte itself? (False without an LM head, or with its own lm_head.weight.)"""

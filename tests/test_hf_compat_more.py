@@ -422,3 +422,38 @@ def test_untied_head_resizes_with_the_embeddings_as_in_transformers(untied):
     assert_close(head[99:], their_head[99:], "new rows: the mean of the old ones", rtol=1e-3)  # (HF adds noise)
     _, grads = ours.loss_and_grad(PROMPTS)  # (checked against torch in test_training_more.py)
     assert grads["lm_head.weight"].shape == (104, 32) and grads["lm_head.weight"] is not grads["transformer.wte.weight"]
+
+
+@pytest.mark.parametrize("name", ["GPT2Model", "GPT2LMHeadModel", "GPT2ForSequenceClassification",
+                                  "GPT2ForTokenClassification", "GPT2ForQuestionAnswering", "GPT2DoubleHeadsModel"])
+def test_submodules_by_hf_names_are_the_models_own_parameters(name, tmp_path):
+    """HF's module paths reach the same parameters (model.transformer.h[0].attn.c_attn.weight, a head's score ...):
+    every parameter transformers names, equal to its; the names HF's class lacks (a head model's wte) are missing
+    here too; an in-place change changes the model's output; assigning is refused, saying what to do."""
+    config = transformers.GPT2Config(n_layer=2, n_embd=32, n_head=4, vocab_size=99, n_positions=16, num_labels=3,
+                                     pad_token_id=0)
+    torch.manual_seed(0)
+    hf = getattr(transformers, name)(config).eval()
+    hf.save_pretrained(tmp_path)
+    ours = getattr(minigpt2, name).from_pretrained(tmp_path)
+    for path, parameter in hf.named_parameters():
+        *parts, leaf = path.split(".")
+        theirs, mine = hf, ours
+        for part in parts:  # a block's index on the list of blocks (h), a name elsewhere
+            theirs = theirs[int(part)] if part.isdigit() else getattr(theirs, part)
+            mine = mine[int(part)] if part.isdigit() else getattr(mine, part)
+        assert np.array_equal(getattr(mine, leaf), getattr(theirs, leaf).detach().numpy()), path
+    for attribute in ("wte", "h", "ln_f", "transformer", "score", "classifier", "qa_outputs", "lm_head"):
+        assert hasattr(ours, attribute) == hasattr(hf, attribute), attribute
+    base = ours.transformer if hasattr(ours, "transformer") else ours
+    assert len(base.h) == 2 and sorted(dir(base.h[0].mlp)) == ["c_fc", "c_proj"]
+    made = getattr(minigpt2, name)(ours.config, seed=0)  # (writable arrays: from_pretrained's map the file)
+    made_base = made.transformer if hasattr(made, "transformer") else made
+    ids = np.array([[1, 2, 3]])
+    before = made(ids)[0].copy()
+    made_base.h[1].mlp.c_proj.bias[...] += 1
+    assert not np.array_equal(made(ids)[0], before)
+    with pytest.raises(AttributeError, match=r"h\.0\.attn\.c_attn\.weight cannot be assigned .* model\.load_state_dict"):
+        base.h[0].attn.c_attn.weight = np.zeros((32, 96), np.float32)
+    with pytest.raises(AttributeError, match=r"h\.0\.attn has no 'c_fc'; it has c_attn, c_proj"):
+        base.h[0].attn.c_fc
