@@ -85,6 +85,22 @@ LEGACY_GENERATION_DEFAULTS = {
 }
 COMMON_DEFAULTS.update(LEGACY_GENERATION_DEFAULTS)
 
+# Fields of every HF config for HF's other code paths (TorchScript export, head pruning, chunked feed-forward,
+# TensorFlow, encoder-decoder models). minigpt2 computes nothing from them but keeps them, for code that reads them
+# and files that carry them; like the generation settings, they are printed and written only where they differ.
+FRAMEWORK_DEFAULTS = {
+    "torchscript": False,
+    "pruned_heads": {},  # layer -> the heads pruned from it; from_dict reads JSON's string keys ("0") as ints, as HF
+    "chunk_size_feed_forward": 0,
+    "use_bfloat16": False,
+    "tf_legacy_loss": False,
+    "tie_encoder_decoder": False,
+    "cross_attention_hidden_size": None,
+}
+COMMON_DEFAULTS.update(FRAMEWORK_DEFAULTS)
+# What save_pretrained leaves out of config.json at its default (HF's files never carry these there).
+WRITTEN_WHERE_CHANGED = {**LEGACY_GENERATION_DEFAULTS, **FRAMEWORK_DEFAULTS}
+
 # GPT-2's own fields with the defaults of HF's GPT2Config (the openai-community/gpt2 architecture).
 GPT2_DEFAULTS = {
     "vocab_size": 50257,
@@ -187,7 +203,7 @@ class GPT2Config:
     keys_to_ignore_at_inference = ["past_key_values"]  # HF's: the output fields HF's Trainer leaves out of predictions
 
     def __init__(self, **kwargs):
-        values = {**COMMON_DEFAULTS, **GPT2_DEFAULTS}
+        values = copy.deepcopy({**COMMON_DEFAULTS, **GPT2_DEFAULTS})  # (a config's own {} and lists, not the table's)
         if "name_or_path" in kwargs:
             kwargs["_name_or_path"] = str(kwargs.pop("name_or_path"))
         for alias, name in ATTRIBUTE_MAP.items():
@@ -205,6 +221,8 @@ class GPT2Config:
         for key, value in values.items():
             object.__setattr__(self, key, value)
         self.id2label = {int(k): v for k, v in self.id2label.items()}
+        if self.pruned_heads is None:  # as HF
+            self.pruned_heads = {}
         if num_labels is not None:
             self.num_labels = num_labels
         self.validate()
@@ -311,6 +329,7 @@ class GPT2Config:
         if model_type != "gpt2":
             raise ValueError(f"model_type {model_type!r} is not GPT-2: minigpt2 loads only 'gpt2' configs")
         config = cls(**config_dict)
+        config.pruned_heads = {int(layer): heads for layer, heads in config.pruned_heads.items()}
         unused = config._override(kwargs)
         return (config, unused) if return_unused_kwargs else config
 
@@ -433,9 +452,9 @@ class GPT2Config:
             raise ValueError(f"save_pretrained needs a directory, but {save_directory} is a file")
         os.makedirs(save_directory, exist_ok=True)
         # Written whole: transformers reads this file, and a diff dict would drop the common defaults. But not
-        # the legacy generation settings at their defaults (HF's files never carry them), nor an empty name.
+        # the legacy generation settings or the other frameworks' fields at their defaults, nor an empty name.
         written = {k: v for k, v in self.to_dict().items()
-                   if not (k in LEGACY_GENERATION_DEFAULTS and v == LEGACY_GENERATION_DEFAULTS[k])
+                   if not (k in WRITTEN_WHERE_CHANGED and v == WRITTEN_WHERE_CHANGED[k])
                    and not (k == "_name_or_path" and not v)}
         write_json(os.path.join(save_directory, CONFIG_NAME), written)
 

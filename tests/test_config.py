@@ -317,6 +317,56 @@ def test_our_config_json_loads_in_transformers(hf, tmp_path):
     assert hf.AutoConfig.from_pretrained(tmp_path).model_type == "gpt2"
 
 
+# PretrainedConfig's fields for HF's other code paths (TorchScript, head pruning, chunked feed-forward, TensorFlow,
+# encoder-decoder models), each set away from its default in CHANGED.
+FRAMEWORK_FIELDS = ("torchscript", "pruned_heads", "chunk_size_feed_forward", "use_bfloat16", "tf_legacy_loss",
+                    "tie_encoder_decoder", "cross_attention_hidden_size")
+CHANGED = dict(torchscript=True, pruned_heads={0: [1, 2], 2: [3]}, chunk_size_feed_forward=4, use_bfloat16=True,
+               tf_legacy_loss=True, tie_encoder_decoder=True, cross_attention_hidden_size=32)
+
+
+def framework_fields_as_written(config, directory):
+    """The FRAMEWORK_FIELDS in each form a config takes (to_dict, to_diff_dict, the JSON strings, config.json)."""
+    config.save_pretrained(directory)
+    forms = {"to_dict": config.to_dict(), "to_diff_dict": config.to_diff_dict(),
+             "to_json_string": json.loads(config.to_json_string()),
+             "to_json_string(use_diff=False)": json.loads(config.to_json_string(use_diff=False)),
+             "config.json": json.loads((directory / "config.json").read_text())}
+    return {form: {k: v for k, v in d.items() if k in FRAMEWORK_FIELDS} for form, d in forms.items()}
+
+
+@pytest.mark.parametrize("kwargs", [{}, CHANGED], ids=["defaults", "changed"])
+def test_framework_fields_match_hf(hf, tmp_path, kwargs):
+    """As transformers: the same values, in to_dict() always, in the printed JSON, to_diff_dict() and config.json
+    only where they differ from the default; config.json carries them both ways, pruned_heads' keys back as ints."""
+    ours, theirs = GPT2Config(**kwargs), hf.GPT2Config(**kwargs)
+    for name in FRAMEWORK_FIELDS:
+        assert getattr(ours, name) == getattr(theirs, name), name
+    assert set(FRAMEWORK_FIELDS) <= set(theirs.to_dict())
+    assert framework_fields_as_written(ours, tmp_path / "ours") == framework_fields_as_written(theirs, tmp_path / "hf")
+    from_ours = hf.GPT2Config.from_pretrained(tmp_path / "ours")
+    from_theirs = GPT2Config.from_pretrained(tmp_path / "hf")
+    for name in FRAMEWORK_FIELDS:
+        assert getattr(from_ours, name) == getattr(theirs, name), name
+        assert getattr(from_theirs, name) == getattr(theirs, name), name
+
+
+def test_framework_fields_as_hf_reads_them(hf, tmp_path):
+    """Keyword arguments of from_pretrained set them (none is left unused); pruned_heads=None is {}; from_dict reads
+    pruned_heads' JSON keys ("0") as ints, as HF's does; each config gets its own pruned_heads."""
+    GPT2Config().save_pretrained(tmp_path)
+    ours = GPT2Config.from_pretrained(tmp_path, return_unused_kwargs=True, **CHANGED)
+    theirs = hf.GPT2Config.from_pretrained(tmp_path, return_unused_kwargs=True, **CHANGED)
+    assert ours[1] == theirs[1] == {}
+    for name in FRAMEWORK_FIELDS:
+        assert getattr(ours[0], name) == getattr(theirs[0], name), name
+    assert GPT2Config(pruned_heads=None).pruned_heads == hf.GPT2Config(pruned_heads=None).pruned_heads
+    as_json = {"pruned_heads": {"0": [1], "3": [0, 2]}}
+    assert GPT2Config.from_dict(as_json).pruned_heads == hf.GPT2Config.from_dict(as_json).pruned_heads
+    GPT2Config().pruned_heads[0] = [1]
+    assert GPT2Config().pruned_heads == {}
+
+
 def test_config_json_is_replaced_whole_or_not_at_all(tmp_path, monkeypatch):
     """save_pretrained writes config.json beside and renames it over the old one: a save cut short (here the
     rename fails, as on a full disk) leaves the old file whole and no partial file behind."""
