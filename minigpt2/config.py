@@ -264,8 +264,9 @@ class GPT2Config:
 
     @property
     def use_return_dict(self) -> bool:
-        """HF's name for whether models return output objects (True) or tuples."""
-        return bool(self.return_dict)
+        """HF's name for whether models return output objects (True) or tuples: return_dict, and tuples under
+        ``torchscript`` (as transformers)."""
+        return bool(self.return_dict) and not self.torchscript
 
     @property
     def head_dim(self) -> int:

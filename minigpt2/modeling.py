@@ -129,7 +129,7 @@ class GPT2Model(GPT2PreTrainedModel):
         use_cache = cfg.use_cache if use_cache is None else use_cache
         output_attentions = cfg.output_attentions if output_attentions is None else output_attentions
         output_hidden_states = cfg.output_hidden_states if output_hidden_states is None else output_hidden_states
-        return_dict = cfg.return_dict if return_dict is None else return_dict
+        return_dict = cfg.use_return_dict if return_dict is None else return_dict
 
         # Inputs may have extra leading axes (GPT2DoubleHeadsModel: [B, choices, T]); the blocks see [B, T].
         if (input_ids is None) == (inputs_embeds is None):
@@ -460,7 +460,7 @@ def attention_bias_4d(attention_mask, B, P, T):
 
 
 def _return_dict(return_dict, config):
-    return config.return_dict if return_dict is None else return_dict
+    return config.use_return_dict if return_dict is None else return_dict
 
 
 def _head_masks(head_mask, n_layer, n_head):

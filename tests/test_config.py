@@ -365,6 +365,14 @@ def test_framework_fields_as_hf_reads_them(hf, tmp_path):
     assert GPT2Config.from_dict(as_json).pruned_heads == hf.GPT2Config.from_dict(as_json).pruned_heads
     GPT2Config().pruned_heads[0] = [1]
     assert GPT2Config().pruned_heads == {}
+    for return_dict in (True, False):  # torchscript: models return tuples, as HF's use_return_dict says
+        for torchscript in (False, True):
+            assert (GPT2Config(return_dict=return_dict, torchscript=torchscript).use_return_dict
+                    == hf.GPT2Config(return_dict=return_dict, torchscript=torchscript).use_return_dict)
+    import minigpt2
+
+    model = minigpt2.GPT2LMHeadModel(GPT2Config(n_layer=1, n_embd=8, n_head=2, vocab_size=10, torchscript=True), seed=0)
+    assert isinstance(model([[1, 2]]), tuple) and not isinstance(model([[1, 2]], return_dict=True), tuple)
 
 
 def test_config_json_is_replaced_whole_or_not_at_all(tmp_path, monkeypatch):
