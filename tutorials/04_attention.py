@@ -285,7 +285,7 @@ flagged = GPT2LMHeadModel(GPT2Config(**{**config.to_dict(), "scale_attn_by_inver
                           model.params)
 with minigpt2.trace() as tf:
     flagged(ids)
-layer = 1
+layer = min(1, config.n_layer - 1)  # the second layer, whose scale the flag changes (a 1-layer model: its only one)
 xl = tf[f"h.{layer}.ln_1"]
 w = model.params["h"][layer]["attn"]["c_attn"]
 ql, kl, _ = (my_split_heads(a) for a in np.split(xl @ w["weight"] + w["bias"], 3, axis=-1))

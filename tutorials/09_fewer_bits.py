@@ -44,6 +44,8 @@ from minigpt2.weights import widen
 
 model = _workshop.load_model(MODEL)
 config = model.config
+_workshop.require(model, config.n_embd % 32 == 0, "n_embd a multiple of 32 (int8 cuts a weight's input axis into "
+                  "blocks of 32 rows)")
 plt = _workshop.pyplot()
 tokenizer = _workshop.tokenizer()
 W = model.params["h"][0]["mlp"]["c_fc"]["weight"]  # a Conv1D weight, [n_embd, 4 n_embd] (in, out)

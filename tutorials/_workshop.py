@@ -170,6 +170,14 @@ def say_if_random(model, what: str = "these numbers"):
 
 
 # -- exercises ---------------------------------------------------------------------------------------------------
+def require(model, ok: bool, what: str):
+    """Stop the tutorial with one clear line when its model cannot show what it teaches (MINIGPT2_WORKSHOP_MODEL
+    naming a smaller checkpoint): what it needs, and which models have it."""
+    if not ok:
+        raise SystemExit(f"this tutorial needs {what}, which {model_label(model)} does not have: run it on gpt2 or "
+                         f"on the tiny model (MINIGPT2_WORKSHOP_MODEL=tiny)")
+
+
 class ExerciseFailed(AssertionError):
     """An exercise's answer does not match the library; the message says how."""
 
