@@ -87,8 +87,7 @@ def _load_c():
         except ImportError as e:  # (also a library built from other sources: _ckernels checks the interface)
             _c_problem = f"{type(e).__name__}: {e}"
             if _no_extension():  # (where Python's message would speak of a "circular import")
-                _c_problem = ("there is no compiled minigpt2._kernels: it is built when minigpt2 is installed with a "
-                              "C compiler present")
+                _c_problem = no_extension_reason()
         else:
             _ckernels = module
             _ckernels.lib.mg_set_num_threads(_num_threads)
@@ -102,6 +101,47 @@ def _no_extension() -> bool:
         return importlib.util.find_spec(f"{__package__}._kernels") is None
     except (ValueError, ImportError):  # (a module put in its place, e.g. by a test)
         return False
+
+
+def _checkout() -> str | None:
+    """The source checkout this minigpt2 is imported from (the folder that holds setup.py and csrc/), or None."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    is_checkout = os.path.isfile(os.path.join(root, "setup.py")) and os.path.isdir(os.path.join(root, "csrc"))
+    return root if is_checkout else None
+
+
+def shadowed_copy() -> str | None:
+    """Where another copy of minigpt2 is installed (e.g. site-packages), when this one is a source checkout that
+    comes first on sys.path (run from the checkout's folder): that copy's C core may be built, this one's is not.
+    None otherwise. Found with PathFinder over the other sys.path entries, without importing it."""
+    import importlib.machinery
+    import sys
+
+    root = _checkout()
+    if root is None:
+        return None
+    here = os.path.realpath(os.path.dirname(os.path.abspath(__file__)))
+    others = [p for p in sys.path if isinstance(p, str) and os.path.realpath(p or os.curdir) != os.path.realpath(root)]
+    try:
+        spec = importlib.machinery.PathFinder.find_spec(__package__, others)
+    except (ImportError, ValueError):
+        return None
+    where = list(spec.submodule_search_locations or []) if spec is not None else []
+    return where[0] if where and os.path.realpath(where[0]) != here else None
+
+
+def no_extension_reason() -> str:
+    """Why there is no compiled minigpt2._kernels, and what builds it, in one line."""
+    here, root, installed = os.path.dirname(os.path.abspath(__file__)), _checkout(), shadowed_copy()
+    if installed is not None:
+        where = "the current directory" if os.path.realpath(os.getcwd()) == os.path.realpath(root) else root
+        return (f"minigpt2 is imported from the source folder {here}, which has no compiled minigpt2._kernels: "
+                f"{where} shadows the installed copy at {installed}, whose C core may be built; run from another "
+                f"directory, or `pip install -e .` in {root} (which builds the C core in place)")
+    if root is not None:
+        return ("there is no compiled minigpt2._kernels in this checkout: build it with a C compiler present, by "
+                "`pip install -e .` or `python csrc/build_kernels.py`")
+    return "there is no compiled minigpt2._kernels: it is built when minigpt2 is installed with a C compiler present"
 
 
 def c_available() -> bool:
@@ -146,7 +186,8 @@ def say_fallback(_stacklevel=2) -> None:
     _hold_fallback_warning = False
     if _fell_back and not _warned:
         _warned = True
-        warnings.warn(f"minigpt2: the C core is not built ({_c_problem}); running on the NumPy backend, "
+        what = "is not loaded" if shadowed_copy() is not None else "is not built"
+        warnings.warn(f"minigpt2: the C core {what} ({_c_problem}); running on the NumPy backend, "
                       f"which is correct but slower", RuntimeWarning, stacklevel=_stacklevel)
 
 

@@ -134,6 +134,13 @@ def check_c_core():
         return FAIL, f"kernels: {problem}", "unset MINIGPT2_KERNEL (its default, auto, measures which is fastest)"
     if backend.c_available():
         return OK, f"C core built; active backend: {backend.get_backend()}", None
+    installed = backend.shadowed_copy() if hasattr(backend, "shadowed_copy") else None
+    if installed is not None:
+        here = os.path.dirname(os.path.abspath(__file__))
+        return WARN, (f"C core not loaded: minigpt2 is imported from the source folder {here}, which shadows the "
+                      f"installed copy at {installed} (whose C core may be built); everything runs on NumPy, slower"), \
+            (f"run from another directory, or pip install -e . in {os.path.dirname(here)} (which builds the C core "
+             f"in place)")
     return WARN, "C core not built: everything runs on NumPy, slower (tutorial 08 has less to compare)", \
         "install a C compiler (Linux: apt install build-essential; macOS: xcode-select --install), then pip install -e . again"
 

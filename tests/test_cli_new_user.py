@@ -4,6 +4,7 @@ as a process: the locale, stdin and the environment are the process's) and check
 """
 from __future__ import annotations
 
+import importlib.machinery
 import os
 import subprocess
 import sys
@@ -208,3 +209,64 @@ def test_no_prompt_and_empty_stdin_is_a_usage_error_but_an_empty_prompt_starts_a
 ], ids=["threads-1000", "t-inf", "t-nan", "threads-inf"])
 def test_numbers_out_of_range_are_usage_errors_naming_the_range(tiny_model_dir, args, message):
     one_line_error(minigpt2("-m", tiny_model_dir, "-n", "2", *args, "Hi"), 2, message)
+
+
+# -- 7. a source folder that shadows the installed copy -----------------------------------------------------------
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture(scope="module")
+def checkout_without_c_core(tmp_path_factory):
+    """A copy of the checkout's tracked files: a source folder whose C core was never built."""
+    dest = tmp_path_factory.mktemp("src")
+    files = subprocess.run(["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, check=True).stdout
+    archive = subprocess.run(["tar", "-cf", "-", "--null", "-T", "-"], cwd=ROOT, input=files, capture_output=True,
+                             check=True).stdout
+    subprocess.run(["tar", "-xf", "-", "-C", str(dest)], input=archive, check=True)
+    return dest
+
+
+def from_the_checkout(checkout, *args, installed=None):
+    """python -m minigpt2 run in the checkout's folder, with ``installed`` (a folder holding another minigpt2, as
+    site-packages does) on sys.path after it. -S and this process's sys.path as PYTHONPATH: the packages minigpt2
+    needs, but no .pth file, so that no editable install of minigpt2 lends the checkout its C core."""
+    paths = ([str(installed)] if installed is not None else []) + LIBRARIES
+    env = without({**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": os.pathsep.join(paths)}, "MINIGPT2_BACKEND")
+    return subprocess.run([sys.executable, "-S", "-m", "minigpt2", *args], cwd=checkout, capture_output=True,
+                          text=True, env=env, timeout=180)
+
+
+LIBRARIES = [p for p in sys.path if p and os.path.realpath(p) != os.path.realpath(ROOT) and os.path.isdir(p)]
+
+
+def test_a_source_folder_shadowing_the_installed_copy_is_named_not_a_missing_compiler(checkout_without_c_core,
+                                                                                      tmp_path):
+    site = tmp_path / "site-packages"
+    (site / "minigpt2").mkdir(parents=True)
+    (site / "minigpt2" / "__init__.py").write_text("")
+    doctor = from_the_checkout(checkout_without_c_core, "--doctor", installed=site)
+    line = [line for line in doctor.stdout.splitlines() if "C core" in line and line.startswith("[warn]")]
+    assert len(line) == 1, doctor.stdout
+    fix = doctor.stdout.splitlines()[doctor.stdout.splitlines().index(line[0]) + 1]
+    for text in (line[0], doctor.stderr):
+        assert f"source folder {checkout_without_c_core / 'minigpt2'}" in text, text
+        assert f"installed copy at {site / 'minigpt2'}" in text, text
+    assert "build-essential" not in fix and "another directory" in fix and "pip install -e ." in fix, doctor.stdout
+    run = from_the_checkout(checkout_without_c_core, "--tokenize", "Hi", installed=site)
+    warning = [line for line in run.stderr.splitlines() if "C core" in line]
+    assert run.returncode == 0 and len(warning) == 1 and len(run.stderr.splitlines()) == 1, run.stderr
+    assert f"shadows the installed copy at {site / 'minigpt2'}" in warning[0]
+    assert "another directory" in warning[0] and "pip install -e ." in warning[0]
+
+
+def test_a_checkout_whose_c_core_was_never_built_says_how_to_build_it(checkout_without_c_core):
+    if importlib.machinery.PathFinder.find_spec("minigpt2", LIBRARIES) is not None:
+        pytest.skip("minigpt2 is installed (not editable) in this Python: every checkout shadows it")
+    run = from_the_checkout(checkout_without_c_core, "--tokenize", "Hi")
+    assert run.returncode == 0 and len(run.stderr.splitlines()) == 1, run.stderr
+    assert "the C core is not built" in run.stderr and "shadow" not in run.stderr
+    assert "pip install -e ." in run.stderr and "python csrc/build_kernels.py" in run.stderr
+    doctor = from_the_checkout(checkout_without_c_core, "--doctor")
+    assert "[warn] C core not built" in doctor.stdout and "shadow" not in doctor.stdout
+    assert "pip install -e ." in doctor.stdout, doctor.stdout
