@@ -106,8 +106,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--info", action="store_true", help="show versions, backend, threads, cache and Hub settings")
     c.add_argument("--doctor", action="store_true",
                    help="pre-flight check for a workshop: one line per check, with the fix; exit 1 if one failed")
-    p.add_argument("--version", action="version", version=f"minigpt2 {__version__}",
-                   help='print "minigpt2 X.Y.Z" and exit')
+    c.add_argument("--version", action="store_true", help='print "minigpt2 X.Y.Z"')
     return p
 
 
@@ -285,6 +284,18 @@ def _bad_bytes(raw: bytes) -> str:
 def _run(args, parser) -> int:
     from . import backend
 
+    command = "--tokenize" if args.tokenize is not None else "--download" if args.download else \
+        "--info" if args.info else "--doctor" if args.doctor else "--version" if args.version else None
+    if command and args.prompt:
+        raise UsageError(f"{command} takes no prompt (got {' '.join(args.prompt)!r}); "
+                         f"{'choose the model with --model' if command == '--download' else 'drop one of them'}")
+    if command:
+        from .cli_checks import refuse_ignored_flags
+
+        refuse_ignored_flags(command, args, parser, UsageError)
+    if args.version:
+        print(f"minigpt2 {__version__}")
+        return 0
     if args.backend is not None:
         try:
             backend.set_backend(args.backend)
@@ -296,16 +307,6 @@ def _run(args, parser) -> int:
         if not hasattr(backend, "set_num_threads"):
             raise UsageError("--threads: this build cannot set the number of threads")
         backend.set_num_threads(args.threads)
-
-    command = "--tokenize" if args.tokenize is not None else "--download" if args.download else \
-        "--info" if args.info else "--doctor" if args.doctor else None
-    if command and args.prompt:
-        raise UsageError(f"{command} takes no prompt (got {' '.join(args.prompt)!r}); "
-                         f"{'choose the model with --model' if command == '--download' else 'drop one of them'}")
-    if command:
-        from .cli_checks import refuse_ignored_flags
-
-        refuse_ignored_flags(command, args, parser, UsageError)
     if os.path.isfile(args.model) and not (args.info or args.doctor):
         from .hub import a_file_is_not_a_checkpoint
 

@@ -28,7 +28,7 @@ GENERATION_FLAGS = (("max_new_tokens", "--max-new-tokens"), ("temperature", "--t
                     ("num_sequences", "--num-sequences"), ("candidates", "--candidates"), ("stats", "--stats"))
 # What each command uses besides its own argument: the others would do nothing, silently.
 USES = {"--tokenize": {"model"}, "--download": {"model"}, "--info": {"dtype", "backend", "threads"},
-        "--doctor": {"backend", "threads"}}
+        "--doctor": {"backend", "threads"}, "--version": set()}
 OTHER_FLAGS = (("model", "--model"), ("dtype", "--dtype"), ("backend", "--backend"), ("threads", "--threads"))
 
 

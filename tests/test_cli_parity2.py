@@ -210,6 +210,27 @@ def test_usage_names_doctor_and_version_prints_it(capsys):
     assert code == 0 and out == f"minigpt2 {__version__}\n"
 
 
+@pytest.mark.parametrize("argv, message", [
+    (["--info", "--version"], "argument --version: not allowed with argument --info"),
+    (["--version", "--doctor"], "not allowed with"),
+    (["--version", "hello"], "--version takes no prompt (got 'hello'); drop one of them"),
+    (["--version", "-n", "7"], "--version does not use --max-new-tokens"),
+    (["--version", "--greedy"], "--version does not use --greedy"),
+    (["--version", "--backend", "c"], "--version does not use --backend"),
+])
+def test_version_is_a_command_like_the_others(capsys, argv, message):
+    code, out, err = run(argv, capsys)
+    assert code == 2 and message in err and out == "", err
+
+
+def test_version_alone_prints_only_the_version():
+    from minigpt2 import __version__
+
+    done = subprocess.run([sys.executable, "-m", "minigpt2", "--version"], capture_output=True, text=True,
+                          timeout=120)
+    assert (done.returncode, done.stdout, done.stderr) == (0, f"minigpt2 {__version__}\n", "")
+
+
 def test_a_reader_that_goes_away_is_a_quiet_sigpipe_exit(tiny_model_dir):
     """More output than a pipe holds (so the writer surely meets the closed pipe), read by head: exit 141, as a
     program killed by SIGPIPE reports it, and nothing on stderr."""
