@@ -134,7 +134,7 @@ def check_c_core():
         return FAIL, f"kernels: {problem}", "unset MINIGPT2_KERNEL (its default, auto, measures which is fastest)"
     if backend.c_available():
         return OK, f"C core built; active backend: {backend.get_backend()}", None
-    installed = backend.shadowed_copy() if hasattr(backend, "shadowed_copy") else None
+    installed = backend.shadowed_copy()
     if installed is not None:
         here = os.path.dirname(os.path.abspath(__file__))
         return WARN, (f"C core not loaded: minigpt2 is imported from the source folder {here}, which shadows the "
