@@ -163,6 +163,9 @@ class GPT2PreTrainedModel:
             config = GPT2Config()
         config = self._own_config(as_gpt2_config(config, type(self).__name__))
         config.validate()
+        if config.pruned_heads:  # (transformers would prune them at init; running them all would be another model)
+            raise ValueError(f"config.pruned_heads is {config.pruned_heads}: minigpt2 does not prune attention heads, "
+                             f"it runs every head of every layer; use a config with pruned_heads={{}}")
         self.config = config
         self.params = params if params is not None else self.init_params(config, seed)
 

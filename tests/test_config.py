@@ -365,11 +365,19 @@ def test_framework_fields_as_hf_reads_them(hf, tmp_path):
     assert GPT2Config.from_dict(as_json).pruned_heads == hf.GPT2Config.from_dict(as_json).pruned_heads
     GPT2Config().pruned_heads[0] = [1]
     assert GPT2Config().pruned_heads == {}
+    import minigpt2
+
+    # A model is never made with heads that should have been pruned (transformers prunes them; running every head
+    # would silently be another model): the config loads, the model says why it cannot.
+    pruned = tmp_path / "pruned"
+    GPT2Config(n_layer=1, n_embd=8, n_head=2, vocab_size=10, pruned_heads={0: [1]}).save_pretrained(pruned)
+    assert GPT2Config.from_pretrained(pruned).pruned_heads == {0: [1]}
+    with pytest.raises(ValueError, match=r"pruned_heads is \{0: \[1\]\}: minigpt2 does not prune attention heads"):
+        minigpt2.GPT2LMHeadModel(GPT2Config.from_pretrained(pruned))
     for return_dict in (True, False):  # torchscript: models return tuples, as HF's use_return_dict says
         for torchscript in (False, True):
             assert (GPT2Config(return_dict=return_dict, torchscript=torchscript).use_return_dict
                     == hf.GPT2Config(return_dict=return_dict, torchscript=torchscript).use_return_dict)
-    import minigpt2
 
     model = minigpt2.GPT2LMHeadModel(GPT2Config(n_layer=1, n_embd=8, n_head=2, vocab_size=10, torchscript=True), seed=0)
     assert isinstance(model([[1, 2]]), tuple) and not isinstance(model([[1, 2]], return_dict=True), tuple)
