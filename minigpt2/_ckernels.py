@@ -76,8 +76,8 @@ def _is_f32(a):
 
 
 def _is_scalar(a):
-    """A number, not an array (np.ndim alone takes a microsecond for a Python float)."""
-    return type(a) is float or np.ndim(a) == 0
+    """A number, not an array (np.ndim alone takes a microsecond for a Python float or a NumPy scalar)."""
+    return type(a) in (float, np.float32) or np.ndim(a) == 0
 
 
 def _floats(a):
@@ -337,8 +337,8 @@ _block_weights = {}
 
 def _block_arguments(p, rows, n_embd, plan):
     """A struct mg_block_args with what does not change between decoding steps (weights, biases, layer norms and
-    the variants chosen for them), or None if C does not serve this block. A fresh copy each call (two threads
-    may decode with one model at once)."""
+    the variants chosen for them), or None if C does not serve this block. Shared by every call: copy it before
+    filling in a call's own fields (two threads may decode with one model at once)."""
     layers = (p["attn"]["c_attn"], p["attn"]["c_proj"], p["mlp"]["c_fc"], p["mlp"]["c_proj"])
     norms = (p["ln_1"]["weight"], p["ln_1"]["bias"], p["ln_2"]["weight"], p["ln_2"]["bias"])
     arrays = [a for layer in layers for a in _buffers(layer["weight"]) + [layer.get("bias")]] + list(norms)
@@ -346,7 +346,7 @@ def _block_arguments(p, rows, n_embd, plan):
     cached = _block_weights.get(key)
     if cached is not None and cached[0] is plan and len(cached[1]) == len(arrays) and all(
             (ref() if ref is not None else None) is a for ref, a in zip(cached[1], arrays)):
-        return ffi.new("struct mg_block_args *", cached[2][0])
+        return cached[2]
     args = ffi.new("struct mg_block_args *")
     E, F = n_embd, layers[2]["weight"].shape[-1]
     if not (all(_plain(a, E) for a in norms) and _block_linear(args.c_attn, layers[0], rows, E, 3 * E)
@@ -354,14 +354,14 @@ def _block_arguments(p, rows, n_embd, plan):
             and _block_linear(args.c_fc, layers[2], rows, E, F)
             and _block_linear(args.mlp_proj, layers[3], rows, F, E)):
         return None
-    args.n_inner = F
+    args.rows, args.n_embd, args.n_inner = rows, E, F
     args.ln_variant, args.gelu_variant = plan.layer_norm[0], plan.gelu_new[0]
     args.attention_variant, args.attention_prefetch = plan.attention_decode[0], plan.attention_decode[1]
     args.ln_1_weight, args.ln_1_bias, args.ln_2_weight, args.ln_2_bias = (_address(a) for a in norms)
     if len(_block_weights) >= 1024:  # (models come and go: forget them all now and then)
         _block_weights.clear()
     _block_weights[key] = (plan, [None if a is None else weakref.ref(a) for a in arrays], args)
-    return ffi.new("struct mg_block_args *", args[0])
+    return args
 
 
 def _declines(config, output_attentions, encoder_states, head_masks):
@@ -371,44 +371,51 @@ def _declines(config, output_attentions, encoder_states, head_masks):
             or tracing.active() or config.activation_function != "gelu_new")
 
 
-def _decoding_block(x, out, p, config, cache, mask, scale, scratch=None):
-    """(the struct mg_block_args for one decoding block from x into out, both [B, 1, E] C-contiguous float32; the
-    block's scratch, ``scratch`` if it is large enough, else a new array), or None if C does not serve the block.
-    The arguments point into every array given and into the scratch: they must stay alive until the C call
-    returns."""
+def _layer_cache(cache, B, H, D, mask):
+    """(keys, values, position): a decoding step's cache slot as C writes it (buffers [B, H, capacity, D] with
+    room at ``position``), or None if C cannot write it there or the mask (as _decoding_inputs gives it) has
+    not one bias per key up to position."""
     if not isinstance(cache, _LayerSlot):
         return None
-    if scale is None or not _is_scalar(scale) or (isinstance(scale, (np.ndarray, np.generic)) and scale.dtype != F32):
-        return None  # (the model passes it; as attention(): a float64 NumPy scale computes in float64)
-    B, E, H = x.shape[0], config.n_embd, config.n_head
-    D = E // H
-    plan = _tuning.current()
-    if B > _tuning.DECODE_MAX_ROWS or H * D != E or D > MAX_HEAD_DIM or None in (
-            plan.layer_norm, plan.gelu_new, plan.attention_decode):
-        return None
-    keys, values = cache.buffers.keys[cache.layer], cache.buffers.values[cache.layer]
-    position = cache.start
+    keys, values, position = cache.buffers.keys[cache.layer], cache.buffers.values[cache.layer], cache.start
     if keys.shape[:2] != (B, H) or keys.shape[3] != D or values.shape != keys.shape or position >= keys.shape[2]:
         return None
-    if mask is not None and mask.shape[3] != position + 1:  # (one bias per cached key and the new one)
+    if mask is not None and mask.shape[3] != position + 1:  # (C reads position + 1 biases a row)
         return None
     if not (keys.strides[3] == values.strides[3] == 4 and _aligned(keys) and _aligned(values)
             and keys.flags.writeable and values.flags.writeable):
         return None
-    args = _block_arguments(p, B, E, plan)
-    if args is None:
+    return keys, values, position
+
+
+def _c_scale(scale):
+    """The attention scale as C takes it (a float32 number), or None where NumPy must compute (a float64 NumPy
+    scale computes in float64, as attention() does)."""
+    if scale is None or not _is_scalar(scale) or (isinstance(scale, (np.ndarray, np.generic)) and scale.dtype != F32):
         return None
-    if scratch is None or scratch.size < B * (6 * E + args.n_inner):
-        scratch = np.empty(B * (6 * E + args.n_inner), F32)
+    return float(np.float32(scale))
+
+
+def _block_step(args, x, out, scratch, cache, mask, scale, eps):
+    """Fill a copy of _block_arguments' struct (``args``, a struct mg_block_args) with one call's own fields:
+    x, out and scratch (float pointers), this layer's cache (as _layer_cache gives it), the mask (its float32
+    bias, as _decoding_inputs gives it, or None), the scale (_c_scale's) and the layer norms' epsilon."""
+    keys, values, position = cache
     if mask is not None:
-        args.key_bias, args.key_bias_stride = _floats(mask), position + 1 if mask.shape[0] == B else 0
-    args.rows, args.n_embd, args.n_head, args.head_dim = B, E, H, D
-    args.x, args.out, args.scratch = _floats(x), _floats(out), _floats(scratch)
-    args.eps, args.scale = float(config.layer_norm_epsilon), float(np.float32(scale))
+        args.key_bias, args.key_bias_stride = _floats(mask), position + 1 if mask.shape[0] == args.rows else 0
+    args.x, args.out, args.scratch = x, out, scratch
+    args.eps, args.scale = eps, scale
     args.keys, args.values, args.position = _floats(keys), _floats(values), position
+    args.n_head, args.head_dim = keys.shape[1], keys.shape[3]
     args.k_strides = [s // 4 for s in keys.strides[:3]]
     args.v_strides = [s // 4 for s in values.strides[:3]]
-    return args, scratch
+
+
+def _block_fits(x, config, plan):
+    """True if C serves a decoding block for x [B, 1, E] with this config and plan."""
+    B, E, H = x.shape[0], config.n_embd, config.n_head
+    return (B <= _tuning.DECODE_MAX_ROWS and E % H == 0 and E // H <= MAX_HEAD_DIM
+            and None not in (plan.layer_norm, plan.gelu_new, plan.attention_decode))
 
 
 def _decoding_inputs(x, config, mask, caches):
@@ -442,11 +449,16 @@ def transformer_block(x, p, *, layer_idx, config, cache, mask, head_mask, output
     if inputs is None:
         return NotImplemented
     x, mask = inputs
-    out = np.empty_like(x)
-    block = _decoding_block(x, out, p, config, cache, mask, scale)
-    if block is None:
+    B, E, H = x.shape[0], config.n_embd, config.n_head
+    plan, scale = _tuning.current(), _c_scale(scale)
+    kv = _layer_cache(cache, B, H, E // H, mask) if _block_fits(x, config, plan) else None
+    shared = None if kv is None or scale is None else _block_arguments(p, B, E, plan)
+    if shared is None:
         return NotImplemented
-    args, scratch = block
+    out = np.empty_like(x)
+    scratch = np.empty(B * (6 * E + shared.n_inner), F32)
+    args = ffi.new("struct mg_block_args *", shared[0])
+    _block_step(args, _floats(x), _floats(out), _floats(scratch), kv, mask, scale, float(config.layer_norm_epsilon))
     status = lib.mg_transformer_block(args)  # (mask, x, out, scratch, keys, values: alive in this frame till here)
     if status == lib.MG_ERR_MEMORY:  # no room for a kernel's scratch: the Python path may still manage (it writes
         return NotImplemented         # the same keys and values into the cache again)
@@ -466,24 +478,29 @@ def transformer_blocks(x, blocks, *, config, scales, caches, mask, head_masks, o
     if inputs is None:
         return NotImplemented
     x, mask = inputs
-    n = len(blocks)
+    n, B, E, H = len(blocks), x.shape[0], config.n_embd, config.n_head
+    plan = _tuning.current()
+    if not _block_fits(x, config, plan):
+        return NotImplemented
+    kvs = [_layer_cache(cache, B, H, E // H, mask) for cache in caches]
+    scales = [_c_scale(scale) for scale in scales]
+    shared = [_block_arguments(p, B, E, plan) for p in blocks]
+    if None in kvs or None in scales or None in shared:
+        return NotImplemented
     xs = np.empty((n + 1,) + x.shape, F32)  # xs[i]: the input of block i; xs[n] the output
     xs[0] = x
-    all_args, scratches = ffi.new("struct mg_block_args[]", n), [None]  # (the blocks run in turn: one scratch,
-    for i, p in enumerate(blocks):                                          # unless a block needs more room)
-        block = _decoding_block(xs[i], xs[i + 1], p, config, caches[i], mask, scales[i], scratches[-1])
-        if block is None:
-            return NotImplemented
-        args, scratch = block
-        if scratch is not scratches[-1]:
-            scratches.append(scratch)
-        all_args[i] = args[0]
+    scratch = np.empty(B * (6 * E + max(args.n_inner for args in shared)), F32)  # (the blocks run in turn)
+    xp, sp, eps, step = _floats(xs), _floats(scratch), float(config.layer_norm_epsilon), B * E
+    all_args = ffi.new("struct mg_block_args[]", n)
+    for i in range(n):
+        all_args[i] = shared[i][0]
+        _block_step(all_args[i], xp + i * step, xp + (i + 1) * step, sp, kvs[i], mask, scales[i], eps)
     status = lib.mg_transformer_blocks(all_args, n)  # (every array the arguments point into is alive here)
     if status == lib.MG_ERR_MEMORY:  # (as in transformer_block: the Python path writes the cache again)
         return NotImplemented
     _check(status, "transformer_blocks")
     calls.update(transformer_blocks=1)
-    _served(n, args)
+    _served(n, all_args[n - 1])
     return xs[n], [], [None] * n, [None] * n
 
 
