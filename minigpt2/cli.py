@@ -19,7 +19,8 @@ import warnings
 import numpy as np
 
 from . import __version__
-from .cli_checks import TEMPERATURE_RANGE, one_line_warning
+from .cli_checks import (TEMPERATURE_RANGE, ArgumentParser, NamedStdout, StdoutWriteError, one_line_warning,
+                         stopped_writing)
 
 __all__ = ["main", "build_parser"]
 
@@ -57,7 +58,7 @@ class UsageError(Exception):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = ArgumentParser(
         prog="python -m minigpt2",
         usage="%(prog)s [options] [PROMPT ...]\n       %(prog)s --tokenize TEXT | --download | --info | --doctor | "
               "--version",
@@ -160,7 +161,10 @@ def main(argv=None) -> int:
 
             return train_main(argv[1:])
         parser = build_parser()
-        args = parser.parse_args(_negative_values_attached(parser, argv))  # exits with 2 on a usage error
+        try:
+            args = parser.parse_args(_negative_values_attached(parser, argv))  # exits with 2 on a usage error
+        except OSError as e:  # --help into a stdout that cannot take it
+            return stopped_writing(e, parser.prog)
         if sys.stdout is None:  # started with stdout closed (>&-): print() would drop everything, and exit 0
             print(f"{parser.prog}: error: stdout is closed, so there is nowhere to print to; redirect it to a file, "
                   f"or to /dev/null to discard what is printed", file=sys.stderr)
@@ -172,10 +176,12 @@ def main(argv=None) -> int:
 
 def _run_reporting_errors(args, parser) -> int:
     restore = _tolerant_stdout()
-    shown_as = warnings.formatwarning
-    warnings.formatwarning = one_line_warning
+    shown_as, stdout = warnings.formatwarning, sys.stdout
+    warnings.formatwarning, sys.stdout = one_line_warning, NamedStdout(stdout)
     try:
-        return _run(args, parser)
+        code = _run(args, parser)
+        sys.stdout.flush()  # (what is still buffered goes out now, while a failure can be reported)
+        return code
     except UsageError as e:
         parser.print_usage(sys.stderr)
         print(f"{parser.prog}: error: {e}", file=sys.stderr)
@@ -183,18 +189,15 @@ def _run_reporting_errors(args, parser) -> int:
     except KeyboardInterrupt:
         print("\n[interrupted]", file=sys.stderr)
         return 130
-    except BrokenPipeError:  # the reader went away (e.g. "| head"): stop quietly, with the status of a program
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # that SIGPIPE ended (as cat, yes, grep do)
-        return BROKEN_PIPE
     except (OSError, ValueError, TypeError) as e:  # bad model, no network, bad prompt: the user's to fix
+        if isinstance(e, (BrokenPipeError, StdoutWriteError)):
+            return stopped_writing(e, parser.prog)
         print(f"{parser.prog}: error: {' '.join(str(e).split())}{_repair_hint(e, args)}", file=sys.stderr)
         return 1
     finally:
+        sys.stdout = stdout
         restore()
         warnings.formatwarning = shown_as
-
-
-BROKEN_PIPE = 128 + 13  # 128 + SIGPIPE: what a shell reports for a writer whose reader went away
 
 
 def _negative_values_attached(parser, argv) -> list:

@@ -4,11 +4,13 @@ measured. Each raises cli.UsageError (exit 2) or ValueError (exit 1) with one li
 """
 from __future__ import annotations
 
+import argparse
 import os
 import sys
 
 __all__ = ["TEMPERATURE_RANGE", "refuse_ignored_flags", "eos_token_ids", "start_token_id", "check_beams_fit",
-           "check_candidates", "calibration_ahead", "say_calibration_ahead", "one_line_warning"]
+           "check_candidates", "calibration_ahead", "say_calibration_ahead", "one_line_warning", "ArgumentParser",
+           "NamedStdout", "StdoutWriteError", "BROKEN_PIPE", "stopped_writing"]
 
 # A temperature divides float32 scores. Below 1e-4 a logit difference of 0.01 becomes a factor e^100: sampling is
 # greedy decoding already (use --greedy), and the scores of GPT-2 (about +-100) reach float32's limit, 3.4e38, near
@@ -19,6 +21,64 @@ TEMPERATURE_RANGE = (1e-4, 1e4)
 # threads and 9.3-9.5 s with 1, idle, 11 s while other jobs ran (2026-12-05, since its races drop the candidates that
 # cannot win after a first round; 14-15 s, and up to 31 s busy, before); on Zen 5 about 4 s before that.
 CALIBRATION_SECONDS = "up to about 10 s"
+
+
+# -- writing to stdout -------------------------------------------------------------------------------------
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse's parser, except that ``--help`` into a stdout that cannot take it (``> /dev/full``, a full disk)
+    raises the OSError: argparse ignores a failed write there and exits 0, as if the help had been printed."""
+
+    def print_help(self, file=None):
+        file = sys.stdout if file is None else file
+        file.write(self.format_help())
+        file.flush()
+
+
+class StdoutWriteError(OSError):
+    """Writing to stdout failed (not a reader that went away: that is a BrokenPipeError)."""
+
+
+class NamedStdout:
+    """sys.stdout while a command runs: the same stream, but a write or flush that fails (``> /dev/full``, a full
+    disk) raises a StdoutWriteError that says it was stdout, since "[Errno 28] No space left on device" alone reads
+    like the model cache's. Everything else is the stream's own."""
+
+    def __init__(self, stream):
+        self.stream = stream
+
+    def write(self, text):
+        return self._named(self.stream.write, text)
+
+    def flush(self):
+        return self._named(self.stream.flush)
+
+    def _named(self, call, *args):
+        try:
+            return call(*args)
+        except BrokenPipeError:
+            raise
+        except OSError as e:
+            raise StdoutWriteError(e.errno, f"cannot write to stdout: {e.strerror or e}") from None
+
+    def __getattr__(self, name):
+        return getattr(self.stream, name)
+
+
+BROKEN_PIPE = 128 + 13  # 128 + SIGPIPE: what a shell reports for a writer whose reader went away
+
+
+def stopped_writing(error, prog) -> int:
+    """The exit code when writing to stdout failed (``error``, an OSError): a reader that went away (e.g. "| head")
+    stops the command quietly, with the status of a program SIGPIPE ended (as cat, yes and grep do); a stdout that
+    cannot take the text (a full disk, > /dev/full) is an error naming stdout (as cat's "write error")."""
+    if isinstance(error, BrokenPipeError):
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # (the text still pending goes nowhere)
+        return BROKEN_PIPE
+    if not isinstance(error, StdoutWriteError):  # (--help, written before a command runs)
+        error = StdoutWriteError(error.errno, f"cannot write to stdout: {error.strerror or error}")
+    print(f"{prog}: error: {error}", file=sys.stderr)
+    return 1
 
 
 # -- flags a command would ignore ------------------------------------------------------------------------

@@ -223,3 +223,24 @@ def test_a_reader_that_goes_away_during_training_is_a_quiet_sigpipe_exit(tmp_pat
                f"--sample-tokens 0 | head -1; echo \"exit ${{PIPESTATUS[0]}}\"")
     done = subprocess.run(["bash", "-c", command], capture_output=True, text=True, timeout=120, env=ENV)
     assert done.stdout.splitlines()[-1] == "exit 141" and done.stderr == "", done
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full (Linux), a device every write to fails")
+def test_a_stdout_that_cannot_take_the_text_is_an_error_naming_stdout(tiny_model_dir, tmp_path):
+    """`> /dev/full`, as a full disk: exit 1 with one line that says stdout could not be written. It said only
+    "[Errno 28] No space left on device" (which reads like the model cache's disk), and --help exited 0 (argparse
+    ignores a failed write), train's --help too."""
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("The cat sat on the mat. " * 50, encoding="utf-8")
+    commands = [["--help"], ["--version"], ["--tokenize", "Hello"], ["-m", tiny_model_dir, "-n", "3", "-s", "0", "Hi"],
+                ["-m", tiny_model_dir, "-n", "3", "--beams", "2", "Hi"], ["train", "--help"],
+                ["train", "--data", str(corpus), "--out", str(tmp_path / "out"), "--max-steps", "2", "--n-layer", "1",
+                 "--n-head", "2", "--n-embd", "16", "--seq-len", "8", "--batch-size", "2", "--sample-tokens", "0"]]
+    for args in commands:
+        with open("/dev/full", "wb") as full:
+            done = subprocess.run([sys.executable, "-m", "minigpt2", *args], stdout=full, stderr=subprocess.PIPE,
+                                  stdin=subprocess.DEVNULL, timeout=120, env=ENV)
+        err = done.stderr.decode()
+        assert done.returncode == 1 and "Traceback" not in err, (args, done.returncode, err)
+        assert err.splitlines()[-1].endswith("error: [Errno 28] cannot write to stdout: No space left on device"), \
+            (args, err)

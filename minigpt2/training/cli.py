@@ -15,6 +15,8 @@ import math
 import os
 import sys
 
+from ..cli_checks import ArgumentParser, NamedStdout, StdoutWriteError, stopped_writing
+
 __all__ = ["main", "build_parser"]
 
 
@@ -46,7 +48,7 @@ def _float(low, *, open_low=False, high=None):
 
 def build_parser() -> argparse.ArgumentParser:
     text = __doc__.replace("``", "")  # (reST literals: plain text in --help)
-    p = argparse.ArgumentParser(prog="python -m minigpt2 train", description=text.split("\n\n")[0],
+    p = ArgumentParser(prog="python -m minigpt2 train", description=text.split("\n\n")[0],
                                 epilog=text.split("\n\n", 1)[1], formatter_class=argparse.RawDescriptionHelpFormatter)
     d = p.add_argument_group("data")
     d.add_argument("--data", metavar="FILE_OR_DIR", help="a UTF-8 text file, or a folder of them (tokenized once "
@@ -85,20 +87,27 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except OSError as e:  # --help into a stdout that cannot take it
+        return stopped_writing(e, parser.prog)
     given = {word.split("=", 1)[0] for word in (sys.argv[1:] if argv is None else argv) if word.startswith("--")}
     args.explicit = {a.dest for a in parser._actions if given & set(a.option_strings)}  # the flags typed
-    try:
-        return run(args, parser)
+    stdout, sys.stdout = sys.stdout, NamedStdout(sys.stdout)  # (the log: a failed write names stdout, not the disk
+    try:                                                      # the checkpoints go to)
+        code = run(args, parser)
+        sys.stdout.flush()
+        return code
     except KeyboardInterrupt:
         print("\n[interrupted]", file=sys.stderr)
         return 130
-    except BrokenPipeError:  # the reader of the log went away ("| head"): stop quietly, as a program SIGPIPE ended
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # (128 + 13, as the generating command)
-        return 128 + 13
     except (OSError, ValueError, TypeError, FloatingPointError) as e:
+        if isinstance(e, (BrokenPipeError, StdoutWriteError)):  # the log's reader went away ("| head"), or stdout is
+            return stopped_writing(e, parser.prog)                 # full
         print(f"{parser.prog}: error: {' '.join(str(e).split())}", file=sys.stderr)
         return 1
+    finally:
+        sys.stdout = stdout
 
 
 # What a checkpoint directory holds (Trainer.save writes them; a model alone is config.json + model.safetensors)
