@@ -91,3 +91,30 @@ def test_the_int8_probe_builds_with_the_library_and_runs(tmp_path):
         "read only, sequential"], done.stdout
     for row in rows:  # three positive speeds each
         assert all(float(cell) > 0 for cell in row.split("|")[2:5]), row
+
+
+def test_the_widen_probe_builds_with_the_library_headers_and_runs(tmp_path):
+    """benchmarks/widen_probe.c (16-bit weights widened as csrc/widen.h does, read from memory against a float32
+    read) still compiles against csrc/'s headers and prints a speed for every way and thread count: a smoke run of
+    one round, built for the portable variant (any CPU with a C compiler)."""
+    import shutil
+    import sysconfig
+
+    if sys.platform == "win32":
+        pytest.skip("the probe uses POSIX threads")
+    cc = os.environ.get("CC") or sysconfig.get_config_var("CC") or "cc"
+    if not shutil.which(cc.split()[0]):
+        pytest.skip(f"no C compiler ({cc})")
+    probe = tmp_path / "widen_probe"
+    built = subprocess.run([*cc.split(), "-O2", "-pthread", f"-I{ROOT / 'csrc'}", "-include", "target_generic.h",
+                            str(ROOT / "benchmarks" / "widen_probe.c"), "-o", str(probe)],
+                           capture_output=True, text=True, timeout=300)
+    assert built.returncode == 0, built.stderr[-3000:]
+    done = subprocess.run([str(probe), "2", "1"], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    rows = [line.split() for line in done.stdout.splitlines()[1:]]
+    ways = ["float32 read", "float32 + 2 int ops", "float32 multiply-add", "bfloat16 widened",
+            "bfloat16 multiply-add", "float16 multiply-add", "bfloat16 fma, asking ahead", "float32 read, asking ahead"]
+    assert [" ".join(row[2:-3]) for row in rows] == ways * 2, done.stdout
+    assert [row[0] for row in rows] == ["1"] * 8 + ["2"] * 8 and all(float(row[-3]) > 0 for row in rows), done.stdout
+    assert subprocess.run([str(probe), "0"], capture_output=True, timeout=60).returncode == 2  # (a bad thread count)
