@@ -137,7 +137,10 @@ class ModelInputs:
     @staticmethod
     def _pairs(items, o: EncodingOptions):
         for n, item in enumerate(items):
-            if isinstance(item, (tuple, list)) and len(item) == 2 and not o.is_split_into_words:  # [text, pair]
+            # a pair is [text, pair]; pre-split, [words, pair_words] (HF: the item's first element is a list)
+            is_pair = isinstance(item, (tuple, list)) and len(item) == 2 and (
+                not o.is_split_into_words or isinstance(item[0], (tuple, list)))
+            if is_pair:
                 first, second = item
             else:
                 first, second = item, None
