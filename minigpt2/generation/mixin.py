@@ -188,7 +188,7 @@ class GenerationMixin:
         if normalize_logits:
             stacked = log_softmax(stacked.reshape(-1, V, steps).transpose(0, 2, 1)).transpose(0, 2, 1)
             stacked = stacked.reshape(-1, steps)
-        beam_indices = np.asarray(beam_indices)
+        beam_indices = np.asarray(beam_indices).astype(np.int64)  # (HF's are int32: row * V needs more)
         finished = beam_indices < 0
         length = int((~finished).sum(-1).max())
         rows = np.where(finished, 0, beam_indices)[:, :length] * V + sequences[:, sequences.shape[-1] - length:]

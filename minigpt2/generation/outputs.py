@@ -43,7 +43,7 @@ class GenerateBeamDecoderOnlyOutput(ModelOutput):
     sequences_scores: Optional[np.ndarray] = None  # with output_scores: each returned sequence's normalised score
     scores: Optional[Tuple[np.ndarray, ...]] = None  # per step, the processed log-probabilities [N * beams, V]
     logits: Optional[Tuple[np.ndarray, ...]] = None  # per step, the model's raw logits [N * beams, V]
-    beam_indices: Optional[np.ndarray] = None  # [N, new tokens]: the row of scores[t] each token came from; -1 after
+    beam_indices: Optional[np.ndarray] = None  # int32 [N, new tokens]: the row of scores[t] of each token; -1 after
     attentions: Optional[Tuple[Tuple[np.ndarray, ...], ...]] = None  # per step, per layer, for every running beam
     hidden_states: Optional[Tuple[Tuple[np.ndarray, ...], ...]] = None  # per step, embeddings + per layer, every beam
     past_key_values: Optional[object] = None  # the beams' KV cache at the end

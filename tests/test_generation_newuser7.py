@@ -1,0 +1,73 @@
+"""generate() as a transformers 4.57 user calls it after switching the import line, against transformers' own
+generate on the same tiny random checkpoint: the corners the other generation tests leave out.
+
+Reference: transformers 4.57 (float32, attn_implementation="eager"). Ids are compared exactly (greedy and beam
+search; the checkpoint is a widely spread random model whose best scores are far apart); dtypes exactly.
+"""
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+
+from minigpt2 import GPT2LMHeadModel
+
+torch = pytest.importorskip("torch")
+transformers = pytest.importorskip("transformers")
+from conftest import write_hf_checkpoint  # noqa: E402
+
+V = 64
+
+
+@pytest.fixture(scope="module")
+def pair(tmp_path_factory):
+    """(transformers model, minigpt2 model): vocabulary 64, eos = bos = 0, 64 positions, two heads."""
+    d = tmp_path_factory.mktemp("newuser7")
+    hf = write_hf_checkpoint(d, seed=0, vocab_size=V, n_positions=64, n_head=2, eos_token_id=0, bos_token_id=0)
+    return hf, GPT2LMHeadModel.from_pretrained(d)
+
+
+def _prompts(padded):
+    """Two prompts of 6 tokens; ``padded``: the first one left-padded by 2."""
+    rng = np.random.default_rng(1)
+    ids = rng.integers(1, V, (2, 6))
+    mask = np.ones_like(ids)
+    if padded:
+        ids[0, :2], mask[0, :2] = 0, 0
+    return ids, mask
+
+
+def _both(pair, **kwargs):
+    """(ours, transformers') generate on the same arguments, NumPy arrays given as torch tensors to transformers."""
+    hf, ours = pair
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with torch.no_grad():
+            theirs = hf.generate(**{k: torch.tensor(v) if isinstance(v, np.ndarray) else v for k, v in kwargs.items()})
+        return ours.generate(**kwargs), theirs
+
+
+def _same_ids(ours, theirs):
+    theirs = theirs.numpy()
+    assert ours.shape == theirs.shape and (ours == theirs).all(), f"minigpt2\n{ours}\ntransformers\n{theirs}"
+
+
+# -- beam_indices is int32, as transformers returns it ------------------------------------------------------------
+
+@pytest.mark.parametrize("settings", [dict(num_beams=3), dict(num_beams=3, num_return_sequences=2, output_scores=True),
+                                      dict(num_beams=2, do_sample=True)], ids=str)
+def test_beam_output_dtypes_are_transformers(pair, settings):
+    ids, mask = _prompts(padded=True)
+    ours, theirs = _both(pair, input_ids=ids, attention_mask=mask, max_new_tokens=5, return_dict_in_generate=True,
+                         **settings)
+    for name in ("sequences", "beam_indices", "sequences_scores"):
+        mine, ref = getattr(ours, name), getattr(theirs, name)
+        assert (mine is None) == (ref is None), name
+        if ref is not None:
+            mine = np.asarray(mine)
+            assert mine.dtype == ref.numpy().dtype, f"{name}: {mine.dtype}, transformers {ref.dtype}"
+            assert np.shape(mine) == tuple(ref.shape), name
+    if not settings.get("do_sample"):
+        _same_ids(ours.sequences, theirs.sequences)
+        assert (ours.beam_indices == theirs.beam_indices.numpy()).all()
