@@ -71,3 +71,20 @@ def test_beam_output_dtypes_are_transformers(pair, settings):
     if not settings.get("do_sample"):
         _same_ids(ours.sequences, theirs.sequences)
         assert (ours.beam_indices == theirs.beam_indices.numpy()).all()
+
+
+# -- begin_suppress_tokens after a forced bos, with a prompt given as inputs_embeds alone -------------------------
+# transformers counts the ids generate returns: none for the prompt, so the forced bos comes second (ids of length
+# 1), and begin_suppress_tokens, which it moves past the forced bos when the ids are at most one token long, acts
+# there too (where the forced bos leaves nothing to suppress): the first new token is free.
+
+@pytest.mark.parametrize("padded", [False, True])
+@pytest.mark.parametrize("strategy", [dict(), dict(num_beams=2), dict(do_sample=True, top_k=1)], ids=str)
+def test_begin_suppress_tokens_after_a_forced_bos_with_inputs_embeds(pair, strategy, padded):
+    hf, _ = pair
+    ids, mask = _prompts(padded)
+    embeds = hf.transformer.wte.weight.detach().numpy()[ids]
+    free, _ = _both(pair, inputs_embeds=embeds, attention_mask=mask, max_new_tokens=1)
+    settings = dict(max_new_tokens=6, forced_bos_token_id=7, begin_suppress_tokens=sorted(set(free[:, 0].tolist())))
+    ours, theirs = _both(pair, inputs_embeds=embeds, attention_mask=mask, **settings, **strategy)
+    _same_ids(ours, theirs)

@@ -486,8 +486,9 @@ def build_logits_processors(cfg, prompt_length, eos, extra=None, prefix_allowed_
     if cfg.suppress_tokens is not None:
         processors.append(SuppressTokensLogitsProcessor(cfg.suppress_tokens))
     if cfg.begin_suppress_tokens is not None:
-        # HF: after a one-token prompt with a forced bos, the first free token is the one after it
-        begin = prompt_length + 1 if prompt_length == 1 and cfg.forced_bos_token_id is not None else prompt_length
+        # HF: after a prompt of at most one id with a forced bos (which comes when the ids are one token long: after
+        # a one-token prompt, or second for a prompt given as inputs_embeds alone), the first free token follows it
+        begin = prompt_length + 1 if prompt_length <= 1 and cfg.forced_bos_token_id is not None else prompt_length
         processors.append(SuppressTokensAtBeginLogitsProcessor(cfg.begin_suppress_tokens, begin))
     if extra is not None:
         if not isinstance(extra, (list, tuple)) or not all(callable(p) for p in extra):
