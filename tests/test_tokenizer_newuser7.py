@@ -64,3 +64,20 @@ def test_batches_of_pre_split_pairs(files, fast, call):
             items = [(a, b) if call == "batch_of_tuples" else [a, b] for a, b in zip(WORDS, WORDS[::-1])]
             results.append(plain(tok.batch_encode_plus(items, **kwargs)))
     assert results[0] == results[1]
+
+
+# -- added tokens -----------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("fast", [False, True])
+def test_add_tokens_as_special_lists_them_as_the_namesake_does(files, fast):
+    """add_tokens([...], special_tokens=True): transformers' slow class lists the tokens among
+    additional_special_tokens, its fast class only marks them special in the vocabulary (the fast class listed
+    them too)."""
+    seen = []
+    for tok in pair_of(files, fast):
+        added = tok.add_tokens(["<sp1>", "<sp2>"], special_tokens=True)
+        ids = tok.encode("a<sp1>b<sp2>")
+        seen.append((added, tok.additional_special_tokens, tok.all_special_tokens, tok.all_special_ids,
+                     tok.special_tokens_map, len(tok), ids, tok.decode(ids, skip_special_tokens=True),
+                     tok.get_special_tokens_mask(ids, already_has_special_tokens=True)))
+    assert seen[0] == seen[1]
+

@@ -139,7 +139,9 @@ class Vocabulary:
                 index = next_id + added
                 vocab[token.content] = index
                 added += 1
-            if token.special and token.content not in self.all_special_tokens:
+            # HF's slow tokenizer lists a new special token among additional_special_tokens; its fast one only
+            # marks it special in the vocabulary (skipped by decode, not in all_special_tokens)
+            if token.special and not self.is_fast and token.content not in self.all_special_tokens:
                 self._additional_special_tokens.append(token)
             registered += token.content not in self._added_tokens_encoder
             self._register(index, token)
