@@ -81,3 +81,14 @@ def test_add_tokens_as_special_lists_them_as_the_namesake_does(files, fast):
                      tok.get_special_tokens_mask(ids, already_has_special_tokens=True)))
     assert seen[0] == seen[1]
 
+
+@pytest.mark.parametrize("fast", [False, True])
+def test_an_added_token_already_in_the_vocabulary_shows_bpe_tokens_as_bpe_made_them(files, fast):
+    """add_tokens(["Ġworld"]) keeps id 995; " world" still becomes id 995 through BPE, whose token is "Ġworld"
+    (the fast class showed the text it covered, " world")."""
+    text = " world x Ġworld"
+    seen = []
+    for tok in pair_of(files, fast):
+        tok.add_tokens(["Ġworld"])
+        seen.append((tok.encode(text), tok.tokenize(text), tok(text).tokens() if fast else None))
+    assert seen[0] == seen[1]

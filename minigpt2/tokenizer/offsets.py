@@ -77,5 +77,7 @@ def as_matched(tokenizer, token: str, token_id: int, span: Tuple[int, int], text
     """How the fast tokenizer shows a token: an added token as the text its match took (an lstrip / rstrip token with
     that white space: "a <l>b" -> " <l>"), as HF's Rust tokenizer does; any other token as it is."""
     if token_id in tokenizer._added_tokens_decoder and isinstance(text, str) and span[1] > span[0]:
-        return text[span[0]:span[1]]
+        matched = text[span[0]:span[1]]
+        if token in matched:  # not BPE's token with the id of an added one (add_tokens(["Ġworld"]) keeps 995)
+            return matched
     return token
