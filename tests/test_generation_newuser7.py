@@ -88,3 +88,24 @@ def test_begin_suppress_tokens_after_a_forced_bos_with_inputs_embeds(pair, strat
     settings = dict(max_new_tokens=6, forced_bos_token_id=7, begin_suppress_tokens=sorted(set(free[:, 0].tolist())))
     ours, theirs = _both(pair, inputs_embeds=embeds, attention_mask=mask, **settings, **strategy)
     _same_ids(ours, theirs)
+
+
+# -- suppress_tokens and begin_suppress_tokens as an array of ids ---------------------------------------------------
+# transformers takes any sequence torch.tensor() reads: a NumPy array or a torch tensor too, as for eos_token_id.
+
+@pytest.mark.parametrize("kind", ["numpy", "torch"])
+@pytest.mark.parametrize("name", ["suppress_tokens", "begin_suppress_tokens"])
+def test_suppress_tokens_as_an_array(pair, name, kind):
+    ids, mask = _prompts(padded=True)
+    free, _ = _both(pair, input_ids=ids, attention_mask=mask, max_new_tokens=1)
+    tokens = np.unique(free[:, -1])  # the tokens greedy decoding would pick first: suppressing them shows
+    tokens = torch.tensor(tokens) if kind == "torch" else tokens
+    hf, ours = pair
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        got = ours.generate(ids, attention_mask=mask, max_new_tokens=4, **{name: tokens})
+        with torch.no_grad():
+            want = hf.generate(torch.tensor(ids), attention_mask=torch.tensor(mask), max_new_tokens=4,
+                               **{name: tokens})
+    _same_ids(got, want)
+    assert not np.isin(got[:, ids.shape[1]], free[:, -1]).any()

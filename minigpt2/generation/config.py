@@ -194,6 +194,9 @@ class GenerationConfig:
         _check_int("forced_bos_token_id", self.forced_bos_token_id, low=0, optional=True)
         for name in ("suppress_tokens", "begin_suppress_tokens"):
             ids = getattr(self, name)
+            if getattr(ids, "ndim", None) == 1:  # a NumPy array or torch tensor of ids, as HF takes them
+                ids = _as_token_list(ids)
+                setattr(self, name, ids)
             if ids is not None and not (isinstance(ids, (list, tuple)) and all(is_int(t) and t >= 0 for t in ids)):
                 raise ValueError(f"{name} must be a list of token ids, e.g. [50256], got {ids!r}")
         if self.sequence_bias is not None:
