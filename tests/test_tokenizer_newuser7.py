@@ -92,3 +92,18 @@ def test_an_added_token_already_in_the_vocabulary_shows_bpe_tokens_as_bpe_made_t
         tok.add_tokens(["Ġworld"])
         seen.append((tok.encode(text), tok.tokenize(text), tok(text).tokens() if fast else None))
     assert seen[0] == seen[1]
+
+
+@pytest.mark.parametrize("fast", [False, True])
+def test_the_extended_special_token_views(files, fast):
+    """special_tokens_map_extended and all_special_tokens_extended (AddedToken objects) list the tokens of
+    special_tokens_map and all_special_tokens, as in transformers (they were AttributeErrors)."""
+    seen = []
+    for tok in pair_of(files, fast):
+        tok.add_special_tokens({"pad_token": "[PAD]", "additional_special_tokens": ["<a>", "<b>"]})
+        extended = tok.special_tokens_map_extended
+        seen.append(({k: [str(t) for t in v] if isinstance(v, list) else str(v) for k, v in extended.items()},
+                     [str(t) for t in tok.all_special_tokens_extended],
+                     all(hasattr(t, "special") for t in tok.all_special_tokens_extended),
+                     getattr(tok, "can_save_slow_tokenizer", None)))
+    assert seen[0] == seen[1]

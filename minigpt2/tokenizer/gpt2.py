@@ -144,6 +144,7 @@ class GPT2TokenizerFast(GPT2Tokenizer):
     """
 
     is_fast = True
+    can_save_slow_tokenizer = True  # HF: whether save_pretrained can write vocab.json + merges.txt (it always can)
 
     # HF's fast GPT-2 adds special tokens with a template: with add_bos_token, one <|endoftext|> in front of the
     # text and its pair together (the slow one puts one in front of each).

@@ -253,8 +253,21 @@ class Vocabulary:
         return out
 
     @property
+    def special_tokens_map_extended(self) -> Dict[str, Union[AddedToken, List[AddedToken]]]:
+        """special_tokens_map with the AddedToken objects (their lstrip / rstrip / special flags)."""
+        out: Dict[str, Any] = {k: v for k, v in self._special_tokens.items() if v is not None}
+        if self._additional_special_tokens:
+            out["additional_special_tokens"] = list(self._additional_special_tokens)
+        return out
+
+    @property
     def all_special_tokens(self) -> List[str]:
         return [t.content for t in self._all_special_tokens_extended()]
+
+    @property
+    def all_special_tokens_extended(self) -> List[AddedToken]:
+        """all_special_tokens as AddedToken objects, each content once."""
+        return self._all_special_tokens_extended()
 
     @property
     def all_special_ids(self) -> List[int]:
