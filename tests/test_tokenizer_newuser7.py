@@ -107,3 +107,78 @@ def test_the_extended_special_token_views(files, fast):
                      all(hasattr(t, "special") for t in tok.all_special_tokens_extended),
                      getattr(tok, "can_save_slow_tokenizer", None)))
     assert seen[0] == seen[1]
+
+
+# -- max_length, padding and truncation: HF's warnings and its "no predefined maximum length" ------------------
+def logged(tokenizer, logger_name, calls):
+    """The warnings `calls(tokenizer)` logs to `logger_name` (transformers' loggers do not propagate)."""
+    import io
+    import logging
+
+    buffer = io.StringIO()
+    handler = logging.StreamHandler(buffer)
+    logger = logging.getLogger(logger_name)
+    logger.addHandler(handler)
+    try:
+        calls(tokenizer)
+    finally:
+        logger.removeHandler(handler)
+    return buffer.getvalue().splitlines()
+
+
+@pytest.mark.parametrize("fast", [False, True])
+def test_max_length_alone_warns_once_and_do_not_pad_by_name_does_not_truncate(files, fast):
+    """tok(text, max_length=n) truncates and logs transformers' 'Truncation was not explicitly activated' warning,
+    once per tokenizer; padding="do_not_pad" given by name with max_length does not truncate (as in
+    transformers; minigpt2 truncated, silently)."""
+    text = "one two three four five"
+
+    def calls(tok):
+        return [tok(text, max_length=2)["input_ids"], tok([text], max_length=3)["input_ids"],
+                tok(text, max_length=2, padding="do_not_pad")["input_ids"]]
+
+    ours, theirs = pair_of(files, fast)
+    transformers.logging.set_verbosity_warning()
+    seen = []
+    for tok, logger_name in ((ours, "minigpt2.tokenizer"), (theirs, "transformers")):
+        results = []
+        lines = logged(tok, logger_name, lambda t: results.append(calls(t)))
+        seen.append((results, lines))
+    assert seen[0] == seen[1]
+    assert len(seen[0][1]) == 1
+
+
+@pytest.mark.parametrize("fast", [False, True])
+def test_padding_true_with_max_length_and_no_truncation_warns(files, fast):
+    """padding=True with max_length and no truncation: max_length is ignored, with transformers' UserWarning."""
+    import warnings
+
+    seen = []
+    for tok in pair_of(files, fast, pad_token="<|endoftext|>"):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            ids = tok(["a b c", "d"], padding=True, max_length=2, truncation=False)["input_ids"]
+        seen.append((ids, [str(w.message) for w in caught if issubclass(w.category, UserWarning)]))
+    assert seen[0] == seen[1]
+    assert seen[0][1]
+
+
+@pytest.mark.parametrize("fast", [False, True])
+def test_a_model_max_length_of_1e30_is_no_limit(files, fast):
+    """model_max_length 1000000000000000019884624838656 (HF's "no predefined maximum", found in many
+    tokenizer_config.json files): padding="max_length" and truncation=True without max_length do nothing, with
+    transformers' warnings (padding raised OverflowError)."""
+    texts = ["hello world", "x"]
+
+    def calls(tok):
+        return [tok(texts, padding="max_length")["input_ids"], tok(texts, truncation=True)["input_ids"],
+                tok(texts, padding="max_length", truncation=True)["input_ids"]]
+
+    transformers.logging.set_verbosity_warning()
+    seen = []
+    for tok, logger_name in zip(pair_of(files, fast, model_max_length=int(1e30), pad_token="<|endoftext|>"),
+                                ("minigpt2.tokenizer", "transformers")):
+        results = []
+        lines = logged(tok, logger_name, lambda t: results.append(calls(t)))
+        seen.append((results, lines))
+    assert seen[0] == seen[1]

@@ -110,6 +110,7 @@ class GPT2Tokenizer(Vocabulary, Encoding, ModelInputs, Decoding, ChatTemplates, 
         if model_input_names is not None:
             self.init_kwargs["model_input_names"] = self.model_input_names
         self._warned_too_long = False
+        self.deprecation_warnings: Dict[str, bool] = {}  # HF's name: the warnings given once (options.warn_once)
 
         # 3. Added and special tokens, in HF's order: those recorded in the files, then the special tokens.
         self._added_tokens_decoder: Dict[int, AddedToken] = {}

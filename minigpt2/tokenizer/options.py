@@ -8,16 +8,32 @@ max_length into what is done.
 from __future__ import annotations
 
 import dataclasses
+import logging
+import os
 import re
+import sys
+import warnings
 from dataclasses import dataclass
 from typing import Any, Optional
 
 import numpy as np
 
+logger = logging.getLogger("minigpt2.tokenizer")
+
 _NUMPY = ("np", "pt")  # "pt" gives NumPy arrays too: see tensor_type
 _NOT_NUMPY = {"tf": "TensorFlow", "jax": "JAX", "mlx": "MLX"}
 PADDING = ("longest", "max_length", "do_not_pad")
 TRUNCATION = ("longest_first", "only_first", "only_second", "do_not_truncate")
+LARGE_INTEGER = int(1e20)  # HF: a model_max_length above this means "no predefined maximum length"
+TRUNCATION_NOT_ACTIVATED = (  # HF's messages
+    "Truncation was not explicitly activated but `max_length` is provided a specific value, please use "
+    "`truncation=True` to explicitly truncate examples to max length. Defaulting to 'longest_first' truncation "
+    "strategy. If you encode pairs of sequences (GLUE-style) with the tokenizer you can select this strategy more "
+    "precisely by providing a specific strategy to `truncation`.")
+NO_MAX_LENGTH_TO_PAD = ("Asking to pad to max_length but no maximum length is provided and the model has no "
+                        "predefined maximum length. Default to no padding.")
+NO_MAX_LENGTH_TO_TRUNCATE = ("Asking to truncate to max_length but no maximum length is provided and the model has "
+                             "no predefined maximum length. Default to no truncation.")
 NO_PAD_TOKEN = ("Asking to pad but the tokenizer does not have a padding token. Please select a token to use as "
                 "`pad_token` `(tokenizer.pad_token = tokenizer.eos_token e.g.)` or add a new pad token via "
                 "`tokenizer.add_special_tokens({'pad_token': '[PAD]'})`.")  # HF's message
@@ -58,8 +74,14 @@ class EncodingOptions:
         tensor_type(o.return_tensors)
         padding = padding_strategy(o.padding)
         truncation = getattr(o.truncation, "value", o.truncation)
-        if o.max_length is not None and padding == "do_not_pad" and truncation is None:
-            truncation = "longest_first"  # HF: max_length alone turns truncation on
+        if o.max_length is not None and o.padding in (False, None) and truncation is None:
+            # HF: max_length alone turns truncation on (padding="do_not_pad" given by name does not), with a warning
+            warn_once(tokenizer, o.verbose, "Truncation-not-explicitly-activated", TRUNCATION_NOT_ACTIVATED)
+            truncation = "longest_first"
+        if padding == "longest" and o.max_length is not None and truncation in (None, False, "do_not_truncate") \
+                and o.verbose:
+            warnings.warn("`max_length` is ignored when `padding`=`True` and there is no truncation strategy. To pad "
+                          "to max length, use `padding='max_length'`.", stacklevel=_callers_level())  # HF's words
         if truncation is True:
             truncation = "longest_first"
         elif truncation is False or truncation is None:
@@ -68,6 +90,15 @@ class EncodingOptions:
             raise ValueError("truncation must be True, False, 'longest_first', 'only_first', 'only_second' or "
                              f"'do_not_truncate', got {o.truncation!r}")
         max_length = count(o.max_length, "max_length", bool_ok=False)
+        if max_length is None and tokenizer.model_max_length > LARGE_INTEGER:
+            # HF's "no predefined maximum" (model_max_length 1e30 in many tokenizer_config.json files): neither
+            # padding to it nor truncating to it, with a warning
+            if padding == "max_length":
+                warn_once(tokenizer, o.verbose, "Asking-to-pad-to-max_length", NO_MAX_LENGTH_TO_PAD)
+                padding = "do_not_pad"
+            if truncation != "do_not_truncate":
+                warn_once(tokenizer, o.verbose, "Asking-to-truncate-to-max_length", NO_MAX_LENGTH_TO_TRUNCATE)
+                truncation = "do_not_truncate"
         if max_length is None and (padding == "max_length" or truncation != "do_not_truncate"):
             max_length = tokenizer.model_max_length
         # HF reads True as 1 for these two (a stride of True is 1); a negative stride is HF's OverflowError in the
@@ -88,6 +119,22 @@ class EncodingOptions:
             o = dataclasses.replace(o, return_token_type_ids="token_type_ids" in tokenizer.model_input_names)
         return dataclasses.replace(o, padding=padding, truncation=truncation, max_length=max_length, stride=stride,
                                    pad_to_multiple_of=pad_to_multiple_of)
+
+
+def _callers_level() -> int:
+    """warnings.warn's stacklevel for the first caller outside the tokenizer package (the user's line)."""
+    frame, level, package = sys._getframe(1), 1, os.path.dirname(os.path.abspath(__file__))
+    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(package + os.sep):
+        frame, level = frame.f_back, level + 1
+    return level
+
+
+def warn_once(tokenizer, verbose: bool, key: str, message: str) -> None:
+    """Log HF's warning ``message`` the first time ``key`` happens for this tokenizer (HF: deprecation_warnings)."""
+    if verbose:
+        if not tokenizer.deprecation_warnings.get(key, False):
+            logger.warning(message)
+        tokenizer.deprecation_warnings[key] = True
 
 
 def count(value, name: str, bool_ok: bool = True) -> Optional[int]:
