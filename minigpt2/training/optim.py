@@ -35,6 +35,14 @@ class AdamW:
     """
 
     def __init__(self, params: dict, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2):
+        # torch.optim.AdamW's checks: a beta of 1 divides by 1 - beta^t = 0, a negative lr or decay climbs the loss
+        for name, value, allowed in (("lr", lr, "a number >= 0"), ("eps", eps, "a number >= 0"),
+                                     ("weight_decay", weight_decay, "a number >= 0")):
+            if not 0.0 <= value:  # (False for NaN too)
+                raise ValueError(f"AdamW: {name} must be {allowed}, got {value!r}")
+        for i, beta in enumerate(betas):
+            if not 0.0 <= beta < 1.0:
+                raise ValueError(f"AdamW: betas[{i}] must be in [0, 1), got {beta!r}")
         self.params = {}
         for name, p in params.items():
             if not (isinstance(p, np.ndarray) and p.dtype in (np.float32, np.float64) and p.flags.writeable):
