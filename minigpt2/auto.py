@@ -32,7 +32,8 @@ class _Auto:
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path, *args, **kwargs):
-        """Load with the GPT-2 class: ``{target}.from_pretrained``."""
+        """Load with the GPT-2 class: ``{target}.from_pretrained``. (A ``config=`` path is read, as the GPT-2
+        classes of transformers read it; transformers' Auto classes ignore a path there and read the checkpoint's.)"""
         return cls._target.from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
 
 

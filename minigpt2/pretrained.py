@@ -8,6 +8,7 @@ LM heads) and task_heads.py; they inherit all of this from GPT2PreTrainedModel.
 from __future__ import annotations
 
 import contextlib
+import copy
 import inspect
 import os
 import sys
@@ -341,7 +342,8 @@ class GPT2PreTrainedModel:
         lm_head.weight), and a task head missing from the checkpoint is initialised randomly (with a warning,
         as in HF). Missing or mis-shaped transformer weights are an error. Where the files come
         from: the Hub options of ``minigpt2.hub.HUB_OPTIONS`` (revision, cache_dir, token, local_files_only,
-        force_download, subfolder); other keywords override config attributes, as in HF.
+        force_download, subfolder); other keywords override config attributes, as in HF. ``config``: a config object
+        (copied, as HF copies it), or a path or Hub name whose config.json is read instead of the checkpoint's.
 
         The weights' format (minigpt2/weights.py; activations stay float32): ``torch_dtype`` (or transformers
         5's ``dtype``) "float32" (the default), "bfloat16", "float16" (also torch's dtypes), or "auto" (the
@@ -386,15 +388,22 @@ class GPT2PreTrainedModel:
 
     @classmethod
     def _read_checkpoint(cls, name_or_path, config, hub, config_overrides, variant=None):
-        """(config, weight files, {name: (file, tensor)}) of a checkpoint, as from_pretrained reads them."""
-        if config is None:
-            config, unused = GPT2Config.from_pretrained(name_or_path, return_unused_kwargs=True, **hub,
+        """(config, weight files, {name: (file, tensor)}) of a checkpoint, as from_pretrained reads them.
+
+        ``config`` as transformers takes it: None (the checkpoint's config.json), a path or Hub name to read
+        config.json from instead (with the same Hub options; the keywords override its attributes), or a config
+        object, copied as transformers copies it, so the model's conversions and resizes leave the caller's alone."""
+        if config is None or isinstance(config, (str, os.PathLike)):
+            config_path = name_or_path if config is None else checkpoint_name(config)
+            config, unused = GPT2Config.from_pretrained(config_path, return_unused_kwargs=True, **hub,
                                                         **config_overrides)
             if unused:  # as HF, whose model __init__ then refuses them
                 raise TypeError(f"{cls.__name__}.from_pretrained got unexpected keyword arguments {sorted(unused)}: "
                                 f"neither a loading option nor a GPT2Config attribute")
         elif config_overrides:
             raise TypeError(f"unexpected arguments {sorted(config_overrides)} (pass them in config instead)")
+        else:
+            config = copy.deepcopy(as_gpt2_config(config, f"{cls.__name__}.from_pretrained's config"))
         config = cls._own_config(config)
         _refuse_saved_quantized(name_or_path, config)
         files = checkpoint.find_weights(name_or_path, variant=variant, **hub)
