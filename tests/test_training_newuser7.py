@@ -39,3 +39,38 @@ def test_adamw_refuses_the_settings_torch_refuses(setting):
             AdamW(params, **setting)
     else:
         AdamW(params, **setting)
+
+
+# -- the CLI: a flag counts as typed however argparse matched it ---------------------------------------------------
+
+def test_resume_takes_an_abbreviated_flag_as_argparse_reads_it(tmp_path, corpus, capsys):
+    """argparse reads --batch 5 as --batch-size 5 (an unambiguous prefix); --resume keeps the saved settings except
+    the typed ones. Before: only full names counted as typed, so the saved batch size 2 silently replaced the 5."""
+    import json
+
+    from minigpt2.training.cli import build_parser
+
+    out = str(tmp_path / "out")
+    assert cli("train", "--data", str(corpus), "--out", out, "--max-steps", "1", *CLI_TINY) == 0
+    again = ["--out", out, "--resume", "--max-steps", "2", "--batch", "5", "--warmup", "1"]
+    parsed = build_parser().parse_args(again)  # the reference: what argparse made of the words
+    assert (parsed.batch_size, parsed.warmup_steps) == (5, 1)
+    assert cli("train", *again) == 0
+    with open(tmp_path / "out" / "trainer_state.json", encoding="utf-8") as f:
+        saved = json.load(f)["args"]
+    assert (saved["batch_size"], saved["warmup_steps"]) == (parsed.batch_size, parsed.warmup_steps)
+    assert f"{5 * 8:,} tokens per step" in capsys.readouterr().out
+
+
+def test_an_abbreviated_shape_flag_beside_model_is_refused(tmp_path, corpus, capsys):
+    """--n-lay 3 is --n-layer 3 to argparse; beside --model (a checkpoint with its own shape) it must be refused like
+    --n-layer 3. Before: accepted and silently ignored (the 1-layer checkpoint was trained)."""
+    first = str(tmp_path / "first")
+    assert cli("train", "--data", str(corpus), "--out", first, "--max-steps", "1", *CLI_TINY) == 0
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as e:
+        cli("train", "--data", str(corpus), "--out", str(tmp_path / "second"), "--model", first, "--n-lay", "3",
+            "--max-steps", "1", "--seq-len", "8", "--sample-tokens", "0")
+    assert e.value.code == 2
+    last = capsys.readouterr().err.strip().splitlines()[-1]  # (argparse's usage, then the error)
+    assert "--n-layer" in last and "--model" in last, last

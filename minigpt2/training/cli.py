@@ -85,14 +85,23 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def typed_flags(argv) -> set:
+    """The settings given on the command line, as argparse matched them: ``--batch 4`` is --batch-size (argparse
+    takes any unambiguous prefix), so comparing the words with the flags' full names would miss it. Parsed
+    again with no defaults, only the typed flags get a value."""
+    typed = build_parser()
+    for action in typed._actions:
+        action.default, action.required = argparse.SUPPRESS, False
+    return set(vars(typed.parse_args(argv)))
+
+
 def main(argv=None) -> int:
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
     except OSError as e:  # --help into a stdout that cannot take it
         return stopped_writing(e, parser.prog)
-    given = {word.split("=", 1)[0] for word in (sys.argv[1:] if argv is None else argv) if word.startswith("--")}
-    args.explicit = {a.dest for a in parser._actions if given & set(a.option_strings)}  # the flags typed
+    args.explicit = typed_flags(argv)  # (--resume keeps the saved settings but these; --model refuses shape flags)
     stdout, sys.stdout = sys.stdout, NamedStdout(sys.stdout)  # (the log: a failed write names stdout, not the disk
     try:                                                      # the checkpoints go to)
         code = run(args, parser)
