@@ -74,3 +74,17 @@ def test_an_abbreviated_shape_flag_beside_model_is_refused(tmp_path, corpus, cap
     assert e.value.code == 2
     last = capsys.readouterr().err.strip().splitlines()[-1]  # (argparse's usage, then the error)
     assert "--n-layer" in last and "--model" in last, last
+
+
+# -- loss_and_grad's inputs ------------------------------------------------------------------------------------------
+
+def test_loss_and_grad_of_an_empty_batch_names_input_ids():
+    """A batch of no rows (shape (0, T)): one line naming input_ids' shape and what is allowed. Before: NumPy's
+    "cannot reshape array of size 0 into shape (0,4,newaxis)" from inside the forward (transformers fails there too,
+    in torch's reshape)."""
+    import minigpt2
+
+    model = minigpt2.GPT2LMHeadModel(minigpt2.GPT2Config(vocab_size=50, n_positions=8, n_embd=16, n_layer=1,
+                                                         n_head=2), seed=0)
+    with pytest.raises(ValueError, match=r"input_ids must have shape \(batch, seq\) with batch >= 1.*\(0, 4\)"):
+        model.loss_and_grad(np.zeros((0, 4), np.int64))

@@ -209,8 +209,8 @@ def model_loss_and_grad(model, input_ids, labels=None, attention_mask=None, toke
     input_ids = int_array("input_ids", input_ids, high=cfg.vocab_size, min_ndim=1)
     if input_ids.ndim == 1:
         input_ids = input_ids[None, :]
-    if input_ids.ndim != 2 or input_ids.shape[1] == 0:
-        raise ValueError(f"input_ids must have shape (batch, seq) with seq >= 1, got {input_ids.shape}")
+    if input_ids.ndim != 2 or 0 in input_ids.shape:  # (no rows: nothing to average, and no shape to reshape to)
+        raise ValueError(f"input_ids must have shape (batch, seq) with batch >= 1 and seq >= 1, got {input_ids.shape}")
     B, T = input_ids.shape
     if T > cfg.n_positions:
         raise ValueError(f"input_ids holds {T} tokens per row, but n_positions={cfg.n_positions}")
