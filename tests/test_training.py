@@ -75,10 +75,7 @@ def batch(seed, padding, B=3, T=11, V=37):
     if padding:
         mask[1, :3] = 0  # left padding (its queries see only padding: torch's gradient there is kept too)
         mask[2, 8:] = 0  # right padding
-        labels[mask == 0] = -100
-        # nor a label predicted from a padded position (the loss reads logits[t] for labels[t + 1]): transformers
-        # 4.57 computes padded positions differently from 4.46, whose numbers minigpt2 keeps (docs/generation.md)
-        labels[:, 1:][mask[:, :-1] == 0] = -100
+        labels[mask == 0] = -100  # (a label predicted from a padded position stays: 4.57's numbers there are ours)
     return ids, labels, mask
 
 
@@ -335,6 +332,15 @@ def test_data_shorter_than_a_sequence_fails_before_a_sample_and_samples_fit_the_
     short = {"train": trainer.tokens["train"][:5], "val": trainer.tokens["val"]}
     with pytest.raises(ValueError, match="the training data holds 5 tokens, fewer than one sequence of seq_len 8"):
         Trainer(trainer.model, trainer.tokenizer, short, trainer.args)
+    said = []  # validation data shorter than a sequence: evaluate() reads the training data, and the log says so
+    few = {"train": trainer.tokens["train"], "val": trainer.tokens["val"][:3]}
+    assert Trainer(trainer.model, trainer.tokenizer, few, trainer.args, log=said.append).evaluate() > 0
+    assert [line for line in said if line.startswith("the validation data holds 3 tokens, fewer than one sequence "
+                                                     "of seq_len 8: the validation loss is measured on the training "
+                                                     "data")], said
+    said.clear()
+    Trainer(trainer.model, trainer.tokenizer, trainer.tokens, trainer.args, log=said.append)
+    assert not [line for line in said if "validation data" in line], said
     n_positions = trainer.model.config.n_positions
     # More new tokens than the model has positions: cut to those left after the prompt (generate would refuse)
     assert isinstance(trainer.sample(max_new_tokens=n_positions + 20), str)

@@ -224,6 +224,10 @@ class Trainer:
             raise ValueError(f"the training data holds {len(self.tokens['train'])} tokens, fewer than one sequence "
                              f"of seq_len {args.seq_len}; use more text, or a shorter --seq-len")
         self.log = log or (lambda *a: print(*a, flush=True))
+        if len(self.tokens["val"]) < args.seq_len:  # (evaluate() then reads the training data: say so once)
+            self.log(f"the validation data holds {len(self.tokens['val'])} tokens, fewer than one sequence of seq_len "
+                     f"{args.seq_len}: the validation loss is measured on the training data (use more text, or a "
+                     f"larger val_fraction)")
         fmt = getattr(model, "dtype", "float32")
         if str(fmt) != "float32":  # (16-bit or int8: the update of one step is far below their resolution)
             self.log(f"the model's weights are {fmt}: training a float32 copy (checkpoints are saved in float32)")
