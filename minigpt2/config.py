@@ -8,6 +8,7 @@ from __future__ import annotations
 import copy
 import json
 import os
+import warnings
 
 import numpy as np
 
@@ -214,6 +215,12 @@ class GPT2Config:
         if "dtype" in kwargs:
             kwargs["dtype"] = _dtype_name(kwargs["dtype"])
         num_labels = kwargs.pop("num_labels", None)
+        if num_labels is not None and kwargs.get("id2label") is not None and len(kwargs["id2label"]) != num_labels:
+            warnings.warn(f"GPT2Config: num_labels={num_labels} does not fit the id2label given, which has "
+                          f"{len(kwargs['id2label'])} labels; the labels given are kept (as transformers keeps "
+                          f"them), so num_labels is {len(kwargs['id2label'])}", UserWarning, stacklevel=2)
+            num_labels = None
+        attn_implementation = kwargs.pop("attn_implementation", None)
         kwargs.pop("model_type", None)
         if "id2label" in kwargs and "label2id" not in kwargs:
             kwargs["label2id"] = None  # as HF: the default {"LABEL_0": 0, ...} would contradict the labels given
@@ -225,6 +232,9 @@ class GPT2Config:
             self.pruned_heads = {}
         if num_labels is not None:
             self.num_labels = num_labels
+        # HF's choice of attention code, kept out of to_dict() and config.json as transformers keeps it (a model
+        # saved here would otherwise tell transformers which one to use); minigpt2 computes HF's eager formula
+        self._attn_implementation = attn_implementation
         self.validate()
 
     # -- HF's aliases -------------------------------------------------------------------------------
@@ -338,7 +348,9 @@ class GPT2Config:
         """Set the attributes ``kwargs`` name (as HF's from_dict and from_pretrained do); return the others."""
         unused = {}
         for key, value in kwargs.items():
-            if hasattr(self, key):
+            if key == "attn_implementation":  # (HF's from_pretrained takes it for the config, too)
+                self._attn_implementation = value
+            elif hasattr(self, key):
                 setattr(self, key, value)
             else:
                 unused[key] = value
@@ -428,6 +440,7 @@ class GPT2Config:
     # -- serialisation ------------------------------------------------------------------------------
     def to_dict(self) -> dict:
         d = copy.deepcopy(self.__dict__)
+        d.pop("_attn_implementation", None)
         d["model_type"] = self.model_type
         return dict(sorted(d.items()))
 

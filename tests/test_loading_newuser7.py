@@ -90,3 +90,33 @@ def test_a_config_object_is_copied_so_the_model_does_not_change_the_callers(chec
     assert (ours.config is ours_config) == (theirs.config is theirs_config) == False  # noqa: E712
     assert ours_config.vocab_size == theirs_config.vocab_size == 99
     assert ours_config.to_json_string() == minigpt2.GPT2Config.from_pretrained(checkpoints["base"]).to_json_string()
+
+
+@pytest.mark.parametrize("make", ["init", "from_pretrained"])
+def test_attn_implementation_is_not_a_config_field(checkpoints, make, tmp_path):
+    """GPT2Config(attn_implementation=...) and GPT2Config.from_pretrained(path, attn_implementation=...): transformers
+    keeps the choice as config._attn_implementation, out of to_dict() and config.json, and from_pretrained does not
+    return it as unused. minigpt2 stored it as a field ``attn_implementation``, which save_pretrained wrote into
+    config.json (where transformers would read it as its choice of attention code), and had no _attn_implementation."""
+    def config(lib):
+        if make == "init":
+            return lib.GPT2Config(attn_implementation="sdpa", n_layer=1), {}
+        return lib.GPT2Config.from_pretrained(checkpoints["base"], attn_implementation="sdpa",
+                                              return_unused_kwargs=True)
+    (ours, ours_unused), (theirs, theirs_unused) = config(minigpt2), config(transformers)
+    assert ours_unused == theirs_unused
+    assert ours._attn_implementation == theirs._attn_implementation == "sdpa"
+    fields = lambda config: {k: v for k, v in config.to_diff_dict().items() if k != "transformers_version"}
+    assert fields(ours) == fields(theirs)
+    ours.save_pretrained(tmp_path)
+    assert "attn_implementation" not in (tmp_path / "config.json").read_text()
+
+
+def test_num_labels_that_contradicts_id2label_keeps_the_labels():
+    """GPT2Config(num_labels=3, id2label={0: 'neg', 1: 'pos'}): transformers warns and keeps the two labels given;
+    minigpt2 replaced them with LABEL_0..LABEL_2, losing the names."""
+    labels = {0: "neg", 1: "pos"}
+    theirs = transformers.GPT2Config(num_labels=3, id2label=labels)
+    with pytest.warns(UserWarning, match=r"num_labels=3 does not fit the id2label given, which has 2 labels"):
+        ours = minigpt2.GPT2Config(num_labels=3, id2label=labels)
+    assert (ours.num_labels, ours.id2label, ours.label2id) == (theirs.num_labels, theirs.id2label, theirs.label2id)
