@@ -2,47 +2,14 @@
 such a user found (each test failed before its fix). Slow class against transformers' slow class, fast against
 fast, both built offline from the bundled vocabulary under HF's file names.
 """
-import gzip
-import pathlib
-
-import numpy as np
 import pytest
-
-from minigpt2 import bpe as B
-from minigpt2.tokenizer import GPT2Tokenizer, GPT2TokenizerFast
 
 transformers = pytest.importorskip("transformers")
 pytest.importorskip("tokenizers")
 if int(transformers.__version__.split(".")[0]) >= 5:
     pytest.skip("compares with transformers 4.x's slow and fast GPT-2 tokenizers", allow_module_level=True)
 
-
-@pytest.fixture(scope="module")
-def files(tmp_path_factory):
-    d = tmp_path_factory.mktemp("hf_vocab_newuser7")
-    for ours, theirs in (("encoder.json", "vocab.json"), ("vocab.bpe", "merges.txt")):
-        (d / theirs).write_bytes(gzip.decompress(pathlib.Path(B.DATA_DIR, ours + ".gz").read_bytes()))
-    return d
-
-
-def pair_of(files, fast, **kwargs):
-    """(minigpt2's, transformers') tokenizer of the same class, from the same files with the same options."""
-    ours_cls, theirs_cls = ((GPT2TokenizerFast, transformers.GPT2TokenizerFast) if fast
-                            else (GPT2Tokenizer, transformers.GPT2Tokenizer))
-    vocab, merges = str(files / "vocab.json"), str(files / "merges.txt")
-    kwargs.setdefault("model_max_length", 1024)
-    return ours_cls(vocab, merges, **kwargs), theirs_cls(vocab, merges, **kwargs)
-
-
-def plain(value):
-    """A BatchEncoding / arrays / tuples as plain lists, for comparing outputs."""
-    if isinstance(value, dict) or hasattr(value, "keys"):
-        return {k: plain(value[k]) for k in value.keys()}
-    if hasattr(value, "tolist"):
-        return plain(value.tolist())
-    if isinstance(value, (list, tuple)):
-        return [plain(v) for v in value]
-    return value
+from test_tokenizer_audit import files, pair_of, plain  # noqa: E402,F401 (files: a fixture; the same helpers)
 
 
 # -- pre-split words in pairs ---------------------------------------------------------------------------------
