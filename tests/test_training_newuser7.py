@@ -10,7 +10,7 @@ import pytest
 
 from minigpt2.training import AdamW
 from test_training import corpus  # noqa: F401 (corpus: fixture)
-from test_training_more import CLI_TINY, cli, one_line
+from test_training_more import CLI_TINY, cli
 
 torch = pytest.importorskip("torch")
 
