@@ -5,6 +5,7 @@ measured. Each raises cli.UsageError (exit 2) or ValueError (exit 1) with one li
 from __future__ import annotations
 
 import argparse
+import errno
 import os
 import sys
 
@@ -31,6 +32,9 @@ class ArgumentParser(argparse.ArgumentParser):
 
     def print_help(self, file=None):
         file = sys.stdout if file is None else file
+        if file is None:  # started with stdout closed (>&-)
+            raise StdoutWriteError(errno.EBADF, "cannot write to stdout: it is closed (redirect it to a file, or to "
+                                                "/dev/null to discard what is printed)")
         file.write(self.format_help())
         file.flush()
 

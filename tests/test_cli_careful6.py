@@ -244,3 +244,13 @@ def test_a_stdout_that_cannot_take_the_text_is_an_error_naming_stdout(tiny_model
         assert done.returncode == 1 and "Traceback" not in err, (args, done.returncode, err)
         assert err.splitlines()[-1].endswith("error: [Errno 28] cannot write to stdout: No space left on device"), \
             (args, err)
+
+
+def test_help_with_stdout_closed_is_one_line_naming_stdout():
+    """`--help >&-`: the help cannot be printed; one line says so (exit 1). Since argparse's own ignoring of a failed
+    write was replaced (above), it was an AttributeError traceback; before that, exit 0 and nothing."""
+    one_line_error(minigpt2("--help", close=(1,)), 1, "cannot write to stdout: it is closed")
+    done = minigpt2("train", "--help", close=(1,))
+    assert done.returncode == 1 and done.stderr.decode().splitlines() == [
+        "python -m minigpt2 train: error: [Errno 9] cannot write to stdout: it is closed (redirect it to a file, or "
+        "to /dev/null to discard what is printed)"], done
