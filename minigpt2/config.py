@@ -378,20 +378,15 @@ class GPT2Config:
         As in HF, keyword arguments that name config attributes override them; the others are ignored, or
         returned with the config, ``(config, unused)``, when ``return_unused_kwargs``.
         """
-        from .hub import a_file_is_not_a_checkpoint, checkpoint_name, pop_hub_options, resolve_file
-
-        hub_kwargs = pop_hub_options(kwargs)
-        name_or_path = checkpoint_name(name_or_path)
-        if os.path.isfile(name_or_path):  # a config file itself, as HF takes it; not another file of a checkpoint
-            with open(name_or_path, "rb") as f:
-                if f.read(4096).lstrip()[:1] != b"{":
-                    raise a_file_is_not_a_checkpoint(name_or_path)
-            path = name_or_path
-        else:
-            path = resolve_file(name_or_path, CONFIG_NAME, **hub_kwargs)
-        config = cls.from_json_file(path)
+        config = cls.from_json_file(_config_file(name_or_path, kwargs))
         unused = config._override(kwargs)
         return (config, unused) if return_unused_kwargs else config
+
+    @classmethod
+    def get_config_dict(cls, name_or_path, **kwargs):
+        """``(settings, unused)``: config.json's settings as a dict, from where ``from_pretrained`` finds it, and
+        the keyword arguments that were not Hub options (HF's contract; ``from_dict`` makes the config)."""
+        return read_json_object(_config_file(name_or_path, kwargs)), kwargs
 
     @classmethod
     def from_preset(cls, name: str, **kwargs) -> "GPT2Config":
@@ -477,6 +472,21 @@ class GPT2Config:
 
     def __eq__(self, other):
         return isinstance(other, GPT2Config) and self.to_dict() == other.to_dict()
+
+
+def _config_file(name_or_path, kwargs) -> str:
+    """The config.json ``name_or_path`` names: a directory's, a Hub repo's, or that file itself, as HF takes it
+    (another file of a checkpoint is refused). Takes the Hub options (revision, cache_dir, ...) out of ``kwargs``."""
+    from .hub import a_file_is_not_a_checkpoint, checkpoint_name, pop_hub_options, resolve_file
+
+    hub_kwargs = pop_hub_options(kwargs)
+    name_or_path = checkpoint_name(name_or_path)
+    if os.path.isfile(name_or_path):
+        with open(name_or_path, "rb") as f:
+            if f.read(4096).lstrip()[:1] != b"{":
+                raise a_file_is_not_a_checkpoint(name_or_path)
+        return name_or_path
+    return resolve_file(name_or_path, CONFIG_NAME, **hub_kwargs)
 
 
 def as_gpt2_config(config, taker="the model") -> GPT2Config:

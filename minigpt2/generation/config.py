@@ -164,8 +164,11 @@ class GenerationConfig:
     def validate(self):
         """Raise ValueError naming the field and what it may be."""
         for f in fields(self):  # None means "not set", as in HF: the default applies (top_k=None: no top-k)
-            if getattr(self, f.name) is None and f.default is not None and f.name != "top_k":
+            value = getattr(self, f.name)
+            if value is None and f.default is not None and f.name != "top_k":
                 setattr(self, f.name, f.default)
+            elif getattr(value, "ndim", None) == 0 and hasattr(value, "item"):  # np.array(5), torch.tensor(0.7):
+                setattr(self, f.name, value.item())  # a number computed with arrays, taken as HF takes it
         # HF takes a length given as a float (max_new_tokens=3.0, from arithmetic or a parsed file): a whole one
         self.max_length = _whole_number("max_length", self.max_length)
         self.max_new_tokens = _whole_number("max_new_tokens", self.max_new_tokens)

@@ -1,0 +1,75 @@
+"""A transformers 4.57 user's generate() settings computed with arrays, and GPT2Config.get_config_dict, against
+transformers on the same tiny random checkpoint.
+
+Reference: transformers 4.57 (float32, attn_implementation="eager"). Ids are compared exactly (greedy and beam
+search on a widely spread random model, whose best scores are far apart).
+"""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from minigpt2 import GPT2Config, GPT2LMHeadModel
+
+torch = pytest.importorskip("torch")
+transformers = pytest.importorskip("transformers")
+from conftest import write_hf_checkpoint  # noqa: E402
+
+V = 64
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    """(directory, transformers model, minigpt2 model): vocabulary 64, eos = bos = 0, 64 positions."""
+    d = tmp_path_factory.mktemp("newuser8")
+    hf = write_hf_checkpoint(d, seed=0, vocab_size=V, n_positions=64, n_head=2, eos_token_id=0, bos_token_id=0)
+    return d, hf, GPT2LMHeadModel.from_pretrained(d)
+
+
+# A setting computed with arrays is a 0-d array or tensor (lengths.max(), torch.tensor(5)): transformers takes
+# it as the number it holds. Each case: the settings, as Python numbers.
+SETTINGS = [
+    dict(max_new_tokens=5),
+    dict(max_length=11),
+    dict(max_new_tokens=4, num_beams=3, num_return_sequences=2),
+    dict(max_new_tokens=4, num_beams=2, length_penalty=0.5),
+]  # (transformers 4.57 refuses min_new_tokens, repetition_penalty, no_repeat_ngram_size, top_k as arrays; minigpt2
+#     takes them too: one rule for every setting)
+
+
+@pytest.mark.parametrize("wrap", ["numpy 0-d", "torch 0-d"])
+@pytest.mark.parametrize("settings", SETTINGS, ids=lambda s: ",".join(s))
+def test_settings_as_0d_arrays_generate_what_transformers_does(checkpoint, settings, wrap):
+    _, hf, ours = checkpoint
+    ids = np.random.default_rng(2).integers(1, V, (2, 6))
+    as_array = np.array if wrap == "numpy 0-d" else torch.tensor
+    wrapped = {name: as_array(value) for name, value in settings.items()}
+    with torch.no_grad():
+        expected = hf.generate(torch.tensor(ids), attention_mask=torch.ones(2, 6, dtype=torch.long),
+                               pad_token_id=0, **wrapped).numpy()
+    got = ours.generate(ids, attention_mask=np.ones((2, 6), np.int64), pad_token_id=0, **wrapped)
+    np.testing.assert_array_equal(got, expected)
+
+
+def test_a_setting_that_is_not_one_number_is_still_refused(checkpoint):
+    ours = checkpoint[2]
+    with pytest.raises(TypeError, match=r"max_new_tokens must be an integer or None, got array\(\[5, 6\]\)"):
+        ours.generate(np.array([[1, 2]]), max_new_tokens=np.array([5, 6]), pad_token_id=0)
+    with pytest.raises(TypeError, match="num_beams must be an integer, got True"):
+        ours.generate(np.array([[1, 2]]), max_new_tokens=2, num_beams=True, pad_token_id=0)
+
+
+def test_get_config_dict_as_transformers(checkpoint):
+    d = checkpoint[0]
+    ours, unused = GPT2Config.get_config_dict(str(d), revision="main", cache_dir=None, foo=1)
+    theirs, their_unused = transformers.GPT2Config.get_config_dict(str(d), revision="main", cache_dir=None, foo=1)
+    theirs.pop("_commit_hash")  # transformers' bookkeeping of the Hub revision (None for a directory)
+    assert ours == theirs == json.loads((d / "config.json").read_text())
+    assert unused == their_unused == {"foo": 1}
+    assert GPT2Config.get_config_dict(str(d / "config.json"))[0] == ours  # the file itself, as transformers
+    ours["n_layer"] = 1  # the usual use: edit the settings, then make the config
+    assert GPT2Config.from_dict(ours).n_layer == 1
+    with pytest.raises(OSError, match="config.json"):
+        GPT2Config.get_config_dict(str(d / "missing"))
