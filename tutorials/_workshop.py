@@ -115,13 +115,13 @@ def load_model(name: str = "gpt2", cls=GPT2LMHeadModel, verbose: bool = True):
             where = "a local directory" if os.path.isdir(candidate) else "the local Hugging Face cache"
             say(f"model: {candidate} (from {where})")
             model.workshop_name = name
-            return model
+            return _measure_kernels_now(model, say)
         if not _hub_offline():
             say(f"model: downloading {name} from the Hugging Face Hub (once; about 500 MB for gpt2) ...")
             try:
                 model = cls.from_pretrained(name)
                 model.workshop_name = name
-                return model
+                return _measure_kernels_now(model, say)
             except Exception as e:  # a flaky network or a broken Hub library must not stop a workshop
                 why = f"{type(e).__name__}: {_first_line(e, 1000)}"
         elif "HF_HUB_OFFLINE" not in why:
@@ -133,6 +133,20 @@ def load_model(name: str = "gpt2", cls=GPT2LMHeadModel, verbose: bool = True):
             f"`python -m minigpt2 --doctor` says what is missing.")
     model = cls.from_pretrained(tiny_checkpoint_dir())
     model.workshop_name = TINY
+    return _measure_kernels_now(model, say)
+
+
+def _measure_kernels_now(model, say):
+    """Measure the C core's kernels here, saying so, when this user's first model call would: it takes
+    seconds (up to a minute on a busy server), once per user and machine, and a silent pause in a later
+    cell looks like a hang."""
+    from minigpt2 import _tuning, backend
+
+    ahead = _tuning.measuring_ahead() if backend.get_backend() == "c" and backend.c_available() else None
+    if ahead is not None:
+        saved = f"the choice is cached in {os.path.dirname(ahead[0])}" if ahead[1] is None else "it cannot be saved"
+        say(f"measuring this CPU's kernels first (once per user; up to a minute on a busy machine): {saved}")
+        _tuning.current()
     return model
 
 
