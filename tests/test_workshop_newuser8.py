@@ -54,3 +54,42 @@ def test_load_model_says_it_measures_the_kernels_before_a_new_users_first_model_
     monkeypatch.setattr(_tuning, "_plan", None)
     workshop.load_model("gpt2")
     assert measured == [1] and "measuring" not in capsys.readouterr().out
+
+
+def test_a_tiny_checkpoint_another_user_made_private_sends_the_next_user_to_a_folder_of_their_own(workshop, monkeypatch,
+                                                                                               tmp_path, capsys):
+    """The instructor made the shared workshop cache writable for the room (chmod 1777); the first participant, with
+    umask 077, saved the tiny checkpoint there as a 0700 folder. Every other participant's load_model then stopped
+    with a traceback: PermissionError: [Errno 1] Operation not permitted: '.../minigpt2-workshop/tmpXXXX' ->
+    '.../tiny-gpt2-seed0-v0.1.0' (seen with two Unix users, stu8a then stu8b). Now they use a folder of their own, as
+    when the shared folder is not writable. (Tests run as root: os.access refuses as the kernel refuses a user.)"""
+    import tempfile
+
+    from minigpt2 import doctor
+
+    shared, own_temp = tmp_path / "shared", tmp_path / "temp"
+    own_temp.mkdir()
+    monkeypatch.setenv("MINIGPT2_WORKSHOP_CACHE", str(shared))
+    monkeypatch.setattr(tempfile, "tempdir", str(own_temp))
+    private = workshop.tiny_checkpoint_dir()  # the first participant's
+    assert os.path.dirname(private) == str(shared)
+    real_access = os.access
+    monkeypatch.setattr(os, "access", lambda p, mode, *a, **k: False if os.path.abspath(p).startswith(private)
+                        else real_access(p, mode, *a, **k))
+    model = workshop.load_model("tiny")
+    path = workshop.tiny_checkpoint_dir()
+    assert os.path.dirname(path) == str(own_temp / f"minigpt2-workshop-{doctor.user()}")
+    assert os.path.isfile(os.path.join(path, "model.safetensors")) and model.config.n_layer == 2
+    out = capsys.readouterr().out
+    assert str(shared) in out and "not readable to you" in out and path.rsplit(os.sep, 1)[0] in out, out
+
+
+def test_a_private_tiny_checkpoint_in_ones_own_folder_is_a_clear_error(workshop, monkeypatch, tmp_path):
+    """With nowhere else to go, the error names the folder and the setting that fixes it (not a rename's EPERM)."""
+    monkeypatch.setenv("MINIGPT2_WORKSHOP_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(workshop, "own_workshop_cache_dir", lambda: str(tmp_path / "cache"))
+    private = workshop.tiny_checkpoint_dir()
+    monkeypatch.setattr(os, "access", lambda p, mode, *a, **k: False)
+    with pytest.raises(OSError, match="MINIGPT2_WORKSHOP_CACHE") as error:
+        workshop.tiny_checkpoint_dir()
+    assert os.path.dirname(private) in str(error.value) and "not readable to you" in str(error.value)

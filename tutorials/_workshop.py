@@ -50,33 +50,47 @@ def tiny_checkpoint_dir(root=None) -> str:
 
     Directories and files are created per the umask, as ``save_pretrained`` does, so on a shared machine
     the next user (umask 022 or 002) reads the same copy instead of failing on a private one. When the
-    shared folder is not writable to this user and lacks this version's checkpoint, it goes to a folder
-    of this user's own.
+    shared folder is not writable to this user and lacks this version's checkpoint, or holds one another
+    user made private (umask 077), it goes to a folder of this user's own.
     """
     root = root or workshop_cache_dir()
     path = os.path.join(root, f"tiny-gpt2-seed{TINY_SEED}-v{minigpt2.__version__}")
-    if not os.path.isfile(os.path.join(path, "model.safetensors")):
-        try:
-            os.makedirs(root, exist_ok=True)
-            scratch = tempfile.mkdtemp(dir=root)  # 0700, whatever the umask
-        except OSError as e:  # another user's folder, a read-only disk, a file in the way (EEXIST, ENOTDIR)
-            own = own_workshop_cache_dir()
-            if os.path.abspath(root) == own:
-                raise OSError(f"the tiny checkpoint cannot be saved in {own} ({e.strerror or e}); set "
-                              f"MINIGPT2_WORKSHOP_CACHE to a folder of your own that you can write") from e
-            setting = " (MINIGPT2_WORKSHOP_CACHE)" if os.environ.get("MINIGPT2_WORKSHOP_CACHE") else ""
-            print(f"(the workshop cache {root}{setting} is not a folder you can write ({e.strerror or e}): the tiny "
-                  f"checkpoint goes to {own})")
-            return tiny_checkpoint_dir(own)
-        try:
-            os.chmod(scratch, 0o777 & ~current_umask())
-            GPT2LMHeadModel(GPT2Config.from_preset(TINY), seed=TINY_SEED).save_pretrained(scratch)
-            os.rename(scratch, path)  # atomic: another process may have made it meanwhile
-        except OSError:
-            shutil.rmtree(scratch, ignore_errors=True)
-            if not os.path.isfile(os.path.join(path, "model.safetensors")):
-                raise
+    if _readable_checkpoint(path):
+        return path
+    if os.path.lexists(path):  # whole (it appears by a rename), but not readable to this user
+        return _own_folder_instead(root, "holds a tiny checkpoint that is not readable to you (another user's, "
+                                         "made private by their umask)")
+    try:
+        os.makedirs(root, exist_ok=True)
+        scratch = tempfile.mkdtemp(dir=root)  # 0700, whatever the umask
+    except OSError as e:  # another user's folder, a read-only disk, a file in the way (EEXIST, ENOTDIR)
+        return _own_folder_instead(root, f"is not a folder you can write ({e.strerror or e})")
+    try:
+        os.chmod(scratch, 0o777 & ~current_umask())
+        GPT2LMHeadModel(GPT2Config.from_preset(TINY), seed=TINY_SEED).save_pretrained(scratch)
+        os.rename(scratch, path)  # atomic: another process may have made it meanwhile
+    except OSError:
+        shutil.rmtree(scratch, ignore_errors=True)
+        if not os.path.lexists(path):
+            raise
+        return tiny_checkpoint_dir(root)  # made meanwhile: read it, or go elsewhere if it is private
     return path
+
+
+def _readable_checkpoint(path) -> bool:
+    return all(os.path.isfile(os.path.join(path, f)) and os.access(os.path.join(path, f), os.R_OK)
+               for f in ("config.json", "model.safetensors"))
+
+
+def _own_folder_instead(root, why) -> str:
+    """The tiny checkpoint in this user's own folder, saying why the shared ``root`` would not do."""
+    own = own_workshop_cache_dir()
+    if os.path.abspath(root) == own:
+        raise OSError(f"the tiny checkpoint cannot be kept in {own}: it {why}; set MINIGPT2_WORKSHOP_CACHE to a "
+                      f"folder of your own that you can write")
+    setting = " (MINIGPT2_WORKSHOP_CACHE)" if os.environ.get("MINIGPT2_WORKSHOP_CACHE") else ""
+    print(f"(the workshop cache {root}{setting} {why}: the tiny checkpoint goes to {own})")
+    return tiny_checkpoint_dir(own)
 
 
 def _hub_offline() -> bool:
