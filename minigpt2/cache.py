@@ -202,7 +202,8 @@ class KVCache(tuple):
         if past is None or (isinstance(past, (tuple, list)) and len(past) == 0):  # no cache; an empty one, as ()
             return None, 0
         if not isinstance(past, KVCache) and isinstance(past, (tuple, list)):  # e.g. HF's tuples of tensors
-            past = [tuple(_as_numpy(a) for a in pair) if isinstance(pair, (tuple, list)) else pair for pair in past]
+            past = [tuple(_as_numpy(a) for a in _self_attention_pair(pair)) if isinstance(pair, (tuple, list)) else pair
+                    for pair in past]
         return past, _check_past(past, n_layer, batch, n_head, head_dim)
 
     @staticmethod
@@ -266,6 +267,7 @@ def fill_transformers_cache(given, past) -> None:
     or beams (each prompt's row, as generate repeats them), then every new position appended."""
     import torch  # (a transformers Cache was given: torch is there)
 
+    given = _self_attention_part(given)
     start, rows = given.get_seq_length(), past[0][0].shape[0]
     if start:
         given_rows = transformers_pairs(given)[0][0].shape[0]
@@ -285,9 +287,23 @@ def _is_transformers_cache(past) -> bool:
 def transformers_pairs(cache) -> tuple:
     """A transformers Cache's (key, value) tensors per layer, [B, H, P, D] each (its legacy tuples), in any
     transformers version."""
+    cache = _self_attention_part(cache)
     if hasattr(cache, "to_legacy_cache"):
         return cache.to_legacy_cache()
     return tuple((layer.keys, layer.values) for layer in cache.layers)
+
+
+def _self_attention_part(cache):
+    """The self-attention cache inside transformers' EncoderDecoderCache (what a model with cross-attention returns), or
+    ``cache`` itself. Its other part, the encoder's keys and values, minigpt2 does not keep: it computes them again
+    from encoder_hidden_states, which every call of such a model is given (the same numbers)."""
+    return getattr(cache, "self_attention_cache", cache)
+
+
+def _self_attention_pair(layer):
+    """One layer of a legacy cache: (key, value), or transformers' encoder-decoder layout (self-attention key, value,
+    cross-attention key, value), of which the self-attention pair is kept (see _self_attention_part)."""
+    return layer[:2] if len(layer) == 4 else layer
 
 
 def _as_numpy(a):

@@ -266,11 +266,9 @@ class GPT2LMHeadModel(GenerationMixin, _WithTransformer):
         if unknown:  # (transformers ignores unknown keywords silently: a misspelt option would change nothing)
             raise TypeError(f"GPT2LMHeadModel.forward got unexpected keyword arguments {sorted(unknown)}; besides "
                             f"its named arguments it takes HF's loss options num_items_in_batch, ignore_index, "
-                            f"shift_labels")
-        if labels is not None and logits.shape[-2] != t.last_hidden_state.shape[-2]:
-            raise ValueError(f"labels need the logits of every position, but logits_to_keep={logits_to_keep!r} keeps "
-                             f"{logits.shape[-2]} of the {t.last_hidden_state.shape[-2]}: leave logits_to_keep at 0 "
-                             f"to compute the loss")
+                            f"shift_labels" + ("; num_logits_to_keep is the old name of logits_to_keep"
+                                               if "num_logits_to_keep" in unknown else ""))
+        _check_all_logits_kept(labels, logits, t.last_hidden_state, logits_to_keep)
         loss = None if labels is None else shifted_lm_loss(logits, labels, self.config.vocab_size, **loss_options)
         out = CausalLMOutputWithCrossAttentions(
             loss=loss, logits=logits, past_key_values=t.past_key_values, hidden_states=t.hidden_states,
@@ -333,6 +331,7 @@ class GPT2DoubleHeadsModel(GenerationMixin, _WithTransformer):
             output_hidden_states=output_hidden_states, cache_position=cache_position)
         h = t.last_hidden_state  # [B, C, T, E]
         logits = lm_head(kept_positions(h, logits_to_keep), self._lm_head_weight())
+        _check_all_logits_kept(labels, logits, h, logits_to_keep)
         mc_logits = sequence_summary(h, mc_token_ids, self.params.get("multiple_choice_head"), self.config)
         if mc_logits.shape[-1] == 1:
             mc_logits = mc_logits[..., 0]  # [B, C]
@@ -373,6 +372,13 @@ def kept_positions(h, logits_to_keep):
     if positions.ndim != 1:
         raise ValueError(f"logits_to_keep must be an int or a 1-D array of positions, got shape {positions.shape}")
     return h[..., positions, :]
+
+
+def _check_all_logits_kept(labels, logits, h, logits_to_keep):
+    """The LM loss needs the logits of every position: a clear error when logits_to_keep kept fewer."""
+    if labels is not None and logits.shape[-2] != h.shape[-2]:
+        raise ValueError(f"labels need the logits of every position, but logits_to_keep={logits_to_keep!r} keeps "
+                         f"{logits.shape[-2]} of the {h.shape[-2]}: leave logits_to_keep at 0 to compute the loss")
 
 
 def sequence_summary(h, cls_index, params, config):

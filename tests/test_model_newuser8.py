@@ -1,0 +1,153 @@
+"""The model classes' forward passes as a transformers user switching the import calls them: what the earlier passes
+(test_models_hf, test_forward_audit, test_cache_audit, test_attention_mask_4d, ...) left out, each checked against
+transformers 4.57 itself (fp32, eager attention) on the same tiny checkpoint.
+
+Numbers are compared with conftest.assert_close: 1e-5 * max(1, max|ref|), the float32 bound of the whole suite (float32
+rounding through two layers and a head, summed in another order than torch's).
+"""
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pytest
+
+import minigpt2
+from conftest import assert_close, write_hf_checkpoint
+
+torch = pytest.importorskip("torch")
+transformers = pytest.importorskip("transformers")
+
+IDS = np.array([[5, 6, 7, 8, 9, 11], [0, 0, 3, 4, 10, 12], [0, 2, 3, 4, 5, 6]])  # rows 1 and 2 left-padded (pad id 0)
+MASK = (IDS != 0).astype(np.int64)
+NEW = np.array([[13], [14], [15]])
+
+
+def pair(tmp_path_factory, class_name, **config):
+    directory = tmp_path_factory.mktemp(class_name)
+    write_hf_checkpoint(directory, class_name, **config)
+    ours = getattr(minigpt2, class_name).from_pretrained(directory)
+    theirs = getattr(transformers, class_name).from_pretrained(directory, attn_implementation="eager").eval()
+    return ours, theirs
+
+
+def tensors(kwargs):
+    return {k: torch.tensor(v) if isinstance(v, np.ndarray) else v for k, v in kwargs.items()}
+
+
+def leaves(x):
+    """Every array in an output (nested tuples, a cache) as NumPy, in order; None stays None."""
+    if x is None or isinstance(x, np.ndarray):
+        return [x]
+    if isinstance(x, torch.Tensor):
+        return [x.numpy()]
+    if hasattr(x, "to_legacy_cache") and not isinstance(x, tuple):
+        return leaves(x.to_legacy_cache())
+    if isinstance(x, (tuple, list)):
+        return [a for item in x for a in leaves(item)]
+    return [np.asarray(x)]
+
+
+def assert_same_outputs(ours, theirs, what):
+    ours, theirs = leaves(tuple(ours)), leaves(tuple(theirs))
+    assert len(ours) == len(theirs), f"{what}: {len(ours)} arrays, transformers {len(theirs)}"
+    for i, (a, b) in enumerate(zip(ours, theirs)):
+        assert (a is None) == (b is None), f"{what}[{i}]"
+        if a is not None:
+            assert a.dtype == b.dtype, f"{what}[{i}]: dtype {a.dtype}, transformers {b.dtype}"
+            assert_close(a, b, f"{what}[{i}]")
+
+
+# -- GPT2DoubleHeadsModel with logits_to_keep, and the old name num_logits_to_keep -------------------------------
+
+@pytest.fixture(scope="module")
+def double_heads(tmp_path_factory):
+    return pair(tmp_path_factory, "GPT2DoubleHeadsModel")
+
+
+def test_double_heads_labels_with_logits_to_keep_name_logits_to_keep(double_heads):
+    """GPT2DoubleHeadsModel takes logits_to_keep (transformers' does not: it ignores it). With labels, the LM loss needs
+    every position's logits: the error named the labels' shape, (3, 2, 6), as if they were wrong; it now says that
+    logits_to_keep kept too few, as GPT2LMHeadModel's does. Without logits_to_keep, loss and logits are transformers'."""
+    ours, theirs = double_heads
+    ids = np.stack([IDS + 1, IDS + 2], axis=1)  # [B, choices, T]
+    with pytest.raises(ValueError, match=r"labels need the logits of every position, but logits_to_keep=1 keeps 1 "
+                                         r"of the 6: leave logits_to_keep at 0"):
+        ours(ids, labels=ids, logits_to_keep=1)
+    with torch.no_grad():
+        ref = theirs(**tensors(dict(input_ids=ids, labels=ids)))
+    got = ours(ids, labels=ids)
+    assert_close(got.loss, ref.loss.item(), "loss")
+    assert_close(got.logits, ref.logits.numpy(), "logits")
+    assert_close(ours(ids, logits_to_keep=1).logits, ref.logits.numpy()[..., -1:, :], "logits_to_keep=1")
+
+
+def test_num_logits_to_keep_is_named_as_the_old_name_of_logits_to_keep(tmp_path_factory):
+    """transformers 4.57 ignores num_logits_to_keep (an earlier name of logits_to_keep) and computes every logit;
+    minigpt2 refuses unknown keywords, and for this one now says what it is called."""
+    ours, theirs = pair(tmp_path_factory, "GPT2LMHeadModel")
+    with torch.no_grad():
+        assert theirs(torch.tensor(IDS), num_logits_to_keep=1).logits.shape[1] == IDS.shape[1]  # (ignored there)
+    with pytest.raises(TypeError, match="num_logits_to_keep is the old name of logits_to_keep"):
+        ours(IDS, num_logits_to_keep=1)
+
+
+# -- a model with cross-attention continuing transformers' EncoderDecoderCache ------------------------------------
+
+def test_cross_attention_continues_transformers_encoder_decoder_cache(tmp_path_factory):
+    """With add_cross_attention, transformers returns an EncoderDecoderCache, whose legacy form holds four arrays per
+    layer (self-attention key and value, then the encoder's). minigpt2 refused both ('past_key_values[0] must be a
+    (key, value) pair'); it now continues the self-attention part (computing the encoder's keys and values again from
+    encoder_hidden_states, the same numbers), and grows the EncoderDecoderCache it is given in place, as transformers
+    does, so transformers can continue from it too."""
+    ours, theirs = pair(tmp_path_factory, "GPT2LMHeadModel", add_cross_attention=True)
+    encoder = np.random.default_rng(0).standard_normal((3, 5, 32)).astype(np.float32)
+    encoder_mask = np.array([[1, 1, 1, 1, 1], [0, 1, 1, 1, 1], [1, 1, 1, 0, 0]])
+    prompt = dict(encoder_hidden_states=encoder, encoder_attention_mask=encoder_mask)
+    with torch.no_grad():
+        cache = theirs(**tensors(dict(input_ids=IDS, attention_mask=MASK, use_cache=True, **prompt))).past_key_values
+    assert type(cache).__name__ == "EncoderDecoderCache"
+    legacy = tuple(tuple(a.numpy().copy() for a in layer) for layer in cache.to_legacy_cache())
+    assert len(legacy[0]) == 4
+    given = copy.deepcopy(cache)
+    step = dict(input_ids=NEW, attention_mask=np.concatenate([MASK, np.ones_like(NEW)], 1), output_attentions=True,
+                **prompt)
+    with torch.no_grad():
+        ref = theirs(**tensors(step), past_key_values=cache)
+
+    for past in (legacy, given):
+        got = ours(**step, past_key_values=past)
+        for name in ("logits", "attentions", "cross_attentions"):
+            assert_close(np.stack(leaves(got[name])), np.stack(leaves(ref[name])), name)
+    assert got.past_key_values is given and given.get_seq_length() == IDS.shape[1] + 1
+    with torch.no_grad():  # transformers continues the cache minigpt2 grew as the one it grew itself
+        after_ours = theirs(**tensors(dict(input_ids=NEW + 1, **prompt)), past_key_values=given).logits.numpy()
+        after_theirs = theirs(**tensors(dict(input_ids=NEW + 1, **prompt)), past_key_values=cache).logits.numpy()
+    assert_close(after_ours, after_theirs, "transformers after minigpt2's step")
+
+
+# -- the task heads continuing a cache -----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("class_name", ["GPT2DoubleHeadsModel", "GPT2ForSequenceClassification",
+                                        "GPT2ForTokenClassification"])
+def test_task_heads_continue_each_kind_of_cache_as_transformers(tmp_path_factory, class_name):
+    """The heads other than the LM head take past_key_values too (test_cache_audit covers GPT2LMHeadModel): a left-padded
+    batch of 3 continued from transformers' legacy tuples, from minigpt2's KVCache and from transformers' DynamicCache,
+    with attentions and hidden states, as return_dict=False tuples in transformers' order. 9 cases."""
+    ours, theirs = pair(tmp_path_factory, class_name, pad_token_id=0)
+    shape = (lambda a: a[:, None, :]) if class_name == "GPT2DoubleHeadsModel" else (lambda a: a)  # [B, choices=1, T]
+    base = theirs.transformer
+    with torch.no_grad():
+        prompt_cache = base(torch.tensor(IDS), attention_mask=torch.tensor(MASK), use_cache=True).past_key_values
+    legacy = tuple(tuple(a.numpy().copy() for a in layer) for layer in prompt_cache.to_legacy_cache())
+    step = dict(input_ids=shape(NEW), attention_mask=shape(np.concatenate([MASK, np.ones_like(NEW)], 1)),
+                output_attentions=True, output_hidden_states=True, return_dict=False)
+    with torch.no_grad():
+        ref = theirs(**tensors(step), past_key_values=transformers.DynamicCache.from_legacy_cache(
+            tuple(tuple(torch.tensor(a) for a in layer) for layer in legacy)))
+    for kind, past in [("legacy tuples", legacy), ("KVCache", minigpt2.KVCache.from_legacy_cache(legacy)),
+                       ("DynamicCache", transformers.DynamicCache.from_legacy_cache(
+                           tuple(tuple(torch.tensor(a) for a in layer) for layer in legacy)))]:
+        got = ours(**step, past_key_values=past)
+        assert isinstance(got, tuple)
+        assert_same_outputs(got, ref, f"{class_name} from {kind}")
