@@ -152,6 +152,13 @@ if __name__ == "__main__":
     except ImportError:
         sys.exit("csrc/build_kernels.py needs setuptools, which venvs of Python 3.12 and later come without: "
                  "pip install setuptools (or build with pip install -e ., which brings its own)")
+    if not compiler_accepts([]):  # else cffi's traceback, ending in "CompileError: command 'gcc' failed"
+        import sysconfig
+
+        cc = os.environ.get("CC") or sysconfig.get_config_var("CC") or "cc"
+        sys.exit(f"csrc/build_kernels.py: no working C compiler ({cc!r} cannot compile and link an empty program). "
+                 f"Install one (Debian/Ubuntu: apt-get install build-essential python3-dev; macOS: xcode-select "
+                 f"--install), or set CC to one; minigpt2 runs without it, on its NumPy backend")
 compile_sources_in_parallel()
 ffibuilder = make_ffibuilder(relative_paths=__name__ != "__main__")
 

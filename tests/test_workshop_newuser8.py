@@ -3,6 +3,7 @@ caches, running the tutorials at the same time. Tests run as root, in this proce
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 
 import pytest
@@ -93,3 +94,26 @@ def test_a_private_tiny_checkpoint_in_ones_own_folder_is_a_clear_error(workshop,
     with pytest.raises(OSError, match="MINIGPT2_WORKSHOP_CACHE") as error:
         workshop.tiny_checkpoint_dir()
     assert os.path.dirname(private) in str(error.value) and "not readable to you" in str(error.value)
+
+
+@pytest.mark.parametrize("setting", ["CC=/nonexistent", "no cc on PATH"])
+def test_building_the_c_core_by_hand_without_a_compiler_says_so_in_one_line(setting, tmp_path):
+    """docs/troubleshooting.md's `python csrc/build_kernels.py`, on a machine without a C compiler (CC naming none,
+    or no gcc on PATH), ended in a 30-line cffi traceback: 'cffi.VerificationError: CompileError: command
+    '/nonexistent' failed: No such file or directory'. Now one line names the compiler and what to install."""
+    pytest.importorskip("setuptools")
+    pytest.importorskip("cffi")
+    env = dict(os.environ)
+    env.pop("CC", None)
+    if setting.startswith("CC="):
+        env["CC"], named = "/nonexistent", "'/nonexistent'"
+    else:
+        env["PATH"], named = str(tmp_path / "empty-bin"), "C compiler"
+    out = tmp_path / "package"
+    out.mkdir()
+    run = subprocess.run([sys.executable, os.path.join(ROOT, "csrc", "build_kernels.py"), str(out)], env=env,
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode == 1, run.stdout + run.stderr
+    assert "Traceback" not in run.stderr and len(run.stderr.strip().splitlines()) == 1, run.stderr
+    assert "no working C compiler" in run.stderr and named in run.stderr and "build-essential" in run.stderr
+    assert os.listdir(out) == []
