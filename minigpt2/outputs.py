@@ -5,9 +5,12 @@
     out["logits"]       # by key
     out[0]              # by position, counting only the fields that are set, as HF does
     out.to_tuple()      # the fields that are set, in order
+    out["logits"] = x   # sets the field, as out.logits = x does
+    Output({"logits": x})   # a dict as the only argument fills the fields it names, as in HF
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Optional, Tuple
 
@@ -17,8 +20,31 @@ import numpy as np
 class ModelOutput:
     """Base for the output dataclasses: fields that are None are absent from keys and positions."""
 
+    def __post_init__(self):
+        """HF's ModelOutput(dict): a mapping as the first argument, with no other field given, fills the fields it names
+        (code that rebuilds an output from its items, ``type(out)({k: f(v) for k, v in out.items()})``, relies on it)."""
+        names = [f.name for f in fields(self)]
+        first = getattr(self, names[0])
+        if isinstance(first, Mapping) and all(getattr(self, name) is None for name in names[1:]):
+            unknown = set(first) - set(names)
+            if unknown:
+                raise TypeError(f"{type(self).__name__} has no field {sorted(unknown)}; its fields are {names}")
+            setattr(self, names[0], None)
+            for name, value in first.items():
+                setattr(self, name, value)
+
     def keys(self):
         return [f.name for f in fields(self) if getattr(self, f.name) is not None]
+
+    def __setitem__(self, key, value):
+        """``out["logits"] = x`` sets the field, as HF's ModelOutput does (and ``out.logits = x``)."""
+        names = [f.name for f in fields(self)]
+        if key not in names:
+            raise KeyError(f"{type(self).__name__} has no field {key!r}; its fields are {names}")
+        setattr(self, key, value)
+
+    def __reversed__(self):  # (HF's is an OrderedDict: the keys, last first)
+        return reversed(self.keys())
 
     def values(self):
         return [getattr(self, k) for k in self.keys()]

@@ -151,3 +151,24 @@ def test_task_heads_continue_each_kind_of_cache_as_transformers(tmp_path_factory
         got = ours(**step, past_key_values=past)
         assert isinstance(got, tuple)
         assert_same_outputs(got, ref, f"{class_name} from {kind}")
+
+
+# -- outputs as HF's ModelOutput ------------------------------------------------------------------------------------
+
+def test_outputs_take_item_assignment_and_rebuild_from_their_items_as_transformers(tmp_path_factory):
+    """HF code sets fields by key (``out["logits"] = out.logits[..., :k]``) and rebuilds outputs from their items
+    (``type(out)({k: f(v) for k, v in out.items()})``, as accelerate does). The first was an AttributeError (no
+    __setitem__); the second put the whole dict into the first field (keys ['loss']); reversed(out) gave the values."""
+    ours, theirs = pair(tmp_path_factory, "GPT2LMHeadModel")
+    ids = IDS[:1]
+    ref = theirs(**tensors(dict(input_ids=ids, labels=ids)))
+    got = ours(ids, labels=ids)
+    for out, cut in ((got, got.logits[:, -1:]), (ref, ref.logits[:, -1:])):
+        out["logits"] = cut
+        assert out.logits is cut and out["logits"] is cut and out[1] is cut
+    assert list(reversed(got)) == list(reversed(ref))
+    rebuilt, ref_rebuilt = type(got)(dict(got.items())), type(ref)(dict(ref.items()))
+    assert list(rebuilt.keys()) == list(ref_rebuilt.keys()) == ["loss", "logits", "past_key_values"]
+    assert all(rebuilt[k] is got[k] for k in got.keys())
+    with pytest.raises(KeyError, match=r"no field 'logit'; its fields are \['loss', 'logits'"):
+        got["logit"] = cut
