@@ -172,3 +172,62 @@ def test_outputs_take_item_assignment_and_rebuild_from_their_items_as_transforme
     assert all(rebuilt[k] is got[k] for k in got.keys())
     with pytest.raises(KeyError, match=r"no field 'logit'; its fields are \['loss', 'logits'"):
         got["logit"] = cut
+
+
+# -- every forward argument at once, per class --------------------------------------------------------------------
+
+CLASSES = ["GPT2Model", "GPT2LMHeadModel", "GPT2DoubleHeadsModel", "GPT2ForSequenceClassification",
+           "GPT2ForTokenClassification", "GPT2ForQuestionAnswering"]
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    return {name: pair(tmp_path_factory, name, pad_token_id=0) for name in CLASSES}
+
+
+def every_argument(class_name, padding):
+    """A batch of 3 padded on one side (pad id 0) with token types, positions, a head mask, attentions, hidden states
+    and each class's labels (-100 at padding)."""
+    rng = np.random.default_rng(len(class_name))
+    ids = rng.integers(1, 99, size=(3, 6))
+    mask = np.ones_like(ids)
+    for row, n in ((1, 2), (2, 1)):  # row 1: 2 pads, row 2: 1 pad
+        mask[row, slice(0, n) if padding == "left" else slice(6 - n, 6)] = 0
+    ids = ids * mask
+    if class_name == "GPT2DoubleHeadsModel":  # [B, choices, T]
+        ids, mask = np.stack([ids, (ids + 1) * mask], 1), np.stack([mask, mask], 1)
+    kwargs = dict(input_ids=ids, attention_mask=mask, token_type_ids=rng.integers(0, 3, ids.shape),
+                  head_mask=(rng.random((2, 4)) > 0.3).astype(np.float32), output_attentions=True,
+                  output_hidden_states=True)
+    if class_name != "GPT2DoubleHeadsModel":  # (transformers' double heads model cannot take [B, choices, T] positions)
+        kwargs["position_ids"] = np.maximum(np.cumsum(mask, -1) - 1, 0)
+    labels = np.where(mask == 0, -100, ids)
+    kwargs.update({
+        "GPT2Model": {},
+        "GPT2LMHeadModel": dict(labels=labels),
+        "GPT2DoubleHeadsModel": dict(labels=labels, mc_token_ids=mask.sum(-1) - 1 if padding == "right" else
+                                     np.full((3, 2), 5), mc_labels=np.array([0, 1, 1])),
+        "GPT2ForSequenceClassification": dict(labels=np.array([1, 0, 1])),
+        "GPT2ForTokenClassification": dict(labels=np.where(mask == 0, -100, ids % 2)),
+        "GPT2ForQuestionAnswering": dict(start_positions=np.array([0, 3, 9]), end_positions=np.array([-1, 5, 2])),
+    }[class_name])
+    return kwargs
+
+
+@pytest.mark.parametrize("return_dict", [True, False])
+@pytest.mark.parametrize("padding", ["left", "right"])
+@pytest.mark.parametrize("class_name", CLASSES)
+def test_every_forward_argument_at_once_as_transformers(models, class_name, padding, return_dict):
+    """Each class with all of its forward arguments together on a padded batch of 3: every output (losses, logits,
+    the cache, hidden states, attentions) in transformers' order, as an output object and as a return_dict=False
+    tuple. 24 cases; the argument sweeps behind this note found them all matching already."""
+    ours, theirs = models[class_name]
+    kwargs = every_argument(class_name, padding)
+    got = ours(**kwargs, return_dict=return_dict)
+    with torch.no_grad():
+        ref = theirs(**tensors(kwargs), return_dict=return_dict)
+    assert isinstance(got, tuple) == (not return_dict)
+    if return_dict:
+        assert list(got.keys()) == list(ref.keys())
+        got, ref = got.to_tuple(), ref.to_tuple()
+    assert_same_outputs(got, ref, class_name)
