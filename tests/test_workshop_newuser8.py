@@ -117,3 +117,23 @@ def test_building_the_c_core_by_hand_without_a_compiler_says_so_in_one_line(sett
     assert "Traceback" not in run.stderr and len(run.stderr.strip().splitlines()) == 1, run.stderr
     assert "no working C compiler" in run.stderr and named in run.stderr and "build-essential" in run.stderr
     assert os.listdir(out) == []
+
+
+def test_figures_follow_minigpt2_figures_set_after_the_import(workshop, monkeypatch, tmp_path, capsys):
+    """A figure that could not be saved says "set MINIGPT2_FIGURES to a folder of your own"; doing so in the running
+    notebook (%env MINIGPT2_FIGURES=~/figures, or os.environ) changed nothing: the folder was read once, when
+    _workshop was imported, so the next figure failed the same way until the kernel was restarted (README: the
+    settings are "each read when it is used"). A leading ~ is the home directory, as in a shell."""
+    plt = pytest.importorskip("matplotlib.pyplot")
+    blocked = tmp_path / "a-file"
+    blocked.write_text("")
+    monkeypatch.setenv("MINIGPT2_FIGURES", str(blocked))
+    assert workshop.show(plt.figure(), "09_first") is None
+    assert "set MINIGPT2_FIGURES to a folder of your own" in capsys.readouterr().out
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("MINIGPT2_FIGURES", "~/figures")  # as the message says, without restarting
+    path = workshop.show(plt.figure(), "09_second")
+    assert path == str(tmp_path / "home" / "figures" / "09_second.png") and os.path.getsize(path) > 0
+    monkeypatch.delenv("MINIGPT2_FIGURES")  # unset again: each user's own default folder
+    monkeypatch.setattr(workshop, "FIGURES_DIR", str(tmp_path / "default"))
+    assert workshop.show(plt.figure(), "09_third") == str(tmp_path / "default" / "09_third.png")

@@ -425,18 +425,20 @@ def pyplot():
 
 
 def show(fig, name: str) -> str:
-    """Save ``fig`` as FIGURES_DIR/name.png, say where, and draw it inline in a notebook."""
+    """Save ``fig`` as name.png in $MINIGPT2_FIGURES as it is now (a notebook may set it after the import, as the
+    message below suggests), else in FIGURES_DIR; say where, and draw it inline in a notebook."""
     import matplotlib.pyplot as plt
 
-    path = os.path.join(FIGURES_DIR, name + ".png")
+    folder = os.path.expanduser(os.environ.get("MINIGPT2_FIGURES") or FIGURES_DIR)
+    path = os.path.join(folder, name + ".png")
     try:
-        os.makedirs(FIGURES_DIR, exist_ok=True)
+        os.makedirs(folder, exist_ok=True)
         fig.savefig(path, dpi=110, bbox_inches="tight")
         print(f"figure saved: {path}")
     except OSError as e:  # a figure that cannot be saved must not stop the tutorial
         path = None
         where = "MINIGPT2_FIGURES" if os.environ.get("MINIGPT2_FIGURES") else "the figures folder"
-        print(f"figure {name} not saved: {where} {FIGURES_DIR} is not a folder you can write "
+        print(f"figure {name} not saved: {where} {folder} is not a folder you can write "
               f"({e.strerror or type(e).__name__}); set MINIGPT2_FIGURES to a folder of your own")
     if in_notebook():
         plt.show()
