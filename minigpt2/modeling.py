@@ -190,7 +190,9 @@ class GPT2Model(GPT2PreTrainedModel):
                 encoder_attention_mask = mask_array("encoder_attention_mask", encoder_attention_mask)
                 encoder_attention_mask = reshape_to("encoder_attention_mask", encoder_attention_mask, (B, S))
                 encoder_mask = ((1.0 - encoder_attention_mask) * MASK_VALUE)[:, None, None, :]  # [B, 1, 1, S]
-        head_masks = _head_masks(head_mask, cfg.n_layer, cfg.n_head)
+        # (one head mask scales self- and cross-attention: with encoder states, no mask per key)
+        K = 1 if encoder_hidden_states is not None else P + T
+        head_masks = _head_masks(head_mask, cfg.n_layer, cfg.n_head, scores_shape=(B, T, K))
         record(embeddings=x)
 
         # The cache: room for T more positions after the P it holds (made once every input has passed its check).
@@ -469,14 +471,24 @@ def _return_dict(return_dict, config):
     return config.use_return_dict if return_dict is None else return_dict
 
 
-def _head_masks(head_mask, n_layer, n_head):
-    """HF's head_mask, [H] (every layer) or [L, H], as one [1, H, 1, 1] multiplier per layer (or None)."""
+def _head_masks(head_mask, n_layer, n_head, scores_shape=None):
+    """HF's head_mask as one multiplier of the attention probabilities per layer (or None): [H] (every layer) or
+    [L, H] give [1, H, 1, 1] each; with ``scores_shape`` (B, T, K) known, HF's 5-D form [L, B or 1, H, T or 1, K or 1]
+    (a mask per sequence, query and key) gives [B or 1, H, T or 1, K or 1] each."""
     if head_mask is None:
         return [None] * n_layer
     m = float_array("head_mask", head_mask)
     if m.shape == (n_head,):
         m = np.broadcast_to(m, (n_layer, n_head))
-    if m.shape != (n_layer, n_head):
-        raise ValueError(f"head_mask must have shape (n_head={n_head},) or (n_layer={n_layer}, n_head={n_head}), "
-                         f"got {m.shape}")
-    return [row[None, :, None, None] for row in m]
+    if m.shape == (n_layer, n_head):
+        return [row[None, :, None, None] for row in m]
+    if scores_shape is not None and m.ndim == 5 and m.shape[0] == n_layer and m.shape[2] == n_head and all(
+            m.shape[axis] in (1, size) for axis, size in zip((1, 3, 4), scores_shape)):
+        return list(m)
+    five_d = ""
+    if scores_shape is not None:
+        B, T, K = (f"{name}={size} or 1" if size != 1 else f"{name}=1"
+                   for name, size in zip(("batch", "query", "key"), scores_shape))
+        five_d = f", or (n_layer={n_layer}, {B}, n_head={n_head}, {T}, {K})"
+    raise ValueError(f"head_mask must have shape (n_head={n_head},) or (n_layer={n_layer}, n_head={n_head}){five_d}, "
+                     f"got {m.shape}")

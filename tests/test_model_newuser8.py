@@ -231,3 +231,60 @@ def test_every_forward_argument_at_once_as_transformers(models, class_name, padd
         assert list(got.keys()) == list(ref.keys())
         got, ref = got.to_tuple(), ref.to_tuple()
     assert_same_outputs(got, ref, class_name)
+
+
+# -- head_mask in transformers' 5-D form -----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("shape", [(2, 3, 4, 6, 6), (2, 1, 4, 1, 1), (2, 3, 4, 1, 6), (2, 1, 4, 6, 1)])
+def test_a_five_dimensional_head_mask_as_transformers(models, shape):
+    """transformers takes head_mask as [H], [L, H] or [L, B, H, T, K] (per layer, a multiplier of each sequence's,
+    head's, query's and key's attention probability; axes of size 1 broadcast). The 5-D form was refused ('head_mask
+    must have shape (n_head=4,) or (n_layer=2, n_head=4)'); it now gives transformers' outputs, on a prompt and on a
+    decoding step after a cache (K = cached + new)."""
+    ours, theirs = models["GPT2LMHeadModel"]
+    rng = np.random.default_rng(sum(shape))
+    head_mask = rng.random(shape).astype(np.float32)
+    step_mask = rng.random(shape[:3] + (1, 1 if shape[4] == 1 else 7)).astype(np.float32)
+    prompt = dict(input_ids=IDS, attention_mask=MASK, head_mask=head_mask, output_attentions=True)
+    got = ours(**prompt)
+    with torch.no_grad():
+        ref = theirs(**tensors(prompt))
+    assert_same_outputs(got.to_tuple(), ref.to_tuple(), f"prompt, head_mask {shape}")
+    step = dict(input_ids=NEW, attention_mask=np.concatenate([MASK, np.ones_like(NEW)], 1), head_mask=step_mask,
+                output_attentions=True)
+    got = ours(**step, past_key_values=got.past_key_values)
+    with torch.no_grad():
+        ref = theirs(**tensors(step), past_key_values=ref.past_key_values)
+    assert_same_outputs(got.to_tuple(), ref.to_tuple(), f"decoding step, head_mask {step_mask.shape}")
+
+
+@pytest.mark.parametrize("shape, allowed", [
+    ((2, 3, 4, 6, 5), r"\(n_layer=2, batch=3 or 1, n_head=4, query=6 or 1, key=6 or 1\), got \(2, 3, 4, 6, 5\)"),
+    ((1, 1, 4, 1, 1), r"got \(1, 1, 4, 1, 1\)"),
+    ((2, 3, 3, 1, 1), r"got \(2, 3, 3, 1, 1\)"),
+])
+def test_a_head_mask_that_does_not_fit_names_the_shapes_allowed(models, shape, allowed):
+    """transformers fails inside its attention (RuntimeError: The size of tensor a ... must match ...); minigpt2 names
+    every shape it takes."""
+    ours, _ = models["GPT2LMHeadModel"]
+    with pytest.raises(ValueError, match=r"head_mask must have shape \(n_head=4,\) or \(n_layer=2, n_head=4\), or "
+                                         + (allowed if "n_layer" in allowed else ".*" + allowed)):
+        ours(IDS, head_mask=np.ones(shape, np.float32))
+
+
+def test_with_cross_attention_a_five_dimensional_head_mask_has_no_key_axis(tmp_path_factory):
+    """One head mask scales self- and cross-attention, whose keys differ (P + T and the encoder's S): a per-key mask
+    fits only one of them. It was NumPy's 'operands could not be broadcast together with shapes (3,4,6,5) (3,4,6,6)'
+    from inside cross-attention (transformers' is the same kind of error); it is refused naming key=1, and a mask
+    without a key axis gives transformers' outputs."""
+    ours, theirs = pair(tmp_path_factory, "GPT2LMHeadModel", add_cross_attention=True)
+    encoder = np.random.default_rng(1).standard_normal((3, 5, 32)).astype(np.float32)
+    with pytest.raises(ValueError, match=r"n_head=4, query=6 or 1, key=1\), got \(2, 3, 4, 6, 6\)"):
+        ours(IDS, encoder_hidden_states=encoder, head_mask=np.ones((2, 3, 4, 6, 6), np.float32))
+    kwargs = dict(input_ids=IDS, encoder_hidden_states=encoder, output_attentions=True,
+                  head_mask=np.random.default_rng(2).random((2, 3, 4, 6, 1)).astype(np.float32))
+    got = ours(**kwargs)
+    with torch.no_grad():
+        ref = theirs(**tensors(kwargs))
+    for name in ("logits", "attentions", "cross_attentions"):
+        assert_close(np.stack(leaves(got[name])), np.stack(leaves(ref[name])), name)
