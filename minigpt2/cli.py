@@ -19,8 +19,8 @@ import warnings
 import numpy as np
 
 from . import __version__
-from .cli_checks import (TEMPERATURE_RANGE, ArgumentParser, NamedStdout, StdoutWriteError, one_line_warning,
-                         stopped_writing)
+from .cli_checks import (TEMPERATURE_RANGE, ArgumentParser, NamedStdout, StdoutWriteError, kernel_without_c_core,
+                         one_line_warning, stopped_writing)
 
 __all__ = ["main", "build_parser"]
 
@@ -426,10 +426,9 @@ def _check_backend_settings():
     for flag, problem in getattr(backend, "_environment_problems", {}).items():
         python_hint = re.compile(r" \(or call minigpt2\.backend\.\w+\)$")  # (the Python API's way: not here)
         raise ValueError(f"{python_hint.sub('', str(problem))} (or override it with --{flag})")
-    kernel = os.environ.get("MINIGPT2_KERNEL", "").strip()
-    if kernel not in ("", "auto", "numpy") and not backend.c_available():  # (with the C core, _tuning checks it)
-        raise ValueError(f"MINIGPT2_KERNEL={kernel!r} names a variant of the C core, which is not built here; unset "
-                         f"MINIGPT2_KERNEL (or set it to auto or numpy)")
+    problem = kernel_without_c_core()  # (with the C core, _tuning checks it)
+    if problem is not None:
+        raise problem
 
 
 class _Printer:
@@ -659,6 +658,8 @@ def _info(dtype=None) -> int:
     # A bad MINIGPT2_BACKEND / _NUM_THREADS / _KERNEL: what runs is a stand-in until it is fixed (generating fails)
     problems = backend.setting_problems() if hasattr(backend, "setting_problems") else \
         dict(getattr(backend, "_environment_problems", {}))
+    if kernel_without_c_core() is not None:  # (generating refuses it)
+        problems["kernel"] = kernel_without_c_core()
     threads = "threads: INVALID SETTING" if "threads" in problems else None if threads is None else f"{threads} threads"
     print(f"backend: {'INVALID SETTING' if 'backend' in problems else backend.get_backend()} (C core {c_state}"
           f"{'' if threads is None else f', {threads}'}); choose with --backend or MINIGPT2_BACKEND")
@@ -678,6 +679,8 @@ def _info(dtype=None) -> int:
         else:
             for line in backend.kernel_choice():
                 print(line)
+    elif "kernel" in problems:
+        print(f"kernel choice: INVALID SETTING\n  error: {problems['kernel']}")
     print(f"weights: {dtype or 'float32'} ({'--dtype' if dtype else 'the default'}); choose with --dtype float32 | "
           f"bfloat16 | float16 (half the bytes) | int8 (about a quarter); activations stay float32")
     source = settings.get("token_source")  # (never the token itself)

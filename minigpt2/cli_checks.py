@@ -11,7 +11,7 @@ import sys
 
 __all__ = ["TEMPERATURE_RANGE", "refuse_ignored_flags", "eos_token_ids", "start_token_id", "check_beams_fit",
            "check_candidates", "calibration_ahead", "say_calibration_ahead", "one_line_warning", "ArgumentParser",
-           "NamedStdout", "StdoutWriteError", "BROKEN_PIPE", "stopped_writing"]
+           "NamedStdout", "StdoutWriteError", "BROKEN_PIPE", "stopped_writing", "kernel_without_c_core"]
 
 # A temperature divides float32 scores. Below 1e-4 a logit difference of 0.01 becomes a factor e^100: sampling is
 # greedy decoding already (use --greedy), and the scores of GPT-2 (about +-100) reach float32's limit, 3.4e38, near
@@ -194,6 +194,18 @@ def check_candidates(k, config, usage_error):
 
 
 # -- the first run's kernel measuring -----------------------------------------------------------------------
+
+def kernel_without_c_core():
+    """The ValueError for a MINIGPT2_KERNEL that chooses a variant of the C core where it is not built (the command
+    refuses it: it would choose nothing), or None. With the C core, backend.setting_problems() checks the name."""
+    from . import backend
+
+    kernel = os.environ.get("MINIGPT2_KERNEL", "").strip()
+    if kernel in ("", "auto", "numpy") or backend.c_available():
+        return None
+    return ValueError(f"MINIGPT2_KERNEL={kernel!r} chooses a variant of the C core, which is not built here (only auto "
+                      f"and numpy can be used); unset MINIGPT2_KERNEL (or set it to auto or numpy)")
+
 
 def calibration_ahead():
     """(cache file, why it cannot be saved or None) if the next C kernel call will measure the kernels, else None."""

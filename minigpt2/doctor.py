@@ -118,6 +118,10 @@ def _setting_problem(which):
 
     problems = backend.setting_problems() if hasattr(backend, "setting_problems") else \
         getattr(backend, "_environment_problems", {})
+    if which == "kernel" and which not in problems:
+        from .cli_checks import kernel_without_c_core
+
+        return kernel_without_c_core()  # (a variant where the C core is not built: the command line refuses it)
     return problems.get(which)
 
 
