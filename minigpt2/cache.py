@@ -22,6 +22,8 @@ from collections import namedtuple
 
 import numpy as np
 
+from .checks import from_torch
+
 __all__ = ["KVCache"]
 
 
@@ -311,7 +313,7 @@ def _as_numpy(a):
     if isinstance(a, np.ndarray) or not hasattr(a, "__array__"):
         return a
     try:
-        return np.asarray(a.detach() if hasattr(a, "detach") else a)  # (torch: the values, not their gradient)
+        return np.asarray(from_torch(a))  # (torch: the values, not their gradient; bfloat16 as float32)
     except (TypeError, ValueError, RuntimeError):  # e.g. a tensor on a GPU
         return a
 
@@ -326,7 +328,10 @@ def _check_past(past, n_layer, batch, n_head, head_dim) -> int:
     expected = None
     for i, pair in enumerate(past):
         if not isinstance(pair, (tuple, list)) or len(pair) != 2:
-            raise ValueError(f"past_key_values[{i}] must be a (key, value) pair")
+            got = f"{len(pair)} item(s)" if isinstance(pair, (tuple, list)) else type(pair).__name__
+            raise ValueError(f"past_key_values[{i}] must be a (key, value) pair of arrays [batch, n_head, past_length, "
+                             f"head_dim] (or transformers' encoder-decoder layout of 4, the self-attention pair first), "
+                             f"got {got}")
         for name, a in zip(("key", "value"), pair):
             if not isinstance(a, np.ndarray):
                 raise TypeError(f"past_key_values[{i}] {name} must be a numpy array, got {type(a).__name__}")

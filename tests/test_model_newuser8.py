@@ -288,3 +288,29 @@ def test_with_cross_attention_a_five_dimensional_head_mask_has_no_key_axis(tmp_p
         ref = theirs(**tensors(kwargs))
     for name in ("logits", "attentions", "cross_attentions"):
         assert_close(np.stack(leaves(got[name])), np.stack(leaves(ref[name])), name)
+
+
+# -- legacy caches of torch tensors in bfloat16; layouts that do not fit ----------------------------------------------
+
+def test_a_legacy_cache_of_bfloat16_tensors_is_read_as_float32(models):
+    """A cache of torch bfloat16 tensors (a bfloat16 model's) was refused as 'key must be a numpy array, got Tensor',
+    while float16 ones were read (NumPy has no bfloat16); it is widened to float32 as every other bfloat16 input is,
+    giving transformers' logits for the same cache in float32."""
+    ours, theirs = models["GPT2LMHeadModel"]
+    with torch.no_grad():
+        cache = theirs(torch.tensor(IDS), attention_mask=torch.tensor(MASK), use_cache=True).past_key_values
+    bf16 = tuple(tuple(a.to(torch.bfloat16) for a in layer) for layer in cache.to_legacy_cache())
+    step = dict(input_ids=NEW, attention_mask=np.concatenate([MASK, np.ones_like(NEW)], 1))
+    with torch.no_grad():
+        ref = theirs(**tensors(step), past_key_values=transformers.DynamicCache.from_legacy_cache(
+            tuple(tuple(a.float() for a in layer) for layer in bf16))).logits.numpy()
+    assert_close(ours(**step, past_key_values=bf16).logits, ref, "logits after a bfloat16 cache")
+
+
+@pytest.mark.parametrize("layer, got", [((), "0 item"), ("kv", "str"), ((1, 2, 3), "3 item")])
+def test_a_cache_layer_that_is_not_a_pair_says_what_it_got(models, layer, got):
+    """'past_key_values[0] must be a (key, value) pair' said neither what a pair holds nor what was passed."""
+    ours, _ = models["GPT2LMHeadModel"]
+    with pytest.raises(ValueError, match=rf"past_key_values\[0\] must be a \(key, value\) pair of arrays \[batch, "
+                                         rf"n_head, past_length, head_dim\].*got {got}"):
+        ours(IDS, past_key_values=(layer, layer))
