@@ -137,3 +137,14 @@ def test_figures_follow_minigpt2_figures_set_after_the_import(workshop, monkeypa
     monkeypatch.delenv("MINIGPT2_FIGURES")  # unset again: each user's own default folder
     monkeypatch.setattr(workshop, "FIGURES_DIR", str(tmp_path / "default"))
     assert workshop.show(plt.figure(), "09_third") == str(tmp_path / "default" / "09_third.png")
+
+
+@pytest.mark.parametrize("argument", ["3", "11", "--verbose", "--notebok"])
+def test_run_all_names_an_argument_it_does_not_know(argument):
+    """`python tutorials/run_all.py 3` (for 03), a tutorial that does not exist, or a misspelt option ran nothing,
+    printed an empty table and exited 1 without a word on what was wrong."""
+    run = subprocess.run([sys.executable, os.path.join(ROOT, "tutorials", "run_all.py"), argument],
+                         capture_output=True, text=True, timeout=60)
+    assert run.returncode == 2, run.stdout + run.stderr
+    assert repr(argument) in run.stderr and "01, 02" in run.stderr and "--notebook" in run.stderr, run.stderr
+    assert "tutorial " not in run.stdout  # no empty table

@@ -161,8 +161,13 @@ def main(argv) -> int:
         for p in problems:
             print("FAILED: " + p, file=sys.stderr)
         return 1 if problems else 0
-    chosen = [a for a in argv if not a.startswith("-")]
-    paths = [p for p in notebooks.sources() if not chosen or os.path.basename(p)[:2] in chosen]
+    known = sorted(os.path.basename(p)[:2] for p in notebooks.sources())
+    wrong = [a for a in argv if a not in known]
+    if wrong:  # (a typo such as "3" or "--notebok" ran nothing and printed an empty table)
+        print(f"run_all.py: {wrong[0]!r} is neither a tutorial's number ({', '.join(known)}) nor --notebook (first); "
+              f"usage: run_all.py [NN ...] | run_all.py --notebook PATH.ipynb ...", file=sys.stderr)
+        return 2
+    paths = [p for p in notebooks.sources() if not argv or os.path.basename(p)[:2] in argv]
     try:
         import matplotlib  # noqa: F401
         have_matplotlib = True
