@@ -148,3 +148,24 @@ def test_run_all_names_an_argument_it_does_not_know(argument):
     assert run.returncode == 2, run.stdout + run.stderr
     assert repr(argument) in run.stderr and "01, 02" in run.stderr and "--notebook" in run.stderr, run.stderr
     assert "tutorial " not in run.stdout  # no empty table
+
+
+@pytest.mark.parametrize("paths", [[], ["nosuch.ipynb"], ["tutorials/03_layer_norm_and_gelu.py"]], ids=str)
+def test_run_all_notebook_refuses_what_is_not_a_notebook(paths):
+    """`run_all.py --notebook` with no path ran nothing and exited 0 (all well); a misspelt path was a
+    FileNotFoundError traceback (or nbformat's on a .py file). Now: one line, exit 2, before any kernel starts."""
+    run = subprocess.run([sys.executable, os.path.join(ROOT, "tutorials", "run_all.py"), "--notebook", *paths],
+                         capture_output=True, text=True, timeout=60, cwd=ROOT)
+    assert run.returncode == 2, run.stdout + run.stderr
+    assert "Traceback" not in run.stderr and len(run.stderr.strip().splitlines()) == 1, run.stderr
+    assert (repr(paths[0]) if paths else "no notebook given") in run.stderr and ".ipynb" in run.stderr
+
+
+def test_run_all_notebook_without_nbclient_says_what_to_install():
+    """Without Jupyter's nbclient (a venv with only the package), --notebook was a ModuleNotFoundError traceback."""
+    code = ("import sys, runpy; sys.modules['nbclient'] = None; sys.argv = ['run_all.py', '--notebook', "
+            "'tutorials/03_layer_norm_and_gelu_solution.ipynb']; runpy.run_path('tutorials/run_all.py', "
+            "run_name='__main__')")
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=ROOT)
+    assert run.returncode == 2, run.stdout + run.stderr
+    assert "Traceback" not in run.stderr and "nbclient" in run.stderr and "pip install" in run.stderr, run.stderr

@@ -157,6 +157,19 @@ def execute_notebook(path, limit) -> list:
 def main(argv) -> int:
     limit = float(os.environ.get("TUTORIAL_TIME_LIMIT", "120"))
     if argv[:1] == ["--notebook"]:  # python tutorials/run_all.py --notebook tutorials/03_..._solution.ipynb
+        wrong = [path for path in argv[1:] if not (path.endswith(".ipynb") and os.path.isfile(path))]
+        if wrong or not argv[1:]:  # (running nothing must not pass)
+            what = f"{wrong[0]!r} is not a notebook file" if wrong else "no notebook given"
+            print(f"run_all.py --notebook: {what}; give one or more .ipynb files, e.g. "
+                  f"tutorials/03_layer_norm_and_gelu_solution.ipynb", file=sys.stderr)
+            return 2
+        try:
+            import nbclient  # noqa: F401
+            import nbformat  # noqa: F401
+        except ImportError as e:
+            print(f"run_all.py --notebook needs nbclient and nbformat ({e}); they come with jupyterlab: pip install -r "
+                  f"tutorials/requirements-workshop.txt (or pip install nbclient)", file=sys.stderr)
+            return 2
         problems = [p for path in argv[1:] for p in execute_notebook(path, limit)]
         for p in problems:
             print("FAILED: " + p, file=sys.stderr)
