@@ -20,7 +20,7 @@ import numpy as np
 
 from . import __version__
 from .cli_checks import (TEMPERATURE_RANGE, ArgumentParser, NamedStdout, StdoutWriteError, kernel_without_c_core,
-                         one_line_warning, stopped_writing)
+                         negative_values_attached, not_enough_memory, one_line_warning, stopped_writing)
 
 __all__ = ["main", "build_parser"]
 
@@ -162,7 +162,7 @@ def main(argv=None) -> int:
             return train_main(argv[1:])
         parser = build_parser()
         try:
-            args = parser.parse_args(_negative_values_attached(parser, argv))  # exits with 2 on a usage error
+            args = parser.parse_args(negative_values_attached(parser, argv))  # exits with 2 on a usage error
         except OSError as e:  # --help into a stdout that cannot take it
             return stopped_writing(e, parser.prog)
         if sys.stdout is None:  # started with stdout closed (>&-): print() would drop everything, and exit 0
@@ -189,6 +189,10 @@ def _run_reporting_errors(args, parser) -> int:
     except KeyboardInterrupt:
         print("\n[interrupted]", file=sys.stderr)
         return 130
+    except MemoryError as e:  # (a ulimit -v, a 32-bit Python, many beams: NumPy names the array)
+        fix = "try fewer --beams, a smaller model, or --dtype bfloat16 or int8 (weights in less memory)"
+        print(f"{parser.prog}: error: {not_enough_memory(e, fix)}", file=sys.stderr)
+        return 1
     except (OSError, ValueError, TypeError) as e:  # bad model, no network, bad prompt: the user's to fix
         if isinstance(e, (BrokenPipeError, StdoutWriteError)):
             return stopped_writing(e, parser.prog)
@@ -198,36 +202,6 @@ def _run_reporting_errors(args, parser) -> int:
         sys.stdout = stdout
         restore()
         warnings.formatwarning = shown_as
-
-
-def _negative_values_attached(parser, argv) -> list:
-    """``-t -1e-3``, ``-n -inf``: argparse takes a value that starts with "-" for a flag unless it reads like "-5" or
-    "-.5", and then says only "expected one argument". A number there is the flag's value (``--temperature=-1e-3``),
-    so that the flag's own check names it and what is allowed."""
-    takes_value = {s: a.option_strings[-1] for a in parser._actions if a.option_strings and a.nargs is None
-                   for s in a.option_strings}
-    out, i = [], 0
-    while i < len(argv):
-        word = argv[i]
-        if word == "--":  # the rest is the prompt
-            return out + argv[i:]
-        value = argv[i + 1] if i + 1 < len(argv) else ""
-        if word in takes_value and value[:1] == "-" and value not in parser._option_string_actions \
-                and _reads_as_a_number(value):
-            out.append(f"{takes_value[word]}={value}")
-            i += 2
-        else:
-            out.append(word)
-            i += 1
-    return out
-
-
-def _reads_as_a_number(text) -> bool:
-    try:
-        float(text)
-        return True
-    except ValueError:
-        return False
 
 
 def _closed_stderr_to_devnull():

@@ -11,7 +11,8 @@ import sys
 
 __all__ = ["TEMPERATURE_RANGE", "refuse_ignored_flags", "eos_token_ids", "start_token_id", "check_beams_fit",
            "check_candidates", "calibration_ahead", "say_calibration_ahead", "one_line_warning", "ArgumentParser",
-           "NamedStdout", "StdoutWriteError", "BROKEN_PIPE", "stopped_writing", "kernel_without_c_core"]
+           "NamedStdout", "StdoutWriteError", "BROKEN_PIPE", "stopped_writing", "kernel_without_c_core",
+           "negative_values_attached", "not_enough_memory"]
 
 # A temperature divides float32 scores. Below 1e-4 a logit difference of 0.01 becomes a factor e^100: sampling is
 # greedy decoding already (use --greedy), and the scores of GPT-2 (about +-100) reach float32's limit, 3.4e38, near
@@ -83,6 +84,43 @@ def stopped_writing(error, prog) -> int:
         error = StdoutWriteError(error.errno, f"cannot write to stdout: {error.strerror or error}")
     print(f"{prog}: error: {error}", file=sys.stderr)
     return 1
+
+
+# -- reading the command line ----------------------------------------------------------------------------------
+
+def negative_values_attached(parser, argv) -> list:
+    """``-t -1e-3``, ``-n -inf``: argparse takes a value that starts with "-" for a flag unless it reads like "-5" or
+    "-.5", and then says only "expected one argument". A number there is the flag's value (``--temperature=-1e-3``),
+    so that the flag's own check names it and what is allowed."""
+    takes_value = {s: a.option_strings[-1] for a in parser._actions if a.option_strings and a.nargs is None
+                   for s in a.option_strings}
+    out, i = [], 0
+    while i < len(argv):
+        word = argv[i]
+        if word == "--":  # the rest is the prompt
+            return out + argv[i:]
+        value = argv[i + 1] if i + 1 < len(argv) else ""
+        if word in takes_value and value[:1] == "-" and value not in parser._option_string_actions \
+                and _reads_as_a_number(value):
+            out.append(f"{takes_value[word]}={value}")
+            i += 2
+        else:
+            out.append(word)
+            i += 1
+    return out
+
+
+def _reads_as_a_number(text) -> bool:
+    try:
+        float(text)
+        return True
+    except ValueError:
+        return False
+
+
+def not_enough_memory(error, fix) -> str:
+    """The one line for a MemoryError (NumPy's names the array it could not allocate), with what takes less."""
+    return f"not enough memory: {' '.join(str(error).split()) or 'MemoryError'}; {fix}"
 
 
 # -- flags a command would ignore ------------------------------------------------------------------------

@@ -3,6 +3,11 @@ without a C compiler), every flag with bad values, and ``python -m minigpt2 trai
 
 - without the C core, ``MINIGPT2_KERNEL=avx2`` made generating fail (exit 1), while ``--info`` and ``--doctor`` showed
   nothing wrong (exit 0);
+- not enough memory (``ulimit -v``, too many beams, a model too large to train) was a MemoryError traceback;
+- ``train``: ``--lr -1e-3`` was "expected one argument" (the generator checks such a number as the flag's value);
+  ``--threads 9999`` an exit 1 that did not name --threads; ``--prompt`` not UTF-8, or typed in a C locale without
+  UTF-8 mode, failed after the data was tokenized, with a message about "lone surrogates"; samples holding a character
+  an ASCII stdout cannot show stopped the run with a UnicodeEncodeError.
 
 Every run is ``python -m minigpt2`` in a process of its own, as a user starts it; the model is a tiny random checkpoint
 in a tmp dir (no network).
@@ -10,8 +15,11 @@ in a tmp dir (no network).
 from __future__ import annotations
 
 import os
+import resource
 import subprocess
 import sys
+
+import pytest
 
 PROG = "python -m minigpt2: error: "
 
@@ -20,12 +28,38 @@ WITHOUT_C_CORE = ("import runpy, sys; sys.modules['minigpt2._kernels'] = None; s
                   "runpy.run_module('minigpt2', run_name='__main__', alter_sys=True)")
 
 
-def minigpt2(*args, env=None, without_c_core=False):
-    """python -m minigpt2 ARGS -> CompletedProcess (text)."""
+def minigpt2(*args, env=None, without_c_core=False, memory=None, cwd=None):
+    """python -m minigpt2 ARGS -> CompletedProcess (text); ``memory``: the bytes of address space it may use
+    (``ulimit -v``)."""
     env = {**os.environ, "MINIGPT2_KERNEL": "numpy", **(env or {})}
     command = ["-c", WITHOUT_C_CORE] if without_c_core else ["-m", "minigpt2"]
+    limit = None if memory is None else lambda: resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
     return subprocess.run([sys.executable, *command, *args], capture_output=True, text=True, timeout=120, env=env,
-                          stdin=subprocess.DEVNULL)
+                          stdin=subprocess.DEVNULL, preexec_fn=limit, cwd=cwd, errors="backslashreplace")
+
+
+def one_line_error(done, code, prog=PROG):
+    """Exit ``code``, nothing on stdout, the error as the last line of stderr, no traceback; returns that line."""
+    assert done.returncode == code and done.stdout == "" and "Traceback" not in done.stderr, done
+    line = done.stderr.splitlines()[-1]
+    assert line.startswith(prog), done.stderr
+    return line
+
+
+TRAIN = "python -m minigpt2 train: error: "
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    path = tmp_path_factory.mktemp("newuser8_corpus") / "corpus.txt"
+    path.write_text("the cat sat on the mat, and the dog ran far away. " * 60, encoding="utf-8")
+    return str(path)
+
+
+def train(corpus, out, *args, **kwargs):
+    """A tiny training run: one step of a one-layer model."""
+    return minigpt2("train", "--data", corpus, "--out", str(out), "--max-steps", "1", "--n-layer", "1", "--n-head", "2",
+                    "--n-embd", "16", "--seq-len", "16", "--batch-size", "2", "--sample-tokens", "3", *args, **kwargs)
 
 
 # -- 1. MINIGPT2_KERNEL without the C core ---------------------------------------------------------------------
@@ -44,3 +78,51 @@ def test_info_and_doctor_say_what_generating_refuses_a_kernel_variant_without_th
     assert doctor.returncode == 1 and "[FAIL] kernels: MINIGPT2_KERNEL='avx2'" in doctor.stdout, doctor.stdout
     fine = minigpt2("--info", env={**env, "MINIGPT2_KERNEL": "numpy"}, without_c_core=True)
     assert fine.returncode == 0 and "INVALID" not in fine.stdout, fine
+
+
+# -- 2. not enough memory ---------------------------------------------------------------------------------------
+
+def test_not_enough_memory_is_one_line_naming_the_array_and_what_takes_less(tiny_model_dir, corpus, tmp_path):
+    """Under ``ulimit -v`` (or on a small machine whose MemAvailable overstates what a process may take), 1000 beams,
+    or a model too large to train, raised NumPy's MemoryError as a traceback."""
+    limit = 1500 * 2 ** 20  # (the interpreter, NumPy and OpenBLAS start well within it)
+    beams = minigpt2("-m", tiny_model_dir, "--beams", "1000", "-n", "2", "Hi", memory=limit)
+    line = one_line_error(beams, 1)
+    assert line.startswith(PROG + "not enough memory: Unable to allocate") and "fewer --beams" in line, line
+    big = train(corpus, tmp_path / "big", "--n-embd", "100000", memory=limit)
+    line = one_line_error(big, 1, TRAIN)
+    assert line.startswith(TRAIN + "not enough memory: Unable to allocate 18.7 GiB") and "--n-embd" in line, line
+
+
+# -- 3. train: flag values as the generator checks them ----------------------------------------------------------
+
+def test_train_checks_a_negative_number_as_the_flags_value(corpus, tmp_path):
+    """argparse takes "-1e-3" for a flag ("expected one argument"); the generator gives such a number to its flag,
+    whose check then names it and what is allowed. train does the same now."""
+    line = one_line_error(train(corpus, tmp_path / "out", "--lr", "-1e-3"), 2, TRAIN)
+    assert line == TRAIN + "argument --lr: -0.001 is not allowed (must be finite and > 0)", line
+    assert not os.path.exists(tmp_path / "out")
+
+
+def test_train_threads_out_of_range_is_a_usage_error_naming_the_flag(corpus, tmp_path):
+    line = one_line_error(train(corpus, tmp_path / "out", "--threads", "9999"), 2, TRAIN)
+    assert line == TRAIN + "argument --threads: 9999 is above the largest allowed value, 256", line
+
+
+def test_train_prompt_not_utf8_is_a_usage_error_before_anything_is_written(corpus, tmp_path):
+    """A --prompt with bytes that are not UTF-8 failed only after the data was tokenized into --out, with "text
+    contains a lone surrogate '\\udce9'" (exit 1)."""
+    line = one_line_error(train(corpus, tmp_path / "out", "--prompt", os.fsdecode(b"caf\xe9")), 2, TRAIN)
+    assert line == TRAIN + "--prompt is not UTF-8 text (the bytes b'\\xe9' at byte 3); minigpt2 reads prompts as UTF-8"
+    assert not os.path.exists(tmp_path / "out")
+
+
+def test_train_in_a_c_locale_without_utf8_mode_takes_a_utf8_prompt_and_prints_escapes(corpus, tmp_path):
+    """LC_ALL=C PYTHONUTF8=0: Python decodes the command line as ASCII (keeping "é" as surrogates) and stdout is ASCII.
+    The prompt "café ☕" failed with the lone-surrogate error; recovered as UTF-8, its samples then stopped the run
+    with "'ascii' codec can't encode character". The generator shows such characters as escapes; train does too."""
+    env = {"LC_ALL": "C", "LANG": "C", "PYTHONUTF8": "0", "PYTHONIOENCODING": ""}
+    done = train(corpus, tmp_path / "out", "--prompt", "café ☕", env=env)
+    assert done.returncode == 0 and "Traceback" not in done.stderr, done
+    assert done.stdout.splitlines()[-1] == f'saved to {tmp_path / "out"}: python -m minigpt2 -m {tmp_path / "out"} ' \
+                                           f'"caf\\xe9 \\u2615"', done.stdout

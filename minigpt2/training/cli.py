@@ -15,12 +15,13 @@ import math
 import os
 import sys
 
-from ..cli_checks import ArgumentParser, NamedStdout, StdoutWriteError, stopped_writing
+from ..cli_checks import (ArgumentParser, NamedStdout, StdoutWriteError, negative_values_attached,
+                          not_enough_memory, stopped_writing)
 
 __all__ = ["main", "build_parser"]
 
 
-def _int(low):
+def _int(low, high=None):
     def parse(text):
         try:
             value = int(text)
@@ -28,6 +29,8 @@ def _int(low):
             raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
         if value < low:
             raise argparse.ArgumentTypeError(f"{value} is below the smallest allowed value, {low}")
+        if high is not None and value > high:
+            raise argparse.ArgumentTypeError(f"{value} is above the largest allowed value, {high}")
         return value
     return parse
 
@@ -81,8 +84,14 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--sample-tokens", type=_int(0), default=30, help="tokens sampled at each evaluation, 0 = none")
     t.add_argument("--prompt", default="", help="the samples' prompt (default: <|endoftext|>)")
     t.add_argument("--seed", type=_int(0), default=0)
-    t.add_argument("--threads", type=_int(1), help="threads of the C kernels")
+    t.add_argument("--threads", type=_int(1, _max_threads()), help=f"threads of the C kernels, 1 to {_max_threads()}")
     return p
+
+
+def _max_threads() -> int:
+    from ..backend import MAX_THREADS
+
+    return MAX_THREADS
 
 
 def typed_flags(argv) -> set:
@@ -97,11 +106,15 @@ def typed_flags(argv) -> set:
 
 def main(argv=None) -> int:
     parser = build_parser()
+    argv = negative_values_attached(parser, sys.argv[1:] if argv is None else list(argv))  # (--lr -1e-3: checked)
     try:
         args = parser.parse_args(argv)
     except OSError as e:  # --help into a stdout that cannot take it
         return stopped_writing(e, parser.prog)
     args.explicit = typed_flags(argv)  # (--resume keeps the saved settings but these; --model refuses shape flags)
+    from ..cli import _tolerant_stdout
+
+    restore = _tolerant_stdout()  # (samples hold any character: an ASCII stdout shows escapes, as the generator's)
     stdout, sys.stdout = sys.stdout, NamedStdout(sys.stdout)  # (the log: a failed write names stdout, not the disk
     try:                                                      # the checkpoints go to)
         code = run(args, parser)
@@ -110,6 +123,10 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print("\n[interrupted]", file=sys.stderr)
         return 130
+    except MemoryError as e:  # (NumPy names the array it could not allocate)
+        fix = "try a smaller model (--n-layer, --n-embd), --batch-size or --seq-len"
+        print(f"{parser.prog}: error: {not_enough_memory(e, fix)}", file=sys.stderr)
+        return 1
     except (OSError, ValueError, TypeError, FloatingPointError) as e:
         if isinstance(e, (BrokenPipeError, StdoutWriteError)):  # the log's reader went away ("| head"), or stdout is
             return stopped_writing(e, parser.prog)                 # full
@@ -117,6 +134,7 @@ def main(argv=None) -> int:
         return 1
     finally:
         sys.stdout = stdout
+        restore()
 
 
 # What a checkpoint directory holds (Trainer.save writes them; a model alone is config.json + model.safetensors)
@@ -180,6 +198,12 @@ def run(args, parser) -> int:
                      f"checkpoint, which has its own (drop {'it' if len(shaped) == 1 else 'them'})")
     if args.n_embd % args.n_head:
         parser.error(f"--n-embd {args.n_embd} must be a multiple of --n-head {args.n_head}")
+    from ..cli import UsageError, _utf8_argument
+
+    try:  # (a C locale without UTF-8 mode keeps its bytes as surrogates, which cannot be tokenized)
+        args.prompt = _utf8_argument(args.prompt, "--prompt")
+    except UsageError as e:
+        parser.error(str(e))
     for flag, problem in backend._environment_problems.items():  # the first step would raise it
         raise ValueError(f"{problem}" + (" (or override it with --threads)" if flag == "threads" else ""))
     if os.path.exists(args.out) and not os.path.isdir(args.out):
