@@ -169,3 +169,13 @@ def test_run_all_notebook_without_nbclient_says_what_to_install():
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=ROOT)
     assert run.returncode == 2, run.stdout + run.stderr
     assert "Traceback" not in run.stderr and "nbclient" in run.stderr and "pip install" in run.stderr, run.stderr
+
+
+@pytest.mark.parametrize("argument", ["--chek", "check", "01_tokenization.py"])
+def test_notebooks_py_does_not_take_a_typo_for_write_mode(argument):
+    """`python tutorials/notebooks.py --chek` rewrote every notebook from its source (write mode is the default),
+    over a participant's edits in their copy; now it is one line naming the argument and the two usages."""
+    run = subprocess.run([sys.executable, os.path.join(ROOT, "tutorials", "notebooks.py"), argument],
+                         capture_output=True, text=True, timeout=60)
+    assert run.returncode == 2, run.stdout + run.stderr
+    assert repr(argument) in run.stderr and "--check" in run.stderr and run.stdout == "", run.stderr

@@ -129,6 +129,10 @@ def wanted_notebooks(py_path: str) -> dict:
 
 
 def main(argv) -> int:
+    if argv not in ([], ["--check"]):  # a typo of --check must not rewrite the notebooks
+        print(f"notebooks.py: {argv[0]!r} is not an option; usage: notebooks.py (writes the notebooks) | notebooks.py "
+              f"--check (fails on a stale one)", file=sys.stderr)
+        return 2
     check = "--check" in argv
     stale, problems, expected = [], [], set()
     for py in sources():
