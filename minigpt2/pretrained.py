@@ -310,8 +310,16 @@ class GPT2PreTrainedModel:
         return self.lm_head if self.uses_lm_head else None
 
     def tie_weights(self):
-        """For HF compatibility: the head is tied by construction when config.tie_word_embeddings (no lm_head
-        array exists then), and untied otherwise, as HF's tie_weights leaves it."""
+        """Make the LM head what config.tie_word_embeddings says, as HF's: with it true, the head is wte itself (an
+        own lm_head.weight is dropped); with it false, a head that is wte gets its own copy, so it can change apart
+        (HF leaves that one shared). A model loaded or built is tied this way already; call it after setting
+        the config's flag."""
+        if not self.uses_lm_head or self.config.tie_word_embeddings == self._tied():
+            return
+        if self.config.tie_word_embeddings:
+            del self.params["lm_head"]
+        else:
+            self.params["lm_head"] = {"weight": copy.deepcopy(self.params["wte"]["weight"])}
 
     def resize_token_embeddings(self, new_num_tokens=None, pad_to_multiple_of=None, mean_resizing=True):
         """Give wte ``new_num_tokens`` rows (e.g. ``len(tokenizer)`` after adding tokens), rounded up to a

@@ -314,3 +314,23 @@ def test_a_cache_layer_that_is_not_a_pair_says_what_it_got(models, layer, got):
     with pytest.raises(ValueError, match=rf"past_key_values\[0\] must be a \(key, value\) pair of arrays \[batch, "
                                          rf"n_head, past_length, head_dim\].*got {got}"):
         ours(IDS, past_key_values=(layer, layer))
+
+
+@pytest.mark.parametrize("class_name", ["GPT2LMHeadModel", "GPT2DoubleHeadsModel"])
+@pytest.mark.parametrize("tie", [True, False])
+def test_tie_weights_after_setting_the_flag_as_transformers(tmp_path_factory, class_name, tie):
+    """config.tie_word_embeddings changed, then tie_weights(): the head follows the flag, as transformers' does, and
+    save_pretrained writes the model that runs (it wrote an untied head's model as tied: logits changed by ~8)."""
+    ours, theirs = pair(tmp_path_factory, class_name, tie_word_embeddings=not tie)
+    for model in (ours, theirs):
+        model.config.tie_word_embeddings = tie
+        model.tie_weights()
+    with torch.no_grad():
+        expected = theirs(torch.tensor(IDS)).logits.numpy()
+    assert_close(ours(IDS).logits, expected, "logits")
+    directory = tmp_path_factory.mktemp("retied")
+    ours.save_pretrained(directory)
+    again = getattr(minigpt2, class_name).from_pretrained(directory)
+    np.testing.assert_array_equal(again(IDS).logits, ours(IDS).logits)
+    if not tie:  # the head has its own copy now, to change apart from wte
+        assert not np.shares_memory(ours.lm_head.weight, ours.transformer.wte.weight)
