@@ -179,3 +179,14 @@ def test_notebooks_py_does_not_take_a_typo_for_write_mode(argument):
                          capture_output=True, text=True, timeout=60)
     assert run.returncode == 2, run.stdout + run.stderr
     assert repr(argument) in run.stderr and "--check" in run.stderr and run.stdout == "", run.stderr
+
+
+def test_a_workshop_cache_given_with_a_tilde_is_in_the_home_directory(workshop, monkeypatch, tmp_path):
+    """MINIGPT2_WORKSHOP_CACHE=~/workshop set where no shell expands it (%env in a notebook, /etc/environment, a
+    Jupyter kernel's env) made a folder named '~' in the current directory: inside the participant's tutorials/."""
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("MINIGPT2_WORKSHOP_CACHE", "~/workshop")
+    monkeypatch.chdir(tmp_path)
+    path = workshop.tiny_checkpoint_dir()
+    assert os.path.dirname(path) == str(tmp_path / "home" / "workshop")
+    assert os.path.isfile(os.path.join(path, "model.safetensors")) and not (tmp_path / "~").exists()

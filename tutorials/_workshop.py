@@ -53,7 +53,7 @@ def tiny_checkpoint_dir(root=None) -> str:
     shared folder is not writable to this user and lacks this version's checkpoint, or holds one another
     user made private (umask 077), it goes to a folder of this user's own.
     """
-    root = root or workshop_cache_dir()
+    root = os.path.expanduser(root or workshop_cache_dir())  # (%env and /etc/environment leave a ~ as it is)
     path = os.path.join(root, f"tiny-gpt2-seed{TINY_SEED}-v{minigpt2.__version__}")
     if _readable_checkpoint(path):
         return path
