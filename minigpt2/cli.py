@@ -20,7 +20,8 @@ import numpy as np
 
 from . import __version__
 from .cli_checks import (TEMPERATURE_RANGE, ArgumentParser, NamedStdout, StdoutWriteError, kernel_without_c_core,
-                         negative_values_attached, not_enough_memory, one_line_warning, stopped_writing)
+                         negative_values_attached, not_enough_memory, one_line_warning, say_threads_do_nothing,
+                         stopped_writing)
 
 __all__ = ["main", "build_parser"]
 
@@ -284,6 +285,7 @@ def _run(args, parser) -> int:
         if not hasattr(backend, "set_num_threads"):
             raise UsageError("--threads: this build cannot set the number of threads")
         backend.set_num_threads(args.threads)
+        say_threads_do_nothing(args.threads)
     if os.path.isfile(args.model) and not (args.info or args.doctor):
         from .hub import a_file_is_not_a_checkpoint
 
@@ -398,11 +400,15 @@ def _check_backend_settings():
     from . import backend
 
     for flag, problem in getattr(backend, "_environment_problems", {}).items():
-        python_hint = re.compile(r" \(or call minigpt2\.backend\.\w+\)$")  # (the Python API's way: not here)
-        raise ValueError(f"{python_hint.sub('', str(problem))} (or override it with --{flag})")
+        raise ValueError(f"{_without_python_hint(problem)} (or override it with --{flag})")
     problem = kernel_without_c_core()  # (with the C core, _tuning checks it)
     if problem is not None:
         raise problem
+
+
+def _without_python_hint(problem) -> str:
+    """A backend setting's error without its "(or call minigpt2.backend.set_backend)": the Python API's way."""
+    return re.sub(r" \(or call minigpt2\.backend\.\w+\)$", "", str(problem))
 
 
 class _Printer:
@@ -639,7 +645,7 @@ def _info(dtype=None) -> int:
           f"{'' if threads is None else f', {threads}'}); choose with --backend or MINIGPT2_BACKEND")
     for flag, problem in problems.items():
         if flag != "kernel":
-            print(f"  error: {problem}; --{flag} overrides it")
+            print(f"  error: {_without_python_hint(problem)}; --{flag} overrides it")
     if backend.c_available():
         ck = backend._ckernels
         names = ck._tuning.variant_names()

@@ -12,7 +12,7 @@ import sys
 __all__ = ["TEMPERATURE_RANGE", "refuse_ignored_flags", "eos_token_ids", "start_token_id", "check_beams_fit",
            "check_candidates", "calibration_ahead", "say_calibration_ahead", "one_line_warning", "ArgumentParser",
            "NamedStdout", "StdoutWriteError", "BROKEN_PIPE", "stopped_writing", "kernel_without_c_core",
-           "negative_values_attached", "not_enough_memory"]
+           "negative_values_attached", "not_enough_memory", "say_threads_do_nothing"]
 
 # A temperature divides float32 scores. Below 1e-4 a logit difference of 0.01 becomes a factor e^100: sampling is
 # greedy decoding already (use --greedy), and the scores of GPT-2 (about +-100) reach float32's limit, 3.4e38, near
@@ -229,6 +229,16 @@ def check_candidates(k, config, usage_error):
     if k > config.vocab_size:
         raise usage_error(f"--candidates {k} is more than the {config.vocab_size} tokens this model has; "
                           f"use at most --candidates {config.vocab_size} (a handful is what one reads)")
+
+
+def say_threads_do_nothing(threads) -> None:
+    """--threads N where the C core is not built: it sets the C kernels' threads (and NumPy's BLAS's through them), so
+    it changes nothing; one line on stderr says so, and what does set NumPy's threads."""
+    from . import backend
+
+    if not backend.c_available():
+        print(f"[--threads {threads} changes nothing here: it sets the threads of the C core, which is not built; "
+              f"NumPy's BLAS takes OPENBLAS_NUM_THREADS, set before Python starts]", file=sys.stderr)
 
 
 # -- the first run's kernel measuring -----------------------------------------------------------------------

@@ -2,7 +2,8 @@
 without a C compiler), every flag with bad values, and ``python -m minigpt2 train``. What was found wrong:
 
 - without the C core, ``MINIGPT2_KERNEL=avx2`` made generating fail (exit 1), while ``--info`` and ``--doctor`` showed
-  nothing wrong (exit 0);
+  nothing wrong (exit 0); ``--threads N`` silently changed nothing there; ``--info`` told a bad MINIGPT2_BACKEND's fix
+  for Python ("or call minigpt2.backend.set_backend") next to the command line's;
 - not enough memory (``ulimit -v``, too many beams, a model too large to train) was a MemoryError traceback;
 - ``train``: ``--lr -1e-3`` was "expected one argument" (the generator checks such a number as the flag's value);
   ``--threads 9999`` an exit 1 that did not name --threads; ``--prompt`` not UTF-8, or typed in a C locale without
@@ -20,6 +21,8 @@ import subprocess
 import sys
 
 import pytest
+
+from minigpt2 import backend
 
 PROG = "python -m minigpt2: error: "
 
@@ -78,6 +81,26 @@ def test_info_and_doctor_say_what_generating_refuses_a_kernel_variant_without_th
     assert doctor.returncode == 1 and "[FAIL] kernels: MINIGPT2_KERNEL='avx2'" in doctor.stdout, doctor.stdout
     fine = minigpt2("--info", env={**env, "MINIGPT2_KERNEL": "numpy"}, without_c_core=True)
     assert fine.returncode == 0 and "INVALID" not in fine.stdout, fine
+
+
+def test_threads_without_the_c_core_says_it_changes_nothing(tiny_model_dir, corpus, tmp_path):
+    """--threads sets the C kernels' threads (and NumPy's BLAS's through them): without the C core it did nothing,
+    silently, where a user meant to limit the threads."""
+    note = ("[--threads 1 changes nothing here: it sets the threads of the C core, which is not built; NumPy's BLAS "
+            "takes OPENBLAS_NUM_THREADS, set before Python starts]")
+    done = minigpt2("--threads", "1", "-m", tiny_model_dir, "-n", "2", "--greedy", "Hi", without_c_core=True)
+    assert done.returncode == 0 and done.stdout.startswith("Hi") and note in done.stderr.splitlines(), done
+    trained = train(corpus, tmp_path / "out", "--threads", "1", without_c_core=True)
+    assert trained.returncode == 0 and note in trained.stderr.splitlines(), trained
+    with_c = minigpt2("--threads", "1", "-m", tiny_model_dir, "-n", "2", "--greedy", "Hi")
+    assert with_c.returncode == 0 and ("changes nothing" in with_c.stderr) == (not backend.c_available()), with_c
+
+
+def test_info_gives_a_bad_backend_variable_the_command_lines_fix_only():
+    done = minigpt2("--info", env={"MINIGPT2_BACKEND": "gpu"})
+    assert done.returncode == 1, done
+    assert "  error: MINIGPT2_BACKEND='gpu' is not a backend; choose one of numpy, c, auto; --backend overrides it" \
+        in done.stdout.splitlines(), done.stdout
 
 
 # -- 2. not enough memory ---------------------------------------------------------------------------------------

@@ -16,7 +16,7 @@ import os
 import sys
 
 from ..cli_checks import (ArgumentParser, NamedStdout, StdoutWriteError, negative_values_attached,
-                          not_enough_memory, stopped_writing)
+                          not_enough_memory, say_threads_do_nothing, stopped_writing)
 
 __all__ = ["main", "build_parser"]
 
@@ -187,9 +187,10 @@ def run(args, parser) -> int:
     from .data import load_tokens, prepare_tokens
     from .trainer import Trainer, TrainingArguments, read_state
 
+    backend.say_fallback()  # (held while the command started)
     if args.threads is not None:
         backend.set_num_threads(args.threads)
-    backend.say_fallback()  # (held while the command started)
+        say_threads_do_nothing(args.threads)
     if args.resume and args.model:
         parser.error("--resume continues the run in --out; --model starts a new one from a checkpoint: pick one")
     shaped = [f"--{name.replace('_', '-')}" for name in SHAPE_FLAGS if name in args.explicit]
