@@ -149,3 +149,13 @@ def test_train_in_a_c_locale_without_utf8_mode_takes_a_utf8_prompt_and_prints_es
     assert done.returncode == 0 and "Traceback" not in done.stderr, done
     assert done.stdout.splitlines()[-1] == f'saved to {tmp_path / "out"}: python -m minigpt2 -m {tmp_path / "out"} ' \
                                            f'"caf\\xe9 \\u2615"', done.stdout
+
+
+def test_train_out_that_cannot_be_written_names_out_and_the_way_out(corpus, tmp_path):
+    """--out in a folder that cannot be written (read-only, inside a file, /proc) gave Python's "[Errno 20] Not a
+    directory: 'a-file/run'", which names neither --out nor what to do."""
+    (tmp_path / "a-file").write_text("")
+    out = str(tmp_path / "a-file" / "run")
+    line = one_line_error(train(corpus, out), 1, TRAIN)
+    assert line == TRAIN + f"--out {out} cannot be used: Not a directory ({out}); give --out a directory you can " \
+                           f"write, on a disk with room for the checkpoints", line

@@ -130,11 +130,24 @@ def main(argv=None) -> int:
     except (OSError, ValueError, TypeError, FloatingPointError) as e:
         if isinstance(e, (BrokenPipeError, StdoutWriteError)):  # the log's reader went away ("| head"), or stdout is
             return stopped_writing(e, parser.prog)                 # full
-        print(f"{parser.prog}: error: {' '.join(str(e).split())}", file=sys.stderr)
+        print(f"{parser.prog}: error: {' '.join(_out_problem(e, args.out).split())}", file=sys.stderr)
         return 1
     finally:
         sys.stdout = stdout
         restore()
+
+
+def _out_problem(error, out) -> str:
+    """An error, said as a problem of --out when writing there failed (a read-only folder, a full disk, a path in
+    /proc): Python's "[Errno 13] Permission denied: 'out/data'" names neither the flag nor the way out."""
+    path = getattr(error, "filename", None)
+    if not isinstance(error, OSError) or error.strerror is None or path is None:
+        return str(error)
+    inside = os.path.abspath(path) + os.sep
+    if not (inside.startswith(os.path.abspath(out) + os.sep) or os.path.abspath(out).startswith(inside)):
+        return str(error)
+    return (f"--out {out} cannot be used: {error.strerror} ({path}); give --out a directory you can write, on a disk "
+            f"with room for the checkpoints")
 
 
 # What a checkpoint directory holds (Trainer.save writes them; a model alone is config.json + model.safetensors)
