@@ -190,3 +190,32 @@ def test_a_workshop_cache_given_with_a_tilde_is_in_the_home_directory(workshop, 
     path = workshop.tiny_checkpoint_dir()
     assert os.path.dirname(path) == str(tmp_path / "home" / "workshop")
     assert os.path.isfile(os.path.join(path, "model.safetensors")) and not (tmp_path / "~").exists()
+
+
+def test_a_figure_is_replaced_whole_or_not_at_all(workshop, monkeypatch, tmp_path, capsys):
+    """show() wrote the PNG in place. Two runs saving the same figure at once (the script and the notebook, or two
+    participants sharing one account) left a PNG mixed from both: 'broken data stream when reading image file'
+    (seen with two processes saving 04_same_name 15 times each); a save that failed half-way (a full disk) left a
+    truncated file where the last good figure was. Now the figure is written beside it and renamed over it."""
+    plt = pytest.importorskip("matplotlib.pyplot")
+    monkeypatch.setenv("MINIGPT2_FIGURES", str(tmp_path))
+    good = workshop.show(plt.figure(), "04_heads")
+    before = open(good, "rb").read()
+    assert before.startswith(b"\x89PNG")
+    fig = plt.figure()
+    real_savefig = fig.savefig
+
+    def savefig_until_the_disk_is_full(fname, **kwargs):
+        import io
+
+        buffer = io.BytesIO()
+        real_savefig(buffer, **{**kwargs, "format": "png"})
+        with open(fname, "wb") as f:
+            f.write(buffer.getvalue()[:100])
+        raise OSError(28, "No space left on device")
+
+    fig.savefig = savefig_until_the_disk_is_full
+    assert workshop.show(fig, "04_heads") is None
+    assert "No space left on device" in capsys.readouterr().out
+    assert open(good, "rb").read() == before  # the last good figure, whole
+    assert sorted(os.listdir(tmp_path)) == ["04_heads.png"]  # and no half-written file left beside it

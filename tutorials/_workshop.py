@@ -431,12 +431,16 @@ def show(fig, name: str) -> str:
 
     folder = os.path.expanduser(os.environ.get("MINIGPT2_FIGURES") or FIGURES_DIR)
     path = os.path.join(folder, name + ".png")
+    partial = os.path.join(folder, f".{name}.{os.getpid()}.partial")
     try:
         os.makedirs(folder, exist_ok=True)
-        fig.savefig(path, dpi=110, bbox_inches="tight")
+        fig.savefig(partial, format="png", dpi=110, bbox_inches="tight")
+        os.replace(partial, path)  # whole: two runs saving it at once (the script and the notebook) cannot mix
         print(f"figure saved: {path}")
     except OSError as e:  # a figure that cannot be saved must not stop the tutorial
         path = None
+        if os.path.lexists(partial):
+            os.remove(partial)
         where = "MINIGPT2_FIGURES" if os.environ.get("MINIGPT2_FIGURES") else "the figures folder"
         print(f"figure {name} not saved: {where} {folder} is not a folder you can write "
               f"({e.strerror or type(e).__name__}); set MINIGPT2_FIGURES to a folder of your own")
