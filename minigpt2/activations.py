@@ -69,6 +69,40 @@ def tanh(x):
     return np.tanh(x)
 
 
+def relu2(x):
+    """The squared ReLU, max(x, 0)^2."""
+    return np.square(np.maximum(x, 0))
+
+
+def relu6(x):
+    """min(max(x, 0), 6)."""
+    return np.clip(x, 0, 6)
+
+
+def leaky_relu(x):
+    """x where x > 0, else 0.01 x (torch's default slope)."""
+    return np.where(x > 0, x, x * np.float32(0.01))
+
+
+def gelu_10(x):
+    """The exact GELU, clipped to [-10, 10]."""
+    return np.clip(gelu(x), -10, 10)
+
+
+def mish(x):
+    """x tanh(softplus(x)), softplus(x) = log(1 + e^x) (np.logaddexp(0, x): no overflow for large x)."""
+    return x * np.tanh(np.logaddexp(np.float32(0), x))
+
+
+LAPLACE_MU, LAPLACE_SIGMA = 0.707107, 0.282095  # HF's constants: sqrt(1/2), and sqrt(1/(4 pi))
+
+
+def laplace(x):
+    """0.5 (1 + erf((x - mu) / (sigma sqrt 2))): the normal distribution function of N(mu, sigma^2), a bounded
+    stand-in for the squared ReLU (MEGA's attention activation)."""
+    return 0.5 * (1.0 + erf((x - LAPLACE_MU) / (LAPLACE_SIGMA * math.sqrt(2.0))))
+
+
 def linear_activation(x):
     """The identity (HF's "linear" activation)."""
     return x
@@ -78,11 +112,18 @@ ACTIVATIONS = {
     "gelu_new": gelu_new,
     "gelu_pytorch_tanh": gelu_new,  # PyTorch's C implementation of the same tanh formula
     "gelu_accurate": gelu_new,
+    "gelu_python_tanh": gelu_new,  # the same formula, written in Python in HF
     "gelu_fast": gelu_fast,
     "gelu": gelu,
+    "gelu_10": gelu_10,
     "gelu_python": gelu,
     "quick_gelu": quick_gelu,
     "relu": relu,
+    "relu2": relu2,
+    "relu6": relu6,
+    "leaky_relu": leaky_relu,
+    "mish": mish,
+    "laplace": laplace,
     "silu": silu,
     "swish": silu,
     "sigmoid": sigmoid,

@@ -115,6 +115,45 @@ def tanh_backward(dy, x):
     return dy * (1.0 - t * t)
 
 
+def relu2_backward(dy, x):
+    """y = max(x, 0)^2: dy/dx = 2 max(x, 0)."""
+    return dy * 2 * np.maximum(x, 0)
+
+
+def relu6_backward(dy, x):
+    """y = min(max(x, 0), 6): the gradient passes where 0 < x < 6 (as in torch, not at either end)."""
+    return dy * ((x > 0) & (x < 6))
+
+
+def leaky_relu_backward(dy, x):
+    """y = x for x > 0, else 0.01 x: dy/dx = 1 or 0.01 (0.01 at 0, as in torch)."""
+    return dy * np.where(x > 0, np.float32(1), np.float32(0.01))
+
+
+def gelu_10_backward(dy, x):
+    """y = clip(gelu(x), -10, 10): gelu's derivative where gelu(x) is inside the bounds (ends included, as torch's
+    clamp), else 0."""
+    from .activations import gelu
+
+    y = gelu(x)
+    return gelu_backward(dy, x) * ((y >= -10) & (y <= 10))
+
+
+def mish_backward(dy, x):
+    """y = x tanh(sp), sp = log(1 + e^x), sp' = sigmoid(x): dy/dx = tanh(sp) + x (1 - tanh^2 sp) sigmoid(x)."""
+    t = np.tanh(np.logaddexp(np.float32(0), x))
+    return dy * (t + x * (1.0 - t * t) * sigmoid(x))
+
+
+def laplace_backward(dy, x):
+    """y = Phi((x - mu) / sigma), Phi the standard normal distribution function: dy/dx = phi((x - mu) / sigma) /
+    sigma, phi its density."""
+    from .activations import LAPLACE_MU, LAPLACE_SIGMA
+
+    z = (x - LAPLACE_MU) / LAPLACE_SIGMA
+    return dy * np.exp(-0.5 * z * z) / (LAPLACE_SIGMA * math.sqrt(2.0 * math.pi))
+
+
 def identity_backward(dy, x):
     """y = x: the gradient passes unchanged."""
     return dy
@@ -125,11 +164,18 @@ ACTIVATION_BACKWARDS = {
     "gelu_new": gelu_new_backward,
     "gelu_pytorch_tanh": gelu_new_backward,
     "gelu_accurate": gelu_new_backward,
+    "gelu_python_tanh": gelu_new_backward,
     "gelu_fast": gelu_fast_backward,
     "gelu": gelu_backward,
+    "gelu_10": gelu_10_backward,
     "gelu_python": gelu_backward,
     "quick_gelu": quick_gelu_backward,
     "relu": relu_backward,
+    "relu2": relu2_backward,
+    "relu6": relu6_backward,
+    "leaky_relu": leaky_relu_backward,
+    "mish": mish_backward,
+    "laplace": laplace_backward,
     "silu": silu_backward,
     "swish": silu_backward,
     "sigmoid": sigmoid_backward,

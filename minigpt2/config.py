@@ -304,8 +304,10 @@ class GPT2Config:
                 f"each head gets n_embd / n_head dimensions"
             )
         if self.activation_function not in ACTIVATIONS:
+            learned = " (it has weights of its own, which minigpt2's MLP does not hold)" if \
+                self.activation_function in ("prelu", "xielu") else ""
             raise ValueError(
-                f"GPT2Config.activation_function {self.activation_function!r} is not supported; "
+                f"GPT2Config.activation_function {self.activation_function!r} is not supported{learned}; "
                 f"choose one of {sorted(ACTIVATIONS)}"
             )
         if self.summary_activation not in (None, *ACTIVATIONS):

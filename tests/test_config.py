@@ -192,7 +192,7 @@ def test_numpy_scalars_are_accepted_as_plain_numbers():
     (dict(n_inner=0), "n_inner", "positive integer or None"),
     (dict(n_embd=10, n_head=3), "n_embd", "divisible by n_head"),
     (dict(hidden_size=10, num_attention_heads=4), "n_embd", "divisible by n_head"),
-    (dict(activation_function="gelu_10"), "activation_function", "gelu_new"),
+    (dict(activation_function="prelu"), "activation_function", "gelu_new"),
     (dict(activation_function=None), "activation_function", "relu"),
     (dict(summary_activation="softmax"), "summary_activation", "None or one of"),
     (dict(summary_type="attn"), "summary_type", "cls_index"),
