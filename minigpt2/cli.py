@@ -49,7 +49,8 @@ commands are options (--tokenize, --download, --info, --doctor, --version), neve
 argument (python -m minigpt2 train --help); the prompt "train" is python -m minigpt2 -- train.
 
 environment: HF_ENDPOINT (a Hub mirror, e.g. https://hf-mirror.com), HF_HUB_CACHE / HF_HOME (where models
-are kept), HF_TOKEN (private models), HF_HUB_OFFLINE=1 (cache only), MINIGPT2_BACKEND, MINIGPT2_NUM_THREADS.
+are kept), HF_TOKEN (private models), HF_HUB_OFFLINE=1 (cache only), MINIGPT2_BACKEND, MINIGPT2_NUM_THREADS,
+MINIGPT2_KERNEL (docs/troubleshooting.md).
 exit codes: 0 done, 1 error, 2 wrong usage, 130 interrupted (Ctrl-C keeps the text printed so far).
 """
 
