@@ -73,3 +73,35 @@ def test_get_config_dict_as_transformers(checkpoint):
     assert GPT2Config.from_dict(ours).n_layer == 1
     with pytest.raises(OSError, match="config.json"):
         GPT2Config.get_config_dict(str(d / "missing"))
+
+
+@pytest.fixture(scope="module")
+def crossing(tmp_path_factory):
+    """(transformers model, minigpt2 model) built with add_cross_attention (GPT-2 as an encoder-decoder's decoder)."""
+    d = tmp_path_factory.mktemp("crossing")
+    hf = write_hf_checkpoint(d, seed=1, vocab_size=V, n_positions=64, n_head=2, eos_token_id=0, bos_token_id=0,
+                             add_cross_attention=True)
+    return hf, GPT2LMHeadModel.from_pretrained(d)
+
+
+@pytest.mark.parametrize("settings", [dict(), dict(num_beams=3, num_return_sequences=2), dict(use_cache=False)],
+                         ids=["greedy", "beams", "no cache"])
+@pytest.mark.parametrize("masked", [False, True])
+def test_generate_cross_attends_to_encoder_hidden_states_as_transformers(crossing, settings, masked):
+    hf, ours = crossing
+    rng = np.random.default_rng(3)
+    ids, states = rng.integers(1, V, (2, 4)), rng.standard_normal((2, 5, hf.config.n_embd)).astype(np.float32)
+    encoder_mask = np.array([[1, 1, 1, 1, 1], [1, 1, 1, 0, 0]]) if masked else None
+    extra = {} if encoder_mask is None else {"encoder_attention_mask": encoder_mask}
+    with torch.no_grad():
+        expected = hf.generate(torch.tensor(ids), encoder_hidden_states=torch.tensor(states), pad_token_id=0,
+                               max_new_tokens=5, **{k: torch.tensor(v) for k, v in extra.items()}, **settings).numpy()
+    got = ours.generate(ids, encoder_hidden_states=states, pad_token_id=0, max_new_tokens=5, **extra, **settings)
+    np.testing.assert_array_equal(got, expected)
+
+
+def test_encoder_hidden_states_of_another_batch_are_named(crossing):
+    with pytest.raises(ValueError, match=r"encoder_hidden_states must be \[batch, encoder_length, n_embd\] with "
+                                         r"the prompts' batch of 2, got \(3, 5, 32\)"):
+        crossing[1].generate(np.ones((2, 3), np.int64), encoder_hidden_states=np.zeros((3, 5, 32), np.float32),
+                             max_new_tokens=2, pad_token_id=0)

@@ -32,7 +32,8 @@ from .stopping import MaxTimeCriteria, StopStringCriteria, builtin_overrides, me
 GENERATE_ARGUMENTS = ("input_ids", "inputs_embeds", "attention_mask", "past_key_values", "logits_processor",
                       "stopping_criteria", "prefix_allowed_tokens_fn", "streamer", "seed", "tokenizer")
 # the model inputs among generate()'s keyword arguments
-MODEL_INPUTS = ("input_ids", "inputs_embeds", "attention_mask", "token_type_ids", "past_key_values")
+MODEL_INPUTS = ("input_ids", "inputs_embeds", "attention_mask", "token_type_ids", "past_key_values",
+                "encoder_hidden_states", "encoder_attention_mask")
 
 
 class UnexpectedArgumentError(TypeError, ValueError):
@@ -150,6 +151,9 @@ class GenerationMixin:
             step = _with_token_types(step, model_kwargs["token_type_ids"], attention_mask.shape)
         if embeds is not None:
             step = _with_prompt_embeds(step, embeds)
+        if model_kwargs.get("encoder_hidden_states") is not None or model_kwargs.get("encoder_attention_mask") is not None:
+            step = _with_encoder_states(step, model_kwargs.get("encoder_hidden_states"),
+                                        model_kwargs.get("encoder_attention_mask"), B)
         step = _within_positions(step, self.config.n_positions, T + embedded, embedded)
         given = model_kwargs.get("past_key_values")
         cache = self._prompt_cache(given, T + embedded, B, cfg)
@@ -445,7 +449,7 @@ class GenerationMixin:
 
     # -- the model, one step ------------------------------------------------------------------------------
     def _next_token_logits(self, new_ids, past, attention_mask, output_attentions=False, output_hidden_states=False,
-                           token_type_ids=None, inputs_embeds=None):
+                           token_type_ids=None, inputs_embeds=None, **encoder):
         """Run the new tokens through the model with the cache; return logits at the last position, the cache, and
         the attentions and hidden states (None unless asked for).
 
@@ -460,7 +464,8 @@ class GenerationMixin:
         # logits_to_keep=1: the head (V x E per position) runs on the last position alone.
         out = self(input_ids=new_ids, inputs_embeds=inputs_embeds, past_key_values=past, attention_mask=attention_mask,
                    position_ids=positions, token_type_ids=token_type_ids, use_cache=True, logits_to_keep=1,
-                   return_dict=True, output_attentions=output_attentions, output_hidden_states=output_hidden_states)
+                   return_dict=True, output_attentions=output_attentions, output_hidden_states=output_hidden_states,
+                   **encoder)
         seen = {"attentions": out.attentions, "hidden_states": out.hidden_states}
         return out.logits[:, -1].astype(np.float32, copy=False), out.past_key_values, seen
 
@@ -501,6 +506,23 @@ def _with_token_types(step, token_type_ids, prompt_shape):
         return step(new_ids, past, mask, token_type_ids=full[:, L - t:], **flags)
 
     return typed_step
+
+
+def _with_encoder_states(step, states, mask, B):
+    """``step`` given each row's encoder output to cross-attend to (a model built with add_cross_attention, as in an
+    encoder-decoder): ``states`` [B, S, E] and ``mask`` [B, S] are the prompts', each repeated for the prompt's
+    beams or returned sequences (N = B * k rows, in the loops' order), as HF expands them."""
+    states = None if states is None else np.asarray(states)
+    if states is None or states.ndim != 3 or states.shape[0] != B:
+        raise ValueError(f"encoder_hidden_states must be [batch, encoder_length, n_embd] with the prompts' batch of "
+                         f"{B}, got {None if states is None else states.shape}")
+
+    def crossing_step(new_ids, past, attention_mask, **flags):
+        prompt = np.arange(attention_mask.shape[0]) // (attention_mask.shape[0] // B)
+        return step(new_ids, past, attention_mask, encoder_hidden_states=states[prompt],
+                    encoder_attention_mask=None if mask is None else np.asarray(mask)[prompt], **flags)
+
+    return crossing_step
 
 
 def _with_prompt_embeds(step, embeds):
