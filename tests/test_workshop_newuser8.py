@@ -219,3 +219,26 @@ def test_a_figure_is_replaced_whole_or_not_at_all(workshop, monkeypatch, tmp_pat
     assert "No space left on device" in capsys.readouterr().out
     assert open(good, "rb").read() == before  # the last good figure, whole
     assert sorted(os.listdir(tmp_path)) == ["04_heads.png"]  # and no half-written file left beside it
+
+
+def test_a_checkpoint_folder_that_is_not_there_is_not_downloaded(workshop, monkeypatch, tmp_path, capsys):
+    """MINIGPT2_WORKSHOP_MODEL naming a checkpoint folder that is not there (a typo, or another machine's path) said
+    "model: downloading /srv/models/gpt2-local from the Hugging Face Hub (once; about 500 MB for gpt2) ..." and
+    asked the Hub for it; a ~ set where no shell expands it (%env) was not the home directory. Now the folder's own
+    error is the reason given, and ~/folder is looked for in the home directory."""
+    from minigpt2 import GPT2Config, GPT2LMHeadModel
+
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # (never asked)
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    missing = str(tmp_path / "models" / "gpt2-local")
+    monkeypatch.setenv("MINIGPT2_WORKSHOP_MODEL", missing)
+    assert workshop.load_model("gpt2").workshop_name == workshop.TINY
+    out = capsys.readouterr().out
+    assert "downloading" not in out and "HF_HUB_OFFLINE" not in out, out
+    assert missing in out and "is not a directory" in " ".join(out.split()), out
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    GPT2LMHeadModel(GPT2Config(n_layer=1, n_head=2, n_embd=8, n_positions=16), seed=0).save_pretrained(
+        tmp_path / "home" / "mine")
+    monkeypatch.setenv("MINIGPT2_WORKSHOP_MODEL", "~/mine")
+    model = workshop.load_model("gpt2")
+    assert model.config.n_layer == 1 and workshop.is_real(model)

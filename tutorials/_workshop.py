@@ -109,6 +109,8 @@ def load_model(name: str = "gpt2", cls=GPT2LMHeadModel, verbose: bool = True):
     tiny one, saying why: a workshop must not stop at the first cell.
     """
     name = os.environ.get("MINIGPT2_WORKSHOP_MODEL") or name
+    name = os.path.expanduser(name)  # (a ~ that no shell expanded: %env, /etc/environment)
+    is_path = os.path.isabs(name) or name.startswith(".") or name.count("/") > 1  # a folder, never a Hub name
 
     def say(message):
         if verbose:
@@ -130,7 +132,9 @@ def load_model(name: str = "gpt2", cls=GPT2LMHeadModel, verbose: bool = True):
             say(f"model: {candidate} (from {where})")
             model.workshop_name = name
             return _measure_kernels_now(model, say)
-        if not _hub_offline():
+        if is_path:
+            pass  # a folder: why it could not be read is all there is to say (no Hub to ask)
+        elif not _hub_offline():
             say(f"model: downloading {name} from the Hugging Face Hub (once; about 500 MB for gpt2) ...")
             try:
                 model = cls.from_pretrained(name)
