@@ -111,8 +111,20 @@ class BFloat16Weight:
     def __getitem__(self, index) -> "BFloat16Weight":
         return BFloat16Weight(self.bits[index])
 
+    def __array__(self, dtype=None, copy=None):
+        return _as_numpy(self, dtype, copy)
+
     def __repr__(self):
         return f"BFloat16Weight(shape={self.shape})"
+
+
+def _as_numpy(w, dtype, copy):
+    """NumPy's ``__array__`` for a narrow weight: the float32 values it stands for (``widen``), a new array, so
+    np.asarray(w) and torch.as_tensor(np.asarray(w)) give its values, as for a float32 weight."""
+    if copy is False:
+        raise ValueError(f"a {w.format} weight cannot be viewed as a float32 array without a copy: its values are "
+                         f"widened into a new one (np.asarray(w), or w.widen())")
+    return w.widen() if dtype is None else w.widen().astype(dtype)
 
 
 class Int8Weight:
@@ -188,6 +200,9 @@ class Int8Weight:
             raise TypeError("Int8Weight: rows can be taken only from a table quantized along its rows (axis -1: "
                             "wte, wpe), not from a Conv1D weight")
         return Int8Weight(self.q[rows], self.scales[rows], -1)
+
+    def __array__(self, dtype=None, copy=None):
+        return _as_numpy(self, dtype, copy)
 
     def __repr__(self):
         return f"Int8Weight(shape={self.shape}, blocks of {BLOCK} along axis {self.axis})"

@@ -1,0 +1,56 @@
+"""A transformers user loading GPT-2 in 16 and 8 bits, switching only the import line (newuser8 pass).
+
+Each test is a case an earlier sweep had not covered; the reference is transformers 4.57 in float32, run on the
+weights rounded as minigpt2 rounds them (which torch does bit for bit for bfloat16 and float16), so the tolerance
+is float32's (conftest.tolerance: 1e-5 of the largest value)."""
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+
+from conftest import assert_close, write_hf_checkpoint
+
+torch = pytest.importorskip("torch")
+transformers = pytest.importorskip("transformers")
+
+from minigpt2 import GPT2LMHeadModel  # noqa: E402
+
+IDS = np.array([[1, 5, 7, 9, 11, 3]])
+
+
+@pytest.fixture(scope="module")
+def hf_dir(tmp_path_factory):
+    directory = tmp_path_factory.mktemp("newuser8")
+    write_hf_checkpoint(directory)
+    return str(directory)
+
+
+def _load(path, **kwargs):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # (narrow weights on the NumPy backend say they are slow)
+        return GPT2LMHeadModel.from_pretrained(path, **kwargs)
+
+
+@pytest.mark.parametrize("options", [dict(torch_dtype=torch.bfloat16), dict(torch_dtype=torch.float16),
+                                     dict(load_in_8bit=True)], ids=["bfloat16", "float16", "int8"])
+def test_a_narrow_state_dict_goes_into_torch_through_numpy(hf_dir, options):
+    """np.asarray(weight) of a 16-bit or int8 weight is the float32 matrix it stands for, so the state dict moves
+    into torch as a float32 one does (it was a 0-d object array: torch refused it, 'can't convert np.ndarray of
+    type numpy.object_'). transformers then computes minigpt2's logits."""
+    ours = _load(hf_dir, **options)
+    state = {name: torch.as_tensor(np.asarray(w)) for name, w in ours.state_dict().items()}
+    assert all(t.dtype in (torch.float32, torch.float16) for t in state.values())
+    theirs = transformers.GPT2LMHeadModel.from_pretrained(hf_dir, attn_implementation="eager").eval()
+    theirs.load_state_dict(state, strict=False)  # (strict=False: the causal-mask buffers are not weights)
+    with torch.no_grad():
+        expected = theirs(torch.tensor(IDS)).logits.float().numpy()
+    if ours.dtype != "int8":  # (int8 products also round their inputs to int16 steps: docs/numerics.md)
+        assert_close(ours(IDS).logits, expected, "logits")
+    wte = ours.state_dict()["transformer.wte.weight"]
+    assert np.array_equal(np.asarray(wte), ours.get_input_embeddings()(np.arange(wte.shape[0])))
+    assert np.asarray(wte, dtype=np.float64).dtype == np.float64
+    if not isinstance(wte, np.ndarray):  # (a float16 weight is a NumPy array itself)
+        with pytest.raises(ValueError, match="copy"):
+            np.array(wte, copy=False)  # (NumPy 2: widening always makes a new array)
