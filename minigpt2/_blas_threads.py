@@ -74,6 +74,12 @@ def install(address: int) -> list[str]:
     return installed
 
 
+def most_jobs(n: int) -> int:
+    """The most jobs NumPy's products are split into on a pool of ``n`` threads: ``n``, capped by the thread count
+    each OpenBLAS on the pool started with (OPENBLAS_NUM_THREADS=1 caps it at 1)."""
+    return min([n] + [started for _, started in _libraries.values()])
+
+
 def use(n: int) -> None:
     """Let each OpenBLAS on the pool split its products into at most ``n`` jobs."""
     if n != _using[0]:

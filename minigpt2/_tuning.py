@@ -318,10 +318,11 @@ def _build_id() -> str:
 
 
 def cache_key(threads: int) -> dict:
-    from . import __version__
+    from . import __version__, _blas_threads
 
     return {"cpu": _cpu_model(), "variants": list(supported_variants()), "minigpt2": __version__,
-            "scheme": SCHEME, "build": _build_id(), "numpy": np.__version__, "threads": threads}
+            "scheme": SCHEME, "build": _build_id(), "numpy": np.__version__, "threads": threads,
+            "blas_threads": _blas_threads.most_jobs(threads)}  # (NumPy's speed, which the races weigh, follows it)
 
 
 def cache_path(key: dict) -> str:

@@ -474,6 +474,24 @@ SMALL_L3 = "from minigpt2 import _tuning; _tuning._l3_bytes = lambda: 16 << 20; 
 
 
 @needs_c
+@pytest.mark.skipif(not backend.c_available(), reason="the C core is not built")
+def test_numpys_thread_cap_is_part_of_the_calibrations_key():
+    """A first run with OPENBLAS_NUM_THREADS=1 (tutorial 08 sets it) races NumPy's products on one thread; the choice
+    must not then serve the runs whose NumPy splits its products over both of the pool's threads."""
+    from minigpt2 import _ckernels
+
+    if not _ckernels.blas_on_pool:
+        pytest.skip("NumPy's BLAS runs its own threads here (no OpenBLAS with the callback to put on the pool)")
+    code = "import json, minigpt2; from minigpt2 import _tuning; print(json.dumps(_tuning.cache_key(2)))"
+    import json
+
+    capped, free = (json.loads(run_python(code, {"OPENBLAS_NUM_THREADS": n})) for n in ("1", "2"))
+    assert (capped["blas_threads"], free["blas_threads"]) == (1, 2)
+    from minigpt2 import _tuning
+
+    assert _tuning.cache_path(capped) != _tuning.cache_path(free)
+
+
 def test_the_calibration_is_measured_once_and_cached_for_other_users(tmp_path):
     """The first auto run measures and writes the cache file atomically (no partial file left), readable as
     the umask allows (022: by everyone); the next run reads it and does not measure again."""
