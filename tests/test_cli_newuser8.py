@@ -8,15 +8,18 @@ without a C compiler), every flag with bad values, and ``python -m minigpt2 trai
 - ``train``: ``--lr -1e-3`` was "expected one argument" (the generator checks such a number as the flag's value);
   ``--threads 9999`` an exit 1 that did not name --threads; ``--prompt`` not UTF-8, or typed in a C locale without
   UTF-8 mode, failed after the data was tokenized, with a message about "lone surrogates"; samples holding a character
-  an ASCII stdout cannot show stopped the run with a UnicodeEncodeError.
+  an ASCII stdout cannot show stopped the run with a UnicodeEncodeError; an --out that cannot be written gave
+  Python's "[Errno 20] Not a directory"; warnings came with Python's file, line and source line.
 
 Every run is ``python -m minigpt2`` in a process of its own, as a user starts it; the model is a tiny random checkpoint
 in a tmp dir (no network).
 """
 from __future__ import annotations
 
+import json
 import os
 import resource
+import shutil
 import subprocess
 import sys
 
@@ -159,3 +162,17 @@ def test_train_out_that_cannot_be_written_names_out_and_the_way_out(corpus, tmp_
     line = one_line_error(train(corpus, out), 1, TRAIN)
     assert line == TRAIN + f"--out {out} cannot be used: Not a directory ({out}); give --out a directory you can " \
                            f"write, on a disk with room for the checkpoints", line
+
+
+def test_train_shows_a_warning_as_one_minigpt2_line(tiny_model_dir, corpus, tmp_path):
+    """Fine-tuning a checkpoint without its lm_head: the warning came as Python shows it, "/…/training/cli.py:242:
+    UserWarning: ..." and the source line under it; the generator (and docs/cli.md) show one line, "minigpt2: ..."."""
+    untied = tmp_path / "untied"
+    shutil.copytree(tiny_model_dir, untied)
+    config = json.loads((untied / "config.json").read_text(encoding="utf-8"))
+    (untied / "config.json").write_text(json.dumps({**config, "tie_word_embeddings": False}), encoding="utf-8")
+    done = minigpt2("train", "--model", str(untied), "--data", corpus, "--out", str(tmp_path / "out"), "--max-steps", "1",
+                    "--seq-len", "16", "--sample-tokens", "2")
+    assert done.returncode == 0, done
+    assert done.stderr.splitlines() == ["minigpt2: GPT2LMHeadModel: weights lm_head.weight are not in the checkpoint "
+                                        "and were initialised randomly; train them before use"], done.stderr

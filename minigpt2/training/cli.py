@@ -14,9 +14,10 @@ import argparse
 import math
 import os
 import sys
+import warnings
 
 from ..cli_checks import (ArgumentParser, NamedStdout, StdoutWriteError, negative_values_attached,
-                          not_enough_memory, say_threads_do_nothing, stopped_writing)
+                          not_enough_memory, one_line_warning, say_threads_do_nothing, stopped_writing)
 
 __all__ = ["main", "build_parser"]
 
@@ -115,6 +116,7 @@ def main(argv=None) -> int:
     from ..cli import _tolerant_stdout
 
     restore = _tolerant_stdout()  # (samples hold any character: an ASCII stdout shows escapes, as the generator's)
+    shown_as, warnings.formatwarning = warnings.formatwarning, one_line_warning  # ("minigpt2: ...", no file and line)
     stdout, sys.stdout = sys.stdout, NamedStdout(sys.stdout)  # (the log: a failed write names stdout, not the disk
     try:                                                      # the checkpoints go to)
         code = run(args, parser)
@@ -135,6 +137,7 @@ def main(argv=None) -> int:
     finally:
         sys.stdout = stdout
         restore()
+        warnings.formatwarning = shown_as
 
 
 def _out_problem(error, out) -> str:
