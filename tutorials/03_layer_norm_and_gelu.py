@@ -114,6 +114,7 @@ assert np.allclose(x_hat.std(axis=-1), np.sqrt(var / (var + config.layer_norm_ep
 # %%
 unbiased = (x - x.mean(-1, keepdims=True)) / np.sqrt(x.var(-1, ddof=1, keepdims=True) + 1e-5) * ln_1["weight"] + ln_1["bias"]
 print(f"layer norm with the unbiased variance differs from GPT-2's by up to {np.abs(unbiased - ours).max():.2e}")
+assert np.abs(unbiased - ours).max() > 1e-5, "the unbiased variance should be told apart at minigpt2's tolerance"
 
 # %% [markdown]
 # A picture of what the normalisation does: the distribution of one token's E features before layer norm,
