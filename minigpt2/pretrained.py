@@ -474,8 +474,8 @@ class GPT2PreTrainedModel:
     # -- the weights' format -------------------------------------------------------------------------
     @property
     def dtype(self) -> str:
-        """The format of the weight matrices: "float32", "bfloat16", "float16" or "int8" (a name, not a torch
-        dtype). Biases, layer norms and all activations are float32 in every format (minigpt2/weights.py)."""
+        """The weight matrices' format, "float32", "bfloat16", "float16" or "int8": a str equal to torch's dtype of that
+        name (``model.dtype == torch.bfloat16``). Biases, layer norms, activations: float32 (minigpt2/weights.py)."""
         return weights.format_name(self.params["wte"]["weight"])
 
     def float(self):

@@ -56,12 +56,32 @@ import warnings
 
 import numpy as np
 
-__all__ = ["FORMATS", "BFloat16Weight", "Int8Weight", "widen", "format_name", "to_format", "to_bfloat16",
+__all__ = ["FORMATS", "FormatName", "BFloat16Weight", "Int8Weight", "widen", "format_name", "to_format", "to_bfloat16",
            "to_float16", "quantize_int8", "round_int16", "round_to", "nbytes", "resolve_dtype", "cast_params",
            "pop_loading_options", "stored_format", "is_matrix", "BLOCK"]
 
 FORMATS = ("float32", "bfloat16", "float16", "int8")
 BLOCK = 32  # int8: weights per scale, along the input (reduction) axis
+
+
+
+class FormatName(str):
+    """A format's name ("bfloat16"), as ``model.dtype`` and a narrow weight's ``dtype`` give it, which also equals
+    torch's and NumPy's dtype of that name: ``model.dtype == torch.bfloat16`` is True, as for a transformers model.
+    (NumPy has no bfloat16 and minigpt2 never imports torch, so the dtype is a name; its hash is the name's.)"""
+
+    def __eq__(self, other):
+        if isinstance(other, str) or other is None:
+            return str.__eq__(self, other)
+        try:
+            return resolve_dtype(other, int8=True) == str(self)
+        except (TypeError, ValueError):  # not a dtype minigpt2 knows (float64, a number...)
+            return False
+
+    def __ne__(self, other):
+        return not self == other
+
+    __hash__ = str.__hash__
 
 
 class BFloat16Weight:
@@ -101,7 +121,7 @@ class BFloat16Weight:
         """The float32 values: the 16 bits become the top half of a float32 whose low half is zero."""
         return (self.bits.astype(np.uint32) << 16).view(np.float32)
 
-    dtype = "bfloat16"  # (a name, as model.dtype: NumPy has no bfloat16; ``next(model.parameters()).dtype`` works)
+    dtype = FormatName("bfloat16")  # (a name, as model.dtype: NumPy has no bfloat16; ``next(model.parameters()).dtype`` works)
     shape = property(lambda self: self.bits.shape)
     ndim = property(lambda self: self.bits.ndim)
     size = property(lambda self: self.bits.size)
@@ -181,7 +201,7 @@ class Int8Weight:
         per_weight = per_weight[:n] if self.axis == 0 else per_weight[..., :n]
         return self.q.astype(np.float32) * per_weight.astype(np.float32)
 
-    dtype = "int8"  # (the format's name, as model.dtype; the values are ``q``, their scales ``scales``)
+    dtype = FormatName("int8")  # (the format's name, as model.dtype; the values are ``q``, their scales ``scales``)
     shape = property(lambda self: self.q.shape)
     ndim = property(lambda self: self.q.ndim)
     size = property(lambda self: self.q.size)
@@ -234,9 +254,9 @@ def _blocks(a):
 def format_name(w) -> str:
     """"float32", "float16", "bfloat16" or "int8": the format of a weight matrix."""
     if isinstance(w, (BFloat16Weight, Int8Weight)):
-        return w.format
+        return FormatName(w.format)
     if isinstance(w, np.ndarray) and w.dtype in (np.float32, np.float16):
-        return w.dtype.name
+        return FormatName(w.dtype.name)
     raise TypeError(f"not a weight in one of the formats {', '.join(FORMATS)}: {type(w).__name__}"
                     f"{' of dtype ' + str(w.dtype) if isinstance(w, np.ndarray) else ''}")
 

@@ -54,3 +54,26 @@ def test_a_narrow_state_dict_goes_into_torch_through_numpy(hf_dir, options):
     if not isinstance(wte, np.ndarray):  # (a float16 weight is a NumPy array itself)
         with pytest.raises(ValueError, match="copy"):
             np.array(wte, copy=False)  # (NumPy 2: widening always makes a new array)
+
+
+@pytest.mark.parametrize("dtype", ["bfloat16", "float16", "float32"])
+def test_model_dtype_equals_torchs_dtype_as_transformers_model_dtype_does(hf_dir, dtype):
+    """`model.dtype == torch.bfloat16` (HF code's usual check) is True as for transformers' model; it was False, the
+    name "bfloat16" being no torch dtype, so such a check took the float32 branch silently. The name stays a str."""
+    theirs = transformers.GPT2LMHeadModel.from_pretrained(hf_dir, torch_dtype=getattr(torch, dtype))
+    ours = _load(hf_dir, torch_dtype=getattr(torch, dtype))
+    others = [d for d in ("bfloat16", "float16", "float32") if d != dtype]
+    narrow = [ours.lm_head.weight.dtype] if dtype == "bfloat16" else []  # (float16, float32: NumPy's own dtypes)
+    for name in [ours.dtype] + narrow:
+        assert name == theirs.dtype and theirs.dtype == name and not name != theirs.dtype
+        assert name == dtype and isinstance(name, str) and str(name) == dtype and hash(name) == hash(dtype)
+        assert all(name != getattr(torch, d) and not name == getattr(torch, d) for d in others)
+        assert name != torch.float64 and name != np.float64 and name != 3 and name != None  # noqa: E711
+        if dtype != "bfloat16":  # (NumPy has no bfloat16)
+            assert name == np.dtype(dtype) and name == getattr(np, dtype)
+
+
+def test_an_int8_model_dtype_is_torchs_int8(hf_dir):
+    ours = _load(hf_dir, load_in_8bit=True)
+    assert ours.dtype == torch.int8 and ours.dtype == "int8" and ours.dtype != torch.float32
+    assert next(ours.parameters()).dtype == torch.int8
