@@ -220,6 +220,9 @@ def resolve_file(name_or_path, filename, *, required=True, revision=None, cache_
                                          huggingface_hub)) from None
         if not required:  # offline or unreachable, and not in the cache: an optional file counts as absent
             return None
+        hidden = _unreadable(cache_dir, name_or_path)
+        if hidden is not None:  # (huggingface_hub looks, cannot see in, and calls the file missing)
+            raise OSError(f"{what} may be in the cache {cache_dir}, but {_cannot_read(hidden, cache_dir)}") from None
         if offline:
             why = ("HF_HUB_OFFLINE is set" if settings["offline"] else "local_files_only=True was passed")
             raise OSError(
@@ -289,7 +292,8 @@ def resolve_file(name_or_path, filename, *, required=True, revision=None, cache_
                     logger.warning(f"[the Hugging Face cache {cache_dir} is not writable to you "
                                    f"({_short_cause(e)}): using the copies already in it]")
                 return path
-        raise OSError(_download_failure(e, f"{filename} of {where}", cache_dir, settings["hf_home"])) from None
+        raise OSError(_download_failure(e, f"{filename} of {where}", cache_dir, settings["hf_home"],
+                                        name_or_path)) from None
 
 
 def _refused_token(error, what, endpoint, token, settings, huggingface_hub) -> str:
@@ -363,7 +367,7 @@ def cached_file_named(message, repo_id, cache_dir=None):
 _UNUSABLE_CACHE = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOTDIR, errno.EEXIST, errno.EISDIR}
 
 
-def _download_failure(error, what, cache_dir, hf_home=None) -> str:
+def _download_failure(error, what, cache_dir, hf_home=None, repo_id="") -> str:
     """Why a download failed and what to do, by its cause: only a broken connection is fixed by running again."""
     code = getattr(error, "errno", None)
     culprit = _hf_home_file(error, cache_dir, hf_home)
@@ -374,6 +378,9 @@ def _download_failure(error, what, cache_dir, hf_home=None) -> str:
                 f"{variable} to {'a directory' if variable == 'HF_HOME' else 'a file'} of your own, or unset it "
                 f"(the cache {cache_dir} is not the problem)")
     owner = _other_owner(getattr(error, "filename", None), cache_dir) if code in (errno.EACCES, errno.EPERM) else None
+    hidden = _unreadable(cache_dir, repo_id) if code in (errno.EACCES, errno.EPERM) else None
+    if hidden is not None:  # there already, perhaps, but made unreadable to others (umask 077)
+        return f"cannot download {what}: {_cannot_read(hidden, cache_dir)}"
     if owner is not None:  # a cache shared by several users: another one made that folder or file
         return (f"cannot download {what}: the Hugging Face cache {cache_dir} is shared, and {error.filename} "
                 f"belongs to {owner}, so you cannot write it ({_short_cause(error)}). If {owner} is downloading "
@@ -391,6 +398,27 @@ def _download_failure(error, what, cache_dir, hf_home=None) -> str:
         return (f"cannot download {what}: the disk holding the Hugging Face cache {cache_dir} is full "
                 f"({_short_cause(error)}). Free some space, or set HF_HUB_CACHE to a directory on another disk")
     return f"downloading {what} failed: {_short_cause(error)}. Run the same command again to finish the download"
+
+
+def _unreadable(cache_dir, repo_id):
+    """The cache folder, or the repository's folder in it, when it exists but we may not look inside (another user's,
+    made with umask 077); else None."""
+    for path in (cache_dir, os.path.join(cache_dir, "models--" + repo_id.replace("/", "--"))):
+        if os.path.isdir(path) and not os.access(path, os.R_OK | os.X_OK):
+            return path
+    return None
+
+
+def _cannot_read(folder, cache_dir) -> str:
+    """What to do about a folder of the cache we may not look inside."""
+    try:
+        mode = oct(os.stat(folder).st_mode & 0o777)
+    except OSError:
+        mode = "unknown"
+    owner = _other_owner(folder, cache_dir)
+    return (f"{folder} is not readable to you (mode {mode}, {'owned by ' + owner if owner else 'yours'}): ask "
+            f"{owner or 'the instructor'} to run `chmod -R a+rX {folder}`, or set HF_HUB_CACHE to a directory of your "
+            f"own and download it there")
 
 
 def _other_owner(path, cache_dir):

@@ -401,3 +401,26 @@ def test_one_cache_with_transformers_both_ways(files, tmp_path):
     reference = first_logits(GPT2LMHeadModel.from_pretrained(directory), tokenizer)
     np.testing.assert_allclose(theirs, reference, rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(np.array(eval(mine.stdout)), reference, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.skipif(without_write_permission() is None, reason="needs a process without CAP_DAC_OVERRIDE")
+def test_a_model_in_the_cache_that_we_may_not_read(files, tmp_path):
+    """A room's cache where the model's folder was made unreadable (a user with umask 077 downloaded it): huggingface_hub
+    calls the file missing; the error says the folder is there but unreadable, and how to fix it, online and offline."""
+    prefix = without_write_permission()
+    cache = tmp_path / "room"
+    with serve(files) as server:
+        filled = cli(["--download", "-m", REPO], env_for(server, tmp_path, HF_HUB_CACHE=str(cache)))
+        assert filled.returncode == 0, filled.stderr
+        folder = cache / "models--owner--repo"
+        os.chmod(folder, 0o000)  # (unreadable even to its owner: this process is root without DAC override)
+        try:
+            for more in ({}, {"HF_HUB_OFFLINE": "1"}):
+                result = subprocess.run(prefix + [sys.executable, "-m", "minigpt2", "-n", "2", "Hi", "-m", REPO],
+                                        env=env_for(server, tmp_path, HF_HUB_CACHE=str(cache), **more), cwd=ROOT,
+                                        capture_output=True, text=True, timeout=180)
+                message = one_line_error(result)
+                assert f"{folder} is not readable to you (mode 0o0" in message, message
+                assert f"`chmod -R a+rX {folder}`" in message and "HF_HUB_CACHE" in message, message
+        finally:
+            os.chmod(folder, 0o755)
