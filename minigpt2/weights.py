@@ -330,6 +330,8 @@ def to_format(w, fmt, axis=0, replaced=None):
         return np.ascontiguousarray(widen(w), dtype=np.float32)
     if fmt not in ("bfloat16", "float16", "int8"):
         raise ValueError(f"unknown weight format {fmt!r}; the formats are {', '.join(FORMATS)}")
+    if isinstance(w, np.ndarray) and w.dtype == np.float64:  # (a float64 checkpoint: read in float32, as torch does)
+        w = w.astype(np.float32)
     if format_name(w) == fmt and (fmt != "int8" or w.axis == axis):
         return w
     convert = {"bfloat16": to_bfloat16, "float16": to_float16, "int8": lambda a: quantize_int8(a, axis)}[fmt]

@@ -77,3 +77,43 @@ def test_an_int8_model_dtype_is_torchs_int8(hf_dir):
     ours = _load(hf_dir, load_in_8bit=True)
     assert ours.dtype == torch.int8 and ours.dtype == "int8" and ours.dtype != torch.float32
     assert next(ours.parameters()).dtype == torch.int8
+
+
+@pytest.fixture(scope="module")
+def float64_dir(tmp_path_factory):
+    """A checkpoint transformers saved in float64 (model.double().save_pretrained), its values not float32's."""
+    directory = tmp_path_factory.mktemp("float64")
+    model = write_hf_checkpoint(directory).double()
+    g = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(p * torch.randn(p.shape, generator=g, dtype=torch.float64) * 1e-7)  # (below float32's step)
+    model.save_pretrained(directory)
+    return str(directory)
+
+
+@pytest.mark.parametrize("dtype", ["bfloat16", "float16"])
+def test_a_float64_checkpoint_loads_in_16_bits_as_transformers_loads_it(float64_dir, dtype):
+    """torch_dtype=torch.bfloat16 on a float64 checkpoint: the weights transformers holds, bit for bit, and the logits
+    of transformers' float32 model on them. It was "TypeError: not a weight in one of the formats float32, bfloat16,
+    float16, int8: ndarray of dtype float64" (the float32 default loaded)."""
+    ours = _load(float64_dir, torch_dtype=getattr(torch, dtype))
+    theirs = transformers.GPT2LMHeadModel.from_pretrained(float64_dir, torch_dtype=getattr(torch, dtype))
+    assert ours.dtype == dtype and ours.dtype == theirs.dtype
+    expected = {name: t.float().numpy() for name, t in theirs.state_dict().items()}
+    for name, w in ours.state_dict().items():
+        assert np.array_equal(np.asarray(w, dtype=np.float32), expected[name]), name
+    theirs = theirs.float().eval()
+    with torch.no_grad():
+        assert_close(ours(IDS).logits, theirs(torch.tensor(IDS)).logits.numpy(), "logits")
+
+
+def test_a_float64_checkpoint_loads_in_8_bits(float64_dir, tmp_path):
+    """load_in_8bit=True on a float64 checkpoint quantizes its values as read in float32 (the TypeError above)."""
+    ours = _load(float64_dir, load_in_8bit=True)
+    as_float32 = transformers.GPT2LMHeadModel.from_pretrained(float64_dir, torch_dtype=torch.float32)
+    as_float32.save_pretrained(tmp_path)
+    expected = _load(str(tmp_path), load_in_8bit=True)
+    assert ours.dtype == "int8"
+    for (name, w), v in zip(ours.state_dict().items(), expected.state_dict().values()):
+        assert np.array_equal(np.asarray(w), np.asarray(v)), name
