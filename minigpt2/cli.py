@@ -456,6 +456,7 @@ class _StepPrinter:
     def __call__(self, input_ids, scores):  # as a logits processor: look, change nothing
         from .layers import softmax
 
+        self.scores = np.array(scores[0])  # (before the warpers: they may change it)
         self.probs = softmax(self.warpers(input_ids, scores))[0]
         return scores
 
@@ -468,7 +469,7 @@ class _StepPrinter:
         self.first_token_time = self.first_token_time or time.perf_counter()
         self.ids += ids
         self.step += 1
-        top = np.argsort(-self.probs, kind="stable")[:self.k]
+        top = np.lexsort((-self.scores, -self.probs))[:self.k]  # (tokens top-k / top-p left out: by their scores)
         shown = "  ".join(f"{self._show(t):>12} {100 * self.probs[t]:5.1f}%" for t in top)
         print(f"{self.step:4d}  {shown}   -> {self._show(ids[0])} ({100 * self.probs[ids[0]]:.1f}%)", flush=True)
 

@@ -176,3 +176,24 @@ def test_train_shows_a_warning_as_one_minigpt2_line(tiny_model_dir, corpus, tmp_
     assert done.returncode == 0, done
     assert done.stderr.splitlines() == ["minigpt2: GPT2LMHeadModel: weights lm_head.weight are not in the checkpoint "
                                         "and were initialised randomly; train them before use"], done.stderr
+
+
+def test_candidates_that_sampling_leaves_out_are_the_next_likeliest_not_the_first_ids(tiny_model_dir):
+    """--candidates K lists the K likeliest tokens. When top-k (or a low temperature) gives all but a few tokens
+    probability 0, the others were shown in id order: '!' (id 0), '"' (id 1), ..., which are not the next likeliest
+    tokens. They follow the model's scores now; the reference is the model's own logits for the prompt."""
+    import numpy as np
+
+    from minigpt2 import AutoModelForCausalLM, AutoTokenizer
+    from minigpt2.cli import _token_text
+
+    model, tokenizer = AutoModelForCausalLM.from_pretrained(tiny_model_dir), AutoTokenizer.from_pretrained("gpt2")
+    logits = model(np.array([tokenizer("Hi").input_ids])).logits[0, -1]
+    likeliest = [_token_text(tokenizer, t) for t in np.argsort(-logits, kind="stable")[:4]]
+    done = minigpt2("-m", tiny_model_dir, "--candidates", "4", "-k", "2", "-n", "1", "-s", "0", "Hi")
+    assert done.returncode == 0, done
+    step = done.stdout.splitlines()[1]
+    shown = step.split("->")[0]
+    positions = [shown.find(text) for text in likeliest]
+    assert -1 not in positions and positions == sorted(positions), (likeliest, step)
+    assert shown.count(" 0.0%") == 2, step  # (top-k 2: the two after them cannot be drawn)
