@@ -380,7 +380,7 @@ class GPT2PreTrainedModel:
                                           ignore_mismatched_sizes=ignore_mismatched_sizes)
         if weight_format == "auto":  # as HF: the config's torch_dtype, else the dtype the weights are stored in
             named = config.__dict__.get("dtype")  # (config.torch_dtype is this field too)
-            weight_format = _config_dtype(named) if named else weights.stored_format(checkpoint.flatten(params))
+            weight_format = weights.config_format(named) if named else weights.stored_format(checkpoint.flatten(params))
         model = cls(config, params).to(weight_format or "float32")
         model.name_or_path = model.config.name_or_path = os.fspath(name_or_path)  # (as HF sets both)
         if isinstance(model, GenerationMixin):  # generate()'s defaults, when the checkpoint has them (as HF)
@@ -477,6 +477,9 @@ class GPT2PreTrainedModel:
         """The weight matrices' format, "float32", "bfloat16", "float16" or "int8": a str equal to torch's dtype of that
         name (``model.dtype == torch.bfloat16``). Biases, layer norms, activations: float32 (minigpt2/weights.py)."""
         return weights.format_name(self.params["wte"]["weight"])
+
+    is_loaded_in_8bit = is_quantized = property(lambda self: self.dtype == "int8", doc="As HF's 8-bit model says: "
+                                                "True when the weight matrices are int8 (load_in_8bit, to('int8')).")
 
     def float(self):
         """HF's (torch's) shortcut for ``to("float32")``."""
@@ -702,19 +705,6 @@ def _resized_rows(old, size, mean_resizing, initializer_range):
         added = np.random.default_rng().standard_normal((size - old.shape[0], old.shape[1]), dtype=np.float32)
         added = added * np.float32(initializer_range)
     return np.concatenate([old, added])
-
-
-def _config_dtype(named):
-    """torch_dtype="auto": config.json's dtype as a weight format, or an error saying what to pass instead."""
-    try:
-        fmt = weights.resolve_dtype(named)
-    except ValueError:
-        fmt = None
-    if fmt in (None, "auto"):
-        raise ValueError(f"torch_dtype='auto' takes config.json's dtype, {named!r}, which is not a weight dtype "
-                         f"minigpt2 can hold; pass torch_dtype='float32', 'bfloat16' or 'float16' (or "
-                         f"load_in_8bit=True) instead")
-    return fmt
 
 
 def _refuse_saved_quantized(name_or_path, config):

@@ -58,7 +58,7 @@ import numpy as np
 
 __all__ = ["FORMATS", "FormatName", "BFloat16Weight", "Int8Weight", "widen", "format_name", "to_format", "to_bfloat16",
            "to_float16", "quantize_int8", "round_int16", "round_to", "nbytes", "resolve_dtype", "cast_params",
-           "pop_loading_options", "stored_format", "is_matrix", "BLOCK"]
+           "config_format", "pop_loading_options", "stored_format", "is_matrix", "BLOCK"]
 
 FORMATS = ("float32", "bfloat16", "float16", "int8")
 BLOCK = 32  # int8: weights per scale, along the input (reduction) axis
@@ -471,6 +471,19 @@ def resolve_dtype(dtype, what="torch_dtype", int8=False):
                 "; 8-bit weights come from load_in_8bit=True" if "int8" in text else "")
         raise ValueError(f"{what}={text}: not a weight dtype minigpt2 can hold; use {choices}")
     return name
+
+
+def config_format(named):
+    """torch_dtype="auto": config.json's dtype as a weight format, or an error saying what to pass instead."""
+    try:
+        fmt = resolve_dtype(named)
+    except ValueError:
+        fmt = None
+    if fmt in (None, "auto"):
+        raise ValueError(f"torch_dtype='auto' takes config.json's dtype, {named!r}, which is not a weight dtype "
+                         f"minigpt2 can hold; pass torch_dtype='float32', 'bfloat16' or 'float16' (or "
+                         f"load_in_8bit=True) instead")
+    return fmt
 
 
 def pop_loading_options(options: dict):

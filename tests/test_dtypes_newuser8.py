@@ -117,3 +117,16 @@ def test_a_float64_checkpoint_loads_in_8_bits(float64_dir, tmp_path):
     assert ours.dtype == "int8"
     for (name, w), v in zip(ours.state_dict().items(), expected.state_dict().values()):
         assert np.array_equal(np.asarray(w), np.asarray(v)), name
+
+
+@pytest.mark.parametrize("options", [dict(load_in_8bit=True), dict(torch_dtype="bfloat16"), {}],
+                         ids=["int8", "bfloat16", "float32"])
+def test_an_int8_model_says_it_is_loaded_in_8bit(hf_dir, options):
+    """HF code (peft's prepare_model_for_kbit_training, transformers' own to()) asks
+    ``getattr(model, "is_loaded_in_8bit", False)`` / ``is_quantized``, which transformers' 8-bit loading sets True:
+    it was False (absent) for minigpt2's int8 model. Converting away from int8 makes them False again."""
+    model = _load(hf_dir, **options)
+    int8 = model.dtype == "int8"
+    assert getattr(model, "is_loaded_in_8bit", False) is int8 and getattr(model, "is_quantized", False) is int8
+    assert model.to("int8").is_loaded_in_8bit and model.is_quantized
+    assert not model.to("float32").is_loaded_in_8bit and not model.is_quantized
