@@ -460,7 +460,7 @@ def resolve_dtype(dtype, what="torch_dtype", int8=False):
             text = repr(dtype)
     short = text[len("torch."):] if text.startswith("torch.") else text
     if int8 and short == "int8":
-        return "int8"
+        return FormatName("int8")
     name = _ALIASES.get(short)
     if name is None:
         if int8:
@@ -470,7 +470,7 @@ def resolve_dtype(dtype, what="torch_dtype", int8=False):
             choices = "float32, bfloat16, float16 or auto (the checkpoint's own)" + (
                 "; 8-bit weights come from load_in_8bit=True" if "int8" in text else "")
         raise ValueError(f"{what}={text}: not a weight dtype minigpt2 can hold; use {choices}")
-    return name
+    return FormatName(name)  # (which equals torch.bfloat16: model.config.torch_dtype == torch.bfloat16, as in HF)
 
 
 def config_format(named):

@@ -130,3 +130,17 @@ def test_an_int8_model_says_it_is_loaded_in_8bit(hf_dir, options):
     assert getattr(model, "is_loaded_in_8bit", False) is int8 and getattr(model, "is_quantized", False) is int8
     assert model.to("int8").is_loaded_in_8bit and model.is_quantized
     assert not model.to("float32").is_loaded_in_8bit and not model.is_quantized
+
+
+@pytest.mark.parametrize("dtype", ["bfloat16", "float16", "float32"])
+def test_config_torch_dtype_equals_transformers_after_loading_and_converting(hf_dir, dtype, tmp_path):
+    """model.config.torch_dtype (and .dtype) compare equal to transformers' config's, a torch dtype, after loading in a
+    dtype and after model.to(dtype); they were names only ("bfloat16" != torch.bfloat16). config.json still holds
+    the name, as transformers writes it."""
+    theirs = transformers.GPT2LMHeadModel.from_pretrained(hf_dir, torch_dtype=getattr(torch, dtype))
+    ours = _load(hf_dir, torch_dtype=getattr(torch, dtype))
+    converted = _load(hf_dir).to(getattr(torch, dtype))
+    for config in (ours.config, converted.config):
+        assert config.torch_dtype == theirs.config.torch_dtype and config.dtype == theirs.config.dtype
+    converted.save_pretrained(tmp_path)
+    assert (tmp_path / "config.json").read_text().count(f'"dtype": "{dtype}"') == 1
