@@ -7,6 +7,7 @@ search on a widely spread random model, whose best scores are far apart).
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -105,3 +106,14 @@ def test_encoder_hidden_states_of_another_batch_are_named(crossing):
                                          r"the prompts' batch of 2, got \(3, 5, 32\)"):
         crossing[1].generate(np.ones((2, 3), np.int64), encoder_hidden_states=np.zeros((3, 5, 32), np.float32),
                              max_new_tokens=2, pad_token_id=0)
+
+
+def test_a_bad_setting_in_generation_config_json_names_the_file(tmp_path):
+    """transformers refuses the file too; the error must say that the file holds it (the CLI user typed -n 3)."""
+    write_hf_checkpoint(tmp_path, seed=0, vocab_size=V, n_positions=32, n_head=2)
+    (tmp_path / "generation_config.json").write_text(json.dumps({"max_new_tokens": -5}))
+    with pytest.raises(ValueError, match=rf"^{re.escape(str(tmp_path / 'generation_config.json'))}: max_new_tokens "
+                                         r"must be >= 1, got -5$"):
+        GPT2LMHeadModel.from_pretrained(tmp_path)
+    with pytest.raises(ValueError):  # (the reference refuses it as well)
+        transformers.GenerationConfig.from_pretrained(tmp_path)

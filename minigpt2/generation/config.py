@@ -121,8 +121,12 @@ class GenerationConfig:
         config_file_name = GENERATION_CONFIG_NAME if config_file_name is None else config_file_name
         path = name_or_path if os.path.isfile(name_or_path) else resolve_file(name_or_path, config_file_name,
                                                                              **hub_kwargs)
-        loaded = cls.from_dict(read_json_object(path), **kwargs)
-        (loaded[0] if isinstance(loaded, tuple) else loaded).validate()
+        settings = read_json_object(path)
+        try:
+            loaded = cls.from_dict(settings, **kwargs)
+            (loaded[0] if isinstance(loaded, tuple) else loaded).validate()
+        except (ValueError, TypeError) as e:  # a setting that cannot be used: say in which file it is
+            raise type(e)(f"{path}{' (with ' + ', '.join(kwargs) + ' given)' if kwargs else ''}: {e}") from None
         return loaded
 
     def save_pretrained(self, save_directory, config_file_name=GENERATION_CONFIG_NAME):
