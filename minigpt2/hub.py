@@ -152,6 +152,11 @@ def resolve_file(name_or_path, filename, *, required=True, revision=None, cache_
         if required:
             raise FileNotFoundError(f"the directory {name_or_path} has no {filename}")
         return None
+    if name_or_path.startswith(("http://", "https://")):  # a repository's web page, copied from the browser
+        repo = "/".join(urlsplit(name_or_path).path.strip("/").split("/")[:2]) or "gpt2"
+        repo = repo.split("/")[0] if "/" in repo and repo.split("/")[1] in ("tree", "blob", "resolve") else repo
+        raise FileNotFoundError(f"{name_or_path} is a web address; name a Hub repository by its id, e.g. {repo!r} "
+                                f"(HF_ENDPOINT sets the server, for a mirror), or give a local directory")
     if _looks_like_path(name_or_path):
         raise FileNotFoundError(f"{name_or_path} is not a directory (looking for {filename}); a model is a "
                                 f"directory with config.json and model.safetensors, or a Hub name such as 'gpt2'")
@@ -164,9 +169,15 @@ def resolve_file(name_or_path, filename, *, required=True, revision=None, cache_
 
     settings = hub_settings()
     endpoint, offline = settings["endpoint"], settings["offline"] or local_files_only
-    if not urlsplit(endpoint).hostname or urlsplit(endpoint).scheme not in ("http", "https"):
-        raise OSError(f"HF_ENDPOINT={endpoint!r} is not a web address; it needs http:// or https://, e.g. "
-                      f"HF_ENDPOINT=https://hf-mirror.com")
+    try:
+        url = urlsplit(endpoint)
+        url.port  # (raises for a port that is not a number)
+        fine, why = bool(url.hostname) and url.scheme in ("http", "https"), ""
+    except ValueError as e:  # "Invalid IPv6 URL" (an unclosed [), "Port could not be cast to integer value"
+        fine, why = False, f" ({e})"
+    if not fine:
+        raise OSError(f"HF_ENDPOINT={endpoint!r} is not a web address{why}; it needs http:// or https:// and a host, "
+                      f"e.g. HF_ENDPOINT=https://hf-mirror.com")
     cache_dir = os.fspath(cache_dir) if cache_dir is not None else settings["cache_dir"]
     where = f"{name_or_path!r} on {endpoint}"
     # huggingface_hub retries an unreachable server (or proxy) for ~25 s per file before it falls back to the

@@ -424,3 +424,24 @@ def test_a_model_in_the_cache_that_we_may_not_read(files, tmp_path):
                 assert f"`chmod -R a+rX {folder}`" in message and "HF_HUB_CACHE" in message, message
         finally:
             os.chmod(folder, 0o755)
+
+
+@pytest.mark.parametrize("endpoint, why", [("http://[::1", " (Invalid IPv6 URL)"),
+                                           ("http://host:abc", " (Port could not be cast to integer value as 'abc')"),
+                                           ("ftp://mirror", "")])
+def test_an_endpoint_that_is_not_a_web_address_is_named(monkeypatch, endpoint, why):
+    monkeypatch.setenv("HF_ENDPOINT", endpoint)
+    with pytest.raises(OSError) as caught:
+        GPT2LMHeadModel.from_pretrained(REPO)
+    assert str(caught.value) == (f"HF_ENDPOINT={endpoint!r} is not a web address{why}; it needs http:// or https:// "
+                                 f"and a host, e.g. HF_ENDPOINT=https://hf-mirror.com")
+
+
+@pytest.mark.parametrize("page, repo", [("https://huggingface.co/gpt2", "gpt2"),
+                                        ("https://huggingface.co/openai-community/gpt2/tree/main",
+                                         "openai-community/gpt2"),
+                                        ("https://huggingface.co/gpt2/blob/main/config.json", "gpt2")])
+def test_a_repository_page_copied_from_the_browser_gets_its_id(page, repo):
+    with pytest.raises(FileNotFoundError, match=f"^{page} is a web address; name a Hub repository by its id, e.g. "
+                                                f"'{repo}'"):
+        GPT2LMHeadModel.from_pretrained(page)
