@@ -14,6 +14,7 @@ import numpy as np
 
 from .activations import ACTIVATIONS
 from .checks import check_int, check_number
+from .weights import FormatName
 
 __all__ = ["GPT2Config", "PRESETS", "LEGACY_GENERATION_DEFAULTS"]
 
@@ -148,13 +149,16 @@ FLAGS = ("scale_attn_weights", "scale_attn_by_inverse_layer_idx", "reorder_and_u
 
 def _dtype_name(value):
     """config.dtype as config.json holds it, a name: torch.bfloat16 -> "bfloat16" (as transformers writes it),
-    NumPy's dtypes by their names; None and strings as they are."""
-    if value is None or isinstance(value, str):
+    NumPy's dtypes by their names; None as it is. The name also equals torch's dtype of that name, as transformers'
+    config.torch_dtype is one (weights.FormatName)."""
+    if value is None or isinstance(value, FormatName):
         return value
+    if isinstance(value, str):
+        return FormatName(value)
     if type(value).__module__ == "torch":
-        return str(value)[len("torch."):]
+        return FormatName(str(value)[len("torch."):])
     try:
-        return np.dtype(value).name
+        return FormatName(np.dtype(value).name)
     except TypeError:
         return value
 

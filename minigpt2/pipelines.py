@@ -56,7 +56,8 @@ def pipeline(task=None, model=None, tokenizer=None, config=None, device=None, fr
     a name to load, or None: the model's own). ``device`` may be None, "cpu", torch.device("cpu") or -1
     (minigpt2 runs on the CPU); ``framework`` None, "pt" or "np" (the records hold lists either way, as
     transformers' do). Loading options
-    (``torch_dtype``, ``revision``, ...) go to from_pretrained; the pipeline's options (``prefix``,
+    (``torch_dtype``, ``revision``, ...) go to from_pretrained (without a dtype: the checkpoint's own, as
+    transformers' default ``dtype="auto"``); the pipeline's options (``prefix``,
     ``batch_size``, ``return_full_text``, ...) and generate()'s settings become the defaults of every call."""
     task = "text-generation" if task is None else task
     if task not in SUPPORTED_TASKS:
@@ -83,7 +84,10 @@ def pipeline(task=None, model=None, tokenizer=None, config=None, device=None, fr
     if isinstance(model, str):
         if tokenizer is None:
             tokenizer = model
-        model = AutoModelForCausalLM.from_pretrained(model, config=config, **{**model_kwargs, **loading})
+        options = {**model_kwargs, **loading}
+        if not {"torch_dtype", "dtype", "load_in_8bit", "quantization_config"} & set(options):
+            options["torch_dtype"] = "auto"  # transformers 4.57's pipeline default: the dtype the checkpoint is in
+        model = AutoModelForCausalLM.from_pretrained(model, config=config, **options)
     else:
         _check_loading_options_of_a_loaded_model({**model_kwargs, **loading})
     if not hasattr(model, "generate"):

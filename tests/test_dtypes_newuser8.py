@@ -5,6 +5,7 @@ weights rounded as minigpt2 rounds them (which torch does bit for bit for bfloat
 is float32's (conftest.tolerance: 1e-5 of the largest value)."""
 from __future__ import annotations
 
+import json
 import warnings
 
 import numpy as np
@@ -144,3 +145,29 @@ def test_config_torch_dtype_equals_transformers_after_loading_and_converting(hf_
         assert config.torch_dtype == theirs.config.torch_dtype and config.dtype == theirs.config.dtype
     converted.save_pretrained(tmp_path)
     assert (tmp_path / "config.json").read_text().count(f'"dtype": "{dtype}"') == 1
+
+
+@pytest.mark.parametrize("dtype", ["bfloat16", "float16", "float32"])
+def test_a_config_read_from_a_file_gives_torch_dtype_as_transformers(tmp_path, dtype):
+    """transformers' AutoConfig.from_pretrained(d).torch_dtype is a torch dtype; code compares it with one."""
+    model = transformers.GPT2LMHeadModel(transformers.GPT2Config(n_layer=1, n_embd=16, n_head=2, vocab_size=50))
+    model.to(getattr(torch, dtype)).save_pretrained(tmp_path)
+    import minigpt2
+
+    ours, theirs = minigpt2.AutoConfig.from_pretrained(tmp_path), transformers.AutoConfig.from_pretrained(tmp_path)
+    assert ours.torch_dtype == theirs.torch_dtype == getattr(torch, dtype)
+    assert ours.torch_dtype != torch.float64 and json.loads(ours.to_json_string())["dtype"] == dtype  # (a name)
+
+
+@pytest.mark.parametrize("stored", ["bfloat16", "float16", "float32"])
+def test_a_pipeline_loads_the_checkpoint_in_its_own_dtype_as_transformers(tmp_path, stored):
+    """transformers 4.57's pipeline() defaults to dtype="auto" (minigpt2's loaded every checkpoint as float32)."""
+    model = transformers.GPT2LMHeadModel(transformers.GPT2Config(n_layer=1, n_embd=16, n_head=2))
+    model.to(getattr(torch, stored)).save_pretrained(tmp_path)
+    import minigpt2
+
+    minigpt2.AutoTokenizer.from_pretrained("gpt2").save_pretrained(str(tmp_path))
+    theirs = transformers.pipeline("text-generation", model=str(tmp_path)).model.dtype
+    ours = minigpt2.pipeline("text-generation", model=str(tmp_path)).model.dtype
+    assert ours == theirs == getattr(torch, stored)
+    assert minigpt2.pipeline("text-generation", model=str(tmp_path), torch_dtype="float32").model.dtype == "float32"

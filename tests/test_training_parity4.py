@@ -1,6 +1,6 @@
 """Training as an HF / torch user writes it: AdamW on model.state_dict() (a tied head, a loaded checkpoint's
 read-only weights, torch's defaults), the Trainer's inputs checked before the first step, 16-bit and int8
-checkpoints (trained as a float32 copy, said so), transformers' TrainingArguments names, and the CLI with a
+checkpoints (widened to float32 to train, said so), transformers' TrainingArguments names, and the CLI with a
 checkpoint that has no tokenizer files, an --out that is a file, a run missing its optimizer state.
 
 Each test here failed before its fix (see the docstrings): a double AdamW step on the tied matrix, NumPy's
@@ -128,7 +128,9 @@ def test_16_bit_and_int8_models_train_as_a_float32_copy_and_say_so(tmp_path, opt
     args = TrainingArguments(out_dir=str(tmp_path / "out"), max_steps=2, batch_size=2, seq_len=8, sample_tokens=0,
                              eval_batches=1)
     Trainer(model, None, {"train": IDS, "val": IDS}, args, log=logs.append).train()
-    assert f"the model's weights are {fmt}: training a float32 copy (checkpoints are saved in float32)" in logs
+    assert (f"the model's weights are {fmt}: they are widened to float32, in place, to train (the model is float32 "
+            f"from now on, and its checkpoints are saved in float32)") in logs
+    assert model.dtype == "float32"  # (the message said "a float32 copy": it is the model itself)
     hf = transformers.GPT2LMHeadModel.from_pretrained(str(tmp_path / "out"), attn_implementation="eager").eval()
     assert hf.dtype == torch.float32
     ids = IDS[:8][None]

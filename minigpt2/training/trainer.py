@@ -230,7 +230,8 @@ class Trainer:
                      f"larger val_fraction)")
         fmt = getattr(model, "dtype", "float32")
         if str(fmt) != "float32":  # (16-bit or int8: the update of one step is far below their resolution)
-            self.log(f"the model's weights are {fmt}: training a float32 copy (checkpoints are saved in float32)")
+            self.log(f"the model's weights are {fmt}: they are widened to float32, in place, to train (the model "
+                     f"is float32 from now on, and its checkpoints are saved in float32)")
         self.model, self.tokenizer = make_trainable(model), tokenizer
         self.params = unique_params(model)  # the model's own arrays: AdamW updates them in place
         self.optimizer = AdamW(self.params, lr=args.lr, betas=(args.beta1, args.beta2), weight_decay=args.weight_decay)
