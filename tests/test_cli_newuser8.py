@@ -198,3 +198,20 @@ def test_candidates_that_sampling_leaves_out_are_the_next_likeliest_not_the_firs
     positions = [shown.find(text) for text in likeliest]
     assert -1 not in positions and positions == sorted(positions), (likeliest, step)
     assert shown.count(" 0.0%") == 2, step  # (top-k 2: the two after them cannot be drawn)
+
+
+@pytest.mark.parametrize("flags, kept", [((), 0.1), (("--dropout", "0.25"), 0.25)])
+def test_train_model_keeps_the_checkpoints_dropouts_unless_dropout_is_given(corpus, tmp_path, flags, kept):
+    """Fine-tuning with --model: the checkpoint's dropouts (GPT-2's 0.1), as transformers' Trainer keeps them; the
+    default of --dropout (0) is for a new model. Before, --model DIR trained and saved with dropout 0."""
+    from minigpt2 import GPT2Config, GPT2LMHeadModel, GPT2Tokenizer
+
+    source = tmp_path / "source"
+    config = GPT2Config(n_layer=1, n_head=2, n_embd=16, n_positions=32)  # (HF's defaults: every dropout 0.1)
+    GPT2LMHeadModel(config, seed=0).save_pretrained(source)
+    GPT2Tokenizer.from_pretrained("gpt2").save_pretrained(str(source))
+    done = minigpt2("train", "--data", corpus, "--out", str(tmp_path / "out"), "--model", str(source), "--max-steps",
+                    "1", "--seq-len", "16", "--batch-size", "2", "--sample-tokens", "0", *flags)
+    assert done.returncode == 0, done.stderr
+    saved = json.loads((tmp_path / "out" / "config.json").read_text())
+    assert (saved["resid_pdrop"], saved["embd_pdrop"], saved["attn_pdrop"]) == (kept, kept, kept)

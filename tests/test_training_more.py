@@ -311,7 +311,7 @@ def test_cli_checks_settings_before_tokenizing(tmp_path, corpus, capsys):
     assert cli(*base, "--model", str(model_dir), "--seq-len", "16") == 1
     assert "--seq-len 16 is longer than the model's n_positions 8" in one_line(capsys.readouterr().err)
     for flags, message in ((["--lr", "inf"], "argument --lr: inf is not allowed (must be finite and > 0)"),
-                           (["--model", str(model_dir), "--n-layer", "3"], "--n-layer shape a new model")):
+                           (["--model", str(model_dir), "--n-layer", "3"], "--n-layer shapes a new model")):
         with pytest.raises(SystemExit) as e:
             cli(*base, *flags)
         assert e.value.code == 2 and message in capsys.readouterr().err

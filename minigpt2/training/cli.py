@@ -67,7 +67,8 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--n-head", type=_int(1), default=4)
     m.add_argument("--n-embd", type=_int(1), default=128, help="a multiple of --n-head")
     m.add_argument("--n-positions", type=_int(1), help="default: --seq-len")
-    m.add_argument("--dropout", type=_float(0, high=1), default=0.0, help="resid, embd and attn dropout (default 0)")
+    m.add_argument("--dropout", type=_float(0, high=1), default=0.0,
+                   help="resid, embd and attn dropout (default: 0 for a new model, the checkpoint's with --model)")
     t = p.add_argument_group("training")
     t.add_argument("--max-steps", type=_int(1), required=True)
     t.add_argument("--batch-size", type=_int(1), default=8)
@@ -211,7 +212,7 @@ def run(args, parser) -> int:
         parser.error("--resume continues the run in --out; --model starts a new one from a checkpoint: pick one")
     shaped = [f"--{name.replace('_', '-')}" for name in SHAPE_FLAGS if name in args.explicit]
     if shaped and (args.model or args.resume):
-        parser.error(f"{', '.join(shaped)} shape a new model; {'--model' if args.model else '--resume'} trains a "
+        parser.error(f"{', '.join(shaped)} {'shape' if len(shaped) > 1 else 'shapes'} a new model; {'--model' if args.model else '--resume'} trains a "
                      f"checkpoint, which has its own (drop {'it' if len(shaped) == 1 else 'them'})")
     if args.n_embd % args.n_head:
         parser.error(f"--n-embd {args.n_embd} must be a multiple of --n-head {args.n_head}")
@@ -249,7 +250,8 @@ def run(args, parser) -> int:
                              f"has {len(tokenizer)} tokens: the text's token ids would not fit the model's token "
                              f"table; give a checkpoint with a tokenizer of at most {model.config.vocab_size} tokens "
                              f"among its files (vocab.json + merges.txt, or tokenizer.json)")
-        _set_dropout(model.config, args.dropout)
+        if "dropout" in args.explicit:  # (else the checkpoint's, as transformers' Trainer keeps them)
+            _set_dropout(model.config, args.dropout)
     else:
         tokenizer = GPT2Tokenizer.from_pretrained("gpt2")  # the bundled vocabulary: offline
         config = GPT2Config(vocab_size=len(tokenizer), n_positions=args.n_positions or args.seq_len,
