@@ -33,7 +33,8 @@ FIX_INSTALL = 'pip install -r tutorials/requirements-workshop.txt -e .  (or: pip
 
 def workshop_cache_dir() -> str:
     """Where the tutorials keep the tiny random checkpoint: $MINIGPT2_WORKSHOP_CACHE, else <temp>/minigpt2-workshop."""
-    return os.environ.get("MINIGPT2_WORKSHOP_CACHE") or os.path.join(tempfile.gettempdir(), "minigpt2-workshop")
+    setting = os.environ.get("MINIGPT2_WORKSHOP_CACHE")  # (~ expanded: %env and /etc/environment leave it as it is)
+    return os.path.expanduser(setting) if setting else os.path.join(tempfile.gettempdir(), "minigpt2-workshop")
 
 
 def user() -> str:
@@ -246,6 +247,9 @@ def check_gpt2(timeout=3.0):
     from .hub import _unreachable  # the same quick probe the downloads use
 
     why = _unreachable(settings["endpoint"], timeout=timeout)
+    if why is None and not _writable(settings["cache_dir"]):
+        return WARN, (f"GPT-2 is not in the cache {settings['cache_dir']}, which is not writable to you, so it cannot "
+                      f"be downloaded there: {fallback}"), "set HF_HUB_CACHE to a directory of your own"
     if why is None:
         return OK, (f"GPT-2 is not cached yet but {settings['endpoint']} answers: it downloads on first use "
                     f"(about 500 MB)"), None
@@ -291,15 +295,23 @@ def _writable(path) -> bool:
         return False
 
 
+def readable_checkpoint(path) -> bool:
+    """config.json and model.safetensors are there, and this user may read them (the tutorials' tiny checkpoint)."""
+    return all(os.path.isfile(os.path.join(path, f)) and os.access(os.path.join(path, f), os.R_OK)
+               for f in ("config.json", "model.safetensors"))
+
+
 def check_caches():
     from . import __version__
     from .hub import hub_settings
 
     hf_cache, workshop, figures = hub_settings()["cache_dir"], workshop_cache_dir(), figures_dir()
     tiny = os.path.join(workshop, f"tiny-gpt2-seed0-v{__version__}")
-    if os.path.isdir(workshop) and not os.access(workshop, os.W_OK | os.X_OK) \
-            and not os.path.isfile(os.path.join(tiny, "model.safetensors")):
-        # another user's shared cache without this version's checkpoint: the tutorials make it in a folder of one's own
+    private = os.path.lexists(tiny) and not readable_checkpoint(tiny)  # (another user's, made with umask 077)
+    if private or (os.path.isdir(workshop) and not os.access(workshop, os.W_OK | os.X_OK)
+                   and not os.path.isfile(os.path.join(tiny, "model.safetensors"))):
+        # another user's shared cache without this version's checkpoint, or with one private to them: the
+        # tutorials make theirs in a folder of one's own
         workshop = own_workshop_cache_dir()
         tiny = os.path.join(workshop, f"tiny-gpt2-seed0-v{__version__}")
     problems = [(name, path) for name, path in (("Hugging Face cache", hf_cache), ("figures", figures))
@@ -314,12 +326,9 @@ def check_caches():
         variable = {"Hugging Face cache": "HF_HUB_CACHE", "workshop cache": "MINIGPT2_WORKSHOP_CACHE",
                     "figures": "MINIGPT2_FIGURES"}[name]
         return FAIL, f"caches: the {name} {path} is not writable", f"set {variable} to a directory of your own"
-    if os.path.isdir(tiny):  # made by another user of this machine? it must be readable to us
-        unreadable = [f for f in ("config.json", "model.safetensors")
-                      if os.path.exists(os.path.join(tiny, f)) and not os.access(os.path.join(tiny, f), os.R_OK)]
-        if unreadable or not os.access(tiny, os.R_OK | os.X_OK):
-            return FAIL, f"caches: the tiny checkpoint {tiny} exists but is not readable to you", \
-                f"set MINIGPT2_WORKSHOP_CACHE to a directory of your own (or its owner runs chmod -R a+rX {tiny})"
+    if os.path.lexists(tiny) and not readable_checkpoint(tiny):  # even in one's own folder: nowhere else to go
+        return FAIL, f"caches: the tiny checkpoint {tiny} exists but is not readable to you", \
+            f"set MINIGPT2_WORKSHOP_CACHE to a directory of your own (or its owner runs chmod -R a+rX {tiny})"
     if shared_hf:
         return OK, (f"caches: {hf_cache} is read-only to you but holds GPT-2, all the tutorials need from it (other "
                     f"models would need HF_HUB_CACHE of your own); writable: {workshop}, figures in {figures}"), None

@@ -467,6 +467,7 @@ def test_the_doctor_passes_a_shared_workshop_cache_the_tutorials_do_without(tmp_
     tiny = shared / f"tiny-gpt2-seed0-v{minigpt2.__version__}"
     tiny.mkdir()
     (tiny / "model.safetensors").write_bytes(b"")
+    (tiny / "config.json").write_text("{}")  # (both: the tutorials read a checkpoint that has them)
     status, text, fix = doctor.check_caches()
     assert status == doctor.OK and str(shared) in text, (text, fix)
     monkeypatch.delenv("MINIGPT2_FIGURES")

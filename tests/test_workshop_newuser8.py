@@ -242,3 +242,57 @@ def test_a_checkpoint_folder_that_is_not_there_is_not_downloaded(workshop, monke
     monkeypatch.setenv("MINIGPT2_WORKSHOP_MODEL", "~/mine")
     model = workshop.load_model("gpt2")
     assert model.config.n_layer == 1 and workshop.is_real(model)
+
+
+# -- the doctor on a shared server (the rehearsal's findings) ----------------------------------------------------------
+@pytest.fixture
+def doctor_env(tmp_path, monkeypatch):
+    from minigpt2 import __version__, doctor
+
+    monkeypatch.setenv("MINIGPT2_FIGURES", str(tmp_path / "figures"))
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf"))
+    monkeypatch.setattr(doctor, "own_workshop_cache_dir", lambda: str(tmp_path / "own"))
+    return doctor, f"tiny-gpt2-seed0-v{__version__}"
+
+
+def test_the_doctor_passes_a_room_cache_whose_tiny_checkpoint_another_user_made_private(doctor_env, tmp_path,
+                                                                                        monkeypatch):
+    """User A (umask 077) made the tiny checkpoint in the room's cache: the tutorials then use a folder of B's own
+    (f877b32), so for B that is no failure. The doctor said '[FAIL] ... exists but is not readable to you'."""
+    doctor, name = doctor_env
+    room = tmp_path / "room"
+    (room / name).mkdir(parents=True)
+    for f in ("config.json", "model.safetensors"):
+        (room / name / f).write_text("A's")
+    monkeypatch.setenv("MINIGPT2_WORKSHOP_CACHE", str(room))
+    readable = doctor.readable_checkpoint  # (root reads anything: refuse as the kernel refuses another user)
+    monkeypatch.setattr(doctor, "readable_checkpoint", lambda path: not path.startswith(str(room)) and readable(path))
+    status, text, fix = doctor.check_caches()
+    assert status == doctor.OK and str(tmp_path / "own") in text, (text, fix)
+    (tmp_path / "own" / name).mkdir(parents=True)  # B's own copy unreadable too: nowhere left to go
+    (tmp_path / "own" / name / "config.json").write_text("")
+    monkeypatch.setattr(doctor, "readable_checkpoint", lambda path: False)
+    status, text, fix = doctor.check_caches()
+    assert status == doctor.FAIL and "is not readable to you" in text and "MINIGPT2_WORKSHOP_CACHE" in fix
+
+
+def test_the_doctor_reads_a_tilde_in_the_workshop_cache_as_the_home_folder(doctor_env, tmp_path, monkeypatch):
+    doctor, _ = doctor_env
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("MINIGPT2_WORKSHOP_CACHE", "~/workshop")
+    monkeypatch.chdir(tmp_path)
+    assert doctor.workshop_cache_dir() == str(tmp_path / "home" / "workshop")
+    doctor.check_caches()
+    assert not (tmp_path / "~").exists()  # (it made ./~/workshop)
+
+
+def test_the_doctor_does_not_promise_a_download_into_a_cache_that_cannot_be_written(doctor_env, tmp_path,
+                                                                                   monkeypatch):
+    doctor, _ = doctor_env
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setattr(doctor, "_gpt2_in_cache", lambda: None)
+    monkeypatch.setattr("minigpt2.hub._unreachable", lambda endpoint, timeout=None: None)  # the Hub answers
+    assert doctor.check_gpt2()[0] == doctor.OK
+    monkeypatch.setattr(doctor, "_writable", lambda path: False)
+    status, text, fix = doctor.check_gpt2()
+    assert status == doctor.WARN and "not writable to you" in text and "HF_HUB_CACHE" in fix, (text, fix)

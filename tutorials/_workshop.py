@@ -35,7 +35,7 @@ import numpy as np
 import minigpt2
 from minigpt2 import GPT2Config, GPT2LMHeadModel
 from minigpt2.checkpoint import current_umask
-from minigpt2.doctor import figures_dir, own_workshop_cache_dir, workshop_cache_dir
+from minigpt2.doctor import figures_dir, own_workshop_cache_dir, readable_checkpoint, workshop_cache_dir
 
 
 TINY = "tiny"
@@ -55,7 +55,7 @@ def tiny_checkpoint_dir(root=None) -> str:
     """
     root = os.path.expanduser(root or workshop_cache_dir())  # (%env and /etc/environment leave a ~ as it is)
     path = os.path.join(root, f"tiny-gpt2-seed{TINY_SEED}-v{minigpt2.__version__}")
-    if _readable_checkpoint(path):
+    if readable_checkpoint(path):
         return path
     if os.path.lexists(path):  # whole (it appears by a rename), but not readable to this user
         return _own_folder_instead(root, "holds a tiny checkpoint that is not readable to you (another user's, "
@@ -75,11 +75,6 @@ def tiny_checkpoint_dir(root=None) -> str:
             raise
         return tiny_checkpoint_dir(root)  # made meanwhile: read it, or go elsewhere if it is private
     return path
-
-
-def _readable_checkpoint(path) -> bool:
-    return all(os.path.isfile(os.path.join(path, f)) and os.access(os.path.join(path, f), os.R_OK)
-               for f in ("config.json", "model.safetensors"))
 
 
 def _own_folder_instead(root, why) -> str:
