@@ -4,7 +4,12 @@ import signal
 import sys
 import time
 
-from .cli import main
+if getattr(sys.modules[__package__], "__file__", None) is None:  # a folder named minigpt2 where Python looks first
+    hiding = ", ".join(getattr(sys.modules[__package__], "__path__", []))  # (the clone of the repository, say)
+    sys.exit(f"python -m minigpt2: error: the folder {hiding} is named minigpt2 and hides the installed package "
+             f"from Python; run the command from another directory (cd ..), or rename that folder")
+
+from .cli import main  # noqa: E402 (after the check above: this import is what fails)
 
 _first_ctrl_c = []  # when the first Ctrl-C came (time.monotonic())
 

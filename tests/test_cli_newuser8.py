@@ -215,3 +215,18 @@ def test_train_model_keeps_the_checkpoints_dropouts_unless_dropout_is_given(corp
     assert done.returncode == 0, done.stderr
     saved = json.loads((tmp_path / "out" / "config.json").read_text())
     assert (saved["resid_pdrop"], saved["embd_pdrop"], saved["attn_pdrop"]) == (kept, kept, kept)
+
+
+def test_a_folder_named_minigpt2_that_hides_the_package_is_one_line(tmp_path):
+    """`cd ~ && python -m minigpt2` beside the clone ~/minigpt2 (with an editable install, Python finds that folder
+    first, as a namespace package): one line saying so, not an ImportError traceback. An install that Python finds
+    before such a folder (a regular one) just runs."""
+    (tmp_path / "minigpt2").mkdir()
+    done = minigpt2("--version", cwd=str(tmp_path))
+    if done.returncode == 0:
+        assert done.stdout.startswith("minigpt2 "), done.stdout
+        return
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
+    assert done.stderr.strip() == (f"python -m minigpt2: error: the folder {tmp_path / 'minigpt2'} is named minigpt2 "
+                                   f"and hides the installed package from Python; run the command from another "
+                                   f"directory (cd ..), or rename that folder")
