@@ -98,9 +98,10 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--threads", type=_thread_count, metavar="N",
                    help=f"threads for the C kernels, 1 to {_max_threads()} (default: $MINIGPT2_NUM_THREADS, else "
                         f"the cores)")
-    r.add_argument("--dtype", choices=("float32", "bfloat16", "float16", "int8"),
+    r.add_argument("--dtype", choices=("float32", "bfloat16", "float16", "int8", "auto"),
                    help="the weights' format: float32 (default), bfloat16 or float16 (half the bytes), int8 "
-                        "(about a quarter); activations stay float32 (docs/numerics.md)")
+                        "(about a quarter), auto (as the checkpoint stores them); activations stay float32 "
+                        "(docs/numerics.md)")
     r.add_argument("--stats", action="store_true", help="print time to first token and tokens/s to stderr")
     c = p.add_argument_group("commands (instead of generating)").add_mutually_exclusive_group()
     c.add_argument("--tokenize", metavar="TEXT", help='show the tokens and ids of TEXT ("-" reads stdin)')
@@ -664,7 +665,7 @@ def _info(dtype=None) -> int:
     elif "kernel" in problems:
         print(f"kernel choice: INVALID SETTING\n  error: {problems['kernel']}")
     print(f"weights: {dtype or 'float32'} ({'--dtype' if dtype else 'the default'}); choose with --dtype float32 | "
-          f"bfloat16 | float16 (half the bytes) | int8 (about a quarter); activations stay float32")
+          f"bfloat16 | float16 (half the bytes) | int8 (about a quarter) | auto (as stored); activations stay float32")
     source = settings.get("token_source")  # (never the token itself)
     token = ("not set (HF_TOKEN, or the file HF_HOME/token that `hf auth login` writes)" if source is None else
              f"set (from {source})" if source in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN") else

@@ -230,3 +230,15 @@ def test_a_folder_named_minigpt2_that_hides_the_package_is_one_line(tmp_path):
     assert done.stderr.strip() == (f"python -m minigpt2: error: the folder {tmp_path / 'minigpt2'} is named minigpt2 "
                                    f"and hides the installed package from Python; run the command from another "
                                    f"directory (cd ..), or rename that folder")
+
+
+def test_dtype_auto_keeps_the_format_the_checkpoint_stores(tmp_path):
+    """--dtype auto: a bfloat16 checkpoint runs in bfloat16 (transformers' torch_dtype="auto"); the default stays
+    float32. Before, 'auto' was a usage error."""
+    torch = pytest.importorskip("torch")
+    transformers = pytest.importorskip("transformers")
+    config = transformers.GPT2Config(n_layer=1, n_embd=16, n_head=2, n_positions=32)
+    transformers.GPT2LMHeadModel(config).to(torch.bfloat16).save_pretrained(tmp_path)
+    for flags, weights in (((), "weights float32"), (("--dtype", "auto"), "weights bfloat16")):
+        done = minigpt2("-m", str(tmp_path), "-n", "2", "--stats", "--seed", "0", "Hi", *flags)
+        assert done.returncode == 0 and weights in done.stderr, done.stderr
