@@ -10,18 +10,7 @@ import pytest
 
 from minigpt2 import _tuning, backend
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(ROOT, "tutorials"))
-
-
-@pytest.fixture
-def workshop(monkeypatch, tmp_path):
-    monkeypatch.setenv("MINIGPT2_WORKSHOP_CACHE", str(tmp_path / "cache"))
-    for name in ("MINIGPT2_EXERCISES", "MINIGPT2_EXERCISE_LOG", "MINIGPT2_WORKSHOP_MODEL", "MINIGPT2_NO_FIGURES"):
-        monkeypatch.delenv(name, raising=False)
-    import _workshop
-
-    return _workshop
+from test_workshop_parity4 import ROOT, workshop  # noqa: F401, E402 (workshop: a fixture; it puts tutorials/ on the path)
 
 
 @pytest.mark.skipif(not backend.c_available(), reason="the C core is not built: nothing is measured")
