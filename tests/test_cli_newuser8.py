@@ -242,3 +242,11 @@ def test_dtype_auto_keeps_the_format_the_checkpoint_stores(tmp_path):
     for flags, weights in (((), "weights float32"), (("--dtype", "auto"), "weights bfloat16")):
         done = minigpt2("-m", str(tmp_path), "-n", "2", "--stats", "--seed", "0", "Hi", *flags)
         assert done.returncode == 0 and weights in done.stderr, done.stderr
+
+
+def test_train_refuses_a_min_lr_above_lr(corpus, tmp_path):
+    """The cosine schedule decays from --lr to --min-lr: one above the other made the learning rate grow, silently."""
+    done = train(corpus, tmp_path / "out", "--lr", "1e-4", "--min-lr", "1e-3")
+    assert done.returncode == 2 and not (tmp_path / "out").exists(), done.stderr
+    assert done.stderr.strip().splitlines()[-1] == (f"{TRAIN}--min-lr 0.001 is above --lr 0.0001: the learning rate "
+                                                    f"decays from --lr down to --min-lr (default --lr / 10)")

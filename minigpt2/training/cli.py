@@ -212,10 +212,14 @@ def run(args, parser) -> int:
         parser.error("--resume continues the run in --out; --model starts a new one from a checkpoint: pick one")
     shaped = [f"--{name.replace('_', '-')}" for name in SHAPE_FLAGS if name in args.explicit]
     if shaped and (args.model or args.resume):
-        parser.error(f"{', '.join(shaped)} {'shape' if len(shaped) > 1 else 'shapes'} a new model; {'--model' if args.model else '--resume'} trains a "
-                     f"checkpoint, which has its own (drop {'it' if len(shaped) == 1 else 'them'})")
+        parser.error(f"{', '.join(shaped)} {'shape' if len(shaped) > 1 else 'shapes'} a new model; "
+                     f"{'--model' if args.model else '--resume'} trains a checkpoint, which has its own (drop "
+                     f"{'it' if len(shaped) == 1 else 'them'})")
     if args.n_embd % args.n_head:
         parser.error(f"--n-embd {args.n_embd} must be a multiple of --n-head {args.n_head}")
+    if args.min_lr is not None and args.min_lr > args.lr:
+        parser.error(f"--min-lr {args.min_lr:g} is above --lr {args.lr:g}: the learning rate decays from --lr down to "
+                     f"--min-lr (default --lr / 10)")
     from ..cli import UsageError, _utf8_argument
 
     try:  # (a C locale without UTF-8 mode keeps its bytes as surrogates, which cannot be tokenized)
