@@ -21,6 +21,7 @@ from . import backend, checkpoint, submodules, weights
 from .checks import check_int, float_array, int_array, short_list
 from .config import GPT2Config, as_gpt2_config
 from .generation import GENERATION_CONFIG_NAME, GenerationConfig, GenerationMixin
+from .generation.sampling import random_generator
 from .hub import a_file_is_not_a_checkpoint, checkpoint_name, pop_hub_options, resolve_file
 from .layers import lm_head
 
@@ -206,8 +207,10 @@ class GPT2PreTrainedModel:
     @classmethod
     def init_params(cls, config, seed=None) -> dict:
         """Random weights by HF's scheme: N(0, initializer_range); biases 0; layer norms 1 and 0;
-        residual projections (c_proj) N(0, initializer_range / sqrt(2 * n_layer))."""
-        rng = np.random.default_rng(seed)
+        residual projections (c_proj) N(0, initializer_range / sqrt(2 * n_layer)). Drawn from ``seed``'s generator,
+        or (None) NumPy's global one, so that ``set_seed(n)`` before ``GPT2LMHeadModel(config)`` gives the same
+        weights each time, as transformers' ``set_seed`` does for its models."""
+        rng = random_generator(seed)
         std = config.initializer_range
         flat = {}
         for name, shape in {**cls.param_shapes(config), **cls.head_shapes(config)}.items():
@@ -702,7 +705,7 @@ def _resized_rows(old, size, mean_resizing, initializer_range):
         added = np.broadcast_to(old.mean(axis=0, dtype=np.float64).astype(np.float32), (size - old.shape[0],
                                                                                        old.shape[1]))
     else:
-        added = np.random.default_rng().standard_normal((size - old.shape[0], old.shape[1]), dtype=np.float32)
+        added = random_generator(None).standard_normal((size - old.shape[0], old.shape[1]), dtype=np.float32)
         added = added * np.float32(initializer_range)
     return np.concatenate([old, added])
 

@@ -25,7 +25,7 @@ from .config import GenerationConfig, _as_token_list
 from .greedy import cached_length, greedy_or_sample
 from .hf_settings import HF_ONLY, check_unsupported, read_hf_generation_config
 from .processors import build_logits_processors
-from .sampling import _rng
+from .sampling import random_generator
 from .stopping import MaxTimeCriteria, StopStringCriteria, builtin_overrides, merge_criteria
 
 # generate()'s arguments that are not GenerationConfig fields
@@ -90,7 +90,8 @@ class GenerationMixin:
         as a built-in replaces it), ``stopping_criteria`` (extra criteria ``(input_ids, scores) -> [N] bools``,
         after the built-in ones, replacing one of the same class), ``prefix_allowed_tokens_fn`` (``(batch_id,
         ids) -> allowed token ids``, each step), ``streamer`` (gets the prompt, then each new token, then
-        ``end()``; batch size 1, not with beam search) and ``tokenizer`` (needed by ``stop_strings``). ``seed``
+        ``end()``; batch size 1, not with beam search), ``tokenizer`` (needed by ``stop_strings``) and
+        ``past_key_values`` (the cache of the prompts' first tokens; ``cache``, transformers 5's name, too). ``seed``
         (an int or a numpy Generator) makes sampling reproducible; without it, sampling draws from NumPy's global
         generator, so ``minigpt2.set_seed``, ``np.random.seed`` or ``transformers.set_seed`` do too.
         ``generation_config`` may be a transformers GenerationConfig (read through ``to_dict()``); transformers'
@@ -102,6 +103,11 @@ class GenerationMixin:
         followed by the new tokens; sequences that end early are filled with ``pad_token_id`` (GPT-2 has none,
         so eos is used, as HF does).
         """
+        if "cache" in kwargs:  # transformers 5's name for past_key_values
+            if "past_key_values" in kwargs:
+                raise ValueError("pass the cache once: past_key_values (transformers 4's name) or cache "
+                                 "(transformers 5's)")
+            kwargs["past_key_values"] = kwargs.pop("cache")
         cfg, model_kwargs = self._merged_generation_config(generation_config, kwargs)
         input_ids, attention_mask, embeds = self._prepare_inputs(inputs, model_kwargs, cfg)
         B, T = input_ids.shape  # T = 0 for a prompt given as inputs_embeds alone: the ids hold only new tokens
@@ -162,7 +168,7 @@ class GenerationMixin:
         if grows:  # (the run returns its cache, to grow `given` with)
             run = copy.copy(cfg)
             run.return_dict_in_generate = True
-        rng = _rng(seed) if cfg.do_sample or seed is not None else None  # (greedy leaves NumPy's global one alone)
+        rng = random_generator(seed) if cfg.do_sample or seed is not None else None  # (greedy leaves NumPy's global one alone)
         if cfg.num_beams == 1:
             out = greedy_or_sample(step, input_ids, attention_mask, run, processors, finish_tokens, rng, streamer,
                                    stop, cache)
