@@ -241,6 +241,15 @@ class Trainer:
         self.saved_step = None  # the step of the checkpoint in out_dir, once saved or resumed
         warmup = args.max_steps // 20 if args.warmup_steps is None else args.warmup_steps
         self.schedule = dict(max_lr=args.lr, warmup_steps=warmup, max_steps=args.max_steps, min_lr=args.min_lr)
+        if warmup > args.max_steps:  # (allowed, as transformers' schedulers allow it, but said: lr is never reached)
+            self.log(f"warmup_steps {warmup} is more than max_steps {args.max_steps}: the learning rate climbs for the "
+                     f"whole run, to {lr_at(args.max_steps - 1, **self.schedule):.3g} at the last step, never reaching "
+                     f"lr {args.lr:g} (as in transformers' schedulers; warmup_steps <= max_steps reach it)")
+        held = self.eval_batch_count()
+        if held < args.eval_batches:  # (more random batches would only read the same windows again, for long)
+            data = "validation" if len(self.tokens["val"]) >= args.seq_len else "training"
+            self.log(f"eval_batches {args.eval_batches} is more than the {data} data holds ({len(self._eval_data()):,} "
+                     f"tokens: {held:,} batches of {args.batch_size} x {args.seq_len}): each evaluation reads {held:,}")
 
     # -- one step ---------------------------------------------------------------------------------------
     def train_step(self):
@@ -289,14 +298,26 @@ class Trainer:
         of the model being trained, or of ``model`` (another model with the same vocabulary, for comparison)."""
         a = self.args
         model = self.model if model is None else model
-        data = self.tokens["val"] if len(self.tokens["val"]) >= a.seq_len else self.tokens["train"]
+        data = self._eval_data()
         rng = np.random.default_rng([a.seed, 2**31])
         model.eval()
         losses = []
-        for _ in range(a.eval_batches):
+        for _ in range(self.eval_batch_count()):
             ids = random_batch(data, a.batch_size, a.seq_len, rng)
             losses.append(float(model(ids, labels=ids, use_cache=False).loss))
         return float(np.mean(losses))
+
+    def _eval_data(self):
+        """The validation tokens, or the training tokens when they are shorter than one sequence."""
+        val = self.tokens["val"]
+        return val if len(val) >= self.args.seq_len else self.tokens["train"]
+
+    def eval_batch_count(self) -> int:
+        """eval_batches, capped at the batches the evaluated data holds: its windows of seq_len tokens, batch_size
+        at a time (transformers' evaluate() reads its eval set once; more random batches read the same windows
+        again)."""
+        windows = len(self._eval_data()) // self.args.seq_len
+        return min(self.args.eval_batches, max(1, -(-windows // self.args.batch_size)))
 
     def sample(self, max_new_tokens=None, seed=0):
         """A continuation of ``args.prompt`` (top-k 40 sampling, seeded), as text."""
@@ -327,7 +348,7 @@ class Trainer:
                 if self.step % a.log_interval == 0 or self.step == a.max_steps or self._stop:
                     now = time.perf_counter()
                     rate = tokens_per_step * (self.step - start_step) / (now - start)
-                    self.log(self._progress(loss, norm, lr, rate, now - start))
+                    self.log(self._progress(loss, norm, lr, rate, now - start, self.step - start_step))
                     last_log = now
                 evaluate = self.step % a.eval_interval == 0 or self.step == a.max_steps
                 if evaluate:
@@ -346,11 +367,13 @@ class Trainer:
             del last_log
         return self.history
 
-    def _progress(self, loss, norm, lr, rate, elapsed):
+    def _progress(self, loss, norm, lr, rate, elapsed, steps_taken):
+        """The log line; the time left from the pace of the ``steps_taken`` steps of this call (a resumed run's
+        earlier steps took no part of ``elapsed``)."""
         a = self.args
         width = 20
         done = int(width * self.step / a.max_steps)
-        left = (a.max_steps - self.step) * elapsed / max(1, self.step - (self.history["train"][0][0] - 1))
+        left = (a.max_steps - self.step) * elapsed / max(1, steps_taken)
         return (f"[{'#' * done}{'.' * (width - done)}] step {self.step}/{a.max_steps} | loss {loss:.4f} | "
                 f"lr {lr:.2e} | grad norm {norm:.2f} | {rate:,.0f} tok/s | {elapsed:.0f}s, ~{left:.0f}s left")
 
