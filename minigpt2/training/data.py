@@ -28,6 +28,8 @@ def find_documents(source, pattern="*"):
     source = os.fspath(source)
     if os.path.isfile(source):
         return [source]
+    if os.path.exists(source) and not os.path.isdir(source):  # (/dev/null, a pipe: no size, no modification time)
+        raise ValueError(f"--data {source} is not a regular file or a folder; give a text file, or a folder of them")
     if not os.path.isdir(source):
         raise FileNotFoundError(f"--data {source}: no such file or folder")
     found = []
@@ -59,7 +61,7 @@ def prepare_tokens(source, directory, tokenizer, *, val_fraction=0.1, pattern="*
             meta = json.load(f)
         if meta.get("signature") == signature:
             return load_tokens(directory)
-    tokens = _tokenize_files(files, tokenizer, source, log)
+    tokens, n_read = _tokenize_files(files, tokenizer, source, log)
     os.makedirs(directory, exist_ok=True)  # (only now: data without text leaves no directory behind)
     n_val = int(len(tokens) * val_fraction)
     split = {"train": tokens[:len(tokens) - n_val], "val": tokens[len(tokens) - n_val:]}
@@ -72,13 +74,14 @@ def prepare_tokens(source, directory, tokenizer, *, val_fraction=0.1, pattern="*
         json.dump({"signature": signature, "tokens": {k: int(len(v)) for k, v in split.items()},
                    "dtype": "uint16"}, f)
     os.replace(tmp, meta_path)
-    log(f"tokenized {len(files)} file(s): {len(split['train']):,} training and {len(split['val']):,} validation "
+    log(f"tokenized {n_read} file(s): {len(split['train']):,} training and {len(split['val']):,} validation "
         f"tokens -> {directory}")
     return load_tokens(directory)
 
 
-def _tokenize_files(files, tokenizer, source, log) -> np.ndarray:
-    """Every readable file's tokens, each document followed by <|endoftext|>; a ValueError if none holds text."""
+def _tokenize_files(files, tokenizer, source, log) -> tuple:
+    """Every readable file's tokens, each document followed by <|endoftext|>, and how many files were read; a
+    ValueError if none holds text."""
     eos = tokenizer.eos_token_id
     chunks, skipped, empty = [], [], 0
     for path in files:
@@ -101,7 +104,7 @@ def _tokenize_files(files, tokenizer, source, log) -> np.ndarray:
                          f"files (convert others with e.g. iconv -t utf-8)")
     if skipped:
         log(f"skipped {len(skipped)} unreadable file(s), e.g. {skipped[0]}")
-    return np.concatenate(chunks)
+    return np.concatenate(chunks), len(files) - len(skipped)
 
 
 def load_tokens(directory) -> dict:
