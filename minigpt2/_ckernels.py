@@ -108,11 +108,15 @@ def _to_blas():
     return NotImplemented
 
 
+_steady = [0]  # > 0 while a caller holds OpenBLAS's split at the pool's thread count (backend.same_bits)
+
+
 def follow_pool():
     """Tell NumPy's OpenBLAS, when its jobs run on the pool, how many to split a product into (the pool's threads,
-    or one while other programs crowd the cores: csrc/parallel.c, mg_blas_width)."""
+    or one while other programs crowd the cores: csrc/parallel.c, mg_blas_width; always the pool's threads while
+    held steady)."""
     if blas_on_pool:
-        _blas_threads.use(lib.mg_blas_width())
+        _blas_threads.use(lib.mg_get_num_threads() if _steady[0] else lib.mg_blas_width())
 
 
 def _stored(weight):

@@ -25,6 +25,7 @@ positive number, "c" without the extension, a kernel variant this CPU cannot run
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import importlib.util
 import os
@@ -35,7 +36,7 @@ from ._starting import starting_the_command
 from .checks import is_int
 
 __all__ = ["kernel", "set_backend", "get_backend", "name", "c_available", "set_num_threads", "get_num_threads",
-           "set_kernel", "kernel_variants", "kernel_choice", "setting_problems"]
+           "set_kernel", "kernel_variants", "kernel_choice", "setting_problems", "same_bits"]
 
 BACKENDS = ("numpy", "c", "auto")
 
@@ -286,6 +287,27 @@ def set_num_threads(n: int) -> None:
 
 def get_num_threads() -> int:
     return _num_threads
+
+
+@contextlib.contextmanager
+def same_bits():
+    """Inside, NumPy's OpenBLAS splits every product into as many jobs as the thread count, however busy the cores.
+
+    Outside, it takes one job while other programs crowd the cores (csrc/parallel.c, "Crowded cores"): faster
+    then, and the same bits for the model's forward products, but not for a product with a long sum such as a
+    gradient over the vocabulary (``dlogits @ wte``, 50257 terms), which OpenBLAS adds in another order with one
+    job than with two. Training holds it (Trainer.train_step), so that one seed gives the same bytes on a busy
+    machine as on an idle one, and a resumed run those of the run it continues."""
+    if _ckernels is None:
+        yield
+        return
+    _ckernels._steady[0] += 1
+    _ckernels.follow_pool()
+    try:
+        yield
+    finally:
+        _ckernels._steady[0] -= 1
+        _ckernels.follow_pool()
 
 
 def _start_from_the_environment():

@@ -233,10 +233,6 @@ class _Cores:
         return getattr(self._lib, name)
 
 
-@pytest.mark.xfail(strict=True, reason="not fixed here (backend, not training): how many jobs OpenBLAS splits a "
-                   "product into follows the cores' load (csrc/parallel.c, 'Crowded cores'), and a product over the "
-                   "vocabulary (dh = dlogits @ wte) sums in another order with 1 job than with 2, so the same seed "
-                   "gives other bytes on a busy machine and Ctrl-C + --resume is not the uninterrupted run")
 def test_the_same_seed_gives_the_same_bytes_on_a_busy_machine(tmp_path, corpus, monkeypatch):
     from minigpt2 import _blas_threads, backend
 

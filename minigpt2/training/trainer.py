@@ -31,7 +31,7 @@ import time
 
 import numpy as np
 
-from .. import checkpoint
+from .. import backend, checkpoint
 from .data import random_batch
 from .grad import model_loss_and_grad
 from .optim import AdamW, clip_grad_norm, lr_at
@@ -257,7 +257,9 @@ class Trainer:
         a = self.args
         rng = np.random.default_rng([a.seed, self.step])  # this step's batches and dropout masks
         self.model.train()
-        with np.errstate(all="ignore"):  # (a diverging run overflows: checked below, and said in one line)
+        # (same_bits: the gradients' long sums in the same order however busy the cores; errstate: a diverging run
+        # overflows, which is checked below and said in one line)
+        with backend.same_bits(), np.errstate(all="ignore"):
             total, grads = self.mean_gradients(rng)
             norm = clip_grad_norm(grads, a.grad_clip if a.grad_clip > 0 else math.inf)  # (inf: only measured)
         lr = lr_at(self.step, **self.schedule)
