@@ -247,6 +247,8 @@ class GPT2Config:
             return getattr(self, ATTRIBUTE_MAP[name])
         if name == "torch_dtype":
             return self.dtype
+        if name == "per_layer_config":  # transformers 5.20+'s per-layer view (DynamicCache(config=...) reads it)
+            return [self] * self.n_layer  # every GPT-2 layer has the config's own sizes
         raise AttributeError(f"'GPT2Config' object has no attribute {name!r}")
 
     def __setattr__(self, name, value):
@@ -327,11 +329,15 @@ class GPT2Config:
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"GPT2Config.{name} must be True or False (true or false in config.json), "
                                  f"got {getattr(self, name)!r}")
-        check_number("GPT2Config.layer_norm_epsilon", self.layer_norm_epsilon, low=0, low_open=True)
+        check_number("GPT2Config.layer_norm_epsilon", self.layer_norm_epsilon, low=0)  # (0: as transformers takes it)
         for name in ("resid_pdrop", "embd_pdrop", "attn_pdrop", "summary_first_dropout", "summary_last_dropout"):
             # summary_last_dropout is not a GPT2Config field, but configs may carry it
             check_number(f"GPT2Config.{name}", getattr(self, name, 0.0), low=0, high=1, what="a probability in [0, 1]")
         check_number("GPT2Config.initializer_range", self.initializer_range, low=0)
+        if self.__dict__.get("per_layer_config") is not None:
+            raise ValueError("GPT2Config.per_layer_config (transformers 5's per-layer overrides) is not supported: "
+                             "every minigpt2 layer has the config's own sizes; leave it out")
+        self.__dict__.pop("per_layer_config", None)  # (None: no overrides; the attribute is the per-layer view)
         problems = (None, "regression", "single_label_classification", "multi_label_classification")
         if self.problem_type not in problems:
             raise ValueError(f"GPT2Config.problem_type must be one of {problems}, got {self.problem_type!r}")

@@ -1,0 +1,106 @@
+"""Code written for transformers 5 (the newest 5.x), with ``from transformers import`` swapped for ``from minigpt2
+import``: what it does that earlier passes left out, checked against transformers itself on the same tiny random
+checkpoint (fp32, eager attention). The main suite's transformers is 4.57: there each test compares with 4.57's
+form of the same call (``past_key_values=`` for ``cache=``, crop(n) for crop(-k), ...) and leaves out what only
+5.x has; against the newest 5.x (.ci/transformers5.sh) it compares with 5.x's own calls.
+
+Numbers are compared with conftest.assert_close: 1e-5 * max(1, max|ref|), the float32 bound of the whole suite.
+No prompt here is padded: transformers 5 fills a fully padded query row with attention to every key, 4.57 (and
+minigpt2) to the keys up to it, so outputs at padding positions differ between the two (nothing reads them).
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import minigpt2
+from conftest import assert_close, write_hf_checkpoint
+
+torch = pytest.importorskip("torch")
+transformers = pytest.importorskip("transformers")
+
+HF5 = int(transformers.__version__.split(".")[0]) >= 5
+CACHE = "cache" if HF5 else "past_key_values"  # transformers' name for the cache argument (5.24 renamed it)
+
+IDS = np.array([[5, 6, 7, 8, 9, 11], [1, 2, 3, 4, 10, 12]])
+
+
+@pytest.fixture(scope="module")
+def lm(tmp_path_factory):
+    directory = tmp_path_factory.mktemp("lm")
+    write_hf_checkpoint(directory, "GPT2LMHeadModel", bos_token_id=1, eos_token_id=2)
+    theirs = transformers.GPT2LMHeadModel.from_pretrained(directory, attn_implementation="eager").eval()
+    return minigpt2.GPT2LMHeadModel.from_pretrained(directory), theirs
+
+
+def hf(model, **kwargs):
+    kwargs = {k: torch.tensor(v) if isinstance(v, np.ndarray) else v for k, v in kwargs.items()}
+    with torch.no_grad():
+        return model(**kwargs) if not kwargs.pop("generate", False) else model.generate(**kwargs)
+
+
+def cache_of(out):
+    return out.cache if HF5 else out.past_key_values
+
+
+# -- GPT2Config(layer_norm_epsilon=0) ----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("eps", [0.0, 0])
+def test_layer_norm_epsilon_zero_computes_what_transformers_does(tmp_path, eps):
+    """transformers (4.57 and 5.x) takes layer_norm_epsilon=0.0 (4.57 the int 0 too; 5.x's strict fields want a
+    float); minigpt2 refused it as "must be a positive number". With it, a layer norm divides by the standard
+    deviation itself: the logits are transformers'."""
+    theirs = write_hf_checkpoint(tmp_path, layer_norm_epsilon=0.0)
+    ours = minigpt2.GPT2LMHeadModel.from_pretrained(tmp_path)
+    assert ours.config.layer_norm_epsilon == 0.0
+    assert_close(ours(IDS).logits, hf(theirs, input_ids=IDS).logits.numpy(), "logits, layer_norm_epsilon=0")
+    assert minigpt2.GPT2Config(layer_norm_epsilon=eps).layer_norm_epsilon == 0
+    with pytest.raises(ValueError, match=r"layer_norm_epsilon must be a non-negative number, got -1e-05"):
+        minigpt2.GPT2Config(layer_norm_epsilon=-1e-5)  # (a square root of a negative variance: NaN)
+
+
+# -- the cache: what transformers 5's Cache API asks of it --------------------------------------------------------
+
+def test_dynamic_cache_made_from_the_models_config_as_transformers(lm):
+    """transformers 5's documented loop: ``cache = DynamicCache(config=model.config)``, then
+    ``model(**inputs, cache=cache)``. With a minigpt2 config, transformers 5.20 on failed reading its
+    per_layer_config (AttributeError); it is the per-layer view now (every layer alike). The model grows that
+    cache in place as transformers' does; logits, keys and values are transformers'."""
+    ours, theirs = lm
+    mine, ref = transformers.DynamicCache(config=ours.config), transformers.DynamicCache(config=theirs.config)
+    assert len(mine.layers) == len(ref.layers) and mine.get_seq_length() == ref.get_seq_length() == 0
+    for start, stop in ((0, 4), (4, 5), (5, 6)):
+        out = ours(IDS[:, start:stop], **{CACHE: mine}, use_cache=True)
+        expected = hf(theirs, input_ids=IDS[:, start:stop], **{CACHE: ref}, use_cache=True)
+        assert out.past_key_values is mine and mine.get_seq_length() == ref.get_seq_length() == stop
+        assert_close(out.logits, expected.logits.numpy(), f"logits of tokens {start}..{stop - 1}")
+    for i, (a, b) in enumerate(zip(mine.layers, ref.layers)):
+        assert_close(a.keys.numpy(), b.keys.numpy(), f"layer {i} keys")
+        assert_close(a.values.numpy(), b.values.numpy(), f"layer {i} values")
+    assert minigpt2.GPT2Config(n_layer=3).per_layer_config == [minigpt2.GPT2Config(n_layer=3)] * 3
+    with pytest.raises(ValueError, match=r"per_layer_config \(transformers 5's per-layer overrides\) is not "
+                                         r"supported: every minigpt2 layer has the config's own sizes"):
+        minigpt2.GPT2Config(per_layer_config={0: {"n_inner": 8}})
+    assert "per_layer_config" not in minigpt2.GPT2Config(per_layer_config=None).to_dict()
+
+
+def test_a_transformers_cache_the_model_grew_is_cropped_and_selected_as_transformers(lm):
+    """Speculative decoding's and batch pruning's moves, on a transformers DynamicCache that the model grows: crop
+    (5.x removes -n positions; 4.57 keeps n), batch_select_indices, reorder_cache, then continuing. The cache and
+    the logits after each are transformers'."""
+    ours, theirs = lm
+    mine, ref = transformers.DynamicCache(), transformers.DynamicCache()
+    ours(IDS, **{CACHE: mine})
+    hf(theirs, input_ids=IDS, **{CACHE: ref})
+    for cache in (mine, ref):
+        cache.crop(-2 if HF5 else 4)
+    assert mine.get_seq_length() == ref.get_seq_length() == 4
+    expected = hf(theirs, input_ids=IDS[:, 4:], **{CACHE: ref}).logits.numpy()
+    assert_close(ours(IDS[:, 4:], **{CACHE: mine}).logits, expected, "logits after crop")
+    for cache in (mine, ref):
+        cache.reorder_cache(torch.tensor([1, 0]))
+        cache.batch_select_indices(torch.tensor([1]))
+    new = np.array([[13]])
+    assert_close(ours(new, **{CACHE: mine}).logits, hf(theirs, input_ids=new, **{CACHE: ref}).logits.numpy(),
+                 "logits after reorder_cache and batch_select_indices")
+    assert mine.get_seq_length() == ref.get_seq_length() == 7
