@@ -22,7 +22,7 @@ from collections import namedtuple
 
 import numpy as np
 
-from .checks import from_torch
+from .checks import check_int, from_torch, is_int
 
 __all__ = ["KVCache"]
 
@@ -148,10 +148,36 @@ class KVCache(tuple):
     def __reduce__(self):  # pickles and deep-copies as the plain tuple it shows
         return tuple, (tuple(self),)
 
-    # -- transformers' Cache API (4.57's DynamicCache), for code written for it ------------------------
+    # -- transformers' Cache API (4.57's and 5.x's DynamicCache), for code written for it ----------------
     def get_max_cache_shape(self, layer_idx: int = 0) -> int:
         """-1: no fixed maximum, as HF's DynamicCache says (the model's n_positions is the limit)."""
         return -1
+
+    def get_max_length(self, layer_idx=None) -> int:
+        """transformers 5's name for get_max_cache_shape: -1, no fixed maximum."""
+        return -1
+
+    @property
+    def is_initialized(self) -> bool:
+        """Whether the cache holds its layers (HF's Cache.is_initialized): True for every cache the model returns,
+        False for the empty one (``KVCache.from_legacy_cache(())``)."""
+        return len(self) > 0
+
+    @property
+    def is_sliding(self) -> list:
+        """One False per layer: GPT-2 attends to every earlier position, no sliding window (HF's Cache.is_sliding)."""
+        return [False] * len(self)
+
+    def get_mask_sizes(self, query_length, layer_idx: int = 0) -> tuple:
+        """(P + T, 0): the keys the T new tokens' attention mask spans and their offset, as HF's DynamicCache
+        answers. ``query_length`` is T, an int (transformers 5's form) or the new tokens' ``cache_position``, an
+        array of T positions (transformers 4.57's)."""
+        if np.ndim(query_length) == 0:  # an int (or a 0-d array or tensor holding one)
+            T = query_length if is_int(query_length) else np.asarray(_as_numpy(query_length)).item()
+            T = check_int("KVCache.get_mask_sizes: query_length (the number of new tokens)", T, low=0)
+        else:
+            T = len(query_length)  # (4.57: cache_position, one entry per new token)
+        return self._length + T, 0
 
     @property
     def layers(self) -> tuple:

@@ -6,6 +6,7 @@
     out[0]              # by position, counting only the fields that are set, as HF does
     out.to_tuple()      # the fields that are set, in order
     out["logits"] = x   # sets the field, as out.logits = x does
+    out.cache, out["cache"]   # transformers 5's name for past_key_values
     Output({"logits": x})   # a dict as the only argument fills the fields it names, as in HF
 """
 from __future__ import annotations
@@ -38,6 +39,7 @@ class ModelOutput:
 
     def __setitem__(self, key, value):
         """``out["logits"] = x`` sets the field, as HF's ModelOutput does (and ``out.logits = x``)."""
+        key = self._field_name(key)
         names = [f.name for f in fields(self)]
         if key not in names:
             raise KeyError(f"{type(self).__name__} has no field {key!r}; its fields are {names}")
@@ -57,13 +59,14 @@ class ModelOutput:
 
     def __getitem__(self, key):
         if isinstance(key, str):
-            if key not in self.keys():
+            name = self._field_name(key)
+            if name not in self.keys():
                 raise KeyError(key)
-            return getattr(self, key)
+            return getattr(self, name)
         return self.to_tuple()[key]
 
     def __contains__(self, key):
-        return key in self.keys()
+        return self._field_name(key) in self.keys()
 
     def __iter__(self):  # like HF (an OrderedDict underneath): iterating gives the keys
         return iter(self.keys())
@@ -72,7 +75,15 @@ class ModelOutput:
         return len(self.keys())
 
     def get(self, key, default=None):
+        key = self._field_name(key)
         return getattr(self, key) if key in self.keys() else default
+
+    def _field_name(self, key):
+        """The field ``key`` names: "cache", transformers 5's name, is past_key_values in the outputs that have one
+        (transformers 5 reads "past_key_values" as "cache" likewise). keys() says past_key_values, as transformers 4."""
+        if key == "cache" and any(f.name == "past_key_values" for f in fields(self)):
+            return "past_key_values"
+        return key
 
     @property
     def cache(self):
@@ -80,6 +91,12 @@ class ModelOutput:
         if not hasattr(self, "past_key_values"):
             raise AttributeError(f"{type(self).__name__} has no cache (past_key_values)")
         return self.past_key_values
+
+    @cache.setter
+    def cache(self, value):
+        if not any(f.name == "past_key_values" for f in fields(self)):
+            raise AttributeError(f"{type(self).__name__} has no cache (past_key_values)")
+        self.past_key_values = value
 
 
 @dataclass

@@ -61,6 +61,30 @@ def test_layer_norm_epsilon_zero_computes_what_transformers_does(tmp_path, eps):
 
 # -- the cache: what transformers 5's Cache API asks of it --------------------------------------------------------
 
+def test_the_returned_cache_answers_is_initialized_is_sliding_and_get_mask_sizes_as_transformers(lm):
+    """KVCache lacked is_initialized, is_sliding and get_mask_sizes, which transformers' DynamicCache has (4.57 and
+    5.x), and get_max_length (5.x's name of get_max_cache_shape). get_mask_sizes takes the new tokens' count (5.x)
+    or their cache_position (4.57): both give the DynamicCache's (P + T, 0)."""
+    ours, theirs = lm
+    mine, ref = ours(IDS, use_cache=True).past_key_values, cache_of(hf(theirs, input_ids=IDS, use_cache=True))
+    assert mine.is_initialized is ref.is_initialized is True
+    assert mine.is_sliding == ref.is_sliding == [False, False]
+    query = 3 if HF5 else torch.arange(6, 9)  # the form this transformers takes
+    assert mine.get_mask_sizes(query, 0) == ref.get_mask_sizes(query, 0) == (9, 0)
+    assert mine.get_mask_sizes(3) == mine.get_mask_sizes(np.arange(6, 9), layer_idx=1) == (9, 0)
+    assert mine.get_mask_sizes(torch.tensor(3)) == (9, 0)
+    assert mine.get_max_length() == -1
+    if HF5:
+        assert ref.get_max_length() == -1
+    empty, ref_empty = minigpt2.KVCache.from_legacy_cache(()), transformers.DynamicCache()
+    assert empty.is_initialized is ref_empty.is_initialized is False
+    assert empty.is_sliding == ref_empty.is_sliding == []
+    for bad in (-1, 2.5, "3", None):
+        with pytest.raises(ValueError, match=r"get_mask_sizes: query_length \(the number of new tokens\) must be a "
+                                             r"non-negative integer, got"):
+            mine.get_mask_sizes(bad)
+
+
 def test_dynamic_cache_made_from_the_models_config_as_transformers(lm):
     """transformers 5's documented loop: ``cache = DynamicCache(config=model.config)``, then
     ``model(**inputs, cache=cache)``. With a minigpt2 config, transformers 5.20 on failed reading its
@@ -104,3 +128,27 @@ def test_a_transformers_cache_the_model_grew_is_cropped_and_selected_as_transfor
     assert_close(ours(new, **{CACHE: mine}).logits, hf(theirs, input_ids=new, **{CACHE: ref}).logits.numpy(),
                  "logits after reorder_cache and batch_select_indices")
     assert mine.get_seq_length() == ref.get_seq_length() == 7
+
+
+# -- outputs: "cache", transformers 5's key ---------------------------------------------------------------------
+
+@pytest.mark.parametrize("call", ["forward", "generate"])
+def test_outputs_answer_to_the_key_cache_as_transformers_5(lm, call):
+    """transformers 5's outputs hold the cache under "cache" (and read "past_key_values" as it). minigpt2's had the
+    ``.cache`` attribute, but out["cache"] was a KeyError, "cache" in out False and out.get("cache") None. Now the
+    key works as the attribute does; keys() still says past_key_values, as transformers 4's."""
+    ours, theirs = lm
+    settings = dict(max_new_tokens=2, return_dict_in_generate=True)
+    out = ours(IDS, use_cache=True) if call == "forward" else ours.generate(IDS, **settings)
+    assert out["cache"] is out.cache is out.past_key_values is out.get("cache") is out["past_key_values"]
+    assert "cache" in out and "past_key_values" in out and "past_key_values" in out.keys()
+    if HF5:
+        ref = hf(theirs, input_ids=IDS, use_cache=True) if call == "forward" else \
+            hf(theirs, input_ids=IDS, generate=True, **settings)
+        assert ref["cache"] is ref.cache and "cache" in ref and "past_key_values" in ref
+    out["cache"] = None
+    assert out.past_key_values is None and "cache" not in out
+    out.cache = "x"
+    assert out.past_key_values == "x"
+    with pytest.raises(KeyError, match="cache"):
+        minigpt2.GPT2ForQuestionAnswering(ours.config, seed=0)(IDS)["cache"]
