@@ -152,3 +152,63 @@ def test_outputs_answer_to_the_key_cache_as_transformers_5(lm, call):
     assert out.past_key_values == "x"
     with pytest.raises(KeyError, match="cache"):
         minigpt2.GPT2ForQuestionAnswering(ours.config, seed=0)(IDS)["cache"]
+
+
+# -- generate(cache=...) --------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("settings", [dict(), dict(num_beams=2, num_return_sequences=2)], ids=["greedy", "beams"])
+def test_generate_takes_the_cache_as_cache_as_transformers_5(lm, settings):
+    """transformers 5's generate takes the prompt's cache as ``cache=`` (the name of its forward's argument since
+    5.24; past_key_values is deprecated); minigpt2's said "unexpected argument 'cache'". Given a minigpt2 cache of
+    the prompts' first 4 tokens, or a transformers DynamicCache that generate grows in place, the ids are
+    transformers' (transformers 4.57: given as past_key_values). (transformers' beam search cannot start from a
+    prompt's cache of one row per prompt: beams start from an empty one.)"""
+    ours, theirs = lm
+    kwargs = dict(max_new_tokens=4, do_sample=False, **settings)
+    if not settings:
+        ref_prompt = cache_of(hf(theirs, input_ids=IDS[:, :4], use_cache=True))
+        expected = hf(theirs, input_ids=IDS, generate=True, **{CACHE: ref_prompt}, **kwargs).numpy()
+        got = ours.generate(IDS, cache=ours(IDS[:, :4], use_cache=True).past_key_values, **kwargs)
+        np.testing.assert_array_equal(got, expected)
+
+    mine, ref = transformers.DynamicCache(), transformers.DynamicCache()
+    got = ours.generate(IDS, cache=mine, **kwargs)
+    expected = hf(theirs, input_ids=IDS, generate=True, **{CACHE: ref}, **kwargs).numpy()
+    np.testing.assert_array_equal(got, expected)
+    assert mine.get_seq_length() == ref.get_seq_length()
+    with pytest.raises(ValueError, match=r"pass the cache once: past_key_values \(transformers 4's name\) or cache"):
+        ours.generate(IDS, cache=None, past_key_values=None, max_new_tokens=1)
+
+
+# -- transformers 5's generation settings ---------------------------------------------------------------------
+
+@pytest.mark.parametrize("setting", [dict(max_cache_len=32), dict(speculation_type="ngram"),
+                                     dict(assistant_ensemble_weight=0.5), dict(top_h=0.4)], ids=str)
+def test_transformers_5_settings_that_change_nothing_here_are_accepted(lm, setting):
+    """transformers 5's new settings that cannot change these tokens (a cache's size, knobs of assisted decoding,
+    which is not on; top_h without sampling, which transformers 5 ignores) were "unexpected argument"s: they are
+    accepted, and the ids are transformers' (4.57 has none of them: there, the ids without the setting)."""
+    ours, theirs = lm
+    expected = hf(theirs, input_ids=IDS, generate=True, max_new_tokens=4, **(setting if HF5 else {})).numpy()
+    np.testing.assert_array_equal(ours.generate(IDS, max_new_tokens=4, **setting), expected)
+
+
+@pytest.mark.parametrize("setting, named", [
+    (dict(top_h=0.4, do_sample=True), r"top_h=0.4 asks for Top-H sampling \(transformers 5's TopHLogitsWarper\), "
+                                      r"which minigpt2's generate does not implement: remove it"),
+    (dict(use_mtp=True), r"use_mtp=True asks for multi-token-prediction decoding \(transformers 5\), which "
+                         r"minigpt2's generate does not implement: remove it \(it needs MTP weights, which GPT-2"),
+])
+def test_transformers_5_strategies_minigpt2_lacks_are_named(lm, setting, named):
+    """Top-H sampling and multi-token prediction (transformers 5) would generate otherwise than minigpt2 can: a
+    ValueError naming the setting, passed to generate or in a transformers GenerationConfig (5.x only: 4.57's has
+    no such fields). transformers 5 itself refuses use_mtp for GPT-2, which has no MTP weights."""
+    ours, theirs = lm
+    with pytest.raises(ValueError, match=named):
+        ours.generate(IDS, max_new_tokens=2, **setting)
+    if HF5:
+        with pytest.raises(ValueError, match=named):
+            ours.generate(IDS, generation_config=transformers.GenerationConfig(max_new_tokens=2, **setting))
+        if "use_mtp" in setting:
+            with pytest.raises(ValueError, match="num_mtp_layers"):
+                hf(theirs, input_ids=IDS, generate=True, max_new_tokens=2, **setting)

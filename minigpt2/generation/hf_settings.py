@@ -1,7 +1,8 @@
 """transformers' generation settings that minigpt2's GenerationConfig has no field for, and reading a transformers
 GenerationConfig (any object with ``to_dict()``; transformers itself is never imported).
 
-transformers 4.57's GenerationConfig has about 30 settings beyond the ones minigpt2 implements. Each is either
+transformers 4.57's GenerationConfig has about 30 settings beyond the ones minigpt2 implements (5.x's, a few more:
+top_h, use_mtp, max_cache_len, ...). Each is either
 
     inert       it cannot change the tokens generated: how transformers lays out or compiles its cache, the knobs
                 of assisted decoding (refused below, so they never act), encoder-decoder settings. Accepted.
@@ -27,6 +28,8 @@ INERT = (
     "decoder_start_token_id",  # encoder-decoder models only
     "negative_prompt_ids", "negative_prompt_attention_mask",  # read only by guidance_scale (refused when on)
     "synced_gpus", "trust_remote_code",
+    # transformers 5's: serving and cache layout, and knobs of assisted decoding (refused below, so they never act)
+    "max_cache_len", "continuous_batching_config", "speculation_type", "assistant_ensemble_weight",
 )
 
 _SAME = "without it, greedy decoding gives the same tokens"
@@ -58,6 +61,11 @@ _REFUSED = {
                              "self-speculative (early exit) decoding", _SAME),
     "custom_generate": (lambda s, c: s.get("custom_generate") is not None,
                         "generation code loaded from the Hub"),
+    "top_h": (lambda s, c: c.do_sample and s.get("top_h") is not None,  # (greedy: transformers 5 ignores it too)
+              "Top-H sampling (transformers 5's TopHLogitsWarper)", "top_p, typical_p or min_p truncate otherwise"),
+    "use_mtp": (lambda s, c: bool(s.get("use_mtp")),
+                "multi-token-prediction decoding (transformers 5)",
+                "it needs MTP weights, which GPT-2 has not: transformers 5 refuses it for GPT-2 too"),
 }
 _COMPANIONS = {"diversity_penalty": "num_beam_groups"}  # only read by the strategy of the other setting
 
