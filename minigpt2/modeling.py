@@ -19,7 +19,8 @@ from . import tracing
 from .backend import kernel
 from .activations import ACTIVATIONS
 from .cache import KVCache
-from .checks import as_array, check_int, check_number, float_array, int_array, is_int, mask_array, nonempty, reshape_to
+from .checks import (as_array, check_int, check_number, float_array, from_torch, int_array, is_int, mask_array,
+                     nonempty, reshape_to)
 from .config import GPT2Config
 from .generation import GenerationMixin
 from .layers import (
@@ -124,6 +125,11 @@ class GPT2Model(GPT2PreTrainedModel):
         ``attention_mask`` is HF's [B, P + T] of 1s (tokens) and 0s (padding), or its 4-D
         float form [B, 1, T, P + T], the bias added to the attention scores (0 to attend, the float32 minimum to
         mask: attention_bias_4d). Returns a BaseModelOutputWithPastAndCrossAttentions.
+
+        Positional arguments come in transformers 4.46's order, which transformers 5.4 on shares up to position_ids
+        (5.x has no head_mask: inputs_embeds is its sixth); 4.57 and 5.0 to 5.3 take cache_position third. Changing
+        the order would break the calls written for the others, so pass what follows input_ids and past_key_values
+        by name (a cache_position or embeddings given in the other versions' places are named in the error).
         """
         cfg, p = self.config, self.params
         use_cache = cfg.use_cache if use_cache is None else use_cache
@@ -133,7 +139,8 @@ class GPT2Model(GPT2PreTrainedModel):
 
         # Inputs may have extra leading axes (GPT2DoubleHeadsModel: [B, choices, T]); the blocks see [B, T].
         if (input_ids is None) == (inputs_embeds is None):
-            raise ValueError("pass exactly one of input_ids and inputs_embeds")
+            raise ValueError("pass exactly one of input_ids and inputs_embeds"
+                             + _embeds_as_head_mask_hint(input_ids, inputs_embeds, head_mask, cfg.n_embd))
         if input_ids is not None:
             input_ids = int_array("input_ids", input_ids, high=cfg.vocab_size, min_ndim=1)
             input_shape = nonempty("input_ids", input_ids.shape)
@@ -169,13 +176,7 @@ class GPT2Model(GPT2PreTrainedModel):
         if attention_mask is not None and np.ndim(attention_mask) == 4:
             mask = attention_bias_4d(attention_mask, B, P, T)  # [B or 1, 1, T or 1, P + T]
         elif attention_mask is not None:
-            attention_mask = mask_array("attention_mask", attention_mask)
-            if attention_mask.size != B * (P + T) or attention_mask.shape[-1] != P + T:
-                raise ValueError(f"attention_mask has shape {attention_mask.shape}; expected (batch={B}, "
-                                 f"cached + new tokens={P + T}), 1 for tokens to attend to and 0 for padding (or "
-                                 f"the 4-D float bias (batch, 1, {T}, {P + T}) to add to the attention scores)"
-                                 + (f"; {KVCache.NOT_GROWN}" if P and attention_mask.shape[-1] > P + T else ""))
-            mask = padding_bias(attention_mask.reshape(B, P + T))  # [B, 1, 1, P + T]
+            mask = padding_bias(padding_mask_2d(attention_mask, B, P, T))  # [B, 1, 1, P + T]
         encoder_mask = None
         if encoder_hidden_states is not None:
             if not cfg.add_cross_attention:
@@ -465,6 +466,43 @@ def attention_bias_4d(attention_mask, B, P, T):
         raise ValueError("the 4-D attention_mask contains NaN or +inf; mask with a large negative number instead")
     with np.errstate(over="ignore"):  # float64's minimum becomes -inf, then the float32 minimum
         return np.maximum(m.astype(np.float32), MASK_VALUE)
+
+
+def padding_mask_2d(attention_mask, B, P, T):
+    """HF's attention_mask of 1s (tokens) and 0s (padding) as float32 [B, P + T], or a clear error.
+
+    The error says more where the mask given looks like something else: a cache_position ([P, ..., P + T - 1]:
+    transformers 4.57 and 5.0 to 5.3 take it third, positionally, where minigpt2, transformers 4.46 and 5.4 on take
+    attention_mask), or a mask longer than the cache, as a loop expecting the cache to have grown passes it."""
+    given = attention_mask
+    try:
+        attention_mask = mask_array("attention_mask", attention_mask)
+        if attention_mask.size != B * (P + T) or attention_mask.shape[-1] != P + T:
+            raise ValueError(f"attention_mask has shape {attention_mask.shape}; expected (batch={B}, "
+                             f"cached + new tokens={P + T}), 1 for tokens to attend to and 0 for padding (or "
+                             f"the 4-D float bias (batch, 1, {T}, {P + T}) to add to the attention scores)"
+                             + (f"; {KVCache.NOT_GROWN}" if P and attention_mask.shape[-1] > P + T else ""))
+    except ValueError as error:
+        given = np.asarray(from_torch(given)) if hasattr(given, "__array__") else given
+        if np.ndim(given) == 1 and np.array_equal(given, np.arange(P, P + T)):
+            raise ValueError(f"{error}. It holds [{P}, ..., {P + T - 1}], the new tokens' cache_position: "
+                             f"transformers 4.57 (and 5.0 to 5.3) take cache_position third, where minigpt2, as "
+                             f"transformers 4.46 and 5.4 on, takes attention_mask: pass cache_position=... by name"
+                             ) from None
+        raise
+    return attention_mask.reshape(B, P + T)
+
+
+def _embeds_as_head_mask_hint(input_ids, inputs_embeds, head_mask, n_embd) -> str:
+    """More for the error "pass exactly one of input_ids and inputs_embeds" when head_mask looks like embeddings:
+    transformers 5 has no head_mask and takes inputs_embeds sixth, positionally, where minigpt2 (as transformers
+    4) takes head_mask."""
+    if input_ids is None and inputs_embeds is None and np.ndim(head_mask) >= 3 \
+            and np.shape(head_mask)[-1] == n_embd:
+        return (f"; the head_mask given has the shape of embeddings {np.shape(head_mask)}: transformers 5 takes "
+                f"inputs_embeds sixth, where minigpt2, as transformers 4, takes head_mask: pass inputs_embeds=... by "
+                f"name")
+    return ""
 
 
 def _return_dict(return_dict, config):

@@ -212,3 +212,46 @@ def test_transformers_5_strategies_minigpt2_lacks_are_named(lm, setting, named):
         if "use_mtp" in setting:
             with pytest.raises(ValueError, match="num_mtp_layers"):
                 hf(theirs, input_ids=IDS, generate=True, max_new_tokens=2, **setting)
+
+
+# -- forward's positional arguments ---------------------------------------------------------------------------
+
+def test_the_first_five_positional_arguments_are_transformers_5s(lm):
+    """transformers 5.4 on takes (input_ids, cache, attention_mask, token_type_ids, position_ids) positionally, as
+    minigpt2 does (transformers 4.46's order): the same call gives the same logits (4.57 takes cache_position
+    third: compared with its keyword call)."""
+    ours, theirs = lm
+    prompt = ours(IDS[:, :4], use_cache=True).past_key_values
+    ref_prompt = cache_of(hf(theirs, input_ids=IDS[:, :4], use_cache=True))
+    new, mask, types, positions = IDS[:, 4:], np.ones((2, 6), np.int64), IDS[:, :2] + 1, np.array([[4, 5], [5, 4]])
+    got = ours(new, prompt, mask, types, positions).logits
+    if HF5:
+        with torch.no_grad():
+            expected = theirs(torch.tensor(new), ref_prompt, torch.tensor(mask), torch.tensor(types),
+                              torch.tensor(positions)).logits
+    else:
+        expected = hf(theirs, input_ids=new, past_key_values=ref_prompt, attention_mask=mask, token_type_ids=types,
+                      position_ids=positions).logits
+    assert_close(got, expected.numpy(), "logits of a positional call")
+
+
+def test_arguments_given_in_another_versions_places_are_named(lm):
+    """minigpt2 keeps transformers 4.46's order (5.4 on shares it for the first five; changing it would break those
+    calls). Where a caller of 4.57 or 5.0-5.3 passes cache_position third, or a caller of 5.x passes inputs_embeds
+    sixth (5.x has no head_mask), the error now says which argument sits there and to pass it by name (it said
+    only that the mask held a 2, or that input_ids or inputs_embeds was missing). transformers 4.57 computes the
+    cache_position call: by name, minigpt2 gives its logits."""
+    ours, theirs = lm
+    prompt = ours(IDS[:, :4], use_cache=True).past_key_values
+    with pytest.raises(ValueError, match=r"It holds \[4, \.\.\., 5\], the new tokens' cache_position: transformers "
+                                         r"4.57 \(and 5.0 to 5.3\) take cache_position third, .* pass "
+                                         r"cache_position=\.\.\. by name"):
+        ours(IDS[:, 4:], prompt, torch.arange(4, 6))
+    got = ours(IDS[:, 4:], prompt, cache_position=np.arange(4, 6)).logits
+    assert_close(got, hf(theirs, input_ids=IDS).logits.numpy()[:, 4:], "logits continued with cache_position")
+    embeds = np.asarray(ours.params["wte"]["weight"], np.float32)[IDS]  # [2, 6, 32]
+    with pytest.raises(ValueError, match=r"pass exactly one of input_ids and inputs_embeds; the head_mask given has "
+                                         r"the shape of embeddings \(2, 6, 32\): transformers 5 takes inputs_embeds "
+                                         r"sixth, .* pass inputs_embeds=\.\.\. by name"):
+        ours(None, None, None, None, None, embeds)
+    assert_close(ours(inputs_embeds=embeds).logits, hf(theirs, input_ids=IDS).logits.numpy(), "logits of embeddings")
