@@ -248,3 +248,32 @@ def test_the_same_seed_gives_the_same_bytes_on_a_busy_machine(tmp_path, corpus, 
         runs.append({k: v.copy() for k, v in trainer.params.items()})
     differ = [k for k in runs[0] if not np.array_equal(runs[0][k], runs[1][k])]
     assert not differ, f"{len(differ)} of {len(runs[0])} weights differ, e.g. {differ[:3]}"
+
+
+def test_a_second_run_into_the_same_out_at_the_same_time_is_refused(tmp_path, corpus, capsys):
+    """Two runs into one --out at once both finished and both said "saved to OUT"; the folder kept whichever saved
+    last. The second is now refused before it writes anything, naming the process that holds the folder."""
+    import subprocess
+    import sys
+
+    from minigpt2.cli import main
+
+    out = tmp_path / "out"
+    holder = subprocess.Popen(  # another run, holding the folder the way a run does (hold_out_dir), until told to go
+        [sys.executable, "-c", "import sys; from minigpt2.training.cli import hold_out_dir; "
+         f"lock = hold_out_dir({str(out)!r}); print('held', flush=True); sys.stdin.read()"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        flags = ["train", "--data", str(corpus), "--out", str(out), "--max-steps", "2", "--n-layer", "1", "--n-head",
+                 "2", "--n-embd", "16", "--seq-len", "8", "--batch-size", "2", "--sample-tokens", "0"]
+        assert main(flags) == 1
+        error = capsys.readouterr().err
+        assert f"--out {out} is in use by another training run (process {holder.pid})" in error
+        assert sorted(p.name for p in out.iterdir()) == [".train.lock"]  # nothing of the run's written
+    finally:
+        holder.communicate("")
+    assert main(flags) == 0  # the other run ended: the folder is free
+    assert (out / "model.safetensors").exists()
+    assert main(["train", "--out", str(out), "--resume", "--max-steps", "3", "--sample-tokens", "0"]) == 0  # (and
+    # a run in this process lets go when it returns: the resume in the same process takes the folder again)

@@ -136,6 +136,8 @@ def main(argv=None) -> int:
         print(f"{parser.prog}: error: {' '.join(_out_problem(e, args.out).split())}", file=sys.stderr)
         return 1
     finally:
+        if getattr(args, "out_lock", None) is not None:
+            args.out_lock.close()
         sys.stdout = stdout
         restore()
         warnings.formatwarning = shown_as
@@ -177,6 +179,32 @@ def refuse_to_overwrite(out):
         way = "it cannot be resumed (files are missing); choose a new or empty directory"
     raise FileExistsError(f"--out {out} already holds {what} ({', '.join(found)}), which this run would "
                           f"overwrite: {way}")
+
+
+def hold_out_dir(out):
+    """Take ``out``/.train.lock for as long as this process runs (the operating system lets go when it ends, however
+    it ends), or a BlockingIOError naming the run that holds it: two runs into one directory at the same time would
+    both say "saved", and the weights of whichever saved last would silently replace the other's. Returns the open
+    lock file, to be kept open; None where there are no advisory locks (Windows)."""
+    try:
+        import fcntl
+    except ImportError:
+        return None
+    os.makedirs(out, exist_ok=True)
+    lock = open(os.path.join(out, ".train.lock"), "a+")
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        lock.seek(0)
+        holder = lock.read().strip() or "?"
+        lock.close()
+        raise BlockingIOError(f"--out {out} is in use by another training run (process {holder}); wait for it to "
+                              f"finish, or train into another directory") from None
+    lock.seek(0)
+    lock.truncate()
+    lock.write(f"{os.getpid()}\n")
+    lock.flush()
+    return lock
 
 
 def _saved_step(out) -> str:
@@ -266,12 +294,15 @@ def run(args, parser) -> int:
     if args.seq_len > model.config.n_positions:  # (before tokenizing: a large corpus takes a while)
         raise ValueError(f"--seq-len {args.seq_len} is longer than the model's n_positions "
                          f"{model.config.n_positions}: its sequences hold at most that many tokens")
+    if args.data is None and not os.path.exists(os.path.join(data_dir, "train.bin")):
+        parser.error(f"--data is needed: {data_dir} holds no tokenized data yet")
+    args.out_lock = hold_out_dir(args.out)  # (nothing was written to --out before it; main() lets go)
+    if not args.resume:  # (again, now that no other run can write there: one may have saved since the first look)
+        refuse_to_overwrite(args.out)
     if args.data is not None:
         tokens = prepare_tokens(args.data, data_dir, tokenizer, val_fraction=args.val_fraction, pattern=args.pattern)
-    elif os.path.exists(os.path.join(data_dir, "train.bin")):
-        tokens = load_tokens(data_dir)
     else:
-        parser.error(f"--data is needed: {data_dir} holds no tokenized data yet")
+        tokens = load_tokens(data_dir)
     train_args = TrainingArguments(
         out_dir=args.out, max_steps=args.max_steps, batch_size=args.batch_size, seq_len=args.seq_len,
         grad_accum=args.grad_accum, lr=args.lr, min_lr=args.min_lr, warmup_steps=args.warmup_steps,
