@@ -136,8 +136,8 @@ def main(argv=None) -> int:
         print(f"{parser.prog}: error: {' '.join(_out_problem(e, args.out).split())}", file=sys.stderr)
         return 1
     finally:
-        if getattr(args, "out_lock", None) is not None:
-            args.out_lock.close()
+        if getattr(args, "let_go_of_out", None) is not None:
+            args.let_go_of_out()
         sys.stdout = stdout
         restore()
         warnings.formatwarning = shown_as
@@ -184,14 +184,16 @@ def refuse_to_overwrite(out):
 def hold_out_dir(out):
     """Take ``out``/.train.lock for as long as this process runs (the operating system lets go when it ends, however
     it ends), or a BlockingIOError naming the run that holds it: two runs into one directory at the same time would
-    both say "saved", and the weights of whichever saved last would silently replace the other's. Returns the open
-    lock file, to be kept open; None where there are no advisory locks (Windows)."""
+    both say "saved", and the weights of whichever saved last would silently replace the other's. Returns
+    ``let_go()``, to call when the run is over; None where there are no advisory locks (Windows)."""
     try:
         import fcntl
     except ImportError:
         return None
+    made = not os.path.exists(out)
     os.makedirs(out, exist_ok=True)
-    lock = open(os.path.join(out, ".train.lock"), "a+")
+    path = os.path.join(out, ".train.lock")
+    lock = open(path, "a+")
     try:
         fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:
@@ -204,7 +206,15 @@ def hold_out_dir(out):
     lock.truncate()
     lock.write(f"{os.getpid()}\n")
     lock.flush()
-    return lock
+
+    def let_go():
+        """Unlock; a run that failed before writing anything leaves --out as it found it."""
+        if os.listdir(out) == [".train.lock"]:
+            os.unlink(path)
+            if made:
+                os.rmdir(out)
+        lock.close()
+    return let_go
 
 
 def _saved_step(out) -> str:
@@ -296,7 +306,7 @@ def run(args, parser) -> int:
                          f"{model.config.n_positions}: its sequences hold at most that many tokens")
     if args.data is None and not os.path.exists(os.path.join(data_dir, "train.bin")):
         parser.error(f"--data is needed: {data_dir} holds no tokenized data yet")
-    args.out_lock = hold_out_dir(args.out)  # (nothing was written to --out before it; main() lets go)
+    args.let_go_of_out = hold_out_dir(args.out)  # (nothing was written to --out before it; main() lets go)
     if not args.resume:  # (again, now that no other run can write there: one may have saved since the first look)
         refuse_to_overwrite(args.out)
     if args.data is not None:
