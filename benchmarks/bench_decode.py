@@ -51,14 +51,69 @@ import subprocess
 import sys
 import tempfile
 import time
+import warnings
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 SYSTEMS = ("c", "numpy", "hf", "c@bfloat16", "c@float16", "c@int8")
+VARIANTS = ("generic", "avx2", "avx512", "neon")  # the C core's variants, for c:VARIANT
+DTYPES = {"c": ("float32", "bfloat16", "float16", "int8"), "numpy": ("float32", "bfloat16", "float16", "int8"),
+          "hf": ("float32", "bfloat16", "float16")}  # the weight formats each system loads (@DTYPE)
 
 
 def loading_options(dtype):
     """from_pretrained's keywords for weights in ``dtype`` ("int8": load_in_8bit's format)."""
     return {"load_in_8bit": True} if dtype == "int8" else {"torch_dtype": dtype}
+
+
+# -- the command line -------------------------------------------------------------------------------------------
+
+def parse_systems(text):
+    """--systems "c,numpy,c@int8" -> ["c", "numpy", "c@int8"]; a ValueError names what is wrong and what is allowed."""
+    systems = []
+    for system in text.split(","):
+        base, _, dtype = system.strip().partition("@")
+        name, _, variant = base.partition(":")
+        if name not in DTYPES or (variant and name != "c"):
+            raise ValueError(f"{system.strip()!r} is not a system; use c, numpy, hf or c:VARIANT "
+                             f"({', '.join(VARIANTS)}), each with an optional @DTYPE, e.g. {','.join(SYSTEMS)}")
+        if ":" in base and variant not in VARIANTS:
+            raise ValueError(f"{system.strip()!r}: no C variant {variant!r}; use one of {', '.join(VARIANTS)}")
+        if "@" in system and dtype not in DTYPES[name]:
+            raise ValueError(f"{system.strip()!r}: {name} cannot load weights as {dtype!r}; use @"
+                             + ", @".join(DTYPES[name]))
+        systems.append(system.strip())
+    return list(dict.fromkeys(systems))  # (each once)
+
+
+def parse_threads(text):
+    """--threads "2,1" -> [2, 1]; each a whole number from 1 to 256 (MINIGPT2_NUM_THREADS's range)."""
+    try:
+        counts = [int(t) for t in text.split(",")]
+    except ValueError:
+        counts = []
+    if not counts or not all(1 <= t <= 256 for t in counts):
+        raise ValueError(f"--threads {text!r}: give comma-separated whole numbers from 1 to 256, e.g. 2,1")
+    return list(dict.fromkeys(counts))
+
+
+def c_core():
+    """(the variants this CPU runs, None) if minigpt2's C core loads here, else ((), why not)."""
+    sys.path.insert(0, str(ROOT))
+    from minigpt2 import backend
+
+    variants = backend.kernel_variants()
+    return variants, None if variants else backend._c_problem
+
+
+def can_write(path):
+    """None if a file can be written at ``path`` (its folder made if need be), else why not: checked before
+    anything is measured rather than after."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tempfile.TemporaryFile(dir=path.parent).close()
+    except OSError as e:
+        return str(e)
+    return None
 
 
 # -- one measurement, in its own process --------------------------------------------------------------------
@@ -112,6 +167,7 @@ def worker(system, checkpoint, prompt, new_tokens, prefill, batch, batch_steps):
         import minigpt2
 
         result["kernel_choice"] = minigpt2.backend.kernel_choice()
+        forget_peak_rss()  # (the measuring's buffers are not the model's memory)
     with context():
         forward(np.zeros((1, 4), np.int64))  # warm up: first calls load code and thread pools
         result["decode_b1"] = decode(1, new_tokens)
@@ -170,6 +226,15 @@ def peak_rss_mb():
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def forget_peak_rss():
+    """Start this process's peak RSS afresh from what it holds now (Linux; elsewhere nothing happens)."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+    except OSError:
+        pass
+
+
 def run_worker(system, threads, checkpoint, sizes):
     backend_name, _, variant = system.partition("@")[0].partition(":")
     env = dict(os.environ, MINIGPT2_NUM_THREADS=str(threads), OPENBLAS_NUM_THREADS=str(threads),
@@ -201,6 +266,7 @@ def profile(checkpoint, dtype="float32", steps=32):
                  "gelu_new": activations.gelu_new.reference, "attention": layers.attention.reference}
     for name in ("c", "numpy"):
         if name == "c" and not backend.c_available():
+            print(f"\n(backend c skipped: no C core: {backend._c_problem})")
             continue
         backend.set_backend(name)
         impls = dict(backend._active) or {}
@@ -386,7 +452,9 @@ def machine():
         info["c_variants"] = list(_tuning.variant_names())
         info["c_variants_runnable"] = list(_tuning.supported_variants())
     except ImportError as e:
-        info["c_build"] = f"not built ({e})"
+        from minigpt2 import backend
+
+        info["c_build"] = f"not built ({backend._c_problem or e})"
     return info
 
 
@@ -399,9 +467,29 @@ def summarize(results, figures):
                   for f in figures} for key, rs in table.items()}
 
 
-def print_table(summary, weights_mb, title):
-    figures = [("decode_b1", "decode b1 tok/s"), ("prefill", "prefill 512 tok/s"), ("decode_b8", "decode b8 tok/s"),
-               ("rss_mb", "peak RSS MB")]
+def machine_line(info):
+    """The CPU, and how the C core was built and which of its variants run here (or why there is none)."""
+    if "c_variants" not in info:
+        return f"CPU: {info['cpu']}; C core {info['c_build']}"
+    return (f"CPU: {info['cpu']} ({info['cpu_id']}); C core built with {info['c_build']}; variants "
+            f"{', '.join(info['c_variants'])}, runnable here: {', '.join(info['c_variants_runnable'])}")
+
+
+def model_line(checkpoint, default):
+    """What was decoded: GPT-2 124M's architecture (the default), or the --checkpoint's own."""
+    if default:
+        return "GPT-2 124M (random weights)"
+    try:
+        with open(os.path.join(checkpoint, "config.json")) as f:
+            config = json.load(f)
+        return f"{checkpoint} ({config['n_layer']} layers, n_embd {config['n_embd']}, vocab {config['vocab_size']})"
+    except (OSError, ValueError, KeyError):
+        return checkpoint
+
+
+def print_table(summary, weights_mb, title, sizes):
+    figures = [("decode_b1", "decode b1 tok/s"), ("prefill", f"prefill {sizes['prefill']} tok/s"),
+               ("decode_b8", "decode b8 tok/s"), ("rss_mb", "peak RSS MB")]
     if any("read_gbs" in s for s in summary.values()):
         figures += [("read_gbs", "memory read GB/s"), ("of_limit", "decode b1 / memory limit")]
     print(f"\n{title}\n")
@@ -445,21 +533,52 @@ def main():
 
     if args.worker:
         return worker(args.worker, args.checkpoint, **json.loads(args.sizes))
+    try:
+        systems = parse_systems(args.systems)
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+        thread_counts = parse_threads(args.threads) if args.threads else sorted({cores, 1}, reverse=True)
+    except ValueError as e:
+        parser.error(str(e))
+    if args.repeats is not None and args.repeats < 1:
+        parser.error(f"--repeats {args.repeats}: give 1 or more rounds")
+    if args.checkpoint is not None and not os.path.isfile(os.path.join(args.checkpoint, "model.safetensors")):
+        parser.error(f"--checkpoint {args.checkpoint}: no model.safetensors there; give a folder that "
+                     "save_pretrained wrote (config.json + model.safetensors)")
+    out = pathlib.Path(args.json)
+    if args.busy:
+        out = out.with_name(out.stem + "_busy" + out.suffix)
+    problem = None if args.profile or args.matmul else can_write(out)
+    if problem:
+        parser.error(f"--json {out}: cannot write there ({problem}); give a path you can write")
+    with warnings.catch_warnings():  # (our own line below says it, once)
+        warnings.simplefilter("ignore", RuntimeWarning)
+        variants, no_c = c_core()
     if args.matmul:
+        if no_c:
+            sys.exit(f"--matmul compares the C core with NumPy's BLAS, and the C core does not load here: {no_c}")
+        print(machine_line(machine()))
         return matmul()
 
     sizes = dict(prompt=16, new_tokens=128, prefill=512, batch=8, batch_steps=64)
     if args.quick:
         sizes.update(new_tokens=24, prefill=128, batch_steps=8)
     repeats = args.repeats or (1 if args.quick else 5)
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    thread_counts = [int(t) for t in args.threads.split(",")] if args.threads else sorted({cores, 1}, reverse=True)
-    systems = args.systems.split(",")
+    asked, skipped = systems, []
     missing = [name for name in ("torch", "transformers") if importlib.util.find_spec(name) is None]
     if missing and any(system.startswith("hf") for system in systems):  # (test-time references, not dependencies)
-        print(f"(HF skipped: {' and '.join(missing)} not installed; pip install -e '.[test]' brings them)",
-              file=sys.stderr)
-        systems = [system for system in systems if not system.startswith("hf")]
+        skipped.append((f"{' and '.join(missing)} not installed; pip install -e '.[reference]' brings them",
+                        [system for system in systems if system.startswith("hf")]))
+    if no_c and any(system.startswith("c") for system in systems):
+        skipped.append((f"no C core: {no_c}", [system for system in systems if system.startswith("c")]))
+    unrunnable = [system for system in systems if ":" in system and not no_c
+                  and system.partition("@")[0].partition(":")[2] not in variants]
+    if unrunnable:
+        skipped.append((f"this CPU runs the variants {', '.join(variants)} only", unrunnable))
+    for why, names in skipped:
+        print(f"({', '.join(names)} skipped: {why})", file=sys.stderr)
+        systems = [system for system in systems if system not in names]
+    if not systems and not args.profile:
+        sys.exit("nothing left to measure on this machine (see above)")
 
     with tempfile.TemporaryDirectory() as tmp:
         checkpoint = args.checkpoint
@@ -472,7 +591,8 @@ def main():
             drop_from_page_cache(os.path.join(checkpoint, "model.safetensors"))
         weights_mb = os.path.getsize(os.path.join(checkpoint, "model.safetensors")) / 2 ** 20
         if args.profile:
-            dtypes = {system.partition("@")[2] or "float32" for system in systems}
+            dtypes = {system.partition("@")[2] or "float32" for system in asked}
+            print(f"{model_line(checkpoint, args.checkpoint is None)}; {machine_line(machine())}")
             for dtype in sorted(dtypes):
                 profile(checkpoint, dtype)
             return None
@@ -508,20 +628,20 @@ def main():
     summary = summarize(results, figures)
     info = machine()
     blas = sorted({b for r in results for b in r.get("blas", []) if b.startswith("openblas")})
-    print(f"\nCPU: {info['cpu']} ({info.get('cpu_id', '')}); C core built with {info['c_build']}; "
-          f"variants {', '.join(info.get('c_variants', []))}, runnable here: {', '.join(info.get('c_variants_runnable', []))}")
+    print("\n" + machine_line(info))
     for threads in thread_counts:
-        choice = next((r["kernel_choice"] for r in results if r["system"] == "c" and r["threads"] == threads), None)
+        choice = next((r["kernel_choice"] for r in results if r["threads"] == threads
+                       and r["system"].partition("@")[0] == "c"), None)
         if choice:
             print(f"at {threads} thread(s), " + "\n".join(choice))
-    title = (f"GPT-2 124M, {info['cpu']}, {cores} cores, {repeats} round(s)"
-             f"{', with a busy process' if args.busy else ''}; weights file {weights_mb:.0f} MB; "
-             f"numpy {info['numpy']} ({', '.join(blas) or 'BLAS unknown'}), torch {info['torch']}, "
-             f"transformers {info['transformers']}; median [min-max]")
-    print_table(summary, weights_mb, title)
-    out = pathlib.Path(args.json)
-    if args.busy:
-        out = out.with_name(out.stem + "_busy" + out.suffix)
+    openblas = "".join(f", {name}={info[name]} set" for name in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE") if info[name])
+    title = (f"{model_line(checkpoint, args.checkpoint is None)}, {info['cpu']}, {cores} cores, {repeats} round(s)"
+             f"{', with a busy process' if args.busy else ''}; weights file {weights_mb:.0f} MB; decode b1: "
+             f"{sizes['new_tokens']} tokens after {sizes['prompt']}, decode b8: {sizes['batch']} x "
+             f"{sizes['batch_steps']} steps; numpy {info['numpy']} ({', '.join(blas) or 'BLAS unknown'}{openblas}), "
+             + ", ".join(f"{name} {info[name] or 'not installed'}" for name in ("torch", "transformers"))
+             + "; median [min-max]")
+    print_table(summary, weights_mb, title, sizes)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"machine": info, "sizes": sizes, "busy": args.busy, "weights_mb": weights_mb,
                                "results": results,

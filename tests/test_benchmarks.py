@@ -46,6 +46,59 @@ def test_a_quick_run_measures_every_system_and_writes_the_json(small_checkpoint,
     for system in systems:  # the table: one line per system
         assert any(line.startswith(f"| {system} | 1 |") for line in out.splitlines()), out
     assert "CPU:" in out
+    # it says what it decoded and how much: this checkpoint, not GPT-2 124M; --quick's 128-token prefill
+    assert "GPT-2 124M" not in out and "2 layers, n_embd 64" in out and "| prefill 128 tok/s |" in out, out
+    rss = {r["system"]: r["rss_mb"] for r in report["results"]}
+    if "c" in rss:  # the first C process chose its kernels (a fresh cache): that is not the model's memory
+        assert rss["c"] < 2 * rss["numpy"], rss
+
+
+@pytest.mark.parametrize("arguments, allowed", [
+    (["--systems", "c,cuda"], "use c, numpy, hf or c:VARIANT"),
+    (["--systems", "c:sse9"], "use one of generic, avx2, avx512, neon"),
+    (["--systems", "c@int4"], "use @float32, @bfloat16, @float16, @int8"),
+    (["--systems", "hf@int8"], "use @float32, @bfloat16, @float16"),
+    (["--systems", "c,"], "use c, numpy, hf or c:VARIANT"),
+    (["--repeats", "0"], "give 1 or more rounds"),
+    (["--threads", "0"], "whole numbers from 1 to 256"),
+    (["--threads", "two"], "whole numbers from 1 to 256"),
+    (["--checkpoint", "no-such-folder"], "no model.safetensors there"),
+])
+def test_a_bad_option_is_a_usage_error_that_says_what_is_allowed(arguments, allowed, tmp_path):
+    done = subprocess.run([sys.executable, str(BENCH), "--quick", "--json", str(tmp_path / "bench.json"),
+                           *arguments], capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert done.returncode == 2 and allowed in done.stderr.splitlines()[-1], done.stderr[-3000:]
+    assert "Traceback" not in done.stderr and not (tmp_path / "bench.json").exists()
+
+
+def test_a_json_path_that_cannot_be_written_is_refused_before_anything_is_measured(small_checkpoint, tmp_path):
+    (tmp_path / "a-file").write_text("")
+    done = subprocess.run([sys.executable, str(BENCH), "--quick", "--checkpoint", str(small_checkpoint),
+                           "--json", str(tmp_path / "a-file" / "bench.json")], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 2 and "--json" in done.stderr and "round 1/1" not in done.stdout, done.stderr[-3000:]
+
+
+# python -c WITHOUT_C_CORE SCRIPT ARGUMENTS: SCRIPT as if minigpt2 had been installed without a C compiler
+WITHOUT_C_CORE = ("import runpy, sys; sys.modules['minigpt2._kernels'] = None; sys.argv = sys.argv[1:]; "
+                  "runpy.run_path(sys.argv[0], run_name='__main__')")
+
+
+def test_without_the_c_core_the_c_systems_are_skipped_in_one_line_and_numpy_is_measured(small_checkpoint, tmp_path):
+    """As a user who installed without a C compiler runs it: the C systems are left out, saying why once."""
+    env = dict(os.environ, XDG_CACHE_HOME=str(tmp_path / "cache"))
+    done = subprocess.run([sys.executable, "-c", WITHOUT_C_CORE, str(BENCH), "--quick", "--threads", "1",
+                           "--systems", "c,numpy,c@int8", "--checkpoint", str(small_checkpoint),
+                           "--json", str(tmp_path / "bench.json")],
+                          capture_output=True, text=True, timeout=600, env=env)
+    assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr[-3000:]
+    assert "(c, c@int8 skipped: no C core: " in done.stderr, done.stderr
+    assert [r["system"] for r in json.loads((tmp_path / "bench.json").read_text())["results"]] == ["numpy"]
+    assert "C core not built" in done.stdout, done.stdout
+    matmul = subprocess.run([sys.executable, "-c", WITHOUT_C_CORE, str(BENCH), "--matmul"], capture_output=True,
+                            text=True, timeout=120, env=env)
+    assert matmul.returncode == 1 and "Traceback" not in matmul.stderr, matmul.stderr[-3000:]
+    assert "the C core does not load here" in matmul.stderr, matmul.stderr
 
 
 def test_the_profile_splits_a_step_for_each_weight_format(small_checkpoint, tmp_path):
