@@ -171,3 +171,39 @@ def test_the_widen_probe_builds_with_the_library_headers_and_runs(tmp_path):
     assert [" ".join(row[2:-3]) for row in rows] == ways * 2, done.stdout
     assert [row[0] for row in rows] == ["1"] * 8 + ["2"] * 8 and all(float(row[-3]) > 0 for row in rows), done.stdout
     assert subprocess.run([str(probe), "0"], capture_output=True, timeout=60).returncode == 2  # (a bad thread count)
+
+
+TRAIN = ROOT / "benchmarks" / "bench_train.py"
+
+
+@pytest.mark.parametrize("arguments, allowed", [
+    (["--rounds", "0"], "--rounds 0: give a whole number of 1 or more"),
+    (["--threads", "0"], "--threads 0: give a whole number of 1 or more"),
+    (["--n-head", "3"], "--n-embd 64 is not a multiple of --n-head 3"),
+])
+def test_bench_train_refuses_a_bad_option_in_one_line(arguments, allowed):
+    done = subprocess.run([sys.executable, str(TRAIN), "--quick", *arguments], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 2 and allowed in done.stderr.splitlines()[-1], done.stderr[-3000:]
+
+
+def test_bench_train_without_torch_times_minigpt2_alone_and_honours_the_options_given_with_quick(tmp_path):
+    """A plain `pip install -e .` has no torch: it says so in one line and times minigpt2; --rounds 1 is one round
+    even with --quick (which set its own counts over the user's)."""
+    blocked = "sys.modules['torch'] = None; sys.modules['transformers'] = None; "
+    done = subprocess.run([sys.executable, "-c", WITHOUT_C_CORE.replace("sys.argv =", blocked + "sys.argv ="),
+                           str(TRAIN), "--quick", "--rounds", "1", "--n-layer", "1"], capture_output=True, text=True,
+                          timeout=300, cwd=tmp_path)
+    assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr[-3000:]
+    assert "(torch skipped: " in done.stderr and "torch" not in done.stdout.split("tokens/s")[1], done.stdout
+    assert "config: n_layer 1, n_embd 64" in done.stdout and "1 rounds x 1 steps" in done.stdout, done.stdout
+
+
+def test_bench_train_profile_leaves_no_file_behind(tmp_path):
+    """--profile wrote /tmp/bench_train.prof and left it there."""
+    left = pathlib.Path("/tmp/bench_train.prof")
+    before = left.stat().st_mtime_ns if left.exists() else None
+    done = subprocess.run([sys.executable, str(TRAIN), "--quick", "--profile"], capture_output=True, text=True,
+                          timeout=300, cwd=tmp_path)
+    assert done.returncode == 0 and "Ordered by: internal time" in done.stdout, done.stderr[-3000:]
+    assert (left.stat().st_mtime_ns if left.exists() else None) == before and not list(tmp_path.iterdir())
