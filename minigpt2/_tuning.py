@@ -513,24 +513,30 @@ def _race(candidates: dict, rounds: int = 3, blas=(), decides_the_block: bool = 
     """Time each candidate (name -> function of no arguments) ``rounds`` times, interleaved, in a rotating
     order, each run after one untimed warm-up run; returns (fastest, {name: median seconds}). After the first round
     only the candidates within STILL_IN of its best time run again: the others can neither win nor tie (TIE). After a candidate named in ``blas`` (one that calls NumPy's BLAS), with more than one
-    thread, wait BLAS_SETTLE seconds."""
+    thread, wait BLAS_SETTLE seconds.
+
+    NumPy's floating-point warnings are off inside: the examples are finite numbers and the results are thrown
+    away, so a warning could only come from a BLAS that raises the CPU's flags on finite data, as Arm's SME does
+    (entering its streaming mode sets every flag: Apple M4's Accelerate, numpy/numpy#28687; OpenBLAS under qemu's
+    "max" CPU), and it would only alarm the user at their first run ("divide by zero encountered in matmul")."""
     from . import backend  # (imported here: backend imports this module through _ckernels)
 
     settle = BLAS_SETTLE if backend.get_num_threads() > 1 else 0.0
     times = {name: [] for name in candidates}
     names = list(candidates)
-    for r in range(rounds):
-        if r == 1:
-            best = min(t[0] for t in times.values())
-            names = [name for name in names if times[name][0] <= best * STILL_IN]
-        for name in names[r % len(names):] + names[:r % len(names)]:
-            fn = candidates[name]
-            fn()
-            start = time.perf_counter()
-            fn()
-            times[name].append(time.perf_counter() - start)
-            if name in blas and settle:
-                time.sleep(settle)
+    with np.errstate(all="ignore"):
+        for r in range(rounds):
+            if r == 1:
+                best = min(t[0] for t in times.values())
+                names = [name for name in names if times[name][0] <= best * STILL_IN]
+            for name in names[r % len(names):] + names[:r % len(names)]:
+                fn = candidates[name]
+                fn()
+                start = time.perf_counter()
+                fn()
+                times[name].append(time.perf_counter() - start)
+                if name in blas and settle:
+                    time.sleep(settle)
     return _fastest(times, decides_the_block), {name: statistics.median(t) for name, t in times.items()}
 
 
