@@ -243,8 +243,8 @@ def mbps(nbytes, seconds):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--size", type=int, default=MiB, help="sample size in bytes (default 1 MiB)")
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--size", type=int, default=None, help="sample size in bytes (default 1 MiB, --quick 128 KiB)")
+    parser.add_argument("--repeats", type=int, default=None, help="default 5, --quick 2")
     parser.add_argument("--quick", action="store_true", help="128 KiB samples, 2 repeats, linear check to 100 KB")
     parser.add_argument("--clock", choices=["wall", "cpu"], default="wall",
                         help="wall: time.perf_counter (default); cpu: time.process_time, steadier on a shared machine")
@@ -252,8 +252,18 @@ def main(argv=None):
     args = parser.parse_args(argv)
     global CLOCK
     CLOCK = time.process_time if args.clock == "cpu" else time.perf_counter
-    if args.quick:
-        args.size, args.repeats = 128 * 1024, 2
+    if args.size is None:  # (what the user gave wins over --quick)
+        args.size = 128 * 1024 if args.quick else MiB
+    if args.repeats is None:
+        args.repeats = 2 if args.quick else 5
+    if args.size < 1 or args.repeats < 1:
+        parser.error(f"--size {args.size} --repeats {args.repeats}: give 1 or more of each")
+    if args.json:
+        try:  # checked now, not after the measuring
+            pathlib.Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+            tempfile.TemporaryFile(dir=pathlib.Path(args.json).parent).close()
+        except OSError as e:
+            parser.error(f"--json {args.json}: cannot write there ({e}); give a path you can write")
     prose = english_prose(args.size)
     samples = {"English prose": prose, "Python source": python_source(args.size),
                "mixed scripts": mixed_scripts(args.size, english_prose(4 * MiB))}

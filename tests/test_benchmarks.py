@@ -207,3 +207,19 @@ def test_bench_train_profile_leaves_no_file_behind(tmp_path):
                           timeout=300, cwd=tmp_path)
     assert done.returncode == 0 and "Ordered by: internal time" in done.stdout, done.stderr[-3000:]
     assert (left.stat().st_mtime_ns if left.exists() else None) == before and not list(tmp_path.iterdir())
+
+
+TOKENIZER = ROOT / "benchmarks" / "bench_tokenizer.py"
+
+
+@pytest.mark.parametrize("arguments, allowed", [
+    (["--repeats", "0"], "give 1 or more of each"),
+    (["--size", "-5"], "give 1 or more of each"),
+    (["--json", "{a_file}/bench.json"], "cannot write there"),
+])
+def test_bench_tokenizer_refuses_a_bad_option_before_measuring(arguments, allowed, tmp_path):
+    (tmp_path / "a-file").write_text("")
+    arguments = [a.format(a_file=tmp_path / "a-file") for a in arguments]
+    done = subprocess.run([sys.executable, str(TOKENIZER), "--quick", *arguments], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 2 and allowed in done.stderr.splitlines()[-1], done.stderr[-3000:]
