@@ -283,6 +283,10 @@ static int cmp(const void *a, const void *b)
 
 int main(int argc, char **argv)
 {
+    if (argc > 2 || (argc == 2 && strcmp(argv[1], "--quick") != 0)) {
+        fprintf(stderr, "usage: %s [--quick]   (--quick: one round, a smoke run)\n", argv[0]);
+        return 2;
+    }
     widest = mg_variant_widest();
     long online = sysconf(_SC_NPROCESSORS_ONLN);
     int cores = online < 1 ? 1 : online > 64 ? 64 : (int)online;
@@ -322,7 +326,7 @@ int main(int argc, char **argv)
             xi[32 * b + i] = (int16_t)lrintf(x[32 * b + i] / sx[b]);
     }
     /* columns: 1 thread in L2, 1 thread from memory, all threads from memory */
-    int quick = argc > 1 && strcmp(argv[1], "--quick") == 0, rounds = quick ? 1 : ROUNDS, passes = quick ? 1 : 4;
+    int quick = argc == 2, rounds = quick ? 1 : ROUNDS, passes = quick ? 1 : 4;
     double t[PATHS][3][ROUNDS];
     long repeats = quick ? 20 : 1000;
     for (int r = 0; r < rounds; r++)

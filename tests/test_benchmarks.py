@@ -144,6 +144,8 @@ def test_the_int8_probe_builds_with_the_library_and_runs(tmp_path):
         "read only, sequential"], done.stdout
     for row in rows:  # three positive speeds each
         assert all(float(cell) > 0 for cell in row.split("|")[2:5]), row
+    refused = subprocess.run([str(probe), "--qiuck"], capture_output=True, text=True, timeout=300)
+    assert refused.returncode == 2 and "usage:" in refused.stderr, refused.stdout  # (it ran the full probe)
 
 
 def test_the_widen_probe_builds_with_the_library_headers_and_runs(tmp_path):
