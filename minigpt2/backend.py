@@ -50,7 +50,12 @@ name = "numpy"
 
 
 def kernel(fn):
-    """Mark a NumPy function as a hot-path kernel that the C backend may replace."""
+    """Mark a NumPy function as a hot-path kernel that the C backend may replace.
+
+    The NumPy function runs with NumPy's floating-point warnings off, as torch's operations have none: on Arm CPUs
+    with SME, the BLAS NumPy calls sets every floating-point flag on finite data (Apple M4's Accelerate, NumPy's
+    AArch64 OpenBLAS under qemu's "max" CPU: numpy/numpy#28687), and each product then printed "divide by zero /
+    overflow / invalid value encountered in matmul". A real overflow shows as inf or NaN in the result either way."""
     kernel_name = fn.__name__
 
     @functools.wraps(fn)
@@ -62,7 +67,8 @@ def kernel(fn):
             result = impl(*args, **kwargs)
             if result is not NotImplemented:
                 return result
-        return fn(*args, **kwargs)
+        with np.errstate(all="ignore"):
+            return fn(*args, **kwargs)
 
     dispatch.reference = fn
     return dispatch

@@ -289,9 +289,10 @@ class GPT2LMHeadModel(GenerationMixin, _WithTransformer):
         """
         from .training.grad import model_loss_and_grad
 
-        return model_loss_and_grad(self, input_ids, labels=labels, attention_mask=attention_mask,
-                                   token_type_ids=token_type_ids, position_ids=position_ids, head_mask=head_mask,
-                                   rng=rng)
+        with np.errstate(all="ignore"):  # (the backward's products: as the kernels', backend.kernel)
+            return model_loss_and_grad(self, input_ids, labels=labels, attention_mask=attention_mask,
+                                       token_type_ids=token_type_ids, position_ids=position_ids,
+                                       head_mask=head_mask, rng=rng)
 
 
 class GPT2DoubleHeadsModel(GenerationMixin, _WithTransformer):
