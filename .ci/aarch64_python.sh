@@ -16,7 +16,7 @@
 # machine (qemu-user-static and binfmt-support took 13 s with apt-get update; the cross gcc was already there).
 # Needs apt-get and root to fetch what is missing (qemu-user-static, binfmt-support, gcc-aarch64-linux-gnu),
 # transformers and torch in `python` for the reference, and binfmt_misc for aarch64 (pip starts Python
-# processes); without them it says so and skips (exit 0). CI does not run it yet (.ci/run does not list it).
+# processes); without them it says so and skips (exit 0). CI runs it first in its second lane (.ci/run).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source .ci/lib.sh
