@@ -146,8 +146,12 @@ def check_c_core():
                       f"installed copy at {installed} (whose C core may be built); everything runs on NumPy, slower"), \
             (f"run from another directory, or pip install -e . in {os.path.dirname(here)} (which builds the C core "
              f"in place)")
+    root = backend._checkout()
+    build = (f"pip install -e . again in {root} (or python csrc/build_kernels.py there)" if root is not None else
+             "install minigpt2 again as you did (e.g. pip install --force-reinstall --no-deps . in its source folder), "
+             "which builds it")
     return WARN, "C core not built: everything runs on NumPy, slower (tutorial 08 has less to compare)", \
-        "install a C compiler (Linux: apt install build-essential; macOS: xcode-select --install), then pip install -e . again"
+        f"install a C compiler (Linux: apt install build-essential; macOS: xcode-select --install), then {build}"
 
 
 def check_threads():
