@@ -295,8 +295,19 @@ def _cpu_model() -> str:
         fields = {k.strip(): v.strip() for k, v in fields.items()}
         return " ".join(fields.get(k, "") for k in ("model name", "cpu family", "model", "stepping",
                                                     "CPU implementer", "CPU part")).strip() or platform.processor()
-    except OSError:
-        return platform.processor() or platform.machine()
+    except OSError:  # (no /proc: macOS, where uname says only "arm" or "i386" for every chip, so ask sysctl)
+        return _sysctl("machdep.cpu.brand_string") or platform.processor() or platform.machine()
+
+
+def _sysctl(name: str) -> str:
+    """A BSD/macOS sysctl value as text ("Apple M2 Pro" for machdep.cpu.brand_string), "" where there is none."""
+    import subprocess
+
+    try:
+        done = subprocess.run(["sysctl", "-n", name], capture_output=True, text=True, timeout=5)
+    except (OSError, subprocess.SubprocessError):
+        return ""
+    return done.stdout.strip() if done.returncode == 0 else ""
 
 
 def _digest(chunks) -> str:

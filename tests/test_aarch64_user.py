@@ -85,3 +85,35 @@ def test_the_model_on_numpy_prints_no_floating_point_warnings():
         assert [str(w.message) for w in caught] == ["divide by zero encountered in divide"]
     finally:
         backend.set_backend(previous)
+
+
+def test_each_apple_chip_has_its_own_kernel_choice(monkeypatch):
+    """Without /proc/cpuinfo (macOS), the CPU model in the kernel choice's cache key was platform.processor(): "arm"
+    for every Apple chip, so a home directory shared by an M1 and an M4 (or one copied to a new Mac) kept the M1's
+    choice. sysctl names the chip."""
+    import builtins
+    import subprocess
+    import types
+
+    real_open = builtins.open
+
+    def no_proc(path, *args, **kwargs):
+        if str(path) == "/proc/cpuinfo":
+            raise FileNotFoundError(path)
+        return real_open(path, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "open", no_proc)
+    monkeypatch.setattr(_tuning.platform, "processor", lambda: "arm")
+    chips = {}
+    for chip in ("Apple M1", "Apple M4 Pro"):
+        def sysctl(argv, chip=chip, **kwargs):
+            assert argv == ["sysctl", "-n", "machdep.cpu.brand_string"]
+            return types.SimpleNamespace(returncode=0, stdout=chip + "\n")
+        monkeypatch.setattr(subprocess, "run", sysctl)
+        chips[chip] = _tuning._cpu_model()
+    assert chips == {"Apple M1": "Apple M1", "Apple M4 Pro": "Apple M4 Pro"}
+
+    def no_sysctl(argv, **kwargs):
+        raise FileNotFoundError(argv[0])
+    monkeypatch.setattr(subprocess, "run", no_sysctl)
+    assert _tuning._cpu_model() == "arm"  # (no sysctl either: what platform says, as before)
