@@ -81,20 +81,21 @@ class ModelOutput:
     def _field_name(self, key):
         """The field ``key`` names: "cache", transformers 5's name, is past_key_values in the outputs that have one
         (transformers 5 reads "past_key_values" as "cache" likewise). keys() says past_key_values, as transformers 4."""
-        if key == "cache" and any(f.name == "past_key_values" for f in fields(self)):
-            return "past_key_values"
-        return key
+        return "past_key_values" if key == "cache" and self._has_cache() else key
+
+    def _has_cache(self) -> bool:
+        return any(f.name == "past_key_values" for f in fields(self))
 
     @property
     def cache(self):
         """transformers 5's name for ``past_key_values`` (for the outputs that have one)."""
-        if not hasattr(self, "past_key_values"):
+        if not self._has_cache():
             raise AttributeError(f"{type(self).__name__} has no cache (past_key_values)")
         return self.past_key_values
 
     @cache.setter
     def cache(self, value):
-        if not any(f.name == "past_key_values" for f in fields(self)):
+        if not self._has_cache():
             raise AttributeError(f"{type(self).__name__} has no cache (past_key_values)")
         self.past_key_values = value
 

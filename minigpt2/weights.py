@@ -121,7 +121,8 @@ class BFloat16Weight:
         """The float32 values: the 16 bits become the top half of a float32 whose low half is zero."""
         return (self.bits.astype(np.uint32) << 16).view(np.float32)
 
-    dtype = FormatName("bfloat16")  # (a name, as model.dtype: NumPy has no bfloat16; ``next(model.parameters()).dtype`` works)
+    # (a name, as model.dtype: NumPy has no bfloat16; ``next(model.parameters()).dtype`` works)
+    dtype = FormatName("bfloat16")
     shape = property(lambda self: self.bits.shape)
     ndim = property(lambda self: self.bits.ndim)
     size = property(lambda self: self.bits.size)

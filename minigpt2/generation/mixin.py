@@ -168,7 +168,8 @@ class GenerationMixin:
         if grows:  # (the run returns its cache, to grow `given` with)
             run = copy.copy(cfg)
             run.return_dict_in_generate = True
-        rng = random_generator(seed) if cfg.do_sample or seed is not None else None  # (greedy leaves NumPy's global one alone)
+        # (greedy leaves NumPy's global generator alone)
+        rng = random_generator(seed) if cfg.do_sample or seed is not None else None
         if cfg.num_beams == 1:
             out = greedy_or_sample(step, input_ids, attention_mask, run, processors, finish_tokens, rng, streamer,
                                    stop, cache)

@@ -46,9 +46,9 @@ def _global_bit_generator():
 
 
 def random_generator(seed) -> np.random.Generator:
-    """The generator a generate() call (or a model's random initialisation) draws from: ``seed``'s, or (None) NumPy's global one (its bit generator,
-    behind a Generator's methods), so that the latest np.random.seed / set_seed / transformers.set_seed decides
-    the draws."""
+    """The generator a generate() call (or a model's random initialisation) draws from: ``seed``'s, or (None)
+    NumPy's global one (its bit generator, behind a Generator's methods), so that the latest np.random.seed /
+    set_seed / transformers.set_seed decides the draws."""
     if isinstance(seed, np.random.Generator):
         return seed
     if seed is None:

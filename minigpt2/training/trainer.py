@@ -247,7 +247,7 @@ class Trainer:
                      f"lr {args.lr:g} (as in transformers' schedulers; warmup_steps <= max_steps reach it)")
         held = self.eval_batch_count()
         if held < args.eval_batches:  # (more random batches would only read the same windows again, for long)
-            data = "validation" if len(self.tokens["val"]) >= args.seq_len else "training"
+            data = "validation" if self._eval_data() is self.tokens["val"] else "training"
             self.log(f"eval_batches {args.eval_batches} is more than the {data} data holds ({len(self._eval_data()):,} "
                      f"tokens: {held:,} batches of {args.batch_size} x {args.seq_len}): each evaluation reads {held:,}")
 
