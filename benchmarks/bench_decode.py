@@ -3,7 +3,7 @@
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python benchmarks/bench_decode.py            # ~6 minutes
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python benchmarks/bench_decode.py --busy     # + a busy process
     python benchmarks/bench_decode.py --quick                                                 # smoke run
-    python benchmarks/bench_decode.py --profile                                               # one step, per kernel
+    python benchmarks/bench_decode.py --profile --systems c,numpy                             # one step, per kernel
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python benchmarks/bench_decode.py --matmul   # C matmul vs BLAS
 
 (Some machines set OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE, which make NumPy's OpenBLAS pick slower kernels;
@@ -21,17 +21,21 @@ Each measurement runs in a fresh process, so that its peak RSS is its own:
   decode b8    8 sequences decoded together (16-token prompts, 64 steps), tokens per second over all 8
   RSS          the process's peak resident memory after loading and decoding (before the prefill), next to
                the size of the weights file
-  memory read  the yardstick (benchmarks/memread.c): a plain threaded read of 512 MiB just before and after
-               each measurement (the faster of the two), and decode b1 as a share of the speed that bandwidth allows (every weight read once
-               per token); shared machines' bandwidth changes from minute to minute
+  memory read  the yardstick (benchmarks/memread.c, built with cffi: it needs setuptools and a C compiler; without
+               them one line says so and these two columns are left out): a plain threaded read of 512 MiB just
+               before and after each measurement (the faster of the two), and decode b1 as a share of the speed
+               that bandwidth allows (every weight read once per token); shared machines' bandwidth changes from
+               minute to minute. Where a system's weights fit in the last-level cache (as the OS reports it, or
+               --cache-mib), they may be read from cache: its share is n/a, with a note under the table
+--profile splits a decode step by kernel for each system of --systems but hf, in this process, at one thread count.
 Systems: "c" (minigpt2, C backend, with the kernel variants chosen for this machine: minigpt2/_tuning.py),
 "numpy" (minigpt2, NumPy backend), "hf" (transformers with attn_implementation="eager",
 torch.inference_mode); "c:avx2" and the like force one variant of the C core (MINIGPT2_KERNEL), e.g.
 --systems c,c:generic,c:avx2,numpy. "@dtype" loads the weights in 16 or 8 bits (from_pretrained(torch_dtype=...),
 load_in_8bit's format for int8): c@bfloat16, c@float16 and c@int8 run by default, each shown as a ratio to "c"
 (float32, the default) and with its own memory limit (its own bytes per token); hf@bfloat16 is HF with torch's
-bfloat16 weights. The header says which CPU, which compiler and baseline the C core was
-built with, and what serves each kind of kernel call at each thread count. Each runs at the default thread count (the cores this
+bfloat16 weights. The header says which CPU, which compiler and baseline the C core was built with, and what
+serves each kind of kernel call at each thread count. Each runs at the default thread count (the cores this
 process may use) and at 1 thread: MINIGPT2_NUM_THREADS, OPENBLAS_NUM_THREADS and torch.set_num_threads
 are set alike. Repeats are interleaved (every system once per round, in a rotating order); the table shows
 the median and [min - max], and each figure's ratio to HF at the same thread count. --busy runs a busy loop
@@ -154,8 +158,10 @@ def worker(system, checkpoint, prompt, new_tokens, prefill, batch, batch_steps):
             out = model(ids, past_key_values=past, use_cache=True)
             return out.logits[:, -1], out.past_key_values
 
+    vocab = model.config.vocab_size  # (a --checkpoint's own; GPT-2's 50257 by default)
+
     def decode(batch_size, steps):
-        ids = np.random.default_rng(0).integers(0, 50257, (batch_size, prompt))
+        ids = np.random.default_rng(0).integers(0, vocab, (batch_size, prompt))
         logits, past = forward(ids)
         start = time.perf_counter()
         for _ in range(steps):
@@ -173,7 +179,7 @@ def worker(system, checkpoint, prompt, new_tokens, prefill, batch, batch_steps):
         result["decode_b1"] = decode(1, new_tokens)
         result["rss_mb"] = peak_rss_mb()
         result["huge_mb"] = huge_page_mb()  # (of the weights and everything else, while they are mapped)
-        ids = np.random.default_rng(1).integers(0, 50257, (1, prefill))
+        ids = np.random.default_rng(1).integers(0, vocab, (1, prefill))
         times = []
         for _ in range(2):
             start = time.perf_counter()
@@ -249,8 +255,12 @@ def run_worker(system, threads, checkpoint, sizes):
 
 # -- where a decode step's time goes ---------------------------------------------------------------------------
 
-def profile(checkpoint, dtype="float32", steps=32):
-    """Time each kernel inside decode steps (batch 1, ~140 cached tokens), per backend, in this process."""
+PROFILE_PROMPT, PROFILE_WARM, PROFILE_STEPS = 128, 16, 32  # --profile: positions 128 + 16 + 2 x 32 = 208
+
+
+def profile(checkpoint, dtype="float32", systems=("c", "numpy"), steps=PROFILE_STEPS):
+    """Time each kernel inside decode steps (batch 1, ~140-210 cached tokens) for each of ``systems`` ("c",
+    "numpy", "c:VARIANT"), with the weights in ``dtype``, in this process."""
     sys.path.insert(0, str(ROOT))
     import numpy as np
 
@@ -261,14 +271,15 @@ def profile(checkpoint, dtype="float32", steps=32):
     model = minigpt2.GPT2LMHeadModel.from_pretrained(checkpoint, **loading_options(dtype))
     flat = checkpoint_io.flatten(model.params)  # {"h.0.attn.c_attn.weight": weight, ...}, each in its format
     head_bytes = weights.nbytes(flat["wte.weight"])  # (the tied head is wte)
+    vocab = flat["wte.weight"].shape[0]
     linear_bytes = sum(weights.nbytes(w) for name, w in flat.items() if name.startswith("h."))
     reference = {"linear": layers.linear.reference, "layer_norm": layers.layer_norm.reference,
                  "gelu_new": activations.gelu_new.reference, "attention": layers.attention.reference}
-    for name in ("c", "numpy"):
-        if name == "c" and not backend.c_available():
-            print(f"\n(backend c skipped: no C core: {backend._c_problem})")
-            continue
+    for system in systems:
+        name, _, variant = system.partition(":")
         backend.set_backend(name)
+        if name == "c":  # c:VARIANT forces that variant (as MINIGPT2_KERNEL does for the timed runs); c: as set
+            backend._ckernels._tuning.choose(variant or None)
         impls = dict(backend._active) or {}
         spent = {}
 
@@ -279,15 +290,15 @@ def profile(checkpoint, dtype="float32", steps=32):
                 if result is NotImplemented:
                     result = reference[kernel](*args, **kwargs)
                 weight = args[1] if len(args) > 1 else kwargs.get("weight")
-                key = "linear (lm_head)" if kernel == "linear" and weight.shape[1] == 50257 else kernel
+                key = "linear (lm_head)" if kernel == "linear" and weight.shape[1] == vocab else kernel
                 spent[key] = spent.get(key, 0.0) + time.perf_counter() - start
                 return result
             return run
 
-        ids = np.arange(128)[None] % 50257
+        ids = np.arange(PROFILE_PROMPT)[None] % vocab
         out = model(ids)
         past, nxt = out.past_key_values, out.logits[:, -1].argmax(-1)[:, None]
-        for _ in range(16):  # untimed: OpenBLAS's threads, busy after the prompt, go back to sleep
+        for _ in range(PROFILE_WARM):  # untimed: OpenBLAS's threads, busy after the prompt, go back to sleep
             out = model(nxt, past_key_values=past)
             past, nxt = out.past_key_values, out.logits[:, -1].argmax(-1)[:, None]
         fused = None
@@ -303,14 +314,18 @@ def profile(checkpoint, dtype="float32", steps=32):
                 backend._active.pop(fused_kernel, None)
         for kernel in reference:
             backend._active[kernel] = timed(kernel, impls.get(kernel, reference[kernel]))
+        cached = past.get_seq_length() if hasattr(past, "get_seq_length") else None
         start = time.perf_counter()
         for _ in range(steps):
             out = model(nxt, past_key_values=past)
             past, nxt = out.past_key_values, out.logits[:, -1].argmax(-1)[:, None]
         total = (time.perf_counter() - start) / steps
         backend.set_backend(name)  # drop the timers
-        print(f"\nbackend {name}, weights in {dtype}: {total * 1e3:.2f} ms per token ({1 / total:.1f} tok/s), "
-              "batch 1, 144-176 cached, each kernel a call from Python (timed below)")
+        if name == "c":
+            backend._ckernels._tuning.choose(None)  # (back to MINIGPT2_KERNEL, or auto)
+        where = f"{cached}-{cached + steps} cached" if cached is not None else f"{steps} steps"
+        print(f"\nbackend {system}, weights in {dtype}, {backend.get_num_threads()} thread(s): {total * 1e3:.2f} ms "
+              f"per token ({1 / total:.1f} tok/s), batch 1, {where}, each kernel a call from Python (timed below)")
         if fused is not None:
             declined = "" if served else " (it declined: NumPy serves a kernel of it)"
             print(f"with the step's blocks as one C call, as the model runs: {fused * 1e3:.2f} ms per token "
@@ -320,7 +335,8 @@ def profile(checkpoint, dtype="float32", steps=32):
         for key, seconds in sorted(spent.items(), key=lambda kv: -kv[1]):
             per = seconds / steps
             rate = {"linear": linear_bytes, "linear (lm_head)": head_bytes}.get(key)
-            bandwidth = f"{rate / per / 1e9:.0f} GB/s" if rate else ""
+            gbs = rate / per / 1e9 if rate else None
+            bandwidth = "" if gbs is None else f"{gbs:.0f} GB/s" if gbs >= 10 else f"{gbs:.1f} GB/s"
             print(f"| {key} | {per * 1e3:.2f} | {per / total:.0%} | {bandwidth} |")
         rest = total - sum(spent.values()) / steps
         print(f"| everything else (Python, embeddings, residual adds, cache, argmax) | {rest * 1e3:.2f} | "
@@ -391,15 +407,39 @@ def matmul(rows_list=(1, 8, 13, 16, 32, 64, 128, 512), repeats=4):
 
 # -- the yardstick: how fast this machine reads memory --------------------------------------------------------
 
+NOT_MEASURED = "memory read and decode b1 / memory limit not measured"
+
+
 def memory_reader(tmp):
-    """Build benchmarks/memread.c with cffi; returns read_gbs(threads): GB/s of a plain threaded read of
-    512 MiB, the best of 3 (None if it could not be built, e.g. without a C compiler)."""
+    """Build benchmarks/memread.c with cffi. Returns (read_gbs, None), read_gbs(threads) being the GB/s of a plain
+    threaded read of 512 MiB, the best of 3; or (None, one line: what was not measured, why, and what to install)
+    where it cannot be built (no setuptools, no C compiler, no Python headers): the rest is measured without it."""
+    import sysconfig
+
     sys.path.insert(0, str(ROOT / "csrc"))
+    try:
+        import setuptools  # noqa: F401  (cffi compiles with it)
+    except ImportError:
+        return None, (f"{NOT_MEASURED}: building their yardstick, benchmarks/memread.c, with cffi needs setuptools, "
+                      "which venvs of Python 3.12 and later come without: pip install setuptools")
     try:
         import numpy as np
         from cffi import FFI
-
-        build = importlib.import_module("build_kernels")
+    except ImportError as e:
+        return None, (f"{NOT_MEASURED}: building their yardstick, benchmarks/memread.c, needs {e.name}: "
+                      f"pip install {e.name}")
+    build = importlib.import_module("build_kernels")
+    if not build.compiler_accepts([]):
+        cc = os.environ.get("CC") or sysconfig.get_config_var("CC") or "cc"
+        return None, (f"{NOT_MEASURED}: their yardstick, benchmarks/memread.c, needs a C compiler, and {cc!r} cannot "
+                      "compile and link an empty program: install one (Debian/Ubuntu: apt-get install build-essential "
+                      "python3-dev; macOS: xcode-select --install) or set CC to one")
+    headers = sysconfig.get_paths().get("include") or ""
+    if not os.path.isfile(os.path.join(headers, "Python.h")):
+        return None, (f"{NOT_MEASURED}: their yardstick, benchmarks/memread.c, is built as a Python extension, and "
+                      f"Python's headers are not installed ({headers or '?'}/Python.h): install them (Debian/Ubuntu: "
+                      "apt-get install python3-dev; Fedora: dnf install python3-devel)")
+    try:
         compile_flags, link_flags = build.compiler_flags()
         if build.compiler_accepts(["-march=native"]):  # the yardstick runs where it is built: let it use
             compile_flags = compile_flags + ["-march=native"]  # the widest loads (it is not part of minigpt2)
@@ -413,8 +453,9 @@ def memory_reader(tmp):
         module = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(module)
     except Exception as e:  # noqa: BLE001 - the benchmark runs without its yardstick
-        print(f"(no memory-read yardstick: {type(e).__name__}: {e})", file=sys.stderr)
-        return None
+        why = " ".join(str(e).split())
+        return None, (f"{NOT_MEASURED}: their yardstick, benchmarks/memread.c, did not build ({type(e).__name__}: "
+                      f"{why}; the compiler's messages are above): CC=gcc or CC=clang chooses another compiler")
     buffer = np.ones(128 * 2 ** 20, np.float32)
     pointer, total = module.ffi.from_buffer("float[]", buffer), module.ffi.new("float *")
 
@@ -422,7 +463,16 @@ def memory_reader(tmp):
         seconds = min(module.lib.memread_seconds(pointer, buffer.size, threads, total) for _ in range(3))
         return buffer.nbytes / seconds / 1e9 if seconds > 0 else float("nan")
 
-    return read_gbs
+    return read_gbs, None
+
+
+def last_level_cache():
+    """The last-level cache's size in bytes as the OS reports it (Linux: sysfs, as lscpu), 0 if unknown: minigpt2's
+    own reading (the kernel calibration sizes its examples by it)."""
+    sys.path.insert(0, str(ROOT))
+    from minigpt2._tuning import _l3_bytes
+
+    return _l3_bytes()
 
 
 # -- the run --------------------------------------------------------------------------------------------------
@@ -487,7 +537,9 @@ def model_line(checkpoint, default):
         return checkpoint
 
 
-def print_table(summary, weights_mb, title, sizes):
+def print_table(summary, weights_mb, title, sizes, in_cache=(), cache_note=None):
+    """The Markdown table; ``in_cache``: the (system, threads) whose weights fit in the last-level cache, whose
+    share of the memory limit is n/a (explained by ``cache_note`` under the table)."""
     figures = [("decode_b1", "decode b1 tok/s"), ("prefill", f"prefill {sizes['prefill']} tok/s"),
                ("decode_b8", "decode b8 tok/s"), ("rss_mb", "peak RSS MB")]
     if any("read_gbs" in s for s in summary.values()):
@@ -503,7 +555,7 @@ def print_table(summary, weights_mb, title, sizes):
             median, low, high = s[f]
             cell = f"{median:.0f} [{low:.0f}-{high:.0f}]"
             if f == "of_limit":
-                cell = f"{median:.0%} [{low:.0%}-{high:.0%}]"
+                cell = "n/a *" if (system, threads) in in_cache else f"{median:.0%} [{low:.0%}-{high:.0%}]"
             elif f == "rss_mb":
                 cell += f" ({median / weights_mb:.2f}x weights)"
             elif "@" in system and f != "read_gbs" and summary.get(("c", threads)):  # vs float32, the default
@@ -512,21 +564,49 @@ def print_table(summary, weights_mb, title, sizes):
                 cell += f" ({median / hf[f][0]:.2f}x HF)"
             cells.append(cell)
         print(f"| {system} | {threads} | " + " | ".join(cells) + " |")
+    if in_cache and cache_note:
+        print(f"\n* {cache_note}")
+
+
+def checkpoint_problem(checkpoint, positions, why, quicker=""):
+    """None if ``checkpoint`` (a folder) holds a model with at least ``positions`` positions (for ``why``), else what
+    is wrong; ``quicker``: an option that needs fewer."""
+    if not os.path.isfile(os.path.join(checkpoint, "model.safetensors")):
+        return (f"--checkpoint {checkpoint}: no model.safetensors there; give a folder that save_pretrained wrote "
+                "(config.json + model.safetensors)")
+    try:
+        with open(os.path.join(checkpoint, "config.json")) as f:
+            n_positions = json.load(f).get("n_positions", 1024)
+    except (OSError, ValueError, AttributeError) as e:
+        return (f"--checkpoint {checkpoint}: no readable config.json there ({e}); give a folder that "
+                "save_pretrained wrote")
+    if isinstance(n_positions, int) and n_positions < positions:
+        return (f"--checkpoint {checkpoint}: its model has n_positions={n_positions}, and {why} needs {positions} "
+                f"positions; give a checkpoint with more{quicker}")
+    return None
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="fewer tokens, one round: a smoke run")
     parser.add_argument("--busy", action="store_true", help="run a busy loop in another process throughout")
-    parser.add_argument("--profile", action="store_true", help="print where a decode step's time goes, and stop")
+    parser.add_argument("--profile", action="store_true",
+                        help="print where a decode step's time goes for each of --systems (but hf), and stop")
     parser.add_argument("--matmul", action="store_true", help="compare the C matmul with NumPy's BLAS, and stop")
     parser.add_argument("--repeats", type=int, default=None, help="rounds (default 5, --quick 1)")
     parser.add_argument("--systems", default=",".join(SYSTEMS),
                         help="comma-separated; c, numpy, hf, c:VARIANT, and @DTYPE for weights in bfloat16, float16 or "
-                             "int8 (e.g. c@int8, numpy@bfloat16, hf@bfloat16)")
-    parser.add_argument("--threads", default=None, help="comma-separated thread counts (default: all cores, 1)")
-    parser.add_argument("--checkpoint", default=None, help="a GPT-2 124M checkpoint directory (default: random)")
-    parser.add_argument("--json", default=str(ROOT / "benchmarks" / "results" / "bench_decode.json"))
+                             f"int8 (e.g. c@int8, numpy@bfloat16, hf@bfloat16); default {','.join(SYSTEMS)}")
+    parser.add_argument("--threads", default=None,
+                        help="comma-separated thread counts (default: the cores this process may use, and 1); "
+                             "one count with --profile or --matmul")
+    parser.add_argument("--checkpoint", default=None, help="a GPT-2 checkpoint folder, as save_pretrained writes "
+                        "(default: GPT-2 124M with random weights)")
+    parser.add_argument("--cache-mib", type=int, default=None, metavar="MIB",
+                        help="the last-level cache to assume, in MiB (default: as the OS reports it); where a "
+                             "system's weights fit in it, its share of the memory limit is n/a. 0: show every share")
+    parser.add_argument("--json", default=str(ROOT / "benchmarks" / "results" / "bench_decode.json"),
+                        help="where the results go (default benchmarks/results/bench_decode.json; --busy adds _busy)")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--sizes", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -539,11 +619,30 @@ def main():
         thread_counts = parse_threads(args.threads) if args.threads else sorted({cores, 1}, reverse=True)
     except ValueError as e:
         parser.error(str(e))
+    if (args.profile or args.matmul) and args.threads:
+        if len(thread_counts) > 1:
+            parser.error(f"--threads {args.threads}: {'--profile' if args.profile else '--matmul'} runs in this "
+                         "process, at one thread count: give one")
+        for name in ("MINIGPT2_NUM_THREADS", "OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS"):  # (before NumPy loads)
+            os.environ[name] = str(thread_counts[0])
     if args.repeats is not None and args.repeats < 1:
         parser.error(f"--repeats {args.repeats}: give 1 or more rounds")
-    if args.checkpoint is not None and not os.path.isfile(os.path.join(args.checkpoint, "model.safetensors")):
-        parser.error(f"--checkpoint {args.checkpoint}: no model.safetensors there; give a folder that "
-                     "save_pretrained wrote (config.json + model.safetensors)")
+    if args.cache_mib is not None and args.cache_mib < 0:
+        parser.error(f"--cache-mib {args.cache_mib}: give a size in MiB, 0 or more")
+    sizes = dict(prompt=16, new_tokens=128, prefill=512, batch=8, batch_steps=64)
+    if args.quick:
+        sizes.update(new_tokens=24, prefill=128, batch_steps=8)
+    if args.checkpoint is not None:
+        if args.profile:
+            positions, why = PROFILE_PROMPT + PROFILE_WARM + 2 * PROFILE_STEPS, "--profile"
+        else:
+            positions = max(sizes["prompt"] + max(sizes["new_tokens"], sizes["batch_steps"]), sizes["prefill"])
+            why = (f"decoding {sizes['new_tokens']} tokens after {sizes['prompt']} and a prefill of "
+                   f"{sizes['prefill']}" + (" (--quick)" if args.quick else ""))
+        quicker = ", or --quick" if not (args.quick or args.profile) else ""
+        problem = None if args.matmul else checkpoint_problem(args.checkpoint, positions, why, quicker)
+        if problem:
+            parser.error(problem)
     out = pathlib.Path(args.json)
     if args.busy:
         out = out.with_name(out.stem + "_busy" + out.suffix)
@@ -559,26 +658,26 @@ def main():
         print(machine_line(machine()))
         return matmul()
 
-    sizes = dict(prompt=16, new_tokens=128, prefill=512, batch=8, batch_steps=64)
-    if args.quick:
-        sizes.update(new_tokens=24, prefill=128, batch_steps=8)
     repeats = args.repeats or (1 if args.quick else 5)
-    asked, skipped = systems, []
+    skipped = []  # (what, why, [system, ...])
+    hf = [system for system in systems if system.startswith("hf")]
     missing = [name for name in ("torch", "transformers") if importlib.util.find_spec(name) is None]
-    if missing and any(system.startswith("hf") for system in systems):  # (test-time references, not dependencies)
-        skipped.append((f"{' and '.join(missing)} not installed; pip install -e '.[reference]' brings them",
-                        [system for system in systems if system.startswith("hf")]))
+    if hf and args.profile:
+        skipped.append(("not profiled", "--profile splits minigpt2's decode step by kernel", hf))
+    elif hf and missing:  # (test-time references, not dependencies)
+        skipped.append(("skipped", f"{' and '.join(missing)} not installed; pip install -e '.[reference]' brings them",
+                        hf))
     if no_c and any(system.startswith("c") for system in systems):
-        skipped.append((f"no C core: {no_c}", [system for system in systems if system.startswith("c")]))
+        skipped.append(("skipped", f"no C core: {no_c}", [system for system in systems if system.startswith("c")]))
     unrunnable = [system for system in systems if ":" in system and not no_c
                   and system.partition("@")[0].partition(":")[2] not in variants]
     if unrunnable:
-        skipped.append((f"this CPU runs the variants {', '.join(variants)} only", unrunnable))
-    for why, names in skipped:
-        print(f"({', '.join(names)} skipped: {why})", file=sys.stderr)
+        skipped.append(("skipped", f"this CPU runs the variants {', '.join(variants)} only", unrunnable))
+    for what, why, names in skipped:
+        print(f"({', '.join(names)} {what}: {why})", file=sys.stderr)
         systems = [system for system in systems if system not in names]
-    if not systems and not args.profile:
-        sys.exit("nothing left to measure on this machine (see above)")
+    if not systems:
+        sys.exit(f"nothing left to {'profile' if args.profile else 'measure on this machine'} (see above)")
 
     with tempfile.TemporaryDirectory() as tmp:
         checkpoint = args.checkpoint
@@ -591,13 +690,19 @@ def main():
             drop_from_page_cache(os.path.join(checkpoint, "model.safetensors"))
         weights_mb = os.path.getsize(os.path.join(checkpoint, "model.safetensors")) / 2 ** 20
         if args.profile:
-            dtypes = {system.partition("@")[2] or "float32" for system in asked}
+            by_dtype = {}  # {dtype: [system, ...]}, in the order of --systems
+            for system in systems:
+                base, _, dtype = system.partition("@")
+                by_dtype.setdefault(dtype or "float32", []).append(base)
             print(f"{model_line(checkpoint, args.checkpoint is None)}; {machine_line(machine())}")
-            for dtype in sorted(dtypes):
-                profile(checkpoint, dtype)
+            for dtype, names in by_dtype.items():
+                profile(checkpoint, dtype, names)
             return None
 
-        read_gbs = memory_reader(tmp)
+        read_gbs, no_reader = memory_reader(tmp)
+        if no_reader:
+            print(f"({no_reader})", file=sys.stderr)
+        cache = args.cache_mib * 2 ** 20 if args.cache_mib is not None else last_level_cache()
         # Decoding reads every weight once per token: all of the weights file but the position table.
         bytes_per_token = os.path.getsize(os.path.join(checkpoint, "model.safetensors")) - 1024 * 768 * 4
         busy = subprocess.Popen([sys.executable, "-c", "while True: pass"]) if args.busy else None
@@ -615,7 +720,10 @@ def main():
                     if bandwidth:
                         r["read_gbs"] = bandwidth
                         r["of_limit"] = r["decode_b1"] / (bandwidth * 1e9 / r.get("bytes_per_token", bytes_per_token))
-                        memory = f", memory read {bandwidth:.0f} GB/s (decode b1 at {r['of_limit']:.0%} of its limit)"
+                        r["in_cache"] = bool(cache) and r.get("bytes_per_token", bytes_per_token) <= cache
+                        memory = f", memory read {bandwidth:.0f} GB/s " + (
+                            f"(the weights fit in the {cache / 2 ** 20:.0f} MiB last-level cache: no memory limit)"
+                            if r["in_cache"] else f"(decode b1 at {r['of_limit']:.0%} of its limit)")
                     print(f"round {round_ + 1}/{repeats}: {system} x{threads}: decode b1 {r['decode_b1']:.1f} tok/s, "
                           f"prefill {r['prefill']:.0f} tok/s, decode b8 {r['decode_b8']:.1f} tok/s, "
                           f"RSS {r['rss_mb']:.0f} MB{huge}{memory}", flush=True)
@@ -626,6 +734,16 @@ def main():
 
     figures = ["decode_b1", "prefill", "decode_b8", "rss_mb"] + (["read_gbs", "of_limit"] if read_gbs else [])
     summary = summarize(results, figures)
+    in_cache = {(r["system"], r["threads"]) for r in results if r.get("in_cache")}
+    cache_note = None
+    if in_cache:
+        largest = max(r["bytes_per_token"] for r in results if r.get("in_cache")) / 2 ** 20
+        cache_note = (f"n/a: the weights read per token ({'up to ' if len({s for s, _ in in_cache}) > 1 else ''}"
+                      f"{largest:.0f} MiB) fit in the last-level cache ({cache / 2 ** 20:.0f} MiB, "
+                      + ("--cache-mib" if args.cache_mib is not None else "as the OS reports it") +
+                      "), so decoding may read them from cache, faster than from memory: the memory read does not "
+                      "bound it (the shares are in the JSON; a VM may keep far less of its host's cache than it "
+                      "reports: --cache-mib sets the size to assume)")
     info = machine()
     blas = sorted({b for r in results for b in r.get("blas", []) if b.startswith("openblas")})
     print("\n" + machine_line(info))
@@ -641,9 +759,12 @@ def main():
              f"{sizes['batch_steps']} steps; numpy {info['numpy']} ({', '.join(blas) or 'BLAS unknown'}{openblas}), "
              + ", ".join(f"{name} {info[name] or 'not installed'}" for name in ("torch", "transformers"))
              + "; median [min-max]")
-    print_table(summary, weights_mb, title, sizes)
+    print_table(summary, weights_mb, title, sizes, in_cache, cache_note)
+    if no_reader:
+        print(f"\n({no_reader})")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"machine": info, "sizes": sizes, "busy": args.busy, "weights_mb": weights_mb,
+                               "last_level_cache_bytes": cache, "memory_read_not_measured": no_reader,
                                "results": results,
                                "summary": {f"{s} x{t}": v for (s, t), v in summary.items()}}, indent=1))
     print(f"\nwrote {out}")

@@ -248,7 +248,8 @@ def main(argv=None):
     parser.add_argument("--quick", action="store_true", help="128 KiB samples, 2 repeats, linear check to 100 KB")
     parser.add_argument("--clock", choices=["wall", "cpu"], default="wall",
                         help="wall: time.perf_counter (default); cpu: time.process_time, steadier on a shared machine")
-    parser.add_argument("--json", default=str(ROOT / "benchmarks" / "results" / "bench_tokenizer.json"))
+    parser.add_argument("--json", default=str(ROOT / "benchmarks" / "results" / "bench_tokenizer.json"),
+                        help="where the results go (default benchmarks/results/bench_tokenizer.json)")
     args = parser.parse_args(argv)
     global CLOCK
     CLOCK = time.process_time if args.clock == "cpu" else time.perf_counter

@@ -1,7 +1,7 @@
 """Training speed: minigpt2 (NumPy backward, BLAS matmuls) against torch eager, tokens per second.
 (Without torch and transformers, minigpt2 alone.)
 
-    python benchmarks/bench_train.py                     # the default config, 2 threads, 5 rounds
+    python benchmarks/bench_train.py                     # the default config, all the cores it may use, 5 rounds
     python benchmarks/bench_train.py --quick             # a smoke run
     python benchmarks/bench_train.py --profile           # where minigpt2's step spends its time
 
@@ -9,7 +9,8 @@ One training step = forward + backward + gradient clipping + an AdamW step, on a
 tokens, dropout off, for the same GPT-2 config (random weights, GPT-2's vocabulary of 50257) in both
 libraries. torch: transformers' GPT2LMHeadModel, attn_implementation="eager", float32,
 torch.optim.AdamW (fused=False, foreach=True, its default on CPU). Threads: OPENBLAS_NUM_THREADS,
-MINIGPT2_NUM_THREADS and torch.set_num_threads all set to --threads. Both run in this one process,
+MINIGPT2_NUM_THREADS and torch.set_num_threads all set to --threads (default: the cores this process may use,
+its CPU affinity, as minigpt2 counts them). Both run in this one process,
 interleaved: each round times --steps steps of one library then of the other (the order alternating), after
 one warm-up step each; the table shows the median tokens/s over rounds and [min - max]. Shared machines
 vary from minute to minute: read the spread.
@@ -23,9 +24,19 @@ import statistics
 import sys
 import time
 
-
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 QUICK = dict(n_layer=2, n_embd=64, batch=2, seq=32, rounds=2, steps=1)  # --quick: a smoke run
 DEFAULTS = dict(n_layer=4, n_embd=256, batch=8, seq=128, rounds=5, steps=3)
+
+
+def cores_available():
+    """The cores this process may run on (its CPU affinity), at least 1: minigpt2's default thread count
+    (minigpt2/backend.py, _cores_available), counted the same way here, before NumPy loads, because OpenBLAS
+    takes its thread count from the environment when it loads."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # macOS, Windows
+        return max(1, os.cpu_count() or 1)
 
 
 def parse():
@@ -34,16 +45,21 @@ def parse():
         p.add_argument(f"--{name.replace('_', '-')}", type=int, default=None,
                        help=f"default {default}, --quick {QUICK[name]}")
     p.add_argument("--n-head", type=int, default=4, help="default 4")
-    p.add_argument("--threads", type=int, default=2, help="default 2")
+    p.add_argument("--threads", type=int, default=None,
+                   help=f"default: the cores this process may use (here {cores_available()})")
     p.add_argument("--quick", action="store_true", help="a small model and few steps: a smoke run")
     p.add_argument("--profile", action="store_true", help="where minigpt2's step spends its time, and stop")
     args = p.parse_args()
+    if args.threads is None:
+        args.threads = cores_available()
     for name, default in DEFAULTS.items():  # what the user gave wins over --quick
         if getattr(args, name) is None:
             setattr(args, name, (QUICK if args.quick else DEFAULTS)[name])
     for name in (*DEFAULTS, "n_head", "threads"):
         if getattr(args, name) < 1:
             p.error(f"--{name.replace('_', '-')} {getattr(args, name)}: give a whole number of 1 or more")
+    if args.threads > 256:  # (MINIGPT2_NUM_THREADS's range: the C core's pool)
+        p.error(f"--threads {args.threads}: give at most 256")
     if args.n_embd % args.n_head:
         p.error(f"--n-embd {args.n_embd} is not a multiple of --n-head {args.n_head}: each head takes an equal share")
     return args
@@ -64,6 +80,7 @@ def main():
     args = parse()
     for var in ("OPENBLAS_NUM_THREADS", "MINIGPT2_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ[var] = str(args.threads)
+    sys.path.insert(0, ROOT)  # (this checkout's minigpt2, installed or not)
     import numpy as np
 
     import minigpt2
@@ -133,8 +150,8 @@ def main():
                 steps[name]()
             rates[name].append(tokens / (time.perf_counter() - start))
     n_params = sum(a.size for a in params.values())
-    print(f"CPU: {cpu_name()}, {os.cpu_count()} logical CPUs; threads {args.threads}; load average "
-          f"{os.getloadavg()[0]:.1f}")
+    print(f"CPU: {cpu_name()}, {os.cpu_count()} logical CPUs ({cores_available()} this process may use); "
+          f"threads {args.threads}; load average {os.getloadavg()[0]:.1f}")
     print(f"{versions}, python {sys.version.split()[0]}")
     print(f"config: n_layer {args.n_layer}, n_embd {args.n_embd}, n_head {args.n_head}, vocab 50257 "
           f"({n_params / 1e6:.1f}M parameters); batch {args.batch} x seq {args.seq}; {args.rounds} rounds x "

@@ -31,6 +31,7 @@
  * (x86-64 with AVX2 only; elsewhere it says so. The results are not checked against each other beyond a
  * sanity sum: the paths compute different roundings, and this is a timing probe, not minigpt2's code.)
  */
+#define _GNU_SOURCE  /* sched_getaffinity: "all threads" are the cores this process may use, as minigpt2 counts them */
 #include <stdio.h>
 
 #if !defined(__AVX2__) || !defined(__F16C__) || !defined(__FMA__)
@@ -42,6 +43,7 @@ int main(void)
 #else
 #include <immintrin.h>
 #include <math.h>
+#include <sched.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -283,12 +285,22 @@ static int cmp(const void *a, const void *b)
 
 int main(int argc, char **argv)
 {
+    const char *usage = "usage: %s [--quick]   (--quick: one round, a smoke run)\n";
+    if (argc == 2 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)) {
+        printf(usage, argv[0]);
+        return 0;
+    }
     if (argc > 2 || (argc == 2 && strcmp(argv[1], "--quick") != 0)) {
-        fprintf(stderr, "usage: %s [--quick]   (--quick: one round, a smoke run)\n", argv[0]);
+        fprintf(stderr, usage, argv[0]);
         return 2;
     }
     widest = mg_variant_widest();
     long online = sysconf(_SC_NPROCESSORS_ONLN);
+#ifdef __linux__
+    cpu_set_t allowed;  /* (taskset, a container's cpuset: the cores this process may use) */
+    if (sched_getaffinity(0, sizeof allowed, &allowed) == 0 && CPU_COUNT(&allowed) > 0)
+        online = CPU_COUNT(&allowed);
+#endif
     int cores = online < 1 ? 1 : online > 64 ? 64 : (int)online;
     struct matrix m[MATRICES], small = {256, 768, NULL, NULL, NULL, NULL, NULL};
     long total = 0;

@@ -24,9 +24,10 @@
  *
  *     cc -O2 -march=native -pthread -Icsrc -include target_avx512.h benchmarks/widen_probe.c -o widen_probe
  *     cc -O2 -march=x86-64-v3 -pthread -Icsrc -include target_avx2.h benchmarks/widen_probe.c -o widen_probe
- *     ./widen_probe [threads] [rounds]
+ *     ./widen_probe [threads] [rounds]       (threads 1-64, default 2; rounds 1-1000, default 7)
  */
 #define _POSIX_C_SOURCE 200809L
+#include <errno.h>
 #include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -118,11 +119,34 @@ static double read_gbs(const char *buffer, int way, int threads)
     return started < threads ? -1.0 : (double)BYTES / (seconds() - start) / 1e9;
 }
 
+/* argv[i] as a whole number from low to high, else -1: the whole argument must be the number ("2x", "", "1e3" and
+   out-of-range values are refused, which atoi read as 2, 0, 1 and whatever it wrapped to) */
+static long whole_number(const char *text, long low, long high)
+{
+    char *end;
+    errno = 0;
+    long value = strtol(text, &end, 10);
+    if (end == text || *end != '\0' || errno == ERANGE || value < low || value > high)
+        return -1;
+    return value;
+}
+
+#define USAGE "usage: %s [threads 1-64, default 2] [rounds 1-1000, default 7]\n"
+
 int main(int argc, char **argv)
 {
-    int threads = argc > 1 ? atoi(argv[1]) : 2, rounds = argc > 2 ? atoi(argv[2]) : 7;
-    if (threads < 1 || threads > 64 || rounds < 1) {
-        fprintf(stderr, "usage: %s [threads 1-64] [rounds >= 1]\n", argv[0]);
+    if (argc > 1 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)) {
+        printf(USAGE, argv[0]);
+        return 0;
+    }
+    if (argc > 3) {
+        fprintf(stderr, "%s: at most two arguments, got %d\n" USAGE, argv[0], argc - 1, argv[0]);
+        return 2;
+    }
+    long threads = argc > 1 ? whole_number(argv[1], 1, 64) : 2, rounds = argc > 2 ? whole_number(argv[2], 1, 1000) : 7;
+    if (threads < 0 || rounds < 0) {
+        fprintf(stderr, "%s: %s '%s' is not a whole number from 1 to %d\n" USAGE, argv[0],
+                threads < 0 ? "threads" : "rounds", threads < 0 ? argv[1] : argv[2], threads < 0 ? 64 : 1000, argv[0]);
         return 2;
     }
     char *buffer = malloc(BYTES);
@@ -132,8 +156,8 @@ int main(int argc, char **argv)
     }
     for (size_t i = 0; i < BYTES; i += 2)  /* 0x3f80 repeated: 1.0 in bfloat16, a finite float32 and float16 */
         memcpy(buffer + i, &(uint16_t){0x3f80}, 2);
-    int counts[2] = {1, threads};
-    printf("%s variant (%d-byte vectors), %zu MiB, best of %d rounds; GB/s read, and / the float32 read\n",
+    int counts[2] = {1, (int)threads};
+    printf("%s variant (%d-byte vectors), %zu MiB, best of %ld rounds; GB/s read, and / the float32 read\n",
            MG_VARIANT_NAME, MG_VBYTES, BYTES >> 20, rounds);
     for (int c = 0; c < (threads > 1 ? 2 : 1); c++) {
         double best[WAYS] = {0};

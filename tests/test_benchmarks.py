@@ -102,12 +102,13 @@ def test_without_the_c_core_the_c_systems_are_skipped_in_one_line_and_numpy_is_m
 
 
 def test_the_profile_splits_a_step_for_each_weight_format(small_checkpoint, tmp_path):
-    out = run("--profile", "--systems", "c,c@bfloat16,c@int8", "--checkpoint", str(small_checkpoint),
-              tmp_path=tmp_path)
+    """Each system of --systems, in its weight format (only those: tests/test_benchmarks_newuser10.py)."""
+    out = run("--profile", "--systems", "c,numpy,c@bfloat16,numpy@bfloat16,c@int8,numpy@int8", "--checkpoint",
+              str(small_checkpoint), tmp_path=tmp_path)
     for dtype in ("float32", "bfloat16", "int8"):
-        assert f"backend numpy, weights in {dtype}:" in out, out
+        assert f"backend numpy, weights in {dtype}, " in out, out
         if minigpt2.backend.c_available():
-            assert f"backend c, weights in {dtype}:" in out, out
+            assert f"backend c, weights in {dtype}, " in out, out
     if minigpt2.backend.c_available():
         assert out.count("with the step's blocks as one C call, as the model runs:") == 3, out
     assert out.count("| linear |") >= 3
@@ -146,6 +147,8 @@ def test_the_int8_probe_builds_with_the_library_and_runs(tmp_path):
         assert all(float(cell) > 0 for cell in row.split("|")[2:5]), row
     refused = subprocess.run([str(probe), "--qiuck"], capture_output=True, text=True, timeout=300)
     assert refused.returncode == 2 and "usage:" in refused.stderr, refused.stdout  # (it ran the full probe)
+    helped = subprocess.run([str(probe), "--help"], capture_output=True, text=True, timeout=300)
+    assert helped.returncode == 0 and helped.stdout.startswith("usage:"), helped  # (a usage error, exit 2)
 
 
 def test_the_widen_probe_builds_with_the_library_headers_and_runs(tmp_path):
