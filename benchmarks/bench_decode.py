@@ -26,7 +26,7 @@ Each measurement runs in a fresh process, so that its peak RSS is its own:
                before and after each measurement (the faster of the two), and decode b1 as a share of the speed
                that bandwidth allows (every weight read once per token); shared machines' bandwidth changes from
                minute to minute. Where a system's weights fit in the last-level cache (as the OS reports it, or
-               --cache-mib), they may be read from cache: its share is n/a, with a note under the table
+               --cache-mib), they may be read from cache: its share is marked *, with a note under the table
 --profile splits a decode step by kernel for each system of --systems but hf, in this process, at one thread count.
 Systems: "c" (minigpt2, C backend, with the kernel variants chosen for this machine: minigpt2/_tuning.py),
 "numpy" (minigpt2, NumPy backend), "hf" (transformers with attn_implementation="eager",
@@ -539,7 +539,7 @@ def model_line(checkpoint, default):
 
 def print_table(summary, weights_mb, title, sizes, in_cache=(), cache_note=None):
     """The Markdown table; ``in_cache``: the (system, threads) whose weights fit in the last-level cache, whose
-    share of the memory limit is n/a (explained by ``cache_note`` under the table)."""
+    share of the memory limit is marked * (explained by ``cache_note`` under the table)."""
     figures = [("decode_b1", "decode b1 tok/s"), ("prefill", f"prefill {sizes['prefill']} tok/s"),
                ("decode_b8", "decode b8 tok/s"), ("rss_mb", "peak RSS MB")]
     if any("read_gbs" in s for s in summary.values()):
@@ -555,7 +555,7 @@ def print_table(summary, weights_mb, title, sizes, in_cache=(), cache_note=None)
             median, low, high = s[f]
             cell = f"{median:.0f} [{low:.0f}-{high:.0f}]"
             if f == "of_limit":
-                cell = "n/a *" if (system, threads) in in_cache else f"{median:.0%} [{low:.0%}-{high:.0%}]"
+                cell = f"{median:.0%} [{low:.0%}-{high:.0%}]" + (" *" if (system, threads) in in_cache else "")
             elif f == "rss_mb":
                 cell += f" ({median / weights_mb:.2f}x weights)"
             elif "@" in system and f != "read_gbs" and summary.get(("c", threads)):  # vs float32, the default
@@ -604,7 +604,7 @@ def main():
                         "(default: GPT-2 124M with random weights)")
     parser.add_argument("--cache-mib", type=int, default=None, metavar="MIB",
                         help="the last-level cache to assume, in MiB (default: as the OS reports it); where a "
-                             "system's weights fit in it, its share of the memory limit is n/a. 0: show every share")
+                             "system's weights fit in it, its share of the memory limit is marked *. 0: mark none")
     parser.add_argument("--json", default=str(ROOT / "benchmarks" / "results" / "bench_decode.json"),
                         help="where the results go (default benchmarks/results/bench_decode.json; --busy adds _busy)")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
@@ -721,9 +721,9 @@ def main():
                         r["read_gbs"] = bandwidth
                         r["of_limit"] = r["decode_b1"] / (bandwidth * 1e9 / r.get("bytes_per_token", bytes_per_token))
                         r["in_cache"] = bool(cache) and r.get("bytes_per_token", bytes_per_token) <= cache
-                        memory = f", memory read {bandwidth:.0f} GB/s " + (
-                            f"(the weights fit in the {cache / 2 ** 20:.0f} MiB last-level cache: no memory limit)"
-                            if r["in_cache"] else f"(decode b1 at {r['of_limit']:.0%} of its limit)")
+                        memory = (f", memory read {bandwidth:.0f} GB/s (decode b1 at {r['of_limit']:.0%} of its limit"
+                                  + (f"; * the weights fit in the {cache / 2 ** 20:.0f} MiB last-level cache)"
+                                     if r["in_cache"] else ")"))
                     print(f"round {round_ + 1}/{repeats}: {system} x{threads}: decode b1 {r['decode_b1']:.1f} tok/s, "
                           f"prefill {r['prefill']:.0f} tok/s, decode b8 {r['decode_b8']:.1f} tok/s, "
                           f"RSS {r['rss_mb']:.0f} MB{huge}{memory}", flush=True)
@@ -738,11 +738,11 @@ def main():
     cache_note = None
     if in_cache:
         largest = max(r["bytes_per_token"] for r in results if r.get("in_cache")) / 2 ** 20
-        cache_note = (f"n/a: the weights read per token ({'up to ' if len({s for s, _ in in_cache}) > 1 else ''}"
+        cache_note = (f"the weights read per token ({'up to ' if len({s for s, _ in in_cache}) > 1 else ''}"
                       f"{largest:.0f} MiB) fit in the last-level cache ({cache / 2 ** 20:.0f} MiB, "
                       + ("--cache-mib" if args.cache_mib is not None else "as the OS reports it") +
-                      "), so decoding may read them from cache, faster than from memory: the memory read does not "
-                      "bound it (the shares are in the JSON; a VM may keep far less of its host's cache than it "
+                      "), so decoding may read them from cache, faster than from memory: the memory read may not "
+                      "bound it, and the share may pass 100% (a VM may keep far less of its host's cache than it "
                       "reports: --cache-mib sets the size to assume)")
     info = machine()
     blas = sorted({b for r in results for b in r.get("blas", []) if b.startswith("openblas")})
