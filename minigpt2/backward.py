@@ -20,7 +20,7 @@ from .layers import causal_mask, merge_heads, split_heads
 __all__ = [
     "linear_backward", "layer_norm_backward", "softmax_backward", "attention_backward", "self_attention_backward",
     "mlp_backward", "embedding_backward", "cross_entropy_backward", "lm_head_backward", "dropout_backward",
-    "ACTIVATION_BACKWARDS",
+    "dropout_scale", "ACTIVATION_BACKWARDS",
 ]
 
 
@@ -194,9 +194,15 @@ def softmax_backward(dp, p):
     return p * (dp - (dp * p).sum(axis=-1, keepdims=True))
 
 
+def dropout_scale(p):
+    """What inverted dropout multiplies the kept elements by: 1 / (1 - p); 0 for p = 1, where every element is
+    dropped (torch's dropout(p=1) gives zeros, and a zero gradient)."""
+    return 0.0 if p == 1 else 1.0 / (1.0 - p)
+
+
 def dropout_backward(dy, keep, p):
     """y = x * keep / (1 - p), keep a 0/1 mask drawn in the forward: the same mask scales the gradient."""
-    return dy * keep * (1.0 / (1.0 - p))
+    return dy * keep * dropout_scale(p)
 
 
 def attention_backward(dout, q, k, v, probs, *, scale, causal, keep=None, pdrop=0.0, head_mask=None):
@@ -214,7 +220,7 @@ def attention_backward(dout, q, k, v, probs, *, scale, causal, keep=None, pdrop=
     """
     used = probs  # the matrix that multiplied v
     if keep is not None:
-        used = used * keep * (1.0 / (1.0 - pdrop))
+        used = used * keep * dropout_scale(pdrop)
     if head_mask is not None:
         used = used * head_mask
     dv = used.swapaxes(-1, -2) @ dout  # [B, H, K, D]
@@ -268,6 +274,9 @@ def embedding_backward(dx, ids, num_embeddings=None, out=None):
     [num_embeddings, E] array), the gradient is added into it instead of a new array of zeros.
     """
     E = dx.shape[-1]
+    if num_embeddings is None and out is None:
+        raise ValueError("embedding_backward needs the table's size: pass num_embeddings (its rows), or out (a "
+                         "[num_embeddings, E] array to add the gradient into)")
     dtable = np.zeros((num_embeddings, E), dx.dtype) if out is None else out
     np.add.at(dtable, np.asarray(ids).reshape(-1), dx.reshape(-1, E))
     return dtable
@@ -280,10 +289,16 @@ def cross_entropy_backward(logits, labels, n_counted, ignore_index=-100):
     ``n_counted`` is the n of the mean (the counted labels of the whole batch, so rows may be processed in
     chunks). d(-log softmax_y)/dlogits = softmax - onehot(y); ignored rows get 0. The loss comes along
     because it shares every step with the gradient. To spare memory, ``logits`` is overwritten: it becomes
-    dlogits (pass a copy to keep it).
+    dlogits (pass a copy to keep it). With every label ignored (n_counted 0) the sum is 0 and dlogits 0: torch's
+    mean is then 0/0 = NaN, and its gradient 0.
     """
     rows = np.arange(len(labels))
     keep = labels != ignore_index
+    if n_counted == 0:
+        if keep.any():
+            raise ValueError(f"cross_entropy_backward: n_counted is 0, but {int(keep.sum())} labels are counted")
+        logits[...] = 0
+        return 0.0, logits
     picked = np.where(keep, labels, 0)
     z = logits
     z -= z.max(axis=-1, keepdims=True)  # shifted: exp never overflows

@@ -16,6 +16,8 @@ import os
 import sys
 import warnings
 
+import numpy as np
+
 from ..cli_checks import (ArgumentParser, NamedStdout, StdoutWriteError, negative_values_attached,
                           not_enough_memory, one_line_warning, say_threads_do_nothing, stopped_writing)
 
@@ -36,6 +38,10 @@ def _int(low, high=None):
     return parse
 
 
+# float32's largest value: a learning rate or weight decay at or above it multiplies float32 weights into inf
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
 def _float(low, *, open_low=False, high=None):
     def parse(text):
         try:
@@ -44,7 +50,11 @@ def _float(low, *, open_low=False, high=None):
             raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
         if not math.isfinite(value) or value < low or (open_low and value == low) or \
                 (high is not None and value >= high):
-            allowed = f"finite and {'>' if open_low else '>='} {low}" + (f" and < {high}" if high is not None else "")
+            allowed = f"finite and {'>' if open_low else '>='} {low}"
+            if high == FLOAT32_MAX and math.isfinite(value) and value >= high:  # (said only to those beyond it)
+                allowed += f" and < {high!r}, float32's largest value: the weights are float32"
+            elif high is not None and high != FLOAT32_MAX:
+                allowed += f" and < {high}"
             raise argparse.ArgumentTypeError(f"{value} is not allowed (must be {allowed})")
         return value
     return parse
@@ -74,10 +84,12 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--batch-size", type=_int(1), default=8)
     t.add_argument("--seq-len", type=_int(2), default=128, help="tokens per sequence (default 128)")
     t.add_argument("--grad-accum", type=_int(1), default=1, help="micro-batches per step (default 1)")
-    t.add_argument("--lr", type=_float(0, open_low=True), default=6e-4, help="peak learning rate (default 6e-4)")
-    t.add_argument("--min-lr", type=_float(0), help="the end of the cosine decay (default lr / 10)")
+    t.add_argument("--lr", type=_float(0, open_low=True, high=FLOAT32_MAX), default=6e-4,
+                   help="peak learning rate, > 0 and below float32's largest value, 3.4e38 (default 6e-4)")
+    t.add_argument("--min-lr", type=_float(0, high=FLOAT32_MAX), help="the end of the cosine decay (default lr / 10)")
     t.add_argument("--warmup-steps", type=_int(0), help="default max-steps / 20")
-    t.add_argument("--weight-decay", type=_float(0), default=0.1, help="on matrices only (default 0.1)")
+    t.add_argument("--weight-decay", type=_float(0, high=FLOAT32_MAX), default=0.1,
+                   help="on matrices only (default 0.1)")
     t.add_argument("--grad-clip", type=_float(0), default=1.0, help="max global gradient norm, 0 = off (default 1)")
     t.add_argument("--eval-interval", type=_int(1), default=100)
     t.add_argument("--eval-batches", type=_int(1), default=8)
@@ -107,13 +119,17 @@ def typed_flags(argv) -> set:
 
 
 def main(argv=None) -> int:
-    parser = build_parser()
-    argv = negative_values_attached(parser, sys.argv[1:] if argv is None else list(argv))  # (--lr -1e-3: checked)
     try:
-        args = parser.parse_args(argv)
-    except OSError as e:  # --help into a stdout that cannot take it
-        return stopped_writing(e, parser.prog)
-    args.explicit = typed_flags(argv)  # (--resume keeps the saved settings but these; --model refuses shape flags)
+        parser = build_parser()
+        argv = negative_values_attached(parser, sys.argv[1:] if argv is None else list(argv))  # (--lr -1e-3: checked)
+        try:
+            args = parser.parse_args(argv)
+        except OSError as e:  # --help into a stdout that cannot take it
+            return stopped_writing(e, parser.prog)
+        args.explicit = typed_flags(argv)  # (--resume keeps the saved settings but these; --model refuses shape flags)
+    except KeyboardInterrupt:  # (Ctrl-C as the command starts: nothing to say but that)
+        print("\n[interrupted]", file=sys.stderr)
+        return 130
     from ..cli import _tolerant_stdout
 
     restore = _tolerant_stdout()  # (samples hold any character: an ASCII stdout shows escapes, as the generator's)
@@ -123,11 +139,11 @@ def main(argv=None) -> int:
         code = run(args, parser)
         sys.stdout.flush()
         return code
-    except KeyboardInterrupt:
-        print("\n[interrupted]", file=sys.stderr)
+    except KeyboardInterrupt:  # (before training, or a second Ctrl-C during a step: the last checkpoint stays)
+        print(f"\n[interrupted] {_what_out_keeps(args)}", file=sys.stderr)
         return 130
     except MemoryError as e:  # (NumPy names the array it could not allocate)
-        fix = "try a smaller model (--n-layer, --n-embd), --batch-size or --seq-len"
+        fix = "try a smaller model (--n-layer, --n-embd, --n-positions), --batch-size or --seq-len"
         print(f"{parser.prog}: error: {not_enough_memory(e, fix)}", file=sys.stderr)
         return 1
     except (OSError, ValueError, TypeError, FloatingPointError) as e:
@@ -141,6 +157,17 @@ def main(argv=None) -> int:
         sys.stdout = stdout
         restore()
         warnings.formatwarning = shown_as
+
+
+def _what_out_keeps(args) -> str:
+    """After a Ctrl-C that stopped without saving: what --out holds now."""
+    trainer = getattr(args, "trainer", None)
+    saved = None if trainer is None else trainer.saved_step
+    if saved is not None:
+        return f"stopped without saving: {args.out} keeps the checkpoint of step {saved}"
+    if args.resume:
+        return f"stopped before training: {args.out} keeps its checkpoint as it was"
+    return f"stopped before anything was saved: {args.out} holds no checkpoint"
 
 
 def _out_problem(error, out) -> str:
@@ -240,7 +267,7 @@ def run(args, parser) -> int:
     from .. import GPT2Config, GPT2LMHeadModel, backend
     from ..tokenizer import AutoTokenizer, GPT2Tokenizer
     from .data import load_tokens, prepare_tokens
-    from .trainer import Trainer, TrainingArguments, read_state
+    from .trainer import Trainer, TrainingArguments, check_prompt, read_state
 
     backend.say_fallback()  # (held while the command started)
     if args.threads is not None:
@@ -253,6 +280,12 @@ def run(args, parser) -> int:
         parser.error(f"{', '.join(shaped)} {'shape' if len(shaped) > 1 else 'shapes'} a new model; "
                      f"{'--model' if args.model else '--resume'} trains a checkpoint, which has its own (drop "
                      f"{'it' if len(shaped) == 1 else 'them'})")
+    for flag in ("out", "data"):
+        if getattr(args, flag) == "":
+            parser.error(f"--{flag} is empty: give {'a directory' if flag == 'out' else 'a text file or a folder'}")
+    if "pattern" in args.explicit and args.data is not None and os.path.isfile(args.data):
+        parser.error(f"--pattern picks files in a folder, but --data {args.data} is a file: drop --pattern, or give "
+                     f"the folder")
     if args.n_embd % args.n_head:
         parser.error(f"--n-embd {args.n_embd} must be a multiple of --n-head {args.n_head}")
     if args.min_lr is not None and args.min_lr > args.lr:
@@ -273,7 +306,10 @@ def run(args, parser) -> int:
     data_dir = os.path.join(args.out, "data")
     if args.resume:
         if not os.path.exists(os.path.join(args.out, "trainer_state.json")):
-            raise FileNotFoundError(f"--resume: {args.out} holds no trainer_state.json, so no run to continue")
+            model_there = os.path.isfile(os.path.join(args.out, "config.json"))  # (a model, not a training run)
+            raise FileNotFoundError(f"--resume: {args.out} holds no trainer_state.json, so no run to continue" + (
+                f"; it holds a model: to fine-tune it, pass --model {args.out} and a new or empty --out directory"
+                if model_there else ""))
         saved = read_state(args.out)["args"]
         for name, value in saved.items():  # the saved run's settings, unless given again now
             if name not in args.explicit and name not in ("out_dir", "max_steps") and hasattr(args, name):
@@ -304,6 +340,8 @@ def run(args, parser) -> int:
     if args.seq_len > model.config.n_positions:  # (before tokenizing: a large corpus takes a while)
         raise ValueError(f"--seq-len {args.seq_len} is longer than the model's n_positions "
                          f"{model.config.n_positions}: its sequences hold at most that many tokens")
+    # (before tokenizing, as the --seq-len check above)
+    check_prompt(tokenizer, args, model.config.n_positions, flags=("--prompt", "--sample-tokens 0"))
     if args.data is None and not os.path.exists(os.path.join(data_dir, "train.bin")):
         parser.error(f"--data is needed: {data_dir} holds no tokenized data yet")
     args.let_go_of_out = hold_out_dir(args.out)  # (nothing was written to --out before it; main() lets go)
@@ -319,7 +357,7 @@ def run(args, parser) -> int:
         weight_decay=args.weight_decay, grad_clip=args.grad_clip, eval_interval=args.eval_interval,
         eval_batches=args.eval_batches, sample_tokens=args.sample_tokens, prompt=args.prompt,
         save_interval=args.save_interval, log_interval=args.log_interval, seed=args.seed)
-    trainer = Trainer(model, tokenizer, tokens, train_args)
+    trainer = args.trainer = Trainer(model, tokenizer, tokens, train_args)  # (main() says what it saved)
     if args.resume:
         trainer.load_state(args.out)
         if trainer.step >= args.max_steps:
@@ -329,6 +367,9 @@ def run(args, parser) -> int:
     print(f"training {n:,} parameters ({model.config.n_layer} layers, {model.config.n_embd} wide) on "
           f"{len(tokens['train']):,} tokens, {args.batch_size * args.seq_len * args.grad_accum:,} tokens per step")
     trainer.train()
+    if trainer.step < args.max_steps and trainer.saved_step is None:  # Ctrl-C before the first step ended
+        print(f"stopped before the first step: nothing was saved to {args.out}")
+        return 130
     if trainer.step < args.max_steps:  # stopped by Ctrl-C, after saving
         print(f"stopped at step {trainer.step} of {args.max_steps}, saved to {args.out}; continue with "
               f"python -m minigpt2 train --out {args.out} --resume --max-steps {args.max_steps}")

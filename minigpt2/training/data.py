@@ -65,10 +65,17 @@ def prepare_tokens(source, directory, tokenizer, *, val_fraction=0.1, pattern="*
     os.makedirs(directory, exist_ok=True)  # (only now: data without text leaves no directory behind)
     n_val = int(len(tokens) * val_fraction)
     split = {"train": tokens[:len(tokens) - n_val], "val": tokens[len(tokens) - n_val:]}
+    if os.path.exists(meta_path):  # (the old record goes first: bins cut short by a Ctrl-C are never reused)
+        os.unlink(meta_path)
     for name, array in split.items():  # each file written whole, then renamed into place
         tmp = os.path.join(directory, f".{name}.bin.tmp")
-        array.tofile(tmp)
-        os.replace(tmp, os.path.join(directory, f"{name}.bin"))
+        try:
+            array.tofile(tmp)
+            os.replace(tmp, os.path.join(directory, f"{name}.bin"))
+        except BaseException:  # (a full disk, Ctrl-C: no half-written file left behind)
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            raise
     tmp = meta_path + ".tmp"
     with open(tmp, "w", encoding="utf-8") as f:
         json.dump({"signature": signature, "tokens": {k: int(len(v)) for k, v in split.items()},

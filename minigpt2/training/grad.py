@@ -34,7 +34,7 @@ def _dropout(x, p, rng):
     if rng is None or p == 0.0:
         return x, None
     keep = (rng.random(x.shape, dtype=np.float32) >= p).astype(x.dtype)
-    return x * keep * x.dtype.type(1.0 / (1.0 - p)), keep
+    return x * keep * x.dtype.type(bw.dropout_scale(p)), keep
 
 
 def forward(params, config, input_ids, labels, *, attention_mask=None, token_type_ids=None, position_ids=None,

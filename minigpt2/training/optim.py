@@ -11,6 +11,8 @@ import numpy as np
 
 __all__ = ["AdamW", "decays", "lr_at", "clip_grad_norm"]
 
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+
 
 def decays(name, array) -> bool:
     """Weight decay applies to the matrices (linear weights, embeddings), never to biases or layer norms.
@@ -48,8 +50,9 @@ class AdamW:
             if not (isinstance(p, np.ndarray) and p.dtype in (np.float32, np.float64) and p.flags.writeable):
                 what = f"a read-only {p.dtype} array" if isinstance(p, np.ndarray) and not p.flags.writeable \
                     else getattr(p, "dtype", type(p).__name__)
-                raise TypeError(f"AdamW updates the parameters in place and needs writable float32 (or float64) arrays; {name} is "
-                                f"{what} (a loaded checkpoint's weights are memory-mapped, read-only, and may be "
+                raise TypeError(f"AdamW updates the parameters in place and needs writable float32 (or float64) "
+                                f"arrays; {name} is {what} (a loaded checkpoint's weights are memory-mapped, read-only, "
+                                f"and may be "
                                 f"16-bit or int8): call minigpt2.training.make_trainable(model) first, then pass "
                                 f"model.state_dict()")
             if all(p is not q for q in self.params.values()):  # (a second name for the same array: skipped)
@@ -66,18 +69,27 @@ class AdamW:
         if missing:
             raise ValueError(f"AdamW.step: no gradient for {missing[:3]} ({len(missing)} of {len(self.params)} "
                              f"parameters); pass loss_and_grad's dict, keyed like the parameters")
-        self.t += 1
-        correction1, correction2 = 1 - b1 ** self.t, 1 - b2 ** self.t
-        for k, p in self.params.items():
-            g, m, v = grads[k], self.m[k], self.v[k]
-            if self.weight_decay and decays(k, p):
-                p *= np.float32(1 - lr * self.weight_decay)
-            m *= np.float32(b1)
-            m += np.float32(1 - b1) * g
-            v *= np.float32(b2)
-            v += np.float32(1 - b2) * (g * g)
-            denom = np.sqrt(v) / np.float32(math.sqrt(correction2)) + np.float32(self.eps)
-            p -= np.float32(lr / correction1) * (m / denom)
+        t = self.t + 1
+        correction1, correction2 = 1 - b1 ** t, 1 - b2 ** t
+        step_size = lr / correction1
+        if not abs(step_size) <= FLOAT32_MAX:  # (torch's addcdiv_ refuses it too: a RuntimeError, weights untouched)
+            raise ValueError(f"AdamW.step: the step size lr / (1 - beta1^t) = {step_size:.4g} (lr {lr:.4g}, t {t}) "
+                             f"is beyond float32's largest value {FLOAT32_MAX:.4g}, as torch.optim.AdamW refuses it; "
+                             f"lower the learning rate")
+        self.t = t
+        # (errstate: as torch's AdamW, no warnings when a learning rate far too high overflows float32 in the decay or
+        # the update; the weights become inf or NaN, which the Trainer checks after each step and says in one line)
+        with np.errstate(all="ignore"):
+            for k, p in self.params.items():
+                g, m, v = grads[k], self.m[k], self.v[k]
+                if self.weight_decay and decays(k, p):
+                    p *= np.float32(1 - lr * self.weight_decay)
+                m *= np.float32(b1)
+                m += np.float32(1 - b1) * g
+                v *= np.float32(b2)
+                v += np.float32(1 - b2) * (g * g)
+                denom = np.sqrt(v) / np.float32(math.sqrt(correction2)) + np.float32(self.eps)
+                p -= np.float32(step_size) * (m / denom)
 
     def state_dict(self) -> dict:
         """Everything needed to resume: the step count and both moments, as flat arrays."""

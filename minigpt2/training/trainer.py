@@ -12,8 +12,9 @@ model.safetensors (HF format: transformers and ``python -m minigpt2 -m DIR`` loa
 optimizer.safetensors (AdamW's moments) and trainer_state.json (the step, the arguments, the losses).
 Every file is written to a temporary name and renamed into place, trainer_state.json last (with a fingerprint
 of the weights, checked on resume), so a crash leaves no torn file, and a resume refuses weights from another
-save; Ctrl-C during a save waits for it. A loss or gradient that is not finite stops the run before the update
-(and before a save), with an error. The batches and dropout masks of step s
+save; Ctrl-C during a save waits for it. A loss or gradient that is not finite stops the run before the update,
+and weights or a validation loss that are not finite (a learning rate far too high) stop it before the next save,
+with one line: inf or NaN weights are never saved. The batches and dropout masks of step s
 come from a generator seeded with (seed, s), so a resumed run continues exactly as it would have.
 """
 from __future__ import annotations
@@ -37,10 +38,12 @@ from .grad import model_loss_and_grad
 from .optim import AdamW, clip_grad_norm, lr_at
 from ..checks import is_int, is_number
 
-__all__ = ["Trainer", "TrainingArguments", "check_tokens", "make_trainable", "read_state", "weights_fingerprint"]
+__all__ = ["Trainer", "TrainingArguments", "check_prompt", "check_tokens", "make_trainable", "read_state",
+           "weights_fingerprint"]
 
 STATE_NAME = "trainer_state.json"
 OPTIMIZER_NAME = "optimizer.safetensors"
+FLOAT32_MAX = float(np.finfo(np.float32).max)  # lr, min_lr and weight_decay stay below it
 
 
 @dataclasses.dataclass
@@ -92,6 +95,9 @@ class TrainingArguments:
             value = getattr(self, name)
             if not is_number(value) or not math.isfinite(value) or value < 0 or (name == "lr" and value == 0):
                 raise ValueError(f"{name} must be a finite number {'> 0' if name == 'lr' else '>= 0'}, got {value!r}")
+            if name != "grad_clip" and value >= FLOAT32_MAX:  # (multiplies float32 weights: inf from the first step)
+                raise ValueError(f"{name} must be below {FLOAT32_MAX:.4g}, float32's largest value (the weights are "
+                                 f"float32), got {value!r}")
         for name in ("beta1", "beta2"):
             value = getattr(self, name)
             if not (is_number(value) and 0 <= value < 1):
@@ -162,6 +168,17 @@ def check_tokens(tokens, vocab_size) -> dict:
     return out
 
 
+def check_prompt(tokenizer, args, n_positions, *, flags=("prompt", "sample_tokens=0")):
+    """A ValueError when the samples' prompt leaves the model no position to sample into (every sample would be
+    empty, silently), as the generator refuses such a prompt. ``flags``: the settings' names in the message."""
+    if not args.sample_tokens or tokenizer is None:
+        return
+    n = len(tokenizer.encode(args.prompt, verbose=False) or [tokenizer.eos_token_id])
+    if n >= n_positions:
+        raise ValueError(f"the samples' {flags[0]} holds {n} tokens, but the model has {n_positions} positions: no "
+                         f"room left to sample; shorten {flags[0]}, or pass {flags[1]} for no samples")
+
+
 def unique_params(model) -> dict:
     """state_dict() without second names for one array (lm_head.weight is wte): each matrix updated once."""
     seen, out = set(), {}
@@ -219,6 +236,7 @@ class Trainer:
                              f"{model.config.n_positions}")
         if tokenizer is None and args.sample_tokens:
             raise ValueError("the samples need a tokenizer (tokenizer is None): pass one, or sample_tokens=0")
+        check_prompt(tokenizer, args, model.config.n_positions)
         self.tokens = check_tokens(tokens, model.config.vocab_size)
         if len(self.tokens["train"]) < args.seq_len:  # (else the first batch fails, after a sample was printed)
             raise ValueError(f"the training data holds {len(self.tokens['train'])} tokens, fewer than one sequence "
@@ -264,15 +282,22 @@ class Trainer:
             norm = clip_grad_norm(grads, a.grad_clip if a.grad_clip > 0 else math.inf)  # (inf: only measured)
         lr = lr_at(self.step, **self.schedule)
         if not (math.isfinite(total) and math.isfinite(norm)):  # an update would make every weight NaN
-            kept = "nothing was saved" if self.saved_step is None else \
-                f"{a.out_dir} keeps the checkpoint of step {self.saved_step}"
-            raise FloatingPointError(
-                f"training diverged at step {self.step + 1}: the loss is {total:.4g} and the gradient norm {norm:.4g}; "
-                f"the weights stay at step {self.step} and {kept}. Lower the learning rate (lr {a.lr:.3g}) or warm "
-                f"up longer")
+            self._diverged(f"the loss is {total:.4g} and the gradient norm {norm:.4g}; the weights stay at step "
+                           f"{self.step}")
         self.optimizer.step(grads, lr=lr)
+        if not all(np.isfinite(p).all() for p in self.params.values()):  # (a huge lr: the update itself overflows)
+            self._diverged("its update overflowed float32 (weights of inf or NaN, unusable)")
         self.step += 1
         return total, norm, lr
+
+    def _diverged(self, what, step=None):
+        """The FloatingPointError that stops a diverged run, in one line: which step, what is not finite, what
+        out_dir keeps, what to do."""
+        a = self.args
+        kept = "nothing was saved" if self.saved_step is None else \
+            f"{a.out_dir} keeps the checkpoint of step {self.saved_step}"
+        raise FloatingPointError(f"training diverged at step {self.step + 1 if step is None else step}: {what}; "
+                                 f"{kept}. Lower the learning rate (lr {a.lr:.3g}) or warm up longer")
 
     def mean_gradients(self, rng):
         """The loss and the gradients averaged over ``grad_accum`` micro-batches of ``batch_size`` windows drawn
@@ -336,7 +361,8 @@ class Trainer:
 
     # -- the loop ---------------------------------------------------------------------------------------
     def train(self):
-        """Run until ``max_steps``; Ctrl-C (SIGINT) finishes the current step, saves and returns."""
+        """Run until ``max_steps``; Ctrl-C (SIGINT) finishes the current step, saves (unless no step was taken
+        since the last save) and returns."""
         a = self.args
         tokens_per_step = a.batch_size * a.seq_len * a.grad_accum
         previous = self._catch_interrupt()
@@ -355,13 +381,15 @@ class Trainer:
                 evaluate = self.step % a.eval_interval == 0 or self.step == a.max_steps
                 if evaluate:
                     val = self.evaluate()
+                    if not math.isfinite(val):  # (finite but huge weights: their logits overflow; never saved)
+                        self._diverged(f"the validation loss is {val:.4g}", step=self.step)
                     self.history["val"].append([self.step, val])
                     self.log(f"step {self.step}: validation loss {val:.4f}")
                     if a.sample_tokens:
                         self.log(f"sample: {self.sample()!r}")
                 if evaluate or (a.save_interval and self.step % a.save_interval == 0):
                     self.save()
-            if self._stop:
+            if self._stop and self.step not in (0, self.saved_step):  # (a step to keep, not saved yet)
                 self.log(f"interrupted: saving step {self.step} to {a.out_dir}")
                 self.save()
         finally:
@@ -406,6 +434,10 @@ class Trainer:
         """Write the checkpoint to out_dir (each file atomically, trainer_state.json last, with a fingerprint
         of the weights it goes with). Ctrl-C waits until it is written."""
         out = self.args.out_dir
+        broken = [name for name, p in self.params.items() if not np.isfinite(p).all()]
+        if broken:  # (train_step stops before this; a caller's own loop may not)
+            raise FloatingPointError(f"not saving to {out}: {broken[0]} holds inf or NaN ({len(broken)} of "
+                                     f"{len(self.params)} weights); the run diverged")
         os.makedirs(out, exist_ok=True)
         self._saving = True
         try:
@@ -446,7 +478,11 @@ class Trainer:
         if saved_weights is not None and saved_weights != weights_fingerprint(self.params):
             raise ValueError(f"{directory}: the model's weights are not those trainer_state.json was saved with "
                              f"(step {state['step']}): a save cut short, or another model; cannot resume exactly")
-        self.optimizer.load_state_dict({**opt, "t": saved_step})
+        try:
+            self.optimizer.load_state_dict({**opt, "t": saved_step})
+        except ValueError as e:  # (another model's moments: its weights passed the fingerprint, or had none)
+            raise ValueError(f"{opt_path} does not fit the model in {directory} ({e}): it is another model's; "
+                             f"cannot resume") from None
         self.step = self.saved_step = state["step"]
         self.history = state["history"]
         return state
