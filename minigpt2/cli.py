@@ -160,8 +160,11 @@ def main(argv=None) -> int:
     muted = _closed_stderr_to_devnull()
     try:
         if argv[:1] == ["train"]:  # the one word command, and only as the first argument: see training/cli.py
-            from .training.cli import main as train_main
-
+            try:
+                from .training.cli import main as train_main
+            except KeyboardInterrupt:  # (Ctrl-C while importing: training/cli.py's own handler is not there yet)
+                print("\n[interrupted]", file=sys.stderr)
+                return 130
             return train_main(argv[1:])
         parser = build_parser()
         try:

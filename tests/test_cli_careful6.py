@@ -254,3 +254,20 @@ def test_help_with_stdout_closed_is_one_line_naming_stdout():
     assert done.returncode == 1 and done.stderr.decode().splitlines() == [
         "python -m minigpt2 train: error: [Errno 9] cannot write to stdout: it is closed (redirect it to a file, or "
         "to /dev/null to discard what is printed)"], done
+
+
+def test_ctrl_c_while_the_training_command_imports_is_one_line_and_exit_130(monkeypatch, capsys):
+    """Ctrl-C in the moment `python -m minigpt2 train` imports its code printed a traceback (the training
+    command's own handler was not there yet); now the line every other Ctrl-C prints, and 130."""
+    import sys
+    import types
+
+    from minigpt2 import cli
+
+    class Importing(types.ModuleType):
+        def __getattr__(self, name):  # `from .training.cli import main` asks for main: the key is pressed then
+            raise KeyboardInterrupt
+
+    monkeypatch.setitem(sys.modules, "minigpt2.training.cli", Importing("minigpt2.training.cli"))
+    assert cli.main(["train", "--help"]) == 130
+    assert capsys.readouterr().err == "\n[interrupted]\n"
