@@ -129,8 +129,9 @@ class KVCache(tuple):
         return self
 
     def get_seq_length(self, layer_idx: int = 0) -> int:
-        """P, the number of positions cached (HF's Cache.get_seq_length; every layer holds the same P)."""
-        return self._length
+        """P, the number of positions cached (HF's Cache.get_seq_length; every layer holds the same P). A layer the
+        cache has not (``layer_idx >= len(cache)``) holds none: 0, as transformers' DynamicCache answers."""
+        return self._length if layer_idx < len(self) else 0
 
     def reorder(self, index) -> "KVCache":
         """A new cache whose batch row i is this cache's row ``index[i]`` (beam search, batch selection)."""
@@ -171,13 +172,48 @@ class KVCache(tuple):
     def get_mask_sizes(self, query_length, layer_idx: int = 0) -> tuple:
         """(P + T, 0): the keys the T new tokens' attention mask spans and their offset, as HF's DynamicCache
         answers. ``query_length`` is T, an int (transformers 5's form) or the new tokens' ``cache_position``, an
-        array of T positions (transformers 4.57's)."""
+        array of T positions (transformers 4.57's). For a layer the cache has not: (T, 0), as transformers'."""
         if np.ndim(query_length) == 0:  # an int (or a 0-d array or tensor holding one)
             T = query_length if is_int(query_length) else np.asarray(_as_numpy(query_length)).item()
             T = check_int("KVCache.get_mask_sizes: query_length (the number of new tokens)", T, low=0)
         else:
             T = len(query_length)  # (4.57: cache_position, one entry per new token)
-        return self._length + T, 0
+        return self.get_seq_length(layer_idx) + T, 0
+
+    def get_query_offset(self, layer_idx: int = 0) -> int:
+        """The position of the first new token: P, what get_seq_length says (transformers 5's Cache.get_query_offset,
+        which its attention masks read; only its multi-token-prediction caches answer otherwise)."""
+        return self.get_seq_length(layer_idx)
+
+    @property
+    def is_compileable(self) -> bool:
+        """False: a cache of growing arrays, not one of fixed shape for torch.compile (HF's DynamicCache says so)."""
+        return False
+
+    @property
+    def is_croppable(self) -> bool:
+        """True, as transformers 5's DynamicCache answers: going back to fewer positions leaves no trace. Here nothing
+        is ever undone in place (``crop`` is refused): the cache from before is unchanged, to be passed again, and
+        slicing the arrays gives any shorter one."""
+        return True
+
+    @property
+    def batch_size(self) -> int:
+        """-1, transformers 5's answer for a DynamicCache (its layers do not record a batch size; only static and
+        linear-attention layers do). The batch size itself is ``cache[0][0].shape[0]``."""
+        return -1
+
+    @property
+    def is_linear(self) -> list:
+        """One False per layer: every layer is attention, none a linear-attention (Mamba-like) state (HF 5's
+        Cache.is_linear)."""
+        return [False] * len(self)
+
+    @property
+    def is_dummy(self) -> list:
+        """One False per layer: every layer keeps its own keys and values, none shares another's (HF 5's
+        Cache.is_dummy)."""
+        return [False] * len(self)
 
     @property
     def layers(self) -> tuple:

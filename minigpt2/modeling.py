@@ -117,11 +117,12 @@ class GPT2Model(GPT2PreTrainedModel):
     def forward(self, input_ids=None, past_key_values=None, attention_mask=None, token_type_ids=None,
                 position_ids=None, head_mask=None, inputs_embeds=None, encoder_hidden_states=None,
                 encoder_attention_mask=None, use_cache=None, output_attentions=None, output_hidden_states=None,
-                return_dict=None, cache_position=None):
+                return_dict=None, cache_position=None, cache=None):
         """Hidden states of every position.  # input_ids [B, T] -> last_hidden_state [B, T, E]
 
-        With ``past_key_values`` (P cached positions), ``input_ids`` holds only the T new tokens and
-        positions continue at P (transformers' ``cache_position`` may be given: it must be [P, ..., P + T - 1]).
+        With ``past_key_values`` (P cached positions; ``cache=``, transformers 5's name, is the same argument),
+        ``input_ids`` holds only the T new tokens and positions continue at P (transformers' ``cache_position`` may
+        be given: it must be [P, ..., P + T - 1]).
         ``attention_mask`` is HF's [B, P + T] of 1s (tokens) and 0s (padding), or its 4-D
         float form [B, 1, T, P + T], the bias added to the attention scores (0 to attend, the float32 minimum to
         mask: attention_bias_4d). Returns a BaseModelOutputWithPastAndCrossAttentions.
@@ -132,6 +133,7 @@ class GPT2Model(GPT2PreTrainedModel):
         by name (a cache_position or embeddings given in the other versions' places are named in the error).
         """
         cfg, p = self.config, self.params
+        past_key_values = _one_cache(past_key_values, cache)
         use_cache = cfg.use_cache if use_cache is None else use_cache
         output_attentions = cfg.output_attentions if output_attentions is None else output_attentions
         output_hidden_states = cfg.output_hidden_states if output_hidden_states is None else output_hidden_states
@@ -248,7 +250,7 @@ class GPT2LMHeadModel(GenerationMixin, _WithTransformer):
     def forward(self, input_ids=None, past_key_values=None, attention_mask=None, token_type_ids=None,
                 position_ids=None, head_mask=None, inputs_embeds=None, encoder_hidden_states=None,
                 encoder_attention_mask=None, labels=None, use_cache=None, output_attentions=None,
-                output_hidden_states=None, return_dict=None, logits_to_keep=0, cache_position=None,
+                output_hidden_states=None, return_dict=None, logits_to_keep=0, cache_position=None, cache=None,
                 **loss_options):
         """Next-token logits.  # input_ids [B, T] -> logits [B, T, V]
 
@@ -263,7 +265,7 @@ class GPT2LMHeadModel(GenerationMixin, _WithTransformer):
             inputs_embeds=inputs_embeds, encoder_hidden_states=encoder_hidden_states,
             encoder_attention_mask=encoder_attention_mask, use_cache=use_cache,
             output_attentions=output_attentions, output_hidden_states=output_hidden_states,
-            cache_position=cache_position)
+            cache_position=cache_position, cache=cache)
         logits = lm_head(kept_positions(t.last_hidden_state, logits_to_keep), self._lm_head_weight())
         unknown = set(loss_options) - {"num_items_in_batch", "ignore_index", "shift_labels"}
         if unknown:  # (transformers ignores unknown keywords silently: a misspelt option would change nothing)
@@ -321,7 +323,7 @@ class GPT2DoubleHeadsModel(GenerationMixin, _WithTransformer):
     def forward(self, input_ids=None, past_key_values=None, attention_mask=None, token_type_ids=None,
                 position_ids=None, head_mask=None, inputs_embeds=None, mc_token_ids=None, labels=None,
                 mc_labels=None, use_cache=None, output_attentions=None, output_hidden_states=None,
-                return_dict=None, logits_to_keep=0, cache_position=None):
+                return_dict=None, logits_to_keep=0, cache_position=None, cache=None):
         """LM logits and one score per choice.  # input_ids [B, C, T] -> logits [B, C, T, V], mc_logits [B, C]
 
         ``mc_token_ids`` [B, C]: the position of the classification token in each choice (default: the
@@ -332,7 +334,7 @@ class GPT2DoubleHeadsModel(GenerationMixin, _WithTransformer):
             input_ids=input_ids, past_key_values=past_key_values, attention_mask=attention_mask,
             token_type_ids=token_type_ids, position_ids=position_ids, head_mask=head_mask,
             inputs_embeds=inputs_embeds, use_cache=use_cache, output_attentions=output_attentions,
-            output_hidden_states=output_hidden_states, cache_position=cache_position)
+            output_hidden_states=output_hidden_states, cache_position=cache_position, cache=cache)
         h = t.last_hidden_state  # [B, C, T, E]
         logits = lm_head(kept_positions(h, logits_to_keep), self._lm_head_weight())
         _check_all_logits_kept(labels, logits, h, logits_to_keep)
@@ -504,6 +506,16 @@ def _embeds_as_head_mask_hint(input_ids, inputs_embeds, head_mask, n_embd) -> st
                 f"inputs_embeds sixth, where minigpt2, as transformers 4, takes head_mask: pass inputs_embeds=... by "
                 f"name")
     return ""
+
+
+def _one_cache(past_key_values, cache):
+    """The cache, given as past_key_values (transformers 4's name) or as cache (transformers 5's), to forward itself
+    (``model(...)`` renames cache= before calling it)."""
+    if cache is None:
+        return past_key_values
+    if past_key_values is not None:
+        raise ValueError("pass the cache once: past_key_values (transformers 4's name) or cache (transformers 5's)")
+    return cache
 
 
 def _return_dict(return_dict, config):

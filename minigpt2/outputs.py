@@ -8,9 +8,11 @@
     out["logits"] = x   # sets the field, as out.logits = x does
     out.cache, out["cache"]   # transformers 5's name for past_key_values
     Output({"logits": x})   # a dict as the only argument fills the fields it names, as in HF
+    Output(logits=x, cache=c)   # cache=, transformers 5's name, fills past_key_values
 """
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Optional, Tuple
@@ -18,7 +20,33 @@ from typing import Optional, Tuple
 import numpy as np
 
 
-class ModelOutput:
+class _TakesCache(type):
+    """The output classes' type. When @dataclass gives a class with a past_key_values field its __init__, that
+    __init__ is wrapped to take ``cache=`` (transformers 5's name) for it too, as transformers 5's output classes
+    take ``past_key_values=`` for their ``cache`` (a class without a cache keeps the dataclass's TypeError)."""
+
+    def __setattr__(cls, name, value):
+        if name == "__init__" and "past_key_values" in getattr(cls, "__dataclass_fields__", {}):
+            value = _taking_cache(value)
+        super().__setattr__(name, value)
+
+
+def _taking_cache(init):
+    """``init`` (a dataclass's __init__, whose signature it keeps), with ``cache=`` given as past_key_values."""
+
+    @functools.wraps(init)
+    def __init__(self, *args, **kwargs):
+        if "cache" in kwargs:
+            if "past_key_values" in kwargs:
+                raise ValueError(f"{type(self).__name__}: pass the cache once: past_key_values (transformers 4's "
+                                 f"name) or cache (transformers 5's)")
+            kwargs["past_key_values"] = kwargs.pop("cache")
+        init(self, *args, **kwargs)
+
+    return __init__
+
+
+class ModelOutput(metaclass=_TakesCache):
     """Base for the output dataclasses: fields that are None are absent from keys and positions."""
 
     def __post_init__(self):

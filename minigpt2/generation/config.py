@@ -34,6 +34,7 @@ class GenerationConfig:
     top_k: Optional[int] = 50
     top_p: float = 1.0
     min_p: Optional[float] = None
+    top_h: Optional[float] = None  # Top-H sampling (transformers 5): keep the likeliest tokens holding top_h of H
     typical_p: float = 1.0
     epsilon_cutoff: float = 0.0
     eta_cutoff: float = 0.0
@@ -251,6 +252,7 @@ class GenerationConfig:
         p = _check_float("top_p", self.top_p)
         typical = _check_float("typical_p", self.typical_p)
         min_p = None if self.min_p is None else _check_float("min_p", self.min_p)
+        top_h = None if self.top_h is None else _check_float("top_h", self.top_h)
         cutoffs = {name: _check_float(name, getattr(self, name)) for name in ("epsilon_cutoff", "eta_cutoff")}
         if not self.do_sample:
             return
@@ -269,6 +271,8 @@ class GenerationConfig:
             raise ValueError(f"top_p must be in [0, 1] (1 keeps every token), got {p}")
         if min_p is not None and not 0 <= min_p <= 1:
             raise ValueError(f"min_p must be in [0, 1] or None, got {self.min_p}")
+        if top_h is not None and not 0 < top_h <= 1:  # (transformers 5: when it builds the warper, i.e. sampling)
+            raise ValueError(f"top_h must be in (0, 1] (the share of the entropy kept) or None, got {self.top_h}")
         if not typical > 0:  # >= 1: off, as in HF
             raise ValueError(f"typical_p must be in (0, 1] (1 = off), got {self.typical_p}")
         for name, value in cutoffs.items():
@@ -279,7 +283,7 @@ class GenerationConfig:
         """HF's warnings for settings that the chosen strategy ignores."""
         if not self.do_sample:
             unused = [f"{name}={getattr(self, name)}" for name, default in
-                      (("temperature", 1.0), ("top_p", 1.0), ("top_k", 50))
+                      (("temperature", 1.0), ("top_p", 1.0), ("top_k", 50), ("top_h", None))
                       if getattr(self, name) not in (default, None)]  # None: unset (HF says nothing either)
             if unused:
                 warnings.warn(f"{', '.join(unused)} only matter(s) when sampling; set do_sample=True to sample "

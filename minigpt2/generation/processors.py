@@ -370,6 +370,47 @@ class TopPLogitsWarper(LogitsProcessor):
         return np.where(drop, -np.inf, scores).astype(scores.dtype)
 
 
+class TopHLogitsWarper(LogitsProcessor):
+    """Top-H sampling (transformers 5): keep the likeliest tokens while the entropy they hold stays within ``top_h``
+    times the entropy of the distribution, rule out the rest.
+
+    Only the 100 best scores take part (transformers 5's cap): p is their softmax and H = -sum(p log p) its
+    entropy. Going down from the likeliest token, a token is kept while the running total of -p log p, its own
+    included, is <= top_h * H; the likeliest is always kept. A token whose p is 0 in float32 is ruled out
+    (transformers computes its 0 * log 0 as NaN, which fails the test).
+
+    The numbers are formed as transformers forms them (torch's Categorical): log p = score - log-normaliser, the
+    normaliser being the best score plus log sum exp(score - best), H from those log p and the running total from
+    log(p) summed in float64. For a very sure distribution, H is mostly rounding of the best token's log p, so the
+    same rounding is needed to cut where transformers cuts. At top_h = 1 the last tokens' running total is H itself,
+    and rounding alone decides whether they are kept (in transformers too). Among equal scores the lower id comes
+    first (transformers: torch.topk's order; it matters only where the cut falls between equal scores).
+    """
+
+    TOP_N = 100
+
+    def __init__(self, top_h: float):
+        if not 0 < top_h <= 1:
+            raise ValueError(f"top_h must be in (0, 1] (the share of the entropy kept), got {top_h}")
+        self.top_h = top_h
+
+    def __call__(self, input_ids, scores):
+        n = min(self.TOP_N, scores.shape[-1])
+        best = np.argsort(-scores, axis=-1, kind="stable")[:, :n]  # [N, n]: the n best ids, best first
+        top = np.take_along_axis(scores, best, axis=-1)
+        log_p = top - (top[:, :1] + np.log(np.exp(top - top[:, :1]).sum(axis=-1, keepdims=True)))
+        p = softmax(log_p)
+        with np.errstate(divide="ignore", invalid="ignore"):  # (log 0: the tokens of p = 0, left out)
+            terms = np.where(p > 0, -p * np.log(p), np.float32(0))  # each token's -p log p
+        entropy = -(np.maximum(log_p, np.finfo(np.float32).min) * p).sum(axis=-1, keepdims=True)  # H, [N, 1]
+        running = np.cumsum(terms, axis=-1, dtype=np.float64).astype(np.float32)
+        keep_sorted = (running <= entropy * np.float32(self.top_h)) & (p > 0)
+        keep_sorted[:, 0] = True
+        keep = np.zeros(scores.shape, bool)
+        np.put_along_axis(keep, best, keep_sorted, axis=-1)  # back to vocabulary order
+        return np.where(keep, scores, -np.inf).astype(scores.dtype)
+
+
 class MinPLogitsWarper(LogitsProcessor):
     """Keep the tokens at least ``min_p`` times as likely as the most likely one (min-p sampling)."""
 
@@ -565,11 +606,14 @@ class _TorchProcessor(LogitsProcessor):
 
 
 def sampling_warpers(cfg, min_tokens_to_keep=1) -> LogitsProcessorList:
-    """The warpers that sampling with ``cfg`` applies (temperature, top-k, top-p, min-p, typical, epsilon, eta)."""
+    """The warpers that sampling with ``cfg`` applies (temperature, top-h, top-k, top-p, min-p, typical, epsilon,
+    eta: transformers 5's order). Top-H keeps no minimum of tokens for beam sampling, as in transformers 5."""
     keep = min_tokens_to_keep
     warpers = LogitsProcessorList()
     if cfg.temperature != 1.0:
         warpers.append(TemperatureLogitsWarper(cfg.temperature))
+    if cfg.top_h is not None:
+        warpers.append(TopHLogitsWarper(cfg.top_h))
     if cfg.top_k:
         warpers.append(TopKLogitsWarper(cfg.top_k, min_tokens_to_keep=keep))
     if cfg.top_p < 1.0:
