@@ -31,7 +31,7 @@ class GPT2ForSequenceClassification(_WithTransformer):
 
     def forward(self, input_ids=None, past_key_values=None, attention_mask=None, token_type_ids=None,
                 position_ids=None, head_mask=None, inputs_embeds=None, labels=None, use_cache=None,
-                output_attentions=None, output_hidden_states=None, return_dict=None):
+                output_attentions=None, output_hidden_states=None, return_dict=None, cache=None):
         """Class scores per sequence.  # input_ids [B, T] -> logits [B, num_labels]
 
         The last token that is not ``config.pad_token_id`` is scored (transformers 4.57's rule: the
@@ -45,7 +45,7 @@ class GPT2ForSequenceClassification(_WithTransformer):
             input_ids=input_ids, past_key_values=past_key_values, attention_mask=attention_mask,
             token_type_ids=token_type_ids, position_ids=position_ids, head_mask=head_mask,
             inputs_embeds=inputs_embeds, use_cache=use_cache, output_attentions=output_attentions,
-            output_hidden_states=output_hidden_states)
+            output_hidden_states=output_hidden_states, cache=cache)
         h = t.last_hidden_state
         if h.ndim not in (2, 3):
             raise ValueError(f"GPT2ForSequenceClassification takes input_ids of shape (batch, seq) or (seq,), "
@@ -121,7 +121,7 @@ class GPT2ForTokenClassification(_WithTransformer):
 
     def forward(self, input_ids=None, past_key_values=None, attention_mask=None, token_type_ids=None,
                 position_ids=None, head_mask=None, inputs_embeds=None, labels=None, use_cache=None,
-                output_attentions=None, output_hidden_states=None, return_dict=None):
+                output_attentions=None, output_hidden_states=None, return_dict=None, cache=None):
         """Class scores per token.  # input_ids [B, T] -> logits [B, T, num_labels]
 
         ``labels`` [B, T] (class indices; -100 ignored, e.g. padding or a word's later pieces) give the mean
@@ -132,7 +132,7 @@ class GPT2ForTokenClassification(_WithTransformer):
             input_ids=input_ids, past_key_values=past_key_values, attention_mask=attention_mask,
             token_type_ids=token_type_ids, position_ids=position_ids, head_mask=head_mask,
             inputs_embeds=inputs_embeds, use_cache=use_cache, output_attentions=output_attentions,
-            output_hidden_states=output_hidden_states)
+            output_hidden_states=output_hidden_states, cache=cache)
         head = self.params["classifier"]
         logits = t.last_hidden_state @ head["weight"].T + head["bias"]  # [B, T, num_labels]
         loss = None

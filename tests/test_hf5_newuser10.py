@@ -39,9 +39,10 @@ CHAIN_RTOL = 64 * float(np.finfo(np.float32).eps)  # as tests/test_generation_pa
 def checkpoints(tmp_path_factory):
     """One directory per model class, each with transformers' model: {class name: (directory, transformers')}."""
     made = {}
-    for name in ("GPT2Model", "GPT2LMHeadModel", "GPT2DoubleHeadsModel"):
+    for name in ("GPT2Model", "GPT2LMHeadModel", "GPT2DoubleHeadsModel", "GPT2ForSequenceClassification",
+                 "GPT2ForTokenClassification"):
         directory = tmp_path_factory.mktemp(name)
-        theirs = write_hf_checkpoint(directory, name, vocab_size=64, bos_token_id=1, eos_token_id=2)
+        theirs = write_hf_checkpoint(directory, name, vocab_size=64, bos_token_id=1, eos_token_id=2, pad_token_id=0)
         made[name] = directory, theirs
     return made
 
@@ -64,7 +65,8 @@ def cache_of(out):
 
 # -- model.forward(..., cache=...) ---------------------------------------------------------------------------
 
-@pytest.mark.parametrize("name", ["GPT2Model", "GPT2LMHeadModel", "GPT2DoubleHeadsModel"])
+@pytest.mark.parametrize("name", ["GPT2Model", "GPT2LMHeadModel", "GPT2DoubleHeadsModel",
+                                  "GPT2ForSequenceClassification", "GPT2ForTokenClassification"])
 def test_forward_itself_takes_the_cache_as_cache_as_transformers_5(checkpoints, name):
     """transformers 5's forward names its cache ``cache`` (past_key_values is deprecated); minigpt2's model(...)
     renamed it, but model.forward(..., cache=...) was "unexpected keyword argument 'cache'". Now forward takes it:
@@ -77,18 +79,21 @@ def test_forward_itself_takes_the_cache_as_cache_as_transformers_5(checkpoints, 
     first, rest = ids[..., :4], ids[..., 4:]
     field = "last_hidden_state" if name == "GPT2Model" else "logits"
 
-    prompt = ours.forward(first, use_cache=True).past_key_values
-    ref_prompt = cache_of(hf(theirs, input_ids=first, use_cache=True))
-    expected = getattr(hf(theirs, input_ids=rest, **{CACHE: ref_prompt}), field).numpy()
-    assert_close(getattr(ours.forward(rest, cache=prompt), field), expected, f"{name}.forward(cache=a KVCache)")
+    theirs_grown = transformers.DynamicCache()  # (grown in place: token classification returns no cache)
+    hf(theirs, input_ids=first, use_cache=True, **{CACHE: theirs_grown})
+    expected = getattr(hf(theirs, input_ids=rest, **{CACHE: theirs_grown}), field).numpy()
+    if name != "GPT2ForTokenClassification":
+        prompt = ours.forward(first, use_cache=True).past_key_values
+        assert_close(getattr(ours.forward(rest, cache=prompt), field), expected, f"{name}.forward(cache=a KVCache)")
+        with pytest.raises(ValueError, match=r"pass the cache once: past_key_values \(transformers 4's name\) or "
+                                             r"cache"):
+            ours.forward(rest, past_key_values=prompt, cache=prompt)
 
     mine = transformers.DynamicCache()
     ours.forward(first, cache=mine)
     out = ours.forward(rest, cache=mine, use_cache=True)
-    assert out.past_key_values is mine and mine.get_seq_length() == 6
+    assert mine.get_seq_length() == 6 and getattr(out, "past_key_values", mine) is mine
     assert_close(getattr(out, field), expected, f"{name}.forward(cache=a DynamicCache)")
-    with pytest.raises(ValueError, match=r"pass the cache once: past_key_values \(transformers 4's name\) or cache"):
-        ours.forward(rest, past_key_values=prompt, cache=prompt)
 
 
 # -- the output classes, built with cache= --------------------------------------------------------------------
@@ -195,7 +200,7 @@ def test_top_h_warper_rules_out_what_transformers_5s_does(V, top_h):
     in transformers too.)"""
     scores = _random_scores(60 if V > 1000 else 400, V, seed=V + int(top_h * 10))
     expected = transformers.TopHLogitsWarper(top_h)(None, torch.tensor(scores)).numpy()
-    got = processors.TopHLogitsWarper(top_h)(None, scores)
+    got = minigpt2.TopHLogitsWarper(top_h)(None, scores)
     assert got.dtype == np.float32
     np.testing.assert_array_equal(np.isneginf(got), np.isneginf(expected))
     np.testing.assert_array_equal(got, expected)

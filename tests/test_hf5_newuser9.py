@@ -194,13 +194,11 @@ def test_transformers_5_settings_that_change_nothing_here_are_accepted(lm, setti
 
 
 @pytest.mark.parametrize("setting, named", [
-    (dict(top_h=0.4, do_sample=True), r"top_h=0.4 asks for Top-H sampling \(transformers 5's TopHLogitsWarper\), "
-                                      r"which minigpt2's generate does not implement: remove it"),
     (dict(use_mtp=True), r"use_mtp=True asks for multi-token-prediction decoding \(transformers 5\), which "
                          r"minigpt2's generate does not implement: remove it \(it needs MTP weights, which GPT-2"),
 ])
 def test_transformers_5_strategies_minigpt2_lacks_are_named(lm, setting, named):
-    """Top-H sampling and multi-token prediction (transformers 5) would generate otherwise than minigpt2 can: a
+    """Multi-token prediction (transformers 5) would generate otherwise than minigpt2 can: a
     ValueError naming the setting, passed to generate or in a transformers GenerationConfig (5.x only: 4.57's has
     no such fields). transformers 5 itself refuses use_mtp for GPT-2, which has no MTP weights."""
     ours, theirs = lm

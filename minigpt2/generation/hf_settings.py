@@ -2,7 +2,7 @@
 GenerationConfig (any object with ``to_dict()``; transformers itself is never imported).
 
 transformers 4.57's GenerationConfig has about 30 settings beyond the ones minigpt2 implements (5.x's, a few more:
-top_h, use_mtp, max_cache_len, ...). Each is either
+use_mtp, max_cache_len, ...). Each is either
 
     inert       it cannot change the tokens generated: how transformers lays out or compiles its cache, the knobs
                 of assisted decoding (refused below, so they never act), encoder-decoder settings. Accepted.
@@ -61,8 +61,6 @@ _REFUSED = {
                              "self-speculative (early exit) decoding", _SAME),
     "custom_generate": (lambda s, c: s.get("custom_generate") is not None,
                         "generation code loaded from the Hub"),
-    "top_h": (lambda s, c: c.do_sample and s.get("top_h") is not None,  # (greedy: transformers 5 ignores it too)
-              "Top-H sampling (transformers 5's TopHLogitsWarper)", "top_p, typical_p or min_p truncate otherwise"),
     "use_mtp": (lambda s, c: bool(s.get("use_mtp")),
                 "multi-token-prediction decoding (transformers 5)",
                 "it needs MTP weights, which GPT-2 has not: transformers 5 refuses it for GPT-2 too"),
