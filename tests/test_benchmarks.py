@@ -151,10 +151,8 @@ def test_the_int8_probe_builds_with_the_library_and_runs(tmp_path):
     assert helped.returncode == 0 and helped.stdout.startswith("usage:"), helped  # (a usage error, exit 2)
 
 
-def test_the_widen_probe_builds_with_the_library_headers_and_runs(tmp_path):
-    """benchmarks/widen_probe.c (16-bit weights widened as csrc/widen.h does, read from memory against a float32
-    read) still compiles against csrc/'s headers and prints a speed for every way and thread count: a smoke run of
-    one round, built for the portable variant (any CPU with a C compiler)."""
+def build_widen_probe(tmp_path):
+    """benchmarks/widen_probe.c built for the portable variant (any CPU with a C compiler), or the test skipped."""
     import shutil
     import sysconfig
 
@@ -168,6 +166,14 @@ def test_the_widen_probe_builds_with_the_library_headers_and_runs(tmp_path):
                             str(ROOT / "benchmarks" / "widen_probe.c"), "-o", str(probe)],
                            capture_output=True, text=True, timeout=300)
     assert built.returncode == 0, built.stderr[-3000:]
+    return probe
+
+
+def test_the_widen_probe_builds_with_the_library_headers_and_runs(tmp_path):
+    """benchmarks/widen_probe.c (16-bit weights widened as csrc/widen.h does, read from memory against a float32
+    read) still compiles against csrc/'s headers and prints a speed for every way and thread count: a smoke run of
+    one round."""
+    probe = build_widen_probe(tmp_path)
     done = subprocess.run([str(probe), "2", "1"], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     rows = [line.split() for line in done.stdout.splitlines()[1:]]

@@ -9,7 +9,6 @@ import json
 import os
 import pathlib
 import re
-import shutil
 import subprocess
 import sys
 import sysconfig
@@ -17,6 +16,7 @@ import sysconfig
 import pytest
 
 import minigpt2
+from test_benchmarks import build_widen_probe
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 BENCH = ROOT / "benchmarks" / "bench_decode.py"
@@ -149,16 +149,7 @@ def test_bench_train_runs_at_the_cores_the_process_may_use_by_default(tmp_path):
 
 def test_the_widen_probe_refuses_arguments_that_are_not_its_numbers(tmp_path):
     """atoi read "2x" as 2, "abc" as 0 and ignored a third argument: "2x" and "2 1 3" ran the whole probe."""
-    if sys.platform == "win32":
-        pytest.skip("the probe uses POSIX threads")
-    cc = os.environ.get("CC") or sysconfig.get_config_var("CC") or "cc"
-    if not shutil.which(cc.split()[0]):
-        pytest.skip(f"no C compiler ({cc})")
-    probe = tmp_path / "widen_probe"
-    built = subprocess.run([*cc.split(), "-O1", "-pthread", f"-I{ROOT / 'csrc'}", "-include", "target_generic.h",
-                            str(ROOT / "benchmarks" / "widen_probe.c"), "-o", str(probe)],
-                           capture_output=True, text=True, timeout=300)
-    assert built.returncode == 0, built.stderr[-3000:]
+    probe = build_widen_probe(tmp_path)
     usage = "usage: " + str(probe) + " [threads 1-64, default 2] [rounds 1-1000, default 7]"
     for arguments, says in [(["2x"], "threads '2x' is not a whole number from 1 to 64"),
                             (["abc"], "threads 'abc' is not a whole number from 1 to 64"),

@@ -22,12 +22,11 @@ from minigpt2 import outputs as our_outputs
 from minigpt2.generation import outputs as our_generation_outputs
 from minigpt2.generation import processors
 from conftest import assert_close, write_hf_checkpoint
+from test_hf5_newuser9 import CACHE, HF5, cache_of, hf
 
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
-HF5 = int(transformers.__version__.split(".")[0]) >= 5
-CACHE = "cache" if HF5 else "past_key_values"  # transformers' name for the cache argument (5.24 renamed it)
 only_hf5 = pytest.mark.skipif(not HF5, reason="transformers 5 only (4.57 has no such member or setting): run by "
                                               ".ci/transformers5.sh")
 
@@ -53,14 +52,6 @@ def lm(checkpoints):
     return minigpt2.GPT2LMHeadModel.from_pretrained(directory), theirs
 
 
-def hf(model, **kwargs):
-    kwargs = {k: torch.tensor(v) if isinstance(v, np.ndarray) else v for k, v in kwargs.items()}
-    with torch.no_grad():
-        return model(**kwargs) if not kwargs.pop("generate", False) else model.generate(**kwargs)
-
-
-def cache_of(out):
-    return out.cache if HF5 else out.past_key_values
 
 
 # -- model.forward(..., cache=...) ---------------------------------------------------------------------------
