@@ -9,8 +9,9 @@ runnable variant with each prefetch kind, and NumPy) is timed on the model's kin
 the candidates that cannot win dropping out after a first round, and the fastest serves. By construction the default is then never slower than NumPy
 on any call class, up to the noise of the measurement. The choice is cached under the user's cache
 directory ($XDG_CACHE_HOME/minigpt2, else ~/.cache/minigpt2), keyed by the CPU model, the supported
-variants, minigpt2's version, the build of the extension (a hash of the library), NumPy's version and the
-thread count; a file that cannot be read only means measuring again, and a cache that cannot be written
+variants, minigpt2's version, the build of the extension (a hash of the library), NumPy's version, the
+thread count and the user (only one's own file is read, so a shared XDG_CACHE_HOME never passes one user's
+choice to another); a file that cannot be read only means measuring again, and a cache that cannot be written
 (read-only, not a directory) measuring at every run, which stderr says once per process, with the fix.
 
     MINIGPT2_KERNEL=auto (default) | numpy | generic | avx2 | avx512 | neon
@@ -331,13 +332,20 @@ def _build_id() -> str:
 def cache_key(threads: int) -> dict:
     from . import __version__, _blas_threads
 
+    # The user too: where XDG_CACHE_HOME names a folder several users share, each keeps a file of their own (their
+    # runs measured at the same moment as someone else's, on the same cores, are theirs to redo) and never replaces
+    # another's; _read_cache reads only one's own files.
     return {"cpu": _cpu_model(), "variants": list(supported_variants()), "minigpt2": __version__,
             "scheme": SCHEME, "build": _build_id(), "numpy": np.__version__, "threads": threads,
-            "blas_threads": _blas_threads.most_jobs(threads)}  # (NumPy's speed, which the races weigh, follows it)
+            "blas_threads": _blas_threads.most_jobs(threads),  # (NumPy's speed, which the races weigh, follows it)
+            "user": os.getuid() if hasattr(os, "getuid") else None}
 
 
 def cache_path(key: dict) -> str:
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    # (a relative XDG_CACHE_HOME is invalid and ignored, as the XDG Base Directory specification says: it would
+    # name a different folder in every working directory)
+    xdg = os.environ.get("XDG_CACHE_HOME") or ""
+    base = xdg if os.path.isabs(xdg) else os.path.join(os.path.expanduser("~"), ".cache")
     digest = _digest([json.dumps(key, sort_keys=True).encode()])
     return os.path.join(base, "minigpt2", f"kernels-{digest}.json")
 
@@ -356,10 +364,13 @@ def _is_choice(pick, names) -> bool:
 
 
 def _read_cache(path: str, key: dict):
-    """The saved choice for ``key``, or None when the file is missing, unreadable, made for another key, or not a
-    choice through and through (valid JSON is not enough: a file edited by hand, or damaged, measures again)."""
+    """The saved choice for ``key``, or None when the file is missing, unreadable, another user's, made for another
+    key, or not a choice through and through (valid JSON is not enough: a file edited by hand, or damaged, measures
+    again)."""
     try:
         with open(path, encoding="utf-8") as f:
+            if hasattr(os, "getuid") and os.fstat(f.fileno()).st_uid != os.getuid():
+                return None  # another user's file, in a folder they let us write: not our choice to take
             saved = json.load(f)
         if not isinstance(saved, dict) or saved.get("key") != key or not isinstance(saved.get("choice"), dict):
             return None
@@ -383,7 +394,7 @@ def _write_cache(path: str, content: dict):
     if not os.path.isabs(path):  # no home directory to expand "~" into: keep the choice in memory only
         return "there is no home directory"
     try:
-        os.makedirs(os.path.dirname(path), exist_ok=True)
+        _make_folder(os.path.dirname(path))
         partial = f"{path}.{os.getpid()}.{threading.get_ident()}.partial"
         fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
         try:
@@ -398,6 +409,15 @@ def _write_cache(path: str, content: dict):
     return None
 
 
+def _make_folder(folder: str) -> None:
+    """os.makedirs, but in a folder tree a group shares (XDG_CACHE_HOME in a room folder, chmod 2775) the folders are
+    the group's too, so that every user of it can keep their own file there (see checkpoint.group_permissions)."""
+    from .checkpoint import group_permissions  # (here: this module is imported before the rest of the package)
+
+    with group_permissions(folder):
+        os.makedirs(folder, exist_ok=True)
+
+
 def _cannot_save(path: str):
     """None if a file can be created beside ``path`` (tried: the permission bits say nothing for root or on a
     read-only file system), else why not."""
@@ -406,7 +426,7 @@ def _cannot_save(path: str):
     import tempfile
 
     try:
-        os.makedirs(os.path.dirname(path), exist_ok=True)
+        _make_folder(os.path.dirname(path))
         with tempfile.TemporaryFile(dir=os.path.dirname(path)):
             return None
     except OSError as e:

@@ -18,7 +18,8 @@ import sys
 import tempfile
 import time
 
-__all__ = ["main", "run_checks", "workshop_cache_dir", "own_workshop_cache_dir", "figures_dir", "user"]
+__all__ = ["main", "run_checks", "workshop_cache_dir", "own_workshop_cache_dir", "figures_dir", "user",
+           "not_ones_own"]
 
 OK, WARN, FAIL, SKIP = "ok", "warn", "FAIL", "skip"
 # A tiny model's first forward pass takes milliseconds; past this many seconds the machine is too busy or too slow
@@ -49,6 +50,27 @@ def own_workshop_cache_dir() -> str:
     """Where the tiny checkpoint goes when the shared workshop cache is not writable: <temp>/minigpt2-workshop-<user>.
     """
     return os.path.join(tempfile.gettempdir(), f"minigpt2-workshop-{user()}")
+
+
+def not_ones_own(path):
+    """Why ``path``, a folder named after this user in the shared temp directory (own_workshop_cache_dir, the
+    default figures_dir), cannot be taken as one's own: it is there already and another user's, or a link (anyone
+    may make /tmp/minigpt2-workshop-<you> first, and then read or replace what you keep there); else None."""
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return None
+    if os.path.islink(path):
+        return f"{path} is a link (to {os.readlink(path)}), not a folder you made"
+    if hasattr(os, "getuid") and st.st_uid != os.getuid():
+        try:
+            import pwd
+
+            owner = f"user {pwd.getpwuid(st.st_uid).pw_name}"
+        except (ImportError, KeyError):
+            owner = f"user {st.st_uid}"
+        return f"{path} belongs to {owner}, who made it before you did"
+    return None
 
 
 def figures_dir() -> str:
@@ -252,8 +274,9 @@ def check_gpt2(timeout=3.0):
 
     why = _unreachable(settings["endpoint"], timeout=timeout)
     if why is None and not _writable(settings["cache_dir"]):
-        return WARN, (f"GPT-2 is not in the cache {settings['cache_dir']}, which is not writable to you, so it cannot "
-                      f"be downloaded there: {fallback}"), "set HF_HUB_CACHE to a directory of your own"
+        whose, fix = _not_writable_fix(settings["cache_dir"], "HF_HUB_CACHE")
+        return WARN, (f"GPT-2 is not in the cache {settings['cache_dir']}, which is not writable to you"
+                      f"{f' ({whose})' if whose else ''}, so it cannot be downloaded there: {fallback}"), fix
     if why is None:
         return OK, (f"GPT-2 is not cached yet but {settings['endpoint']} answers: it downloads on first use "
                     f"(about 500 MB)"), None
@@ -290,13 +313,67 @@ def check_figures():
 
 def _writable(path) -> bool:
     """True if ``path`` is (or can be made) a directory we can create files in: tried, not guessed from the
-    permission bits, which say nothing for root or on a read-only file system."""
+    permission bits, which say nothing for root or on a read-only file system. Folders made in a tree a group
+    shares (a room's HF_HOME, chmod 2775) are the group's too: made per the umask alone (022), the first user's
+    doctor would have made the room's cache theirs."""
+    from .checkpoint import group_permissions
+
     try:
-        os.makedirs(path, exist_ok=True)
+        with group_permissions(path):
+            os.makedirs(path, exist_ok=True)
         with tempfile.TemporaryFile(dir=path):
             return True
     except OSError:
         return False
+
+
+def _whose(path):
+    """(the nearest folder at or above ``path`` that exists, "user NAME") when another user owns it, else None."""
+    path = os.path.abspath(path)
+    while not os.path.lexists(path) and os.path.dirname(path) != path:
+        path = os.path.dirname(path)
+    try:
+        uid = os.stat(path).st_uid
+        if not hasattr(os, "getuid") or uid == os.getuid():
+            return None
+        import pwd
+
+        return path, f"user {pwd.getpwuid(uid).pw_name}"
+    except KeyError:
+        return path, f"user {uid}"
+    except (OSError, ImportError):
+        return None
+
+
+def _not_writable_fix(path, variable):
+    """(why, or "", and the fix) for a folder of the caches we cannot write: in a tree a group
+    shares, another user's folder there that their umask kept from the group is named, with the chmod that opens it
+    to the group (setting ``variable`` to a folder of one's own stays the other way out)."""
+    from .checkpoint import group_shared_folder, in_group
+
+    own = f"set {variable} to a directory of your own"
+    whose, shared = _whose(path), group_shared_folder(path)
+    if whose is None:
+        return "", own
+    folder, owner = whose
+    try:
+        mode = f"mode {os.stat(folder).st_mode & 0o777:04o}"
+    except OSError:
+        mode = "its mode"
+    if shared is None:
+        return f"{folder} belongs to {owner} ({mode})", own
+    try:
+        import grp
+
+        group = grp.getgrgid(shared[1]).gr_name
+    except (ImportError, KeyError):
+        group = str(shared[1])
+    if not in_group(shared[1]):  # (added to the group after logging in: a session keeps the groups it started with)
+        return (f"it is the group {group}'s, which this session of yours is not in",
+                f"ask the instructor to add you to {group} (usermod -aG {group} {user()}), then log in again "
+                f"(a session keeps the groups it started with); or {own}")
+    return (f"{folder} belongs to {owner} ({mode}), whose umask kept it from the group {group} that shares "
+            f"{shared[0]}", f"ask {owner} (or the instructor, as root) to run chmod -R g+rwX {folder}; or {own}")
 
 
 def readable_checkpoint(path) -> bool:
@@ -329,14 +406,45 @@ def check_caches():
         name, path = problems[0]
         variable = {"Hugging Face cache": "HF_HUB_CACHE", "workshop cache": "MINIGPT2_WORKSHOP_CACHE",
                     "figures": "MINIGPT2_FIGURES"}[name]
-        return FAIL, f"caches: the {name} {path} is not writable", f"set {variable} to a directory of your own"
+        whose, fix = _not_writable_fix(path, variable)
+        return FAIL, f"caches: the {name} {path} is not writable{f' to you: {whose}' if whose else ''}", fix
     if os.path.lexists(tiny) and not readable_checkpoint(tiny):  # even in one's own folder: nowhere else to go
         return FAIL, f"caches: the tiny checkpoint {tiny} exists but is not readable to you", \
             f"set MINIGPT2_WORKSHOP_CACHE to a directory of your own (or its owner runs chmod -R a+rX {tiny})"
+    token = _token_problem()
+    if token is not None:
+        return WARN, f"caches writable: {hf_cache}, {workshop}, figures in {figures}; but {token[0]}", token[1]
     if shared_hf:
         return OK, (f"caches: {hf_cache} is read-only to you but holds GPT-2, all the tutorials need from it (other "
                     f"models would need HF_HUB_CACHE of your own); writable: {workshop}, figures in {figures}"), None
     return OK, f"caches writable: {hf_cache}, {workshop}, figures in {figures}", None
+
+
+def _token_problem():
+    """(what, fix) when HF_HOME is shared and holds an access token: another user's (which minigpt2 does not send,
+    and huggingface_hub and transformers would send as yours), or yours, readable by the others; else None."""
+    from .checkpoint import group_shared_folder
+    from .hub import hub_settings, someone_elses_token
+
+    settings = hub_settings()
+    others = someone_elses_token(settings)
+    own = ("set HF_TOKEN, or HF_TOKEN_PATH to a file of your own; a room's cache is better shared with HF_HUB_CACHE "
+           "than HF_HOME, which holds each user's token (tutorials/README.md)")
+    if others is not None:
+        return (f"the access token in {others[0]} is {others[1]}'s (HF_HOME {settings['hf_home']} is shared): "
+                f"minigpt2 does not send it; transformers and huggingface_hub would, as yours"), own
+    path = settings["token_source"]
+    if path in (None, "HF_TOKEN", "HUGGING_FACE_HUB_TOKEN") or group_shared_folder(path) is None:
+        return None
+    try:
+        mode = os.stat(path).st_mode & 0o777
+    except OSError:
+        return None
+    if not mode & 0o044:
+        return None
+    return (f"your access token {path} is in a folder a group shares, readable by others (mode {mode:04o})"), \
+        (f"delete it and revoke it on the Hub (others could read it), then log in with HF_TOKEN_PATH set to a file of "
+         f"your own (e.g. ~/.cache/huggingface/token); a room's cache is better shared with HF_HUB_CACHE than HF_HOME")
 
 
 CHECKS = (check_python, check_packages, check_tutorial_packages, check_c_core, check_threads, check_model_runs,

@@ -36,6 +36,8 @@ import time
 import warnings
 from urllib.parse import urlsplit
 
+from .checkpoint import group_permissions, group_shared_folder, in_group, share_with_group
+
 __all__ = ["resolve_file", "pop_hub_options", "HUB_OPTIONS", "hub_settings", "DEFAULT_ENDPOINT", "cached_file_named"]
 
 DEFAULT_ENDPOINT = "https://huggingface.co"
@@ -146,9 +148,14 @@ def resolve_file(name_or_path, filename, *, required=True, revision=None, cache_
     if os.path.isdir(name_or_path):
         path = os.path.join(name_or_path, filename)
         if os.path.isfile(path):
+            if not os.access(path, os.R_OK):  # (another user's, made private by their umask 077 or chmod)
+                raise PermissionError(_not_readable(path, name_or_path))
             return path
         if os.path.lexists(path):  # there, but unreadable as a file: an error even for an optional file
             raise OSError(_not_a_file(path))
+        closed = _closed_folder(name_or_path, os.path.dirname(path))
+        if closed is not None:  # we may not look inside: the file may well be there
+            raise PermissionError(_not_readable(closed, name_or_path))
         if required:
             raise FileNotFoundError(f"the directory {name_or_path} has no {filename}")
         return None
@@ -169,6 +176,10 @@ def resolve_file(name_or_path, filename, *, required=True, revision=None, cache_
 
     settings = hub_settings()
     endpoint, offline = settings["endpoint"], settings["offline"] or local_files_only
+    if token is None and someone_elses_token(settings) is not None:  # (a room's HF_HOME: one user's login)
+        token = False
+        if not offline:
+            _say_token_not_sent(settings)
     try:
         url = urlsplit(endpoint)
         url.port  # (raises for a port that is not a number)
@@ -191,6 +202,22 @@ def resolve_file(name_or_path, filename, *, required=True, revision=None, cache_
     unreachable = None if offline else _unreachable(endpoint)
 
     def download(cache_only):
+        if cache_only:  # (reads the cache, writes nothing)
+            return fetch(True)
+        # In a cache a group shares (chmod 2775: a workshop room's), what the download makes is the group's too,
+        # whatever the umask; and another user's download of the same file, whose lock file we may not write, is
+        # waited for (see _waiting_for_others).
+        with group_permissions(cache_dir) as shared:
+            try:
+                return _waiting_for_others(lambda: fetch(False), cache_dir, what)
+            finally:
+                folder = "models--" + name_or_path.replace("/", "--")
+                locks = os.path.join(cache_dir, ".locks")
+                mine = (os.path.join(locks, folder), os.path.join(cache_dir, folder))
+                share_with_group(shared, [cache_dir, locks, *mine, os.path.join(cache_dir, "CACHEDIR.TAG")],
+                                 recursive=mine)
+
+    def fetch(cache_only):
         # Every setting goes in as an argument, read now: huggingface_hub reads HF_HUB_OFFLINE only when it is
         # first imported, and no module of ours writes into its globals (see the module docstring).
         try:
@@ -307,6 +334,112 @@ def resolve_file(name_or_path, filename, *, required=True, revision=None, cache_
                                         name_or_path)) from None
 
 
+# -- a cache several users share ------------------------------------------------------------------------------------
+# A cache several users share through a group (a workshop room's HF_HUB_CACHE: chgrp room, chmod 2775) stays theirs
+# together: what a download makes there gets the group's permissions whatever the umask (huggingface_hub follows the
+# umask, so with 022 the first user's folders would be theirs alone), what this user made there before is opened to
+# the group too (checkpoint.group_permissions, share_with_group), and a download of a file another user is
+# downloading at that moment waits for theirs when their lock file cannot be written (_waiting_for_others). A folder
+# or file that another user's umask kept from the group is named with its owner and the chmod that opens it
+# (_download_failure); an access token another user saved in a shared HF_HOME is not sent (someone_elses_token).
+
+def _waiting_for_others(call, cache_dir, what, quick_tries=10):
+    """``call()`` (a download into ``cache_dir``), called again when it could not open a lock file of the cache that
+    another user made and we may not write: a download of the same file by them is under way (huggingface_hub
+    0.x and transformers make lock files per the umask, 0644; filelock makes a new one 0644 for a moment before
+    making it 0664). While someone holds the lock, wait (saying so, once), then call again: the file is then in
+    the cache. A lock nobody holds is tried again a few times, 0.1 s apart; then, or when the lock file cannot
+    even be read (or locked), the PermissionError goes to the caller, which tells who owns it."""
+    tries = 0
+    while True:
+        try:
+            return call()
+        except PermissionError as e:
+            lock = getattr(e, "filename", None)
+            if not _is_lock_file(lock, cache_dir):
+                raise
+            held = _wait_while_held(lock, what, cache_dir)
+            if held is None or (not held and tries >= quick_tries):
+                raise
+            if not held:
+                tries += 1
+                time.sleep(0.1)
+
+
+def _is_lock_file(path, cache_dir) -> bool:
+    """Whether ``path`` is one of huggingface_hub's lock files in ``cache_dir`` (.locks/<repository>/<hash>.lock)."""
+    if not isinstance(path, (str, os.PathLike)):
+        return False
+    path, locks = os.path.abspath(os.fspath(path)), os.path.abspath(os.path.join(cache_dir, ".locks"))
+    return path.startswith(locks + os.sep) and path.endswith(".lock")
+
+
+def _wait_while_held(lock, what, cache_dir):
+    """Wait until no process holds the lock file ``lock`` (opened read-only: a shared flock needs no write access).
+    True if one held it (we waited), False if none did, None if it cannot be opened or locked at all."""
+    try:
+        import fcntl
+    except ImportError:  # (Windows: no flock, and no other users' umasks either)
+        return None
+    try:
+        fd = os.open(lock, os.O_RDONLY)
+    except OSError:
+        return None
+    waited = False
+    try:
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+                return waited
+            except BlockingIOError:
+                if not waited:
+                    holder = _other_owner(lock, cache_dir) or "another process"
+                    logger.warning(f"[{holder} is downloading {what} into the cache {cache_dir} now: waiting until "
+                                   f"that is done, then reading it from there]")
+                    waited = True
+                time.sleep(0.2)
+            except OSError:  # (a file system without flock)
+                return None
+    finally:
+        os.close(fd)
+
+
+def someone_elses_token(settings=None):
+    """(the token file, its owner "user NAME") when the access token huggingface_hub would send comes from a file
+    in HF_HOME that another user wrote (not root, nor HF_TOKEN_PATH chosen by this user): HF_HOME shared by a room,
+    where one participant's `hf auth login` saved their token, which every other participant's downloads would then
+    send as theirs (huggingface_hub and transformers do). minigpt2 sends none instead (see resolve_file)."""
+    settings = settings or hub_settings()
+    path = settings["token_source"]
+    if path in (None, "HF_TOKEN", "HUGGING_FACE_HUB_TOKEN") or os.environ.get("HF_TOKEN_PATH") \
+            or not hasattr(os, "getuid"):
+        return None
+    try:
+        uid = os.stat(path).st_uid
+    except OSError:
+        return None
+    if uid in (0, os.getuid()):  # (root's: the admin's, for the room, on purpose)
+        return None
+    try:
+        import pwd
+
+        return path, f"user {pwd.getpwuid(uid).pw_name}"
+    except (ImportError, KeyError):
+        return path, f"user {uid}"
+
+
+def _say_token_not_sent(settings):
+    """Once per process: the other user's token is not sent, and what to do."""
+    found = someone_elses_token(settings)
+    if found is None or found[0] in _told:
+        return
+    _told.add(found[0])
+    logger.warning(f"[the access token in {found[0]} is {found[1]}'s, saved there by their login (HF_HOME "
+                   f"{settings['hf_home']} is shared): your downloads do not send it. Public models need none; for "
+                   f"your own, set HF_TOKEN, or HF_TOKEN_PATH to a file of yours. A room's shared cache is better set "
+                   f"with HF_HUB_CACHE, which keeps each user's token in their own HF_HOME]")
+
+
 def _refused_token(error, what, endpoint, token, settings, huggingface_hub) -> str:
     """The Hub answered 401 for a repository it did not call missing or gated: the token sent is invalid or expired."""
     sent = _token_named(token, settings) or "the access token"
@@ -343,6 +476,33 @@ def _recorded_absent(huggingface_hub, repo_id, filename, cache_dir, revision) ->
     except Exception:  # (a revision or name it cannot map to the cache: nothing is recorded)
         return False
     return found is not None and not isinstance(found, str)
+
+
+def _closed_folder(checkpoint, folder):
+    """The first folder from ``checkpoint`` down to ``folder`` that we may not look inside (list and enter), or None."""
+    path = os.path.abspath(checkpoint)
+    parts = os.path.relpath(os.path.abspath(folder), path).split(os.sep)
+    for part in [""] + [p for p in parts if p not in ("", ".")]:
+        path = os.path.join(path, part) if part else path
+        if os.path.isdir(path) and not os.access(path, os.R_OK | os.X_OK):
+            return path
+    return None
+
+
+def _not_readable(path, checkpoint) -> str:
+    """Why a local checkpoint's file or folder cannot be read, whose it is, and what to do."""
+    try:
+        st = os.stat(path)
+        mode = f"mode {st.st_mode & 0o777:04o}"
+        import pwd
+
+        owner = pwd.getpwuid(st.st_uid).pw_name if st.st_uid != os.getuid() else None
+    except (OSError, ImportError, KeyError):
+        mode, owner = "its mode", None
+    whose = f"it belongs to user {owner}" if owner else "it is yours"
+    who = f"ask {owner} (or the instructor) to run" if owner else "run"
+    return (f"{path} is not readable to you ({mode}; {whose}): {who} `chmod -R a+rX {checkpoint}` (or g+rX, for a "
+            f"group you share), or copy the checkpoint to a folder of your own")
 
 
 def _not_a_file(path) -> str:
@@ -388,15 +548,35 @@ def _download_failure(error, what, cache_dir, hf_home=None, repo_id="") -> str:
                 f"huggingface_hub reads {culprit} there before each download ({_short_cause(error)}). Set "
                 f"{variable} to {'a directory' if variable == 'HF_HOME' else 'a file'} of your own, or unset it "
                 f"(the cache {cache_dir} is not the problem)")
-    owner = _other_owner(getattr(error, "filename", None), cache_dir) if code in (errno.EACCES, errno.EPERM) else None
-    hidden = _unreadable(cache_dir, repo_id) if code in (errno.EACCES, errno.EPERM) else None
+    refused = code in (errno.EACCES, errno.EPERM)
+    found = _owned_by_other(getattr(error, "filename", None), cache_dir) if refused else None
+    hidden = _unreadable(cache_dir, repo_id) if refused else None
     if hidden is not None:  # there already, perhaps, but made unreadable to others (umask 077)
         return f"cannot download {what}: {_cannot_read(hidden, cache_dir)}"
-    if owner is not None:  # a cache shared by several users: another one made that folder or file
-        return (f"cannot download {what}: the Hugging Face cache {cache_dir} is shared, and {error.filename} "
-                f"belongs to {owner}, so you cannot write it ({_short_cause(error)}). If {owner} is downloading "
-                f"it now, run the same command again when that is done (then it is read from the cache); else ask "
-                f"them (or the instructor) to download it, or set HF_HUB_CACHE to a directory of your own")
+    shared = group_shared_folder(cache_dir) if refused else None
+    if shared is not None and not in_group(shared[1]):  # (added to the group since logging in)
+        group = _group_name(shared[1])
+        return (f"cannot download {what}: the Hugging Face cache {cache_dir} is shared by the group {group}, which "
+                f"this session of yours is not in ({_short_cause(error)}): ask the instructor to add you to it "
+                f"(usermod -aG {group} $USER), then log in again (a session keeps the groups it started with); or "
+                f"set HF_HUB_CACHE to a directory of your own")
+    if found is not None:  # a cache shared by several users: another one made that folder or file
+        culprit, owner = found
+        head = (f"cannot download {what}: the Hugging Face cache {cache_dir} is shared, and {culprit} belongs to "
+                f"{owner}, so you cannot write in it ({_mode_of(culprit)}{_short_cause(error)})")
+        if shared is not None:  # set up for a group (chmod 2775), but made with a umask that left the group out
+            return (f"{head}. The cache is shared by the group {_group_name(shared[1])}, but {owner}'s umask left it "
+                    f"to {owner} alone (downloads by transformers or huggingface_hub follow the umask; minigpt2's "
+                    f"are made the group's): ask {owner}, or the instructor as root, to run `chmod -R g+rwX "
+                    f"{culprit}`, then run the same command again; or set HF_HUB_CACHE to a directory of your own")
+        # a model's folders (or its lock files): perhaps that user's download of it, under way
+        if any(part.startswith("models--") for part in os.path.relpath(culprit, cache_dir).split(os.sep)):
+            return (f"{head}. If {owner} is downloading it now, run the same command again when that is done (then "
+                    f"it is read from the cache); else ask them (or the instructor) to download it, or set "
+                    f"HF_HUB_CACHE to a directory of your own")
+        return (f"{head}. Ask {owner} (or the instructor) to download it, or to make the "
+                f"cache writable to a group you share (tutorials/README.md, \"One Hugging Face cache for the room\"); "
+                f"or set HF_HUB_CACHE to a directory of your own")
     if code in _UNUSABLE_CACHE:
         # (no $HOME example when the cache is in the home directory: a read-only home is then the likely cause)
         home = os.path.abspath(os.path.expanduser("~"))
@@ -435,6 +615,30 @@ def _cannot_read(folder, cache_dir) -> str:
 def _other_owner(path, cache_dir):
     """The user (login name, else "user <uid>") who owns ``path`` or the nearest folder above it that exists, when
     that is in the cache ``cache_dir`` and not ours; else None."""
+    found = _owned_by_other(path, cache_dir)
+    return found[1] if found is not None else None
+
+
+def _mode_of(path) -> str:
+    """"mode 0755, " for a path that exists, else ""."""
+    try:
+        return f"mode {os.lstat(path).st_mode & 0o7777:04o}, "
+    except OSError:
+        return ""
+
+
+def _group_name(gid) -> str:
+    try:
+        import grp
+
+        return grp.getgrgid(gid).gr_name
+    except (ImportError, KeyError):
+        return str(gid)
+
+
+def _owned_by_other(path, cache_dir):
+    """(the path, its owner as _other_owner says it) of ``path`` or the nearest folder above it that exists, when
+    that is in the cache ``cache_dir`` and not ours; else None."""
     if not path or not hasattr(os, "getuid"):
         return None
     path, cache = os.path.abspath(os.fspath(path)), os.path.abspath(os.fspath(cache_dir))
@@ -451,9 +655,9 @@ def _other_owner(path, cache_dir):
     try:
         import pwd
 
-        return f"user {pwd.getpwuid(uid).pw_name}"
+        return path, f"user {pwd.getpwuid(uid).pw_name}"
     except (ImportError, KeyError):
-        return f"user {uid}"
+        return path, f"user {uid}"
 
 
 def _hf_home_file(error, cache_dir, hf_home):

@@ -21,10 +21,12 @@ says it skips its figures). ``show(fig, "name")`` saves the figure as PNG in ``F
 """
 from __future__ import annotations
 
+import errno
 import json
 import os
 import platform
 import shutil
+import stat
 import sys
 import tempfile
 import textwrap
@@ -34,8 +36,9 @@ import numpy as np
 
 import minigpt2
 from minigpt2 import GPT2Config, GPT2LMHeadModel
-from minigpt2.checkpoint import current_umask
-from minigpt2.doctor import figures_dir, own_workshop_cache_dir, readable_checkpoint, workshop_cache_dir
+from minigpt2.checkpoint import current_umask, group_permissions
+from minigpt2.doctor import (figures_dir, not_ones_own, own_workshop_cache_dir, readable_checkpoint,
+                             workshop_cache_dir)
 
 
 TINY = "tiny"
@@ -49,7 +52,9 @@ def tiny_checkpoint_dir(root=None) -> str:
     """A directory holding config.json + model.safetensors of the tiny random GPT-2 (made on first use).
 
     Directories and files are created per the umask, as ``save_pretrained`` does, so on a shared machine
-    the next user (umask 022 or 002) reads the same copy instead of failing on a private one. When the
+    the next user (umask 022 or 002) reads the same copy instead of failing on a private one; in a folder a
+    group shares (MINIGPT2_WORKSHOP_CACHE in a room folder made with chmod 2775), with the group's permissions
+    too, so that the next version's checkpoint can be added by anyone in the group. When the
     shared folder is not writable to this user and lacks this version's checkpoint, or holds one another
     user made private (umask 077), it goes to a folder of this user's own.
     """
@@ -60,21 +65,27 @@ def tiny_checkpoint_dir(root=None) -> str:
     if os.path.lexists(path):  # whole (it appears by a rename), but not readable to this user
         return _own_folder_instead(root, "holds a tiny checkpoint that is not readable to you (another user's, "
                                          "made private by their umask)")
-    try:
-        os.makedirs(root, exist_ok=True)
-        scratch = tempfile.mkdtemp(dir=root)  # 0700, whatever the umask
-    except OSError as e:  # another user's folder, a read-only disk, a file in the way (EEXIST, ENOTDIR)
-        return _own_folder_instead(root, f"is not a folder you can write ({e.strerror or e})")
-    try:
-        os.chmod(scratch, 0o777 & ~current_umask())
-        GPT2LMHeadModel(GPT2Config.from_preset(TINY), seed=TINY_SEED).save_pretrained(scratch)
-        os.rename(scratch, path)  # atomic: another process may have made it meanwhile
-    except OSError:
-        shutil.rmtree(scratch, ignore_errors=True)
-        if not os.path.lexists(path):
-            raise
-        return tiny_checkpoint_dir(root)  # made meanwhile: read it, or go elsewhere if it is private
-    return path
+    made, refused = False, None
+    with group_permissions(root):  # in a room folder a group shares (chmod 2775): the group's, whatever the umask
+        try:
+            os.makedirs(root, exist_ok=True)
+            scratch = tempfile.mkdtemp(dir=root)  # 0700, whatever the umask
+        except OSError as e:  # another user's folder, a read-only disk, a file in the way (EEXIST, ENOTDIR)
+            refused = e
+        if refused is None:
+            try:
+                # (keeping the setgid bit it took from a shared folder, so that its files take the room's group)
+                os.chmod(scratch, (0o777 & ~current_umask()) | (os.stat(scratch).st_mode & stat.S_ISGID))
+                GPT2LMHeadModel(GPT2Config.from_preset(TINY), seed=TINY_SEED).save_pretrained(scratch)
+                os.rename(scratch, path)  # atomic: another process may have made it meanwhile
+                made = True
+            except OSError:
+                shutil.rmtree(scratch, ignore_errors=True)
+                if not os.path.lexists(path):
+                    raise
+    if refused is not None:
+        return _own_folder_instead(root, f"is not a folder you can write ({refused.strerror or refused})")
+    return path if made else tiny_checkpoint_dir(root)  # made meanwhile: read it, or go elsewhere if it is private
 
 
 def _own_folder_instead(root, why) -> str:
@@ -83,6 +94,11 @@ def _own_folder_instead(root, why) -> str:
     if os.path.abspath(root) == own:
         raise OSError(f"the tiny checkpoint cannot be kept in {own}: it {why}; set MINIGPT2_WORKSHOP_CACHE to a "
                       f"folder of your own that you can write")
+    squatted = not_ones_own(own)
+    if squatted is not None:  # (what another user could read, or replace with weights of their own)
+        raise OSError(f"the workshop cache {root} {why}, and the folder of your own that the tiny checkpoint would go "
+                      f"to instead is not yours: {squatted}. Set MINIGPT2_WORKSHOP_CACHE to a folder in your home, "
+                      f"e.g. MINIGPT2_WORKSHOP_CACHE=~/minigpt2-workshop")
     setting = " (MINIGPT2_WORKSHOP_CACHE)" if os.environ.get("MINIGPT2_WORKSHOP_CACHE") else ""
     print(f"(the workshop cache {root}{setting} {why}: the tiny checkpoint goes to {own})")
     return tiny_checkpoint_dir(own)
@@ -431,18 +447,21 @@ def show(fig, name: str) -> str:
     folder = os.path.expanduser(os.environ.get("MINIGPT2_FIGURES") or FIGURES_DIR)
     path = os.path.join(folder, name + ".png")
     partial = os.path.join(folder, f".{name}.{os.getpid()}.partial")
+    squatted = None if os.environ.get("MINIGPT2_FIGURES") else not_ones_own(folder)
     try:
+        if squatted is not None:  # the default folder, named after this user, made first by another one
+            raise PermissionError(errno.EPERM, f"not yours: {squatted}")
         os.makedirs(folder, exist_ok=True)
         fig.savefig(partial, format="png", dpi=110, bbox_inches="tight")
         os.replace(partial, path)  # whole: two runs saving it at once (the script and the notebook) cannot mix
         print(f"figure saved: {path}")
     except OSError as e:  # a figure that cannot be saved must not stop the tutorial
         path = None
-        if os.path.lexists(partial):
+        if squatted is None and os.path.lexists(partial):
             os.remove(partial)
         where = "MINIGPT2_FIGURES" if os.environ.get("MINIGPT2_FIGURES") else "the figures folder"
         print(f"figure {name} not saved: {where} {folder} is not a folder you can write "
-              f"({e.strerror or type(e).__name__}); set MINIGPT2_FIGURES to a folder of your own")
+              f"({squatted or e.strerror or type(e).__name__}); set MINIGPT2_FIGURES to a folder of your own")
     if in_notebook():
         plt.show()
     else:
