@@ -37,6 +37,8 @@ import warnings
 from urllib.parse import urlsplit
 
 from .checkpoint import group_permissions, group_shared_folder, in_group, share_with_group
+from .shared_cache import (cannot_read, closed_folder, group_name, mode_of, not_readable, owned_by_other, unreadable,
+                           waiting_for_others)
 
 __all__ = ["resolve_file", "pop_hub_options", "HUB_OPTIONS", "hub_settings", "DEFAULT_ENDPOINT", "cached_file_named"]
 
@@ -149,13 +151,13 @@ def resolve_file(name_or_path, filename, *, required=True, revision=None, cache_
         path = os.path.join(name_or_path, filename)
         if os.path.isfile(path):
             if not os.access(path, os.R_OK):  # (another user's, made private by their umask 077 or chmod)
-                raise PermissionError(_not_readable(path, name_or_path))
+                raise PermissionError(not_readable(path, name_or_path))
             return path
         if os.path.lexists(path):  # there, but unreadable as a file: an error even for an optional file
             raise OSError(_not_a_file(path))
-        closed = _closed_folder(name_or_path, os.path.dirname(path))
+        closed = closed_folder(name_or_path, os.path.dirname(path))
         if closed is not None:  # we may not look inside: the file may well be there
-            raise PermissionError(_not_readable(closed, name_or_path))
+            raise PermissionError(not_readable(closed, name_or_path))
         if required:
             raise FileNotFoundError(f"the directory {name_or_path} has no {filename}")
         return None
@@ -206,10 +208,10 @@ def resolve_file(name_or_path, filename, *, required=True, revision=None, cache_
             return fetch(True)
         # In a cache a group shares (chmod 2775: a workshop room's), what the download makes is the group's too,
         # whatever the umask; and another user's download of the same file, whose lock file we may not write, is
-        # waited for (see _waiting_for_others).
+        # waited for (see waiting_for_others).
         with group_permissions(cache_dir) as shared:
             try:
-                return _waiting_for_others(lambda: fetch(False), cache_dir, what)
+                return waiting_for_others(lambda: fetch(False), cache_dir, what)
             finally:
                 folder = "models--" + name_or_path.replace("/", "--")
                 locks = os.path.join(cache_dir, ".locks")
@@ -258,9 +260,9 @@ def resolve_file(name_or_path, filename, *, required=True, revision=None, cache_
                                          huggingface_hub)) from None
         if not required:  # offline or unreachable, and not in the cache: an optional file counts as absent
             return None
-        hidden = _unreadable(cache_dir, name_or_path)
+        hidden = unreadable(cache_dir, name_or_path)
         if hidden is not None:  # (huggingface_hub looks, cannot see in, and calls the file missing)
-            raise OSError(f"{what} may be in the cache {cache_dir}, but {_cannot_read(hidden, cache_dir)}") from None
+            raise OSError(f"{what} may be in the cache {cache_dir}, but {cannot_read(hidden, cache_dir)}") from None
         if offline:
             why = ("HF_HUB_OFFLINE is set" if settings["offline"] else "local_files_only=True was passed")
             raise OSError(
@@ -339,70 +341,9 @@ def resolve_file(name_or_path, filename, *, required=True, revision=None, cache_
 # together: what a download makes there gets the group's permissions whatever the umask (huggingface_hub follows the
 # umask, so with 022 the first user's folders would be theirs alone), what this user made there before is opened to
 # the group too (checkpoint.group_permissions, share_with_group), and a download of a file another user is
-# downloading at that moment waits for theirs when their lock file cannot be written (_waiting_for_others). A folder
+# downloading at that moment waits for theirs when their lock file cannot be written (waiting_for_others). A folder
 # or file that another user's umask kept from the group is named with its owner and the chmod that opens it
 # (_download_failure); an access token another user saved in a shared HF_HOME is not sent (someone_elses_token).
-
-def _waiting_for_others(call, cache_dir, what, quick_tries=10):
-    """``call()`` (a download into ``cache_dir``), called again when it could not open a lock file of the cache that
-    another user made and we may not write: a download of the same file by them is under way (huggingface_hub
-    0.x and transformers make lock files per the umask, 0644; filelock makes a new one 0644 for a moment before
-    making it 0664). While someone holds the lock, wait (saying so, once), then call again: the file is then in
-    the cache. A lock nobody holds is tried again a few times, 0.1 s apart; then, or when the lock file cannot
-    even be read (or locked), the PermissionError goes to the caller, which tells who owns it."""
-    tries = 0
-    while True:
-        try:
-            return call()
-        except PermissionError as e:
-            lock = getattr(e, "filename", None)
-            if not _is_lock_file(lock, cache_dir):
-                raise
-            held = _wait_while_held(lock, what, cache_dir)
-            if held is None or (not held and tries >= quick_tries):
-                raise
-            if not held:
-                tries += 1
-                time.sleep(0.1)
-
-
-def _is_lock_file(path, cache_dir) -> bool:
-    """Whether ``path`` is one of huggingface_hub's lock files in ``cache_dir`` (.locks/<repository>/<hash>.lock)."""
-    if not isinstance(path, (str, os.PathLike)):
-        return False
-    path, locks = os.path.abspath(os.fspath(path)), os.path.abspath(os.path.join(cache_dir, ".locks"))
-    return path.startswith(locks + os.sep) and path.endswith(".lock")
-
-
-def _wait_while_held(lock, what, cache_dir):
-    """Wait until no process holds the lock file ``lock`` (opened read-only: a shared flock needs no write access).
-    True if one held it (we waited), False if none did, None if it cannot be opened or locked at all."""
-    try:
-        import fcntl
-    except ImportError:  # (Windows: no flock, and no other users' umasks either)
-        return None
-    try:
-        fd = os.open(lock, os.O_RDONLY)
-    except OSError:
-        return None
-    waited = False
-    try:
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-                return waited
-            except BlockingIOError:
-                if not waited:
-                    holder = _other_owner(lock, cache_dir) or "another process"
-                    logger.warning(f"[{holder} is downloading {what} into the cache {cache_dir} now: waiting until "
-                                   f"that is done, then reading it from there]")
-                    waited = True
-                time.sleep(0.2)
-            except OSError:  # (a file system without flock)
-                return None
-    finally:
-        os.close(fd)
-
 
 def someone_elses_token(settings=None):
     """(the token file, its owner "user NAME") when the access token huggingface_hub would send comes from a file
@@ -478,33 +419,6 @@ def _recorded_absent(huggingface_hub, repo_id, filename, cache_dir, revision) ->
     return found is not None and not isinstance(found, str)
 
 
-def _closed_folder(checkpoint, folder):
-    """The first folder from ``checkpoint`` down to ``folder`` that we may not look inside (list and enter), or None."""
-    path = os.path.abspath(checkpoint)
-    parts = os.path.relpath(os.path.abspath(folder), path).split(os.sep)
-    for part in [""] + [p for p in parts if p not in ("", ".")]:
-        path = os.path.join(path, part) if part else path
-        if os.path.isdir(path) and not os.access(path, os.R_OK | os.X_OK):
-            return path
-    return None
-
-
-def _not_readable(path, checkpoint) -> str:
-    """Why a local checkpoint's file or folder cannot be read, whose it is, and what to do."""
-    try:
-        st = os.stat(path)
-        mode = f"mode {st.st_mode & 0o777:04o}"
-        import pwd
-
-        owner = pwd.getpwuid(st.st_uid).pw_name if st.st_uid != os.getuid() else None
-    except (OSError, ImportError, KeyError):
-        mode, owner = "its mode", None
-    whose = f"it belongs to user {owner}" if owner else "it is yours"
-    who = f"ask {owner} (or the instructor) to run" if owner else "run"
-    return (f"{path} is not readable to you ({mode}; {whose}): {who} `chmod -R a+rX {checkpoint}` (or g+rX, for a "
-            f"group you share), or copy the checkpoint to a folder of your own")
-
-
 def _not_a_file(path) -> str:
     """Why ``path``, which exists, is not a file to read: a broken link, or a directory, FIFO, ..."""
     if os.path.islink(path) and not os.path.exists(path):
@@ -549,13 +463,13 @@ def _download_failure(error, what, cache_dir, hf_home=None, repo_id="") -> str:
                 f"{variable} to {'a directory' if variable == 'HF_HOME' else 'a file'} of your own, or unset it "
                 f"(the cache {cache_dir} is not the problem)")
     refused = code in (errno.EACCES, errno.EPERM)
-    found = _owned_by_other(getattr(error, "filename", None), cache_dir) if refused else None
-    hidden = _unreadable(cache_dir, repo_id) if refused else None
+    found = owned_by_other(getattr(error, "filename", None), cache_dir) if refused else None
+    hidden = unreadable(cache_dir, repo_id) if refused else None
     if hidden is not None:  # there already, perhaps, but made unreadable to others (umask 077)
-        return f"cannot download {what}: {_cannot_read(hidden, cache_dir)}"
+        return f"cannot download {what}: {cannot_read(hidden, cache_dir)}"
     shared = group_shared_folder(cache_dir) if refused else None
     if shared is not None and not in_group(shared[1]):  # (added to the group since logging in)
-        group = _group_name(shared[1])
+        group = group_name(shared[1])
         return (f"cannot download {what}: the Hugging Face cache {cache_dir} is shared by the group {group}, which "
                 f"this session of yours is not in ({_short_cause(error)}): ask the instructor to add you to it "
                 f"(usermod -aG {group} $USER), then log in again (a session keeps the groups it started with); or "
@@ -563,9 +477,9 @@ def _download_failure(error, what, cache_dir, hf_home=None, repo_id="") -> str:
     if found is not None:  # a cache shared by several users: another one made that folder or file
         culprit, owner = found
         head = (f"cannot download {what}: the Hugging Face cache {cache_dir} is shared, and {culprit} belongs to "
-                f"{owner}, so you cannot write in it ({_mode_of(culprit)}{_short_cause(error)})")
+                f"{owner}, so you cannot write in it ({mode_of(culprit)}{_short_cause(error)})")
         if shared is not None:  # set up for a group (chmod 2775), but made with a umask that left the group out
-            return (f"{head}. The cache is shared by the group {_group_name(shared[1])}, but {owner}'s umask left it "
+            return (f"{head}. The cache is shared by the group {group_name(shared[1])}, but {owner}'s umask left it "
                     f"to {owner} alone (downloads by transformers or huggingface_hub follow the umask; minigpt2's "
                     f"are made the group's): ask {owner}, or the instructor as root, to run `chmod -R g+rwX "
                     f"{culprit}`, then run the same command again; or set HF_HUB_CACHE to a directory of your own")
@@ -589,75 +503,6 @@ def _download_failure(error, what, cache_dir, hf_home=None, repo_id="") -> str:
         return (f"cannot download {what}: the disk holding the Hugging Face cache {cache_dir} is full "
                 f"({_short_cause(error)}). Free some space, or set HF_HUB_CACHE to a directory on another disk")
     return f"downloading {what} failed: {_short_cause(error)}. Run the same command again to finish the download"
-
-
-def _unreadable(cache_dir, repo_id):
-    """The cache folder, or the repository's folder in it, when it exists but we may not look inside (another user's,
-    made with umask 077); else None."""
-    for path in (cache_dir, os.path.join(cache_dir, "models--" + repo_id.replace("/", "--"))):
-        if os.path.isdir(path) and not os.access(path, os.R_OK | os.X_OK):
-            return path
-    return None
-
-
-def _cannot_read(folder, cache_dir) -> str:
-    """What to do about a folder of the cache we may not look inside."""
-    try:
-        mode = oct(os.stat(folder).st_mode & 0o777)
-    except OSError:
-        mode = "unknown"
-    owner = _other_owner(folder, cache_dir)
-    return (f"{folder} is not readable to you (mode {mode}, {'owned by ' + owner if owner else 'yours'}): ask "
-            f"{owner or 'the instructor'} to run `chmod -R a+rX {folder}`, or set HF_HUB_CACHE to a directory of your "
-            f"own and download it there")
-
-
-def _other_owner(path, cache_dir):
-    """The user (login name, else "user <uid>") who owns ``path`` or the nearest folder above it that exists, when
-    that is in the cache ``cache_dir`` and not ours; else None."""
-    found = _owned_by_other(path, cache_dir)
-    return found[1] if found is not None else None
-
-
-def _mode_of(path) -> str:
-    """"mode 0755, " for a path that exists, else ""."""
-    try:
-        return f"mode {os.lstat(path).st_mode & 0o7777:04o}, "
-    except OSError:
-        return ""
-
-
-def _group_name(gid) -> str:
-    try:
-        import grp
-
-        return grp.getgrgid(gid).gr_name
-    except (ImportError, KeyError):
-        return str(gid)
-
-
-def _owned_by_other(path, cache_dir):
-    """(the path, its owner as _other_owner says it) of ``path`` or the nearest folder above it that exists, when
-    that is in the cache ``cache_dir`` and not ours; else None."""
-    if not path or not hasattr(os, "getuid"):
-        return None
-    path, cache = os.path.abspath(os.fspath(path)), os.path.abspath(os.fspath(cache_dir))
-    while not os.path.lexists(path) and os.path.dirname(path) != path:
-        path = os.path.dirname(path)
-    if path != cache and not path.startswith(cache.rstrip(os.sep) + os.sep):
-        return None
-    try:
-        uid = os.lstat(path).st_uid
-    except OSError:
-        return None
-    if uid == os.getuid():
-        return None
-    try:
-        import pwd
-
-        return path, f"user {pwd.getpwuid(uid).pw_name}"
-    except (ImportError, KeyError):
-        return path, f"user {uid}"
 
 
 def _hf_home_file(error, cache_dir, hf_home):

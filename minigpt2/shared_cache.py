@@ -1,0 +1,175 @@
+"""A Hub cache, or a checkpoint folder, that several users of one machine share: whose a file is, what its mode
+is, and waiting for another user's download (hub.py's "a cache several users share" says how they are used).
+
+Each function asks the file system only: who owns a path (``owned_by_other``, ``other_owner``), which folder may
+not be entered (``closed_folder``, ``unreadable``), what to tell the user about it (``not_readable``,
+``cannot_read``), and whether a lock file of the cache is another user's download in progress
+(``is_lock_file``, ``wait_while_held``, ``waiting_for_others``).
+"""
+from __future__ import annotations
+
+import logging
+import os
+import time
+
+logger = logging.getLogger("minigpt2.hub")  # (hub.py's logger: its messages, said from here)
+
+__all__ = ["cannot_read", "closed_folder", "group_name", "is_lock_file", "mode_of", "not_readable", "other_owner",
+           "owned_by_other", "unreadable", "wait_while_held", "waiting_for_others"]
+
+
+def waiting_for_others(call, cache_dir, what, quick_tries=10):
+    """``call()`` (a download into ``cache_dir``), called again when it could not open a lock file of the cache that
+    another user made and we may not write: a download of the same file by them is under way (huggingface_hub
+    0.x and transformers make lock files per the umask, 0644; filelock makes a new one 0644 for a moment before
+    making it 0664). While someone holds the lock, wait (saying so, once), then call again: the file is then in
+    the cache. A lock nobody holds is tried again a few times, 0.1 s apart; then, or when the lock file cannot
+    even be read (or locked), the PermissionError goes to the caller, which tells who owns it."""
+    tries = 0
+    while True:
+        try:
+            return call()
+        except PermissionError as e:
+            lock = getattr(e, "filename", None)
+            if not is_lock_file(lock, cache_dir):
+                raise
+            held = wait_while_held(lock, what, cache_dir)
+            if held is None or (not held and tries >= quick_tries):
+                raise
+            if not held:
+                tries += 1
+                time.sleep(0.1)
+
+
+def is_lock_file(path, cache_dir) -> bool:
+    """Whether ``path`` is one of huggingface_hub's lock files in ``cache_dir`` (.locks/<repository>/<hash>.lock)."""
+    if not isinstance(path, (str, os.PathLike)):
+        return False
+    path, locks = os.path.abspath(os.fspath(path)), os.path.abspath(os.path.join(cache_dir, ".locks"))
+    return path.startswith(locks + os.sep) and path.endswith(".lock")
+
+
+def wait_while_held(lock, what, cache_dir):
+    """Wait until no process holds the lock file ``lock`` (opened read-only: a shared flock needs no write access).
+    True if one held it (we waited), False if none did, None if it cannot be opened or locked at all."""
+    try:
+        import fcntl
+    except ImportError:  # (Windows: no flock, and no other users' umasks either)
+        return None
+    try:
+        fd = os.open(lock, os.O_RDONLY)
+    except OSError:
+        return None
+    waited = False
+    try:
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+                return waited
+            except BlockingIOError:
+                if not waited:
+                    holder = other_owner(lock, cache_dir) or "another process"
+                    logger.warning(f"[{holder} is downloading {what} into the cache {cache_dir} now: waiting until "
+                                   f"that is done, then reading it from there]")
+                    waited = True
+                time.sleep(0.2)
+            except OSError:  # (a file system without flock)
+                return None
+    finally:
+        os.close(fd)
+
+
+def closed_folder(checkpoint, folder):
+    """The first folder from ``checkpoint`` down to ``folder`` that we may not look inside (list and enter), or None."""
+    path = os.path.abspath(checkpoint)
+    parts = os.path.relpath(os.path.abspath(folder), path).split(os.sep)
+    for part in [""] + [p for p in parts if p not in ("", ".")]:
+        path = os.path.join(path, part) if part else path
+        if os.path.isdir(path) and not os.access(path, os.R_OK | os.X_OK):
+            return path
+    return None
+
+
+def not_readable(path, checkpoint) -> str:
+    """Why a local checkpoint's file or folder cannot be read, whose it is, and what to do."""
+    try:
+        st = os.stat(path)
+        mode = f"mode {st.st_mode & 0o777:04o}"
+        import pwd
+
+        owner = pwd.getpwuid(st.st_uid).pw_name if st.st_uid != os.getuid() else None
+    except (OSError, ImportError, KeyError):
+        mode, owner = "its mode", None
+    whose = f"it belongs to user {owner}" if owner else "it is yours"
+    who = f"ask {owner} (or the instructor) to run" if owner else "run"
+    return (f"{path} is not readable to you ({mode}; {whose}): {who} `chmod -R a+rX {checkpoint}` (or g+rX, for a "
+            f"group you share), or copy the checkpoint to a folder of your own")
+
+
+def unreadable(cache_dir, repo_id):
+    """The cache folder, or the repository's folder in it, when it exists but we may not look inside (another user's,
+    made with umask 077); else None."""
+    for path in (cache_dir, os.path.join(cache_dir, "models--" + repo_id.replace("/", "--"))):
+        if os.path.isdir(path) and not os.access(path, os.R_OK | os.X_OK):
+            return path
+    return None
+
+
+def cannot_read(folder, cache_dir) -> str:
+    """What to do about a folder of the cache we may not look inside."""
+    try:
+        mode = oct(os.stat(folder).st_mode & 0o777)
+    except OSError:
+        mode = "unknown"
+    owner = other_owner(folder, cache_dir)
+    return (f"{folder} is not readable to you (mode {mode}, {'owned by ' + owner if owner else 'yours'}): ask "
+            f"{owner or 'the instructor'} to run `chmod -R a+rX {folder}`, or set HF_HUB_CACHE to a directory of your "
+            f"own and download it there")
+
+
+def other_owner(path, cache_dir):
+    """The user (login name, else "user <uid>") who owns ``path`` or the nearest folder above it that exists, when
+    that is in the cache ``cache_dir`` and not ours; else None."""
+    found = owned_by_other(path, cache_dir)
+    return found[1] if found is not None else None
+
+
+def mode_of(path) -> str:
+    """"mode 0755, " for a path that exists, else ""."""
+    try:
+        return f"mode {os.lstat(path).st_mode & 0o7777:04o}, "
+    except OSError:
+        return ""
+
+
+def group_name(gid) -> str:
+    try:
+        import grp
+
+        return grp.getgrgid(gid).gr_name
+    except (ImportError, KeyError):
+        return str(gid)
+
+
+def owned_by_other(path, cache_dir):
+    """(the path, its owner as other_owner says it) of ``path`` or the nearest folder above it that exists, when
+    that is in the cache ``cache_dir`` and not ours; else None."""
+    if not path or not hasattr(os, "getuid"):
+        return None
+    path, cache = os.path.abspath(os.fspath(path)), os.path.abspath(os.fspath(cache_dir))
+    while not os.path.lexists(path) and os.path.dirname(path) != path:
+        path = os.path.dirname(path)
+    if path != cache and not path.startswith(cache.rstrip(os.sep) + os.sep):
+        return None
+    try:
+        uid = os.lstat(path).st_uid
+    except OSError:
+        return None
+    if uid == os.getuid():
+        return None
+    try:
+        import pwd
+
+        return path, f"user {pwd.getpwuid(uid).pw_name}"
+    except (ImportError, KeyError):
+        return path, f"user {uid}"
