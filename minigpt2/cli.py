@@ -20,8 +20,8 @@ import numpy as np
 
 from . import __version__
 from .cli_checks import (TEMPERATURE_RANGE, ArgumentParser, NamedStdout, StdoutWriteError, kernel_without_c_core,
-                         negative_values_attached, not_enough_memory, one_line_warning, say_threads_do_nothing,
-                         stopped_writing)
+                         negative_values_attached, not_enough_memory, one_line_warning, say_calibration_ahead,
+                         say_threads_do_nothing, stopped_writing)
 
 __all__ = ["main", "build_parser"]
 
@@ -634,7 +634,7 @@ def _repair_hint(error, args) -> str:
 
 def _info(dtype=None) -> int:
     from . import __version__, backend
-    from .hub import hub_settings
+    from .hub import hub_settings, someone_elses_token
 
     settings = hub_settings()
     print(f"minigpt2 {__version__} (Python {platform.python_version()}, NumPy {np.__version__}, "
@@ -663,6 +663,7 @@ def _info(dtype=None) -> int:
         if "kernel" in problems:  # (kernel_choice() would raise it)
             print(f"kernel choice: INVALID SETTING\n  error: {problems['kernel']}; unset MINIGPT2_KERNEL for auto")
         else:
+            say_calibration_ahead()  # (the first --info on a machine measures the kernels: say so first)
             for line in backend.kernel_choice():
                 print(line)
     elif "kernel" in problems:
@@ -673,6 +674,8 @@ def _info(dtype=None) -> int:
     token = ("not set (HF_TOKEN, or the file HF_HOME/token that `hf auth login` writes)" if source is None else
              f"set (from {source})" if source in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN") else
              f"set (in the file {source})")
+    if someone_elses_token(settings) is not None:  # (a room's shared HF_HOME: resolve_file does not send it)
+        token = f"in the file {source}, {someone_elses_token(settings)[1]}'s (HF_HOME is shared): not sent"
     print(f"Hub: {settings['endpoint']} (HF_ENDPOINT); token {token}; offline {'yes' if settings['offline'] else 'no'} "
           f"(HF_HUB_OFFLINE)")
     print(f"cache: {settings['cache_dir']} (HF_HUB_CACHE, or HF_HOME/hub; HF_HOME is {settings['hf_home']})")

@@ -271,3 +271,36 @@ def test_ctrl_c_while_the_training_command_imports_is_one_line_and_exit_130(monk
     monkeypatch.setitem(sys.modules, "minigpt2.training.cli", Importing("minigpt2.training.cli"))
     assert cli.main(["train", "--help"]) == 130
     assert capsys.readouterr().err == "\n[interrupted]\n"
+
+
+def test_the_first_info_on_a_machine_says_it_measures_the_kernels_before_it_does(tmp_path):
+    """--info with no kernel choice cached measured the kernels for seconds without a word (generating says so
+    first): now the same one line, before the choice it prints."""
+    if not backend.c_available():
+        pytest.skip("no C core: nothing to measure")
+    env = {k: v for k, v in os.environ.items() if k != "MINIGPT2_KERNEL"}
+    done = subprocess.run([sys.executable, "-m", "minigpt2", "--info"], capture_output=True, text=True, timeout=300,
+                          env={**env, "XDG_CACHE_HOME": str(tmp_path / "cache"), "HF_HOME": str(tmp_path / "hf")})
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.startswith("[measuring this CPU's kernels once ("), done.stderr
+    assert f"the choice is cached in {tmp_path / 'cache' / 'minigpt2'}]" in done.stderr, done.stderr
+    assert "kernel choice: measured on this machine just now" in done.stdout, done.stdout
+
+
+def test_info_says_a_token_another_user_saved_in_a_shared_hf_home_is_not_sent(tmp_path, monkeypatch, capsys):
+    """A room's shared HF_HOME, where one participant's login saved their token: downloads do not send it
+    (minigpt2.hub), but --info said 'token set (in the file ...)' as if it were this user's."""
+    if not hasattr(os, "geteuid") or os.geteuid() != 0:
+        pytest.skip("needs root, to give the token file to another user")
+    from minigpt2 import cli
+
+    home = tmp_path / "hf"
+    home.mkdir()
+    (home / "token").write_text("hf_theirs")
+    os.chown(home / "token", 54321, 54321)  # (a uid with no user: named as "user 54321")
+    for name in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "HF_TOKEN_PATH", "HF_HUB_CACHE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HF_HOME", str(home))
+    cli.main(["--info"])
+    hub_line = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("Hub: "))
+    assert f"token in the file {home / 'token'}, user 54321's (HF_HOME is shared): not sent;" in hub_line, hub_line
