@@ -575,3 +575,43 @@ def test_the_folders_named_after_a_user_in_tmp_are_not_taken_from_another_user(r
     finally:
         for path in taken:
             shutil.rmtree(path, ignore_errors=True)
+
+
+# -- training into a folder another user owns -------------------------------------------------------------------------
+
+def test_training_into_another_users_out_names_them_and_a_folder_of_ones_own(room):
+    """bob trains into the --out alice made (0755, hers): it said "--out ... cannot be used: Permission denied
+    (.train.lock); give --out a directory you can write", even while her run held it, and without the lock
+    "continue that run with --resume", which cannot work in her folder. Now: whose it is, that her run is training
+    into it now (its process), and a folder of his own to use."""
+    out = os.path.join(room.folder("train-runs"), "run")
+    corpus = os.path.join(room.base, "corpus.txt")
+    with open(corpus, "w") as f:
+        f.write("the cat sat on the mat. " * 400)
+    os.chmod(corpus, 0o644)
+    made = room.run(room.alice, f"import os; os.makedirs({out!r}); os.chmod({out!r}, 0o755)")
+    assert made.returncode == 0, made.stderr
+    train = (f"import sys; from minigpt2.cli import main; sys.exit(main(['train', '--data', {corpus!r}, '--out', "
+             f"{out!r}, '--n-layer', '1', '--n-embd', '16', '--n-head', '2', '--seq-len', '16', '--max-steps', '1']))")
+    release = os.path.join(room.base, "release-the-lock")
+    holding = room.start(room.alice, f"import fcntl, os, time\nf = open({out!r} + '/.train.lock', 'a+')\n"
+                         f"fcntl.flock(f, fcntl.LOCK_EX); f.write(str(os.getpid())); f.flush()\n"
+                         f"print('held', flush=True)\nwhile not os.path.exists({release!r}): time.sleep(0.05)")
+    try:
+        assert holding.stdout.readline().strip() == "held", holding.stderr.read()
+        during = room.run(room.bob, train)
+    finally:
+        open(release, "w").close()
+        holding.communicate(timeout=60)
+    no_traceback(during)
+    assert during.returncode == 1, (during.stdout, during.stderr)
+    with open(os.path.join(out, ".train.lock")) as f:
+        pid = f.read().strip()  # (alice's process, under runuser)
+    assert f"--out {out} belongs to user {room.alice}, training into it now (process {pid})" in during.stderr, \
+        during.stderr
+    assert f"Train into a folder of your own (e.g. --out {os.path.dirname(out)}/{room.bob}-run)" in during.stderr
+    after = room.run(room.bob, train)
+    no_traceback(after)
+    assert after.returncode == 1 and f"--out {out} belongs to user {room.alice}: you cannot write in it" in \
+        after.stderr, after.stderr
+    assert "--resume" not in after.stderr and "Permission denied" not in after.stderr, after.stderr

@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import argparse
+import getpass
 import math
 import os
 import sys
@@ -188,10 +189,47 @@ MODEL_FILES = ("config.json", "model.safetensors", "model.safetensors.index.json
 RUN_FILES = ("trainer_state.json", "optimizer.safetensors")
 
 
+def not_yours(out):
+    """A PermissionError when ``out`` (or the nearest folder above it that exists) is another user's and we may not
+    write in it (a workshop's shared folder): "Permission denied (.train.lock)", or "continue that run with
+    --resume", would not say that the way out is a folder of one's own."""
+    from ..shared_cache import owned_by_other
+
+    found = owned_by_other(out, os.sep)
+    if found is None or os.access(found[0], os.W_OK):
+        return
+    now = ""
+    try:
+        import fcntl
+
+        fd = os.open(os.path.join(out, ".train.lock"), os.O_RDONLY)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            now = f", training into it now (process {os.read(fd, 32).decode(errors='replace').strip() or '?'})"
+        finally:
+            os.close(fd)
+    except (ImportError, OSError):
+        pass
+    try:
+        me = getpass.getuser()
+    except (OSError, KeyError):  # (no login name anywhere)
+        me = "mine"
+    whose = (f"--out {out} belongs to {found[1]}{now}" if found[0] == os.path.abspath(out) else
+             f"--out {out} is in {found[0]}, which belongs to {found[1]}")
+    model = f"; to start from their model, add --model {out}" if os.path.isfile(os.path.join(out, "config.json")) else ""
+    mine = os.path.join(os.path.dirname(os.path.abspath(out)), f"{me}-{os.path.basename(os.path.abspath(out))}")
+    if found[0] != os.path.abspath(out):
+        mine = os.path.join(os.path.expanduser("~"), os.path.basename(os.path.abspath(out)))
+    raise PermissionError(f"{whose}: you cannot write in it. Train into a folder of your own (e.g. --out {mine})"
+                          f"{model}")
+
+
 def refuse_to_overwrite(out):
     """A FileExistsError (exit 1, as --resume's "no run to continue"), before anything is written, when ``out``
     already holds a model or a training run: a new run would replace them. An empty or new directory, or one
-    with only other files (e.g. its data/), is fine."""
+    with only other files (e.g. its data/), is fine. Another user's folder is a PermissionError (not_yours)."""
+    not_yours(out)
     found = [name for name in MODEL_FILES + RUN_FILES if os.path.isfile(os.path.join(out, name))]
     if not found:
         return
@@ -217,6 +255,7 @@ def hold_out_dir(out):
         import fcntl
     except ImportError:
         return None
+    not_yours(out)
     made = not os.path.exists(out)
     os.makedirs(out, exist_ok=True)
     path = os.path.join(out, ".train.lock")
