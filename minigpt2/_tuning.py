@@ -411,8 +411,8 @@ def _write_cache(path: str, content: dict):
 
 def _make_folder(folder: str) -> None:
     """os.makedirs, but in a folder tree a group shares (XDG_CACHE_HOME in a room folder, chmod 2775) the folders are
-    the group's too, so that every user of it can keep their own file there (see checkpoint.group_permissions)."""
-    from .checkpoint import group_permissions  # (here: this module is imported before the rest of the package)
+    the group's too, so that every user of it can keep their own file there (see shared_cache.group_permissions)."""
+    from .shared_cache import group_permissions  # (here: this module is imported before the rest of the package)
 
     with group_permissions(folder):
         os.makedirs(folder, exist_ok=True)

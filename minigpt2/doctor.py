@@ -316,7 +316,7 @@ def _writable(path) -> bool:
     permission bits, which say nothing for root or on a read-only file system. Folders made in a tree a group
     shares (a room's HF_HOME, chmod 2775) are the group's too: made per the umask alone (022), the first user's
     doctor would have made the room's cache theirs."""
-    from .checkpoint import group_permissions
+    from .shared_cache import group_permissions
 
     try:
         with group_permissions(path):
@@ -349,7 +349,7 @@ def _not_writable_fix(path, variable):
     """(why, or "", and the fix) for a folder of the caches we cannot write: in a tree a group
     shares, another user's folder there that their umask kept from the group is named, with the chmod that opens it
     to the group (setting ``variable`` to a folder of one's own stays the other way out)."""
-    from .checkpoint import group_shared_folder, in_group
+    from .shared_cache import group_shared_folder, in_group
 
     own = f"set {variable} to a directory of your own"
     whose, shared = _whose(path), group_shared_folder(path)
@@ -423,7 +423,7 @@ def check_caches():
 def _token_problem():
     """(what, fix) when HF_HOME is shared and holds an access token: another user's (which minigpt2 does not send,
     and huggingface_hub and transformers would send as yours), or yours, readable by the others; else None."""
-    from .checkpoint import group_shared_folder
+    from .shared_cache import group_shared_folder
     from .hub import hub_settings, someone_elses_token
 
     settings = hub_settings()

@@ -36,9 +36,8 @@ import time
 import warnings
 from urllib.parse import urlsplit
 
-from .checkpoint import group_permissions, group_shared_folder, in_group, share_with_group
-from .shared_cache import (cannot_read, closed_folder, group_name, mode_of, not_readable, owned_by_other, unreadable,
-                           waiting_for_others)
+from .shared_cache import (cannot_read, closed_folder, group_name, group_permissions, group_shared_folder, in_group,
+                           mode_of, not_readable, owned_by_other, share_with_group, unreadable, waiting_for_others)
 
 __all__ = ["resolve_file", "pop_hub_options", "HUB_OPTIONS", "hub_settings", "DEFAULT_ENDPOINT", "cached_file_named"]
 
@@ -340,7 +339,7 @@ def resolve_file(name_or_path, filename, *, required=True, revision=None, cache_
 # A cache several users share through a group (a workshop room's HF_HUB_CACHE: chgrp room, chmod 2775) stays theirs
 # together: what a download makes there gets the group's permissions whatever the umask (huggingface_hub follows the
 # umask, so with 022 the first user's folders would be theirs alone), what this user made there before is opened to
-# the group too (checkpoint.group_permissions, share_with_group), and a download of a file another user is
+# the group too (shared_cache.group_permissions, share_with_group), and a download of a file another user is
 # downloading at that moment waits for theirs when their lock file cannot be written (waiting_for_others). A folder
 # or file that another user's umask kept from the group is named with its owner and the chmod that opens it
 # (_download_failure); an access token another user saved in a shared HF_HOME is not sent (someone_elses_token).

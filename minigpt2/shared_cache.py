@@ -1,5 +1,6 @@
-"""A Hub cache, or a checkpoint folder, that several users of one machine share: whose a file is, what its mode
-is, and waiting for another user's download (hub.py's "a cache several users share" says how they are used).
+"""A Hub cache, or a checkpoint folder, that several users of one machine share: files made in a folder a group
+shares get the group's permissions; whose a file is, what its mode is, and waiting for another user's download
+(hub.py's "a cache several users share" says how they are used).
 
 Each function asks the file system only: who owns a path (``owned_by_other``, ``other_owner``), which folder may
 not be entered (``closed_folder``, ``unreadable``), what to tell the user about it (``not_readable``,
@@ -8,15 +9,136 @@ not be entered (``closed_folder``, ``unreadable``), what to tell the user about 
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import stat
+import threading
 import time
+
+from .checkpoint import current_umask
 
 logger = logging.getLogger("minigpt2.hub")  # (hub.py's logger: its messages, said from here)
 
-__all__ = ["cannot_read", "closed_folder", "group_name", "is_lock_file", "mode_of", "not_readable", "other_owner",
-           "owned_by_other", "unreadable", "wait_while_held", "waiting_for_others"]
+__all__ = ["group_shared_folder", "in_group", "group_umask", "group_permissions", "share_with_group", "cannot_read",
+           "closed_folder", "group_name", "is_lock_file", "mode_of", "not_readable", "other_owner", "owned_by_other",
+           "unreadable", "wait_while_held", "waiting_for_others"]
 
+
+# -- folders a group shares (a workshop's Hugging Face cache, its room folder) ---------------------------------------
+
+def group_shared_folder(path):
+    """(folder, group id) when ``path`` lies in a folder tree that a group shares, else None.
+
+    Shared means what an instructor sets up for a room (``chgrp room /srv/hf; chmod 2775 /srv/hf``): the nearest
+    folder at or above ``path`` that exists has the setgid bit (what is made inside takes the folder's group, not
+    its maker's), and it, or a setgid folder of the same group above it, is writable to the group. ``folder`` is
+    the highest such group-writable one. A user's umask (022 by default) would still make every file and folder
+    they create there writable to them alone, and so the tree theirs: see ``group_permissions``."""
+    if os.name != "posix":
+        return None
+    path = os.path.abspath(os.fspath(path))
+    while not os.path.isdir(path):
+        parent = os.path.dirname(path)
+        if parent == path:
+            return None
+        path = parent
+    found, gid = None, None
+    while True:
+        try:
+            st = os.stat(path)
+        except OSError:
+            break
+        if not st.st_mode & stat.S_ISGID or (gid is not None and st.st_gid != gid):
+            break
+        gid = st.st_gid
+        if st.st_mode & stat.S_IWGRP:
+            found = path
+        parent = os.path.dirname(path)
+        if parent == path:
+            break
+        path = parent
+    return (found, gid) if found is not None else None
+
+
+def in_group(gid) -> bool:
+    """Whether this process has the group ``gid`` (its own, or one of its supplementary groups: those of the session
+    it started in; a user added to a group later has it only after logging in again)."""
+    return hasattr(os, "getgroups") and (gid == os.getegid() or gid in os.getgroups())
+
+
+_umask_lock = threading.Lock()
+_umask_holders = [0, None]  # [contexts open, the umask to restore]
+
+
+def group_umask(mask: int) -> int:
+    """``mask`` with the group's bits taken from the owner's (022 -> 002, 077 -> 007): the group gets what the
+    owner gets, others what the umask gives them."""
+    return (mask & ~0o070) | ((mask & 0o700) >> 3)
+
+
+@contextlib.contextmanager
+def group_permissions(path):
+    """Inside, the files and folders this process makes get, for their group, the permissions the umask gives their
+    owner, when ``path`` is in a folder tree a group shares (group_shared_folder); elsewhere nothing changes. Yields
+    the (folder, group id) or None.
+
+    This is git's core.sharedRepository=group for a room's caches: with the usual umask 022 the first user to
+    download a model into a cache shared by a group (chmod 2775) made its folders theirs alone, so no one else
+    could add a file, a lock or another model there. The umask is the process's: while a context is open, files
+    other threads create get the group's permissions too (contexts may nest and overlap; the first sets it, the
+    last restores it)."""
+    shared = group_shared_folder(path)
+    if shared is None:
+        yield None
+        return
+    with _umask_lock:
+        if _umask_holders[0] == 0:
+            _umask_holders[1] = current_umask()
+            os.umask(group_umask(_umask_holders[1]))
+        _umask_holders[0] += 1
+    try:
+        yield shared
+    finally:
+        with _umask_lock:
+            _umask_holders[0] -= 1
+            if _umask_holders[0] == 0:
+                os.umask(_umask_holders[1])
+
+
+def share_with_group(shared, paths, recursive=()) -> None:
+    """Give the group of ``shared`` (group_shared_folder's answer) the owner's permissions on each of ``paths`` and,
+    for those also in ``recursive``, on everything below them: on what this user owns there (no one else may
+    chmod it), links aside. Files moved in from elsewhere take the tree's group too. For what an earlier run (or a
+    program that follows the umask alone, such as transformers) made with the owner's permissions only. Errors are
+    ignored: this only widens permissions where it can."""
+    if shared is None or not hasattr(os, "getuid"):
+        return
+    uid, gid = os.getuid(), shared[1]
+
+    def widen(path):
+        try:
+            st = os.lstat(path)
+            if stat.S_ISLNK(st.st_mode) or st.st_uid != uid:
+                return
+            mode = stat.S_IMODE(st.st_mode)
+            want = mode | ((mode & 0o700) >> 3)
+            if want != mode:
+                os.chmod(path, want)
+            if st.st_gid != gid:
+                os.chown(path, -1, gid)
+        except OSError:
+            pass
+
+    for path in paths:
+        widen(path)
+        if path in recursive and os.path.isdir(path) and not os.path.islink(path):
+            for root, folders, files in os.walk(path):
+                for name in folders + files:
+                    widen(os.path.join(root, name))
+
+
+# -- whose a file is, and another user's download ---------------------------------------------------------------
 
 def waiting_for_others(call, cache_dir, what, quick_tries=10):
     """``call()`` (a download into ``cache_dir``), called again when it could not open a lock file of the cache that

@@ -36,7 +36,8 @@ import numpy as np
 
 import minigpt2
 from minigpt2 import GPT2Config, GPT2LMHeadModel
-from minigpt2.checkpoint import current_umask, group_permissions
+from minigpt2.checkpoint import current_umask
+from minigpt2.shared_cache import group_permissions
 from minigpt2.doctor import (figures_dir, not_ones_own, own_workshop_cache_dir, readable_checkpoint,
                              workshop_cache_dir)
 
