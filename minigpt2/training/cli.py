@@ -17,10 +17,9 @@ import os
 import sys
 import warnings
 
-import numpy as np
-
 from ..cli_checks import (ArgumentParser, NamedStdout, StdoutWriteError, negative_values_attached,
                           not_enough_memory, one_line_warning, say_threads_do_nothing, stopped_writing)
+from .optim import FLOAT32_MAX  # (an lr or weight decay at or above it makes float32 weights inf)
 
 __all__ = ["main", "build_parser"]
 
@@ -39,8 +38,6 @@ def _int(low, high=None):
     return parse
 
 
-# float32's largest value: a learning rate or weight decay at or above it multiplies float32 weights into inf
-FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
 def _float(low, *, open_low=False, high=None):
