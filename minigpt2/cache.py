@@ -27,6 +27,21 @@ from .checks import check_int, from_torch, is_int
 __all__ = ["KVCache"]
 
 
+BOTH_CACHE_NAMES = ("pass the cache once: past_key_values (transformers 4's name) or cache (transformers 5's), not "
+                    "both (transformers 5 would use cache and ignore past_key_values, 4.57's forward would ignore cache)")
+
+
+def one_cache(past_key_values, cache):
+    """The cache given to a forward as ``past_key_values`` (transformers 4's name) or as ``cache`` (transformers 5's);
+    None is no cache given. Both is a ValueError: transformers 5 would use ``cache`` and drop the other (with a
+    FutureWarning), 4.57's forward ignores ``cache``, so code written for one version means the other cache."""
+    if cache is None:
+        return past_key_values
+    if past_key_values is not None:
+        raise ValueError(BOTH_CACHE_NAMES)
+    return cache
+
+
 def _empty(shape):
     """An uninitialised float32 array for a cache buffer. From 64 KiB on, it is an anonymous memory map of its
     own: the operating system supplies its pages when they are first written (room not yet used costs no

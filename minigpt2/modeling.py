@@ -18,7 +18,7 @@ import numpy as np
 from . import tracing
 from .backend import kernel
 from .activations import ACTIVATIONS
-from .cache import KVCache
+from .cache import KVCache, one_cache
 from .checks import (as_array, check_int, check_number, float_array, from_torch, int_array, is_int, mask_array,
                      nonempty, reshape_to)
 from .config import GPT2Config
@@ -133,7 +133,7 @@ class GPT2Model(GPT2PreTrainedModel):
         by name (a cache_position or embeddings given in the other versions' places are named in the error).
         """
         cfg, p = self.config, self.params
-        past_key_values = _one_cache(past_key_values, cache)
+        past_key_values = one_cache(past_key_values, cache)
         use_cache = cfg.use_cache if use_cache is None else use_cache
         output_attentions = cfg.output_attentions if output_attentions is None else output_attentions
         output_hidden_states = cfg.output_hidden_states if output_hidden_states is None else output_hidden_states
@@ -506,16 +506,6 @@ def _embeds_as_head_mask_hint(input_ids, inputs_embeds, head_mask, n_embd) -> st
                 f"inputs_embeds sixth, where minigpt2, as transformers 4, takes head_mask: pass inputs_embeds=... by "
                 f"name")
     return ""
-
-
-def _one_cache(past_key_values, cache):
-    """The cache, given as past_key_values (transformers 4's name) or as cache (transformers 5's), to forward itself
-    (``model(...)`` renames cache= before calling it)."""
-    if cache is None:
-        return past_key_values
-    if past_key_values is not None:
-        raise ValueError("pass the cache once: past_key_values (transformers 4's name) or cache (transformers 5's)")
-    return cache
 
 
 def _return_dict(return_dict, config):

@@ -21,29 +21,29 @@ import numpy as np
 
 
 class _TakesCache(type):
-    """The output classes' type. When @dataclass gives a class with a past_key_values field its __init__, that
-    __init__ is wrapped to take ``cache=`` (transformers 5's name) for it too, as transformers 5's output classes
-    take ``past_key_values=`` for their ``cache`` (a class without a cache keeps the dataclass's TypeError)."""
+    """The output classes' type, there so that ``Output(..., cache=c)`` works: cache is transformers 5's name for the
+    field past_key_values (transformers 5 takes the old name likewise, with a type like this one).
+
+    @dataclass makes each output class's __init__, with one argument per field, and sets it on the class:
+    ``setattr(cls, "__init__", init)``. Setting an attribute on a class goes through its type's __setattr__, below.
+    For a class with a past_key_values field, it sets an __init__ that renames cache= to past_key_values= and calls
+    the dataclass's. A class without a cache keeps the dataclass's __init__, which refuses cache= (a TypeError)."""
 
     def __setattr__(cls, name, value):
         if name == "__init__" and "past_key_values" in getattr(cls, "__dataclass_fields__", {}):
-            value = _taking_cache(value)
+            dataclass_init = value
+
+            @functools.wraps(dataclass_init)  # (its signature and help stay the dataclass's: the fields)
+            def init_taking_cache(self, *args, **kwargs):
+                if "cache" in kwargs:
+                    if "past_key_values" in kwargs:
+                        raise ValueError(f"{type(self).__name__}: pass the cache once: past_key_values (transformers "
+                                         f"4's name) or cache (transformers 5's)")
+                    kwargs["past_key_values"] = kwargs.pop("cache")
+                dataclass_init(self, *args, **kwargs)
+
+            value = init_taking_cache
         super().__setattr__(name, value)
-
-
-def _taking_cache(init):
-    """``init`` (a dataclass's __init__, whose signature it keeps), with ``cache=`` given as past_key_values."""
-
-    @functools.wraps(init)
-    def __init__(self, *args, **kwargs):
-        if "cache" in kwargs:
-            if "past_key_values" in kwargs:
-                raise ValueError(f"{type(self).__name__}: pass the cache once: past_key_values (transformers 4's "
-                                 f"name) or cache (transformers 5's)")
-            kwargs["past_key_values"] = kwargs.pop("cache")
-        init(self, *args, **kwargs)
-
-    return __init__
 
 
 class ModelOutput(metaclass=_TakesCache):

@@ -327,6 +327,9 @@ TEMPERATURE_LIMITS = (float(np.finfo(np.float32).tiny), float(np.finfo(np.float3
 
 
 def _check_float(name, value) -> float:
+    if isinstance(value, (bool, np.bool_)):  # (transformers takes True as 1.0: for top_h and top_p, no filtering)
+        raise TypeError(f"{name} must be a number, got {name}={value!r}: it is not a switch but the setting itself, "
+                        f"a number (transformers would read {value!r} as {float(value)}; pass that if you mean it)")
     if not is_number(value):
         raise TypeError(f"{name} must be a number, got {value!r}")
     if not np.isfinite(value):

@@ -18,7 +18,7 @@ import numpy as np
 
 from ..checks import float_array, is_int
 from ..config import LEGACY_GENERATION_DEFAULTS
-from ..cache import KVCache, _is_transformers_cache, fill_transformers_cache, transformers_pairs
+from ..cache import BOTH_CACHE_NAMES, KVCache, _is_transformers_cache, fill_transformers_cache, transformers_pairs
 from ..layers import log_softmax
 from .beam import beam_search
 from .config import GenerationConfig, _as_token_list
@@ -105,8 +105,7 @@ class GenerationMixin:
         """
         if "cache" in kwargs:  # transformers 5's name for past_key_values
             if "past_key_values" in kwargs:
-                raise ValueError("pass the cache once: past_key_values (transformers 4's name) or cache "
-                                 "(transformers 5's)")
+                raise ValueError(BOTH_CACHE_NAMES)
             kwargs["past_key_values"] = kwargs.pop("cache")
         cfg, model_kwargs = self._merged_generation_config(generation_config, kwargs)
         input_ids, attention_mask, embeds = self._prepare_inputs(inputs, model_kwargs, cfg)

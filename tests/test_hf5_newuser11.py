@@ -1,0 +1,94 @@
+"""Code written for transformers (4.57 and the newest 5.x), with ``from transformers import`` swapped for ``from
+minigpt2 import``: what the earlier passes (tests/test_hf5_newuser9.py, tests/test_hf5_newuser10.py) left, checked
+against transformers itself on the same tiny random checkpoint (fp32, eager attention).
+
+    past_key_values= and cache= at once    refused, saying what transformers 5 and 4.57 would do with each
+    top_h=True                             a bool for a number setting: named, with what transformers reads
+
+The main suite's transformers is 4.57: there each test compares with 4.57's form of the same call and leaves out what
+only 5.x has, saying so; .ci/transformers5.sh runs this file against the newest 5.x. Logits are compared within
+1e-5 * max(1, max|logit|), the suite's float32 bound (conftest.RTOL).
+"""
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+
+import minigpt2
+from conftest import assert_close, write_hf_checkpoint
+from test_hf5_newuser9 import CACHE, HF5, hf
+
+torch = pytest.importorskip("torch")
+transformers = pytest.importorskip("transformers")
+
+IDS = np.array([[5, 6, 7, 8, 9, 11], [1, 2, 3, 4, 10, 12]])
+
+
+@pytest.fixture(scope="module")
+def lm(tmp_path_factory):
+    directory = tmp_path_factory.mktemp("lm")
+    write_hf_checkpoint(directory, "GPT2LMHeadModel", vocab_size=64, bos_token_id=1, eos_token_id=2, pad_token_id=0)
+    theirs = transformers.GPT2LMHeadModel.from_pretrained(directory, attn_implementation="eager").eval()
+    return minigpt2.GPT2LMHeadModel.from_pretrained(directory), theirs
+
+
+# -- past_key_values and cache, both given ------------------------------------------------------------------------
+
+def test_both_cache_names_are_refused_saying_what_each_transformers_would_do(lm):
+    """Two caches, one under each name, to forward or generate: transformers 5 uses ``cache`` and ignores
+    past_key_values (a FutureWarning), transformers 4.57's forward ignores ``cache`` (an unknown keyword: its logits
+    are those of past_key_values) and its generate refuses ``cache``. Ported code that passes both meant one of them
+    for nothing, and which depends on the version it was written for, so minigpt2 refuses the call; its message said
+    only "pass the cache once", now it also says what each version would do. (Each name alone: the other tests.)"""
+    ours, theirs = lm
+    mine = {name: ours(IDS[:, :n], use_cache=True).past_key_values for name, n in (("cache", 3), ("past", 2))}
+    refs = {}
+    for name, n in (("cache", 3), ("past", 2)):
+        refs[name] = transformers.DynamicCache()
+        hf(theirs, input_ids=IDS[:, :n], use_cache=True, **{CACHE: refs[name]})
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        both = hf(theirs, input_ids=IDS[:, 3:4], cache=refs["cache"], past_key_values=refs["past"]).logits.numpy()
+    used = ours(IDS[:, 3:4], past_key_values=mine["cache" if HF5 else "past"]).logits
+    assert_close(used, both, "the cache transformers used of the two")
+    if HF5:
+        assert any(w.category is FutureWarning and "Both `past_key_values` and `cache` are set" in str(w.message)
+                   for w in caught)
+    else:
+        with pytest.raises(ValueError, match=r"model_kwargs` are not used by the model: \['cache'\]"):
+            hf(theirs, input_ids=IDS, generate=True, max_new_tokens=1, cache=refs["cache"])
+
+    said = (r"pass the cache once: past_key_values \(transformers 4's name\) or cache \(transformers 5's\), not both "
+            r"\(transformers 5 would use cache and ignore past_key_values, 4.57's forward would ignore cache\)")
+    for call in (lambda: ours.forward(IDS[:, 3:4], past_key_values=mine["past"], cache=mine["cache"]),
+                 lambda: ours.generate(IDS, max_new_tokens=1, past_key_values=mine["past"], cache=mine["cache"])):
+        with pytest.raises(ValueError, match=said):
+            call()
+
+
+# -- a bool for a number setting (top_h=True) -------------------------------------------------------------------
+
+@pytest.mark.parametrize("name", ["top_h", "top_p", "temperature"])
+def test_a_bool_for_a_number_setting_is_named_with_what_transformers_reads(lm, name):
+    """generate(do_sample=True, top_h=True) (Top-H taken for a switch, as do_sample is) was "top_h must be a number,
+    got True". transformers 5 reads True as 1.0, where Top-H keeps about every token: the tokens it draws are those of
+    top_h=1.0 (temperature and top_p likewise, in 4.57 too; 4.57 has no top_h at all). minigpt2 still refuses a bool
+    (a switch is not a setting), now saying so and naming the number transformers reads."""
+    ours, theirs = lm
+    if name != "top_h" or HF5:
+        drawn = []
+        for value in (True, 1.0):
+            torch.manual_seed(0)
+            drawn.append(hf(theirs, input_ids=IDS, generate=True, do_sample=True, max_new_tokens=4, **{name: value}))
+        assert torch.equal(*drawn)
+    else:
+        with pytest.raises(ValueError, match=r"model_kwargs` are not used by the model: \['top_h'\]"):
+            hf(theirs, input_ids=IDS, generate=True, do_sample=True, max_new_tokens=4, top_h=True)
+    with pytest.raises(TypeError, match=rf"{name} must be a number, got {name}=True: it is not a switch but the setting "
+                                        rf"itself, a number \(transformers would read True as 1.0"):
+        ours.generate(IDS, do_sample=True, max_new_tokens=4, **{name: True})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # (1.0 is a value like any other: no warning)
+        assert ours.generate(IDS, do_sample=True, max_new_tokens=4, seed=0, **{name: 1.0}).shape == (2, 10)
