@@ -411,13 +411,71 @@ def check_caches():
     if os.path.lexists(tiny) and not readable_checkpoint(tiny):  # even in one's own folder: nowhere else to go
         return FAIL, f"caches: the tiny checkpoint {tiny} exists but is not readable to you", \
             f"set MINIGPT2_WORKSHOP_CACHE to a directory of your own (or its owner runs chmod -R a+rX {tiny})"
-    token = _token_problem()
-    if token is not None:
-        return WARN, f"caches writable: {hf_cache}, {workshop}, figures in {figures}; but {token[0]}", token[1]
+    opened, closed = _open_own_to_group(hf_cache)
+    notes = [note for note in (closed, _open_to_all_note(hf_cache), _token_problem()) if note is not None]
+    if notes:
+        return WARN, (f"caches writable: {hf_cache}, {workshop}, figures in {figures}{opened}; but "
+                      f"{'; and '.join(what for what, _ in notes)}"), "; and ".join(fix for _, fix in notes)
     if shared_hf:
         return OK, (f"caches: {hf_cache} is read-only to you but holds GPT-2, all the tutorials need from it (other "
                     f"models would need HF_HUB_CACHE of your own); writable: {workshop}, figures in {figures}"), None
-    return OK, f"caches writable: {hf_cache}, {workshop}, figures in {figures}", None
+    return OK, f"caches writable: {hf_cache}, {workshop}, figures in {figures}{opened}", None
+
+
+def _open_own_to_group(cache):
+    """In a Hugging Face cache a group shares: open to the group what of this user's its umask kept from it (what
+    transformers and huggingface_hub download follows the umask: 022 leaves the group out), and name what of other
+    users' is still closed to it. ("; N of yours opened to the group G" or "", (what, fix) or None.)"""
+    from .shared_cache import closed_to_group, group_name, group_shared_folder, share_with_group
+
+    shared = group_shared_folder(cache)
+    if shared is None or not os.path.isdir(cache):
+        return "", None
+    uid, group = os.getuid(), group_name(shared[1])
+    mine = sum(owner == uid for _, owner, _ in closed_to_group(cache, shared[1]))
+    if mine:
+        share_with_group(shared, [cache], recursive=[cache])
+    closed = [(path, owner, mode) for path, owner, mode in closed_to_group(cache, shared[1])]
+    opened = f"; {mine} file(s) and folder(s) of yours there opened to the group {group}" if mine else ""
+    if not closed:
+        return opened, None
+    tops = [(path, owner, mode) for path, owner, mode in closed  # (the highest of each: chmod -R reaches the rest)
+            if not any(path.startswith(other + os.sep) for other, _, _ in closed)]
+    owners = sorted({_user_name(owner) for _, owner, _ in tops})
+    shown = ", ".join(f"{os.path.relpath(path, cache)} ({_user_name(owner)}'s, mode {mode:04o})"
+                      for path, owner, mode in tops[:3]) + (f" and {len(tops) - 3} more" if len(tops) > 3 else "")
+    what = (f"in the Hugging Face cache {cache}, which the group {group} shares, what {' and '.join(owners)} "
+            f"downloaded without minigpt2 is closed to the group (their umask: transformers and huggingface_hub "
+            f"follow it): {shown}; the others cannot add to it, finish it or update it")
+    fix = (f"ask {' and '.join(owners)} (or the instructor, as root) to run chmod -R g+rwX "
+           f"{' '.join(path for path, _, _ in tops)} (their next minigpt2 load or doctor does it for theirs too); "
+           f"against the next time: everyone runs `umask 002` before using transformers there, or the instructor "
+           f"runs `setfacl -R -d -m g::rwX {shared[0]}` once (the group then gets the owner's permissions on all "
+           f"that is made there, whatever the umask)")
+    return opened, (what, fix)
+
+
+def _open_to_all_note(cache):
+    """(what, fix) when the Hugging Face cache is a folder open to all (chmod 1777, as /tmp) instead of a group's."""
+    from .shared_cache import mode_of, open_to_all
+
+    if not open_to_all(cache):
+        return None
+    return ((f"the Hugging Face cache {cache} is open to all ({mode_of(cache)[:-2]}) and shared by no group: "
+             f"each model there is its first downloader's alone; you may read the others' and add your own, but not "
+             f"finish or update theirs, and anyone on this machine may put files there that you would load"),
+            (f"for a room, the instructor makes it a group's folder instead: chgrp <the room's group> {cache}; "
+             f"chmod 2775 {cache} (tutorials/README.md, \"One Hugging Face cache for the room\"); or set "
+             f"HF_HUB_CACHE to a directory of your own"))
+
+
+def _user_name(uid) -> str:
+    try:
+        import pwd
+
+        return f"user {pwd.getpwuid(uid).pw_name}"
+    except (ImportError, KeyError):
+        return f"user {uid}"
 
 
 def _token_problem():

@@ -37,7 +37,8 @@ import warnings
 from urllib.parse import urlsplit
 
 from .shared_cache import (cannot_read, closed_folder, group_name, group_permissions, group_shared_folder, in_group,
-                           mode_of, not_readable, owned_by_other, share_with_group, unreadable, waiting_for_others)
+                           model_folders, mode_of, not_readable, open_locks_to_all, open_to_all, owned_by_other,
+                           share_model_folders, unreadable, waiting_for_others)
 
 __all__ = ["resolve_file", "pop_hub_options", "HUB_OPTIONS", "hub_settings", "DEFAULT_ENDPOINT", "cached_file_named"]
 
@@ -203,20 +204,22 @@ def resolve_file(name_or_path, filename, *, required=True, revision=None, cache_
     unreachable = None if offline else _unreachable(endpoint)
 
     def download(cache_only):
-        if cache_only:  # (reads the cache, writes nothing)
-            return fetch(True)
+        if cache_only:  # (reads the cache, writes nothing; what this user made there is opened to the group)
+            try:
+                return fetch(True)
+            finally:
+                share_model_folders(group_shared_folder(cache_dir), cache_dir, name_or_path)
         # In a cache a group shares (chmod 2775: a workshop room's), what the download makes is the group's too,
         # whatever the umask; and another user's download of the same file, whose lock file we may not write, is
-        # waited for (see waiting_for_others).
-        with group_permissions(cache_dir) as shared:
-            try:
-                return waiting_for_others(lambda: fetch(False), cache_dir, what)
+        # waited for (see waiting_for_others). In a cache open to all (1777), the lock folder is kept so.
+        folders = model_folders(cache_dir, name_or_path)
+        with group_permissions(cache_dir, inside=[*folders, *(os.path.join(folders[1], sub) for sub in
+                                                              ("blobs", "snapshots", "refs", ".no_exist"))]) as shared:
+            open_locks_to_all(cache_dir)
+            try:  # (a lock file of a tree no group shares never becomes writable to us: no quick tries then)
+                return waiting_for_others(lambda: fetch(False), cache_dir, what, quick_tries=10 if shared else 0)
             finally:
-                folder = "models--" + name_or_path.replace("/", "--")
-                locks = os.path.join(cache_dir, ".locks")
-                mine = (os.path.join(locks, folder), os.path.join(cache_dir, folder))
-                share_with_group(shared, [cache_dir, locks, *mine, os.path.join(cache_dir, "CACHEDIR.TAG")],
-                                 recursive=mine)
+                share_model_folders(shared, cache_dir, name_or_path)
 
     def fetch(cache_only):
         # Every setting goes in as an argument, read now: huggingface_hub reads HF_HUB_OFFLINE only when it is
@@ -261,7 +264,8 @@ def resolve_file(name_or_path, filename, *, required=True, revision=None, cache_
             return None
         hidden = unreadable(cache_dir, name_or_path)
         if hidden is not None:  # (huggingface_hub looks, cannot see in, and calls the file missing)
-            raise OSError(f"{what} may be in the cache {cache_dir}, but {cannot_read(hidden, cache_dir)}") from None
+            why = _not_in_group(cache_dir) or cannot_read(hidden, cache_dir)
+            raise OSError(f"{what} may be in the cache {cache_dir}, but {why}") from None
         if offline:
             why = ("HF_HUB_OFFLINE is set" if settings["offline"] else "local_files_only=True was passed")
             raise OSError(
@@ -463,16 +467,12 @@ def _download_failure(error, what, cache_dir, hf_home=None, repo_id="") -> str:
                 f"(the cache {cache_dir} is not the problem)")
     refused = code in (errno.EACCES, errno.EPERM)
     found = owned_by_other(getattr(error, "filename", None), cache_dir) if refused else None
+    shared = group_shared_folder(cache_dir) if refused else None
+    if shared is not None and not in_group(shared[1]):  # (added to the group since logging in)
+        return f"cannot download {what}: {_not_in_group(cache_dir, error)}"
     hidden = unreadable(cache_dir, repo_id) if refused else None
     if hidden is not None:  # there already, perhaps, but made unreadable to others (umask 077)
         return f"cannot download {what}: {cannot_read(hidden, cache_dir)}"
-    shared = group_shared_folder(cache_dir) if refused else None
-    if shared is not None and not in_group(shared[1]):  # (added to the group since logging in)
-        group = group_name(shared[1])
-        return (f"cannot download {what}: the Hugging Face cache {cache_dir} is shared by the group {group}, which "
-                f"this session of yours is not in ({_short_cause(error)}): ask the instructor to add you to it "
-                f"(usermod -aG {group} $USER), then log in again (a session keeps the groups it started with); or "
-                f"set HF_HUB_CACHE to a directory of your own")
     if found is not None:  # a cache shared by several users: another one made that folder or file
         culprit, owner = found
         head = (f"cannot download {what}: the Hugging Face cache {cache_dir} is shared, and {culprit} belongs to "
@@ -487,7 +487,9 @@ def _download_failure(error, what, cache_dir, hf_home=None, repo_id="") -> str:
             return (f"{head}. If {owner} is downloading it now, run the same command again when that is done (then "
                     f"it is read from the cache); else ask them (or the instructor) to download it, or set "
                     f"HF_HUB_CACHE to a directory of your own")
-        return (f"{head}. Ask {owner} (or the instructor) to download it, or to make the "
+        everyone = (f": the cache is open to all ({mode_of(cache_dir)[:-2]}), but what each user adds to it is "
+                    f"theirs alone" if open_to_all(cache_dir) else "")
+        return (f"{head}{everyone}. Ask {owner} (or the instructor) to download it, or to make the "
                 f"cache writable to a group you share (tutorials/README.md, \"One Hugging Face cache for the room\"); "
                 f"or set HF_HUB_CACHE to a directory of your own")
     if code in _UNUSABLE_CACHE:
@@ -502,6 +504,18 @@ def _download_failure(error, what, cache_dir, hf_home=None, repo_id="") -> str:
         return (f"cannot download {what}: the disk holding the Hugging Face cache {cache_dir} is full "
                 f"({_short_cause(error)}). Free some space, or set HF_HUB_CACHE to a directory on another disk")
     return f"downloading {what} failed: {_short_cause(error)}. Run the same command again to finish the download"
+
+
+def _not_in_group(cache_dir, error=None):
+    """When the cache is a group's tree and this session lacks that group (added to it since logging in): why the
+    cache refuses, and the fix; else None."""
+    shared = group_shared_folder(cache_dir)
+    if shared is None or in_group(shared[1]):
+        return None
+    group, cause = group_name(shared[1]), f" ({_short_cause(error)})" if error is not None else ""
+    return (f"the Hugging Face cache {cache_dir} is shared by the group {group}, which this session of yours is not "
+            f"in{cause}: ask the instructor to add you to it (usermod -aG {group} $USER), then log in again (a session "
+            f"keeps the groups it started with); or set HF_HUB_CACHE to a directory of your own")
 
 
 def _hf_home_file(error, cache_dir, hf_home):

@@ -4,7 +4,8 @@ shares get the group's permissions; whose a file is, what its mode is, and waiti
 
 Each function asks the file system only: who owns a path (``owned_by_other``, ``other_owner``), which folder may
 not be entered (``closed_folder``, ``unreadable``), what to tell the user about it (``not_readable``,
-``cannot_read``), and whether a lock file of the cache is another user's download in progress
+``cannot_read``), what in a group's tree the group cannot write (``closed_to_group``), whether a folder is open to
+all as /tmp is (``open_to_all``), and whether a lock file of the cache is another user's download in progress
 (``is_lock_file``, ``wait_while_held``, ``waiting_for_others``).
 """
 from __future__ import annotations
@@ -13,6 +14,7 @@ import contextlib
 import logging
 import os
 import stat
+import struct
 import threading
 import time
 
@@ -20,7 +22,8 @@ from .checkpoint import current_umask
 
 logger = logging.getLogger("minigpt2.hub")  # (hub.py's logger: its messages, said from here)
 
-__all__ = ["group_shared_folder", "in_group", "group_umask", "group_permissions", "share_with_group", "cannot_read",
+__all__ = ["group_shared_folder", "in_group", "group_umask", "group_permissions", "share_with_group",
+           "share_model_folders", "closed_to_group", "umask_ignored", "open_to_all", "open_locks_to_all", "cannot_read",
            "closed_folder", "group_name", "is_lock_file", "mode_of", "not_readable", "other_owner", "owned_by_other",
            "unreadable", "wait_while_held", "waiting_for_others"]
 
@@ -78,7 +81,7 @@ def group_umask(mask: int) -> int:
 
 
 @contextlib.contextmanager
-def group_permissions(path):
+def group_permissions(path, inside=()):
     """Inside, the files and folders this process makes get, for their group, the permissions the umask gives their
     owner, when ``path`` is in a folder tree a group shares (group_shared_folder); elsewhere nothing changes. Yields
     the (folder, group id) or None.
@@ -87,10 +90,15 @@ def group_permissions(path):
     download a model into a cache shared by a group (chmod 2775) made its folders theirs alone, so no one else
     could add a file, a lock or another model there. The umask is the process's: while a context is open, files
     other threads create get the group's permissions too (contexts may nest and overlap; the first sets it, the
-    last restores it)."""
+    last restores it). Not so where the kernel ignores the umask (``umask_ignored``: a default ACL that gives the
+    group the owner's permissions, on the folder where ``path`` would be made and on each folder of ``inside``
+    that exists): there the umask is left alone.
+
+    (Setting the permissions after the fact instead, on what the download made, is not enough: a download killed
+    midway leaves its lock file and partial file to their maker alone, and another user could not finish it.)"""
     shared = group_shared_folder(path)
-    if shared is None:
-        yield None
+    if shared is None or umask_ignored([path, *inside]):
+        yield shared
         return
     with _umask_lock:
         if _umask_holders[0] == 0:
@@ -136,6 +144,91 @@ def share_with_group(shared, paths, recursive=()) -> None:
             for root, folders, files in os.walk(path):
                 for name in folders + files:
                     widen(os.path.join(root, name))
+
+
+def share_model_folders(shared, cache_dir, repo_id) -> None:
+    """share_with_group for what a download of ``repo_id`` into the Hub cache ``cache_dir`` makes: the cache, its
+    lock folder, and the model's folders in both, with everything below them."""
+    folders = model_folders(cache_dir, repo_id)
+    share_with_group(shared, [cache_dir, os.path.join(cache_dir, ".locks"), *folders,
+                              os.path.join(cache_dir, "CACHEDIR.TAG")], recursive=folders)
+
+
+def model_folders(cache_dir, repo_id):
+    """The folders of ``repo_id`` in the Hub cache ``cache_dir``: its lock files' and its own."""
+    folder = "models--" + repo_id.replace("/", "--")
+    return os.path.join(cache_dir, ".locks", folder), os.path.join(cache_dir, folder)
+
+
+def closed_to_group(tree, gid):
+    """[(path, uid, mode)] of what in ``tree`` lacks, for its group, the permissions its owner has, or is of
+    another group than ``gid`` (links aside): what a user's umask kept from the group that shares the tree."""
+    found = []
+    for root, folders, files in os.walk(tree):
+        for path in [root] + [os.path.join(root, name) for name in folders + files]:
+            try:
+                st = os.lstat(path)
+            except OSError:
+                continue
+            mode = stat.S_IMODE(st.st_mode)
+            if not stat.S_ISLNK(st.st_mode) and (st.st_gid != gid or (mode & 0o700) >> 3 & ~mode):
+                found.append((path, st.st_uid, mode))
+    return found
+
+
+# A default ACL (acl(5)) on a folder: what is made inside gets the permissions it names, and the umask is not used.
+_DEFAULT_ACL = "system.posix_acl_default"
+_ACL_GROUP_OBJ, _ACL_MASK = 0x04, 0x10
+
+
+def umask_ignored(paths) -> bool:
+    """Whether the kernel gives the group, in each of ``paths`` (the nearest folder that exists, for one that does
+    not yet), what is made there with all the owner's permissions, whatever the umask: a default ACL (``setfacl -d
+    -m g::rwX``) whose group entry, and mask if any, allow everything. Linux only; False where that cannot be read.
+    """
+    if not hasattr(os, "getxattr"):
+        return False
+    for path in paths:
+        path = os.path.abspath(os.fspath(path))
+        while not os.path.isdir(path) and os.path.dirname(path) != path:
+            path = os.path.dirname(path)
+        try:
+            acl = os.getxattr(path, _DEFAULT_ACL)
+        except OSError:  # no default ACL there (ENODATA), or a file system without ACLs
+            return False
+        entries = {tag: perm for tag, perm, _ in struct.iter_unpack("<HHI", acl[4:])}
+        if entries.get(_ACL_GROUP_OBJ, 0) & 0o7 != 0o7 or entries.get(_ACL_MASK, 0o7) & 0o7 != 0o7:
+            return False
+    return True
+
+
+# -- a folder open to all (chmod 1777, as /tmp): no group, each user's files their own ------------------------------
+
+def open_to_all(path) -> bool:
+    """Whether ``path`` is a folder every user may add to, each keeping what they add (sticky and writable to all,
+    as /tmp: chmod 1777)."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return False
+    return stat.S_ISDIR(mode) and mode & stat.S_ISVTX and mode & 0o003 == 0o003
+
+
+def open_locks_to_all(cache_dir) -> None:
+    """In a Hub cache open to all (open_to_all), make its lock folder so too, as long as it is ours: huggingface_hub
+    makes it per the umask (0755), so the first user to download a model there kept every other user from adding
+    one (each download takes a lock in .locks/<model>/). The models stay their first downloader's: the others read
+    them. Errors are ignored: this only widens permissions where it can."""
+    if not hasattr(os, "getuid") or not open_to_all(cache_dir):
+        return
+    locks = os.path.join(cache_dir, ".locks")
+    try:
+        os.makedirs(locks, exist_ok=True)
+        st = os.lstat(locks)
+        if stat.S_ISDIR(st.st_mode) and st.st_uid == os.getuid() and stat.S_IMODE(st.st_mode) != 0o1777:
+            os.chmod(locks, 0o1777)
+    except OSError:
+        pass
 
 
 # -- whose a file is, and another user's download ---------------------------------------------------------------
@@ -244,9 +337,10 @@ def cannot_read(folder, cache_dir) -> str:
     except OSError:
         mode = "unknown"
     owner = other_owner(folder, cache_dir)
+    opening = "g+rwX" if group_shared_folder(folder) is not None else "a+rX"  # (a group's tree: the group's rights)
     return (f"{folder} is not readable to you (mode {mode}, {'owned by ' + owner if owner else 'yours'}): ask "
-            f"{owner or 'the instructor'} to run `chmod -R a+rX {folder}`, or set HF_HUB_CACHE to a directory of your "
-            f"own and download it there")
+            f"{owner or 'the instructor'} to run `chmod -R {opening} {folder}`, or set HF_HUB_CACHE to a directory of "
+            f"your own and download it there")
 
 
 def other_owner(path, cache_dir):
