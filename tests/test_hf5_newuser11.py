@@ -92,3 +92,37 @@ def test_a_bool_for_a_number_setting_is_named_with_what_transformers_reads(lm, n
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # (1.0 is a value like any other: no warning)
         assert ours.generate(IDS, do_sample=True, max_new_tokens=4, seed=0, **{name: 1.0}).shape == (2, 10)
+
+
+# -- Top-H among equal scores -------------------------------------------------------------------------------------
+
+def _scores_with_ties(rows, V, seed):
+    """Rows of float32 scores whose best ones are equal: a group of 2 to 95 tokens at one score (as a processor that
+    flattens the allowed tokens leaves them, or logits of coarse precision), the rest lower, some ruled out. (With
+    100 or more equal, Top-H's 100 tokens are all alike, and top_h * 100 tokens is a whole number: see the test.)"""
+    rng = np.random.default_rng(seed)
+    scores = rng.standard_normal((rows, V)).astype(np.float32)
+    for row in scores:
+        tied = rng.choice(V, size=min(V - 1, rng.integers(2, 96)), replace=False)
+        row[tied] = row.max() + rng.choice([0.0, 0.5, 3.0])
+        row[rng.random(V) < 0.05] = -np.inf
+    return scores
+
+
+@pytest.mark.skipif(not HF5, reason="transformers 5 only (4.57 has no Top-H): run by .ci/transformers5.sh")
+@pytest.mark.parametrize("V", [64, 1000, 50257])
+@pytest.mark.parametrize("top_h", [0.3, 0.55, 0.85])
+def test_top_h_keeps_the_equal_scores_transformers_5_keeps(V, top_h):
+    """Where Top-H's cut falls inside a group of equal scores, which of them are kept follows their order.
+    transformers 5 takes them in torch.topk's order; minigpt2 took the lowest ids first, and kept other tokens in
+    most such rows. Now it replays torch.topk's order (ties.py: std::nth_element and
+    std::sort below 6400 tokens, std::partial_sort from there) for the rows with equal scores: the same tokens are
+    ruled out and the others keep their scores, bit for bit, on 40 rows (vocabularies below and above the 100 tokens
+    Top-H looks at, and GPT-2's). (When all 100 tokens Top-H looks at are equal and top_h * 100 is a whole number,
+    the cut lands exactly on one of them and float rounding decides, in transformers too: the groups here hold
+    fewer.)"""
+    scores = _scores_with_ties(40, V, seed=V + int(top_h * 100))
+    expected = transformers.TopHLogitsWarper(top_h)(None, torch.tensor(scores)).numpy()
+    got = minigpt2.TopHLogitsWarper(top_h)(None, scores)
+    np.testing.assert_array_equal(np.isneginf(got), np.isneginf(expected))
+    np.testing.assert_array_equal(got, expected)

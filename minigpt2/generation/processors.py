@@ -13,6 +13,7 @@ import numpy as np
 
 from ..layers import log_softmax, softmax  # -inf scores (filtered tokens) get probability 0
 from .config import TEMPERATURE_LIMITS, _as_token_list
+from .ties import torch_topk_order
 
 
 class LogitsProcessor:
@@ -383,8 +384,9 @@ class TopHLogitsWarper(LogitsProcessor):
     normaliser being the best score plus log sum exp(score - best), H from those log p and the running total from
     log(p) summed in float64. For a very sure distribution, H is mostly rounding of the best token's log p, so the
     same rounding is needed to cut where transformers cuts. At top_h = 1 the last tokens' running total is H itself,
-    and rounding alone decides whether they are kept (in transformers too). Among equal scores the lower id comes
-    first (transformers: torch.topk's order; it matters only where the cut falls between equal scores).
+    and rounding alone decides whether they are kept (in transformers too). Equal scores come in the order
+    transformers' torch.topk gives them (ties.py replays it, for the rows that have some): where the cut falls
+    between equal scores, or the 100th and 101st are equal, it decides which of them are kept.
     """
 
     TOP_N = 100
@@ -396,7 +398,12 @@ class TopHLogitsWarper(LogitsProcessor):
 
     def __call__(self, input_ids, scores):
         n = min(self.TOP_N, scores.shape[-1])
-        best = np.argsort(-scores, axis=-1, kind="stable")[:, :n]  # [N, n]: the n best ids, best first
+        ranked = np.argsort(-scores, axis=-1, kind="stable")[:, :n + 1]  # the n best ids, best first, and the next
+        best = ranked[:, :n]  # [N, n]
+        ranked_scores = np.take_along_axis(scores, ranked, axis=-1)
+        for row in np.flatnonzero(((ranked_scores[:, 1:] == ranked_scores[:, :-1]) & (ranked_scores[:, 1:] > -np.inf))
+                                  .any(axis=-1)):  # equal scores: in torch.topk's order (ties.py), as transformers
+            best[row] = torch_topk_order(scores[row], n)
         top = np.take_along_axis(scores, best, axis=-1)
         log_p = top - (top[:, :1] + np.log(np.exp(top - top[:, :1]).sum(axis=-1, keepdims=True)))
         p = softmax(log_p)
