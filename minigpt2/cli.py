@@ -359,8 +359,8 @@ def _generate(args) -> int:
     max_new = args.max_new_tokens
     if len(ids) + max_new > n_positions:
         max_new = n_positions - len(ids)
-        print(f"[{args.model} reads at most {n_positions} tokens: generating {max_new} new tokens, not "
-              f"{args.max_new_tokens}]", file=sys.stderr)
+        print(f"[{args.model} reads at most {n_positions} tokens: generating {max_new} new "
+              f"token{'s' if max_new > 1 else ''}, not {args.max_new_tokens}]", file=sys.stderr)
     if args.beams:
         cli_checks.check_beams_fit(args.beams, model.config, len(ids), max_new, UsageError)
     if args.candidates:

@@ -151,6 +151,10 @@ class TextGenerationPipeline:
         # transformers: the config's prefix, or the task's, is the default prefix
         prefix = task_params.pop("prefix", getattr(model.config, "prefix", None))
         unknown = cfg.update(**task_params)
+        # The pipeline's own temperature is for the sampling it turns on: a call that turns sampling off did not
+        # choose it, so generate is not to report it as ignored (transformers logs it once as "not valid")
+        self._own_temperature = cfg.temperature == 0.7 and "temperature" not in task_params and (
+            model.generation_config.temperature == default.temperature)
         if tokenizer.pad_token_id is not None and cfg.pad_token_id is None:
             cfg.pad_token_id = tokenizer.pad_token_id
         self.generation_config = cfg
@@ -198,6 +202,8 @@ class TextGenerationPipeline:
         if given.get("stop_sequence") is not None:
             kwargs["eos_token_id"] = self.tokenizer.encode(given["stop_sequence"], add_special_tokens=False)
         kwargs.setdefault("generation_config", self.generation_config)
+        if self._own_temperature and kwargs.get("do_sample") is False and "temperature" not in kwargs:
+            kwargs["temperature"] = 1.0  # (greedy or beam search: the same tokens as with 0.7)
         options = dict(full_text=full_text is not False, tensors=full_text is None and tensors is not None,
                        clean_up=given.get("clean_up_tokenization_spaces", None) is not False,
                        skip_special=given.get("skip_special_tokens", None) is not False,

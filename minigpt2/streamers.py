@@ -18,6 +18,7 @@ and passing on the text up to the last space, so that the printed text is HF's c
 from __future__ import annotations
 
 import codecs
+import numbers
 from queue import Queue
 from typing import TYPE_CHECKING, Iterable, Iterator, Optional
 
@@ -102,6 +103,12 @@ class TextIteratorStreamer(TextStreamer):
 
     def __init__(self, tokenizer, skip_prompt: bool = False, timeout: float = None, **decode_kwargs):
         super().__init__(tokenizer, skip_prompt, **decode_kwargs)
+        # queue.Queue would refuse a bad timeout only when the reader first waits, in its own thread: refuse it here
+        if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, numbers.Real)
+                                    or not timeout >= 0):
+            error = ValueError if isinstance(timeout, numbers.Real) and not isinstance(timeout, bool) else TypeError
+            raise error(f"timeout must be None (wait as long as generate takes) or a number of seconds >= 0, "
+                        f"got {timeout!r}")
         self.text_queue = Queue()
         self.stop_signal = None
         self.timeout = timeout

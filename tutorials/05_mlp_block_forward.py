@@ -208,9 +208,11 @@ if _workshop.is_published_gpt2(model):
                           GPT2Model(config, params)(ids).last_hidden_state[0][:, PUBLISHED_COLUMNS], PUBLISHED,
                           rtol=5e-4, atol=1e-5)
 else:
-    print(f"not compared: the published values belong to the real gpt2 checkpoint, and this run uses the "
-          f"{_workshop.model_label(model)}, so ours differ. Rerun with internet access (or the weights in the HF "
-          f"cache) and the two columns agree to the 4 digits printed.")
+    this = (_workshop.model_label(model) if not _workshop.is_real(model) else
+            f"{_workshop.model_label(model)} with {config.n_layer} layers of {config.n_embd} dimensions")
+    print(f"not compared: the published values belong to the real 124M gpt2 checkpoint (12 layers of 768 "
+          f"dimensions), and this run uses the {this}, so ours differ. Rerun with the real gpt2 (internet access, "
+          f"or its weights in the HF cache) and the two columns agree to the 4 digits printed.")
 
 # %% [markdown]
 # ## The next token, and the loss

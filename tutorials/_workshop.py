@@ -190,9 +190,14 @@ def is_real(model) -> bool:
     return getattr(model, "workshop_name", None) != TINY
 
 
+GPT2_124M = dict(vocab_size=50257, n_positions=1024, n_embd=768, n_layer=12, n_head=12)
+
+
 def is_published_gpt2(model) -> bool:
-    """True when the model is the Hub's 124M gpt2, whose activations HF's documentation prints."""
-    return getattr(model, "workshop_name", None) in ("gpt2", "openai-community/gpt2")
+    """True when the model is the Hub's 124M gpt2, whose activations HF's documentation prints: its name, and its
+    shape (a mirror, or HF_ENDPOINT pointed at a test server, may serve another model under that name)."""
+    return (getattr(model, "workshop_name", None) in ("gpt2", "openai-community/gpt2")
+            and all(getattr(model.config, k, None) == v for k, v in GPT2_124M.items()))
 
 
 def model_label(model) -> str:
@@ -218,8 +223,8 @@ def require(model, ok: bool, what: str):
     """Stop the tutorial with one clear line when its model cannot show what it teaches (MINIGPT2_WORKSHOP_MODEL
     naming a smaller checkpoint): what it needs, and which models have it."""
     if not ok:
-        raise SystemExit(f"this tutorial needs {what}, which {model_label(model)} does not have: run it on gpt2 or "
-                         f"on the tiny model (MINIGPT2_WORKSHOP_MODEL=tiny)")
+        raise SystemExit(f"this tutorial needs {what}, which {model_label(model)} does not have: run it on the "
+                         f"124M gpt2 or on the tiny model (MINIGPT2_WORKSHOP_MODEL=tiny)")
 
 
 class ExerciseFailed(AssertionError):
