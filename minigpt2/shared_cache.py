@@ -25,7 +25,7 @@ logger = logging.getLogger("minigpt2.hub")  # (hub.py's logger: its messages, sa
 __all__ = ["group_shared_folder", "in_group", "group_umask", "group_permissions", "share_with_group",
            "share_model_folders", "closed_to_group", "umask_ignored", "open_to_all", "open_locks_to_all", "cannot_read",
            "closed_folder", "group_name", "is_lock_file", "mode_of", "not_readable", "other_owner", "owned_by_other",
-           "unreadable", "wait_while_held", "waiting_for_others"]
+           "saying_who_downloads", "unreadable", "wait_while_held", "waiting_for_others"]
 
 
 # -- folders a group shares (a workshop's Hugging Face cache, its room folder) ---------------------------------------
@@ -283,15 +283,87 @@ def wait_while_held(lock, what, cache_dir):
                 return waited
             except BlockingIOError:
                 if not waited:
-                    holder = other_owner(lock, cache_dir) or "another process"
-                    logger.warning(f"[{holder} is downloading {what} into the cache {cache_dir} now: waiting until "
-                                   f"that is done, then reading it from there]")
+                    _say_waiting(other_owner(lock, cache_dir) or "another process", what, cache_dir)
                     waited = True
                 time.sleep(0.2)
             except OSError:  # (a file system without flock)
                 return None
     finally:
         os.close(fd)
+
+
+_said_waiting = set()  # (cache, what): said once per process
+
+
+def _say_waiting(holder, what, cache_dir):
+    if (cache_dir, what) not in _said_waiting:
+        _said_waiting.add((cache_dir, what))
+        logger.warning(f"[{holder} is downloading {what} into the cache {cache_dir} now: waiting until that is done, "
+                       f"then reading it from there]")
+
+
+@contextlib.contextmanager
+def saying_who_downloads(lock_folder, what, cache_dir, after=2.0):
+    """Inside, a download of ``what`` into ``cache_dir`` whose lock files are in ``lock_folder``: if it still runs
+    ``after`` seconds on, holding none of those locks, while another user's process holds one, say once that this
+    user waits for theirs. huggingface_hub 1.x and 2.x make their lock files writable to the group (0664) and wait
+    for another user's without a word (an INFO log line every 10 s, hidden), so the download of a model another
+    user is fetching seemed to hang; 0.x lock files, which others may not write, are waited for by
+    waiting_for_others, which says so itself. Linux only (the locks are read in /proc/locks)."""
+    done = threading.Event()
+
+    def watch():
+        wait = after
+        while not done.wait(wait) and (cache_dir, what) not in _said_waiting:
+            holder = _other_users_lock(lock_folder)
+            if holder is not None:
+                _say_waiting(holder, what, cache_dir)
+            wait = 1.0
+
+    if os.path.isfile("/proc/locks"):
+        threading.Thread(target=watch, daemon=True, name="minigpt2-lock-watch").start()
+    try:
+        yield
+    finally:
+        done.set()
+
+
+def _other_users_lock(lock_folder):
+    """"user NAME" when another user's process holds an flock on a lock file in ``lock_folder`` and this process holds
+    none there; else None."""
+    holders = {}  # inode -> pid, from lines such as "1: FLOCK  ADVISORY  WRITE 1234 fd:01:5678 0 EOF"
+    try:
+        with open("/proc/locks") as f:
+            for line in f:
+                parts = line.split()
+                if len(parts) >= 6 and parts[1] == "FLOCK":
+                    holders[int(parts[5].rsplit(":", 1)[1])] = int(parts[4])
+        names = os.listdir(lock_folder)
+    except (OSError, ValueError, IndexError):
+        return None
+    pids = set()
+    for name in names:
+        try:
+            pid = holders.get(os.stat(os.path.join(lock_folder, name)).st_ino)
+        except OSError:
+            continue
+        if pid is not None:
+            pids.add(pid)
+    if not pids or os.getpid() in pids:
+        return None
+    for pid in pids:
+        try:
+            uid = os.stat(f"/proc/{pid}").st_uid
+        except OSError:  # (gone, or hidden: /proc mounted with hidepid)
+            continue
+        if uid != os.getuid():
+            try:
+                import pwd
+
+                return f"user {pwd.getpwuid(uid).pw_name}"
+            except (ImportError, KeyError):
+                return f"user {uid}"
+    return None
 
 
 def closed_folder(checkpoint, folder):

@@ -177,3 +177,41 @@ def test_a_session_without_the_rooms_group_is_told_so_before_a_private_model(roo
         assert f"shared by the group {room.group}, which this session of yours is not in" in bob.stderr, \
             (extra, bob.stderr)
         assert "log in again" in bob.stderr and "a+rX" not in bob.stderr, bob.stderr
+
+
+_SLOW_PLAIN_DOWNLOAD = """
+import time
+from huggingface_hub import file_download, hf_hub_download
+hf_hub_download('room/tiny', 'config.json')
+real = file_download.http_get
+def http_get(*args, **kwargs):  # (inside huggingface_hub's lock for the file)
+    print('downloading', flush=True)
+    time.sleep(5)
+    return real(*args, **kwargs)
+file_download.http_get = http_get
+hf_hub_download('room/tiny', 'model.safetensors')
+"""
+
+
+def test_a_user_waiting_for_another_users_download_is_told_with_any_huggingface_hub(room):
+    """alice downloads the weights with plain huggingface_hub (slowly); bob loads the model meanwhile. With
+    huggingface_hub 0.x her lock file is hers alone (0644) and minigpt2 said that bob waits for her; 1.x and 2.x make
+    it writable to the group (0664) and bob waited inside huggingface_hub without a word (its INFO line every 10 s
+    is hidden), as if his load hung. Now he is told, once, whichever huggingface_hub it is."""
+    from huggingface_hub import file_download
+
+    if not hasattr(file_download, "http_get"):
+        pytest.skip("this huggingface_hub has no file_download.http_get to slow alice's download down with")
+    cache = room.folder("hf-wait")
+    env = {"HF_HUB_CACHE": cache, "HF_ENDPOINT": room.hub.url}
+    alice = room.start(room.alice, _SLOW_PLAIN_DOWNLOAD, env=env)
+    try:
+        line = alice.stdout.readline()
+        assert line.strip() == "downloading", (line, alice.communicate(timeout=30))
+        bob = room.run(room.bob, LOAD % "room/tiny", env=env)
+    finally:
+        out, err = alice.communicate(timeout=90)
+    assert alice.returncode == 0, err
+    assert bob.returncode == 0 and "loaded" in bob.stdout, bob.stderr
+    said = [line for line in bob.stderr.splitlines() if "is downloading" in line]
+    assert len(said) == 1 and f"user {room.alice} is downloading" in said[0] and "waiting" in said[0], bob.stderr
