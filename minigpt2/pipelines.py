@@ -202,7 +202,8 @@ class TextGenerationPipeline:
         if given.get("stop_sequence") is not None:
             kwargs["eos_token_id"] = self.tokenizer.encode(given["stop_sequence"], add_special_tokens=False)
         kwargs.setdefault("generation_config", self.generation_config)
-        if self._own_temperature and kwargs.get("do_sample") is False and "temperature" not in kwargs:
+        if (self._own_temperature and kwargs["generation_config"] is self.generation_config
+                and kwargs.get("do_sample", self.generation_config.do_sample) is False and "temperature" not in kwargs):
             kwargs["temperature"] = 1.0  # (greedy or beam search: the same tokens as with 0.7)
         options = dict(full_text=full_text is not False, tensors=full_text is None and tensors is not None,
                        clean_up=given.get("clean_up_tokenization_spaces", None) is not False,

@@ -17,6 +17,7 @@ import warnings
 
 import pytest
 
+import minigpt2
 from conftest import save_tiny_model
 from hubserver import tiny_checkpoint_files
 from minigpt2 import GPT2Config, GPT2LMHeadModel, TextIteratorStreamer, pipeline
@@ -75,5 +76,12 @@ def test_greedy_pipeline_call_gives_transformers_text_without_a_warning_about_it
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert greedy("The cat", max_new_tokens=4) == theirs("The cat", max_new_tokens=4, do_sample=False)
+    config = minigpt2.GPT2Config.from_pretrained(directory)
+    config.task_specific_params = {"text-generation": {"do_sample": False}}
+    config.save_pretrained(directory)
+    with warnings.catch_warnings():  # greedy as the model's config asks, the pipeline's temperature unused
+        warnings.simplefilter("error")
+        got = pipeline("text-generation", model=directory)("The cat", max_new_tokens=4)
+    assert got == transformers.pipeline("text-generation", model=directory)("The cat", max_new_tokens=4)
     with pytest.warns(UserWarning, match="temperature=0.5 only matter"):  # one the user chose is still reported
         ours("The cat", max_new_tokens=2, do_sample=False, temperature=0.5)
