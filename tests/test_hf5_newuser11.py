@@ -86,8 +86,8 @@ def test_a_bool_for_a_number_setting_is_named_with_what_transformers_reads(lm, n
     else:
         with pytest.raises(ValueError, match=r"model_kwargs` are not used by the model: \['top_h'\]"):
             hf(theirs, input_ids=IDS, generate=True, do_sample=True, max_new_tokens=4, top_h=True)
-    with pytest.raises(TypeError, match=rf"{name} must be a number, got {name}=True: it is not a switch but the setting "
-                                        rf"itself, a number \(transformers would read True as 1.0"):
+    said = rf"{name} must be a number, got {name}=True: it is not a switch but the setting itself, a number "
+    with pytest.raises(TypeError, match=said + r"\(transformers would read True as 1.0"):
         ours.generate(IDS, do_sample=True, max_new_tokens=4, **{name: True})
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # (1.0 is a value like any other: no warning)
@@ -126,3 +126,29 @@ def test_top_h_keeps_the_equal_scores_transformers_5_keeps(V, top_h):
     got = minigpt2.TopHLogitsWarper(top_h)(None, scores)
     np.testing.assert_array_equal(np.isneginf(got), np.isneginf(expected))
     np.testing.assert_array_equal(got, expected)
+
+
+# -- GenerationConfig(**settings) with transformers' names ----------------------------------------------------------
+
+def test_generation_config_takes_what_transformers_generation_config_takes(lm):
+    """``GenerationConfig(**settings)`` with the settings of a transformers GenerationConfig (its to_dict(), or a
+    generation_config.json read with json.load) raised "unexpected keyword argument 'transformers_version'" (then
+    '_from_model_config', 'cache_implementation', ...): minigpt2's dataclass took only its fields, where
+    transformers' takes any name. Now it takes transformers' metadata (skipped) and its settings minigpt2 has no
+    field for (inert ones accepted, one that would act refused by generate, as given to generate itself), and the
+    ids are transformers' from the same settings. A name neither knows is still a TypeError, naming the field it
+    looks like (transformers keeps it: a misspelt setting does nothing there)."""
+    ours, theirs = lm
+    settings = {**theirs.generation_config.to_dict(), "max_new_tokens": 4, "num_beams": 2, "pad_token_id": 0,
+                "cache_implementation": "dynamic"}
+    expected = hf(theirs, input_ids=IDS, generate=True, generation_config=transformers.GenerationConfig(**settings))
+    np.testing.assert_array_equal(ours.generate(IDS, generation_config=minigpt2.GenerationConfig(**settings)),
+                                  expected.numpy())
+
+    group = minigpt2.GenerationConfig(num_beams=4, num_beam_groups=2, diversity_penalty=1.0, max_new_tokens=2)
+    with pytest.raises(ValueError, match=r"num_beam_groups=2 asks for group \(diverse\) beam search"):
+        ours.generate(IDS, generation_config=group)
+    assert transformers.GenerationConfig(max_new_token=4).max_new_token == 4  # (kept, and never read)
+    with pytest.raises(TypeError, match=r"GenerationConfig got unexpected setting\(s\) 'max_new_token' \(did you mean "
+                                        r"'max_new_tokens'\?\)"):
+        minigpt2.GenerationConfig(max_new_token=4)

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import ast
+import difflib
+import functools
 import json
 import os
 import warnings
@@ -11,7 +13,7 @@ from typing import Optional
 import numpy as np
 from ..checks import is_int, is_number
 from ..config import write_json
-from .hf_settings import INERT, METADATA
+from .hf_settings import HF_ONLY, INERT, METADATA
 
 GENERATION_CONFIG_NAME = "generation_config.json"
 
@@ -66,6 +68,7 @@ class GenerationConfig:
     forced_eos_token_id: object = None  # an int or a list of ints: forced as the last token at max_length
     stop_strings: object = None  # a string or a list of strings: stop once one is generated (needs tokenizer=)
     _from_model_config = False  # (not a field) made from a model's config: HF's mark in generation_config.json
+    _transformers_settings = {}  # (not a field) transformers' settings given that minigpt2 has no field for
 
     @classmethod
     def from_model_config(cls, config) -> "GenerationConfig":
@@ -291,6 +294,35 @@ class GenerationConfig:
         if self.num_beams == 1 and (self.length_penalty != 1.0 or self.early_stopping is not False):
             warnings.warn("length_penalty and early_stopping only matter in beam search (num_beams > 1)",
                           UserWarning, stacklevel=4)
+
+
+def _taking_transformers_settings(dataclass_init):
+    """GenerationConfig's __init__: the dataclass's, which takes the fields, and also what transformers'
+    GenerationConfig takes besides them (``GenerationConfig(**d)`` with d from a generation_config.json or a
+    transformers config's to_dict()): its metadata (transformers_version, ...: skipped) and its settings minigpt2 has
+    no field for (hf_settings.HF_ONLY: kept aside, for generate to accept the inert ones and refuse those that would
+    act). Another name is a TypeError naming it (transformers keeps any name, a misspelt one too)."""
+
+    @functools.wraps(dataclass_init)
+    def __init__(self, *args, **kwargs):
+        names = {f.name for f in fields(type(self))}
+        metadata = {k: kwargs.pop(k) for k in [k for k in kwargs if k in METADATA]}
+        others = {k: kwargs.pop(k) for k in [k for k in kwargs if k not in names and k in HF_ONLY]}
+        unknown = [k for k in kwargs if k not in names]
+        if unknown:
+            close = {k: difflib.get_close_matches(k, sorted(names | set(HF_ONLY)), 1, cutoff=0.75) for k in unknown}
+            said = ", ".join(f"{k!r} (did you mean {close[k][0]!r}?)" if close[k] else repr(k) for k in unknown)
+            raise TypeError(f"GenerationConfig got unexpected setting(s) {said}: it takes its fields "
+                            f"(docs/generation.md) and transformers' other settings (minigpt2.generation.hf_settings)")
+        dataclass_init(self, *args, **kwargs)
+        if metadata.get("_from_model_config"):
+            self._from_model_config = True
+        self._transformers_settings = others
+
+    return __init__
+
+
+GenerationConfig.__init__ = _taking_transformers_settings(GenerationConfig.__init__)
 
 
 def _json_ready(settings: dict) -> dict:

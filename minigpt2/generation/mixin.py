@@ -218,6 +218,7 @@ class GenerationMixin:
         if generation_config is not None:
             self._fill_from_model_defaults(cfg, use_model_defaults)
         model_kwargs = cfg.update(**kwargs)
+        hf_settings = {**cfg._transformers_settings, **hf_settings}
         hf_settings.update({k: model_kwargs.pop(k) for k in list(model_kwargs) if k in HF_ONLY})
         unknown = [k for k in model_kwargs if k not in MODEL_INPUTS]
         if unknown:

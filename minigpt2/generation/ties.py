@@ -1,12 +1,13 @@
-"""Which of several equal scores comes first, as transformers' beam search on the CPU decides it.
+"""Which of several equal scores comes first, as transformers' beam search and Top-H on the CPU decide it.
 
-Beam search keeps the k best candidates with ``torch.topk``, which does not sort stably: among equal scores its
-order follows libstdc++'s ``std::partial_sort`` or ``std::nth_element``, whichever torch's CPU kernel uses. Ties are
-rare with trained weights but certain at max_length (every candidate ends, the running beams all score -1e9) and
-with constraints that leave fewer than ``2 * num_beams`` tokens; which tied beam runs on decides the rows of the
-next step's scores, of ``beam_indices`` and of the returned cache. So minigpt2's beam search (beam.py, ``_best``)
-replays those two algorithms for rows with a tie, and only for them: nothing here changes which scores win, only
-the order of equal ones. A learner can skip this file.
+Beam search keeps the k best candidates with ``torch.topk`` (Top-H sampling its 100 best tokens), which does not
+sort stably: among equal scores its order follows libstdc++'s ``std::partial_sort`` or ``std::nth_element`` then
+``std::sort``, whichever torch's CPU kernel uses. Ties are rare with trained weights but certain at max_length (every
+candidate ends, the running beams all score -1e9) and with constraints that leave fewer than ``2 * num_beams``
+tokens; which tied beam runs on decides the rows of the next step's scores, of ``beam_indices`` and of the returned
+cache (for Top-H, which of equal tokens are kept). So minigpt2's beam search (beam.py, ``_best``) and
+TopHLogitsWarper replay those algorithms for rows with a tie, and only for them: nothing here changes which scores
+win, only the order of equal ones. A learner can skip this file.
 """
 from __future__ import annotations
 
