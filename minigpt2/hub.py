@@ -38,7 +38,8 @@ from urllib.parse import urlsplit
 
 from .shared_cache import (cannot_read, closed_folder, group_name, group_permissions, group_shared_folder, in_group,
                            model_folders, mode_of, not_readable, open_locks_to_all, open_to_all, owned_by_other,
-                           saying_who_downloads, share_model_folders, unreadable, waiting_for_others)
+                           quiet_about_others_partial_files, saying_who_downloads, share_model_folders, unreadable,
+                           waiting_for_others)
 
 __all__ = ["resolve_file", "pop_hub_options", "HUB_OPTIONS", "hub_settings", "DEFAULT_ENDPOINT", "cached_file_named"]
 
@@ -217,7 +218,7 @@ def resolve_file(name_or_path, filename, *, required=True, revision=None, cache_
                                                               ("blobs", "snapshots", "refs", ".no_exist"))]) as shared:
             open_locks_to_all(cache_dir)
             try:  # (a lock file of a tree no group shares never becomes writable to us: no quick tries then)
-                with saying_who_downloads(folders[0], what, cache_dir):
+                with saying_who_downloads(folders[0], what, cache_dir), quiet_about_others_partial_files():
                     return waiting_for_others(lambda: fetch(False), cache_dir, what, quick_tries=10 if shared else 0)
             finally:
                 share_model_folders(shared, cache_dir, name_or_path)

@@ -25,7 +25,8 @@ logger = logging.getLogger("minigpt2.hub")  # (hub.py's logger: its messages, sa
 __all__ = ["group_shared_folder", "in_group", "group_umask", "group_permissions", "share_with_group",
            "share_model_folders", "closed_to_group", "umask_ignored", "open_to_all", "open_locks_to_all", "cannot_read",
            "closed_folder", "group_name", "is_lock_file", "mode_of", "not_readable", "other_owner", "owned_by_other",
-           "saying_who_downloads", "unreadable", "wait_while_held", "waiting_for_others"]
+           "quiet_about_others_partial_files", "saying_who_downloads", "unreadable", "wait_while_held",
+           "waiting_for_others"]
 
 
 # -- folders a group shares (a workshop's Hugging Face cache, its room folder) ---------------------------------------
@@ -326,6 +327,34 @@ def saying_who_downloads(lock_folder, what, cache_dir, after=2.0):
         yield
     finally:
         done.set()
+
+
+class _OthersPartialFile(logging.Filter):
+    """Drops huggingface_hub 0.x's warning "Could not set the permissions on the file '<blob>.incomplete' ...
+    Operation not permitted" when that file, a download another user began (and was cut short), already gives the
+    group its owner's permissions: only its owner may chmod it, and finishing it needs no more."""
+
+    def filter(self, record):
+        text = record.getMessage()
+        if not text.startswith("Could not set the permissions on the file '"):
+            return True
+        try:
+            st = os.stat(text.split("'", 2)[1])
+        except (OSError, IndexError):
+            return True
+        mode = stat.S_IMODE(st.st_mode)
+        return st.st_uid == os.getuid() or bool((mode & 0o700) >> 3 & ~mode)
+
+
+@contextlib.contextmanager
+def quiet_about_others_partial_files():
+    """Inside, _OthersPartialFile filters huggingface_hub's download logger."""
+    hub_logger, quiet = logging.getLogger("huggingface_hub.file_download"), _OthersPartialFile()
+    hub_logger.addFilter(quiet)
+    try:
+        yield
+    finally:
+        hub_logger.removeFilter(quiet)
 
 
 def _other_users_lock(lock_folder):
