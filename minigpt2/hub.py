@@ -346,9 +346,13 @@ def resolve_file(name_or_path, filename, *, required=True, revision=None, cache_
 # together: what a download makes there gets the group's permissions whatever the umask (huggingface_hub follows the
 # umask, so with 022 the first user's folders would be theirs alone), what this user made there before is opened to
 # the group too (shared_cache.group_permissions, share_with_group), and a download of a file another user is
-# downloading at that moment waits for theirs when their lock file cannot be written (waiting_for_others). A folder
-# or file that another user's umask kept from the group is named with its owner and the chmod that opens it
-# (_download_failure); an access token another user saved in a shared HF_HOME is not sent (someone_elses_token).
+# downloading at that moment waits for theirs when their lock file cannot be written (waiting_for_others), saying so
+# also when huggingface_hub (1.x, 2.x) waits for it itself (saying_who_downloads). Where a default ACL already gives
+# the group the owner's permissions, the umask is left alone (group_permissions). A folder or file that another user's
+# umask kept from the group is named with its owner and the chmod that opens it (_download_failure; the doctor names
+# all of them); an access token another user saved in a shared HF_HOME is not sent (someone_elses_token). In a cache
+# open to all (chmod 1777, no group), the lock folder is kept open to all so that each user can add models
+# (open_locks_to_all); each model stays its first downloader's.
 
 def someone_elses_token(settings=None):
     """(the token file, its owner "user NAME") when the access token huggingface_hub would send comes from a file

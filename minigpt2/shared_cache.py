@@ -6,7 +6,7 @@ Each function asks the file system only: who owns a path (``owned_by_other``, ``
 not be entered (``closed_folder``, ``unreadable``), what to tell the user about it (``not_readable``,
 ``cannot_read``), what in a group's tree the group cannot write (``closed_to_group``), whether a folder is open to
 all as /tmp is (``open_to_all``), and whether a lock file of the cache is another user's download in progress
-(``is_lock_file``, ``wait_while_held``, ``waiting_for_others``).
+(``is_lock_file``, ``wait_while_held``, ``waiting_for_others``, ``saying_who_downloads``, which says so once).
 """
 from __future__ import annotations
 
