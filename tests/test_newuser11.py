@@ -7,10 +7,13 @@ and huggingface_hub, one without a C compiler, the local Hub server standing in 
 - TextIteratorStreamer took any timeout, and a negative one failed only when the reader first waited, in its
   own thread, while generate went on;
 - the text-generation pipeline called with do_sample=False warned "temperature=0.7 only matter(s) when
-  sampling; set do_sample=True", about a temperature the user never set (the pipeline's default).
+  sampling; set do_sample=True", about a temperature the user never set (the pipeline's default);
+- decode(a batch, skip_special_tokens=True) said "unhashable type: 'list'" (without the option: use batch_decode).
 """
 from __future__ import annotations
 
+import gzip
+import pathlib
 import queue
 import types
 import warnings
@@ -20,7 +23,7 @@ import pytest
 import minigpt2
 from conftest import save_tiny_model
 from hubserver import tiny_checkpoint_files
-from minigpt2 import GPT2Config, GPT2LMHeadModel, TextIteratorStreamer, pipeline
+from minigpt2 import GPT2Config, GPT2LMHeadModel, TextIteratorStreamer, bpe, pipeline
 from minigpt2.tokenizer import AutoTokenizer
 from test_cli import run, stdin_is_a_terminal  # noqa: F401 (a fixture)
 from test_workshop_parity4 import workshop  # noqa: F401 (a fixture; it puts tutorials/ on the path)
@@ -85,3 +88,29 @@ def test_greedy_pipeline_call_gives_transformers_text_without_a_warning_about_it
     assert got == transformers.pipeline("text-generation", model=directory)("The cat", max_new_tokens=4)
     with pytest.warns(UserWarning, match="temperature=0.5 only matter"):  # one the user chose is still reported
         ours("The cat", max_new_tokens=2, do_sample=False, temperature=0.5)
+
+
+@pytest.fixture(scope="module")
+def hf_fast_tokenizer(tmp_path_factory):
+    """transformers' fast GPT-2 tokenizer, from the bundled vocabulary (offline)."""
+    pytest.importorskip("transformers")
+    pytest.importorskip("tokenizers")
+    from test_tokenizer_parity2 import hf_tokenizer
+
+    files = tmp_path_factory.mktemp("hf_vocab")
+    for ours, theirs in (("encoder.json", "vocab.json"), ("vocab.bpe", "merges.txt")):
+        (files / theirs).write_bytes(gzip.decompress(pathlib.Path(bpe.DATA_DIR, ours + ".gz").read_bytes()))
+    return hf_tokenizer(files, True)
+
+
+@pytest.mark.parametrize("options", [dict(), dict(skip_special_tokens=True), dict(spaces_between_special_tokens=True)])
+def test_decoding_a_batch_is_refused_the_same_way_with_every_option(hf_fast_tokenizer, options):
+    """transformers raises TypeError for a batch given to decode; so did minigpt2, but with skip_special_tokens its
+    message was "unhashable type: 'list'" instead of pointing to batch_decode."""
+    ours = AutoTokenizer.from_pretrained("gpt2")
+    batch = ours(["Hello world", "Hi there"], return_tensors="np").input_ids
+    for ids in (batch, batch.tolist()):
+        with pytest.raises(TypeError):
+            hf_fast_tokenizer.decode(ids, **options)
+        with pytest.raises(TypeError, match="item 0 is a sequence; use batch_decode"):
+            ours.decode(ids, **options)

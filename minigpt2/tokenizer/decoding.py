@@ -65,6 +65,9 @@ class Decoding:
         if kwargs:
             raise TypeError(f"decode() got unexpected keyword arguments {sorted(kwargs)}")
         ids = self._as_id_list(token_ids)
+        if (skip_special_tokens or spaces_between_special_tokens) and any(
+                isinstance(i, (list, tuple, np.ndarray)) for i in ids):  # (a batch: the set look-ups below
+            raise self._bad_id_error(ids)  # would say "unhashable type: 'list'")
         if self.is_fast:  # HF's fast decode leaves out ids that have no token (past the vocabulary)
             table = self._id_bytes
             ids = [i for i in ids if not (isinstance(i, (int, np.integer)) and i >= len(table) or
