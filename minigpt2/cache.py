@@ -27,8 +27,9 @@ from .checks import check_int, from_torch, is_int
 __all__ = ["KVCache"]
 
 
-BOTH_CACHE_NAMES = ("pass the cache once: past_key_values (transformers 4's name) or cache (transformers 5's), not "
-                    "both (transformers 5 would use cache and ignore past_key_values, 4.57's forward would ignore cache)")
+BOTH_CACHE_NAMES = ("pass the cache once: past_key_values (transformers 4's name) or cache (transformers 5's), "
+                    "not both (transformers 5 would use cache and ignore past_key_values, 4.57's forward would "
+                    "ignore cache)")
 
 
 def one_cache(past_key_values, cache):

@@ -152,3 +152,28 @@ def test_generation_config_takes_what_transformers_generation_config_takes(lm):
     with pytest.raises(TypeError, match=r"GenerationConfig got unexpected setting\(s\) 'max_new_token' \(did you mean "
                                         r"'max_new_tokens'\?\)"):
         minigpt2.GenerationConfig(max_new_token=4)
+
+
+@pytest.mark.parametrize("settings", [dict(temperature=0.5), dict(top_k=10, top_p=0.9), dict(length_penalty=2.0),
+                                      dict(max_new_tokens=4), dict(do_sample=True, temperature=0.5),
+                                      dict(num_beams=2, length_penalty=2.0), dict(top_h=0.4)], ids=str)
+def test_validate_strict_refuses_what_transformers_strict_validation_refuses(settings):
+    """``generation_config.validate(strict=True)`` (transformers 4.57 and 5.x: a setting the strategy ignores is an
+    error, not a warning) was "unexpected keyword argument 'strict'". Now the same settings are refused, a ValueError
+    naming each (what generate warns about), and the others pass, as in transformers. (top_h: 5.x only.)"""
+    if "top_h" in settings and not HF5:
+        pytest.skip("transformers 5 only (4.57 has no top_h): run by .ci/transformers5.sh")
+    try:
+        transformers.GenerationConfig(**settings).validate(strict=True)
+        refused = False
+    except ValueError:
+        refused = True
+    ours = minigpt2.GenerationConfig(**settings)
+    if not refused:
+        ours.validate(strict=True)
+        return
+    ignored = [name for name in settings if name not in ("do_sample", "num_beams")]
+    named = "".join(f"(?=.*{name}=)" for name in ignored)  # (each, in any order)
+    with pytest.raises(ValueError, match=r"GenerationConfig is invalid \(strict\): " + named):
+        ours.validate(strict=True)
+    ours.validate()  # (not strict: generate only warns)

@@ -169,8 +169,10 @@ class GenerationConfig:
     def to_dict(self) -> dict:
         return {f.name: getattr(self, f.name) for f in fields(self)}
 
-    def validate(self):
-        """Raise ValueError naming the field and what it may be."""
+    def validate(self, strict: bool = False):
+        """Raise ValueError naming the field and what it may be. ``strict=True`` (HF's): a setting the chosen strategy
+        ignores (temperature without do_sample, length_penalty without beams, ...: what generate warns about) is a
+        ValueError too."""
         for f in fields(self):  # None means "not set", as in HF: the default applies (top_k=None: no top-k)
             value = getattr(self, f.name)
             if value is None and f.default is not None and f.name != "top_k":
@@ -245,6 +247,8 @@ class GenerationConfig:
         if self.num_return_sequences > self.num_beams > 1:
             raise ValueError(f"num_return_sequences ({self.num_return_sequences}) must be <= num_beams "
                              f"({self.num_beams}): beam search returns its best beams")
+        if strict and self._unused_settings():
+            raise ValueError(f"GenerationConfig is invalid (strict): {'; '.join(self._unused_settings())}")
 
     def _check_sampling_settings(self):
         """temperature, top_k, top_p, ...: numbers always; their ranges only when sampling, as in transformers 4.57,
@@ -284,16 +288,26 @@ class GenerationConfig:
 
     def warn_unused(self):
         """HF's warnings for settings that the chosen strategy ignores."""
+        for message in self._unused_settings():
+            warnings.warn(message, UserWarning, stacklevel=4)
+
+    def _unused_settings(self) -> list:
+        """What warn_unused says: the settings that the chosen strategy ignores, one sentence per kind."""
+        said = []
         if not self.do_sample:
             unused = [f"{name}={getattr(self, name)}" for name, default in
                       (("temperature", 1.0), ("top_p", 1.0), ("top_k", 50), ("top_h", None))
                       if getattr(self, name) not in (default, None)]  # None: unset (HF says nothing either)
             if unused:
-                warnings.warn(f"{', '.join(unused)} only matter(s) when sampling; set do_sample=True to sample "
-                              f"(greedy and beam search ignore it)", UserWarning, stacklevel=4)
-        if self.num_beams == 1 and (self.length_penalty != 1.0 or self.early_stopping is not False):
-            warnings.warn("length_penalty and early_stopping only matter in beam search (num_beams > 1)",
-                          UserWarning, stacklevel=4)
+                said.append(f"{', '.join(unused)} only matter(s) when sampling; set do_sample=True to sample "
+                            f"(greedy and beam search ignore it)")
+        if self.num_beams == 1:
+            unused = [f"{name}={getattr(self, name)!r}" for name, default in (("length_penalty", 1.0),
+                                                                              ("early_stopping", False))
+                      if getattr(self, name) != default]
+            if unused:
+                said.append(f"{', '.join(unused)} only matter(s) in beam search (num_beams > 1)")
+        return said
 
 
 def _taking_transformers_settings(dataclass_init):
