@@ -128,6 +128,11 @@ class KVCache(tuple):
     does. Where such a loop also says where it thinks it is (an attention_mask longer than P + T, a
     cache_position past P) the model raises an error saying this. The DynamicCache methods that change a cache
     in place (crop, reorder_cache, ...) raise, naming what to use instead (``reorder`` returns a new cache).
+
+    Iterating gives each layer's (key, value), as transformers 4's caches do and as its legacy tuples hold them.
+    transformers 5's DynamicCache gives (keys, values, sliding window or None) and cannot be indexed: code written
+    for it unpacks three (``for k, v, _ in cache``), here two. ``cache.layers[i].keys`` / ``.values`` read the same in
+    every version.
     """
 
     NOT_GROWN = ("if the cache passed in is one you passed before, expecting it to have grown (transformers updates "
