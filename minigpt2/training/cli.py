@@ -25,34 +25,37 @@ __all__ = ["main", "build_parser"]
 
 
 def _int(low, high=None):
+    """argparse's type for a whole number from ``low`` to ``high`` (None: no upper limit); an error names the
+    range."""
+    allowed = f"an integer from {low} to {high}" if high is not None else f"an integer >= {low}, with no upper limit"
+
     def parse(text):
         try:
             value = int(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-        if value < low:
-            raise argparse.ArgumentTypeError(f"{value} is below the smallest allowed value, {low}")
-        if high is not None and value > high:
-            raise argparse.ArgumentTypeError(f"{value} is above the largest allowed value, {high}")
+            raise argparse.ArgumentTypeError(f"{text!r} is not an integer (must be {allowed})") from None
+        if value < low or (high is not None and value > high):
+            raise argparse.ArgumentTypeError(f"{value} is not allowed (must be {allowed})")
         return value
     return parse
 
 
-
-
 def _float(low, *, open_low=False, high=None):
+    """argparse's type for a finite number from ``low`` (excluded if ``open_low``) to below ``high`` (None: no upper
+    limit); an error names the range."""
+    allowed = f"finite and {'>' if open_low else '>='} {low}"
+    if high == FLOAT32_MAX:
+        allowed += f" and < {high!r}, float32's largest value: the weights are float32"
+    else:
+        allowed += f" and < {high}" if high is not None else ", with no upper limit"
+
     def parse(text):
         try:
             value = float(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number (must be {allowed})") from None
         if not math.isfinite(value) or value < low or (open_low and value == low) or \
                 (high is not None and value >= high):
-            allowed = f"finite and {'>' if open_low else '>='} {low}"
-            if high == FLOAT32_MAX and math.isfinite(value) and value >= high:  # (said only to those beyond it)
-                allowed += f" and < {high!r}, float32's largest value: the weights are float32"
-            elif high is not None and high != FLOAT32_MAX:
-                allowed += f" and < {high}"
             raise argparse.ArgumentTypeError(f"{value} is not allowed (must be {allowed})")
         return value
     return parse
@@ -256,28 +259,45 @@ def hold_out_dir(out):
     made = not os.path.exists(out)
     os.makedirs(out, exist_ok=True)
     path = os.path.join(out, ".train.lock")
-    lock = open(path, "a+")
-    try:
-        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        lock.seek(0)
-        holder = lock.read().strip() or "?"
-        lock.close()
-        raise BlockingIOError(f"--out {out} is in use by another training run (process {holder}); wait for it to "
-                              f"finish, or train into another directory") from None
+    while True:
+        lock = open(path, "a+")
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            lock.seek(0)
+            holder = lock.read().strip() or "?"
+            lock.close()
+            raise BlockingIOError(f"--out {out} is in use by another training run (process {holder}); wait for it "
+                                  f"to finish, or train into another directory") from None
+        if _same_file(lock, path):
+            break
+        lock.close()  # (the run that held it ended and removed it meanwhile: this one locked a file no one sees)
     lock.seek(0)
     lock.truncate()
     lock.write(f"{os.getpid()}\n")
     lock.flush()
 
     def let_go():
-        """Unlock; a run that failed before writing anything leaves --out as it found it."""
-        if os.listdir(out) == [".train.lock"]:
+        """Remove the lock file (while still holding it) and unlock: a finished or interrupted run leaves no
+        .train.lock behind, nor, if it failed before writing anything, the --out it made."""
+        try:
             os.unlink(path)
-            if made:
+            if made and not os.listdir(out):
                 os.rmdir(out)
+        except OSError:  # (--out removed or made read-only meanwhile: the lock goes with the process anyway)
+            pass
         lock.close()
     return let_go
+
+
+def _same_file(opened, path) -> bool:
+    """Whether ``path`` still names the file ``opened`` (a run that ends removes its lock file: one that opened it
+    just before then holds a lock on a file no longer there, and must open the new one)."""
+    try:
+        here, there = os.fstat(opened.fileno()), os.stat(path)
+    except FileNotFoundError:
+        return False
+    return (here.st_dev, here.st_ino) == (there.st_dev, there.st_ino)
 
 
 def _saved_step(out) -> str:
