@@ -177,3 +177,24 @@ def test_validate_strict_refuses_what_transformers_strict_validation_refuses(set
     with pytest.raises(ValueError, match=r"GenerationConfig is invalid \(strict\): " + named):
         ours.validate(strict=True)
     ours.validate()  # (not strict: generate only warns)
+
+
+# -- the tokenizer's whole output as generate's prompt --------------------------------------------------------------
+
+def test_the_tokenizers_output_as_the_prompt_is_named(lm):
+    """``model.generate(inputs)`` with ``inputs = tokenizer(text, return_tensors=...)`` (``**`` forgotten): transformers
+    (4.57 and 5.x) fails inside, with a bare AttributeError; minigpt2 said "input_ids must be integer token ids, got
+    dtype object". Now a TypeError says it got the tokenizer's output and to unpack it (its ids and mask, unpacked,
+    give transformers' tokens), for minigpt2's and transformers' BatchEncoding and a plain dict."""
+    ours, theirs = lm
+    ids, mask = IDS[:1, 1:], np.ones((1, 5), np.int64)
+    theirs_encoding = transformers.BatchEncoding({"input_ids": torch.tensor(ids), "attention_mask": torch.tensor(mask)})
+    with pytest.raises(AttributeError):
+        hf(theirs, inputs=theirs_encoding, generate=True, max_new_tokens=2)
+    expected = hf(theirs, generate=True, max_new_tokens=2, **theirs_encoding).numpy()
+    ours_encoding = minigpt2.tokenizer.BatchEncoding({"input_ids": ids, "attention_mask": mask})
+    np.testing.assert_array_equal(ours.generate(**ours_encoding, max_new_tokens=2), expected)
+    for given in (ours_encoding, theirs_encoding, {"input_ids": ids}):
+        with pytest.raises(TypeError, match=r"generate\(\) got the tokenizer's output \((BatchEncoding|dict) of "
+                                            r"input_ids.*\) as its prompt: unpack it, generate\(\*\*inputs\)"):
+            ours.generate(given, max_new_tokens=2)

@@ -12,6 +12,7 @@ import copy
 import functools
 import difflib
 import warnings
+from collections.abc import Mapping
 from dataclasses import fields
 
 import numpy as np
@@ -268,6 +269,10 @@ class GenerationMixin:
         if isinstance(ids, (str, bytes)):
             raise TypeError("generate() takes token ids, not text: ids = tokenizer(text, return_tensors='np')"
                             ".input_ids")
+        if isinstance(ids, Mapping) and "input_ids" in ids:  # the tokenizer's whole output, as the prompt
+            raise TypeError(f"generate() got the tokenizer's output ({type(ids).__name__} of "
+                            f"{', '.join(map(str, ids))}) as its prompt: unpack it, generate(**inputs), so that the "
+                            f"ids and the attention mask go in by name (or pass inputs['input_ids'])")
         try:
             ids = np.asarray(ids)
         except ValueError:  # NumPy's "inhomogeneous shape": prompts of different lengths
