@@ -12,6 +12,7 @@ Parameters live in ``model.params``, a nested dict named like the checkpoint
 from __future__ import annotations
 
 import copy
+from collections.abc import Mapping
 
 import numpy as np
 
@@ -143,6 +144,10 @@ class GPT2Model(GPT2PreTrainedModel):
         if (input_ids is None) == (inputs_embeds is None):
             raise ValueError("pass exactly one of input_ids and inputs_embeds"
                              + _embeds_as_head_mask_hint(input_ids, inputs_embeds, head_mask, cfg.n_embd))
+        if isinstance(input_ids, Mapping) and "input_ids" in input_ids:  # the tokenizer's whole output
+            raise TypeError(f"input_ids is the tokenizer's output ({type(input_ids).__name__} of "
+                            f"{', '.join(map(str, input_ids))}): unpack it, model(**inputs), so that the ids and the "
+                            f"attention mask go in by name")
         if input_ids is not None:
             input_ids = int_array("input_ids", input_ids, high=cfg.vocab_size, min_ndim=1)
             input_shape = nonempty("input_ids", input_ids.shape)

@@ -198,3 +198,24 @@ def test_the_tokenizers_output_as_the_prompt_is_named(lm):
         with pytest.raises(TypeError, match=r"generate\(\) got the tokenizer's output \((BatchEncoding|dict) of "
                                             r"input_ids.*\) as its prompt: unpack it, generate\(\*\*inputs\)"):
             ours.generate(given, max_new_tokens=2)
+
+
+@pytest.mark.parametrize("name", ["GPT2Model", "GPT2LMHeadModel", "GPT2ForSequenceClassification"])
+def test_the_tokenizers_output_as_input_ids_is_named(tmp_path, name):
+    """``model(inputs)`` with the tokenizer's output (``**`` forgotten): transformers fails with an AttributeError or
+    a KeyError that do not say why, minigpt2 said "input_ids must hold integers, got dtype object". Now every model's
+    forward says it got the tokenizer's output and to unpack it; unpacked, the outputs are transformers' (within
+    conftest's float32 bound)."""
+    theirs = write_hf_checkpoint(tmp_path, name, vocab_size=64, pad_token_id=0)
+    ours = getattr(minigpt2, name).from_pretrained(tmp_path)
+    ids, mask = IDS[:, 1:], np.ones((2, 5), np.int64)
+    theirs_encoding = transformers.BatchEncoding({"input_ids": torch.tensor(ids), "attention_mask": torch.tensor(mask)})
+    with pytest.raises((AttributeError, KeyError)), torch.no_grad():  # (KeyError: a BatchEncoding built by hand)
+        theirs(theirs_encoding)
+    field = "last_hidden_state" if name == "GPT2Model" else "logits"
+    ours_encoding = minigpt2.tokenizer.BatchEncoding({"input_ids": ids, "attention_mask": mask})
+    assert_close(getattr(ours(**ours_encoding), field), getattr(hf(theirs, **theirs_encoding), field).numpy(), field)
+    for given in (ours_encoding, theirs_encoding):
+        with pytest.raises(TypeError, match=r"input_ids is the tokenizer's output \(BatchEncoding of input_ids, "
+                                            r"attention_mask\): unpack it, model\(\*\*inputs\)"):
+            ours(given)
