@@ -467,12 +467,21 @@ def memory_reader(tmp):
 
 
 def last_level_cache():
-    """The last-level cache's size in bytes as the OS reports it (Linux: sysfs, as lscpu), 0 if unknown: minigpt2's
-    own reading (the kernel calibration sizes its examples by it)."""
+    """The last-level cache's size in bytes as the OS reports it, 0 if unknown: minigpt2's own reading (Linux's
+    sysfs), else macOS's sysctl: the L3 (Intel Macs), or the performance cores' L2 (Apple chips report no L3)."""
     sys.path.insert(0, str(ROOT))
     from minigpt2._tuning import _l3_bytes
 
-    return _l3_bytes()
+    return _l3_bytes() or sysctl_bytes("hw.l3cachesize") or sysctl_bytes("hw.perflevel0.l2cachesize")
+
+
+def sysctl_bytes(name) -> int:
+    """``sysctl -n name`` as a number, 0 where there is no such command or value (Linux's knows no hw.* names)."""
+    try:
+        done = subprocess.run(["sysctl", "-n", name], capture_output=True, text=True, timeout=10)
+        return max(int(done.stdout.strip()), 0) if done.returncode == 0 else 0
+    except (OSError, ValueError, subprocess.SubprocessError):
+        return 0
 
 
 # -- the run --------------------------------------------------------------------------------------------------
@@ -586,6 +595,22 @@ def checkpoint_problem(checkpoint, positions, why, quicker=""):
     return None
 
 
+def refuse_what_a_mode_ignores(parser, args):
+    """A usage error for flags --profile or --matmul would ignore (a --profile --busy looked like a busy profile)."""
+    if args.profile and args.matmul:
+        parser.error("--profile and --matmul are two separate measurements: give one")
+    ignored = {"--quick": args.quick, "--busy": args.busy, "--repeats": args.repeats is not None,
+               "--cache-mib": args.cache_mib is not None,  # (not --json: scripts give it to every run)
+               "--systems": args.matmul and args.systems != parser.get_default("systems"),
+               "--checkpoint": args.matmul and args.checkpoint is not None}
+    given = [flag for flag, on in ignored.items() if on] if args.profile or args.matmul else []
+    if given:
+        does = ("--profile times one decode step per kernel, in this process" if args.profile else
+                "--matmul times the C matmul against NumPy's BLAS on random matrices")
+        parser.error(f"{', '.join(given)}: not used by --{'profile' if args.profile else 'matmul'} ({does}); drop "
+                     f"{'it' if len(given) == 1 else 'them'}")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="fewer tokens, one round: a smoke run")
@@ -613,6 +638,7 @@ def main():
 
     if args.worker:
         return worker(args.worker, args.checkpoint, **json.loads(args.sizes))
+    refuse_what_a_mode_ignores(parser, args)
     try:
         systems = parse_systems(args.systems)
         cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()

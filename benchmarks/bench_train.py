@@ -123,6 +123,7 @@ def main():
     if torch is not None:
         torch.set_num_threads(args.threads)
         hf = transformers.GPT2LMHeadModel(transformers.GPT2Config(**config, attn_implementation="eager")).train()
+        hf.loss_type = "ForCausalLM"  # (the loss it uses anyway: unset, transformers 4.5x warns "loss_type=None ...")
         named = dict(hf.named_parameters())
         t_opt = torch.optim.AdamW([{"params": [p for p in named.values() if p.ndim >= 2], "weight_decay": 0.1},
                                    {"params": [p for p in named.values() if p.ndim < 2], "weight_decay": 0.0}],
