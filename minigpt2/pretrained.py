@@ -613,9 +613,10 @@ class GPT2PreTrainedModel:
     def __call__(self, *args, **kwargs):
         """``model(...)`` is ``model.forward(...)``; ``cache=``, transformers 5's name, is taken as past_key_values
         (and ``out.cache`` is ``out.past_key_values``)."""
-        if "cache" in kwargs:  # transformers 5's name for past_key_values
-            kwargs = _renamed_cache(type(self), kwargs)
-        return self.forward(*args, **kwargs)
+        if "cache" in kwargs and "cache" not in inspect.signature(self.forward).parameters:
+            raise TypeError(f"{type(self).__name__} takes no cache (cache / past_key_values): it reads the whole "
+                            "input at once")
+        return self.forward(*args, **kwargs)  # (forward takes transformers 5's cache= beside past_key_values=)
 
     # -- training mode (dropout): only loss_and_grad uses it; forward() is always the inference pass --------
     training = False
@@ -683,17 +684,6 @@ def _loading_info(model, stored: dict) -> dict:
     unexpected = sorted((set(renamed) - set(own) | set(task_keys)) - buffers)
     mismatched = sorted(name for name, shape in renamed.items() if name in own and own[name] != shape)
     return {"missing_keys": missing, "unexpected_keys": unexpected, "mismatched_keys": mismatched, "error_msgs": []}
-
-
-def _renamed_cache(cls, kwargs) -> dict:
-    """``kwargs`` with transformers 5's ``cache`` under its 4.x name, ``past_key_values``, which forward() takes."""
-    if "past_key_values" in kwargs:
-        raise ValueError("pass the cache once: past_key_values (transformers 4's name) or cache (transformers 5's)")
-    if "past_key_values" not in inspect.signature(cls.forward).parameters:
-        raise TypeError(f"{cls.__name__} takes no cache (cache / past_key_values): it reads the whole input at once")
-    kwargs = dict(kwargs)
-    kwargs["past_key_values"] = kwargs.pop("cache")
-    return kwargs
 
 
 def _resized_rows(old, size, mean_resizing, initializer_range):

@@ -68,6 +68,19 @@ def test_both_cache_names_are_refused_saying_what_each_transformers_would_do(lm)
             call()
 
 
+def test_a_cache_beside_the_other_name_given_as_none_is_the_cache(lm):
+    """``model(ids, cache=c, past_key_values=None)`` (a wrapper that passes every argument by name) runs as
+    transformers 5.25 runs it, with cache c (and 4.57, whose forward takes ``cache`` into its unused kwargs, with
+    past_key_values c): calling the model said "pass the cache once" where ``model.forward`` took the same call."""
+    ours, theirs = lm
+    mine = ours(IDS[:, :3], use_cache=True).past_key_values
+    ref = transformers.DynamicCache()
+    hf(theirs, input_ids=IDS[:, :3], use_cache=True, **{CACHE: ref})
+    expected = hf(theirs, input_ids=IDS[:, 3:4], **{CACHE: ref}).logits.numpy()
+    for given in (dict(cache=mine, past_key_values=None), dict(cache=None, past_key_values=mine)):
+        assert_close(ours(IDS[:, 3:4], **given).logits, expected, f"model(..., {', '.join(given)})")
+
+
 # -- a bool for a number setting (top_h=True) -------------------------------------------------------------------
 
 @pytest.mark.parametrize("name", ["top_h", "top_p", "temperature"])

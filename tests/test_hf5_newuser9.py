@@ -176,8 +176,12 @@ def test_generate_takes_the_cache_as_cache_as_transformers_5(lm, settings):
     expected = hf(theirs, input_ids=IDS, generate=True, **{CACHE: ref}, **kwargs).numpy()
     np.testing.assert_array_equal(got, expected)
     assert mine.get_seq_length() == ref.get_seq_length()
+    # None under either name is no cache given (5.25 runs such a call; forward reads it alike); two caches are refused
+    np.testing.assert_array_equal(ours.generate(IDS, cache=None, past_key_values=None, **kwargs),
+                                  ours.generate(IDS, **kwargs))
+    prompt = ours(IDS[:, :4], use_cache=True).past_key_values
     with pytest.raises(ValueError, match=r"pass the cache once: past_key_values \(transformers 4's name\) or cache"):
-        ours.generate(IDS, cache=None, past_key_values=None, max_new_tokens=1)
+        ours.generate(IDS, cache=prompt, past_key_values=prompt, max_new_tokens=1)
 
 
 # -- transformers 5's generation settings ---------------------------------------------------------------------

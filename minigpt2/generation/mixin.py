@@ -19,7 +19,7 @@ import numpy as np
 
 from ..checks import float_array, is_int
 from ..config import LEGACY_GENERATION_DEFAULTS
-from ..cache import BOTH_CACHE_NAMES, KVCache, _is_transformers_cache, fill_transformers_cache, transformers_pairs
+from ..cache import KVCache, _is_transformers_cache, fill_transformers_cache, one_cache, transformers_pairs
 from ..layers import log_softmax
 from .beam import beam_search
 from .config import GenerationConfig, _as_token_list
@@ -104,10 +104,8 @@ class GenerationMixin:
         followed by the new tokens; sequences that end early are filled with ``pad_token_id`` (GPT-2 has none,
         so eos is used, as HF does).
         """
-        if "cache" in kwargs:  # transformers 5's name for past_key_values
-            if "past_key_values" in kwargs:
-                raise ValueError(BOTH_CACHE_NAMES)
-            kwargs["past_key_values"] = kwargs.pop("cache")
+        if "cache" in kwargs:  # transformers 5's name for past_key_values (None: not given, as in forward)
+            kwargs["past_key_values"] = one_cache(kwargs.get("past_key_values"), kwargs.pop("cache"))
         cfg, model_kwargs = self._merged_generation_config(generation_config, kwargs)
         input_ids, attention_mask, embeds = self._prepare_inputs(inputs, model_kwargs, cfg)
         B, T = input_ids.shape  # T = 0 for a prompt given as inputs_embeds alone: the ids hold only new tokens
