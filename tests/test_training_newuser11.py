@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import fcntl
+import json
 import os
 import random
 import signal
@@ -241,3 +242,45 @@ def test_data_without_text_leaves_no_data_folder(tmp_path):
         data.prepare_tokens(tmp_path / "empty.txt", tmp_path / "out" / "data", minigpt2.GPT2Tokenizer.from_pretrained(
             "gpt2"))
     assert not (tmp_path / "out" / "data").exists()
+
+
+# -- 4. --data . beside --out ------------------------------------------------------------------------------------------
+
+def test_a_data_folder_holding_the_runs_reads_only_the_text(tmp_path, capsys, monkeypatch):
+    """A learner's project folder: their text, and the runs they train into it (--data . --out run). The first run
+    tokenized its own .train.lock (its process id, as text to learn), the second the first run's checkpoint
+    (vocab.json, merges.txt, config.json: 1.5 MB of JSON) and tokenized data, and each resume the run's own files
+    again. Now hidden files and the folders of models, runs and tokenized data are left out, and said so."""
+    from minigpt2.training.data import find_documents
+
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "notes.txt").write_text("the cat sat on the mat. " * 40, encoding="utf-8")
+    (project / ".DS_Store").write_bytes(b"Bud1\x00\x00")
+    model = project / "downloaded"  # (a model saved with save_pretrained, in the same folder)
+    minigpt2.GPT2LMHeadModel(minigpt2.GPT2Config(vocab_size=50257, n_positions=8, n_embd=8, n_layer=1, n_head=1),
+                             seed=0).save_pretrained(model)
+    minigpt2.GPT2Tokenizer.from_pretrained("gpt2").save_pretrained(model)
+    monkeypatch.chdir(project)
+    assert cli("--data", ".", "--out", "run", "--max-steps", "1", *TINY) == 0
+    assert cli("--data", ".", "--out", "run2", "--max-steps", "1", *TINY) == 0
+    said = capsys.readouterr().out
+    assert "--data .: left out 2 folder(s) of models, training runs or tokenized data: ./downloaded, ./run" in said
+    assert cli("--data", ".", "--out", "run", "--resume", "--max-steps", "2") == 0
+    expected = [os.path.join(".", "notes.txt")]
+    for run in ("run", "run2"):
+        with open(os.path.join(run, "data", "meta.json"), encoding="utf-8") as f:
+            assert [path for path, *_ in json.load(f)["signature"]["files"]] == expected
+    assert find_documents(".", ".*") == [os.path.join(".", ".DS_Store")]  # (asked for by name: read)
+    os.unlink("notes.txt")
+    with pytest.raises(ValueError, match="no files matching '\\*' in this folder \\(besides the folders of models"):
+        find_documents(".", left_out=[])
+
+
+def test_resume_into_a_folder_that_does_not_exist_says_so(tmp_path, capsys):
+    """It said "--resume: nothere holds no trainer_state.json", as if the folder were there."""
+    assert cli("--out", tmp_path / "nothere", "--resume", "--max-steps", "2") == 1
+    assert capsys.readouterr().err.strip() == f"python -m minigpt2 train: error: --resume: there is no folder " \
+                                              f"{tmp_path / 'nothere'} (so no trainer_state.json): no run to " \
+                                              f"continue; to start a new run there, drop --resume"
+    assert not (tmp_path / "nothere").exists()

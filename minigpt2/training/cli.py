@@ -361,6 +361,9 @@ def run(args, parser) -> int:
         refuse_to_overwrite(args.out)
     data_dir = os.path.join(args.out, "data")
     if args.resume:
+        if not os.path.isdir(args.out):
+            raise FileNotFoundError(f"--resume: there is no folder {args.out} (so no trainer_state.json): no run to "
+                                    f"continue; to start a new run there, drop --resume")
         if not os.path.exists(os.path.join(args.out, "trainer_state.json")):
             model_there = os.path.isfile(os.path.join(args.out, "config.json"))  # (a model, not a training run)
             raise FileNotFoundError(f"--resume: {args.out} holds no trainer_state.json, so no run to continue" + (

@@ -27,8 +27,11 @@ __all__ = ["prepare_tokens", "load_tokens", "random_batch", "find_documents", "e
 DTYPE = np.uint16
 
 
-def find_documents(source, pattern="*"):
-    """The files to read: ``source`` itself, or every file under the folder ``source`` matching ``pattern``."""
+def find_documents(source, pattern="*", left_out=None):
+    """The files to read: ``source`` itself, or every file under the folder ``source`` matching ``pattern``, but
+    hidden ones (.train.lock, .DS_Store; unless ``pattern`` starts with a dot) and the folders of models and
+    training runs (a checkpoint's vocab.json and merges.txt are not text to learn, nor tokenized data: --data .
+    beside --out would read the run's own files). ``left_out``: a list to which those folders are added."""
     source = os.fspath(source)
     if os.path.isfile(source):
         return [source]
@@ -36,13 +39,28 @@ def find_documents(source, pattern="*"):
         raise ValueError(f"--data {source} is not a regular file or a folder; give a text file, or a folder of them")
     if not os.path.isdir(source):
         raise FileNotFoundError(f"--data {source}: no such file or folder")
-    found = []
+    found, hidden = [], pattern.startswith(".")
     for root, dirs, files in os.walk(source):
+        if root != source and _holds_a_run(files):
+            dirs[:] = []
+            if left_out is not None:
+                left_out.append(root)
+            continue
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-        found += [os.path.join(root, f) for f in sorted(files) if fnmatch.fnmatch(f, pattern)]
+        found += [os.path.join(root, f) for f in sorted(files)
+                  if fnmatch.fnmatch(f, pattern) and (hidden or not f.startswith("."))]
     if not found:
-        raise ValueError(f"--data {source}: no files matching {pattern!r} in this folder")
+        raise ValueError(f"--data {source}: no files matching {pattern!r} in this folder" + (
+            f" (besides the folders of models or tokenized data, left out: {', '.join(left_out)})" if left_out else ""))
     return found
+
+
+def _holds_a_run(names) -> bool:
+    """Whether a folder holding files ``names`` is a model's (save_pretrained), a training run's, or tokenized data."""
+    names = set(names)
+    return "trainer_state.json" in names or {"meta.json", "train.bin"} <= names or (
+        "config.json" in names and bool(names & {"model.safetensors", "model.safetensors.index.json",
+                                                  "pytorch_model.bin"}))
 
 
 def _signature(files, vocab_size, val_fraction):
@@ -57,7 +75,11 @@ def prepare_tokens(source, directory, tokenizer, *, val_fraction=0.1, pattern="*
     vocab_size = len(tokenizer)
     if vocab_size > np.iinfo(DTYPE).max + 1:
         raise ValueError(f"the tokenizer has {vocab_size} tokens, more than a uint16 token file holds (65536)")
-    files = find_documents(source, pattern)
+    left_out = []
+    files = find_documents(source, pattern, left_out)
+    if left_out:
+        log(f"--data {source}: left out {len(left_out)} folder(s) of models, training runs or tokenized data: "
+            f"{', '.join(left_out)}")
     signature = _signature(files, vocab_size, val_fraction)
     meta_path = os.path.join(directory, "meta.json")
     if os.path.exists(meta_path):
