@@ -171,10 +171,10 @@ def set_backend(backend: str = "auto") -> str:
         raise ValueError(f"unknown backend {backend!r}; choose one of {', '.join(map(repr, BACKENDS))}")
     c = _load_c() if backend in ("c", "auto") else None
     if backend == "c" and c is None:
-        raise RuntimeError(
-            f"the C backend was asked for, but the extension minigpt2._kernels does not load ({_c_problem}). "
-            f"Build it with a C compiler present (pip install -e ., or python csrc/build_kernels.py in a "
-            f"checkout), or choose the 'numpy' or 'auto' backend")
+        build = "" if "compiler" in _c_problem else (  # (no_extension_reason says how to build it already)
+            "Build it with a C compiler present (pip install -e ., or python csrc/build_kernels.py in a checkout), or ")
+        raise RuntimeError(f"the C backend was asked for, but the extension minigpt2._kernels does not load "
+                           f"({_c_problem}). {build or 'Or '}choose the 'numpy' or 'auto' backend")
     _active.clear()
     if c is not None:
         _active.update(c.KERNELS)

@@ -135,6 +135,7 @@ def test_asking_for_c_without_the_c_core_is_one_line_with_no_contradicting_warni
     err = one_line_error(flag, 2, "error: --backend c: the C backend was asked for",
                          "python csrc/build_kernels.py", "choose the 'numpy' or 'auto' backend")
     assert "RuntimeWarning" not in err and "running on the NumPy backend" not in err
+    assert err.lower().count("with a c compiler present") == 1, f"the build advice, once: {err}"
     variable = without_c("-m", model_dir, "-n", "2", "Hi", env={"MINIGPT2_BACKEND": "c"})
     err = one_line_error(variable, 1, "error: MINIGPT2_BACKEND=c: the C backend was asked for", "--backend")
     assert "RuntimeWarning" not in err
