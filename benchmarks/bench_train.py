@@ -56,10 +56,11 @@ def parse():
         if getattr(args, name) is None:
             setattr(args, name, (QUICK if args.quick else DEFAULTS)[name])
     for name in (*DEFAULTS, "n_head", "threads"):
-        if getattr(args, name) < 1:
-            p.error(f"--{name.replace('_', '-')} {getattr(args, name)}: give a whole number of 1 or more")
-    if args.threads > 256:  # (MINIGPT2_NUM_THREADS's range: the C core's pool)
-        p.error(f"--threads {args.threads}: give at most 256")
+        low = 2 if name == "seq" else 1  # (a sequence of 1 token has no next token to predict: a NaN loss)
+        high = 256 if name == "threads" else None  # (MINIGPT2_NUM_THREADS's range: the C core's pool)
+        if getattr(args, name) < low or (high is not None and getattr(args, name) > high):
+            p.error(f"--{name.replace('_', '-')} {getattr(args, name)}: give a whole number of {low} or more" +
+                    (f", up to {high}" if high else " (no upper limit)"))
     if args.n_embd % args.n_head:
         p.error(f"--n-embd {args.n_embd} is not a multiple of --n-head {args.n_head}: each head takes an equal share")
     return args

@@ -108,3 +108,18 @@ def test_on_a_mac_the_share_of_weights_that_fit_in_the_cache_is_marked(small_che
     row = next(line for line in done.stdout.splitlines() if line.startswith("| numpy | 1 |"))
     assert re.search(r"\| \d+% \[\d+%-\d+%\] \* \|$", row), done.stdout
     assert "\n* the weights read per token (13 MiB) fit in the last-level cache (16 MiB" in done.stdout, done.stdout
+
+
+@pytest.mark.parametrize("arguments, says", [
+    (["--seq", "1"], "--seq 1: give a whole number of 2 or more (no upper limit)"),
+    (["--threads", "300"], "--threads 300: give a whole number of 1 or more, up to 256"),
+    (["--threads", "0"], "--threads 0: give a whole number of 1 or more, up to 256"),
+    (["--steps", "0"], "--steps 0: give a whole number of 1 or more (no upper limit)"),
+])
+def test_bench_train_refuses_what_it_cannot_time_naming_the_range(arguments, says, tmp_path):
+    """--seq 1 ran the whole benchmark (5 rounds by default) on sequences with no next token to predict (torch's
+    loss NaN); the ranges' other ends were not said."""
+    done = subprocess.run([sys.executable, str(TRAIN), *arguments], capture_output=True, text=True, timeout=120,
+                          cwd=tmp_path)
+    assert done.returncode == 2 and done.stderr.splitlines()[-1] == f"bench_train.py: error: {says}", done.stderr
+    assert done.stdout == ""
