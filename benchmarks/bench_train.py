@@ -50,6 +50,9 @@ def parse():
     p.add_argument("--quick", action="store_true", help="a small model and few steps: a smoke run")
     p.add_argument("--profile", action="store_true", help="where minigpt2's step spends its time, and stop")
     args = p.parse_args()
+    if args.profile and (args.rounds is not None or args.steps is not None):  # (it profiles 3 steps, in one round)
+        p.error(f"{'--rounds' if args.rounds is not None else '--steps'}: not used by --profile (it profiles three "
+                f"steps of minigpt2); drop it")
     if args.threads is None:
         args.threads = cores_available()
     for name, default in DEFAULTS.items():  # what the user gave wins over --quick

@@ -115,10 +115,11 @@ def test_on_a_mac_the_share_of_weights_that_fit_in_the_cache_is_marked(small_che
     (["--threads", "300"], "--threads 300: give a whole number of 1 or more, up to 256"),
     (["--threads", "0"], "--threads 0: give a whole number of 1 or more, up to 256"),
     (["--steps", "0"], "--steps 0: give a whole number of 1 or more (no upper limit)"),
+    (["--profile", "--rounds", "2"], "--rounds: not used by --profile (it profiles three steps of minigpt2); drop it"),
 ])
 def test_bench_train_refuses_what_it_cannot_time_naming_the_range(arguments, says, tmp_path):
     """--seq 1 ran the whole benchmark (5 rounds by default) on sequences with no next token to predict (torch's
-    loss NaN); the ranges' other ends were not said."""
+    loss NaN); the ranges' other ends were not said; --profile ignored --rounds and --steps."""
     done = subprocess.run([sys.executable, str(TRAIN), *arguments], capture_output=True, text=True, timeout=120,
                           cwd=tmp_path)
     assert done.returncode == 2 and done.stderr.splitlines()[-1] == f"bench_train.py: error: {says}", done.stderr
