@@ -168,7 +168,9 @@ def resolve_file(name_or_path, filename, *, required=True, revision=None, cache_
         raise FileNotFoundError(f"{name_or_path} is a web address; name a Hub repository by its id, e.g. {repo!r} "
                                 f"(HF_ENDPOINT sets the server, for a mirror), or give a local directory")
     if _looks_like_path(name_or_path):
-        raise FileNotFoundError(f"{name_or_path} is not a directory (looking for {filename}); a model is a "
+        repo = name_or_path.rstrip("/")  # "openai-community/gpt2/", a Hub id with a path's trailing slash
+        hint = "" if not repo or _looks_like_path(repo) else f" ('{repo}' without the trailing / names that Hub repository)"
+        raise FileNotFoundError(f"{name_or_path} is not a directory (looking for {filename}){hint}; a model is a "
                                 f"directory with config.json and model.safetensors, or a Hub name such as 'gpt2'")
 
     try:
@@ -703,5 +705,5 @@ def _short_cause(error) -> str:
 
 
 def _looks_like_path(name):
-    """A Hub id is "name" or "owner/name"; anything else (./x, /x, a/b/c, C:\\x) is meant as a path."""
-    return name.startswith((".", "/", "~")) or name.count("/") > 1 or "\\" in name
+    """A Hub id is "name" or "owner/name"; anything else (./x, /x, a/b/c, gpt2/, C:\\x) is meant as a path."""
+    return name.startswith((".", "/", "~")) or name.count("/") > 1 or name.endswith("/") or "\\" in name

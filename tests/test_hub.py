@@ -340,6 +340,19 @@ def test_cli_info_sees_the_token_and_hf_home_as_huggingface_hub_does(tmp_path):
         assert "NotToBeShown" not in info.stdout + info.stderr
 
 
+@pytest.mark.parametrize("name", ["openai-community/gpt2/", "gpt2/"])
+def test_a_hub_name_with_a_trailing_slash_is_named_without_it(name, tmp_path, monkeypatch):
+    """A Hub id typed as a path, with a trailing / (as a shell completes a folder's name): no such folder, so the
+    error says so and names the repository the name would be without it ("gpt2/" said only that it was no valid
+    Hub name, "openai-community/gpt2/" that it was no directory). Nothing is downloaded."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # (no server: a download would fail otherwise)
+    with pytest.raises(FileNotFoundError) as raised:
+        GPT2LMHeadModel.from_pretrained(name)
+    assert str(raised.value).startswith(f"{name} is not a directory (looking for config.json) "
+                                        f"('{name.rstrip('/')}' without the trailing / names that Hub repository)")
+
+
 def test_an_endpoint_without_a_scheme_is_a_clear_error(monkeypatch, tmp_path):
     monkeypatch.setenv("HF_ENDPOINT", "127.0.0.1:8080")
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path))
