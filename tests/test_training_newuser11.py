@@ -284,3 +284,21 @@ def test_resume_into_a_folder_that_does_not_exist_says_so(tmp_path, capsys):
                                               f"{tmp_path / 'nothere'} (so no trainer_state.json): no run to " \
                                               f"continue; to start a new run there, drop --resume"
     assert not (tmp_path / "nothere").exists()
+
+
+@pytest.mark.parametrize("setting, says", [
+    (dict(batch_size=0), "batch_size must be a positive integer (1 or more, no upper limit), got 0"),
+    (dict(seed=-1), "seed must be an integer >= 0 (no upper limit), got -1"),
+    (dict(warmup_steps=-2), "warmup_steps must be an integer >= 0 (no upper limit), got -2"),
+    (dict(lr=-1.0), "lr must be a finite number > 0 and below {F32}, float32's largest, got -1.0"),
+    (dict(weight_decay=float("nan")), "weight_decay must be a finite number >= 0 and below {F32}, float32's largest, "
+                                      "got nan"),
+    (dict(grad_clip=-1.0), "grad_clip must be a finite number >= 0 (no upper limit), got -1.0"),
+])
+def test_training_arguments_name_the_whole_range(setting, says):
+    """The library's checks, as the CLI's: both ends of the range (float32's largest value as NumPy gives it)."""
+    from minigpt2.training import TrainingArguments
+
+    with pytest.raises(ValueError) as e:
+        TrainingArguments(**setting).check()
+    assert str(e.value) == says.format(F32=f"{float(np.finfo(np.float32).max):.4g}")

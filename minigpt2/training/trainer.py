@@ -81,20 +81,23 @@ class TrainingArguments:
         for name in positive:
             value = getattr(self, name)
             if not is_int(value) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+                raise ValueError(f"{name} must be a positive integer (1 or more, no upper limit), got {value!r}")
         for name in ("sample_tokens", "save_interval", "seed"):
             value = getattr(self, name)
             if not is_int(value) or value < 0:
-                raise ValueError(f"{name} must be an integer >= 0, got {value!r}")
+                raise ValueError(f"{name} must be an integer >= 0 (no upper limit), got {value!r}")
         if self.seq_len < 2:  # (a window of one token has no next token to predict: the loss would be NaN)
             raise ValueError(f"seq_len must be at least 2 (each token is trained to predict the next one in its "
                              f"window), got {self.seq_len}")
         if self.warmup_steps is not None and (not is_int(self.warmup_steps) or self.warmup_steps < 0):
-            raise ValueError(f"warmup_steps must be an integer >= 0, got {self.warmup_steps!r}")
+            raise ValueError(f"warmup_steps must be an integer >= 0 (no upper limit), got {self.warmup_steps!r}")
         for name in ("lr", "weight_decay", "grad_clip") + (("min_lr",) if self.min_lr is not None else ()):
             value = getattr(self, name)
             if not is_number(value) or not math.isfinite(value) or value < 0 or (name == "lr" and value == 0):
-                raise ValueError(f"{name} must be a finite number {'> 0' if name == 'lr' else '>= 0'}, got {value!r}")
+                below = (" (no upper limit)" if name == "grad_clip" else
+                         f" and below {FLOAT32_MAX:.4g}, float32's largest")
+                raise ValueError(f"{name} must be a finite number {'> 0' if name == 'lr' else '>= 0'}{below}, got "
+                                 f"{value!r}")
             if name != "grad_clip" and value >= FLOAT32_MAX:  # (multiplies float32 weights: inf from the first step)
                 raise ValueError(f"{name} must be below {FLOAT32_MAX:.4g}, float32's largest value (the weights are "
                                  f"float32), got {value!r}")
