@@ -310,7 +310,8 @@ def test_cli_checks_settings_before_tokenizing(tmp_path, corpus, capsys):
     base = ["train", "--data", str(corpus), "--out", str(out), "--max-steps", "2"]
     assert cli(*base, "--model", str(model_dir), "--seq-len", "16") == 1
     assert "--seq-len 16 is longer than the model's n_positions 8" in one_line(capsys.readouterr().err)
-    for flags, message in ((["--lr", "inf"], "argument --lr: inf is not allowed (must be finite and > 0)"),
+    for flags, message in ((["--lr", "inf"], "argument --lr: inf is not allowed (must be finite and > 0 and < "
+                                             "3.4028234663852886e+38"),
                            (["--model", str(model_dir), "--n-layer", "3"], "--n-layer shapes a new model")):
         with pytest.raises(SystemExit) as e:
             cli(*base, *flags)

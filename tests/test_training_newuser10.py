@@ -241,7 +241,7 @@ def test_ctrl_c_before_the_first_step_saves_nothing(tmp_path, corpus, capsys, mo
     assert cli("--data", corpus, "--out", out, "--max-steps", "4", *TINY, "--sample-tokens", "2") == 130
     assert capsys.readouterr().out.strip().splitlines()[-1] == f"stopped before the first step: nothing was saved " \
                                                                 f"to {out}"
-    assert sorted(os.listdir(out)) == [".train.lock", "data"]  # (the tokens are kept for the next run)
+    assert sorted(os.listdir(out)) == ["data"]  # (the tokens are kept for the next run; the lock file is removed)
 
 
 def test_ctrl_c_during_the_evaluations_save_saves_once(tmp_path, corpus, monkeypatch):
