@@ -18,7 +18,7 @@ import pytest
 TESTS = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, TESTS)
 
-from test_shared_server10 import Room, no_traceback, offenders, pytestmark  # noqa: E402,F401
+from test_shared_server10 import _SLOW_PLAIN_DOWNLOAD, Room, no_traceback, offenders, pytestmark  # noqa: E402,F401
 from hubserver import HubServer, tiny_checkpoint_files  # noqa: E402
 
 LOAD = "import minigpt2; minigpt2.GPT2LMHeadModel.from_pretrained(%r); print('loaded')"
@@ -179,20 +179,6 @@ def test_a_session_without_the_rooms_group_is_told_so_before_a_private_model(roo
         assert f"shared by the group {room.group}, which this session of yours is not in" in bob.stderr, \
             (extra, bob.stderr)
         assert "log in again" in bob.stderr and "a+rX" not in bob.stderr, bob.stderr
-
-
-_SLOW_PLAIN_DOWNLOAD = """
-import time
-from huggingface_hub import file_download, hf_hub_download
-hf_hub_download('room/tiny', 'config.json')
-real = file_download.http_get
-def http_get(*args, **kwargs):  # (inside huggingface_hub's lock for the file)
-    print('downloading', flush=True)
-    time.sleep(5)
-    return real(*args, **kwargs)
-file_download.http_get = http_get
-hf_hub_download('room/tiny', 'model.safetensors')
-"""
 
 
 def test_a_user_waiting_for_another_users_download_is_told_with_any_huggingface_hub(room):
