@@ -18,7 +18,7 @@ from .auto import (
     AutoModelForSequenceClassification,
     AutoModelForTokenClassification,
 )
-from .cache import KVCache
+from .cache import DynamicCache, KVCache
 from .config import GPT2Config
 from .generation import (
     EncoderNoRepeatNGramLogitsProcessor,
@@ -85,6 +85,7 @@ __all__ = [
     "AutoModelForTokenClassification",
     "AutoTokenizer",
     "BatchEncoding",
+    "DynamicCache",
     "EosTokenCriteria",
     "EpsilonLogitsWarper",
     "EtaLogitsWarper",

@@ -24,7 +24,7 @@ import numpy as np
 
 from .checks import check_int, from_torch, is_int
 
-__all__ = ["KVCache"]
+__all__ = ["KVCache", "DynamicCache"]
 
 
 BOTH_CACHE_NAMES = ("pass the cache once: past_key_values (transformers 4's name) or cache (transformers 5's), "
@@ -124,8 +124,8 @@ class KVCache(tuple):
     ``out = model(ids, past_key_values=past); past = out.past_key_values``. Passing the same cache again continues
     it again from its P positions (a branch). transformers instead grows the DynamicCache passed in, and HF code
     may keep passing that first object: with a KVCache that would silently restart from P at every step, so pass
-    the last output's cache, or pass a transformers DynamicCache, which the model grows in place as transformers
-    does. Where such a loop also says where it thinks it is (an attention_mask longer than P + T, a
+    the last output's cache, or pass a DynamicCache (minigpt2's or transformers'), which the model grows in place as
+    transformers does. Where such a loop also says where it thinks it is (an attention_mask longer than P + T, a
     cache_position past P) the model raises an error saying this. The DynamicCache methods that change a cache
     in place (crop, reorder_cache, ...) raise, naming what to use instead (``reorder`` returns a new cache).
 
@@ -136,7 +136,8 @@ class KVCache(tuple):
     """
 
     NOT_GROWN = ("if the cache passed in is one you passed before, expecting it to have grown (transformers updates "
-                 "its DynamicCache in place): a minigpt2 cache never changes, pass the last output's past_key_values")
+                 "its DynamicCache in place): a minigpt2 cache never changes, pass the last output's past_key_values "
+                 "(or keep one minigpt2.DynamicCache, which the model updates in place)")
 
     def __new__(cls, buffers: _Buffers, length: int):
         pairs = []
@@ -260,9 +261,12 @@ class KVCache(tuple):
         return cls(buffers, P)
 
     def _changes_in_place(name, instead):
+        also = "" if name == "update" else (f" (or keep one minigpt2.DynamicCache, which has {name} and which the "
+                                            f"model updates in place)")
+
         def refused(self, *args, **kwargs):
             raise TypeError(f"KVCache.{name}: transformers' DynamicCache.{name} changes the cache in place, but a "
-                            f"minigpt2 cache never changes (the model returns a new one); instead: {instead}")
+                            f"minigpt2 cache never changes (the model returns a new one); instead: {instead}{also}")
         refused.__name__ = refused.__qualname__ = name
         refused.__doc__ = f"Refused (HF's in-place {name}; a KVCache never changes), with an error saying what to use."
         return refused
@@ -282,7 +286,9 @@ class KVCache(tuple):
         """``past`` (None, a KVCache, or a tuple/list of (key, value) arrays [B, H, P, D]) with any other library's
         tensors as NumPy arrays, and P, the positions it holds; a clear error if its layout does not fit the model.
         transformers' DynamicCache is read as its legacy tuples; an empty cache (``()``, ``DynamicCache()``) as None."""
-        if _is_transformers_cache(past):  # HF's DynamicCache: its tensors (empty: no cache)
+        if isinstance(past, DynamicCache):  # minigpt2's: the KVCache it holds (None: empty)
+            past = past._cache
+        elif _is_transformers_cache(past):  # HF's DynamicCache: its tensors (empty: no cache)
             past = transformers_pairs(past) if past.get_seq_length() else None
         if past is None or (isinstance(past, (tuple, list)) and len(past) == 0):  # no cache; an empty one, as ()
             return None, 0
@@ -323,7 +329,10 @@ class KVCache(tuple):
         """The model's ``past_key_values`` output: a new KVCache of ``length`` positions (None without use_cache).
         Given transformers' DynamicCache, the model does what transformers does: it appends the new positions to
         that object in place (even with use_cache=False) and returns it, so HF code that keeps using the object
-        it passed in stays right."""
+        it passed in stays right. minigpt2's DynamicCache is given the new KVCache to hold, likewise."""
+        if isinstance(given, DynamicCache):
+            given._cache = KVCache(buffers, length)
+            return given if use_cache else None
         if not _is_transformers_cache(given):
             return KVCache(buffers, length) if use_cache else None
         fill_transformers_cache(given, KVCache(buffers, length))
@@ -346,6 +355,129 @@ class KVCache(tuple):
 _Layer = namedtuple("_Layer", "keys values")  # KVCache.layers[i]
 
 
+class DynamicCache:
+    """A cache object that the model updates in place, as transformers' DynamicCache.
+
+    Why it exists: HF code often makes one cache and keeps passing that same object::
+
+        cache = DynamicCache()
+        out = model(ids, past_key_values=cache, use_cache=True)   # cache now holds ids
+        out = model(next_ids, past_key_values=cache)              # and now next_ids too
+
+    A KVCache never changes (each forward returns a new one), so this small box holds the latest KVCache and the
+    model, and generate, put the new one in it. Continuing costs what continuing the KVCache costs: its buffers are
+    reused, nothing is copied per step. ``cache[i]`` and iteration give each layer's (key, value), NumPy arrays.
+    Read-only members (get_mask_sizes, is_initialized, ...) answer as KVCache's.
+
+    Differences from transformers: ``crop(n)`` follows 4.57 (keep n positions; negative: drop -n), where 5.x takes
+    only negative n; ``reset()`` empties the cache, as 5.x does (4.57 zeroed it and kept its length); ``update`` is
+    refused: the model appends to the cache itself.
+    """
+
+    def __init__(self, ddp_cache_data=None, config=None, offloading: bool = False, offload_only_non_sliding=False):
+        """Empty, or holding ``ddp_cache_data`` ((key, value) per layer, as from_legacy_cache). ``config`` is
+        accepted and not needed (GPT-2 has no sliding-window layers); ``offloading`` (to a GPU's host) is not."""
+        if offloading:
+            raise ValueError("DynamicCache(offloading=True) moves a GPU's cache to the CPU: minigpt2's cache is "
+                             "already in the CPU's memory, leave offloading out")
+        self._cache = None  # the latest KVCache, or None (empty)
+        if ddp_cache_data is not None:
+            self._set(KVCache.from_legacy_cache(ddp_cache_data))
+
+    def _set(self, cache):
+        self._cache = cache if cache is not None and len(cache) else None
+
+    def _latest(self) -> KVCache:
+        return self._cache if self._cache is not None else KVCache.from_legacy_cache(())
+
+    # -- reading ---------------------------------------------------------------------------------------------
+    def get_seq_length(self, layer_idx: int = 0) -> int:
+        """P, the positions held (0 when empty or for a layer it has not)."""
+        return self._latest().get_seq_length(layer_idx)
+
+    def get_max_cache_shape(self, layer_idx: int = 0) -> int:
+        """-1: no fixed maximum (the model's n_positions is the limit)."""
+        return -1
+
+    def __len__(self):  # layers held: 0 when empty, as transformers' (so an empty cache is falsy)
+        return len(self._latest())
+
+    def __iter__(self):
+        return iter(self._latest())
+
+    def __getitem__(self, layer_idx):
+        if isinstance(layer_idx, int) and layer_idx >= len(self):  # (4.57 raises KeyError here)
+            raise KeyError(f"Cache only has {len(self)} layers, attempted to access layer with index {layer_idx}")
+        return self._latest()[layer_idx]
+
+    @property
+    def layers(self) -> tuple:
+        """One entry per layer with ``.keys`` and ``.values`` [B, H, P, D]."""
+        return self._latest().layers
+
+    def to_legacy_cache(self) -> tuple:
+        """The plain tuple of (key, value) pairs, one per layer (() when empty)."""
+        return tuple(self._latest())
+
+    @classmethod
+    def from_legacy_cache(cls, past_key_values) -> "DynamicCache":
+        """A DynamicCache holding a copy of ``past_key_values`` ((key, value) per layer, NumPy arrays or torch
+        tensors; None or () give an empty one)."""
+        return cls(past_key_values)
+
+    _READ_ONLY = ("get_mask_sizes", "get_query_offset", "get_max_length", "is_initialized", "is_sliding",
+                  "is_compileable", "is_croppable", "batch_size", "is_linear", "is_dummy")
+
+    def __getattr__(self, name):  # (only called for names not found above)
+        if name in DynamicCache._READ_ONLY:
+            return getattr(self._latest(), name)
+        raise AttributeError(f"'DynamicCache' object has no attribute '{name}'")
+
+    def __reduce__(self):  # copies and pickles hold their own arrays
+        return DynamicCache.from_legacy_cache, (self.to_legacy_cache(),)
+
+    def __repr__(self):
+        return f"DynamicCache({len(self)} layers, {self.get_seq_length()} positions)"
+
+    # -- changing it in place ---------------------------------------------------------------------------------
+    def crop(self, max_length: int) -> None:
+        """Keep the first ``max_length`` positions; a negative ``max_length`` drops that many (transformers 4.57's
+        meaning; 5.x takes only the negative form). Continuing afterwards copies the kept positions once."""
+        P = self.get_seq_length()
+        keep = max(P + max_length, 0) if max_length < 0 else max_length
+        if self._cache is not None and keep < P:  # (a shorter view: the positions after it stay for older views)
+            self._cache = KVCache(self._cache._buffers, keep)
+
+    def _select_rows(self, index) -> None:
+        if self.get_seq_length() > 0:  # (an empty cache has no rows to select, as in transformers)
+            index = np.asarray(_as_numpy(index))
+            self._cache = self._cache.reorder(np.flatnonzero(index) if index.dtype == bool else index)
+
+    def reorder_cache(self, beam_idx) -> None:
+        """Batch row i becomes row ``beam_idx[i]`` (beam search)."""
+        self._select_rows(beam_idx)
+
+    def batch_select_indices(self, indices) -> None:
+        """Keep the batch rows ``indices``."""
+        self._select_rows(indices)
+
+    def batch_repeat_interleave(self, repeats: int) -> None:
+        """Each batch row ``repeats`` times in a row (rows 0, 0, 1, 1, ... for 2)."""
+        if self.get_seq_length() > 0:
+            self._select_rows(np.repeat(np.arange(self._cache[0][0].shape[0]), repeats))
+
+    def reset(self) -> None:
+        """Empty the cache, as transformers 5 does (4.57 zeroed its arrays and kept their length)."""
+        self._cache = None
+
+    def update(self, key_states, value_states, layer_idx, cache_kwargs=None):
+        """Refused: appending to one layer at a time would leave the layers of different lengths. The model
+        appends to the cache itself; to make one from arrays, use DynamicCache.from_legacy_cache(pairs)."""
+        raise NotImplementedError("DynamicCache.update: minigpt2's model appends to the cache itself (pass the cache "
+                                  "to it); to build one from (key, value) arrays per layer, use "
+                                  "DynamicCache.from_legacy_cache(pairs)")
+
+
 def fill_transformers_cache(given, past) -> None:
     """Make transformers' Cache ``given`` (passed to generate) hold what ``past``, the KVCache generate ended with,
     holds, as transformers' generate leaves the Cache it is given: its rows repeated for the returned sequences
@@ -363,9 +495,10 @@ def fill_transformers_cache(given, past) -> None:
 
 
 def _is_transformers_cache(past) -> bool:
-    """Is ``past`` a transformers Cache object (DynamicCache), rather than None, a tuple or a list? (4.x's has
-    to_legacy_cache(); 5.x's has not, but keeps its tensors in .layers[i].keys / .values and grows by update().)"""
-    return past is not None and not isinstance(past, (tuple, list)) and (
+    """Is ``past`` a transformers Cache object (DynamicCache), rather than None, a tuple, a list or minigpt2's
+    DynamicCache? (4.x's has to_legacy_cache(); 5.x's has not, but keeps its tensors in .layers[i].keys / .values and
+    grows by update().)"""
+    return past is not None and not isinstance(past, (tuple, list, DynamicCache)) and (
         hasattr(past, "to_legacy_cache") or all(hasattr(past, name) for name in ("layers", "update", "get_seq_length")))
 
 

@@ -19,7 +19,7 @@ import numpy as np
 
 from ..checks import float_array, is_int
 from ..config import LEGACY_GENERATION_DEFAULTS
-from ..cache import KVCache, _is_transformers_cache, fill_transformers_cache, one_cache, transformers_pairs
+from ..cache import DynamicCache, KVCache, _is_transformers_cache, fill_transformers_cache, one_cache, transformers_pairs
 from ..layers import log_softmax
 from .beam import beam_search
 from .config import GenerationConfig, _as_token_list
@@ -161,7 +161,8 @@ class GenerationMixin:
         step = _within_positions(step, self.config.n_positions, T + embedded, embedded)
         given = model_kwargs.get("past_key_values")
         cache = self._prompt_cache(given, T + embedded, B, cfg)
-        grows = _is_transformers_cache(given) and cfg.use_cache  # HF grows the Cache object it is given, in place
+        # HF grows the Cache object it is given, in place (minigpt2's DynamicCache: it is given the final KVCache)
+        grows = (_is_transformers_cache(given) or isinstance(given, DynamicCache)) and cfg.use_cache
         run = cfg
         if grows:  # (the run returns its cache, to grow `given` with)
             run = copy.copy(cfg)
@@ -175,7 +176,10 @@ class GenerationMixin:
             out = beam_search(step, input_ids, attention_mask, run, processors, eos, rng, stop, finish_tokens, cache)
         if not grows:
             return out
-        fill_transformers_cache(given, out.past_key_values)
+        if isinstance(given, DynamicCache):
+            given._set(out.past_key_values)
+        else:
+            fill_transformers_cache(given, out.past_key_values)
         if not cfg.return_dict_in_generate:
             return out.sequences
         out.past_key_values = given
@@ -349,7 +353,9 @@ class GenerationMixin:
         legacy tuples of (key, value) [B, H, P, D] per layer, or transformers' Cache object, as HF's
         DynamicCache), one row per prompt, or HF's layout for beams and returned sequences (each prompt's row
         repeated for them: the first of each is used, as in HF). None when there is none."""
-        if _is_transformers_cache(past):  # (HF's empty DynamicCache() is no cache yet: generate fills it)
+        if isinstance(past, DynamicCache):  # minigpt2's: the KVCache it holds (empty: None, generate fills it)
+            past = past._cache
+        elif _is_transformers_cache(past):  # (HF's empty DynamicCache() is no cache yet: generate fills it)
             past = transformers_pairs(past) if past.get_seq_length() else None
         if past is None:
             return None
