@@ -19,7 +19,8 @@ import numpy as np
 
 from ..checks import float_array, is_int
 from ..config import LEGACY_GENERATION_DEFAULTS
-from ..cache import DynamicCache, KVCache, _is_transformers_cache, fill_transformers_cache, one_cache, transformers_pairs
+from ..cache import (DynamicCache, KVCache, _is_transformers_cache, fill_transformers_cache, one_cache,
+                     transformers_pairs)
 from ..layers import log_softmax
 from .beam import beam_search
 from .config import GenerationConfig, _as_token_list
