@@ -13,5 +13,6 @@ python -m venv "$venv"
 "$venv/bin/python" -c "import transformers; print('transformers', transformers.__version__)"
 "$venv/bin/python" -m pytest -q -p no:cacheprovider tests/test_generation.py tests/test_generation_hf.py \
     tests/test_pipelines.py tests/test_hf5_newuser9.py tests/test_hf5_newuser10.py \
+    tests/test_dynamic_cache.py \
     tests/test_hf5_newuser11.py
 echo "== transformers 5 stage done in $(( $(date +%s) - start )) s"

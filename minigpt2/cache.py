@@ -407,7 +407,7 @@ class DynamicCache:
 
     def __getitem__(self, layer_idx):
         if isinstance(layer_idx, int) and layer_idx >= len(self):  # (4.57 raises KeyError here)
-            raise KeyError(f"Cache only has {len(self)} layers, attempted to access layer with index {layer_idx}")
+            raise KeyError(f"layer {layer_idx} is not in this cache, which holds {len(self)} layer(s)")
         return self._latest()[layer_idx]
 
     @property
