@@ -16,6 +16,7 @@ choice's cache, where the measuring itself is replaced by a stub that says when 
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import stat
@@ -200,21 +201,29 @@ while not os.path.exists({go!r}):
     time.sleep(0.01)"""
 
 
-@pytest.fixture(scope="module")
-def room():
+@contextlib.contextmanager
+def open_room():
+    """A Room with its users and venv installed, and a hub server with two tiny checkpoints (room/tiny, room/other;
+    ``.repos``, ``.checkpoint`` the first's folder); everything made is removed afterwards, on failure too."""
     made = Room()
     try:
         made.install()
         checkpoints = tempfile.mkdtemp(dir=made.base)
-        tiny = tiny_checkpoint_files(os.path.join(checkpoints, "tiny"))
-        other = tiny_checkpoint_files(os.path.join(checkpoints, "other"), seed=1)
+        made.repos = {"room/tiny": tiny_checkpoint_files(os.path.join(checkpoints, "tiny")),
+                      "room/other": tiny_checkpoint_files(os.path.join(checkpoints, "other"), seed=1)}
         made.checkpoint = os.path.join(checkpoints, "tiny")
         os.chmod(checkpoints, 0o755)
         subprocess.run(["chmod", "-R", "a+rX", checkpoints], check=True)
-        with HubServer({"room/tiny": tiny, "room/other": other}) as made.hub:
+        with HubServer(made.repos) as made.hub:
             yield made
     finally:
         made.close()
+
+
+@pytest.fixture(scope="module")
+def room():
+    with open_room() as made:
+        yield made
 
 
 def offenders(tree, gid):

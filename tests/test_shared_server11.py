@@ -10,7 +10,6 @@ import os
 import struct
 import subprocess
 import sys
-import tempfile
 import time
 
 import pytest
@@ -18,8 +17,9 @@ import pytest
 TESTS = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, TESTS)
 
-from test_shared_server10 import _SLOW_PLAIN_DOWNLOAD, Room, no_traceback, offenders, pytestmark  # noqa: E402,F401
-from hubserver import HubServer, tiny_checkpoint_files  # noqa: E402
+from test_shared_server10 import (_SLOW_PLAIN_DOWNLOAD, no_traceback, offenders, open_room,  # noqa: E402,F401
+                                  pytestmark)
+from hubserver import HubServer  # noqa: E402
 
 LOAD = "import minigpt2; minigpt2.GPT2LMHeadModel.from_pretrained(%r); print('loaded')"
 DOCTOR = "from minigpt2 import doctor; doctor.main()"
@@ -27,17 +27,8 @@ DOCTOR = "from minigpt2 import doctor; doctor.main()"
 
 @pytest.fixture(scope="module")
 def room():
-    made = Room()
-    try:
-        made.install()
-        checkpoints = tempfile.mkdtemp(dir=made.base)
-        made.repos = {"room/tiny": tiny_checkpoint_files(os.path.join(checkpoints, "tiny")),
-                      "room/other": tiny_checkpoint_files(os.path.join(checkpoints, "other"), seed=1)}
-        subprocess.run(["chmod", "-R", "a+rX", checkpoints], check=True)
-        with HubServer(made.repos) as made.hub:
-            yield made
-    finally:
-        made.close()
+    with open_room() as made:
+        yield made
 
 
 def caches_line(result):
