@@ -67,16 +67,34 @@ static INLINE vf vfma(vf a, vf b, vf c)
 static INLINE void vstore(float *p, vf v) { *(vf_u *)p = v; }
 static INLINE vf vsplat(float x) { return x - (vf){0}; }  /* (x - 0 is x for every float, -0 too) */
 
-/* The lanes of v added pairwise: halves, quarters, ... (a fixed order). */
+/* The lanes of v added pairwise: the upper half of the lanes onto the lower half, then the same for
+ * that half, down to one lane (a fixed order). Each half is a vector of its own, taken out with memcpy,
+ * which compilers turn into one register instruction (vextractf32x8, ...). Written as a loop over the
+ * lanes copied into an array, the same additions in the same order, gcc made stores and reloads
+ * through the stack that waited on one another: a third of a decoding step's attention, which takes one
+ * such sum per key (measured, docs/kernels.md). */
+typedef float vf8 __attribute__((vector_size(32)));
+typedef float vf4 __attribute__((vector_size(16)));
+
 static INLINE float vsum(vf v)
 {
-    float t[VL];
-    for (int l = 0; l < VL; l++)
-        t[l] = v[l];
-    for (int w = VL / 2; w >= 1; w /= 2)
-        for (int l = 0; l < w; l++)
-            t[l] += t[l + w];
-    return t[0];
+#if MG_VBYTES == 64
+    vf8 lo8, hi8;
+    memcpy(&lo8, &v, sizeof lo8);
+    memcpy(&hi8, (const char *)&v + sizeof lo8, sizeof hi8);
+    vf8 v8 = lo8 + hi8;
+#elif MG_VBYTES == 32
+    vf8 v8 = v;
+#endif
+#if MG_VBYTES >= 32
+    vf4 lo4, hi4;
+    memcpy(&lo4, &v8, sizeof lo4);
+    memcpy(&hi4, (const char *)&v8 + sizeof lo4, sizeof hi4);
+    vf4 v4 = lo4 + hi4;
+#else
+    vf4 v4 = v;
+#endif
+    return (v4[0] + v4[2]) + (v4[1] + v4[3]);
 }
 
 /* a > b ? a : b per lane (NaN in b never wins; NaN in a is kept only where b is not greater). */
