@@ -19,9 +19,9 @@ import warnings
 import numpy as np
 
 from . import __version__
-from .cli_checks import (TEMPERATURE_RANGE, ArgumentParser, NamedStdout, StdoutWriteError, kernel_without_c_core,
-                         negative_values_attached, not_enough_memory, one_line_warning, say_calibration_ahead,
-                         say_threads_do_nothing, stopped_writing)
+from .cli_checks import (TEMPERATURE_RANGE, ArgumentParser, HelpFormatter, NamedStdout, StdoutWriteError,
+                         kernel_without_c_core, negative_values_attached, not_enough_memory, one_line_warning,
+                         say_calibration_ahead, say_threads_do_nothing, stopped_writing)
 
 __all__ = ["main", "build_parser"]
 
@@ -51,6 +51,7 @@ argument (python -m minigpt2 train --help); the prompt "train" is python -m mini
 environment: HF_ENDPOINT (a Hub mirror, e.g. https://hf-mirror.com), HF_HUB_CACHE / HF_HOME (where models
 are kept), HF_TOKEN (private models), HF_HUB_OFFLINE=1 (cache only), MINIGPT2_BACKEND, MINIGPT2_NUM_THREADS,
 MINIGPT2_KERNEL (docs/troubleshooting.md).
+
 exit codes: 0 done, 1 error, 2 wrong usage, 130 interrupted (Ctrl-C keeps the text printed so far).
 """
 
@@ -65,7 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
         usage="%(prog)s [options] [PROMPT ...]\n       %(prog)s --tokenize TEXT | --download | --info | --doctor | "
               "--version",
         description="Continue a text with GPT-2, printing it as it is generated (NumPy, on the CPU).",
-        epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+        epilog=EXAMPLES, formatter_class=HelpFormatter)
     p.add_argument("prompt", nargs="*", metavar="PROMPT",
                    help='the text to continue; several words are joined with spaces. "-", or nothing with piped '
                         'input, reads it from stdin. An empty prompt ("", or "-" with empty stdin) starts a new text '

@@ -6,13 +6,16 @@ from __future__ import annotations
 
 import argparse
 import errno
+import itertools
 import os
+import re
 import sys
+import textwrap
 
 __all__ = ["TEMPERATURE_RANGE", "refuse_ignored_flags", "eos_token_ids", "start_token_id", "check_beams_fit",
            "check_candidates", "calibration_ahead", "say_calibration_ahead", "one_line_warning", "ArgumentParser",
-           "NamedStdout", "StdoutWriteError", "BROKEN_PIPE", "stopped_writing", "kernel_without_c_core",
-           "negative_values_attached", "not_enough_memory", "say_threads_do_nothing"]
+           "HelpFormatter", "NamedStdout", "StdoutWriteError", "BROKEN_PIPE", "stopped_writing",
+           "kernel_without_c_core", "negative_values_attached", "not_enough_memory", "say_threads_do_nothing"]
 
 # A temperature divides float32 scores. Below 1e-4 a logit difference of 0.01 becomes a factor e^100: sampling is
 # greedy decoding already (use --greedy), and the scores of GPT-2 (about +-100) reach float32's limit, 3.4e38, near
@@ -38,6 +41,37 @@ class ArgumentParser(argparse.ArgumentParser):
                                                 "/dev/null to discard what is printed)")
         file.write(self.format_help())
         file.flush()
+
+
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """argparse's help, with the description and the epilog fitted to the terminal's width too (argparse fills only
+    the options' help; RawDescriptionHelpFormatter prints the rest as written, lines of up to 118 characters that an
+    80-column terminal broke mid-word). Paragraphs are separated by blank lines: one that fits is printed as written;
+    prose that does not is filled again; an indented example ("  command  what it does") keeps its command whole,
+    to be copied, and gets its note on the next line."""
+
+    def _fill_text(self, text, width, indent):
+        lines = []
+        for paragraph in text.split("\n\n"):
+            rows = paragraph.splitlines()
+            if all(len(row) <= width for row in rows):  # (width: what is left after the indent)
+                lines += rows
+            else:  # (runs of prose rows are filled together; each example row on its own)
+                for indented, run in itertools.groupby(rows, key=lambda row: row[:1].isspace()):
+                    lines += [fitted for row in run for fitted in _example_fitted(row, width)] if indented else \
+                        textwrap.wrap(" ".join(run), width, break_long_words=False, break_on_hyphens=False)
+            lines.append("")
+        return "\n".join(indent + line if line else line for line in lines[:-1])
+
+
+def _example_fitted(row, width) -> list:
+    """An example line, "  command   what it does", as it fits: the note under the command if not beside it."""
+    example = re.match(r"(\s+\S.*?)\s{2,}(\S.*)", row)
+    if len(row) <= width or example is None:
+        return [row]
+    command, note = example.groups()
+    return [command] + textwrap.wrap(note, width, initial_indent=" " * 6, subsequent_indent=" " * 6,
+                                     break_long_words=False, break_on_hyphens=False)
 
 
 class StdoutWriteError(OSError):
