@@ -51,8 +51,11 @@ def install(address: int) -> list[str]:
     """Hand the parallel jobs of every loaded OpenBLAS to the C function at ``address``; returns their paths."""
     installed = []
     for path in _loaded_openblas():
-        try:  # RTLD_NOLOAD: only a library already loaded (the same handle as NumPy's); never load another
-            library = ctypes.CDLL(path, mode=getattr(os, "RTLD_NOLOAD", 0) | os.RTLD_NOW | os.RTLD_LOCAL)
+        # RTLD_NOLOAD: only a library already loaded (the same handle as NumPy's); never load another. (Windows has
+        # no os.RTLD_* names: ctypes ignores the mode there, and LoadLibrary of a loaded DLL returns that one.)
+        mode = getattr(os, "RTLD_NOLOAD", 0) | getattr(os, "RTLD_NOW", 0) | getattr(os, "RTLD_LOCAL", 0)
+        try:
+            library = ctypes.CDLL(path, mode=mode)
         except OSError:
             continue
         setter = next((getattr(library, name) for name in _SETTERS if hasattr(library, name)), None)

@@ -57,7 +57,10 @@ def _empty(shape):
     else:
         buffer = mmap.mmap(-1, size)
     if hasattr(mmap, "MADV_NOHUGEPAGE"):
-        buffer.madvise(mmap.MADV_NOHUGEPAGE)
+        try:
+            buffer.madvise(mmap.MADV_NOHUGEPAGE)
+        except OSError:  # only a hint (EINVAL from a Linux built without transparent huge pages)
+            pass
     return np.frombuffer(buffer, np.float32).reshape(shape)
 
 

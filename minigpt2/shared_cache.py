@@ -342,8 +342,8 @@ class _OthersPartialFile(logging.Filter):
             st = os.stat(text.split("'", 2)[1])
         except (OSError, IndexError):
             return True
-        mode = stat.S_IMODE(st.st_mode)
-        return st.st_uid == os.getuid() or bool((mode & 0o700) >> 3 & ~mode)
+        mode = stat.S_IMODE(st.st_mode)  # (Windows has no os.getuid, nor other users' umasks: the warning stays)
+        return not hasattr(os, "getuid") or st.st_uid == os.getuid() or bool((mode & 0o700) >> 3 & ~mode)
 
 
 @contextlib.contextmanager
