@@ -63,8 +63,8 @@ class UsageError(Exception):
 def build_parser() -> argparse.ArgumentParser:
     p = ArgumentParser(
         prog="python -m minigpt2",
-        usage="%(prog)s [options] [PROMPT ...]\n       %(prog)s --tokenize TEXT | --download | --info | --doctor | "
-              "--version",
+        usage="%(prog)s [options] [PROMPT ...]\n       %(prog)s --tokenize TEXT | --download | --info\n"
+              "       %(prog)s --doctor | --version",  # (each line within 80 columns)
         description="Continue a text with GPT-2, printing it as it is generated (NumPy, on the CPU).",
         epilog=EXAMPLES, formatter_class=HelpFormatter)
     p.add_argument("prompt", nargs="*", metavar="PROMPT",

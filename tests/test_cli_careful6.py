@@ -21,8 +21,10 @@ import pytest
 
 from hubserver import tiny_checkpoint_files
 from minigpt2 import backend
+from minigpt2.cli import build_parser
 from minigpt2.tokenizer import AutoTokenizer
 
+USAGE_LINES = len(build_parser().format_usage().splitlines())  # the usage argparse prints before an error (exit 2)
 PROG = "python -m minigpt2: error: "
 
 
@@ -60,7 +62,7 @@ def one_line_error(done, code, *parts):
     err = done.stderr.decode()
     assert done.returncode == code and done.stdout == b"", (done.returncode, done.stdout, err)
     assert "Traceback" not in err and err.splitlines()[-1].startswith(PROG), err
-    assert len(err.splitlines()) == (1 if code == 1 else 3), err  # exit 2: argparse's usage (2 lines) first
+    assert len(err.splitlines()) == (1 if code == 1 else 1 + USAGE_LINES), err  # exit 2: argparse's usage first
     for part in parts:
         assert part in err, err
 

@@ -12,6 +12,9 @@ import sys
 
 import pytest
 
+from minigpt2.cli import build_parser
+
+USAGE_LINES = len(build_parser().format_usage().splitlines())  # the usage argparse prints before an error (exit 2)
 
 
 def minigpt2(*args, env=None, stdin=b"", timeout=120):
@@ -107,7 +110,7 @@ def one_line_error(done, code, *parts):
     err = done.stderr.decode()
     assert done.returncode == code and done.stdout == b"", err
     assert "Traceback" not in err and err.splitlines()[-1].startswith("python -m minigpt2: error: "), err
-    assert len(err.splitlines()) == (1 if code == 1 else 3), err  # exit 2: argparse's usage (2 lines) first
+    assert len(err.splitlines()) == (1 if code == 1 else 1 + USAGE_LINES), err  # exit 2: argparse's usage first
     for part in parts:
         assert part in err, err
 

@@ -16,7 +16,7 @@ import sys
 import pytest
 
 from minigpt2.cli import EXAMPLES
-from test_cli_careful6 import ENV, default_ctrl_c, slow_model_dir  # noqa: F401 (slow_model_dir: a fixture)
+from test_cli_careful6 import ENV, USAGE_LINES, default_ctrl_c, slow_model_dir  # noqa: F401 (slow_model_dir: a fixture)
 
 
 def minigpt2(*args, env=None, **kwargs):
@@ -37,14 +37,16 @@ def is_an_example_command(line) -> bool:
 def test_help_fits_the_width_of_the_terminal(columns):
     """argparse fills the options' help to COLUMNS, but the description and the examples were printed as written,
     in lines of up to 118 characters: in an 80-column terminal 20 lines (24 at 40 columns) broke mid-word, the
-    examples' notes mixed into the commands. What may stay wider: the usage's second line (argparse never breaks a
-    usage given to it), argparse's own option lines, and an example's command, kept whole to be copied."""
+    examples' notes mixed into the commands. What may stay wider: the usage (argparse never breaks a usage given to
+    it), argparse's own option lines, and an example's command, kept whole to be copied."""
     done = minigpt2("--help", env={"COLUMNS": str(columns)})
     lines = done.stdout.decode().splitlines()
     assert done.returncode == 0 and lines[0].startswith("usage:"), done.stderr
-    too_wide = [line for line in lines[2:] if len(line) > columns and not is_an_example_command(line)
+    too_wide = [line for line in lines[USAGE_LINES:] if len(line) > columns and not is_an_example_command(line)
                 and not line.startswith("  -")]
     assert too_wide == [], too_wide
+    if columns >= 80:  # (the usage's lines are written to fit 80 columns; the second was 86 wide)
+        assert max(len(line) for line in lines[:USAGE_LINES]) <= columns, lines[:USAGE_LINES]
     text = " ".join(" ".join(lines).split())
     for row in EXAMPLES.splitlines():  # every example and its note, in full and in order
         assert " ".join(row.split()) in text, row
