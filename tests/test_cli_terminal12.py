@@ -60,6 +60,17 @@ def test_help_in_a_wide_terminal_shows_the_examples_as_written():
 
 # -- 2. a reader that is gone before anything is written ----------------------------------------------------------
 
+def test_train_help_fits_80_columns():
+    """train's help had its description and notes printed as written too (lines of up to 96 characters beside its
+    examples); what may stay wider is an example's command, kept whole to be copied."""
+    done = minigpt2("train", "--help", env={"COLUMNS": "80"})
+    lines = done.stdout.decode().splitlines()
+    assert done.returncode == 0 and lines[0].startswith("usage:"), done.stderr
+    too_wide = [line for line in lines if len(line) > 80 and not line.lstrip().startswith("python -m minigpt2 ")]
+    assert too_wide == [], too_wide
+    assert "# continue a run" in done.stdout.decode()  # (the examples' notes are kept, under their commands)
+
+
 def with_a_gone_reader(*args, stderr_too=False):
     """``python -m minigpt2 ARGS | true``, the reader gone first (so the first write meets the closed pipe, not only
     a long output): -> CompletedProcess; ``stderr_too``: ``2>&1 | true``."""

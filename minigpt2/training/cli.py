@@ -17,7 +17,7 @@ import os
 import sys
 import warnings
 
-from ..cli_checks import (ArgumentParser, NamedStdout, StdoutWriteError, negative_values_attached,
+from ..cli_checks import (ArgumentParser, HelpFormatter, NamedStdout, StdoutWriteError, negative_values_attached,
                           not_enough_memory, one_line_warning, say_threads_do_nothing, stopped_writing)
 from .optim import FLOAT32_MAX  # (an lr or weight decay at or above it makes float32 weights inf)
 
@@ -64,7 +64,7 @@ def _float(low, *, open_low=False, high=None):
 def build_parser() -> argparse.ArgumentParser:
     text = __doc__.replace("``", "")  # (reST literals: plain text in --help)
     p = ArgumentParser(prog="python -m minigpt2 train", description=text.split("\n\n")[0],
-                                epilog=text.split("\n\n", 1)[1], formatter_class=argparse.RawDescriptionHelpFormatter)
+                       epilog=text.split("\n\n", 1)[1], formatter_class=HelpFormatter)
     d = p.add_argument_group("data")
     d.add_argument("--data", metavar="FILE_OR_DIR", help="a UTF-8 text file, or a folder of them (tokenized once "
                    "into OUT/data/*.bin; needed unless --resume finds them there)")
