@@ -33,14 +33,14 @@ def _best(scores, k):
     common: at max_length every candidate ends and the running beams all score -1e9 (float32 cannot tell -1e9 - 3
     from -1e9), and constraints that leave fewer than ``2 * num_beams`` tokens (prefix_allowed_tokens_fn,
     suppress_tokens) leave -1e9 and -inf candidates; which of them run on decides the rows of the next step's
-    scores, of ``beam_indices`` and of the returned cache. Rows without ties are a plain sort.
+    scores, of ``beam_indices`` and of the returned cache. Rows without ties are a plain sort. Any k is replayed:
+    with a list of eos tokens k = (1 + len(eos)) * num_beams is easily more than 17, where torch sorts by introsort.
     """
     order = np.argsort(-scores, axis=-1, kind="stable")
     top = np.take_along_axis(scores, order[:, :k + 1], axis=-1)
     tied = (top[:, 1:] == top[:, :-1]).any(axis=-1)  # a tie inside the k best or at the cut
-    if k <= 17:  # (beyond, torch's final std::sort is an introsort: not replayed, the lower index comes first)
-        for row in np.flatnonzero(tied):
-            order[row, :k] = torch_topk_order(scores[row], k)
+    for row in np.flatnonzero(tied):
+        order[row, :k] = torch_topk_order(scores[row], k)
     return order[:, :k]
 
 

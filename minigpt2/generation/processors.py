@@ -152,7 +152,10 @@ class MinNewTokensLengthLogitsProcessor(LogitsProcessor):
 
 class NoBadWordsLogitsProcessor(LogitsProcessor):
     """Never complete one of ``bad_words_ids``: a one-token word is always ruled out, a longer one when the
-    sequence ends with all of it but its last token. (As HF, a word that is just the eos token is not banned.)"""
+    sequence ends with all of it but its last token. As HF (4.57, whose NoBadWordsLogitsProcessor is its
+    SequenceBiasLogitsProcessor), a word that is just the eos token is not banned, and a longer word only once the
+    sequence so far is at least as long as the word: a one-token prompt [a] (or the first new token after a prompt
+    given as inputs_embeds alone) may still be followed by b of the word [a, b]."""
 
     def __init__(self, bad_words_ids, eos_token_id=None):
         eos = _as_token_list(eos_token_id)
@@ -162,7 +165,7 @@ class NoBadWordsLogitsProcessor(LogitsProcessor):
         banned = np.zeros(scores.shape, bool)
         L = input_ids.shape[1]
         for *prefix, last in self.words:
-            if len(prefix) > L:
+            if prefix and len(prefix) + 1 > L:  # (HF: "the sequence is longer than the context, ignore")
                 continue
             ends_with_prefix = (input_ids[:, L - len(prefix):] == prefix).all(axis=1) if prefix else True
             banned[:, last] |= ends_with_prefix
