@@ -35,6 +35,8 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import regex
 
+from .snapshots import open_file
+
 # ---------------------------------------------------------------------------------------------------------------
 # (1) Pre-splitting. BPE never merges across the boundaries this regex draws, so " world" and "world" are
 # separate vocabulary entries and a word keeps its leading space. Alternatives are tried left to right:
@@ -327,7 +329,7 @@ def check_consistent(encoder: Dict[str, int], merges: Sequence[Tuple[str, str]],
 def read_text(path: str) -> str:
     """A file's text (gzip-compressed if the name ends in .gz), with a clear error naming a missing file."""
     try:
-        opener = gzip.open if path.endswith(".gz") else open
+        opener = gzip.open if path.endswith(".gz") else open_file
         with opener(path, "rb") as f:
             raw = f.read()
         return raw.decode("utf-8")

@@ -20,6 +20,7 @@ import tempfile
 
 import numpy as np
 
+from .snapshots import open_file
 from .weights import BFloat16Weight, Int8Weight, widen
 
 __all__ = ["read_safetensors", "write_safetensors", "flatten", "unflatten", "PICKLE_MESSAGE"]
@@ -49,8 +50,8 @@ def read_safetensors(path, dtype="float32") -> dict:
                          f"got {dtype!r}")
     widen_all = dtype == "float32"
     path = os.fspath(path)
-    size = os.path.getsize(path)
-    with open(path, "rb") as f:
+    with open_file(path, "rb") as f:
+        size = os.fstat(f.fileno()).st_size
         if size < 8:
             raise ValueError(f"{path} is not a safetensors file: it is only {size} bytes long")
         (header_len,) = struct.unpack("<Q", f.read(8))
@@ -319,7 +320,7 @@ def find_weights(name_or_path, variant=None, **hub_kwargs) -> list:
     index = resolve_file(name_or_path, index_name, required=False, **hub_kwargs)
     if index is not None:
         try:
-            with open(index, encoding="utf-8") as f:
+            with open_file(index, encoding="utf-8") as f:
                 shards = sorted(set(json.load(f)["weight_map"].values()))
         except (ValueError, KeyError, TypeError, AttributeError) as e:  # bad JSON, or no {"weight_map": {...}}
             raise ValueError(f"{index} is not a shard index: it needs a JSON object with a \"weight_map\" of tensor "

@@ -14,6 +14,7 @@ import numpy as np
 
 from .activations import ACTIVATIONS
 from .checks import check_int, check_number
+from .snapshots import open_file
 from .weights import FormatName
 
 __all__ = ["GPT2Config", "PRESETS", "LEGACY_GENERATION_DEFAULTS"]
@@ -180,7 +181,7 @@ def write_json(path, content) -> None:
 def read_json_object(path) -> dict:
     """The JSON object in the file ``path`` (config.json, generation_config.json), or a ValueError naming it."""
     try:
-        with open(path, encoding="utf-8") as f:
+        with open_file(path, encoding="utf-8") as f:
             value = json.load(f)
     except json.JSONDecodeError as e:
         raise ValueError(f"{path} is not valid JSON: {e}") from None

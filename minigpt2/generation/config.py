@@ -117,7 +117,6 @@ class GenerationConfig:
         """generation_config.json of a checkpoint: a directory, the file itself, or a Hub repository. Hub options
         (revision, cache_dir, token, ...) find the file; other ``kwargs`` are settings that override the file's, as in
         HF's (``return_unused_kwargs=True``: also return the ones that are not settings)."""
-        from ..config import read_json_object
         from ..hub import pop_hub_options, resolve_file
 
         hub_kwargs = pop_hub_options(kwargs)
@@ -125,6 +124,13 @@ class GenerationConfig:
         config_file_name = GENERATION_CONFIG_NAME if config_file_name is None else config_file_name
         path = name_or_path if os.path.isfile(name_or_path) else resolve_file(name_or_path, config_file_name,
                                                                              **hub_kwargs)
+        return cls.from_json_file(path, **kwargs)
+
+    @classmethod
+    def from_json_file(cls, path, **kwargs):
+        """The settings of the generation_config.json at ``path``, with ``kwargs`` as in from_pretrained."""
+        from ..config import read_json_object
+
         settings = read_json_object(path)
         try:
             loaded = cls.from_dict(settings, **kwargs)
