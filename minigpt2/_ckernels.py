@@ -295,11 +295,13 @@ def _address(a):
 
 def _buffers(weight):
     """The arrays C reads for a weight in any format of weights.py."""
+    if type(weight) is np.ndarray:
+        return (weight,)
     if isinstance(weight, BFloat16Weight):
-        return [weight.bits]
+        return (weight.bits,)
     if isinstance(weight, Int8Weight):
-        return [weight.q, weight.scales]
-    return [weight]
+        return (weight.q, weight.scales)
+    return (weight,)
 
 
 def _block_linear(args, layer, rows, n_in, n_out):
@@ -332,27 +334,34 @@ def _plain(a, n):
     return _is_f32(a) and a.shape == (n,) and a.flags.c_contiguous and a.flags.aligned
 
 
-# (id(params of a block), rows, n_embd) -> (plan, weak references to the arrays C reads, the block's arguments without
-# those of one call). Building the arguments took ~35 us a block, more than the block's C call on a small model.
-# The entry keeps nothing alive: its pointers are used only while every array they point into is alive and is
-# the one the block's params hold now (checked through the weak references at each call).
+# (id(params of a block), rows, n_embd, scale, eps) -> (plan, the ids of the arrays C reads, weak references to them,
+# the block's arguments without those of one step). Building the arguments took ~35 us a block, more than the
+# block's C call on a small model. The entry keeps nothing alive: when one of its arrays goes, the weak reference's
+# callback drops the entry, so an entry whose ids are those of the arrays the block reads now (its params, its
+# layer's cache buffers) points into those very arrays.
 _block_weights = {}
 
 
-def _block_arguments(p, rows, n_embd, plan):
-    """A struct mg_block_args with what does not change between decoding steps (weights, biases, layer norms and
-    the variants chosen for them), or None if C does not serve this block. Shared by every call: copy it before
-    filling in a call's own fields (two threads may decode with one model at once)."""
+def _block_arguments(p, rows, n_embd, plan, cache, scale, eps):
+    """A struct mg_block_args with what does not change between decoding steps: the weights, biases and layer
+    norms, the variants chosen for them, this layer's cache buffers (``cache`` as _layer_cache gives it), the
+    attention scale (_c_scale's) and the layer norms' epsilon; None if C does not serve this block. Shared by every
+    step: copy it before filling in a step's own fields (two threads may decode with one model at once)."""
+    keys, values, _ = cache
     layers = (p["attn"]["c_attn"], p["attn"]["c_proj"], p["mlp"]["c_fc"], p["mlp"]["c_proj"])
     norms = (p["ln_1"]["weight"], p["ln_1"]["bias"], p["ln_2"]["weight"], p["ln_2"]["bias"])
-    arrays = [a for layer in layers for a in _buffers(layer["weight"]) + [layer.get("bias")]] + list(norms)
-    key = (id(p), rows, n_embd)
+    arrays = (*_buffers(layers[0]["weight"]), *_buffers(layers[1]["weight"]), *_buffers(layers[2]["weight"]),
+              *_buffers(layers[3]["weight"]), *(layer.get("bias") for layer in layers), *norms, keys, values)
+    key = (id(p), rows, n_embd, scale, eps)
     cached = _block_weights.get(key)
-    if cached is not None and cached[0] is plan and len(cached[1]) == len(arrays) and all(
-            (ref() if ref is not None else None) is a for ref, a in zip(cached[1], arrays)):
-        return cached[2]
+    if cached is not None and cached[0] is plan and cached[1] == tuple(map(id, arrays)):
+        return cached[3]
     args = ffi.new("struct mg_block_args *")
     E, F = n_embd, layers[2]["weight"].shape[-1]
+    H, D = keys.shape[1], keys.shape[3]
+    if not (values.shape == keys.shape and keys.strides[3] == values.strides[3] == 4 and _aligned(keys)
+            and _aligned(values) and keys.flags.writeable and values.flags.writeable):
+        return None
     if not (all(_plain(a, E) for a in norms) and _block_linear(args.c_attn, layers[0], rows, E, 3 * E)
             and _block_linear(args.attn_proj, layers[1], rows, E, E)
             and _block_linear(args.c_fc, layers[2], rows, E, F)
@@ -362,9 +371,15 @@ def _block_arguments(p, rows, n_embd, plan):
     args.ln_variant, args.gelu_variant = plan.layer_norm[0], plan.gelu_new[0]
     args.attention_variant, args.attention_prefetch = plan.attention_decode[0], plan.attention_decode[1]
     args.ln_1_weight, args.ln_1_bias, args.ln_2_weight, args.ln_2_bias = (_address(a) for a in norms)
+    args.keys, args.values, args.n_head, args.head_dim = _address(keys), _address(values), H, D
+    args.k_strides = [s // 4 for s in keys.strides[:3]]
+    args.v_strides = [s // 4 for s in values.strides[:3]]
+    args.eps, args.scale = eps, scale
     if len(_block_weights) >= 1024:  # (models come and go: forget them all now and then)
         _block_weights.clear()
-    _block_weights[key] = (plan, [None if a is None else weakref.ref(a) for a in arrays], args)
+    forget = lambda _, key=key: _block_weights.pop(key, None)  # noqa: E731 (an array of the entry went)
+    refs = [None if a is None else weakref.ref(a, forget) for a in arrays]
+    _block_weights[key] = (plan, tuple(map(id, arrays)), refs, args)
     return args
 
 
@@ -376,18 +391,16 @@ def _declines(config, output_attentions, encoder_states, head_masks):
 
 
 def _layer_cache(cache, B, H, D, mask):
-    """(keys, values, position): a decoding step's cache slot as C writes it (buffers [B, H, capacity, D] with
-    room at ``position``), or None if C cannot write it there or the mask (as _decoding_inputs gives it) has
-    not one bias per key up to position."""
-    if not isinstance(cache, _LayerSlot):
+    """(keys, values, position): a decoding step's cache slot (buffers [B, H, capacity, D] with room at
+    ``position``), or None if it is not one or the mask (as _decoding_inputs gives it) has not one bias per key up
+    to position. (Whether C can write into the buffers where they lie, _block_arguments asks once.)"""
+    if type(cache) is not _LayerSlot:
         return None
     keys, values, position = cache.buffers.keys[cache.layer], cache.buffers.values[cache.layer], cache.start
-    if keys.shape[:2] != (B, H) or keys.shape[3] != D or values.shape != keys.shape or position >= keys.shape[2]:
+    B_, H_, capacity, D_ = keys.shape
+    if B_ != B or H_ != H or D_ != D or position >= capacity:
         return None
     if mask is not None and mask.shape[3] != position + 1:  # (C reads position + 1 biases a row)
-        return None
-    if not (keys.strides[3] == values.strides[3] == 4 and _aligned(keys) and _aligned(values)
-            and keys.flags.writeable and values.flags.writeable):
         return None
     return keys, values, position
 
@@ -400,19 +413,13 @@ def _c_scale(scale):
     return float(np.float32(scale))
 
 
-def _block_step(args, x, out, scratch, cache, mask, scale, eps):
-    """Fill a copy of _block_arguments' struct (``args``, a struct mg_block_args) with one call's own fields:
-    x, out and scratch (float pointers), this layer's cache (as _layer_cache gives it), the mask (its float32
-    bias, as _decoding_inputs gives it, or None), the scale (_c_scale's) and the layer norms' epsilon."""
-    keys, values, position = cache
+def _block_step(args, x, out, scratch, position, mask):
+    """Fill a copy of _block_arguments' struct (``args``, a struct mg_block_args) with one step's own fields:
+    x, out and scratch (float pointers), the cache position written, and the mask (its float32 bias, as
+    _decoding_inputs gives it, or None)."""
     if mask is not None:
         args.key_bias, args.key_bias_stride = _floats(mask), position + 1 if mask.shape[0] == args.rows else 0
-    args.x, args.out, args.scratch = x, out, scratch
-    args.eps, args.scale = eps, scale
-    args.keys, args.values, args.position = _floats(keys), _floats(values), position
-    args.n_head, args.head_dim = keys.shape[1], keys.shape[3]
-    args.k_strides = [s // 4 for s in keys.strides[:3]]
-    args.v_strides = [s // 4 for s in values.strides[:3]]
+    args.x, args.out, args.scratch, args.position = x, out, scratch, position
 
 
 def _block_fits(x, config, plan):
@@ -456,13 +463,14 @@ def transformer_block(x, p, *, layer_idx, config, cache, mask, head_mask, output
     B, E, H = x.shape[0], config.n_embd, config.n_head
     plan, scale = _tuning.current(), _c_scale(scale)
     kv = _layer_cache(cache, B, H, E // H, mask) if _block_fits(x, config, plan) else None
-    shared = None if kv is None or scale is None else _block_arguments(p, B, E, plan)
+    eps = float(config.layer_norm_epsilon)
+    shared = None if kv is None or scale is None else _block_arguments(p, B, E, plan, kv, scale, eps)
     if shared is None:
         return NotImplemented
     out = np.empty_like(x)
     scratch = np.empty(B * (6 * E + shared.n_inner), F32)
     args = ffi.new("struct mg_block_args *", shared[0])
-    _block_step(args, _floats(x), _floats(out), _floats(scratch), kv, mask, scale, float(config.layer_norm_epsilon))
+    _block_step(args, _floats(x), _floats(out), _floats(scratch), kv[2], mask)
     status = lib.mg_transformer_block(args)  # (mask, x, out, scratch, keys, values: alive in this frame till here)
     if status == lib.MG_ERR_MEMORY:  # no room for a kernel's scratch: the Python path may still manage (it writes
         return NotImplemented         # the same keys and values into the cache again)
@@ -488,17 +496,20 @@ def transformer_blocks(x, blocks, *, config, scales, caches, mask, head_masks, o
         return NotImplemented
     kvs = [_layer_cache(cache, B, H, E // H, mask) for cache in caches]
     scales = [_c_scale(scale) for scale in scales]
-    shared = [_block_arguments(p, B, E, plan) for p in blocks]
-    if None in kvs or None in scales or None in shared:
+    if None in kvs or None in scales:
+        return NotImplemented
+    eps = float(config.layer_norm_epsilon)
+    shared = [_block_arguments(p, B, E, plan, kv, scale, eps) for p, kv, scale in zip(blocks, kvs, scales)]
+    if None in shared:
         return NotImplemented
     xs = np.empty((n + 1,) + x.shape, F32)  # xs[i]: the input of block i; xs[n] the output
     xs[0] = x
     scratch = np.empty(B * (6 * E + max(args.n_inner for args in shared)), F32)  # (the blocks run in turn)
-    xp, sp, eps, step = _floats(xs), _floats(scratch), float(config.layer_norm_epsilon), B * E
+    xp, sp, step = _floats(xs), _floats(scratch), B * E
     all_args = ffi.new("struct mg_block_args[]", n)
     for i in range(n):
         all_args[i] = shared[i][0]
-        _block_step(all_args[i], xp + i * step, xp + (i + 1) * step, sp, kvs[i], mask, scales[i], eps)
+        _block_step(all_args[i], xp + i * step, xp + (i + 1) * step, sp, kvs[i][2], mask)
     status = lib.mg_transformer_blocks(all_args, n)  # (every array the arguments point into is alive here)
     if status == lib.MG_ERR_MEMORY:  # (as in transformer_block: the Python path writes the cache again)
         return NotImplemented

@@ -539,6 +539,8 @@ def _as_numpy(a):
 
 def _check_past(past, n_layer, batch, n_head, head_dim) -> int:
     """Validate the layout of past_key_values and return P."""
+    if type(past) is KVCache and len(past) == n_layer and past[0][0].shape == (batch, n_head, past._length, head_dim):
+        return past._length  # (a model's own output: every pair float32, cut from one set of buffers of one shape)
     if not isinstance(past, (tuple, list)) or len(past) != n_layer:
         got = f"{len(past)} entries" if isinstance(past, (tuple, list)) else type(past).__name__
         raise ValueError(

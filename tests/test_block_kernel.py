@@ -238,3 +238,40 @@ def test_the_blocks_arguments_kept_between_steps_follow_the_params_and_keep_no_m
     del model, block
     gc.collect()
     assert gone() is None, "the fused block's kept arguments keep a dropped model's weights alive"
+
+
+def test_the_kept_arguments_follow_the_cache_each_step_writes():
+    """The kept arguments hold each layer's cache buffers too (_ckernels._block_arguments). Two prompts decoded in
+    turn, and a branch of the first (its cache continued twice, so the second continuation copies it into buffers
+    of its own), must each read and write their own cache: the bits of the blocks run in Python. And the kept
+    arguments must not keep a dropped cache's buffers alive."""
+    import gc
+    import weakref
+
+    model = model_in("float32", None)
+
+    def in_turn():
+        first = model(np.array([[1, 2, 3]]), use_cache=True)
+        second = model(np.array([[4, 5, 6, 7]]), use_cache=True)
+        pasts = {"a": first.past_key_values, "b": second.past_key_values, "branch of a": first.past_key_values}
+        logits = []
+        for step in range(3):
+            for i, name in enumerate(pasts):
+                out = model(np.array([[10 + 3 * step + i]]), past_key_values=pasts[name], use_cache=True)
+                pasts[name] = out.past_key_values
+                logits.append(out.logits)
+        return logits, pasts
+
+    with kernel_variant(VARIANTS[-1]):  # (every kernel in C, whatever the calibration chose: the block is served)
+        stacks = ck.calls["transformer_blocks"]
+        with fused(True):
+            ours, our_pasts = in_turn()
+        assert ck.calls["transformer_blocks"] - stacks == 9, "the fused stack of blocks did not serve every step"
+        with fused(False):
+            theirs, their_pasts = in_turn()
+    for name in our_pasts:
+        assert_same_bits((ours, our_pasts[name]), (theirs, their_pasts[name]))
+    gone = weakref.ref(our_pasts["b"]._buffers.keys[0])
+    del our_pasts
+    gc.collect()
+    assert gone() is None, "the fused block's kept arguments keep a dropped cache's buffers alive"
