@@ -165,7 +165,7 @@ def _write_atomically(path, arrays, metadata=None):
         with open(tmp, "wb") as f:
             _write(f, arrays, {"format": "pt", **(metadata or {})})
         os.chmod(tmp, 0o666 & ~current_umask())  # mkstemp made it 0600; a file open() creates follows the umask
-        os.replace(tmp, path)
+        _replace(tmp, path)
     except BaseException:
         os.unlink(tmp)
         raise
@@ -209,13 +209,34 @@ def write_checkpoint(directory, tensors: dict, dtype=None, max_shard_size="5GB",
         fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".json", dir=directory)  # renamed into place, as the shards
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(json.dumps(index, indent=2, sort_keys=True) + "\n")
-        os.chmod(tmp, 0o666 & ~current_umask())
-        os.replace(tmp, os.path.join(directory, index_name))
+        try:
+            os.chmod(tmp, 0o666 & ~current_umask())
+            _replace(tmp, os.path.join(directory, index_name))
+        except BaseException:
+            os.unlink(tmp)
+            raise
         written.add(index_name)
     shard_pattern = re.compile(re.escape(shard_name.split("{")[0]) + r"\d{5}-of-\d{5}\.safetensors")
     for stale in os.listdir(directory):
         if stale not in written and (stale in (single, index_name) or shard_pattern.fullmatch(stale)):
-            os.remove(os.path.join(directory, stale))
+            _replace(None, os.path.join(directory, stale))
+
+
+def _replace(new, path):
+    """os.replace(new, path), or os.remove(path) for new=None, with a PermissionError that says why it may fail:
+    on Windows a file a process has open cannot be replaced or removed, and a model loaded from a checkpoint keeps
+    its weights file memory-mapped (in this process too); elsewhere, a file another user owns in a shared folder."""
+    try:
+        if new is None:
+            os.remove(path)
+        else:
+            os.replace(new, path)
+    except PermissionError as e:
+        raise PermissionError(
+            f"cannot {'replace' if new is not None else 'remove the earlier save'} {path} ({e.strerror or e}): on "
+            f"Windows a file in use cannot be, and a model loaded from this folder (in this process or another) "
+            f"keeps its weights file open; elsewhere, it may be another user's. Save to another folder, or close what "
+            f"uses it (on Windows, del every model loaded from it) and save again") from None
 
 
 def weights_names(variant=None):
