@@ -223,3 +223,18 @@ def tiny_checkpoint_files(directory, seed=0, **config) -> dict:
     settings = dict(n_positions=128, n_embd=8, n_layer=1, n_head=2, initializer_range=0.3)
     GPT2LMHeadModel(GPT2Config(**{**settings, **config}), seed=seed).save_pretrained(directory)
     return {name: open(os.path.join(directory, name), "rb").read() for name in sorted(os.listdir(directory))}
+
+
+def tiny_checkpoint_with_tokenizer(directory) -> dict:
+    """tiny_checkpoint_files in ``directory``/model, with GPT-2's tokenizer files (the bundled vocabulary's
+    vocab.json and merges.txt, as a Hub repository holds them): {filename: bytes}, ready to serve."""
+    import os
+
+    from minigpt2 import AutoTokenizer
+
+    served = tiny_checkpoint_files(os.path.join(directory, "model"))
+    AutoTokenizer.from_pretrained("gpt2").save_pretrained(os.path.join(directory, "tokenizer"))
+    for name in ("vocab.json", "merges.txt"):
+        with open(os.path.join(directory, "tokenizer", name), "rb") as f:
+            served[name] = f.read()
+    return served

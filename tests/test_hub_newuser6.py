@@ -21,7 +21,7 @@ import time
 import numpy as np
 import pytest
 
-from hubserver import HubServer, tiny_checkpoint_files
+from hubserver import HubServer, tiny_checkpoint_with_tokenizer
 from minigpt2 import AutoTokenizer, GPT2LMHeadModel
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -36,11 +36,7 @@ PYTHONS = [sys.executable] + ([os.environ["MINIGPT2_NEWEST_PYTHON"]] if os.envir
 def files(tmp_path_factory):
     """A tiny random GPT-2 with GPT-2's tokenizer files (the bundled vocabulary), as a Hub repository holds it."""
     directory = tmp_path_factory.mktemp("newuser6")
-    served = tiny_checkpoint_files(directory / "model")
-    AutoTokenizer.from_pretrained("gpt2").save_pretrained(str(directory / "tokenizer"))
-    for name in ("vocab.json", "merges.txt"):
-        served[name] = (directory / "tokenizer" / name).read_bytes()
-    return str(directory / "model"), served
+    return str(directory / "model"), tiny_checkpoint_with_tokenizer(str(directory))
 
 
 def serve(files, **options):

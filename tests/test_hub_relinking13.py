@@ -19,7 +19,7 @@ import pytest
 import minigpt2.hub
 import minigpt2.pretrained
 import minigpt2.tokenizer.files
-from hubserver import HubServer, tiny_checkpoint_files
+from hubserver import HubServer, tiny_checkpoint_files, tiny_checkpoint_with_tokenizer
 from minigpt2 import AutoTokenizer, GPT2LMHeadModel
 from minigpt2.bpe import VocabularyFileError, read_text
 from minigpt2.checkpoint import read_safetensors
@@ -30,12 +30,7 @@ REPO = "owner/repo"
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
-    directory = tmp_path_factory.mktemp("relinking13")
-    files = tiny_checkpoint_files(directory / "model")
-    AutoTokenizer.from_pretrained("gpt2").save_pretrained(str(directory / "tokenizer"))
-    for name in ("vocab.json", "merges.txt"):
-        files[name] = (directory / "tokenizer" / name).read_bytes()
-    return files
+    return tiny_checkpoint_with_tokenizer(str(tmp_path_factory.mktemp("relinking13")))
 
 
 @pytest.fixture
