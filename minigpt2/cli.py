@@ -377,7 +377,7 @@ def _generate(args) -> int:
         for i, seq in enumerate(sequences):
             if i:
                 print("---")
-            print(tokenizer.decode(seq, skip_special_tokens=True), flush=True)
+            print(_for_terminal(tokenizer.decode(seq, skip_special_tokens=True)), flush=True)
         if args.stats:
             _print_stats(len(ids), sequences.shape[1] - len(ids), None, time.perf_counter() - start, len(sequences),
                          model)
@@ -417,6 +417,19 @@ def _without_python_hint(problem) -> str:
     return re.sub(r" \(or call minigpt2\.backend\.\w+\)$", "", str(problem))
 
 
+_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")  # control characters, but tab and newline
+
+
+def _for_terminal(text) -> str:
+    """``text`` as a terminal should show it: a control character (which a model makes as readily as a letter) as
+    its escape, e.g. ``\x1b``, since a terminal obeys it: ESC starts sequences that recolour the text, move the
+    cursor or retitle the window, ``\r`` goes back to the line's start and overwrites it. Into a file or a pipe the
+    text goes exactly as the model made it."""
+    if not _CONTROL.search(text) or not getattr(sys.stdout, "isatty", lambda: False)():
+        return text
+    return _CONTROL.sub(lambda m: repr(m.group())[1:-1], text)
+
+
 class _Printer:
     """A TextStreamer to stdout that also notes when tokens arrive (for --stats)."""
 
@@ -424,6 +437,8 @@ class _Printer:
         from .streamers import TextStreamer
 
         self.text = TextStreamer(tokenizer, **decode_kwargs)
+        show = self.text.on_finalized_text
+        self.text.on_finalized_text = lambda text, stream_end=False: show(_for_terminal(text), stream_end)
         self.start_time = time.perf_counter()
         self.first_token_time = self.end_time = None
         self.prompt_seen = False
@@ -480,7 +495,7 @@ class _StepPrinter:
 
     def end(self):
         self.end_time = time.perf_counter()
-        print(f"text: {self.tokenizer.decode(self.ids)}", flush=True)
+        print(f"text: {_for_terminal(self.tokenizer.decode(self.ids))}", flush=True)
 
     def _show(self, token_id):
         return _token_text(self.tokenizer, token_id)
