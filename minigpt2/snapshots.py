@@ -32,7 +32,8 @@ def open_file(path, mode="r", **kwargs):
 
 
 def in_a_snapshot(path) -> bool:
-    """Whether ``path`` is a file of a snapshot of the HF cache: ``.../snapshots/<commit>/<filename>``, where
-    ``<filename>`` may have folders (a checkpoint's subfolder)."""
+    """Whether ``path`` is a file of a snapshot of the HF cache: ``.../models--<owner>--<name>/snapshots/<commit>/
+    <filename>``, where ``<filename>`` may have folders (a checkpoint's subfolder)."""
     parts = os.path.abspath(os.fspath(path)).split(os.sep)
-    return "snapshots" in parts[:-2]
+    return any(part == "snapshots" and parts[i - 1].startswith(("models--", "datasets--", "spaces--"))
+               for i, part in enumerate(parts[1:-2], start=1))
