@@ -11,6 +11,7 @@ Only safetensors is loaded. PyTorch's pytorch_model.bin is a pickle, and unpickl
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import mmap
 import os
@@ -165,7 +166,8 @@ def _write_atomically(path, arrays, metadata=None):
         with open(tmp, "wb") as f:
             _write(f, arrays, {"format": "pt", **(metadata or {})})
         os.chmod(tmp, 0o666 & ~current_umask())  # mkstemp made it 0600; a file open() creates follows the umask
-        _replace(tmp, path)
+        with _explaining_a_file_in_use(path, "replace"):
+            os.replace(tmp, path)
     except BaseException:
         os.unlink(tmp)
         raise
@@ -211,7 +213,8 @@ def write_checkpoint(directory, tensors: dict, dtype=None, max_shard_size="5GB",
             f.write(json.dumps(index, indent=2, sort_keys=True) + "\n")
         try:
             os.chmod(tmp, 0o666 & ~current_umask())
-            _replace(tmp, os.path.join(directory, index_name))
+            with _explaining_a_file_in_use(os.path.join(directory, index_name), "replace"):
+                os.replace(tmp, os.path.join(directory, index_name))
         except BaseException:
             os.unlink(tmp)
             raise
@@ -219,21 +222,20 @@ def write_checkpoint(directory, tensors: dict, dtype=None, max_shard_size="5GB",
     shard_pattern = re.compile(re.escape(shard_name.split("{")[0]) + r"\d{5}-of-\d{5}\.safetensors")
     for stale in os.listdir(directory):
         if stale not in written and (stale in (single, index_name) or shard_pattern.fullmatch(stale)):
-            _replace(None, os.path.join(directory, stale))
+            with _explaining_a_file_in_use(os.path.join(directory, stale), "remove the earlier save"):
+                os.remove(os.path.join(directory, stale))
 
 
-def _replace(new, path):
-    """os.replace(new, path), or os.remove(path) for new=None, with a PermissionError that says why it may fail:
-    on Windows a file a process has open cannot be replaced or removed, and a model loaded from a checkpoint keeps
-    its weights file memory-mapped (in this process too); elsewhere, a file another user owns in a shared folder."""
+@contextlib.contextmanager
+def _explaining_a_file_in_use(path, action):
+    """Replacing or removing ``path`` (``action`` says which), with a PermissionError that says why it may fail: on
+    Windows a file a process has open cannot be replaced or removed, and a model loaded from a checkpoint keeps its
+    weights file memory-mapped (in this process too); elsewhere, a file another user owns in a shared folder."""
     try:
-        if new is None:
-            os.remove(path)
-        else:
-            os.replace(new, path)
+        yield
     except PermissionError as e:
         raise PermissionError(
-            f"cannot {'replace' if new is not None else 'remove the earlier save'} {path} ({e.strerror or e}): on "
+            f"cannot {action} {path} ({e.strerror or e}): on "
             f"Windows a file in use cannot be, and a model loaded from this folder (in this process or another) "
             f"keeps its weights file open; elsewhere, it may be another user's. Save to another folder, or close what "
             f"uses it (on Windows, del every model loaded from it) and save again") from None

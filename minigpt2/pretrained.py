@@ -392,7 +392,7 @@ class GPT2PreTrainedModel:
             except OSError:  # offline and never downloaded: the special tokens of config.json serve
                 found = None
             if found is not None:
-                model.generation_config = GenerationConfig.from_json_file(found)
+                model.generation_config = GenerationConfig._from_json_file(found)  # (read, not looked for)
         if output_loading_info:
             return model, _loading_info(model, {name: array.shape for name, (_, array) in tensors.items()})
         return model

@@ -271,7 +271,7 @@ def test_the_kept_arguments_follow_the_cache_each_step_writes():
             theirs, their_pasts = in_turn()
     for name in our_pasts:
         assert_same_bits((ours, our_pasts[name]), (theirs, their_pasts[name]))
-    gone = weakref.ref(our_pasts["b"]._buffers.keys[0])
+    gone = weakref.ref(our_pasts["branch of a"]._buffers.keys[0])  # (the last step's: the kept arguments' own)
     del our_pasts
     gc.collect()
     assert gone() is None, "the fused block's kept arguments keep a dropped cache's buffers alive"

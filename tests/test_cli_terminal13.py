@@ -10,7 +10,6 @@ vector and only ESC's embedding points along it.
 from __future__ import annotations
 
 import os
-import pty
 import subprocess
 import sys
 
@@ -19,6 +18,7 @@ import pytest
 
 from minigpt2 import AutoTokenizer, GPT2Config, GPT2LMHeadModel
 
+pty = pytest.importorskip("pty")  # (the terminal is a pseudo-terminal: not on Windows)
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 

@@ -124,11 +124,12 @@ class GenerationConfig:
         config_file_name = GENERATION_CONFIG_NAME if config_file_name is None else config_file_name
         path = name_or_path if os.path.isfile(name_or_path) else resolve_file(name_or_path, config_file_name,
                                                                              **hub_kwargs)
-        return cls.from_json_file(path, **kwargs)
+        return cls._from_json_file(path, **kwargs)
 
     @classmethod
-    def from_json_file(cls, path, **kwargs):
-        """The settings of the generation_config.json at ``path``, with ``kwargs`` as in from_pretrained."""
+    def _from_json_file(cls, path, **kwargs):
+        """The settings of the generation_config.json at ``path``, with ``kwargs`` as in from_pretrained. (Private:
+        transformers' GenerationConfig has no such method; from_pretrained of a file path does this after a check.)"""
         from ..config import read_json_object
 
         settings = read_json_object(path)
