@@ -542,9 +542,15 @@ def _pair_options(pair: tuple, fastest_c: tuple) -> dict:
 
 def _race(candidates: dict, rounds: int = 3, blas=(), decides_the_block: bool = False) -> tuple:
     """Time each candidate (name -> function of no arguments) ``rounds`` times, interleaved, in a rotating
-    order, each run after one untimed warm-up run; returns (fastest, {name: median seconds}). After the first round
-    only the candidates within STILL_IN of its best time run again: the others can neither win nor tie (TIE). After a candidate named in ``blas`` (one that calls NumPy's BLAS), with more than one
-    thread, wait BLAS_SETTLE seconds.
+    order, each run after one untimed run (below); returns (fastest, {name: median seconds}). After the first round
+    only the candidates within STILL_IN of its best time run again: the others can neither win nor tie (TIE). After
+    a candidate named in ``blas`` (one that calls NumPy's BLAS), with more than one thread, wait BLAS_SETTLE seconds.
+
+    Each timed run follows an untimed run of the same candidate, which leaves the caches and the threads as that
+    candidate's own steps would: the run before, another candidate's, leaves a part of the example in the caches or
+    not, by its prefetch kind (Xeon Emerald Rapids VM, one thread, the block matrices from 128 MiB: NumPy's time
+    was 1.20x its time after its own run when it followed a C run with non-temporal prefetches, 1.00x after C runs
+    without them), and wakes threads or not (OpenBLAS's sleep after BLAS_SETTLE, the C pool's after NumPy's turn).
 
     NumPy's floating-point warnings are off inside: the examples are finite numbers and the results are thrown
     away, so a warning could only come from a BLAS that raises the CPU's flags on finite data, as Arm's SME does
@@ -706,14 +712,17 @@ def calibrate() -> tuple:
             candidates = {f"{v}/{p}{walk}": run(f"{v}/{p}{walk}") for v in narrow_variants() for p in PREFETCH
                           for walk in walks}
             choice[f"{cls}@{kind}"], measured[f"{cls}@{kind}"] = _race(candidates)
-    del memory, mats, head, bits, halves, q, by_columns, narrow
+    del mats, head, bits, halves, q, by_columns, narrow
 
     # Attention for one query per sequence: in the model its keys and values come from main memory (the weights
     # read since pushed them out of the caches), so the example is GPT-2 124M layers' caches at 256 positions, as
-    # many as fill the same 64 MiB / 2 x L3 as the products', one layer after another, with every prefetch kind
+    # many as fill the same memory as the products' examples, one layer after another, with every prefetch kind
     # (Zen 5, 2 threads, 12 layers at 176 positions from memory: no prefetch hints 0.47 ms, hints 0.36-0.39).
-    sets = max(2, -(-total // (2 * 12 * 256 * 64 * 4)))
-    caches = np.full((sets, 2, 1, 12, 256, 64), 0.01, np.float32)
+    # The same memory, not a new block of it: in a VM the first touch of fresh memory can be slow (Xeon Emerald
+    # Rapids VM: 0.4-1.0 s for 128 MiB, the same memory again 0.02 s), a second of the calibration spent on nothing.
+    layer = 2 * 12 * 256 * 64  # (floats: a layer's keys and values)
+    sets = min(max(2, -(-total // (4 * layer))), memory.size // layer)
+    caches = memory[:sets * layer].reshape(sets, 2, 1, 12, 256, 64)
     q = rng.standard_normal((1, 12, 1, 64), dtype=np.float32)
 
     def c_attention(variant, prefetch):
@@ -723,7 +732,7 @@ def calibrate() -> tuple:
     candidates[NUMPY] = lambda: [layers.attention.reference(q, k, v, scale=np.float32(0.125), causal=True)
                                  for k, v in caches]
     choice["attention_decode"], measured["attention_decode"] = _race(candidates, decides_the_block=True)  # 3 rounds
-    del caches
+    del caches, memory
 
     # attention for a prompt, layer norm, gelu: GPT-2 124M's shapes, in cache (small next to the weights' stream)
     prefetch = choice["linear_1"].split("/")[1] if choice["linear_1"] != NUMPY else "nta"
