@@ -1,6 +1,7 @@
 """The tokenizer's files: from_pretrained (bundled names, a directory, or a Hub repository through minigpt2.hub)
 and save_pretrained, in HF's formats (vocab.json, merges.txt, tokenizer_config.json, special_tokens_map.json,
-added_tokens.json, chat_template.jinja; tokenizer.json is read too, and transformers 5's tokenizer_config.json)."""
+added_tokens.json, chat_template.jinja, and the fast tokenizer's tokenizer.json; transformers 5's tokenizer_config.json
+is read too)."""
 from __future__ import annotations
 
 import json
@@ -112,7 +113,15 @@ class Files:
     def save_pretrained(self, save_directory: Union[str, os.PathLike], legacy_format=None,
                         filename_prefix: Optional[str] = None, **kwargs) -> Tuple[str, ...]:
         """Write vocab.json, merges.txt, tokenizer_config.json, special_tokens_map.json (and added_tokens.json)
-        in HF's formats, so transformers' GPT2Tokenizer.from_pretrained(save_directory) loads the same tokenizer."""
+        in HF's formats, so transformers' GPT2Tokenizer.from_pretrained(save_directory) loads the same tokenizer;
+        GPT2TokenizerFast also writes tokenizer.json, the `tokenizers` library's file, as HF's fast tokenizer does.
+        legacy_format as HF's: None writes both kinds of file, True only the slow tokenizer's (vocab.json,
+        merges.txt), False only tokenizer.json (a fast tokenizer only)."""
+        if legacy_format not in (None, True, False):
+            raise TypeError(f"legacy_format must be None, True or False, not {legacy_format!r}")
+        if legacy_format is False and not self.is_fast:
+            raise ValueError("only a fast tokenizer (GPT2TokenizerFast) saves in the non-legacy format "
+                             "(legacy_format=False: tokenizer.json alone); GPT2Tokenizer writes vocab.json and merges.txt")
         save_directory = os.fspath(save_directory)
         if os.path.isfile(save_directory):
             raise ValueError(f"save_pretrained needs a directory, but {save_directory} is a file")
@@ -160,18 +169,51 @@ class Files:
             with open(path(name), "w", encoding="utf-8") as f:
                 f.write(json.dumps(content, indent=2, sort_keys=True, ensure_ascii=False) + "\n")
             written.append(path(name))
-        with open(path("vocab.json"), "w", encoding="utf-8") as f:
-            f.write(json.dumps(self.encoder, indent=2, sort_keys=True, ensure_ascii=False) + "\n")
-        with open(path("merges.txt"), "w", encoding="utf-8") as f:
-            f.write("#version: 0.2\n" + "".join(f"{a} {b}\n" for a, b in self._bpe.merges))
-        written += [path("vocab.json"), path("merges.txt")]
+        if legacy_format is not False:
+            with open(path("vocab.json"), "w", encoding="utf-8") as f:
+                f.write(json.dumps(self.encoder, indent=2, sort_keys=True, ensure_ascii=False) + "\n")
+            with open(path("merges.txt"), "w", encoding="utf-8") as f:
+                f.write("#version: 0.2\n" + "".join(f"{a} {b}\n" for a, b in self._bpe.merges))
+            written += [path("vocab.json"), path("merges.txt")]
+        if self.is_fast and legacy_format is not True:
+            with open(path("tokenizer.json"), "w", encoding="utf-8") as f:
+                f.write(json.dumps(self._tokenizer_json(), indent=2, ensure_ascii=False) + "\n")
+            written.append(path("tokenizer.json"))
         extra = {t.content: i for i, t in self.added_tokens_decoder.items() if i >= self.vocab_size}
-        if extra:
+        if extra and legacy_format is not False:
             with open(path("added_tokens.json"), "w", encoding="utf-8") as f:
                 f.write(json.dumps(extra, indent=2, sort_keys=True, ensure_ascii=False) + "\n")
             written.append(path("added_tokens.json"))
         written += self._save_chat_templates(save_directory, prefix)
         return tuple(written)
+
+    def _tokenizer_json(self) -> Dict[str, Any]:
+        """The tokenizer as the `tokenizers` library's tokenizer.json describes it, with what transformers'
+        converter (GPT2Converter) makes of a GPT-2 tokenizer: a byte-level BPE, its added tokens, and with
+        add_bos_token a template that puts <|endoftext|> (the bos token) in front. Merges as "a b" strings, which
+        every version of `tokenizers` reads (byte-level tokens never hold a space)."""
+        byte_level = lambda add_prefix_space, trim_offsets: {  # noqa: E731
+            "type": "ByteLevel", "add_prefix_space": add_prefix_space, "trim_offsets": trim_offsets, "use_regex": True}
+        if self.add_bos_token and self.bos_token is not None:
+            bos = {"SpecialToken": {"id": self.bos_token, "type_id": 0}}
+            sequence = lambda name, type_id: {"Sequence": {"id": name, "type_id": type_id}}  # noqa: E731
+            post_processor = {"type": "TemplateProcessing", "single": [bos, sequence("A", 0)],
+                              "pair": [bos, sequence("A", 0), sequence("B", 1)],
+                              "special_tokens": {self.bos_token: {"id": self.bos_token, "ids": [self.bos_token_id],
+                                                                  "tokens": [self.bos_token]}}}
+        else:
+            post_processor = byte_level(True, False)
+        return {
+            "version": "1.0", "truncation": None, "padding": None,
+            "added_tokens": [{"id": i, **token.__getstate__()} for i, token in sorted(self.added_tokens_decoder.items())],
+            "normalizer": None,
+            "pre_tokenizer": byte_level(self.add_prefix_space, True),
+            "post_processor": post_processor,
+            "decoder": byte_level(True, True),
+            "model": {"type": "BPE", "dropout": None, "unk_token": None, "continuing_subword_prefix": "",
+                      "end_of_word_suffix": "", "fuse_unk": False, "byte_fallback": False, "ignore_merges": False,
+                      "vocab": self.encoder, "merges": [f"{a} {b}" for a, b in self._bpe.merges]},
+        }
 
     def _save_chat_templates(self, save_directory: str, prefix: str) -> List[str]:
         """As transformers 4.x: the template in chat_template.jinja; of several, "default" there and the others in
