@@ -21,7 +21,7 @@ import numpy as np
 from . import __version__
 from .cli_checks import (TEMPERATURE_RANGE, ArgumentParser, HelpFormatter, NamedStdout, StdoutWriteError,
                          kernel_without_c_core, negative_values_attached, not_enough_memory, one_line_warning,
-                         say_calibration_ahead, say_threads_do_nothing, stopped_writing)
+                         say_calibration_ahead, say_threads_do_nothing, stopped_writing, escaped)
 
 __all__ = ["main", "build_parser"]
 
@@ -60,9 +60,9 @@ class UsageError(Exception):
     """A wrong combination of arguments: exit code 2."""
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(prog: str = "python -m minigpt2") -> argparse.ArgumentParser:
     p = ArgumentParser(
-        prog="python -m minigpt2",
+        prog=prog,
         usage="%(prog)s [options] [PROMPT ...]\n       %(prog)s --tokenize TEXT | --download | --info\n"
               "       %(prog)s --doctor | --version",  # (each line within 80 columns)
         description="Continue a text with GPT-2, printing it as it is generated (NumPy, on the CPU).",
@@ -155,8 +155,9 @@ _temperature = _number(float, lambda v: TEMPERATURE_RANGE[0] <= v <= TEMPERATURE
 _probability = _number(float, lambda v: 0 < v <= 1, "a number in (0, 1]")
 
 
-def main(argv=None) -> int:
-    """Run the command line; returns the exit code (``python -m minigpt2`` exits with it)."""
+def main(argv=None, prog: str = "python -m minigpt2") -> int:
+    """Run the command line; returns the exit code (``python -m minigpt2`` exits with it). ``prog``: how the user
+    started it, for the usage and error lines (the ``minigpt2`` command gives its own name)."""
     argv = sys.argv[1:] if argv is None else list(argv)
     muted = _closed_stderr_to_devnull()
     try:
@@ -166,8 +167,8 @@ def main(argv=None) -> int:
             except KeyboardInterrupt:  # (Ctrl-C while importing: training/cli.py's own handler is not there yet)
                 print("\n[interrupted]", file=sys.stderr)
                 return 130
-            return train_main(argv[1:])
-        parser = build_parser()
+            return train_main(argv[1:], prog=f"{prog} train")
+        parser = build_parser(prog)
         try:
             args = parser.parse_args(negative_values_attached(parser, argv))  # exits with 2 on a usage error
         except OSError as e:  # --help into a stdout that cannot take it
@@ -191,19 +192,21 @@ def _run_reporting_errors(args, parser) -> int:
         return code
     except UsageError as e:
         parser.print_usage(sys.stderr)
-        print(f"{parser.prog}: error: {e}", file=sys.stderr)
+        print(f"{parser.prog}: error: {escaped(str(e))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("\n[interrupted]", file=sys.stderr)
+        line_open = not getattr(sys.stdout, "ends_line", False)  # (its newline first; after an ended line, none)
+        print(("\n" if line_open else "") + "[interrupted]", file=sys.stderr)
         return 130
     except MemoryError as e:  # (a ulimit -v, a 32-bit Python, many beams: NumPy names the array)
-        fix = "try fewer --beams, a smaller model, or --dtype bfloat16 or int8 (weights in less memory)"
+        fix = (f"try {'fewer --beams, ' if getattr(args, 'beams', None) else ''}a smaller model, or --dtype bfloat16 "
+               f"or int8 (weights in less memory)")
         print(f"{parser.prog}: error: {not_enough_memory(e, fix)}", file=sys.stderr)
         return 1
     except (OSError, ValueError, TypeError) as e:  # bad model, no network, bad prompt: the user's to fix
         if isinstance(e, (BrokenPipeError, StdoutWriteError)):
             return stopped_writing(e, parser.prog)
-        print(f"{parser.prog}: error: {' '.join(str(e).split())}{_repair_hint(e, args)}", file=sys.stderr)
+        print(f"{parser.prog}: error: {escaped(' '.join(str(e).split()) + _repair_hint(e, args))}", file=sys.stderr)
         return 1
     finally:
         sys.stdout = stdout
@@ -371,13 +374,14 @@ def _generate(args) -> int:
     common = dict(max_new_tokens=max_new, pad_token_id=eos_ids[0] if eos_ids else None, **settings)
     cli_checks.say_calibration_ahead()  # the first kernel call measures them once per machine: say so before
 
+    finite = _FiniteScores(args.model)
     if args.beams:  # beam search cannot stream: the best beams are known only at the end
         start = time.perf_counter()
-        sequences = model.generate(input_ids, **common)
+        sequences = model.generate(input_ids, logits_processor=[finite], **common)
         for i, seq in enumerate(sequences):
             if i:
                 print("---")
-            print(_for_terminal(tokenizer.decode(seq, skip_special_tokens=True)), flush=True)
+            print(_for_terminal(prompt + tokenizer.decode(seq[len(ids):], skip_special_tokens=True)), flush=True)
         if args.stats:
             _print_stats(len(ids), sequences.shape[1] - len(ids), None, time.perf_counter() - start, len(sequences),
                          model)
@@ -387,12 +391,15 @@ def _generate(args) -> int:
         if i:
             print("---", flush=True)
         streamer = _StepPrinter(tokenizer, args.candidates, settings) if args.candidates \
-            else _Printer(tokenizer, skip_special_tokens=True)
+            else _Printer(tokenizer, prompt)
         try:
             sequence = model.generate(input_ids, streamer=streamer, seed=rng, logits_processor=(
-                [streamer] if args.candidates else None), **{**common, "num_return_sequences": 1})
-        except KeyboardInterrupt:
-            streamer.end()  # print what was held back and the final newline, then stop
+                [finite, streamer] if args.candidates else [finite]), **{**common, "num_return_sequences": 1})
+        except BaseException:  # Ctrl-C, or an error: what was held back and the final newline, before the message
+            try:
+                streamer.end()
+            except OSError:  # (stdout is what failed: | head, a full disk)
+                pass
             raise
         if args.stats:
             _print_stats(len(ids), sequence.shape[1] - len(ids), streamer.first_token_time - streamer.start_time,
@@ -417,7 +424,6 @@ def _without_python_hint(problem) -> str:
     return re.sub(r" \(or call minigpt2\.backend\.\w+\)$", "", str(problem))
 
 
-_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")  # control characters, but tab and newline
 
 
 def _for_terminal(text) -> str:
@@ -425,20 +431,41 @@ def _for_terminal(text) -> str:
     its escape, e.g. ``\x1b``, since a terminal obeys it: ESC starts sequences that recolour the text, move the
     cursor or retitle the window, ``\r`` goes back to the line's start and overwrites it. Into a file or a pipe the
     text goes exactly as the model made it."""
-    if not _CONTROL.search(text) or not getattr(sys.stdout, "isatty", lambda: False)():
+    if not getattr(sys.stdout, "isatty", lambda: False)():
         return text
-    return _CONTROL.sub(lambda m: repr(m.group())[1:-1], text)
+    return escaped(text)
+
+
+class _FiniteScores:
+    """A logits processor that stops generating, with a message, when the model's scores hold NaN or +infinity:
+    weights that are not all finite numbers (a damaged or badly converted checkpoint), which would otherwise give
+    greedy search and beams a meaningless token silently (NumPy's argmax picks the first NaN). -inf is a token
+    ruled out (min_new_tokens, penalties), as in transformers."""
+
+    def __init__(self, model_name):
+        self.model_name, self.step = model_name, 0
+
+    def __call__(self, input_ids, scores):
+        self.step += 1
+        if np.isnan(scores).any() or np.isposinf(scores).any():
+            raise ValueError(f"the scores {self.model_name} gives the next token (new token {self.step}) are not all "
+                             f"finite numbers (NaN or infinity): its weights likely hold NaN or infinity, from a "
+                             f"damaged or badly converted checkpoint; check the weights file")
+        return scores
 
 
 class _Printer:
-    """A TextStreamer to stdout that also notes when tokens arrive (for --stats)."""
+    """A TextStreamer to stdout that also notes when tokens arrive (for --stats). The prompt is shown as typed (a
+    special token in it too, which decoding with skip_special_tokens would drop), then the new text."""
 
-    def __init__(self, tokenizer, **decode_kwargs):
+    def __init__(self, tokenizer, prompt):
         from .streamers import TextStreamer
 
-        self.text = TextStreamer(tokenizer, **decode_kwargs)
+        self.text = TextStreamer(tokenizer, skip_prompt=True, skip_special_tokens=True)
         show = self.text.on_finalized_text
         self.text.on_finalized_text = lambda text, stream_end=False: show(_for_terminal(text), stream_end)
+        if prompt:
+            show(_for_terminal(prompt))
         self.start_time = time.perf_counter()
         self.first_token_time = self.end_time = None
         self.prompt_seen = False
@@ -508,10 +535,15 @@ def _dtype_options(dtype) -> dict:
     return dict(load_in_8bit=True) if dtype == "int8" else dict(torch_dtype=dtype)
 
 
+def _count(n, noun) -> str:
+    """"1 token", "2 tokens"."""
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
 def _print_stats(prompt_tokens, new_tokens, first_token_seconds, total_seconds, sequences, model):
     from . import backend, checkpoint
 
-    parts = [f"prompt {prompt_tokens} tokens, {new_tokens} new tokens x {sequences}"]
+    parts = [f"prompt {_count(prompt_tokens, 'token')}, {_count(new_tokens, 'new token')} x {sequences}"]
     if first_token_seconds is not None:
         parts.append(f"time to first token {first_token_seconds:.3f} s")
         if new_tokens > 1:
@@ -591,7 +623,7 @@ def _tokenize(text, tokenizer) -> int:
     print(f"{'index':>5}  {'id':>6}  {'token':<{width}}  text")
     for i, (token_id, token) in enumerate(zip(ids, tokens)):
         print(f"{i:>5}  {token_id:>6}  {token:<{width}}  {_token_text(tokenizer, token_id)}")
-    print(f"{len(ids)} tokens for {len(text)} characters (Ġ is how the vocabulary writes a space; b'...' is "
+    print(f"{_count(len(ids), 'token')} for {_count(len(text), 'character')} (Ġ is how the vocabulary writes a space; b'...' is "
           f"part of a character, bytes that the next tokens complete)")
     return 0
 
@@ -662,7 +694,7 @@ def _info(dtype=None) -> int:
         dict(getattr(backend, "_environment_problems", {}))
     if kernel_without_c_core() is not None:  # (generating refuses it)
         problems["kernel"] = kernel_without_c_core()
-    threads = "threads: INVALID SETTING" if "threads" in problems else None if threads is None else f"{threads} threads"
+    threads = "threads: INVALID SETTING" if "threads" in problems else None if threads is None else _count(threads, "thread")
     print(f"backend: {'INVALID SETTING' if 'backend' in problems else backend.get_backend()} (C core {c_state}"
           f"{'' if threads is None else f', {threads}'}); choose with --backend or MINIGPT2_BACKEND")
     for flag, problem in problems.items():

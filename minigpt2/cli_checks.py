@@ -15,7 +15,8 @@ import textwrap
 __all__ = ["TEMPERATURE_RANGE", "refuse_ignored_flags", "eos_token_ids", "start_token_id", "check_beams_fit",
            "check_candidates", "calibration_ahead", "say_calibration_ahead", "one_line_warning", "ArgumentParser",
            "HelpFormatter", "NamedStdout", "StdoutWriteError", "BROKEN_PIPE", "stopped_writing",
-           "kernel_without_c_core", "negative_values_attached", "not_enough_memory", "say_threads_do_nothing"]
+           "kernel_without_c_core", "negative_values_attached", "not_enough_memory", "say_threads_do_nothing",
+           "escaped"]
 
 # A temperature divides float32 scores. Below 1e-4 a logit difference of 0.01 becomes a factor e^100: sampling is
 # greedy decoding already (use --greedy), and the scores of GPT-2 (about +-100) reach float32's limit, 3.4e38, near
@@ -30,9 +31,23 @@ CALIBRATION_SECONDS = "up to about 10 s"
 
 # -- writing to stdout -------------------------------------------------------------------------------------
 
+_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")  # control characters, but tab and newline
+
+
+def escaped(text: str) -> str:
+    """``text`` with its control characters (tab and newline aside) as escapes, ``\x1b``, ``\r``: what a terminal
+    shows instead of obeying them (ESC recolours, moves the cursor, retitles the window; \r overwrites the line)."""
+    return _CONTROL.sub(lambda m: repr(m.group())[1:-1], text) if _CONTROL.search(text) else text
+
+
 class ArgumentParser(argparse.ArgumentParser):
     """argparse's parser, except that ``--help`` into a stdout that cannot take it (``> /dev/full``, a full disk)
-    raises the OSError: argparse ignores a failed write there and exits 0, as if the help had been printed."""
+    raises the OSError: argparse ignores a failed write there and exits 0, as if the help had been printed; and a
+    usage error shows the control characters of what was typed (an unknown flag, a value) as escapes."""
+
+    def error(self, message):
+        self.print_usage(sys.stderr)
+        self.exit(2, f"{self.prog}: error: {escaped(message)}\n")
 
     def print_help(self, file=None):
         file = sys.stdout if file is None else file
@@ -84,10 +99,13 @@ class NamedStdout:
     like the model cache's. Everything else is the stream's own."""
 
     def __init__(self, stream):
-        self.stream = stream
+        self.stream, self.ends_line = stream, True  # ends_line: nothing written yet, or a newline last
 
     def write(self, text):
-        return self._named(self.stream.write, text)
+        written = self._named(self.stream.write, text)
+        if text:
+            self.ends_line = text.endswith("\n")
+        return written
 
     def flush(self):
         return self._named(self.stream.flush)

@@ -138,7 +138,7 @@ def test_a_byte_order_mark_on_stdin_is_not_part_of_the_prompt(tiny_model_dir):
     tokenized as three byte tokens in front of the text, and changed the continuation."""
     tokens = minigpt2("--tokenize", "-", stdin=b"\xef\xbb\xbfHello\r\n")
     assert tokens.returncode == 0, tokens.stderr
-    assert tokens.stdout.decode().splitlines()[-1].startswith("1 tokens for 5 characters"), tokens.stdout
+    assert tokens.stdout.decode().splitlines()[-1].startswith("1 token for 5 characters"), tokens.stdout
     piped = minigpt2("-m", tiny_model_dir, "-n", "4", "--greedy", "-", stdin=b"\xef\xbb\xbfHello\r\n")
     typed = minigpt2("-m", tiny_model_dir, "-n", "4", "--greedy", "Hello")
     assert piped.returncode == typed.returncode == 0 and piped.stdout == typed.stdout, piped.stderr

@@ -22,7 +22,8 @@ def sample(probs, rng):
     cdf = np.cumsum(probs, axis=-1, dtype=np.float64)  # [N, V]
     if not (np.isfinite(cdf).all() and (cdf[:, -1] > 0).all()):
         raise ValueError("cannot sample: in some row every token was ruled out (all scores -inf) or a score is NaN; "
-                         "check the logits processors")
+                         "check the logits processors, and the model's weights (NaN or infinity in them gives NaN "
+                         "scores)")
     u = rng.random((len(probs), 1)) * cdf[:, -1:]  # [N, 1]
     token = (cdf <= u).sum(axis=-1)
     # u * total can round up to the total itself; then take the last token that has any probability.

@@ -61,9 +61,9 @@ def _float(low, *, open_low=False, high=None):
     return parse
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(prog: str = "python -m minigpt2 train") -> argparse.ArgumentParser:
     text = __doc__.replace("``", "")  # (reST literals: plain text in --help)
-    p = ArgumentParser(prog="python -m minigpt2 train", description=text.split("\n\n")[0],
+    p = ArgumentParser(prog=prog, description=text.split("\n\n")[0],
                        epilog=text.split("\n\n", 1)[1], formatter_class=HelpFormatter)
     d = p.add_argument_group("data")
     d.add_argument("--data", metavar="FILE_OR_DIR", help="a UTF-8 text file, or a folder of them (tokenized once "
@@ -119,9 +119,9 @@ def typed_flags(argv) -> set:
     return set(vars(typed.parse_args(argv)))
 
 
-def main(argv=None) -> int:
+def main(argv=None, prog: str = "python -m minigpt2 train") -> int:
     try:
-        parser = build_parser()
+        parser = build_parser(prog)
         argv = negative_values_attached(parser, sys.argv[1:] if argv is None else list(argv))  # (--lr -1e-3: checked)
         try:
             args = parser.parse_args(argv)
