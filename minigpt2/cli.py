@@ -374,10 +374,9 @@ def _generate(args) -> int:
     common = dict(max_new_tokens=max_new, pad_token_id=eos_ids[0] if eos_ids else None, **settings)
     cli_checks.say_calibration_ahead()  # the first kernel call measures them once per machine: say so before
 
-    finite = _FiniteScores(args.model)
     if args.beams:  # beam search cannot stream: the best beams are known only at the end
         start = time.perf_counter()
-        sequences = model.generate(input_ids, logits_processor=[finite], **common)
+        sequences = model.generate(input_ids, logits_processor=[_FiniteScores(args.model)], **common)
         for i, seq in enumerate(sequences):
             if i:
                 print("---")
@@ -392,6 +391,7 @@ def _generate(args) -> int:
             print("---", flush=True)
         streamer = _StepPrinter(tokenizer, args.candidates, settings) if args.candidates \
             else _Printer(tokenizer, prompt)
+        finite = _FiniteScores(args.model)
         try:
             sequence = model.generate(input_ids, streamer=streamer, seed=rng, logits_processor=(
                 [finite, streamer] if args.candidates else [finite]), **{**common, "num_return_sequences": 1})
@@ -422,7 +422,6 @@ def _check_backend_settings():
 def _without_python_hint(problem) -> str:
     """A backend setting's error without its "(or call minigpt2.backend.set_backend)": the Python API's way."""
     return re.sub(r" \(or call minigpt2\.backend\.\w+\)$", "", str(problem))
-
 
 
 
