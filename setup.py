@@ -99,7 +99,7 @@ setup(
         # ipywidgets: without it, tqdm (via huggingface_hub) prints "TqdmWarning: IProgress not found" in notebooks
         "tutorials": ["matplotlib", "jupytext", "jupyterlab", "ipywidgets"],
     },
-    entry_points={"console_scripts": ["minigpt2=minigpt2.__main__:run"]},
+    entry_points={"console_scripts": ["minigpt2=minigpt2.__main__:command"]},
     cffi_modules=["csrc/build_kernels.py:ffibuilder"],
     cmdclass={"build_ext": OptionalBuildExt},
 )

@@ -26,12 +26,11 @@ def interrupted(signum, frame):
         os._exit(130)
 
 
-def run():
+def run(prog: str = "python -m minigpt2"):
     handler = signal.getsignal(signal.SIGINT)  # (not when SIGINT is ignored, as for a job started with "&")
     if handler is signal.default_int_handler or getattr(handler, "__name__", "") == "interrupted_while_starting":
         signal.signal(signal.SIGINT, interrupted)  # (interrupted_while_starting: set while importing, _starting.py)
-    # how the user started it, for the usage and error lines: python -m minigpt2, or the minigpt2 command
-    code = main(prog="python -m minigpt2" if __name__ == "__main__" else os.path.basename(sys.argv[0]) or "minigpt2")
+    code = main(prog=prog)  # (prog: how the user started it, for the usage and error lines)
     if code == 130:
         # Ctrl-C: leave at once. huggingface_hub 1.x/2.x download in worker threads that Python would otherwise
         # wait for at exit, for as long as a stalled connection lasts; what they leave is an .incomplete file,
@@ -43,6 +42,11 @@ def run():
                 pass
         os._exit(130)
     return code
+
+
+def command():
+    """The ``minigpt2`` command (setup.py's console script): ``run``, naming itself as the user typed it."""
+    return run(prog="minigpt2")
 
 
 if __name__ == "__main__":
