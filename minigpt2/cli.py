@@ -430,9 +430,10 @@ def _for_terminal(text) -> str:
     its escape, e.g. ``\x1b``, since a terminal obeys it: ESC starts sequences that recolour the text, move the
     cursor or retitle the window, ``\r`` goes back to the line's start and overwrites it. Into a file or a pipe the
     text goes exactly as the model made it."""
-    if not getattr(sys.stdout, "isatty", lambda: False)():
+    shown = escaped(text)  # (the same object when there is nothing to escape: no isatty call per token then)
+    if shown is text or not getattr(sys.stdout, "isatty", lambda: False)():
         return text
-    return escaped(text)
+    return shown
 
 
 class _FiniteScores:
@@ -446,7 +447,8 @@ class _FiniteScores:
 
     def __call__(self, input_ids, scores):
         self.step += 1
-        if np.isnan(scores).any() or np.isposinf(scores).any():
+        top = scores.max()  # (one pass: NaN anywhere makes the max NaN)
+        if np.isnan(top) or top == np.inf:
             raise ValueError(f"the scores {self.model_name} gives the next token (new token {self.step}) are not all "
                              f"finite numbers (NaN or infinity): its weights likely hold NaN or infinity, from a "
                              f"damaged or badly converted checkpoint; check the weights file")
@@ -622,8 +624,8 @@ def _tokenize(text, tokenizer) -> int:
     print(f"{'index':>5}  {'id':>6}  {'token':<{width}}  text")
     for i, (token_id, token) in enumerate(zip(ids, tokens)):
         print(f"{i:>5}  {token_id:>6}  {token:<{width}}  {_token_text(tokenizer, token_id)}")
-    print(f"{_count(len(ids), 'token')} for {_count(len(text), 'character')} (Ġ is how the vocabulary writes a space; b'...' is "
-          f"part of a character, bytes that the next tokens complete)")
+    print(f"{_count(len(ids), 'token')} for {_count(len(text), 'character')} (Ġ is how the vocabulary writes a "
+          f"space; b'...' is part of a character, bytes that the next tokens complete)")
     return 0
 
 
@@ -693,7 +695,8 @@ def _info(dtype=None) -> int:
         dict(getattr(backend, "_environment_problems", {}))
     if kernel_without_c_core() is not None:  # (generating refuses it)
         problems["kernel"] = kernel_without_c_core()
-    threads = "threads: INVALID SETTING" if "threads" in problems else None if threads is None else _count(threads, "thread")
+    threads = ("threads: INVALID SETTING" if "threads" in problems else None if threads is None
+               else _count(threads, "thread"))
     print(f"backend: {'INVALID SETTING' if 'backend' in problems else backend.get_backend()} (C core {c_state}"
           f"{'' if threads is None else f', {threads}'}); choose with --backend or MINIGPT2_BACKEND")
     for flag, problem in problems.items():

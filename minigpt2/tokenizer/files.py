@@ -121,7 +121,8 @@ class Files:
             raise TypeError(f"legacy_format must be None, True or False, not {legacy_format!r}")
         if legacy_format is False and not self.is_fast:
             raise ValueError("only a fast tokenizer (GPT2TokenizerFast) saves in the non-legacy format "
-                             "(legacy_format=False: tokenizer.json alone); GPT2Tokenizer writes vocab.json and merges.txt")
+                             "(legacy_format=False: tokenizer.json alone); GPT2Tokenizer writes vocab.json and "
+                             "merges.txt")
         save_directory = os.fspath(save_directory)
         if os.path.isfile(save_directory):
             raise ValueError(f"save_pretrained needs a directory, but {save_directory} is a file")
@@ -205,7 +206,8 @@ class Files:
             post_processor = byte_level(True, False)
         return {
             "version": "1.0", "truncation": None, "padding": None,
-            "added_tokens": [{"id": i, **token.__getstate__()} for i, token in sorted(self.added_tokens_decoder.items())],
+            "added_tokens": [{"id": i, **token.__getstate__()}
+                             for i, token in sorted(self.added_tokens_decoder.items())],
             "normalizer": None,
             "pre_tokenizer": byte_level(self.add_prefix_space, True),
             "post_processor": post_processor,
