@@ -363,8 +363,8 @@ def _generate(args) -> int:
     max_new = args.max_new_tokens
     if len(ids) + max_new > n_positions:
         max_new = n_positions - len(ids)
-        print(f"[{args.model} reads at most {n_positions} tokens: generating {max_new} new "
-              f"token{'s' if max_new > 1 else ''}, not {args.max_new_tokens}]", file=sys.stderr)
+        print(f"[{args.model} reads at most {n_positions} tokens: generating "
+              f"{_count(max_new, 'new token')}, not {args.max_new_tokens}]", file=sys.stderr)
     if args.beams:
         cli_checks.check_beams_fit(args.beams, model.config, len(ids), max_new, UsageError)
     if args.candidates:
@@ -619,7 +619,7 @@ def _token_text(tokenizer, token_id) -> str:
 
 def _tokenize(text, tokenizer) -> int:
     ids = tokenizer(text, verbose=False).input_ids
-    tokens = tokenizer.convert_ids_to_tokens(ids)
+    tokens = [_as_shown(token) for token in tokenizer.convert_ids_to_tokens(ids)]
     width = max([len(t) for t in tokens] + [5])
     print(f"{'index':>5}  {'id':>6}  {'token':<{width}}  text")
     for i, (token_id, token) in enumerate(zip(ids, tokens)):
@@ -627,6 +627,13 @@ def _tokenize(text, tokenizer) -> int:
     print(f"{_count(len(ids), 'token')} for {_count(len(text), 'character')} (Ġ is how the vocabulary writes a "
           f"space; b'...' is part of a character, bytes that the next tokens complete)")
     return 0
+
+
+def _as_shown(text) -> str:
+    """text as stdout will print it: what its encoding lacks (Ġ in ASCII) as the escapes it becomes (\\u0120),
+    so that the columns line up by what the user sees."""
+    encoding = getattr(sys.stdout, "encoding", None) or "utf-8"
+    return text.encode(encoding, "backslashreplace").decode(encoding)
 
 
 def _download(model) -> int:
