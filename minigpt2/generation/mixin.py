@@ -194,8 +194,9 @@ class GenerationMixin:
         ``normalize_logits`` takes the log-softmax of each step's scores first. Steps after a beam finished get 0.
         """
         V = self.config.vocab_size
-        steps = len(scores)
         sequences = np.asarray(sequences)
+        _check_transition_inputs(sequences, scores, beam_indices, V)
+        steps = len(scores)
         if beam_indices is None:  # greedy or sampling: row i of each step's scores is sequence i
             beam_indices = np.broadcast_to(np.arange(np.shape(scores[0])[0])[:, None], (np.shape(scores[0])[0], steps))
         stacked = np.stack([np.asarray(s, np.float32) for s in scores]).reshape(steps, -1).T  # [N * V, steps]
@@ -567,3 +568,25 @@ def _from_hf_generation_config(value) -> GenerationConfig:
     cfg = GenerationConfig(**ours)
     check_unsupported(hf_settings, cfg)
     return cfg
+
+
+
+def _check_transition_inputs(sequences, scores, beam_indices, V):
+    """compute_transition_scores's inputs agree with one generate() output, or a ValueError says what does not."""
+    shapes = [np.shape(s) for s in scores] if isinstance(scores, (list, tuple, np.ndarray)) else []
+    if not shapes or any(shape != (shapes[0][0], V) for shape in shapes if len(shape) == 2) or \
+            any(len(shape) != 2 for shape in shapes):
+        raise ValueError(f"scores must be generate()'s tuple of per-step scores, each [rows, vocab_size={V}] "
+                         f"(generate(..., output_scores=True, return_dict_in_generate=True).scores), got "
+                         f"{type(scores).__name__}{' of shapes ' + str(shapes[:3]) if shapes else ''}")
+    rows = shapes[0][0]
+    if beam_indices is None and (sequences.ndim != 2 or sequences.shape != (rows, sequences.shape[1])
+                                 or sequences.shape[1] < len(shapes)):
+        raise ValueError(f"sequences (shape {sequences.shape}) must have one row per row of scores ({rows}) and a "
+                         f"token per step ({len(shapes)}); beam search scores one row per beam: pass the same "
+                         f"output's beam_indices, compute_transition_scores(out.sequences, out.scores, "
+                         f"out.beam_indices)")
+    if beam_indices is not None and (sequences.ndim != 2 or np.shape(beam_indices)[0] != len(sequences)
+                                     or np.max(beam_indices, initial=-1) >= rows):
+        raise ValueError(f"beam_indices (shape {np.shape(beam_indices)}) must come from the same generate() output as "
+                         f"sequences (shape {sequences.shape}) and scores ({rows} beams per step)")

@@ -1,0 +1,72 @@
+"""Audit 15: code ported from transformers 4.57 by changing only the import line, against transformers itself on the
+same tiny checkpoint (float32, attn_implementation="eager"). Where transformers fails with a torch error or silently
+computes something else for a misuse, minigpt2 raises a ValueError that names what was wrong and what to pass.
+"""
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+
+from minigpt2 import GPT2LMHeadModel
+
+torch = pytest.importorskip("torch")
+transformers = pytest.importorskip("transformers")
+from conftest import assert_close, write_hf_checkpoint  # noqa: E402
+
+EOS, PAD = 98, 97  # in the vocabulary of 99 (conftest.TINY)
+PROMPT = np.array([[5, 6, 7, 8], [PAD, PAD, 9, 10]])
+MASK = np.array([[1, 1, 1, 1], [0, 0, 1, 1]])
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    """(transformers model, minigpt2 model): 32 positions, eos 98, pad 97."""
+    d = tmp_path_factory.mktemp("audit15")
+    hf = write_hf_checkpoint(d, seed=15, n_positions=32, eos_token_id=EOS, bos_token_id=EOS, pad_token_id=PAD)
+    return hf, GPT2LMHeadModel.from_pretrained(d)
+
+
+def _both_generate(models, **kwargs):
+    hf, ours = models
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        want = hf.generate(torch.tensor(PROMPT), attention_mask=torch.tensor(MASK), return_dict_in_generate=True,
+                           output_scores=True, **kwargs)
+        got = ours.generate(PROMPT, attention_mask=MASK, return_dict_in_generate=True, output_scores=True, **kwargs)
+    return want, got
+
+
+# -- compute_transition_scores: inputs from different outputs --------------------------------------------------
+
+def test_transition_scores_of_beams_still_match(models):
+    want, got = _both_generate(models, max_new_tokens=5, num_beams=3, num_return_sequences=2)
+    assert got.sequences.tolist() == want.sequences.tolist()
+    for normalize in (False, True):
+        assert_close(models[1].compute_transition_scores(got.sequences, got.scores, got.beam_indices, normalize),
+                     models[0].compute_transition_scores(want.sequences, want.scores, want.beam_indices,
+                                                         normalize).numpy(), f"transition normalize={normalize}")
+
+
+def test_transition_scores_of_beams_without_beam_indices_says_to_pass_them(models):
+    """transformers: a torch size-mismatch RuntimeError; minigpt2 was NumPy's 'operands could not be broadcast'."""
+    want, got = _both_generate(models, max_new_tokens=4, num_beams=3, num_return_sequences=2)
+    with pytest.raises(RuntimeError):
+        models[0].compute_transition_scores(want.sequences, want.scores)
+    with pytest.raises(ValueError, match="beam_indices"):
+        models[1].compute_transition_scores(got.sequences, got.scores)
+
+
+@pytest.mark.parametrize("case", ["empty", "cut vocabulary", "sequence 1-D", "beam indices of another output"])
+def test_transition_scores_mismatched_inputs_are_named(models, case):
+    """transformers fails inside torch (IndexError, RuntimeError); minigpt2 failed inside NumPy."""
+    greedy = _both_generate(models, max_new_tokens=4)[1]
+    beams = _both_generate(models, max_new_tokens=4, num_beams=3, num_return_sequences=2)[1]
+    args = {"empty": (greedy.sequences, ()),
+            "cut vocabulary": (greedy.sequences, tuple(s[:, :50] for s in greedy.scores)),
+            "sequence 1-D": (greedy.sequences[0], greedy.scores),
+            "beam indices of another output": (beams.sequences, beams.scores, beams.beam_indices[:1])}[case]
+    with pytest.raises(ValueError, match="scores|sequences|beam_indices") as caught:
+        models[1].compute_transition_scores(*args)
+    assert "generate()" in str(caught.value) or "beam_indices" in str(caught.value)
