@@ -70,3 +70,28 @@ def test_transition_scores_mismatched_inputs_are_named(models, case):
     with pytest.raises(ValueError, match="scores|sequences|beam_indices") as caught:
         models[1].compute_transition_scores(*args)
     assert "generate()" in str(caught.value) or "beam_indices" in str(caught.value)
+
+
+# -- beam search with NaN scores: exponential_decay_length_penalty on an eos that min_length rules out ---------
+
+DECAY_BEFORE_MIN_LENGTH = dict(max_new_tokens=8, min_length=12, exponential_decay_length_penalty=(2, 1.5),
+                               eos_token_id=EOS, pad_token_id=PAD)
+
+
+def test_decay_before_min_length_greedy_matches(models):
+    """-inf + inf is NaN at eos in both libraries; greedy search's argmax takes it in both (as transformers)."""
+    want, got = _both_generate(models, **DECAY_BEFORE_MIN_LENGTH)
+    assert got.sequences.tolist() == want.sequences.tolist()
+
+
+def test_decay_before_min_length_beam_search_refuses_nan(models):
+    """transformers' topk ranks the NaN eos first: NaN sequences_scores, and min_length broken. minigpt2 ranked NaN
+    last (other tokens, finite scores); now it says why the scores are NaN."""
+    hf, ours = models
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        want = hf.generate(torch.tensor(PROMPT), attention_mask=torch.tensor(MASK), num_beams=2,
+                           return_dict_in_generate=True, output_scores=True, **DECAY_BEFORE_MIN_LENGTH)
+        assert torch.isnan(want.sequences_scores).all()
+        with pytest.raises(ValueError, match="NaN.*exponential_decay_length_penalty.*min_length"):
+            ours.generate(PROMPT, attention_mask=MASK, num_beams=2, **DECAY_BEFORE_MIN_LENGTH)

@@ -44,6 +44,19 @@ def _best(scores, k):
     return order[:, :k]
 
 
+def _refuse_nan(scores, step):
+    """transformers' torch.topk ranks a NaN score above every number, so its beams run on with NaN scores (and
+    sequences_scores): refuse, saying where the NaN comes from."""
+    if np.isnan(scores).any():
+        tokens = sorted(set(np.nonzero(np.isnan(scores))[1].tolist()))[:5]
+        raise ValueError(f"beam search: the processed scores of new token {step + 1} are NaN for token(s) {tokens}, "
+                         f"so beams cannot be ranked (transformers ranks NaN first and returns NaN sequences_scores). "
+                         f"exponential_decay_length_penalty makes NaN when it raises an eos score that another setting "
+                         f"ruled out (-inf + inf: min_length, min_new_tokens, no_repeat_ngram_size, bad_words_ids, "
+                         f"suppress_tokens): start its decay after min_length, or drop one of the two; a row of "
+                         f"scores that is all -inf (every token ruled out) gives NaN too")
+
+
 def beam_search(step, input_ids, mask, cfg, processors, eos, rng, stop=None, finish_tokens=None, cache=None):
     """Beam search (beam sampling with do_sample=True) from the prompts ``input_ids`` [B, T]. A beam finishes at a
     token of ``finish_tokens`` (default ``eos``; a caller's EosTokenCriteria in HF), ``eos`` sets how many
@@ -75,6 +88,7 @@ def beam_search(step, input_ids, mask, cfg, processors, eos, rng, stop=None, fin
         record.add("logits", logits)
         logprobs = processors(running[:, :, :cur_len].reshape(B * K, cur_len), log_softmax(logits))  # [B*K, V]
         record.add("scores", logprobs)
+        _refuse_nan(logprobs, cur_len - prompt_len)
         for name, value in seen.items():
             record.add(name, value)
         totals = (logprobs.reshape(B, K, V) + running_scores[:, :, None]).reshape(B, K * V)
