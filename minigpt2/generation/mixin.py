@@ -570,7 +570,6 @@ def _from_hf_generation_config(value) -> GenerationConfig:
     return cfg
 
 
-
 def _check_transition_inputs(sequences, scores, beam_indices, V):
     """compute_transition_scores's inputs agree with one generate() output, or a ValueError says what does not."""
     shapes = [np.shape(s) for s in scores] if isinstance(scores, (list, tuple, np.ndarray)) else []
