@@ -95,3 +95,29 @@ def test_decay_before_min_length_beam_search_refuses_nan(models):
         assert torch.isnan(want.sequences_scores).all()
         with pytest.raises(ValueError, match="NaN.*exponential_decay_length_penalty.*min_length"):
             ours.generate(PROMPT, attention_mask=MASK, num_beams=2, **DECAY_BEFORE_MIN_LENGTH)
+
+
+@pytest.mark.parametrize("settings", [{}, {"do_sample": True}, {"num_beams": 3}, {"num_beams": 3, "do_sample": True},
+                                      {"num_beams": 1, "top_k": 5}])
+def test_get_generation_mode_names_the_strategy_as_transformers(settings):
+    """GenerationConfig.get_generation_mode() returns the mode transformers' does, compared by its string value."""
+    from minigpt2 import GenerationConfig
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        want = transformers.GenerationConfig(**settings).get_generation_mode()
+    got = GenerationConfig(**settings).get_generation_mode()
+    assert got == want.value and got.value == want.value
+
+
+def test_a_max_new_tokens_below_one_is_refused_when_the_config_is_made():
+    """transformers refuses max_new_tokens <= 0 in GenerationConfig(...) itself (the one setting it checks there);
+    minigpt2 used to take it and refuse it only in generate()."""
+    from minigpt2 import GenerationConfig
+
+    for n in (0, -1):
+        with pytest.raises(ValueError, match="max_new_tokens"):
+            transformers.GenerationConfig(max_new_tokens=n)
+        with pytest.raises(ValueError, match=f"max_new_tokens must be >= 1, got {n}$"):
+            GenerationConfig(max_new_tokens=n)
+    assert GenerationConfig(max_new_tokens=1).max_new_tokens == 1

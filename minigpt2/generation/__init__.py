@@ -32,7 +32,7 @@ Greedy and beam search give the same tokens as transformers' ``generate`` on the
 uses NumPy's random generator, not torch's: reproducible for a given ``seed``, but different draws from HF.
 """
 from ..layers import log_softmax, softmax
-from .config import GENERATION_CONFIG_NAME, GenerationConfig
+from .config import GENERATION_CONFIG_NAME, GenerationConfig, GenerationMode
 from .mixin import GenerationMixin
 from .outputs import GenerateBeamDecoderOnlyOutput, GenerateDecoderOnlyOutput
 from .processors import (
@@ -77,6 +77,7 @@ from .stopping import (
 
 __all__ = [
     "GenerationConfig",
+    "GenerationMode",
     "GenerationMixin",
     "LogitsProcessor",
     "LogitsProcessorList",

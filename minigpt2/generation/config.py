@@ -8,6 +8,7 @@ import json
 import os
 import warnings
 from dataclasses import dataclass, fields
+from enum import Enum
 from typing import Optional
 
 import numpy as np
@@ -16,6 +17,15 @@ from ..config import write_json
 from .hf_settings import HF_ONLY, INERT, METADATA
 
 GENERATION_CONFIG_NAME = "generation_config.json"
+
+
+class GenerationMode(str, Enum):
+    """How generate() picks tokens, as transformers names the four strategies minigpt2 has."""
+    GREEDY_SEARCH = "greedy_search"
+    SAMPLE = "sample"
+    BEAM_SEARCH = "beam_search"
+    BEAM_SAMPLE = "beam_sample"
+
 
 @dataclass
 class GenerationConfig:
@@ -293,6 +303,14 @@ class GenerationConfig:
             if not 0 <= value < 1:
                 raise ValueError(f"{name} must be in [0, 1) (0 = off), got {value}")
 
+    def get_generation_mode(self, assistant_model=None) -> GenerationMode:
+        """The strategy these settings choose, as HF's: beams or not, sampling or not."""
+        if assistant_model is not None:
+            raise ValueError("assistant_model: minigpt2's generate has no assisted (speculative) decoding")
+        if self.num_beams > 1:
+            return GenerationMode.BEAM_SAMPLE if self.do_sample else GenerationMode.BEAM_SEARCH
+        return GenerationMode.SAMPLE if self.do_sample else GenerationMode.GREEDY_SEARCH
+
     def warn_unused(self):
         """HF's warnings for settings that the chosen strategy ignores."""
         for message in self._unused_settings():
@@ -336,6 +354,8 @@ def _taking_transformers_settings(dataclass_init):
             raise TypeError(f"GenerationConfig got unexpected setting(s) {said}: it takes its fields "
                             f"(docs/generation.md) and transformers' other settings (minigpt2.generation.hf_settings)")
         dataclass_init(self, *args, **kwargs)
+        if is_number(self.max_new_tokens) and self.max_new_tokens <= 0:  # (HF's one check when the config is made)
+            raise ValueError(f"max_new_tokens must be >= 1, got {self.max_new_tokens}")
         if metadata.get("_from_model_config"):
             self._from_model_config = True
         self._transformers_settings = others
