@@ -121,3 +121,47 @@ def test_a_max_new_tokens_below_one_is_refused_when_the_config_is_made():
         with pytest.raises(ValueError, match=f"max_new_tokens must be >= 1, got {n}$"):
             GenerationConfig(max_new_tokens=n)
     assert GenerationConfig(max_new_tokens=1).max_new_tokens == 1
+
+
+def _head_mask(config, shape):
+    mask = np.ones((config.n_layer, config.n_head), np.float32)
+    mask[0, 1] = mask[-1, 0] = 0.0
+    return mask if shape == "per layer and head" else mask[0]
+
+
+@pytest.mark.parametrize("shape", ["per head", "per layer and head"])
+def test_generate_applies_a_head_mask_at_every_step_as_transformers(models, shape):
+    """generate(head_mask=...) passes the mask to every step's forward, as transformers does ([n_head] for every
+    layer, or [n_layer, n_head]); it used to refuse the argument. Greedy search: tokens equal, scores within the
+    suite's float32 tolerance (conftest.RTOL)."""
+    hf, ours = models
+    mask = _head_mask(ours.config, shape)
+    want, got = _both_generate(models, max_new_tokens=8, head_mask=torch.tensor(mask), pad_token_id=PAD)
+    unmasked = ours.generate(PROMPT, attention_mask=MASK, max_new_tokens=1, pad_token_id=PAD, output_scores=True,
+                             return_dict_in_generate=True)
+    assert np.abs(got.scores[0] - unmasked.scores[0]).max() > 1e-2  # (the mask does change the model's output)
+    np.testing.assert_array_equal(got.sequences, want.sequences.numpy())
+    for i, (g, w) in enumerate(zip(got.scores, want.scores)):
+        assert_close(g, w.numpy(), f"scores of new token {i + 1}")
+
+
+@pytest.mark.parametrize("shape", ["per head", "per layer and head"])
+def test_beam_search_with_a_head_mask_matches_the_heads_removed_from_the_weights(models, shape):
+    """transformers' beam search fails with a head_mask (it repeats every model input per beam, the mask's first
+    dimension too), so the reference here is transformers' beam search on the same weights with the masked heads
+    cut out: a head's output enters the block through its rows of attn.c_proj, zeroed."""
+    import copy
+
+    hf, ours = models
+    mask = np.broadcast_to(_head_mask(ours.config, shape), (ours.config.n_layer, ours.config.n_head))
+    cut = copy.deepcopy(hf)
+    D = ours.config.n_embd // ours.config.n_head
+    with torch.no_grad():
+        for layer, head in zip(*np.nonzero(mask == 0)):
+            cut.transformer.h[layer].attn.c_proj.weight[head * D:(head + 1) * D] = 0.0
+        want = cut.generate(torch.tensor(PROMPT), attention_mask=torch.tensor(MASK), num_beams=2, max_new_tokens=8,
+                            pad_token_id=PAD, return_dict_in_generate=True, output_scores=True)
+    got = ours.generate(PROMPT, attention_mask=MASK, num_beams=2, max_new_tokens=8, pad_token_id=PAD,
+                        head_mask=np.array(mask), return_dict_in_generate=True, output_scores=True)
+    np.testing.assert_array_equal(got.sequences, want.sequences.numpy())
+    assert_close(got.sequences_scores, want.sequences_scores.numpy(), "sequences_scores")

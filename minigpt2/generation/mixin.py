@@ -35,7 +35,7 @@ GENERATE_ARGUMENTS = ("input_ids", "inputs_embeds", "attention_mask", "past_key_
                       "stopping_criteria", "prefix_allowed_tokens_fn", "streamer", "seed", "tokenizer")
 # the model inputs among generate()'s keyword arguments
 MODEL_INPUTS = ("input_ids", "inputs_embeds", "attention_mask", "token_type_ids", "past_key_values",
-                "encoder_hidden_states", "encoder_attention_mask")
+                "encoder_hidden_states", "encoder_attention_mask", "head_mask")
 
 
 class UnexpectedArgumentError(TypeError, ValueError):
@@ -151,6 +151,8 @@ class GenerationMixin:
                              "pad_token_id: pass generate(..., pad_token_id=...)")
         flags = dict(output_attentions=cfg.return_dict_in_generate and cfg.output_attentions,
                      output_hidden_states=cfg.return_dict_in_generate and cfg.output_hidden_states)
+        if model_kwargs.get("head_mask") is not None:  # the same heads masked at every step, as in HF
+            flags["head_mask"] = model_kwargs["head_mask"]
         step = functools.partial(self._next_token_logits, **flags)
         if model_kwargs.get("token_type_ids") is not None:
             step = _with_token_types(step, model_kwargs["token_type_ids"], attention_mask.shape)
@@ -467,7 +469,7 @@ class GenerationMixin:
 
     # -- the model, one step ------------------------------------------------------------------------------
     def _next_token_logits(self, new_ids, past, attention_mask, output_attentions=False, output_hidden_states=False,
-                           token_type_ids=None, inputs_embeds=None, **encoder):
+                           token_type_ids=None, inputs_embeds=None, **more):
         """Run the new tokens through the model with the cache; return logits at the last position, the cache, and
         the attentions and hidden states (None unless asked for).
 
@@ -483,7 +485,7 @@ class GenerationMixin:
         out = self(input_ids=new_ids, inputs_embeds=inputs_embeds, past_key_values=past, attention_mask=attention_mask,
                    position_ids=positions, token_type_ids=token_type_ids, use_cache=True, logits_to_keep=1,
                    return_dict=True, output_attentions=output_attentions, output_hidden_states=output_hidden_states,
-                   **encoder)
+                   **more)  # (the encoder's states, a head_mask)
         seen = {"attentions": out.attentions, "hidden_states": out.hidden_states}
         return out.logits[:, -1].astype(np.float32, copy=False), out.past_key_values, seen
 
