@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import getpass
 import math
 import os
@@ -175,6 +176,8 @@ def _out_problem(error, out) -> str:
     """An error, said as a problem of --out when writing there failed (a read-only folder, a full disk, a path in
     /proc): Python's "[Errno 13] Permission denied: 'out/data'" names neither the flag nor the way out."""
     path = getattr(error, "filename", None)
+    if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT) and path is None:
+        path = out  # (a write that fills the disk names no file; a run writes only into --out, stdout aside)
     if not isinstance(error, OSError) or error.strerror is None or path is None:
         return str(error)
     inside = os.path.abspath(path) + os.sep

@@ -1,0 +1,43 @@
+"""A new user's first runs, on a machine unlike the developers' (helper pass 15):
+
+1. `train` whose --out disk fills up while saving said only "[Errno 28] No space left on device": a write that fills
+   the disk names no file, so the error did not say that --out was the problem, nor the way out
+"""
+from __future__ import annotations
+
+import errno
+import os
+
+import pytest
+
+TINY = ["--n-layer", "1", "--n-head", "2", "--n-embd", "16", "--seq-len", "8", "--batch-size", "2",
+        "--eval-batches", "1", "--sample-tokens", "0", "--log-interval", "1"]
+
+
+@pytest.fixture
+def corpus(tmp_path):
+    path = tmp_path / "corpus.txt"
+    path.write_text("The cat sat on the mat, and the dog ran far away from home. " * 40, encoding="utf-8")
+    return path
+
+
+# -- 1. a full disk under --out ------------------------------------------------------------------------------------------
+
+def test_train_on_a_full_disk_names_out_and_the_way_out(tmp_path, corpus, capsys, monkeypatch):
+    """The disk fills as the checkpoint is written: the OSError a write to a full disk raises, which carries no file
+    name. Before: `python -m minigpt2 train: error: [Errno 28] No space left on
+    device`, naming neither --out nor a fix."""
+    from minigpt2 import checkpoint
+    from minigpt2.training.cli import main
+
+    def full(f, *args, **kwargs):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(checkpoint, "_write", full)
+    out = tmp_path / "out"
+    assert main(["--data", str(corpus), "--out", str(out), "--max-steps", "1", *TINY]) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1, err
+    assert f"--out {out} cannot be used: No space left on device" in err, err
+    assert "on a disk with room for the checkpoints" in err, err
+    assert not [name for name in os.listdir(out) if name.startswith(".tmp-")]  # (no half-written file left)
