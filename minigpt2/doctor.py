@@ -534,3 +534,9 @@ def main(out=None) -> int:
     print(f"{'ready' if not failed else 'NOT ready'}: {len(results) - failed - warned - skipped} ok, "
           f"{f'{skipped} skipped, ' if skipped else ''}{warned} warning(s), {failed} failure(s)", file=out)
     return 1 if failed else 0
+
+
+if __name__ == "__main__":  # python -m minigpt2.doctor: the same check as python -m minigpt2 --doctor
+    from .cli import main as cli_main
+
+    sys.exit(cli_main(["--doctor", *sys.argv[1:]]))
