@@ -4,6 +4,8 @@
    the disk names no file, so the error did not say that --out was the problem, nor the way out
 2. `python -m minigpt2.doctor`, the pre-flight check run as its module, printed nothing and exited 0: "ready", having
    checked nothing
+3. a tutorial that finds the room's tiny checkpoint made private by another user's umask said "another user's": not
+   whose, nor the chmod that shares it, which tutorials/README.md promises ("named with its owner and the chmod")
 """
 from __future__ import annotations
 
@@ -13,6 +15,8 @@ import subprocess
 import sys
 
 import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 TINY = ["--n-layer", "1", "--n-head", "2", "--n-embd", "16", "--seq-len", "8", "--batch-size", "2",
         "--eval-batches", "1", "--sample-tokens", "0", "--log-interval", "1"]
@@ -59,3 +63,30 @@ def test_the_doctor_run_as_its_module_checks(tmp_path):
     assert result.stdout.splitlines()[-1].startswith(("ready: ", "NOT ready: "))
     assert result.returncode == (0 if result.stdout.splitlines()[-1].startswith("ready") else 1)
     assert "Traceback" not in result.stderr
+
+
+# -- 3. the room's tiny checkpoint, private to another user -------------------------------------------------------------
+
+@pytest.mark.skipif(not hasattr(os, "getuid") or os.getuid() != 0, reason="chown to another user needs root")
+def test_a_tiny_checkpoint_another_user_made_private_is_named_with_owner_and_chmod(tmp_path, monkeypatch, capsys):
+    import pwd
+
+    sys.path.insert(0, os.path.join(ROOT, "tutorials"))
+    import _workshop
+
+    other = next((p for p in pwd.getpwall() if p.pw_uid not in (0, os.getuid())), None)
+    if other is None:
+        pytest.skip("no other user on this machine")
+    shared = tmp_path / "room"
+    monkeypatch.setenv("MINIGPT2_WORKSHOP_CACHE", str(shared))
+    monkeypatch.setattr(_workshop, "own_workshop_cache_dir", lambda: str(tmp_path / "own"))
+    private = _workshop.tiny_checkpoint_dir()  # made by "them" (root reads anything: told it cannot, below)
+    for folder, _, files in os.walk(private):
+        for path in [folder] + [os.path.join(folder, f) for f in files]:
+            os.chown(path, other.pw_uid, other.pw_gid)
+            os.chmod(path, 0o700 if path == folder else 0o600)
+    monkeypatch.setattr(_workshop, "readable_checkpoint", lambda path: not path.startswith(str(shared)))
+    assert _workshop.tiny_checkpoint_dir().startswith(str(tmp_path / "own"))
+    out = capsys.readouterr().out
+    assert f"user {other.pw_name} made it private" in out, out
+    assert f"user {other.pw_name} runs chmod -R a+rX {private}" in out, out

@@ -37,7 +37,7 @@ import numpy as np
 import minigpt2
 from minigpt2 import GPT2Config, GPT2LMHeadModel
 from minigpt2.checkpoint import current_umask
-from minigpt2.shared_cache import group_permissions
+from minigpt2.shared_cache import group_permissions, other_owner
 from minigpt2.doctor import (figures_dir, not_ones_own, own_workshop_cache_dir, readable_checkpoint,
                              workshop_cache_dir)
 
@@ -64,8 +64,10 @@ def tiny_checkpoint_dir(root=None) -> str:
     if readable_checkpoint(path):
         return path
     if os.path.lexists(path):  # whole (it appears by a rename), but not readable to this user
-        return _own_folder_instead(root, "holds a tiny checkpoint that is not readable to you (another user's, "
-                                         "made private by their umask)")
+        owner = other_owner(path, root) or "another user"
+        return _own_folder_instead(root, f"holds a tiny checkpoint that is not readable to you ({owner} made it "
+                                         f"private, by their umask)",
+                                   f"; to share theirs, {owner} runs chmod -R a+rX {path}")
     made, refused = False, None
     with group_permissions(root):  # in a room folder a group shares (chmod 2775): the group's, whatever the umask
         try:
@@ -89,8 +91,9 @@ def tiny_checkpoint_dir(root=None) -> str:
     return path if made else tiny_checkpoint_dir(root)  # made meanwhile: read it, or go elsewhere if it is private
 
 
-def _own_folder_instead(root, why) -> str:
-    """The tiny checkpoint in this user's own folder, saying why the shared ``root`` would not do."""
+def _own_folder_instead(root, why, fix="") -> str:
+    """The tiny checkpoint in this user's own folder, saying why the shared ``root`` would not do (and ``fix``, how
+    it would)."""
     own = own_workshop_cache_dir()
     if os.path.abspath(root) == own:
         raise OSError(f"the tiny checkpoint cannot be kept in {own}: it {why}; set MINIGPT2_WORKSHOP_CACHE to a "
@@ -101,7 +104,7 @@ def _own_folder_instead(root, why) -> str:
                       f"to instead is not yours: {squatted}. Set MINIGPT2_WORKSHOP_CACHE to a folder in your home, "
                       f"e.g. MINIGPT2_WORKSHOP_CACHE=~/minigpt2-workshop")
     setting = " (MINIGPT2_WORKSHOP_CACHE)" if os.environ.get("MINIGPT2_WORKSHOP_CACHE") else ""
-    print(f"(the workshop cache {root}{setting} {why}: the tiny checkpoint goes to {own})")
+    print(f"(the workshop cache {root}{setting} {why}: the tiny checkpoint goes to {own}{fix})")
     return tiny_checkpoint_dir(own)
 
 
