@@ -318,6 +318,8 @@ def _writable(path) -> bool:
     doctor would have made the room's cache theirs."""
     from .shared_cache import group_permissions
 
+    if path.startswith("~"):  # no home directory to expand it into: not a folder named ~ in the current one
+        return False
     try:
         with group_permissions(path):
             os.makedirs(path, exist_ok=True)
@@ -352,6 +354,10 @@ def _not_writable_fix(path, variable):
     from .shared_cache import group_shared_folder, in_group
 
     own = f"set {variable} to a directory of your own"
+    if path.startswith("~"):
+        from .hub import NO_HOME
+
+        return f"there is no home directory ({NO_HOME})", own
     whose, shared = _whose(path), group_shared_folder(path)
     if whose is None:
         return "", own

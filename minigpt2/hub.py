@@ -84,6 +84,9 @@ def pop_hub_options(kwargs: dict) -> dict:
     return options
 
 
+NO_HOME = "HOME is not set, and the password database has no entry for this user"
+
+
 def hub_settings() -> dict:
     """Where downloads come from and go, read from the environment now (same rules as huggingface_hub)."""
     hf_home = os.path.expanduser(os.environ.get("HF_HOME") or os.path.join(
@@ -195,6 +198,9 @@ def resolve_file(name_or_path, filename, *, required=True, revision=None, cache_
         raise OSError(f"HF_ENDPOINT={endpoint!r} is not a web address{why}; it needs http:// or https:// and a host, "
                       f"e.g. HF_ENDPOINT=https://hf-mirror.com")
     cache_dir = os.fspath(cache_dir) if cache_dir is not None else settings["cache_dir"]
+    if cache_dir.startswith("~"):  # (huggingface_hub would raise a RuntimeError: a traceback on the command line)
+        raise OSError(f"the Hugging Face cache {cache_dir} cannot be used: there is no home directory ({NO_HOME}); "
+                      f"set HF_HOME to a directory you can write, e.g. HF_HOME=/tmp/hf-$(id -u)")
     where = f"{name_or_path!r} on {endpoint}"
     # huggingface_hub retries an unreachable server (or proxy) for ~25 s per file before it falls back to the
     # cache, or gives up (a proxy that refuses); a quick look first lets a laptop without network use its cache

@@ -6,6 +6,10 @@
    checked nothing
 3. a tutorial that finds the room's tiny checkpoint made private by another user's umask said "another user's": not
    whose, nor the chmod that shares it, which tutorials/README.md promises ("named with its owner and the chmod")
+4. no home directory (HOME unset, and a user the password database does not know: a container's `--user 4242`, a
+   service): the README's command ended in a 40-line traceback, huggingface_hub's "RuntimeError: Could not determine
+   home directory", and the doctor said "[ ok ] caches writable: ~/.cache/huggingface/hub", having made the folders
+   ~/.cache/huggingface/hub inside the current directory
 """
 from __future__ import annotations
 
@@ -90,3 +94,42 @@ def test_a_tiny_checkpoint_another_user_made_private_is_named_with_owner_and_chm
     out = capsys.readouterr().out
     assert f"user {other.pw_name} made it private" in out, out
     assert f"user {other.pw_name} runs chmod -R a+rX {private}" in out, out
+
+
+# -- 4. no home directory -----------------------------------------------------------------------------------------------
+
+@pytest.fixture
+def no_home(monkeypatch, tmp_path):
+    """As for a user that /etc/passwd does not know, with HOME unset: os.path.expanduser leaves "~" as it is."""
+    import pwd
+
+    def unknown(uid):
+        raise KeyError(f"getpwuid(): uid not found: {uid}")
+
+    for name in ("HOME", "HF_HOME", "HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE", "XDG_CACHE_HOME", "HF_HUB_OFFLINE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(pwd, "getpwuid", unknown)
+    monkeypatch.chdir(tmp_path)
+    assert os.path.expanduser("~") == "~"
+    return tmp_path
+
+
+def test_no_home_directory_is_one_line_naming_hf_home(no_home, monkeypatch, capsys):
+    from minigpt2.cli import main
+
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # (nothing listens: the cache would be read)
+    code = main(["-n", "1", "Hello"])
+    err = capsys.readouterr().err.strip()
+    assert code == 1 and len(err.splitlines()) == 1, (code, err)
+    assert "no home directory" in err and "HF_HOME" in err, err
+    assert not os.path.exists(no_home / "~")
+
+
+def test_the_doctor_says_there_is_no_home_for_the_cache(no_home, monkeypatch):
+    from minigpt2 import doctor
+
+    monkeypatch.setenv("MINIGPT2_WORKSHOP_CACHE", str(no_home / "workshop"))
+    monkeypatch.setenv("MINIGPT2_FIGURES", str(no_home / "figures"))
+    status, text, fix = doctor.check_caches()
+    assert status == doctor.FAIL and "no home directory" in text and "HF_HUB_CACHE" in fix, (status, text, fix)
+    assert not os.path.exists(no_home / "~")
