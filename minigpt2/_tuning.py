@@ -419,15 +419,17 @@ def _make_folder(folder: str) -> None:
 
 
 def _cannot_save(path: str):
-    """None if a file can be created beside ``path`` (tried: the permission bits say nothing for root or on a
-    read-only file system), else why not."""
+    """None if a file of the choice's size can be written beside ``path`` (tried: the permission bits say nothing for
+    root or on a read-only file system, and a full disk still has room for a new file's name), else why not."""
     if not os.path.isabs(path):
         return "there is no home directory"
     import tempfile
 
     try:
         _make_folder(os.path.dirname(path))
-        with tempfile.TemporaryFile(dir=os.path.dirname(path)):
+        with tempfile.TemporaryFile(dir=os.path.dirname(path)) as f:
+            f.write(b" " * 8192)  # (the choice takes about 6 KiB)
+            f.flush()
             return None
     except OSError as e:
         return f"{e.strerror or type(e).__name__}: {e.filename or os.path.dirname(path)}"

@@ -10,6 +10,8 @@
    service): the README's command ended in a 40-line traceback, huggingface_hub's "RuntimeError: Could not determine
    home directory", and the doctor said "[ ok ] caches writable: ~/.cache/huggingface/hub", having made the folders
    ~/.cache/huggingface/hub inside the current directory
+5. a full disk under the kernel choice's folder: stderr said "[measuring ...; the choice is cached in DIR]", then,
+   seconds later, that it cannot be saved there (whether a file can be made was tried, not whether it can be written)
 """
 from __future__ import annotations
 
@@ -133,3 +135,44 @@ def test_the_doctor_says_there_is_no_home_for_the_cache(no_home, monkeypatch):
     status, text, fix = doctor.check_caches()
     assert status == doctor.FAIL and "no home directory" in text and "HF_HUB_CACHE" in fix, (status, text, fix)
     assert not os.path.exists(no_home / "~")
+
+
+# -- 5. the kernel choice on a full disk --------------------------------------------------------------------------------
+
+QUICK_CALIBRATION = """
+import sys
+from minigpt2 import _tuning
+def calibrate():
+    widest = _tuning.supported_variants()[-1] + "/nta"
+    return {**{c: "numpy" for c in _tuning.CLASSES}, **{c: widest for c in _tuning._narrow_classes()}}, {}
+_tuning.calibrate = calibrate
+from minigpt2.__main__ import run
+sys.exit(run())
+"""
+
+
+def test_a_kernel_cache_on_a_full_disk_is_never_said_to_be_cached(tmp_path):
+    """A disk with room for a new file's name but not its bytes, made with RLIMIT_FSIZE (writing past 256 bytes fails,
+    as a full disk's writes do; the choice takes more)."""
+    resource = pytest.importorskip("resource")
+    import signal
+
+    from minigpt2 import backend
+
+    if not backend.c_available():
+        pytest.skip("the C core is not built: there is no kernel choice to cache")
+
+    def small_files():
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # (a write past the limit then fails with EFBIG)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (256, 256))
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "MINIGPT2_"))}
+    env.update(XDG_CACHE_HOME=str(tmp_path / "xdg"), HF_HOME=str(tmp_path / "hf"), HF_HUB_OFFLINE="1",
+               PYTHONDONTWRITEBYTECODE="1")
+    result = subprocess.run([sys.executable, "-c", QUICK_CALIBRATION, "--info"], env=env, cwd=tmp_path, text=True,
+                            capture_output=True, timeout=120, preexec_fn=small_files)
+    assert result.returncode == 0, result.stderr
+    assert "the kernel choice cannot be saved in" in result.stderr, result.stderr
+    assert "the choice is cached in" not in result.stderr, result.stderr
+    assert "not saved" in result.stdout
+    assert os.listdir(tmp_path / "xdg" / "minigpt2") == []  # (no partial file left)
