@@ -30,6 +30,7 @@ import json
 import logging
 import os
 import platform
+import stat
 import statistics
 import threading
 import time
@@ -411,11 +412,16 @@ def _write_cache(path: str, content: dict):
 
 def _make_folder(folder: str) -> None:
     """os.makedirs, but in a folder tree a group shares (XDG_CACHE_HOME in a room folder, chmod 2775) the folders are
-    the group's too, so that every user of it can keep their own file there (see shared_cache.group_permissions)."""
-    from .shared_cache import group_permissions  # (here: this module is imported before the rest of the package)
+    the group's too, and in a folder open to all (chmod 1777, as /tmp) so is ours, so that every user of it can keep
+    their own file there (each reads only their own: _read_cache; see shared_cache.group_permissions)."""
+    from .shared_cache import group_permissions, open_to_all  # (here: imported before the rest of the package)
 
     with group_permissions(folder):
         os.makedirs(folder, exist_ok=True)
+    st = os.stat(folder)
+    if (open_to_all(os.path.dirname(folder)) and hasattr(os, "getuid") and st.st_uid == os.getuid()
+            and stat.S_IMODE(st.st_mode) != 0o1777):
+        os.chmod(folder, 0o1777)
 
 
 def _cannot_save(path: str):

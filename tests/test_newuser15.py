@@ -12,6 +12,9 @@
    ~/.cache/huggingface/hub inside the current directory
 5. a full disk under the kernel choice's folder: stderr said "[measuring ...; the choice is cached in DIR]", then,
    seconds later, that it cannot be saved there (whether a file can be made was tried, not whether it can be written)
+6. XDG_CACHE_HOME open to all (chmod 1777, as /tmp), which docs/cli.md says several users may share, each keeping a
+   file of their own: the first user's minigpt2/ folder in it followed their umask (0755, 0700), so every other
+   user's kernel choice "cannot be saved" and was measured again at every run
 """
 from __future__ import annotations
 
@@ -176,3 +179,19 @@ def test_a_kernel_cache_on_a_full_disk_is_never_said_to_be_cached(tmp_path):
     assert "the choice is cached in" not in result.stderr, result.stderr
     assert "not saved" in result.stdout
     assert os.listdir(tmp_path / "xdg" / "minigpt2") == []  # (no partial file left)
+
+
+# -- 6. XDG_CACHE_HOME open to all -------------------------------------------------------------------------------------
+
+def test_the_kernel_folder_in_a_cache_open_to_all_is_open_to_all(tmp_path):
+    from minigpt2 import _tuning
+
+    shared = tmp_path / "room-cache"
+    shared.mkdir()
+    shared.chmod(0o1777)
+    old = os.umask(0o077)
+    try:
+        _tuning._make_folder(str(shared / "minigpt2"))
+    finally:
+        os.umask(old)
+    assert oct((shared / "minigpt2").stat().st_mode & 0o7777) == oct(0o1777)
