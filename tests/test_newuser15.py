@@ -25,7 +25,10 @@ import sys
 
 import pytest
 
+import minigpt2
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PACKAGE_PARENT = os.path.dirname(os.path.dirname(os.path.abspath(minigpt2.__file__)))  # (subprocesses run this one)
 
 TINY = ["--n-layer", "1", "--n-head", "2", "--n-embd", "16", "--seq-len", "8", "--batch-size", "2",
         "--eval-batches", "1", "--sample-tokens", "0", "--log-interval", "1"]
@@ -38,7 +41,7 @@ def corpus(tmp_path):
     return path
 
 
-# -- 1. a full disk under --out ------------------------------------------------------------------------------------------
+# -- 1. a full disk under --out ----------------------------------------------------------------------------------------
 
 def test_train_on_a_full_disk_names_out_and_the_way_out(tmp_path, corpus, capsys, monkeypatch):
     """The disk fills as the checkpoint is written: the OSError a write to a full disk raises, which carries no file
@@ -60,12 +63,12 @@ def test_train_on_a_full_disk_names_out_and_the_way_out(tmp_path, corpus, capsys
     assert not [name for name in os.listdir(out) if name.startswith(".tmp-")]  # (no half-written file left)
 
 
-# -- 2. python -m minigpt2.doctor ----------------------------------------------------------------------------------------
+# -- 2. python -m minigpt2.doctor --------------------------------------------------------------------------------------
 
 def test_the_doctor_run_as_its_module_checks(tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "MINIGPT2_"))}
     env.update(HF_HUB_OFFLINE="1", HF_HOME=str(tmp_path / "hf"), MINIGPT2_WORKSHOP_CACHE=str(tmp_path / "workshop"),
-               MINIGPT2_FIGURES=str(tmp_path / "figures"), MINIGPT2_KERNEL="generic")
+               MINIGPT2_FIGURES=str(tmp_path / "figures"), MINIGPT2_KERNEL="generic", PYTHONPATH=PACKAGE_PARENT)
     result = subprocess.run([sys.executable, "-m", "minigpt2.doctor"], env=env, cwd=tmp_path, text=True,
                             capture_output=True, timeout=120)
     assert "[ ok ] Python" in result.stdout, (result.returncode, result.stdout, result.stderr)
@@ -74,7 +77,7 @@ def test_the_doctor_run_as_its_module_checks(tmp_path):
     assert "Traceback" not in result.stderr
 
 
-# -- 3. the room's tiny checkpoint, private to another user -------------------------------------------------------------
+# -- 3. the room's tiny checkpoint, private to another user ------------------------------------------------------------
 
 @pytest.mark.skipif(not hasattr(os, "getuid") or os.getuid() != 0, reason="chown to another user needs root")
 def test_a_tiny_checkpoint_another_user_made_private_is_named_with_owner_and_chmod(tmp_path, monkeypatch, capsys):
@@ -101,7 +104,7 @@ def test_a_tiny_checkpoint_another_user_made_private_is_named_with_owner_and_chm
     assert f"user {other.pw_name} runs chmod -R a+rX {private}" in out, out
 
 
-# -- 4. no home directory -----------------------------------------------------------------------------------------------
+# -- 4. no home directory ----------------------------------------------------------------------------------------------
 
 @pytest.fixture
 def no_home(monkeypatch, tmp_path):
@@ -140,7 +143,7 @@ def test_the_doctor_says_there_is_no_home_for_the_cache(no_home, monkeypatch):
     assert not os.path.exists(no_home / "~")
 
 
-# -- 5. the kernel choice on a full disk --------------------------------------------------------------------------------
+# -- 5. the kernel choice on a full disk -------------------------------------------------------------------------------
 
 QUICK_CALIBRATION = """
 import sys
@@ -171,7 +174,7 @@ def test_a_kernel_cache_on_a_full_disk_is_never_said_to_be_cached(tmp_path):
 
     env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "MINIGPT2_"))}
     env.update(XDG_CACHE_HOME=str(tmp_path / "xdg"), HF_HOME=str(tmp_path / "hf"), HF_HUB_OFFLINE="1",
-               PYTHONDONTWRITEBYTECODE="1")
+               PYTHONDONTWRITEBYTECODE="1", PYTHONPATH=PACKAGE_PARENT)
     result = subprocess.run([sys.executable, "-c", QUICK_CALIBRATION, "--info"], env=env, cwd=tmp_path, text=True,
                             capture_output=True, timeout=120, preexec_fn=small_files)
     assert result.returncode == 0, result.stderr
