@@ -418,9 +418,9 @@ def _make_folder(folder: str) -> None:
 
     with group_permissions(folder):
         os.makedirs(folder, exist_ok=True)
-    st = os.stat(folder)
-    if (open_to_all(os.path.dirname(folder)) and hasattr(os, "getuid") and st.st_uid == os.getuid()
-            and stat.S_IMODE(st.st_mode) != 0o1777):
+    st = os.lstat(folder)  # (not a link someone put there to a folder of ours, which would be opened to all)
+    if (open_to_all(os.path.dirname(folder)) and stat.S_ISDIR(st.st_mode) and hasattr(os, "getuid")
+            and st.st_uid == os.getuid() and stat.S_IMODE(st.st_mode) != 0o1777):
         os.chmod(folder, 0o1777)
 
 
