@@ -760,3 +760,9 @@ def _cached_models(cache_dir) -> list:
         if complete:
             found.append(entry[len("models--"):].replace("--", "/"))
     return found
+
+
+if __name__ == "__main__":  # python -m minigpt2.cli: the same as python -m minigpt2
+    from .__main__ import run
+
+    sys.exit(run())

@@ -3,7 +3,7 @@
 1. `train` whose --out disk fills up while saving said only "[Errno 28] No space left on device": a write that fills
    the disk names no file, so the error did not say that --out was the problem, nor the way out
 2. `python -m minigpt2.doctor`, the pre-flight check run as its module, printed nothing and exited 0: "ready", having
-   checked nothing
+   checked nothing; so did `python -m minigpt2.cli "prompt"`, generating nothing
 3. a tutorial that finds the room's tiny checkpoint made private by another user's umask said "another user's": not
    whose, nor the chmod that shares it, which tutorials/README.md promises ("named with its owner and the chmod")
 4. no home directory (HOME unset, and a user the password database does not know: a container's `--user 4242`, a
@@ -75,6 +75,14 @@ def test_the_doctor_run_as_its_module_checks(tmp_path):
     assert result.stdout.splitlines()[-1].startswith(("ready: ", "NOT ready: "))
     assert result.returncode == (0 if result.stdout.splitlines()[-1].startswith("ready") else 1)
     assert "Traceback" not in result.stderr
+
+
+def test_the_command_line_run_as_its_module_generates(tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "MINIGPT2_"))}
+    env.update(HF_HUB_OFFLINE="1", HF_HOME=str(tmp_path / "hf"), MINIGPT2_KERNEL="generic", PYTHONPATH=PACKAGE_PARENT)
+    result = subprocess.run([sys.executable, "-m", "minigpt2.cli", "--tokenize", "Hello world"], env=env,
+                            cwd=tmp_path, text=True, capture_output=True, timeout=120)
+    assert result.returncode == 0 and "Ġworld" in result.stdout, (result.returncode, result.stdout, result.stderr)
 
 
 # -- 3. the room's tiny checkpoint, private to another user ------------------------------------------------------------
