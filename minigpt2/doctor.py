@@ -267,6 +267,12 @@ def check_gpt2(timeout=3.0):
     if name is not None:
         return OK, f"GPT-2 is in the cache ({name}, {settings['cache_dir']}): the tutorials use it, offline too", None
     fallback = "the tutorials will use a tiny model with RANDOM weights (every check holds; predictions are noise)"
+    from .shared_cache import cannot_read, unreadable
+
+    hidden = next(filter(None, (unreadable(settings["cache_dir"], name) for name in GPT2_NAMES)), None)
+    if hidden is not None:  # (another user's download, kept from us by their umask: the command line says so too)
+        return WARN, f"GPT-2 may be in the cache, but {hidden} is not readable to you: {fallback}", \
+            cannot_read(hidden, settings["cache_dir"])
     if settings["offline"]:
         return WARN, f"GPT-2 is not in the cache {settings['cache_dir']} and HF_HUB_OFFLINE is set: {fallback}", \
             "go online once: unset HF_HUB_OFFLINE and run python -m minigpt2 --download (about 500 MB)"

@@ -15,6 +15,9 @@
 6. XDG_CACHE_HOME open to all (chmod 1777, as /tmp), which docs/cli.md says several users may share, each keeping a
    file of their own: the first user's minigpt2/ folder in it followed their umask (0755, 0700), so every other
    user's kernel choice "cannot be saved" and was measured again at every run
+7. GPT-2 in a cache open to all, downloaded by a user whose umask 077 kept it from the others: their doctor said "GPT-2
+   is not cached" (and offered to download it, or a mirror), where the command line says whose folder it is and the
+   chmod that opens it
 """
 from __future__ import annotations
 
@@ -218,3 +221,32 @@ def test_a_link_in_a_cache_open_to_all_never_opens_what_it_points_to(tmp_path):
     (shared / "minigpt2").symlink_to(private)  # (put there by another user of the room)
     _tuning._make_folder(str(shared / "minigpt2"))
     assert private.stat().st_mode & 0o7777 == 0o700
+
+
+# -- 7. GPT-2 cached by another user, private to them ------------------------------------------------------------------
+
+@pytest.mark.skipif(not hasattr(os, "getuid") or os.getuid() != 0, reason="chown to another user needs root")
+def test_the_doctor_names_whose_private_gpt2_the_cache_holds(tmp_path, monkeypatch):
+    import pwd
+
+    from minigpt2 import doctor
+
+    other = next((p for p in pwd.getpwall() if p.pw_uid not in (0, os.getuid())), None)
+    if other is None:
+        pytest.skip("no other user on this machine")
+    cache = tmp_path / "hub"
+    cache.mkdir()
+    cache.chmod(0o1777)
+    theirs = cache / "models--gpt2"
+    (theirs / "snapshots").mkdir(parents=True)
+    for path in (theirs, theirs / "snapshots"):
+        os.chown(path, other.pw_uid, other.pw_gid)
+        path.chmod(0o700)
+    monkeypatch.setenv("HF_HUB_CACHE", str(cache))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    real_access = os.access
+    monkeypatch.setattr(os, "access", lambda path, mode, *a, **k: (  # (root may enter anything: as another user)
+        False if str(path).startswith(str(theirs)) else real_access(path, mode, *a, **k)))
+    status, text, fix = doctor.check_gpt2()
+    assert status == doctor.WARN and "not readable to you" in text, (status, text, fix)
+    assert f"user {other.pw_name}" in fix and f"chmod -R a+rX {theirs}" in fix, fix
