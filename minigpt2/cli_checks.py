@@ -90,7 +90,11 @@ def _example_fitted(row, width) -> list:
 
 
 class StdoutWriteError(OSError):
-    """Writing to stdout failed (not a reader that went away: that is a BrokenPipeError)."""
+    """Writing to stdout failed (not a reader that went away: that is a BrokenPipeError). Said as its message alone,
+    without OSError's "[Errno 28]" before it."""
+
+    def __str__(self):
+        return self.strerror
 
 
 class NamedStdout:
