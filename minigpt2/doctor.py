@@ -363,7 +363,7 @@ def _not_writable_fix(path, variable):
     if path.startswith("~"):
         from .hub import NO_HOME
 
-        return f"there is no home directory ({NO_HOME})", own
+        return f"there is no home directory: {NO_HOME}", own
     whose, shared = _whose(path), group_shared_folder(path)
     if whose is None:
         return "", own
