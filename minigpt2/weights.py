@@ -119,7 +119,9 @@ class BFloat16Weight:
 
     def widen(self) -> np.ndarray:
         """The float32 values: the 16 bits become the top half of a float32 whose low half is zero."""
-        return (self.bits.astype(np.uint32) << 16).view(np.float32)
+        wide = self.bits.astype(np.uint32)
+        wide <<= 16  # (in place: a second temporary of the float32 size would double the peak of widening wte)
+        return wide.view(np.float32)
 
     # (a name, as model.dtype: NumPy has no bfloat16; ``next(model.parameters()).dtype`` works)
     dtype = FormatName("bfloat16")
@@ -336,14 +338,15 @@ def to_format(w, fmt, axis=0, replaced=None):
     if format_name(w) == fmt and (fmt != "int8" or w.axis == axis):
         return w
     convert = {"bfloat16": to_bfloat16, "float16": to_float16, "int8": lambda a: quantize_int8(a, axis)}[fmt]
-    if not (isinstance(w, np.ndarray) and w.ndim == 2 and w.size > SLICE):
+    if not (isinstance(w, (np.ndarray, BFloat16Weight)) and w.ndim == 2 and w.size > SLICE):
         return convert(w)
     return _convert_in_slices(w, fmt, axis, convert, replaced)
 
 
 # A big matrix is converted a slice of rows at a time: a conversion makes temporaries of several times the
 # slice's size (loading GPT-2 124M in bfloat16 would otherwise need about 0.5 GB of them for wte alone), and
-# the float32 rows already converted can be let go (`replaced`) while the rest is converted.
+# the file's rows already converted (float32, float16 or bfloat16) can be let go (`replaced`) while the rest is
+# converted.
 SLICE = 1 << 18  # weights per slice (1 MB of float32)
 
 
