@@ -40,11 +40,13 @@ _DTYPES = {"F32": np.float32, "F16": np.float16, "F64": np.float64, "BF16": np.u
 _ITEMSIZE = {"F32": 4, "F16": 2, "F64": 8, "BF16": 2}
 
 
-def read_safetensors(path, dtype="float32") -> dict:
+def read_safetensors(path, dtype="float32", skip=None) -> dict:
     """All tensors of a .safetensors file, memory-mapped where they are used as stored.
 
     ``dtype="float32"``: every tensor as a float32 array (F16, BF16 and F64 widened into new arrays).
     ``dtype=None``: as stored: F32, F16 and F64 as arrays of that dtype, BF16 as a BFloat16Weight.
+    ``skip(name)``: true for tensors left out unread, whatever their dtype (the causal-mask buffers attn.bias that
+    older transformers saved, in uint8 or bool).
     """
     if dtype not in (None, "float32"):
         raise ValueError(f"read_safetensors: dtype must be 'float32' (widen every tensor) or None (as stored), "
@@ -72,7 +74,7 @@ def read_safetensors(path, dtype="float32") -> dict:
 
     tensors = {}
     for name, info in header.items():
-        if name == "__metadata__":
+        if name == "__metadata__" or (skip is not None and skip(name)):
             continue
         try:
             dtype, shape, (begin, end) = info["dtype"], info["shape"], info["data_offsets"]

@@ -420,7 +420,8 @@ class GPT2PreTrainedModel:
         files = checkpoint.find_weights(name_or_path, variant=variant, **hub)
         tensors = {}
         for path in files:
-            tensors.update({name: (path, t) for name, t in checkpoint.read_safetensors(path, dtype=None).items()})
+            stored = checkpoint.read_safetensors(path, dtype=None, skip=_ignorable)  # (buffers, not weights)
+            tensors.update({name: (path, t) for name, t in stored.items()})
         return config, files, tensors
 
     @classmethod

@@ -4,9 +4,12 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 import minigpt2
+
+from conftest import write_hf_checkpoint
 
 
 @pytest.mark.skipif(not os.path.exists("/proc/self/status"), reason="reads the peak memory from /proc (Linux)")
@@ -35,3 +38,31 @@ def test_loading_a_bfloat16_file_in_another_narrow_format_stays_near_the_narrow_
     grew = int(subprocess.run(run, capture_output=True, text=True, check=True, env=env).stdout.split()[-1])
     narrow = {"float32": 2.0 + 1.0, "float16": 1.0, "int8": 1.0625 / 2}[fmt]
     assert grew <= (narrow + 0.3) * size, f"loading a bf16 file in {fmt} grew the process by {grew / size:.2f}x it"
+
+
+@pytest.mark.parametrize("buffer_dtype", ["uint8", "bool"])
+@pytest.mark.parametrize("options", [{}, {"torch_dtype": "bfloat16"}, {"load_in_8bit": True}])
+def test_causal_mask_buffers_stored_as_integers_are_left_out_as_transformers_leaves_them(tmp_path, buffer_dtype,
+                                                                                         options):
+    """Older transformers saved each layer's causal mask (attn.bias, uint8 and later bool) and attn.masked_bias
+    with the weights, and checkpoints converted to safetensors keep them. transformers loads such a file, leaving
+    the buffers out; minigpt2 leaves them out by name too, but refused the file first: "tensor
+    'transformer.h.0.attn.bias' has dtype U8; minigpt2 loads F32, F16, BF16 and F64"."""
+    torch = pytest.importorskip("torch")
+    safetensors_torch = pytest.importorskip("safetensors.torch")
+    write_hf_checkpoint(tmp_path / "plain")
+    (tmp_path / "buffers").mkdir()
+    (tmp_path / "buffers" / "config.json").write_bytes((tmp_path / "plain" / "config.json").read_bytes())
+    tensors = safetensors_torch.load_file(tmp_path / "plain" / "model.safetensors")
+    n_positions = minigpt2.GPT2Config.from_pretrained(tmp_path / "plain").n_positions
+    mask = torch.tril(torch.ones(n_positions, n_positions, dtype=getattr(torch, buffer_dtype))).view(1, 1, n_positions,
+                                                                                                      n_positions)
+    for name in [n[:-len("ln_1.weight")] for n in tensors if n.endswith("ln_1.weight")]:
+        tensors[name + "attn.bias"] = mask.clone()  # (safetensors refuses tensors sharing memory)
+        tensors[name + "attn.masked_bias"] = torch.tensor(-1e4)
+    safetensors_torch.save_file(tensors, tmp_path / "buffers" / "model.safetensors", metadata={"format": "pt"})
+    ids = np.array([[5, 1, 4, 9, 2]])
+    expected = minigpt2.GPT2LMHeadModel.from_pretrained(tmp_path / "plain", **options)(ids).logits
+    model, info = minigpt2.GPT2LMHeadModel.from_pretrained(tmp_path / "buffers", output_loading_info=True, **options)
+    np.testing.assert_array_equal(model(ids).logits, expected)
+    assert info["unexpected_keys"] == [] and info["missing_keys"] == []
