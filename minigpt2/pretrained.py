@@ -383,7 +383,8 @@ class GPT2PreTrainedModel:
                                           ignore_mismatched_sizes=ignore_mismatched_sizes)
         if weight_format == "auto":  # as HF: the config's torch_dtype, else the dtype the weights are stored in
             named = config.__dict__.get("dtype")  # (config.torch_dtype is this field too)
-            weight_format = weights.config_format(named) if named else weights.stored_format(checkpoint.flatten(params))
+            first_file = {name: t for name, (path, t) in tensors.items() if path == files[0]}
+            weight_format = weights.config_format(named) if named else weights.stored_format(first_file)
         model = cls(config, params).to(weight_format or "float32")
         model.name_or_path = model.config.name_or_path = os.fspath(name_or_path)  # (as HF sets both)
         if isinstance(model, GenerationMixin):  # generate()'s defaults, when the checkpoint has them (as HF)

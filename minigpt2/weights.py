@@ -571,9 +571,11 @@ _BITSANDBYTES_8BIT_OPTIONS = {
 }
 
 
-def stored_format(flat: dict) -> str:
-    """The format the checkpoint's matrices are stored in (for torch_dtype="auto"): wte's, float64 -> float32."""
-    w = flat.get("wte.weight")
+def stored_format(tensors: dict) -> str:
+    """The format a checkpoint stores, for torch_dtype="auto" when config.json names none, as transformers 4.57 reads
+    it: the first tensor's by name (of the first file: ``tensors`` are its {name: tensor}), float64 -> float32. Not
+    wte's alone: a checkpoint that keeps its embeddings in float32 and the blocks in float16 is a float16 one."""
+    w = tensors[min(tensors)] if tensors else None
     if isinstance(w, (BFloat16Weight, Int8Weight)) or (isinstance(w, np.ndarray) and w.dtype == np.float16):
         return format_name(w)
     return "float32"

@@ -1,5 +1,6 @@
 """16- and 8-bit weights as a user meets them (audit 15): loading a checkpoint stored in one format into another,
 saving and reloading, the dtype reported (docs/numerics.md, "Weights in fewer bits")."""
+import json
 import os
 import subprocess
 import sys
@@ -66,3 +67,27 @@ def test_causal_mask_buffers_stored_as_integers_are_left_out_as_transformers_lea
     model, info = minigpt2.GPT2LMHeadModel.from_pretrained(tmp_path / "buffers", output_loading_info=True, **options)
     np.testing.assert_array_equal(model(ids).logits, expected)
     assert info["unexpected_keys"] == [] and info["missing_keys"] == []
+
+
+@pytest.mark.parametrize("narrow_names, narrow_dtype", [
+    ("transformer.h.", "float16"),  # embeddings kept in float32, the blocks in float16: a float16 checkpoint
+    ("transformer.wte.", "bfloat16"),  # only wte narrow: transformers reads a float32 one
+])
+def test_auto_on_a_checkpoint_of_mixed_dtypes_picks_what_transformers_picks(tmp_path, narrow_names, narrow_dtype):
+    """torch_dtype="auto" with no dtype in config.json: transformers 4.57 takes the first tensor's dtype by name;
+    minigpt2 took wte's, so the first checkpoint loaded in float32 (twice the memory of transformers' float16) and
+    the second in bfloat16."""
+    torch = pytest.importorskip("torch")
+    safetensors_torch = pytest.importorskip("safetensors.torch")
+    transformers = pytest.importorskip("transformers")
+    write_hf_checkpoint(tmp_path / "plain")
+    config = json.loads((tmp_path / "plain" / "config.json").read_text())
+    config.pop("torch_dtype", None), config.pop("dtype", None)
+    (tmp_path / "mixed").mkdir()
+    (tmp_path / "mixed" / "config.json").write_text(json.dumps(config))
+    tensors = safetensors_torch.load_file(tmp_path / "plain" / "model.safetensors")
+    narrow = {name: t.to(getattr(torch, narrow_dtype)) if name.startswith(narrow_names) else t
+              for name, t in tensors.items()}
+    safetensors_torch.save_file(narrow, tmp_path / "mixed" / "model.safetensors", metadata={"format": "pt"})
+    expected = transformers.GPT2LMHeadModel.from_pretrained(tmp_path / "mixed", torch_dtype="auto").dtype
+    assert minigpt2.GPT2LMHeadModel.from_pretrained(tmp_path / "mixed", torch_dtype="auto").dtype == expected
