@@ -54,12 +54,18 @@ class AutoModel(_Auto):
     def from_config(cls, config: GPT2Config, **kwargs):
         """A model with random weights for ``config``, in ``dtype`` (or ``torch_dtype``; "float32", "bfloat16",
         "float16", "int8", or torch's or NumPy's dtype objects), else in the config's own ``dtype`` as HF's
-        from_config does ("auto": the config's too); float32 when neither names one. ``attn_implementation`` is
-        accepted (one answer here: HF's eager formula). The model holds a copy of ``config``, as in HF, so
+        from_config does ("auto": the config's too); float32 when neither names one. ``attn_implementation`` and
+        ``trust_remote_code`` are accepted (one answer here: HF's eager formula, GPT-2's own code); another argument
+        is a TypeError naming it. The model holds a copy of ``config``, as in HF, so
         converting it leaves the caller's config as it was. A transformers GPT2Config is read through its
         to_dict(); another model type is refused, naming it."""
         dtype, torch_dtype = kwargs.pop("dtype", None), kwargs.pop("torch_dtype", None)
-        kwargs.pop("attn_implementation", None)
+        kwargs.pop("attn_implementation", None), kwargs.pop("trust_remote_code", None)  # (one answer each here)
+        unknown = sorted(k for k in kwargs if k != "seed")
+        if unknown:  # (the model's own __init__ would name an internal class)
+            eight_bit = " (8-bit weights: dtype='int8')" if "load_in_8bit" in unknown else ""
+            raise TypeError(f"{cls.__name__}.from_config got unexpected argument(s) {', '.join(map(repr, unknown))}"
+                            f"{eight_bit}; it takes config, dtype (or torch_dtype), attn_implementation, trust_remote_code and seed")
         config = as_gpt2_config(config, "from_config")
         model = cls._target(copy.deepcopy(config), **kwargs)
         dtype = dtype if dtype is not None else torch_dtype

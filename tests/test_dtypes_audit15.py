@@ -91,3 +91,16 @@ def test_auto_on_a_checkpoint_of_mixed_dtypes_picks_what_transformers_picks(tmp_
     safetensors_torch.save_file(narrow, tmp_path / "mixed" / "model.safetensors", metadata={"format": "pt"})
     expected = transformers.GPT2LMHeadModel.from_pretrained(tmp_path / "mixed", torch_dtype="auto").dtype
     assert minigpt2.GPT2LMHeadModel.from_pretrained(tmp_path / "mixed", torch_dtype="auto").dtype == expected
+
+
+def test_from_config_names_an_argument_it_does_not_take_and_the_way_to_8_bit_weights():
+    """AutoModelForCausalLM.from_config(cfg, load_in_8bit=True) failed with a TypeError naming an internal class
+    (_WithTransformer.__init__); transformers refuses it too. Now the message names from_config, the argument, and
+    dtype='int8'; trust_remote_code (common in ported code) is taken, as by from_pretrained."""
+    from minigpt2 import AutoModelForCausalLM, GPT2Config
+
+    config = GPT2Config(n_layer=1, n_embd=32, n_head=2, vocab_size=64, n_positions=16)
+    with pytest.raises(TypeError, match=r"^AutoModelForCausalLM.from_config got unexpected argument\(s\) "
+                                        r"'load_in_8bit' \(8-bit weights: dtype='int8'\); it takes config"):
+        AutoModelForCausalLM.from_config(config, load_in_8bit=True)
+    assert AutoModelForCausalLM.from_config(config, dtype="int8", trust_remote_code=False, seed=1).dtype == "int8"
