@@ -42,6 +42,8 @@ class AdamW:
                                      ("weight_decay", weight_decay, "a number >= 0")):
             if not 0.0 <= value:  # (False for NaN too)
                 raise ValueError(f"AdamW: {name} must be {allowed}, got {value!r}")
+        if not (isinstance(betas, (tuple, list)) and len(betas) == 2):
+            raise ValueError(f"AdamW: betas must be a pair (beta1, beta2), got {betas!r}")
         for i, beta in enumerate(betas):
             if not 0.0 <= beta < 1.0:
                 raise ValueError(f"AdamW: betas[{i}] must be in [0, 1), got {beta!r}")
@@ -69,6 +71,13 @@ class AdamW:
         if missing:
             raise ValueError(f"AdamW.step: no gradient for {missing[:3]} ({len(missing)} of {len(self.params)} "
                              f"parameters); pass loss_and_grad's dict, keyed like the parameters")
+        # (as torch refuses a gradient of another shape when it is assigned: checked before anything moves)
+        for k, p in self.params.items():
+            g = grads[k]
+            if not (isinstance(g, np.ndarray) and g.shape == p.shape):
+                what = f"shape {g.shape}" if isinstance(g, np.ndarray) else f"a {type(g).__name__}"
+                raise ValueError(f"AdamW.step: the gradient of {k} is {what}, the parameter an array of shape "
+                                 f"{p.shape}; no weight was changed")
         t = self.t + 1
         correction1, correction2 = 1 - b1 ** t, 1 - b2 ** t
         step_size = lr / correction1

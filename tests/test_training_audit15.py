@@ -1,0 +1,107 @@
+"""Training audit against torch / transformers 4.57: what the other training tests left open.
+
+- AdamW.step with a gradient that does not fit its parameter: torch refuses it when it is assigned (``p.grad =``),
+  before any update. Before: NumPy's broadcast error half-way through the loop, after the step count and the
+  first parameters had moved; a gradient that broadcasts (a row, a scalar) was taken silently.
+- AdamW's betas must be a pair (before: a TypeError or "too many values to unpack" at the first step).
+- loss_and_grad's labels of shape (B*T,) for input_ids (B, T), B > 1: transformers reads them as one long row
+  (label t+1 across the rows), model(...).loss refuses them; loss_and_grad silently cut them into rows (a third
+  answer). Now refused as the forward refuses them.
+- loss_and_grad's rng: a seed NumPy cannot take named ``rng`` (before: NumPy's "expected non-negative integer").
+- loss_and_grad(num_items_in_batch=n): transformers' forward takes it (its Trainer passes it so that accumulated
+  micro-batches with different numbers of -100 labels give the mean over all of them), as does model(...).loss;
+  loss_and_grad did not (TypeError).
+
+Tolerances: GRAD_RTOL of test_training.py (max|ours - torch| <= 1e-4 x max|torch| per tensor; derived there from
+float32's unit roundoff u = 6e-8, sums of ~1200 terms and a few chained layers); losses to 1e-5 relative (one
+float32 reduction of ~30 terms in another order: a few u). The accumulated gradient (two micro-batches, each
+weighted n_i / n, added in float32) adds one rounding per entry: far inside the same bound.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from minigpt2.training import AdamW
+from minigpt2.training.grad import model_loss_and_grad
+from test_training import GRAD_RTOL, batch, torch_model
+from test_training_more import ours_from
+
+torch = pytest.importorskip("torch")
+transformers = pytest.importorskip("transformers")
+
+
+# -- AdamW -------------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("bad", [np.ones(3, np.float32), np.ones(4, np.float32), np.float32(1.0), None, [1.0] * 4])
+def test_adamw_refuses_a_gradient_that_does_not_fit_before_any_update(bad):
+    params = {"a.weight": np.ones((3, 4), np.float32), "a.bias": np.ones(4, np.float32),
+              "b.weight": np.ones((3, 4), np.float32)}
+    opt = AdamW(params, lr=0.1)
+    grads = {"a.weight": np.ones((3, 4), np.float32), "a.bias": np.ones(4, np.float32), "b.weight": bad}
+    if isinstance(bad, list):
+        grads["a.bias"], grads["b.weight"] = bad, np.ones((3, 4), np.float32)
+    with pytest.raises(ValueError, match=r"AdamW.step: the gradient of (b.weight|a.bias) .*no weight was changed"):
+        opt.step(grads)
+    assert opt.t == 0
+    assert all((p == 1).all() for p in params.values())
+    assert all((m == 0).all() for m in opt.m.values())
+
+
+@pytest.mark.parametrize("betas", [(0.9,), (0.9, 0.99, 0.999), 0.9])
+def test_adamw_betas_must_be_a_pair(betas):
+    with pytest.raises(ValueError, match="betas must be a pair"):
+        AdamW({"w": np.ones((2, 2), np.float32)}, betas=betas)
+
+
+# -- loss_and_grad's inputs --------------------------------------------------------------------------------------
+
+def test_labels_flattened_over_the_batch_are_refused_as_the_forward_refuses_them():
+    hf = torch_model(30)
+    model = ours_from(hf)
+    ids, labels, _ = batch(30, padding=False)
+    with pytest.raises(ValueError, match=r"labels must have shape \(3, 11\)"):
+        model(ids, labels=labels.reshape(-1))
+    with pytest.raises(ValueError, match=r"labels must have the shape of input_ids \(3, 11\), got \(33,\)"):
+        model.loss_and_grad(ids, labels=labels.reshape(-1))
+    loss, _ = model.loss_and_grad(ids[0], labels=labels[0])  # one row: ids and labels (T,) as the forward takes
+    ref = hf(torch.tensor(ids[:1]), labels=torch.tensor(labels[:1])).loss.item()
+    assert abs(loss - ref) <= 1e-5 * ref
+
+
+@pytest.mark.parametrize("rng", [-1, "seed", 1.5])
+def test_a_seed_numpy_cannot_take_names_rng(rng):
+    model = ours_from(torch_model(31)).train()
+    ids, _, _ = batch(31, padding=False)
+    with pytest.raises((TypeError, ValueError), match=r"rng must be a numpy Generator or an integer seed >= 0"):
+        model.loss_and_grad(ids, rng=rng)
+
+
+def test_num_items_in_batch_accumulates_micro_batches_as_transformers():
+    """Two micro-batches with different numbers of -100 labels: transformers' forward with num_items_in_batch = the
+    labels of both, backward on each, the gradients added (as its Trainer does) against loss_and_grad with the same
+    num_items_in_batch, the gradients added; and both against the whole batch at once."""
+    hf = torch_model(32)
+    model = ours_from(hf)
+    ids, labels, _ = batch(32, padding=False, B=4)
+    labels[0, 2:] = -100  # the first micro-batch counts far fewer labels than the second
+    n = int((labels[:, 1:] != -100).sum())
+    hf.zero_grad()
+    ref_loss = 0.0
+    for rows in (slice(0, 2), slice(2, 4)):
+        out = hf(torch.tensor(ids[rows]), labels=torch.tensor(labels[rows]), num_items_in_batch=n)
+        out.loss.backward()
+        ref_loss += out.loss.item()
+    whole, whole_grads = model_loss_and_grad(model, ids, labels=labels)
+    total, grads = 0.0, None
+    for rows in (slice(0, 2), slice(2, 4)):
+        loss, g = model.loss_and_grad(ids[rows], labels=labels[rows], num_items_in_batch=n)
+        assert abs(float(model(ids[rows], labels=labels[rows], num_items_in_batch=n).loss) - loss) <= 1e-5 * loss
+        total += float(loss)
+        grads = g if grads is None else {k: grads[k] + g[k] if k != "lm_head.weight" else grads[k] for k in g}
+    assert abs(total - ref_loss) <= 1e-5 * ref_loss and abs(whole - ref_loss) <= 1e-5 * ref_loss
+    for name, p in hf.named_parameters():
+        r = p.grad.numpy()
+        bound = GRAD_RTOL * float(np.abs(r).max())
+        assert float(np.abs(grads[name] - r).max()) <= bound, name
+        assert float(np.abs(whole_grads[name] - r).max()) <= bound, name
