@@ -215,7 +215,7 @@ def model_loss_and_grad(model, input_ids, labels=None, attention_mask=None, toke
     if T > cfg.n_positions:
         raise ValueError(f"input_ids holds {T} tokens per row, but n_positions={cfg.n_positions}")
     labels = input_ids if labels is None else int_array("labels", labels, high=cfg.vocab_size, ignore_index=-100)
-    if labels.size != B * T:
+    if labels.size != B * T or labels.shape[-1] != T:  # ((B * T,) is not (B, T): transformers reads one long row)
         raise ValueError(f"labels must have the shape of input_ids {input_ids.shape}, got {labels.shape}")
     labels = labels.reshape(B, T)
     if attention_mask is not None:
@@ -227,10 +227,14 @@ def model_loss_and_grad(model, input_ids, labels=None, attention_mask=None, toke
         position_ids = reshape_to("position_ids", int_array("position_ids", position_ids, high=cfg.n_positions),
                                    (B, T))
     head_masks = None if head_mask is None else _head_masks(head_mask, cfg.n_layer, cfg.n_head)
-    if model.training:
-        rng = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
-    else:
-        rng = None
+    if not model.training:
+        rng = None  # (no dropout)
+    elif not isinstance(rng, np.random.Generator):
+        try:
+            rng = np.random.default_rng(rng)
+        except (TypeError, ValueError):
+            raise TypeError(f"rng must be a numpy Generator or an integer seed >= 0 (None: fresh entropy), got "
+                            f"{rng!r}") from None
     loss, grads = loss_and_grad(model.params, cfg, input_ids, labels, attention_mask=attention_mask,
                                 token_type_ids=token_type_ids, position_ids=position_ids, head_mask=head_masks,
                                 rng=rng)
