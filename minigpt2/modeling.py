@@ -286,12 +286,13 @@ class GPT2LMHeadModel(GenerationMixin, _WithTransformer):
         return out if _return_dict(return_dict, self.config) else out.to_tuple()
 
     def loss_and_grad(self, input_ids, labels=None, attention_mask=None, token_type_ids=None, position_ids=None,
-                      head_mask=None, rng=None):
+                      head_mask=None, rng=None, num_items_in_batch=None):
         """The LM loss and its gradient for every parameter: ``(loss, grads)``.  # input_ids [B, T]
 
         ``grads`` is keyed exactly like ``state_dict()``; the tied head's gradient is added into wte's (an untied
         head, lm_head.weight, has its own). ``labels`` default to input_ids (-100 ignored). In training mode
-        (``model.train()``) dropout is applied, drawn from ``rng`` (a numpy Generator or an int seed). See
+        (``model.train()``) dropout is applied, drawn from ``rng`` (a numpy Generator or an int seed).
+        ``num_items_in_batch`` as in HF's forward: the loss is the sum over the counted labels / it. See
         minigpt2/training/grad.py.
         """
         from .training.grad import model_loss_and_grad
@@ -299,7 +300,7 @@ class GPT2LMHeadModel(GenerationMixin, _WithTransformer):
         with np.errstate(all="ignore"):  # (the backward's products: as the kernels', backend.kernel)
             return model_loss_and_grad(self, input_ids, labels=labels, attention_mask=attention_mask,
                                        token_type_ids=token_type_ids, position_ids=position_ids,
-                                       head_mask=head_mask, rng=rng)
+                                       head_mask=head_mask, rng=rng, num_items_in_batch=num_items_in_batch)
 
 
 class GPT2DoubleHeadsModel(GenerationMixin, _WithTransformer):

@@ -38,14 +38,15 @@ def _dropout(x, p, rng):
 
 
 def forward(params, config, input_ids, labels, *, attention_mask=None, token_type_ids=None, position_ids=None,
-            head_mask=None, rng=None, with_head_grad=False):
+            head_mask=None, rng=None, with_head_grad=False, num_items_in_batch=None):
     """The loss, and the tape (every saved intermediate) for backward().
 
     input_ids, labels: int arrays [B, T] (labels of -100 are ignored; label t+1 is predicted at t);
     attention_mask [B, T] of 0/1; head_mask: a list of n_layer [1, H, 1, 1] multipliers or None;
     rng: a numpy Generator drawing the dropout masks, or None for no dropout (evaluation).
     with_head_grad: compute the head's gradients with the loss (from the same logits; backward() needs
-    them and otherwise computes the logits a second time).
+    them and otherwise computes the logits a second time). num_items_in_batch: the n of the mean (default: the
+    labels that are not -100).
     """
     cfg, p = config, params
     B, T = input_ids.shape
@@ -105,16 +106,19 @@ def forward(params, config, input_ids, labels, *, attention_mask=None, token_typ
     targets = np.full((B, T), -100, np.int64)
     targets[:, :-1] = labels[:, 1:]
     tape["targets"] = targets = targets.reshape(-1)  # [N]
-    loss, tape["dh"], tape["dhead"] = head_loss(h, lm_head_weight(p), targets, with_grad=with_head_grad)
+    tape["n"] = num_items_in_batch
+    loss, tape["dh"], tape["dhead"] = head_loss(h, lm_head_weight(p), targets, with_grad=with_head_grad,
+                                                n=num_items_in_batch)
     return loss, tape
 
 
-def head_loss(h, weight, targets, *, with_grad=False):
+def head_loss(h, weight, targets, *, with_grad=False, n=None):
     """The mean cross-entropy of logits = h @ weight^T against targets (-100 ignored), LOSS_ROWS rows at a time
-    (the [N, V] logits never exist at once). With ``with_grad``, also its gradients dh [N, E] and dweight
-    [V, E], computed from the same logits.  # h [N, E], weight [V, E], targets [N] -> loss, dh, dweight
+    (the [N, V] logits never exist at once): the sum over the counted targets / n (default: their number). With
+    ``with_grad``, also its gradients dh [N, E] and dweight [V, E], computed from the same logits.
+    # h [N, E], weight [V, E], targets [N] -> loss, dh, dweight
     """
-    n = int((targets != -100).sum())
+    n = int((targets != -100).sum()) if n is None else n
     total = 0.0
     dh = np.zeros_like(h) if with_grad else None
     dweight = np.zeros_like(weight) if with_grad else None
@@ -142,7 +146,7 @@ def backward(params, config, tape, *, head_mask=None):
     # The head and the loss (their gradients come from forward(with_head_grad=True), else are computed here).
     dh, dhead = tape["dh"], tape["dhead"]
     if dh is None:
-        _, dh, dhead = head_loss(h, lm_head_weight(p), tape["targets"], with_grad=True)
+        _, dh, dhead = head_loss(h, lm_head_weight(p), tape["targets"], with_grad=True, n=tape["n"])
     if "lm_head" in p:  # an untied head: its own gradient, and wte's comes from the lookups alone
         grads["lm_head"] = {"weight": dhead}
         dwte = np.zeros_like(wte)
@@ -191,12 +195,14 @@ def loss_and_grad(params, config, input_ids, labels, **kwargs):
 
 
 def model_loss_and_grad(model, input_ids, labels=None, attention_mask=None, token_type_ids=None, position_ids=None,
-                        head_mask=None, rng=None):
+                        head_mask=None, rng=None, num_items_in_batch=None):
     """GPT2LMHeadModel.loss_and_grad: checks the inputs, runs forward + backward, keys the gradients like
     model.state_dict(). Dropout runs when model.training is True, drawn from ``rng`` (a numpy Generator or an
-    int seed; None: fresh entropy)."""
+    int seed; None: fresh entropy). ``num_items_in_batch``: HF's, the n of the loss's sum / n (default: this
+    batch's counted labels; the labels of every micro-batch of an accumulated step make their added gradients
+    those of the whole batch, as transformers' Trainer passes it)."""
     from ..checkpoint import flatten
-    from ..checks import int_array, mask_array, reshape_to
+    from ..checks import as_array, check_number, int_array, mask_array, reshape_to
     from ..modeling import _head_masks
 
     cfg = model.config
@@ -235,9 +241,13 @@ def model_loss_and_grad(model, input_ids, labels=None, attention_mask=None, toke
         except (TypeError, ValueError):
             raise TypeError(f"rng must be a numpy Generator or an integer seed >= 0 (None: fresh entropy), got "
                             f"{rng!r}") from None
+    if num_items_in_batch is not None:  # (as modeling.cross_entropy reads it)
+        a = as_array("num_items_in_batch", num_items_in_batch)
+        num_items_in_batch = check_number("num_items_in_batch", a.item() if a.size == 1 else num_items_in_batch,
+                                          low=0, low_open=True)
     loss, grads = loss_and_grad(model.params, cfg, input_ids, labels, attention_mask=attention_mask,
                                 token_type_ids=token_type_ids, position_ids=position_ids, head_mask=head_masks,
-                                rng=rng)
+                                rng=rng, num_items_in_batch=num_items_in_batch)
     flat = flatten(grads)
     # state_dict()'s names ("transformer.h.0.attn.c_attn.weight", ...); a tied "lm_head.weight" is wte itself,
     # so its gradient is wte's, the very same array (as in torch, where both names hold one tensor); an untied
