@@ -113,7 +113,7 @@ class AdamW:
             raise ValueError(f"the optimizer state does not match the model: no moments for {missing[:3]}")
         for k, p in self.params.items():
             for moments, prefix in ((self.m, "m."), (self.v, "v.")):
-                a = np.asarray(state[prefix + k], np.float32)
+                a = np.asarray(state[prefix + k], p.dtype)  # (float32, or float64 for float64 parameters)
                 if a.shape != p.shape:
                     raise ValueError(f"the optimizer state for {k} has shape {a.shape}, the parameter {p.shape}")
                 moments[k] = np.array(a)
