@@ -127,3 +127,24 @@ def test_adamw_resumes_float64_parameters_exactly():
         second.step({"w": g})
     assert second.m["w"].dtype == np.float64
     assert np.array_equal(whole["w"], halves["w"])
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_clip_grad_norm_with_a_gradient_that_is_not_finite_does_as_torch(bad):
+    """A NaN in a gradient makes the norm NaN: torch scales every gradient by NaN (max_norm / NaN, clamped); this
+    clip left them as they were, so a hand-written loop stepped with the finite parts. An infinity: factor 0, both."""
+    import torch
+
+    from minigpt2.training import clip_grad_norm
+
+    rng = np.random.default_rng(15)
+    grads = {"a": rng.standard_normal((3, 4)).astype(np.float32), "b": rng.standard_normal(5).astype(np.float32)}
+    grads["b"][2] = bad
+    tensors = [torch.nn.Parameter(torch.zeros(g.shape)) for g in grads.values()]
+    for t, g in zip(tensors, grads.values()):
+        t.grad = torch.tensor(g)
+    want_norm = float(torch.nn.utils.clip_grad_norm_(tensors, 1.0))
+    norm = clip_grad_norm(grads, 1.0)
+    assert np.isnan(norm) == np.isnan(want_norm) and (np.isnan(norm) or norm == want_norm)
+    for t, g in zip(tensors, grads.values()):
+        np.testing.assert_array_equal(g, t.grad.numpy())  # (NaN where torch has NaN, bit for bit elsewhere)

@@ -142,7 +142,8 @@ def clip_grad_norm(grads: dict, max_norm) -> float:
     unique = list({id(g): g for g in grads.values()}.values())
     norm = math.sqrt(sum(float(np.dot(g.reshape(-1), g.reshape(-1))) for g in unique))
     factor = max_norm / (norm + 1e-6)
-    if factor < 1.0:
-        for g in unique:
-            g *= np.float32(factor)
+    if not factor >= 1.0:  # (a NaN norm too: every gradient becomes NaN, as torch's, not left as it was)
+        with np.errstate(invalid="ignore"):  # (an infinite gradient times 0 is NaN, as in torch)
+            for g in unique:
+                g *= np.float32(factor)
     return norm
