@@ -148,3 +148,12 @@ def test_clip_grad_norm_with_a_gradient_that_is_not_finite_does_as_torch(bad):
     assert np.isnan(norm) == np.isnan(want_norm) and (np.isnan(norm) or norm == want_norm)
     for t, g in zip(tensors, grads.values()):
         np.testing.assert_array_equal(g, t.grad.numpy())  # (NaN where torch has NaN, bit for bit elsewhere)
+
+
+def test_lr_at_a_negative_step_is_named():
+    """lr_at(-1, warmup_steps=0, ...) was a ZeroDivisionError from the warmup's formula."""
+    from minigpt2.training import lr_at
+
+    with pytest.raises(ValueError, match=r"lr_at: step must be >= 0 \(steps count from 0\), got -1$"):
+        lr_at(-1, max_lr=1e-3, warmup_steps=0, max_steps=10)
+    assert lr_at(0, max_lr=1e-3, warmup_steps=0, max_steps=10) == 1e-3

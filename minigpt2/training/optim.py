@@ -125,6 +125,8 @@ def lr_at(step, *, max_lr, warmup_steps, max_steps, min_lr=None):
 
     min_lr defaults to max_lr / 10 (nanoGPT's choice). After max_steps it stays at min_lr.
     """
+    if not step >= 0:
+        raise ValueError(f"lr_at: step must be >= 0 (steps count from 0), got {step!r}")
     min_lr = max_lr / 10 if min_lr is None else min_lr
     if step < warmup_steps:
         return max_lr * (step + 1) / warmup_steps
