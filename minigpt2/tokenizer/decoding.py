@@ -58,7 +58,8 @@ class Decoding:
         The ids' bytes are joined and decoded as UTF-8 with errors="replace" (the tokenizer's `errors`), so an id
         sequence that ends mid-character decodes to U+FFFD. skip_special_tokens drops <|endoftext|> and the other
         special tokens. spaces_between_special_tokens=True reproduces HF's slow tokenizer, which puts spaces around
-        non-special added tokens (breaking the round trip); clean_up_tokenization_spaces=True applies HF's English
+        non-special added tokens (breaking the round trip); the fast class ignores it, as HF's fast decode does.
+        clean_up_tokenization_spaces=True applies HF's English
         clean-up (" ," -> ","; off by default, as for GPT-2 in HF).
         """
         kwargs.pop("use_source_tokenizer", None)  # accepted for HF compatibility; meaningless here
@@ -79,7 +80,7 @@ class Decoding:
                 special |= {i for i, token in self._added_tokens_decoder.items() if token.special}
             ids = [i for i in ids if i not in special]
         errors = errors or self.errors
-        if spaces_between_special_tokens and self._has_legacy_added(ids):
+        if spaces_between_special_tokens and not self.is_fast and self._has_legacy_added(ids):
             text = self._decode_with_spaces(ids, errors)
         else:
             text = self._ids_to_bytes(ids).decode("utf-8", errors)
