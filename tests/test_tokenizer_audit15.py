@@ -24,3 +24,23 @@ def test_fast_decode_ignores_spaces_between_special_tokens(files):
                 theirs.decode(ids, spaces_between_special_tokens=spaces, **options)
         assert ours.batch_decode([ids], spaces_between_special_tokens=True, **options) == \
             theirs.batch_decode([ids], spaces_between_special_tokens=True, **options)
+
+
+def test_slow_encode_takes_tokens_and_ids_as_transformers_does(files):
+    """HF's slow encode / encode_plus take a text already tokenized: tokenize's tokens (an unknown one becomes the
+    unk id) or ids; minigpt2 said "text must be a str, got list"."""
+    for bos in (False, True):
+        ours, theirs = pair_of(files, False, add_bos_token=bos, pad_token="<|endoftext|>")
+        tokens = theirs.tokenize("Hello world, a test of <|endoftext|> things")
+        ids = theirs.convert_tokens_to_ids(tokens)
+        calls = [lambda t: t.encode(ids), lambda t: t.encode(tokens + ["not-a-token"]), lambda t: t.encode("x", ids[:3]),
+                 lambda t: t.encode_plus(ids, "a pair", truncation="only_first", max_length=5,
+                                         return_overflowing_tokens=True, stride=1),
+                 lambda t: t.encode_plus(ids, tokens, padding="max_length", max_length=40,
+                                         return_special_tokens_mask=True, return_length=True),
+                 lambda t: t.encode_plus(ids, return_tensors="np")]
+        for call in calls:
+            assert plain(call(ours)) == plain(call(theirs))
+        for bad in ([], [1.5], ["a", 1]):  # transformers: ValueError, ValueError, "a" then unk for 1
+            with pytest.raises(TypeError, match="a list of tokens .str. or a list of ids .int."):
+                ours.encode(bad)

@@ -9,6 +9,7 @@ from typing import Any, Dict, List, Optional
 
 import numpy as np
 
+from ..checks import is_int
 from .alignment import Alignment, SequenceSource, fast_truncation, windows
 from .batch_encoding import BatchEncoding
 from .offsets import offsets_for_input, offsets_in_model_input
@@ -125,7 +126,23 @@ class ModelInputs:
     def _encode_one(self, text, text_pair, o: EncodingOptions) -> BatchEncoding:
         if self.is_fast:
             return self._encode_fast([(text, text_pair)], o, batched=o.return_overflowing_tokens)
+        if not o.is_split_into_words and (isinstance(text, (list, tuple)) or isinstance(text_pair, (list, tuple))):
+            # HF's slow encode / encode_plus also take text already tokenized: tokenize's tokens, or ids
+            if o.return_offsets_mapping:
+                raise ValueError("return_offsets_mapping needs the text itself, not its tokens or ids")
+            ids, pair_ids = self._tokenized(text, o), None if text_pair is None else self._tokenized(text_pair, o)
+            return self._finish_one(self._prepare(ids, pair_ids, o), o, prepend_batch_axis=True)
         return self._finish_one(self._encode_item(text, text_pair, o), o, prepend_batch_axis=True)
+
+    def _tokenized(self, text, o: EncodingOptions) -> List[int]:
+        """The ids of a text (a str), of its tokens (a list of str) or the ids themselves (a list of ints)."""
+        if isinstance(text, (list, tuple)) and text and all(isinstance(t, str) for t in text):
+            return self.convert_tokens_to_ids(list(text))
+        if isinstance(text, (list, tuple)) and text and all(is_int(t) for t in text):
+            return [int(t) for t in text]
+        if isinstance(text, str):
+            return self._ids_of(text, False, o.add_prefix_space, o.split_special_tokens)
+        raise TypeError(f"text must be a str, a list of tokens (str) or a list of ids (int), got {text!r:.80}")
 
     def _finish_one(self, encoded: Dict[str, Any], o: EncodingOptions, prepend_batch_axis: bool) -> BatchEncoding:
         encoded = self._pad_one(encoded, o.padding, o.max_length, o.pad_to_multiple_of, o.padding_side,
