@@ -44,3 +44,18 @@ def test_slow_encode_takes_tokens_and_ids_as_transformers_does(files):
         for bad in ([], [1.5], ["a", 1]):  # transformers: ValueError, ValueError, "a" then unk for 1
             with pytest.raises(TypeError, match="a list of tokens .str. or a list of ids .int."):
                 ours.encode(bad)
+
+
+@pytest.mark.parametrize("strategy, texts, advice", [
+    ("only_first", ("a", "b c d e f g"), "for instance 'longest_first' or 'only_second'"),
+    ("only_second", ("a b c d e f", "b"), "for instance 'longest_first' or 'only_first'")])
+def test_slow_truncation_of_a_too_short_sequence_logs_transformers_advice(files, caplog, strategy, texts, advice):
+    """The slow class cannot take enough ids from the sequence it may truncate: transformers logs an error saying
+    which strategies to use instead; minigpt2 logged only the numbers. Both return the ids untruncated."""
+    ours, theirs = pair_of(files, False)
+    with caplog.at_level("ERROR"):
+        theirs_out = theirs(*texts, truncation=strategy, max_length=3)
+        theirs_log, _ = caplog.text, caplog.clear()
+        ours_out = ours(*texts, truncation=strategy, max_length=3)
+    assert plain(ours_out) == plain(theirs_out)
+    assert advice in theirs_log and advice in caplog.text

@@ -334,8 +334,10 @@ class ModelInputs:
                 else:
                     overflowing, ids = ids[-window:], ids[:-num_tokens_to_remove]
             else:
+                advice = (" Please select another truncation strategy than 'only_first', for instance 'longest_first' "
+                          "or 'only_second'." if strategy == "only_first" else "")  # HF's advice
                 logger.error("We need to remove %d tokens to truncate the input but the first sequence has a length "
-                             "%d.", num_tokens_to_remove, len(ids))
+                             "%d.%s", num_tokens_to_remove, len(ids), advice)
         elif strategy == "longest_first":
             n_pair = len(pair_ids)
             first_remove = min(abs(n_pair - len(ids)), num_tokens_to_remove)
@@ -358,7 +360,8 @@ class ModelInputs:
                     overflowing, pair_ids = pair_ids[-window:], pair_ids[:-num_tokens_to_remove]
             else:
                 logger.error("We need to remove %d tokens to truncate the input but the second sequence has a "
-                             "length %d.", num_tokens_to_remove, len(pair_ids))
+                             "length %d. Please select another truncation strategy than 'only_second', for instance "
+                             "'longest_first' or 'only_first'.", num_tokens_to_remove, len(pair_ids))
         return ids, pair_ids, overflowing
 
     def pad(self, encoded_inputs, padding=True, max_length: Optional[int] = None,
