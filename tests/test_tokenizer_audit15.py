@@ -59,3 +59,50 @@ def test_slow_truncation_of_a_too_short_sequence_logs_transformers_advice(files,
         ours_out = ours(*texts, truncation=strategy, max_length=3)
     assert plain(ours_out) == plain(theirs_out)
     assert advice in theirs_log and advice in caplog.text
+
+
+def tokens_of(tokenizer):
+    """added_tokens_decoder as (id, content and every flag), comparable across the two libraries."""
+    return {i: (t.content, t.lstrip, t.rstrip, t.single_word, t.normalized, t.special)
+            for i, t in tokenizer.added_tokens_decoder.items()}
+
+
+@BOTH
+def test_special_tokens_are_listed_in_transformers_order(files, fast):
+    """sep_token comes before pad_token in special_tokens_map and all_special_tokens (HF's attribute order);
+    minigpt2 listed pad first."""
+    ours, theirs = pair_of(files, fast)
+    named = {"mask_token": "<m>", "pad_token": "<p>", "sep_token": "<s>", "cls_token": "<c>"}
+    assert ours.add_special_tokens(named) == theirs.add_special_tokens(named)
+    for view in (lambda t: t.all_special_tokens, lambda t: t.all_special_ids, lambda t: list(t.special_tokens_map)):
+        assert view(ours) == view(theirs)
+
+
+@BOTH
+def test_additional_special_tokens_given_as_str_and_an_empty_list(files, fast):
+    """A str in additional_special_tokens becomes a normalized=False special token, as in transformers (minigpt2:
+    normalized=True); an empty list replaces nothing (minigpt2 emptied the list)."""
+    ours, theirs = pair_of(files, fast)
+    for tokenizer in (ours, theirs):
+        tokenizer.add_special_tokens({"additional_special_tokens": ["<a>", "Hello"]})
+        tokenizer.add_special_tokens({"additional_special_tokens": []})
+    assert tokens_of(ours) == tokens_of(theirs)
+    assert ours.additional_special_tokens == theirs.additional_special_tokens == ["<a>", "Hello"]
+
+
+@pytest.mark.parametrize("first", [{"pad_token": "<|endoftext|>"}, {"bos_token": "<|endoftext|>"},
+                                   {"additional_special_tokens": ["<|endoftext|>", "<a>"]}])
+def test_fast_counts_added_tokens_as_the_rust_library(files, first):
+    """HF's fast add_tokens / add_special_tokens count every token unless the very same one (content and flags)
+    is already there: add_special_tokens({"pad_token": tokenizer.eos_token}) is 1 (minigpt2: 0), the same call
+    again 0, and a str already added is re-registered with the flags of the call."""
+    ours, theirs = pair_of(files, True)
+    calls = [lambda t: t.add_special_tokens(first), lambda t: t.add_special_tokens(first),
+             lambda t: t.add_tokens(["<a>", "x<y", "<|endoftext|>"]), lambda t: t.add_tokens(["<a>"]),
+             lambda t: t.add_tokens(["<a>"], special_tokens=True)]
+    assert [call(ours) for call in calls] == [call(theirs) for call in calls]
+    assert tokens_of(ours) == tokens_of(theirs)
+    text = "a<a>b<|endoftext|>x<y"
+    assert ours.encode(text) == theirs.encode(text)
+    assert ours.decode(theirs.encode(text), skip_special_tokens=True) == theirs.decode(theirs.encode(text),
+                                                                                      skip_special_tokens=True)

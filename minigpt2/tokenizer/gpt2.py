@@ -10,7 +10,7 @@ from .decoding import Decoding
 from .encoding import Encoding
 from .files import GPT2_MAX_LENGTH, Files, _read_tokenizer_json
 from .model_inputs import ModelInputs
-from .vocabulary import AddedToken, Vocabulary
+from .vocabulary import SPECIAL_TOKENS_ATTRIBUTES, AddedToken, Vocabulary
 
 
 class GPT2Tokenizer(Vocabulary, Encoding, ModelInputs, Decoding, ChatTemplates, Files):
@@ -120,9 +120,9 @@ class GPT2Tokenizer(Vocabulary, Encoding, ModelInputs, Decoding, ChatTemplates, 
         for index, token in sorted((added_tokens_decoder or {}).items(), key=lambda kv: int(kv[0])):
             self._register(int(index), AddedToken.from_config(token))
         self._special_tokens: Dict[str, Optional[AddedToken]] = {}
-        for name, value in (("bos_token", bos_token), ("eos_token", eos_token), ("unk_token", unk_token),
-                            ("pad_token", pad_token), *other_special.items()):
-            setattr(self, name, value)
+        given = dict(bos_token=bos_token, eos_token=eos_token, unk_token=unk_token, pad_token=pad_token, **other_special)
+        for name in SPECIAL_TOKENS_ATTRIBUTES:  # HF's order (sep before pad): special_tokens_map, all_special_tokens
+            setattr(self, name, given[name])
         self._additional_special_tokens: List[AddedToken] = []
         for value in [*(additional_special_tokens or []), *extra_special]:
             token = AddedToken.from_config(value)

@@ -116,8 +116,9 @@ class Vocabulary:
 
     def _add_tokens(self, new_tokens: Iterable, special_tokens: bool = False) -> int:
         """HF's rule: an unknown token gets the next free id; a token already in the vocabulary keeps its id.
-        Returns how many ids were created (HF's slow tokenizer), or how many tokens became added tokens (its fast
-        one: add_tokens(["hello"]) counts 1 there, 0 in the slow one)."""
+        Returns how many ids were created (HF's slow tokenizer), or how many tokens were registered (its fast one:
+        add_tokens(["hello"]) counts 1 there, 0 in the slow one; a token counts unless the very same one, content
+        and flags, is already there, so add_special_tokens({"pad_token": "<|endoftext|>"}) counts 1)."""
         vocab = self.get_vocab()
         next_id = len(vocab)
         added = registered = 0
@@ -127,9 +128,9 @@ class Vocabulary:
             if str(token) == "":
                 continue
             if isinstance(token, str):
-                if token in self._added_tokens_encoder:
+                if token in self._added_tokens_encoder and not self.is_fast:  # (HF's fast one updates its flags)
                     continue
-                special = special_tokens or token in self.all_special_tokens
+                special = special_tokens or (token in self.all_special_tokens and not self.is_fast)
                 token = AddedToken(token, normalized=not special, special=special)
             elif special_tokens:
                 token.special = True
@@ -143,7 +144,8 @@ class Vocabulary:
             # marks it special in the vocabulary (skipped by decode, not in all_special_tokens)
             if token.special and not self.is_fast and token.content not in self.all_special_tokens:
                 self._additional_special_tokens.append(token)
-            registered += token.content not in self._added_tokens_encoder
+            known = self._added_tokens_encoder.get(token.content)  # HF's fast (Rust) count: every token unless
+            registered += known is None or self._added_tokens_decoder[known] != token  # the same one, flags and all
             self._register(index, token)
         self._rebuild_added_tables()
         return registered if self.is_fast else added
@@ -212,10 +214,10 @@ class Vocabulary:
             if key == "additional_special_tokens":
                 if not isinstance(value, (list, tuple)) or not all(isinstance(t, (str, AddedToken)) for t in value):
                     raise ValueError("additional_special_tokens must be a list of str or AddedToken")
-                tokens = [AddedToken.from_config(t) for t in value]
+                tokens = [AddedToken(t, normalized=False, special=True) if isinstance(t, str) else t for t in value]
                 for token in tokens:
                     token.special = True
-                if replace_additional_special_tokens:
+                if replace_additional_special_tokens and tokens:  # HF: an empty list replaces nothing
                     self._additional_special_tokens = tokens
                 else:
                     known = {t.content for t in self._additional_special_tokens}
