@@ -1,6 +1,8 @@
 """Tokenizer audit, round 15: the gaps a transformers 4.57 user who changed only the import line found. Each test
 failed before its fix. Each class is compared with its transformers namesake, built offline from the bundled
 vocabulary under HF's file names (the `files` fixture of test_tokenizer_audit.py)."""
+import json
+
 import pytest
 
 transformers = pytest.importorskip("transformers")
@@ -8,6 +10,7 @@ pytest.importorskip("tokenizers")
 if int(transformers.__version__.split(".")[0]) >= 5:
     pytest.skip("compares with transformers 4.x's slow and fast GPT-2 tokenizers", allow_module_level=True)
 
+from minigpt2.tokenizer import GPT2TokenizerFast  # noqa: E402
 from test_tokenizer_audit import BOTH, files, pair_of, plain  # noqa: E402,F401 (files: a fixture; the same helpers)
 
 
@@ -106,3 +109,25 @@ def test_fast_counts_added_tokens_as_the_rust_library(files, first):
     assert ours.encode(text) == theirs.encode(text)
     assert ours.decode(theirs.encode(text), skip_special_tokens=True) == theirs.decode(theirs.encode(text),
                                                                                       skip_special_tokens=True)
+
+
+@pytest.mark.parametrize("config_side", [None, "right"])
+def test_fast_from_pretrained_reads_the_sides_in_tokenizer_json(files, tmp_path, config_side):
+    """A tokenizer.json saved after a padded, truncated call records padding and truncation; HF's fast tokenizer
+    takes padding_side, truncation_side and pad_token from there unless tokenizer_config.json says otherwise.
+    minigpt2 ignored them: padding on the right a batch that transformers pads on the left."""
+    _, theirs = pair_of(files, True)
+    theirs.pad_token, theirs.padding_side, theirs.truncation_side = "<|endoftext|>", "left", "left"
+    theirs(["a b c d", "e"], padding=True, truncation=True, max_length=3)  # (the Rust state now holds both)
+    theirs.save_pretrained(tmp_path)
+    if config_side is not None:
+        config = json.loads((tmp_path / "tokenizer_config.json").read_text())
+        config.update(padding_side=config_side, truncation_side=config_side)
+        (tmp_path / "tokenizer_config.json").write_text(json.dumps(config))
+    ours = GPT2TokenizerFast.from_pretrained(tmp_path)
+    theirs = transformers.GPT2TokenizerFast.from_pretrained(tmp_path)
+    assert (ours.padding_side, ours.truncation_side, ours.pad_token) == \
+        (theirs.padding_side, theirs.truncation_side, theirs.pad_token)
+    batch = ["a b c d e f", "g"]
+    assert plain(ours(batch, padding=True, truncation=True, max_length=4)) == \
+        plain(theirs(batch, padding=True, truncation=True, max_length=4))

@@ -104,6 +104,9 @@ class Files:
             config["chat_template"] = templates["default"] if list(templates) == ["default"] else templates
         config.update(kwargs)
         config.setdefault("name_or_path", name)
+        if cls.is_fast and files.get("tokenizer.json"):  # HF's fast tokenizer reads its sides from the file too
+            for key, value in _padding_and_truncation(files["tokenizer.json"]).items():
+                config.setdefault(key, value)
         if files.get("vocab") and files.get("merges"):
             return cls(files["vocab"], files["merges"], **config)
         if files.get("tokenizer.json"):
@@ -327,6 +330,16 @@ def _hub_files(repo_id: str, hub_options: Dict[str, Any]) -> Dict[str, Optional[
         raise error(f"could not load a tokenizer for {repo_id!r}: {e} (the names {offline_names} work offline, "
                     f"with the bundled vocabulary; a local directory works too)") from e
     return files
+
+
+def _padding_and_truncation(path: str) -> Dict[str, Any]:
+    """What HF's fast tokenizer takes from tokenizer.json's "padding" and "truncation" (written by a tokenizer that
+    had padded or truncated): padding_side, pad_token, truncation_side, unless tokenizer_config.json says."""
+    data = _read_json(path)
+    padding, truncation = data.get("padding") or {}, data.get("truncation") or {}
+    settings = {"padding_side": padding.get("direction"), "pad_token": padding.get("pad_token"),
+                "truncation_side": truncation.get("direction")}
+    return {k: v.lower() if k.endswith("_side") else v for k, v in settings.items() if isinstance(v, str)}
 
 
 def _read_tokenizer_json(path: str) -> Tuple[Dict[str, int], List[Tuple[str, str]], List[Dict[str, Any]]]:
