@@ -131,3 +131,17 @@ def test_fast_from_pretrained_reads_the_sides_in_tokenizer_json(files, tmp_path,
     batch = ["a b c d e f", "g"]
     assert plain(ours(batch, padding=True, truncation=True, max_length=4)) == \
         plain(theirs(batch, padding=True, truncation=True, max_length=4))
+
+
+def test_slow_overflowing_tokens_of_different_lengths_as_tensors_is_a_clear_error(files):
+    """transformers' slow class cannot make tensors of overflowing tokens of different lengths either ("pt":
+    "see if a fast version of this tokenizer is available"); minigpt2 said to pass padding=True, which was
+    already passed and does not pad them."""
+    ours, theirs = pair_of(files, False, pad_token="<|endoftext|>")
+    options = dict(truncation=True, max_length=3, stride=1, padding=True, return_overflowing_tokens=True)
+    pytest.importorskip("torch")
+    with pytest.raises(ValueError, match="overflowing tokens of different lengths.*fast version"):
+        theirs(["a b c d e f g", "h"], return_tensors="pt", **options)
+    for tensors in ("pt", "np"):
+        with pytest.raises(ValueError, match="overflowing_tokens.*return_tensors=None, or GPT2TokenizerFast"):
+            ours(["a b c d e f g", "h"], return_tensors=tensors, **options)

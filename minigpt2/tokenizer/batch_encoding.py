@@ -160,9 +160,14 @@ class BatchEncoding(dict):
             try:
                 self[key] = np.array(value, dtype=np.int64)
             except ValueError:
+                lengths = sorted({len(v) for v in value})
+                if key == "overflowing_tokens":  # padding does not touch them (HF's tensors cannot hold them either)
+                    raise ValueError(f"cannot make a NumPy array of 'overflowing_tokens': they have different lengths "
+                                     f"{lengths}. Use return_tensors=None, or GPT2TokenizerFast, whose overflowing "
+                                     f"windows are rows of input_ids (padded with padding=True)") from None
                 raise ValueError(
                     f"cannot make a NumPy array of {key!r}: its sequences have different lengths "
-                    f"{sorted({len(v) for v in value})}. Pass padding=True (and truncation=True) for equal lengths."
+                    f"{lengths}. Pass padding=True (and truncation=True) for equal lengths."
                 ) from None
         return self
 
