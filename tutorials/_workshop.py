@@ -395,6 +395,9 @@ def _difference_array(yours, library, rtol, atol):
         elif yours.size == library.size:
             hint = ": the same number of values, so probably a reshape"
         return f"shape {yours.shape}, but the library's is {library.shape}{hint}", ""
+    if library.dtype == bool and yours.dtype != bool:  # (a float mask passed, then `~mask` failed cells later)
+        return (f"yours holds {yours.dtype} numbers, the library's booleans (True/False): make it booleans, e.g. "
+                f"with dtype=bool or .astype(bool)"), ""
     if library.dtype == bool or yours.dtype == bool:
         wrong = yours.astype(bool) != library.astype(bool)
         if not wrong.any():
