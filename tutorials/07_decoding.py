@@ -129,8 +129,6 @@ my_top_k = _workshop.check_function("7.1", "top-k", my_top_k, lambda s, k: gener
 # Keep the smallest set of most likely tokens whose probabilities add up to at least p. Unlike top-k, the
 # number kept adapts: few tokens when the model is sure, many when it is not. In code: sort descending;
 # a token stays if the probability of the tokens ranked *above* it is still below p.
-
-# %%
 #
 # **✎ Exercise 7.2 · top-p.** In `my_top_p`, `probs` are the probabilities sorted from the most likely down.
 # Write `keep_sorted`, booleans in the same sorted order: True for a token when the total probability of the
