@@ -166,12 +166,13 @@ batched = model(right_padded, attention_mask=right_mask).logits  # [2, T, V]
 _workshop.check_close("right padding: short prompt == run alone", batched[0, :n], alone, atol=1e-4)
 
 # %% [markdown]
-# With **left** padding the same prompt sits at positions 3, 4, ... instead of 0, 1, ..., so it gets
-# different position vectors and the model computes something else:
+# With **left** padding the same prompt (2 tokens, after 4 pads) sits at positions 4 and 5 instead of 0 and 1,
+# so it gets different position vectors and the model computes something else:
 
 # %%
 left_padded = np.array([[pad] * (len(long) - n) + short, long])
 left_mask = np.array([[0] * (len(long) - n) + [1] * n, [1] * len(long)])
+print(f"left-padded, the short prompt's {n} tokens sit at positions {list(range(len(long) - n, len(long)))}")
 shifted = model(left_padded, attention_mask=left_mask).logits[0, -n:]
 print(f"left padding with the default positions changes the short prompt's logits by up to "
       f"{np.abs(shifted - alone).max():.2e} (against the prompt run alone): not the same computation")
