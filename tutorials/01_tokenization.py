@@ -106,7 +106,7 @@ print(f"' héllo 👋' as byte-characters: {my_byte_chars(' héllo 👋')!r}")
 # | `'s\|'t\|'re\|'ve\|'m\|'ll\|'d` | English contractions, as their own pieces |
 # | ` ?\p{L}+` | a run of letters, with at most one space in front |
 # | ` ?\p{N}+` | a run of digits, with at most one space in front |
-# | ` ?[^\s\p{L}\p{N}]+` | a run of other symbols (punctuation, emoji), one space in front |
+# | ` ?[^\s\p{L}\p{N}]+` | a run of other symbols (punctuation, emoji), with at most one space in front |
 # | `\s+(?!\S)` | whitespace, except the last space before a word (the word keeps that one) |
 # | `\s+` | any remaining whitespace |
 #
@@ -319,14 +319,14 @@ for text in texts:
 _workshop.say_if_random(model, "these similarities and next-token probabilities")
 
 if plt:
-    lengths = np.array([len(bpe.from_byte_chars(t)) for t in encoder])
+    lengths = np.minimum([len(bpe.from_byte_chars(t)) for t in encoder], 16)  # the longest (up to 128) in one bar
     spaced = np.array([t.startswith("Ġ") for t in encoder])
-    bins = np.arange(1, 17)
+    bins = np.arange(0.5, 17)  # one bar per length: 1, 2, ..., 15, and 16 or more
     fig, ax = plt.subplots(figsize=(7, 3.5))
     ax.hist([lengths[spaced], lengths[~spaced]], bins=bins, stacked=True,
             label=["starts with a space (Ġ)", "no leading space"])
     ax.set_xlabel("token length (bytes)"); ax.set_ylabel("number of vocabulary entries"); ax.legend()
-    ax.set_xticks(range(1, 16))
+    ax.set_xticks(range(1, 17)); ax.set_xticklabels([str(n) for n in range(1, 16)] + ["16+"])
     ax.set_title("GPT-2's 50,257 tokens by length")
     _workshop.show(fig, "01_vocabulary_token_lengths")
 
