@@ -107,10 +107,6 @@ for rows in (1, 128):
 # With one row, the throughput in GFLOP/s is low and the weight bandwidth is the number to look at; with 128
 # rows the same layers do many more GFLOP/s. (Your numbers depend on your machine: the cell prints them.)
 #
-# **✎ Exercise 8.1 · a blocked product.** In `blocked_matmul` below, write the innermost step: copy the
-# `MC × KC` panel of A and the `KC × NC` panel of B for this tile and slice (`np.ascontiguousarray`: "packing"),
-# multiply them and *add* the product into the tile of C. The check compares the result with `A @ W`.
-#
 # ## Cache blocking, in NumPy
 #
 # A matrix product `C = A @ B` with `A [M, K]` and `B [K, N]` touches every element of B once per row of A.
@@ -118,6 +114,10 @@ for rows in (1, 128):
 # into tiles: for an `MC × NC` tile of C, walk K in slices of KC, and multiply an `MC × KC` panel of A by a
 # `KC × NC` panel of B, small enough to stay in cache while they are used. Each panel of B is then fetched
 # M / MC times instead of M times. Here is the loop structure, with NumPy doing the small products:
+#
+# **✎ Exercise 8.1 · a blocked product.** In `blocked_matmul` below, write the innermost step: copy the
+# `MC × KC` panel of A and the `KC × NC` panel of B for this tile and slice (`np.ascontiguousarray`: "packing"),
+# multiply them and *add* the product into the tile of C. The check compares the result with `A @ W`.
 
 # %%
 def blocked_matmul(A, B, MC=64, NC=256, KC=128):
