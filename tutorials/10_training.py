@@ -176,7 +176,7 @@ check("head + cross-entropy: wte", dwte, wte, ce)
 # ## The whole model: `loss_and_grad`
 #
 # `model.loss_and_grad(ids)` runs the forward pass keeping what the backward needs, then calls these
-# functions in reverse order (`minigpt2/training/grad.py`, ~150 lines). The result is a dict keyed exactly
+# functions in reverse order (`minigpt2/training/grad.py`, ~250 lines). The result is a dict keyed exactly
 # like `model.state_dict()`. Spot-check a few coordinates of a tiny model against finite differences of
 # its own loss (float32 here, so a bigger step and a looser bound: ~1e-3 relative).
 
@@ -304,7 +304,7 @@ else:
 # %%
 reference = _workshop.load_model(MODEL)
 if reference.config.n_positions >= args.seq_len:
-    print(f"{MODEL if _workshop.is_real(reference) else 'tiny random model'}: validation loss "
+    print(f"{_workshop.model_label(reference)}: validation loss "
           f"{trainer.evaluate(reference):.3f}; ours: {val:.3f}")
 
 # %% [markdown]
