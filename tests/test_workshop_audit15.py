@@ -114,3 +114,21 @@ def test_the_largest_gaussian_magnitudes_quoted_for_int8_blocks_are_measured():
     largest = {n: np.abs(np.random.default_rng(n).standard_normal((2000, n))).max(axis=1).mean() for n in (32, 768)}
     assert abs(largest[32] - of32) < 0.06 and abs(largest[768] - of768) < 0.06
     assert abs(largest[768] / largest[32] - ratio) < 0.06
+
+
+def test_exercise_8_1_comes_after_the_blocking_it_asks_for():
+    """08 set exercise 8.1 (panels, tiles, packing) before the section that explains them."""
+    text = source("08_c_kernels.py")
+    assert text.index("## Cache blocking, in NumPy") < text.index("✎ Exercise 8.1") < text.index("def blocked_matmul")
+
+
+def test_training_names_the_size_of_grad_py_and_the_model_it_compares_with():
+    """10 said grad.py was ~150 lines (it is about 250), and named the comparison model MODEL ("gpt2") whatever
+    MINIGPT2_WORKSHOP_MODEL had loaded instead."""
+    text = source("10_training.py")
+    quoted = int(re.search(r"`minigpt2/training/grad\.py`, ~(\d+) lines", text).group(1))
+    with open(os.path.join(ROOT, "minigpt2", "training", "grad.py"), encoding="utf-8") as f:
+        lines = len(f.read().splitlines())
+    assert abs(lines - quoted) <= 0.2 * lines, (quoted, lines)
+    comparison = text[text.index("reference = _workshop.load_model(MODEL)"):]
+    assert "_workshop.model_label(reference)" in comparison.split("\n\n")[0]
