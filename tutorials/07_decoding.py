@@ -245,7 +245,8 @@ for seed in [0, 1, 2]:
 probs = top_k_probs
 rng = np.random.default_rng(0)
 top10 = np.argsort(-probs[0])[:10]
-# 20,000 rows, one draw each; only the 10 possible tokens' columns (20,000 full rows would take 4 GB)
+# 20,000 rows, one draw each; only the 10 possible tokens' columns (20,000 full rows of 50,257 float32 probabilities
+# would take 4 GB, and a cumulative sum of them as much again or more)
 draws = top10[my_sample(np.repeat(probs[:, top10], 20000, axis=0), rng)]
 frequency = np.array([(draws == i).mean() for i in top10])
 print(f"in 20,000 draws, each token's frequency is within {np.abs(frequency - probs[0, top10]).max():.4f} of its "
