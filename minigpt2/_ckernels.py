@@ -144,7 +144,8 @@ def _stored(weight):
         transposed = 1
     else:
         return None
-    if scales is not None and not (scales.flags.f_contiguous if transposed else scales.flags.c_contiguous):
+    if scales is not None and not (scales.flags.aligned  # (C reads them as uint16_t: a 2-byte boundary)
+                                   and (scales.flags.f_contiguous if transposed else scales.flags.c_contiguous)):
         return None
     return code, values, scales, transposed
 
@@ -356,8 +357,11 @@ def _block_arguments(p, rows, n_embd, plan, cache, scale, eps):
     cached = _block_weights.get(key)
     if cached is not None and cached[0] is plan and cached[1] == tuple(map(id, arrays)):
         return cached[3]
+    c_fc = _stored(layers[2]["weight"])  # (None for a weight C does not read: a list, float64, ...)
+    if c_fc is None:
+        return None
     args = ffi.new("struct mg_block_args *")
-    E, F = n_embd, layers[2]["weight"].shape[-1]
+    E, F = n_embd, c_fc[1].shape[1]
     H, D = keys.shape[1], keys.shape[3]
     if not (values.shape == keys.shape and keys.strides[3] == values.strides[3] == 4 and _aligned(keys)
             and _aligned(values) and keys.flags.writeable and values.flags.writeable):

@@ -1,0 +1,65 @@
+"""The C core's robustness from the Python side (audit 15): inputs a user can build that the C core must either
+serve like the NumPy reference or leave to it, and a damaged kernel-choice cache file, which only means measuring
+again (docs/kernels.md, "Variants, and which one serves a call")."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import minigpt2
+from minigpt2 import backend, layers
+from minigpt2.weights import Int8Weight
+
+ck = pytest.importorskip("minigpt2._ckernels", reason="the C extension is not built (see test_backend.py)")
+from minigpt2 import _tuning  # noqa: E402
+
+CONFIG = dict(vocab_size=99, n_positions=32, n_embd=32, n_layer=2, n_head=4)
+
+
+def off_a_2_byte_boundary(a):
+    """A copy of ``a`` (same values, same order) whose first byte lies at an odd address."""
+    buffer = np.empty(a.nbytes + 1, np.uint8)
+    view = buffer[1:].view(a.dtype).reshape(a.shape)
+    view[...] = a
+    return view
+
+
+@pytest.fixture
+def widest():
+    saved = _tuning._requested
+    _tuning.choose(_tuning.supported_variants()[-1])
+    yield
+    _tuning.choose(saved)
+
+
+@pytest.mark.parametrize("rows", [1, 3, 20])
+def test_int8_scales_off_a_2_byte_boundary_go_to_numpy(widest, rows):
+    """The C core reads an int8 weight's float16 scales as uint16_t, which C may load only from an even address
+    (UBSan: "load of misaligned address ... for type 'const uint16_t'", csrc/dots_i8.h). Scales an Int8Weight was
+    built with by hand may lie anywhere: C declines them (it served them before), NumPy computes the same product."""
+    rng = np.random.default_rng(0)
+    q = Int8Weight.quantize(rng.standard_normal((64, 48), dtype=np.float32))
+    odd = Int8Weight(q.q, off_a_2_byte_boundary(q.scales.T).T, 0)  # (still column by column, as quantize stores it)
+    assert not odd.scales.flags.aligned and odd.scales.flags.f_contiguous
+    x = rng.standard_normal((rows, 64), dtype=np.float32)
+    assert ck.linear(x, odd) is NotImplemented
+    np.testing.assert_array_equal(layers.linear(x, odd), layers.linear.reference(x, q))
+    table = Int8Weight.quantize(rng.standard_normal((48, 64), dtype=np.float32), axis=-1)  # the tied head: wte.T
+    assert ck.linear(x, Int8Weight(table.q, off_a_2_byte_boundary(table.scales), -1).T) is NotImplemented
+
+
+def test_a_decoding_block_with_a_c_fc_weight_c_does_not_read_runs_in_python(backend_restored):
+    """A weight NumPy takes but C does not (a nested list, as model.params[...] = w.tolist()) in a block's mlp.c_fc:
+    the decoding block is NumPy's, with the reference's numbers. It was AttributeError: 'list' object has no
+    attribute 'shape', raised from _ckernels._block_arguments before any check had declined the block."""
+    ids = np.arange(10).reshape(2, 5)
+
+    def decode(name):
+        backend.set_backend(name)
+        model = minigpt2.GPT2LMHeadModel(minigpt2.GPT2Config(**CONFIG), seed=0)
+        c_fc = model.params["h"][1]["mlp"]["c_fc"]
+        c_fc["weight"] = c_fc["weight"].tolist()
+        out = model(ids[:, :4], use_cache=True)
+        return model(ids[:, 4:], past_key_values=out.past_key_values).logits
+
+    np.testing.assert_allclose(decode("c"), decode("numpy"), rtol=1e-5, atol=1e-5)
