@@ -381,9 +381,10 @@ def _read_cache(path: str, key: dict):
                 and all(_is_choice(c, names) for c in saved["choice"].values())
                 and isinstance(measured, dict) and all(
                     isinstance(times, dict) and all(isinstance(t, (int, float)) for t in times.values())
-                    for times in measured.values())):
+                    for times in measured.values())
+                and all(_is_choice(c, names) for cls in CLASSES for c in measured.get(cls, {}))):  # (Plan reads them)
             return saved
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, RecursionError):  # (JSON nested too deep)
         pass
     return None
 

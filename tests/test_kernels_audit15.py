@@ -3,6 +3,8 @@ serve like the NumPy reference or leave to it, and a damaged kernel-choice cache
 again (docs/kernels.md, "Variants, and which one serves a call")."""
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -63,3 +65,34 @@ def test_a_decoding_block_with_a_c_fc_weight_c_does_not_read_runs_in_python(back
         return model(ids[:, 4:], past_key_values=out.past_key_values).logits
 
     np.testing.assert_allclose(decode("c"), decode("numpy"), rtol=1e-5, atol=1e-5)
+
+
+def _cache_file(tmp_path, content):
+    path = tmp_path / "kernels.json"
+    path.write_text(content if isinstance(content, str) else json.dumps(content))
+    return str(path)
+
+
+def _saved(key, measured):
+    choice = {cls: _tuning.NUMPY for cls in list(_tuning.CLASSES) + _tuning._narrow_classes()}
+    return {"key": key, "choice": choice, "measured": measured}
+
+
+@pytest.mark.parametrize("timing", ["garbage", "avx2/zzz", "avx2/nta/zzz", "avx2"])
+def test_a_cached_choice_whose_timings_name_no_choice_is_measured_again(tmp_path, timing):
+    """A file whose choice is NumPy for a product class and whose timings for that class name something that is
+    no choice: the plan made from it looks its weights' narrow formats up in those timings (Plan.narrow_pick), so
+    every kernel call raised ValueError ("not enough values to unpack") or KeyError ('zzz') until the file was
+    deleted by hand. Such a file is now damaged like any other: measured again."""
+    key = _tuning.cache_key(backend.get_num_threads())
+    good = _saved(key, {"linear_1": {"numpy": 1.0, "generic/none": 2.0}, "linear_1+head": {"c": 1.0, "mixed": 2.0}})
+    assert _tuning._read_cache(_cache_file(tmp_path, good), key) is not None
+    _tuning.Plan(good["choice"], "test", good["measured"])  # (what a file that is read becomes)
+    bad = _saved(key, {"linear_1": {timing: 1.0}})
+    assert _tuning._read_cache(_cache_file(tmp_path, bad), key) is None
+
+
+def test_a_cache_file_nested_too_deep_for_json_is_measured_again(tmp_path):
+    """RecursionError from json.load (a file of 100,000 "[") escaped _read_cache and every kernel call raised it."""
+    key = _tuning.cache_key(backend.get_num_threads())
+    assert _tuning._read_cache(_cache_file(tmp_path, "[" * 100_000), key) is None
