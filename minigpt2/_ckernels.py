@@ -24,7 +24,7 @@ from . import _kernels as _extension
 from . import _blas_threads, _tuning, tracing
 from ._kernels import ffi, lib
 from .cache import _LayerSlot
-from .weights import BFloat16Weight, Int8Weight
+from .weights import BLOCK, BFloat16Weight, Int8Weight
 
 __all__ = ["linear", "layer_norm", "gelu_new", "attention", "transformer_block", "transformer_blocks", "calls",
            "KERNELS"]
@@ -119,6 +119,10 @@ def follow_pool():
         _blas_threads.use(lib.mg_get_num_threads() if _steady[0] else lib.mg_blas_width())
 
 
+_C_DTYPES = {lib.MG_F32: F32, lib.MG_F16: np.dtype(np.float16), lib.MG_BF16: np.dtype(np.uint16),
+             lib.MG_I8: np.dtype(np.int8)}  # what each weight format's values are, as the C core reads them
+
+
 def _stored(weight):
     """How the C core reads a weight matrix [n_in, n_out]: (format code, the array as stored, the int8 scales or
     None, transposed), where transposed is 0 when the rows of the matrix are contiguous in memory (a Conv1D
@@ -136,7 +140,14 @@ def _stored(weight):
         code, values, scales = lib.MG_I8, weight.q, weight.scales
     else:
         return None
+    # (the constructors check these; an attribute replaced afterwards, bits = a uint8 array or scales = fewer
+    # of them, would have C read past the array's end)
+    if not (isinstance(values, np.ndarray) and values.dtype == _C_DTYPES[code]):
+        return None
     if values.ndim != 2 or not values.flags.aligned:
+        return None
+    if scales is not None and not (isinstance(scales, np.ndarray) and scales.dtype == np.float16
+                                   and scales.shape == (-(-values.shape[0] // BLOCK), values.shape[1])):
         return None
     if values.flags.c_contiguous:
         transposed = 0

@@ -10,7 +10,7 @@ import pytest
 
 import minigpt2
 from minigpt2 import backend, layers
-from minigpt2.weights import Int8Weight
+from minigpt2.weights import BFloat16Weight, Int8Weight
 
 ck = pytest.importorskip("minigpt2._ckernels", reason="the C extension is not built (see test_backend.py)")
 from minigpt2 import _tuning  # noqa: E402
@@ -96,3 +96,22 @@ def test_a_cache_file_nested_too_deep_for_json_is_measured_again(tmp_path):
     """RecursionError from json.load (a file of 100,000 "[") escaped _read_cache and every kernel call raised it."""
     key = _tuning.cache_key(backend.get_num_threads())
     assert _tuning._read_cache(_cache_file(tmp_path, "[" * 100_000), key) is None
+
+
+def test_a_weight_whose_arrays_were_replaced_after_it_was_made_is_not_read_by_c(widest):
+    """The constructors check dtype and shape; a user may replace the arrays afterwards (``w.bits = ...``,
+    ``w.scales = ...``). C took the format from the class and read 2 bytes per uint8 value or scales past a too
+    short array's end: past the memory NumPy holds. Now it declines them (NumPy then raises or computes)."""
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((3, 64), dtype=np.float32)
+    bf16 = BFloat16Weight.from_float32(rng.standard_normal((64, 48), dtype=np.float32))
+    assert ck.linear(x, bf16) is not NotImplemented  # (the weight as made: C serves it)
+    bf16.bits = bf16.bits.view(np.uint8)[:, :48]  # half the bytes per value
+    assert ck.linear(x, bf16) is NotImplemented
+    q = Int8Weight.quantize(rng.standard_normal((64, 48), dtype=np.float32))
+    assert ck.linear(x, q) is not NotImplemented
+    q.scales = q.scales[:1]  # scales for 32 of the 64 rows
+    assert ck.linear(x, q) is NotImplemented
+    q = Int8Weight.quantize(rng.standard_normal((64, 48), dtype=np.float32))
+    q.scales = q.scales.astype(np.float32)
+    assert ck.linear(x, q) is NotImplemented
