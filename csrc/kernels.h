@@ -83,6 +83,11 @@ void mg_pool_rest(void);
 typedef void (*mg_blas_dojob)(int thread_num, void *jobdata, int dojob_data);
 void mg_blas_threads(int sync, mg_blas_dojob dojob, int numjobs, size_t elsize, void *jobdata, int dojob_data);
 long mg_blas_calls(void);
+/* Start the workers that `numjobs` jobs of one call need (numjobs - 1; the caller runs one) and return how many
+ * jobs the pool can run at once, at most numjobs: fewer where the system refuses threads (a process limit) or
+ * past the pool's 256. minigpt2/_blas_threads.py caps OpenBLAS at it before handing it the pool, since a call
+ * asking for more could never finish (mg_blas_threads stops the process instead). */
+int mg_blas_reserve(int numjobs);
 /* How many jobs OpenBLAS should split its next products into: the pool's thread count, or 1 while the cores are
  * crowded (another program kept one of them, so that OpenBLAS's equal jobs ran at the pace of the thread that
  * shared it: see parallel.c). mg_blas_crowded_calls() counts the calls found so. */

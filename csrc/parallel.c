@@ -47,6 +47,7 @@ int mg_has_threads(void) { return 0; }
 void mg_pool_rest(void) {}
 long mg_blas_calls(void) { return 0; }
 int mg_blas_width(void) { return 1; }
+int mg_blas_reserve(int numjobs) { return numjobs < 1 ? numjobs : 1; }
 long mg_blas_crowded_calls(void) { return 0; }
 void mg_blas_threads(int sync, mg_blas_dojob dojob, int numjobs, size_t elsize, void *jobdata, int dojob_data)
 {
@@ -223,12 +224,12 @@ static void register_fork_handlers(void)
     pthread_atfork(before_fork, after_fork_in_parent, after_fork_in_child);
 }
 
-/* Start workers until there are `n`; returns how many are running. */
+/* Start workers until there are `n` (at most MAX_THREADS - 1: first_seen's size); returns how many are running. */
 static int start_workers(int n)
 {
     static pthread_once_t once = PTHREAD_ONCE_INIT;
     pthread_once(&once, register_fork_handlers);
-    while (pool.started < n) {
+    while (pool.started < n && pool.started < MAX_THREADS - 1) {
         pthread_t thread;
         pthread_attr_t attr;
         pthread_attr_init(&attr);
@@ -438,6 +439,14 @@ long mg_blas_crowded_calls(void)
 long mg_blas_calls(void)
 {
     return atomic_load(&blas_calls);
+}
+
+int mg_blas_reserve(int numjobs)
+{
+    pthread_mutex_lock(&pool.submit);
+    int can = start_workers(numjobs - 1) + 1;
+    pthread_mutex_unlock(&pool.submit);
+    return can < numjobs ? can : numjobs;
 }
 
 void mg_blas_threads(int sync, mg_blas_dojob dojob, int numjobs, size_t elsize, void *jobdata, int dojob_data)

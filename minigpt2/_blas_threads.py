@@ -47,8 +47,13 @@ def _loaded_openblas():
     return list(dict.fromkeys(os.path.realpath(p) for p in paths))
 
 
-def install(address: int) -> list[str]:
-    """Hand the parallel jobs of every loaded OpenBLAS to the C function at ``address``; returns their paths."""
+def install(address: int, reserve=None) -> list[str]:
+    """Hand the parallel jobs of every loaded OpenBLAS to the C function at ``address``; returns their paths.
+
+    ``reserve(n)`` (the C core's mg_blas_reserve) starts the pool's threads for n jobs at once and says how many it
+    can run: OpenBLAS is capped at that first, since the jobs of one call wait for one another and a call asking
+    for more threads than the pool has could never finish (a process limit on a shared server, more cores than
+    the pool's 256)."""
     installed = []
     for path in _loaded_openblas():
         # RTLD_NOLOAD: only a library already loaded (the same handle as NumPy's); never load another. (Windows has
@@ -66,10 +71,16 @@ def install(address: int) -> list[str]:
         setter.argtypes, setter.restype = [ctypes.c_void_p], None
         counts[0].argtypes, counts[0].restype = [ctypes.c_int], None
         counts[1].argtypes, counts[1].restype = [], ctypes.c_int
+        started = max(1, counts[1]())
+        if address and reserve is not None and path not in _libraries:
+            can = max(1, reserve(started))
+            if can < started:  # (before the pool takes its jobs; install(0) then leaves OpenBLAS at it too)
+                counts[0](can)
+                started = can
         setter(address)
         installed.append(path)
         if address and path not in _libraries:
-            _libraries[path] = (counts[0], max(1, counts[1]()))
+            _libraries[path] = (counts[0], started)
         elif not address and path in _libraries:  # OpenBLAS's own threads again, as many as it started with
             set_count, started = _libraries.pop(path)
             set_count(started)

@@ -56,8 +56,8 @@ _ERRORS = {
 
 
 # NumPy's OpenBLAS runs its parallel jobs on the C core's threads (minigpt2/_blas_threads.py).
-blas_on_pool = (_blas_threads.install(int(ffi.cast("uintptr_t", ffi.addressof(lib, "mg_blas_threads"))))
-                if lib.mg_has_threads() else [])
+blas_on_pool = (_blas_threads.install(int(ffi.cast("uintptr_t", ffi.addressof(lib, "mg_blas_threads"))),
+                                     lib.mg_blas_reserve) if lib.mg_has_threads() else [])
 
 
 def library_path() -> str:

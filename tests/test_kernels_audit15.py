@@ -4,6 +4,11 @@ again (docs/kernels.md, "Variants, and which one serves a call")."""
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
 
 import numpy as np
 import pytest
@@ -115,3 +120,58 @@ def test_a_weight_whose_arrays_were_replaced_after_it_was_made_is_not_read_by_c(
     q = Int8Weight.quantize(rng.standard_normal((64, 48), dtype=np.float32))
     q.scales = q.scales.astype(np.float32)
     assert ck.linear(x, q) is NotImplemented
+
+
+PROBE = """
+import os, resource
+import numpy as np
+threads = len(os.listdir("/proc/self/task"))  # the interpreter and OpenBLAS's own threads
+resource.setrlimit(resource.RLIMIT_NPROC, (threads, threads))  # this user may start no thread more
+from minigpt2 import _blas_threads, _ckernels
+a = np.ones((600, 600))
+print(_ckernels.blas_on_pool != [], [started for _, started in _blas_threads._libraries.values()], (a @ a)[0, 0])
+"""
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() != 0 or not shutil.which("setpriv"),
+                    reason="runs a process as another user (setpriv): root only, as CI runs")
+def test_a_process_limit_that_refuses_the_pools_threads_leaves_numpy_working(tmp_path):
+    """A shared server limits each user's processes (ulimit -u, RLIMIT_NPROC, counting threads). The pool started
+    its threads only when NumPy's OpenBLAS first handed it a product of two jobs, and when it could not, it
+    stopped the process ('could not start the threads NumPy's BLAS asked for', SIGABRT: a matrix product of a
+    user's NumPy code killed Python). Now the pool starts them when it takes OpenBLAS's jobs, and caps OpenBLAS at
+    the jobs it can run: here 1, and the product works. Run as a user id of no one (the limit does not bind root),
+    with a copy of what it imports that anyone may read."""
+    version = f"{sys.version_info[0]}.{sys.version_info[1]}"
+    python = next((p for p in (f"/usr/bin/python{version}", f"/usr/local/bin/python{version}") if os.path.isfile(p)),
+                  None)
+    if python is None:
+        pytest.skip(f"no Python {version} outside /root that another user may run")
+    import regex
+
+    root = tempfile.mkdtemp(prefix="minigpt2-nproc-")
+    try:
+        os.chmod(root, 0o755)
+        for module in (np, regex, minigpt2):
+            folder = os.path.dirname(module.__file__)
+            shutil.copytree(folder, os.path.join(root, os.path.basename(folder)),
+                            ignore=shutil.ignore_patterns("__pycache__", "tests"))
+        import _cffi_backend
+        shutil.copy(_cffi_backend.__file__, root)
+        libs = os.path.dirname(np.__file__) + ".libs"  # (the wheel's OpenBLAS)
+        if os.path.isdir(libs):
+            shutil.copytree(libs, os.path.join(root, os.path.basename(libs)))
+        for where, _, files in os.walk(root):
+            os.chmod(where, 0o755)
+            for name in files:
+                os.chmod(os.path.join(where, name), 0o755)
+        env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": root, "OPENBLAS_NUM_THREADS": "2", "MINIGPT2_KERNEL": "generic",
+               "HOME": root}
+        done = subprocess.run(["setpriv", "--reuid=4242", "--regid=4242", "--clear-groups", python, "-c", PROBE],
+                              env=env, cwd=root, capture_output=True, text=True, timeout=120)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+    if done.returncode == 1 and "ModuleNotFoundError" in done.stderr:
+        pytest.skip(f"the copy does not import under {python}: {done.stderr.strip().splitlines()[-1]}")
+    assert done.returncode == 0, (done.returncode, done.stderr)
+    assert done.stdout.split() == ["True", "[1]", "600.0"], done.stdout
