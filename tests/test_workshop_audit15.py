@@ -17,15 +17,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TUTORIALS = os.path.join(ROOT, "tutorials")
 sys.path.insert(0, TUTORIALS)
 
-
-@pytest.fixture
-def workshop(monkeypatch, tmp_path):
-    monkeypatch.setenv("MINIGPT2_WORKSHOP_CACHE", str(tmp_path / "cache"))
-    for name in ("MINIGPT2_EXERCISES", "MINIGPT2_EXERCISE_LOG", "MINIGPT2_WORKSHOP_MODEL", "MINIGPT2_NO_FIGURES"):
-        monkeypatch.delenv(name, raising=False)
-    import _workshop
-
-    return _workshop
+from test_workshop_parity4 import workshop  # noqa: E402,F401 (a fixture: _workshop with a cache of the test's own)
 
 
 def source(name):
