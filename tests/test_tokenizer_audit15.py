@@ -145,3 +145,12 @@ def test_slow_overflowing_tokens_of_different_lengths_as_tensors_is_a_clear_erro
     for tensors in ("pt", "np"):
         with pytest.raises(ValueError, match="overflowing_tokens.*return_tensors=None, or GPT2TokenizerFast"):
             ours(["a b c d e f g", "h"], return_tensors=tensors, **options)
+
+
+def test_n_sequences_of_each_class_as_transformers(files):
+    """BatchEncoding.n_sequences: None from HF's slow class (it has no Rust encodings), 1 or 2 from the fast one;
+    minigpt2's slow class said 1 for a batch."""
+    for fast in (False, True):
+        ours, theirs = pair_of(files, fast)
+        for args in (("hi",), (["hi", "a b"],), ("hi", "yo")):
+            assert ours(*args).n_sequences == theirs(*args).n_sequences, (fast, args)

@@ -183,7 +183,7 @@ class ModelInputs:
             outputs = self.pad(outputs, padding=o.padding, max_length=o.max_length,
                                pad_to_multiple_of=o.pad_to_multiple_of, padding_side=o.padding_side,
                                return_attention_mask=o.return_attention_mask)
-        return BatchEncoding(outputs, tensor_type=o.return_tensors, n_sequences=1)
+        return BatchEncoding(outputs, tensor_type=o.return_tensors)  # (n_sequences None, as HF's slow batch)
 
     def _encode_item(self, text, text_pair, o: EncodingOptions) -> Dict[str, Any]:
         """One text (and pair) -> truncated, with special tokens, not padded; offsets if asked for."""
