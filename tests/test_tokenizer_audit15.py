@@ -154,3 +154,20 @@ def test_n_sequences_of_each_class_as_transformers(files):
         ours, theirs = pair_of(files, fast)
         for args in (("hi",), (["hi", "a b"],), ("hi", "yo")):
             assert ours(*args).n_sequences == theirs(*args).n_sequences, (fast, args)
+
+
+def test_fast_tokenize_warns_once_of_a_text_too_long_for_the_model(files, caplog):
+    """HF's fast tokenize() encodes the text, so it logs "Token indices sequence length is longer than the specified
+    maximum sequence length" once, as a call does; its slow tokenize() does not. minigpt2's fast one did not."""
+    import logging
+
+    for fast in (False, True):
+        ours, theirs = pair_of(files, fast, model_max_length=8)
+        for tokenizer in (theirs, ours):
+            caplog.clear()
+            with caplog.at_level(logging.WARNING):
+                assert len(tokenizer.tokenize("a " * 20)) == 21 and len(tokenizer.tokenize("b " * 20)) == 21
+            said = [r.getMessage() for r in caplog.records if "Token indices sequence length" in r.getMessage()]
+            assert said == (["Token indices sequence length is longer than the specified maximum sequence length "
+                             "for this model (21 > 8). Running this sequence through the model will result in "
+                             "indexing errors"] if fast else []), (fast, tokenizer, said)

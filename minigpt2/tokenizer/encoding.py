@@ -9,7 +9,7 @@ import regex
 from ..bpe import TokenizationWork, pretokenize
 from ..bpe import show_work as _show_work
 from .offsets import as_matched, offsets_for_input
-from .options import check_text, surrogate_error
+from .options import EncodingOptions, check_text, surrogate_error
 
 # What the Rust tokenizers library (HF's fast tokenizer) calls a word character (its regex \w, Unicode's definition)
 # and white space (\s): for single_word, lstrip and rstrip in _cut_added_tokens_fast.
@@ -186,8 +186,11 @@ class Encoding:
         if add_special_tokens and self.is_fast:  # (its special tokens around the ids, then shown as tokens)
             ids = self.build_inputs_with_special_tokens([-1] * len(tokens), pair_tokens and [-1] * len(pair_tokens))
             pieces = iter(tokens + (pair_tokens or []))
-            return [next(pieces) if i == -1 else self._id_to_token(i) for i in ids]
-        return tokens + (pair_tokens or [])
+            tokens, pair_tokens = [next(pieces) if i == -1 else self._id_to_token(i) for i in ids], None
+        tokens = tokens + (pair_tokens or [])
+        if self.is_fast:  # (HF's fast tokenize encodes, and so warns once of a text too long for the model)
+            self._warn_if_too_long(tokens, EncodingOptions())
+        return tokens
 
     def _tokens_of(self, text, add_prefix_space, split_special_tokens) -> List[str]:
         """The token strings of one text; the fast class shows an added token as the text its match took (an
