@@ -188,7 +188,8 @@ class Encoding:
             pieces = iter(tokens + (pair_tokens or []))
             tokens, pair_tokens = [next(pieces) if i == -1 else self._id_to_token(i) for i in ids], None
         tokens = tokens + (pair_tokens or [])
-        if self.is_fast:  # (HF's fast tokenize encodes, and so warns once of a text too long for the model)
+        if self.is_fast and len(tokens) > self.model_max_length:  # (HF's fast tokenize encodes, and so warns once
+            # of a text too long for the model)
             self._warn_if_too_long(tokens, EncodingOptions())
         return tokens
 
