@@ -65,7 +65,8 @@ class AutoModel(_Auto):
         if unknown:  # (the model's own __init__ would name an internal class)
             eight_bit = " (8-bit weights: dtype='int8')" if "load_in_8bit" in unknown else ""
             raise TypeError(f"{cls.__name__}.from_config got unexpected argument(s) {', '.join(map(repr, unknown))}"
-                            f"{eight_bit}; it takes config, dtype (or torch_dtype), attn_implementation, trust_remote_code and seed")
+                            f"{eight_bit}; it takes config, dtype (or torch_dtype), attn_implementation, "
+                            f"trust_remote_code and seed")
         config = as_gpt2_config(config, "from_config")
         model = cls._target(copy.deepcopy(config), **kwargs)
         dtype = dtype if dtype is not None else torch_dtype

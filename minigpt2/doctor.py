@@ -322,9 +322,10 @@ def _writable(path) -> bool:
     permission bits, which say nothing for root or on a read-only file system. Folders made in a tree a group
     shares (a room's HF_HOME, chmod 2775) are the group's too: made per the umask alone (022), the first user's
     doctor would have made the room's cache theirs."""
+    from .hub import without_home
     from .shared_cache import group_permissions
 
-    if path.startswith("~"):  # no home directory to expand it into: not a folder named ~ in the current one
+    if without_home(path):  # (not a folder named ~ made in the current one)
         return False
     try:
         with group_permissions(path):
@@ -357,12 +358,11 @@ def _not_writable_fix(path, variable):
     """(why, or "", and the fix) for a folder of the caches we cannot write: in a tree a group
     shares, another user's folder there that their umask kept from the group is named, with the chmod that opens it
     to the group (setting ``variable`` to a folder of one's own stays the other way out)."""
+    from .hub import NO_HOME, without_home
     from .shared_cache import group_shared_folder, in_group
 
     own = f"set {variable} to a directory of your own"
-    if path.startswith("~"):
-        from .hub import NO_HOME
-
+    if without_home(path):
         return f"there is no home directory: {NO_HOME}", own
     whose, shared = _whose(path), group_shared_folder(path)
     if whose is None:

@@ -87,6 +87,11 @@ def pop_hub_options(kwargs: dict) -> dict:
 NO_HOME = "HOME is not set, and the password database has no entry for this user"
 
 
+def without_home(path) -> bool:
+    """A path still starting with ~: os.path.expanduser found no home directory to put in its place."""
+    return os.fspath(path).startswith("~")
+
+
 def hub_settings() -> dict:
     """Where downloads come from and go, read from the environment now (same rules as huggingface_hub)."""
     hf_home = os.path.expanduser(os.environ.get("HF_HOME") or os.path.join(
@@ -198,7 +203,7 @@ def resolve_file(name_or_path, filename, *, required=True, revision=None, cache_
         raise OSError(f"HF_ENDPOINT={endpoint!r} is not a web address{why}; it needs http:// or https:// and a host, "
                       f"e.g. HF_ENDPOINT=https://hf-mirror.com")
     cache_dir = os.fspath(cache_dir) if cache_dir is not None else settings["cache_dir"]
-    if cache_dir.startswith("~"):  # (huggingface_hub would raise a RuntimeError: a traceback on the command line)
+    if without_home(cache_dir):  # (huggingface_hub would raise a RuntimeError: a traceback on the command line)
         raise OSError(f"the Hugging Face cache {cache_dir} cannot be used: there is no home directory ({NO_HOME}); "
                       f"set HF_HOME to a directory you can write, e.g. HF_HOME=/tmp/hf-$(id -u)")
     where = f"{name_or_path!r} on {endpoint}"

@@ -4,6 +4,7 @@ computes something else for a misuse, minigpt2 raises a ValueError that names wh
 """
 from __future__ import annotations
 
+import re
 import warnings
 
 import numpy as np
@@ -67,9 +68,15 @@ def test_transition_scores_mismatched_inputs_are_named(models, case):
             "cut vocabulary": (greedy.sequences, tuple(s[:, :50] for s in greedy.scores)),
             "sequence 1-D": (greedy.sequences[0], greedy.scores),
             "beam indices of another output": (beams.sequences, beams.scores, beams.beam_indices[:1])}[case]
+    said = {"empty": r"^scores must be generate\(\)'s tuple of per-step scores, each \[rows, vocab_size=99\]",
+            "cut vocabulary": r"^scores must be generate\(\)'s tuple of per-step scores, .* of shapes \[\(2, 50\)",
+            "sequence 1-D": r"^sequences \(shape \(\d+,\)\) must have one row per row of scores \(2\)",
+            "beam indices of another output": r"^beam_indices \(shape \(1, \d+\)\) must come from the same "
+                                              r"generate\(\) output"}[case]
     with pytest.raises(ValueError, match="scores|sequences|beam_indices") as caught:
         models[1].compute_transition_scores(*args)
     assert "generate()" in str(caught.value) or "beam_indices" in str(caught.value)
+    assert re.search(said, str(caught.value)), str(caught.value)  # (each case its own message)
 
 
 # -- beam search with NaN scores: exponential_decay_length_penalty on an eos that min_length rules out ---------

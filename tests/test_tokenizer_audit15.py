@@ -36,7 +36,8 @@ def test_slow_encode_takes_tokens_and_ids_as_transformers_does(files):
         ours, theirs = pair_of(files, False, add_bos_token=bos, pad_token="<|endoftext|>")
         tokens = theirs.tokenize("Hello world, a test of <|endoftext|> things")
         ids = theirs.convert_tokens_to_ids(tokens)
-        calls = [lambda t: t.encode(ids), lambda t: t.encode(tokens + ["not-a-token"]), lambda t: t.encode("x", ids[:3]),
+        calls = [lambda t: t.encode(ids), lambda t: t.encode(tokens + ["not-a-token"]),
+                 lambda t: t.encode("x", ids[:3]),
                  lambda t: t.encode_plus(ids, "a pair", truncation="only_first", max_length=5,
                                          return_overflowing_tokens=True, stride=1),
                  lambda t: t.encode_plus(ids, tokens, padding="max_length", max_length=40,

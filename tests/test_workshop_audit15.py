@@ -86,7 +86,8 @@ def test_the_token_length_histogram_counts_all_50257_tokens(workshop, monkeypatc
     figures = []
     monkeypatch.setattr(workshop, "show", lambda fig, name: figures.append(fig))
     encoder, _ = bpe.gpt2_vocabulary()
-    exec(textwrap.dedent(text[start:end]), {"np": np, "bpe": bpe, "encoder": encoder, "plt": plt, "_workshop": workshop})
+    exec(textwrap.dedent(text[start:end]),
+         {"np": np, "bpe": bpe, "encoder": encoder, "plt": plt, "_workshop": workshop})
     (fig,) = figures
     bars = fig.axes[0].patches
     assert sum(bar.get_height() for bar in bars) == len(encoder) == 50257

@@ -573,18 +573,17 @@ def _from_hf_generation_config(value) -> GenerationConfig:
 
 
 def _check_transition_inputs(sequences, scores, beam_indices, V):
-    """compute_transition_scores's inputs agree with one generate() output, or a ValueError says what does not."""
+    """compute_transition_scores's inputs agree with one generate() output, or a ValueError says what does not.
+    # sequences [N, T]; scores: one [rows, V] per step; beam_indices [N, steps] or None (then rows == N)"""
     shapes = [np.shape(s) for s in scores] if isinstance(scores, (list, tuple, np.ndarray)) else []
-    if not shapes or any(shape != (shapes[0][0], V) for shape in shapes if len(shape) == 2) or \
-            any(len(shape) != 2 for shape in shapes):
+    if not shapes or len(shapes[0]) != 2 or any(shape != (shapes[0][0], V) for shape in shapes):
         raise ValueError(f"scores must be generate()'s tuple of per-step scores, each [rows, vocab_size={V}] "
                          f"(generate(..., output_scores=True, return_dict_in_generate=True).scores), got "
                          f"{type(scores).__name__}{' of shapes ' + str(shapes[:3]) if shapes else ''}")
-    rows = shapes[0][0]
-    if beam_indices is None and (sequences.ndim != 2 or sequences.shape != (rows, sequences.shape[1])
-                                 or sequences.shape[1] < len(shapes)):
+    rows, steps = shapes[0][0], len(shapes)
+    if beam_indices is None and (sequences.ndim != 2 or len(sequences) != rows or sequences.shape[1] < steps):
         raise ValueError(f"sequences (shape {sequences.shape}) must have one row per row of scores ({rows}) and a "
-                         f"token per step ({len(shapes)}); beam search scores one row per beam: pass the same "
+                         f"token per step ({steps}); beam search scores one row per beam: pass the same "
                          f"output's beam_indices, compute_transition_scores(out.sequences, out.scores, "
                          f"out.beam_indices)")
     if beam_indices is not None and (sequences.ndim != 2 or np.shape(beam_indices)[0] != len(sequences)

@@ -120,7 +120,8 @@ class GPT2Tokenizer(Vocabulary, Encoding, ModelInputs, Decoding, ChatTemplates, 
         for index, token in sorted((added_tokens_decoder or {}).items(), key=lambda kv: int(kv[0])):
             self._register(int(index), AddedToken.from_config(token))
         self._special_tokens: Dict[str, Optional[AddedToken]] = {}
-        given = dict(bos_token=bos_token, eos_token=eos_token, unk_token=unk_token, pad_token=pad_token, **other_special)
+        given = dict(bos_token=bos_token, eos_token=eos_token, unk_token=unk_token, pad_token=pad_token,
+                     **other_special)
         for name in SPECIAL_TOKENS_ATTRIBUTES:  # HF's order (sep before pad): special_tokens_map, all_special_tokens
             setattr(self, name, given[name])
         self._additional_special_tokens: List[AddedToken] = []
