@@ -28,15 +28,17 @@ from __future__ import annotations
 import glob
 import json
 import logging
+import math
 import os
 import platform
-import stat
 import statistics
 import threading
 import time
 import zlib
 
 import numpy as np
+
+from .shared_cache import cannot_write_beside, write_json_atomically
 
 __all__ = ["BLAS_ROWS", "DECODE_MAX_ROWS", "CLASSES", "Plan", "choose", "current", "describe", "reset",
            "variant_names", "supported_variants", "cache_path", "measuring_ahead"]
@@ -97,7 +99,7 @@ NARROW_MEASURED = {"bfloat16": ("linear_1", "linear_1_head"), "float16": ("linea
 NARROW_LIKE = {"linear_1": "linear_1", "linear_1_head": "linear_1_head", "linear_few": "linear_1",
                "linear_few_head": "linear_1_head", "linear_tiled": "linear_1"}
 PREFETCH = {"none": 0, "nta": 1, "keep": 2}
-SCHEME = 10  # what calibrate() measures: a cached choice made by another scheme is measured again
+SCHEME = 11  # what calibrate() measures: a cached choice made by another scheme is measured again
 STREAM_ROWS = 4  # csrc/kernels.h MG_STREAM_ROWS ("/rows" in a choice): the other walk through W (see WALKS)
 STREAM_SEQ = 8   # csrc/kernels.h MG_STREAM_SEQ, with STREAM_ROWS ("/seq" in a choice): that walk one row at a time
 # The walks through a weight in the decode kernels: a Conv1D weight's tiles in register strips, row by row four
@@ -111,6 +113,9 @@ NUMPY = "numpy"
 # The classes a decoding step's block calls for one sequence (csrc/block.c): when C serves all of them, the step's
 # blocks are one C call (for narrow weights, their own product class stands in for "linear_1").
 BLOCK_KERNELS = ("linear_1", "attention_decode", "layer_norm", "gelu_new")
+# The classes whose weights or keys stream from memory when decoding one sequence, with those of NARROW: their close
+# calls are raced once more at the next run (_second_look).
+DECIDING = ("linear_1", "linear_1_head", "attention_decode")
 
 
 def _ck():
@@ -382,64 +387,12 @@ def _read_cache(path: str, key: dict):
                 and isinstance(measured, dict) and all(
                     isinstance(times, dict) and all(isinstance(t, (int, float)) for t in times.values())
                     for times in measured.values())
-                and all(_is_choice(c, names) for cls in CLASSES for c in measured.get(cls, {}))):  # (Plan reads them)
+                and all(_is_choice(c, names) for cls in (*CLASSES, *_narrow_classes())
+                        for c in measured.get(cls, {}))):  # (Plan and _second_look read them)
             return saved
     except (OSError, ValueError, KeyError, TypeError, AttributeError, RecursionError):  # (JSON nested too deep)
         pass
     return None
-
-
-def _write_cache(path: str, content: dict):
-    """Write atomically: a fresh file (created with mode 0o666, so the umask decides who may read it, as for
-    any file the user creates) renamed over the old one; readers see the old file or the new, never half.
-    Returns None, or why the file could not be written (a short string)."""
-    if not os.path.isabs(path):  # no home directory to expand "~" into: keep the choice in memory only
-        return "there is no home directory"
-    try:
-        _make_folder(os.path.dirname(path))
-        partial = f"{path}.{os.getpid()}.{threading.get_ident()}.partial"
-        fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                json.dump(content, f, indent=1)
-            os.replace(partial, path)
-        except BaseException:
-            os.unlink(partial)
-            raise
-    except OSError as e:  # a read-only home, XDG_CACHE_HOME naming a file, a full disk: kept for this process only
-        return f"{e.strerror or type(e).__name__}: {e.filename or path}"
-    return None
-
-
-def _make_folder(folder: str) -> None:
-    """os.makedirs, but in a folder tree a group shares (XDG_CACHE_HOME in a room folder, chmod 2775) the folders are
-    the group's too, and in a folder open to all (chmod 1777, as /tmp) so is ours, so that every user of it can keep
-    their own file there (each reads only their own: _read_cache; see shared_cache.group_permissions)."""
-    from .shared_cache import group_permissions, open_to_all  # (here: imported before the rest of the package)
-
-    with group_permissions(folder):
-        os.makedirs(folder, exist_ok=True)
-    st = os.lstat(folder)  # (not a link someone put there to a folder of ours, which would be opened to all)
-    if (open_to_all(os.path.dirname(folder)) and stat.S_ISDIR(st.st_mode) and hasattr(os, "getuid")
-            and st.st_uid == os.getuid() and stat.S_IMODE(st.st_mode) != 0o1777):
-        os.chmod(folder, 0o1777)
-
-
-def _cannot_save(path: str):
-    """None if a file of the choice's size can be written beside ``path`` (tried: the permission bits say nothing for
-    root or on a read-only file system, and a full disk still has room for a new file's name), else why not."""
-    if not os.path.isabs(path):
-        return "there is no home directory"
-    import tempfile
-
-    try:
-        _make_folder(os.path.dirname(path))
-        with tempfile.TemporaryFile(dir=os.path.dirname(path)) as f:
-            f.write(b" " * 8192)  # (the choice takes about 6 KiB)
-            f.flush()
-            return None
-    except OSError as e:
-        return f"{e.strerror or type(e).__name__}: {e.filename or os.path.dirname(path)}"
 
 
 _told = []  # whether stderr has said that the choice cannot be saved (once per process)
@@ -470,7 +423,7 @@ def measuring_ahead():
         return None
     key = cache_key(backend.get_num_threads())
     path = cache_path(key)
-    return None if _read_cache(path, key) is not None else (path, _cannot_save(path))
+    return None if _read_cache(path, key) is not None else (path, cannot_write_beside(path))
 
 
 def calibrated() -> Plan:
@@ -479,14 +432,20 @@ def calibrated() -> Plan:
     key = cache_key(backend.get_num_threads())
     path = cache_path(key)
     saved = _read_cache(path, key)
-    if saved is not None:
+    if saved is not None and saved.get("second_look"):
         return Plan(saved["choice"], f"measured on this machine, cached in {path}", saved.get("measured"))
-    why = _cannot_save(path)
+    if saved is not None:  # (the second run: a write that fails now leaves the look to the next)
+        choice, measured, raced = _second_look(saved["choice"], saved["measured"])
+        write_json_atomically(path, dict(saved, choice=choice, measured=measured,
+                                         second_look=time.strftime("%Y-%m-%d %H:%M:%S")))
+        again = ", its close calls again just now" if raced else ""
+        return Plan(choice, f"measured on this machine{again}, cached in {path}", measured)
+    why = cannot_write_beside(path)
     if why is not None:  # said before the seconds of measuring, not after
         _say_not_saved(path, why)
     choice, measured = calibrate()
-    why = why or _write_cache(path, {"key": key, "choice": choice, "measured": measured,
-                                     "when": time.strftime("%Y-%m-%d %H:%M:%S")})
+    why = why or write_json_atomically(path, {"key": key, "choice": choice, "measured": measured,
+                                              "when": time.strftime("%Y-%m-%d %H:%M:%S")})
     if why is not None:
         _say_not_saved(path, why)
         return Plan(choice, f"measured on this machine just now; not saved ({why}), so measured again at every "
@@ -495,6 +454,37 @@ def calibrated() -> Plan:
 
 
 # -- the calibration ---------------------------------------------------------------------------------------
+
+def _second_look(choice: dict, measured: dict) -> tuple:
+    """(choice, measured, whether anything was raced): the choice after racing its close calls (_close_calls) once
+    more, at the next run; each of their candidates keeps the faster of its two times. A memory-bound race run while
+    something else on the machine reads memory only slows, and can reorder, its candidates (Xeon Emerald Rapids VM,
+    2 threads: one calibration timed every product and attention 1.4-3x slower than the others did and chose for
+    bfloat16 weights `avx2/none/rows`, 9.9 ms against 10.9 for `avx512/keep/rows`; the model then decoded at 60
+    tok/s, where the others' choice, `avx512/keep/rows` at 4.4 ms, decoded at 108). A race at another time seldom
+    shares that moment, and a candidate's faster time is the nearer to what it does alone."""
+    choice, measured = dict(choice), {cls: dict(times) for cls, times in measured.items()}
+    close = _close_calls(choice, measured)
+    if close:
+        _, again = calibrate(only=close)
+        for cls, names in close.items():
+            measured[cls].update({c: min(measured[cls][c], again[cls].get(c, math.inf)) for c in names})
+            choice[cls] = min(names, key=measured[cls].get)
+    return choice, measured, bool(close)
+
+
+def _close_calls(choice: dict, measured: dict) -> dict:
+    """{class: [candidate, ...]}: for each class of DECIDING that C won, its C candidates within STILL_IN of the
+    fastest, where there are two or more (whether C or NumPy serves a class stays as first measured)."""
+    close = {}
+    for cls in DECIDING + tuple(_narrow_classes()):
+        times = {c: t for c, t in measured.get(cls, {}).items() if c != NUMPY}
+        if choice.get(cls, NUMPY) != NUMPY and times:
+            names = [c for c, t in times.items() if t <= min(times.values()) * STILL_IN]
+            if len(names) > 1:
+                close[cls] = names
+    return close
+
 
 def _l3_bytes(caches: str = "/sys/devices/system/cpu/cpu0/cache") -> int:
     """The last-level cache's size in bytes (L3, else the largest level), 0 if unknown. Linux's sysfs first: CPython's
@@ -599,8 +589,9 @@ def _carve(flat, shapes) -> list:
     return mats
 
 
-def calibrate() -> tuple:
-    """Measure every candidate on each class; returns ({class: choice}, {class: {candidate: seconds}})."""
+def calibrate(only: dict | None = None) -> tuple:
+    """Measure every candidate on each class; returns ({class: choice}, {class: {candidate: microseconds}}).
+    ``only`` ({class: [candidate, ...]}, classes of DECIDING): race just those (a second look, _second_look)."""
     ck = _ck()
     from . import activations, backend, layers
 
@@ -648,14 +639,20 @@ def calibrate() -> tuple:
         return lambda: [(reference(xs[rows, w.shape[0]], w), interlude()) for w in mats]
 
     choice, measured = {}, {}
+
+    def race(cls, candidates, **how):
+        if only is None or cls in only:
+            candidates = {c: run for c, run in candidates.items() if only is None or c in only[cls]}
+            choice[cls], measured[cls] = _race(candidates, **how)
+
     for cls, rows, transposed in (("linear_1", 1, False), ("linear_1_head", 1, True)):
         candidates = {f"{v}/{p}{walk}": c_linear(v, p + walk, rows, transposed)
                       for v in runnable for p in PREFETCH for walk in (HEAD_WALKS if transposed else WALKS)}
         candidates[NUMPY] = np_linear(rows, transposed)
-        choice[cls], measured[cls] = _race(candidates, blas=(NUMPY,), decides_the_block=cls in BLOCK_KERNELS)
-    for cls, rows, transposed, like in (("linear_few", 8, False, "linear_1"),
-                                        ("linear_few_head", 8, True, "linear_1_head"),
-                                        ("linear_tiled", 24, False, "linear_1")):
+        race(cls, candidates, blas=(NUMPY,), decides_the_block=cls in BLOCK_KERNELS)
+    for cls, rows, transposed, like in () if only else (("linear_few", 8, False, "linear_1"),
+                                                        ("linear_few_head", 8, True, "linear_1_head"),
+                                                        ("linear_tiled", 24, False, "linear_1")):
         # with every variant: for the block matrices the prefetch kind that won the one-row class (or the fastest C
         # candidate there) and, for a batch, both walks; for the tied head, one product, every prefetch kind (8 rows
         # are more arithmetic per byte than one: Zen 3, 2 threads, the head's one-row winner "none" took 10.5 ms for
@@ -674,7 +671,7 @@ def calibrate() -> tuple:
     # each choice faster alone, the mix decoded at 38 tok/s where NumPy alone did 50. So the pair is also timed
     # as it runs in the model: all C, all NumPy, and mixed if so chosen; the fastest serves. (Also when both went
     # to NumPy: alone, each product was timed with no C kernel running next to it for long.)
-    if backend.get_num_threads() > 1:
+    if backend.get_num_threads() > 1 and not only:
         for block, head_cls, rows in (("linear_1", "linear_1_head", 1), ("linear_few", "linear_few_head", 8)):
             fastest_c = tuple(min((c for c in measured[cls] if c != NUMPY), key=measured[cls].get)
                               for cls in (block, head_cls))
@@ -720,7 +717,7 @@ def calibrate() -> tuple:
             walks = ("",) if kind == "int8" else HEAD_WALKS if cls.endswith("_head") else WALKS
             candidates = {f"{v}/{p}{walk}": run(f"{v}/{p}{walk}") for v in narrow_variants() for p in PREFETCH
                           for walk in walks}
-            choice[f"{cls}@{kind}"], measured[f"{cls}@{kind}"] = _race(candidates)
+            race(f"{cls}@{kind}", candidates)
     del mats, head, bits, halves, q, by_columns, narrow
 
     # Attention for one query per sequence: in the model its keys and values come from main memory (the weights
@@ -740,8 +737,10 @@ def calibrate() -> tuple:
     candidates = {f"{v}/{p}": c_attention(index[v], PREFETCH[p]) for v in runnable for p in PREFETCH}
     candidates[NUMPY] = lambda: [layers.attention.reference(q, k, v, scale=np.float32(0.125), causal=True)
                                  for k, v in caches]
-    choice["attention_decode"], measured["attention_decode"] = _race(candidates, decides_the_block=True)  # 3 rounds
+    race("attention_decode", candidates, decides_the_block=True)  # 3 rounds
     del caches, memory
+    if only:
+        return choice, _microseconds(measured)
 
     # attention for a prompt, layer norm, gelu: GPT-2 124M's shapes, in cache (small next to the weights' stream)
     prefetch = choice["linear_1"].split("/")[1] if choice["linear_1"] != NUMPY else "nta"
@@ -760,4 +759,8 @@ def calibrate() -> tuple:
         candidates = {f"{v}/{prefetch}": (lambda i=index[v], f=c_call: [f(i) for _ in range(50)]) for v in runnable}
         candidates[NUMPY] = lambda f=np_call: [f() for _ in range(50)]
         choice[cls], measured[cls] = _race(candidates, rounds=5, decides_the_block=cls in BLOCK_KERNELS)
-    return choice, {cls: {c: round(t * 1e6, 1) for c, t in m.items()} for cls, m in measured.items()}
+    return choice, _microseconds(measured)
+
+
+def _microseconds(measured: dict) -> dict:
+    return {cls: {c: round(t * 1e6, 1) for c, t in m.items()} for cls, m in measured.items()}

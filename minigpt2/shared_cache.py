@@ -7,14 +7,18 @@ not be entered (``closed_folder``, ``unreadable``), what to tell the user about 
 ``cannot_read``), what in a group's tree the group cannot write (``closed_to_group``), whether a folder is open to
 all as /tmp is (``open_to_all``), and whether a lock file of the cache is another user's download in progress
 (``is_lock_file``, ``wait_while_held``, ``waiting_for_others``, ``saying_who_downloads``, which says so once).
+And a small file of one user's own in a cache folder (``make_cache_folder``, ``cannot_write_beside``,
+``write_json_atomically``: the kernel choice).
 """
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import stat
 import struct
+import tempfile
 import threading
 import time
 
@@ -490,3 +494,54 @@ def owned_by_other(path, cache_dir):
         return path, f"user {pwd.getpwuid(uid).pw_name}"
     except (ImportError, KeyError):
         return path, f"user {uid}"
+
+
+# -- a small file of one user's own in a cache folder others may share (the kernel choice, _tuning.py) ------
+
+def write_json_atomically(path: str, content: dict):
+    """Write atomically: a fresh file (created with mode 0o666, so the umask decides who may read it, as for
+    any file the user creates) renamed over the old one; readers see the old file or the new, never half.
+    Returns None, or why the file could not be written (a short string)."""
+    if not os.path.isabs(path):  # no home directory to expand "~" into: keep the choice in memory only
+        return "there is no home directory"
+    try:
+        make_cache_folder(os.path.dirname(path))
+        partial = f"{path}.{os.getpid()}.{threading.get_ident()}.partial"
+        fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                json.dump(content, f, indent=1)
+            os.replace(partial, path)
+        except BaseException:
+            os.unlink(partial)
+            raise
+    except OSError as e:  # a read-only home, XDG_CACHE_HOME naming a file, a full disk: kept for this process only
+        return f"{e.strerror or type(e).__name__}: {e.filename or path}"
+    return None
+
+
+def make_cache_folder(folder: str) -> None:
+    """os.makedirs, but in a folder tree a group shares (XDG_CACHE_HOME in a room folder, chmod 2775) the folders are
+    the group's too, and in a folder open to all (chmod 1777, as /tmp) so is ours, so that every user of it can keep
+    their own file there (each reads only their own: _tuning._read_cache; see group_permissions)."""
+    with group_permissions(folder):
+        os.makedirs(folder, exist_ok=True)
+    st = os.lstat(folder)  # (not a link someone put there to a folder of ours, which would be opened to all)
+    if (open_to_all(os.path.dirname(folder)) and stat.S_ISDIR(st.st_mode) and hasattr(os, "getuid")
+            and st.st_uid == os.getuid() and stat.S_IMODE(st.st_mode) != 0o1777):
+        os.chmod(folder, 0o1777)
+
+
+def cannot_write_beside(path: str):
+    """None if a file of the choice's size can be written beside ``path`` (tried: the permission bits say nothing for
+    root or on a read-only file system, and a full disk still has room for a new file's name), else why not."""
+    if not os.path.isabs(path):
+        return "there is no home directory"
+    try:
+        make_cache_folder(os.path.dirname(path))
+        with tempfile.TemporaryFile(dir=os.path.dirname(path)) as f:
+            f.write(b" " * 8192)  # (the choice takes about 6 KiB)
+            f.flush()
+            return None
+    except OSError as e:
+        return f"{e.strerror or type(e).__name__}: {e.filename or os.path.dirname(path)}"

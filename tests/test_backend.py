@@ -525,12 +525,25 @@ def test_the_calibration_is_measured_once_and_cached_for_other_users(tmp_path):
     # Attention for one query reads its keys and values from memory in the model: every prefetch kind is raced.
     assert set(saved["measured"]["attention_decode"]) == {f"{v}/{p}" for v in VARIANTS
                                                           for p in _tuning.PREFETCH} | {"numpy"}
+    # The next run races the close calls of the classes that decide decoding once more, and only those (_second_look);
+    # the run after that measures nothing.
+    second = run_python("import minigpt2; from minigpt2 import _tuning\n"
+                        "real = _tuning.calibrate\n"
+                        "def again(only=None):\n"
+                        "    assert only and set(only) <= set(_tuning.DECIDING + tuple(_tuning._narrow_classes())), only\n"
+                        "    return real(only)\n"
+                        "_tuning.calibrate = again\n"
+                        "print('\\n'.join(minigpt2.backend.kernel_choice()))", env)
+    assert second.splitlines()[0] in (f"kernel choice: measured on this machine, cached in {path}",
+                                      f"kernel choice: measured on this machine, its close calls again just now, "
+                                      f"cached in {path}")
+    assert json.loads(path.read_text())["second_look"]
     again = run_python("import minigpt2; from minigpt2 import _tuning\n"
-                       "def refuse(): raise AssertionError('measured again')\n"
+                       "def refuse(only=None): raise AssertionError('measured again')\n"
                        "_tuning.calibrate = refuse\n"
                        "print('\\n'.join(minigpt2.backend.kernel_choice()))", env)
     assert again.splitlines()[0] == f"kernel choice: measured on this machine, cached in {path}"
-    assert again.splitlines()[1:] == first.splitlines()[1:]
+    assert again.splitlines()[1:] == second.splitlines()[1:]
     # Another thread count is another key: measured anew, in its own file.
     run_python("import minigpt2; " + SMALL_L3 + "minigpt2.backend.kernel_choice()", dict(env, MINIGPT2_NUM_THREADS="2"))
     assert len(os.listdir(tmp_path / "minigpt2")) == 2

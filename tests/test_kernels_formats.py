@@ -240,8 +240,10 @@ def test_the_calibration_measures_narrow_weights_and_caches_the_choice(tmp_path,
     assert set(times) == {f"{v}/{p}" for v in runnable for p in _tuning.PREFETCH}
     assert "linear_1@int8" not in plan.measured
     assert plan.choice["linear_1_head@int8"] == min(times, key=times.get)
+    looked = _tuning.calibrated()  # the next run: its close calls raced once more (_second_look)
+    assert set(looked.choice) == set(plan.choice)
     again = _tuning.calibrated()
-    assert again.choice == plan.choice and "cached" in again.how and "just now" not in again.how
+    assert again.choice == looked.choice and again.how.startswith("measured on this machine, cached in")
     path = _tuning.cache_path(_tuning.cache_key(backend.get_num_threads()))
     saved = json.loads(open(path).read())
     saved["choice"] = {c: p for c, p in saved["choice"].items() if "@" not in c}  # an older scheme's file

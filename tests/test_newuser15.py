@@ -198,28 +198,28 @@ def test_a_kernel_cache_on_a_full_disk_is_never_said_to_be_cached(tmp_path):
 # -- 6. XDG_CACHE_HOME open to all -------------------------------------------------------------------------------------
 
 def test_the_kernel_folder_in_a_cache_open_to_all_is_open_to_all(tmp_path):
-    from minigpt2 import _tuning
+    from minigpt2 import shared_cache
 
     shared = tmp_path / "room-cache"
     shared.mkdir()
     shared.chmod(0o1777)
     old = os.umask(0o077)
     try:
-        _tuning._make_folder(str(shared / "minigpt2"))
+        shared_cache.make_cache_folder(str(shared / "minigpt2"))
     finally:
         os.umask(old)
     assert oct((shared / "minigpt2").stat().st_mode & 0o7777) == oct(0o1777)
 
 
 def test_a_link_in_a_cache_open_to_all_never_opens_what_it_points_to(tmp_path):
-    from minigpt2 import _tuning
+    from minigpt2 import shared_cache
 
     shared, private = tmp_path / "room-cache", tmp_path / "private"
     shared.mkdir()
     shared.chmod(0o1777)
     private.mkdir(mode=0o700)
     (shared / "minigpt2").symlink_to(private)  # (put there by another user of the room)
-    _tuning._make_folder(str(shared / "minigpt2"))
+    shared_cache.make_cache_folder(str(shared / "minigpt2"))
     assert private.stat().st_mode & 0o7777 == 0o700
 
 
