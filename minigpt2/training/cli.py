@@ -151,7 +151,9 @@ def main(argv=None, prog: str = "python -m minigpt2 train") -> int:
     except (OSError, ValueError, TypeError, FloatingPointError) as e:
         if isinstance(e, (BrokenPipeError, StdoutWriteError)):  # the log's reader went away ("| head"), or stdout is
             return stopped_writing(e, parser.prog)                 # full
-        print(f"{parser.prog}: error: {' '.join(_out_problem(e, args.out).split())}", file=sys.stderr)
+        trainer = getattr(args, "trainer", None)
+        saved = None if trainer is None else trainer.saved_step
+        print(f"{parser.prog}: error: {' '.join(_out_problem(e, args.out, saved).split())}", file=sys.stderr)
         return 1
     finally:
         if getattr(args, "let_go_of_out", None) is not None:
@@ -172,9 +174,10 @@ def _what_out_keeps(args) -> str:
     return f"stopped before anything was saved: {args.out} holds no checkpoint"
 
 
-def _out_problem(error, out) -> str:
+def _out_problem(error, out, saved_step=None) -> str:
     """An error, said as a problem of --out when writing there failed (a read-only folder, a full disk, a path in
-    /proc): Python's "[Errno 13] Permission denied: 'out/data'" names neither the flag nor the way out."""
+    /proc): Python's "[Errno 13] Permission denied: 'out/data'" names neither the flag nor the way out. With
+    ``saved_step`` (the run saved before), also the checkpoint --out keeps: a save that fails changes nothing."""
     path = getattr(error, "filename", None)
     if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT) and path is None:
         path = out  # (a write that fills the disk names no file; a run writes only into --out, stdout aside)
@@ -183,8 +186,10 @@ def _out_problem(error, out) -> str:
     inside = os.path.abspath(path) + os.sep
     if not (inside.startswith(os.path.abspath(out) + os.sep) or os.path.abspath(out).startswith(inside)):
         return str(error)
+    kept = "" if saved_step is None else (f"; {out} keeps the checkpoint of step {saved_step} (continue it with "
+                                          f"--resume once there is room)")
     return (f"--out {out} cannot be used: {error.strerror} ({path}); give --out a directory you can write, on a disk "
-            f"with room for the checkpoints")
+            f"with room for the checkpoints{kept}")
 
 
 # What a checkpoint directory holds (Trainer.save writes them; a model alone is config.json + model.safetensors)

@@ -10,9 +10,10 @@ schedule (linear warmup, cosine decay to ``min_lr``). Every ``eval_interval`` st
 ``eval_batches`` fixed validation batches, and a sample. Checkpoints (``out_dir``): config.json +
 model.safetensors (HF format: transformers and ``python -m minigpt2 -m DIR`` load them), the tokenizer,
 optimizer.safetensors (AdamW's moments) and trainer_state.json (the step, the arguments, the losses).
-Every file is written to a temporary name and renamed into place, trainer_state.json last (with a fingerprint
-of the weights, checked on resume), so a crash leaves no torn file, and a resume refuses weights from another
-save; Ctrl-C during a save waits for it. A loss or gradient that is not finite stops the run before the update,
+A save is all or nothing: every file is written into out_dir/.checkpoint.partial, then renamed into place,
+trainer_state.json last (with a fingerprint of the weights, checked on resume), so a save that fails (a full disk)
+leaves the earlier checkpoint whole, and a resume refuses weights from another save; Ctrl-C during a save waits
+for it. A loss or gradient that is not finite stops the run before the update,
 and weights or a validation loss that are not finite (a learning rate far too high) stop it before the next save,
 with one line: inf or NaN weights are never saved. The batches and dropout masks of step s
 come from a generator seeded with (seed, s), so a resumed run continues exactly as it would have.
@@ -25,6 +26,7 @@ import hashlib
 import json
 import math
 import os
+import shutil
 import signal
 import sys
 import threading
@@ -43,6 +45,7 @@ __all__ = ["Trainer", "TrainingArguments", "check_prompt", "check_tokens", "make
 
 STATE_NAME = "trainer_state.json"
 OPTIMIZER_NAME = "optimizer.safetensors"
+PARTIAL_NAME = ".checkpoint.partial"  # the folder a save writes into before renaming its files into place
 FLOAT32_MAX = float(np.finfo(np.float32).max)  # lr, min_lr and weight_decay stay below it
 
 
@@ -434,31 +437,45 @@ class Trainer:
 
     # -- checkpoints ------------------------------------------------------------------------------------
     def save(self):
-        """Write the checkpoint to out_dir (each file atomically, trainer_state.json last, with a fingerprint
-        of the weights it goes with). Ctrl-C waits until it is written."""
+        """Write the checkpoint to out_dir, all of it or nothing: every file is written first into a folder of
+        out_dir (PARTIAL_NAME), then each is renamed into place, trainer_state.json last (with a fingerprint of
+        the weights it goes with). A save that fails (a full disk) removes what it wrote and leaves the earlier
+        checkpoint as it was. Ctrl-C waits until it is written."""
         out = self.args.out_dir
         broken = [name for name, p in self.params.items() if not np.isfinite(p).all()]
         if broken:  # (train_step stops before this; a caller's own loop may not)
             raise FloatingPointError(f"not saving to {out}: {broken[0]} holds inf or NaN ({len(broken)} of "
                                      f"{len(self.params)} weights); the run diverged")
-        os.makedirs(out, exist_ok=True)
+        partial = os.path.join(out, PARTIAL_NAME)  # (in out_dir: on its disk, so a rename moves no bytes)
+        shutil.rmtree(partial, ignore_errors=True)  # (left by a run that was killed while saving)
         self._saving = True
         try:
-            self.model.save_pretrained(out)
-            if self.tokenizer is not None:
-                self.tokenizer.save_pretrained(out)
-            checkpoint.write_safetensors(os.path.join(out, OPTIMIZER_NAME),
-                                         {k: v for k, v in self.optimizer.state_dict().items() if k != "t"},
-                                         metadata={"step": str(self.optimizer.t)})
-            state = {"step": self.step, "weights_blake2b": weights_fingerprint(self.params),
-                     "args": dataclasses.asdict(self.args), "history": self.history}
-            tmp = os.path.join(out, f".{STATE_NAME}.tmp")
-            with open(tmp, "w", encoding="utf-8") as f:
-                json.dump(state, f, indent=1)
-            os.replace(tmp, os.path.join(out, STATE_NAME))
+            try:
+                self._write_checkpoint(partial)
+            except BaseException:
+                shutil.rmtree(partial, ignore_errors=True)
+                raise
+            names = sorted(os.listdir(partial), key=lambda name: name == STATE_NAME)  # the state last
+            for name in names:
+                os.replace(os.path.join(partial, name), os.path.join(out, name))
+            os.rmdir(partial)
             self.saved_step = self.step
         finally:
             self._saving = False
+
+    def _write_checkpoint(self, directory):
+        """Every file of a checkpoint, into ``directory``: the model (config.json, model.safetensors,
+        generation_config.json), the tokenizer, AdamW's moments, trainer_state.json."""
+        self.model.save_pretrained(directory)
+        if self.tokenizer is not None:
+            self.tokenizer.save_pretrained(directory)
+        checkpoint.write_safetensors(os.path.join(directory, OPTIMIZER_NAME),
+                                     {k: v for k, v in self.optimizer.state_dict().items() if k != "t"},
+                                     metadata={"step": str(self.optimizer.t)})
+        state = {"step": self.step, "weights_blake2b": weights_fingerprint(self.params),
+                 "args": dataclasses.asdict(self.args), "history": self.history}
+        with open(os.path.join(directory, STATE_NAME), "w", encoding="utf-8") as f:
+            json.dump(state, f, indent=1)
 
     def load_state(self, directory):
         """Resume: the optimizer's moments and the step of a checkpoint written by save() (the model's
