@@ -286,21 +286,24 @@ class GPT2LMHeadModel(GenerationMixin, _WithTransformer):
         return out if _return_dict(return_dict, self.config) else out.to_tuple()
 
     def loss_and_grad(self, input_ids, labels=None, attention_mask=None, token_type_ids=None, position_ids=None,
-                      head_mask=None, rng=None, num_items_in_batch=None):
+                      head_mask=None, rng=None, num_items_in_batch=None, ignore_index=-100, shift_labels=None):
         """The LM loss and its gradient for every parameter: ``(loss, grads)``.  # input_ids [B, T]
 
         ``grads`` is keyed exactly like ``state_dict()``; the tied head's gradient is added into wte's (an untied
         head, lm_head.weight, has its own). ``labels`` default to input_ids (-100 ignored). In training mode
         (``model.train()``) dropout is applied, drawn from ``rng`` (a numpy Generator or an int seed).
-        ``num_items_in_batch`` as in HF's forward: the loss is the sum over the counted labels / it. See
-        minigpt2/training/grad.py.
+        ``attention_mask`` as in forward: [B, T] of 0/1, or the 4-D float bias added to the attention scores.
+        HF's loss options, as in forward: ``num_items_in_batch`` (the loss is the sum over the counted labels /
+        it), ``ignore_index`` (the label not counted, -100 by default), ``shift_labels`` (the targets of the
+        positions themselves, already shifted: ``labels`` are then not read). See minigpt2/training/grad.py.
         """
         from .training.grad import model_loss_and_grad
 
         with np.errstate(all="ignore"):  # (the backward's products: as the kernels', backend.kernel)
             return model_loss_and_grad(self, input_ids, labels=labels, attention_mask=attention_mask,
                                        token_type_ids=token_type_ids, position_ids=position_ids,
-                                       head_mask=head_mask, rng=rng, num_items_in_batch=num_items_in_batch)
+                                       head_mask=head_mask, rng=rng, num_items_in_batch=num_items_in_batch,
+                                       ignore_index=ignore_index, shift_labels=shift_labels)
 
 
 class GPT2DoubleHeadsModel(GenerationMixin, _WithTransformer):
@@ -440,6 +443,7 @@ def shifted_lm_loss(logits, labels, vocab_size, num_items_in_batch=None, ignore_
     HF's options: ``shift_labels`` [..., T] are the targets of the positions themselves, already shifted (``labels``
     are then not read); ``num_items_in_batch`` and ``ignore_index`` as in cross_entropy.
     """
+    ignore_index = check_int("ignore_index", ignore_index)  # (torch's cross_entropy takes only an integer)
     name, targets = ("labels", labels) if shift_labels is None else ("shift_labels", shift_labels)
     targets = int_array(name, targets, high=vocab_size, ignore_index=ignore_index)
     if targets.shape != logits.shape[:-1]:

@@ -64,6 +64,139 @@ def assert_matches_torch(hf, model, ids, labels, *, attention_mask=None, positio
     return loss, grads
 
 
+# -- 1. HF's loss options and 4-D masks in loss_and_grad ------------------------------------------------------------
+
+@pytest.mark.parametrize("ignore_index", [-100, -1, 0, 5])
+def test_ignore_index_as_transformers(ignore_index):
+    """Labels equal to ignore_index are not counted (0 and 5 are token ids: those tokens are then never learnt)."""
+    hf = torch_model(40)
+    model = ours_from(hf)
+    ids, labels, mask = batch(40, padding=True)
+    if ignore_index >= 0:  # a token id: where that token is a label, it is not counted
+        ids[2, 3] = labels[2, 3] = ignore_index
+    labels = np.where(labels == -100, ignore_index, labels)
+    labels[0, 4] = ignore_index
+    assert_matches_torch(hf, model, ids, labels, attention_mask=mask, ignore_index=ignore_index)
+
+
+def test_ignore_index_with_num_items_in_batch_as_transformers():
+    hf = torch_model(41)
+    model = ours_from(hf)
+    ids, labels, _ = batch(41, padding=False)
+    labels = np.where(labels == -100, -1, labels)
+    assert_matches_torch(hf, model, ids, labels, ignore_index=-1, num_items_in_batch=50)
+
+
+def test_a_label_of_minus_100_with_another_ignore_index_is_refused_as_the_forward_refuses_it():
+    """torch's cross_entropy(ignore_index=-1) fails on a target of -100 (out of range): so do both of ours."""
+    model = ours_from(torch_model(42))
+    ids, labels, _ = batch(42, padding=False)
+    assert (labels == -100).any()
+    with pytest.raises(ValueError, match=r"labels holds -100, outside the allowed values \[0, 37\) or -1"):
+        model(ids, labels=labels, ignore_index=-1)
+    with pytest.raises(ValueError, match=r"labels holds -100, outside the allowed values \[0, 37\) or -1"):
+        model.loss_and_grad(ids, labels=labels, ignore_index=-1)
+    with pytest.raises(ValueError, match="ignore_index must be an integer, got 1.5"):
+        model(ids, labels=ids, ignore_index=1.5)
+    with pytest.raises(ValueError, match="ignore_index must be an integer, got 1.5"):
+        model.loss_and_grad(ids, ignore_index=1.5)
+
+
+def test_shift_labels_as_transformers():
+    """shift_labels are the targets of the positions themselves (already shifted: nothing moves); labels are then
+    not read, in transformers (which needs them given, to compute a loss at all) as in loss_and_grad."""
+    hf = torch_model(43)
+    model = ours_from(hf)
+    ids, labels, mask = batch(43, padding=True)
+    shift = np.full_like(labels, -100)
+    shift[:, :-1] = labels[:, 1:]
+    shift[1, 5] = ids[1, 2]  # (any target: not necessarily the next token)
+    _, grads = assert_matches_torch(hf, model, ids, labels, attention_mask=mask, shift_labels=shift)
+    other = np.random.default_rng(0).integers(0, 37, ids.shape)  # labels that would give another loss
+    _, unread = model_loss_and_grad(model, ids, labels=other, attention_mask=mask, shift_labels=shift)
+    for name in grads:
+        np.testing.assert_array_equal(unread[name], grads[name], err_msg=name)
+    with pytest.raises(ValueError, match=r"shift_labels must have the shape of input_ids \(3, 11\)"):
+        model.loss_and_grad(ids, shift_labels=shift[:, :-1])
+
+
+def test_shift_labels_ignore_index_and_num_items_in_batch_together():
+    hf = torch_model(44)
+    model = ours_from(hf)
+    ids, labels, _ = batch(44, padding=False)
+    shift = np.full_like(labels, 3)
+    shift[:, :-2] = ids[:, 2:]  # two tokens ahead, 3 (a token id) ignored
+    assert_matches_torch(hf, model, ids, labels, shift_labels=shift, ignore_index=3, num_items_in_batch=40)
+
+
+def causal_padding_mask(padding):
+    """The 4-D mask transformers builds from a 2-D padding mask [B, T]: 0 where causal and not padding, else the
+    float32 minimum.  # -> [B, 1, T, T]"""
+    T = padding.shape[1]
+    allowed = np.tril(np.ones((T, T), bool))[None, None] & (padding[:, None, None, :] == 1)
+    return np.where(allowed, 0.0, MIN).astype(np.float32)
+
+
+def test_4d_mask_transformers_builds_from_padding():
+    """The same gradients as the 2-D mask it stands for; labels at every position, padded ones included (a padded
+    query sees only masked keys, and spreads its attention over those up to itself, in torch as here)."""
+    hf = torch_model(45)
+    model = ours_from(hf)
+    ids, _, mask = batch(45, padding=True)
+    _, grads = assert_matches_torch(hf, model, ids, ids, attention_mask=causal_padding_mask(mask))
+    _, grads_2d = model_loss_and_grad(model, ids, labels=ids, attention_mask=mask)
+    for name in grads:  # (the same computation, but the 4-D bias is added where the 2-D mask's is broadcast)
+        bound = GRAD_RTOL * float(np.abs(grads_2d[name]).max())
+        assert float(np.abs(grads[name] - grads_2d[name]).max()) <= bound, name
+
+
+def test_4d_mask_of_packed_sequences_as_transformers():
+    """Three documents packed in each row: a block-diagonal causal mask, positions restarting at each document,
+    shift_labels ignoring the token across each boundary. The loss is that of the documents trained one by one."""
+    hf = torch_model(46)
+    model = ours_from(hf)
+    rng = np.random.default_rng(46)
+    B, T = 2, 12
+    ids = rng.integers(0, 37, (B, T))
+    cuts = [[0, 4, 9, 12], [0, 5, 7, 12]]
+    doc = np.zeros((B, T), np.int64)
+    position_ids = np.zeros((B, T), np.int64)
+    for b, c in enumerate(cuts):
+        for d, (start, end) in enumerate(zip(c, c[1:])):
+            doc[b, start:end], position_ids[b, start:end] = d, np.arange(end - start)
+    allowed = (doc[:, None, :, None] == doc[:, None, None, :]) & np.tril(np.ones((T, T), bool))
+    mask = np.where(allowed, 0.0, MIN).astype(np.float32)  # [B, 1, T, T]
+    shift = np.full((B, T), -100)
+    same_doc = doc[:, 1:] == doc[:, :-1]
+    shift[:, :-1] = np.where(same_doc, ids[:, 1:], -100)
+    loss, _ = assert_matches_torch(hf, model, ids, ids, attention_mask=mask, position_ids=position_ids,
+                                   shift_labels=shift)
+    total = sum(float(model(ids[b:b + 1, s:e], labels=ids[b:b + 1, s:e]).loss) * (e - s - 1)
+                for b, c in enumerate(cuts) for s, e in zip(c, c[1:]))
+    assert abs(loss - total / int((shift != -100).sum())) <= LOSS_RTOL * abs(loss)
+
+
+def test_4d_soft_bias_broadcast_over_the_batch_as_transformers():
+    """A finite bias of any size (here an ALiBi-like distance penalty), one [1, 1, T, T] for every row."""
+    hf = torch_model(47)
+    model = ours_from(hf)
+    ids, labels, _ = batch(47, padding=False)
+    T = ids.shape[1]
+    distance = np.arange(T)[:, None] - np.arange(T)[None, :]
+    bias = (-0.5 * np.maximum(distance, 0)).astype(np.float32)[None, None]
+    assert_matches_torch(hf, model, ids, labels, attention_mask=bias)
+
+
+def test_a_4d_mask_is_checked_as_the_forward_checks_it():
+    model = ours_from(torch_model(48))
+    ids, _, mask = batch(48, padding=True)
+    as_ints = (causal_padding_mask(mask) == 0).astype(np.int64)
+    with pytest.raises(ValueError, match="4-D attention_mask is added to the attention scores"):
+        model.loss_and_grad(ids, attention_mask=as_ints)
+    with pytest.raises(ValueError, match=r"4-D attention_mask must have shape \(batch=3 or 1, 1, query=11 or 1"):
+        model.loss_and_grad(ids, attention_mask=causal_padding_mask(mask)[:, :, :, :-1])
+
+
 # -- 2. a full disk in the middle of a save ------------------------------------------------------------------------
 
 class FullDisk:

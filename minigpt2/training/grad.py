@@ -38,15 +38,18 @@ def _dropout(x, p, rng):
 
 
 def forward(params, config, input_ids, labels, *, attention_mask=None, token_type_ids=None, position_ids=None,
-            head_mask=None, rng=None, with_head_grad=False, num_items_in_batch=None):
+            head_mask=None, rng=None, with_head_grad=False, num_items_in_batch=None, ignore_index=-100,
+            shift_labels=None):
     """The loss, and the tape (every saved intermediate) for backward().
 
-    input_ids, labels: int arrays [B, T] (labels of -100 are ignored; label t+1 is predicted at t);
-    attention_mask [B, T] of 0/1; head_mask: a list of n_layer [1, H, 1, 1] multipliers or None;
+    input_ids, labels: int arrays [B, T] (labels equal to ignore_index are ignored; label t+1 is predicted at t);
+    shift_labels [B, T]: the targets of the positions themselves, already shifted (labels are then not read);
+    attention_mask: [B, T] of 0/1, or the 4-D float bias [B or 1, 1, T or 1, T] added to the attention scores;
+    head_mask: a list of n_layer [1, H, 1, 1] multipliers or None;
     rng: a numpy Generator drawing the dropout masks, or None for no dropout (evaluation).
     with_head_grad: compute the head's gradients with the loss (from the same logits; backward() needs
     them and otherwise computes the logits a second time). num_items_in_batch: the n of the mean (default: the
-    labels that are not -100).
+    labels that are not ignore_index).
     """
     cfg, p = config, params
     B, T = input_ids.shape
@@ -64,8 +67,10 @@ def forward(params, config, input_ids, labels, *, attention_mask=None, token_typ
         x = x + wte[token_type_ids]
     x, tape["embd_keep"] = _dropout(x, cfg.embd_pdrop, rng)
 
-    key_bias = None
-    if attention_mask is not None:
+    key_bias = None  # added to the scores: the backward needs nothing of it (the gradient passes through an addition)
+    if attention_mask is not None and attention_mask.ndim == 4:
+        key_bias = attention_mask.astype(dtype)  # [B or 1, 1, T or 1, T]
+    elif attention_mask is not None:
         key_bias = padding_bias(attention_mask, dtype)  # [B, 1, 1, T]
 
     for i, blk in enumerate(p["h"]):
@@ -102,31 +107,35 @@ def forward(params, config, input_ids, labels, *, attention_mask=None, token_typ
     h = layer_norm(x, **p["ln_f"], eps=cfg.layer_norm_epsilon).reshape(B * T, -1)  # [N, E]
     tape["h"] = h
 
-    # The head and the loss: logits t predict labels t+1 (the last position predicts nothing).
-    targets = np.full((B, T), -100, np.int64)
-    targets[:, :-1] = labels[:, 1:]
+    # The head and the loss: logits t predict labels t+1 (the last position predicts nothing), or shift_labels t.
+    if shift_labels is None:
+        targets = np.full((B, T), ignore_index, np.int64)
+        targets[:, :-1] = labels[:, 1:]
+    else:
+        targets = shift_labels
     tape["targets"] = targets = targets.reshape(-1)  # [N]
-    tape["n"] = num_items_in_batch
+    tape["n"], tape["ignore_index"] = num_items_in_batch, ignore_index
     loss, tape["dh"], tape["dhead"] = head_loss(h, lm_head_weight(p), targets, with_grad=with_head_grad,
-                                                n=num_items_in_batch)
+                                                n=num_items_in_batch, ignore_index=ignore_index)
     return loss, tape
 
 
-def head_loss(h, weight, targets, *, with_grad=False, n=None):
-    """The mean cross-entropy of logits = h @ weight^T against targets (-100 ignored), LOSS_ROWS rows at a time
-    (the [N, V] logits never exist at once): the sum over the counted targets / n (default: their number). With
-    ``with_grad``, also its gradients dh [N, E] and dweight [V, E], computed from the same logits.
+def head_loss(h, weight, targets, *, with_grad=False, n=None, ignore_index=-100):
+    """The mean cross-entropy of logits = h @ weight^T against targets (ignore_index ignored), LOSS_ROWS rows at a
+    time (the [N, V] logits never exist at once): the sum over the counted targets / n (default: their number).
+    With ``with_grad``, also its gradients dh [N, E] and dweight [V, E], computed from the same logits.
     # h [N, E], weight [V, E], targets [N] -> loss, dh, dweight
     """
-    n = int((targets != -100).sum()) if n is None else n
+    counted = targets != ignore_index
+    n = int(counted.sum()) if n is None else n
     total = 0.0
     dh = np.zeros_like(h) if with_grad else None
     dweight = np.zeros_like(weight) if with_grad else None
     for start in range(0, len(h), LOSS_ROWS):
         rows = slice(start, start + LOSS_ROWS)
-        if not (targets[rows] != -100).any():
+        if not counted[rows].any():
             continue
-        loss_sum, dlogits = bw.cross_entropy_backward(h[rows] @ weight.T, targets[rows], n)  # [rows, V]
+        loss_sum, dlogits = bw.cross_entropy_backward(h[rows] @ weight.T, targets[rows], n, ignore_index)  # [rows, V]
         total += loss_sum
         if with_grad:
             dh[rows], dweight_rows = bw.lm_head_backward(dlogits, h[rows], weight)
@@ -146,7 +155,8 @@ def backward(params, config, tape, *, head_mask=None):
     # The head and the loss (their gradients come from forward(with_head_grad=True), else are computed here).
     dh, dhead = tape["dh"], tape["dhead"]
     if dh is None:
-        _, dh, dhead = head_loss(h, lm_head_weight(p), tape["targets"], with_grad=True, n=tape["n"])
+        _, dh, dhead = head_loss(h, lm_head_weight(p), tape["targets"], with_grad=True, n=tape["n"],
+                                 ignore_index=tape["ignore_index"])
     if "lm_head" in p:  # an untied head: its own gradient, and wte's comes from the lookups alone
         grads["lm_head"] = {"weight": dhead}
         dwte = np.zeros_like(wte)
@@ -195,15 +205,17 @@ def loss_and_grad(params, config, input_ids, labels, **kwargs):
 
 
 def model_loss_and_grad(model, input_ids, labels=None, attention_mask=None, token_type_ids=None, position_ids=None,
-                        head_mask=None, rng=None, num_items_in_batch=None):
+                        head_mask=None, rng=None, num_items_in_batch=None, ignore_index=-100, shift_labels=None):
     """GPT2LMHeadModel.loss_and_grad: checks the inputs, runs forward + backward, keys the gradients like
     model.state_dict(). Dropout runs when model.training is True, drawn from ``rng`` (a numpy Generator or an
-    int seed; None: fresh entropy). ``num_items_in_batch``: HF's, the n of the loss's sum / n (default: this
-    batch's counted labels; the labels of every micro-batch of an accumulated step make their added gradients
-    those of the whole batch, as transformers' Trainer passes it)."""
+    int seed; None: fresh entropy). HF's loss options, as its forward reads them (ForCausalLMLoss):
+    ``num_items_in_batch``, the n of the loss's sum / n (default: this batch's counted labels; the labels of every
+    micro-batch of an accumulated step make their added gradients those of the whole batch, as transformers'
+    Trainer passes it); ``ignore_index``, the label that is not counted; ``shift_labels``, targets already shifted.
+    ``attention_mask``: [B, T] of 0/1, or the 4-D float bias as the forward takes it (attention_bias_4d)."""
     from ..checkpoint import flatten
-    from ..checks import as_array, check_number, int_array, mask_array, reshape_to
-    from ..modeling import _head_masks
+    from ..checks import as_array, check_int, check_number, int_array, mask_array, reshape_to
+    from ..modeling import _head_masks, attention_bias_4d
 
     cfg = model.config
     if cfg.add_cross_attention:
@@ -220,11 +232,17 @@ def model_loss_and_grad(model, input_ids, labels=None, attention_mask=None, toke
     B, T = input_ids.shape
     if T > cfg.n_positions:
         raise ValueError(f"input_ids holds {T} tokens per row, but n_positions={cfg.n_positions}")
-    labels = input_ids if labels is None else int_array("labels", labels, high=cfg.vocab_size, ignore_index=-100)
+    ignore_index = check_int("ignore_index", ignore_index)
+    labels = input_ids if labels is None else labels
+    name, labels = ("labels", labels) if shift_labels is None else ("shift_labels", shift_labels)  # (labels unread)
+    labels = int_array(name, labels, high=cfg.vocab_size, ignore_index=ignore_index)
     if labels.size != B * T or labels.shape[-1] != T:  # ((B * T,) is not (B, T): transformers reads one long row)
-        raise ValueError(f"labels must have the shape of input_ids {input_ids.shape}, got {labels.shape}")
+        raise ValueError(f"{name} must have the shape of input_ids {input_ids.shape}, got {labels.shape}")
     labels = labels.reshape(B, T)
-    if attention_mask is not None:
+    shift_labels = None if shift_labels is None else labels
+    if attention_mask is not None and np.ndim(attention_mask) == 4:  # (as the forward reads it)
+        attention_mask = attention_bias_4d(attention_mask, B, 0, T)  # [B or 1, 1, T or 1, T]
+    elif attention_mask is not None:
         attention_mask = reshape_to("attention_mask", mask_array("attention_mask", attention_mask), (B, T))
     if token_type_ids is not None:
         token_type_ids = reshape_to("token_type_ids", int_array("token_type_ids", token_type_ids,
@@ -247,7 +265,8 @@ def model_loss_and_grad(model, input_ids, labels=None, attention_mask=None, toke
                                           low=0, low_open=True)
     loss, grads = loss_and_grad(model.params, cfg, input_ids, labels, attention_mask=attention_mask,
                                 token_type_ids=token_type_ids, position_ids=position_ids, head_mask=head_masks,
-                                rng=rng, num_items_in_batch=num_items_in_batch)
+                                rng=rng, num_items_in_batch=num_items_in_batch, ignore_index=ignore_index,
+                                shift_labels=shift_labels)
     flat = flatten(grads)
     # state_dict()'s names ("transformer.h.0.attn.c_attn.weight", ...); a tied "lm_head.weight" is wte itself,
     # so its gradient is wte's, the very same array (as in torch, where both names hold one tensor); an untied
