@@ -218,10 +218,15 @@ class Int8Weight:
         return Int8Weight(self.q.T, self.scales.T, -1 - self.axis)
 
     def __getitem__(self, rows) -> "Int8Weight":
-        """Rows of a table whose blocks run along its rows (wte, wpe): ``widen(wte[ids])`` widens only those."""
+        """Rows of a table whose blocks run along its rows (wte, wpe): ``widen(wte[ids])`` widens only those.
+        The index is NumPy's, but the last axis is taken whole: a part of it would take its blocks' scales apart
+        (``widen(w)[:, 1:33]`` takes any part of the values)."""
         if self.axis != -1:
             raise TypeError("Int8Weight: rows can be taken only from a table quantized along its rows (axis -1: "
                             "wte, wpe), not from a Conv1D weight")
+        if not _leaves_last_axis(rows, self.q.ndim):
+            raise IndexError(f"Int8Weight: an index takes rows of the table {self.q.shape} (its leading axes); the "
+                             f"last axis, along which the blocks of {BLOCK} run, is taken whole. Got {rows!r:.80}")
         return Int8Weight(self.q[rows], self.scales[rows], -1)
 
     def __array__(self, dtype=None, copy=None):
@@ -229,6 +234,26 @@ class Int8Weight:
 
     def __repr__(self):
         return f"Int8Weight(shape={self.shape}, blocks of {BLOCK} along axis {self.axis})"
+
+
+def _leaves_last_axis(index, ndim) -> bool:
+    """True if NumPy's ``a[index]``, ``a`` of ``ndim`` axes, takes the last axis whole, and last: the index stops
+    before it (``a[ids]``, ``a[2:5]``, ``a[ids, ...]``) or ends with a bare ``:`` for it (``a[..., 0, :]``)."""
+    items = index if isinstance(index, tuple) else (index,)
+    if items and isinstance(items[-1], slice) and items[-1] == slice(None):
+        items = items[:-1]  # the last axis whole, after what indexes the axes before it
+    elif any(item is Ellipsis for item in items[:-1]):
+        return False  # an item after an Ellipsis indexes from the last axis (a[..., 0], a[..., None])
+    taken = 0
+    for item in items:
+        if item is None or item is Ellipsis or isinstance(item, (bool, np.bool_)):  # a new axis; the axes between
+            continue
+        if isinstance(item, (int, np.integer, slice)):
+            taken += 1
+        else:
+            item = np.asarray(item)
+            taken += item.ndim if item.dtype == bool else 1  # a mask indexes as many axes as it has
+    return taken < ndim
 
 
 def _float16_up(s):
