@@ -98,7 +98,8 @@ class BFloat16Weight:
     def __init__(self, bits):
         bits = np.asarray(bits)
         if bits.dtype != np.uint16:
-            raise TypeError(f"BFloat16Weight holds uint16 bit patterns, got dtype {bits.dtype}")
+            raise TypeError(f"BFloat16Weight: bits must have dtype uint16, got {bits.dtype} (the top halves of "
+                            f"float32 bit patterns; BFloat16Weight.from_float32 rounds float values to them)")
         self.bits = bits
 
     @classmethod
@@ -168,10 +169,19 @@ class Int8Weight:
 
     def __init__(self, q, scales, axis=0):
         q, scales = np.asarray(q), np.asarray(scales)
-        if q.dtype != np.int8 or scales.dtype != np.float16 or axis not in (0, -1) or q.ndim < 1 \
-                or (axis == 0 and q.ndim != 2):
-            raise TypeError(f"Int8Weight takes int8 values, float16 scales and axis 0 (a matrix) or -1, got "
-                            f"{q.dtype} {q.shape}, {scales.dtype} and axis {axis!r}")
+        made_by = "Int8Weight.quantize rounds float values to int8 q and float16 scales"
+        if q.dtype != np.int8:
+            raise TypeError(f"Int8Weight: q must have dtype int8, got {q.dtype} ({made_by})")
+        if scales.dtype != np.float16:
+            raise TypeError(f"Int8Weight: scales must have dtype float16, got {scales.dtype} ({made_by})")
+        if not isinstance(axis, (int, np.integer)) or isinstance(axis, (bool, np.bool_)) or axis not in (0, -1):
+            raise ValueError(f"Int8Weight: axis must be 0 (blocks down the columns of a matrix [in, out]) or -1 "
+                             f"(along the rows of a table), got {axis!r}")
+        axis = int(axis)
+        if axis == 0 and q.ndim != 2:
+            raise ValueError(f"Int8Weight: q must be a matrix [in, out] for axis 0, got shape {q.shape}")
+        if q.ndim == 0:
+            raise ValueError(f"Int8Weight: q must have at least one axis (the blocks run along the last), got shape ()")
         blocks = list(q.shape)
         blocks[axis] = -(-q.shape[axis] // BLOCK)
         if scales.shape != tuple(blocks):

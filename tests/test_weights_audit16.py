@@ -25,6 +25,45 @@ def made(seed=0, shape=(64, 48)):
     return a, BFloat16Weight.from_float32(a), Int8Weight.quantize(a), Int8Weight.quantize(a, axis=-1)
 
 
+# -- the constructors name what they refuse -------------------------------------------------------------
+
+@pytest.mark.parametrize("build, error, match", [
+    (lambda: BFloat16Weight(np.zeros((2, 3), np.float32)), TypeError, r"bits must have dtype uint16, got float32"),
+    (lambda: BFloat16Weight([[1, 2]]), TypeError, r"bits must have dtype uint16, got int64"),
+    (lambda: Int8Weight(np.zeros((64, 3), np.int16), np.zeros((2, 3), np.float16)), TypeError,
+     r"\bq must have dtype int8, got int16"),
+    (lambda: Int8Weight(np.zeros((64, 3), np.int8), np.zeros((2, 3), np.float32)), TypeError,
+     r"scales must have dtype float16, got float32"),
+    (lambda: Int8Weight(np.zeros((64, 3), np.int8), np.zeros((2, 3), np.float16), axis=1), ValueError,
+     r"axis must be 0 .* or -1 .*, got 1"),
+    (lambda: Int8Weight(np.zeros((64, 3), np.int8), np.zeros((2, 3), np.float16), axis=True), ValueError,
+     r"axis must be 0 .* or -1 .*, got True"),
+    (lambda: Int8Weight(np.zeros((64, 3), np.int8), np.zeros((2, 3), np.float16), axis="0"), ValueError,
+     r"axis must be 0 .* or -1 .*, got '0'"),
+    (lambda: Int8Weight(np.zeros(64, np.int8), np.zeros(2, np.float16), axis=0), ValueError,
+     r"\bq must be a matrix .* for axis 0, got shape \(64,\)"),
+    (lambda: Int8Weight(np.zeros((), np.int8), np.zeros((), np.float16), axis=-1), ValueError,
+     r"\bq must have at least one axis .*, got shape \(\)"),
+    (lambda: Int8Weight(np.zeros((64, 3), np.int8), np.zeros((1, 3), np.float16)), ValueError,
+     r"scales .* must have shape \(2, 3\), got \(1, 3\)"),
+])
+def test_a_constructor_names_the_attribute_what_it_was_and_what_is_allowed(build, error, match):
+    """Each refusal names the attribute (bits, q, scales, axis), what it was and what it may be. An int8 weight's
+    messages named all three at once ("takes int8 values, float16 scales and axis 0 (a matrix) or -1"), whichever
+    was wrong, and an axis of True or "0" was a TypeError about dtypes (False was taken: False == 0)."""
+    with pytest.raises(error, match=match):
+        build()
+
+
+def test_an_integer_axis_of_any_kind_is_kept_as_a_python_int():
+    q = Int8Weight.quantize(np.ones((64, 3), np.float32))
+    w = Int8Weight(q.q, q.scales, np.int64(0))
+    assert type(w.axis) is int and w.axis == 0 and type(w.T.axis) is int
+    assert repr(Int8Weight(q.T.q, q.T.scales, np.intp(-1))) == "Int8Weight(shape=(3, 64), blocks of 32 along axis -1)"
+    with pytest.raises(ValueError, match="got False"):
+        Int8Weight(q.q, q.scales, False)
+
+
 # -- rows of a table ---------------------------------------------------------------------------------------
 
 TABLE_ROWS = [np.array([[3, 0, 39], [7, 7, 1]]), 5, -1, slice(2, 9), slice(None, None, -3), (Ellipsis,),
