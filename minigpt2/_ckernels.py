@@ -140,13 +140,12 @@ def _stored(weight):
         code, values, scales = lib.MG_I8, weight.q, weight.scales
     else:
         return None
-    # (the constructors check these; an attribute replaced afterwards, bits = a uint8 array or scales = fewer
-    # of them, would have C read past the array's end)
-    if not (isinstance(values, np.ndarray) and values.dtype == _C_DTYPES[code]):
+    # (the constructors check dtypes and shapes, and a weight's arrays cannot be replaced; but an array's own dtype
+    # and shape can be set in place, w.bits.dtype = np.uint8 or w.q.shape = ..., which would have C read past its
+    # end: checked again here)
+    if values.dtype != _C_DTYPES[code] or values.ndim != 2 or not values.flags.aligned:
         return None
-    if values.ndim != 2 or not values.flags.aligned:
-        return None
-    if scales is not None and not (isinstance(scales, np.ndarray) and scales.dtype == np.float16
+    if scales is not None and not (scales.dtype == np.float16
                                    and scales.shape == (-(-values.shape[0] // BLOCK), values.shape[1])):
         return None
     if values.flags.c_contiguous:

@@ -84,12 +84,28 @@ class FormatName(str):
     __hash__ = str.__hash__
 
 
+# BFloat16Weight's and Int8Weight's attributes are set once, by the constructor, which checks them together: a new
+# weight is made rather than an array replaced (values may still be written into the arrays in place). A copy or a
+# pickle is made again by the constructor, from __reduce__.
+
+def _refuse_setting(self, name, value):
+    raise AttributeError(f"{type(self).__name__}.{name} cannot be set: a weight's attributes are checked together "
+                         f"when it is made; make a new {type(self).__name__} (values may still be written into its "
+                         f"arrays in place)")
+
+
+def _refuse_deleting(self, name):
+    raise AttributeError(f"{type(self).__name__}.{name} cannot be deleted: a weight's attributes are fixed when it is "
+                         f"made")
+
+
 class BFloat16Weight:
     """A matrix in bfloat16: ``bits`` (uint16) holds the top half of each value's float32 bit pattern.
 
     float32 is 1 sign bit, 8 exponent bits, 23 fraction bits. bfloat16 keeps the sign, all 8 exponent bits
     (so the same range as float32) and the top 7 fraction bits: 8 significant bits with the implicit one.
     Widening is exact: put the 16 bits back on top and fill the low half with zeros.
+    ``bits`` is fixed when the weight is made (other bits make another weight); its values may be written in place.
     """
 
     __slots__ = ("bits",)
@@ -100,7 +116,12 @@ class BFloat16Weight:
         if bits.dtype != np.uint16:
             raise TypeError(f"BFloat16Weight: bits must have dtype uint16, got {bits.dtype} (the top halves of "
                             f"float32 bit patterns; BFloat16Weight.from_float32 rounds float values to them)")
-        self.bits = bits
+        object.__setattr__(self, "bits", bits)
+
+    __setattr__, __delattr__ = _refuse_setting, _refuse_deleting
+
+    def __reduce__(self):
+        return type(self), (self.bits,)
 
     @classmethod
     def from_float32(cls, a) -> "BFloat16Weight":
@@ -161,7 +182,8 @@ class Int8Weight:
     (``wte.T``, the tied LM head's [E, V] view, has its blocks along axis 0, like a Conv1D weight; rows taken
     from a table, ``wte[ids]``, keep their scales, so ``q`` may then have any number of axes.) A block's scale
     is its largest magnitude / 127, rounded up to a float16, and every weight is off by at most half a scale.
-    The last block is shorter when the axis is not a multiple of 32.
+    The last block is shorter when the axis is not a multiple of 32. q, scales and axis are checked together and
+    fixed when the weight is made (other arrays make another weight); their values may be written in place.
     """
 
     __slots__ = ("q", "scales", "axis")
@@ -187,7 +209,13 @@ class Int8Weight:
         if scales.shape != tuple(blocks):
             raise ValueError(f"Int8Weight: q has shape {q.shape}, so scales (one per {BLOCK} along axis {axis}) "
                              f"must have shape {tuple(blocks)}, got {scales.shape}")
-        self.q, self.scales, self.axis = q, scales, axis
+        for name, value in (("q", q), ("scales", scales), ("axis", axis)):
+            object.__setattr__(self, name, value)
+
+    __setattr__, __delattr__ = _refuse_setting, _refuse_deleting
+
+    def __reduce__(self):
+        return type(self), (self.q, self.scales, self.axis)
 
     @classmethod
     def quantize(cls, a, axis=0) -> "Int8Weight":

@@ -64,6 +64,72 @@ def test_an_integer_axis_of_any_kind_is_kept_as_a_python_int():
         Int8Weight(q.q, q.scales, False)
 
 
+# -- made once, never swapped ----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("which", ["bf16", "conv", "table"])
+def test_a_weights_attributes_cannot_be_set_or_deleted(which):
+    """The constructor checks bits, or q, scales and axis together; replacing one afterwards skipped that (C then
+    declined, NumPy widened garbage or raised deep inside a product). The attributes are now fixed: a new weight
+    is made instead. Writing values into the arrays in place stays possible (it changes no shape nor dtype)."""
+    a, bf16, conv, table = made()
+    w = {"bf16": bf16, "conv": conv, "table": table}[which]
+    names = ("bits",) if which == "bf16" else ("q", "scales", "axis")
+    for name in names:
+        with pytest.raises(AttributeError, match=rf"{type(w).__name__}\.{name} cannot be set"):
+            setattr(w, name, getattr(w, name))
+        with pytest.raises(AttributeError, match=rf"{type(w).__name__}\.{name} cannot be deleted"):
+            delattr(w, name)
+    with pytest.raises(AttributeError, match="extra cannot be set"):
+        w.extra = 1
+    before = widen(w)
+    (w.bits if which == "bf16" else w.q)[0] = 0  # in place: allowed
+    expected = before.copy()
+    expected[0] = 0
+    np.testing.assert_array_equal(widen(w), expected)
+
+
+# -- pickling and copying --------------------------------------------------------------------------------------
+
+def weights_to_check():
+    a, bf16, conv, table = made(1, (70, 40))  # (not a multiple of 32 along either axis)
+    return {"bf16": bf16, "bf16 view": bf16[::2].T, "conv": conv, "table": table, "head": table.T,
+            "rows": table[np.array([[3, 0], [69, 7]])]}
+
+
+@pytest.mark.parametrize("name", list(weights_to_check()))
+@pytest.mark.parametrize("protocol", range(pickle.HIGHEST_PROTOCOL + 1))
+def test_pickling_in_every_protocol_gives_the_same_weight(name, protocol):
+    """Protocols 0 and 1 raised TypeError ("a class that defines __slots__ without defining __getstate__ cannot be
+    pickled"). Now every protocol makes the weight again through its constructor (so a pickle is checked as a new
+    weight is): same class, values, shape and int8 axis."""
+    w = weights_to_check()[name]
+    back = pickle.loads(pickle.dumps(w, protocol))
+    assert type(back) is type(w) and back.shape == w.shape and getattr(back, "axis", None) == getattr(w, "axis", None)
+    np.testing.assert_array_equal(widen(back), widen(w))
+
+
+@pytest.mark.parametrize("name", list(weights_to_check()))
+def test_copies_are_independent_and_keep_the_layout(name):
+    w = weights_to_check()[name]
+    deep, shallow = copy.deepcopy(w), copy.copy(w)
+    np.testing.assert_array_equal(widen(deep), widen(w))
+    np.testing.assert_array_equal(widen(shallow), widen(w))
+    for attr in ("bits",) if isinstance(w, BFloat16Weight) else ("q", "scales"):
+        assert not np.shares_memory(getattr(deep, attr), getattr(w, attr))
+        for flag in ("C_CONTIGUOUS", "F_CONTIGUOUS"):  # (C reads a matrix in its order: a copy keeps it)
+            if getattr(w, attr).flags[flag]:
+                assert getattr(deep, attr).flags[flag], (attr, flag)
+
+
+@needs_c
+def test_a_pickled_int8_conv1d_weight_is_still_served_by_c():
+    _, _, conv, _ = made()
+    x = np.random.default_rng(2).standard_normal((2, 64), dtype=np.float32)
+    assert ck.linear(x, conv) is not NotImplemented
+    for back in (pickle.loads(pickle.dumps(conv, 0)), pickle.loads(pickle.dumps(conv)), copy.deepcopy(conv)):
+        np.testing.assert_array_equal(ck.linear(x, back), ck.linear(x, conv))
+
+
 # -- rows of a table ---------------------------------------------------------------------------------------
 
 TABLE_ROWS = [np.array([[3, 0, 39], [7, 7, 1]]), 5, -1, slice(2, 9), slice(None, None, -3), (Ellipsis,),
@@ -103,3 +169,26 @@ def test_rows_of_rows_of_a_table_widen_to_the_same_values():
     ids = np.array([[3, 0, 39], [7, 7, 1]])
     np.testing.assert_array_equal(widen(table[ids][1, ::-1]), widen(table)[ids][1, ::-1])
     np.testing.assert_array_equal(widen(table[ids][..., 0, :]), widen(table)[ids][..., 0, :])
+
+
+# -- what the C core still checks itself ---------------------------------------------------------------------
+
+@needs_c
+def test_arrays_changed_in_place_to_what_c_would_read_past_are_declined():
+    """The arrays stay NumPy arrays, whose shape and dtype can be set in place (``w.bits.dtype = np.uint8``,
+    ``w.q.shape = ...``): no constructor sees that, so C still checks what it would read out of bounds on, and
+    declines."""
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((3, 64), dtype=np.float32)
+    bf16 = BFloat16Weight.from_float32(rng.standard_normal((64, 48), dtype=np.float32))
+    assert ck.linear(x, bf16) is not NotImplemented
+    bf16.bits.dtype = np.uint8  # [64, 96] bytes: C would read 2 bytes per value, twice the array
+    assert ck.linear(x, bf16) is NotImplemented
+    q = Int8Weight.quantize(rng.standard_normal((64, 48), dtype=np.float32))
+    rowwise = Int8Weight(np.ascontiguousarray(q.q), np.ascontiguousarray(q.scales), 0)  # (C reads this order too)
+    assert ck.linear(x, rowwise) is not NotImplemented
+    rowwise.q.shape = (16, 192)  # scales for 2 x 48 blocks, C would read 1 x 192
+    assert ck.linear(x[:, :16], rowwise) is NotImplemented
+    assert ck.linear(x, q) is not NotImplemented
+    q.scales.shape = (1, 2, 48)  # (a scales array of another shape)
+    assert ck.linear(x, q) is NotImplemented
