@@ -159,6 +159,11 @@ class BFloat16Weight:
     def __array__(self, dtype=None, copy=None):
         return _as_numpy(self, dtype, copy)
 
+    def astype(self, dtype, copy=True) -> np.ndarray:
+        """The values (``widen``) as a new array of ``dtype``, as np.asarray(w, dtype) gives them (there is no
+        copy to spare: ``copy=False`` makes one too, as ndarray.astype does when it must)."""
+        return _as_numpy(self, dtype, None)
+
     def __repr__(self):
         return f"BFloat16Weight(shape={self.shape})"
 
@@ -269,6 +274,11 @@ class Int8Weight:
 
     def __array__(self, dtype=None, copy=None):
         return _as_numpy(self, dtype, copy)
+
+    def astype(self, dtype, copy=True) -> np.ndarray:
+        """The values (``widen``) as a new array of ``dtype``, as np.asarray(w, dtype) gives them (there is no
+        copy to spare: ``copy=False`` makes one too, as ndarray.astype does when it must)."""
+        return _as_numpy(self, dtype, None)
 
     def __repr__(self):
         return f"Int8Weight(shape={self.shape}, blocks of {BLOCK} along axis {self.axis})"

@@ -130,6 +130,29 @@ def test_a_pickled_int8_conv1d_weight_is_still_served_by_c():
         np.testing.assert_array_equal(ck.linear(x, back), ck.linear(x, conv))
 
 
+# -- astype ------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("name", list(weights_to_check()))
+def test_astype_gives_the_values_in_that_dtype_as_torch_converts_them(name):
+    """``w.astype(np.float32)``, as for an array, was AttributeError (np.asarray(w) worked, astype did not). It is
+    the widened values (widen(w)) in that dtype, as torch converts a bfloat16 tensor (or the float32 values an
+    int8 weight stands for) with .to(dtype); always a new array, also with copy=False (as ndarray.astype when
+    the dtype differs)."""
+    torch = pytest.importorskip("torch")
+    w = weights_to_check()[name]
+    if isinstance(w, BFloat16Weight):
+        source = torch.from_numpy(np.ascontiguousarray(w.bits).view(np.int16)).view(torch.bfloat16)
+    else:
+        source = torch.from_numpy(widen(w))
+    for dtype, torch_dtype in ((np.float32, torch.float32), (np.float16, torch.float16), (np.float64, torch.float64)):
+        for got in (w.astype(dtype), w.astype(dtype, copy=False)):
+            assert isinstance(got, np.ndarray) and got.dtype == dtype and got.shape == w.shape
+            np.testing.assert_array_equal(got, source.to(torch_dtype).numpy())
+    fresh = w.astype(np.float32, copy=False)
+    fresh[...] = 0  # a new array: the weight keeps its values
+    np.testing.assert_array_equal(widen(w), source.to(torch.float32).numpy())
+
+
 # -- rows of a table ---------------------------------------------------------------------------------------
 
 TABLE_ROWS = [np.array([[3, 0, 39], [7, 7, 1]]), 5, -1, slice(2, 9), slice(None, None, -3), (Ellipsis,),
