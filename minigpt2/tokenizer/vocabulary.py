@@ -277,12 +277,34 @@ class Vocabulary:
 
     # -- tokens <-> ids --------------------------------------------------------------------------------------
     def convert_tokens_to_ids(self, tokens):
-        """A token string (or list of them) -> id(s); an unknown token gives the unk token's id, as in HF."""
-        if tokens is None:
-            return None
+        """A token string (or list of them) -> id(s); an unknown token gives the unk token's id, as in HF.
+
+        None, and a None in the list, give None in the slow class (HF's slow one returns them unchanged); the fast
+        class, as HF's (whose Rust look-up takes only str), raises TypeError for None or a token that is not a str
+        (the slow class gives such a token the unk id, as HF's)."""
         if isinstance(tokens, str):
             return self._token_to_id(tokens)
-        return [self._token_to_id(t) for t in tokens]
+        if tokens is None and not self.is_fast:
+            return None
+        try:
+            tokens = list(tokens)
+        except TypeError:
+            raise TypeError(f"convert_tokens_to_ids takes a token (str) or a list of tokens, got "
+                            f"{type(tokens).__name__ if tokens is not None else 'None'}") from None
+        return [self._item_to_id(token, position) for position, token in enumerate(tokens)]
+
+    def _item_to_id(self, token, position: int) -> Optional[int]:
+        """One item of convert_tokens_to_ids' list, as each class of HF's takes it."""
+        if self.is_fast and not isinstance(token, str):
+            raise TypeError(f"convert_tokens_to_ids takes token strings, but item {position} is {token!r} "
+                            f"({type(token).__name__}); the fast tokenizer, as HF's, looks up only str")
+        if token is None:
+            return None
+        try:
+            return self._token_to_id(token)
+        except TypeError:  # an unhashable item: a list, a dict
+            raise TypeError(f"convert_tokens_to_ids takes token strings, but item {position} is "
+                            f"{type(token).__name__} {token!r}") from None
 
     def _token_to_id(self, token: str) -> Optional[int]:
         index = self._added_tokens_encoder.get(token)

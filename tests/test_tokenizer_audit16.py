@@ -1,0 +1,54 @@
+"""Tokenizer audit, round 16: the token <-> id conversions and decode's input, at their edges (None, non-str tokens,
+ids past the vocabulary or negative, str ids, NumPy arrays of the wrong rank), as a transformers 4.57 user porting
+code meets them. Each class is compared with its transformers namesake, built offline from the bundled vocabulary
+(the `files` fixture of test_tokenizer_audit.py); every expected value or exception type is transformers' own,
+computed here. Each test failed before its fix."""
+import numpy as np
+import pytest
+
+transformers = pytest.importorskip("transformers")
+pytest.importorskip("tokenizers")
+if int(transformers.__version__.split(".")[0]) >= 5:
+    pytest.skip("compares with transformers 4.x's slow and fast GPT-2 tokenizers", allow_module_level=True)
+
+from test_tokenizer_audit import BOTH, files, pair_of  # noqa: E402,F401 (files: a fixture; the same helpers)
+
+
+def outcome(call, tokenizer):
+    """("ok", value) or ("error", the exception) of call(tokenizer)."""
+    try:
+        return "ok", call(tokenizer)
+    except Exception as error:  # noqa: BLE001 (any exception: it is compared with transformers')
+        return "error", error
+
+
+def assert_same_outcome(ours, theirs, call, *message_parts):
+    """The same value as transformers, or an exception of (a subclass of) transformers' exception type whose
+    message names each of `message_parts`."""
+    theirs_kind, theirs_value = outcome(call, theirs)
+    ours_kind, ours_value = outcome(call, ours)
+    if theirs_kind == "ok":
+        assert (ours_kind, ours_value) == ("ok", theirs_value)
+        return
+    assert ours_kind == "error", f"transformers raised {theirs_value!r}, minigpt2 returned {ours_value!r}"
+    assert isinstance(ours_value, type(theirs_value)), f"minigpt2 raised {ours_value!r}, transformers {theirs_value!r}"
+    for part in message_parts:
+        assert part in str(ours_value)
+
+
+@BOTH
+def test_convert_tokens_to_ids_of_none_and_of_non_str_tokens_follows_the_class(files, fast):
+    """HF's slow class returns None for None and for a None in a list (an int gets the unk id); its fast class, whose
+    vocabulary look-up takes only str, raises TypeError for both. minigpt2's fast class returned None, and both
+    gave a None in a list the unk id."""
+    ours, theirs = pair_of(files, fast)
+    assert_same_outcome(ours, theirs, lambda t: t.convert_tokens_to_ids(None), "got None", "a token (str)")
+    for tokens in ([None], ["a", None], [5], ["a", 5], b"a", [["a"]]):
+        assert_same_outcome(ours, theirs, lambda t: t.convert_tokens_to_ids(tokens), "item", "str")
+    for tokens in ([], "not-a-token", ["not-a-token", "a"], ("a", "b"), "<|endoftext|>", "", [""], {"a": 1},
+                   np.array(["a", "Ġworld"])):
+        assert_same_outcome(ours, theirs, lambda t: t.convert_tokens_to_ids(tokens))
+    assert_same_outcome(ours, theirs, lambda t: t.convert_tokens_to_ids(token for token in ["a", "b"]))
+    for bad in (5, 5.0):  # HF: "'int' object is not iterable"
+        assert_same_outcome(ours, theirs, lambda t: t.convert_tokens_to_ids(bad), "a token (str)",
+                            type(bad).__name__)
