@@ -307,8 +307,7 @@ def test_bad_input(tok):
         tok.decode("Hello")
     with pytest.raises(TypeError, match="batch_decode"):
         tok.decode(np.array([[1, 2]]))
-    with pytest.raises(ValueError, match="not in the vocabulary"):
-        tok.convert_ids_to_tokens(99999)
+    assert tok.convert_ids_to_tokens(99999) is None  # as HF's (test_tokenizer_audit16 compares)
     for framework in ("tf", "jax", "mlx"):  # "pt" gives NumPy arrays: test_return_tensors_pt_gives_numpy_arrays
         with pytest.raises(ValueError, match="NumPy-only"):
             tok("x", return_tensors=framework)

@@ -52,3 +52,55 @@ def test_convert_tokens_to_ids_of_none_and_of_non_str_tokens_follows_the_class(f
     for bad in (5, 5.0):  # HF: "'int' object is not iterable"
         assert_same_outcome(ours, theirs, lambda t: t.convert_tokens_to_ids(bad), "a token (str)",
                             type(bad).__name__)
+
+
+@BOTH
+def test_convert_ids_to_tokens_of_an_id_without_a_token(files, fast):
+    """HF gives None for an id past the vocabulary (a model's padded embedding can sample one); a negative id: None
+    from the slow class, OverflowError from the fast one (its ids are u32). minigpt2 raised ValueError for all."""
+    ours, theirs = pair_of(files, fast)
+    for ids in (50257, [50257], [50256, 50257], [50257, 50256], 10**20, -1, [-1], [15496, -5], 2**32 - 1, 2**32):
+        for skip in (False, True):
+            assert_same_outcome(ours, theirs, lambda t: t.convert_ids_to_tokens(ids, skip_special_tokens=skip),
+                                "token id", "from 0 to")
+
+
+@BOTH
+def test_setting_pad_token_id_to_an_id_without_a_token(files, fast):
+    """HF: pad_token_id = an id past the vocabulary leaves pad_token None (the fast class: OverflowError for -1)."""
+    ours, theirs = pair_of(files, fast)
+    for index in (99999, -1):
+        def set_pad_id(tokenizer):
+            tokenizer.pad_token_id = index
+            return tokenizer.pad_token, tokenizer.pad_token_id
+        assert_same_outcome(ours, theirs, set_pad_id, "token id")
+
+
+@BOTH
+def test_convert_ids_to_tokens_of_str_ids_is_a_value_error(files, fast):
+    """HF takes int(id) of each item: a str is a ValueError ("invalid literal for int()"); minigpt2 raised
+    TypeError. A nested list with skip_special_tokens said "unhashable type: 'list'"."""
+    ours, theirs = pair_of(files, fast)
+    for ids in ("a", ["a"], [15496, "x"]):
+        for skip in (False, True):
+            assert_same_outcome(ours, theirs, lambda t: t.convert_ids_to_tokens(ids, skip_special_tokens=skip),
+                                "ids")
+    for ids in ([[15496, 995]], np.array([[15496, 995]]), [None]):
+        for skip in (False, True):
+            assert_same_outcome(ours, theirs, lambda t: t.convert_ids_to_tokens(ids, skip_special_tokens=skip),
+                                "item 0")
+
+
+@BOTH
+def test_decode_of_a_bad_id_raises_transformers_exception_type(files, fast):
+    """HF's slow decode of an id with no token fails with TypeError (inside its join), its fast decode of a negative
+    id or one of 2**32 and more with OverflowError; a str id: ValueError (slow, int('a')) or TypeError (fast).
+    minigpt2's ValueError (naming the id) is now also of transformers' type. The fast decode still leaves out ids
+    past the vocabulary below 2**32, as HF's."""
+    ours, theirs = pair_of(files, fast)
+    for ids in ([15496, 50257], [-1], [15496, -5], [2**32 - 1], [2**32, 995], [10**20]):
+        for skip in (False, True):
+            assert_same_outcome(ours, theirs, lambda t: t.decode(ids, skip_special_tokens=skip), "token id")
+            assert_same_outcome(ours, theirs, lambda t: t.batch_decode([ids], skip_special_tokens=skip), "token id")
+    for ids in (["a"], [15496, "x"], "abc"):
+        assert_same_outcome(ours, theirs, lambda t: t.decode(ids), "ids")

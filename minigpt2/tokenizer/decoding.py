@@ -6,7 +6,17 @@ from typing import List, Optional
 import numpy as np
 
 from ..streamers import TokenStreamDecoder
-from ..checks import is_int
+
+U32_LIMIT = 2 ** 32  # HF's fast (Rust) tokenizer keeps ids as u32: an id outside [0, 2**32) is an OverflowError there
+
+
+class TokenIdError(ValueError, TypeError):
+    """A token id that names no token (or a str given as an id). A ValueError, and also the TypeError that HF's
+    slow decode raises there (from inside its join), so that code written for either exception catches it."""
+
+
+class TokenIdOverflowError(ValueError, OverflowError):
+    """An id outside [0, 2**32) given to the fast class: a ValueError, and also HF's fast tokenizer's OverflowError."""
 
 
 class Decoding:
@@ -23,24 +33,49 @@ class Decoding:
                 return [token_ids]
         if isinstance(token_ids, (list, tuple)):
             return list(token_ids)
-        if isinstance(token_ids, (str, bytes)):
-            raise TypeError(f"{what}() takes token ids (ints), got {type(token_ids).__name__}; "
-                            f"to turn token strings into text use convert_tokens_to_string")
+        if isinstance(token_ids, str):  # HF: int() of its first character, a ValueError (the fast decode: TypeError)
+            raise TokenIdError(f"{what}() takes token ids (ints), got str; to turn token strings into text use "
+                               f"convert_tokens_to_string")
+        if isinstance(token_ids, bytes):
+            raise TypeError(f"{what}() takes token ids (ints), got bytes; to turn token strings into text use "
+                            f"convert_tokens_to_string")
         raise TypeError(f"{what}() takes an int or a 1-D sequence of ints, got {type(token_ids).__name__}")
+
+    def _id_problem(self, index, position: int) -> Optional[Exception]:
+        """What is wrong with one id as an id (None: nothing); whether it names a token is not checked here.
+
+        The exception types are HF's: int() of a list or None is a TypeError, of a str a ValueError; the fast
+        class's ids are u32 (OverflowError outside them). A bool passes, as int(True) does in HF."""
+        if isinstance(index, (list, tuple, np.ndarray)):
+            return TypeError(f"token ids must be ints, but item {position} is a sequence; use batch_decode for a "
+                             f"batch of sequences")
+        if isinstance(index, str):
+            return TokenIdError(f"token ids must be ints, but item {position} is {index!r} (str); to turn token "
+                                f"strings into ids use convert_tokens_to_ids")
+        if not isinstance(index, (int, np.integer)):
+            return TypeError(f"token ids must be ints, but item {position} is {index!r} ({type(index).__name__})")
+        if self.is_fast and not 0 <= index < U32_LIMIT:
+            return TokenIdOverflowError(f"token id {index} (item {position}) is out of range: the fast tokenizer's "
+                                        f"ids, as HF's, run from 0 to 2**32 - 1 (its vocabulary's from 0 to "
+                                        f"{len(self) - 1})")
+        return None
 
     def _bad_id_error(self, ids) -> Exception:
         """The most useful error about the first id that has no bytes."""
         for position, index in enumerate(ids):
-            if isinstance(index, (list, tuple, np.ndarray)):
-                return TypeError(f"token ids must be ints, but item {position} is a sequence; use batch_decode for a "
-                                 f"batch of sequences")
-            if not is_int(index):
-                return TypeError(f"token ids must be ints, but item {position} is {index!r} "
-                                 f"({type(index).__name__})")
+            problem = self._id_problem(index, position)
+            if problem is not None:
+                return problem
             if not 0 <= index < len(self._id_bytes) or self._id_bytes[index] is None:
-                return ValueError(f"token id {index} (item {position}) is not in the vocabulary: ids run from 0 to "
-                                  f"{len(self) - 1}")
+                return TokenIdError(f"token id {index} (item {position}) is not in the vocabulary: ids run from 0 to "
+                                    f"{len(self) - 1}")
         return ValueError("invalid token ids")
+
+    def _fast_skips(self, index) -> bool:
+        """Whether HF's fast decode leaves this id out: an id in its u32 range that names no token."""
+        if not isinstance(index, (int, np.integer)) or not 0 <= index < U32_LIMIT:
+            return False
+        return index >= len(self._id_bytes) or self._id_bytes[index] is None
 
     def _ids_to_bytes(self, ids: List[int]) -> bytes:
         table = self._id_bytes
@@ -70,9 +105,7 @@ class Decoding:
                 isinstance(i, (list, tuple, np.ndarray)) for i in ids):  # (a batch: the set look-ups below
             raise self._bad_id_error(ids)  # would say "unhashable type: 'list'")
         if self.is_fast:  # HF's fast decode leaves out ids that have no token (past the vocabulary)
-            table = self._id_bytes
-            ids = [i for i in ids if not (isinstance(i, (int, np.integer)) and i >= len(table) or
-                                          isinstance(i, (int, np.integer)) and i >= 0 and table[i] is None)]
+            ids = [i for i in ids if not self._fast_skips(i)]
         if skip_special_tokens:
             special = set(self.all_special_ids)
             if self.is_fast:  # HF's Rust decoder also skips every added token marked special (tokenizer.json's

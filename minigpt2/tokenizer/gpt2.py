@@ -30,8 +30,8 @@ class GPT2Tokenizer(Vocabulary, Encoding, ModelInputs, Decoding, ChatTemplates, 
     unlimited, its from_pretrained("gpt2") says 1024); decode never inserts spaces around added tokens unless
     spaces_between_special_tokens=True (HF's slow tokenizer does, its fast one does not), so decode(encode(s)) == s;
     non-str input is a TypeError; return_tensors="pt" gives NumPy arrays, as "np" does (minigpt2 is NumPy-only);
-    a ragged batch with return_tensors="np" is an error, not an object array; an unknown id in decode or
-    convert_ids_to_tokens is a ValueError.
+    a ragged batch with return_tensors="np" is an error, not an object array; an unknown id in decode is a
+    ValueError (also a TypeError, HF's exception there), and gives None in convert_ids_to_tokens, as in HF.
     """
 
     vocab_files_names = {"vocab_file": "vocab.json", "merges_file": "merges.txt"}

@@ -315,26 +315,33 @@ class Vocabulary:
         return index
 
     def convert_ids_to_tokens(self, ids, skip_special_tokens: bool = False):
-        """An id (or a sequence of them) -> token string(s) such as "Ġworld". Unknown ids raise ValueError."""
+        """An id (or a sequence of them) -> token string(s) such as "Ġworld".
+
+        As in HF, an id that names no token (past the vocabulary) gives None, and so does a negative id in the slow
+        class; the fast class's ids are u32, as HF's: outside [0, 2**32) is an OverflowError (also a ValueError).
+        An item that is not an int is an error of HF's type: TypeError, or ValueError for a str."""
         if isinstance(ids, (int, np.integer)):
-            return self._id_to_token(int(ids))
+            ids = int(ids)
+            problem = self._id_problem(ids, 0)
+            if problem is not None:
+                raise problem
+            return self._id_to_token(ids)
         ids = self._as_id_list(ids, "convert_ids_to_tokens")
+        for position, index in enumerate(ids):
+            problem = self._id_problem(index, position)
+            if problem is not None:
+                raise problem
         if skip_special_tokens:
             special = set(self.all_special_ids)
             ids = [i for i in ids if i not in special]
-        try:
-            return [self._id_to_token(i) for i in ids]
-        except TypeError:  # a list or other unhashable item
-            raise self._bad_id_error(ids) from None
+        return [self._id_to_token(i) for i in ids]
 
-    def _id_to_token(self, index: int) -> str:
+    def _id_to_token(self, index: int) -> Optional[str]:
+        """The token of an int id, or None if it names none (HF's slow and fast classes)."""
         token = self._added_tokens_decoder.get(index)
         if token is not None:
             return token.content
-        try:
-            return self.decoder[index]
-        except (KeyError, TypeError):
-            raise self._bad_id_error([index]) from None
+        return self.decoder.get(index)
 
     def convert_tokens_to_string(self, tokens: Sequence[str]) -> str:
         """Token strings ("Hello", "Ġworld") back to text, as HF's byte-level decoder does it: each character of a
