@@ -104,3 +104,17 @@ def test_decode_of_a_bad_id_raises_transformers_exception_type(files, fast):
             assert_same_outcome(ours, theirs, lambda t: t.batch_decode([ids], skip_special_tokens=skip), "token id")
     for ids in (["a"], [15496, "x"], "abc"):
         assert_same_outcome(ours, theirs, lambda t: t.decode(ids), "ids")
+
+
+@BOTH
+def test_batch_decode_of_a_one_dimensional_array_decodes_each_id(files, fast):
+    """HF's batch_decode of a 1-D array (generate(...)[0] passed by mistake) decodes each id on its own, as it does
+    for a list of ints; minigpt2 raised ValueError. Other ranks: TypeError in HF (iterating a 0-d array, or int()
+    of a list); minigpt2 said ValueError."""
+    ours, theirs = pair_of(files, fast)
+    ids = [15496, 995, 50256]
+    for batch in (np.array(ids), np.array(ids, dtype=np.int32), ids, np.zeros((0,), dtype=np.int64)):
+        for skip in (False, True):
+            assert_same_outcome(ours, theirs, lambda t: t.batch_decode(batch, skip_special_tokens=skip))
+    for batch in (np.array(5), np.zeros((1, 1, 3), dtype=np.int64)):
+        assert_same_outcome(ours, theirs, lambda t: t.batch_decode(batch), "batch_decode", "shape")

@@ -157,9 +157,12 @@ class Decoding:
         return text
 
     def batch_decode(self, sequences, **kwargs) -> List[str]:
-        """decode each sequence of a batch: a list of lists or a 2-D NumPy array (e.g. generate's output)."""
-        if isinstance(sequences, np.ndarray) and sequences.ndim != 2:
-            raise ValueError(f"batch_decode expects a 2-D array (batch, length), got shape {sequences.shape}")
+        """decode each sequence of a batch: a list of lists or a 2-D NumPy array (e.g. generate's output).
+
+        As in HF, a list of ints or a 1-D array decodes each id on its own (one string per id)."""
+        if isinstance(sequences, np.ndarray) and sequences.ndim not in (1, 2):  # HF: TypeError (int() of a list,
+            raise TypeError(f"batch_decode takes a 2-D array (batch, length), or a 1-D one of ids to decode one by "
+                            f"one; got shape {sequences.shape}")  # or iterating a 0-d array)
         if hasattr(sequences, "tolist") and not isinstance(sequences, (list, tuple)):
             sequences = sequences.tolist()
         return [self.decode(seq, **kwargs) for seq in sequences]
