@@ -774,10 +774,13 @@ def main():
     blas = sorted({b for r in results for b in r.get("blas", []) if b.startswith("openblas")})
     print("\n" + machine_line(info))
     for threads in thread_counts:
-        choice = next((r["kernel_choice"] for r in results if r["threads"] == threads
-                       and r["system"].partition("@")[0] == "c"), None)
-        if choice:
-            print(f"at {threads} thread(s), " + "\n".join(choice))
+        # (the last run's: the run after a calibration may change a close call, _tuning._second_look)
+        choices = [r["kernel_choice"] for r in results
+                   if r["threads"] == threads and r["system"].partition("@")[0] == "c"]
+        if choices:
+            changed = [line.strip() for line in choices[-1][1:] if line not in choices[0][1:]]
+            print(f"at {threads} thread(s), " + "\n".join(choices[-1])
+                  + (f"\n  (changed by the second look at the close calls: {'; '.join(changed)})" if changed else ""))
     openblas = "".join(f", {name}={info[name]} set" for name in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE") if info[name])
     title = (f"{model_line(checkpoint, args.checkpoint is None)}, {info['cpu']}, {cores} cores, {repeats} round(s)"
              f"{', with a busy process' if args.busy else ''}; weights file {weights_mb:.0f} MB; decode b1: "
