@@ -170,23 +170,21 @@ class Files:
             special_map["additional_special_tokens"] = [token_config(t, False) for t in self._additional_special_tokens]
         written = []
         for name, content in (("tokenizer_config.json", config), ("special_tokens_map.json", special_map)):
-            with open(path(name), "w", encoding="utf-8") as f:
-                f.write(json.dumps(content, indent=2, sort_keys=True, ensure_ascii=False) + "\n")
+            _write_text(path(name), json.dumps(content, indent=2, sort_keys=True, ensure_ascii=False) + "\n")
             written.append(path(name))
         if legacy_format is not False:
-            with open(path("vocab.json"), "w", encoding="utf-8") as f:
-                f.write(json.dumps(self.encoder, indent=2, sort_keys=True, ensure_ascii=False) + "\n")
-            with open(path("merges.txt"), "w", encoding="utf-8") as f:
-                f.write("#version: 0.2\n" + "".join(f"{a} {b}\n" for a, b in self._bpe.merges))
+            _write_text(path("vocab.json"),
+                        json.dumps(self.encoder, indent=2, sort_keys=True, ensure_ascii=False) + "\n")
+            _write_text(path("merges.txt"), "#version: 0.2\n" + "".join(f"{a} {b}\n" for a, b in self._bpe.merges))
             written += [path("vocab.json"), path("merges.txt")]
         if self.is_fast and legacy_format is not True:
-            with open(path("tokenizer.json"), "w", encoding="utf-8") as f:
-                f.write(json.dumps(self._tokenizer_json(), indent=2, ensure_ascii=False) + "\n")
+            _write_text(path("tokenizer.json"),
+                        json.dumps(self._tokenizer_json(), indent=2, ensure_ascii=False) + "\n")
             written.append(path("tokenizer.json"))
         extra = {t.content: i for i, t in self.added_tokens_decoder.items() if i >= self.vocab_size}
         if extra and legacy_format is not False:
-            with open(path("added_tokens.json"), "w", encoding="utf-8") as f:
-                f.write(json.dumps(extra, indent=2, sort_keys=True, ensure_ascii=False) + "\n")
+            _write_text(path("added_tokens.json"),
+                        json.dumps(extra, indent=2, sort_keys=True, ensure_ascii=False) + "\n")
             written.append(path("added_tokens.json"))
         written += self._save_chat_templates(save_directory, prefix)
         return tuple(written)
@@ -235,8 +233,7 @@ class Files:
             else:
                 os.makedirs(os.path.join(save_directory, prefix + CHAT_TEMPLATE_DIR), exist_ok=True)
                 where = os.path.join(save_directory, prefix + CHAT_TEMPLATE_DIR, name + ".jinja")
-            with open(where, "w", encoding="utf-8") as f:
-                f.write(template)
+            _write_text(where, template)
             written.append(where)
         return written
 
@@ -366,3 +363,16 @@ def _read_tokenizer_json(path: str) -> Tuple[Dict[str, int], List[Tuple[str, str
     check_consistent(encoder, merges, path, path)
     return encoder, merges, list(data.get("added_tokens") or [])
 
+
+def _write_text(path: str, text: str) -> None:
+    """Write a file whole or not at all: into a fresh name beside it, then renamed over it (a disk that fills up
+    midway leaves the file saved before as it was, and no partial file)."""
+    partial = f"{path}.{os.getpid()}.partial"
+    try:
+        with open(partial, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(partial, path)
+    except BaseException:
+        if os.path.exists(partial):
+            os.unlink(partial)
+        raise
