@@ -31,7 +31,7 @@ import pytest
 import minigpt2
 from minigpt2.training.grad import model_loss_and_grad
 from test_training import GRAD_RTOL, batch, corpus, tiny_trainer, torch_model  # noqa: F401 (corpus: a fixture)
-from test_training_more import ours_from
+from test_training_more import assert_torch_grads, ours_from
 
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
@@ -53,14 +53,7 @@ def assert_matches_torch(hf, model, ids, labels, *, attention_mask=None, positio
                                       position_ids=position_ids, **loss_options)
     ref_loss = out.loss.item()
     assert abs(loss - ref_loss) <= LOSS_RTOL * max(1.0, abs(ref_loss)), (loss, ref_loss)
-    report, failed = [], []
-    for name, p in hf.named_parameters():
-        r = p.grad.numpy()
-        diff, bound = float(np.abs(grads[name] - r).max()), GRAD_RTOL * float(np.abs(r).max())
-        report.append(f"{name:40s} max|ref| {np.abs(r).max():9.3g}  max|diff| {diff:9.3g}  bound {bound:9.3g}")
-        if not diff <= bound:
-            failed.append(name)
-    assert not failed, "gradients differ from torch's:\n" + "\n".join(report)
+    assert_torch_grads(hf, grads)
     return loss, grads
 
 
