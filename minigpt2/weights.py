@@ -172,8 +172,9 @@ def _as_numpy(w, dtype, copy):
     """NumPy's ``__array__`` for a narrow weight: the float32 values it stands for (``widen``), a new array, so
     np.asarray(w) and torch.as_tensor(np.asarray(w)) give its values, as for a float32 weight."""
     if copy is False:
-        raise ValueError(f"{'an' if w.format == 'int8' else 'a'} {w.format} weight cannot be viewed as a float32 array without a copy: its values are "
-                         f"widened into a new one (np.asarray(w), or w.widen())")
+        article = "an" if w.format == "int8" else "a"
+        raise ValueError(f"{article} {w.format} weight cannot be viewed as a float32 array without a copy: its values "
+                         f"are widened into a new one (np.asarray(w), or w.widen())")
     return w.widen() if dtype is None else w.widen().astype(dtype)
 
 

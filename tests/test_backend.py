@@ -530,7 +530,8 @@ def test_the_calibration_is_measured_once_and_cached_for_other_users(tmp_path):
     second = run_python("import minigpt2; from minigpt2 import _tuning\n"
                         "real = _tuning.calibrate\n"
                         "def again(only=None):\n"
-                        "    assert only and set(only) <= set(_tuning.DECIDING + tuple(_tuning._narrow_classes())), only\n"
+                        "    deciding = set(_tuning.DECIDING + tuple(_tuning._narrow_classes()))\n"
+                        "    assert only and set(only) <= deciding, only\n"
                         "    return real(only)\n"
                         "_tuning.calibrate = again\n"
                         "print('\\n'.join(minigpt2.backend.kernel_choice()))", env)

@@ -233,13 +233,17 @@ def model_loss_and_grad(model, input_ids, labels=None, attention_mask=None, toke
     if T > cfg.n_positions:
         raise ValueError(f"input_ids holds {T} tokens per row, but n_positions={cfg.n_positions}")
     ignore_index = check_int("ignore_index", ignore_index)
-    labels = input_ids if labels is None else labels
-    name, labels = ("labels", labels) if shift_labels is None else ("shift_labels", shift_labels)  # (labels unread)
-    labels = int_array(name, labels, high=cfg.vocab_size, ignore_index=ignore_index)
-    if labels.size != B * T or labels.shape[-1] != T:  # ((B * T,) is not (B, T): transformers reads one long row)
-        raise ValueError(f"{name} must have the shape of input_ids {input_ids.shape}, got {labels.shape}")
-    labels = labels.reshape(B, T)
-    shift_labels = None if shift_labels is None else labels
+
+    def targets(name, values):  # labels or shift_labels: ints [B, T] below vocab_size, or ignore_index
+        values = int_array(name, values, high=cfg.vocab_size, ignore_index=ignore_index)
+        if values.size != B * T or values.shape[-1] != T:  # ((B * T,) is not (B, T): transformers reads one row)
+            raise ValueError(f"{name} must have the shape of input_ids {input_ids.shape}, got {values.shape}")
+        return values.reshape(B, T)
+
+    if shift_labels is not None:  # the targets as given: labels are not read
+        shift_labels = labels = targets("shift_labels", shift_labels)
+    else:
+        labels = input_ids if labels is None else targets("labels", labels)
     if attention_mask is not None and np.ndim(attention_mask) == 4:  # (as the forward reads it)
         attention_mask = attention_bias_4d(attention_mask, B, 0, T)  # [B or 1, 1, T or 1, T]
     elif attention_mask is not None:
