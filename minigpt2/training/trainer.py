@@ -232,6 +232,17 @@ def read_state(directory) -> dict:
     return state
 
 
+def _replace(new, old, aside):
+    """os.replace(new, old), also for a folder (a tokenizer's additional_chat_templates/) over the folder of the
+    last save, which os.replace refuses while it holds files: that one is renamed to ``aside``, then removed."""
+    if os.path.isdir(new) and os.path.isdir(old) and not os.path.islink(old):
+        os.replace(old, aside)
+        os.replace(new, old)
+        shutil.rmtree(aside)
+    else:
+        os.replace(new, old)
+
+
 class Trainer:
     """Trains a GPT2LMHeadModel on token arrays ``tokens = {"train": ..., "val": ...}``."""
 
@@ -456,8 +467,9 @@ class Trainer:
                 shutil.rmtree(partial, ignore_errors=True)
                 raise
             names = sorted(os.listdir(partial), key=lambda name: name == STATE_NAME)  # the state last
+            aside = os.path.join(partial, ".replaced")
             for name in names:
-                os.replace(os.path.join(partial, name), os.path.join(out, name))
+                _replace(os.path.join(partial, name), os.path.join(out, name), aside)
             os.rmdir(partial)
             self.saved_step = self.step
         finally:
