@@ -85,7 +85,8 @@ CLASSES = {
 # have instructions for; which of them is measured). Which walk and prefetch kind read them fastest is measured
 # apart from float32's: a row of W is half or a quarter of the bytes, which changes what the CPU's prefetchers see
 # (Zen 3, one thread, int8 blocks: 9.5 GB/s by rows without prefetching, 14 with it; float32 was level). Measured
-# for decoding one sequence; the other classes take the winner's walk and prefetch kind ("NARROW_LIKE"). int8
+# for decoding one sequence; the other classes take the winner's walk and prefetch kind ("NARROW_LIKE"), a
+# prompt in the variant of float32's fastest prompt product (Plan.narrow_pick). int8
 # matrices are all stored with their columns contiguous (weights.Int8Weight), and few rows of them take one kernel,
 # integer dot products (csrc/dots_i8.h), whose prefetch kind is measured on GPT-2's block matrices as the head's
 # class; a Conv1D int8 weight stored by rows (one built by hand) takes float32's choice (Plan.narrow_pick). bfloat16
@@ -196,10 +197,15 @@ class Plan:
         """What serves the class for weights of a NARROW kind; None when NumPy was forced. The calibration's
         own measurement for the kind (choice["linear_1@int8"] ...) where there is one; else (a forced plan, or a
         plan made by hand) float32's walk and prefetch kind for the class in the widest variant (where NumPy won
-        float32, those of the fastest C candidate measured there)."""
+        float32, those of the fastest C candidate measured there).
+
+        A prompt's product (linear_tiled) is bound by the arithmetic, which the variant's vector width decides;
+        one row's product is bound by the memory, and its variants come out near even. So a prompt takes the
+        variant float32's prompts were fastest in, with the kind's own prefetch kind (this VM, one thread:
+        bfloat16's one-row race chose avx2 by 5%, and its prompts then ran at 285 tok/s against 359 in avx512)."""
         own = self.choice.get(f"{NARROW_LIKE[cls]}@{kind}")
-        if own is not None:  # (a prompt has no walk)
-            return own.replace("/rows", "").replace("/seq", "") if cls == "linear_tiled" else own
+        if own is not None and (cls != "linear_tiled" or own == NUMPY):
+            return own
         pick = self.choice.get(cls, NUMPY)
         if pick == NUMPY:
             times = {c: t for c, t in self.measured.get(cls, {}).items() if c != NUMPY}
@@ -211,7 +217,13 @@ class Plan:
                 pick = f"{supported_variants()[-1]}/nta"
         if self.how.startswith("forced"):  # a forced variant serves everything
             return pick
-        return "/".join([supported_variants()[-1]] + pick.split("/")[1:])
+        variant = (own or supported_variants()[-1]).split("/")[0]
+        if cls == "linear_tiled":  # (of the variants wider than the baseline; untimed in a plan made by hand)
+            times = {c: t for c, t in self.measured.get(cls, {}).items()
+                     if c.split("/")[0] in supported_variants()[1:]}
+            variant = min(times, key=times.get).split("/")[0] if times else variant
+        prefetch = (own or pick).split("/")[1]  # (a prompt has no walk)
+        return "/".join([variant, prefetch] + pick.split("/")[2:])
 
 
 def forced(name: str) -> Plan:
