@@ -61,10 +61,13 @@ static INLINE vf group4_scaled(vf sum, const vf x[4], const vf q[4], vf s)
 #define AHEAD(NV) (PREFETCH_BYTES / (NV * VL * (long)sizeof(WT)) > 1 ? PREFETCH_BYTES / (NV * VL * (long)sizeof(WT)) : 1)
 
 /* strip_RxNV: out[r, 0:NV*VL] = x[r, k0:k1] @ W[k0:k1, 0:NV*VL] for R rows r, with the R x NV
- * vectors of sums in registers while the rows of W stream past; each step loads NV vectors of W
- * and multiplies them by one broadcast x value per row. The shapes come from target_*.h, chosen
- * so that sums + loads + the broadcast fit the register file. (One function per shape, written
- * out by the macro: with the sizes as run-time arguments the sums would live in memory.) */
+ * vectors of sums in registers while the rows of W stream past; each step broadcasts one x value per
+ * row and multiplies each of NV vectors of W, as it is loaded (and widened), by them. The shapes come
+ * from target_*.h, chosen so that the sums + the broadcasts + a vector of W fit the register file.
+ * (Loading all NV vectors first needed NV registers more: a narrow W, which cannot be a multiply-add's
+ * memory operand, then pushed a sum of AVX-512's 1 x 16 strip onto the stack, stored and reloaded at
+ * every row.) (One function per shape, written out by the macro: with the sizes as run-time arguments
+ * the sums would live in memory.) */
 #define DEFINE_STRIP(NAME, R, NV)                                                                  \
     static NOINLINE void NAME(const float *x, long x_stride, const WT *w, long w_stride, const uint16_t *sc, \
                               long s_stride, long k0, long k1, float *out, long out_stride, int prefetch) \
@@ -94,11 +97,11 @@ static INLINE vf group4_scaled(vf sum, const vf x[4], const vf q[4], vf s)
             if (prefetch && k + AHEAD(NV) < k1)                                                    \
                 for (long i = 0; i < NV * VL; i += LINE)                                           \
                     PREFETCH_AS(prefetch, w + (k + AHEAD(NV)) * w_stride + i);                     \
-            vf wv[NV];                                                                             \
-            UNROLL for (int v = 0; v < NV; v++) wv[v] = WROW(w, sc, k, v * VL);                    \
-            UNROLL for (int r = 0; r < R; r++) {                                                   \
-                vf xr = vsplat(x[r * x_stride + k]);                                               \
-                UNROLL for (int v = 0; v < NV; v++) acc[r][v] = vfma(xr, wv[v], acc[r][v]);                       \
+            vf xr[R]; /* (each vector of W used as soon as it is loaded: a narrow one needs a register */ \
+            UNROLL for (int r = 0; r < R; r++) xr[r] = vsplat(x[r * x_stride + k]); /* to widen in) */ \
+            UNROLL for (int v = 0; v < NV; v++) {                                                  \
+                vf wv = WROW(w, sc, k, v * VL);                                                    \
+                UNROLL for (int r = 0; r < R; r++) acc[r][v] = vfma(xr[r], wv, acc[r][v]);         \
             }                                                                                      \
         }                                                                                          \
         UNROLL for (int r = 0; r < R; r++)                                                         \

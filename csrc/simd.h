@@ -68,11 +68,27 @@ static INLINE void vstore(float *p, vf v) { *(vf_u *)p = v; }
 static INLINE vf vsplat(float x) { return x - (vf){0}; }  /* (x - 0 is x for every float, -0 too) */
 
 /* The lanes of v added pairwise: the upper half of the lanes onto the lower half, then the same for
- * that half, down to one lane (a fixed order). Each half is a vector of its own, taken out with memcpy,
- * which compilers turn into one register instruction (vextractf32x8, ...). Written as a loop over the
- * lanes copied into an array, the same additions in the same order, gcc made stores and reloads
- * through the stack that waited on one another: a third of a decoding step's attention, which takes one
- * such sum per key (measured, docs/kernels.md). */
+ * that half, down to one lane (a fixed order). Each half is a vector of its own, taken out by
+ * __builtin_shufflevector (clang; gcc from 12), which compilers turn into one register instruction
+ * (vextractf32x8, ...). Written as a loop over the lanes copied into an array, the same additions in the
+ * same order, gcc made stores and reloads through the stack that waited on one another: a third of a
+ * decoding step's attention, which takes one such sum per key (measured, docs/kernels.md). Taken out with
+ * memcpy (kept for compilers without the builtin), gcc 12 kept every sum of the AVX-512 head kernels
+ * (decode.h, dots_*) on the stack for the whole loop, a store and a reload per multiply-add: 16-bit heads in
+ * L2 ran 30% slower (docs/kernels.md; tests/test_kernels_registers17.py checks the assembly). */
+#if defined(__has_builtin)
+#if __has_builtin(__builtin_shufflevector)
+#define MG_HALVES(v, half, lo, hi) (lo = __builtin_shufflevector(v, v, MG_LOWER_##half), \
+                                    hi = __builtin_shufflevector(v, v, MG_UPPER_##half))
+#endif
+#endif
+#ifndef MG_HALVES
+#define MG_HALVES(v, half, lo, hi) (memcpy(&lo, &v, sizeof lo), memcpy(&hi, (const char *)&v + sizeof lo, sizeof hi))
+#endif
+#define MG_LOWER_8 0, 1, 2, 3, 4, 5, 6, 7
+#define MG_UPPER_8 8, 9, 10, 11, 12, 13, 14, 15
+#define MG_LOWER_4 0, 1, 2, 3
+#define MG_UPPER_4 4, 5, 6, 7
 typedef float vf8 __attribute__((vector_size(32)));
 typedef float vf4 __attribute__((vector_size(16)));
 
@@ -80,16 +96,14 @@ static INLINE float vsum(vf v)
 {
 #if MG_VBYTES == 64
     vf8 lo8, hi8;
-    memcpy(&lo8, &v, sizeof lo8);
-    memcpy(&hi8, (const char *)&v + sizeof lo8, sizeof hi8);
+    MG_HALVES(v, 8, lo8, hi8);
     vf8 v8 = lo8 + hi8;
 #elif MG_VBYTES == 32
     vf8 v8 = v;
 #endif
 #if MG_VBYTES >= 32
     vf4 lo4, hi4;
-    memcpy(&lo4, &v8, sizeof lo4);
-    memcpy(&hi4, (const char *)&v8 + sizeof lo4, sizeof hi4);
+    MG_HALVES(v8, 4, lo4, hi4);
     vf4 v4 = lo4 + hi4;
 #else
     vf4 v4 = v;

@@ -8,7 +8,7 @@
 
 #define DECODE_NV1 8          /* 1 row x 64 columns: 8 accumulators, W from memory operands */
 #define DECODE_R 4
-#define DECODE_NV 2           /* 4 rows x 16 columns: 8 accumulators + 2 loads + 1 broadcast */
+#define DECODE_NV 2           /* 4 rows x 16 columns: 8 accumulators + 4 broadcasts + 1 load */
 #define DOT_R 2
 #define DOT_C 4               /* 8 accumulators + 2 x loads + 1 w load */
 #define GEMM_MR 6

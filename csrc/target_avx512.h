@@ -8,7 +8,7 @@
 
 #define DECODE_NV1 16         /* 1 row x 256 columns: 16 accumulators (one 1 KiB stretch of a W row) */
 #define DECODE_R 4
-#define DECODE_NV 4           /* 4 rows x 64 columns: 16 accumulators + 4 loads + 1 broadcast */
+#define DECODE_NV 4           /* 4 rows x 64 columns: 16 accumulators + 4 broadcasts + 1 load */
 #define DOT_R 4
 #define DOT_C 4               /* 16 accumulators + 4 x loads + 1 w load */
 #define GEMM_MR 8

@@ -10,7 +10,7 @@
 /* linear, few rows (rows of W contiguous): strips of DECODE_R rows x DECODE_NV vectors of sums */
 #define DECODE_NV1 8          /* 1 row: 8 accumulators (32 columns) */
 #define DECODE_R 4            /* 2..12 rows, 4 at a time ... */
-#define DECODE_NV 2           /* ... x 2 vectors (8 columns): 8 accumulators + 2 loads + 1 broadcast */
+#define DECODE_NV 2           /* ... x 2 vectors (8 columns): 8 accumulators + 4 broadcasts + 1 load */
 /* linear, few rows, columns of W contiguous (the tied head): DOT_R rows x DOT_C outputs */
 #define DOT_R 2
 #define DOT_C 4               /* 8 accumulators + 2 x loads + 1 w load */
