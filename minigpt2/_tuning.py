@@ -201,8 +201,8 @@ class Plan:
 
         A prompt's product (linear_tiled) is bound by the arithmetic, which the variant's vector width decides;
         one row's product is bound by the memory, and its variants come out near even. So a prompt takes the
-        variant float32's prompts were fastest in, with the kind's own prefetch kind (this VM, one thread:
-        bfloat16's one-row race chose avx2 by 5%, and its prompts then ran at 285 tok/s against 359 in avx512)."""
+        variant float32's prompts were fastest in, with the kind's own prefetch kind (a Xeon Emerald Rapids VM,
+        one thread: bfloat16's one-row race chose avx2 by 5%, and its prompts ran at 285 tok/s, 359 in avx512)."""
         own = self.choice.get(f"{NARROW_LIKE[cls]}@{kind}")
         if own is not None and (cls != "linear_tiled" or own == NUMPY):
             return own
