@@ -64,9 +64,9 @@ static INLINE vf group4_scaled(vf sum, const vf x[4], const vf q[4], vf s)
  * vectors of sums in registers while the rows of W stream past; each step broadcasts one x value per
  * row and multiplies each of NV vectors of W, as it is loaded (and widened), by them. The shapes come
  * from target_*.h, chosen so that the sums + the broadcasts + a vector of W fit the register file.
- * (Loading all NV vectors first needed NV registers more: a narrow W, which cannot be a multiply-add's
+ * Loading all NV vectors first needed NV registers more: a narrow W, which cannot be a multiply-add's
  * memory operand, then pushed a sum of AVX-512's 1 x 16 strip onto the stack, stored and reloaded at
- * every row.) (One function per shape, written out by the macro: with the sizes as run-time arguments
+ * every row. (One function per shape, written out by the macro: with the sizes as run-time arguments
  * the sums would live in memory.) */
 #define DEFINE_STRIP(NAME, R, NV)                                                                  \
     static NOINLINE void NAME(const float *x, long x_stride, const WT *w, long w_stride, const uint16_t *sc, \
@@ -97,8 +97,8 @@ static INLINE vf group4_scaled(vf sum, const vf x[4], const vf q[4], vf s)
             if (prefetch && k + AHEAD(NV) < k1)                                                    \
                 for (long i = 0; i < NV * VL; i += LINE)                                           \
                     PREFETCH_AS(prefetch, w + (k + AHEAD(NV)) * w_stride + i);                     \
-            vf xr[R]; /* (each vector of W used as soon as it is loaded: a narrow one needs a register */ \
-            UNROLL for (int r = 0; r < R; r++) xr[r] = vsplat(x[r * x_stride + k]); /* to widen in) */ \
+            vf xr[R]; /* x[r, k] in every lane; then each vector of W is used as it is loaded (above) */ \
+            UNROLL for (int r = 0; r < R; r++) xr[r] = vsplat(x[r * x_stride + k]);               \
             UNROLL for (int v = 0; v < NV; v++) {                                                  \
                 vf wv = WROW(w, sc, k, v * VL);                                                    \
                 UNROLL for (int r = 0; r < R; r++) acc[r][v] = vfma(xr[r], wv, acc[r][v]);         \

@@ -218,12 +218,17 @@ class Plan:
         if self.how.startswith("forced"):  # a forced variant serves everything
             return pick
         variant = (own or supported_variants()[-1]).split("/")[0]
-        if cls == "linear_tiled":  # (of the variants wider than the baseline; untimed in a plan made by hand)
-            times = {c: t for c, t in self.measured.get(cls, {}).items()
-                     if c.split("/")[0] in supported_variants()[1:]}
-            variant = min(times, key=times.get).split("/")[0] if times else variant
+        if cls == "linear_tiled":
+            variant = self.fastest_prompt_variant() or variant
         prefetch = (own or pick).split("/")[1]  # (a prompt has no walk)
         return "/".join([variant, prefetch] + pick.split("/")[2:])
+
+    def fastest_prompt_variant(self):
+        """The variant float32's prompt product (linear_tiled) was fastest in, of those wider than the baseline;
+        None where that race was not run (a plan made by hand)."""
+        times = {c: t for c, t in self.measured.get("linear_tiled", {}).items()
+                 if c.split("/")[0] in supported_variants()[1:]}
+        return min(times, key=times.get).split("/")[0] if times else None
 
 
 def forced(name: str) -> Plan:
